@@ -1,0 +1,78 @@
+"""This node's row in ``nodes``: registered at start, heartbeat, stopped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from snfd.cluster import store
+from snfd.db.pool import Database
+
+log = Logger(namespace="snfd.cluster")
+
+
+class Membership(service.Service):
+    """Keeps this node's membership row fresh and reads the cluster's state."""
+
+    name = "membership"
+
+    def __init__(self, reactor: Any, db: Database, node_id: str, address: str,
+                 plugins: list[str], heartbeat_interval: float = 5.0):
+        self._reactor = reactor
+        self._db = db
+        self.node_id = node_id
+        self._address = address
+        self._plugins = plugins
+        self._interval = heartbeat_interval
+        self._loop: task.LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._beat()))
+        self._loop.clock = self._reactor
+        self._loop.start(self._interval, now=True)
+        self._registered = False
+
+    async def _beat(self) -> None:
+        try:
+            if not self._registered:
+                await self._db.run("cluster.register_node", store.register_node_txn,
+                                   self.node_id, self._address, self._plugins)
+                self._registered = True
+                log.info("node {node} joined the cluster at {address}",
+                         node=self.node_id, address=self._address)
+            else:
+                await self._db.run("cluster.heartbeat", store.heartbeat_txn, self.node_id)
+        except Exception as e:
+            log.warn("membership heartbeat failed: {error}", error=" ".join(str(e).split()))
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return defer.ensureDeferred(self._leave())
+
+    async def _leave(self) -> None:
+        try:
+            await self._db.run("cluster.node_stopped", store.node_stopped_txn, self.node_id)
+        except Exception as e:
+            log.warn("could not mark node stopped: {error}", error=" ".join(str(e).split()))
+
+    async def status(self) -> dict[str, Any]:
+        """The cluster as ``GET /_cluster`` shows it."""
+        members, leadership = await self._db.run(
+            "cluster.status", _status_txn, self._interval * 3)
+        return {
+            "node": self.node_id,
+            "leader": leadership.leader,
+            "epoch": leadership.epoch,
+            "leader_since": leadership.since.isoformat() if leadership.since else None,
+            "members": [m.as_json() for m in members],
+        }
+
+
+def _status_txn(txn: Any, dead_after: float) -> tuple[list[store.Member], store.Leadership]:
+    return store.members_txn(txn, dead_after), store.leadership_txn(txn)

@@ -1,0 +1,115 @@
+"""API errors and the one place that renders them as OpenStack faults.
+
+Handlers raise a ``Fault`` subclass; ``render_fault`` turns it into the
+body ``{"<name>": {"code": <status>, "message": "...", "details": "..."}}``
+that Synnefo and OpenStack clients parse.  Anything else that escapes a
+handler is logged with its traceback and answered with a generic 500
+(``computeFault``) that never leaks the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+class Fault(Exception):
+    """An error that the client is told about."""
+
+    code = 500
+    name = "computeFault"
+
+    def __init__(self, message: str, details: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        inner: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            inner["details"] = self.details
+        return {self.name: inner}
+
+
+class BadRequest(Fault):
+    code, name = 400, "badRequest"
+
+
+class Unauthorized(Fault):
+    code, name = 401, "unauthorized"
+
+
+class Forbidden(Fault):
+    code, name = 403, "forbidden"
+
+
+class NotFound(Fault):
+    code, name = 404, "itemNotFound"
+
+
+class MethodNotAllowed(Fault):
+    code, name = 405, "badMethod"
+
+
+class Conflict(Fault):
+    code, name = 409, "conflict"
+
+
+class BuildInProgress(Fault):
+    code, name = 409, "buildInProgress"
+
+
+class RequestTooLarge(Fault):
+    code, name = 413, "overLimit"
+
+
+class OverLimit(Fault):
+    code, name = 413, "overLimit"
+
+
+class BadMediaType(Fault):
+    code, name = 415, "badMediaType"
+
+
+class Unprocessable(Fault):
+    code, name = 422, "unprocessableEntity"
+
+
+class InternalError(Fault):
+    code, name = 500, "computeFault"
+
+
+class NotImplementedFault(Fault):
+    code, name = 501, "notImplemented"
+
+
+class ServiceUnavailable(Fault):
+    code, name = 503, "serviceUnavailable"
+
+
+def as_fault(error: BaseException | Failure) -> Fault:
+    """The fault to answer for ``error``; unexpected errors are logged with
+    their traceback and become a generic 500."""
+    failure = error if isinstance(error, Failure) else Failure(error)
+    if isinstance(failure.value, Fault):
+        return failure.value
+    log.failure("Unhandled error while answering a request", failure)
+    return InternalError("The server hit an unexpected error; it has been logged.")
+
+
+def render_fault(request: Any, error: BaseException | Failure) -> bytes:
+    """Set the status and headers of ``request`` for ``error`` and return the
+    JSON body.  The only place that turns errors into responses."""
+    fault = as_fault(error)
+    request.setResponseCode(fault.code)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    for name, value in fault.headers.items():
+        request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+    return json.dumps(fault.body()).encode("utf-8")

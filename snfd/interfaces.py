@@ -1,0 +1,215 @@
+"""The contracts shared between the node core and the service plugins.
+
+Every implementation says ``@implementer(...)`` and its tests run
+``verifyObject`` against the interface it claims.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class ISnfdPlugin(Interface):
+    """A service that a node can run: identity, pithos, cyclades, ...
+
+    A plugin is an object in a module of the ``snfd.plugins`` package (or of
+    any ``snfd/plugins/`` directory on ``sys.path``), found with
+    ``twisted.plugin.getPlugins(ISnfdPlugin, snfd.plugins)``.  The module
+    must also declare ``IPlugin`` so that Twisted's scan picks it up.
+    """
+
+    name = Attribute(
+        "Short unique name (``str``): the word used in ``[plugins] enabled``"
+        " and the name of the plugin's own config section."
+    )
+
+    config_keys = Attribute(
+        "A sequence of ``snfd.config.Key`` declaring every key of the"
+        " plugin's config section; keys not declared are config errors."
+    )
+
+    schema = Attribute(
+        "``None``, or a ``snfd.db.migrations.Schema`` naming the plugin's"
+        " numbered SQL migrations.  The node applies (or, when not allowed"
+        " to upgrade, checks) them before the plugin starts."
+    )
+
+    def makeService(node, section):
+        """Build the plugin's service.
+
+        @param node: the ``snfd.node.Node`` holding the shared resources.
+        @param section: the validated config section (``snfd.config.Section``).
+        @return: an ``IService``; it is started after the shared resources
+            and stopped before them.
+        """
+
+    def mounts(service):
+        """The HTTP resources this plugin serves.
+
+        @param service: what ``makeService`` returned.
+        @return: a mapping from a top-level path segment (``"identity"``,
+            ``"object-store"``) to an ``IResource`` mounted there.  Two
+            plugins claiming one segment is a startup error.
+        """
+
+    def duties(service):
+        """The leader-only duties of this plugin.
+
+        @param service: what ``makeService`` returned.
+        @return: an iterable of ``ILeaderDuty``.  They run on exactly one
+            node of the cluster at a time.
+        """
+
+
+class ILeaderDuty(Interface):
+    """Work that exactly one node of the cluster does (GC, reconciliation).
+
+    The node calls ``start`` when it becomes leader and ``stop`` when it
+    loses leadership or shuts down.  A duty may still be running on a
+    leader that froze and resumed; every write it makes on behalf of the
+    cluster must therefore go through ``leadership.fenced`` so that a stale
+    leader's writes are refused by the database.
+    """
+
+    name = Attribute("Short name for logs and metrics.")
+
+    def start(leadership):
+        """Begin the duty for one leadership term.
+
+        @param leadership: an ``ILeadership`` valid until ``stop`` is called.
+        Returns ``None`` or a Deferred; must not block.
+        """
+
+    def stop():
+        """Stop the duty.  Returns ``None`` or a Deferred that fires when
+        every piece of in-flight work has ended."""
+
+
+class ILeadership(Interface):
+    """One term of leadership held by this node."""
+
+    epoch = Attribute(
+        "The term's epoch (``int``): strictly greater than every earlier"
+        " term's, stored in the database."
+    )
+
+    def fenced(name, interaction, *args, **kwargs):
+        """Run a database interaction only if this term is still current.
+
+        The interaction runs in one transaction that first locks the
+        cluster's epoch row in share mode and compares it with ``epoch``;
+        a newer term makes it raise ``snfd.cluster.LostLeadership``
+        without calling ``interaction``.  Returns a Deferred/coroutine
+        firing with the interaction's result.
+        """
+
+
+class IDatabase(Interface):
+    """The node's PostgreSQL pool: every interaction is named and timed."""
+
+    def run(name, interaction, *args, **kwargs):
+        """Run ``interaction(txn, *args, **kwargs)`` in one transaction.
+
+        @param name: dotted name (``"pithos.put_version"``) used in logs and
+            the ``snfd_db_interaction_seconds`` metric.
+        @return: an awaitable firing with the interaction's return value.
+
+        Serialization failures and deadlocks are retried with backoff, as
+        are failures caused by a lost connection (the pool reconnects), so
+        the interaction must be safe to run again from the start.  Other
+        database errors propagate unchanged.
+        """
+
+    def ping(timeout):
+        """Return an awaitable firing with the round-trip time in seconds
+        of ``SELECT 1``, or raising ``snfd.db.pool.DatabaseUnavailable``
+        when no answer came within ``timeout`` seconds."""
+
+
+class IMessage(Interface):
+    """A message delivered to a consumer."""
+
+    exchange = Attribute("The exchange it was published to (``str``).")
+    routing_key = Attribute("Its routing key (``str``).")
+    body = Attribute("The payload (``bytes``).")
+    headers = Attribute("Application headers (``dict``; may be empty).")
+    content_type = Attribute("MIME type of ``body`` (``str`` or ``None``).")
+    redelivered = Attribute(
+        "``True`` when the broker delivered it before without an ack."
+    )
+
+
+class IMessageBus(Interface):
+    """Topic-exchange messaging: AMQP 0-9-1 to RabbitMQ, or in-process.
+
+    Both implementations pass the same contract tests
+    (``tests/bus/test_contract.py``).  Delivery is at least once: a
+    handler may see a message again after a crash or a reconnect and must
+    be idempotent.
+    """
+
+    connected = Attribute(
+        "``True`` while the bus can publish and deliver (``bool``)."
+    )
+
+    def declare_exchange(name, type="topic"):
+        """Declare a durable exchange (idempotent).  Returns an awaitable.
+
+        The declaration is remembered and replayed after a reconnect."""
+
+    def declare_queue(name, bindings=(), dead_letter=True):
+        """Declare a durable queue and bind it (idempotent).
+
+        @param bindings: pairs ``(exchange, routing_key_pattern)``; the
+            pattern uses AMQP topic syntax (``*`` one word, ``#`` zero or
+            more words).
+        @param dead_letter: when true, messages the consumer rejects go to
+            the queue ``<name>.dead`` (declared too) instead of being lost.
+        Returns an awaitable.  Remembered and replayed after a reconnect.
+        """
+
+    def publish(exchange, routing_key, body, headers=None,
+                content_type="application/json"):
+        """Publish one persistent message.
+
+        Returns an awaitable that fires once the broker has confirmed the
+        message (publisher confirms), and fails with
+        ``snfd.bus.BusUnavailable`` if that did not happen within the
+        bus's publish timeout (the message is then retried across
+        reconnects until the timeout, never silently dropped).
+        """
+
+    def consume(queue, handler, prefetch=10):
+        """Start delivering messages from ``queue`` to ``handler``.
+
+        @param handler: ``handler(message: IMessage)`` returning ``None``,
+            a Deferred or a coroutine.  When it succeeds the message is
+            acknowledged; when it raises, the message is rejected without
+            requeue (so it goes to the dead-letter queue).
+        @param prefetch: at most this many messages are being handled at
+            once.
+        @return: an ``IConsumer``.  Consumers survive reconnects.
+        """
+
+    def start():
+        """Connect (in the background; returns at once or an awaitable)."""
+
+    def stop():
+        """Stop consumers, wait for in-flight handlers, disconnect.
+        Returns an awaitable."""
+
+
+class IConsumer(Interface):
+    """A running subscription to one queue."""
+
+    queue = Attribute("The queue name (``str``).")
+
+    def stop():
+        """Stop receiving; returns an awaitable firing after in-flight
+        handlers have ended."""
+
+
+class IBlockStore(Interface):
+    """Content-addressed block storage (filled in by the storage service).
+
+    The node only holds the slot (``Node.block_store``); the contract is
+    specified by the storage service that provides it.
+    """

@@ -1,0 +1,98 @@
+"""The node: the shared resources every plugin receives, and its lifecycle.
+
+``Node`` is a plain holder built by ``snfd.tap``; ``NodeService`` starts
+the shared resources first and the plugins after them, and stops them in
+exactly the reverse order, one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from snfd.cluster.election import LeaderElection
+from snfd.cluster.membership import Membership
+from snfd.config import Config
+from snfd.db.pool import Database
+from snfd.httpclient import HTTPClientPool
+from snfd.interfaces import IMessageBus, ISnfdPlugin
+from snfd.metrics import Metrics
+from snfd.web.site import Root
+
+log = Logger(namespace="snfd.node")
+
+
+@attrs.define
+class Node:
+    """What a plugin's ``makeService(node, section)`` gets.
+
+    ``block_store`` is a slot: the storage service fills it with its
+    ``IBlockStore`` so that other services (images, volumes) share it.
+    ``admin_check`` is a slot the identity service fills: an async
+    ``check(request) -> bool`` saying whether a caller is an administrator.
+    """
+
+    config: Config
+    reactor: Any
+    node_id: str
+    address: str
+    state_dir: Path
+    metrics: Metrics
+    db: Database
+    dsn: str
+    bus: IMessageBus
+    bus_kind: str
+    http: HTTPClientPool
+    membership: Membership
+    election: LeaderElection
+    root: Root
+    plugins: dict[str, ISnfdPlugin] = attrs.Factory(dict)
+    block_store: Any = None
+    admin_check: Callable[[Any], Awaitable[bool]] | None = None
+
+    def add_leader_duty(self, duty: Any) -> None:
+        """Run ``duty`` (an ``ILeaderDuty``) on whichever node leads."""
+        self.election.add_duty(duty)
+
+
+class NodeService(service.MultiService):
+    """Children start in the order added and stop in reverse, each stop
+    awaited before the next (a plugin stops before the pool it uses)."""
+
+    def stopService(self) -> defer.Deferred:
+        service.Service.stopService(self)
+        return defer.ensureDeferred(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await defer.maybeDeferred(child.stopService)
+            except Exception:
+                log.failure("stopping {name} failed", name=getattr(child, "name", child))
+
+
+class SharedResource(service.Service):
+    """Adapts a shared resource's start/stop callables to a service."""
+
+    def __init__(self, name: str, start: Callable[[], Any] | None = None,
+                 stop: Callable[[], Any] | None = None):
+        self.name = name
+        self._start, self._stop = start, stop
+
+    def startService(self) -> None:
+        super().startService()
+        if self._start is not None:
+            d = defer.maybeDeferred(self._start)
+            d.addErrback(lambda f: log.failure("starting {name} failed", f, name=self.name))
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        if self._stop is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(self._stop)

@@ -1,0 +1,267 @@
+"""``twistd snfd``: options, and the one place where the node is wired.
+
+Everything that can be checked before the reactor runs is checked here,
+synchronously (config, plugins, database reachability, schema), so that a
+misconfigured node stops at once with one line naming the problem instead
+of starting half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from twisted.application import service, strports
+from twisted.logger import Logger
+from twisted.python import usage
+
+from snfd import config as cfg
+from snfd import plugin_loader
+from snfd.bus import make_bus
+from snfd.cluster.election import LeaderElection
+from snfd.cluster.membership import Membership
+from snfd.db import migrations
+from snfd.db.embedded import EmbeddedPostgresError, ensure_embedded
+from snfd.db.pool import Database, connection_options
+from snfd.httpclient import HTTPClientPool
+from snfd.metrics import Metrics
+from snfd.node import Node, NodeService, SharedResource
+from snfd.web.site import Root, Site
+from snfd.web.status import ClusterView, Health, MetricsPage
+
+log = Logger(namespace="snfd.node")
+
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
+
+
+class StartupError(Exception):
+    """Stops the node before it starts; ``str()`` is one operator line."""
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run one snfd node.  Without --config and without a database URL the"
+        " node runs the embedded default: a private PostgreSQL in the state"
+        " directory, the in-process bus, every installed service plugin,"
+        " listening on 127.0.0.1:8080.  Environment overrides: SNFD_STATE_DIR,"
+        " SNFD_LISTEN, SNFD_DATABASE_URL, SNFD_BUS_URL, SNFD_PLUGINS"
+        " (comma-separated; empty means none).  Command-line options override"
+        " the environment, which overrides the file.")
+    optParameters = [
+        ["config", "c", None, "INI configuration file (see etc/snfd.conf.example)."],
+        ["state-dir", None, None, "State directory (overrides [node] state_dir)."],
+        ["listen", "l", None,
+         "Endpoint(s), whitespace-separated strports descriptions"
+         " (overrides [node] listen), e.g. tcp:8080:interface=127.0.0.1."],
+    ]
+
+    def overrides(self) -> dict[tuple[str, str], str]:
+        out = {}
+        if self["state-dir"]:
+            out[("node", "state_dir")] = self["state-dir"]
+        if self["listen"]:
+            out[("node", "listen")] = self["listen"]
+        return out
+
+
+def makeService(options: Options) -> service.IService:
+    from twisted.internet import reactor
+
+    try:
+        plugins = plugin_loader.installed()
+        config = cfg.load_config(options["config"], plugin_loader.config_keys(plugins),
+                                 overrides=options.overrides())
+        return build(config, plugins, reactor)
+    except (StartupError, cfg.ConfigError, plugin_loader.PluginError,
+            migrations.SchemaError, EmbeddedPostgresError) as e:
+        sys.stderr.write(f"snfd: {e}\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+
+
+def load(config_path: str | None, overrides: dict[tuple[str, str], str] | None = None,
+         ) -> tuple[cfg.Config, dict[str, Any]]:
+    """Installed plugins and the validated config (for snf-manage too)."""
+    plugins = plugin_loader.installed()
+    return cfg.load_config(config_path, plugin_loader.config_keys(plugins),
+                           overrides=overrides), plugins
+
+
+def open_database(config: cfg.Config, state_dir: Path) -> tuple[str, Any]:
+    """The DSN of the cluster database, starting the embedded PostgreSQL when
+    no URL is configured.  Returns ``(dsn, embedded_process_or_None)``."""
+    url = config.database.url
+    if url:
+        return url, None
+    pg = ensure_embedded(state_dir, log)
+    return pg.dsn_for("snfd"), pg
+
+
+def prepare_schema(dsn: str, schemas: list[migrations.Schema], upgrade: bool) -> list[migrations.Migration]:
+    """Check (or apply) the migrations of the node and its plugins."""
+    try:
+        conn = psycopg2.connect(dsn, **connection_options("snfd-upgrade"))
+    except psycopg2.Error as e:
+        raise StartupError(
+            f"[database] url: cannot connect: {' '.join(str(e).split())}") from None
+    try:
+        if upgrade:
+            return migrations.upgrade(conn, schemas)
+        migrations.check(conn, schemas)
+        return []
+    finally:
+        conn.close()
+
+
+def node_schemas(plugins: list[Any]) -> list[migrations.Schema]:
+    return [migrations.NODE_SCHEMA] + [p.schema for p in plugins if p.schema is not None]
+
+
+def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeService:
+    """Wire a node from validated config: the composition root."""
+    plugins = plugin_loader.select(installed, config.plugins.enabled)
+    state_dir = Path(config.node.state_dir)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"[node] state_dir: cannot create {state_dir}: {e.strerror}") from None
+    node_id = _node_id(config, state_dir)
+    listen = _endpoints(config)
+    address = config.node.address or _address(listen[0])
+
+    top = NodeService()
+    dsn, embedded = open_database(config, state_dir)
+    if embedded is not None:
+        SharedResource("embedded-postgres", stop=embedded.stop).setServiceParent(top)
+    try:
+        _wire(top, config, plugins, reactor, node_id, state_dir, listen, address,
+              dsn, embedded is not None)
+    except BaseException:
+        if embedded is not None:
+            embedded.stop()
+        raise
+    return top
+
+
+def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any,
+          node_id: str, state_dir: Path, listen: list[str], address: str,
+          dsn: str, embedded: bool) -> None:
+    applied = prepare_schema(dsn, node_schemas(plugins),
+                             upgrade=embedded or config.database.auto_upgrade)
+    for m in applied:
+        log.info("applied migration {component} {version:04d}_{name}",
+                 component=m.component, version=m.version, name=m.name)
+
+    metrics = Metrics()
+    db = Database(dsn, reactor, metrics, application_name=f"snfd:{node_id}",
+                  min_connections=config.database.pool_min,
+                  max_connections=max(config.database.pool_min, config.database.pool_max),
+                  retry_window=config.database.retry_window)
+    bus = make_bus(config.bus.url, reactor, metrics,
+                   publish_timeout=config.bus.publish_timeout,
+                   reconnect_max_delay=config.bus.reconnect_max_delay)
+    http = HTTPClientPool(reactor, metrics)
+    membership = Membership(reactor, db, node_id, address, [p.name for p in plugins],
+                            heartbeat_interval=config.node.heartbeat_interval)
+    election = LeaderElection(reactor, dsn, node_id, db, metrics,
+                              interval=config.node.election_interval,
+                              session_timeout=config.node.leader_session_timeout)
+    root = Root()
+    node = Node(config=config, reactor=reactor, node_id=node_id, address=address,
+                state_dir=state_dir, metrics=metrics, db=db, dsn=dsn, bus=bus,
+                bus_kind="amqp" if config.bus.url else "in-process", http=http,
+                membership=membership, election=election, root=root,
+                plugins={p.name: p for p in plugins})
+
+    SharedResource("database", start=db.start, stop=db.close).setServiceParent(top)
+    SharedResource("bus", start=bus.start, stop=bus.stop).setServiceParent(top)
+    SharedResource("http-client", stop=http.close).setServiceParent(top)
+    membership.setServiceParent(top)
+
+    root.mount("_health", Health(node))
+    root.mount("_cluster", ClusterView(node))
+    root.mount("metrics", MetricsPage(metrics))
+    for plugin in plugins:
+        svc = plugin.makeService(node, config[plugin.name])
+        svc.setServiceParent(top)
+        for segment, resource in dict(plugin.mounts(svc)).items():
+            try:
+                root.mount(segment, resource)
+            except ValueError as e:
+                raise StartupError(f"plugin {plugin.name}: {e}") from None
+        for duty in plugin.duties(svc):
+            election.add_duty(duty)
+    election.setServiceParent(top)
+
+    site = Site(root, reactor, metrics)
+    for description in listen:
+        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    log.info("node {node} serving {address} (plugins: {plugins})", node=node_id,
+             address=address, plugins=", ".join(p.name for p in plugins) or "none")
+    top.node = node  # type: ignore[attr-defined]
+
+
+def _node_id(config: cfg.Config, state_dir: Path) -> str:
+    node_id = config.node.id
+    if not node_id:
+        stored = state_dir / "node-id"
+        if stored.exists():
+            node_id = stored.read_text().strip()
+        else:
+            host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:32] or "node"
+            node_id = f"{host}-{secrets.token_hex(3)}"
+            tmp = stored.with_suffix(".tmp")
+            tmp.write_text(node_id + "\n")
+            os.replace(tmp, stored)
+    if not _NODE_ID.match(node_id):
+        raise StartupError(
+            f"[node] id: {node_id!r} must be 1-48 letters, digits, '.', '_' or '-'")
+    return node_id
+
+
+def _endpoints(config: cfg.Config) -> list[str]:
+    """The listen descriptions, with the configured certificate filled into
+    ``ssl:`` endpoints that do not name their own."""
+    out = []
+    for d in config.node.listen:
+        if d.startswith(("ssl:", "tls:")):
+            d = "ssl:" + d.split(":", 1)[1]
+            if "privateKey=" not in d:
+                cert, key = config.node.tls_certificate, config.node.tls_key
+                if not cert or not key:
+                    raise StartupError(
+                        f"[node] tls_certificate: required for the TLS endpoint {d!r}")
+                for name, p in (("tls_certificate", cert), ("tls_key", key)):
+                    if not os.access(p, os.R_OK):
+                        raise StartupError(f"[node] {name}: cannot read {p}")
+                d += f":privateKey={_escape(key)}:certKey={_escape(cert)}"
+        out.append(d)
+    return out
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def _address(description: str) -> str:
+    parts = description.split(":")
+    kind = parts[0]
+    if kind == "unix":
+        return f"http+unix://{parts[1]}"
+    port = parts[1] if len(parts) > 1 else "80"
+    host = "127.0.0.1"
+    for p in parts[2:]:
+        if p.startswith("interface="):
+            host = p.split("=", 1)[1] or host
+    if host in ("0.0.0.0", "::"):
+        host = socket.getfqdn()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if kind == 'ssl' else 'http'}://{host}:{port}"

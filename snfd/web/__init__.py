@@ -1,0 +1,1 @@
+"""The node's HTTP site: root resource, request logging, node endpoints."""

@@ -1,0 +1,124 @@
+"""The node's own endpoints: ``/_health``, ``/_cluster`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.web import resource, server
+
+from snfd import errors
+
+_LOCAL = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+class _Leaf(resource.Resource):
+    """A GET/HEAD-only leaf answered by ``async def answer(request)``."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> Any:
+        if request.postpath not in ([], [b""]):
+            return errors.render_fault(request, errors.NotFound("No such resource."))
+        if request.method not in (b"GET", b"HEAD"):
+            return errors.render_fault(request, errors.MethodNotAllowed(
+                "Only GET is allowed here.", headers={"Allow": "GET, HEAD"}))
+        d = defer.ensureDeferred(self.answer(request))
+        d.addErrback(lambda f: errors.render_fault(request, f))
+        d.addCallback(_finish, request)
+        return server.NOT_DONE_YET
+
+    async def answer(self, request: Any) -> bytes:
+        raise NotImplementedError
+
+
+def _finish(body: bytes, request: Any) -> None:
+    if request.finished or request._disconnected:
+        return
+    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()
+
+
+def _json(request: Any, value: Any, code: int = 200) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value).encode("utf-8")
+
+
+class Health(_Leaf):
+    """``GET /_health``: 200 with the state of the database and the bus, 503
+    when the database does not answer."""
+
+    def __init__(self, node: Any, timeout: float = 2.0):
+        super().__init__()
+        self._node = node
+        self._timeout = timeout
+
+    async def answer(self, request: Any) -> bytes:
+        node = self._node
+        db: dict[str, Any]
+        try:
+            rtt = await node.db.ping(self._timeout)
+            db = {"ok": True, "latency_ms": round(rtt * 1000, 2)}
+        except Exception as e:
+            db = {"ok": False, "error": " ".join(str(e).split())}
+        bus = {"ok": bool(node.bus.connected), "kind": node.bus_kind}
+        body = {
+            "status": "ok" if db["ok"] and bus["ok"] else ("degraded" if db["ok"] else "unavailable"),
+            "node": node.node_id,
+            "database": db,
+            "bus": bus,
+            "leader": node.election.is_leader,
+            "plugins": sorted(node.plugins),
+        }
+        return _json(request, body, 200 if db["ok"] else 503)
+
+
+class ClusterView(_Leaf):
+    """``GET /_cluster``: members, leader and epoch; for local callers, or
+    callers that ``admin_check`` (filled in by the identity service) admits."""
+
+    def __init__(self, node: Any,
+                 admin_check: Callable[[Any], Awaitable[bool]] | None = None):
+        super().__init__()
+        self._node = node
+        self.admin_check = admin_check
+
+    async def answer(self, request: Any) -> bytes:
+        if not await self._allowed(request):
+            raise errors.Forbidden(
+                "The cluster view is only for local callers and administrators.")
+        try:
+            status = await self._node.membership.status()
+        except Exception as e:
+            raise errors.ServiceUnavailable(
+                f"database unavailable: {' '.join(str(e).split())}") from e
+        status["this_node_leads"] = self._node.election.is_leader
+        return _json(request, status)
+
+    async def _allowed(self, request: Any) -> bool:
+        peer = request.getClientAddress()
+        if isinstance(peer, UNIXAddress):
+            return True
+        if isinstance(peer, IPv4Address | IPv6Address) and peer.host in _LOCAL:
+            return True
+        check = self.admin_check or getattr(self._node, "admin_check", None)
+        return bool(check and await check(request))
+
+
+class MetricsPage(_Leaf):
+    """``GET /metrics``: the Prometheus text exposition."""
+
+    def __init__(self, metrics: Any):
+        super().__init__()
+        self._metrics = metrics
+
+    async def answer(self, request: Any) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+        return self._metrics.render()
