@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from snfd.metrics import Metrics
 
 
+#: The direct exchange through which rejected messages of a queue ``q``
+#: declared with ``dead_letter=True`` reach the queue ``q.dead`` (routing
+#: key ``q.dead``).  Dead-lettered messages arrive with this exchange and
+#: that routing key; the original ones are in the ``x-death`` header.
+DEAD_LETTER_EXCHANGE = "snfd.dead"
+
+
 class BusUnavailable(Exception):
     """The bus could not do what was asked in time (broker unreachable,
     no publisher confirm within the publish timeout, bus stopped)."""
