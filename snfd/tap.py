@@ -164,9 +164,12 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any
                   min_connections=config.database.pool_min,
                   max_connections=max(config.database.pool_min, config.database.pool_max),
                   retry_window=config.database.retry_window)
-    bus = make_bus(config.bus.url, reactor, metrics,
-                   publish_timeout=config.bus.publish_timeout,
-                   reconnect_max_delay=config.bus.reconnect_max_delay)
+    try:
+        bus = make_bus(config.bus.url, reactor, metrics,
+                       publish_timeout=config.bus.publish_timeout,
+                       reconnect_max_delay=config.bus.reconnect_max_delay)
+    except ValueError as e:
+        raise StartupError(f"[bus] url: {e}") from None
     http = HTTPClientPool(reactor, metrics)
     membership = Membership(reactor, db, node_id, address, [p.name for p in plugins],
                             heartbeat_interval=config.node.heartbeat_interval)

@@ -25,6 +25,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
+from twisted.logger import Logger, LogLevel, formatEvent
 
 #: The account the embedded server runs as when the node runs as root.
 ACCOUNT = "snfd"
@@ -150,6 +152,8 @@ class PostgresProcess:
         self.port = port
         self.settings = dict(settings or {})
         self.no_sync = no_sync
+        #: Whether the last L{start} found the server running and kept it.
+        self.adopted = False
         self.socket_dir = self.datadir
         self.logfile = self.datadir / "server.log"
         self.account = _account_for(run_as)
@@ -252,8 +256,10 @@ class PostgresProcess:
         restarted otherwise.
         """
         self._prepare()
+        self.adopted = False
         if self.is_running():
             if self._adoptable():
+                self.adopted = True
                 return
             self.stop()
         options = ["-k", str(self.socket_dir),
@@ -510,11 +516,11 @@ def ensure_embedded(state_dir: Path, log, *,
         bindir = runnable_bindir(bindir, state_dir, account, log)
         run_as = account.name
     pg = PostgresProcess(datadir, bindir=bindir, run_as=run_as)
-    if pg.is_running():
-        log.info("Adopting the PostgreSQL already running in {datadir}",
-                 datadir=str(datadir))
     started = time.monotonic()
     pg.start()
+    if pg.adopted:
+        log.info("Adopted the PostgreSQL already running in {datadir}",
+                 datadir=str(datadir))
     try:
         if create_database(pg.dsn, DATABASE):
             log.info("Created database {name} in the embedded PostgreSQL",
@@ -530,3 +536,23 @@ def ensure_embedded(state_dir: Path, log, *,
         account=run_as or pwd.getpwuid(os.geteuid()).pw_name,
         seconds=time.monotonic() - started)
     return pg
+
+
+def _command_observer(event: dict) -> None:
+    if event["log_level"] >= LogLevel.warn:
+        print(formatEvent(event), file=sys.stderr)
+
+
+def embedded_for_command(
+        state_dir: Path) -> tuple[PostgresProcess | None, str]:
+    """The node's embedded PostgreSQL for a one-off command (snf-manage).
+
+    Starts the server unless the node already runs it; warnings (such as
+    the creation of the C{snfd} account) go to standard error.
+
+    @return: C{(process, dsn)}: the DSN of database C{snfd}, and the process
+        to C{stop()} when the command is done, or C{None} when the server
+        was already running and must be left alone.
+    """
+    pg = ensure_embedded(state_dir, Logger(observer=_command_observer))
+    return (None if pg.adopted else pg), pg.dsn_for(DATABASE)

@@ -16,6 +16,7 @@ from snfd.db.embedded import (
     EmbeddedPostgresError,
     PostgresProcess,
     bundled_bindir,
+    embedded_for_command,
     ensure_embedded,
 )
 from snfd.testing.postgres import (
@@ -97,6 +98,7 @@ class EmbeddedPostgresTests(TestCase):
         self.addCleanup(conn.close)
         second = _embedded(self, state)
         self.assertEqual(second.dsn_for("snfd"), first.dsn_for("snfd"))
+        self.assertEqual((first.adopted, second.adopted), (False, True))
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
             self.assertEqual(cur.fetchall(), [(1,)])
@@ -114,6 +116,22 @@ class EmbeddedPostgresTests(TestCase):
         self.assertRaises(psycopg2.OperationalError, _query, dsn, "SELECT 1")
         pg.start()
         self.assertEqual(_query(dsn, "SELECT v FROM kept"), [("x",)])
+
+    def test_command_leaves_a_running_node_alone(self) -> None:
+        """A one-off command starts the server when the node is down and
+        hands it back to be stopped; when the node runs it, the command
+        gets no process to stop."""
+        state = _scratch_dir(self)
+        self.addCleanup(_kill_server, state / "postgres")
+        own, dsn = embedded_for_command(state)
+        self.assertIsNotNone(own)
+        self.assertEqual(_query(dsn, "SELECT current_database()"),
+                         [("snfd",)])
+        shared, again = embedded_for_command(state)
+        self.assertIsNone(shared)
+        self.assertEqual(again, dsn)
+        own.stop()
+        self.assertRaises(psycopg2.OperationalError, _query, dsn, "SELECT 1")
 
     def test_socket_path_too_long(self) -> None:
         """A state directory so deep that the Unix socket path would not fit

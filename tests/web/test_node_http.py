@@ -1,0 +1,182 @@
+"""A whole node built in process (real PostgreSQL, in-process bus) and
+driven over real HTTP: health, faults, request ids, metrics, plugin routes,
+the cluster view, and the request log."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+import treq
+from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+
+from snfd import config as cfg
+from snfd import tap
+from snfd.testing.node import free_port
+from snfd.testing.plugins import thirdparty_plugin
+from snfd.testing.postgres import fresh_database, throwaway_postgres
+from tests.cluster.test_election import wait_for
+
+
+class NodeHTTPTests(unittest.TestCase):
+    def start_node(self, dsn: str | None = None):
+        plugin = thirdparty_plugin()
+        installed = {plugin.name: plugin}
+        self.port = free_port()
+        state = tempfile.mkdtemp(prefix="snfd-test-state-")
+        env = {
+            "SNFD_DATABASE_URL": dsn or fresh_database(self),
+            "SNFD_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
+            "SNFD_STATE_DIR": state,
+        }
+        config = cfg.load_config(None, {plugin.name: plugin.config_keys}, environ=env,
+                                 overrides={("database", "auto_upgrade"): "yes",
+                                            ("node", "election_interval"): "0.05"})
+        self.service = tap.build(config, installed, reactor)
+        self.node = self.service.node
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def get(self, path: str, method: str = "GET", headers=None):
+        response = await treq.request(method, self.url(path), headers=headers,
+                                      persistent=False)
+        body = await response.content()
+        return response, body
+
+    @defer.inlineCallbacks
+    def test_health(self):
+        """GET /_health answers 200 with JSON on the database and the bus."""
+        self.start_node()
+        response, body = yield defer.ensureDeferred(self.get("/_health"))
+        self.assertEqual(response.code, 200)
+        data = json.loads(body)
+        self.assertEqual(data["status"], "ok")
+        self.assertTrue(data["database"]["ok"])
+        self.assertEqual(data["bus"], {"ok": True, "kind": "in-process"})
+        self.assertEqual(data["plugins"], ["thirdparty"])
+
+    @defer.inlineCallbacks
+    def test_unknown_path_is_fault_json(self):
+        """Unknown paths, at the root and inside a plugin's app, are answered
+        with itemNotFound fault JSON."""
+        self.start_node()
+        for path in ("/nowhere", "/", "/thirdparty/nowhere", "/_health/extra"):
+            response, body = yield defer.ensureDeferred(self.get(path))
+            self.assertEqual(response.code, 404, path)
+            self.assertEqual(response.headers.getRawHeaders("content-type")[0],
+                             "application/json; charset=utf-8")
+            fault = json.loads(body)["itemNotFound"]
+            self.assertEqual(fault["code"], 404)
+            self.assertTrue(fault["message"])
+
+    @defer.inlineCallbacks
+    def test_plugin_routes_and_faults(self):
+        """A plugin's route answers; its typed errors become their faults; a
+        wrong method is 405; a crash is a 500 that does not leak details."""
+        self.start_node()
+        response, body = yield defer.ensureDeferred(self.get("/thirdparty/hello"))
+        self.assertEqual((response.code, json.loads(body)["greeting"]), (200, "hello"))
+        response, body = yield defer.ensureDeferred(self.get("/thirdparty/conflict", "POST"))
+        self.assertEqual(response.code, 409)
+        self.assertEqual(json.loads(body), {"conflict": {"code": 409,
+                                                         "message": "This always conflicts."}})
+        response, body = yield defer.ensureDeferred(self.get("/thirdparty/hello", "DELETE"))
+        self.assertEqual(response.code, 405)
+        self.assertIn("badMethod", json.loads(body))
+        response, body = yield defer.ensureDeferred(self.get("/thirdparty/crash"))
+        self.assertEqual(response.code, 500)
+        self.assertIn("computeFault", json.loads(body))
+        self.assertNotIn(b"secret internal detail", body)
+        self.flushLoggedErrors(RuntimeError)
+
+    @defer.inlineCallbacks
+    def test_request_id_and_log_line(self):
+        """Each response carries X-Request-Id (a valid client one is kept) and
+        each request is logged exactly once with method, path, status, bytes,
+        duration and id."""
+        self.start_node()
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        response, _ = yield defer.ensureDeferred(self.get("/thirdparty/hello"))
+        rid = response.headers.getRawHeaders("x-request-id")[0]
+        self.assertTrue(rid.startswith("req-"))
+        response, _ = yield defer.ensureDeferred(
+            self.get("/thirdparty/hello?X-Auth-Token=hush",
+                     headers={"X-Request-Id": "client-chosen-id-1"}))
+        self.assertEqual(response.headers.getRawHeaders("x-request-id"), ["client-chosen-id-1"])
+        lines = [e for e in events if e.get("log_namespace") == "snfd.http"]
+        self.assertEqual([e["request_id"] for e in lines], [rid, "client-chosen-id-1"])
+        self.assertEqual({(e["method"], e["path"], e["status"]) for e in lines},
+                         {("GET", "/thirdparty/hello", 200)})
+        self.assertNotIn("hush", repr(lines))
+
+    @defer.inlineCallbacks
+    def test_metrics(self):
+        """GET /metrics serves Prometheus text with requests by route and
+        status, latency, named DB interactions and leadership."""
+        self.start_node()
+        yield defer.ensureDeferred(self.get("/thirdparty/ticks"))
+        yield defer.ensureDeferred(self.get("/nowhere"))
+        yield defer.ensureDeferred(wait_for(lambda: self.node.election.is_leader, what="leader"))
+        response, body = yield defer.ensureDeferred(self.get("/metrics"))
+        self.assertEqual(response.code, 200)
+        text = body.decode()
+        self.assertIn('snfd_http_requests_total{method="GET",route="/thirdparty",status="200"} 1.0',
+                      text)
+        self.assertIn('snfd_http_requests_total{method="GET",route="other",status="404"} 1.0', text)
+        self.assertIn('snfd_http_request_seconds_bucket{le="0.1",route="/thirdparty"}', text)
+        self.assertIn('snfd_db_interaction_seconds_count{name="thirdparty.count",outcome="ok"}',
+                      text)
+        self.assertIn("snfd_cluster_leader 1.0", text)
+
+    @defer.inlineCallbacks
+    def test_cluster_view(self):
+        """GET /_cluster from a local caller shows this node, the leader, the
+        epoch and the members; the plugin's leader duty runs."""
+        self.start_node()
+        yield defer.ensureDeferred(wait_for(lambda: self.node.election.is_leader, what="leader"))
+        for _ in range(100):
+            response, body = yield defer.ensureDeferred(self.get("/_cluster"))
+            self.assertEqual(response.code, 200)
+            data = json.loads(body)
+            if data["members"]:
+                break
+            yield defer.ensureDeferred(wait_for(lambda: True))
+        self.assertEqual(data["node"], self.node.node_id)
+        self.assertEqual(data["leader"], self.node.node_id)
+        self.assertGreaterEqual(data["epoch"], 1)
+        self.assertEqual([m["id"] for m in data["members"]], [self.node.node_id])
+        self.assertTrue(data["members"][0]["alive"])
+
+        async def ticked():
+            _, body = await self.get("/thirdparty/ticks")
+            return json.loads(body)
+        yield defer.ensureDeferred(wait_for(lambda: True))
+        counts = {}
+        for _ in range(100):
+            counts = yield defer.ensureDeferred(ticked())
+            if counts.get(self.node.node_id):
+                break
+            yield defer.ensureDeferred(wait_for(lambda: True))
+        self.assertGreater(counts.get(self.node.node_id, 0), 0)
+
+    @defer.inlineCallbacks
+    def test_health_503_when_database_down(self):
+        """/_health answers 503 (with the reason) while the database is down."""
+        pg = throwaway_postgres(self)
+        self.start_node(pg.dsn)
+        response, _ = yield defer.ensureDeferred(self.get("/_health"))
+        self.assertEqual(response.code, 200)
+        pg.stop()
+        response, body = yield defer.ensureDeferred(self.get("/_health"))
+        self.assertEqual(response.code, 503)
+        data = json.loads(body)
+        self.assertEqual(data["status"], "unavailable")
+        self.assertFalse(data["database"]["ok"])
+        pg.start()
