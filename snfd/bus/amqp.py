@@ -30,6 +30,7 @@ import attrs
 import pika
 import pika.exceptions
 from twisted.internet import defer, protocol
+from twisted.internet.error import ConnectionClosed as TCPConnectionClosed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -57,6 +58,7 @@ _TRANSIENT = (
     pika.exceptions.ChannelWrongStateError,
     pika.exceptions.ConnectionWrongStateError,
     pika.exceptions.ConsumerCancelled,
+    TCPConnectionClosed,
     ConnectionError,
 )
 
@@ -110,11 +112,13 @@ class AmqpBus:
         self._proto: Any = None       # the connection being set up or used
         self._attempt: defer.Deferred[Any] | None = None
         self._publish_channel: Any = None
+        self._publish_conn: Any = None
         self._publish_lock = defer.DeferredLock()
         self._waiters: list[defer.Deferred[None]] = []
         self._timers: set[defer.Deferred[None]] = set()
         self._loop: defer.Deferred[None] | None = None
-        self._stopping = False
+        self._stopping = False        # no more (re)connecting
+        self._closing = False         # nothing may use the bus any more
         self._stop_d: defer.Deferred[None] | None = None
         metrics.bus_connected.set(0)
 
@@ -211,8 +215,8 @@ class AmqpBus:
         delay = 0.05
         try:
             while True:
+                conn = await self._wait_connection(deadline)
                 try:
-                    conn = await self._wait_connection(deadline)
                     channel = await self._channel_for_publish(conn, deadline)
                     await self._within(
                         channel.basic_publish(exchange, routing_key, body,
@@ -229,8 +233,11 @@ class AmqpBus:
                             f"no exchange {exchange!r}") from None
                     # The publishing channel was closed because of another
                     # publish; this one goes again on a fresh channel.
-                except _TRANSIENT:
-                    pass
+                except (BusUnavailable, defer.CancelledError):
+                    raise
+                except Exception as e:
+                    if not (isinstance(e, _TRANSIENT) or conn is not self._conn):
+                        raise
                 else:
                     self._metrics.bus_published.labels(exchange).inc()
                     return
@@ -270,9 +277,11 @@ class AmqpBus:
             except defer.CancelledError:
                 break
             except Exception as e:
-                self.log.warn("Cannot connect to AMQP broker {host}:{port}:"
-                              " {error}", host=self.address.host,
-                              port=self.address.port, error=_describe(e))
+                if not self._stopping:
+                    self.log.warn(
+                        "Cannot connect to AMQP broker {host}:{port}: {error}",
+                        host=self.address.host, port=self.address.port,
+                        error=_describe(e))
             else:
                 delay = self._first_delay
                 await self._serve(conn)
@@ -342,7 +351,7 @@ class AmqpBus:
     async def _setup(self, conn: Any) -> None:
         channel = await conn.channel()
         await channel.confirm_delivery()
-        self._publish_channel = channel
+        self._publish_channel, self._publish_conn = channel, conn
         replay = None
         for name, type in list(self._exchanges.items()):
             replay = await self._replay(
@@ -381,7 +390,7 @@ class AmqpBus:
     def _offline(self, reason: Any) -> None:
         was_online = self._conn is not None
         self._conn = None
-        self._publish_channel = None
+        self._publish_channel = self._publish_conn = None
         self._metrics.bus_connected.set(0)
         if was_online and not self._stopping:
             self.log.warn("Lost the AMQP connection: {error}",
@@ -394,7 +403,7 @@ class AmqpBus:
         @raise BusUnavailable: at the deadline or when the bus stops.
         """
         while True:
-            if self._stopping:
+            if self._closing:
                 raise BusUnavailable("the bus is stopped")
             if self._conn is not None:
                 return self._conn
@@ -416,14 +425,14 @@ class AmqpBus:
         async with self._publish_lock:
             channel = self._publish_channel
             if (channel is not None and channel.is_open
-                    and channel.connection is conn._impl):
+                    and self._publish_conn is conn):
                 return channel
             channel = await self._within(conn.channel(), deadline,
                                          "publishing channel")
             await self._within(channel.confirm_delivery(), deadline,
                                "confirm mode")
             if self._conn is conn:
-                self._publish_channel = channel
+                self._publish_channel, self._publish_conn = channel, conn
             return channel
 
     # -- declarations ----------------------------------------------------------
@@ -443,7 +452,11 @@ class AmqpBus:
                 if e.reply_code == _NOT_FOUND:
                     raise UnknownExchange(f"{what}: {e.reply_text}") from None
                 raise ValueError(f"{what}: {e.reply_text}") from None
-            except _TRANSIENT:
+            except (BusUnavailable, defer.CancelledError):
+                raise
+            except Exception as e:
+                if not (isinstance(e, _TRANSIENT) or conn is not self._conn):
+                    raise
                 await self._sleep(min(0.1, self._remaining(deadline)))
             finally:
                 if channel is not None and channel.is_open:
@@ -512,6 +525,8 @@ class AmqpBus:
         """Wait; cancelled (``CancelledError``) when the bus stops."""
         from twisted.internet.task import deferLater
 
+        if self._closing:
+            raise defer.CancelledError()
         d = deferLater(self._reactor, seconds, lambda: None)
         self._timers.add(d)
         try:
@@ -523,10 +538,13 @@ class AmqpBus:
 
     async def _stop(self) -> None:
         self._stopping = True
+        # Handlers still running may publish: the connection stays up
+        # until every consumer has drained.
+        await defer.DeferredList([c.stop() for c in list(self._consumers)])
+        self._closing = True
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             d.errback(BusUnavailable("the bus is stopped"))
-        await defer.DeferredList([c.stop() for c in list(self._consumers)])
         for d in list(self._timers):
             d.cancel()
         if self._attempt is not None:
@@ -595,8 +613,11 @@ class _AmqpConsumer:
             except pika.exceptions.ChannelClosedByBroker as e:
                 self.log.error("Cannot consume from queue {queue}: {error}",
                                queue=self.queue, error=_describe(e))
-            except _TRANSIENT:
-                pass
+            except Exception as e:
+                if not (isinstance(e, _TRANSIENT) or self._bus._conn
+                        is not conn):
+                    self.log.failure("Consumer of queue {queue} failed",
+                                     queue=self.queue)
             if self._stopping:
                 break
             if self._bus._conn is conn:

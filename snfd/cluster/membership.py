@@ -31,10 +31,10 @@ class Membership(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        self._registered = False
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._beat()))
         self._loop.clock = self._reactor
         self._loop.start(self._interval, now=True)
-        self._registered = False
 
     async def _beat(self) -> None:
         try:
