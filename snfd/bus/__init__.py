@@ -88,7 +88,7 @@ def parse_amqp_url(url: str) -> AmqpAddress:
         port = parts.port
     except ValueError:
         raise ValueError(f"bus URL {url!r}: bad port") from None
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    path = parts.path.removeprefix("/")
     return AmqpAddress(
         tls=tls,
         host=parts.hostname,

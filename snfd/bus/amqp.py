@@ -21,17 +21,19 @@ connects, by which time the process has chosen its reactor.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import attrs
 import pika
 import pika.exceptions
 from twisted.internet import defer, protocol
-from twisted.internet.error import ConnectionClosed as TCPConnectionClosed
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionClosed as TCPConnectionClosed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -223,8 +225,9 @@ class AmqpBus:
                                               properties),
                         deadline, f"confirm of a message to {exchange!r}")
                 except pika.exceptions.NackError:
-                    self.log.warn("Broker nacked a message to {exchange};"
-                                  " publishing it again", exchange=exchange)
+                    self.log.warn(  # noqa: G010 (twisted's Logger API)
+                        "Broker nacked a message to {exchange};"
+                        " publishing it again", exchange=exchange)
                 except pika.exceptions.ChannelClosedByBroker as e:
                     if (e.reply_code == _NOT_FOUND
                             and await self._exchange_missing(exchange,
@@ -276,9 +279,9 @@ class AmqpBus:
                 conn = await self._connect()
             except defer.CancelledError:
                 break
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 (any failure: retry)
                 if not self._stopping:
-                    self.log.warn(
+                    self.log.warn(  # noqa: G010
                         "Cannot connect to AMQP broker {host}:{port}: {error}",
                         host=self.address.host, port=self.address.port,
                         error=_describe(e))
@@ -336,10 +339,11 @@ class AmqpBus:
         closed = conn.closed
         try:
             await self._setup(conn)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (any failure: reconnect)
             if not self._stopping:
-                self.log.warn("Setting up the AMQP connection failed: {error}",
-                              error=_describe(e))
+                self.log.warn(  # noqa: G010
+                    "Setting up the AMQP connection failed: {error}",
+                    error=_describe(e))
             if not closed.called and conn.transport is not None:
                 conn.transport.abortConnection()
         else:
@@ -355,12 +359,15 @@ class AmqpBus:
         replay = None
         for name, type in list(self._exchanges.items()):
             replay = await self._replay(
-                conn, replay, lambda ch: self._exchange_on(ch, name, type),
+                conn, replay,
+                partial(self._exchange_on, name=name, type=type),
                 f"exchange {name!r}")
         for name, decl in list(self._queues.items()):
             replay = await self._replay(
-                conn, replay, lambda ch: self._queue_on(
-                    ch, name, decl.dead_letter, decl.bindings),
+                conn, replay,
+                partial(self._queue_on, name=name,
+                        dead_letter=decl.dead_letter,
+                        bindings=list(decl.bindings)),
                 f"queue {name!r}")
         if replay is not None and replay.is_open:
             replay.close()
@@ -393,8 +400,9 @@ class AmqpBus:
         self._publish_channel = self._publish_conn = None
         self._metrics.bus_connected.set(0)
         if was_online and not self._stopping:
-            self.log.warn("Lost the AMQP connection: {error}",
-                          error=_describe(reason))
+            self.log.warn(  # noqa: G010
+                "Lost the AMQP connection: {error}",
+                error=_describe(reason))
 
     async def _wait_connection(self, deadline: float | None) -> Any:
         """The open connection, waiting for it until ``deadline`` (a
@@ -613,7 +621,7 @@ class _AmqpConsumer:
             except pika.exceptions.ChannelClosedByBroker as e:
                 self.log.error("Cannot consume from queue {queue}: {error}",
                                queue=self.queue, error=_describe(e))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 (logged, retried)
                 if not (isinstance(e, _TRANSIENT) or self._bus._conn
                         is not conn):
                     self.log.failure("Consumer of queue {queue} failed",
@@ -653,7 +661,7 @@ class _AmqpConsumer:
             result = self._handler(message)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever fails is rejected)
             self.log.failure(
                 "Handler for queue {queue} failed on a message with routing"
                 " key {routing_key}; rejected", queue=self.queue,
@@ -678,10 +686,9 @@ class _AmqpConsumer:
         if channel is not None and channel.is_open and tag is not None:
             cancel = channel.basic_cancel(tag)
             cancel.addTimeout(10, self._bus._reactor)
-            try:
+            with contextlib.suppress(Exception):
+                # Closing the channel below cancels the consumer anyway.
                 await cancel
-            except Exception:
-                pass
         if self._loop is not None and not self._loop.called:
             self._loop.cancel()
         if self._loop is not None:

@@ -265,7 +265,7 @@ class _LocalConsumer:
             result = self._handler(delivered)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
+        except Exception:  # noqa: BLE001 (whatever fails is rejected)
             self.log.failure(
                 "Handler for queue {queue} failed on a message with routing"
                 " key {routing_key}; rejected", queue=self.queue,

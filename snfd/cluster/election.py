@@ -40,6 +40,7 @@ from snfd.metrics import Metrics
 
 T = TypeVar("T")
 log = Logger(namespace="snfd.cluster")
+_STOPPING = "node stopping"
 
 
 @implementer(ILeadership)
@@ -130,7 +131,7 @@ class LeaderElection(service.Service):
     async def _stop(self) -> None:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        await self._step_down("node stopping")
+        await self._step_down(_STOPPING)
         self._discard_connection()
         # Waits for queued lock work (the close); it is short.
         self._threads.stop()
@@ -190,8 +191,9 @@ class LeaderElection(service.Service):
         self._metrics.leader.set(0)
         self._metrics.leader_epoch.set(0)
         self._metrics.leader_changes.labels("lost").inc()
-        log.warn("this node ({node}) stops leading (epoch {epoch}): {reason}",
-                 node=self._node_id, epoch=term.epoch, reason=reason)
+        (log.info if reason == _STOPPING else log.warn)(
+            "this node ({node}) stops leading (epoch {epoch}): {reason}",
+            node=self._node_id, epoch=term.epoch, reason=reason)
         self._discard_connection()
         for duty in reversed(self._duties):
             try:

@@ -526,7 +526,8 @@ def ensure_embedded(state_dir: Path, log, *,
             log.info("Created database {name} in the embedded PostgreSQL",
                      name=DATABASE)
     except psycopg2.Error as e:
-        pg.stop()
+        if not pg.adopted:
+            pg.stop()
         raise EmbeddedPostgresError(
             f"the embedded PostgreSQL in {datadir} does not answer:"
             f" {_last_line(str(e))}") from e

@@ -99,8 +99,8 @@ def pending_txn(txn: Any, schemas: Iterable[Schema]) -> list[Migration]:
 
 def apply_txn(txn: Any, migration: Migration) -> bool:
     """Apply one migration unless another process did; True if applied."""
-    ensure_version_table_txn(txn)
     txn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    ensure_version_table_txn(txn)
     txn.execute(
         "SELECT 1 FROM schema_version WHERE component = %s AND version = %s",
         (migration.component, migration.version))

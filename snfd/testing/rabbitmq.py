@@ -101,15 +101,12 @@ class PrivateRabbit:
         if self._base is None:
             self._prepare()
         assert self._base is not None
-        log = open(self._base / "log" / "console.log", "ab")
-        try:
+        with open(self._base / "log" / "console.log", "ab") as log:
             self._proc = subprocess.Popen(
                 [str(SCRIPTS_DIR / "rabbitmq-server")],
                 env=self._env(), cwd=self._base, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, **self._user)
-        finally:
-            log.close()
         atexit.register(self.stop)
         try:
             self._await_amqp()

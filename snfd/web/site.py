@@ -100,6 +100,7 @@ class Site(server.Site):
 
     requestFactory = Request
     displayTracebacks = False
+    noisy = False
 
     def __init__(self, root: resource.IResource, clock: Any, metrics: Metrics):
         super().__init__(root)
