@@ -93,6 +93,7 @@ class StartupTests(unittest.TestCase):
         state directory, upgrades it, serves /_health, and on a second start
         reuses the same data (same node id, epoch moves on)."""
         state = Path(tempfile.mkdtemp(prefix="snfd-embedded-", dir="/tmp"))
+        state.chmod(0o755)  # as root, the embedded server's account must reach it
         env = {"SNFD_PLUGINS": ""}
         env.pop("SNFD_DATABASE_URL", None)
         first = NodeProcess(env=env, state_dir=state)

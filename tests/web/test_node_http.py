@@ -5,6 +5,7 @@ the cluster view, and the request log."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 
 import treq
@@ -26,6 +27,7 @@ class NodeHTTPTests(unittest.TestCase):
         installed = {plugin.name: plugin}
         self.port = free_port()
         state = tempfile.mkdtemp(prefix="snfd-test-state-")
+        self.addCleanup(shutil.rmtree, state, True)
         env = {
             "SNFD_DATABASE_URL": dsn or fresh_database(self),
             "SNFD_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
