@@ -82,7 +82,7 @@ class SharedResource(service.Service):
 
     def __init__(self, name: str, start: Callable[[], Any] | None = None,
                  stop: Callable[[], Any] | None = None):
-        self.name = name
+        self.name = name  # type: ignore[assignment]
         self._start, self._stop = start, stop
 
     def startService(self) -> None:

@@ -104,7 +104,8 @@ def open_database(config: cfg.Config, state_dir: Path) -> tuple[str, Any]:
     return pg.dsn_for("snfd"), pg
 
 
-def prepare_schema(dsn: str, schemas: list[migrations.Schema], upgrade: bool) -> list[migrations.Migration]:
+def prepare_schema(dsn: str, schemas: list[migrations.Schema],
+                   upgrade: bool) -> list[migrations.Migration]:
     """Check (or apply) the migrations of the node and its plugins."""
     try:
         conn = psycopg2.connect(dsn, **connection_options("snfd-upgrade"))

@@ -53,7 +53,8 @@ class Term:
         self._db = db
         self._on_lost = on_lost
 
-    async def fenced(self, name: str, interaction: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def fenced(self, name: str, interaction: Callable[..., T],
+                     *args: Any, **kwargs: Any) -> T:
         if not self.active:
             raise LostLeadership(f"leadership term {self.epoch} is over")
         try:
@@ -63,7 +64,8 @@ class Term:
             raise
 
 
-def _fenced_txn(txn: Any, epoch: int, interaction: Callable[..., T], args: tuple, kwargs: dict) -> T:
+def _fenced_txn(txn: Any, epoch: int, interaction: Callable[..., T],
+                args: tuple, kwargs: dict) -> T:
     store.check_epoch_txn(txn, epoch)
     return interaction(txn, *args, **kwargs)
 
@@ -71,7 +73,7 @@ def _fenced_txn(txn: Any, epoch: int, interaction: Callable[..., T], args: tuple
 class LeaderElection(service.Service):
     """Competes for leadership and runs the leader duties while it holds it."""
 
-    name = "leader-election"
+    name = "leader-election"  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -17,7 +17,7 @@ log = Logger(namespace="snfd.cluster")
 class Membership(service.Service):
     """Keeps this node's membership row fresh and reads the cluster's state."""
 
-    name = "membership"
+    name = "membership"  # type: ignore[assignment]
 
     def __init__(self, reactor: Any, db: Database, node_id: str, address: str,
                  plugins: list[str], heartbeat_interval: float = 5.0):

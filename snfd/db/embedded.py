@@ -371,7 +371,7 @@ def ensure_account(name: str, log) -> Account:
             f"could not create the system account {name} to run PostgreSQL"
             f" as: {_last_line(result.stderr)}; create it yourself")
     # A twisted.logger.Logger, which has warn() and no warning().
-    log.warn(  # noqa: G010
+    log.warn(
         "Created the system account {account} ({command}): PostgreSQL"
         " refuses to run as root, so the embedded server runs as it",
         account=name, command=" ".join(command))
@@ -555,5 +555,5 @@ def embedded_for_command(
         to C{stop()} when the command is done, or C{None} when the server
         was already running and must be left alone.
     """
-    pg = ensure_embedded(state_dir, Logger(observer=_command_observer))
+    pg = ensure_embedded(state_dir, Logger(observer=_command_observer))  # type: ignore[arg-type]
     return (None if pg.adopted else pg), pg.dsn_for(DATABASE)

@@ -90,7 +90,7 @@ def applied_txn(txn: Any) -> dict[str, int]:
 def pending_txn(txn: Any, schemas: Iterable[Schema]) -> list[Migration]:
     """The migrations not yet applied, in the order they must run."""
     applied = applied_txn(txn)
-    todo = []
+    todo: list[Migration] = []
     for schema in schemas:
         have = applied.get(schema.component, 0)
         todo.extend(m for m in schema.migrations() if m.version > have)

@@ -29,8 +29,9 @@ def _from_werkzeug(exc: wz.HTTPException) -> errors.Fault:
     make = _WERKZEUG.get(exc.code or 500)
     if make is not None:
         return make(exc)
-    fault = errors.Fault(exc.description or exc.name)
-    fault.code, fault.name = exc.code or 500, "badRequest" if (exc.code or 500) < 500 else "computeFault"
+    code = exc.code or 500
+    fault = (errors.BadRequest if code < 500 else errors.InternalError)(exc.description or exc.name)
+    fault.code = code
     return fault
 
 

@@ -70,7 +70,8 @@ class Health(_Leaf):
             db = {"ok": False, "error": " ".join(str(e).split())}
         bus = {"ok": bool(node.bus.connected), "kind": node.bus_kind}
         body = {
-            "status": "ok" if db["ok"] and bus["ok"] else ("degraded" if db["ok"] else "unavailable"),
+            "status": ("ok" if db["ok"] and bus["ok"]
+                       else "degraded" if db["ok"] else "unavailable"),
             "node": node.node_id,
             "database": db,
             "bus": bus,
