@@ -1,0 +1,1 @@
+"""Command-line tools: ``snf-manage`` (administration); ``snf`` to come."""

@@ -1,0 +1,2 @@
+"""Compute, network, image and volume services over Ganeti (Cyclades).
+Not built yet."""
