@@ -221,8 +221,6 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
         Key("leader_session_timeout", number, 2.0,
             "idle_session_timeout (seconds) of the leader's lock session: a frozen"
             " leader loses leadership after this long."),
-        Key("max_request_body", positive_integer, 1 << 20,
-            "Largest request body (bytes) that node-level and JSON APIs accept."),
     ),
     "database": (
         Key("url", _url("postgresql", "postgres"), "",

@@ -5,6 +5,7 @@ the cluster view, and the request log."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 
@@ -15,27 +16,35 @@ from twisted.trial import unittest
 
 from snfd import config as cfg
 from snfd import tap
+from snfd.httpclient import HTTPClientPool, Target
+from snfd.metrics import Metrics
 from snfd.testing.node import free_port
 from snfd.testing.plugins import thirdparty_plugin
 from snfd.testing.postgres import fresh_database, throwaway_postgres
+from snfd.testing.tls import self_signed
 from tests.cluster.test_election import wait_for
 
 
 class NodeHTTPTests(unittest.TestCase):
-    def start_node(self, dsn: str | None = None):
+    def start_node(self, dsn: str | None = None, tls: tuple[str, str] | None = None):
         plugin = thirdparty_plugin()
         installed = {plugin.name: plugin}
         self.port = free_port()
         state = tempfile.mkdtemp(prefix="snfd-test-state-")
         self.addCleanup(shutil.rmtree, state, True)
+        listen = f"tcp:{self.port}:interface=127.0.0.1"
+        overrides = {("database", "auto_upgrade"): "yes", ("node", "election_interval"): "0.05"}
+        if tls:
+            self.tls_port = free_port()
+            listen += f" ssl:{self.tls_port}:interface=127.0.0.1"
+            overrides[("node", "tls_certificate")], overrides[("node", "tls_key")] = tls
         env = {
             "SNFD_DATABASE_URL": dsn or fresh_database(self),
-            "SNFD_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
+            "SNFD_LISTEN": listen,
             "SNFD_STATE_DIR": state,
         }
         config = cfg.load_config(None, {plugin.name: plugin.config_keys}, environ=env,
-                                 overrides={("database", "auto_upgrade"): "yes",
-                                            ("node", "election_interval"): "0.05"})
+                                 overrides=overrides)
         self.service = tap.build(config, installed, reactor)
         self.node = self.service.node
         self.service.startService()
@@ -182,3 +191,40 @@ class NodeHTTPTests(unittest.TestCase):
         self.assertEqual(data["status"], "unavailable")
         self.assertFalse(data["database"]["ok"])
         pg.start()
+
+    @defer.inlineCallbacks
+    def test_tls_endpoint(self):
+        """An ssl: endpoint serves the same site over TLS with the certificate
+        and key from [node] tls_certificate / tls_key; a client pinning that
+        certificate gets the health JSON."""
+        cert, key = self_signed("127.0.0.1", "localhost")
+        tmp = tempfile.mkdtemp(prefix="snfd-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert_path, key_path = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        with open(cert_path, "wb") as f:
+            f.write(cert)
+        with open(key_path, "wb") as f:
+            f.write(key)
+        self.start_node(tls=(cert_path, key_path))
+        pool = HTTPClientPool(reactor, Metrics())
+        self.addCleanup(lambda: defer.ensureDeferred(pool.close()))
+        client = pool.client(Target("self", f"https://127.0.0.1:{self.tls_port}",
+                                    ca_certificate=cert, timeout=10))
+        status, body = yield defer.ensureDeferred(client.json_request("GET", "/_health"))
+        self.assertEqual((status, body["status"]), (200, "ok"))
+        # plain HTTP still served on the tcp: endpoint
+        response, _ = yield defer.ensureDeferred(self.get("/_health"))
+        self.assertEqual(response.code, 200)
+
+    def test_tls_endpoint_without_certificate(self):
+        """An ssl: endpoint with no certificate configured is a startup error
+        naming [node] tls_certificate."""
+        plugin = thirdparty_plugin()
+        env = {"SNFD_DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+               "SNFD_LISTEN": "ssl:1:interface=127.0.0.1",
+               "SNFD_STATE_DIR": tempfile.mkdtemp(prefix="snfd-test-state-")}
+        self.addCleanup(shutil.rmtree, env["SNFD_STATE_DIR"], True)
+        config = cfg.load_config(None, {plugin.name: plugin.config_keys}, environ=env)
+        e = self.assertRaises(tap.StartupError, tap.build, config, {plugin.name: plugin},
+                              reactor)
+        self.assertIn("[node] tls_certificate", str(e))
