@@ -104,7 +104,8 @@ def main() -> None:
                 other_id = next(i for i, n in ids.items() if n is other)
                 t0 = time.monotonic()
                 leader.signal(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
-                wait(lambda: (cluster(other) or {}).get("leader") == other_id, 60, "takeover")
+                wait(lambda o=other, i=other_id: (cluster(o) or {}).get("leader") == i,
+                     60, "takeover")
                 took = time.monotonic() - t0
                 if kind == "kill":
                     kill_times.append(took)
@@ -115,7 +116,7 @@ def main() -> None:
                     stop_times.append(took)
                     t1 = time.monotonic()
                     leader.signal(signal.SIGCONT)
-                    wait(lambda l=leader: (cluster(l) or {}).get("this_node_leads") is False,
+                    wait(lambda old=leader: (cluster(old) or {}).get("this_node_leads") is False,
                          60, "old leader notices")
                     notice_times.append(time.monotonic() - t1)
     finally:

@@ -75,9 +75,7 @@ def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
     try:
-        plugins = plugin_loader.installed()
-        config = cfg.load_config(options["config"], plugin_loader.config_keys(plugins),
-                                 overrides=options.overrides())
+        config, plugins = load(options["config"], options.overrides())
         return build(config, plugins, reactor)
     except (StartupError, cfg.ConfigError, plugin_loader.PluginError,
             migrations.SchemaError, EmbeddedPostgresError) as e:

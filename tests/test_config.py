@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from twisted.trial import unittest
 
 from snfd import config as cfg
 from snfd.config import ConfigError, Key, number, text
+from snfd.testing.files import temp_file
 
 PLUGIN_KEYS = {"thing": (Key("colour", text, "blue", "a colour"),
                          Key("size", number, cfg.REQUIRED, "a size"),
@@ -18,11 +17,7 @@ PLUGIN_KEYS = {"thing": (Key("colour", text, "blue", "a colour"),
 
 class ConfigTests(unittest.TestCase):
     def write(self, body: str) -> str:
-        fd, path = tempfile.mkstemp(suffix=".conf")
-        os.write(fd, body.encode())
-        os.close(fd)
-        self.addCleanup(os.unlink, path)
-        return path
+        return temp_file(self, body)
 
     def load(self, body: str | None, env: dict[str, str] | None = None,
              keys: dict | None = None) -> cfg.Config:

@@ -34,6 +34,7 @@ import pika.exceptions
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.error import ConnectionClosed as TCPConnectionClosed
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -225,7 +226,7 @@ class AmqpBus:
                                               properties),
                         deadline, f"confirm of a message to {exchange!r}")
                 except pika.exceptions.NackError:
-                    self.log.warn(  # noqa: G010 (twisted's Logger API)
+                    self.log.warn(
                         "Broker nacked a message to {exchange};"
                         " publishing it again", exchange=exchange)
                 except pika.exceptions.ChannelClosedByBroker as e:
@@ -279,9 +280,9 @@ class AmqpBus:
                 conn = await self._connect()
             except defer.CancelledError:
                 break
-            except Exception as e:  # noqa: BLE001 (any failure: retry)
+            except Exception as e:
                 if not self._stopping:
-                    self.log.warn(  # noqa: G010
+                    self.log.warn(
                         "Cannot connect to AMQP broker {host}:{port}: {error}",
                         host=self.address.host, port=self.address.port,
                         error=_describe(e))
@@ -308,18 +309,19 @@ class AmqpBus:
             credentials=pika.PlainCredentials(a.username, a.password),
             heartbeat=self._heartbeat,
             client_properties={"connection_name": "snfd"})
-        endpoint = HostnameEndpoint(self._reactor, a.host, a.port,
-                                    timeout=self._connect_timeout)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(
+            self._reactor, a.host, a.port, timeout=self._connect_timeout)
         if a.tls:
             from twisted.internet.ssl import optionsForClientTLS
             endpoint = wrapClientTLS(
                 self._tls_options or optionsForClientTLS(a.host), endpoint)
         factory = protocol.Factory.forProtocol(
-            TwistedProtocolConnection, params, custom_reactor=self._reactor)
+            lambda: TwistedProtocolConnection(
+                params, custom_reactor=self._reactor))
         factory.noisy = False
         self._attempt = endpoint.connect(factory)
         try:
-            proto = await self._attempt
+            proto: Any = await self._attempt
         finally:
             self._attempt = None
         self._proto = proto
@@ -339,9 +341,9 @@ class AmqpBus:
         closed = conn.closed
         try:
             await self._setup(conn)
-        except Exception as e:  # noqa: BLE001 (any failure: reconnect)
+        except Exception as e:
             if not self._stopping:
-                self.log.warn(  # noqa: G010
+                self.log.warn(
                     "Setting up the AMQP connection failed: {error}",
                     error=_describe(e))
             if not closed.called and conn.transport is not None:
@@ -400,7 +402,7 @@ class AmqpBus:
         self._publish_channel = self._publish_conn = None
         self._metrics.bus_connected.set(0)
         if was_online and not self._stopping:
-            self.log.warn(  # noqa: G010
+            self.log.warn(
                 "Lost the AMQP connection: {error}",
                 error=_describe(reason))
 
@@ -518,10 +520,12 @@ class AmqpBus:
     def _remaining(self, deadline: float) -> float:
         return max(0.0, deadline - self._reactor.seconds())
 
-    async def _within(self, d: defer.Deferred[Any], deadline: float,
+    async def _within(self, awaitable: Any, deadline: float,
                       what: str) -> Any:
-        remaining = self._remaining(deadline)
-        d.addTimeout(remaining, self._reactor)
+        """Await a Deferred or coroutine; ``BusUnavailable`` at the
+        deadline (reactor time)."""
+        d = defer.ensureDeferred(awaitable)
+        d.addTimeout(self._remaining(deadline), self._reactor)
         try:
             return await d
         except defer.TimeoutError:
@@ -621,7 +625,7 @@ class _AmqpConsumer:
             except pika.exceptions.ChannelClosedByBroker as e:
                 self.log.error("Cannot consume from queue {queue}: {error}",
                                queue=self.queue, error=_describe(e))
-            except Exception as e:  # noqa: BLE001 (logged, retried)
+            except Exception as e:
                 if not (isinstance(e, _TRANSIENT) or self._bus._conn
                         is not conn):
                     self.log.failure("Consumer of queue {queue} failed",
@@ -648,7 +652,10 @@ class _AmqpConsumer:
             d = defer.Deferred.fromCoroutine(self._handle(channel, item))
             if not d.called:
                 self._in_flight.add(d)
-                d.addBoth(lambda _, d=d: self._in_flight.discard(d))
+                d.addBoth(self._forget, d)
+
+    def _forget(self, _: object, d: defer.Deferred[None]) -> None:
+        self._in_flight.discard(d)
 
     async def _handle(self, channel: Any, item: Any) -> None:
         method, properties = item.method, item.properties
@@ -661,7 +668,7 @@ class _AmqpConsumer:
             result = self._handler(message)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001 (whatever fails is rejected)
+        except Exception:
             self.log.failure(
                 "Handler for queue {queue} failed on a message with routing"
                 " key {routing_key}; rejected", queue=self.queue,

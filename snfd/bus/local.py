@@ -199,12 +199,11 @@ class LocalBus:
         while queue.messages:
             # Round-robin: the first consumer with room takes the message
             # and moves to the back of the line.
-            for i, consumer in enumerate(consumers):
-                if consumer.has_room:
-                    break
-            else:
+            consumer = next((c for c in consumers if c.has_room), None)
+            if consumer is None:
                 return
-            consumers.append(consumers.pop(i))
+            consumers.remove(consumer)
+            consumers.append(consumer)
             consumer.deliver(queue.messages.popleft())
 
     def _handled(self, consumer: _LocalConsumer, message: Message,
@@ -265,7 +264,7 @@ class _LocalConsumer:
             result = self._handler(delivered)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001 (whatever fails is rejected)
+        except Exception:
             self.log.failure(
                 "Handler for queue {queue} failed on a message with routing"
                 " key {routing_key}; rejected", queue=self.queue,

@@ -24,6 +24,7 @@ from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
 from snfd.db.pool import connection_options
+from snfd.tap import load
 
 
 class CommandError(Exception):
@@ -53,12 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _load(args: argparse.Namespace) -> tuple[cfg.Config, dict[str, Any]]:
-    plugins = plugin_loader.installed()
-    config = cfg.load_config(args.config, plugin_loader.config_keys(plugins))
-    return config, plugins
-
-
 @contextlib.contextmanager
 def _connect(config: cfg.Config) -> Iterator[Any]:
     embedded = None
@@ -83,7 +78,7 @@ def _connect(config: cfg.Config) -> Iterator[Any]:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    config, plugins = _load(args)
+    config, plugins = load(args.config)
     plugin_loader.select(plugins, config.plugins.enabled)
     print(f"{config.source}: OK")
     return 0
@@ -96,7 +91,7 @@ def cmd_config_example(args: argparse.Namespace) -> int:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    config, plugins = _load(args)
+    config, plugins = load(args.config)
     chosen = plugin_loader.select(plugins, config.plugins.enabled)
     schemas = [migrations.NODE_SCHEMA] + [p.schema for p in chosen if p.schema is not None]
     with _connect(config) as conn:
@@ -119,7 +114,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    config, _ = _load(args)
+    config, _ = load(args.config)
     with _connect(config) as conn:
         with conn.cursor() as cur:
             if migrations.pending_txn(cur, [migrations.NODE_SCHEMA]):

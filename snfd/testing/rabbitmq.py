@@ -138,6 +138,18 @@ class PrivateRabbit:
         and data.  For tests that keep the broker down for a while."""
         self._halt()
 
+    def wipe(self) -> None:
+        """Forget every exchange, queue and message (node stopped only):
+        the next ``start()`` is a fresh broker on the same port."""
+        if self.running:
+            raise RuntimeError("stop the node before wiping its data")
+        if self._base is not None:
+            mnesia = self._base / "mnesia"
+            shutil.rmtree(mnesia, ignore_errors=True)
+            mnesia.mkdir()
+            if self._user:
+                os.chown(mnesia, self._user["user"], self._user["group"])
+
     # -- internals ---------------------------------------------------------
 
     def _prepare(self) -> None:
@@ -197,6 +209,7 @@ class PrivateRabbit:
             host="127.0.0.1", port=self.port,
             credentials=pika.PlainCredentials("guest", "guest"),
             connection_attempts=1, socket_timeout=2, stack_timeout=5)
+        assert self.port is not None
         deadline = time.monotonic() + self.start_timeout
         while True:
             if self._proc is None or self._proc.poll() is not None:

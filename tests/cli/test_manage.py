@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 
 import psycopg2
@@ -13,6 +12,7 @@ from twisted.trial import unittest
 
 from snfd.cli import manage
 from snfd.cluster import store
+from snfd.testing.files import temp_file
 from snfd.testing.postgres import fresh_database
 
 
@@ -27,11 +27,7 @@ class ManageTests(unittest.TestCase):
         return code, out.getvalue(), err.getvalue()
 
     def config(self, text: str) -> str:
-        fd, path = tempfile.mkstemp(suffix=".conf")
-        os.write(fd, text.encode())
-        os.close(fd)
-        self.addCleanup(os.unlink, path)
-        return path
+        return temp_file(self, text)
 
     def test_config_check(self):
         """config-check says OK for a valid file and prints the one-line

@@ -14,6 +14,7 @@ import psycopg2
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
+from snfd.testing.files import temp_file
 from snfd.testing.node import NodeProcess, run_twistd
 from snfd.testing.plugins import FIXTURE
 from snfd.testing.postgres import fresh_database, throwaway_postgres
@@ -27,11 +28,7 @@ CLEAN_EXIT = (0, -signal.SIGTERM)
 
 
 def write_config(testcase: unittest.TestCase, text: str) -> str:
-    fd, path = tempfile.mkstemp(suffix=".conf")
-    os.write(fd, text.encode())
-    os.close(fd)
-    testcase.addCleanup(os.unlink, path)
-    return path
+    return temp_file(testcase, text)
 
 
 def plugin_env() -> dict[str, str]:
