@@ -133,3 +133,9 @@ class ConfigTests(unittest.TestCase):
         shipped = Path(__file__).parent.parent / "etc" / "snfd.conf.example"
         self.assertEqual(shipped.read_text(), text_,
                          "regenerate with: snf-manage config-example > etc/snfd.conf.example")
+
+    def test_shipped_config_is_valid(self) -> None:
+        """etc/snfd.conf, the config the README runs, passes validation."""
+        shipped = Path(__file__).parent.parent / "etc" / "snfd.conf"
+        c = cfg.load_config(str(shipped), {}, environ={})
+        self.assertEqual(c.node.listen, ("tcp:8080:interface=127.0.0.1",))

@@ -38,6 +38,9 @@ _RETRY_CONFLICT = (psycopg2.errors.SerializationFailure, psycopg2.errors.Deadloc
 # SQLSTATE classes/codes that mean "this connection is gone or not yet usable".
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
 _MAX_CONFLICT_ATTEMPTS = 10
+# Interactions run their statements back to back in a thread; a session idle
+# inside a transaction this long belongs to a frozen or stuck node.
+_IDLE_IN_TRANSACTION = 5.0
 
 
 class DatabaseUnavailable(Exception):
@@ -56,10 +59,16 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def connection_options(application_name: str) -> dict[str, Any]:
+def connection_options(application_name: str,
+                       idle_in_transaction: float | None = None) -> dict[str, Any]:
     """libpq options for every snfd connection: a name in pg_stat_activity,
-    a connect timeout, and TCP keepalives so a dead peer is noticed."""
-    return {
+    a connect timeout, and TCP keepalives so a dead peer is noticed.
+
+    ``idle_in_transaction`` (seconds) ends a session that sits inside a
+    transaction that long: a frozen node must not hold row locks (such as
+    the share lock of a fenced write) that a new leader waits for.
+    """
+    options = {
         "application_name": application_name[:63],
         "connect_timeout": 5,
         "keepalives": 1,
@@ -67,6 +76,10 @@ def connection_options(application_name: str) -> dict[str, Any]:
         "keepalives_interval": 2,
         "keepalives_count": 3,
     }
+    if idle_in_transaction:
+        options["options"] = (
+            f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}")
+    return options
 
 
 class _Pool(adbapi.ConnectionPool):
@@ -116,7 +129,7 @@ class Database:
             "psycopg2", dsn,
             cp_min=min_connections, cp_max=max_connections,
             cp_reconnect=True, cp_noisy=False, cp_reactor=reactor,
-            **connection_options(application_name),
+            **connection_options(application_name, idle_in_transaction=_IDLE_IN_TRANSACTION),
         )
 
     def start(self) -> None:
