@@ -153,7 +153,13 @@ class IMessageBus(Interface):
     def declare_exchange(name, type="topic"):
         """Declare a durable exchange (idempotent).  Returns an awaitable.
 
-        The declaration is remembered and replayed after a reconnect."""
+        @param type: ``"topic"``, ``"direct"`` or ``"fanout"``.
+        The declaration is remembered and replayed after a reconnect.
+        The awaitable fails with ``ValueError`` when the exchange exists
+        with another type, and with ``snfd.bus.BusUnavailable`` when the
+        broker could not be reached within the publish timeout (the
+        declaration is still made once the bus connects).
+        """
 
     def declare_queue(name, bindings=(), dead_letter=True):
         """Declare a durable queue and bind it (idempotent).
@@ -163,7 +169,15 @@ class IMessageBus(Interface):
             more words).
         @param dead_letter: when true, messages the consumer rejects go to
             the queue ``<name>.dead`` (declared too) instead of being lost.
+            They arrive there with exchange ``snfd.bus.DEAD_LETTER_EXCHANGE``,
+            routing key ``<name>.dead``, their own headers and body, and an
+            ``x-death`` header whose first entry has ``queue`` and
+            ``reason`` (``"rejected"``), as RabbitMQ writes it.
         Returns an awaitable.  Remembered and replayed after a reconnect.
+        Re-declaring adds bindings, never removes any.  Fails with
+        ``snfd.bus.UnknownExchange`` when a binding names an exchange that
+        does not exist, ``ValueError`` when the queue exists with the other
+        ``dead_letter`` setting, ``BusUnavailable`` as above.
         """
 
     def publish(exchange, routing_key, body, headers=None,
@@ -174,7 +188,15 @@ class IMessageBus(Interface):
         message (publisher confirms), and fails with
         ``snfd.bus.BusUnavailable`` if that did not happen within the
         bus's publish timeout (the message is then retried across
-        reconnects until the timeout, never silently dropped).
+        reconnects until the timeout, never silently dropped), or at once
+        when the bus was stopped.  A message that no binding matches is
+        confirmed and dropped (AMQP's unroutable, non-mandatory message);
+        an exchange that does not exist fails with
+        ``snfd.bus.UnknownExchange``.
+
+        @param body: ``bytes`` (anything else is a ``TypeError``).
+        @param headers: a ``dict`` of ``str`` keys to ``str``/``int``/
+            ``bool``/``bytes``/lists/dicts (what AMQP field tables carry).
         """
 
     def consume(queue, handler, prefetch=10):
@@ -185,8 +207,11 @@ class IMessageBus(Interface):
             acknowledged; when it raises, the message is rejected without
             requeue (so it goes to the dead-letter queue).
         @param prefetch: at most this many messages are being handled at
-            once.
-        @return: an ``IConsumer``.  Consumers survive reconnects.
+            once (``>= 1``).
+        @return: an ``IConsumer``, at once; the subscription itself is made
+            in the background.  Consumers survive reconnects.  A queue
+            that does not exist yet is waited for (retried with backoff).
+            Competing consumers of one queue share its messages.
         """
 
     def start():

@@ -156,15 +156,17 @@ class AmqpBus:
             raise ValueError(f"exchange type must be one of {_EXCHANGE_TYPES}")
         if not name:
             raise ValueError("the default exchange cannot be declared")
-        remembered = name in self._exchanges
+        previous = self._exchanges.get(name)
         self._exchanges[name] = type
         try:
             await self._declare(
                 lambda ch: self._exchange_on(ch, name, type),
                 f"exchange {name!r}")
         except (ValueError, UnknownExchange):
-            if not remembered:
+            if previous is None:
                 del self._exchanges[name]
+            else:
+                self._exchanges[name] = previous
             raise
 
     async def declare_queue(self, name: str,
@@ -214,45 +216,45 @@ class AmqpBus:
         properties = pika.BasicProperties(
             delivery_mode=2, content_type=content_type,
             headers=dict(headers) if headers else None)
-        deadline = self._reactor.seconds() + self._publish_timeout
-        delay = 0.05
         try:
-            while True:
-                conn = await self._wait_connection(deadline)
-                try:
-                    channel = await self._channel_for_publish(conn, deadline)
-                    await self._within(
-                        channel.basic_publish(exchange, routing_key, body,
-                                              properties),
-                        deadline, f"confirm of a message to {exchange!r}")
-                except pika.exceptions.NackError:
-                    self.log.warn(
-                        "Broker nacked a message to {exchange};"
-                        " publishing it again", exchange=exchange)
-                except pika.exceptions.ChannelClosedByBroker as e:
-                    if (e.reply_code == _NOT_FOUND
-                            and await self._exchange_missing(exchange,
-                                                             deadline)):
-                        raise UnknownExchange(
-                            f"no exchange {exchange!r}") from None
-                    # The publishing channel was closed because of another
-                    # publish; this one goes again on a fresh channel.
-                except (BusUnavailable, defer.CancelledError):
-                    raise
-                except Exception as e:
-                    if not (isinstance(e, _TRANSIENT) or conn is not self._conn):
-                        raise
-                else:
-                    self._metrics.bus_published.labels(exchange).inc()
-                    return
-                await self._sleep(min(delay, self._remaining(deadline)))
-                delay = min(delay * 2, 1.0)
+            await self._publish(exchange, routing_key, body, properties)
         except defer.CancelledError:
             self._metrics.bus_publish_failures.labels(exchange).inc()
             raise BusUnavailable("the bus is stopping") from None
-        except BusUnavailable:
+        except Exception:
             self._metrics.bus_publish_failures.labels(exchange).inc()
             raise
+        self._metrics.bus_published.labels(exchange).inc()
+
+    async def _publish(self, exchange: str, routing_key: str, body: bytes,
+                       properties: pika.BasicProperties) -> None:
+        deadline = self._reactor.seconds() + self._publish_timeout
+        delay = 0.05
+        while True:
+            conn = await self._wait_connection(deadline)
+            try:
+                channel = await self._channel_for_publish(conn, deadline)
+                await self._within(
+                    channel.basic_publish(exchange, routing_key, body,
+                                          properties),
+                    deadline, f"confirm of a message to {exchange!r}")
+                return
+            except pika.exceptions.NackError:
+                self.log.warn("Broker nacked a message to {exchange};"
+                              " publishing it again", exchange=exchange)
+            except pika.exceptions.ChannelClosedByBroker as e:
+                if (e.reply_code == _NOT_FOUND
+                        and await self._exchange_missing(exchange, deadline)):
+                    raise UnknownExchange(f"no exchange {exchange!r}") from None
+                # The publishing channel was closed because of another
+                # publish; this one goes again on a fresh channel.
+            except (BusUnavailable, defer.CancelledError):
+                raise
+            except Exception as e:
+                if not (isinstance(e, _TRANSIENT) or conn is not self._conn):
+                    raise
+            await self._sleep(min(delay, self._remaining(deadline)))
+            delay = min(delay * 2, 1.0)
 
     def consume(self, queue: str, handler: Callable[[Message], Any],
                 prefetch: int = 10) -> _AmqpConsumer:
@@ -352,6 +354,7 @@ class AmqpBus:
             if not closed.called:
                 self._online(conn)
         reason = await closed
+        self._proto = None
         self._offline(reason)
 
     async def _setup(self, conn: Any) -> None:
@@ -632,6 +635,7 @@ class _AmqpConsumer:
                                      queue=self.queue)
             if self._stopping:
                 break
+            self._retire(self._channel)
             if self._bus._conn is conn:
                 # The connection is fine, the subscription is not: do not
                 # spin on a queue that does not exist.
@@ -656,6 +660,18 @@ class _AmqpConsumer:
 
     def _forget(self, _: object, d: defer.Deferred[None]) -> None:
         self._in_flight.discard(d)
+
+    def _retire(self, channel: Any) -> None:
+        """Close a channel whose subscription ended (the broker cancelled
+        it) once the handlers still acking on it are done."""
+        if channel is None or not channel.is_open:
+            return
+
+        def close(_: object) -> None:
+            if channel.is_open:
+                channel.close()
+
+        defer.DeferredList(list(self._in_flight)).addCallback(close)
 
     async def _handle(self, channel: Any, item: Any) -> None:
         method, properties = item.method, item.properties
@@ -704,6 +720,8 @@ class _AmqpConsumer:
             except defer.CancelledError:
                 pass
         await defer.DeferredList(list(self._in_flight))
+        # Unacked messages sent ahead go back to the queue with the channel.
+        channel = self._channel
         if channel is not None and channel.is_open:
             channel.close()
         self._bus._consumers.discard(self)

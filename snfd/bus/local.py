@@ -146,6 +146,7 @@ class LocalBus:
             raise BusUnavailable("the bus is stopped")
         kind = self._exchanges.get(exchange)
         if kind is None:
+            self._metrics.bus_publish_failures.labels(exchange).inc()
             raise UnknownExchange(f"no exchange {exchange!r}")
         for queue_name in sorted(self._route(exchange, kind, routing_key)):
             self._enqueue(queue_name, Message(

@@ -9,11 +9,12 @@ in which the private node registers under its own name.  When no epmd
 listens there, a private epmd is started on a free port and killed again
 by ``stop()``.
 
-Measured on the project machine (2 cores, RabbitMQ 3.10.8, Erlang 25):
-``start()`` takes about 4-6 s until an AMQP connection succeeds,
-``stop()`` about 2-3 s (most of it is ``rabbitmqctl`` booting its own
-Erlang VM) and ``restart()`` about 7-9 s.  Start one node per test case
-that needs a broker it can stop; use the shared broker otherwise.
+Measured on the project machine (2 cores, RabbitMQ 3.10.8, Erlang/OTP 25,
+other jobs running): ``start()`` takes 5.7-9.4 s until an AMQP connection
+succeeds, ``stop()`` 1.5-1.7 s (mostly ``rabbitmqctl`` booting its own
+Erlang VM) and ``restart()`` 6-10.5 s.  So start a node only for tests
+that must stop or restart the broker; the contract tests use the shared
+one.
 """
 
 from __future__ import annotations

@@ -389,11 +389,14 @@ class BusContractMixin(BusTestMixin):
     @async_test
     async def test_unknown_exchange(self):
         """Publishing to, or binding to, an undeclared exchange raises
-        UnknownExchange; the bus keeps working."""
+        UnknownExchange (counted as a publish failure); the bus keeps
+        working."""
         bus = await self.new_bus()
         missing = self.name("missing")
         with self.assertRaises(UnknownExchange):
             await bus.publish(missing, "k", b"x")
+        self.assertEqual(self.sample("snfd_bus_publish_failures_total",
+                                     exchange=missing), 1)
         with self.assertRaises(UnknownExchange):
             await bus.declare_queue(self.name("q"), [(missing, "#")])
         exchange, queue = await self.setup_queue(bus)
@@ -401,6 +404,21 @@ class BusContractMixin(BusTestMixin):
         bus.consume(queue, got.append)
         await bus.publish(exchange, "k", b"fine")
         await self.wait_for(lambda: got, what="delivery")
+
+    @async_test
+    async def test_consume_before_declare(self):
+        """A consumer started before its queue exists receives messages
+        once the queue is declared."""
+        bus = await self.new_bus()
+        exchange, queue = self.name("ex"), self.name("q")
+        got = []
+        bus.consume(queue, got.append)
+        await self.sleep(0.2)
+        await bus.declare_exchange(exchange)
+        await bus.declare_queue(queue, [(exchange, "#")])
+        await bus.publish(exchange, "k", b"late queue")
+        await self.wait_for(lambda: got, what="delivery")
+        self.assertEqual(got[0].body, b"late queue")
 
     @async_test
     async def test_handler_publishing(self):
