@@ -26,17 +26,19 @@ class _Leaf(resource.Resource):
         if request.method not in (b"GET", b"HEAD"):
             return errors.render_fault(request, errors.MethodNotAllowed(
                 "Only GET is allowed here.", headers={"Allow": "GET, HEAD"}))
+        gone = []
+        request.notifyFinish().addBoth(gone.append)
         d = defer.ensureDeferred(self.answer(request))
         d.addErrback(lambda f: errors.render_fault(request, f))
-        d.addCallback(_finish, request)
+        d.addCallback(_finish, request, gone)
         return server.NOT_DONE_YET
 
     async def answer(self, request: Any) -> bytes:
         raise NotImplementedError
 
 
-def _finish(body: bytes, request: Any) -> None:
-    if request.finished or request._disconnected:
+def _finish(body: bytes, request: Any, gone: list) -> None:
+    if gone:  # the client went away while we were answering
         return
     request.setHeader(b"content-length", str(len(body)).encode("ascii"))
     if request.method != b"HEAD":
