@@ -26,24 +26,25 @@ class _Leaf(resource.Resource):
         if request.method not in (b"GET", b"HEAD"):
             return errors.render_fault(request, errors.MethodNotAllowed(
                 "Only GET is allowed here.", headers={"Allow": "GET, HEAD"}))
-        gone = []
+        gone: list[object] = []
         request.notifyFinish().addBoth(gone.append)
-        d = defer.ensureDeferred(self.answer(request))
-        d.addErrback(lambda f: errors.render_fault(request, f))
-        d.addCallback(_finish, request, gone)
+        defer.ensureDeferred(self._respond(request, gone))
         return server.NOT_DONE_YET
+
+    async def _respond(self, request: Any, gone: list[object]) -> None:
+        try:
+            body = await self.answer(request)
+        except Exception as e:
+            body = errors.render_fault(request, e)
+        if gone:  # the client went away while we were answering
+            return
+        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
 
     async def answer(self, request: Any) -> bytes:
         raise NotImplementedError
-
-
-def _finish(body: bytes, request: Any, gone: list) -> None:
-    if gone:  # the client went away while we were answering
-        return
-    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()
 
 
 def _json(request: Any, value: Any, code: int = 200) -> bytes:
