@@ -5,6 +5,7 @@ with fencing, and surviving a PostgreSQL restart."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -78,9 +79,11 @@ class StartupTests(unittest.TestCase):
     def test_old_schema_refused(self):
         """A node without auto_upgrade refuses a database whose schema is
         older than its code, telling the operator to run snf-manage upgrade."""
+        state = tempfile.mkdtemp(prefix="snfd-state-")
+        self.addCleanup(shutil.rmtree, state, True)
         result = run_twistd(["-n", "--pidfile=", "snfd"],
                             env={"SNFD_PLUGINS": "", "SNFD_DATABASE_URL": fresh_database(self),
-                                 "SNFD_STATE_DIR": tempfile.mkdtemp(prefix="snfd-state-")})
+                                 "SNFD_STATE_DIR": state})
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn("snf-manage upgrade", result.stderr)
 
@@ -90,6 +93,7 @@ class StartupTests(unittest.TestCase):
         state directory, upgrades it, serves /_health, and on a second start
         reuses the same data (same node id, epoch moves on)."""
         state = Path(tempfile.mkdtemp(prefix="snfd-embedded-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, state, True)
         state.chmod(0o755)  # as root, the embedded server's account must reach it
         env = {"SNFD_PLUGINS": ""}
         env.pop("SNFD_DATABASE_URL", None)
