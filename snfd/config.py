@@ -119,7 +119,6 @@ class Section:
 
     name: str
     values: Mapping[str, Any]
-    explicit: frozenset[str] = frozenset()
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -129,11 +128,6 @@ class Section:
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
-
-    def is_set(self, key: str) -> bool:
-        """Whether the key came from the file, the environment or the command
-        line rather than from its default."""
-        return key in self.explicit
 
 
 @attrs.frozen
@@ -181,10 +175,6 @@ def _listen(value: str) -> tuple[str, ...]:
                 f"unsupported endpoint {d!r}: use tcp:PORT[:interface=ADDR],"
                 " ssl:PORT[:interface=ADDR] or unix:PATH")
     return found
-
-
-def _plugin_list(value: str) -> tuple[str, ...] | None:
-    return names(value)
 
 
 def _url(*schemes: str) -> Callable[[str], str]:
@@ -243,7 +233,7 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
             "Longest pause between reconnection attempts."),
     ),
     "plugins": (
-        Key("enabled", _plugin_list, None,
+        Key("enabled", names, None,
             "Comma-separated service plugins to run; absent: every installed one;"
             " empty: none.", env="SNFD_PLUGINS"),
     ),
@@ -315,7 +305,6 @@ def _section(
         raise ConfigError(where, name, given, "unknown key")
 
     values: dict[str, Any] = {}
-    explicit = set()
     for key in by_name.values():
         origin, value = where, None
         if key.name in raw:
@@ -338,8 +327,7 @@ def _section(
             values[key.name] = key.parse(value)
         except ValueError as e:
             raise ConfigError(origin, name, key.name, str(e)) from None
-        explicit.add(key.name)
-    return Section(name=name, values=values, explicit=frozenset(explicit))
+    return Section(name=name, values=values)
 
 
 def _read_secret(where: str, section: str, key: str, filename: str) -> str:

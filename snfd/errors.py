@@ -66,10 +66,6 @@ class BuildInProgress(Fault):
     code, name = 409, "buildInProgress"
 
 
-class RequestTooLarge(Fault):
-    code, name = 413, "overLimit"
-
-
 class OverLimit(Fault):
     code, name = 413, "overLimit"
 

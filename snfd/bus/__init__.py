@@ -8,10 +8,13 @@ URL gives the in-process ``LocalBus`` (single node, tests), an
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import attrs
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd.interfaces import IMessage
@@ -49,6 +52,22 @@ class Message:
     headers: dict[str, Any] = attrs.field(factory=dict)
     content_type: str | None = None
     redelivered: bool = False
+
+
+async def run_handler(handler: Callable[[Message], Any], message: Message,
+                      queue: str, log: Logger) -> bool:
+    """Run a consumer's handler on ``message``; ``True`` if it succeeded
+    (ack), ``False`` if it raised (logged with its traceback; reject)."""
+    try:
+        result = handler(message)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.failure("Handler for queue {queue} failed on a message with routing"
+                    " key {routing_key}; rejected", queue=queue,
+                    routing_key=message.routing_key)
+        return False
+    return True
 
 
 @attrs.frozen

@@ -22,7 +22,6 @@ connects, by which time the process has chosen its reactor.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import random
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -44,6 +43,7 @@ from snfd.bus import (
     BusUnavailable,
     Message,
     UnknownExchange,
+    run_handler,
 )
 from snfd.interfaces import IConsumer, IMessageBus
 from snfd.metrics import Metrics
@@ -680,18 +680,8 @@ class _AmqpConsumer:
             body=item.body, headers=dict(properties.headers or {}),
             content_type=properties.content_type,
             redelivered=bool(method.redelivered))
-        try:
-            result = self._handler(message)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            self.log.failure(
-                "Handler for queue {queue} failed on a message with routing"
-                " key {routing_key}; rejected", queue=self.queue,
-                routing_key=method.routing_key)
-            outcome = "reject"
-        else:
-            outcome = "ack"
+        ok = await run_handler(self._handler, message, self.queue, self.log)
+        outcome = "ack" if ok else "reject"
         if not channel.is_open:
             # The broker requeued it when the channel closed; whoever gets
             # it next sees redelivered=True.

@@ -15,7 +15,6 @@ re-entered, exactly as with a network round trip.
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -30,6 +29,7 @@ from snfd.bus import (
     BusUnavailable,
     Message,
     UnknownExchange,
+    run_handler,
 )
 from snfd.bus.topic import matches
 from snfd.interfaces import IConsumer, IMessageBus
@@ -261,18 +261,7 @@ class _LocalConsumer:
 
     async def _handle(self, message: Message) -> None:
         delivered = attrs.evolve(message, headers=dict(message.headers))
-        try:
-            result = self._handler(delivered)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            self.log.failure(
-                "Handler for queue {queue} failed on a message with routing"
-                " key {routing_key}; rejected", queue=self.queue,
-                routing_key=message.routing_key)
-            ok = False
-        else:
-            ok = True
+        ok = await run_handler(self._handler, delivered, self.queue, self.log)
         self._bus._handled(self, message, ok)
 
     async def stop(self) -> None:

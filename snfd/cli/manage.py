@@ -120,8 +120,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             if migrations.pending_txn(cur, [migrations.NODE_SCHEMA]):
                 raise CommandError("the database has no cluster tables yet; run"
                                    " `snf-manage upgrade` first")
-            members = store.members_txn(cur, config.node.heartbeat_interval * 3)
-            lead = store.leadership_txn(cur)
+            members, lead = store.status_txn(cur, config.node.heartbeat_interval * 3)
         conn.rollback()
     if args.json:
         print(json.dumps({

@@ -64,7 +64,7 @@ class Membership(service.Service):
     async def status(self) -> dict[str, Any]:
         """The cluster as ``GET /_cluster`` shows it."""
         members, leadership = await self._db.run(
-            "cluster.status", _status_txn, self._interval * 3)
+            "cluster.status", store.status_txn, self._interval * 3)
         return {
             "node": self.node_id,
             "leader": leadership.leader,
@@ -72,7 +72,3 @@ class Membership(service.Service):
             "leader_since": leadership.since.isoformat() if leadership.since else None,
             "members": [m.as_json() for m in members],
         }
-
-
-def _status_txn(txn: Any, dead_after: float) -> tuple[list[store.Member], store.Leadership]:
-    return store.members_txn(txn, dead_after), store.leadership_txn(txn)

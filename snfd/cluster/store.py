@@ -96,6 +96,11 @@ def leadership_txn(txn: Any) -> Leadership:
     return Leadership(leader, epoch, since)
 
 
+def status_txn(txn: Any, dead_after: float) -> tuple[list[Member], Leadership]:
+    """Members and leadership, read in one transaction."""
+    return members_txn(txn, dead_after), leadership_txn(txn)
+
+
 def try_lock_txn(txn: Any) -> bool:
     """Try to take the leader lock in this (autocommit) session."""
     txn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 import treq
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
@@ -58,6 +58,19 @@ class NodeHTTPTests(unittest.TestCase):
                                       persistent=False)
         body = await response.content()
         return response, body
+
+    async def poll_json(self, path: str, ready, what: str, timeout: float = 20.0):
+        """GET ``path`` (expecting 200 JSON) until ``ready(body)`` holds."""
+        deadline = reactor.seconds() + timeout
+        while True:
+            response, body = await self.get(path)
+            self.assertEqual(response.code, 200, path)
+            data = json.loads(body)
+            if ready(data):
+                return data
+            if reactor.seconds() > deadline:
+                self.fail(f"timed out waiting for {what}: last answer {data!r}")
+            await task.deferLater(reactor, 0.05, lambda: None)
 
     @defer.inlineCallbacks
     def test_health(self):
@@ -152,30 +165,16 @@ class NodeHTTPTests(unittest.TestCase):
         epoch and the members; the plugin's leader duty runs."""
         self.start_node()
         yield defer.ensureDeferred(wait_for(lambda: self.node.election.is_leader, what="leader"))
-        for _ in range(100):
-            response, body = yield defer.ensureDeferred(self.get("/_cluster"))
-            self.assertEqual(response.code, 200)
-            data = json.loads(body)
-            if data["members"]:
-                break
-            yield defer.ensureDeferred(wait_for(lambda: True))
+        data = yield defer.ensureDeferred(
+            self.poll_json("/_cluster", lambda d: d["members"], "membership"))
         self.assertEqual(data["node"], self.node.node_id)
         self.assertEqual(data["leader"], self.node.node_id)
         self.assertGreaterEqual(data["epoch"], 1)
         self.assertEqual([m["id"] for m in data["members"]], [self.node.node_id])
         self.assertTrue(data["members"][0]["alive"])
-
-        async def ticked():
-            _, body = await self.get("/thirdparty/ticks")
-            return json.loads(body)
-        yield defer.ensureDeferred(wait_for(lambda: True))
-        counts = {}
-        for _ in range(100):
-            counts = yield defer.ensureDeferred(ticked())
-            if counts.get(self.node.node_id):
-                break
-            yield defer.ensureDeferred(wait_for(lambda: True))
-        self.assertGreater(counts.get(self.node.node_id, 0), 0)
+        counts = yield defer.ensureDeferred(self.poll_json(
+            "/thirdparty/ticks", lambda d: d.get(self.node.node_id), "leader ticks"))
+        self.assertGreater(counts[self.node.node_id], 0)
 
     @defer.inlineCallbacks
     def test_health_503_when_database_down(self):
