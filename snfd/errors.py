@@ -9,6 +9,7 @@ handler is logged with its traceback and answered with a generic 500
 
 from __future__ import annotations
 
+import http
 import json
 from typing import Any
 
@@ -108,4 +109,17 @@ def render_fault(request: Any, error: BaseException | Failure) -> bytes:
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     for name, value in fault.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+    if getattr(request, "fault_style", None) == "keystone":
+        return json.dumps(keystone_body(fault)).encode("utf-8")
     return json.dumps(fault.body()).encode("utf-8")
+
+
+def keystone_body(fault: Fault) -> dict[str, Any]:
+    """Keystone's error shape, ``{"error": {"code", "title", "message"}}``,
+    which keystoneauth1 parses; the identity API sets
+    ``request.fault_style = "keystone"`` to get it."""
+    title = http.HTTPStatus(fault.code).phrase if fault.code in _STATUSES else "Error"
+    return {"error": {"code": fault.code, "title": title, "message": fault.message}}
+
+
+_STATUSES = {s.value for s in http.HTTPStatus}

@@ -238,3 +238,112 @@ class IBlockStore(Interface):
     The node only holds the slot (``Node.block_store``); the contract is
     specified by the storage service that provides it.
     """
+
+
+class IAuthenticator(Interface):
+    """Token validation for every service (filled in by the identity service).
+
+    The node holds it in ``Node.authenticator``; the web wrapper
+    ``snfd.web.auth.TokenAuth`` calls it for every request that carries
+    ``X-Auth-Token``.  Answers may be cached for a few seconds, but a
+    renewal, revocation or deactivation made on any node of the cluster
+    invalidates them everywhere before the change's call returns to its
+    caller (within the time of one PostgreSQL NOTIFY round trip on the
+    other nodes).
+    """
+
+    def authenticate(token):
+        """Validate a user or component token.
+
+        @param token: the token as the client sent it (``str``).
+        @return: an awaitable firing with a ``snfd.web.auth.Principal``.
+        @raise snfd.errors.Unauthorized: unknown, expired or revoked token
+            ("Invalid token", "Authentication expired"), or the user is
+            not active ("User inactive").  Never logs the token.
+        """
+
+
+class IQuotaHolder(Interface):
+    """The commission protocol (Synnefo's quota holder), as services use it.
+
+    In process when the identity service runs on the same node
+    (``snfd.identity.quotaholder``), over HTTP with a component token
+    otherwise (``snfd.quota.remote``); both pass the same contract tests.
+    ``clientkey`` is the calling component's name: a component sees and
+    resolves only its own commissions.  Provisions are
+    ``snfd.quota.Provision`` values; ``source`` ``None`` means a project
+    holding.
+    """
+
+    def register_resources(component, resources):
+        """Create or update the component's resource definitions
+        (``snfd.quota.Resource``); existing defaults set by an
+        administrator are kept.  Idempotent.  Returns an awaitable."""
+
+    def issue(clientkey, provisions, name="", force=False, auto_accept=False):
+        """Issue one commission, all or nothing.
+
+        Imports (``quantity >= 0``) raise ``usage_max`` and, unless
+        ``force``, fail if it would exceed the limit; releases lower
+        ``usage_min`` and fail if it would go below zero, even when forced.
+        @return: an awaitable firing with the new serial (``int``),
+            monotonically increasing.
+        @raise snfd.quota.NoHoldingError, NoCapacityError, NoQuantityError:
+            nothing was changed.
+        """
+
+    def resolve(clientkey, accept=(), reject=()):
+        """Accept and reject pending commissions of ``clientkey``.
+
+        @return: an awaitable firing with a ``snfd.quota.Resolution``
+            (``accepted``, ``rejected``, ``failed`` as ``[(serial, fault)]``).
+            A serial that is not pending, or listed in both, fails without
+            affecting the others.
+        """
+
+    def pending(clientkey):
+        """Awaitable firing with the sorted serials still pending for
+        ``clientkey``."""
+
+    def commission(clientkey, serial):
+        """Awaitable firing with the pending ``snfd.quota.Commission``;
+        raises ``snfd.errors.NotFound`` when it is not pending."""
+
+    def quotas(holders=None, sources=None, resources=None):
+        """Awaitable firing with the matching ``snfd.quota.Holding`` values
+        (every holding when a filter is ``None``)."""
+
+
+class IAuthProvider(Interface):
+    """A way to log in (local password, LDAP, trusted web-server headers).
+
+    Providers are named in ``[identity] auth_providers``; the identity
+    service asks each, in order, to authenticate a login attempt.  A
+    provider proves *who* the person is; the identity service maps that
+    to a user through the linked identities (``identity_auth_links``),
+    creating the user on first login when the provider may create users.
+    """
+
+    name = Attribute("The provider's name (``str``): local, ldap, shibboleth.")
+
+    creates_users = Attribute(
+        "``True`` when a successful first login creates the user.")
+
+    verified_email = Attribute(
+        "``True`` when the emails the provider gives are verified, so the"
+        " user skips email verification.")
+
+    def authenticate(credentials):
+        """Check one login attempt.
+
+        @param credentials: a ``snfd.identity.providers.Credentials``
+            (username, password, headers of the HTTP request, source address).
+        @return: an awaitable firing with a
+            ``snfd.identity.providers.ExternalIdentity`` (``identifier``,
+            ``email``, ``first_name``, ``last_name``, ``info``), or ``None``
+            when this provider does not handle these credentials.
+        @raise snfd.identity.providers.LoginFailed: the provider handles
+            them and they are wrong (counted by the login throttle).
+        @raise snfd.identity.providers.ProviderUnavailable: the provider's
+            backend (the LDAP server) cannot be reached.
+        """

@@ -36,6 +36,8 @@ class Node:
     ``IBlockStore`` so that other services (images, volumes) share it.
     ``admin_check`` is a slot the identity service fills: an async
     ``check(request) -> bool`` saying whether a caller is an administrator.
+    ``authenticator`` (``IAuthenticator``) and ``quota_holder``
+    (``IQuotaHolder``) are filled by the identity service too.
     """
 
     config: Config
@@ -55,6 +57,8 @@ class Node:
     plugins: dict[str, ISnfdPlugin] = attrs.Factory(dict)
     block_store: Any = None
     admin_check: Callable[[Any], Awaitable[bool]] | None = None
+    authenticator: Any = None
+    quota_holder: Any = None
 
     def add_leader_duty(self, duty: Any) -> None:
         """Run ``duty`` (an ``ILeaderDuty``) on whichever node leads."""

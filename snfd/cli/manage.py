@@ -20,6 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
+from snfd.cli import identity
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -45,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("config-check", help="validate the configuration and exit")
     sub.add_parser("config-example", help="print every config key, documented")
 
+    identity.add_parsers(sub)
+
     args = parser.parse_args(argv)
     try:
+        if args.command in identity.COMMANDS:
+            return _identity(args)
         return _COMMANDS[args.command](args)
-    except (CommandError, cfg.ConfigError, plugin_loader.PluginError,
+    except (CommandError, identity.CommandFailed, cfg.ConfigError, plugin_loader.PluginError,
             migrations.SchemaError, EmbeddedPostgresError) as e:
         print(f"snf-manage: {e}", file=sys.stderr)
         return 1
@@ -75,6 +80,20 @@ def _connect(config: cfg.Config) -> Iterator[Any]:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _identity(args: argparse.Namespace) -> int:
+    config, plugins = load(args.config)
+    if "identity" not in plugins:
+        raise CommandError("the identity plugin is not installed")
+    with _connect(config) as conn:
+        with conn.cursor() as cur:
+            schemas = [migrations.NODE_SCHEMA, plugins["identity"].schema]
+            if migrations.pending_txn(cur, schemas):
+                raise CommandError("the database lacks the identity tables; run"
+                                   " `snf-manage upgrade` first")
+        conn.rollback()
+        return identity.run(args, config, conn)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

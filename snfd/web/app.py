@@ -53,3 +53,37 @@ def json_body(request: Any, value: Any, code: int = 200) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     return json.dumps(value).encode("utf-8")
+
+
+MAX_JSON_BODY = 256 * 1024
+
+
+def read_json(request: Any, max_bytes: int = MAX_JSON_BODY, required: bool = True) -> Any:
+    """The request's JSON body, decoded.
+
+    @raise errors.OverLimit: the body is larger than ``max_bytes`` (413).
+    @raise errors.BadRequest: it is empty while ``required``, not UTF-8, or
+        not JSON.  An empty body with ``required=False`` gives ``None``.
+    """
+    content = request.content
+    content.seek(0, 2)
+    size = content.tell()
+    if size > max_bytes:
+        raise errors.OverLimit(f"The request body is larger than {max_bytes} bytes.")
+    content.seek(0)
+    raw = content.read()
+    if not raw.strip():
+        if required:
+            raise errors.BadRequest("The request needs a JSON body.")
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise errors.BadRequest(f"The request body is not valid JSON: {e}") from None
+
+
+def json_object(value: Any, what: str = "The request body") -> dict[str, Any]:
+    """``value`` if it is a JSON object, else a 400 naming ``what``."""
+    if not isinstance(value, dict):
+        raise errors.BadRequest(f"{what} must be a JSON object.")
+    return value

@@ -1,0 +1,281 @@
+"""``snf-manage`` commands of the identity service: users, groups,
+components, resources, projects, quotas and commission reconciliation.
+
+They run the same service code as the daemon (``Accounts``, the quota
+holder, projects) over a ``DirectDatabase``: one connection, no reactor.
+Every change a daemon caches (tokens, groups) is announced with NOTIFY in
+the change's own transaction, so running nodes see it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+
+from snfd import errors
+
+Command = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def add_parsers(sub: Any) -> None:
+    """Declare the identity commands on ``snf-manage``'s subparsers."""
+    def user_ref(p: argparse.ArgumentParser) -> None:
+        p.add_argument("user", help="uuid or email")
+
+    def as_json(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("user-add", help="create a user")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", help="local password (none: no local login)")
+    p.add_argument("--first-name", default="")
+    p.add_argument("--last-name", default="")
+    p.add_argument("--activate", action="store_true",
+                   help="active at once (otherwise a verification mail is sent)")
+    p.add_argument("--admin", action="store_true", help="an administrator")
+    as_json(p)
+
+    p = sub.add_parser("user-modify", help="change a user")
+    user_ref(p)
+    p.add_argument("--email")
+    p.add_argument("--first-name")
+    p.add_argument("--last-name")
+    p.add_argument("--password")
+    p.add_argument("--no-password", action="store_true", help="remove the local password")
+    p.add_argument("--admin", dest="admin", action="store_const", const=True)
+    p.add_argument("--no-admin", dest="admin", action="store_const", const=False)
+    p.add_argument("--verify", action="store_true", help="mark the email verified")
+    p.add_argument("--accept", action="store_true", help="accept (moderation): activates")
+    p.add_argument("--reject", action="store_true", help="reject (moderation)")
+    p.add_argument("--activate", action="store_true")
+    p.add_argument("--deactivate", action="store_true")
+    p.add_argument("--reason", default="")
+    p.add_argument("--renew-token", action="store_true")
+    p.add_argument("--send-verification", action="store_true",
+                   help="send a new verification mail")
+    as_json(p)
+
+    p = sub.add_parser("user-list", help="list users")
+    p.add_argument("--state", choices=("pending_verification", "pending_moderation",
+                                       "active", "rejected", "deactivated"))
+    as_json(p)
+    p = sub.add_parser("user-show", help="show one user")
+    user_ref(p)
+    as_json(p)
+    p = sub.add_parser("user-activate", help="activate a user")
+    user_ref(p)
+    p = sub.add_parser("user-deactivate", help="deactivate a user (tokens stop at once)")
+    user_ref(p)
+    p.add_argument("--reason", default="")
+    p = sub.add_parser("user-renew-token", help="replace a user's tokens with a new one")
+    user_ref(p)
+    as_json(p)
+
+    p = sub.add_parser("group-add", help="create a user group")
+    p.add_argument("name")
+    p = sub.add_parser("group-remove", help="delete a user group")
+    p.add_argument("name")
+    p = sub.add_parser("group-list", help="list user groups")
+    as_json(p)
+    p = sub.add_parser("group-member-add", help="add a user to a group")
+    p.add_argument("group")
+    user_ref(p)
+    p = sub.add_parser("group-member-remove", help="remove a user from a group")
+    p.add_argument("group")
+    user_ref(p)
+
+    p = sub.add_parser("component-add",
+                       help="register a component (or replace its token); prints the token")
+    p.add_argument("name")
+    p.add_argument("--base-url", default="")
+    p.add_argument("--ui-url", default="")
+    as_json(p)
+    p = sub.add_parser("component-list", help="list components")
+    as_json(p)
+    p = sub.add_parser("component-remove", help="delete a component and its token")
+    p.add_argument("name")
+
+
+def run(args: argparse.Namespace, config: Any, conn: Any) -> int:
+    """Run the identity command ``args.command`` on ``conn``."""
+    from snfd.db.pool import DirectDatabase
+    from snfd.identity.service import build_accounts
+
+    section = config["identity"]
+    public = (section.public_url or config.node.address or "http://127.0.0.1:8080").rstrip("/")
+    accounts = build_accounts(DirectDatabase(conn), None, section, config.source,
+                              Path(config.node.state_dir), public)
+    d = defer.ensureDeferred(COMMANDS[args.command](args, accounts))
+    outcome: list[Any] = []
+    d.addBoth(outcome.append)
+    if not outcome:
+        raise RuntimeError(f"{args.command} did not finish synchronously")
+    result = outcome[0]
+    if isinstance(result, defer.Failure):
+        if isinstance(result.value, errors.Fault):
+            raise CommandFailed(result.value.message)
+        result.raiseException()
+    return int(result)
+
+
+class CommandFailed(Exception):
+    """An identity command refused (unknown user, taken email...)."""
+
+
+def _print(args: argparse.Namespace, value: Any, text: str) -> None:
+    print(json.dumps(value, indent=2) if getattr(args, "json", False) else text)
+
+
+def _user_line(u: Any) -> str:
+    flags = " admin" if u.is_admin else ""
+    return f"{u.uuid}  {u.email:<32} {u.state:<21}{flags}  {u.name}"
+
+
+@command("user-add")
+async def user_add(args: argparse.Namespace, accounts: Any) -> int:
+    user, token = await accounts.create_user(
+        args.email, args.first_name, args.last_name, password=args.password,
+        activate=args.activate, admin=args.admin)
+    out = user.as_json()
+    out["token"] = token
+    text = f"created {user.uuid} ({user.state})" + (f"\ntoken: {token}" if token else "")
+    _print(args, out, text)
+    return 0
+
+
+@command("user-modify")
+async def user_modify(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.get_user(args.user)
+    uuid = user.uuid
+    if sum(bool(x) for x in (args.accept, args.reject, args.activate, args.deactivate)) > 1:
+        raise CommandFailed("choose one of --accept, --reject, --activate, --deactivate")
+    if args.password is not None and args.no_password:
+        raise CommandFailed("--password and --no-password contradict each other")
+    user = await accounts.modify_user(uuid, email=args.email, first_name=args.first_name,
+                                      last_name=args.last_name, is_admin=args.admin)
+    if args.password is not None or args.no_password:
+        await accounts.set_password(uuid, None if args.no_password else args.password)
+    if args.verify and user.state == "pending_verification":
+        user = await accounts.mark_verified(uuid)
+    if args.accept or args.activate:
+        user = await accounts.activate(uuid)
+    elif args.reject:
+        user = await accounts.moderate(uuid, False, args.reason)
+    elif args.deactivate:
+        user = await accounts.deactivate(uuid, args.reason)
+    if args.send_verification:
+        await accounts.send_verification(user)
+    token = await accounts.renew_token(uuid) if args.renew_token else None
+    user = await accounts.get_user(uuid)
+    out = user.as_json()
+    if token:
+        out["token"] = token
+    _print(args, out, _user_line(user) + (f"\ntoken: {token}" if token else ""))
+    return 0
+
+
+@command("user-list")
+async def user_list(args: argparse.Namespace, accounts: Any) -> int:
+    users = await accounts.list_users(args.state)
+    _print(args, [u.as_json() for u in users], "\n".join(_user_line(u) for u in users)
+           or "no users")
+    return 0
+
+
+@command("user-show")
+async def user_show(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.get_user(args.user)
+    out = user.as_json()
+    out["providers"] = [f"{p}:{i}" for p, i in await accounts.links_of(user.uuid)]
+    _print(args, out, "\n".join(f"{k}: {v}" for k, v in out.items()))
+    return 0
+
+
+@command("user-activate")
+async def user_activate(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.activate((await accounts.get_user(args.user)).uuid)
+    print(_user_line(user))
+    return 0
+
+
+@command("user-deactivate")
+async def user_deactivate(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.deactivate((await accounts.get_user(args.user)).uuid, args.reason)
+    print(_user_line(user))
+    return 0
+
+
+@command("user-renew-token")
+async def user_renew_token(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.get_user(args.user)
+    token = await accounts.renew_token(user.uuid)
+    _print(args, {"uuid": user.uuid, "token": token}, token)
+    return 0
+
+
+@command("group-add")
+async def group_add(args: argparse.Namespace, accounts: Any) -> int:
+    await accounts.add_group(args.name)
+    return 0
+
+
+@command("group-remove")
+async def group_remove(args: argparse.Namespace, accounts: Any) -> int:
+    await accounts.remove_group(args.name)
+    return 0
+
+
+@command("group-list")
+async def group_list(args: argparse.Namespace, accounts: Any) -> int:
+    groups = await accounts.list_groups()
+    _print(args, [{"name": n, "members": c} for n, c in groups],
+           "\n".join(f"{n}  ({c} members)" for n, c in groups) or "no groups")
+    return 0
+
+
+@command("group-member-add")
+async def group_member_add(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.get_user(args.user)
+    await accounts.set_group_member(user.uuid, args.group, True)
+    return 0
+
+
+@command("group-member-remove")
+async def group_member_remove(args: argparse.Namespace, accounts: Any) -> int:
+    user = await accounts.get_user(args.user)
+    await accounts.set_group_member(user.uuid, args.group, False)
+    return 0
+
+
+@command("component-add")
+async def component_add(args: argparse.Namespace, accounts: Any) -> int:
+    token = await accounts.set_component(args.name, args.base_url, args.ui_url)
+    _print(args, {"name": args.name, "token": token}, token)
+    return 0
+
+
+@command("component-list")
+async def component_list(args: argparse.Namespace, accounts: Any) -> int:
+    comps = await accounts.list_components()
+    _print(args, [{"name": c.name, "base_url": c.base_url, "ui_url": c.ui_url} for c in comps],
+           "\n".join(f"{c.name}  {c.base_url}" for c in comps) or "no components")
+    return 0
+
+
+@command("component-remove")
+async def component_remove(args: argparse.Namespace, accounts: Any) -> int:
+    await accounts.remove_component(args.name)
+    return 0

@@ -1,0 +1,466 @@
+"""Accounts: sign-up, verification, moderation, activation, logins through
+the providers (throttled), and the life of tokens.
+
+``Accounts`` is what the identity APIs and ``snf-manage`` call; it holds no
+SQL (``store.py`` does) and no HTTP (``keystone.py``, ``account_api.py``).
+
+User states, as Synnefo's: a sign-up starts ``pending_verification`` and
+gets a mail with a one-time link; following it moves the user to
+``pending_moderation`` (when ``[identity] moderation`` is on) or straight
+to ``active``; an administrator accepts (``active``) or rejects
+(``rejected``); ``deactivated`` ends access at once.  Activation creates
+the user's base project (id = the user's uuid) and a primary token.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid as uuid_module
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.db.pool import Database
+from snfd.identity import project_store, store, tokens
+from snfd.identity.mail import Mailer
+from snfd.identity.passwords import PasswordRule, Passwords
+from snfd.identity.providers import (
+    Credentials,
+    ExternalIdentity,
+    LoginFailed,
+    ProviderUnavailable,
+)
+from snfd.identity.store import Token, User
+from snfd.web.auth import Principal
+
+log = Logger(namespace="snfd.identity")
+
+UTC = datetime.UTC
+
+
+class TooManyFailures(errors.Fault):
+    code, name = 429, "overLimit"
+
+
+@attrs.frozen
+class Policy:
+    """The account rules from ``[identity]``."""
+
+    token_duration: datetime.timedelta = datetime.timedelta(days=30)
+    moderation: bool = True
+    login_window: float = 300.0
+    failures_per_account: int = 5
+    failures_per_address: int = 20
+    public_url: str = ""
+
+
+class Accounts:
+    """Users, logins and tokens over the cluster database."""
+
+    def __init__(self, db: Database, clock: Any, passwords: Passwords,
+                 cache: tokens.TokenCache, mailer: Mailer, providers: Sequence[Any],
+                 policy: Policy):
+        self.db = db
+        self._clock = clock
+        self.passwords = passwords
+        self.cache = cache
+        self._mailer = mailer
+        self.providers = list(providers)
+        self.policy = policy
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
+
+    # -- users --------------------------------------------------------------
+
+    async def create_user(self, email: str, first_name: str = "", last_name: str = "",
+                          password: str | None = None, activate: bool = False,
+                          admin: bool = False, verify: bool = True,
+                          ) -> tuple[User, str | None]:
+        """Create a user: the user and, when ``activate``d at once (by an
+        administrator), its primary token.  Otherwise the user starts
+        ``pending_verification`` and, when ``verify``, gets a verification
+        mail."""
+        email = _check_email(email)
+        hashed = await self._hash(password) if password is not None else None
+        uuid = str(uuid_module.uuid4())
+        state = "active" if activate else "pending_verification"
+        user = await self.db.run("identity.create_user", _create_txn, uuid, email,
+                                 first_name.strip(), last_name.strip(), state, admin, hashed,
+                                 self.now())
+        token = None
+        if activate:
+            token = await self.renew_token(uuid)
+        elif verify:
+            await self.send_verification(user)
+        log.info("user {uuid} created ({state})", uuid=uuid, state=state)
+        return user, token
+
+    async def get_user(self, ref: str) -> User:
+        """A user by uuid or email."""
+        return await self.db.run("identity.get_user", store.find_user_txn, ref)
+
+    async def list_users(self, state: str | None = None) -> list[User]:
+        return await self.db.run("identity.list_users", store.list_users_txn, state)
+
+    async def modify_user(self, uuid: str, **fields: Any) -> User:
+        if fields.get("email") is not None:
+            fields["email"] = _check_email(fields["email"])
+        return await self.db.run("identity.modify_user", store.modify_user_txn, uuid,
+                                 self.now(), **fields)
+
+    async def set_password(self, uuid: str, password: str | None) -> None:
+        hashed = await self._hash(password) if password is not None else None
+        await self.db.run("identity.set_password", store.set_password_txn, uuid, hashed,
+                          self.now())
+
+    async def send_verification(self, user: User) -> None:
+        code = tokens.new_token()
+        await self.db.run("identity.set_verification", store.set_verification_txn, user.uuid,
+                          store.secret_hash(code), self.now())
+        link = f"{self.policy.public_url}/ui/activate?auth={code}"
+        await self._mail(user.email, "Verify your email address",
+                         f"Hello {user.name},\n\nto verify the email address of your new"
+                         f" account, open this link:\n\n  {link}\n")
+
+    async def verify(self, code: str) -> User:
+        """Follow a verification link: the next state after verification."""
+        user = await self.db.run("identity.verify", _verify_txn, store.secret_hash(code),
+                                 self.policy.moderation, self.now())
+        if user.is_active:
+            await self._activated(user)
+        return user
+
+    async def moderate(self, uuid: str, accept: bool, reason: str = "") -> User:
+        """An administrator's decision on a user waiting for moderation (or
+        any user not yet active)."""
+        if accept:
+            return await self.activate(uuid)
+        user = await self.db.run("identity.reject", store.set_state_txn, uuid, "rejected",
+                                 reason, self.now())
+        self.cache.invalidate(f"user:{uuid}")
+        return user
+
+    async def activate(self, uuid: str) -> User:
+        user = await self.db.run("identity.activate", _activate_txn, uuid, self.now())
+        await self._activated(user)
+        return user
+
+    async def deactivate(self, uuid: str, reason: str = "") -> User:
+        user = await self.db.run("identity.deactivate", store.set_state_txn, uuid,
+                                 "deactivated", reason, self.now())
+        self.cache.invalidate(f"user:{uuid}")
+        log.info("user {uuid} deactivated", uuid=uuid)
+        return user
+
+    async def mark_verified(self, uuid: str) -> User:
+        """An administrator vouches for the email: the state after
+        verification (moderation, or active)."""
+        user = await self.db.run("identity.mark_verified", _mark_verified_txn, uuid,
+                                 self.policy.moderation, self.now())
+        if user.is_active:
+            await self._activated(user)
+        return user
+
+    async def links_of(self, uuid: str) -> list[tuple[str, str]]:
+        return await self.db.run("identity.links_of", store.links_of_txn, uuid)
+
+    async def add_group(self, name: str) -> None:
+        if not name.strip():
+            raise errors.BadRequest("A group needs a name.")
+        await self.db.run("identity.add_group", store.add_group_txn, name.strip())
+
+    async def remove_group(self, name: str) -> None:
+        await self.db.run("identity.remove_group", store.remove_group_txn, name)
+
+    async def list_groups(self) -> list[tuple[str, int]]:
+        return await self.db.run("identity.list_groups", store.list_groups_txn)
+
+    async def set_group_member(self, uuid: str, group: str, member: bool) -> None:
+        await self.db.run("identity.group_member", store.set_membership_txn, uuid, group,
+                          member)
+        self.cache.invalidate(f"user:{uuid}")
+
+    async def _activated(self, user: User) -> None:
+        existing = await self.db.run("identity.has_primary", store.has_primary_token_txn, user.uuid)
+        if not existing:
+            await self.renew_token(user.uuid)
+        try:
+            await self._mail(user.email, "Your account is active",
+                             f"Hello {user.name},\n\nyour account is active. Log in at"
+                             f" {self.policy.public_url}/identity/v3\n")
+        except OSError as e:
+            log.warn("activation notice to {uuid} not sent: {e}", uuid=user.uuid, e=e)
+
+    async def _mail(self, to: str, subject: str, body: str) -> None:
+        await self._mailer.send(to, subject, body)
+
+    async def _hash(self, password: str) -> str:
+        try:
+            return await self.passwords.hash(password)
+        except PasswordRule as e:
+            raise errors.BadRequest(str(e)) from None
+
+    # -- logins ---------------------------------------------------------------
+
+    async def login(self, credentials: Credentials) -> User:
+        """The active user these credentials prove, trying each provider in
+        order; 401 for wrong or unknown credentials or an inactive user,
+        429 while the account or the source address is throttled."""
+        keys = [f"address:{credentials.source}"]
+        if credentials.username:
+            keys.append(f"account:{credentials.username.strip().lower()}")
+        await self._check_throttle(keys)
+        identity = None
+        try:
+            for provider in self.providers:
+                identity = await provider.authenticate(credentials)
+                if identity is not None:
+                    break
+        except LoginFailed:
+            identity = None
+        except ProviderUnavailable as e:
+            raise errors.ServiceUnavailable(f"The login service is unavailable: {e}") from None
+        if identity is None:
+            await self.db.run("identity.login_failed", store.record_failure_txn, keys,
+                              self.now(), self.now() - self._window())
+            raise errors.Unauthorized("Invalid credentials")
+        user = await self._user_for(identity)
+        if credentials.username:
+            await self.db.run("identity.login_ok", store.clear_failures_txn, keys[1])
+        if not user.is_active:
+            raise errors.Unauthorized("User inactive")
+        return user
+
+    async def check_password(self, email: str, password: str) -> str | None:
+        """The local provider's check: the uuid, ``None`` for an unknown
+        email, ``LoginFailed`` for a wrong password."""
+        found = await self.db.run("identity.password_of", store.password_hash_txn, email)
+        ok = await self.passwords.verify(found[1] if found else None, password)
+        if found is None or found[1] is None:
+            return None
+        if not ok:
+            raise LoginFailed()
+        return found[0]
+
+    async def _check_throttle(self, keys: list[str]) -> None:
+        counts = await self.db.run("identity.login_failures", store.failures_txn, keys,
+                                   self.now() - self._window())
+        limits = {"address": self.policy.failures_per_address,
+                  "account": self.policy.failures_per_account}
+        for key, n in counts.items():
+            if n >= limits[key.split(":", 1)[0]]:
+                raise TooManyFailures(
+                    "Too many failed logins; try again later.",
+                    headers={"Retry-After": str(int(self.policy.login_window))})
+
+    def _window(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.policy.login_window)
+
+    async def _user_for(self, identity: ExternalIdentity) -> User:
+        uuid = await self.db.run("identity.linked_user", store.linked_user_txn,
+                                 identity.provider, identity.identifier)
+        if uuid is not None:
+            return await self.get_user(uuid)
+        provider = next(p for p in self.providers if p.name == identity.provider)
+        if not provider.creates_users or not identity.email:
+            raise errors.Unauthorized("Invalid credentials")
+        user = await self.db.run("identity.external_user", _external_user_txn, identity,
+                                 bool(provider.verified_email), self.now())
+        if user.is_active:
+            await self._activated(user)
+        return user
+
+    # -- tokens ---------------------------------------------------------------
+
+    async def issue_token(self, user: User, project: str | None = None,
+                          methods: Sequence[str] = ("password",),
+                          expires_at: datetime.datetime | None = None,
+                          audit_chain: str | None = None) -> tuple[str, Token]:
+        """A new token for an active user, scoped to ``project`` when given
+        (the user must be a member of that active project: 401 otherwise)."""
+        if not user.is_active:
+            raise errors.Unauthorized("User inactive")
+        now = self.now()
+        expires = expires_at or now + self.policy.token_duration
+        secret = tokens.new_token()
+        token = await self.db.run("identity.issue_token", _issue_txn, user.uuid,
+                                  store.secret_hash(secret), project, list(methods),
+                                  tokens.new_audit_id(), audit_chain, now, expires)
+        return secret, token
+
+    async def renew_token(self, uuid: str) -> str:
+        """Replace every token of the user with one new primary token; the
+        old ones stop working at once, on every node."""
+        now = self.now()
+        secret = tokens.new_token()
+        await self.db.run("identity.renew_token", _renew_txn, uuid, store.secret_hash(secret),
+                          tokens.new_audit_id(), now, now + self.policy.token_duration)
+        self.cache.invalidate(f"user:{uuid}")
+        return secret
+
+    async def validate(self, secret: str) -> Token:
+        """The token's details; 401 when unknown, expired or the user is
+        not active."""
+        key = store.secret_hash(secret)
+        cached = self.cache.get(key)
+        if isinstance(cached, Token):
+            return cached
+        token = await self.db.run("identity.validate_token", store.token_txn, key)
+        if token is None:
+            raise errors.Unauthorized("Invalid token")
+        if token.expires_at <= self.now():
+            raise errors.Unauthorized("Authentication expired")
+        if not token.user.is_active:
+            raise errors.Unauthorized("User inactive")
+        self.cache.put(key, f"user:{token.user.uuid}", token,
+                       not_after=token.expires_at.timestamp())
+        return token
+
+    async def revoke(self, secret: str) -> None:
+        """Revoke one token (404 when unknown)."""
+        owner = await self.db.run("identity.revoke_token", store.revoke_token_txn,
+                                  store.secret_hash(secret))
+        if owner is None:
+            raise errors.NotFound("Could not find token.")
+        self.cache.invalidate(f"user:{owner}")
+
+    async def authenticate(self, secret: str) -> Principal:
+        """``IAuthenticator``: a user token or a component token."""
+        key = store.secret_hash(secret)
+        cached = self.cache.get(key)
+        if isinstance(cached, Principal):
+            return cached
+        component = await self.db.run("identity.component_token",
+                                      store.component_by_token_txn, key)
+        if component is not None:
+            principal = Principal(component=component.name, name=component.name)
+            self.cache.put(key, f"component:{component.name}", principal)
+            return principal
+        return principal_of(await self.validate(secret))
+
+    async def set_component(self, name: str, base_url: str = "", ui_url: str = "") -> str:
+        """Register a component (or replace its token): the new token."""
+        secret = tokens.new_token()
+        await self.db.run("identity.set_component", store.set_component_txn, name,
+                          store.secret_hash(secret), base_url, ui_url)
+        self.cache.invalidate(f"component:{name}")
+        return secret
+
+    async def list_components(self) -> list[store.Component]:
+        return await self.db.run("identity.list_components", store.list_components_txn)
+
+    async def remove_component(self, name: str) -> None:
+        await self.db.run("identity.remove_component", store.remove_component_txn, name)
+        self.cache.invalidate(f"component:{name}")
+
+    async def user_projects(self, uuid: str) -> list[Any]:
+        """The active projects the user is an accepted member of."""
+        return await self.db.run("identity.user_projects",
+                                 project_store.projects_of_user_txn, uuid)
+
+    async def expire_tokens(self) -> int:
+        return await self.db.run("identity.expire_tokens", store.expire_tokens_txn, self.now())
+
+
+def principal_of(token: Token) -> Principal:
+    u = token.user
+    return Principal(user=u.uuid, email=u.email, name=u.name, is_admin=u.is_admin,
+                     groups=u.groups, project=token.project, expires_at=token.expires_at,
+                     issued_at=token.issued_at, audit_ids=token.audit_ids,
+                     methods=token.methods)
+
+
+def _check_email(email: str) -> str:
+    email = (email or "").strip()
+    local, _, domain = email.rpartition("@")
+    if not local or not domain or " " in email or len(email) > 254:
+        raise errors.BadRequest(f"{email!r} is not an email address.")
+    return email
+
+
+# -- transactions composed of store steps ------------------------------------
+
+def _create_txn(txn: Any, uuid: str, email: str, first: str, last: str, state: str,
+                admin: bool, hashed: str | None, now: datetime.datetime) -> User:
+    user = store.create_user_txn(txn, uuid, email, first, last, state, admin, hashed, now)
+    if state == "active":
+        project_store.create_system_project_txn(txn, uuid, f"system:{uuid}", now)
+    return user
+
+
+def _activate_txn(txn: Any, uuid: str, now: datetime.datetime) -> User:
+    before = store.get_user_txn(txn, uuid)
+    user = store.set_state_txn(txn, uuid, "active", "", now)
+    if before.activated_at is None:
+        project_store.create_system_project_txn(txn, uuid, f"system:{uuid}", now)
+    return user
+
+
+def _verify_txn(txn: Any, code_hash: bytes, moderation: bool, now: datetime.datetime) -> User:
+    user = store.user_by_verification_txn(txn, code_hash)
+    if user is None or user.state != "pending_verification":
+        raise errors.NotFound("This verification link is not valid (used or unknown).")
+    store.set_verification_txn(txn, user.uuid, None, now)
+    if moderation:
+        return store.set_state_txn(txn, user.uuid, "pending_moderation", "", now)
+    return _activate_txn(txn, user.uuid, now)
+
+
+def _mark_verified_txn(txn: Any, uuid: str, moderation: bool,
+                       now: datetime.datetime) -> User:
+    user = store.get_user_txn(txn, uuid)
+    if user.state != "pending_verification":
+        return user
+    store.set_verification_txn(txn, uuid, None, now)
+    if moderation:
+        return store.set_state_txn(txn, uuid, "pending_moderation", "", now)
+    return _activate_txn(txn, uuid, now)
+
+
+def _external_user_txn(txn: Any, identity: ExternalIdentity, verified: bool,
+                       now: datetime.datetime) -> User:
+    """The user an external identity maps to: linked to the existing user
+    with the same email when the provider vouches for emails, else new."""
+    try:
+        user = store.find_user_txn(txn, identity.email)
+    except errors.NotFound:
+        user = None
+    if user is not None and not verified:
+        raise errors.Unauthorized("Invalid credentials")
+    if user is None:
+        uuid = str(uuid_module.uuid4())
+        state = "active" if verified else "pending_verification"
+        user = store.create_user_txn(txn, uuid, identity.email, identity.first_name,
+                                     identity.last_name, state, False, None, now)
+        if state == "active":
+            project_store.create_system_project_txn(txn, uuid, f"system:{uuid}", now)
+    store.link_txn(txn, identity.provider, identity.identifier, user.uuid, dict(identity.info))
+    return store.get_user_txn(txn, user.uuid)
+
+
+def _issue_txn(txn: Any, uuid: str, token_hash: bytes, project: str | None,
+               methods: list[str], audit_id: str, audit_chain: str | None,
+               now: datetime.datetime, expires: datetime.datetime) -> Token:
+    if project is not None:
+        member_of = {p.id for p in project_store.projects_of_user_txn(txn, uuid)}
+        if project not in member_of:
+            raise errors.Unauthorized(f"User {uuid} has no access to project {project}.")
+    store.add_token_txn(txn, token_hash, uuid, False, project, methods, audit_id,
+                        audit_chain, now, expires)
+    token = store.token_txn(txn, token_hash)
+    assert token is not None
+    return token
+
+
+def _renew_txn(txn: Any, uuid: str, token_hash: bytes, audit_id: str,
+               now: datetime.datetime, expires: datetime.datetime) -> None:
+    user = store.get_user_txn(txn, uuid)
+    if not user.is_active:
+        raise errors.Conflict(f"User {uuid} is not active ({user.state}).")
+    store.revoke_user_tokens_txn(txn, uuid)
+    store.add_token_txn(txn, token_hash, uuid, True, None, ["token"], audit_id, None,
+                        now, expires)

@@ -1,0 +1,263 @@
+"""The identity service's lifecycle: builds its parts from the node and the
+``[identity]`` section, fills the node's ``authenticator`` and
+``quota_holder`` slots, listens for cache invalidations, registers its own
+resources, creates the first administrator of an empty cluster, and names
+its HTTP mounts and leader duties."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from snfd import errors
+from snfd.config import ConfigError
+from snfd.db.notify import Listener
+from snfd.identity import store
+from snfd.identity.accounts import Accounts, Policy
+from snfd.identity.mail import BlockingSmtpMailer, FileMailer, Mailer, SmtpMailer
+from snfd.identity.passwords import Passwords
+from snfd.identity.providers import LocalProvider
+from snfd.identity.quotaholder import LocalQuotaHolder
+from snfd.identity.tokens import TokenCache
+from snfd.interfaces import ILeaderDuty
+from snfd.quota import Resource
+from snfd.web.auth import TokenAuth, token_of
+
+log = Logger(namespace="snfd.identity")
+
+ADMIN_EMAIL = "admin@localhost"
+CREDENTIALS_FILE = "admin-credentials"
+
+# The identity service's own resource (Synnefo's): pending project applications.
+RESOURCES = (
+    Resource("astakos.pending_app", "Number of pending project applications", None,
+             "account", "astakos_account", ui_visible=False, api_visible=False,
+             allow_in_projects=False, base_default=2, project_default=0),
+)
+
+
+class IdentityService(service.MultiService):
+    name = "identity"
+
+    def __init__(self, node: Any, section: Any):
+        super().__init__()
+        self.node = node
+        self.section = section
+        reactor = node.reactor
+        self.public_url = (section.public_url or node.address).rstrip("/")
+        self.listener = Listener(reactor, node.dsn, store.NOTIFY_CHANNEL,
+                                 self._notified, self._gap)
+        self.cache = TokenCache(reactor, section.token_cache,
+                                usable=lambda: self.listener.listening)
+        self.accounts = build_accounts(node.db, reactor, section, node.config.source,
+                                       node.state_dir, self.public_url, self.cache)
+        self.quota = LocalQuotaHolder(node.db)
+        from snfd.identity.projects import Projects
+
+        self.projects = Projects(node.db, reactor)
+        node.authenticator = self.accounts
+        node.quota_holder = self.quota
+        node.admin_check = self._is_admin
+        self._duties = [TokenSweep(self)]
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.listener.start()
+        self._starting = defer.ensureDeferred(self._start())
+        self._starting.addErrback(lambda f: log.failure("identity start-up failed", f))
+
+    async def _start(self) -> None:
+        await self.quota.register_resources("astakos", list(RESOURCES))
+        await self.bootstrap_admin()
+
+    def stopService(self) -> Any:
+        self.listener.stop()
+        return super().stopService()
+
+    def _notified(self, payload: str) -> None:
+        self.cache.invalidate(payload)
+
+    def _gap(self) -> None:
+        self.cache.clear()
+
+    async def _is_admin(self, request: Any) -> bool:
+        """For node endpoints outside the identity APIs (``/_cluster``)."""
+        try:
+            token = token_of(request)
+            principal = await self.accounts.authenticate(token) if token else None
+        except errors.Fault:
+            return False
+        return bool(principal is not None and principal.is_admin)
+
+    async def bootstrap_admin(self) -> None:
+        """On an empty cluster, create the first administrator and write its
+        credentials to ``<state_dir>/admin-credentials`` (mode 0600)."""
+        if await self.node.db.run("identity.count_users", store.count_users_txn):
+            return
+        password = secrets.token_urlsafe(12)
+        try:
+            user, token = await self.accounts.create_user(
+                ADMIN_EMAIL, "Cloud", "Administrator", password=password, activate=True,
+                admin=True)
+        except errors.Conflict:
+            return  # another node was quicker
+        path = self.node.state_dir / CREDENTIALS_FILE
+        write_private(path, credentials_text(self.public_url, user.uuid, ADMIN_EMAIL,
+                                             password, token or ""))
+        log.info("created the administrator {email}; its password and token are in {path}",
+                 email=ADMIN_EMAIL, path=str(path))
+
+    # -- plugin surface -------------------------------------------------------
+
+    def mounts(self) -> dict[str, Any]:
+        from snfd.identity.account_api import AccountAPI
+        from snfd.identity.catalog import Catalog
+        from snfd.identity.keystone import KeystoneAPI
+        from snfd.identity.ui_api import SignupAPI
+
+        catalog = Catalog(self.node, self.public_url, self.section.region)
+        keystone = KeystoneAPI(self.accounts, catalog, self.node.reactor,
+                               self.public_url, max_body=self.section.max_body)
+        account = AccountAPI(self.accounts, self.quota, self.projects, catalog,
+                             max_body=self.section.max_body)
+        ui = SignupAPI(self.accounts, max_body=self.section.max_body)
+        return {
+            "identity": TokenAuth(keystone.resource(), self.accounts),
+            "account": TokenAuth(account.resource(), self.accounts),
+            "ui": TokenAuth(ui.resource(), self.accounts),
+        }
+
+    def duties(self) -> list[Any]:
+        return list(self._duties)
+
+
+def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: Path,
+                   public_url: str, cache: TokenCache | None = None) -> Accounts:
+    """``Accounts`` from the ``[identity]`` section, for the service and for
+    ``snf-manage`` (``reactor`` ``None``: a ``DirectDatabase``, the wall
+    clock, hashing and mail in the calling thread, no cache)."""
+    def bad(key: str, problem: str) -> ConfigError:
+        return ConfigError(source, "identity", key, problem)
+
+    mailer: Mailer
+    if not section.smtp_url:
+        mailer = FileMailer(state_dir / "mail", section.mail_from)
+    else:
+        try:
+            mailer = (SmtpMailer(reactor, section.smtp_url, section.mail_from)
+                      if reactor is not None else
+                      BlockingSmtpMailer(section.smtp_url, section.mail_from))
+        except ValueError as e:
+            raise bad("smtp_url", str(e)) from None
+    policy = Policy(
+        token_duration=datetime.timedelta(hours=section.token_duration),
+        moderation=section.moderation, login_window=section.login_window,
+        failures_per_account=section.login_failures_per_account,
+        failures_per_address=section.login_failures_per_address,
+        public_url=public_url)
+    clock = reactor if reactor is not None else WallClock()
+    accounts = Accounts(db, clock, Passwords(reactor), cache or TokenCache(clock, 0),
+                        mailer, [], policy)
+    for name in section.auth_providers:
+        if name == "local":
+            accounts.providers.append(LocalProvider(accounts.check_password))
+        elif name == "ldap":
+            from snfd.identity.ldap import LdapProvider
+
+            if not section.ldap_url:
+                raise bad("ldap_url", "required by the ldap provider")
+            accounts.providers.append(LdapProvider(
+                reactor, section.ldap_url, section.ldap_user_dn, section.ldap_email_attribute,
+                section.ldap_first_name_attribute, section.ldap_last_name_attribute,
+                section.ldap_timeout))
+        elif name == "shibboleth":
+            from snfd.identity.shibboleth import ShibbolethProvider
+
+            accounts.providers.append(ShibbolethProvider(
+                section.shibboleth_trusted, section.shibboleth_id_header,
+                section.shibboleth_email_header, section.shibboleth_first_name_header,
+                section.shibboleth_last_name_header))
+        else:
+            raise bad("auth_providers",
+                      f"unknown provider {name!r} (known: local, ldap, shibboleth)")
+    return accounts
+
+
+class WallClock:
+    def seconds(self) -> float:
+        return time.time()
+
+
+def credentials_text(public_url: str, uuid: str, email: str, password: str, token: str) -> str:
+    """The administrator's credentials, as a shell file ready to ``source``
+    for the OpenStack command-line client."""
+    return "\n".join([
+        "# snfd administrator: `source` this file, then try `openstack token issue`.",
+        f"export OS_AUTH_URL={public_url}/identity/v3",
+        "export OS_IDENTITY_API_VERSION=3",
+        f"export OS_USERNAME={email}",
+        f"export OS_PASSWORD={password}",
+        f"export OS_PROJECT_ID={uuid}",
+        "export OS_USER_DOMAIN_NAME=Default",
+        "export OS_PROJECT_DOMAIN_NAME=Default",
+        f"# uuid: {uuid}",
+        f"# token: {token}",
+        f"# as JSON: {json.dumps({'uuid': uuid, 'email': email, 'token': token})}",
+        "",
+    ])
+
+
+def write_private(path: Any, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@implementer(ILeaderDuty)
+class TokenSweep:
+    """Deletes expired tokens, stale failed-login records and ends
+    projects past their end date, once a minute, on the leader."""
+
+    name = "identity-sweep"
+    interval = 60.0
+
+    def __init__(self, svc: IdentityService):
+        self._svc = svc
+        self._loop: task.LoopingCall | None = None
+
+    def start(self, leadership: Any) -> None:
+        self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self.sweep()))
+        self._loop.clock = self._svc.node.reactor
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda f: log.failure("identity sweep stopped", f))
+
+    async def sweep(self) -> None:
+        try:
+            accounts = self._svc.accounts
+            n = await accounts.expire_tokens()
+            before = accounts.now() - datetime.timedelta(seconds=accounts.policy.login_window)
+            await self._svc.node.db.run("identity.prune_failures",
+                                        store.prune_failures_txn, before)
+            ended = await self._svc.projects.expire_projects(accounts.now())
+            if n or ended:
+                log.info("swept {n} expired tokens, ended {p} projects", n=n, p=ended)
+        except Exception:
+            log.failure("identity sweep failed")
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()

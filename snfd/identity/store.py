@@ -1,0 +1,462 @@
+"""Accounts in PostgreSQL: users, linked login identities, tokens, groups,
+components and the failed-login counters.
+
+SQL lives only in the ``*_txn`` functions; they take a DB-API cursor and
+return plain values.  Tokens and verification codes arrive here already
+hashed (``secret_hash``): the plain values never reach the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import uuid as uuid_module
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from snfd import errors
+
+STATES = ("pending_verification", "pending_moderation", "active", "rejected", "deactivated")
+
+_USER_COLUMNS = """
+    u.uuid::text, u.email, u.first_name, u.last_name, u.state, u.is_admin,
+    u.password_hash IS NOT NULL, u.default_project::text, u.created_at,
+    u.verified_at, u.moderated_at, u.activated_at, u.state_reason,
+    coalesce((SELECT array_agg(g.group_name ORDER BY g.group_name)
+              FROM identity_user_groups g WHERE g.user_uuid = u.uuid), '{}')
+"""
+
+
+def secret_hash(secret: str) -> bytes:
+    """The stored form of a token or verification code.  They are 256-bit
+    random values, so one SHA-256 is enough (no salt or stretching)."""
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+@attrs.frozen
+class User:
+    uuid: str
+    email: str
+    first_name: str
+    last_name: str
+    state: str
+    is_admin: bool
+    has_password: bool
+    default_project: str | None
+    created_at: datetime.datetime
+    verified_at: datetime.datetime | None
+    moderated_at: datetime.datetime | None
+    activated_at: datetime.datetime | None
+    state_reason: str
+    groups: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The display name: first and last name, or the email."""
+        full = f"{self.first_name} {self.last_name}".strip()
+        return full or self.email
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == "active"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid, "email": self.email, "first_name": self.first_name,
+            "last_name": self.last_name, "state": self.state, "is_admin": self.is_admin,
+            "has_password": self.has_password, "default_project": self.default_project,
+            "groups": list(self.groups), "created_at": _iso(self.created_at),
+            "verified_at": _iso(self.verified_at), "moderated_at": _iso(self.moderated_at),
+            "activated_at": _iso(self.activated_at), "state_reason": self.state_reason,
+        }
+
+
+@attrs.frozen
+class Token:
+    """A validated token (never the token itself)."""
+
+    user: User
+    is_primary: bool
+    project: str | None
+    methods: tuple[str, ...]
+    audit_id: str
+    audit_chain: str | None
+    issued_at: datetime.datetime
+    expires_at: datetime.datetime
+
+    @property
+    def audit_ids(self) -> tuple[str, ...]:
+        return (self.audit_id,) + ((self.audit_chain,) if self.audit_chain else ())
+
+
+@attrs.frozen
+class Component:
+    name: str
+    base_url: str
+    ui_url: str
+    created_at: datetime.datetime
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                row[9], row[10], row[11], row[12], tuple(row[13]))
+
+
+# -- users ----------------------------------------------------------------
+
+def create_user_txn(txn: Any, uuid: str, email: str, first_name: str, last_name: str,
+                    state: str, is_admin: bool, password_hash: str | None,
+                    now: datetime.datetime) -> User:
+    """Insert a user; ``Conflict`` when the email is taken (case-insensitive)."""
+    txn.execute("SELECT 1 FROM identity_users WHERE lower(email) = lower(%s)", (email,))
+    if txn.fetchone():
+        raise errors.Conflict(f"A user with the email {email} exists already.")
+    txn.execute(
+        "INSERT INTO identity_users (uuid, email, first_name, last_name, state, is_admin,"
+        " password_hash, created_at, updated_at, verified_at, activated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (uuid, email, first_name, last_name, state, is_admin, password_hash, now, now,
+         now if state in ("pending_moderation", "active") else None,
+         now if state == "active" else None))
+    if password_hash is not None:
+        link_txn(txn, "local", email.lower(), uuid, {})
+    return get_user_txn(txn, uuid)
+
+
+def get_user_txn(txn: Any, uuid: str) -> User:
+    """The user with this uuid; ``NotFound`` otherwise (also for non-uuids)."""
+    if not _is_uuid(uuid):
+        raise errors.NotFound(f"No user {uuid}.")
+    txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u WHERE u.uuid = %s", (uuid,))
+    row = txn.fetchone()
+    if row is None:
+        raise errors.NotFound(f"No user {uuid}.")
+    return _user(row)
+
+
+def find_user_txn(txn: Any, ref: str) -> User:
+    """A user by uuid or by email (case-insensitive)."""
+    if _is_uuid(ref):
+        return get_user_txn(txn, ref)
+    txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u"
+                " WHERE lower(u.email) = lower(%s)", (ref,))
+    row = txn.fetchone()
+    if row is None:
+        raise errors.NotFound(f"No user {ref}.")
+    return _user(row)
+
+
+def list_users_txn(txn: Any, state: str | None = None) -> list[User]:
+    where, args = ("WHERE u.state = %s", (state,)) if state else ("", ())
+    txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u {where}"
+                " ORDER BY u.created_at, u.email", args)
+    return [_user(r) for r in txn.fetchall()]
+
+
+def count_users_txn(txn: Any) -> int:
+    txn.execute("SELECT count(*) FROM identity_users")
+    return int(txn.fetchone()[0])
+
+
+def password_hash_txn(txn: Any, email: str) -> tuple[str, str | None, str] | None:
+    """``(uuid, argon2 hash or None, state)`` of the user with this email."""
+    txn.execute("SELECT uuid::text, password_hash, state FROM identity_users"
+                " WHERE lower(email) = lower(%s)", (email,))
+    row = txn.fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def set_password_txn(txn: Any, uuid: str, password_hash: str | None,
+                     now: datetime.datetime) -> None:
+    user = get_user_txn(txn, uuid)
+    txn.execute("UPDATE identity_users SET password_hash = %s, updated_at = %s"
+                " WHERE uuid = %s", (password_hash, now, uuid))
+    if password_hash is None:
+        txn.execute("DELETE FROM identity_auth_links WHERE provider = 'local'"
+                    " AND user_uuid = %s", (uuid,))
+    else:
+        link_txn(txn, "local", user.email.lower(), uuid, {})
+
+
+def modify_user_txn(txn: Any, uuid: str, now: datetime.datetime, **fields: Any) -> User:
+    """Change ``email``, ``first_name``, ``last_name``, ``is_admin`` or
+    ``default_project`` (those given and not ``None``)."""
+    allowed = ("email", "first_name", "last_name", "is_admin", "default_project")
+    changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
+    before = get_user_txn(txn, uuid)
+    if "email" in changes and changes["email"].lower() != before.email.lower():
+        txn.execute("SELECT 1 FROM identity_users WHERE lower(email) = lower(%s)",
+                    (changes["email"],))
+        if txn.fetchone():
+            raise errors.Conflict(f"A user with the email {changes['email']} exists already.")
+        txn.execute("UPDATE identity_auth_links SET identifier = %s WHERE provider = 'local'"
+                    " AND user_uuid = %s", (changes["email"].lower(), uuid))
+    for column, value in changes.items():
+        txn.execute(f"UPDATE identity_users SET {column} = %s WHERE uuid = %s", (value, uuid))
+    txn.execute("UPDATE identity_users SET updated_at = %s WHERE uuid = %s", (now, uuid))
+    return get_user_txn(txn, uuid)
+
+
+def set_state_txn(txn: Any, uuid: str, state: str, reason: str,
+                  now: datetime.datetime) -> User:
+    """Move a user to ``state``, stamping verification, moderation or
+    activation times; leaving ``active`` deletes every token of the user."""
+    if state not in STATES:
+        raise ValueError(state)
+    get_user_txn(txn, uuid)
+    stamp = {"pending_moderation": "verified_at", "active": "activated_at"}.get(state)
+    txn.execute("UPDATE identity_users SET state = %s, state_reason = %s, updated_at = %s"
+                " WHERE uuid = %s", (state, reason, now, uuid))
+    if stamp:
+        txn.execute(f"UPDATE identity_users SET {stamp} = coalesce({stamp}, %s)"
+                    " WHERE uuid = %s", (now, uuid))
+    if state == "active":
+        txn.execute("UPDATE identity_users SET verified_at = coalesce(verified_at, %s),"
+                    " moderated_at = coalesce(moderated_at, %s), verification_hash = NULL"
+                    " WHERE uuid = %s", (now, now, uuid))
+    else:
+        revoke_user_tokens_txn(txn, uuid)
+    return get_user_txn(txn, uuid)
+
+
+def set_verification_txn(txn: Any, uuid: str, code_hash: bytes | None,
+                         now: datetime.datetime) -> None:
+    txn.execute("UPDATE identity_users SET verification_hash = %s, verification_sent = %s"
+                " WHERE uuid = %s", (code_hash, now if code_hash else None, uuid))
+
+
+def user_by_verification_txn(txn: Any, code_hash: bytes) -> User | None:
+    txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u"
+                " WHERE u.verification_hash = %s", (code_hash,))
+    row = txn.fetchone()
+    return _user(row) if row else None
+
+
+def users_by_ref_txn(txn: Any, uuids: Sequence[str] | None,
+                     emails: Sequence[str] | None) -> list[tuple[str, str]]:
+    """``(uuid, email)`` pairs for the given uuids and emails (unknown ones
+    are left out); both ``None``: every user."""
+    if uuids is None and emails is None:
+        txn.execute("SELECT uuid::text, email FROM identity_users ORDER BY email")
+        return [(r[0], r[1]) for r in txn.fetchall()]
+    out: dict[str, str] = {}
+    good = [u for u in (uuids or ()) if _is_uuid(u)]
+    if good:
+        txn.execute("SELECT uuid::text, email FROM identity_users WHERE uuid = ANY(%s::uuid[])",
+                    (good,))
+        out.update((r[0], r[1]) for r in txn.fetchall())
+    if emails:
+        txn.execute("SELECT uuid::text, email FROM identity_users"
+                    " WHERE lower(email) = ANY(%s)", ([e.lower() for e in emails],))
+        out.update((r[0], r[1]) for r in txn.fetchall())
+    return sorted(out.items())
+
+
+# -- linked identities -------------------------------------------------------
+
+def link_txn(txn: Any, provider: str, identifier: str, uuid: str,
+             info: dict[str, Any]) -> None:
+    """Link a provider identity to a user; ``Conflict`` when it is linked to
+    another user."""
+    txn.execute("SELECT user_uuid::text FROM identity_auth_links"
+                " WHERE provider = %s AND identifier = %s", (provider, identifier))
+    row = txn.fetchone()
+    if row and row[0] != uuid:
+        raise errors.Conflict(f"This {provider} identity belongs to another user.")
+    txn.execute(
+        "INSERT INTO identity_auth_links (provider, identifier, user_uuid, info)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (provider, identifier)"
+        " DO UPDATE SET info = EXCLUDED.info", (provider, identifier, uuid, json.dumps(info)))
+
+
+def linked_user_txn(txn: Any, provider: str, identifier: str) -> str | None:
+    txn.execute("SELECT user_uuid::text FROM identity_auth_links"
+                " WHERE provider = %s AND identifier = %s", (provider, identifier))
+    row = txn.fetchone()
+    return row[0] if row else None
+
+
+def links_of_txn(txn: Any, uuid: str) -> list[tuple[str, str]]:
+    txn.execute("SELECT provider, identifier FROM identity_auth_links WHERE user_uuid = %s"
+                " ORDER BY provider, identifier", (uuid,))
+    return [(r[0], r[1]) for r in txn.fetchall()]
+
+
+# -- tokens ----------------------------------------------------------------
+
+def add_token_txn(txn: Any, token_hash: bytes, uuid: str, is_primary: bool,
+                  project: str | None, methods: Sequence[str], audit_id: str,
+                  audit_chain: str | None, issued_at: datetime.datetime,
+                  expires_at: datetime.datetime) -> None:
+    if is_primary:
+        txn.execute("DELETE FROM identity_tokens WHERE user_uuid = %s AND is_primary", (uuid,))
+    txn.execute(
+        "INSERT INTO identity_tokens (hash, user_uuid, is_primary, project, methods,"
+        " audit_id, audit_chain, issued_at, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (token_hash, uuid, is_primary, project, list(methods), audit_id, audit_chain,
+         issued_at, expires_at))
+
+
+def token_txn(txn: Any, token_hash: bytes) -> Token | None:
+    """The token with this hash and its user, expired or not."""
+    txn.execute(
+        f"SELECT t.is_primary, t.project::text, t.methods, t.audit_id, t.audit_chain,"
+        f" t.issued_at, t.expires_at, {_USER_COLUMNS}"
+        " FROM identity_tokens t JOIN identity_users u ON u.uuid = t.user_uuid"
+        " WHERE t.hash = %s", (token_hash,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    return Token(_user(row[7:]), row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6])
+
+
+def has_primary_token_txn(txn: Any, uuid: str) -> bool:
+    txn.execute("SELECT 1 FROM identity_tokens WHERE user_uuid = %s AND is_primary", (uuid,))
+    return txn.fetchone() is not None
+
+
+def revoke_token_txn(txn: Any, token_hash: bytes) -> str | None:
+    """Delete one token; the owner's uuid, or ``None`` when unknown."""
+    txn.execute("DELETE FROM identity_tokens WHERE hash = %s RETURNING user_uuid::text",
+                (token_hash,))
+    row = txn.fetchone()
+    if row:
+        notify_txn(txn, f"user:{row[0]}")
+    return row[0] if row else None
+
+
+def revoke_user_tokens_txn(txn: Any, uuid: str) -> None:
+    """Delete every token of the user and tell every node's cache."""
+    txn.execute("DELETE FROM identity_tokens WHERE user_uuid = %s", (uuid,))
+    notify_txn(txn, f"user:{uuid}")
+
+
+def expire_tokens_txn(txn: Any, now: datetime.datetime, limit: int = 5000) -> int:
+    """Delete up to ``limit`` expired tokens; how many were deleted."""
+    txn.execute("DELETE FROM identity_tokens WHERE hash IN (SELECT hash FROM identity_tokens"
+                " WHERE expires_at < %s LIMIT %s)", (now, limit))
+    return int(txn.rowcount)
+
+
+NOTIFY_CHANNEL = "snfd_identity"
+
+
+def notify_txn(txn: Any, payload: str) -> None:
+    """Tell every node (at commit) that cached answers about ``payload``
+    (``user:<uuid>``, ``component:<name>``) are stale."""
+    txn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, payload))
+
+
+# -- groups ----------------------------------------------------------------
+
+def add_group_txn(txn: Any, name: str) -> None:
+    txn.execute("INSERT INTO identity_groups (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+
+
+def remove_group_txn(txn: Any, name: str) -> None:
+    txn.execute("DELETE FROM identity_groups WHERE name = %s RETURNING name", (name,))
+    if txn.fetchone() is None:
+        raise errors.NotFound(f"No group {name}.")
+
+
+def list_groups_txn(txn: Any) -> list[tuple[str, int]]:
+    txn.execute("SELECT g.name, count(ug.user_uuid) FROM identity_groups g"
+                " LEFT JOIN identity_user_groups ug ON ug.group_name = g.name"
+                " GROUP BY g.name ORDER BY g.name")
+    return [(r[0], int(r[1])) for r in txn.fetchall()]
+
+
+def set_membership_txn(txn: Any, uuid: str, group: str, member: bool) -> None:
+    get_user_txn(txn, uuid)
+    txn.execute("SELECT 1 FROM identity_groups WHERE name = %s", (group,))
+    if txn.fetchone() is None:
+        raise errors.NotFound(f"No group {group}.")
+    if member:
+        txn.execute("INSERT INTO identity_user_groups (user_uuid, group_name) VALUES (%s, %s)"
+                    " ON CONFLICT DO NOTHING", (uuid, group))
+    else:
+        txn.execute("DELETE FROM identity_user_groups WHERE user_uuid = %s AND group_name = %s",
+                    (uuid, group))
+    notify_txn(txn, f"user:{uuid}")
+
+
+# -- components ------------------------------------------------------------
+
+def set_component_txn(txn: Any, name: str, token_hash: bytes, base_url: str,
+                      ui_url: str) -> None:
+    """Create a component or replace its token (the old one stops working)."""
+    txn.execute(
+        "INSERT INTO identity_components (name, token_hash, base_url, ui_url)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
+        " token_hash = EXCLUDED.token_hash, base_url = EXCLUDED.base_url,"
+        " ui_url = EXCLUDED.ui_url", (name, token_hash, base_url, ui_url))
+    notify_txn(txn, f"component:{name}")
+
+
+def component_by_token_txn(txn: Any, token_hash: bytes) -> Component | None:
+    txn.execute("SELECT name, base_url, ui_url, created_at FROM identity_components"
+                " WHERE token_hash = %s", (token_hash,))
+    row = txn.fetchone()
+    return Component(*row) if row else None
+
+
+def list_components_txn(txn: Any) -> list[Component]:
+    txn.execute("SELECT name, base_url, ui_url, created_at FROM identity_components"
+                " ORDER BY name")
+    return [Component(*r) for r in txn.fetchall()]
+
+
+def remove_component_txn(txn: Any, name: str) -> None:
+    txn.execute("DELETE FROM identity_components WHERE name = %s RETURNING name", (name,))
+    if txn.fetchone() is None:
+        raise errors.NotFound(f"No component {name}.")
+    notify_txn(txn, f"component:{name}")
+
+
+# -- failed logins ---------------------------------------------------------
+
+def failures_txn(txn: Any, keys: Sequence[str], since: datetime.datetime) -> dict[str, int]:
+    """Failed logins per key since ``since``."""
+    txn.execute("SELECT key, count(*) FROM identity_login_failures"
+                " WHERE key = ANY(%s) AND failed_at >= %s GROUP BY key", (list(keys), since))
+    return {r[0]: int(r[1]) for r in txn.fetchall()}
+
+
+def record_failure_txn(txn: Any, keys: Sequence[str], now: datetime.datetime,
+                       forget_before: datetime.datetime) -> None:
+    txn.executemany("INSERT INTO identity_login_failures (key, failed_at) VALUES (%s, %s)",
+                    [(k, now) for k in keys])
+    txn.execute("DELETE FROM identity_login_failures WHERE key = ANY(%s) AND failed_at < %s",
+                (list(keys), forget_before))
+
+
+def clear_failures_txn(txn: Any, key: str) -> None:
+    txn.execute("DELETE FROM identity_login_failures WHERE key = %s", (key,))
+
+
+def prune_failures_txn(txn: Any, before: datetime.datetime) -> int:
+    txn.execute("DELETE FROM identity_login_failures WHERE failed_at < %s", (before,))
+    return int(txn.rowcount)
+
+
+# -- feedback --------------------------------------------------------------
+
+def add_feedback_txn(txn: Any, uuid: str, message: str, data: str) -> None:
+    txn.execute("INSERT INTO identity_feedback (user_uuid, message, data) VALUES (%s, %s, %s)",
+                (uuid, message, data))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid_module.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return len(value) == 36

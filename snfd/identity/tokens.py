@@ -1,0 +1,91 @@
+"""Tokens: generation, and the short per-node cache of validations.
+
+A token is 32 random bytes, URL-safe base64 (43 characters); only its
+SHA-256 is stored.  Validations are cached for ``ttl`` seconds, keyed by
+the hash.  Every change that must end a token's life (renewal, revocation,
+deactivation, group change, component token replacement) sends a
+PostgreSQL NOTIFY in its own transaction; each node's ``Listener`` clears
+the matching entries.  While a node is not listening (reconnecting) its
+cache answers nothing, so no revoked token outlives a notification gap.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from typing import Any
+
+TOKEN_BYTES = 32
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def new_audit_id() -> str:
+    return secrets.token_urlsafe(16)[:22]
+
+
+class TokenCache:
+    """Validated principals by token hash, for ``ttl`` seconds, bounded.
+
+    ``owner`` of an entry is ``"user:<uuid>"`` or ``"component:<name>"``:
+    ``invalidate(owner)`` drops every entry of that owner.  ``usable`` is a
+    callable saying whether answers may come from memory (the listener is
+    connected).
+    """
+
+    def __init__(self, clock: Any, ttl: float, usable: Any = lambda: True,
+                 max_entries: int = 100_000):
+        self._clock = clock
+        self._ttl = ttl
+        self._usable = usable
+        self._max = max_entries
+        self._entries: OrderedDict[bytes, tuple[float, str, Any]] = OrderedDict()
+        self._by_owner: dict[str, set[bytes]] = {}
+
+    def get(self, key: bytes) -> Any:
+        if self._ttl <= 0 or not self._usable():
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, _owner, value = entry
+        if self._clock.seconds() >= expires:
+            self._remove(key)
+            return None
+        return value
+
+    def put(self, key: bytes, owner: str, value: Any, not_after: float | None = None) -> None:
+        """Cache ``value``; ``not_after`` (clock seconds) caps the entry's
+        life, e.g. at the token's own expiry."""
+        if self._ttl <= 0 or not self._usable():
+            return
+        expires = self._clock.seconds() + self._ttl
+        if not_after is not None:
+            expires = min(expires, not_after)
+        self._remove(key)
+        self._entries[key] = (expires, owner, value)
+        self._by_owner.setdefault(owner, set()).add(key)
+        while len(self._entries) > self._max:
+            self._remove(next(iter(self._entries)))
+
+    def invalidate(self, owner: str) -> None:
+        for key in list(self._by_owner.get(owner, ())):
+            self._remove(key)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_owner.clear()
+
+    def _remove(self, key: bytes) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            keys = self._by_owner.get(entry[1])
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_owner[entry[1]]
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,78 @@
+"""The identity service (Astakos) as a node plugin: accounts, tokens, the
+Keystone API, quotas and projects.  See ``snfd.identity``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from snfd.config import Key, boolean, integer, names, number, positive_integer, text
+from snfd.db.migrations import Schema
+from snfd.interfaces import ISnfdPlugin
+
+
+@implementer(IPlugin, ISnfdPlugin)
+class IdentityPlugin:
+    name = "identity"
+    schema = Schema("identity", "snfd.identity.schema")
+    config_keys = (
+        Key("public_url", text, "",
+            "Base URL clients use to reach the cluster (catalog endpoints,"
+            " verification links); empty: this node's address."),
+        Key("region", text, "RegionOne", "Region name of every catalog endpoint."),
+        Key("token_duration", number, 30 * 24.0,
+            "Hours a user token stays valid after it is issued or renewed."),
+        Key("token_cache", number, 5.0,
+            "Seconds a validated token is cached in a node (renewal, revocation"
+            " and deactivation clear it on every node at once)."),
+        Key("moderation", boolean, True,
+            "New sign-ups wait for an administrator after verifying their email."),
+        Key("auth_providers", names, ("local",),
+            "Login providers, tried in order: local, ldap, shibboleth."),
+        Key("login_window", number, 300.0,
+            "Seconds over which failed logins are counted."),
+        Key("login_failures_per_account", positive_integer, 5,
+            "Failed logins for one account within login_window before further"
+            " attempts are refused until the window passes."),
+        Key("login_failures_per_address", positive_integer, 20,
+            "Failed logins from one source address within login_window before"
+            " further attempts from it are refused."),
+        Key("smtp_url", text, "",
+            "smtp://host:port (or smtps://) of the mail relay for verification"
+            " mails; empty: mails are written as files to <state_dir>/mail."),
+        Key("mail_from", text, "snfd@localhost", "Sender address of the mails."),
+        Key("ldap_url", text, "", "ldap://host:port of the LDAP server (provider ldap)."),
+        Key("ldap_user_dn", text, "uid={username},ou=people,dc=example,dc=org",
+            "DN template to bind as; {username} is the escaped login name."),
+        Key("ldap_email_attribute", text, "mail", "LDAP attribute holding the email."),
+        Key("ldap_first_name_attribute", text, "givenName",
+            "LDAP attribute holding the first name."),
+        Key("ldap_last_name_attribute", text, "sn", "LDAP attribute holding the last name."),
+        Key("ldap_timeout", number, 5.0, "Seconds an LDAP bind or search may take."),
+        Key("shibboleth_trusted", names, ("127.0.0.1",),
+            "Source addresses of the front web servers whose identity headers"
+            " are believed (provider shibboleth)."),
+        Key("shibboleth_id_header", text, "eppn",
+            "Header carrying the person's unique id (EPPN)."),
+        Key("shibboleth_email_header", text, "mail", "Header carrying the email."),
+        Key("shibboleth_first_name_header", text, "givenName",
+            "Header carrying the first name."),
+        Key("shibboleth_last_name_header", text, "sn", "Header carrying the last name."),
+        Key("max_body", integer, 65536, "Largest JSON request body accepted, in bytes."),
+    )
+
+    def makeService(self, node: Any, section: Any) -> Any:
+        from snfd.identity.service import IdentityService
+
+        return IdentityService(node, section)
+
+    def mounts(self, svc: Any) -> dict[str, Any]:
+        return svc.mounts()
+
+    def duties(self, svc: Any) -> list[Any]:
+        return svc.duties()
+
+
+plugin = IdentityPlugin()

@@ -1,0 +1,123 @@
+"""Who is calling: the token wrapper in front of every protected API.
+
+``TokenAuth`` wraps a service's resource.  For each request it reads
+``X-Auth-Token`` (and, where a service allows it, the ``X-Auth-Token``
+query parameter, for HTML form uploads), asks the node's
+``IAuthenticator`` and stores the answer on ``request.principal`` before
+the wrapped resource sees the request.  A request without a token gets
+``request.principal = None`` (some endpoints are public); a bad token is
+answered with 401 before the service runs.  Handlers then say what they
+need with ``user_of(request)`` or ``component_of(request)``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.web import resource, util
+
+from snfd import errors
+from snfd.interfaces import IAuthenticator
+
+
+@attrs.frozen
+class Principal:
+    """An authenticated caller: a user, or a component (a service).
+
+    For a user: ``user`` is the uuid (``str``), ``project`` the token's
+    project scope (``None`` when unscoped), ``groups`` the user's groups.
+    For a component: ``component`` is its name and ``user`` is ``None``.
+    """
+
+    user: str | None = None
+    email: str = ""
+    name: str = ""
+    is_admin: bool = False
+    groups: tuple[str, ...] = ()
+    project: str | None = None
+    expires_at: datetime.datetime | None = None
+    issued_at: datetime.datetime | None = None
+    audit_ids: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    component: str | None = None
+
+    @property
+    def is_component(self) -> bool:
+        return self.component is not None
+
+
+def token_of(request: Any, allow_query: bool = False) -> str | None:
+    raw = request.getHeader(b"x-auth-token")
+    if raw is None and allow_query:
+        values = request.args.get(b"X-Auth-Token")
+        raw = values[0] if values else None
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise errors.Unauthorized("Invalid token") from None
+    return raw.strip() or None
+
+
+def user_of(request: Any) -> Principal:
+    """The calling user, or 401 when the request has no user token."""
+    p = getattr(request, "principal", None)
+    if p is None:
+        raise errors.Unauthorized("This request needs a user token (X-Auth-Token).")
+    if p.is_component:
+        raise errors.Forbidden("This request needs a user token, not a service token.")
+    return p
+
+
+def component_of(request: Any) -> Principal:
+    """The calling component, or 401/403 unless a service token was given."""
+    p = getattr(request, "principal", None)
+    if p is None:
+        raise errors.Unauthorized("This request needs a service token (X-Auth-Token).")
+    if not p.is_component:
+        raise errors.Forbidden("This request is only for services (service token).")
+    return p
+
+
+def admin_of(request: Any) -> Principal:
+    """The calling administrator, or 401/403."""
+    p = user_of(request)
+    if not p.is_admin:
+        raise errors.Forbidden("Only administrators may do this.")
+    return p
+
+
+class TokenAuth(resource.Resource):
+    """Authenticates every request below it, then hands it on."""
+
+    def __init__(self, wrapped: resource.IResource, authenticator: IAuthenticator,
+                 allow_query: bool = False):
+        super().__init__()
+        self._wrapped = wrapped
+        self._auth = authenticator
+        self._allow_query = allow_query
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> resource.IResource:
+        # Put the segment back: the wrapped resource resolves it itself.
+        request.postpath.insert(0, request.prepath.pop())
+        return util.DeferredResource(defer.ensureDeferred(self._authenticated(request)))
+
+    def render(self, request: Any) -> Any:
+        d = defer.ensureDeferred(self._authenticated(request))
+        return util.DeferredResource(d).render(request)
+
+    async def _authenticated(self, request: Any) -> resource.IResource:
+        request.principal = None
+        try:
+            token = token_of(request, self._allow_query)
+            if token is not None:
+                request.principal = await self._auth.authenticate(token)
+        except errors.Fault as e:
+            from snfd.web.site import FaultResource
+            return FaultResource(e)
+        return self._wrapped
