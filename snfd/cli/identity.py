@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 
 from snfd import errors
@@ -108,17 +109,44 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("component-remove", help="delete a component and its token")
     p.add_argument("name")
 
+    p = sub.add_parser("resource-list", help="list resources and their defaults")
+    as_json(p)
+    p = sub.add_parser("resource-modify", help="change a resource's defaults")
+    p.add_argument("resource")
+    p.add_argument("--base-default", type=_quantity,
+                   help="limit in each new user's base project (number, or 10G style)")
+    p.add_argument("--project-default", type=_quantity,
+                   help="member limit in projects that do not name the resource")
+    p.add_argument("--api-visible", type=_yes_no)
+    p.add_argument("--ui-visible", type=_yes_no)
+    p.add_argument("--allow-in-projects", type=_yes_no)
+    as_json(p)
+    p = sub.add_parser("quota-list", help="list holdings (limit, usage, pending)")
+    p.add_argument("--user", help="uuid or email: that user's holdings")
+    p.add_argument("--project", help="project uuid: that project's holdings")
+    p.add_argument("--resource")
+    as_json(p)
+    p = sub.add_parser("reconcile-commissions",
+                       help="settle commissions a crash left pending (accept what the"
+                            " component committed, reject the rest)")
+    p.add_argument("--component", action="append",
+                   help="component name (default: every component with pending commissions)")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be done")
+
 
 def run(args: argparse.Namespace, config: Any, conn: Any) -> int:
     """Run the identity command ``args.command`` on ``conn``."""
     from snfd.db.pool import DirectDatabase
+    from snfd.identity.quotaholder import LocalQuotaHolder
     from snfd.identity.service import build_accounts
 
     section = config["identity"]
     public = (section.public_url or config.node.address or "http://127.0.0.1:8080").rstrip("/")
-    accounts = build_accounts(DirectDatabase(conn), None, section, config.source,
-                              Path(config.node.state_dir), public)
-    d = defer.ensureDeferred(COMMANDS[args.command](args, accounts))
+    db = DirectDatabase(conn)
+    ctx = Context(db, build_accounts(db, None, section, config.source,
+                                     Path(config.node.state_dir), public),
+                  LocalQuotaHolder(db))
+    d = defer.ensureDeferred(COMMANDS[args.command](args, ctx))
     outcome: list[Any] = []
     d.addBoth(outcome.append)
     if not outcome:
@@ -129,6 +157,15 @@ def run(args: argparse.Namespace, config: Any, conn: Any) -> int:
             raise CommandFailed(result.value.message)
         result.raiseException()
     return int(result)
+
+
+@attrs.frozen
+class Context:
+    """What a command works with."""
+
+    db: Any
+    accounts: Any
+    quota: Any
 
 
 class CommandFailed(Exception):
@@ -145,8 +182,8 @@ def _user_line(u: Any) -> str:
 
 
 @command("user-add")
-async def user_add(args: argparse.Namespace, accounts: Any) -> int:
-    user, token = await accounts.create_user(
+async def user_add(args: argparse.Namespace, ctx: Any) -> int:
+    user, token = await ctx.accounts.create_user(
         args.email, args.first_name, args.last_name, password=args.password,
         activate=args.activate, admin=args.admin)
     out = user.as_json()
@@ -157,29 +194,29 @@ async def user_add(args: argparse.Namespace, accounts: Any) -> int:
 
 
 @command("user-modify")
-async def user_modify(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.get_user(args.user)
+async def user_modify(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.get_user(args.user)
     uuid = user.uuid
     if sum(bool(x) for x in (args.accept, args.reject, args.activate, args.deactivate)) > 1:
         raise CommandFailed("choose one of --accept, --reject, --activate, --deactivate")
     if args.password is not None and args.no_password:
         raise CommandFailed("--password and --no-password contradict each other")
-    user = await accounts.modify_user(uuid, email=args.email, first_name=args.first_name,
+    user = await ctx.accounts.modify_user(uuid, email=args.email, first_name=args.first_name,
                                       last_name=args.last_name, is_admin=args.admin)
     if args.password is not None or args.no_password:
-        await accounts.set_password(uuid, None if args.no_password else args.password)
+        await ctx.accounts.set_password(uuid, None if args.no_password else args.password)
     if args.verify and user.state == "pending_verification":
-        user = await accounts.mark_verified(uuid)
+        user = await ctx.accounts.mark_verified(uuid)
     if args.accept or args.activate:
-        user = await accounts.activate(uuid)
+        user = await ctx.accounts.activate(uuid)
     elif args.reject:
-        user = await accounts.moderate(uuid, False, args.reason)
+        user = await ctx.accounts.moderate(uuid, False, args.reason)
     elif args.deactivate:
-        user = await accounts.deactivate(uuid, args.reason)
+        user = await ctx.accounts.deactivate(uuid, args.reason)
     if args.send_verification:
-        await accounts.send_verification(user)
-    token = await accounts.renew_token(uuid) if args.renew_token else None
-    user = await accounts.get_user(uuid)
+        await ctx.accounts.send_verification(user)
+    token = await ctx.accounts.renew_token(uuid) if args.renew_token else None
+    user = await ctx.accounts.get_user(uuid)
     out = user.as_json()
     if token:
         out["token"] = token
@@ -188,94 +225,188 @@ async def user_modify(args: argparse.Namespace, accounts: Any) -> int:
 
 
 @command("user-list")
-async def user_list(args: argparse.Namespace, accounts: Any) -> int:
-    users = await accounts.list_users(args.state)
+async def user_list(args: argparse.Namespace, ctx: Any) -> int:
+    users = await ctx.accounts.list_users(args.state)
     _print(args, [u.as_json() for u in users], "\n".join(_user_line(u) for u in users)
            or "no users")
     return 0
 
 
 @command("user-show")
-async def user_show(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.get_user(args.user)
+async def user_show(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.get_user(args.user)
     out = user.as_json()
-    out["providers"] = [f"{p}:{i}" for p, i in await accounts.links_of(user.uuid)]
+    out["providers"] = [f"{p}:{i}" for p, i in await ctx.accounts.links_of(user.uuid)]
     _print(args, out, "\n".join(f"{k}: {v}" for k, v in out.items()))
     return 0
 
 
 @command("user-activate")
-async def user_activate(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.activate((await accounts.get_user(args.user)).uuid)
+async def user_activate(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.activate((await ctx.accounts.get_user(args.user)).uuid)
     print(_user_line(user))
     return 0
 
 
 @command("user-deactivate")
-async def user_deactivate(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.deactivate((await accounts.get_user(args.user)).uuid, args.reason)
+async def user_deactivate(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.deactivate((await ctx.accounts.get_user(args.user)).uuid, args.reason)
     print(_user_line(user))
     return 0
 
 
 @command("user-renew-token")
-async def user_renew_token(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.get_user(args.user)
-    token = await accounts.renew_token(user.uuid)
+async def user_renew_token(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.get_user(args.user)
+    token = await ctx.accounts.renew_token(user.uuid)
     _print(args, {"uuid": user.uuid, "token": token}, token)
     return 0
 
 
 @command("group-add")
-async def group_add(args: argparse.Namespace, accounts: Any) -> int:
-    await accounts.add_group(args.name)
+async def group_add(args: argparse.Namespace, ctx: Any) -> int:
+    await ctx.accounts.add_group(args.name)
     return 0
 
 
 @command("group-remove")
-async def group_remove(args: argparse.Namespace, accounts: Any) -> int:
-    await accounts.remove_group(args.name)
+async def group_remove(args: argparse.Namespace, ctx: Any) -> int:
+    await ctx.accounts.remove_group(args.name)
     return 0
 
 
 @command("group-list")
-async def group_list(args: argparse.Namespace, accounts: Any) -> int:
-    groups = await accounts.list_groups()
+async def group_list(args: argparse.Namespace, ctx: Any) -> int:
+    groups = await ctx.accounts.list_groups()
     _print(args, [{"name": n, "members": c} for n, c in groups],
            "\n".join(f"{n}  ({c} members)" for n, c in groups) or "no groups")
     return 0
 
 
 @command("group-member-add")
-async def group_member_add(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.get_user(args.user)
-    await accounts.set_group_member(user.uuid, args.group, True)
+async def group_member_add(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.get_user(args.user)
+    await ctx.accounts.set_group_member(user.uuid, args.group, True)
     return 0
 
 
 @command("group-member-remove")
-async def group_member_remove(args: argparse.Namespace, accounts: Any) -> int:
-    user = await accounts.get_user(args.user)
-    await accounts.set_group_member(user.uuid, args.group, False)
+async def group_member_remove(args: argparse.Namespace, ctx: Any) -> int:
+    user = await ctx.accounts.get_user(args.user)
+    await ctx.accounts.set_group_member(user.uuid, args.group, False)
     return 0
 
 
 @command("component-add")
-async def component_add(args: argparse.Namespace, accounts: Any) -> int:
-    token = await accounts.set_component(args.name, args.base_url, args.ui_url)
+async def component_add(args: argparse.Namespace, ctx: Any) -> int:
+    token = await ctx.accounts.set_component(args.name, args.base_url, args.ui_url)
     _print(args, {"name": args.name, "token": token}, token)
     return 0
 
 
 @command("component-list")
-async def component_list(args: argparse.Namespace, accounts: Any) -> int:
-    comps = await accounts.list_components()
+async def component_list(args: argparse.Namespace, ctx: Any) -> int:
+    comps = await ctx.accounts.list_components()
     _print(args, [{"name": c.name, "base_url": c.base_url, "ui_url": c.ui_url} for c in comps],
            "\n".join(f"{c.name}  {c.base_url}" for c in comps) or "no components")
     return 0
 
 
 @command("component-remove")
-async def component_remove(args: argparse.Namespace, accounts: Any) -> int:
-    await accounts.remove_component(args.name)
+async def component_remove(args: argparse.Namespace, ctx: Any) -> int:
+    await ctx.accounts.remove_component(args.name)
+    return 0
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+
+
+def _quantity(text: str) -> int:
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    number = t[: len(t) - len(unit)]
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a count or a size like 10G, got {text!r}")
+    return int(number) * _UNITS[unit]
+
+
+def _yes_no(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("yes", "true", "1", "on"):
+        return True
+    if t in ("no", "false", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
+def _resource_json(r: Any) -> dict[str, Any]:
+    return {"name": r.name, "description": r.description, "unit": r.unit,
+            "service_type": r.service_type, "service_origin": r.service_origin,
+            "base_default": r.base_default, "project_default": r.project_default,
+            "api_visible": r.api_visible, "ui_visible": r.ui_visible,
+            "allow_in_projects": r.allow_in_projects}
+
+
+def _resource_line(r: Any) -> str:
+    return (f"{r.name:<28} base {r.base_default:<14} project {r.project_default:<14}"
+            f" {r.unit or ''}")
+
+
+@command("resource-list")
+async def resource_list(args: argparse.Namespace, ctx: Any) -> int:
+    found = await ctx.quota.resources()
+    _print(args, [_resource_json(r) for r in found],
+           "\n".join(_resource_line(r) for r in found) or "no resources")
+    return 0
+
+
+@command("resource-modify")
+async def resource_modify(args: argparse.Namespace, ctx: Any) -> int:
+    r = await ctx.quota.modify_resource(
+        args.resource, base_default=args.base_default, project_default=args.project_default,
+        ui_visible=args.ui_visible, api_visible=args.api_visible,
+        allow_in_projects=args.allow_in_projects)
+    _print(args, _resource_json(r), _resource_line(r))
+    return 0
+
+
+@command("quota-list")
+async def quota_list(args: argparse.Namespace, ctx: Any) -> int:
+    holders = sources = None
+    if args.user:
+        user = await ctx.accounts.get_user(args.user)
+        holders = [f"user:{user.uuid}"]
+    if args.project:
+        if holders is None:
+            holders = [f"project:{args.project}"]
+            sources = [None]
+        else:
+            sources = [f"project:{args.project}"]
+    found = await ctx.quota.quotas(holders, sources,
+                                   [args.resource] if args.resource else None)
+    rows = [{"holder": h.holder, "source": h.source, "resource": h.resource,
+             "limit": h.limit, "usage": h.usage, "pending": h.pending} for h in found]
+    _print(args, rows, "\n".join(
+        f"{r['holder']:<46} {r['source'] or '-':<46} {r['resource']:<24}"
+        f" limit {r['limit']:<14} usage {r['usage']:<14} pending {r['pending']}"
+        for r in rows) or "no holdings")
+    return 0
+
+
+@command("reconcile-commissions")
+async def reconcile_commissions(args: argparse.Namespace, ctx: Any) -> int:
+    from snfd.quota.serials import Charger
+
+    components = args.component or await ctx.quota.clientkeys()
+    for name in components:
+        charger = Charger(ctx.db, ctx.quota, name)
+        if args.dry_run:
+            pending = await ctx.quota.pending(name)
+            print(f"{name}: {len(pending)} pending: {' '.join(map(str, pending)) or '-'}")
+            continue
+        accepted, rejected = await charger.reconcile()
+        print(f"{name}: accepted {len(accepted)} {accepted or ''}"
+              f" rejected {len(rejected)} {rejected or ''}".rstrip())
+    if not components:
+        print("no pending commissions")
     return 0

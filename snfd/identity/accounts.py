@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from snfd import errors
 from snfd.db.pool import Database
@@ -34,6 +35,7 @@ from snfd.identity.providers import (
     ProviderUnavailable,
 )
 from snfd.identity.store import Token, User
+from snfd.interfaces import IAuthenticator
 from snfd.web.auth import Principal
 
 log = Logger(namespace="snfd.identity")
@@ -57,8 +59,10 @@ class Policy:
     public_url: str = ""
 
 
+@implementer(IAuthenticator)
 class Accounts:
-    """Users, logins and tokens over the cluster database."""
+    """Users, logins and tokens over the cluster database; the node's
+    ``IAuthenticator``."""
 
     def __init__(self, db: Database, clock: Any, passwords: Passwords,
                  cache: tokens.TokenCache, mailer: Mailer, providers: Sequence[Any],

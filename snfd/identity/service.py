@@ -134,7 +134,8 @@ class IdentityService(service.MultiService):
                              max_body=self.section.max_body)
         ui = SignupAPI(self.accounts, max_body=self.section.max_body)
         return {
-            "identity": TokenAuth(keystone.resource(), self.accounts),
+            "identity": TokenAuth(keystone.resource(), self.accounts,
+                                  fault_style=_keystone_style),
             "account": TokenAuth(account.resource(), self.accounts),
             "ui": TokenAuth(ui.resource(), self.accounts),
         }
@@ -168,8 +169,9 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         failures_per_address=section.login_failures_per_address,
         public_url=public_url)
     clock = reactor if reactor is not None else WallClock()
-    accounts = Accounts(db, clock, Passwords(reactor), cache or TokenCache(clock, 0),
-                        mailer, [], policy)
+    if cache is None:
+        cache = TokenCache(clock, 0)
+    accounts = Accounts(db, clock, Passwords(reactor), cache, mailer, [], policy)
     for name in section.auth_providers:
         if name == "local":
             accounts.providers.append(LocalProvider(accounts.check_password))
@@ -193,6 +195,10 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
             raise bad("auth_providers",
                       f"unknown provider {name!r} (known: local, ldap, shibboleth)")
     return accounts
+
+
+def _keystone_style(request: Any) -> str | None:
+    return "keystone" if request.path.startswith(b"/identity/v3") else None
 
 
 class WallClock:

@@ -13,6 +13,7 @@ need with ``user_of(request)`` or ``component_of(request)``.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -96,11 +97,15 @@ class TokenAuth(resource.Resource):
     """Authenticates every request below it, then hands it on."""
 
     def __init__(self, wrapped: resource.IResource, authenticator: IAuthenticator,
-                 allow_query: bool = False):
+                 allow_query: bool = False,
+                 fault_style: Callable[[Any], str | None] | None = None):
+        """``fault_style(request)`` names the error shape of a 401 given
+        here (``"keystone"`` under ``/identity/v3``)."""
         super().__init__()
         self._wrapped = wrapped
         self._auth = authenticator
         self._allow_query = allow_query
+        self._fault_style = fault_style
 
     def getChildWithDefault(self, path: bytes, request: Any) -> resource.IResource:
         # Put the segment back: the wrapped resource resolves it itself.
@@ -119,5 +124,8 @@ class TokenAuth(resource.Resource):
                 request.principal = await self._auth.authenticate(token)
         except errors.Fault as e:
             from snfd.web.site import FaultResource
+
+            if self._fault_style is not None:
+                request.fault_style = self._fault_style(request)
             return FaultResource(e)
         return self._wrapped

@@ -1,0 +1,419 @@
+"""SQL of the quota holder (``*_txn`` functions only): resource definitions,
+holdings and the two-phase commission protocol.
+
+A holding is keyed by ``(holder, source, resource)``; a project's own
+holding has source ``None`` in the API and ``''`` in the table.  Pending
+imports raise ``usage_max`` and pending releases lower ``usage_min``;
+accepting moves the other bound, rejecting undoes the first move.  So
+``usage_min <= usage_max`` always holds and any pending commission can be
+resolved whatever else happened meanwhile.
+
+Every function that changes holdings locks them with ``SELECT ... FOR
+UPDATE`` in one fixed order (``_lock_holdings_txn``), so concurrent
+commissions never deadlock; resolution locks its commissions first, then
+their holdings, and nothing locks in the other order.  Checks run on the
+locked values before anything is written, so a refused commission leaves
+the database untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from snfd import errors
+from snfd.quota import (
+    Commission,
+    Holding,
+    NoCapacityError,
+    NoHoldingError,
+    NoQuantityError,
+    Provision,
+    Resolution,
+    Resource,
+)
+
+Key = tuple[str, str, str]
+
+_RESOURCE_COLUMNS = (
+    "name, description, unit, service_type, service_origin, ui_visible,"
+    " api_visible, allow_in_projects, base_default, project_default")
+
+
+def _resource(row: Sequence[Any]) -> Resource:
+    return Resource(
+        name=row[0], description=row[1], unit=row[2], service_type=row[3],
+        service_origin=row[4], ui_visible=row[5], api_visible=row[6],
+        allow_in_projects=row[7], base_default=row[8], project_default=row[9])
+
+
+def _holding(row: Sequence[Any]) -> Holding:
+    return Holding(holder=row[0], source=row[1] or None, resource=row[2],
+                   limit=row[3], usage_min=row[4], usage_max=row[5])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def component_of(service_origin: str) -> str:
+    """The component a service belongs to: ``cyclades_compute`` -> ``cyclades``."""
+    return service_origin.split("_", 1)[0]
+
+
+# Resources
+
+def register_resources_txn(txn: Any, resources: Iterable[Resource],
+                           component: str | None = None) -> None:
+    """Insert new resource definitions and update existing ones.
+
+    Descriptive fields (description, unit, service type and origin,
+    visibility, ``allow_in_projects``) follow the component; the defaults
+    are taken only when the resource is new, so an administrator's
+    ``resource-modify`` survives re-registration.  With ``component``
+    given, a resource registered by another component is a ``Conflict``.
+    """
+    for r in resources:
+        if r.ui_visible and not r.api_visible:
+            raise errors.BadRequest(f"resource {r.name}: ui_visible requires api_visible")
+        if r.base_default < 0 or r.project_default < 0:
+            raise errors.BadRequest(f"resource {r.name}: defaults must not be negative")
+        if component is not None:
+            txn.execute(
+                "SELECT service_origin FROM identity_resources WHERE name = %s FOR UPDATE",
+                (r.name,))
+            row = txn.fetchone()
+            if row is not None and component_of(row[0]) != component:
+                raise errors.Conflict(
+                    f"resource {r.name} belongs to component {component_of(row[0])}")
+        txn.execute(
+            f"""INSERT INTO identity_resources ({_RESOURCE_COLUMNS})
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (name) DO UPDATE SET
+                    description = EXCLUDED.description,
+                    unit = EXCLUDED.unit,
+                    service_type = EXCLUDED.service_type,
+                    service_origin = EXCLUDED.service_origin,
+                    ui_visible = EXCLUDED.ui_visible,
+                    api_visible = EXCLUDED.api_visible,
+                    allow_in_projects = EXCLUDED.allow_in_projects""",
+            (r.name, r.description, r.unit, r.service_type, r.service_origin,
+             r.ui_visible, r.api_visible, r.allow_in_projects, r.base_default,
+             r.project_default))
+
+
+def list_resources_txn(txn: Any, names: Iterable[str] | None = None) -> list[Resource]:
+    """Every resource definition (or those named), sorted by name."""
+    if names is None:
+        txn.execute(f"SELECT {_RESOURCE_COLUMNS} FROM identity_resources ORDER BY name")
+    else:
+        txn.execute(
+            f"""SELECT {_RESOURCE_COLUMNS} FROM identity_resources
+                WHERE name = ANY(%s) ORDER BY name""", (list(names),))
+    return [_resource(row) for row in txn.fetchall()]
+
+
+def modify_resource_txn(txn: Any, name: str, base_default: int | None = None,
+                        project_default: int | None = None,
+                        ui_visible: bool | None = None, api_visible: bool | None = None,
+                        allow_in_projects: bool | None = None) -> Resource:
+    """Change what an administrator controls; ``None`` keeps a value.
+
+    Changing the defaults does not touch existing holdings (the projects
+    code decides who gets what).  Raises ``NotFound`` for an unknown name,
+    ``BadRequest`` for a negative default.
+    """
+    for label, value in (("base_default", base_default), ("project_default", project_default)):
+        if value is not None and (not _is_int(value) or value < 0):
+            raise errors.BadRequest(f"{label} must be a non-negative integer")
+    txn.execute(
+        f"""UPDATE identity_resources SET
+                base_default = COALESCE(%s, base_default),
+                project_default = COALESCE(%s, project_default),
+                ui_visible = COALESCE(%s, ui_visible),
+                api_visible = COALESCE(%s, api_visible),
+                allow_in_projects = COALESCE(%s, allow_in_projects)
+            WHERE name = %s
+            RETURNING {_RESOURCE_COLUMNS}""",
+        (base_default, project_default, ui_visible, api_visible, allow_in_projects, name))
+    row = txn.fetchone()
+    if row is None:
+        raise errors.NotFound(f"no resource {name}")
+    resource = _resource(row)
+    if resource.ui_visible and not resource.api_visible:
+        raise errors.BadRequest(f"resource {name}: ui_visible requires api_visible")
+    return resource
+
+
+# Holdings
+
+def set_limit_txn(txn: Any, holder: str, source: str | None, resource: str,
+                  limit: int) -> Holding:
+    """Create the holding with ``limit`` or change the limit of an existing
+    one (usage is kept, and may then exceed the limit)."""
+    if not _is_int(limit) or limit < 0:
+        raise errors.BadRequest("limit must be a non-negative integer")
+    txn.execute("SELECT 1 FROM identity_resources WHERE name = %s", (resource,))
+    if txn.fetchone() is None:
+        raise errors.NotFound(f"no resource {resource}")
+    txn.execute(
+        """INSERT INTO identity_holdings (holder, source, resource, "limit")
+           VALUES (%s, %s, %s, %s)
+           ON CONFLICT (holder, source, resource) DO UPDATE SET "limit" = EXCLUDED."limit"
+           RETURNING holder, source, resource, "limit", usage_min, usage_max""",
+        (holder, source or "", resource, limit))
+    return _holding(txn.fetchone())
+
+
+def holdings_txn(txn: Any, holders: Iterable[str] | None = None,
+                 sources: Iterable[str | None] | None = None,
+                 resources: Iterable[str] | None = None) -> list[Holding]:
+    """The holdings matching every filter given (``None``: no filter), in
+    key order.  A ``None`` among ``sources`` selects project holdings."""
+    where, args = [], []
+    if holders is not None:
+        where.append("holder = ANY(%s)")
+        args.append(list(holders))
+    if sources is not None:
+        where.append("source = ANY(%s)")
+        args.append([s or "" for s in sources])
+    if resources is not None:
+        where.append("resource = ANY(%s)")
+        args.append(list(resources))
+    txn.execute(
+        f"""SELECT holder, source, resource, "limit", usage_min, usage_max
+            FROM identity_holdings {"WHERE " + " AND ".join(where) if where else ""}
+            ORDER BY holder, source, resource""", args)
+    return [_holding(row) for row in txn.fetchall()]
+
+
+def user_holdings_txn(txn: Any, users: Iterable[str] | None = None,
+                      projects: Iterable[str] | None = None,
+                      resources: Iterable[str] | None = None,
+                      ) -> list[tuple[Holding, Holding | None]]:
+    """Users' holdings in projects, each with the project's own holding of
+    the same resource (``None`` when the project has none).
+
+    ``users`` and ``projects`` are uuids (without the ``user:`` and
+    ``project:`` prefixes); ``None`` means all.
+    """
+    where, args = ["starts_with(u.holder, 'user:')", "starts_with(u.source, 'project:')"], []
+    if users is not None:
+        where.append("u.holder = ANY(%s)")
+        args.append([f"user:{u}" for u in users])
+    if projects is not None:
+        where.append("u.source = ANY(%s)")
+        args.append([f"project:{p}" for p in projects])
+    if resources is not None:
+        where.append("u.resource = ANY(%s)")
+        args.append(list(resources))
+    txn.execute(
+        f"""SELECT u.holder, u.source, u.resource, u."limit", u.usage_min, u.usage_max,
+                   p.holder, p.source, p.resource, p."limit", p.usage_min, p.usage_max
+            FROM identity_holdings u
+            LEFT JOIN identity_holdings p
+              ON p.holder = u.source AND p.source = '' AND p.resource = u.resource
+            WHERE {" AND ".join(where)}
+            ORDER BY u.holder, u.source, u.resource""", args)
+    return [(_holding(row[:6]), _holding(row[6:]) if row[6] is not None else None)
+            for row in txn.fetchall()]
+
+
+def _lock_holdings_txn(txn: Any, keys: Iterable[Key]) -> dict[Key, list[int]]:
+    """Lock the holdings with these keys, always in the same order, and
+    return ``key -> [limit, usage_min, usage_max]`` for those that exist.
+
+    The fixed order (keys compared byte-wise, as Python compares str) is
+    what keeps two commissions over the same holdings from deadlocking.
+    """
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    txn.execute(
+        """SELECT holder, source, resource, "limit", usage_min, usage_max
+           FROM identity_holdings
+           WHERE (holder, source, resource) IN (
+               SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+           ORDER BY holder COLLATE "C", source COLLATE "C", resource COLLATE "C"
+           FOR UPDATE""",
+        ([k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted]))
+    return {(r[0], r[1], r[2]): [r[3], r[4], r[5]] for r in txn.fetchall()}
+
+
+def _write_holdings_txn(txn: Any, holdings: dict[Key, list[int]]) -> None:
+    for (holder, source, resource), (_, usage_min, usage_max) in sorted(holdings.items()):
+        txn.execute(
+            """UPDATE identity_holdings SET usage_min = %s, usage_max = %s
+               WHERE holder = %s AND source = %s AND resource = %s""",
+            (usage_min, usage_max, holder, source, resource))
+
+
+# Commissions
+
+def _provision(key: Key, quantity: int) -> Provision:
+    return Provision(key[0], key[1] or None, key[2], quantity)
+
+
+def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: str,
+              force: bool, now: datetime.datetime, auto_accept: bool = False) -> int:
+    """Issue one commission, all or nothing; return its serial.
+
+    Provisions with the same key are summed first.  An import (sum >= 0)
+    raises ``usage_max`` and, unless ``force``, fails with
+    ``NoCapacityError`` if that exceeds the limit; a release lowers
+    ``usage_min`` and fails with ``NoQuantityError`` below zero even when
+    forced; a missing holding is ``NoHoldingError``.  Every check runs
+    before the first write.  ``auto_accept`` accepts the commission in the
+    same transaction (its serial is then already resolved).
+    """
+    summed: dict[Key, int] = {}
+    for p in provisions:
+        if not _is_int(p.quantity):
+            raise errors.BadRequest(f"malformed provision {p.as_json()}: quantity")
+        summed[p.key] = summed.get(p.key, 0) + p.quantity
+
+    holdings = _lock_holdings_txn(txn, summed)
+    for key, quantity in summed.items():
+        holding = holdings.get(key)
+        provision = _provision(key, quantity)
+        if holding is None:
+            raise NoHoldingError(
+                f"{key[0]} has no holding of {key[2]} in {key[1] or 'its own quota'}",
+                provision)
+        limit, usage_min, usage_max = holding
+        if quantity >= 0:
+            if not force and usage_max + quantity > limit:
+                raise NoCapacityError(
+                    f"{key[0]} lacks capacity for {quantity} more {key[2]}"
+                    f" (limit {limit}, usage {usage_max})",
+                    provision, limit=limit, usage=usage_max)
+            holding[2] = usage_max + quantity
+        else:
+            if usage_min + quantity < 0:
+                raise NoQuantityError(
+                    f"{key[0]} cannot release {-quantity} {key[2]}: only"
+                    f" {usage_min} held", provision, limit=limit, usage=usage_min)
+            holding[1] = usage_min + quantity
+
+    _write_holdings_txn(txn, holdings)
+    txn.execute(
+        """INSERT INTO identity_commissions (clientkey, name, issue_time)
+           VALUES (%s, %s, %s) RETURNING serial""", (clientkey, name, now))
+    serial: int = txn.fetchone()[0]
+    for (holder, source, resource), quantity in summed.items():
+        txn.execute(
+            """INSERT INTO identity_provisions (serial, holder, source, resource, quantity)
+               VALUES (%s, %s, %s, %s, %s)""", (serial, holder, source, resource, quantity))
+    if auto_accept:
+        resolve_txn(txn, clientkey, [serial], [], now)
+    return serial
+
+
+def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterable[int],
+                now: datetime.datetime) -> Resolution:
+    """Accept and reject pending commissions of ``clientkey``.
+
+    Accepting an import raises ``usage_min``, a release lowers
+    ``usage_max``; rejecting reverts the issue.  Each resolved commission
+    is deleted and leaves one ``identity_provision_log`` row per provision
+    (reason ``ACCEPT:<name>`` or ``REJECT:<name>``, holding values after
+    the change).  A serial in both lists fails with ``BadRequest``, one
+    that is not a pending commission of this client with ``NotFound``;
+    the others are resolved regardless.
+    """
+    accept_list = list(dict.fromkeys(accept))
+    reject_list = list(dict.fromkeys(reject))
+    for s in accept_list + reject_list:
+        if not _is_int(s):
+            raise errors.BadRequest("serials must be integers")
+    both = set(accept_list) & set(reject_list)
+    wanted = {s: True for s in accept_list if s not in both}
+    wanted.update((s, False) for s in reject_list if s not in both)
+
+    found: dict[int, tuple[str, datetime.datetime]] = {}
+    if wanted:
+        txn.execute(
+            """SELECT serial, name, issue_time FROM identity_commissions
+               WHERE clientkey = %s AND serial = ANY(%s)
+               ORDER BY serial FOR UPDATE""", (clientkey, sorted(wanted)))
+        found = {row[0]: (row[1], row[2]) for row in txn.fetchall()}
+    provisions: dict[int, list[tuple[Key, int]]] = {s: [] for s in found}
+    if found:
+        txn.execute(
+            """SELECT serial, holder, source, resource, quantity FROM identity_provisions
+               WHERE serial = ANY(%s) ORDER BY serial, holder, source, resource""",
+            (sorted(found),))
+        for serial, holder, source, resource, quantity in txn.fetchall():
+            provisions[serial].append(((holder, source, resource), quantity))
+    holdings = _lock_holdings_txn(
+        txn, (key for items in provisions.values() for key, _ in items))
+
+    logs = []
+    for serial in sorted(found):
+        do_accept = wanted[serial]
+        name, issue_time = found[serial]
+        reason = ("ACCEPT:" if do_accept else "REJECT:") + name
+        for key, quantity in provisions[serial]:
+            holding = holdings.get(key)
+            if holding is None:
+                raise errors.InternalError(f"commission {serial} names a missing holding")
+            _, usage_min, usage_max = holding
+            if quantity >= 0:
+                # The issue raised usage_max by the quantity.
+                if do_accept:
+                    holding[1] = usage_min + quantity
+                else:
+                    holding[2] = usage_max - quantity
+            elif do_accept:
+                # The issue lowered usage_min by |quantity|.
+                holding[2] = usage_max + quantity
+            else:
+                holding[1] = usage_min - quantity
+            logs.append((serial, name, issue_time, now, key[0], key[1], key[2],
+                         holding[0], holding[1], holding[2], quantity, reason))
+
+    _write_holdings_txn(txn, holdings)
+    for log in logs:
+        txn.execute(
+            """INSERT INTO identity_provision_log
+                   (serial, name, issue_time, log_time, holder, source, resource,
+                    "limit", usage_min, usage_max, quantity, reason)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""", log)
+    if found:
+        txn.execute("DELETE FROM identity_commissions WHERE serial = ANY(%s)",
+                    (sorted(found),))
+
+    failed: list[tuple[int, errors.Fault]] = []
+    for s in dict.fromkeys(accept_list + reject_list):
+        if s in both:
+            failed.append((s, errors.BadRequest("cannot both accept and reject")))
+        elif s not in found:
+            failed.append((s, errors.NotFound(f"serial {s} is not a pending commission")))
+    return Resolution(accepted=[s for s in accept_list if s in found],
+                      rejected=[s for s in reject_list if s in found],
+                      failed=failed)
+
+
+def pending_txn(txn: Any, clientkey: str) -> list[int]:
+    """The serials of ``clientkey``'s pending commissions, ascending."""
+    txn.execute(
+        "SELECT serial FROM identity_commissions WHERE clientkey = %s ORDER BY serial",
+        (clientkey,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def commission_txn(txn: Any, clientkey: str, serial: int) -> Commission:
+    """One pending commission of ``clientkey``; ``NotFound`` otherwise."""
+    txn.execute(
+        """SELECT name, issue_time FROM identity_commissions
+           WHERE clientkey = %s AND serial = %s""", (clientkey, serial))
+    row = txn.fetchone()
+    if row is None:
+        raise errors.NotFound(f"serial {serial} is not a pending commission")
+    txn.execute(
+        """SELECT holder, source, resource, quantity FROM identity_provisions
+           WHERE serial = %s ORDER BY holder, source, resource""", (serial,))
+    return Commission(
+        serial=serial, clientkey=clientkey, name=row[0], issue_time=row[1],
+        provisions=tuple(_provision((r[0], r[1], r[2]), r[3]) for r in txn.fetchall()))

@@ -1,0 +1,277 @@
+"""The charging side of the commission protocol: a service's own serials.
+
+A service that charges quota (pithos for bytes, cyclades for VMs) issues a
+commission before it changes anything, and resolves it once it knows
+whether the change happened.  A crash between the two leaves the
+commission pending at the quota holder; the table ``quota_serials`` (node
+schema) remembers every serial the service issued and what it decided, so
+``Charger.reconcile`` can finish the job later: serials the table marks
+accepted are accepted, every other pending serial is rejected.
+
+Usage::
+
+    charger = Charger(db, holder, "pithos")
+    serial = await charger.issue(provisions, "upload x")   # raises on no quota
+    try:
+        await db.run("pithos.put", put_txn, ..., serial)   # the change itself
+    except Exception:
+        await charger.settle(serial, accept=False)
+        raise
+    await charger.settle(serial, accept=True)
+
+``issue`` records the serial (undecided) in its own transaction right after
+the holder accepted it.  ``settle`` records the decision, tells the holder
+and marks the row resolved; calling it twice is harmless (the first
+decision stands).  If the process dies after the change committed but
+before ``settle(accept=True)`` recorded the decision, ``reconcile`` rejects
+the commission and the usage stays a little too low.  A service that must
+not under-charge records the decision inside the very transaction that
+makes the change: call ``decide_txn(txn, component, serial, True)`` from
+``put_txn`` and roll back when the returned record says ``accept`` is
+false (``reconcile`` rejected the serial meanwhile); ``reconcile`` then
+accepts it, and ``settle`` after the commit completes it as usual.
+
+Reconciliation runs on one node (a leader duty) or from ``snf-manage``.
+Pass ``grace`` (seconds) to leave alone undecided serials younger than
+that, which may belong to requests still in flight.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from snfd import errors
+from snfd.quota import Provision
+
+_COLUMNS = "component, serial, resource_key, pending, accept, resolved, created_at"
+
+
+@attrs.frozen
+class SerialRecord:
+    """One issued serial as the service remembers it.
+
+    ``pending``: no decision yet; ``accept``: the decision (meaningful once
+    ``pending`` is false); ``resolved``: the holder has been told.
+    """
+
+    component: str
+    serial: int
+    resource_key: str
+    pending: bool
+    accept: bool
+    resolved: bool
+    created_at: datetime.datetime
+
+
+def _record(row: Sequence[Any]) -> SerialRecord:
+    return SerialRecord(*row)
+
+
+def record_txn(txn: Any, component: str, serial: int, resource_key: str = "") -> None:
+    """Remember a freshly issued serial as undecided (idempotent)."""
+    txn.execute(
+        """INSERT INTO quota_serials (component, serial, resource_key)
+           VALUES (%s, %s, %s) ON CONFLICT (component, serial) DO NOTHING""",
+        (component, serial, resource_key))
+
+
+def decide_txn(txn: Any, component: str, serial: int, accept: bool) -> SerialRecord:
+    """Record the decision for ``serial`` and return the row.
+
+    The first decision stands: deciding again returns the earlier one
+    unchanged.  A serial never recorded is recorded decided.
+    """
+    txn.execute(
+        f"""INSERT INTO quota_serials (component, serial, pending, accept)
+            VALUES (%s, %s, false, %s)
+            ON CONFLICT (component, serial) DO UPDATE
+                SET pending = false, accept = EXCLUDED.accept
+                WHERE quota_serials.pending
+            RETURNING {_COLUMNS}""", (component, serial, accept))
+    row = txn.fetchone()
+    if row is None:
+        txn.execute(
+            f"SELECT {_COLUMNS} FROM quota_serials WHERE component = %s AND serial = %s",
+            (component, serial))
+        row = txn.fetchone()
+    return _record(row)
+
+
+def decide_many_txn(txn: Any, component: str, serials: Iterable[int],
+                    accept: bool) -> dict[int, SerialRecord]:
+    """``decide_txn`` for several serials; returns the decisions that stand."""
+    return {serial: decide_txn(txn, component, serial, accept) for serial in serials}
+
+
+def records_txn(txn: Any, component: str, serials: Iterable[int]) -> dict[int, SerialRecord]:
+    """The rows of these serials (those recorded), by serial."""
+    txn.execute(
+        f"""SELECT {_COLUMNS} FROM quota_serials
+            WHERE component = %s AND serial = ANY(%s)""", (component, list(serials)))
+    return {row[1]: _record(row) for row in txn.fetchall()}
+
+
+def undecided_txn(txn: Any, component: str) -> list[SerialRecord]:
+    """Serials issued and not yet decided, ascending."""
+    txn.execute(
+        f"""SELECT {_COLUMNS} FROM quota_serials
+            WHERE component = %s AND pending ORDER BY serial""", (component,))
+    return [_record(row) for row in txn.fetchall()]
+
+
+def unresolved_txn(txn: Any, component: str) -> list[SerialRecord]:
+    """Serials decided but not yet known to be resolved at the holder."""
+    txn.execute(
+        f"""SELECT {_COLUMNS} FROM quota_serials
+            WHERE component = %s AND NOT pending AND NOT resolved ORDER BY serial""",
+        (component,))
+    return [_record(row) for row in txn.fetchall()]
+
+
+def for_resource_txn(txn: Any, component: str, resource_key: str) -> list[SerialRecord]:
+    """Unresolved serials attached to one resource (a VM, an object), so a
+    new action on it can settle what the previous one left behind."""
+    txn.execute(
+        f"""SELECT {_COLUMNS} FROM quota_serials
+            WHERE component = %s AND resource_key = %s AND NOT resolved
+            ORDER BY serial""", (component, resource_key))
+    return [_record(row) for row in txn.fetchall()]
+
+
+def mark_resolved_txn(txn: Any, component: str, serials: Iterable[int]) -> None:
+    """Mark serials resolved at the holder.  An undecided one counts as
+    rejected (the holder only resolves undecided serials by rejecting)."""
+    txn.execute(
+        """UPDATE quota_serials SET resolved = true, pending = false
+           WHERE component = %s AND serial = ANY(%s)""", (component, list(serials)))
+
+
+def forget_resolved_txn(txn: Any, component: str, before: datetime.datetime) -> int:
+    """Delete resolved rows created before ``before``; return how many."""
+    txn.execute(
+        """DELETE FROM quota_serials
+           WHERE component = %s AND resolved AND created_at < %s""", (component, before))
+    count: int = txn.rowcount
+    return count
+
+
+def _gone(fault: errors.Fault) -> bool:
+    return isinstance(fault, errors.NotFound)
+
+
+class Charger:
+    """Issues and resolves one component's commissions; see the module
+    docstring for the pattern every charging service follows.
+
+    @param db: the node's ``IDatabase`` (holds ``quota_serials``).
+    @param holder: an ``IQuotaHolder`` (in process or over HTTP).
+    @param component: the service's component name, its ``clientkey``.
+    """
+
+    def __init__(self, db: Any, holder: Any, component: str):
+        self._db = db
+        self._holder = holder
+        self.component = component
+
+    async def issue(self, provisions: Iterable[Provision], name: str = "",
+                    force: bool = False, resource_key: str = "") -> int:
+        """Issue a commission and record its serial (undecided).
+
+        Raises what the holder raises (``NoCapacityError`` ...), with
+        nothing recorded.  ``resource_key`` names what the change is about
+        (``for_resource_txn`` finds it again).
+        """
+        serial: int = await self._holder.issue(
+            self.component, list(provisions), name=name, force=force)
+        await self._db.run("quota.record_serial", record_txn, self.component, serial,
+                           resource_key)
+        return serial
+
+    async def settle(self, serial: int, accept: bool) -> bool:
+        """Decide ``serial`` and resolve it at the holder; return the
+        decision that stands (an earlier one wins).
+
+        Safe to call again, also after ``reconcile``: a serial the holder
+        no longer lists is simply marked resolved.  If the holder cannot
+        be reached the error propagates and ``reconcile`` finishes later.
+        """
+        record: SerialRecord = await self._db.run(
+            "quota.decide_serial", decide_txn, self.component, serial, accept)
+        if record.resolved:
+            return record.accept
+        resolution = await self._holder.resolve(
+            self.component,
+            accept=[serial] if record.accept else [],
+            reject=[] if record.accept else [serial])
+        for failed, fault in resolution.failed:
+            if failed == serial and not _gone(fault):
+                raise fault
+        await self._db.run("quota.resolved_serials", mark_resolved_txn, self.component,
+                           [serial])
+        return record.accept
+
+    async def reconcile(self, grace: float = 0.0) -> tuple[list[int], list[int]]:
+        """Resolve every commission of this component still pending at the
+        holder: accepted where the local table says accept, rejected
+        otherwise.  Returns ``(accepted, rejected)``.
+
+        Undecided serials recorded less than ``grace`` seconds ago, and with
+        ``grace`` unrecorded ones issued less than that ago, are left alone.
+        Rows decided but unresolved whose serial the holder no longer lists
+        are marked resolved.
+        """
+        # Read the unresolved rows before the pending list: a row decided
+        # before the holder answered and missing from its list is resolved.
+        unresolved: list[SerialRecord] = await self._db.run(
+            "quota.unresolved_serials", unresolved_txn, self.component)
+        pending: list[int] = await self._holder.pending(self.component)
+        records: dict[int, SerialRecord] = await self._db.run(
+            "quota.serial_records", records_txn, self.component, pending)
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            seconds=grace)
+        accept: list[int] = []
+        reject: list[int] = []
+        undecided: list[int] = []
+        for serial in pending:
+            record = records.get(serial)
+            if record is not None and not record.pending:
+                (accept if record.accept else reject).append(serial)
+            elif grace <= 0 or not await self._young(serial, record, cutoff):
+                undecided.append(serial)
+        if undecided:
+            # Decide them as rejected first: a request that later tries to
+            # accept one of them learns the decision from decide_txn.
+            decided: dict[int, SerialRecord] = await self._db.run(
+                "quota.decide_serials", decide_many_txn, self.component, undecided, False)
+            for serial in undecided:
+                (accept if decided[serial].accept else reject).append(serial)
+        accepted: list[int] = []
+        rejected: list[int] = []
+        if accept or reject:
+            resolution = await self._holder.resolve(self.component, accept=accept,
+                                                    reject=reject)
+            accepted, rejected = list(resolution.accepted), list(resolution.rejected)
+            done = accepted + rejected + [s for s, fault in resolution.failed if _gone(fault)]
+            await self._db.run("quota.resolved_serials", mark_resolved_txn,
+                               self.component, done)
+        still = set(pending)
+        gone = [r.serial for r in unresolved if r.serial not in still]
+        if gone:
+            await self._db.run("quota.resolved_serials", mark_resolved_txn,
+                               self.component, gone)
+        return accepted, rejected
+
+    async def _young(self, serial: int, record: SerialRecord | None,
+                     cutoff: datetime.datetime) -> bool:
+        if record is not None:
+            return record.created_at > cutoff
+        try:
+            commission = await self._holder.commission(self.component, serial)
+        except errors.NotFound:
+            return True  # resolved meanwhile; nothing to do
+        issued: datetime.datetime = commission.issue_time
+        return issued > cutoff

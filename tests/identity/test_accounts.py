@@ -1,0 +1,354 @@
+"""Accounts over a real PostgreSQL: user states, logins and their throttle,
+tokens (hashed, expiring, renewed, revoked) and the cross-node cache
+invalidation through NOTIFY."""
+
+from __future__ import annotations
+
+import datetime
+import email
+import hashlib
+
+import psycopg2
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from snfd import errors
+from snfd.db import migrations
+from snfd.db.notify import Listener
+from snfd.db.pool import Database
+from snfd.identity import store
+from snfd.identity.accounts import Accounts, Policy, TooManyFailures
+from snfd.identity.mail import FileMailer
+from snfd.identity.passwords import Passwords
+from snfd.identity.providers import Credentials, LocalProvider
+from snfd.identity.tokens import TokenCache
+from snfd.interfaces import IAuthenticator
+from snfd.metrics import Metrics
+from snfd.plugins.identity import plugin as identity_plugin
+from snfd.testing.postgres import fresh_database
+
+PASSWORD = "correct horse battery"
+
+
+def schema(dsn: str) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        migrations.upgrade(conn, [migrations.NODE_SCHEMA, identity_plugin.schema])
+    finally:
+        conn.close()
+
+
+class AccountsTestCase(unittest.TestCase):
+    """A database with the identity schema and helpers to build Accounts."""
+
+    def setUp(self):
+        self.dsn = fresh_database(self)
+        schema(self.dsn)
+        self.maildir = self.mktemp()
+
+    def database(self) -> Database:
+        db = Database(self.dsn, reactor, Metrics(), application_name="t",
+                      min_connections=1, max_connections=4, retry_window=5)
+        db.start()
+        self.addCleanup(db.close)
+        return db
+
+    def accounts(self, policy: Policy | None = None, cache: TokenCache | None = None,
+                 clock=reactor) -> Accounts:
+        from pathlib import Path
+
+        accounts = Accounts(self.database(), clock, Passwords(reactor),
+                            cache if cache is not None else TokenCache(clock, 0), FileMailer(Path(self.maildir), "t@x"),
+                            [], policy or Policy(public_url="http://cloud.test"))
+        accounts.providers.append(LocalProvider(accounts.check_password))
+        return accounts
+
+    def mails(self) -> list[email.message.Message]:
+        from pathlib import Path
+
+        d = Path(self.maildir)
+        if not d.exists():
+            return []
+        return [email.message_from_bytes(p.read_bytes()) for p in sorted(d.iterdir())]
+
+    def query(self, sql: str, *args):
+        conn = psycopg2.connect(self.dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+
+class UserStateTests(AccountsTestCase):
+    @defer.inlineCallbacks
+    def test_signup_verification_moderation_activation(self):
+        """A sign-up waits for verification, then moderation, then is active
+        with a base project whose id is the user's uuid."""
+        accounts = self.accounts()
+        user, token = yield defer.ensureDeferred(
+            accounts.create_user("Ann@Example.org", "Ann", "Lee", password=PASSWORD))
+        self.assertEqual((user.state, token), ("pending_verification", None))
+        [mail] = self.mails()
+        self.assertEqual(mail["To"], "Ann@Example.org")
+        body = mail.get_payload(decode=True).decode()
+        code = body.split("auth=")[1].split()[0]
+        user = yield defer.ensureDeferred(accounts.verify(code))
+        self.assertEqual(user.state, "pending_moderation")
+        yield self.assertFailure(defer.ensureDeferred(accounts.verify(code)), errors.NotFound)
+        user = yield defer.ensureDeferred(accounts.moderate(user.uuid, True))
+        self.assertEqual(user.state, "active")
+        rows = self.query("SELECT id::text, system_project FROM identity_projects")
+        self.assertEqual(rows, [(user.uuid, True)])
+
+    @defer.inlineCallbacks
+    def test_no_moderation(self):
+        """With moderation off, verifying the email activates the account."""
+        accounts = self.accounts(Policy(moderation=False))
+        user, _ = yield defer.ensureDeferred(accounts.create_user("b@example.org",
+                                                                  password=PASSWORD))
+        code = self.mails()[0].get_payload(decode=True).decode().split("auth=")[1].split()[0]
+        user = yield defer.ensureDeferred(accounts.verify(code))
+        self.assertEqual(user.state, "active")
+
+    @defer.inlineCallbacks
+    def test_duplicate_email_conflicts(self):
+        """Emails are unique regardless of case."""
+        accounts = self.accounts()
+        yield defer.ensureDeferred(accounts.create_user("c@example.org", activate=True))
+        yield self.assertFailure(
+            defer.ensureDeferred(accounts.create_user("C@EXAMPLE.org")), errors.Conflict)
+
+    @defer.inlineCallbacks
+    def test_bad_email_and_short_password(self):
+        """A malformed email or a short password is a 400 and creates nothing."""
+        accounts = self.accounts()
+        yield self.assertFailure(defer.ensureDeferred(accounts.create_user("nope")),
+                                 errors.BadRequest)
+        yield self.assertFailure(
+            defer.ensureDeferred(accounts.create_user("d@example.org", password="short")),
+            errors.BadRequest)
+        self.assertEqual(self.query("SELECT count(*) FROM identity_users"), [(0,)])
+
+    @defer.inlineCallbacks
+    def test_passwords_are_stored_hashed(self):
+        """The database holds an argon2id hash, never the password."""
+        accounts = self.accounts()
+        yield defer.ensureDeferred(accounts.create_user("e@example.org", password=PASSWORD,
+                                                        activate=True))
+        [(hashed,)] = self.query("SELECT password_hash FROM identity_users")
+        self.assertTrue(hashed.startswith("$argon2id$"))
+        self.assertNotIn(PASSWORD, hashed)
+
+
+class LoginTests(AccountsTestCase):
+    @defer.inlineCallbacks
+    def test_login(self):
+        """The right password logs in, case-insensitively on the email."""
+        accounts = self.accounts()
+        user, _ = yield defer.ensureDeferred(
+            accounts.create_user("f@example.org", password=PASSWORD, activate=True))
+        got = yield defer.ensureDeferred(
+            accounts.login(Credentials("F@example.org", PASSWORD, source="10.0.0.1")))
+        self.assertEqual(got.uuid, user.uuid)
+
+    @defer.inlineCallbacks
+    def test_wrong_unknown_inactive(self):
+        """Wrong passwords and unknown users are 401 "Invalid credentials";
+        a right password of a user not yet active is 401 "User inactive"."""
+        accounts = self.accounts()
+        yield defer.ensureDeferred(accounts.create_user("g@example.org", password=PASSWORD))
+        for creds in (Credentials("g@example.org", "wrong password"),
+                      Credentials("nobody@example.org", PASSWORD)):
+            e = yield self.assertFailure(defer.ensureDeferred(accounts.login(creds)),
+                                         errors.Unauthorized)
+            self.assertEqual(e.message, "Invalid credentials")
+        e = yield self.assertFailure(
+            defer.ensureDeferred(accounts.login(Credentials("g@example.org", PASSWORD))),
+            errors.Unauthorized)
+        self.assertEqual(e.message, "User inactive")
+
+    @defer.inlineCallbacks
+    def test_throttle_per_account(self):
+        """After N failures an account is refused (429) even with the right
+        password, from any address; other accounts are unaffected."""
+        accounts = self.accounts(Policy(failures_per_account=3, failures_per_address=100))
+        yield defer.ensureDeferred(accounts.create_user("h@example.org", password=PASSWORD,
+                                                        activate=True))
+        yield defer.ensureDeferred(accounts.create_user("i@example.org", password=PASSWORD,
+                                                        activate=True))
+        for n in range(3):
+            yield self.assertFailure(defer.ensureDeferred(accounts.login(
+                Credentials("h@example.org", "bad password", source=f"10.0.0.{n}"))),
+                errors.Unauthorized)
+        e = yield self.assertFailure(defer.ensureDeferred(accounts.login(
+            Credentials("h@example.org", PASSWORD, source="10.9.9.9"))), TooManyFailures)
+        self.assertEqual(e.code, 429)
+        self.assertIn("Retry-After", e.headers)
+        yield defer.ensureDeferred(accounts.login(Credentials("i@example.org", PASSWORD,
+                                                              source="10.0.0.1")))
+
+    @defer.inlineCallbacks
+    def test_throttle_per_address(self):
+        """Failures from one address across many accounts block that
+        address, not the accounts."""
+        accounts = self.accounts(Policy(failures_per_account=100, failures_per_address=3))
+        yield defer.ensureDeferred(accounts.create_user("j@example.org", password=PASSWORD,
+                                                        activate=True))
+        for n in range(3):
+            yield self.assertFailure(defer.ensureDeferred(accounts.login(
+                Credentials(f"x{n}@example.org", "bad password", source="10.1.1.1"))),
+                errors.Unauthorized)
+        yield self.assertFailure(defer.ensureDeferred(accounts.login(
+            Credentials("j@example.org", PASSWORD, source="10.1.1.1"))), TooManyFailures)
+        yield defer.ensureDeferred(accounts.login(Credentials("j@example.org", PASSWORD,
+                                                              source="10.2.2.2")))
+
+
+class TokenTests(AccountsTestCase):
+    @defer.inlineCallbacks
+    def test_token_stored_as_hash(self):
+        """Only the SHA-256 of a token is in the database."""
+        accounts = self.accounts()
+        _, token = yield defer.ensureDeferred(accounts.create_user("k@example.org",
+                                                                   activate=True))
+        [(stored,)] = self.query("SELECT hash FROM identity_tokens")
+        self.assertEqual(bytes(stored), hashlib.sha256(token.encode()).digest())
+        dump = str(self.query("SELECT * FROM identity_tokens"))
+        self.assertNotIn(token, dump)
+
+    @defer.inlineCallbacks
+    def test_authenticate_renew_revoke(self):
+        """A token authenticates its user; renewal ends it at once; a
+        revoked token is unknown."""
+        accounts = self.accounts()
+        verifyObject(IAuthenticator, accounts)
+        user, token = yield defer.ensureDeferred(
+            accounts.create_user("l@example.org", password=PASSWORD, activate=True))
+        p = yield defer.ensureDeferred(accounts.authenticate(token))
+        self.assertEqual((p.user, p.email, p.is_component), (user.uuid, "l@example.org", False))
+        new = yield defer.ensureDeferred(accounts.renew_token(user.uuid))
+        e = yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(token)),
+                                     errors.Unauthorized)
+        self.assertEqual(e.message, "Invalid token")
+        yield defer.ensureDeferred(accounts.authenticate(new))
+        second, _ = yield defer.ensureDeferred(accounts.issue_token(user))
+        yield defer.ensureDeferred(accounts.revoke(second))
+        yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(second)),
+                                 errors.Unauthorized)
+        yield self.assertFailure(defer.ensureDeferred(accounts.revoke(second)), errors.NotFound)
+
+    @defer.inlineCallbacks
+    def test_expiry(self):
+        """A token past its expiry is refused with "Authentication expired"."""
+        accounts = self.accounts()
+        user, _ = yield defer.ensureDeferred(accounts.create_user("m@example.org",
+                                                                  activate=True))
+        past = accounts.now() - datetime.timedelta(seconds=1)
+        token, _ = yield defer.ensureDeferred(accounts.issue_token(user, expires_at=past))
+        e = yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(token)),
+                                     errors.Unauthorized)
+        self.assertEqual(e.message, "Authentication expired")
+        n = yield defer.ensureDeferred(accounts.expire_tokens())
+        self.assertEqual(n, 1)
+
+    @defer.inlineCallbacks
+    def test_deactivation_ends_tokens(self):
+        """Deactivating a user ends every token of theirs; reactivation does
+        not revive them."""
+        accounts = self.accounts()
+        user, token = yield defer.ensureDeferred(accounts.create_user("n@example.org",
+                                                                      activate=True))
+        yield defer.ensureDeferred(accounts.deactivate(user.uuid, "abuse"))
+        yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(token)),
+                                 errors.Unauthorized)
+        yield defer.ensureDeferred(accounts.activate(user.uuid))
+        yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(token)),
+                                 errors.Unauthorized)
+
+    @defer.inlineCallbacks
+    def test_scoped_token_needs_membership(self):
+        """A token may be scoped to the user's own base project, not to
+        another user's."""
+        accounts = self.accounts()
+        a, _ = yield defer.ensureDeferred(accounts.create_user("o@example.org", activate=True))
+        b, _ = yield defer.ensureDeferred(accounts.create_user("p@example.org", activate=True))
+        _, t = yield defer.ensureDeferred(accounts.issue_token(a, project=a.uuid))
+        self.assertEqual(t.project, a.uuid)
+        yield self.assertFailure(defer.ensureDeferred(accounts.issue_token(a, project=b.uuid)),
+                                 errors.Unauthorized)
+
+    @defer.inlineCallbacks
+    def test_component_tokens(self):
+        """A component token authenticates the component; replacing it ends
+        the old one."""
+        accounts = self.accounts()
+        token = yield defer.ensureDeferred(accounts.set_component("pithos"))
+        p = yield defer.ensureDeferred(accounts.authenticate(token))
+        self.assertEqual((p.component, p.user), ("pithos", None))
+        yield defer.ensureDeferred(accounts.set_component("pithos"))
+        yield self.assertFailure(defer.ensureDeferred(accounts.authenticate(token)),
+                                 errors.Unauthorized)
+
+
+class CacheTests(AccountsTestCase):
+    @defer.inlineCallbacks
+    def test_renewal_on_one_node_clears_the_other_nodes_cache(self):
+        """Two nodes with hour-long caches: a renewal made through one is
+        refused by the other as soon as the NOTIFY arrives."""
+        nodes = []
+        for _ in range(2):
+            listener_box = []
+            cache = TokenCache(reactor, 3600, usable=lambda b=listener_box: b[0].listening)
+            accounts = self.accounts(cache=cache)
+            listener = Listener(reactor, self.dsn, store.NOTIFY_CHANNEL,
+                                cache.invalidate, cache.clear)
+            listener_box.append(listener)
+            listener.start()
+            self.addCleanup(listener.stop)
+            nodes.append((accounts, cache, listener))
+        yield self.until(lambda: all(n[2].listening for n in nodes))
+        (one, _, _), (two, cache_two, _) = nodes
+        user, token = yield defer.ensureDeferred(one.create_user("q@example.org",
+                                                                 activate=True))
+        yield defer.ensureDeferred(two.authenticate(token))
+        self.assertEqual(len(cache_two), 1)
+        yield defer.ensureDeferred(one.renew_token(user.uuid))
+        yield self.until(lambda: len(cache_two) == 0)
+        yield self.assertFailure(defer.ensureDeferred(two.authenticate(token)),
+                                 errors.Unauthorized)
+
+    def test_cache_unusable_while_not_listening(self):
+        """A cache whose listener is down answers nothing from memory."""
+        listening = [True]
+        cache = TokenCache(task.Clock(), 60, usable=lambda: listening[0])
+        cache.put(b"k", "user:u", "value")
+        self.assertEqual(cache.get(b"k"), "value")
+        listening[0] = False
+        self.assertIsNone(cache.get(b"k"))
+
+    def test_cache_expiry_and_bounds(self):
+        """Entries live ``ttl`` seconds (or less, ``not_after``) and the
+        cache keeps at most ``max_entries``."""
+        clock = task.Clock()
+        cache = TokenCache(clock, 10, max_entries=2)
+        cache.put(b"a", "user:1", 1)
+        cache.put(b"b", "user:1", 2, not_after=5)
+        clock.advance(6)
+        self.assertEqual((cache.get(b"a"), cache.get(b"b")), (1, None))
+        cache.put(b"c", "user:2", 3)
+        cache.put(b"d", "user:2", 4)
+        self.assertEqual(len(cache), 2)
+        cache.invalidate("user:2")
+        self.assertEqual(len(cache), 0)
+
+    @defer.inlineCallbacks
+    def until(self, predicate, timeout=10.0):
+        waited = 0.0
+        while not predicate():
+            if waited > timeout:
+                self.fail("condition not reached")
+            yield task.deferLater(reactor, 0.02, lambda: None)
+            waited += 0.02

@@ -1,0 +1,320 @@
+"""The projects HTTP API, driven in process through TokenAuth and the Klein
+routes: reply shapes and status codes, and faults (never a 500) for bad
+JSON, wrong field types, foreign private projects and unknown ids."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from snfd import errors
+from snfd.identity.projects_api import add_project_routes
+from snfd.interfaces import IAuthenticator
+from snfd.web.app import make_app
+from snfd.web.auth import Principal, TokenAuth
+from tests.identity.test_projects import LATER, Fixture
+
+PROJECT_KEYS = {"id", "state", "creation_date", "name", "owner", "homepage", "description",
+                "end_date", "join_policy", "leave_policy", "max_members", "private",
+                "system_project", "resources"}
+APPLICATION_KEYS = {"id", "state", "name", "owner", "applicant", "homepage", "description",
+                    "start_date", "end_date", "comments", "join_policy", "leave_policy",
+                    "max_members", "private", "resources"}
+MEMBERSHIP_KEYS = {"id", "user", "project", "state", "requested", "accepted", "removed",
+                   "allowed_actions"}
+
+
+@implementer(IAuthenticator)
+class StubAuthenticator:
+    """Test tokens mapped to principals."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, Principal] = {}
+
+    async def authenticate(self, token: str) -> Principal:
+        try:
+            return self.tokens[token]
+        except KeyError:
+            raise errors.Unauthorized("Invalid token") from None
+
+
+def new_project(name: str = "demo.example.org", **kw: Any) -> dict[str, Any]:
+    body = {"name": name, "end_date": LATER.isoformat().replace("+00:00", "Z"),
+            "resources": {"cyclades.vm": {"project_capacity": 10, "member_capacity": 3}}}
+    body.update(kw)
+    return body
+
+
+class ProjectsAPITests(unittest.TestCase):
+    async def asyncSetUp(self) -> None:
+        self.f = Fixture(self)
+        self.f.add_resource("cyclades.vm", base_default=2, project_default=1)
+        self.auth = StubAuthenticator()
+        for name, admin in (("admin", True), ("alice", False), ("bob", False),
+                            ("carol", False)):
+            principal = await self.f.add_user(f"{name}@example.org", admin=admin)
+            self.auth.tokens[name] = principal
+            setattr(self, name, principal)
+        app = make_app()
+        add_project_routes(app, self.f.projects)
+        self.client = StubTreq(TokenAuth(app.resource(), self.auth))
+
+    def setUp(self):
+        return defer.ensureDeferred(self.asyncSetUp())
+
+    async def settle(self, d: defer.Deferred) -> Any:
+        while not d.called:
+            self.client.flush()
+            await deferLater(reactor, 0.002, lambda: None)
+        return await d
+
+    async def call(self, method: str, path: str, token: str | None = "alice",
+                   body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        headers = {"X-Auth-Token": [token]} if token else {}
+        data = raw if raw is not None else (
+            json.dumps(body).encode() if body is not None else None)
+        response = await self.settle(self.client.request(
+            method, "http://accounts.example.org" + path, headers=headers, data=data))
+        content = await self.settle(self.client.content(response))
+        return response.code, (json.loads(content) if content else None)
+
+    async def fault(self, expected: int, method: str, path: str, **kw: Any) -> dict:
+        code, body = await self.call(method, path, **kw)
+        self.assertEqual(code, expected, body)
+        ((name, inner),) = body.items()
+        self.assertEqual(inner["code"], expected)
+        return inner
+
+    async def create(self, token: str = "alice", **kw: Any) -> tuple[str, int]:
+        code, body = await self.call("POST", "/projects", token=token, body=new_project(**kw))
+        self.assertEqual(code, 201, body)
+        return body["id"], body["application"]
+
+    async def approved(self, **kw: Any) -> str:
+        pid, app_id = await self.create(**kw)
+        code, _ = await self.call("POST", f"/projects/{pid}/action", token="admin",
+                                  body={"approve": {"app_id": app_id, "reason": "ok"}})
+        self.assertEqual(code, 200)
+        return pid
+
+    # -- projects --
+
+    async def test_create_and_read(self):
+        """POST /projects answers 201 with id and application; the owner's
+        GET shows every reference field and the pending last application."""
+        pid, app_id = await self.create(description="about", private=True, max_members=5)
+        code, body = await self.call("GET", f"/projects/{pid}")
+        self.assertEqual(code, 200)
+        self.assertEqual(set(body), PROJECT_KEYS | {"last_application"})
+        self.assertEqual((body["id"], body["state"], body["owner"], body["private"],
+                          body["max_members"], body["system_project"], body["end_date"]),
+                         (pid, "uninitialized", self.alice.user, True, 5, False,
+                          LATER.isoformat()))
+        self.assertEqual(set(body["last_application"]), APPLICATION_KEYS)
+        self.assertEqual((body["last_application"]["id"], body["last_application"]["state"]),
+                         (app_id, "pending"))
+        self.assertEqual(body["resources"],
+                         {"cyclades.vm": {"project_capacity": 10, "member_capacity": 3}})
+
+    async def test_approve_and_public_view(self):
+        """After approval the project is active; another user sees it
+        without the application."""
+        pid = await self.approved()
+        code, body = await self.call("GET", f"/projects/{pid}", token="bob")
+        self.assertEqual((code, body["state"]), (200, "active"))
+        self.assertEqual(set(body), PROJECT_KEYS)
+
+    async def test_modify(self):
+        """PUT /projects/<id> files a modification: 201 with a new
+        application id."""
+        pid = await self.approved()
+        code, body = await self.call("PUT", f"/projects/{pid}",
+                                     body={"description": "changed"})
+        self.assertEqual(code, 201)
+        self.assertEqual(body["id"], pid)
+        _, project = await self.call("GET", f"/projects/{pid}")
+        self.assertEqual(project["last_application"]["id"], body["application"])
+        self.assertEqual(project["last_application"]["description"], "changed")
+        await self.fault(403, "PUT", f"/projects/{pid}", token="bob", body={"description": "x"})
+
+    async def test_listing(self):
+        """GET /projects filters by state and mode; an unknown state or mode
+        is a bad request."""
+        pid = await self.approved()
+        await self.create(name="pending.example.org")
+        code, body = await self.call("GET", "/projects?state=active")
+        self.assertEqual(code, 200)
+        self.assertEqual(sorted(p["id"] for p in body), sorted([pid, self.alice.user]))
+        code, body = await self.call("GET", "/projects?mode=member", token="bob")
+        self.assertEqual([p["id"] for p in body], [self.bob.user])
+        code, body = await self.call("GET", f"/projects?owner={self.alice.user}&name=x.org")
+        self.assertEqual((code, body), (200, []))
+        await self.fault(400, "GET", "/projects?state=bogus")
+        await self.fault(400, "GET", "/projects?mode=bogus")
+
+    async def test_needs_token(self):
+        """Without a token every route is 401; with a bad one too."""
+        await self.fault(401, "GET", "/projects", token=None)
+        await self.fault(401, "POST", "/projects/memberships", token=None,
+                         body={"join": {"project": self.alice.user}})
+        await self.fault(401, "GET", "/projects", token="wrong")
+
+    async def test_bad_bodies(self):
+        """Broken JSON, non-objects and empty bodies are bad requests."""
+        for raw in (b"{not json", b"[1, 2]", b"", b"\xff\xfe", b'"text"'):
+            await self.fault(400, "POST", "/projects", raw=raw)
+        pid = await self.approved()
+        for raw in (b"{", b"[]", b""):
+            await self.fault(400, "POST", f"/projects/{pid}/action", raw=raw)
+            await self.fault(400, "POST", "/projects/memberships", raw=raw)
+
+    async def test_wrong_field_types(self):
+        """Each wrongly typed or invalid field is a 400 that names it."""
+        cases = [
+            ({"name": 5}, "name"),
+            ({"name": "not a domain"}, "domain"),
+            ({"private": "yes"}, "private"),
+            ({"max_members": -1}, "max_members"),
+            ({"max_members": True}, "max_members"),
+            ({"end_date": "tomorrow"}, "end_date"),
+            ({"end_date": 12}, "end_date"),
+            ({"start_date": "2031-13-01"}, "start_date"),
+            ({"join_policy": "sometimes"}, "join"),
+            ({"leave_policy": 1}, "leave"),
+            ({"homepage": ["x"]}, "homepage"),
+            ({"owner": "nobody"}, "nobody"),
+            ({"resources": ["cyclades.vm"]}, "resources"),
+            ({"resources": {"cyclades.vm": {"project_capacity": 1}}}, "cyclades.vm"),
+            ({"resources": {"cyclades.vm": {"project_capacity": 1, "member_capacity": 2}}},
+             "member_capacity"),
+            ({"resources": {"no.such": {"project_capacity": 1, "member_capacity": 1}}},
+             "no.such"),
+        ]
+        for change, word in cases:
+            inner = await self.fault(400, "POST", "/projects", body=new_project(**change))
+            self.assertIn(word, inner["message"], change)
+        body = new_project()
+        del body["end_date"]
+        await self.fault(400, "POST", "/projects", body=body)
+        del body["name"]
+        await self.fault(400, "POST", "/projects", body=body)
+
+    async def test_foreign_private_and_unknown_projects(self):
+        """A foreign private project is 403; unknown and malformed ids are
+        404."""
+        pid = await self.approved(private=True)
+        await self.fault(403, "GET", f"/projects/{pid}", token="bob")
+        await self.fault(404, "GET", f"/projects/{uuid.uuid4()}")
+        await self.fault(404, "GET", "/projects/not-a-uuid")
+        await self.fault(404, "POST", f"/projects/{uuid.uuid4()}/action", token="admin",
+                         body={"suspend": {}})
+
+    async def test_project_actions(self):
+        """Actions: one recognized action with its app_id; non-admins are
+        forbidden; a stale app_id conflicts; success is 200 with no body."""
+        pid, app_id = await self.create()
+        path = f"/projects/{pid}/action"
+        await self.fault(403, "POST", path, body={"approve": {"app_id": app_id}})
+        await self.fault(400, "POST", path, token="admin", body={"approve": {}})
+        await self.fault(400, "POST", path, token="admin", body={"approve": {"app_id": "x"}})
+        await self.fault(400, "POST", path, token="admin", body={"approve": "yes"})
+        await self.fault(400, "POST", path, token="admin",
+                         body={"approve": {"app_id": app_id, "reason": 5}})
+        await self.fault(400, "POST", path, token="admin", body={"frobnicate": {}})
+        await self.fault(400, "POST", path, token="admin",
+                         body={"approve": {"app_id": app_id}, "deny": {"app_id": app_id}})
+        await self.fault(404, "POST", path, token="admin",
+                         body={"approve": {"app_id": 10**30}})
+        await self.fault(409, "POST", path, token="admin", body={"suspend": {}})
+        code, body = await self.call("POST", path, token="admin",
+                                     body={"approve": {"app_id": str(app_id)}})
+        self.assertEqual((code, body), (200, None))
+        await self.fault(409, "POST", path, token="admin", body={"approve": {"app_id": app_id}})
+        await self.fault(403, "POST", path, body={"suspend": {"reason": "x"}})
+        code, _ = await self.call("POST", path, token="admin", body={"suspend": None})
+        self.assertEqual(code, 200)
+        _, project = await self.call("GET", f"/projects/{pid}")
+        self.assertEqual(project["state"], "suspended")
+        self.assertIn("deactivation_date", project)
+
+    async def test_wrong_method(self):
+        """A method a route does not take is a fault, not a 500."""
+        pid = await self.approved()
+        await self.fault(405, "DELETE", f"/projects/{pid}")
+        await self.fault(405, "PUT", "/projects/memberships")
+
+    # -- memberships --
+
+    async def test_join_accept_and_read(self):
+        """Joining answers the membership id; the member and the owner read
+        it with its allowed actions; the owner accepts it."""
+        pid = await self.approved()
+        code, body = await self.call("POST", "/projects/memberships", token="bob",
+                                     body={"join": {"project": pid}})
+        self.assertEqual(code, 200)
+        mid = body["id"]
+        code, membership = await self.call("GET", f"/projects/memberships/{mid}")
+        self.assertEqual(code, 200)
+        self.assertEqual(set(membership), MEMBERSHIP_KEYS)
+        self.assertEqual((membership["user"], membership["project"], membership["state"],
+                          membership["allowed_actions"], membership["accepted"]),
+                         (self.bob.user, pid, "requested", ["accept", "reject"], None))
+        code, body = await self.call("POST", f"/projects/memberships/{mid}/action",
+                                     body={"accept": "welcome"})
+        self.assertEqual((code, body), (200, None))
+        _, membership = await self.call("GET", f"/projects/memberships/{mid}", token="bob")
+        self.assertEqual((membership["state"], membership["allowed_actions"]),
+                         ("accepted", ["leave"]))
+        self.assertIsNotNone(membership["accepted"])
+        code, listed = await self.call("GET", f"/projects/memberships?project={pid}")
+        self.assertEqual([m["id"] for m in listed], [mid])
+        await self.fault(403, "GET", f"/projects/memberships/{mid}", token="carol")
+
+    async def test_enroll(self):
+        """The owner enrolls by email; a missing or non-string email is a
+        bad request, an unknown one a conflict."""
+        pid = await self.approved()
+        code, body = await self.call("POST", "/projects/memberships",
+                                     body={"enroll": {"project": pid,
+                                                      "user": "carol@example.org"}})
+        self.assertEqual(code, 200)
+        _, membership = await self.call("GET", f"/projects/memberships/{body['id']}")
+        self.assertEqual((membership["user"], membership["state"]),
+                         (self.carol.user, "accepted"))
+        await self.fault(400, "POST", "/projects/memberships",
+                         body={"enroll": {"project": pid}})
+        await self.fault(400, "POST", "/projects/memberships",
+                         body={"enroll": {"project": pid, "user": ["x"]}})
+        await self.fault(409, "POST", "/projects/memberships",
+                         body={"enroll": {"project": pid, "user": "nobody@example.org"}})
+
+    async def test_membership_faults(self):
+        """Bad membership requests and actions are 400, unknown ids 404,
+        state errors 409."""
+        pid = await self.approved()
+        await self.fault(400, "POST", "/projects/memberships", body={"join": {"project": []}})
+        await self.fault(400, "POST", "/projects/memberships", body={"join": "x"})
+        await self.fault(400, "POST", "/projects/memberships", body={"leave": {}})
+        await self.fault(404, "POST", "/projects/memberships", body={"join": {"project": 5}})
+        await self.fault(409, "POST", "/projects/memberships",
+                         body={"join": {"project": self.bob.user}})
+        await self.fault(404, "GET", "/projects/memberships/999999")
+        await self.fault(404, "GET", f"/projects/memberships/{10**30}")
+        await self.fault(404, "GET", "/projects/memberships/abc")
+        _, body = await self.call("POST", "/projects/memberships", token="bob",
+                                  body={"join": {"project": pid}})
+        action = f"/projects/memberships/{body['id']}/action"
+        await self.fault(400, "POST", action, token="bob", body={"leave": 5})
+        await self.fault(400, "POST", action, token="bob", body={"explode": ""})
+        await self.fault(409, "POST", action, token="bob", body={"leave": ""})
+        await self.fault(404, "POST", "/projects/memberships/999999/action",
+                         body={"accept": ""})
+        code, _ = await self.call("POST", action, token="bob", body={"cancel": None})
+        self.assertEqual(code, 200)

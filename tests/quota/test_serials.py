@@ -1,0 +1,199 @@
+"""The charging side of the commission protocol: a service's Charger issues,
+settles and reconciles its commissions with the in-process quota holder,
+including crashes between issuing and settling."""
+
+from __future__ import annotations
+
+import datetime
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from snfd import errors
+from snfd.identity.quotaholder import LocalQuotaHolder
+from snfd.quota import NoCapacityError, Resource, user_and_project
+from snfd.quota import serials as qs
+from snfd.quota.serials import Charger
+
+from ..identity.test_quotaholder import migrated_database, pool
+
+DISK = Resource("pithos.diskspace", "Storage", "bytes", "object-store", "pithos_object-store")
+
+
+def upload(size: int):
+    return user_and_project("u1", "p1", "pithos.diskspace", size)
+
+
+class FlakyHolder:
+    """Passes everything to the real holder, except that ``resolve`` fails
+    while ``broken`` is set (the identity node is unreachable)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.broken = False
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    async def resolve(self, clientkey, accept=(), reject=()):
+        if self.broken:
+            raise errors.ServiceUnavailable("identity unreachable")
+        return await self.real.resolve(clientkey, accept, reject)
+
+
+class ChargerTests(unittest.TestCase):
+    def setUp(self):
+        return defer.ensureDeferred(self.asyncSetUp())
+
+    async def asyncSetUp(self):
+        self.db = pool(self, migrated_database(self))
+        self.qh = LocalQuotaHolder(self.db)
+        await self.qh.register_resources("pithos", [DISK])
+        await self.qh.set_limit("user:u1", "project:p1", "pithos.diskspace", 100)
+        await self.qh.set_limit("project:p1", None, "pithos.diskspace", 1000)
+        self.holder = FlakyHolder(self.qh)
+        self.charger = Charger(self.db, self.holder, "pithos")
+
+    async def usage(self) -> tuple[int, int]:
+        [h] = await self.qh.quotas(["user:u1"], ["project:p1"], ["pithos.diskspace"])
+        return h.usage_min, h.usage_max
+
+    async def record(self, serial: int) -> qs.SerialRecord:
+        return (await self.db.run("test.records", qs.records_txn, "pithos", [serial]))[serial]
+
+    async def test_issue_records_undecided_serial(self):
+        """issue() reserves the quota at the holder and records the serial
+        as undecided, attached to the resource key given."""
+        serial = await self.charger.issue(upload(10), "put a", resource_key="acct/c/a")
+        self.assertEqual(await self.usage(), (0, 10))
+        rec = await self.record(serial)
+        self.assertEqual((rec.pending, rec.resolved, rec.resource_key),
+                         (True, False, "acct/c/a"))
+        [found] = await self.db.run("test.for_resource", qs.for_resource_txn, "pithos",
+                                    "acct/c/a")
+        self.assertEqual(found.serial, serial)
+
+    async def test_refused_issue_records_nothing(self):
+        """A commission the holder refuses leaves no serial behind."""
+        try:
+            await self.charger.issue(upload(101))
+        except NoCapacityError:
+            pass
+        else:
+            self.fail("NoCapacityError not raised")
+        self.assertEqual(await self.db.run("test.undecided", qs.undecided_txn, "pithos"), [])
+
+    async def test_settle_accept_and_reject(self):
+        """settle(accept=True) makes the usage final, settle(accept=False)
+        gives the reservation back; both rows end up resolved."""
+        kept = await self.charger.issue(upload(10))
+        dropped = await self.charger.issue(upload(20))
+        self.assertTrue(await self.charger.settle(kept, accept=True))
+        self.assertFalse(await self.charger.settle(dropped, accept=False))
+        self.assertEqual(await self.usage(), (10, 10))
+        self.assertEqual(await self.qh.pending("pithos"), [])
+        for serial, accept in ((kept, True), (dropped, False)):
+            rec = await self.record(serial)
+            self.assertEqual((rec.pending, rec.accept, rec.resolved), (False, accept, True))
+
+    async def test_settle_twice_is_harmless(self):
+        """A second settle, even with the other decision, changes nothing
+        and reports the decision that stands."""
+        serial = await self.charger.issue(upload(10))
+        await self.charger.settle(serial, accept=True)
+        self.assertTrue(await self.charger.settle(serial, accept=False))
+        self.assertTrue(await self.charger.settle(serial, accept=True))
+        self.assertEqual(await self.usage(), (10, 10))
+
+    async def test_crash_between_issue_and_settle(self):
+        """A serial issued by a process that died before deciding is
+        rejected by reconcile, which returns the reservation."""
+        serial = await self.charger.issue(upload(30))
+        survivor = Charger(self.db, self.qh, "pithos")
+        self.assertEqual(await survivor.reconcile(), ([], [serial]))
+        self.assertEqual(await self.usage(), (0, 0))
+        rec = await self.record(serial)
+        self.assertEqual((rec.pending, rec.accept, rec.resolved), (False, False, True))
+        self.assertEqual(await survivor.reconcile(), ([], []))
+
+    async def test_decision_committed_before_crash_is_accepted(self):
+        """A serial whose acceptance was recorded in the service's own
+        transaction is accepted by reconcile after a crash."""
+        serial = await self.charger.issue(upload(30))
+        rec = await self.db.run("test.commit", qs.decide_txn, "pithos", serial, True)
+        self.assertTrue(rec.accept)
+        self.assertEqual(await Charger(self.db, self.qh, "pithos").reconcile(),
+                         ([serial], []))
+        self.assertEqual(await self.usage(), (30, 30))
+
+    async def test_unrecorded_serial_is_rejected(self):
+        """A commission issued but never recorded (the process died right
+        after the holder answered) is rejected by reconcile."""
+        serial = await self.qh.issue("pithos", upload(5))
+        self.assertEqual(await self.charger.reconcile(), ([], [serial]))
+        self.assertEqual(await self.usage(), (0, 0))
+        rec = await self.record(serial)
+        self.assertEqual((rec.accept, rec.resolved), (False, True))
+
+    async def test_unreachable_holder_then_reconcile(self):
+        """When the holder cannot be told, settle raises and keeps the
+        decision; reconcile later accepts the serial."""
+        serial = await self.charger.issue(upload(10))
+        self.holder.broken = True
+        try:
+            await self.charger.settle(serial, accept=True)
+        except errors.ServiceUnavailable:
+            pass
+        else:
+            self.fail("ServiceUnavailable not raised")
+        [rec] = await self.db.run("test.unresolved", qs.unresolved_txn, "pithos")
+        self.assertEqual((rec.serial, rec.accept), (serial, True))
+        self.holder.broken = False
+        self.assertEqual(await self.charger.reconcile(), ([serial], []))
+        self.assertEqual(await self.usage(), (10, 10))
+        self.assertEqual(await self.db.run("test.unresolved", qs.unresolved_txn, "pithos"), [])
+
+    async def test_resolved_elsewhere_is_marked(self):
+        """A decided row whose serial the holder no longer lists (resolved
+        before the crash, not yet marked) is marked resolved by reconcile."""
+        serial = await self.charger.issue(upload(10))
+        await self.db.run("test.decide", qs.decide_txn, "pithos", serial, True)
+        await self.qh.resolve("pithos", accept=[serial])
+        self.assertEqual(await self.charger.reconcile(), ([], []))
+        self.assertTrue((await self.record(serial)).resolved)
+
+    async def test_late_accept_after_reconcile_sees_rejection(self):
+        """Once reconcile rejected an undecided serial, a late decision to
+        accept it reports the rejection instead of accepting."""
+        serial = await self.charger.issue(upload(10))
+        await self.charger.reconcile()
+        rec = await self.db.run("test.commit", qs.decide_txn, "pithos", serial, True)
+        self.assertFalse(rec.accept)
+        self.assertFalse(await self.charger.settle(serial, accept=True))
+        self.assertEqual(await self.usage(), (0, 0))
+
+    async def test_grace_spares_young_serials(self):
+        """With a grace period, undecided serials younger than it (recorded
+        or not) are left pending; without one they are rejected."""
+        recorded = await self.charger.issue(upload(10))
+        unrecorded = await self.qh.issue("pithos", upload(5))
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], []))
+        self.assertEqual(await self.qh.pending("pithos"), [recorded, unrecorded])
+        self.assertEqual(await self.charger.reconcile(), ([], [recorded, unrecorded]))
+
+    async def test_reconcile_leaves_other_components_alone(self):
+        """Reconciling one component never touches another's commissions."""
+        theirs = await self.qh.issue("cyclades", upload(10))
+        self.assertEqual(await self.charger.reconcile(), ([], []))
+        self.assertEqual(await self.qh.pending("cyclades"), [theirs])
+
+    async def test_forget_resolved(self):
+        """Old resolved rows can be deleted; undecided ones are kept."""
+        done = await self.charger.issue(upload(1))
+        await self.charger.settle(done, accept=True)
+        open_ = await self.charger.issue(upload(1))
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=1)
+        count = await self.db.run("test.forget", qs.forget_resolved_txn, "pithos", later)
+        self.assertEqual(count, 1)
+        rows = await self.db.run("test.records", qs.records_txn, "pithos", [done, open_])
+        self.assertEqual(sorted(rows), [open_])
