@@ -208,6 +208,12 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
             "Seconds between membership heartbeats; a node missing 3 is shown dead."),
         Key("election_interval", number, 0.2,
             "Seconds between leader-lock attempts and leader pings."),
+        Key("identity_url", _url("http", "https"), "",
+            "Base URL of a node running the identity service, for a node that does"
+            " not run it: tokens and quota go there over HTTP (needs component_token)."),
+        Key("component_token", text, "",
+            "This node's component token (`snf-manage component-add NAME`), used"
+            " with identity_url.", secret=True),
         Key("leader_session_timeout", number, 2.0,
             "idle_session_timeout (seconds) of the leader's lock session: a frozen"
             " leader loses leadership after this long."),

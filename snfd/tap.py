@@ -182,6 +182,8 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any
                 membership=membership, election=election, root=root,
                 plugins={p.name: p for p in plugins})
 
+    _remote_identity(node, config, plugins)
+
     SharedResource("database", start=db.start, stop=db.close).setServiceParent(top)
     SharedResource("bus", start=bus.start, stop=bus.stop).setServiceParent(top)
     SharedResource("http-client", stop=http.close).setServiceParent(top)
@@ -208,6 +210,24 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any
     log.info("node {node} serving {address} (plugins: {plugins})", node=node_id,
              address=address, plugins=", ".join(p.name for p in plugins) or "none")
     top.node = node  # type: ignore[attr-defined]
+
+
+def _remote_identity(node: Node, config: cfg.Config, plugins: list[Any]) -> None:
+    """Tokens and quota over HTTP when the identity service runs elsewhere
+    (the identity plugin fills these slots itself when it runs here)."""
+    url = config.node.identity_url
+    if not url or any(p.name == "identity" for p in plugins):
+        return
+    if not config.node.component_token:
+        raise StartupError("[node] component_token: required with identity_url")
+    from snfd.identity.remote import RemoteAuthenticator
+    from snfd.quota.remote import RemoteQuotaHolder
+
+    base = url.rstrip("/")
+    node.authenticator = RemoteAuthenticator(node.http, node.reactor, base + "/identity",
+                                             config.node.component_token)
+    node.quota_holder = RemoteQuotaHolder(node.http, base + "/account/v1.0",
+                                          config.node.component_token)
 
 
 def _node_id(config: cfg.Config, state_dir: Path) -> str:

@@ -26,7 +26,6 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from snfd import errors
-from snfd.identity import store
 from snfd.quota import Commission, Provision, Resource
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
 from snfd.web.auth import component_of, user_of
@@ -396,15 +395,15 @@ class AccountAPI:
                 value = [_text(v, f"Items in '{key}'") for v in value]
             wanted[key] = value
         uuids, names = wanted["uuids"], wanted["displaynames"]
-        db = self._accounts.db
+        accounts = self._accounts
         everyone: list[tuple[str, str]] | None = None
         if uuids is None or names is None:
-            everyone = await db.run("identity.user_catalog", store.users_by_ref_txn, None, None)
+            everyone = await accounts.user_catalog(None, None)
         if uuids is None:
             assert everyone is not None
             uuid_catalog = dict(everyone)
         elif uuids:
-            pairs = await db.run("identity.user_catalog", store.users_by_ref_txn, uuids, None)
+            pairs = await accounts.user_catalog(uuids, None)
             uuid_catalog = dict(pairs)
         else:
             uuid_catalog = {}
@@ -412,7 +411,7 @@ class AccountAPI:
             assert everyone is not None
             name_catalog = {email: uuid for uuid, email in everyone}
         elif names:
-            pairs = await db.run("identity.user_catalog", store.users_by_ref_txn, None, names)
+            pairs = await accounts.user_catalog(None, names)
             by_email = {email.lower(): uuid for uuid, email in pairs}
             name_catalog = {n: by_email[n.lower()] for n in names if n.lower() in by_email}
         else:
@@ -431,8 +430,7 @@ class AccountAPI:
             raise errors.BadRequest("Invalid data: feedback_msg is required.")
         message = _text(message, "feedback_msg")
         data = _text(fields.get("feedback_data", ""), "feedback_data")
-        await self._accounts.db.run("identity.feedback", store.add_feedback_txn, user,
-                                    message, data)
+        await self._accounts.add_feedback(user, message, data)
         log.info("feedback from {user} stored", user=user)
         request.setResponseCode(200)
         return b""
@@ -447,10 +445,11 @@ class AccountAPI:
         content.seek(0)
         raw = content.read()
         try:
+            fields = {k.decode("utf-8"): v[0].decode("utf-8")
+                      for k, v in request.args.items() if v}
             parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True) if raw else {}
-            fields = {k: v[0] for k, v in parsed.items()}
-            for key, values in request.args.items():
-                fields.setdefault(key.decode("utf-8"), values[0].decode("utf-8"))
+            for key, values in parsed.items():
+                fields.setdefault(key, values[0])
         except UnicodeDecodeError:
             raise errors.BadRequest("The form is not UTF-8.") from None
         return fields

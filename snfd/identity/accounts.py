@@ -354,6 +354,15 @@ class Accounts:
         self.cache.invalidate(f"component:{name}")
         return secret
 
+    async def user_catalog(self, uuids: Sequence[str] | None,
+                           emails: Sequence[str] | None) -> list[tuple[str, str]]:
+        """``(uuid, email)`` of the users named (unknown ones left out);
+        both ``None``: every user."""
+        return await self.db.run("identity.user_catalog", store.users_by_ref_txn, uuids, emails)
+
+    async def add_feedback(self, uuid: str, message: str, data: str) -> None:
+        await self.db.run("identity.feedback", store.add_feedback_txn, uuid, message, data)
+
     async def list_components(self) -> list[store.Component]:
         return await self.db.run("identity.list_components", store.list_components_txn)
 

@@ -197,8 +197,12 @@ class KeystoneAPI:
         user = token.user
         body: dict[str, Any] = {
             "methods": list(token.methods),
+            # SNF:* are Synnefo extensions (ignored by OpenStack clients) so
+            # that a node validating tokens over HTTP knows the same as one
+            # validating them in process.
             "user": {"id": user.uuid, "name": user.email, "domain": dict(DOMAIN),
-                     "password_expires_at": None},
+                     "password_expires_at": None, "SNF:display_name": user.name,
+                     "SNF:admin": user.is_admin, "SNF:groups": list(user.groups)},
             "audit_ids": list(token.audit_ids),
             "expires_at": isotime(token.expires_at),
             "issued_at": isotime(token.issued_at),

@@ -403,6 +403,12 @@ def pending_txn(txn: Any, clientkey: str) -> list[int]:
     return [row[0] for row in txn.fetchall()]
 
 
+def clientkeys_txn(txn: Any) -> list[str]:
+    """The clients that have pending commissions, sorted."""
+    txn.execute("SELECT DISTINCT clientkey FROM identity_commissions ORDER BY clientkey")
+    return [row[0] for row in txn.fetchall()]
+
+
 def commission_txn(txn: Any, clientkey: str, serial: int) -> Commission:
     """One pending commission of ``clientkey``; ``NotFound`` otherwise."""
     txn.execute(

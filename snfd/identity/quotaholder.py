@@ -111,6 +111,13 @@ class LocalQuotaHolder:
 
     # Administration
 
+    async def clientkeys(self) -> list[str]:
+        """The components that have pending commissions, sorted (what
+        ``snf-manage reconcile-commissions`` walks by default)."""
+        keys: list[str] = await self._db.run(
+            "identity.quota.clientkeys", quota_store.clientkeys_txn)
+        return keys
+
     async def resources(self) -> list[Resource]:
         """Every resource definition, sorted by name."""
         found: list[Resource] = await self._db.run(

@@ -221,7 +221,9 @@ class PasswordTests(KeystoneTestCase):
         self.assertEqual(token["methods"], ["password"])
         self.assertEqual(token["user"], {"id": uid, "name": "ann@example.org",
                                          "domain": {"id": "default", "name": "Default"},
-                                         "password_expires_at": None})
+                                         "password_expires_at": None,
+                                         "SNF:display_name": "Ann Lee", "SNF:admin": False,
+                                         "SNF:groups": []})
         self.assertEqual(token["project"], {"id": uid, "name": f"system:{uid}",
                                             "domain": {"id": "default", "name": "Default"}})
         self.assertEqual([r["name"] for r in token["roles"]], ["member"])

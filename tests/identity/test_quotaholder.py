@@ -226,6 +226,7 @@ class QuotaHolderTests(unittest.TestCase):
         self.assertIsInstance(dict(result.failed)[serial], errors.NotFound)
         self.assertEqual(await self.qh.pending("cyclades"), [serial])
         self.assertEqual(await self.holding(), (5, 0, 1))
+        self.assertEqual(await self.qh.clientkeys(), ["cyclades"])
 
     async def test_pending_list_and_commission(self):
         """pending() lists serials ascending; commission() shows name, issue

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor, task, threads
@@ -37,7 +39,7 @@ class IdentityNodeTestCase(unittest.TestCase):
     def start_node(self, env: dict[str, str], config: str = "") -> NodeProcess:
         args = []
         if config:
-            path = Path(self.mktemp())
+            path = Path(self.mktemp()).absolute()
             path.write_text(config)
             args = ["--config", str(path)]
         node = NodeProcess(env=env, args=args)
@@ -177,7 +179,13 @@ class EmbeddedDefaultTests(IdentityNodeTestCase):
         """A new user's first steps: the embedded default writes the
         administrator's credentials and `openstack token issue` and
         `openstack catalog list` work with them."""
-        node = self.start_node({"SNFD_PLUGINS": "identity"})
+        state = Path(tempfile.mkdtemp(prefix="snfd-embedded-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, state, True)
+        state.chmod(0o755)  # as root, the embedded server's account must reach it
+        node = NodeProcess(env={"SNFD_PLUGINS": "identity"}, state_dir=state)
+        node.env.pop("SNFD_DATABASE_URL", None)
+        self.addCleanup(node.cleanup)
+        node.start()
         env = yield self.ready(node)
         issued = yield threads.deferToThread(self.openstack, env, "token", "issue")
         self.assertEqual(issued["project_id"], env["OS_PROJECT_ID"])

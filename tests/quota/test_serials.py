@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import datetime
 
+import psycopg2
 from twisted.internet import defer
 from twisted.trial import unittest
 
 from snfd import errors
+from snfd.db import migrations
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.quota import NoCapacityError, Resource, user_and_project
 from snfd.quota import serials as qs
 from snfd.quota.serials import Charger
+from snfd.testing.postgres import fresh_database
 
 from ..identity.test_quotaholder import migrated_database, pool
 
@@ -197,3 +200,24 @@ class ChargerTests(unittest.TestCase):
         self.assertEqual(count, 1)
         rows = await self.db.run("test.records", qs.records_txn, "pithos", [done, open_])
         self.assertEqual(sorted(rows), [open_])
+
+
+class QuotaSerialsSchemaTests(unittest.TestCase):
+    def test_node_migration_creates_quota_serials(self):
+        """The node schema's quota_serials migration creates the table with
+        undecided, unresolved defaults and one row per (component, serial)."""
+        conn = psycopg2.connect(fresh_database(self))
+        self.addCleanup(conn.close)
+        applied = migrations.upgrade(conn, [migrations.NODE_SCHEMA])
+        self.assertIn((2, "quota_serials"), [(m.version, m.name) for m in applied])
+        with conn.cursor() as cur:
+            qs.record_txn(cur, "pithos", 7, "k")
+            qs.record_txn(cur, "pithos", 7, "other")  # idempotent
+            qs.record_txn(cur, "cyclades", 7)
+            cur.execute("""SELECT component, resource_key, pending, accept, resolved
+                           FROM quota_serials ORDER BY component""")
+            self.assertEqual(cur.fetchall(), [("cyclades", "", True, False, False),
+                                              ("pithos", "k", True, False, False)])
+            self.assertRaises(psycopg2.errors.UniqueViolation, cur.execute,
+                              "INSERT INTO quota_serials (component, serial) VALUES ('pithos', 7)")
+        conn.rollback()
