@@ -196,11 +196,16 @@ class Accounts:
             await self._mail(user.email, "Your account is active",
                              f"Hello {user.name},\n\nyour account is active. Log in at"
                              f" {self.policy.public_url}/identity/v3\n")
-        except OSError as e:
-            log.warn("activation notice to {uuid} not sent: {e}", uuid=user.uuid, e=e)
+        except errors.ServiceUnavailable:
+            pass  # logged; the account is active anyway
 
     async def _mail(self, to: str, subject: str, body: str) -> None:
-        await self._mailer.send(to, subject, body)
+        try:
+            await self._mailer.send(to, subject, body)
+        except OSError as e:
+            log.error("mail to {to} not sent: {e}", to=to, e=e)
+            raise errors.ServiceUnavailable(
+                "The mail could not be sent; please try again later.") from None
 
     async def _hash(self, password: str) -> str:
         try:
@@ -210,10 +215,11 @@ class Accounts:
 
     # -- logins ---------------------------------------------------------------
 
-    async def login(self, credentials: Credentials) -> User:
+    async def login(self, credentials: Credentials, only: str | None = None) -> User:
         """The active user these credentials prove, trying each provider in
-        order; 401 for wrong or unknown credentials or an inactive user,
-        429 while the account or the source address is throttled."""
+        order (``only``: just the provider of that name); 401 for wrong or
+        unknown credentials or an inactive user, 429 while the account or
+        the source address is throttled."""
         keys = [f"address:{credentials.source}"]
         if credentials.username:
             keys.append(f"account:{credentials.username.strip().lower()}")
@@ -221,6 +227,8 @@ class Accounts:
         identity = None
         try:
             for provider in self.providers:
+                if only is not None and provider.name != only:
+                    continue
                 identity = await provider.authenticate(credentials)
                 if identity is not None:
                     break

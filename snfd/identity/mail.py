@@ -24,7 +24,8 @@ log = Logger(namespace="snfd.identity.mail")
 
 
 class Mailer(Protocol):
-    async def send(self, to: str, subject: str, body: str) -> None: ...
+    async def send(self, to: str, subject: str, body: str) -> None:
+        """Deliver one message; ``OSError`` when it could not be handed on."""
 
 
 def _message(sender: str, to: str, subject: str, body: str) -> email.message.EmailMessage:
@@ -85,6 +86,9 @@ class SmtpMailer:
         except defer.TimeoutError:
             raise OSError(f"SMTP relay {self._host}:{self._port} did not answer within"
                           f" {self._timeout:.0f}s") from None
+        except Exception as e:
+            raise OSError(f"SMTP relay {self._host}:{self._port} refused the mail:"
+                          f" {e}") from None
 
 
 class BlockingSmtpMailer:

@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from snfd import errors
 from snfd.quota import Resource
 
 # Project states in which a project has quota (Synnefo's INITIALIZED_STATES)
@@ -396,6 +397,11 @@ def create_system_project_txn(txn: Any, user_uuid: str, name: str,
            VALUES (%s, 'active', %s, %s, '', %s, 'closed', 'closed', 1, true, true, %s)
            ON CONFLICT (id) DO NOTHING""",
         (user_uuid, name, user_uuid, f"System project of user {user_uuid}", now))
+    txn.execute("SELECT system_project, owner::text FROM identity_projects WHERE id = %s",
+                (user_uuid,))
+    if txn.fetchone() != (True, user_uuid):
+        raise errors.Conflict(f"Project {user_uuid} exists and is not the system project"
+                              " of the user with that uuid.")
     fill_project_resources_txn(txn, user_uuid)
     txn.execute(
         """INSERT INTO identity_memberships (project, user_uuid, state, accepted)

@@ -135,11 +135,11 @@ def parse_date(value: Any, key: str) -> datetime.datetime:
         raise errors.BadRequest(f"Invalid {key}: expected an ISO 8601 date string.")
     try:
         parsed = datetime.datetime.fromisoformat(value.strip())
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise errors.BadRequest(f"Invalid {key}: {value!r} is not an ISO 8601 date.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _opt_str(data: dict[str, Any], key: str, limit: int | None = None) -> str | None:
@@ -148,6 +148,8 @@ def _opt_str(data: dict[str, Any], key: str, limit: int | None = None) -> str | 
         return None
     if not isinstance(value, str):
         raise errors.BadRequest(f"{key} must be a string.")
+    if "\x00" in value:
+        raise errors.BadRequest(f"{key} must not contain NUL characters.")
     if limit is not None and len(value) > limit:
         raise errors.BadRequest(f"{key} is longer than {limit} characters.")
     return value
@@ -184,6 +186,8 @@ def parse_resources(value: Any) -> dict[str, Capacity] | None:
             "resources must be an object mapping resource names to capacities.")
     out = {}
     for name, spec in value.items():
+        if "\x00" in name:
+            raise errors.BadRequest("Resource names must not contain NUL characters.")
         if not isinstance(spec, dict):
             raise errors.BadRequest(
                 f"Resource {name!r} needs an object with project_capacity and member_capacity.")

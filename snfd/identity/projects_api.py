@@ -111,6 +111,8 @@ def _query(request: Any) -> dict[str, list[str]]:
             out[name] = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
         except UnicodeDecodeError:
             raise errors.BadRequest("The query string is not valid UTF-8.") from None
+        if any("\x00" in v for v in out[name]):
+            raise errors.BadRequest(f"The query parameter {name} contains a NUL character.")
     return out
 
 
@@ -128,8 +130,8 @@ def _one_action(body: Any, actions: tuple[str, ...]) -> tuple[str, Any]:
 def _reason(value: Any) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str):
-        raise errors.BadRequest("The reason must be a string.")
+    if not isinstance(value, str) or "\x00" in value:
+        raise errors.BadRequest("The reason must be a string (without NUL characters).")
     return value
 
 
@@ -190,7 +192,7 @@ def add_project_routes(app: Klein, projects: Projects, max_body: int = MAX_JSON_
             membership = await projects.join(caller, project)
         else:
             email = value.get("user")
-            if not isinstance(email, str) or not email.strip():
+            if not isinstance(email, str) or not email.strip() or "\x00" in email:
                 raise errors.BadRequest("enroll needs the user's email as \"user\".")
             membership = await projects.enroll(caller, project, email.strip())
         return json_body(request, {"id": membership.id})
@@ -221,6 +223,10 @@ def add_project_routes(app: Klein, projects: Projects, max_body: int = MAX_JSON_
 
     @app.route("/projects/<project_id>", methods=["PUT"], endpoint="snfd_projects_modify")
     async def modify_project(request: Any, project_id: str) -> bytes:
+        if project_id == "memberships":
+            # /projects/memberships is its own resource, which PUT is not for.
+            raise errors.MethodNotAllowed("This method is not allowed on this resource.",
+                                          headers={"Allow": "GET, POST"})
         caller = user_of(request)
         spec = parse_application(json_object(body_of(request)), new=False)
         pid, app_id = await projects.submit_application(caller, spec, project_id)

@@ -7,6 +7,10 @@ sign up with curl and follow the link of the verification mail.
   -> 202 ``{"uuid", "state": "pending_verification"}`` and a mail.
 - ``GET /ui/activate?auth=<code>`` -> 200 ``{"uuid", "state"}``: the
   account is verified (waiting for moderation, or active).
+- ``GET /ui/login/shibboleth`` behind a front web server that authenticated
+  the person and set its identity headers (provider ``shibboleth``)
+  -> 200 ``{"uuid", "email", "token", "expires"}``; the first login
+  creates the account.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from klein import Klein
 
 from snfd import errors
 from snfd.identity.accounts import Accounts
+from snfd.identity.providers import Credentials
 from snfd.web.app import json_body, json_object, make_app, read_json
 
 _SIGNUP_FIELDS = {"email", "password", "first_name", "last_name"}
@@ -64,4 +69,22 @@ class SignupAPI:
             user = await self._accounts.verify(code)
             return json_body(request, {"uuid": user.uuid, "state": user.state})
 
+        @app.route("/login/shibboleth", methods=["GET", "POST"])
+        async def shibboleth(request: Any) -> bytes:
+            """The front web server authenticated the person and set the
+            identity headers; answer a new token for them."""
+            headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
+                       for k, v in request.requestHeaders.getAllRawHeaders()}
+            credentials = Credentials(headers=headers, source=_peer(request))
+            user = await self._accounts.login(credentials, only="shibboleth")
+            secret, token = await self._accounts.issue_token(user, methods=("shibboleth",))
+            return json_body(request, {"uuid": user.uuid, "email": user.email,
+                                       "token": secret,
+                                       "expires": token.expires_at.isoformat()})
+
         return app
+
+
+def _peer(request: Any) -> str:
+    address = request.getClientAddress()
+    return str(getattr(address, "host", "") or "")

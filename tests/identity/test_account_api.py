@@ -11,8 +11,7 @@ from typing import Any
 
 import psycopg2
 from treq.testing import StubTreq
-from twisted.internet import defer, reactor, task
-from twisted.python.failure import Failure
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from snfd.db import migrations
@@ -28,6 +27,7 @@ from snfd.identity.tokens import TokenCache
 from snfd.metrics import Metrics
 from snfd.quota import Resource, user_and_project
 from snfd.testing.postgres import fresh_database
+from snfd.testing.stubhttp import pumped
 from snfd.web.auth import TokenAuth
 
 IDENTITY_SCHEMA = Schema("identity", "snfd.identity.schema")
@@ -44,19 +44,6 @@ MAX_BODY = 4096
 
 def vm_provisions(user: str, quantity: int = 1) -> list[dict[str, Any]]:
     return [p.as_json() for p in user_and_project(user, user, "cyclades.vm", quantity)]
-
-
-async def pumped(stub: StubTreq, d: defer.Deferred) -> Any:
-    """Wait for ``d`` while moving bytes between the in-memory client and
-    server (the handlers wait on the real database in the meantime)."""
-    result: list[Any] = []
-    d.addBoth(result.append)
-    while not result:
-        stub.flush()
-        await task.deferLater(reactor, 0.002, lambda: None)
-    if isinstance(result[0], Failure):
-        result[0].raiseException()
-    return result[0]
 
 
 class AccountAPITests(unittest.TestCase):

@@ -28,6 +28,7 @@ from snfd.identity.providers import LocalProvider
 from snfd.identity.tokens import TokenCache
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database
+from snfd.testing.stubhttp import call
 from snfd.web.auth import TokenAuth
 from snfd.web.site import Root
 from tests.identity.test_accounts import schema
@@ -90,30 +91,7 @@ class KeystoneTestCase(unittest.TestCase):
     async def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
         """``(status, decoded JSON body or None, response headers)``."""
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
-                                            else None)
-        hdrs = {k: [v] for k, v in (headers or {}).items()}
-        if data is not None:
-            hdrs.setdefault("Content-Type", ["application/json"])
-        pending = self.http.request(method, PUBLIC + path, data=data, headers=hdrs)
-        response = await self._settle(pending)
-        content = await self._settle(response.content())
-        parsed = json.loads(content) if content else None
-        return response.code, parsed, response.headers
-
-    async def _settle(self, pending: defer.Deferred) -> Any:
-        box: list[Any] = []
-        pending.addBoth(box.append)
-        for _ in range(2000):
-            self.http.flush()
-            if box:
-                break
-            await task.deferLater(reactor, 0.005, lambda: None)
-        if not box:
-            raise AssertionError("no response")
-        if isinstance(box[0], Exception) or hasattr(box[0], "raiseException"):
-            box[0].raiseException()
-        return box[0]
+        return await call(self.http, method, PUBLIC + path, body, raw, headers)
 
     async def login(self, name: str, password: str = PASSWORD, scope: Any = None,
                     domain: Any = None, query: str = "") -> tuple[int, Any, Any]:

@@ -9,14 +9,14 @@ import uuid
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
+from twisted.internet import defer
 from twisted.trial import unittest
 from zope.interface import implementer
 
 from snfd import errors
 from snfd.identity.projects_api import add_project_routes
 from snfd.interfaces import IAuthenticator
+from snfd.testing.stubhttp import pumped
 from snfd.web.app import make_app
 from snfd.web.auth import Principal, TokenAuth
 from tests.identity.test_projects import LATER, Fixture
@@ -70,14 +70,12 @@ class ProjectsAPITests(unittest.TestCase):
         return defer.ensureDeferred(self.asyncSetUp())
 
     async def settle(self, d: defer.Deferred) -> Any:
-        while not d.called:
-            self.client.flush()
-            await deferLater(reactor, 0.002, lambda: None)
-        return await d
+        return await pumped(self.client, d)
 
-    async def call(self, method: str, path: str, token: str | None = "alice",
+    async def call(self, method: str, path: str, who: str | None = "alice",
                    body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        headers = {"X-Auth-Token": [token]} if token else {}
+        """Send a request as ``who`` (a test token; ``None``: no token)."""
+        headers = {"X-Auth-Token": [who]} if who else {}
         data = raw if raw is not None else (
             json.dumps(body).encode() if body is not None else None)
         response = await self.settle(self.client.request(
@@ -92,14 +90,14 @@ class ProjectsAPITests(unittest.TestCase):
         self.assertEqual(inner["code"], expected)
         return inner
 
-    async def create(self, token: str = "alice", **kw: Any) -> tuple[str, int]:
-        code, body = await self.call("POST", "/projects", token=token, body=new_project(**kw))
+    async def create(self, who: str = "alice", **kw: Any) -> tuple[str, int]:
+        code, body = await self.call("POST", "/projects", who=who, body=new_project(**kw))
         self.assertEqual(code, 201, body)
         return body["id"], body["application"]
 
     async def approved(self, **kw: Any) -> str:
         pid, app_id = await self.create(**kw)
-        code, _ = await self.call("POST", f"/projects/{pid}/action", token="admin",
+        code, _ = await self.call("POST", f"/projects/{pid}/action", who="admin",
                                   body={"approve": {"app_id": app_id, "reason": "ok"}})
         self.assertEqual(code, 200)
         return pid
@@ -127,7 +125,7 @@ class ProjectsAPITests(unittest.TestCase):
         """After approval the project is active; another user sees it
         without the application."""
         pid = await self.approved()
-        code, body = await self.call("GET", f"/projects/{pid}", token="bob")
+        code, body = await self.call("GET", f"/projects/{pid}", who="bob")
         self.assertEqual((code, body["state"]), (200, "active"))
         self.assertEqual(set(body), PROJECT_KEYS)
 
@@ -142,7 +140,7 @@ class ProjectsAPITests(unittest.TestCase):
         _, project = await self.call("GET", f"/projects/{pid}")
         self.assertEqual(project["last_application"]["id"], body["application"])
         self.assertEqual(project["last_application"]["description"], "changed")
-        await self.fault(403, "PUT", f"/projects/{pid}", token="bob", body={"description": "x"})
+        await self.fault(403, "PUT", f"/projects/{pid}", who="bob", body={"description": "x"})
 
     async def test_listing(self):
         """GET /projects filters by state and mode; an unknown state or mode
@@ -152,19 +150,20 @@ class ProjectsAPITests(unittest.TestCase):
         code, body = await self.call("GET", "/projects?state=active")
         self.assertEqual(code, 200)
         self.assertEqual(sorted(p["id"] for p in body), sorted([pid, self.alice.user]))
-        code, body = await self.call("GET", "/projects?mode=member", token="bob")
+        code, body = await self.call("GET", "/projects?mode=member", who="bob")
         self.assertEqual([p["id"] for p in body], [self.bob.user])
         code, body = await self.call("GET", f"/projects?owner={self.alice.user}&name=x.org")
         self.assertEqual((code, body), (200, []))
         await self.fault(400, "GET", "/projects?state=bogus")
+        await self.fault(400, "GET", "/projects?name=a%00b")
         await self.fault(400, "GET", "/projects?mode=bogus")
 
     async def test_needs_token(self):
         """Without a token every route is 401; with a bad one too."""
-        await self.fault(401, "GET", "/projects", token=None)
-        await self.fault(401, "POST", "/projects/memberships", token=None,
+        await self.fault(401, "GET", "/projects", who=None)
+        await self.fault(401, "POST", "/projects/memberships", who=None,
                          body={"join": {"project": self.alice.user}})
-        await self.fault(401, "GET", "/projects", token="wrong")
+        await self.fault(401, "GET", "/projects", who="wrong")
 
     async def test_bad_bodies(self):
         """Broken JSON, non-objects and empty bodies are bad requests."""
@@ -189,6 +188,8 @@ class ProjectsAPITests(unittest.TestCase):
             ({"join_policy": "sometimes"}, "join"),
             ({"leave_policy": 1}, "leave"),
             ({"homepage": ["x"]}, "homepage"),
+            ({"description": "a\x00b"}, "description"),
+            ({"end_date": "0001-01-01T00:00:00+14:00"}, "end_date"),
             ({"owner": "nobody"}, "nobody"),
             ({"resources": ["cyclades.vm"]}, "resources"),
             ({"resources": {"cyclades.vm": {"project_capacity": 1}}}, "cyclades.vm"),
@@ -210,10 +211,10 @@ class ProjectsAPITests(unittest.TestCase):
         """A foreign private project is 403; unknown and malformed ids are
         404."""
         pid = await self.approved(private=True)
-        await self.fault(403, "GET", f"/projects/{pid}", token="bob")
+        await self.fault(403, "GET", f"/projects/{pid}", who="bob")
         await self.fault(404, "GET", f"/projects/{uuid.uuid4()}")
         await self.fault(404, "GET", "/projects/not-a-uuid")
-        await self.fault(404, "POST", f"/projects/{uuid.uuid4()}/action", token="admin",
+        await self.fault(404, "POST", f"/projects/{uuid.uuid4()}/action", who="admin",
                          body={"suspend": {}})
 
     async def test_project_actions(self):
@@ -222,23 +223,24 @@ class ProjectsAPITests(unittest.TestCase):
         pid, app_id = await self.create()
         path = f"/projects/{pid}/action"
         await self.fault(403, "POST", path, body={"approve": {"app_id": app_id}})
-        await self.fault(400, "POST", path, token="admin", body={"approve": {}})
-        await self.fault(400, "POST", path, token="admin", body={"approve": {"app_id": "x"}})
-        await self.fault(400, "POST", path, token="admin", body={"approve": "yes"})
-        await self.fault(400, "POST", path, token="admin",
-                         body={"approve": {"app_id": app_id, "reason": 5}})
-        await self.fault(400, "POST", path, token="admin", body={"frobnicate": {}})
-        await self.fault(400, "POST", path, token="admin",
+        await self.fault(400, "POST", path, who="admin", body={"approve": {}})
+        await self.fault(400, "POST", path, who="admin", body={"approve": {"app_id": "x"}})
+        await self.fault(400, "POST", path, who="admin", body={"approve": "yes"})
+        for reason in (5, "a\x00b"):
+            await self.fault(400, "POST", path, who="admin",
+                             body={"approve": {"app_id": app_id, "reason": reason}})
+        await self.fault(400, "POST", path, who="admin", body={"frobnicate": {}})
+        await self.fault(400, "POST", path, who="admin",
                          body={"approve": {"app_id": app_id}, "deny": {"app_id": app_id}})
-        await self.fault(404, "POST", path, token="admin",
+        await self.fault(404, "POST", path, who="admin",
                          body={"approve": {"app_id": 10**30}})
-        await self.fault(409, "POST", path, token="admin", body={"suspend": {}})
-        code, body = await self.call("POST", path, token="admin",
+        await self.fault(409, "POST", path, who="admin", body={"suspend": {}})
+        code, body = await self.call("POST", path, who="admin",
                                      body={"approve": {"app_id": str(app_id)}})
         self.assertEqual((code, body), (200, None))
-        await self.fault(409, "POST", path, token="admin", body={"approve": {"app_id": app_id}})
+        await self.fault(409, "POST", path, who="admin", body={"approve": {"app_id": app_id}})
         await self.fault(403, "POST", path, body={"suspend": {"reason": "x"}})
-        code, _ = await self.call("POST", path, token="admin", body={"suspend": None})
+        code, _ = await self.call("POST", path, who="admin", body={"suspend": None})
         self.assertEqual(code, 200)
         _, project = await self.call("GET", f"/projects/{pid}")
         self.assertEqual(project["state"], "suspended")
@@ -256,7 +258,7 @@ class ProjectsAPITests(unittest.TestCase):
         """Joining answers the membership id; the member and the owner read
         it with its allowed actions; the owner accepts it."""
         pid = await self.approved()
-        code, body = await self.call("POST", "/projects/memberships", token="bob",
+        code, body = await self.call("POST", "/projects/memberships", who="bob",
                                      body={"join": {"project": pid}})
         self.assertEqual(code, 200)
         mid = body["id"]
@@ -269,13 +271,13 @@ class ProjectsAPITests(unittest.TestCase):
         code, body = await self.call("POST", f"/projects/memberships/{mid}/action",
                                      body={"accept": "welcome"})
         self.assertEqual((code, body), (200, None))
-        _, membership = await self.call("GET", f"/projects/memberships/{mid}", token="bob")
+        _, membership = await self.call("GET", f"/projects/memberships/{mid}", who="bob")
         self.assertEqual((membership["state"], membership["allowed_actions"]),
                          ("accepted", ["leave"]))
         self.assertIsNotNone(membership["accepted"])
         code, listed = await self.call("GET", f"/projects/memberships?project={pid}")
         self.assertEqual([m["id"] for m in listed], [mid])
-        await self.fault(403, "GET", f"/projects/memberships/{mid}", token="carol")
+        await self.fault(403, "GET", f"/projects/memberships/{mid}", who="carol")
 
     async def test_enroll(self):
         """The owner enrolls by email; a missing or non-string email is a
@@ -308,13 +310,13 @@ class ProjectsAPITests(unittest.TestCase):
         await self.fault(404, "GET", "/projects/memberships/999999")
         await self.fault(404, "GET", f"/projects/memberships/{10**30}")
         await self.fault(404, "GET", "/projects/memberships/abc")
-        _, body = await self.call("POST", "/projects/memberships", token="bob",
+        _, body = await self.call("POST", "/projects/memberships", who="bob",
                                   body={"join": {"project": pid}})
         action = f"/projects/memberships/{body['id']}/action"
-        await self.fault(400, "POST", action, token="bob", body={"leave": 5})
-        await self.fault(400, "POST", action, token="bob", body={"explode": ""})
-        await self.fault(409, "POST", action, token="bob", body={"leave": ""})
+        await self.fault(400, "POST", action, who="bob", body={"leave": 5})
+        await self.fault(400, "POST", action, who="bob", body={"explode": ""})
+        await self.fault(409, "POST", action, who="bob", body={"leave": ""})
         await self.fault(404, "POST", "/projects/memberships/999999/action",
                          body={"accept": ""})
-        code, _ = await self.call("POST", action, token="bob", body={"cancel": None})
+        code, _ = await self.call("POST", action, who="bob", body={"cancel": None})
         self.assertEqual(code, 200)

@@ -150,11 +150,11 @@ class OpenStackClientTests(IdentityNodeTestCase):
                         OS_PROJECT_ID=made["uuid"])
         issued = yield threads.deferToThread(self.openstack, user_env, "token", "issue")
         self.assertEqual(issued["user_id"], made["uuid"])
-        from snfd.testing.node import http_get  # noqa: F401  (stdlib client below)
+        import urllib.error
         import urllib.request
 
         def check(token):
-            req = urllib.request.Request(
+            req = urllib.request.Request(  # noqa: S310
                 self.node.url + "/identity/v3/auth/tokens",
                 headers={"X-Auth-Token": token, "X-Subject-Token": token})
             try:
@@ -169,8 +169,11 @@ class OpenStackClientTests(IdentityNodeTestCase):
             env=env, capture_output=True, text=True, timeout=60)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual((yield threads.deferToThread(check, made["token"])), 401)
-        self.assertEqual((yield threads.deferToThread(
-            check, json.loads(out.stdout)["token"])), 200)
+        renewed = json.loads(out.stdout)["token"]
+        self.assertEqual((yield threads.deferToThread(check, renewed)), 200)
+        log = self.node.log_path.read_text(errors="replace")
+        for secret in (made["token"], renewed, "a long password", self.env["OS_PASSWORD"]):
+            self.assertNotIn(secret, log)
 
 
 class EmbeddedDefaultTests(IdentityNodeTestCase):

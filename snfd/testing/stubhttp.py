@@ -1,0 +1,46 @@
+"""Driving an in-process resource with treq's ``StubTreq`` while its
+handlers wait on real threads (the database pool).
+
+StubTreq moves bytes only when flushed; ``pumped`` flushes until the
+awaited Deferred has its result, yielding to the real reactor in between.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet import defer, reactor, task
+
+
+async def pumped(stub: StubTreq, d: defer.Deferred, timeout: float = 30.0) -> Any:
+    """The result of ``d`` (raised if it failed), flushing ``stub``."""
+    box: list[Any] = []
+    d.addBoth(box.append)
+    waited = 0.0
+    while not box:
+        stub.flush()
+        if box:
+            break
+        if waited > timeout:
+            raise AssertionError(f"no response within {timeout}s")
+        await task.deferLater(reactor, 0.005, lambda: None)
+        waited += 0.005
+    result = box[0]
+    if hasattr(result, "raiseException"):
+        result.raiseException()
+    return result
+
+
+async def call(stub: StubTreq, method: str, url: str, body: Any = None,
+               raw: bytes | None = None, headers: dict[str, str] | None = None,
+               ) -> tuple[int, Any, Any]:
+    """``(status, decoded JSON body or None, response headers)``."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    hdrs = {k: [v] for k, v in (headers or {}).items()}
+    if data is not None:
+        hdrs.setdefault("Content-Type", ["application/json"])
+    response = await pumped(stub, stub.request(method, url, data=data, headers=hdrs))
+    content = await pumped(stub, response.content())
+    return response.code, json.loads(content) if content else None, response.headers
