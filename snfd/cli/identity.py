@@ -19,6 +19,7 @@ import attrs
 from twisted.internet import defer
 
 from snfd import errors
+from snfd.web.auth import Principal
 
 Command = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
 COMMANDS: dict[str, Command] = {}
@@ -126,6 +127,24 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--project", help="project uuid: that project's holdings")
     p.add_argument("--resource")
     as_json(p)
+    p = sub.add_parser("project-list", help="list projects")
+    p.add_argument("--state", action="append",
+                   choices=("uninitialized", "active", "suspended", "terminated", "deleted"))
+    p.add_argument("--system", action="store_true", help="include users' base projects")
+    as_json(p)
+    p = sub.add_parser("project-show", help="show one project and its last application")
+    p.add_argument("project")
+    as_json(p)
+    p = sub.add_parser("project-control",
+                       help="decide a project's last application or change its state")
+    p.add_argument("project")
+    group = p.add_mutually_exclusive_group(required=True)
+    for action in ("approve", "deny", "dismiss", "cancel",
+                   "suspend", "unsuspend", "terminate", "reinstate"):
+        group.add_argument(f"--{action}", dest="action", action="store_const", const=action)
+    p.add_argument("--app-id", type=int, help="the application (default: the last one)")
+    p.add_argument("--reason", default="")
+
     p = sub.add_parser("reconcile-commissions",
                        help="settle commissions a crash left pending (accept what the"
                             " component committed, reject the rest)")
@@ -137,15 +156,16 @@ def add_parsers(sub: Any) -> None:
 def run(args: argparse.Namespace, config: Any, conn: Any) -> int:
     """Run the identity command ``args.command`` on ``conn``."""
     from snfd.db.pool import DirectDatabase
+    from snfd.identity.projects import Projects
     from snfd.identity.quotaholder import LocalQuotaHolder
-    from snfd.identity.service import build_accounts
+    from snfd.identity.service import WallClock, build_accounts
 
     section = config["identity"]
     public = (section.public_url or config.node.address or "http://127.0.0.1:8080").rstrip("/")
     db = DirectDatabase(conn)
-    ctx = Context(db, build_accounts(db, None, section, config.source,
-                                     Path(config.node.state_dir), public),
-                  LocalQuotaHolder(db))
+    accounts = build_accounts(db, None, section, config.source,
+                              Path(config.node.state_dir), public)
+    ctx = Context(db, accounts, LocalQuotaHolder(db), Projects(db, WallClock()))
     d = defer.ensureDeferred(COMMANDS[args.command](args, ctx))
     outcome: list[Any] = []
     d.addBoth(outcome.append)
@@ -166,6 +186,7 @@ class Context:
     db: Any
     accounts: Any
     quota: Any
+    projects: Any
 
 
 class CommandFailed(Exception):
@@ -372,7 +393,8 @@ async def resource_modify(args: argparse.Namespace, ctx: Any) -> int:
 
 @command("quota-list")
 async def quota_list(args: argparse.Namespace, ctx: Any) -> int:
-    holders = sources = None
+    holders: list[str] | None = None
+    sources: list[str | None] | None = None
     if args.user:
         user = await ctx.accounts.get_user(args.user)
         holders = [f"user:{user.uuid}"]
@@ -409,4 +431,49 @@ async def reconcile_commissions(args: argparse.Namespace, ctx: Any) -> int:
               f" rejected {len(rejected)} {rejected or ''}".rstrip())
     if not components:
         print("no pending commissions")
+    return 0
+
+
+# The operator, as the projects service sees snf-manage: an administrator.
+OPERATOR = Principal(name="snf-manage", is_admin=True)
+
+
+@command("project-list")
+async def project_list(args: argparse.Namespace, ctx: Any) -> int:
+    from snfd.identity.projects_api import project_json
+
+    found = await ctx.projects.list_projects(OPERATOR, states=args.state)
+    rows = [project_json(d) for d in found if args.system or not d.project.system_project]
+    _print(args, rows, "\n".join(
+        f"{r['id']}  {r['state']:<13} {r['name']:<40} owner {r['owner']}" for r in rows)
+        or "no projects")
+    return 0
+
+
+@command("project-show")
+async def project_show(args: argparse.Namespace, ctx: Any) -> int:
+    from snfd.identity.projects_api import project_json
+
+    out = project_json(await ctx.projects.get_project(OPERATOR, args.project))
+    _print(args, out, json.dumps(out, indent=2))
+    return 0
+
+
+@command("project-control")
+async def project_control(args: argparse.Namespace, ctx: Any) -> int:
+    from snfd.identity.projects import APPLICATION_ACTIONS
+
+    if args.action in APPLICATION_ACTIONS:
+        app_id = args.app_id
+        if app_id is None:
+            details = await ctx.projects.get_project(OPERATOR, args.project)
+            if details.last_application is None:
+                raise CommandFailed(f"project {args.project} has no application")
+            app_id = details.last_application.id
+        await ctx.projects.application_action(None, args.project, args.action, app_id,
+                                              args.reason)
+    else:
+        await ctx.projects.project_action(None, args.project, args.action, args.reason)
+    details = await ctx.projects.get_project(OPERATOR, args.project)
+    print(f"{args.project}: {details.project.state}")
     return 0

@@ -300,10 +300,8 @@ class AccountAPI:
         if not isinstance(items, list):
             raise errors.BadRequest('"resources" must be a list of resource definitions.')
         resources = [parse_resource(item) for item in items]
+        # Projects that exist already get the new resources' defaults too.
         await self._quota.register_resources(component, resources)
-        for r in resources:
-            # Projects that exist already get the new resource's defaults.
-            await self._projects.ensure_resource_holdings(r.name)
         log.info("component {component} registered resources {names}",
                  component=component, names=", ".join(r.name for r in resources))
         return json_body(request, {"resources": [r.name for r in resources]})

@@ -41,6 +41,10 @@ _RESOURCE_COLUMNS = (
     " api_visible, allow_in_projects, base_default, project_default")
 
 
+# The largest usage a holding can record (PostgreSQL bigint).
+MAX_QUANTITY = 2**63 - 1
+
+
 def _resource(row: Sequence[Any]) -> Resource:
     return Resource(
         name=row[0], description=row[1], unit=row[2], service_type=row[3],
@@ -263,9 +267,11 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
     raises ``usage_max`` and, unless ``force``, fails with
     ``NoCapacityError`` if that exceeds the limit; a release lowers
     ``usage_min`` and fails with ``NoQuantityError`` below zero even when
-    forced; a missing holding is ``NoHoldingError``.  Every check runs
-    before the first write.  ``auto_accept`` accepts the commission in the
-    same transaction (its serial is then already resolved).
+    forced; a missing holding is ``NoHoldingError``.  The errors carry the
+    summed provision, the limit, and as usage ``usage_max`` (capacity) or
+    ``usage_min`` (quantity).  Every check runs before the first write.
+    ``auto_accept`` accepts the commission in the same transaction (its
+    serial is then already resolved).
     """
     summed: dict[Key, int] = {}
     for p in provisions:
@@ -283,6 +289,11 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
                 provision)
         limit, usage_min, usage_max = holding
         if quantity >= 0:
+            if usage_max + quantity > MAX_QUANTITY:
+                # Even forced: the column would overflow (a 500 otherwise).
+                raise NoCapacityError(
+                    f"{key[0]} cannot hold {quantity} more {key[2]}: the total would"
+                    f" exceed {MAX_QUANTITY}", provision, limit=limit, usage=usage_max)
             if not force and usage_max + quantity > limit:
                 raise NoCapacityError(
                     f"{key[0]} lacks capacity for {quantity} more {key[2]}"

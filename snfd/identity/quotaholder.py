@@ -21,7 +21,7 @@ from typing import Any
 from zope.interface import implementer
 
 from snfd import errors
-from snfd.identity import quota_store
+from snfd.identity import project_store, quota_store
 from snfd.interfaces import IQuotaHolder
 from snfd.quota import Commission, Holding, Provision, Resolution, Resource
 
@@ -56,6 +56,14 @@ def _strip(value: str, prefix: str) -> str:
 
 
 @implementer(IQuotaHolder)
+def _register_txn(txn: Any, resources: list[Resource], component: str) -> None:
+    """Register the definitions and give every existing project and member
+    a holding of each (new resources start at their defaults)."""
+    quota_store.register_resources_txn(txn, resources, component)
+    for r in resources:
+        project_store.ensure_resource_holdings_txn(txn, r.name)
+
+
 class LocalQuotaHolder:
     """``IQuotaHolder`` on the node's database pool (``IDatabase``)."""
 
@@ -72,8 +80,8 @@ class LocalQuotaHolder:
                 raise errors.BadRequest(
                     f"resource {r.name}: service_origin {r.service_origin!r} is not"
                     f" a service of component {component}")
-        await self._db.run("identity.quota.register_resources",
-                           quota_store.register_resources_txn, resources, component)
+        await self._db.run("identity.quota.register_resources", _register_txn,
+                           resources, component)
 
     async def issue(self, clientkey: str, provisions: Iterable[Provision], name: str = "",
                     force: bool = False, auto_accept: bool = False) -> int:

@@ -47,7 +47,7 @@ RESOURCES = (
 
 
 class IdentityService(service.MultiService):
-    name = "identity"
+    name = "identity"  # type: ignore[assignment]
 
     def __init__(self, node: Any, section: Any):
         super().__init__()

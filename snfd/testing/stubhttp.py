@@ -41,6 +41,7 @@ async def call(stub: StubTreq, method: str, url: str, body: Any = None,
     hdrs = {k: [v] for k, v in (headers or {}).items()}
     if data is not None:
         hdrs.setdefault("Content-Type", ["application/json"])
-    response = await pumped(stub, stub.request(method, url, data=data, headers=hdrs))
+    response = await pumped(stub, stub.request(method, url, data=data,  # type: ignore[attr-defined]
+                                               headers=hdrs))
     content = await pumped(stub, response.content())
     return response.code, json.loads(content) if content else None, response.headers

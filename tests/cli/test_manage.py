@@ -16,7 +16,9 @@ from snfd.testing.files import temp_file
 from snfd.testing.postgres import fresh_database
 
 
-class ManageTests(unittest.TestCase):
+class RunManage:
+    """Runs ``snf-manage`` in process with a clean ``SNFD_*`` environment."""
+
     def run_manage(self, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("SNFD_")}
         environ.update(env or {})
@@ -26,6 +28,9 @@ class ManageTests(unittest.TestCase):
             code = manage.main(list(argv))
         return code, out.getvalue(), err.getvalue()
 
+
+
+class ManageTests(RunManage, unittest.TestCase):
     def config(self, text: str) -> str:
         return temp_file(self, text)
 
@@ -56,7 +61,7 @@ class ManageTests(unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn("snf-manage upgrade", err)
         self.assertEqual(self.run_manage("upgrade", env=env)[:2],
-                         (0, "applied: node 0001_cluster\n"))
+                         (0, "applied: node 0001_cluster\napplied: node 0002_quota_serials\n"))
         self.assertEqual(self.run_manage("upgrade", env=env)[:2], (0, "schema is up to date\n"))
 
         conn = psycopg2.connect(dsn)
