@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import psycopg2.errors
 
 from snfd import errors
 
@@ -118,13 +119,17 @@ def create_user_txn(txn: Any, uuid: str, email: str, first_name: str, last_name:
     txn.execute("SELECT 1 FROM identity_users WHERE lower(email) = lower(%s)", (email,))
     if txn.fetchone():
         raise errors.Conflict(f"A user with the email {email} exists already.")
-    txn.execute(
-        "INSERT INTO identity_users (uuid, email, first_name, last_name, state, is_admin,"
-        " password_hash, created_at, updated_at, verified_at, activated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (uuid, email, first_name, last_name, state, is_admin, password_hash, now, now,
-         now if state in ("pending_moderation", "active") else None,
-         now if state == "active" else None))
+    try:
+        txn.execute(
+            "INSERT INTO identity_users (uuid, email, first_name, last_name, state, is_admin,"
+            " password_hash, created_at, updated_at, verified_at, activated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (uuid, email, first_name, last_name, state, is_admin, password_hash, now, now,
+             now if state in ("pending_moderation", "active") else None,
+             now if state == "active" else None))
+    except psycopg2.errors.UniqueViolation:
+        # Another transaction took the email between the check and here.
+        raise errors.Conflict(f"A user with the email {email} exists already.") from None
     if password_hash is not None:
         link_txn(txn, "local", email.lower(), uuid, {})
     return get_user_txn(txn, uuid)
