@@ -123,10 +123,13 @@ class ConfigTests(unittest.TestCase):
         self.assertNotIn("\n", str(e))
 
     def test_example_documents_every_key(self) -> None:
-        """The generated example names every core key, and the shipped
-        etc/snfd.conf.example is exactly that text (kept in sync)."""
-        text_ = cfg.example()
-        for section, keys in cfg.CORE_KEYS.items():
+        """The generated example names every core and plugin key, and the
+        shipped etc/snfd.conf.example is exactly that text (kept in sync)."""
+        from snfd import plugin_loader
+
+        plugin_keys = plugin_loader.config_keys(plugin_loader.installed())
+        text_ = cfg.example(plugin_keys)
+        for section, keys in [*cfg.CORE_KEYS.items(), *plugin_keys.items()]:
             self.assertIn(f"[{section}]", text_)
             for key in keys:
                 self.assertIn(f"#{key.name} = ", text_)

@@ -55,7 +55,6 @@ def _strip(value: str, prefix: str) -> str:
     return value[len(prefix):] if value.startswith(prefix) else value
 
 
-@implementer(IQuotaHolder)
 def _register_txn(txn: Any, resources: list[Resource], component: str) -> None:
     """Register the definitions and give every existing project and member
     a holding of each (new resources start at their defaults)."""
@@ -64,6 +63,7 @@ def _register_txn(txn: Any, resources: list[Resource], component: str) -> None:
         project_store.ensure_resource_holdings_txn(txn, r.name)
 
 
+@implementer(IQuotaHolder)
 class LocalQuotaHolder:
     """``IQuotaHolder`` on the node's database pool (``IDatabase``)."""
 
