@@ -11,11 +11,13 @@ import json
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
 
 
 async def pumped(stub: StubTreq, d: defer.Deferred, timeout: float = 30.0) -> Any:
     """The result of ``d`` (raised if it failed), flushing ``stub``."""
+    from twisted.internet import reactor
+
     box: list[Any] = []
     d.addBoth(box.append)
     waited = 0.0
@@ -45,3 +47,53 @@ async def call(stub: StubTreq, method: str, url: str, body: Any = None,
                                                headers=hdrs))
     content = await pumped(stub, response.content())
     return response.code, json.loads(content) if content else None, response.headers
+
+
+def serve(testcase: Any, root: Any) -> str:
+    """Serve ``root`` on a free port of 127.0.0.1 for one test: the base
+    URL.  Cleanup closes every connection clients left open (keep-alive)
+    and waits for them, then stops listening, so the reactor is clean."""
+    from twisted.internet import reactor as global_reactor
+
+    from snfd.metrics import Metrics
+    from snfd.web.site import Site
+
+    reactor: Any = global_reactor
+    site = Site(root, reactor, Metrics())
+    open_channels: list[Any] = []
+    build = site.buildProtocol
+
+    def tracked(addr: Any) -> Any:
+        proto = build(addr)
+        lost: defer.Deferred[None] = defer.Deferred()
+        original = proto.connectionLost
+
+        def connectionLost(reason: Any) -> None:
+            original(reason)
+            open_channels.remove((proto, lost))
+            lost.callback(None)
+
+        made = proto.makeConnection
+
+        def makeConnection(transport: Any) -> None:
+            proto.snfd_transport = transport
+            made(transport)
+
+        proto.connectionLost = connectionLost
+        proto.makeConnection = makeConnection
+        open_channels.append((proto, lost))
+        return proto
+
+    site.buildProtocol = tracked  # type: ignore[method-assign]
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+
+    async def close() -> None:
+        await port.stopListening()
+        waits = []
+        for proto, lost in list(open_channels):
+            proto.snfd_transport.loseConnection()
+            waits.append(lost)
+        await defer.gatherResults(waits)
+
+    testcase.addCleanup(lambda: defer.ensureDeferred(close()))
+    return f"http://127.0.0.1:{port.getHost().port}"

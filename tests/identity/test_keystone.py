@@ -28,7 +28,7 @@ from snfd.identity.providers import LocalProvider
 from snfd.identity.tokens import TokenCache
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database
-from snfd.testing.stubhttp import call
+from snfd.testing.stubhttp import call, serve
 from snfd.web.auth import TokenAuth
 from snfd.web.site import Root
 from tests.identity.test_accounts import schema
@@ -672,7 +672,6 @@ class KeystoneauthTests(unittest.TestCase):
     HTTP by this process."""
 
     def setUp(self):
-        from snfd.web.site import Site
 
         dsn = fresh_database(self)
         schema(dsn)
@@ -681,9 +680,7 @@ class KeystoneauthTests(unittest.TestCase):
         db.start()
         self.addCleanup(db.close)
         root = Root()
-        port = reactor.listenTCP(0, Site(root, reactor, Metrics()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.public = f"http://127.0.0.1:{port.getHost().port}"
+        self.public = serve(self, root)
         self.accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 5.0),
                                  FileMailer(Path(self.mktemp()), "t@x"), [],
                                  Policy(public_url=self.public))

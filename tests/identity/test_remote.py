@@ -11,16 +11,14 @@ from snfd.httpclient import HTTPClientPool
 from snfd.identity.remote import RemoteAuthenticator
 from snfd.interfaces import IAuthenticator
 from snfd.metrics import Metrics
-from snfd.web.site import Site
+from snfd.testing.stubhttp import serve
 from tests.identity.test_keystone import KeystoneTestCase, d
 
 
 class RemoteAuthenticatorTests(KeystoneTestCase):
     def setUp(self):
         super().setUp()
-        port = reactor.listenTCP(0, Site(self.root, reactor, Metrics()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.url = f"http://127.0.0.1:{port.getHost().port}/identity"
+        self.url = serve(self, self.root) + "/identity"
         self.pool = HTTPClientPool(reactor, Metrics())
         self.addCleanup(lambda: defer.ensureDeferred(self.pool.close()))
 

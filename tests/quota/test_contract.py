@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -38,6 +38,7 @@ from snfd.quota import (
 )
 from snfd.quota.remote import RemoteQuotaHolder
 from snfd.testing.postgres import fresh_database
+from snfd.testing.stubhttp import serve
 from snfd.web.auth import TokenAuth
 from snfd.web.site import Root, Site
 
@@ -299,9 +300,7 @@ class RemoteQuotaHolderTests(QuotaHolderContract, unittest.TestCase):
         api = AccountAPI(accounts, self.admin, Projects(self.db, reactor), None)
         root = Root()
         root.mount("account", TokenAuth(api.resource(), accounts))
-        port = reactor.listenTCP(0, Site(root, reactor, Metrics()), interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.url = f"http://127.0.0.1:{port.getHost().port}/account/v1.0"
+        self.url = serve(self, root) + "/account/v1.0"
         self.http = HTTPClientPool(reactor, Metrics())
         self.addCleanup(self._close_http)
         self.holders = {name: RemoteQuotaHolder(self.http, self.url, token, 10.0)
@@ -309,8 +308,6 @@ class RemoteQuotaHolderTests(QuotaHolderContract, unittest.TestCase):
 
     async def _close_http(self) -> None:
         await self.http.close()
-        # Let the server side see the connections close.
-        await task.deferLater(reactor, 0.05, lambda: None)
 
     def holder(self, component: str) -> Any:
         return self.holders[component]
