@@ -346,6 +346,8 @@ class Accounts:
         cached = self.cache.get(key)
         if isinstance(cached, Principal):
             return cached
+        if isinstance(cached, Token):
+            return principal_of(cached)
         component = await self.db.run("identity.component_token",
                                       store.component_by_token_txn, key)
         if component is not None:
