@@ -26,6 +26,7 @@ from snfd.identity import store
 from snfd.identity.accounts import Accounts, Policy
 from snfd.identity.mail import BlockingSmtpMailer, FileMailer, Mailer, SmtpMailer
 from snfd.identity.passwords import Passwords
+from snfd.identity.projects import Projects
 from snfd.identity.providers import LocalProvider
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.tokens import TokenCache
@@ -62,8 +63,6 @@ class IdentityService(service.MultiService):
         self.accounts = build_accounts(node.db, reactor, section, node.config.source,
                                        node.state_dir, self.public_url, self.cache)
         self.quota = LocalQuotaHolder(node.db)
-        from snfd.identity.projects import Projects
-
         self.projects = Projects(node.db, reactor)
         node.authenticator = self.accounts
         node.quota_holder = self.quota
