@@ -91,13 +91,15 @@ def drop_database(admin: str, dbname: str) -> None:
         conn.close()
 
 
-def fresh_database(testcase) -> str:
-    """Create an empty database for C{testcase}; return its DSN.
+def fresh_database(testcase, schemas=()) -> str:
+    """Create a database for C{testcase}; return its DSN.
 
     The database, C{snfd_test_<hex>}, lives on the L{admin_dsn} server and
     is dropped (its sessions terminated first) by a cleanup registered on
-    C{testcase}.  An unreachable server raises L{TestServerUnavailable}
-    rather than skipping: the test command guarantees a server.
+    C{testcase}.  C{schemas} (L{snfd.db.migrations.Schema}s) are applied to
+    it; without them it is empty.  An unreachable server raises
+    L{TestServerUnavailable} rather than skipping: the test command
+    guarantees a server.
     """
     admin = admin_dsn()
     name = f"snfd_test_{secrets.token_hex(8)}"
@@ -108,7 +110,30 @@ def fresh_database(testcase) -> str:
     finally:
         conn.close()
     testcase.addCleanup(drop_database, admin, name)
-    return dsn_with_database(admin, name)
+    dsn = dsn_with_database(admin, name)
+    if schemas:
+        from snfd.db import migrations
+
+        conn = psycopg2.connect(dsn)
+        try:
+            migrations.upgrade(conn, list(schemas))
+        finally:
+            conn.close()
+    return dsn
+
+
+def started_pool(testcase, dsn: str, max_connections: int = 5):
+    """A started L{snfd.db.pool.Database} on C{dsn}, closed at cleanup."""
+    from twisted.internet import reactor
+
+    from snfd.db.pool import Database
+    from snfd.metrics import Metrics
+
+    db = Database(dsn, reactor, Metrics(), application_name="test", min_connections=1,
+                  max_connections=max_connections, retry_window=5)
+    db.start()
+    testcase.addCleanup(db.close)
+    return db
 
 
 def _free_port() -> int:

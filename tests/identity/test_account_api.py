@@ -14,9 +14,6 @@ from treq.testing import StubTreq
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from snfd.db import migrations
-from snfd.db.migrations import Schema
-from snfd.db.pool import Database
 from snfd.identity.account_api import AccountAPI
 from snfd.identity.accounts import Accounts, Policy
 from snfd.identity.mail import FileMailer
@@ -24,13 +21,11 @@ from snfd.identity.passwords import Passwords
 from snfd.identity.projects import Projects
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.tokens import TokenCache
-from snfd.metrics import Metrics
 from snfd.quota import Resource, user_and_project
-from snfd.testing.postgres import fresh_database
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 from snfd.testing.stubhttp import pumped
 from snfd.web.auth import TokenAuth
-
-IDENTITY_SCHEMA = Schema("identity", "snfd.identity.schema")
 
 VM = Resource("cyclades.vm", "Virtual machines", None, "compute", "cyclades_compute",
               base_default=2)
@@ -51,16 +46,8 @@ class AccountAPITests(unittest.TestCase):
         return defer.ensureDeferred(self._setUp())
 
     async def _setUp(self):
-        self.dsn = fresh_database(self)
-        conn = psycopg2.connect(self.dsn)
-        try:
-            migrations.upgrade(conn, [migrations.NODE_SCHEMA, IDENTITY_SCHEMA])
-        finally:
-            conn.close()
-        db = Database(self.dsn, reactor, Metrics(), application_name="t",
-                      min_connections=1, max_connections=5, retry_window=5)
-        db.start()
-        self.addCleanup(db.close)
+        self.dsn = identity_database(self)
+        db = started_pool(self, self.dsn)
         self.accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 0),
                                  FileMailer(Path(self.mktemp()), "t@x"), [],
                                  Policy(public_url="http://cloud.test"))

@@ -14,7 +14,6 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd import errors
-from snfd.db import migrations
 from snfd.db.notify import Listener
 from snfd.db.pool import Database
 from snfd.identity import store
@@ -24,35 +23,21 @@ from snfd.identity.passwords import Passwords
 from snfd.identity.providers import Credentials, LocalProvider
 from snfd.identity.tokens import TokenCache
 from snfd.interfaces import IAuthenticator
-from snfd.metrics import Metrics
-from snfd.plugins.identity import plugin as identity_plugin
-from snfd.testing.postgres import fresh_database
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 
 PASSWORD = "correct horse battery"
-
-
-def schema(dsn: str) -> None:
-    conn = psycopg2.connect(dsn)
-    try:
-        migrations.upgrade(conn, [migrations.NODE_SCHEMA, identity_plugin.schema])
-    finally:
-        conn.close()
 
 
 class AccountsTestCase(unittest.TestCase):
     """A database with the identity schema and helpers to build Accounts."""
 
     def setUp(self):
-        self.dsn = fresh_database(self)
-        schema(self.dsn)
+        self.dsn = identity_database(self)
         self.maildir = self.mktemp()
 
     def database(self) -> Database:
-        db = Database(self.dsn, reactor, Metrics(), application_name="t",
-                      min_connections=1, max_connections=4, retry_window=5)
-        db.start()
-        self.addCleanup(db.close)
-        return db
+        return started_pool(self, self.dsn, max_connections=4)
 
     def accounts(self, policy: Policy | None = None, cache: TokenCache | None = None,
                  clock=reactor) -> Accounts:

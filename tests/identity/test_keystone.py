@@ -18,7 +18,6 @@ from treq.testing import StubTreq
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from snfd.db.pool import Database
 from snfd.identity.accounts import Accounts, Policy
 from snfd.identity.catalog import Catalog
 from snfd.identity.keystone import KeystoneAPI
@@ -26,12 +25,11 @@ from snfd.identity.mail import FileMailer
 from snfd.identity.passwords import Passwords
 from snfd.identity.providers import LocalProvider
 from snfd.identity.tokens import TokenCache
-from snfd.metrics import Metrics
-from snfd.testing.postgres import fresh_database
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 from snfd.testing.stubhttp import call, serve
 from snfd.web.auth import TokenAuth
 from snfd.web.site import Root
-from tests.identity.test_accounts import schema
 
 PUBLIC = "http://cloud.test"
 PASSWORD = "correct horse battery"
@@ -62,15 +60,10 @@ class KeystoneTestCase(unittest.TestCase):
     can be made to expire."""
 
     def setUp(self):
-        dsn = fresh_database(self)
-        schema(dsn)
-        self.dsn = dsn
+        self.dsn = identity_database(self)
         self.clock = task.Clock()
         self.clock.advance(time.time())
-        db = Database(dsn, reactor, Metrics(), application_name="t",
-                      min_connections=1, max_connections=4, retry_window=5)
-        db.start()
-        self.addCleanup(db.close)
+        db = started_pool(self, self.dsn, max_connections=4)
         self.accounts = Accounts(db, self.clock, Passwords(reactor), TokenCache(self.clock, 5.0),
                                  FileMailer(Path(self.mktemp()), "t@x"), [],
                                  Policy(public_url=PUBLIC, moderation=False))
@@ -673,12 +666,7 @@ class KeystoneauthTests(unittest.TestCase):
 
     def setUp(self):
 
-        dsn = fresh_database(self)
-        schema(dsn)
-        db = Database(dsn, reactor, Metrics(), application_name="t",
-                      min_connections=1, max_connections=4, retry_window=5)
-        db.start()
-        self.addCleanup(db.close)
+        db = started_pool(self, identity_database(self), max_connections=4)
         root = Root()
         self.public = serve(self, root)
         self.accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 5.0),

@@ -9,46 +9,30 @@ import datetime
 import uuid
 
 import psycopg2
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from snfd import errors
-from snfd.db import migrations
-from snfd.db.migrations import Schema
-from snfd.db.pool import Database
 from snfd.identity import project_store
 from snfd.identity.project_store import Capacity
 from snfd.identity.projects import ApplicationSpec, Projects, parse_application
-from snfd.metrics import Metrics
-from snfd.testing.postgres import fresh_database
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 from snfd.web.auth import Principal
 
-IDENTITY_SCHEMA = Schema("identity", "snfd.identity.schema")
 UTC = datetime.UTC
 START = datetime.datetime(2030, 1, 1, tzinfo=UTC)
 LATER = START + datetime.timedelta(days=365)
 
-
-def migrated_database(case: unittest.TestCase) -> str:
-    dsn = fresh_database(case)
-    conn = psycopg2.connect(dsn)
-    try:
-        migrations.upgrade(conn, [migrations.NODE_SCHEMA, IDENTITY_SCHEMA])
-    finally:
-        conn.close()
-    return dsn
 
 
 class Fixture:
     """A migrated database, a pool, a clock at START and SQL helpers."""
 
     def __init__(self, case: unittest.TestCase):
-        self.dsn = migrated_database(case)
-        self.db = Database(self.dsn, reactor, Metrics(), application_name="t",
-                           min_connections=1, max_connections=5, retry_window=5)
-        self.db.start()
-        case.addCleanup(self.db.close)
+        self.dsn = identity_database(case)
+        self.db = started_pool(case, self.dsn)
         self.clock = Clock()
         self.clock.advance(START.timestamp())
         self.projects = Projects(self.db, self.clock)

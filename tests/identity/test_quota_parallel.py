@@ -14,8 +14,8 @@ from twisted.trial import unittest
 from snfd.identity import quota_store
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.quota import NoCapacityError, NoQuantityError, Provision, QuotaError, Resource
-
-from .test_quotaholder import migrated_database, pool
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 
 LIMIT = 5
 KEYS = [
@@ -67,7 +67,7 @@ def run_threads(count: int, target) -> list[BaseException]:
 
 class ParallelQuotaTests(unittest.TestCase):
     def setUp(self):
-        self.dsn = migrated_database(self)
+        self.dsn = identity_database(self)
         conn = psycopg2.connect(self.dsn)
         with conn.cursor() as cur:
             _setup_txn(cur)
@@ -166,7 +166,7 @@ class ParallelQuotaTests(unittest.TestCase):
     def test_pool_concurrent_issues(self):
         """Through LocalQuotaHolder and the pool, 24 concurrent issues
         against a limit of 5 yield exactly 5 serials; the rest are refused."""
-        db = pool(self, self.dsn, max_connections=8)
+        db = started_pool(self, self.dsn, max_connections=8)
         qh = LocalQuotaHolder(db)
         rng = random.Random(7)
 

@@ -23,8 +23,7 @@ from snfd.quota import (
     QuotaError,
     Resource,
 )
-
-from .test_quotaholder import migrated_database
+from snfd.testing.identity import identity_database
 
 # Holdings the machine plays with; the last key never has a holding.
 KEYS = [
@@ -208,7 +207,7 @@ class QuotaStateMachineTests(unittest.TestCase):
         """Any sequence of issues and resolutions keeps 0 <= usage_min <=
         usage_max, never lets a non-forced import pass the limit, and leaves
         the tables exactly where the model says."""
-        conn = psycopg2.connect(migrated_database(self))
+        conn = psycopg2.connect(identity_database(self))
         self.addCleanup(conn.close)
         with conn.cursor() as cur:
             quota_store.register_resources_txn(cur, [

@@ -4,18 +4,13 @@ isolation, the provision log, resource registration and the read APIs."""
 
 from __future__ import annotations
 
-import psycopg2
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd import errors
-from snfd.db import migrations
-from snfd.db.migrations import Schema
-from snfd.db.pool import Database
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.interfaces import IQuotaHolder
-from snfd.metrics import Metrics
 from snfd.quota import (
     Holding,
     NoCapacityError,
@@ -25,9 +20,8 @@ from snfd.quota import (
     Resource,
     user_and_project,
 )
-from snfd.testing.postgres import fresh_database
-
-IDENTITY_SCHEMA = Schema("identity", "snfd.identity.schema")
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 
 VM = Resource("cyclades.vm", "Virtual machines", None, "compute", "cyclades_compute")
 RAM = Resource("cyclades.ram", "RAM of running VMs", "bytes", "compute", "cyclades_compute")
@@ -41,25 +35,6 @@ SRC = "project:p1"
 PROJ = "project:p1"
 
 
-def migrated_database(case: unittest.TestCase) -> str:
-    """A fresh database with the node and identity schemas; its DSN."""
-    dsn = fresh_database(case)
-    conn = psycopg2.connect(dsn)
-    try:
-        migrations.upgrade(conn, [migrations.NODE_SCHEMA, IDENTITY_SCHEMA])
-    finally:
-        conn.close()
-    return dsn
-
-
-def pool(case: unittest.TestCase, dsn: str, max_connections: int = 5) -> Database:
-    db = Database(dsn, reactor, Metrics(), application_name="t", min_connections=1,
-                  max_connections=max_connections, retry_window=5)
-    db.start()
-    case.addCleanup(db.close)
-    return db
-
-
 def imp(quantity: int, holder: str = USER, source: str | None = SRC,
         resource: str = "cyclades.vm") -> Provision:
     return Provision(holder, source, resource, quantity)
@@ -67,7 +42,7 @@ def imp(quantity: int, holder: str = USER, source: str | None = SRC,
 
 class QuotaHolderTests(unittest.TestCase):
     async def asyncSetUp(self) -> None:
-        self.db = pool(self, migrated_database(self))
+        self.db = started_pool(self, identity_database(self))
         self.qh = LocalQuotaHolder(self.db)
         await self.qh.register_resources("cyclades", [VM, RAM, HIDDEN])
         await self.qh.register_resources("pithos", [DISK])

@@ -8,15 +8,11 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd import errors
-from snfd.db import migrations
-from snfd.db.migrations import Schema
-from snfd.db.pool import Database
 from snfd.httpclient import HTTPClientPool
 from snfd.identity.account_api import AccountAPI
 from snfd.identity.accounts import Accounts, Policy
@@ -37,12 +33,11 @@ from snfd.quota import (
     user_and_project,
 )
 from snfd.quota.remote import RemoteQuotaHolder
-from snfd.testing.postgres import fresh_database
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import started_pool
 from snfd.testing.stubhttp import serve
 from snfd.web.auth import TokenAuth
 from snfd.web.site import Root, Site
-
-IDENTITY_SCHEMA = Schema("identity", "snfd.identity.schema")
 
 VM = Resource("cyclades.vm", "Virtual machines", None, "compute", "cyclades_compute")
 RAM = Resource("cyclades.ram", "RAM of running VMs", "bytes", "compute", "cyclades_compute")
@@ -79,16 +74,8 @@ class QuotaHolderContract:
 
     async def prepare(self) -> None:
         """A migrated database with the resources and limits of LIMITS."""
-        self.dsn = fresh_database(self)  # type: ignore[arg-type]
-        conn = psycopg2.connect(self.dsn)
-        try:
-            migrations.upgrade(conn, [migrations.NODE_SCHEMA, IDENTITY_SCHEMA])
-        finally:
-            conn.close()
-        self.db = Database(self.dsn, reactor, Metrics(), application_name="t",
-                           min_connections=1, max_connections=5, retry_window=5)
-        self.db.start()
-        self.addCleanup(self.db.close)  # type: ignore[attr-defined]
+        self.dsn = identity_database(self)
+        self.db = started_pool(self, self.dsn)
         self.admin = LocalQuotaHolder(self.db)
         await self.admin.register_resources("cyclades", [VM, RAM])
         await self.admin.register_resources("pithos", [DISK])

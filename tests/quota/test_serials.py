@@ -16,9 +16,8 @@ from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.quota import NoCapacityError, Resource, user_and_project
 from snfd.quota import serials as qs
 from snfd.quota.serials import Charger
-from snfd.testing.postgres import fresh_database
-
-from ..identity.test_quotaholder import migrated_database, pool
+from snfd.testing.identity import identity_database
+from snfd.testing.postgres import fresh_database, started_pool
 
 DISK = Resource("pithos.diskspace", "Storage", "bytes", "object-store", "pithos_object-store")
 
@@ -49,7 +48,7 @@ class ChargerTests(unittest.TestCase):
         return defer.ensureDeferred(self.asyncSetUp())
 
     async def asyncSetUp(self):
-        self.db = pool(self, migrated_database(self))
+        self.db = started_pool(self, identity_database(self))
         self.qh = LocalQuotaHolder(self.db)
         await self.qh.register_resources("pithos", [DISK])
         await self.qh.set_limit("user:u1", "project:p1", "pithos.diskspace", 100)
