@@ -24,7 +24,6 @@ happens in front, in ``snfd.web.auth.TokenAuth``.
 from __future__ import annotations
 
 import datetime
-import uuid as uuid_module
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ from snfd import errors
 from snfd.identity.accounts import Accounts
 from snfd.identity.catalog import Catalog, stable_id
 from snfd.identity.providers import Credentials
-from snfd.identity.store import Token, User
+from snfd.identity.store import Token, User, is_uuid
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
 from snfd.web.auth import Principal, user_of
 
@@ -73,14 +72,6 @@ def roles_of(user: User) -> list[dict[str, str]]:
     names = [MEMBER_ROLE] + ([ADMIN_ROLE] if user.is_admin else [])
     names += [g for g in user.groups if g not in names]
     return [role(n) for n in names]
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid_module.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return len(value) == 36
 
 
 def _text(container: dict[str, Any], key: str, what: str) -> str:
@@ -431,7 +422,7 @@ class KeystoneAPI:
             raise errors.Forbidden("You may only see your own user.")
 
     async def _user_by_id(self, user_id: str) -> User:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             raise errors.NotFound(f"Could not find user: {user_id}.")
         try:
             return await self._accounts.get_user(user_id)
@@ -509,7 +500,7 @@ class KeystoneAPI:
         creds = json_object(auth["passwordCredentials"], '"auth.passwordCredentials"')
         username = _text(creds, "username", '"passwordCredentials.username"')
         password = _text(creds, "password", '"passwordCredentials.password"')
-        if _is_uuid(username):
+        if is_uuid(username):
             # Synnefo's form: the user's uuid and token.
             token = await self._accounts.validate(password)
             if token.user.uuid != username:

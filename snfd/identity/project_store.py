@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import uuid as uuid_module
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from snfd import errors
+from snfd.identity.quota_store import lock_holdings_txn
+from snfd.identity.store import is_uuid
 from snfd.quota import Resource
 
 # Project states in which a project has quota (Synnefo's INITIALIZED_STATES)
@@ -153,16 +154,6 @@ class Person:
     email: str
     state: str
     is_admin: bool
-
-
-def is_uuid(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid_module.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def project_ref(project_id: str) -> str:
@@ -520,15 +511,7 @@ def charge_pending_apps_txn(txn: Any, changes: dict[str, int], force: bool) -> i
     if not wanted:
         return None
     keys = sorted(wanted)
-    txn.execute(
-        """SELECT holder, source, resource, "limit", usage_min, usage_max
-           FROM identity_holdings
-           WHERE (holder, source, resource) IN (
-               SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
-           ORDER BY holder COLLATE "C", source COLLATE "C", resource COLLATE "C"
-           FOR UPDATE""",
-        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))
-    found = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in txn.fetchall()}
+    found = lock_holdings_txn(txn, keys)
     updates = []
     for key in keys:
         if key not in found:

@@ -224,7 +224,7 @@ def user_holdings_txn(txn: Any, users: Iterable[str] | None = None,
             for row in txn.fetchall()]
 
 
-def _lock_holdings_txn(txn: Any, keys: Iterable[Key]) -> dict[Key, list[int]]:
+def lock_holdings_txn(txn: Any, keys: Iterable[Key]) -> dict[Key, list[int]]:
     """Lock the holdings with these keys, always in the same order, and
     return ``key -> [limit, usage_min, usage_max]`` for those that exist.
 
@@ -279,7 +279,7 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
             raise errors.BadRequest(f"malformed provision {p.as_json()}: quantity")
         summed[p.key] = summed.get(p.key, 0) + p.quantity
 
-    holdings = _lock_holdings_txn(txn, summed)
+    holdings = lock_holdings_txn(txn, summed)
     for key, quantity in summed.items():
         holding = holdings.get(key)
         provision = _provision(key, quantity)
@@ -357,7 +357,7 @@ def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterabl
             (sorted(found),))
         for serial, holder, source, resource, quantity in txn.fetchall():
             provisions[serial].append(((holder, source, resource), quantity))
-    holdings = _lock_holdings_txn(
+    holdings = lock_holdings_txn(
         txn, (key for items in provisions.values() for key, _ in items))
 
     logs = []

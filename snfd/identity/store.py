@@ -137,7 +137,7 @@ def create_user_txn(txn: Any, uuid: str, email: str, first_name: str, last_name:
 
 def get_user_txn(txn: Any, uuid: str) -> User:
     """The user with this uuid; ``NotFound`` otherwise (also for non-uuids)."""
-    if not _is_uuid(uuid):
+    if not is_uuid(uuid):
         raise errors.NotFound(f"No user {uuid}.")
     txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u WHERE u.uuid = %s", (uuid,))
     row = txn.fetchone()
@@ -148,7 +148,7 @@ def get_user_txn(txn: Any, uuid: str) -> User:
 
 def find_user_txn(txn: Any, ref: str) -> User:
     """A user by uuid or by email (case-insensitive)."""
-    if _is_uuid(ref):
+    if is_uuid(ref):
         return get_user_txn(txn, ref)
     txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u"
                 " WHERE lower(u.email) = lower(%s)", (ref,))
@@ -252,7 +252,7 @@ def users_by_ref_txn(txn: Any, uuids: Sequence[str] | None,
         txn.execute("SELECT uuid::text, email FROM identity_users ORDER BY email")
         return [(r[0], r[1]) for r in txn.fetchall()]
     out: dict[str, str] = {}
-    good = [u for u in (uuids or ()) if _is_uuid(u)]
+    good = [u for u in (uuids or ()) if is_uuid(u)]
     if good:
         txn.execute("SELECT uuid::text, email FROM identity_users WHERE uuid = ANY(%s::uuid[])",
                     (good,))
@@ -459,9 +459,13 @@ def add_feedback_txn(txn: Any, uuid: str, message: str, data: str) -> None:
                 (uuid, message, data))
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: Any) -> bool:
+    """Whether ``value`` is a uuid in its canonical 36-character text form
+    (what the database's ``uuid::text`` gives)."""
+    if not isinstance(value, str) or len(value) != 36:
+        return False
     try:
         uuid_module.UUID(value)
-    except (ValueError, TypeError, AttributeError):
+    except ValueError:
         return False
-    return len(value) == 36
+    return True
