@@ -20,12 +20,11 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 
 import psycopg2
 
 from snfd.testing.node import NodeProcess, http_get
-from snfd.testing.postgres import admin_dsn, drop_database, dsn_with_database
+from snfd.testing.postgres import create_database, drop_database
 
 INTERVAL = 0.2
 SESSION_TIMEOUT = 2.0
@@ -75,14 +74,7 @@ def pg_round_trip(dsn: str) -> float:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    admin = admin_dsn()
-    dbname = "snfd_bench_" + uuid.uuid4().hex[:8]
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{dbname}"')
-    conn.close()
-    dsn = dsn_with_database(admin, dbname)
+    admin, dbname, dsn = create_database("snfd_bench")
     fd, config = tempfile.mkstemp(suffix=".conf")
     os.write(fd, (f"[database]\nauto_upgrade = yes\n[node]\nelection_interval = {INTERVAL}\n"
                   f"leader_session_timeout = {SESSION_TIMEOUT}\n").encode())

@@ -28,17 +28,15 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import argon2
-import psycopg2
 import treq
 from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
 
 from snfd.testing.node import NodeProcess
-from snfd.testing.postgres import admin_dsn, drop_database, dsn_with_database
+from snfd.testing.postgres import create_database, drop_database
 
 CONCURRENCY = 50
 
@@ -159,14 +157,7 @@ async def run(reactor, node: NodeProcess, n: int) -> None:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    admin = admin_dsn()
-    dbname = "snfd_bench_" + uuid.uuid4().hex[:8]
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{dbname}"')
-    conn.close()
-    dsn = dsn_with_database(admin, dbname)
+    admin, dbname, dsn = create_database("snfd_bench")
     fd, name = tempfile.mkstemp(suffix=".conf")
     os.write(fd, b"[database]\nauto_upgrade = yes\npool_max = 10\n")
     os.close(fd)

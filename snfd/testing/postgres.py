@@ -91,6 +91,35 @@ def drop_database(admin: str, dbname: str) -> None:
         conn.close()
 
 
+def create_database(prefix: str) -> tuple[str, str, str]:
+    """Create an empty database named C{<prefix>_<hex>} on the
+    L{admin_dsn} server: C{(admin_dsn, name, dsn)}.  The caller drops it
+    (L{drop_database}); tests use L{fresh_database}, which does."""
+    admin = admin_dsn()
+    name = f"{prefix}_{secrets.token_hex(8)}"
+    conn = _admin_connect(admin)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {_quote_ident(name)}")
+    finally:
+        conn.close()
+    return admin, name, dsn_with_database(admin, name)
+
+
+def query(dsn: str, sql: str, *args: object) -> list[tuple]:
+    """Run one statement on its own connection and commit; its rows
+    (empty for statements that return none)."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
 def fresh_database(testcase, schemas=()) -> str:
     """Create a database for C{testcase}; return its DSN.
 
@@ -101,16 +130,8 @@ def fresh_database(testcase, schemas=()) -> str:
     L{TestServerUnavailable} rather than skipping: the test command
     guarantees a server.
     """
-    admin = admin_dsn()
-    name = f"snfd_test_{secrets.token_hex(8)}"
-    conn = _admin_connect(admin)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {_quote_ident(name)}")
-    finally:
-        conn.close()
+    admin, name, dsn = create_database("snfd_test")
     testcase.addCleanup(drop_database, admin, name)
-    dsn = dsn_with_database(admin, name)
     if schemas:
         from snfd.db import migrations
 

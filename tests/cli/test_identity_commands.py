@@ -15,7 +15,7 @@ from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.service import RESOURCES
 from snfd.quota import Resource, user_and_project
 from snfd.quota.serials import record_txn
-from snfd.testing.postgres import fresh_database
+from snfd.testing.postgres import fresh_database, query
 from tests.cli.test_manage import RunManage
 
 
@@ -43,16 +43,8 @@ class IdentityCommandTests(RunManage, unittest.TestCase):
         self.assertEqual(code, 0, err)
         return out
 
-    def sql(self, query: str, *args):
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, args)
-                rows = cur.fetchall() if cur.description else None
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
+    def sql(self, statement: str, *args):
+        return query(self.dsn, statement, *args)
 
     def test_user_lifecycle(self):
         """user-add --json prints uuid and token; show, list, modify,

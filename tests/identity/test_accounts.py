@@ -8,7 +8,6 @@ import datetime
 import email
 import hashlib
 
-import psycopg2
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
@@ -24,7 +23,7 @@ from snfd.identity.providers import Credentials, LocalProvider
 from snfd.identity.tokens import TokenCache
 from snfd.interfaces import IAuthenticator
 from snfd.testing.identity import identity_database
-from snfd.testing.postgres import started_pool
+from snfd.testing.postgres import query, started_pool
 
 PASSWORD = "correct horse battery"
 
@@ -58,13 +57,7 @@ class AccountsTestCase(unittest.TestCase):
         return [email.message_from_bytes(p.read_bytes()) for p in sorted(d.iterdir())]
 
     def query(self, sql: str, *args):
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return query(self.dsn, sql, *args)
 
 
 class UserStateTests(AccountsTestCase):

@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from snfd.testing.files import temp_file
 from snfd.testing.node import NodeProcess, run_twistd
 from snfd.testing.plugins import FIXTURE
-from snfd.testing.postgres import fresh_database, throwaway_postgres
+from snfd.testing.postgres import fresh_database, query, throwaway_postgres
 
 # Generous: these bound a correct implementation by an order of magnitude;
 # the measured figures come from bench/failover.py.
@@ -152,13 +152,7 @@ class TwoNodeTests(unittest.TestCase):
         return leader, follower, leader_id
 
     def query(self, sql, args=()):
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return query(self.dsn, sql, *args)
 
     @defer.inlineCallbacks
     def test_plugin_dropped_in(self):
