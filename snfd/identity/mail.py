@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 log = Logger(namespace="snfd.identity.mail")
@@ -42,19 +42,30 @@ def _message(sender: str, to: str, subject: str, body: str) -> email.message.Ema
 class FileMailer:
     """Writes messages to ``directory`` (created 0700), one file each."""
 
-    def __init__(self, directory: Path, sender: str):
+    def __init__(self, directory: Path, sender: str, reactor: Any = None):
+        """``reactor``: write in its thread pool (``None``: in the caller's
+        thread, for ``snf-manage``)."""
         self.directory = directory
         self._sender = sender
+        self._reactor = reactor
 
     async def send(self, to: str, subject: str, body: str) -> None:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = bytes(_message(self._sender, to, subject, body))
+        if self._reactor is None:
+            path = self._write(data)
+        else:
+            path = await threads.deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), self._write, data)
+        log.info("mail to {to} written to {path}", to=to, path=str(path))
+
+    def _write(self, data: bytes) -> Path:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         path = self.directory / f"{stamp}-{secrets.token_hex(4)}.eml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        log.info("mail to {to} written to {path}", to=to, path=str(path))
+        return path
 
 
 class SmtpMailer:

@@ -153,7 +153,7 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
 
     mailer: Mailer
     if not section.smtp_url:
-        mailer = FileMailer(state_dir / "mail", section.mail_from)
+        mailer = FileMailer(state_dir / "mail", section.mail_from, reactor)
     else:
         try:
             mailer = (SmtpMailer(reactor, section.smtp_url, section.mail_from)

@@ -22,6 +22,7 @@ from twisted.web import resource, util
 
 from snfd import errors
 from snfd.interfaces import IAuthenticator
+from snfd.web.site import FaultResource
 
 
 @attrs.frozen
@@ -123,8 +124,6 @@ class TokenAuth(resource.Resource):
             if token is not None:
                 request.principal = await self._auth.authenticate(token)
         except errors.Fault as e:
-            from snfd.web.site import FaultResource
-
             if self._fault_style is not None:
                 request.fault_style = self._fault_style(request)
             return FaultResource(e)

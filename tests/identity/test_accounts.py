@@ -43,7 +43,7 @@ class AccountsTestCase(unittest.TestCase):
         from pathlib import Path
 
         accounts = Accounts(self.database(), clock, Passwords(reactor),
-                            cache if cache is not None else TokenCache(clock, 0), FileMailer(Path(self.maildir), "t@x"),
+                            cache if cache is not None else TokenCache(clock, 0), FileMailer(Path(self.maildir), "t@x", reactor),
                             [], policy or Policy(public_url="http://cloud.test"))
         accounts.providers.append(LocalProvider(accounts.check_password))
         return accounts
