@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import uuid
 
-import psycopg2
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -18,7 +17,7 @@ from snfd.identity import project_store
 from snfd.identity.project_store import Capacity
 from snfd.identity.projects import ApplicationSpec, Projects, parse_application
 from snfd.testing.identity import identity_database
-from snfd.testing.postgres import started_pool
+from snfd.testing.postgres import query, started_pool
 from snfd.web.auth import Principal
 
 UTC = datetime.UTC
@@ -37,16 +36,8 @@ class Fixture:
         self.clock.advance(START.timestamp())
         self.projects = Projects(self.db, self.clock)
 
-    def sql(self, query: str, args: tuple = ()) -> list[tuple]:
-        conn = psycopg2.connect(self.dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, args)
-                rows = cur.fetchall() if cur.description else []
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
+    def sql(self, statement: str, args: tuple = ()) -> list[tuple]:
+        return query(self.dsn, statement, *args)
 
     def add_resource(self, name: str, base_default: int = 0, project_default: int = 0,
                      allow_in_projects: bool = True, api_visible: bool = True) -> None:
