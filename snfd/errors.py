@@ -71,6 +71,25 @@ class OverLimit(Fault):
     code, name = 413, "overLimit"
 
 
+class LengthRequired(Fault):
+    code, name = 411, "lengthRequired"
+
+
+class PreconditionFailed(Fault):
+    code, name = 412, "preconditionFailed"
+
+
+class NotModified(Fault):
+    """Not an error: a conditional GET whose answer the client has (304,
+    no body)."""
+
+    code, name = 304, "notModified"
+
+
+class RangeNotSatisfiable(Fault):
+    code, name = 416, "rangeNotSatisfiable"
+
+
 class BadMediaType(Fault):
     code, name = 415, "badMediaType"
 
@@ -109,6 +128,8 @@ def render_fault(request: Any, error: BaseException | Failure) -> bytes:
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     for name, value in fault.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+    if fault.code == 304:
+        return b""
     if getattr(request, "fault_style", None) == "keystone":
         return json.dumps(keystone_body(fault)).encode("utf-8")
     return json.dumps(fault.body()).encode("utf-8")

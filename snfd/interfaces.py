@@ -233,11 +233,57 @@ class IConsumer(Interface):
 
 
 class IBlockStore(Interface):
-    """Content-addressed block storage (filled in by the storage service).
+    """Content-addressed block storage, shared by every service of a node
+    (``Node.block_store``, filled in by the storage service).
 
-    The node only holds the slot (``Node.block_store``); the contract is
-    specified by the storage service that provides it.
+    A block is at most ``block_size`` bytes and is named by the hex SHA-256
+    of its content with trailing zero bytes stripped
+    (``snfd.pithos.hashmap.block_hash``).  Stored blocks never change; a
+    block is durable (on stable storage) before ``put`` returns.  The
+    empty name (``EMPTY_HASH``, the all-zero block) is always present and
+    costs no I/O.  Hashing and I/O run off the reactor thread.  Nothing
+    above this contract assumes a filesystem.
     """
+
+    block_size = Attribute("Largest block, in bytes (``int``; 4 MiB).")
+
+    def put(blocks):
+        """Store blocks (``bytes`` each, at most ``block_size``), writing
+        only those absent.
+
+        @return: an awaitable firing with their names (hex ``str``), in
+            order, once every one is durable.  Blocks already present are
+            refreshed (see ``missing``).
+        """
+
+    def get(name):
+        """Read one block.
+
+        @return: an awaitable firing with the block right-padded with zero
+            bytes to ``block_size``.
+        @raise KeyError: no block has that name.
+        """
+
+    def missing(names):
+        """Which of ``names`` are absent, in the order given, without
+        duplicates.  Present ones have their age reset, so a garbage
+        collection sweep running within its grace period spares them.
+        @return: an awaitable firing with a ``list`` of names.
+        """
+
+    def delete(names, older_than):
+        """Remove the named blocks last stored or refreshed before the
+        epoch time ``older_than``; others are left alone.
+        @return: an awaitable firing with the names removed.
+        """
+
+    def scan(after, limit):
+        """Page through every stored block name in ascending order.
+
+        @param after: return only names greater than this (``""``: start).
+        @return: an awaitable firing with at most ``limit`` names; fewer
+            means the end was reached.
+        """
 
 
 class IAuthenticator(Interface):

@@ -107,6 +107,8 @@ class TokenAuth(resource.Resource):
         self._auth = authenticator
         self._allow_query = allow_query
         self._fault_style = fault_style
+        # Streaming request bodies (``Root.body_sink``) pass through.
+        self.body_sink = getattr(wrapped, "body_sink", None)
 
     def getChildWithDefault(self, path: bytes, request: Any) -> resource.IResource:
         # Put the segment back: the wrapped resource resolves it itself.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -14,6 +15,8 @@ from snfd import errors
 from snfd.metrics import Metrics
 
 log = Logger(namespace="snfd.http")
+
+BodySinkFactory = Callable[[Any, bytes, bytes, "int | None"], Any]
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -47,6 +50,20 @@ class Root(resource.Resource):
         if key in self._mounts:
             raise ValueError(f"the path /{segment} is mounted twice")
         self._mounts[key] = child
+
+    def body_sink(self, segment: bytes) -> BodySinkFactory | None:
+        """The ``body_sink`` of the resource mounted at ``segment``, if any.
+
+        A mounted resource may stream request bodies instead of having them
+        buffered: its ``body_sink(request, method, uri, length)`` is called
+        once the headers are in (``request.requestHeaders``; ``length`` is
+        ``None`` for a chunked body) and returns ``None`` to buffer as
+        usual, or a file-like sink.  Twisted calls the sink's
+        ``write(data)`` per chunk, then ``tell()`` and ``seek(0, 0)``
+        before the resource renders, and ``close()`` if the connection
+        drops; the resource finds it as ``request.content``.
+        """
+        return getattr(self._mounts.get(segment), "body_sink", None)
 
     @property
     def segments(self) -> list[str]:
@@ -85,6 +102,22 @@ class Request(server.Request):
             self.request_id = "req-" + uuid.uuid4().hex
         self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
         super().process()
+
+    def gotLength(self, length: int | None) -> None:
+        """Choose where the body goes before it arrives: a service may
+        stream it (``Site.stream_bodies``) instead of buffering it."""
+        site: Site = self.channel.site  # type: ignore[attr-defined]
+        # The request line is parsed but method and uri are only set on
+        # the request once the body has arrived.
+        method = getattr(self.channel, "_command", b"")
+        uri = getattr(self.channel, "_path", b"")
+        segment = uri.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+        factory = site.resource.body_sink(segment) if isinstance(site.resource, Root) else None
+        sink = factory(self, method, uri, length) if factory is not None else None
+        if sink is None:
+            super().gotLength(length)
+        else:
+            self.content = sink
 
     def processingFailed(self, reason: Any) -> None:
         """Whatever escapes a resource is answered with a fault, not an HTML
