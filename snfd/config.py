@@ -67,6 +67,19 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
 
 
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+
+
+def quantity(value: str) -> int:
+    """A count or a size with a binary unit: ``1024``, ``10G``, ``512MiB``."""
+    t = value.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1] if t and t[-1] in _UNITS else ""
+    digits = t[: len(t) - len(unit)]
+    if not digits.isdigit():
+        raise ValueError(f"expected a count or a size like 10G, got {value.strip()!r}")
+    return int(digits) * _UNITS[unit]
+
+
 def boolean(value: str) -> bool:
     v = value.strip().lower()
     if v in _TRUE:

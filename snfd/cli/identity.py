@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 from twisted.internet import defer
 
+from snfd import config as cfg
 from snfd import errors
 from snfd.web.auth import Principal
 
@@ -339,16 +340,11 @@ async def component_remove(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
-
-
 def _quantity(text: str) -> int:
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    unit = t[-1] if t and t[-1] in _UNITS else ""
-    number = t[: len(t) - len(unit)]
-    if not number.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a count or a size like 10G, got {text!r}")
-    return int(number) * _UNITS[unit]
+    try:
+        return cfg.quantity(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _yes_no(text: str) -> bool:

@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import identity
+from snfd.cli import identity, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -47,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("config-example", help="print every config key, documented")
 
     identity.add_parsers(sub)
+    pithos.add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
         if args.command in identity.COMMANDS:
             return _identity(args)
+        if args.command in pithos.COMMANDS:
+            return _pithos(args)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cfg.ConfigError, plugin_loader.PluginError,
             migrations.SchemaError, EmbeddedPostgresError) as e:
@@ -60,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _connect(config: cfg.Config) -> Iterator[Any]:
+def _database_url(config: cfg.Config) -> Iterator[str]:
+    """The cluster database's DSN, starting the embedded server if needed."""
     embedded = None
     url = config.database.url
     if not url:
@@ -68,6 +72,15 @@ def _connect(config: cfg.Config) -> Iterator[Any]:
 
         embedded, url = embedded_for_command(Path(config.node.state_dir))
     try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@contextlib.contextmanager
+def _connect(config: cfg.Config) -> Iterator[Any]:
+    with _database_url(config) as url:
         try:
             conn = psycopg2.connect(url, **connection_options("snf-manage"))
         except psycopg2.Error as e:
@@ -77,9 +90,6 @@ def _connect(config: cfg.Config) -> Iterator[Any]:
             yield conn
         finally:
             conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def _identity(args: argparse.Namespace) -> int:
@@ -94,6 +104,21 @@ def _identity(args: argparse.Namespace) -> int:
                                    " `snf-manage upgrade` first")
         conn.rollback()
         return identity.run(args, config, conn)
+
+
+def _pithos(args: argparse.Namespace) -> int:
+    config, plugins = load(args.config)
+    if "pithos" not in plugins:
+        raise CommandError("the pithos plugin is not installed")
+    with _connect(config) as conn:
+        with conn.cursor() as cur:
+            schemas = [migrations.NODE_SCHEMA, plugins["pithos"].schema]
+            if migrations.pending_txn(cur, schemas):
+                raise CommandError("the database lacks the pithos tables; run"
+                                   " `snf-manage upgrade` first")
+        conn.rollback()
+    with _database_url(config) as url:
+        return pithos.run(args, config, url)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

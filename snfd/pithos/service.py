@@ -1,0 +1,183 @@
+"""The storage service's lifecycle: builds the block store (and fills the
+node's ``block_store`` slot with it), the backend and the HTTP API from the
+node and the ``[pithos]`` section; registers ``pithos.diskspace`` with the
+quota holder; names its mounts and its leader duties (garbage collection,
+commission reconciliation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from snfd import errors
+from snfd.interfaces import IAuthenticator, ILeaderDuty
+from snfd.pithos.backend import Backend
+from snfd.pithos.blocks import FileBlockStore
+from snfd.quota import Resource
+from snfd.quota.serials import Charger
+from snfd.web.auth import TokenAuth
+
+log = Logger(namespace="snfd.pithos")
+
+COMPONENT = "pithos"
+DISKSPACE = "pithos.diskspace"
+
+
+def resources(diskspace_default: int) -> list[Resource]:
+    """The resource this service charges (Synnefo's name and service type)."""
+    return [Resource(DISKSPACE, "Pithos account diskspace", "bytes", "object-store",
+                     "pithos", base_default=diskspace_default, project_default=0)]
+
+
+@implementer(IAuthenticator)
+class NodeAuthenticator:
+    """The node's authenticator, looked up per request: the identity
+    service (or the remote one) may be wired after this plugin."""
+
+    def __init__(self, node: Any):
+        self._node = node
+
+    async def authenticate(self, token: str) -> Any:
+        if self._node.authenticator is None:
+            raise errors.ServiceUnavailable(
+                "No identity service: enable the identity plugin on this node or"
+                " set [node] identity_url.")
+        return await self._node.authenticator.authenticate(token)
+
+
+def public_base(node: Any, section: Any) -> str:
+    """Where clients reach this cluster's storage (public links, X-Storage-Url)."""
+    if section.public_url:
+        return str(section.public_url).rstrip("/")
+    identity = node.config["identity"] if "identity" in node.plugins else None
+    if identity is not None and identity.public_url:
+        return str(identity.public_url).rstrip("/")
+    return str(node.address).rstrip("/")
+
+
+class PithosService(service.MultiService):
+    name = "pithos"  # type: ignore[assignment]
+
+    def __init__(self, node: Any, section: Any):
+        super().__init__()
+        self.node = node
+        self.section = section
+        path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
+        self.blocks = FileBlockStore(path, node.reactor)
+        node.block_store = self.blocks
+        self.public_url = public_base(node, section)
+        self.authenticator = NodeAuthenticator(node)
+        # The charger needs the quota holder, which may be wired later.
+        self.backend = Backend(node.db, self.blocks, None, node.reactor)
+        self.charger: Charger | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.node.quota_holder is not None:
+            self.charger = Charger(self.node.db, self.node.quota_holder, COMPONENT)
+            self.backend.charger = self.charger
+        self._starting = defer.ensureDeferred(self._start())
+        self._starting.addErrback(lambda f: log.failure("pithos start-up failed", f))
+
+    async def _start(self) -> None:
+        if self.node.quota_holder is not None:
+            await self.node.quota_holder.register_resources(
+                COMPONENT, resources(self.section.diskspace_default))
+
+    def mounts(self) -> dict[str, Any]:
+        from snfd.pithos.api import PithosAPI
+        from snfd.pithos.swift import AuthV1Resource, InfoResource
+
+        api = PithosAPI(self.backend, self.blocks, self.node.reactor, self.public_url,
+                        self.authenticator,
+                        blocks_in_flight=self.section.upload_blocks_in_flight)
+        return {
+            "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True),
+            "public": api.public_resource(),
+            "info": InfoResource(),
+            "auth": AuthV1Resource(self.authenticator, self.public_url),
+        }
+
+    def duties(self) -> list[Any]:
+        return [GarbageCollection(self), CommissionReconciliation(self)]
+
+
+class _Periodic:
+    """A leader duty running ``run()`` every ``interval`` seconds."""
+
+    name = "pithos"
+    interval = 60.0
+
+    def __init__(self, svc: PithosService):
+        self._svc = svc
+        self._loop: task.LoopingCall | None = None
+        self._running: defer.Deferred[None] | None = None
+
+    def start(self, leadership: Any) -> None:
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self._svc.node.reactor
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda f: log.failure("{name} stopped", f, name=self.name))
+
+    def _tick(self) -> defer.Deferred[None]:
+        self._running = defer.ensureDeferred(self._guarded())
+        return self._running
+
+    async def _guarded(self) -> None:
+        try:
+            await self.run()
+        except Exception:
+            log.failure("{name} failed", name=self.name)
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> defer.Deferred[None] | None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        running, self._running = self._running, None
+        return running
+
+
+@implementer(ILeaderDuty)
+class GarbageCollection(_Periodic):
+    """Removes blocks that no version references, and temporary files a
+    crash left, older than ``[pithos] gc_grace``."""
+
+    name = "pithos-gc"
+
+    def __init__(self, svc: PithosService):
+        super().__init__(svc)
+        self.interval = svc.section.gc_interval or 3600.0
+
+    async def run(self) -> None:
+        grace = self._svc.section.gc_grace
+        scanned, removed = await self._svc.backend.collect_garbage(grace)
+        now = self._svc.node.reactor.seconds()
+        await self._svc.blocks.sweep_temporary(now - grace)
+        log.info("pithos gc: {removed} of {scanned} blocks removed", removed=removed,
+                 scanned=scanned)
+
+
+@implementer(ILeaderDuty)
+class CommissionReconciliation(_Periodic):
+    """Resolves quota commissions a crash left pending (see
+    ``snfd.quota.serials``), sparing those of requests still in flight."""
+
+    name = "pithos-commissions"
+    interval = 300.0
+    grace = 600.0
+
+    async def run(self) -> None:
+        charger = self._svc.charger
+        if charger is None:
+            return
+        accepted, rejected = await charger.reconcile(grace=self.grace)
+        if accepted or rejected:
+            log.info("pithos commissions: accepted {a}, rejected {r}", a=accepted,
+                     r=rejected)
