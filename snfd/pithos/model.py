@@ -53,6 +53,8 @@ class AccountInfo:
     groups: dict[str, tuple[str, ...]] = attrs.Factory(dict)
     # pithos.diskspace limit per project the account draws from (bytes).
     quotas: dict[str, int] = attrs.Factory(dict)
+    # The account path's own sharing (Swift account ACLs; owner only).
+    sharing: Permissions | None = None
 
 
 @attrs.frozen
@@ -67,6 +69,8 @@ class ContainerInfo:
     meta: dict[str, str] = attrs.Factory(dict)
     # Sorted user-meta keys (``X-Object-Meta-`` stripped) used by objects.
     object_meta: tuple[str, ...] = ()
+    # The container path's own sharing (Swift container ACLs; owner only).
+    sharing: Permissions | None = None
 
 
 @attrs.frozen

@@ -1,0 +1,587 @@
+"""``snf``: the user's command line for the object store.
+
+``snf login`` stores a token and the storage URL (``snfd.client.config``);
+``snf file ...`` and ``snf container ...`` work on the user's account.
+Remote paths are ``container/path/to/object``; a path without a container
+part uses the configured default container (``pithos``).  A remote path
+ending with ``/`` means "into this directory".
+
+Errors end the command with status 1 and one line on stderr (the server's
+fault message); ``--stats`` prints the body bytes sent and received.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, NoReturn
+
+import click
+
+from snfd.client import config as cfg
+from snfd.client import sync as transfer
+from snfd.client.pithos import (
+    DIRECTORY_TYPES,
+    ClientError,
+    PithosClient,
+    Transport,
+    login_password,
+    login_token,
+)
+
+
+class Failed(click.ClickException):
+    """Ends the command: ``snf: <message>`` on stderr, status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"snf: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise Failed(message)
+
+
+class SnfGroup(click.Group):
+    """Turns client, config and file errors into one-line failures."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as e:
+            raise Failed(str(e)) from None
+        except cfg.ConfigError as e:
+            raise Failed(f"config: {e}") from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise Failed(f"{where}{e.strerror or e}") from None
+
+
+class BarProgress(transfer.Progress):
+    """Rich progress bars on stderr (none when quiet or not a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                             TransferSpeedColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, nbytes)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def action(self, action: transfer.Action) -> None:
+        click.echo(f"{action.kind:<13} {action.path}")
+
+
+class App:
+    """The state of one ``snf`` run: settings, transport, client."""
+
+    def __init__(self, config_path: Path | None, stats: bool, quiet: bool):
+        self.config_path = config_path
+        self.stats = stats
+        self.quiet = quiet
+        self.transport = Transport()
+        self._settings: cfg.Settings | None = None
+        self.account: str | None = None
+
+    @property
+    def settings(self) -> cfg.Settings:
+        if self._settings is None:
+            self._settings = cfg.load(self.config_path)
+        return self._settings
+
+    def save(self) -> Path:
+        return cfg.save(self.settings, self.config_path)
+
+    @property
+    def client(self) -> PithosClient:
+        s = self.settings
+        if not s.token or not s.storage_url:
+            fail("not logged in: run `snf login --url URL --user EMAIL` first")
+        client = PithosClient(self.transport, s.storage_url, s.token)
+        return client.for_account(self.account) if self.account else client
+
+    def progress(self) -> BarProgress:
+        return BarProgress(not self.quiet and sys.stderr.isatty())
+
+    def remote(self, value: str) -> tuple[str, str]:
+        """``(container, name)`` of a remote path (``name`` may be "")."""
+        value = value.lstrip("/")
+        container, _, name = value.partition("/")
+        if not container:
+            container = self.settings.container or cfg.DEFAULT_CONTAINER
+        return container, name
+
+    def print_stats(self) -> None:
+        c = self.transport.counters
+        click.echo(f"sent {c.sent} bytes, received {c.received} bytes"
+                   f" in {c.requests} requests", err=True)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def _workers(f: Any) -> Any:
+    return click.option("--workers", "-w", type=click.IntRange(1, 64),
+                        default=transfer.DEFAULT_WORKERS, show_default=True,
+                        help="blocks transferred in parallel")(f)
+
+
+@click.group(cls=SnfGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="settings file (default: $SNF_CONFIG or ~/.config/snf/config.json)")
+@click.option("--stats", is_flag=True, help="print the bytes sent and received at the end")
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, stats: bool, quiet: bool) -> None:
+    """Work with the files of a Synnefo-style (snfd) object store."""
+    app = App(config_path, stats, quiet)
+    ctx.obj = app
+    ctx.call_on_close(app.transport.close)
+    if stats:
+        ctx.call_on_close(app.print_stats)
+
+
+# -- login --------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--url", help="the cloud's base URL (identity at URL/identity/v3)")
+@click.option("--token", help="log in with this token")
+@click.option("--user", "email", help="log in with this user's email and a password")
+@click.option("--password", envvar="SNF_PASSWORD", help="the password (else prompted;"
+              " or $SNF_PASSWORD)")
+@click.option("--container", help="default container of remote paths")
+@pass_app
+def login(app: App, url: str | None, token: str | None, email: str | None,
+          password: str | None, container: str | None) -> None:
+    """Log in and store the token and the storage URL."""
+    s = app.settings
+    url = (url or s.url).rstrip("/")
+    if not url:
+        fail("give the cloud's URL with --url")
+    if bool(token) == bool(email):
+        fail("give either --token or --user")
+    if email:
+        if password is None:
+            password = click.prompt("Password", hide_input=True)
+        found = login_password(app.transport, url, email, password or "")
+    else:
+        found = login_token(app.transport, url, token or "")
+    s.url, s.token, s.user, s.storage_url = url, found.token, found.user, found.storage_url
+    s.email = found.email or email or ""
+    if container:
+        s.container = container
+    path = app.save()
+    click.echo(f"logged in as {s.email or s.user} ({s.user})")
+    click.echo(f"storage: {s.storage_url}")
+    click.echo(f"settings: {path}")
+
+
+@cli.command()
+@pass_app
+def logout(app: App) -> None:
+    """Forget the stored token."""
+    app.settings.token = ""
+    app.save()
+
+
+# -- containers -----------------------------------------------------------------
+
+
+@cli.group(cls=SnfGroup)
+def container() -> None:
+    """List, create and delete containers."""
+
+
+def _print_containers(app: App, long: bool) -> None:
+    for item in app.client.containers():
+        if long:
+            policy = item.get("x_container_policy") or {}
+            click.echo(f"{item.get('bytes', 0):>14} {item.get('count', 0):>8}"
+                       f" {str(item.get('last_modified', ''))[:19]:19}"
+                       f" {policy.get('versioning', ''):5} {item['name']}")
+        else:
+            click.echo(item["name"])
+
+
+@container.command("list")
+@click.option("--long", "-l", is_flag=True, help="bytes, objects, modified, versioning")
+@pass_app
+def container_list(app: App, long: bool) -> None:
+    """List the containers of the account."""
+    _print_containers(app, long)
+
+
+@container.command("create")
+@click.argument("name")
+@click.option("--versioning", type=click.Choice(["auto", "none"]))
+@click.option("--quota", type=click.IntRange(0), help="bytes (0: unlimited)")
+@click.option("--project", help="project uuid the container's space is charged to")
+@pass_app
+def container_create(app: App, name: str, versioning: str | None, quota: int | None,
+                     project: str | None) -> None:
+    """Create a container (or change the policy of an existing one)."""
+    policy = {k: str(v) for k, v in (("Versioning", versioning), ("Quota", quota),
+                                     ("Project", project)) if v is not None}
+    if not app.client.create_container(name, policy=policy):
+        click.echo(f"container {name} exists; policy updated", err=True)
+
+
+@container.command("delete")
+@click.argument("name")
+@click.option("--recursive", "-r", is_flag=True, help="delete its objects too")
+@pass_app
+def container_delete(app: App, name: str, recursive: bool) -> None:
+    """Delete a container (it must be empty unless -r)."""
+    app.client.delete_container(name, recursive=recursive)
+
+
+@container.command("info")
+@click.argument("name")
+@pass_app
+def container_info(app: App, name: str) -> None:
+    """Show a container's headers (counts, block size, policy, meta)."""
+    _print_headers(app.client.container_info(name))
+
+
+def _print_headers(headers: Any) -> None:
+    skip = {"date", "server", "content-length", "connection", "keep-alive",
+            "transfer-encoding"}
+    for key in sorted(headers, key=str.lower):
+        if key.lower() not in skip:
+            click.echo(f"{key}: {headers[key]}")
+
+
+# -- files -----------------------------------------------------------------------
+
+
+@cli.group(cls=SnfGroup)
+@click.option("--account", "-A", help="work on another user's account (shared objects)")
+@pass_app
+def file(app: App, account: str | None) -> None:
+    """Upload, download, list and manage objects (container/path)."""
+    app.account = account
+
+
+def _target(app: App, remote: str | None, leaf: str) -> tuple[str, str]:
+    """Where ``leaf`` goes for a remote path given by the user."""
+    container, name = app.remote(remote or "")
+    if not name or remote is None or remote.endswith("/"):
+        name = f"{name.rstrip('/')}/{leaf}" if name.strip("/") else leaf
+    return container, name
+
+
+def _describe(result: Any, verb: str, where: str) -> str:
+    blocks = getattr(result, "uploaded_blocks", getattr(result, "fetched_blocks", 0))
+    return (f"{verb} {where} ({result.size} bytes; {blocks} of {result.blocks}"
+            f" blocks transferred)")
+
+
+@file.command()
+@click.argument("local", type=click.Path(exists=True, path_type=Path))
+@click.argument("remote", required=False)
+@click.option("--recursive", "-r", is_flag=True, help="upload a directory tree")
+@click.option("--content-type", help="default: guessed from the file name")
+@click.option("--public", is_flag=True, help="publish the object")
+@_workers
+@pass_app
+def upload(app: App, local: Path, remote: str | None, recursive: bool,
+           content_type: str | None, public: bool, workers: int) -> None:
+    """Upload LOCAL to REMOTE (default: the default container, same name).
+
+    Only the blocks the server lacks are sent; after an interruption, run
+    it again to send the rest.
+    """
+    client = app.client
+    container, name = _target(app, remote, local.resolve().name)
+    headers = {"X-Object-Public": "true"} if public else {}
+    if local.is_dir():
+        if not recursive:
+            fail(f"{local} is a directory (use -r)")
+        files = sorted(p for p in local.rglob("*") if p.is_file() and not p.is_symlink())
+        pairs = [(p, f"{name}/{p.relative_to(local).as_posix()}") for p in files]
+    else:
+        pairs = [(local, name)]
+    params = client.block_params(container)
+    for path, target in pairs:
+        result = transfer.upload_file(
+            client, path, container, target, workers=workers, progress=app.progress(),
+            content_type=content_type or transfer.guess_type(path.name), headers=headers,
+            block_params=params)
+        click.echo(_describe(result, "uploaded", f"{container}/{target}"))
+
+
+def _remote_files(client: PithosClient, container: str, prefix: str) -> Iterator[str]:
+    for item in client.objects(container, prefix=prefix):
+        ctype = str(item.get("content_type", "")).split(";")[0].strip()
+        if ctype not in DIRECTORY_TYPES and not item["name"].endswith("/"):
+            yield item["name"]
+
+
+@file.command()
+@click.argument("remote")
+@click.argument("local", required=False, type=click.Path(path_type=Path))
+@click.option("--recursive", "-r", is_flag=True, help="every object under REMOTE/")
+@click.option("--version", "version", help="a version id (see `snf file versions`)")
+@_workers
+@pass_app
+def download(app: App, remote: str, local: Path | None, recursive: bool,
+             version: str | None, workers: int) -> None:
+    """Download REMOTE to LOCAL (default: its name in this directory).
+
+    Blocks that the local file already holds are not fetched; an
+    interrupted download resumes from its partial file.
+    """
+    client = app.client
+    container, name = app.remote(remote)
+    leaf = PurePosixPath(name.rstrip("/")).name or container
+    dest = local if local is not None else Path(leaf)
+    if recursive:
+        prefix = name.rstrip("/") + "/" if name.strip("/") else ""
+        for obj in _remote_files(client, container, prefix):
+            rel = obj[len(prefix):]
+            if not transfer.safe_relpath(rel):
+                click.echo(f"snf: skipping {container}/{obj}: not a safe local path", err=True)
+                continue
+            result = transfer.download_object(client, container, obj, dest / rel,
+                                              workers=workers, progress=app.progress())
+            click.echo(_describe(result, "downloaded", str(dest / rel)))
+        return
+    if not name:
+        fail("give an object (container/name), or -r for a whole container")
+    if dest.is_dir():
+        dest = dest / leaf
+    result = transfer.download_object(client, container, name, dest, version=version,
+                                      workers=workers, progress=app.progress())
+    click.echo(_describe(result, "downloaded", str(dest)))
+
+
+@file.command("list")
+@click.argument("path", required=False)
+@click.option("--long", "-l", is_flag=True, help="size, modification time, type")
+@click.option("--delimiter", "-d", help="group names up to this character (e.g. /)")
+@click.option("--limit", type=click.IntRange(1), help="at most this many entries")
+@pass_app
+def file_list(app: App, path: str | None, long: bool, delimiter: str | None,
+              limit: int | None) -> None:
+    """List containers, or the objects of container[/prefix]."""
+    if path is None:
+        _print_containers(app, long)
+        return
+    container, prefix = app.remote(path)
+    for item in app.client.objects(container, prefix=prefix, delimiter=delimiter,
+                                   limit=limit):
+        if "subdir" in item:
+            click.echo(f"{'':>14} {'':19} {item['subdir']}" if long else item["subdir"])
+            continue
+        shown = item["name"]
+        ctype = str(item.get("content_type", "")).split(";")[0].strip()
+        if ctype in DIRECTORY_TYPES:
+            shown += "/"
+        if long:
+            flags = ("s" if item.get("x_object_sharing") else "-") + (
+                "p" if item.get("x_object_public") else "-")
+            click.echo(f"{item.get('bytes', 0):>14} {str(item.get('last_modified', ''))[:19]:19}"
+                       f" {flags} {shown}")
+        else:
+            click.echo(shown)
+
+
+@file.command()
+@click.argument("remote")
+@click.option("--version", "version", help="a version id")
+@pass_app
+def info(app: App, remote: str, version: str | None) -> None:
+    """Show the headers of an object (or of a container)."""
+    container, name = app.remote(remote)
+    if not name:
+        _print_headers(app.client.container_info(container))
+    else:
+        _print_headers(app.client.object_info(container, name, version))
+
+
+@file.command()
+@click.argument("remote")
+@pass_app
+def mkdir(app: App, remote: str) -> None:
+    """Create a directory object (application/directory)."""
+    container, name = app.remote(remote)
+    if not name.strip("/"):
+        fail("give a directory path: container/dir")
+    app.client.mkdir(container, name)
+
+
+@file.command()
+@click.argument("remote")
+@click.option("--version", "version", help="a version id")
+@pass_app
+def cat(app: App, remote: str, version: str | None) -> None:
+    """Write an object's bytes to standard output."""
+    container, name = app.remote(remote)
+    if not name:
+        fail("give an object: container/name")
+    _, chunks = app.client.get_object(container, name, version)
+    out = sys.stdout.buffer
+    for chunk in chunks:
+        out.write(chunk)
+    out.flush()
+
+
+def _copy(app: App, src: str, dst: str, move: bool, recursive: bool) -> None:
+    container, name = app.remote(src)
+    if not name:
+        fail("give an object to copy: container/name")
+    leaf = PurePosixPath(name.rstrip("/")).name
+    dst_container, dst_name = _target(app, dst, leaf)
+    app.client.copy(container, name.rstrip("/") if recursive else name, dst_container,
+                    dst_name, move=move, recursive=recursive)
+
+
+@file.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--recursive", "-r", is_flag=True, help="also every object under SRC/")
+@pass_app
+def copy(app: App, src: str, dst: str, recursive: bool) -> None:
+    """Copy an object (server side; no data is transferred)."""
+    _copy(app, src, dst, False, recursive)
+
+
+@file.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--recursive", "-r", is_flag=True, help="also every object under SRC/")
+@pass_app
+def move(app: App, src: str, dst: str, recursive: bool) -> None:
+    """Move or rename an object (server side)."""
+    _copy(app, src, dst, True, recursive)
+
+
+@file.command()
+@click.argument("remote")
+@click.option("--recursive", "-r", is_flag=True, help="also every object under REMOTE/")
+@pass_app
+def delete(app: App, remote: str, recursive: bool) -> None:
+    """Delete an object (its versions stay readable)."""
+    container, name = app.remote(remote)
+    if not name.strip("/"):
+        fail("give an object (container/name); `snf container delete` removes containers")
+    app.client.delete(container, name.rstrip("/") if recursive else name, recursive=recursive)
+
+
+@file.command()
+@click.argument("remote")
+@pass_app
+def versions(app: App, remote: str) -> None:
+    """List an object's versions: id and time (UTC)."""
+    container, name = app.remote(remote)
+    for vid, ts in app.client.versions(container, name):
+        when = datetime.datetime.fromtimestamp(ts, datetime.UTC)
+        click.echo(f"{vid:>10} {when:%Y-%m-%d %H:%M:%S}")
+
+
+def _names(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@file.command()
+@click.argument("remote")
+@click.option("--read", help="comma-separated user uuids, owner:group or *")
+@click.option("--write", help="comma-separated user uuids, owner:group or *")
+@click.option("--clear", is_flag=True, help="stop sharing")
+@pass_app
+def share(app: App, remote: str, read: str | None, write: str | None, clear: bool) -> None:
+    """Set who may read or write an object (replaces its sharing)."""
+    container, name = app.remote(remote)
+    if clear == bool(read or write):
+        fail("give --read and/or --write, or --clear")
+    app.client.set_sharing(container, name, _names(read), _names(write))
+
+
+@file.command()
+@click.argument("remote")
+@pass_app
+def publish(app: App, remote: str) -> None:
+    """Make an object public and print its public URL."""
+    container, name = app.remote(remote)
+    url = app.client.set_public(container, name, True)
+    click.echo(url or "published (the server returned no public URL)")
+
+
+@file.command()
+@click.argument("remote")
+@pass_app
+def unpublish(app: App, remote: str) -> None:
+    """Stop publishing an object (its public URL stops working)."""
+    container, name = app.remote(remote)
+    app.client.set_public(container, name, False)
+
+
+@file.command("sync")
+@click.argument("localdir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("remote")
+@click.option("--direction", type=click.Choice(["both", "up", "down"]), default="both",
+              show_default=True, help="up: only change remote objects; down: only local files")
+@click.option("--no-delete", is_flag=True, help="never delete, only copy")
+@click.option("--dry-run", "-n", is_flag=True, help="only print what would be done")
+@_workers
+@pass_app
+def sync_command(app: App, localdir: Path, remote: str, direction: str, no_delete: bool,
+                 dry_run: bool, workers: int) -> None:
+    """Make LOCALDIR and container[/prefix] hold the same files.
+
+    A file changed on one side since the last sync is copied to the other;
+    a file deleted on one side and unchanged on the other is deleted there;
+    a change wins over a deletion; when both sides changed, the local file
+    is renamed "name (conflict).ext" and both are kept on both sides.  The
+    last synced state is in LOCALDIR/.snf-sync.json.
+    """
+    container, prefix = app.remote(remote)
+    progress = app.progress()
+    report = transfer.sync(app.client, localdir, container, prefix, direction=direction,
+                           delete=not no_delete, dry_run=dry_run, workers=workers,
+                           progress=progress)
+    if dry_run:
+        for action in report.done:
+            progress.action(action)
+    for action in report.skipped:
+        click.echo(f"skipped {action.kind} {action.path}", err=True)
+    for action, why in report.failed:
+        click.echo(f"snf: {action.kind} {action.path}: {why}", err=True)
+    if report.failed:
+        raise click.exceptions.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``snf`` console script."""
+    cli.main(args=argv, prog_name="snf")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The node's block store on a local filesystem (``IBlockStore``).
+
+A block named ``h`` (lowercase hex) lives at ``<root>/h[0:2]/h[2:4]/h[4:6]/h``
+holding the bytes exactly as they were given (reads right-pad them with
+zeros to ``block_size``).  The all-zero block ``EMPTY_HASH`` is never
+written: it is always present and costs no I/O.
+
+Crash safety: a block is written to a temporary file of a unique name in
+its final directory, fsynced, renamed over its name and the directory
+fsynced before ``put`` reports it; a directory created on the way is made
+durable (its parent fsynced) before anything relies on it.  A partial file
+therefore never appears under a block name; a crash leaves at most
+temporary files behind, which ``sweep_temporary`` removes.
+
+Ages: a block's mtime is the last time it was stored or confirmed present
+(``put`` of a block that exists, ``missing``); ``delete`` removes only
+blocks older than a given time, so garbage collection with a grace period
+spares blocks an upload is about to reference.  A deletion first renames
+the block aside and re-checks its age there, so a refresh racing the
+deletion either lands before (and the block is put back) or finds the name
+absent (and the block is written again).
+
+Every method whose name ends in ``_now`` is synchronous and may be called
+from any thread (the backend calls ``missing_now`` in a database
+transaction); the others run it in the thread pool and return awaitables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from twisted.internet.threads import deferToThreadPool
+from zope.interface import implementer
+
+from snfd.interfaces import IBlockStore
+from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, is_hash
+
+T = TypeVar("T")
+
+Block = bytes | bytearray | memoryview
+
+# Temporary names start with a dot so they never sort or parse as a block.
+_WRITING = ".w."   # a block being written: ".w.<name>.<unique>"
+_DELETING = ".d."  # a block being deleted: ".d.<name>.<unique>"
+_HEX2 = frozenset(f"{i:02x}" for i in range(256))
+# Directories known durable in this process; cleared when it grows past this.
+_DIR_CACHE_MAX = 1_000_000
+
+
+def name_of(block: Block) -> str:
+    """``hashmap.block_hash(block)`` without copying a block that does not
+    end in a zero byte (the usual case)."""
+    view = memoryview(block).cast("B")
+    if not view or view[-1] != 0:
+        return hashlib.sha256(view).hexdigest()
+    return hashlib.sha256(view.tobytes().rstrip(b"\x00")).hexdigest()
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(path) if wanted(n))
+    except FileNotFoundError:
+        return []
+
+
+@implementer(IBlockStore)
+class FileBlockStore:
+    """Blocks in files under ``path`` (created if absent).
+
+    @param reactor: the reactor whose threads run hashing and I/O.
+    @param threadpool: the pool to use (default: the reactor's own).
+    @param block_size: the largest block, in bytes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reactor: Any,
+                 threadpool: Any = None, block_size: int = BLOCK_SIZE):
+        self.path = os.path.abspath(os.fspath(path))
+        self.block_size = block_size
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._durable_dirs: set[str] = set()
+        if not os.path.isdir(self.path):
+            os.makedirs(self.path, exist_ok=True)
+            _fsync_dir(os.path.dirname(self.path))
+        self._durable_dirs.add(self.path)
+
+    # -- IBlockStore ----------------------------------------------------------
+
+    def put(self, blocks: Iterable[Block]) -> Any:
+        """Store ``blocks``, writing only those absent (see ``IBlockStore``)."""
+        blocks = list(blocks)
+        return self._in_thread(lambda: [self.put_now(b) for b in blocks])
+
+    def put_hashed(self, pairs: Iterable[tuple[str, Block]]) -> Any:
+        """Like ``put`` for blocks whose names the caller already computed
+        (``(name, block)`` pairs; the names are trusted, not checked)."""
+        pairs = list(pairs)
+        return self._in_thread(lambda: [self.store_now(n, b) for n, b in pairs])
+
+    def get(self, name: str) -> Any:
+        """The block ``name`` padded to ``block_size``; fails with
+        ``KeyError`` when absent."""
+        if name == EMPTY_HASH:
+            return self._in_thread(lambda: bytes(self.block_size))
+        return self._in_thread(self.get_now, name)
+
+    def missing(self, names: Iterable[str]) -> Any:
+        """Which of ``names`` are absent (see ``IBlockStore``)."""
+        names = list(names)
+        return self._in_thread(self.missing_now, names)
+
+    def delete(self, names: Iterable[str], older_than: float) -> Any:
+        """Remove the named blocks whose mtime is before ``older_than``
+        (see ``IBlockStore``).  ``EMPTY_HASH`` and absent names are ignored."""
+        names = list(names)
+        return self._in_thread(self.delete_now, names, older_than)
+
+    def scan(self, after: str, limit: int) -> Any:
+        """At most ``limit`` stored names greater than ``after``, ascending."""
+        return self._in_thread(self.scan_now, after, limit)
+
+    # -- other asynchronous operations ---------------------------------------
+
+    def sweep_temporary(self, older_than: float) -> Any:
+        """Clean what a crash left behind (see ``sweep_temporary_now``)."""
+        return self._in_thread(self.sweep_temporary_now, older_than)
+
+    # -- synchronous, any thread ---------------------------------------------
+
+    def put_now(self, block: Block) -> str:
+        """Hash and store one block; its name."""
+        if len(block) > self.block_size:
+            raise ValueError(f"a block of {len(block)} bytes is larger than"
+                             f" {self.block_size}")
+        name = name_of(block)
+        return self.store_now(name, block)
+
+    def store_now(self, name: str, block: Block) -> str:
+        """Store ``block`` as ``name`` unless present (then refresh its age);
+        returns ``name`` once the block is durable."""
+        if name == EMPTY_HASH:
+            return name
+        path = self._path(name)
+        if path is None:
+            raise ValueError(f"{name!r} is not a block name")
+        if self._touch(path):
+            return name
+        directory = os.path.dirname(path)
+        self._make_durable_dir(directory)
+        temporary = os.path.join(directory, f"{_WRITING}{name}.{uuid.uuid4().hex}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                view = memoryview(block).cast("B")
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # Another writer may have put the same block meanwhile: both
+            # hold the same bytes, so replacing it is harmless.
+            os.rename(temporary, path)
+        except BaseException:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            raise
+        _fsync_dir(directory)
+        return name
+
+    def get_now(self, name: str) -> bytes:
+        """The block ``name`` padded to ``block_size``.
+        @raise KeyError: absent."""
+        if name == EMPTY_HASH:
+            return bytes(self.block_size)
+        path = self._path(name)
+        if path is None:
+            raise KeyError(name)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                data = f.readall()
+        except FileNotFoundError:
+            raise KeyError(name) from None
+        if len(data) < self.block_size:
+            data += bytes(self.block_size - len(data))
+        return data
+
+    def missing_now(self, names: Iterable[str]) -> list[str]:
+        """``missing`` run in the calling thread."""
+        out: list[str] = []
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                continue
+            seen.add(name)
+            if name == EMPTY_HASH:
+                continue
+            path = self._path(name)
+            if path is None or not self._touch(path):
+                out.append(name)
+        return out
+
+    def delete_now(self, names: Iterable[str], older_than: float) -> list[str]:
+        """``delete`` run in the calling thread."""
+        removed: list[str] = []
+        for name in dict.fromkeys(names):
+            if name == EMPTY_HASH:
+                continue
+            path = self._path(name)
+            if path is None:
+                continue
+            try:
+                if os.stat(path).st_mtime >= older_than:
+                    continue
+            except FileNotFoundError:
+                continue
+            directory = os.path.dirname(path)
+            aside = os.path.join(directory, f"{_DELETING}{name}.{uuid.uuid4().hex}")
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                continue
+            # A refresh may have happened between the stat and the rename;
+            # it changed this very inode, so look again.
+            if os.stat(aside).st_mtime >= older_than:
+                self._put_back(aside, path)
+                continue
+            os.unlink(aside)
+            removed.append(name)
+        return removed
+
+    def scan_now(self, after: str, limit: int) -> list[str]:
+        """``scan`` run in the calling thread."""
+        out: list[str] = []
+        if limit <= 0:
+            return out
+        for name in self._walk(after):
+            out.append(name)
+            if len(out) >= limit:
+                break
+        return out
+
+    def sweep_temporary_now(self, older_than: float) -> int:
+        """Remove the temporary files of writes that a crash interrupted
+        and are older than ``older_than`` (epoch seconds); a block caught
+        in the middle of a deletion is put back under its name (a later
+        collection deletes it again if it is still garbage).  Walks the
+        whole tree; returns how many files it handled."""
+        handled = 0
+        for directory in self._leaf_dirs(""):
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(_DELETING):
+                    name = entry.name[len(_DELETING):].split(".", 1)[0]
+                    self._put_back(entry.path, os.path.join(directory, name))
+                    handled += 1
+                elif entry.name.startswith(_WRITING):
+                    try:
+                        if entry.stat().st_mtime >= older_than:
+                            continue
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        continue
+                    handled += 1
+        return handled
+
+    # -- internals --------------------------------------------------------------
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> Any:
+        pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
+        return deferToThreadPool(self._reactor, pool, fn, *args)
+
+    def _path(self, name: str) -> str | None:
+        if not isinstance(name, str) or not is_hash(name):
+            return None
+        return os.path.join(self.path, name[0:2], name[2:4], name[4:6], name)
+
+    @staticmethod
+    def _touch(path: str) -> bool:
+        """Refresh the mtime of ``path``; whether it exists."""
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _make_durable_dir(self, directory: str) -> None:
+        """Create ``directory`` (and its parents) if needed and make sure
+        its entry in its parent is on stable storage."""
+        if directory in self._durable_dirs:
+            return
+        parent = os.path.dirname(directory)
+        self._make_durable_dir(parent)
+        try:
+            os.mkdir(directory, 0o755)
+        except FileExistsError:
+            pass
+        # Even when the directory existed, whoever created it (another
+        # thread, an earlier process) may not have fsynced its parent yet.
+        _fsync_dir(parent)
+        if len(self._durable_dirs) > _DIR_CACHE_MAX:
+            self._durable_dirs = {self.path}
+        self._durable_dirs.add(directory)
+
+    @staticmethod
+    def _put_back(aside: str, path: str) -> None:
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # written again meanwhile: same content
+        except FileNotFoundError:
+            return
+        os.unlink(aside)
+        _fsync_dir(os.path.dirname(path))
+
+    def _walk(self, after: str) -> Iterator[str]:
+        """Every block name greater than ``after``, ascending."""
+        for directory in self._leaf_dirs(after):
+            names = _sorted_entries(directory, is_hash)
+            for name in names:
+                if name > after:
+                    yield name
+
+    def _leaf_dirs(self, after: str) -> Iterator[str]:
+        """The leaf directories that may hold names greater than ``after``,
+        in ascending order (whole subtrees before ``after`` are skipped)."""
+        def below(path: str, prefix: str, depth: int) -> Iterator[str]:
+            if depth == 3:
+                yield path
+                return
+            for part in _sorted_entries(path, _HEX2.__contains__):
+                deeper = prefix + part
+                # Skip subtrees whose every name sorts before ``after``.
+                if deeper < after[:len(deeper)]:
+                    continue
+                yield from below(os.path.join(path, part), deeper, depth + 1)
+
+        yield from below(self.path, "", 0)
+

@@ -1,0 +1,744 @@
+"""SQL of the storage service (``*_txn`` functions only): the tree of
+accounts, containers and objects, versions and their hashmaps, metadata,
+statistics, policies, sharing, groups, public links, and the bookkeeping
+of the block garbage collector.  Schema: ``snfd/pithos/schema``.
+
+Paths are ``<account>``, ``<account>/<container>`` and
+``<account>/<container>/<name>``; every path column compares byte-wise
+(``COLLATE "C"``), so ranges over paths follow code point order.  Callers
+(``snfd.pithos.backend``) hold the container's row lock for writes; these
+functions neither check permissions nor decide policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from snfd.pithos.hashmap import DIGEST_SIZE, EMPTY_HASH
+from snfd.pithos.model import Permissions
+
+NORMAL, HISTORY, DELETED = 0, 1, 2
+READ, WRITE = 0, 1
+
+# pg_advisory_xact_lock key: exclusive for a garbage collection batch,
+# shared by every transaction that makes a version reference blocks.
+GC_LOCK = 0x736E6664_0070
+# A mark of the garbage collector older than this is a leftover of a
+# crashed collection and no longer hides blocks.
+GC_MARK_SECONDS = 600
+
+DOMAIN = "pithos"
+
+_VERSION = ("v.serial, v.node, v.hash, v.size, v.type, v.source, v.mtime, v.muser,"
+            " v.uuid, v.checksum, v.cluster, v.map_id")
+
+
+@attrs.frozen
+class Version:
+    """One row of ``pithos_versions``."""
+
+    serial: int
+    node: int
+    hash: str
+    size: int
+    type: str
+    source: int | None
+    mtime: float
+    muser: str
+    uuid: str
+    checksum: str
+    cluster: int
+    map_id: int | None
+
+
+@attrs.frozen
+class Stats:
+    population: int = 0
+    size: int = 0
+    mtime: float = 0.0
+
+
+@attrs.frozen
+class ContainerRow:
+    """A container in an account listing, with its current statistics."""
+
+    node: int
+    name: str
+    stats: Stats
+
+
+@attrs.frozen
+class MetaFilter:
+    """One ``meta`` listing filter: ``op`` is ``has``, ``not`` or a
+    comparison (``= != < > <= >=``) of the value of attribute ``key``."""
+
+    key: str
+    op: str
+    value: str = ""
+
+
+_OPS = {"=": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+
+
+def _version(row: Sequence[Any]) -> Version:
+    return Version(int(row[0]), int(row[1]), row[2], int(row[3]), row[4],
+                   None if row[5] is None else int(row[5]), float(row[6]), row[7],
+                   row[8], row[9], int(row[10]), None if row[11] is None else int(row[11]))
+
+
+def successor(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix``
+    (``None``: there is none, every string from ``prefix`` on matches)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code == 0xD800:
+            code = 0xE000  # surrogates cannot be stored
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+# -- garbage collection -------------------------------------------------------
+
+def gc_share_txn(txn: Any) -> None:
+    """Hold the collector off until this transaction ends."""
+    txn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (GC_LOCK,))
+
+
+def gc_marked_txn(txn: Any, hashes: Iterable[str]) -> list[str]:
+    """Which of ``hashes`` a running collection is deleting (call after
+    ``gc_share_txn``)."""
+    wanted = sorted({h for h in hashes if h != EMPTY_HASH})
+    if not wanted:
+        return []
+    txn.execute(
+        """SELECT encode(hash, 'hex') FROM pithos_gc_pending
+           WHERE hash = ANY(%s)
+             AND marked_at > now() - make_interval(secs => %s)""",
+        ([bytes.fromhex(h) for h in wanted], GC_MARK_SECONDS))
+    return [row[0] for row in txn.fetchall()]
+
+
+def gc_mark_txn(txn: Any, names: Sequence[str]) -> list[str]:
+    """Under the collector's exclusive lock: which of ``names`` no map
+    references; they are marked as being deleted and returned."""
+    txn.execute("SELECT pg_advisory_xact_lock(%s)", (GC_LOCK,))
+    candidates = [n for n in names if n != EMPTY_HASH]
+    if not candidates:
+        return []
+    raw = [bytes.fromhex(n) for n in candidates]
+    txn.execute("""SELECT DISTINCT encode(hash, 'hex') FROM pithos_map_blocks
+                   WHERE hash = ANY(%s)""", (raw,))
+    used = {row[0] for row in txn.fetchall()}
+    unused = [n for n in candidates if n not in used]
+    if unused:
+        txn.execute(
+            """INSERT INTO pithos_gc_pending (hash)
+               SELECT unnest(%s::bytea[])
+               ON CONFLICT (hash) DO UPDATE SET marked_at = now()""",
+            ([bytes.fromhex(n) for n in unused],))
+    return unused
+
+
+def gc_unmark_txn(txn: Any, names: Sequence[str] | None = None) -> None:
+    """Forget the marks of ``names`` (``None``: every mark)."""
+    if names is None:
+        txn.execute("DELETE FROM pithos_gc_pending")
+    else:
+        txn.execute("DELETE FROM pithos_gc_pending WHERE hash = ANY(%s)",
+                    ([bytes.fromhex(n) for n in names],))
+
+
+# -- maps ---------------------------------------------------------------------
+
+def insert_map_txn(txn: Any, hashes: Sequence[str]) -> int:
+    """Store a hashmap; its id."""
+    raw = [bytes.fromhex(h) for h in hashes]
+    txn.execute("INSERT INTO pithos_maps (hashes) VALUES (%s) RETURNING map_id",
+                (b"".join(raw),))
+    map_id: int = txn.fetchone()[0]
+    txn.execute(
+        """INSERT INTO pithos_map_blocks (hash, map_id)
+           SELECT DISTINCT h, %s FROM unnest(%s::bytea[]) AS h""",
+        (map_id, sorted(set(raw))))
+    return map_id
+
+
+def map_hashes_txn(txn: Any, map_id: int | None) -> list[str]:
+    """The hashmap with that id (``[EMPTY_HASH]`` for none)."""
+    if map_id is None:
+        return [EMPTY_HASH]
+    txn.execute("SELECT hashes FROM pithos_maps WHERE map_id = %s", (map_id,))
+    row = txn.fetchone()
+    if row is None:
+        return [EMPTY_HASH]
+    raw = bytes(row[0])
+    return [raw[i:i + DIGEST_SIZE].hex() for i in range(0, len(raw), DIGEST_SIZE)]
+
+
+def release_maps_txn(txn: Any, map_ids: Iterable[int | None]) -> int:
+    """Delete those maps no version references any longer; how many."""
+    ids = sorted({m for m in map_ids if m is not None})
+    if not ids:
+        return 0
+    txn.execute(
+        """DELETE FROM pithos_maps m WHERE m.map_id = ANY(%s)
+           AND NOT EXISTS (SELECT 1 FROM pithos_versions v WHERE v.map_id = m.map_id)""",
+        (ids,))
+    count: int = txn.rowcount
+    return count
+
+
+# -- nodes --------------------------------------------------------------------
+
+def node_txn(txn: Any, path: str, lock: str | None = None) -> int | None:
+    """The node of ``path``; ``lock`` ``"update"``/``"share"`` locks its row."""
+    suffix = {None: "", "update": " FOR UPDATE", "share": " FOR SHARE"}[lock]
+    txn.execute("SELECT node FROM pithos_nodes WHERE path = %s" + suffix, (path,))
+    row = txn.fetchone()
+    return None if row is None else int(row[0])
+
+
+def create_node_txn(txn: Any, parent: int | None, path: str) -> int | None:
+    """Create the node of ``path``; ``None`` if it exists."""
+    txn.execute(
+        """INSERT INTO pithos_nodes (parent, path) VALUES (%s, %s)
+           ON CONFLICT (path) DO NOTHING RETURNING node""", (parent, path))
+    row = txn.fetchone()
+    return None if row is None else int(row[0])
+
+
+def ensure_account_txn(txn: Any, account: str, mtime: float) -> int:
+    """The account's node, created (with its statistics row) if absent."""
+    node = node_txn(txn, account)
+    if node is not None:
+        return node
+    created = create_node_txn(txn, None, account)
+    if created is None:
+        node = node_txn(txn, account)
+        assert node is not None
+        return node
+    txn.execute(
+        """INSERT INTO pithos_statistics (node, cluster, mtime) VALUES (%s, 0, %s)
+           ON CONFLICT DO NOTHING""", (created, mtime))
+    return created
+
+
+def children_txn(txn: Any, parent: int) -> int:
+    """How many child nodes ``parent`` has."""
+    txn.execute("SELECT count(*) FROM pithos_nodes WHERE parent = %s", (parent,))
+    count: int = txn.fetchone()[0]
+    return count
+
+
+def types_txn(txn: Any, paths: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """``{path: (content type, cluster)}`` of the latest versions of the
+    object paths that exist among ``paths``."""
+    if not paths:
+        return {}
+    txn.execute(
+        """SELECT n.path, v.type, v.cluster FROM pithos_nodes n
+           JOIN pithos_versions v ON v.serial = n.latest_version
+           WHERE n.path = ANY(%s)""", (list(paths),))
+    return {row[0]: (row[1], int(row[2])) for row in txn.fetchall()}
+
+
+# -- statistics ---------------------------------------------------------------
+
+def add_stats_txn(txn: Any, node: int, changes: Mapping[int, tuple[int, int]],
+                  mtime: float | None) -> None:
+    """Add ``{cluster: (population, size)}`` deltas to a node's statistics
+    and move its modification time forward to ``mtime`` (if given)."""
+    rows = [(node, cluster, pop, size, mtime or 0.0)
+            for cluster, (pop, size) in sorted(changes.items()) if pop or size]
+    if mtime is not None and not any(r[1] == NORMAL for r in rows):
+        rows.insert(0, (node, NORMAL, 0, 0, mtime))
+    for row in rows:
+        txn.execute(
+            """INSERT INTO pithos_statistics AS s (node, cluster, population, size, mtime)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (node, cluster) DO UPDATE SET
+                   population = s.population + EXCLUDED.population,
+                   size = s.size + EXCLUDED.size,
+                   mtime = GREATEST(s.mtime, EXCLUDED.mtime)""", row)
+
+
+def stats_txn(txn: Any, node: int) -> dict[int, Stats]:
+    """A node's statistics by cluster."""
+    txn.execute("""SELECT cluster, population, size, mtime FROM pithos_statistics
+                   WHERE node = %s""", (node,))
+    return {int(r[0]): Stats(int(r[1]), int(r[2]), float(r[3])) for r in txn.fetchall()}
+
+
+def account_totals_txn(txn: Any, account_node: int) -> tuple[int, int, float]:
+    """``(containers, bytes, mtime)`` of an account: sums over its
+    containers' current statistics; mtime the latest change anywhere."""
+    txn.execute(
+        """SELECT count(n.node), coalesce(sum(s.size), 0), max(s.mtime)
+           FROM pithos_nodes n
+           LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = 0
+           WHERE n.parent = %s""", (account_node,))
+    count, size, mtime = txn.fetchone()
+    own = stats_txn(txn, account_node).get(NORMAL, Stats())
+    latest = max(own.mtime, float(mtime) if mtime is not None else 0.0)
+    return int(count), int(size), latest
+
+
+def stats_as_of_txn(txn: Any, container: int, until: float) -> Stats:
+    """A container's current-cluster statistics as they were at ``until``."""
+    txn.execute(
+        """SELECT count(*), coalesce(sum(v.size), 0), max(v.mtime)
+           FROM pithos_nodes n
+           JOIN LATERAL (SELECT size, mtime, cluster FROM pithos_versions w
+                         WHERE w.node = n.node AND w.mtime <= %s
+                         ORDER BY w.mtime DESC, w.serial DESC LIMIT 1) v ON true
+           WHERE n.parent = %s AND v.cluster <> 2""", (until, container))
+    count, size, _ = txn.fetchone()
+    txn.execute(
+        """SELECT max(v.mtime) FROM pithos_versions v
+           JOIN pithos_nodes n ON n.node = v.node
+           WHERE n.parent = %s AND v.mtime <= %s""", (container, until))
+    (mtime,) = txn.fetchone()
+    return Stats(int(count), int(size), float(mtime) if mtime is not None else 0.0)
+
+
+# -- policies and account/container metadata ----------------------------------
+
+def policy_txn(txn: Any, node: int) -> dict[str, str]:
+    txn.execute("SELECT key, value FROM pithos_policy WHERE node = %s", (node,))
+    return dict(txn.fetchall())
+
+
+def policies_txn(txn: Any, nodes: Sequence[int]) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = {n: {} for n in nodes}
+    if nodes:
+        txn.execute("SELECT node, key, value FROM pithos_policy WHERE node = ANY(%s)",
+                    (list(nodes),))
+        for node, key, value in txn.fetchall():
+            out[int(node)][key] = value
+    return out
+
+
+def set_policy_txn(txn: Any, node: int, policy: Mapping[str, str | None]) -> None:
+    """Set policy keys; ``None`` removes one (back to its default)."""
+    for key, value in sorted(policy.items()):
+        if value is None:
+            txn.execute("DELETE FROM pithos_policy WHERE node = %s AND key = %s", (node, key))
+        else:
+            txn.execute(
+                """INSERT INTO pithos_policy (node, key, value) VALUES (%s, %s, %s)
+                   ON CONFLICT (node, key) DO UPDATE SET value = EXCLUDED.value""",
+                (node, key, value))
+
+
+def node_meta_txn(txn: Any, node: int) -> dict[str, str]:
+    txn.execute("SELECT key, value FROM pithos_node_meta WHERE node = %s", (node,))
+    return dict(txn.fetchall())
+
+
+def set_node_meta_txn(txn: Any, node: int, meta: Mapping[str, str]) -> None:
+    """Make ``meta`` the node's whole metadata."""
+    txn.execute("DELETE FROM pithos_node_meta WHERE node = %s", (node,))
+    for key, value in sorted(meta.items()):
+        txn.execute("INSERT INTO pithos_node_meta (node, key, value) VALUES (%s, %s, %s)",
+                    (node, key, value))
+
+
+def meta_keys_txn(txn: Any, container: int) -> list[str]:
+    """The attribute keys the container's current objects use, sorted."""
+    txn.execute("SELECT key FROM pithos_meta_keys WHERE container = %s ORDER BY key",
+                (container,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def adjust_meta_keys_txn(txn: Any, container: int, deltas: Mapping[str, int]) -> None:
+    """Add ``deltas`` to the use counts of attribute keys in a container."""
+    for key, delta in sorted(deltas.items()):
+        if delta > 0:
+            txn.execute(
+                """INSERT INTO pithos_meta_keys AS k (container, key, refs)
+                   VALUES (%s, %s, %s)
+                   ON CONFLICT (container, key) DO UPDATE SET refs = k.refs + EXCLUDED.refs""",
+                (container, key, delta))
+        elif delta < 0:
+            txn.execute("""DELETE FROM pithos_meta_keys
+                           WHERE container = %s AND key = %s AND refs + %s <= 0""",
+                        (container, key, delta))
+            txn.execute("""UPDATE pithos_meta_keys SET refs = refs + %s
+                           WHERE container = %s AND key = %s""", (delta, container, key))
+
+
+# -- versions -----------------------------------------------------------------
+
+def latest_txn(txn: Any, path: str) -> Version | None:
+    """The newest version (any cluster) of the object at ``path``."""
+    txn.execute(
+        f"""SELECT {_VERSION} FROM pithos_nodes n
+            JOIN pithos_versions v ON v.serial = n.latest_version
+            WHERE n.path = %s""", (path,))
+    row = txn.fetchone()
+    return None if row is None else _version(row)
+
+
+def version_txn(txn: Any, serial: int) -> Version | None:
+    txn.execute(f"SELECT {_VERSION} FROM pithos_versions v WHERE v.serial = %s", (serial,))
+    row = txn.fetchone()
+    return None if row is None else _version(row)
+
+
+def version_as_of_txn(txn: Any, node: int, until: float) -> Version | None:
+    """The newest version of a node with mtime <= ``until``."""
+    txn.execute(
+        f"""SELECT {_VERSION} FROM pithos_versions v WHERE v.node = %s AND v.mtime <= %s
+            ORDER BY v.mtime DESC, v.serial DESC LIMIT 1""", (node, until))
+    row = txn.fetchone()
+    return None if row is None else _version(row)
+
+
+def versions_txn(txn: Any, node: int) -> list[tuple[int, float]]:
+    """``[(serial, mtime)]`` of a node's versions other than deletion
+    markers, ascending."""
+    txn.execute(
+        """SELECT serial, mtime FROM pithos_versions WHERE node = %s AND cluster <> 2
+           ORDER BY serial""", (node,))
+    return [(int(s), float(m)) for s, m in txn.fetchall()]
+
+
+def node_versions_txn(txn: Any, node: int) -> list[Version]:
+    txn.execute(f"SELECT {_VERSION} FROM pithos_versions v WHERE v.node = %s"
+                " ORDER BY v.serial", (node,))
+    return [_version(row) for row in txn.fetchall()]
+
+
+def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
+                       source: int | None, mtime: float, muser: str, uuid: str,
+                       checksum: str, cluster: int, map_id: int | None,
+                       meta: Mapping[str, str]) -> Version:
+    """Add a version (the node's newest) with its ``pithos`` attributes."""
+    txn.execute(
+        f"""INSERT INTO pithos_versions AS v (node, hash, size, type, source, mtime,
+                muser, uuid, checksum, cluster, map_id)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            RETURNING {_VERSION}""",
+        (node, hash, size, type, source, mtime, muser, uuid, checksum, cluster, map_id))
+    version = _version(txn.fetchone())
+    txn.execute("UPDATE pithos_nodes SET latest_version = %s WHERE node = %s",
+                (version.serial, node))
+    for key, value in sorted(meta.items()):
+        txn.execute(
+            """INSERT INTO pithos_attributes (serial, domain, key, value)
+               VALUES (%s, %s, %s, %s)""", (version.serial, DOMAIN, key, value))
+    return version
+
+
+def attributes_txn(txn: Any, serial: int) -> dict[str, str]:
+    txn.execute("""SELECT key, value FROM pithos_attributes
+                   WHERE serial = %s AND domain = %s""", (serial, DOMAIN))
+    return dict(txn.fetchall())
+
+
+def recluster_txn(txn: Any, serial: int, cluster: int) -> None:
+    txn.execute("UPDATE pithos_versions SET cluster = %s WHERE serial = %s",
+                (cluster, serial))
+
+
+def set_checksum_txn(txn: Any, serial: int, checksum: str) -> bool:
+    txn.execute("UPDATE pithos_versions SET checksum = %s WHERE serial = %s",
+                (checksum, serial))
+    return bool(txn.rowcount)
+
+
+def delete_versions_txn(txn: Any, versions: Sequence[Version]) -> None:
+    """Remove versions, the maps only they used, and the nodes left with
+    no version; nodes keep pointing at their newest remaining version."""
+    if not versions:
+        return
+    serials = sorted({v.serial for v in versions})
+    nodes = sorted({v.node for v in versions})
+    txn.execute("DELETE FROM pithos_versions WHERE serial = ANY(%s)", (serials,))
+    release_maps_txn(txn, (v.map_id for v in versions))
+    txn.execute(
+        """UPDATE pithos_nodes n SET latest_version =
+               (SELECT max(serial) FROM pithos_versions v WHERE v.node = n.node)
+           WHERE n.node = ANY(%s)""", (nodes,))
+    txn.execute(
+        """DELETE FROM pithos_nodes n WHERE n.node = ANY(%s) AND n.latest_version IS NULL
+           RETURNING path""", (nodes,))
+    gone = [row[0] for row in txn.fetchall()]
+    if gone:
+        clear_permissions_txn(txn, gone)
+        unpublish_txn(txn, gone)
+
+
+def purgeable_txn(txn: Any, *, node: int | None = None, parent: int | None = None,
+                  until: float | None = None,
+                  clusters: Sequence[int] = (NORMAL, HISTORY, DELETED)) -> list[Version]:
+    """Versions of one node (or of the children of ``parent``) in
+    ``clusters`` with mtime <= ``until`` (``None``: any), for purging."""
+    where = ["v.cluster = ANY(%s)"]
+    args: list[Any] = [list(clusters)]
+    if node is not None:
+        where.append("v.node = %s")
+        args.append(node)
+    if parent is not None:
+        where.append("v.node IN (SELECT node FROM pithos_nodes WHERE parent = %s)")
+        args.append(parent)
+    if until is not None:
+        where.append("v.mtime <= %s")
+        args.append(until)
+    txn.execute(f"SELECT {_VERSION} FROM pithos_versions v WHERE {' AND '.join(where)}"
+                " ORDER BY v.serial", args)
+    return [_version(row) for row in txn.fetchall()]
+
+
+def delete_container_txn(txn: Any, container: int, path: str) -> None:
+    """Remove a container with everything in it (versions of every
+    cluster, maps only they used, sharing and links beneath it)."""
+    txn.execute(
+        """DELETE FROM pithos_versions v USING pithos_nodes n
+           WHERE v.node = n.node AND n.parent = %s RETURNING v.map_id""", (container,))
+    maps = [row[0] for row in txn.fetchall()]
+    release_maps_txn(txn, maps)
+    txn.execute("DELETE FROM pithos_nodes WHERE parent = %s", (container,))
+    lo, hi = path + "/", successor(path + "/")
+    txn.execute("DELETE FROM pithos_permissions WHERE path = %s OR (path >= %s AND path < %s)",
+                (path, lo, hi))
+    txn.execute("DELETE FROM pithos_public WHERE path >= %s AND path < %s", (lo, hi))
+    txn.execute("DELETE FROM pithos_nodes WHERE node = %s", (container,))
+
+
+# -- listings -----------------------------------------------------------------
+
+def _bounds(where: list[str], args: list[Any], lo: str | None, hi: str | None,
+            after: str | None, before: str | None) -> None:
+    for value, op in ((lo, ">="), (hi, "<"), (after, ">"), (before, "<")):
+        if value is not None:
+            where.append(f"n.path {op} %s")
+            args.append(value)
+
+
+def object_rows_txn(txn: Any, container: int, *, lo: str | None = None,
+                    hi: str | None = None, after: str | None = None,
+                    before: str | None = None, reverse: bool = False, limit: int,
+                    until: float | None = None, filters: Sequence[MetaFilter] = (),
+                    exact: Sequence[str] | None = None,
+                    prefixes: Sequence[str] = (), public_only: bool = False,
+                    ) -> list[tuple[str, Version]]:
+    """A page of a container's objects as ``(path, version)``, by path.
+
+    ``lo``..``hi`` (inclusive, exclusive) and ``after``/``before``
+    (exclusive) bound the paths; ``until`` lists each object as it was then
+    (its newest version by then unless that is a deletion marker), else its
+    current version.  ``exact``/``prefixes``, when ``exact`` is not
+    ``None``, keep only those paths and the paths under those prefixes.
+    """
+    where = ["n.parent = %s"]
+    args: list[Any] = [container]
+    _bounds(where, args, lo, hi, after, before)
+    if until is None:
+        join = "JOIN pithos_versions v ON v.serial = n.latest_version"
+        where.append("v.cluster = 0")
+        join_args: list[Any] = []
+    else:
+        join = f"""JOIN LATERAL (SELECT {_VERSION.replace('v.', 'w.')}
+                                 FROM pithos_versions w
+                                 WHERE w.node = n.node AND w.mtime <= %s
+                                 ORDER BY w.mtime DESC, w.serial DESC LIMIT 1) v ON true"""
+        join_args = [until]
+        where.append("v.cluster <> 2")
+    for f in filters:
+        if f.op == "has":
+            where.append("EXISTS (SELECT 1 FROM pithos_attributes a WHERE a.serial = v.serial"
+                         " AND a.domain = 'pithos' AND a.key = %s)")
+            args.append(f.key)
+        elif f.op == "not":
+            where.append("NOT EXISTS (SELECT 1 FROM pithos_attributes a"
+                         " WHERE a.serial = v.serial AND a.domain = 'pithos' AND a.key = %s)")
+            args.append(f.key)
+        else:
+            where.append("EXISTS (SELECT 1 FROM pithos_attributes a WHERE a.serial = v.serial"
+                         " AND a.domain = 'pithos' AND a.key = %s"
+                         f" AND a.value COLLATE \"C\" {_OPS[f.op]} %s)")
+            args.extend([f.key, f.value])
+    if exact is not None:
+        alternatives = ["n.path = ANY(%s)"]
+        args.append(list(exact))
+        for p in prefixes:
+            nxt = successor(p)
+            if nxt is None:
+                alternatives.append("n.path >= %s")
+                args.append(p)
+            else:
+                alternatives.append("(n.path >= %s AND n.path < %s)")
+                args.extend([p, nxt])
+        where.append("(" + " OR ".join(alternatives) + ")")
+    if public_only:
+        where.append("EXISTS (SELECT 1 FROM pithos_public p WHERE p.path = n.path)")
+    order = "DESC" if reverse else "ASC"
+    txn.execute(
+        f"""SELECT n.path, {_VERSION} FROM pithos_nodes n {join}
+            WHERE {' AND '.join(where)} ORDER BY n.path {order} LIMIT %s""",
+        [*join_args, *args, limit])
+    return [(row[0], _version(row[1:])) for row in txn.fetchall()]
+
+
+def container_rows_txn(txn: Any, account: int, *, lo: str | None = None,
+                       hi: str | None = None, after: str | None = None,
+                       before: str | None = None, reverse: bool = False, limit: int,
+                       only: Sequence[str] | None = None) -> list[ContainerRow]:
+    """A page of an account's containers (paths bounded as in
+    ``object_rows_txn``; ``only``: just these paths)."""
+    where = ["n.parent = %s"]
+    args: list[Any] = [account]
+    _bounds(where, args, lo, hi, after, before)
+    if only is not None:
+        where.append("n.path = ANY(%s)")
+        args.append(list(only))
+    order = "DESC" if reverse else "ASC"
+    txn.execute(
+        f"""SELECT n.node, n.path, s.population, s.size, s.mtime FROM pithos_nodes n
+            LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = 0
+            WHERE {' AND '.join(where)} ORDER BY n.path {order} LIMIT %s""",
+        [*args, limit])
+    return [ContainerRow(int(node), path.split("/", 1)[1],
+                         Stats(int(pop or 0), int(size or 0), float(mtime or 0.0)))
+            for node, path, pop, size, mtime in txn.fetchall()]
+
+
+# -- permissions and groups ---------------------------------------------------
+
+def _permissions(rows: Iterable[Sequence[Any]]) -> dict[str, Permissions]:
+    collected: dict[str, tuple[list[str], list[str]]] = {}
+    for path, access, member in rows:
+        read, write = collected.setdefault(path, ([], []))
+        (write if access == WRITE else read).append(member)
+    return {p: Permissions(tuple(sorted(r)), tuple(sorted(w)))
+            for p, (r, w) in collected.items()}
+
+
+def permissions_txn(txn: Any, paths: Sequence[str]) -> dict[str, Permissions]:
+    """The sharing of those of ``paths`` that have any."""
+    if not paths:
+        return {}
+    txn.execute("SELECT path, access, member FROM pithos_permissions WHERE path = ANY(%s)",
+                (list(paths),))
+    return _permissions(txn.fetchall())
+
+
+def permissions_under_txn(txn: Any, prefix: str,
+                          members: Sequence[str] | None = None) -> dict[str, Permissions]:
+    """The sharing of every path starting with ``prefix``; with
+    ``members``, only entries naming one of them."""
+    where = ["path >= %s"]
+    args: list[Any] = [prefix]
+    nxt = successor(prefix)
+    if nxt is not None:
+        where.append("path < %s")
+        args.append(nxt)
+    if members is not None:
+        where.append("member = ANY(%s)")
+        args.append(list(members))
+    txn.execute(f"SELECT path, access, member FROM pithos_permissions"
+                f" WHERE {' AND '.join(where)}", args)
+    return _permissions(txn.fetchall())
+
+
+def set_permissions_txn(txn: Any, path: str, permissions: Permissions) -> None:
+    """Make ``permissions`` the sharing of ``path`` (empty: none)."""
+    clear_permissions_txn(txn, [path])
+    rows = sorted({(path, READ, m) for m in permissions.read}
+                  | {(path, WRITE, m) for m in permissions.write})
+    for row in rows:
+        txn.execute("INSERT INTO pithos_permissions (path, access, member)"
+                    " VALUES (%s, %s, %s)", row)
+
+
+def clear_permissions_txn(txn: Any, paths: Sequence[str]) -> None:
+    if paths:
+        txn.execute("DELETE FROM pithos_permissions WHERE path = ANY(%s)", (list(paths),))
+
+
+def memberships_txn(txn: Any, user: str) -> list[str]:
+    """The ``<owner>:<group>`` entries naming groups ``user`` belongs to."""
+    txn.execute("SELECT owner || ':' || name FROM pithos_groups WHERE member = %s",
+                (user,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def sharers_txn(txn: Any, user: str, members: Sequence[str], marker: str | None,
+                limit: int) -> list[tuple[str, float]]:
+    """Accounts other than ``user`` holding a sharing entry naming one of
+    ``members``: ``[(account, mtime)]`` ascending after ``marker``."""
+    txn.execute(
+        """SELECT a.account, coalesce(s.mtime, 0) FROM (
+               SELECT DISTINCT split_part(path, '/', 1) COLLATE "C" AS account
+               FROM pithos_permissions WHERE member = ANY(%s)) a
+           LEFT JOIN pithos_nodes n ON n.path = a.account
+           LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = 0
+           WHERE a.account <> %s AND a.account > %s
+           ORDER BY a.account LIMIT %s""",
+        (list(members), user, marker or "", limit))
+    return [(row[0], float(row[1])) for row in txn.fetchall()]
+
+
+def groups_txn(txn: Any, owner: str) -> dict[str, tuple[str, ...]]:
+    txn.execute("SELECT name, member FROM pithos_groups WHERE owner = %s"
+                " ORDER BY name, member", (owner,))
+    out: dict[str, list[str]] = {}
+    for name, member in txn.fetchall():
+        out.setdefault(name, []).append(member)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def set_groups_txn(txn: Any, owner: str, groups: Mapping[str, Sequence[str]]) -> None:
+    """Make ``groups`` (name -> members) the owner's groups."""
+    txn.execute("DELETE FROM pithos_groups WHERE owner = %s", (owner,))
+    for name, members in sorted(groups.items()):
+        for member in sorted(set(members)):
+            txn.execute("INSERT INTO pithos_groups (owner, name, member) VALUES (%s, %s, %s)",
+                        (owner, name, member))
+
+
+# -- public links -------------------------------------------------------------
+
+def public_tokens_txn(txn: Any, paths: Sequence[str]) -> dict[str, str]:
+    """``{path: token}`` of the active links among ``paths``."""
+    if not paths:
+        return {}
+    txn.execute("SELECT path, token FROM pithos_public WHERE active AND path = ANY(%s)",
+                (list(paths),))
+    return dict(txn.fetchall())
+
+
+def publish_txn(txn: Any, path: str, token: str) -> bool:
+    """Give ``path`` the link ``token``; false if that token is taken."""
+    txn.execute(
+        """INSERT INTO pithos_public (token, path) VALUES (%s, %s)
+           ON CONFLICT DO NOTHING""", (token, path))
+    return bool(txn.rowcount)
+
+
+def unpublish_txn(txn: Any, paths: Sequence[str]) -> None:
+    if paths:
+        txn.execute("DELETE FROM pithos_public WHERE path = ANY(%s)", (list(paths),))
+
+
+def public_path_txn(txn: Any, token: str) -> str | None:
+    txn.execute("SELECT path FROM pithos_public WHERE token = %s AND active", (token,))
+    row = txn.fetchone()
+    return None if row is None else str(row[0])
+
+
+def public_containers_txn(txn: Any, account: str) -> list[str]:
+    """Names of the account's containers holding public objects."""
+    lo = account + "/"
+    txn.execute(
+        """SELECT DISTINCT split_part(substr(path, %s), '/', 1) FROM pithos_public
+           WHERE path >= %s AND path < %s""", (len(lo) + 1, lo, successor(lo)))
+    return [row[0] for row in txn.fetchall()]

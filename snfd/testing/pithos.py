@@ -1,0 +1,228 @@
+"""A whole object store for tests, in process and over real HTTP.
+
+``pithos_stack(testcase)`` builds, for one test: a fresh PostgreSQL
+database with the node's, the identity service's and the storage
+service's schemas; the identity service's accounts (the authenticator)
+and its quota holder with ``pithos.diskspace`` registered; a
+``FileBlockStore`` in a temporary directory; the ``Backend`` charging
+quota through a ``Charger``; the ``PithosAPI``; and an HTTP server on
+127.0.0.1 serving them as a node would (``/object-store`` behind
+``TokenAuth``, ``/public``, ``/info``, ``/auth``).  Everything is torn
+down by the test's cleanups.
+
+Usage::
+
+    stack = await pithos_stack(self)
+    alice, token = await stack.user("alice@example.org")
+    url = stack.account_url(alice)        # .../object-store/v1/<uuid>
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+from twisted.internet import defer
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH
+
+from snfd.db.migrations import NODE_SCHEMA, Schema
+from snfd.identity.accounts import Accounts, Policy
+from snfd.identity.mail import FileMailer
+from snfd.identity.passwords import Passwords
+from snfd.identity.quotaholder import LocalQuotaHolder
+from snfd.identity.tokens import TokenCache
+from snfd.pithos.api import PithosAPI
+from snfd.pithos.backend import Backend
+from snfd.pithos.blocks import FileBlockStore
+from snfd.pithos.service import COMPONENT, DISKSPACE
+from snfd.pithos.swift import AuthV1Resource, InfoResource
+from snfd.plugins.identity import plugin as identity_plugin
+from snfd.quota import Resource
+from snfd.quota.serials import Charger
+from snfd.testing.postgres import fresh_database, started_pool
+from snfd.testing.stubhttp import serve
+from snfd.web.auth import TokenAuth
+from snfd.web.site import Root
+
+PITHOS_SCHEMA = Schema("pithos", "snfd.pithos.schema")
+DEFAULT_DISKSPACE = 10 * 1024 ** 3
+
+
+def DISKSPACE_RESOURCE(default: int) -> Resource:
+    """``pithos.diskspace`` as the storage service registers it.  (Built
+    here: ``snfd.pithos.service.resources`` names the service origin
+    ``pithos``, which the quota holder refuses for component ``pithos``.)"""
+    return Resource(DISKSPACE, "Pithos account diskspace", "bytes", "object-store",
+                    "pithos_object-store", base_default=default, project_default=0)
+
+
+@attrs.define
+class PithosStack:
+    """The parts of a served object store (see the module docstring)."""
+
+    url: str
+    dsn: str
+    db: Any
+    blocks: FileBlockStore
+    backend: Backend
+    api: PithosAPI
+    accounts: Accounts
+    quota: LocalQuotaHolder
+    charger: Charger
+    root: Root
+
+    @property
+    def storage(self) -> str:
+        """``<url>/object-store/v1``."""
+        return f"{self.url}/object-store/v1"
+
+    def account_url(self, account: str) -> str:
+        """The storage URL of an account (Swift's ``X-Storage-Url``)."""
+        return f"{self.storage}/{account}"
+
+    async def user(self, email: str, first_name: str = "Test", last_name: str = "User",
+                   diskspace: int | None = None) -> tuple[str, str]:
+        """Create an active user: ``(uuid, token)``.  ``diskspace`` sets
+        the user's ``pithos.diskspace`` limit in their base project."""
+        user, token = await self.accounts.create_user(email, first_name, last_name,
+                                                      activate=True)
+        assert token is not None
+        if diskspace is not None:
+            await self.set_diskspace(user.uuid, diskspace)
+        return user.uuid, token
+
+    async def set_diskspace(self, uuid: str, limit: int) -> None:
+        """Change a user's ``pithos.diskspace`` limit in their base
+        project (whose uuid is the user's)."""
+        await self.quota.set_limit(f"user:{uuid}", f"project:{uuid}", DISKSPACE, limit)
+
+    async def usage(self, uuid: str) -> int:
+        """The user's ``pithos.diskspace`` usage in their base project."""
+        holdings = await self.quota.quotas(holders=[f"user:{uuid}"], resources=[DISKSPACE])
+        return sum(h.usage for h in holdings)
+
+
+async def pithos_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
+                       block_size: int | None = None,
+                       blocks_in_flight: int = 2) -> PithosStack:
+    """Build and serve an object store for ``testcase`` (see the module
+    docstring).  ``diskspace``: every user's default ``pithos.diskspace``
+    limit; ``block_size``: the block store's (default 4 MiB)."""
+    from twisted.internet import reactor
+
+    dsn = fresh_database(testcase, [NODE_SCHEMA, identity_plugin.schema, PITHOS_SCHEMA])
+    db = started_pool(testcase, dsn, max_connections=8)
+    tmp = Path(testcase.mktemp())
+    tmp.mkdir(parents=True)
+    extra = {} if block_size is None else {"block_size": block_size}
+    blocks = FileBlockStore(tmp / "blocks", reactor, **extra)
+    root = Root()
+    url = serve(testcase, root)
+    accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 0),
+                        FileMailer(tmp / "mail", "snfd@localhost"), [],
+                        Policy(moderation=False, public_url=url))
+    quota = LocalQuotaHolder(db)
+    await quota.register_resources(COMPONENT, [DISKSPACE_RESOURCE(diskspace)])
+    charger = Charger(db, quota, COMPONENT)
+    backend = Backend(db, blocks, charger, reactor)
+    api = PithosAPI(backend, blocks, reactor, url, accounts,
+                    blocks_in_flight=blocks_in_flight)
+    testcase.addCleanup(lambda: defer.ensureDeferred(api.drain()))
+    root.mount("object-store", TokenAuth(api.resource(), accounts, allow_query=True))
+    root.mount("public", api.public_resource())
+    root.mount("info", InfoResource())
+    root.mount("auth", AuthV1Resource(accounts, url))
+    return PithosStack(url=url, dsn=dsn, db=db, blocks=blocks, backend=backend, api=api,
+                       accounts=accounts, quota=quota, charger=charger, root=root)
+
+
+_URL_SAFE = "".join(chr(c) for c in range(33, 127))
+
+
+@attrs.frozen
+class HTTPReply:
+    """A response: status, headers (``Headers``) and the whole body."""
+
+    code: int
+    headers: Headers
+    body: bytes
+    # The Content-Length the server sent (twisted's client takes it out
+    # of ``headers``), or None for a chunked or close-delimited body.
+    length: int | None = None
+
+    def header(self, name: str) -> str | None:
+        """The first value of a response header (latin-1), or ``None``."""
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Chunked:
+    """A body of unknown length, so the agent sends it chunked."""
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, chunks: list[bytes]):
+        self._chunks = chunks
+
+    def startProducing(self, consumer: Any) -> Any:
+        for chunk in self._chunks:
+            consumer.write(chunk)
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+async def http(method: str, url: str | bytes, token: str | None = None,
+               headers: Mapping[str, str | bytes] | None = None,
+               body: bytes | None = None, chunks: list[bytes] | None = None) -> HTTPReply:
+    """One request with ``twisted.web.client.Agent`` on its own connection.
+
+    ``url`` is sent as given (bytes as they are; in text only non-ASCII
+    characters and spaces are percent-encoded, so ``%2F`` and ``..``
+    reach the server);
+    ``token`` becomes ``X-Auth-Token``; ``chunks`` sends the body with
+    ``Transfer-Encoding: chunked``.
+    """
+    from twisted.internet import reactor
+
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    agent = Agent(reactor, pool=pool)
+    h = Headers()
+    for name, value in (headers or {}).items():
+        h.addRawHeader(name, value if isinstance(value, bytes) else value.encode("utf-8"))
+    if token is not None:
+        h.addRawHeader("X-Auth-Token", token)
+    producer: Any = None
+    if chunks is not None:
+        producer = _Chunked(chunks)
+    elif body is not None:
+        producer = FileBodyProducer(io.BytesIO(body))
+    # Non-ASCII and spaces percent-encoded; everything else (even "%") kept.
+    raw = url if isinstance(url, bytes) else quote(url, safe=_URL_SAFE).encode("ascii")
+    response = await agent.request(method.encode("ascii"), raw, h, producer)
+    content = await readBody(response)
+    # HEAD replies keep the header (and have response.length 0).
+    given = response.headers.getRawHeaders("Content-Length")
+    length = int(given[0]) if given else (
+        response.length if isinstance(response.length, int) else None)
+    return HTTPReply(response.code, response.headers, content, length)
+
+
+__all__ = ["PITHOS_SCHEMA", "HTTPReply", "PithosStack", "http", "pithos_stack"]

@@ -1,0 +1,105 @@
+"""Garbage collection of blocks: only blocks no version references and
+older than the grace period go, and a collection running concurrently
+with uploads never removes a block a committed version references."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from twisted.internet import reactor
+
+from snfd import errors
+from snfd.pithos import store
+from snfd.pithos.backend import MissingBlocks
+from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of
+from tests.pithos.test_backend import ALICE, BS, BackendTestCase
+
+
+def _age(blocks, names, seconds: float) -> None:
+    """Make the block files look ``seconds`` old."""
+    then = time.time() - seconds
+    for name in names:
+        path = os.path.join(blocks.path, name[0:2], name[2:4], name[4:6], name)
+        os.utime(path, (then, then))
+
+
+def _blocks(data: bytes) -> list[bytes]:
+    return [data[i:i + BS] for i in range(0, len(data), BS)]
+
+
+class GarbageCollectionTests(BackendTestCase):
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        # Block ages are wall-clock file times: use the real clock.
+        self.clock = reactor
+        self.backend = self.make_backend()
+        await self.container()
+        await self.container("n", versioning="none")
+
+    async def test_collects_only_unreferenced_old_blocks(self):
+        """Blocks of current versions, of history and of fresh uploads
+        stay; blocks of removed versions, deleted objects without
+        versioning and old unreferenced uploads go."""
+        keep = b"K" * BS + b"k" * 10
+        await self.put("keep", keep)
+        await self.put("hist", b"H1")
+        await self.put("hist", b"H2")
+        await self.put("gone", b"G1", container="n")
+        await self.put("gone", b"G2", container="n")
+        await self.put("del", b"D1", container="n")
+        await self.backend.delete_object(ALICE, ALICE, "n", "del")
+        [old_upload, fresh_upload] = await self.blocks.put([b"U-old", b"U-fresh"])
+        every = await self.blocks.scan("", 1000)
+        _age(self.blocks, [n for n in every if n != fresh_upload], 3600)
+
+        scanned, removed = await self.backend.collect_garbage(60, batch=2)
+        self.assertEqual((scanned, removed), (len(every), 3))
+        gone = [hashmap_of(b"G1", BS)[0], hashmap_of(b"D1", BS)[0], old_upload]
+        self.assertEqual(sorted(await self.blocks.missing(every)), sorted(gone))
+        for name, data in (("keep", keep), ("hist", b"H2")):
+            info = await self.backend.object(ALICE, ALICE, "c", name)
+            self.assertEqual(info.hashes, hashmap_of(data, BS))
+        self.assertEqual(await self.blocks.missing([fresh_upload, EMPTY_HASH]), [])
+        self.assertEqual(await self.backend.collect_garbage(60), (len(every) - 3, 0))
+
+    async def test_purged_history_is_collected(self):
+        """Purging history makes its blocks collectable."""
+        v1 = await self.put("o", b"first")
+        await self.put("o", b"second")
+        await self.backend.delete_object(ALICE, ALICE, "c", "o", until=v1.mtime)
+        _age(self.blocks, await self.blocks.scan("", 1000), 3600)
+        self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
+        self.assertEqual(await self.blocks.missing(hashmap_of(b"first", BS)),
+                         hashmap_of(b"first", BS))
+
+    async def test_blocks_being_collected_are_missing(self):
+        """While a collection has marked a block for deletion, a version
+        referencing it is refused with MissingBlocks; once unmarked (or
+        when a mark is older than a crashed collection could hold it) it
+        is accepted."""
+        data = b"marked"
+        [name] = await self.blocks.put(_blocks(data))
+        self.assertEqual(await self.db.run("t", store.gc_mark_txn, [name]), [name])
+        e = await self.fails(MissingBlocks, self.put("o", data))
+        self.assertEqual(e.hashes, [name])
+        await self.db.run("t", _age_marks_txn, 2 * store.GC_MARK_SECONDS)
+        await self.put("o", data)
+        self.assertEqual(await self.db.run("t", store.gc_mark_txn, [name]), [])
+
+    async def test_copy_keeps_blocks_referenced(self):
+        """A copy shares its source's map: the blocks survive the source's
+        removal and are collected after the copy's."""
+        await self.put("src", b"shared", container="n")
+        await self.backend.copy_object(ALICE, ALICE, "n", "src", ALICE, "n", "dst")
+        await self.backend.delete_object(ALICE, ALICE, "n", "src")
+        _age(self.blocks, await self.blocks.scan("", 1000), 3600)
+        self.assertEqual((await self.backend.collect_garbage(60))[1], 0)
+        await self.backend.delete_object(ALICE, ALICE, "n", "dst")
+        self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
+        await self.fails(errors.NotFound, self.backend.object(ALICE, ALICE, "n", "dst"))
+
+
+def _age_marks_txn(txn, seconds: float) -> None:
+    txn.execute("UPDATE pithos_gc_pending SET marked_at = now() - make_interval(secs => %s)",
+                (seconds,))

@@ -1,0 +1,324 @@
+"""Tests for ``snfd.pithos.blocks.FileBlockStore``: the ``IBlockStore``
+contract on a real filesystem, ages for garbage collection, and crash
+safety."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from snfd.interfaces import IBlockStore
+from snfd.pithos.blocks import FileBlockStore, name_of
+from snfd.pithos.hashmap import EMPTY_HASH, block_hash
+
+SIZE = 64 * 1024
+
+
+def block(i: int, length: int = SIZE) -> bytes:
+    """A distinct, deterministic block."""
+    seed = hashlib.sha256(str(i).encode()).digest()
+    return (seed * (length // len(seed) + 1))[:length]
+
+
+class StoreTestCase(unittest.TestCase):
+    def setUp(self):
+        self.root = self.mktemp()
+        self.store = FileBlockStore(self.root, reactor, block_size=SIZE)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name[0:2], name[2:4], name[4:6], name)
+
+    def files(self) -> list[str]:
+        """Every regular file under the store, relative to its root."""
+        out = []
+        for dirpath, _dirs, names in os.walk(self.root):
+            out.extend(os.path.relpath(os.path.join(dirpath, n), self.root) for n in names)
+        return sorted(out)
+
+    def age(self, name: str, seconds: float) -> None:
+        """Make the block ``seconds`` old."""
+        then = time.time() - seconds
+        os.utime(self.path(name), (then, then))
+
+
+class ContractTests(StoreTestCase):
+    def test_provides_interface(self):
+        """FileBlockStore provides IBlockStore with its block size."""
+        verifyObject(IBlockStore, self.store)
+        self.assertEqual(self.store.block_size, SIZE)
+
+    async def test_put_then_get(self):
+        """put returns the blocks' names in order; get returns each block
+        right-padded with zeros to the block size."""
+        blocks = [b"hello", block(1), b"x" * 100]
+        names = await self.store.put(blocks)
+        self.assertEqual(names, [block_hash(b) for b in blocks])
+        for b, n in zip(blocks, names, strict=True):
+            self.assertEqual(await self.store.get(n), b + bytes(SIZE - len(b)))
+
+    async def test_layout_and_bytes_as_given(self):
+        """A block is stored at <h[0:2]>/<h[2:4]>/<h[4:6]>/<h> with its
+        bytes as given, trailing zeros included."""
+        data = b"abc\x00\x00\x00"
+        [name] = await self.store.put([data])
+        self.assertEqual(name, block_hash(b"abc"))
+        with open(self.path(name), "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(self.files(), [os.path.relpath(self.path(name), self.root)])
+
+    async def test_get_absent(self):
+        """get of an absent or malformed name fails with KeyError."""
+        await self.assertFailure(self.store.get("ab" * 32), KeyError)
+        await self.assertFailure(self.store.get("../../etc/passwd"), KeyError)
+        await self.assertFailure(self.store.get(EMPTY_HASH.upper()), KeyError)
+
+    async def test_too_large(self):
+        """A block larger than block_size is refused and nothing stored."""
+        await self.assertFailure(self.store.put([b"x" * (SIZE + 1)]), ValueError)
+        self.assertEqual(self.files(), [])
+
+    async def test_empty_block_needs_no_io(self):
+        """The empty and all-zero blocks are named EMPTY_HASH, never
+        written, always present, and read as zeros."""
+        names = await self.store.put([b"", bytes(10), bytes(SIZE)])
+        self.assertEqual(names, [EMPTY_HASH] * 3)
+        self.assertEqual(self.files(), [])
+        self.assertEqual(await self.store.missing([EMPTY_HASH]), [])
+        self.assertEqual(await self.store.get(EMPTY_HASH), bytes(SIZE))
+        self.assertEqual(await self.store.scan("", 10), [])
+        self.assertEqual(await self.store.delete([EMPTY_HASH], time.time() + 100), [])
+
+    async def test_missing(self):
+        """missing lists the absent names in the order given, once each;
+        malformed names are absent."""
+        [a, b] = await self.store.put([b"a", b"b"])
+        x, y = "01" * 32, "02" * 32
+        self.assertEqual(await self.store.missing([y, a, x, y, EMPTY_HASH, b, "bad"]),
+                         [y, x, "bad"])
+        self.assertEqual(self.store.missing_now([x, a]), [x])
+
+    async def test_missing_refreshes_age(self):
+        """missing (and missing_now) reset the age of the present blocks."""
+        [a, b] = await self.store.put([b"a", b"b"])
+        self.age(a, 3600)
+        self.age(b, 3600)
+        await self.store.missing([a])
+        self.store.missing_now([b])
+        for n in (a, b):
+            self.assertGreater(os.stat(self.path(n)).st_mtime, time.time() - 60)
+
+    async def test_put_existing_refreshes_not_rewrites(self):
+        """Putting a present block keeps its file (same inode) and resets
+        its age."""
+        [a] = await self.store.put([b"a"])
+        self.age(a, 3600)
+        before = os.stat(self.path(a))
+        await self.store.put([b"a\x00"])
+        after = os.stat(self.path(a))
+        self.assertEqual(after.st_ino, before.st_ino)
+        self.assertEqual(after.st_size, 1)
+        self.assertGreater(after.st_mtime, time.time() - 60)
+
+    async def test_delete_by_age(self):
+        """delete removes only the named blocks older than older_than,
+        ignores absent ones, and returns the names it removed."""
+        old, young, other = await self.store.put([b"old", b"young", b"other"])
+        self.age(old, 3600)
+        self.age(other, 3600)
+        absent = "03" * 32
+        removed = await self.store.delete([old, young, absent, old], time.time() - 60)
+        self.assertEqual(removed, [old])
+        self.assertEqual(await self.store.missing([old, young, other]), [old])
+        await self.assertFailure(self.store.get(old), KeyError)
+        self.assertEqual(await self.store.get(young), b"young" + bytes(SIZE - 5))
+
+    async def test_delete_then_put_again(self):
+        """A deleted block can be stored again."""
+        [a] = await self.store.put([b"a"])
+        self.age(a, 3600)
+        self.assertEqual(await self.store.delete([a], time.time()), [a])
+        await self.store.put([b"a"])
+        self.assertEqual(await self.store.missing([a]), [])
+
+    async def test_scan_pages_in_order(self):
+        """scan pages through every stored name in ascending order; fewer
+        than limit means the end; temporary files are never listed."""
+        names = await self.store.put([block(i, 100) for i in range(150)])
+        # Litter that must not appear: writes and a delete interrupted.
+        directory = os.path.dirname(self.path(names[0]))
+        for litter in (f".w.{'06' * 32}.x", f".d.{'07' * 32}.x"):
+            with open(os.path.join(directory, litter), "wb") as f:
+                f.write(b"partial")
+        expected = sorted(names)
+        seen, after = [], ""
+        while True:
+            page = await self.store.scan(after, 7)
+            seen.extend(page)
+            if len(page) < 7:
+                break
+            after = page[-1]
+        self.assertEqual(seen, expected)
+
+    async def test_scan_after_skips(self):
+        """scan starts strictly after ``after``, even when ``after`` is
+        not itself stored, and honours limit."""
+        names = sorted(await self.store.put([block(i, 50) for i in range(40)]))
+        self.assertEqual(await self.store.scan(names[9], 5), names[10:15])
+        between = names[20][:-1] + ("0" if names[20][-1] != "0" else "1")
+        expected = [n for n in names if n > between][:3]
+        self.assertEqual(await self.store.scan(between, 3), expected)
+        self.assertEqual(await self.store.scan(names[-1], 5), [])
+        self.assertEqual(await self.store.scan("", 0), [])
+
+    async def test_concurrent_puts_of_one_block(self):
+        """Many simultaneous puts of the same block all succeed and leave
+        one file and no temporary ones."""
+        data = block(7)
+        results = await defer.gatherResults([self.store.put([data]) for _ in range(8)])
+        self.assertEqual({r[0] for r in results}, {block_hash(data)})
+        self.assertEqual(len(self.files()), 1)
+
+    def test_name_of_matches_block_hash(self):
+        """name_of (the copy-free hash) agrees with hashmap.block_hash."""
+        for data in (b"", b"\x00", b"a", b"a\x00", bytes(5) + b"a", block(3)):
+            self.assertEqual(name_of(data), block_hash(data))
+            self.assertEqual(name_of(bytearray(data)), block_hash(data))
+
+
+class SweepTests(StoreTestCase):
+    async def test_old_temporary_files_are_removed(self):
+        """sweep_temporary removes temporary files older than the limit
+        and keeps younger ones (a write may be in progress)."""
+        [a] = await self.store.put([b"a"])
+        directory = os.path.dirname(self.path(a))
+        old = os.path.join(directory, f".w.{'04' * 32}.dead")
+        young = os.path.join(directory, f".w.{'05' * 32}.live")
+        for p in (old, young):
+            with open(p, "wb") as f:
+                f.write(b"partial")
+        then = time.time() - 3600
+        os.utime(old, (then, then))
+        self.assertEqual(await self.store.sweep_temporary(time.time() - 60), 1)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(young))
+        self.assertEqual(await self.store.missing([a]), [])
+
+    async def test_interrupted_delete_is_put_back(self):
+        """A block left renamed aside by an interrupted delete is put back
+        under its name by the sweep."""
+        [a] = await self.store.put([b"a"])
+        os.rename(self.path(a), os.path.join(os.path.dirname(self.path(a)), f".d.{a}.x"))
+        self.assertEqual(await self.store.missing([a]), [a])
+        await self.store.sweep_temporary(time.time() - 60)
+        self.assertEqual(await self.store.missing([a]), [])
+        self.assertEqual(len(self.files()), 1)
+
+    async def test_delete_spares_block_refreshed_during_delete(self):
+        """A block whose age is reset after delete checked it but before it
+        renamed it aside is put back, not removed."""
+        [a] = await self.store.put([b"a"])
+        self.age(a, 3600)
+        real_rename = os.rename
+
+        def racing_rename(src, dst):
+            os.utime(src)  # a concurrent missing()/put() of the block
+            real_rename(src, dst)
+
+        self.patch(os, "rename", racing_rename)
+        self.assertEqual(self.store.delete_now([a], time.time() - 60), [])
+        self.assertEqual(self.store.missing_now([a]), [])
+        self.assertEqual(len(self.files()), 1)
+
+
+_WRITER = textwrap.dedent("""
+    import hashlib, sys, threading
+    sys.path.insert(0, sys.argv[2])
+    from snfd.pithos.blocks import FileBlockStore
+    store = FileBlockStore(sys.argv[1], None, block_size=65536)
+    lock = threading.Lock()
+    counter = iter(range(10**9))
+    def block(i):
+        seed = hashlib.sha256(str(i).encode()).digest()
+        data = (seed * 2048)[:65536 - (i % 3) * 1000]
+        return data + bytes(i % 5)
+    def work():
+        while True:
+            with lock:
+                i = next(counter)
+            name = store.put_now(block(i))
+            with lock:
+                sys.stdout.write(f"{i} {name}\\n")
+                sys.stdout.flush()
+    for _ in range(3):
+        threading.Thread(target=work, daemon=True).start()
+    threading.Event().wait()
+""")
+
+
+def _child_block(i: int) -> bytes:
+    seed = hashlib.sha256(str(i).encode()).digest()
+    data = (seed * 2048)[:65536 - (i % 3) * 1000]
+    return data + bytes(i % 5)
+
+
+class CrashTests(StoreTestCase):
+    def run_and_kill(self, root: str, acks_wanted: int) -> list[tuple[int, str]]:
+        """Run a writer process, SIGKILL it after ``acks_wanted``
+        acknowledged puts; the acknowledgements it printed."""
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        child = subprocess.Popen([sys.executable, "-c", _WRITER, root, repo],
+                                 stdout=subprocess.PIPE, text=True)
+        acks = []
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                i, name = line.split()
+                acks.append((int(i), name))
+                if len(acks) >= acks_wanted:
+                    break
+            child.send_signal(signal.SIGKILL)
+            # Whatever it printed before dying was acknowledged too.
+            rest = child.stdout.read()
+            acks.extend((int(i), n) for i, n in (ln.split() for ln in rest.splitlines()
+                                                 if len(ln.split()) == 2))
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        self.assertEqual(child.returncode, -signal.SIGKILL)
+        return acks
+
+    async def test_kill_during_writes(self):
+        """A writer killed with SIGKILL in the middle of many puts: every
+        block acknowledged reads back intact, every file under a block
+        name holds exactly a block of that name, and the sweep removes
+        the leftovers."""
+        root = self.mktemp()
+        acks = await deferToThread(self.run_and_kill, root, 300)
+        self.assertGreaterEqual(len(acks), 300)
+        store = FileBlockStore(root, reactor, block_size=65536)
+        for i, name in acks:
+            data = _child_block(i)
+            self.assertEqual(name, block_hash(data))
+            self.assertEqual(await store.get(name), data + bytes(65536 - len(data)))
+        names, after = [], ""
+        while page := await store.scan(after, 100):
+            names.extend(page)
+            after = page[-1]
+        self.assertTrue({n for _, n in acks} <= set(names))
+        for name in names:
+            with open(os.path.join(root, name[0:2], name[2:4], name[4:6], name), "rb") as f:
+                self.assertEqual(block_hash(f.read()), name)
+        await store.sweep_temporary(time.time() + 1)
+        for dirpath, _dirs, files in os.walk(root):
+            self.assertEqual([f for f in files if f.startswith(".")], [], dirpath)
