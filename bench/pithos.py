@@ -428,8 +428,15 @@ def main() -> None:
         if status != 200:
             raise SystemExit(f"the token was refused ({status})")
         uuid = json.loads(body)["token"]["user"]["id"]
-        scratch = Path(args.block_path or tempfile.mkdtemp(prefix="snfd-bench-"))
-        run(Account(args.url, args.token, uuid), scratch, size, args.seconds, args.clients)
+        if args.block_path:
+            run(Account(args.url, args.token, uuid), Path(args.block_path), size,
+                args.seconds, args.clients)
+            return
+        scratch = Path(tempfile.mkdtemp(prefix="snfd-bench-"))
+        try:
+            run(Account(args.url, args.token, uuid), scratch, size, args.seconds, args.clients)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return
 
     root = Path(tempfile.mkdtemp(prefix="snfd-bench-pithos-"))

@@ -87,6 +87,10 @@ MAX_SMALL_BODY = 8 * 1024 * 1024
 """Largest buffered body a metadata request may carry (SLO manifests,
 bulk deletes)."""
 OCTET_STREAM = "application/octet-stream"
+STREAM_FROM = 64 * 1024
+"""Bodies of known length below this are buffered in memory and stored
+by the handler (no up-front check: a small upload costs one transaction);
+longer or chunked ones stream into the block store behind a gate."""
 _TOKEN = re.compile(r"^[0-9A-Za-z]{1,64}$")
 _TRUE = ("1", "true", "yes", "on", "t", "y")
 _JSON = "application/json; charset=utf-8"
@@ -403,7 +407,8 @@ class PithosAPI:
     def body_sink(self, request: Any, method: bytes, uri: bytes,
                   length: int | None) -> BlockSink | None:
         """A ``BlockSink`` for the bodies that become blocks (object PUT
-        data, container POST block uploads), else ``None`` (buffered).
+        data, container POST block uploads) unless they are small
+        (``STREAM_FROM``), else ``None`` (buffered).
 
         The sink stores nothing before ``_gate`` has authenticated the
         token and checked that the caller may write there; a refused
@@ -411,6 +416,8 @@ class PithosAPI:
         gate's fault.
         """
         if self.authenticator is None or method not in (b"PUT", b"POST"):
+            return None
+        if length is not None and length < STREAM_FROM:
             return None
         path, _, query = uri.partition(b"?")
         args = parse_qs(query, keep_blank_values=True)
@@ -1292,17 +1299,15 @@ class PithosAPI:
         permissions, public = self._permissions(call)
         replace = not call.flag("update")
         if media != OCTET_STREAM and source is None:
-            if replace:
-                meta = await self._keep_helper_meta(call, meta)
+            # The backend keeps stored keys other than user meta and content
+            # headers (the SLO helper meta) when replacing.
             await self.backend.update_object(user, t.account, t.container, t.name,
                                              meta, replace, permissions, public)
             return Reply(202)
         if meta_given or permissions is not KEEP or public is not None:
-            if replace:
-                meta = await self._keep_helper_meta(call, meta)
             await self.backend.update_object(user, t.account, t.container, t.name,
-                                             meta if meta_given or replace else None,
-                                             replace, permissions, public)
+                                             meta if meta_given else None, replace,
+                                             permissions, public)
         src = None
         if source is not None:
             container, name = hdr.split_object_path(source, "X-Source-Object")
@@ -1329,16 +1334,6 @@ class PithosAPI:
             chunked=call.header("Transfer-Encoding") is not None)
         self._checksum_later(info)
         return self._created(info, 204)
-
-    async def _keep_helper_meta(self, call: Call, meta: dict[str, str]) -> dict[str, str]:
-        """``meta`` plus the SLO helper meta of the current object, which a
-        replacing update must not drop."""
-        t = call.target
-        assert t.account is not None and t.container is not None and t.name is not None
-        current = await self.backend.object(call.user, t.account, t.container, t.name)
-        kept = {k: v for k, v in current.meta.items()
-                if k in (swift.SLO, swift.SLO_SIZE, swift.SLO_ETAG)}
-        return {**meta, **kept}
 
     async def _form_upload(self, call: Call) -> Reply:
         """An HTML form's ``X-Object-Data`` file becomes the object."""

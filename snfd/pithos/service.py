@@ -31,7 +31,8 @@ DISKSPACE = "pithos.diskspace"
 def resources(diskspace_default: int) -> list[Resource]:
     """The resource this service charges (Synnefo's name and service type)."""
     return [Resource(DISKSPACE, "Pithos account diskspace", "bytes", "object-store",
-                     "pithos", base_default=diskspace_default, project_default=0)]
+                     "pithos_object-store", base_default=diskspace_default,
+                     project_default=0)]
 
 
 @implementer(IAuthenticator)

@@ -297,11 +297,11 @@ class SwiftCommandLineTests(NodeTestCase):
         await self.call(self.swift, mixed, "list", ok=False)
         await self.call(self.swift, self.v1(self.alice), "delete", "c2")
 
-    async def segmented(self, flag: str, container: str) -> dict[str, str]:
+    async def segmented(self, flags: list[str], container: str) -> dict[str, str]:
         work = self.workdir()
         data = write_random(work / "seg.bin", 9 * MiB + 4321, 7)
         auth = self.v3(self.alice)
-        await self.call(self.swift, auth, "upload", flag, "--segment-size", str(3 * MiB),
+        await self.call(self.swift, auth, "upload", *flags, "--segment-size", str(3 * MiB),
                        container, "seg.bin", cwd=work)
         self.assertEqual((await self.call(self.swift, auth, "list", container)).stdout.split(),
                          ["seg.bin"])
@@ -332,14 +332,64 @@ class SwiftCommandLineTests(NodeTestCase):
         <container>_segments and an X-Object-Manifest object that reads back
         byte-identical (also by range across segments); `swift delete`
         removes the segments too."""
-        stat = await self.segmented("--use-dlo", "c3")
+        stat = await self.segmented(["--use-dlo"], "c3")
         self.assertTrue(stat["Manifest"].startswith("c3_segments/seg.bin/"), stat)
 
     async def test_static_large_object(self):
         """`swift upload --use-slo --segment-size` stores an SLO manifest
         that reads back byte-identical; `swift delete` removes its segments."""
-        stat = await self.segmented("--use-slo", "c4")
+        stat = await self.segmented(["--use-slo"], "c4")
         self.assertEqual(stat.get("X-Static-Large-Object", "").lower(), "true", stat)
+
+    async def test_default_large_object(self):
+        """`swift upload --segment-size` without a flag picks the kind the
+        node's /info announces (SLO) and it reads back byte-identical."""
+        stat = await self.segmented([], "c4d")
+        self.assertEqual(stat.get("X-Static-Large-Object", "").lower(), "true", stat)
+
+    async def test_unicode_names_stdin_and_listing_options(self):
+        """Object names with non-ASCII letters, spaces, '%', '?' and '#'
+        round-trip through `swift upload`/`list`/`download`; `swift upload -`
+        (a chunked PUT from stdin) stores the bytes; `swift list --prefix`
+        and `--delimiter` list as Swift does; `--skip-identical` skips an
+        unchanged file; container metadata shows in `stat`."""
+        work = self.workdir()
+        auth = self.v3(self.alice)
+        names = ["dir/ünïcode файл.txt", "dir/sub/100% sure?.bin", "hash#tag.txt", "top.txt"]
+        bodies = {n: write_random(work / "src" / n, 100 + i, 60 + i) for i, n in enumerate(names)}
+        await self.call(self.swift, auth, "upload", "c11", *names, cwd=work / "src")
+        listed = (await self.call(self.swift, auth, "list", "c11")).stdout.splitlines()
+        self.assertEqual(listed, sorted(names))
+        listed = (await self.call(self.swift, auth, "list", "c11", "--prefix", "dir/")).stdout
+        self.assertEqual(listed.splitlines(), sorted(n for n in names if n.startswith("dir/")))
+        listed = (await self.call(self.swift, auth, "list", "c11", "--delimiter", "/")).stdout
+        self.assertEqual(listed.splitlines(), ["dir/", "hash#tag.txt", "top.txt"])
+        await self.call(self.swift, auth, "download", "c11", "-D", str(work / "out"))
+        for name, data in bodies.items():
+            self.assertEqual((work / "out" / name).read_bytes(), data, name)
+
+        def piped() -> subprocess.CompletedProcess[bytes]:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "ST_"))}
+            return subprocess.run([SWIFT, *auth, "upload", "--object-name", "from stdin",
+                                   "c11", "-"], input=bodies["top.txt"] * 50000, env=env,
+                                  capture_output=True, timeout=240)
+
+        proc = await self.call(piped)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        status, _, body = await self.call(request, "GET", self.node.object_url(
+            self.alice, "c11", "from stdin"), self.alice.token)
+        self.assertEqual((status, body), (200, bodies["top.txt"] * 50000))
+
+        url = self.node.object_url(self.alice, "c11", "top.txt")
+        _, before, _ = await self.call(request, "HEAD", url, self.alice.token)
+        await self.call(self.swift, auth, "upload", "--skip-identical", "c11", "top.txt",
+                        cwd=work / "src")
+        _, after, _ = await self.call(request, "HEAD", url, self.alice.token)
+        self.assertEqual(after["x-object-version"], before["x-object-version"])
+        await self.call(self.swift, auth, "post", "-m", "Purpose:testing", "c11")
+        stat = stat_fields((await self.call(self.swift, auth, "stat", "c11")).stdout)
+        self.assertEqual(stat.get("Meta Purpose"), "testing")
+        await self.call(self.swift, auth, "delete", "c11")
 
     async def test_capabilities(self):
         """`swift capabilities` reads /info from the storage URL and finds
@@ -567,7 +617,9 @@ class LibraryTests(NodeTestCase):
 
     async def test_openstacksdk_object_store(self):
         """openstacksdk (v3 password auth, catalog lookup) creates a
-        container, uploads, lists, downloads byte-identical and deletes."""
+        container, uploads, lists, downloads byte-identical, sets object
+        metadata (a POST that repeats the object's Content-Type,
+        application/octet-stream, with an empty body) and deletes."""
         import openstack
 
         data = random.Random(40).randbytes(3 * MiB + 1)
@@ -588,6 +640,10 @@ class LibraryTests(NodeTestCase):
                 self.assertEqual(store.download_object("sdk.bin", container="c9"), data)
                 meta = store.get_object_metadata("sdk.bin", container="c9")
                 self.assertEqual(int(meta.content_length), len(data))
+                store.set_object_metadata("sdk.bin", container="c9", color="red")
+                meta = store.get_object_metadata("sdk.bin", container="c9")
+                self.assertEqual(meta.metadata.get("color"), "red")
+                self.assertEqual(store.download_object("sdk.bin", container="c9"), data)
                 store.delete_object("sdk.bin", container="c9")
                 store.delete_object("small.txt", container="c9")
                 self.assertEqual(list(store.objects("c9")), [])

@@ -33,7 +33,7 @@ import attrs
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from snfd.pithos.hashmap import EMPTY_HASH
+from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, block_hash
 from snfd.testing.postgres import create_database, drop_database
 from tests.integration.test_pithos_clients import MANAGE, MiB, PithosNode, request
 
@@ -82,6 +82,26 @@ def put(url: str, token: str, upload: Upload, pace: float) -> None:
         upload.etag = (resp.getheader("ETag") or "").strip('"')
     except (OSError, http.client.HTTPException) as e:
         upload.error = repr(e)
+    finally:
+        conn.close()
+
+
+def put_stalled(url: str, token: str, body: bytes, sent: int,
+                release: threading.Event) -> None:
+    """Send the first ``sent`` bytes of a PUT of ``body`` and wait (the
+    upload is in flight when the node dies)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    try:
+        conn.putrequest("PUT", parts.path)
+        conn.putheader("X-Auth-Token", token)
+        conn.putheader("Content-Type", "application/octet-stream")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        conn.send(body[:sent])
+        release.wait(300)
+    except (OSError, http.client.HTTPException):
+        pass
     finally:
         conn.close()
 
@@ -151,8 +171,13 @@ class CrashTests(unittest.TestCase):
             before[old.name] = old
             sent[old.name].append(old.body)
 
+        # One upload stops after two whole blocks: they are stored, and no
+        # version will ever reference them.
+        stalled = random.Random(99).randbytes(3 * BLOCK_SIZE)
+        orphans = {block_hash(stalled[:BLOCK_SIZE]),
+                   block_hash(stalled[BLOCK_SIZE:2 * BLOCK_SIZE])}
         await threads.deferToThread(self.upload_and_kill, first, user.token, user.uuid,
-                                    uploads)
+                                    uploads, stalled, orphans)
         acked = [u for u in uploads if u.acknowledged]
         lost = [u for u in uploads if not u.acknowledged]
         self.assertGreaterEqual(len(acked), KILL_AFTER)
@@ -162,6 +187,7 @@ class CrashTests(unittest.TestCase):
                 self.assertEqual(u.status, 201, u.name)
                 self.assertIn(u.etag, (md5(u.body),), u.name)
         blocks_after_crash, _ = block_files(first.block_path)
+        self.assertLessEqual(orphans, blocks_after_crash)
 
         gc_command = await threads.deferToThread(has_gc_command)
         second = self.node(dsn, state, "" if gc_command else "gc_grace = 0\ngc_interval = 1\n")
@@ -175,6 +201,7 @@ class CrashTests(unittest.TestCase):
 
         referenced = await threads.deferToThread(self.referenced_blocks, second, user)
         self.assertLessEqual(referenced - {EMPTY_HASH}, blocks_after_crash)
+        self.assertFalse(orphans & referenced)
         if gc_command:
             await threads.deferToThread(second.manage, "pithos-gc", "--grace", "0")
         expected = referenced - {EMPTY_HASH}
@@ -194,12 +221,17 @@ class CrashTests(unittest.TestCase):
         return f"{node.url}/object-store/v1/{user.uuid}/crash/{quote(name)}"
 
     def upload_and_kill(self, node: PithosNode, token: str, account: str,
-                        uploads: list[Upload]) -> None:
+                        uploads: list[Upload], stalled: bytes, orphans: set[str]) -> None:
         """Start the uploads a little apart, SIGKILL the node once
-        KILL_AFTER of them are acknowledged, and wait for every client."""
-        workers = [threading.Thread(target=put, args=(
-            f"{node.url}/object-store/v1/{account}/crash/{quote(u.name)}", token, u, PACE))
-            for u in uploads]
+        KILL_AFTER of them are acknowledged and the stalled upload's
+        ``orphans`` blocks are stored, and wait for every client."""
+        release = threading.Event()
+        base = f"{node.url}/object-store/v1/{account}/crash/"
+        hanging = threading.Thread(target=put_stalled, args=(
+            base + "stalled", token, stalled, 2 * BLOCK_SIZE + 1000, release))
+        hanging.start()
+        workers = [threading.Thread(target=put, args=(base + quote(u.name), token, u, PACE))
+                   for u in uploads]
 
         def starter() -> None:
             for w in workers:
@@ -209,16 +241,19 @@ class CrashTests(unittest.TestCase):
         launcher = threading.Thread(target=starter)
         launcher.start()
         deadline = time.monotonic() + 300
-        while sum(u.acknowledged for u in uploads) < KILL_AFTER:
+        while (sum(u.acknowledged for u in uploads) < KILL_AFTER
+               or not orphans <= block_files(node.block_path)[0]):
             if time.monotonic() > deadline:
                 break
             if all(u.status is not None or u.error for u in uploads if u.started) and \
                     not launcher.is_alive():
                 break
-            time.sleep(0.005)
+            time.sleep(0.02)
         node.process.signal(signal.SIGKILL)
         assert node.process.proc is not None
         node.process.proc.wait(30)
+        release.set()
+        hanging.join(60)
         launcher.join()
         for w in workers:
             w.join(180)

@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from snfd.pithos.api import STREAM_FROM
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
 from snfd.testing.pithos import HTTPReply, http, pithos_stack
 
@@ -436,17 +437,21 @@ class ContainerTests(StackCase):
         self.assertEqual(r.json(), [block_hash(data[:BLOCK_SIZE]), block_hash(b"tail")])
 
     async def test_block_upload_refused(self):
-        """A block upload to a missing container or by a stranger is
-        refused and stores nothing."""
-        r = await self.call("POST", "/nope?update", body=b"secret",
-                            headers={"Content-Type": "application/octet-stream"})
-        self.assertFault(r, 404)
+        """A block upload (small or streamed) to a missing container or by
+        a stranger is refused and stores nothing."""
+        big = b"secret" * (STREAM_FROM // 6 + 1)
+        for body in (b"secret", big):
+            r = await self.call("POST", "/nope?update", body=body,
+                                headers={"Content-Type": "application/octet-stream"})
+            self.assertFault(r, 404)
         await self.container("c")
-        r = await self.call("POST", "/c?update", body=b"secret", token=self.bob_token,
-                            headers={"Content-Type": "application/octet-stream"})
-        self.assertIn(r.code, (403, 404))
-        self.assertEqual(await self.stack.blocks.missing([block_hash(b"secret")]),
-                         [block_hash(b"secret")])
+        for body in (b"secret", big):
+            r = await self.call("POST", "/c?update", body=body, token=self.bob_token,
+                                headers={"Content-Type": "application/octet-stream"})
+            self.assertIn(r.code, (403, 404))
+        self.assertEqual(await self.stack.blocks.missing([block_hash(b"secret"),
+                                                          block_hash(big)]),
+                         [block_hash(b"secret"), block_hash(big)])
 
 
 class ListingTests(StackCase):

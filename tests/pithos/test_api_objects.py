@@ -13,6 +13,7 @@ import socket
 
 from twisted.internet import defer, threads
 
+from snfd.pithos.api import STREAM_FROM
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, block_hash, hashmap_of, merkle
 from snfd.testing.pithos import http
 from tests.pithos.test_api import StackCase, parse_xml
@@ -107,37 +108,53 @@ class UploadTests(StackCase):
         self.assertEqual(r.code, 201)
 
     async def test_missing_container(self):
-        """A PUT into a missing container is 404 and stores no block."""
-        r = await self.call("PUT", "/nope/o", body=b"lost data")
+        """A PUT into a missing container is 404; a streamed one stores no
+        block (small and chunked bodies alike)."""
+        lost = b"lost data" * (STREAM_FROM // 9 + 1)
+        r = await self.call("PUT", "/nope/o", body=lost)
         self.assertFault(r, 404)
-        self.assertEqual(await self.stack.blocks.missing([block_hash(b"lost data")]),
-                         [block_hash(b"lost data")])
+        r = await self.call("PUT", "/nope/o", chunks=[b"lost", b"chunks"])
+        self.assertFault(r, 404)
+        self.assertFault(await self.call("PUT", "/nope/o", body=b"small"), 404)
+        self.assertEqual(await self.stack.blocks.missing(
+            [block_hash(lost), block_hash(b"lostchunks")]),
+            [block_hash(lost), block_hash(b"lostchunks")])
 
-    async def test_bad_token_upload(self):
-        """An upload with a bad token is 401 and stores no block."""
-        r = await self.call("PUT", "/c/o", body=b"intruder", token="bogus")
+    async def test_refused_upload(self):
+        """A streamed upload with a bad token, or by a user who may not
+        write there, is refused and stores no block."""
+        body = b"intruder" * (STREAM_FROM // 8 + 1)
+        r = await self.call("PUT", "/c/o", body=body, token="bogus")
         self.assertFault(r, 401)
-        self.assertEqual(await self.stack.blocks.missing([block_hash(b"intruder")]),
-                         [block_hash(b"intruder")])
+        r = await self.call("PUT", "/c/o", body=body, token=self.bob_token)
+        self.assertIn(r.code, (403, 404))
+        await self.put("/c/o", **{"X-Object-Sharing": f"read={self.bob}"})
+        r = await self.call("PUT", "/c/o", body=body, token=self.bob_token)
+        self.assertFault(r, 403)
+        self.assertEqual(await self.stack.blocks.missing([block_hash(body)]),
+                         [block_hash(body)])
+        self.assertEqual((await self.call("GET", "/c/o")).body, b"data")
 
     async def test_short_body(self):
         """A client that sends less than its Content-Length and hangs up
-        creates no object (and no version)."""
+        creates no object and no version, whether its body was to be
+        buffered or streamed."""
         host, port = self.stack.url.removeprefix("http://").split(":")
         path = f"/object-store/v1/{self.alice}/c/short"
 
-        def send() -> None:
+        def send(length: int) -> None:
             with socket.create_connection((host, int(port))) as s:
                 s.sendall((f"PUT {path} HTTP/1.1\r\nHost: x\r\n"
                            f"X-Auth-Token: {self.alice_token}\r\n"
-                           "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
-                           ).encode() + b"only fifty bytes".ljust(50, b"."))
-        await threads.deferToThread(send)
-        self.assertEqual((await self.call("HEAD", "/c/short")).code, 404)
-        r = await self.call("GET", "/c/short?version=list&format=json")
-        self.assertIn(r.code, (200, 404))
-        if r.code == 200:
-            self.assertEqual(r.json()["versions"], [])
+                           f"Content-Type: text/plain\r\nContent-Length: {length}\r\n\r\n"
+                           ).encode() + b"x" * (length // 2))
+        for length in (100, 3 * STREAM_FROM):
+            await threads.deferToThread(send, length)
+            self.assertEqual((await self.call("HEAD", "/c/short")).code, 404)
+            r = await self.call("GET", "/c/short?version=list&format=json")
+            self.assertIn(r.code, (200, 404))
+            if r.code == 200:
+                self.assertEqual(r.json()["versions"], [])
         await self.put("/c/short", b"now whole")
         self.assertEqual((await self.call("GET", "/c/short")).body, b"now whole")
 
@@ -708,6 +725,25 @@ class CopyMoveTests(StackCase):
         self.assertEqual(r.code, 201, r.body)
         names = [e["name"] for e in await self.listing("/d")]
         self.assertEqual(names, ["new", "new/a", "new/b/c"])
+
+
+class FramingTests(StackCase):
+    async def test_content_length(self):
+        """Every reply with a body says its Content-Length (no chunking),
+        errors and empty 201/202 replies included."""
+        await self.container("c")
+        replies = [
+            await self.call("PUT", "/c/o", body=b"abc"),
+            await self.call("POST", "/c/o", headers={"X-Object-Meta-A": "1"}),
+            await self.call("GET", "/c/o"),
+            await self.call("GET", "/c/o", headers={"Range": "bytes=0-0,2-2"}),
+            await self.call("GET", "/c?format=json"),
+            await self.call("GET", "/c/missing"),
+            await self.call("GET", "/c/%FF"),
+        ]
+        for r in replies:
+            self.assertEqual(r.length, len(r.body), r.code)
+        self.assertEqual([r.code for r in replies], [201, 202, 200, 206, 200, 404, 400])
 
 
 class MethodTests(StackCase):

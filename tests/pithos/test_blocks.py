@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 from twisted.internet import defer, reactor
@@ -240,45 +242,52 @@ class SweepTests(StoreTestCase):
         self.assertEqual(len(self.files()), 1)
 
 
+CRASH_BLOCK = 1024 * 1024  # large enough that a kill often lands mid-write
+
 _WRITER = textwrap.dedent("""
-    import hashlib, sys, threading
+    import os, sys, threading
     sys.path.insert(0, sys.argv[2])
     from snfd.pithos.blocks import FileBlockStore
-    store = FileBlockStore(sys.argv[1], None, block_size=65536)
+    from tests.pithos.test_blocks import CRASH_BLOCK, crash_block
+    store = FileBlockStore(sys.argv[1], None, block_size=CRASH_BLOCK)
     lock = threading.Lock()
-    counter = iter(range(10**9))
-    def block(i):
-        seed = hashlib.sha256(str(i).encode()).digest()
-        data = (seed * 2048)[:65536 - (i % 3) * 1000]
-        return data + bytes(i % 5)
+    counter = iter(range(int(sys.argv[3]), 10**9))
     def work():
-        while True:
-            with lock:
-                i = next(counter)
-            name = store.put_now(block(i))
-            with lock:
-                sys.stdout.write(f"{i} {name}\\n")
-                sys.stdout.flush()
+        try:
+            while True:
+                with lock:
+                    i = next(counter)
+                name = store.put_now(crash_block(i))
+                with lock:
+                    sys.stdout.write(f"{i} {name}\\n")
+                    sys.stdout.flush()
+        except BaseException:
+            os._exit(3)
     for _ in range(3):
         threading.Thread(target=work, daemon=True).start()
     threading.Event().wait()
 """)
 
 
-def _child_block(i: int) -> bytes:
+def crash_block(i: int) -> bytes:
+    """Block ``i`` of the crash test: distinct, of varying length, some
+    with trailing zeros."""
     seed = hashlib.sha256(str(i).encode()).digest()
-    data = (seed * 2048)[:65536 - (i % 3) * 1000]
+    data = seed * ((CRASH_BLOCK - 8 - (i % 3) * 1000) // len(seed))
     return data + bytes(i % 5)
 
 
 class CrashTests(StoreTestCase):
-    def run_and_kill(self, root: str, acks_wanted: int) -> list[tuple[int, str]]:
-        """Run a writer process, SIGKILL it after ``acks_wanted``
-        acknowledged puts; the acknowledgements it printed."""
+    def run_and_kill(self, root: str, first: int, acks_wanted: int) -> list[tuple[int, str]]:
+        """Run a writer process putting blocks ``first, first + 1...``,
+        SIGKILL it after ``acks_wanted`` acknowledged puts; the
+        acknowledgements it printed."""
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        child = subprocess.Popen([sys.executable, "-c", _WRITER, root, repo],
+        child = subprocess.Popen([sys.executable, "-c", _WRITER, root, repo, str(first)],
                                  stdout=subprocess.PIPE, text=True)
         acks = []
+        watchdog = threading.Timer(60, child.kill)  # never hang the suite
+        watchdog.start()
         try:
             assert child.stdout is not None
             for line in child.stdout:
@@ -286,12 +295,15 @@ class CrashTests(StoreTestCase):
                 acks.append((int(i), name))
                 if len(acks) >= acks_wanted:
                     break
+            # At a random moment, so that it often lands inside a write.
+            time.sleep(random.uniform(0, 0.005))
             child.send_signal(signal.SIGKILL)
             # Whatever it printed before dying was acknowledged too.
             rest = child.stdout.read()
             acks.extend((int(i), n) for i, n in (ln.split() for ln in rest.splitlines()
                                                  if len(ln.split()) == 2))
         finally:
+            watchdog.cancel()
             if child.poll() is None:
                 child.kill()
             child.wait()
@@ -299,18 +311,19 @@ class CrashTests(StoreTestCase):
         return acks
 
     async def test_kill_during_writes(self):
-        """A writer killed with SIGKILL in the middle of many puts: every
-        block acknowledged reads back intact, every file under a block
-        name holds exactly a block of that name, and the sweep removes
-        the leftovers."""
+        """Writers killed with SIGKILL in the middle of many puts (several
+        rounds on one store): every block acknowledged reads back intact,
+        every file under a block name holds exactly a block of that name,
+        and the sweep removes the leftovers."""
         root = self.mktemp()
-        acks = await deferToThread(self.run_and_kill, root, 300)
-        self.assertGreaterEqual(len(acks), 300)
-        store = FileBlockStore(root, reactor, block_size=65536)
+        acks: list[tuple[int, str]] = []
+        for round_ in range(10):
+            acks += await deferToThread(self.run_and_kill, root, round_ * 1000, 12)
+        store = FileBlockStore(root, reactor, block_size=CRASH_BLOCK)
         for i, name in acks:
-            data = _child_block(i)
+            data = crash_block(i)
             self.assertEqual(name, block_hash(data))
-            self.assertEqual(await store.get(name), data + bytes(65536 - len(data)))
+            self.assertEqual(await store.get(name), data + bytes(CRASH_BLOCK - len(data)))
         names, after = [], ""
         while page := await store.scan(after, 100):
             names.extend(page)

@@ -443,13 +443,14 @@ class SwiftClientTests(unittest.TestCase):
         self.data = os.urandom(350_000)
         self.dir.child("big.bin").setContent(self.data)
 
-    async def run(self, *args: str, user: tuple[str, str] | None = None,
+    async def attempt(self, *args: str, user: tuple[str, str] | None = None,
                   ) -> tuple[int, str]:
         """Run ``swift <args>`` in ``self.dir`` as ``user`` (uuid, token;
         default Alice): ``(exit code, output)``."""
         uuid, token = user or (self.uuid, self.token)
-        argv = ("-m", "swiftclient.shell", "-A", f"{self.stack.url}/auth/v1.0",
-                "-U", uuid, "-K", token, *args)
+        # "--key=" form: a token may start with "-".
+        argv = ("-m", "swiftclient.shell", f"--auth={self.stack.url}/auth/v1.0",
+                f"--user={uuid}", f"--key={token}", *args)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": self.dir.path,
                "LANG": "C.UTF-8"}
         out, err, code = await utils.getProcessOutputAndValue(
@@ -457,8 +458,8 @@ class SwiftClientTests(unittest.TestCase):
         return code, out.decode() + err.decode()
 
     async def swift(self, *args: str, user: tuple[str, str] | None = None) -> str:
-        """``run``, failing the test on a non-zero exit; the output."""
-        code, out = await self.run(*args, user=user)
+        """``attempt``, failing the test on a non-zero exit; the output."""
+        code, out = await self.attempt(*args, user=user)
         self.assertEqual(code, 0, f"swift {' '.join(args)}:\n{out}")
         return out
 
@@ -545,15 +546,15 @@ class SwiftClientTests(unittest.TestCase):
         self.dir.child("f.txt").setContent(b"shared bytes")
         await self.swift("upload", "c", "f.txt")
         as_bob = ("--os-storage-url", self.stack.account_url(self.uuid))
-        code, _ = await self.run(*as_bob, "list", "c", user=bob)
+        code, _ = await self.attempt(*as_bob, "list", "c", user=bob)
         self.assertNotEqual(code, 0)
         await self.swift("post", "-r", bob[0], "c")
         self.assertRegex(await self.swift("stat", "c"), rf"Read ACL: {bob[0]}\b")
         self.assertEqual((await self.swift(*as_bob, "list", "c", user=bob)).split(), ["f.txt"])
         await self.swift(*as_bob, "download", "c", "f.txt", "-o", "bob.txt", user=bob)
         self.assertEqual(self.dir.child("bob.txt").getContent(), b"shared bytes")
-        code, _ = await self.run(*as_bob, "upload", "c", "f.txt", user=bob)
+        code, _ = await self.attempt(*as_bob, "upload", "c", "f.txt", user=bob)
         self.assertNotEqual(code, 0)
         await self.swift("post", "-r", "", "c")
-        code, _ = await self.run(*as_bob, "list", "c", user=bob)
+        code, _ = await self.attempt(*as_bob, "list", "c", user=bob)
         self.assertNotEqual(code, 0)
