@@ -433,18 +433,15 @@ class Backend:
     @param clock: ``seconds()`` for version times.
     @param public_token_length: length of new public link tokens (grown
         by one on a collision).
-    @param quota_holder: where ``account()`` reads the account's
-        ``pithos.diskspace`` limits (default: the charger's holder).
     """
 
     def __init__(self, db: Any, blocks: Any, charger: Any, clock: Any, *,
-                 public_token_length: int = TOKEN_LENGTH, quota_holder: Any = None):
+                 public_token_length: int = TOKEN_LENGTH):
         self.db = db
         self.blocks = blocks
         self.charger = charger
         self.clock = clock
         self.public_token_length = public_token_length
-        self.quota_holder = quota_holder
         # Last known project of each container path: the guess of a charge.
         self._projects: dict[str, str] = {}
 
@@ -520,9 +517,7 @@ class Backend:
         return store.container_rows_txn(txn, account_node, limit=1_000_000)
 
     async def _quotas(self, account: str) -> dict[str, int]:
-        holder = self.quota_holder
-        if holder is None and self.charger is not None:
-            holder = getattr(self.charger, "_holder", None)
+        holder = self.charger.holder if self.charger is not None else None
         if holder is None:
             return {}
         try:
@@ -807,9 +802,7 @@ class Backend:
         ``project`` (checked only when a quota holder is known)."""
         if not project or project == account:
             return
-        holder = self.quota_holder
-        if holder is None and self.charger is not None:
-            holder = getattr(self.charger, "_holder", None)
+        holder = self.charger.holder if self.charger is not None else None
         if holder is None:
             return
         found = await holder.quotas([f"user:{account}"], [f"project:{project}"], [DISKSPACE])
@@ -1184,7 +1177,7 @@ class Backend:
         store.gc_share_txn(txn)
         self._check_blocks_txn(txn, hashes)
         c = self._lock_container_txn(txn, account, container)
-        access = self._access_txn(txn, user, account, container, name)
+        access = self._access_txn(txn, user, account, container, name, detail=False)
         _require(access, "Object", write=True)
         if (perms is not None or public is not None) and not access.owner:
             raise errors.Forbidden("Only the owner may change sharing or publish.")
@@ -1431,7 +1424,7 @@ class Backend:
                            delimiter: str | None, now: float) -> None:
         ctx.begin()
         c = self._lock_container_txn(txn, account, container)
-        access = self._access_txn(txn, user, account, container, name)
+        access = self._access_txn(txn, user, account, container, name, detail=False)
         path = f"{c.path}/{name}"
         if until is not None:
             _require(access, "Object", write=True)
@@ -1707,8 +1700,11 @@ class Backend:
         return None
 
     def _access_txn(self, txn: Any, user: str, account: str, container: str | None,
-                    name: str | None) -> _Access:
-        """What ``user`` may do on the account, container or object path."""
+                    name: str | None, detail: bool = True) -> _Access:
+        """What ``user`` may do on the account, container or object path
+        (``detail``: also for the owner, which sharing governs it)."""
+        if user == account and not detail:
+            return _OWNER
         paths: list[str] = []
         ancestors: list[str] = []
         if container is not None:

@@ -27,8 +27,11 @@ transaction); the others run it in the thread pool and return awaitables.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import mmap
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -49,6 +52,10 @@ _DELETING = ".d."  # a block being deleted: ".d.<name>.<unique>"
 _HEX2 = frozenset(f"{i:02x}" for i in range(256))
 # Directories known durable in this process; cleared when it grows past this.
 _DIR_CACHE_MAX = 1_000_000
+# Direct I/O: buffers, offsets and lengths aligned to this (a page; at
+# least the logical block size of every common device).
+_ALIGN = 4096
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def name_of(block: Block) -> str:
@@ -58,6 +65,30 @@ def name_of(block: Block) -> str:
     if not view or view[-1] != 0:
         return hashlib.sha256(view).hexdigest()
     return hashlib.sha256(view.tobytes().rstrip(b"\x00")).hexdigest()
+
+
+class _AlignedBuffers:
+    """Page-aligned buffers for direct I/O, reused across writes (at most
+    ``keep`` kept idle)."""
+
+    def __init__(self, keep: int = 4):
+        self._idle: list[mmap.mmap] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        with self._lock:
+            for i, buffer in enumerate(self._idle):
+                if len(buffer) >= size:
+                    return self._idle.pop(i)
+        return mmap.mmap(-1, max(size, _ALIGN))
+
+    def give(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._idle) < self._keep:
+                self._idle.append(buffer)
+                return
+        buffer.close()
 
 
 def _fsync_dir(path: str) -> None:
@@ -82,15 +113,20 @@ class FileBlockStore:
     @param reactor: the reactor whose threads run hashing and I/O.
     @param threadpool: the pool to use (default: the reactor's own).
     @param block_size: the largest block, in bytes.
+    @param direct: write blocks with direct I/O (``O_DIRECT``) where the
+        filesystem allows it (it falls back to buffered writes by itself).
     """
 
     def __init__(self, path: str | os.PathLike[str], reactor: Any,
-                 threadpool: Any = None, block_size: int = BLOCK_SIZE):
+                 threadpool: Any = None, block_size: int = BLOCK_SIZE,
+                 direct: bool = True):
         self.path = os.path.abspath(os.fspath(path))
         self.block_size = block_size
         self._reactor = reactor
         self._threadpool = threadpool
         self._durable_dirs: set[str] = set()
+        self._direct = direct and bool(_O_DIRECT)
+        self._buffers = _AlignedBuffers()
         if not os.path.isdir(self.path):
             os.makedirs(self.path, exist_ok=True)
             _fsync_dir(os.path.dirname(self.path))
@@ -158,17 +194,10 @@ class FileBlockStore:
         if self._touch(path):
             return name
         directory = os.path.dirname(path)
-        self._make_durable_dir(directory)
+        pending = self._make_dirs(directory)
         temporary = os.path.join(directory, f"{_WRITING}{name}.{uuid.uuid4().hex}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            try:
-                view = memoryview(block).cast("B")
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._write_file(temporary, block)
             # Another writer may have put the same block meanwhile: both
             # hold the same bytes, so replacing it is harmless.
             os.rename(temporary, path)
@@ -179,6 +208,7 @@ class FileBlockStore:
                 pass
             raise
         _fsync_dir(directory)
+        self._made_durable(pending)
         return name
 
     def get_now(self, name: str) -> bytes:
@@ -235,10 +265,13 @@ class FileBlockStore:
                 continue
             # A refresh may have happened between the stat and the rename;
             # it changed this very inode, so look again.
-            if os.stat(aside).st_mtime >= older_than:
-                self._put_back(aside, path)
-                continue
-            os.unlink(aside)
+            try:
+                if os.stat(aside).st_mtime >= older_than:
+                    self._put_back(aside, path)
+                    continue
+                os.unlink(aside)
+            except FileNotFoundError:
+                continue  # a concurrent sweep put it back
             removed.append(name)
         return removed
 
@@ -282,6 +315,64 @@ class FileBlockStore:
 
     # -- internals --------------------------------------------------------------
 
+    def _write_file(self, path: str, block: Block) -> None:
+        """Create ``path`` holding ``block``, on stable storage."""
+        view = memoryview(block).cast("B")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        if self._direct and view:
+            try:
+                fd = os.open(path, flags | _O_DIRECT, 0o644)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._direct = False  # the filesystem has no direct I/O
+                try:
+                    os.unlink(path)  # some kernels create it before refusing
+                except FileNotFoundError:
+                    pass
+            else:
+                try:
+                    self._write_direct(fd, view)
+                    os.fsync(fd)
+                    return
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    self._direct = False
+                finally:
+                    os.close(fd)
+                os.unlink(path)
+        fd = os.open(path, flags, 0o644)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_direct(self, fd: int, view: memoryview) -> None:
+        """Write ``view`` bypassing the page cache: from an aligned copy,
+        padded to the alignment, then truncated to its length.  Blocks are
+        written once and seldom read soon, so caching them only costs the
+        copy into the cache (the dearest part of a buffered write)."""
+        size = len(view)
+        padded = -(-size // _ALIGN) * _ALIGN
+        buffer = self._buffers.take(padded)
+        try:
+            target = memoryview(buffer)
+            try:
+                target[:size] = view
+                target[size:padded] = bytes(padded - size)
+                done = 0
+                while done < padded:
+                    done += os.write(fd, target[done:padded])
+            finally:
+                target.release()
+        finally:
+            self._buffers.give(buffer)
+        if padded != size:
+            os.ftruncate(fd, size)
+
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> Any:
         pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, fn, *args)
@@ -300,23 +391,33 @@ class FileBlockStore:
             return False
         return True
 
-    def _make_durable_dir(self, directory: str) -> None:
-        """Create ``directory`` (and its parents) if needed and make sure
-        its entry in its parent is on stable storage."""
-        if directory in self._durable_dirs:
-            return
-        parent = os.path.dirname(directory)
-        self._make_durable_dir(parent)
-        try:
-            os.mkdir(directory, 0o755)
-        except FileExistsError:
-            pass
-        # Even when the directory existed, whoever created it (another
-        # thread, an earlier process) may not have fsynced its parent yet.
-        _fsync_dir(parent)
+    def _make_dirs(self, directory: str) -> list[str]:
+        """Create ``directory`` and its parents as needed; the directories
+        not yet known durable, deepest first.  Each must have its parent
+        fsynced (``_made_durable``) before a block in it is acknowledged:
+        even one that existed may have been created by another thread or
+        an earlier process that did not get that far."""
+        pending: list[str] = []
+        while directory not in self._durable_dirs:
+            pending.append(directory)
+            directory = os.path.dirname(directory)
+        for d in reversed(pending):
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                pass
+        return pending
+
+    def _made_durable(self, pending: list[str]) -> None:
+        """fsync the parents of ``pending`` (from ``_make_dirs``), deepest
+        first, and remember these directories as durable.  Done after the
+        block's own directory was fsynced: on journalling filesystems that
+        commit already carried the new entries, making these cheap."""
+        for d in pending:
+            _fsync_dir(os.path.dirname(d))
         if len(self._durable_dirs) > _DIR_CACHE_MAX:
             self._durable_dirs = {self.path}
-        self._durable_dirs.add(directory)
+        self._durable_dirs.update(pending)
 
     @staticmethod
     def _put_back(aside: str, path: str) -> None:

@@ -674,9 +674,13 @@ def memberships_txn(txn: Any, user: str) -> list[str]:
 def sharers_txn(txn: Any, user: str, members: Sequence[str], marker: str | None,
                 limit: int) -> list[tuple[str, float]]:
     """Accounts other than ``user`` holding a sharing entry naming one of
-    ``members``: ``[(account, mtime)]`` ascending after ``marker``."""
+    ``members``: ``[(account, last change)]`` ascending after ``marker``."""
     txn.execute(
-        """SELECT a.account, coalesce(s.mtime, 0) FROM (
+        """SELECT a.account, coalesce(GREATEST(s.mtime, (
+                   SELECT max(cs.mtime) FROM pithos_nodes c
+                   JOIN pithos_statistics cs ON cs.node = c.node AND cs.cluster = 0
+                   WHERE c.parent = n.node)), 0)
+           FROM (
                SELECT DISTINCT split_part(path, '/', 1) COLLATE "C" AS account
                FROM pithos_permissions WHERE member = ANY(%s)) a
            LEFT JOIN pithos_nodes n ON n.path = a.account

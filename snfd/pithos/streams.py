@@ -366,13 +366,15 @@ class _Pacer:
 
 
 async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
-                     start: int, end: int, block_size: int = BLOCK_SIZE) -> bool:
+                     start: int, end: int, block_size: int = BLOCK_SIZE,
+                     read_ahead: int = 2) -> bool:
     """Write bytes ``[start, end)`` of the object ``(size, hashes)`` to
     ``request`` (a ``twisted.web`` request; headers must already be set).
 
-    Blocks are read in the store's threads one block ahead of the one
-    being written, and nothing more is written while the connection's
-    buffers are full.  Call it once per range or per segment, then
+    Blocks are read in the store's threads, ``read_ahead`` of them at a
+    time ahead of the one being written (two concurrent reads keep a disk
+    busy), and nothing more is written while the connection's buffers are
+    full.  Call it once per range or per segment, then
     ``request.finish()`` -- unless it returned ``False``: the client
     disconnected (before or during the call), the rest was skipped and
     the request must not be finished.
@@ -391,25 +393,33 @@ async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
     finished = request.notifyFinish()
     finished.addErrback(pacer.lost)
     first, last = start // block_size, (end - 1) // block_size
-    ahead: defer.Deferred[bytes] | None = defer.maybeDeferred(store.get, hashes[first])
+    pending: collections.deque[defer.Deferred[bytes]] = collections.deque()
+    following = first
+    depth = max(1, read_ahead)
+
+    def fill() -> None:
+        nonlocal following
+        while following <= last and len(pending) < depth:
+            pending.append(defer.maybeDeferred(store.get, hashes[following]))
+            following += 1
+
     try:
         for index in range(first, last + 1):
-            assert ahead is not None
-            current, ahead = ahead, None
-            block = await current
+            fill()
+            block = await pending.popleft()
             if pacer.gone:
                 return False
-            if index < last:
-                ahead = defer.maybeDeferred(store.get, hashes[index + 1])
+            fill()
             request.write(_piece(block, index, size, start, end, block_size))
+            del block
             while pacer.paused and not pacer.gone:
                 await pacer.wait()
             if pacer.gone:
                 return False
         return True
     finally:
-        if ahead is not None:
-            ahead.addErrback(lambda _: None)
+        for d in pending:
+            d.addErrback(lambda _: None)
         if request.channel is not None:
             request.unregisterProducer()
         else:

@@ -177,6 +177,11 @@ class Charger:
         self._holder = holder
         self.component = component
 
+    @property
+    def holder(self) -> Any:
+        """The ``IQuotaHolder`` commissions go to."""
+        return self._holder
+
     async def issue(self, provisions: Iterable[Provision], name: str = "",
                     force: bool = False, resource_key: str = "") -> int:
         """Issue a commission and record its serial (undecided).

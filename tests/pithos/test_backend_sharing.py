@@ -186,6 +186,10 @@ class SharingTests(BackendTestCase):
         await self.put("e", user="erin", public=True)
         names = [s.name for s in await self.backend.sharers(CAROL)]
         self.assertEqual(names, sorted([ALICE, BOB, "dave"]))
+        self.tick()
+        await self.put("late", b"x")
+        [alice] = await self.backend.sharers(CAROL, limit=1)
+        self.assertEqual((alice.name, alice.mtime), (ALICE, self.clock.seconds()))
         names = [s.name for s in await self.backend.sharers(CAROL, marker=ALICE, limit=1)]
         self.assertEqual(names, [BOB])
         self.assertEqual([s.name for s in await self.backend.sharers("dave")], [])

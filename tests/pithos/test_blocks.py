@@ -4,6 +4,7 @@ safety."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
@@ -195,6 +196,44 @@ class ContractTests(StoreTestCase):
         for data in (b"", b"\x00", b"a", b"a\x00", bytes(5) + b"a", block(3)):
             self.assertEqual(name_of(data), block_hash(data))
             self.assertEqual(name_of(bytearray(data)), block_hash(data))
+
+
+class BufferedContractTests(ContractTests):
+    """The same contract with buffered writes (no O_DIRECT)."""
+
+    def setUp(self):
+        super().setUp()
+        self.store = FileBlockStore(self.root, reactor, block_size=SIZE, direct=False)
+
+
+class DirectFallbackTests(StoreTestCase):
+    async def test_falls_back_when_direct_io_is_refused(self):
+        """On a filesystem refusing O_DIRECT (EINVAL, as tmpfs did) blocks
+        are written buffered, with nothing left behind."""
+        real_open = os.open
+
+        def refusing(path, flags, *args, **kwargs):
+            if flags & getattr(os, "O_DIRECT", 0):
+                real_open(path, flags & ~os.O_DIRECT, *args, **kwargs)  # created, then refused
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real_open(path, flags, *args, **kwargs)
+
+        self.patch(os, "open", refusing)
+        names = await self.store.put([b"abc", block(2)])
+        for data, name in zip([b"abc", block(2)], names, strict=True):
+            self.assertEqual(await self.store.get(name), data + bytes(SIZE - len(data)))
+        self.assertEqual(len(self.files()), 2)
+
+    async def test_sizes_around_the_alignment(self):
+        """Blocks of lengths around the direct-I/O alignment keep their
+        exact length on disk."""
+        store = FileBlockStore(self.mktemp(), reactor, block_size=3 * 4096)
+        for length in (1, 4095, 4096, 4097, 8192, 3 * 4096):
+            data = b"\x01" * length
+            [name] = await store.put([data])
+            path = os.path.join(store.path, name[0:2], name[2:4], name[4:6], name)
+            self.assertEqual(os.path.getsize(path), length)
+            self.assertEqual((await store.get(name))[:length], data)
 
 
 class SweepTests(StoreTestCase):

@@ -540,19 +540,20 @@ class SendRangeFlowTests(unittest.TestCase):
 
     async def test_waits_while_paused(self):
         """While the connection is paused nothing more is written and only
-        one block is read ahead; each resume lets exactly one more block
-        out."""
+        read_ahead blocks are read ahead; each resume lets exactly one
+        more block out."""
         request = FakeRequest()
         counting = self.counting
         sending = defer.ensureDeferred(
-            send_range(request, counting, self.hashes, len(self.data), 0, len(self.data), BS))
+            send_range(request, counting, self.hashes, len(self.data), 0, len(self.data), BS,
+                       read_ahead=2))
         for n in range(1, 7):
             if n > 1:
                 request.producer.resumeProducing()
-            # Quiet: the block written and the next one read ahead.
-            await until(lambda n=n: counting.answered == min(n + 1, 6))
+            # Quiet: n blocks written and the next two read ahead.
+            await until(lambda n=n: counting.answered == min(n + 2, 6))
             self.assertEqual(len(request.written), n)
-            self.assertEqual(counting.gets, min(n + 1, 6))
+            self.assertEqual(counting.gets, min(n + 2, 6))
         request.producer.resumeProducing()
         self.assertTrue(await sending)
         self.assertEqual(b"".join(request.written), self.data)
