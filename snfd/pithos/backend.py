@@ -1527,7 +1527,9 @@ class Backend:
             serial = None
             if self.charger is not None and expected:
                 try:
-                    serial = await self.charger.issue(_provisions(expected), name=label)
+                    # The write transaction records the decision itself.
+                    serial = await self.charger.issue(_provisions(expected), name=label,
+                                                      record=False)
                 except QuotaError as e:
                     if not verified:
                         expected = None  # learn the real charge first
@@ -1551,7 +1553,8 @@ class Backend:
                 raise
             self._projects.update(ctx.projects)
             if serial is not None:
-                await self._settle(serial, True)
+                # Decided in the transaction: the holder may learn it later.
+                self.charger.settle_later(serial, True)
             return result
         raise errors.ServiceUnavailable("The storage changed too often meanwhile; retry.")
 

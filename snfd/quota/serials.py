@@ -43,9 +43,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
 
 from snfd import errors
 from snfd.quota import Provision
+
+log = Logger(namespace="snfd.quota")
 
 _COLUMNS = "component, serial, resource_key, pending, accept, resolved, created_at"
 
@@ -176,6 +180,8 @@ class Charger:
         self._db = db
         self._holder = holder
         self.component = component
+        self._queue: dict[int, bool] = {}
+        self._flushing: defer.Deferred[None] | None = None
 
     @property
     def holder(self) -> Any:
@@ -183,18 +189,74 @@ class Charger:
         return self._holder
 
     async def issue(self, provisions: Iterable[Provision], name: str = "",
-                    force: bool = False, resource_key: str = "") -> int:
+                    force: bool = False, resource_key: str = "",
+                    record: bool = True) -> int:
         """Issue a commission and record its serial (undecided).
 
         Raises what the holder raises (``NoCapacityError`` ...), with
         nothing recorded.  ``resource_key`` names what the change is about
-        (``for_resource_txn`` finds it again).
+        (``for_resource_txn`` finds it again).  ``record=False`` skips the
+        record when the change's own transaction decides the serial
+        (``decide_txn``): ``reconcile`` rejects an unrecorded pending
+        serial once it is older than its grace, exactly as an undecided one.
         """
         serial: int = await self._holder.issue(
             self.component, list(provisions), name=name, force=force)
-        await self._db.run("quota.record_serial", record_txn, self.component, serial,
-                           resource_key)
+        if record:
+            await self._db.run("quota.record_serial", record_txn, self.component, serial,
+                               resource_key)
         return serial
+
+    def settle_later(self, serial: int, accept: bool) -> None:
+        """``settle`` in the background, batched with other serials.
+
+        For serials whose decision a committed transaction already recorded
+        (so the caller may answer at once): one decide, one resolve and one
+        mark per batch instead of per serial.  Failures are logged and
+        left to ``reconcile``.  ``drain()`` waits for the queue to empty.
+        """
+        self._queue[serial] = accept
+        if self._flushing is None:
+            self._flushing = defer.ensureDeferred(self._flush())
+
+    async def drain(self) -> None:
+        """Wait until every ``settle_later`` serial has been handled."""
+        while self._flushing is not None:
+            await self._flushing
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, {}
+                try:
+                    await self._settle_batch(batch)
+                except Exception:
+                    log.failure("{component}: commissions {serials} not settled;"
+                                " reconciliation will", component=self.component,
+                                serials=sorted(batch))
+        finally:
+            self._flushing = None
+
+    async def _settle_batch(self, batch: dict[int, bool]) -> None:
+        records: dict[int, SerialRecord] = {}
+        for accept in (True, False):
+            chosen = [s for s, a in batch.items() if a is accept]
+            if chosen:
+                records.update(await self._db.run(
+                    "quota.decide_serials", decide_many_txn, self.component, chosen, accept))
+        todo = [r for r in records.values() if not r.resolved]
+        if not todo:
+            return
+        resolution = await self._holder.resolve(
+            self.component, accept=[r.serial for r in todo if r.accept],
+            reject=[r.serial for r in todo if not r.accept])
+        failed = [(s, fault) for s, fault in resolution.failed if not _gone(fault)]
+        done = set(resolution.accepted) | set(resolution.rejected) | {
+            s for s, fault in resolution.failed if _gone(fault)}
+        await self._db.run("quota.resolved_serials", mark_resolved_txn, self.component,
+                           sorted(done))
+        if failed:
+            raise failed[0][1]
 
     async def settle(self, serial: int, accept: bool) -> bool:
         """Decide ``serial`` and resolve it at the holder; return the
