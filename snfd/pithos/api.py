@@ -733,10 +733,9 @@ class PithosAPI:
         out.append(("X-Account-Policy-Quota", str(sum(info.quotas.values()))))
         for key, value in sorted(info.meta.items()):
             out.append((key, value))
-        sharing = getattr(info, "sharing", None)
-        if sharing:
+        if info.sharing:
             out.append(("X-Account-Access-Control",
-                        swift.permissions_to_account_acl(sharing)))
+                        swift.permissions_to_account_acl(info.sharing)))
         return out
 
     async def account_head(self, call: Call) -> Reply:
@@ -801,11 +800,10 @@ class PithosAPI:
         groups = hdr.group_headers(call.request)
         replace = not call.flag("update")
         acl = call.header("X-Account-Access-Control")
-        extra: dict[str, Any] = {}
-        if acl is not None:
-            extra["permissions"] = swift.account_acl_to_permissions(acl)
-        if meta is not None or groups is not None or extra:
-            await self.backend.update_account(user, t.account, meta, replace, groups, **extra)
+        permissions = KEEP if acl is None else swift.account_acl_to_permissions(acl)
+        if meta is not None or groups is not None or permissions is not KEEP:
+            await self.backend.update_account(user, t.account, meta, replace, groups,
+                                              permissions)
         return Reply(202)
 
     async def account_delete(self, call: Call) -> Reply:
@@ -876,9 +874,8 @@ class PithosAPI:
                 ("X-Container-Policy-Project", info.policy.project)]
         for key, value in sorted(info.meta.items()):
             out.append((key, value))
-        sharing = getattr(info, "sharing", None)
-        if sharing:
-            read, write = swift.permissions_to_acl(sharing)
+        if info.sharing:
+            read, write = swift.permissions_to_acl(info.sharing)
             if read:
                 out.append(("X-Container-Read", read))
             if write:
@@ -948,11 +945,9 @@ class PithosAPI:
                 call.header("X-Container-Write") is not None:
             current = None
             if not created:
-                current = getattr(await self.backend.container(user, t.account, t.container),
-                                  "sharing", None)
+                current = (await self.backend.container(user, t.account, t.container)).sharing
             await self.backend.update_container(user, t.account, t.container, None, False,
-                                                None, permissions=self._container_acl(
-                                                    call, current))
+                                                None, self._container_acl(call, current))
         return Reply(201 if created else 202)
 
     async def container_post(self, call: Call) -> Reply:
@@ -969,12 +964,11 @@ class PithosAPI:
             if call.header("X-Container-Read") is not None or \
                     call.header("X-Container-Write") is not None:
                 current = await self.backend.container(user, t.account, t.container)
-                permissions = self._container_acl(call, getattr(current, "sharing", None))
+                permissions = self._container_acl(call, current.sharing)
             changed = meta is not None or policy is not None or permissions is not KEEP
             if changed:
-                extra = {} if permissions is KEEP else {"permissions": permissions}
                 await self.backend.update_container(user, t.account, t.container, meta,
-                                                    replace, policy, **extra)
+                                                    replace, policy, permissions)
             uploading = isinstance(request.content, BlockSink) or (
                 _media_type(call.header("Content-Type")) == OCTET_STREAM
                 and self._has_body(request))

@@ -79,7 +79,13 @@ from snfd.pithos.model import (
     Subdir,
 )
 from snfd.pithos.store import DELETED, HISTORY, NORMAL, MetaFilter, Version
-from snfd.quota import NoHoldingError, Provision, QuotaError, user_and_project
+from snfd.quota import (
+    NoHoldingError,
+    NoQuantityError,
+    Provision,
+    QuotaError,
+    user_and_project,
+)
 from snfd.quota import serials as qs
 
 log = Logger(namespace="snfd.pithos")
@@ -1530,6 +1536,11 @@ class Backend:
                     # The write transaction records the decision itself.
                     serial = await self.charger.issue(_provisions(expected), name=label,
                                                       record=False)
+                except NoQuantityError:
+                    # A release racing the acceptance of the import it
+                    # undoes (accepted in the background): let it land.
+                    await self.charger.drain()
+                    continue
                 except QuotaError as e:
                     if not verified:
                         expected = None  # learn the real charge first

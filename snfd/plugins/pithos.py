@@ -31,7 +31,7 @@ class PithosPlugin:
         Key("diskspace_default", quantity, 50 * 1024 ** 3,
             "pithos.diskspace (bytes) of a new user's base project, set when"
             " the resource is first registered; 10G style sizes allowed."),
-        Key("upload_blocks_in_flight", positive_integer, 2,
+        Key("upload_blocks_in_flight", positive_integer, 4,
             "Blocks of one upload hashed and written at the same time; more"
             " pauses reading from the client."),
     )

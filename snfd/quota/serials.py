@@ -181,7 +181,8 @@ class Charger:
         self._holder = holder
         self.component = component
         self._queue: dict[int, bool] = {}
-        self._flushing: defer.Deferred[None] | None = None
+        self._flushing = False
+        self._idle: list[defer.Deferred[None]] = []
 
     @property
     def holder(self) -> Any:
@@ -216,13 +217,16 @@ class Charger:
         left to ``reconcile``.  ``drain()`` waits for the queue to empty.
         """
         self._queue[serial] = accept
-        if self._flushing is None:
-            self._flushing = defer.ensureDeferred(self._flush())
+        if not self._flushing:
+            self._flushing = True
+            defer.ensureDeferred(self._flush())
 
     async def drain(self) -> None:
         """Wait until every ``settle_later`` serial has been handled."""
-        while self._flushing is not None:
-            await self._flushing
+        if self._flushing:
+            idle: defer.Deferred[None] = defer.Deferred()
+            self._idle.append(idle)
+            await idle
 
     async def _flush(self) -> None:
         try:
@@ -235,7 +239,10 @@ class Charger:
                                 " reconciliation will", component=self.component,
                                 serials=sorted(batch))
         finally:
-            self._flushing = None
+            self._flushing = False
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
 
     async def _settle_batch(self, batch: dict[int, bool]) -> None:
         records: dict[int, SerialRecord] = {}

@@ -61,6 +61,7 @@ class ConcurrencyTests(BackendTestCase):
             self.assertEqual((info.count, info.bytes),
                              (len(listed), sum(o.size for o in listed)))
             total += info.bytes
+        await self.backend.charger.drain()
         [h] = await self.qh.quotas([f"user:{ALICE}"], [f"project:{ALICE}"], [DISK.name])
         self.assertEqual((h.usage_min, h.usage_max), (total, total))
         self.assertEqual(await self.qh.pending("pithos"), [])
