@@ -137,6 +137,37 @@ class ChargerTests(unittest.TestCase):
         rec = await self.record(serial)
         self.assertEqual((rec.accept, rec.resolved), (False, True))
 
+    async def test_settle_later_batches_decided_serials(self):
+        """Serials decided in the change's own transaction and handed to
+        settle_later reach the holder in the background: after drain()
+        the usage is final, nothing is pending and every row is resolved."""
+        kept = [await self.charger.issue(upload(10), record=False) for _ in range(3)]
+        dropped = await self.charger.issue(upload(5), record=False)
+        for serial in kept:
+            await self.db.run("test.commit", qs.decide_txn, "pithos", serial, True)
+            self.charger.settle_later(serial, True)
+        self.charger.settle_later(dropped, False)
+        await self.charger.drain()
+        self.assertEqual(await self.usage(), (30, 30))
+        self.assertEqual(await self.qh.pending("pithos"), [])
+        for serial in [*kept, dropped]:
+            rec = await self.record(serial)
+            self.assertEqual((rec.accept, rec.resolved), (serial != dropped, True))
+
+    async def test_settle_later_failure_is_left_to_reconcile(self):
+        """When the holder cannot be reached the background settle gives
+        up quietly; reconcile accepts the decided serial later."""
+        serial = await self.charger.issue(upload(10), record=False)
+        await self.db.run("test.commit", qs.decide_txn, "pithos", serial, True)
+        self.holder.broken = True
+        self.charger.settle_later(serial, True)
+        await self.charger.drain()
+        self.flushLoggedErrors(errors.ServiceUnavailable)
+        self.assertEqual(await self.usage(), (0, 10))
+        self.holder.broken = False
+        self.assertEqual(await self.charger.reconcile(), ([serial], []))
+        self.assertEqual(await self.usage(), (10, 10))
+
     async def test_unreachable_holder_then_reconcile(self):
         """When the holder cannot be told, settle raises and keeps the
         decision; reconcile later accepts the serial."""
