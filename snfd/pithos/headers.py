@@ -90,10 +90,15 @@ def header(request: object, name: str) -> str | None:
     return ",".join(text(v, f"The header {name}") for v in values)
 
 
-def all_headers(request: object) -> list[tuple[str, str]]:
-    """Every request header as ``(lowercase name, text value)``."""
+def all_headers(request: object, *prefixes: str) -> list[tuple[str, str]]:
+    """The request headers whose lowercase names start with one of
+    ``prefixes``, as ``(lowercase name, text value)`` (other headers are
+    not decoded, so odd bytes in them do no harm)."""
     out = []
     for name, values in request.requestHeaders.getAllRawHeaders():  # type: ignore[attr-defined]
+        key = name.decode("latin-1").lower()
+        if not key.startswith(prefixes):
+            continue
         key = text(name, "A header name").lower()
         for v in values:
             out.append((key, text(v, f"The header {key}")))
@@ -117,7 +122,7 @@ def meta_headers(request: object, kind: str) -> dict[str, str] | None:
     remove = f"x-remove-{kind.lower()}-meta-"
     meta: dict[str, str] = {}
     seen = False
-    for name, value in all_headers(request):
+    for name, value in all_headers(request, prefix, remove):
         if name.startswith(prefix):
             key, value = name[len(prefix):], value
         elif name.startswith(remove):
@@ -155,9 +160,7 @@ def group_headers(request: object) -> dict[str, tuple[str, ...]] | None:
     prefix = "x-account-group-"
     groups: dict[str, tuple[str, ...]] = {}
     seen = False
-    for name, value in all_headers(request):
-        if not name.startswith(prefix):
-            continue
+    for name, value in all_headers(request, prefix):
         seen = True
         group = unquoted(name[len(prefix):], "A group name").lower()
         if not group:
@@ -182,8 +185,8 @@ def policy_headers(request: object) -> dict[str, str] | None:
     """``X-Container-Policy-<key>`` headers as ``{key (lowercase): value}``
     (the backend checks keys and values); ``None`` when there are none."""
     prefix = "x-container-policy-"
-    policy = {name[len(prefix):]: value.strip() for name, value in all_headers(request)
-              if name.startswith(prefix) and len(name) > len(prefix)}
+    policy = {name[len(prefix):]: value.strip() for name, value in all_headers(request, prefix)
+              if len(name) > len(prefix)}
     return policy or None
 
 

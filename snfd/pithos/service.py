@@ -16,6 +16,7 @@ from zope.interface import implementer
 
 from snfd import errors
 from snfd.interfaces import IAuthenticator, ILeaderDuty
+from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
 from snfd.quota import Resource
@@ -76,6 +77,9 @@ class PithosService(service.MultiService):
         # The charger needs the quota holder, which may be wired later.
         self.backend = Backend(node.db, self.blocks, None, node.reactor)
         self.charger: Charger | None = None
+        self.api = PithosAPI(self.backend, self.blocks, node.reactor, self.public_url,
+                             self.authenticator,
+                             blocks_in_flight=section.upload_blocks_in_flight)
 
     def startService(self) -> None:
         super().startService()
@@ -90,13 +94,21 @@ class PithosService(service.MultiService):
             await self.node.quota_holder.register_resources(
                 COMPONENT, resources(self.section.diskspace_default))
 
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        """Let background work end: MD5s of hashmap uploads, and the
+        commissions waiting to reach the quota holder."""
+        await self.api.drain()
+        if self.charger is not None:
+            await self.charger.drain()
+
     def mounts(self) -> dict[str, Any]:
-        from snfd.pithos.api import PithosAPI
         from snfd.pithos.swift import AuthV1Resource, InfoResource
 
-        api = PithosAPI(self.backend, self.blocks, self.node.reactor, self.public_url,
-                        self.authenticator,
-                        blocks_in_flight=self.section.upload_blocks_in_flight)
+        api = self.api
         return {
             "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True),
             "public": api.public_resource(),

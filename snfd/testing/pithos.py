@@ -41,10 +41,10 @@ from snfd.identity.tokens import TokenCache
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
-from snfd.pithos.service import COMPONENT, DISKSPACE
+from snfd.pithos.hashmap import BLOCK_SIZE
+from snfd.pithos.service import COMPONENT, DISKSPACE, resources
 from snfd.pithos.swift import AuthV1Resource, InfoResource
 from snfd.plugins.identity import plugin as identity_plugin
-from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.testing.postgres import fresh_database, started_pool
 from snfd.testing.stubhttp import serve
@@ -53,14 +53,6 @@ from snfd.web.site import Root
 
 PITHOS_SCHEMA = Schema("pithos", "snfd.pithos.schema")
 DEFAULT_DISKSPACE = 10 * 1024 ** 3
-
-
-def DISKSPACE_RESOURCE(default: int) -> Resource:
-    """``pithos.diskspace`` as the storage service registers it.  (Built
-    here: ``snfd.pithos.service.resources`` names the service origin
-    ``pithos``, which the quota holder refuses for component ``pithos``.)"""
-    return Resource(DISKSPACE, "Pithos account diskspace", "bytes", "object-store",
-                    "pithos_object-store", base_default=default, project_default=0)
 
 
 @attrs.define
@@ -104,7 +96,9 @@ class PithosStack:
         await self.quota.set_limit(f"user:{uuid}", f"project:{uuid}", DISKSPACE, limit)
 
     async def usage(self, uuid: str) -> int:
-        """The user's ``pithos.diskspace`` usage in their base project."""
+        """The user's ``pithos.diskspace`` usage in their base project,
+        once the commissions settled in the background have landed."""
+        await self.charger.drain()
         holdings = await self.quota.quotas(holders=[f"user:{uuid}"], resources=[DISKSPACE])
         return sum(h.usage for h in holdings)
 
@@ -121,19 +115,19 @@ async def pithos_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
     db = started_pool(testcase, dsn, max_connections=8)
     tmp = Path(testcase.mktemp())
     tmp.mkdir(parents=True)
-    extra = {} if block_size is None else {"block_size": block_size}
-    blocks = FileBlockStore(tmp / "blocks", reactor, **extra)
+    blocks = FileBlockStore(tmp / "blocks", reactor, block_size=block_size or BLOCK_SIZE)
     root = Root()
     url = serve(testcase, root)
     accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 0),
                         FileMailer(tmp / "mail", "snfd@localhost"), [],
                         Policy(moderation=False, public_url=url))
     quota = LocalQuotaHolder(db)
-    await quota.register_resources(COMPONENT, [DISKSPACE_RESOURCE(diskspace)])
+    await quota.register_resources(COMPONENT, resources(diskspace))
     charger = Charger(db, quota, COMPONENT)
     backend = Backend(db, blocks, charger, reactor)
     api = PithosAPI(backend, blocks, reactor, url, accounts,
                     blocks_in_flight=blocks_in_flight)
+    testcase.addCleanup(lambda: defer.ensureDeferred(charger.drain()))
     testcase.addCleanup(lambda: defer.ensureDeferred(api.drain()))
     root.mount("object-store", TokenAuth(api.resource(), accounts, allow_query=True))
     root.mount("public", api.public_resource())

@@ -115,9 +115,12 @@ class MetaTests(unittest.TestCase):
                           FakeRequest(**{"X-Object-Meta-K": "é" * 129}), "Object")
 
     def test_bad_bytes(self):
-        """A header value that is not UTF-8 is a 400."""
+        """A metadata value that is not UTF-8 is a 400; such bytes in an
+        unrelated header do no harm."""
         request = FakeRequest(**{"X-Object-Meta-K": b"\xff\xfe"})
         self.assertRaises(errors.BadRequest, hdr.meta_headers, request, "Object")
+        request = FakeRequest(**{"User-Agent": b"\xff", "X-Object-Meta-K": "v"})
+        self.assertEqual(hdr.meta_headers(request, "Object"), {"X-Object-Meta-K": "v"})
 
     def test_groups(self):
         """Group headers give lowercase names and member tuples without
