@@ -287,10 +287,18 @@ def query_args(request: Any) -> dict[str, str]:
     UTF-8 (400 otherwise)."""
     _, _, query = request.uri.partition(b"?")
     out = {}
-    for key, values in parse_qs(query, keep_blank_values=True).items():
+    for key, values in raw_query(query).items():
         name = hdr.text(key, "A query parameter name")
         out[name] = hdr.text(values[0], f"The parameter {name}") if values else ""
     return out
+
+
+def raw_query(query: bytes) -> dict[bytes, list[bytes]]:
+    """``query`` parsed, keys and values percent-decoded to bytes (any
+    escape is kept byte for byte; callers decide on UTF-8)."""
+    parsed = parse_qs(query.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+    return {k.encode("latin-1"): [v.encode("latin-1") for v in vs]
+            for k, vs in parsed.items()}
 
 
 def _media_type(value: str | None) -> str:
@@ -420,7 +428,7 @@ class PithosAPI:
         if length is not None and length < STREAM_FROM:
             return None
         path, _, query = uri.partition(b"?")
-        args = parse_qs(query, keep_blank_values=True)
+        args = raw_query(query)
         heads = request.requestHeaders
         target: Target | None
         refusal: errors.Fault | None = None
@@ -1292,7 +1300,9 @@ class PithosAPI:
         meta_given = user_meta is not None or bool(content)
         permissions, public = self._permissions(call)
         replace = not call.flag("update")
-        if media != OCTET_STREAM and source is None:
+        empty = (call.header("Content-Range") is None
+                 and (call.header("Content-Length") or "").strip() == "0")
+        if (media != OCTET_STREAM or empty) and source is None:
             # The backend keeps stored keys other than user meta and content
             # headers (the SLO helper meta) when replacing.
             await self.backend.update_object(user, t.account, t.container, t.name,

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
@@ -219,4 +220,23 @@ async def http(method: str, url: str | bytes, token: str | None = None,
     return HTTPReply(response.code, response.headers, content, length)
 
 
-__all__ = ["PITHOS_SCHEMA", "HTTPReply", "PithosStack", "http", "pithos_stack"]
+async def raw_http(base: str, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """Send ``head`` (a request line and headers, without the blank line;
+    ``Connection: close`` is added) and ``body`` over a plain socket to
+    the server at ``base`` (``http://host:port``) -- for bytes no HTTP
+    client would send.  Returns the status and the whole raw reply."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+
+    def exchange() -> bytes:
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(head.rstrip(b"\r\n") + b"\r\nConnection: close\r\n\r\n" + body)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    reply: bytes = await threads.deferToThread(exchange)
+    return int(reply.split(b" ", 2)[1]), reply
+
+
+__all__ = ["PITHOS_SCHEMA", "HTTPReply", "PithosStack", "http", "pithos_stack", "raw_http"]

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from snfd.pithos.api import STREAM_FROM
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
-from snfd.testing.pithos import HTTPReply, http, pithos_stack
+from snfd.testing.pithos import HTTPReply, http, pithos_stack, raw_http
 
 _DEFAULT: Any = object()
 
@@ -507,6 +507,24 @@ class ListingTests(StackCase):
         entries = await self.listing("/c", "&delimiter=/&prefix=a/")
         self.assertEqual([e["name"] for e in entries], ["a/1", "a/2"])
         self.assertEqual((await self.call("GET", "/c?delimiter=/")).body, b"a/\nb\nd/\n")
+
+    async def test_query_text(self):
+        """Query values are percent-encoded UTF-8; anything else (bad
+        escapes, raw bytes, which HTTP does not allow in a request target)
+        is a 400, never a 500."""
+        await self.fill("é1", "é2", "x")
+        base = f"/object-store/v1/{self.alice}/c?format=json&prefix=".encode()
+        r = await self.call("GET", raw=base + b"%C3%A9")
+        self.assertEqual([e["name"] for e in r.json()], ["é1", "é2"])
+
+        async def raw(query: bytes) -> tuple[int, bytes]:
+            return await raw_http(self.stack.url, b"GET " + base + query + b" HTTP/1.1\r\n"
+                                  b"Host: x\r\nX-Auth-Token: " + self.alice_token.encode())
+        code, reply = await raw(b"%C3%A9")
+        self.assertEqual(code, 200, reply)
+        self.assertIn(b'"name": "\\u00e91"', reply)
+        for bad in (b"%FF", b"\xff", "é".encode(), b"x&%C3=1"):
+            self.assertEqual((await raw(bad))[0], 400, bad)
 
     async def test_path(self):
         """path=p lists the objects directly under p/ (names ending with

@@ -143,6 +143,7 @@ class UploadTests(StackCase):
         path = f"/object-store/v1/{self.alice}/c/short"
 
         def send(length: int) -> None:
+            # Half the body, then hang up (no reply is awaited).
             with socket.create_connection((host, int(port))) as s:
                 s.sendall((f"PUT {path} HTTP/1.1\r\nHost: x\r\n"
                            f"X-Auth-Token: {self.alice_token}\r\n"
