@@ -80,44 +80,46 @@ def _database_url(config: cfg.Config) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _connect(config: cfg.Config) -> Iterator[Any]:
-    with _database_url(config) as url:
-        try:
-            conn = psycopg2.connect(url, **connection_options("snf-manage"))
-        except psycopg2.Error as e:
-            raise CommandError(
-                f"[database] url: cannot connect: {' '.join(str(e).split())}") from None
-        try:
-            yield conn
-        finally:
-            conn.close()
+    with _database_url(config) as url, _open(url) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def _open(url: str) -> Iterator[Any]:
+    try:
+        conn = psycopg2.connect(url, **connection_options("snf-manage"))
+    except psycopg2.Error as e:
+        raise CommandError(
+            f"[database] url: cannot connect: {' '.join(str(e).split())}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _require_tables(conn: Any, plugins: dict[str, Any], name: str) -> None:
+    """Refuse to run a plugin's command before its migrations are applied."""
+    if name not in plugins:
+        raise CommandError(f"the {name} plugin is not installed")
+    with conn.cursor() as cur:
+        if migrations.pending_txn(cur, [migrations.NODE_SCHEMA, plugins[name].schema]):
+            raise CommandError(f"the database lacks the {name} tables; run"
+                               " `snf-manage upgrade` first")
+    conn.rollback()
 
 
 def _identity(args: argparse.Namespace) -> int:
     config, plugins = load(args.config)
-    if "identity" not in plugins:
-        raise CommandError("the identity plugin is not installed")
     with _connect(config) as conn:
-        with conn.cursor() as cur:
-            schemas = [migrations.NODE_SCHEMA, plugins["identity"].schema]
-            if migrations.pending_txn(cur, schemas):
-                raise CommandError("the database lacks the identity tables; run"
-                                   " `snf-manage upgrade` first")
-        conn.rollback()
+        _require_tables(conn, plugins, "identity")
         return identity.run(args, config, conn)
 
 
 def _pithos(args: argparse.Namespace) -> int:
     config, plugins = load(args.config)
-    if "pithos" not in plugins:
-        raise CommandError("the pithos plugin is not installed")
-    with _connect(config) as conn:
-        with conn.cursor() as cur:
-            schemas = [migrations.NODE_SCHEMA, plugins["pithos"].schema]
-            if migrations.pending_txn(cur, schemas):
-                raise CommandError("the database lacks the pithos tables; run"
-                                   " `snf-manage upgrade` first")
-        conn.rollback()
     with _database_url(config) as url:
+        with _open(url) as conn:
+            _require_tables(conn, plugins, "pithos")
         return pithos.run(args, config, url)
 
 

@@ -37,12 +37,12 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from twisted.internet import defer
-from twisted.web import resource, server
 
 import snfd
 from snfd import errors
 from snfd.pithos.hashmap import BLOCK_SIZE, HASH_ALGORITHM
 from snfd.pithos.model import ObjectInfo, Permissions, Subdir
+from snfd.web.status import GetLeaf
 
 # -- limits we enforce (and announce in /info) -------------------------------
 
@@ -115,41 +115,7 @@ def info_document() -> dict[str, Any]:
 # -- /info and /auth/v1.0 -----------------------------------------------------
 
 
-class _Leaf(resource.Resource):
-    """A GET/HEAD-only leaf answered by ``async def answer(request)``, which
-    returns the body (``bytes``) or raises a fault."""
-
-    isLeaf = True
-    paths: tuple[list[bytes], ...] = ([], [b""])
-
-    def render(self, request: Any) -> Any:
-        if request.postpath not in self.paths:
-            return errors.render_fault(request, errors.NotFound("No such resource."))
-        if request.method not in (b"GET", b"HEAD"):
-            return errors.render_fault(request, errors.MethodNotAllowed(
-                "Only GET is allowed here.", headers={"Allow": "GET, HEAD"}))
-        gone: list[object] = []
-        request.notifyFinish().addBoth(gone.append)
-        defer.ensureDeferred(self._respond(request, gone))
-        return server.NOT_DONE_YET
-
-    async def _respond(self, request: Any, gone: list[object]) -> None:
-        try:
-            body = await self.answer(request)
-        except Exception as e:
-            body = errors.render_fault(request, e)
-        if gone:  # the client went away meanwhile
-            return
-        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        if request.method != b"HEAD":
-            request.write(body)
-        request.finish()
-
-    async def answer(self, request: Any) -> bytes:
-        raise NotImplementedError
-
-
-class InfoResource(_Leaf):
+class InfoResource(GetLeaf):
     """``GET``/``HEAD /info``: ``info_document()`` as JSON (no token)."""
 
     async def answer(self, request: Any) -> bytes:
@@ -157,7 +123,7 @@ class InfoResource(_Leaf):
         return json.dumps(info_document()).encode("utf-8")
 
 
-class AuthV1Resource(_Leaf):
+class AuthV1Resource(GetLeaf):
     """``GET /auth/v1.0``: Swift's v1 authentication, the OOS way.
 
     ``X-Auth-User`` (or ``X-Storage-User``) is the user's uuid or email,

@@ -15,13 +15,16 @@ from snfd import errors
 _LOCAL = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
-class _Leaf(resource.Resource):
-    """A GET/HEAD-only leaf answered by ``async def answer(request)``."""
+class GetLeaf(resource.Resource):
+    """A GET/HEAD-only leaf answered by ``async def answer(request)``, which
+    returns the body (``bytes``) or raises a fault.  ``paths``: the
+    remaining paths it answers (the leaf itself, with or without a slash)."""
 
     isLeaf = True
+    paths: tuple[list[bytes], ...] = ([], [b""])
 
     def render(self, request: Any) -> Any:
-        if request.postpath not in ([], [b""]):
+        if request.postpath not in self.paths:
             return errors.render_fault(request, errors.NotFound("No such resource."))
         if request.method not in (b"GET", b"HEAD"):
             return errors.render_fault(request, errors.MethodNotAllowed(
@@ -54,7 +57,7 @@ def _json(request: Any, value: Any, code: int = 200) -> bytes:
     return json.dumps(value).encode("utf-8")
 
 
-class Health(_Leaf):
+class Health(GetLeaf):
     """``GET /_health``: 200 with the state of the database and the bus, 503
     when the database does not answer."""
 
@@ -84,7 +87,7 @@ class Health(_Leaf):
         return _json(request, body, 200 if db["ok"] else 503)
 
 
-class ClusterView(_Leaf):
+class ClusterView(GetLeaf):
     """``GET /_cluster``: members, leader and epoch; for local callers, or
     callers that ``admin_check`` (filled in by the identity service) admits."""
 
@@ -116,7 +119,7 @@ class ClusterView(_Leaf):
         return bool(check and await check(request))
 
 
-class MetricsPage(_Leaf):
+class MetricsPage(GetLeaf):
     """``GET /metrics``: the Prometheus text exposition."""
 
     def __init__(self, metrics: Any):

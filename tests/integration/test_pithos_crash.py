@@ -22,7 +22,6 @@ import random
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -35,7 +34,7 @@ from twisted.trial import unittest
 
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, block_hash
 from snfd.testing.postgres import create_database, drop_database
-from tests.integration.test_pithos_clients import MANAGE, MiB, PithosNode, request
+from tests.integration.test_pithos_clients import MiB, PithosNode, request
 
 UPLOADS = 40
 PREEXISTING = 5  # of the 40 uploads, this many overwrite objects made before
@@ -108,12 +107,6 @@ def put_stalled(url: str, token: str, body: bytes, sent: int,
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()  # noqa: S324 - content check
-
-
-def has_gc_command() -> bool:
-    """Whether `snf-manage pithos-gc` exists (else the node's GC duty runs)."""
-    proc = subprocess.run([*MANAGE, "--help"], capture_output=True, text=True, timeout=60)
-    return "pithos-gc" in proc.stdout
 
 
 def block_files(path: Path) -> tuple[set[str], list[Path]]:
@@ -189,8 +182,7 @@ class CrashTests(unittest.TestCase):
         blocks_after_crash, _ = block_files(first.block_path)
         self.assertLessEqual(orphans, blocks_after_crash)
 
-        gc_command = await threads.deferToThread(has_gc_command)
-        second = self.node(dsn, state, "" if gc_command else "gc_grace = 0\ngc_interval = 1\n")
+        second = self.node(dsn, state, "")
         await threads.deferToThread(second.start)
         # What each name must hold: an acknowledged upload's body, else (an
         # overwrite whose reply was lost) the old body or the new one.
@@ -202,8 +194,7 @@ class CrashTests(unittest.TestCase):
         referenced = await threads.deferToThread(self.referenced_blocks, second, user)
         self.assertLessEqual(referenced - {EMPTY_HASH}, blocks_after_crash)
         self.assertFalse(orphans & referenced)
-        if gc_command:
-            await threads.deferToThread(second.manage, "pithos-gc", "--grace", "0")
+        await threads.deferToThread(second.manage, "pithos-gc", "--grace", "0")
         expected = referenced - {EMPTY_HASH}
         deadline = time.monotonic() + 120
         while True:
