@@ -494,11 +494,21 @@ class PithosAPI:
             request.pithos_upload_taken = True
             upload = await content.result()
             return upload.size, upload.hashes, upload.md5 or ""
+        content.seek(0, 2)
+        size = content.tell()
+        content.seek(0)
+        if size < STREAM_FROM:
+            # A small body is in memory: hashing it here costs less than
+            # the thread hops; the block store still writes in its threads.
+            data = content.read()
+            bs = self.blocks.block_size
+            hashes = await self.blocks.put([data[i:i + bs] for i in range(0, size, bs)])
+            return size, hashes or [EMPTY_HASH], hashlib.md5(
+                data, usedforsecurity=False).hexdigest()
         pool = self.reactor.getThreadPool()
         md5 = hashlib.md5(usedforsecurity=False)
-        hashes: list[str] = []
+        hashes = []
         size = 0
-        content.seek(0)
         while True:
             chunk = await deferToThreadPool(self.reactor, pool, content.read,
                                             self.blocks.block_size)

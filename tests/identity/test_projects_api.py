@@ -11,14 +11,12 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet import defer
 from twisted.trial import unittest
-from zope.interface import implementer
 
-from snfd import errors
 from snfd.identity.projects_api import add_project_routes
-from snfd.interfaces import IAuthenticator
+from snfd.testing.identity import StubAuthenticator
 from snfd.testing.stubhttp import pumped
 from snfd.web.app import make_app
-from snfd.web.auth import Principal, TokenAuth
+from snfd.web.auth import TokenAuth
 from tests.identity.test_projects import LATER, Fixture
 
 PROJECT_KEYS = {"id", "state", "creation_date", "name", "owner", "homepage", "description",
@@ -29,20 +27,6 @@ APPLICATION_KEYS = {"id", "state", "name", "owner", "applicant", "homepage", "de
                     "max_members", "private", "resources"}
 MEMBERSHIP_KEYS = {"id", "user", "project", "state", "requested", "accepted", "removed",
                    "allowed_actions"}
-
-
-@implementer(IAuthenticator)
-class StubAuthenticator:
-    """Test tokens mapped to principals."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[str, Principal] = {}
-
-    async def authenticate(self, token: str) -> Principal:
-        try:
-            return self.tokens[token]
-        except KeyError:
-            raise errors.Unauthorized("Invalid token") from None
 
 
 def new_project(name: str = "demo.example.org", **kw: Any) -> dict[str, Any]:

@@ -18,12 +18,11 @@ from treq.testing import StubTreq
 from twisted.internet import defer, utils
 from twisted.python.filepath import FilePath
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from snfd import errors
-from snfd.interfaces import IAuthenticator
 from snfd.pithos import swift
 from snfd.pithos.model import ObjectInfo, Permissions
+from snfd.testing.identity import StubAuthenticator
 from snfd.testing.pithos import pithos_stack
 from snfd.testing.stubhttp import pumped
 from snfd.web.auth import Principal
@@ -33,20 +32,6 @@ from tests.pithos.test_updates import ALICE, BOB, Store
 UUID = "5f2e3c1a-0000-4000-8000-000000000001"
 OTHER = "5f2e3c1a-0000-4000-8000-000000000002"
 NOW = 1_700_000_000.0
-
-
-@implementer(IAuthenticator)
-class StubAuthenticator:
-    """Test tokens mapped to principals."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[str, Principal] = {}
-
-    async def authenticate(self, token: str) -> Principal:
-        try:
-            return self.tokens[token]
-        except KeyError:
-            raise errors.Unauthorized("Invalid token") from None
 
 
 async def get(stub: StubTreq, url: str, headers: dict[str, str] | None = None,
