@@ -19,7 +19,12 @@ TOKEN_BYTES = 32
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A fresh token.  Never one starting with ``-``: command-line clients
+    (``swift -K``, ``openstack --os-token``) would take it for an option."""
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
 
 
 def new_audit_id() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import email
 import hashlib
+import re
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
@@ -20,7 +21,7 @@ from snfd.identity.accounts import Accounts, Policy, TooManyFailures
 from snfd.identity.mail import FileMailer
 from snfd.identity.passwords import Passwords
 from snfd.identity.providers import Credentials, LocalProvider
-from snfd.identity.tokens import TokenCache
+from snfd.identity.tokens import TokenCache, new_token
 from snfd.interfaces import IAuthenticator
 from snfd.testing.identity import identity_database
 from snfd.testing.postgres import query, started_pool
@@ -330,3 +331,18 @@ class CacheTests(AccountsTestCase):
                 self.fail("condition not reached")
             yield task.deferLater(reactor, 0.02, lambda: None)
             waited += 0.02
+
+
+class NewTokenTests(unittest.TestCase):
+    def test_tokens_never_look_like_options(self):
+        """No token starts with '-', so `swift -K <token>` and `openstack
+        --os-token <token>` never mistake it for an option; tokens stay
+        43 URL-safe characters and distinct."""
+        import re
+
+        from snfd.identity.tokens import new_token
+
+        tokens = [new_token() for _ in range(5000)]
+        self.assertEqual([t for t in tokens if t.startswith("-")], [])
+        self.assertTrue(all(re.fullmatch(r"[A-Za-z0-9_-]{43}", t) for t in tokens))
+        self.assertEqual(len(set(tokens)), len(tokens))
