@@ -338,10 +338,6 @@ class NewTokenTests(unittest.TestCase):
         """No token starts with '-', so `swift -K <token>` and `openstack
         --os-token <token>` never mistake it for an option; tokens stay
         43 URL-safe characters and distinct."""
-        import re
-
-        from snfd.identity.tokens import new_token
-
         tokens = [new_token() for _ in range(5000)]
         self.assertEqual([t for t in tokens if t.startswith("-")], [])
         self.assertTrue(all(re.fullmatch(r"[A-Za-z0-9_-]{43}", t) for t in tokens))
