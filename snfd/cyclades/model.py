@@ -1,0 +1,265 @@
+"""The compute domain's rules, as pure values and functions: server states
+and how the API shows them, which action is allowed when, flavor names, and
+what each change costs in quota (reference/synnefo-apis.md 3.1, 3.5-3.7).
+
+Nothing here does I/O; the effect path (``servers``), the update path
+(``updates``) and the reconciler all decide with these.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import attrs
+
+from snfd import errors
+from snfd.quota import Provision, user_and_project
+
+# -- states ---------------------------------------------------------------
+
+OPERSTATES = frozenset({"BUILD", "ERROR", "STOPPED", "STARTED", "DESTROYED", "RESIZE"})
+
+# The internal state after a successful opcode; others leave it unchanged.
+OPER_STATE_FROM_OPCODE = {
+    "OP_INSTANCE_CREATE": "STARTED",
+    "OP_INSTANCE_STARTUP": "STARTED",
+    "OP_INSTANCE_REBOOT": "STARTED",
+    "OP_INSTANCE_SHUTDOWN": "STOPPED",
+    "OP_INSTANCE_REMOVE": "DESTROYED",
+}
+
+JOB_STATUSES = frozenset({"queued", "waiting", "canceling", "running",
+                          "success", "error", "canceled"})
+FINAL_JOB_STATUSES = frozenset({"success", "error", "canceled"})
+PENDING_JOB_STATUSES = frozenset({"queued", "waiting", "running"})
+
+_API_STATUS = {"BUILD": "BUILD", "ERROR": "ERROR", "STOPPED": "STOPPED",
+               "STARTED": "ACTIVE", "DESTROYED": "DELETED", "RESIZE": "RESIZE"}
+
+# Tasks a user request starts, and how SNF:task_state names them.
+TASK_STATE = {"BUILD": "BUILDING", "START": "STARTING", "STOP": "STOPPING",
+              "REBOOT": "REBOOTING", "RESIZE": "RESIZING", "DESTROY": "DESTROYING",
+              "RESCUE": "RESCUING", "UNRESCUE": "UNRESCUING",
+              "FIREWALL": "", "REASSIGN": ""}
+
+
+@attrs.frozen
+class Flavor:
+    id: int
+    cpu: int
+    ram: int            # MiB
+    disk: int           # GiB
+    disk_template: str
+    allow_create: bool = True
+    public: bool = True
+    access: tuple[str, ...] = ()
+    deleted: bool = False
+
+    @property
+    def name(self) -> str:
+        return flavor_name(self.cpu, self.ram, self.disk, self.disk_template)
+
+
+@attrs.frozen
+class Backend:
+    id: int
+    clustername: str
+    rapi_url: str
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    certificate: str = attrs.field(default="", repr=False)
+    offline: bool = False
+    drained: bool = False
+    public: bool = True
+    projects: tuple[str, ...] = ()
+    disk_templates: tuple[str, ...] = ()
+    hypervisor: str = "kvm"
+    events: str = "watch"
+    mfree: int = 0
+    mtotal: int = 0
+    dfree: int = 0
+    dtotal: int = 0
+    pinst_cnt: int = 0
+    ctotal: int = 0
+    stats_updated: datetime.datetime | None = None
+    created: datetime.datetime | None = None
+
+
+@attrs.frozen
+class Server:
+    """A row of ``cyclades_servers`` with its flavor."""
+
+    id: int
+    userid: str
+    project: str
+    name: str
+    flavor: Flavor
+    image_id: str
+    backend_id: int | None = None
+    operstate: str = "BUILD"
+    deleted: bool = False
+    suspended: bool = False
+    rescue: bool = False
+    shared_to_project: bool = False
+    action: str = ""
+    task: str = ""
+    task_job_id: int | None = None
+    serial: int | None = None
+    backendjobid: int | None = None
+    backendopcode: str = ""
+    backendjobstatus: str = ""
+    backendlogmsg: str = ""
+    backendtime: datetime.datetime | None = None
+    buildpercentage: int = 0
+    image: dict[str, Any] = attrs.Factory(dict)
+    metadata: dict[str, str] = attrs.Factory(dict)
+    tags: tuple[str, ...] = ()
+    key_names: tuple[str, ...] = ()
+    nics: tuple[dict[str, Any], ...] = ()
+    disks: tuple[dict[str, Any], ...] = ()
+    created: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+
+    @property
+    def instance_name(self) -> str:
+        return instance_name(self.id)
+
+
+INSTANCE_PREFIX = "snf-"
+
+
+def instance_name(server_id: int) -> str:
+    """The Ganeti instance name of a server (``snf-<id>``)."""
+    return f"{INSTANCE_PREFIX}{server_id}"
+
+
+def server_id_of(instance: str) -> int | None:
+    """The server id in a Ganeti instance name, or None if it is not ours."""
+    if not isinstance(instance, str) or not instance.startswith(INSTANCE_PREFIX):
+        return None
+    rest = instance[len(INSTANCE_PREFIX):]
+    if not rest.isdigit() or len(rest) > 18:
+        return None
+    return int(rest)
+
+
+def flavor_name(cpu: int, ram: int, disk: int, disk_template: str) -> str:
+    """Synnefo's flavor name: ``C<cpu>R<ram MiB>D<disk GiB><template>``."""
+    return f"C{cpu}R{ram}D{disk}{disk_template}"
+
+
+def api_status(server: Server) -> str:
+    """The status the API shows (``get_rsapi_state``): transient REBOOT and
+    RESIZE while such a job is pending, DELETED once deleted."""
+    if server.deleted:
+        return "DELETED"
+    state = _API_STATUS.get(server.operstate, "UNKNOWN")
+    pending = server.backendjobstatus in PENDING_JOB_STATUSES
+    if state == "ACTIVE" and pending and server.backendopcode == "OP_INSTANCE_REBOOT":
+        return "REBOOT"
+    if state == "STOPPED" and server.task == "RESIZE":
+        return "RESIZE"
+    return state
+
+
+def task_state(server: Server) -> str:
+    """``SNF:task_state``: the pending task's -ING name, or ''."""
+    return TASK_STATE.get(server.task, "") if server.task else ""
+
+
+# -- actions ----------------------------------------------------------------
+
+def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
+    """Raise the reference's fault when ``action`` may not run now.
+
+    ``action`` is one of START, STOP, REBOOT, RESIZE, RESCUE, UNRESCUE,
+    DESTROY, FIREWALL, CONSOLE, REASSIGN, CONNECT, DISCONNECT, ATTACH, DETACH
+    and the metadata/tag operations (always allowed).
+    """
+    if server.deleted:
+        raise errors.BadRequest(f"Server {server.id} has been deleted.")
+    if action in ("DESTROY", "TAGS", "METADATA", "RENAME"):
+        return
+    if server.task:
+        if server.task == "BUILD":
+            raise errors.BuildInProgress(f"Server {server.id} is being built.")
+        raise errors.BadRequest(
+            f"Cannot perform '{action}' on server {server.id}: a"
+            f" '{server.task}' action is in progress.")
+    if server.operstate == "ERROR":
+        raise errors.BadRequest(f"Cannot perform '{action}' on server {server.id}:"
+                                " it is in the ERROR state.")
+    if server.operstate == "BUILD" and action != "CONSOLE":
+        raise errors.BuildInProgress(f"Server {server.id} is being built.")
+    needs = {"START": "STOPPED", "STOP": "STARTED", "RESIZE": "STOPPED",
+             "RESCUE": "STOPPED", "UNRESCUE": "STOPPED"}
+    if not hotplug:
+        needs.update(CONNECT="STOPPED", DISCONNECT="STOPPED",
+                     ATTACH="STOPPED", DETACH="STOPPED")
+    wanted = needs.get(action)
+    if wanted is not None and server.operstate != wanted:
+        shown = _API_STATUS.get(wanted, wanted)
+        raise errors.Conflict(
+            f"Cannot perform '{action}' on server {server.id}: it must be {shown},"
+            f" not {api_status(server)}.")
+    if action == "UNRESCUE" and not server.rescue:
+        raise errors.BadRequest(f"Server {server.id} is not in rescue mode.")
+    if action == "RESCUE" and server.rescue:
+        raise errors.BadRequest(f"Server {server.id} is already in rescue mode.")
+
+
+# -- quota ------------------------------------------------------------------
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+OFFLINE = ("cyclades.vm", "cyclades.total_cpu", "cyclades.total_ram")
+ONLINE = ("cyclades.cpu", "cyclades.ram")
+
+
+def _amounts(flavor: Flavor) -> dict[str, int]:
+    return {"cyclades.vm": 1, "cyclades.total_cpu": flavor.cpu,
+            "cyclades.total_ram": flavor.ram * MiB, "cyclades.cpu": flavor.cpu,
+            "cyclades.ram": flavor.ram * MiB, "cyclades.disk": flavor.disk * GiB}
+
+
+def charges(server: Server, action: str, new_flavor: Flavor | None = None,
+            running: bool | None = None) -> dict[str, int]:
+    """What ``action`` moves, resource -> signed quantity (zeros omitted).
+
+    BUILD: offline + online + disk.  START (or REBOOT from STOPPED):
+    +online.  STOP: -online.  DESTROY: -(offline + disk + online if it is
+    running).  RESIZE: the cpu/ram differences (online too if running).
+    ``running`` overrides the guess from ``server.operstate``.
+    """
+    flavor = server.flavor
+    have = _amounts(flavor)
+    if running is None:
+        running = server.operstate in ("STARTED", "BUILD", "ERROR")
+    out: dict[str, int] = {}
+    if action == "BUILD":
+        out = dict(have)
+    elif action in ("START", "REBOOT"):
+        if server.operstate == "STOPPED":
+            out = {k: have[k] for k in ONLINE}
+    elif action == "STOP":
+        if server.operstate in ("STARTED", "BUILD", "ERROR"):
+            out = {k: -have[k] for k in ONLINE}
+    elif action == "DESTROY":
+        keys = OFFLINE + ("cyclades.disk",) + (ONLINE if running else ())
+        out = {k: -have[k] for k in keys}
+    elif action == "RESIZE":
+        assert new_flavor is not None
+        new = _amounts(new_flavor)
+        keys = ("cyclades.total_cpu", "cyclades.total_ram") + (ONLINE if running else ())
+        out = {k: new[k] - have[k] for k in keys}
+    return {k: v for k, v in out.items() if v}
+
+
+def provisions(server: Server, amounts: dict[str, int]) -> list[Provision]:
+    """The user/project provision pairs for ``amounts``."""
+    out: list[Provision] = []
+    for resource, quantity in sorted(amounts.items()):
+        out += user_and_project(server.userid, server.project, resource, quantity)
+    return out

@@ -1,0 +1,386 @@
+"""The compute service's persistence: backends, flavors, servers,
+diagnostics, keypairs and build parameters (``schema/0001_cyclades.sql``).
+
+SQL lives only in the ``*_txn(txn, ...)`` functions here; callers run them
+through the node's pool (``await db.run("cyclades.<name>", fn, ...)``) and
+get plain values from ``snfd.cyclades.model``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from psycopg2.extras import Json
+
+from snfd.cyclades.model import Backend, Flavor, Server
+
+# -- backends -------------------------------------------------------------
+
+_BACKEND_COLUMNS = (
+    "id", "clustername", "rapi_url", "username", "password", "certificate", "offline",
+    "drained", "public", "projects", "disk_templates", "hypervisor", "events", "mfree",
+    "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal", "stats_updated", "created")
+_BACKEND_SELECT = "SELECT " + ", ".join(_BACKEND_COLUMNS) + " FROM cyclades_backends"
+# What backend-modify may change.
+BACKEND_SETTINGS = frozenset({
+    "rapi_url", "username", "password", "certificate", "offline", "drained", "public",
+    "projects", "disk_templates", "hypervisor", "events"})
+_BACKEND_STATS = frozenset({"mfree", "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal"})
+
+
+def _backend(row: Any) -> Backend:
+    values = dict(zip(_BACKEND_COLUMNS, row, strict=True))
+    values["projects"] = tuple(values["projects"] or ())
+    values["disk_templates"] = tuple(values["disk_templates"] or ())
+    return Backend(**values)
+
+
+def add_backend_txn(txn: Any, clustername: str, rapi_url: str,
+                    **settings: Any) -> Backend:
+    """Insert a backend; ``settings`` are ``BACKEND_SETTINGS`` columns."""
+    _check(settings, BACKEND_SETTINGS)
+    names = ["clustername", "rapi_url", *settings]
+    values = [clustername, rapi_url, *(_list(v) for v in settings.values())]
+    txn.execute(
+        f"INSERT INTO cyclades_backends ({', '.join(names)})"
+        f" VALUES ({', '.join(['%s'] * len(names))}) RETURNING id", values)
+    backend_id = txn.fetchone()[0]
+    found = backend_txn(txn, backend_id)
+    assert found is not None
+    return found
+
+
+def backend_txn(txn: Any, backend_id: int | None = None, *,
+                clustername: str | None = None, for_update: bool = False) -> Backend | None:
+    """One backend by id or by cluster name, or None."""
+    lock = " FOR UPDATE" if for_update else ""
+    if clustername is not None:
+        txn.execute(f"{_BACKEND_SELECT} WHERE clustername = %s{lock}", (clustername,))
+    else:
+        txn.execute(f"{_BACKEND_SELECT} WHERE id = %s{lock}", (backend_id,))
+    row = txn.fetchone()
+    return _backend(row) if row else None
+
+
+def backends_txn(txn: Any, *, usable_only: bool = False, for_update: bool = False,
+                 events: str | None = None) -> list[Backend]:
+    """All backends by id; ``usable_only``: neither offline nor drained
+    (what the allocator considers), ``for_update`` locks those rows."""
+    where: list[str] = []
+    args: list[Any] = []
+    if usable_only:
+        where.append("NOT offline AND NOT drained")
+    if events is not None:
+        where.append("events = %s")
+        args.append(events)
+    sql = _BACKEND_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+    txn.execute(sql + (" FOR UPDATE" if for_update else ""), args)
+    return [_backend(r) for r in txn.fetchall()]
+
+
+def update_backend_txn(txn: Any, backend_id: int, **settings: Any) -> Backend | None:
+    """Change ``BACKEND_SETTINGS`` or statistics columns; the new row."""
+    _check(settings, BACKEND_SETTINGS | _BACKEND_STATS)
+    if settings:
+        assignments = ", ".join(f"{k} = %s" for k in settings)
+        if _BACKEND_STATS & settings.keys():
+            assignments += ", stats_updated = now()"
+        txn.execute(f"UPDATE cyclades_backends SET {assignments} WHERE id = %s",
+                    [*(_list(v) for v in settings.values()), backend_id])
+    return backend_txn(txn, backend_id)
+
+
+def charge_backend_txn(txn: Any, backend_id: int, ram: int, disk: int,
+                       instances: int = 1) -> None:
+    """Count an allocation at once: ``ram``/``disk`` MiB fewer free,
+    ``instances`` more primary instances (negative undoes)."""
+    txn.execute(
+        """UPDATE cyclades_backends SET mfree = mfree - %s, dfree = dfree - %s,
+               pinst_cnt = pinst_cnt + %s WHERE id = %s""",
+        (ram, disk, instances, backend_id))
+
+
+def remove_backend_txn(txn: Any, backend_id: int) -> int:
+    """Delete a backend that holds no live server; returns how many live
+    servers it holds (the backend is deleted only when 0)."""
+    txn.execute("SELECT count(*) FROM cyclades_servers WHERE backend_id = %s AND NOT deleted",
+                (backend_id,))
+    live = int(txn.fetchone()[0])
+    if live == 0:
+        txn.execute("UPDATE cyclades_servers SET backend_id = NULL WHERE backend_id = %s",
+                    (backend_id,))
+        txn.execute("DELETE FROM cyclades_backends WHERE id = %s", (backend_id,))
+    return live
+
+
+# -- flavors --------------------------------------------------------------
+
+_FLAVOR_COLUMNS = ("id", "cpu", "ram", "disk", "disk_template", "allow_create", "public",
+                   "access", "deleted")
+_FLAVOR_SELECT = "SELECT " + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS) \
+    + " FROM cyclades_flavors f"
+
+
+def _flavor(row: Any) -> Flavor:
+    values = dict(zip(_FLAVOR_COLUMNS, row, strict=True))
+    values["access"] = tuple(values["access"] or ())
+    return Flavor(**values)
+
+
+def create_flavor_txn(txn: Any, cpu: int, ram: int, disk: int, disk_template: str, *,
+                      allow_create: bool = True, public: bool = True,
+                      access: Iterable[str] = ()) -> tuple[Flavor, bool]:
+    """Create a flavor, or undelete and return the existing one with the
+    same (cpu, ram, disk, template); the flag says whether it is new."""
+    txn.execute(
+        """INSERT INTO cyclades_flavors (cpu, ram, disk, disk_template, allow_create,
+               public, access) VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (cpu, ram, disk, disk_template) DO NOTHING RETURNING id""",
+        (cpu, ram, disk, disk_template, allow_create, public, list(access)))
+    row = txn.fetchone()
+    if row is None:
+        txn.execute(
+            """UPDATE cyclades_flavors SET deleted = false WHERE cpu = %s AND ram = %s
+               AND disk = %s AND disk_template = %s RETURNING id""",
+            (cpu, ram, disk, disk_template))
+        flavor = flavor_txn(txn, txn.fetchone()[0])
+        assert flavor is not None
+        return flavor, False
+    flavor = flavor_txn(txn, row[0])
+    assert flavor is not None
+    return flavor, True
+
+
+def flavor_txn(txn: Any, flavor_id: int) -> Flavor | None:
+    txn.execute(f"{_FLAVOR_SELECT} WHERE f.id = %s", (flavor_id,))
+    row = txn.fetchone()
+    return _flavor(row) if row else None
+
+
+def flavors_txn(txn: Any, include_deleted: bool = False) -> list[Flavor]:
+    where = "" if include_deleted else " WHERE NOT f.deleted"
+    txn.execute(f"{_FLAVOR_SELECT}{where} ORDER BY f.id")
+    return [_flavor(r) for r in txn.fetchall()]
+
+
+def update_flavor_txn(txn: Any, flavor_id: int, **settings: Any) -> Flavor | None:
+    """Change allow_create, public, access or deleted."""
+    _check(settings, frozenset({"allow_create", "public", "access", "deleted"}))
+    if settings:
+        txn.execute(
+            f"UPDATE cyclades_flavors SET {', '.join(f'{k} = %s' for k in settings)}"
+            " WHERE id = %s", [*(_list(v) for v in settings.values()), flavor_id])
+    return flavor_txn(txn, flavor_id)
+
+
+# -- servers --------------------------------------------------------------
+
+_SERVER_COLUMNS = (
+    "id", "userid", "project", "name", "image_id", "backend_id", "operstate", "deleted",
+    "suspended", "rescue", "shared_to_project", "action", "task", "task_job_id", "serial",
+    "backendjobid", "backendopcode", "backendjobstatus", "backendlogmsg", "backendtime",
+    "buildpercentage", "image", "metadata", "tags", "key_names", "nics", "disks",
+    "created", "updated")
+_SERVER_SELECT = (
+    "SELECT " + ", ".join(f"s.{c}" for c in _SERVER_COLUMNS) + ", "
+    + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS)
+    + " FROM cyclades_servers s JOIN cyclades_flavors f ON f.id = s.flavor_id")
+# What update_server_txn may change.
+SERVER_FIELDS = frozenset(_SERVER_COLUMNS) - {"id", "userid", "created", "updated"} \
+    | {"flavor_id"}
+_JSON_FIELDS = frozenset({"image", "metadata", "nics", "disks"})
+
+
+def _server(row: Any) -> Server:
+    n = len(_SERVER_COLUMNS)
+    values = dict(zip(_SERVER_COLUMNS, row[:n], strict=True))
+    values["flavor"] = _flavor(row[n:])
+    values["tags"] = tuple(values["tags"] or ())
+    values["key_names"] = tuple(values["key_names"] or ())
+    values["nics"] = tuple(values["nics"] or ())
+    values["disks"] = tuple(values["disks"] or ())
+    backendtime = values["backendtime"]
+    if backendtime is not None and backendtime.year < 2:  # '-infinity'
+        values["backendtime"] = None
+    return Server(**values)
+
+
+def insert_server_txn(txn: Any, userid: str, project: str, name: str, flavor_id: int,
+                      image_id: str, **fields: Any) -> Server:
+    """Insert a server in BUILD; ``fields`` are further ``SERVER_FIELDS``."""
+    _check(fields, SERVER_FIELDS)
+    names = ["userid", "project", "name", "flavor_id", "image_id", *fields]
+    values = [userid, project, name, flavor_id, image_id,
+              *(_value(k, v) for k, v in fields.items())]
+    txn.execute(
+        f"INSERT INTO cyclades_servers ({', '.join(names)})"
+        f" VALUES ({', '.join(['%s'] * len(names))}) RETURNING id", values)
+    server = server_txn(txn, txn.fetchone()[0])
+    assert server is not None
+    return server
+
+
+def server_txn(txn: Any, server_id: int, for_update: bool = False) -> Server | None:
+    """One server (deleted ones too), optionally locking its row."""
+    lock = " FOR UPDATE OF s" if for_update else ""
+    txn.execute(f"{_SERVER_SELECT} WHERE s.id = %s{lock}", (server_id,))
+    row = txn.fetchone()
+    return _server(row) if row else None
+
+
+def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = None,
+                since: datetime.datetime | None = None, include_deleted: bool = False,
+                backend_id: int | None = None, ids: Iterable[int] | None = None) -> list[Server]:
+    """Servers by id.  ``userid`` with ``project``: the user's own plus those
+    shared to ``project``... (callers pass what they see).  ``since``:
+    updated after that time, deleted ones included."""
+    where: list[str] = []
+    args: list[Any] = []
+    if userid is not None:
+        where.append("s.userid = %s")
+        args.append(userid)
+    if project is not None:
+        where.append("s.project = %s")
+        args.append(project)
+    if backend_id is not None:
+        where.append("s.backend_id = %s")
+        args.append(backend_id)
+    if ids is not None:
+        where.append("s.id = ANY(%s)")
+        args.append(list(ids))
+    if since is not None:
+        where.append("s.updated > %s")
+        args.append(since)
+    elif not include_deleted:
+        where.append("NOT s.deleted")
+    sql = _SERVER_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id"
+    txn.execute(sql, args)
+    return [_server(r) for r in txn.fetchall()]
+
+
+def update_server_txn(txn: Any, server_id: int, **fields: Any) -> Server | None:
+    """Set ``SERVER_FIELDS`` (and ``updated = now()``); the new row."""
+    _check(fields, SERVER_FIELDS)
+    assignments = ", ".join([*(f"{k} = %s" for k in fields), "updated = now()"])
+    txn.execute(f"UPDATE cyclades_servers SET {assignments} WHERE id = %s",
+                [*(_value(k, v) for k, v in fields.items()), server_id])
+    return server_txn(txn, server_id)
+
+
+def usage_txn(txn: Any) -> dict[tuple[str, str], dict[str, int]]:
+    """What live servers hold, by (user, project): vm count, cpu and ram
+    (MiB) in total and of running ones, disk (GiB) — for reconciling quota."""
+    txn.execute(
+        """SELECT s.userid, s.project, count(*), sum(f.cpu), sum(f.ram), sum(f.disk),
+                  sum(f.cpu) FILTER (WHERE s.operstate IN ('STARTED', 'BUILD', 'ERROR')),
+                  sum(f.ram) FILTER (WHERE s.operstate IN ('STARTED', 'BUILD', 'ERROR'))
+           FROM cyclades_servers s JOIN cyclades_flavors f ON f.id = s.flavor_id
+           WHERE NOT s.deleted GROUP BY s.userid, s.project""")
+    return {(r[0], r[1]): {"vm": r[2], "total_cpu": r[3] or 0, "total_ram": r[4] or 0,
+                           "disk": r[5] or 0, "cpu": r[6] or 0, "ram": r[7] or 0}
+            for r in txn.fetchall()}
+
+
+# -- diagnostics ----------------------------------------------------------
+
+def add_diagnostic_txn(txn: Any, server_id: int, level: str, source: str, message: str,
+                       details: str | None = None,
+                       source_date: datetime.datetime | None = None) -> None:
+    txn.execute(
+        """INSERT INTO cyclades_diagnostics (server_id, level, source, source_date,
+               message, details) VALUES (%s, %s, %s, %s, %s, %s)""",
+        (server_id, level, source, source_date, message, details))
+
+
+def diagnostics_txn(txn: Any, server_id: int) -> list[dict[str, Any]]:
+    """A server's diagnostics, newest first, as the API shows them."""
+    txn.execute(
+        """SELECT level, created, source, source_date, message, details
+           FROM cyclades_diagnostics WHERE server_id = %s ORDER BY id DESC""", (server_id,))
+    return [{"level": r[0], "created": r[1], "source": r[2], "source_date": r[3],
+             "message": r[4], "details": r[5]} for r in txn.fetchall()]
+
+
+# -- keypairs -------------------------------------------------------------
+
+def add_keypair_txn(txn: Any, userid: str, name: str, public_key: str,
+                    fingerprint: str) -> bool:
+    """Store a keypair; False when the user already has one by that name."""
+    txn.execute(
+        """INSERT INTO cyclades_keypairs (userid, name, public_key, fingerprint)
+           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING name""",
+        (userid, name, public_key, fingerprint))
+    return txn.fetchone() is not None
+
+
+def keypairs_txn(txn: Any, userid: str, names: Iterable[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """The user's keypairs by name (only ``names`` when given)."""
+    sql = """SELECT name, public_key, fingerprint, created FROM cyclades_keypairs
+             WHERE userid = %s"""
+    args: list[Any] = [userid]
+    if names is not None:
+        sql += " AND name = ANY(%s)"
+        args.append(list(names))
+    txn.execute(sql + " ORDER BY name", args)
+    return [{"name": r[0], "public_key": r[1], "fingerprint": r[2], "created": r[3]}
+            for r in txn.fetchall()]
+
+
+def delete_keypair_txn(txn: Any, userid: str, name: str) -> bool:
+    txn.execute("DELETE FROM cyclades_keypairs WHERE userid = %s AND name = %s",
+                (userid, name))
+    return bool(txn.rowcount)
+
+
+# -- build parameters and passwords ----------------------------------------
+
+def put_params_txn(txn: Any, key: str, server_id: int, params: Mapping[str, Any]) -> None:
+    txn.execute("INSERT INTO cyclades_server_params (key, server_id, params)"
+                " VALUES (%s, %s, %s)", (key, server_id, Json(dict(params))))
+
+
+def take_params_txn(txn: Any, key: str) -> dict[str, Any] | None:
+    """The parameters under ``key``, deleted as they are read (one use)."""
+    txn.execute("DELETE FROM cyclades_server_params WHERE key = %s RETURNING params", (key,))
+    row = txn.fetchone()
+    return dict(row[0]) if row else None
+
+
+def put_password_txn(txn: Any, server_id: int, password: str,
+                     expires: datetime.datetime) -> None:
+    txn.execute(
+        """INSERT INTO cyclades_server_passwords (server_id, password, expires)
+           VALUES (%s, %s, %s) ON CONFLICT (server_id) DO UPDATE
+           SET password = EXCLUDED.password, expires = EXCLUDED.expires""",
+        (server_id, password, expires))
+
+
+def password_txn(txn: Any, server_id: int) -> str | None:
+    """The cached admin password while it has not expired (expired ones
+    are deleted)."""
+    txn.execute("DELETE FROM cyclades_server_passwords WHERE expires < now()")
+    txn.execute("SELECT password FROM cyclades_server_passwords WHERE server_id = %s",
+                (server_id,))
+    row = txn.fetchone()
+    return row[0] if row else None
+
+
+# -- helpers --------------------------------------------------------------
+
+def _check(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not settable: {', '.join(sorted(unknown))}")
+
+
+def _list(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _value(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        return Json(list(value) if isinstance(value, tuple) else value)
+    return _list(value)
