@@ -14,6 +14,10 @@ class ISnfdPlugin(Interface):
     any ``snfd/plugins/`` directory on ``sys.path``), found with
     ``twisted.plugin.getPlugins(ISnfdPlugin, snfd.plugins)``.  The module
     must also declare ``IPlugin`` so that Twisted's scan picks it up.
+
+    A plugin may also have ``after``: names of plugins whose services must
+    be built before its own when they run on the same node (the services
+    it uses through the node's slots, such as ``quota_holder``).
     """
 
     name = Attribute(

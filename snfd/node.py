@@ -38,6 +38,8 @@ class Node:
     ``check(request) -> bool`` saying whether a caller is an administrator.
     ``authenticator`` (``IAuthenticator``) and ``quota_holder``
     (``IQuotaHolder``) are filled by the identity service too.
+    ``object_backend`` is the storage service's ``snfd.pithos.backend.Backend``
+    (images are files in it).
     """
 
     config: Config
@@ -59,6 +61,7 @@ class Node:
     admin_check: Callable[[Any], Awaitable[bool]] | None = None
     authenticator: Any = None
     quota_holder: Any = None
+    object_backend: Any = None
 
     def add_leader_duty(self, duty: Any) -> None:
         """Run ``duty`` (an ``ILeaderDuty``) on whichever node leads."""

@@ -39,10 +39,13 @@ def config_keys(plugins: Mapping[str, ISnfdPlugin]) -> dict[str, Sequence[Key]]:
 
 def select(plugins: Mapping[str, ISnfdPlugin],
            enabled: Iterable[str] | None) -> list[ISnfdPlugin]:
-    """The plugins to run, in the order given (``None``: all, by name)."""
+    """The plugins to run (``None``: all), in the order their services are
+    built: by name, or as ``enabled`` lists them, except that a plugin comes
+    after the plugins its optional ``after`` attribute names (those it
+    uses when both run)."""
     if enabled is None:
-        return [plugins[n] for n in sorted(plugins)]
-    chosen = []
+        return _ordered([plugins[n] for n in sorted(plugins)])
+    chosen: list[ISnfdPlugin] = []
     for name in enabled:
         if name not in plugins:
             have = ", ".join(sorted(plugins)) or "none"
@@ -51,4 +54,30 @@ def select(plugins: Mapping[str, ISnfdPlugin],
                 f" (installed: {have})")
         if plugins[name] not in chosen:
             chosen.append(plugins[name])
-    return chosen
+    return _ordered(chosen)
+
+
+def _ordered(chosen: list[ISnfdPlugin]) -> list[ISnfdPlugin]:
+    """``chosen`` with each plugin moved after those in its ``after``
+    (stable otherwise); a cycle is a ``PluginError``."""
+    names = {p.name for p in chosen}
+    done: list[ISnfdPlugin] = []
+    visiting: set[str] = set()
+    by_name = {p.name: p for p in chosen}
+
+    def visit(plugin: ISnfdPlugin) -> None:
+        if plugin in done:
+            return
+        if plugin.name in visiting:
+            raise PluginError(f"plugins {plugin.name!r} and others each want to start"
+                              " after the other")
+        visiting.add(plugin.name)
+        for name in getattr(plugin, "after", ()):
+            if name in names:
+                visit(by_name[name])
+        visiting.discard(plugin.name)
+        done.append(plugin)
+
+    for plugin in chosen:
+        visit(plugin)
+    return done

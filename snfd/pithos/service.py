@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd import errors
-from snfd.interfaces import IAuthenticator, ILeaderDuty
+from snfd.cluster.periodic import PeriodicDuty
+from snfd.interfaces import IAuthenticator
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
@@ -76,6 +77,7 @@ class PithosService(service.MultiService):
         self.authenticator = NodeAuthenticator(node)
         # The charger needs the quota holder, which may be wired later.
         self.backend = Backend(node.db, self.blocks, None, node.reactor)
+        node.object_backend = self.backend
         self.charger: Charger | None = None
         self.api = PithosAPI(self.backend, self.blocks, node.reactor, self.public_url,
                              self.authenticator,
@@ -117,80 +119,36 @@ class PithosService(service.MultiService):
         }
 
     def duties(self) -> list[Any]:
-        return [GarbageCollection(self), CommissionReconciliation(self)]
+        return [garbage_collection(self), commission_reconciliation(self)]
 
 
-class _Periodic:
-    """A leader duty running ``run()`` every ``interval`` seconds."""
-
-    name = "pithos"
-    interval = 60.0
-
-    def __init__(self, svc: PithosService):
-        self._svc = svc
-        self._loop: task.LoopingCall | None = None
-        self._running: defer.Deferred[None] | None = None
-
-    def start(self, leadership: Any) -> None:
-        self._loop = task.LoopingCall(self._tick)
-        self._loop.clock = self._svc.node.reactor
-        self._loop.start(self.interval, now=True).addErrback(
-            lambda f: log.failure("{name} stopped", f, name=self.name))
-
-    def _tick(self) -> defer.Deferred[None]:
-        self._running = defer.ensureDeferred(self._guarded())
-        return self._running
-
-    async def _guarded(self) -> None:
-        try:
-            await self.run()
-        except Exception:
-            log.failure("{name} failed", name=self.name)
-
-    async def run(self) -> None:
-        raise NotImplementedError
-
-    def stop(self) -> defer.Deferred[None] | None:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        running, self._running = self._running, None
-        return running
-
-
-@implementer(ILeaderDuty)
-class GarbageCollection(_Periodic):
+def garbage_collection(svc: PithosService) -> PeriodicDuty:
     """Removes blocks that no version references, and temporary files a
     crash left, older than ``[pithos] gc_grace``."""
 
-    name = "pithos-gc"
-
-    def __init__(self, svc: PithosService):
-        super().__init__(svc)
-        self.interval = svc.section.gc_interval or 3600.0
-
-    async def run(self) -> None:
-        grace = self._svc.section.gc_grace
-        scanned, removed = await self._svc.backend.collect_garbage(grace)
-        now = self._svc.node.reactor.seconds()
-        await self._svc.blocks.sweep_temporary(now - grace)
+    async def run() -> None:
+        grace = svc.section.gc_grace
+        scanned, removed = await svc.backend.collect_garbage(grace)
+        now = svc.node.reactor.seconds()
+        await svc.blocks.sweep_temporary(now - grace)
         log.info("pithos gc: {removed} of {scanned} blocks removed", removed=removed,
                  scanned=scanned)
 
+    return PeriodicDuty("pithos-gc", svc.section.gc_interval or 3600.0, svc.node.reactor, run)
 
-@implementer(ILeaderDuty)
-class CommissionReconciliation(_Periodic):
+
+def commission_reconciliation(svc: PithosService, interval: float = 300.0,
+                              grace: float = 600.0) -> PeriodicDuty:
     """Resolves quota commissions a crash left pending (see
     ``snfd.quota.serials``), sparing those of requests still in flight."""
 
-    name = "pithos-commissions"
-    interval = 300.0
-    grace = 600.0
-
-    async def run(self) -> None:
-        charger = self._svc.charger
+    async def run() -> None:
+        charger = svc.charger
         if charger is None:
             return
-        accepted, rejected = await charger.reconcile(grace=self.grace)
+        accepted, rejected = await charger.reconcile(grace=grace)
         if accepted or rejected:
             log.info("pithos commissions: accepted {a}, rejected {r}", a=accepted,
                      r=rejected)
+
+    return PeriodicDuty("pithos-commissions", interval, svc.node.reactor, run)

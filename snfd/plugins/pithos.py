@@ -16,6 +16,7 @@ from snfd.interfaces import ISnfdPlugin
 @implementer(IPlugin, ISnfdPlugin)
 class PithosPlugin:
     name = "pithos"
+    after = ("identity",)
     schema = Schema("pithos", "snfd.pithos.schema")
     config_keys = (
         Key("block_path", text, "",
