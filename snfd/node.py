@@ -68,6 +68,18 @@ class Node:
         self.election.add_duty(duty)
 
 
+def public_base(node: Node, own_url: str = "") -> str:
+    """Where clients reach this cluster's services: a service's own
+    ``public_url`` setting, else ``[identity] public_url`` when the identity
+    plugin runs here, else this node's address; no trailing slash."""
+    if own_url:
+        return str(own_url).rstrip("/")
+    identity = node.config["identity"] if "identity" in node.plugins else None
+    if identity is not None and identity.public_url:
+        return str(identity.public_url).rstrip("/")
+    return str(node.address).rstrip("/")
+
+
 class NodeService(service.MultiService):
     """Children start in the order added and stop in reverse, each stop
     awaited before the next (a plugin stops before the pool it uses)."""

@@ -1,1 +1,23 @@
-"""Command-line tools: ``snf-manage`` (administration); ``snf`` to come."""
+"""Command-line tools: ``snf-manage`` (administration) and ``snf`` (users)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+def run_with_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+    """Run ``work(reactor)`` under a reactor of the command's own (for
+    commands that use threads, RAPI or the pool); its result is the exit
+    status and its exception propagates."""
+    from twisted.internet import defer, reactor
+
+    outcome: list[Any] = []
+    d = defer.ensureDeferred(work(reactor))
+    d.addBoth(outcome.append)
+    d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    result = outcome[0]
+    if isinstance(result, defer.Failure):
+        result.raiseException()
+    return int(result)

@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import identity, pithos
+from snfd.cli import cyclades, identity, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     identity.add_parsers(sub)
     pithos.add_parsers(sub)
+    cyclades.add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -55,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             return _identity(args)
         if args.command in pithos.COMMANDS:
             return _pithos(args)
+        if args.command in cyclades.COMMANDS:
+            return _cyclades(args)
         return _COMMANDS[args.command](args)
-    except (CommandError, identity.CommandFailed, cfg.ConfigError, plugin_loader.PluginError,
-            migrations.SchemaError, EmbeddedPostgresError) as e:
+    except (CommandError, identity.CommandFailed, cyclades.CommandFailed, cfg.ConfigError,
+            plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError) as e:
         print(f"snf-manage: {e}", file=sys.stderr)
         return 1
 
@@ -121,6 +124,14 @@ def _pithos(args: argparse.Namespace) -> int:
         with _open(url) as conn:
             _require_tables(conn, plugins, "pithos")
         return pithos.run(args, config, url)
+
+
+def _cyclades(args: argparse.Namespace) -> int:
+    config, plugins = load(args.config)
+    with _database_url(config) as url:
+        with _open(url) as conn:
+            _require_tables(conn, plugins, "cyclades")
+        return cyclades.run(args, config, url)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

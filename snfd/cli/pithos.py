@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer
+from snfd.cli import run_with_reactor
 
 COMMANDS = ("pithos-gc",)
 
@@ -22,19 +22,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, config: Any, dsn: str) -> int:
-    """Run the storage command ``args.command`` against ``dsn`` under a
-    reactor of its own (the block store works in threads)."""
-    from twisted.internet import reactor
-
-    outcome: list[Any] = []
-    d = defer.ensureDeferred(_gc(args, config, dsn, reactor))
-    d.addBoth(outcome.append)
-    d.addBoth(lambda _: reactor.stop())
-    reactor.run()  # type: ignore[attr-defined]
-    result = outcome[0]
-    if isinstance(result, defer.Failure):
-        result.raiseException()
-    return int(result)
+    """Run the storage command ``args.command`` against ``dsn`` (the block
+    store works in threads, so under a reactor)."""
+    return run_with_reactor(lambda reactor: _gc(args, config, dsn, reactor))
 
 
 async def _gc(args: argparse.Namespace, config: Any, dsn: str, reactor: Any) -> int:

@@ -17,6 +17,7 @@ from zope.interface import implementer
 from snfd import errors
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.interfaces import IAuthenticator
+from snfd.node import public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
@@ -53,16 +54,6 @@ class NodeAuthenticator:
         return await self._node.authenticator.authenticate(token)
 
 
-def public_base(node: Any, section: Any) -> str:
-    """Where clients reach this cluster's storage (public links, X-Storage-Url)."""
-    if section.public_url:
-        return str(section.public_url).rstrip("/")
-    identity = node.config["identity"] if "identity" in node.plugins else None
-    if identity is not None and identity.public_url:
-        return str(identity.public_url).rstrip("/")
-    return str(node.address).rstrip("/")
-
-
 class PithosService(service.MultiService):
     name = "pithos"  # type: ignore[assignment]
 
@@ -73,7 +64,7 @@ class PithosService(service.MultiService):
         path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
         self.blocks = FileBlockStore(path, node.reactor)
         node.block_store = self.blocks
-        self.public_url = public_base(node, section)
+        self.public_url = public_base(node, section.public_url)
         self.authenticator = NodeAuthenticator(node)
         # The charger needs the quota holder, which may be wired later.
         self.backend = Backend(node.db, self.blocks, None, node.reactor)

@@ -1,0 +1,203 @@
+"""The compute service's lifecycle: builds the RAPI pool, the image
+registry, the effect path (``servers``), the update path (``updates`` fed
+by the ``dispatcher``) and the reconciler from the node and the
+``[cyclades]`` section; registers the compute resources with the quota
+holder; names its mounts and its leader duties (reconciliation, commission
+reconciliation, RAPI polling of backends without an events plugin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.cluster.periodic import PeriodicDuty
+from snfd.cyclades import store
+from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
+from snfd.cyclades.dispatcher import Dispatcher
+from snfd.cyclades.events import EventPublisher, RapiJobPoller
+from snfd.cyclades.image_api import ImageAPI, compute_image
+from snfd.cyclades.images import ImageRegistry
+from snfd.cyclades.rapi import RapiPool, RapiTarget
+from snfd.cyclades.reconciler import Reconciler
+from snfd.cyclades.servers import ComputeSettings, Servers
+from snfd.cyclades.updates import UpdatePath
+from snfd.node import public_base
+from snfd.pithos.service import NodeAuthenticator
+from snfd.quota import Resource
+from snfd.quota.serials import Charger
+from snfd.web.auth import TokenAuth
+
+log = Logger(namespace="snfd.cyclades")
+
+COMPONENT = "cyclades"
+ORIGIN = "cyclades_compute"
+# Image registrations of this account are system images unless configured.
+SYSTEM_ACCOUNT = "00000000-0000-4000-8000-000000000000"
+
+GiB = 1 << 30
+
+
+def resources() -> list[Resource]:
+    """The resources this service charges (Synnefo's names)."""
+    def r(name: str, desc: str, unit: str | None, base: int) -> Resource:
+        return Resource(name, desc, unit, "compute", ORIGIN, base_default=base,
+                        project_default=0)
+    return [
+        r("cyclades.vm", "Number of virtual machines", None, 4),
+        r("cyclades.total_cpu", "Number of virtual machine processors", None, 8),
+        r("cyclades.cpu", "Number of virtual machine processors of running machines",
+          None, 8),
+        r("cyclades.total_ram", "Virtual machine memory size", "bytes", 16 * GiB),
+        r("cyclades.ram", "Memory size of running virtual machines", "bytes", 16 * GiB),
+        r("cyclades.disk", "Virtual machine disk size", "bytes", 160 * GiB),
+    ]
+
+
+def rapi_target(backend: Any, timeout: float) -> RapiTarget:
+    return RapiTarget(cluster=backend.clustername, url=backend.rapi_url,
+                      username=backend.username, password=backend.password,
+                      certificate=backend.certificate, timeout=timeout)
+
+
+class CycladesService(service.MultiService):
+    name = "cyclades"  # type: ignore[assignment]
+
+    def __init__(self, node: Any, section: Any):
+        super().__init__()
+        self.node = node
+        self.section = section
+        self.public_url = public_base(node, section.public_url)
+        self.authenticator = NodeAuthenticator(node)
+        self.rapi = RapiPool(node.http)
+        self.system_owner = section.system_images_owner or SYSTEM_ACCOUNT
+        self.images: ImageRegistry | None = None
+        if node.object_backend is not None:
+            self.images = ImageRegistry(node.object_backend, node.reactor, self.system_owner)
+        self.charger: Charger | None = None
+        if node.quota_holder is not None:
+            self.charger = Charger(node.db, node.quota_holder, COMPONENT)
+        self.settings = ComputeSettings(
+            os=section.os, vmapi_url=f"{self.public_url}/vmapi",
+            max_metadata=section.max_metadata, password_ttl=section.password_ttl,
+            stats_min_age=section.stats_min_age, rapi_timeout=section.rapi_timeout)
+        self.servers = Servers(node.db, self.rapi, self._images, self._charger, node.reactor,
+                               self.settings)
+        self.updates = UpdatePath(node.db, self._charger, node.reactor)
+        self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.reactor,
+                                     timeout=section.rapi_timeout)
+        self.dispatcher: Dispatcher | None = None
+        if section.dispatcher:
+            self.dispatcher = Dispatcher(node.bus, self.updates, prefix=section.events_prefix)
+            self.dispatcher.setServiceParent(self)
+        self.publisher = EventPublisher(node.bus)
+
+    def _charger(self) -> Charger | None:
+        return self.charger
+
+    def _images(self) -> ImageRegistry:
+        if self.images is None:
+            raise errors.ServiceUnavailable(
+                "Images need the storage service: enable the pithos plugin on this node.")
+        return self.images
+
+    def startService(self) -> None:
+        super().startService()
+        self._starting = defer.ensureDeferred(self._start())
+        self._starting.addErrback(lambda f: log.failure("cyclades start-up failed", f))
+
+    async def _start(self) -> None:
+        if self.node.quota_holder is not None:
+            await self.node.quota_holder.register_resources(COMPONENT, resources())
+
+    def stopService(self) -> defer.Deferred[None]:
+        d = super().stopService()
+        return defer.ensureDeferred(self._drain(d))
+
+    async def _drain(self, children: Any) -> None:
+        await children
+        if self.charger is not None:
+            await self.charger.drain()
+
+    # -- plugin surface ---------------------------------------------------
+
+    def mounts(self) -> dict[str, Any]:
+        compute = ComputeAPI(self.servers, self._images, f"{self.public_url}/compute")
+        mounts: dict[str, Any] = {
+            "compute": TokenAuth(compute.app.resource(), self.authenticator),
+            "vmapi": VmapiApp(self.servers).app.resource(),
+        }
+        if self.images is not None:
+            mounts["image"] = TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
+                                        self.authenticator)
+        return mounts
+
+    def duties(self) -> list[Any]:
+        clock = self.node.reactor
+
+        async def reconcile() -> None:
+            report = await self.reconciler.reconcile(fix=frozenset({"all"}))
+            if report.changed:
+                log.info("reconciliation: {report}", report=report.summary())
+
+        async def commissions() -> None:
+            if self.charger is not None:
+                await self.charger.reconcile(grace=3600.0)
+
+        return [PeriodicDuty("cyclades-reconcile", self.section.reconcile_interval, clock,
+                             reconcile),
+                PeriodicDuty("cyclades-commissions", 300.0, clock, commissions),
+                BackendPolling(self)]
+
+
+class BackendPolling:
+    """The leader's event source for backends whose events are 'poll': one
+    ``RapiJobPoller`` per such backend, the set re-read every minute."""
+
+    name = "cyclades-rapi-poll"
+
+    def __init__(self, svc: CycladesService):
+        self._svc = svc
+        self._pollers: dict[int, tuple[Any, RapiJobPoller]] = {}
+        self._duty = PeriodicDuty(self.name, 60.0, svc.node.reactor, self._refresh)
+        self._leadership: Any = None
+
+    def start(self, leadership: Any) -> None:
+        self._leadership = leadership
+        self._duty.start(leadership)
+
+    async def _refresh(self) -> None:
+        svc = self._svc
+        backends = await svc.node.db.run("cyclades.poll_backends", store.backends_txn,
+                                         events="poll")
+        wanted = {b.id: b for b in backends if not b.offline}
+        for backend_id in list(self._pollers):
+            target, poller = self._pollers[backend_id]
+            backend = wanted.get(backend_id)
+            if backend is None or rapi_target(backend, svc.section.rapi_timeout) != target:
+                del self._pollers[backend_id]
+                await defer.maybeDeferred(poller.stop)
+        for backend_id, backend in wanted.items():
+            if backend_id in self._pollers:
+                continue
+            target = rapi_target(backend, svc.section.rapi_timeout)
+            poller = RapiJobPoller(svc.node.reactor, svc.rapi.client(target),
+                                   backend.clustername, svc.publisher,
+                                   interval=svc.section.poll_interval)
+            self._pollers[backend_id] = (target, poller)
+            poller.start(self._leadership)
+
+    def stop(self) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await defer.maybeDeferred(self._duty.stop)
+        pollers, self._pollers = self._pollers, {}
+        for _, poller in pollers.values():
+            await defer.maybeDeferred(poller.stop)
+
+
+__all__ = ["CycladesService", "compute_image", "resources"]

@@ -1,0 +1,46 @@
+"""A simulated Ganeti cluster as a node plugin: the embedded default's
+compute backend, so that ``./dev run`` gives servers that go BUILD ->
+ACTIVE.  See ``snfd.ganeti_sim`` and ``snfd.cyclades.devcluster``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from snfd.config import Key, boolean, integer, number, text
+from snfd.interfaces import ISnfdPlugin
+
+
+@implementer(IPlugin, ISnfdPlugin)
+class GanetiSimPlugin:
+    name = "ganeti-sim"
+    after = ("cyclades",)
+    schema = None
+    config_keys = (
+        Key("cluster", text, "sim.ganeti.test", "Name of the simulated cluster."),
+        Key("port", integer, 0,
+            "Port of its RAPI on 127.0.0.1 (HTTPS); 0 picks a free one at each start."),
+        Key("queue_delay", number, 0.1, "Seconds a job waits queued before it runs."),
+        Key("exec_time", number, 0.5, "Seconds a job's opcode runs."),
+        Key("register", boolean, True,
+            "Register (and keep up to date) the cluster as a compute backend."),
+        Key("demo", boolean, True,
+            "On a cluster with no flavors, create a few, and a small public system"
+            " image, so that a new user can create a server at once."),
+    )
+
+    def makeService(self, node: Any, section: Any) -> Any:
+        from snfd.cyclades.devcluster import DevCluster
+
+        return DevCluster(node, section)
+
+    def mounts(self, svc: Any) -> dict[str, Any]:
+        return {}
+
+    def duties(self, svc: Any) -> list[Any]:
+        return []
+
+
+plugin = GanetiSimPlugin()
