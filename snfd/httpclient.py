@@ -233,18 +233,22 @@ class _TargetTrust:
         self._keys: dict[tuple[str, int], tuple[bytes | None, bool]] = {}
         self._creators: dict[tuple[str, int], Any] = {}
 
-    def register(self, target: Target) -> None:
-        """Trust ``target``'s server as it says; ``ValueError`` on conflict."""
+    def register(self, target: Target, replace: bool = False) -> bool:
+        """Trust ``target``'s server as it says; ``ValueError`` on conflict
+        unless ``replace``, which makes this trust the one for its (host,
+        port).  Returns whether the trust for that (host, port) changed."""
         netloc = target.netloc
         key = _trust_key(target)
         known = self._keys.get(netloc)
+        if known is not None and known != key and replace:
+            known = None
         if known is not None:
             if known != key:
                 raise ValueError(
                     f"target {target.name}: {netloc[0]}:{netloc[1]} is"
                     " already registered with a different ca_certificate"
                     " or verify_hostname")
-            return
+            return False
         if target.ca_certificate is None:
             trust_root = ssl.platformTrust()
         else:
@@ -255,8 +259,10 @@ class _TargetTrust:
             creator = ssl.optionsForClientTLS(host, trustRoot=trust_root)
         else:
             creator = _ChainOnly(host, trust_root)
+        changed = netloc in self._keys
         self._keys[netloc] = key
         self._creators[netloc] = creator
+        return changed
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         host = hostname.decode("ascii").strip("[]").lower()
@@ -362,16 +368,20 @@ class HTTPClientPool:
         no_cookies = IndexableCookieJar(DefaultCookiePolicy(allowed_domains=[]))
         self._http = HTTPClient(agent, cookiejar=no_cookies)
 
-    def client(self, target: Target) -> TargetClient:
+    def client(self, target: Target, replace_trust: bool = False) -> TargetClient:
         """A client that talks to ``target`` through this pool.
 
         Registers the target's TLS trust for its (host, port); raises
         ``ValueError`` if its ``ca_certificate`` is not PEM or if another
         target at the same host and port was registered with different
-        trust.
+        trust.  ``replace_trust`` (a server's certificate was changed by
+        its administrator) makes this target's trust replace the earlier
+        one instead, and drops the idle pooled connections, which were
+        verified against the old one.
         """
         if urlsplit(target.base_url).scheme == "https":
-            self._trust.register(target)
+            if self._trust.register(target, replace=replace_trust):
+                self._pool.closeCachedConnections()
         return TargetClient(self, target)
 
     async def close(self) -> None:

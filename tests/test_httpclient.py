@@ -247,6 +247,20 @@ class HTTPClientPoolTests(unittest.TestCase):
             name="b", base_url="https://127.0.0.1:5080/other",
             ca_certificate=cert_b))
 
+    async def test_replaced_trust(self) -> None:
+        """A server whose certificate changed is trusted by its new pin once
+        the target is registered with ``replace_trust``; the old pin no
+        longer verifies it."""
+        cert_old, _ = _self_signed("127.0.0.1")
+        cert_new, key_new = _self_signed("127.0.0.1")
+        srv = self.serve(tls=(cert_new, key_new))
+        old = self.pool.client(Target(name="a", base_url=srv.url, ca_certificate=cert_old))
+        with self.assertRaises(OutboundError):
+            await old.get("/x")
+        new = self.pool.client(Target(name="a", base_url=srv.url, ca_certificate=cert_new),
+                               replace_trust=True)
+        self.assertEqual((await new.get("/x")).status, 200)
+
     async def test_silent_server_times_out(self) -> None:
         """A server that accepts the connection but never answers makes the
         call raise OutboundTimeout (an OutboundError) naming the target and

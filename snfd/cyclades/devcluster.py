@@ -56,8 +56,14 @@ class DevCluster(service.MultiService):
     async def _start(self) -> None:
         await self.cluster.start()
         await self.publisher.start()
-        self.watcher = JobQueueWatcher(self.node.reactor, self.cluster.queue_dir,
-                                       self.cluster.name, self.publisher)
+        from snfd.cyclades.rapi import GanetiRapi, RapiTarget
+
+        c = self.cluster
+        # As on a real master: the watcher asks RAPI for instance NICs/disks.
+        rapi = GanetiRapi(self.node.http, RapiTarget(c.name, c.url, c.username, c.password,
+                                                     c.certificate))
+        self.watcher = JobQueueWatcher(self.node.reactor, c.queue_dir, c.name,
+                                       self.publisher, rapi=rapi)
         self.watcher.startService()
         if "cyclades" not in self.node.plugins:
             return
@@ -124,4 +130,5 @@ class DevCluster(service.MultiService):
             await self._starting
         if self.watcher is not None:
             await defer.maybeDeferred(self.watcher.stopService)
+        await self.publisher.stop()
         await self.cluster.stop()

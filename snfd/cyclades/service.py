@@ -119,6 +119,7 @@ class CycladesService(service.MultiService):
 
     async def _drain(self, children: Any) -> None:
         await children
+        await self.publisher.stop()
         if self.charger is not None:
             await self.charger.drain()
 

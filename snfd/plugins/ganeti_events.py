@@ -1,0 +1,90 @@
+"""Ganeti's job queue as update-path events (what snf-ganeti-eventd does), as
+a node plugin.  See ``snfd.cyclades.events``.
+
+Run it on the Ganeti master: it watches the job queue directory and
+publishes each job's progress on the bus exchange ``ganeti``, where the
+Cyclades dispatcher consumes it.  It is opt-in by nature: without the
+queue directory it logs one warning and waits for the directory to appear.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from snfd.config import Key, number, path, text
+from snfd.interfaces import ISnfdPlugin
+
+
+def cluster_name(queue_dir: Path) -> str:
+    """The Ganeti cluster's name: ``ssconf_cluster_name`` in the queue
+    directory's parent (``/var/lib/ganeti``) if readable, else this host's
+    name."""
+    try:
+        name = (queue_dir.parent / "ssconf_cluster_name").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    return name or socket.gethostname()
+
+
+@implementer(IPlugin, ISnfdPlugin)
+class GanetiEventsPlugin:
+    name = "ganeti-events"
+    schema = None
+    config_keys = (
+        Key("queue_dir", path, Path("/var/lib/ganeti/queue"),
+            "Ganeti's job queue directory, watched for job changes; when it does"
+            " not exist the plugin waits for it."),
+        Key("cluster", text, "",
+            "Cluster name put in the messages; empty: ssconf_cluster_name next to"
+            " the queue directory, else this host's name."),
+        Key("exchange", text, "ganeti", "Topic exchange the events are published to."),
+        Key("rapi_url", text, "",
+            "https://host:5080 of the cluster's RAPI, asked for the NICs, disks"
+            " and hvparams some events carry; empty: events go without them."),
+        Key("rapi_username", text, "", "RAPI user (read access is enough)."),
+        Key("rapi_password", text, "", "RAPI password.", secret=True),
+        Key("rapi_certificate", text, "",
+            "PEM file of the RAPI's certificate (rapi.pem), trusted instead of the"
+            " platform store; empty: the platform store."),
+        Key("rapi_timeout", number, 10.0, "Seconds a RAPI call may take."),
+    )
+
+    def makeService(self, node: Any, section: Any) -> Any:
+        from snfd.cyclades.events import EventPublisher, JobQueueWatcher
+        from snfd.cyclades.rapi import GanetiRapi, RapiTarget
+
+        queue_dir = Path(section.queue_dir)
+        cluster = section.cluster or cluster_name(queue_dir)
+        rapi = None
+        if section.rapi_url:
+            certificate = ""
+            if section.rapi_certificate:
+                certificate = Path(section.rapi_certificate).read_text()
+            rapi = GanetiRapi(node.http, RapiTarget(
+                cluster=cluster, url=section.rapi_url, username=section.rapi_username,
+                password=section.rapi_password, certificate=certificate,
+                timeout=section.rapi_timeout or 10.0))
+        top = service.MultiService()
+        top.setName(self.name)
+        # Started in this order (the exchange is declared first); stopped
+        # together, so the publisher's stop ends retries the watcher awaits.
+        publisher = EventPublisher(node.bus, section.exchange, clock=node.reactor)
+        publisher.setServiceParent(top)
+        JobQueueWatcher(node.reactor, queue_dir, cluster, publisher,
+                        rapi=rapi).setServiceParent(top)
+        return top
+
+    def mounts(self, svc: Any) -> dict[str, Any]:
+        return {}
+
+    def duties(self, svc: Any) -> list[Any]:
+        return []
+
+
+plugin = GanetiEventsPlugin()
