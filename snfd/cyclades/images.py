@@ -1,0 +1,555 @@
+"""The image registry (Synnefo's Plankton backend): images are files of the
+object store with image metadata (reference/synnefo-apis.md 3.2).
+
+An image is the current version of a Pithos object carrying
+``plankton:*`` attributes (see ``snfd.cyclades.image_store`` for where
+they live):
+
+- ``id`` is the object's uuid, ``location`` ``pithos://<account>/
+  <container>/<path>`` (components URL-quoted), ``owner`` the account,
+  ``size`` its bytes, ``checksum`` and ``mapfile`` its Merkle hash;
+- ``plankton:name``, ``:disk_format``, ``:container_format``, ``:status``,
+  ``:description``, ``:volume_id`` hold the fixed metadata,
+  ``plankton:created_at`` the registration time (epoch seconds) and
+  ``plankton:property:<key>`` each property;
+- ``is_public`` is a ``*`` in the object's read sharing; ``members`` the
+  other entries of that read list (not the owner); so members and public
+  images follow the object store's sharing rules exactly.  The object
+  store lets ``*`` absorb the other entries of a list: a public image has
+  no members, and making an image public drops them;
+- ``status`` is the stored one, AVAILABLE when none is stored (the
+  object store has no unavailable maps); ``is_snapshot`` marks objects
+  of the ``snapshots`` container; ``updated_at`` is the version's time.
+
+Visibility: a user sees an image when the object store lets the user read
+the object (owner, a read or write entry naming the user, one of the
+user's groups or ``*``, on the object or an ancestor directory object,
+the container or the account).  Anything else is ``NotFound`` (404), as
+in the object store.  Only the owner changes an image (``Forbidden``,
+403, for anybody else who can see it).  Every change goes through the
+storage ``Backend`` and makes a new version of the object; registering
+never copies data.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote, unquote
+
+import attrs
+
+from snfd import errors
+from snfd.cyclades import image_store
+from snfd.cyclades.image_store import PREFIX, ImageRow
+from snfd.pithos.backend import MAX_META_KEYS
+from snfd.pithos.model import Permissions
+
+DISK_FORMATS = ("diskdump", "extdump", "ntfsdump")
+CONTAINER_FORMATS = ("aki", "ari", "ami", "bare", "ovf")
+DEFAULT_DISK_FORMAT = "diskdump"
+DEFAULT_CONTAINER_FORMAT = "bare"
+STATUSES = ("AVAILABLE", "UNAVAILABLE", "ERROR", "DELETED")
+STORE = "pithos"
+SNAPSHOTS_CONTAINER = "snapshots"
+
+SORT_KEYS = ("id", "name", "status", "size", "disk_format", "container_format",
+             "created_at", "updated_at")
+SORT_DIRS = ("asc", "desc")
+FILTERS = ("name", "container_format", "disk_format", "status", "size_min", "size_max",
+           "owner")
+
+PROPERTY_PREFIX = "property:"
+# The reference's limits on a stored key (prefixes included) and value.
+MAX_KEY_LENGTH = 128 - len("plankton") - len(PROPERTY_PREFIX)
+MAX_VALUE_LENGTH = 256
+
+# What register() and update() accept.  ``owner`` is accepted and
+# ignored: the owner is the file's account.
+REGISTER_KEYS = frozenset({"name", "id", "store", "disk_format", "container_format", "size",
+                           "checksum", "is_public", "owner", "properties", "status",
+                           "description", "volume_id"})
+UPDATE_KEYS = frozenset({"name", "disk_format", "container_format", "is_public", "owner",
+                         "properties", "status", "description", "volume_id"})
+_TEXT_KEYS = ("description", "volume_id")
+
+UTC = datetime.UTC
+
+
+@attrs.frozen
+class Image:
+    """One image as every API shows it (see the module docstring)."""
+
+    id: str                 # Pithos object uuid
+    name: str
+    owner: str              # account uuid
+    location: str           # pithos://<account>/<container>/<path>
+    checksum: str           # Pithos object hash (hashmap Merkle hash)
+    size: int
+    disk_format: str        # diskdump (default) | extdump | ntfsdump
+    container_format: str   # bare (default) | aki | ari | ami | ovf
+    status: str             # AVAILABLE | UNAVAILABLE | ERROR | DELETED
+    is_public: bool
+    members: tuple[str, ...]
+    properties: dict[str, str]
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    is_snapshot: bool = False
+    mapfile: str = ""       # the Pithos object's hash (what snf-image fetches)
+    description: str = ""
+    volume_id: str = ""
+
+
+# -- locations ----------------------------------------------------------------
+
+def location_of(account: str, container: str, name: str) -> str:
+    """``pithos://<account>/<container>/<name>``, each part URL-quoted
+    (``/`` kept in the name)."""
+    return f"pithos://{quote(account, safe='')}/{quote(container, safe='')}/{quote(name)}"
+
+
+def parse_location(location: Any) -> tuple[str, str, str]:
+    """``(account, container, name)`` of a ``pithos://`` location, each
+    part URL-unquoted; ``BadRequest`` for anything else."""
+    if not isinstance(location, str) or not location.startswith("pithos://"):
+        raise errors.BadRequest(f"Invalid location {str(location)[:200]!r}: expected"
+                                " pithos://<account>/<container>/<path>.")
+    parts = location[len("pithos://"):].split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise errors.BadRequest(f"Invalid location {location[:200]!r}: expected"
+                                " pithos://<account>/<container>/<path>.")
+    try:
+        account, container, name = (unquote(p, errors="strict") for p in parts)
+    except UnicodeDecodeError:
+        raise errors.BadRequest("The location is not valid UTF-8 once unquoted.") from None
+    if not account or not container or not name or "/" in account or "/" in container:
+        raise errors.BadRequest(f"Invalid location {location[:200]!r}.")
+    return account, container, name
+
+
+# -- rows to images ---------------------------------------------------------------
+
+def _time(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, UTC)
+
+
+def image_of(row: ImageRow) -> Image:
+    """The image a registered ``row`` holds."""
+    attributes = row.attributes
+
+    def fixed(key: str) -> str:
+        return attributes.get(PREFIX + key, "")
+
+    status = fixed("status").upper()
+    if status not in STATUSES:
+        status = "AVAILABLE"
+    try:
+        created = float(fixed("created_at"))
+        if not math.isfinite(created):
+            raise ValueError(created)
+    except ValueError:
+        created = row.mtime
+    start = PREFIX + PROPERTY_PREFIX
+    properties = {k[len(start):]: v for k, v in sorted(attributes.items())
+                  if k.startswith(start)}
+    return Image(
+        id=row.uuid, name=fixed("name"), owner=row.account,
+        location=location_of(row.account, row.container, row.name),
+        checksum=row.hash, size=row.size,
+        disk_format=fixed("disk_format") or DEFAULT_DISK_FORMAT,
+        container_format=fixed("container_format") or DEFAULT_CONTAINER_FORMAT,
+        status=status, is_public="*" in row.read,
+        members=tuple(m for m in row.read if m not in ("*", row.account)),
+        properties=properties, created_at=_time(created), updated_at=_time(row.mtime),
+        is_snapshot=row.container == SNAPSHOTS_CONTAINER, mapfile=row.hash,
+        description=fixed("description"), volume_id=fixed("volume_id"))
+
+
+# -- validation -----------------------------------------------------------------
+
+def _check_keys(meta: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(str(k) for k in meta if k not in allowed)
+    if unknown:
+        raise errors.BadRequest(f"Invalid image metadata: {', '.join(unknown)}.")
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise errors.BadRequest(f"Invalid value for '{key}': it must be text.")
+    if "\x00" in value:
+        raise errors.BadRequest(f"Invalid value for '{key}': it contains a NUL character.")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise errors.BadRequest(
+            f"Metadata values should be at most {MAX_VALUE_LENGTH} characters ('{key}').")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise errors.BadRequest(f"Invalid {key.replace('_', ' ')} {str(value)[:100]!r}:"
+                                f" one of {', '.join(allowed)}.")
+    return str(value)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    raise errors.BadRequest(f"Invalid value for '{key}'.")
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise errors.BadRequest(f"Invalid '{key}' field.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise errors.BadRequest(f"Invalid '{key}' field.")
+
+
+def _stored(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The ``plankton:*`` attributes for the fixed metadata and properties
+    in ``meta`` (already checked by key); ``""`` deletes a key."""
+    out: dict[str, str] = {}
+    if "name" in meta:
+        name = _text("name", meta["name"])
+        if not name:
+            raise errors.BadRequest("Invalid image name: it may not be empty.")
+        out[PREFIX + "name"] = name
+    if "disk_format" in meta:
+        out[PREFIX + "disk_format"] = _choice("disk_format", meta["disk_format"], DISK_FORMATS)
+    if "container_format" in meta:
+        out[PREFIX + "container_format"] = _choice(
+            "container_format", meta["container_format"], CONTAINER_FORMATS)
+    if "status" in meta:
+        status = meta["status"]
+        out[PREFIX + "status"] = _choice(
+            "status", status.upper() if isinstance(status, str) else status, STATUSES)
+    for key in _TEXT_KEYS:
+        if key in meta:
+            out[PREFIX + key] = _text(key, meta[key])
+    properties = meta.get("properties") or {}
+    if not isinstance(properties, Mapping):
+        raise errors.BadRequest("Invalid 'properties': expected key/value pairs.")
+    for key, value in properties.items():
+        if not isinstance(key, str) or not key or "\x00" in key:
+            raise errors.BadRequest(f"Invalid property name {str(key)[:100]!r}.")
+        out[PREFIX + PROPERTY_PREFIX + key] = _text(key, value)
+    for key in out:
+        if len(key) > MAX_KEY_LENGTH:
+            raise errors.BadRequest(
+                f"Metadata keys should be at most {MAX_KEY_LENGTH} characters"
+                f" (prefixes included): {key[:60]!r}.")
+    return out
+
+
+def _check_count(old: Mapping[str, str], changes: Mapping[str, str]) -> None:
+    keys = set(old)
+    for key, value in changes.items():
+        if value == "":
+            keys.discard(key)
+        else:
+            keys.add(key)
+    if len(keys) > MAX_META_KEYS:
+        raise errors.BadRequest(
+            f"An image has at most {MAX_META_KEYS} metadata keys and properties in all"
+            f" ({len(keys)} requested).")
+
+
+def _public_sharing(row: ImageRow, public: bool) -> Permissions | None:
+    """The object's sharing with ``*`` in or out of its read list, or
+    ``None`` when that changes nothing."""
+    if public == ("*" in row.read):
+        return None
+    read = {m for m in row.read if m != "*"} | ({"*"} if public else set())
+    return Permissions(tuple(sorted(read)), row.write)
+
+
+# -- listing ----------------------------------------------------------------------
+
+def _by(key: str) -> Any:
+    return lambda image: getattr(image, key)
+
+
+def sort_images(images: Iterable[Image], keys: Sequence[tuple[str, str]]) -> list[Image]:
+    """``images`` ordered by ``keys`` (``(sort key, "asc"|"desc")``, most
+    significant first), ties broken by id; ``BadRequest`` on a key not in
+    ``SORT_KEYS`` or a direction not in ``SORT_DIRS``."""
+    for key, direction in keys:
+        if key not in SORT_KEYS:
+            raise errors.BadRequest(f"Invalid 'sort_key' {key[:60]!r}:"
+                                    f" one of {', '.join(SORT_KEYS)}.")
+        if direction not in SORT_DIRS:
+            raise errors.BadRequest(f"Invalid 'sort_dir' {direction[:60]!r}: asc or desc.")
+    out = sorted(images, key=lambda i: i.id)
+    for key, direction in reversed(keys):
+        out.sort(key=_by(key), reverse=direction == "desc")
+    return out
+
+
+def _matcher(filters: Mapping[str, str]) -> Any:
+    """A predicate on images for the reference's listing filters."""
+    unknown = sorted(k for k in filters if k not in FILTERS)
+    if unknown:
+        raise errors.BadRequest(f"Unknown filters: {', '.join(unknown)}.")
+    bounds: dict[str, int] = {}
+    for key in ("size_min", "size_max"):
+        if key in filters:
+            try:
+                bounds[key] = int(filters[key])
+            except (TypeError, ValueError):
+                raise errors.BadRequest(f"Malformed request: '{key}' must be an integer.")\
+                    from None
+    exact = {k: filters[k] for k in ("name", "container_format", "disk_format", "owner")
+             if k in filters}
+    status = filters["status"].upper() if "status" in filters else None
+
+    def matches(image: Image) -> bool:
+        if any(getattr(image, k) != v for k, v in exact.items()):
+            return False
+        if status is not None and image.status != status:
+            return False
+        if "size_min" in bounds and image.size < bounds["size_min"]:
+            return False
+        return not ("size_max" in bounds and image.size > bounds["size_max"])
+
+    return matches
+
+
+# -- the registry -------------------------------------------------------------------
+
+def _lookup_txn(txn: Any, image_id: str, user: str) -> tuple[ImageRow | None, frozenset[str]]:
+    return image_store.image_by_uuid_txn(txn, image_id), image_store.entries_txn(txn, user)
+
+
+def _candidates_txn(txn: Any, user: str) -> tuple[list[ImageRow], frozenset[str]]:
+    entries = image_store.entries_txn(txn, user)
+    return image_store.candidate_images_txn(txn, user, entries), entries
+
+
+class ImageRegistry:
+    """Images over the storage ``Backend`` (see the module docstring).
+
+    @param backend: the node's ``snfd.pithos.backend.Backend`` (its
+        ``db`` runs the registry's reads).
+    @param clock: ``seconds()`` for registration times.
+    @param system_owner: the account whose images are the system images.
+    """
+
+    def __init__(self, backend: Any, clock: Any, system_owner: str = ""):
+        self.backend = backend
+        self.db = backend.db
+        self.clock = clock
+        self.system_owner = system_owner
+
+    def is_system(self, image: Image) -> bool:
+        """Whether ``image`` is a system image (owned by ``system_owner``)."""
+        return bool(self.system_owner) and image.owner == self.system_owner
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _readable(self, user: str, row: ImageRow, entries: frozenset[str]) -> bool:
+        """Whether the object store lets ``user`` read ``row``'s object."""
+        if row.account == user:
+            return True
+        if row.shared:
+            # The object's own sharing is the closest: it alone decides.
+            return not entries.isdisjoint(row.read + row.write)
+        try:
+            await self.backend.object(user, row.account, row.container, row.name)
+        except errors.NotFound:
+            return False
+        return True
+
+    async def _row(self, user: str, image_id: str) -> ImageRow:
+        if not isinstance(image_id, str) or not image_id or len(image_id) > 128:
+            raise errors.NotFound(f"Image {str(image_id)[:128]} not found.")
+        row, entries = await self.db.run("cyclades.image", _lookup_txn, image_id, user)
+        if row is None or not row.registered or not await self._readable(user, row, entries):
+            raise errors.NotFound(f"Image {image_id} not found.")
+        return row
+
+    async def _owned_row(self, user: str, image_id: str) -> ImageRow:
+        row = await self._row(user, image_id)
+        if row.account != user:
+            raise errors.Forbidden(f"Only the owner may change image {image_id}.")
+        return row
+
+    async def _at(self, account: str, container: str, name: str) -> ImageRow | None:
+        row: ImageRow | None = await self.db.run(
+            "cyclades.image_at", image_store.image_at_txn, f"{account}/{container}/{name}")
+        return row
+
+    async def _fresh(self, row: ImageRow) -> Image:
+        """The image at ``row``'s path as stored now."""
+        now = await self._at(row.account, row.container, row.name)
+        if now is None or not now.registered:
+            raise errors.NotFound(f"Image {row.uuid} not found.")
+        return image_of(now)
+
+    async def get(self, user: str, image_id: str) -> Image:
+        """The image ``image_id``; ``NotFound`` if there is none or
+        ``user`` may not read it."""
+        return image_of(await self._row(user, image_id))
+
+    async def list(self, user: str, *, filters: dict[str, str] | None = None,
+                   sort_key: str = "created_at", sort_dir: str = "desc") -> builtins.list[Image]:
+        """The images ``user`` may read (own, shared with the user, public).
+
+        ``filters``: ``name``, ``container_format``, ``disk_format``,
+        ``owner`` (exact), ``status`` (case-insensitive), ``size_min``,
+        ``size_max`` (bytes, inclusive); others are a ``BadRequest``, as
+        are a ``sort_key`` not in ``SORT_KEYS`` and a ``sort_dir`` other
+        than asc/desc.
+        """
+        matches = _matcher(filters or {})
+        order = [(sort_key, sort_dir)]
+        sort_images([], order)
+        rows, entries = await self.db.run("cyclades.images", _candidates_txn, user)
+        found = []
+        for row in rows:
+            if await self._readable(user, row, entries):
+                image = image_of(row)
+                if matches(image):
+                    found.append(image)
+        return sort_images(found, order)
+
+    async def shared_with(self, user: str, member: str) -> builtins.list[Image]:
+        """The images ``member`` shares with ``user``: those ``user`` may
+        read that ``member`` owns and has not made public (what kamaki's
+        ``image shared <member>`` lists)."""
+        return [i for i in await self.list(user) if i.owner == member and not i.is_public]
+
+    async def members(self, user: str, image_id: str) -> builtins.list[str]:
+        """The members of an image ``user`` may read."""
+        return list(image_of(await self._row(user, image_id)).members)
+
+    # -- changes --------------------------------------------------------------
+
+    async def register(self, user: str, location: str, meta: dict[str, Any]) -> Image:
+        """Make the file at ``location`` (``pithos://...``, owned by
+        ``user``) an image, or update the image it already is.
+
+        ``meta``: ``name`` (required), ``disk_format``,
+        ``container_format``, ``is_public``, ``properties``,
+        ``description``, ``status``, ``volume_id``; ``size`` and
+        ``checksum`` must equal the file's size and hash; ``store`` must be
+        ``pithos``; ``owner`` is ignored; an ``id`` is refused.  All
+        ``BadRequest``.  A file the user may not read is ``NotFound``; one
+        of another account the user may read is ``Forbidden``.
+        Properties are merged into those registered before; the
+        registration time is kept on a new registration.
+        """
+        meta = dict(meta or {})
+        _check_keys(meta, REGISTER_KEYS)
+        if "id" in meta:
+            raise errors.BadRequest("Setting the image ID is not supported.")
+        store = meta.pop("store", STORE)
+        if store != STORE:
+            raise errors.BadRequest(f"Invalid store {str(store)[:60]!r}: only"
+                                    f" '{STORE}' is supported.")
+        if not meta.get("name"):
+            raise errors.BadRequest("The image 'name' is required.")
+        meta.setdefault("disk_format", DEFAULT_DISK_FORMAT)
+        meta.setdefault("container_format", DEFAULT_CONTAINER_FORMAT)
+        public = _flag("is_public", meta.pop("is_public", False))
+        meta.pop("owner", None)
+        size = meta.pop("size", None)
+        checksum = meta.pop("checksum", None)
+        changes = _stored(meta)
+        account, container, name = parse_location(location)
+        if account != user:
+            # 404 unless the caller may read the file at all.
+            await self.backend.object(user, account, container, name)
+            raise errors.Forbidden("Only the owner of a file may register it as an image.")
+        row = await self._at(account, container, name)
+        if row is None:
+            raise errors.NotFound("Object does not exist.")
+        if size is not None and _integer("size", size) != row.size:
+            raise errors.BadRequest(f"Invalid 'size' field: the file has {row.size} bytes.")
+        if checksum is not None and checksum != row.hash:
+            raise errors.BadRequest("Invalid 'checksum' field: it is not the file's hash.")
+        if PREFIX + "created_at" not in row.attributes or not row.registered:
+            changes[PREFIX + "created_at"] = repr(float(self.clock.seconds()))
+        _check_count(row.attributes, changes)
+        await self.backend.update_object(user, account, container, name, changes, False,
+                                         permissions=_public_sharing(row, public))
+        return await self._fresh(row)
+
+    async def update(self, user: str, image_id: str, meta: dict[str, Any]) -> Image:
+        """Change an image's metadata (owner only): ``name``,
+        ``disk_format``, ``container_format``, ``status``, ``description``,
+        ``volume_id``, ``is_public`` as given; ``properties`` are merged
+        into the image's (an empty value removes that property); ``owner``
+        is ignored.  Other keys are a ``BadRequest``."""
+        meta = dict(meta or {})
+        _check_keys(meta, UPDATE_KEYS)
+        row = await self._owned_row(user, image_id)
+        public = meta.pop("is_public", None)
+        meta.pop("owner", None)
+        changes = _stored(meta)
+        _check_count(row.attributes, changes)
+        sharing = _public_sharing(row, _flag("is_public", public)) if public is not None \
+            else None
+        if changes or sharing is not None:
+            await self.backend.update_object(user, row.account, row.container, row.name,
+                                             changes or None, False, permissions=sharing)
+        return await self._fresh(row)
+
+    async def unregister(self, user: str, image_id: str) -> None:
+        """Make the image a plain file again (owner only): its image
+        metadata goes, the file and its sharing stay."""
+        row = await self._owned_row(user, image_id)
+        await self.backend.update_object(user, row.account, row.container, row.name,
+                                         {key: "" for key in row.attributes}, False)
+
+    async def _set_read(self, user: str, image_id: str,
+                        change: Any) -> None:
+        row = await self._owned_row(user, image_id)
+        members = {m for m in row.read if m not in ("*", row.account)}
+        wanted = set(change(members))
+        if wanted == members:
+            return
+        keep = {m for m in row.read if m in ("*", row.account)}
+        read = tuple(sorted(wanted | keep))
+        await self.backend.update_object(user, row.account, row.container, row.name, None,
+                                         False, permissions=Permissions(read, row.write))
+
+    @staticmethod
+    def _checked_members(members: Iterable[Any]) -> builtins.list[str]:
+        out = []
+        for member in members:
+            if not isinstance(member, str) or not member.strip() or member.strip() == "*":
+                raise errors.BadRequest(f"Invalid member {str(member)[:100]!r}.")
+            # As the object store keeps sharing entries.
+            out.append("".join(member.split()).lower())
+        return out
+
+    async def set_members(self, user: str, image_id: str, members: builtins.list[str]) -> None:
+        """Make ``members`` the image's members (owner only); whether it is
+        public does not change (a public image keeps no members).  Entries
+        are user uuids or ``<owner>:<group>``, kept as the object store
+        keeps them (lowercased, without spaces); others are a
+        ``BadRequest``."""
+        checked = self._checked_members(members)
+        await self._set_read(user, image_id, lambda _old: checked)
+
+    async def add_member(self, user: str, image_id: str, member: str) -> None:
+        """Share the image with ``member`` (owner only)."""
+        (checked,) = self._checked_members([member])
+        await self._set_read(user, image_id, lambda old: old | {checked})
+
+    async def remove_member(self, user: str, image_id: str, member: str) -> None:
+        """Stop sharing the image with ``member`` (owner only; a
+        non-member is no error)."""
+        (checked,) = self._checked_members([member])
+        await self._set_read(user, image_id, lambda old: old - {checked})
+
+
+__all__ = ["CONTAINER_FORMATS", "DISK_FORMATS", "SORT_KEYS", "STATUSES", "Image",
+           "ImageRegistry", "image_of", "location_of", "parse_location", "sort_images"]
