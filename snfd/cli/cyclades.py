@@ -117,6 +117,9 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("reconcile-servers",
                        help="compare servers with Ganeti and fix what differs")
     p.add_argument("--backend", help="id or cluster name (default: all)")
+    p.add_argument("--settle", type=float, default=30.0,
+                   help="seconds after a job ended during which its server is left to"
+                        " the event dispatcher (default 30)")
     for fix in ("stale", "orphans", "unsynced", "pending-tasks", "all"):
         p.add_argument(f"--fix-{fix}", action="append_const", dest="fix",
                        const=fix.replace("-", "_"))
@@ -392,11 +395,14 @@ async def reconcile_servers(args: argparse.Namespace, ctx: Context) -> int:
     # Quota moves of the fixes go to the holder in the same database.
     charger = Charger(ctx.db, LocalQuotaHolder(ctx.db), COMPONENT)
     updates = UpdatePath(ctx.db, lambda: charger, ctx.reactor)
-    reconciler = Reconciler(ctx.db, RapiPool(ctx.http), updates, ctx.reactor)
+    # Jobs that ended a moment ago may still be on their way through the
+    # bus: --settle says how long to leave them to the dispatcher.
+    reconciler = Reconciler(ctx.db, RapiPool(ctx.http), updates, ctx.reactor,
+                            settle=args.settle)
     report = await reconciler.reconcile(backend_ids, fix=frozenset(args.fix or ()))
     await charger.drain()
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
-        print(report.summary())
+        print(report)
     return 0

@@ -22,7 +22,7 @@ from snfd.cyclades.events import EventPublisher, RapiJobPoller
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
 from snfd.cyclades.rapi import RapiPool, RapiTarget
-from snfd.cyclades.reconciler import Reconciler
+from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
 from snfd.node import public_base
@@ -139,17 +139,11 @@ class CycladesService(service.MultiService):
     def duties(self) -> list[Any]:
         clock = self.node.reactor
 
-        async def reconcile() -> None:
-            report = await self.reconciler.reconcile(fix=frozenset({"all"}))
-            if report.changed:
-                log.info("reconciliation: {report}", report=report.summary())
-
         async def commissions() -> None:
             if self.charger is not None:
                 await self.charger.reconcile(grace=3600.0)
 
-        return [PeriodicDuty("cyclades-reconcile", self.section.reconcile_interval, clock,
-                             reconcile),
+        return [ReconcileDuty(self.reconciler, clock, self.section.reconcile_interval),
                 PeriodicDuty("cyclades-commissions", 300.0, clock, commissions),
                 BackendPolling(self)]
 

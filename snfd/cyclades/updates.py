@@ -1,0 +1,645 @@
+"""The update path: what Ganeti's job events do to servers
+(reference/synnefo-apis.md 3.6, dispatcher part, and 3.7 on this path).
+
+``UpdatePath.op_status`` applies one ``ganeti-op-status`` message to the
+server named by its instance (``snf-<id>``; other names are ignored), in
+one transaction that locks the server's row:
+
+- deleted servers, events from another cluster than the server's backend
+  and events not newer than ``backendtime`` are ignored (redeliveries and
+  stale events).  ``backendtime`` only advances when a job finalizes
+  successfully, when a create fails, when a remove finalizes and on
+  progress messages, so the intermediate statuses of newer jobs still get
+  through;
+- the job id, status, opcode and log message are recorded; a job of the
+  pending task whose id the API has not stored yet is adopted (below);
+- a finalized job: success sets the state from ``OPER_STATE_FROM_OPCODE``
+  and, for ``OP_INSTANCE_SET_PARAMS`` with new vcpus/memory, switches the
+  server to the flavor of that shape (same disk and template; one is made
+  hidden, ``allow_create`` false, when none exists); NICs and disks are
+  replaced by what Ganeti reports (``instance_nics``/``instance_disks``,
+  with stable ids); a failed or cancelled create puts the server in ERROR;
+  a successful remove, or one that failed because the instance no longer
+  exists (``unknown_entity``), deletes the server (state DESTROYED) and
+  gives the backend's counters back;
+- quota: when the job is the pending task's, its serial is decided in the
+  same transaction (accepted on success, rejected on error or cancel) and
+  resolved at the holder after the commit, before the message counts as
+  handled (so the next event's release sees settled usage; an unreachable
+  holder leaves it to commission reconciliation); a successful job the API
+  did not start (an administrator's ``gnt-instance stop``...) is charged with
+  a *forced* commission computed with ``model.charges`` from the state
+  change, issued before the transaction and decided in it (rejected if the
+  transaction finds that the change no longer applies).  A commission the
+  holder refuses even when forced (a release below zero: the usage is
+  already off, or another pending release of the same server holds it)
+  is tried once more after our own queued decisions, then logged and the
+  change applied without it, so the server's state still follows Ganeti;
+  quota reconciliation repairs the usage.  With no quota holder wired, or
+  one that cannot be reached, a change that needs a forced commission
+  raises (the message is dead-lettered; reconciliation replays the change
+  later);
+- the task is cleared when this was its job.
+
+Task adoption: the effect path sets ``task`` (and ``serial``) before it
+submits a job and stores ``task_job_id`` after; an event of that job may
+come in between.  An event is taken as the task's job when the task is
+set, ``task_job_id`` is still NULL, its opcode is the task's
+(``TASK_OPCODES``) and it is not a job this server already saw finish.
+RESCUE and UNRESCUE are expected as ``OP_INSTANCE_SET_PARAMS`` (the rescue
+boot is a change of hypervisor parameters); their success sets ``rescue``.
+
+Not done here (documented gaps): the resubmission of a create that failed
+with ``temp_insufficient_resources`` under opportunistic locking (the
+server goes to ERROR like any failed create); ``OP_INSTANCE_SNAPSHOT``
+(snapshots are a later issue: ignored); Ganeti instance tags.
+
+``progress`` applies the build-progress messages: ``image-copy-progress``
+raises ``buildpercentage`` (never lowers it) while the server builds, and
+``image-info``/``-warning``/``-error``/``-helper`` become diagnostics.
+
+``simulate`` feeds the reconciler's findings through the same path as an
+event of job 0 with the log message ``SIMULATED_LOGMSG`` and the current
+time (made newer than ``backendtime`` if need be: it states what Ganeti
+shows now).  A simulated final event whose opcode is the pending task's
+counts as the task's job (the job itself is gone or its event was lost).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.cyclades import store
+from snfd.cyclades.allocator import release_backend_txn
+from snfd.cyclades.model import (
+    FINAL_JOB_STATUSES,
+    JOB_STATUSES,
+    OPER_STATE_FROM_OPCODE,
+    Flavor,
+    Server,
+    charges,
+    provisions,
+    server_id_of,
+)
+from snfd.quota import QuotaError
+from snfd.quota.serials import Charger, decide_txn
+
+log = Logger(namespace="snfd.cyclades.updates")
+
+UTC = datetime.UTC
+SIMULATED_LOGMSG = "Reconciliation: simulated Ganeti event"
+#: The component whose serials are decided when no charger is wired.
+COMPONENT = "cyclades"
+
+OP_CREATE = "OP_INSTANCE_CREATE"
+OP_REMOVE = "OP_INSTANCE_REMOVE"
+OP_SET_PARAMS = "OP_INSTANCE_SET_PARAMS"
+OP_SNAPSHOT = "OP_INSTANCE_SNAPSHOT"
+
+#: The opcodes a task's job runs (task adoption, simulated task events).
+TASK_OPCODES: dict[str, frozenset[str]] = {
+    "BUILD": frozenset({OP_CREATE}),
+    "START": frozenset({"OP_INSTANCE_STARTUP"}),
+    "STOP": frozenset({"OP_INSTANCE_SHUTDOWN"}),
+    "REBOOT": frozenset({"OP_INSTANCE_REBOOT"}),
+    "RESIZE": frozenset({OP_SET_PARAMS}),
+    "FIREWALL": frozenset({OP_SET_PARAMS}),
+    "RESCUE": frozenset({OP_SET_PARAMS}),
+    "UNRESCUE": frozenset({OP_SET_PARAMS}),
+    "DESTROY": frozenset({OP_REMOVE}),
+}
+
+PROGRESS_TYPES = frozenset({"image-copy-progress", "image-info", "image-warning",
+                            "image-error", "image-helper"})
+_DIAGNOSTIC_LEVELS = {"image-info": "INFO", "image-warning": "WARNING",
+                      "image-error": "ERROR"}
+_HELPER_LEVELS = {"error": "ERROR", "warning": "WARNING"}
+_RUNNING = frozenset({"STARTED", "BUILD", "ERROR"})
+_ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+_MAX_ATTEMPTS = 4
+
+
+class MalformedMessage(ValueError):
+    """A message without a required key or with a value of the wrong
+    type; the consumer rejects it (dead letter)."""
+
+
+# -- messages -----------------------------------------------------------------
+
+@attrs.frozen
+class OpEvent:
+    """One ``ganeti-op-status`` message, checked."""
+
+    server_id: int
+    instance: str
+    opcode: str
+    status: str
+    job_id: int
+    event_time: datetime.datetime
+    logmsg: str | None = None
+    result: Any = None
+    cluster: str | None = None
+    job_fields: Mapping[str, Any] = attrs.Factory(dict)
+    nics: list[dict[str, Any]] | None = None
+    disks: list[dict[str, Any]] | None = None
+    hvparams: dict[str, Any] | None = None
+    simulated: bool = False
+
+
+def event_time(value: Any) -> datetime.datetime:
+    """``[seconds, microseconds]`` as an aware UTC datetime."""
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(_number(v) for v in value)):
+        raise MalformedMessage(f"event_time must be [seconds, microseconds], not {value!r}")
+    seconds, micros = value
+    if not 0 <= micros < 1_000_000 or seconds < 0:
+        raise MalformedMessage(f"event_time out of range: {value!r}")
+    return (datetime.datetime.fromtimestamp(int(seconds), UTC)
+            + datetime.timedelta(microseconds=int(micros)))
+
+
+def parse_op_status(message: Any) -> OpEvent | None:
+    """Check a ``ganeti-op-status`` message; None when its instance is not
+    one of ours.  Raises ``MalformedMessage``."""
+    if not isinstance(message, dict):
+        raise MalformedMessage("a message must be a JSON object")
+    instance = _get(message, "instance", str)
+    opcode = _get(message, "operation", str)
+    status = _get(message, "status", str)
+    if status not in JOB_STATUSES:
+        raise MalformedMessage(f"unknown job status {status!r}")
+    job_id = _get(message, "jobId", int)
+    if job_id < 0:
+        raise MalformedMessage(f"bad jobId {job_id!r}")
+    etime = event_time(_get(message, "event_time", list))
+    logmsg = _get(message, "logmsg", str, optional=True)
+    cluster = _get(message, "cluster", str, optional=True)
+    job_fields = _get(message, "job_fields", dict, optional=True) or {}
+    nics = _dicts(message, "instance_nics")
+    disks = _dicts(message, "instance_disks")
+    hvparams = _get(message, "instance_hvparams", dict, optional=True)
+    server_id = server_id_of(instance)
+    if server_id is None:
+        return None
+    return OpEvent(server_id=server_id, instance=instance, opcode=opcode, status=status,
+                   job_id=job_id, event_time=etime, logmsg=logmsg,
+                   result=message.get("result"), cluster=cluster or None,
+                   job_fields=job_fields, nics=nics, disks=disks, hvparams=hvparams)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _get(message: dict[str, Any], key: str, kind: type, optional: bool = False) -> Any:
+    if key not in message or message[key] is None:
+        if optional:
+            return None
+        raise MalformedMessage(f"the message has no {key!r}")
+    value = message[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise MalformedMessage(f"{key!r} must be an integer, not {value!r}")
+    if kind is list and not isinstance(value, list | tuple):
+        raise MalformedMessage(f"{key!r} must be a list")
+    if kind not in (int, list) and not isinstance(value, kind):
+        raise MalformedMessage(f"{key!r} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _dicts(message: dict[str, Any], key: str) -> list[dict[str, Any]] | None:
+    value = _get(message, key, list, optional=True)
+    if value is None:
+        return None
+    if not all(isinstance(item, dict) for item in value):
+        raise MalformedMessage(f"{key!r} must be a list of objects")
+    return [dict(item) for item in value]
+
+
+def error_code(result: Any) -> str | None:
+    """The Ganeti error code of a failed op's result
+    (``[error class, [message, ecode]]``), or None."""
+    if (isinstance(result, list | tuple) and len(result) == 2
+            and isinstance(result[1], list | tuple) and len(result[1]) >= 2
+            and isinstance(result[1][1], str)):
+        return result[1][1]
+    return None
+
+
+# -- the state machine (inside one transaction) -------------------------------
+
+@attrs.frozen
+class _Result:
+    """What ``_apply_txn`` did.  ``need``: the forced commission the change
+    requires; when it differs from what the caller covered, nothing was
+    written (``applied`` false, ``outcome`` "needs commission")."""
+
+    outcome: str
+    applied: bool = False
+    need: dict[str, int] = attrs.Factory(dict)
+    server: Server | None = None
+    settle: tuple[tuple[int, bool], ...] = ()
+
+
+def _running(operstate: str) -> bool:
+    return operstate in _RUNNING
+
+
+def _forced_amounts(server: Server, new_state: str, new_flavor: Flavor | None,
+                    removed: bool) -> dict[str, int]:
+    """What a change Ganeti made on its own costs (``model.charges``)."""
+    if removed:
+        return charges(server, "DESTROY")
+    out: dict[str, int] = {}
+    if new_flavor is not None:
+        out = dict(charges(server, "RESIZE", new_flavor))
+    flavor = new_flavor or server.flavor
+    before, after = _running(server.operstate), _running(new_state)
+    if before and not after:
+        change = charges(attrs.evolve(server, flavor=flavor), "STOP")
+    elif after and not before:
+        change = charges(attrs.evolve(server, flavor=flavor, operstate="STOPPED"), "START")
+    else:
+        change = {}
+    for resource, quantity in change.items():
+        out[resource] = out.get(resource, 0) + quantity
+    return {k: v for k, v in out.items() if v}
+
+
+def _new_shape(server: Server, event: OpEvent) -> tuple[int, int] | None:
+    """The (cpu, ram MiB) a successful SET_PARAMS gave, when it differs."""
+    beparams = event.job_fields.get("beparams") if event.job_fields else None
+    if event.opcode != OP_SET_PARAMS or not isinstance(beparams, dict):
+        return None
+    cpu: Any = beparams.get("vcpus", server.flavor.cpu)
+    ram: Any = beparams.get("maxmem", beparams.get("memory", server.flavor.ram))
+    if not _number(cpu) or not _number(ram) or cpu <= 0 or ram <= 0:
+        return None
+    shape = (int(cpu), int(ram))
+    return None if shape == (server.flavor.cpu, server.flavor.ram) else shape
+
+
+def _find_flavor_txn(txn: Any, like: Flavor, cpu: int, ram: int) -> Flavor | None:
+    for flavor in store.flavors_txn(txn, include_deleted=True):
+        if (flavor.cpu, flavor.ram, flavor.disk, flavor.disk_template) == (
+                cpu, ram, like.disk, like.disk_template):
+            return flavor
+    return None
+
+
+def _sync(current: tuple[dict[str, Any], ...], reported: list[dict[str, Any]],
+          keys: tuple[str, ...], prefix: str) -> list[dict[str, Any]]:
+    """Ganeti's list, each entry keeping the id (and extra keys) of the
+    stored entry with the same uuid, else the same name.  New entries get
+    the id in a ``<prefix><id>`` name, else the next free one."""
+    by_uuid = {c.get("uuid"): c for c in current if c.get("uuid")}
+    by_name = {c.get("name"): c for c in current if c.get("name")}
+    used = {c["id"] for c in current if isinstance(c.get("id"), int)}
+    out: list[dict[str, Any]] = []
+    taken: set[int] = set()
+    for item in reported:
+        old = by_uuid.get(item.get("uuid")) or by_name.get(item.get("name")) or {}
+        entry = {k: v for k, v in old.items() if k != "state"}
+        entry.update({k: item.get(k) for k in keys if k in item or k not in entry})
+        ident = old.get("id")
+        if not isinstance(ident, int) or ident in taken:
+            name = item.get("name")
+            rest = name[len(prefix):] if isinstance(name, str) and name.startswith(prefix) \
+                else ""
+            ident = int(rest) if rest.isdigit() and int(rest) not in taken | used else None
+            if ident is None:
+                ident = max(used | taken, default=0) + 1
+        taken.add(ident)
+        entry["id"] = ident
+        out.append(entry)
+    return out
+
+
+_NIC_KEYS = ("name", "network", "ip", "mac", "mode", "link", "uuid", "firewall")
+_DISK_KEYS = ("name", "size", "uuid")
+
+
+def _apply_txn(txn: Any, event: OpEvent, component: str,
+               covered: dict[str, int] | None, serial: int | None) -> _Result:
+    server = store.server_txn(txn, event.server_id, for_update=True)
+    if server is None:
+        return _Result("ignored: no such server")
+    if server.deleted:
+        return _Result("ignored: server deleted", server=server)
+    if event.cluster and server.backend_id is not None:
+        backend = store.backend_txn(txn, server.backend_id)
+        if backend is not None and backend.clustername != event.cluster:
+            return _Result(f"ignored: event from cluster {event.cluster}, server on"
+                           f" {backend.clustername}", server=server)
+    etime = event.event_time
+    if event.simulated and server.backendtime is not None and etime <= server.backendtime:
+        etime = server.backendtime + _ONE_MICROSECOND
+    if server.backendtime is not None and etime <= server.backendtime:
+        return _Result("ignored: not newer than the last event applied", server=server)
+    if event.opcode == OP_SNAPSHOT:
+        return _Result("ignored: snapshots are not handled yet", server=server)
+
+    fields: dict[str, Any] = {
+        "backendjobid": event.job_id, "backendjobstatus": event.status,
+        "backendopcode": event.opcode, "backendlogmsg": event.logmsg or ""}
+    task_ops = TASK_OPCODES.get(server.task, frozenset())
+    is_task = bool(server.task) and server.task_job_id is not None \
+        and server.task_job_id == event.job_id
+    if server.task and not is_task and event.opcode in task_ops:
+        if event.simulated:
+            is_task = True
+        elif server.task_job_id is None:
+            seen_final = (server.backendjobid == event.job_id
+                          and server.backendjobstatus in FINAL_JOB_STATUSES)
+            if not seen_final:
+                is_task = True
+                fields["task_job_id"] = event.job_id
+    final = event.status in FINAL_JOB_STATUSES
+    if not final:
+        if covered:
+            return _Result("ignored: job not finished", server=server)
+        store.update_server_txn(txn, server.id, **fields)
+        return _Result(f"recorded {event.status}", applied=True, server=server)
+
+    success = event.status == "success"
+    new_state = server.operstate
+    new_flavor: Flavor | None = None
+    shape: tuple[int, int] | None = None
+    removed = event.opcode == OP_REMOVE and (
+        success or (event.status == "error" and error_code(event.result) == "unknown_entity"))
+    if success:
+        new_state = OPER_STATE_FROM_OPCODE.get(event.opcode, server.operstate)
+        fields["backendtime"] = etime
+        shape = _new_shape(server, event)
+        if shape is not None:
+            new_flavor = _find_flavor_txn(txn, server.flavor, *shape) or Flavor(
+                id=-1, cpu=shape[0], ram=shape[1], disk=server.flavor.disk,
+                disk_template=server.flavor.disk_template)
+    if event.opcode == OP_CREATE and event.status in ("error", "canceled"):
+        new_state = "ERROR"
+        fields["backendtime"] = etime
+    if removed:
+        new_state = "DESTROYED"
+        fields["backendtime"] = etime
+
+    need: dict[str, int] = {}
+    if not is_task and (success or removed):
+        need = _forced_amounts(server, new_state, new_flavor, removed)
+    if need != (covered or {}):
+        return _Result("needs commission", need=need, server=server)
+
+    # -- from here on, writes ------------------------------------------------
+    settle: list[tuple[int, bool]] = []
+    if serial is not None:
+        record = decide_txn(txn, component, serial, True)
+        settle.append((serial, record.accept))
+    if is_task:
+        if server.serial is not None:
+            record = decide_txn(txn, component, server.serial, success or removed)
+            settle.append((server.serial, record.accept))
+        fields.update(task="", task_job_id=None, serial=None)
+        if success and server.task in ("RESCUE", "UNRESCUE"):
+            fields["rescue"] = server.task == "RESCUE"
+    fields["operstate"] = new_state
+    if new_flavor is not None:
+        if new_flavor.id < 0:
+            new_flavor, _ = store.create_flavor_txn(
+                txn, new_flavor.cpu, new_flavor.ram, new_flavor.disk,
+                new_flavor.disk_template, allow_create=False, public=False)
+        fields["flavor_id"] = new_flavor.id
+    if event.nics is not None:
+        fields["nics"] = _sync(server.nics, event.nics, _NIC_KEYS, "snf-nic-")
+    if event.disks is not None:
+        fields["disks"] = _sync(server.disks, event.disks, _DISK_KEYS, "snf-vol-")
+    if event.hvparams is not None and "boot_order" in event.hvparams:
+        fields["rescue"] = event.hvparams.get("boot_order") == "cdrom"
+    if new_state == "ERROR" and event.opcode == OP_CREATE:
+        nics = fields.get("nics", server.nics)
+        disks = fields.get("disks", server.disks)
+        fields["nics"] = [{**n, "state": "ERROR"} for n in nics]
+        fields["disks"] = [{**d, "state": "ERROR"} for d in disks]
+    if removed:
+        fields.update(deleted=True, nics=[], disks=[], task="", task_job_id=None,
+                      serial=None)
+        if server.backend_id is not None:
+            release_backend_txn(txn, server.backend_id, server.flavor)
+        if server.serial is not None and not is_task:
+            # A pending action's commission on a server that is gone.
+            record = decide_txn(txn, component, server.serial, False)
+            settle.append((server.serial, record.accept))
+    store.update_server_txn(txn, server.id, **fields)
+    outcome = f"applied {event.opcode} {event.status}"
+    if removed:
+        outcome += ": server deleted"
+    elif new_state != server.operstate:
+        outcome += f": {server.operstate} -> {new_state}"
+    return _Result(outcome, applied=True, need=need, server=server, settle=tuple(settle))
+
+
+def _progress_txn(txn: Any, server_id: int, kind: str, etime: datetime.datetime,
+                  message: dict[str, Any]) -> str:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or server.deleted:
+        return "ignored: no such server"
+    if server.backendtime is not None and etime <= server.backendtime:
+        return "ignored: not newer than the last event applied"
+    fields: dict[str, Any] = {"backendtime": etime}
+    if kind == "image-copy-progress":
+        percent = max(0, min(100, int(message["progress"])))
+        if server.operstate == "BUILD" and percent > server.buildpercentage:
+            fields["buildpercentage"] = percent
+    else:
+        level, text, details = _diagnostic(kind, message)
+        store.add_diagnostic_txn(txn, server.id, level, kind, text, details, etime)
+    store.update_server_txn(txn, server.id, **fields)
+    return "applied"
+
+
+def _diagnostic(kind: str, message: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(level, message, details) of an image-* message."""
+    subtype = message.get("subtype")
+    if kind == "image-helper":
+        level = _HELPER_LEVELS.get(subtype if isinstance(subtype, str) else "", "INFO")
+    else:
+        level = _DIAGNOSTIC_LEVELS.get(kind, "INFO")
+    messages = message.get("messages")
+    if isinstance(messages, list):
+        text = "\n".join(str(m) for m in messages)
+    elif messages is not None:
+        text = str(messages)
+    else:
+        text = " ".join(str(message[k]) for k in ("subtype", "task") if message.get(k))
+    stderr = message.get("stderr")
+    return level, text or kind, None if stderr is None else str(stderr)
+
+
+# -- the service object --------------------------------------------------------
+
+class UpdatePath:
+    """Applies Ganeti's events to servers (see the module docstring).
+
+    @param db: the node's ``IDatabase``.
+    @param charger_of: returns the compute ``Charger`` or None (the quota
+        holder may be wired after this object is built).
+    @param clock: ``IReactorTime`` (simulated events are stamped with it).
+    """
+
+    def __init__(self, db: Any, charger_of: Callable[[], Charger | None], clock: Any,
+                 component: str = COMPONENT):
+        self._db = db
+        self._charger_of = charger_of
+        self._clock = clock
+        self._component = component
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
+
+    async def op_status(self, message: dict[str, Any]) -> None:
+        """Apply one ``ganeti-op-status`` message (idempotent: the same
+        message twice changes state and quota once).  Raises
+        ``MalformedMessage`` for a bad message."""
+        event = parse_op_status(message)
+        if event is None:
+            log.debug("ignoring an event of instance {instance}",
+                      instance=message.get("instance"))
+            return
+        await self.apply(event)
+
+    async def simulate(self, server_id: int, opcode: str, status: str, *, jobid: int = 0,
+                       result: Any = None, job_fields: Mapping[str, Any] | None = None,
+                       nics: list[dict[str, Any]] | None = None,
+                       disks: list[dict[str, Any]] | None = None,
+                       hvparams: dict[str, Any] | None = None,
+                       logmsg: str = SIMULATED_LOGMSG) -> str:
+        """Apply what the reconciler found as if Ganeti had sent it (job
+        ``jobid``, now); returns what happened, for its report."""
+        if status not in JOB_STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        event = OpEvent(server_id=server_id, instance=f"snf-{server_id}", opcode=opcode,
+                        status=status, job_id=jobid, event_time=self._now(), logmsg=logmsg,
+                        result=result, job_fields=dict(job_fields or {}), nics=nics,
+                        disks=disks, hvparams=hvparams, simulated=True)
+        return await self.apply(event)
+
+    async def apply(self, event: OpEvent) -> str:
+        """Apply one checked event; returns what happened."""
+        covered: dict[str, int] | None = None
+        serial: int | None = None
+        for _ in range(_MAX_ATTEMPTS):
+            result: _Result = await self._db.run(
+                "cyclades.op_status", _apply_txn, event, self._component_name(),
+                covered, serial)
+            if result.applied or result.outcome != "needs commission":
+                if serial is not None and not result.applied:
+                    await self._settle(serial, False)
+                await self._settle_all(result.settle)
+                if result.applied:
+                    log.debug("server {id}: {outcome}", id=event.server_id,
+                              outcome=result.outcome)
+                return result.outcome
+            if serial is not None:
+                await self._settle(serial, False)
+            assert result.server is not None
+            covered, serial = result.need, await self._issue_forced(
+                result.server, event, result.need)
+        raise errors.Conflict(f"server {event.server_id} kept changing while its event"
+                              f" {event.opcode} {event.status} was applied")
+
+    async def _issue_forced(self, server: Server, event: OpEvent,
+                            amounts: dict[str, int]) -> int | None:
+        if not amounts:
+            return None
+        charger = self._charger_of()
+        if charger is None:
+            raise errors.ServiceUnavailable(
+                f"No quota holder: cannot charge {event.opcode} of server {server.id}")
+        name = f"cyclades: {event.opcode} {event.status} of server {server.id} (not from the API)"
+        try:
+            try:
+                serial: int = await charger.issue(
+                    provisions(server, amounts), name=name, force=True,
+                    resource_key=f"server:{server.id}", record=False)
+            except QuotaError:
+                # Maybe an earlier decision of ours is still on its way.
+                await charger.drain()
+                serial = await charger.issue(
+                    provisions(server, amounts), name=name, force=True,
+                    resource_key=f"server:{server.id}", record=False)
+        except QuotaError as e:
+            log.error("server {id}: the forced commission for {opcode} was refused"
+                      " ({error}); applying the change without it",
+                      id=server.id, opcode=event.opcode, error=e)
+            return None
+        return serial
+
+    def _component_name(self) -> str:
+        charger = self._charger_of()
+        return charger.component if charger is not None else self._component
+
+    async def _settle(self, serial: int, accept: bool) -> None:
+        """Resolve a decided serial at the holder before the event counts
+        as handled, so the next event's commission sees settled usage (a
+        release is refused while an earlier import is only pending).  A
+        holder that cannot be reached leaves it to reconciliation."""
+        charger = self._charger_of()
+        if charger is None:
+            log.warn("no quota holder: commission {serial} left to reconciliation",
+                     serial=serial)
+            return
+        try:
+            await charger.settle(serial, accept)
+        except Exception as e:
+            log.warn("commission {serial} not resolved ({error}); reconciliation will",
+                     serial=serial, error=e)
+
+    async def _settle_all(self, decisions: tuple[tuple[int, bool], ...]) -> None:
+        for serial, accept in decisions:
+            await self._settle(serial, accept)
+
+    async def clear_task(self, server_id: int, task_job_id: int | None) -> bool:
+        """Drop a pending task whose job Ganeti does not know: its serial is
+        rejected (after the commit, at the holder).  Only when the task
+        still waits for ``task_job_id``; True if it was cleared."""
+        result: tuple[bool, int | None, bool] = await self._db.run(
+            "cyclades.clear_task", _clear_task_txn, server_id, task_job_id,
+            self._component_name())
+        cleared, serial, accept = result
+        if serial is not None:
+            await self._settle(serial, accept)
+        return cleared
+
+    async def progress(self, message: dict[str, Any]) -> None:
+        """Apply one build-progress message (``PROGRESS_TYPES``).  Raises
+        ``MalformedMessage`` for a bad message."""
+        if not isinstance(message, dict):
+            raise MalformedMessage("a message must be a JSON object")
+        kind = _get(message, "type", str)
+        if kind not in PROGRESS_TYPES:
+            raise MalformedMessage(f"not a progress message: {kind!r}")
+        instance = _get(message, "instance", str)
+        etime = event_time(_get(message, "event_time", list))
+        if kind == "image-copy-progress" and not _number(_get(message, "progress", object)):
+            raise MalformedMessage("'progress' must be a number")
+        server_id = server_id_of(instance)
+        if server_id is None:
+            return
+        outcome = await self._db.run("cyclades.progress", _progress_txn, server_id, kind,
+                                     etime, message)
+        log.debug("server {id}: {kind} {outcome}", id=server_id, kind=kind, outcome=outcome)
+
+
+def _clear_task_txn(txn: Any, server_id: int, task_job_id: int | None,
+                    component: str) -> tuple[bool, int | None, bool]:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or not server.task or server.task_job_id != task_job_id:
+        return False, None, False
+    serial, accept = server.serial, False
+    if serial is not None:
+        accept = decide_txn(txn, component, serial, False).accept
+    store.update_server_txn(txn, server.id, task="", task_job_id=None, serial=None)
+    return True, serial, accept
