@@ -12,6 +12,7 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from snfd import errors
 from snfd.cluster.periodic import PeriodicDuty
@@ -25,6 +26,7 @@ from snfd.cyclades.rapi import RapiPool, RapiTarget
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
+from snfd.interfaces import ILeaderDuty
 from snfd.node import public_base
 from snfd.pithos.service import NodeAuthenticator
 from snfd.quota import Resource
@@ -148,6 +150,7 @@ class CycladesService(service.MultiService):
                 BackendPolling(self)]
 
 
+@implementer(ILeaderDuty)
 class BackendPolling:
     """The leader's event source for backends whose events are 'poll': one
     ``RapiJobPoller`` per such backend, the set re-read every minute."""

@@ -1,0 +1,559 @@
+"""The Ganeti contract scenario: one script of RAPI calls, two drivers.
+
+``run_scenario`` drives a cluster through the life of one instance (create,
+shutdown, startup, reboot, modify beparams, a failing job, a cancelled job,
+an administrator's shutdown, delete) over ``snfd.cyclades.rapi.GanetiRapi``
+and returns what a client could observe, normalised so that two clusters
+that behave alike give EQUAL records: job ids, times, uuids, MACs, node and
+cluster names are dropped or replaced by placeholders; what is kept is
+status vocabulary, field names, null patterns, result shapes and values
+that do not depend on the cluster.
+
+Drivers (``ClusterDriver``): ``SimDriver`` wraps ``snfd.ganeti_sim``'s
+``SimulatedCluster``; ``RealDriver`` wraps a real Ganeti 3.0 cluster in a
+network namespace (``snfd.testing.ganeti.RealGanetiCluster``).
+
+``EXPECTED`` (in ``expected.py``) is the record of a real Ganeti 3.0.2
+cluster.  To re-record it on a machine where real Ganeti can run::
+
+    .venv/bin/python -m tests.ganeti.contract > tests/ganeti/expected.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from twisted.internet import defer, task
+
+from snfd.cyclades.rapi import FINAL_STATUSES, GanetiRapi, RapiError, RapiTarget
+from snfd.httpclient import HTTPClientPool, Target, TargetClient
+from snfd.metrics import Metrics
+from snfd.testing.ganeti import RealGanetiCluster
+
+INSTANCE = "snf-contract-1"
+MISSING = "snf-contract-missing"
+UNKNOWN_JOB = 987654
+
+CREATE_BODY: dict[str, Any] = {
+    "mode": "create",
+    "name": INSTANCE,
+    "disk_template": "diskless",
+    "disks": [],
+    "nics": [{}],
+    "os_type": "noop+default",
+    "beparams": {"vcpus": 1, "memory": 128},
+    "name_check": False,
+    "ip_check": False,
+}
+
+#: Order in which a job's status may change; the final ones share a rank.
+STATUS_RANK = {"queued": 0, "waiting": 1, "running": 2, "canceling": 3,
+               "success": 4, "error": 4, "canceled": 4}
+
+POLL = 0.02
+JOB_TIMEOUT = 60.0
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_MAC = re.compile(r"^aa:00:00(:[0-9a-f]{2}){3}$")
+_JOB_FILE = re.compile(r"^job-\d+$")
+
+#: Fields of a bulk instance whose values are compared as they are.
+INSTANCE_VALUES = (
+    "name", "status", "admin_state", "oper_state", "os", "disk_template", "beparams",
+    "custom_beparams", "custom_nicparams", "tags", "snodes", "network_port", "oper_ram",
+    "oper_vcpus", "disk_usage", "disk.sizes", "disk.names", "disk.spindles", "disk.uuids",
+    "nic.ips", "nic.modes", "nic.names", "nic.networks", "nic.networks.names",
+)
+
+
+class ScenarioTimeout(Exception):
+    """A job or a cluster did not reach the awaited state in time."""
+
+
+# -- drivers --------------------------------------------------------------------
+
+class ClusterDriver(Protocol):
+    """What the scenario needs from a cluster besides its RAPI."""
+
+    kind: str
+
+    @property
+    def name(self) -> str: ...
+
+    def target(self) -> RapiTarget:
+        """How to reach the cluster's RAPI (url, credentials, pinned cert)."""
+
+    @property
+    def queue_dir(self) -> Path: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def hold_queue(self, rapi: GanetiRapi) -> None:
+        """From now on, newly submitted jobs stay ``queued``."""
+
+    async def release_queue(self, rapi: GanetiRapi) -> None:
+        """Undo ``hold_queue``: queued jobs run again."""
+
+    async def admin_shutdown(self, instance: str) -> int:
+        """An administrator's ``gnt-instance shutdown`` (not through RAPI); its job id."""
+
+
+class SimDriver:
+    """The simulator (``snfd.ganeti_sim.SimulatedCluster``) as a contract driver."""
+
+    kind = "sim"
+
+    def __init__(self, reactor: Any, state_dir: Path):
+        from snfd.ganeti_sim import SimulatedCluster
+
+        self.cluster = SimulatedCluster(reactor, Path(state_dir), "sim.ganeti.test",
+                                        queue_delay=0.02, exec_time=0.05)
+
+    @property
+    def name(self) -> str:
+        return str(self.cluster.name)
+
+    @property
+    def queue_dir(self) -> Path:
+        return Path(self.cluster.queue_dir)
+
+    def target(self) -> RapiTarget:
+        c = self.cluster
+        return RapiTarget(cluster=c.name, url=c.url, username=c.username,
+                          password=c.password, certificate=c.certificate)
+
+    async def start(self) -> None:
+        await self.cluster.start()
+
+    async def stop(self) -> None:
+        await self.cluster.stop()
+
+    async def hold_queue(self, rapi: GanetiRapi) -> None:
+        self.cluster.hold_queue()
+
+    async def release_queue(self, rapi: GanetiRapi) -> None:
+        self.cluster.release_queue()
+
+    async def admin_shutdown(self, instance: str) -> int:
+        return int(self.cluster.admin("OP_INSTANCE_SHUTDOWN", instance))
+
+
+class RealDriver:
+    """A real cluster (already up) as a contract driver.
+
+    The queue is held the way an operator would: ``max_running_jobs`` set
+    to 1 and a lock-free ``gnt-debug delay`` job occupying the one slot;
+    releasing kills that job and restores the limit.
+    """
+
+    kind = "real"
+
+    def __init__(self, reactor: Any, cluster: RealGanetiCluster):
+        self.reactor = reactor
+        self.cluster = cluster
+        self._blocker: int | None = None
+        self._max_running = 20
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.cluster.queue_dir
+
+    def target(self) -> RapiTarget:
+        c = self.cluster
+        return RapiTarget(cluster=c.name, url=c.url, username=c.username,
+                          password=c.password, certificate=c.certificate)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def hold_queue(self, rapi: GanetiRapi) -> None:
+        self._max_running = int((await rapi.info()).get("max_running_jobs") or 20)
+        await self.cluster.gx("gnt-cluster", "modify", "--max-running-jobs=1")
+        self._blocker = await self.cluster.submit("gnt-debug", "delay", "--no-locks", "120")
+        await _until(self.reactor, lambda: _job_status(rapi, self._blocker),
+                     lambda s: s == "running", "the delay job to run")
+
+    async def release_queue(self, rapi: GanetiRapi) -> None:
+        blocker, self._blocker = self._blocker, None
+        if blocker is not None:
+            await self.cluster.gx("gnt-job", "cancel", "--kill", "--yes-do-it", str(blocker),
+                                  check=False)
+        await self.cluster.gx("gnt-cluster", "modify",
+                              f"--max-running-jobs={self._max_running}")
+        if blocker is not None:
+            await _until(self.reactor, lambda: _job_status(rapi, blocker),
+                         lambda s: s in FINAL_STATUSES, "the delay job to end")
+
+    async def admin_shutdown(self, instance: str) -> int:
+        return await self.cluster.submit("gnt-instance", "shutdown", instance)
+
+
+async def _job_status(rapi: GanetiRapi, job_id: int | None) -> str | None:
+    job = await rapi.job(int(job_id or 0))
+    return None if job is None else job["status"]
+
+
+async def _until(reactor: Any, probe: Callable[[], Awaitable[Any]],
+                 done: Callable[[Any], bool], what: str, timeout: float = JOB_TIMEOUT) -> Any:
+    deadline = reactor.seconds() + timeout
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if reactor.seconds() > deadline:
+            raise ScenarioTimeout(f"gave up waiting for {what} (last: {value!r})")
+        await task.deferLater(reactor, POLL, lambda: None)
+
+
+# -- normalisation --------------------------------------------------------------
+
+class _Scrub:
+    """Replaces cluster-specific strings by placeholders, recursively."""
+
+    def __init__(self, nodes: list[str], cluster: str):
+        self.names = {n: "<node>" for n in nodes}
+        self.names[cluster] = "<cluster>"
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if value in self.names:
+                return self.names[value]
+            if _UUID.match(value):
+                return "<uuid>"
+            if _MAC.match(value):
+                return "<mac>"
+            return value
+        if isinstance(value, list | tuple):
+            return [self(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in sorted(value.items())}
+        return value
+
+
+def _is_ts(value: Any) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+
+
+def _ts(value: Any) -> str | None:
+    """A timestamp as "ts" (a [sec, usec] pair), None, or what else it was."""
+    if value is None:
+        return None
+    return "ts" if _is_ts(value) else f"<not a timestamp: {value!r}>"
+
+
+def _log_entry_ok(entry: Any) -> bool:
+    return (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], int)
+            and _is_ts(entry[1]) and isinstance(entry[2], str) and isinstance(entry[3], str))
+
+
+def _result(status: str | None, result: Any, scrub: _Scrub) -> Any:
+    """An op result: [class, ecode] for a failure, the scrubbed value otherwise."""
+    if status == "error" and isinstance(result, list) and len(result) == 2:
+        error_class, args = result
+        ecode = args[1] if isinstance(args, list) and len(args) > 1 else "<no ecode>"
+        return [error_class, ecode]
+    return scrub(result)
+
+
+def _sequence_ok(seen: list[str]) -> bool:
+    """Statuses only ever move forward and the last one is final."""
+    ranks = [STATUS_RANK.get(s, -1) for s in seen]
+    return (bool(seen) and -1 not in ranks and ranks == sorted(ranks)
+            and seen[-1] in FINAL_STATUSES)
+
+
+def _job_record(job: dict[str, Any], seen: list[str], scrub: _Scrub) -> dict[str, Any]:
+    ops = job.get("ops") or []
+    statuses = job.get("opstatus") or []
+    results = job.get("opresult") or []
+    return {
+        "fields": sorted(job),
+        "status": job.get("status"),
+        "sequence_ok": _sequence_ok(seen),
+        "summary": job.get("summary"),
+        "ops": [(op or {}).get("OP_ID") for op in ops],
+        "instance_names": [(op or {}).get("instance_name") for op in ops],
+        "opstatus": statuses,
+        "opresult": [_result(s, r, scrub) for s, r in zip(statuses, results, strict=False)],
+        "oplog": [{"entries_ok": all(_log_entry_ok(e) for e in log), "empty": not log}
+                  for log in (job.get("oplog") or [])],
+        "timestamps": {k: _ts(job.get(k)) for k in ("received_ts", "start_ts", "end_ts")},
+    }
+
+
+def _instance_state(instances: list[dict[str, Any]]) -> dict[str, Any] | None:
+    for inst in instances:
+        if inst.get("name") == INSTANCE:
+            return {k: inst.get(k, "<missing>")
+                    for k in ("status", "admin_state", "oper_state")}
+    return None
+
+
+def _instance_detail(inst: dict[str, Any] | None, scrub: _Scrub) -> dict[str, Any] | None:
+    if inst is None:
+        return None
+    detail = {k: scrub(inst.get(k, "<missing>")) for k in INSTANCE_VALUES}
+    detail.update({
+        "pnode": scrub(inst.get("pnode")),
+        "uuid_ok": bool(_UUID.match(str(inst.get("uuid")))),
+        "nic.macs_ok": [bool(_MAC.match(str(m))) for m in inst.get("nic.macs") or []],
+        "nic.uuids_ok": [bool(_UUID.match(str(u))) for u in inst.get("nic.uuids") or []],
+        "nic.links_count": len(inst.get("nic.links") or []),
+        "nic.bridges_count": len(inst.get("nic.bridges") or []),
+        "ctime_type": type(inst.get("ctime")).__name__,
+        "mtime_type": type(inst.get("mtime")).__name__,
+        "serial_no_type": type(inst.get("serial_no")).__name__,
+    })
+    return detail
+
+
+def _input_subset(op_input: dict[str, Any], scrub: _Scrub) -> dict[str, Any]:
+    """What consumers read from an op's input (events' job_fields, tags)."""
+    keys: tuple[str, ...] = ("beparams", "nics", "disks", "hvparams", "tags")
+    if op_input.get("OP_ID") not in ("OP_INSTANCE_CREATE", "OP_INSTANCE_SET_PARAMS"):
+        keys = ()
+    return {k: scrub(op_input.get(k, "<missing>")) for k in keys}
+
+
+def _job_file_record(job: dict[str, Any], scrub: _Scrub) -> dict[str, Any]:
+    ops = []
+    for op in job.get("ops") or []:
+        op_input = op.get("input") or {}
+        reasons = op_input.get("reason") or []
+        ops.append({
+            "fields": sorted(op),
+            "OP_ID": op_input.get("OP_ID"),
+            "instance_name": op_input.get("instance_name"),
+            "status": op.get("status"),
+            "result": _result(op.get("status"), op.get("result"), scrub),
+            "log": {"entries_ok": all(_log_entry_ok(e) for e in op.get("log") or []),
+                    "empty": not op.get("log")},
+            "timestamps": {k: _ts(op.get(k))
+                           for k in ("start_timestamp", "exec_timestamp", "end_timestamp")},
+            "priority": op.get("priority"),
+            "reason_sources": [r[0] if isinstance(r, list) and r else r for r in reasons],
+            "input": _input_subset(op_input, scrub),
+        })
+    return {
+        "fields": sorted(job),
+        "job_status_field": "status" in job,
+        "timestamps": {k: _ts(job.get(k))
+                       for k in ("received_timestamp", "start_timestamp", "end_timestamp")},
+        "ops": ops,
+    }
+
+
+def _read_queue(queue_dir: Path) -> tuple[dict[int, Any], bool]:
+    """Every ``job-<id>`` file: {id: parsed JSON (None if it did not parse)}, and
+    whether any name that is not exactly ``job-<id>`` was found besides
+    ``serial``, ``version``, ``lock``, ``archive`` (a leftover temp file)."""
+    jobs: dict[int, Any] = {}
+    strays = False
+    for path in sorted(queue_dir.iterdir()):
+        if _JOB_FILE.match(path.name):
+            try:
+                jobs[int(path.name[4:])] = json.loads(path.read_text())
+            except ValueError:
+                jobs[int(path.name[4:])] = None
+        elif path.name not in ("serial", "version", "lock", "archive"):
+            strays = True
+    return jobs, strays
+
+
+# -- the scenario ---------------------------------------------------------------
+
+async def _follow(reactor: Any, rapi: GanetiRapi, job_id: int) -> tuple[dict[str, Any], list[str]]:
+    """Poll a job until it is final: the final job and the statuses seen."""
+    seen: list[str] = []
+
+    async def probe() -> dict[str, Any] | None:
+        job = await rapi.job(job_id)
+        if job is not None and (not seen or seen[-1] != job["status"]):
+            seen.append(job["status"])
+        return job
+
+    job = await _until(reactor, probe, lambda j: j is not None and j["status"] in FINAL_STATUSES,
+                       f"job {job_id} to finish")
+    return job, seen
+
+
+async def run_scenario(reactor: Any, driver: ClusterDriver) -> dict[str, Any]:
+    """Drive ``driver``'s (started) cluster through the scenario; its record."""
+    pool = HTTPClientPool(reactor, Metrics())
+    try:
+        target = driver.target()
+        rapi = GanetiRapi(pool, target, reactor)
+        # The unknown-job and 404 answers are recorded raw, not as the client reads them.
+        raw = pool.client(Target(name=target.cluster, base_url=target.url,
+                                 username=target.username, password=target.password,
+                                 ca_certificate=target.certificate or None,
+                                 verify_hostname=False, timeout=target.timeout))
+        return await _scenario(reactor, driver, rapi, raw)
+    finally:
+        await pool.close()
+
+
+async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
+                    raw: TargetClient) -> dict[str, Any]:
+    scrub = _Scrub([n["name"] for n in await rapi.nodes()], driver.name)
+    record: dict[str, Any] = {"steps": []}
+    job_ids: dict[str, int] = {}
+
+    async def step(label: str, submit: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+        job_id = await submit()
+        job, seen = await _follow(reactor, rapi, job_id)
+        job_ids[label] = job_id
+        entry = {"step": label, "job": _job_record(job, seen, scrub),
+                 "instance": _instance_state(await rapi.instances())}
+        record["steps"].append(entry)
+        return entry
+
+    await step("create", lambda: rapi.create_instance(CREATE_BODY))
+    instances = await rapi.instances()
+    record["bulk_fields"] = sorted(next((i for i in instances if i.get("name") == INSTANCE), {}))
+    record["after_create"] = _instance_detail(await rapi.instance(INSTANCE), scrub)
+    _, listing = await raw.json_request("GET", "/2/instances")
+    record["listing"] = listing
+    await step("shutdown", lambda: rapi.shutdown(INSTANCE))
+    await step("startup", lambda: rapi.startup(INSTANCE))
+    await step("reboot", lambda: rapi.reboot(INSTANCE))
+    await step("modify", lambda: rapi.modify(INSTANCE, beparams={"vcpus": 2}))
+    record["after_modify"] = _instance_detail(await rapi.instance(INSTANCE), scrub)
+    await step("fail", lambda: rapi.startup(MISSING))
+
+    # A job cancelled while queued.
+    await driver.hold_queue(rapi)
+    try:
+        held = await rapi.reboot(INSTANCE)
+        before = await _job_status(rapi, held)
+        done, message = await rapi.cancel_job(held)
+    finally:
+        await driver.release_queue(rapi)
+    await step("cancel", lambda: _value(held))
+    record["cancel"] = {"status_before": before,
+                        "answer": [done, message.replace(str(held), "<id>")]}
+    finished = job_ids["create"]
+    done, message = await rapi.cancel_job(finished)
+    record["cancel_finished"] = [done, message.replace(str(finished), "<id>")]
+
+    await step("admin-shutdown", lambda: driver.admin_shutdown(INSTANCE))
+    await step("delete", lambda: rapi.delete_instance(INSTANCE))
+
+    status, body = await raw.json_request("GET", f"/2/jobs/{UNKNOWN_JOB}")
+    record["unknown_job"] = {
+        "http": status,
+        "body": ({k: ("<asked id>" if v == UNKNOWN_JOB else v) for k, v in sorted(body.items())}
+                 if isinstance(body, dict) else body),
+        "client": await rapi.job(UNKNOWN_JOB),
+    }
+    status, body = await raw.json_request("GET", f"/2/instances/{MISSING}")
+    record["missing_instance"] = {
+        "http": status,
+        "fields": sorted(body) if isinstance(body, dict) else body,
+        "code": body.get("code") if isinstance(body, dict) else None,
+        "message": body.get("message") if isinstance(body, dict) else None,
+    }
+    try:
+        found = await rapi.instance(MISSING)
+        record["missing_instance"]["client"] = None if found is None else "found"
+    except RapiError as e:
+        record["missing_instance"]["client"] = f"RapiError {e.status}"
+
+    files, strays = _read_queue(driver.queue_dir)
+    record["queue"] = {
+        "all_parse": all(isinstance(j, dict) for j in files.values()),
+        "any_job_status": any(isinstance(j, dict) and "status" in j for j in files.values()),
+        "stray_files": strays,
+    }
+    record["job_files"] = {
+        label: _job_file_record(files[job_id], scrub) if isinstance(files.get(job_id), dict)
+        else None
+        for label, job_id in job_ids.items()
+    }
+    record["events"] = _events(files, job_ids, driver.name, scrub)
+    return record
+
+
+async def _value(job_id: int) -> int:
+    return job_id
+
+
+def _events(files: dict[int, Any], job_ids: dict[str, int], cluster: str,
+            scrub: _Scrub) -> list[Any] | str:
+    """The messages ``snfd.cyclades.events.job_messages`` builds from the final
+    job files, per step, normalised (or a note when the module is missing)."""
+    try:
+        from snfd.cyclades.events import job_messages
+    except ImportError:
+        return "snfd.cyclades.events.job_messages is not available"
+    out: list[Any] = []
+    for label, job_id in job_ids.items():
+        job = files.get(job_id)
+        if not isinstance(job, dict):
+            out.append([label, "<no job file>"])
+            continue
+        for key, message in job_messages(job, cluster):
+            out.append([label, scrub(key), message.get("type"), message.get("operation"),
+                        message.get("status"), message.get("instance"),
+                        message.get("jobId") == job_id, message.get("cluster") == cluster,
+                        _ts(message.get("event_time")),
+                        _result(message.get("status"), message.get("result"), scrub)])
+    return out
+
+
+EXPECTED_HEADER = '''"""What a real Ganeti 3.0.2 cluster answers to the contract scenario
+(``tests.ganeti.contract.run_scenario``), normalised.  Generated, do not edit:
+
+    .venv/bin/python -m tests.ganeti.contract > tests/ganeti/expected.py
+"""
+
+'''
+
+
+def render_expected(record: dict[str, Any]) -> str:
+    """``record`` as the text of ``expected.py``."""
+    import pprint
+
+    return EXPECTED_HEADER + "EXPECTED = " + pprint.pformat(
+        record, width=88, sort_dicts=False).replace("\n", "\n" + " " * 11) + "\n"
+
+
+def main() -> None:
+    """Bring up a real cluster, run the scenario, print it as ``expected.py``."""
+    import sys
+
+    from twisted.internet import threads
+
+    from snfd.testing.ganeti import real_ganeti_unavailable
+
+    async def record(reactor: Any) -> None:
+        reason = real_ganeti_unavailable()
+        if reason:
+            sys.exit(reason)
+        cluster = RealGanetiCluster(reactor)
+        await threads.deferToThread(cluster.up)
+        try:
+            result = await run_scenario(reactor, RealDriver(reactor, cluster))
+        finally:
+            await threads.deferToThread(cluster.down)
+        sys.stdout.write(render_expected(result))
+
+    task.react(lambda reactor: defer.ensureDeferred(record(reactor)))
+
+
+if __name__ == "__main__":
+    main()
