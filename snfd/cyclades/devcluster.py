@@ -43,7 +43,8 @@ class DevCluster(service.MultiService):
         self.section = section
         self.cluster = SimulatedCluster(
             node.reactor, node.state_dir / "ganeti-sim", section.cluster, port=section.port,
-            queue_delay=section.queue_delay, exec_time=section.exec_time)
+            queue_delay=section.queue_delay, exec_time=section.exec_time,
+            nodes=section.nodes, node_memory=section.node_memory, node_cpus=section.node_cpus)
         self.publisher = EventPublisher(node.bus)
         self.watcher: JobQueueWatcher | None = None
         self._starting: defer.Deferred[None] | None = None

@@ -9,7 +9,7 @@ from typing import Any
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from snfd.config import Key, boolean, integer, number, text
+from snfd.config import Key, boolean, integer, number, positive_integer, text
 from snfd.interfaces import ISnfdPlugin
 
 
@@ -22,6 +22,9 @@ class GanetiSimPlugin:
         Key("cluster", text, "sim.ganeti.test", "Name of the simulated cluster."),
         Key("port", integer, 0,
             "Port of its RAPI on 127.0.0.1 (HTTPS); 0 picks a free one at each start."),
+        Key("nodes", positive_integer, 1, "Nodes of the simulated cluster."),
+        Key("node_memory", positive_integer, 32768, "Memory of each node, MiB."),
+        Key("node_cpus", positive_integer, 16, "Processors of each node."),
         Key("queue_delay", number, 0.1, "Seconds a job waits queued before it runs."),
         Key("exec_time", number, 0.5, "Seconds a job's opcode runs."),
         Key("register", boolean, True,

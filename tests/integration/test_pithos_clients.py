@@ -80,7 +80,8 @@ class PithosNode:
     of an earlier one; the block store is ``<state_dir>/blocks``.
     """
 
-    def __init__(self, dsn: str, state_dir: Path, config: str = ""):
+    def __init__(self, dsn: str, state_dir: Path, config: str = "",
+                 plugins: str = "identity,pithos", env: dict[str, str] | None = None):
         self.dsn = dsn
         self.state_dir = state_dir
         self.block_path = state_dir / "blocks"
@@ -88,7 +89,7 @@ class PithosNode:
         self.config_path.write_text(
             "[database]\nauto_upgrade = yes\n"
             f"[pithos]\nblock_path = {self.block_path}\n{config}")
-        self.env = {"SNFD_DATABASE_URL": dsn, "SNFD_PLUGINS": "identity,pithos"}
+        self.env = {"SNFD_DATABASE_URL": dsn, "SNFD_PLUGINS": plugins, **(env or {})}
         self.process = NodeProcess(env=self.env, args=["--config", str(self.config_path)],
                                    state_dir=state_dir)
 

@@ -1,0 +1,1048 @@
+"""The compute effect path: what a user's request does to servers, quota
+and Ganeti (reference/synnefo-apis.md 3.1, 3.5, 3.7).
+
+``Servers`` validates a request, charges quota through the component's
+``Charger``, records the change in the database and submits the Ganeti job
+over RAPI.  What the job then does is applied by the update path
+(``snfd.cyclades.updates``) from the job's events; the two meet on the
+server row:
+
+**Create** (``create``): the BUILD commission (offline + online + disk) is
+issued first (413 as the holder says), then one transaction picks and
+charges a backend (``snfd.cyclades.allocator``), inserts the server (BUILD,
+task BUILD) and stores the build's secrets under a random key (password,
+personality, keys, image properties: snf-image fetches them once from
+``<vmapi_url>/server-params/<key>``; only ``config_url``, ``img_id`` and
+``img_format`` travel in the Ganeti job) and the admin password for
+``GET /servers/<id>/password``.  Then ``POST /2/instances``.  On success a
+second transaction records the job id and decides the commission
+accepted (BUILD quota is accepted at API time: ``server.serial`` stays
+NULL).  If the cluster cannot be reached or refuses the call, the server
+goes to ERROR with the reason in ``backendlogmsg``, the backend's counters
+are given back, the secrets are dropped, the commission is rejected and
+the caller gets 503.
+
+**Actions** follow the protocol the update path relies on:
+
+a) read the server, ``model.validate_action``, compute ``model.charges``
+   and issue a commission when they are not empty;
+b) transaction A locks the row, validates again (and checks the charges
+   did not change), and sets ``task``, ``serial``, ``task_job_id = NULL``
+   and ``action``;
+c) the RAPI job is submitted; on failure a transaction clears the task
+   (only if it is still ours), the commission is rejected and the caller
+   gets 503;
+d) transaction B sets ``task_job_id`` if the task is still ours and no
+   job was adopted meanwhile.
+
+The update path accepts or rejects ``serial`` when the task's job
+finalizes; an event that arrives before (d) adopts the job.
+
+Deleting a server is allowed in any state (DESTROY, a forced commission);
+a server whose create never reached Ganeti (ERROR without a job) is
+marked deleted at once, and one whose create job is still waiting in the
+queue answers 409.  ``reassign`` moves the server's quota to another
+project in one accepted commission (no Ganeti job).
+
+Deliberate choices where the reference leaves room:
+
+- ``networks``: absent, ``[]``, ``"auto"`` -> the default NICs
+  (``ComputeSettings.default_nics`` NICs on the cluster's default link;
+  real Ganeti's instance policy needs at least one).  ``[]`` counts as
+  "no preference" because OpenStack clients below microversion 2.37 send
+  it when no network was named.  ``"none"`` -> no NIC.  Anything else is
+  400 until the network API exists.
+- ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
+- console: only ``vnc`` on an ACTIVE server; Ganeti's answer is passed on
+  (host, port; no vncauthproxy yet, so the password is empty); a cluster
+  whose hypervisor offers no VNC console (``kind`` ``msg``, as the fake
+  hypervisor) -> 501 with Ganeti's message.
+- rescue needs an image configured in ``ComputeSettings.rescue_images``
+  (501 otherwise).
+- Mutations of a deleted server are 404 as in the reference
+  (``get_vm(non_deleted=True)``); reading it shows status DELETED.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+import re
+import secrets
+import string
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.cyclades import allocator, model, store
+from snfd.cyclades.keypairs import Keypairs
+from snfd.cyclades.model import Backend, Flavor, Server
+from snfd.cyclades.rapi import GanetiRapi, RapiError, RapiUnavailable
+from snfd.quota import serials
+
+log = Logger(namespace="snfd.cyclades.servers")
+
+UTC = datetime.UTC
+MAX_NAME = 255
+MAX_META_KEY = 50
+MAX_META_VALUE = 500
+MAX_TAGS = 50
+MAX_TAG = 60
+MAX_USER_DATA = 64 * 1024
+PASSWORD_LENGTH = 12
+_CREATE_PENDING = frozenset({"", "queued", "waiting"})
+FIREWALL_TAGS = {"ENABLED": "synnefo:network:{}:protected",
+                 "DISABLED": "synnefo:network:{}:unprotected",
+                 "PROTECTED": "synnefo:network:{}:limited"}
+_IMAGE_READY = frozenset({"AVAILABLE", "ACTIVE"})
+
+
+@attrs.frozen
+class ComputeSettings:
+    """What an operator sets for the compute effect path.
+
+    ``vmapi_url``: the public base of the server-params app (``config_url``
+    is ``<vmapi_url>/server-params/<key>``).  ``os``: the Ganeti OS of new
+    servers.  ``hvparams``: per hypervisor name, the ``hvparams`` of creates.
+    ``shutdown_timeout``: seconds Ganeti waits for a clean shutdown on stop
+    and delete (None: Ganeti's default).  ``default_nics``: NICs a server
+    gets without networks.  ``rescue_images``: rescue image ref -> the
+    CD-ROM image path on the nodes ("default" is used when no ref is given).
+    ``rapi_timeout``: seconds a RAPI call may take.
+    """
+
+    vmapi_url: str = ""
+    os: str = "snf-image+default"
+    hvparams: Mapping[str, Mapping[str, Any]] = attrs.Factory(dict)
+    max_metadata: int = 10
+    max_personality: int = 5
+    max_personality_size: int = 10240
+    password_ttl: int = 3600
+    stats_min_age: float = 60.0
+    shutdown_timeout: int | None = None
+    default_nics: int = 1
+    rescue_images: Mapping[str, str] = attrs.Factory(dict)
+    rapi_timeout: float = 30.0
+
+
+@attrs.frozen
+class CreateRequest:
+    """A validated ``POST /servers`` body."""
+
+    name: str
+    flavor_id: int
+    image_id: str
+    metadata: dict[str, str]
+    personality: list[dict[str, Any]]
+    nics: int | None              # None: the default NICs
+    project: str | None
+    key_names: tuple[str, ...]
+    user_data: str | None
+    admin_pass: str | None
+    tags: tuple[str, ...]
+    shared_to_project: bool
+
+
+# -- request validation (pure) ---------------------------------------------
+
+def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise errors.BadRequest(f"{what} must be a non-empty string.")
+    if len(value) > limit:
+        raise errors.BadRequest(f"{what} is longer than {limit} characters.")
+    if "\x00" in value:
+        raise errors.BadRequest(f"{what} holds a NUL character.")
+    return value
+
+
+def check_name(value: Any) -> str:
+    """A server name (1..255 characters), or 400."""
+    return _text(value, "The server name", MAX_NAME)
+
+
+def ref_id(value: Any, what: str) -> str:
+    """The id in a reference: the value itself or the last segment of a
+    link (``.../flavors/3``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise errors.BadRequest(f"{what} is required (an id or a link).")
+    text = str(value).strip().rstrip("/")
+    if not text:
+        raise errors.BadRequest(f"{what} is required (an id or a link).")
+    return text.rsplit("/", 1)[-1]
+
+
+def flavor_ref(value: Any) -> int:
+    """A flavor reference as a flavor id, or 400."""
+    text = ref_id(value, "flavorRef")
+    if not text.isdigit() or len(text) > 9:
+        raise errors.BadRequest(f"flavorRef {text[:40]!r} is not a flavor id.")
+    return int(text)
+
+
+def check_metadata(value: Any, limit: int) -> dict[str, str]:
+    """Server metadata: string keys (1..50 chars) and values (<= 500), at
+    most ``limit`` items."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.BadRequest("metadata must be an object of strings.")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        _text(key, "A metadata key", MAX_META_KEY)
+        if not isinstance(item, str):
+            raise errors.BadRequest(f"The value of metadata key {key!r} must be a string.")
+        _text(item, f"The value of metadata key {key!r}", MAX_META_VALUE, required=False)
+        out[key] = item
+    if len(out) > limit:
+        raise errors.OverLimit(f"A server may have at most {limit} metadata items.")
+    return out
+
+
+def check_tags(value: Any) -> tuple[str, ...]:
+    """Server tags: at most 50 strings of 1..60 characters without '/' or ','."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise errors.BadRequest("tags must be a list of strings.")
+    out: list[str] = []
+    for tag in value:
+        check_tag(tag)
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise errors.BadRequest(f"A server may have at most {MAX_TAGS} tags.")
+    return tuple(out)
+
+
+def check_tag(tag: Any) -> str:
+    """One tag, or 400."""
+    _text(tag, "A tag", MAX_TAG)
+    if "/" in tag or "," in tag:
+        raise errors.BadRequest("A tag may not hold '/' or ','.")
+    return str(tag)
+
+
+def check_personality(value: Any, max_files: int, max_size: int) -> list[dict[str, Any]]:
+    """Files to inject: ``[{path, contents (base64, <= max_size bytes decoded),
+    owner?, group?, mode?}]``, at most ``max_files``."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise errors.BadRequest("personality must be a list of files.")
+    if len(value) > max_files:
+        raise errors.OverLimit(f"At most {max_files} personality files are allowed.")
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise errors.BadRequest("Each personality item must be an object.")
+        path = _text(item.get("path"), "A personality path", 1024)
+        contents = item.get("contents")
+        if not isinstance(contents, str):
+            raise errors.BadRequest(f"The contents of {path} must be base64 text.")
+        try:
+            data = base64.b64decode(contents, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.BadRequest(f"The contents of {path} are not valid base64.") from None
+        if len(data) > max_size:
+            raise errors.OverLimit(
+                f"The contents of {path} are larger than {max_size} bytes.")
+        entry: dict[str, Any] = {"path": path, "contents": contents}
+        for key in ("owner", "group"):
+            if item.get(key) is not None:
+                entry[key] = _text(item[key], f"The {key} of {path}", 64)
+        mode = item.get("mode")
+        if mode is not None:
+            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+                raise errors.BadRequest(f"The mode of {path} must be an integer 0..4095.")
+            entry["mode"] = mode
+        out.append(entry)
+    return out
+
+
+def check_password(value: Any) -> str:
+    """An admin password: >= 10 characters with upper and lower case
+    letters and a digit."""
+    if not isinstance(value, str):
+        raise errors.BadRequest("adminPass must be a string.")
+    if (len(value) < 10 or len(value) > 255 or not re.search(r"[A-Z]", value)
+            or not re.search(r"[a-z]", value) or not re.search(r"[0-9]", value)):
+        raise errors.BadRequest(
+            "adminPass must be at least 10 characters long and hold upper and lower"
+            " case letters and digits.")
+    return value
+
+
+def generate_password(length: int = PASSWORD_LENGTH) -> str:
+    """A random password that passes ``check_password``."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        value = "".join(secrets.choice(alphabet) for _ in range(length))
+        if (any(c.islower() for c in value) and any(c.isupper() for c in value)
+                and any(c.isdigit() for c in value)):
+            return value
+
+
+def _nics(value: Any) -> int | None:
+    if value is None or value == "auto" or value == []:
+        return None
+    if value == "none":
+        return 0
+    raise errors.BadRequest(
+        "networks are not supported yet: leave them out, or give \"auto\" or \"none\".")
+
+
+def _count(body: Mapping[str, Any], key: str) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | str) or str(value) != "1":
+        raise errors.BadRequest(f"{key} must be 1: one server is created per request.")
+
+
+def parse_create(body: Any, settings: ComputeSettings) -> CreateRequest:
+    """Validate the ``server`` object of a create request (400/413)."""
+    if not isinstance(body, dict):
+        raise errors.BadRequest('The request needs a "server" object.')
+    name = check_name(body.get("name"))
+    if "flavorRef" not in body:
+        raise errors.BadRequest("flavorRef is required.")
+    flavor_id = flavor_ref(body.get("flavorRef"))
+    if "imageRef" not in body or body.get("imageRef") in (None, ""):
+        raise errors.BadRequest("imageRef is required (booting from volumes is not"
+                                " supported yet).")
+    image_id = ref_id(body.get("imageRef"), "imageRef")
+    _count(body, "min_count")
+    _count(body, "max_count")
+    for unsupported in ("block_device_mapping_v2", "block_device_mapping"):
+        if body.get(unsupported):
+            raise errors.BadRequest(f"{unsupported} is not supported yet.")
+    metadata = check_metadata(body.get("metadata"), settings.max_metadata)
+    personality = check_personality(body.get("personality"), settings.max_personality,
+                                    settings.max_personality_size)
+    nics = _nics(body.get("networks"))
+    project = body.get("project")
+    if project is not None:
+        project = _text(project, "project", 255)
+    names: list[str] = []
+    key_name = body.get("key_name")
+    if key_name is not None:
+        names.append(_text(key_name, "key_name", 255))
+    more = body.get("SNF:key_names")
+    if more is not None:
+        if not isinstance(more, list):
+            raise errors.BadRequest("SNF:key_names must be a list of keypair names.")
+        names += [_text(n, "A key name", 255) for n in more]
+    user_data = body.get("user_data")
+    if user_data is not None:
+        if not isinstance(user_data, str) or len(user_data) > MAX_USER_DATA:
+            raise errors.BadRequest(f"user_data must be base64 text of at most"
+                                    f" {MAX_USER_DATA} characters.")
+        try:
+            base64.b64decode(user_data, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.BadRequest("user_data is not valid base64.") from None
+    admin_pass = body.get("adminPass")
+    if admin_pass is not None:
+        admin_pass = check_password(admin_pass)
+    shared = body.get("shared_to_project", False)
+    if not isinstance(shared, bool):
+        raise errors.BadRequest("shared_to_project must be true or false.")
+    return CreateRequest(
+        name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
+        personality=personality, nics=nics, project=project,
+        key_names=tuple(dict.fromkeys(names)), user_data=user_data, admin_pass=admin_pass,
+        tags=check_tags(body.get("tags")), shared_to_project=shared)
+
+
+def flavor_usable(flavor: Flavor | None, flavor_id: int, project: str) -> Flavor:
+    """``flavor`` if ``project`` may create servers with it: 404 when it is
+    missing or deleted, 403 when creation is off or it is private to
+    other projects."""
+    if flavor is None or flavor.deleted:
+        raise errors.NotFound(f"Flavor {flavor_id} not found.")
+    if not flavor.allow_create:
+        raise errors.Forbidden(f"Flavor {flavor_id} may not be used to create servers.")
+    if not flavor.public and project not in flavor.access:
+        raise errors.Forbidden(f"Flavor {flavor_id} is not available to project {project}.")
+    return flavor
+
+
+def flavor_visible(flavor: Flavor, projects: Sequence[str]) -> bool:
+    """Whether a user in ``projects`` sees ``flavor`` in listings."""
+    return not flavor.deleted and (flavor.public or any(p in flavor.access for p in projects))
+
+
+def create_body(server: Server, backend: Backend, image: Any, config_url: str,
+                settings: ComputeSettings, nics: int | None) -> dict[str, Any]:
+    """The ``POST /2/instances`` body of ``server`` (reference 3.5); no
+    secrets: those are behind ``config_url``."""
+    flavor = server.flavor
+    template = flavor.disk_template
+    disks: list[dict[str, Any]] = []
+    if template.startswith("ext_"):
+        disks = [{"size": flavor.disk * 1024, "provider": template[len("ext_"):]}]
+        template = "ext"
+    elif template != "diskless":
+        disks = [{"size": flavor.disk * 1024}]
+    count = settings.default_nics if nics is None else nics
+    return {
+        "mode": "create",
+        "name": server.instance_name,
+        "disk_template": template,
+        "disks": disks,
+        "nics": [{} for _ in range(count)],
+        "beparams": {"vcpus": flavor.cpu, "memory": flavor.ram, "auto_balance": True},
+        "os_type": settings.os,
+        "osparams": {"config_url": config_url, "img_id": getattr(image, "mapfile", ""),
+                     "img_format": getattr(image, "disk_format", "diskdump")},
+        "hvparams": dict(settings.hvparams.get(backend.hypervisor, {})),
+        "ip_check": False,
+        "name_check": False,
+        "wait_for_sync": False,
+    }
+
+
+def build_params(image: Any, password: str, personality: list[dict[str, Any]],
+                 keys: list[str], user_data: str | None) -> dict[str, Any]:
+    """What snf-image fetches once from ``config_url``."""
+    params: dict[str, Any] = {
+        "img_id": getattr(image, "mapfile", ""),
+        "img_passwd": password,
+        "img_format": getattr(image, "disk_format", "diskdump"),
+        "img_personality": json.dumps(personality),
+        "img_properties": json.dumps(dict(getattr(image, "properties", {}) or {})),
+    }
+    if keys:
+        params["auth_keys"] = "\n".join(keys)
+    if user_data is not None:
+        params["cloud_userdata"] = user_data
+    return params
+
+
+def _create_pending(server: Server) -> bool:
+    """A create job submitted (or being submitted) that Ganeti has not
+    started: the instance does not exist yet."""
+    if server.operstate != "BUILD":
+        return False
+    if server.backendjobid is None:
+        return True
+    return (server.backendopcode in ("", "OP_INSTANCE_CREATE")
+            and server.backendjobstatus in _CREATE_PENDING)
+
+
+# -- transactions ----------------------------------------------------------
+
+def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
+                image: Any, key: str, params: dict[str, Any], password: str,
+                expires: datetime.datetime) -> tuple[Server, Backend] | None:
+    backend = allocator.choose_backend_txn(txn, flavor, project)
+    if backend is None:
+        return None
+    image_info = {"id": image.id, "name": getattr(image, "name", ""),
+                  "owner": getattr(image, "owner", ""),
+                  "checksum": getattr(image, "checksum", ""),
+                  "size": getattr(image, "size", 0),
+                  "disk_format": getattr(image, "disk_format", ""),
+                  "is_snapshot": bool(getattr(image, "is_snapshot", False))}
+    server = store.insert_server_txn(
+        txn, user, project, req.name, flavor.id, image.id, backend_id=backend.id,
+        operstate="BUILD", task="BUILD", action="BUILD", metadata=req.metadata,
+        tags=req.tags, key_names=req.key_names, shared_to_project=req.shared_to_project,
+        image=image_info)
+    store.put_params_txn(txn, key, server.id, params)
+    store.put_password_txn(txn, server.id, password, expires)
+    return server, backend
+
+
+def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
+                 serial: int) -> Server | None:
+    server = store.server_txn(txn, server_id, for_update=True)
+    serials.decide_txn(txn, component, serial, True)
+    if server is None:
+        return None
+    fields: dict[str, Any] = {}
+    if server.task == "BUILD" and server.task_job_id is None:
+        fields["task_job_id"] = job_id
+    if server.backendjobid is None:
+        fields.update(backendjobid=job_id, backendopcode="OP_INSTANCE_CREATE",
+                      backendjobstatus="queued")
+    if fields:
+        return store.update_server_txn(txn, server_id, **fields)
+    return server
+
+
+def _create_failed_txn(txn: Any, component: str, server_id: int, key: str, serial: int,
+                       reason: str) -> None:
+    server = store.server_txn(txn, server_id, for_update=True)
+    serials.decide_txn(txn, component, serial, False)
+    store.take_params_txn(txn, key)
+    if server is None:
+        return
+    if server.backend_id is not None:
+        allocator.release_backend_txn(txn, server.backend_id, server.flavor)
+    fields: dict[str, Any] = {"operstate": "ERROR", "backendlogmsg": reason}
+    if server.task == "BUILD":
+        fields.update(task="", task_job_id=None, serial=None)
+    store.update_server_txn(txn, server_id, **fields)
+
+
+def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: str,
+                    validate_as: str, expected: dict[str, int], serial: int | None,
+                    new_flavor: Flavor | None) -> tuple[Server, int | None]:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or server.userid != user or server.deleted:
+        raise errors.NotFound(f"Server {server_id} not found.")
+    model.validate_action(server, validate_as)
+    if model.charges(server, task, new_flavor) != expected:
+        raise errors.Conflict(f"Server {server_id} changed meanwhile; try again.")
+    previous = server.serial if server.serial is not None and server.serial != serial else None
+    if previous is not None and component:
+        serials.decide_txn(txn, component, previous, False)
+    updated = store.update_server_txn(txn, server_id, task=task, serial=serial,
+                                      task_job_id=None, action=task)
+    assert updated is not None
+    return updated, previous
+
+
+def _task_job_txn(txn: Any, server_id: int, task: str, job_id: int) -> Server | None:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None:
+        return None
+    if server.task == task and server.task_job_id is None:
+        return store.update_server_txn(txn, server_id, task_job_id=job_id)
+    return server
+
+
+def _task_failed_txn(txn: Any, component: str, server_id: int, task: str,
+                     serial: int | None, reason: str) -> None:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if serial is not None:
+        serials.decide_txn(txn, component, serial, False)
+    if server is None or server.task != task or server.task_job_id is not None:
+        return
+    if server.serial != serial:
+        return
+    store.update_server_txn(txn, server_id, task="", serial=None, backendlogmsg=reason)
+
+
+def _mark_deleted_txn(txn: Any, server_id: int, user: str) -> Server:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or server.userid != user or server.deleted:
+        raise errors.NotFound(f"Server {server_id} not found.")
+    if server.backendjobid is not None or server.operstate != "ERROR" or server.task:
+        raise errors.Conflict(f"Server {server_id} changed meanwhile; try again.")
+    updated = store.update_server_txn(txn, server_id, deleted=True, operstate="DESTROYED",
+                                      action="DESTROY")
+    assert updated is not None
+    return updated
+
+
+def _reassign_txn(txn: Any, component: str, server_id: int, user: str, old_project: str,
+                  project: str, shared: bool, serial: int | None,
+                  expected: dict[str, int]) -> None:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or server.userid != user or server.deleted:
+        raise errors.NotFound(f"Server {server_id} not found.")
+    model.validate_action(server, "REASSIGN")
+    if server.project != old_project or model.charges(server, "DESTROY") != expected:
+        raise errors.Conflict(f"Server {server_id} changed meanwhile; try again.")
+    store.update_server_txn(txn, server_id, project=project, shared_to_project=shared)
+    if serial is not None:
+        serials.decide_txn(txn, component, serial, True)
+
+
+def _edit_txn(txn: Any, server_id: int, user: str, what: str,
+              change: Callable[[Server], dict[str, Any]]) -> Server:
+    server = store.server_txn(txn, server_id, for_update=True)
+    if server is None or server.userid != user or server.deleted:
+        raise errors.NotFound(f"Server {server_id} not found.")
+    model.validate_action(server, what)
+    fields = change(server)
+    if not fields:
+        return server
+    updated = store.update_server_txn(txn, server_id, **fields)
+    assert updated is not None
+    return updated
+
+
+Submit = Callable[[GanetiRapi, Server], Awaitable[int]]
+
+
+def registry_of(images: Any) -> Any:
+    """The image registry ``images`` is, or returns when it is a callable."""
+    if hasattr(images, "get") and hasattr(images, "list"):
+        return images
+    return images()
+
+
+class Servers:
+    """The compute effect path (see the module docstring).
+
+    @param db: the node's ``IDatabase``.
+    @param rapi_pool: a ``snfd.cyclades.rapi.RapiPool``.
+    @param images: the image registry (``get(user, id)``, ``list(user)``),
+        or a callable without arguments returning it (it may raise a
+        fault, e.g. 503 while the storage service is missing).
+    @param charger_of: returns the component's ``Charger``, or None while
+        no quota holder is wired (requests that charge quota then get 503).
+    @param clock: an ``IReactorTime`` (password expiry).
+    @param settings: ``ComputeSettings``.
+    """
+
+    def __init__(self, db: Any, rapi_pool: Any, images: Any,
+                 charger_of: Callable[[], Any], clock: Any,
+                 settings: ComputeSettings | None = None):
+        self._db = db
+        self._rapi_pool = rapi_pool
+        self._images = images
+        self._charger_of = charger_of
+        self._clock = clock
+        self.settings = settings or ComputeSettings()
+        self.keypairs = Keypairs(db)
+
+    # -- helpers -------------------------------------------------------------
+
+    @property
+    def images(self) -> Any:
+        """The image registry."""
+        return registry_of(self._images)
+
+    def _charger(self) -> Any:
+        charger = self._charger_of()
+        if charger is None:
+            raise errors.ServiceUnavailable(
+                "The quota service is not available yet; try again later.")
+        return charger
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
+
+    def _rapi(self, backend: Backend) -> GanetiRapi:
+        client: GanetiRapi = self._rapi_pool.client(
+            allocator.rapi_target(backend, self.settings.rapi_timeout))
+        return client
+
+    async def _backend(self, server: Server) -> Backend:
+        backend: Backend | None = None
+        if server.backend_id is not None:
+            backend = await self._db.run("cyclades.backend", store.backend_txn,
+                                         server.backend_id)
+        if backend is None:
+            raise errors.ServiceUnavailable(
+                f"Server {server.id} has no Ganeti backend; ask an administrator.")
+        return backend
+
+    async def _settle(self, serial: int, accept: bool) -> None:
+        charger = self._charger_of()
+        if charger is None:
+            return
+        try:
+            await charger.settle(serial, accept)
+        except Exception:
+            log.failure("commission {serial} not settled; reconciliation will",
+                        serial=serial)
+
+    async def get(self, user: str, server_id: int) -> Server:
+        """The user's server (deleted ones too); 404 for anyone else's."""
+        server: Server | None = await self._db.run("cyclades.server", store.server_txn,
+                                                   server_id)
+        if server is None or server.userid != user:
+            raise errors.NotFound(f"Server {server_id} not found.")
+        return server
+
+    async def _live(self, user: str, server_id: int) -> Server:
+        server = await self.get(user, server_id)
+        if server.deleted:
+            raise errors.NotFound(f"Server {server_id} not found.")
+        return server
+
+    async def of_user(self, user: str,
+                      since: datetime.datetime | None = None) -> list[Server]:
+        """The user's live servers, or with ``since`` those changed after it
+        (deleted ones included)."""
+        found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
+                                                 userid=user, since=since)
+        return found
+
+    # -- flavors ---------------------------------------------------------------
+
+    async def flavors(self, projects: Sequence[str]) -> list[Flavor]:
+        """The flavors a user in ``projects`` sees."""
+        found: list[Flavor] = await self._db.run("cyclades.flavors", store.flavors_txn)
+        return [f for f in found if flavor_visible(f, projects)]
+
+    async def flavor(self, flavor_id: int, projects: Sequence[str]) -> Flavor:
+        """One flavor (404 when missing, deleted or private to others)."""
+        found: Flavor | None = await self._db.run("cyclades.flavor", store.flavor_txn,
+                                                  flavor_id)
+        if found is None or not flavor_visible(found, projects):
+            raise errors.NotFound(f"Flavor {flavor_id} not found.")
+        return found
+
+    # -- create --------------------------------------------------------------
+
+    async def create(self, user: str, body: Any) -> tuple[Server, str]:
+        """Create a server from the ``server`` object of a request; the new
+        server (BUILD) and its admin password (see the module docstring)."""
+        req = parse_create(body, self.settings)
+        project = req.project or user
+        flavor = flavor_usable(
+            await self._db.run("cyclades.flavor", store.flavor_txn, req.flavor_id),
+            req.flavor_id, project)
+        image = await self.images.get(user, req.image_id)
+        status = str(getattr(image, "status", "AVAILABLE")).upper()
+        if status not in _IMAGE_READY:
+            raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
+        keys = await self.keypairs.public_keys(user, list(req.key_names))
+        charger = self._charger()
+        password = req.admin_pass or generate_password()
+
+        draft = Server(id=0, userid=user, project=project, name=req.name, flavor=flavor,
+                       image_id=image.id)
+        serial: int = await charger.issue(
+            model.provisions(draft, model.charges(draft, "BUILD")),
+            name=f"cyclades: create server {req.name!r} for {user}")
+        try:
+            await allocator.refresh_stale(self._db, self._rapi_pool,
+                                          self.settings.stats_min_age)
+            key = secrets.token_urlsafe(32)
+            params = build_params(image, password, req.personality, keys, req.user_data)
+            expires = self._now() + datetime.timedelta(seconds=self.settings.password_ttl)
+            inserted = await self._db.run("cyclades.create_server", _insert_txn, user,
+                                          project, req, flavor, image, key, params, password,
+                                          expires)
+            if inserted is None:
+                raise errors.ServiceUnavailable(
+                    "No Ganeti backend can host this server right now; try again later"
+                    " or ask an administrator.")
+        except BaseException:
+            await self._settle(serial, False)
+            raise
+        server, backend = inserted
+        config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
+        body_ = create_body(server, backend, image, config_url, self.settings, req.nics)
+        try:
+            job_id = await self._rapi(backend).create_instance(body_)
+        except (RapiUnavailable, RapiError) as e:
+            reason = str(e)
+            log.warn("server {id}: create not submitted to {cluster}: {reason}",
+                     id=server.id, cluster=backend.clustername, reason=reason)
+            await self._db.run("cyclades.create_failed", _create_failed_txn,
+                               charger.component, server.id, key, serial, reason)
+            await self._settle(serial, False)
+            raise errors.ServiceUnavailable(
+                f"The Ganeti backend {backend.clustername} could not take the server:"
+                f" {reason}. Server {server.id} is in ERROR; delete it and try again."
+            ) from None
+        created = await self._db.run("cyclades.server_created", _created_txn,
+                                     charger.component, server.id, job_id, serial)
+        await self._settle(serial, True)
+        return (created or server), password
+
+    async def server_params(self, key: str) -> dict[str, Any]:
+        """The build parameters under ``key``, once; 404 afterwards."""
+        params: dict[str, Any] | None = await self._db.run(
+            "cyclades.take_params", store.take_params_txn, key)
+        if params is None:
+            raise errors.NotFound("No such server parameters (they are handed out once).")
+        return params
+
+    # -- the task protocol ------------------------------------------------------
+
+    async def _run_task(self, user: str, server_id: int, task: str, submit: Submit, *,
+                        validate_as: str | None = None, new_flavor: Flavor | None = None,
+                        force: bool = False) -> Server:
+        server = await self._live(user, server_id)
+        validate_as = validate_as or task
+        model.validate_action(server, validate_as)
+        amounts = model.charges(server, task, new_flavor)
+        serial: int | None = None
+        charger = self._charger_of()
+        if amounts:
+            charger = self._charger()
+            serial = await charger.issue(
+                model.provisions(server, amounts), force=force,
+                name=f"cyclades: {task} server {server_id}",
+                resource_key=f"server:{server_id}")
+        component = charger.component if charger is not None else ""
+        try:
+            server, previous = await self._db.run(
+                "cyclades.begin_task", _begin_task_txn, component, server_id, user, task,
+                validate_as, amounts, serial, new_flavor)
+        except BaseException:
+            if serial is not None:
+                await self._settle(serial, False)
+            raise
+        if previous is not None and component:
+            await self._settle(previous, False)
+        try:
+            backend = await self._backend(server)
+            job_id = await submit(self._rapi(backend), server)
+        except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
+            reason = e.message if isinstance(e, errors.Fault) else str(e)
+            await self._db.run("cyclades.task_failed", _task_failed_txn, component,
+                               server_id, task, serial, reason)
+            if serial is not None:
+                await self._settle(serial, False)
+            raise errors.ServiceUnavailable(
+                f"Could not {task.lower()} server {server_id}: {reason}") from None
+        updated = await self._db.run("cyclades.task_job", _task_job_txn, server_id, task,
+                                     job_id)
+        return updated or server
+
+    # -- actions -----------------------------------------------------------------
+
+    async def start(self, user: str, server_id: int) -> Server:
+        """Start a STOPPED server (+online quota)."""
+        return await self._run_task(user, server_id, "START",
+                                    lambda rapi, s: rapi.startup(s.instance_name))
+
+    async def stop(self, user: str, server_id: int) -> Server:
+        """Shut an ACTIVE server down (-online quota)."""
+        timeout = self.settings.shutdown_timeout
+        return await self._run_task(user, server_id, "STOP",
+                                    lambda rapi, s: rapi.shutdown(s.instance_name, timeout))
+
+    async def reboot(self, user: str, server_id: int, reboot_type: str = "SOFT") -> Server:
+        """Reboot (Ganeti's hard reboot; HARD skips the clean shutdown)."""
+        if reboot_type not in ("SOFT", "HARD"):
+            raise errors.BadRequest("The reboot type must be SOFT or HARD.")
+        timeout = 0 if reboot_type == "HARD" else self.settings.shutdown_timeout
+        return await self._run_task(
+            user, server_id, "REBOOT",
+            lambda rapi, s: rapi.reboot(s.instance_name, "hard", shutdown_timeout=timeout))
+
+    async def resize(self, user: str, server_id: int, flavor_value: Any,
+                     projects: Sequence[str] = ()) -> Server:
+        """Move a STOPPED server to another flavor with the same disk and
+        template (Ganeti modify of vcpus/minmem/maxmem)."""
+        flavor_id = flavor_ref(flavor_value)
+        server = await self._live(user, server_id)
+        model.validate_action(server, "RESIZE")
+        new = flavor_usable(
+            await self._db.run("cyclades.flavor", store.flavor_txn, flavor_id),
+            flavor_id, server.project)
+        old = server.flavor
+        if new.id == old.id:
+            raise errors.BadRequest(f"Server {server_id} already has flavor {flavor_id}.")
+        if new.disk != old.disk or new.disk_template != old.disk_template:
+            raise errors.BadRequest(
+                "Resizing can change only CPUs and RAM: the new flavor must have the same"
+                " disk size and disk template.")
+        beparams = {"vcpus": new.cpu, "minmem": new.ram, "maxmem": new.ram}
+        return await self._run_task(
+            user, server_id, "RESIZE",
+            lambda rapi, s: rapi.modify(s.instance_name, beparams=beparams), new_flavor=new)
+
+    async def destroy(self, user: str, server_id: int) -> Server:
+        """Delete a server (see the module docstring)."""
+        server = await self._live(user, server_id)
+        if server.backendjobid is None and server.operstate == "ERROR" and not server.task:
+            deleted: Server = await self._db.run("cyclades.mark_deleted", _mark_deleted_txn,
+                                                 server_id, user)
+            return deleted
+        if _create_pending(server):
+            raise errors.Conflict(
+                f"Server {server_id} is still queued for creation in Ganeti; delete it"
+                " once its build has started.")
+        timeout = self.settings.shutdown_timeout
+        return await self._run_task(
+            user, server_id, "DESTROY",
+            lambda rapi, s: rapi.delete_instance(s.instance_name, timeout), force=True)
+
+    async def console(self, user: str, server_id: int, console_type: Any) -> dict[str, Any]:
+        """Console access of an ACTIVE server: ``{type, host, port, password}``."""
+        if console_type != "vnc":
+            raise errors.BadRequest('The console type must be "vnc".')
+        server = await self._live(user, server_id)
+        model.validate_action(server, "CONSOLE")
+        if server.operstate != "STARTED":
+            raise errors.Conflict(f"Server {server_id} must be ACTIVE for a console.")
+        backend = await self._backend(server)
+        try:
+            info = await self._rapi(backend).console(server.instance_name)
+        except (RapiUnavailable, RapiError) as e:
+            raise errors.ServiceUnavailable(f"No console for server {server_id}: {e}") from None
+        if info.get("kind") != "vnc" or not info.get("host") or not info.get("port"):
+            message = info.get("message") or f"the hypervisor offers a {info.get('kind')!r}"
+            raise errors.NotImplementedFault(
+                f"No VNC console for server {server_id}: {message}.")
+        return {"type": "vnc", "host": info["host"], "port": info["port"], "password": ""}
+
+    async def firewall(self, user: str, server_id: int, profile: Any, nic: Any) -> Server:
+        """Set a NIC's firewall profile through instance tags."""
+        if profile not in FIREWALL_TAGS:
+            raise errors.BadRequest(
+                f"The firewall profile must be one of {', '.join(FIREWALL_TAGS)}.")
+        server = await self._live(user, server_id)
+        match = [n for n in server.nics if nic is not None and str(n.get("id")) == str(nic)]
+        if not match:
+            raise errors.BadRequest(f"Server {server_id} has no NIC {nic!r}.")
+        nic_key = str(match[0].get("uuid") or match[0].get("name") or match[0].get("id"))
+        wanted = FIREWALL_TAGS[str(profile)].format(nic_key)
+        every = {t.format(nic_key) for t in FIREWALL_TAGS.values()}
+        os_name = self.settings.os
+
+        async def submit(rapi: GanetiRapi, s: Server) -> int:
+            current = await rapi.instance(s.instance_name)
+            old = [t for t in (current or {}).get("tags", []) if t in every and t != wanted]
+            if old:
+                await rapi.delete_tags(s.instance_name, old)
+            await rapi.add_tags(s.instance_name, [wanted])
+            return await rapi.modify(s.instance_name, os_name=os_name)
+
+        return await self._run_task(user, server_id, "FIREWALL", submit)
+
+    async def rescue(self, user: str, server_id: int, image_ref: Any = None) -> Server:
+        """Boot a STOPPED server from a rescue image on its next start."""
+        ref = "default" if image_ref is None else str(image_ref)
+        path = self.settings.rescue_images.get(ref)
+        if not path:
+            raise errors.NotImplementedFault(
+                f"No rescue image {ref!r} is configured on this cloud.")
+        hvparams = {"boot_order": "cdrom", "cdrom_image_path": path}
+        return await self._run_task(
+            user, server_id, "RESCUE",
+            lambda rapi, s: rapi.modify(s.instance_name, hvparams=hvparams))
+
+    async def unrescue(self, user: str, server_id: int) -> Server:
+        """Boot a rescued (STOPPED) server from its disk again."""
+        hvparams = {"boot_order": "disk", "cdrom_image_path": ""}
+        return await self._run_task(
+            user, server_id, "UNRESCUE",
+            lambda rapi, s: rapi.modify(s.instance_name, hvparams=hvparams))
+
+    async def reassign(self, user: str, server_id: int, project: Any,
+                       shared_to_project: Any = None) -> Server:
+        """Move a server (and its quota) to ``project``; one commission,
+        accepted with the change."""
+        server = await self._live(user, server_id)
+        model.validate_action(server, "REASSIGN")
+        target = server.project if project is None else _text(project, "project", 255)
+        shared = server.shared_to_project if shared_to_project is None else shared_to_project
+        if not isinstance(shared, bool):
+            raise errors.BadRequest("shared_to_project must be true or false.")
+        serial: int | None = None
+        component = ""
+        released = model.charges(server, "DESTROY")
+        if target != server.project and released:
+            charger = self._charger()
+            component = charger.component
+            moved = model.provisions(server, released) + model.provisions(
+                attrs.evolve(server, project=target), {k: -v for k, v in released.items()})
+            serial = await charger.issue(moved, name=f"cyclades: reassign server {server_id}",
+                                         resource_key=f"server:{server_id}")
+        try:
+            await self._db.run("cyclades.reassign", _reassign_txn, component, server_id, user,
+                               server.project, target, shared, serial, released)
+        except BaseException:
+            if serial is not None:
+                await self._settle(serial, False)
+            raise
+        if serial is not None:
+            await self._settle(serial, True)
+        return await self.get(user, server_id)
+
+    # -- plain edits --------------------------------------------------------------
+
+    async def rename(self, user: str, server_id: int, name: Any) -> Server:
+        name = check_name(name)
+        server: Server = await self._db.run("cyclades.rename", _edit_txn, server_id, user,
+                                            "RENAME", lambda s: {"name": name})
+        return server
+
+    async def set_metadata(self, user: str, server_id: int, items: Any,
+                           replace: bool = False) -> dict[str, str]:
+        """Merge (or with ``replace`` set) metadata; the result.  413 past
+        the limit."""
+        given = check_metadata(items, 1 << 30)
+        limit = self.settings.max_metadata
+
+        def change(s: Server) -> dict[str, Any]:
+            merged = given if replace else {**s.metadata, **given}
+            if len(merged) > limit:
+                raise errors.OverLimit(f"A server may have at most {limit} metadata items.")
+            return {"metadata": merged}
+
+        server: Server = await self._db.run("cyclades.metadata", _edit_txn, server_id, user,
+                                            "METADATA", change)
+        return dict(server.metadata)
+
+    async def delete_metadata(self, user: str, server_id: int, key: str) -> None:
+        def change(s: Server) -> dict[str, Any]:
+            if key not in s.metadata:
+                raise errors.NotFound(f"Metadata key {key!r} not found.")
+            return {"metadata": {k: v for k, v in s.metadata.items() if k != key}}
+
+        await self._db.run("cyclades.metadata", _edit_txn, server_id, user, "METADATA",
+                           change)
+
+    async def set_tags(self, user: str, server_id: int, tags: Any,
+                       add: bool = False) -> tuple[str, ...]:
+        """Replace the tags (or with ``add`` add them); the result."""
+        given = check_tags(tags)
+
+        def change(s: Server) -> dict[str, Any]:
+            result = tuple(dict.fromkeys((*s.tags, *given))) if add else given
+            if len(result) > MAX_TAGS:
+                raise errors.BadRequest(f"A server may have at most {MAX_TAGS} tags.")
+            return {"tags": result} if result != s.tags else {}
+
+        server: Server = await self._db.run("cyclades.tags", _edit_txn, server_id, user,
+                                            "TAGS", change)
+        return server.tags
+
+    async def delete_tag(self, user: str, server_id: int, tag: str | None) -> None:
+        """Remove one tag (404 if absent), or all with ``tag`` None."""
+        def change(s: Server) -> dict[str, Any]:
+            if tag is None:
+                return {"tags": ()} if s.tags else {}
+            if tag not in s.tags:
+                raise errors.NotFound(f"Tag {tag!r} not found.")
+            return {"tags": tuple(t for t in s.tags if t != tag)}
+
+        await self._db.run("cyclades.tags", _edit_txn, server_id, user, "TAGS", change)
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def diagnostics(self, user: str, server_id: int) -> list[dict[str, Any]]:
+        await self.get(user, server_id)
+        found: list[dict[str, Any]] = await self._db.run(
+            "cyclades.diagnostics", store.diagnostics_txn, server_id)
+        return found
+
+    async def password(self, user: str, server_id: int) -> str:
+        """The admin password while it is cached; 404 afterwards."""
+        await self.get(user, server_id)
+        password: str | None = await self._db.run("cyclades.password", store.password_txn,
+                                                  server_id)
+        if password is None:
+            raise errors.NotFound(f"The password of server {server_id} is not available.")
+        return password
+
+    async def limits(self, user: str, project: str | None = None) -> dict[str, Any]:
+        """Nova-style absolute limits from the user's cyclades quota in
+        ``project`` (default: their base project); {} without a holder."""
+        charger = self._charger_of()
+        if charger is None:
+            return {}
+        project = project or user
+        holdings = await charger.holder.quotas(
+            holders=[f"user:{user}"], sources=[f"project:{project}"],
+            resources=["cyclades.vm", "cyclades.cpu", "cyclades.ram"])
+        by = {h.resource: h for h in holdings}
+        out: dict[str, Any] = {}
+        for resource, limit_name, used_name, scale in (
+                ("cyclades.vm", "maxTotalInstances", "totalInstancesUsed", 1),
+                ("cyclades.cpu", "maxTotalCores", "totalCoresUsed", 1),
+                ("cyclades.ram", "maxTotalRAMSize", "totalRAMUsed", model.MiB)):
+            holding = by.get(resource)
+            if holding is not None:
+                out[limit_name] = holding.limit // scale
+                out[used_name] = holding.usage // scale
+        return out

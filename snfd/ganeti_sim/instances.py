@@ -1,0 +1,864 @@
+"""What each opcode does to the simulated configuration.
+
+An opcode runs in two phases, like Ganeti's logical units:
+
+1. ``prepare(config, op)`` runs when the job's process starts (op status
+   ``waiting``): it checks the arguments and names the locks the opcode
+   needs.  An unknown instance, a duplicate name, a disabled disk template
+   or "no changes" fail here, so the op goes ``waiting`` -> ``error`` with no
+   ``exec_timestamp``, as on a real cluster.
+2. ``Plan.run(op)`` runs once the locks are held (status ``running``) and is
+   a generator: each value it yields is a job log message (the job file is
+   rewritten per message), ``return`` gives the op result.  Resource and
+   policy checks fail here (``running`` -> ``error``); changes to the
+   configuration happen between the yields, so ``GET /2/instances`` shows a
+   new instance during its create job, as on a real cluster.
+
+The opcode dict ``op`` is the expanded job input; ``run`` writes back what
+Ganeti's logical units write back (``pnode``, normalised ``beparams``,
+generated NIC MACs...), so the job file shows them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+
+from snfd.ganeti_sim.model import (
+    BE_DEFAULTS,
+    BE_KEYS,
+    BRIDGED,
+    DEFAULT_LINK,
+    HV_KEYS,
+    ClusterConfig,
+    Disk,
+    Instance,
+    Nic,
+    new_uuid,
+)
+from snfd.ganeti_sim.opcodes import (
+    ECODE_EXISTS,
+    ECODE_INVAL,
+    ECODE_NOENT,
+    ECODE_NORES,
+    ECODE_NOTUNIQUE,
+    ECODE_RESOLVER,
+    ECODE_STATE,
+    MAX_TAGS_PER_OBJ,
+    OpError,
+    check_tag,
+    prereq,
+)
+
+DRY_RUN_MESSAGE = " - INFO: dry-run mode requested, not actually executing the operation"
+
+Steps = Generator[str, None, Any]
+_MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+NODE_ALLOC_LOCK = "node-alloc"
+
+
+@attrs.frozen
+class Plan:
+    """What ``prepare`` decided: the locks to hold, the values to add to
+    the expanded input, and the running phase."""
+
+    locks: frozenset[str]
+    run: Callable[[dict[str, Any]], Steps]
+    fill: dict[str, Any] = attrs.Factory(dict)
+
+
+def _unknown_instance(name: Any) -> OpError:
+    return prereq(f"Instance '{name}' not known", ECODE_NOENT)
+
+
+def _instance_lock(name: str) -> str:
+    return f"instance/{name}"
+
+
+def prepare(config: ClusterConfig, op: dict[str, Any], now: Callable[[], float]) -> Plan:
+    """Check ``op`` against ``config`` and plan its execution.
+
+    Raises ``OpError`` for the failures real Ganeti reports before it takes
+    locks; an opcode the simulator does not implement fails with
+    ``OpPrereqError``/``wrong_input``.
+    """
+    units: dict[str, Callable[..., Plan]] = {
+        "OP_INSTANCE_CREATE": _prepare_create,
+        "OP_INSTANCE_REMOVE": _prepare_remove,
+        "OP_INSTANCE_STARTUP": _prepare_startup,
+        "OP_INSTANCE_SHUTDOWN": _prepare_shutdown,
+        "OP_INSTANCE_REBOOT": _prepare_reboot,
+        "OP_INSTANCE_SET_PARAMS": _prepare_set_params,
+        "OP_TAGS_SET": _prepare_tags,
+        "OP_TAGS_DEL": _prepare_tags,
+        "OP_INSTANCE_QUERY_DATA": _prepare_query_data,
+        "OP_OS_DIAGNOSE": _prepare_os_diagnose,
+    }
+    unit = units.get(op.get("OP_ID", ""))
+    if unit is None:
+        raise prereq(f"Opcode {op.get('OP_ID')} is not implemented by the simulator",
+                     ECODE_INVAL)
+    return unit(config, op, now)
+
+
+def _existing(config: ClusterConfig, name: Any) -> Instance:
+    inst = config.instances.get(name) if isinstance(name, str) else None
+    if inst is None:
+        raise _unknown_instance(name)
+    return inst
+
+
+def _dry_run(op: dict[str, Any]) -> bool:
+    return bool(op.get("dry_run"))
+
+
+# -- create ---------------------------------------------------------------
+
+def _format_size(mib: int) -> str:
+    """Ganeti's human unit format: 512M, 1.0G, 2.5T."""
+    if mib < 1024:
+        return f"{mib}M"
+    if mib < 1024 * 1024:
+        return f"{mib / 1024:.1f}G"
+    return f"{mib / (1024 * 1024):.1f}T"
+
+
+def _normalise_beparams(be: dict[str, Any]) -> dict[str, Any]:
+    for key in be:
+        if key not in BE_KEYS:
+            raise OpError("TypeEnforcementError", f"Unknown parameter '{key}'")
+    out = dict(be)
+    if "memory" in out:
+        memory = out.pop("memory")
+        out.setdefault("maxmem", memory)
+        out.setdefault("minmem", memory)
+    for key in ("maxmem", "minmem", "vcpus", "spindle_use"):
+        if key in out and (not isinstance(out[key], int) or isinstance(out[key], bool)):
+            raise OpError("TypeEnforcementError", f"{key} must be an integer")
+    return out
+
+
+def _check_hvparams(hv: dict[str, Any]) -> None:
+    for key in hv:
+        if key not in HV_KEYS:
+            raise OpError("TypeEnforcementError", f"Unknown parameter '{key}'")
+
+
+def _policy_range(config: ClusterConfig, what: str) -> tuple[int, int]:
+    minmax = config.ipolicy["minmax"][0]
+    return minmax["min"][what], minmax["max"][what]
+
+
+def _violation(config: ClusterConfig, what: str, value: int, group: str) -> str | None:
+    low, high = _policy_range(config, what)
+    if low <= value <= high:
+        return None
+    return (f"Instance allocation to group {group} (default) violates policy:"
+            f" {what} value {value} is not in range [{low}, {high}]")
+
+
+def _group_repr(config: ClusterConfig) -> str:
+    return ("{'name': 'default', 'ndparams': {}, 'diskparams': {}, 'ipolicy': {},"
+            " 'serial_no': 1, 'alloc_policy': 'preferred', 'networks': {}, 'ctime': 0,"
+            f" 'mtime': {config.ctime}, 'uuid': '{config.group_uuid}', 'tags': []}}")
+
+
+def _node_failures(config: ClusterConfig, node: str, memory: int, vcpus: int,
+                   disks: list[int], usage: int, template: str) -> list[str]:
+    """The iallocator's reasons why ``node`` cannot take the instance."""
+    reasons = []
+    mem_low, mem_high = _policy_range(config, "memory-size")
+    if not mem_low <= memory <= mem_high or config.mfree(node) < memory:
+        reasons.append("FailMem")
+    disk_low, disk_high = _policy_range(config, "disk-size")
+    if template != "diskless":
+        if any(not disk_low <= size <= disk_high for size in disks) \
+                or config.dfree(node) < usage:
+            reasons.append("FailDisk")
+        count_low, count_high = _policy_range(config, "disk-count")
+        if not count_low <= len(disks) <= count_high:
+            reasons.append("FailDiskCount")
+    cpu_low, cpu_high = _policy_range(config, "cpu-count")
+    ratio = config.ipolicy.get("vcpu-ratio", 4.0)
+    if not cpu_low <= vcpus <= cpu_high or \
+            config.vcpus_used(node) + vcpus > config.nodes[node].cpus * ratio:
+        reasons.append("FailCPU")
+    return reasons
+
+
+def _allocate(config: ClusterConfig, iallocator: str, memory: int, vcpus: int,
+              disks: list[int], usage: int, template: str) -> list[str]:
+    """Nodes for a new instance as a simple iallocator picks them: the
+    usable nodes that fit, most free memory first; drbd takes two."""
+    usable = [n.name for n in config.nodes.values()
+              if n.vm_capable and not n.offline and not n.drained]
+    counts: dict[str, int] = {}
+    fitting = []
+    for node in usable:
+        reasons = _node_failures(config, node, memory, vcpus, disks, usage, template)
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+        if not reasons:
+            fitting.append(node)
+    wanted = 2 if template == "drbd" else 1
+    fitting.sort(key=lambda n: (-config.mfree(n), n))
+    if len(fitting) >= wanted:
+        return fitting[:wanted]
+    if not counts:
+        counts["FailN1"] = max(1, len(usable))
+    text = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+    raise prereq(
+        f"Can't compute nodes using iallocator '{iallocator}': Request failed: Group default"
+        f" (preferred): No valid allocation solutions, failure reasons: {text}", ECODE_NORES)
+
+
+def _prepare_create(config: ClusterConfig, op: dict[str, Any],
+                    now: Callable[[], float]) -> Plan:
+    name = op["instance_name"]
+    if op.get("mode") != "create":
+        raise prereq(f"Instance creation mode '{op.get('mode')}' is not implemented by the"
+                     " simulator", ECODE_INVAL)
+    template = op["disk_template"]
+    if template not in config.disk_templates:
+        raise OpError("OpPrereqError",
+                      f"Disk template '{template}' is not enabled in cluster. Enabled disk"
+                      f" templates are: {','.join(config.disk_templates)}")
+    if op.get("ip_check") and not op.get("name_check"):
+        raise prereq("Cannot do IP address check without a name check", ECODE_INVAL)
+    if op.get("name_check"):
+        # Names of simulated instances never resolve.
+        raise prereq(f"The given name ({name}) does not resolve: Temporary failure in name"
+                     " resolution", ECODE_RESOLVER)
+    if name in config.instances:
+        raise prereq(f"Instance '{name}' is already in the cluster", ECODE_EXISTS)
+    if not op.get("os_type"):
+        raise prereq("No guest OS or OS image specified", ECODE_INVAL)
+    for key in ("pnode", "snode"):
+        node = op.get(key)
+        if node is not None and node not in config.nodes:
+            raise prereq(f"Node '{node}' not known", ECODE_NOENT)
+    if op.get("pnode") and op.get("iallocator"):
+        raise prereq("Only one of iallocator and primary node can be given", ECODE_INVAL)
+    fill: dict[str, Any] = {}
+    if not op.get("pnode") and not op.get("iallocator"):
+        fill["iallocator"] = config.iallocator
+    locks = frozenset({_instance_lock(name), NODE_ALLOC_LOCK})
+    return Plan(locks=locks, fill=fill, run=lambda o: _run_create(config, o, now))
+
+
+def _new_nic(config: ClusterConfig, params: dict[str, Any], taken: set[str]) -> Nic:
+    allowed = {"mac", "ip", "mode", "link", "network", "name", "vlan", "bridge"}
+    for key in params:
+        if key not in allowed:
+            raise prereq(f"Invalid NIC parameter '{key}'", ECODE_INVAL)
+    mac = params.get("mac")
+    if mac in (None, "auto", "generate"):
+        mac = config.new_mac()
+        while mac in taken:
+            mac = config.new_mac()
+    else:
+        mac = str(mac).lower()
+        if not _MAC_RE.match(mac):
+            raise prereq(f"Invalid MAC address specified: {mac}", ECODE_INVAL)
+        if mac in taken:
+            raise prereq(f"MAC address {mac} already in use in cluster", ECODE_NOTUNIQUE)
+    ip = params.get("ip")
+    if isinstance(ip, str) and ip.lower() == "none":
+        ip = None
+    if ip == "pool":
+        raise prereq(f"Cannot allocate an IP from the pool of network"
+                     f" '{params.get('network')}': the simulator keeps no network pools",
+                     ECODE_INVAL)
+    if ip is not None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise prereq(f"Invalid IP address '{ip}'", ECODE_INVAL) from None
+    custom: dict[str, Any] = {k: params[k] for k in ("mode", "link", "vlan") if k in params}
+    if "bridge" in params and "link" not in params:
+        custom["link"] = params["bridge"]
+    mode = custom.get("mode", BRIDGED)
+    if mode not in ("bridged", "routed", "openvswitch"):
+        raise prereq(f"Invalid NIC mode '{mode}'", ECODE_INVAL)
+    taken.add(mac)
+    return Nic(uuid=new_uuid(), mac=mac, name=params.get("name"), ip=ip,
+               network=params.get("network"), mode=mode,
+               link=custom.get("link", DEFAULT_LINK), vlan=custom.get("vlan", ""),
+               custom=custom)
+
+
+
+
+def _used_macs(config: ClusterConfig) -> set[str]:
+    return {n.mac for i in config.instances.values() for n in i.nics}
+
+
+def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], float]) -> Steps:
+    name = op["instance_name"]
+    if name in config.instances:
+        raise prereq(f"Instance '{name}' is already in the cluster", ECODE_EXISTS)
+    template = op["disk_template"]
+    start = bool(op.get("start"))
+    if op.get("no_install"):
+        if start:
+            yield " - INFO: No-installation mode selected, disabling startup"
+        start = False
+    beparams = _normalise_beparams(op.get("beparams") or {})
+    _check_hvparams(op.get("hvparams") or {})
+    for tag in op.get("tags") or []:
+        check_tag(tag)
+    filled = dict(config_be_defaults())
+    filled.update(beparams)
+    memory, vcpus = filled["maxmem"], filled["vcpus"]
+    if filled["minmem"] > filled["maxmem"]:
+        raise prereq("Minimum memory is greater than maximum memory", ECODE_INVAL)
+    disk_sizes = []
+    for index, disk in enumerate(op.get("disks") or []):
+        size = disk.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise prereq(f"Invalid disk size for disk {index}: {size!r}", ECODE_INVAL)
+        disk_sizes.append(size)
+    if template == "diskless":
+        if disk_sizes:
+            raise prereq("Disk template diskless does not take disks", ECODE_INVAL)
+        usage = 0
+    else:
+        usage = sum(disk_sizes) + (128 * len(disk_sizes) if template == "drbd" else 0)
+    group = config.group_uuid
+    ignore_policy = bool(op.get("ignore_ipolicy"))
+
+    if op.get("pnode"):
+        nodes = [op["pnode"]]
+        if template == "drbd":
+            if not op.get("snode"):
+                raise prereq("The networked disk templates need a mirror node", ECODE_INVAL)
+            if op["snode"] == op["pnode"]:
+                raise prereq("The secondary node cannot be the primary node", ECODE_INVAL)
+            nodes.append(op["snode"])
+        if not ignore_policy:
+            checks = [("memory-size", memory), ("cpu-count", vcpus)]
+            if template != "diskless":
+                checks.append(("disk-count", len(disk_sizes)))
+                checks += [("disk-size", s) for s in disk_sizes]
+            for what, value in checks:
+                text = _violation(config, what, value, group)
+                if text:
+                    raise prereq(text, ECODE_INVAL)
+        pnode = nodes[0]
+        if start and config.mfree(pnode) < memory:
+            raise prereq(f"Not enough memory on node {pnode} for starting instance {name}:"
+                         f" needed {memory} MiB, available {config.mfree(pnode)} MiB",
+                         ECODE_NORES)
+        for node in nodes:
+            if config.dfree(node) < usage:
+                raise prereq(f"Not enough disk space on target node {node}: required"
+                             f" {usage} MiB, available {config.dfree(node)} MiB", ECODE_NORES)
+    else:
+        iallocator = op.get("iallocator") or config.iallocator
+        nodes = _allocate(config, iallocator, memory, vcpus, disk_sizes, usage, template)
+        yield (f" - INFO: Selected nodes for instance {name} via iallocator {iallocator}:"
+               f" {', '.join(nodes)}")
+    op["beparams"] = beparams
+    op["pnode"] = nodes[0]
+    op["pnode_uuid"] = config.nodes[nodes[0]].uuid
+    if len(nodes) > 1:
+        op["snode"] = nodes[1]
+        op["snode_uuid"] = config.nodes[nodes[1]].uuid
+    if op.get("osparams_private") is None:
+        op["osparams_private"] = {}
+    if op.get("osparams_secret") is None:
+        op["osparams_secret"] = {}
+    if op.get("hypervisor") is None:
+        op["hypervisor"] = "fake"
+
+    nic_count = len(op.get("nics") or [])
+    if not ignore_policy:
+        text = _violation(config, "nic-count", nic_count, group)
+        if text:
+            raise prereq(text, ECODE_INVAL)
+    taken = _used_macs(config)
+    nics = [_new_nic(config, dict(params), taken) for params in op.get("nics") or []]
+    os_type = op["os_type"]
+    if os_type not in config.oses:
+        raise OpError("OpExecError",
+                      f"OS Parameters validation failed on node {nodes[0]}: Directory for"
+                      f" OS {os_type.split('+')[0]} not found in search path")
+    if _dry_run(op):
+        yield DRY_RUN_MESSAGE
+        return [config.nodes[n].uuid for n in nodes]
+
+    if template != "diskless":
+        for index, size in enumerate(disk_sizes):
+            yield f"* disk {index}, size {_format_size(size)}"
+    yield "* creating instance disks..."
+    stamp = now()
+    inst = Instance(
+        name=name, uuid=new_uuid(), os=os_type, pnode=nodes[0], snodes=nodes[1:],
+        disk_template=template, ctime=stamp, mtime=stamp, nics=nics,
+        disks=[Disk(uuid=new_uuid(), size=size, name=d.get("name"),
+                    mode=d.get("mode", "rw"))
+               for size, d in zip(disk_sizes, op.get("disks") or [], strict=True)],
+        beparams=beparams, hvparams=dict(op.get("hvparams") or {}),
+        osparams=dict(op.get("osparams") or {}), tags=list(op.get("tags") or []),
+        hypervisor=op["hypervisor"])
+    config.instances[name] = inst
+    yield f"adding instance {name} to cluster config"
+    yield "adding disks to cluster config"
+    inst.touch(now())
+    if template != "diskless":
+        if op.get("wait_for_sync", True):
+            for _ in range(2):
+                yield f" - INFO: Waiting for instance {name} to sync disks"
+                yield f" - INFO: Instance {name}'s disks are in sync"
+        if not op.get("no_install"):
+            yield "* running the instance OS create scripts..."
+    if start:
+        yield "* starting instance..."
+        inst.admin_state = "up"
+        inst.start()
+        inst.mtime = now()
+    return list(nodes)
+
+
+def config_be_defaults() -> dict[str, Any]:
+    """The cluster's default backend parameters."""
+    return dict(BE_DEFAULTS)
+
+
+# -- remove / startup / shutdown / reboot ------------------------------------
+
+def _simple_plan(config: ClusterConfig, op: dict[str, Any],
+                 run: Callable[[dict[str, Any]], Steps]) -> Plan:
+    name = op.get("instance_name")
+    inst = _existing(config, name)
+    return Plan(locks=frozenset({_instance_lock(inst.name)}), run=run,
+                fill={"instance_uuid": inst.uuid})
+
+
+def _prepare_remove(config: ClusterConfig, op: dict[str, Any],
+                    now: Callable[[], float]) -> Plan:
+    def run(o: dict[str, Any]) -> Steps:
+        _existing(config, o["instance_name"])
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        del config.instances[o["instance_name"]]
+        return None
+    return _simple_plan(config, op, run)
+
+
+def _prepare_startup(config: ClusterConfig, op: dict[str, Any],
+                     now: Callable[[], float]) -> Plan:
+    def run(o: dict[str, Any]) -> Steps:
+        inst = _existing(config, o["instance_name"])
+        _check_hvparams(o.get("hvparams") or {})
+        _normalise_beparams(o.get("beparams") or {})
+        if not inst.oper_state:
+            needed = inst.filled_beparams()["maxmem"]
+            free = config.mfree(inst.pnode)
+            if free < needed:
+                raise prereq(f"Not enough memory on node {inst.pnode} for starting instance"
+                             f" {inst.name}: needed {needed} MiB, available {free} MiB",
+                             ECODE_NORES)
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        if not o.get("no_remember"):
+            inst.admin_state = "up"
+            inst.admin_state_source = "admin"
+        if not inst.oper_state:
+            inst.start()
+        inst.touch(now())
+        return None
+    return _simple_plan(config, op, run)
+
+
+def _prepare_shutdown(config: ClusterConfig, op: dict[str, Any],
+                      now: Callable[[], float]) -> Plan:
+    def run(o: dict[str, Any]) -> Steps:
+        inst = _existing(config, o["instance_name"])
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        if not o.get("no_remember"):
+            inst.admin_state = "down"
+            inst.admin_state_source = o.get("admin_state_source") or "admin"
+        inst.stop()
+        inst.touch(now())
+        return None
+    plan = _simple_plan(config, op, run)
+    return attrs.evolve(plan, fill={**plan.fill, "admin_state_source": "admin"})
+
+
+def _prepare_reboot(config: ClusterConfig, op: dict[str, Any],
+                    now: Callable[[], float]) -> Plan:
+    def run(o: dict[str, Any]) -> Steps:
+        inst = _existing(config, o["instance_name"])
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        if not inst.oper_state:
+            needed = inst.filled_beparams()["maxmem"]
+            free = config.mfree(inst.pnode)
+            if free < needed:
+                raise prereq(f"Not enough memory on node {inst.pnode} for starting instance"
+                             f" {inst.name}: needed {needed} MiB, available {free} MiB",
+                             ECODE_NORES)
+            yield f" - INFO: Instance {inst.name} was already stopped, starting now"
+        inst.stop()
+        inst.start()
+        inst.admin_state = "up"
+        inst.touch(now())
+        return None
+    return _simple_plan(config, op, run)
+
+
+# -- set params ---------------------------------------------------------------
+
+_CHANGE_KEYS = ("nics", "disks", "beparams", "hvparams", "osparams", "osparams_private",
+                "os_name", "disk_template", "runtime_mem", "offline", "ext_params",
+                "instance_communication")
+
+
+def _prepare_set_params(config: ClusterConfig, op: dict[str, Any],
+                        now: Callable[[], float]) -> Plan:
+    if not any(op.get(k) not in (None, {}, []) for k in _CHANGE_KEYS):
+        raise prereq("No changes submitted", ECODE_INVAL)
+    return _simple_plan(config, op, lambda o: _run_set_params(config, o, now))
+
+
+def _find(items: list[Any], ident: Any, what: str) -> int:
+    """Index of the NIC/disk named by ``ident``: an index (-1 = last), a
+    name or a UUID."""
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        index = ident if ident >= 0 else len(items) + ident
+        if 0 <= index < len(items):
+            return index
+    elif isinstance(ident, str):
+        if ident.lstrip("-").isdigit():
+            return _find(items, int(ident), what)
+        for index, item in enumerate(items):
+            if ident in (item.name, item.uuid):
+                return index
+    raise prereq(f"Cannot find {what} with identifier {ident}", ECODE_NOENT)
+
+
+def _mods(op: dict[str, Any], key: str) -> list[list[Any]]:
+    mods = []
+    for mod in op.get(key) or []:
+        if len(mod) == 2:
+            action, params = mod
+            mod = [action, -1, params] if action in ("add", "remove") \
+                else ["modify", action, params]
+        if mod[0] not in ("add", "remove", "modify"):
+            raise prereq(f"Invalid {key[:-1]} modification '{mod[0]}'", ECODE_INVAL)
+        mods.append(mod)
+    return mods
+
+
+def _set_params(current: dict[str, Any], changes: dict[str, Any], prefix: str,
+                result: list[list[Any]]) -> dict[str, Any]:
+    out = dict(current)
+    for key, value in changes.items():
+        if value == "default":
+            out.pop(key, None)
+        else:
+            out[key] = value
+        result.append([f"{prefix}/{key}", value])
+    return out
+
+
+def _run_set_params(config: ClusterConfig, op: dict[str, Any],
+                    now: Callable[[], float]) -> Steps:
+    inst = _existing(config, op["instance_name"])
+    result: list[list[Any]] = []
+    group = config.group_uuid
+    ignore_policy = bool(op.get("ignore_ipolicy"))
+    if op.get("disk_template") is not None and op["disk_template"] != inst.disk_template:
+        raise prereq("Disk template conversion is not implemented by the simulator",
+                     ECODE_INVAL)
+    beparams = inst.beparams
+    if op.get("beparams"):
+        changes = _normalise_beparams(op["beparams"])
+        op["beparams"] = changes
+        beparams = _set_params(inst.beparams, changes, "be", result)
+        filled = config_be_defaults()
+        filled.update(beparams)
+        if filled["minmem"] > filled["maxmem"]:
+            raise prereq("Minimum memory is greater than maximum memory", ECODE_INVAL)
+        if not ignore_policy:
+            for what, value in (("memory-size", filled["maxmem"]),
+                                ("cpu-count", filled["vcpus"])):
+                text = _violation(config, what, value, group)
+                if text:
+                    raise prereq(text, ECODE_INVAL)
+    hvparams = inst.hvparams
+    if op.get("hvparams"):
+        _check_hvparams(op["hvparams"])
+        hvparams = _set_params(inst.hvparams, op["hvparams"], "hv", result)
+    osparams = inst.osparams
+    if op.get("osparams"):
+        osparams = _set_params(inst.osparams, op["osparams"], "os", result)
+    os_name = inst.os
+    if op.get("os_name") and op["os_name"] != inst.os:
+        if op["os_name"] not in config.oses:
+            raise prereq(f"OS '{op['os_name']}' not in supported OS list for primary node"
+                         f" {inst.pnode}", ECODE_INVAL)
+        if inst.admin_state == "up" or inst.oper_state:
+            raise prereq(f"Instance {inst.name} is marked to be up, cannot change OS",
+                         ECODE_STATE)
+        os_name = op["os_name"]
+        result.append(["os", os_name])
+    runtime_mem = op.get("runtime_mem")
+    if runtime_mem is not None and not inst.oper_state:
+        raise prereq(f"Instance {inst.name} is not running, cannot change its runtime"
+                     " memory", ECODE_STATE)
+
+    nics = list(inst.nics)
+    nic_results: list[list[Any]] = []
+    taken = _used_macs(config)
+    for action, ident, params in _mods(op, "nics"):
+        if action == "add":
+            nic = _new_nic(config, dict(params), taken)
+            # A NIC added later stores its filled nicparams as custom ones.
+            nic.custom = {"mode": nic.mode, "link": nic.link, "vlan": nic.vlan}
+            position = len(nics) if ident == -1 else int(ident)
+            nics.insert(position, nic)
+            # Ganeti writes the generated MAC back into the request.
+            params_out = {"mac": nic.mac}
+            params_out.update({k: v for k, v in params.items() if k != "mac"})
+            params.clear()
+            params.update(params_out)
+            nic_results.append([f"nic.{position}",
+                                f"add:mac={nic.mac},ip={nic.ip},mode={nic.mode},"
+                                f"link={nic.link},network={nic.network}"])
+        elif action == "remove":
+            index = _find(nics, ident, "NIC")
+            del nics[index]
+            nic_results.append([f"NIC/{index}", "remove"])
+        else:
+            index = _find(nics, ident, "NIC")
+            old = nics[index]
+            changes = dict(params)
+            for key in changes:
+                if key not in ("mac", "ip", "mode", "link", "network", "name", "vlan"):
+                    raise prereq(f"Invalid NIC parameter '{key}'", ECODE_INVAL)
+            if "ip" in changes and changes["ip"] is not None:
+                if str(changes["ip"]).lower() == "none":
+                    changes["ip"] = None
+                else:
+                    try:
+                        ipaddress.ip_address(changes["ip"])
+                    except ValueError:
+                        raise prereq(f"Invalid IP address '{changes['ip']}'",
+                                     ECODE_INVAL) from None
+            if "mac" in changes:
+                mac = str(changes["mac"]).lower()
+                if not _MAC_RE.match(mac):
+                    raise prereq(f"Invalid MAC address specified: {mac}", ECODE_INVAL)
+                if mac != old.mac and mac in taken:
+                    raise prereq(f"MAC address {mac} already in use in cluster",
+                                 ECODE_NOTUNIQUE)
+                changes["mac"] = mac
+            new = attrs.evolve(old, **{k: v for k, v in changes.items()
+                                       if k in ("mac", "ip", "name", "network", "mode",
+                                                "link", "vlan")})
+            new.custom = {"mode": new.mode, "link": new.link, "vlan": new.vlan}
+            nics[index] = new
+            for key in ("mac", "ip", "name", "network"):
+                if key in changes:
+                    nic_results.append([f"nic.{key}/{index}", changes[key]])
+            nic_results += [[f"nic.link/{index}", new.link], [f"nic.mode/{index}", new.mode],
+                            [f"nic.vlan/{index}", new.vlan]]
+    if op.get("nics") and not ignore_policy:
+        low, high = _policy_range(config, "nic-count")
+        if not low <= len(nics) <= high:
+            raise prereq(f"Instance allocation to group {_group_repr(config)} (default)"
+                         f" violates policy: nic-count value {len(nics)} is not in range"
+                         f" [{low}, {high}]", ECODE_INVAL)
+
+    disks = list(inst.disks)
+    disk_results: list[list[Any]] = []
+    added = 0
+    for action, ident, params in _mods(op, "disks"):
+        if inst.disk_template == "diskless" and action != "modify":
+            raise prereq("Must specify disk type on diskless instance", ECODE_INVAL)
+        if action == "add":
+            size = params.get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+                raise prereq("Missing or invalid disk size", ECODE_INVAL)
+            if not ignore_policy:
+                text = _violation(config, "disk-size", size, group)
+                if text:
+                    raise prereq(text, ECODE_INVAL)
+            position = len(disks) if ident == -1 else int(ident)
+            mode = params.get("mode", "rw")
+            disks.insert(position, Disk(uuid=new_uuid(), size=size, name=params.get("name"),
+                                        mode=mode))
+            added += size
+            disk_results.append([f"disk/{position}", f"add:size={size},mode={mode}"])
+        elif action == "remove":
+            index = _find(disks, ident, "disk")
+            del disks[index]
+            disk_results.append([f"disk/{index}", "remove"])
+        else:
+            index = _find(disks, ident, "disk")
+            for key, value in params.items():
+                if key not in ("name", "mode"):
+                    raise prereq(f"Disk parameter '{key}' cannot be modified", ECODE_INVAL)
+                setattr(disks[index], key, value)
+                disk_results.append([f"disk.{key}/{index}", value])
+    if op.get("disks") and inst.disk_template != "diskless" and not ignore_policy:
+        low, high = _policy_range(config, "disk-count")
+        if not low <= len(disks) <= high:
+            raise prereq(f"Instance allocation to group {_group_repr(config)} (default)"
+                         f" violates policy: disk-count value {len(disks)} is not in range"
+                         f" [{low}, {high}]", ECODE_INVAL)
+    for node in [inst.pnode, *inst.snodes]:
+        if added and config.dfree(node) < added:
+            raise prereq(f"Not enough disk space on target node {node}: required {added}"
+                         f" MiB, available {config.dfree(node)} MiB", ECODE_NORES)
+
+    if _dry_run(op):
+        yield DRY_RUN_MESSAGE
+        return None
+    inst.beparams = beparams
+    inst.hvparams = hvparams
+    inst.osparams = osparams
+    inst.os = os_name
+    inst.nics = nics
+    inst.disks = disks
+    if runtime_mem is not None:
+        inst.oper_ram = runtime_mem
+        result.append(["runtime_memory", runtime_mem])
+    inst.touch(now())
+    return nic_results + disk_results + result
+
+
+# -- tags, queries ------------------------------------------------------------
+
+def _prepare_tags(config: ClusterConfig, op: dict[str, Any], now: Callable[[], float]) -> Plan:
+    kind = op.get("kind")
+    if kind == "instance":
+        inst = _existing(config, op.get("name"))
+        locks = frozenset({_instance_lock(inst.name)})
+    elif kind == "cluster":
+        locks = frozenset()
+    else:
+        raise prereq(f"Tags of kind '{kind}' are not implemented by the simulator",
+                     ECODE_INVAL)
+
+    def run(o: dict[str, Any]) -> Steps:
+        if kind == "instance":
+            target = _existing(config, o.get("name"))
+            current = target.tags
+        else:
+            current = config.tags
+        tags = list(o.get("tags") or [])
+        if o["OP_ID"] == "OP_TAGS_SET":
+            for tag in tags:
+                check_tag(tag)
+            new = current + [t for t in dict.fromkeys(tags) if t not in current]
+            if len(new) > MAX_TAGS_PER_OBJ:
+                raise OpError("TagError", "Too many tags")
+        else:
+            missing = [t for t in dict.fromkeys(tags) if t not in current]
+            if missing:
+                names = ", ".join(f"'{t}'" for t in missing)
+                raise prereq(f"Tag(s) {names} not found", ECODE_NOENT)
+            new = [t for t in current if t not in tags]
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        if kind == "instance":
+            target.tags = new
+            target.touch(now())
+        else:
+            config.tags = new
+            config.mtime = now()
+        return None
+
+    return Plan(locks=locks, run=run)
+
+
+def instance_info(config: ClusterConfig, inst: Instance, static: bool) -> dict[str, Any]:
+    """One instance in an ``OP_INSTANCE_QUERY_DATA`` result."""
+    be = inst.filled_beparams()
+    be.pop("memory", None)
+    run_state = None if static else ("up" if inst.oper_state else "down")
+    return {
+        "name": inst.name,
+        "config_state": inst.admin_state,
+        "run_state": run_state,
+        "pnode": inst.pnode,
+        "pnode_group_uuid": config.group_uuid,
+        "pnode_group_name": "default",
+        "snodes": list(inst.snodes),
+        "snodes_group_uuids": [config.group_uuid for _ in inst.snodes],
+        "snodes_group_names": ["default" for _ in inst.snodes],
+        "os": inst.os,
+        "nics": [[n.name, n.uuid, n.ip, n.mac, n.mode, n.link, n.vlan, n.network, None]
+                 for n in inst.nics],
+        "disk_template": inst.disk_template,
+        "disks": [{"iv_name": f"disk/{i}", "dev_type": inst.disk_template, "size": d.size,
+                   "mode": d.mode, "name": d.name, "uuid": d.uuid, "spindles": d.spindles,
+                   "pstatus": None, "sstatus": None, "children": []}
+                  for i, d in enumerate(inst.disks)],
+        "hypervisor": inst.hypervisor,
+        "network_port": inst.network_port,
+        "hv_instance": dict(inst.hvparams),
+        "hv_actual": dict(inst.hvparams),
+        "be_instance": dict(inst.beparams),
+        "be_actual": dict(sorted(be.items())),
+        "os_instance": dict(inst.osparams),
+        "os_actual": dict(inst.osparams),
+        "serial_no": inst.serial_no,
+        "mtime": inst.mtime,
+        "ctime": inst.ctime,
+        "uuid": inst.uuid,
+    }
+
+
+def _prepare_query_data(config: ClusterConfig, op: dict[str, Any],
+                        now: Callable[[], float]) -> Plan:
+    names = op.get("instances") or sorted(config.instances)
+    for name in names:
+        _existing(config, name)
+    static = bool(op.get("static"))
+
+    def run(o: dict[str, Any]) -> Steps:
+        if not static:
+            yield " - WARNING: Non-static data requested, locks need to be acquired"
+        result = {}
+        for name in names:
+            result[name] = instance_info(config, _existing(config, name), static)
+        return result
+
+    return Plan(locks=frozenset(), run=run, fill={"use_locking": not static})
+
+
+def _prepare_os_diagnose(config: ClusterConfig, op: dict[str, Any],
+                         now: Callable[[], float]) -> Plan:
+    def run(o: dict[str, Any]) -> Steps:
+        variants: dict[str, list[str]] = {}
+        for full in config.oses:
+            name, _, variant = full.partition("+")
+            variants.setdefault(name, [])
+            if variant:
+                variants[name].append(variant)
+        fields = o.get("output_fields") or ["name", "variants"]
+        rows = []
+        for name, names in variants.items():
+            row = {"name": name, "variants": names, "valid": True, "hidden": False,
+                   "blacklisted": False}
+            rows.append([row.get(f) for f in fields])
+        return rows
+        yield  # a generator without log messages
+
+    return Plan(locks=frozenset(), run=run)
+
+

@@ -1,0 +1,1 @@
+"""Tests of the simulated Ganeti cluster (``snfd.ganeti_sim``)."""
