@@ -192,7 +192,8 @@ async def _check(ctx: Context, backend: Any, keep_templates: bool) -> Any:
     from snfd.cyclades.rapi import RapiError, RapiPool, RapiUnavailable
     from snfd.cyclades.service import rapi_target
 
-    rapi = RapiPool(ctx.http).client(rapi_target(backend, 30.0))
+    pool = RapiPool(ctx.http)
+    rapi = pool.client(rapi_target(backend, 30.0))
     try:
         info = await rapi.info()
     except (RapiUnavailable, RapiError) as e:
@@ -206,7 +207,7 @@ async def _check(ctx: Context, backend: Any, keep_templates: bool) -> Any:
     if found:
         backend = await ctx.db.run("cyclades.update_backend", store.update_backend_txn,
                                    backend.id, **found)
-    await refresh_stats(ctx.db, rapi, backend, 0.0)
+    await refresh_stats(ctx.db, pool, backend, 0.0)
     return await ctx.db.run("cyclades.backend", store.backend_txn, backend.id)
 
 
