@@ -304,6 +304,30 @@ def _count(body: Mapping[str, Any], key: str) -> None:
         raise errors.BadRequest(f"{key} must be 1: one server is created per request.")
 
 
+
+def _image_boot(body: dict[str, Any]) -> str | None:
+    """The image of a block device mapping that only says "boot from this
+    image on a local disk" (what ``openstack server create --image``
+    sends); any other mapping needs volumes, which are not supported yet."""
+    if body.get("block_device_mapping"):
+        raise errors.BadRequest("block_device_mapping is not supported yet.")
+    mapping = body.get("block_device_mapping_v2")
+    if not mapping:
+        return None
+    if not isinstance(mapping, list) or len(mapping) != 1 or not isinstance(mapping[0], dict):
+        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
+                                " is not supported yet.")
+    bdm = mapping[0]
+    local_image = (bdm.get("source_type") == "image" and
+                   bdm.get("destination_type") in (None, "local") and
+                   bdm.get("boot_index") in (0, "0") and isinstance(bdm.get("uuid"), str))
+    if not local_image:
+        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
+                                " on a local disk is not supported yet.")
+    if body.get("imageRef") not in (None, "", bdm["uuid"]):
+        raise errors.BadRequest("imageRef and block_device_mapping_v2 name different images.")
+    return str(bdm["uuid"])
+
 def parse_create(body: Any, settings: ComputeSettings) -> CreateRequest:
     """Validate the ``server`` object of a create request (400/413)."""
     if not isinstance(body, dict):
@@ -312,15 +336,13 @@ def parse_create(body: Any, settings: ComputeSettings) -> CreateRequest:
     if "flavorRef" not in body:
         raise errors.BadRequest("flavorRef is required.")
     flavor_id = flavor_ref(body.get("flavorRef"))
-    if "imageRef" not in body or body.get("imageRef") in (None, ""):
+    boot_image = _image_boot(body)
+    if body.get("imageRef") in (None, "") and boot_image is None:
         raise errors.BadRequest("imageRef is required (booting from volumes is not"
                                 " supported yet).")
-    image_id = ref_id(body.get("imageRef"), "imageRef")
+    image_id = ref_id(body.get("imageRef") or boot_image, "imageRef")
     _count(body, "min_count")
     _count(body, "max_count")
-    for unsupported in ("block_device_mapping_v2", "block_device_mapping"):
-        if body.get(unsupported):
-            raise errors.BadRequest(f"{unsupported} is not supported yet.")
     metadata = check_metadata(body.get("metadata"), settings.max_metadata)
     personality = check_personality(body.get("personality"), settings.max_personality,
                                     settings.max_personality_size)

@@ -98,10 +98,10 @@ class ComputeClientTests(unittest.TestCase):
         made = node.openstack(alice, "server", "create", "--flavor", flavors[0]["Name"],
                               "--image", images[0]["ID"], "vm-one", "-f", "json")
         self.assertEqual(made["status"], "BUILD")
-        sid = made["id"]
+        sid = str(made["id"])
         self.wait_status(alice, sid, "ACTIVE")
         listed = node.openstack(alice, "server", "list", "-f", "json")
-        self.assertEqual([s["ID"] for s in listed], [sid])
+        self.assertEqual([str(s["ID"]) for s in listed], [sid])
         node.openstack(alice, "server", "stop", sid)
         self.wait_status(alice, sid, "STOPPED")
         node.openstack(alice, "server", "start", sid)
