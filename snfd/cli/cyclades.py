@@ -188,9 +188,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _check(ctx: Context, backend: Any, keep_templates: bool) -> Any:
     """Ask the cluster for its templates and statistics; store them."""
-    from snfd.cyclades.allocator import refresh_stats
+    from snfd.cyclades.allocator import rapi_target, refresh_stats
     from snfd.cyclades.rapi import RapiError, RapiPool, RapiUnavailable
-    from snfd.cyclades.service import rapi_target
 
     pool = RapiPool(ctx.http)
     rapi = pool.client(rapi_target(backend, 30.0))

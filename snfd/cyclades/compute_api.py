@@ -448,7 +448,7 @@ class ComputeAPI:
         elif name == "resize":
             if "flavorRef" not in args:
                 raise errors.BadRequest("resize needs a flavorRef.")
-            await s.resize(user, sid, args["flavorRef"], self._projects(request))
+            await s.resize(user, sid, args["flavorRef"])
         elif name == "console":
             console = await s.console(user, sid, args.get("type"))
             return json_body(request, {"console": console})

@@ -113,7 +113,8 @@ def _keypair(userid: str, row: dict[str, Any]) -> Keypair:
 
 
 class Keypairs:
-    """A user's keypairs over the compute store."""
+    """A user's keypairs over the compute store; ``reactor`` (optional)
+    lends its thread pool to key generation."""
 
     def __init__(self, db: Any, reactor: Any = None):
         self._db = db
@@ -148,7 +149,8 @@ class Keypairs:
         name = check_name(name)
         private = None
         if public_key is None:
-            if self._reactor is not None:
+            if hasattr(self._reactor, "getThreadPool"):
+                # RSA key generation takes a while: keep it off the reactor.
                 from twisted.internet.threads import deferToThreadPool
 
                 public_key, private = await deferToThreadPool(

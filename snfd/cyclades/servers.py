@@ -199,7 +199,7 @@ def check_metadata(value: Any, limit: int) -> dict[str, str]:
         _text(item, f"The value of metadata key {key!r}", MAX_META_VALUE, required=False)
         out[key] = item
     if len(out) > limit:
-        raise errors.OverLimit(f"A server may have at most {limit} metadata items.")
+        raise errors.BadRequest(f"A server may have at most {limit} metadata items.")
     return out
 
 
@@ -228,8 +228,9 @@ def check_tag(tag: Any) -> str:
 
 
 def check_personality(value: Any, max_files: int, max_size: int) -> list[dict[str, Any]]:
-    """Files to inject: ``[{path, contents (base64, <= max_size bytes decoded),
-    owner?, group?, mode?}]``, at most ``max_files``."""
+    """Files to inject: ``[{path, contents (base64 text of at most
+    ``max_size`` characters), owner?, group?, mode?}]``, at most
+    ``max_files`` (413 past either limit, as the reference)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -244,13 +245,13 @@ def check_personality(value: Any, max_files: int, max_size: int) -> list[dict[st
         contents = item.get("contents")
         if not isinstance(contents, str):
             raise errors.BadRequest(f"The contents of {path} must be base64 text.")
+        if len(contents) > max_size:
+            raise errors.OverLimit(
+                f"The contents of {path} are longer than {max_size} bytes of base64.")
         try:
-            data = base64.b64decode(contents, validate=True)
+            base64.b64decode(contents, validate=True)
         except (binascii.Error, ValueError):
             raise errors.BadRequest(f"The contents of {path} are not valid base64.") from None
-        if len(data) > max_size:
-            raise errors.OverLimit(
-                f"The contents of {path} are larger than {max_size} bytes.")
         entry: dict[str, Any] = {"path": path, "contents": contents}
         for key in ("owner", "group"):
             if item.get(key) is not None:
@@ -625,7 +626,7 @@ class Servers:
         self._charger_of = charger_of
         self._clock = clock
         self.settings = settings or ComputeSettings()
-        self.keypairs = Keypairs(db)
+        self.keypairs = Keypairs(db, clock)
 
     # -- helpers -------------------------------------------------------------
 
@@ -839,8 +840,7 @@ class Servers:
             user, server_id, "REBOOT",
             lambda rapi, s: rapi.reboot(s.instance_name, "hard", shutdown_timeout=timeout))
 
-    async def resize(self, user: str, server_id: int, flavor_value: Any,
-                     projects: Sequence[str] = ()) -> Server:
+    async def resize(self, user: str, server_id: int, flavor_value: Any) -> Server:
         """Move a STOPPED server to another flavor with the same disk and
         template (Ganeti modify of vcpus/minmem/maxmem)."""
         flavor_id = flavor_ref(flavor_value)
@@ -988,7 +988,7 @@ class Servers:
         def change(s: Server) -> dict[str, Any]:
             merged = given if replace else {**s.metadata, **given}
             if len(merged) > limit:
-                raise errors.OverLimit(f"A server may have at most {limit} metadata items.")
+                raise errors.BadRequest(f"A server may have at most {limit} metadata items.")
             return {"metadata": merged}
 
         server: Server = await self._db.run("cyclades.metadata", _edit_txn, server_id, user,

@@ -17,12 +17,13 @@ from zope.interface import implementer
 from snfd import errors
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.cyclades import store
+from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
 from snfd.cyclades.dispatcher import Dispatcher
 from snfd.cyclades.events import EventPublisher, RapiJobPoller
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
-from snfd.cyclades.rapi import RapiPool, RapiTarget
+from snfd.cyclades.rapi import RapiPool
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
@@ -57,12 +58,6 @@ def resources() -> list[Resource]:
         r("cyclades.ram", "Memory size of running virtual machines", "bytes", 16 * GiB),
         r("cyclades.disk", "Virtual machine disk size", "bytes", 160 * GiB),
     ]
-
-
-def rapi_target(backend: Any, timeout: float) -> RapiTarget:
-    return RapiTarget(cluster=backend.clustername, url=backend.rapi_url,
-                      username=backend.username, password=backend.password,
-                      certificate=backend.certificate, timeout=timeout)
 
 
 class CycladesService(service.MultiService):

@@ -330,6 +330,16 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
         usage = sum(disk_sizes) + (128 * len(disk_sizes) if template == "drbd" else 0)
     group = config.group_uuid
     ignore_policy = bool(op.get("ignore_ipolicy"))
+    # Ganeti fills these in before it looks for nodes.
+    op["beparams"] = beparams
+    if template == "file" and op.get("file_driver") is None:
+        op["file_driver"] = "loop"
+    if op.get("hypervisor") is None:
+        op["hypervisor"] = "fake"
+    if op.get("osparams_private") is None:
+        op["osparams_private"] = {}
+    if op.get("osparams_secret") is None:
+        op["osparams_secret"] = {}
 
     if op.get("pnode"):
         nodes = [op["pnode"]]
@@ -362,18 +372,11 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
         nodes = _allocate(config, iallocator, memory, vcpus, disk_sizes, usage, template)
         yield (f" - INFO: Selected nodes for instance {name} via iallocator {iallocator}:"
                f" {', '.join(nodes)}")
-    op["beparams"] = beparams
     op["pnode"] = nodes[0]
     op["pnode_uuid"] = config.nodes[nodes[0]].uuid
     if len(nodes) > 1:
         op["snode"] = nodes[1]
         op["snode_uuid"] = config.nodes[nodes[1]].uuid
-    if op.get("osparams_private") is None:
-        op["osparams_private"] = {}
-    if op.get("osparams_secret") is None:
-        op["osparams_secret"] = {}
-    if op.get("hypervisor") is None:
-        op["hypervisor"] = "fake"
 
     nic_count = len(op.get("nics") or [])
     if not ignore_policy:

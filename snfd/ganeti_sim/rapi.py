@@ -275,7 +275,9 @@ class RapiResource(resource.Resource):
     async def _node(self, request: Any, body: Any, name: str) -> Any:
         if name not in self._config.nodes:
             raise RapiError(404)
-        return self._config.node_bulk(name)
+        node = self._config.node_bulk(name)
+        node["secondary_ip"] = node["sip"]
+        return node
 
     # -- instances ------------------------------------------------------------
     async def _instances(self, request: Any, body: Any) -> Any:

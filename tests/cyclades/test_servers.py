@@ -237,7 +237,6 @@ class ActionTests(ServerTestCase):
     async def test_console(self):
         """A console needs an ACTIVE server (409); a hypervisor without VNC
         (the simulator's fake one answers a message) is 501 with that message."""
-        s = self.stack
         created = await self.create()
         await self.act(created["id"], {"console": {"type": "vnc"}}, 409)
         sid = await self.active()
@@ -309,15 +308,20 @@ class OpenStackSDKTests(ServerTestCase):
         from openstack import connection
 
         s = self.stack
-        conn = connection.Connection(
-            session=session.Session(auth=token_endpoint.Token(s.compute, self.token)),
-            compute_endpoint_override=s.compute)
-        compute = conn.compute
+        box: dict = {}
+
+        def compute():
+            # Built and used only in worker threads: the SDK blocks.
+            if "conn" not in box:
+                box["conn"] = connection.Connection(
+                    session=session.Session(auth=token_endpoint.Token(s.compute, self.token)),
+                    compute_endpoint_override=s.compute)
+            return box["conn"].compute
 
         def create():
-            flavor = compute.find_flavor("C1R1024D2file", ignore_missing=False)
-            keypair = compute.create_keypair(name="sdk")
-            server = compute.create_server(name="sdk-vm", image_id=s.image.id,
+            flavor = compute().find_flavor("C1R1024D2file", ignore_missing=False)
+            keypair = compute().create_keypair(name="sdk")
+            server = compute().create_server(name="sdk-vm", image_id=s.image.id,
                                            flavor_id=flavor.id, min_count=1, max_count=1,
                                            networks=[], key_name="sdk")
             return flavor, keypair, server
@@ -329,20 +333,20 @@ class OpenStackSDKTests(ServerTestCase):
         await s.follow((await s.server(server.id)).backendjobid)
 
         def check():
-            shown = compute.get_server(server.id)
-            listed = [x.name for x in compute.servers()]
-            compute.stop_server(server.id)
+            shown = compute().get_server(server.id)
+            listed = [x.name for x in compute().servers()]
+            compute().stop_server(server.id)
             return shown, listed
 
         shown, listed = await threads.deferToThread(check)
         self.assertEqual((shown.status, shown.key_name, listed), ("ACTIVE", "sdk", ["sdk-vm"]))
-        for step in (lambda: compute.start_server(server.id),
-                     lambda: compute.reboot_server(server.id, "SOFT"),
-                     lambda: compute.delete_server(server.id)):
+        for step in (lambda: compute().start_server(server.id),
+                     lambda: compute().reboot_server(server.id, "SOFT"),
+                     lambda: compute().delete_server(server.id)):
             await s.follow((await s.server(server.id)).task_job_id)
             await threads.deferToThread(step)
         await s.follow((await s.server(server.id)).task_job_id)
         gone = await threads.deferToThread(
-            lambda: compute.wait_for_delete(compute.get_server(server.id), wait=30))
+            lambda: compute().wait_for_delete(compute().get_server(server.id), wait=30))
         self.assertEqual(gone.status, "DELETED")
         self.assertEqual(await s.usage(self.alice), usage())

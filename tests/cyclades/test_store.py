@@ -78,7 +78,7 @@ class ServerTests(StoreTestCase):
                          ("BUILD", {"OS": "debian"}, ("a", "b"), ({"id": 1, "ip": None},),
                           "Debian"))
         self.assertIsNone(s.backendtime)
-        when = datetime.datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.timezone.utc)
+        when = datetime.datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=datetime.UTC)
         s = store.update_server_txn(self.txn, s.id, backendtime=when, operstate="STARTED")
         self.assertEqual((s.backendtime, s.operstate), (when, "STARTED"))
 
@@ -122,7 +122,7 @@ class SecretsTests(StoreTestCase):
         """A cached password is gone once expired."""
         flavor, _ = store.create_flavor_txn(self.txn, 1, 512, 5, "file")
         s = store.insert_server_txn(self.txn, "u1", "p1", "a", flavor.id, "img")
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         store.put_password_txn(self.txn, s.id, "pw", now + datetime.timedelta(hours=1))
         self.assertEqual(store.password_txn(self.txn, s.id), "pw")
         store.put_password_txn(self.txn, s.id, "pw", now - datetime.timedelta(hours=1))

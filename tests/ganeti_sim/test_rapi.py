@@ -174,7 +174,7 @@ class ViewTests(unittest.TestCase):
                  "offline": False})
         self.assertEqual([n["role"] for n in nodes], ["M", "C"])
         status, one = await call(rapi, "GET", "/2/nodes/node2.sim.ganeti.test")
-        self.assertEqual(one, nodes[1])
+        self.assertEqual(one, {**nodes[1], "secondary_ip": nodes[1]["sip"]})
 
     async def test_unknown_job_is_all_null(self) -> None:
         """An unknown job id answers 200 with every field null."""
