@@ -14,10 +14,18 @@ State lives in ``state_dir``:
 * ``queue/``: ``job-<id>`` files, ``serial``, ``version`` (see
   ``snfd.ganeti_sim.jobqueue``).
 
-A restarted simulator keeps its instances and jobs; node sizes and names
-come from ``state.json`` when it exists (the constructor's node arguments
-only shape a new cluster).  Jobs that were running when it stopped end as
-errors; queued ones run (see ``jobqueue``).
+A new cluster starts with job 1, the finished ``OP_CLUSTER_POST_INIT`` of
+``gnt-cluster init``, as a real one does.  A restarted simulator keeps its
+instances and jobs; node sizes and names come from ``state.json`` when it
+exists (the constructor's node arguments only shape a new cluster).  Jobs
+that were running when it stopped end as errors; queued ones run (see
+``jobqueue``).  Finished jobs older than six hours are archived hourly.
+
+What differs from a real cluster, on purpose: instance names never resolve
+(``name_check`` must be false, as Cyclades sends it); NIC ``network`` names
+are taken as given (there is no ``/2/networks``, so ``ip: "pool"`` is
+refused); only ``mode: create`` is supported; the fake hypervisor never
+boots anything, so an instance is "running" as soon as its job says so.
 
 Needs a real reactor: files are written in the reactor's thread pool.
 """
@@ -30,7 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, ssl
+from twisted.internet import defer, ssl, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web import server
@@ -45,6 +53,8 @@ from snfd.ganeti_sim.tls import certificate_part, ensure_rapi_pem
 log = Logger(namespace="snfd.ganeti_sim")
 
 STATE_VERSION = 1
+ARCHIVE_INTERVAL = 3600.0     # seconds between archiving runs
+ARCHIVE_AGE = 6 * 3600.0      # finished jobs older than this are archived
 
 # The gnt-instance command an administrator would type for each opcode.
 _ADMIN_COMMANDS = {
@@ -132,6 +142,7 @@ class SimulatedCluster:
         self._writer: FileWriter | None = None
         self._listening: IListeningPort | None = None
         self._site: _Site | None = None
+        self._archiver: task.LoopingCall | None = None
 
     # -- lifecycle --------------------------------------------------------
     async def start(self) -> None:
@@ -152,6 +163,7 @@ class SimulatedCluster:
             serial = int(saved.get("serial", 0))
         self._config = config
         self._writer = FileWriter(self._reactor)
+        self._writer.start()
         self._queue = JobQueue(self._reactor, self.queue_dir, config, self._latency,
                                self._writer, self._save)
         await self._queue.load(serial)
@@ -167,10 +179,16 @@ class SimulatedCluster:
         host = self._interface if ":" not in self._interface else f"[{self._interface}]"
         self.url = f"https://{host}:{self._listening.getHost().port}"  # type: ignore[union-attr]
         self._queue.start()
+        self._archiver = task.LoopingCall(self._archive_old)
+        self._archiver.clock = self._reactor
+        self._archiver.start(ARCHIVE_INTERVAL, now=False)
 
     async def stop(self) -> None:
         """Stop listening, close client connections, stop the jobs where
         they are and wait for pending file writes.  Idempotent."""
+        if self._archiver is not None and self._archiver.running:
+            self._archiver.stop()
+        self._archiver = None
         listening, self._listening = self._listening, None
         if listening is not None:
             await defer.maybeDeferred(listening.stopListening)
@@ -182,7 +200,13 @@ class SimulatedCluster:
             await self._queue.stop()
             self._queue = None
         if self._writer is not None:
-            await self._writer.drain()
+            await self._writer.stop()
+            self._writer = None
+
+    def _archive_old(self) -> defer.Deferred[int]:
+        d = defer.ensureDeferred(self._running_queue().archive(ARCHIVE_AGE))
+        d.addErrback(lambda f: log.failure("archiving old jobs failed", f))
+        return d
 
     def _load_state(self) -> dict[str, Any] | None:
         path = self.state_dir / "state.json"
@@ -286,6 +310,13 @@ class SimulatedCluster:
     async def wait_job(self, job_id: int) -> dict[str, Any]:
         """The job as ``GET /2/jobs/<id>`` shows it, once it is final."""
         return await self._running_queue().wait(job_id)
+
+    async def archive_jobs(self, older_than: float = 0.0) -> int:
+        """Archive finished jobs that ended more than ``older_than`` seconds
+        ago (see ``JobQueue.archive``); the simulator also does this hourly
+        for jobs older than six hours, like ganeti-watcher.  Returns how
+        many were archived."""
+        return await self._running_queue().archive(older_than)
 
     async def flush(self) -> None:
         """Wait until every file write issued so far is on disk."""

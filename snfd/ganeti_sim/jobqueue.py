@@ -48,6 +48,7 @@ import attrs
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from snfd.ganeti_sim import instances, opcodes
 from snfd.ganeti_sim.model import ClusterConfig
@@ -89,45 +90,67 @@ def _replace(path: Path, text: str, temp_name: str | None) -> None:
 
 
 class FileWriter:
-    """Atomic file replacements, one at a time, in order, in a thread.
+    """Atomic file replacements, one at a time, in order, in one thread of
+    its own (so the simulator never competes for the reactor's pool).
 
     ``write`` returns a Deferred that fires once the new content is in
-    place; writes issued one after another land in that order.
+    place; writes land in the order they were issued.  ``start`` before the
+    first write, ``stop`` at the end (it waits for pending writes).
     """
 
     def __init__(self, reactor: Any):
         self._reactor = reactor
-        self._chain: defer.Deferred[None] = defer.succeed(None)
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="ganeti-sim-writer")
+        self._trigger: Any = None
+
+    def start(self) -> None:
+        if not self._pool.started:
+            self._pool.start()
+            self._trigger = self._reactor.addSystemEventTrigger(
+                "during", "shutdown", self._pool.stop)
+
+    async def stop(self) -> None:
+        if not self._pool.started:
+            return
+        await self.drain()
+        self._pool.stop()
+        if self._trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._trigger)
+            self._trigger = None
 
     def write(self, path: Path, text: str, temp_name: str | None = None) -> defer.Deferred[None]:
         """Replace ``path`` with ``text`` after every earlier write."""
         done: defer.Deferred[None] = defer.Deferred()
+        d = threads.deferToThreadPool(self._reactor, self._pool, _replace, path, text,
+                                      temp_name)
 
-        def run(_: Any) -> defer.Deferred[None]:
-            d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                          _replace, path, text, temp_name)
-
-            def report(result: Any) -> None:
+        def report(result: Any) -> None:
+            if isinstance(result, Failure):
+                log.failure("writing {path} failed", result, path=str(path))
+            if not done.called:
                 if isinstance(result, Failure):
-                    log.failure("writing {path} failed", result, path=str(path))
-                if not done.called:
-                    if isinstance(result, Failure):
-                        done.errback(result)
-                    else:
-                        done.callback(None)
-                return None
+                    done.errback(result)
+                else:
+                    done.callback(None)
 
-            d.addBoth(report)
-            return d
-
-        self._chain.addCallback(run)
+        d.addBoth(report)
         return done
+
+    def move(self, source: Path, target: Path) -> defer.Deferred[None]:
+        """Rename ``source`` to ``target`` (creating its directory) after
+        every earlier write."""
+        def rename() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+
+        return threads.deferToThreadPool(self._reactor, self._pool, rename)
 
     async def drain(self) -> None:
         """Wait until every write issued so far has landed."""
-        flushed: defer.Deferred[None] = defer.Deferred()
-        self._chain.addCallback(lambda _: flushed.callback(None))
-        await flushed
+        if not self._pool.started:
+            return
+        # The single worker runs jobs in order: a no-op queued now runs last.
+        await threads.deferToThreadPool(self._reactor, self._pool, lambda: None)
 
 
 @attrs.define
@@ -468,9 +491,44 @@ class JobQueue:
         return sorted(self._jobs)
 
     def view(self, job_id: int, bulk: bool = False) -> dict[str, Any]:
-        """``GET /2/jobs/<id>``: the job as last written, or all nulls."""
+        """``GET /2/jobs/<id>``: the job as last written (archived jobs
+        included), or all nulls."""
         job = self._jobs.get(job_id)
-        return rapi_job(job.visible if job else None, job_id, bulk)
+        if job is None:
+            return rapi_job(self._archived(job_id), job_id, bulk)
+        return rapi_job(job.visible, job_id, bulk)
+
+    def _archive_path(self, job_id: int) -> Path:
+        return self.queue_dir / "archive" / str(job_id // 10000) / f"job-{job_id}"
+
+    def _archived(self, job_id: int) -> dict[str, Any] | None:
+        if job_id <= 0:
+            return None
+        try:
+            doc: dict[str, Any] = json.loads(self._archive_path(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return doc
+
+    async def archive(self, older_than: float) -> int:
+        """Move finished jobs that ended more than ``older_than`` seconds ago
+        to ``archive/<id // 10000>/job-<id>``, as ``gnt-job archive`` and
+        ganeti-watcher do (a watcher of the queue directory sees
+        IN_MOVED_FROM).  They stay readable through ``GET /2/jobs/<id>`` but
+        leave the listing and memory.  Returns how many were archived."""
+        limit = self._reactor.seconds() - older_than
+        moved = 0
+        for job_id in sorted(self._jobs):
+            job = self._jobs[job_id]
+            if job.phase != "finished" or job.visible is None or job.end_timestamp is None:
+                continue
+            if job.end_timestamp[0] + job.end_timestamp[1] / 1e6 > limit or job.finished:
+                continue
+            del self._jobs[job_id]
+            await self._writer.move(self.queue_dir / f"job-{job_id}",
+                                    self._archive_path(job_id))
+            moved += 1
+        return moved
 
     def written(self, job_id: int) -> bool:
         job = self._jobs.get(job_id)
@@ -548,11 +606,16 @@ class JobQueue:
             for dep_id, allowed in op.input.get("depends") or []:
                 dep = self._jobs.get(dep_id)
                 if dep is None:
-                    return f"Dependency job {dep_id} not found"
-                if dep.phase != "finished":
+                    archived = self._archived(dep_id)
+                    if archived is None:
+                        return f"Dependency job {dep_id} not found"
+                    status = opcodes.job_status([op["status"] for op in archived["ops"]])
+                elif dep.phase != "finished":
                     return True
-                if dep.status not in allowed:
-                    return (f"Dependency job {dep_id} has status '{dep.status}', not one of"
+                else:
+                    status = dep.status
+                if status not in allowed:
+                    return (f"Dependency job {dep_id} has status '{status}', not one of"
                             f" {', '.join(allowed)}")
         return None
 

@@ -156,3 +156,24 @@ class JobFileTests(unittest.TestCase):
             if job["status"] == "success":
                 break
         self.assertIn("success", seen)
+
+
+class ArchiveTests(unittest.TestCase):
+    async def test_archive(self) -> None:
+        """Archiving moves finished job files to archive/<id // 10000>/; the
+        job leaves the listing but stays readable and job ids go on."""
+        cluster = await started(self)
+        watcher = Watcher(self, str(cluster.queue_dir))
+        rapi = client(self, cluster)
+        job = await run(rapi, "PUT", "/2/instances/x/startup")
+        self.assertEqual(await cluster.archive_jobs(), 2)
+        await cluster.flush()
+        self.assertFalse((cluster.queue_dir / f"job-{job['id']}").exists())
+        self.assertTrue((cluster.queue_dir / "archive" / "0" / f"job-{job['id']}").exists())
+        self.assertIn(("moved_from", f"job-{job['id']}"), watcher.events)
+        self.assertEqual(await call(rapi, "GET", "/2/jobs"), (200, []))
+        self.assertEqual(await call(rapi, "GET", f"/2/jobs/{job['id']}"), (200, job))
+        self.assertEqual(await call(rapi, "DELETE", f"/2/jobs/{job['id']}"),
+                         (200, [False, f"Job {job['id']} not found in queue"]))
+        follow = await run(rapi, "PUT", "/2/instances/x/startup")
+        self.assertEqual(follow["id"], job["id"] + 1)
