@@ -455,13 +455,10 @@ def real_part(root: Path, bus: dict[str, str], args: argparse.Namespace) -> None
                          bus)
         say("real Ganeti: starting the node ...")
         node.start(ready_path="/compute/v2.0/flavors")
-        # --no-check: backend-add's check hands refresh_stats a client where it
-        # wants the pool (snfd/cli/cyclades.py _check); the node refreshes the
-        # statistics itself before it allocates.
+        # backend-add asks the cluster for its templates and statistics.
         node.manage("backend-add", cluster.name, "--url", cluster.url, "--username",
                     cluster.username, "--password", cluster.password, "--certificate",
-                    str(pem), "--hypervisor", "fake", "--disk-templates", "file",
-                    "--events", "watch", "--no-check")
+                    str(pem), "--events", "watch")
         user = prepare(node)
         made = json.loads(node.manage("flavor-create", "--cpu", "1", "--ram", "128", "--disk",
                                       "1", "--disk-template", "file", "--json"))

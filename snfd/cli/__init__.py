@@ -6,6 +6,18 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 
+def yes_no(text: str) -> bool:
+    """An argparse type for yes/no flags (also true/false, 1/0, on/off)."""
+    import argparse
+
+    t = text.strip().lower()
+    if t in ("yes", "true", "1", "on"):
+        return True
+    if t in ("no", "false", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 def run_with_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     """Run ``work(reactor)`` under a reactor of the command's own (for
     commands that use threads, RAPI or the pool); its result is the exit

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from snfd.cli import run_with_reactor
+from snfd.cli import run_with_reactor, yes_no
 from snfd.cyclades import store
 
 Command = Callable[[argparse.Namespace, "Context"], Coroutine[Any, Any, int]]
@@ -32,15 +32,6 @@ def command(name: str) -> Callable[[Command], Command]:
         COMMANDS[name] = fn
         return fn
     return register
-
-
-def _yes_no(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("yes", "true", "1", "on"):
-        return True
-    if t in ("no", "false", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -59,7 +50,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--hypervisor", help="kvm, xen-pvm, fake, ...")
         p.add_argument("--disk-templates", type=_names,
                        help="comma-separated (default: the cluster's enabled ones)")
-        p.add_argument("--public", type=_yes_no, help="any project may use it (yes/no)")
+        p.add_argument("--public", type=yes_no, help="any project may use it (yes/no)")
         p.add_argument("--project", action="append", dest="projects",
                        help="a project it is assigned to (repeat)")
         p.add_argument("--events", choices=("watch", "poll"),
@@ -75,8 +66,8 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("backend-modify", help="change a backend")
     p.add_argument("backend", help="id or cluster name")
     backend_settings(p, False)
-    p.add_argument("--drained", type=_yes_no, help="no new servers (yes/no)")
-    p.add_argument("--offline", type=_yes_no, help="unreachable: no calls at all (yes/no)")
+    p.add_argument("--drained", type=yes_no, help="no new servers (yes/no)")
+    p.add_argument("--offline", type=yes_no, help="unreachable: no calls at all (yes/no)")
     p.add_argument("--refresh", action="store_true", help="refresh statistics from RAPI")
     p = sub.add_parser("backend-list", help="list backends and their statistics")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -99,9 +90,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("flavor-modify", help="change a flavor")
     p.add_argument("flavor", type=int)
-    p.add_argument("--allow-create", type=_yes_no)
-    p.add_argument("--public", type=_yes_no)
-    p.add_argument("--deleted", type=_yes_no)
+    p.add_argument("--allow-create", type=yes_no)
+    p.add_argument("--public", type=yes_no)
+    p.add_argument("--deleted", type=yes_no)
 
     p = sub.add_parser("image-register",
                        help="store a local disk image in the object store and register it")

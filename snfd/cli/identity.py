@@ -20,6 +20,7 @@ from twisted.internet import defer
 
 from snfd import config as cfg
 from snfd import errors
+from snfd.cli import yes_no
 from snfd.web.auth import Principal
 
 Command = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
@@ -119,9 +120,9 @@ def add_parsers(sub: Any) -> None:
                    help="limit in each new user's base project (number, or 10G style)")
     p.add_argument("--project-default", type=_quantity,
                    help="member limit in projects that do not name the resource")
-    p.add_argument("--api-visible", type=_yes_no)
-    p.add_argument("--ui-visible", type=_yes_no)
-    p.add_argument("--allow-in-projects", type=_yes_no)
+    p.add_argument("--api-visible", type=yes_no)
+    p.add_argument("--ui-visible", type=yes_no)
+    p.add_argument("--allow-in-projects", type=yes_no)
     as_json(p)
     p = sub.add_parser("quota-list", help="list holdings (limit, usage, pending)")
     p.add_argument("--user", help="uuid or email: that user's holdings")
@@ -345,15 +346,6 @@ def _quantity(text: str) -> int:
         return cfg.quantity(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _yes_no(text: str) -> bool:
-    t = text.strip().lower()
-    if t in ("yes", "true", "1", "on"):
-        return True
-    if t in ("no", "false", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _resource_json(r: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in identity.COMMANDS:
             return _identity(args)
         if args.command in pithos.COMMANDS:
-            return _pithos(args)
+            return _with_reactor(args, "pithos", pithos.run)
         if args.command in cyclades.COMMANDS:
-            return _cyclades(args)
+            return _with_reactor(args, "cyclades", cyclades.run)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cyclades.CommandFailed, cfg.ConfigError,
             plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError) as e:
@@ -118,20 +118,15 @@ def _identity(args: argparse.Namespace) -> int:
         return identity.run(args, config, conn)
 
 
-def _pithos(args: argparse.Namespace) -> int:
+def _with_reactor(args: argparse.Namespace, plugin: str,
+                  run: Callable[[argparse.Namespace, cfg.Config, str], int]) -> int:
+    """Run a command of ``plugin`` that works under a reactor of its own
+    (``run(args, config, dsn)``), once its tables exist."""
     config, plugins = load(args.config)
     with _database_url(config) as url:
         with _open(url) as conn:
-            _require_tables(conn, plugins, "pithos")
-        return pithos.run(args, config, url)
-
-
-def _cyclades(args: argparse.Namespace) -> int:
-    config, plugins = load(args.config)
-    with _database_url(config) as url:
-        with _open(url) as conn:
-            _require_tables(conn, plugins, "cyclades")
-        return cyclades.run(args, config, url)
+            _require_tables(conn, plugins, plugin)
+        return run(args, config, url)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -158,7 +158,7 @@ def node_stats(nodes: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def is_stale(backend: Backend, min_age: float, now: datetime.datetime | None = None) -> bool:
     """Whether ``backend``'s statistics are older than ``min_age`` seconds."""
-    if backend.stats_updated is None or backend.stats_updated.year < 2:
+    if backend.stats_updated is None:
         return True
     now = now or datetime.datetime.now(UTC)
     return (now - backend.stats_updated).total_seconds() >= min_age

@@ -9,7 +9,7 @@ import hashlib
 from typing import Any
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from snfd.cyclades import store
@@ -83,11 +83,11 @@ class DevCluster(service.MultiService):
         db = self.node.db
         found = await db.run("cyclades.backend", store.backend_txn, clustername=c.name)
         if found is None:
-            found = await db.run("cyclades.add_backend", store.add_backend_txn, c.name,
-                                 settings.pop("rapi_url"), **settings)
+            await db.run("cyclades.add_backend", store.add_backend_txn, c.name,
+                         settings.pop("rapi_url"), **settings)
         else:
-            found = await db.run("cyclades.update_backend", store.update_backend_txn,
-                                 found.id, **settings)
+            await db.run("cyclades.update_backend", store.update_backend_txn, found.id,
+                         **settings)
 
     async def _demo(self) -> None:
         db = self.node.db
@@ -96,10 +96,8 @@ class DevCluster(service.MultiService):
         for cpu, ram, disk in DEMO_FLAVORS:
             await db.run("cyclades.create_flavor", store.create_flavor_txn, cpu, ram, disk,
                          "file")
-        backend = self.node.object_backend
-        if backend is None:
-            return
-        await self._demo_image()
+        if self.node.object_backend is not None:
+            await self._demo_image()
 
     async def _demo_image(self) -> None:
         from snfd.cyclades.images import ImageRegistry
@@ -111,7 +109,7 @@ class DevCluster(service.MultiService):
         owner = node.config["cyclades"].system_images_owner or SYSTEM_ACCOUNT
         path = node.state_dir / DEMO_IMAGE
         if not path.exists():
-            path.write_bytes(demo_image_bytes())
+            await threads.deferToThread(path.write_bytes, demo_image_bytes())
         # Operator content: stored without charging anyone's quota.
         backend = Backend(node.db, node.block_store, None, node.reactor)
         await store_file(backend, owner, "images", DEMO_IMAGE, path)

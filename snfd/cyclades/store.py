@@ -34,6 +34,7 @@ def _backend(row: Any) -> Backend:
     values = dict(zip(_BACKEND_COLUMNS, row, strict=True))
     values["projects"] = tuple(values["projects"] or ())
     values["disk_templates"] = tuple(values["disk_templates"] or ())
+    values["stats_updated"] = _finite(values["stats_updated"])
     return Backend(**values)
 
 
@@ -201,9 +202,7 @@ def _server(row: Any) -> Server:
     values["key_names"] = tuple(values["key_names"] or ())
     values["nics"] = tuple(values["nics"] or ())
     values["disks"] = tuple(values["disks"] or ())
-    backendtime = values["backendtime"]
-    if backendtime is not None and backendtime.year < 2:  # '-infinity'
-        values["backendtime"] = None
+    values["backendtime"] = _finite(values["backendtime"])
     return Server(**values)
 
 
@@ -369,6 +368,11 @@ def password_txn(txn: Any, server_id: int) -> str | None:
 
 
 # -- helpers --------------------------------------------------------------
+
+def _finite(when: datetime.datetime | None) -> datetime.datetime | None:
+    """None for PostgreSQL's '-infinity' (psycopg2 gives datetime.min)."""
+    return None if when is None or when.year < 2 else when
+
 
 def _check(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
     unknown = set(fields) - allowed

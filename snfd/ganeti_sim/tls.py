@@ -11,46 +11,19 @@ clients keep trusting it.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import re
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from snfd.tls import self_signed
 
 _CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.DOTALL)
 VALIDITY = datetime.timedelta(days=5 * 365)
 
 
 def _generate(cluster_name: str, addresses: list[str]) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cluster_name)])
-    names: list[x509.GeneralName] = [x509.DNSName(cluster_name)]
-    for address in addresses:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(address)))
-        except ValueError:
-            names.append(x509.DNSName(address))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    return key_pem + cert.public_bytes(serialization.Encoding.PEM)
+    cert, key = self_signed(cluster_name, [cluster_name, *addresses], VALIDITY)
+    return key + cert
 
 
 def ensure_rapi_pem(path: Path, cluster_name: str, addresses: list[str]) -> bytes:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from twisted.internet import threads
+
 from snfd.pithos.hashmap import EMPTY_HASH
 from snfd.pithos.model import ObjectInfo
 
@@ -16,13 +18,13 @@ async def store_file(backend: Any, account: str, container: str, name: str, sour
     """Store the file ``source`` as ``account/container/name`` (the
     container is created if needed), block by block, as ``account``
     itself; returns the new version's info.  Blocks already stored are not
-    written again."""
+    written again; the file is read in a thread, a block at a time."""
     blocks = backend.blocks
     size = 0
     hashes: list[str] = []
     with source.open("rb") as f:
         while True:
-            block = f.read(backend.block_size)
+            block = await threads.deferToThread(f.read, backend.block_size)
             if not block:
                 break
             size += len(block)
