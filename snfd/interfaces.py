@@ -4,6 +4,7 @@ Every implementation says ``@implementer(...)`` and its tests run
 ``verifyObject`` against the interface it claims.
 """
 
+import attrs
 from zope.interface import Attribute, Interface
 
 
@@ -15,9 +16,13 @@ class ISnfdPlugin(Interface):
     ``twisted.plugin.getPlugins(ISnfdPlugin, snfd.plugins)``.  The module
     must also declare ``IPlugin`` so that Twisted's scan picks it up.
 
-    A plugin may also have ``after``: names of plugins whose services must
-    be built before its own when they run on the same node (the services
-    it uses through the node's slots, such as ``quota_holder``).
+    Services meet only through the interfaces of this module: a plugin
+    declares which it ``provides`` and which it ``requires``; the node
+    builds the providers first and hands each service exactly what it
+    requires.  A requirement no enabled plugin (and not the node itself,
+    see ``[node] identity_url``) provides stops the node with one line
+    naming the plugin and the interface; so does a provided object that
+    fails ``verifyObject`` against its interface.
     """
 
     name = Attribute(
@@ -36,13 +41,44 @@ class ISnfdPlugin(Interface):
         " to upgrade, checks) them before the plugin starts."
     )
 
-    def makeService(node, section):
+    provides = Attribute(
+        "The interfaces (a tuple of zope ``Interface`` objects) whose"
+        " providers ``provided(service)`` returns, for other services."
+        "  At most one enabled plugin may provide each."
+    )
+
+    requires = Attribute(
+        "The interfaces (a tuple) the service cannot work without; they are"
+        " in the ``deps`` that ``makeService`` receives."
+    )
+
+    uses = Attribute(
+        "The interfaces (a tuple) the service uses when some enabled plugin"
+        " provides them and does without otherwise; those provided are in"
+        " ``deps`` too.  Providers of both are built first."
+    )
+
+    def makeService(node, section, deps):
         """Build the plugin's service.
 
-        @param node: the ``snfd.node.Node`` holding the shared resources.
+        @param node: the ``snfd.node.Node`` holding the shared resources
+            (frozen: a plugin never writes into it).
         @param section: the validated config section (``snfd.config.Section``).
+        @param deps: a ``snfd.plugin_loader.Dependencies``, a read-only
+            mapping from each required (and each provided used) interface
+            to the object providing it.
         @return: an ``IService``; it is started after the shared resources
-            and stopped before them.
+            and the services it depends on, and stopped before them.  Its
+            constructor does no I/O: ``snf-manage`` builds services through
+            the same factory without starting them.
+        """
+
+    def provided(service):
+        """What this plugin offers other services.
+
+        @param service: what ``makeService`` returned.
+        @return: a mapping from each interface in ``provides`` to the object
+            providing it (checked with ``verifyObject``).
         """
 
     def mounts(service):
@@ -52,6 +88,17 @@ class ISnfdPlugin(Interface):
         @return: a mapping from a top-level path segment (``"identity"``,
             ``"object-store"``) to an ``IResource`` mounted there.  Two
             plugins claiming one segment is a startup error.
+        """
+
+    def listeners(service):
+        """The plugin's own non-HTTP servers (the NBD server, say).
+
+        @param service: what ``makeService`` returned.
+        @return: an iterable of ``(description, factory)``: a strports
+            endpoint description (``"tcp:10809:interface=127.0.0.1"``) and
+            the ``IProtocolFactory`` to serve on it.  The node listens
+            after the shared resources and the plugin's service have
+            started and stops listening before stopping them.
         """
 
     def duties(service):
@@ -238,7 +285,7 @@ class IConsumer(Interface):
 
 class IBlockStore(Interface):
     """Content-addressed block storage, shared by every service of a node
-    (``Node.block_store``, filled in by the storage service).
+    (provided by the storage service to those that require it).
 
     A block is at most ``block_size`` bytes and is named by the hex SHA-256
     of its content with trailing zero bytes stripped
@@ -291,9 +338,9 @@ class IBlockStore(Interface):
 
 
 class IAuthenticator(Interface):
-    """Token validation for every service (filled in by the identity service).
-
-    The node holds it in ``Node.authenticator``; the web wrapper
+    """Token validation for every service (provided by the identity service,
+    or by the node itself over HTTP when ``[node] identity_url`` names a
+    remote one).  The web wrapper
     ``snfd.web.auth.TokenAuth`` calls it for every request that carries
     ``X-Auth-Token``.  Answers may be cached for a few seconds, but a
     renewal, revocation or deactivation made on any node of the cluster
@@ -364,6 +411,23 @@ class IQuotaHolder(Interface):
         (every holding when a filter is ``None``)."""
 
 
+class IComputeBackends(Interface):
+    """The compute service's registry of Ganeti clusters, for a plugin that
+    brings its own cluster (the embedded default's simulated one)."""
+
+    def register_backend(clustername, rapi_url, username, password, certificate,
+                         hypervisor, disk_templates, events):
+        """Add the cluster as a compute backend, or, when one by that name
+        is registered, update its connection settings (RAPI URL,
+        credentials, trusted certificate PEM, hypervisor, disk templates,
+        ``events``: ``"watch"`` or ``"poll"``).  Returns an awaitable."""
+
+    def seed_demo():
+        """On a cloud without flavors, create a few small flavors and a
+        small public system image, so that a new user can create a server
+        at once; on any other cloud do nothing.  Returns an awaitable."""
+
+
 class IAuthProvider(Interface):
     """A way to log in (local password, LDAP, trusted web-server headers).
 
@@ -396,4 +460,193 @@ class IAuthProvider(Interface):
             them and they are wrong (counted by the login throttle).
         @raise snfd.identity.providers.ProviderUnavailable: the provider's
             backend (the LDAP server) cannot be reached.
+        """
+
+
+# -- the object store seam ----------------------------------------------------
+
+
+@attrs.frozen
+class Sharing:
+    """The sharing set on one object's own path: who may read it, who may
+    write it (write implies read).  Entries are user uuids,
+    ``<owner uuid>:<group>`` or ``*`` (every user), kept as the object
+    store keeps them: lowercased, without spaces, sorted, ``*`` absorbing
+    the other entries of its list."""
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+
+    @property
+    def public(self) -> bool:
+        """Whether every user may read the object (``*`` in ``read``)."""
+        return "*" in self.read
+
+
+@attrs.frozen
+class StoredObject:
+    """The current version of a file of the object store, as
+    ``IObjectStore`` shows it.
+
+    ``uuid`` names the object across its versions (a move keeps it, a copy
+    gets a new one); ``serial`` names this version; ``hash`` is the Merkle
+    root of its hashmap, ``checksum`` the MD5 of its content (hex; ``""``
+    while unknown); ``type`` its content type; ``mtime`` the version's time
+    (epoch seconds).  ``attributes`` are its attributes in the domain the
+    call asked for (``{}`` when it asked for none); ``sharing`` is the
+    sharing set on the object's own path, empty when there is none (then a
+    directory object above it, its container or its account may share it).
+    """
+
+    account: str
+    container: str
+    name: str
+    serial: int
+    uuid: str
+    hash: str
+    checksum: str
+    size: int
+    type: str
+    mtime: float
+    attributes: dict[str, str] = attrs.Factory(dict)
+    sharing: Sharing = Sharing()
+
+    @property
+    def path(self) -> str:
+        """``<account>/<container>/<name>``."""
+        return f"{self.account}/{self.container}/{self.name}"
+
+
+@attrs.frozen
+class ObjectHashmap:
+    """The content of one version (``serial``): ``size`` bytes in blocks of
+    the store's ``block_size``, named in order by ``hashes`` (names of the
+    node's ``IBlockStore``; the last block may be short)."""
+
+    serial: int
+    size: int
+    hashes: tuple[str, ...]
+
+
+class IObjectStore(Interface):
+    """What other services (images now; volumes and snapshots later) may do
+    with the files of the object store (Pithos).  Provided by the storage
+    service; nothing outside it reads its tables.
+
+    Every method acts as ``user`` (a user uuid) and is checked exactly as
+    the object store's own API checks that user: the account's owner may
+    do anything; anyone else what the closest sharing of the path grants
+    (the object's own, else that of a directory object above it, of the
+    container, of the account), through an entry naming the user, one of
+    their groups or ``*``.  An object the user may not read raises
+    ``snfd.errors.NotFound``, exactly as one that does not exist (or is
+    deleted); one the user may read but not change raises
+    ``snfd.errors.Forbidden``.  Names are checked as the API checks them
+    (``snfd.errors.BadRequest``).  Every method returns an awaitable.
+
+    A change of content or attributes makes a new version of the object,
+    with the statistics, versioning, quota and garbage-collection rules of
+    the object store; a change of sharing alone does not.
+
+    Attribute domains.  Besides the metadata the object store's API shows
+    (its own domain, ``pithos``, which this seam neither reads nor
+    writes), an object holds attributes in named domains (images keep
+    theirs in ``plankton``).  They belong to the object, not to one
+    upload: every new version keeps them (new content, a metadata change
+    through the API, a move); a copy takes its source's; deleting the
+    object drops them.  A domain holds at most 32 keys per object; keys
+    are non-empty text, values text, neither with NUL characters
+    (``BadRequest``).  A domain name that is empty, ``pithos`` or holds a
+    NUL is a ``ValueError``.
+    """
+
+    block_size = Attribute(
+        "The size of a full block of a hashmap, in bytes (``int``; that of the"
+        " node's ``IBlockStore``).")
+
+    def object_at(user, account, container, name, domain=None):
+        """The current version of the object ``<account>/<container>/<name>``.
+
+        @param domain: the domain whose attributes the result carries
+            (``None``: none).
+        @return: an awaitable firing with a ``StoredObject``.
+        @raise snfd.errors.NotFound: no such object, or ``user`` may not
+            read it.
+        """
+
+    def object_by_uuid(user, uuid, domain=None):
+        """The current version of the object whose uuid is ``uuid``,
+        wherever it is now (as ``object_at``; ``NotFound`` likewise)."""
+
+    def hashmap(user, account, container, name):
+        """The hashmap of the object's current version.
+
+        @return: an awaitable firing with an ``ObjectHashmap``.
+        @raise snfd.errors.NotFound: as ``object_at``.
+        """
+
+    def create_from_hashmap(user, account, container, name, size, hashes,
+                            content_type="application/octet-stream"):
+        """Make a new version of the object (creating it if absent) whose
+        content is ``size`` bytes in the blocks ``hashes`` (names of blocks
+        already in the block store; nothing is copied).  Its other metadata,
+        its attributes and its sharing stay.  Needs write permission on the
+        path; the container is created when it is absent and ``user`` owns
+        the account.
+
+        @return: an awaitable firing with the new ``StoredObject`` (no
+            attributes).
+        @raise snfd.errors.Conflict: the block store lacks blocks of
+            ``hashes`` (``snfd.pithos.backend.MissingBlocks``, listing them
+            in ``hashes``); nothing was stored.
+        @raise snfd.errors.BadRequest: ``size`` does not fit ``hashes`` and
+            ``block_size``.
+        @raise snfd.errors.OverLimit: a container or account quota would be
+            exceeded; nothing was stored.
+        """
+
+    def store_file(user, account, container, name, source,
+                   content_type="application/octet-stream"):
+        """Store the local file ``source`` (a ``pathlib.Path``) as a new
+        version of the object, as ``create_from_hashmap`` does with the
+        blocks of the file: the file is read off the reactor, a block at a
+        time, and blocks already stored are not written again.  For
+        operator tools (``snf-manage image-register``, the embedded
+        default's demo image): the stored bytes are operator content,
+        charged to nobody's quota (container quotas still apply).
+
+        @return: an awaitable firing with the new ``StoredObject``.
+        @raise OSError: the file cannot be read.
+        """
+
+    def find(user, domain, key):
+        """The current objects ``user`` may read that have the attribute
+        ``key`` in ``domain`` (any value): the user's own, and those shared
+        with the user or with everybody.
+
+        @return: an awaitable firing with a ``list`` of ``StoredObject``,
+            ordered by path, each with its attributes in ``domain`` and its
+            own sharing.
+        """
+
+    def set_attributes(user, account, container, name, domain, attributes,
+                       replace=False, sharing=None):
+        """Change the object's attributes in ``domain``: ``attributes`` (a
+        mapping of text to text) are merged into them, an empty value
+        deleting its key; with ``replace`` they become the whole domain
+        (``{}`` deletes every key).  Needs write permission; makes a new
+        version, in the same change as a ``sharing`` given (``Sharing``,
+        owner only, as in ``set_sharing``).
+
+        @return: an awaitable firing with the new ``StoredObject`` with its
+            attributes in ``domain``.
+        """
+
+    def set_sharing(user, account, container, name, sharing):
+        """Make ``sharing`` (a ``Sharing``; ``Sharing()`` for none) the
+        object's own sharing.  Owner only (``Forbidden`` for anyone else
+        who may write it); entries are normalised as ``Sharing`` says and
+        a malformed one is a ``BadRequest``.
+
+        @return: an awaitable firing with ``None``.
         """

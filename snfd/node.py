@@ -7,7 +7,7 @@ exactly the reverse order, one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +28,17 @@ from snfd.web.site import Root
 log = Logger(namespace="snfd.node")
 
 
-@attrs.define
+@attrs.frozen
 class Node:
-    """What a plugin's ``makeService(node, section)`` gets.
-
-    ``block_store`` is a slot: the storage service fills it with its
-    ``IBlockStore`` so that other services (images, volumes) share it.
-    ``admin_check`` is a slot the identity service fills: an async
-    ``check(request) -> bool`` saying whether a caller is an administrator.
-    ``authenticator`` (``IAuthenticator``) and ``quota_holder``
-    (``IQuotaHolder``) are filled by the identity service too.
-    ``object_backend`` is the storage service's ``snfd.pithos.backend.Backend``
-    (images are files in it).
-    """
+    """The shared resources a plugin's ``makeService(node, section, deps)``
+    gets; built once by ``snfd.tap`` and never changed afterwards.  What
+    one service offers another is not here: it comes through ``deps``
+    (see ``ISnfdPlugin``).  ``clock`` is the reactor itself in a node;
+    tests build nodes with a ``task.Clock`` there."""
 
     config: Config
-    reactor: Any
+    reactor: Any  # threads, connections, listening
+    clock: Any  # IReactorTime: every timer and timestamp of the services
     node_id: str
     address: str
     state_dir: Path
@@ -56,16 +51,7 @@ class Node:
     membership: Membership
     election: LeaderElection
     root: Root
-    plugins: dict[str, ISnfdPlugin] = attrs.Factory(dict)
-    block_store: Any = None
-    admin_check: Callable[[Any], Awaitable[bool]] | None = None
-    authenticator: Any = None
-    quota_holder: Any = None
-    object_backend: Any = None
-
-    def add_leader_duty(self, duty: Any) -> None:
-        """Run ``duty`` (an ``ILeaderDuty``) on whichever node leads."""
-        self.election.add_duty(duty)
+    plugins: Mapping[str, ISnfdPlugin] = attrs.Factory(dict)
 
 
 def public_base(node: Node, own_url: str = "") -> str:

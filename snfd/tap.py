@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psycopg2
 from twisted.application import service, strports
 from twisted.logger import Logger
@@ -30,6 +31,7 @@ from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError, ensure_embedded
 from snfd.db.pool import Database, connection_options
 from snfd.httpclient import HTTPClientPool
+from snfd.interfaces import IAuthenticator, IQuotaHolder
 from snfd.metrics import Metrics
 from snfd.node import Node, NodeService, SharedResource
 from snfd.web.site import Root, Site
@@ -125,7 +127,7 @@ def node_schemas(plugins: list[Any]) -> list[migrations.Schema]:
 
 def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeService:
     """Wire a node from validated config: the composition root."""
-    plugins = plugin_loader.select(installed, config.plugins.enabled)
+    plugins, remote = select(config, installed)
     state_dir = Path(config.node.state_dir)
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +142,7 @@ def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeSe
     if embedded is not None:
         SharedResource("embedded-postgres", stop=embedded.stop).setServiceParent(top)
     try:
-        _wire(top, config, plugins, reactor, node_id, state_dir, listen, address,
+        _wire(top, config, plugins, remote, reactor, node_id, state_dir, listen, address,
               dsn, embedded is not None)
     except BaseException:
         if embedded is not None:
@@ -149,17 +151,23 @@ def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeSe
     return top
 
 
-def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any,
-          node_id: str, state_dir: Path, listen: list[str], address: str,
-          dsn: str, embedded: bool) -> None:
-    applied = prepare_schema(dsn, node_schemas(plugins),
-                             upgrade=embedded or config.database.auto_upgrade)
-    for m in applied:
-        log.info("applied migration {component} {version:04d}_{name}",
-                 component=m.component, version=m.version, name=m.name)
+def select(config: cfg.Config, installed: dict[str, Any]) -> tuple[list[Any], bool]:
+    """The enabled plugins in build order, and whether the node itself
+    provides the identity interfaces over HTTP (``[node] identity_url``
+    with no identity plugin here)."""
+    names = installed if config.plugins.enabled is None else config.plugins.enabled
+    remote = bool(config.node.identity_url) and "identity" not in names
+    external = REMOTE_IDENTITY if remote else ()
+    return plugin_loader.select(installed, config.plugins.enabled, external), remote
 
+
+def shared_resources(config: cfg.Config, reactor: Any, node_id: str, state_dir: Path,
+                     address: str, dsn: str, plugins: list[Any],
+                     application: str = "", clock: Any = None) -> Node:
+    """The node's shared resources, built (not started); ``clock`` (the
+    reactor unless given) is what services keep time with."""
     metrics = Metrics()
-    db = Database(dsn, reactor, metrics, application_name=f"snfd:{node_id}",
+    db = Database(dsn, reactor, metrics, application_name=application or f"snfd:{node_id}",
                   min_connections=config.database.pool_min,
                   max_connections=max(config.database.pool_min, config.database.pool_max),
                   retry_window=config.database.retry_window)
@@ -175,36 +183,61 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any
     election = LeaderElection(reactor, dsn, node_id, db, metrics,
                               interval=config.node.election_interval,
                               session_timeout=config.node.leader_session_timeout)
-    root = Root()
-    node = Node(config=config, reactor=reactor, node_id=node_id, address=address,
+    return Node(config=config, reactor=reactor, clock=clock or reactor, node_id=node_id,
+                address=address,
                 state_dir=state_dir, metrics=metrics, db=db, dsn=dsn, bus=bus,
                 bus_kind="amqp" if config.bus.url else "in-process", http=http,
-                membership=membership, election=election, root=root,
+                membership=membership, election=election, root=Root(),
                 plugins={p.name: p for p in plugins})
 
-    _remote_identity(node, config, plugins)
 
-    SharedResource("database", start=db.start, stop=db.close).setServiceParent(top)
-    SharedResource("bus", start=bus.start, stop=bus.stop).setServiceParent(top)
-    SharedResource("http-client", stop=http.close).setServiceParent(top)
-    membership.setServiceParent(top)
-
-    root.mount("_health", Health(node))
-    root.mount("_cluster", ClusterView(node))
-    root.mount("metrics", MetricsPage(metrics))
+def build_services(node: Node, plugins: list[Any], remote: bool,
+                   ) -> tuple[plugin_loader.Registry, list[tuple[Any, Any]]]:
+    """Each plugin's service, built through its factory in dependency order,
+    with the providers of the interfaces they offer one another."""
+    registry = plugin_loader.Registry()
+    if remote:
+        for interface, provider in _remote_identity(node).items():
+            registry.add("[node] identity_url", interface, provider)
+    built = []
     for plugin in plugins:
-        svc = plugin.makeService(node, config[plugin.name])
-        svc.setServiceParent(top)
-        for segment, resource in dict(plugin.mounts(svc)).items():
-            try:
-                root.mount(segment, resource)
-            except ValueError as e:
-                raise StartupError(f"plugin {plugin.name}: {e}") from None
-        for duty in plugin.duties(svc):
-            election.add_duty(duty)
-    election.setServiceParent(top)
+        svc = plugin.makeService(node, node.config[plugin.name], registry.for_plugin(plugin))
+        registry.add_plugin(plugin, svc)
+        built.append((plugin, svc))
+    return registry, built
 
-    site = Site(root, reactor, metrics)
+
+def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], remote: bool,
+          reactor: Any, node_id: str, state_dir: Path, listen: list[str], address: str,
+          dsn: str, embedded: bool) -> None:
+    applied = prepare_schema(dsn, node_schemas(plugins),
+                             upgrade=embedded or config.database.auto_upgrade)
+    for m in applied:
+        log.info("applied migration {component} {version:04d}_{name}",
+                 component=m.component, version=m.version, name=m.name)
+
+    node = shared_resources(config, reactor, node_id, state_dir, address, dsn, plugins)
+    registry, built = build_services(node, plugins, remote)
+
+    SharedResource("database", start=node.db.start, stop=node.db.close).setServiceParent(top)
+    SharedResource("bus", start=node.bus.start, stop=node.bus.stop).setServiceParent(top)
+    SharedResource("http-client", stop=node.http.close).setServiceParent(top)
+    node.membership.setServiceParent(top)
+
+    mount(node, registry, built)
+    for plugin, svc in built:
+        svc.setServiceParent(top)
+        for description, factory in plugin.listeners(svc):
+            try:
+                strports.service(description, factory, reactor=reactor).setServiceParent(top)
+            except (ValueError, KeyError, TypeError) as e:
+                raise StartupError(
+                    f"plugin {plugin.name}: listener {description!r}: {e}") from None
+        for duty in plugin.duties(svc):
+            node.election.add_duty(duty)
+    node.election.setServiceParent(top)
+
+    site = Site(node.root, reactor, node.metrics)
     for description in listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     log.info("node {node} serving {address} (plugins: {plugins})", node=node_id,
@@ -212,22 +245,89 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], reactor: Any
     top.node = node  # type: ignore[attr-defined]
 
 
-def _remote_identity(node: Node, config: cfg.Config, plugins: list[Any]) -> None:
-    """Tokens and quota over HTTP when the identity service runs elsewhere
-    (the identity plugin fills these slots itself when it runs here)."""
-    url = config.node.identity_url
-    if not url or any(p.name == "identity" for p in plugins):
-        return
+def mount(node: Node, registry: plugin_loader.Registry,
+          built: list[tuple[Any, Any]]) -> None:
+    """Mount the node's own endpoints and every plugin's resources on
+    ``node.root``; two plugins claiming one segment stop the node."""
+    root = node.root
+    root.mount("_health", Health(node))
+    root.mount("_cluster", ClusterView(node, registry.get(IAuthenticator)))
+    root.mount("metrics", MetricsPage(node.metrics))
+    for plugin, svc in built:
+        for segment, resource in dict(plugin.mounts(svc)).items():
+            try:
+                root.mount(segment, resource)
+            except ValueError as e:
+                raise StartupError(f"plugin {plugin.name}: {e}") from None
+
+
+REMOTE_IDENTITY = (IAuthenticator, IQuotaHolder)
+
+
+def _remote_identity(node: Node) -> dict[Any, Any]:
+    """Tokens and quota over HTTP when the identity service runs elsewhere."""
+    config = node.config
     if not config.node.component_token:
         raise StartupError("[node] component_token: required with identity_url")
     from snfd.identity.remote import RemoteAuthenticator
     from snfd.quota.remote import RemoteQuotaHolder
 
-    base = url.rstrip("/")
-    node.authenticator = RemoteAuthenticator(node.http, node.reactor, base + "/identity",
-                                             config.node.component_token)
-    node.quota_holder = RemoteQuotaHolder(node.http, base + "/account/v1.0",
-                                          config.node.component_token)
+    base = config.node.identity_url.rstrip("/")
+    return {
+        IAuthenticator: RemoteAuthenticator(node.http, node.reactor, base + "/identity",
+                                            config.node.component_token),
+        IQuotaHolder: RemoteQuotaHolder(node.http, base + "/account/v1.0",
+                                        config.node.component_token),
+    }
+
+
+@attrs.frozen
+class Assembly:
+    """Services built for an ``snf-manage`` command through the daemon's own
+    factories, not started: ``services`` by plugin name.  The database
+    pool is started; ``close()`` releases it and the HTTP pool."""
+
+    node: Node
+    services: dict[str, Any]
+    providers: plugin_loader.Registry
+
+    async def close(self) -> None:
+        await self.node.http.close()
+        self.node.db.close()
+
+
+def assemble(config: cfg.Config, installed: dict[str, Any], reactor: Any, dsn: str,
+             want: tuple[str, ...]) -> Assembly:
+    """Build the services named in ``want`` (enabled in ``config``) and those
+    they depend on, as the daemon would, for a command-line tool."""
+    plugins, remote = select(config, installed)
+    by_name = {p.name: p for p in plugins}
+    for name in want:
+        if name not in by_name:
+            raise StartupError(f"[plugins] enabled: the {name} plugin is not enabled")
+    needed = _closure([by_name[n] for n in want], plugins)
+    state_dir = Path(config.node.state_dir)
+    node = shared_resources(config, reactor, "snf-manage", state_dir,
+                            config.node.address or "http://127.0.0.1", dsn, needed,
+                            application="snf-manage")
+    registry, built = build_services(node, needed, remote)
+    node.db.start()
+    return Assembly(node, {p.name: svc for p, svc in built}, registry)
+
+
+def _closure(wanted: list[Any], ordered: list[Any]) -> list[Any]:
+    """``wanted`` and the plugins providing what they require or use,
+    transitively, in build order."""
+    keep = set()
+    todo = list(wanted)
+    while todo:
+        plugin = todo.pop()
+        if plugin.name in keep:
+            continue
+        keep.add(plugin.name)
+        interfaces = set(plugin.requires) | set(plugin.uses)
+        todo += [p for p in ordered if interfaces & set(p.provides)]
+    return [p for p in ordered if p.name in keep]
 
 
 def _node_id(config: cfg.Config, state_dir: Path) -> str:

@@ -119,31 +119,29 @@ def add_parsers(sub: Any) -> None:
 
 @attrs.define
 class Context:
-    """What a command works with."""
+    """What a command works with: the compute service built by the
+    daemon's own factory (not started), and its shared resources."""
 
     config: Any
     db: Any
     reactor: Any
     http: Any
+    service: Any
 
 
-def run(args: argparse.Namespace, config: Any, dsn: str) -> int:
+def run(args: argparse.Namespace, config: Any, installed: dict[str, Any], dsn: str) -> int:
     """Run the compute command ``args.command`` against ``dsn``."""
     async def work(reactor: Any) -> int:
-        from snfd.db.pool import Database
-        from snfd.httpclient import HTTPClientPool
-        from snfd.metrics import Metrics
+        from snfd.tap import assemble
 
-        metrics = Metrics()
-        db = Database(dsn, reactor, metrics, application_name="snf-manage",
-                      min_connections=1, max_connections=2)
-        db.start()
-        http = HTTPClientPool(reactor, metrics)
+        built = assemble(config, installed, reactor, dsn, ("cyclades",))
+        node = built.node
         try:
-            return await COMMANDS[args.command](args, Context(config, db, reactor, http))
+            return await COMMANDS[args.command](
+                args, Context(config, node.db, reactor, node.http,
+                              built.services["cyclades"]))
         finally:
-            await http.close()
-            db.close()
+            await built.close()
 
     return run_with_reactor(work)
 
@@ -180,9 +178,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 async def _check(ctx: Context, backend: Any, keep_templates: bool) -> Any:
     """Ask the cluster for its templates and statistics; store them."""
     from snfd.cyclades.allocator import rapi_target, refresh_stats
-    from snfd.cyclades.rapi import RapiError, RapiPool, RapiUnavailable
+    from snfd.ganeti.rapi import RapiError, RapiUnavailable
 
-    pool = RapiPool(ctx.http)
+    pool = ctx.service.rapi
     rapi = pool.client(rapi_target(backend, 30.0))
     try:
         info = await rapi.info()
@@ -334,12 +332,6 @@ async def flavor_modify(args: argparse.Namespace, ctx: Context) -> int:
 
 @command("image-register")
 async def image_register(args: argparse.Namespace, ctx: Context) -> int:
-    from snfd.cyclades.images import ImageRegistry
-    from snfd.cyclades.service import SYSTEM_ACCOUNT
-    from snfd.pithos.backend import Backend
-    from snfd.pithos.blocks import FileBlockStore
-    from snfd.pithos.local import store_file
-
     if not args.file.is_file():
         raise CommandFailed(f"{args.file}: no such file")
     properties = {}
@@ -348,50 +340,30 @@ async def image_register(args: argparse.Namespace, ctx: Context) -> int:
         if not sep or not key:
             raise CommandFailed(f"--property {item!r}: expected KEY=VALUE")
         properties[key] = value
-    config = ctx.config
-    owner = args.owner or config["cyclades"].system_images_owner or SYSTEM_ACCOUNT
-    section = config["pithos"]
-    path = (Path(section.block_path) if section.block_path
-            else Path(config.node.state_dir) / "blocks")
-    # Operator content: stored without charging anyone's quota.
-    backend = Backend(ctx.db, FileBlockStore(path, ctx.reactor), None, ctx.reactor)
-    info = await store_file(backend, owner, args.container, args.file.name, args.file)
-    registry = ImageRegistry(backend, ctx.reactor, owner)
-    image = await registry.register(owner, f"pithos://{owner}/{args.container}/"
-                                    f"{args.file.name}",
-                                    {"name": args.name, "disk_format": args.disk_format,
-                                     "is_public": not args.private,
-                                     "properties": properties})
+    registry = ctx.service.images
+    owner = args.owner or registry.system_owner
+    image = await registry.register_file(owner, args.file, args.container, {
+        "name": args.name, "disk_format": args.disk_format, "is_public": not args.private,
+        "properties": properties})
     if args.json:
         print(json.dumps({"id": image.id, "name": image.name, "size": image.size,
                           "location": image.location, "is_public": image.is_public}))
     else:
-        print(f"image {image.id}: {image.name} ({info.size} bytes) at {image.location}")
+        print(f"image {image.id}: {image.name} ({image.size} bytes) at {image.location}")
     return 0
 
 
 @command("reconcile-servers")
 async def reconcile_servers(args: argparse.Namespace, ctx: Context) -> int:
-    from snfd.cyclades.rapi import RapiPool
-    from snfd.cyclades.reconciler import Reconciler
-    from snfd.cyclades.updates import UpdatePath
-
     backend_ids = None
     if args.backend:
         backend_ids = [(await _backend(ctx, args.backend)).id]
-    from snfd.cyclades.service import COMPONENT
-    from snfd.identity.quotaholder import LocalQuotaHolder
-    from snfd.quota.serials import Charger
-
-    # Quota moves of the fixes go to the holder in the same database.
-    charger = Charger(ctx.db, LocalQuotaHolder(ctx.db), COMPONENT)
-    updates = UpdatePath(ctx.db, lambda: charger, ctx.reactor)
+    reconciler = ctx.service.reconciler
     # Jobs that ended a moment ago may still be on their way through the
     # bus: --settle says how long to leave them to the dispatcher.
-    reconciler = Reconciler(ctx.db, RapiPool(ctx.http), updates, ctx.reactor,
-                            settle=args.settle)
+    reconciler.settle = args.settle
     report = await reconciler.reconcile(backend_ids, fix=frozenset(args.fix or ()))
-    await charger.drain()
+    await ctx.service.charger.drain()
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:

@@ -25,7 +25,7 @@ from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
 from snfd.db.pool import connection_options
-from snfd.tap import load
+from snfd.tap import StartupError, load, select
 
 
 class CommandError(Exception):
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             return _with_reactor(args, "cyclades", cyclades.run)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cyclades.CommandFailed, cfg.ConfigError,
-            plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError) as e:
+            plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError,
+            StartupError) as e:
         print(f"snf-manage: {e}", file=sys.stderr)
         return 1
 
@@ -119,19 +120,20 @@ def _identity(args: argparse.Namespace) -> int:
 
 
 def _with_reactor(args: argparse.Namespace, plugin: str,
-                  run: Callable[[argparse.Namespace, cfg.Config, str], int]) -> int:
+                  run: Callable[[argparse.Namespace, cfg.Config, dict[str, Any], str], int],
+                  ) -> int:
     """Run a command of ``plugin`` that works under a reactor of its own
-    (``run(args, config, dsn)``), once its tables exist."""
+    (``run(args, config, installed_plugins, dsn)``), once its tables exist."""
     config, plugins = load(args.config)
     with _database_url(config) as url:
         with _open(url) as conn:
             _require_tables(conn, plugins, plugin)
-        return run(args, config, url)
+        return run(args, config, plugins, url)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config, plugins = load(args.config)
-    plugin_loader.select(plugins, config.plugins.enabled)
+    select(config, plugins)
     print(f"{config.source}: OK")
     return 0
 

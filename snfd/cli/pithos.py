@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from snfd.cli import run_with_reactor
@@ -21,32 +20,24 @@ def add_parsers(sub: Any) -> None:
                    help="seconds of grace (default: [pithos] gc_grace)")
 
 
-def run(args: argparse.Namespace, config: Any, dsn: str) -> int:
+def run(args: argparse.Namespace, config: Any, installed: dict[str, Any], dsn: str) -> int:
     """Run the storage command ``args.command`` against ``dsn`` (the block
     store works in threads, so under a reactor)."""
-    return run_with_reactor(lambda reactor: _gc(args, config, dsn, reactor))
+    return run_with_reactor(lambda reactor: _gc(args, config, installed, dsn, reactor))
 
 
-async def _gc(args: argparse.Namespace, config: Any, dsn: str, reactor: Any) -> int:
-    from snfd.db.pool import Database
-    from snfd.metrics import Metrics
-    from snfd.pithos.backend import Backend
-    from snfd.pithos.blocks import FileBlockStore
+async def _gc(args: argparse.Namespace, config: Any, installed: dict[str, Any], dsn: str,
+              reactor: Any) -> int:
+    from snfd.tap import assemble
 
-    section = config["pithos"]
-    grace = section.gc_grace if args.grace is None else args.grace
-    path = (Path(section.block_path) if section.block_path
-            else Path(config.node.state_dir) / "blocks")
-    db = Database(dsn, reactor, Metrics(), application_name="snf-manage",
-                  min_connections=1, max_connections=2)
-    db.start()
+    built = assemble(config, installed, reactor, dsn, ("pithos",))
+    svc = built.services["pithos"]
+    grace = svc.section.gc_grace if args.grace is None else args.grace
     try:
-        blocks = FileBlockStore(path, reactor)
-        backend = Backend(db, blocks, None, reactor)
-        scanned, removed = await backend.collect_garbage(grace)
-        swept = await blocks.sweep_temporary(reactor.seconds() - grace)
+        scanned, removed = await svc.backend.collect_garbage(grace)
+        swept = await svc.blocks.sweep_temporary(reactor.seconds() - grace)
     finally:
-        db.close()
+        await built.close()
     print(f"scanned {scanned} blocks, removed {removed};"
           f" removed {swept or 0} temporary files")
     return 0

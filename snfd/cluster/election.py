@@ -100,6 +100,7 @@ class LeaderElection(service.Service):
         self._loop: task.LoopingCall | None = None
         self._duties: list[Any] = []
         self.term: Term | None = None
+        self._rounds = 0
 
     # -- public ----------------------------------------------------------
 
@@ -115,6 +116,20 @@ class LeaderElection(service.Service):
     @property
     def epoch(self) -> int:
         return self.term.epoch if self.term is not None else 0
+
+    @property
+    def rounds(self) -> int:
+        """How many election rounds this node has completed since it was
+        created.
+
+        A round is one lock attempt (as a follower) or one ping of the lock
+        session (as the leader), counted once its outcome (leading, still
+        following, stepping down, duties started or stopped) has taken
+        effect.  It is what to wait for instead of time: when the count has
+        grown by two since some moment, this node asked the database again
+        after that moment and acted on the answer.
+        """
+        return self._rounds
 
     # -- lifecycle -------------------------------------------------------
 
@@ -141,30 +156,37 @@ class LeaderElection(service.Service):
     # -- the loop --------------------------------------------------------
 
     async def _tick(self) -> None:
+        if await self._round():
+            self._rounds += 1
+
+    async def _round(self) -> bool:
+        """One election round; ``False`` when skipped (the lock thread is
+        still busy with an earlier, timed-out one)."""
         now = self._reactor.seconds()
         if self.term is not None and now - self._last_ok > self._timeout * 0.75:
             await self._step_down(
                 f"no answer from the lock session for {now - self._last_ok:.1f}s")
-            return
+            return True
         if self._busy:
-            return
+            return False
         if self.term is not None:
             try:
                 await self._in_thread(self._ping_blocking, self._timeout / 2)
             except Exception as e:
                 await self._step_down(f"lock session failed: {_oneline(e)}")
-                return
+                return True
             self._last_ok = now
-            return
+            return True
         try:
             epoch = await self._in_thread(self._acquire_blocking, self._timeout)
         except Exception as e:
             log.warn("leader lock attempt failed: {error}", error=_oneline(e))
             self._discard_connection()
-            return
+            return True
         if epoch is not None and self.running:
             self._last_ok = now
             await self._become_leader(epoch)
+        return True
 
     async def _become_leader(self, epoch: int) -> None:
         self.term = term = Term(epoch, self._db, self._lost)

@@ -34,8 +34,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from snfd.cyclades import store
-from snfd.cyclades.model import Backend, Flavor
-from snfd.cyclades.rapi import GanetiRapi, RapiError, RapiTarget, RapiUnavailable
+from snfd.cyclades.model import Flavor, GanetiBackend
+from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiTarget, RapiUnavailable
 
 log = Logger(namespace="snfd.cyclades.allocator")
 
@@ -43,14 +43,14 @@ UTC = datetime.UTC
 _STATS = ("mfree", "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal")
 
 
-def rapi_target(backend: Backend, timeout: float = 30.0) -> RapiTarget:
+def rapi_target(backend: GanetiBackend, timeout: float = 30.0) -> RapiTarget:
     """How to reach ``backend``'s RAPI."""
     return RapiTarget(cluster=backend.clustername, url=backend.rapi_url,
                       username=backend.username, password=backend.password,
                       certificate=backend.certificate, timeout=timeout)
 
 
-def rapi_for(rapi_pool: Any, backend: Backend) -> GanetiRapi:
+def rapi_for(rapi_pool: Any, backend: GanetiBackend) -> GanetiRapi:
     """The pooled RAPI client of ``backend``."""
     client: GanetiRapi = rapi_pool.client(rapi_target(backend))
     return client
@@ -69,14 +69,14 @@ def disk_needed(flavor: Flavor) -> int:
     return mib * 2 if flavor.disk_template == "drbd" else mib
 
 
-def project_filter(backends: Iterable[Backend], project: str) -> list[Backend]:
+def project_filter(backends: Iterable[GanetiBackend], project: str) -> list[GanetiBackend]:
     """The backends assigned to ``project``; if there are none, the public ones."""
     backends = list(backends)
     assigned = [b for b in backends if project in b.projects]
     return assigned or [b for b in backends if b.public]
 
 
-def fits(backend: Backend, flavor: Flavor) -> bool:
+def fits(backend: GanetiBackend, flavor: Flavor) -> bool:
     """Whether ``flavor`` fits ``backend`` by its (possibly stale) statistics."""
     if backend.ctotal <= 0:
         return False
@@ -84,14 +84,14 @@ def fits(backend: Backend, flavor: Flavor) -> bool:
             and (backend.pinst_cnt + 1) * 4 / backend.ctotal < 3)
 
 
-def default_filter(backends: Iterable[Backend], flavor: Flavor) -> list[Backend]:
+def default_filter(backends: Iterable[GanetiBackend], flavor: Flavor) -> list[GanetiBackend]:
     """The backends ``flavor`` fits, or all of them when it fits none."""
     backends = list(backends)
     fitting = [b for b in backends if fits(b, flavor)]
     return fitting or backends
 
 
-def template_filter(backends: Iterable[Backend], flavor: Flavor) -> list[Backend]:
+def template_filter(backends: Iterable[GanetiBackend], flavor: Flavor) -> list[GanetiBackend]:
     """The backends that offer the flavor's disk template."""
     wanted = template_kind(flavor.disk_template)
     return [b for b in backends if wanted in b.disk_templates]
@@ -103,7 +103,7 @@ def _used(free: int, total: int) -> float:
     return 1.0 - free / total
 
 
-def score(backend: Backend) -> float:
+def score(backend: GanetiBackend) -> float:
     """The reference's load score; lower is better."""
     if backend.ctotal > 0:
         cpu_ratio = (backend.pinst_cnt + 1) * 4 / (backend.ctotal * 3)
@@ -113,7 +113,7 @@ def score(backend: Backend) -> float:
                                     + _used(backend.dfree, backend.dtotal))
 
 
-def choose(backends: Sequence[Backend], flavor: Flavor, project: str) -> Backend | None:
+def choose(backends: Sequence[GanetiBackend], flavor: Flavor, project: str) -> GanetiBackend | None:
     """The backend the reference's chain picks among usable ``backends``."""
     candidates = default_filter(project_filter(backends, project), flavor)
     candidates = template_filter(candidates, flavor)
@@ -122,7 +122,7 @@ def choose(backends: Sequence[Backend], flavor: Flavor, project: str) -> Backend
     return min(candidates, key=lambda b: (score(b), b.id))
 
 
-def choose_backend_txn(txn: Any, flavor: Flavor, project: str) -> Backend | None:
+def choose_backend_txn(txn: Any, flavor: Flavor, project: str) -> GanetiBackend | None:
     """Lock the usable backends, pick one for a server of ``flavor`` in
     ``project`` and charge its counters; None when none can host it."""
     backends = store.backends_txn(txn, usable_only=True, for_update=True)
@@ -156,7 +156,7 @@ def node_stats(nodes: Iterable[dict[str, Any]]) -> dict[str, int]:
     return totals
 
 
-def is_stale(backend: Backend, min_age: float, now: datetime.datetime | None = None) -> bool:
+def is_stale(backend: GanetiBackend, min_age: float, now: datetime.datetime | None = None) -> bool:
     """Whether ``backend``'s statistics are older than ``min_age`` seconds."""
     if backend.stats_updated is None:
         return True
@@ -164,8 +164,8 @@ def is_stale(backend: Backend, min_age: float, now: datetime.datetime | None = N
     return (now - backend.stats_updated).total_seconds() >= min_age
 
 
-async def refresh_stats(db: Any, rapi_pool: Any, backend: Backend, min_age: float = 0.0,
-                        now: datetime.datetime | None = None) -> Backend:
+async def refresh_stats(db: Any, rapi_pool: Any, backend: GanetiBackend, min_age: float = 0.0,
+                        now: datetime.datetime | None = None) -> GanetiBackend:
     """Refresh ``backend``'s statistics from ``GET /2/nodes?bulk=1`` when they
     are older than ``min_age`` seconds; the backend as stored afterwards.
 
@@ -180,19 +180,19 @@ async def refresh_stats(db: Any, rapi_pool: Any, backend: Backend, min_age: floa
                  " stored ones", cluster=backend.clustername, error=str(e))
         return backend
     stats = node_stats(nodes)
-    updated: Backend | None = await db.run(
+    updated: GanetiBackend | None = await db.run(
         "cyclades.backend_stats", store.update_backend_txn, backend.id, **stats)
     return updated if updated is not None else backend
 
 
 async def refresh_stale(db: Any, rapi_pool: Any, min_age: float) -> None:
     """Refresh, concurrently, every usable backend with stale statistics."""
-    backends: list[Backend] = await db.run(
+    backends: list[GanetiBackend] = await db.run(
         "cyclades.usable_backends", store.backends_txn, usable_only=True)
     now = datetime.datetime.now(UTC)
     stale = [b for b in backends if is_stale(b, min_age, now)]
 
-    async def one(backend: Backend) -> None:
+    async def one(backend: GanetiBackend) -> None:
         try:
             await refresh_stats(db, rapi_pool, backend, min_age, now)
         except Exception:

@@ -1,6 +1,7 @@
 """The compute API (``/compute/v2.0``): OpenStack Compute v2.1 with
 Synnefo's ``SNF:`` extensions (reference/synnefo-apis.md 3.1), over
-``snfd.cyclades.servers.Servers``.
+``snfd.cyclades.servers.Servers``: bodies are checked into typed requests
+(``snfd.cyclades.requests``) here, and the effect path receives those.
 
 ``ComputeAPI(servers, images, base_url).app`` is one Klein app; the node
 mounts it behind ``TokenAuth`` at ``/compute`` (so its routes start at
@@ -41,7 +42,25 @@ from snfd import errors
 from snfd.cyclades import model
 from snfd.cyclades.keypairs import Keypair
 from snfd.cyclades.model import Flavor, Server
-from snfd.cyclades.servers import Servers, check_tag, registry_of
+from snfd.cyclades.requests import (
+    Console,
+    Firewall,
+    Reassign,
+    Reboot,
+    Rescue,
+    Resize,
+    Start,
+    Stop,
+    Unrescue,
+    Unsupported,
+    check_metadata,
+    check_name,
+    check_tag,
+    check_tags,
+    parse_action,
+    parse_create,
+)
+from snfd.cyclades.servers import Servers
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
 from snfd.web.auth import user_of
 
@@ -228,16 +247,10 @@ def _version(base: str) -> dict[str, Any]:
                              "type": "application/vnd.openstack.compute+json;version=2"}]}
 
 
-_ACTIONS_501 = ("changePassword", "rebuild", "confirmResize", "revertResize", "createImage",
-                "os-getVNCConsole", "os-getSPICEConsole", "os-getRDPConsole",
-                "os-getSerialConsole", "addFloatingIp", "removeFloatingIp")
-_ACTIONS_403 = ("suspend", "resume")
-
-
 class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
-    def __init__(self, servers: Servers, images: Any, base_url: str,  # registry or callable
+    def __init__(self, servers: Servers, images: Any, base_url: str,
                  max_body: int = MAX_JSON_BODY):
         self._servers = servers
         self._images = images
@@ -402,8 +415,8 @@ class ComputeAPI:
     async def create_server(self, request: Any) -> bytes:
         """202 with the new server and its ``adminPass`` (shown only here)."""
         user = self._user(request)
-        body = self._object(request, "server")
-        server, password = await self._servers.create(user, body)
+        req = parse_create(self._object(request, "server"), self._servers.settings)
+        server, password = await self._servers.create(user, req)
         out = server_json(server, self._base)
         out["adminPass"] = password
         return json_body(request, {"server": out}, 202)
@@ -422,7 +435,7 @@ class ComputeAPI:
         body = self._object(request, "server")
         if "name" not in body:
             raise errors.BadRequest("Only the name of a server can be changed.")
-        await self._servers.rename(user, sid, body["name"])
+        await self._servers.rename(user, sid, check_name(body["name"]))
         return self._empty(request, 204)
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
@@ -433,42 +446,34 @@ class ComputeAPI:
         """``POST /servers/<id>/action`` with one action key."""
         user = self._user(request)
         sid = _int_id(server_id, "Server")
-        body = json_object(self._body(request))
-        if len(body) != 1:
-            raise errors.BadRequest("An action request has exactly one action.")
-        name, args = next(iter(body.items()))
-        args = args if isinstance(args, dict) else {}
+        action = parse_action(json_object(self._body(request)))
         s = self._servers
-        if name in ("start", "os-start"):
-            await s.start(user, sid)
-        elif name in ("shutdown", "os-stop"):
-            await s.stop(user, sid)
-        elif name == "reboot":
-            await s.reboot(user, sid, str(args.get("type", "SOFT")).upper())
-        elif name == "resize":
-            if "flavorRef" not in args:
-                raise errors.BadRequest("resize needs a flavorRef.")
-            await s.resize(user, sid, args["flavorRef"])
-        elif name == "console":
-            console = await s.console(user, sid, args.get("type"))
-            return json_body(request, {"console": console})
-        elif name == "firewallProfile":
-            await s.firewall(user, sid, args.get("profile"), args.get("nic"))
-        elif name == "reassign":
-            await s.reassign(user, sid, args.get("project"), args.get("shared_to_project"))
-            return self._empty(request, 200)
-        elif name == "rescue":
-            await s.rescue(user, sid, args.get("rescue_image_ref"))
-        elif name == "unrescue":
-            await s.unrescue(user, sid)
-        elif name in _ACTIONS_501:
-            await s.get(user, sid)
-            raise errors.NotImplementedFault(f"The action {name} is not supported.")
-        elif name in _ACTIONS_403:
-            await s.get(user, sid)
-            raise errors.Forbidden(f"The action {name} is for administrators only.")
-        else:
-            raise errors.BadRequest(f"Unknown action {name[:60]!r}.")
+        match action:
+            case Start():
+                await s.start(user, sid)
+            case Stop():
+                await s.stop(user, sid)
+            case Reboot(hard=hard):
+                await s.reboot(user, sid, hard)
+            case Resize(flavor_id=flavor_id):
+                await s.resize(user, sid, flavor_id)
+            case Console():
+                console = await s.console(user, sid)
+                return json_body(request, {"console": console})
+            case Firewall():
+                await s.firewall(user, sid, action)
+            case Reassign():
+                await s.reassign(user, sid, action)
+                return self._empty(request, 200)
+            case Rescue(image_ref=image_ref):
+                await s.rescue(user, sid, image_ref)
+            case Unrescue():
+                await s.unrescue(user, sid)
+            case Unsupported(name=name, admin_only=admin_only):
+                await s.get(user, sid)
+                if admin_only:
+                    raise errors.Forbidden(f"The action {name} is for administrators only.")
+                raise errors.NotImplementedFault(f"The action {name} is not supported.")
         return self._empty(request, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:
@@ -494,7 +499,8 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(self._user(request),
-                                                  _int_id(server_id, "Server"), items)
+                                                  _int_id(server_id, "Server"),
+                                                  check_metadata(items))
         return json_body(request, {"metadata": result}, 201)
 
     async def replace_metadata(self, request: Any, server_id: str) -> bytes:
@@ -503,7 +509,8 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(
-            self._user(request), _int_id(server_id, "Server"), items, replace=True)
+            self._user(request), _int_id(server_id, "Server"), check_metadata(items),
+            replace=True)
         return json_body(request, {"metadata": result})
 
     async def metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
@@ -518,7 +525,8 @@ class ComputeAPI:
         if not isinstance(meta, dict) or list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
         result = await self._servers.set_metadata(self._user(request),
-                                                  _int_id(server_id, "Server"), meta)
+                                                  _int_id(server_id, "Server"),
+                                                  check_metadata(meta))
         return json_body(request, {"meta": {key: result[key]}}, 201)
 
     async def delete_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
@@ -531,7 +539,7 @@ class ComputeAPI:
         return json_body(request, {"tags": list(server.tags)})
 
     async def replace_tags(self, request: Any, server_id: str) -> bytes:
-        tags = json_object(self._body(request)).get("tags")
+        tags = check_tags(json_object(self._body(request)).get("tags"))
         result = await self._servers.set_tags(self._user(request),
                                               _int_id(server_id, "Server"), tags)
         return json_body(request, {"tags": list(result)})
@@ -553,7 +561,7 @@ class ComputeAPI:
         user = self._user(request)
         sid = _int_id(server_id, "Server")
         before = await self._servers.get(user, sid)
-        await self._servers.set_tags(user, sid, [tag], add=True)
+        await self._servers.set_tags(user, sid, (tag,), add=True)
         return self._empty(request, 204 if tag in before.tags else 201)
 
     async def delete_tag(self, request: Any, server_id: str, tag: str) -> bytes:
@@ -610,23 +618,23 @@ class ComputeAPI:
         return out
 
     async def list_images(self, request: Any) -> bytes:
-        found = await registry_of(self._images).list(self._user(request))
+        found = await self._images.list(self._user(request))
         return json_body(request, {"images": [self._image(i, False) for i in found]})
 
     async def list_images_detail(self, request: Any) -> bytes:
-        found = await registry_of(self._images).list(self._user(request))
+        found = await self._images.list(self._user(request))
         return json_body(request, {"images": [self._image(i, True) for i in found]})
 
     async def show_image(self, request: Any, image_id: str) -> bytes:
-        image = await registry_of(self._images).get(self._user(request), image_id)
+        image = await self._images.get(self._user(request), image_id)
         return json_body(request, {"image": self._image(image, True)})
 
     async def image_metadata(self, request: Any, image_id: str) -> bytes:
-        image = await registry_of(self._images).get(self._user(request), image_id)
+        image = await self._images.get(self._user(request), image_id)
         return json_body(request, {"metadata": dict(image.properties or {})})
 
     async def image_metadata_item(self, request: Any, image_id: str, key: str) -> bytes:
-        image = await registry_of(self._images).get(self._user(request), image_id)
+        image = await self._images.get(self._user(request), image_id)
         properties = dict(image.properties or {})
         if key not in properties:
             raise errors.NotFound(f"Image metadata key {key!r} not found.")

@@ -1,9 +1,10 @@
 """The image registry (Synnefo's Plankton backend): images are files of the
 object store with image metadata (reference/synnefo-apis.md 3.2).
 
-An image is the current version of a Pithos object carrying
-``plankton:*`` attributes (see ``snfd.cyclades.image_store`` for where
-they live):
+An image is the current version of a file of the object store
+(``IObjectStore``) carrying attributes in its ``plankton`` domain, whose
+keys are those of Synnefo (``plankton:<key>``); the object store keeps
+them across new versions of the file (new content too):
 
 - ``id`` is the object's uuid, ``location`` ``pithos://<account>/
   <container>/<path>`` (components URL-quoted), ``owner`` the account,
@@ -12,11 +13,11 @@ they live):
   ``:description``, ``:volume_id`` hold the fixed metadata,
   ``plankton:created_at`` the registration time (epoch seconds) and
   ``plankton:property:<key>`` each property;
-- ``is_public`` is a ``*`` in the object's read sharing; ``members`` the
-  other entries of that read list (not the owner); so members and public
-  images follow the object store's sharing rules exactly.  The object
-  store lets ``*`` absorb the other entries of a list: a public image has
-  no members, and making an image public drops them;
+- ``is_public`` is a ``*`` in the object's own read sharing; ``members``
+  the other entries of that read list (not the owner); so members and
+  public images follow the object store's sharing rules exactly.  The
+  object store lets ``*`` absorb the other entries of a list: a public
+  image has no members, and making an image public drops them;
 - ``status`` is the stored one, AVAILABLE when none is stored (the
   object store has no unavailable maps); ``is_snapshot`` marks objects
   of the ``snapshots`` container; ``updated_at`` is the version's time.
@@ -25,10 +26,11 @@ Visibility: a user sees an image when the object store lets the user read
 the object (owner, a read or write entry naming the user, one of the
 user's groups or ``*``, on the object or an ancestor directory object,
 the container or the account).  Anything else is ``NotFound`` (404), as
-in the object store.  Only the owner changes an image (``Forbidden``,
-403, for anybody else who can see it).  Every change goes through the
-storage ``Backend`` and makes a new version of the object; registering
-never copies data.
+in the object store, which alone decides.  Only the owner changes an
+image (``Forbidden``, 403, for anybody else who can see it).  Every change
+goes through the object store and makes a new version of the file (a
+change of members or of ``is_public`` alone changes its sharing only);
+registering never copies data.
 """
 
 from __future__ import annotations
@@ -37,16 +39,20 @@ import builtins
 import datetime
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import attrs
 
 from snfd import errors
-from snfd.cyclades import image_store
-from snfd.cyclades.image_store import PREFIX, ImageRow
-from snfd.pithos.backend import MAX_META_KEYS
-from snfd.pithos.model import Permissions
+from snfd.interfaces import IObjectStore, Sharing, StoredObject
+
+# Where image metadata lives: this attribute domain of the file, these keys.
+DOMAIN = "plankton"
+PREFIX = "plankton:"
+# The attribute whose presence makes a file an image.
+NAME_KEY = PREFIX + "name"
 
 DISK_FORMATS = ("diskdump", "extdump", "ntfsdump")
 CONTAINER_FORMATS = ("aki", "ari", "ami", "bare", "ovf")
@@ -63,9 +69,11 @@ FILTERS = ("name", "container_format", "disk_format", "status", "size_min", "siz
            "owner")
 
 PROPERTY_PREFIX = "property:"
-# The reference's limits on a stored key (prefixes included) and value.
+# The reference's limits on a stored key (prefixes included) and value,
+# and the object store's on the keys of a domain.
 MAX_KEY_LENGTH = 128 - len("plankton") - len(PROPERTY_PREFIX)
 MAX_VALUE_LENGTH = 256
+MAX_KEYS = 32
 
 # What register() and update() accept.  ``owner`` is accepted and
 # ignored: the owner is the file's account.
@@ -130,15 +138,20 @@ def parse_location(location: Any) -> tuple[str, str, str]:
     return account, container, name
 
 
-# -- rows to images ---------------------------------------------------------------
+# -- files to images --------------------------------------------------------------
 
 def _time(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, UTC)
 
 
-def image_of(row: ImageRow) -> Image:
-    """The image a registered ``row`` holds."""
-    attributes = row.attributes
+def _registered(obj: StoredObject) -> bool:
+    return NAME_KEY in obj.attributes
+
+
+def image_of(obj: StoredObject) -> Image:
+    """The image a registered file ``obj`` (with its ``plankton``
+    attributes) is."""
+    attributes = obj.attributes
 
     def fixed(key: str) -> str:
         return attributes.get(PREFIX + key, "")
@@ -151,20 +164,20 @@ def image_of(row: ImageRow) -> Image:
         if not math.isfinite(created):
             raise ValueError(created)
     except ValueError:
-        created = row.mtime
+        created = obj.mtime
     start = PREFIX + PROPERTY_PREFIX
     properties = {k[len(start):]: v for k, v in sorted(attributes.items())
                   if k.startswith(start)}
     return Image(
-        id=row.uuid, name=fixed("name"), owner=row.account,
-        location=location_of(row.account, row.container, row.name),
-        checksum=row.hash, size=row.size,
+        id=obj.uuid, name=fixed("name"), owner=obj.account,
+        location=location_of(obj.account, obj.container, obj.name),
+        checksum=obj.hash, size=obj.size,
         disk_format=fixed("disk_format") or DEFAULT_DISK_FORMAT,
         container_format=fixed("container_format") or DEFAULT_CONTAINER_FORMAT,
-        status=status, is_public="*" in row.read,
-        members=tuple(m for m in row.read if m not in ("*", row.account)),
-        properties=properties, created_at=_time(created), updated_at=_time(row.mtime),
-        is_snapshot=row.container == SNAPSHOTS_CONTAINER, mapfile=row.hash,
+        status=status, is_public=obj.sharing.public,
+        members=tuple(m for m in obj.sharing.read if m not in ("*", obj.account)),
+        properties=properties, created_at=_time(created), updated_at=_time(obj.mtime),
+        is_snapshot=obj.container == SNAPSHOTS_CONTAINER, mapfile=obj.hash,
         description=fixed("description"), volume_id=fixed("volume_id"))
 
 
@@ -255,19 +268,19 @@ def _check_count(old: Mapping[str, str], changes: Mapping[str, str]) -> None:
             keys.discard(key)
         else:
             keys.add(key)
-    if len(keys) > MAX_META_KEYS:
+    if len(keys) > MAX_KEYS:
         raise errors.BadRequest(
-            f"An image has at most {MAX_META_KEYS} metadata keys and properties in all"
+            f"An image has at most {MAX_KEYS} metadata keys and properties in all"
             f" ({len(keys)} requested).")
 
 
-def _public_sharing(row: ImageRow, public: bool) -> Permissions | None:
-    """The object's sharing with ``*`` in or out of its read list, or
+def _public_sharing(obj: StoredObject, public: bool) -> Sharing | None:
+    """The file's sharing with ``*`` in or out of its read list, or
     ``None`` when that changes nothing."""
-    if public == ("*" in row.read):
+    if public == obj.sharing.public:
         return None
-    read = {m for m in row.read if m != "*"} | ({"*"} if public else set())
-    return Permissions(tuple(sorted(read)), row.write)
+    read = {m for m in obj.sharing.read if m != "*"} | ({"*"} if public else set())
+    return Sharing(tuple(sorted(read)), obj.sharing.write)
 
 
 # -- listing ----------------------------------------------------------------------
@@ -323,27 +336,16 @@ def _matcher(filters: Mapping[str, str]) -> Any:
 
 # -- the registry -------------------------------------------------------------------
 
-def _lookup_txn(txn: Any, image_id: str, user: str) -> tuple[ImageRow | None, frozenset[str]]:
-    return image_store.image_by_uuid_txn(txn, image_id), image_store.entries_txn(txn, user)
-
-
-def _candidates_txn(txn: Any, user: str) -> tuple[list[ImageRow], frozenset[str]]:
-    entries = image_store.entries_txn(txn, user)
-    return image_store.candidate_images_txn(txn, user, entries), entries
-
-
 class ImageRegistry:
-    """Images over the storage ``Backend`` (see the module docstring).
+    """Images over the object store (see the module docstring).
 
-    @param backend: the node's ``snfd.pithos.backend.Backend`` (its
-        ``db`` runs the registry's reads).
+    @param objects: the ``IObjectStore`` the image files are in.
     @param clock: ``seconds()`` for registration times.
     @param system_owner: the account whose images are the system images.
     """
 
-    def __init__(self, backend: Any, clock: Any, system_owner: str = ""):
-        self.backend = backend
-        self.db = backend.db
+    def __init__(self, objects: IObjectStore, clock: Any, system_owner: str = ""):
+        self.objects = objects
         self.clock = clock
         self.system_owner = system_owner
 
@@ -353,49 +355,35 @@ class ImageRegistry:
 
     # -- reads ----------------------------------------------------------------
 
-    async def _readable(self, user: str, row: ImageRow, entries: frozenset[str]) -> bool:
-        """Whether the object store lets ``user`` read ``row``'s object."""
-        if row.account == user:
-            return True
-        if row.shared:
-            # The object's own sharing is the closest: it alone decides.
-            return not entries.isdisjoint(row.read + row.write)
-        try:
-            await self.backend.object(user, row.account, row.container, row.name)
-        except errors.NotFound:
-            return False
-        return True
-
-    async def _row(self, user: str, image_id: str) -> ImageRow:
+    async def _file(self, user: str, image_id: str) -> StoredObject:
+        """The registered file of image ``image_id``, if ``user`` may read it."""
         if not isinstance(image_id, str) or not image_id or len(image_id) > 128:
             raise errors.NotFound(f"Image {str(image_id)[:128]} not found.")
-        row, entries = await self.db.run("cyclades.image", _lookup_txn, image_id, user)
-        if row is None or not row.registered or not await self._readable(user, row, entries):
+        try:
+            obj = await self.objects.object_by_uuid(user, image_id, DOMAIN)
+        except errors.NotFound:
+            obj = None
+        if obj is None or not _registered(obj):
             raise errors.NotFound(f"Image {image_id} not found.")
-        return row
+        return obj
 
-    async def _owned_row(self, user: str, image_id: str) -> ImageRow:
-        row = await self._row(user, image_id)
-        if row.account != user:
+    async def _owned_file(self, user: str, image_id: str) -> StoredObject:
+        obj = await self._file(user, image_id)
+        if obj.account != user:
             raise errors.Forbidden(f"Only the owner may change image {image_id}.")
-        return row
+        return obj
 
-    async def _at(self, account: str, container: str, name: str) -> ImageRow | None:
-        row: ImageRow | None = await self.db.run(
-            "cyclades.image_at", image_store.image_at_txn, f"{account}/{container}/{name}")
-        return row
-
-    async def _fresh(self, row: ImageRow) -> Image:
-        """The image at ``row``'s path as stored now."""
-        now = await self._at(row.account, row.container, row.name)
-        if now is None or not now.registered:
-            raise errors.NotFound(f"Image {row.uuid} not found.")
-        return image_of(now)
+    @staticmethod
+    def _image(obj: StoredObject) -> Image:
+        """The image ``obj`` is after a change."""
+        if not _registered(obj):
+            raise errors.NotFound(f"Image {obj.uuid} not found.")
+        return image_of(obj)
 
     async def get(self, user: str, image_id: str) -> Image:
         """The image ``image_id``; ``NotFound`` if there is none or
         ``user`` may not read it."""
-        return image_of(await self._row(user, image_id))
+        return image_of(await self._file(user, image_id))
 
     async def list(self, user: str, *, filters: dict[str, str] | None = None,
                    sort_key: str = "created_at", sort_dir: str = "desc") -> builtins.list[Image]:
@@ -410,14 +398,8 @@ class ImageRegistry:
         matches = _matcher(filters or {})
         order = [(sort_key, sort_dir)]
         sort_images([], order)
-        rows, entries = await self.db.run("cyclades.images", _candidates_txn, user)
-        found = []
-        for row in rows:
-            if await self._readable(user, row, entries):
-                image = image_of(row)
-                if matches(image):
-                    found.append(image)
-        return sort_images(found, order)
+        found = [image_of(obj) for obj in await self.objects.find(user, DOMAIN, NAME_KEY)]
+        return sort_images([image for image in found if matches(image)], order)
 
     async def shared_with(self, user: str, member: str) -> builtins.list[Image]:
         """The images ``member`` shares with ``user``: those ``user`` may
@@ -427,7 +409,7 @@ class ImageRegistry:
 
     async def members(self, user: str, image_id: str) -> builtins.list[str]:
         """The members of an image ``user`` may read."""
-        return list(image_of(await self._row(user, image_id)).members)
+        return list(image_of(await self._file(user, image_id)).members)
 
     # -- changes --------------------------------------------------------------
 
@@ -465,21 +447,29 @@ class ImageRegistry:
         account, container, name = parse_location(location)
         if account != user:
             # 404 unless the caller may read the file at all.
-            await self.backend.object(user, account, container, name)
+            await self.objects.object_at(user, account, container, name)
             raise errors.Forbidden("Only the owner of a file may register it as an image.")
-        row = await self._at(account, container, name)
-        if row is None:
-            raise errors.NotFound("Object does not exist.")
-        if size is not None and _integer("size", size) != row.size:
-            raise errors.BadRequest(f"Invalid 'size' field: the file has {row.size} bytes.")
-        if checksum is not None and checksum != row.hash:
+        obj = await self.objects.object_at(user, account, container, name, DOMAIN)
+        if size is not None and _integer("size", size) != obj.size:
+            raise errors.BadRequest(f"Invalid 'size' field: the file has {obj.size} bytes.")
+        if checksum is not None and checksum != obj.hash:
             raise errors.BadRequest("Invalid 'checksum' field: it is not the file's hash.")
-        if PREFIX + "created_at" not in row.attributes or not row.registered:
+        if PREFIX + "created_at" not in obj.attributes or not _registered(obj):
             changes[PREFIX + "created_at"] = repr(float(self.clock.seconds()))
-        _check_count(row.attributes, changes)
-        await self.backend.update_object(user, account, container, name, changes, False,
-                                         permissions=_public_sharing(row, public))
-        return await self._fresh(row)
+        _check_count(obj.attributes, changes)
+        return self._image(await self.objects.set_attributes(
+            user, account, container, name, DOMAIN, changes,
+            sharing=_public_sharing(obj, public)))
+
+    async def register_file(self, user: str, source: Path, container: str,
+                            meta: dict[str, Any]) -> Image:
+        """Store the local file ``source`` as ``<user>/<container>/<its
+        name>`` (a new version if it exists; the container is created if
+        needed) and register it with ``meta`` as ``register`` does: what
+        operator tools do (``snf-manage image-register``, the demo image of
+        the embedded default)."""
+        await self.objects.store_file(user, user, container, source.name, source)
+        return await self.register(user, location_of(user, container, source.name), meta)
 
     async def update(self, user: str, image_id: str, meta: dict[str, Any]) -> Image:
         """Change an image's metadata (owner only): ``name``,
@@ -489,36 +479,40 @@ class ImageRegistry:
         is ignored.  Other keys are a ``BadRequest``."""
         meta = dict(meta or {})
         _check_keys(meta, UPDATE_KEYS)
-        row = await self._owned_row(user, image_id)
+        obj = await self._owned_file(user, image_id)
         public = meta.pop("is_public", None)
         meta.pop("owner", None)
         changes = _stored(meta)
-        _check_count(row.attributes, changes)
-        sharing = _public_sharing(row, _flag("is_public", public)) if public is not None \
+        _check_count(obj.attributes, changes)
+        sharing = _public_sharing(obj, _flag("is_public", public)) if public is not None \
             else None
-        if changes or sharing is not None:
-            await self.backend.update_object(user, row.account, row.container, row.name,
-                                             changes or None, False, permissions=sharing)
-        return await self._fresh(row)
+        if changes:
+            obj = await self.objects.set_attributes(
+                user, obj.account, obj.container, obj.name, DOMAIN, changes, sharing=sharing)
+        elif sharing is not None:
+            await self.objects.set_sharing(user, obj.account, obj.container, obj.name, sharing)
+            obj = await self.objects.object_at(user, obj.account, obj.container, obj.name,
+                                               DOMAIN)
+        return self._image(obj)
 
     async def unregister(self, user: str, image_id: str) -> None:
         """Make the image a plain file again (owner only): its image
         metadata goes, the file and its sharing stay."""
-        row = await self._owned_row(user, image_id)
-        await self.backend.update_object(user, row.account, row.container, row.name,
-                                         {key: "" for key in row.attributes}, False)
+        obj = await self._owned_file(user, image_id)
+        await self.objects.set_attributes(user, obj.account, obj.container, obj.name, DOMAIN,
+                                          {}, replace=True)
 
     async def _set_read(self, user: str, image_id: str,
                         change: Any) -> None:
-        row = await self._owned_row(user, image_id)
-        members = {m for m in row.read if m not in ("*", row.account)}
+        obj = await self._owned_file(user, image_id)
+        read = obj.sharing.read
+        members = {m for m in read if m not in ("*", obj.account)}
         wanted = set(change(members))
         if wanted == members:
             return
-        keep = {m for m in row.read if m in ("*", row.account)}
-        read = tuple(sorted(wanted | keep))
-        await self.backend.update_object(user, row.account, row.container, row.name, None,
-                                         False, permissions=Permissions(read, row.write))
+        keep = {m for m in read if m in ("*", obj.account)}
+        await self.objects.set_sharing(user, obj.account, obj.container, obj.name,
+                                       Sharing(tuple(sorted(wanted | keep)), obj.sharing.write))
 
     @staticmethod
     def _checked_members(members: Iterable[Any]) -> builtins.list[str]:
@@ -551,5 +545,5 @@ class ImageRegistry:
         await self._set_read(user, image_id, lambda old: old - {checked})
 
 
-__all__ = ["CONTAINER_FORMATS", "DISK_FORMATS", "SORT_KEYS", "STATUSES", "Image",
+__all__ = ["CONTAINER_FORMATS", "DISK_FORMATS", "DOMAIN", "SORT_KEYS", "STATUSES", "Image",
            "ImageRegistry", "image_of", "location_of", "parse_location", "sort_images"]

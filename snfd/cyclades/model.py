@@ -62,7 +62,9 @@ class Flavor:
 
 
 @attrs.frozen
-class Backend:
+class GanetiBackend:
+    """A registered Ganeti cluster (a row of ``cyclades_backends``)."""
+
     id: int
     clustername: str
     rapi_url: str

@@ -53,9 +53,9 @@ from zope.interface import implementer
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_target
-from snfd.cyclades.model import FINAL_JOB_STATUSES, Backend, Server, server_id_of
-from snfd.cyclades.rapi import RapiError, RapiUnavailable
+from snfd.cyclades.model import FINAL_JOB_STATUSES, GanetiBackend, Server, server_id_of
 from snfd.cyclades.updates import OP_CREATE, OP_REMOVE, OP_SET_PARAMS, UpdatePath
+from snfd.ganeti.rapi import RapiError, RapiUnavailable
 from snfd.interfaces import ILeaderDuty
 
 log = Logger(namespace="snfd.cyclades.reconciler")
@@ -250,7 +250,7 @@ class Reconciler:
         offline) and apply the fixes named in ``fix``."""
         fixes = expand_fixes(fix)
         report = Report()
-        backends: list[Backend] = await self._db.run("cyclades.reconcile_backends",
+        backends: list[GanetiBackend] = await self._db.run("cyclades.reconcile_backends",
                                                      store.backends_txn)
         if backend_ids is None:
             chosen = [b for b in backends if not b.offline]
@@ -267,7 +267,7 @@ class Reconciler:
 class _Run:
     """One backend's reconciliation."""
 
-    def __init__(self, reconciler: Reconciler, backend: Backend, fixes: frozenset[str],
+    def __init__(self, reconciler: Reconciler, backend: GanetiBackend, fixes: frozenset[str],
                  report: Report):
         self.r = reconciler
         self.backend = backend

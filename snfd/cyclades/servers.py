@@ -1,11 +1,12 @@
 """The compute effect path: what a user's request does to servers, quota
 and Ganeti (reference/synnefo-apis.md 3.1, 3.5, 3.7).
 
-``Servers`` validates a request, charges quota through the component's
-``Charger``, records the change in the database and submits the Ganeti job
-over RAPI.  What the job then does is applied by the update path
-(``snfd.cyclades.updates``) from the job's events; the two meet on the
-server row:
+``Servers`` takes requests the API checked (``snfd.cyclades.requests``),
+charges quota through the component's ``Charger`` with the commission
+runner (``snfd.quota.charged``), records the change in the database and
+submits the Ganeti job over RAPI.  What the job then does is applied by
+the update path (``snfd.cyclades.updates``) from the job's events; the two
+meet on the server row:
 
 **Create** (``create``): the BUILD commission (offline + online + disk) is
 issued first (413 as the holder says), then one transaction picks and
@@ -36,7 +37,8 @@ d) transaction B sets ``task_job_id`` if the task is still ours and no
    job was adopted meanwhile.
 
 The update path accepts or rejects ``serial`` when the task's job
-finalizes; an event that arrives before (d) adopts the job.
+finalizes (the runner hands the serial off); an event that arrives
+before (d) adopts the job.
 
 Deleting a server is allowed in any state (DESTROY, a forced commission);
 a server whose create never reached Ganeti (ERROR without a job) is
@@ -44,15 +46,12 @@ marked deleted at once, and one whose create job is still waiting in the
 queue answers 409.  ``reassign`` moves the server's quota to another
 project in one accepted commission (no Ganeti job).
 
-Deliberate choices where the reference leaves room:
+Deliberate choices where the reference leaves room (for the requests
+themselves see ``snfd.cyclades.requests``):
 
-- ``networks``: absent, ``[]``, ``"auto"`` -> the default NICs
-  (``ComputeSettings.default_nics`` NICs on the cluster's default link;
-  real Ganeti's instance policy needs at least one).  ``[]`` counts as
-  "no preference" because OpenStack clients below microversion 2.37 send
-  it when no network was named.  ``"none"`` -> no NIC.  Anything else is
-  400 until the network API exists.
-- ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
+- NICs: ``ComputeSettings.default_nics`` NICs on the cluster's default
+  link unless the request says none (real Ganeti's instance policy needs
+  at least one).
 - console: only ``vnc`` on an ACTIVE server; Ganeti's answer is passed on
   (host, port; no vncauthproxy yet, so the password is empty); a cluster
   whose hypervisor offers no VNC console (``kind`` ``msg``, as the fake
@@ -65,11 +64,8 @@ Deliberate choices where the reference leaves room:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 import json
-import re
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -81,19 +77,16 @@ from twisted.logger import Logger
 from snfd import errors
 from snfd.cyclades import allocator, model, store
 from snfd.cyclades.keypairs import Keypairs
-from snfd.cyclades.model import Backend, Flavor, Server
-from snfd.cyclades.rapi import GanetiRapi, RapiError, RapiUnavailable
+from snfd.cyclades.model import Flavor, GanetiBackend, Server
+from snfd.cyclades.requests import MAX_TAGS, CreateRequest, Firewall, PersonalityFile, Reassign
+from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable
 from snfd.quota import serials
+from snfd.quota.charged import Attempt, Settle, run_charged, settle_after_commit
+from snfd.quota.serials import Charger
 
 log = Logger(namespace="snfd.cyclades.servers")
 
 UTC = datetime.UTC
-MAX_NAME = 255
-MAX_META_KEY = 50
-MAX_META_VALUE = 500
-MAX_TAGS = 50
-MAX_TAG = 60
-MAX_USER_DATA = 64 * 1024
 PASSWORD_LENGTH = 12
 _CREATE_PENDING = frozenset({"", "queued", "waiting"})
 FIREWALL_TAGS = {"ENABLED": "synnefo:network:{}:protected",
@@ -130,154 +123,6 @@ class ComputeSettings:
     rapi_timeout: float = 30.0
 
 
-@attrs.frozen
-class CreateRequest:
-    """A validated ``POST /servers`` body."""
-
-    name: str
-    flavor_id: int
-    image_id: str
-    metadata: dict[str, str]
-    personality: list[dict[str, Any]]
-    nics: int | None              # None: the default NICs
-    project: str | None
-    key_names: tuple[str, ...]
-    user_data: str | None
-    admin_pass: str | None
-    tags: tuple[str, ...]
-    shared_to_project: bool
-
-
-# -- request validation (pure) ---------------------------------------------
-
-def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise errors.BadRequest(f"{what} must be a non-empty string.")
-    if len(value) > limit:
-        raise errors.BadRequest(f"{what} is longer than {limit} characters.")
-    if "\x00" in value:
-        raise errors.BadRequest(f"{what} holds a NUL character.")
-    return value
-
-
-def check_name(value: Any) -> str:
-    """A server name (1..255 characters), or 400."""
-    return _text(value, "The server name", MAX_NAME)
-
-
-def ref_id(value: Any, what: str) -> str:
-    """The id in a reference: the value itself or the last segment of a
-    link (``.../flavors/3``)."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise errors.BadRequest(f"{what} is required (an id or a link).")
-    text = str(value).strip().rstrip("/")
-    if not text:
-        raise errors.BadRequest(f"{what} is required (an id or a link).")
-    return text.rsplit("/", 1)[-1]
-
-
-def flavor_ref(value: Any) -> int:
-    """A flavor reference as a flavor id, or 400."""
-    text = ref_id(value, "flavorRef")
-    if not text.isdigit() or len(text) > 9:
-        raise errors.BadRequest(f"flavorRef {text[:40]!r} is not a flavor id.")
-    return int(text)
-
-
-def check_metadata(value: Any, limit: int) -> dict[str, str]:
-    """Server metadata: string keys (1..50 chars) and values (<= 500), at
-    most ``limit`` items."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise errors.BadRequest("metadata must be an object of strings.")
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        _text(key, "A metadata key", MAX_META_KEY)
-        if not isinstance(item, str):
-            raise errors.BadRequest(f"The value of metadata key {key!r} must be a string.")
-        _text(item, f"The value of metadata key {key!r}", MAX_META_VALUE, required=False)
-        out[key] = item
-    if len(out) > limit:
-        raise errors.BadRequest(f"A server may have at most {limit} metadata items.")
-    return out
-
-
-def check_tags(value: Any) -> tuple[str, ...]:
-    """Server tags: at most 50 strings of 1..60 characters without '/' or ','."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise errors.BadRequest("tags must be a list of strings.")
-    out: list[str] = []
-    for tag in value:
-        check_tag(tag)
-        if tag not in out:
-            out.append(tag)
-    if len(out) > MAX_TAGS:
-        raise errors.BadRequest(f"A server may have at most {MAX_TAGS} tags.")
-    return tuple(out)
-
-
-def check_tag(tag: Any) -> str:
-    """One tag, or 400."""
-    _text(tag, "A tag", MAX_TAG)
-    if "/" in tag or "," in tag:
-        raise errors.BadRequest("A tag may not hold '/' or ','.")
-    return str(tag)
-
-
-def check_personality(value: Any, max_files: int, max_size: int) -> list[dict[str, Any]]:
-    """Files to inject: ``[{path, contents (base64 text of at most
-    ``max_size`` characters), owner?, group?, mode?}]``, at most
-    ``max_files`` (413 past either limit, as the reference)."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise errors.BadRequest("personality must be a list of files.")
-    if len(value) > max_files:
-        raise errors.OverLimit(f"At most {max_files} personality files are allowed.")
-    out = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise errors.BadRequest("Each personality item must be an object.")
-        path = _text(item.get("path"), "A personality path", 1024)
-        contents = item.get("contents")
-        if not isinstance(contents, str):
-            raise errors.BadRequest(f"The contents of {path} must be base64 text.")
-        if len(contents) > max_size:
-            raise errors.OverLimit(
-                f"The contents of {path} are longer than {max_size} bytes of base64.")
-        try:
-            base64.b64decode(contents, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.BadRequest(f"The contents of {path} are not valid base64.") from None
-        entry: dict[str, Any] = {"path": path, "contents": contents}
-        for key in ("owner", "group"):
-            if item.get(key) is not None:
-                entry[key] = _text(item[key], f"The {key} of {path}", 64)
-        mode = item.get("mode")
-        if mode is not None:
-            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
-                raise errors.BadRequest(f"The mode of {path} must be an integer 0..4095.")
-            entry["mode"] = mode
-        out.append(entry)
-    return out
-
-
-def check_password(value: Any) -> str:
-    """An admin password: >= 10 characters with upper and lower case
-    letters and a digit."""
-    if not isinstance(value, str):
-        raise errors.BadRequest("adminPass must be a string.")
-    if (len(value) < 10 or len(value) > 255 or not re.search(r"[A-Z]", value)
-            or not re.search(r"[a-z]", value) or not re.search(r"[0-9]", value)):
-        raise errors.BadRequest(
-            "adminPass must be at least 10 characters long and hold upper and lower"
-            " case letters and digits.")
-    return value
-
-
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
     """A random password that passes ``check_password``."""
     alphabet = string.ascii_letters + string.digits
@@ -286,100 +131,6 @@ def generate_password(length: int = PASSWORD_LENGTH) -> str:
         if (any(c.islower() for c in value) and any(c.isupper() for c in value)
                 and any(c.isdigit() for c in value)):
             return value
-
-
-def _nics(value: Any) -> int | None:
-    if value is None or value == "auto" or value == []:
-        return None
-    if value == "none":
-        return 0
-    raise errors.BadRequest(
-        "networks are not supported yet: leave them out, or give \"auto\" or \"none\".")
-
-
-def _count(body: Mapping[str, Any], key: str) -> None:
-    value = body.get(key)
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | str) or str(value) != "1":
-        raise errors.BadRequest(f"{key} must be 1: one server is created per request.")
-
-
-
-def _image_boot(body: dict[str, Any]) -> str | None:
-    """The image of a block device mapping that only says "boot from this
-    image on a local disk" (what ``openstack server create --image``
-    sends); any other mapping needs volumes, which are not supported yet."""
-    if body.get("block_device_mapping"):
-        raise errors.BadRequest("block_device_mapping is not supported yet.")
-    mapping = body.get("block_device_mapping_v2")
-    if not mapping:
-        return None
-    if not isinstance(mapping, list) or len(mapping) != 1 or not isinstance(mapping[0], dict):
-        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
-                                " is not supported yet.")
-    bdm = mapping[0]
-    local_image = (bdm.get("source_type") == "image" and
-                   bdm.get("destination_type") in (None, "local") and
-                   bdm.get("boot_index") in (0, "0") and isinstance(bdm.get("uuid"), str))
-    if not local_image:
-        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
-                                " on a local disk is not supported yet.")
-    if body.get("imageRef") not in (None, "", bdm["uuid"]):
-        raise errors.BadRequest("imageRef and block_device_mapping_v2 name different images.")
-    return str(bdm["uuid"])
-
-def parse_create(body: Any, settings: ComputeSettings) -> CreateRequest:
-    """Validate the ``server`` object of a create request (400/413)."""
-    if not isinstance(body, dict):
-        raise errors.BadRequest('The request needs a "server" object.')
-    name = check_name(body.get("name"))
-    if "flavorRef" not in body:
-        raise errors.BadRequest("flavorRef is required.")
-    flavor_id = flavor_ref(body.get("flavorRef"))
-    boot_image = _image_boot(body)
-    if body.get("imageRef") in (None, "") and boot_image is None:
-        raise errors.BadRequest("imageRef is required (booting from volumes is not"
-                                " supported yet).")
-    image_id = ref_id(body.get("imageRef") or boot_image, "imageRef")
-    _count(body, "min_count")
-    _count(body, "max_count")
-    metadata = check_metadata(body.get("metadata"), settings.max_metadata)
-    personality = check_personality(body.get("personality"), settings.max_personality,
-                                    settings.max_personality_size)
-    nics = _nics(body.get("networks"))
-    project = body.get("project")
-    if project is not None:
-        project = _text(project, "project", 255)
-    names: list[str] = []
-    key_name = body.get("key_name")
-    if key_name is not None:
-        names.append(_text(key_name, "key_name", 255))
-    more = body.get("SNF:key_names")
-    if more is not None:
-        if not isinstance(more, list):
-            raise errors.BadRequest("SNF:key_names must be a list of keypair names.")
-        names += [_text(n, "A key name", 255) for n in more]
-    user_data = body.get("user_data")
-    if user_data is not None:
-        if not isinstance(user_data, str) or len(user_data) > MAX_USER_DATA:
-            raise errors.BadRequest(f"user_data must be base64 text of at most"
-                                    f" {MAX_USER_DATA} characters.")
-        try:
-            base64.b64decode(user_data, validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.BadRequest("user_data is not valid base64.") from None
-    admin_pass = body.get("adminPass")
-    if admin_pass is not None:
-        admin_pass = check_password(admin_pass)
-    shared = body.get("shared_to_project", False)
-    if not isinstance(shared, bool):
-        raise errors.BadRequest("shared_to_project must be true or false.")
-    return CreateRequest(
-        name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
-        personality=personality, nics=nics, project=project,
-        key_names=tuple(dict.fromkeys(names)), user_data=user_data, admin_pass=admin_pass,
-        tags=check_tags(body.get("tags")), shared_to_project=shared)
 
 
 def flavor_usable(flavor: Flavor | None, flavor_id: int, project: str) -> Flavor:
@@ -400,7 +151,7 @@ def flavor_visible(flavor: Flavor, projects: Sequence[str]) -> bool:
     return not flavor.deleted and (flavor.public or any(p in flavor.access for p in projects))
 
 
-def create_body(server: Server, backend: Backend, image: Any, config_url: str,
+def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: str,
                 settings: ComputeSettings, nics: int | None) -> dict[str, Any]:
     """The ``POST /2/instances`` body of ``server`` (reference 3.5); no
     secrets: those are behind ``config_url``."""
@@ -430,14 +181,14 @@ def create_body(server: Server, backend: Backend, image: Any, config_url: str,
     }
 
 
-def build_params(image: Any, password: str, personality: list[dict[str, Any]],
+def build_params(image: Any, password: str, personality: Sequence[PersonalityFile],
                  keys: list[str], user_data: str | None) -> dict[str, Any]:
     """What snf-image fetches once from ``config_url``."""
     params: dict[str, Any] = {
         "img_id": getattr(image, "mapfile", ""),
         "img_passwd": password,
         "img_format": getattr(image, "disk_format", "diskdump"),
-        "img_personality": json.dumps(personality),
+        "img_personality": json.dumps([f.as_json() for f in personality]),
         "img_properties": json.dumps(dict(getattr(image, "properties", {}) or {})),
     }
     if keys:
@@ -462,7 +213,7 @@ def _create_pending(server: Server) -> bool:
 
 def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
                 image: Any, key: str, params: dict[str, Any], password: str,
-                expires: datetime.datetime) -> tuple[Server, Backend] | None:
+                expires: datetime.datetime) -> tuple[Server, GanetiBackend] | None:
     backend = allocator.choose_backend_txn(txn, flavor, project)
     if backend is None:
         return None
@@ -483,9 +234,10 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
 
 
 def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
-                 serial: int) -> Server | None:
+                 serial: int | None) -> Server | None:
     server = store.server_txn(txn, server_id, for_update=True)
-    serials.decide_txn(txn, component, serial, True)
+    if serial is not None:
+        serials.decide_txn(txn, component, serial, True)
     if server is None:
         return None
     fields: dict[str, Any] = {}
@@ -499,10 +251,11 @@ def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
     return server
 
 
-def _create_failed_txn(txn: Any, component: str, server_id: int, key: str, serial: int,
-                       reason: str) -> None:
+def _create_failed_txn(txn: Any, component: str, server_id: int, key: str,
+                       serial: int | None, reason: str) -> None:
     server = store.server_txn(txn, server_id, for_update=True)
-    serials.decide_txn(txn, component, serial, False)
+    if serial is not None:
+        serials.decide_txn(txn, component, serial, False)
     store.take_params_txn(txn, key)
     if server is None:
         return
@@ -524,7 +277,7 @@ def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: s
     if model.charges(server, task, new_flavor) != expected:
         raise errors.Conflict(f"Server {server_id} changed meanwhile; try again.")
     previous = server.serial if server.serial is not None and server.serial != serial else None
-    if previous is not None and component:
+    if previous is not None:
         serials.decide_txn(txn, component, previous, False)
     updated = store.update_server_txn(txn, server_id, task=task, serial=serial,
                                       task_job_id=None, action=task)
@@ -596,62 +349,39 @@ def _edit_txn(txn: Any, server_id: int, user: str, what: str,
 Submit = Callable[[GanetiRapi, Server], Awaitable[int]]
 
 
-def registry_of(images: Any) -> Any:
-    """The image registry ``images`` is, or returns when it is a callable."""
-    if hasattr(images, "get") and hasattr(images, "list"):
-        return images
-    return images()
-
-
 class Servers:
     """The compute effect path (see the module docstring).
 
     @param db: the node's ``IDatabase``.
-    @param rapi_pool: a ``snfd.cyclades.rapi.RapiPool``.
-    @param images: the image registry (``get(user, id)``, ``list(user)``),
-        or a callable without arguments returning it (it may raise a
-        fault, e.g. 503 while the storage service is missing).
-    @param charger_of: returns the component's ``Charger``, or None while
-        no quota holder is wired (requests that charge quota then get 503).
+    @param rapi_pool: a ``snfd.ganeti.rapi.RapiPool``.
+    @param images: the image registry (``get(user, id)``, ``list(user)``).
+    @param charger: the compute component's ``Charger``.
     @param clock: an ``IReactorTime`` (password expiry).
     @param settings: ``ComputeSettings``.
     """
 
-    def __init__(self, db: Any, rapi_pool: Any, images: Any,
-                 charger_of: Callable[[], Any], clock: Any,
+    def __init__(self, db: Any, rapi_pool: Any, images: Any, charger: Charger, clock: Any,
                  settings: ComputeSettings | None = None):
         self._db = db
         self._rapi_pool = rapi_pool
-        self._images = images
-        self._charger_of = charger_of
+        self.images = images
+        self._charger = charger
         self._clock = clock
         self.settings = settings or ComputeSettings()
         self.keypairs = Keypairs(db, clock)
 
     # -- helpers -------------------------------------------------------------
 
-    @property
-    def images(self) -> Any:
-        """The image registry."""
-        return registry_of(self._images)
-
-    def _charger(self) -> Any:
-        charger = self._charger_of()
-        if charger is None:
-            raise errors.ServiceUnavailable(
-                "The quota service is not available yet; try again later.")
-        return charger
-
     def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
 
-    def _rapi(self, backend: Backend) -> GanetiRapi:
+    def _rapi(self, backend: GanetiBackend) -> GanetiRapi:
         client: GanetiRapi = self._rapi_pool.client(
             allocator.rapi_target(backend, self.settings.rapi_timeout))
         return client
 
-    async def _backend(self, server: Server) -> Backend:
-        backend: Backend | None = None
+    async def _backend(self, server: Server) -> GanetiBackend:
+        backend: GanetiBackend | None = None
         if server.backend_id is not None:
             backend = await self._db.run("cyclades.backend", store.backend_txn,
                                          server.backend_id)
@@ -659,16 +389,6 @@ class Servers:
             raise errors.ServiceUnavailable(
                 f"Server {server.id} has no Ganeti backend; ask an administrator.")
         return backend
-
-    async def _settle(self, serial: int, accept: bool) -> None:
-        charger = self._charger_of()
-        if charger is None:
-            return
-        try:
-            await charger.settle(serial, accept)
-        except Exception:
-            log.failure("commission {serial} not settled; reconciliation will",
-                        serial=serial)
 
     async def get(self, user: str, server_id: int) -> Server:
         """The user's server (deleted ones too); 404 for anyone else's."""
@@ -709,10 +429,9 @@ class Servers:
 
     # -- create --------------------------------------------------------------
 
-    async def create(self, user: str, body: Any) -> tuple[Server, str]:
-        """Create a server from the ``server`` object of a request; the new
-        server (BUILD) and its admin password (see the module docstring)."""
-        req = parse_create(body, self.settings)
+    async def create(self, user: str, req: CreateRequest) -> tuple[Server, str]:
+        """Create the server ``req`` describes; the new server (BUILD) and
+        its admin password (see the module docstring)."""
         project = req.project or user
         flavor = flavor_usable(
             await self._db.run("cyclades.flavor", store.flavor_txn, req.flavor_id),
@@ -722,15 +441,9 @@ class Servers:
         if status not in _IMAGE_READY:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
         keys = await self.keypairs.public_keys(user, list(req.key_names))
-        charger = self._charger()
         password = req.admin_pass or generate_password()
 
-        draft = Server(id=0, userid=user, project=project, name=req.name, flavor=flavor,
-                       image_id=image.id)
-        serial: int = await charger.issue(
-            model.provisions(draft, model.charges(draft, "BUILD")),
-            name=f"cyclades: create server {req.name!r} for {user}")
-        try:
+        async def build(attempt: Attempt) -> Server:
             await allocator.refresh_stale(self._db, self._rapi_pool,
                                           self.settings.stats_min_age)
             key = secrets.token_urlsafe(32)
@@ -743,29 +456,32 @@ class Servers:
                 raise errors.ServiceUnavailable(
                     "No Ganeti backend can host this server right now; try again later"
                     " or ask an administrator.")
-        except BaseException:
-            await self._settle(serial, False)
-            raise
-        server, backend = inserted
-        config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
-        body_ = create_body(server, backend, image, config_url, self.settings, req.nics)
-        try:
-            job_id = await self._rapi(backend).create_instance(body_)
-        except (RapiUnavailable, RapiError) as e:
-            reason = str(e)
-            log.warn("server {id}: create not submitted to {cluster}: {reason}",
-                     id=server.id, cluster=backend.clustername, reason=reason)
-            await self._db.run("cyclades.create_failed", _create_failed_txn,
-                               charger.component, server.id, key, serial, reason)
-            await self._settle(serial, False)
-            raise errors.ServiceUnavailable(
-                f"The Ganeti backend {backend.clustername} could not take the server:"
-                f" {reason}. Server {server.id} is in ERROR; delete it and try again."
-            ) from None
-        created = await self._db.run("cyclades.server_created", _created_txn,
-                                     charger.component, server.id, job_id, serial)
-        await self._settle(serial, True)
-        return (created or server), password
+            server, backend = inserted
+            config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
+            body = create_body(server, backend, image, config_url, self.settings, req.nics)
+            try:
+                job_id = await self._rapi(backend).create_instance(body)
+            except (RapiUnavailable, RapiError) as e:
+                reason = str(e)
+                log.warn("server {id}: create not submitted to {cluster}: {reason}",
+                         id=server.id, cluster=backend.clustername, reason=reason)
+                await self._db.run("cyclades.create_failed", _create_failed_txn,
+                                   attempt.component, server.id, key, attempt.serial, reason)
+                raise errors.ServiceUnavailable(
+                    f"The Ganeti backend {backend.clustername} could not take the server:"
+                    f" {reason}. Server {server.id} is in ERROR; delete it and try again."
+                ) from None
+            attempt.mark_committed()
+            created = await self._db.run("cyclades.server_created", _created_txn,
+                                         attempt.component, server.id, job_id, attempt.serial)
+            return created or server
+
+        draft = Server(id=0, userid=user, project=project, name=req.name, flavor=flavor,
+                       image_id=image.id)
+        server = await run_charged(
+            self._charger, build, model.provisions(draft, model.charges(draft, "BUILD")),
+            name=f"cyclades: create server {req.name!r} for {user}")
+        return server, password
 
     async def server_params(self, key: str) -> dict[str, Any]:
         """The build parameters under ``key``, once; 404 afterwards."""
@@ -784,39 +500,32 @@ class Servers:
         validate_as = validate_as or task
         model.validate_action(server, validate_as)
         amounts = model.charges(server, task, new_flavor)
-        serial: int | None = None
-        charger = self._charger_of()
-        if amounts:
-            charger = self._charger()
-            serial = await charger.issue(
-                model.provisions(server, amounts), force=force,
-                name=f"cyclades: {task} server {server_id}",
-                resource_key=f"server:{server_id}")
-        component = charger.component if charger is not None else ""
-        try:
-            server, previous = await self._db.run(
-                "cyclades.begin_task", _begin_task_txn, component, server_id, user, task,
-                validate_as, amounts, serial, new_flavor)
-        except BaseException:
-            if serial is not None:
-                await self._settle(serial, False)
-            raise
-        if previous is not None and component:
-            await self._settle(previous, False)
-        try:
-            backend = await self._backend(server)
-            job_id = await submit(self._rapi(backend), server)
-        except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
-            reason = e.message if isinstance(e, errors.Fault) else str(e)
-            await self._db.run("cyclades.task_failed", _task_failed_txn, component,
-                               server_id, task, serial, reason)
-            if serial is not None:
-                await self._settle(serial, False)
-            raise errors.ServiceUnavailable(
-                f"Could not {task.lower()} server {server_id}: {reason}") from None
-        updated = await self._db.run("cyclades.task_job", _task_job_txn, server_id, task,
-                                     job_id)
-        return updated or server
+
+        async def begin(attempt: Attempt) -> Server:
+            started, previous = await self._db.run(
+                "cyclades.begin_task", _begin_task_txn, attempt.component, server_id, user,
+                task, validate_as, amounts, attempt.serial, new_flavor)
+            if previous is not None:
+                await settle_after_commit(self._charger, previous, False)
+            try:
+                backend = await self._backend(started)
+                job_id = await submit(self._rapi(backend), started)
+            except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
+                reason = e.message if isinstance(e, errors.Fault) else str(e)
+                await self._db.run("cyclades.task_failed", _task_failed_txn,
+                                   attempt.component, server_id, task, attempt.serial, reason)
+                raise errors.ServiceUnavailable(
+                    f"Could not {task.lower()} server {server_id}: {reason}") from None
+            attempt.mark_committed()
+            updated = await self._db.run("cyclades.task_job", _task_job_txn, server_id, task,
+                                         job_id)
+            return updated or started
+
+        # The task's job decides the commission: the update path settles it.
+        return await run_charged(
+            self._charger, begin, model.provisions(server, amounts), force=force,
+            name=f"cyclades: {task} server {server_id}", resource_key=f"server:{server_id}",
+            settle=Settle.HANDED_OFF)
 
     # -- actions -----------------------------------------------------------------
 
@@ -831,19 +540,16 @@ class Servers:
         return await self._run_task(user, server_id, "STOP",
                                     lambda rapi, s: rapi.shutdown(s.instance_name, timeout))
 
-    async def reboot(self, user: str, server_id: int, reboot_type: str = "SOFT") -> Server:
-        """Reboot (Ganeti's hard reboot; HARD skips the clean shutdown)."""
-        if reboot_type not in ("SOFT", "HARD"):
-            raise errors.BadRequest("The reboot type must be SOFT or HARD.")
-        timeout = 0 if reboot_type == "HARD" else self.settings.shutdown_timeout
+    async def reboot(self, user: str, server_id: int, hard: bool = False) -> Server:
+        """Reboot (Ganeti's hard reboot; ``hard`` skips the clean shutdown)."""
+        timeout = 0 if hard else self.settings.shutdown_timeout
         return await self._run_task(
             user, server_id, "REBOOT",
             lambda rapi, s: rapi.reboot(s.instance_name, "hard", shutdown_timeout=timeout))
 
-    async def resize(self, user: str, server_id: int, flavor_value: Any) -> Server:
+    async def resize(self, user: str, server_id: int, flavor_id: int) -> Server:
         """Move a STOPPED server to another flavor with the same disk and
         template (Ganeti modify of vcpus/minmem/maxmem)."""
-        flavor_id = flavor_ref(flavor_value)
         server = await self._live(user, server_id)
         model.validate_action(server, "RESIZE")
         new = flavor_usable(
@@ -877,10 +583,9 @@ class Servers:
             user, server_id, "DESTROY",
             lambda rapi, s: rapi.delete_instance(s.instance_name, timeout), force=True)
 
-    async def console(self, user: str, server_id: int, console_type: Any) -> dict[str, Any]:
-        """Console access of an ACTIVE server: ``{type, host, port, password}``."""
-        if console_type != "vnc":
-            raise errors.BadRequest('The console type must be "vnc".')
+    async def console(self, user: str, server_id: int) -> dict[str, Any]:
+        """VNC console access of an ACTIVE server: ``{type, host, port,
+        password}``."""
         server = await self._live(user, server_id)
         model.validate_action(server, "CONSOLE")
         if server.operstate != "STARTED":
@@ -896,17 +601,15 @@ class Servers:
                 f"No VNC console for server {server_id}: {message}.")
         return {"type": "vnc", "host": info["host"], "port": info["port"], "password": ""}
 
-    async def firewall(self, user: str, server_id: int, profile: Any, nic: Any) -> Server:
+    async def firewall(self, user: str, server_id: int, req: Firewall) -> Server:
         """Set a NIC's firewall profile through instance tags."""
-        if profile not in FIREWALL_TAGS:
-            raise errors.BadRequest(
-                f"The firewall profile must be one of {', '.join(FIREWALL_TAGS)}.")
         server = await self._live(user, server_id)
+        nic = req.nic
         match = [n for n in server.nics if nic is not None and str(n.get("id")) == str(nic)]
         if not match:
             raise errors.BadRequest(f"Server {server_id} has no NIC {nic!r}.")
         nic_key = str(match[0].get("uuid") or match[0].get("name") or match[0].get("id"))
-        wanted = FIREWALL_TAGS[str(profile)].format(nic_key)
+        wanted = FIREWALL_TAGS[req.profile].format(nic_key)
         every = {t.format(nic_key) for t in FIREWALL_TAGS.values()}
         os_name = self.settings.os
 
@@ -920,9 +623,9 @@ class Servers:
 
         return await self._run_task(user, server_id, "FIREWALL", submit)
 
-    async def rescue(self, user: str, server_id: int, image_ref: Any = None) -> Server:
+    async def rescue(self, user: str, server_id: int, image_ref: str = "default") -> Server:
         """Boot a STOPPED server from a rescue image on its next start."""
-        ref = "default" if image_ref is None else str(image_ref)
+        ref = image_ref
         path = self.settings.rescue_images.get(ref)
         if not path:
             raise errors.NotImplementedFault(
@@ -939,50 +642,42 @@ class Servers:
             user, server_id, "UNRESCUE",
             lambda rapi, s: rapi.modify(s.instance_name, hvparams=hvparams))
 
-    async def reassign(self, user: str, server_id: int, project: Any,
-                       shared_to_project: Any = None) -> Server:
-        """Move a server (and its quota) to ``project``; one commission,
-        accepted with the change."""
+    async def reassign(self, user: str, server_id: int, req: Reassign) -> Server:
+        """Move a server (and its quota) to another project and/or change
+        its sharing; one commission, accepted with the change."""
         server = await self._live(user, server_id)
         model.validate_action(server, "REASSIGN")
-        target = server.project if project is None else _text(project, "project", 255)
-        shared = server.shared_to_project if shared_to_project is None else shared_to_project
-        if not isinstance(shared, bool):
-            raise errors.BadRequest("shared_to_project must be true or false.")
-        serial: int | None = None
-        component = ""
+        target = server.project if req.project is None else req.project
+        shared = (server.shared_to_project if req.shared_to_project is None
+                  else req.shared_to_project)
         released = model.charges(server, "DESTROY")
+        moved = []
         if target != server.project and released:
-            charger = self._charger()
-            component = charger.component
             moved = model.provisions(server, released) + model.provisions(
                 attrs.evolve(server, project=target), {k: -v for k, v in released.items()})
-            serial = await charger.issue(moved, name=f"cyclades: reassign server {server_id}",
-                                         resource_key=f"server:{server_id}")
-        try:
-            await self._db.run("cyclades.reassign", _reassign_txn, component, server_id, user,
-                               server.project, target, shared, serial, released)
-        except BaseException:
-            if serial is not None:
-                await self._settle(serial, False)
-            raise
-        if serial is not None:
-            await self._settle(serial, True)
+
+        async def move(attempt: Attempt) -> None:
+            await self._db.run("cyclades.reassign", _reassign_txn, attempt.component,
+                               server_id, user, server.project, target, shared,
+                               attempt.serial, released)
+
+        await run_charged(self._charger, move, moved,
+                          name=f"cyclades: reassign server {server_id}",
+                          resource_key=f"server:{server_id}")
         return await self.get(user, server_id)
 
     # -- plain edits --------------------------------------------------------------
 
-    async def rename(self, user: str, server_id: int, name: Any) -> Server:
-        name = check_name(name)
+    async def rename(self, user: str, server_id: int, name: str) -> Server:
         server: Server = await self._db.run("cyclades.rename", _edit_txn, server_id, user,
                                             "RENAME", lambda s: {"name": name})
         return server
 
-    async def set_metadata(self, user: str, server_id: int, items: Any,
+    async def set_metadata(self, user: str, server_id: int, items: Mapping[str, str],
                            replace: bool = False) -> dict[str, str]:
-        """Merge (or with ``replace`` set) metadata; the result.  413 past
+        """Merge (or with ``replace`` set) metadata; the result.  400 past
         the limit."""
-        given = check_metadata(items, 1 << 30)
+        given = dict(items)
         limit = self.settings.max_metadata
 
         def change(s: Server) -> dict[str, Any]:
@@ -1004,10 +699,10 @@ class Servers:
         await self._db.run("cyclades.metadata", _edit_txn, server_id, user, "METADATA",
                            change)
 
-    async def set_tags(self, user: str, server_id: int, tags: Any,
+    async def set_tags(self, user: str, server_id: int, tags: Sequence[str],
                        add: bool = False) -> tuple[str, ...]:
         """Replace the tags (or with ``add`` add them); the result."""
-        given = check_tags(tags)
+        given = tuple(tags)
 
         def change(s: Server) -> dict[str, Any]:
             result = tuple(dict.fromkeys((*s.tags, *given))) if add else given
@@ -1049,12 +744,9 @@ class Servers:
 
     async def limits(self, user: str, project: str | None = None) -> dict[str, Any]:
         """Nova-style absolute limits from the user's cyclades quota in
-        ``project`` (default: their base project); {} without a holder."""
-        charger = self._charger_of()
-        if charger is None:
-            return {}
+        ``project`` (default: their base project)."""
         project = project or user
-        holdings = await charger.holder.quotas(
+        holdings = await self._charger.holder.quotas(
             holders=[f"user:{user}"], sources=[f"project:{project}"],
             resources=["cyclades.vm", "cyclades.cpu", "cyclades.ram"])
         by = {h.resource: h for h in holdings}

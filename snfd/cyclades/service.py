@@ -14,22 +14,28 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from snfd import errors
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_target
+from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
 from snfd.cyclades.dispatcher import Dispatcher
-from snfd.cyclades.events import EventPublisher, RapiJobPoller
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
-from snfd.cyclades.rapi import RapiPool
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
-from snfd.interfaces import ILeaderDuty
+from snfd.ganeti.poller import RapiJobPoller
+from snfd.ganeti.publisher import EventPublisher
+from snfd.ganeti.rapi import RapiPool
+from snfd.interfaces import (
+    IAuthenticator,
+    IComputeBackends,
+    ILeaderDuty,
+    IObjectStore,
+    IQuotaHolder,
+)
 from snfd.node import public_base
-from snfd.pithos.service import NodeAuthenticator
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -38,8 +44,6 @@ log = Logger(namespace="snfd.cyclades")
 
 COMPONENT = "cyclades"
 ORIGIN = "cyclades_compute"
-# Image registrations of this account are system images unless configured.
-SYSTEM_ACCOUNT = "00000000-0000-4000-8000-000000000000"
 
 GiB = 1 << 30
 
@@ -61,45 +65,40 @@ def resources() -> list[Resource]:
 
 
 class CycladesService(service.MultiService):
+    """Compute over Ganeti, and the image registry over the object store;
+    provides ``IComputeBackends`` (``backends``) to a plugin that brings a
+    cluster of its own."""
+
     name = "cyclades"  # type: ignore[assignment]
 
-    def __init__(self, node: Any, section: Any):
+    def __init__(self, node: Any, section: Any, charger: Charger, authenticator: Any,
+                 images: ImageRegistry, public_url: str):
         super().__init__()
         self.node = node
         self.section = section
-        self.public_url = public_base(node, section.public_url)
-        self.authenticator = NodeAuthenticator(node)
+        self.public_url = public_url
+        self.authenticator = authenticator
+        self.charger = charger
+        self.images = images
         self.rapi = RapiPool(node.http)
-        self.system_owner = section.system_images_owner or SYSTEM_ACCOUNT
-        self.images: ImageRegistry | None = None
-        if node.object_backend is not None:
-            self.images = ImageRegistry(node.object_backend, node.reactor, self.system_owner)
-        self.charger: Charger | None = None
-        if node.quota_holder is not None:
-            self.charger = Charger(node.db, node.quota_holder, COMPONENT)
         self.settings = ComputeSettings(
             os=section.os, vmapi_url=f"{self.public_url}/vmapi",
             max_metadata=section.max_metadata, password_ttl=section.password_ttl,
             stats_min_age=section.stats_min_age, rapi_timeout=section.rapi_timeout)
-        self.servers = Servers(node.db, self.rapi, self._images, self._charger, node.reactor,
+        self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
                                self.settings)
-        self.updates = UpdatePath(node.db, self._charger, node.reactor)
-        self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.reactor,
+        self.updates = UpdatePath(node.db, charger, node.clock)
+        self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.clock,
                                      timeout=section.rapi_timeout)
+        self.backends = BackendRegistry(node.db, images, node.state_dir)
         self.dispatcher: Dispatcher | None = None
         if section.dispatcher:
             self.dispatcher = Dispatcher(node.bus, self.updates, prefix=section.events_prefix)
             self.dispatcher.setServiceParent(self)
         self.publisher = EventPublisher(node.bus)
 
-    def _charger(self) -> Charger | None:
-        return self.charger
-
-    def _images(self) -> ImageRegistry:
-        if self.images is None:
-            raise errors.ServiceUnavailable(
-                "Images need the storage service: enable the pithos plugin on this node.")
-        return self.images
+    def provided(self) -> dict[Any, Any]:
+        return {IComputeBackends: self.backends}
 
     def startService(self) -> None:
         super().startService()
@@ -107,8 +106,7 @@ class CycladesService(service.MultiService):
         self._starting.addErrback(lambda f: log.failure("cyclades start-up failed", f))
 
     async def _start(self) -> None:
-        if self.node.quota_holder is not None:
-            await self.node.quota_holder.register_resources(COMPONENT, resources())
+        await self.charger.holder.register_resources(COMPONENT, resources())
 
     def stopService(self) -> defer.Deferred[None]:
         d = super().stopService()
@@ -117,32 +115,39 @@ class CycladesService(service.MultiService):
     async def _drain(self, children: Any) -> None:
         await children
         await self.publisher.stop()
-        if self.charger is not None:
-            await self.charger.drain()
+        await self.charger.drain()
 
     # -- plugin surface ---------------------------------------------------
 
     def mounts(self) -> dict[str, Any]:
-        compute = ComputeAPI(self.servers, self._images, f"{self.public_url}/compute")
-        mounts: dict[str, Any] = {
+        compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute")
+        return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator),
             "vmapi": VmapiApp(self.servers).app.resource(),
+            "image": TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
+                               self.authenticator),
         }
-        if self.images is not None:
-            mounts["image"] = TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
-                                        self.authenticator)
-        return mounts
 
     def duties(self) -> list[Any]:
-        clock = self.node.reactor
+        clock = self.node.clock
 
         async def commissions() -> None:
-            if self.charger is not None:
-                await self.charger.reconcile(grace=3600.0)
+            await self.charger.reconcile(grace=3600.0)
 
         return [ReconcileDuty(self.reconciler, clock, self.section.reconcile_interval),
                 PeriodicDuty("cyclades-commissions", 300.0, clock, commissions),
                 BackendPolling(self)]
+
+
+def from_config(node: Any, section: Any, deps: Any) -> CycladesService:
+    """The compute service from the node, its ``[cyclades]`` section and
+    what it requires: ``IAuthenticator``, ``IQuotaHolder`` and
+    ``IObjectStore`` (images are files in it)."""
+    images = ImageRegistry(deps[IObjectStore], node.clock,
+                           section.system_images_owner or SYSTEM_ACCOUNT)
+    return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT),
+                           deps[IAuthenticator], images,
+                           public_base(node, section.public_url))
 
 
 @implementer(ILeaderDuty)
@@ -155,7 +160,7 @@ class BackendPolling:
     def __init__(self, svc: CycladesService):
         self._svc = svc
         self._pollers: dict[int, tuple[Any, RapiJobPoller]] = {}
-        self._duty = PeriodicDuty(self.name, 60.0, svc.node.reactor, self._refresh)
+        self._duty = PeriodicDuty(self.name, 60.0, svc.node.clock, self._refresh)
         self._leadership: Any = None
 
     def start(self, leadership: Any) -> None:
@@ -177,7 +182,7 @@ class BackendPolling:
             if backend_id in self._pollers:
                 continue
             target = rapi_target(backend, svc.section.rapi_timeout)
-            poller = RapiJobPoller(svc.node.reactor, svc.rapi.client(target),
+            poller = RapiJobPoller(svc.node.clock, svc.rapi.client(target),
                                    backend.clustername, svc.publisher,
                                    interval=svc.section.poll_interval)
             self._pollers[backend_id] = (target, poller)

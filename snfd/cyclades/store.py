@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg2.extras import Json
 
-from snfd.cyclades.model import Backend, Flavor, Server
+from snfd.cyclades.model import Flavor, GanetiBackend, Server
 
 # -- backends -------------------------------------------------------------
 
@@ -30,16 +30,16 @@ BACKEND_SETTINGS = frozenset({
 _BACKEND_STATS = frozenset({"mfree", "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal"})
 
 
-def _backend(row: Any) -> Backend:
+def _backend(row: Any) -> GanetiBackend:
     values = dict(zip(_BACKEND_COLUMNS, row, strict=True))
     values["projects"] = tuple(values["projects"] or ())
     values["disk_templates"] = tuple(values["disk_templates"] or ())
     values["stats_updated"] = _finite(values["stats_updated"])
-    return Backend(**values)
+    return GanetiBackend(**values)
 
 
 def add_backend_txn(txn: Any, clustername: str, rapi_url: str,
-                    **settings: Any) -> Backend:
+                    **settings: Any) -> GanetiBackend:
     """Insert a backend; ``settings`` are ``BACKEND_SETTINGS`` columns."""
     _check(settings, BACKEND_SETTINGS)
     names = ["clustername", "rapi_url", *settings]
@@ -54,7 +54,7 @@ def add_backend_txn(txn: Any, clustername: str, rapi_url: str,
 
 
 def backend_txn(txn: Any, backend_id: int | None = None, *,
-                clustername: str | None = None, for_update: bool = False) -> Backend | None:
+                clustername: str | None = None, for_update: bool = False) -> GanetiBackend | None:
     """One backend by id or by cluster name, or None."""
     lock = " FOR UPDATE" if for_update else ""
     if clustername is not None:
@@ -66,7 +66,7 @@ def backend_txn(txn: Any, backend_id: int | None = None, *,
 
 
 def backends_txn(txn: Any, *, usable_only: bool = False, for_update: bool = False,
-                 events: str | None = None) -> list[Backend]:
+                 events: str | None = None) -> list[GanetiBackend]:
     """All backends by id; ``usable_only``: neither offline nor drained
     (what the allocator considers), ``for_update`` locks those rows."""
     where: list[str] = []
@@ -81,7 +81,7 @@ def backends_txn(txn: Any, *, usable_only: bool = False, for_update: bool = Fals
     return [_backend(r) for r in txn.fetchall()]
 
 
-def update_backend_txn(txn: Any, backend_id: int, **settings: Any) -> Backend | None:
+def update_backend_txn(txn: Any, backend_id: int, **settings: Any) -> GanetiBackend | None:
     """Change ``BACKEND_SETTINGS`` or statistics columns; the new row."""
     _check(settings, BACKEND_SETTINGS | _BACKEND_STATS)
     if settings:

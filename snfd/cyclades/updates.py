@@ -35,10 +35,11 @@ one transaction that locks the server's row:
   already off, or another pending release of the same server holds it)
   is tried once more after our own queued decisions, then logged and the
   change applied without it, so the server's state still follows Ganeti;
-  quota reconciliation repairs the usage.  With no quota holder wired, or
-  one that cannot be reached, a change that needs a forced commission
-  raises (the message is dead-lettered; reconciliation replays the change
-  later);
+  quota reconciliation repairs the usage.  With a quota holder that
+  cannot be reached, a change that needs a forced commission raises (the
+  message is dead-lettered; reconciliation replays the change later).
+  The commission runner (``snfd.quota.charged``) does the issuing,
+  retrying and settling;
 - the task is cleared when this was its job.
 
 Task adoption: the effect path sets ``task`` (and ``serial``) before it
@@ -68,7 +69,7 @@ counts as the task's job (the job itself is gone or its event was lost).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -87,15 +88,14 @@ from snfd.cyclades.model import (
     provisions,
     server_id_of,
 )
-from snfd.quota import QuotaError
+from snfd.quota import Provision, QuotaError
+from snfd.quota.charged import Attempt, Recharge, run_charged, settle_after_commit
 from snfd.quota.serials import Charger, decide_txn
 
 log = Logger(namespace="snfd.cyclades.updates")
 
 UTC = datetime.UTC
 SIMULATED_LOGMSG = "Reconciliation: simulated Ganeti event"
-#: The component whose serials are decided when no charger is wired.
-COMPONENT = "cyclades"
 
 OP_CREATE = "OP_INSTANCE_CREATE"
 OP_REMOVE = "OP_INSTANCE_REMOVE"
@@ -394,10 +394,11 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         return _Result("needs commission", need=need, server=server)
 
     # -- from here on, writes ------------------------------------------------
+    # Other serials this transaction decides, resolved after the commit
+    # (the caller's own ``serial`` is the commission runner's to settle).
     settle: list[tuple[int, bool]] = []
     if serial is not None:
-        record = decide_txn(txn, component, serial, True)
-        settle.append((serial, record.accept))
+        decide_txn(txn, component, serial, True)
     if is_task:
         if server.serial is not None:
             record = decide_txn(txn, component, server.serial, success or removed)
@@ -484,17 +485,14 @@ class UpdatePath:
     """Applies Ganeti's events to servers (see the module docstring).
 
     @param db: the node's ``IDatabase``.
-    @param charger_of: returns the compute ``Charger`` or None (the quota
-        holder may be wired after this object is built).
+    @param charger: the compute ``Charger``.
     @param clock: ``IReactorTime`` (simulated events are stamped with it).
     """
 
-    def __init__(self, db: Any, charger_of: Callable[[], Charger | None], clock: Any,
-                 component: str = COMPONENT):
+    def __init__(self, db: Any, charger: Charger, clock: Any):
         self._db = db
-        self._charger_of = charger_of
+        self._charger = charger
         self._clock = clock
-        self._component = component
 
     def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
@@ -528,78 +526,44 @@ class UpdatePath:
 
     async def apply(self, event: OpEvent) -> str:
         """Apply one checked event; returns what happened."""
-        covered: dict[str, int] | None = None
-        serial: int | None = None
-        for _ in range(_MAX_ATTEMPTS):
-            result: _Result = await self._db.run(
-                "cyclades.op_status", _apply_txn, event, self._component_name(),
-                covered, serial)
-            if result.applied or result.outcome != "needs commission":
-                if serial is not None and not result.applied:
-                    await self._settle(serial, False)
-                await self._settle_all(result.settle)
-                if result.applied:
-                    log.debug("server {id}: {outcome}", id=event.server_id,
-                              outcome=result.outcome)
-                return result.outcome
-            if serial is not None:
-                await self._settle(serial, False)
-            assert result.server is not None
-            covered, serial = result.need, await self._issue_forced(
-                result.server, event, result.need)
-        raise errors.Conflict(f"server {event.server_id} kept changing while its event"
-                              f" {event.opcode} {event.status} was applied")
+        server: Server | None = None
 
-    async def _issue_forced(self, server: Server, event: OpEvent,
-                            amounts: dict[str, int]) -> int | None:
-        if not amounts:
-            return None
-        charger = self._charger_of()
-        if charger is None:
-            raise errors.ServiceUnavailable(
-                f"No quota holder: cannot charge {event.opcode} of server {server.id}")
-        name = f"cyclades: {event.opcode} {event.status} of server {server.id} (not from the API)"
-        try:
-            try:
-                serial: int = await charger.issue(
-                    provisions(server, amounts), name=name, force=True,
-                    resource_key=f"server:{server.id}", record=False)
-            except QuotaError:
-                # Maybe an earlier decision of ours is still on its way.
-                await charger.drain()
-                serial = await charger.issue(
-                    provisions(server, amounts), name=name, force=True,
-                    resource_key=f"server:{server.id}", record=False)
-        except QuotaError as e:
+        async def change(attempt: Attempt) -> _Result:
+            nonlocal server
+            result: _Result = await self._db.run(
+                "cyclades.op_status", _apply_txn, event, attempt.component, attempt.charge,
+                attempt.serial)
+            if not result.applied and result.outcome == "needs commission":
+                server = result.server
+                raise Recharge(result.need)
+            # Settled before the event counts as handled, so the next
+            # event's commission sees settled usage (a release is refused
+            # while an earlier import is only pending).
+            for serial, accept in result.settle:
+                await settle_after_commit(self._charger, serial, accept)
+            return result
+
+        def forced(amounts: dict[str, int]) -> Iterable[Provision]:
+            assert server is not None
+            return provisions(server, amounts)
+
+        def refused(error: QuotaError) -> None:
             log.error("server {id}: the forced commission for {opcode} was refused"
                       " ({error}); applying the change without it",
-                      id=server.id, opcode=event.opcode, error=e)
-            return None
-        return serial
+                      id=event.server_id, opcode=event.opcode, error=error)
 
-    def _component_name(self) -> str:
-        charger = self._charger_of()
-        return charger.component if charger is not None else self._component
-
-    async def _settle(self, serial: int, accept: bool) -> None:
-        """Resolve a decided serial at the holder before the event counts
-        as handled, so the next event's commission sees settled usage (a
-        release is refused while an earlier import is only pending).  A
-        holder that cannot be reached leaves it to reconciliation."""
-        charger = self._charger_of()
-        if charger is None:
-            log.warn("no quota holder: commission {serial} left to reconciliation",
-                     serial=serial)
-            return
-        try:
-            await charger.settle(serial, accept)
-        except Exception as e:
-            log.warn("commission {serial} not resolved ({error}); reconciliation will",
-                     serial=serial, error=e)
-
-    async def _settle_all(self, decisions: tuple[tuple[int, bool], ...]) -> None:
-        for serial, accept in decisions:
-            await self._settle(serial, accept)
+        outcome: _Result = await run_charged(
+            self._charger, change, None, provisions=forced, force=True, record=False,
+            name=f"cyclades: {event.opcode} {event.status} of server {event.server_id}"
+                 " (not from the API)",
+            resource_key=f"server:{event.server_id}", attempts=_MAX_ATTEMPTS,
+            accept=lambda result: result.applied, refused=refused,
+            exhausted=errors.Conflict(
+                f"server {event.server_id} kept changing while its event"
+                f" {event.opcode} {event.status} was applied"))
+        if outcome.applied:
+            log.debug("server {id}: {outcome}", id=event.server_id, outcome=outcome.outcome)
+        return outcome.outcome
 
     async def clear_task(self, server_id: int, task_job_id: int | None) -> bool:
         """Drop a pending task whose job Ganeti does not know: its serial is
@@ -607,10 +571,10 @@ class UpdatePath:
         still waits for ``task_job_id``; True if it was cleared."""
         result: tuple[bool, int | None, bool] = await self._db.run(
             "cyclades.clear_task", _clear_task_txn, server_id, task_job_id,
-            self._component_name())
+            self._charger.component)
         cleared, serial, accept = result
         if serial is not None:
-            await self._settle(serial, accept)
+            await settle_after_commit(self._charger, serial, accept)
         return cleared
 
     async def progress(self, message: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
-"""The identity service's lifecycle: builds its parts from the node and the
-``[identity]`` section, fills the node's ``authenticator`` and
-``quota_holder`` slots, listens for cache invalidations, registers its own
+"""The identity service's lifecycle: ``from_config`` builds its parts from
+the node and the ``[identity]`` section; it provides ``IAuthenticator`` and
+``IQuotaHolder``, listens for cache invalidations, registers its own
 resources, creates the first administrator of an empty cluster, and names
 its HTTP mounts and leader duties."""
 
@@ -30,9 +30,9 @@ from snfd.identity.projects import Projects
 from snfd.identity.providers import LocalProvider
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.tokens import TokenCache
-from snfd.interfaces import ILeaderDuty
+from snfd.interfaces import IAuthenticator, ILeaderDuty, IQuotaHolder
 from snfd.quota import Resource
-from snfd.web.auth import TokenAuth, token_of
+from snfd.web.auth import TokenAuth
 
 log = Logger(namespace="snfd.identity")
 
@@ -48,25 +48,22 @@ RESOURCES = (
 
 
 class IdentityService(service.MultiService):
+    """Accounts, tokens, quotas and projects: provides ``IAuthenticator``
+    (``accounts``) and ``IQuotaHolder`` (``quota``) to the other services."""
+
     name = "identity"  # type: ignore[assignment]
 
-    def __init__(self, node: Any, section: Any):
+    def __init__(self, node: Any, section: Any, accounts: Accounts, cache: TokenCache,
+                 listener: Listener, public_url: str):
         super().__init__()
         self.node = node
         self.section = section
-        reactor = node.reactor
-        self.public_url = (section.public_url or node.address).rstrip("/")
-        self.listener = Listener(reactor, node.dsn, store.NOTIFY_CHANNEL,
-                                 self._notified, self._gap)
-        self.cache = TokenCache(reactor, section.token_cache,
-                                usable=lambda: self.listener.listening)
-        self.accounts = build_accounts(node.db, reactor, section, node.config.source,
-                                       node.state_dir, self.public_url, self.cache)
+        self.public_url = public_url
+        self.listener = listener
+        self.cache = cache
+        self.accounts = accounts
         self.quota = LocalQuotaHolder(node.db)
-        self.projects = Projects(node.db, reactor)
-        node.authenticator = self.accounts
-        node.quota_holder = self.quota
-        node.admin_check = self._is_admin
+        self.projects = Projects(node.db, node.clock)
         self._duties = [TokenSweep(self)]
 
     # -- lifecycle ----------------------------------------------------------
@@ -85,20 +82,8 @@ class IdentityService(service.MultiService):
         self.listener.stop()
         return super().stopService()
 
-    def _notified(self, payload: str) -> None:
-        self.cache.invalidate(payload)
-
-    def _gap(self) -> None:
-        self.cache.clear()
-
-    async def _is_admin(self, request: Any) -> bool:
-        """For node endpoints outside the identity APIs (``/_cluster``)."""
-        try:
-            token = token_of(request)
-            principal = await self.accounts.authenticate(token) if token else None
-        except errors.Fault:
-            return False
-        return bool(principal is not None and principal.is_admin)
+    def provided(self) -> dict[Any, Any]:
+        return {IAuthenticator: self.accounts, IQuotaHolder: self.quota}
 
     async def bootstrap_admin(self) -> None:
         """On an empty cluster, create the first administrator and write its
@@ -143,8 +128,22 @@ class IdentityService(service.MultiService):
         return list(self._duties)
 
 
+def from_config(node: Any, section: Any, deps: Any = None) -> IdentityService:
+    """The identity service from the node and its ``[identity]`` section
+    (it requires nothing of other services)."""
+    public_url = (section.public_url or node.address).rstrip("/")
+    # A token cache is only used while invalidations can reach it.
+    listener = Listener(node.reactor, node.dsn, store.NOTIFY_CHANNEL,
+                        lambda payload: cache.invalidate(payload), lambda: cache.clear())
+    cache = TokenCache(node.clock, section.token_cache, usable=lambda: listener.listening)
+    accounts = build_accounts(node.db, node.reactor, section, node.config.source,
+                              node.state_dir, public_url, cache, clock=node.clock)
+    return IdentityService(node, section, accounts, cache, listener, public_url)
+
+
 def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: Path,
-                   public_url: str, cache: TokenCache | None = None) -> Accounts:
+                   public_url: str, cache: TokenCache | None = None,
+                   clock: Any = None) -> Accounts:
     """``Accounts`` from the ``[identity]`` section, for the service and for
     ``snf-manage`` (``reactor`` ``None``: a ``DirectDatabase``, the wall
     clock, hashing and mail in the calling thread, no cache)."""
@@ -167,7 +166,8 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         failures_per_account=section.login_failures_per_account,
         failures_per_address=section.login_failures_per_address,
         public_url=public_url)
-    clock = reactor if reactor is not None else WallClock()
+    if clock is None:
+        clock = reactor if reactor is not None else WallClock()
     if cache is None:
         cache = TokenCache(clock, 0)
     accounts = Accounts(db, clock, Passwords(reactor), cache, mailer, [], policy)
@@ -246,7 +246,7 @@ class TokenSweep:
 
     def start(self, leadership: Any) -> None:
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self.sweep()))
-        self._loop.clock = self._svc.node.reactor
+        self._loop.clock = self._svc.node.clock
         self._loop.start(self.interval, now=True).addErrback(
             lambda f: log.failure("identity sweep stopped", f))
 

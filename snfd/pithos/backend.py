@@ -81,12 +81,12 @@ from snfd.pithos.model import (
 from snfd.pithos.store import DELETED, HISTORY, NORMAL, MetaFilter, Version
 from snfd.quota import (
     NoHoldingError,
-    NoQuantityError,
     Provision,
     QuotaError,
     user_and_project,
 )
 from snfd.quota import serials as qs
+from snfd.quota.charged import Attempt, Recharge, Settle, run_charged
 
 log = Logger(namespace="snfd.pithos")
 
@@ -178,6 +178,21 @@ def _check_meta(meta: Mapping[str, str], prefix: str) -> None:
             raise errors.BadRequest("Metadata keys and values must be text.")
         if "\x00" in key or "\x00" in value:
             raise errors.BadRequest("Metadata may not contain NUL characters.")
+
+
+def check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The attributes of one domain other than ``pithos`` as stored: at
+    most ``MAX_META_KEYS`` keys, non-empty text keys and text values
+    without NUL characters; ``BadRequest`` otherwise."""
+    if len(attributes) > MAX_META_KEYS:
+        raise errors.BadRequest(
+            f"Too many attributes ({len(attributes)}; at most {MAX_META_KEYS}).")
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise errors.BadRequest("Attribute keys must be non-empty text, values text.")
+        if "\x00" in key or "\x00" in value:
+            raise errors.BadRequest("Attributes may not contain NUL characters.")
+    return dict(attributes)
 
 
 def merged_meta(old: Mapping[str, str], meta: Mapping[str, str], replace: bool,
@@ -317,15 +332,16 @@ def _provisions(charges: Mapping[tuple[str, str], int]) -> list[Provision]:
     return out
 
 
+def _refused(error: QuotaError) -> BaseException:
+    """What a write the quota holder refuses answers."""
+    if isinstance(error, NoHoldingError):
+        return errors.OverLimit(
+            f"No {DISKSPACE} quota for this account in project"
+            f" {error.provision.source or error.provision.holder}.")
+    return error
+
+
 # -- per-transaction state ----------------------------------------------------
-
-class _Recharge(Exception):
-    """The transaction found a different quota charge than was issued."""
-
-    def __init__(self, charges: dict[tuple[str, str], int]):
-        super().__init__("recharge")
-        self.charges = charges
-
 
 class _Ctx:
     """What one write transaction charges, checked against what was issued."""
@@ -356,7 +372,7 @@ class _Ctx:
             return
         if (self.expected is None and actual) or (
                 self.expected is not None and actual != self.expected):
-            raise _Recharge(actual)
+            raise Recharge(actual)
         if self.serial is not None:
             record = qs.decide_txn(txn, COMPONENT, self.serial, True)
             if not record.accept:
@@ -1213,25 +1229,31 @@ class Backend:
     async def update_object(self, user: str, account: str, container: str, name: str,
                             meta: Mapping[str, str] | None, replace: bool,
                             permissions: Permissions | None = KEEP,
-                            public: bool | None = None) -> ObjectInfo:
+                            public: bool | None = None,
+                            domain: str = store.DOMAIN) -> ObjectInfo:
         """Metadata and permission changes (POST without data).  ``meta``
         as ``update_account`` (a replacement keeps stored keys other than
         user meta and content headers); ``None`` changes no metadata and
         makes no new version.  ``permissions`` ``Permissions()`` removes
         all sharing; ``public`` ``True``/``False`` publishes/unpublishes.
-        Only the owner changes permissions or publishes."""
+        Only the owner changes permissions or publishes.
+
+        With another ``domain`` than ``pithos``, ``meta`` changes the
+        object's attributes in that domain instead (a replacement replaces
+        all of them; see ``check_attributes``); the returned info's
+        ``meta`` stays the ``pithos`` one."""
         self._check_path(account, container, name)
         perms = checked_permissions(permissions) if permissions is not None else None
         info: ObjectInfo = await self._write(
             "pithos.update_object", self._update_object_txn, user, account, container, name,
             dict(meta) if meta is not None else None, replace, perms, public,
-            self.clock.seconds(), expect={}, label=f"{account}/{container}/{name}")
+            self.clock.seconds(), domain, expect={}, label=f"{account}/{container}/{name}")
         return info
 
     def _update_object_txn(self, txn: Any, ctx: _Ctx, user: str, account: str,
                            container: str, name: str, meta: dict[str, str] | None,
                            replace: bool, perms: Permissions | None, public: bool | None,
-                           now: float) -> ObjectInfo:
+                           now: float, domain: str) -> ObjectInfo:
         ctx.begin()
         if meta is not None:
             store.gc_share_txn(txn)
@@ -1248,13 +1270,19 @@ class Backend:
         new_meta = old_meta
         version = current
         if meta is not None:
-            new_meta = merged_meta(old_meta, meta, replace, _replaceable)
-            _check_meta(new_meta, _USER_META)
+            domains = None
+            if domain == store.DOMAIN:
+                new_meta = merged_meta(old_meta, meta, replace, _replaceable)
+                _check_meta(new_meta, _USER_META)
+            else:
+                old = store.domain_attributes_txn(txn, [current.serial], domain)
+                domains = {domain: check_attributes(
+                    merged_meta(old.get(current.serial, {}), meta, replace))}
             version = self._new_version_txn(
                 txn, ctx, c, path, current.node, current, old_meta, hash=current.hash,
                 size=current.size, type=current.type, source=current.serial, muser=user,
                 uuid=current.uuid, checksum=current.checksum, map_id=current.map_id,
-                meta=new_meta, mtime=now)
+                meta=new_meta, mtime=now, domains=domains)
         self._sharing_txn(txn, path, perms, public)
         if perms is not None:
             access = self._access_txn(txn, user, account, container, name)
@@ -1526,55 +1554,23 @@ class Backend:
                      expect: dict[tuple[str, str], int] | None = None,
                      label: str = "") -> T:
         """Run a write transaction ``fn(txn, ctx, *args)`` with its quota
-        commission (see the module docstring)."""
-        expected = expect
-        verified = False
-        for _ in range(_ATTEMPTS):
-            serial = None
-            if self.charger is not None and expected:
-                try:
-                    # The write transaction records the decision itself.
-                    serial = await self.charger.issue(_provisions(expected), name=label,
-                                                      record=False)
-                except NoQuantityError:
-                    # A release racing the acceptance of the import it
-                    # undoes (accepted in the background): let it land.
-                    await self.charger.drain()
-                    continue
-                except QuotaError as e:
-                    if not verified:
-                        expected = None  # learn the real charge first
-                        continue
-                    if isinstance(e, NoHoldingError):
-                        raise errors.OverLimit(
-                            f"No {DISKSPACE} quota for this account in project"
-                            f" {e.provision.source or e.provision.holder}.") from e
-                    raise
-            ctx = _Ctx(self.charger is not None, expected, serial)
-            try:
-                result: T = await self.db.run(name, fn, ctx, *args)
-            except _Recharge as e:
-                if serial is not None:
-                    await self._settle(serial, False)
-                expected, verified = e.charges, True
-                continue
-            except BaseException:
-                if serial is not None:
-                    await self._settle(serial, False)
-                raise
+        commission (see the module docstring): ``expect`` is the guess of
+        the charge, which the transaction confirms or corrects."""
+        async def change(attempt: Attempt) -> T:
+            ctx = _Ctx(self.charger is not None, attempt.charge, attempt.serial)
+            result: T = await self.db.run(name, fn, ctx, *args)
             self._projects.update(ctx.projects)
-            if serial is not None:
-                # Decided in the transaction: the holder may learn it later.
-                self.charger.settle_later(serial, True)
             return result
-        raise errors.ServiceUnavailable("The storage changed too often meanwhile; retry.")
 
-    async def _settle(self, serial: int, accept: bool) -> None:
-        try:
-            await self.charger.settle(serial, accept)
-        except Exception:
-            log.failure("pithos: commission {serial} not settled; reconciliation will",
-                        serial=serial)
+        if self.charger is None:
+            return await change(Attempt(COMPONENT))
+        # The transaction records the decision itself (record=False): the
+        # holder may learn it later.
+        return await run_charged(
+            self.charger, change, expect, provisions=_provisions, name=label, record=False,
+            guess=True, attempts=_ATTEMPTS, settle=Settle.LATER, refused=_refused,
+            exhausted=errors.ServiceUnavailable(
+                "The storage changed too often meanwhile; retry."))
 
     def _lock_container_txn(self, txn: Any, account: str, container: str,
                             lock: str = "update") -> _Container:
@@ -1601,20 +1597,27 @@ class Backend:
                          old_meta: Mapping[str, str], *, hash: str, size: int, type: str,
                          source: int | None, muser: str, uuid: str, checksum: str,
                          map_id: int | None, meta: Mapping[str, str],
-                         mtime: float) -> Version:
+                         mtime: float,
+                         domains: Mapping[str, Mapping[str, str]] | None = None) -> Version:
         """Make a new current version of ``path`` in container ``c``; the
         previous current one (``current``) goes to history or away as the
         container's versioning says; statistics, meta keys, container
-        quota and the charge follow."""
+        quota and the charge follow.
+
+        The attributes of domains other than ``pithos`` belong to the
+        object: the new version takes them from its ``source`` (a copy, a
+        move, a metadata change), else from ``current`` (new content),
+        except the domains ``domains`` gives anew."""
         if node is None:
             node = store.create_node_txn(txn, c.node, path)
             if node is None:
                 node = store.node_txn(txn, path)
                 assert node is not None
+        carry = source if source is not None else current.serial if current else None
         version = store.insert_version_txn(
             txn, node, hash=hash, size=size, type=type, source=source, mtime=mtime,
             muser=muser, uuid=uuid, checksum=checksum, cluster=NORMAL, map_id=map_id,
-            meta=meta)
+            meta=meta, carry=carry, domains=domains)
         before = current.size if current is not None else 0
         changes: dict[int, tuple[int, int]] = {NORMAL: (0 if current else 1, size - before)}
         if current is not None:

@@ -36,12 +36,14 @@ from twisted.web.http import datetimeToString, stringToDatetime
 
 from snfd import errors
 from snfd.pithos.model import Permissions
+from snfd.pithos.rules import (
+    MAX_GROUP_MEMBERS,
+    MAX_GROUPS,
+    MAX_META_KEYS,
+    MAX_META_NAME,
+    MAX_META_VALUE,
+)
 
-MAX_META_KEYS = 32
-MAX_META_NAME = 128
-MAX_META_VALUE = 256
-MAX_GROUPS = 32
-MAX_GROUP_MEMBERS = 32
 MAX_RANGES = 100
 
 # The stored content headers that travel with an object's metadata.

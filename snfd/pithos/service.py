@@ -1,8 +1,8 @@
-"""The storage service's lifecycle: builds the block store (and fills the
-node's ``block_store`` slot with it), the backend and the HTTP API from the
-node and the ``[pithos]`` section; registers ``pithos.diskspace`` with the
-quota holder; names its mounts and its leader duties (garbage collection,
-commission reconciliation)."""
+"""The storage service's lifecycle: ``from_config`` builds the block store,
+the backend, the object store other services use and the HTTP API from the
+node, the ``[pithos]`` section and the identity interfaces; it registers
+``pithos.diskspace`` with the quota holder and names its mounts and its
+leader duties (garbage collection, commission reconciliation)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,14 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
 
-from snfd import errors
 from snfd.cluster.periodic import PeriodicDuty
-from snfd.interfaces import IAuthenticator
+from snfd.interfaces import IAuthenticator, IBlockStore, IObjectStore, IQuotaHolder
 from snfd.node import public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
+from snfd.pithos.objects import PithosObjects
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -38,54 +37,37 @@ def resources(diskspace_default: int) -> list[Resource]:
                      project_default=0)]
 
 
-@implementer(IAuthenticator)
-class NodeAuthenticator:
-    """The node's authenticator, looked up per request: the identity
-    service (or the remote one) may be wired after this plugin."""
-
-    def __init__(self, node: Any):
-        self._node = node
-
-    async def authenticate(self, token: str) -> Any:
-        if self._node.authenticator is None:
-            raise errors.ServiceUnavailable(
-                "No identity service: enable the identity plugin on this node or"
-                " set [node] identity_url.")
-        return await self._node.authenticator.authenticate(token)
-
-
 class PithosService(service.MultiService):
+    """The object store: provides ``IBlockStore`` (``blocks``) and
+    ``IObjectStore`` (``objects``) to the other services."""
+
     name = "pithos"  # type: ignore[assignment]
 
-    def __init__(self, node: Any, section: Any):
+    def __init__(self, node: Any, section: Any, blocks: FileBlockStore, charger: Charger,
+                 authenticator: Any, public_url: str):
         super().__init__()
         self.node = node
         self.section = section
-        path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
-        self.blocks = FileBlockStore(path, node.reactor)
-        node.block_store = self.blocks
-        self.public_url = public_base(node, section.public_url)
-        self.authenticator = NodeAuthenticator(node)
-        # The charger needs the quota holder, which may be wired later.
-        self.backend = Backend(node.db, self.blocks, None, node.reactor)
-        node.object_backend = self.backend
-        self.charger: Charger | None = None
-        self.api = PithosAPI(self.backend, self.blocks, node.reactor, self.public_url,
-                             self.authenticator,
+        self.blocks = blocks
+        self.public_url = public_url
+        self.authenticator = authenticator
+        self.charger = charger
+        self.backend = Backend(node.db, blocks, charger, node.clock)
+        self.objects = PithosObjects(self.backend)
+        self.api = PithosAPI(self.backend, blocks, node.reactor, public_url, authenticator,
                              blocks_in_flight=section.upload_blocks_in_flight)
+
+    def provided(self) -> dict[Any, Any]:
+        return {IBlockStore: self.blocks, IObjectStore: self.objects}
 
     def startService(self) -> None:
         super().startService()
-        if self.node.quota_holder is not None:
-            self.charger = Charger(self.node.db, self.node.quota_holder, COMPONENT)
-            self.backend.charger = self.charger
         self._starting = defer.ensureDeferred(self._start())
         self._starting.addErrback(lambda f: log.failure("pithos start-up failed", f))
 
     async def _start(self) -> None:
-        if self.node.quota_holder is not None:
-            await self.node.quota_holder.register_resources(
-                COMPONENT, resources(self.section.diskspace_default))
+        await self.charger.holder.register_resources(
+            COMPONENT, resources(self.section.diskspace_default))
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
@@ -95,8 +77,7 @@ class PithosService(service.MultiService):
         """Let background work end: MD5s of hashmap uploads, and the
         commissions waiting to reach the quota holder."""
         await self.api.drain()
-        if self.charger is not None:
-            await self.charger.drain()
+        await self.charger.drain()
 
     def mounts(self) -> dict[str, Any]:
         from snfd.pithos.swift import AuthV1Resource, InfoResource
@@ -113,6 +94,15 @@ class PithosService(service.MultiService):
         return [garbage_collection(self), commission_reconciliation(self)]
 
 
+def from_config(node: Any, section: Any, deps: Any) -> PithosService:
+    """The storage service from the node, its ``[pithos]`` section and what
+    it requires: ``IAuthenticator`` and ``IQuotaHolder``."""
+    path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
+    return PithosService(node, section, FileBlockStore(path, node.reactor),
+                         Charger(node.db, deps[IQuotaHolder], COMPONENT),
+                         deps[IAuthenticator], public_base(node, section.public_url))
+
+
 def garbage_collection(svc: PithosService) -> PeriodicDuty:
     """Removes blocks that no version references, and temporary files a
     crash left, older than ``[pithos] gc_grace``."""
@@ -120,12 +110,12 @@ def garbage_collection(svc: PithosService) -> PeriodicDuty:
     async def run() -> None:
         grace = svc.section.gc_grace
         scanned, removed = await svc.backend.collect_garbage(grace)
-        now = svc.node.reactor.seconds()
+        now = svc.node.clock.seconds()
         await svc.blocks.sweep_temporary(now - grace)
         log.info("pithos gc: {removed} of {scanned} blocks removed", removed=removed,
                  scanned=scanned)
 
-    return PeriodicDuty("pithos-gc", svc.section.gc_interval or 3600.0, svc.node.reactor, run)
+    return PeriodicDuty("pithos-gc", svc.section.gc_interval or 3600.0, svc.node.clock, run)
 
 
 def commission_reconciliation(svc: PithosService, interval: float = 300.0,
@@ -134,12 +124,9 @@ def commission_reconciliation(svc: PithosService, interval: float = 300.0,
     ``snfd.quota.serials``), sparing those of requests still in flight."""
 
     async def run() -> None:
-        charger = svc.charger
-        if charger is None:
-            return
-        accepted, rejected = await charger.reconcile(grace=grace)
+        accepted, rejected = await svc.charger.reconcile(grace=grace)
         if accepted or rejected:
             log.info("pithos commissions: accepted {a}, rejected {r}", a=accepted,
                      r=rejected)
 
-    return PeriodicDuty("pithos-commissions", interval, svc.node.reactor, run)
+    return PeriodicDuty("pithos-commissions", interval, svc.node.clock, run)

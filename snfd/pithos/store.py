@@ -1,12 +1,13 @@
 """SQL of the storage service (``*_txn`` functions only): the tree of
-accounts, containers and objects, versions and their hashmaps, metadata,
-statistics, policies, sharing, groups, public links, and the bookkeeping
-of the block garbage collector.  Schema: ``snfd/pithos/schema``.
+accounts, containers and objects, versions and their hashmaps, metadata
+(the ``pithos`` domain, and the other domains an object keeps across its
+versions), statistics, policies, sharing, groups, public links, and the
+bookkeeping of the block garbage collector.  Schema: ``snfd/pithos/schema``.
 
 Paths are ``<account>``, ``<account>/<container>`` and
 ``<account>/<container>/<name>``; every path column compares byte-wise
 (``COLLATE "C"``), so ranges over paths follow code point order.  Callers
-(``snfd.pithos.backend``) hold the container's row lock for writes; these
+(``snfd.pithos.backend``, ``snfd.pithos.objects``) hold the container's row lock for writes; these
 functions neither check permissions nor decide policy.
 """
 
@@ -419,8 +420,12 @@ def node_versions_txn(txn: Any, node: int) -> list[Version]:
 def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
                        source: int | None, mtime: float, muser: str, uuid: str,
                        checksum: str, cluster: int, map_id: int | None,
-                       meta: Mapping[str, str]) -> Version:
-    """Add a version (the node's newest) with its ``pithos`` attributes."""
+                       meta: Mapping[str, str], carry: int | None = None,
+                       domains: Mapping[str, Mapping[str, str]] | None = None) -> Version:
+    """Add a version (the node's newest) with its ``pithos`` attributes
+    ``meta``, the attributes of every other domain of version ``carry``
+    (if given) except the domains in ``domains``, and those (``{domain:
+    attributes}``)."""
     txn.execute(
         f"""INSERT INTO pithos_versions AS v (node, hash, size, type, source, mtime,
                 muser, uuid, checksum, cluster, map_id)
@@ -434,6 +439,19 @@ def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
         txn.execute(
             """INSERT INTO pithos_attributes (serial, domain, key, value)
                VALUES (%s, %s, %s, %s)""", (version.serial, DOMAIN, key, value))
+    replaced = sorted(domains or {})
+    if carry is not None:
+        txn.execute(
+            """INSERT INTO pithos_attributes (serial, domain, key, value)
+               SELECT %s, domain, key, value FROM pithos_attributes
+               WHERE serial = %s AND domain <> %s AND domain <> ALL(%s)""",
+            (version.serial, carry, DOMAIN, replaced))
+    for domain in replaced:
+        assert domain != DOMAIN
+        for key, value in sorted((domains or {})[domain].items()):
+            txn.execute(
+                """INSERT INTO pithos_attributes (serial, domain, key, value)
+                   VALUES (%s, %s, %s, %s)""", (version.serial, domain, key, value))
     return version
 
 
@@ -441,6 +459,56 @@ def attributes_txn(txn: Any, serial: int) -> dict[str, str]:
     txn.execute("""SELECT key, value FROM pithos_attributes
                    WHERE serial = %s AND domain = %s""", (serial, DOMAIN))
     return dict(txn.fetchall())
+
+
+def domain_attributes_txn(txn: Any, serials: Sequence[int],
+                          domain: str) -> dict[int, dict[str, str]]:
+    """``{serial: attributes}`` of those ``serials`` with attributes in
+    ``domain``."""
+    out: dict[int, dict[str, str]] = {}
+    if not serials:
+        return out
+    txn.execute("""SELECT serial, key, value FROM pithos_attributes
+                   WHERE serial = ANY(%s) AND domain = %s""", (sorted(set(serials)), domain))
+    for serial, key, value in txn.fetchall():
+        out.setdefault(int(serial), {})[key] = value
+    return out
+
+
+def current_by_uuid_txn(txn: Any, uuid: str) -> tuple[str, Version] | None:
+    """``(path, version)`` of the current (not deleted) version of the
+    object with ``uuid``."""
+    txn.execute(
+        f"""SELECT n.path, {_VERSION} FROM pithos_versions v
+            JOIN pithos_nodes n ON n.latest_version = v.serial
+            WHERE v.uuid = %s AND v.cluster = %s""", (uuid, NORMAL))
+    row = txn.fetchone()
+    return None if row is None else (row[0], _version(row[1:]))
+
+
+def with_attribute_txn(txn: Any, account: str, entries: Sequence[str], domain: str,
+                       key: str) -> list[tuple[str, Version]]:
+    """``(path, version)`` by path of the current objects with attribute
+    ``key`` in ``domain`` that are in ``account`` or have a sharing entry
+    among ``entries`` on their own path or an ancestor path (a directory
+    object, the container, the account).  A superset of what a user with
+    those entries may read: the closest sharing decides (see
+    ``snfd.pithos.backend``)."""
+    lo = account + "/"
+    txn.execute(
+        f"""SELECT n.path, {_VERSION} FROM pithos_attributes a
+            JOIN pithos_versions v ON v.serial = a.serial AND v.cluster = %s
+            JOIN pithos_nodes n ON n.latest_version = v.serial
+            WHERE a.domain = %s AND a.key = %s
+              AND ((n.path >= %s AND n.path < %s)
+                   OR EXISTS (
+                       SELECT 1 FROM pithos_permissions p
+                       WHERE p.member = ANY(%s)
+                         AND (p.path = n.path
+                              OR left(n.path, length(p.path) + 1) = p.path || '/')))
+            ORDER BY n.path""",
+        (NORMAL, domain, key, lo, successor(lo), sorted(set(entries))))
+    return [(row[0], _version(row[1:])) for row in txn.fetchall()]
 
 
 def recluster_txn(txn: Any, serial: int, cluster: int) -> None:

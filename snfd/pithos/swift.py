@@ -40,22 +40,17 @@ from twisted.internet import defer
 
 import snfd
 from snfd import errors
+from snfd.pithos import rules
 from snfd.pithos.hashmap import BLOCK_SIZE, HASH_ALGORITHM
 from snfd.pithos.model import ObjectInfo, Permissions, Subdir
 from snfd.web.status import GetLeaf
 
 # -- limits we enforce (and announce in /info) -------------------------------
+# (those of names, metadata and listings are in ``snfd.pithos.rules``)
 
 MAX_FILE_SIZE = 5 * 1024 ** 3 + 2
 """Largest single object upload (Swift's default); larger objects are
 uploaded in segments (SLO/DLO).  The HTTP layer enforces it on PUT."""
-MAX_META_NAME_LENGTH = 128
-MAX_META_VALUE_LENGTH = 256
-MAX_META_COUNT = 32
-MAX_OBJECT_NAME_LENGTH = 1024
-MAX_CONTAINER_NAME_LENGTH = 256
-MAX_ACCOUNT_NAME_LENGTH = 256
-LISTING_LIMIT = 10000
 
 MAX_MANIFEST_SEGMENTS = 1000
 MAX_MANIFEST_SIZE = 8 * 1024 * 1024
@@ -87,14 +82,14 @@ def info_document() -> dict[str, Any]:
         "swift": {
             "version": snfd.__version__,
             "max_file_size": MAX_FILE_SIZE,
-            "max_meta_name_length": MAX_META_NAME_LENGTH,
-            "max_meta_value_length": MAX_META_VALUE_LENGTH,
-            "max_meta_count": MAX_META_COUNT,
-            "max_object_name_length": MAX_OBJECT_NAME_LENGTH,
-            "max_container_name_length": MAX_CONTAINER_NAME_LENGTH,
-            "max_account_name_length": MAX_ACCOUNT_NAME_LENGTH,
-            "container_listing_limit": LISTING_LIMIT,
-            "account_listing_limit": LISTING_LIMIT,
+            "max_meta_name_length": rules.MAX_META_NAME,
+            "max_meta_value_length": rules.MAX_META_VALUE,
+            "max_meta_count": rules.MAX_META_KEYS,
+            "max_object_name_length": rules.MAX_OBJECT_NAME,
+            "max_container_name_length": rules.MAX_CONTAINER_NAME,
+            "max_account_name_length": rules.MAX_ACCOUNT_NAME,
+            "container_listing_limit": rules.MAX_LIST,
+            "account_listing_limit": rules.MAX_LIST,
             "account_autocreate": True,
             "extra_header_count": 0,
             "valid_api_versions": ["v1"],
@@ -625,7 +620,7 @@ async def _dlo_segments(backend: Any, user: str, info: ObjectInfo, container: st
     while True:
         try:
             page = await backend.objects(user, info.account, container, prefix=prefix,
-                                         marker=marker, limit=LISTING_LIMIT)
+                                         marker=marker, limit=rules.MAX_LIST)
         except errors.NotFound:
             return []
         for entry in page:
@@ -634,7 +629,7 @@ async def _dlo_segments(backend: Any, user: str, info: ObjectInfo, container: st
             if container == info.container and entry.name == info.name:
                 continue
             names.append(entry.name)
-        if len(page) < LISTING_LIMIT:
+        if len(page) < rules.MAX_LIST:
             break
         last = page[-1]
         marker = last.name

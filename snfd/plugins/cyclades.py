@@ -11,7 +11,13 @@ from zope.interface import implementer
 from snfd.config import Key, boolean, number, positive_integer, text
 from snfd.db.migrations import Schema
 from snfd.identity.catalog import CatalogService
-from snfd.interfaces import ISnfdPlugin
+from snfd.interfaces import (
+    IAuthenticator,
+    IComputeBackends,
+    IObjectStore,
+    IQuotaHolder,
+    ISnfdPlugin,
+)
 
 # Until the network and volume APIs exist, the catalog names only what runs.
 CATALOG = (
@@ -24,8 +30,10 @@ CATALOG = (
 @implementer(IPlugin, ISnfdPlugin)
 class CycladesPlugin:
     name = "cyclades"
-    after = ("identity", "pithos")
     schema = Schema("cyclades", "snfd.cyclades.schema")
+    provides = (IComputeBackends,)
+    requires = (IAuthenticator, IQuotaHolder, IObjectStore)
+    uses = ()
     catalog = CATALOG
     config_keys = (
         Key("public_url", text, "",
@@ -54,13 +62,19 @@ class CycladesPlugin:
         Key("rapi_timeout", number, 30.0, "Seconds a RAPI call may take."),
     )
 
-    def makeService(self, node: Any, section: Any) -> Any:
-        from snfd.cyclades.service import CycladesService
+    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
+        from snfd.cyclades.service import from_config
 
-        return CycladesService(node, section)
+        return from_config(node, section, deps)
+
+    def provided(self, svc: Any) -> dict[Any, Any]:
+        return svc.provided()
 
     def mounts(self, svc: Any) -> dict[str, Any]:
         return svc.mounts()
+
+    def listeners(self, svc: Any) -> list[Any]:
+        return []
 
     def duties(self, svc: Any) -> list[Any]:
         return svc.duties()

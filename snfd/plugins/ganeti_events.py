@@ -1,5 +1,5 @@
 """Ganeti's job queue as update-path events (what snf-ganeti-eventd does), as
-a node plugin.  See ``snfd.cyclades.events``.
+a node plugin.  See ``snfd.ganeti.watcher``.
 
 Run it on the Ganeti master: it watches the job queue directory and
 publishes each job's progress on the bus exchange ``ganeti``, where the
@@ -36,6 +36,9 @@ def cluster_name(queue_dir: Path) -> str:
 class GanetiEventsPlugin:
     name = "ganeti-events"
     schema = None
+    provides = ()
+    requires = ()
+    uses = ()
     config_keys = (
         Key("queue_dir", path, Path("/var/lib/ganeti/queue"),
             "Ganeti's job queue directory, watched for job changes; when it does"
@@ -55,9 +58,10 @@ class GanetiEventsPlugin:
         Key("rapi_timeout", number, 10.0, "Seconds a RAPI call may take."),
     )
 
-    def makeService(self, node: Any, section: Any) -> Any:
-        from snfd.cyclades.events import EventPublisher, JobQueueWatcher
-        from snfd.cyclades.rapi import GanetiRapi, RapiTarget
+    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
+        from snfd.ganeti.publisher import EventPublisher
+        from snfd.ganeti.rapi import GanetiRapi, RapiTarget
+        from snfd.ganeti.watcher import JobQueueWatcher
 
         queue_dir = Path(section.queue_dir)
         cluster = section.cluster or cluster_name(queue_dir)
@@ -80,8 +84,14 @@ class GanetiEventsPlugin:
                         rapi=rapi).setServiceParent(top)
         return top
 
+    def provided(self, svc: Any) -> dict[Any, Any]:
+        return {}
+
     def mounts(self, svc: Any) -> dict[str, Any]:
         return {}
+
+    def listeners(self, svc: Any) -> list[Any]:
+        return []
 
     def duties(self, svc: Any) -> list[Any]:
         return []

@@ -1,6 +1,7 @@
 """A simulated Ganeti cluster as a node plugin: the embedded default's
 compute backend, so that ``./dev run`` gives servers that go BUILD ->
-ACTIVE.  See ``snfd.ganeti_sim`` and ``snfd.cyclades.devcluster``."""
+ACTIVE.  See ``snfd.ganeti_sim``; it registers the cluster with the
+compute service (``IComputeBackends``) when that runs on the node."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from snfd.config import Key, boolean, integer, number, positive_integer, text
-from snfd.interfaces import ISnfdPlugin
+from snfd.interfaces import IComputeBackends, ISnfdPlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
 class GanetiSimPlugin:
     name = "ganeti-sim"
-    after = ("cyclades",)
     schema = None
+    provides = ()
+    requires = ()
+    uses = (IComputeBackends,)
     config_keys = (
         Key("cluster", text, "sim.ganeti.test", "Name of the simulated cluster."),
         Key("port", integer, 0,
@@ -34,13 +37,19 @@ class GanetiSimPlugin:
             " image, so that a new user can create a server at once."),
     )
 
-    def makeService(self, node: Any, section: Any) -> Any:
-        from snfd.cyclades.devcluster import DevCluster
+    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
+        from snfd.ganeti_sim.service import from_config
 
-        return DevCluster(node, section)
+        return from_config(node, section, deps)
+
+    def provided(self, svc: Any) -> dict[Any, Any]:
+        return {}
 
     def mounts(self, svc: Any) -> dict[str, Any]:
         return {}
+
+    def listeners(self, svc: Any) -> list[Any]:
+        return []
 
     def duties(self, svc: Any) -> list[Any]:
         return []

@@ -10,13 +10,16 @@ from zope.interface import implementer
 
 from snfd.config import Key, boolean, integer, names, number, positive_integer, text
 from snfd.db.migrations import Schema
-from snfd.interfaces import ISnfdPlugin
+from snfd.interfaces import IAuthenticator, IQuotaHolder, ISnfdPlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
 class IdentityPlugin:
     name = "identity"
     schema = Schema("identity", "snfd.identity.schema")
+    provides = (IAuthenticator, IQuotaHolder)
+    requires = ()
+    uses = ()
     config_keys = (
         Key("public_url", text, "",
             "Base URL clients use to reach the cluster (catalog endpoints,"
@@ -63,13 +66,19 @@ class IdentityPlugin:
         Key("max_body", integer, 65536, "Largest JSON request body accepted, in bytes."),
     )
 
-    def makeService(self, node: Any, section: Any) -> Any:
-        from snfd.identity.service import IdentityService
+    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
+        from snfd.identity.service import from_config
 
-        return IdentityService(node, section)
+        return from_config(node, section, deps)
+
+    def provided(self, svc: Any) -> dict[Any, Any]:
+        return svc.provided()
 
     def mounts(self, svc: Any) -> dict[str, Any]:
         return svc.mounts()
+
+    def listeners(self, svc: Any) -> list[Any]:
+        return []
 
     def duties(self, svc: Any) -> list[Any]:
         return svc.duties()

@@ -10,14 +10,22 @@ from zope.interface import implementer
 
 from snfd.config import Key, number, positive_integer, quantity, text
 from snfd.db.migrations import Schema
-from snfd.interfaces import ISnfdPlugin
+from snfd.interfaces import (
+    IAuthenticator,
+    IBlockStore,
+    IObjectStore,
+    IQuotaHolder,
+    ISnfdPlugin,
+)
 
 
 @implementer(IPlugin, ISnfdPlugin)
 class PithosPlugin:
     name = "pithos"
-    after = ("identity",)
     schema = Schema("pithos", "snfd.pithos.schema")
+    provides = (IBlockStore, IObjectStore)
+    requires = (IAuthenticator, IQuotaHolder)
+    uses = ()
     config_keys = (
         Key("block_path", text, "",
             "Directory of the filesystem block store; empty: <state_dir>/blocks."),
@@ -37,13 +45,19 @@ class PithosPlugin:
             " pauses reading from the client."),
     )
 
-    def makeService(self, node: Any, section: Any) -> Any:
-        from snfd.pithos.service import PithosService
+    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
+        from snfd.pithos.service import from_config
 
-        return PithosService(node, section)
+        return from_config(node, section, deps)
+
+    def provided(self, svc: Any) -> dict[Any, Any]:
+        return svc.provided()
 
     def mounts(self, svc: Any) -> dict[str, Any]:
         return svc.mounts()
+
+    def listeners(self, svc: Any) -> list[Any]:
+        return []
 
     def duties(self, svc: Any) -> list[Any]:
         return svc.duties()

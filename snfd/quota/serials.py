@@ -8,16 +8,10 @@ schema) remembers every serial the service issued and what it decided, so
 ``Charger.reconcile`` can finish the job later: serials the table marks
 accepted are accepted, every other pending serial is rejected.
 
-Usage::
-
-    charger = Charger(db, holder, "pithos")
-    serial = await charger.issue(provisions, "upload x")   # raises on no quota
-    try:
-        await db.run("pithos.put", put_txn, ..., serial)   # the change itself
-    except Exception:
-        await charger.settle(serial, accept=False)
-        raise
-    await charger.settle(serial, accept=True)
+The protocol itself (issue, run the change with the serial, retry when
+the change finds another charge, then settle or reject, errors surfaced)
+is written once, in ``snfd.quota.charged.run_charged``: services call it
+rather than ``issue`` and ``settle`` by hand.  Its pieces here:
 
 ``issue`` records the serial (undecided) in its own transaction right after
 the holder accepted it.  ``settle`` records the decision, tells the holder
@@ -26,10 +20,12 @@ decision stands).  If the process dies after the change committed but
 before ``settle(accept=True)`` recorded the decision, ``reconcile`` rejects
 the commission and the usage stays a little too low.  A service that must
 not under-charge records the decision inside the very transaction that
-makes the change: call ``decide_txn(txn, component, serial, True)`` from
-``put_txn`` and roll back when the returned record says ``accept`` is
-false (``reconcile`` rejected the serial meanwhile); ``reconcile`` then
-accepts it, and ``settle`` after the commit completes it as usual.
+makes the change (``record=False`` to the runner, and
+``decide_txn(txn, component, serial, True)`` in the change's transaction,
+rolling back when the returned record says ``accept`` is false because
+``reconcile`` rejected the serial meanwhile); ``reconcile`` then accepts
+it, and the settlement after the commit completes it as usual
+(``settle_later`` batches those).
 
 Reconciliation runs on one node (a leader duty) or from ``snf-manage``.
 Pass ``grace`` (seconds) to leave alone undecided serials younger than
@@ -168,8 +164,9 @@ def _gone(fault: errors.Fault) -> bool:
 
 
 class Charger:
-    """Issues and resolves one component's commissions; see the module
-    docstring for the pattern every charging service follows.
+    """Issues and resolves one component's commissions; charging services
+    drive it through ``snfd.quota.charged.run_charged`` (see the module
+    docstring).
 
     @param db: the node's ``IDatabase`` (holds ``quota_serials``).
     @param holder: an ``IQuotaHolder`` (in process or over HTTP).

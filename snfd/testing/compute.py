@@ -34,11 +34,11 @@ from snfd import errors
 from snfd.cyclades import store
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
 from snfd.cyclades.images import Image
-from snfd.cyclades.model import Backend, Flavor, Server
-from snfd.cyclades.rapi import RapiPool
+from snfd.cyclades.model import Flavor, GanetiBackend, Server
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.service import COMPONENT, resources
 from snfd.db.migrations import NODE_SCHEMA, Schema
+from snfd.ganeti.rapi import RapiPool
 from snfd.httpclient import HTTPClientPool
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.metrics import Metrics
@@ -105,7 +105,7 @@ class ComputeStack:
     servers: Servers
     api: ComputeAPI
     auth: StubAuthenticator
-    backend: Backend
+    backend: GanetiBackend
     sim: Any
     flavors: dict[str, Flavor]
     image: Image
@@ -187,13 +187,13 @@ class ComputeStack:
         event (with the instance's details, as the events plugin attaches
         them) through the real update path
         (``snfd.cyclades.updates.UpdatePath``); the final job."""
-        from snfd.cyclades.events import attach_instance_info, job_messages
         from snfd.cyclades.updates import UpdatePath
+        from snfd.ganeti.jobs import attach_instance_info, job_messages
 
         assert job_id is not None
         rapi = self.rapi_client()
         job: dict[str, Any] = await rapi.wait_job(job_id, poll=0.02, timeout=30)
-        updates = UpdatePath(self.db, lambda: self.charger, _reactor())
+        updates = UpdatePath(self.db, self.charger, _reactor())
         for _key, message in job_messages(job, self.backend.clustername):
             if message.get("type") != "ganeti-op-status":
                 continue
@@ -262,7 +262,7 @@ async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float =
     images = StubImages()
     settings = settings or ComputeSettings(rapi_timeout=5.0)
     settings = attrs.evolve(settings, vmapi_url=f"{url}/vmapi")
-    servers = Servers(db, rapi, images, lambda: charger, reactor, settings)
+    servers = Servers(db, rapi, images, charger, reactor, settings)
     api = ComputeAPI(servers, images, f"{url}/compute")
     root.mount("compute", TokenAuth(api.resource(), auth))
     root.mount("vmapi", VmapiApp(servers).resource())

@@ -13,7 +13,7 @@ need with ``user_of(request)`` or ``component_of(request)``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -52,9 +52,27 @@ class Principal:
 
 
 def token_of(request: Any, allow_query: bool = False) -> str | None:
-    raw = request.getHeader(b"x-auth-token")
+    """The token ``request`` carries; see ``token_from``."""
+    return token_from(request.requestHeaders, request.args if allow_query else {}, allow_query)
+
+
+def token_from(headers: Any, args: Mapping[bytes, Sequence[bytes]],
+               allow_query: bool = False) -> str | None:
+    """The token of a request with these ``headers`` (twisted ``Headers``)
+    and query ``args`` (raw names to values): the last ``X-Auth-Token``
+    header, else (``allow_query``) the first ``X-Auth-Token`` query
+    parameter; stripped, ``None`` when absent or blank.
+
+    The one place a token is read from a request: ``TokenAuth`` and the
+    object store's upload gate (which runs before ``request.args`` is
+    parsed) both call it, so they accept and refuse the same tokens.
+
+    @raise errors.Unauthorized: the token is not ASCII.
+    """
+    given = headers.getRawHeaders(b"x-auth-token")
+    raw = given[-1] if given else None
     if raw is None and allow_query:
-        values = request.args.get(b"X-Auth-Token")
+        values = args.get(b"X-Auth-Token")
         raw = values[0] if values else None
     if raw is None:
         return None

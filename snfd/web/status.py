@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -11,6 +10,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web import resource, server
 
 from snfd import errors
+from snfd.web.auth import token_of
 
 _LOCAL = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
@@ -89,13 +89,13 @@ class Health(GetLeaf):
 
 class ClusterView(GetLeaf):
     """``GET /_cluster``: members, leader and epoch; for local callers, or
-    callers that ``admin_check`` (filled in by the identity service) admits."""
+    callers whose token ``authenticator`` (an ``IAuthenticator``, when the
+    node has one) says belongs to an administrator."""
 
-    def __init__(self, node: Any,
-                 admin_check: Callable[[Any], Awaitable[bool]] | None = None):
+    def __init__(self, node: Any, authenticator: Any = None):
         super().__init__()
         self._node = node
-        self.admin_check = admin_check
+        self._authenticator = authenticator
 
     async def answer(self, request: Any) -> bytes:
         if not await self._allowed(request):
@@ -115,8 +115,14 @@ class ClusterView(GetLeaf):
             return True
         if isinstance(peer, IPv4Address | IPv6Address) and peer.host in _LOCAL:
             return True
-        check = self.admin_check or getattr(self._node, "admin_check", None)
-        return bool(check and await check(request))
+        if self._authenticator is None:
+            return False
+        try:
+            token = token_of(request)
+            principal = await self._authenticator.authenticate(token) if token else None
+        except errors.Fault:
+            return False
+        return bool(principal is not None and principal.is_admin)
 
 
 class MetricsPage(GetLeaf):

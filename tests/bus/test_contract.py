@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Callable, Iterable
 
 from twisted.internet import defer, task
 from twisted.trial import unittest
@@ -45,6 +46,8 @@ class BusTestMixin:
     """Helpers for tests that drive a bus on the real reactor."""
 
     async def sleep(self, seconds: float) -> None:
+        """Let time pass (to give something the chance to start, never
+        before asserting that something did not happen: see ``drain``)."""
         await task.deferLater(real_reactor(), seconds, lambda: None)
 
     async def wait_for(self, predicate, timeout: float = 30.0,
@@ -68,6 +71,52 @@ class BusContractMixin(BusTestMixin):
     def name(self, prefix: str) -> str:
         """A fresh exchange/queue name for this test."""
         return f"snfdtest-{prefix}-{uuid.uuid4().hex[:12]}"
+
+    async def drain(self, bus, queue: str,
+                    *received: Callable[[], Iterable[bytes]]) -> set[bytes]:
+        """Wait until the consumers of ``queue`` got everything the queue
+        handed out so far: the barrier before asserting that nothing else
+        arrived.
+
+        ``received`` holds one callable per consumer of ``queue``, giving
+        the bodies that consumer got so far.  Markers (unique bodies) are
+        published straight to ``queue`` through AMQP's default exchange
+        (``""`` routes by queue name; both buses have it) until every
+        consumer has got one.  This is a drain because ``publish`` returns
+        only once the broker holds the message in its queues (publisher
+        confirms), so whatever the test published earlier is ahead of the
+        markers; a queue hands out its messages in order, and a consumer
+        gets what it is handed in order (its handler is called as each
+        message arrives).  So a consumer that got a marker got everything
+        handed to it before.
+
+        Returns the markers, for the caller to leave out.
+        """
+        markers: set[bytes] = set()
+        waiting = list(received)
+        while waiting:
+            if len(markers) >= 20:
+                self.fail(f"after {len(markers)} markers to {queue},"
+                          f" {len(waiting)} consumer(s) got none")
+            marker = f"drain-{uuid.uuid4().hex}".encode()
+            markers.add(marker)
+            await bus.publish("", queue, marker)
+            await self.wait_for(
+                lambda marker=marker: any(marker in got() for got in received),
+                what=f"the drain marker on {queue}")
+            waiting = [got for got in waiting if markers.isdisjoint(got())]
+        return markers
+
+    async def take_rest(self, bus, queue: str) -> list[bytes]:
+        """The bodies of the messages left in ``queue`` that no consumer
+        holds, in order: a fresh consumer takes them up to a marker
+        (``drain``), then stops.  What it takes, no other consumer got; so
+        this is the barrier for "the other consumers took no more"."""
+        got: list[bytes] = []
+        consumer = bus.consume(queue, lambda m: got.append(m.body))
+        markers = await self.drain(bus, queue, lambda: got)
+        await consumer.stop()
+        return [body for body in got if body not in markers]
 
     async def setup_queue(self, bus, bindings_patterns=("#",),
                           exchange=None, **kwargs):
@@ -108,8 +157,8 @@ class BusContractMixin(BusTestMixin):
         await bus.publish(exchange, "vm.create", b'\x00{"id": 1}\xff',
                           headers={"trace": "abc", "attempt": 3},
                           content_type="application/octet-stream")
-        await self.wait_for(lambda: got, what="delivery")
-        [m] = got
+        markers = await self.drain(bus, queue, lambda: [m.body for m in got])
+        [m] = [m for m in got if m.body not in markers]
         self.assertEqual(m.exchange, exchange)
         self.assertEqual(m.routing_key, "vm.create")
         self.assertEqual(m.body, b'\x00{"id": 1}\xff')
@@ -138,11 +187,11 @@ class BusContractMixin(BusTestMixin):
         await bus.declare_exchange(exchange)
         patterns = {"star": "vm.*", "hash": "vm.#", "errors": "#.error"}
         got = {key: [] for key in patterns}
+        queues = {}
         for key, pattern in patterns.items():
-            queue = self.name(key)
+            queues[key] = queue = self.name(key)
             await bus.declare_queue(queue, [(exchange, pattern)])
-            bus.consume(queue, lambda m, key=key: got[key].append(
-                m.routing_key))
+            bus.consume(queue, got[key].append)
         keys = ["vm", "vm.create", "vm.create.error", "net.error", "error",
                 "other"]
         for key in keys:
@@ -152,12 +201,14 @@ class BusContractMixin(BusTestMixin):
             "hash": ["vm", "vm.create", "vm.create.error"],
             "errors": ["vm.create.error", "net.error", "error"],
         }
-        total = sum(len(v) for v in expected.values())
-        await self.wait_for(lambda: sum(len(v) for v in got.values())
-                            >= total, what="deliveries")
-        await self.sleep(0.2)
-        self.assertEqual({k: sorted(v) for k, v in got.items()},
-                         {k: sorted(v) for k, v in expected.items()})
+        markers: set[bytes] = set()
+        for key, queue in queues.items():
+            markers |= await self.drain(
+                bus, queue, lambda key=key: [m.body for m in got[key]])
+        self.assertEqual(
+            {k: sorted(m.routing_key for m in v if m.body not in markers)
+             for k, v in got.items()},
+            {k: sorted(v) for k, v in expected.items()})
 
     @async_test
     async def test_each_queue_gets_a_copy(self):
@@ -170,9 +221,11 @@ class BusContractMixin(BusTestMixin):
         bus.consume(first, lambda m: got[first].append(m.body))
         bus.consume(second, lambda m: got[second].append(m.body))
         await bus.publish(exchange, "job.run", b"1")
-        await self.wait_for(lambda: got[first] and got[second],
-                            what="both copies")
-        self.assertEqual(got, {first: [b"1"], second: [b"1"]})
+        markers = await self.drain(bus, first, lambda: got[first])
+        markers |= await self.drain(bus, second, lambda: got[second])
+        self.assertEqual({q: [b for b in v if b not in markers]
+                          for q, v in got.items()},
+                         {first: [b"1"], second: [b"1"]})
 
     @async_test
     async def test_competing_consumers_share(self):
@@ -205,14 +258,18 @@ class BusContractMixin(BusTestMixin):
             await bus.publish(exchange, "k", body)
         await self.wait_for(lambda: len(got["a"]) + len(got["b"]) >= 10,
                             what="all messages")
-        await self.sleep(0.2)
-        self.assertEqual(sorted(got["a"] + got["b"]), sorted(bodies))
+        markers = await self.drain(bus, queue, lambda: got["a"],
+                                   lambda: got["b"])
+        handled = [b for b in got["a"] + got["b"] if b not in markers]
+        self.assertEqual(sorted(handled), sorted(bodies))
         self.assertTrue(got["a"] and got["b"], got)
 
     @async_test
     async def test_prefetch_bounds_concurrent_handlers(self):
-        """No more than ``prefetch`` handlers of a consumer run at once;
-        the next message starts when one finishes."""
+        """No more than ``prefetch`` handlers of a consumer run at once:
+        the messages it has no room for stay in the queue (another
+        consumer can take them); the next one starts when a handler
+        finishes."""
         bus = await self.new_bus()
         exchange, queue = await self.setup_queue(bus)
         gates = []
@@ -228,18 +285,18 @@ class BusContractMixin(BusTestMixin):
         for i in range(5):
             await bus.publish(exchange, "k", str(i).encode())
         await self.wait_for(lambda: len(gates) == 2, what="two handlers")
-        await self.sleep(0.3)
+        self.assertEqual(await self.take_rest(bus, queue), [b"2", b"3", b"4"])
         self.assertEqual(len(gates), 2)
+        await bus.publish(exchange, "k", b"5")
+        await bus.publish(exchange, "k", b"6")
         gates[0].callback(None)
         await self.wait_for(lambda: len(gates) == 3, what="a third handler")
-        await self.sleep(0.1)
+        self.assertEqual(await self.take_rest(bus, queue), [b"6"])
         self.assertEqual(len(gates), 3)
-        while len(done) < 5:
-            for gate in gates:
-                if not gate.called:
-                    gate.callback(None)
-            await self.sleep(0.01)
-        self.assertEqual(sorted(done), [b"0", b"1", b"2", b"3", b"4"])
+        for gate in gates[1:]:
+            gate.callback(None)
+        await self.wait_for(lambda: len(done) == 3, what="every handler")
+        self.assertEqual(sorted(done), [b"0", b"1", b"5"])
 
     @async_test
     async def test_failed_message_is_dead_lettered(self):
@@ -260,7 +317,9 @@ class BusContractMixin(BusTestMixin):
         await bus.publish(exchange, "vm.create", b"poison",
                           headers={"trace": "t1"})
         await self.wait_for(lambda: dead, what="the dead letter")
-        [m] = dead
+        markers = await self.drain(bus, f"{queue}.dead",
+                                   lambda: [m.body for m in dead])
+        [m] = [m for m in dead if m.body not in markers]
         self.assertEqual(m.body, b"poison")
         self.assertEqual(m.headers["trace"], "t1")
         self.assertEqual(m.exchange, DEAD_LETTER_EXCHANGE)
@@ -286,9 +345,12 @@ class BusContractMixin(BusTestMixin):
         await consumer.stop()
         second = []
         bus.consume(queue, second.append)
+        # The marker is the drain: stop() returned after the handler's ack
+        # and the close of the first consumer's channel (which would have
+        # put an unacknowledged "once" back in the queue) went out, so a
+        # redelivered "once" would be ahead of the marker.
         await bus.publish(exchange, "k", b"marker")
         await self.wait_for(lambda: second, what="the marker")
-        await self.sleep(0.3)
         self.assertEqual([m.body for m in second], [b"marker"])
         self.assertEqual([m.body for m in first], [b"once"])
         await self.wait_for(lambda: self.sample(
@@ -309,9 +371,9 @@ class BusContractMixin(BusTestMixin):
         got = []
         bus.consume(queue, got.append)
         await bus.publish(exchange, "a.b", b"x")
-        await self.wait_for(lambda: got, what="delivery")
-        await self.sleep(0.3)
-        self.assertEqual(len(got), 1)
+        markers = await self.drain(bus, queue, lambda: [m.body for m in got])
+        self.assertEqual([m.body for m in got if m.body not in markers],
+                         [b"x"])
 
     @async_test
     async def test_conflicting_declarations_refused(self):
@@ -341,12 +403,8 @@ class BusContractMixin(BusTestMixin):
         await self.wait_for(lambda: got, what="delivery")
         await consumer.stop()
         await bus.publish(exchange, "k", b"two")
-        await self.sleep(0.3)
+        self.assertEqual(await self.take_rest(bus, queue), [b"two"])
         self.assertEqual([m.body for m in got], [b"one"])
-        later = []
-        bus.consume(queue, later.append)
-        await self.wait_for(lambda: later, what="the queued message")
-        self.assertEqual([m.body for m in later], [b"two"])
 
     @async_test
     async def test_consumer_stop_waits_for_handlers(self):
@@ -365,15 +423,16 @@ class BusContractMixin(BusTestMixin):
         await bus.publish(exchange, "k", b"slow")
         await self.wait_for(lambda: started, what="the handler")
         stopped = defer.ensureDeferred(consumer.stop())
-        await self.sleep(0.2)
+        # The barrier: a fresh consumer subscribing after stop() began gets
+        # the queue's marker, so the cancel has gone through the broker and
+        # all stop() has left to wait for is the handler.
+        self.assertEqual(await self.take_rest(bus, queue), [])
         self.assertFalse(stopped.called)
         gate.callback(None)
         await stopped
-        again = []
-        bus.consume(queue, again.append)
-        await bus.publish(exchange, "k", b"marker")
-        await self.wait_for(lambda: again, what="the marker")
-        self.assertEqual([m.body for m in again], [b"marker"])
+        # Acknowledged: "slow" is not back in the queue.
+        self.assertEqual(await self.take_rest(bus, queue), [])
+        self.assertEqual([m.body for m in started], [b"slow"])
 
     @async_test
     async def test_unroutable_publish_succeeds(self):

@@ -49,6 +49,14 @@ async def wait_for(predicate, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def more_rounds(*elections: LeaderElection, rounds: int = 2) -> None:
+    """Wait until each of ``elections`` has completed ``rounds`` more
+    election rounds than it had at the call (``LeaderElection.rounds``)."""
+    targets = [(e, e.rounds + rounds) for e in elections]
+    await wait_for(lambda: all(e.rounds >= n for e, n in targets),
+                   what=f"{rounds} more election rounds on each node")
+
+
 class ElectionTests(unittest.TestCase):
     def setUp(self):
         self.dsn = fresh_database(self)
@@ -78,7 +86,10 @@ class ElectionTests(unittest.TestCase):
         a, duty_a = self.node("node-a")
         b, duty_b = self.node("node-b")
         yield defer.ensureDeferred(wait_for(lambda: a.is_leader or b.is_leader, what="a leader"))
-        yield task.deferLater(reactor, 0.3, lambda: None)
+        # The barrier for "and the other did not lead too": each node
+        # completes two more rounds, so each asked the database again after
+        # a leader existed and acted on the answer.
+        yield defer.ensureDeferred(more_rounds(a, b))
         self.assertEqual([a.is_leader, b.is_leader].count(True), 1)
         leader, follower = (a, b) if a.is_leader else (b, a)
         lduty, fduty = (duty_a, duty_b) if a.is_leader else (duty_b, duty_a)

@@ -12,7 +12,7 @@ import psycopg2
 from twisted.trial import unittest
 
 from snfd.cyclades import allocator, store
-from snfd.cyclades.model import Backend, Flavor
+from snfd.cyclades.model import Flavor, GanetiBackend
 from snfd.db.migrations import NODE_SCHEMA, Schema
 from snfd.testing.postgres import fresh_database
 
@@ -20,12 +20,12 @@ CYCLADES = Schema("cyclades", "snfd.cyclades.schema")
 UTC = datetime.UTC
 
 
-def backend(id: int, **kw) -> Backend:
+def backend(id: int, **kw) -> GanetiBackend:
     values = dict(clustername=f"c{id}", rapi_url="https://127.0.0.1:1", mfree=8192,
                   mtotal=16384, dfree=100_000, dtotal=200_000, pinst_cnt=0, ctotal=8,
                   disk_templates=("file", "diskless", "drbd", "ext"))
     values.update(kw)
-    return Backend(id=id, **values)
+    return GanetiBackend(id=id, **values)
 
 
 FLAVOR = Flavor(id=1, cpu=1, ram=1024, disk=10, disk_template="file")
@@ -125,7 +125,7 @@ class ChooseTxnTests(unittest.TestCase):
         self.addCleanup(self.conn.close)
         self.txn = self.conn.cursor()
 
-    def add(self, name: str, **settings) -> Backend:
+    def add(self, name: str, **settings) -> GanetiBackend:
         stats = {k: settings.pop(k) for k in list(settings)
                  if k in ("mfree", "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal")}
         b = store.add_backend_txn(self.txn, name, "https://127.0.0.1:1",

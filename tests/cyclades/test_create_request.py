@@ -1,12 +1,28 @@
-"""What a create request may say about its boot disk: ``openstack server
-create --image`` sends the image as a one-entry block device mapping."""
+"""Compute requests checked into typed values (``snfd.cyclades.requests``):
+what a create request may say about its boot disk (``openstack server
+create --image`` sends the image as a one-entry block device mapping),
+its files, and what an action body turns into."""
 
 from __future__ import annotations
 
 from twisted.trial import unittest
 
 from snfd import errors
-from snfd.cyclades.servers import ComputeSettings, parse_create
+from snfd.cyclades.requests import (
+    Console,
+    Firewall,
+    PersonalityFile,
+    Reassign,
+    Reboot,
+    Rescue,
+    Resize,
+    Start,
+    Stop,
+    Unsupported,
+    parse_action,
+    parse_create,
+)
+from snfd.cyclades.servers import ComputeSettings
 
 IMAGE = "8e5d4015-4e51-4e8c-8b99-3e9f9fc21556"
 
@@ -42,3 +58,68 @@ class BlockDeviceMappingTests(unittest.TestCase):
         for extra in bad:
             with self.assertRaises(errors.BadRequest):
                 self.parse(**extra)
+
+
+class CreateRequestTests(unittest.TestCase):
+    def test_personality_files(self):
+        """Personality files become typed values that give snf-image the
+        entries as sent (keys only when given); 413 past the limits."""
+        req = parse_create({"name": "vm", "flavorRef": "https://x/flavors/3",
+                            "imageRef": IMAGE, "personality": [
+                                {"path": "/etc/motd", "contents": "aGk="},
+                                {"path": "/root/x", "contents": "", "owner": "root",
+                                 "mode": 0o600}]}, ComputeSettings())
+        self.assertEqual(req.flavor_id, 3)
+        self.assertEqual(req.personality, (
+            PersonalityFile("/etc/motd", "aGk="),
+            PersonalityFile("/root/x", "", owner="root", mode=0o600)))
+        self.assertEqual([f.as_json() for f in req.personality], [
+            {"path": "/etc/motd", "contents": "aGk="},
+            {"path": "/root/x", "contents": "", "owner": "root", "mode": 0o600}])
+        with self.assertRaises(errors.OverLimit):
+            parse_create({"name": "vm", "flavorRef": 1, "imageRef": IMAGE,
+                          "personality": [{"path": "/x", "contents": ""}] * 2},
+                         ComputeSettings(max_personality=1))
+
+
+class ActionRequestTests(unittest.TestCase):
+    def test_actions(self):
+        """Each action body becomes its typed value."""
+        cases = [
+            ({"os-start": None}, Start()),
+            ({"shutdown": {}}, Stop()),
+            ({"reboot": {"type": "hard"}}, Reboot(hard=True)),
+            ({"reboot": {}}, Reboot(hard=False)),
+            ({"resize": {"flavorRef": "7"}}, Resize(7)),
+            ({"console": {"type": "vnc"}}, Console()),
+            ({"firewallProfile": {"profile": "ENABLED", "nic": 1}}, Firewall("ENABLED", 1)),
+            ({"reassign": {"project": "p2"}}, Reassign("p2", None)),
+            ({"reassign": {"shared_to_project": True}}, Reassign(None, True)),
+            ({"rescue": {}}, Rescue("default")),
+            ({"rescue": {"rescue_image_ref": "r1"}}, Rescue("r1")),
+            ({"createImage": {}}, Unsupported("createImage")),
+            ({"suspend": None}, Unsupported("suspend", admin_only=True)),
+        ]
+        for body, expected in cases:
+            self.assertEqual(parse_action(body), expected)
+
+    def test_bad_actions(self):
+        """Bad action bodies are 400 with the reference's messages."""
+        cases = [
+            ({}, "An action request has exactly one action."),
+            ({"start": None, "stop": None}, "An action request has exactly one action."),
+            ({"reboot": {"type": "gentle"}}, "The reboot type must be SOFT or HARD."),
+            ({"resize": {}}, "resize needs a flavorRef."),
+            ({"resize": {"flavorRef": "tiny"}}, "flavorRef 'tiny' is not a flavor id."),
+            ({"console": {"type": "spice"}}, 'The console type must be "vnc".'),
+            ({"firewallProfile": {"profile": "OPEN"}},
+             "The firewall profile must be one of ENABLED, DISABLED, PROTECTED."),
+            ({"reassign": {"shared_to_project": "yes"}},
+             "shared_to_project must be true or false."),
+            ({"reassign": {"project": ""}}, "project must be a non-empty string."),
+            ({"fly": {}}, "Unknown action 'fly'."),
+        ]
+        for body, message in cases:
+            with self.assertRaises(errors.BadRequest) as caught:
+                parse_action(body)
+            self.assertEqual(str(caught.exception), message)

@@ -39,7 +39,7 @@ class DispatcherMixin(CycladesDBMixin, BusTestMixin):
         self.clock = task.Clock()
         self.clock.advance(T0 + 1000)
         self.bus = bus
-        self.updates = UpdatePath(self.db, lambda: self.charger, self.clock)
+        self.updates = UpdatePath(self.db, self.charger, self.clock)
         self.dispatcher = Dispatcher(bus, self.updates, prefix=self.prefix,
                                      exchange=self.exchange)
         self.dispatcher.startService()

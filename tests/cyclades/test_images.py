@@ -7,6 +7,7 @@ compute view of an image."""
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, task
@@ -16,6 +17,7 @@ from snfd import errors
 from snfd.cyclades.image_api import compute_image
 from snfd.cyclades.images import Image, ImageRegistry, location_of, parse_location
 from snfd.pithos.model import Permissions
+from snfd.pithos.objects import PithosObjects
 from snfd.testing.pithos import HTTPReply, http, pithos_stack
 
 NOW = 1_700_000_000.0
@@ -40,7 +42,8 @@ class ImageCase(unittest.TestCase):
                        self.carol: self.carol_token}
         self.clock = task.Clock()
         self.clock.advance(NOW)
-        self.registry = ImageRegistry(self.stack.backend, self.clock, system_owner=self.carol)
+        self.objects = PithosObjects(self.stack.backend)
+        self.registry = ImageRegistry(self.objects, self.clock, system_owner=self.carol)
 
     async def pithos(self, method: str, user: str, path: str, token_of: str | None = None,
                      headers: dict[str, str] | None = None,
@@ -196,6 +199,66 @@ class RegisterTests(ImageCase):
         system = await self.register(self.carol, "images/base.img")
         self.assertTrue(self.registry.is_system(system))
         self.assertFalse(self.registry.is_system(snap))
+
+
+class FileChangeTests(ImageCase):
+    async def test_new_content_keeps_the_image(self):
+        """Uploading new content over an image file (a plain PUT, which
+        replaces the file's object metadata) keeps it the same image, with
+        its name, properties, members and registration time; its size and
+        checksum become the new content's."""
+        image = await self.register(self.alice, properties={"OS": "debian"},
+                                    disk_format="extdump")
+        await self.registry.add_member(self.alice, image.id, self.bob)
+        self.clock.advance(30)
+        new = b"a newer disk image, somewhat longer than the first"
+        r = await self.pithos("PUT", self.alice, "images/debian.img", body=new,
+                              headers={"X-Object-Meta-Colour": "red"})
+        self.assertEqual(r.code, 201, r.body)
+        head = await self.pithos("HEAD", self.alice, "images/debian.img")
+        now = await self.registry.get(self.alice, image.id)
+        self.assertEqual((now.id, now.name, now.properties, now.disk_format, now.members,
+                          now.created_at),
+                         (image.id, image.name, {"OS": "debian"}, "extdump", (self.bob,),
+                          image.created_at))
+        self.assertEqual((now.size, now.checksum), (len(new), head.header("X-Object-Hash")))
+        self.assertNotEqual(now.checksum, image.checksum)
+        self.assertEqual([i.id for i in await self.registry.list(self.bob)], [image.id])
+
+    async def test_moved_file_stays_an_image_deleted_does_not(self):
+        """A moved image file is the same image at its new location; once
+        the file is deleted the image is gone, and a file uploaded again at
+        its path is not an image."""
+        image = await self.register(self.alice)
+        r = await self.pithos("PUT", self.alice, "images/moved.img",
+                              headers={"X-Move-From": "/images/debian.img"})
+        self.assertEqual(r.code, 201, r.body)
+        moved = await self.registry.get(self.alice, image.id)
+        self.assertEqual((moved.name, moved.location),
+                         (image.name, f"pithos://{self.alice}/images/moved.img"))
+        r = await self.pithos("DELETE", self.alice, "images/moved.img")
+        self.assertEqual(r.code, 204, r.body)
+        with self.assertRaises(errors.NotFound):
+            await self.registry.get(self.alice, image.id)
+        await self.upload(self.alice, "images/moved.img")
+        self.assertEqual(await self.registry.list(self.alice), [])
+
+    async def test_register_file(self):
+        """An operator's local file is stored in the owner's container
+        (created if needed) and registered; registering it again keeps the
+        image."""
+        path = Path(self.mktemp())
+        path.write_bytes(DATA * 3)
+        image = await self.registry.register_file(self.carol, path, "system",
+                                                  {"name": "Base", "is_public": True})
+        self.assertEqual((image.name, image.size, image.is_public, image.location),
+                         ("Base", len(DATA) * 3, True,
+                          location_of(self.carol, "system", path.name)))
+        self.assertTrue(self.registry.is_system(image))
+        again = await self.registry.register_file(self.carol, path, "system",
+                                                  {"name": "Base 2", "is_public": True})
+        self.assertEqual((again.id, again.name), (image.id, "Base 2"))
+        self.assertEqual([i.id for i in await self.registry.list(self.bob)], [image.id])
 
 
 class VisibilityTests(ImageCase):

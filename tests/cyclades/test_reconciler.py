@@ -14,7 +14,6 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd.cyclades import store
-from snfd.cyclades.rapi import RapiPool, RapiUnavailable
 from snfd.cyclades.reconciler import (
     ReconcileDuty,
     Reconciler,
@@ -23,6 +22,7 @@ from snfd.cyclades.reconciler import (
     instance_nics,
 )
 from snfd.cyclades.updates import SIMULATED_LOGMSG, UpdatePath
+from snfd.ganeti.rapi import RapiPool, RapiUnavailable
 from snfd.ganeti_sim import SimulatedCluster
 from snfd.httpclient import HTTPClientPool
 from snfd.interfaces import ILeaderDuty
@@ -100,7 +100,7 @@ class ReconcilerTestCase(CycladesDBMixin, unittest.TestCase):
         self.clock.advance(time.time() + 3600)  # everything is an hour old
         self.pool = StubPool()
         self.rapi = self.pool.rapis.setdefault(CLUSTER, StubRapi())
-        self.updates = UpdatePath(self.db, lambda: self.charger, self.clock)
+        self.updates = UpdatePath(self.db, self.charger, self.clock)
         self.reconciler = Reconciler(self.db, self.pool, self.updates, self.clock)
 
     def job(self, job_id: int, opcode: str, server_id: int, status: str,
@@ -367,7 +367,7 @@ class SimulatorTests(CycladesDBMixin, unittest.TestCase):
         http = HTTPClientPool(reactor, Metrics())
         self.addCleanup(lambda: defer.ensureDeferred(http.close()))
         self.pool = RapiPool(http)
-        self.updates = UpdatePath(self.db, lambda: self.charger, reactor)
+        self.updates = UpdatePath(self.db, self.charger, reactor)
         self.reconciler = Reconciler(self.db, self.pool, self.updates, reactor, settle=0.0)
         backend = await self.db.run("t", store.backend_txn, self.backend.id)
         from snfd.cyclades.allocator import rapi_for

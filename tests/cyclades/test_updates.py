@@ -74,9 +74,8 @@ class CycladesDBMixin:
         for r in resources():
             await self.qh.set_limit(f"user:{USER}", f"project:{PROJECT}", r.name, self.limit)
             await self.qh.set_limit(f"project:{PROJECT}", None, r.name, self.limit)
-        self.charger: Charger | None = Charger(self.db, self.qh, "cyclades")
-        self.addCleanup(lambda: defer.ensureDeferred(self.charger.drain())
-                        if self.charger else None)
+        self.charger = Charger(self.db, self.qh, "cyclades")
+        self.addCleanup(lambda: defer.ensureDeferred(self.charger.drain()))
         self.backend = await self.db.run("t", store.add_backend_txn, CLUSTER,
                                          "https://127.0.0.1:1", disk_templates=("file",))
         await self.db.run("t", store.update_backend_txn, self.backend.id, mfree=8192,
@@ -108,19 +107,16 @@ class CycladesDBMixin:
 
     async def usage(self) -> dict[str, tuple[int, int]]:
         """The user's (usage_min, usage_max) per resource, once settled."""
-        if self.charger is not None:
-            await self.charger.drain()
+        await self.charger.drain()
         holdings = await self.qh.quotas(holders=[f"user:{USER}"], sources=[f"project:{PROJECT}"])
         return {h.resource.split(".", 1)[1]: (h.usage_min, h.usage_max) for h in holdings}
 
     async def pending(self) -> list[int]:
-        if self.charger is not None:
-            await self.charger.drain()
+        await self.charger.drain()
         return await self.qh.pending("cyclades")
 
     async def issue(self, server: Server, action: str) -> int:
         """What the API does before submitting ``action``'s job."""
-        assert self.charger is not None
         return await self.charger.issue(provisions(server, charges(server, action)),
                                         force=action == "DESTROY",
                                         resource_key=f"server:{server.id}")
@@ -148,7 +144,7 @@ class UpdateTestCase(CycladesDBMixin, unittest.TestCase):
         await self.setUpDB()
         self.clock = task.Clock()
         self.clock.advance(T0 + 1000)
-        self.updates = UpdatePath(self.db, lambda: self.charger, self.clock)
+        self.updates = UpdatePath(self.db, self.charger, self.clock)
 
 
 class StateMachineTests(UpdateTestCase):
@@ -474,7 +470,6 @@ class ForcedCommissionTests(UpdateTestCase):
         s = await self.server(operstate="STOPPED")
         message = op(s, "STARTUP", "success", 5, 1)
         real = self.qh
-        updates = self.updates
         calls = []
 
         class Racing:
@@ -489,6 +484,7 @@ class ForcedCommissionTests(UpdateTestCase):
                 return serial
 
         self.charger = Charger(self.db, Racing(), "cyclades")
+        self.updates = updates = UpdatePath(self.db, self.charger, self.clock)
         await self.updates.op_status(message)
         self.assertEqual(len(calls), 1)
         self.assertEqual((await self.get(s)).operstate, "STARTED")
@@ -503,13 +499,22 @@ class ForcedCommissionTests(UpdateTestCase):
         self.assertEqual((await self.get(s)).operstate, "STOPPED")
         self.assertEqual(await self.usage(), NOTHING)
 
-    async def test_no_quota_holder(self):
-        """Without a quota holder a change needing a commission raises and
-        changes nothing (reconciliation replays it later)."""
+    async def test_unreachable_quota_holder(self):
+        """With the quota holder unreachable a change needing a commission
+        raises and changes nothing (reconciliation replays it later)."""
         s = await self.server(operstate="STARTED")
-        self.charger = None
+        real = self.qh
+
+        class Unreachable:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            async def issue(self, *args, **kwargs):
+                raise errors.ServiceUnavailable("identity unreachable")
+
+        updates = UpdatePath(self.db, Charger(self.db, Unreachable(), "cyclades"), self.clock)
         with self.assertRaises(errors.ServiceUnavailable):
-            await self.updates.op_status(op(s, "SHUTDOWN", "success", 5, 1))
+            await updates.op_status(op(s, "SHUTDOWN", "success", 5, 1))
         self.assertEqual((await self.get(s)).operstate, "STARTED")
 
 

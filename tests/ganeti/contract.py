@@ -2,7 +2,7 @@
 
 ``run_scenario`` drives a cluster through the life of one instance (create,
 shutdown, startup, reboot, modify beparams, a failing job, a cancelled job,
-an administrator's shutdown, delete) over ``snfd.cyclades.rapi.GanetiRapi``
+an administrator's shutdown, delete) over ``snfd.ganeti.rapi.GanetiRapi``
 and returns what a client could observe, normalised so that two clusters
 that behave alike give EQUAL records: job ids, times, uuids, MACs, node and
 cluster names are dropped or replaced by placeholders; what is kept is
@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from twisted.internet import defer, task
 
-from snfd.cyclades.rapi import FINAL_STATUSES, GanetiRapi, RapiError, RapiTarget
+from snfd.ganeti.rapi import FINAL_STATUSES, GanetiRapi, RapiError, RapiTarget
 from snfd.httpclient import HTTPClientPool, Target, TargetClient
 from snfd.metrics import Metrics
 from snfd.testing.ganeti import RealGanetiCluster
@@ -494,12 +494,12 @@ async def _value(job_id: int) -> int:
 
 def _events(files: dict[int, Any], job_ids: dict[str, int], cluster: str,
             scrub: _Scrub) -> list[Any] | str:
-    """The messages ``snfd.cyclades.events.job_messages`` builds from the final
+    """The messages ``snfd.ganeti.jobs.job_messages`` builds from the final
     job files, per step, normalised (or a note when the module is missing)."""
     try:
-        from snfd.cyclades.events import job_messages
+        from snfd.ganeti.jobs import job_messages
     except ImportError:
-        return "snfd.cyclades.events.job_messages is not available"
+        return "snfd.ganeti.jobs.job_messages is not available"
     out: list[Any] = []
     for label, job_id in job_ids.items():
         job = files.get(job_id)

@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from snfd.pithos.api import STREAM_FROM
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
+from snfd.pithos.uploads import STREAM_FROM
 from snfd.testing.pithos import HTTPReply, http, pithos_stack, raw_http
 
 _DEFAULT: Any = object()

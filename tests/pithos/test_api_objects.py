@@ -13,9 +13,9 @@ import socket
 
 from twisted.internet import defer, threads
 
-from snfd.pithos.api import STREAM_FROM
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, block_hash, hashmap_of, merkle
-from snfd.testing.pithos import http
+from snfd.pithos.uploads import STREAM_FROM
+from snfd.testing.pithos import http, raw_http
 from tests.pithos.test_api import StackCase, parse_xml
 
 
@@ -134,6 +134,40 @@ class UploadTests(StackCase):
         self.assertEqual(await self.stack.blocks.missing([block_hash(body)]),
                          [block_hash(body)])
         self.assertEqual((await self.call("GET", "/c/o")).body, b"data")
+
+    async def test_token_paths_agree(self):
+        """The gate of a streamed upload reads the token as the token
+        wrapper of every request does: a malformed one (non-ASCII bytes,
+        empty, blank) gets the same 401 whether the body is buffered or
+        streamed, and stores no block; of two X-Auth-Token headers both
+        take the last; a token in the query works for both."""
+        path = f"/object-store/v1/{self.alice}/c/o".encode()
+        small = b"small body"
+
+        async def put(tokens: list[bytes], body: bytes, query: bytes = b"") -> tuple[int, bytes]:
+            head = (b"PUT " + path + query + b" HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/octet-stream\r\n"
+                    + b"".join(b"X-Auth-Token: " + t + b"\r\n" for t in tokens)
+                    + b"Content-Length: %d\r\n" % len(body))
+            code, reply = await raw_http(self.stack.url, head, body)
+            return code, reply.partition(b"\r\n\r\n")[2]
+
+        big = b"malformed" * (STREAM_FROM // 9 + 1)
+        for bad in (b"\xc3\xa9t\xe9", b"", b" \t "):
+            buffered = await put([bad], small)
+            self.assertEqual(buffered[0], 401, (bad, buffered))
+            self.assertEqual(await put([bad], big), buffered, bad)
+        token = self.alice_token.encode()
+        refused = b"refused" * (STREAM_FROM // 7 + 1)
+        self.assertEqual((await put([token, b"bogus"], small))[0], 401)
+        self.assertEqual((await put([token, b"bogus"], refused))[0], 401)
+        self.assertEqual(await self.stack.blocks.missing([block_hash(big), block_hash(refused)]),
+                         [block_hash(big), block_hash(refused)])
+        self.assertEqual((await put([b"bogus", token], small))[0], 201)
+        self.assertEqual((await put([b"bogus", token], big))[0], 201)
+        self.assertEqual((await self.call("GET", "/c/o")).body, big)
+        self.assertEqual((await put([], refused, b"?X-Auth-Token=" + token))[0], 201)
+        self.assertEqual((await self.call("GET", "/c/o")).body, refused)
 
     async def test_short_body(self):
         """A client that sends less than its Content-Length and hangs up

@@ -1,6 +1,6 @@
 """The object store's request rules without a server: path parsing,
 metadata normalisation and limits, sharing syntax, reply quoting, dates,
-ranges and conditional requests (``snfd.pithos.api.parse_target`` and
+ranges and conditional requests (``snfd.pithos.requests.parse_target`` and
 ``snfd.pithos.headers``)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from twisted.web.http_headers import Headers
 
 from snfd import errors
 from snfd.pithos import headers as hdr
-from snfd.pithos.api import Target, parse_target
 from snfd.pithos.model import Permissions
+from snfd.pithos.requests import Target, parse_target
 
 
 class FakeRequest:

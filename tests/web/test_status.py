@@ -9,6 +9,8 @@ from twisted.trial import unittest
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from snfd import errors
+from snfd.web.auth import Principal
 from snfd.web.status import ClusterView, MetricsPage
 
 
@@ -21,7 +23,14 @@ class _Node:
     class election:
         is_leader = True
 
-    admin_check = None
+
+class _Authenticator:
+    """Admits the token "admin" as an administrator, "user" as a user."""
+
+    async def authenticate(self, token):
+        if token not in ("admin", "user"):
+            raise errors.Unauthorized("Invalid token")
+        return Principal(user=token, is_admin=token == "admin")
 
 
 def render(resource, request) -> tuple[int, dict]:
@@ -34,9 +43,11 @@ def render(resource, request) -> tuple[int, dict]:
 
 
 class ClusterViewTests(unittest.TestCase):
-    def request(self, host: str, method: bytes = b"GET") -> DummyRequest:
+    def request(self, host: str, method: bytes = b"GET", token: str = "") -> DummyRequest:
         request = DummyRequest([])
         request.method = method
+        if token:
+            request.requestHeaders.setRawHeaders(b"x-auth-token", [token])
         request.client = IPv4Address("TCP", host, 40000)
         return request
 
@@ -52,11 +63,14 @@ class ClusterViewTests(unittest.TestCase):
         self.assertEqual(body["forbidden"]["code"], 403)
 
     def test_remote_admin_allowed(self):
-        """A remote caller that the admin check admits gets the view."""
-        async def admit(request):
-            return True
-        code, _ = render(ClusterView(_Node(), admin_check=admit), self.request("192.0.2.7"))
+        """A remote caller whose token is an administrator's gets the view;
+        a user's token or a wrong one gets 403."""
+        view = ClusterView(_Node(), _Authenticator())
+        code, _ = render(view, self.request("192.0.2.7", token="admin"))
         self.assertEqual(code, 200)
+        for token in ("user", "wrong"):
+            code, _ = render(view, self.request("192.0.2.7", token=token))
+            self.assertEqual(code, 403, token)
 
     def test_wrong_method(self):
         """POST is answered with a 405 fault naming the allowed methods."""

@@ -1,4 +1,4 @@
-"""The Ganeti RAPI client (``snfd.cyclades.rapi``) against an in-test HTTPS
+"""The Ganeti RAPI client (``snfd.ganeti.rapi``) against an in-test HTTPS
 RAPI on 127.0.0.1: TLS pinning, basic auth, job ids, Ganeti's error bodies
 and its all-null answer for unknown jobs, timeouts and refused connections.
 
@@ -16,7 +16,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial import unittest
 from twisted.web import resource, server
 
-from snfd.cyclades.rapi import (
+from snfd.ganeti.rapi import (
     FINAL_STATUSES,
     GanetiRapi,
     RapiError,

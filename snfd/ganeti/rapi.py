@@ -1,7 +1,5 @@
 """The Ganeti RAPI client: one per backend, on the node's shared HTTP pool.
 
-CONTRACT (lead); the "rapi-events" helper implements the bodies.
-
 ``GanetiRapi`` talks Ganeti's Remote API v2 (``/2/...``) over HTTPS with basic
 auth, TLS verified against the backend's own certificate (a pinned
 self-signed ``rapi.pem``; ``verify_hostname`` False because Ganeti's cert
@@ -58,7 +56,7 @@ class RapiError(Exception):
 
 @attrs.frozen
 class RapiTarget:
-    """How to reach one backend's RAPI (a row of ``cyclades_backends``)."""
+    """How to reach one Ganeti cluster's RAPI (a registered backend)."""
 
     cluster: str                  # backend clustername, labels errors/metrics
     url: str                      # https://host:5080

@@ -1,4 +1,4 @@
-"""Ganeti job events (``snfd.cyclades.events``): the messages built from job
+"""Ganeti job events (``snfd.ganeti``): the messages built from job
 files and RAPI job answers, the publisher on the in-process bus and on
 RabbitMQ, the job queue watcher on a real directory with inotify, the RAPI
 poller against an in-test RAPI, and the ``ganeti-events`` plugin.
@@ -27,16 +27,11 @@ from zope.interface.verify import verifyObject
 from snfd.bus import BusUnavailable, make_bus
 from snfd.bus.local import LocalBus
 from snfd.config import Section
-from snfd.cyclades.events import (
-    BadJob,
-    EventPublisher,
-    JobQueueWatcher,
-    RapiJobPoller,
-    attach_instance_info,
-    job_messages,
-    parse_job_file,
-)
-from snfd.cyclades.rapi import GanetiRapi, RapiTarget
+from snfd.ganeti.jobs import BadJob, attach_instance_info, job_messages, parse_job_file
+from snfd.ganeti.poller import RapiJobPoller
+from snfd.ganeti.publisher import EventPublisher
+from snfd.ganeti.rapi import GanetiRapi, RapiTarget
+from snfd.ganeti.watcher import JobQueueWatcher
 from snfd.interfaces import ILeaderDuty, ISnfdPlugin
 from snfd.metrics import Metrics
 from snfd.plugins.ganeti_events import cluster_name, plugin
@@ -47,7 +42,7 @@ from tests.bus.test_contract import (
     amqp_skip_reason,
     delete_names,
 )
-from tests.cyclades.test_rapi import FakeRapi, http_pool, serve_rapi
+from tests.ganeti.test_rapi import FakeRapi, http_pool, serve_rapi
 
 T0 = 1_700_000_000
 FINAL = ("success", "error", "canceled")

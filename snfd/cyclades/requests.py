@@ -1,0 +1,468 @@
+"""Compute requests as typed values: what the JSON bodies of the compute
+API (reference/synnefo-apis.md 3.1) may say, checked, before anything
+happens (400, or 413 past a size limit, with the reference's messages).
+
+``parse_create`` turns the ``server`` object of ``POST /servers`` into a
+``CreateRequest``; ``parse_action`` turns the body of ``POST
+/servers/<id>/action`` into one of the action values (``Start``,
+``Reboot``, ``Resize``...); the ``check_*`` functions check the smaller
+bodies (names, metadata, tags).  Nothing here does I/O: the effect path
+(``snfd.cyclades.servers``) receives these values, never raw dicts.
+
+Deliberate choices where the reference leaves room:
+
+- ``networks``: absent, ``[]``, ``"auto"`` -> the default NICs
+  (``CreateRequest.nics`` None).  ``[]`` counts as "no preference"
+  because OpenStack clients below microversion 2.37 send it when no
+  network was named.  ``"none"`` -> no NIC.  Anything else is 400 until
+  the network API exists.
+- ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
+- ``block_device_mapping_v2``: only the one mapping that boots an image on
+  a local disk (what ``openstack server create --image`` sends) stands
+  for ``imageRef``; volumes are 400 until the volume API exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from snfd import errors
+
+MAX_NAME = 255
+MAX_META_KEY = 50
+MAX_META_VALUE = 500
+MAX_TAGS = 50
+MAX_TAG = 60
+MAX_USER_DATA = 64 * 1024
+FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
+#: Actions the reference names that this cloud does not offer (501), and
+#: those only administrators may take (403); both once the server exists.
+UNSUPPORTED_ACTIONS = ("changePassword", "rebuild", "confirmResize", "revertResize",
+                       "createImage", "os-getVNCConsole", "os-getSPICEConsole",
+                       "os-getRDPConsole", "os-getSerialConsole", "addFloatingIp",
+                       "removeFloatingIp")
+ADMIN_ACTIONS = ("suspend", "resume")
+
+
+class CreateLimits(Protocol):
+    """The operator's limits a create request is checked against
+    (``snfd.cyclades.servers.ComputeSettings`` has them)."""
+
+    @property
+    def max_metadata(self) -> int: ...
+
+    @property
+    def max_personality(self) -> int: ...
+
+    @property
+    def max_personality_size(self) -> int: ...
+
+
+@attrs.frozen
+class PersonalityFile:
+    """A file to inject: ``contents`` is base64 text; ``owner``, ``group``
+    and ``mode`` as given (None: not given)."""
+
+    path: str
+    contents: str
+    owner: str | None = None
+    group: str | None = None
+    mode: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as snf-image reads it (keys only when given)."""
+        out: dict[str, Any] = {"path": self.path, "contents": self.contents}
+        for key in ("owner", "group", "mode"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@attrs.frozen
+class CreateRequest:
+    """A validated ``POST /servers`` body."""
+
+    name: str
+    flavor_id: int
+    image_id: str
+    metadata: dict[str, str]
+    personality: tuple[PersonalityFile, ...]
+    nics: int | None              # None: the default NICs
+    project: str | None
+    key_names: tuple[str, ...]
+    user_data: str | None
+    admin_pass: str | None
+    tags: tuple[str, ...]
+    shared_to_project: bool
+
+
+# -- actions ---------------------------------------------------------------------
+
+@attrs.frozen
+class Start:
+    """``start`` / ``os-start``."""
+
+
+@attrs.frozen
+class Stop:
+    """``shutdown`` / ``os-stop``."""
+
+
+@attrs.frozen
+class Reboot:
+    """``reboot``; ``hard``: type HARD (no clean shutdown first)."""
+
+    hard: bool = False
+
+
+@attrs.frozen
+class Resize:
+    """``resize`` to the flavor ``flavor_id``."""
+
+    flavor_id: int
+
+
+@attrs.frozen
+class Console:
+    """``console`` of type ``vnc`` (the only one offered)."""
+
+
+@attrs.frozen
+class Firewall:
+    """``firewallProfile``: one of ``FIREWALL_PROFILES`` for the NIC whose
+    id reads as ``nic`` (the value as given; None: none named)."""
+
+    profile: str
+    nic: object = None
+
+
+@attrs.frozen
+class Reassign:
+    """``reassign``: None keeps the server's project / sharing."""
+
+    project: str | None = None
+    shared_to_project: bool | None = None
+
+
+@attrs.frozen
+class Rescue:
+    """``rescue`` from the rescue image ``image_ref`` ("default": none named)."""
+
+    image_ref: str = "default"
+
+
+@attrs.frozen
+class Unrescue:
+    """``unrescue``."""
+
+
+@attrs.frozen
+class Unsupported:
+    """An action of the reference this cloud refuses: 501, or 403 with
+    ``admin_only``."""
+
+    name: str
+    admin_only: bool = False
+
+
+Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue
+          | Unrescue | Unsupported)
+
+
+def parse_action(body: Mapping[str, Any]) -> Action:
+    """The action of a ``POST /servers/<id>/action`` body (a JSON object
+    with exactly one action key), or 400."""
+    if len(body) != 1:
+        raise errors.BadRequest("An action request has exactly one action.")
+    name, args = next(iter(body.items()))
+    args = args if isinstance(args, dict) else {}
+    if name in ("start", "os-start"):
+        return Start()
+    if name in ("shutdown", "os-stop"):
+        return Stop()
+    if name == "reboot":
+        reboot_type = str(args.get("type", "SOFT")).upper()
+        if reboot_type not in ("SOFT", "HARD"):
+            raise errors.BadRequest("The reboot type must be SOFT or HARD.")
+        return Reboot(hard=reboot_type == "HARD")
+    if name == "resize":
+        if "flavorRef" not in args:
+            raise errors.BadRequest("resize needs a flavorRef.")
+        return Resize(flavor_ref(args["flavorRef"]))
+    if name == "console":
+        if args.get("type") != "vnc":
+            raise errors.BadRequest('The console type must be "vnc".')
+        return Console()
+    if name == "firewallProfile":
+        profile = args.get("profile")
+        if profile not in FIREWALL_PROFILES:
+            raise errors.BadRequest(
+                f"The firewall profile must be one of {', '.join(FIREWALL_PROFILES)}.")
+        return Firewall(str(profile), args.get("nic"))
+    if name == "reassign":
+        return parse_reassign(args)
+    if name == "rescue":
+        image_ref = args.get("rescue_image_ref")
+        return Rescue("default" if image_ref is None else str(image_ref))
+    if name == "unrescue":
+        return Unrescue()
+    if name in UNSUPPORTED_ACTIONS:
+        return Unsupported(name)
+    if name in ADMIN_ACTIONS:
+        return Unsupported(name, admin_only=True)
+    raise errors.BadRequest(f"Unknown action {name[:60]!r}.")
+
+
+def parse_reassign(args: Mapping[str, Any]) -> Reassign:
+    """The arguments of ``reassign``: ``project`` (text), ``shared_to_project``
+    (true or false), each optional."""
+    project = args.get("project")
+    if project is not None:
+        project = _text(project, "project", 255)
+    shared = args.get("shared_to_project")
+    if shared is not None and not isinstance(shared, bool):
+        raise errors.BadRequest("shared_to_project must be true or false.")
+    return Reassign(project, shared)
+
+
+# -- values --------------------------------------------------------------------------
+
+def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise errors.BadRequest(f"{what} must be a non-empty string.")
+    if len(value) > limit:
+        raise errors.BadRequest(f"{what} is longer than {limit} characters.")
+    if "\x00" in value:
+        raise errors.BadRequest(f"{what} holds a NUL character.")
+    return value
+
+
+def check_name(value: Any) -> str:
+    """A server name (1..255 characters), or 400."""
+    return _text(value, "The server name", MAX_NAME)
+
+
+def ref_id(value: Any, what: str) -> str:
+    """The id in a reference: the value itself or the last segment of a
+    link (``.../flavors/3``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise errors.BadRequest(f"{what} is required (an id or a link).")
+    text = str(value).strip().rstrip("/")
+    if not text:
+        raise errors.BadRequest(f"{what} is required (an id or a link).")
+    return text.rsplit("/", 1)[-1]
+
+
+def flavor_ref(value: Any) -> int:
+    """A flavor reference as a flavor id, or 400."""
+    text = ref_id(value, "flavorRef")
+    if not text.isdigit() or len(text) > 9:
+        raise errors.BadRequest(f"flavorRef {text[:40]!r} is not a flavor id.")
+    return int(text)
+
+
+def check_metadata(value: Any, limit: int | None = None) -> dict[str, str]:
+    """Server metadata: string keys (1..50 chars) and values (<= 500), at
+    most ``limit`` items (None: any number; the effect path checks the
+    merged result)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.BadRequest("metadata must be an object of strings.")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        _text(key, "A metadata key", MAX_META_KEY)
+        if not isinstance(item, str):
+            raise errors.BadRequest(f"The value of metadata key {key!r} must be a string.")
+        _text(item, f"The value of metadata key {key!r}", MAX_META_VALUE, required=False)
+        out[key] = item
+    if limit is not None and len(out) > limit:
+        raise errors.BadRequest(f"A server may have at most {limit} metadata items.")
+    return out
+
+
+def check_tags(value: Any) -> tuple[str, ...]:
+    """Server tags: at most 50 strings of 1..60 characters without '/' or ','."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise errors.BadRequest("tags must be a list of strings.")
+    out: list[str] = []
+    for tag in value:
+        check_tag(tag)
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise errors.BadRequest(f"A server may have at most {MAX_TAGS} tags.")
+    return tuple(out)
+
+
+def check_tag(tag: Any) -> str:
+    """One tag, or 400."""
+    _text(tag, "A tag", MAX_TAG)
+    if "/" in tag or "," in tag:
+        raise errors.BadRequest("A tag may not hold '/' or ','.")
+    return str(tag)
+
+
+def check_personality(value: Any, max_files: int,
+                      max_size: int) -> tuple[PersonalityFile, ...]:
+    """Files to inject: ``[{path, contents (base64 text of at most
+    ``max_size`` characters), owner?, group?, mode?}]``, at most
+    ``max_files`` (413 past either limit, as the reference)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise errors.BadRequest("personality must be a list of files.")
+    if len(value) > max_files:
+        raise errors.OverLimit(f"At most {max_files} personality files are allowed.")
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise errors.BadRequest("Each personality item must be an object.")
+        path = _text(item.get("path"), "A personality path", 1024)
+        contents = item.get("contents")
+        if not isinstance(contents, str):
+            raise errors.BadRequest(f"The contents of {path} must be base64 text.")
+        if len(contents) > max_size:
+            raise errors.OverLimit(
+                f"The contents of {path} are longer than {max_size} bytes of base64.")
+        try:
+            base64.b64decode(contents, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.BadRequest(f"The contents of {path} are not valid base64.") from None
+        owner = group = None
+        if item.get("owner") is not None:
+            owner = _text(item["owner"], f"The owner of {path}", 64)
+        if item.get("group") is not None:
+            group = _text(item["group"], f"The group of {path}", 64)
+        mode = item.get("mode")
+        if mode is not None:
+            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+                raise errors.BadRequest(f"The mode of {path} must be an integer 0..4095.")
+        out.append(PersonalityFile(path, contents, owner, group, mode))
+    return tuple(out)
+
+
+def check_password(value: Any) -> str:
+    """An admin password: >= 10 characters with upper and lower case
+    letters and a digit."""
+    if not isinstance(value, str):
+        raise errors.BadRequest("adminPass must be a string.")
+    if (len(value) < 10 or len(value) > 255 or not re.search(r"[A-Z]", value)
+            or not re.search(r"[a-z]", value) or not re.search(r"[0-9]", value)):
+        raise errors.BadRequest(
+            "adminPass must be at least 10 characters long and hold upper and lower"
+            " case letters and digits.")
+    return value
+
+
+def _nics(value: Any) -> int | None:
+    if value is None or value == "auto" or value == []:
+        return None
+    if value == "none":
+        return 0
+    raise errors.BadRequest(
+        "networks are not supported yet: leave them out, or give \"auto\" or \"none\".")
+
+
+def _count(body: Mapping[str, Any], key: str) -> None:
+    value = body.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | str) or str(value) != "1":
+        raise errors.BadRequest(f"{key} must be 1: one server is created per request.")
+
+
+def _image_boot(body: Mapping[str, Any]) -> str | None:
+    """The image of a block device mapping that only says "boot from this
+    image on a local disk" (what ``openstack server create --image``
+    sends); any other mapping needs volumes, which are not supported yet."""
+    if body.get("block_device_mapping"):
+        raise errors.BadRequest("block_device_mapping is not supported yet.")
+    mapping = body.get("block_device_mapping_v2")
+    if not mapping:
+        return None
+    if not isinstance(mapping, list) or len(mapping) != 1 or not isinstance(mapping[0], dict):
+        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
+                                " is not supported yet.")
+    bdm = mapping[0]
+    local_image = (bdm.get("source_type") == "image" and
+                   bdm.get("destination_type") in (None, "local") and
+                   bdm.get("boot_index") in (0, "0") and isinstance(bdm.get("uuid"), str))
+    if not local_image:
+        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
+                                " on a local disk is not supported yet.")
+    if body.get("imageRef") not in (None, "", bdm["uuid"]):
+        raise errors.BadRequest("imageRef and block_device_mapping_v2 name different images.")
+    return str(bdm["uuid"])
+
+
+def _key_names(body: Mapping[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+    key_name = body.get("key_name")
+    if key_name is not None:
+        names.append(_text(key_name, "key_name", 255))
+    more = body.get("SNF:key_names")
+    if more is not None:
+        if not isinstance(more, list):
+            raise errors.BadRequest("SNF:key_names must be a list of keypair names.")
+        names += [_text(n, "A key name", 255) for n in more]
+    return tuple(dict.fromkeys(names))
+
+
+def _user_data(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_USER_DATA:
+        raise errors.BadRequest(f"user_data must be base64 text of at most"
+                                f" {MAX_USER_DATA} characters.")
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.BadRequest("user_data is not valid base64.") from None
+    return value
+
+
+def parse_create(body: Any, limits: CreateLimits) -> CreateRequest:
+    """Validate the ``server`` object of a create request (400/413)."""
+    if not isinstance(body, dict):
+        raise errors.BadRequest('The request needs a "server" object.')
+    name = check_name(body.get("name"))
+    if "flavorRef" not in body:
+        raise errors.BadRequest("flavorRef is required.")
+    flavor_id = flavor_ref(body.get("flavorRef"))
+    boot_image = _image_boot(body)
+    if body.get("imageRef") in (None, "") and boot_image is None:
+        raise errors.BadRequest("imageRef is required (booting from volumes is not"
+                                " supported yet).")
+    image_id = ref_id(body.get("imageRef") or boot_image, "imageRef")
+    _count(body, "min_count")
+    _count(body, "max_count")
+    metadata = check_metadata(body.get("metadata"), limits.max_metadata)
+    personality = check_personality(body.get("personality"), limits.max_personality,
+                                    limits.max_personality_size)
+    nics = _nics(body.get("networks"))
+    project = body.get("project")
+    if project is not None:
+        project = _text(project, "project", 255)
+    key_names = _key_names(body)
+    user_data = _user_data(body.get("user_data"))
+    admin_pass = body.get("adminPass")
+    if admin_pass is not None:
+        admin_pass = check_password(admin_pass)
+    shared = body.get("shared_to_project", False)
+    if not isinstance(shared, bool):
+        raise errors.BadRequest("shared_to_project must be true or false.")
+    return CreateRequest(
+        name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
+        personality=personality, nics=nics, project=project, key_names=key_names,
+        user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),
+        shared_to_project=shared)

@@ -1,0 +1,31 @@
+"""The object store's limits (reference section 2): how long names may
+be, how much metadata and how many groups a path may carry, how long a
+listing may get.  Plain constants: the HTTP layer checks requests against
+them, the backend checks what it stores, and ``/info`` announces them.
+
+Name lengths count characters; metadata lengths count UTF-8 bytes (the
+key after its ``X-*-Meta-`` prefix).
+"""
+
+from __future__ import annotations
+
+MAX_ACCOUNT_NAME = 256
+MAX_CONTAINER_NAME = 256
+MAX_OBJECT_NAME = 1024
+
+MAX_META_KEYS = 32
+"""User metadata keys per account, container or object."""
+MAX_META_NAME = 128
+MAX_META_VALUE = 256
+
+MAX_GROUPS = 32
+"""Groups per account."""
+MAX_GROUP_MEMBERS = 32
+
+MAX_LIST = 10000
+"""Longest listing one request returns (accounts, containers, objects)."""
+
+
+__all__ = ["MAX_ACCOUNT_NAME", "MAX_CONTAINER_NAME", "MAX_GROUPS", "MAX_GROUP_MEMBERS",
+           "MAX_LIST", "MAX_META_KEYS", "MAX_META_NAME", "MAX_META_VALUE",
+           "MAX_OBJECT_NAME"]

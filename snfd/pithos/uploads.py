@@ -1,0 +1,302 @@
+"""Request bodies of the object store API, and the MD5s computed after
+the fact.
+
+``Uploads`` decides, as soon as a request's headers have arrived, whether
+its body streams into the block store (a ``BlockSink``: object ``PUT``
+data and container ``POST`` block uploads, unless small) or is buffered;
+a streamed body is stored only once its gate has authenticated the
+token (the same way ``snfd.web.auth.TokenAuth`` reads it, see
+``token_from``) and checked that the caller may write there.  Handlers
+then take the body as blocks with ``Uploads.stored`` (whichever way it
+came), or as bytes with ``small_body``; ``form_file`` stores the file
+of an HTML form upload.
+
+``Checksums`` computes the MD5 of an object stored without one (a hashmap
+upload, a partial update) off the reactor and records it;
+``Checksums.drain`` waits for those started so far.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import mimetypes
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.pithos import swift
+from snfd.pithos.hashmap import EMPTY_HASH
+from snfd.pithos.model import ObjectInfo
+from snfd.pithos.requests import OCTET_STREAM, Target, media_type, parse_target, raw_query
+from snfd.pithos.streams import BlockSink
+from snfd.web.auth import token_from
+
+log = Logger(namespace="snfd.pithos")
+
+MAX_SMALL_BODY = 8 * 1024 * 1024
+"""Largest buffered body a metadata request may carry (SLO manifests,
+bulk deletes)."""
+STREAM_FROM = 64 * 1024
+"""Bodies of known length below this are buffered in memory and stored
+by the handler (no up-front check: a small upload costs one transaction);
+longer or chunked ones stream into the block store behind a gate."""
+TOKEN_IN_QUERY = True
+"""The gate reads a token from the query too, as the ``TokenAuth`` in
+front of the object store does (``allow_query``, for HTML form uploads)."""
+
+
+class Uploads:
+    """Where request bodies go, and the blocks they became.
+
+    @param backend: the ``Backend`` (the gate's permission checks).
+    @param blocks: the ``IBlockStore``.
+    @param reactor: the reactor (its thread pool hashes).
+    @param authenticator: the node's ``IAuthenticator``; ``None``: every
+        body is buffered (and checked after).
+    @param blocks_in_flight: blocks of one upload stored at once.
+    """
+
+    def __init__(self, backend: Any, blocks: Any, reactor: Any, authenticator: Any = None,
+                 *, blocks_in_flight: int = 2):
+        self.backend = backend
+        self.blocks = blocks
+        self.reactor = reactor
+        self.authenticator = authenticator
+        self.blocks_in_flight = blocks_in_flight
+
+    def body_sink(self, request: Any, method: bytes, uri: bytes,
+                  length: int | None) -> BlockSink | None:
+        """A ``BlockSink`` for the bodies that become blocks (object PUT
+        data, container POST block uploads) unless they are small
+        (``STREAM_FROM``), else ``None`` (buffered).
+
+        The sink stores nothing before ``_gate`` has authenticated the
+        token and checked that the caller may write there; a refused
+        upload's body is read and dropped, and the handler answers the
+        gate's fault.
+        """
+        if self.authenticator is None or method not in (b"PUT", b"POST"):
+            return None
+        if length is not None and length < STREAM_FROM:
+            return None
+        path, _, query = uri.partition(b"?")
+        args = raw_query(query)
+        heads = request.requestHeaders
+        target: Target | None
+        refusal: errors.Fault | None = None
+        try:
+            target = parse_target(path.split(b"/")[2:])
+        except errors.Fault as e:
+            target, refusal = None, e
+        if method == b"PUT":
+            if target is not None and target.level != "object":
+                return None
+            if (b"hashmap" in args or args.get(b"multipart-manifest") == [b"put"]
+                    or heads.hasHeader(b"x-copy-from") or heads.hasHeader(b"x-move-from")):
+                return None
+            if length is not None and length > swift.MAX_FILE_SIZE:
+                refusal = refusal or errors.OverLimit(
+                    f"Objects are at most {swift.MAX_FILE_SIZE} bytes; upload"
+                    " larger ones in segments.")
+            kind = "object"
+        else:
+            if target is None or target.level != "container" or length == 0:
+                return None
+            given = heads.getRawHeaders(b"content-type") or [b""]
+            if media_type(given[0].decode("latin-1")) != OCTET_STREAM:
+                return None
+            kind = "blocks"
+        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal))
+        transport = request.channel.transport
+        return BlockSink(self.blocks, self.reactor, gate, transport.pauseProducing,
+                         transport.resumeProducing, block_size=self.blocks.block_size,
+                         max_in_flight=self.blocks_in_flight)
+
+    async def _gate(self, heads: Any, args: dict[bytes, list[bytes]], target: Target | None,
+                    kind: str, refusal: errors.Fault | None) -> None:
+        if refusal is not None:
+            raise refusal
+        assert target is not None and target.account and target.container
+        token = token_from(heads, args, TOKEN_IN_QUERY)
+        if token is None:
+            raise errors.Unauthorized("This request needs a user token (X-Auth-Token).")
+        principal = await self.authenticator.authenticate(token)
+        if principal.is_component or principal.user is None:
+            raise errors.Forbidden("This request needs a user token, not a service token.")
+        user = principal.user
+        await self.backend.container(user, target.account, target.container)
+        if user == target.account or kind != "object":
+            return
+        assert target.name is not None
+        try:
+            info = await self.backend.object(user, target.account, target.container,
+                                             target.name)
+        except errors.NotFound:
+            return  # a write permission inherited from a directory: put_object decides
+        if info.allowed_to != "write":
+            raise errors.Forbidden("You may not write this object.")
+
+    async def stored(self, request: Any) -> tuple[int, list[str], str]:
+        """``(size, hashes, md5)`` of the request body, stored as blocks:
+        from the ``BlockSink`` it was streamed into, or (when it was
+        buffered) read and stored now."""
+        content = request.content
+        if isinstance(content, BlockSink):
+            request.pithos_upload_taken = True
+            upload = await content.result()
+            return upload.size, upload.hashes, upload.md5 or ""
+        content.seek(0, 2)
+        size = content.tell()
+        content.seek(0)
+        if size < STREAM_FROM:
+            # A small body is in memory: hashing it here costs less than
+            # the thread hops; the block store still writes in its threads.
+            data = content.read()
+            bs = self.blocks.block_size
+            hashes = await self.blocks.put([data[i:i + bs] for i in range(0, size, bs)])
+            return size, hashes or [EMPTY_HASH], hashlib.md5(
+                data, usedforsecurity=False).hexdigest()
+        pool = self.reactor.getThreadPool()
+        md5 = hashlib.md5(usedforsecurity=False)
+        hashes = []
+        size = 0
+        while True:
+            chunk = await deferToThreadPool(self.reactor, pool, content.read,
+                                            self.blocks.block_size)
+            if not chunk:
+                break
+            await deferToThreadPool(self.reactor, pool, md5.update, chunk)
+            hashes.extend(await self.blocks.put([chunk]))
+            size += len(chunk)
+        return size, hashes or [EMPTY_HASH], md5.hexdigest()
+
+    async def form_file(self, request: Any, form_type: str | None,
+                        name: str) -> tuple[int, list[str], str, str]:
+        """The ``X-Object-Data`` file of an HTML form upload (a buffered
+        ``multipart/form-data`` body whose ``Content-Type`` is
+        ``form_type``), stored as blocks: ``(size, hashes, md5, type)``,
+        the type the part's, else guessed from the object ``name``.
+
+        @raise errors.BadRequest: the form has no such file.
+        """
+        body = small_body(request, swift.MAX_FILE_SIZE)
+        head = f"Content-Type: {form_type}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        found = None
+        if message.is_multipart():
+            for part in message.iter_parts():
+                if part.get_param("name", header="content-disposition") == "X-Object-Data":
+                    found = part
+                    break
+        if found is None:
+            raise errors.BadRequest("The form has no X-Object-Data file.")
+        data = found.get_payload(decode=True) or b""
+        assert isinstance(data, bytes)
+        content_type = found.get_content_type() if found.get("Content-Type") else (
+            mimetypes.guess_type(name)[0] or OCTET_STREAM)
+        size = self.blocks.block_size
+        hashes = await self.blocks.put([data[i:i + size] for i in range(0, len(data), size)])
+        md5 = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                      lambda: hashlib.md5(data, usedforsecurity=False)
+                                      .hexdigest())
+        return len(data), hashes or [EMPTY_HASH], md5, content_type
+
+    @staticmethod
+    async def settle(request: Any) -> None:
+        """Let a streamed body finish (its error is moot: the request
+        failed before using it)."""
+        content = request.content
+        if isinstance(content, BlockSink) and not getattr(request, "pithos_upload_taken", False):
+            request.pithos_upload_taken = True
+            try:
+                await content.result()
+            except Exception:
+                pass
+
+
+def streamed(request: Any) -> bool:
+    """Whether the request's body went into a ``BlockSink``."""
+    return isinstance(request.content, BlockSink)
+
+
+def small_body(request: Any, limit: int = MAX_SMALL_BODY) -> bytes:
+    """The buffered body of ``request``: 400 when it was streamed (a
+    request that takes no data), 413 beyond ``limit`` bytes."""
+    content = request.content
+    if isinstance(content, BlockSink):
+        raise errors.BadRequest("This request takes no data.")
+    content.seek(0, 2)
+    if content.tell() > limit:
+        raise errors.OverLimit(f"The request body is larger than {limit} bytes.")
+    content.seek(0)
+    data: bytes = content.read()
+    return data
+
+
+def has_body(request: Any) -> bool:
+    """Whether the buffered body of ``request`` holds any byte."""
+    content = request.content
+    content.seek(0, 2)
+    size: int = content.tell()
+    content.seek(0)
+    return size > 0
+
+
+class Checksums:
+    """MD5s of stored objects, computed off the reactor after the fact.
+
+    @param backend: the ``Backend`` (``set_checksum``).
+    @param blocks: the ``IBlockStore``.
+    @param reactor: the reactor (its thread pool hashes).
+    """
+
+    def __init__(self, backend: Any, blocks: Any, reactor: Any):
+        self.backend = backend
+        self.blocks = blocks
+        self.reactor = reactor
+        self._background: set[defer.Deferred[None]] = set()
+
+    def later(self, info: ObjectInfo) -> None:
+        """Compute the MD5 of ``info``'s content off the reactor and record
+        it (fire and forget; failures are logged).  Nothing happens when
+        it is known or ``info`` has no hashmap."""
+        if info.checksum or info.hashes is None:
+            return
+        d = defer.ensureDeferred(self._checksum(info))
+        self._background.add(d)
+
+        def done(result: Any) -> None:
+            self._background.discard(d)
+            if hasattr(result, "getTraceback"):
+                log.failure("Computing the MD5 of {path} version {serial} failed",
+                            result, path=info.path, serial=info.serial)
+
+        d.addBoth(done)
+
+    async def drain(self) -> None:
+        """Wait for the computations started so far (and any they start)."""
+        while self._background:
+            await defer.DeferredList(list(self._background), consumeErrors=True)
+
+    async def _checksum(self, info: ObjectInfo) -> None:
+        assert info.hashes is not None
+        pool = self.reactor.getThreadPool()
+        md5 = hashlib.md5(usedforsecurity=False)
+        left = info.size
+        for h in info.hashes:
+            if left <= 0:
+                break
+            block = await self.blocks.get(h)
+            piece = block[:min(left, info.block_size)]
+            await deferToThreadPool(self.reactor, pool, md5.update, piece)
+            left -= len(piece)
+        await self.backend.set_checksum(info.serial, md5.hexdigest())
+
+
+__all__ = ["MAX_SMALL_BODY", "STREAM_FROM", "Checksums", "Uploads", "has_body",
+           "small_body", "streamed"]
