@@ -13,9 +13,10 @@ therefore never appears under a block name; a crash leaves at most
 temporary files behind, which ``sweep_temporary`` removes.
 
 Ages: a block's mtime is the last time it was stored or confirmed present
-(``put`` of a block that exists, ``missing``); ``delete`` removes only
-blocks older than a given time, so garbage collection with a grace period
-spares blocks an upload is about to reference.  A deletion first renames
+(``put`` of a block that exists, ``missing``), read from the store's clock
+(not the filesystem's: the store sets it); ``delete`` removes only blocks
+older than a given time of that clock, so garbage collection with a grace
+period spares blocks an upload is about to reference.  A deletion first renames
 the block aside and re-checks its age there, so a refresh racing the
 deletion either lands before (and the block is put back) or finds the name
 absent (and the block is written again).
@@ -32,6 +33,7 @@ import hashlib
 import mmap
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -115,14 +117,24 @@ class FileBlockStore:
     @param block_size: the largest block, in bytes.
     @param direct: write blocks with direct I/O (``O_DIRECT``) where the
         filesystem allows it (it falls back to buffered writes by itself).
+    @param clock: what block ages are measured with (its ``seconds()``,
+        epoch seconds; read from the I/O threads): a block's mtime is set to
+        its time whenever the block is stored or refreshed, and ``delete``
+        compares ``older_than`` with those mtimes, so the caller computes
+        ``older_than`` from the same clock.  Default: ``reactor``; with
+        neither (a process without a reactor), the wall clock.  Temporary
+        files a crash leaves behind keep the time of their last write, so
+        ``sweep_temporary`` needs a wall-clock-based ``older_than`` (which
+        the node's clock, its reactor, gives).
     """
 
     def __init__(self, path: str | os.PathLike[str], reactor: Any,
                  threadpool: Any = None, block_size: int = BLOCK_SIZE,
-                 direct: bool = True):
+                 direct: bool = True, clock: Any = None):
         self.path = os.path.abspath(os.fspath(path))
         self.block_size = block_size
         self._reactor = reactor
+        self._clock = clock if clock is not None else reactor
         self._threadpool = threadpool
         self._durable_dirs: set[str] = set()
         self._direct = direct and bool(_O_DIRECT)
@@ -158,8 +170,9 @@ class FileBlockStore:
         return self._in_thread(self.missing_now, names)
 
     def delete(self, names: Iterable[str], older_than: float) -> Any:
-        """Remove the named blocks whose mtime is before ``older_than``
-        (see ``IBlockStore``).  ``EMPTY_HASH`` and absent names are ignored."""
+        """Remove the named blocks last stored or refreshed before
+        ``older_than``, a time of the store's clock (see ``IBlockStore``).
+        ``EMPTY_HASH`` and absent names are ignored."""
         names = list(names)
         return self._in_thread(self.delete_now, names, older_than)
 
@@ -197,7 +210,7 @@ class FileBlockStore:
         pending = self._make_dirs(directory)
         temporary = os.path.join(directory, f"{_WRITING}{name}.{uuid.uuid4().hex}")
         try:
-            self._write_file(temporary, block)
+            self._write_file(temporary, block, self._now())
             # Another writer may have put the same block meanwhile: both
             # hold the same bytes, so replacing it is harmless.
             os.rename(temporary, path)
@@ -315,8 +328,9 @@ class FileBlockStore:
 
     # -- internals --------------------------------------------------------------
 
-    def _write_file(self, path: str, block: Block) -> None:
-        """Create ``path`` holding ``block``, on stable storage."""
+    def _write_file(self, path: str, block: Block, mtime: float) -> None:
+        """Create ``path`` holding ``block`` and modified at ``mtime``, on
+        stable storage."""
         view = memoryview(block).cast("B")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self._direct and view:
@@ -333,6 +347,7 @@ class FileBlockStore:
             else:
                 try:
                     self._write_direct(fd, view)
+                    os.utime(fd, (mtime, mtime))
                     os.fsync(fd)
                     return
                 except OSError as e:
@@ -346,6 +361,7 @@ class FileBlockStore:
         try:
             while view:
                 view = view[os.write(fd, view):]
+            os.utime(fd, (mtime, mtime))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -382,11 +398,15 @@ class FileBlockStore:
             return None
         return os.path.join(self.path, name[0:2], name[2:4], name[4:6], name)
 
-    @staticmethod
-    def _touch(path: str) -> bool:
-        """Refresh the mtime of ``path``; whether it exists."""
+    def _now(self) -> float:
+        """The time of the store's clock (any thread)."""
+        return float(self._clock.seconds()) if self._clock is not None else time.time()
+
+    def _touch(self, path: str) -> bool:
+        """Set the mtime of ``path`` to now; whether it exists."""
+        now = self._now()
         try:
-            os.utime(path)
+            os.utime(path, (now, now))
         except FileNotFoundError:
             return False
         return True

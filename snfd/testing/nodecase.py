@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 from treq.testing import StubTreq
 from twisted.internet import defer, task
 from twisted.trial import unittest
@@ -36,6 +37,54 @@ from snfd.testing.postgres import fresh_database
 from snfd.testing.stubhttp import call, pumped
 
 BASE = "http://node.test"
+
+
+@attrs.frozen
+class BuiltNode:
+    """A node built and started by ``build_node``."""
+
+    node: Node
+    services: dict[str, Any]
+    providers: plugin_loader.Registry
+
+
+async def build_node(testcase: Any, plugins: tuple[str, ...],
+                     overrides: dict[tuple[str, str], str] | None = None, *,
+                     clock: Any = None, address: str = BASE) -> BuiltNode:
+    """Build a node with ``plugins`` through ``snfd.tap``'s factories on a
+    fresh database, mount its resources on ``node.root`` and start its
+    services; ``testcase``'s cleanups stop everything.  ``address`` is the
+    public URL (``[identity] public_url``)."""
+    from twisted.internet import reactor
+
+    installed = plugin_loader.installed()
+    state = tempfile.mkdtemp(prefix="snfd-nodecase-")
+    testcase.addCleanup(shutil.rmtree, state, True)
+    wanted = {("identity", "public_url"): address, ("identity", "moderation"): "no",
+              **(overrides or {})}
+    env = {"SNFD_DATABASE_URL": "postgresql://unused@127.0.0.1/unused",
+           "SNFD_STATE_DIR": state, "SNFD_PLUGINS": ",".join(plugins)}
+    config = cfg.load_config(None, plugin_loader.config_keys(installed), environ=env,
+                             overrides={k: v for k, v in wanted.items()
+                                        if k[0] == "node" or k[0] in plugins})
+    chosen, remote = tap.select(config, installed)
+    dsn = fresh_database(testcase, tap.node_schemas(chosen))
+    node = tap.shared_resources(config, reactor, "test-node", Path(state), address, dsn,
+                                chosen, clock=clock)
+    providers, built = tap.build_services(node, chosen, remote)
+    tap.mount(node, providers, built)
+    node.db.start()
+    testcase.addCleanup(node.db.close)
+    await defer.maybeDeferred(node.bus.start)
+    testcase.addCleanup(lambda: defer.maybeDeferred(node.bus.stop))
+    for _, svc in built:
+        svc.startService()
+        testcase.addCleanup(svc.stopService)
+    for _, svc in built:
+        starting = getattr(svc, "_starting", None)
+        if starting is not None:
+            await starting
+    return BuiltNode(node, {p.name: svc for p, svc in built}, providers)
 
 
 class NodeTestCase(unittest.TestCase):
@@ -53,39 +102,11 @@ class NodeTestCase(unittest.TestCase):
     clock: task.Clock
 
     async def setUp(self) -> None:  # type: ignore[override]
-        from twisted.internet import reactor
-
-        installed = plugin_loader.installed()
-        state = tempfile.mkdtemp(prefix="snfd-nodecase-")
-        self.addCleanup(shutil.rmtree, state, True)
-        self.state_dir = Path(state)
-        overrides = {("identity", "public_url"): BASE, ("identity", "moderation"): "no",
-                     **self.overrides}
-        env = {"SNFD_DATABASE_URL": "postgresql://unused@127.0.0.1/unused",
-               "SNFD_STATE_DIR": state, "SNFD_PLUGINS": ",".join(self.plugins)}
-        config = cfg.load_config(None, plugin_loader.config_keys(installed), environ=env,
-                                 overrides={k: v for k, v in overrides.items()
-                                            if k[0] == "node" or k[0] in self.plugins})
-        plugins, remote = tap.select(config, installed)
-        dsn = fresh_database(self, tap.node_schemas(plugins))
         self.clock = task.Clock()
         self.clock.advance(time.time())
-        self.node = tap.shared_resources(config, reactor, "test-node", self.state_dir, BASE,
-                                         dsn, plugins, clock=self.clock)
-        self.providers, built = tap.build_services(self.node, plugins, remote)
-        tap.mount(self.node, self.providers, built)
-        self.services = {p.name: svc for p, svc in built}
-        self.node.db.start()
-        self.addCleanup(self.node.db.close)
-        await defer.maybeDeferred(self.node.bus.start)
-        self.addCleanup(lambda: defer.maybeDeferred(self.node.bus.stop))
-        for _, svc in built:
-            svc.startService()
-            self.addCleanup(svc.stopService)
-        for _, svc in built:
-            starting = getattr(svc, "_starting", None)
-            if starting is not None:
-                await starting
+        built = await build_node(self, self.plugins, dict(self.overrides), clock=self.clock)
+        self.node, self.services, self.providers = built.node, built.services, built.providers
+        self.state_dir = Path(self.node.state_dir)
         self.http = StubTreq(self.node.root)
 
     async def user(self, email: str, admin: bool = False) -> tuple[str, str]:
@@ -116,4 +137,4 @@ class NodeTestCase(unittest.TestCase):
         return response.code, content, response.headers
 
 
-__all__ = ["BASE", "NodeTestCase"]
+__all__ = ["BASE", "BuiltNode", "NodeTestCase", "build_node"]

@@ -1,12 +1,11 @@
 """A whole object store for tests, in process and over real HTTP.
 
-``pithos_stack(testcase)`` builds, for one test: a fresh PostgreSQL
-database with the node's, the identity service's and the storage
-service's schemas; the identity service's accounts (the authenticator)
-and its quota holder with ``pithos.diskspace`` registered; a
-``FileBlockStore`` in a temporary directory; the ``Backend`` charging
-quota through a ``Charger``; the ``PithosAPI``; and an HTTP server on
-127.0.0.1 serving them as a node would (``/object-store`` behind
+``pithos_stack(testcase)`` builds, for one test, a node with the identity
+and storage services through the daemon's own factories
+(``snfd.testing.nodecase.build_node``): a fresh PostgreSQL database with
+their schemas, the services started (``pithos.diskspace`` registered),
+blocks in a temporary state directory, and an HTTP server on 127.0.0.1
+serving the node's root as a node would (``/object-store`` behind
 ``TokenAuth``, ``/public``, ``/info``, ``/auth``).  Everything is torn
 down by the test's cleanups.
 
@@ -23,7 +22,6 @@ import io
 import json
 import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,23 +31,15 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, read
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
-from snfd.db.migrations import NODE_SCHEMA, Schema
-from snfd.identity.accounts import Accounts, Policy
-from snfd.identity.mail import FileMailer
-from snfd.identity.passwords import Passwords
+from snfd.db.migrations import Schema
+from snfd.identity.accounts import Accounts
 from snfd.identity.quotaholder import LocalQuotaHolder
-from snfd.identity.tokens import TokenCache
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
-from snfd.pithos.hashmap import BLOCK_SIZE
-from snfd.pithos.service import COMPONENT, DISKSPACE, resources
-from snfd.pithos.swift import AuthV1Resource, InfoResource
-from snfd.plugins.identity import plugin as identity_plugin
+from snfd.pithos.service import DISKSPACE
 from snfd.quota.serials import Charger
-from snfd.testing.postgres import fresh_database, started_pool
 from snfd.testing.stubhttp import serve
-from snfd.web.auth import TokenAuth
 from snfd.web.site import Root
 
 PITHOS_SCHEMA = Schema("pithos", "snfd.pithos.schema")
@@ -105,37 +95,24 @@ class PithosStack:
 
 
 async def pithos_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
-                       block_size: int | None = None,
                        blocks_in_flight: int = 2) -> PithosStack:
     """Build and serve an object store for ``testcase`` (see the module
     docstring).  ``diskspace``: every user's default ``pithos.diskspace``
-    limit; ``block_size``: the block store's (default 4 MiB)."""
-    from twisted.internet import reactor
+    limit."""
+    from snfd.testing.node import free_port
+    from snfd.testing.nodecase import build_node
 
-    dsn = fresh_database(testcase, [NODE_SCHEMA, identity_plugin.schema, PITHOS_SCHEMA])
-    db = started_pool(testcase, dsn, max_connections=8)
-    tmp = Path(testcase.mktemp())
-    tmp.mkdir(parents=True)
-    blocks = FileBlockStore(tmp / "blocks", reactor, block_size=block_size or BLOCK_SIZE)
-    root = Root()
-    url = serve(testcase, root)
-    accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 0),
-                        FileMailer(tmp / "mail", "snfd@localhost"), [],
-                        Policy(moderation=False, public_url=url))
-    quota = LocalQuotaHolder(db)
-    await quota.register_resources(COMPONENT, resources(diskspace))
-    charger = Charger(db, quota, COMPONENT)
-    backend = Backend(db, blocks, charger, reactor)
-    api = PithosAPI(backend, blocks, reactor, url, accounts,
-                    blocks_in_flight=blocks_in_flight)
-    testcase.addCleanup(lambda: defer.ensureDeferred(charger.drain()))
-    testcase.addCleanup(lambda: defer.ensureDeferred(api.drain()))
-    root.mount("object-store", TokenAuth(api.resource(), accounts, allow_query=True))
-    root.mount("public", api.public_resource())
-    root.mount("info", InfoResource())
-    root.mount("auth", AuthV1Resource(accounts, url))
-    return PithosStack(url=url, dsn=dsn, db=db, blocks=blocks, backend=backend, api=api,
-                       accounts=accounts, quota=quota, charger=charger, root=root)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    built = await build_node(testcase, ("identity", "pithos"), {
+        ("pithos", "diskspace_default"): str(diskspace),
+        ("pithos", "upload_blocks_in_flight"): str(blocks_in_flight),
+    }, address=url)
+    serve(testcase, built.node.root, port)
+    identity, pithos = built.services["identity"], built.services["pithos"]
+    return PithosStack(url=url, dsn=built.node.dsn, db=built.node.db, blocks=pithos.blocks,
+                       backend=pithos.backend, api=pithos.api, accounts=identity.accounts,
+                       quota=identity.quota, charger=pithos.charger, root=built.node.root)
 
 
 _URL_SAFE = "".join(chr(c) for c in range(33, 127))

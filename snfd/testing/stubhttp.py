@@ -49,7 +49,7 @@ async def call(stub: StubTreq, method: str, url: str, body: Any = None,
     return response.code, json.loads(content) if content else None, response.headers
 
 
-def serve(testcase: Any, root: Any) -> str:
+def serve(testcase: Any, root: Any, port: int = 0) -> str:
     """Serve ``root`` on a free port of 127.0.0.1 for one test: the base
     URL.  Cleanup closes every connection clients left open (keep-alive)
     and waits for them, then stops listening, so the reactor is clean."""
@@ -85,10 +85,10 @@ def serve(testcase: Any, root: Any) -> str:
         return proto
 
     site.buildProtocol = tracked  # type: ignore[method-assign]
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    listening = reactor.listenTCP(port, site, interface="127.0.0.1")
 
     async def close() -> None:
-        await port.stopListening()
+        await listening.stopListening()
         waits = []
         for proto, lost in list(open_channels):
             proto.snfd_transport.loseConnection()
@@ -96,4 +96,4 @@ def serve(testcase: Any, root: Any) -> str:
         await defer.gatherResults(waits)
 
     testcase.addCleanup(lambda: defer.ensureDeferred(close()))
-    return f"http://127.0.0.1:{port.getHost().port}"
+    return f"http://127.0.0.1:{listening.getHost().port}"

@@ -1,5 +1,19 @@
 """The node's one HTTP site: request ids, one log line per request, metrics,
-and the root resource that mounts each service under its path segment."""
+streamed request bodies, and the root resource that mounts each service
+under its path segment.
+
+Streaming request bodies needs the request's method and URI once its
+headers are in, before its body: Twisted sets ``Request.method`` and
+``uri`` only after the whole body arrived and has no supported hook
+before that (``Request.gotLength`` is where the body's destination is
+chosen).  ``request_line`` therefore reads what the channel holds for the
+request being received: ``HTTPChannel._command``/``_path`` (HTTP/1.1) or
+``H2Stream.command``/``path``.  So that a Twisted upgrade cannot quietly
+turn streaming into buffering, ``Site`` checks at construction, on a
+request fed through the channel it will really use, that a body reaches
+a ``body_sink`` piece by piece before it ends (``check_streaming``), and
+refuses to start otherwise (``StreamingUnavailable``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +22,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from twisted.copyright import version as twisted_version
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from snfd import errors
@@ -19,6 +39,29 @@ log = Logger(namespace="snfd.http")
 BodySinkFactory = Callable[[Any, bytes, bytes, "int | None"], Any]
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+class StreamingUnavailable(RuntimeError):
+    """The installed Twisted does not give a request's method and URI
+    before its body, so request bodies could not be streamed."""
+
+
+def request_line(channel: Any) -> tuple[bytes, bytes]:
+    """The method and URI of the request ``channel`` is receiving, once
+    its headers are in and before its body (see the module docstring).
+
+    @raise StreamingUnavailable: the channel holds neither (a Twisted
+        whose internals changed).
+    """
+    for method_name, uri_name in (("_command", "_path"), ("command", "path")):
+        method = getattr(channel, method_name, None)
+        uri = getattr(channel, uri_name, None)
+        if isinstance(method, bytes) and isinstance(uri, bytes):
+            return method, uri
+    raise StreamingUnavailable(
+        f"{type(channel).__name__} of Twisted {twisted_version} holds no method"
+        " and URI before the request body; snfd.web.site.request_line needs"
+        " updating for this Twisted version")
 
 
 class FaultResource(resource.Resource):
@@ -104,15 +147,16 @@ class Request(server.Request):
         super().process()
 
     def gotLength(self, length: int | None) -> None:
-        """Choose where the body goes before it arrives: a service may
-        stream it (``Site.stream_bodies``) instead of buffering it."""
+        """Choose where the body goes before it arrives: the resource
+        mounted at the first path segment may stream it
+        (``Root.body_sink``) instead of having it buffered."""
         site: Site = self.channel.site  # type: ignore[attr-defined]
-        # The request line is parsed but method and uri are only set on
-        # the request once the body has arrived.
-        method = getattr(self.channel, "_command", b"")
-        uri = getattr(self.channel, "_path", b"")
+        if not isinstance(site.resource, Root):
+            super().gotLength(length)
+            return
+        method, uri = request_line(self.channel)
         segment = uri.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
-        factory = site.resource.body_sink(segment) if isinstance(site.resource, Root) else None
+        factory = site.resource.body_sink(segment)
         sink = factory(self, method, uri, length) if factory is not None else None
         if sink is None:
             super().gotLength(length)
@@ -136,9 +180,12 @@ class Site(server.Site):
     noisy = False
 
     def __init__(self, root: resource.IResource, clock: Any, metrics: Metrics):
+        """@raise StreamingUnavailable: request bodies could not be
+        streamed with the installed Twisted (``check_streaming``)."""
         super().__init__(root)
         self.clock = clock
         self.metrics = metrics
+        check_streaming(type(self))
 
     def log(self, request: Any) -> None:
         duration = max(0.0, self.clock.seconds() - request.started)
@@ -153,3 +200,65 @@ class Site(server.Site):
             "{method} {path} {status} {bytes}B {ms:.1f}ms {request_id}",
             method=method, path=path, status=status, bytes=request.sentLength,
             ms=duration * 1000, request_id=getattr(request, "request_id", "-"))
+
+
+class _ProbeSink:
+    """Records what ``check_streaming``'s request body delivers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, bytes, int | None]] = []
+        self.chunks: list[bytes] = []
+
+    def sink(self, request: Any, method: bytes, uri: bytes, length: int | None) -> Any:
+        self.calls.append((method, uri, length))
+        return self
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def tell(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def seek(self, offset: int, whence: int = 0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_streaming(site_class: type[Site] = Site) -> None:
+    """Check that ``site_class`` streams request bodies with the installed
+    Twisted: a request fed through the channel its ``buildProtocol`` makes
+    reaches a ``Root``-mounted ``body_sink`` with its method, URI and
+    length, and the first part of its body reaches the sink before the
+    rest was sent.  In memory (no sockets, no reactor), in microseconds.
+
+    @raise StreamingUnavailable: it does not.
+    """
+    probe = _ProbeSink()
+    root = Root()
+    sink_resource = resource.Resource()
+    sink_resource.body_sink = probe.sink  # type: ignore[attr-defined]
+    root.mount("probe", sink_resource)
+    site = site_class.__new__(site_class)
+    # The factory as Site.__init__ makes it, minus this check; a manual
+    # clock so that no timer reaches the real reactor.
+    server.Site.__init__(site, root, timeout=None, reactor=task.Clock())
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 0))
+    error: BaseException | None = None
+    try:
+        channel.makeConnection(StringTransport())
+        channel.dataReceived(b"PUT /probe/object?a=1 HTTP/1.1\r\nHost: probe\r\n"
+                             b"Content-Length: 10\r\n\r\nfirst")
+    except Exception as e:
+        error = e
+    finally:
+        channel.connectionLost(Failure(ConnectionDone()))
+    if isinstance(error, StreamingUnavailable):
+        raise error
+    if error is not None or probe.calls != [(b"PUT", b"/probe/object?a=1", 10)] \
+            or probe.chunks != [b"first"]:
+        raise StreamingUnavailable(
+            f"with Twisted {twisted_version}, a request body no longer reaches"
+            f" the body sink as it arrives (sink calls {probe.calls!r}, chunks"
+            f" {probe.chunks!r}, error {error!r}); snfd.web.site needs updating")

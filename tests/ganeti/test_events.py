@@ -31,10 +31,11 @@ from snfd.ganeti.jobs import BadJob, attach_instance_info, job_messages, parse_j
 from snfd.ganeti.poller import RapiJobPoller
 from snfd.ganeti.publisher import EventPublisher
 from snfd.ganeti.rapi import GanetiRapi, RapiTarget
+from snfd.ganeti.service import cluster_name
 from snfd.ganeti.watcher import JobQueueWatcher
 from snfd.interfaces import ILeaderDuty, ISnfdPlugin
 from snfd.metrics import Metrics
-from snfd.plugins.ganeti_events import cluster_name, plugin
+from snfd.plugins.ganeti_events import plugin
 from snfd.testing.node import free_port
 from tests.bus.test_contract import (
     DEFAULT_AMQP_URL,
@@ -891,14 +892,15 @@ class PluginTests(RapiCase):
         publishes on the configured exchange; with no queue directory it
         starts and does nothing."""
         bus = await self.local_bus()
-        node = types.SimpleNamespace(bus=bus, reactor=real_reactor(), http=None)
-        svc = plugin.makeService(node, section(queue_dir=Path(self.mktemp())))
+        node = types.SimpleNamespace(bus=bus, reactor=real_reactor(), clock=real_reactor(),
+                                     http=None)
+        svc = plugin.makeService(node, section(queue_dir=Path(self.mktemp())), {})
         svc.startService()
         await svc.stopService()
 
         queue = Path(self.mktemp())
         queue.mkdir()
-        svc = plugin.makeService(node, section(queue_dir=queue, cluster="c9"))
+        svc = plugin.makeService(node, section(queue_dir=queue, cluster="c9"), {})
         self.assertEqual((plugin.mounts(svc), list(plugin.duties(svc))), ({}, []))
         svc.startService()
         self.addCleanup(svc.stopService)
@@ -915,12 +917,13 @@ class PluginTests(RapiCase):
         pem = Path(self.mktemp())
         pem.write_bytes(cert)
         bus = await self.local_bus()
-        node = types.SimpleNamespace(bus=bus, reactor=real_reactor(), http=http_pool(self))
+        node = types.SimpleNamespace(bus=bus, reactor=real_reactor(), clock=real_reactor(),
+                                     http=http_pool(self))
         queue = Path(self.mktemp())
         queue.mkdir()
         svc = plugin.makeService(node, section(
             queue_dir=queue, cluster="c9", rapi_url=url, rapi_username="reader",
-            rapi_password="pw", rapi_certificate=str(pem)))
+            rapi_password="pw", rapi_certificate=str(pem)), {})
         svc.startService()
         self.addCleanup(svc.stopService)
         replace_job(queue, create_job("success"))

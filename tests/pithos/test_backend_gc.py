@@ -4,24 +4,14 @@ with uploads never removes a block a committed version references."""
 
 from __future__ import annotations
 
-import os
-import time
-
 from twisted.internet import reactor
 
 from snfd import errors
 from snfd.pithos import store
 from snfd.pithos.backend import MissingBlocks
+from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of
 from tests.pithos.test_backend import ALICE, BS, BackendTestCase
-
-
-def _age(blocks, names, seconds: float) -> None:
-    """Make the block files look ``seconds`` old."""
-    then = time.time() - seconds
-    for name in names:
-        path = os.path.join(blocks.path, name[0:2], name[2:4], name[4:6], name)
-        os.utime(path, (then, then))
 
 
 def _blocks(data: bytes) -> list[bytes]:
@@ -31,8 +21,9 @@ def _blocks(data: bytes) -> list[bytes]:
 class GarbageCollectionTests(BackendTestCase):
     async def asyncSetUp(self) -> None:
         await super().asyncSetUp()
-        # Block ages are wall-clock file times: use the real clock.
-        self.clock = reactor
+        # Block ages and the collection's cutoff come from the same manual
+        # clock: a test ages blocks by advancing it.
+        self.blocks = FileBlockStore(self.mktemp(), reactor, block_size=BS, clock=self.clock)
         self.backend = self.make_backend()
         await self.container()
         await self.container("n", versioning="none")
@@ -49,9 +40,10 @@ class GarbageCollectionTests(BackendTestCase):
         await self.put("gone", b"G2", container="n")
         await self.put("del", b"D1", container="n")
         await self.backend.delete_object(ALICE, ALICE, "n", "del")
-        [old_upload, fresh_upload] = await self.blocks.put([b"U-old", b"U-fresh"])
+        [old_upload] = await self.blocks.put([b"U-old"])
+        self.clock.advance(3600)
+        [fresh_upload] = await self.blocks.put([b"U-fresh"])
         every = await self.blocks.scan("", 1000)
-        _age(self.blocks, [n for n in every if n != fresh_upload], 3600)
 
         scanned, removed = await self.backend.collect_garbage(60, batch=2)
         self.assertEqual((scanned, removed), (len(every), 3))
@@ -66,9 +58,10 @@ class GarbageCollectionTests(BackendTestCase):
     async def test_purged_history_is_collected(self):
         """Purging history makes its blocks collectable."""
         v1 = await self.put("o", b"first")
+        self.tick()
         await self.put("o", b"second")
         await self.backend.delete_object(ALICE, ALICE, "c", "o", until=v1.mtime)
-        _age(self.blocks, await self.blocks.scan("", 1000), 3600)
+        self.clock.advance(3600)
         self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
         self.assertEqual(await self.blocks.missing(hashmap_of(b"first", BS)),
                          hashmap_of(b"first", BS))
@@ -93,7 +86,7 @@ class GarbageCollectionTests(BackendTestCase):
         await self.put("src", b"shared", container="n")
         await self.backend.copy_object(ALICE, ALICE, "n", "src", ALICE, "n", "dst")
         await self.backend.delete_object(ALICE, ALICE, "n", "src")
-        _age(self.blocks, await self.blocks.scan("", 1000), 3600)
+        self.clock.advance(3600)
         self.assertEqual((await self.backend.collect_garbage(60))[1], 0)
         await self.backend.delete_object(ALICE, ALICE, "n", "dst")
         self.assertEqual((await self.backend.collect_garbage(60))[1], 1)

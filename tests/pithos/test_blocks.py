@@ -15,7 +15,7 @@ import textwrap
 import threading
 import time
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
@@ -34,9 +34,23 @@ def block(i: int, length: int = SIZE) -> bytes:
 
 
 class StoreTestCase(unittest.TestCase):
+    """A store in a temporary directory whose block ages come from a
+    manual clock (far from the wall clock: ages must not depend on it)."""
+
     def setUp(self):
         self.root = self.mktemp()
-        self.store = FileBlockStore(self.root, reactor, block_size=SIZE)
+        self.clock = task.Clock()
+        self.clock.advance(1_000_000)
+        self.store = self.make_store()
+
+    def make_store(self, **kw) -> FileBlockStore:
+        return FileBlockStore(self.root, reactor, block_size=SIZE, clock=self.clock, **kw)
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    def mtime(self, name: str) -> float:
+        return os.stat(self.path(name)).st_mtime
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name[0:2], name[2:4], name[4:6], name)
@@ -47,11 +61,6 @@ class StoreTestCase(unittest.TestCase):
         for dirpath, _dirs, names in os.walk(self.root):
             out.extend(os.path.relpath(os.path.join(dirpath, n), self.root) for n in names)
         return sorted(out)
-
-    def age(self, name: str, seconds: float) -> None:
-        """Make the block ``seconds`` old."""
-        then = time.time() - seconds
-        os.utime(self.path(name), (then, then))
 
 
 class ContractTests(StoreTestCase):
@@ -99,7 +108,7 @@ class ContractTests(StoreTestCase):
         self.assertEqual(await self.store.missing([EMPTY_HASH]), [])
         self.assertEqual(await self.store.get(EMPTY_HASH), bytes(SIZE))
         self.assertEqual(await self.store.scan("", 10), [])
-        self.assertEqual(await self.store.delete([EMPTY_HASH], time.time() + 100), [])
+        self.assertEqual(await self.store.delete([EMPTY_HASH], self.now() + 100), [])
 
     async def test_missing(self):
         """missing lists the absent names in the order given, once each;
@@ -110,36 +119,55 @@ class ContractTests(StoreTestCase):
                          [y, x, "bad"])
         self.assertEqual(self.store.missing_now([x, a]), [x])
 
+    async def test_ages_come_from_the_clock(self):
+        """A block stored now has the store clock's time as its age, and
+        delete compares older_than with that time (not the wall clock's)."""
+        [a] = await self.store.put([b"a"])
+        self.assertEqual(self.mtime(a), self.now())
+        self.assertEqual(await self.store.delete([a], self.now()), [])
+        self.clock.advance(10)
+        self.assertEqual(await self.store.delete([a], self.now() - 10), [])
+        self.assertEqual(await self.store.delete([a], self.now() - 9), [a])
+
+    def test_ages_without_a_reactor_are_wall_time(self):
+        """A store built without a reactor or clock (as in a process of its
+        own) dates blocks with the wall clock."""
+        store = FileBlockStore(self.mktemp(), None, block_size=SIZE)
+        before = time.time()
+        name = store.put_now(b"wall")
+        mtime = os.stat(os.path.join(store.path, name[0:2], name[2:4], name[4:6], name)).st_mtime
+        self.assertTrue(before - 1 <= mtime <= time.time() + 1, (before, mtime))
+        self.assertEqual(store.delete_now([name], before - 60), [])
+
     async def test_missing_refreshes_age(self):
         """missing (and missing_now) reset the age of the present blocks."""
         [a, b] = await self.store.put([b"a", b"b"])
-        self.age(a, 3600)
-        self.age(b, 3600)
+        self.clock.advance(3600)
         await self.store.missing([a])
         self.store.missing_now([b])
         for n in (a, b):
-            self.assertGreater(os.stat(self.path(n)).st_mtime, time.time() - 60)
+            self.assertEqual(self.mtime(n), self.now())
 
     async def test_put_existing_refreshes_not_rewrites(self):
         """Putting a present block keeps its file (same inode) and resets
         its age."""
         [a] = await self.store.put([b"a"])
-        self.age(a, 3600)
+        self.clock.advance(3600)
         before = os.stat(self.path(a))
         await self.store.put([b"a\x00"])
         after = os.stat(self.path(a))
         self.assertEqual(after.st_ino, before.st_ino)
         self.assertEqual(after.st_size, 1)
-        self.assertGreater(after.st_mtime, time.time() - 60)
+        self.assertEqual(after.st_mtime, self.now())
 
     async def test_delete_by_age(self):
         """delete removes only the named blocks older than older_than,
         ignores absent ones, and returns the names it removed."""
-        old, young, other = await self.store.put([b"old", b"young", b"other"])
-        self.age(old, 3600)
-        self.age(other, 3600)
+        old, other = await self.store.put([b"old", b"other"])
+        self.clock.advance(3600)
+        [young] = await self.store.put([b"young"])
         absent = "03" * 32
-        removed = await self.store.delete([old, young, absent, old], time.time() - 60)
+        removed = await self.store.delete([old, young, absent, old], self.now() - 60)
         self.assertEqual(removed, [old])
         self.assertEqual(await self.store.missing([old, young, other]), [old])
         await self.assertFailure(self.store.get(old), KeyError)
@@ -148,8 +176,8 @@ class ContractTests(StoreTestCase):
     async def test_delete_then_put_again(self):
         """A deleted block can be stored again."""
         [a] = await self.store.put([b"a"])
-        self.age(a, 3600)
-        self.assertEqual(await self.store.delete([a], time.time()), [a])
+        self.clock.advance(3600)
+        self.assertEqual(await self.store.delete([a], self.now()), [a])
         await self.store.put([b"a"])
         self.assertEqual(await self.store.missing([a]), [])
 
@@ -203,7 +231,7 @@ class BufferedContractTests(ContractTests):
 
     def setUp(self):
         super().setUp()
-        self.store = FileBlockStore(self.root, reactor, block_size=SIZE, direct=False)
+        self.store = self.make_store(direct=False)
 
 
 class DirectFallbackTests(StoreTestCase):
@@ -268,15 +296,15 @@ class SweepTests(StoreTestCase):
         """A block whose age is reset after delete checked it but before it
         renamed it aside is put back, not removed."""
         [a] = await self.store.put([b"a"])
-        self.age(a, 3600)
+        self.clock.advance(3600)
         real_rename = os.rename
 
         def racing_rename(src, dst):
-            os.utime(src)  # a concurrent missing()/put() of the block
+            self.store.missing_now([a])  # a concurrent refresh of the block
             real_rename(src, dst)
 
         self.patch(os, "rename", racing_rename)
-        self.assertEqual(self.store.delete_now([a], time.time() - 60), [])
+        self.assertEqual(self.store.delete_now([a], self.now() - 60), [])
         self.assertEqual(self.store.missing_now([a]), [])
         self.assertEqual(len(self.files()), 1)
 

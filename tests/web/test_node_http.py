@@ -1,9 +1,11 @@
 """A whole node built in process (real PostgreSQL, in-process bus) and
 driven over real HTTP: health, faults, request ids, metrics, plugin routes,
-the cluster view, and the request log."""
+the cluster view, and the request log; and the node's site streaming
+request bodies (in memory)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -11,8 +13,13 @@ import tempfile
 
 import treq
 from twisted.internet import defer, reactor, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial import unittest
+from twisted.web import http, resource
 
 from snfd import config as cfg
 from snfd import tap
@@ -22,6 +29,7 @@ from snfd.testing.node import free_port
 from snfd.testing.plugins import thirdparty_plugin
 from snfd.testing.postgres import fresh_database, throwaway_postgres
 from snfd.testing.tls import self_signed
+from snfd.web.site import Root, Site, StreamingUnavailable
 from tests.cluster.test_election import wait_for
 
 
@@ -227,3 +235,149 @@ class NodeHTTPTests(unittest.TestCase):
         e = self.assertRaises(tap.StartupError, tap.build, config, {plugin.name: plugin},
                               reactor)
         self.assertIn("[node] tls_certificate", str(e))
+
+
+class CountingSink:
+    """A request body sink that keeps only counts (so a body far larger
+    than memory passes through), recording what was received when."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.chunks = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        self.chunks += 1
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SinkResource(resource.Resource):
+    """Streams every PUT body into a ``CountingSink``; renders what it got."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sinks: list[tuple[bytes, bytes, int | None, CountingSink]] = []
+        self.rendered: list[object] = []
+
+    def body_sink(self, request, method, uri, length):
+        if method != b"PUT":
+            return None
+        sink = CountingSink()
+        self.sinks.append((method, uri, length, sink))
+        return sink
+
+    def render_PUT(self, request):
+        self.rendered.append(request.content)
+        return b"stored"
+
+
+class StreamingTests(unittest.TestCase):
+    """Request bodies are streamed to the mounted resource's sink as they
+    arrive, and a Twisted that would stop that is a startup error."""
+
+    MiB = 1024 * 1024
+
+    def connect(self) -> tuple[SinkResource, object, StringTransport]:
+        """The node's Site with a ``SinkResource`` at /sink, and one
+        connection to it, in memory."""
+        sinks = SinkResource()
+        root = Root()
+        root.mount("sink", sinks)
+        site = Site(root, task.Clock(), Metrics())
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+        return sinks, channel, transport
+
+    def test_large_body_reaches_the_sink_before_it_ends(self):
+        """A 256 MiB body (far more than a node should hold for one
+        request) reaches the sink piece by piece, each piece as it arrives,
+        before the body ended; the resource renders once it ended, with the
+        sink as request.content.  Fails if bodies silently fall back to
+        being buffered."""
+        sinks, channel, transport = self.connect()
+        total, piece = 256 * self.MiB, b"x" * self.MiB
+        channel.dataReceived(b"PUT /sink/big?part=1 HTTP/1.1\r\nHost: node\r\n"
+                             b"Content-Length: %d\r\n\r\n" % total)
+        [(method, uri, length, sink)] = sinks.sinks
+        self.assertEqual((method, uri, length), (b"PUT", b"/sink/big?part=1", total))
+        for sent in range(1, total // self.MiB):
+            channel.dataReceived(piece)
+            self.assertEqual(sink.received, sent * self.MiB)
+        self.assertEqual(sinks.rendered, [])
+        channel.dataReceived(piece)
+        self.assertEqual(sinks.rendered, [sink])
+        self.assertEqual((sink.received, sink.chunks), (total, total // self.MiB))
+        self.assertIn(b"stored", transport.value())
+
+    def test_chunked_body_reaches_the_sink_before_it_ends(self):
+        """A chunked body (no length) is streamed the same way."""
+        sinks, channel, _ = self.connect()
+        channel.dataReceived(b"PUT /sink/chunked HTTP/1.1\r\nHost: node\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+        [(_, _, length, sink)] = sinks.sinks
+        self.assertIsNone(length)
+        for sent in range(1, 4):
+            channel.dataReceived(b"%x\r\n%s\r\n" % (self.MiB, b"y" * self.MiB))
+            self.assertEqual(sink.received, sent * self.MiB)
+        self.assertEqual(sinks.rendered, [])
+        channel.dataReceived(b"0\r\n\r\n")
+        self.assertEqual(sinks.rendered, [sink])
+
+    def test_other_bodies_are_buffered(self):
+        """A request whose resource declines to stream (or has no
+        body_sink) is buffered as Twisted does by default."""
+        sinks, channel, transport = self.connect()
+        channel.dataReceived(b"POST /sink/x HTTP/1.1\r\nHost: node\r\n"
+                             b"Content-Length: 5\r\n\r\nhello")
+        self.assertEqual(sinks.sinks, [])
+        self.assertIn(b"405", transport.value().split(b"\r\n", 1)[0])
+
+    def test_moved_request_line_is_a_startup_error(self):
+        """If Twisted no longer keeps the request line where request_line
+        reads it, building the site (hence the node) fails, naming the
+        problem, instead of buffering every body."""
+        original = http.HTTPChannel.lineReceived
+
+        def moved(channel, line):
+            original(channel, line)
+            for name in ("_command", "_path"):
+                if name in channel.__dict__:
+                    channel.__dict__["_renamed" + name] = channel.__dict__.pop(name)
+
+        self.patch(http.HTTPChannel, "lineReceived", moved)
+        e = self.assertRaises(StreamingUnavailable, Site, Root(), task.Clock(), Metrics())
+        self.assertIn("before the request body", str(e))
+        plugin = thirdparty_plugin()
+        env = {"SNFD_DATABASE_URL": fresh_database(self),
+               "SNFD_LISTEN": f"tcp:{free_port()}:interface=127.0.0.1",
+               "SNFD_STATE_DIR": tempfile.mkdtemp(prefix="snfd-test-state-")}
+        self.addCleanup(shutil.rmtree, env["SNFD_STATE_DIR"], True)
+        config = cfg.load_config(None, {plugin.name: plugin.config_keys}, environ=env,
+                                 overrides={("database", "auto_upgrade"): "yes"})
+        self.assertRaises(StreamingUnavailable, tap.build, config, {plugin.name: plugin},
+                          reactor)
+
+    def test_buffering_twisted_is_a_startup_error(self):
+        """If Twisted no longer lets the request choose where its body goes
+        before it arrives (it buffers the body itself), building the site
+        fails."""
+        def buffering(channel):
+            request = channel.requests[-1]
+            request.content = io.BytesIO()
+
+        self.patch(http.HTTPChannel, "allHeadersReceived", buffering)
+        e = self.assertRaises(StreamingUnavailable, Site, Root(), task.Clock(), Metrics())
+        self.assertIn("no longer reaches the body sink", str(e))
