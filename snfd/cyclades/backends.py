@@ -12,7 +12,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd.cyclades import store
-from snfd.interfaces import IComputeBackends
+from snfd.cyclades.images import ImageRegistry
+from snfd.interfaces import IComputeBackends, IDatabase
 
 log = Logger(namespace="snfd.cyclades")
 
@@ -42,7 +43,7 @@ class BackendRegistry:
     @param state_dir: where the demo image file is written once.
     """
 
-    def __init__(self, db: Any, images: Any, state_dir: Path):
+    def __init__(self, db: IDatabase, images: ImageRegistry, state_dir: Path):
         self._db = db
         self._images = images
         self._state_dir = Path(state_dir)

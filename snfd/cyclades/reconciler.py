@@ -55,6 +55,7 @@ from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.model import FINAL_JOB_STATUSES, GanetiBackend, Server, server_id_of
 from snfd.cyclades.updates import OP_CREATE, OP_REMOVE, OP_SET_PARAMS, UpdatePath
+from snfd.ganeti.jobs import instance_disks, instance_nics
 from snfd.ganeti.rapi import RapiError, RapiUnavailable
 from snfd.interfaces import ILeaderDuty
 
@@ -143,33 +144,6 @@ def expand_fixes(fix: Iterable[str]) -> frozenset[str]:
 def instance_state(instance: dict[str, Any]) -> str:
     """STARTED when Ganeti says the instance runs, else STOPPED."""
     return "STARTED" if instance.get("oper_state") else "STOPPED"
-
-
-def _column(instance: dict[str, Any], key: str, n: int) -> list[Any]:
-    values = instance.get(key)
-    values = list(values) if isinstance(values, list | tuple) else []
-    return (values + [None] * n)[:n]
-
-
-def instance_nics(instance: dict[str, Any]) -> list[dict[str, Any]]:
-    """The instance's NICs in the update path's shape, from the bulk
-    listing's ``nic.*`` columns."""
-    macs = instance.get("nic.macs")
-    n = len(macs) if isinstance(macs, list | tuple) else 0
-    columns = {"name": "nic.names", "network": "nic.networks", "ip": "nic.ips",
-               "mac": "nic.macs", "mode": "nic.modes", "link": "nic.links",
-               "uuid": "nic.uuids"}
-    values = {k: _column(instance, c, n) for k, c in columns.items()}
-    return [{k: values[k][i] for k in columns} for i in range(n)]
-
-
-def instance_disks(instance: dict[str, Any]) -> list[dict[str, Any]]:
-    """The instance's disks (name, size MiB, uuid)."""
-    sizes = instance.get("disk.sizes")
-    n = len(sizes) if isinstance(sizes, list | tuple) else 0
-    names, uuids = _column(instance, "disk.names", n), _column(instance, "disk.uuids", n)
-    return [{"name": names[i], "size": sizes[i], "uuid": uuids[i]}  # type: ignore[index]
-            for i in range(n)]
 
 
 def instance_shape(instance: dict[str, Any]) -> tuple[int, int] | None:

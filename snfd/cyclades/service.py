@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd.cluster.periodic import PeriodicDuty
+from snfd.config import Section
 from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
@@ -35,7 +36,8 @@ from snfd.interfaces import (
     IObjectStore,
     IQuotaHolder,
 )
-from snfd.node import public_base
+from snfd.node import Node, public_base
+from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -71,7 +73,8 @@ class CycladesService(service.MultiService):
 
     name = "cyclades"  # type: ignore[assignment]
 
-    def __init__(self, node: Any, section: Any, charger: Charger, authenticator: Any,
+    def __init__(self, node: Node, section: Section, charger: Charger,
+                 authenticator: IAuthenticator,
                  images: ImageRegistry, public_url: str):
         super().__init__()
         self.node = node
@@ -139,7 +142,7 @@ class CycladesService(service.MultiService):
                 BackendPolling(self)]
 
 
-def from_config(node: Any, section: Any, deps: Any) -> CycladesService:
+def from_config(node: Node, section: Section, deps: Dependencies) -> CycladesService:
     """The compute service from the node, its ``[cyclades]`` section and
     what it requires: ``IAuthenticator``, ``IQuotaHolder`` and
     ``IObjectStore`` (images are files in it)."""

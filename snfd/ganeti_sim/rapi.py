@@ -127,13 +127,14 @@ class RapiResource(resource.Resource):
             if gone:
                 return
             if isinstance(outcome, Failure):
-                if outcome.check(RapiError):
+                error: RapiError
+                if isinstance(outcome.value, RapiError):
                     error = outcome.value
                 else:
                     log.failure("RAPI request failed", outcome)
                     error = RapiError(500, str(outcome.value))
-                for name, value in error.headers.items():
-                    request.setHeader(name.encode(), value.encode())
+                for name, header in error.headers.items():
+                    request.setHeader(name.encode(), header.encode())
                 code, value = error.code, error.body()
             else:
                 code, value = 200, outcome

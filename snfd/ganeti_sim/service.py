@@ -12,11 +12,14 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from snfd.config import Section
 from snfd.ganeti.publisher import EventPublisher
 from snfd.ganeti.rapi import GanetiRapi, RapiTarget
 from snfd.ganeti.watcher import JobQueueWatcher
 from snfd.ganeti_sim.cluster import SimulatedCluster
 from snfd.interfaces import IComputeBackends
+from snfd.node import Node
+from snfd.plugin_loader import Dependencies
 
 log = Logger(namespace="snfd.ganeti_sim")
 
@@ -31,7 +34,7 @@ class SimulatedClusterService(service.MultiService):
     name = "ganeti-sim"  # type: ignore[assignment]
 
     def __init__(self, node: Any, section: Any, cluster: SimulatedCluster,
-                 backends: Any = None):
+                 backends: IComputeBackends | None = None):
         super().__init__()
         self.node = node
         self.section = section
@@ -79,7 +82,8 @@ class SimulatedClusterService(service.MultiService):
         await self.cluster.stop()
 
 
-def from_config(node: Any, section: Any, deps: Any) -> SimulatedClusterService:
+def from_config(node: Node, section: Section, deps: Dependencies,
+                ) -> SimulatedClusterService:
     """The simulated cluster from the node and its ``[ganeti-sim]`` section;
     it uses the compute service's ``IComputeBackends`` when one runs here."""
     cluster = SimulatedCluster(

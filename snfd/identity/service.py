@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd import errors
-from snfd.config import ConfigError
+from snfd.config import ConfigError, Section
 from snfd.db.notify import Listener
 from snfd.identity import store
 from snfd.identity.accounts import Accounts, Policy
@@ -31,6 +31,8 @@ from snfd.identity.providers import LocalProvider
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.tokens import TokenCache
 from snfd.interfaces import IAuthenticator, ILeaderDuty, IQuotaHolder
+from snfd.node import Node
+from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.web.auth import TokenAuth
 
@@ -128,7 +130,8 @@ class IdentityService(service.MultiService):
         return list(self._duties)
 
 
-def from_config(node: Any, section: Any, deps: Any = None) -> IdentityService:
+def from_config(node: Node, section: Section, deps: Dependencies | None = None,
+                ) -> IdentityService:
     """The identity service from the node and its ``[identity]`` section
     (it requires nothing of other services)."""
     public_url = (section.public_url or node.address).rstrip("/")

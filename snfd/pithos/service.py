@@ -14,12 +14,14 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from snfd.cluster.periodic import PeriodicDuty
+from snfd.config import Section
 from snfd.interfaces import IAuthenticator, IBlockStore, IObjectStore, IQuotaHolder
-from snfd.node import public_base
+from snfd.node import Node, public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.objects import PithosObjects
+from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -44,7 +46,7 @@ class PithosService(service.MultiService):
     name = "pithos"  # type: ignore[assignment]
 
     def __init__(self, node: Any, section: Any, blocks: FileBlockStore, charger: Charger,
-                 authenticator: Any, public_url: str):
+                 authenticator: IAuthenticator, public_url: str):
         super().__init__()
         self.node = node
         self.section = section
@@ -94,7 +96,7 @@ class PithosService(service.MultiService):
         return [garbage_collection(self), commission_reconciliation(self)]
 
 
-def from_config(node: Any, section: Any, deps: Any) -> PithosService:
+def from_config(node: Node, section: Section, deps: Dependencies) -> PithosService:
     """The storage service from the node, its ``[pithos]`` section and what
     it requires: ``IAuthenticator`` and ``IQuotaHolder``."""
     path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"

@@ -409,8 +409,10 @@ async def _bounded(jobs: Sequence[Callable[[], Coroutine[Any, Any, T]]]) -> list
     for start in range(0, len(jobs), _LOOKUPS_IN_FLIGHT):
         batch = jobs[start:start + _LOOKUPS_IN_FLIGHT]
         ds = [defer.ensureDeferred(job()) for job in batch]
-        done = await defer.gatherResults(ds, consumeErrors=True).addErrback(
-            lambda f: f.value.subFailure)
+        try:
+            done = await defer.gatherResults(ds, consumeErrors=True)
+        except defer.FirstError as e:
+            e.subFailure.raiseException()
         results.extend(done)
     return results
 

@@ -4,8 +4,9 @@ errors of the commission protocol.
 
 The protocol itself is ``snfd.interfaces.IQuotaHolder``; the in-process
 holder is ``snfd.identity.quotaholder``, the HTTP client
-``snfd.quota.remote``, and the services' own serial bookkeeping
-``snfd.quota.serials``.
+``snfd.quota.remote``, the services' own serial bookkeeping
+``snfd.quota.serials``, and the one runner every charging change goes
+through (issue, change, settle) ``snfd.quota.charged``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from snfd.db.pool import Database, DatabaseUnavailable
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database, throwaway_postgres
+from tests.cluster.test_election import wait_for
 
 
 def _setup_txn(txn):
@@ -84,8 +85,14 @@ class PoolTests(unittest.TestCase):
         n = yield defer.ensureDeferred(db.run("test.read", _read_txn))
         self.assertEqual(n, 0)
         yield threads.deferToThread(pg.stop)
+        retries = {"name": "test.read", "reason": "connection"}
+        before = _sample(metrics, "snfd_db_retries_total", retries)
         pending = defer.ensureDeferred(db.run("test.read", _read_txn))
-        yield threads.deferToThread(time.sleep, 1.0)
+        # The barrier: two failed attempts counted, so the interaction met
+        # the database down and went on waiting.
+        yield defer.ensureDeferred(wait_for(
+            lambda: _sample(metrics, "snfd_db_retries_total", retries) >= before + 2,
+            what="two retries while the database is down"))
         self.assertFalse(pending.called)
         yield threads.deferToThread(pg.start)
         n = yield pending
