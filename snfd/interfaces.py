@@ -110,6 +110,25 @@ class ISnfdPlugin(Interface):
         """
 
 
+@attrs.frozen
+class CatalogService:
+    """One catalog entry a plugin declares in its optional ``catalog``
+    (a tuple of these), which the identity service lists.
+
+    ``path`` is below the cluster's public URL (``"compute/v2.0"``);
+    ``version`` the ``versionId`` of the v2.0 catalog (may be empty);
+    ``per_account`` appends ``/<user uuid>`` to the v3 URL; ``catalogs``
+    names the renderings that show the entry (``"v2"``, ``"v3"``).
+    """
+
+    name: str
+    type: str
+    path: str
+    version: str
+    per_account: bool = False
+    catalogs: tuple[str, ...] = ("v2", "v3")
+
+
 class ILeaderDuty(Interface):
     """Work that exactly one node of the cluster does (GC, reconciliation).
 

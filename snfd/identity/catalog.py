@@ -24,10 +24,10 @@ import uuid as uuid_module
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import attrs
 from twisted.logger import Logger
 
 from snfd import plugin_loader
+from snfd.interfaces import CatalogService
 
 log = Logger(namespace="snfd.identity.catalog")
 
@@ -36,24 +36,6 @@ INTERFACES = ("public", "internal", "admin")
 # Endpoint and service ids are uuid5 values in this namespace, so they stay
 # the same on every node and across restarts.
 _NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_URL, "snfd:identity:catalog")
-
-
-@attrs.frozen
-class CatalogService:
-    """One catalog entry a plugin provides.
-
-    ``path`` is below the cluster's public URL (``"compute/v2.0"``);
-    ``version`` the ``versionId`` of the v2.0 catalog (may be empty);
-    ``per_account`` appends ``/<user uuid>`` to the v3 URL; ``catalogs``
-    names the renderings that show the entry (``"v2"``, ``"v3"``).
-    """
-
-    name: str
-    type: str
-    path: str
-    version: str
-    per_account: bool = False
-    catalogs: tuple[str, ...] = ("v2", "v3")
 
 
 # Keystone v3 clients find the identity API at identity/v3 and discover the

@@ -3,21 +3,20 @@ keypairs and images over Ganeti clusters.  See ``snfd.cyclades``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from snfd.config import Key, boolean, number, positive_integer, text
 from snfd.db.migrations import Schema
-from snfd.identity.catalog import CatalogService
 from snfd.interfaces import (
+    CatalogService,
     IAuthenticator,
     IComputeBackends,
     IObjectStore,
     IQuotaHolder,
     ISnfdPlugin,
 )
+from snfd.plugin_loader import ServicePlugin
 
 # Until the network and volume APIs exist, the catalog names only what runs.
 CATALOG = (
@@ -28,12 +27,12 @@ CATALOG = (
 
 
 @implementer(IPlugin, ISnfdPlugin)
-class CycladesPlugin:
+class CycladesPlugin(ServicePlugin):
     name = "cyclades"
+    factory = "snfd.cyclades.service:from_config"
     schema = Schema("cyclades", "snfd.cyclades.schema")
     provides = (IComputeBackends,)
     requires = (IAuthenticator, IQuotaHolder, IObjectStore)
-    uses = ()
     catalog = CATALOG
     config_keys = (
         Key("public_url", text, "",
@@ -61,23 +60,6 @@ class CycladesPlugin:
             "Seconds GET /servers/<id>/password shows a new server's password."),
         Key("rapi_timeout", number, 30.0, "Seconds a RAPI call may take."),
     )
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        from snfd.cyclades.service import from_config
-
-        return from_config(node, section, deps)
-
-    def provided(self, svc: Any) -> dict[Any, Any]:
-        return svc.provided()
-
-    def mounts(self, svc: Any) -> dict[str, Any]:
-        return svc.mounts()
-
-    def listeners(self, svc: Any) -> list[Any]:
-        return []
-
-    def duties(self, svc: Any) -> list[Any]:
-        return svc.duties()
 
 
 plugin = CycladesPlugin()

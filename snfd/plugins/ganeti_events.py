@@ -10,22 +10,19 @@ queue directory it logs one warning and waits for the directory to appear.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from snfd.config import Key, number, path, text
 from snfd.interfaces import ISnfdPlugin
+from snfd.plugin_loader import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
-class GanetiEventsPlugin:
+class GanetiEventsPlugin(ServicePlugin):
     name = "ganeti-events"
-    schema = None
-    provides = ()
-    requires = ()
-    uses = ()
+    factory = "snfd.ganeti.service:from_config"
     config_keys = (
         Key("queue_dir", path, Path("/var/lib/ganeti/queue"),
             "Ganeti's job queue directory, watched for job changes; when it does"
@@ -44,23 +41,6 @@ class GanetiEventsPlugin:
             " platform store; empty: the platform store."),
         Key("rapi_timeout", number, 10.0, "Seconds a RAPI call may take."),
     )
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        from snfd.ganeti.service import from_config
-
-        return from_config(node, section, deps)
-
-    def provided(self, svc: Any) -> dict[Any, Any]:
-        return {}
-
-    def mounts(self, svc: Any) -> dict[str, Any]:
-        return {}
-
-    def listeners(self, svc: Any) -> list[Any]:
-        return []
-
-    def duties(self, svc: Any) -> list[Any]:
-        return []
 
 
 plugin = GanetiEventsPlugin()

@@ -5,21 +5,18 @@ compute service (``IComputeBackends``) when that runs on the node."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from snfd.config import Key, boolean, integer, number, positive_integer, text
 from snfd.interfaces import IComputeBackends, ISnfdPlugin
+from snfd.plugin_loader import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
-class GanetiSimPlugin:
+class GanetiSimPlugin(ServicePlugin):
     name = "ganeti-sim"
-    schema = None
-    provides = ()
-    requires = ()
+    factory = "snfd.ganeti_sim.service:from_config"
     uses = (IComputeBackends,)
     config_keys = (
         Key("cluster", text, "sim.ganeti.test", "Name of the simulated cluster."),
@@ -36,23 +33,6 @@ class GanetiSimPlugin:
             "On a cluster with no flavors, create a few, and a small public system"
             " image, so that a new user can create a server at once."),
     )
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        from snfd.ganeti_sim.service import from_config
-
-        return from_config(node, section, deps)
-
-    def provided(self, svc: Any) -> dict[Any, Any]:
-        return {}
-
-    def mounts(self, svc: Any) -> dict[str, Any]:
-        return {}
-
-    def listeners(self, svc: Any) -> list[Any]:
-        return []
-
-    def duties(self, svc: Any) -> list[Any]:
-        return []
 
 
 plugin = GanetiSimPlugin()

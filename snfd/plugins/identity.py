@@ -3,23 +3,21 @@ Keystone API, quotas and projects.  See ``snfd.identity``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from snfd.config import Key, boolean, integer, names, number, positive_integer, text
 from snfd.db.migrations import Schema
 from snfd.interfaces import IAuthenticator, IQuotaHolder, ISnfdPlugin
+from snfd.plugin_loader import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
-class IdentityPlugin:
+class IdentityPlugin(ServicePlugin):
     name = "identity"
+    factory = "snfd.identity.service:from_config"
     schema = Schema("identity", "snfd.identity.schema")
     provides = (IAuthenticator, IQuotaHolder)
-    requires = ()
-    uses = ()
     config_keys = (
         Key("public_url", text, "",
             "Base URL clients use to reach the cluster (catalog endpoints,"
@@ -65,23 +63,6 @@ class IdentityPlugin:
         Key("shibboleth_last_name_header", text, "sn", "Header carrying the last name."),
         Key("max_body", integer, 65536, "Largest JSON request body accepted, in bytes."),
     )
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        from snfd.identity.service import from_config
-
-        return from_config(node, section, deps)
-
-    def provided(self, svc: Any) -> dict[Any, Any]:
-        return svc.provided()
-
-    def mounts(self, svc: Any) -> dict[str, Any]:
-        return svc.mounts()
-
-    def listeners(self, svc: Any) -> list[Any]:
-        return []
-
-    def duties(self, svc: Any) -> list[Any]:
-        return svc.duties()
 
 
 plugin = IdentityPlugin()

@@ -3,8 +3,6 @@ Synnefo extensions over content-addressed blocks.  See ``snfd.pithos``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -17,15 +15,16 @@ from snfd.interfaces import (
     IQuotaHolder,
     ISnfdPlugin,
 )
+from snfd.plugin_loader import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
-class PithosPlugin:
+class PithosPlugin(ServicePlugin):
     name = "pithos"
+    factory = "snfd.pithos.service:from_config"
     schema = Schema("pithos", "snfd.pithos.schema")
     provides = (IBlockStore, IObjectStore)
     requires = (IAuthenticator, IQuotaHolder)
-    uses = ()
     config_keys = (
         Key("block_path", text, "",
             "Directory of the filesystem block store; empty: <state_dir>/blocks."),
@@ -44,23 +43,6 @@ class PithosPlugin:
             "Blocks of one upload hashed and written at the same time; more"
             " pauses reading from the client."),
     )
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        from snfd.pithos.service import from_config
-
-        return from_config(node, section, deps)
-
-    def provided(self, svc: Any) -> dict[Any, Any]:
-        return svc.provided()
-
-    def mounts(self, svc: Any) -> dict[str, Any]:
-        return svc.mounts()
-
-    def listeners(self, svc: Any) -> list[Any]:
-        return []
-
-    def duties(self, svc: Any) -> list[Any]:
-        return svc.duties()
 
 
 plugin = PithosPlugin()

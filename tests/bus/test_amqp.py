@@ -9,6 +9,7 @@ a thread so that the reactor, and the bus on it, keep running meanwhile.
 from __future__ import annotations
 
 from twisted.internet import defer, threads
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from snfd.bus import AmqpAddress, BusUnavailable, make_bus, parse_amqp_url
@@ -45,6 +46,19 @@ class AmqpBusBrokerRestartTests(BusTestMixin, unittest.TestCase):
     def sample(self, name, **labels) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
+    def failed_connects(self) -> list[dict]:
+        """The bus's log events of failed connection attempts from now on
+        (a list that grows)."""
+        events: list[dict] = []
+
+        def observe(event: dict) -> None:
+            if str(event.get("log_format", "")).startswith("Cannot connect to AMQP"):
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        return events
+
     @async_test
     async def test_consumer_survives_restart(self):
         """A consumer keeps consuming across a broker restart, and
@@ -64,9 +78,14 @@ class AmqpBusBrokerRestartTests(BusTestMixin, unittest.TestCase):
 
         await self.broker_down(bus)
         during = {f"during-{i}".encode() for i in range(3)}
+        attempts = self.failed_connects()
         pending = [defer.ensureDeferred(bus.publish("jobs", "job.run", body))
                    for body in sorted(during)]
-        await self.sleep(0.5)
+        # The barrier: two more failed reconnects, so the bus tried the
+        # broker again after the publishes began, and they still wait.
+        count = len(attempts)
+        await self.wait_for(lambda: len(attempts) >= count + 2, 60,
+                            "two failed reconnects")
         self.assertFalse(any(d.called for d in pending))
         await self.broker_up(bus)
         await defer.gatherResults(pending)

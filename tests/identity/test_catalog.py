@@ -11,7 +11,8 @@ from keystoneauth1.access import service_catalog
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from snfd.identity.catalog import DEFAULTS, Catalog, CatalogService
+from snfd.identity.catalog import DEFAULTS, Catalog
+from snfd.interfaces import CatalogService
 
 PUBLIC = "https://cloud.test/"
 UUID = "7c7a3e0e-4a43-4b4e-9a57-1d6c0f1e2f3a"
