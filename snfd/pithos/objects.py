@@ -4,8 +4,8 @@ domains, sharing and hashmap writes over the storage ``Backend``.
 Every check is the backend's own: writes go through its public methods
 (versions, statistics, quota, sharing syntax), and the reads of this
 module decide who may read what with the backend's access rule
-(``Backend._access_txn``), inside the same transaction as the read.  SQL
-lives in ``snfd.pithos.store``.
+(``snfd.pithos.permissions.access_txn``), inside the same transaction as
+the read.  SQL lives in ``snfd.pithos.store``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,12 @@ from zope.interface import implementer
 from snfd import errors
 from snfd.interfaces import IObjectStore, ObjectHashmap, Sharing, StoredObject
 from snfd.pithos import store
-from snfd.pithos.backend import (
-    KEEP,
-    Backend,
-    check_account_name,
-    check_container_name,
-    check_object_name,
-)
+from snfd.pithos.backend import KEEP, Backend
 from snfd.pithos.local import put_file_blocks
 from snfd.pithos.model import Permissions
+from snfd.pithos.permissions import access_txn, entries_txn
 from snfd.pithos.store import NORMAL, Version
+from snfd.pithos.validation import check_path
 
 MAX_DOMAIN = 64
 
@@ -39,12 +35,6 @@ def _check_domain(domain: str | None) -> None:
     if (not isinstance(domain, str) or not domain or domain == store.DOMAIN
             or "\x00" in domain or len(domain) > MAX_DOMAIN):
         raise ValueError(f"Not an attribute domain of the object store: {domain!r}")
-
-
-def _check_path(account: str, container: str, name: str) -> None:
-    check_account_name(account)
-    check_container_name(container)
-    check_object_name(name)
 
 
 def _gone() -> errors.NotFound:
@@ -72,7 +62,7 @@ class PithosObjects:
     async def object_at(self, user: str, account: str, container: str, name: str,
                         domain: str | None = None) -> StoredObject:
         _check_domain(domain)
-        _check_path(account, container, name)
+        check_path(account, container, name)
         found: StoredObject = await self.db.run(
             "pithos.objects.at", self._at_txn, user, f"{account}/{container}/{name}", domain)
         return found
@@ -113,7 +103,7 @@ class PithosObjects:
         return found
 
     def _find_txn(self, txn: Any, user: str, domain: str, key: str) -> list[StoredObject]:
-        entries = sorted(self.backend._entries_txn(txn, user))
+        entries = sorted(entries_txn(txn, user))
         rows = store.with_attribute_txn(txn, user, entries, domain, key)
         readable = [(path, v) for path, v in rows if self._readable_txn(txn, user, path)]
         return self._stored_txn(txn, readable, domain)
@@ -122,8 +112,7 @@ class PithosObjects:
         """Whether the backend's access rule lets ``user`` read the object
         path ``path``."""
         account, container, name = path.split("/", 2)
-        return self.backend._access_txn(txn, user, account, container, name,
-                                        detail=False).read
+        return access_txn(txn, user, account, container, name, detail=False).read
 
     def _stored_txn(self, txn: Any, rows: Sequence[tuple[str, Version]],
                     domain: str | None) -> list[StoredObject]:
@@ -146,7 +135,7 @@ class PithosObjects:
                                   size: int, hashes: Sequence[str],
                                   content_type: str = "application/octet-stream",
                                   ) -> StoredObject:
-        _check_path(account, container, name)
+        check_path(account, container, name)
         await self._create(self.backend, user, account, container, name, size, hashes,
                            content_type)
         return await self.object_at(user, account, container, name)
@@ -170,7 +159,7 @@ class PithosObjects:
     async def store_file(self, user: str, account: str, container: str, name: str,
                          source: Path,
                          content_type: str = "application/octet-stream") -> StoredObject:
-        _check_path(account, container, name)
+        check_path(account, container, name)
         size, hashes = await put_file_blocks(self.backend.blocks, self.block_size, source)
         await self._create(self._uncharged, user, account, container, name, size, hashes,
                            content_type)

@@ -100,7 +100,7 @@ def from_config(node: Node, section: Section, deps: Dependencies) -> PithosServi
     """The storage service from the node, its ``[pithos]`` section and what
     it requires: ``IAuthenticator`` and ``IQuotaHolder``."""
     path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
-    return PithosService(node, section, FileBlockStore(path, node.reactor),
+    return PithosService(node, section, FileBlockStore(path, node.reactor, clock=node.clock),
                          Charger(node.db, deps[IQuotaHolder], COMPONENT),
                          deps[IAuthenticator], public_base(node, section.public_url))
 

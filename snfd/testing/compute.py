@@ -1,16 +1,20 @@
 """A whole compute service for tests, in process and over real HTTP.
 
-``compute_stack(testcase)`` builds, for one test: a fresh PostgreSQL
-database with the node's, the identity service's and the compute
-service's schemas; a ``LocalQuotaHolder`` with the cyclades resources
-registered and a ``Charger``; a started ``snfd.ganeti_sim.SimulatedCluster``
-registered as a backend (``sim=False`` registers instead a backend whose
-RAPI port has nothing listening: every RAPI call fails); the RAPI pool on
-a real ``HTTPClientPool``; an image registry stub (``StubImages``, the
-real ``Image`` values); ``Servers``, ``ComputeAPI`` and ``VmapiApp`` served
-on 127.0.0.1 as a node mounts them (``/compute`` behind ``TokenAuth`` with
-a ``StubAuthenticator``, ``/vmapi`` open).  Everything is stopped by the
-test's cleanups.
+``compute_stack(testcase)`` builds, for one test, a node with the
+identity, storage and compute services through the daemon's own
+factories (``snfd.testing.nodecase.build_node``): a fresh PostgreSQL
+database with their schemas, the services started (the cyclades
+resources registered with the identity service's quota holder), and an
+HTTP server on 127.0.0.1 serving the node's root as a node would
+(``/compute`` and ``/image`` behind ``TokenAuth`` with the identity
+service's tokens, ``/vmapi`` open, ``/object-store``, ``/identity``).
+On it: a started ``snfd.ganeti_sim.SimulatedCluster`` registered as a
+backend through the compute service's ``IComputeBackends``
+(``sim=False`` registers instead a backend whose RAPI port has nothing
+listening: every RAPI call fails), a few flavors and a public system
+image registered from a file through the image registry on the object
+store.  ``[cyclades] rapi_timeout`` is 5 seconds; ``overrides`` change
+any config key.  Everything is stopped by the test's cleanups.
 
 Usage::
 
@@ -21,74 +25,36 @@ Usage::
 
 from __future__ import annotations
 
-import datetime
 import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, threads
 
-from snfd import errors
 from snfd.cyclades import store
-from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
-from snfd.cyclades.images import Image
+from snfd.cyclades.images import Image, ImageRegistry
 from snfd.cyclades.model import Flavor, GanetiBackend, Server
-from snfd.cyclades.servers import ComputeSettings, Servers
-from snfd.cyclades.service import COMPONENT, resources
-from snfd.db.migrations import NODE_SCHEMA, Schema
+from snfd.cyclades.servers import Servers
+from snfd.cyclades.service import COMPONENT, CycladesService
 from snfd.ganeti.rapi import RapiPool
-from snfd.httpclient import HTTPClientPool
 from snfd.identity.quotaholder import LocalQuotaHolder
-from snfd.metrics import Metrics
-from snfd.plugins.identity import plugin as identity_plugin
+from snfd.identity.service import IdentityService
+from snfd.interfaces import IComputeBackends
+from snfd.node import Node
 from snfd.quota.serials import Charger
-from snfd.testing.identity import StubAuthenticator
 from snfd.testing.node import free_port
 from snfd.testing.pithos import http
-from snfd.testing.postgres import fresh_database, started_pool
 from snfd.testing.stubhttp import serve
-from snfd.web.auth import Principal, TokenAuth
-from snfd.web.site import Root
 
-CYCLADES_SCHEMA = Schema("cyclades", "snfd.cyclades.schema")
-UTC = datetime.UTC
 GiB = 1 << 30
 DEFAULT_LIMITS = {"cyclades.vm": 10, "cyclades.total_cpu": 32, "cyclades.cpu": 32,
                   "cyclades.total_ram": 64 * GiB, "cyclades.ram": 64 * GiB,
                   "cyclades.disk": 1024 * GiB}
-
-
-class StubImages:
-    """The image registry's read contract (``get``/``list``) over images
-    kept in memory: a user sees their own and public images."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, Image] = {}
-
-    def add(self, owner: str, name: str = "Debian", *, public: bool = True,
-            status: str = "AVAILABLE", disk_format: str = "diskdump",
-            properties: dict[str, str] | None = None) -> Image:
-        now = datetime.datetime.now(UTC)
-        image_id = str(uuid.uuid4())
-        image = Image(
-            id=image_id, name=name, owner=owner,
-            location=f"pithos://{owner}/images/{name}", checksum="0" * 64, size=1 << 20,
-            disk_format=disk_format, container_format="bare", status=status,
-            is_public=public, members=(), properties=dict(properties or {"OS": "debian"}),
-            created_at=now, updated_at=now, mapfile=f"archip:{image_id}")
-        self.images[image_id] = image
-        return image
-
-    async def get(self, user: str, image_id: str) -> Image:
-        image = self.images.get(image_id)
-        if image is None or not (image.is_public or image.owner == user):
-            raise errors.NotFound(f"Image {image_id} not found.")
-        return image
-
-    async def list(self, user: str, **kwargs: Any) -> list[Image]:
-        return [i for i in self.images.values() if i.is_public or i.owner == user]
+DISK_TEMPLATES = ("diskless", "file", "plain", "drbd", "ext")
+# The container test images are stored in.
+IMAGES_CONTAINER = "images"
 
 
 @attrs.define
@@ -96,35 +62,60 @@ class ComputeStack:
     """The parts of a served compute service (see the module docstring)."""
 
     url: str
-    dsn: str
-    db: Any
-    quota: LocalQuotaHolder
-    charger: Charger
-    rapi: RapiPool
-    images: StubImages
-    servers: Servers
-    api: ComputeAPI
-    auth: StubAuthenticator
+    node: Node
+    identity: IdentityService
+    service: CycladesService
     backend: GanetiBackend
     sim: Any
     flavors: dict[str, Flavor]
     image: Image
+    files: Path
 
     @property
     def compute(self) -> str:
         """``<url>/compute/v2.0``."""
         return f"{self.url}/compute/v2.0"
 
-    async def user(self, name: str = "alice", project: str | None = None,
-                   **limits: int) -> tuple[str, str]:
-        """A user with a token and cyclades quota in their base project
-        (``DEFAULT_LIMITS`` overridden by ``limits``, keys with ``_`` for
-        ``.``: ``vm=1``); ``(uuid, token)``."""
-        uid = str(uuid.uuid4())
-        token = f"token-{name}-{uid[:8]}"
-        self.auth.tokens[token] = Principal(user=uid, name=name, project=project)
-        await self.set_limits(uid, uid, **limits)
-        return uid, token
+    @property
+    def dsn(self) -> str:
+        return self.node.dsn
+
+    @property
+    def db(self) -> Any:
+        return self.node.db
+
+    @property
+    def quota(self) -> LocalQuotaHolder:
+        """The identity service's quota holder."""
+        return self.identity.quota
+
+    @property
+    def charger(self) -> Charger:
+        return self.service.charger
+
+    @property
+    def rapi(self) -> RapiPool:
+        return self.service.rapi
+
+    @property
+    def images(self) -> ImageRegistry:
+        """The compute service's image registry (on the object store)."""
+        return self.service.images
+
+    @property
+    def servers(self) -> Servers:
+        return self.service.servers
+
+    async def user(self, name: str = "alice", **limits: int) -> tuple[str, str]:
+        """An active user of the identity service (``<name>@example.org``)
+        with cyclades quota in their base project (``DEFAULT_LIMITS``
+        overridden by ``limits``, keys with ``_`` for ``.``: ``vm=1``);
+        ``(uuid, token)``."""
+        user, token = await self.identity.accounts.create_user(
+            f"{name}@example.org", name.capitalize(), "Test", activate=True)
+        assert token is not None
+        await self.set_limits(user.uuid, user.uuid, **limits)
+        return user.uuid, token
 
     async def set_limits(self, user: str, project: str, **limits: int) -> None:
         """Give ``user`` holdings (and ``project`` its own) of every cyclades
@@ -134,6 +125,16 @@ class ComputeStack:
         for resource, limit in values.items():
             await self.quota.set_limit(f"user:{user}", f"project:{project}", resource, limit)
             await self.quota.set_limit(f"project:{project}", None, resource, 1 << 60)
+
+    async def add_image(self, owner: str, name: str = "Debian", *, public: bool = True,
+                        disk_format: str = "diskdump",
+                        properties: dict[str, str] | None = None) -> Image:
+        """Register an image of ``owner`` (an account: a user's uuid, or
+        ``self.images.system_owner`` for a system image) from a small new
+        file in its ``images`` container; the registered ``Image``.
+        ``properties`` default to ``{"OS": "debian"}``."""
+        return await register_image(self.images, self.files, owner, name, public=public,
+                                    disk_format=disk_format, properties=properties)
 
     async def usage(self, user: str, project: str | None = None) -> dict[str, int]:
         """The user's cyclades usage (``usage_max``) in ``project`` (default:
@@ -185,19 +186,17 @@ class ComputeStack:
     async def follow(self, job_id: int | None) -> dict[str, Any]:
         """Wait for Ganeti job ``job_id`` to finish and apply its final
         event (with the instance's details, as the events plugin attaches
-        them) through the real update path
+        them) through the compute service's update path
         (``snfd.cyclades.updates.UpdatePath``); the final job."""
-        from snfd.cyclades.updates import UpdatePath
         from snfd.ganeti.jobs import attach_instance_info, job_messages
 
         assert job_id is not None
         rapi = self.rapi_client()
         job: dict[str, Any] = await rapi.wait_job(job_id, poll=0.02, timeout=30)
-        updates = UpdatePath(self.db, self.charger, _reactor())
         for _key, message in job_messages(job, self.backend.clustername):
             if message.get("type") != "ganeti-op-status":
                 continue
-            await updates.op_status(await attach_instance_info(message, rapi))
+            await self.service.updates.op_status(await attach_instance_info(message, rapi))
         await self.charger.drain()
         return job
 
@@ -208,29 +207,43 @@ class ComputeStack:
         return created  # type: ignore[no-any-return]
 
 
-def _reactor() -> Any:
-    from twisted.internet import reactor
-
-    return reactor
+async def register_image(images: ImageRegistry, files: Path, owner: str, name: str, *,
+                         public: bool = True, disk_format: str = "diskdump",
+                         properties: dict[str, str] | None = None) -> Image:
+    """Write a small file under ``files`` and register it through ``images``
+    as ``owner``'s image ``name`` (``properties`` default to
+    ``{"OS": "debian"}``), as an operator's ``snf-manage image-register``
+    does."""
+    path = files / f"{uuid.uuid4().hex}.{disk_format}"
+    await threads.deferToThread(path.write_bytes, f"{name} ({disk_format})\n".encode() * 64)
+    return await images.register_file(owner, path, IMAGES_CONTAINER, {
+        "name": name, "disk_format": disk_format, "is_public": public,
+        "properties": dict(properties if properties is not None else {"OS": "debian"})})
 
 
 async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float = 0.01,
                         exec_time: float = 0.02,
-                        settings: ComputeSettings | None = None) -> ComputeStack:
+                        overrides: dict[tuple[str, str], str] | None = None) -> ComputeStack:
     """Build and serve a compute service for ``testcase`` (see the module
-    docstring)."""
+    docstring).  ``overrides``: config keys (``("cyclades", "os")``) over
+    the stack's own."""
     from twisted.internet import reactor
 
-    dsn = fresh_database(testcase, [NODE_SCHEMA, identity_plugin.schema, CYCLADES_SCHEMA])
-    db = started_pool(testcase, dsn, max_connections=8)
-    quota = LocalQuotaHolder(db)
-    await quota.register_resources(COMPONENT, resources())
-    charger = Charger(db, quota, COMPONENT)
-    testcase.addCleanup(lambda: defer.ensureDeferred(charger.drain()))
+    from snfd.testing.nodecase import build_node
 
-    http_pool = HTTPClientPool(reactor, Metrics())
-    testcase.addCleanup(lambda: defer.ensureDeferred(http_pool.close()))
-    rapi = RapiPool(http_pool)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    built = await build_node(testcase, ("identity", "pithos", "cyclades"), {
+        ("cyclades", "public_url"): url,
+        ("cyclades", "rapi_timeout"): "5.0",
+        **(overrides or {}),
+    }, address=url)
+    serve(testcase, built.node.root, port)
+    node = built.node
+    identity: IdentityService = built.services["identity"]
+    compute: CycladesService = built.services["cyclades"]
+    backends = built.providers.get(IComputeBackends)
+    assert backends is not None
 
     cluster: Any = None
     if sim:
@@ -242,41 +255,37 @@ async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float =
                                    queue_delay=queue_delay, exec_time=exec_time)
         await cluster.start()
         testcase.addCleanup(lambda: defer.ensureDeferred(cluster.stop()))
-        backend = await db.run(
-            "test.backend", store.add_backend_txn, cluster.name, cluster.url,
-            username=cluster.username, password=cluster.password,
-            certificate=cluster.certificate, hypervisor="fake",
-            disk_templates=("diskless", "file", "plain", "drbd", "ext"))
+        await backends.register_backend(
+            cluster.name, cluster.url, cluster.username, cluster.password,
+            cluster.certificate, "fake", DISK_TEMPLATES, "watch")
+        backend = await node.db.run("test.backend", store.backend_txn,
+                                    clustername=cluster.name)
     else:
-        backend = await db.run(
-            "test.backend", store.add_backend_txn, "down.ganeti.test",
-            f"http://127.0.0.1:{free_port()}", username="synnefo",
-            hypervisor="fake", disk_templates=("diskless", "file", "plain", "drbd", "ext"))
-        backend = await db.run("test.backend_stats", store.update_backend_txn, backend.id,
-                               mfree=32768, mtotal=32768, dfree=1 << 20, dtotal=1 << 20,
-                               pinst_cnt=0, ctotal=16)
-
-    root = Root()
-    url = serve(testcase, root)
-    auth = StubAuthenticator()
-    images = StubImages()
-    settings = settings or ComputeSettings(rapi_timeout=5.0)
-    settings = attrs.evolve(settings, vmapi_url=f"{url}/vmapi")
-    servers = Servers(db, rapi, images, charger, reactor, settings)
-    api = ComputeAPI(servers, images, f"{url}/compute")
-    root.mount("compute", TokenAuth(api.resource(), auth))
-    root.mount("vmapi", VmapiApp(servers).resource())
+        await backends.register_backend(
+            "down.ganeti.test", f"http://127.0.0.1:{free_port()}", "synnefo", "", "",
+            "fake", DISK_TEMPLATES, "watch")
+        found = await node.db.run("test.backend", store.backend_txn,
+                                  clustername="down.ganeti.test")
+        assert found is not None
+        backend = await node.db.run("test.backend_stats", store.update_backend_txn, found.id,
+                                    mfree=32768, mtotal=32768, dfree=1 << 20, dtotal=1 << 20,
+                                    pinst_cnt=0, ctotal=16)
+    assert backend is not None
+    # Close the pooled RAPI connections before the cluster stops.
+    testcase.addCleanup(lambda: defer.ensureDeferred(node.http.close()))
 
     flavors = {}
     for key, shape in {"small": (1, 1024, 2, "file"), "big": (2, 2048, 2, "file"),
                        "huge": (4, 4096, 4, "file"),
                        "diskless": (1, 512, 0, "diskless")}.items():
-        flavors[key], _ = await db.run("test.flavor", store.create_flavor_txn, *shape)
-    image = images.add("system", "Debian Bookworm")
-    return ComputeStack(url=url, dsn=dsn, db=db, quota=quota, charger=charger, rapi=rapi,
-                        images=images, servers=servers, api=api, auth=auth,
-                        backend=backend, sim=cluster, flavors=flavors, image=image)
+        flavors[key], _ = await node.db.run("test.flavor", store.create_flavor_txn, *shape)
+    files = Path(testcase.mktemp())
+    files.mkdir(parents=True)
+    image = await register_image(compute.images, files, compute.images.system_owner,
+                                 "Debian Bookworm")
+    return ComputeStack(url=url, node=node, identity=identity, service=compute,
+                        backend=backend, sim=cluster, flavors=flavors, image=image,
+                        files=files)
 
 
-__all__ = ["CYCLADES_SCHEMA", "DEFAULT_LIMITS", "ComputeStack", "StubImages",
-           "compute_stack"]
+__all__ = ["DEFAULT_LIMITS", "ComputeStack", "compute_stack", "register_image"]

@@ -89,7 +89,8 @@ class DownStackTests(unittest.TestCase):
     async def test_create_validation(self):
         """Malformed creates are 400 with a message; nothing is charged."""
         s = self.stack
-        other = s.images.add("someone-else", "private", public=False)
+        carol, _ = await s.user("carol")
+        other = await s.add_image(carol, "private", public=False)
         bad_personality = [{"path": "/x", "contents": "not base64!"}]
         big = base64.b64encode(b"x" * 7681).decode()  # 10244 characters
         cases = [
@@ -483,8 +484,9 @@ class DownStackTests(unittest.TestCase):
     async def test_images(self):
         """The compute images view lists the images the user sees."""
         s = self.stack
-        mine = s.images.add(self.alice, "mine", public=False)
-        s.images.add("stranger", "theirs", public=False)
+        mine = await s.add_image(self.alice, "mine", public=False)
+        carol, _ = await s.user("carol")
+        await s.add_image(carol, "theirs", public=False)
         code, body, _ = await s.call("GET", "/images/detail", self.token)
         self.assertEqual({i["name"] for i in body["images"]}, {"Debian Bookworm", "mine"})
         code, body, _ = await s.call("GET", f"/images/{mine.id}", self.token)

@@ -11,10 +11,11 @@ from twisted.trial import unittest
 
 from snfd import errors
 from snfd.db.migrations import NODE_SCHEMA, Schema
-from snfd.pithos.backend import MAX_META_KEYS, Backend, MissingBlocks
+from snfd.pithos.backend import Backend, MissingBlocks
 from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of, merkle
 from snfd.pithos.model import ObjectInfo, Permissions, Subdir
+from snfd.pithos.rules import MAX_META_KEYS
 from snfd.testing.postgres import fresh_database, started_pool
 
 PITHOS = Schema("pithos", "snfd.pithos.schema")

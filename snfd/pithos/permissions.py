@@ -1,0 +1,204 @@
+"""Who may read and write what in the object store.
+
+The owner of an account may do anything in it.  For anyone else the
+sharing that governs a path is the closest one among: the object itself,
+its ancestor *directory objects* (``a/b`` and ``a`` for ``a/b/c``, when
+their latest version has type ``application/directory`` or
+``application/folder``), the container path (Swift container ACLs), the
+account path (account ACLs).  An entry names a user uuid,
+``<owner>:<group>`` (a group of that owner) or ``*``; write implies read.
+Public links give no access through these rules (only through the
+backend's ``public_object``).
+
+The functions here run inside the caller's transaction (``*_txn``) and
+read through ``snfd.pithos.store``; the storage ``Backend`` and the
+``IObjectStore`` of ``snfd.pithos.objects`` decide with the same
+``access_txn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from snfd import errors
+from snfd.pithos import store
+from snfd.pithos.model import Permissions
+from snfd.pithos.store import NORMAL
+
+DIRECTORY_TYPES = frozenset({"application/directory", "application/folder"})
+
+
+@attrs.frozen
+class Access:
+    """What the caller may do on a path, and which sharing says so."""
+
+    owner: bool
+    read: bool
+    write: bool
+    path: str | None = None
+    permissions: Permissions | None = None
+    # The governing path is the object or one of its directory objects.
+    object_level: bool = False
+
+    @property
+    def allowed_to(self) -> str | None:
+        """What a non-owner may do (``"read"``, ``"write"``), as the
+        reference's ``X-Object-Allowed-To`` says; ``None`` for the owner."""
+        if self.owner:
+            return None
+        return "write" if self.write else "read" if self.read else None
+
+
+OWNER = Access(True, True, True)
+NOBODY = Access(False, False, False)
+
+
+def everything(path: str) -> Access:
+    """The owner's visibility rule: every path, everything allowed."""
+    return OWNER
+
+
+def require(access: Access, what: str, write: bool = False) -> None:
+    """``NotFound`` unless ``access`` reads ``what`` (the caller may not
+    learn that it exists); ``Forbidden`` when ``write`` is needed and not
+    given."""
+    if not access.read:
+        raise errors.NotFound(f"{what} does not exist.")
+    if write and not access.write:
+        raise errors.Forbidden(f"No write permission on {what.lower()}.")
+
+
+def grants(permissions: Permissions, entries: set[str]) -> str | None:
+    """``"write"``, ``"read"`` or ``None``: what ``permissions`` grant to
+    any of the sharing ``entries``."""
+    if entries.intersection(permissions.write):
+        return "write"
+    if entries.intersection(permissions.read):
+        return "read"
+    return None
+
+
+def entries_txn(txn: Any, user: str, permissions: Permissions | None = None) -> set[str]:
+    """The sharing entries naming ``user``: itself, ``*`` and its
+    groups (looked up only when ``permissions`` names a group)."""
+    entries = {user, "*"}
+    if permissions is None or any(":" in m for m in permissions.read + permissions.write):
+        entries.update(store.memberships_txn(txn, user))
+    return entries
+
+
+def directories_txn(txn: Any, paths: list[str]) -> set[str]:
+    """Which of ``paths`` are current directory objects."""
+    types = store.types_txn(txn, paths)
+    return {p for p, (t, cluster) in types.items()
+            if cluster == NORMAL and t in DIRECTORY_TYPES}
+
+
+def access_txn(txn: Any, user: str, account: str, container: str | None,
+               name: str | None, detail: bool = True) -> Access:
+    """What ``user`` may do on the account, container or object path
+    (``detail``: also for the owner, which sharing governs it)."""
+    if user == account and not detail:
+        return OWNER
+    paths: list[str] = []
+    ancestors: list[str] = []
+    if container is not None:
+        cpath = f"{account}/{container}"
+        if name is not None:
+            paths.append(f"{cpath}/{name}")
+            parts = name.split("/")
+            ancestors = [f"{cpath}/{'/'.join(parts[:i])}"
+                         for i in range(len(parts) - 1, 0, -1)]
+            paths.extend(ancestors)
+        paths.append(cpath)
+    paths.append(account)
+    perms = store.permissions_txn(txn, paths)
+    dirs = directories_txn(txn, [p for p in ancestors if p in perms]) if (
+        ancestors and any(p in perms for p in ancestors)) else set()
+    governing: str | None = None
+    object_level = False
+    for i, path in enumerate(paths):
+        if path not in perms:
+            continue
+        if path in ancestors and path not in dirs:
+            continue
+        governing = path
+        object_level = name is not None and i < len(ancestors) + 1
+        break
+    owner = user == account
+    if owner:
+        return Access(True, True, True, governing,
+                      perms.get(governing) if governing else None, object_level)
+    if governing is None:
+        return NOBODY
+    p = perms[governing]
+    grant = grants(p, entries_txn(txn, user, p))
+    return Access(False, grant is not None, grant == "write", governing, p, object_level)
+
+
+def shares_under_txn(txn: Any, user: str, prefix: str) -> bool:
+    """Whether any sharing under ``prefix`` names ``user``."""
+    entries = sorted(entries_txn(txn, user))
+    return bool(store.permissions_under_txn(txn, prefix, entries))
+
+
+def owner_only_txn(txn: Any, user: str, account: str, container: str) -> None:
+    """Nothing when ``user`` owns the container; else ``NotFound`` when
+    nothing in it is shared with ``user``, ``Forbidden`` otherwise."""
+    if user == account:
+        return
+    access = access_txn(txn, user, account, container, None)
+    if not access.read and not shares_under_txn(txn, user, f"{account}/{container}/"):
+        raise errors.NotFound("Container does not exist.")
+    raise errors.Forbidden("Only the owner may change a container.")
+
+
+def visibility_txn(txn: Any, user: str, account: str, container: str,
+                   ) -> tuple[Callable[[str], Access], list[str] | None, list[str]]:
+    """For a non-owner listing: a function telling the access to each
+    object path, and the paths/prefixes that can hold readable ones
+    (``None``: anywhere).  ``NotFound`` if nothing is shared."""
+    cpath = f"{account}/{container}"
+    base = cpath + "/"
+    entries = entries_txn(txn, user)
+    perms = store.permissions_under_txn(txn, base)
+    top = store.permissions_txn(txn, [cpath, account])
+    dirs = directories_txn(txn, list(perms))
+    top_path = cpath if cpath in top else account if account in top else None
+    top_access = NOBODY
+    if top_path is not None:
+        grant = grants(top[top_path], entries)
+        top_access = Access(False, grant is not None, grant == "write", top_path,
+                            top[top_path])
+
+    def access(path: str) -> Access:
+        governing: str | None = None
+        if path in perms:
+            governing = path
+        else:
+            parts = path[len(base):].split("/")
+            for i in range(len(parts) - 1, 0, -1):
+                ancestor = base + "/".join(parts[:i])
+                if ancestor in dirs:
+                    governing = ancestor
+                    break
+        if governing is None:
+            return top_access
+        grant = grants(perms[governing], entries)
+        return Access(False, grant is not None, grant == "write", governing,
+                      perms[governing], True)
+
+    if top_access.read:
+        return access, None, []
+    granted = sorted(p for p, perm in perms.items() if grants(perm, entries) is not None)
+    if not granted:
+        raise errors.NotFound("Container does not exist.")
+    return access, granted, sorted(p + "/" for p in granted if p in dirs)
+
+
+__all__ = ["DIRECTORY_TYPES", "NOBODY", "OWNER", "Access", "access_txn", "directories_txn",
+           "entries_txn", "everything", "grants", "owner_only_txn", "require",
+           "shares_under_txn", "visibility_txn"]

@@ -1,0 +1,246 @@
+"""What the object store accepts before it stores anything: names,
+metadata, attributes, sharing entries, groups and container policies.
+
+Pure rules, no I/O: each ``check_*`` raises ``errors.BadRequest`` with a
+message for the user, each ``checked_*`` returns the value as stored.  The
+limits are ``snfd.pithos.rules``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from snfd import errors
+from snfd.pithos.model import VERSIONING, Permissions
+from snfd.pithos.rules import (
+    MAX_ACCOUNT_NAME,
+    MAX_CONTAINER_NAME,
+    MAX_GROUP_MEMBERS,
+    MAX_META_KEYS,
+    MAX_OBJECT_NAME,
+)
+from snfd.pithos.store import MetaFilter
+
+POLICY_KEYS = ("quota", "versioning", "project")
+
+USER_META = "x-object-meta-"
+"""The prefix of user metadata keys, lowercased."""
+OBJECT_META_PREFIX = "X-Object-Meta-"
+# Content headers a metadata replacement (POST without ?update) replaces
+# along with the user meta; other stored keys (SLO markers) stay.
+_CONTENT_HEADERS = frozenset({"content-encoding", "content-disposition", "x-object-manifest"})
+
+
+# -- names --------------------------------------------------------------------
+
+def check_account_name(name: str) -> None:
+    """``BadRequest`` unless ``name`` is a valid account name."""
+    _check_name("Account", name, MAX_ACCOUNT_NAME, slash=False)
+
+
+def check_container_name(name: str) -> None:
+    """``BadRequest`` unless ``name`` is a valid container name."""
+    _check_name("Container", name, MAX_CONTAINER_NAME, slash=False)
+
+
+def check_object_name(name: str) -> None:
+    """``BadRequest`` unless ``name`` is a valid object name."""
+    _check_name("Object", name, MAX_OBJECT_NAME, slash=True)
+
+
+def check_path(account: str, container: str, name: str) -> None:
+    """``BadRequest`` unless the three names of an object path are valid."""
+    check_account_name(account)
+    check_container_name(container)
+    check_object_name(name)
+
+
+def _check_name(kind: str, name: str, limit: int, slash: bool) -> None:
+    if not isinstance(name, str) or not name:
+        raise errors.BadRequest(f"{kind} name is empty.")
+    if len(name) > limit:
+        raise errors.BadRequest(f"{kind} name is longer than {limit} characters.")
+    if "\x00" in name:
+        raise errors.BadRequest(f"{kind} name contains a NUL character.")
+    if not slash and "/" in name:
+        raise errors.BadRequest(f"{kind} name contains '/'.")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.BadRequest(f"{kind} name is not valid Unicode.") from None
+
+
+# -- metadata and attributes --------------------------------------------------
+
+def is_user_meta(key: str) -> bool:
+    """Whether an object attribute key is user metadata (X-Object-Meta-*)."""
+    return key.lower().startswith(USER_META)
+
+
+def replaceable(key: str) -> bool:
+    """Whether a metadata replacement replaces the stored object key ``key``
+    (user metadata and content headers do; SLO markers stay)."""
+    return is_user_meta(key) or key.lower() in _CONTENT_HEADERS
+
+
+def check_meta(meta: Mapping[str, str], prefix: str) -> None:
+    """``BadRequest`` unless ``meta`` (as it would be stored) holds at most
+    ``MAX_META_KEYS`` keys starting with ``prefix`` and only text without
+    NUL characters."""
+    count = sum(1 for k in meta if k.lower().startswith(prefix.lower()))
+    if count > MAX_META_KEYS:
+        raise errors.BadRequest(
+            f"Too many metadata keys ({count}; at most {MAX_META_KEYS}).")
+    for key, value in meta.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise errors.BadRequest("Metadata keys and values must be text.")
+        if "\x00" in key or "\x00" in value:
+            raise errors.BadRequest("Metadata may not contain NUL characters.")
+
+
+def check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
+    """The attributes of one domain other than ``pithos`` as stored: at
+    most ``MAX_META_KEYS`` keys, non-empty text keys and text values
+    without NUL characters; ``BadRequest`` otherwise."""
+    if len(attributes) > MAX_META_KEYS:
+        raise errors.BadRequest(
+            f"Too many attributes ({len(attributes)}; at most {MAX_META_KEYS}).")
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise errors.BadRequest("Attribute keys must be non-empty text, values text.")
+        if "\x00" in key or "\x00" in value:
+            raise errors.BadRequest("Attributes may not contain NUL characters.")
+    return dict(attributes)
+
+
+def merged_meta(old: Mapping[str, str], meta: Mapping[str, str], replace: bool,
+                replaceable: Callable[[str], bool] = lambda key: True) -> dict[str, str]:
+    """``meta`` applied to ``old``: ``replace`` drops every replaceable key
+    first; otherwise an empty value deletes its key."""
+    if replace:
+        out = {k: v for k, v in old.items() if not replaceable(k)}
+        out.update({k: v for k, v in meta.items() if v != ""})
+        return out
+    out = dict(old)
+    for key, value in meta.items():
+        if value == "":
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def meta_key(key: str) -> str:
+    """A metadata key as stored: underscores become dashes and every
+    dash-separated word is capitalised."""
+    return "-".join(w.capitalize() for w in key.strip().replace("_", "-").split("-"))
+
+
+def parse_meta_filters(filters: Sequence[str]) -> list[MetaFilter]:
+    """The reference's ``meta`` listing filters: ``key``, ``!key`` and
+    ``key<op>value`` with ``op`` one of ``= != <= >= < >``; keys are user
+    metadata keys (normalised as ``meta_key``)."""
+    out = []
+    for raw in filters:
+        f = raw.strip()
+        if not f:
+            continue
+        if f.startswith("!") and not f.startswith("!="):
+            out.append(MetaFilter(OBJECT_META_PREFIX + meta_key(f[1:]), "not"))
+            continue
+        for i, ch in enumerate(f):
+            two = f[i:i + 2]
+            if two in ("!=", "<=", ">="):
+                op = two
+            elif ch in "=<>":
+                op = ch
+            else:
+                continue
+            key = f[:i].strip()
+            if not key:
+                raise errors.BadRequest(f"Bad meta filter {raw!r}.")
+            out.append(MetaFilter(OBJECT_META_PREFIX + meta_key(key), op,
+                                  f[i + len(op):].strip()))
+            break
+        else:
+            out.append(MetaFilter(OBJECT_META_PREFIX + meta_key(f), "has"))
+    return out
+
+
+# -- sharing, groups, policies ------------------------------------------------
+
+def _clean_entries(entries: Sequence[str]) -> tuple[str, ...]:
+    out: set[str] = set()
+    for raw in entries:
+        entry = "".join(str(raw).split()).lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return ("*",)
+        if (any(c in entry for c in ",;=/\x00") or entry.count(":") > 1
+                or entry.startswith(":") or entry.endswith(":")):
+            raise errors.BadRequest(f"Bad sharing entry {raw!r}.")
+        out.add(entry)
+    return tuple(sorted(out))
+
+
+def checked_permissions(permissions: Permissions) -> Permissions:
+    """Sharing as stored: entries without spaces, lowercased, ``*``
+    absorbing the rest of its list; ``BadRequest`` on bad syntax."""
+    return Permissions(_clean_entries(permissions.read), _clean_entries(permissions.write))
+
+
+def checked_groups(groups: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Groups as stored: names lowercased, members cleaned as sharing
+    entries (user ids only, at most ``MAX_GROUP_MEMBERS``); an empty
+    member list stays empty (it deletes the group)."""
+    out = {}
+    for raw, members in groups.items():
+        name = raw.strip().lower()
+        if not name or any(c in name for c in ",;=:/\x00") or len(name) > 256:
+            raise errors.BadRequest(f"Bad group name {raw!r}.")
+        cleaned = _clean_entries(members)
+        if any(":" in m or m == "*" for m in cleaned):
+            raise errors.BadRequest(f"Group {raw!r}: members must be user ids.")
+        if len(cleaned) > MAX_GROUP_MEMBERS:
+            raise errors.BadRequest(
+                f"Group {raw!r} has {len(cleaned)} members; at most {MAX_GROUP_MEMBERS}.")
+        out[name] = cleaned
+    return out
+
+
+def checked_policy(policy: Mapping[str, str]) -> dict[str, str | None]:
+    """Container policy keys as stored (``None``: back to the default)."""
+    out: dict[str, str | None] = {}
+    for key, raw in policy.items():
+        k = key.strip().lower()
+        value = (raw or "").strip()
+        if k not in POLICY_KEYS:
+            raise errors.BadRequest(f"Unknown container policy {key!r}"
+                                    f" (known: {', '.join(POLICY_KEYS)}).")
+        if not value:
+            out[k] = None
+        elif k == "quota":
+            try:
+                quota = int(value)
+            except ValueError:
+                quota = -1
+            if quota < 0:
+                raise errors.BadRequest(f"Bad quota policy {raw!r} (bytes, 0 = unlimited).")
+            out[k] = str(quota)
+        elif k == "versioning":
+            if value.lower() not in VERSIONING:
+                raise errors.BadRequest(
+                    f"Bad versioning policy {raw!r} (one of {', '.join(VERSIONING)}).")
+            out[k] = value.lower()
+        else:
+            if "\x00" in value or len(value) > 256:
+                raise errors.BadRequest(f"Bad project policy {raw!r}.")
+            out[k] = value
+    return out
+
+
+__all__ = ["OBJECT_META_PREFIX", "POLICY_KEYS", "USER_META", "check_account_name",
+           "check_attributes", "check_container_name", "check_meta", "check_object_name",
+           "check_path", "checked_groups", "checked_permissions", "checked_policy",
+           "is_user_meta", "merged_meta", "meta_key", "parse_meta_filters", "replaceable"]
