@@ -213,7 +213,10 @@ class IMessageBus(Interface):
     Both implementations pass the same contract tests
     (``tests/bus/test_contract.py``).  Delivery is at least once: a
     handler may see a message again after a crash or a reconnect and must
-    be idempotent.
+    be idempotent.  A queue hands out its messages in the order they
+    reached it, and a consumer's handler is called in that order as each
+    arrives.  The default exchange ``""`` exists on both and routes a
+    message to the queue named by its routing key.
     """
 
     connected = Attribute(

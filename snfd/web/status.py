@@ -107,6 +107,7 @@ class ClusterView(GetLeaf):
             raise errors.ServiceUnavailable(
                 f"database unavailable: {' '.join(str(e).split())}") from e
         status["this_node_leads"] = self._node.election.is_leader
+        status["election_rounds"] = self._node.election.rounds
         return _json(request, status)
 
     async def _allowed(self, request: Any) -> bool:

@@ -60,18 +60,6 @@ class BusTestMixin:
                 self.fail(f"timed out after {timeout} s waiting for {what}")
             await self.sleep(0.01)
 
-
-class BusContractMixin(BusTestMixin):
-    """Behaviour tests; a subclass provides ``new_bus`` and ``name``."""
-
-    async def new_bus(self) -> IMessageBus:
-        """A started, connected bus, stopped in the test's cleanup."""
-        raise NotImplementedError
-
-    def name(self, prefix: str) -> str:
-        """A fresh exchange/queue name for this test."""
-        return f"snfdtest-{prefix}-{uuid.uuid4().hex[:12]}"
-
     async def drain(self, bus, queue: str,
                     *received: Callable[[], Iterable[bytes]]) -> set[bytes]:
         """Wait until the consumers of ``queue`` got everything the queue
@@ -117,6 +105,18 @@ class BusContractMixin(BusTestMixin):
         markers = await self.drain(bus, queue, lambda: got)
         await consumer.stop()
         return [body for body in got if body not in markers]
+
+
+class BusContractMixin(BusTestMixin):
+    """Behaviour tests; a subclass provides ``new_bus`` and ``name``."""
+
+    async def new_bus(self) -> IMessageBus:
+        """A started, connected bus, stopped in the test's cleanup."""
+        raise NotImplementedError
+
+    def name(self, prefix: str) -> str:
+        """A fresh exchange/queue name for this test."""
+        return f"snfdtest-{prefix}-{uuid.uuid4().hex[:12]}"
 
     async def setup_queue(self, bus, bindings_patterns=("#",),
                           exchange=None, **kwargs):

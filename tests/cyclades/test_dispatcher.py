@@ -137,11 +137,14 @@ class LocalDispatcherTests(DispatcherMixin, unittest.TestCase):
             self.assertRaises(MalformedMessage, decode, body)
 
     async def test_stop(self):
-        """After stopService nothing more is consumed."""
+        """After stopService nothing more is consumed: the message stays in
+        the queue for whoever consumes next."""
         s = await self.server(operstate="STARTED")
         await self.dispatcher.stopService()
-        await self.publish(OP_KEY, op(s, "SHUTDOWN", "success", 5, 1))
-        await self.sleep(0.1)
+        message = op(s, "SHUTDOWN", "success", 5, 1)
+        await self.publish(OP_KEY, message)
+        left = await self.take_rest(self.bus, f"{self.prefix}-events-op")
+        self.assertEqual([json.loads(body) for body in left], [message])
         self.assertEqual(await self.state(s), "STARTED")
 
 

@@ -211,7 +211,12 @@ class TwoNodeTests(unittest.TestCase):
         yield defer.ensureDeferred(wait_until(
             lambda: (leader.get_json("/_cluster")[1] or {}).get("this_node_leads") is False,
             TAKEOVER_DEADLINE, "the old leader to notice"))
-        yield task.deferLater(reactor, 2.0, lambda: None)
+        # Two more election rounds of the old leader: it asked the database
+        # again after noticing, and whatever it had in flight has ended.
+        noticed = leader.get_json("/_cluster")[1]["election_rounds"]
+        yield defer.ensureDeferred(wait_until(
+            lambda: leader.get_json("/_cluster")[1]["election_rounds"] >= noticed + 2,
+            TAKEOVER_DEADLINE, "two more rounds of the old leader"))
         rows = self.query("SELECT count(*), max(epoch) FROM thirdparty_ticks"
                           " WHERE node_id = %s", (leader_id,))[0]
         self.assertEqual(rows, old_rows, "the resumed old leader wrote after losing its term")

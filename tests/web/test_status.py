@@ -22,6 +22,7 @@ class _Node:
 
     class election:
         is_leader = True
+        rounds = 7
 
 
 class _Authenticator:
