@@ -2,9 +2,8 @@
 
 A service is in the catalog when a live member of the cluster (or this
 node) runs the plugin that provides it.  A plugin says what it provides
-with an optional ``catalog`` attribute, a tuple of ``CatalogService``;
-plugins without one get the built-in entries of ``DEFAULTS`` (Synnefo's
-names and types).
+with an optional ``catalog`` attribute, a tuple of ``CatalogService``
+(Synnefo's names and types); the identity service's own are ``DEFAULTS``.
 
 Two renderings:
 
@@ -38,9 +37,9 @@ INTERFACES = ("public", "internal", "admin")
 _NAMESPACE = uuid_module.uuid5(uuid_module.NAMESPACE_URL, "snfd:identity:catalog")
 
 
-# Keystone v3 clients find the identity API at identity/v3 and discover the
-# Glance v2 API from the root of image/; Synnefo clients (kamaki, v2.0
-# tokens) expect identity/v2.0 and Plankton at image/v1.0.
+# Keystone v3 clients find the identity API at identity/v3; Synnefo clients
+# (kamaki, v2.0 tokens) expect identity/v2.0.  Every other service declares
+# its own entries (its plugin's ``catalog``).
 DEFAULTS: dict[str, tuple[CatalogService, ...]] = {
     "identity": (
         CatalogService("astakos_identity", "identity", "identity/v3", "v3", catalogs=("v3",)),
@@ -49,21 +48,6 @@ DEFAULTS: dict[str, tuple[CatalogService, ...]] = {
         CatalogService("astakos_account", "account", "account/v1.0", "v1.0"),
         CatalogService("astakos_weblogin", "astakos_weblogin", "ui", ""),
     ),
-    "pithos": (
-        CatalogService("pithos_object-store", "object-store", "object-store/v1", "v1",
-                       per_account=True),
-        CatalogService("pithos_public", "public", "public", ""),
-    ),
-    "cyclades": (
-        CatalogService("cyclades_compute", "compute", "compute/v2.0", "v2.0"),
-        CatalogService("cyclades_network", "network", "network/v2.0", "v2.0"),
-        CatalogService("cyclades_plankton", "image", "image/v1.0", "v1.0", catalogs=("v2",)),
-        CatalogService("image", "image", "image", "v2", catalogs=("v3",)),
-        CatalogService("cyclades_volume", "volume", "volume/v2.0", "v2.0", catalogs=("v2",)),
-        CatalogService("cyclades_volume", "volumev3", "volume/v2.0", "v2.0"),
-        CatalogService("cyclades_volume", "block-storage", "volume/v2.0", "v2.0"),
-    ),
-    "archip": (),
 }
 
 # The catalog lists identity first (clients print it in this order), then

@@ -15,6 +15,7 @@ from snfd.interfaces import (
     IQuotaHolder,
     ISnfdPlugin,
 )
+from snfd.pithos.catalog import CATALOG
 from snfd.plugin_loader import ServicePlugin
 
 
@@ -23,6 +24,7 @@ class PithosPlugin(ServicePlugin):
     name = "pithos"
     factory = "snfd.pithos.service:from_config"
     schema = Schema("pithos", "snfd.pithos.schema")
+    catalog = CATALOG
     provides = (IBlockStore, IObjectStore)
     requires = (IAuthenticator, IQuotaHolder)
     config_keys = (

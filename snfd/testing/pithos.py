@@ -1,6 +1,6 @@
 """A whole object store for tests, in process and over real HTTP.
 
-``pithos_stack(testcase)`` builds, for one test, a node with the identity
+``object_store_stack(testcase)`` builds, for one test, a node with the identity
 and storage services through the daemon's own factories
 (``snfd.testing.nodecase.build_node``): a fresh PostgreSQL database with
 their schemas, the services started (``pithos.diskspace`` registered),
@@ -11,7 +11,7 @@ down by the test's cleanups.
 
 Usage::
 
-    stack = await pithos_stack(self)
+    stack = await object_store_stack(self)
     alice, token = await stack.user("alice@example.org")
     url = stack.account_url(alice)        # .../object-store/v1/<uuid>
 """
@@ -94,7 +94,7 @@ class PithosStack:
         return sum(h.usage for h in holdings)
 
 
-async def pithos_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
+async def object_store_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
                        blocks_in_flight: int = 2) -> PithosStack:
     """Build and serve an object store for ``testcase`` (see the module
     docstring).  ``diskspace``: every user's default ``pithos.diskspace``
@@ -216,4 +216,4 @@ async def raw_http(base: str, head: bytes, body: bytes = b"") -> tuple[int, byte
     return int(reply.split(b" ", 2)[1]), reply
 
 
-__all__ = ["PITHOS_SCHEMA", "HTTPReply", "PithosStack", "http", "pithos_stack", "raw_http"]
+__all__ = ["PITHOS_SCHEMA", "HTTPReply", "PithosStack", "http", "object_store_stack", "raw_http"]

@@ -18,7 +18,7 @@ from snfd.cyclades.image_api import compute_image
 from snfd.cyclades.images import Image, ImageRegistry, location_of, parse_location
 from snfd.pithos.model import Permissions
 from snfd.pithos.objects import PithosObjects
-from snfd.testing.pithos import HTTPReply, http, pithos_stack
+from snfd.testing.pithos import HTTPReply, http, object_store_stack
 
 NOW = 1_700_000_000.0
 DATA = b"a disk image, in a few bytes"
@@ -34,7 +34,7 @@ class ImageCase(unittest.TestCase):
         return defer.ensureDeferred(self._setUp())
 
     async def _setUp(self) -> None:
-        self.stack = await pithos_stack(self)
+        self.stack = await object_store_stack(self)
         self.alice, self.alice_token = await self.stack.user("alice@example.org")
         self.bob, self.bob_token = await self.stack.user("bob@example.org")
         self.carol, self.carol_token = await self.stack.user("carol@example.org")

@@ -13,6 +13,7 @@ from twisted.trial import unittest
 
 from snfd.identity.catalog import DEFAULTS, Catalog
 from snfd.interfaces import CatalogService
+from snfd.pithos.catalog import CATALOG as PITHOS_CATALOG
 
 PUBLIC = "https://cloud.test/"
 UUID = "7c7a3e0e-4a43-4b4e-9a57-1d6c0f1e2f3a"
@@ -66,7 +67,7 @@ class CatalogTests(unittest.TestCase):
         catalog, _ = self.catalog([member(["pithos"]), member(["cyclades"], alive=False)])
         services = yield d(catalog.services())
         self.assertEqual([s.name for s in services],
-                         [s.name for s in DEFAULTS["identity"] + DEFAULTS["pithos"]])
+                         [s.name for s in DEFAULTS["identity"] + PITHOS_CATALOG])
 
     @defer.inlineCallbacks
     def test_plugin_declaration_overrides_default(self):

@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
 from snfd.pithos.uploads import STREAM_FROM
-from snfd.testing.pithos import HTTPReply, http, pithos_stack, raw_http
+from snfd.testing.pithos import HTTPReply, http, object_store_stack, raw_http
 
 _DEFAULT: Any = object()
 
@@ -33,7 +33,7 @@ class StackCase(unittest.TestCase):
         return defer.ensureDeferred(self._setUp())
 
     async def _setUp(self):
-        self.stack = await pithos_stack(self)
+        self.stack = await object_store_stack(self)
         self.alice, self.alice_token = await self.stack.user("alice@example.org")
         self.bob, self.bob_token = await self.stack.user("bob@example.org")
 

@@ -23,7 +23,7 @@ from snfd import errors
 from snfd.pithos import swift
 from snfd.pithos.model import ObjectInfo, Permissions
 from snfd.testing.identity import StubAuthenticator
-from snfd.testing.pithos import pithos_stack
+from snfd.testing.pithos import object_store_stack
 from snfd.testing.stubhttp import pumped
 from snfd.web.auth import Principal
 from snfd.web.site import Root
@@ -421,7 +421,7 @@ class SwiftClientTests(unittest.TestCase):
         return defer.ensureDeferred(self._setUp())
 
     async def _setUp(self) -> None:
-        self.stack = await pithos_stack(self)
+        self.stack = await object_store_stack(self)
         self.uuid, self.token = await self.stack.user("alice@example.org")
         self.dir = FilePath(self.mktemp())
         self.dir.makedirs()
