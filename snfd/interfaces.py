@@ -4,8 +4,16 @@ Every implementation says ``@implementer(...)`` and its tests run
 ``verifyObject`` against the interface it claims.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import attrs
 from zope.interface import Attribute, Interface
+from zope.interface.interface import InterfaceClass
+
+Deps = Mapping[InterfaceClass, Any]
+"""What a service factory receives of other services: each interface its
+plugin requires (and each it uses that is provided) to its provider."""
 
 
 class ISnfdPlugin(Interface):

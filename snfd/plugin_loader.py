@@ -3,7 +3,6 @@ providers of the interfaces they offer one another."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -180,38 +179,3 @@ class Registry:
                 wanted[interface] = self._providers[interface]
         return Dependencies(f"plugin {plugin.name!r}", wanted)
 
-
-class ServicePlugin:
-    """The members most plugins share; a plugin class sets ``name``,
-    ``config_keys``, ``schema`` and what it provides, requires and uses,
-    and names its service factory in ``factory``.
-
-    ``factory`` is ``"package.module:function"``, called as
-    ``function(node, section, deps)``; the module is imported only when a
-    node builds the service, so that scanning the installed plugins stays
-    cheap.  The service's own ``provided()``, ``mounts()``,
-    ``listeners()`` and ``duties()`` answer for the plugin where it has
-    them; otherwise there are none.
-    """
-
-    schema: Any = None
-    provides: tuple[InterfaceClass, ...] = ()
-    requires: tuple[InterfaceClass, ...] = ()
-    uses: tuple[InterfaceClass, ...] = ()
-    factory: str = ""
-
-    def makeService(self, node: Any, section: Any, deps: Any) -> Any:
-        module, _, function = self.factory.partition(":")
-        return getattr(importlib.import_module(module), function)(node, section, deps)
-
-    def provided(self, service: Any) -> dict[InterfaceClass, Any]:
-        return dict(service.provided()) if hasattr(service, "provided") else {}
-
-    def mounts(self, service: Any) -> dict[str, Any]:
-        return dict(service.mounts()) if hasattr(service, "mounts") else {}
-
-    def listeners(self, service: Any) -> list[Any]:
-        return list(service.listeners()) if hasattr(service, "listeners") else []
-
-    def duties(self, service: Any) -> list[Any]:
-        return list(service.duties()) if hasattr(service, "duties") else []

@@ -30,6 +30,7 @@ from snfd.ganeti.poller import RapiJobPoller
 from snfd.ganeti.publisher import EventPublisher
 from snfd.ganeti.rapi import RapiPool
 from snfd.interfaces import (
+    Deps,
     IAuthenticator,
     IComputeBackends,
     ILeaderDuty,
@@ -37,7 +38,6 @@ from snfd.interfaces import (
     IQuotaHolder,
 )
 from snfd.node import Node, public_base
-from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -142,7 +142,7 @@ class CycladesService(service.MultiService):
                 BackendPolling(self)]
 
 
-def from_config(node: Node, section: Section, deps: Dependencies) -> CycladesService:
+def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     """The compute service from the node, its ``[cyclades]`` section and
     what it requires: ``IAuthenticator``, ``IQuotaHolder`` and
     ``IObjectStore`` (images are files in it)."""

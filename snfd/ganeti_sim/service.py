@@ -17,9 +17,8 @@ from snfd.ganeti.publisher import EventPublisher
 from snfd.ganeti.rapi import GanetiRapi, RapiTarget
 from snfd.ganeti.watcher import JobQueueWatcher
 from snfd.ganeti_sim.cluster import SimulatedCluster
-from snfd.interfaces import IComputeBackends
+from snfd.interfaces import Deps, IComputeBackends
 from snfd.node import Node
-from snfd.plugin_loader import Dependencies
 
 log = Logger(namespace="snfd.ganeti_sim")
 
@@ -82,7 +81,7 @@ class SimulatedClusterService(service.MultiService):
         await self.cluster.stop()
 
 
-def from_config(node: Node, section: Section, deps: Dependencies,
+def from_config(node: Node, section: Section, deps: Deps,
                 ) -> SimulatedClusterService:
     """The simulated cluster from the node and its ``[ganeti-sim]`` section;
     it uses the compute service's ``IComputeBackends`` when one runs here."""

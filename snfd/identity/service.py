@@ -30,9 +30,8 @@ from snfd.identity.projects import Projects
 from snfd.identity.providers import LocalProvider
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.identity.tokens import TokenCache
-from snfd.interfaces import IAuthenticator, ILeaderDuty, IQuotaHolder
+from snfd.interfaces import Deps, IAuthenticator, ILeaderDuty, IQuotaHolder
 from snfd.node import Node
-from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.web.auth import TokenAuth
 
@@ -130,7 +129,7 @@ class IdentityService(service.MultiService):
         return list(self._duties)
 
 
-def from_config(node: Node, section: Section, deps: Dependencies | None = None,
+def from_config(node: Node, section: Section, deps: Deps | None = None,
                 ) -> IdentityService:
     """The identity service from the node and its ``[identity]`` section
     (it requires nothing of other services)."""

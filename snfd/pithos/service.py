@@ -15,13 +15,12 @@ from twisted.logger import Logger
 
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.config import Section
-from snfd.interfaces import IAuthenticator, IBlockStore, IObjectStore, IQuotaHolder
+from snfd.interfaces import Deps, IAuthenticator, IBlockStore, IObjectStore, IQuotaHolder
 from snfd.node import Node, public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.objects import PithosObjects
-from snfd.plugin_loader import Dependencies
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -96,7 +95,7 @@ class PithosService(service.MultiService):
         return [garbage_collection(self), commission_reconciliation(self)]
 
 
-def from_config(node: Node, section: Section, deps: Dependencies) -> PithosService:
+def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
     """The storage service from the node, its ``[pithos]`` section and what
     it requires: ``IAuthenticator`` and ``IQuotaHolder``."""
     path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"

@@ -16,7 +16,7 @@ from snfd.interfaces import (
     IQuotaHolder,
     ISnfdPlugin,
 )
-from snfd.plugin_loader import ServicePlugin
+from snfd.plugins import ServicePlugin
 
 # Until the network and volume APIs exist, the catalog names only what runs.
 CATALOG = (

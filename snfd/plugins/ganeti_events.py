@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from snfd.config import Key, number, path, text
 from snfd.interfaces import ISnfdPlugin
-from snfd.plugin_loader import ServicePlugin
+from snfd.plugins import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)

@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from snfd.config import Key, boolean, integer, number, positive_integer, text
 from snfd.interfaces import IComputeBackends, ISnfdPlugin
-from snfd.plugin_loader import ServicePlugin
+from snfd.plugins import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)

@@ -9,7 +9,7 @@ from zope.interface import implementer
 from snfd.config import Key, boolean, integer, names, number, positive_integer, text
 from snfd.db.migrations import Schema
 from snfd.interfaces import IAuthenticator, IQuotaHolder, ISnfdPlugin
-from snfd.plugin_loader import ServicePlugin
+from snfd.plugins import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)

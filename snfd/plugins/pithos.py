@@ -16,7 +16,7 @@ from snfd.interfaces import (
     ISnfdPlugin,
 )
 from snfd.pithos.catalog import CATALOG
-from snfd.plugin_loader import ServicePlugin
+from snfd.plugins import ServicePlugin
 
 
 @implementer(IPlugin, ISnfdPlugin)
