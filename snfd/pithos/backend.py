@@ -61,7 +61,7 @@ from snfd.pithos.model import (
     Sharer,
     Subdir,
 )
-from snfd.pithos.rules import MAX_LIST, MAX_META_KEYS
+from snfd.pithos.rules import MAX_LIST
 from snfd.pithos.validation import (
     USER_META,
     check_account_name,
@@ -439,6 +439,4 @@ class Backend:
                                      batch)
 
 
-# MAX_META_KEYS (defined in rules.py) stays importable from here for the
-# tests that import it from the backend.
-__all__ = ["KEEP", "MAX_META_KEYS", "Backend", "MissingBlocks", "Subdir"]
+__all__ = ["KEEP", "Backend", "MissingBlocks", "Subdir"]

@@ -20,6 +20,7 @@ from snfd.node import Node, public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
+from snfd.pithos.charges import COMPONENT, DISKSPACE
 from snfd.pithos.objects import PithosObjects
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
@@ -27,8 +28,6 @@ from snfd.web.auth import TokenAuth
 
 log = Logger(namespace="snfd.pithos")
 
-COMPONENT = "pithos"
-DISKSPACE = "pithos.diskspace"
 
 
 def resources(diskspace_default: int) -> list[Resource]:

@@ -7,8 +7,9 @@ bookkeeping of the block garbage collector.  Schema: ``snfd/pithos/schema``.
 Paths are ``<account>``, ``<account>/<container>`` and
 ``<account>/<container>/<name>``; every path column compares byte-wise
 (``COLLATE "C"``), so ranges over paths follow code point order.  Callers
-(``snfd.pithos.backend``, ``snfd.pithos.objects``) hold the container's row lock for writes; these
-functions neither check permissions nor decide policy.
+(``snfd.pithos.writes``, ``snfd.pithos.objects``) hold the container's row
+lock for writes; these functions neither check permissions nor decide
+policy.
 """
 
 from __future__ import annotations
@@ -493,7 +494,7 @@ def with_attribute_txn(txn: Any, account: str, entries: Sequence[str], domain: s
     among ``entries`` on their own path or an ancestor path (a directory
     object, the container, the account).  A superset of what a user with
     those entries may read: the closest sharing decides (see
-    ``snfd.pithos.backend``)."""
+    ``snfd.pithos.permissions``)."""
     lo = account + "/"
     txn.execute(
         f"""SELECT n.path, {_VERSION} FROM pithos_attributes a

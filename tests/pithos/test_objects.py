@@ -18,10 +18,11 @@ from snfd.db import migrations
 from snfd.db.migrations import NODE_SCHEMA
 from snfd.interfaces import IObjectStore, ObjectHashmap, Sharing
 from snfd.pithos import store
-from snfd.pithos.backend import MAX_META_KEYS, MissingBlocks
+from snfd.pithos.backend import MissingBlocks
 from snfd.pithos.hashmap import hashmap_of, merkle
 from snfd.pithos.model import Permissions
 from snfd.pithos.objects import PithosObjects
+from snfd.pithos.rules import MAX_META_KEYS
 from snfd.testing.postgres import fresh_database
 from tests.pithos.test_backend import ALICE, BOB, BS, CAROL, PITHOS, BackendTestCase
 
