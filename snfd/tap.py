@@ -308,7 +308,7 @@ def assemble(config: cfg.Config, installed: dict[str, Any], reactor: Any, dsn: s
     needed = _closure([by_name[n] for n in want], plugins)
     state_dir = Path(config.node.state_dir)
     node = shared_resources(config, reactor, "snf-manage", state_dir,
-                            config.node.address or "http://127.0.0.1", dsn, needed,
+                            config.node.address or _address(config.node.listen[0]), dsn, needed,
                             application="snf-manage")
     registry, built = build_services(node, needed, remote)
     node.db.start()
@@ -386,4 +386,4 @@ def _address(description: str) -> str:
         host = socket.getfqdn()
     if ":" in host:
         host = f"[{host}]"
-    return f"{'https' if kind == 'ssl' else 'http'}://{host}:{port}"
+    return f"{'https' if kind in ('ssl', 'tls') else 'http'}://{host}:{port}"

@@ -25,9 +25,15 @@ def run_with_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     from twisted.internet import defer, reactor
 
     outcome: list[Any] = []
-    d = defer.ensureDeferred(work(reactor))
-    d.addBoth(outcome.append)
-    d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+
+    def start() -> None:
+        # Once running: work that fails before its first wait must still
+        # find a reactor to stop.
+        d = defer.ensureDeferred(work(reactor))
+        d.addBoth(outcome.append)
+        d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
+
+    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
     result = outcome[0]
     if isinstance(result, defer.Failure):

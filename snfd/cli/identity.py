@@ -1,10 +1,11 @@
 """``snf-manage`` commands of the identity service: users, groups,
 components, resources, projects, quotas and commission reconciliation.
 
-They run the same service code as the daemon (``Accounts``, the quota
-holder, projects) over a ``DirectDatabase``: one connection, no reactor.
-Every change a daemon caches (tokens, groups) is announced with NOTIFY in
-the change's own transaction, so running nodes see it at once.
+They run the identity service the daemon's own factory builds (not
+started: its accounts, quota holder and projects) under a reactor of the
+command's own, with a small pool on the cluster database.  Every change a
+daemon caches (tokens, groups) is announced with NOTIFY in the change's own
+transaction, so running nodes see it at once.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet import defer
 
 from snfd import config as cfg
 from snfd import errors
-from snfd.cli import yes_no
+from snfd.cli import run_with_reactor, yes_no
 from snfd.web.auth import Principal
 
 Command = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
@@ -155,30 +154,22 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="only show what would be done")
 
 
-def run(args: argparse.Namespace, config: Any, conn: Any) -> int:
-    """Run the identity command ``args.command`` on ``conn``."""
-    from snfd.db.pool import DirectDatabase
-    from snfd.identity.projects import Projects
-    from snfd.identity.quotaholder import LocalQuotaHolder
-    from snfd.identity.service import WallClock, build_accounts
+def run(args: argparse.Namespace, config: Any, installed: dict[str, Any], dsn: str) -> int:
+    """Run the identity command ``args.command`` against ``dsn``."""
+    async def work(reactor: Any) -> int:
+        from snfd.tap import assemble
 
-    section = config["identity"]
-    public = (section.public_url or config.node.address or "http://127.0.0.1:8080").rstrip("/")
-    db = DirectDatabase(conn)
-    accounts = build_accounts(db, None, section, config.source,
-                              Path(config.node.state_dir), public)
-    ctx = Context(db, accounts, LocalQuotaHolder(db), Projects(db, WallClock()))
-    d = defer.ensureDeferred(COMMANDS[args.command](args, ctx))
-    outcome: list[Any] = []
-    d.addBoth(outcome.append)
-    if not outcome:
-        raise RuntimeError(f"{args.command} did not finish synchronously")
-    result = outcome[0]
-    if isinstance(result, defer.Failure):
-        if isinstance(result.value, errors.Fault):
-            raise CommandFailed(result.value.message)
-        result.raiseException()
-    return int(result)
+        built = assemble(config, installed, reactor, dsn, ("identity",))
+        svc = built.services["identity"]
+        try:
+            return await COMMANDS[args.command](
+                args, Context(built.node.db, svc.accounts, svc.quota, svc.projects))
+        except errors.Fault as e:
+            raise CommandFailed(e.message) from None
+        finally:
+            await built.close()
+
+    return run_with_reactor(work)
 
 
 @attrs.frozen

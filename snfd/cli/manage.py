@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command in identity.COMMANDS:
-            return _identity(args)
+            return _with_reactor(args, "identity", identity.run)
         if args.command in pithos.COMMANDS:
             return _with_reactor(args, "pithos", pithos.run)
         if args.command in cyclades.COMMANDS:
@@ -110,13 +110,6 @@ def _require_tables(conn: Any, plugins: dict[str, Any], name: str) -> None:
             raise CommandError(f"the database lacks the {name} tables; run"
                                " `snf-manage upgrade` first")
     conn.rollback()
-
-
-def _identity(args: argparse.Namespace) -> int:
-    config, plugins = load(args.config)
-    with _connect(config) as conn:
-        _require_tables(conn, plugins, "identity")
-        return identity.run(args, config, conn)
 
 
 def _with_reactor(args: argparse.Namespace, plugin: str,

@@ -195,25 +195,3 @@ def _ping_txn(txn: Any) -> None:
     txn.execute("SELECT 1")
     txn.fetchall()
 
-
-class DirectDatabase:
-    """``IDatabase.run`` on one plain connection, at once, for ``snf-manage``.
-
-    Each interaction runs and commits (or rolls back) before ``run``
-    returns an already-fired awaitable, so the service code that
-    ``snf-manage`` shares with the daemon runs without a reactor.
-    """
-
-    def __init__(self, conn: Any):
-        self.conn = conn
-
-    def run(self, name: str, interaction: Callable[..., T], *args: Any,
-            **kwargs: Any) -> defer.Deferred[T]:
-        try:
-            with self.conn.cursor() as cur:
-                result = interaction(cur, *args, **kwargs)
-            self.conn.commit()
-        except BaseException:
-            self.conn.rollback()
-            return defer.fail()
-        return defer.succeed(result)

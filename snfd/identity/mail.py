@@ -44,7 +44,7 @@ class FileMailer:
 
     def __init__(self, directory: Path, sender: str, reactor: Any = None):
         """``reactor``: write in its thread pool (``None``: in the caller's
-        thread, for ``snf-manage``)."""
+        thread)."""
         self.directory = directory
         self._sender = sender
         self._reactor = reactor
@@ -101,25 +101,3 @@ class SmtpMailer:
             raise OSError(f"SMTP relay {self._host}:{self._port} refused the mail:"
                           f" {e}") from None
 
-
-class BlockingSmtpMailer:
-    """SMTP from ``snf-manage`` (no reactor): the standard library's client."""
-
-    def __init__(self, url: str, sender: str, timeout: float = 30.0):
-        parts = urlsplit(url)
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("expected smtp://host[:port] or smtps://host[:port]")
-        self._parts = parts
-        self._sender = sender
-        self._timeout = timeout
-
-    async def send(self, to: str, subject: str, body: str) -> None:
-        import smtplib
-
-        p = self._parts
-        cls = smtplib.SMTP_SSL if p.scheme == "smtps" else smtplib.SMTP
-        with cls(p.hostname or "", p.port or (465 if p.scheme == "smtps" else 25),
-                 timeout=self._timeout) as client:
-            if p.username:
-                client.login(p.username, p.password or "")
-            client.send_message(_message(self._sender, to, subject, body))

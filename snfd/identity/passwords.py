@@ -30,8 +30,8 @@ def check_new(password: str) -> None:
 class Passwords:
     """argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
 
-    def __init__(self, reactor: Any | None, hasher: argon2.PasswordHasher | None = None):
-        """``reactor`` ``None``: hash in the calling thread (``snf-manage``)."""
+    def __init__(self, reactor: Any, hasher: argon2.PasswordHasher | None = None):
+        """Hashes and verifies in ``reactor``'s thread pool."""
         self._reactor = reactor
         self._hasher = hasher or argon2.PasswordHasher()
         self._dummy = self._hasher.hash("snfd dummy password for unknown accounts")
@@ -54,7 +54,5 @@ class Passwords:
             return False
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        if self._reactor is None:
-            return fn(*args)
         return await threads.deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), fn, *args)

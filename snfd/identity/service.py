@@ -10,7 +10,6 @@ import datetime
 import json
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from snfd.config import ConfigError, Section
 from snfd.db.notify import Listener
 from snfd.identity import store
 from snfd.identity.accounts import Accounts, Policy
-from snfd.identity.mail import BlockingSmtpMailer, FileMailer, Mailer, SmtpMailer
+from snfd.identity.mail import FileMailer, Mailer, SmtpMailer
 from snfd.identity.passwords import Passwords
 from snfd.identity.projects import Projects
 from snfd.identity.providers import LocalProvider
@@ -144,11 +143,9 @@ def from_config(node: Node, section: Section, deps: Deps | None = None,
 
 
 def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: Path,
-                   public_url: str, cache: TokenCache | None = None,
-                   clock: Any = None) -> Accounts:
-    """``Accounts`` from the ``[identity]`` section, for the service and for
-    ``snf-manage`` (``reactor`` ``None``: a ``DirectDatabase``, the wall
-    clock, hashing and mail in the calling thread, no cache)."""
+                   public_url: str, cache: TokenCache, clock: Any = None) -> Accounts:
+    """``Accounts`` from the ``[identity]`` section: hashing and mail in
+    ``reactor``'s threads, time from ``clock`` (default: ``reactor``)."""
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(source, "identity", key, problem)
 
@@ -157,9 +154,7 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         mailer = FileMailer(state_dir / "mail", section.mail_from, reactor)
     else:
         try:
-            mailer = (SmtpMailer(reactor, section.smtp_url, section.mail_from)
-                      if reactor is not None else
-                      BlockingSmtpMailer(section.smtp_url, section.mail_from))
+            mailer = SmtpMailer(reactor, section.smtp_url, section.mail_from)
         except ValueError as e:
             raise bad("smtp_url", str(e)) from None
     policy = Policy(
@@ -168,11 +163,8 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         failures_per_account=section.login_failures_per_account,
         failures_per_address=section.login_failures_per_address,
         public_url=public_url)
-    if clock is None:
-        clock = reactor if reactor is not None else WallClock()
-    if cache is None:
-        cache = TokenCache(clock, 0)
-    accounts = Accounts(db, clock, Passwords(reactor), cache, mailer, [], policy)
+    accounts = Accounts(db, clock if clock is not None else reactor, Passwords(reactor), cache,
+                        mailer, [], policy)
     for name in section.auth_providers:
         if name == "local":
             accounts.providers.append(LocalProvider(accounts.check_password))
@@ -200,11 +192,6 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
 
 def _keystone_style(request: Any) -> str | None:
     return "keystone" if request.path.startswith(b"/identity/v3") else None
-
-
-class WallClock:
-    def seconds(self) -> float:
-        return time.time()
 
 
 def credentials_text(public_url: str, uuid: str, email: str, password: str, token: str) -> str:
