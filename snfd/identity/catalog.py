@@ -66,7 +66,7 @@ class Catalog:
     ``node`` gives ``membership.status()`` (the plugins of live members)
     and ``plugins`` (this node's own); ``public_url`` is the base of every
     URL; ``region`` the region of every endpoint.  The set of services is
-    cached for ``ttl`` seconds of the node's reactor.
+    cached for ``ttl`` seconds of the node's clock.
     """
 
     def __init__(self, node: Any, public_url: str, region: str, *, ttl: float = 5.0):
@@ -113,7 +113,7 @@ class Catalog:
 
     async def services(self) -> list[CatalogService]:
         """The catalog entries of the services enabled in the cluster."""
-        clock = self._node.reactor
+        clock = self._node.clock
         now = clock.seconds()
         if self._cached is not None and now - self._cached[0] < self._ttl:
             return list(self._cached[1])

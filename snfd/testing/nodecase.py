@@ -32,6 +32,7 @@ from twisted.trial import unittest
 
 from snfd import config as cfg
 from snfd import plugin_loader, tap
+from snfd.cluster import store as cluster_store
 from snfd.node import Node
 from snfd.testing.postgres import fresh_database
 from snfd.testing.stubhttp import call, pumped
@@ -114,6 +115,15 @@ class NodeTestCase(unittest.TestCase):
         user, token = await self.services["identity"].accounts.create_user(
             email, "Test", "User", activate=True, admin=admin)
         return user.uuid, token or ""
+
+    async def add_member(self, *plugins: str, node_id: str = "peer",
+                         address: str = "http://peer.test") -> None:
+        """Register another live member of the cluster running ``plugins``,
+        as that node's ``Membership`` would at its start: the catalog lists
+        their services.  It stays alive for three heartbeat intervals
+        (``[node] heartbeat_interval``) of wall time."""
+        await self.node.db.run("test.add_member", cluster_store.register_node_txn,
+                               node_id, address, list(plugins))
 
     async def call(self, method: str, path: str, body: Any = None, *, token: str = "",
                    raw: bytes | None = None, headers: dict[str, str] | None = None,

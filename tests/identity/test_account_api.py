@@ -6,26 +6,13 @@ validation (never a 500)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import psycopg2
-from treq.testing import StubTreq
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
 
-from snfd.identity.account_api import AccountAPI
-from snfd.identity.accounts import Accounts, Policy
-from snfd.identity.mail import FileMailer
-from snfd.identity.passwords import Passwords
-from snfd.identity.projects import Projects
-from snfd.identity.quotaholder import LocalQuotaHolder
-from snfd.identity.tokens import TokenCache
+from snfd.identity.service import ADMIN_EMAIL
 from snfd.quota import Resource, user_and_project
-from snfd.testing.identity import identity_database
-from snfd.testing.postgres import started_pool
-from snfd.testing.stubhttp import pumped
-from snfd.web.auth import TokenAuth
+from snfd.testing.nodecase import NodeTestCase
 
 VM = Resource("cyclades.vm", "Virtual machines", None, "compute", "cyclades_compute",
               base_default=2)
@@ -41,52 +28,51 @@ def vm_provisions(user: str, quantity: int = 1) -> list[dict[str, Any]]:
     return [p.as_json() for p in user_and_project(user, user, "cyclades.vm", quantity)]
 
 
-class AccountAPITests(unittest.TestCase):
-    def setUp(self):
-        return defer.ensureDeferred(self._setUp())
+class AccountAPITests(NodeTestCase):
+    """A node running the identity service as the daemon builds it; the
+    compute and storage resources registered with its quota holder, two
+    users (alice, bob), the node's bootstrap administrator, and the
+    component tokens of cyclades and pithos."""
 
-    async def _setUp(self):
-        self.dsn = identity_database(self)
-        db = started_pool(self, self.dsn)
-        self.accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 0),
-                                 FileMailer(Path(self.mktemp()), "t@x"), [],
-                                 Policy(public_url="http://cloud.test"))
-        self.quota = LocalQuotaHolder(db)
-        self.projects = Projects(db, reactor)
-        await self.quota.register_resources("cyclades", [VM, TOTAL_RAM])
-        await self.quota.register_resources("pithos", [DISK])
+    plugins = ("identity",)
+    overrides = {("identity", "max_body"): str(MAX_BODY)}
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        identity = self.services["identity"]
+        self.accounts = identity.accounts
+        self.dsn = self.node.dsn
+        await identity.quota.register_resources("cyclades", [VM, TOTAL_RAM])
+        await identity.quota.register_resources("pithos", [DISK])
         alice, self.alice_token = await self.accounts.create_user(
             "alice@example.org", "Alice", "A", activate=True)
         bob, self.bob_token = await self.accounts.create_user(
             "Bob@example.org", "Bob", "B", activate=True)
         self.alice, self.bob = alice.uuid, bob.uuid
+        # The administrator the service created at its start on the empty cluster.
+        self.admin = (await self.accounts.get_user(ADMIN_EMAIL)).uuid
         self.cyclades = await self.accounts.set_component("cyclades")
         self.pithos = await self.accounts.set_component("pithos")
-        api = AccountAPI(self.accounts, self.quota, self.projects, None, max_body=MAX_BODY)
-        self.stub = StubTreq(TokenAuth(api.resource(), self.accounts))
 
-    async def call(self, method: str, path: str, token: str | None = None,
+    async def call(self, method: str, path: str, token: str | None = None,  # type: ignore[override]
                    body: Any = None, raw: bytes | None = None,
                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """(status, parsed JSON body or None, or the raw bytes if not JSON)."""
         hdrs = dict(headers or {})
-        if token is not None:
-            hdrs["X-Auth-Token"] = token
         data = raw
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             hdrs.setdefault("Content-Type", "application/json")
-        response = await pumped(self.stub, self.stub.request(
-            method, "http://cloud.test/v1.0" + path, headers=hdrs, data=data))
-        content = await pumped(self.stub, self.stub.content(response))
-        if response.code >= 500:
-            self.fail(f"{method} {path} answered {response.code}: {content!r}")
+        status, content, _ = await self.request(method, "/account/v1.0" + path, data,
+                                                token=token or "", headers=hdrs)
+        if status >= 500:
+            self.fail(f"{method} {path} answered {status}: {content!r}")
         if not content:
-            return response.code, None
+            return status, None
         try:
-            return response.code, json.loads(content)
+            return status, json.loads(content)
         except ValueError:
-            return response.code, content
+            return status, content
 
     async def issue(self, token: str, provisions: list[dict[str, Any]], **extra: Any) -> int:
         status, body = await self.call("POST", "/commissions", token,
@@ -139,7 +125,7 @@ class AccountAPITests(unittest.TestCase):
         an unknown user is 404."""
         status, body = await self.call("GET", "/service_quotas", self.cyclades)
         self.assertEqual(status, 200)
-        self.assertEqual(sorted(body), sorted([self.alice, self.bob]))
+        self.assertEqual(sorted(body), sorted([self.alice, self.bob, self.admin]))
         self.assertEqual(sorted(body[self.alice][self.alice]),
                          ["cyclades.total_ram", "cyclades.vm"])
         _, body = await self.call("GET", "/service_quotas", self.pithos)
@@ -165,7 +151,7 @@ class AccountAPITests(unittest.TestCase):
         self.assertEqual(body, {self.alice: {"pithos.diskspace": {
             "project_limit": 1000, "project_usage": 0, "project_pending": 0}}})
         _, body = await self.call("GET", "/service_project_quotas", self.cyclades)
-        self.assertEqual(sorted(body), sorted([self.alice, self.bob]))
+        self.assertEqual(sorted(body), sorted([self.alice, self.bob, self.admin]))
         status, _ = await self.call("GET", "/service_project_quotas?project=none", self.pithos)
         self.assertEqual(status, 404)
 
@@ -413,12 +399,14 @@ class AccountAPITests(unittest.TestCase):
                                        {"uuids": None, "displaynames": []})
         self.assertEqual(status, 200)
         self.assertEqual(body["uuid_catalog"], {self.alice: "alice@example.org",
-                                                self.bob: "Bob@example.org"})
+                                                self.bob: "Bob@example.org",
+                                                self.admin: ADMIN_EMAIL})
         self.assertEqual(body["displayname_catalog"], {})
         _, body = await self.call("POST", "/service/user_catalogs", self.pithos,
                                   {"displaynames": None})
         self.assertEqual(body["displayname_catalog"], {"alice@example.org": self.alice,
-                                                       "Bob@example.org": self.bob})
+                                                       "Bob@example.org": self.bob,
+                                                       ADMIN_EMAIL: self.admin})
 
     async def test_user_catalogs_bad_input(self):
         """Catalog requests with non-list or non-string entries are 400."""

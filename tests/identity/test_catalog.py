@@ -34,7 +34,7 @@ class FakeMembership:
 
 @attrs.define
 class FakeNode:
-    reactor: Any
+    clock: Any
     membership: FakeMembership
     plugins: dict[str, Any] = attrs.Factory(dict)
 
@@ -53,6 +53,10 @@ def d(coro):
     return defer.ensureDeferred(coro)
 
 
+# These stay unit tests of ``Catalog`` on its own setup: they need a
+# membership the test controls (dead members, a failing read, the number of
+# reads), which a real node cannot give.  The catalog a real node serves is
+# pinned over HTTP in test_keystone (PasswordTests, V2Tests, ResourceTests).
 class CatalogTests(unittest.TestCase):
     def catalog(self, members: list[dict[str, Any]], own: dict[str, Any] | None = None,
                 ttl: float = 5.0) -> tuple[Catalog, FakeNode]:

@@ -6,85 +6,46 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-import attrs
 import psycopg2
 from keystoneauth1 import access, discover
-from treq.testing import StubTreq
-from twisted.internet import defer, reactor, task
-from twisted.trial import unittest
+from twisted.internet import defer
 
-from snfd.identity.accounts import Accounts, Policy
-from snfd.identity.catalog import Catalog
-from snfd.identity.keystone import KeystoneAPI
-from snfd.identity.mail import FileMailer
-from snfd.identity.passwords import Passwords
-from snfd.identity.providers import LocalProvider
-from snfd.identity.tokens import TokenCache
-from snfd.testing.identity import identity_database
-from snfd.testing.postgres import started_pool
-from snfd.testing.stubhttp import call, serve
-from snfd.web.auth import TokenAuth
-from snfd.web.site import Root
+from snfd.testing.node import free_port
+from snfd.testing.nodecase import NodeTestCase
+from snfd.testing.stubhttp import serve
 
 PUBLIC = "http://cloud.test"
 PASSWORD = "correct horse battery"
-
-
-@attrs.define
-class FakeMembership:
-    plugins: tuple[str, ...] = ("identity", "pithos", "cyclades")
-
-    async def status(self) -> dict[str, Any]:
-        return {"members": [{"id": "n1", "alive": True, "plugins": list(self.plugins)}]}
-
-
-@attrs.define
-class FakeNode:
-    reactor: Any
-    membership: FakeMembership = attrs.Factory(FakeMembership)
-    plugins: dict[str, Any] = attrs.Factory(dict)
 
 
 def d(coro):
     return defer.ensureDeferred(coro)
 
 
-class KeystoneTestCase(unittest.TestCase):
-    """Accounts over a fresh database, the API behind TokenAuth, and a
-    StubTreq client; the accounts' clock is a ``task.Clock`` so that tokens
-    can be made to expire."""
+class KeystoneTestCase(NodeTestCase):
+    """A node running the identity service as the daemon builds it, over a
+    fresh database, with ``PUBLIC`` as its public URL and a peer member
+    running the storage and compute services (so that the catalog lists
+    them); its clock is a ``task.Clock`` so that tokens can be made to
+    expire."""
 
-    def setUp(self):
-        self.dsn = identity_database(self)
-        self.clock = task.Clock()
-        self.clock.advance(time.time())
-        db = started_pool(self, self.dsn, max_connections=4)
-        self.accounts = Accounts(db, self.clock, Passwords(reactor), TokenCache(self.clock, 5.0),
-                                 FileMailer(Path(self.mktemp()), "t@x"), [],
-                                 Policy(public_url=PUBLIC, moderation=False))
-        self.accounts.providers.append(LocalProvider(self.accounts.check_password))
-        catalog = Catalog(FakeNode(self.clock), PUBLIC, "RegionOne")
-        api = KeystoneAPI(self.accounts, catalog, reactor, PUBLIC, max_body=4096)
-        root = Root()
-        root.mount("identity", TokenAuth(api.resource(), self.accounts))
-        self.root = root
-        self.http = StubTreq(root)
+    plugins = ("identity",)
+    overrides = {("identity", "public_url"): PUBLIC, ("identity", "max_body"): "4096"}
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.accounts = self.services["identity"].accounts
+        self.dsn = self.node.dsn
+        await self.add_member("pithos", "cyclades")
 
     async def user(self, email: str, admin: bool = False) -> tuple[str, str]:
         """An active user: ``(uuid, primary token)``."""
         user, token = await self.accounts.create_user(email, "Ann", "Lee", password=PASSWORD,
                                                       activate=True, admin=admin)
         return user.uuid, token or ""
-
-    async def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-        """``(status, decoded JSON body or None, response headers)``."""
-        return await call(self.http, method, PUBLIC + path, body, raw, headers)
 
     async def login(self, name: str, password: str = PASSWORD, scope: Any = None,
                     domain: Any = None, query: str = "") -> tuple[int, Any, Any]:
@@ -660,22 +621,20 @@ class V2Tests(KeystoneTestCase):
 
 
 
-class KeystoneauthTests(unittest.TestCase):
-    """keystoneauth1 itself, in a thread, against the API served over real
-    HTTP by this process."""
+class KeystoneauthTests(NodeTestCase):
+    """keystoneauth1 itself, in a thread, against the node's root served
+    over real HTTP by this process."""
 
-    def setUp(self):
+    plugins = ("identity",)
 
-        db = started_pool(self, identity_database(self), max_connections=4)
-        root = Root()
-        self.public = serve(self, root)
-        self.accounts = Accounts(db, reactor, Passwords(reactor), TokenCache(reactor, 5.0),
-                                 FileMailer(Path(self.mktemp()), "t@x"), [],
-                                 Policy(public_url=self.public))
-        self.accounts.providers.append(LocalProvider(self.accounts.check_password))
-        catalog = Catalog(FakeNode(reactor), self.public, "RegionOne")
-        api = KeystoneAPI(self.accounts, catalog, reactor, self.public)
-        root.mount("identity", TokenAuth(api.resource(), self.accounts))
+    async def setUp(self) -> None:
+        # The public URL is the served address, known before the node is built.
+        port = free_port()
+        self.public = f"http://127.0.0.1:{port}"
+        self.overrides = {("identity", "public_url"): self.public}
+        await super().setUp()
+        self.accounts = self.services["identity"].accounts
+        serve(self, self.node.root, port)
 
     @defer.inlineCallbacks
     def test_generic_password_plugin(self):

@@ -8,16 +8,10 @@ import json
 import uuid
 from typing import Any
 
-from treq.testing import StubTreq
-from twisted.internet import defer
-from twisted.trial import unittest
-
-from snfd.identity.projects_api import add_project_routes
-from snfd.testing.identity import StubAuthenticator
-from snfd.testing.stubhttp import pumped
-from snfd.web.app import make_app
-from snfd.web.auth import TokenAuth
-from tests.identity.test_projects import LATER, Fixture
+from snfd.quota import Resource
+from snfd.testing.nodecase import NodeTestCase
+from snfd.web.auth import Principal
+from tests.identity.test_projects import LATER, START
 
 PROJECT_KEYS = {"id", "state", "creation_date", "name", "owner", "homepage", "description",
                 "end_date", "join_policy", "leave_policy", "max_members", "private",
@@ -28,6 +22,9 @@ APPLICATION_KEYS = {"id", "state", "name", "owner", "applicant", "homepage", "de
 MEMBERSHIP_KEYS = {"id", "user", "project", "state", "requested", "accepted", "removed",
                    "allowed_actions"}
 
+VM = Resource("cyclades.vm", "Virtual machines", None, "compute", "cyclades_compute",
+              base_default=2, project_default=1)
+
 
 def new_project(name: str = "demo.example.org", **kw: Any) -> dict[str, Any]:
     body = {"name": name, "end_date": LATER.isoformat().replace("+00:00", "Z"),
@@ -36,36 +33,37 @@ def new_project(name: str = "demo.example.org", **kw: Any) -> dict[str, Any]:
     return body
 
 
-class ProjectsAPITests(unittest.TestCase):
-    async def asyncSetUp(self) -> None:
-        self.f = Fixture(self)
-        self.f.add_resource("cyclades.vm", base_default=2, project_default=1)
-        self.auth = StubAuthenticator()
+class ProjectsAPITests(NodeTestCase):
+    """A node running the identity service as the daemon builds it, its
+    clock at ``START``, ``cyclades.vm`` registered with its quota holder,
+    and four active users (admin an administrator) with their tokens."""
+
+    plugins = ("identity",)
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.clock.advance(START.timestamp() - self.clock.seconds())
+        identity = self.services["identity"]
+        await identity.quota.register_resources("cyclades", [VM])
+        self.tokens: dict[str, str] = {}
         for name, admin in (("admin", True), ("alice", False), ("bob", False),
                             ("carol", False)):
-            principal = await self.f.add_user(f"{name}@example.org", admin=admin)
-            self.auth.tokens[name] = principal
-            setattr(self, name, principal)
-        app = make_app()
-        add_project_routes(app, self.f.projects)
-        self.client = StubTreq(TokenAuth(app.resource(), self.auth))
+            email = f"{name}@example.org"
+            user, token = await identity.accounts.create_user(email, activate=True,
+                                                              admin=admin)
+            self.tokens[name] = token or ""
+            setattr(self, name, Principal(user=user.uuid, email=email, is_admin=admin))
 
-    def setUp(self):
-        return defer.ensureDeferred(self.asyncSetUp())
-
-    async def settle(self, d: defer.Deferred) -> Any:
-        return await pumped(self.client, d)
-
-    async def call(self, method: str, path: str, who: str | None = "alice",
+    async def call(self, method: str, path: str, who: str | None = "alice",  # type: ignore[override]
                    body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        """Send a request as ``who`` (a test token; ``None``: no token)."""
-        headers = {"X-Auth-Token": [who]} if who else {}
+        """Send a request as ``who`` (a user's name; another word is sent as
+        the token itself; ``None``: no token)."""
         data = raw if raw is not None else (
             json.dumps(body).encode() if body is not None else None)
-        response = await self.settle(self.client.request(
-            method, "http://accounts.example.org" + path, headers=headers, data=data))
-        content = await self.settle(self.client.content(response))
-        return response.code, (json.loads(content) if content else None)
+        token = self.tokens.get(who, who) if who else ""
+        status, content, _ = await self.request(method, "/account/v1.0" + path, data,
+                                                token=token)
+        return status, (json.loads(content) if content else None)
 
     async def fault(self, expected: int, method: str, path: str, **kw: Any) -> dict:
         code, body = await self.call(method, path, **kw)

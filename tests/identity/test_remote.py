@@ -16,9 +16,9 @@ from tests.identity.test_keystone import KeystoneTestCase, d
 
 
 class RemoteAuthenticatorTests(KeystoneTestCase):
-    def setUp(self):
-        super().setUp()
-        self.url = serve(self, self.root) + "/identity"
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.url = serve(self, self.node.root) + "/identity"
         self.pool = HTTPClientPool(reactor, Metrics())
         self.addCleanup(lambda: defer.ensureDeferred(self.pool.close()))
 

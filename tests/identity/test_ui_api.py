@@ -4,36 +4,46 @@ SMTP server listening on 127.0.0.1."""
 
 from __future__ import annotations
 
-from treq.testing import StubTreq
+import email
+
 from twisted.internet import defer, reactor
 from twisted.mail import smtp
+from twisted.trial import unittest
 from zope.interface import implementer
 
-from snfd.identity.accounts import Policy
 from snfd.identity.mail import SmtpMailer
-from snfd.identity.shibboleth import ShibbolethProvider
-from snfd.identity.ui_api import SignupAPI
-from snfd.testing.stubhttp import call
-from snfd.web.auth import TokenAuth
-from snfd.web.site import Root
-from tests.identity.test_accounts import PASSWORD, AccountsTestCase
+from snfd.testing.nodecase import NodeTestCase
+from tests.identity.test_accounts import PASSWORD
 
 
-class SignupTests(AccountsTestCase):
-    def setUp(self):
-        super().setUp()
-        self.accounts_ = self.accounts(Policy(moderation=False, public_url="http://cloud.test"))
-        self.accounts_.providers.append(ShibbolethProvider(
-            ("127.0.0.1",), "eppn", "mail", "givenName", "sn"))
-        root = Root()
-        root.mount("ui", TokenAuth(SignupAPI(self.accounts_, 4096).resource(), self.accounts_))
-        self.http = StubTreq(root)
+class SignupTests(NodeTestCase):
+    """A node running the identity service as the daemon builds it, with
+    ``http://cloud.test`` as its public URL, moderation off, the local and
+    Shibboleth providers (headers trusted from 127.0.0.1) and its mail
+    written as files to ``<state_dir>/mail``."""
+
+    plugins = ("identity",)
+    overrides = {("identity", "public_url"): "http://cloud.test",
+                 ("identity", "moderation"): "no",
+                 ("identity", "auth_providers"): "local, shibboleth",
+                 ("identity", "shibboleth_trusted"): "127.0.0.1"}
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.accounts_ = self.services["identity"].accounts
 
     @defer.inlineCallbacks
     def call(self, method, path, body=None, headers=None, raw=None):
         code, parsed, _ = yield defer.ensureDeferred(
-            call(self.http, method, "http://cloud.test" + path, body, raw, headers))
+            NodeTestCase.call(self, method, path, body, raw=raw, headers=headers))
         return code, parsed
+
+    def mails(self) -> list[email.message.Message]:
+        """The mails the node has sent, oldest first."""
+        folder = self.state_dir / "mail"
+        if not folder.exists():
+            return []
+        return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.iterdir())]
 
     @defer.inlineCallbacks
     def test_signup_and_verify(self):
@@ -109,7 +119,7 @@ class _Inbox:
         return Message
 
 
-class SmtpMailerTests(AccountsTestCase):
+class SmtpMailerTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_sends_through_a_relay(self):
         """The SMTP mailer delivers a message to a relay on 127.0.0.1."""
