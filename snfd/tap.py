@@ -130,9 +130,12 @@ def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeSe
     plugins, remote = select(config, installed)
     state_dir = Path(config.node.state_dir)
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        # Private: it holds credentials, the embedded database, the
+        # simulated cluster's keys and (by default) the blocks.
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
         raise StartupError(f"[node] state_dir: cannot create {state_dir}: {e.strerror}") from None
+    _check_private(state_dir)
     node_id = _node_id(config, state_dir)
     listen = _endpoints(config)
     address = config.node.address or _address(listen[0])
@@ -330,6 +333,16 @@ def _closure(wanted: list[Any], ordered: list[Any]) -> list[Any]:
     return [p for p in ordered if p.name in keep]
 
 
+def _check_private(state_dir: Path) -> None:
+    """Warn when other accounts may enter the state directory (one made by
+    an older node, or by hand): it is not ours to chmod blindly (it may be
+    a shared directory), but what it holds is the node's alone."""
+    mode = state_dir.stat().st_mode & 0o777
+    if mode & 0o007:
+        log.warn("The state directory {path} is open to other accounts (mode {mode});"
+                 " make it private: chmod 700 {path}", path=str(state_dir), mode=f"{mode:o}")
+
+
 def _node_id(config: cfg.Config, state_dir: Path) -> str:
     node_id = config.node.id
     if not node_id:
@@ -340,7 +353,9 @@ def _node_id(config: cfg.Config, state_dir: Path) -> str:
             host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:32] or "node"
             node_id = f"{host}-{secrets.token_hex(3)}"
             tmp = stored.with_suffix(".tmp")
-            tmp.write_text(node_id + "\n")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(node_id + "\n")
             os.replace(tmp, stored)
     if not _NODE_ID.match(node_id):
         raise StartupError(

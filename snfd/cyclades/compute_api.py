@@ -8,8 +8,9 @@ mounts it behind ``TokenAuth`` at ``/compute`` (so its routes start at
 ``/v2.0``).  ``base_url`` is where it is mounted as clients reach it
 (``https://cloud.example.org/compute``): links are built on it.
 ``VmapiApp(servers).app`` serves ``GET /server-params/<key>`` without a
-token (snf-image fetches its build parameters once); the node mounts it
-at ``/vmapi``.
+token (snf-image fetches its build parameters once; they are gone after
+that, after the build ends and after a delete); the node mounts it at
+``/vmapi``.
 
 Requests carry JSON only: a body with another ``Content-Type`` or not
 valid JSON is 400.  Every answer says microversion 2.1
@@ -23,8 +24,9 @@ network is named, which means the default NICs here).
 Server ids, flavor ids are integers, as in Synnefo; an id that is not an
 integer is 404.  ``GET /servers[/detail]?changes-since=<ISO 8601>`` lists
 servers changed since then, deleted ones included, and answers 304 when
-there are none; ``name`` (a regular expression, as Nova) and ``status``
-filter the listing, other query parameters are ignored.  Server lists
+there are none; ``name`` (a regular expression, as Nova, searched by RE2 in
+linear time: ``requests.parse_name_filter``) and ``status`` filter the
+listing, other query parameters are ignored.  Server lists
 carry no diagnostics (``GET /servers/<id>`` and ``/diagnostics`` do).
 """
 
@@ -59,6 +61,7 @@ from snfd.cyclades.requests import (
     check_tags,
     parse_action,
     parse_create,
+    parse_name_filter,
 )
 from snfd.cyclades.servers import Servers
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
@@ -392,11 +395,7 @@ class ComputeAPI:
         found = await self._servers.of_user(user, since)
         name = _query(request, "name")
         if name:
-            try:
-                pattern = re.compile(name)
-            except re.error:
-                raise errors.BadRequest("The name filter is not a valid regular expression."
-                                        ) from None
+            pattern = parse_name_filter(name)
             found = [s for s in found if pattern.search(s.name)]
         status = _query(request, "status")
         if status:

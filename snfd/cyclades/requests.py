@@ -31,10 +31,14 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
+import re2
 
 from snfd import errors
 
 MAX_NAME = 255
+#: The longest ``?name=`` pattern, and the memory RE2 may spend on one.
+MAX_NAME_PATTERN = 255
+NAME_PATTERN_MEMORY = 1 << 20
 MAX_META_KEY = 50
 MAX_META_VALUE = 500
 MAX_TAGS = 50
@@ -247,6 +251,35 @@ def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
 def check_name(value: Any) -> str:
     """A server name (1..255 characters), or 400."""
     return _text(value, "The server name", MAX_NAME)
+
+
+class NameFilter(Protocol):
+    """A compiled ``?name=`` pattern (``parse_name_filter``)."""
+
+    def search(self, text: str) -> Any: ...
+
+
+def parse_name_filter(pattern: str) -> NameFilter:
+    """The ``?name=`` filter of a server listing: a regular expression
+    searched in the name, as Nova does, compiled by RE2, whose search time
+    is linear in the name (no backtracking, so no pattern can stall the
+    reactor).  Patterns over ``MAX_NAME_PATTERN`` characters, those RE2
+    refuses (invalid, or backreferences and lookaround, which only a
+    backtracking engine offers) and those needing over
+    ``NAME_PATTERN_MEMORY`` bytes are 400."""
+    if len(pattern) > MAX_NAME_PATTERN:
+        raise errors.BadRequest(
+            f"The name filter is longer than {MAX_NAME_PATTERN} characters.")
+    options = re2.Options()
+    options.max_mem = NAME_PATTERN_MEMORY
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options)
+    except re2.error:
+        raise errors.BadRequest(
+            "The name filter is not a regular expression this cloud supports"
+            " (RE2 syntax, without backreferences or lookaround, of bounded"
+            " size).") from None
 
 
 def ref_id(value: Any, what: str) -> str:

@@ -43,7 +43,9 @@ before (d) adopts the job.
 Deleting a server is allowed in any state (DESTROY, a forced commission);
 a server whose create never reached Ganeti (ERROR without a job) is
 marked deleted at once, and one whose create job is still waiting in the
-queue answers 409.  ``reassign`` moves the server's quota to another
+queue answers 409.  A delete drops the server's build parameters and
+cached password at once (the update path drops the parameters when the
+create job ends, too).  ``reassign`` moves the server's quota to another
 project in one accepted commission (no Ganeti job).
 
 Deliberate choices where the reference leaves room (for the requests
@@ -282,6 +284,10 @@ def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: s
     updated = store.update_server_txn(txn, server_id, task=task, serial=serial,
                                       task_job_id=None, action=task)
     assert updated is not None
+    if task == "DESTROY":
+        # Whatever the remove job does, the server's secrets go now.
+        store.drop_params_txn(txn, server_id)
+        store.drop_password_txn(txn, server_id)
     return updated, previous
 
 
@@ -315,6 +321,8 @@ def _mark_deleted_txn(txn: Any, server_id: int, user: str) -> Server:
     updated = store.update_server_txn(txn, server_id, deleted=True, operstate="DESTROYED",
                                       action="DESTROY")
     assert updated is not None
+    store.drop_params_txn(txn, server_id)
+    store.drop_password_txn(txn, server_id)
     return updated
 
 

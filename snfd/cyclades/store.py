@@ -348,6 +348,13 @@ def take_params_txn(txn: Any, key: str) -> dict[str, Any] | None:
     return dict(row[0]) if row else None
 
 
+def drop_params_txn(txn: Any, server_id: int) -> None:
+    """Drop whatever build parameters of a server are left (its build
+    ended, or it is being deleted): they hold its admin password and are
+    served without a token."""
+    txn.execute("DELETE FROM cyclades_server_params WHERE server_id = %s", (server_id,))
+
+
 def put_password_txn(txn: Any, server_id: int, password: str,
                      expires: datetime.datetime) -> None:
     txn.execute(
@@ -365,6 +372,11 @@ def password_txn(txn: Any, server_id: int) -> str | None:
                 (server_id,))
     row = txn.fetchone()
     return row[0] if row else None
+
+
+def drop_password_txn(txn: Any, server_id: int) -> None:
+    """Forget the cached admin password of a server (it is being deleted)."""
+    txn.execute("DELETE FROM cyclades_server_passwords WHERE server_id = %s", (server_id,))
 
 
 # -- helpers --------------------------------------------------------------

@@ -22,6 +22,9 @@ one transaction that locks the server's row:
   a successful remove, or one that failed because the instance no longer
   exists (``unknown_entity``), deletes the server (state DESTROYED) and
   gives the backend's counters back;
+- secrets: a finalized create (any status) or a remove that deletes the
+  server drops the server's build parameters (served without a token at
+  the URL in the Ganeti job); a delete also drops the cached password;
 - quota: when the job is the pending task's, its serial is decided in the
   same transaction (accepted on success, rejected on error or cancel) and
   resolved at the holder after the commit, before the message counts as
@@ -424,9 +427,14 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         disks = fields.get("disks", server.disks)
         fields["nics"] = [{**n, "state": "ERROR"} for n in nics]
         fields["disks"] = [{**d, "state": "ERROR"} for d in disks]
+    if event.opcode == OP_CREATE or removed:
+        # The build ended (or the server is gone): snf-image had its one
+        # chance to fetch the parameters from the URL in the job.
+        store.drop_params_txn(txn, server.id)
     if removed:
         fields.update(deleted=True, nics=[], disks=[], task="", task_job_id=None,
                       serial=None)
+        store.drop_password_txn(txn, server.id)
         if server.backend_id is not None:
             release_backend_txn(txn, server.backend_id, server.flavor)
         if server.serial is not None and not is_task:

@@ -7,11 +7,13 @@ opens up parent directories when it runs as root.
 
 PostgreSQL refuses to run as root.  As root we therefore run every PostgreSQL
 command as the dedicated system account ``snfd``, creating it (and saying so
-in the log) when it is missing.  We never change the permissions of a
-directory that is not ours: when the account cannot reach the data directory
-we stop with an error naming the directory, and when it cannot run the
-bundled binaries (a virtualenv under a private home) we copy them once into
-the state directory.
+in the log) when it is missing.  The state directory is private (0700); as
+root we let that account alone enter it (group ``snfd``, mode 0710).  We
+never change the permissions of a directory that is not ours: when the
+account cannot reach the data directory we stop with an error naming the
+directory, and when it cannot run the bundled binaries (a virtualenv under a
+private home) we copy them once into the state directory.  The data
+directory is 0700 (an existing one open to others is closed at start).
 
 Everything here blocks (it runs ``initdb`` and ``pg_ctl``); call it before the
 reactor starts or from a thread.
@@ -210,6 +212,8 @@ class PostgresProcess:
         if not self.datadir.exists():
             self.datadir.mkdir(mode=0o700, parents=True)
             os.chmod(self.datadir, 0o700)
+        elif stat.S_IMODE(self.datadir.stat().st_mode) & 0o077:
+            os.chmod(self.datadir, 0o700)  # the database is the node's alone
         if self.account is not None and \
                 self.datadir.stat().st_uid != self.account.uid:
             _chown_tree(self.datadir, self.account)
@@ -378,6 +382,19 @@ def ensure_account(name: str, log) -> Account:
     return Account.named(name)
 
 
+def _let_traverse(state_dir: Path, account: Account) -> None:
+    """Let C{account} (the one PostgreSQL runs as) enter our private state
+    directory: its group becomes the account's, with search permission
+    only (mode 0710), so other accounts still cannot enter it.  A directory
+    that is not ours, or that the account can already enter, is left as
+    it is."""
+    st = state_dir.stat()
+    if st.st_uid != os.geteuid() or account.may_traverse(state_dir):
+        return
+    os.chown(state_dir, -1, account.gid)
+    os.chmod(state_dir, (stat.S_IMODE(st.st_mode) & 0o700) | 0o010)
+
+
 def first_closed_directory(path: Path, account: Account) -> Path | None:
     """The first directory from C{/} down to C{path} that C{account} cannot
     enter, or C{None} when it can reach C{path}."""
@@ -499,12 +516,13 @@ def ensure_embedded(state_dir: Path, log, *,
     @param bindir: the PostgreSQL to use; the bundled one by default.
     """
     state_dir = Path(state_dir).absolute()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     datadir = state_dir / "postgres"
     bindir = bundled_bindir() if bindir is None else Path(bindir)
     run_as = None
     if _is_root():
         account = ensure_account(ACCOUNT, log)
+        _let_traverse(state_dir, account)
         closed = first_closed_directory(state_dir, account)
         if closed is not None:
             raise EmbeddedPostgresError(

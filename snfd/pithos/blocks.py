@@ -21,6 +21,10 @@ the block aside and re-checks its age there, so a refresh racing the
 deletion either lands before (and the block is put back) or finds the name
 absent (and the block is written again).
 
+Privacy: block files are created 0600 and directories 0700 (the root is
+closed to other accounts when the store opens), so only the node's
+account reads tenants' data.
+
 Every method whose name ends in ``_now`` is synchronous and may be called
 from any thread (the backend calls ``missing_now`` in a database
 transaction); the others run it in the thread pool and return awaitables.
@@ -58,6 +62,10 @@ _DIR_CACHE_MAX = 1_000_000
 # least the logical block size of every common device).
 _ALIGN = 4096
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+# Tenants' data: only the node's account reads it (the umask can only
+# take more bits away).
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
 
 
 def name_of(block: Block) -> str:
@@ -101,6 +109,18 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _make_private(path: str) -> None:
+    """Close the store's root to other accounts (a root an older node made
+    0755 included: its subdirectories then need no change).  A root we may
+    not chmod (another account's) is left as it is."""
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o077:
+            os.chmod(path, _DIR_MODE)
+    except PermissionError:
+        pass
+
+
 def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
     try:
         return sorted(n for n in os.listdir(path) if wanted(n))
@@ -140,8 +160,9 @@ class FileBlockStore:
         self._direct = direct and bool(_O_DIRECT)
         self._buffers = _AlignedBuffers()
         if not os.path.isdir(self.path):
-            os.makedirs(self.path, exist_ok=True)
+            os.makedirs(self.path, mode=_DIR_MODE, exist_ok=True)
             _fsync_dir(os.path.dirname(self.path))
+        _make_private(self.path)
         self._durable_dirs.add(self.path)
 
     # -- IBlockStore ----------------------------------------------------------
@@ -335,7 +356,7 @@ class FileBlockStore:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         if self._direct and view:
             try:
-                fd = os.open(path, flags | _O_DIRECT, 0o644)
+                fd = os.open(path, flags | _O_DIRECT, _FILE_MODE)
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
@@ -357,7 +378,7 @@ class FileBlockStore:
                 finally:
                     os.close(fd)
                 os.unlink(path)
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, _FILE_MODE)
         try:
             while view:
                 view = view[os.write(fd, view):]
@@ -423,7 +444,7 @@ class FileBlockStore:
             directory = os.path.dirname(directory)
         for d in reversed(pending):
             try:
-                os.mkdir(d, 0o755)
+                os.mkdir(d, _DIR_MODE)
             except FileExistsError:
                 pass
         return pending

@@ -345,6 +345,31 @@ class DownStackTests(unittest.TestCase):
         code, _, _ = await s.call("GET", "/servers?changes-since=yesterday", self.token)
         self.assertEqual(code, 400)
 
+    async def test_name_filter_is_linear_time(self):
+        """``?name=`` is a regular expression searched as Nova does, by a
+        linear-time engine (RE2): what only a backtracking engine offers
+        (backreferences, lookaround), a bad pattern or one over 255
+        characters is 400 in Nova's fault JSON, and ``(a+)+$`` over a long
+        name that does not match (2**65 paths for a backtracking engine) is
+        answered at once."""
+        s = self.stack
+        short = await s.db.run("t", store.insert_server_txn, self.alice, self.alice,
+                               "aaa", s.flavors["small"].id, s.image.id,
+                               backend_id=s.backend.id, operstate="STARTED")
+        await s.db.run("t", store.insert_server_txn, self.alice, self.alice,
+                       "a" * 64 + "!", s.flavors["small"].id, s.image.id,
+                       backend_id=s.backend.id, operstate="STARTED")
+        for pattern in [r"(a)\1", "(?=a)a", "(?<!b)a", "[a", "a" * 256]:
+            code, body, _ = await s.call("GET", f"/servers?name={quote(pattern)}", self.token)
+            self.assertEqual(code, 400, pattern)
+            self.assertEqual(body["badRequest"]["code"], 400, pattern)
+        code, body, _ = await s.call("GET", f"/servers?name={quote('(a+)+$')}", self.token)
+        self.assertEqual(code, 200)
+        self.assertEqual([x["id"] for x in body["servers"]], [short.id])
+        code, body, _ = await s.call("GET", f"/servers?name={quote('^A{3}$|!$')}", self.token)
+        self.assertEqual(len(body["servers"]), 1)
+        self.assertEqual(body["servers"][0]["name"], "a" * 64 + "!")
+
     async def test_metadata(self):
         """Metadata merge (201), replace, item get/put/delete and the limit of
         10 items (400); deleted servers' metadata cannot change (404)."""

@@ -119,6 +119,40 @@ class CreateTests(ServerTestCase):
         self.assertEqual((code, body), (200, {"password": created["adminPass"]}))
         self.assertEqual(created["SNF:key_names"], ["k"])
 
+    async def _config_url(self, server_id) -> str:
+        server = await self.stack.server(server_id)
+        job = await self.stack.rapi_client().job(server.backendjobid)
+        return str(job["ops"][0]["osparams"]["config_url"])
+
+    async def test_server_params_expire_on_build_completion(self):
+        """Build parameters never fetched are dropped when the update path
+        sees the create job end: the config URL is 404 afterwards, while
+        the password stays readable through the API for a while."""
+        s = self.stack
+        created = await self.create()
+        config_url = await self._config_url(created["id"])
+        await s.follow((await s.server(created["id"])).backendjobid)
+        code, _, _ = await s.call("GET", config_url)
+        self.assertEqual(code, 404)
+        code, body, _ = await s.call("GET", f"/servers/{created['id']}/password", self.token)
+        self.assertEqual((code, body), (200, {"password": created["adminPass"]}))
+
+    async def test_server_params_expire_on_delete(self):
+        """Deleting a server drops its build parameters and its cached
+        admin password: neither the config URL recorded in the Ganeti job
+        nor the password API gives the password of a deleted server."""
+        s = self.stack
+        created = await self.create()
+        config_url = await self._config_url(created["id"])
+        # The update path saw the build start (delete is refused before).
+        await s.set_server(created["id"], backendjobstatus="running")
+        code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
+        self.assertEqual(code, 204, body)
+        code, _, _ = await s.call("GET", config_url)
+        self.assertEqual(code, 404)
+        code, _, _ = await s.call("GET", f"/servers/{created['id']}/password", self.token)
+        self.assertEqual(code, 404)
+
     async def test_networks_choices(self):
         """``networks`` absent, [] or "auto" give the default NIC; "none"
         gives none."""

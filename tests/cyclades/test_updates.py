@@ -210,6 +210,21 @@ class StateMachineTests(UpdateTestCase):
         await self.updates.op_status(op(s, "CREATE", "canceled", 3, 2))
         self.assertEqual((await self.get(s)).operstate, "ERROR")
 
+    async def test_create_end_expires_server_params(self):
+        """The build parameters (admin password...) stay fetchable while the
+        create job runs and are dropped when it ends, in success, error or
+        cancel: the vmapi URL recorded in the Ganeti job leaks nothing
+        afterwards."""
+        for job, status in enumerate(("success", "error", "canceled"), start=3):
+            s = await self.server(task="BUILD", task_job_id=job, backendjobid=job)
+            key = f"key-{status}"
+            await self.db.run("t", store.put_params_txn, key, s.id, {"img_passwd": "pw"})
+            await self.updates.op_status(op(s, "CREATE", "running", job, 1))
+            await self.db.run("t", store.put_params_txn, f"{key}-2", s.id, {})
+            self.assertEqual(await self.db.run("t", store.take_params_txn, f"{key}-2"), {})
+            await self.updates.op_status(op(s, "CREATE", status, job, 2))
+            self.assertIsNone(await self.db.run("t", store.take_params_txn, key), status)
+
     async def test_operstate_per_opcode(self):
         """Each opcode's success sets the state of the reference's table;
         other opcodes (SET_PARAMS, MIGRATE, FAILOVER) leave it."""
@@ -543,6 +558,14 @@ class RemoveTests(UpdateTestCase):
         # Later events of the deleted server change nothing.
         await self.updates.op_status(op(s, "STARTUP", "success", 21, 6))
         self.assertEqual((await self.get(s)).operstate, "DESTROYED")
+
+    async def test_remove_expires_server_params(self):
+        """A remove that deletes the server drops its build parameters."""
+        s = await self.server(operstate="BUILD")
+        await self.db.run("t", store.put_params_txn, "k", s.id, {"img_passwd": "pw"})
+        await self.updates.op_status(op(s, "REMOVE", "success", 31, 5))
+        self.assertTrue((await self.get(s)).deleted)
+        self.assertIsNone(await self.db.run("t", store.take_params_txn, "k"))
 
     async def test_remove_of_missing_instance(self):
         """A remove failing because the instance no longer exists deletes

@@ -9,6 +9,7 @@ import hashlib
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -87,6 +88,34 @@ class ContractTests(StoreTestCase):
         with open(self.path(name), "rb") as f:
             self.assertEqual(f.read(), data)
         self.assertEqual(self.files(), [os.path.relpath(self.path(name), self.root)])
+
+    async def test_blocks_readable_only_by_the_owner(self):
+        """Under a permissive umask, a stored block file and every directory
+        from the store's root down to it have no group or other
+        permission bits: other local accounts read no tenant's data."""
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        self.root = self.mktemp()
+        self.store = self.make_store(direct=self.store._direct)
+        [name] = await self.store.put([block(7)])
+        path = os.path.abspath(self.path(name))
+        root = os.path.abspath(self.root)
+        checked = []
+        while path != os.path.dirname(root):
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            self.assertEqual(mode & 0o077, 0, f"{path}: {mode:o}")
+            checked.append(path)
+            path = os.path.dirname(path)
+        self.assertEqual(len(checked), 5)  # the file, 3 levels, the root
+
+    def test_existing_root_is_made_private(self):
+        """A store opened on an existing root open to others (an older
+        node's 0755) closes it to the owner only."""
+        root = self.mktemp()
+        os.mkdir(root)
+        os.chmod(root, 0o755)
+        FileBlockStore(root, reactor, block_size=SIZE, clock=self.clock)
+        self.assertEqual(stat.S_IMODE(os.stat(root).st_mode), 0o700)
 
     async def test_get_absent(self):
         """get of an absent or malformed name fails with KeyError."""
