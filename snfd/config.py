@@ -100,6 +100,20 @@ def descriptions(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
 
+def networks(value: str) -> tuple[str, ...]:
+    """Comma- or whitespace-separated IP addresses or networks
+    (``10.0.0.0/24``); empty text is an empty tuple."""
+    import ipaddress
+
+    found = names(value)
+    for n in found:
+        try:
+            ipaddress.ip_network(n, strict=False)
+        except ValueError:
+            raise ValueError(f"expected IP addresses or networks, got {n!r}") from None
+    return found
+
+
 def path(value: str) -> Path:
     v = value.strip()
     if not v:
@@ -230,6 +244,12 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
         Key("leader_session_timeout", number, 2.0,
             "idle_session_timeout (seconds) of the leader's lock session: a frozen"
             " leader loses leadership after this long."),
+        Key("cluster_trusted", networks, (),
+            "IP addresses or networks whose callers may read /_cluster without an"
+            " administrator's token; empty: administrators only.  Never list the"
+            " address a reverse proxy connects from (127.0.0.1 behind a proxy on"
+            " the same host): every client would be trusted.",
+            env="SNFD_CLUSTER_TRUSTED"),
     ),
     "database": (
         Key("url", _url("postgresql", "postgres"), "",

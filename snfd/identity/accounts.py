@@ -5,18 +5,36 @@ the providers (throttled), and the life of tokens.
 SQL (``store.py`` does) and no HTTP (``keystone.py``, ``account_api.py``).
 
 User states, as Synnefo's: a sign-up starts ``pending_verification`` and
-gets a mail with a one-time link; following it moves the user to
-``pending_moderation`` (when ``[identity] moderation`` is on) or straight
-to ``active``; an administrator accepts (``active``) or rejects
-(``rejected``); ``deactivated`` ends access at once.  Activation creates
-the user's base project (id = the user's uuid) and a primary token.
+gets a mail with a one-time link; confirming it (a POST, with a password)
+moves the user to ``pending_moderation`` (when ``[identity] moderation``
+is on) or straight to ``active``; an administrator accepts (``active``) or
+rejects (``rejected``); ``deactivated`` ends access at once.  Activation
+creates the user's base project (id = the user's uuid) and a primary
+token.  A user still ``pending_verification`` after ``pending_expiry`` is
+deleted by the leader sweep, which frees the address.
+
+The password of a sign-up does not outlive a verification by someone who
+did not know it: the password given when confirming the link becomes the
+account's (the same one, for the person who signed up), so whoever
+registered someone else's address cannot log in once its owner verifies
+it.
+
+Logins are throttled by counted attempts (``store.attempt_txn``): each is
+counted before its password is checked, atomically, per source address,
+per (account, address), and per account, the last only for addresses that
+have failed for that account: a stranger's failures never lock the right
+password out from an address that has not failed.  Verifications in flight
+are bounded per account and per address on each node.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
+import unicodedata
 import uuid as uuid_module
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -57,6 +75,18 @@ class Policy:
     failures_per_account: int = 5
     failures_per_address: int = 20
     public_url: str = ""
+    #: logins being verified at once, per account and per address (per node)
+    concurrent_per_account: int = 3
+    concurrent_per_address: int = 10
+    signup_window: float = 3600.0
+    signups_per_address: int = 10
+    signups_per_email: int = 3
+    #: how long a user may stay ``pending_verification``; ``None``: forever
+    pending_expiry: datetime.timedelta | None = datetime.timedelta(days=7)
+
+
+#: The longest first or last name accepted.
+NAME_LENGTH = 64
 
 
 @implementer(IAuthenticator)
@@ -74,6 +104,7 @@ class Accounts:
         self._mailer = mailer
         self.providers = list(providers)
         self.policy = policy
+        self._in_flight: collections.Counter[str] = collections.Counter()
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
@@ -89,12 +120,13 @@ class Accounts:
         ``pending_verification`` and, when ``verify``, gets a verification
         mail."""
         email = _check_email(email)
+        first_name = _check_name(first_name, "first_name")
+        last_name = _check_name(last_name, "last_name")
         hashed = await self._hash(password) if password is not None else None
         uuid = str(uuid_module.uuid4())
         state = "active" if activate else "pending_verification"
         user = await self.db.run("identity.create_user", _create_txn, uuid, email,
-                                 first_name.strip(), last_name.strip(), state, admin, hashed,
-                                 self.now())
+                                 first_name, last_name, state, admin, hashed, self.now())
         token = None
         if activate:
             token = await self.renew_token(uuid)
@@ -102,6 +134,27 @@ class Accounts:
             await self.send_verification(user)
         log.info("user {uuid} created ({state})", uuid=uuid, state=state)
         return user, token
+
+    async def signup(self, email: str, password: str, first_name: str = "",
+                     last_name: str = "", source: str = "") -> User:
+        """A sign-up from the address ``source``: a user waiting for
+        verification, mailed a link.  429 past ``signups_per_address``
+        sign-ups from that address or ``signups_per_email`` naming that
+        email within ``signup_window`` (every sign-up counts, refused ones
+        too)."""
+        email = _check_email(email)
+        _check_name(first_name, "first_name")
+        _check_name(last_name, "last_name")
+        now = self.now()
+        window = datetime.timedelta(seconds=self.policy.signup_window)
+        limits = [store.Limit(f"signup-address:{source}", self.policy.signups_per_address),
+                  store.Limit(f"signup-email:{email.lower()}", self.policy.signups_per_email)]
+        if not await self.db.run("identity.signup_attempt", store.attempt_txn, limits, now,
+                                 now - window):
+            raise TooManyFailures("Too many sign-ups; try again later.",
+                                  headers={"Retry-After": str(int(self.policy.signup_window))})
+        user, _ = await self.create_user(email, first_name, last_name, password=password)
+        return user
 
     async def get_user(self, ref: str) -> User:
         """A user by uuid or email."""
@@ -126,13 +179,29 @@ class Accounts:
         await self.db.run("identity.set_verification", store.set_verification_txn, user.uuid,
                           store.secret_hash(code), self.now())
         link = f"{self.policy.public_url}/ui/activate?auth={code}"
+        # Nothing the sign-up chose goes into the mail (not even the names):
+        # anyone may make us mail anyone, so it must not carry their text.
         await self._mail(user.email, "Verify your email address",
-                         f"Hello {user.name},\n\nto verify the email address of your new"
-                         f" account, open this link:\n\n  {link}\n")
+                         "Hello,\n\nto verify the email address of your new account"
+                         " (if you did not sign up, ignore this mail), open this link"
+                         f" and confirm:\n\n  {link}\n")
 
-    async def verify(self, code: str) -> User:
-        """Follow a verification link: the next state after verification."""
-        user = await self.db.run("identity.verify", _verify_txn, store.secret_hash(code),
+    async def verify(self, code: str, password: str | None = None) -> User:
+        """Confirm a verification link: the next state after verification.
+
+        ``password`` becomes the account's local password; without one the
+        account is left with none.  So the password chosen at sign-up
+        survives only when the person verifying gives it again: whoever
+        signed up with someone else's address loses access when its owner
+        verifies it.  404 for an unknown or used code.
+        """
+        code_hash = store.secret_hash(code)
+        pending = await self.db.run("identity.verification_of",
+                                    store.user_by_verification_txn, code_hash)
+        if pending is None or pending.state != "pending_verification":
+            raise errors.NotFound("This verification link is not valid (used or unknown).")
+        hashed = await self._hash(password) if password is not None else None
+        user = await self.db.run("identity.verify", _verify_txn, code_hash, hashed,
                                  self.policy.moderation, self.now())
         if user.is_active:
             await self._activated(user)
@@ -194,7 +263,7 @@ class Accounts:
             await self.renew_token(user.uuid)
         try:
             await self._mail(user.email, "Your account is active",
-                             f"Hello {user.name},\n\nyour account is active. Log in at"
+                             "Hello,\n\nyour account is active. Log in at"
                              f" {self.policy.public_url}/identity/v3\n")
         except errors.ServiceUnavailable:
             pass  # logged; the account is active anyway
@@ -219,33 +288,73 @@ class Accounts:
         """The active user these credentials prove, trying each provider in
         order (``only``: just the provider of that name); 401 for wrong or
         unknown credentials or an inactive user, 429 while the account or
-        the source address is throttled."""
-        keys = [f"address:{credentials.source}"]
-        if credentials.username:
-            keys.append(f"account:{credentials.username.strip().lower()}")
-        await self._check_throttle(keys)
-        identity = None
-        try:
-            for provider in self.providers:
-                if only is not None and provider.name != only:
-                    continue
-                identity = await provider.authenticate(credentials)
-                if identity is not None:
-                    break
-        except LoginFailed:
+        the source address is throttled.
+
+        The attempt is counted before any provider checks it (and taken
+        back when it succeeds), so concurrent attempts never pass the
+        limits; the per-account limit applies only to addresses that have
+        failed for that account."""
+        address = f"address:{credentials.source}"
+        keys = [address]
+        limits = [store.Limit(address, self.policy.failures_per_address)]
+        account = (credentials.username or "").strip().lower()
+        if account:
+            pair = f"account-address:{account} {credentials.source}"
+            keys += [f"account:{account}", pair]
+            limits += [store.Limit(pair, self.policy.failures_per_account),
+                       store.Limit(f"account:{account}", self.policy.failures_per_account,
+                                   only_if=pair)]
+        with self._verifying(credentials.source, account):
+            at = self.now()
+            if not await self.db.run("identity.login_attempt", store.attempt_txn, limits,
+                                     at, at - self._window()):
+                raise self._throttled()
             identity = None
-        except ProviderUnavailable as e:
-            raise errors.ServiceUnavailable(f"The login service is unavailable: {e}") from None
+            try:
+                for provider in self.providers:
+                    if only is not None and provider.name != only:
+                        continue
+                    identity = await provider.authenticate(credentials)
+                    if identity is not None:
+                        break
+            except LoginFailed:
+                identity = None
+            except ProviderUnavailable as e:
+                await self.db.run("identity.login_undone", store.forget_attempt_txn, keys, at)
+                raise errors.ServiceUnavailable(
+                    f"The login service is unavailable: {e}") from None
         if identity is None:
-            await self.db.run("identity.login_failed", store.record_failure_txn, keys,
-                              self.now(), self.now() - self._window())
             raise errors.Unauthorized("Invalid credentials")
+        await self.db.run("identity.login_ok", store.forget_attempt_txn, [address], at,
+                          keys[1:])
         user = await self._user_for(identity)
-        if credentials.username:
-            await self.db.run("identity.login_ok", store.clear_failures_txn, keys[1])
         if not user.is_active:
             raise errors.Unauthorized("User inactive")
         return user
+
+    @contextmanager
+    def _verifying(self, source: str, account: str) -> Iterator[None]:
+        """Hold a verification slot of the address and of the account;
+        429 at once when either has its bound in flight already."""
+        slots = [(f"address:{source}", self.policy.concurrent_per_address)]
+        if account:
+            slots.append((f"account:{account}", self.policy.concurrent_per_account))
+        if any(self._in_flight[key] >= most for key, most in slots):
+            raise TooManyFailures("Too many logins at once; try again later.",
+                                  headers={"Retry-After": "1"})
+        for key, _ in slots:
+            self._in_flight[key] += 1
+        try:
+            yield
+        finally:
+            for key, _ in slots:
+                self._in_flight[key] -= 1
+                if not self._in_flight[key]:
+                    del self._in_flight[key]
+
+    def _throttled(self) -> TooManyFailures:
+        return TooManyFailures("Too many failed logins; try again later.",
+                               headers={"Retry-After": str(int(self.policy.login_window))})
 
     async def check_password(self, email: str, password: str) -> str | None:
         """The local provider's check: the uuid, ``None`` for an unknown
@@ -257,17 +366,6 @@ class Accounts:
         if not ok:
             raise LoginFailed()
         return found[0]
-
-    async def _check_throttle(self, keys: list[str]) -> None:
-        counts = await self.db.run("identity.login_failures", store.failures_txn, keys,
-                                   self.now() - self._window())
-        limits = {"address": self.policy.failures_per_address,
-                  "account": self.policy.failures_per_account}
-        for key, n in counts.items():
-            if n >= limits[key.split(":", 1)[0]]:
-                raise TooManyFailures(
-                    "Too many failed logins; try again later.",
-                    headers={"Retry-After": str(int(self.policy.login_window))})
 
     def _window(self) -> datetime.timedelta:
         return datetime.timedelta(seconds=self.policy.login_window)
@@ -388,6 +486,14 @@ class Accounts:
     async def expire_tokens(self) -> int:
         return await self.db.run("identity.expire_tokens", store.expire_tokens_txn, self.now())
 
+    async def expire_pending(self) -> int:
+        """Delete the users past ``pending_expiry`` without verifying their
+        email (their addresses are free again): how many."""
+        if self.policy.pending_expiry is None:
+            return 0
+        return await self.db.run("identity.expire_pending", store.expire_pending_txn,
+                                 self.now() - self.policy.pending_expiry)
+
 
 def principal_of(token: Token) -> Principal:
     u = token.user
@@ -400,9 +506,21 @@ def principal_of(token: Token) -> Principal:
 def _check_email(email: str) -> str:
     email = (email or "").strip()
     local, _, domain = email.rpartition("@")
-    if not local or not domain or " " in email or len(email) > 254:
+    if (not local or not domain or len(email) > 254
+            or any(c.isspace() or unicodedata.category(c)[0] == "C" for c in email)):
         raise errors.BadRequest(f"{email!r} is not an email address.")
     return email
+
+
+def _check_name(name: str, field: str) -> str:
+    """A first or last name, stripped: at most ``NAME_LENGTH`` characters
+    and no control or format characters (400 otherwise)."""
+    name = (name or "").strip()
+    if len(name) > NAME_LENGTH:
+        raise errors.BadRequest(f"{field} may have at most {NAME_LENGTH} characters.")
+    if any(unicodedata.category(c)[0] == "C" for c in name):
+        raise errors.BadRequest(f"{field} may not contain control characters.")
+    return name
 
 
 # -- transactions composed of store steps ------------------------------------
@@ -423,11 +541,14 @@ def _activate_txn(txn: Any, uuid: str, now: datetime.datetime) -> User:
     return user
 
 
-def _verify_txn(txn: Any, code_hash: bytes, moderation: bool, now: datetime.datetime) -> User:
+def _verify_txn(txn: Any, code_hash: bytes, password_hash: str | None, moderation: bool,
+                now: datetime.datetime) -> User:
     user = store.user_by_verification_txn(txn, code_hash)
     if user is None or user.state != "pending_verification":
         raise errors.NotFound("This verification link is not valid (used or unknown).")
     store.set_verification_txn(txn, user.uuid, None, now)
+    if password_hash is not None or user.has_password:
+        store.set_password_txn(txn, user.uuid, password_hash, now)
     if moderation:
         return store.set_state_txn(txn, user.uuid, "pending_moderation", "", now)
     return _activate_txn(txn, user.uuid, now)

@@ -1,4 +1,11 @@
-"""Local passwords: argon2id hashes, computed off the reactor thread.
+"""Local passwords: argon2id hashes, computed off the reactor thread in
+a bounded thread pool of their own.
+
+Each argon2 operation takes 64 MiB and a core for tens of milliseconds;
+in the reactor's shared pool a burst of logins would starve the block I/O
+that runs there, so hashing gets its own pool (``[identity]
+password_threads`` threads, default: the cores, at most 8), started on
+first use and stopped with ``stop()`` or at reactor shutdown.
 
 Verification of an unknown account still runs one argon2 verification
 against a fixed dummy hash, so the time a login takes does not tell
@@ -7,10 +14,12 @@ whether the account exists.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import argon2
 from twisted.internet import threads
+from twisted.python.threadpool import ThreadPool
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
@@ -27,14 +36,35 @@ def check_new(password: str) -> None:
         raise PasswordRule(f"A password may have at most {MAX_LENGTH} characters.")
 
 
+def default_threads() -> int:
+    """The hashing threads when none are configured: the cores, at most 8
+    (each argon2 operation holds 64 MiB)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 class Passwords:
     """argon2id with argon2-cffi's default (RFC 9106 low-memory) parameters."""
 
-    def __init__(self, reactor: Any, hasher: argon2.PasswordHasher | None = None):
-        """Hashes and verifies in ``reactor``'s thread pool."""
+    def __init__(self, reactor: Any, hasher: argon2.PasswordHasher | None = None,
+                 threads: int = 0):
+        """Hashes and verifies in a pool of ``threads`` threads (0: the
+        default, ``default_threads()``) whose results ``reactor`` receives."""
         self._reactor = reactor
         self._hasher = hasher or argon2.PasswordHasher()
         self._dummy = self._hasher.hash("snfd dummy password for unknown accounts")
+        self.threads = threads if threads > 0 else default_threads()
+        self._pool = ThreadPool(minthreads=0, maxthreads=self.threads,
+                                name="snfd-passwords")
+        self._shutdown: Any = None
+
+    def stop(self) -> None:
+        """Stop the hashing threads (waits for the running ones); a later
+        use starts them again."""
+        if self._shutdown is None:
+            return
+        self._reactor.removeSystemEventTrigger(self._shutdown)
+        self._shutdown = None
+        self._pool.stop()
 
     async def hash(self, password: str) -> str:
         check_new(password)
@@ -54,5 +84,10 @@ class Passwords:
             return False
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        return await threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), fn, *args)
+        if self._shutdown is None:
+            self._pool = ThreadPool(minthreads=0, maxthreads=self.threads,
+                                    name="snfd-passwords")
+            self._pool.start()
+            self._shutdown = self._reactor.addSystemEventTrigger(
+                "during", "shutdown", self.stop)
+        return await threads.deferToThreadPool(self._reactor, self._pool, fn, *args)

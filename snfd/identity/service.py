@@ -80,6 +80,7 @@ class IdentityService(service.MultiService):
 
     def stopService(self) -> Any:
         self.listener.stop()
+        self.accounts.passwords.stop()
         return super().stopService()
 
     def provided(self) -> dict[Any, Any]:
@@ -119,9 +120,10 @@ class IdentityService(service.MultiService):
         ui = SignupAPI(self.accounts, max_body=self.section.max_body)
         return {
             "identity": TokenAuth(keystone.resource(), self.accounts,
-                                  fault_style=_keystone_style),
-            "account": TokenAuth(account.resource(), self.accounts),
-            "ui": TokenAuth(ui.resource(), self.accounts),
+                                  fault_style=_keystone_style, max_body=self.section.max_body),
+            "account": TokenAuth(account.resource(), self.accounts,
+                                 max_body=self.section.max_body),
+            "ui": TokenAuth(ui.resource(), self.accounts, max_body=self.section.max_body),
         }
 
     def duties(self) -> list[Any]:
@@ -144,8 +146,9 @@ def from_config(node: Node, section: Section, deps: Deps | None = None,
 
 def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: Path,
                    public_url: str, cache: TokenCache, clock: Any = None) -> Accounts:
-    """``Accounts`` from the ``[identity]`` section: hashing and mail in
-    ``reactor``'s threads, time from ``clock`` (default: ``reactor``)."""
+    """``Accounts`` from the ``[identity]`` section: hashing in a pool of
+    its own, mail in ``reactor``'s threads, time from ``clock`` (default:
+    ``reactor``)."""
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(source, "identity", key, problem)
 
@@ -162,8 +165,16 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         moderation=section.moderation, login_window=section.login_window,
         failures_per_account=section.login_failures_per_account,
         failures_per_address=section.login_failures_per_address,
-        public_url=public_url)
-    accounts = Accounts(db, clock if clock is not None else reactor, Passwords(reactor), cache,
+        public_url=public_url,
+        concurrent_per_account=section.login_concurrency_per_account,
+        concurrent_per_address=section.login_concurrency_per_address,
+        signup_window=section.signup_window,
+        signups_per_address=section.signups_per_address,
+        signups_per_email=section.signups_per_email,
+        pending_expiry=(datetime.timedelta(hours=section.pending_expiry)
+                        if section.pending_expiry else None))
+    passwords = Passwords(reactor, threads=section.password_threads)
+    accounts = Accounts(db, clock if clock is not None else reactor, passwords, cache,
                         mailer, [], policy)
     for name in section.auth_providers:
         if name == "local":
@@ -180,6 +191,9 @@ def build_accounts(db: Any, reactor: Any, section: Any, source: str, state_dir: 
         elif name == "shibboleth":
             from snfd.identity.shibboleth import ShibbolethProvider
 
+            if not section.shibboleth_trusted:
+                log.warn("[identity] shibboleth_trusted is empty: the shibboleth"
+                         " provider believes no front server and logs nobody in")
             accounts.providers.append(ShibbolethProvider(
                 section.shibboleth_trusted, section.shibboleth_id_header,
                 section.shibboleth_email_header, section.shibboleth_first_name_header,
@@ -223,8 +237,9 @@ def write_private(path: Any, text: str) -> None:
 
 @implementer(ILeaderDuty)
 class TokenSweep:
-    """Deletes expired tokens, stale failed-login records and ends
-    projects past their end date, once a minute, on the leader."""
+    """Deletes expired tokens, stale failed-login and sign-up records and
+    sign-ups left unverified past ``pending_expiry``, and ends projects past
+    their end date, once a minute, on the leader."""
 
     name = "identity-sweep"
     interval = 60.0
@@ -243,12 +258,15 @@ class TokenSweep:
         try:
             accounts = self._svc.accounts
             n = await accounts.expire_tokens()
-            before = accounts.now() - datetime.timedelta(seconds=accounts.policy.login_window)
+            window = max(accounts.policy.login_window, accounts.policy.signup_window)
+            before = accounts.now() - datetime.timedelta(seconds=window)
             await self._svc.node.db.run("identity.prune_failures",
                                         store.prune_failures_txn, before)
+            pending = await accounts.expire_pending()
             ended = await self._svc.projects.expire_projects(accounts.now())
-            if n or ended:
-                log.info("swept {n} expired tokens, ended {p} projects", n=n, p=ended)
+            if n or ended or pending:
+                log.info("swept {n} expired tokens, {u} unverified sign-ups, ended {p}"
+                         " projects", n=n, u=pending, p=ended)
         except Exception:
             log.failure("identity sweep failed")
 

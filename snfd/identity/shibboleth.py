@@ -47,6 +47,9 @@ class ShibbolethProvider:
 
     @param trusted_addresses: addresses (or networks, ``10.0.0.0/24``) of
         the front web servers; a request from elsewhere is not handled.
+        None (the default of ``[identity] shibboleth_trusted``) trusts
+        nobody: loopback is not implied, since behind a reverse proxy on
+        the same host every client's request comes from there.
     @param id_header: the header with the person's unique, stable id (the
         EPPN); without it the request is not handled.  The other headers
         give the email and names, ``""`` when absent.

@@ -426,29 +426,85 @@ def remove_component_txn(txn: Any, name: str) -> None:
     notify_txn(txn, f"component:{name}")
 
 
-# -- failed logins ---------------------------------------------------------
+# -- failed logins and other counted attempts ---------------------------
+
+# pg_advisory_xact_lock(class, key) class of the attempt counters (the
+# two-key space never meets the one-key locks of migrations, GC, projects).
+ATTEMPT_LOCK_CLASS = 0x534E4644 & 0x7FFFFFFF
+
+
+@attrs.frozen
+class Limit:
+    """At most ``most`` counted attempts per ``key`` within the window;
+    with ``only_if`` set, the limit applies only while ``only_if`` (another
+    key) has attempts of its own in the window."""
+
+    key: str
+    most: int
+    only_if: str | None = None
+
+
+def attempt_txn(txn: Any, limits: Sequence[Limit], now: datetime.datetime,
+                since: datetime.datetime) -> bool:
+    """Count one attempt under every key of ``limits`` unless one of them
+    is at its limit: ``True`` when counted, ``False`` when refused.
+
+    Check and count are one step under a lock on each key (taken in sorted
+    order), so concurrent attempts are counted one after the other and no
+    more than the limit ever pass.  Records older than ``since`` are
+    dropped on the way.
+    """
+    keys = sorted({limit.key for limit in limits})
+    for key in keys:
+        txn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                    (ATTEMPT_LOCK_CLASS, key))
+    txn.execute("DELETE FROM identity_login_failures WHERE key = ANY(%s) AND failed_at < %s",
+                (keys, since))
+    counts = failures_txn(txn, keys, since)
+    for limit in limits:
+        if limit.only_if is not None and not counts.get(limit.only_if):
+            continue
+        if counts.get(limit.key, 0) >= limit.most:
+            return False
+    txn.executemany("INSERT INTO identity_login_failures (key, failed_at) VALUES (%s, %s)",
+                    [(k, now) for k in keys])
+    return True
+
+
+def forget_attempt_txn(txn: Any, keys: Sequence[str], at: datetime.datetime,
+                       clear: Sequence[str] = ()) -> None:
+    """Take back the attempt counted ``at`` under each of ``keys`` (it did
+    not fail), and forget every attempt of the keys in ``clear``."""
+    for key in keys:
+        txn.execute("DELETE FROM identity_login_failures WHERE ctid IN (SELECT ctid FROM"
+                    " identity_login_failures WHERE key = %s AND failed_at = %s LIMIT 1)",
+                    (key, at))
+    if clear:
+        txn.execute("DELETE FROM identity_login_failures WHERE key = ANY(%s)", (list(clear),))
+
 
 def failures_txn(txn: Any, keys: Sequence[str], since: datetime.datetime) -> dict[str, int]:
-    """Failed logins per key since ``since``."""
+    """Counted attempts per key since ``since``."""
     txn.execute("SELECT key, count(*) FROM identity_login_failures"
                 " WHERE key = ANY(%s) AND failed_at >= %s GROUP BY key", (list(keys), since))
     return {r[0]: int(r[1]) for r in txn.fetchall()}
 
 
-def record_failure_txn(txn: Any, keys: Sequence[str], now: datetime.datetime,
-                       forget_before: datetime.datetime) -> None:
-    txn.executemany("INSERT INTO identity_login_failures (key, failed_at) VALUES (%s, %s)",
-                    [(k, now) for k in keys])
-    txn.execute("DELETE FROM identity_login_failures WHERE key = ANY(%s) AND failed_at < %s",
-                (list(keys), forget_before))
-
-
-def clear_failures_txn(txn: Any, key: str) -> None:
-    txn.execute("DELETE FROM identity_login_failures WHERE key = %s", (key,))
-
-
 def prune_failures_txn(txn: Any, before: datetime.datetime) -> int:
     txn.execute("DELETE FROM identity_login_failures WHERE failed_at < %s", (before,))
+    return int(txn.rowcount)
+
+
+# -- pending sign-ups ------------------------------------------------------
+
+def expire_pending_txn(txn: Any, before: datetime.datetime, limit: int = 1000) -> int:
+    """Delete up to ``limit`` users still waiting for email verification
+    whose last verification mail (or creation) is older than ``before``;
+    how many were deleted.  Their email is free again."""
+    txn.execute(
+        "DELETE FROM identity_users WHERE uuid IN (SELECT uuid FROM identity_users"
+        " WHERE state = 'pending_verification'"
+        " AND coalesce(verification_sent, created_at) < %s LIMIT %s)", (before, limit))
     return int(txn.rowcount)
 
 

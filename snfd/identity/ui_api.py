@@ -4,9 +4,15 @@ The web UI is to come; until then these answer JSON so that a person can
 sign up with curl and follow the link of the verification mail.
 
 - ``POST /ui/signup`` ``{"email", "password", "first_name", "last_name"}``
-  -> 202 ``{"uuid", "state": "pending_verification"}`` and a mail.
-- ``GET /ui/activate?auth=<code>`` -> 200 ``{"uuid", "state"}``: the
-  account is verified (waiting for moderation, or active).
+  -> 202 ``{"uuid", "state": "pending_verification"}`` and a mail; 429
+  past the sign-ups allowed per address or per email.
+- ``GET /ui/activate?auth=<code>`` (the link of the mail) -> 200: what to
+  confirm; it changes nothing, so mail scanners that open links verify
+  nothing.
+- ``POST /ui/activate`` ``{"auth", "password"}`` (``auth`` may be in the
+  query instead) -> 200 ``{"uuid", "state", "has_password"}``: the account
+  is verified (waiting for moderation, or active) and ``password`` is its
+  password from then on: the sign-up's one survives only when given again.
 - ``GET /ui/login/shibboleth`` behind a front web server that authenticated
   the person and set its identity headers (provider ``shibboleth``)
   -> 200 ``{"uuid", "email", "token", "expires"}``; the first login
@@ -55,19 +61,33 @@ class SignupAPI:
                 values[field] = value
             if not values["password"]:
                 raise errors.BadRequest("password is required.")
-            user, _ = await self._accounts.create_user(
-                values["email"], values["first_name"], values["last_name"],
-                password=values["password"])
+            user = await self._accounts.signup(
+                values["email"], values["password"], values["first_name"],
+                values["last_name"], source=_peer(request))
             return json_body(request, {"uuid": user.uuid, "state": user.state}, 202)
 
         @app.route("/activate", methods=["GET"])
+        async def confirm(request: Any) -> bytes:
+            """The page of the mailed link: what to confirm, nothing done."""
+            code = _code(request.args.get(b"auth"))
+            request.setHeader(b"cache-control", b"no-store")
+            return json_body(request, {
+                "action": "verify your email address", "method": "POST",
+                "url": "/ui/activate", "auth": code,
+                "fields": {"auth": "the code of the link",
+                           "password": "the account's password from now on"}})
+
+        @app.route("/activate", methods=["POST"])
         async def activate(request: Any) -> bytes:
-            codes = request.args.get(b"auth") or [b""]
-            code = codes[0].decode("ascii", "replace").strip()
-            if not code:
-                raise errors.BadRequest("The link has no verification code (auth=...).")
-            user = await self._accounts.verify(code)
-            return json_body(request, {"uuid": user.uuid, "state": user.state})
+            body = json_object(read_json(request, self._max_body, required=False) or {})
+            code = body["auth"] if "auth" in body else _code(request.args.get(b"auth"))
+            password = body.get("password") or None
+            if not isinstance(code, str) or (password is not None
+                                             and not isinstance(password, str)):
+                raise errors.BadRequest("auth and password must be strings.")
+            user = await self._accounts.verify(code, password)
+            return json_body(request, {"uuid": user.uuid, "state": user.state,
+                                       "has_password": user.has_password})
 
         @app.route("/login/shibboleth", methods=["GET", "POST"])
         async def shibboleth(request: Any) -> bytes:
@@ -83,6 +103,14 @@ class SignupAPI:
                                        "expires": token.expires_at.isoformat()})
 
         return app
+
+
+def _code(values: list[bytes] | None) -> str:
+    """The verification code of a link's ``auth`` argument; 400 without one."""
+    code = (values or [b""])[0].decode("ascii", "replace").strip()
+    if not code:
+        raise errors.BadRequest("The link has no verification code (auth=...).")
+    return code
 
 
 def _peer(request: Any) -> str:

@@ -6,7 +6,16 @@ from __future__ import annotations
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from snfd.config import Key, boolean, integer, names, number, positive_integer, text
+from snfd.config import (
+    Key,
+    boolean,
+    integer,
+    names,
+    networks,
+    number,
+    positive_integer,
+    text,
+)
 from snfd.db.migrations import Schema
 from snfd.interfaces import IAuthenticator, IQuotaHolder, ISnfdPlugin
 from snfd.plugins import ServicePlugin
@@ -40,6 +49,25 @@ class IdentityPlugin(ServicePlugin):
         Key("login_failures_per_address", positive_integer, 20,
             "Failed logins from one source address within login_window before"
             " further attempts from it are refused."),
+        Key("login_concurrency_per_account", positive_integer, 3,
+            "Logins of one account whose password is being checked at once on a"
+            " node; more are refused (429) until those end."),
+        Key("login_concurrency_per_address", positive_integer, 10,
+            "Logins from one source address whose password is being checked at"
+            " once on a node; more are refused (429) until those end."),
+        Key("password_threads", integer, 0,
+            "Threads hashing and checking passwords (argon2, 64 MiB each), apart"
+            " from the pool block I/O uses; 0: the number of cores, at most 8."),
+        Key("signup_window", number, 3600.0,
+            "Seconds over which sign-ups (/ui/signup) are counted."),
+        Key("signups_per_address", positive_integer, 10,
+            "Sign-ups from one source address within signup_window; more are"
+            " refused (429)."),
+        Key("signups_per_email", positive_integer, 3,
+            "Sign-ups naming one email within signup_window; more are refused (429)."),
+        Key("pending_expiry", number, 168.0,
+            "Hours a sign-up may stay unverified before it is deleted and its"
+            " email is free again; 0: never."),
         Key("smtp_url", text, "",
             "smtp://host:port (or smtps://) of the mail relay for verification"
             " mails; empty: mails are written as files to <state_dir>/mail."),
@@ -52,9 +80,11 @@ class IdentityPlugin(ServicePlugin):
             "LDAP attribute holding the first name."),
         Key("ldap_last_name_attribute", text, "sn", "LDAP attribute holding the last name."),
         Key("ldap_timeout", number, 5.0, "Seconds an LDAP bind or search may take."),
-        Key("shibboleth_trusted", names, ("127.0.0.1",),
-            "Source addresses of the front web servers whose identity headers"
-            " are believed (provider shibboleth)."),
+        Key("shibboleth_trusted", networks, (),
+            "Source addresses (or networks) of the front web servers whose identity"
+            " headers are believed (provider shibboleth); empty: none, the provider"
+            " logs nobody in.  Only a front server that strips those headers from"
+            " its clients' requests may be listed (see docs/identity.md)."),
         Key("shibboleth_id_header", text, "eppn",
             "Header carrying the person's unique id (EPPN)."),
         Key("shibboleth_email_header", text, "mail", "Header carrying the email."),

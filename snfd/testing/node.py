@@ -54,6 +54,8 @@ class NodeProcess:
         self.env.update({
             "SNFD_STATE_DIR": str(self.state_dir),
             "SNFD_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
+            # The tests read /_cluster from here without a token.
+            "SNFD_CLUSTER_TRUSTED": "127.0.0.1",
         })
         self.env.update(env or {})
         self.args = args or []

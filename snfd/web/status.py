@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import resource, server
 
 from snfd import errors
 from snfd.web.auth import token_of
-
-_LOCAL = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
 class GetLeaf(resource.Resource):
@@ -88,14 +88,24 @@ class Health(GetLeaf):
 
 
 class ClusterView(GetLeaf):
-    """``GET /_cluster``: members, leader and epoch; for local callers, or
-    callers whose token ``authenticator`` (an ``IAuthenticator``, when the
-    node has one) says belongs to an administrator."""
+    """``GET /_cluster``: members, leader and epoch; for callers from the
+    ``trusted`` addresses or networks (``None``: ``[node] cluster_trusted``
+    of ``node.config``; by default none), or callers whose token
+    ``authenticator`` (an ``IAuthenticator``, when the node has one) says
+    belongs to an administrator.
 
-    def __init__(self, node: Any, authenticator: Any = None):
+    Loopback is not trusted by itself: behind a reverse proxy on the same
+    host every client's request arrives from 127.0.0.1."""
+
+    def __init__(self, node: Any, authenticator: Any = None,
+                 trusted: Iterable[str] | None = None):
         super().__init__()
         self._node = node
         self._authenticator = authenticator
+        if trusted is None:
+            config = getattr(node, "config", None)
+            trusted = config.node.cluster_trusted if config is not None else ()
+        self._trusted = tuple(ipaddress.ip_network(a, strict=False) for a in trusted)
 
     async def answer(self, request: Any) -> bytes:
         if not await self._allowed(request):
@@ -112,9 +122,7 @@ class ClusterView(GetLeaf):
 
     async def _allowed(self, request: Any) -> bool:
         peer = request.getClientAddress()
-        if isinstance(peer, UNIXAddress):
-            return True
-        if isinstance(peer, IPv4Address | IPv6Address) and peer.host in _LOCAL:
+        if isinstance(peer, IPv4Address | IPv6Address) and self._trusts(peer.host):
             return True
         if self._authenticator is None:
             return False
@@ -124,6 +132,16 @@ class ClusterView(GetLeaf):
         except errors.Fault:
             return False
         return bool(principal is not None and principal.is_admin)
+
+
+    def _trusts(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address.version == n.version and address in n for n in self._trusted)
 
 
 class MetricsPage(GetLeaf):

@@ -8,7 +8,9 @@ import datetime
 import email
 import hashlib
 import re
+import threading
 
+import argon2
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
@@ -40,11 +42,14 @@ class AccountsTestCase(unittest.TestCase):
         return started_pool(self, self.dsn, max_connections=4)
 
     def accounts(self, policy: Policy | None = None, cache: TokenCache | None = None,
-                 clock=reactor) -> Accounts:
+                 clock=reactor, passwords: Passwords | None = None) -> Accounts:
         from pathlib import Path
 
-        accounts = Accounts(self.database(), clock, Passwords(reactor),
-                            cache if cache is not None else TokenCache(clock, 0), FileMailer(Path(self.maildir), "t@x", reactor),
+        passwords = passwords if passwords is not None else Passwords(reactor)
+        self.addCleanup(getattr(passwords, "stop", lambda: None))
+        accounts = Accounts(self.database(), clock, passwords,
+                            cache if cache is not None else TokenCache(clock, 0),
+                            FileMailer(Path(self.maildir), "t@x", reactor),
                             [], policy or Policy(public_url="http://cloud.test"))
         accounts.providers.append(LocalProvider(accounts.check_password))
         return accounts
@@ -152,7 +157,8 @@ class LoginTests(AccountsTestCase):
     @defer.inlineCallbacks
     def test_throttle_per_account(self):
         """After N failures an account is refused (429) even with the right
-        password, from any address; other accounts are unaffected."""
+        password from the addresses that failed; other accounts are
+        unaffected."""
         accounts = self.accounts(Policy(failures_per_account=3, failures_per_address=100))
         yield defer.ensureDeferred(accounts.create_user("h@example.org", password=PASSWORD,
                                                         activate=True))
@@ -163,11 +169,33 @@ class LoginTests(AccountsTestCase):
                 Credentials("h@example.org", "bad password", source=f"10.0.0.{n}"))),
                 errors.Unauthorized)
         e = yield self.assertFailure(defer.ensureDeferred(accounts.login(
-            Credentials("h@example.org", PASSWORD, source="10.9.9.9"))), TooManyFailures)
+            Credentials("h@example.org", PASSWORD, source="10.0.0.1"))), TooManyFailures)
         self.assertEqual(e.code, 429)
         self.assertIn("Retry-After", e.headers)
         yield defer.ensureDeferred(accounts.login(Credentials("i@example.org", PASSWORD,
                                                               source="10.0.0.1")))
+
+    @defer.inlineCallbacks
+    def test_lockout_spares_addresses_that_did_not_fail(self):
+        """An attacker's failures lock the account for the attacker's
+        address, never for the right password from an address that has
+        not failed (L3); the attacker stays locked out even with the right
+        password."""
+        accounts = self.accounts(Policy(failures_per_account=3, failures_per_address=100))
+        user, _ = yield defer.ensureDeferred(
+            accounts.create_user("victim@example.org", password=PASSWORD, activate=True))
+        for _ in range(5):
+            try:
+                yield defer.ensureDeferred(accounts.login(
+                    Credentials("victim@example.org", "guessing", source="203.0.113.9")))
+            except (errors.Unauthorized, TooManyFailures):
+                pass
+        yield self.assertFailure(defer.ensureDeferred(accounts.login(
+            Credentials("victim@example.org", PASSWORD, source="203.0.113.9"))),
+            TooManyFailures)
+        got = yield defer.ensureDeferred(accounts.login(
+            Credentials("victim@example.org", PASSWORD, source="10.0.0.1")))
+        self.assertEqual(got.uuid, user.uuid)
 
     @defer.inlineCallbacks
     def test_throttle_per_address(self):
@@ -184,6 +212,97 @@ class LoginTests(AccountsTestCase):
             Credentials("j@example.org", PASSWORD, source="10.1.1.1"))), TooManyFailures)
         yield defer.ensureDeferred(accounts.login(Credentials("j@example.org", PASSWORD,
                                                               source="10.2.2.2")))
+
+
+class _CountingHasher(argon2.PasswordHasher):
+    """An argon2 hasher that records each verification and its thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verified: list[str] = []
+
+    def verify(self, hash, password):
+        self.verified.append(threading.current_thread().name)
+        return super().verify(hash, password)
+
+
+class ConcurrentLoginTests(AccountsTestCase):
+    @defer.inlineCallbacks
+    def login_burst(self, accounts, n, source="10.3.3.3"):
+        """``n`` wrong-password logins to one account started at once: the
+        exceptions they end with."""
+        ds = [defer.ensureDeferred(accounts.login(
+            Credentials("burst@example.org", "wrong password", source=source)))
+            for _ in range(n)]
+        results = yield defer.DeferredList(ds, consumeErrors=True)
+        return [r.value for ok, r in results]
+
+    @defer.inlineCallbacks
+    def test_concurrent_wrong_passwords_stop_at_the_limit(self):
+        """Ten wrong passwords sent at once against a limit of five: at most
+        five argon2 verifications run, the rest are refused with 429 (M5)."""
+        hasher = _CountingHasher()
+        accounts = self.accounts(Policy(failures_per_account=5, failures_per_address=100),
+                                 passwords=Passwords(reactor, hasher))
+        yield defer.ensureDeferred(accounts.create_user("burst@example.org",
+                                                        password=PASSWORD, activate=True))
+        errs = yield self.login_burst(accounts, 10)
+        self.assertLessEqual(len(hasher.verified), 5)
+        self.assertEqual(len(errs), 10)
+        self.assertTrue(all(isinstance(e, errors.Unauthorized | TooManyFailures)
+                            for e in errs), errs)
+        self.assertGreaterEqual(sum(isinstance(e, TooManyFailures) for e in errs), 5)
+
+    @defer.inlineCallbacks
+    def test_attempts_are_counted_before_verifying(self):
+        """With no bound on concurrent verifications, the failure count
+        alone stops a burst: each attempt is counted atomically before its
+        verification, so exactly the limit get verified (M5)."""
+        hasher = _CountingHasher()
+        policy = Policy(failures_per_account=5, failures_per_address=100,
+                        concurrent_per_account=100, concurrent_per_address=100)
+        accounts = self.accounts(policy, passwords=Passwords(reactor, hasher))
+        yield defer.ensureDeferred(accounts.create_user("burst@example.org",
+                                                        password=PASSWORD, activate=True))
+        errs = yield self.login_burst(accounts, 10)
+        self.assertEqual(len(hasher.verified), 5)
+        self.assertEqual(sum(isinstance(e, errors.Unauthorized) for e in errs), 5)
+        self.assertEqual(sum(isinstance(e, TooManyFailures) for e in errs), 5)
+
+    @defer.inlineCallbacks
+    def test_concurrent_verifications_bounded(self):
+        """Beyond ``concurrent_per_account`` verifications in flight for one
+        account, further logins are refused at once with 429; a burst from
+        many addresses is bounded the same way."""
+        hasher = _CountingHasher()
+        policy = Policy(failures_per_account=100, failures_per_address=100,
+                        concurrent_per_account=2, concurrent_per_address=100)
+        accounts = self.accounts(policy, passwords=Passwords(reactor, hasher))
+        yield defer.ensureDeferred(accounts.create_user("burst@example.org",
+                                                        password=PASSWORD, activate=True))
+        ds = [defer.ensureDeferred(accounts.login(
+            Credentials("burst@example.org", "wrong password", source=f"10.4.0.{n}")))
+            for n in range(6)]
+        results = yield defer.DeferredList(ds, consumeErrors=True)
+        errs = [r.value for ok, r in results]
+        self.assertEqual(len(hasher.verified), 2)
+        self.assertEqual(sum(isinstance(e, TooManyFailures) for e in errs), 4)
+        # Once they are done, the account may be tried again.
+        yield self.assertFailure(defer.ensureDeferred(accounts.login(
+            Credentials("burst@example.org", "wrong password", source="10.4.1.1"))),
+            errors.Unauthorized)
+
+    @defer.inlineCallbacks
+    def test_hashing_has_its_own_threads(self):
+        """Password verification runs in the passwords' own bounded pool,
+        not in the reactor's pool that block I/O shares."""
+        hasher = _CountingHasher()
+        passwords = Passwords(reactor, hasher, threads=2)
+        self.addCleanup(passwords.stop)
+        yield defer.ensureDeferred(passwords.verify(None, "some password"))
+        self.assertEqual(len(hasher.verified), 1)
+        self.assertIn("snfd-passwords", hasher.verified[0])
+        self.assertEqual(passwords.threads, 2)
 
 
 class TokenTests(AccountsTestCase):

@@ -65,6 +65,17 @@ class ShibbolethProviderTests(unittest.TestCase):
         self.assertEqual(self.result(p, HEADERS, "::1").identifier, "alice@example.org")
         self.assertIsNone(self.result(p, HEADERS, "10.0.1.1"))
 
+    def test_no_trusted_address_trusts_nobody(self):
+        """With no front server configured (the default) no address is
+        trusted, loopback included (L8)."""
+        from snfd.plugins.identity import plugin
+
+        [key] = [k for k in plugin.config_keys if k.name == "shibboleth_trusted"]
+        self.assertEqual(tuple(key.default), ())
+        p = provider(key.default)
+        for source in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+            self.assertIsNone(self.result(p, HEADERS, source), source)
+
     def test_bad_trusted_address(self):
         """A trusted address that is not an IP address or network is refused."""
         self.assertRaises(ValueError, ShibbolethProvider, ["frontend.example.org"])

@@ -11,7 +11,10 @@ from twisted.mail import smtp
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from snfd import errors
+from snfd.identity.accounts import TooManyFailures
 from snfd.identity.mail import SmtpMailer
+from snfd.identity.providers import Credentials
 from snfd.testing.nodecase import NodeTestCase
 from tests.identity.test_accounts import PASSWORD
 
@@ -45,10 +48,27 @@ class SignupTests(NodeTestCase):
             return []
         return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.iterdir())]
 
+    def link_path(self, n: int = 0) -> str:
+        """The path of the link in the ``n``-th verification mail."""
+        mails = [m for m in self.mails() if m["Subject"] == "Verify your email address"]
+        link = mails[n].get_payload(decode=True).decode().split("auth=")[1].split()[0]
+        return "/ui/activate?auth=" + link
+
+    @defer.inlineCallbacks
+    def login(self, email, password, source="10.0.0.1"):
+        """The uuid the password login gives, or the fault's status."""
+        try:
+            user = yield defer.ensureDeferred(self.accounts_.login(
+                Credentials(email, password, source=source)))
+        except errors.Fault as e:
+            return e.code
+        return user.uuid
+
     @defer.inlineCallbacks
     def test_signup_and_verify(self):
-        """A sign-up answers 202, mails a link, and the link activates the
-        account (moderation off); the link works once."""
+        """A sign-up answers 202 and mails a link; the link's page asks for
+        a confirmation; confirming with the sign-up password activates the
+        account (moderation off) and keeps the password; it works once."""
         code, body = yield self.call("POST", "/ui/signup", {
             "email": "u@example.org", "password": PASSWORD, "first_name": "U"})
         self.assertEqual((code, body["state"]), (202, "pending_verification"))
@@ -56,9 +76,128 @@ class SignupTests(NodeTestCase):
         self.assertTrue(link.startswith("http://cloud.test/ui/activate?auth="))
         path = link[len("http://cloud.test"):]
         code, body = yield self.call("GET", path)
+        self.assertEqual((code, body["method"]), (200, "POST"))
+        code, body = yield self.call("POST", path, {"password": PASSWORD})
         self.assertEqual((code, body["state"]), (200, "active"))
-        code, body = yield self.call("GET", path)
+        uuid = yield self.login("u@example.org", PASSWORD)
+        self.assertEqual(uuid, body["uuid"])
+        code, body = yield self.call("POST", path, {"password": PASSWORD})
         self.assertEqual(code, 404)
+
+    @defer.inlineCallbacks
+    def test_verification_is_not_a_plain_get(self):
+        """Opening the link (what a mail scanner does) verifies nothing; the
+        POST of its code does (M6)."""
+        code, body = yield self.call("POST", "/ui/signup", {
+            "email": "scan@example.org", "password": PASSWORD})
+        uuid = body["uuid"]
+        for _ in range(2):
+            code, _ = yield self.call("GET", self.link_path())
+            self.assertEqual(code, 200)
+        user = yield defer.ensureDeferred(self.accounts_.get_user(uuid))
+        self.assertEqual(user.state, "pending_verification")
+        auth = self.link_path().split("auth=")[1]
+        code, body = yield self.call("POST", "/ui/activate", {"auth": auth,
+                                                               "password": PASSWORD})
+        self.assertEqual((code, body["state"]), (200, "active"))
+
+    @defer.inlineCallbacks
+    def test_signup_password_does_not_survive_someone_elses_verification(self):
+        """An attacker who signs up with the victim's address cannot log in
+        once the victim verifies it: the password given at verification is
+        the account's, the sign-up password is gone (M6, pre-account
+        hijack); confirming without one leaves no password at all."""
+        yield self.call("POST", "/ui/signup", {
+            "email": "victim@example.org", "password": "attacker's password"})
+        code, body = yield self.call("POST", self.link_path(),
+                                     {"password": "the victim's own password"})
+        self.assertEqual((code, body["state"]), (200, "active"))
+        self.assertEqual((yield self.login("victim@example.org", "attacker's password")),
+                         401)
+        uuid = yield self.login("victim@example.org", "the victim's own password")
+        self.assertEqual(uuid, body["uuid"])
+
+        yield self.call("POST", "/ui/signup", {
+            "email": "victim2@example.org", "password": "attacker's password"})
+        code, body = yield self.call("POST", self.link_path(1), {})
+        self.assertEqual((code, body["state"], body["has_password"]),
+                         (200, "active", False))
+        self.assertEqual((yield self.login("victim2@example.org", "attacker's password")),
+                         401)
+
+    @defer.inlineCallbacks
+    def test_signup_throttled_per_address(self):
+        """One address may sign up ``signups_per_address`` times per
+        ``signup_window``; the next is 429 with Retry-After and sends no
+        mail (M6)."""
+        for n in range(10):
+            code, body = yield self.call("POST", "/ui/signup", {
+                "email": f"s{n}@example.org", "password": PASSWORD})
+            self.assertEqual(code, 202, body)
+        code, body = yield self.call("POST", "/ui/signup", {
+            "email": "s10@example.org", "password": PASSWORD})
+        self.assertEqual(code, 429)
+        self.assertEqual(len(self.mails()), 10)
+        self.clock.advance(3601)
+        code, body = yield self.call("POST", "/ui/signup", {
+            "email": "s10@example.org", "password": PASSWORD})
+        self.assertEqual(code, 202, body)
+
+    @defer.inlineCallbacks
+    def test_signup_throttled_per_email(self):
+        """Sign-ups naming one email are limited whatever their addresses
+        (M6)."""
+        for n in range(3):
+            try:
+                yield defer.ensureDeferred(self.accounts_.signup(
+                    "target@example.org", PASSWORD, source=f"10.9.0.{n}"))
+            except errors.Conflict:
+                pass
+        yield self.assertFailure(defer.ensureDeferred(self.accounts_.signup(
+            "target@example.org", PASSWORD, source="10.9.1.1")), TooManyFailures)
+
+    @defer.inlineCallbacks
+    def test_mail_carries_no_chosen_text(self):
+        """The verification mail holds none of the text a sign-up chose
+        (names): it cannot carry an attacker's message; names with control
+        characters or too long are refused (M6)."""
+        code, _ = yield self.call("POST", "/ui/signup", {
+            "email": "m@example.org", "password": PASSWORD,
+            "first_name": "Win a prize at http://evil.example", "last_name": "now"})
+        self.assertEqual(code, 202)
+        body = self.mails()[0].get_payload(decode=True).decode()
+        self.assertNotIn("evil", body)
+        self.assertNotIn("prize", body)
+        for name in ("a\nb", "x" * 200, "bell\x07"):
+            code, fault = yield self.call("POST", "/ui/signup", {
+                "email": "n@example.org", "password": PASSWORD, "first_name": name})
+            self.assertEqual(code, 400, name)
+        code, _ = yield self.call("POST", "/ui/signup", {
+            "email": "o@example.org\r\nBcc: x@example.org", "password": PASSWORD})
+        self.assertEqual(code, 400)
+
+    @defer.inlineCallbacks
+    def test_pending_users_expire(self):
+        """An unverified sign-up is deleted by the leader sweep after
+        ``pending_expiry`` hours, which frees its address; its link stops
+        working (M6)."""
+        code, body = yield self.call("POST", "/ui/signup", {
+            "email": "squat@example.org", "password": "squatter's password"})
+        path = self.link_path()
+        sweep = self.services["identity"].duties()[0]
+        self.clock.advance(3600)
+        yield defer.ensureDeferred(sweep.sweep())
+        user = yield defer.ensureDeferred(self.accounts_.get_user(body["uuid"]))
+        self.assertEqual(user.state, "pending_verification")
+        self.clock.advance(7 * 24 * 3600)
+        yield defer.ensureDeferred(sweep.sweep())
+        yield self.assertFailure(defer.ensureDeferred(self.accounts_.get_user(body["uuid"])),
+                                 errors.NotFound)
+        code, _ = yield self.call("POST", path, {"password": PASSWORD})
+        self.assertEqual(code, 404)
+        code, body = yield self.call("POST", "/ui/signup", {
+            "email": "squat@example.org", "password": PASSWORD})
+        self.assertEqual(code, 202, body)
 
     @defer.inlineCallbacks
     def test_bad_signups(self):
@@ -85,6 +224,21 @@ class SignupTests(NodeTestCase):
         self.assertEqual(principal.email, "ann@uni.example")
         code, fault = yield self.call("GET", "/ui/login/shibboleth")
         self.assertEqual(code, 401)
+
+
+class ShibbolethDefaultTests(NodeTestCase):
+    """The Shibboleth provider enabled without ``shibboleth_trusted``."""
+
+    plugins = ("identity",)
+    overrides = {("identity", "auth_providers"): "local, shibboleth"}
+
+    async def test_trusts_no_address_by_default(self):
+        """Identity headers from 127.0.0.1 (a reverse proxy on the same
+        host forwards everyone from there) are not believed until the
+        front servers are configured (L8)."""
+        headers = {"eppn": "mallory@uni.example", "mail": "admin@localhost"}
+        code, fault, _ = await self.call("GET", "/ui/login/shibboleth", headers=headers)
+        self.assertEqual(code, 401, fault)
 
 
 @implementer(smtp.IMessageDelivery)

@@ -52,10 +52,39 @@ class ClusterViewTests(unittest.TestCase):
         request.client = IPv4Address("TCP", host, 40000)
         return request
 
-    def test_local_caller_allowed(self):
-        """A caller on 127.0.0.1 gets the cluster view."""
-        code, body = render(ClusterView(_Node()), self.request("127.0.0.1"))
+    def test_loopback_not_trusted_by_default(self):
+        """A caller on 127.0.0.1 without an administrator's token gets 403:
+        behind a reverse proxy on the same host every client comes from
+        there (L8)."""
+        for host in ("127.0.0.1", "::1"):
+            code, body = render(ClusterView(_Node()), self.request(host))
+            self.assertEqual(code, 403, host)
+
+    def test_configured_addresses_trusted(self):
+        """Callers from the configured addresses or networks get the view;
+        others, loopback included, do not."""
+        view = ClusterView(_Node(), trusted=("10.0.0.0/24", "192.0.2.5"))
+        code, body = render(view, self.request("10.0.0.9"))
         self.assertEqual((code, body["leader"], body["epoch"]), (200, "n1", 3))
+        code, _ = render(view, self.request("192.0.2.5"))
+        self.assertEqual(code, 200)
+        for host in ("127.0.0.1", "10.0.1.9"):
+            code, _ = render(view, self.request(host))
+            self.assertEqual(code, 403, host)
+
+    def test_trusted_addresses_from_node_config(self):
+        """Without explicit addresses the view reads ``[node]
+        cluster_trusted``, which defaults to none."""
+        from snfd import config as cfg
+
+        node = _Node()
+        node.config = cfg.load_config(None, {}, environ={})
+        code, _ = render(ClusterView(node), self.request("127.0.0.1"))
+        self.assertEqual(code, 403)
+        node.config = cfg.load_config(None, {}, environ={},
+                                      overrides={("node", "cluster_trusted"): "127.0.0.1"})
+        code, _ = render(ClusterView(node), self.request("127.0.0.1"))
+        self.assertEqual(code, 200)
 
     def test_remote_caller_forbidden(self):
         """A remote caller that is not an administrator gets a 403 fault."""
@@ -75,7 +104,7 @@ class ClusterViewTests(unittest.TestCase):
 
     def test_wrong_method(self):
         """POST is answered with a 405 fault naming the allowed methods."""
-        request = self.request("127.0.0.1", b"POST")
+        request = self.request("192.0.2.7", b"POST")
         code, body = render(MetricsPage(None), request)
         self.assertEqual(code, 405)
         self.assertIn("badMethod", body)
