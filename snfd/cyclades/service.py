@@ -40,6 +40,7 @@ from snfd.interfaces import (
 from snfd.node import Node, public_base
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
+from snfd.web.app import MAX_JSON_BODY
 from snfd.web.auth import TokenAuth
 
 log = Logger(namespace="snfd.cyclades")
@@ -125,10 +126,11 @@ class CycladesService(service.MultiService):
     def mounts(self) -> dict[str, Any]:
         compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute")
         return {
-            "compute": TokenAuth(compute.app.resource(), self.authenticator),
+            "compute": TokenAuth(compute.app.resource(), self.authenticator,
+                                 max_body=MAX_JSON_BODY),
             "vmapi": VmapiApp(self.servers).app.resource(),
             "image": TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
-                               self.authenticator),
+                               self.authenticator, max_body=MAX_JSON_BODY),
         }
 
     def duties(self) -> list[Any]:

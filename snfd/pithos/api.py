@@ -68,7 +68,7 @@ from twisted.web.resource import Resource
 from snfd import errors
 from snfd.pithos import downloads, listings, swift, updates
 from snfd.pithos import headers as hdr
-from snfd.pithos.backend import KEEP, MissingBlocks
+from snfd.pithos.backend import ANONYMOUS, KEEP, MissingBlocks
 from snfd.pithos.hashmap import EMPTY_HASH, HASH_ALGORITHM, HashmapError, checked_hashmap
 from snfd.pithos.listings import TEXT, json_reply
 from snfd.pithos.model import ContainerInfo, ObjectInfo, Permissions, Subdir
@@ -85,12 +85,16 @@ from snfd.pithos.requests import (
 )
 from snfd.pithos.rules import MAX_CONTAINER_NAME, MAX_OBJECT_NAME
 from snfd.pithos.streams import BlockSink
-from snfd.pithos.uploads import Checksums, Uploads, has_body, small_body, streamed
+from snfd.pithos.uploads import (
+    MAX_HASHMAP_BODY,
+    Checksums,
+    Uploads,
+    has_body,
+    small_body,
+    streamed,
+)
 
 log = Logger(namespace="snfd.pithos")
-
-MAX_HASHMAP_BODY = 32 * 1024 * 1024
-"""Largest hashmap upload body (a 1 TiB object's hashmap is ~18 MiB)."""
 _TOKEN = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
 
@@ -161,6 +165,11 @@ class PithosAPI:
         (``snfd.web.site``): a ``BlockSink`` behind a gate, or ``None``
         (buffered); see ``Uploads.body_sink``."""
         return self.uploads.body_sink(request, method, uri, length)
+
+    def body_limit(self, request: Any, method: bytes, uri: bytes) -> int:
+        """The largest body buffered for a request (``snfd.web.site``); see
+        ``Uploads.body_limit``."""
+        return self.uploads.body_limit(request, method, uri)
 
     # -- pieces of replies ---------------------------------------------------------
 
@@ -595,7 +604,7 @@ class PithosAPI:
         body = small_body(call.request, MAX_HASHMAP_BODY)
         try:
             doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise errors.BadRequest("A hashmap upload takes a JSON body"
                                     ' {"bytes": N, "hashes": [...]}.') from None
         if not isinstance(doc, dict):
@@ -695,6 +704,12 @@ class PithosAPI:
 
     async def object_post(self, call: Call) -> Reply:
         """Metadata/permissions; data updates; HTML form uploads."""
+        try:
+            return await self._object_post(call)
+        finally:
+            await self.uploads.settle(call.request)
+
+    async def _object_post(self, call: Call) -> Reply:
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
         user = call.user
@@ -737,7 +752,12 @@ class PithosAPI:
                 raise errors.BadRequest("X-Object-Bytes must be a non-negative integer.")
             object_bytes = int(given_bytes.strip())
         length = call.header("Content-Length")
-        data = None if source is not None else small_body(request, 1 << 40)
+        data = None
+        if source is None:
+            # The body streamed into blocks (``Uploads.body_sink``), or a
+            # small one buffered: never read whole into memory.
+            size, hashes, _ = await self.uploads.stored(request)
+            data = updates.StoredBody(size, hashes)
         info = await updates.partial_update(
             self.backend, self.blocks, user, t.account, t.container, t.name,
             content_range=call.header("Content-Range"), data=data, source=src,
@@ -791,7 +811,8 @@ class PithosAPI:
         info = await self.backend.public_object(token)
         call = Call(request, request.method.decode("ascii"), Target(
             info.account, info.container, info.name), query_args(request))
-        parts, size, etag = await downloads.content(self.backend, self.blocks, info.account,
+        # A large object's segments are read as the link's caller: anonymous.
+        parts, size, etag = await downloads.content(self.backend, self.blocks, ANONYMOUS,
                                                     info, False, request.method == b"GET")
         hdr.check_preconditions(request, etag, info.mtime, reading=True)
         headers = [("ETag", etag), ("Last-Modified", hdr.http_date(info.mtime))]
@@ -827,10 +848,13 @@ class _ObjectStore(Resource):
         super().__init__()
         self._api = api
         self.body_sink = api.body_sink
+        self.body_limit = api.body_limit
 
     def render(self, request: Any) -> Any:
         d = defer.ensureDeferred(respond(request, self._api.handle))
-        d.addErrback(lambda f: log.failure("Answering a request failed", f))
+        # A failure while answering (a header Twisted refuses) is a logged
+        # 500 or a dropped connection, never a request left hanging.
+        d.addErrback(request.processingFailed)
         return server.NOT_DONE_YET
 
 
@@ -845,7 +869,7 @@ class _Public(Resource):
 
     def render(self, request: Any) -> Any:
         d = defer.ensureDeferred(respond(request, self._api.public_get))
-        d.addErrback(lambda f: log.failure("Answering a request failed", f))
+        d.addErrback(request.processingFailed)
         return server.NOT_DONE_YET
 
 

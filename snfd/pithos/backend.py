@@ -17,7 +17,11 @@ bytes live in the block store.  Behind the façade:
 
 Every method takes the caller (``user``, a user uuid) first and checks it
 against the owner, the sharing rules and the groups of the path on every
-call.  Errors are ``snfd.errors`` faults:
+call.  The reads (``object``, ``objects``, ``versions``) also take
+``ANONYMOUS``, the caller of a public link, who reads only public objects
+(how a large object behind a public link reads its segments).  History
+is the owner's: anyone else reads only the current version of an object.
+Errors are ``snfd.errors`` faults:
 
 - ``NotFound``: the account, container, object or version does not exist,
   *or* the caller may not know that it exists (no read permission);
@@ -61,6 +65,7 @@ from snfd.pithos.model import (
     Sharer,
     Subdir,
 )
+from snfd.pithos.permissions import ANONYMOUS
 from snfd.pithos.rules import MAX_LIST
 from snfd.pithos.validation import (
     USER_META,
@@ -252,7 +257,8 @@ class Backend:
         when ``delimiter`` is given (a real object of the same name wins),
         ``path_mode`` as the reference's ``path`` parameter, ``meta_filters``
         as its ``meta`` parameter.  Another user sees only what they may
-        read.  Entries carry no hashmap.
+        read (``ANONYMOUS``: only public objects).  Entries carry no
+        hashmap.
 
         ``path_mode``: ``prefix`` is the path; the listing holds the
         objects directly under ``<path>/`` (and those whose name ends
@@ -284,7 +290,10 @@ class Backend:
         a deletion marker, then ``deleted``) with its metadata and
         hashmap and, for the latest, sharing details: ``sharing`` (owner)
         and ``shared_by`` from the object's own or its directory object's
-        sharing, ``allowed_to`` (others), ``public`` (owner)."""
+        sharing, ``allowed_to`` (others), ``public`` (owner).  Only the
+        owner reads a ``version`` other than the latest (else
+        ``Forbidden``: a grant covers the object as it is now, not its
+        history)."""
         check_path(account, container, name)
         info: ObjectInfo = await self.db.run("pithos.object", reads.object_txn,
                                              self.block_size, user, account, container,
@@ -294,7 +303,8 @@ class Backend:
     async def versions(self, user: str, account: str, container: str,
                        name: str) -> list[tuple[int, float]]:
         """``[(serial, mtime)]`` ascending, also for a deleted object
-        (deletion markers are not listed)."""
+        (deletion markers are not listed).  Owner only (``Forbidden`` for
+        a user who may read the object, ``NotFound`` for others)."""
         check_path(account, container, name)
         found: list[tuple[int, float]] = await self.db.run(
             "pithos.versions", reads.versions_txn, user, account, container, name)
@@ -380,11 +390,13 @@ class Backend:
         Metadata is copied then updated by ``meta`` (``replace_meta``:
         replaced); sharing and public are not copied.  Needs read on the
         source (write to move) and write on the destination.  Returns the
-        destination's new version.
+        destination's new version.  Only the owner copies a ``version``
+        other than the latest (``Forbidden``).
 
         With ``delimiter`` the source object itself may be absent (a
         virtual directory); objects under it the caller may not read (or
-        move) are skipped.  ``permissions``/``public`` apply to the
+        move) are skipped; a destination the caller may not write makes
+        the whole call ``Forbidden`` (nothing is written).  ``permissions``/``public`` apply to the
         destination of ``src_name`` only.  A move onto itself keeps the
         uuid and makes a new version."""
         check_path(src_account, src_container, src_name)
@@ -439,4 +451,4 @@ class Backend:
                                      batch)
 
 
-__all__ = ["KEEP", "Backend", "MissingBlocks", "Subdir"]
+__all__ = ["ANONYMOUS", "KEEP", "Backend", "MissingBlocks", "Subdir"]

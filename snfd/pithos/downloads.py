@@ -33,7 +33,8 @@ async def content(backend: Any, blocks: Any, user: str, info: ObjectInfo, raw: b
                   want_data: bool) -> tuple[list[Part], int, str]:
     """The bytes a GET of ``info`` sends, its size and ETag: the
     object's own, or (unless ``raw``) a large object's segments (looked
-    up only when ``want_data``, for an SLO)."""
+    up only when ``want_data``, for an SLO) as ``user``, the reader (see
+    ``swift.segments_for``)."""
     own = ([Part(info.hashes or [EMPTY_HASH], info.size, info.block_size)],
            info.size, info.checksum or info.hash)
     if raw:

@@ -43,6 +43,7 @@ from snfd.pithos.rules import (
     MAX_META_NAME,
     MAX_META_VALUE,
 )
+from snfd.pithos.validation import check_meta_key, check_meta_value
 
 MAX_RANGES = 100
 
@@ -153,6 +154,8 @@ def check_meta_item(key: str, value: str) -> None:
             f"The value of metadata {key[:40]!r} is longer than {MAX_META_VALUE} bytes.")
     if "\x00" in key or "\x00" in value:
         raise errors.BadRequest("Metadata may not hold NUL characters.")
+    check_meta_key(key)
+    check_meta_value(key, value)
 
 
 def group_headers(request: object) -> dict[str, tuple[str, ...]] | None:

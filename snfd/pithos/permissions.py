@@ -10,6 +10,14 @@ account path (account ACLs).  An entry names a user uuid,
 Public links give no access through these rules (only through the
 backend's ``public_object``).
 
+``ANONYMOUS`` is the caller of a public link (no user): it may read the
+objects that are themselves public (have an active link) and nothing
+else; ``*`` does not name it.  Reading a large object through a public
+link reads its segments as ``ANONYMOUS``.
+
+History is the owner's: anyone else reads only an object's current
+version (``PAST_VERSIONS``).
+
 The functions here run inside the caller's transaction (``*_txn``) and
 read through ``snfd.pithos.store``; the storage ``Backend`` and the
 ``IObjectStore`` of ``snfd.pithos.objects`` decide with the same
@@ -29,6 +37,10 @@ from snfd.pithos.model import Permissions
 from snfd.pithos.store import NORMAL
 
 DIRECTORY_TYPES = frozenset({"application/directory", "application/folder"})
+
+ANONYMOUS = ""
+"""The caller of a public link (see the module docstring).  No account
+or user uuid is empty, so no user is ever taken for it."""
 
 
 @attrs.frozen
@@ -54,6 +66,14 @@ class Access:
 
 OWNER = Access(True, True, True)
 NOBODY = Access(False, False, False)
+PUBLIC = Access(False, True, False)
+"""What ``ANONYMOUS`` may do on a public object."""
+
+
+PAST_VERSIONS = "Only the owner may read or list an object's past versions."
+"""Why a non-owner (a sharee, ``ANONYMOUS``) is refused any version but
+the current one: a grant covers the object as it is now, not its history,
+which may hold what was deleted or replaced before the grant was made."""
 
 
 def everything(path: str) -> Access:
@@ -83,7 +103,10 @@ def grants(permissions: Permissions, entries: set[str]) -> str | None:
 
 def entries_txn(txn: Any, user: str, permissions: Permissions | None = None) -> set[str]:
     """The sharing entries naming ``user``: itself, ``*`` and its
-    groups (looked up only when ``permissions`` names a group)."""
+    groups (looked up only when ``permissions`` names a group); none
+    for ``ANONYMOUS``."""
+    if user == ANONYMOUS:
+        return set()
     entries = {user, "*"}
     if permissions is None or any(":" in m for m in permissions.read + permissions.write):
         entries.update(store.memberships_txn(txn, user))
@@ -100,7 +123,10 @@ def directories_txn(txn: Any, paths: list[str]) -> set[str]:
 def access_txn(txn: Any, user: str, account: str, container: str | None,
                name: str | None, detail: bool = True) -> Access:
     """What ``user`` may do on the account, container or object path
-    (``detail``: also for the owner, which sharing governs it)."""
+    (``detail``: also for the owner, which sharing governs it).
+    ``ANONYMOUS`` may read a public object and nothing else."""
+    if user == ANONYMOUS:
+        return public_access_txn(txn, account, container, name)
     if user == account and not detail:
         return OWNER
     paths: list[str] = []
@@ -137,6 +163,16 @@ def access_txn(txn: Any, user: str, account: str, container: str | None,
     p = perms[governing]
     grant = grants(p, entries_txn(txn, user, p))
     return Access(False, grant is not None, grant == "write", governing, p, object_level)
+
+
+def public_access_txn(txn: Any, account: str, container: str | None,
+                      name: str | None) -> Access:
+    """What ``ANONYMOUS`` may do on a path: read it when it is an object
+    with an active public link; nothing otherwise."""
+    if container is None or name is None:
+        return NOBODY
+    path = f"{account}/{container}/{name}"
+    return PUBLIC if store.public_tokens_txn(txn, [path]) else NOBODY
 
 
 def shares_under_txn(txn: Any, user: str, prefix: str) -> bool:
@@ -199,6 +235,7 @@ def visibility_txn(txn: Any, user: str, account: str, container: str,
     return access, granted, sorted(p + "/" for p in granted if p in dirs)
 
 
-__all__ = ["DIRECTORY_TYPES", "NOBODY", "OWNER", "Access", "access_txn", "directories_txn",
-           "entries_txn", "everything", "grants", "owner_only_txn", "require",
-           "shares_under_txn", "visibility_txn"]
+__all__ = ["ANONYMOUS", "DIRECTORY_TYPES", "NOBODY", "OWNER", "PAST_VERSIONS", "PUBLIC",
+           "Access", "access_txn", "directories_txn", "entries_txn", "everything", "grants",
+           "owner_only_txn", "public_access_txn", "require", "shares_under_txn",
+           "visibility_txn"]

@@ -25,6 +25,9 @@ from snfd.pithos.model import (
     Subdir,
 )
 from snfd.pithos.permissions import (
+    ANONYMOUS,
+    PAST_VERSIONS,
+    PUBLIC,
     Access,
     access_txn,
     directories_txn,
@@ -185,12 +188,18 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
     """See ``Backend.objects`` (``prefix`` and ``delimiter`` already
     adjusted for ``path_mode``)."""
     owner = user == account
+    anonymous = user == ANONYMOUS
     cpath = f"{account}/{container}"
     base = cpath + "/"
     exact: list[str] | None = None
     prefixes: list[str] = []
     visible: Callable[[str], Access] = everything
-    if not owner:
+    if anonymous:
+        # Only public objects are listed (``public_only`` below).
+        visible = lambda path: PUBLIC  # noqa: E731
+        if public or until is not None:
+            raise errors.Forbidden("Only the owner may list public objects or the past.")
+    elif not owner:
         visible, exact, prefixes = visibility_txn(txn, user, account, container)
         if public:
             raise errors.Forbidden("Only the owner may list public objects.")
@@ -222,7 +231,7 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
         rows = store.object_rows_txn(
             txn, node, lo=lo, hi=hi, after=after, before=before, reverse=reverse,
             limit=batch, until=until, filters=filters, exact=exact, prefixes=prefixes,
-            public_only=owner and public)
+            public_only=(owner and public) or anonymous)
         for path, version in rows:
             if reverse:
                 before = path
@@ -319,6 +328,8 @@ def object_txn(txn: Any, block_size: int, user: str, account: str, container: st
             raise errors.NotFound("Object does not exist.")
         v = latest
     else:
+        if not access.owner and (version != latest.serial or latest.cluster != NORMAL):
+            raise errors.Forbidden(PAST_VERSIONS)
         found = store.version_txn(txn, version)
         if found is None or found.node != latest.node:
             raise errors.NotFound(f"Object has no version {version}.")
@@ -356,6 +367,8 @@ def versions_txn(txn: Any, user: str, account: str, container: str,
     """See ``Backend.versions``."""
     access = access_txn(txn, user, account, container, name)
     require(access, "Object")
+    if not access.owner:
+        raise errors.Forbidden(PAST_VERSIONS)
     node = store.node_txn(txn, f"{account}/{container}/{name}")
     if node is None:
         raise errors.NotFound("Object does not exist.")

@@ -292,7 +292,7 @@ def account_acl_to_permissions(value: str) -> Permissions:
         return Permissions()
     try:
         acl = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.BadRequest(f"{header} must be a JSON object.") from None
     if not isinstance(acl, dict):
         raise errors.BadRequest(f"{header} must be a JSON object.")
@@ -439,7 +439,7 @@ def _parse_manifest_request(body: bytes) -> list[tuple[str, str | None, int | No
         raise errors.OverLimit(f"Manifest File > {MAX_MANIFEST_SIZE} bytes")
     try:
         entries = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise errors.BadRequest("Manifest must be valid JSON.") from None
     if not isinstance(entries, list):
         raise errors.BadRequest("Manifest must be a list.")
@@ -582,7 +582,7 @@ async def get_slo_manifest(backend: Any, blocks: Any, user: str,
     data = await _read_data(blocks, info)
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         manifest = None
     if not isinstance(manifest, list) or not all(
             isinstance(e, dict) and isinstance(e.get("name"), str) for e in manifest):
@@ -594,12 +594,18 @@ async def segments_for(backend: Any, blocks: Any, user: str,
                        info: ObjectInfo) -> list[ObjectInfo] | None:
     """The segments whose data, concatenated, is a large object's data.
 
+    ``user`` is whoever reads the manifest (``permissions.ANONYMOUS``
+    through a public link), never its owner on their behalf: a writer of
+    the manifest chooses its segments, so they are read with the reader's
+    own rights.
+
     - DLO: the latest versions of the objects in ``<container>`` of
       ``info.account`` whose names start with ``<prefix>``, in listing
       order, that ``user`` may read (the manifest itself excluded; a
       missing container gives none).
     - SLO: the manifest's segments in order, nested SLOs expanded, each
-      checked against the size and ETag the manifest recorded.
+      checked against the size and ETag the manifest recorded, each of
+      which ``user`` must be able to read.
     - Anything else: ``None``.
 
     Segments carry their hashmaps.

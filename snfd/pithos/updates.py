@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import attrs
+
 from snfd import errors
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
 from snfd.pithos.model import ObjectInfo
@@ -31,6 +33,16 @@ FLUSH_BLOCKS = 8
 OCTET_STREAM = "application/octet-stream"
 
 _RANGE = re.compile(r"^bytes (\d+)-(\d*)/(\d+|\*)$")
+
+
+@attrs.frozen
+class StoredBody:
+    """A request body already stored as blocks (streamed, never held
+    whole): ``size`` bytes in the blocks ``hashes`` of the store's block
+    size."""
+
+    size: int
+    hashes: list[str]
 
 
 def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:
@@ -64,7 +76,7 @@ def parse_content_range(value: str | None) -> tuple[int | None, int | None, int 
 
 async def partial_update(backend: Any, blocks: Any, user: str, account: str,
                          container: str, name: str, *, content_range: str | None,
-                         data: bytes | None,
+                         data: bytes | StoredBody | None,
                          source: tuple[str, str, str, int | None] | None,
                          object_bytes: int | None, content_length: int | None,
                          content_type: str | None, chunked: bool = False) -> ObjectInfo:
@@ -75,7 +87,8 @@ async def partial_update(backend: Any, blocks: Any, user: str, account: str,
         the object (``bytes */*`` appends) and may reach past it, which
         extends the object.  With a ``total`` the range must lie inside
         the object and ``total`` must be its size.
-    @param data: the request body (used when ``source`` is ``None``).
+    @param data: the request body (used when ``source`` is ``None``),
+        in memory or stored as blocks (``StoredBody``).
     @param source: ``(account, container, name, version)`` of
         ``X-Source-Object`` (the object itself is allowed): its first
         ``length`` bytes (all of it when the range has no end) are written.
@@ -112,7 +125,7 @@ async def partial_update(backend: Any, blocks: Any, user: str, account: str,
         if content_type is not None and content_type.split(";")[0].strip().lower() \
                 != OCTET_STREAM:
             raise errors.BadRequest(f"Data updates need Content-Type: {OCTET_STREAM}")
-        if content_length is not None and content_length != len(data):
+        if content_length is not None and content_length != _length(data):
             raise errors.BadRequest("The body is not as long as its Content-Length.")
     for _ in range(ATTEMPTS):
         target = await backend.object(user, account, container, name)
@@ -133,7 +146,7 @@ async def partial_update(backend: Any, blocks: Any, user: str, account: str,
                 raise errors.BadRequest("Object length is smaller than range length")
         else:
             assert data is not None
-            count = len(data)
+            count = _length(data)
             if length is not None and length != count:
                 raise errors.BadRequest("Content length does not match range length")
         if total is not None and (total != target.size or at >= target.size
@@ -145,7 +158,9 @@ async def partial_update(backend: Any, blocks: Any, user: str, account: str,
             size = object_bytes
         patch = _Patch(blocks, target, size)
         if src is not None:
-            await patch.copy(at, src, count)
+            await patch.copy(at, src.hashes or [], count)
+        elif isinstance(data, StoredBody):
+            await patch.copy(at, data.hashes, count)
         else:
             assert data is not None
             await patch.write(at, memoryview(data))
@@ -158,6 +173,10 @@ async def partial_update(backend: Any, blocks: Any, user: str, account: str,
         except errors.Conflict:
             continue  # a concurrent change (or lost blocks): start over
     raise errors.Conflict("The object kept changing during the update; try again.")
+
+
+def _length(data: bytes | StoredBody) -> int:
+    return data.size if isinstance(data, StoredBody) else len(data)
 
 
 class _Patch:
@@ -222,8 +241,7 @@ class _Patch:
             if len(self.ready) >= FLUSH_BLOCKS:
                 await self._flush()
 
-    async def copy(self, offset: int, src: ObjectInfo, count: int) -> None:
-        hashes = src.hashes or ()
+    async def copy(self, offset: int, hashes: list[str], count: int) -> None:
         count = min(count, max(0, self.size - offset))
         aligned = offset % self.bs == 0
         for k in range(blocks_in(count, self.bs)):
@@ -267,4 +285,4 @@ class _Patch:
         return [self._hash(i) for i in range(self.limit)]
 
 
-__all__ = ["parse_content_range", "partial_update"]
+__all__ = ["StoredBody", "parse_content_range", "partial_update"]

@@ -41,6 +41,9 @@ log = Logger(namespace="snfd.pithos")
 MAX_SMALL_BODY = 8 * 1024 * 1024
 """Largest buffered body a metadata request may carry (SLO manifests,
 bulk deletes)."""
+MAX_HASHMAP_BODY = 32 * 1024 * 1024
+"""Largest hashmap upload body (a 1 TiB object's hashmap is ~18 MiB)."""
+FORM_DATA = "multipart/form-data"
 STREAM_FROM = 64 * 1024
 """Bodies of known length below this are buffered in memory and stored
 by the handler (no up-front check: a small upload costs one transaction);
@@ -93,7 +96,16 @@ class Uploads:
             target = parse_target(path.split(b"/")[2:])
         except errors.Fault as e:
             target, refusal = None, e
-        if method == b"PUT":
+        if method == b"POST" and target is not None and target.level == "object":
+            # A partial update's data (reference 2.9) streams like a PUT's.
+            if (not heads.hasHeader(b"content-range") or heads.hasHeader(b"x-source-object")
+                    or length == 0):
+                return None
+            given = heads.getRawHeaders(b"content-type") or [OCTET_STREAM.encode()]
+            if media_type(given[0].decode("latin-1")) != OCTET_STREAM:
+                return None
+            kind = "object"
+        elif method == b"PUT":
             if target is not None and target.level != "object":
                 return None
             if (b"hashmap" in args or args.get(b"multipart-manifest") == [b"put"]
@@ -115,7 +127,32 @@ class Uploads:
         transport = request.channel.transport
         return BlockSink(self.blocks, self.reactor, gate, transport.pauseProducing,
                          transport.resumeProducing, block_size=self.blocks.block_size,
-                         max_in_flight=self.blocks_in_flight)
+                         max_in_flight=self.blocks_in_flight,
+                         compute_md5=method == b"PUT")
+
+    def body_limit(self, request: Any, method: bytes, uri: bytes) -> int:
+        """The largest body buffered (not streamed by ``body_sink``) for a
+        request whose headers have arrived: object data (a ``PUT``, a
+        data ``POST`` or an HTML form) up to ``swift.MAX_FILE_SIZE``, a
+        hashmap up to ``MAX_HASHMAP_BODY``, anything else
+        ``MAX_SMALL_BODY``."""
+        path, _, query = uri.partition(b"?")
+        args = raw_query(query)
+        try:
+            level = parse_target(path.split(b"/")[2:]).level
+        except errors.Fault:
+            return MAX_SMALL_BODY
+        if method == b"PUT" and level == "object":
+            if b"hashmap" in args:
+                return MAX_HASHMAP_BODY
+            if args.get(b"multipart-manifest") == [b"put"]:
+                return swift.MAX_MANIFEST_SIZE
+            return swift.MAX_FILE_SIZE
+        if method == b"POST" and level in ("object", "container"):
+            given = request.requestHeaders.getRawHeaders(b"content-type") or [b""]
+            if media_type(given[0].decode("latin-1")) in (OCTET_STREAM, FORM_DATA):
+                return swift.MAX_FILE_SIZE
+        return MAX_SMALL_BODY
 
     async def _gate(self, heads: Any, args: dict[bytes, list[bytes]], target: Target | None,
                     kind: str, refusal: errors.Fault | None) -> None:
@@ -182,29 +219,46 @@ class Uploads:
         ``form_type``), stored as blocks: ``(size, hashes, md5, type)``,
         the type the part's, else guessed from the object ``name``.
 
-        @raise errors.BadRequest: the form has no such file.
+        The body is read from its buffer (a temporary file, at most
+        ``swift.MAX_FILE_SIZE`` bytes: ``body_limit``) piece by piece in
+        threads and the file's bytes stored block by block as they are
+        found, so it is never held whole.
+
+        @raise errors.BadRequest: the form has no boundary or no such file.
         """
-        body = small_body(request, swift.MAX_FILE_SIZE)
-        head = f"Content-Type: {form_type}\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        found = None
-        if message.is_multipart():
-            for part in message.iter_parts():
-                if part.get_param("name", header="content-disposition") == "X-Object-Data":
-                    found = part
-                    break
-        if found is None:
+        content = request.content
+        if isinstance(content, BlockSink):
             raise errors.BadRequest("The form has no X-Object-Data file.")
-        data = found.get_payload(decode=True) or b""
-        assert isinstance(data, bytes)
-        content_type = found.get_content_type() if found.get("Content-Type") else (
-            mimetypes.guess_type(name)[0] or OCTET_STREAM)
-        size = self.blocks.block_size
-        hashes = await self.blocks.put([data[i:i + size] for i in range(0, len(data), size)])
-        md5 = await deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                                      lambda: hashlib.md5(data, usedforsecurity=False)
-                                      .hexdigest())
-        return len(data), hashes or [EMPTY_HASH], md5, content_type
+        form = FormFile(form_boundary(form_type))
+        pool = self.reactor.getThreadPool()
+        bs = self.blocks.block_size
+        md5 = hashlib.md5(usedforsecurity=False)
+        pending = bytearray()
+        hashes: list[str] = []
+        size = 0
+
+        async def store(block: bytes) -> None:
+            await deferToThreadPool(self.reactor, pool, md5.update, block)
+            hashes.extend(await self.blocks.put([block]))
+
+        await deferToThreadPool(self.reactor, pool, content.seek, 0)
+        while not form.done:
+            chunk = await deferToThreadPool(self.reactor, pool, content.read, FORM_READ)
+            if not chunk:
+                break
+            for piece in form.feed(chunk):
+                pending += piece
+                size += len(piece)
+                while len(pending) >= bs:
+                    block = bytes(pending[:bs])
+                    del pending[:bs]
+                    await store(block)
+        if not form.found:
+            raise errors.BadRequest("The form has no X-Object-Data file.")
+        if pending:
+            await store(bytes(pending))
+        content_type = form.content_type or mimetypes.guess_type(name)[0] or OCTET_STREAM
+        return size, hashes or [EMPTY_HASH], md5.hexdigest(), content_type
 
     @staticmethod
     async def settle(request: Any) -> None:
@@ -217,6 +271,90 @@ class Uploads:
                 await content.result()
             except Exception:
                 pass
+
+
+FORM_READ = 1024 * 1024
+"""Bytes of a buffered form body read at a time."""
+MAX_FORM_PART_HEAD = 16 * 1024
+"""Longest headers of one part of a form."""
+
+
+def form_boundary(form_type: str | None) -> bytes:
+    """The ``boundary`` parameter of a ``multipart/form-data`` type, 400
+    when there is none."""
+    message = email.parser.HeaderParser(policy=email.policy.HTTP).parsestr(
+        f"Content-Type: {form_type or ''}\r\n\r\n")
+    boundary = message.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary or len(boundary) > 200:
+        raise errors.BadRequest("The form's Content-Type has no boundary.")
+    try:
+        return boundary.encode("ascii")
+    except UnicodeEncodeError:
+        raise errors.BadRequest("The form's boundary is not ASCII.") from None
+
+
+class FormFile:
+    """Finds the ``X-Object-Data`` part of a ``multipart/form-data`` body
+    fed piece by piece (``feed`` returns the part's bytes found so far);
+    holds at most a part's headers and a delimiter's length of it."""
+
+    def __init__(self, boundary: bytes):
+        self.delimiter = b"\r\n--" + boundary
+        # A body may start with its first delimiter, without the CRLF.
+        self._buf = b"\r\n"
+        self._state = "skip"
+        self.content_type: str | None = None
+        self.found = False
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The bytes of the file in ``data`` (and what was held back)."""
+        self._buf += data
+        out: list[bytes] = []
+        keep = len(self.delimiter) - 1
+        while not self.done:
+            if self._state in ("skip", "data"):
+                i = self._buf.find(self.delimiter)
+                if i < 0:
+                    if self._state == "data" and len(self._buf) > keep:
+                        out.append(self._buf[:-keep])
+                    self._buf = self._buf[-keep:]
+                    return out
+                if self._state == "data":
+                    out.append(self._buf[:i])
+                    self.found = self.done = True
+                    return out
+                self._buf = self._buf[i + len(self.delimiter):]
+                self._state = "delimited"
+            if self._state == "delimited":
+                if self._buf.startswith(b"--"):
+                    self.done = True  # the closing delimiter
+                    return out
+                j = self._buf.find(b"\r\n")
+                if j < 0:
+                    if len(self._buf) > MAX_FORM_PART_HEAD:
+                        raise errors.BadRequest("The form is not multipart/form-data.")
+                    return out
+                self._buf = self._buf[j + 2:]
+                self._state = "head"
+            if self._state == "head":
+                j = self._buf.find(b"\r\n\r\n")
+                if j < 0 and not self._buf.startswith(b"\r\n"):
+                    if len(self._buf) > MAX_FORM_PART_HEAD:
+                        raise errors.BadRequest("A part of the form has too long headers.")
+                    return out
+                # A part without headers starts right after the CRLF.
+                end = 0 if self._buf.startswith(b"\r\n") else j + 2
+                head = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(
+                    self._buf[:end] + b"\r\n")
+                self._buf = self._buf[end + 2:]
+                if head.get_param("name", header="content-disposition") == "X-Object-Data":
+                    self._state = "data"
+                    if head.get("Content-Type"):
+                        self.content_type = head.get_content_type()
+                else:
+                    self._state = "skip"
+        return out
 
 
 def streamed(request: Any) -> bool:
@@ -298,5 +436,15 @@ class Checksums:
         await self.backend.set_checksum(info.serial, md5.hexdigest())
 
 
-__all__ = ["MAX_SMALL_BODY", "STREAM_FROM", "Checksums", "Uploads", "has_body",
-           "small_body", "streamed"]
+__all__ = [
+    "MAX_HASHMAP_BODY",
+    "MAX_SMALL_BODY",
+    "STREAM_FROM",
+    "Checksums",
+    "FormFile",
+    "Uploads",
+    "form_boundary",
+    "has_body",
+    "small_body",
+    "streamed",
+]

@@ -96,6 +96,32 @@ def check_meta(meta: Mapping[str, str], prefix: str) -> None:
             raise errors.BadRequest("Metadata keys and values must be text.")
         if "\x00" in key or "\x00" in value:
             raise errors.BadRequest("Metadata may not contain NUL characters.")
+        check_meta_key(key)
+
+
+# The characters of an HTTP token (RFC 9110 5.6.2), which header names are.
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def check_meta_key(key: str) -> None:
+    """``BadRequest`` unless the metadata key ``key`` can be sent back as
+    a header name: its ASCII characters are token characters (no
+    spaces, controls, ``:`` or separators); other characters are sent
+    URL-encoded."""
+    for c in key:
+        if c.isascii() and c not in _TOKEN:
+            raise errors.BadRequest(
+                f"Metadata key {key[:40]!r} holds {c!r}, which header names may not hold.")
+
+
+def check_meta_value(key: str, value: str) -> None:
+    """``BadRequest`` if a metadata value holds control characters (other
+    than tab), which header values may not hold."""
+    for c in value:
+        if (c < " " and c != "\t") or c == "\x7f":
+            raise errors.BadRequest(
+                f"The value of metadata {key[:40]!r} holds the control character {c!r}.")
 
 
 def check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:

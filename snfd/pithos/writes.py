@@ -29,7 +29,7 @@ from snfd.pithos.charges import WriteCharge
 from snfd.pithos.gc import check_blocks_txn
 from snfd.pithos.hashmap import EMPTY_HASH, merkle
 from snfd.pithos.model import ObjectInfo, Permissions
-from snfd.pithos.permissions import access_txn, owner_only_txn, require
+from snfd.pithos.permissions import PAST_VERSIONS, access_txn, owner_only_txn, require
 from snfd.pithos.reads import object_info_txn
 from snfd.pithos.rules import MAX_GROUPS, MAX_LIST
 from snfd.pithos.store import DELETED, HISTORY, NORMAL, Version
@@ -290,6 +290,9 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
     source: Version | None = None
     if src_access.read:
         if version is not None and not move:
+            if not src_access.owner and (latest is None or version != latest.serial
+                                         or latest.cluster != NORMAL):
+                raise errors.Forbidden(PAST_VERSIONS)
             found = store.version_txn(txn, version)
             if (found is None or latest is None or found.node != latest.node
                     or found.cluster == DELETED):
@@ -320,6 +323,13 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
     if not pairs:
         raise errors.NotFound("Object does not exist.")
     require(dst_access, "Object", write=True)
+    if not dst_access.owner:
+        # Every destination is checked, not only ``dst_name``: the
+        # children land on paths of their own, with sharing of their own.
+        for _, target, _ in pairs:
+            if target != dst_name and not access_txn(txn, user, dst_account, dst_container,
+                                                     target).write:
+                raise errors.Forbidden(f"No write permission on object {target}.")
     if (perms is not None or public is not None) and not dst_access.owner:
         raise errors.Forbidden("Only the owner may change sharing or publish.")
     first: tuple[str, Version, dict[str, str]] | None = None

@@ -76,10 +76,21 @@ def read_json(request: Any, max_bytes: int = MAX_JSON_BODY, required: bool = Tru
         if required:
             raise errors.BadRequest("The request needs a JSON body.")
         return None
+    return decode_json(raw)
+
+
+def decode_json(raw: bytes, what: str = "The request body") -> Any:
+    """``raw`` decoded as UTF-8 JSON.
+
+    @raise errors.BadRequest: it is not UTF-8, not JSON, or nested too
+        deeply to decode (``what`` names it in the message).
+    """
     try:
         return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise errors.BadRequest(f"{what} is JSON nested too deeply.") from None
     except (UnicodeDecodeError, ValueError) as e:
-        raise errors.BadRequest(f"The request body is not valid JSON: {e}") from None
+        raise errors.BadRequest(f"{what} is not valid JSON: {e}") from None
 
 
 def json_object(value: Any, what: str = "The request body") -> dict[str, Any]:

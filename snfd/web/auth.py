@@ -117,16 +117,26 @@ class TokenAuth(resource.Resource):
 
     def __init__(self, wrapped: resource.IResource, authenticator: IAuthenticator,
                  allow_query: bool = False,
-                 fault_style: Callable[[Any], str | None] | None = None):
+                 fault_style: Callable[[Any], str | None] | None = None,
+                 max_body: int | None = None):
         """``fault_style(request)`` names the error shape of a 401 given
-        here (``"keystone"`` under ``/identity/v3``)."""
+        here (``"keystone"`` under ``/identity/v3``); ``max_body`` is the
+        largest request body buffered for the wrapped resource
+        (``Root.body_limit``; by default the wrapped resource's own)."""
         super().__init__()
         self._wrapped = wrapped
         self._auth = authenticator
         self._allow_query = allow_query
         self._fault_style = fault_style
-        # Streaming request bodies (``Root.body_sink``) pass through.
+        # Streaming request bodies and body limits (``Root.body_sink``,
+        # ``Root.body_limit``) pass through.
         self.body_sink = getattr(wrapped, "body_sink", None)
+        self.body_limit = getattr(wrapped, "body_limit", None)
+        self.max_body = max_body if max_body is not None else getattr(wrapped, "max_body", None)
+
+    def fault_style(self, request: Any) -> str | None:
+        """The error style of faults answered for ``request`` below here."""
+        return self._fault_style(request) if self._fault_style is not None else None
 
     def getChildWithDefault(self, path: bytes, request: Any) -> resource.IResource:
         # Put the segment back: the wrapped resource resolves it itself.

@@ -13,10 +13,17 @@ turn streaming into buffering, ``Site`` checks at construction, on a
 request fed through the channel it will really use, that a body reaches
 a ``body_sink`` piece by piece before it ends (``check_streaming``), and
 refuses to start otherwise (``StreamingUnavailable``).
+
+A body that is not streamed is buffered only up to the limit of the
+resource it is for (``Root.body_limit``): a larger ``Content-Length`` is
+answered 413 as soon as the headers are in, and a chunked body is cut off
+with a 413 once it passes the limit; either way the connection is closed
+without reading the rest of the body.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import Callable
@@ -30,6 +37,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
+from twisted.web.http_headers import Headers
 
 from snfd import errors
 from snfd.metrics import Metrics
@@ -39,6 +47,10 @@ log = Logger(namespace="snfd.http")
 BodySinkFactory = Callable[[Any, bytes, bytes, "int | None"], Any]
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""The largest request body buffered for a mounted resource that declares
+no limit of its own (``Root.body_limit``), and for unknown paths."""
 
 
 class StreamingUnavailable(RuntimeError):
@@ -108,6 +120,32 @@ class Root(resource.Resource):
         """
         return getattr(self._mounts.get(segment), "body_sink", None)
 
+    def body_limit(self, segment: bytes, request: Any, method: bytes, uri: bytes) -> int:
+        """The largest body, in bytes, buffered for a request to the
+        resource mounted at ``segment`` (bodies its ``body_sink`` streams
+        are not limited here).
+
+        A mounted resource declares it with a ``body_limit(request,
+        method, uri)`` method (once the headers are in, as for
+        ``body_sink``) or a ``max_body`` attribute; otherwise, and for
+        unknown segments, it is ``DEFAULT_MAX_BODY``.
+        """
+        child = self._mounts.get(segment)
+        hook = getattr(child, "body_limit", None)
+        if callable(hook):
+            limit = hook(request, method, uri)
+            if isinstance(limit, int):
+                return limit
+        given = getattr(child, "max_body", None)
+        return given if isinstance(given, int) else DEFAULT_MAX_BODY
+
+    def fault_style(self, segment: bytes, request: Any) -> str | None:
+        """The error style (``request.fault_style``) of the resource
+        mounted at ``segment`` for ``request``: its ``fault_style(request)``
+        hook, if any (``TokenAuth`` has one)."""
+        hook = getattr(self._mounts.get(segment), "fault_style", None)
+        return hook(request) if callable(hook) else None
+
     @property
     def segments(self) -> list[str]:
         return sorted(k.decode() for k in self._mounts)
@@ -129,13 +167,19 @@ class Root(resource.Resource):
 
 
 class Request(server.Request):
-    """A request with an id (``X-Request-Id``) and a start time."""
+    """A request with an id (``X-Request-Id``) and a start time, whose
+    buffered body is limited (``Root.body_limit``)."""
 
     route = "other"
     request_id = ""
     started = 0.0
+    # Set by gotLength for a buffered body: its limit and what arrived.
+    _body_limit: int | None = None
+    _body_received = 0
+    _body_refused = False
+    _request_line = (b"", b"")
 
-    def process(self) -> None:
+    def _identify(self) -> None:
         site: Site = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
         given = self.getHeader(b"x-request-id")
@@ -144,12 +188,17 @@ class Request(server.Request):
         else:
             self.request_id = "req-" + uuid.uuid4().hex
         self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
+
+    def process(self) -> None:
+        self._identify()
         super().process()
 
     def gotLength(self, length: int | None) -> None:
         """Choose where the body goes before it arrives: the resource
         mounted at the first path segment may stream it
-        (``Root.body_sink``) instead of having it buffered."""
+        (``Root.body_sink``); otherwise it is buffered up to that
+        resource's limit (``Root.body_limit``), and a larger declared
+        length is refused at once."""
         site: Site = self.channel.site  # type: ignore[attr-defined]
         if not isinstance(site.resource, Root):
             super().gotLength(length)
@@ -158,18 +207,89 @@ class Request(server.Request):
         segment = uri.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
         factory = site.resource.body_sink(segment)
         sink = factory(self, method, uri, length) if factory is not None else None
-        if sink is None:
-            super().gotLength(length)
-        else:
+        if sink is not None:
             self.content = sink
+            return
+        self._request_line = (method, uri)
+        limit = site.resource.body_limit(segment, self, method, uri)
+        if length is not None and length > limit:
+            self._refuse_body(limit)
+            return
+        self._body_limit = limit
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Buffer the next piece of the body, refusing it (413) once it
+        passes its limit."""
+        if self._body_refused:
+            return
+        if self._body_limit is not None:
+            self._body_received += len(data)
+            if self._body_received > self._body_limit:
+                self._refuse_body(self._body_limit)
+                return
+        super().handleContentChunk(data)
+
+    def _refuse_body(self, limit: int) -> None:
+        """Answer 413 before the body is read (or while it is), in the
+        error style of the resource it was for, and close the connection
+        so that the rest of the body is never read."""
+        self._body_refused = True
+        channel = self.channel
+        site: Site = channel.site  # type: ignore[attr-defined]
+        method, uri = self._request_line
+        self.method, self.uri = method, uri
+        self.path = uri.split(b"?", 1)[0]
+        self.args = {}
+        self.clientproto = getattr(channel, "_version", None) or b"HTTP/1.1"
+        # Whatever of the body is still in flight goes nowhere.
+        decoder = getattr(channel, "_transferDecoder", None)
+        if decoder is not None:
+            decoder.dataCallback = decoder.finishCallback = _discard
+        self.content = io.BytesIO()
+        # Not "100 Continue" after the answer, and no next request.
+        self.requestHeaders.removeHeader(b"expect")
+        channel.persistent = False
+        segment = self.path.lstrip(b"/").split(b"/", 1)[0]
+        assert isinstance(site.resource, Root)
+        name = segment.decode("ascii", "replace")
+        self.route = "/" + name if name in site.resource.segments else "other"
+        self._identify()
+        self.fault_style = site.resource.fault_style(segment, self)
+        self.setHeader(b"connection", b"close")
+        body = errors.render_fault(self, errors.OverLimit(
+            f"The request body is larger than {limit} bytes."))
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
 
     def processingFailed(self, reason: Any) -> None:
         """Whatever escapes a resource is answered with a fault, not an HTML
-        traceback."""
+        traceback; resources that answer later (``NOT_DONE_YET``) hand
+        what escapes them here too.  Headers set before the failure are
+        dropped (one of them may be what failed); if the answer had
+        already started, the connection is dropped instead, so a request
+        never hangs."""
+        if self.finished or self._disconnected:
+            log.failure("A request failed after it was answered", reason)
+            return
+        if self.startedWriting:
+            log.failure("A request failed while it was being answered; dropping"
+                        " the connection", reason)
+            transport: Any = self.channel.transport
+            transport.abortConnection()
+            return
+        self.responseHeaders = Headers()
+        if self.request_id:
+            self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
         body = errors.render_fault(self, reason)
         self.setHeader(b"content-length", str(len(body)).encode("ascii"))
         self.write(body)
         self.finish()
+
+
+def _discard(data: bytes) -> None:
+    pass
 
 
 class Site(server.Site):

@@ -11,7 +11,7 @@ import hashlib
 import json
 import socket
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, threads
 
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, block_hash, hashmap_of, merkle
 from snfd.pithos.uploads import STREAM_FROM
@@ -479,6 +479,78 @@ class HashmapTests(StackCase):
             self.assertFault(r, 400)
         self.assertEqual((await self.call("HEAD", "/c/bad")).code, 404)
 
+    async def test_deeply_nested_json_bodies(self):
+        """JSON nested too deeply to decode, as a hashmap, an SLO manifest
+        or an account ACL, is a 400 (not a 500) and creates nothing."""
+        deep = b"[" * 100_000 + b"]" * 100_000
+        self.assertFault(await self.put_hashmap("/c/bad", None, deep), 400)
+        r = await self.call("PUT", "/c/bad?multipart-manifest=put", body=deep)
+        self.assertFault(r, 400)
+        self.assertEqual((await self.call("HEAD", "/c/bad")).code, 404)
+        r = await self.call("POST", "", headers={"X-Account-Access-Control": "[" * 5000})
+        self.assertFault(r, 400)
+
+
+class PartialUpdateTests(StackCase):
+    """Data updates (POST with Content-Range) of large bodies stream into
+    the block store like a PUT's body instead of being read whole."""
+
+    def setUp(self):
+        d = super().setUp()
+        d.addCallback(lambda _: defer.ensureDeferred(self.container("c")))
+        return d
+
+    def spy_sinks(self) -> list[object]:
+        """The sinks the object store chooses for request bodies."""
+        uploads = self.stack.api.uploads
+        chosen: list[object] = []
+        original = uploads.body_sink
+
+        def body_sink(*args):
+            sink = original(*args)
+            chosen.append(sink)
+            return sink
+
+        self.patch(uploads, "body_sink", body_sink)
+        return chosen
+
+    async def test_large_update_body_is_streamed(self):
+        """A multi-block update body, sent with a length or chunked, goes
+        into a BlockSink as it arrives (not into a buffer read whole), and
+        the object holds the patched bytes after."""
+        from snfd.pithos.streams import BlockSink
+
+        patch = bytes(reversed(range(256))) * (BLOCK_SIZE // 256) + b"12345"
+        for chunked in (False, True):
+            await self.put("/c/o", BIG)
+            chosen = self.spy_sinks()
+            at = 100
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Range": f"bytes {at}-{at + len(patch) - 1}/*"}
+            if chunked:
+                r = await self.call("POST", "/c/o", headers=headers,
+                                    chunks=[patch[:BLOCK_SIZE // 3], patch[BLOCK_SIZE // 3:]])
+            else:
+                r = await self.call("POST", "/c/o", headers=headers, body=patch)
+            self.assertEqual(r.code, 204, r.body)
+            self.assertEqual([type(s) for s in chosen], [BlockSink])
+            expected = BIG[:at] + patch + BIG[at + len(patch):]
+            await self.stack.api.drain()  # the MD5 is computed after the fact
+            r = await self.call("GET", "/c/o")
+            self.assertEqual((len(r.body), r.body == expected), (len(expected), True))
+            self.assertEqual(r.header("ETag"), md5(expected))
+
+    async def test_streamed_update_needs_write_permission(self):
+        """A streamed update by someone who may not write the object is
+        refused and changes nothing."""
+        await self.put("/c/o", BIG)
+        r = await self.call("POST", "/c/o", token=self.bob_token, account=self.alice,
+                            headers={"Content-Type": "application/octet-stream",
+                                     "Content-Range": f"bytes 0-{STREAM_FROM * 2 - 1}/*"},
+                            body=b"z" * (STREAM_FROM * 2))
+        self.assertIn(r.code, (403, 404))
+        self.assertEqual((await self.call("GET", "/c/o")).body, BIG)
+
 
 class VersionTests(StackCase):
     def setUp(self):
@@ -577,6 +649,47 @@ class MetaTests(StackCase):
         """POST to a missing object is 404."""
         self.assertFault(await self.call("POST", "/c/nope", headers={
             "X-Object-Meta-A": "1"}), 404)
+
+    async def test_keys_and_values_must_be_header_text(self):
+        """A metadata key that decodes to anything but header-name
+        characters (CR LF, ``:``, space), or a value that decodes to a
+        control character, is a 400 and nothing is stored; the object
+        stays readable."""
+        await self.put("/c/o")
+        for name, value in (("X-Object-Meta-K%0D%0ASet-Cookie%3A%20x", "v"),
+                            ("X-Object-Meta-A%20B", "v"), ("X-Object-Meta-A%3AB", "v"),
+                            ("X-Object-Meta-K", "a%0D%0ASet-Cookie: x"),
+                            ("X-Object-Meta-K", "a%07b")):
+            for query in ("?update", ""):
+                r = await self.call("POST", "/c/o" + query, headers={name: value})
+                self.assertFault(r, 400)
+            self.assertFault(await self.call("PUT", "/c/o2", body=b"x",
+                                             headers={name: value}), 400)
+        r = await self.call("GET", "/c/o")
+        self.assertEqual((r.code, r.body), (200, b"data"))
+        self.assertIsNone(r.header("Set-Cookie"))
+        self.assertEqual((await self.call("GET", "/c/o2")).code, 404)
+
+    async def test_unsendable_stored_key_is_a_500_not_a_hang(self):
+        """An object whose stored metadata cannot be sent as a header (as
+        one stored before keys were checked) is answered with a logged
+        500 on GET and HEAD, never left without an answer."""
+        from snfd.pithos import headers, validation
+
+        self.patch(validation, "check_meta_key", lambda key: None)
+        self.patch(headers, "check_meta_key", lambda key: None)
+        await self.put("/c/o")
+        r = await self.call("POST", "/c/o?update",
+                            headers={"X-Object-Meta-K%0D%0ASet-Cookie%3A%20x": "v"})
+        self.assertEqual(r.code, 202)
+        for method in ("GET", "HEAD"):
+            d = defer.ensureDeferred(http(method, self.stack.account_url(self.alice) + "/c/o",
+                                          token=self.alice_token))
+            d.addTimeout(10, reactor)
+            r = await d
+            self.assertEqual(r.code, 500)
+            self.assertIsNone(r.header("Set-Cookie"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 2)
 
 
 class SharingTests(StackCase):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import string
 
 from snfd import errors
+from snfd.pithos.backend import ANONYMOUS
 from snfd.pithos.model import Permissions
 from tests.pithos.test_backend import ALICE, BOB, CAROL, BackendTestCase
 
@@ -20,8 +21,8 @@ class SharingTests(BackendTestCase):
 
     async def test_read_share(self):
         """A read share lets that user read (allowed_to read) but not
-        write (Forbidden); anyone else gets NotFound, as for a missing
-        object."""
+        write (Forbidden) nor see the history (Forbidden); anyone else
+        gets NotFound, as for a missing object."""
         await self.put("o", b"secret", permissions=Permissions(read=(BOB,)))
         seen = await self.backend.object(BOB, ALICE, "c", "o")
         self.assertEqual((seen.size, seen.allowed_to, seen.sharing, seen.public),
@@ -31,7 +32,9 @@ class SharingTests(BackendTestCase):
         await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "o"))
         await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "absent"))
         await self.fails(errors.NotFound, self.put("o", b"x", user=CAROL, account=ALICE))
-        self.assertEqual(len(await self.backend.versions(BOB, ALICE, "c", "o")), 1)
+        await self.fails(errors.Forbidden, self.backend.versions(BOB, ALICE, "c", "o"))
+        await self.fails(errors.NotFound, self.backend.versions(CAROL, ALICE, "c", "o"))
+        self.assertEqual(len(await self.backend.versions(ALICE, ALICE, "c", "o")), 1)
 
     async def test_write_share(self):
         """Write implies read; a writer may overwrite, update meta and
@@ -126,6 +129,32 @@ class SharingTests(BackendTestCase):
         await self.backend.delete_object(ALICE, ALICE, "c", "o")
         await self.fails(errors.NotFound, self.backend.public_object(v.public))
         await self.fails(errors.NotFound, self.backend.public_object("nope"))
+
+    async def test_anonymous_reads_public_objects_only(self):
+        """``ANONYMOUS`` (the caller of a public link) reads and lists the
+        public objects and nothing else: not what is shared with ``*``,
+        not the history, not other containers or the account; it writes
+        nothing."""
+        await self.put("pub", b"v1", public=True)
+        v2 = await self.put("pub", b"v2!")
+        await self.put("star", permissions=Permissions(write=("*",)))
+        await self.put("private")
+        got = await self.backend.object(ANONYMOUS, ALICE, "c", "pub")
+        self.assertEqual((got.size, got.serial), (3, v2.serial))
+        for name in ("star", "private", "absent"):
+            await self.fails(errors.NotFound, self.backend.object(ANONYMOUS, ALICE, "c", name))
+        listed = await self.backend.objects(ANONYMOUS, ALICE, "c")
+        self.assertEqual([o.name for o in listed], ["pub"])
+        await self.fails(errors.Forbidden, self.backend.object(ANONYMOUS, ALICE, "c", "pub",
+                                                               version=v2.serial - 1))
+        await self.fails(errors.Forbidden, self.backend.versions(ANONYMOUS, ALICE, "c", "pub"))
+        await self.fails(errors.NotFound, self.backend.container(ANONYMOUS, ALICE, "c"))
+        await self.fails(errors.NotFound, self.backend.account(ANONYMOUS, ALICE))
+        await self.fails(errors.Forbidden, self.put("pub", b"x", user=ANONYMOUS,
+                                                    account=ALICE))
+        await self.backend.update_object(ALICE, ALICE, "c", "pub", None, False, public=False)
+        await self.fails(errors.NotFound, self.backend.object(ANONYMOUS, ALICE, "c", "pub"))
+        self.assertEqual(await self.backend.objects(ANONYMOUS, ALICE, "c"), [])
 
     async def test_token_grows_on_collision(self):
         """A token already taken makes the next one a character longer."""

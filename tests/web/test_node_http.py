@@ -41,7 +41,8 @@ class NodeHTTPTests(unittest.TestCase):
         state = tempfile.mkdtemp(prefix="snfd-test-state-")
         self.addCleanup(shutil.rmtree, state, True)
         listen = f"tcp:{self.port}:interface=127.0.0.1"
-        overrides = {("database", "auto_upgrade"): "yes", ("node", "election_interval"): "0.05"}
+        overrides = {("database", "auto_upgrade"): "yes", ("node", "election_interval"): "0.05",
+                     ("node", "cluster_trusted"): "127.0.0.1"}
         if tls:
             self.tls_port = free_port()
             listen += f" ssl:{self.tls_port}:interface=127.0.0.1"
