@@ -15,6 +15,7 @@ Plankton::
     PUT    /v1.0/images/<id>          update: 200, X-Image-Meta-* headers
     DELETE /v1.0/images/<id>          unregister (the file stays): 204
     GET    /v1.0/images/<id>/members  {"members": [{"member_id", "can_share"}]}
+                                      (all for the owner; a member sees itself)
     PUT    /v1.0/images/<id>/members  {"memberships": [{"member_id"}, ...]}: 204
     PUT    /v1.0/images/<id>/members/<member>   204
     DELETE /v1.0/images/<id>/members/<member>   204

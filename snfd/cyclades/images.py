@@ -408,8 +408,11 @@ class ImageRegistry:
         return [i for i in await self.list(user) if i.owner == member and not i.is_public]
 
     async def members(self, user: str, image_id: str) -> builtins.list[str]:
-        """The members of an image ``user`` may read."""
-        return list(image_of(await self._file(user, image_id)).members)
+        """The members of an image ``user`` may read: all of them for its
+        owner; for anyone else only ``user`` itself, when it is one (a
+        member does not learn who else the image is shared with)."""
+        image = image_of(await self._file(user, image_id))
+        return [m for m in image.members if user in (image.owner, m)]
 
     # -- changes --------------------------------------------------------------
 

@@ -234,7 +234,7 @@ class PlanktonTests(APICase):
         r = await self.call("PUT", path, body={"memberships": [{"member_id": self.bob},
                                                               {"member_id": self.carol}]})
         self.assertEqual(r.code, 204, r.body)
-        r = await self.call("GET", path, self.bob)
+        r = await self.call("GET", path)
         self.assertEqual(sorted(m["member_id"] for m in r.json()["members"]),
                          sorted([self.bob, self.carol]))
         self.assertEqual({m["can_share"] for m in r.json()["members"]}, {False})
@@ -249,6 +249,22 @@ class PlanktonTests(APICase):
             self.assertFault(await self.call("PUT", path, body=body), 400)
         self.assertFault(await self.call("PUT", path, self.bob, body={"memberships": []}),
                          403)
+
+    async def test_member_sees_only_itself(self):
+        """A member listing a private image's members sees only its own
+        membership; only the owner sees them all."""
+        image_id = self.meta(await self.post(self.alice))["id"]
+        path = f"/v1.0/images/{image_id}/members"
+        r = await self.call("PUT", path, body={"memberships": [{"member_id": self.bob},
+                                                              {"member_id": self.carol}]})
+        self.assertEqual(r.code, 204, r.body)
+        r = await self.call("GET", path, self.bob)
+        self.assertEqual(r.json(), {"members": [{"member_id": self.bob, "can_share": False}]})
+        r = await self.call("GET", path, self.carol)
+        self.assertEqual([m["member_id"] for m in r.json()["members"]], [self.carol])
+        r = await self.call("GET", path)
+        self.assertEqual(sorted(m["member_id"] for m in r.json()["members"]),
+                         sorted([self.bob, self.carol]))
 
     async def test_token_required(self):
         """Every Plankton and Glance route needs a token (401)."""
