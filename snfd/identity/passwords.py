@@ -60,11 +60,17 @@ class Passwords:
     def stop(self) -> None:
         """Stop the hashing threads (waits for the running ones); a later
         use starts them again."""
-        if self._shutdown is None:
+        handle, self._shutdown = self._shutdown, None
+        if handle is None:
             return
-        self._reactor.removeSystemEventTrigger(self._shutdown)
-        self._shutdown = None
+        self._reactor.removeSystemEventTrigger(handle)
         self._pool.stop()
+
+    def _at_shutdown(self) -> None:
+        # The reactor already took this trigger off its list: only stop.
+        if self._shutdown is not None:
+            self._shutdown = None
+            self._pool.stop()
 
     async def hash(self, password: str) -> str:
         check_new(password)
@@ -89,5 +95,5 @@ class Passwords:
                                     name="snfd-passwords")
             self._pool.start()
             self._shutdown = self._reactor.addSystemEventTrigger(
-                "during", "shutdown", self.stop)
+                "during", "shutdown", self._at_shutdown)
         return await threads.deferToThreadPool(self._reactor, self._pool, fn, *args)

@@ -52,7 +52,6 @@ the limits in ``snfd.pithos.rules``.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import re
 from collections.abc import Awaitable, Callable
@@ -86,10 +85,10 @@ from snfd.pithos.requests import (
 from snfd.pithos.rules import MAX_CONTAINER_NAME, MAX_OBJECT_NAME
 from snfd.pithos.streams import BlockSink
 from snfd.pithos.uploads import (
-    MAX_HASHMAP_BODY,
     Checksums,
     Uploads,
     has_body,
+    hashmap_doc,
     small_body,
     streamed,
 )
@@ -601,14 +600,7 @@ class PithosAPI:
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
         user = call.user
-        body = small_body(call.request, MAX_HASHMAP_BODY)
-        try:
-            doc = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise errors.BadRequest("A hashmap upload takes a JSON body"
-                                    ' {"bytes": N, "hashes": [...]}.') from None
-        if not isinstance(doc, dict):
-            raise errors.BadRequest('The hashmap must be a JSON object {"bytes", "hashes"}.')
+        doc = await hashmap_doc(self.reactor, call.request, self.blocks.block_size)
         try:
             size, hashes = checked_hashmap(doc.get("bytes"), doc.get("hashes"),
                                            self.blocks.block_size)

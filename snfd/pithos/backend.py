@@ -72,6 +72,8 @@ from snfd.pithos.validation import (
     check_account_name,
     check_container_name,
     check_meta,
+    check_new_container_name,
+    check_new_path,
     check_path,
     checked_groups,
     checked_permissions,
@@ -198,7 +200,7 @@ class Backend:
         ``replace=False``) and answers ``False``.  Policy keys: quota,
         versioning, project (others: ``BadRequest``).  Owner only."""
         check_account_name(account)
-        check_container_name(container)
+        check_new_container_name(container)
         if user != account:
             raise errors.Forbidden("Only the owner may create containers.")
         checked = checked_policy(policy)
@@ -327,7 +329,7 @@ class Backend:
         ``pithos.diskspace`` by the size difference (free versioning).
         The returned info carries the hashmap; its ``sharing``/``public``
         are set only when this call changed them."""
-        check_path(account, container, name)
+        check_new_path(account, container, name)
         try:
             size, hashes = checked_hashmap(size, list(hashes), self.block_size)
         except HashmapError as e:
@@ -400,7 +402,7 @@ class Backend:
         destination of ``src_name`` only.  A move onto itself keeps the
         uuid and makes a new version."""
         check_path(src_account, src_container, src_name)
-        check_path(dst_account, dst_container, dst_name)
+        check_new_path(dst_account, dst_container, dst_name)
         perms = checked_permissions(permissions) if permissions is not None else None
         label = f"{dst_account}/{dst_container}/{dst_name}"
         info: ObjectInfo = await self._runner.run(

@@ -28,6 +28,7 @@ epoch seconds with six decimals, ``X-Timestamp`` five decimals (Swift).
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_to_bytes
@@ -45,7 +46,13 @@ from snfd.pithos.rules import (
 )
 from snfd.pithos.validation import check_meta_key, check_meta_value
 
-MAX_RANGES = 100
+# Swift's limits on a Range header (``swob.Range.ranges_for_length``):
+# more satisfiable ranges than this, more overlapping pairs, or this many
+# ranges out of ascending order make the request "egregious" (RFC 7233
+# section 6.1), which Swift answers with 416.
+MAX_RANGES = 50
+MAX_RANGE_OVERLAPS = 2
+MAX_NONASCENDING_RANGES = 8
 
 # The stored content headers that travel with an object's metadata.
 CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "X-Object-Manifest")
@@ -328,12 +335,17 @@ def x_timestamp(t: float) -> str:
 
 def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
     """The satisfiable ranges of a ``Range`` header as ``[(start, end)]``
-    (end exclusive), in the order given.
+    (end exclusive), in the order given; ranges that overlap or touch
+    are coalesced (RFC 7233 section 4.1), the result then in ascending
+    order, so no byte is sent twice.
 
     ``None`` means "send the whole object": no header, a unit other than
-    ``bytes``, bad syntax or more than ``MAX_RANGES`` ranges (RFC 7233
-    lets a server ignore such headers, and Swift does).  When no range is
-    satisfiable: 416 with ``Content-Range: bytes */<size>``.
+    ``bytes`` or bad syntax (RFC 7233 lets a server ignore such headers,
+    and Swift does).  416 with ``Content-Range: bytes */<size>`` when no
+    range is satisfiable, and, as Swift answers them, for egregious
+    requests: more than ``MAX_RANGES`` satisfiable ranges, more than
+    ``MAX_RANGE_OVERLAPS`` overlapping pairs, or ``MAX_NONASCENDING_RANGES``
+    or more ranges out of ascending order.
     """
     if value is None:
         return None
@@ -341,7 +353,7 @@ def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
     if not eq or unit.strip().lower() != "bytes":
         return None
     specs = [s.strip() for s in spec.split(",") if s.strip()]
-    if not specs or len(specs) > MAX_RANGES:
+    if not specs:
         return None
     parsed: list[tuple[int | None, int | None]] = []
     for s in specs:
@@ -365,11 +377,41 @@ def parse_ranges(value: str | None, size: int) -> list[tuple[int, int]] | None:
             ranges.append((max(0, size - b), size))
         elif a < size:
             ranges.append((a, size if b is None else min(b + 1, size)))
+    unsatisfiable = {"Content-Range": f"bytes */{size}"}
     if not ranges:
         raise errors.RangeNotSatisfiable(
-            "None of the requested ranges is within the object.",
-            headers={"Content-Range": f"bytes */{size}"})
-    return ranges
+            "None of the requested ranges is within the object.", headers=unsatisfiable)
+    if _egregious(ranges):
+        raise errors.RangeNotSatisfiable(
+            f"Too many ranges (at most {MAX_RANGES}), overlapping ranges or ranges"
+            " out of order.", headers=unsatisfiable)
+    return _coalesced(ranges)
+
+
+def _egregious(ranges: list[tuple[int, int]]) -> bool:
+    """Swift's test for a Range header not worth serving (RFC 7233
+    section 6.1), except that ranges which share any byte count as
+    overlapping (Swift misses identical ones, so ``0-,0-,...`` passed)."""
+    if len(ranges) > MAX_RANGES:
+        return True
+    overlaps = sum(1 for (s1, e1), (s2, e2) in itertools.combinations(ranges, 2)
+                   if s1 < e2 and s2 < e1)
+    if overlaps > MAX_RANGE_OVERLAPS:
+        return True
+    ascending = all(a <= b for a, b in itertools.pairwise(ranges))
+    return not ascending and len(ranges) >= MAX_NONASCENDING_RANGES
+
+
+def _coalesced(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` with those that overlap or touch merged, in ascending
+    order; as given when none do."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return ranges if len(merged) == len(ranges) else merged
 
 
 def _tags(value: str) -> list[str]:

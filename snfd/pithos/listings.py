@@ -20,6 +20,7 @@ from snfd.pithos import headers as hdr
 from snfd.pithos.hashmap import HASH_ALGORITHM
 from snfd.pithos.model import ContainerInfo, ObjectInfo, Sharer, Subdir
 from snfd.pithos.requests import Reply
+from snfd.pithos.validation import XML_FORBIDDEN
 
 JSON = "application/json; charset=utf-8"
 XML = "application/xml; charset=utf-8"
@@ -44,8 +45,19 @@ def text_lines(lines: Sequence[str], headers: Headers) -> Reply:
     return Reply(200, headers, "".join(f"{n}\n" for n in lines).encode("utf-8"), TEXT)
 
 
+def _xml_safe(value: Any) -> str:
+    """``value`` as text XML 1.0 can hold: characters it cannot (in names
+    stored before ``validation.check_new_object_name`` refused them)
+    become U+FFFD; JSON listings give such names exactly."""
+    return XML_FORBIDDEN.sub("\ufffd", str(value))
+
+
 def _x(tag: str, value: Any) -> str:
-    return f"<{tag}>{escape(str(value))}</{tag}>"
+    return f"<{tag}>{escape(_xml_safe(value))}</{tag}>"
+
+
+def _attr(value: Any) -> str:
+    return quoteattr(_xml_safe(value))
 
 
 # -- the three levels -----------------------------------------------------------
@@ -72,7 +84,7 @@ def containers(account: str, found: Sequence[ContainerInfo], owner: bool,
                           headers=headers)
     if fmt == "xml":
         items = "".join(_container_xml(c, owner, until) for c in found)
-        return xml_reply(f"<account name={quoteattr(account)}>{items}</account>",
+        return xml_reply(f"<account name={_attr(account)}>{items}</account>",
                          headers=headers)
     return text_lines([c.name for c in found], headers)
 
@@ -113,13 +125,13 @@ def objects(container: str, entries: Sequence[ObjectInfo | Subdir], user: str,
         items = []
         for e in entries:
             if isinstance(e, Subdir):
-                items.append(f"<subdir name={quoteattr(e.name)}>{_x('name', e.name)}"
+                items.append(f"<subdir name={_attr(e.name)}>{_x('name', e.name)}"
                              "</subdir>")
             else:
                 items.append("<object>" + "".join(
                     _x(k, v) for k, v in object_entry(e, user, public_link).items())
                     + "</object>")
-        return xml_reply(f"<container name={quoteattr(container)}>{''.join(items)}"
+        return xml_reply(f"<container name={_attr(container)}>{''.join(items)}"
                          "</container>", headers=headers)
     return text_lines([e.name for e in entries], headers)
 
@@ -159,7 +171,7 @@ def versions(name: str, found: Sequence[tuple[int, float]], fmt: str) -> Reply:
     if fmt == "xml":
         items = "".join(f"<version timestamp=\"{hdr.timestamp(m)}\">{s}</version>"
                         for s, m in found)
-        return xml_reply(f"<object name={quoteattr(name)}>{items}</object>")
+        return xml_reply(f"<object name={_attr(name)}>{items}</object>")
     return json_reply({"versions": [[s, hdr.timestamp(m)] for s, m in found]})
 
 
@@ -168,7 +180,7 @@ def hashmap(info: ObjectInfo, hashes: Sequence[str], fmt: str, headers: Headers)
     hashes of an object; JSON or XML."""
     if fmt == "xml":
         items = "".join(_x("hash", h) for h in hashes)
-        return xml_reply(f"<object name={quoteattr(info.name)} bytes=\"{info.size}\""
+        return xml_reply(f"<object name={_attr(info.name)} bytes=\"{info.size}\""
                          f" block_size=\"{info.block_size}\" block_hash=\"{HASH_ALGORITHM}\">"
                          f"{items}</object>", headers=headers)
     return json_reply({"block_size": info.block_size, "block_hash": HASH_ALGORITHM,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import json
 import mimetypes
 from typing import Any
 
@@ -30,10 +31,11 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.pithos import swift
-from snfd.pithos.hashmap import EMPTY_HASH
+from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
 from snfd.pithos.model import ObjectInfo
 from snfd.pithos.requests import OCTET_STREAM, Target, media_type, parse_target, raw_query
 from snfd.pithos.streams import BlockSink
+from snfd.pithos.validation import check_new_object_name
 from snfd.web.auth import token_from
 
 log = Logger(namespace="snfd.pithos")
@@ -41,8 +43,11 @@ log = Logger(namespace="snfd.pithos")
 MAX_SMALL_BODY = 8 * 1024 * 1024
 """Largest buffered body a metadata request may carry (SLO manifests,
 bulk deletes)."""
-MAX_HASHMAP_BODY = 32 * 1024 * 1024
-"""Largest hashmap upload body (a 1 TiB object's hashmap is ~18 MiB)."""
+HASHMAP_ENTRY_BYTES = 96
+"""Room for one hash in a hashmap upload body: 64 hex digits, quotes, a
+comma and the whitespace of pretty-printed JSON."""
+PARSE_IN_THREAD_FROM = 64 * 1024
+"""Hashmap bodies from this size are parsed in a thread, off the reactor."""
 FORM_DATA = "multipart/form-data"
 STREAM_FROM = 64 * 1024
 """Bodies of known length below this are buffered in memory and stored
@@ -134,7 +139,7 @@ class Uploads:
         """The largest body buffered (not streamed by ``body_sink``) for a
         request whose headers have arrived: object data (a ``PUT``, a
         data ``POST`` or an HTML form) up to ``swift.MAX_FILE_SIZE``, a
-        hashmap up to ``MAX_HASHMAP_BODY``, anything else
+        hashmap up to ``max_hashmap_body``, anything else
         ``MAX_SMALL_BODY``."""
         path, _, query = uri.partition(b"?")
         args = raw_query(query)
@@ -144,7 +149,7 @@ class Uploads:
             return MAX_SMALL_BODY
         if method == b"PUT" and level == "object":
             if b"hashmap" in args:
-                return MAX_HASHMAP_BODY
+                return max_hashmap_body(self.blocks.block_size)
             if args.get(b"multipart-manifest") == [b"put"]:
                 return swift.MAX_MANIFEST_SIZE
             return swift.MAX_FILE_SIZE
@@ -159,6 +164,9 @@ class Uploads:
         if refusal is not None:
             raise refusal
         assert target is not None and target.account and target.container
+        if kind == "object":
+            assert target.name is not None
+            check_new_object_name(target.name)  # before a block is stored
         token = token_from(heads, args, TOKEN_IN_QUERY)
         if token is None:
             raise errors.Unauthorized("This request needs a user token (X-Auth-Token).")
@@ -362,6 +370,38 @@ def streamed(request: Any) -> bool:
     return isinstance(request.content, BlockSink)
 
 
+def max_hashmap_body(block_size: int) -> int:
+    """The largest hashmap upload body: room for the hashes of an object
+    of ``swift.MAX_FILE_SIZE`` bytes in blocks of ``block_size``."""
+    return blocks_in(swift.MAX_FILE_SIZE, block_size) * HASHMAP_ENTRY_BYTES + 4096
+
+
+async def hashmap_doc(reactor: Any, request: Any, block_size: int) -> dict[str, Any]:
+    """The JSON object of a hashmap upload (``{"bytes": N, "hashes":
+    [...]}``, not yet checked against each other): 413 beyond
+    ``max_hashmap_body`` or with more hashes than the largest object
+    has, 400 when it is not a JSON object.  A large body is parsed in
+    the reactor's thread pool."""
+    body = small_body(request, max_hashmap_body(block_size))
+    try:
+        text = body.decode("utf-8")
+        if len(body) >= PARSE_IN_THREAD_FROM:
+            doc = await deferToThreadPool(reactor, reactor.getThreadPool(), json.loads, text)
+        else:
+            doc = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise errors.BadRequest("A hashmap upload takes a JSON body"
+                                ' {"bytes": N, "hashes": [...]}.') from None
+    if not isinstance(doc, dict):
+        raise errors.BadRequest('The hashmap must be a JSON object {"bytes", "hashes"}.')
+    most = blocks_in(swift.MAX_FILE_SIZE, block_size)
+    hashes = doc.get("hashes")
+    if isinstance(hashes, list) and len(hashes) > most:
+        raise errors.OverLimit(f"A hashmap holds at most {most} hashes"
+                               f" (objects are at most {swift.MAX_FILE_SIZE} bytes).")
+    return doc
+
+
 def small_body(request: Any, limit: int = MAX_SMALL_BODY) -> bytes:
     """The buffered body of ``request``: 400 when it was streamed (a
     request that takes no data), 413 beyond ``limit`` bytes."""
@@ -437,14 +477,17 @@ class Checksums:
 
 
 __all__ = [
-    "MAX_HASHMAP_BODY",
+    "HASHMAP_ENTRY_BYTES",
     "MAX_SMALL_BODY",
+    "PARSE_IN_THREAD_FROM",
     "STREAM_FROM",
     "Checksums",
     "FormFile",
     "Uploads",
     "form_boundary",
     "has_body",
+    "hashmap_doc",
+    "max_hashmap_body",
     "small_body",
     "streamed",
 ]

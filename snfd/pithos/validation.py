@@ -8,6 +8,7 @@ limits are ``snfd.pithos.rules``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from snfd import errors
@@ -53,6 +54,43 @@ def check_path(account: str, container: str, name: str) -> None:
     check_account_name(account)
     check_container_name(container)
     check_object_name(name)
+
+
+# What XML 1.0 cannot hold, even as a character reference: C0 controls
+# other than tab, LF and CR, surrogates, U+FFFE and U+FFFF.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def check_new_container_name(name: str) -> None:
+    """``BadRequest`` unless ``name`` is valid for a container to be
+    created: ``check_container_name``, and no character an XML listing
+    cannot show."""
+    check_container_name(name)
+    _check_listable("Container", name)
+
+
+def check_new_object_name(name: str) -> None:
+    """``BadRequest`` unless ``name`` is valid for an object to be
+    written: ``check_object_name``, and no character an XML listing
+    cannot show.  (Names stored before this rule stay readable and
+    deletable: reads use ``check_object_name``.)"""
+    check_object_name(name)
+    _check_listable("Object", name)
+
+
+def check_new_path(account: str, container: str, name: str) -> None:
+    """``BadRequest`` unless an object may be written at this path (see
+    ``check_new_object_name``)."""
+    check_path(account, container, name)
+    _check_listable("Object", name)
+
+
+def _check_listable(kind: str, name: str) -> None:
+    bad = XML_FORBIDDEN.search(name)
+    if bad is not None:
+        raise errors.BadRequest(
+            f"{kind} name holds the character U+{ord(bad.group()):04X}, which XML"
+            " listings cannot hold.")
 
 
 def _check_name(kind: str, name: str, limit: int, slash: bool) -> None:
@@ -266,7 +304,9 @@ def checked_policy(policy: Mapping[str, str]) -> dict[str, str | None]:
     return out
 
 
-__all__ = ["OBJECT_META_PREFIX", "POLICY_KEYS", "USER_META", "check_account_name",
-           "check_attributes", "check_container_name", "check_meta", "check_object_name",
-           "check_path", "checked_groups", "checked_permissions", "checked_policy",
-           "is_user_meta", "merged_meta", "meta_key", "parse_meta_filters", "replaceable"]
+__all__ = ["OBJECT_META_PREFIX", "POLICY_KEYS", "USER_META", "XML_FORBIDDEN",
+           "check_account_name", "check_attributes", "check_container_name", "check_meta",
+           "check_new_container_name", "check_new_object_name", "check_new_path",
+           "check_object_name", "check_path", "checked_groups", "checked_permissions",
+           "checked_policy", "is_user_meta", "merged_meta", "meta_key", "parse_meta_filters",
+           "replaceable"]

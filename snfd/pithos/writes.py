@@ -37,7 +37,7 @@ from snfd.pithos.validation import (
     USER_META,
     check_attributes,
     check_meta,
-    check_object_name,
+    check_new_object_name,
     is_user_meta,
     merged_meta,
     replaceable,
@@ -318,7 +318,7 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
             if not allowed:
                 continue
             target = dst_name + child_name[len(src_name):]
-            check_object_name(target)
+            check_new_object_name(target)
             pairs.append((child_name, target, child))
     if not pairs:
         raise errors.NotFound("Object does not exist.")

@@ -157,6 +157,12 @@ class Root(resource.Resource):
             return FaultResource(errors.NotFound(
                 f"No such resource: /{path.decode('utf-8', 'replace')}"))
         request.route = "/" + path.decode("ascii")
+        refusal = _malformed(request)
+        if refusal:
+            style = self.fault_style(path, request)
+            if style is not None:
+                request.fault_style = style
+            return FaultResource(errors.BadRequest(refusal))
         return child
 
     def render(self, request: Any) -> bytes:
@@ -164,6 +170,27 @@ class Root(resource.Resource):
         return FaultResource(errors.NotFound(
             "Nothing here; see the service catalog of the identity service.")
         ).render(request)
+
+
+# Bytes Python's line splitting (and so Twisted's Content-Type parsing,
+# through the email package) takes for line breaks.
+_LINE_BREAKS = re.compile(b"[\n\r\x0b\x0c\x1c-\x1e\x85]")
+
+
+def _malformed(request: Any) -> str:
+    """Why no service can act on ``request`` (``""``: it is fine).
+
+    A NUL in a decoded path segment, query name or query value (no
+    service can name anything with one: PostgreSQL text cannot hold it),
+    and a Content-Type that Twisted could not parse (``Request``
+    dropped it)."""
+    if getattr(request, "bad_content_type", False):
+        return "The Content-Type header holds control characters."
+    if any(b"\x00" in segment for segment in request.postpath) or any(
+            b"\x00" in name or any(b"\x00" in v for v in values)
+            for name, values in (request.args or {}).items()):
+        return "The path or the query string holds a NUL character (%00)."
+    return ""
 
 
 class Request(server.Request):
@@ -188,6 +215,18 @@ class Request(server.Request):
         else:
             self.request_id = "req-" + uuid.uuid4().hex
         self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
+
+    bad_content_type = False
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Twisted parses Content-Type with the email package, which raises
+        # on line-break characters and drops the connection unanswered:
+        # such a header is taken out here and the request refused (400).
+        types = self.requestHeaders.getRawHeaders(b"content-type") or []
+        if any(_LINE_BREAKS.search(t) for t in types):
+            self.requestHeaders.removeHeader(b"content-type")
+            self.bad_content_type = True
+        super().requestReceived(command, path, version)
 
     def process(self) -> None:
         self._identify()

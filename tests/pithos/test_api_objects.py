@@ -290,6 +290,55 @@ class NameTests(StackCase):
         self.assertEqual(r.code, 200)
 
 
+    async def test_names_xml_cannot_hold(self):
+        """Object and container names with characters XML 1.0 forbids
+        (C0 controls but tab, LF and CR; U+FFFE, U+FFFF) are 400s on
+        write, streamed bodies included (no block is stored), and copies
+        may not create them; tab stays a valid name character."""
+        for bad in ("a%01b", "x%1F", "%0B", "a%EF%BF%BE", "a%EF%BF%BF"):
+            self.assertFault(await self.call("PUT", f"/c/{bad}", body=b"x"), 400)
+            self.assertFault(await self.call("PUT", f"/c{bad}"), 400)
+        streamed = b"streamed, refused" * (STREAM_FROM // 17 + 1)
+        self.assertFault(await self.call("PUT", "/c/s%02", body=streamed), 400)
+        self.assertEqual(await self.stack.blocks.missing([block_hash(streamed)]),
+                         [block_hash(streamed)])
+        await self.put("/c/src", b"src")
+        r = await self.call("PUT", "/c/dst%07", headers={"X-Copy-From": "/c/src"})
+        self.assertFault(r, 400)
+        await self.put("/c/tab%09ok", b"tab")
+        self.assertEqual([e["name"] for e in await self.listing("/c")], ["src", "tab\tok"])
+
+    async def test_xml_listing_of_old_names(self):
+        """Names stored before the rule (here written past it) leave XML
+        listings of the container and the account well-formed, the
+        characters shown as U+FFFD; JSON gives them exactly, and the
+        object can still be read and deleted."""
+        from snfd.pithos import backend as backend_module
+        from snfd.pithos import validation
+
+        self.patch(backend_module, "check_new_path", validation.check_path)
+        self.patch(backend_module, "check_new_container_name",
+                   validation.check_container_name)
+        await self.put("/c/old%01name%EF%BF%BE", b"old")
+        await self.container("d%1B")
+        self.patch(backend_module, "check_new_path", validation.check_new_path)
+        self.patch(backend_module, "check_new_container_name",
+                   validation.check_new_container_name)
+        r = await self.call("GET", "/c?format=xml")
+        self.assertEqual(r.code, 200, r.body)
+        root = parse_xml(r.body)
+        self.assertEqual([o.findtext("name") for o in root.findall("object")],
+                         ["old\ufffdname\ufffd"])
+        root = parse_xml((await self.call("GET", "?format=xml")).body)
+        self.assertEqual(sorted(c.findtext("name") for c in root.findall("container")),
+                         ["c", "d\ufffd"])
+        self.assertEqual([e["name"] for e in await self.listing("/c")],
+                         ["old\x01name\ufffe"])
+        self.assertEqual((await self.call("GET", "/c/old%01name%EF%BF%BE")).body, b"old")
+        r = await self.call("DELETE", "/c/old%01name%EF%BF%BE")
+        self.assertEqual(r.code, 204)
+
+
 class RangeTests(StackCase):
     def setUp(self):
         d = super().setUp()
@@ -340,6 +389,23 @@ class RangeTests(StackCase):
         self.assertEqual([p.get_payload(decode=True) for p in parts],
                          [self.data[0:2], self.data[10:13], self.data[-3:]])
         self.assertEqual(parts[0].get_content_type(), "text/plain")
+
+    async def test_overlapping_ranges_not_amplified(self):
+        """Anonymously, on a public link, 100 overlapping ranges are a 416
+        (as Swift) rather than 100 copies of the object, and a few
+        overlapping ranges send each byte once."""
+        r = await self.call("POST", "/c/o?update", headers={"X-Object-Public": "true"})
+        self.assertEqual(r.code, 202)
+        link = (await self.call("HEAD", "/c/o")).header("X-Object-Public")
+        r = await http("GET", link, headers={"Range": "bytes=" + ",".join(["0-"] * 100)})
+        self.assertEqual(r.code, 416)
+        self.assertEqual(r.header("Content-Range"), "bytes */1024")
+        self.assertLess(len(r.body), 1024)
+        r = await http("GET", link, headers={"Range": "bytes=0-,0-"})
+        self.assertEqual((r.code, r.body), (206, self.data))
+        self.assertEqual(r.header("Content-Range"), "bytes 0-1023/1024")
+        r = await self.get("bytes=0-9,5-19")
+        self.assertEqual((r.code, r.body), (206, self.data[:20]))
 
     async def test_unsatisfiable(self):
         """A range past the end is 416 with Content-Range: bytes */size."""
@@ -479,11 +545,28 @@ class HashmapTests(StackCase):
             self.assertFault(r, 400)
         self.assertEqual((await self.call("HEAD", "/c/bad")).code, 404)
 
+    async def test_hashmap_size_capped(self):
+        """A hashmap body larger than the hashes of the largest object
+        (5 GiB) need is refused with 413 whatever it holds; one for the
+        largest object (parsed off the reactor) is answered as usual."""
+        h = block_hash(b"cap")
+        padded = json.dumps({"bytes": 3, "hashes": [h]}).encode() + b" " * (1 << 20)
+        r = await self.put_hashmap("/c/big", None, padded)
+        self.assertFault(r, 413)
+        r = await self.put_hashmap("/c/big", {"bytes": 2, "hashes": [h] * 2000})
+        self.assertFault(r, 413)
+        largest = 5 * 1024 ** 3 + 2
+        r = await self.put_hashmap("/c/big", {"bytes": largest,
+                                              "hashes": [h] * -(-largest // BLOCK_SIZE)})
+        self.assertEqual((r.code, r.json()), (409, [h]))
+        self.assertEqual((await self.call("HEAD", "/c/big")).code, 404)
+
     async def test_deeply_nested_json_bodies(self):
         """JSON nested too deeply to decode, as a hashmap, an SLO manifest
         or an account ACL, is a 400 (not a 500) and creates nothing."""
         deep = b"[" * 100_000 + b"]" * 100_000
-        self.assertFault(await self.put_hashmap("/c/bad", None, deep), 400)
+        within_cap = b"[" * 50_000 + b"]" * 50_000  # hashmap bodies are capped (413)
+        self.assertFault(await self.put_hashmap("/c/bad", None, within_cap), 400)
         r = await self.call("PUT", "/c/bad?multipart-manifest=put", body=deep)
         self.assertFault(r, 400)
         self.assertEqual((await self.call("HEAD", "/c/bad")).code, 404)

@@ -186,6 +186,44 @@ class BodyLimitTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
+class RequestShapeTests(unittest.TestCase):
+    """Requests no service can act on are answered by the site itself."""
+
+    connect = BodyLimitTests.connect
+
+    def test_nul_in_path_or_query_is_a_400(self):
+        """A NUL (%00) in a path segment, a query name or a query value is a
+        400 before any resource sees it (PostgreSQL text cannot hold one:
+        it used to reach SQL and answer 500)."""
+        res = Recording()
+        root = Root()
+        root.mount("r", res)
+        for target in (b"/r/a%00b", b"/r/x?marker=%00", b"/r/x?%00=1"):
+            channel, transport = self.connect(root)
+            channel.dataReceived(b"POST %s HTTP/1.1\r\nHost: node\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}" % target)
+            head, _, body = transport.value().partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), (target, head))
+            self.assertIn("NUL", json.loads(body)["badRequest"]["message"])
+        self.assertEqual(res.bodies, [])
+
+    def test_content_type_with_line_breaks_is_a_400(self):
+        """A Content-Type holding characters Python takes for line breaks
+        (vertical tab, form feed, ...) is answered 400; Twisted's own
+        parsing used to raise and drop the connection unanswered."""
+        res = Recording()
+        root = Root()
+        root.mount("r", res)
+        for ctype in (b"\x0b\x01", b"text/plain\x0c", b"a\x85b"):
+            channel, transport = self.connect(root)
+            channel.dataReceived(b"POST /r/x HTTP/1.1\r\nHost: node\r\nContent-Type: "
+                                 + ctype + b"\r\nContent-Length: 2\r\n\r\n[]")
+            head, _, body = transport.value().partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), (ctype, head))
+            self.assertIn("Content-Type", json.loads(body)["badRequest"]["message"])
+        self.assertEqual(res.bodies, [])
+
+
 class JSONBodyTests(unittest.TestCase):
     """``read_json`` refuses what it cannot decode with a 400."""
 
