@@ -48,9 +48,11 @@ class SignupTests(NodeTestCase):
             return []
         return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.iterdir())]
 
-    def link_path(self, n: int = 0) -> str:
-        """The path of the link in the ``n``-th verification mail."""
-        mails = [m for m in self.mails() if m["Subject"] == "Verify your email address"]
+    def link_path(self, n: int = 0, to: str | None = None) -> str:
+        """The path of the link in the ``n``-th verification mail (to
+        ``to``: mail files written within one second are not ordered)."""
+        mails = [m for m in self.mails() if m["Subject"] == "Verify your email address"
+                 and (to is None or m["To"] == to)]
         link = mails[n].get_payload(decode=True).decode().split("auth=")[1].split()[0]
         return "/ui/activate?auth=" + link
 
@@ -109,7 +111,7 @@ class SignupTests(NodeTestCase):
         hijack); confirming without one leaves no password at all."""
         yield self.call("POST", "/ui/signup", {
             "email": "victim@example.org", "password": "attacker's password"})
-        code, body = yield self.call("POST", self.link_path(),
+        code, body = yield self.call("POST", self.link_path(to="victim@example.org"),
                                      {"password": "the victim's own password"})
         self.assertEqual((code, body["state"]), (200, "active"))
         self.assertEqual((yield self.login("victim@example.org", "attacker's password")),
@@ -119,7 +121,7 @@ class SignupTests(NodeTestCase):
 
         yield self.call("POST", "/ui/signup", {
             "email": "victim2@example.org", "password": "attacker's password"})
-        code, body = yield self.call("POST", self.link_path(1), {})
+        code, body = yield self.call("POST", self.link_path(to="victim2@example.org"), {})
         self.assertEqual((code, body["state"], body["has_password"]),
                          (200, "active", False))
         self.assertEqual((yield self.login("victim2@example.org", "attacker's password")),
