@@ -29,15 +29,15 @@ are bounded per account and per address on each node.
 
 from __future__ import annotations
 
-import collections
 import datetime
 import unicodedata
 import uuid as uuid_module
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -87,6 +87,9 @@ class Policy:
 
 #: The longest first or last name accepted.
 NAME_LENGTH = 64
+# Logins of one address or account that may wait for a verification slot,
+# per slot; more are refused at once (429).
+WAITING_PER_SLOT = 8
 
 
 @implementer(IAuthenticator)
@@ -104,7 +107,7 @@ class Accounts:
         self._mailer = mailer
         self.providers = list(providers)
         self.policy = policy
-        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._gates: dict[str, defer.DeferredSemaphore] = {}
 
     def now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
@@ -304,7 +307,7 @@ class Accounts:
             limits += [store.Limit(pair, self.policy.failures_per_account),
                        store.Limit(f"account:{account}", self.policy.failures_per_account,
                                    only_if=pair)]
-        with self._verifying(credentials.source, account):
+        async with self._verifying(credentials.source, account):
             at = self.now()
             if not await self.db.run("identity.login_attempt", store.attempt_txn, limits,
                                      at, at - self._window()):
@@ -332,25 +335,34 @@ class Accounts:
             raise errors.Unauthorized("User inactive")
         return user
 
-    @contextmanager
-    def _verifying(self, source: str, account: str) -> Iterator[None]:
-        """Hold a verification slot of the address and of the account;
-        429 at once when either has its bound in flight already."""
+    @asynccontextmanager
+    async def _verifying(self, source: str, account: str) -> AsyncIterator[None]:
+        """Hold a verification slot of the address and of the account.
+
+        At most ``concurrent_per_*`` logins of one address or account are
+        checked at once; more wait their turn (clients such as the swift
+        command line log in from several threads at once), and beyond
+        ``WAITING_PER_SLOT`` times that many waiting, 429 at once."""
         slots = [(f"address:{source}", self.policy.concurrent_per_address)]
         if account:
             slots.append((f"account:{account}", self.policy.concurrent_per_account))
-        if any(self._in_flight[key] >= most for key, most in slots):
-            raise TooManyFailures("Too many logins at once; try again later.",
-                                  headers={"Retry-After": "1"})
-        for key, _ in slots:
-            self._in_flight[key] += 1
+        held: list[tuple[str, defer.DeferredSemaphore]] = []
         try:
+            for key, most in slots:
+                gate = self._gates.get(key)
+                if gate is None:
+                    gate = self._gates[key] = defer.DeferredSemaphore(most)
+                if len(gate.waiting) >= WAITING_PER_SLOT * most:
+                    raise TooManyFailures("Too many logins at once; try again later.",
+                                          headers={"Retry-After": "1"})
+                await gate.acquire()
+                held.append((key, gate))
             yield
         finally:
-            for key, _ in slots:
-                self._in_flight[key] -= 1
-                if not self._in_flight[key]:
-                    del self._in_flight[key]
+            for key, gate in reversed(held):
+                gate.release()
+                if gate.tokens == gate.limit and not gate.waiting:
+                    self._gates.pop(key, None)
 
     def _throttled(self) -> TooManyFailures:
         return TooManyFailures("Too many failed logins; try again later.",
