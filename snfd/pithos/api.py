@@ -35,7 +35,13 @@ Deliberate differences from the reference, for Swift clients:
   replace the old.
 - Block uploads (container ``POST`` with data) are open to every user who
   can see the container (a write is checked when a hashmap names the
-  blocks).
+  blocks).  They are recorded for the uploader, whose blocks no object
+  references yet are bounded by its remaining diskspace (413 beyond).
+  A hashmap may name only blocks its caller uploaded or can read in an
+  object; any other counts as missing in the 409, whether it exists or
+  not (no cross-tenant oracle).
+- An object ``PUT`` whose length the container or account quota cannot
+  hold is a 413 before any of its blocks is stored.
 
 Errors are ``snfd.errors`` faults rendered by ``render_fault``; the only
 other error body is the 409 of a hashmap upload, the JSON list of the
@@ -422,11 +428,15 @@ class PithosAPI:
                 await self.backend.container(user, t.account, t.container)  # 404?
             if not uploading:
                 return Reply(202)
+            buffered = self.uploads.buffered_size(request)
+            if buffered is not None:
+                await self.backend.check_block_upload(user, buffered)
             size, hashes, _ = await self.uploads.stored(request)
         finally:
             await self.uploads.settle(request)
         if size == 0:
             return Reply(202)
+        await self.backend.record_uploads(user, hashes, size)
         return listings.blocks(hashes, call.fmt(default="json"))
 
     async def container_delete(self, call: Call) -> Reply:
@@ -580,6 +590,10 @@ class PithosAPI:
         permissions, public = self._permissions(call)
         expect, if_none = await self._write_conditions(call)
         given_etag = call.header("ETag")
+        buffered = self.uploads.buffered_size(call.request)
+        if buffered is not None:
+            await self.uploads.check_writer(user, t, "object")
+            await self.uploads.check_room(t, buffered)
         size, hashes, md5 = await self.uploads.stored(call.request)
         if size > swift.MAX_FILE_SIZE:
             raise errors.OverLimit(f"Objects are at most {swift.MAX_FILE_SIZE} bytes.")
@@ -616,7 +630,7 @@ class PithosAPI:
             info = await self.backend.put_object(
                 user, t.account, t.container, t.name, size=size, hashes=hashes,
                 content_type=content_type, checksum="", meta=meta, permissions=permissions,
-                public=public, expect_serial=expect, if_none_match=if_none)
+                public=public, expect_serial=expect, if_none_match=if_none, by_hash=True)
         except MissingBlocks as e:
             return json_reply(e.hashes, 409)
         if info.hashes is None:

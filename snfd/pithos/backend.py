@@ -65,7 +65,7 @@ from snfd.pithos.model import (
     Sharer,
     Subdir,
 )
-from snfd.pithos.permissions import ANONYMOUS
+from snfd.pithos.permissions import ANONYMOUS, nameable_blocks_txn
 from snfd.pithos.rules import MAX_LIST
 from snfd.pithos.validation import (
     USER_META,
@@ -80,6 +80,10 @@ from snfd.pithos.validation import (
     checked_policy,
     parse_meta_filters,
 )
+
+MAX_UNREFERENCED = 5 * 1024 ** 3
+"""Bound of one account's block uploads no object references yet, when no
+quota holder says what the account has left (see ``check_block_upload``)."""
 
 # ``permissions`` argument meaning "leave the permissions as they are".
 KEEP = None
@@ -318,8 +322,15 @@ class Backend:
                          permissions: Permissions | None = KEEP,
                          public: bool | None = None,
                          expect_serial: int | None = None,
-                         if_none_match: bool = False) -> ObjectInfo:
+                         if_none_match: bool = False, by_hash: bool = False) -> ObjectInfo:
         """Create a new version from a hashmap (blocks already stored).
+
+        ``by_hash``: the hashes come from the caller (a hashmap upload),
+        so only the blocks ``user`` may name count as present (it uploaded
+        them or can read an object holding them, see
+        ``permissions.nameable_blocks_txn``); the others are missing like
+        blocks the store lacks, and the upload records of those named are
+        dropped (they are charged as the object's from now on).
 
         ``meta`` replaces the user meta and content headers (``None``: keep
         the previous version's).  ``expect_serial``: ``Conflict`` unless the
@@ -341,17 +352,57 @@ class Backend:
         perms = checked_permissions(permissions) if permissions is not None else None
         wanted = list(dict.fromkeys(h for h in hashes if h != EMPTY_HASH))
         if wanted:
-            missing = await self.blocks.missing(wanted)
+            missing = set(await self.blocks.missing(wanted))
+            if by_hash:
+                nameable = await self.db.run("pithos.nameable_blocks",
+                                             nameable_blocks_txn, user, wanted)
+                missing.update(h for h in wanted if h not in nameable)
             if missing:
-                raise MissingBlocks(missing)
+                raise MissingBlocks([h for h in wanted if h in missing])
         info: ObjectInfo = await self._runner.run(
             "pithos.put_object", writes.put_object_txn, self.blocks, self.block_size,
             self.public_token_length, user, account, container, name, size, hashes,
             content_type or "application/octet-stream", checksum or "", new_meta, perms,
-            public, expect_serial, if_none_match, self.clock.seconds(),
+            public, expect_serial, if_none_match, by_hash, self.clock.seconds(),
             expect=self._runner.guess(account, container, size),
             label=f"{account}/{container}/{name}")
         return info
+
+    async def upload_room(self, account: str, container: str, name: str) -> int | None:
+        """The most bytes a new version of the object may have before the
+        container quota or the account's ``pithos.diskspace`` quota (in
+        the container's project) refuses it; ``None``: no known bound.
+        An upload longer than this is refused before a block is stored
+        (a guess: the write itself decides, under its commission)."""
+        room, project, current = await self.db.run(
+            "pithos.upload_room", reads.upload_room_txn, account, container, name)
+        left = await charges.diskspace_left(self.charger, account, project)
+        if left is not None:
+            left += current
+            room = left if room is None else min(room, left)
+        return room
+
+    async def check_block_upload(self, user: str, size: int) -> None:
+        """``OverLimit`` unless ``user`` may upload ``size`` more bytes of
+        blocks by ``POST`` to a container: the blocks it uploaded that no
+        object references yet may take at most its remaining
+        ``pithos.diskspace`` (in its own project; ``MAX_UNREFERENCED``
+        without a quota holder)."""
+        left = await charges.diskspace_left(self.charger, user, user)
+        bound = MAX_UNREFERENCED if left is None else left
+        pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
+        if pending + size > bound:
+            raise errors.OverLimit(
+                f"Unreferenced block uploads are limited to {bound} bytes"
+                f" ({pending} pending); reference or let them expire first.")
+
+    async def record_uploads(self, user: str, hashes: Sequence[str], size: int) -> None:
+        """Record the blocks of a ``size``-byte body ``user`` uploaded by
+        ``POST`` to a container, in order (``hashes``), as blocks ``user``
+        may name in a hashmap (``put_object(by_hash=True)``)."""
+        bs = self.block_size
+        blocks = [(h, min(bs, size - i * bs)) for i, h in enumerate(hashes)]
+        await self.db.run("pithos.record_uploads", store.record_uploads_txn, user, blocks)
 
     async def update_object(self, user: str, account: str, container: str, name: str,
                             meta: Mapping[str, str] | None, replace: bool,
@@ -453,4 +504,4 @@ class Backend:
                                      batch)
 
 
-__all__ = ["ANONYMOUS", "KEEP", "Backend", "MissingBlocks", "Subdir"]
+__all__ = ["ANONYMOUS", "KEEP", "MAX_UNREFERENCED", "Backend", "MissingBlocks", "Subdir"]

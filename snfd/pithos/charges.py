@@ -149,6 +149,24 @@ async def quotas(charger: Any, account: str) -> dict[str, int]:
             if h.source and h.source.startswith("project:")}
 
 
+async def diskspace_left(charger: Any, account: str, project: str) -> int | None:
+    """The ``pithos.diskspace`` bytes the account may still use in
+    ``project`` (``None``: no quota holder, no holding, or the holder
+    fails: logged)."""
+    holder = charger.holder if charger is not None else None
+    if holder is None:
+        return None
+    try:
+        found = await holder.quotas([f"user:{account}"], [f"project:{project}"],
+                                    [DISKSPACE])
+    except Exception:
+        log.failure("pithos: cannot read the quotas of {account}", account=account)
+        return None
+    if not found:
+        return None
+    return max(0, min(h.limit - h.usage_max for h in found))
+
+
 async def check_project(charger: Any, account: str, project: str | None) -> None:
     """``BadRequest`` unless the account draws pithos.diskspace from
     ``project`` (checked only when a quota holder is known)."""
@@ -163,4 +181,4 @@ async def check_project(charger: Any, account: str, project: str | None) -> None
 
 
 __all__ = ["COMPONENT", "DISKSPACE", "WriteCharge", "WriteRunner", "check_project",
-           "quotas"]
+           "diskspace_left", "quotas"]

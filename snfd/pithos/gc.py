@@ -54,6 +54,9 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
     ``(blocks scanned, removed)``.  Run by one node at a time (a leader
     duty)."""
     await db.run("pithos.gc_reset", store.gc_unmark_txn, None)
+    # Uploads not referenced within the grace are no longer the uploader's
+    # to name (nor count against its bound of unreferenced uploads).
+    await db.run("pithos.gc_uploads", store.prune_uploads_txn, cutoff)
     after = ""
     scanned = removed = 0
     while True:

@@ -33,6 +33,7 @@ import attrs
 
 from snfd import errors
 from snfd.pithos import store
+from snfd.pithos.hashmap import EMPTY_HASH
 from snfd.pithos.model import Permissions
 from snfd.pithos.store import NORMAL
 
@@ -235,7 +236,37 @@ def visibility_txn(txn: Any, user: str, account: str, container: str,
     return access, granted, sorted(p + "/" for p in granted if p in dirs)
 
 
-__all__ = ["ANONYMOUS", "DIRECTORY_TYPES", "NOBODY", "OWNER", "PAST_VERSIONS", "PUBLIC",
-           "Access", "access_txn", "directories_txn", "entries_txn", "everything", "grants",
-           "owner_only_txn", "public_access_txn", "require", "shares_under_txn",
-           "visibility_txn"]
+BLOCK_CANDIDATES = 1000
+"""How many (block, object) pairs ``nameable_blocks_txn`` examines for the
+blocks found in no object of the caller's: a block only in objects beyond
+them counts as unknown (the client uploads it, as for any missing one)."""
+
+
+def nameable_blocks_txn(txn: Any, user: str, hashes: list[str]) -> set[str]:
+    """Which of ``hashes`` ``user`` may name in a hashmap: blocks it
+    uploaded (``store.record_uploads_txn``), blocks of any version of its
+    own objects, and blocks of current objects it may read.  Whether any
+    other block exists is never told (the audit's cross-tenant oracle)."""
+    wanted = {h for h in hashes if h != EMPTY_HASH}
+    if user == ANONYMOUS or not wanted:
+        return set()
+    known = store.uploaded_txn(txn, user, wanted)
+    known |= store.blocks_under_txn(txn, user + "/", wanted - known)
+    rest = wanted - known
+    if rest:
+        seen: dict[str, Access] = {}
+        for h, path in store.current_block_paths_txn(txn, rest, BLOCK_CANDIDATES):
+            if h in known:
+                continue
+            if path not in seen:
+                account, container, name = path.split("/", 2)
+                seen[path] = access_txn(txn, user, account, container, name, detail=False)
+            if seen[path].read:
+                known.add(h)
+    return known
+
+
+__all__ = ["ANONYMOUS", "BLOCK_CANDIDATES", "DIRECTORY_TYPES", "NOBODY", "OWNER",
+           "PAST_VERSIONS", "PUBLIC", "Access", "access_txn", "directories_txn",
+           "entries_txn", "everything", "grants", "nameable_blocks_txn", "owner_only_txn",
+           "public_access_txn", "require", "shares_under_txn", "visibility_txn"]

@@ -50,6 +50,25 @@ def container_policy(policy: Mapping[str, str], account: str) -> ContainerPolicy
                            project=policy.get("project") or account)
 
 
+def upload_room_txn(txn: Any, account: str, container: str,
+                    name: str) -> tuple[int | None, str, int]:
+    """``(container room, project, current size)`` for a new version of
+    ``name``: the bytes the container quota leaves for it (``None``:
+    unlimited, or no such container), the project it is charged to and
+    the size of the version it would replace (0 for none)."""
+    cpath = f"{account}/{container}"
+    node = store.node_txn(txn, cpath)
+    if node is None:
+        return None, account, 0
+    policy = container_policy(store.policy_txn(txn, node), account)
+    latest = store.latest_txn(txn, f"{cpath}/{name}")
+    current = latest.size if latest is not None and latest.cluster == NORMAL else 0
+    if not policy.quota:
+        return None, policy.project, current
+    used = store.stats_txn(txn, node).get(NORMAL, store.Stats()).size
+    return policy.quota - used + current, policy.project, current
+
+
 def sharers_txn(txn: Any, user: str, marker: str | None, limit: int) -> list[Sharer]:
     """See ``Backend.sharers``."""
     entries = sorted(entries_txn(txn, user))

@@ -157,6 +157,88 @@ def gc_unmark_txn(txn: Any, names: Sequence[str] | None = None) -> None:
                     ([bytes.fromhex(n) for n in names],))
 
 
+# -- block uploads ------------------------------------------------------------
+
+def record_uploads_txn(txn: Any, account: str, blocks: Sequence[tuple[str, int]]) -> None:
+    """Record ``(hash, size)`` blocks as uploaded by ``account`` (again:
+    the record is refreshed)."""
+    wanted = {h: n for h, n in blocks if h != EMPTY_HASH}
+    if not wanted:
+        return
+    names = sorted(wanted)
+    txn.execute(
+        """INSERT INTO pithos_uploads AS u (account, hash, size)
+           SELECT %s, h, n FROM unnest(%s::bytea[], %s::bigint[]) AS t (h, n)
+           ON CONFLICT (account, hash) DO UPDATE SET created_at = now()""",
+        (account, [bytes.fromhex(h) for h in names], [wanted[h] for h in names]))
+
+
+def uploaded_txn(txn: Any, account: str, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` ``account`` uploaded (``record_uploads_txn``)."""
+    wanted = sorted({h for h in hashes if h != EMPTY_HASH})
+    if not wanted:
+        return set()
+    txn.execute(
+        """SELECT encode(hash, 'hex') FROM pithos_uploads
+           WHERE account = %s AND hash = ANY(%s)""",
+        (account, [bytes.fromhex(h) for h in wanted]))
+    return {row[0] for row in txn.fetchall()}
+
+
+def forget_uploads_txn(txn: Any, account: str, hashes: Iterable[str]) -> None:
+    """Drop ``account``'s upload records of ``hashes`` (now referenced)."""
+    wanted = sorted({h for h in hashes if h != EMPTY_HASH})
+    if wanted:
+        txn.execute("DELETE FROM pithos_uploads WHERE account = %s AND hash = ANY(%s)",
+                    (account, [bytes.fromhex(h) for h in wanted]))
+
+
+def uploads_size_txn(txn: Any, account: str) -> int:
+    """The bytes of the blocks ``account`` uploaded that no version of its
+    references yet (the records ``forget_uploads_txn`` has not dropped)."""
+    txn.execute("SELECT COALESCE(sum(size), 0) FROM pithos_uploads WHERE account = %s",
+                (account,))
+    return int(txn.fetchone()[0])
+
+
+def prune_uploads_txn(txn: Any, before: float) -> int:
+    """Drop the upload records older than ``before`` (seconds since the
+    epoch): the garbage collector may take their blocks.  How many."""
+    txn.execute("DELETE FROM pithos_uploads WHERE created_at < to_timestamp(%s)", (before,))
+    return int(txn.rowcount)
+
+
+def blocks_under_txn(txn: Any, prefix: str, hashes: Iterable[str]) -> set[str]:
+    """Which of ``hashes`` a version (any, history included) of an object
+    whose path starts with ``prefix`` references."""
+    wanted = sorted({h for h in hashes if h != EMPTY_HASH})
+    if not wanted:
+        return set()
+    txn.execute(
+        """SELECT DISTINCT encode(mb.hash, 'hex') FROM pithos_map_blocks mb
+           JOIN pithos_versions v ON v.map_id = mb.map_id
+           JOIN pithos_nodes n ON n.node = v.node
+           WHERE mb.hash = ANY(%s) AND starts_with(n.path, %s)""",
+        ([bytes.fromhex(h) for h in wanted], prefix))
+    return {row[0] for row in txn.fetchall()}
+
+
+def current_block_paths_txn(txn: Any, hashes: Iterable[str],
+                            limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` ``(hash, object path)`` pairs: current versions
+    referencing any of ``hashes``."""
+    wanted = sorted({h for h in hashes if h != EMPTY_HASH})
+    if not wanted:
+        return []
+    txn.execute(
+        """SELECT DISTINCT encode(mb.hash, 'hex'), n.path FROM pithos_map_blocks mb
+           JOIN pithos_versions v ON v.map_id = mb.map_id AND v.cluster = %s
+           JOIN pithos_nodes n ON n.node = v.node
+           WHERE mb.hash = ANY(%s) LIMIT %s""",
+        (NORMAL, [bytes.fromhex(h) for h in wanted], limit))
+    return [(row[0], row[1]) for row in txn.fetchall()]
+
+
 # -- maps ---------------------------------------------------------------------
 
 def insert_map_txn(txn: Any, hashes: Sequence[str]) -> int:

@@ -128,7 +128,8 @@ class Uploads:
             if media_type(given[0].decode("latin-1")) != OCTET_STREAM:
                 return None
             kind = "blocks"
-        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal))
+        size = length if method == b"PUT" or kind == "blocks" else None
+        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal, size))
         transport = request.channel.transport
         return BlockSink(self.blocks, self.reactor, gate, transport.pauseProducing,
                          transport.resumeProducing, block_size=self.blocks.block_size,
@@ -160,7 +161,7 @@ class Uploads:
         return MAX_SMALL_BODY
 
     async def _gate(self, heads: Any, args: dict[bytes, list[bytes]], target: Target | None,
-                    kind: str, refusal: errors.Fault | None) -> None:
+                    kind: str, refusal: errors.Fault | None, size: int | None) -> None:
         if refusal is not None:
             raise refusal
         assert target is not None and target.account and target.container
@@ -173,7 +174,17 @@ class Uploads:
         principal = await self.authenticator.authenticate(token)
         if principal.is_component or principal.user is None:
             raise errors.Forbidden("This request needs a user token, not a service token.")
-        user = principal.user
+        await self.check_writer(principal.user, target, kind)
+        if kind == "blocks":
+            await self.backend.check_block_upload(principal.user, size or 0)
+        elif size is not None:
+            await self.check_room(target, size)
+
+    async def check_writer(self, user: str, target: Target, kind: str) -> None:
+        """What the gate checks before storing a body: the container is
+        visible to ``user`` and, for object data (``kind`` ``"object"``),
+        ``user`` may write the object when it exists."""
+        assert target.account and target.container
         await self.backend.container(user, target.account, target.container)
         if user == target.account or kind != "object":
             return
@@ -185,6 +196,26 @@ class Uploads:
             return  # a write permission inherited from a directory: put_object decides
         if info.allowed_to != "write":
             raise errors.Forbidden("You may not write this object.")
+
+    async def check_room(self, target: Target, size: int) -> None:
+        """``OverLimit`` when a ``size``-byte object at ``target`` would not
+        fit the container's or the account's quota: refused before any
+        block is stored, so no refused upload leaves blocks behind."""
+        assert target.account and target.container and target.name is not None
+        room = await self.backend.upload_room(target.account, target.container, target.name)
+        if room is not None and size > room:
+            raise errors.OverLimit(f"Quota exceeded: {size} bytes do not fit in {room}.")
+
+    def buffered_size(self, request: Any) -> int | None:
+        """The size of a buffered (not streamed) body; ``None`` for a
+        streamed one (its gate checked it)."""
+        content = request.content
+        if isinstance(content, BlockSink):
+            return None
+        content.seek(0, 2)
+        size: int = content.tell()
+        content.seek(0)
+        return size
 
     async def stored(self, request: Any) -> tuple[int, list[str], str]:
         """``(size, hashes, md5)`` of the request body, stored as blocks:

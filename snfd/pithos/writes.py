@@ -193,12 +193,14 @@ def put_object_txn(txn: Any, ctx: WriteCharge, blocks: Any, block_size: int,
                    size: int, hashes: list[str], content_type: str, checksum: str,
                    meta: dict[str, str] | None, perms: Permissions | None,
                    public: bool | None, expect_serial: int | None, if_none_match: bool,
-                   now: float) -> ObjectInfo:
+                   by_hash: bool, now: float) -> ObjectInfo:
     """See ``Backend.put_object``; ``blocks`` is the block store (its
     blocks are checked again inside the transaction)."""
     ctx.begin()
     store.gc_share_txn(txn)
     check_blocks_txn(txn, blocks, hashes)
+    if by_hash:
+        store.forget_uploads_txn(txn, user, hashes)
     c = lock_container_txn(txn, account, container)
     access = access_txn(txn, user, account, container, name, detail=False)
     require(access, "Object", write=True)

@@ -1,13 +1,15 @@
 """Regression tests of the object store's access holes found by the audit
 (issue 12): large-object segments read with the reader's rights (H1),
 copies and moves with a delimiter checked on every destination (H2), and
-old versions kept from sharees (M4).  Alice is the victim, bob the
+old versions kept from sharees (M4), and hashmaps naming only blocks
+their caller uploaded or can read (M3, L7).  Alice is the victim, bob the
 attacker, carol another user; everything runs over real HTTP."""
 
 from __future__ import annotations
 
 import json
 
+from snfd.pithos.hashmap import BLOCK_SIZE, block_hash, hashmap_of
 from snfd.testing.pithos import http
 from tests.pithos.test_api import StackCase
 
@@ -217,3 +219,161 @@ class HistoryTests(StackCase):
         for query in (f"?version={self.old}", "?version=list&format=json"):
             r = await self.call("GET", "/c/report" + query, token=carol_token)
             self.assertEqual(r.code, 404, r.body)
+
+
+class BlockNamingTests(StackCase):
+    """M3 and L7: a hashmap PUT names only blocks its caller uploaded or
+    can read in an object; any other block counts as missing (409),
+    whether the store holds it or not, so the answer tells nothing about
+    another tenant's data and lends none of it."""
+
+    async def _setUp(self):
+        await super()._setUp()
+        await self.container("c")
+        await self.put("/c/secret", SECRET)
+        self.secret_hash = block_hash(SECRET)
+        r = await self.call("PUT", "/b", token=self.bob_token, account=self.bob)
+        self.assertEqual(r.code, 201, r.body)
+
+    async def put_hashmap(self, path: str, size: int, hashes: list[str],
+                          token: object, account: str | None = None):
+        body = json.dumps({"bytes": size, "hashes": hashes}).encode()
+        return await self.call("PUT", f"{path}?hashmap&format=json", token=token,
+                               account=account, body=body,
+                               headers={"Content-Type": "application/octet-stream"})
+
+    async def test_foreign_block_cannot_be_named(self):
+        """Bob naming the block of alice's private object gets a 409 that
+        lists it, and no object: he cannot copy her data by its hash."""
+        r = await self.put_hashmap("/b/stolen", len(SECRET), [self.secret_hash],
+                                   self.bob_token, self.bob)
+        self.assertEqual((r.code, r.json()), (409, [self.secret_hash]), r.body)
+        r = await self.call("GET", "/b/stolen", token=self.bob_token, account=self.bob)
+        self.assertEqual(r.code, 404)
+
+    async def test_no_existence_oracle(self):
+        """A block that exists (alice's) and one that exists nowhere are
+        answered alike: both are listed as missing."""
+        unknown = block_hash(b"nobody has this block")
+        r = await self.put_hashmap("/b/probe", BLOCK_SIZE + 1, [self.secret_hash, unknown],
+                                   self.bob_token, self.bob)
+        self.assertEqual(r.code, 409, r.body)
+        self.assertEqual(sorted(r.json()), sorted([self.secret_hash, unknown]))
+
+    async def test_uploaded_block_can_be_named(self):
+        """After bob uploads the same bytes himself (POST to his container),
+        the same hashmap PUT creates his object."""
+        r = await self.call("POST", "/b?update&format=json", token=self.bob_token,
+                            account=self.bob, body=SECRET,
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.json(), [self.secret_hash])
+        r = await self.put_hashmap("/b/mine", len(SECRET), [self.secret_hash],
+                                   self.bob_token, self.bob)
+        self.assertEqual(r.code, 201, r.body)
+        r = await self.call("GET", "/b/mine", token=self.bob_token, account=self.bob)
+        self.assertEqual((r.code, r.body), (200, SECRET))
+
+    async def test_owner_and_readers_name_blocks(self):
+        """The owner names the blocks of her own objects, and a sharee those
+        of an object he may read, without uploading them again."""
+        r = await self.put_hashmap("/c/again", len(SECRET), [self.secret_hash],
+                                   self.alice_token)
+        self.assertEqual(r.code, 201, r.body)
+        r = await self.call("POST", "/c/secret", headers={"X-Object-Sharing": f"read={self.bob}"})
+        self.assertEqual(r.code, 202, r.body)
+        r = await self.put_hashmap("/b/shared", len(SECRET), [self.secret_hash],
+                                   self.bob_token, self.bob)
+        self.assertEqual(r.code, 201, r.body)
+
+
+class RefusedUploadTests(StackCase):
+    """M3: an upload whose length the quota cannot hold (the container's
+    or the account's) is refused before a block of it is stored."""
+
+    def data(self, size: int, seed: bytes) -> bytes:
+        return (seed * (size // len(seed) + 1))[:size]
+
+    async def assertNothingStored(self, data: bytes) -> None:
+        missing = await self.stack.blocks.missing(hashmap_of(data))
+        self.assertEqual(sorted(missing), sorted(set(hashmap_of(data))))
+
+    async def test_container_quota_streamed(self):
+        """A streamed PUT longer than the container quota leaves is 413
+        and stores no block; one that fits still works."""
+        await self.container("q", **{"X-Container-Policy-Quota": "200000"})
+        data = self.data(300_000, b"streamed over quota ")
+        r = await self.call("PUT", "/q/big", body=data,
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+        await self.put("/q/fits", self.data(150_000, b"this one fits "))
+
+    async def test_container_quota_buffered(self):
+        """A small (buffered) PUT beyond the container quota is 413 and
+        stores no block; replacing an object by one of the same size is
+        still allowed in a full container."""
+        await self.container("q", **{"X-Container-Policy-Quota": "10"})
+        await self.put("/q/o", b"0123456789")
+        data = b"small but over the quota"
+        r = await self.call("PUT", "/q/x", body=data,
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+        await self.put("/q/o", b"abcdefghij")
+
+    async def test_account_quota_streamed(self):
+        """A streamed PUT longer than the account's remaining diskspace is
+        413 and stores no block."""
+        await self.stack.set_diskspace(self.alice, 100_000)
+        await self.container("c")
+        data = self.data(200_000, b"over the account quota ")
+        r = await self.call("PUT", "/c/big", body=data,
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+
+
+class BlockUploadBoundTests(StackCase):
+    """M3: blocks uploaded by POST to a container that no object references
+    yet are bounded per uploader by its remaining diskspace; naming them
+    in an object (charged from then on) or their expiry by the garbage
+    collector frees the room."""
+
+    async def _setUp(self):
+        await super()._setUp()
+        await self.stack.set_diskspace(self.bob, 300_000)
+        r = await self.call("PUT", "/b", token=self.bob_token, account=self.bob)
+        self.assertEqual(r.code, 201, r.body)
+
+    async def upload(self, data: bytes):
+        return await self.call("POST", "/b?update&format=json", token=self.bob_token,
+                               account=self.bob, body=data,
+                               headers={"Content-Type": "application/octet-stream"})
+
+    async def test_bound_and_reference(self):
+        """Past the bound a block upload is 413; once the pending blocks
+        are in an object, uploads within what is left work again."""
+        first = b"1" * 200_000
+        r = await self.upload(first)
+        self.assertEqual(r.code, 202, r.body)
+        r = await self.upload(b"2" * 150_000)
+        self.assertEqual(r.code, 413, r.body)
+        r = await self.call("PUT", "/b/o?hashmap&format=json", token=self.bob_token,
+                            account=self.bob, body=json.dumps(
+                                {"bytes": len(first), "hashes": hashmap_of(first)}).encode(),
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 201, r.body)
+        r = await self.upload(b"3" * 90_000)
+        self.assertEqual(r.code, 202, r.body)
+        r = await self.upload(b"4" * 20_000)
+        self.assertEqual(r.code, 413, r.body)
+
+    async def test_expiry_frees_room(self):
+        """The garbage collector drops upload records past its grace, so
+        they no longer count against the bound."""
+        r = await self.upload(b"1" * 200_000)
+        self.assertEqual(r.code, 202, r.body)
+        self.assertEqual((await self.upload(b"2" * 150_000)).code, 413)
+        await self.stack.backend.collect_garbage(-1.0)
+        r = await self.upload(b"2" * 150_000)
+        self.assertEqual(r.code, 202, r.body)

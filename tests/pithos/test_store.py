@@ -56,6 +56,29 @@ class MigrationTests(unittest.TestCase):
         self.assertEqual(migrations.upgrade(conn, [NODE_SCHEMA, PITHOS]), [])
         migrations.check(conn, [NODE_SCHEMA, PITHOS])
 
+    def test_uploads_migration(self):
+        """Migration 0004 adds the block upload records on a schema at
+        0003: recorded blocks are found per account and can be dropped."""
+        conn = psycopg2.connect(fresh_database(self))
+        self.addCleanup(conn.close)
+        migrations.upgrade(conn, [NODE_SCHEMA])
+        for migration in PITHOS.migrations()[:3]:
+            with conn.cursor() as cur:
+                migrations.apply_txn(cur, migration)
+            conn.commit()
+        done = migrations.upgrade(conn, [NODE_SCHEMA, PITHOS])
+        self.assertEqual([(m.component, m.version) for m in done], [("pithos", 4)])
+        a, b = hashmap_of(b"one"), hashmap_of(b"two")
+        with conn.cursor() as txn:
+            store.record_uploads_txn(txn, "acct", [(a[0], 3), (b[0], 3)])
+            store.record_uploads_txn(txn, "acct", [(a[0], 3)])
+            self.assertEqual(store.uploaded_txn(txn, "acct", a + b), {a[0], b[0]})
+            self.assertEqual(store.uploaded_txn(txn, "other", a + b), set())
+            store.forget_uploads_txn(txn, "acct", a)
+            self.assertEqual(store.uploaded_txn(txn, "acct", a + b), {b[0]})
+        conn.commit()
+        migrations.check(conn, [NODE_SCHEMA, PITHOS])
+
 
 class SuccessorTests(unittest.TestCase):
     @given(NAMES, NAMES)
