@@ -129,11 +129,9 @@ def check_meta(meta: Mapping[str, str], prefix: str) -> None:
     if count > MAX_META_KEYS:
         raise errors.BadRequest(
             f"Too many metadata keys ({count}; at most {MAX_META_KEYS}).")
-    for key, value in meta.items():
-        if not isinstance(key, str) or not key or not isinstance(value, str):
-            raise errors.BadRequest("Metadata keys and values must be text.")
-        if "\x00" in key or "\x00" in value:
-            raise errors.BadRequest("Metadata may not contain NUL characters.")
+    _check_text_items(meta, "Metadata keys and values must be text.",
+                      "Metadata may not contain NUL characters.")
+    for key in meta:
         check_meta_key(key)
 
 
@@ -169,12 +167,19 @@ def check_attributes(attributes: Mapping[str, str]) -> dict[str, str]:
     if len(attributes) > MAX_META_KEYS:
         raise errors.BadRequest(
             f"Too many attributes ({len(attributes)}; at most {MAX_META_KEYS}).")
-    for key, value in attributes.items():
-        if not isinstance(key, str) or not key or not isinstance(value, str):
-            raise errors.BadRequest("Attribute keys must be non-empty text, values text.")
-        if "\x00" in key or "\x00" in value:
-            raise errors.BadRequest("Attributes may not contain NUL characters.")
+    _check_text_items(attributes, "Attribute keys must be non-empty text, values text.",
+                      "Attributes may not contain NUL characters.")
     return dict(attributes)
+
+
+def _check_text_items(items: Mapping[str, str], not_text: str, nul: str) -> None:
+    """``BadRequest(not_text)`` unless every key is non-empty text and every
+    value text; ``BadRequest(nul)`` if any holds a NUL character."""
+    for key, value in items.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise errors.BadRequest(not_text)
+        if "\x00" in key or "\x00" in value:
+            raise errors.BadRequest(nul)
 
 
 def merged_meta(old: Mapping[str, str], meta: Mapping[str, str], replace: bool,

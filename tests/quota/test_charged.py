@@ -11,14 +11,10 @@ from twisted.trial import unittest
 
 from snfd import errors
 from snfd.identity.quotaholder import LocalQuotaHolder
-from snfd.quota import NoCapacityError, NoQuantityError, Resource, user_and_project
+from snfd.quota import NoCapacityError, NoQuantityError, user_and_project
 from snfd.quota import serials as qs
 from snfd.quota.charged import Attempt, Recharge, Settle, run_charged
-from snfd.quota.serials import Charger
-from snfd.testing.identity import identity_database
-from snfd.testing.postgres import started_pool
-
-DISK = Resource("pithos.diskspace", "Storage", "bytes", "object-store", "pithos_object-store")
+from tests.quota.test_serials import set_up_charger
 
 
 def upload(size: int):
@@ -99,13 +95,7 @@ class RunnerTests(unittest.TestCase):
         return defer.ensureDeferred(self.asyncSetUp())
 
     async def asyncSetUp(self):
-        self.db = started_pool(self, identity_database(self))
-        self.qh = LocalQuotaHolder(self.db)
-        await self.qh.register_resources("pithos", [DISK])
-        await self.qh.set_limit("user:u1", "project:p1", "pithos.diskspace", 100)
-        await self.qh.set_limit("project:p1", None, "pithos.diskspace", 1000)
-        self.holder = Holder(self.qh)
-        self.charger = Charger(self.db, self.holder, "pithos")
+        await set_up_charger(self, Holder)
         self.addCleanup(lambda: defer.ensureDeferred(self.charger.drain()))
 
     async def usage(self) -> tuple[int, int]:

@@ -5,6 +5,7 @@ including crashes between issuing and settling."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import psycopg2
 from twisted.internet import defer
@@ -43,18 +44,22 @@ class FlakyHolder:
         return await self.real.resolve(clientkey, accept, reject)
 
 
+async def set_up_charger(testcase: Any, wrap: Any) -> None:
+    """Give ``testcase`` a quota holder on a fresh database (``qh``: user
+    u1 may use 100 bytes of pithos.diskspace in project p1, which has
+    1000), ``holder`` = ``wrap(qh)`` and a pithos ``charger`` over it."""
+    testcase.db = started_pool(testcase, identity_database(testcase))
+    testcase.qh = LocalQuotaHolder(testcase.db)
+    await testcase.qh.register_resources("pithos", [DISK])
+    await testcase.qh.set_limit("user:u1", "project:p1", "pithos.diskspace", 100)
+    await testcase.qh.set_limit("project:p1", None, "pithos.diskspace", 1000)
+    testcase.holder = wrap(testcase.qh)
+    testcase.charger = Charger(testcase.db, testcase.holder, "pithos")
+
+
 class ChargerTests(unittest.TestCase):
     def setUp(self):
-        return defer.ensureDeferred(self.asyncSetUp())
-
-    async def asyncSetUp(self):
-        self.db = started_pool(self, identity_database(self))
-        self.qh = LocalQuotaHolder(self.db)
-        await self.qh.register_resources("pithos", [DISK])
-        await self.qh.set_limit("user:u1", "project:p1", "pithos.diskspace", 100)
-        await self.qh.set_limit("project:p1", None, "pithos.diskspace", 1000)
-        self.holder = FlakyHolder(self.qh)
-        self.charger = Charger(self.db, self.holder, "pithos")
+        return defer.ensureDeferred(set_up_charger(self, FlakyHolder))
 
     async def usage(self) -> tuple[int, int]:
         [h] = await self.qh.quotas(["user:u1"], ["project:p1"], ["pithos.diskspace"])
