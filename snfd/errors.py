@@ -125,14 +125,25 @@ def render_fault(request: Any, error: BaseException | Failure) -> bytes:
     JSON body.  The only place that turns errors into responses."""
     fault = as_fault(error)
     request.setResponseCode(fault.code)
-    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    style = getattr(request, "fault_style", None)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8" if style == "swift"
+                      else b"application/json; charset=utf-8")
     for name, value in fault.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
     if fault.code == 304:
         return b""
-    if getattr(request, "fault_style", None) == "keystone":
+    if style == "keystone":
         return json.dumps(keystone_body(fault)).encode("utf-8")
+    if style == "swift":
+        return swift_body(fault)
     return json.dumps(fault.body()).encode("utf-8")
+
+
+def swift_body(fault: Fault) -> bytes:
+    """Swift's error shape: the message as plain text, which the swift
+    command line and tempest read; the object store API (and its public
+    links) set ``request.fault_style = "swift"`` to get it."""
+    return fault.message.encode("utf-8")
 
 
 def keystone_body(fault: Fault) -> dict[str, Any]:

@@ -87,6 +87,7 @@ from snfd.pithos.requests import (
     parse_target,
     query_args,
     respond,
+    swift_style,
 )
 from snfd.pithos.rules import MAX_CONTAINER_NAME, MAX_OBJECT_NAME
 from snfd.pithos.streams import BlockSink
@@ -243,6 +244,7 @@ class PithosAPI:
         if user != t.account:
             return out
         out += [("X-Account-Container-Count", str(info.count)),
+                ("X-Account-Object-Count", str(info.objects)),
                 ("X-Account-Bytes-Used", str(info.bytes))]
         if until is not None:
             out.append(("X-Account-Until-Timestamp", hdr.timestamp(info.until or until)))
@@ -295,7 +297,7 @@ class PithosAPI:
         if meta is not None or groups is not None or permissions is not KEEP:
             await self.backend.update_account(user, t.account, meta, replace, groups,
                                               permissions)
-        return Reply(202)
+        return Reply(204)
 
     async def account_delete(self, call: Call) -> Reply:
         if call.flag("bulk-delete"):
@@ -427,7 +429,7 @@ class PithosAPI:
             if not changed and not streamed(request):
                 await self.backend.container(user, t.account, t.container)  # 404?
             if not uploading:
-                return Reply(202)
+                return Reply(204)
             buffered = self.uploads.buffered_size(request)
             if buffered is not None:
                 await self.backend.check_block_upload(user, buffered)
@@ -872,6 +874,8 @@ class _Public(Resource):
     def __init__(self, api: PithosAPI):
         super().__init__()
         self._api = api
+
+    fault_style = staticmethod(swift_style)
 
     def render(self, request: Any) -> Any:
         d = defer.ensureDeferred(respond(request, self._api.public_get))

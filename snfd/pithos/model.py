@@ -55,6 +55,8 @@ class AccountInfo:
     quotas: dict[str, int] = attrs.Factory(dict)
     # The account path's own sharing (Swift account ACLs; owner only).
     sharing: Permissions | None = None
+    # Objects in all its containers.
+    objects: int = 0
 
 
 @attrs.frozen

@@ -93,15 +93,16 @@ def account_txn(txn: Any, user: str, account: str, until: float | None) -> Accou
     sharing = store.permissions_txn(txn, [account]).get(account)
     if node is None:
         return AccountInfo(account, 0, 0, 0.0, until=until, groups=groups, sharing=sharing)
-    count, size, mtime = store.account_totals_txn(txn, node)
+    count, size, mtime, objects = store.account_totals_txn(txn, node)
     if until is not None:
-        count, size, mtime = 0, 0, 0.0
+        count, size, mtime, objects = 0, 0, 0.0, 0
         for row in store.container_rows_txn(txn, node, limit=1_000_000):
             stats = store.stats_as_of_txn(txn, row.node, until)
             count += 1
             size += stats.size
+            objects += stats.population
             mtime = max(mtime, stats.mtime)
-    return AccountInfo(account, count, size, mtime, until=until,
+    return AccountInfo(account, count, size, mtime, until=until, objects=objects,
                        meta=store.node_meta_txn(txn, node), groups=groups, sharing=sharing)
 
 

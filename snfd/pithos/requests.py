@@ -99,6 +99,16 @@ def parse_target(segments: Sequence[bytes]) -> Target:
 
 Stream = Callable[[Any], Awaitable[bool]]
 
+#: What every reply without a body type of its own says it holds, as Swift
+#: answers (also on 204s and HEADs).
+PLAIN = "text/plain; charset=utf-8"
+
+
+def swift_style(request: Any) -> str:
+    """The fault style of the object store (``snfd.errors.render_fault``):
+    Swift's plain-text messages."""
+    return "swift"
+
 
 @attrs.define
 class Reply:
@@ -121,6 +131,7 @@ async def respond(request: Any, handle: Callable[[Any], Awaitable[Reply]]) -> No
     gone); nothing is written once the client has gone away."""
     gone: list[bool] = []
     request.notifyFinish().addErrback(lambda _: gone.append(True))
+    request.fault_style = swift_style(request)
     try:
         reply = await handle(request)
     except Exception as e:
@@ -140,6 +151,8 @@ async def respond(request: Any, handle: Callable[[Any], Awaitable[Reply]]) -> No
                                              hdr.reply_value(name, value))
     if reply.content_type is not None:
         request.setHeader(b"content-type", reply.content_type.encode("utf-8"))
+    elif not request.responseHeaders.hasHeader(b"content-type"):
+        request.setHeader(b"content-type", PLAIN.encode("ascii"))
     if reply.code not in (204, 304):
         length = reply.length if reply.stream is not None else len(reply.body)
         request.setHeader(b"content-length", b"%d" % (length or 0))

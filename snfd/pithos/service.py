@@ -22,6 +22,7 @@ from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.charges import COMPONENT, DISKSPACE
 from snfd.pithos.objects import PithosObjects
+from snfd.pithos.requests import swift_style
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -84,7 +85,8 @@ class PithosService(service.MultiService):
 
         api = self.api
         return {
-            "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True),
+            "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True,
+                                      fault_style=swift_style),
             "public": api.public_resource(),
             "info": InfoResource(),
             "auth": AuthV1Resource(self.authenticator, self.public_url),

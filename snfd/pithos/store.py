@@ -360,18 +360,19 @@ def stats_txn(txn: Any, node: int) -> dict[int, Stats]:
     return {int(r[0]): Stats(int(r[1]), int(r[2]), float(r[3])) for r in txn.fetchall()}
 
 
-def account_totals_txn(txn: Any, account_node: int) -> tuple[int, int, float]:
-    """``(containers, bytes, mtime)`` of an account: sums over its
-    containers' current statistics; mtime the latest change anywhere."""
+def account_totals_txn(txn: Any, account_node: int) -> tuple[int, int, float, int]:
+    """``(containers, bytes, mtime, objects)`` of an account: sums over
+    its containers' current statistics; mtime the latest change anywhere."""
     txn.execute(
-        """SELECT count(n.node), coalesce(sum(s.size), 0), max(s.mtime)
+        """SELECT count(n.node), coalesce(sum(s.size), 0), max(s.mtime),
+                  coalesce(sum(s.population), 0)
            FROM pithos_nodes n
            LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = 0
            WHERE n.parent = %s""", (account_node,))
-    count, size, mtime = txn.fetchone()
+    count, size, mtime, objects = txn.fetchone()
     own = stats_txn(txn, account_node).get(NORMAL, Stats())
     latest = max(own.mtime, float(mtime) if mtime is not None else 0.0)
-    return int(count), int(size), latest
+    return int(count), int(size), latest, int(objects)
 
 
 def stats_as_of_txn(txn: Any, container: int, until: float) -> Stats:

@@ -209,12 +209,23 @@ class Request(server.Request):
     def _identify(self) -> None:
         site: Site = self.channel.site  # type: ignore[attr-defined]
         self.started = site.clock.seconds()
+        segment = self.path.lstrip(b"/").split(b"/", 1)[0]
         given = self.getHeader(b"x-request-id")
-        if given and _CLIENT_ID.match(given.decode("latin-1")):
+        if isinstance(site.resource, Root) and \
+                site.resource.fault_style(segment, self) == "swift":
+            # Swift's transaction id, which its clients and tempest parse.
+            self.request_id = "tx%s-%010x" % (uuid.uuid4().hex[:21], int(self.started))
+        elif given and _CLIENT_ID.match(given.decode("latin-1")):
             self.request_id = given.decode("latin-1")
         else:
             self.request_id = "req-" + uuid.uuid4().hex
-        self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
+        self._id_headers()
+
+    def _id_headers(self) -> None:
+        """The request id under the names OpenStack clients read it."""
+        value = self.request_id.encode("ascii")
+        for name in (b"x-request-id", b"x-openstack-request-id", b"x-trans-id"):
+            self.setHeader(name, value)
 
     bad_content_type = False
 
@@ -320,7 +331,7 @@ class Request(server.Request):
             return
         self.responseHeaders = Headers()
         if self.request_id:
-            self.setHeader(b"x-request-id", self.request_id.encode("ascii"))
+            self._id_headers()
         body = errors.render_fault(self, reason)
         self.setHeader(b"content-length", str(len(body)).encode("ascii"))
         self.write(body)
