@@ -76,6 +76,7 @@ from snfd.pithos import headers as hdr
 from snfd.pithos.backend import ANONYMOUS, KEEP, MissingBlocks
 from snfd.pithos.hashmap import EMPTY_HASH, HASH_ALGORITHM, HashmapError, checked_hashmap
 from snfd.pithos.listings import TEXT, json_reply
+from snfd.pithos.middleware import Filter, chain, info_sections
 from snfd.pithos.model import ContainerInfo, ObjectInfo, Permissions, Subdir
 from snfd.pithos.requests import (
     OCTET_STREAM,
@@ -131,6 +132,12 @@ class PithosAPI:
         self.uploads = Uploads(backend, blocks, reactor, authenticator,
                                blocks_in_flight=blocks_in_flight)
         self.checksums = Checksums(backend, blocks, reactor)
+        self.filters: list[Filter] = [make(self) for make in FILTERS]
+        self._handler = chain(self.filters, self.dispatch)
+
+    def info(self) -> dict[str, Any]:
+        """The ``GET /info`` document: Swift's limits and each served feature."""
+        return swift.info_document(info_sections(self.filters))
 
     def resource(self) -> Resource:
         """The ``/object-store`` resource."""
@@ -148,13 +155,24 @@ class PithosAPI:
     async def handle(self, request: Any) -> Reply:
         """Route one ``/object-store`` request."""
         segments = list(request.postpath)
-        if segments[:1] == [b"info"] and len(segments) <= 2 and not any(segments[1:]):
+        if len(segments) <= 2 and segments[:1] in ([b"info"], [b"healthcheck"],
+                                                   [b"crossdomain.xml"]) \
+                and not any(segments[1:]):
             if request.method not in (b"GET", b"HEAD"):
                 raise errors.MethodNotAllowed("Use GET.", headers={"Allow": "GET, HEAD"})
-            return json_reply(swift.info_document())
+            if segments[0] == b"info":
+                return json_reply(self.info())
+            if segments[0] == b"healthcheck":
+                return Reply(200, body=b"OK", content_type=TEXT)
+            return Reply(200, body=swift.CROSSDOMAIN, content_type="application/xml")
         target = parse_target(segments)
         method = request.method.decode("ascii", "replace").upper()
         call = Call(request, method, target, query_args(request))
+        return await self._handler(call)
+
+    async def dispatch(self, call: Call) -> Reply:
+        """The handler of ``call``'s level and method (after the filters)."""
+        method, target = call.method, call.target
         routes = _ROUTES[target.level]
         handler = routes.get(method)
         if handler is None:
@@ -831,6 +849,10 @@ class PithosAPI:
         return downloads.body_reply(self.blocks, call, headers, parts, size, info.type, etag,
                                     info.mtime)
 
+
+#: Swift's middleware features, outermost first: each makes its ``Filter``
+#: from the API (see ``snfd.pithos.middleware``).
+FILTERS: list[Callable[[PithosAPI], Filter]] = []
 
 _ROUTES: dict[str, dict[str, Callable[[PithosAPI, Call], Awaitable[Reply]]]] = {
     "top": {"GET": PithosAPI.top_get, "HEAD": PithosAPI.top_get},

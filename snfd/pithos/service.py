@@ -88,7 +88,7 @@ class PithosService(service.MultiService):
             "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True,
                                       fault_style=swift_style),
             "public": api.public_resource(),
-            "info": InfoResource(),
+            "info": InfoResource(api.info),
             "auth": AuthV1Resource(self.authenticator, self.public_url),
         }
 

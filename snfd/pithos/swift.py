@@ -70,7 +70,17 @@ DLO = "X-Object-Manifest"
 _LOOKUPS_IN_FLIGHT = 16
 
 
-def info_document() -> dict[str, Any]:
+#: ``GET /crossdomain.xml``: Flash/Silverlight clients may call the API
+#: from any site (the policy Swift's crossdomain middleware serves by default).
+CROSSDOMAIN = (b'<?xml version="1.0"?>\n'
+               b'<!DOCTYPE cross-domain-policy SYSTEM '
+               b'"http://www.adobe.com/xml/dtds/cross-domain-policy.dtd" >\n'
+               b'<cross-domain-policy>\n'
+               b'<allow-access-from domain="*" secure="false" />\n'
+               b'</cross-domain-policy>')
+
+
+def info_document(features: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``/info`` capabilities document: only what this server does.
 
     ``slo`` tells swiftclient to upload large files as SLOs; ``bulk_delete``
@@ -104,6 +114,9 @@ def info_document() -> dict[str, Any]:
             "max_failed_deletes": MAX_FAILED_DELETES,
         },
         "pithos": {"block_size": BLOCK_SIZE, "block_hash": HASH_ALGORITHM},
+        "crossdomain": {},
+        "healthcheck": {},
+        **(features or {}),
     }
 
 
@@ -111,11 +124,16 @@ def info_document() -> dict[str, Any]:
 
 
 class InfoResource(GetLeaf):
-    """``GET``/``HEAD /info``: ``info_document()`` as JSON (no token)."""
+    """``GET``/``HEAD /info``: ``document()`` (by default
+    ``info_document()``) as JSON (no token)."""
+
+    def __init__(self, document: Callable[[], dict[str, Any]] | None = None):
+        super().__init__()
+        self._document = document or info_document
 
     async def answer(self, request: Any) -> bytes:
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
-        return json.dumps(info_document()).encode("utf-8")
+        return json.dumps(self._document()).encode("utf-8")
 
 
 class AuthV1Resource(GetLeaf):

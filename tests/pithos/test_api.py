@@ -80,6 +80,42 @@ class StackCase(unittest.TestCase):
             self.assertNotIn(b"Traceback", reply.body)
 
 
+class SwiftProtocolTests(StackCase):
+    async def test_transaction_ids(self):
+        """Every answer, faults too, carries one id as X-Trans-Id (Swift's
+        tx<21 hex>-<10 hex> form), X-Openstack-Request-Id and X-Request-Id."""
+        for r in (await self.call("HEAD"), await self.call("GET", "/missing")):
+            tx = r.header("X-Trans-Id")
+            self.assertRegex(tx, r"^tx[0-9a-f]{21}-[0-9a-f]{10}$")
+            self.assertEqual(r.header("X-Openstack-Request-Id"), tx)
+            self.assertEqual(r.header("X-Request-Id"), tx)
+
+    async def test_content_type_everywhere(self):
+        """204s and HEADs say text/plain like Swift; faults are Swift's
+        plain-text messages."""
+        await self.container("c")
+        for r in (await self.call("HEAD"), await self.call("POST", "/c"),
+                  await self.call("HEAD", "/c")):
+            self.assertEqual(r.code, 204)
+            self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+        r = await self.call("GET", "/nothere")
+        self.assertEqual(r.code, 404)
+        self.assertEqual(r.header("Content-Type"), "text/plain; charset=utf-8")
+        self.assertEqual(r.body, b"Container does not exist.")
+
+    async def test_healthcheck_and_crossdomain(self):
+        """/healthcheck answers OK and /crossdomain.xml the open policy,
+        without a token, as Swift's middleware do; /info lists both."""
+        r = await self.call("GET", raw=b"/object-store/healthcheck", token=None)
+        self.assertEqual((r.code, r.body), (200, b"OK"))
+        r = await self.call("GET", raw=b"/object-store/crossdomain.xml", token=None)
+        self.assertEqual(r.code, 200)
+        self.assertIn(b'<allow-access-from domain="*"', r.body)
+        r = await self.call("GET", raw=b"/object-store/info", token=None)
+        self.assertIn("crossdomain", r.json())
+        self.assertIn("healthcheck", r.json())
+
+
 class TopLevelTests(StackCase):
     async def test_swift_v1_auth_compatibility(self):
         """GET /v1 with X-Auth-User and X-Auth-Key and no token answers 204
@@ -155,13 +191,14 @@ class AccountTests(StackCase):
         r = await self.call("HEAD")
         self.assertEqual(r.header("X-Account-Container-Count"), "2")
         self.assertEqual(r.header("X-Account-Bytes-Used"), "5")
+        self.assertEqual(r.header("X-Account-Object-Count"), "1")
 
     async def test_meta_replace_update(self):
         """POST without ?update replaces the user meta, with ?update
         merges and an empty value deletes; keys are normalised."""
         r = await self.call("POST", headers={"X-Account-Meta-first_key": "1",
                                              "X-Account-Meta-Other": "2"})
-        self.assertEqual(r.code, 202)
+        self.assertEqual(r.code, 204)
         r = await self.call("HEAD")
         self.assertEqual(r.header("X-Account-Meta-First-Key"), "1")
         self.assertEqual(r.header("X-Account-Meta-Other"), "2")
@@ -200,7 +237,7 @@ class AccountTests(StackCase):
         """Groups are set, shown, merged with ?update and deleted with an
         empty value."""
         r = await self.call("POST", headers={"X-Account-Group-Dev": f"{self.bob}, {self.alice}"})
-        self.assertEqual(r.code, 202)
+        self.assertEqual(r.code, 204)
         r = await self.call("HEAD")
         self.assertEqual(sorted(r.header("X-Account-Group-Dev").split(",")),
                          sorted([self.bob, self.alice]))
@@ -351,7 +388,7 @@ class ContainerTests(StackCase):
         metadata replace the old; a bare POST leaves them alone."""
         await self.container("c", **{"X-Container-Meta-A": "1"})
         r = await self.call("POST", "/c?update", headers={"X-Container-Meta-B": "2"})
-        self.assertEqual(r.code, 202)
+        self.assertEqual(r.code, 204)
         r = await self.call("HEAD", "/c")
         self.assertEqual((r.header("X-Container-Meta-A"), r.header("X-Container-Meta-B")),
                          ("1", "2"))

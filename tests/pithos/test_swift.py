@@ -44,10 +44,12 @@ async def get(stub: StubTreq, url: str, headers: dict[str, str] | None = None,
 
 class InfoTests(unittest.TestCase):
     def test_document_lists_only_supported_features(self) -> None:
-        """/info announces the core limits, SLO, bulk delete and the Pithos
-        block parameters, and nothing this server does not do."""
-        info = swift.info_document()
-        self.assertEqual(set(info), {"swift", "slo", "bulk_delete", "pithos"})
+        """/info announces the core limits, SLO, bulk delete, the Pithos
+        block parameters, crossdomain and healthcheck, and the features
+        it is given (the middleware filters), nothing else."""
+        info = swift.info_document({"tempurl": {"methods": ["GET"]}})
+        self.assertEqual(set(info), {"swift", "slo", "bulk_delete", "pithos", "crossdomain",
+                                     "healthcheck", "tempurl"})
         self.assertEqual(info["swift"]["max_meta_count"], 32)
         self.assertEqual(info["swift"]["max_object_name_length"], 1024)
         self.assertEqual(info["swift"]["container_listing_limit"], 10000)

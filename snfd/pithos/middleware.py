@@ -1,0 +1,62 @@
+"""Swift's middleware features as filters around the object store's
+handlers.
+
+Swift builds TempURL, FormPost, static web, CORS, versioned writes,
+symlinks, quotas and bulk operations as WSGI middleware around its proxy.
+snfd keeps that shape inside one process: a ``Filter`` sees each ``Call``
+(target, method, headers, query) before the handlers do and either answers
+it itself, changes what the handlers see (the acting user, headers), or
+passes it on with ``await app(call)`` and looks at the ``Reply``.
+
+Filters run in the order ``PithosAPI`` lists them; each one lives in its own
+module named for the Swift feature it serves and holds no SQL (it calls the
+``Backend``).  A filter that serves a feature Swift advertises in ``GET
+/info`` returns its section from ``info()`` (``{}`` for none); the
+document lists only what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from snfd.pithos.requests import Call, Reply
+
+Handler = Callable[[Call], Awaitable[Reply]]
+"""What answers a call: the next filter, or the handlers themselves."""
+
+
+class Filter(Protocol):
+    """One Swift middleware feature."""
+
+    async def __call__(self, call: Call, app: Handler) -> Reply:
+        """Answer ``call``, possibly through ``app`` (the rest of the
+        chain).  Raise ``snfd.errors.Fault`` to refuse it."""
+
+    def info(self) -> dict[str, Any]:
+        """This feature's sections of ``GET /info`` (name → settings)."""
+
+
+def chain(filters: list[Filter], app: Handler) -> Handler:
+    """``app`` behind ``filters``, the first filter outermost."""
+    handler = app
+    for f in reversed(filters):
+        handler = _bind(f, handler)
+    return handler
+
+
+def _bind(f: Filter, app: Handler) -> Handler:
+    async def run(call: Call) -> Reply:
+        return await f(call, app)
+    return run
+
+
+def info_sections(filters: list[Filter]) -> dict[str, Any]:
+    """The ``/info`` sections of ``filters``, merged."""
+    out: dict[str, Any] = {}
+    for f in filters:
+        out.update(f.info())
+    return out
+
+
+__all__ = ["Filter", "Handler", "chain", "info_sections"]
