@@ -3,7 +3,10 @@
 A service is in the catalog when a live member of the cluster (or this
 node) runs the plugin that provides it.  A plugin says what it provides
 with an optional ``catalog`` attribute, a tuple of ``CatalogService``
-(Synnefo's names and types); the identity service's own are ``DEFAULTS``.
+(Synnefo's names and types), or with ``catalog_for(section)`` when its
+entries depend on its configuration section (read from this node's
+configuration, which holds every installed plugin's section); the
+identity service's own are ``DEFAULTS``.
 
 Two renderings:
 
@@ -90,8 +93,12 @@ class Catalog:
                 log.warn("catalog: installed plugins unreadable: {e}", e=e)
             plugins.update(getattr(self._node, "plugins", None) or {})
             declared = dict(DEFAULTS)
+            sections = getattr(getattr(self._node, "config", None), "sections", None) or {}
             for name, plugin in plugins.items():
                 entries = getattr(plugin, "catalog", None)
+                configured = getattr(plugin, "catalog_for", None)
+                if configured is not None and name in sections:
+                    entries = configured(sections[name])
                 if entries is not None:
                     declared[name] = tuple(entries)
             self._declared = declared

@@ -71,13 +71,28 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from snfd import errors
-from snfd.pithos import downloads, listings, swift, updates
+from snfd.pithos import (
+    bulk,
+    cors,
+    downloads,
+    expiry,
+    listings,
+    staticweb,
+    swift,
+    swift_quotas,
+    symlinks,
+    updates,
+    versioning,
+)
 from snfd.pithos import headers as hdr
 from snfd.pithos.backend import ANONYMOUS, KEEP, MissingBlocks
+from snfd.pithos.formpost import FormPost
 from snfd.pithos.hashmap import EMPTY_HASH, HASH_ALGORITHM, HashmapError, checked_hashmap
 from snfd.pithos.listings import TEXT, json_reply
-from snfd.pithos.middleware import Filter, chain, info_sections
+from snfd.pithos.middleware import Filter, chain, container_settings, info_sections
 from snfd.pithos.model import ContainerInfo, ObjectInfo, Permissions, Subdir
+from snfd.pithos.object_versioning import ObjectVersioning
+from snfd.pithos.permissions import readable_by_all
 from snfd.pithos.requests import (
     OCTET_STREAM,
     TRUE,
@@ -92,6 +107,7 @@ from snfd.pithos.requests import (
 )
 from snfd.pithos.rules import MAX_CONTAINER_NAME, MAX_OBJECT_NAME
 from snfd.pithos.streams import BlockSink
+from snfd.pithos.tempurl import TempURL
 from snfd.pithos.uploads import (
     Checksums,
     Uploads,
@@ -103,6 +119,8 @@ from snfd.pithos.uploads import (
 
 log = Logger(namespace="snfd.pithos")
 _TOKEN = re.compile(r"^[0-9A-Za-z]{1,64}$")
+UNAUTHORIZED = "This request needs a token (X-Auth-Token)."
+"""Swift's 401 to a caller without a token who may not do what it asks."""
 
 
 # -- the API --------------------------------------------------------------------
@@ -112,7 +130,10 @@ class PithosAPI:
     """Builds the object store's resources; see the module docstring.
 
     @param backend: the ``Backend``.
-    @param blocks: the ``IBlockStore`` (``block_size``, ``put``, ``get``).
+    @param blocks: the ``IBlockStore`` (``block_size``, ``put``, ``get``),
+        or with several storage policies their ``PolicyBlocks`` view
+        (reads find a block in any policy; uploads are placed in their
+        container's policy, see ``Uploads``).
     @param reactor: the reactor (its thread pool hashes).
     @param public_url: base URL of the cluster; public links are
         ``<public_url>/public/<token>``, storage URLs
@@ -122,6 +143,10 @@ class PithosAPI:
         (``None``: request bodies are buffered and checked after).
     @param blocks_in_flight: blocks of one upload stored at once.
     """
+
+    storage_path = "object-store/v1"
+    """Where the object store's storage URLs point, below ``public_url``
+    (``[pithos] storage_url_path``)."""
 
     def __init__(self, backend: Any, blocks: Any, reactor: Any, public_url: str,
                  authenticator: Any = None, *, blocks_in_flight: int = 2):
@@ -137,7 +162,8 @@ class PithosAPI:
 
     def info(self) -> dict[str, Any]:
         """The ``GET /info`` document: Swift's limits and each served feature."""
-        return swift.info_document(info_sections(self.filters))
+        return swift.info_document(info_sections(self.filters),
+                                   policies=self.backend.policies.info())
 
     def resource(self) -> Resource:
         """The ``/object-store`` resource."""
@@ -180,7 +206,28 @@ class PithosAPI:
             raise errors.MethodNotAllowed(
                 f"{method} is not allowed here (allowed: {allowed}).",
                 headers={"Allow": allowed})
+        if call.anonymous and method in ("GET", "HEAD") and \
+                target.level in ("container", "object"):
+            return await self._anonymous_read(call, handler)
         reply: Reply = await handler(self, call)
+        return reply
+
+    async def _anonymous_read(self, call: Call,
+                              handler: Callable[[PithosAPI, Call], Awaitable[Reply]]) -> Reply:
+        """A read without a token, as Swift answers it: 401 unless everyone
+        may read the container (``X-Container-Read: .r:*``), whatever is in
+        it (public objects are read through their links); then the handler
+        reads as ``ANONYMOUS`` (a 404 for what is missing or hidden by a
+        closer sharing), and any other refusal is a 401 too."""
+        t = call.target
+        assert t.account is not None and t.container is not None
+        info = await container_settings(self.backend, t.account, t.container)
+        if info is None or not readable_by_all(info.sharing):
+            raise errors.Unauthorized(UNAUTHORIZED)
+        try:
+            reply: Reply = await handler(self, call)
+        except errors.Forbidden as e:
+            raise errors.Unauthorized(UNAUTHORIZED, headers=e.headers) from None
         return reply
 
     def body_sink(self, request: Any, method: bytes, uri: bytes,
@@ -236,7 +283,8 @@ class PithosAPI:
             auth_user = call.header("X-Auth-User")
             auth_key = call.header("X-Auth-Key")
             if auth_user and auth_key:
-                url = f"{self.public_url}/object-store/v1/{quote(auth_user.strip(), safe='')}"
+                url = (f"{self.public_url}/{self.storage_path}/"
+                       f"{quote(auth_user.strip(), safe='')}")
                 return Reply(204, [("X-Auth-Token", auth_key.strip()),
                                    ("X-Storage-Token", auth_key.strip()),
                                    ("X-Storage-Url", url)])
@@ -264,6 +312,10 @@ class PithosAPI:
         out += [("X-Account-Container-Count", str(info.count)),
                 ("X-Account-Object-Count", str(info.objects)),
                 ("X-Account-Bytes-Used", str(info.bytes))]
+        for name, (containers, objects, size) in sorted(info.storage.items()):
+            out += [(f"X-Account-Storage-Policy-{name}-Container-Count", str(containers)),
+                    (f"X-Account-Storage-Policy-{name}-Object-Count", str(objects)),
+                    (f"X-Account-Storage-Policy-{name}-Bytes-Used", str(size))]
         if until is not None:
             out.append(("X-Account-Until-Timestamp", hdr.timestamp(info.until or until)))
         for name, members in sorted(info.groups.items()):
@@ -350,7 +402,8 @@ class PithosAPI:
         if until is not None:
             out.append(("X-Container-Until-Timestamp", hdr.timestamp(info.until or until)))
         out += [("X-Container-Object-Count", str(info.count)),
-                ("X-Container-Bytes-Used", str(info.bytes))]
+                ("X-Container-Bytes-Used", str(info.bytes)),
+                ("X-Storage-Policy", self.backend.policies.of(info.policy.storage).name)]
         if user != t.account:
             return out
         if info.object_meta:
@@ -412,7 +465,8 @@ class PithosAPI:
         user = call.user
         policy = hdr.policy_headers(call.request) or {}
         meta = hdr.meta_headers(call.request, "Container") or {}
-        created = await self.backend.put_container(user, t.account, t.container, policy, meta)
+        created = await self.backend.put_container(user, t.account, t.container, policy, meta,
+                                                   call.header("X-Storage-Policy"))
         if call.header("X-Container-Read") is not None or \
                 call.header("X-Container-Write") is not None:
             current = None
@@ -449,9 +503,11 @@ class PithosAPI:
             if not uploading:
                 return Reply(204)
             buffered = self.uploads.buffered_size(request)
+            blocks = None  # a streamed body's gate placed it already
             if buffered is not None:
                 await self.backend.check_block_upload(user, buffered)
-            size, hashes, _ = await self.uploads.stored(request)
+                blocks = await self.uploads.check_writer(user, t, "blocks")
+            size, hashes, _ = await self.uploads.stored(request, blocks)
         finally:
             await self.uploads.settle(request)
         if size == 0:
@@ -553,7 +609,7 @@ class PithosAPI:
         return mimetypes.guess_type(call.target.name)[0] or OCTET_STREAM
 
     def _object_meta(self, call: Call) -> dict[str, str]:
-        meta = hdr.meta_headers(call.request, "Object") or {}
+        meta = hdr.meta_headers(call.request, "Object", replacing=True) or {}
         meta.update(hdr.content_meta(call.request))
         return meta
 
@@ -611,10 +667,11 @@ class PithosAPI:
         expect, if_none = await self._write_conditions(call)
         given_etag = call.header("ETag")
         buffered = self.uploads.buffered_size(call.request)
+        blocks = None  # a streamed body's gate placed it already
         if buffered is not None:
-            await self.uploads.check_writer(user, t, "object")
+            blocks = await self.uploads.check_writer(user, t, "object")
             await self.uploads.check_room(t, buffered)
-        size, hashes, md5 = await self.uploads.stored(call.request)
+        size, hashes, md5 = await self.uploads.stored(call.request, blocks)
         if size > swift.MAX_FILE_SIZE:
             raise errors.OverLimit(f"Objects are at most {swift.MAX_FILE_SIZE} bytes.")
         if given_etag is not None and given_etag.strip().strip('"').lower() != md5:
@@ -719,6 +776,11 @@ class PithosAPI:
         meta = self._object_meta(call)
         permissions, public = self._permissions(call)
         fresh = (call.header("X-Fresh-Metadata") or "").strip().lower() in TRUE
+        try:  # for X-Copied-From-Last-Modified (a directory copy has no source object)
+            source_mtime: float | None = (await self.backend.object(
+                call.user, *src, version)).mtime
+        except errors.NotFound:
+            source_mtime = None
         info = await self.backend.copy_object(
             call.user, *src, *dst, move=move, version=version, content_type=content_type,
             meta=meta, replace_meta=fresh, permissions=permissions, public=public,
@@ -726,6 +788,9 @@ class PithosAPI:
         reply = self._created(info)
         reply.headers += [("X-Copied-From", quote(f"{src[1]}/{src[2]}")),
                           ("X-Copied-From-Account", quote(src[0]))]
+        if source_mtime is not None:
+            reply.headers.append(("X-Copied-From-Last-Modified",
+                                  hdr.http_date(source_mtime)))
         return reply
 
     async def object_post(self, call: Call) -> Reply:
@@ -744,7 +809,7 @@ class PithosAPI:
         if media == "multipart/form-data":
             return await self._form_upload(call)
         source = call.header("X-Source-Object")
-        user_meta = hdr.meta_headers(request, "Object")
+        user_meta = hdr.meta_headers(request, "Object", replacing=not call.flag("update"))
         content = hdr.content_meta(request)
         meta = {**(user_meta or {}), **content}
         meta_given = user_meta is not None or bool(content)
@@ -852,7 +917,11 @@ class PithosAPI:
 
 #: Swift's middleware features, outermost first: each makes its ``Filter``
 #: from the API (see ``snfd.pithos.middleware``).
-FILTERS: list[Callable[[PithosAPI], Filter]] = []
+FILTERS: list[Callable[[PithosAPI], Filter]] = [
+    cors.CORS.from_api, TempURL.from_api, FormPost.from_api, staticweb.StaticWeb.from_api,
+    bulk.Bulk.from_api, expiry.Expiry.from_api, swift_quotas.Quotas.from_api,
+    versioning.VersionedWrites.from_api, ObjectVersioning.from_api,
+    symlinks.Symlinks.from_api]
 
 _ROUTES: dict[str, dict[str, Callable[[PithosAPI, Call], Awaitable[Reply]]]] = {
     "top": {"GET": PithosAPI.top_get, "HEAD": PithosAPI.top_get},

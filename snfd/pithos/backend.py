@@ -64,8 +64,10 @@ from snfd.pithos.model import (
     Permissions,
     Sharer,
     Subdir,
+    VersionEntry,
 )
 from snfd.pithos.permissions import ANONYMOUS, nameable_blocks_txn
+from snfd.pithos.policies import StoragePolicies
 from snfd.pithos.rules import MAX_LIST
 from snfd.pithos.validation import (
     USER_META,
@@ -100,12 +102,16 @@ class Backend:
     @param clock: ``seconds()`` for version times.
     @param public_token_length: length of new public link tokens (grown
         by one on a collision).
+    @param policies: the storage policies (``StoragePolicies``; default:
+        one, over ``blocks``).  ``blocks`` is policy 0's store.
     """
 
     def __init__(self, db: Any, blocks: Any, charger: Any, clock: Any, *,
-                 public_token_length: int = writes.TOKEN_LENGTH):
+                 public_token_length: int = writes.TOKEN_LENGTH,
+                 policies: StoragePolicies | None = None):
         self.db = db
         self.blocks = blocks
+        self.policies = policies if policies is not None else StoragePolicies.single(blocks)
         self.charger = charger
         self.clock = clock
         self.public_token_length = public_token_length
@@ -143,6 +149,8 @@ class Backend:
             quotas = await charges.quotas(self.charger, account)
             if quotas:
                 info = attrs.evolve(info, quotas=quotas)
+            if info.storage:
+                info = attrs.evolve(info, storage=self.policies.usage(info.storage))
         return info
 
     async def update_account(self, user: str, account: str,
@@ -198,23 +206,34 @@ class Backend:
 
     async def put_container(self, user: str, account: str, container: str,
                             policy: Mapping[str, str],
-                            meta: Mapping[str, str]) -> bool:
+                            meta: Mapping[str, str],
+                            storage_policy: str | None = None) -> bool:
         """Create the container; ``True`` if created.  An existing one has
         ``policy`` and ``meta`` merged (as ``update_container`` with
         ``replace=False``) and answers ``False``.  Policy keys: quota,
-        versioning, project (others: ``BadRequest``).  Owner only."""
+        versioning, project (others: ``BadRequest``).  ``storage_policy``:
+        the ``X-Storage-Policy`` asked for (unknown: ``BadRequest``; empty
+        or ``None``: the default policy for a new container); an existing
+        container in another policy is a ``Conflict``.  Owner only."""
         check_account_name(account)
         check_new_container_name(container)
         if user != account:
             raise errors.Forbidden("Only the owner may create containers.")
+        chosen = self.policies.chosen(storage_policy)
         checked = checked_policy(policy)
         await charges.check_project(self.charger, account, checked.get("project"))
         meta = dict(meta)
         check_meta(meta, "X-Container-Meta-")
         created: bool = await self._runner.run(
             "pithos.put_container", writes.put_container_txn, account, container, checked,
-            meta, self.clock.seconds(), expect={}, label=f"{account}/{container}")
+            meta, self.clock.seconds(), None if chosen is None else chosen.name,
+            self.policies, expect={}, label=f"{account}/{container}")
         return created
+
+    def container_blocks(self, info: ContainerInfo) -> Any:
+        """The block store of the container ``info``'s storage policy,
+        where new data for it goes."""
+        return self.policies.of(info.policy.storage).blocks
 
     async def update_container(self, user: str, account: str, container: str,
                                meta: Mapping[str, str] | None, replace: bool,
@@ -263,8 +282,10 @@ class Backend:
         when ``delimiter`` is given (a real object of the same name wins),
         ``path_mode`` as the reference's ``path`` parameter, ``meta_filters``
         as its ``meta`` parameter.  Another user sees only what they may
-        read (``ANONYMOUS``: only public objects).  Entries carry no
-        hashmap.
+        read (``ANONYMOUS``: what a container open to all lets it read, else
+        only public objects).  Entries carry no
+        hashmap.  Objects whose ``X-Delete-At`` has come are left out
+        (except with ``until``; see ``snfd.pithos.expiry``).
 
         ``path_mode``: ``prefix`` is the path; the listing holds the
         objects directly under ``<path>/`` (and those whose name ends
@@ -285,7 +306,7 @@ class Backend:
         rows: list[ObjectInfo | Subdir] = await self.db.run(
             "pithos.objects", reads.objects_txn, self.block_size, user, account, container,
             prefix or "", delimiter, marker, end_marker, limit, reverse, path_mode, filters,
-            shared, public, until)
+            shared, public, until, self.clock.seconds())
         return rows
 
     # -- objects --------------------------------------------------------------
@@ -315,6 +336,38 @@ class Backend:
         found: list[tuple[int, float]] = await self.db.run(
             "pithos.versions", reads.versions_txn, user, account, container, name)
         return found
+
+    async def history(self, user: str, account: str, container: str, *,
+                      prefix: str = "", after: tuple[str, int] | None = None,
+                      limit: int = MAX_LIST) -> list[VersionEntry]:
+        """Every version of every object in the container whose name
+        starts with ``prefix``, deletion markers included: by name, and
+        within a name newest first; ``after`` is ``(name, serial)``, the
+        listing starting strictly after that version of that name (serial
+        0: after all of them).  Owner only, as ``versions`` (``Forbidden``
+        for a user who may see the container, else as ``objects``)."""
+        check_account_name(account)
+        check_container_name(container)
+        limit = max(0, min(limit, MAX_LIST))
+        rows: list[VersionEntry] = await self.db.run(
+            "pithos.history", reads.history_txn, self.block_size, user, account, container,
+            prefix, after, limit)
+        return rows
+
+    async def remove_version(self, user: str, account: str, container: str, name: str,
+                             serial: int) -> None:
+        """Remove one version of an object for good (a deletion marker
+        too), its blocks released as a purge releases them.  Removing the
+        current version leaves the object absent (as deleted, without a
+        marker; the history before it stays, its sharing and link go);
+        removing the newest marker of a deleted object leaves it deleted.
+        Needs write permission; only the owner removes a version other
+        than the current one (``Forbidden``); ``NotFound`` for a version
+        the object does not have."""
+        check_path(account, container, name)
+        await self._runner.run("pithos.remove_version", writes.remove_version_txn, user,
+                               account, container, name, serial, self.clock.seconds(),
+                               label=f"{account}/{container}/{name}")
 
     async def put_object(self, user: str, account: str, container: str, name: str, *,
                          size: int, hashes: Sequence[str], content_type: str,
@@ -347,26 +400,42 @@ class Backend:
             raise errors.BadRequest(str(e)) from None
         new_meta = None
         if meta is not None:
-            new_meta = {k: v for k, v in meta.items() if v != ""}
+            new_meta = dict(meta)  # an empty value is kept, as Swift keeps it
             check_meta(new_meta, USER_META)
         perms = checked_permissions(permissions) if permissions is not None else None
         wanted = list(dict.fromkeys(h for h in hashes if h != EMPTY_HASH))
         if wanted:
-            missing = set(await self.blocks.missing(wanted))
+            # Present in any policy's store: the transaction checks the
+            # container's, and those it lacks are brought there.
+            anywhere = self.blocks if len(self.policies) == 1 else self.policies.view()
+            missing = set(await anywhere.missing(wanted))
             if by_hash:
                 nameable = await self.db.run("pithos.nameable_blocks",
                                              nameable_blocks_txn, user, wanted)
                 missing.update(h for h in wanted if h not in nameable)
             if missing:
                 raise MissingBlocks([h for h in wanted if h in missing])
-        info: ObjectInfo = await self._runner.run(
-            "pithos.put_object", writes.put_object_txn, self.blocks, self.block_size,
+        info: ObjectInfo = await self._placed(lambda: self._runner.run(
+            "pithos.put_object", writes.put_object_txn, self.policies, self.block_size,
             self.public_token_length, user, account, container, name, size, hashes,
             content_type or "application/octet-stream", checksum or "", new_meta, perms,
             public, expect_serial, if_none_match, by_hash, self.clock.seconds(),
             expect=self._runner.guess(account, container, size),
-            label=f"{account}/{container}/{name}")
+            label=f"{account}/{container}/{name}"))
         return info
+
+    async def _placed(self, write: Any, attempts: int = 3) -> Any:
+        """Run ``write`` (a transaction making versions); when it finds
+        blocks missing from its container's store that another storage
+        policy's store holds, copy them over and run it again."""
+        for attempt in range(attempts):
+            try:
+                return await write()
+            except MissingBlocks as e:
+                if (e.blocks is None or len(self.policies) == 1 or attempt == attempts - 1
+                        or not await self.policies.bring(e.hashes, e.blocks)):
+                    raise
+        raise AssertionError("unreachable")
 
     async def upload_room(self, account: str, container: str, name: str) -> int | None:
         """The most bytes a new version of the object may have before the
@@ -456,12 +525,12 @@ class Backend:
         check_new_path(dst_account, dst_container, dst_name)
         perms = checked_permissions(permissions) if permissions is not None else None
         label = f"{dst_account}/{dst_container}/{dst_name}"
-        info: ObjectInfo = await self._runner.run(
+        info: ObjectInfo = await self._placed(lambda: self._runner.run(
             "pithos.move_object" if move else "pithos.copy_object", writes.copy_txn,
             self.block_size, self.public_token_length, user, src_account, src_container,
             src_name, dst_account, dst_container, dst_name, move, version, content_type,
             dict(meta) if meta is not None else None, replace_meta, perms, public,
-            delimiter or None, self.clock.seconds(), label=label)
+            delimiter or None, self.clock.seconds(), self.policies, label=label))
         return info
 
     async def delete_object(self, user: str, account: str, container: str, name: str,
@@ -493,15 +562,58 @@ class Backend:
         ignored."""
         await self.db.run("pithos.set_checksum", store.set_checksum_txn, serial, checksum)
 
+    # -- expiring objects -----------------------------------------------------
+
+    async def expiring(self, now: float, after: tuple[str, int] | None = None,
+                       since: float | None = None, limit: int = 1000,
+                       container: tuple[str, str] | None = None,
+                       ) -> list[tuple[str, str, str, int, tuple[str, int]]]:
+        """Current objects whose ``X-Delete-At`` has come by ``now`` (and
+        was after ``since``, if given; in ``container``, an ``(account,
+        container)``, if given): ``(account, container, name, serial,
+        cursor)`` in time order, strictly after ``after`` (the ``cursor``
+        of a previous page's last entry).  For the leader's sweep
+        (``snfd.pithos.expiry``)."""
+        under = None if container is None else f"{container[0]}/{container[1]}/"
+        rows = await self.db.run(
+            "pithos.expiring", store.expiring_txn, f"{int(now):010d}", after,
+            None if since is None else f"{max(0, int(since)):010d}", limit, under)
+        out = []
+        for path, serial, delete_at in rows:
+            account, cont, name = path.split("/", 2)
+            out.append((account, cont, name, serial, (delete_at, serial)))
+        return out
+
+    async def expire_object(self, account: str, container: str, name: str,
+                            serial: int) -> bool:
+        """Delete an expired object as its owner would (a deletion
+        marker; quota released), unless its current version is no longer
+        ``serial`` (changed since it was found); whether it was deleted."""
+        deleted: bool = await self._runner.run(
+            "pithos.expire_object", writes.expire_object_txn, account, container, name,
+            serial, self.clock.seconds(), label=f"{account}/{container}/{name}")
+        return deleted
+
     # -- garbage collection ---------------------------------------------------
 
     async def collect_garbage(self, grace: float, batch: int = 1000) -> tuple[int, int]:
         """Remove blocks no version references, sparing any stored or
         refreshed within ``grace`` seconds, safely against concurrent
         uploads (see ``snfd.pithos.gc``).  Returns ``(blocks scanned,
-        removed)``.  Run by one node at a time (a leader duty)."""
-        return await collect_garbage(self.db, self.blocks, self.clock.seconds() - grace,
-                                     batch)
+        removed)``.  Run by one node at a time (a leader duty).
+
+        Each storage policy's store is collected in turn: policy 0's
+        (the node's ``IBlockStore``) keeps every block any version
+        references, another's only those its own containers' versions
+        reference."""
+        scanned = removed = 0
+        for policy in self.policies:
+            only = None if policy is self.policies.primary else policy.names
+            s, r = await collect_garbage(self.db, policy.blocks,
+                                         self.clock.seconds() - grace, batch, only)
+            scanned += s
+            removed += r
+        return scanned, removed
 
 
 __all__ = ["ANONYMOUS", "KEEP", "MAX_UNREFERENCED", "Backend", "MissingBlocks", "Subdir"]

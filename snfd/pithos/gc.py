@@ -24,11 +24,14 @@ from snfd.pithos.hashmap import EMPTY_HASH
 
 class MissingBlocks(errors.Conflict):
     """A hashmap names blocks the store does not have (409; the body is the
-    JSON list of their hashes)."""
+    JSON list of their hashes).  ``blocks``: the store found lacking them
+    inside a transaction (a container's storage policy), when known: the
+    blocks may be in another policy's store (``StoragePolicies.bring``)."""
 
-    def __init__(self, hashes: Sequence[str]):
+    def __init__(self, hashes: Sequence[str], blocks: Any = None):
         super().__init__(f"{len(hashes)} blocks are missing.")
         self.hashes = list(hashes)
+        self.blocks = blocks
 
 
 def check_blocks_txn(txn: Any, blocks: Any, hashes: Sequence[str]) -> None:
@@ -43,16 +46,18 @@ def check_blocks_txn(txn: Any, blocks: Any, hashes: Sequence[str]) -> None:
     if missing_now is not None:
         gone.update(missing_now(wanted))
     if gone:
-        raise MissingBlocks([h for h in wanted if h in gone])
+        raise MissingBlocks([h for h in wanted if h in gone], blocks)
 
 
 async def collect_garbage(db: Any, blocks: Any, cutoff: float,
-                          batch: int = 1000) -> tuple[int, int]:
+                          batch: int = 1000,
+                          storage: Sequence[str] | None = None) -> tuple[int, int]:
     """Remove the blocks of ``blocks`` no version references, sparing any
     stored or refreshed after ``cutoff`` (seconds since the epoch), safely
-    against concurrent writers (see the module docstring).  Returns
-    ``(blocks scanned, removed)``.  Run by one node at a time (a leader
-    duty)."""
+    against concurrent writers (see the module docstring).  ``storage``:
+    the store is a storage policy's (its names): only versions in its
+    containers count (``store.gc_mark_txn``).  Returns ``(blocks scanned,
+    removed)``.  Run by one node at a time (a leader duty)."""
     await db.run("pithos.gc_reset", store.gc_unmark_txn, None)
     # Uploads not referenced within the grace are no longer the uploader's
     # to name (nor count against its bound of unreferenced uploads).
@@ -65,7 +70,7 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
             break
         scanned += len(page)
         after = page[-1]
-        unused: list[str] = await db.run("pithos.gc_mark", store.gc_mark_txn, page)
+        unused: list[str] = await db.run("pithos.gc_mark", store.gc_mark_txn, page, storage)
         if unused:
             try:
                 gone = await blocks.delete(unused, cutoff)

@@ -42,6 +42,7 @@ from snfd.pithos.rules import (
     MAX_GROUPS,
     MAX_META_KEYS,
     MAX_META_NAME,
+    MAX_META_OVERALL,
     MAX_META_VALUE,
 )
 from snfd.pithos.validation import check_meta_key, check_meta_value
@@ -55,7 +56,8 @@ MAX_RANGE_OVERLAPS = 2
 MAX_NONASCENDING_RANGES = 8
 
 # The stored content headers that travel with an object's metadata.
-CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "X-Object-Manifest")
+CONTENT_HEADERS = ("Content-Encoding", "Content-Disposition", "X-Object-Manifest",
+                   "X-Delete-At")
 # Reply headers whose non-ASCII values are URL-encoded.
 _QUOTED_FAMILIES = ("x-account-", "x-container-", "x-object-", "content-")
 # Verbatim headers: stored as received, so only non-ASCII needs encoding.
@@ -123,10 +125,13 @@ def normal_key(key: str) -> str:
     return "-".join(w.capitalize() for w in key.replace("_", "-").split("-"))
 
 
-def meta_headers(request: object, kind: str) -> dict[str, str] | None:
+def meta_headers(request: object, kind: str, replacing: bool = False,
+                 ) -> dict[str, str] | None:
     """The ``X-<Kind>-Meta-*`` headers of ``request`` as
     ``{"X-<Kind>-Meta-<Key>": value}`` (``kind``: Account, Container,
-    Object); ``X-Remove-<Kind>-Meta-<Key>`` gives an empty value (delete).
+    Object); ``X-Remove-<Kind>-Meta-<Key>`` gives an empty value (delete),
+    or, when the metadata given are ``replacing`` the old (an object's PUT
+    or POST, where an empty value is kept as Swift keeps it), no entry.
     ``None`` when the request has none.  Enforces the limits."""
     prefix = f"x-{kind.lower()}-meta-"
     remove = f"x-remove-{kind.lower()}-meta-"
@@ -142,23 +147,28 @@ def meta_headers(request: object, kind: str) -> dict[str, str] | None:
         seen = True
         key = unquoted(key, "A metadata key")
         if not key:
-            continue
+            raise errors.BadRequest("Metadata name cannot be empty")
         value = unquoted(value.strip(), f"The value of metadata {key!r}")
         check_meta_item(key, value)
+        if replacing and name.startswith(remove):
+            continue
         meta[f"X-{kind}-Meta-{normal_key(key)}"] = value
     if len(meta) > MAX_META_KEYS:
-        raise errors.BadRequest(f"At most {MAX_META_KEYS} metadata keys are allowed.")
+        raise errors.BadRequest(f"Too many metadata items; max {MAX_META_KEYS}")
+    prefix_length = len(f"X-{kind}-Meta-")
+    total = sum(len(k.encode("utf-8")) - prefix_length + len(v.encode("utf-8"))
+                for k, v in meta.items())
+    if total > MAX_META_OVERALL:
+        raise errors.BadRequest(f"Total metadata too large; max {MAX_META_OVERALL}")
     return meta if seen else None
 
 
 def check_meta_item(key: str, value: str) -> None:
     """400 unless a metadata key and value are within the limits."""
     if len(key.encode("utf-8")) > MAX_META_NAME:
-        raise errors.BadRequest(
-            f"Metadata key {key[:40]!r}... is longer than {MAX_META_NAME} bytes.")
+        raise errors.BadRequest(f"Metadata name too long: {key[:40]}...; max {MAX_META_NAME}")
     if len(value.encode("utf-8")) > MAX_META_VALUE:
-        raise errors.BadRequest(
-            f"The value of metadata {key[:40]!r} is longer than {MAX_META_VALUE} bytes.")
+        raise errors.BadRequest(f"Metadata value longer than {MAX_META_VALUE}: {key[:40]}")
     if "\x00" in key or "\x00" in value:
         raise errors.BadRequest("Metadata may not hold NUL characters.")
     check_meta_key(key)
@@ -205,7 +215,8 @@ def policy_headers(request: object) -> dict[str, str] | None:
 def content_meta(request: object) -> dict[str, str]:
     """The stored content headers given with an object write:
     ``Content-Encoding``, ``Content-Disposition`` (verbatim) and
-    ``X-Object-Manifest`` (percent-decoded ``container/prefix``)."""
+    ``X-Object-Manifest`` (percent-decoded ``container/prefix``) and
+    ``X-Delete-At`` (as ``snfd.pithos.expiry`` left it)."""
     out: dict[str, str] = {}
     for name in ("Content-Encoding", "Content-Disposition"):
         value = header(request, name)
@@ -217,6 +228,9 @@ def content_meta(request: object) -> dict[str, str]:
         if manifest and "/" not in manifest:
             raise errors.BadRequest("X-Object-Manifest must be <container>/<prefix>.")
         out["X-Object-Manifest"] = manifest
+    delete_at = header(request, "X-Delete-At")
+    if delete_at is not None:  # checked by snfd.pithos.expiry
+        out["X-Delete-At"] = delete_at.strip()
     for name, value in out.items():
         if "\x00" in value or len(value.encode("utf-8")) > 1024:
             raise errors.BadRequest(f"Bad {name} header.")

@@ -197,9 +197,10 @@ def blocks(hashes: Sequence[str], fmt: str) -> Reply:
     return json_reply(list(hashes), 202)
 
 
-def bulk_summary(summary: dict[str, Any], fmt: str) -> Reply:
-    """Swift's bulk summary (bulk delete, SLO delete) in the format
-    asked for; ``Errors`` holds ``(name, status)`` pairs."""
+def bulk_summary(summary: dict[str, Any], fmt: str, root: str = "delete") -> Reply:
+    """Swift's bulk summary (bulk delete, SLO delete; archive extraction
+    with the XML ``root`` ``extract``) in the format asked for;
+    ``Errors`` holds ``(name, status)`` pairs."""
     if fmt == "json":
         return json_reply(summary)
     if fmt == "xml":
@@ -212,7 +213,7 @@ def bulk_summary(summary: dict[str, Any], fmt: str) -> Reply:
                 parts.append(f"<errors>{errs}</errors>")
             else:
                 parts.append(_x(tag, value))
-        return xml_reply(f"<delete>{''.join(parts)}</delete>")
+        return xml_reply(f"<{root}>{''.join(parts)}</{root}>")
     lines = []
     for key, value in summary.items():
         if key == "Errors":

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from snfd import errors
+from snfd.pithos.model import ContainerInfo
 from snfd.pithos.requests import Call, Reply
 
 Handler = Callable[[Call], Awaitable[Reply]]
@@ -51,6 +53,21 @@ def _bind(f: Filter, app: Handler) -> Handler:
     return run
 
 
+async def container_settings(backend: Any, account: str,
+                             container: str) -> ContainerInfo | None:
+    """A container's metadata and sharing, whoever the caller is, or
+    ``None`` when it does not exist: what Swift's middleware read (its
+    ``get_container_info``) to decide how to serve a request, such as
+    static web pages and CORS rules.  A filter acts on it and never
+    sends it to the caller as it is."""
+    try:
+        # Read as the owner: the settings are the container's own, not
+        # what the caller may see of it.
+        return await backend.container(account, account, container)
+    except errors.NotFound:
+        return None
+
+
 def info_sections(filters: list[Filter]) -> dict[str, Any]:
     """The ``/info`` sections of ``filters``, merged."""
     out: dict[str, Any] = {}
@@ -59,4 +76,4 @@ def info_sections(filters: list[Filter]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Filter", "Handler", "chain", "info_sections"]
+__all__ = ["Filter", "Handler", "chain", "container_settings", "info_sections"]

@@ -32,11 +32,15 @@ class Permissions:
 @attrs.frozen
 class ContainerPolicy:
     """``quota``: bytes, 0 = unlimited; ``versioning``: auto | none;
-    ``project``: the project whose ``pithos.diskspace`` the container uses."""
+    ``project``: the project whose ``pithos.diskspace`` the container uses;
+    ``storage``: its storage policy as stored (``""``: none stored, policy
+    0; see ``snfd.pithos.policies``), known to everyone who sees the
+    container."""
 
     quota: int = 0
     versioning: str = "auto"
     project: str = ""
+    storage: str = ""
 
 
 @attrs.frozen
@@ -57,6 +61,8 @@ class AccountInfo:
     sharing: Permissions | None = None
     # Objects in all its containers.
     objects: int = 0
+    # (containers, objects, bytes) by storage policy name (owner only).
+    storage: dict[str, tuple[int, int, int]] = attrs.Factory(dict)
 
 
 @attrs.frozen
@@ -127,3 +133,14 @@ class Sharer:
 
     name: str
     mtime: float
+
+
+@attrs.frozen
+class VersionEntry:
+    """One version in a container's history (Swift's ``?versions``
+    listing): ``info`` carries no metadata or hashmap, ``info.deleted``
+    marks a deletion marker; ``latest``: it is what the object is now
+    (its current version, or the marker of a deleted object)."""
+
+    info: ObjectInfo
+    latest: bool

@@ -10,9 +10,9 @@ the read.  SQL lives in ``snfd.pithos.store``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zope.interface import implementer
 
@@ -22,9 +22,11 @@ from snfd.pithos import store
 from snfd.pithos.backend import KEEP, Backend
 from snfd.pithos.local import put_file_blocks
 from snfd.pithos.model import Permissions
-from snfd.pithos.permissions import access_txn, entries_txn
+from snfd.pithos.permissions import DENIED, access_txn, entries_txn
 from snfd.pithos.store import NORMAL, Version
 from snfd.pithos.validation import check_path
+
+T = TypeVar("T")
 
 MAX_DOMAIN = 64
 
@@ -41,6 +43,18 @@ def _gone() -> errors.NotFound:
     return errors.NotFound("Object does not exist.")
 
 
+async def _hidden(work: Awaitable[T]) -> T:
+    """``work``'s result; the API's 403 for a path the user may not read
+    (``permissions.DENIED``) becomes this seam's ``NotFound`` (see
+    ``IObjectStore``: other services learn nothing of unreadable files)."""
+    try:
+        return await work
+    except errors.Forbidden as e:
+        if e.message == DENIED:
+            raise _gone() from None
+        raise
+
+
 @implementer(IObjectStore)
 class PithosObjects:
     """``IObjectStore`` over a storage ``Backend`` (see the module
@@ -51,7 +65,8 @@ class PithosObjects:
         self.db = backend.db
         # Operator content (``store_file``) is charged to nobody's quota.
         self._uncharged = Backend(backend.db, backend.blocks, None, backend.clock,
-                                  public_token_length=backend.public_token_length)
+                                  public_token_length=backend.public_token_length,
+                                  policies=backend.policies)
 
     @property
     def block_size(self) -> int:
@@ -93,7 +108,7 @@ class PithosObjects:
 
     async def hashmap(self, user: str, account: str, container: str,
                       name: str) -> ObjectHashmap:
-        info = await self.backend.object(user, account, container, name)
+        info = await _hidden(self.backend.object(user, account, container, name))
         return ObjectHashmap(info.serial, info.size, tuple(info.hashes or ()))
 
     async def find(self, user: str, domain: str, key: str) -> list[StoredObject]:
@@ -136,8 +151,8 @@ class PithosObjects:
                                   content_type: str = "application/octet-stream",
                                   ) -> StoredObject:
         check_path(account, container, name)
-        await self._create(self.backend, user, account, container, name, size, hashes,
-                           content_type)
+        await _hidden(self._create(self.backend, user, account, container, name, size,
+                                   hashes, content_type))
         return await self.object_at(user, account, container, name)
 
     @staticmethod
@@ -172,16 +187,17 @@ class PithosObjects:
         _check_domain(domain)
         if domain is None:
             raise ValueError("set_attributes needs a domain")
-        await self.backend.update_object(
+        await _hidden(self.backend.update_object(
             user, account, container, name, dict(attributes), replace,
             permissions=KEEP if sharing is None else Permissions(sharing.read, sharing.write),
-            domain=domain)
+            domain=domain))
         return await self.object_at(user, account, container, name, domain)
 
     async def set_sharing(self, user: str, account: str, container: str, name: str,
                           sharing: Sharing) -> None:
-        await self.backend.update_object(user, account, container, name, None, False,
-                                         permissions=Permissions(sharing.read, sharing.write))
+        await _hidden(self.backend.update_object(
+            user, account, container, name, None, False,
+            permissions=Permissions(sharing.read, sharing.write)))
 
 
 __all__ = ["PithosObjects"]

@@ -10,10 +10,16 @@ account path (account ACLs).  An entry names a user uuid,
 Public links give no access through these rules (only through the
 backend's ``public_object``).
 
-``ANONYMOUS`` is the caller of a public link (no user): it may read the
-objects that are themselves public (have an active link) and nothing
-else; ``*`` does not name it.  Reading a large object through a public
-link reads its segments as ``ANONYMOUS``.
+``ANONYMOUS`` is a caller without a user: the reader of a public link,
+or a Swift client without a token.  It may read the objects that are
+themselves public (have an active link), and a container whose own
+sharing holds ``*`` in its read list (Swift's ``X-Container-Read: .r:*``)
+with the objects in it that no closer sharing governs; nothing else, and
+it never writes.  A ``*`` anywhere else (an object's or a directory's
+sharing, an account ACL, a write list) names only authenticated users.
+Reading a large object through a public link reads its segments as
+``ANONYMOUS``: those in public containers are as readable to it as to
+anyone without a token.
 
 History is the owner's: anyone else reads only an object's current
 version (``PAST_VERSIONS``).
@@ -55,6 +61,8 @@ class Access:
     permissions: Permissions | None = None
     # The governing path is the object or one of its directory objects.
     object_level: bool = False
+    # The caller is ``ANONYMOUS`` (denials are 404s, see ``denied``).
+    anonymous: bool = False
 
     @property
     def allowed_to(self) -> str | None:
@@ -67,8 +75,10 @@ class Access:
 
 OWNER = Access(True, True, True)
 NOBODY = Access(False, False, False)
-PUBLIC = Access(False, True, False)
+PUBLIC = Access(False, True, False, anonymous=True)
 """What ``ANONYMOUS`` may do on a public object."""
+HIDDEN = Access(False, False, False, anonymous=True)
+"""What ``ANONYMOUS`` may do anywhere else."""
 
 
 PAST_VERSIONS = "Only the owner may read or list an object's past versions."
@@ -82,12 +92,27 @@ def everything(path: str) -> Access:
     return OWNER
 
 
+DENIED = "Access was denied to this resource."
+"""Swift's answer (403) to a caller who may not touch a path.  It is given
+whether or not the path exists (the decision reads only the sharing that
+governs it), so it tells nothing about what is there; Swift's clients and
+tempest expect it where Pithos used to answer 404."""
+
+
+def denied(anonymous: bool = False) -> errors.Fault:
+    """The fault for a caller who may not read a path: ``DENIED`` (403)
+    for a user; for ``ANONYMOUS`` (a public link's reader, who names
+    nothing but objects) 404, as for a link that does not exist."""
+    if anonymous:
+        return errors.NotFound("Not found.")
+    return errors.Forbidden(DENIED)
+
+
 def require(access: Access, what: str, write: bool = False) -> None:
-    """``NotFound`` unless ``access`` reads ``what`` (the caller may not
-    learn that it exists); ``Forbidden`` when ``write`` is needed and not
-    given."""
+    """``denied`` unless ``access`` reads ``what`` (the same whether it
+    exists or not); ``Forbidden`` when ``write`` is needed and not given."""
     if not access.read:
-        raise errors.NotFound(f"{what} does not exist.")
+        raise denied(access.anonymous)
     if write and not access.write:
         raise errors.Forbidden(f"No write permission on {what.lower()}.")
 
@@ -121,15 +146,12 @@ def directories_txn(txn: Any, paths: list[str]) -> set[str]:
             if cluster == NORMAL and t in DIRECTORY_TYPES}
 
 
-def access_txn(txn: Any, user: str, account: str, container: str | None,
-               name: str | None, detail: bool = True) -> Access:
-    """What ``user`` may do on the account, container or object path
-    (``detail``: also for the owner, which sharing governs it).
-    ``ANONYMOUS`` may read a public object and nothing else."""
-    if user == ANONYMOUS:
-        return public_access_txn(txn, account, container, name)
-    if user == account and not detail:
-        return OWNER
+def _governing_txn(txn: Any, account: str, container: str | None, name: str | None,
+                   ) -> tuple[str | None, dict[str, Permissions], bool]:
+    """The path whose sharing governs the account, container or object
+    path (see the module docstring; ``None`` when none does), the sharing
+    read, and whether the governing path is the object or one of its
+    directory objects."""
     paths: list[str] = []
     ancestors: list[str] = []
     if container is not None:
@@ -145,16 +167,25 @@ def access_txn(txn: Any, user: str, account: str, container: str | None,
     perms = store.permissions_txn(txn, paths)
     dirs = directories_txn(txn, [p for p in ancestors if p in perms]) if (
         ancestors and any(p in perms for p in ancestors)) else set()
-    governing: str | None = None
-    object_level = False
     for i, path in enumerate(paths):
         if path not in perms:
             continue
         if path in ancestors and path not in dirs:
             continue
-        governing = path
-        object_level = name is not None and i < len(ancestors) + 1
-        break
+        return path, perms, name is not None and i < len(ancestors) + 1
+    return None, perms, False
+
+
+def access_txn(txn: Any, user: str, account: str, container: str | None,
+               name: str | None, detail: bool = True) -> Access:
+    """What ``user`` may do on the account, container or object path
+    (``detail``: also for the owner, which sharing governs it).
+    ``ANONYMOUS``: see ``anonymous_access_txn``."""
+    if user == ANONYMOUS:
+        return anonymous_access_txn(txn, account, container, name)
+    if user == account and not detail:
+        return OWNER
+    governing, perms, object_level = _governing_txn(txn, account, container, name)
     owner = user == account
     if owner:
         return Access(True, True, True, governing,
@@ -166,10 +197,60 @@ def access_txn(txn: Any, user: str, account: str, container: str | None,
     return Access(False, grant is not None, grant == "write", governing, p, object_level)
 
 
+def readable_by_all(permissions: Permissions | None) -> bool:
+    """Whether a container's sharing lets ``ANONYMOUS`` read it: its read
+    list holds ``*`` (Swift's ``X-Container-Read: .r:*``)."""
+    return permissions is not None and "*" in permissions.read
+
+
+def anonymous_access_txn(txn: Any, account: str, container: str | None,
+                         name: str | None) -> Access:
+    """What ``ANONYMOUS`` may do on a path: read a container whose own
+    sharing is readable by all, and the objects in it that no closer
+    sharing (the object's, a directory object's) governs; read an object
+    with an active public link; nothing else, and never write."""
+    if container is None:
+        return HIDDEN
+    governing, perms, _ = _governing_txn(txn, account, container, name)
+    cpath = f"{account}/{container}"
+    if governing == cpath and readable_by_all(perms[cpath]):
+        return Access(False, True, False, cpath, perms[cpath], anonymous=True)
+    if name is None:
+        return HIDDEN
+    access = public_access_txn(txn, account, container, name)
+    return access if access.read else HIDDEN
+
+
+def anonymous_visibility_txn(txn: Any, account: str,
+                             container: str) -> Callable[[str], Access] | None:
+    """For a listing by ``ANONYMOUS`` of a container readable by all: the
+    access to each object path (``anonymous_access_txn`` without the
+    public links).  ``None`` when the container is not readable by all
+    (only its public objects are listed then)."""
+    cpath = f"{account}/{container}"
+    top = store.permissions_txn(txn, [cpath]).get(cpath)
+    if not readable_by_all(top):
+        return None
+    base = cpath + "/"
+    perms = store.permissions_under_txn(txn, base)
+    dirs = directories_txn(txn, list(perms))
+    everyone = Access(False, True, False, cpath, top, anonymous=True)
+
+    def access(path: str) -> Access:
+        if path in perms:
+            return HIDDEN
+        parts = path[len(base):].split("/")
+        if any(base + "/".join(parts[:i]) in dirs for i in range(1, len(parts))):
+            return HIDDEN
+        return everyone
+
+    return access
+
+
 def public_access_txn(txn: Any, account: str, container: str | None,
                       name: str | None) -> Access:
-    """What ``ANONYMOUS`` may do on a path: read it when it is an object
-    with an active public link; nothing otherwise."""
+    """What ``ANONYMOUS`` may do on a path through public links: read it
+    when it is an object with an active one; nothing otherwise."""
     if container is None or name is None:
         return NOBODY
     path = f"{account}/{container}/{name}"
@@ -183,13 +264,12 @@ def shares_under_txn(txn: Any, user: str, prefix: str) -> bool:
 
 
 def owner_only_txn(txn: Any, user: str, account: str, container: str) -> None:
-    """Nothing when ``user`` owns the container; else ``NotFound`` when
-    nothing in it is shared with ``user``, ``Forbidden`` otherwise."""
+    """Nothing when ``user`` owns the container; else ``Forbidden``."""
     if user == account:
         return
     access = access_txn(txn, user, account, container, None)
     if not access.read and not shares_under_txn(txn, user, f"{account}/{container}/"):
-        raise errors.NotFound("Container does not exist.")
+        raise denied(user == ANONYMOUS)
     raise errors.Forbidden("Only the owner may change a container.")
 
 
@@ -197,7 +277,7 @@ def visibility_txn(txn: Any, user: str, account: str, container: str,
                    ) -> tuple[Callable[[str], Access], list[str] | None, list[str]]:
     """For a non-owner listing: a function telling the access to each
     object path, and the paths/prefixes that can hold readable ones
-    (``None``: anywhere).  ``NotFound`` if nothing is shared."""
+    (``None``: anywhere).  ``Forbidden`` if nothing is shared."""
     cpath = f"{account}/{container}"
     base = cpath + "/"
     entries = entries_txn(txn, user)
@@ -232,7 +312,7 @@ def visibility_txn(txn: Any, user: str, account: str, container: str,
         return access, None, []
     granted = sorted(p for p, perm in perms.items() if grants(perm, entries) is not None)
     if not granted:
-        raise errors.NotFound("Container does not exist.")
+        raise denied(user == ANONYMOUS)
     return access, granted, sorted(p + "/" for p in granted if p in dirs)
 
 
@@ -267,6 +347,7 @@ def nameable_blocks_txn(txn: Any, user: str, hashes: list[str]) -> set[str]:
 
 
 __all__ = ["ANONYMOUS", "BLOCK_CANDIDATES", "DIRECTORY_TYPES", "NOBODY", "OWNER",
-           "PAST_VERSIONS", "PUBLIC", "Access", "access_txn", "directories_txn",
-           "entries_txn", "everything", "grants", "nameable_blocks_txn", "owner_only_txn",
-           "public_access_txn", "require", "shares_under_txn", "visibility_txn"]
+           "PAST_VERSIONS", "PUBLIC", "Access", "access_txn", "anonymous_access_txn",
+           "anonymous_visibility_txn", "directories_txn", "entries_txn", "everything",
+           "grants", "nameable_blocks_txn", "owner_only_txn", "public_access_txn",
+           "readable_by_all", "require", "shares_under_txn", "visibility_txn"]

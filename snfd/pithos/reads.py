@@ -23,6 +23,7 @@ from snfd.pithos.model import (
     Permissions,
     Sharer,
     Subdir,
+    VersionEntry,
 )
 from snfd.pithos.permissions import (
     ANONYMOUS,
@@ -30,6 +31,8 @@ from snfd.pithos.permissions import (
     PUBLIC,
     Access,
     access_txn,
+    anonymous_visibility_txn,
+    denied,
     directories_txn,
     entries_txn,
     everything,
@@ -39,7 +42,7 @@ from snfd.pithos.permissions import (
     visibility_txn,
 )
 from snfd.pithos.rules import MAX_LIST
-from snfd.pithos.store import DELETED, NORMAL, MetaFilter, Version
+from snfd.pithos.store import DELETED, HISTORY, NORMAL, MetaFilter, Version
 from snfd.pithos.validation import OBJECT_META_PREFIX
 
 
@@ -47,7 +50,8 @@ def container_policy(policy: Mapping[str, str], account: str) -> ContainerPolicy
     """A container's stored policy keys with their defaults filled in."""
     return ContainerPolicy(quota=int(policy.get("quota") or 0),
                            versioning=policy.get("versioning") or "auto",
-                           project=policy.get("project") or account)
+                           project=policy.get("project") or account,
+                           storage=policy.get(store.STORAGE_POLICY) or "")
 
 
 def upload_room_txn(txn: Any, account: str, container: str,
@@ -84,7 +88,7 @@ def account_txn(txn: Any, user: str, account: str, until: float | None) -> Accou
     if user != account:
         access = access_txn(txn, user, account, None, None)
         if not access.read and not shares_under_txn(txn, user, account + "/"):
-            raise errors.NotFound("Account does not exist.")
+            raise denied(user == ANONYMOUS)
         if until is not None:
             raise errors.Forbidden("Only the owner may look at an account's past.")
         mtime = store.account_totals_txn(txn, node)[2] if node is not None else 0.0
@@ -103,7 +107,8 @@ def account_txn(txn: Any, user: str, account: str, until: float | None) -> Accou
             objects += stats.population
             mtime = max(mtime, stats.mtime)
     return AccountInfo(account, count, size, mtime, until=until, objects=objects,
-                       meta=store.node_meta_txn(txn, node), groups=groups, sharing=sharing)
+                       meta=store.node_meta_txn(txn, node), groups=groups, sharing=sharing,
+                       storage={} if until is not None else store.storage_totals_txn(txn, node))
 
 
 def containers_txn(txn: Any, user: str, account: str, marker: str | None,
@@ -121,7 +126,7 @@ def containers_txn(txn: Any, user: str, account: str, marker: str | None,
         granted = store.permissions_under_txn(txn, base, sorted(entries))
         names = {p[len(base):].split("/", 1)[0] for p in granted}
         if not access.read and not names:
-            raise errors.NotFound("Account does not exist.")
+            raise denied(user == ANONYMOUS)
         if public:
             raise errors.Forbidden("Only the owner may list public objects.")
         if until is not None:
@@ -175,7 +180,7 @@ def container_txn(txn: Any, user: str, account: str, container: str,
     access = access_txn(txn, user, account, container, None)
     if not access.owner:
         if not access.read and not shares_under_txn(txn, user, path + "/"):
-            raise errors.NotFound("Container does not exist.")
+            raise denied(user == ANONYMOUS)
         if until is not None:
             raise errors.Forbidden("Only the owner may look at a container's past.")
     node = store.node_txn(txn, path)
@@ -186,10 +191,13 @@ def container_txn(txn: Any, user: str, account: str, container: str,
     else:
         stats = store.stats_txn(txn, node).get(NORMAL, store.Stats())
     if not access.owner:
+        # Everyone who sees a container sees its storage policy (Swift).
+        storage = ContainerPolicy(
+            storage=store.policy_txn(txn, node).get(store.STORAGE_POLICY) or "")
         if access.read:
             return ContainerInfo(account, container, stats.population, stats.size,
-                                 stats.mtime)
-        return ContainerInfo(account, container, 0, 0, stats.mtime)
+                                 stats.mtime, policy=storage)
+        return ContainerInfo(account, container, 0, 0, stats.mtime, policy=storage)
     keys = tuple(k[len(OBJECT_META_PREFIX):] for k in store.meta_keys_txn(txn, node))
     return ContainerInfo(
         account, container, stats.population, stats.size, stats.mtime,
@@ -204,9 +212,10 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
                 prefix: str, delimiter: str | None, marker: str | None,
                 end_marker: str | None, limit: int, reverse: bool, path_mode: bool,
                 filters: list[MetaFilter], shared: bool, public: bool,
-                until: float | None) -> list[ObjectInfo | Subdir]:
+                until: float | None, now: float | None = None) -> list[ObjectInfo | Subdir]:
     """See ``Backend.objects`` (``prefix`` and ``delimiter`` already
-    adjusted for ``path_mode``)."""
+    adjusted for ``path_mode``); ``now``: leave out the objects expired
+    by then (``snfd.pithos.expiry``)."""
     owner = user == account
     anonymous = user == ANONYMOUS
     cpath = f"{account}/{container}"
@@ -214,11 +223,17 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
     exact: list[str] | None = None
     prefixes: list[str] = []
     visible: Callable[[str], Access] = everything
+    public_only = owner and public
     if anonymous:
-        # Only public objects are listed (``public_only`` below).
-        visible = lambda path: PUBLIC  # noqa: E731
         if public or until is not None:
             raise errors.Forbidden("Only the owner may list public objects or the past.")
+        # A container readable by all lists what it lets ``ANONYMOUS``
+        # read; any other only its public objects.
+        by_all = anonymous_visibility_txn(txn, account, container)
+        if by_all is None:
+            visible, public_only = (lambda path: PUBLIC), True
+        else:
+            visible = by_all
     elif not owner:
         visible, exact, prefixes = visibility_txn(txn, user, account, container)
         if public:
@@ -251,7 +266,8 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
         rows = store.object_rows_txn(
             txn, node, lo=lo, hi=hi, after=after, before=before, reverse=reverse,
             limit=batch, until=until, filters=filters, exact=exact, prefixes=prefixes,
-            public_only=(owner and public) or anonymous)
+            public_only=public_only,
+            expired_at=None if until is not None or now is None else f"{int(now):010d}")
         for path, version in rows:
             if reverse:
                 before = path
@@ -395,6 +411,35 @@ def versions_txn(txn: Any, user: str, account: str, container: str,
     return store.versions_txn(txn, node)
 
 
+def history_txn(txn: Any, block_size: int, user: str, account: str, container: str,
+                prefix: str, after: tuple[str, int] | None,
+                limit: int) -> list[VersionEntry]:
+    """See ``Backend.history``."""
+    cpath = f"{account}/{container}"
+    access = access_txn(txn, user, account, container, None)
+    if not access.owner:
+        # As ``until`` on a listing: who may see the container is told it
+        # is the owner's, anyone else is denied as for any listing.
+        if not access.read and not shares_under_txn(txn, user, cpath + "/"):
+            raise denied(user == ANONYMOUS)
+        raise errors.Forbidden(PAST_VERSIONS)
+    node = store.node_txn(txn, cpath)
+    if node is None:
+        raise errors.NotFound("Container does not exist.")
+    if limit == 0:
+        return []
+    base = cpath + "/"
+    lo = base + prefix
+    rows = store.history_rows_txn(
+        txn, node, lo=lo, hi=store.successor(lo),
+        after=None if after is None else (base + after[0], after[1]), limit=limit)
+    return [VersionEntry(ObjectInfo(account, container, path[len(base):], v.serial, v.uuid,
+                                    v.hash, v.checksum, v.size, v.type, v.mtime, v.muser,
+                                    block_size=block_size, deleted=v.cluster == DELETED),
+                         newest and v.cluster != HISTORY)
+            for path, v, newest in rows]
+
+
 def public_txn(txn: Any, block_size: int, token: str) -> ObjectInfo:
     """See ``Backend.public_object``."""
     path = store.public_path_txn(txn, token)
@@ -410,5 +455,5 @@ def public_txn(txn: Any, block_size: int, token: str) -> ObjectInfo:
 
 
 __all__ = ["account_txn", "container_policy", "container_txn", "containers_txn",
-           "object_info_txn", "object_txn", "objects_txn", "public_txn", "sharers_txn",
-           "versions_txn"]
+           "history_txn", "object_info_txn", "object_txn", "objects_txn", "public_txn",
+           "sharers_txn", "versions_txn"]

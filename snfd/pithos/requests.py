@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.pithos import headers as hdr
+from snfd.pithos.permissions import ANONYMOUS
 from snfd.pithos.rules import MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_LIST, MAX_OBJECT_NAME
 from snfd.web.auth import user_of
 
@@ -62,7 +63,8 @@ def _decoded(raw: bytes, what: str, limit: int) -> str:
     if "\x00" in value:
         raise errors.BadRequest(f"The {what} name holds a NUL character.")
     if len(value) > limit:
-        raise errors.BadRequest(f"The {what} name is longer than {limit} characters.")
+        raise errors.BadRequest(
+            f"{what.capitalize()} name length of {len(value)} longer than {limit}")
     return value
 
 
@@ -186,7 +188,19 @@ class Call:
     args: dict[str, str]
 
     @property
+    def anonymous(self) -> bool:
+        """The caller gave no token."""
+        return getattr(self.request, "principal", None) is None
+
+    @property
     def user(self) -> str:
+        """The acting user: the caller's uuid; for a read (``GET``,
+        ``HEAD``) of a container or an object without a token,
+        ``ANONYMOUS``, whom the backend lets read what is open to all
+        (Swift's ``.r:*``); otherwise 401 without a token."""
+        if self.anonymous and self.method in ("GET", "HEAD") and \
+                self.target.level in ("container", "object"):
+            return ANONYMOUS
         user = user_of(self.request).user
         assert user is not None
         return user

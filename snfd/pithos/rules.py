@@ -17,6 +17,8 @@ MAX_META_KEYS = 32
 """User metadata keys per account, container or object."""
 MAX_META_NAME = 128
 MAX_META_VALUE = 256
+MAX_META_OVERALL = 4096
+"""Bytes of the user metadata keys and values one request may set."""
 
 MAX_GROUPS = 32
 """Groups per account."""
@@ -27,5 +29,5 @@ MAX_LIST = 10000
 
 
 __all__ = ["MAX_ACCOUNT_NAME", "MAX_CONTAINER_NAME", "MAX_GROUPS", "MAX_GROUP_MEMBERS",
-           "MAX_LIST", "MAX_META_KEYS", "MAX_META_NAME", "MAX_META_VALUE",
+           "MAX_LIST", "MAX_META_KEYS", "MAX_META_NAME", "MAX_META_OVERALL", "MAX_META_VALUE",
            "MAX_OBJECT_NAME"]

@@ -2,11 +2,11 @@
 the backend, the object store other services use and the HTTP API from the
 node, the ``[pithos]`` section and the identity interfaces; it registers
 ``pithos.diskspace`` with the quota holder and names its mounts and its
-leader duties (garbage collection, commission reconciliation)."""
+leader duties (garbage collection, commission reconciliation, the sweep
+of expired objects)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from twisted.application import service
@@ -21,7 +21,10 @@ from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
 from snfd.pithos.blocks import FileBlockStore
 from snfd.pithos.charges import COMPONENT, DISKSPACE
+from snfd.pithos.expiry import expiry_duty
+from snfd.pithos.layout import VersionMount
 from snfd.pithos.objects import PithosObjects
+from snfd.pithos.policies import StoragePolicies
 from snfd.pithos.requests import swift_style
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
@@ -45,18 +48,24 @@ class PithosService(service.MultiService):
     name = "pithos"  # type: ignore[assignment]
 
     def __init__(self, node: Any, section: Any, blocks: FileBlockStore, charger: Charger,
-                 authenticator: IAuthenticator, public_url: str):
+                 authenticator: IAuthenticator, public_url: str,
+                 policies: StoragePolicies | None = None):
         super().__init__()
         self.node = node
         self.section = section
-        self.blocks = blocks
+        self.policies = policies if policies is not None else StoragePolicies.single(blocks)
+        self.blocks = self.policies.primary.blocks
         self.public_url = public_url
         self.authenticator = authenticator
         self.charger = charger
-        self.backend = Backend(node.db, blocks, charger, node.clock)
+        self.backend = Backend(node.db, self.blocks, charger, node.clock,
+                               policies=self.policies)
         self.objects = PithosObjects(self.backend)
-        self.api = PithosAPI(self.backend, blocks, node.reactor, public_url, authenticator,
+        reads = self.policies.view() if len(self.policies) > 1 else self.blocks
+        self.api = PithosAPI(self.backend, reads, node.reactor, public_url, authenticator,
                              blocks_in_flight=section.upload_blocks_in_flight)
+        self.storage_path = getattr(section, "storage_url_path", "") or "object-store/v1"
+        self.api.storage_path = self.storage_path
 
     def provided(self) -> dict[Any, Any]:
         return {IBlockStore: self.blocks, IObjectStore: self.objects}
@@ -87,22 +96,31 @@ class PithosService(service.MultiService):
         return {
             "object-store": TokenAuth(api.resource(), self.authenticator, allow_query=True,
                                       fault_style=swift_style),
+            # Swift's own layout: the same API at /v1/<account>.
+            "v1": TokenAuth(VersionMount(api.resource()), self.authenticator,
+                            allow_query=True, fault_style=swift_style),
             "public": api.public_resource(),
             "info": InfoResource(api.info),
-            "auth": AuthV1Resource(self.authenticator, self.public_url),
+            "auth": AuthV1Resource(self.authenticator, self.public_url,
+                                   storage_path=self.storage_path),
         }
 
     def duties(self) -> list[Any]:
-        return [garbage_collection(self), commission_reconciliation(self)]
+        return [garbage_collection(self), commission_reconciliation(self),
+                expiry_duty(self.backend, self.node.clock)]
 
 
 def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
     """The storage service from the node, its ``[pithos]`` section and what
-    it requires: ``IAuthenticator`` and ``IQuotaHolder``."""
-    path = Path(section.block_path) if section.block_path else node.state_dir / "blocks"
-    return PithosService(node, section, FileBlockStore(path, node.reactor, clock=node.clock),
+    it requires: ``IAuthenticator`` and ``IQuotaHolder``.  Each storage
+    policy's block store is a ``FileBlockStore`` (``snfd.pithos.policies``)."""
+    policies = StoragePolicies.from_config(
+        section, node.state_dir,
+        lambda path: FileBlockStore(path, node.reactor, clock=node.clock))
+    return PithosService(node, section, policies.primary.blocks,
                          Charger(node.db, deps[IQuotaHolder], COMPONENT),
-                         deps[IAuthenticator], public_base(node, section.public_url))
+                         deps[IAuthenticator], public_base(node, section.public_url),
+                         policies)
 
 
 def garbage_collection(svc: PithosService) -> PeriodicDuty:
@@ -113,7 +131,8 @@ def garbage_collection(svc: PithosService) -> PeriodicDuty:
         grace = svc.section.gc_grace
         scanned, removed = await svc.backend.collect_garbage(grace)
         now = svc.node.clock.seconds()
-        await svc.blocks.sweep_temporary(now - grace)
+        for policy in svc.policies:
+            await policy.blocks.sweep_temporary(now - grace)
         log.info("pithos gc: {removed} of {scanned} blocks removed", removed=removed,
                  scanned=scanned)
 

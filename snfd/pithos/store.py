@@ -33,6 +33,11 @@ GC_LOCK = 0x736E6664_0070
 GC_MARK_SECONDS = 600
 
 DOMAIN = "pithos"
+STORAGE_POLICY = "storage_policy"
+"""The container policy key of its storage policy (``snfd.pithos.policies``)."""
+# The attribute of an expiring object (``snfd.pithos.expiry``): its time,
+# ten digits, so that text order is time order.
+DELETE_AT = "X-Delete-At"
 
 _VERSION = ("v.serial, v.node, v.hash, v.size, v.type, v.source, v.mtime, v.muser,"
             " v.uuid, v.checksum, v.cluster, v.map_id")
@@ -127,16 +132,29 @@ def gc_marked_txn(txn: Any, hashes: Iterable[str]) -> list[str]:
     return [row[0] for row in txn.fetchall()]
 
 
-def gc_mark_txn(txn: Any, names: Sequence[str]) -> list[str]:
+def gc_mark_txn(txn: Any, names: Sequence[str],
+                storage: Sequence[str] | None = None) -> list[str]:
     """Under the collector's exclusive lock: which of ``names`` no map
-    references; they are marked as being deleted and returned."""
+    references; they are marked as being deleted and returned.
+    ``storage``: only references by versions in containers whose
+    ``storage_policy`` key is one of these count (the collection of a
+    storage policy's own block store)."""
     txn.execute("SELECT pg_advisory_xact_lock(%s)", (GC_LOCK,))
     candidates = [n for n in names if n != EMPTY_HASH]
     if not candidates:
         return []
     raw = [bytes.fromhex(n) for n in candidates]
-    txn.execute("""SELECT DISTINCT encode(hash, 'hex') FROM pithos_map_blocks
-                   WHERE hash = ANY(%s)""", (raw,))
+    if storage is None:
+        txn.execute("""SELECT DISTINCT encode(hash, 'hex') FROM pithos_map_blocks
+                       WHERE hash = ANY(%s)""", (raw,))
+    else:
+        txn.execute(
+            """SELECT DISTINCT encode(mb.hash, 'hex') FROM pithos_map_blocks mb
+               JOIN pithos_versions v ON v.map_id = mb.map_id
+               JOIN pithos_nodes o ON o.node = v.node
+               JOIN pithos_policy p ON p.node = o.parent AND p.key = %s
+               WHERE mb.hash = ANY(%s) AND p.value = ANY(%s)""",
+            (STORAGE_POLICY, raw, list(storage)))
     used = {row[0] for row in txn.fetchall()}
     unused = [n for n in candidates if n not in used]
     if unused:
@@ -375,6 +393,19 @@ def account_totals_txn(txn: Any, account_node: int) -> tuple[int, int, float, in
     return int(count), int(size), latest, int(objects)
 
 
+def storage_totals_txn(txn: Any, account_node: int) -> dict[str, tuple[int, int, int]]:
+    """``{storage policy key: (containers, objects, bytes)}`` of an
+    account's containers (``""``: containers with no such key)."""
+    txn.execute(
+        """SELECT coalesce(p.value, ''), count(n.node), coalesce(sum(s.population), 0),
+                  coalesce(sum(s.size), 0)
+           FROM pithos_nodes n
+           LEFT JOIN pithos_policy p ON p.node = n.node AND p.key = %s
+           LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = 0
+           WHERE n.parent = %s GROUP BY 1""", (STORAGE_POLICY, account_node))
+    return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in txn.fetchall()}
+
+
 def stats_as_of_txn(txn: Any, container: int, until: float) -> Stats:
     """A container's current-cluster statistics as they were at ``until``."""
     txn.execute(
@@ -501,6 +532,28 @@ def node_versions_txn(txn: Any, node: int) -> list[Version]:
     return [_version(row) for row in txn.fetchall()]
 
 
+def history_rows_txn(txn: Any, container: int, *, lo: str | None = None,
+                     hi: str | None = None, after: tuple[str, int] | None = None,
+                     limit: int) -> list[tuple[str, Version, bool]]:
+    """A page of every version (any cluster) of a container's objects as
+    ``(path, version, newest)``: by path, and within a path newest first;
+    ``newest`` says whether it is its node's newest version.  ``lo``..
+    ``hi`` (inclusive, exclusive) bound the paths; ``after`` (a previous
+    entry's ``(path, serial)``) starts strictly after it in that order."""
+    where = ["n.parent = %s"]
+    args: list[Any] = [container]
+    _bounds(where, args, lo, hi, None, None)
+    if after is not None:
+        where.append("(n.path > %s OR (n.path = %s AND v.serial < %s))")
+        args.extend([after[0], after[0], after[1]])
+    txn.execute(
+        f"""SELECT n.path, v.serial = n.latest_version, {_VERSION} FROM pithos_nodes n
+            JOIN pithos_versions v ON v.node = n.node
+            WHERE {' AND '.join(where)} ORDER BY n.path ASC, v.serial DESC LIMIT %s""",
+        [*args, limit])
+    return [(row[0], _version(row[2:]), bool(row[1])) for row in txn.fetchall()]
+
+
 def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
                        source: int | None, mtime: float, muser: str, uuid: str,
                        checksum: str, cluster: int, map_id: int | None,
@@ -595,6 +648,33 @@ def with_attribute_txn(txn: Any, account: str, entries: Sequence[str], domain: s
     return [(row[0], _version(row[1:])) for row in txn.fetchall()]
 
 
+def expiring_txn(txn: Any, until: str, after: tuple[str, int] | None, since: str | None,
+                 limit: int, under: str | None = None) -> list[tuple[str, int, str]]:
+    """``(path, serial, X-Delete-At)`` of the current objects whose
+    ``X-Delete-At`` (ten digits, as ``snfd.pithos.expiry`` stores it) is
+    at most ``until`` and above ``since`` (``None``: any), ordered by it
+    and the serial, strictly after ``after`` (a previous page's last
+    ``(X-Delete-At, serial)``); ``under``: only paths starting with it."""
+    where = ["a.domain = %s", "a.key = %s", "a.value COLLATE \"C\" <= %s"]
+    args: list[Any] = [DOMAIN, DELETE_AT, until]
+    if under is not None:
+        where.append("starts_with(n.path, %s)")
+        args.append(under)
+    if since is not None:
+        where.append("a.value COLLATE \"C\" > %s")
+        args.append(since)
+    if after is not None:
+        where.append("(a.value COLLATE \"C\", a.serial) > (%s, %s)")
+        args.extend(after)
+    txn.execute(
+        f"""SELECT n.path, v.serial, a.value FROM pithos_attributes a
+            JOIN pithos_versions v ON v.serial = a.serial AND v.cluster = {NORMAL}
+            JOIN pithos_nodes n ON n.latest_version = v.serial
+            WHERE {' AND '.join(where)}
+            ORDER BY a.value COLLATE "C", a.serial LIMIT %s""", [*args, limit])
+    return [(row[0], int(row[1]), row[2]) for row in txn.fetchall()]
+
+
 def recluster_txn(txn: Any, serial: int, cluster: int) -> None:
     txn.execute("UPDATE pithos_versions SET cluster = %s WHERE serial = %s",
                 (cluster, serial))
@@ -681,7 +761,7 @@ def object_rows_txn(txn: Any, container: int, *, lo: str | None = None,
                     until: float | None = None, filters: Sequence[MetaFilter] = (),
                     exact: Sequence[str] | None = None,
                     prefixes: Sequence[str] = (), public_only: bool = False,
-                    ) -> list[tuple[str, Version]]:
+                    expired_at: str | None = None) -> list[tuple[str, Version]]:
     """A page of a container's objects as ``(path, version)``, by path.
 
     ``lo``..``hi`` (inclusive, exclusive) and ``after``/``before``
@@ -689,6 +769,8 @@ def object_rows_txn(txn: Any, container: int, *, lo: str | None = None,
     (its newest version by then unless that is a deletion marker), else its
     current version.  ``exact``/``prefixes``, when ``exact`` is not
     ``None``, keep only those paths and the paths under those prefixes.
+    ``expired_at`` (ten digits of epoch seconds): leave out the objects
+    whose ``X-Delete-At`` has come by then (``snfd.pithos.expiry``).
     """
     where = ["n.parent = %s"]
     args: list[Any] = [container]
@@ -732,6 +814,10 @@ def object_rows_txn(txn: Any, container: int, *, lo: str | None = None,
         where.append("(" + " OR ".join(alternatives) + ")")
     if public_only:
         where.append("EXISTS (SELECT 1 FROM pithos_public p WHERE p.path = n.path)")
+    if expired_at is not None:
+        where.append("NOT EXISTS (SELECT 1 FROM pithos_attributes x WHERE x.serial = v.serial"
+                     " AND x.domain = %s AND x.key = %s AND x.value COLLATE \"C\" <= %s)")
+        args.extend([DOMAIN, DELETE_AT, expired_at])
     order = "DESC" if reverse else "ASC"
     txn.execute(
         f"""SELECT n.path, {_VERSION} FROM pithos_nodes n {join}

@@ -38,7 +38,6 @@ from urllib.parse import quote, unquote
 
 from twisted.internet import defer
 
-import snfd
 from snfd import errors
 from snfd.pithos import rules
 from snfd.pithos.hashmap import BLOCK_SIZE, HASH_ALGORITHM
@@ -60,6 +59,12 @@ MAX_SLO_DEPTH = 10
 MAX_DELETES_PER_REQUEST = 10000
 MAX_FAILED_DELETES = 1000
 
+SWIFT_API_VERSION = "2.38.3"
+"""The Swift release whose API the object store follows, as ``/info``
+announces it (clients and tempest compare it to decide which features
+to expect, such as account object-count quotas from 2.34), not snfd's
+own version."""
+
 # Helper meta keys of SLO manifests.
 SLO = "X-Static-Large-Object"
 SLO_SIZE = "X-Slo-Size"
@@ -80,8 +85,10 @@ CROSSDOMAIN = (b'<?xml version="1.0"?>\n'
                b'</cross-domain-policy>')
 
 
-def info_document(features: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``/info`` capabilities document: only what this server does.
+def info_document(features: dict[str, Any] | None = None,
+                  policies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``/info`` capabilities document: only what this server does;
+    ``policies`` the storage policies (``swift.policies``).
 
     ``slo`` tells swiftclient to upload large files as SLOs; ``bulk_delete``
     lets it delete many objects per request.  DLOs need no announcement
@@ -90,11 +97,12 @@ def info_document(features: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     return {
         "swift": {
-            "version": snfd.__version__,
+            "version": SWIFT_API_VERSION,
             "max_file_size": MAX_FILE_SIZE,
             "max_meta_name_length": rules.MAX_META_NAME,
             "max_meta_value_length": rules.MAX_META_VALUE,
             "max_meta_count": rules.MAX_META_KEYS,
+            "max_meta_overall_size": rules.MAX_META_OVERALL,
             "max_object_name_length": rules.MAX_OBJECT_NAME,
             "max_container_name_length": rules.MAX_CONTAINER_NAME,
             "max_account_name_length": rules.MAX_ACCOUNT_NAME,
@@ -103,6 +111,7 @@ def info_document(features: dict[str, Any] | None = None) -> dict[str, Any]:
             "account_autocreate": True,
             "extra_header_count": 0,
             "valid_api_versions": ["v1"],
+            **({"policies": policies} if policies else {}),
         },
         "slo": {
             "max_manifest_segments": MAX_MANIFEST_SEGMENTS,
@@ -142,7 +151,8 @@ class AuthV1Resource(GetLeaf):
     ``X-Auth-User`` (or ``X-Storage-User``) is the user's uuid or email,
     ``X-Auth-Key`` (or ``X-Storage-Pass``) a Synnefo token of that user.
     The token is validated by ``authenticator``; the answer is 200 with
-    ``X-Storage-Url`` (``<public_url>/object-store/v1/<uuid>``),
+    ``X-Storage-Url`` (``<public_url>/<storage_path>/<uuid>``, by default
+    ``object-store/v1``),
     ``X-Auth-Token`` and ``X-Storage-Token`` (the same token) and, when
     the token has an expiry, ``X-Auth-Token-Expires`` (seconds left).
     Missing headers, an invalid token or a user that does not match: 401.
@@ -154,11 +164,13 @@ class AuthV1Resource(GetLeaf):
     paths = ([], [b""], [b"v1.0"], [b"v1.0", b""])
 
     def __init__(self, authenticator: Any, public_url: str,
-                 clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None,
+                 storage_path: str = "object-store/v1"):
         super().__init__()
         self._auth = authenticator
         self._public_url = public_url.rstrip("/")
         self._now = clock or time.time
+        self._storage_path = storage_path.strip("/")
 
     async def answer(self, request: Any) -> bytes:
         user = _header(request, b"x-auth-user") or _header(request, b"x-storage-user")
@@ -168,7 +180,7 @@ class AuthV1Resource(GetLeaf):
         principal = await self._auth.authenticate(key)
         if principal.user is None or not _same_user(user, principal):
             raise errors.Unauthorized("The token does not belong to that user.")
-        url = f"{self._public_url}/object-store/v1/{quote(principal.user, safe='')}"
+        url = f"{self._public_url}/{self._storage_path}/{quote(principal.user, safe='')}"
         request.setHeader(b"x-storage-url", url.encode("ascii"))
         request.setHeader(b"x-auth-token", key.encode("ascii"))
         request.setHeader(b"x-storage-token", key.encode("ascii"))
@@ -204,18 +216,22 @@ def _same_user(given: str, principal: Any) -> bool:
 # Swift's ACL elements map to Pithos sharing entries (user uuids,
 # ``<owner>:<group>`` and ``*``) as follows:
 #
-# - ``.r:*`` (any referrer, no token needed) -> ``*``: any *authenticated*
-#   user may read.  Pithos has no anonymous container reads (public links
-#   are per object), so this is the nearest honest grant.  Other referrer
+# - ``.r:*`` (any referrer, no token needed) -> ``*`` in the read list:
+#   every user may read, and callers without a token too (the container's
+#   own read list only; see ``snfd.pithos.permissions``).  Other referrer
 #   rules (``.r:example.com``, ``.r:-x``) cannot be honoured: 400.
 # - ``.rlistings`` is accepted and dropped: in Pithos whoever may read may
 #   list.  Reading a container ACL that holds ``*`` gives ``.r:*,.rlistings``.
-# - ``*:*`` and ``*`` -> ``*``.
+# - ``*:*`` and ``*`` -> ``*``.  In X-Container-Read that is the same grant
+#   as ``.r:*`` (callers without a token read too): Pithos sharing cannot
+#   tell "every authenticated user" from "everyone".
 # - ``<uuid>`` (Swift: "any user of account <uuid>") -> that user, since a
 #   Synnefo account has exactly one user.  ``<uuid>:<uuid>``, ``<uuid>:*``
 #   and ``*:<uuid>`` denote that user too.
 # - ``<owner>:<group>`` (two different names, neither ``*``) is a Pithos
 #   group of the account ``<owner>`` (``X-Account-Group-<group>``).
+# - ``system:<uuid>:<user name>`` (Swift's ``<project>:<user>`` by name, for
+#   a user's own project, which has that one member) -> that user.
 #
 # Entries are stripped of spaces and lowercased, as Pithos sharing is; a
 # ``*`` absorbs the other entries of its list.
@@ -225,6 +241,10 @@ ACCOUNT_ACL_KEYS = ("admin", "read-write", "read-only")
 
 
 def _entry(item: str, header: str) -> str:
+    if item.count(":") == 2 and item.startswith("system:"):
+        # ``<project name>:<user name>`` where the project is a user's own
+        # (Keystone names it ``system:<uuid>``): its one member, that user.
+        return item.split(":")[1]
     user, sep, second = item.partition(":")
     if not sep:
         return item
@@ -265,7 +285,7 @@ def _acl_list(value: str | None, header: str, read: bool) -> tuple[str, ...]:
             if item.partition(":")[2] != "*":
                 raise errors.BadRequest(
                     f"{header}: referrer restrictions ({item}) are not supported;"
-                    " .r:* grants reading to every authenticated user.")
+                    " .r:* grants reading to everyone.")
             items.append("*")
             continue
         if item.startswith("."):
@@ -647,7 +667,7 @@ async def _dlo_segments(backend: Any, user: str, info: ObjectInfo, container: st
         try:
             page = await backend.objects(user, info.account, container, prefix=prefix,
                                          marker=marker, limit=rules.MAX_LIST)
-        except errors.NotFound:
+        except (errors.NotFound, errors.Forbidden):  # none the caller may read
             return []
         for entry in page:
             if isinstance(entry, Subdir):
@@ -664,7 +684,7 @@ async def _dlo_segments(backend: Any, user: str, info: ObjectInfo, container: st
         async def job() -> ObjectInfo | None:
             try:
                 return await backend.object(user, info.account, container, name)
-            except errors.NotFound:  # deleted since the listing
+            except (errors.NotFound, errors.Forbidden):  # deleted since the listing
                 return None
         return job
 

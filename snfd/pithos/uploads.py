@@ -23,6 +23,7 @@ import email.policy
 import hashlib
 import json
 import mimetypes
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -33,12 +34,17 @@ from snfd import errors
 from snfd.pithos import swift
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
 from snfd.pithos.model import ObjectInfo
+from snfd.pithos.policies import Placement
 from snfd.pithos.requests import OCTET_STREAM, Target, media_type, parse_target, raw_query
 from snfd.pithos.streams import BlockSink
 from snfd.pithos.validation import check_new_object_name
 from snfd.web.auth import token_from
 
 log = Logger(namespace="snfd.pithos")
+
+RoomCheck = Callable[[Target, int], Awaitable[None]]
+"""A rule ``Uploads.check_room`` also asks: raise a fault when an object
+of that many bytes may not be stored at that target."""
 
 MAX_SMALL_BODY = 8 * 1024 * 1024
 """Largest buffered body a metadata request may carry (SLO manifests,
@@ -76,6 +82,9 @@ class Uploads:
         self.reactor = reactor
         self.authenticator = authenticator
         self.blocks_in_flight = blocks_in_flight
+        # Further "would it fit" rules (Swift's container and account
+        # quotas, ``snfd.pithos.swift_quotas``), asked by ``check_room``.
+        self.room_checks: list[RoomCheck] = []
 
     def body_sink(self, request: Any, method: bytes, uri: bytes,
                   length: int | None) -> BlockSink | None:
@@ -94,6 +103,10 @@ class Uploads:
             return None
         path, _, query = uri.partition(b"?")
         args = raw_query(query)
+        if b"temp_url_sig" in args:
+            # A temp URL write has no token for the gate: its filter
+            # (``snfd.pithos.tempurl``) checks the signature, so buffer.
+            return None
         heads = request.requestHeaders
         target: Target | None
         refusal: errors.Fault | None = None
@@ -114,6 +127,7 @@ class Uploads:
             if target is not None and target.level != "object":
                 return None
             if (b"hashmap" in args or args.get(b"multipart-manifest") == [b"put"]
+                    or b"extract-archive" in args
                     or heads.hasHeader(b"x-copy-from") or heads.hasHeader(b"x-move-from")):
                 return None
             if length is not None and length > swift.MAX_FILE_SIZE:
@@ -129,9 +143,11 @@ class Uploads:
                 return None
             kind = "blocks"
         size = length if method == b"PUT" or kind == "blocks" else None
-        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal, size))
+        placement = Placement(self.blocks)
+        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal, size,
+                                               placement))
         transport = request.channel.transport
-        return BlockSink(self.blocks, self.reactor, gate, transport.pauseProducing,
+        return BlockSink(placement, self.reactor, gate, transport.pauseProducing,
                          transport.resumeProducing, block_size=self.blocks.block_size,
                          max_in_flight=self.blocks_in_flight,
                          compute_md5=method == b"PUT")
@@ -148,6 +164,8 @@ class Uploads:
             level = parse_target(path.split(b"/")[2:]).level
         except errors.Fault:
             return MAX_SMALL_BODY
+        if method == b"PUT" and b"extract-archive" in args:
+            return swift.MAX_FILE_SIZE  # an archive (``snfd.pithos.bulk``), read from disk
         if method == b"PUT" and level == "object":
             if b"hashmap" in args:
                 return max_hashmap_body(self.blocks.block_size)
@@ -161,7 +179,8 @@ class Uploads:
         return MAX_SMALL_BODY
 
     async def _gate(self, heads: Any, args: dict[bytes, list[bytes]], target: Target | None,
-                    kind: str, refusal: errors.Fault | None, size: int | None) -> None:
+                    kind: str, refusal: errors.Fault | None, size: int | None,
+                    placement: Placement) -> None:
         if refusal is not None:
             raise refusal
         assert target is not None and target.account and target.container
@@ -174,34 +193,41 @@ class Uploads:
         principal = await self.authenticator.authenticate(token)
         if principal.is_component or principal.user is None:
             raise errors.Forbidden("This request needs a user token, not a service token.")
-        await self.check_writer(principal.user, target, kind)
+        blocks = await self.check_writer(principal.user, target, kind)
         if kind == "blocks":
             await self.backend.check_block_upload(principal.user, size or 0)
         elif size is not None:
             await self.check_room(target, size)
+        placement.settle(blocks)
 
-    async def check_writer(self, user: str, target: Target, kind: str) -> None:
+    async def check_writer(self, user: str, target: Target, kind: str) -> Any:
         """What the gate checks before storing a body: the container is
         visible to ``user`` and, for object data (``kind`` ``"object"``),
-        ``user`` may write the object when it exists."""
+        ``user`` may write the object when it exists.  Returns the block
+        store of the container's storage policy, where the body goes."""
         assert target.account and target.container
-        await self.backend.container(user, target.account, target.container)
+        container = await self.backend.container(user, target.account, target.container)
+        blocks = self.backend.container_blocks(container)
         if user == target.account or kind != "object":
-            return
+            return blocks
         assert target.name is not None
         try:
             info = await self.backend.object(user, target.account, target.container,
                                              target.name)
         except errors.NotFound:
-            return  # a write permission inherited from a directory: put_object decides
+            return blocks  # a write permission inherited from a directory: put_object decides
         if info.allowed_to != "write":
             raise errors.Forbidden("You may not write this object.")
+        return blocks
 
     async def check_room(self, target: Target, size: int) -> None:
         """``OverLimit`` when a ``size``-byte object at ``target`` would not
-        fit the container's or the account's quota: refused before any
-        block is stored, so no refused upload leaves blocks behind."""
+        fit the container's or the account's quota (or a fault of one of
+        ``room_checks``): refused before any block is stored, so no
+        refused upload leaves blocks behind."""
         assert target.account and target.container and target.name is not None
+        for check in self.room_checks:
+            await check(target, size)
         room = await self.backend.upload_room(target.account, target.container, target.name)
         if room is not None and size > room:
             raise errors.OverLimit(f"Quota exceeded: {size} bytes do not fit in {room}.")
@@ -217,15 +243,17 @@ class Uploads:
         content.seek(0)
         return size
 
-    async def stored(self, request: Any) -> tuple[int, list[str], str]:
+    async def stored(self, request: Any, blocks: Any = None) -> tuple[int, list[str], str]:
         """``(size, hashes, md5)`` of the request body, stored as blocks:
         from the ``BlockSink`` it was streamed into, or (when it was
-        buffered) read and stored now."""
+        buffered) read and stored now, in ``blocks`` (default: the
+        ``Uploads``' own store)."""
         content = request.content
         if isinstance(content, BlockSink):
             request.pithos_upload_taken = True
             upload = await content.result()
             return upload.size, upload.hashes, upload.md5 or ""
+        store = blocks if blocks is not None else self.blocks
         content.seek(0, 2)
         size = content.tell()
         content.seek(0)
@@ -234,7 +262,7 @@ class Uploads:
             # the thread hops; the block store still writes in its threads.
             data = content.read()
             bs = self.blocks.block_size
-            hashes = await self.blocks.put([data[i:i + bs] for i in range(0, size, bs)])
+            hashes = await store.put([data[i:i + bs] for i in range(0, size, bs)])
             return size, hashes or [EMPTY_HASH], hashlib.md5(
                 data, usedforsecurity=False).hexdigest()
         pool = self.reactor.getThreadPool()
@@ -247,7 +275,7 @@ class Uploads:
             if not chunk:
                 break
             await deferToThreadPool(self.reactor, pool, md5.update, chunk)
-            hashes.extend(await self.blocks.put([chunk]))
+            hashes.extend(await store.put([chunk]))
             size += len(chunk)
         return size, hashes or [EMPTY_HASH], md5.hexdigest()
 

@@ -29,7 +29,8 @@ USER_META = "x-object-meta-"
 OBJECT_META_PREFIX = "X-Object-Meta-"
 # Content headers a metadata replacement (POST without ?update) replaces
 # along with the user meta; other stored keys (SLO markers) stay.
-_CONTENT_HEADERS = frozenset({"content-encoding", "content-disposition", "x-object-manifest"})
+_CONTENT_HEADERS = frozenset({"content-encoding", "content-disposition", "x-object-manifest",
+                              "x-delete-at"})
 
 
 # -- names --------------------------------------------------------------------
@@ -183,12 +184,15 @@ def _check_text_items(items: Mapping[str, str], not_text: str, nul: str) -> None
 
 
 def merged_meta(old: Mapping[str, str], meta: Mapping[str, str], replace: bool,
-                replaceable: Callable[[str], bool] = lambda key: True) -> dict[str, str]:
+                replaceable: Callable[[str], bool] = lambda key: True,
+                keep_empty: bool = False) -> dict[str, str]:
     """``meta`` applied to ``old``: ``replace`` drops every replaceable key
-    first; otherwise an empty value deletes its key."""
+    first (and keeps the empty values given when ``keep_empty``: an
+    object's metadata, as Swift keeps them); otherwise an empty value
+    deletes its key."""
     if replace:
         out = {k: v for k, v in old.items() if not replaceable(k)}
-        out.update({k: v for k, v in meta.items() if v != ""})
+        out.update({k: v for k, v in meta.items() if v != "" or keep_empty})
         return out
     out = dict(old)
     for key, value in meta.items():

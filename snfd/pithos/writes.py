@@ -105,19 +105,31 @@ def update_account_txn(txn: Any, account: str, meta: dict[str, str] | None, repl
 
 def put_container_txn(txn: Any, ctx: WriteCharge, account: str, container: str,
                       policy: dict[str, str | None], meta: dict[str, str],
-                      now: float) -> bool:
-    """See ``Backend.put_container`` (the owner is checked already)."""
+                      now: float, storage: str | None = None,
+                      policies: Any = None) -> bool:
+    """See ``Backend.put_container`` (the owner is checked already).
+    ``storage``: the storage policy asked for (``None``: the default of
+    ``policies``, the node's ``StoragePolicies``); an existing container
+    in another one is a ``Conflict``."""
     ctx.begin()
     anode = store.ensure_account_txn(txn, account, now)
     path = f"{account}/{container}"
     node = store.create_node_txn(txn, anode, path)
+    if node is None and storage is not None and policies is not None:
+        existing = store.node_txn(txn, path, "update")
+        current = store.policy_txn(txn, existing).get(store.STORAGE_POLICY) if existing else None
+        if policies.of(current).name != storage:
+            raise errors.Conflict("The container exists with another storage policy.")
     if node is None:
         _update_container_locked_txn(txn, ctx, account, container, meta, False, policy,
                                      None, now)
         ctx.finish(txn)
         return False
     store.add_stats_txn(txn, node, {}, now)
-    store.set_policy_txn(txn, node, {k: v for k, v in policy.items() if v is not None})
+    stored = {k: v for k, v in policy.items() if v is not None}
+    if policies is not None:
+        stored[store.STORAGE_POLICY] = storage or policies.default.name
+    store.set_policy_txn(txn, node, stored)
     store.set_node_meta_txn(txn, node, {k: v for k, v in meta.items() if v != ""})
     store.add_stats_txn(txn, anode, {}, now)
     ctx.projects[path] = policy.get("project") or account
@@ -143,7 +155,10 @@ def _update_container_locked_txn(txn: Any, ctx: WriteCharge, account: str, conta
                                  perms: Permissions | None, now: float) -> None:
     c = lock_container_txn(txn, account, container)
     if meta is not None:
-        new = merged_meta(store.node_meta_txn(txn, c.node), meta, replace)
+        # A replacement replaces the user metadata only: keys a Swift
+        # feature keeps beside them (X-Versions-Location) stay.
+        new = merged_meta(store.node_meta_txn(txn, c.node), meta, replace,
+                          lambda key: key.lower().startswith("x-container-meta-"))
         check_meta(new, "X-Container-Meta-")
         store.set_node_meta_txn(txn, c.node, new)
     project = c.project
@@ -176,7 +191,8 @@ def delete_container_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
     stats = store.stats_txn(txn, c.node).get(NORMAL, store.Stats())
     if delimiter is None:
         if stats.population > 0:
-            raise errors.Conflict("Container is not empty.")
+            raise errors.Conflict(
+                "There was a conflict when trying to complete your request.")
     else:
         ctx.charge(account, c.project, -stats.size)
     store.delete_container_txn(txn, c.node, c.path)
@@ -194,14 +210,15 @@ def put_object_txn(txn: Any, ctx: WriteCharge, blocks: Any, block_size: int,
                    meta: dict[str, str] | None, perms: Permissions | None,
                    public: bool | None, expect_serial: int | None, if_none_match: bool,
                    by_hash: bool, now: float) -> ObjectInfo:
-    """See ``Backend.put_object``; ``blocks`` is the block store (its
-    blocks are checked again inside the transaction)."""
+    """See ``Backend.put_object``; ``blocks`` is the block store, or the
+    node's ``StoragePolicies`` (then the container's store): its blocks
+    are checked again inside the transaction."""
     ctx.begin()
     store.gc_share_txn(txn)
-    check_blocks_txn(txn, blocks, hashes)
     if by_hash:
         store.forget_uploads_txn(txn, user, hashes)
     c = lock_container_txn(txn, account, container)
+    check_blocks_txn(txn, blocks_of(blocks, c), hashes)
     access = access_txn(txn, user, account, container, name, detail=False)
     require(access, "Object", write=True)
     if (perms is not None or public is not None) and not access.owner:
@@ -253,7 +270,7 @@ def update_object_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length:
     if meta is not None:
         domains = None
         if domain == store.DOMAIN:
-            new_meta = merged_meta(old_meta, meta, replace, replaceable)
+            new_meta = merged_meta(old_meta, meta, replace, replaceable, keep_empty=True)
             check_meta(new_meta, USER_META)
         else:
             old = store.domain_attributes_txn(txn, [current.serial], domain)
@@ -279,8 +296,11 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
              dst_container: str, dst_name: str, move: bool, version: int | None,
              content_type: str | None, meta: dict[str, str] | None, replace_meta: bool,
              perms: Permissions | None, public: bool | None, delimiter: str | None,
-             now: float) -> ObjectInfo:
-    """See ``Backend.copy_object``."""
+             now: float, policies: Any = None) -> ObjectInfo:
+    """See ``Backend.copy_object``.  ``policies``: the node's
+    ``StoragePolicies``; a copy into a container of another storage
+    policy checks that the destination's store holds the blocks
+    (``MissingBlocks`` naming that store otherwise)."""
     ctx.begin()
     store.gc_share_txn(txn)
     src_c, dst_c = lock_pair_txn(txn, src_account, src_container, dst_account,
@@ -334,6 +354,9 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
                 raise errors.Forbidden(f"No write permission on object {target}.")
     if (perms is not None or public is not None) and not dst_access.owner:
         raise errors.Forbidden("Only the owner may change sharing or publish.")
+    if policies is not None and blocks_of(policies, dst_c) is not blocks_of(policies, src_c):
+        check_blocks_txn(txn, blocks_of(policies, dst_c), [
+            h for _, _, sv in pairs for h in store.map_hashes_txn(txn, sv.map_id)])
     first: tuple[str, Version, dict[str, str]] | None = None
     for sname, dname, sv in pairs:
         smeta = store.attributes_txn(txn, sv.serial)
@@ -409,6 +432,50 @@ def delete_object_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
     ctx.finish(txn)
 
 
+def remove_version_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
+                       container: str, name: str, serial: int, now: float) -> None:
+    """See ``Backend.remove_version``."""
+    ctx.begin()
+    c = lock_container_txn(txn, account, container)
+    access = access_txn(txn, user, account, container, name, detail=False)
+    require(access, "Object", write=True)
+    path = f"{c.path}/{name}"
+    latest = store.latest_txn(txn, path)
+    found = store.version_txn(txn, serial)
+    if latest is None or found is None or found.node != latest.node:
+        raise errors.NotFound(f"Object has no version {serial}.")
+    current = latest.serial == serial and latest.cluster == NORMAL
+    if not access.owner and not current:
+        raise errors.Forbidden(PAST_VERSIONS)
+    purge_txn(txn, ctx, c, [found])
+    if current:
+        # The object is gone as after a delete: its sharing and link too.
+        store.clear_permissions_txn(txn, [path])
+        store.unpublish_txn(txn, [path])
+    store.add_stats_txn(txn, c.node, {}, now)
+    ctx.finish(txn)
+
+
+def expire_object_txn(txn: Any, ctx: WriteCharge, account: str, container: str,
+                      name: str, serial: int, now: float) -> bool:
+    """Delete the object, as its owner, if its current version is still
+    ``serial`` (the one found expired); whether it was deleted."""
+    ctx.begin()
+    try:
+        c = lock_container_txn(txn, account, container)
+    except errors.NotFound:
+        ctx.finish(txn)
+        return False
+    path = f"{c.path}/{name}"
+    current = store.latest_txn(txn, path)
+    if current is None or current.serial != serial or current.cluster != NORMAL:
+        ctx.finish(txn)
+        return False
+    delete_version_txn(txn, ctx, c, path, current, account, now)
+    ctx.finish(txn)
+    return True
+
+
 # -- shared steps -------------------------------------------------------------
 
 def lock_container_txn(txn: Any, account: str, container: str,
@@ -419,6 +486,13 @@ def lock_container_txn(txn: Any, account: str, container: str,
     if node is None:
         raise errors.NotFound("Container does not exist.")
     return Container(node, account, container, store.policy_txn(txn, node))
+
+
+def blocks_of(blocks: Any, c: Container) -> Any:
+    """The block store of container ``c``: ``blocks`` itself, or when it
+    is the node's ``StoragePolicies``, the store of ``c``'s policy."""
+    store_of = getattr(blocks, "store_of", None)
+    return store_of(c.policy) if store_of is not None else blocks
 
 
 def lock_pair_txn(txn: Any, src_account: str, src_container: str, dst_account: str,
@@ -569,6 +643,7 @@ def sharing_txn(txn: Any, path: str, perms: Permissions | None, public: bool | N
 
 
 __all__ = ["TOKEN_LENGTH", "Container", "copy_txn", "delete_container_txn",
-           "delete_object_txn", "delete_version_txn", "new_version_txn", "purge_txn",
-           "put_container_txn", "put_object_txn", "sharing_txn", "update_account_txn",
-           "update_container_txn", "update_object_txn"]
+           "delete_object_txn", "delete_version_txn", "expire_object_txn",
+           "new_version_txn", "purge_txn", "put_container_txn", "put_object_txn",
+           "remove_version_txn", "sharing_txn", "update_account_txn", "update_container_txn",
+           "update_object_txn"]

@@ -15,7 +15,8 @@ from snfd.interfaces import (
     IQuotaHolder,
     ISnfdPlugin,
 )
-from snfd.pithos.catalog import CATALOG
+from snfd.pithos.catalog import CATALOG, catalog_for, storage_url_path
+from snfd.pithos.policies import DEFAULT_POLICIES, parse_policies
 from snfd.plugins import ServicePlugin
 
 
@@ -25,6 +26,11 @@ class PithosPlugin(ServicePlugin):
     factory = "snfd.pithos.service:from_config"
     schema = Schema("pithos", "snfd.pithos.schema")
     catalog = CATALOG
+
+    def catalog_for(self, section: object) -> tuple[object, ...]:
+        """The catalog entries as the node's ``[pithos]`` section sets them
+        (``storage_url_path``)."""
+        return catalog_for(section)
     provides = (IBlockStore, IObjectStore)
     requires = (IAuthenticator, IQuotaHolder)
     config_keys = (
@@ -41,6 +47,18 @@ class PithosPlugin(ServicePlugin):
         Key("diskspace_default", quantity, 50 * 1024 ** 3,
             "pithos.diskspace (bytes) of a new user's base project, set when"
             " the resource is first registered; 10G style sizes allowed."),
+        Key("storage_policies", parse_policies, parse_policies(""),
+            "Swift storage policies: name[|alias...][:directory] entries; the"
+            " first is policy 0 (containers older than policies, and the block"
+            " store images and volumes use; default directory: block_path),"
+            " each other one defaults to <state_dir>/blocks-<name>.",
+            shown=DEFAULT_POLICIES),
+        Key("storage_policy_default", text, "",
+            "The policy of new containers without X-Storage-Policy; empty: the"
+            " first of storage_policies."),
+        Key("storage_url_path", storage_url_path, "object-store/v1",
+            "Where the catalog and v1 auth send Swift clients: object-store/v1"
+            " (Synnefo's layout) or v1 (Swift's own); both are always served."),
         Key("upload_blocks_in_flight", positive_integer, 4,
             "Blocks of one upload hashed and written at the same time; more"
             " pauses reading from the client."),

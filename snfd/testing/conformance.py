@@ -96,7 +96,7 @@ def provision(node: CloudNode, count: int) -> list[Account]:
 def _project_name(node: CloudNode, user: Any) -> str:
     """The name Keystone gives the user's own project (tempest logs in by
     project name)."""
-    status, headers, body = node.request(
+    status, _, body = node.request(
         "POST", "/identity/v3/auth/tokens", None, json.dumps({"auth": {
             "identity": {"methods": ["password"], "password": {"user": {
                 "name": user.email, "domain": {"id": "default"},
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     exe = tempest_venv(Path(args.venv).resolve())
-    root = Path(args.keep).resolve() if args.keep else Path(tempfile.mkdtemp(prefix="snfd-tempest-"))
+    root = (Path(args.keep).resolve() if args.keep
+            else Path(tempfile.mkdtemp(prefix="snfd-tempest-")))
     if root.exists() and args.keep:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -95,10 +95,13 @@ class PithosStack:
 
 
 async def object_store_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
-                       blocks_in_flight: int = 2) -> PithosStack:
+                       blocks_in_flight: int = 2, clock: Any = None,
+                       pithos_config: Mapping[str, str] | None = None) -> PithosStack:
     """Build and serve an object store for ``testcase`` (see the module
     docstring).  ``diskspace``: every user's default ``pithos.diskspace``
-    limit."""
+    limit; ``clock``: the node's clock (a ``task.Clock`` at the wall time
+    to move time in a test; default the reactor); ``pithos_config``: more
+    ``[pithos]`` keys."""
     from snfd.testing.node import free_port
     from snfd.testing.nodecase import build_node
 
@@ -107,7 +110,8 @@ async def object_store_stack(testcase: Any, diskspace: int = DEFAULT_DISKSPACE,
     built = await build_node(testcase, ("identity", "pithos"), {
         ("pithos", "diskspace_default"): str(diskspace),
         ("pithos", "upload_blocks_in_flight"): str(blocks_in_flight),
-    }, address=url)
+        **{("pithos", k): v for k, v in (pithos_config or {}).items()},
+    }, address=url, clock=clock)
     serve(testcase, built.node.root, port)
     identity, pithos = built.services["identity"], built.services["pithos"]
     return PithosStack(url=url, dsn=built.node.dsn, db=built.node.db, blocks=pithos.blocks,

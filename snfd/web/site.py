@@ -214,7 +214,7 @@ class Request(server.Request):
         if isinstance(site.resource, Root) and \
                 site.resource.fault_style(segment, self) == "swift":
             # Swift's transaction id, which its clients and tempest parse.
-            self.request_id = "tx%s-%010x" % (uuid.uuid4().hex[:21], int(self.started))
+            self.request_id = f"tx{uuid.uuid4().hex[:21]}-{int(self.started):010x}"
         elif given and _CLIENT_ID.match(given.decode("latin-1")):
             self.request_id = given.decode("latin-1")
         else:
@@ -237,6 +237,14 @@ class Request(server.Request):
         if any(_LINE_BREAKS.search(t) for t in types):
             self.requestHeaders.removeHeader(b"content-type")
             self.bad_content_type = True
+        site = getattr(self.channel, "site", None)
+        segment = path.split(b"?", 1)[0].lstrip(b"/").split(b"/", 1)[0]
+        if site is not None and isinstance(site.resource, Root) and \
+                site.resource.body_sink(segment) is not None:
+            # A resource that reads its own bodies (the object store's
+            # form uploads) gets them unparsed: Twisted would read a
+            # multipart body whole into memory for ``request.args``.
+            self._parsePOSTFormSubmission = False
         super().requestReceived(command, path, version)
 
     def process(self) -> None:

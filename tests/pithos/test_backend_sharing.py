@@ -22,18 +22,18 @@ class SharingTests(BackendTestCase):
     async def test_read_share(self):
         """A read share lets that user read (allowed_to read) but not
         write (Forbidden) nor see the history (Forbidden); anyone else
-        gets NotFound, as for a missing object."""
+        gets Forbidden, as for a missing object (Swift's 403)."""
         await self.put("o", b"secret", permissions=Permissions(read=(BOB,)))
         seen = await self.backend.object(BOB, ALICE, "c", "o")
         self.assertEqual((seen.size, seen.allowed_to, seen.sharing, seen.public),
                          (6, "read", None, None))
         await self.fails(errors.Forbidden, self.put("o", b"x", user=BOB, account=ALICE))
         await self.fails(errors.Forbidden, self.backend.delete_object(BOB, ALICE, "c", "o"))
-        await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "o"))
-        await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "absent"))
-        await self.fails(errors.NotFound, self.put("o", b"x", user=CAROL, account=ALICE))
+        await self.fails(errors.Forbidden, self.backend.object(CAROL, ALICE, "c", "o"))
+        await self.fails(errors.Forbidden, self.backend.object(CAROL, ALICE, "c", "absent"))
+        await self.fails(errors.Forbidden, self.put("o", b"x", user=CAROL, account=ALICE))
         await self.fails(errors.Forbidden, self.backend.versions(BOB, ALICE, "c", "o"))
-        await self.fails(errors.NotFound, self.backend.versions(CAROL, ALICE, "c", "o"))
+        await self.fails(errors.Forbidden, self.backend.versions(CAROL, ALICE, "c", "o"))
         self.assertEqual(len(await self.backend.versions(ALICE, ALICE, "c", "o")), 1)
 
     async def test_write_share(self):
@@ -56,7 +56,7 @@ class SharingTests(BackendTestCase):
         await self.put("o", permissions=Permissions(read=(BOB,)))
         await self.backend.delete_object(ALICE, ALICE, "c", "o")
         await self.put("o")
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "o"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "o"))
 
     async def test_directory_inheritance(self):
         """Sharing on a directory object applies to the objects under it
@@ -73,14 +73,14 @@ class SharingTests(BackendTestCase):
         owner = await self.backend.object(ALICE, ALICE, "c", "docs/a/b")
         self.assertEqual((owner.shared_by, owner.sharing),
                          (f"{ALICE}/c/docs", Permissions(read=(BOB,))))
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "docs/private"))
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "plain/x"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "docs/private"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "plain/x"))
         await self.put("work", b"", content_type="application/folder",
                        permissions=Permissions(write=(CAROL,)))
         await self.put("work/new", b"hi", user=CAROL, account=ALICE)
         self.assertEqual((await self.backend.object(ALICE, ALICE, "c", "work/new")).muser,
                          CAROL)
-        await self.fails(errors.NotFound, self.put("elsewhere", user=CAROL, account=ALICE))
+        await self.fails(errors.Forbidden, self.put("elsewhere", user=CAROL, account=ALICE))
 
     async def test_groups_and_everyone(self):
         """Entries '<owner>:<group>' grant the group's members (as they
@@ -89,10 +89,10 @@ class SharingTests(BackendTestCase):
         await self.put("g", permissions=Permissions(read=(f"{ALICE}:team",)))
         await self.put("all", permissions=Permissions(read=("*",)))
         await self.backend.object(BOB, ALICE, "c", "g")
-        await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "g"))
+        await self.fails(errors.Forbidden, self.backend.object(CAROL, ALICE, "c", "g"))
         await self.backend.update_account(ALICE, ALICE, None, False, {"team": [CAROL]})
         await self.backend.object(CAROL, ALICE, "c", "g")
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "g"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "g"))
         await self.backend.object(BOB, ALICE, "c", "all")
         await self.backend.object(CAROL, ALICE, "c", "all")
 
@@ -118,7 +118,7 @@ class SharingTests(BackendTestCase):
         got = await self.backend.public_object(token)
         self.assertEqual((got.name, got.size, got.public), ("o", 3, token))
         self.assertEqual((await self.backend.object(ALICE, ALICE, "c", "o")).public, token)
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "o"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "o"))
         again = await self.backend.update_object(ALICE, ALICE, "c", "o", None, False,
                                                  public=True)
         self.assertEqual(again.public, token)
@@ -186,8 +186,8 @@ class SharingTests(BackendTestCase):
                           ("shared", "write", None, None)])
         self.assertEqual(await self.names(BOB, delimiter="/"), ["docs", "docs/ (dir)", "shared"])
         self.assertEqual([c.name for c in await self.backend.containers(BOB, ALICE)], ["c"])
-        await self.fails(errors.NotFound, self.backend.objects(BOB, ALICE, "other"))
-        await self.fails(errors.NotFound, self.backend.container(BOB, ALICE, "other"))
+        await self.fails(errors.Forbidden, self.backend.objects(BOB, ALICE, "other"))
+        await self.fails(errors.Forbidden, self.backend.container(BOB, ALICE, "other"))
         cinfo = await self.backend.container(BOB, ALICE, "c")
         self.assertEqual((cinfo.count, cinfo.bytes, cinfo.meta), (0, 0, {}))
         info = await self.backend.account(BOB, ALICE)
@@ -196,8 +196,8 @@ class SharingTests(BackendTestCase):
         await self.fails(errors.Forbidden, self.backend.account(BOB, ALICE, until=2000.0))
         await self.fails(errors.Forbidden, self.backend.objects(BOB, ALICE, "c", public=True))
         await self.fails(errors.Forbidden, self.backend.objects(BOB, ALICE, "c", until=2000.0))
-        await self.fails(errors.NotFound, self.backend.account(CAROL + "x", ALICE))
-        await self.fails(errors.NotFound, self.backend.containers(CAROL + "x", ALICE))
+        await self.fails(errors.Forbidden, self.backend.account(CAROL + "x", ALICE))
+        await self.fails(errors.Forbidden, self.backend.containers(CAROL + "x", ALICE))
         self.assertEqual([c.name for c in await self.backend.containers(CAROL, ALICE)], ["c"])
         self.assertEqual(await self.names(CAROL), ["docs/b"])
 
@@ -235,7 +235,7 @@ class SharingTests(BackendTestCase):
                          Permissions(read=(BOB,)))
         seen = await self.backend.object(BOB, ALICE, "c", "a")
         self.assertEqual((seen.allowed_to, seen.shared_by), ("read", None))
-        await self.fails(errors.NotFound, self.backend.object(BOB, ALICE, "c", "b"))
+        await self.fails(errors.Forbidden, self.backend.object(BOB, ALICE, "c", "b"))
         self.assertEqual(await self.names(BOB), ["a"])
         info = await self.backend.container(BOB, ALICE, "c")
         self.assertEqual((info.count, info.bytes), (2, 7))
@@ -253,7 +253,7 @@ class SharingTests(BackendTestCase):
         self.assertEqual([c.name for c in await self.backend.containers(CAROL, ALICE)],
                          ["c", "d"])
         # The container's own sharing is closer than the account's.
-        await self.fails(errors.NotFound, self.backend.object(CAROL, ALICE, "c", "a"))
+        await self.fails(errors.Forbidden, self.backend.object(CAROL, ALICE, "c", "a"))
 
     async def test_copy_permissions(self):
         """Copying needs read on the source and write on the destination;
@@ -264,7 +264,7 @@ class SharingTests(BackendTestCase):
         self.assertEqual(copied.account, BOB)
         await self.fails(errors.Forbidden, self.backend.copy_object(
             BOB, ALICE, "c", "r", BOB, "c", "moved", move=True))
-        await self.fails(errors.NotFound, self.backend.copy_object(
+        await self.fails(errors.Forbidden, self.backend.copy_object(
             BOB, BOB, "c", "mine", ALICE, "c", "into-alice"))
         await self.fails(errors.NotFound, self.backend.copy_object(
             CAROL, ALICE, "c", "r", CAROL, "c", "x"))

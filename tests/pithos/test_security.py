@@ -218,7 +218,7 @@ class HistoryTests(StackCase):
         carol, carol_token = await self.stack.user("carol@example.org")
         for query in (f"?version={self.old}", "?version=list&format=json"):
             r = await self.call("GET", "/c/report" + query, token=carol_token)
-            self.assertEqual(r.code, 404, r.body)
+            self.assertEqual(r.code, 403, r.body)
 
 
 class BlockNamingTests(StackCase):

@@ -457,7 +457,7 @@ class SwiftClientTests(unittest.TestCase):
     async def test_capabilities(self) -> None:
         """'swift capabilities' shows what /info announces."""
         out = await self.swift("capabilities", "--json")
-        self.assertEqual(json.loads(out), swift.info_document())
+        self.assertEqual(json.loads(out), self.stack.api.info())
 
     async def test_slo_upload_download_delete(self) -> None:
         """A file uploaded with --use-slo in segments is an SLO whose stat

@@ -243,8 +243,9 @@ class PartialUpdateTests(unittest.TestCase):
         await self.assertContent(b"hello", name="e")
 
     async def test_others_need_write_permission(self) -> None:
-        """Another user without any sharing cannot even see the object."""
-        with self.assertRaises(errors.NotFound):
+        """Another user without any sharing is denied (403, whether the
+        object exists or not)."""
+        with self.assertRaises(errors.Forbidden):
             await self.update("bytes 0-1/*", b"ab", user=BOB)
         await self.assertContent(self.base)
 
