@@ -324,7 +324,7 @@ class PithosAPI:
             out.append((f"X-Account-Policy-Quota-{project}", str(quota)))
         out.append(("X-Account-Policy-Quota", str(sum(info.quotas.values()))))
         for key, value in sorted(info.meta.items()):
-            out.append((key, value))
+            out.append((swift_quotas.shown_key(key), value))
         if info.sharing:
             out.append(("X-Account-Access-Control",
                         swift.permissions_to_account_acl(info.sharing)))
@@ -788,6 +788,9 @@ class PithosAPI:
         reply = self._created(info)
         reply.headers += [("X-Copied-From", quote(f"{src[1]}/{src[2]}")),
                           ("X-Copied-From-Account", quote(src[0]))]
+        # As Swift: the copy's metadata come back with it.
+        reply.headers += [(k, v) for k, v in sorted(info.meta.items())
+                          if k.startswith("X-Object-Meta-")]
         if source_mtime is not None:
             reply.headers.append(("X-Copied-From-Last-Modified",
                                   hdr.http_date(source_mtime)))

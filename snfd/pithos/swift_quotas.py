@@ -13,7 +13,8 @@ The account quota is ``X-Account-Meta-Quota-Bytes`` (Swift's newer
 and ``X-Account-Quota-Count-Policy-<name>``.  They are stored as account
 metadata (``X-Account-Meta-Quota-Bytes``, ``-Quota-Count``,
 ``-Quota-Bytes-Policy-<Name>``, ``-Quota-Count-Policy-<Name>``), which the
-owner reads on ``HEAD``.  Only a reseller administrator (a user in the
+owner reads on ``HEAD``, all but the first under Swift's names for them
+(``shown_key``).  Only a reseller administrator (a user in the
 group ``RESELLER_ADMIN``, which Keystone tokens carry as a role) sets or
 removes them, on any account: a ``POST`` carrying only those headers to
 another user's account is applied as if by its owner, anything more stays
@@ -79,6 +80,18 @@ def protected(key: str) -> bool:
     k = key.lower()
     return k in (ACCOUNT_BYTES.lower(), ACCOUNT_COUNT.lower()) or any(
         k.startswith(f"x-account-meta-quota-{kind}-policy-") for kind in _POLICY_KINDS)
+
+
+def shown_key(key: str) -> str:
+    """The header an account ``HEAD`` answers the stored metadata ``key``
+    under: Swift's own names for the quotas that are not user metadata
+    (``X-Account-Quota-Count``, ``X-Account-Quota-Bytes-Policy-<Name>``,
+    ``X-Account-Quota-Count-Policy-<Name>``: clients listing user metadata
+    must not see them); any other key as it is."""
+    k = key.lower()
+    if k == ACCOUNT_COUNT.lower() or (protected(key) and "-policy-" in k):
+        return "X-Account-" + key[len("X-Account-Meta-"):]
+    return key
 
 
 def _stored_key(name: str) -> str | None:

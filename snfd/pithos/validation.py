@@ -187,16 +187,15 @@ def merged_meta(old: Mapping[str, str], meta: Mapping[str, str], replace: bool,
                 replaceable: Callable[[str], bool] = lambda key: True,
                 keep_empty: bool = False) -> dict[str, str]:
     """``meta`` applied to ``old``: ``replace`` drops every replaceable key
-    first (and keeps the empty values given when ``keep_empty``: an
-    object's metadata, as Swift keeps them); otherwise an empty value
-    deletes its key."""
+    first; an empty value deletes its key, unless ``keep_empty`` (an
+    object's metadata, whose empty values Swift keeps)."""
     if replace:
         out = {k: v for k, v in old.items() if not replaceable(k)}
         out.update({k: v for k, v in meta.items() if v != "" or keep_empty})
         return out
     out = dict(old)
     for key, value in meta.items():
-        if value == "":
+        if value == "" and not keep_empty:
             out.pop(key, None)
         else:
             out[key] = value

@@ -270,7 +270,7 @@ def update_object_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length:
     if meta is not None:
         domains = None
         if domain == store.DOMAIN:
-            new_meta = merged_meta(old_meta, meta, replace, replaceable, keep_empty=True)
+            new_meta = merged_meta(old_meta, meta, replace, replaceable, keep_empty=replace)
             check_meta(new_meta, USER_META)
         else:
             old = store.domain_attributes_txn(txn, [current.serial], domain)
@@ -361,7 +361,7 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
     for sname, dname, sv in pairs:
         smeta = store.attributes_txn(txn, sv.serial)
         new_meta = smeta if meta is None else merged_meta(smeta, meta, replace_meta,
-                                                          replaceable)
+                                                          replaceable, keep_empty=True)
         check_meta(new_meta, USER_META)
         dpath = f"{dst_c.path}/{dname}"
         spath = f"{src_c.path}/{sname}"
@@ -426,6 +426,7 @@ def delete_object_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
                     continue
             targets.append((child_path, child))
     if not targets:
+        require(access, "Object")  # 403 whether it exists or not
         raise errors.NotFound("Object does not exist.")
     for target_path, version in targets:
         delete_version_txn(txn, ctx, c, target_path, version, user, now)
