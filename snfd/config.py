@@ -6,6 +6,11 @@ is one line naming the file, the section and the key.  The core sections are
 declared here; each plugin declares its own section through
 ``ISnfdPlugin.config_keys``.
 
+A *family* of sections (declared as ``"prefix:*"``, e.g. ``"oidc:*"``)
+validates every section named ``[prefix:NAME]`` against the same keys:
+several configured things of one kind (OpenID Connect providers), each in
+a section of its own.
+
 Precedence, highest first: command-line options, environment variables
 (``SNFD_*``), the file, the declared defaults.  A secret key ``k`` may be
 given as ``k_file = /path`` instead: the file's content (stripped) is used.
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -301,6 +307,7 @@ def load_config(
             raise ConfigError("plugins", name, None,
                               "a plugin uses the name of a core section")
         declared[name] = keys
+    families = {name[:-2]: keys for name, keys in declared.items() if name.endswith(":*")}
 
     where = path or "defaults"
     parser = configparser.ConfigParser(interpolation=None, default_section="\x00")
@@ -315,17 +322,33 @@ def load_config(
             raise ConfigError(path, "file", None,
                               " ".join(str(e).split())) from None
 
-    for section in parser.sections():
-        if section not in declared:
-            known = ", ".join(sorted(declared))
+    members = {s for s in parser.sections() if s not in declared}
+    members |= {s for s, _ in (overrides or {}) if s not in declared and ":" in s}
+    for section in sorted(members):
+        family, _, member = section.partition(":")
+        if family not in families:
+            known = ", ".join(sorted(n.replace(":*", ":NAME") for n in declared))
             raise ConfigError(where, section, None,
                               f"unknown section (known: {known})")
+        if not _MEMBER.match(member):
+            raise ConfigError(where, section, None,
+                              f"expected [{family}:NAME] with NAME of letters, digits,"
+                              " '-' or '_'")
 
     sections = {}
     for name, keys in declared.items():
+        if name.endswith(":*"):
+            continue
         raw = dict(parser.items(name)) if parser.has_section(name) else {}
         sections[name] = _section(where, name, keys, raw, environ, overrides or {})
+    for name in sorted(members):
+        raw = dict(parser.items(name)) if parser.has_section(name) else {}
+        sections[name] = _section(where, name, families[name.partition(":")[0]], raw,
+                                  environ, overrides or {})
     return Config(source=where, sections=sections)
+
+
+_MEMBER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _section(
@@ -385,7 +408,11 @@ def example(plugin_keys: Mapping[str, Sequence[Key]] | None = None) -> str:
     all_keys = dict(CORE_KEYS)
     all_keys.update(plugin_keys or {})
     for name, keys in all_keys.items():
-        out.append(f"[{name}]")
+        if name.endswith(":*"):
+            out.append(f"# One section per name, e.g. [{name[:-2]}:NAME]:")
+            out.append(f"#[{name[:-2]}:NAME]")
+        else:
+            out.append(f"[{name}]")
         for key in keys:
             for line in _wrap(key.doc):
                 out.append(f"# {line}")

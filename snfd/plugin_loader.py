@@ -37,7 +37,14 @@ def installed() -> dict[str, ISnfdPlugin]:
 
 
 def config_keys(plugins: Mapping[str, ISnfdPlugin]) -> dict[str, Sequence[Key]]:
-    return {name: tuple(p.config_keys) for name, p in plugins.items()}
+    """Each plugin's section and keys; a plugin's ``config_families``
+    (optional: ``{"oidc": keys}``) add the families of sections
+    ``[oidc:NAME]`` (declared as ``"oidc:*"``, see ``snfd.config``)."""
+    keys: dict[str, Sequence[Key]] = {name: tuple(p.config_keys) for name, p in plugins.items()}
+    for p in plugins.values():
+        for family, family_keys in dict(getattr(p, "config_families", {})).items():
+            keys[f"{family}:*"] = tuple(family_keys)
+    return keys
 
 
 def select(plugins: Mapping[str, ISnfdPlugin], enabled: Iterable[str] | None,

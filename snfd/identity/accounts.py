@@ -177,6 +177,20 @@ class Accounts:
         await self.db.run("identity.set_password", store.set_password_txn, uuid, hashed,
                           self.now())
 
+    async def change_password(self, uuid: str, password: str) -> None:
+        """A new local password; as in Keystone, every token of the user
+        stops working (a new primary token replaces them)."""
+        await self.set_password(uuid, password)
+        if (await self.get_user(uuid)).is_active:
+            await self.renew_token(uuid)
+
+    async def delete_user(self, uuid: str) -> None:
+        """Delete the user, its base project and its holdings; ``Conflict``
+        while any of them has usage (the user's resources must go first)."""
+        await self.db.run("identity.delete_user", _delete_user_txn, uuid)
+        self.cache.invalidate(f"user:{uuid}")
+        log.info("user {uuid} deleted", uuid=uuid)
+
     async def send_verification(self, user: User) -> None:
         code = tokens.new_token()
         await self.db.run("identity.set_verification", store.set_verification_txn, user.uuid,
@@ -424,9 +438,10 @@ class Accounts:
         self.cache.invalidate(f"user:{uuid}")
         return secret
 
-    async def validate(self, secret: str) -> Token:
-        """The token's details; 401 when unknown, expired or the user is
-        not active."""
+    async def validate(self, secret: str, allow_expired: bool = False) -> Token:
+        """The token's details; 401 when unknown, expired (unless
+        ``allow_expired``: until the sweep deletes it) or the user is not
+        active."""
         key = store.secret_hash(secret)
         cached = self.cache.get(key)
         if isinstance(cached, Token):
@@ -435,6 +450,8 @@ class Accounts:
         if token is None:
             raise errors.Unauthorized("Invalid token")
         if token.expires_at <= self.now():
+            if allow_expired and token.user.is_active:
+                return token
             raise errors.Unauthorized("Authentication expired")
         if not token.user.is_active:
             raise errors.Unauthorized("User inactive")
@@ -508,11 +525,21 @@ class Accounts:
 
 
 def principal_of(token: Token) -> Principal:
+    """The caller a token stands for; a token of an application credential
+    grants only the roles (admin, groups) and access rules it delegates."""
     u = token.user
-    return Principal(user=u.uuid, email=u.email, name=u.name, is_admin=u.is_admin,
-                     groups=u.groups, project=token.project, expires_at=token.expires_at,
+    is_admin, groups = u.is_admin, u.groups
+    cred = token.app_credential
+    rules = None
+    if cred is not None:
+        is_admin = u.is_admin and "admin" in cred.roles
+        groups = tuple(g for g in u.groups if g in cred.roles)
+        rules = tuple((r.service, r.method, r.path) for r in cred.access_rules) or None
+    return Principal(user=u.uuid, email=u.email, name=u.name, is_admin=is_admin,
+                     groups=groups, project=token.project, expires_at=token.expires_at,
                      issued_at=token.issued_at, audit_ids=token.audit_ids,
-                     methods=token.methods)
+                     methods=token.methods, app_credential=cred.id if cred else None,
+                     access_rules=rules)
 
 
 def _check_email(email: str) -> str:
@@ -610,6 +637,14 @@ def _issue_txn(txn: Any, uuid: str, token_hash: bytes, project: str | None,
     token = store.token_txn(txn, token_hash)
     assert token is not None
     return token
+
+
+def _delete_user_txn(txn: Any, uuid: str) -> None:
+    store.get_user_txn(txn, uuid)
+    if project_store.user_quota_in_use_txn(txn, uuid):
+        raise errors.Conflict(f"User {uuid} still uses resources; delete them first.")
+    project_store.delete_user_projects_txn(txn, uuid)
+    store.delete_user_txn(txn, uuid)
 
 
 def _renew_txn(txn: Any, uuid: str, token_hash: bytes, audit_id: str,

@@ -32,6 +32,13 @@ from twisted.web import resource
 
 from snfd import errors
 from snfd.identity.accounts import Accounts
+from snfd.identity.app_credentials import (
+    AppCredentials,
+    CredentialRoutes,
+    SecretBox,
+    credential_user,
+    token_credential_json,
+)
 from snfd.identity.catalog import Catalog, stable_id
 from snfd.identity.providers import Credentials
 from snfd.identity.store import Token, User, is_uuid
@@ -54,7 +61,7 @@ V2_MEDIA = [{"base": "application/json",
 MEMBER_ROLE = "member"
 ADMIN_ROLE = "admin"
 
-_METHODS = ("password", "token")
+_METHODS = ("password", "token", "application_credential")
 
 
 def isotime(value: datetime.datetime) -> str:
@@ -135,12 +142,16 @@ class KeystoneAPI:
     """Keystone v3 and Synnefo's v2.0 over ``Accounts`` and the catalog."""
 
     def __init__(self, accounts: Accounts, catalog: Catalog, reactor: Any, public_url: str,
-                 max_body: int = MAX_JSON_BODY):
+                 max_body: int = MAX_JSON_BODY, credential_box: SecretBox | None = None):
         self._accounts = accounts
         self._catalog = catalog
         self._reactor = reactor
         self._base = f"{public_url.rstrip('/')}/identity"
         self._max_body = max_body
+        # Application and EC2 credentials (snfd.identity.app_credentials).
+        self._credentials = CredentialRoutes(
+            accounts, AppCredentials(accounts, self._role_names, credential_box), self._base,
+            self._role_names, max_body)
         self.app = self._routes()
 
     def resource(self) -> resource.IResource:
@@ -186,6 +197,9 @@ class KeystoneAPI:
         """The v3 token body; 404 when the token's project is no longer one
         of the user's."""
         user = token.user
+        cred = token.app_credential
+        is_admin, groups = ((user.is_admin, user.groups) if cred is None
+                            else credential_user(user, cred))
         body: dict[str, Any] = {
             "methods": list(token.methods),
             # SNF:* are Synnefo extensions (ignored by OpenStack clients) so
@@ -193,7 +207,7 @@ class KeystoneAPI:
             # validating them in process.
             "user": {"id": user.uuid, "name": user.email, "domain": dict(DOMAIN),
                      "password_expires_at": None, "SNF:display_name": user.name,
-                     "SNF:admin": user.is_admin, "SNF:groups": list(user.groups)},
+                     "SNF:admin": is_admin, "SNF:groups": list(groups)},
             "audit_ids": list(token.audit_ids),
             "expires_at": isotime(token.expires_at),
             "issued_at": isotime(token.issued_at),
@@ -207,7 +221,10 @@ class KeystoneAPI:
                 raise errors.NotFound("Could not find token: its project is gone.")
             body["project"] = {"id": str(project.id), "name": project.name,
                                "domain": dict(DOMAIN)}
-            body["roles"] = roles_of(user)
+            body["roles"] = (roles_of(user) if cred is None
+                             else [role(n) for n in cred.roles])
+            if cred is not None:
+                body["application_credential"] = token_credential_json(cred)
             if catalog:
                 body["catalog"] = await self._catalog.v3(user.uuid)
         return {"token": body}
@@ -236,6 +253,7 @@ class KeystoneAPI:
             ("POST", "/v2.0/tokens", self.v2_tokens),
             ("GET", "/v2.0/tenants", self.v2_tenants),
         ]
+        routes += self._credentials.routes()
         for method, path, handler in routes:
             # GET routes answer HEAD too (werkzeug adds it).
             app.route(path, methods=[method], endpoint=f"keystone:{method}:{path}",
@@ -272,6 +290,8 @@ class KeystoneAPI:
         scope = auth.get("scope")
         if scope is not None and scope != "unscoped" and not isinstance(scope, dict):
             raise errors.BadRequest('"auth.scope" must be an object or "unscoped".')
+        if "application_credential" in methods:
+            return await self._issue_app_credential(request, identity, methods, scope)
 
         user: User | None = None
         previous: Token | None = None
@@ -281,6 +301,9 @@ class KeystoneAPI:
             data = json_object(identity.get("token"), '"auth.identity.token"')
             previous = await self._subject(_text(data, "id", '"auth.identity.token.id"'),
                                            for_auth=True)
+            if previous.app_credential is not None:
+                raise errors.Forbidden("A token from an application credential cannot be"
+                                       " used to get another token.")
             if user is not None and user.uuid != previous.user.uuid:
                 raise errors.Unauthorized("The methods identify different users.")
             user = previous.user
@@ -299,6 +322,28 @@ class KeystoneAPI:
         reply = await self._token_json(token, not _flag(request, b"nocatalog"), projects)
         request.setHeader(b"x-subject-token", secret.encode("ascii"))
         return json_body(request, reply, 201)
+
+    async def _issue_app_credential(self, request: Any, identity: dict[str, Any],
+                                    methods: list[str], scope: Any) -> bytes:
+        """The ``application_credential`` method (alone): a token scoped to
+        the credential's project; a scope naming another project is 401."""
+        if len(set(methods)) != 1:
+            raise errors.Unauthorized("The application_credential method cannot be combined"
+                                      " with other methods.")
+        secret, token = await self._credentials.issue(identity, _source(request))
+        if isinstance(scope, dict):
+            projects = await self._accounts.user_projects(token.user.uuid)
+            if self._scope(scope, projects) != token.project:
+                await self._accounts.revoke(secret)
+                raise errors.Unauthorized("An application credential's token is scoped to"
+                                          " its own project.")
+        reply = await self._token_json(token, not _flag(request, b"nocatalog"))
+        request.setHeader(b"x-subject-token", secret.encode("ascii"))
+        return json_body(request, reply, 201)
+
+    def _role_names(self, user: User) -> list[str]:
+        """The role names ``user`` holds on its projects."""
+        return [r["name"] for r in roles_of(user)]
 
     async def _password(self, request: Any, value: Any) -> User:
         data = json_object(value, '"auth.identity.password"')

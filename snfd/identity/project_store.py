@@ -747,3 +747,128 @@ def resources_txn(txn: Any, names: Iterable[str]) -> dict[str, Resource]:
                   api_visible, allow_in_projects, base_default, project_default
            FROM identity_resources WHERE name = ANY(%s)""", (sorted(set(names)),))
     return {r[0]: Resource(*r) for r in txn.fetchall()}
+
+
+# -- Keystone role assignments (see schema 0004) ---------------------------------
+
+@attrs.frozen
+class MemberRoles:
+    """A user's accepted membership of an alive project and the roles
+    stored on it (``admin`` comes from ``is_admin``, not from here)."""
+
+    user: str
+    user_name: str
+    is_admin: bool
+    project: str
+    project_name: str
+    system_project: bool
+    roles: tuple[str, ...]
+
+
+@attrs.frozen
+class GroupRole:
+    """A role granted to a group on an alive project."""
+
+    group: str
+    group_name: str
+    project: str
+    project_name: str
+    role: str
+
+
+def member_roles_txn(txn: Any, *, user: str | None = None,
+                     project: str | None = None) -> list[MemberRoles]:
+    """Accepted memberships of alive projects (filtered by user and
+    project id) with their stored roles, by project then user."""
+    where = ["m.state = ANY(%s)", "p.state = ANY(%s)"]
+    args: list[Any] = [list(ACTUALLY_ACCEPTED), list(ALIVE_STATES)]
+    if user is not None:
+        where.append("m.user_uuid::text = %s")
+        args.append(user.lower())
+    if project is not None:
+        where.append("m.project::text = %s")
+        args.append(project.lower())
+    txn.execute(
+        f"""SELECT m.user_uuid::text, u.email, u.is_admin, p.id::text, p.name,
+                   p.system_project, m.roles
+            FROM identity_memberships m
+            JOIN identity_users u ON u.uuid = m.user_uuid
+            JOIN identity_projects p ON p.id = m.project
+            WHERE {" AND ".join(where)}
+            ORDER BY p.creation_date, p.id, u.email""", args)
+    return [MemberRoles(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()))
+            for r in txn.fetchall()]
+
+
+def group_roles_txn(txn: Any, *, group: str | None = None, project: str | None = None,
+                    user: str | None = None) -> list[GroupRole]:
+    """Roles granted to groups on alive projects, filtered by group id,
+    project id and (``user``) groups the user is in."""
+    where = ["p.state = ANY(%s)"]
+    args: list[Any] = [list(ALIVE_STATES)]
+    if group is not None:
+        where.append("g.id::text = %s")
+        args.append(group.lower())
+    if project is not None:
+        where.append("gr.project::text = %s")
+        args.append(project.lower())
+    if user is not None:
+        where.append("""EXISTS (SELECT 1 FROM identity_user_groups ug
+                                WHERE ug.group_name = g.name AND ug.user_uuid::text = %s)""")
+        args.append(user.lower())
+    txn.execute(
+        f"""SELECT g.id::text, g.name, p.id::text, p.name, gr.role
+            FROM identity_group_roles gr
+            JOIN identity_groups g ON g.id = gr.group_id
+            JOIN identity_projects p ON p.id = gr.project
+            WHERE {" AND ".join(where)}
+            ORDER BY p.creation_date, p.id, g.name, gr.role""", args)
+    return [GroupRole(*r) for r in txn.fetchall()]
+
+
+def set_member_roles_txn(txn: Any, memb_id: int, roles: Sequence[str]) -> None:
+    txn.execute("UPDATE identity_memberships SET roles = %s WHERE id = %s",
+                (sorted(set(roles)), memb_id))
+
+
+def stored_roles_txn(txn: Any, memb_id: int) -> tuple[str, ...]:
+    txn.execute("SELECT roles FROM identity_memberships WHERE id = %s", (memb_id,))
+    row = txn.fetchone()
+    return tuple(row[0] or ()) if row else ()
+
+
+def grant_group_role_txn(txn: Any, group_id: str, project_id: str, role: str) -> None:
+    txn.execute("INSERT INTO identity_group_roles (group_id, project, role) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING", (group_id, project_id, role))
+
+
+def revoke_group_role_txn(txn: Any, group_id: str, project_id: str, role: str) -> bool:
+    """Remove the grant; whether there was one."""
+    txn.execute("DELETE FROM identity_group_roles WHERE group_id = %s AND project = %s"
+                " AND role = %s RETURNING 1", (group_id, project_id, role))
+    return txn.fetchone() is not None
+
+
+def group_projects_txn(txn: Any, group_id: str) -> list[str]:
+    """Projects where the group holds some role."""
+    txn.execute("SELECT DISTINCT project::text FROM identity_group_roles WHERE group_id = %s"
+                " ORDER BY 1", (group_id,))
+    return [r[0] for r in txn.fetchall()]
+
+
+def user_quota_in_use_txn(txn: Any, user_uuid: str) -> bool:
+    """Whether any holding of the user (or of its system project) has
+    usage, settled or pending."""
+    txn.execute(
+        """SELECT 1 FROM identity_holdings
+           WHERE (holder = %s OR holder = %s) AND usage_max > 0 LIMIT 1""",
+        (user_ref(user_uuid), project_ref(user_uuid)))
+    return txn.fetchone() is not None
+
+
+def delete_user_projects_txn(txn: Any, user_uuid: str) -> None:
+    """Forget the user's holdings and its system project (the caller has
+    checked that nothing is in use)."""
+    txn.execute("DELETE FROM identity_holdings WHERE holder = %s OR holder = %s",
+                (user_ref(user_uuid), project_ref(user_uuid)))
+    txn.execute("DELETE FROM identity_projects WHERE id = %s AND system_project", (user_uuid,))

@@ -881,3 +881,94 @@ class Projects:
         _check_serial(memb_id, "project membership")
         return await self._db.run(f"identity.membership_{action}", _membership_action_txn,
                                   caller, memb_id, action, self.now())
+
+    # -- projects as Keystone manages them --
+
+    async def create_approved(self, caller: Principal, name: str, description: str = "",
+                              enabled: bool = True) -> Project:
+        """An administrator's project (Keystone's ``POST /v3/projects``):
+        applied for and approved in one transaction, so it is active at once
+        with each resource's ``project_default``; suspended when not
+        ``enabled``.  Keystone's names are free text (not Synnefo's domain
+        form); a live project with the same name is a ``Conflict``."""
+        _require_admin(caller)
+        return await self._db.run("identity.create_approved", _create_approved_txn, caller,
+                                  _keystone_name(name), description, enabled, self.now())
+
+    async def update_fields(self, caller: Principal, project_id: str, *,
+                            name: str | None = None, description: str | None = None,
+                            enabled: bool | None = None) -> Project:
+        """An administrator changes the name or description at once (no
+        application), or suspends (``enabled`` false) or unsuspends it.
+        A system project keeps its name and description."""
+        _require_admin(caller)
+        project_id = _valid_project_id(project_id)
+        if name is not None:
+            name = _keystone_name(name)
+        return await self._db.run("identity.update_fields", _update_fields_txn, caller,
+                                  project_id, name, description, enabled, self.now())
+
+    async def alive_projects(self, ids: Sequence[str] | None = None) -> list[Project]:
+        """Active and suspended projects (optionally only these ids)."""
+        return await self._db.run("identity.alive_projects", _alive_projects_txn, ids)
+
+
+def _keystone_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME or "\x00" in name:
+        raise errors.BadRequest(f"A project name has 1 to {MAX_NAME} characters.")
+    return name
+
+
+def _alive_projects_txn(txn: Any, ids: Sequence[str] | None) -> list[Project]:
+    if ids is not None:
+        ids = [i for i in ids if store.is_uuid(i)]
+    return store.projects_txn(txn, ids=ids, states=list(ALIVE_STATES))
+
+
+def _create_approved_txn(txn: Any, caller: Principal, name: str, description: str,
+                         enabled: bool, now: datetime.datetime) -> Project:
+    spec = ApplicationSpec(name=name, description=description, join_policy="moderated",
+                           leave_policy="auto", private=True)
+    pid, app_id = _submit_txn(txn, caller, spec, None, now)
+    _application_action_txn(txn, caller, pid, app_id, "approve", "Keystone: created by an"
+                            " administrator", now)
+    if not enabled:
+        _project_action_txn(txn, caller, pid, "suspend", now)
+    project = store.project_txn(txn, pid)
+    assert project is not None
+    return project
+
+
+def _update_fields_txn(txn: Any, caller: Principal, project_id: str, name: str | None,
+                       description: str | None, enabled: bool | None,
+                       now: datetime.datetime) -> Project:
+    if name is not None:
+        store.lock_project_names_txn(txn)
+    project = _lock_project(txn, project_id)
+    if project.state not in ALIVE_STATES:
+        raise errors.NotFound(f"There is no project {project_id}.")
+    changed = ((name is not None and name != project.name)
+               or (description is not None and description != project.description))
+    if changed:
+        if project.system_project:
+            raise errors.Forbidden("A user's base project keeps its name and description.")
+        if name is not None:
+            _check_name_free(txn, project, name)
+        fields = ProjectFields(
+            name=project.name if name is None else name,
+            owner=project.owner or caller.user or "",
+            homepage=project.homepage,
+            description=project.description if description is None else description,
+            start_date=project.start_date, end_date=project.end_date,
+            join_policy=project.join_policy, leave_policy=project.leave_policy,
+            max_members=project.max_members, private=project.private)
+        store.apply_fields_txn(txn, project.id, fields)
+    if enabled is not None and enabled != (project.state == "active"):
+        if project.system_project:
+            raise errors.Forbidden("A user's base project is enabled with its user.")
+        _project_action_txn(txn, caller, project.id, "unsuspend" if enabled else "suspend",
+                            now)
+    updated = store.project_txn(txn, project.id)
+    assert updated is not None
+    return updated

@@ -4,7 +4,7 @@ password, an LDAP bind or a trusted front web server's headers.
 The identity service maps a proven ``ExternalIdentity`` to a user through
 ``identity_auth_links`` (provider, identifier).  This module holds the
 values every provider shares and the local (password) provider; the others
-live in ``ldap.py`` and ``shibboleth.py``.
+live in ``ldap.py``, ``shibboleth.py`` and ``oidc.py``.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ class Credentials:
 
     ``headers`` are the request's headers, lower-cased names to values;
     ``source`` the client's address as the node saw it (not a forwarded
-    header).  Password-less providers (shibboleth) look only at headers.
+    header).  Password-less providers (shibboleth) look only at headers;
+    redirect-based ones (OpenID Connect) at ``params``, the query arguments
+    of the callback the person's browser was sent back to.
     """
 
     username: str = ""
     password: str = attrs.field(default="", repr=False)
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     source: str = ""
+    params: Mapping[str, str] = attrs.field(factory=dict, repr=False)
 
 
 @attrs.frozen

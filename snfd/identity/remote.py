@@ -66,6 +66,9 @@ def principal_from_keystone(token: dict[str, Any]) -> Principal:
     try:
         user = token["user"]
         project = (token.get("project") or {}).get("id")
+        cred = token.get("application_credential") or {}
+        rules = tuple((r["service"], r["method"], r["path"])
+                      for r in cred.get("access_rules") or ()) or None
         return Principal(
             user=user["id"], email=user.get("name", ""),
             name=user.get("SNF:display_name") or user.get("name", ""),
@@ -73,7 +76,8 @@ def principal_from_keystone(token: dict[str, Any]) -> Principal:
             project=project, expires_at=_when(token.get("expires_at")),
             issued_at=_when(token.get("issued_at")),
             audit_ids=tuple(token.get("audit_ids") or ()),
-            methods=tuple(token.get("methods") or ()))
+            methods=tuple(token.get("methods") or ()), app_credential=cred.get("id"),
+            access_rules=rules)
     except (KeyError, TypeError, AttributeError):
         raise errors.ServiceUnavailable(
             "The identity service sent a token body this node cannot read.") from None

@@ -23,6 +23,7 @@ from snfd.config import ConfigError, Section
 from snfd.db.notify import Listener
 from snfd.identity import store
 from snfd.identity.accounts import Accounts, Policy
+from snfd.identity.app_credentials import SecretBox, load_key
 from snfd.identity.mail import FileMailer, Mailer, SmtpMailer
 from snfd.identity.passwords import Passwords
 from snfd.identity.projects import Projects
@@ -113,8 +114,11 @@ class IdentityService(service.MultiService):
         from snfd.identity.ui_api import SignupAPI
 
         catalog = Catalog(self.node, self.public_url, self.section.region)
+        key_file = (Path(self.section.credential_key_file) if self.section.credential_key_file
+                    else self.node.state_dir / "credential-key")
         keystone = KeystoneAPI(self.accounts, catalog, self.node.reactor,
-                               self.public_url, max_body=self.section.max_body)
+                               self.public_url, max_body=self.section.max_body,
+                               credential_box=SecretBox(load_key(key_file)))
         account = AccountAPI(self.accounts, self.quota, self.projects, catalog,
                              max_body=self.section.max_body)
         ui = SignupAPI(self.accounts, max_body=self.section.max_body)
@@ -141,6 +145,11 @@ def from_config(node: Node, section: Section, deps: Deps | None = None,
     cache = TokenCache(node.clock, section.token_cache, usable=lambda: listener.listening)
     accounts = build_accounts(node.db, node.reactor, section, node.config.source,
                               node.state_dir, public_url, cache, clock=node.clock)
+    if section.oidc_providers:
+        from snfd.identity import oidc
+
+        accounts.providers.extend(oidc.from_config(node.config, section, node.http,
+                                                   node.clock, public_url))
     return IdentityService(node, section, accounts, cache, listener, public_url)
 
 

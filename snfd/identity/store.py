@@ -76,6 +76,29 @@ class User:
 
 
 @attrs.frozen
+class AccessRule:
+    """What a token of an application credential may call: ``method`` on
+    ``path`` (``*`` one segment, ``**`` any) of the service of type
+    ``service``."""
+
+    id: str
+    service: str
+    method: str
+    path: str
+
+
+@attrs.frozen
+class TokenCredential:
+    """The application credential a token was issued from."""
+
+    id: str
+    name: str
+    unrestricted: bool
+    roles: tuple[str, ...]
+    access_rules: tuple[AccessRule, ...] = ()
+
+
+@attrs.frozen
 class Token:
     """A validated token (never the token itself)."""
 
@@ -87,6 +110,8 @@ class Token:
     audit_chain: str | None
     issued_at: datetime.datetime
     expires_at: datetime.datetime
+    #: set when the token was issued from an application credential
+    app_credential: TokenCredential | None = None
 
     @property
     def audit_ids(self) -> tuple[str, ...]:
@@ -299,28 +324,46 @@ def links_of_txn(txn: Any, uuid: str) -> list[tuple[str, str]]:
 def add_token_txn(txn: Any, token_hash: bytes, uuid: str, is_primary: bool,
                   project: str | None, methods: Sequence[str], audit_id: str,
                   audit_chain: str | None, issued_at: datetime.datetime,
-                  expires_at: datetime.datetime) -> None:
+                  expires_at: datetime.datetime, app_credential: str | None = None) -> None:
     if is_primary:
         txn.execute("DELETE FROM identity_tokens WHERE user_uuid = %s AND is_primary", (uuid,))
     txn.execute(
         "INSERT INTO identity_tokens (hash, user_uuid, is_primary, project, methods,"
-        " audit_id, audit_chain, issued_at, expires_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " audit_id, audit_chain, issued_at, expires_at, app_credential)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (token_hash, uuid, is_primary, project, list(methods), audit_id, audit_chain,
-         issued_at, expires_at))
+         issued_at, expires_at, app_credential))
 
 
 def token_txn(txn: Any, token_hash: bytes) -> Token | None:
     """The token with this hash and its user, expired or not."""
     txn.execute(
         f"SELECT t.is_primary, t.project::text, t.methods, t.audit_id, t.audit_chain,"
-        f" t.issued_at, t.expires_at, {_USER_COLUMNS}"
+        f" t.issued_at, t.expires_at, {_USER_COLUMNS}, t.app_credential::text"
         " FROM identity_tokens t JOIN identity_users u ON u.uuid = t.user_uuid"
         " WHERE t.hash = %s", (token_hash,))
     row = txn.fetchone()
     if row is None:
         return None
-    return Token(_user(row[7:]), row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6])
+    credential = token_credential_txn(txn, row[-1]) if row[-1] is not None else None
+    return Token(_user(row[7:]), row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6],
+                 credential)
+
+
+def token_credential_txn(txn: Any, credential_id: str) -> TokenCredential | None:
+    """What a token issued from the application credential ``credential_id``
+    carries: its name, restriction, roles and access rules."""
+    txn.execute("SELECT id::text, name, unrestricted, roles FROM identity_app_credentials"
+                " WHERE id = %s", (credential_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    txn.execute("SELECT r.id::text, r.service, r.method, r.path FROM identity_access_rules r"
+                " JOIN identity_app_credential_rules cr ON cr.rule = r.id"
+                " WHERE cr.credential = %s ORDER BY r.service, r.path, r.method",
+                (credential_id,))
+    rules = tuple(AccessRule(*r) for r in txn.fetchall())
+    return TokenCredential(row[0], row[1], row[2], tuple(row[3]), rules)
 
 
 def has_primary_token_txn(txn: Any, uuid: str) -> bool:
@@ -390,6 +433,93 @@ def set_membership_txn(txn: Any, uuid: str, group: str, member: bool) -> None:
     else:
         txn.execute("DELETE FROM identity_user_groups WHERE user_uuid = %s AND group_name = %s",
                     (uuid, group))
+    notify_txn(txn, f"user:{uuid}")
+
+
+@attrs.frozen
+class Group:
+    """A group as Keystone shows it (Astakos groups are named; schema 0004
+    gave them ids and descriptions)."""
+
+    id: str
+    name: str
+    description: str
+
+
+_GROUP_COLUMNS = "g.id::text, g.name, g.description"
+
+
+def create_group_txn(txn: Any, name: str, description: str) -> Group:
+    """A new group; ``Conflict`` when the name is taken."""
+    txn.execute(f"INSERT INTO identity_groups AS g (name, description) VALUES (%s, %s)"
+                f" ON CONFLICT DO NOTHING RETURNING {_GROUP_COLUMNS}", (name, description))
+    row = txn.fetchone()
+    if row is None:
+        raise errors.Conflict(f"A group named {name!r} exists already.")
+    return Group(*row)
+
+
+def group_txn(txn: Any, group_id: str) -> Group:
+    """The group with this id; ``NotFound`` otherwise."""
+    if is_uuid(group_id):
+        txn.execute(f"SELECT {_GROUP_COLUMNS} FROM identity_groups g WHERE g.id = %s",
+                    (group_id,))
+        row = txn.fetchone()
+        if row is not None:
+            return Group(*row)
+    raise errors.NotFound(f"Could not find group: {group_id}.")
+
+
+def groups_txn(txn: Any, name: str | None = None, member: str | None = None) -> list[Group]:
+    """Groups by name, optionally only the one called ``name`` or those
+    the user ``member`` is in."""
+    where, args = ["TRUE"], []
+    if name is not None:
+        where.append("g.name = %s")
+        args.append(name)
+    if member is not None:
+        where.append("EXISTS (SELECT 1 FROM identity_user_groups ug WHERE ug.group_name ="
+                     " g.name AND ug.user_uuid::text = %s)")
+        args.append(member.lower())
+    txn.execute(f"SELECT {_GROUP_COLUMNS} FROM identity_groups g WHERE {' AND '.join(where)}"
+                " ORDER BY g.name", args)
+    return [Group(*r) for r in txn.fetchall()]
+
+
+def update_group_txn(txn: Any, group_id: str, name: str | None,
+                     description: str | None) -> Group:
+    """Rename (members follow) or describe the group; ``Conflict`` when
+    the new name is taken."""
+    group = group_txn(txn, group_id)
+    if name is not None and name != group.name:
+        txn.execute("SELECT 1 FROM identity_groups WHERE name = %s", (name,))
+        if txn.fetchone():
+            raise errors.Conflict(f"A group named {name!r} exists already.")
+        txn.execute("SELECT user_uuid::text FROM identity_user_groups WHERE group_name = %s",
+                    (group.name,))
+        members = [r[0] for r in txn.fetchall()]
+        txn.execute("UPDATE identity_groups SET name = %s WHERE id = %s", (name, group_id))
+        for uuid in members:  # their tokens carry the group's name
+            notify_txn(txn, f"user:{uuid}")
+    if description is not None:
+        txn.execute("UPDATE identity_groups SET description = %s WHERE id = %s",
+                    (description, group_id))
+    return group_txn(txn, group_id)
+
+
+def group_members_txn(txn: Any, group_id: str) -> list[str]:
+    """The uuids of the group's members."""
+    txn.execute("SELECT ug.user_uuid::text FROM identity_user_groups ug"
+                " JOIN identity_groups g ON g.name = ug.group_name WHERE g.id = %s"
+                " ORDER BY 1", (group_id,))
+    return [r[0] for r in txn.fetchall()]
+
+
+def delete_user_txn(txn: Any, uuid: str) -> None:
+    """Delete the user with its tokens, links, group and project
+    memberships (the rows cascade); every node forgets its tokens."""
+    get_user_txn(txn, uuid)
+    txn.execute("DELETE FROM identity_users WHERE uuid = %s", (uuid,))
     notify_txn(txn, f"user:{uuid}")
 
 

@@ -17,6 +17,11 @@ sign up with curl and follow the link of the verification mail.
   the person and set its identity headers (provider ``shibboleth``)
   -> 200 ``{"uuid", "email", "token", "expires"}``; the first login
   creates the account.
+- ``GET /ui/login/oidc/<name>`` (provider ``oidc:<name>``) -> 302 to the
+  OpenID provider, with a cookie binding the login to the browser; the
+  provider sends the browser back to ``GET /ui/login/oidc/<name>/callback``
+  -> 200 ``{"uuid", "email", "token", "expires"}`` as for Shibboleth, or
+  401 with the reason (see ``snfd.identity.oidc``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from klein import Klein
 
 from snfd import errors
+from snfd.identity import oidc
 from snfd.identity.accounts import Accounts
 from snfd.identity.providers import Credentials
 from snfd.web.app import json_body, json_object, make_app, read_json
@@ -100,6 +106,38 @@ class SignupAPI:
             secret, token = await self._accounts.issue_token(user, methods=("shibboleth",))
             return json_body(request, {"uuid": user.uuid, "email": user.email,
                                        "token": secret,
+                                       "expires": token.expires_at.isoformat()})
+
+        @app.route("/login/oidc/<name>", methods=["GET"])
+        async def oidc_begin(request: Any, name: str) -> bytes:
+            """Send the browser to the OpenID provider ``name``."""
+            provider = oidc.find(self._accounts.providers, name)
+            redirect = await provider.begin(_peer(request))
+            request.addCookie(redirect.cookie_name.encode(), redirect.cookie.encode(),
+                              path=redirect.cookie_path.encode(), max_age=redirect.max_age,
+                              httpOnly=True, sameSite="lax",
+                              secure=provider.redirect_uri.startswith("https:"))
+            request.setHeader(b"cache-control", b"no-store")
+            request.redirect(redirect.url.encode())
+            return b""
+
+        @app.route("/login/oidc/<name>/callback", methods=["GET"])
+        async def oidc_callback(request: Any, name: str) -> bytes:
+            """The provider sent the browser back: complete the login and
+            answer a new token, as the Shibboleth login does."""
+            provider = oidc.find(self._accounts.providers, name)
+            params = {key: (request.args.get(key.encode()) or [b""])[0].decode("utf-8", "replace")
+                      for key in ("state", "code", "error")}
+            headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
+                       for k, v in request.requestHeaders.getAllRawHeaders()}
+            request.addCookie(provider.cookie_name.encode(), b"", max_age=0,
+                              path=provider.path.encode(), httpOnly=True, sameSite="lax")
+            request.setHeader(b"cache-control", b"no-store")
+            credentials = Credentials(headers=headers, source=_peer(request), params=params)
+            user = await self._accounts.login(credentials, only=provider.name)
+            secret, token = await self._accounts.issue_token(user, methods=("openid",))
+            return json_body(request, {"uuid": user.uuid, "email": user.email,
+                                       "token": secret, "provider": provider.name,
                                        "expires": token.expires_at.isoformat()})
 
         return app

@@ -102,6 +102,7 @@ from snfd.pithos.requests import (
     media_type,
     parse_target,
     query_args,
+    raw_postpath,
     respond,
     swift_style,
 )
@@ -180,7 +181,7 @@ class PithosAPI:
 
     async def handle(self, request: Any) -> Reply:
         """Route one ``/object-store`` request."""
-        segments = list(request.postpath)
+        segments = raw_postpath(request)
         if len(segments) <= 2 and segments[:1] in ([b"info"], [b"healthcheck"],
                                                    [b"crossdomain.xml"]) \
                 and not any(segments[1:]):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import math
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote_to_bytes
@@ -312,9 +313,18 @@ def reply_name(name: str) -> bytes:
 # -- dates ----------------------------------------------------------------------
 
 
+def http_seconds(t: float) -> int:
+    """The whole second an HTTP date shows for time ``t``: rounded up, as
+    Swift's ``Timestamp.ceil()`` (so that a date read back from
+    ``Last-Modified`` is never before the write)."""
+    # X-Timestamp's five decimals decide, so that both tell one story.
+    return math.ceil(round(t, 5))
+
+
 def http_date(t: float) -> str:
-    """RFC 1123 (``Tue, 15 Nov 1994 08:12:31 GMT``)."""
-    return datetimeToString(int(t)).decode("ascii")
+    """RFC 1123 (``Tue, 15 Nov 1994 08:12:31 GMT``) of ``t`` rounded up
+    to the second (``http_seconds``)."""
+    return datetimeToString(http_seconds(t)).decode("ascii")
 
 
 def parse_http_date(value: str | None) -> int | None:
@@ -329,8 +339,9 @@ def parse_http_date(value: str | None) -> int | None:
 
 
 def iso_date(t: float) -> str:
-    """ISO 8601 in UTC with microseconds, as Swift lists ``last_modified``."""
-    d = datetime.datetime.fromtimestamp(t, datetime.UTC)
+    """ISO 8601 in UTC with microseconds, as Swift lists ``last_modified``
+    (its timestamps have five decimals, as ``X-Timestamp``)."""
+    d = datetime.datetime.fromtimestamp(round(t, 5), datetime.UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
@@ -428,13 +439,24 @@ def _coalesced(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return ranges if len(merged) == len(ranges) else merged
 
 
-def _tags(value: str) -> list[str]:
-    return [t.strip().removeprefix("W/").strip('"') for t in value.split(",") if t.strip()]
+def _tags(value: str) -> set[str]:
+    """The entity tags of an ``If-Match``/``If-None-Match`` list, each
+    stripped of its quotes (``swob.normalize_etag``); ``W/`` tags are
+    kept as given, so they never match."""
+    out = set()
+    for t in value.split(","):
+        t = t.strip()
+        if len(t) > 1 and t.startswith('"') and t.endswith('"'):
+            t = t[1:-1]
+        if t:
+            out.add(t)
+    return out
 
 
 def etag_matches(value: str, etag: str | None) -> bool:
     """Whether an ``If-Match``/``If-None-Match`` list names ``etag``
-    (``*`` names any existing object, ``etag=None`` is "no object")."""
+    (``*`` names any existing object, ``etag=None`` is "no object"), as
+    ``swob.Match`` does."""
     if etag is None:
         return False
     tags = _tags(value)
@@ -443,38 +465,42 @@ def etag_matches(value: str, etag: str | None) -> bool:
 
 def check_preconditions(request: object, etag: str | None, mtime: float | None,
                         reading: bool) -> None:
-    """RFC 7232's evaluation of ``If-Match``, ``If-Unmodified-Since``,
-    ``If-None-Match`` and ``If-Modified-Since`` against the resource's
-    ``etag`` and ``mtime`` (``None``: it does not exist).
+    """Swift's evaluation of the conditional headers against the
+    resource's ``etag`` and ``mtime`` (``None``: not known), in
+    ``swob.Response._get_conditional_response_status``'s order, each
+    header on its own (not RFC 7232's precedence):
 
-    ``reading`` (GET/HEAD): a matching ``If-None-Match`` or an unmodified
-    resource is a 304 (with ``ETag``/``Last-Modified``); for writes a
-    matching ``If-None-Match`` is a 412.  Failed ``If-Match`` or
-    ``If-Unmodified-Since``: 412.  Unreadable dates are ignored.
+    1. ``If-None-Match`` naming the resource (or ``*``): 304 when
+       ``reading`` (GET/HEAD, with ``ETag``/``Last-Modified``), else 412;
+    2. ``If-Match`` not naming it: 412;
+    3. ``If-Modified-Since`` at or after ``Last-Modified`` (the time
+       rounded up to the second, ``http_date``): 304 when ``reading``;
+    4. ``If-Unmodified-Since`` before it: 412.
+
+    Unreadable dates are ignored.
     """
-    if_match = header(request, "If-Match")
-    if if_match is not None:
-        if not etag_matches(if_match, etag):
-            raise errors.PreconditionFailed("The resource does not match If-Match.")
-    elif mtime is not None:
-        since = parse_http_date(header(request, "If-Unmodified-Since"))
-        if since is not None and int(mtime) > since:
-            raise errors.PreconditionFailed("The resource was modified since then.")
     not_modified: dict[str, str] = {}
     if etag is not None:
         not_modified["ETag"] = etag
     if mtime is not None:
         not_modified["Last-Modified"] = http_date(mtime)
     if_none = header(request, "If-None-Match")
-    if if_none is not None:
-        if etag_matches(if_none, etag):
-            if reading:
-                raise errors.NotModified("Not modified.", headers=not_modified)
-            raise errors.PreconditionFailed("The resource matches If-None-Match.")
-    elif reading and mtime is not None:
-        since = parse_http_date(header(request, "If-Modified-Since"))
-        if since is not None and int(mtime) <= since:
+    if if_none is not None and etag_matches(if_none, etag):
+        if reading:
             raise errors.NotModified("Not modified.", headers=not_modified)
+        raise errors.PreconditionFailed("The resource matches If-None-Match.")
+    if_match = header(request, "If-Match")
+    if if_match is not None and not etag_matches(if_match, etag):
+        raise errors.PreconditionFailed("The resource does not match If-Match.")
+    if mtime is None:
+        return
+    last = http_seconds(mtime)
+    since = parse_http_date(header(request, "If-Modified-Since"))
+    if reading and since is not None and last <= since:
+        raise errors.NotModified("Not modified.", headers=not_modified)
+    since = parse_http_date(header(request, "If-Unmodified-Since"))
+    if since is not None and last > since:
+        raise errors.PreconditionFailed("The resource was modified since then.")
 
 
 def if_range_holds(request: object, etag: str, mtime: float) -> bool:
@@ -486,7 +512,7 @@ def if_range_holds(request: object, etag: str, mtime: float) -> bool:
     value = value.strip()
     date = parse_http_date(value) if not value.startswith(('"', "W/")) else None
     if date is not None:
-        return int(mtime) == date
+        return http_seconds(mtime) == date
     # An entity tag (quoted or, as Pithos ETags are sent, bare); weak never.
     return not value.startswith("W/") and value.strip('"') == etag.strip('"')
 

@@ -17,10 +17,17 @@ import attrs
 VERSIONING = ("auto", "none")
 
 
+ANYONE = ".r:*"
+"""The read entry that names everyone, callers without a token too
+(Swift's ``X-Container-Read: .r:*``); ``*`` names every authenticated
+user.  It absorbs ``*`` and every other entry of a read list."""
+
+
 @attrs.frozen
 class Permissions:
     """Sharing of one path: who may read, who may write (write implies
-    read).  Entries are user uuids, ``<owner uuid>:<group>`` or ``*``."""
+    read).  Entries are user uuids, ``<owner uuid>:<group>``, ``*`` or (to
+    read only) ``ANYONE``."""
 
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()

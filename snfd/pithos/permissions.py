@@ -40,7 +40,7 @@ import attrs
 from snfd import errors
 from snfd.pithos import store
 from snfd.pithos.hashmap import EMPTY_HASH
-from snfd.pithos.model import Permissions
+from snfd.pithos.model import ANYONE, Permissions
 from snfd.pithos.store import NORMAL
 
 DIRECTORY_TYPES = frozenset({"application/directory", "application/folder"})
@@ -128,12 +128,12 @@ def grants(permissions: Permissions, entries: set[str]) -> str | None:
 
 
 def entries_txn(txn: Any, user: str, permissions: Permissions | None = None) -> set[str]:
-    """The sharing entries naming ``user``: itself, ``*`` and its
+    """The sharing entries naming ``user``: itself, ``*``, ``ANYONE`` and its
     groups (looked up only when ``permissions`` names a group); none
     for ``ANONYMOUS``."""
     if user == ANONYMOUS:
         return set()
-    entries = {user, "*"}
+    entries = {user, "*", ANYONE}
     if permissions is None or any(":" in m for m in permissions.read + permissions.write):
         entries.update(store.memberships_txn(txn, user))
     return entries
@@ -199,8 +199,9 @@ def access_txn(txn: Any, user: str, account: str, container: str | None,
 
 def readable_by_all(permissions: Permissions | None) -> bool:
     """Whether a container's sharing lets ``ANONYMOUS`` read it: its read
-    list holds ``*`` (Swift's ``X-Container-Read: .r:*``)."""
-    return permissions is not None and "*" in permissions.read
+    list holds ``ANYONE`` (Swift's ``X-Container-Read: .r:*``; ``*`` and
+    ``*:*`` name authenticated users only)."""
+    return permissions is not None and ANYONE in permissions.read
 
 
 def anonymous_access_txn(txn: Any, account: str, container: str | None,

@@ -68,6 +68,21 @@ def _decoded(raw: bytes, what: str, limit: int) -> str:
     return value
 
 
+def raw_postpath(request: Any) -> list[bytes]:
+    """``request.postpath`` as the client sent it: Twisted percent-decodes
+    each segment of ``postpath``, and ``parse_target`` decodes them
+    (once, as Swift's WSGI does), so an object named ``a%2Fb`` is sent
+    as ``a%252Fb`` and ``%2F`` is a slash of the name."""
+    raw = request.path.split(b"?", 1)[0][1:].split(b"/")
+    count = len(request.postpath)
+    segments: list[bytes] = raw[len(raw) - count:] if count <= len(raw) else raw
+    # A mount that put a segment back in front (``snfd.pithos.layout``)
+    # keeps it as given.
+    if len(segments) < count:
+        segments = list(request.postpath[:count - len(segments)]) + segments
+    return segments
+
+
 def parse_target(segments: Sequence[bytes]) -> Target:
     """The ``Target`` of the raw path segments below the mount point
     (``[b"v1", account, container, *object]``); see ``snfd.pithos.api``.
@@ -282,4 +297,4 @@ def media_type(value: str | None) -> str:
 
 
 __all__ = ["OCTET_STREAM", "TRUE", "Call", "Reply", "Stream", "Target", "media_type",
-           "parse_target", "query_args", "raw_query", "respond"]
+           "parse_target", "query_args", "raw_postpath", "raw_query", "respond"]

@@ -41,7 +41,7 @@ from twisted.internet import defer
 from snfd import errors
 from snfd.pithos import rules
 from snfd.pithos.hashmap import BLOCK_SIZE, HASH_ALGORITHM
-from snfd.pithos.model import ObjectInfo, Permissions, Subdir
+from snfd.pithos.model import ANYONE, ObjectInfo, Permissions, Subdir
 from snfd.web.status import GetLeaf
 
 # -- limits we enforce (and announce in /info) -------------------------------
@@ -214,17 +214,16 @@ def _same_user(given: str, principal: Any) -> bool:
 # -- ACLs -----------------------------------------------------------------------
 #
 # Swift's ACL elements map to Pithos sharing entries (user uuids,
-# ``<owner>:<group>`` and ``*``) as follows:
+# ``<owner>:<group>``, ``*`` and ``ANYONE``) as follows:
 #
-# - ``.r:*`` (any referrer, no token needed) -> ``*`` in the read list:
+# - ``.r:*`` (any referrer, no token needed) -> ``ANYONE`` in the read list:
 #   every user may read, and callers without a token too (the container's
 #   own read list only; see ``snfd.pithos.permissions``).  Other referrer
 #   rules (``.r:example.com``, ``.r:-x``) cannot be honoured: 400.
 # - ``.rlistings`` is accepted and dropped: in Pithos whoever may read may
-#   list.  Reading a container ACL that holds ``*`` gives ``.r:*,.rlistings``.
-# - ``*:*`` and ``*`` -> ``*``.  In X-Container-Read that is the same grant
-#   as ``.r:*`` (callers without a token read too): Pithos sharing cannot
-#   tell "every authenticated user" from "everyone".
+#   list.  A read list holding ``ANYONE`` reads back as ``.r:*,.rlistings``.
+# - ``*:*`` and ``*`` -> ``*``: every authenticated user (reads back as
+#   ``*:*``).
 # - ``<uuid>`` (Swift: "any user of account <uuid>") -> that user, since a
 #   Synnefo account has exactly one user.  ``<uuid>:<uuid>``, ``<uuid>:*``
 #   and ``*:<uuid>`` denote that user too.
@@ -233,8 +232,8 @@ def _same_user(given: str, principal: Any) -> bool:
 # - ``system:<uuid>:<user name>`` (Swift's ``<project>:<user>`` by name, for
 #   a user's own project, which has that one member) -> that user.
 #
-# Entries are stripped of spaces and lowercased, as Pithos sharing is; a
-# ``*`` absorbs the other entries of its list.
+# Entries are stripped of spaces and lowercased, as Pithos sharing is;
+# ``ANYONE``, else ``*``, absorbs the other entries of its list.
 
 _REFERRER_PREFIXES = (".r:", ".ref:", ".referer:", ".referrer:")
 ACCOUNT_ACL_KEYS = ("admin", "read-write", "read-only")
@@ -259,6 +258,9 @@ def _entry(item: str, header: str) -> str:
 
 def _entries(items: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
+    items = list(items)
+    if ANYONE in items:
+        return (ANYONE,)
     for item in items:
         if item == "*":
             return ("*",)
@@ -286,7 +288,7 @@ def _acl_list(value: str | None, header: str, read: bool) -> tuple[str, ...]:
                 raise errors.BadRequest(
                     f"{header}: referrer restrictions ({item}) are not supported;"
                     " .r:* grants reading to everyone.")
-            items.append("*")
+            items.append(ANYONE)
             continue
         if item.startswith("."):
             raise errors.BadRequest(f"{header}: unknown ACL element {item!r}.")
@@ -308,7 +310,8 @@ def permissions_to_acl(p: Permissions) -> tuple[str, str]:
     """``(X-Container-Read, X-Container-Write)`` for sharing ``p``; an empty
     string means no such header.  ``*`` reads as ``.r:*,.rlistings`` and
     writes as ``*:*``."""
-    read = ".r:*,.rlistings" if "*" in p.read else ",".join(p.read)
+    read = (".r:*,.rlistings" if ANYONE in p.read else "*:*" if "*" in p.read
+            else ",".join(p.read))
     write = "*:*" if "*" in p.write else ",".join(p.write)
     return read, write
 

@@ -53,7 +53,7 @@ from urllib.parse import quote, unquote_to_bytes
 from snfd import errors
 from snfd.pithos import headers as hdr
 from snfd.pithos.middleware import Handler
-from snfd.pithos.requests import Call, Reply
+from snfd.pithos.requests import Call, Reply, raw_postpath
 from snfd.web.auth import Principal
 
 DIGESTS = ("sha1", "sha256", "sha512")
@@ -142,7 +142,7 @@ def signed_paths(request: Any) -> list[str]:
     """The paths a signature of this request may name: Swift's, from
     ``/v1`` on, and the same below the object store's mount point (see
     the module docstring).  Percent-decoded, as Swift signs them."""
-    postpath = b"/".join(request.postpath)
+    postpath = b"/".join(raw_postpath(request))
     raw: bytes = request.path
     mount = raw[:len(raw) - len(postpath)].rstrip(b"/") if raw.endswith(postpath) else b""
     swift_path = "/" + unquote_to_bytes(postpath).decode("utf-8", "replace")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from snfd import errors
-from snfd.pithos.model import VERSIONING, Permissions
+from snfd.pithos.model import ANYONE, VERSIONING, Permissions
 from snfd.pithos.rules import (
     MAX_ACCOUNT_NAME,
     MAX_CONTAINER_NAME,
@@ -243,8 +243,10 @@ def parse_meta_filters(filters: Sequence[str]) -> list[MetaFilter]:
 
 def _clean_entries(entries: Sequence[str]) -> tuple[str, ...]:
     out: set[str] = set()
-    for raw in entries:
-        entry = "".join(str(raw).split()).lower()
+    cleaned = ["".join(str(raw).split()).lower() for raw in entries]
+    if ANYONE in cleaned:
+        return (ANYONE,)
+    for raw, entry in zip(entries, cleaned, strict=True):
         if not entry:
             continue
         if entry == "*":
@@ -257,9 +259,14 @@ def _clean_entries(entries: Sequence[str]) -> tuple[str, ...]:
 
 
 def checked_permissions(permissions: Permissions) -> Permissions:
-    """Sharing as stored: entries without spaces, lowercased, ``*``
-    absorbing the rest of its list; ``BadRequest`` on bad syntax."""
-    return Permissions(_clean_entries(permissions.read), _clean_entries(permissions.write))
+    """Sharing as stored: entries without spaces, lowercased, ``ANYONE``
+    or else ``*`` absorbing the rest of its list; ``BadRequest`` on bad
+    syntax and for ``ANYONE`` in a write list (nobody writes without a
+    token)."""
+    write = _clean_entries(permissions.write)
+    if ANYONE in write:
+        raise errors.BadRequest(f"{ANYONE} may only be given to read.")
+    return Permissions(_clean_entries(permissions.read), write)
 
 
 def checked_groups(groups: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:

@@ -32,6 +32,8 @@ class ServicePlugin:
     """
 
     schema: Any = None
+    #: Families of sections: ``{"oidc": keys}`` declares ``[oidc:NAME]``.
+    config_families: dict[str, tuple[Any, ...]] = {}
     provides: tuple[InterfaceClass, ...] = ()
     requires: tuple[InterfaceClass, ...] = ()
     uses: tuple[InterfaceClass, ...] = ()

@@ -21,6 +21,36 @@ from snfd.interfaces import IAuthenticator, IQuotaHolder, ISnfdPlugin
 from snfd.plugins import ServicePlugin
 
 
+def _issuer(value: str) -> str:
+    """An issuer URL: https, or http on a loopback address (tests, development)."""
+    from urllib.parse import urlsplit
+
+    v = value.strip()
+    parts = urlsplit(v)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or not (parts.scheme == "https"
+                                  or (parts.scheme == "http" and loopback)):
+        raise ValueError(f"expected an https:// URL (http:// only on loopback), got {v!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"an issuer has no query or fragment, got {v!r}")
+    return v
+
+
+def _required_text(value: str) -> str:
+    v = value.strip()
+    if not v:
+        raise ValueError("expected a value, got an empty one")
+    return v
+
+
+def _scopes(value: str) -> tuple[str, ...]:
+    found = names(value)
+    if "openid" not in found:
+        raise ValueError(f"the scopes must include openid, got {value.strip()!r}")
+    return found
+
+
+
 @implementer(IPlugin, ISnfdPlugin)
 class IdentityPlugin(ServicePlugin):
     name = "identity"
@@ -91,8 +121,41 @@ class IdentityPlugin(ServicePlugin):
         Key("shibboleth_first_name_header", text, "givenName",
             "Header carrying the first name."),
         Key("shibboleth_last_name_header", text, "sn", "Header carrying the last name."),
+        Key("oidc_providers", names, (),
+            "OpenID Connect providers offered for browser logins, each set in a"
+            " section [oidc:NAME] of its own; /ui/login/oidc/NAME starts a login."),
+        Key("oidc_login_ttl", number, 600.0,
+            "Seconds between the start of an OpenID Connect login and its callback;"
+            " later, the login must be started again."),
+        Key("credential_key_file", text, "",
+            "File holding the 32-byte key that encrypts EC2 credential secrets in the"
+            " database; empty: <state_dir>/credential-key, made at first use.  Every"
+            " node of a cluster needs the same key."),
         Key("max_body", integer, 65536, "Largest JSON request body accepted, in bytes."),
     )
+    config_families = {"oidc": (
+        Key("issuer", _issuer, doc="The provider's issuer URL (https; http only on"
+            " loopback): its configuration is read from"
+            " <issuer>/.well-known/openid-configuration."),
+        Key("client_id", _required_text, doc="The client id the provider registered"
+            " for this cloud."),
+        Key("client_secret", text, "", "The client's secret; empty: a public client"
+            " (PKCE only).", secret=True),
+        Key("scopes", _scopes, ("openid", "email", "profile"),
+            "Scopes asked for; openid is required."),
+        Key("create_users", boolean, True,
+            "Create the account at a person's first login (with the email the"
+            " provider verified)."),
+        Key("trust_email", boolean, False,
+            "Take the email as verified even without email_verified=true (only for"
+            " providers that verify every address they give)."),
+        Key("ca_certificate", text, "",
+            "PEM file of the certificates the provider's TLS server is trusted by;"
+            " empty: the system's trust store."),
+        Key("timeout", number, 10.0, "Seconds each call to the provider may take."),
+        Key("clock_skew", number, 60.0,
+            "Seconds of clock difference tolerated on the ID token's exp and iat."),
+    )}
 
 
 plugin = IdentityPlugin()

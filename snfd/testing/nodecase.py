@@ -67,7 +67,8 @@ async def build_node(testcase: Any, plugins: tuple[str, ...],
            "SNFD_STATE_DIR": state, "SNFD_PLUGINS": ",".join(plugins)}
     config = cfg.load_config(None, plugin_loader.config_keys(installed), environ=env,
                              overrides={k: v for k, v in wanted.items()
-                                        if k[0] == "node" or k[0] in plugins})
+                                        if k[0] == "node" or k[0] in plugins
+                                        or ":" in k[0]})
     chosen, remote = tap.select(config, installed)
     dsn = fresh_database(testcase, tap.node_schemas(chosen))
     node = tap.shared_resources(config, reactor, "test-node", Path(state), address, dsn,

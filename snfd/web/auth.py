@@ -45,10 +45,58 @@ class Principal:
     audit_ids: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     component: str | None = None
+    #: the application credential the token was issued from, if any
+    app_credential: str | None = None
+    #: ``(service type, method, path)`` the token is limited to; ``None``:
+    #: no access rules (``TokenAuth`` enforces them)
+    access_rules: tuple[tuple[str, str, str], ...] | None = None
 
     @property
     def is_component(self) -> bool:
         return self.component is not None
+
+
+#: The service types (as in the catalog and in access rules) of the node's
+#: mounts; a path in a rule is relative to the mount (``/v3/...`` of
+#: ``/identity/v3/...``), except Swift's own ``/v1`` layout.
+SERVICE_TYPES: dict[bytes, tuple[str, ...]] = {
+    b"identity": ("identity",), b"account": ("account",),
+    b"object-store": ("object-store",), b"v1": ("object-store",),
+    b"compute": ("compute",), b"network": ("network",), b"image": ("image",),
+    b"volume": ("block-storage", "volumev3", "volume"),
+}
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Whether ``path`` matches an access rule's ``pattern``: ``*`` is one
+    path segment, ``**`` any number of them (none too)."""
+    want = [s for s in pattern.strip("/").split("/") if s]
+    have = [s for s in path.strip("/").split("/") if s]
+
+    def match(i: int, j: int) -> bool:
+        while i < len(want):
+            if want[i] == "**":
+                return any(match(i + 1, k) for k in range(j, len(have) + 1))
+            if j >= len(have) or (want[i] != "*" and want[i] != have[j]):
+                return False
+            i, j = i + 1, j + 1
+        return j == len(have)
+
+    return match(0, 0)
+
+
+def rules_allow(rules: Sequence[tuple[str, str, str]], request: Any) -> bool:
+    """Whether one of an application credential's access rules allows
+    ``request`` (its mount names the service type)."""
+    path = request.path.split(b"?", 1)[0]
+    parts = path.split(b"/")
+    mount = parts[1] if len(parts) > 1 else b""
+    types = SERVICE_TYPES.get(mount, (mount.decode("latin-1"),))
+    rest = path if mount == b"v1" else b"/" + b"/".join(parts[2:])
+    method = request.method.decode("latin-1")
+    text = rest.decode("utf-8", "replace")
+    return any(service in types and method == m and path_matches(p, text)
+               for service, m, p in rules)
 
 
 def token_of(request: Any, allow_query: bool = False) -> str | None:
@@ -153,6 +201,10 @@ class TokenAuth(resource.Resource):
             token = token_of(request, self._allow_query)
             if token is not None:
                 request.principal = await self._auth.authenticate(token)
+                rules = request.principal.access_rules
+                if rules is not None and not rules_allow(rules, request):
+                    raise errors.Unauthorized("The access rules of this application"
+                                              " credential do not allow this request.")
         except errors.Fault as e:
             if self._fault_style is not None:
                 request.fault_style = self._fault_style(request)

@@ -53,6 +53,19 @@ class AnonymousReadTests(StackCase):
         r = await self.call("GET", "/web", token=None, account=self.bob)
         self.assertEqual(r.code, 401)
 
+    async def test_authenticated_grant_needs_a_token(self):
+        """``*:*`` (and ``*``) in X-Container-Read grant every authenticated
+        user, not callers without a token: it reads back as ``*:*``, other
+        users read, anonymous callers get 401."""
+        await self.container("members", **{"X-Container-Read": "*:*"})
+        await self.put("/members/doc", b"for members")
+        r = await self.call("HEAD", "/members")
+        self.assertEqual(r.header("X-Container-Read"), "*:*")
+        r = await self.call("GET", "/members/doc", token=self.bob_token)
+        self.assertEqual((r.code, r.body), (200, b"for members"))
+        for path in ("/members", "/members/doc"):
+            self.assertEqual((await self.call("GET", path, token=None)).code, 401, path)
+
     async def test_missing_object_is_404(self):
         """In an open container a missing object is 404, as in Swift."""
         r = await self.call("GET", "/web/absent", token=None)

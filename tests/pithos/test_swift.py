@@ -21,7 +21,7 @@ from twisted.trial import unittest
 
 from snfd import errors
 from snfd.pithos import swift
-from snfd.pithos.model import ObjectInfo, Permissions
+from snfd.pithos.model import ANYONE, ObjectInfo, Permissions
 from snfd.testing.identity import StubAuthenticator
 from snfd.testing.pithos import object_store_stack
 from snfd.testing.stubhttp import pumped
@@ -138,10 +138,15 @@ class ContainerACLTests(unittest.TestCase):
         self.assertEqual(p, Permissions(read=(UUID, OTHER), write=(f"{UUID}:friends", UUID)))
 
     def test_public_read(self) -> None:
-        """.r:* (any referrer) and *:* grant every authenticated user;
-        .rlistings is accepted; * absorbs the rest."""
+        """.r:* (any referrer) grants everyone, callers without a token
+        too (ANYONE); *:* every authenticated user; .rlistings is
+        accepted; ANYONE, else *, absorbs the rest."""
         self.assertEqual(swift.acl_to_permissions(f".r:*,.rlistings,{UUID}", None),
+                         Permissions(read=(ANYONE,)))
+        self.assertEqual(swift.acl_to_permissions(f"*:*,{UUID}", None),
                          Permissions(read=("*",)))
+        self.assertEqual(swift.acl_to_permissions("*:*,.r:*", None),
+                         Permissions(read=(ANYONE,)))
         self.assertEqual(swift.acl_to_permissions(None, f"{UUID},*:*"),
                          Permissions(write=("*",)))
         self.assertEqual(swift.acl_to_permissions("", ""), Permissions())
@@ -160,11 +165,13 @@ class ContainerACLTests(unittest.TestCase):
         """Sharing renders as ACL headers that parse back to it."""
         for p in (Permissions(read=(UUID, f"{OTHER}:team"), write=(OTHER,)),
                   Permissions(read=("*",), write=("*",)),
+                  Permissions(read=(ANYONE,), write=("*",)),
                   Permissions()):
             read, write = swift.permissions_to_acl(p)
             self.assertEqual(swift.acl_to_permissions(read, write), p)
-        self.assertEqual(swift.permissions_to_acl(Permissions(read=("*",))),
+        self.assertEqual(swift.permissions_to_acl(Permissions(read=(ANYONE,))),
                          (".r:*,.rlistings", ""))
+        self.assertEqual(swift.permissions_to_acl(Permissions(read=("*",))), ("*:*", ""))
 
 
 class AccountACLTests(unittest.TestCase):
@@ -407,9 +414,11 @@ class BulkDeleteTests(unittest.TestCase):
         await self.s.backend.object(ALICE, ALICE, "c", "a")
 
     async def test_others_objects(self) -> None:
-        """Another user's objects are not found for a stranger."""
-        summary = await swift.bulk_delete(self.s.backend, BOB, ALICE, b"/c/a\n")
-        self.assertEqual((summary["Number Deleted"], summary["Number Not Found"]), (0, 1))
+        """A stranger is denied another user's objects (Swift's 403 in the
+        errors), whether they exist or not."""
+        summary = await swift.bulk_delete(self.s.backend, BOB, ALICE, b"/c/a\n/c/absent\n")
+        self.assertEqual((summary["Number Deleted"], summary["Number Not Found"]), (0, 0))
+        self.assertEqual([status for _, status in summary["Errors"]], ["403 Forbidden"] * 2)
         await self.s.backend.object(ALICE, ALICE, "c", "a")
 
 
