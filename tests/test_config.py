@@ -74,6 +74,25 @@ class ConfigTests(unittest.TestCase):
         c = self.load("[thing]\nsize = 3\n", keys=PLUGIN_KEYS)
         self.assertEqual((c["thing"].colour, c["thing"].size), ("blue", 3.0))
 
+    def test_family_of_sections(self) -> None:
+        """A family ``prefix:*`` validates every ``[prefix:NAME]`` section
+        against its keys; a bad value or a bad name stops with one line
+        naming the section and key."""
+        keys = {"thing:*": PLUGIN_KEYS["thing"]}
+        c = self.load("[thing:a]\nsize = 1\n[thing:b-2]\nsize = 2\ncolour = red\n",
+                      keys=keys)
+        self.assertEqual((c["thing:a"].colour, c["thing:b-2"].colour), ("blue", "red"))
+        self.assertNotIn("thing:*", c.sections)
+        e = self.assertRaises(ConfigError, self.load, "[thing:a]\nsize = big\n", keys=keys)
+        self.assertIn("[thing:a] size: expected a number", str(e))
+        e = self.assertRaises(ConfigError, self.load, "[thing:a]\n", keys=keys)
+        self.assertIn("[thing:a] size: required but not set", str(e))
+        e = self.assertRaises(ConfigError, self.load, "[thing:a b]\nsize = 1\n", keys=keys)
+        self.assertIn("[thing:a b]", str(e))
+        e = self.assertRaises(ConfigError, self.load, "[other:a]\nsize = 1\n", keys=keys)
+        self.assertIn("unknown section", str(e))
+        self.assertNotIn("\n", str(e))
+
     def test_environment_overrides_file(self) -> None:
         """SNFD_* variables override the file; errors in them name the variable."""
         c = self.load("[node]\nlisten = tcp:1:interface=127.0.0.1\n",
@@ -130,7 +149,7 @@ class ConfigTests(unittest.TestCase):
         plugin_keys = plugin_loader.config_keys(plugin_loader.installed())
         text_ = cfg.example(plugin_keys)
         for section, keys in [*cfg.CORE_KEYS.items(), *plugin_keys.items()]:
-            self.assertIn(f"[{section}]", text_)
+            self.assertIn(f"[{section.replace(':*', ':NAME')}]", text_)
             for key in keys:
                 self.assertIn(f"#{key.name} = ", text_)
         shipped = Path(__file__).parent.parent / "etc" / "snfd.conf.example"

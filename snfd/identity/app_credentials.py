@@ -39,7 +39,7 @@ import datetime
 import os
 import secrets
 import uuid as uuid_module
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,9 @@ NAME_LENGTH = 255
 SECRET_BYTES = 64
 KEY_BYTES = 32
 
-#: Names the role names a user holds on its projects (Keystone's view of
-#: the Astakos user: ``member``, ``admin``, its groups).
-RoleNames = Callable[[User], Sequence[str]]
+#: The role names a user holds on a project (with the implied ones, as a
+#: token of the user scoped to it carries them).
+RoleNames = Callable[[User, str], Awaitable[Sequence[str]]]
 
 
 def naive_utc(value: datetime.datetime) -> str:
@@ -192,7 +192,7 @@ class AppCredentials:
             raise errors.BadRequest("An application credential is created with a"
                                     " project-scoped token.")
         held = (caller.app_credential.roles if caller.app_credential is not None
-                else tuple(self._role_names(caller.user)))
+                else tuple(await self._role_names(caller.user, caller.project)))
         roles = new.roles if new.roles is not None else held
         missing = [r for r in roles if r not in held]
         if missing:
@@ -249,7 +249,7 @@ class AppCredentials:
         user = await self._accounts.get_user(cred.user)
         if not user.is_active:
             raise errors.Unauthorized("User inactive")
-        held = set(self._role_names(user))
+        held = set(await self._role_names(user, cred.project))
         if any(r not in held for r in cred.roles):
             raise errors.Unauthorized("The user no longer holds the roles of this"
                                       " application credential.")
@@ -504,7 +504,8 @@ class CredentialRoutes:
     async def create(self, request: Any, user_id: str) -> bytes:
         """``POST /v3/users/<u>/application_credentials`` (201)."""
         caller = await self._unrestricted_caller(request, user_id)
-        known = {stable_id("role", n): n for n in self._role_names(caller.user)}
+        held = await self._role_names(caller.user, caller.project) if caller.project else ()
+        known = {stable_id("role", n): n for n in held}
         new = new_credential(read_json(request, self._max_body), self._accounts.now(), known)
         cred, secret = await self.credentials.create(caller, new)
         return json_body(request, {"application_credential": self._json(cred, secret)}, 201)

@@ -112,7 +112,7 @@ class Assignments:
 
     # -- listings --
 
-    async def list(self, *, user: str | None = None, group: str | None = None,
+    async def find(self, *, user: str | None = None, group: str | None = None,
                    project: str | None = None, role: str | None = None,
                    effective: bool = False) -> list[Assignment]:
         """Assignments matching every filter given.  ``effective``: group

@@ -6,10 +6,11 @@ Routes (relative to the mount):
   keystoneauth's discovery reads them.
 - ``/v3``: ``POST/GET/HEAD/DELETE /auth/tokens`` (password and token
   methods; project scope by id or by name in the Default domain, or
-  unscoped), ``GET /auth/projects``, ``/auth/catalog``, ``/auth/domains``,
-  ``/users``, ``/users/<id>``, ``/users/<id>/projects``, ``/projects``,
-  ``/projects/<id>``, ``/domains``, ``/domains/<id>``.  Errors are
-  Keystone's ``{"error": {"code", "title", "message"}}``.
+  unscoped; ``?allow_expired`` for administrators and services),
+  ``GET /auth/projects``, ``/auth/catalog``, ``/auth/domains``,
+  ``/domains``, ``/domains/<id>``; the administration API (users,
+  projects, roles and their grants, groups) is ``keystone_admin.py``'s.
+  Errors are Keystone's ``{"error": {"code", "title", "message"}}``.
 - ``/v2.0``: Synnefo's ``POST /tokens`` (the user's token in, the same token
   and the catalog out; an empty body gives the public catalog) and the
   classic ``passwordCredentials`` login with an email and a password, which
@@ -31,6 +32,7 @@ from klein import Klein
 from twisted.web import resource
 
 from snfd import errors
+from snfd.identity import roles
 from snfd.identity.accounts import Accounts
 from snfd.identity.app_credentials import (
     AppCredentials,
@@ -39,11 +41,13 @@ from snfd.identity.app_credentials import (
     credential_user,
     token_credential_json,
 )
+from snfd.identity.assignments import Assignments
 from snfd.identity.catalog import Catalog, stable_id
+from snfd.identity.projects import Projects
 from snfd.identity.providers import Credentials
 from snfd.identity.store import Token, User, is_uuid
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
-from snfd.web.auth import Principal, user_of
+from snfd.web.auth import user_of
 
 UTC = datetime.UTC
 
@@ -73,10 +77,11 @@ def role(name: str) -> dict[str, str]:
     return {"id": stable_id("role", name), "name": name}
 
 
-def roles_of(user: User) -> list[dict[str, str]]:
-    """A scoped token's roles: ``member``, ``admin`` for administrators, and
-    one role per group of the user."""
-    names = [MEMBER_ROLE] + ([ADMIN_ROLE] if user.is_admin else [])
+def roles_of(user: User, granted: Sequence[str] = (MEMBER_ROLE,)) -> list[dict[str, str]]:
+    """A scoped token's roles: those ``granted`` on its project, ``admin``
+    for administrators, every role these imply (``snfd.identity.roles``),
+    and one role per group of the user."""
+    names = roles.closure([*granted, *([ADMIN_ROLE] if user.is_admin else [])])
     names += [g for g in user.groups if g not in names]
     return [role(n) for n in names]
 
@@ -142,12 +147,20 @@ class KeystoneAPI:
     """Keystone v3 and Synnefo's v2.0 over ``Accounts`` and the catalog."""
 
     def __init__(self, accounts: Accounts, catalog: Catalog, reactor: Any, public_url: str,
-                 max_body: int = MAX_JSON_BODY, credential_box: SecretBox | None = None):
+                 max_body: int = MAX_JSON_BODY, credential_box: SecretBox | None = None,
+                 projects: Projects | None = None, assignments: Assignments | None = None):
+        # keystone_admin builds on this module's documents: imported here.
+        from snfd.identity.keystone_admin import KeystoneAdmin
+
         self._accounts = accounts
         self._catalog = catalog
         self._reactor = reactor
         self._base = f"{public_url.rstrip('/')}/identity"
         self._max_body = max_body
+        self._projects = projects or Projects(accounts.db, reactor)
+        self._assignments = assignments or Assignments(accounts.db, reactor, accounts.cache)
+        self._admin = KeystoneAdmin(accounts, self._projects, self._assignments, self._base,
+                                    max_body)
         # Application and EC2 credentials (snfd.identity.app_credentials).
         self._credentials = CredentialRoutes(
             accounts, AppCredentials(accounts, self._role_names, credential_box), self._base,
@@ -178,14 +191,6 @@ class KeystoneAPI:
                 "description": project.description or "", "enabled": True,
                 "parent_id": DOMAIN_ID, "is_domain": False, "tags": [], "options": {},
                 "links": {"self": f"{self._base}/v3/projects/{pid}"}}
-
-    def _user_json(self, user: User) -> dict[str, Any]:
-        return {"id": user.uuid, "name": user.email, "email": user.email,
-                "domain_id": DOMAIN_ID, "enabled": user.is_active,
-                "default_project_id": user.default_project or user.uuid,
-                "password_expires_at": None, "options": {},
-                "description": user.name,
-                "links": {"self": f"{self._base}/v3/users/{user.uuid}"}}
 
     def _domain_json(self) -> dict[str, Any]:
         return {"id": DOMAIN_ID, "name": DOMAIN_NAME, "description": "The only domain.",
@@ -221,8 +226,9 @@ class KeystoneAPI:
                 raise errors.NotFound("Could not find token: its project is gone.")
             body["project"] = {"id": str(project.id), "name": project.name,
                                "domain": dict(DOMAIN)}
-            body["roles"] = (roles_of(user) if cred is None
-                             else [role(n) for n in cred.roles])
+            body["roles"] = (
+                roles_of(user, await self._assignments.token_roles(user.uuid, project.id))
+                if cred is None else [role(n) for n in cred.roles])
             if cred is not None:
                 body["application_credential"] = token_credential_json(cred)
             if catalog:
@@ -245,15 +251,12 @@ class KeystoneAPI:
             ("GET", "/v3/auth/domains", self.domains),
             ("GET", "/v3/domains", self.domains),
             ("GET", "/v3/domains/<domain_id>", self.domain),
-            ("GET", "/v3/users", self.users),
-            ("GET", "/v3/users/<user_id>", self.user),
-            ("GET", "/v3/users/<user_id>/projects", self.user_projects),
-            ("GET", "/v3/projects", self.projects),
-            ("GET", "/v3/projects/<project_id>", self.project),
             ("POST", "/v2.0/tokens", self.v2_tokens),
             ("GET", "/v2.0/tenants", self.v2_tenants),
         ]
         routes += self._credentials.routes()
+        # Users, projects, roles, grants, groups (snfd.identity.keystone_admin).
+        routes += self._admin.routes()
         for method, path, handler in routes:
             # GET routes answer HEAD too (werkzeug adds it).
             app.route(path, methods=[method], endpoint=f"keystone:{method}:{path}",
@@ -341,9 +344,11 @@ class KeystoneAPI:
         request.setHeader(b"x-subject-token", secret.encode("ascii"))
         return json_body(request, reply, 201)
 
-    def _role_names(self, user: User) -> list[str]:
-        """The role names ``user`` holds on its projects."""
-        return [r["name"] for r in roles_of(user)]
+    async def _role_names(self, user: User, project: str) -> list[str]:
+        """The role names ``user`` holds on ``project`` (as its token
+        scoped there carries them)."""
+        granted = await self._assignments.token_roles(user.uuid, project)
+        return [r["name"] for r in roles_of(user, granted)]
 
     async def _password(self, request: Any, value: Any) -> User:
         data = json_object(value, '"auth.identity.password"')
@@ -393,17 +398,20 @@ class KeystoneAPI:
                                           " supported; scope to a project.")
         raise errors.BadRequest('"auth.scope" must name a project.')
 
-    async def _subject(self, secret: str, for_auth: bool = False) -> Token:
+    async def _subject(self, secret: str, for_auth: bool = False,
+                       allow_expired: bool = False) -> Token:
         """The valid token ``secret``; 404 (401 ``for_auth``)
-        when it is unknown, expired or its user inactive."""
+        when it is unknown, expired (unless ``allow_expired``) or its user
+        inactive."""
         try:
-            return await self._accounts.validate(secret)
+            return await self._accounts.validate(secret, allow_expired=allow_expired)
         except errors.Unauthorized as e:
             if for_auth:
                 raise
             raise errors.NotFound(f"Could not find token: {e.message}.") from None
 
-    async def _subject_of(self, request: Any) -> tuple[str, Token]:
+    async def _subject_of(self, request: Any,
+                          allow_expired: bool = False) -> tuple[str, Token]:
         caller = request.principal
         if caller is None:
             raise errors.Unauthorized("The request you have made requires authentication"
@@ -412,14 +420,23 @@ class KeystoneAPI:
         secret = raw.decode("ascii", "replace").strip() if raw else ""
         if not secret:
             raise errors.BadRequest("The X-Subject-Token header is required.")
-        token = await self._subject(secret)
+        if allow_expired and not (caller.is_component or caller.is_admin or (
+                caller.project is not None and roles.SERVICE in
+                await self._assignments.token_roles(caller.user or "", caller.project))):
+            raise errors.Forbidden("Only administrators and services may see expired"
+                                   " tokens (allow_expired).")
+        token = await self._subject(secret, allow_expired=allow_expired)
         if not (caller.is_component or caller.is_admin or caller.user == token.user.uuid):
             raise errors.Forbidden("You may only check or revoke your own tokens.")
         return secret, token
 
     async def check(self, request: Any) -> bytes:
-        """``GET``/``HEAD /v3/auth/tokens``: the subject token's body (200)."""
-        secret, token = await self._subject_of(request)
+        """``GET``/``HEAD /v3/auth/tokens``: the subject token's body (200);
+        with ``?allow_expired=true`` (administrators and services) also an
+        expired one, until the sweep deletes it."""
+        allowed = (request.args.get(b"allow_expired") or [b"false"])[-1].lower()
+        secret, token = await self._subject_of(
+            request, allow_expired=allowed in (b"1", b"true", b"yes", b"on"))
         reply = await self._token_json(token, not _flag(request, b"nocatalog"))
         request.setHeader(b"x-subject-token", secret.encode("ascii"))
         body = json_body(request, reply)
@@ -461,67 +478,6 @@ class KeystoneAPI:
         if domain_id != DOMAIN_ID:
             raise errors.NotFound(f"Could not find domain: {domain_id}.")
         return json_body(request, {"domain": self._domain_json()})
-
-    def _self_or_admin(self, caller: Principal, user_id: str) -> None:
-        if caller.user != user_id and not caller.is_admin:
-            raise errors.Forbidden("You may only see your own user.")
-
-    async def _user_by_id(self, user_id: str) -> User:
-        if not is_uuid(user_id):
-            raise errors.NotFound(f"Could not find user: {user_id}.")
-        try:
-            return await self._accounts.get_user(user_id)
-        except errors.NotFound:
-            raise errors.NotFound(f"Could not find user: {user_id}.") from None
-
-    async def users(self, request: Any) -> bytes:
-        """Administrators only; ``?name=`` filters by email."""
-        caller = user_of(request)
-        if not caller.is_admin:
-            raise errors.Forbidden("Only administrators may list users.")
-        users = await self._accounts.list_users()
-        names = request.args.get(b"name")
-        if names:
-            wanted = names[-1].decode("utf-8", "replace").lower()
-            users = [u for u in users if u.email.lower() == wanted]
-        return json_body(request, {"users": [self._user_json(u) for u in users],
-                                   "links": self._links("users")})
-
-    async def user(self, request: Any, user_id: str) -> bytes:
-        caller = user_of(request)
-        self._self_or_admin(caller, user_id)
-        return json_body(request, {"user": self._user_json(await self._user_by_id(user_id))})
-
-    async def user_projects(self, request: Any, user_id: str) -> bytes:
-        caller = user_of(request)
-        self._self_or_admin(caller, user_id)
-        await self._user_by_id(user_id)
-        projects = await self._accounts.user_projects(user_id)
-        return json_body(request, {"projects": [self._project_json(p) for p in projects],
-                                   "links": self._links(f"users/{user_id}/projects")})
-
-    async def projects(self, request: Any) -> bytes:
-        """The caller's projects (also for administrators); ``?name=``
-        filters by name."""
-        caller = user_of(request)
-        projects = await self._accounts.user_projects(caller.user or "")
-        names = request.args.get(b"name")
-        if names:
-            wanted = names[-1].decode("utf-8", "replace")
-            projects = [p for p in projects if p.name == wanted]
-        domains = request.args.get(b"domain_id")
-        if domains and domains[-1].decode("utf-8", "replace") != DOMAIN_ID:
-            projects = []
-        return json_body(request, {"projects": [self._project_json(p) for p in projects],
-                                   "links": self._links("projects")})
-
-    async def project(self, request: Any, project_id: str) -> bytes:
-        caller = user_of(request)
-        projects = await self._accounts.user_projects(caller.user or "")
-        for p in projects:
-            if str(p.id) == project_id:
-                return json_body(request, {"project": self._project_json(p)})
-        raise errors.NotFound(f"Could not find project: {project_id}.")
 
     # -- v2.0 ----------------------------------------------------------------
 

@@ -224,6 +224,7 @@ class OIDCProvider:
         self.redirect_uri = public_url.rstrip("/") + self.path + "/callback"
         self._metadata: _Metadata | None = None
         self._keys: KeySet | None = None
+        self._keys_read = 0.0
 
     # -- step 1 ---------------------------------------------------------------
 
@@ -429,7 +430,10 @@ class OIDCProvider:
         return metadata
 
     async def _key_set(self, refresh: bool = False) -> KeySet:
-        if self._keys is not None and not refresh:
+        """The provider's keys, read again after ``DISCOVERY_TTL`` seconds
+        (so that a key it withdrew is not trusted for long) or when asked."""
+        now = self._clock.seconds()
+        if self._keys is not None and not refresh and now - self._keys_read < DISCOVERY_TTL:
             return self._keys
         metadata = await self._discover()
         status, document = await self._call("GET", metadata.jwks_uri)
@@ -440,7 +444,7 @@ class OIDCProvider:
         except (JoseError, ValueError, KeyError, TypeError) as e:
             raise ProviderUnavailable(f"{self.name}: the provider's keys cannot be read"
                                       f" ({e})") from None
-        self._keys = keys
+        self._keys, self._keys_read = keys, now
         return keys
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:

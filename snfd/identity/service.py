@@ -24,6 +24,7 @@ from snfd.db.notify import Listener
 from snfd.identity import store
 from snfd.identity.accounts import Accounts, Policy
 from snfd.identity.app_credentials import SecretBox, load_key
+from snfd.identity.assignments import Assignments
 from snfd.identity.mail import FileMailer, Mailer, SmtpMailer
 from snfd.identity.passwords import Passwords
 from snfd.identity.projects import Projects
@@ -65,6 +66,7 @@ class IdentityService(service.MultiService):
         self.accounts = accounts
         self.quota = LocalQuotaHolder(node.db)
         self.projects = Projects(node.db, node.clock)
+        self.assignments = Assignments(node.db, node.clock, cache)
         self._duties = [TokenSweep(self)]
 
     # -- lifecycle ----------------------------------------------------------
@@ -118,7 +120,8 @@ class IdentityService(service.MultiService):
                     else self.node.state_dir / "credential-key")
         keystone = KeystoneAPI(self.accounts, catalog, self.node.reactor,
                                self.public_url, max_body=self.section.max_body,
-                               credential_box=SecretBox(load_key(key_file)))
+                               credential_box=SecretBox(load_key(key_file)),
+                               projects=self.projects, assignments=self.assignments)
         account = AccountAPI(self.accounts, self.quota, self.projects, catalog,
                              max_body=self.section.max_body)
         ui = SignupAPI(self.accounts, max_body=self.section.max_body)

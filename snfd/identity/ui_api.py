@@ -114,7 +114,7 @@ class SignupAPI:
             provider = oidc.find(self._accounts.providers, name)
             redirect = await provider.begin(_peer(request))
             request.addCookie(redirect.cookie_name.encode(), redirect.cookie.encode(),
-                              path=redirect.cookie_path.encode(), max_age=redirect.max_age,
+                              path=redirect.cookie_path.encode(), max_age=str(redirect.max_age),
                               httpOnly=True, sameSite="lax",
                               secure=provider.redirect_uri.startswith("https:"))
             request.setHeader(b"cache-control", b"no-store")
@@ -130,7 +130,7 @@ class SignupAPI:
                       for key in ("state", "code", "error")}
             headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
                        for k, v in request.requestHeaders.getAllRawHeaders()}
-            request.addCookie(provider.cookie_name.encode(), b"", max_age=0,
+            request.addCookie(provider.cookie_name.encode(), b"", max_age="0",
                               path=provider.path.encode(), httpOnly=True, sameSite="lax")
             request.setHeader(b"cache-control", b"no-store")
             credentials = Credentials(headers=headers, source=_peer(request), params=params)

@@ -58,6 +58,7 @@ the limits in ``snfd.pithos.rules``.
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import re
 from collections.abc import Awaitable, Callable
@@ -107,7 +108,7 @@ from snfd.pithos.requests import (
     swift_style,
 )
 from snfd.pithos.rules import MAX_CONTAINER_NAME, MAX_OBJECT_NAME
-from snfd.pithos.streams import BlockSink
+from snfd.pithos.streams import BlockSink, read_range
 from snfd.pithos.tempurl import TempURL
 from snfd.pithos.uploads import (
     Checksums,
@@ -192,6 +193,7 @@ class PithosAPI:
             if segments[0] == b"healthcheck":
                 return Reply(200, body=b"OK", content_type=TEXT)
             return Reply(200, body=swift.CROSSDOMAIN, content_type="application/xml")
+        hdr.check_header_limits(request)
         target = parse_target(segments)
         method = request.method.decode("ascii", "replace").upper()
         call = Call(request, method, target, query_args(request))
@@ -342,16 +344,62 @@ class PithosAPI:
         headers = await self._account_headers(call)
         until = call.epoch()
         fmt = call.fmt()
-        containers: list[ContainerInfo] = []
+        containers: list[ContainerInfo | Subdir] = []
         if call.integer("limit") != 0:
-            containers = await self.backend.containers(
-                user, t.account, marker=call.text_param("marker") or None,
-                end_marker=call.text_param("end_marker") or None,
-                prefix=call.text_param("prefix") or "", limit=call.limit(),
-                reverse=call.truthy("reverse"), shared=call.flag("shared"),
-                public=call.flag("public"), until=until)
+            containers = await self._containers(call, user, until)
         return listings.containers(t.account, containers, user == t.account, until, fmt,
                                    headers)
+
+    async def _containers(self, call: Call, user: str,
+                          until: float | None) -> list[ContainerInfo | Subdir]:
+        """An account's containers as listed; with a ``delimiter`` the
+        names holding it after the ``prefix`` are rolled up into one
+        ``Subdir`` each, as Swift's account listings do
+        (``swift.account.backend.list_containers_iter``): a page ends at
+        a subdir and the next skips every name below it; a ``marker``
+        equal to a subdir resumes after it."""
+        t = call.target
+        assert t.account is not None
+        marker = call.text_param("marker") or None
+        end_marker = call.text_param("end_marker") or None
+        prefix = call.text_param("prefix") or ""
+        delimiter = call.text_param("delimiter") or None
+        limit, reverse = call.limit(), call.truthy("reverse")
+
+        def page(marker: str | None, end_marker: str | None,
+                 count: int) -> Awaitable[list[ContainerInfo]]:
+            return self.backend.containers(  # type: ignore[no-any-return]
+                user, t.account, marker=marker, end_marker=end_marker, prefix=prefix,
+                limit=count, reverse=reverse, shared=call.flag("shared"),
+                public=call.flag("public"), until=until)
+
+        if delimiter is None:
+            return list(await page(marker, end_marker, limit))
+        out: list[ContainerInfo | Subdir] = []
+        given_marker = marker
+        while len(out) < limit:
+            asked = limit - len(out)
+            found = await page(marker, end_marker, asked)
+            if not found:
+                break
+            for c in found:
+                end = c.name.find(delimiter, len(prefix))
+                if end < 0:
+                    out.append(c)
+                    marker = c.name
+                    continue
+                sub = c.name[:end + len(delimiter)]
+                if sub != given_marker:
+                    out.append(Subdir(sub))
+                # Skip the rest of the subdir: descending, below it;
+                # ascending, past every name it starts (names are at most
+                # MAX_CONTAINER_NAME characters, U+10FFFF sorts last).
+                marker = sub if reverse else sub + "\U0010ffff" * MAX_CONTAINER_NAME
+                break
+            else:
+                if len(found) < asked:
+                    break
+        return out[:limit]
 
     async def account_post(self, call: Call) -> Reply:
         """Metadata, groups and ACL; or a Swift bulk delete."""
@@ -543,7 +591,14 @@ class PithosAPI:
         if call.get("version") == "list":
             return await self._versions(call, fmt)
         version = self._version(call)
-        info = await self.backend.object(user, t.account, t.container, t.name, version)
+        try:
+            info = await self.backend.object(user, t.account, t.container, t.name, version)
+        except errors.NotFound:
+            # swob: "If-Match: *" and no object is a 412, not a 404.
+            if_match = call.header("If-Match")
+            if if_match is not None and "*" in [v.strip() for v in if_match.split(",")]:
+                raise errors.PreconditionFailed("There is no such object.") from None
+            raise
         if info.deleted:
             raise errors.NotFound("That version is a deletion.")
         latest = info.mtime
@@ -639,7 +694,8 @@ class PithosAPI:
     async def _write_conditions(self, call: Call) -> tuple[int | None, bool]:
         """``(expect_serial, if_none_match)`` for a write: ``If-Match``
         needs the current object (412 if absent or different);
-        ``If-None-Match`` takes only ``*``."""
+        ``If-None-Match`` takes only ``*`` (a list holding it counts as
+        ``*``; anything else is Swift's 400)."""
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
         expect = None
@@ -654,14 +710,17 @@ class PithosAPI:
                 raise errors.PreconditionFailed("The object does not match If-Match.")
             expect = current.serial
         if_none = call.header("If-None-Match")
-        if if_none is not None and if_none.strip() != "*":
-            raise errors.BadRequest("If-None-Match on a write only takes '*'.")
+        if if_none is not None and "*" not in [v.strip() for v in if_none.split(",")]:
+            raise errors.BadRequest("If-None-Match only supports *")
         return expect, if_none is not None
 
     async def _put_data(self, call: Call) -> Reply:
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
         user = call.user
+        if call.header("Content-Length") is None and \
+                (call.header("Transfer-Encoding") or "").strip().lower() != "chunked":
+            raise errors.LengthRequired("Missing Content-Length header.")
         content_type = self._content_type(call)
         meta = self._object_meta(call)
         permissions, public = self._permissions(call)
@@ -735,8 +794,13 @@ class PithosAPI:
         assert source is not None
         container, name = hdr.split_object_path(source, "X-Move-From" if move
                                                 else "X-Copy-From")
-        account = hdr.unquoted(call.header("X-Source-Account") or "",
-                               "X-Source-Account").strip() or t.account
+        # Swift names the source account X-Copy-From-Account, Pithos
+        # X-Source-Account.
+        given = call.header("X-Copy-From-Account")
+        label = "X-Copy-From-Account"
+        if given is None:
+            given, label = call.header("X-Source-Account"), "X-Source-Account"
+        account = hdr.unquoted(given or "", label).strip() or t.account
         return await self._copy(call, (account, container, name),
                                 (t.account, t.container, t.name), move)
 
@@ -751,8 +815,9 @@ class PithosAPI:
         assert t.account is not None and t.container is not None and t.name is not None
         call.user  # noqa: B018
         destination = call.header("Destination")
-        if destination is None:
-            raise errors.BadRequest("COPY and MOVE need a Destination header.")
+        if not (destination or "").strip():
+            raise errors.PreconditionFailed("Destination header required")
+        assert destination is not None
         container, name = hdr.split_object_path(destination, "Destination")
         account = hdr.unquoted(call.header("Destination-Account") or "",
                                "Destination-Account").strip() or t.account
@@ -778,14 +843,30 @@ class PithosAPI:
         permissions, public = self._permissions(call)
         fresh = (call.header("X-Fresh-Metadata") or "").strip().lower() in TRUE
         try:  # for X-Copied-From-Last-Modified (a directory copy has no source object)
-            source_mtime: float | None = (await self.backend.object(
-                call.user, *src, version)).mtime
+            source: ObjectInfo | None = await self.backend.object(call.user, *src, version)
         except errors.NotFound:
-            source_mtime = None
-        info = await self.backend.copy_object(
-            call.user, *src, *dst, move=move, version=version, content_type=content_type,
-            meta=meta, replace_meta=fresh, permissions=permissions, public=public,
-            delimiter=call.text_param("delimiter") or None)
+            source = None
+        source_mtime = source.mtime if source is not None else None
+        ranges = None
+        if source is not None and not move:
+            # As Swift's copy middleware: the conditions and the range are
+            # the source's (a GET of it).
+            parts, size, etag = await downloads.content(
+                self.backend, self.blocks, call.user, source, False,
+                call.header("Range") is not None)
+            hdr.check_preconditions(call.request, etag, source.mtime, reading=True)
+            if hdr.if_range_holds(call.request, etag, source.mtime):
+                ranges = hdr.parse_ranges(call.header("Range"), size)
+        if ranges is not None:
+            assert source is not None
+            info = await self._ranged_copy(call, source, parts, ranges, dst, content_type,
+                                           meta, fresh, permissions, public)
+        else:
+            info = await self.backend.copy_object(
+                call.user, *src, *dst, move=move, version=version,
+                content_type=content_type, meta=meta, replace_meta=fresh,
+                permissions=permissions, public=public,
+                delimiter=call.text_param("delimiter") or None)
         reply = self._created(info)
         reply.headers += [("X-Copied-From", quote(f"{src[1]}/{src[2]}")),
                           ("X-Copied-From-Account", quote(src[0]))]
@@ -796,6 +877,54 @@ class PithosAPI:
             reply.headers.append(("X-Copied-From-Last-Modified",
                                   hdr.http_date(source_mtime)))
         return reply
+
+    async def _ranged_copy(self, call: Call, source: ObjectInfo,
+                           parts: list[downloads.Part], ranges: list[tuple[int, int]],
+                           dst: tuple[str, str, str], content_type: str | None,
+                           meta: dict[str, str], fresh: bool,
+                           permissions: Permissions | None, public: bool | None) -> ObjectInfo:
+        """A copy with a ``Range``: the range's bytes become a new object
+        (Swift's copy middleware PUTs what the ranged GET of the source
+        answered), with the source's type and metadata unless given.
+        Several ranges would copy a ``multipart/byteranges`` body: 400."""
+        if len(ranges) != 1:
+            raise errors.BadRequest("A copy takes a single range.")
+        start, end = ranges[0]
+        target = Target(*dst)
+        blocks = await self.uploads.check_writer(call.user, target, "object")
+        await self.uploads.check_room(target, end - start)
+        bs = self.blocks.block_size
+        md5 = hashlib.md5(usedforsecurity=False)
+        hashes: list[str] = []
+        pending = bytearray()
+
+        async def flush(final: bool) -> None:
+            while len(pending) >= bs or (final and pending):
+                block = bytes(pending[:bs])
+                del pending[:bs]
+                md5.update(block)
+                hashes.extend(await blocks.put([block]))
+
+        offset = 0
+        for part in parts:
+            lo, hi = max(start, offset), min(end, offset + part.size)
+            pos = lo
+            while pos < hi:
+                step = min(hi, (pos // part.block_size + 1) * part.block_size)
+                pending += await read_range(self.blocks, part.hashes, part.size,
+                                            pos - offset, step - offset, part.block_size)
+                pos = step
+                await flush(False)
+            offset += part.size
+        await flush(True)
+        kept = {} if fresh else {k: v for k, v in source.meta.items()
+                                 if k.startswith("X-Object-Meta-")
+                                 or k in ("Content-Encoding", "Content-Disposition")}
+        info: ObjectInfo = await self.backend.put_object(
+            call.user, *dst, size=end - start, hashes=hashes or [EMPTY_HASH],
+            content_type=content_type or source.type, checksum=md5.hexdigest(),
+            meta={**kept, **meta}, permissions=permissions, public=public)
+        return info
 
     async def object_post(self, call: Call) -> Reply:
         """Metadata/permissions; data updates; HTML form uploads."""
@@ -824,8 +953,12 @@ class PithosAPI:
         if (media != OCTET_STREAM or empty) and source is None:
             # The backend keeps stored keys other than user meta and content
             # headers (the SLO helper meta) when replacing.
+            # As Swift: a Content-Type given with the POST is the new type.
+            new_type = self._content_type(call) if (call.header("Content-Type") or
+                                                    "").strip() else None
             await self.backend.update_object(user, t.account, t.container, t.name,
-                                             meta, replace, permissions, public)
+                                             meta, replace, permissions, public,
+                                             content_type=new_type)
             return Reply(202)
         if meta_given or permissions is not KEEP or public is not None:
             await self.backend.update_object(user, t.account, t.container, t.name,

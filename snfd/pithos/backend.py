@@ -289,7 +289,8 @@ class Backend:
 
         ``path_mode``: ``prefix`` is the path; the listing holds the
         objects directly under ``<path>/`` (and those whose name ends
-        with ``/`` one level down), no ``Subdir``.  ``shared``: only
+        with ``/`` one level down), no ``Subdir``, and not ``<path>/``
+        itself (as Swift's).  ``shared``: only
         objects with their own sharing or under a shared directory object.
         Entries carry no metadata; the owner's carry their own sharing
         (not with ``until``) and public token."""
@@ -477,8 +478,10 @@ class Backend:
                             meta: Mapping[str, str] | None, replace: bool,
                             permissions: Permissions | None = KEEP,
                             public: bool | None = None,
-                            domain: str = store.DOMAIN) -> ObjectInfo:
-        """Metadata and permission changes (POST without data).  ``meta``
+                            domain: str = store.DOMAIN,
+                            content_type: str | None = None) -> ObjectInfo:
+        """Metadata and permission changes (POST without data), and a new
+        ``content_type`` (Swift's object POST with ``Content-Type``).  ``meta``
         as ``update_account`` (a replacement keeps stored keys other than
         user meta and content headers); ``None`` changes no metadata and
         makes no new version.  ``permissions`` ``Permissions()`` removes
@@ -495,7 +498,8 @@ class Backend:
             "pithos.update_object", writes.update_object_txn, self.block_size,
             self.public_token_length, user, account, container, name,
             dict(meta) if meta is not None else None, replace, perms, public,
-            self.clock.seconds(), domain, expect={}, label=f"{account}/{container}/{name}")
+            self.clock.seconds(), domain, content_type, expect={},
+            label=f"{account}/{container}/{name}")
         return info
 
     async def copy_object(self, user: str, src_account: str, src_container: str,

@@ -19,8 +19,9 @@ and every dash-separated word is capitalised (``X-Object-Meta-Foo-Bar``).
 Limits (400 beyond them): 32 keys per request, key (after the prefix) at
 most 128 bytes, value at most 256 bytes, all in UTF-8.
 
-Dates: headers use RFC 1123 (``Last-Modified``), listings ISO 8601
-(``2024-01-02T03:04:05.123456``, UTC, as Swift writes them), Pithos
+Dates: headers use RFC 1123 (``Last-Modified``, rounded up to the
+second as Swift does), listings ISO 8601 (``2024-01-02T03:04:05.123450``,
+UTC, to the five decimals of ``X-Timestamp``, as Swift writes them), Pithos
 timestamps (``X-Object-Version-Timestamp``, ``X-*-Until-Timestamp``)
 epoch seconds with six decimals, ``X-Timestamp`` five decimals (Swift).
 """
@@ -41,6 +42,8 @@ from snfd.pithos.model import Permissions
 from snfd.pithos.rules import (
     MAX_GROUP_MEMBERS,
     MAX_GROUPS,
+    MAX_HEADER_COUNT,
+    MAX_HEADER_SIZE,
     MAX_META_KEYS,
     MAX_META_NAME,
     MAX_META_OVERALL,
@@ -92,6 +95,29 @@ def unquoted(value: str, what: str) -> str:
         return unquote_to_bytes(value).decode("utf-8")
     except UnicodeDecodeError:
         raise errors.BadRequest(f"{what} does not decode to UTF-8.") from None
+
+
+class HeaderFieldsTooLarge(errors.Fault):
+    """Swift's answer to more headers than it takes (431)."""
+
+    code, name = 431, "requestHeaderFieldsTooLarge"
+
+
+def check_header_limits(request: object) -> None:
+    """Swift's limits on a request's headers, as ``/info`` advertises
+    them: a value longer than ``MAX_HEADER_SIZE`` is a 400 ``Header value
+    too long: <name>`` (``constraints.check_metadata``), more than
+    ``MAX_HEADER_COUNT`` headers a 431 ``Too many headers`` (Swift's
+    HTTP protocol)."""
+    count = 0
+    for name, values in request.requestHeaders.getAllRawHeaders():  # type: ignore[attr-defined]
+        count += len(values)
+        for value in values:
+            if len(value) > MAX_HEADER_SIZE:
+                shown = name.decode("latin-1")[:MAX_META_NAME]
+                raise errors.BadRequest(f"Header value too long: {shown}")
+    if count > MAX_HEADER_COUNT:
+        raise HeaderFieldsTooLarge("Too many headers")
 
 
 def header(request: object, name: str) -> str | None:

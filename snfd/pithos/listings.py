@@ -76,14 +76,18 @@ def accounts(sharers: Sequence[Sharer], fmt: str) -> Reply:
     return text_lines([s.name for s in sharers], [])
 
 
-def containers(account: str, found: Sequence[ContainerInfo], owner: bool,
+def containers(account: str, found: Sequence[ContainerInfo | Subdir], owner: bool,
                until: float | None, fmt: str, headers: Headers) -> Reply:
-    """An account's containers; their policies only for the ``owner``."""
+    """An account's containers (and, with a delimiter, the subdirs they
+    roll up into: ``{"subdir": ...}``, ``<subdir name="..."/>`` as Swift
+    writes them); their policies only for the ``owner``."""
     if fmt == "json":
-        return json_reply([container_entry(c, owner, until) for c in found],
+        return json_reply([{"subdir": c.name} if isinstance(c, Subdir)
+                           else container_entry(c, owner, until) for c in found],
                           headers=headers)
     if fmt == "xml":
-        items = "".join(_container_xml(c, owner, until) for c in found)
+        items = "".join(f"<subdir name={_attr(c.name)} />" if isinstance(c, Subdir)
+                        else _container_xml(c, owner, until) for c in found)
         return xml_reply(f"<account name={_attr(account)}>{items}</account>",
                          headers=headers)
     return text_lines([c.name for c in found], headers)

@@ -274,6 +274,8 @@ def objects_txn(txn: Any, block_size: int, user: str, account: str, container: s
             else:
                 after = path
             name = path[len(base):]
+            if path_mode and name == prefix:
+                continue  # Swift leaves the directory object itself out
             if group is not None:
                 if name.startswith(group) and name != group:
                     continue

@@ -27,7 +27,16 @@ MAX_GROUP_MEMBERS = 32
 MAX_LIST = 10000
 """Longest listing one request returns (accounts, containers, objects)."""
 
+MAX_HEADER_SIZE = 8192
+"""Longest value of one request header (Swift's ``max_header_size``)."""
+EXTRA_HEADER_COUNT = 0
+"""Swift's ``extra_header_count``: a request may carry ``MAX_HEADER_COUNT``
+headers, the metadata keys plus 36 (Swift's allowance for its own and
+HTTP's) plus these."""
+MAX_HEADER_COUNT = MAX_META_KEYS + 36 + EXTRA_HEADER_COUNT
 
-__all__ = ["MAX_ACCOUNT_NAME", "MAX_CONTAINER_NAME", "MAX_GROUPS", "MAX_GROUP_MEMBERS",
-           "MAX_LIST", "MAX_META_KEYS", "MAX_META_NAME", "MAX_META_OVERALL", "MAX_META_VALUE",
+
+__all__ = ["EXTRA_HEADER_COUNT", "MAX_ACCOUNT_NAME", "MAX_CONTAINER_NAME", "MAX_GROUPS",
+           "MAX_GROUP_MEMBERS", "MAX_HEADER_COUNT", "MAX_HEADER_SIZE", "MAX_LIST",
+           "MAX_META_KEYS", "MAX_META_NAME", "MAX_META_OVERALL", "MAX_META_VALUE",
            "MAX_OBJECT_NAME"]

@@ -250,7 +250,8 @@ def put_object_txn(txn: Any, ctx: WriteCharge, blocks: Any, block_size: int,
 def update_object_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int,
                       user: str, account: str, container: str, name: str,
                       meta: dict[str, str] | None, replace: bool, perms: Permissions | None,
-                      public: bool | None, now: float, domain: str) -> ObjectInfo:
+                      public: bool | None, now: float, domain: str,
+                      content_type: str | None = None) -> ObjectInfo:
     """See ``Backend.update_object``."""
     ctx.begin()
     if meta is not None:
@@ -267,6 +268,9 @@ def update_object_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length:
     old_meta = store.attributes_txn(txn, current.serial)
     new_meta = old_meta
     version = current
+    if content_type is not None and content_type != current.type and meta is None:
+        meta = {}
+        replace = False
     if meta is not None:
         domains = None
         if domain == store.DOMAIN:
@@ -278,9 +282,9 @@ def update_object_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length:
                 merged_meta(old.get(current.serial, {}), meta, replace))}
         version = new_version_txn(
             txn, ctx, c, path, current.node, current, old_meta, hash=current.hash,
-            size=current.size, type=current.type, source=current.serial, muser=user,
-            uuid=current.uuid, checksum=current.checksum, map_id=current.map_id,
-            meta=new_meta, mtime=now, domains=domains)
+            size=current.size, type=content_type or current.type, source=current.serial,
+            muser=user, uuid=current.uuid, checksum=current.checksum,
+            map_id=current.map_id, meta=new_meta, mtime=now, domains=domains)
     sharing_txn(txn, path, perms, public, token_length)
     if perms is not None:
         access = access_txn(txn, user, account, container, name)

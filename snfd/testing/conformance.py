@@ -77,17 +77,20 @@ def _base_python() -> str:
 
 
 def provision(node: CloudNode, count: int) -> list[Account]:
-    """``count`` plain users, ``count`` operators (role ``member``) and two
+    """``count`` plain users, ``count`` operators (role ``member``), two
     reseller administrators (group ``ResellerAdmin``, which tokens carry as
-    a role)."""
+    a role) and two administrators (role ``admin``: tempest's identity
+    admin tests)."""
     node.manage("group-add", "ResellerAdmin")
     accounts = []
     for pool, roles in (("plain", ()), ("operator", ("member",)),
-                        ("reseller", ("ResellerAdmin",))):
-        for i in range(count if pool != "reseller" else 2):
+                        ("reseller", ("ResellerAdmin",)), ("admin", ("admin",))):
+        for i in range(count if pool not in ("reseller", "admin") else 2):
             user = node.add_user(f"tempest-{pool}-{i}@example.org")
             if pool == "reseller":
                 node.manage("group-member-add", "ResellerAdmin", user.email)
+            if pool == "admin":  # Keystone's admin role is the Astakos admin flag
+                node.manage("user-modify", user.email, "--admin")
             accounts.append(Account(user.email, user.password, _project_name(node, user),
                                     roles))
     return accounts
@@ -149,7 +152,7 @@ disable_ssl_certificate_validation = true
 
 [identity-feature-enabled]
 api_v2 = false
-# snfd has no Keystone admin API yet (identity-for-tooling issue).
+# v2.0 is Synnefo's token call only; the admin API is v3's.
 api_v2_admin = false
 
 [service_available]

@@ -158,7 +158,7 @@ class PasswordTests(KeystoneTestCase):
                                          "SNF:groups": []})
         self.assertEqual(token["project"], {"id": uid, "name": f"system:{uid}",
                                             "domain": {"id": "default", "name": "Default"}})
-        self.assertEqual([r["name"] for r in token["roles"]], ["member"])
+        self.assertEqual([r["name"] for r in token["roles"]], ["member", "reader"])
         self.assertFalse(token["is_domain"])
         self.assertRegex(token["expires_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
         self.assertRegex(token["issued_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -240,8 +240,8 @@ class PasswordTests(KeystoneTestCase):
 
     @defer.inlineCallbacks
     def test_admin_and_group_roles(self):
-        """An administrator's scoped token has the admin role; groups are
-        roles too."""
+        """An administrator's scoped token has the admin role and those it
+        implies (member, reader); groups are roles too."""
         uid, _ = yield d(self.user("root@example.org", admin=True))
         conn = psycopg2.connect(self.dsn)
         with conn, conn.cursor() as cur:
@@ -250,7 +250,7 @@ class PasswordTests(KeystoneTestCase):
         conn.close()
         _, body, _ = yield d(self.login("root@example.org", scope={"project": {"id": uid}}))
         self.assertEqual([r["name"] for r in body["token"]["roles"]],
-                         ["member", "admin", "ops"])
+                         ["admin", "member", "reader", "ops"])
 
     @defer.inlineCallbacks
     def test_wrong_password_is_401_keystone_error(self):

@@ -176,6 +176,77 @@ class OpenStackClientTests(IdentityNodeTestCase):
             self.assertNotIn(secret, log)
 
 
+class OpenStackAdminTests(IdentityNodeTestCase):
+    """The Keystone administration API under the ``openstack`` command line,
+    as the administrator the node made."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        dsn = fresh_database(self)
+        self.node = self.start_node({"SNFD_DATABASE_URL": dsn, "SNFD_PLUGINS": "identity"},
+                                    "[database]\nauto_upgrade = yes\n")
+        self.env = yield self.ready(self.node)
+
+    def run_openstack(self, env: dict[str, str], *argv: str) -> str:
+        """A command that prints nothing (no ``-f json``)."""
+        full = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        full.update(env)
+        proc = subprocess.run([OPENSTACK, *argv], env=full, capture_output=True, text=True,
+                              timeout=120)
+        if proc.returncode != 0:
+            self.fail(f"openstack {' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc.stdout
+
+    @defer.inlineCallbacks
+    def test_admin_makes_project_user_and_grant(self):
+        """`openstack project create`, `user create/list/show/set/delete`,
+        `role add/remove`, `role assignment list`: the new user gets a token
+        scoped to the new project with member and reader; `token revoke`
+        ends it."""
+        def steps():
+            admin = self.env
+            project = self.openstack(admin, "project", "create", "--description",
+                                     "The web team", "web-team")
+            user = self.openstack(admin, "user", "create", "--password", "bob's password",
+                                  "--description", "Bob Stone", "--domain", "default",
+                                  "bob@example.org")
+            listed = self.openstack(admin, "user", "list")
+            shown = self.openstack(admin, "user", "show", "bob@example.org")
+            self.run_openstack(admin, "user", "set", "--description", "Robert Stone",
+                               "bob@example.org")
+            reshown = self.openstack(admin, "user", "show", user["id"])
+            self.run_openstack(admin, "role", "add", "--user", "bob@example.org",
+                               "--project", "web-team", "member")
+            assigned = self.openstack(admin, "role", "assignment", "list", "--user",
+                                      "bob@example.org", "--project", "web-team", "--names")
+            bob = dict(admin, OS_USERNAME="bob@example.org", OS_PASSWORD="bob's password",
+                       OS_PROJECT_NAME="web-team", OS_PROJECT_DOMAIN_NAME="Default",
+                       OS_USER_DOMAIN_NAME="Default")
+            bob.pop("OS_PROJECT_ID", None)
+            token = self.openstack(bob, "token", "issue")
+            self.run_openstack(admin, "token", "revoke", token["id"])
+            self.run_openstack(admin, "role", "remove", "--user", "bob@example.org",
+                               "--project", "web-team", "member")
+            after = self.openstack(admin, "role", "assignment", "list", "--user",
+                                   "bob@example.org", "--project", "web-team")
+            self.run_openstack(admin, "user", "delete", "bob@example.org")
+            remaining = self.openstack(admin, "user", "list")
+            return (project, user, listed, shown, reshown, assigned, token, after, remaining)
+
+        (project, user, listed, shown, reshown, assigned, token, after,
+         remaining) = yield threads.deferToThread(steps)
+        self.assertEqual((project["name"], project["enabled"]), ("web-team", True))
+        self.assertEqual(user["name"], "bob@example.org")
+        self.assertIn("bob@example.org", {u["Name"] for u in listed})
+        self.assertEqual((shown["id"], shown["description"]), (user["id"], "Bob Stone"))
+        self.assertEqual(reshown["description"], "Robert Stone")
+        self.assertEqual([(a["Role"], a["User"], a["Project"]) for a in assigned],
+                         [("member", "bob@example.org@Default", "web-team@Default")])
+        self.assertEqual((token["project_id"], token["user_id"]), (project["id"], user["id"]))
+        self.assertEqual(after, [])
+        self.assertNotIn("bob@example.org", {u["Name"] for u in remaining})
+
+
 class EmbeddedDefaultTests(IdentityNodeTestCase):
     @defer.inlineCallbacks
     def test_token_issue_on_the_embedded_default(self):

@@ -36,7 +36,7 @@ def make_tree(root: Path, seed: int) -> None:
     rng = random.Random(seed)
     (root / "docs" / "deep" / "er").mkdir(parents=True)
     (root / "empty.txt").write_bytes(b"")
-    (root / "docs" / "ναι ünïcode.txt").write_text("γειά σου\n")
+    (root / "docs" / "日本語 ünïcode.txt").write_text("こんにちは\n")
     (root / "docs" / "deep" / "er" / "note.md").write_text("# note\n" * 100)
     (root / "big.bin").write_bytes(rng.randbytes(9 * MiB + 123))
     for i in range(20):

@@ -911,7 +911,7 @@ class CopyMoveTests(StackCase):
 
     async def test_copy_method(self):
         """COPY with Destination copies; MOVE moves; a missing source is
-        404; no Destination is 400."""
+        404; no Destination is 412 (Swift), a bad one 400."""
         r = await self.call("COPY", "/c/src", headers={"Destination": "/d/x%20y"})
         self.assertEqual(r.code, 201, r.body)
         self.assertEqual((await self.call("GET", "/d/x y")).body, b"source")
@@ -920,7 +920,7 @@ class CopyMoveTests(StackCase):
         self.assertEqual((await self.call("HEAD", "/d/m")).header("X-Object-UUID"), self.uuid)
         self.assertFault(await self.call("COPY", "/c/src", headers={"Destination": "/d/z"}),
                          404)
-        self.assertFault(await self.call("COPY", "/d/m"), 400)
+        self.assertFault(await self.call("COPY", "/d/m"), 412)
         self.assertFault(await self.call("COPY", "/d/m", headers={"Destination": "/d"}), 400)
 
     async def test_copy_version(self):

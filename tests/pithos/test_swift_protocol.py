@@ -93,7 +93,7 @@ class ContainerListingTests(StackCase):
             await self.put(f"/c/{quote(name)}")
         want = sorted(given, key=lambda n: n.encode("utf-8"))
         self.assertEqual(names(await self.listing("/c")), want)
-        self.assertEqual(names(await self.listing("/c", "&limit=3&marker=a")), want[3:6])
+        self.assertEqual(names(await self.listing("/c", "&limit=3&marker=a")), want[2:5])
         self.assertEqual(names(await self.listing("/c", "&end_marker=a0")),
                          want[:want.index("a0")])
         self.assertEqual(names(await self.listing("/c", "&reverse=1&limit=2")), want[::-1][:2])
@@ -360,12 +360,13 @@ class NameTests(StackCase):
 
     async def test_unicode_container_names(self):
         """Container names take any valid UTF-8 too."""
-        for name in ("\U0001f600", "e\u0301", "a b", "50%25"):
+        given = ("\U0001f600", "e\u0301", "a b", "50%25", "100%")
+        for name in given:
             r = await self.call("PUT", "/" + quote(name))
             self.assertEqual(r.code, 201, (name, r.body))
+            self.assertEqual((await self.call("HEAD", "/" + quote(name))).code, 204)
         self.assertEqual(names(await self.listing("")),
-                         sorted(["\U0001f600", "e\u0301", "a b", "50%"],
-                                key=lambda n: n.encode()))
+                         sorted(given, key=lambda n: n.encode()))
 
 
 def _exchange(base: str, data: bytes, half_close: bool) -> bytes:
@@ -435,8 +436,9 @@ class BodyTests(StackCase):
         """Bytes beyond Content-Length are not part of the object (they
         are the next request, which is refused)."""
         await self.container("c")
-        head = self.head("PUT", "/c/o", "Content-Length: 4")
-        await self.send(head + b"dataEXTRA" * 10, half_close=True)
+        head = self.head("PUT", "/c/o", "Content-Length: 4", "Connection: close")
+        reply = await self.send(head + b"dataEXTRA" * 10)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 201"), reply[:200])
         r = await self.call("GET", "/c/o")
         self.assertEqual((r.code, r.body), (200, b"data"))
 
@@ -452,12 +454,16 @@ class ConstraintTests(StackCase):
             self.assertFault(r, 400)
 
     async def test_bad_header_values(self):
-        """A metadata value or name that is not UTF-8, or holds NUL, is 400."""
+        """A metadata value or name that is not UTF-8 is a 400."""
         await self.container("c")
-        for headers in ({"X-Container-Meta-A": b"\xff\xfe"},
-                        {b"X-Container-Meta-\xff": "v"}):
-            r = await self.call("POST", "/c", headers=headers)  # type: ignore[arg-type]
-            self.assertFault(r, 400)
+        path = self.stack.account_url(self.alice).split("/", 3)[3] + "/c"
+        for line in (b"X-Container-Meta-A: \xff\xfe", b"X-Container-Meta-\xff: v"):
+            head = (f"POST /{path} HTTP/1.1\r\nHost: localhost\r\n"
+                    f"X-Auth-Token: {self.alice_token}\r\nContent-Length: 0\r\n").encode()
+            reply = await threads.deferToThread(
+                _exchange, self.stack.url, head + line + b"\r\nConnection: close\r\n\r\n",
+                False)
+            self.assertTrue(reply.startswith(b"HTTP/1.1 400"), reply[:200])
 
     async def test_header_size(self):
         """A header value longer than ``max_header_size`` is Swift's 400

@@ -111,14 +111,16 @@ class AccountQuotaTests(StackCase):
 
     async def test_storage_policy(self):
         """X-Account-Quota-Bytes-Policy-<name> bounds the account's bytes in
-        that storage policy only."""
+        that storage policy only; HEAD answers it under that name, not as
+        user metadata (clients listing X-Account-Meta-* must not see it)."""
         await self.set_quota(**{"X-Account-Quota-Bytes-Policy-silver": "10"})
         await self.container("s", **{"X-Storage-Policy": "silver"})
         self.assertFault(await self.call("PUT", "/s/o", body=b"x" * 11), 413)
         await self.put("/s/o", b"x" * 10)
         await self.put("/c/o", b"x" * 11)
         r = await self.call("HEAD")
-        self.assertEqual(r.header("X-Account-Meta-Quota-Bytes-Policy-Silver"), "10")
+        self.assertEqual(r.header("X-Account-Quota-Bytes-Policy-Silver"), "10")
+        self.assertIsNone(r.header("X-Account-Meta-Quota-Bytes-Policy-Silver"))
 
     async def test_owner_may_not_change_it(self):
         """The owner can neither set nor remove the quota (403), and
