@@ -77,20 +77,17 @@ def _base_python() -> str:
 
 
 def provision(node: CloudNode, count: int) -> list[Account]:
-    """``count`` plain users, ``count`` operators (role ``member``), two
+    """``count`` plain users, ``count`` operators (role ``member``) and two
     reseller administrators (group ``ResellerAdmin``, which tokens carry as
-    a role) and two administrators (role ``admin``: tempest's identity
-    admin tests)."""
+    a role)."""
     node.manage("group-add", "ResellerAdmin")
     accounts = []
     for pool, roles in (("plain", ()), ("operator", ("member",)),
-                        ("reseller", ("ResellerAdmin",)), ("admin", ("admin",))):
-        for i in range(count if pool not in ("reseller", "admin") else 2):
+                        ("reseller", ("ResellerAdmin",))):
+        for i in range(count if pool != "reseller" else 2):
             user = node.add_user(f"tempest-{pool}-{i}@example.org")
             if pool == "reseller":
                 node.manage("group-member-add", "ResellerAdmin", user.email)
-            if pool == "admin":  # Keystone's admin role is the Astakos admin flag
-                node.manage("user-modify", user.email, "--admin")
             accounts.append(Account(user.email, user.password, _project_name(node, user),
                                     roles))
     return accounts
