@@ -301,7 +301,7 @@ class VisibilityTests(ImageCase):
         image = await self.register(self.alice)
         r = await self.pithos("POST", self.alice, "",
                               headers={"X-Account-Group-Friends": self.bob})
-        self.assertEqual(r.code, 202, r.body)
+        self.assertEqual(r.code, 204, r.body)
         await self.registry.set_members(self.alice, image.id, [f"{self.alice}:friends"])
         self.assertEqual([i.id for i in await self.registry.list(self.bob)], [image.id])
         self.assertEqual((await self.registry.get(self.bob, image.id)).id, image.id)
