@@ -43,6 +43,8 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser("user-add", help="create a user")
     p.add_argument("--email", required=True)
+    p.add_argument("--username", help="a login name apart from the email (the user's"
+                   " Keystone name)")
     p.add_argument("--password", help="local password (none: no local login)")
     p.add_argument("--first-name", default="")
     p.add_argument("--last-name", default="")
@@ -54,6 +56,7 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("user-modify", help="change a user")
     user_ref(p)
     p.add_argument("--email")
+    p.add_argument("--username", help="a login name apart from the email")
     p.add_argument("--first-name")
     p.add_argument("--last-name")
     p.add_argument("--password")
@@ -192,14 +195,14 @@ def _print(args: argparse.Namespace, value: Any, text: str) -> None:
 
 def _user_line(u: Any) -> str:
     flags = " admin" if u.is_admin else ""
-    return f"{u.uuid}  {u.email:<32} {u.state:<21}{flags}  {u.name}"
+    return f"{u.uuid}  {u.login_name:<32} {u.state:<21}{flags}  {u.name}"
 
 
 @command("user-add")
 async def user_add(args: argparse.Namespace, ctx: Any) -> int:
     user, token = await ctx.accounts.create_user(
         args.email, args.first_name, args.last_name, password=args.password,
-        activate=args.activate, admin=args.admin)
+        activate=args.activate, admin=args.admin, username=args.username)
     out = user.as_json()
     out["token"] = token
     text = f"created {user.uuid} ({user.state})" + (f"\ntoken: {token}" if token else "")
@@ -215,8 +218,9 @@ async def user_modify(args: argparse.Namespace, ctx: Any) -> int:
         raise CommandFailed("choose one of --accept, --reject, --activate, --deactivate")
     if args.password is not None and args.no_password:
         raise CommandFailed("--password and --no-password contradict each other")
-    user = await ctx.accounts.modify_user(uuid, email=args.email, first_name=args.first_name,
-                                      last_name=args.last_name, is_admin=args.admin)
+    user = await ctx.accounts.modify_user(uuid, email=args.email, username=args.username,
+                                          first_name=args.first_name,
+                                          last_name=args.last_name, is_admin=args.admin)
     if args.password is not None or args.no_password:
         await ctx.accounts.set_password(uuid, None if args.no_password else args.password)
     if args.verify and user.state == "pending_verification":

@@ -43,7 +43,7 @@ from zope.interface import implementer
 
 from snfd import errors
 from snfd.db.pool import Database
-from snfd.identity import project_store, store, tokens
+from snfd.identity import assignments, project_store, roles, store, tokens
 from snfd.identity.mail import Mailer
 from snfd.identity.passwords import PasswordRule, Passwords
 from snfd.identity.providers import (
@@ -114,26 +114,31 @@ class Accounts:
 
     # -- users --------------------------------------------------------------
 
-    async def create_user(self, email: str, first_name: str = "", last_name: str = "",
+    async def create_user(self, email: str | None, first_name: str = "", last_name: str = "",
                           password: str | None = None, activate: bool = False,
                           admin: bool = False, verify: bool = True,
-                          ) -> tuple[User, str | None]:
+                          username: str | None = None) -> tuple[User, str | None]:
         """Create a user: the user and, when ``activate``d at once (by an
         administrator), its primary token.  Otherwise the user starts
-        ``pending_verification`` and, when ``verify``, gets a verification
-        mail."""
-        email = _check_email(email)
+        ``pending_verification`` and, when ``verify`` (and it has an email),
+        gets a verification mail.  ``username``: a login name apart from the
+        email; a user without an email needs one."""
+        email = _check_email(email) if email is not None else None
+        username = _check_username(username) if username is not None else None
+        if email is None and username is None:
+            raise errors.BadRequest("A user needs an email address or a username.")
         first_name = _check_name(first_name, "first_name")
         last_name = _check_name(last_name, "last_name")
         hashed = await self._hash(password) if password is not None else None
         uuid = str(uuid_module.uuid4())
         state = "active" if activate else "pending_verification"
         user = await self.db.run("identity.create_user", _create_txn, uuid, email,
-                                 first_name, last_name, state, admin, hashed, self.now())
+                                 first_name, last_name, state, admin, hashed, self.now(),
+                                 username)
         token = None
         if activate:
             token = await self.renew_token(uuid)
-        elif verify:
+        elif verify and email is not None:
             await self.send_verification(user)
         log.info("user {uuid} created ({state})", uuid=uuid, state=state)
         return user, token
@@ -160,7 +165,7 @@ class Accounts:
         return user
 
     async def get_user(self, ref: str) -> User:
-        """A user by uuid or email."""
+        """A user by uuid, email or username."""
         return await self.db.run("identity.get_user", store.find_user_txn, ref)
 
     async def list_users(self, state: str | None = None) -> list[User]:
@@ -169,6 +174,8 @@ class Accounts:
     async def modify_user(self, uuid: str, **fields: Any) -> User:
         if fields.get("email") is not None:
             fields["email"] = _check_email(fields["email"])
+        if fields.get("username") is not None:
+            fields["username"] = _check_username(fields["username"])
         return await self.db.run("identity.modify_user", store.modify_user_txn, uuid,
                                  self.now(), **fields)
 
@@ -192,6 +199,8 @@ class Accounts:
         log.info("user {uuid} deleted", uuid=uuid)
 
     async def send_verification(self, user: User) -> None:
+        if user.email is None:
+            return  # nowhere to send it: an administrator activates the user
         code = tokens.new_token()
         await self.db.run("identity.set_verification", store.set_verification_txn, user.uuid,
                           store.secret_hash(code), self.now())
@@ -278,6 +287,8 @@ class Accounts:
         existing = await self.db.run("identity.has_primary", store.has_primary_token_txn, user.uuid)
         if not existing:
             await self.renew_token(user.uuid)
+        if user.email is None:
+            return
         try:
             await self._mail(user.email, "Your account is active",
                              "Hello,\n\nyour account is active. Log in at"
@@ -382,10 +393,11 @@ class Accounts:
         return TooManyFailures("Too many failed logins; try again later.",
                                headers={"Retry-After": str(int(self.policy.login_window))})
 
-    async def check_password(self, email: str, password: str) -> str | None:
-        """The local provider's check: the uuid, ``None`` for an unknown
-        email, ``LoginFailed`` for a wrong password."""
-        found = await self.db.run("identity.password_of", store.password_hash_txn, email)
+    async def check_password(self, name: str, password: str) -> str | None:
+        """The local provider's check of a login by email or username: the
+        uuid, ``None`` for an unknown name, ``LoginFailed`` for a wrong
+        password."""
+        found = await self.db.run("identity.password_of", store.password_hash_txn, name)
         ok = await self.passwords.verify(found[1] if found else None, password)
         if found is None or found[1] is None:
             return None
@@ -397,6 +409,8 @@ class Accounts:
         return datetime.timedelta(seconds=self.policy.login_window)
 
     async def _user_for(self, identity: ExternalIdentity) -> User:
+        if identity.user:
+            return await self.get_user(identity.user)
         uuid = await self.db.run("identity.linked_user", store.linked_user_txn,
                                  identity.provider, identity.identifier)
         if uuid is not None:
@@ -446,7 +460,7 @@ class Accounts:
         cached = self.cache.get(key)
         if isinstance(cached, Token):
             return cached
-        token = await self.db.run("identity.validate_token", store.token_txn, key)
+        token = await self.db.run("identity.validate_token", _validate_txn, key)
         if token is None:
             raise errors.Unauthorized("Invalid token")
         if token.expires_at <= self.now():
@@ -531,15 +545,17 @@ def principal_of(token: Token) -> Principal:
     is_admin, groups = u.is_admin, u.groups
     cred = token.app_credential
     rules = None
+    granted = token.roles
     if cred is not None:
         is_admin = u.is_admin and "admin" in cred.roles
         groups = tuple(g for g in u.groups if g in cred.roles)
         rules = tuple((r.service, r.method, r.path) for r in cred.access_rules) or None
-    return Principal(user=u.uuid, email=u.email, name=u.name, is_admin=is_admin,
+        granted = cred.roles
+    return Principal(user=u.uuid, email=u.email or "", name=u.name, is_admin=is_admin,
                      groups=groups, project=token.project, expires_at=token.expires_at,
                      issued_at=token.issued_at, audit_ids=token.audit_ids,
                      methods=token.methods, app_credential=cred.id if cred else None,
-                     access_rules=rules)
+                     access_rules=rules, roles=tuple(granted))
 
 
 def _check_email(email: str) -> str:
@@ -549,6 +565,16 @@ def _check_email(email: str) -> str:
             or any(c.isspace() or unicodedata.category(c)[0] == "C" for c in email)):
         raise errors.BadRequest(f"{email!r} is not an email address.")
     return email
+
+
+def _check_username(username: str) -> str:
+    """A login name apart from the email, stripped: 1 to 255 characters,
+    no white space, control or format characters (400 otherwise)."""
+    username = (username or "").strip()
+    if (not username or len(username) > 255
+            or any(c.isspace() or unicodedata.category(c)[0] == "C" for c in username)):
+        raise errors.BadRequest(f"{username!r} is not a user name.")
+    return username
 
 
 def _check_name(name: str, field: str) -> str:
@@ -564,9 +590,11 @@ def _check_name(name: str, field: str) -> str:
 
 # -- transactions composed of store steps ------------------------------------
 
-def _create_txn(txn: Any, uuid: str, email: str, first: str, last: str, state: str,
-                admin: bool, hashed: str | None, now: datetime.datetime) -> User:
-    user = store.create_user_txn(txn, uuid, email, first, last, state, admin, hashed, now)
+def _create_txn(txn: Any, uuid: str, email: str | None, first: str, last: str, state: str,
+                admin: bool, hashed: str | None, now: datetime.datetime,
+                username: str | None = None) -> User:
+    user = store.create_user_txn(txn, uuid, email, first, last, state, admin, hashed, now,
+                                 username)
     if state == "active":
         project_store.create_system_project_txn(txn, uuid, f"system:{uuid}", now)
     return user
@@ -609,7 +637,7 @@ def _external_user_txn(txn: Any, identity: ExternalIdentity, verified: bool,
     """The user an external identity maps to: linked to the existing user
     with the same email when the provider vouches for emails, else new."""
     try:
-        user = store.find_user_txn(txn, identity.email)
+        user = store.find_user_txn(txn, identity.email, by_username=False)
     except errors.NotFound:
         user = None
     if user is not None and not verified:
@@ -637,6 +665,18 @@ def _issue_txn(txn: Any, uuid: str, token_hash: bytes, project: str | None,
     token = store.token_txn(txn, token_hash)
     assert token is not None
     return token
+
+
+def _validate_txn(txn: Any, token_hash: bytes) -> Token | None:
+    """The token with this hash and the roles its user holds on its
+    project (``admin`` for an administrator, as Keystone's tokens say)."""
+    token = store.token_txn(txn, token_hash)
+    if token is None or token.project is None:
+        return token
+    held = assignments.token_roles_txn(txn, token.user.uuid, token.project)
+    if token.user.is_admin:
+        held = roles.closure([*held, roles.ADMIN])
+    return attrs.evolve(token, roles=tuple(held))
 
 
 def _delete_user_txn(txn: Any, uuid: str) -> None:

@@ -8,9 +8,12 @@ What a grant is, by role (``roles.py`` has the roles themselves):
   user (an accepted membership, with the project's member quota);
   revoking the last one removes the membership.
 - ``admin`` of a user on a project: the user becomes an Astakos
-  administrator, which is global, and is enrolled in the project.  So it
-  is listed on every project the user is a member of, and revoking it
-  (on any project) ends it everywhere.
+  administrator, which is global, and is enrolled in the project (the
+  grant is recorded on the membership).  So it is listed on every project
+  the user is a member of.  Revoking it on a project where it was granted
+  removes that grant; the administrator flag ends when no grant of it
+  remains (or at once, revoked where it was never granted: an
+  administrator made by ``snf-manage``).
 - a role of a group on a project: every member of the group holds it
   there and is enrolled while it does; ``admin`` cannot be granted to a
   group.
@@ -92,7 +95,7 @@ class Assignments:
     async def token_roles(self, user: str, project: str) -> list[str]:
         """Every role the user holds on the project: its own, its groups',
         and the roles these imply."""
-        return await self._db.run("identity.token_roles", _token_roles_txn, user, project)
+        return await self._db.run("identity.token_roles", token_roles_txn, user, project)
 
     # -- group grants --
 
@@ -246,7 +249,7 @@ def _grant_txn(txn: Any, project_id: str, user: str, role: str,
             raise errors.Forbidden("A user's base project has its user as its only member.")
         store.modify_user_txn(txn, user, now, is_admin=True)
         store.notify_txn(txn, f"user:{user}")
-        _enroll_txn(txn, project, user, (), now)
+        _enroll_txn(txn, project, user, (roles.ADMIN,), now)
     else:
         _project_role(role)
         _enroll_txn(txn, project, user, (role,), now)
@@ -264,6 +267,21 @@ def _revoke_txn(txn: Any, project_id: str, user: str, role: str,
     if role == roles.ADMIN:
         if not person.is_admin:
             raise missing
+        had = project_store.stored_roles_txn(txn, existing.id)
+        if roles.ADMIN in had:
+            project_store.set_member_roles_txn(txn, existing.id,
+                                               [r for r in had if r != roles.ADMIN])
+            if any(roles.ADMIN in held.roles
+                   for held in project_store.member_roles_txn(txn, user=user)):
+                # granted on other projects too: still an administrator
+                _settle_txn(txn, project, user, now)
+                return
+        for held in project_store.member_roles_txn(txn, user=user):
+            if roles.ADMIN in held.roles:
+                membership = project_store.membership_of_txn(txn, held.project, user)
+                if membership is not None:
+                    project_store.set_member_roles_txn(
+                        txn, membership.id, [r for r in held.roles if r != roles.ADMIN])
         store.modify_user_txn(txn, user, now, is_admin=False)
         store.notify_txn(txn, f"user:{user}")
         # Global: every project where only the administrator flag held the
@@ -288,15 +306,24 @@ def _direct_roles_txn(txn: Any, project_id: str, user: str) -> list[str]:
     held = project_store.member_roles_txn(txn, user=user, project=project.id)
     if not held:
         return []
-    names = list(held[0].roles) + ([roles.ADMIN] if held[0].is_admin else [])
+    names = _held_names(held[0])
     return [n for n in roles.NAMES if n in names]
 
 
-def _token_roles_txn(txn: Any, user: str, project_id: str) -> list[str]:
+def _held_names(held: MemberRoles) -> list[str]:
+    """The roles of a membership: those stored (``admin`` only while the
+    user is an administrator) and ``admin`` for an administrator."""
+    names = [r for r in held.roles if r != roles.ADMIN]
+    return names + ([roles.ADMIN] if held.is_admin else [])
+
+
+def token_roles_txn(txn: Any, user: str, project_id: str) -> list[str]:
+    """Every role the user holds on the project (its own, its groups' and
+    the roles these imply); none when it is not a member."""
     held = project_store.member_roles_txn(txn, user=user, project=project_id)
     if not held:
         return []
-    names = list(held[0].roles) + ([roles.ADMIN] if held[0].is_admin else [])
+    names = _held_names(held[0])
     names += [g.role for g in project_store.group_roles_txn(txn, project=project_id,
                                                             user=user)]
     return roles.closure(names)
@@ -397,12 +424,12 @@ def _list_txn(txn: Any, user: str | None, group: str | None, project: str | None
             if user is not None and member != user:
                 continue
             person = store.get_user_txn(txn, member)
-            out += _expanded(g, member, person.email)
+            out += _expanded(g, member, person.login_name)
     return out
 
 
 def _member_assignments(held: MemberRoles, effective: bool) -> list[Assignment]:
-    granted = list(held.roles) + ([roles.ADMIN] if held.is_admin else [])
+    granted = _held_names(held)
     base = {"project": held.project, "project_name": held.project_name, "user": held.user,
             "user_name": held.user_name}
     out = [Assignment(r, **base) for r in roles.NAMES if r in granted]

@@ -17,7 +17,8 @@ Routes (relative to the mount):
   issues a new token; ``GET /tenants``.  Errors are the usual faults.
 
 There is one domain, ``Default`` (id ``default``).  A user's Keystone name
-is the email; the user's base project has the user's uuid as id and is
+is its username, or its email when it has none (a password login by name
+takes either); the user's base project has the user's uuid as id and is
 named ``system:<uuid>``.  Authentication of the caller (``X-Auth-Token``)
 happens in front, in ``snfd.web.auth.TokenAuth``.
 """
@@ -43,6 +44,8 @@ from snfd.identity.app_credentials import (
 )
 from snfd.identity.assignments import Assignments
 from snfd.identity.catalog import Catalog, stable_id
+from snfd.identity.domain import DOMAIN, DOMAIN_ID, DOMAIN_NAME
+from snfd.identity.keystone_admin import KeystoneAdmin
 from snfd.identity.projects import Projects
 from snfd.identity.providers import Credentials
 from snfd.identity.store import Token, User, is_uuid
@@ -50,10 +53,6 @@ from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_j
 from snfd.web.auth import user_of
 
 UTC = datetime.UTC
-
-DOMAIN_ID = "default"
-DOMAIN_NAME = "Default"
-DOMAIN = {"id": DOMAIN_ID, "name": DOMAIN_NAME}
 
 V3_ID = "v3.14"
 V3_UPDATED = "2020-04-07T00:00:00Z"
@@ -149,9 +148,6 @@ class KeystoneAPI:
     def __init__(self, accounts: Accounts, catalog: Catalog, reactor: Any, public_url: str,
                  max_body: int = MAX_JSON_BODY, credential_box: SecretBox | None = None,
                  projects: Projects | None = None, assignments: Assignments | None = None):
-        # keystone_admin builds on this module's documents: imported here.
-        from snfd.identity.keystone_admin import KeystoneAdmin
-
         self._accounts = accounts
         self._catalog = catalog
         self._reactor = reactor
@@ -210,7 +206,7 @@ class KeystoneAPI:
             # SNF:* are Synnefo extensions (ignored by OpenStack clients) so
             # that a node validating tokens over HTTP knows the same as one
             # validating them in process.
-            "user": {"id": user.uuid, "name": user.email, "domain": dict(DOMAIN),
+            "user": {"id": user.uuid, "name": user.login_name, "domain": dict(DOMAIN),
                      "password_expires_at": None, "SNF:display_name": user.name,
                      "SNF:admin": is_admin, "SNF:groups": list(groups)},
             "audit_ids": list(token.audit_ids),
@@ -362,7 +358,7 @@ class KeystoneAPI:
         if "id" in spec:
             user_id = _text(spec, "id", '"auth.identity.password.user.id"')
             try:
-                username = (await self._accounts.get_user(user_id)).email
+                username = (await self._accounts.get_user(user_id)).login_name
             except errors.NotFound:
                 username = user_id  # fails below, counted as a failed login
         elif "name" in spec:

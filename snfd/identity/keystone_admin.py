@@ -1,7 +1,9 @@
 """Keystone v3's administration API over the Astakos model, registered
 into ``KeystoneAPI``'s routes (under ``/identity/v3``).
 
-- Users (``/users``): a user's name is its email; ``description`` is its
+- Users (``/users``): a user's name is its username, or its email when it
+  has none (users made with a name that is an email address and no other
+  email keep the old Astakos form: the name is the email); ``description`` is its
   display name (first and last name); ``enabled`` is the Astakos state
   (``active``; disabling deactivates, enabling activates); the default
   project is Synnefo's.  Deleting a user deletes its base project, which
@@ -34,7 +36,7 @@ from snfd import errors
 from snfd.identity import roles
 from snfd.identity.accounts import Accounts
 from snfd.identity.assignments import Assignment, Assignments
-from snfd.identity.keystone import DOMAIN, DOMAIN_ID
+from snfd.identity.domain import DOMAIN, DOMAIN_ID
 from snfd.identity.project_store import Project
 from snfd.identity.projects import Projects
 from snfd.identity.providers import LoginFailed
@@ -45,6 +47,8 @@ from snfd.web.auth import Principal, user_of
 Handler = Callable[..., Any]
 
 _FALSE = ("0", "false", "no", "off")
+#: Keystone's limit on a project's name (Synnefo's own API allows 80).
+PROJECT_NAME_LENGTH = 64
 _NOT_ALLOWED = "You are not authorized to perform the requested action: {}."
 
 
@@ -95,9 +99,12 @@ def _opt_bool(data: dict[str, Any], key: str) -> bool | None:
 
 
 def _check_domain_id(data: dict[str, Any]) -> None:
+    """404 for a ``domain_id`` other than the one domain (Keystone's answer
+    for a domain that does not exist)."""
     domain = data.get("domain_id")
     if domain is not None and domain != DOMAIN_ID:
-        raise errors.BadRequest(f"There is one domain, {DOMAIN_ID!r}; not {domain!r}.")
+        raise errors.NotFound(f"Could not find domain: {domain} (there is one domain,"
+                              f" {DOMAIN_ID!r}).")
 
 
 def _split_name(description: str) -> tuple[str, str]:
@@ -201,12 +208,15 @@ class KeystoneAdmin:
         return {"self": f"{self._base}/v3/{path}", "previous": None, "next": None}
 
     def _user_json(self, user: User) -> dict[str, Any]:
-        return {"id": user.uuid, "name": user.email, "email": user.email,
-                "domain_id": DOMAIN_ID, "enabled": user.is_active,
+        out = {"id": user.uuid, "name": user.login_name, "email": user.email,
+               "domain_id": DOMAIN_ID, "enabled": user.is_active,
                 "default_project_id": user.default_project or user.uuid,
                 "description": f"{user.first_name} {user.last_name}".strip(),
                 "password_expires_at": None, "options": {},
                 "links": {"self": f"{self._base}/v3/users/{user.uuid}"}}
+        if user.email is None:
+            del out["email"]  # Keystone leaves out what a user does not have
+        return out
 
     def _project_json(self, project: Project) -> dict[str, Any]:
         return {"id": project.id, "name": project.name, "domain_id": DOMAIN_ID,
@@ -242,13 +252,13 @@ class KeystoneAdmin:
     # -- users -------------------------------------------------------------
 
     async def list_users(self, request: Any) -> bytes:
-        """Administrators; filters ``name`` (the email), ``domain_id``,
-        ``enabled``."""
+        """Administrators; filters ``name`` (the username, or the email of
+        a user without one), ``domain_id``, ``enabled``."""
         self._admin(request, "identity:list_users")
         users = await self._accounts.list_users()
         name = _args(request, "name")
         if name is not None:
-            users = [u for u in users if u.email.lower() == name.lower()]
+            users = [u for u in users if u.login_name.lower() == name.lower()]
         domain = _args(request, "domain_id")
         if domain is not None and domain != DOMAIN_ID:
             users = []
@@ -267,21 +277,20 @@ class KeystoneAdmin:
         name = _opt_text(data, "name")
         email = _opt_text(data, "email")
         if name is None:
-            raise errors.BadRequest("user.name (the user's email address) is required.")
-        if email is not None and email.strip().lower() != name.strip().lower():
-            raise errors.BadRequest("A user's name is its email address: name and email,"
-                                    " when both given, must be the same.")
-        if "@" not in name:
-            raise errors.BadRequest(f"A user's name is its email address; {name!r} is not"
-                                    " one.")
+            raise errors.BadRequest("user.name is required.")
+        username: str | None = name
+        if "@" in name and (email is None or email.strip().lower() == name.strip().lower()):
+            # Astakos's form: the name is the email.
+            username, email = None, name
         password = data.get("password")
         if password is not None and not isinstance(password, str):
             raise errors.BadRequest("user.password must be a string.")
         enabled = _opt_bool(data, "enabled")
         first, last = _split_name(_opt_text(data, "description", 129) or "")
         default_project = await self._default_project(data)
-        user, _ = await self._accounts.create_user(name, first, last, password=password,
-                                                   activate=True, verify=False)
+        user, _ = await self._accounts.create_user(email, first, last, password=password,
+                                                   activate=True, verify=False,
+                                                   username=username)
         if default_project is not None:
             user = await self._accounts.modify_user(user.uuid, default_project=default_project)
         if enabled is False:
@@ -301,17 +310,23 @@ class KeystoneAdmin:
         return json_body(request, {"user": self._user_json(await self._user(user_id))})
 
     async def update_user(self, request: Any, user_id: str) -> bytes:
-        """``name``/``email``, ``password`` (every token of the user ends),
-        ``enabled``, ``default_project_id``, ``description``."""
+        """``name``, ``email``, ``password`` (every token of the user ends),
+        ``enabled``, ``default_project_id``, ``description``.  A new name
+        of a user named by its email, that is an email address (and the
+        same as ``email`` when given), is its new email; otherwise it is
+        the username."""
         self._admin(request, "identity:update_user")
         user = await self._user(user_id)
         data = _body(request, "user", self._max_body)
         _check_domain_id(data)
         name, email = _opt_text(data, "name"), _opt_text(data, "email")
-        if name is not None and email is not None and name.lower() != email.lower():
-            raise errors.BadRequest("A user's name is its email address: name and email,"
-                                    " when both given, must be the same.")
-        fields: dict[str, Any] = {"email": name or email}
+        fields: dict[str, Any] = {"email": email}
+        if name is not None:
+            if (user.username is None and "@" in name
+                    and (email is None or email.lower() == name.lower())):
+                fields["email"] = name
+            elif name != user.login_name:
+                fields["username"] = name
         description = _opt_text(data, "description", 129)
         if description is not None:
             fields["first_name"], fields["last_name"] = _split_name(description)
@@ -362,7 +377,7 @@ class KeystoneAdmin:
             raise errors.Forbidden(_NOT_ALLOWED.format("identity:change_password"))
         user = await self._user(user_id)
         try:
-            ok = await self._accounts.check_password(user.email, original)
+            ok = await self._accounts.check_password(user.login_name, original)
         except LoginFailed:
             ok = None
         if ok != user.uuid:
@@ -374,14 +389,12 @@ class KeystoneAdmin:
     # -- projects ----------------------------------------------------------
 
     async def list_projects(self, request: Any) -> bytes:
-        """Administrators: every active or suspended project; others: their
-        own.  Filters ``name``, ``domain_id``, ``enabled``, ``parent_id``,
-        ``is_domain``."""
-        caller = user_of(request)
-        if caller.is_admin:
-            projects = await self._projects.alive_projects()
-        else:
-            projects = await self._accounts.user_projects(caller.user or "")
+        """Administrators: every active or suspended project (others list
+        theirs with ``/auth/projects`` or ``/users/<id>/projects``: 403
+        here, as in Keystone).  Filters ``name``, ``domain_id``,
+        ``enabled``, ``parent_id``, ``is_domain``."""
+        self._admin(request, "identity:list_projects")
+        projects = await self._projects.alive_projects()
         name = _args(request, "name")
         if name is not None:
             projects = [p for p in projects if p.name == name]
@@ -407,7 +420,7 @@ class KeystoneAdmin:
         if parent is not None and parent != DOMAIN_ID:
             raise errors.Forbidden("Projects form one flat tree: parent_id can only be"
                                    f" {DOMAIN_ID!r}.")
-        name = _opt_text(data, "name", 80)
+        name = _opt_text(data, "name", PROJECT_NAME_LENGTH)
         if name is None:
             raise errors.BadRequest("project.name is required.")
         enabled = _opt_bool(data, "enabled")
@@ -440,7 +453,7 @@ class KeystoneAdmin:
                 raise errors.Forbidden(f"{key} cannot be changed.")
         await self._visible_project(caller, project_id)
         project = await self._projects.update_fields(
-            caller, project_id, name=_opt_text(data, "name", 80),
+            caller, project_id, name=_opt_text(data, "name", PROJECT_NAME_LENGTH),
             description=_opt_text(data, "description", 4096),
             enabled=_opt_bool(data, "enabled"))
         return json_body(request, {"project": self._project_json(project)})
@@ -599,7 +612,7 @@ class KeystoneAdmin:
 
     async def fixed_roles(self, request: Any, **_: Any) -> bytes:
         user_of(request)
-        raise errors.Forbidden("The roles are fixed (admin, member, reader, service) and so"
+        raise errors.Forbidden(f"The roles are fixed ({', '.join(roles.NAMES)}) and so"
                                " are their implications; they cannot be created, changed"
                                " or deleted.")
 

@@ -789,7 +789,7 @@ def member_roles_txn(txn: Any, *, user: str | None = None,
         where.append("m.project::text = %s")
         args.append(project.lower())
     txn.execute(
-        f"""SELECT m.user_uuid::text, u.email, u.is_admin, p.id::text, p.name,
+        f"""SELECT m.user_uuid::text, coalesce(u.username, u.email), u.is_admin, p.id::text, p.name,
                    p.system_project, m.roles
             FROM identity_memberships m
             JOIN identity_users u ON u.uuid = m.user_uuid
@@ -858,11 +858,19 @@ def group_projects_txn(txn: Any, group_id: str) -> list[str]:
 
 def user_quota_in_use_txn(txn: Any, user_uuid: str) -> bool:
     """Whether any holding of the user (or of its system project) has
-    usage, settled or pending."""
+    usage: settled usage left once its pending releases are done
+    (``usage_min``), or a pending import.  A release still pending is
+    counted as done: the service has already let the resource go (a
+    container deleted just before the user is, whose commission the holder
+    learns in the background, does not keep the user alive)."""
+    refs = (user_ref(user_uuid), project_ref(user_uuid))
     txn.execute(
         """SELECT 1 FROM identity_holdings
-           WHERE (holder = %s OR holder = %s) AND usage_max > 0 LIMIT 1""",
-        (user_ref(user_uuid), project_ref(user_uuid)))
+           WHERE (holder = %s OR holder = %s) AND usage_min > 0
+           UNION ALL
+           SELECT 1 FROM identity_provisions
+           WHERE (holder = %s OR holder = %s) AND quantity > 0
+           LIMIT 1""", refs + refs)
     return txn.fetchone() is not None
 
 

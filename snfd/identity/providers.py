@@ -39,7 +39,8 @@ class Credentials:
 @attrs.frozen
 class ExternalIdentity:
     """What a provider proved: its stable ``identifier`` for the person and
-    the attributes it knows (an empty string when it does not)."""
+    the attributes it knows (an empty string when it does not).  ``user``
+    is the user's uuid when the provider itself knows it (the local one)."""
 
     provider: str
     identifier: str
@@ -47,6 +48,7 @@ class ExternalIdentity:
     first_name: str = ""
     last_name: str = ""
     info: Mapping[str, Any] = attrs.field(factory=dict)
+    user: str = ""
 
 
 class LoginFailed(Exception):
@@ -59,10 +61,11 @@ class ProviderUnavailable(Exception):
 
 @implementer(IAuthProvider)
 class LocalProvider:
-    """Email and password checked against the argon2 hash in the database.
+    """Email (or username) and password checked against the argon2 hash in
+    the database.
 
-    ``check`` is ``async check(email, password) -> str | None``: the user's
-    uuid when the password matches, ``None`` when the email is unknown or
+    ``check`` is ``async check(name, password) -> str | None``: the user's
+    uuid when the password matches, ``None`` when the name is unknown or
     has no local password; it raises ``LoginFailed`` on a wrong password.
     """
 
@@ -79,4 +82,5 @@ class LocalProvider:
         uuid = await self._check(credentials.username, credentials.password)
         if uuid is None:
             return None
-        return ExternalIdentity("local", credentials.username.lower(), email=credentials.username)
+        return ExternalIdentity("local", credentials.username.lower(),
+                                email=credentials.username, user=uuid)

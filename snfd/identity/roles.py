@@ -1,6 +1,8 @@
 """Keystone's roles over the Astakos model: pure rules, no I/O.
 
-The roles are fixed: ``admin``, ``member``, ``reader`` and ``service``.
+The roles are fixed: ``admin``, ``member``, ``reader``, ``service`` and
+``ResellerAdmin`` (Swift's reseller administrator: the object store lets
+it set account quotas).
 ``admin`` implies ``member``, which implies ``reader`` (the implication
 rules Keystone's bootstrap creates), so a token carries the closure of
 what was granted.  ``admin`` is the Astakos administrator flag of the user
@@ -18,11 +20,12 @@ ADMIN = "admin"
 MEMBER = "member"
 READER = "reader"
 SERVICE = "service"
+RESELLER_ADMIN = "ResellerAdmin"
 
 #: Every role, in the order they are listed.
-NAMES = (ADMIN, MEMBER, READER, SERVICE)
+NAMES = (ADMIN, MEMBER, READER, SERVICE, RESELLER_ADMIN)
 #: The roles a membership (or a group's grant) can hold.
-PROJECT_ROLES = (MEMBER, READER, SERVICE)
+PROJECT_ROLES = (MEMBER, READER, SERVICE, RESELLER_ADMIN)
 
 #: Direct implication rules: prior role -> the roles it implies.
 IMPLIES: dict[str, tuple[str, ...]] = {ADMIN: (MEMBER,), MEMBER: (READER,)}
@@ -32,6 +35,8 @@ DESCRIPTIONS = {
     MEMBER: "A member of the project: uses its quota.",
     READER: "Reads the project's resources.",
     SERVICE: "A service user.",
+    RESELLER_ADMIN: "Swift's reseller administrator: sets the object store's account"
+                    " quotas.",
 }
 
 
@@ -43,6 +48,12 @@ def role_id(name: str) -> str:
 def by_id(rid: str) -> str | None:
     """The name of the role with this id (or ``None``)."""
     return next((n for n in NAMES if role_id(n) == rid), None)
+
+
+def by_name(name: str) -> str | None:
+    """The role of this name, compared without regard to case as Keystone
+    does (or ``None``)."""
+    return next((n for n in NAMES if n.lower() == name.lower()), None)
 
 
 def closure(names: Iterable[str]) -> list[str]:

@@ -27,7 +27,8 @@ _USER_COLUMNS = """
     u.password_hash IS NOT NULL, u.default_project::text, u.created_at,
     u.verified_at, u.moderated_at, u.activated_at, u.state_reason,
     coalesce((SELECT array_agg(g.group_name ORDER BY g.group_name)
-              FROM identity_user_groups g WHERE g.user_uuid = u.uuid), '{}')
+              FROM identity_user_groups g WHERE g.user_uuid = u.uuid), '{}'),
+    u.username
 """
 
 
@@ -39,8 +40,12 @@ def secret_hash(secret: str) -> bytes:
 
 @attrs.frozen
 class User:
+    """A user.  ``email`` and ``username`` are both optional but one is
+    set: the Keystone name (``login_name``) is the username when there is
+    one, else the email."""
+
     uuid: str
-    email: str
+    email: str | None
     first_name: str
     last_name: str
     state: str
@@ -53,12 +58,24 @@ class User:
     activated_at: datetime.datetime | None
     state_reason: str
     groups: tuple[str, ...]
+    username: str | None = None
+
+    @property
+    def login_name(self) -> str:
+        """The Keystone name: the username, or the email."""
+        return self.username or self.email or ""
+
+    @property
+    def local_identifier(self) -> str:
+        """The identifier of the user's local (password) login link: the
+        email, or the username of a user without one, lowercased."""
+        return (self.email or self.username or "").lower()
 
     @property
     def name(self) -> str:
-        """The display name: first and last name, or the email."""
+        """The display name: first and last name, or the login name."""
         full = f"{self.first_name} {self.last_name}".strip()
-        return full or self.email
+        return full or self.login_name
 
     @property
     def is_active(self) -> bool:
@@ -66,7 +83,8 @@ class User:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "uuid": self.uuid, "email": self.email, "first_name": self.first_name,
+            "uuid": self.uuid, "email": self.email, "username": self.username,
+            "first_name": self.first_name,
             "last_name": self.last_name, "state": self.state, "is_admin": self.is_admin,
             "has_password": self.has_password, "default_project": self.default_project,
             "groups": list(self.groups), "created_at": _iso(self.created_at),
@@ -112,6 +130,9 @@ class Token:
     expires_at: datetime.datetime
     #: set when the token was issued from an application credential
     app_credential: TokenCredential | None = None
+    #: the roles the user holds on ``project`` (names, implied ones
+    #: included), as validation found them
+    roles: tuple[str, ...] = ()
 
     @property
     def audit_ids(self) -> tuple[str, ...]:
@@ -132,32 +153,48 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 def _user(row: Sequence[Any]) -> User:
     return User(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                row[9], row[10], row[11], row[12], tuple(row[13]))
+                row[9], row[10], row[11], row[12], tuple(row[13]), row[14])
 
 
 # -- users ----------------------------------------------------------------
 
-def create_user_txn(txn: Any, uuid: str, email: str, first_name: str, last_name: str,
-                    state: str, is_admin: bool, password_hash: str | None,
-                    now: datetime.datetime) -> User:
-    """Insert a user; ``Conflict`` when the email is taken (case-insensitive)."""
-    txn.execute("SELECT 1 FROM identity_users WHERE lower(email) = lower(%s)", (email,))
+def _check_free_txn(txn: Any, what: str, value: str | None, uuid: str) -> None:
+    """``Conflict`` when another user than ``uuid`` has ``value`` as its
+    email or username (case-insensitive): a password login by either must
+    name one user."""
+    if value is None:
+        return
+    txn.execute("SELECT 1 FROM identity_users WHERE (lower(email) = lower(%s)"
+                " OR lower(username) = lower(%s)) AND uuid <> %s", (value, value, uuid))
     if txn.fetchone():
-        raise errors.Conflict(f"A user with the email {email} exists already.")
+        raise errors.Conflict(f"A user with the {what} {value} exists already.")
+
+
+def create_user_txn(txn: Any, uuid: str, email: str | None, first_name: str, last_name: str,
+                    state: str, is_admin: bool, password_hash: str | None,
+                    now: datetime.datetime, username: str | None = None) -> User:
+    """Insert a user; ``Conflict`` when the email or the username is taken
+    (as another user's email or username, case-insensitive)."""
+    if email is None and username is None:
+        raise errors.BadRequest("A user needs an email or a username.")
+    _check_free_txn(txn, "email", email, uuid)
+    _check_free_txn(txn, "name", username, uuid)
     try:
         txn.execute(
-            "INSERT INTO identity_users (uuid, email, first_name, last_name, state, is_admin,"
-            " password_hash, created_at, updated_at, verified_at, activated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (uuid, email, first_name, last_name, state, is_admin, password_hash, now, now,
-             now if state in ("pending_moderation", "active") else None,
+            "INSERT INTO identity_users (uuid, email, username, first_name, last_name, state,"
+            " is_admin, password_hash, created_at, updated_at, verified_at, activated_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (uuid, email, username, first_name, last_name, state, is_admin, password_hash,
+             now, now, now if state in ("pending_moderation", "active") else None,
              now if state == "active" else None))
     except psycopg2.errors.UniqueViolation:
         # Another transaction took the email between the check and here.
-        raise errors.Conflict(f"A user with the email {email} exists already.") from None
+        raise errors.Conflict(f"A user with the email or name {email or username} exists"
+                              " already.") from None
+    user = get_user_txn(txn, uuid)
     if password_hash is not None:
-        link_txn(txn, "local", email.lower(), uuid, {})
-    return get_user_txn(txn, uuid)
+        link_txn(txn, "local", user.local_identifier, uuid, {})
+    return user
 
 
 def get_user_txn(txn: Any, uuid: str) -> User:
@@ -171,12 +208,14 @@ def get_user_txn(txn: Any, uuid: str) -> User:
     return _user(row)
 
 
-def find_user_txn(txn: Any, ref: str) -> User:
-    """A user by uuid or by email (case-insensitive)."""
+def find_user_txn(txn: Any, ref: str, by_username: bool = True) -> User:
+    """A user by uuid, by email or (``by_username``) by username
+    (case-insensitive)."""
     if is_uuid(ref):
         return get_user_txn(txn, ref)
     txn.execute(f"SELECT {_USER_COLUMNS} FROM identity_users u"
-                " WHERE lower(u.email) = lower(%s)", (ref,))
+                " WHERE lower(u.email) = lower(%s) OR (%s AND lower(u.username) = lower(%s))",
+                (ref, by_username, ref))
     row = txn.fetchone()
     if row is None:
         raise errors.NotFound(f"No user {ref}.")
@@ -195,10 +234,12 @@ def count_users_txn(txn: Any) -> int:
     return int(txn.fetchone()[0])
 
 
-def password_hash_txn(txn: Any, email: str) -> tuple[str, str | None, str] | None:
-    """``(uuid, argon2 hash or None, state)`` of the user with this email."""
+def password_hash_txn(txn: Any, name: str) -> tuple[str, str | None, str] | None:
+    """``(uuid, argon2 hash or None, state)`` of the user with this email or
+    username (case-insensitive)."""
     txn.execute("SELECT uuid::text, password_hash, state FROM identity_users"
-                " WHERE lower(email) = lower(%s)", (email,))
+                " WHERE lower(email) = lower(%s) OR lower(username) = lower(%s)",
+                (name, name))
     row = txn.fetchone()
     return (row[0], row[1], row[2]) if row else None
 
@@ -212,26 +253,25 @@ def set_password_txn(txn: Any, uuid: str, password_hash: str | None,
         txn.execute("DELETE FROM identity_auth_links WHERE provider = 'local'"
                     " AND user_uuid = %s", (uuid,))
     else:
-        link_txn(txn, "local", user.email.lower(), uuid, {})
+        link_txn(txn, "local", user.local_identifier, uuid, {})
 
 
 def modify_user_txn(txn: Any, uuid: str, now: datetime.datetime, **fields: Any) -> User:
-    """Change ``email``, ``first_name``, ``last_name``, ``is_admin`` or
-    ``default_project`` (those given and not ``None``)."""
-    allowed = ("email", "first_name", "last_name", "is_admin", "default_project")
+    """Change ``email``, ``username``, ``first_name``, ``last_name``,
+    ``is_admin`` or ``default_project`` (those given and not ``None``)."""
+    allowed = ("email", "username", "first_name", "last_name", "is_admin", "default_project")
     changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
     before = get_user_txn(txn, uuid)
-    if "email" in changes and changes["email"].lower() != before.email.lower():
-        txn.execute("SELECT 1 FROM identity_users WHERE lower(email) = lower(%s)",
-                    (changes["email"],))
-        if txn.fetchone():
-            raise errors.Conflict(f"A user with the email {changes['email']} exists already.")
-        txn.execute("UPDATE identity_auth_links SET identifier = %s WHERE provider = 'local'"
-                    " AND user_uuid = %s", (changes["email"].lower(), uuid))
+    _check_free_txn(txn, "email", changes.get("email"), uuid)
+    _check_free_txn(txn, "name", changes.get("username"), uuid)
     for column, value in changes.items():
         txn.execute(f"UPDATE identity_users SET {column} = %s WHERE uuid = %s", (value, uuid))
     txn.execute("UPDATE identity_users SET updated_at = %s WHERE uuid = %s", (now, uuid))
-    return get_user_txn(txn, uuid)
+    after = get_user_txn(txn, uuid)
+    if after.local_identifier != before.local_identifier:
+        txn.execute("UPDATE identity_auth_links SET identifier = %s WHERE provider = 'local'"
+                    " AND user_uuid = %s", (after.local_identifier, uuid))
+    return after
 
 
 def set_state_txn(txn: Any, uuid: str, state: str, reason: str,
@@ -274,17 +314,19 @@ def users_by_ref_txn(txn: Any, uuids: Sequence[str] | None,
     """``(uuid, email)`` pairs for the given uuids and emails (unknown ones
     are left out); both ``None``: every user."""
     if uuids is None and emails is None:
-        txn.execute("SELECT uuid::text, email FROM identity_users ORDER BY email")
+        txn.execute("SELECT uuid::text, coalesce(email, username) FROM identity_users"
+                    " ORDER BY 2")
         return [(r[0], r[1]) for r in txn.fetchall()]
     out: dict[str, str] = {}
     good = [u for u in (uuids or ()) if is_uuid(u)]
     if good:
-        txn.execute("SELECT uuid::text, email FROM identity_users WHERE uuid = ANY(%s::uuid[])",
-                    (good,))
+        txn.execute("SELECT uuid::text, coalesce(email, username) FROM identity_users"
+                    " WHERE uuid = ANY(%s::uuid[])", (good,))
         out.update((r[0], r[1]) for r in txn.fetchall())
     if emails:
-        txn.execute("SELECT uuid::text, email FROM identity_users"
-                    " WHERE lower(email) = ANY(%s)", ([e.lower() for e in emails],))
+        txn.execute("SELECT uuid::text, coalesce(email, username) FROM identity_users"
+                    " WHERE lower(email) = ANY(%s) OR lower(username) = ANY(%s)",
+                    ([e.lower() for e in emails], [e.lower() for e in emails]))
         out.update((r[0], r[1]) for r in txn.fetchall())
     return sorted(out.items())
 

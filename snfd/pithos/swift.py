@@ -31,6 +31,7 @@ import datetime
 import hashlib
 import http
 import json
+import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -232,10 +233,14 @@ def _same_user(given: str, principal: Any) -> bool:
 #   group of the account ``<owner>`` (``X-Account-Group-<group>``).
 # - ``system:<uuid>:<user name>`` (Swift's ``<project>:<user>`` by name, for
 #   a user's own project, which has that one member) -> that user.
+# - ``<project id>:<user id>`` (both uuids: Keystone's ids) -> that user
+#   (Pithos shares with users, not with a user acting in one project).
 #
 # Entries are stripped of spaces and lowercased, as Pithos sharing is;
 # ``ANYONE``, else ``*``, absorbs the other entries of its list.
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                   r"[0-9a-fA-F]{12}")
 _REFERRER_PREFIXES = (".r:", ".ref:", ".referer:", ".referrer:")
 ACCOUNT_ACL_KEYS = ("admin", "read-write", "read-only")
 
@@ -254,6 +259,8 @@ def _entry(item: str, header: str) -> str:
         return second
     if second == "*" or second == user:
         return user
+    if _UUID.fullmatch(user) and _UUID.fullmatch(second):
+        return second
     return item
 
 

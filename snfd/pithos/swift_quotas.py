@@ -47,7 +47,9 @@ from snfd.pithos.requests import Call, Reply, Target
 from snfd.pithos.symlinks import SYMLOOP_MAX, link_of
 
 RESELLER_ADMIN = "ResellerAdmin"
-"""The group (Keystone role) of Swift's reseller administrators."""
+"""Swift's reseller administrators: the Keystone role (granted on the
+token's project), or an Astakos group of that name (which tokens carry as
+a role too)."""
 
 OVER_QUOTA = "Upload exceeds quota."
 
@@ -67,11 +69,13 @@ _ACCOUNT_HEADERS = {
 
 
 def is_reseller(request: Any) -> bool:
-    """Whether the caller is a reseller administrator."""
+    """Whether the caller is a reseller administrator: its token carries
+    the ``ResellerAdmin`` role, or it is in the group of that name."""
     principal = getattr(request, "principal", None)
-    groups = getattr(principal, "groups", ()) or ()
-    return principal is not None and not principal.is_component and \
-        RESELLER_ADMIN.lower() in (g.lower() for g in groups)
+    if principal is None or principal.is_component:
+        return False
+    names = (*(getattr(principal, "groups", ()) or ()), *(getattr(principal, "roles", ()) or ()))
+    return RESELLER_ADMIN.lower() in (n.lower() for n in names)
 
 
 def protected(key: str) -> bool:

@@ -3,13 +3,14 @@ fresh snfd node.
 
 Steps: make tempest's virtualenv if absent (pinned ``tempest==47.0.0``);
 create a fresh database on the test PostgreSQL; start ``twistd snfd`` with
-the plugins the chosen services need; provision tempest's accounts with
-``snf-manage`` (pre-provisioned credentials: users without roles for the
-primary/alt pools, users in the ``ResellerAdmin`` group for Swift's
-reseller-admin tests); write ``tempest.conf`` and ``accounts.yaml``, with
-every skip written and explained in the config; run tempest's API tests of
-each service; print ``<service>: N passed, N failed, N skipped``.  The exit
-status is non-zero when any test failed or errored.
+the plugins the chosen services need; write ``tempest.conf`` with tempest's
+dynamic credentials (tempest makes its projects and users through the
+Keystone admin API, as the node's first administrator) and every
+feature flag explained, and beside it the exclude list of the tests a
+single-domain Astakos cloud cannot serve (``EXCLUDED``, each with its
+reason); run tempest's API tests of each service; print ``<service>: N
+passed, N failed, N skipped``, the skip reasons and the exclusions.  The
+exit status is non-zero when any test failed or errored.
 
 Run it as ``python -m snfd.testing.conformance [--keep DIR] [--regex R]
 [service ...]`` (services: ``object-storage``, ``identity``).  Everything it
@@ -19,7 +20,6 @@ starts is stopped and the database dropped at the end, also on failure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +44,100 @@ SERVICES: dict[str, tuple[str, str]] = {
     "identity": (r"^tempest\.api\.identity\.", "identity,pithos"),
 }
 
-#: How many accounts tempest gets per pool (about 2 x concurrency is the minimum).
-ACCOUNTS_PER_POOL = 6
+#: Tempest's concurrency (each worker gets its own dynamic credentials).
 CONCURRENCY = 2
+
+#: Tests no ``[identity-feature-enabled]`` flag turns off and that a
+#: single-domain Astakos cloud cannot serve: ``(regex, reason)``.  They go
+#: to the exclude list written beside ``tempest.conf`` (``tempest run
+#: --exclude-list``), each regex after a ``#`` comment with its reason.
+_ID = r"^tempest\.api\.identity\."
+EXCLUDED: tuple[tuple[str, str], ...] = (
+    (_ID + r"admin\.v3\.test_domains\.",
+     "One domain (Default): domains cannot be created, changed or deleted."),
+    (_ID + r"admin\.v3\.test_domains_negative\.",
+     "One domain (Default): domains cannot be created, changed or deleted."),
+    (_ID + r"admin\.v3\.test_domain_configuration\.",
+     "No domain-specific configuration: one domain, one identity backend."),
+    (_ID + r"admin\.v3\.test_default_project_id\.",
+     "Creates a second domain to hold its user and project."),
+    (_ID + r"admin\.v3\.test_groups\.GroupsV3TestJSON\.",
+     "Its class setup creates a second domain (for the domain filter of one test)."),
+    (_ID + r"admin\.v3\.test_list_users\.UsersV3TestJSON\.",
+     "Its class setup creates a second domain to hold some of its users."),
+    (_ID + r"admin\.v3\.test_roles\.RolesV3TestJSON\.",
+     "Its class setup creates roles and a second domain; snfd's roles are fixed"
+     " (admin, member, reader, service, ResellerAdmin) and granted on projects only."),
+    (_ID + r"admin\.v3\.test_list_projects\.ListProjectsTestJSON\.",
+     "Its class setup nests a project under another; Synnefo projects form one flat"
+     " tree."),
+    (_ID + r"admin\.v3\.test_projects\.ProjectsTestJSON\.test_project_create_with_domain\b",
+     "Creates a second domain for the project."),
+    (_ID + r"admin\.v3\.test_projects\.ProjectsTestJSON\.test_project_create_with_parent\b",
+     "Project hierarchy: Synnefo projects form one flat tree."),
+    (_ID + r"admin\.v3\.test_projects\.ProjectsTestJSON\.test_create_is_domain_project\b",
+     "Projects acting as domains: there is one domain."),
+    (_ID + r"admin\.v3\.test_tokens\.TokensV3TestJSON\.test_rescope_token\b",
+     "Creates a role: snfd's roles are fixed."),
+    (_ID + r"admin\.v3\.test_tokens\.TokensV3TestJSON\.test_get_available_domain_scopes\b",
+     "Creates domains and domain-scoped grants: tokens are scoped to projects only."),
+    (_ID + r"admin\.v3\.test_project_tags\.",
+     "Project tags are not stored (Synnefo projects have none)."),
+    (_ID + r"admin\.v3\.test_(endpoints|endpoints_negative|endpoint_groups|regions|services)\.",
+     "The catalog is made from the node's own services; it has no CRUD API."),
+    (_ID + r"admin\.v3\.test_policies\.",
+     "No policy blobs API (OS-POLICY): who may do what is snfd's fixed table."),
+    (_ID + r"admin\.v3\.test_oauth_consumers\.", "OAuth 1.0a (OS-OAUTH1) is not served."),
+    (_ID + r"admin\.v3\.test_(projects\.ProjectsTestJSON|users\.UsersV3TestJSON"
+     r"|list_projects\.ListProjectsStaticTestJSON)\.",
+     "Its credentials include a system-scoped reader (a role on the system): system role"
+     " assignments and system-scoped tokens are not served; grants are on projects."),
+    (_ID + r"admin\.v3\.test_application_credentials\.ApplicationCredentialsV3AdminTest\."
+     r"test_create_application_credential_with_roles\b",
+     "Creates a role: snfd's roles are fixed."),
+    (_ID + r"admin\.v3\.test_credentials\.",
+     "The generic credential store (/v3/credentials) is not served; EC2 credentials"
+     " are, under /v3/users/<id>/credentials/OS-EC2."),
+)
+
+
+def exclude_list() -> str:
+    """The exclude list tempest reads (``--exclude-list``): each regex of
+    ``EXCLUDED`` after a comment with its reason."""
+    lines = ["# Written by snfd's `./dev conformance` (EXCLUDED in"
+             " snfd/testing/conformance.py):",
+             "# tests a single-domain Astakos cloud cannot serve.", ""]
+    for regex, reason in EXCLUDED:
+        lines += [f"# {reason}", regex]
+    return "\n".join(lines) + "\n"
 
 
 @attrs.frozen
-class Account:
+class Admin:
+    """The node's first administrator, as ``bootstrap_admin`` wrote it."""
+
     username: str
     password: str
     project_name: str
-    roles: tuple[str, ...]
+
+
+def node_admin(node: CloudNode) -> Admin:
+    """The first administrator of ``node``, from
+    ``<state_dir>/admin-credentials``; its project is its base project
+    (``system:<uuid>``)."""
+    path = node.state_dir / "admin-credentials"
+    deadline = time.monotonic() + 60
+    while not path.exists():  # the identity service writes it once started
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no {path} after 60 s:\n{node.tail()}")
+        time.sleep(0.2)
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            found[key] = value
+    return Admin(found["OS_USERNAME"], found["OS_PASSWORD"],
+                 f"system:{found['OS_PROJECT_ID']}")
 
 
 def tempest_venv(path: Path) -> Path:
@@ -76,54 +160,11 @@ def _base_python() -> str:
     return base
 
 
-def provision(node: CloudNode, count: int) -> list[Account]:
-    """``count`` plain users, ``count`` operators (role ``member``) and two
-    reseller administrators (group ``ResellerAdmin``, which tokens carry as
-    a role)."""
-    node.manage("group-add", "ResellerAdmin")
-    accounts = []
-    for pool, roles in (("plain", ()), ("operator", ("member",)),
-                        ("reseller", ("ResellerAdmin",))):
-        for i in range(count if pool != "reseller" else 2):
-            user = node.add_user(f"tempest-{pool}-{i}@example.org")
-            if pool == "reseller":
-                node.manage("group-member-add", "ResellerAdmin", user.email)
-            accounts.append(Account(user.email, user.password, _project_name(node, user),
-                                    roles))
-    return accounts
-
-
-def _project_name(node: CloudNode, user: Any) -> str:
-    """The name Keystone gives the user's own project (tempest logs in by
-    project name)."""
-    status, _, body = node.request(
-        "POST", "/identity/v3/auth/tokens", None, json.dumps({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user.email, "domain": {"id": "default"},
-                "password": user.password}}},
-            "scope": {"project": {"id": user.uuid}}}}).encode(),
-        {"Content-Type": "application/json"})
-    if status != 201:
-        raise SystemExit(f"cannot log in as {user.email}: {status} {body[:200]!r}")
-    return str(json.loads(body)["token"]["project"]["name"])
-
-
-def accounts_yaml(accounts: list[Account]) -> str:
-    lines = []
-    for a in accounts:
-        lines += [f"- username: {json.dumps(a.username)}",
-                  f"  password: {json.dumps(a.password)}",
-                  f"  project_name: {json.dumps(a.project_name)}",
-                  "  domain_name: Default"]
-        if a.roles:
-            lines.append(f"  roles: {json.dumps(list(a.roles))}")
-    return "\n".join(lines) + "\n"
-
-
-def tempest_conf(url: str, accounts_file: Path, info: dict[str, Any], services: list[str],
+def tempest_conf(url: str, admin: Admin, info: dict[str, Any], services: list[str],
                  log_dir: Path) -> str:
     """The whole ``tempest.conf``: endpoints, credentials, what the node
-    serves, and each skip with its reason."""
+    serves, each flag with its reason (the tests no flag turns off are in
+    ``exclude_list()``)."""
     apis = ",".join(sorted(k for k in info if k not in ("swift",) and not k.startswith("_")))
     swift = "object-storage" in services
     return f"""\
@@ -134,9 +175,13 @@ log_file = tempest.log
 use_stderr = false
 
 [auth]
-# Pre-provisioned accounts made by snf-manage (see accounts.yaml).
-use_dynamic_credentials = false
-test_accounts_file = {accounts_file}
+# Tempest makes a project and users with roles for each test class through
+# the Keystone admin API, as the node's first administrator.
+use_dynamic_credentials = true
+admin_username = {admin.username}
+admin_password = {admin.password}
+admin_project_name = {admin.project_name}
+admin_domain_name = Default
 default_credentials_domain_name = Default
 create_isolated_networks = false
 
@@ -146,11 +191,35 @@ auth_version = v3
 region = RegionOne
 v3_endpoint_type = public
 disable_ssl_certificate_validation = true
+# An administrator is an Astakos administrator (global), granted as "admin".
+admin_role = admin
+# The one domain.
+default_domain_id = default
+# Administration takes a project-scoped token of an administrator (there
+# are no domain- or system-scoped tokens).
+admin_domain_scope = false
+use_system_token = false
 
 [identity-feature-enabled]
-api_v2 = false
 # v2.0 is Synnefo's token call only; the admin API is v3's.
+api_v2 = false
 api_v2_admin = false
+api_v3 = true
+# Trusts (OS-TRUST) are not served: delegation is by application credentials.
+trust = false
+# OS-EC2 credentials are served; OS-INHERIT (grants inherited down a domain
+# or a project tree) is not: one domain, and projects form a flat tree.
+api_extensions = OS-EC2
+# One identity backend (the database, with LDAP, Shibboleth and OIDC logins
+# linked to its users); no per-domain drivers.
+domain_specific_drivers = false
+# No PCI-DSS rules (password history, per-user lockout, minimum password
+# age); failed logins are throttled per account and address instead.
+security_compliance = false
+# Application credentials' access rules are served.
+access_rules = true
+# Users are created, changed and deleted through the admin API.
+immutable_user_source = false
 
 [service_available]
 swift = {str(swift).lower()}
@@ -160,6 +229,9 @@ neutron = false
 cinder = false
 
 [object-storage]
+# The roles tempest grants on its projects: Swift's operator and reseller
+# administrator (snfd.identity.roles; the object store lets ResellerAdmin
+# set account quotas).
 operator_role = member
 reseller_admin_role = ResellerAdmin
 region = RegionOne
@@ -181,26 +253,29 @@ _TOTALS = re.compile(r"^ - (Passed|Failed|Skipped|Expected Fail|Unexpected Succe
                      re.MULTILINE)
 
 
-def run_tempest(exe: Path, workspace: Path, conf: Path, regex: str) -> tuple[dict[str, int], str]:
-    """Run tempest's tests matching ``regex``; the totals and the output."""
+def run_tempest(exe: Path, workspace: Path, conf: Path, regex: str,
+                excluded: Path) -> tuple[dict[str, int], str]:
+    """Run tempest's tests matching ``regex`` but not those of the exclude
+    list ``excluded``; the totals and the output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["TEMPEST_CONFIG_DIR"] = str(conf.parent)
     env["TEMPEST_CONFIG"] = conf.name
     proc = subprocess.run(
         [str(exe), "run", "--config-file", str(conf), "--regex", regex,
-         "--concurrency", str(CONCURRENCY)],
+         "--exclude-list", str(excluded), "--concurrency", str(CONCURRENCY)],
         cwd=workspace, env=env, capture_output=True, text=True, check=False, timeout=3600)
     output = proc.stdout + proc.stderr
     totals = {k.lower(): int(v) for k, v in _TOTALS.findall(output)}
     return totals, output
 
 
-def failing(exe: Path, workspace: Path) -> list[str]:
-    """The ids of the tests that failed in the last run."""
-    stestr = exe.with_name("stestr")
-    proc = subprocess.run([str(stestr), "failing", "--list"], cwd=workspace,
-                          capture_output=True, text=True, check=False)
-    return [line for line in proc.stdout.splitlines() if line.startswith("tempest.")]
+_SKIPPED = re.compile(r"^\{\d+\} (.*?) \.\.\. SKIPPED: (.*)$", re.MULTILINE)
+_FAILED = re.compile(r"^\{\d+\} (.*?)(?: \[[\d.]+s\])? \.\.\. FAILED$", re.MULTILINE)
+
+
+def skip_reasons(output: str) -> Counter[str]:
+    """How many tests tempest skipped for each reason it gave."""
+    return Counter(reason.strip() for _, reason in _SKIPPED.findall(output))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,24 +300,25 @@ def main(argv: list[str] | None = None) -> int:
     failed_total = 0
     try:
         node.start(ready_path="/identity/v3")
-        accounts = provision(node, ACCOUNTS_PER_POOL)
-        (root / "accounts.yaml").write_text(accounts_yaml(accounts))
         status, info = node.api("GET", "/object-store/info")
         info = info if status == 200 and isinstance(info, dict) else {}
         workspace = root / "workspace"
         (workspace / "etc").mkdir(parents=True)
         (workspace / "logs").mkdir()
         conf = workspace / "etc" / "tempest.conf"
-        conf.write_text(tempest_conf(node.url, root / "accounts.yaml", info, args.services,
+        conf.write_text(tempest_conf(node.url, node_admin(node), info, args.services,
                                      workspace / "logs"))
+        excluded = workspace / "etc" / "exclude-list.txt"
+        excluded.write_text(exclude_list())
         (workspace / ".stestr.conf").write_text(
             f"[DEFAULT]\ntest_path={_tempest_tests(exe)}\ntop_dir={_tempest_top(exe)}\n")
         for service in args.services:
             started = time.monotonic()
             regex = args.regex or SERVICES[service][0]
-            totals, output = run_tempest(exe, workspace, conf, regex)
+            totals, output = run_tempest(exe, workspace, conf, regex, excluded)
             (root / f"{service}.log").write_text(output)
-            bad = failing(exe, workspace)
+            # test ids and the class fixtures (setUpClass) that failed
+            bad = sorted(set(_FAILED.findall(output)))
             failed = totals.get("failed", 0) + totals.get("unexpected success", 0)
             if not totals:
                 failed = 1
@@ -252,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  FAILED {test}")
             print(f"{service}: {totals.get('passed', 0)} passed, {failed} failed, "
                   f"{totals.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")
+            for reason, count in sorted(skip_reasons(output).items(), key=lambda kv: -kv[1]):
+                print(f"  skipped {count:3}: {reason}")
+        print(f"excluded (listed in {excluded.name}, not run):")
+        for regex, reason in EXCLUDED:
+            if any(regex.startswith(SERVICES[s][0]) for s in args.services):
+                print(f"  {regex}\n      {reason}")
     finally:
         node.stop()
         drop_database(admin, dbname)

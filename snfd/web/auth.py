@@ -50,6 +50,9 @@ class Principal:
     #: ``(service type, method, path)`` the token is limited to; ``None``:
     #: no access rules (``TokenAuth`` enforces them)
     access_rules: tuple[tuple[str, str, str], ...] | None = None
+    #: the Keystone roles the token carries on its project (names, implied
+    #: ones included); empty for an unscoped token
+    roles: tuple[str, ...] = ()
 
     @property
     def is_component(self) -> bool:

@@ -449,21 +449,22 @@ class ValidationTests(KeystoneTestCase):
 class ResourceTests(KeystoneTestCase):
     @defer.inlineCallbacks
     def test_catalog_projects_domains(self):
-        """auth/catalog, auth/projects, projects (with ?name=),
-        projects/<id>, domains and auth/domains answer the caller's view."""
+        """auth/catalog, users/<id>/projects, projects/<id>, domains and
+        auth/domains answer the caller's view; listing every project
+        (GET /projects) is an administrator's (403, as in Keystone)."""
         uid, token = yield d(self.user("ann@example.org"))
         other = self.add_project(uid, "science")
         h = {"X-Auth-Token": token}
         code, body, _ = yield d(self.call("GET", "/identity/v3/auth/catalog", headers=h))
         self.assertEqual(code, 200)
         self.assertIn("identity", [s["type"] for s in body["catalog"]])
-        code, body, _ = yield d(self.call("GET", "/identity/v3/projects", headers=h))
+        code, _, _ = yield d(self.call("GET", "/identity/v3/projects", headers=h))
+        self.assertEqual(code, 403)
+        code, body, _ = yield d(self.call("GET", f"/identity/v3/users/{uid}/projects",
+                                          headers=h))
         self.assertEqual([p["id"] for p in body["projects"]], [uid, other])
         self.assertEqual(body["projects"][1]["name"], "science")
         self.assertEqual(body["projects"][1]["domain_id"], "default")
-        code, body, _ = yield d(self.call("GET", "/identity/v3/projects?name=science",
-                                          headers=h))
-        self.assertEqual([p["id"] for p in body["projects"]], [other])
         code, body, _ = yield d(self.call("GET", f"/identity/v3/projects/{other}", headers=h))
         self.assertEqual((code, body["project"]["name"]), (200, "science"))
         code, _, _ = yield d(self.call("GET", f"/identity/v3/projects/{uuid.uuid4()}",
@@ -683,7 +684,7 @@ class KeystoneauthTests(NodeTestCase):
                 password=PASSWORD, project_id=user.uuid, user_domain_name="Default",
                 region_name="RegionOne", identity_api_version="3")
             try:
-                projects = [p.id for p in conn.identity.projects()]
+                projects = [p.id for p in conn.identity.user_projects(user.uuid)]
                 me = conn.identity.get_user(conn.current_user_id)
                 return projects, me.name, conn.current_project_id
             finally:

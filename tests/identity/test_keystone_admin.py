@@ -80,14 +80,61 @@ class UserTests(AdminTestCase):
         self.assertEqual(body["users"], [])
 
     @defer.inlineCallbacks
-    def test_name_must_be_the_email(self):
-        """A name that is not an email address, or an email that differs
-        from the name, is 400 in Keystone's error shape."""
-        for user in ({"name": "bob"}, {"name": "bob@example.org", "email": "b@example.org"}):
-            code, body, _ = yield d(self.v3("POST", "/users", {"user": user}))
-            self.assertEqual(code, 400)
-            self.assertEqual(body["error"]["code"], 400)
-            self.assertIn("email", body["error"]["message"])
+    def test_username_apart_from_the_email(self):
+        """A name that is not the email is the user's username: it is the
+        Keystone name (shown, listed, in tokens), and a password login by
+        name takes it (case-insensitive) as well as the email."""
+        code, body, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "tempest-User-1", "email": "u1@example.org",
+            "password": "u1's long password"}}))
+        self.assertEqual(code, 201, body)
+        user = body["user"]
+        self.assertEqual((user["name"], user["email"]), ("tempest-User-1", "u1@example.org"))
+        _, body, _ = yield d(self.v3("GET", "/users?name=tempest-User-1"))
+        self.assertEqual([u["id"] for u in body["users"]], [user["id"]])
+        for name in ("tempest-User-1", "TEMPEST-user-1", "U1@example.org"):
+            code, body, _ = yield d(self.login(name, "u1's long password"))
+            self.assertEqual(code, 201, name)
+            self.assertEqual(body["token"]["user"]["name"], "tempest-User-1")
+        code, _, _ = yield d(self.login("tempest-User-1", "wrong"))
+        self.assertEqual(code, 401)
+
+    @defer.inlineCallbacks
+    def test_user_without_email(self):
+        """Tempest's users have a name and no email: created, shown without
+        an email, logging in by name; renamed by PATCH."""
+        code, body, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "svc-1", "password": "svc's long password"}}))
+        self.assertEqual(code, 201, body)
+        uid = body["user"]["id"]
+        self.assertNotIn("email", body["user"])
+        code, _, _ = yield d(self.login("svc-1", "svc's long password"))
+        self.assertEqual(code, 201)
+        code, body, _ = yield d(self.v3("PATCH", f"/users/{uid}", {"user": {"name": "svc-2"}}))
+        self.assertEqual((code, body["user"]["name"]), (200, "svc-2"))
+        code, _, _ = yield d(self.login("svc-2", "svc's long password"))
+        self.assertEqual(code, 201)
+        code, _, _ = yield d(self.login("svc-1", "svc's long password"))
+        self.assertEqual(code, 401)
+
+    @defer.inlineCallbacks
+    def test_names_and_emails_do_not_collide(self):
+        """A username that is another user's email, or an email that is
+        another user's username, is 409; a bad name is 400."""
+        code, _, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "ann@example.org", "email": "other@example.org"}}))
+        self.assertEqual(code, 409)
+        yield d(self.v3("POST", "/users", {"user": {"name": "carol"}}))
+        code, _, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "dave", "email": "carol"}}))
+        self.assertEqual(code, 400)  # not an email address
+        code, _, _ = yield d(self.v3("POST", "/users", {"user": {"name": "CAROL"}}))
+        self.assertEqual(code, 409)
+        code, body, _ = yield d(self.v3("POST", "/users", {"user": {"name": "has space"}}))
+        self.assertEqual((code, body["error"]["code"]), (400, 400))
+        code, _, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "x", "domain_id": "elsewhere"}}))
+        self.assertEqual(code, 404)
 
     @defer.inlineCallbacks
     def test_duplicate_is_409(self):
@@ -214,7 +261,8 @@ class ProjectTests(AdminTestCase):
     def test_list_show_filters(self):
         """Administrators list every project (base projects included),
         filtered by name, enabled, domain_id, parent_id; a user lists its
-        own and may not show others' (403)."""
+        own with /users/<id>/projects (GET /projects is 403, as in
+        Keystone) and may not show others' (403)."""
         pid = yield d(self.new_project())
         _, body, _ = yield d(self.v3("GET", "/projects"))
         self.assertLessEqual({self.admin, self.ann, pid}, {p["id"] for p in body["projects"]})
@@ -224,7 +272,10 @@ class ProjectTests(AdminTestCase):
         self.assertEqual(body["projects"], [])
         _, body, _ = yield d(self.v3("GET", "/projects?domain_id=nope"))
         self.assertEqual(body["projects"], [])
-        _, body, _ = yield d(self.v3("GET", "/projects", token=self.ann_token))
+        code, _, _ = yield d(self.v3("GET", "/projects", token=self.ann_token))
+        self.assertEqual(code, 403)
+        _, body, _ = yield d(self.v3("GET", f"/users/{self.ann}/projects",
+                                     token=self.ann_token))
         self.assertEqual([(p["id"], p["name"]) for p in body["projects"]],
                          [(self.ann, f"system:{self.ann}")])
         code, _, _ = yield d(self.v3("GET", f"/projects/{pid}", token=self.ann_token))
@@ -275,11 +326,11 @@ class ProjectTests(AdminTestCase):
 class RoleTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_roles_and_inferences(self):
-        """The four fixed roles are listed and shown; member implies
+        """The five fixed roles are listed and shown; member implies
         reader, admin implies member; they cannot be created."""
         _, body, _ = yield d(self.v3("GET", "/roles", token=self.ann_token))
         self.assertEqual([r["name"] for r in body["roles"]],
-                         ["admin", "member", "reader", "service"])
+                         ["admin", "member", "reader", "service", "ResellerAdmin"])
         _, body, _ = yield d(self.v3("GET", "/roles?name=member"))
         self.assertEqual([r["id"] for r in body["roles"]], [MEMBER])
         code, body, _ = yield d(self.v3("GET", f"/roles/{READER}"))
@@ -365,6 +416,45 @@ class AssignmentTests(AdminTestCase):
         self.assertEqual(code, 403)
         code, _, _ = yield d(self.scoped("ann@example.org", pid))
         self.assertEqual(code, 401)
+
+    @defer.inlineCallbacks
+    def test_admin_holds_while_a_grant_remains(self):
+        """Admin granted on two projects and revoked on one (what tempest's
+        cleanups do) leaves the user an administrator; revoked on the other
+        too, it ends."""
+        p1 = yield d(self.new_project("one"))
+        p2 = yield d(self.new_project("two"))
+        for pid in (p1, p2):
+            yield d(self.v3("PUT", f"/projects/{pid}/users/{self.ann}/roles/{ADMIN}"))
+        code, _, _ = yield d(self.v3("DELETE", f"/projects/{p2}/users/{self.ann}/roles/{ADMIN}"))
+        self.assertEqual(code, 204)
+        code, body, headers = yield d(self.scoped("ann@example.org", p1))
+        self.assertEqual([r["name"] for r in body["token"]["roles"]],
+                         ["admin", "member", "reader"])
+        code, _, _ = yield d(self.v3("GET", "/users", token=subject(headers)))
+        self.assertEqual(code, 200)
+        code, _, _ = yield d(self.v3("DELETE", f"/projects/{p1}/users/{self.ann}/roles/{ADMIN}"))
+        self.assertEqual(code, 204)
+        code, _, _ = yield d(self.v3("GET", "/users", token=self.ann_token))
+        self.assertEqual(code, 403)
+
+    @defer.inlineCallbacks
+    def test_reseller_admin_role(self):
+        """ResellerAdmin is granted on a project like member: a token
+        scoped there carries it, and so does the caller the object store
+        sees (``Principal.roles``); the user's unscoped token does not."""
+        pid = yield d(self.new_project())
+        reseller = roles.role_id("ResellerAdmin")
+        _, body, _ = yield d(self.v3("GET", "/roles?name=ResellerAdmin"))
+        self.assertEqual([r["id"] for r in body["roles"]], [reseller])
+        code, _, _ = yield d(self.v3("PUT", f"/projects/{pid}/users/{self.ann}/roles/{reseller}"))
+        self.assertEqual(code, 204)
+        code, body, headers = yield d(self.scoped("ann@example.org", pid))
+        self.assertEqual([r["name"] for r in body["token"]["roles"]], ["ResellerAdmin"])
+        principal = yield d(self.accounts.authenticate(subject(headers)))
+        self.assertEqual(principal.roles, ("ResellerAdmin",))
+        unscoped = yield d(self.accounts.authenticate(self.ann_token))
+        self.assertEqual(unscoped.roles, ())
 
     @defer.inlineCallbacks
     def test_role_assignments(self):

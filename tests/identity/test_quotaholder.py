@@ -371,3 +371,41 @@ class QuotaHolderTests(unittest.TestCase):
         except error as e:
             return e
         self.fail(f"{error.__name__} not raised")
+
+
+class UserInUseTests(unittest.TestCase):
+    """What keeps a user from being deleted (``user_quota_in_use_txn``):
+    settled usage and pending imports, not releases still pending (the
+    service has let the resource go; the holder learns it in the
+    background)."""
+
+    async def asyncSetUp(self) -> None:
+        self.db = started_pool(self, identity_database(self))
+        self.qh = LocalQuotaHolder(self.db)
+        await self.qh.register_resources("pithos", [DISK])
+        self.user, self.project = "user:u9", "project:u9"
+        await self.qh.set_limit(self.user, self.project, "pithos.diskspace", 100)
+
+    def setUp(self):
+        return defer.ensureDeferred(self.asyncSetUp())
+
+    async def in_use(self) -> bool:
+        from snfd.identity import project_store
+        return bool(await self.db.run("test.in_use", project_store.user_quota_in_use_txn,
+                                      "u9"))
+
+    def disk(self, quantity: int) -> Provision:
+        return Provision(self.user, self.project, "pithos.diskspace", quantity)
+
+    async def test_usage_and_pending_changes(self):
+        """Nothing used: free; settled usage: in use; its release pending:
+        free; a pending import beside it: in use again."""
+        self.assertFalse(await self.in_use())
+        serial = await self.qh.issue("pithos", [self.disk(10)])
+        self.assertTrue(await self.in_use())  # a pending import
+        await self.qh.resolve("pithos", accept=[serial])
+        self.assertTrue(await self.in_use())  # settled usage
+        await self.qh.issue("pithos", [self.disk(-10)])
+        self.assertFalse(await self.in_use())  # released, the holder not yet told
+        await self.qh.issue("pithos", [self.disk(5)])
+        self.assertTrue(await self.in_use())

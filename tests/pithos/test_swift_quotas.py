@@ -3,8 +3,13 @@ over the served object store."""
 
 from __future__ import annotations
 
-from snfd.pithos.swift_quotas import OVER_QUOTA, RESELLER_ADMIN
+from types import SimpleNamespace
+
+from twisted.trial import unittest
+
+from snfd.pithos.swift_quotas import OVER_QUOTA, RESELLER_ADMIN, is_reseller
 from snfd.pithos.uploads import STREAM_FROM
+from snfd.web.auth import Principal
 from tests.pithos.test_api import StackCase
 
 
@@ -157,3 +162,20 @@ class AccountQuotaTests(StackCase):
         r = await self.call("GET", raw=b"/object-store/info", token=None)
         self.assertEqual(r.json()["container_quotas"], {})
         self.assertEqual(r.json()["account_quotas"], {})
+
+
+class ResellerRoleTests(unittest.TestCase):
+    def test_role_or_group_makes_a_reseller(self):
+        """The ResellerAdmin role of the caller's token (any case), or its
+        group of that name, makes it a reseller administrator; a
+        component never is one."""
+        def request(principal: Principal | None) -> SimpleNamespace:
+            return SimpleNamespace(principal=principal)
+
+        self.assertTrue(is_reseller(request(Principal(user="u", roles=("ResellerAdmin",)))))
+        self.assertTrue(is_reseller(request(Principal(user="u", roles=("reselleradmin",)))))
+        self.assertTrue(is_reseller(request(Principal(user="u", groups=("ResellerAdmin",)))))
+        self.assertFalse(is_reseller(request(Principal(user="u", roles=("member",)))))
+        self.assertFalse(is_reseller(request(Principal(component="x",
+                                                       roles=("ResellerAdmin",)))))
+        self.assertFalse(is_reseller(request(None)))
