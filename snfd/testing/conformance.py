@@ -280,13 +280,17 @@ def skip_reasons(output: str) -> Counter[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="dev conformance", description=__doc__.split("\n\n")[0])
-    p.add_argument("services", nargs="*", default=["object-storage", "identity"],
-                   choices=sorted(SERVICES))
+    p.add_argument("services", nargs="*",
+                   help=f"services to test: {', '.join(sorted(SERVICES))} (default: all)")
     p.add_argument("--venv", default=os.environ.get("SNFD_TEMPEST_VENV", ".tempest"),
                    help="tempest's virtualenv (made if absent)")
     p.add_argument("--keep", help="keep the workspace (config, logs) in this directory")
     p.add_argument("--regex", help="run only the tests matching this (all services)")
     args = p.parse_args(argv)
+    unknown = [s for s in args.services if s not in SERVICES]
+    if unknown:
+        p.error(f"no such service: {', '.join(unknown)}")
+    args.services = args.services or sorted(SERVICES)
 
     exe = tempest_venv(Path(args.venv).resolve())
     root = (Path(args.keep).resolve() if args.keep
