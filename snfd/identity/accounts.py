@@ -429,9 +429,11 @@ class Accounts:
     async def issue_token(self, user: User, project: str | None = None,
                           methods: Sequence[str] = ("password",),
                           expires_at: datetime.datetime | None = None,
-                          audit_chain: str | None = None) -> tuple[str, Token]:
+                          audit_chain: str | None = None,
+                          system: bool = False) -> tuple[str, Token]:
         """A new token for an active user, scoped to ``project`` when given
-        (the user must be a member of that active project: 401 otherwise)."""
+        (the user must be a member of that active project: 401 otherwise),
+        or to the ``system`` (the user must hold a role there)."""
         if not user.is_active:
             raise errors.Unauthorized("User inactive")
         now = self.now()
@@ -439,7 +441,7 @@ class Accounts:
         secret = tokens.new_token()
         token = await self.db.run("identity.issue_token", _issue_txn, user.uuid,
                                   store.secret_hash(secret), project, list(methods),
-                                  tokens.new_audit_id(), audit_chain, now, expires)
+                                  tokens.new_audit_id(), audit_chain, now, expires, system)
         return secret, token
 
     async def renew_token(self, uuid: str) -> str:
@@ -555,7 +557,7 @@ def principal_of(token: Token) -> Principal:
                      groups=groups, project=token.project, expires_at=token.expires_at,
                      issued_at=token.issued_at, audit_ids=token.audit_ids,
                      methods=token.methods, app_credential=cred.id if cred else None,
-                     access_rules=rules, roles=tuple(granted))
+                     access_rules=rules, roles=tuple(granted), system=token.system)
 
 
 def _check_email(email: str) -> str:
@@ -655,22 +657,31 @@ def _external_user_txn(txn: Any, identity: ExternalIdentity, verified: bool,
 
 def _issue_txn(txn: Any, uuid: str, token_hash: bytes, project: str | None,
                methods: list[str], audit_id: str, audit_chain: str | None,
-               now: datetime.datetime, expires: datetime.datetime) -> Token:
+               now: datetime.datetime, expires: datetime.datetime, system: bool) -> Token:
+    if system and not assignments.system_token_roles_txn(txn, uuid):
+        raise errors.Unauthorized(f"User {uuid} has no access to the system.")
     if project is not None:
         member_of = {p.id for p in project_store.projects_of_user_txn(txn, uuid)}
         if project not in member_of:
             raise errors.Unauthorized(f"User {uuid} has no access to project {project}.")
     store.add_token_txn(txn, token_hash, uuid, False, project, methods, audit_id,
-                        audit_chain, now, expires)
+                        audit_chain, now, expires, system=system)
     token = store.token_txn(txn, token_hash)
     assert token is not None
+    if system:
+        token = attrs.evolve(token, roles=tuple(
+            assignments.system_token_roles_txn(txn, uuid)))
     return token
 
 
 def _validate_txn(txn: Any, token_hash: bytes) -> Token | None:
     """The token with this hash and the roles its user holds on its
-    project (``admin`` for an administrator, as Keystone's tokens say)."""
+    project or the system (``admin`` for an administrator, as Keystone's
+    tokens say)."""
     token = store.token_txn(txn, token_hash)
+    if token is not None and token.system:
+        return attrs.evolve(token, roles=tuple(
+            assignments.system_token_roles_txn(txn, token.user.uuid)))
     if token is None or token.project is None:
         return token
     held = assignments.token_roles_txn(txn, token.user.uuid, token.project)

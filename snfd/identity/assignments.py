@@ -18,6 +18,14 @@ What a grant is, by role (``roles.py`` has the roles themselves):
   there and is enrolled while it does; ``admin`` cannot be granted to a
   group.
 
+Roles on the system (Keystone's system scope, ``/v3/system/users/<u>/roles``):
+``reader`` and ``member`` are stored per user; ``admin`` on the system is
+the administrator flag itself, so granting it makes an administrator and
+revoking it ends one (as revoking ``admin`` on a project does).  A token
+scoped to the system carries them; with ``reader`` it may read the whole
+identity administration API (``keystone_admin.py``).  Groups get no roles
+on the system.
+
 The rule every change ends with (``_settle_txn``): an accepted membership
 with no role of its own, none from a group, of a user who is not an
 administrator, is removed.  A user's base project (``system:<uuid>``)
@@ -47,15 +55,16 @@ UTC = datetime.UTC
 
 @attrs.frozen
 class Assignment:
-    """One role of a user or a group on a project, as Keystone lists it.
+    """One role of a user or a group on a project (or, ``project`` being
+    ``None``, of a user on the system), as Keystone lists it.
 
     ``group`` set and ``user`` set: the user holds it through the group
     (effective listings); ``prior`` set: the role is implied by ``prior``.
     """
 
     role: str
-    project: str
-    project_name: str
+    project: str | None
+    project_name: str | None
     user: str | None = None
     user_name: str | None = None
     group: str | None = None
@@ -97,6 +106,26 @@ class Assignments:
         and the roles these imply."""
         return await self._db.run("identity.token_roles", token_roles_txn, user, project)
 
+    # -- the system --
+
+    async def grant_system(self, user: str, role: str) -> None:
+        """Grant ``role`` (``admin``, ``member`` or ``reader``) to the user
+        on the system (idempotent)."""
+        await self._db.run("identity.grant_system_role", _grant_system_txn, user, role,
+                           self.now())
+        self._cache.invalidate(f"user:{user}")
+
+    async def revoke_system(self, user: str, role: str) -> None:
+        """Revoke the user's ``role`` on the system; ``NotFound`` when it
+        does not hold it."""
+        await self._db.run("identity.revoke_system_role", _revoke_system_txn, user, role,
+                           self.now())
+        self._cache.invalidate(f"user:{user}")
+
+    async def system_roles(self, user: str) -> list[str]:
+        """The roles granted to the user on the system (none implied)."""
+        return await self._db.run("identity.system_roles", _direct_system_roles_txn, user)
+
     # -- group grants --
 
     async def grant_group(self, project: str, group: str, role: str) -> None:
@@ -128,6 +157,14 @@ class Assignments:
         if role is not None:
             found = [a for a in found if a.role == role]
         return found
+
+    async def find_system(self, *, user: str | None = None, role: str | None = None,
+                          effective: bool = False) -> list[Assignment]:
+        """Roles of users on the system matching the filters given
+        (``effective``: implied roles are listed too)."""
+        found = await self._db.run("identity.list_system_assignments", _list_system_txn,
+                                   user, effective)
+        return [a for a in found if role is None or a.role == role]
 
     # -- groups --
 
@@ -276,26 +313,83 @@ def _revoke_txn(txn: Any, project_id: str, user: str, role: str,
                 # granted on other projects too: still an administrator
                 _settle_txn(txn, project, user, now)
                 return
-        for held in project_store.member_roles_txn(txn, user=user):
-            if roles.ADMIN in held.roles:
-                membership = project_store.membership_of_txn(txn, held.project, user)
-                if membership is not None:
-                    project_store.set_member_roles_txn(
-                        txn, membership.id, [r for r in held.roles if r != roles.ADMIN])
-        store.modify_user_txn(txn, user, now, is_admin=False)
-        store.notify_txn(txn, f"user:{user}")
-        # Global: every project where only the administrator flag held the
-        # user in loses it.
-        for held in project_store.member_roles_txn(txn, user=user):
-            other = project_store.project_txn(txn, held.project, for_update=True)
-            if other is not None:
-                _settle_txn(txn, other, user, now)
+        _end_admin_txn(txn, user, now)
         return
     had = project_store.stored_roles_txn(txn, existing.id)
     if role not in had:
         raise missing
     project_store.set_member_roles_txn(txn, existing.id, [r for r in had if r != role])
     _settle_txn(txn, project, user, now)
+
+
+def _system_role(role: str) -> None:
+    if role not in roles.SYSTEM_ROLES:
+        raise errors.Forbidden(f"Only {', '.join(roles.SYSTEM_ROLES)} can be granted on the"
+                               f" system, not {role!r}.")
+
+
+def _grant_system_txn(txn: Any, user: str, role: str, now: datetime.datetime) -> None:
+    _user_txn(txn, user)
+    _system_role(role)
+    if role == roles.ADMIN:
+        store.modify_user_txn(txn, user, now, is_admin=True)
+        store.notify_txn(txn, f"user:{user}")
+    else:
+        store.add_system_role_txn(txn, user, role)
+
+
+def _revoke_system_txn(txn: Any, user: str, role: str, now: datetime.datetime) -> None:
+    person = _user_txn(txn, user)
+    _system_role(role)
+    missing = errors.NotFound(f"Could not find role assignment: {role} of user {user} on"
+                              " the system.")
+    if role != roles.ADMIN:
+        if not store.remove_system_role_txn(txn, user, role):
+            raise missing
+        return
+    if not person.is_admin:
+        raise missing
+    _end_admin_txn(txn, user, now)
+
+
+def _end_admin_txn(txn: Any, user: str, now: datetime.datetime) -> None:
+    """The user stops being an administrator: every grant of ``admin``
+    goes, and so does each membership only the flag held."""
+    for held in project_store.member_roles_txn(txn, user=user):
+        if roles.ADMIN in held.roles:
+            membership = project_store.membership_of_txn(txn, held.project, user)
+            if membership is not None:
+                project_store.set_member_roles_txn(
+                    txn, membership.id, [r for r in held.roles if r != roles.ADMIN])
+    store.modify_user_txn(txn, user, now, is_admin=False)
+    store.notify_txn(txn, f"user:{user}")
+    # Global: every project where only the administrator flag held the
+    # user in loses it.
+    for held in project_store.member_roles_txn(txn, user=user):
+        other = project_store.project_txn(txn, held.project, for_update=True)
+        if other is not None:
+            _settle_txn(txn, other, user, now)
+
+
+def _direct_system_roles_txn(txn: Any, user: str) -> list[str]:
+    person = _user_txn(txn, user)
+    names = store.system_roles_txn(txn, user) + ([roles.ADMIN] if person.is_admin else [])
+    return [n for n in roles.NAMES if n in names]
+
+
+def system_token_roles_txn(txn: Any, user: str) -> list[str]:
+    """Every role the user holds on the system, implied ones included."""
+    return roles.closure(_direct_system_roles_txn(txn, user))
+
+
+def _list_system_txn(txn: Any, user: str | None, effective: bool) -> list[Assignment]:
+    found: list[Assignment] = []
+    for uuid, name, role in store.system_role_holders_txn(txn, user):
+        found.append(Assignment(role, None, None, user=uuid, user_name=name))
+        if effective:
+            found += [Assignment(r, None, None, user=uuid, user_name=name, prior=role)
+                      for r in roles.implied_by(role)]
+    return found
 
 
 def _direct_roles_txn(txn: Any, project_id: str, user: str) -> list[str]:

@@ -1,15 +1,16 @@
-"""Application credentials, their access rules and EC2 credentials in
-PostgreSQL.
+"""Application credentials, their access rules, EC2 credentials and
+Keystone's generic credentials in PostgreSQL.
 
 SQL lives only in the ``*_txn`` functions; they take a DB-API cursor and
 return plain values.  Application credential secrets arrive already hashed
-(argon2id), EC2 secrets already encrypted: neither plain value reaches the
-database.
+(argon2id), EC2 secrets and credential blobs already encrypted: no plain
+value reaches the database.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import uuid as uuid_module
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +46,21 @@ class Ec2Credential:
     user: str
     project: str
     secret: bytes
+    #: its id in ``/v3/credentials`` (the SHA-256 of the access key it was
+    #: made with)
+    id: str = ""
+
+
+@attrs.frozen
+class StoredCredential:
+    """A generic credential (``/v3/credentials``); ``blob`` is the stored
+    (encrypted) form."""
+
+    id: str
+    user: str
+    project: str | None
+    type: str
+    blob: bytes
 
 
 _COLUMNS = ("c.id::text, c.user_uuid::text, c.project::text, c.name, c.description, c.roles,"
@@ -216,31 +232,98 @@ def delete_access_rule_txn(txn: Any, user: str, rule_id: str) -> None:
 
 # -- EC2 credentials -------------------------------------------------------------
 
+def ec2_id(access: str) -> str:
+    """The credential id of an EC2 access key (Keystone's: its SHA-256)."""
+    return hashlib.sha256(access.encode()).hexdigest()
+
+
 def create_ec2_txn(txn: Any, access: str, user: str, project: str, secret: bytes,
                    now: datetime.datetime) -> Ec2Credential:
+    """409 when the access key is taken."""
     txn.execute("INSERT INTO identity_ec2_credentials (access, user_uuid, project, secret,"
-                " created_at) VALUES (%s, %s, %s, %s, %s)",
-                (access, user, project, secret, now))
-    return Ec2Credential(access, user, project, secret)
+                " created_at, id) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                " RETURNING access", (access, user, project, secret, now, ec2_id(access)))
+    if txn.fetchone() is None:
+        raise errors.Conflict("An EC2 credential with this access key exists already.")
+    return Ec2Credential(access, user, project, secret, ec2_id(access))
 
 
-def list_ec2_txn(txn: Any, user: str) -> list[Ec2Credential]:
-    if not is_uuid(user):
-        return []
-    txn.execute("SELECT access, user_uuid::text, project::text, secret"
-                " FROM identity_ec2_credentials WHERE user_uuid = %s"
-                " ORDER BY created_at, access", (user,))
-    return [Ec2Credential(r[0], r[1], r[2], bytes(r[3])) for r in txn.fetchall()]
+def list_ec2_txn(txn: Any, user: str | None = None) -> list[Ec2Credential]:
+    """Every EC2 credential (of ``user`` when given)."""
+    txn.execute("SELECT access, user_uuid::text, project::text, secret, id"
+                " FROM identity_ec2_credentials WHERE %(u)s::uuid IS NULL"
+                " OR user_uuid = %(u)s::uuid ORDER BY created_at, access",
+                {"u": user if user is None or is_uuid(user) else _NOBODY})
+    return [Ec2Credential(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in txn.fetchall()]
+
+
+def ec2_by_id_txn(txn: Any, credential_id: str) -> Ec2Credential | None:
+    txn.execute("SELECT access, user_uuid::text, project::text, secret, id"
+                " FROM identity_ec2_credentials WHERE id = %s", (credential_id,))
+    r = txn.fetchone()
+    return Ec2Credential(r[0], r[1], r[2], bytes(r[3]), r[4]) if r else None
+
+
+def update_ec2_txn(txn: Any, credential_id: str, access: str, secret: bytes) -> None:
+    """A new access key and secret for the EC2 credential ``credential_id``
+    (its id stays); 409 when the access key is another's."""
+    txn.execute("SELECT 1 FROM identity_ec2_credentials WHERE access = %s AND id <> %s",
+                (access, credential_id))
+    if txn.fetchone():
+        raise errors.Conflict("An EC2 credential with this access key exists already.")
+    txn.execute("UPDATE identity_ec2_credentials SET access = %s, secret = %s WHERE id = %s",
+                (access, secret, credential_id))
+
+
+# -- generic credentials ----------------------------------------------------------
+
+_NOBODY = "00000000-0000-0000-0000-000000000000"
+
+
+def create_credential_txn(txn: Any, cred: StoredCredential, now: datetime.datetime) -> None:
+    txn.execute("INSERT INTO identity_credentials (id, user_uuid, project, type, blob,"
+                " created_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                (cred.id, cred.user, cred.project, cred.type, cred.blob, now))
+
+
+def credentials_txn(txn: Any, user: str | None = None) -> list[StoredCredential]:
+    """Every generic credential (of ``user`` when given)."""
+    txn.execute("SELECT id, user_uuid::text, project::text, type, blob"
+                " FROM identity_credentials WHERE %(u)s::uuid IS NULL"
+                " OR user_uuid = %(u)s::uuid ORDER BY created_at, id",
+                {"u": user if user is None or is_uuid(user) else _NOBODY})
+    return [StoredCredential(r[0], r[1], r[2], r[3], bytes(r[4])) for r in txn.fetchall()]
+
+
+def credential_txn(txn: Any, credential_id: str) -> StoredCredential | None:
+    txn.execute("SELECT id, user_uuid::text, project::text, type, blob"
+                " FROM identity_credentials WHERE id = %s", (credential_id,))
+    r = txn.fetchone()
+    return StoredCredential(r[0], r[1], r[2], r[3], bytes(r[4])) if r else None
+
+
+def update_credential_txn(txn: Any, credential_id: str, blob: bytes) -> None:
+    txn.execute("UPDATE identity_credentials SET blob = %s WHERE id = %s",
+                (blob, credential_id))
+
+
+def delete_credential_txn(txn: Any, credential_id: str) -> bool:
+    """Delete a generic or EC2 credential by id; whether one was there."""
+    txn.execute("DELETE FROM identity_credentials WHERE id = %s", (credential_id,))
+    if txn.rowcount:
+        return True
+    txn.execute("DELETE FROM identity_ec2_credentials WHERE id = %s", (credential_id,))
+    return bool(txn.rowcount)
 
 
 def get_ec2_txn(txn: Any, user: str, access: str) -> Ec2Credential | None:
     if not is_uuid(user):
         return None
-    txn.execute("SELECT access, user_uuid::text, project::text, secret"
+    txn.execute("SELECT access, user_uuid::text, project::text, secret, id"
                 " FROM identity_ec2_credentials WHERE user_uuid = %s AND access = %s",
                 (user, access))
     r = txn.fetchone()
-    return Ec2Credential(r[0], r[1], r[2], bytes(r[3])) if r else None
+    return Ec2Credential(r[0], r[1], r[2], bytes(r[3]), r[4]) if r else None
 
 
 def delete_ec2_txn(txn: Any, user: str, access: str) -> None:

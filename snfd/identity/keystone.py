@@ -44,6 +44,7 @@ from snfd.identity.app_credentials import (
 )
 from snfd.identity.assignments import Assignments
 from snfd.identity.catalog import Catalog, stable_id
+from snfd.identity.credentials import CredentialsAPI, CredentialStore
 from snfd.identity.domain import DOMAIN, DOMAIN_ID, DOMAIN_NAME
 from snfd.identity.keystone_admin import KeystoneAdmin
 from snfd.identity.projects import Projects
@@ -65,6 +66,13 @@ MEMBER_ROLE = "member"
 ADMIN_ROLE = "admin"
 
 _METHODS = ("password", "token", "application_credential")
+
+
+class _SystemScope:
+    """What ``_scope`` answers for ``{"system": {"all": true}}``."""
+
+
+SYSTEM = _SystemScope()
 
 
 def isotime(value: datetime.datetime) -> str:
@@ -161,6 +169,9 @@ class KeystoneAPI:
         self._credentials = CredentialRoutes(
             accounts, AppCredentials(accounts, self._role_names, credential_box), self._base,
             self._role_names, max_body)
+        # The generic credential store (snfd.identity.credentials).
+        self._store = CredentialsAPI(CredentialStore(accounts, self._projects, credential_box),
+                                     self._base, max_body)
         self.app = self._routes()
 
     def resource(self) -> resource.IResource:
@@ -214,7 +225,12 @@ class KeystoneAPI:
             "issued_at": isotime(token.issued_at),
             "is_domain": False,
         }
-        if token.project is not None:
+        if token.system:
+            body["system"] = {"all": True}
+            body["roles"] = [role(n) for n in token.roles]
+            if catalog:
+                body["catalog"] = await self._catalog.v3(user.uuid)
+        elif token.project is not None:
             if projects is None:
                 projects = await self._accounts.user_projects(user.uuid)
             project = next((p for p in projects if str(p.id) == token.project), None)
@@ -251,6 +267,7 @@ class KeystoneAPI:
             ("GET", "/v2.0/tenants", self.v2_tenants),
         ]
         routes += self._credentials.routes()
+        routes += self._store.routes()
         # Users, projects, roles, grants, groups (snfd.identity.keystone_admin).
         routes += self._admin.routes()
         for method, path, handler in routes:
@@ -309,7 +326,9 @@ class KeystoneAPI:
         assert user is not None
 
         projects = await self._accounts.user_projects(user.uuid)
-        project = self._scope(scope, projects)
+        target = self._scope(scope, projects)
+        system = target is SYSTEM
+        project = target if isinstance(target, str) else None
         expires_at = audit_chain = None
         new_methods = list(dict.fromkeys(methods))
         if previous is not None:
@@ -317,7 +336,8 @@ class KeystoneAPI:
             audit_chain = previous.audit_chain or previous.audit_id
             new_methods += [m for m in previous.methods if m not in new_methods]
         secret, token = await self._accounts.issue_token(
-            user, project, new_methods, expires_at=expires_at, audit_chain=audit_chain)
+            user, project, new_methods, expires_at=expires_at, audit_chain=audit_chain,
+            system=system)
         reply = await self._token_json(token, not _flag(request, b"nocatalog"), projects)
         request.setHeader(b"x-subject-token", secret.encode("ascii"))
         return json_body(request, reply, 201)
@@ -373,10 +393,15 @@ class KeystoneAPI:
             raise errors.Unauthorized("Invalid credentials")
         return user
 
-    def _scope(self, scope: Any, projects: Sequence[Any]) -> str | None:
-        """The project id a token is to be scoped to (``None``: unscoped)."""
+    def _scope(self, scope: Any, projects: Sequence[Any]) -> str | _SystemScope | None:
+        """The project id a token is to be scoped to (``None``: unscoped;
+        ``SYSTEM``: the system)."""
         if scope is None or scope == "unscoped":
             return None
+        if "system" in scope:
+            if scope["system"] != {"all": True}:
+                raise errors.BadRequest('"auth.scope.system" must be {"all": true}.')
+            return SYSTEM
         if "project" in scope:
             spec = json_object(scope["project"], '"auth.scope.project"')
             if "id" in spec:
@@ -388,11 +413,11 @@ class KeystoneAPI:
                 if p.name == name:
                     return str(p.id)
             raise errors.Unauthorized(f"No project {name!r} for this user.")
-        for kind in ("domain", "system", "OS-TRUST:trust"):
+        for kind in ("domain", "OS-TRUST:trust"):
             if kind in scope:
                 raise errors.Unauthorized(f"Tokens scoped to a {kind.split(':')[-1]} are not"
-                                          " supported; scope to a project.")
-        raise errors.BadRequest('"auth.scope" must name a project.')
+                                          " supported; scope to a project or the system.")
+        raise errors.BadRequest('"auth.scope" must name a project or the system.')
 
     async def _subject(self, secret: str, for_auth: bool = False,
                        allow_expired: bool = False) -> Token:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from snfd import errors
-from snfd.identity import roles
+from snfd.identity import project_tags, roles
 from snfd.identity.accounts import Accounts
 from snfd.identity.assignments import Assignment, Assignments
 from snfd.identity.domain import DOMAIN, DOMAIN_ID
@@ -45,6 +45,12 @@ from snfd.web.app import MAX_JSON_BODY, json_body, json_object, read_json
 from snfd.web.auth import Principal, user_of
 
 Handler = Callable[..., Any]
+
+
+def reads_all(caller: Principal) -> bool:
+    """Whether the caller may read everything of the administration API:
+    an administrator, or a token scoped to the system with ``reader``."""
+    return caller.is_admin or (caller.system and roles.READER in caller.roles)
 
 _FALSE = ("0", "false", "no", "off")
 #: Keystone's limit on a project's name (Synnefo's own API allows 80).
@@ -78,6 +84,27 @@ def _bool_filter(request: Any, name: str) -> bool | None:
 
 def _body(request: Any, key: str, max_body: int) -> dict[str, Any]:
     return json_object(json_object(read_json(request, max_body)).get(key), f'"{key}"')
+
+
+#: The user properties Keystone's API defines; any other is kept as given
+#: (``User.extra``) and shown back, as Keystone does.
+_USER_KEYS = frozenset({"id", "name", "email", "password", "enabled", "description",
+                        "default_project_id", "domain_id", "options", "links", "federated",
+                        "password_expires_at"})
+
+
+def _user_extra(data: dict[str, Any], before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The extra properties after a create (``before`` None) or an update
+    (given keys replace, ``null`` removes)."""
+    extra = dict(before or {})
+    for key, value in data.items():
+        if key in _USER_KEYS:
+            continue
+        if value is None:
+            extra.pop(key, None)
+        else:
+            extra[key] = value
+    return extra
 
 
 def _opt_text(data: dict[str, Any], key: str, limit: int = 255) -> str | None:
@@ -147,6 +174,12 @@ class KeystoneAdmin:
             ("GET", "/v3/projects/<project_id>", self.show_project),
             ("PATCH", "/v3/projects/<project_id>", self.update_project),
             ("DELETE", "/v3/projects/<project_id>", self.delete_project),
+            ("GET", "/v3/projects/<project_id>/tags", self.project_tags),
+            ("PUT", "/v3/projects/<project_id>/tags", self.replace_tags),
+            ("DELETE", "/v3/projects/<project_id>/tags", self.replace_tags),
+            ("GET", "/v3/projects/<project_id>/tags/<tag>", self.check_tag),
+            ("PUT", "/v3/projects/<project_id>/tags/<tag>", self.add_tag),
+            ("DELETE", "/v3/projects/<project_id>/tags/<tag>", self.remove_tag),
             ("GET", "/v3/projects/<project_id>/users/<user_id>/roles", self.user_roles),
             ("GET", "/v3/projects/<project_id>/users/<user_id>/roles/<role_id>",
              self.check_user_role),
@@ -161,6 +194,11 @@ class KeystoneAdmin:
              self.grant_group_role),
             ("DELETE", "/v3/projects/<project_id>/groups/<group_id>/roles/<role_id>",
              self.revoke_group_role),
+            ("GET", "/v3/system/users/<user_id>/roles", self.system_roles),
+            ("GET", "/v3/system/users/<user_id>/roles/<role_id>", self.check_system_role),
+            ("PUT", "/v3/system/users/<user_id>/roles/<role_id>", self.grant_system_role),
+            ("DELETE", "/v3/system/users/<user_id>/roles/<role_id>",
+             self.revoke_system_role),
             ("GET", "/v3/roles", self.list_roles),
             ("POST", "/v3/roles", self.fixed_roles),
             ("GET", "/v3/roles/<role_id>", self.show_role),
@@ -196,9 +234,17 @@ class KeystoneAdmin:
         return caller
 
     @staticmethod
-    def _self_or_admin(request: Any, user_id: str, action: str) -> Principal:
+    def _reader(request: Any, action: str) -> Principal:
+        """An administrator, or a reader on the system (reads only)."""
         caller = user_of(request)
-        if not caller.is_admin and caller.user != user_id:
+        if not reads_all(caller):
+            raise errors.Forbidden(_NOT_ALLOWED.format(action))
+        return caller
+
+    @staticmethod
+    def _self_or_reader(request: Any, user_id: str, action: str) -> Principal:
+        caller = user_of(request)
+        if not reads_all(caller) and caller.user != user_id:
             raise errors.Forbidden(_NOT_ALLOWED.format(action))
         return caller
 
@@ -208,7 +254,8 @@ class KeystoneAdmin:
         return {"self": f"{self._base}/v3/{path}", "previous": None, "next": None}
 
     def _user_json(self, user: User) -> dict[str, Any]:
-        out = {"id": user.uuid, "name": user.login_name, "email": user.email,
+        out = dict(user.extra)
+        out |= {"id": user.uuid, "name": user.login_name, "email": user.email,
                "domain_id": DOMAIN_ID, "enabled": user.is_active,
                 "default_project_id": user.default_project or user.uuid,
                 "description": f"{user.first_name} {user.last_name}".strip(),
@@ -222,7 +269,7 @@ class KeystoneAdmin:
         return {"id": project.id, "name": project.name, "domain_id": DOMAIN_ID,
                 "description": project.description or "",
                 "enabled": project.state == "active", "parent_id": DOMAIN_ID,
-                "is_domain": False, "tags": [], "options": {},
+                "is_domain": False, "tags": list(project.tags), "options": {},
                 "links": {"self": f"{self._base}/v3/projects/{project.id}"}}
 
     def _role_json(self, name: str) -> dict[str, Any]:
@@ -254,7 +301,7 @@ class KeystoneAdmin:
     async def list_users(self, request: Any) -> bytes:
         """Administrators; filters ``name`` (the username, or the email of
         a user without one), ``domain_id``, ``enabled``."""
-        self._admin(request, "identity:list_users")
+        self._reader(request, "identity:list_users")
         users = await self._accounts.list_users()
         name = _args(request, "name")
         if name is not None:
@@ -291,8 +338,10 @@ class KeystoneAdmin:
         user, _ = await self._accounts.create_user(email, first, last, password=password,
                                                    activate=True, verify=False,
                                                    username=username)
-        if default_project is not None:
-            user = await self._accounts.modify_user(user.uuid, default_project=default_project)
+        extra = _user_extra(data)
+        if default_project is not None or extra:
+            user = await self._accounts.modify_user(user.uuid, default_project=default_project,
+                                                    extra=extra or None)
         if enabled is False:
             user = await self._accounts.deactivate(user.uuid, "disabled through Keystone")
         return json_body(request, {"user": self._user_json(user)}, 201)
@@ -306,7 +355,7 @@ class KeystoneAdmin:
         return pid.lower()
 
     async def show_user(self, request: Any, user_id: str) -> bytes:
-        self._self_or_admin(request, user_id, "identity:get_user")
+        self._self_or_reader(request, user_id, "identity:get_user")
         return json_body(request, {"user": self._user_json(await self._user(user_id))})
 
     async def update_user(self, request: Any, user_id: str) -> bytes:
@@ -331,6 +380,9 @@ class KeystoneAdmin:
         if description is not None:
             fields["first_name"], fields["last_name"] = _split_name(description)
         fields["default_project"] = await self._default_project(data)
+        extra = _user_extra(data, user.extra)
+        if extra != user.extra:
+            fields["extra"] = extra
         password = data.get("password")
         if password is not None and not isinstance(password, str):
             raise errors.BadRequest("user.password must be a string.")
@@ -352,29 +404,28 @@ class KeystoneAdmin:
         return b""
 
     async def user_projects(self, request: Any, user_id: str) -> bytes:
-        self._self_or_admin(request, user_id, "identity:list_user_projects")
+        self._self_or_reader(request, user_id, "identity:list_user_projects")
         await self._user(user_id)
         projects = await self._accounts.user_projects(user_id)
         return json_body(request, {"projects": [self._project_json(p) for p in projects],
                                    "links": self._links(f"users/{user_id}/projects")})
 
     async def user_groups(self, request: Any, user_id: str) -> bytes:
-        self._self_or_admin(request, user_id, "identity:list_groups_for_user")
+        self._self_or_reader(request, user_id, "identity:list_groups_for_user")
         await self._user(user_id)
         groups = await self._assignments.groups(member=user_id)
         return json_body(request, {"groups": [self._group_json(g) for g in groups],
                                    "links": self._links(f"users/{user_id}/groups")})
 
     async def change_password(self, request: Any, user_id: str) -> bytes:
-        """The user itself: ``original_password`` and ``password``; 401 for
-        a wrong original; 204, and every token of the user ends."""
-        caller = user_of(request)
+        """Whoever knows the user's ``original_password`` (no token needed, as
+        in Keystone; the check is throttled as logins are) sets
+        ``password``; 401 for a wrong original; 204, and every token of the
+        user ends."""
         data = _body(request, "user", self._max_body)
         original, password = data.get("original_password"), data.get("password")
         if not isinstance(original, str) or not isinstance(password, str):
             raise errors.BadRequest("user.original_password and user.password are required.")
-        if caller.user != user_id:
-            raise errors.Forbidden(_NOT_ALLOWED.format("identity:change_password"))
         user = await self._user(user_id)
         try:
             ok = await self._accounts.check_password(user.login_name, original)
@@ -393,7 +444,7 @@ class KeystoneAdmin:
         theirs with ``/auth/projects`` or ``/users/<id>/projects``: 403
         here, as in Keystone).  Filters ``name``, ``domain_id``,
         ``enabled``, ``parent_id``, ``is_domain``."""
-        self._admin(request, "identity:list_projects")
+        self._reader(request, "identity:list_projects")
         projects = await self._projects.alive_projects()
         name = _args(request, "name")
         if name is not None:
@@ -407,6 +458,8 @@ class KeystoneAdmin:
                 projects = []
         if _bool_filter(request, "is_domain"):
             projects = []
+        query = {k: _args(request, k) for k in ("tags", "tags-any", "not-tags", "not-tags-any")}
+        projects = [p for p in projects if project_tags.matches(p, query)]
         return json_body(request, {"projects": [self._project_json(p) for p in projects],
                                    "links": self._links("projects")})
 
@@ -424,8 +477,11 @@ class KeystoneAdmin:
         if name is None:
             raise errors.BadRequest("project.name is required.")
         enabled = _opt_bool(data, "enabled")
+        tags = project_tags.check_tags(data["tags"]) if "tags" in data else None
         project = await self._projects.create_approved(
             caller, name, _opt_text(data, "description", 4096) or "", enabled is not False)
+        if tags:
+            project = await self._projects.change_tags(caller, project.id, replace=tags)
         return json_body(request, {"project": self._project_json(project)}, 201)
 
     async def _visible_project(self, caller: Principal, project_id: str) -> Project:
@@ -433,7 +489,7 @@ class KeystoneAdmin:
         found = await self._projects.alive_projects([project_id])
         if not found:
             raise errors.NotFound(f"Could not find project: {project_id}.")
-        if not caller.is_admin:
+        if not reads_all(caller):
             mine = await self._accounts.user_projects(caller.user or "")
             if found[0].id not in {p.id for p in mine}:
                 raise errors.Forbidden(_NOT_ALLOWED.format("identity:get_project"))
@@ -452,11 +508,54 @@ class KeystoneAdmin:
             if key in data and data[key] != {"parent_id": DOMAIN_ID, "is_domain": False}[key]:
                 raise errors.Forbidden(f"{key} cannot be changed.")
         await self._visible_project(caller, project_id)
+        tags = project_tags.check_tags(data["tags"]) if "tags" in data else None
         project = await self._projects.update_fields(
             caller, project_id, name=_opt_text(data, "name", PROJECT_NAME_LENGTH),
             description=_opt_text(data, "description", 4096),
             enabled=_opt_bool(data, "enabled"))
+        if tags is not None:
+            project = await self._projects.change_tags(caller, project.id, replace=tags)
         return json_body(request, {"project": self._project_json(project)})
+
+    # -- project tags --------------------------------------------------------
+
+    async def project_tags(self, request: Any, project_id: str) -> bytes:
+        project = await self._visible_project(user_of(request), project_id)
+        return json_body(request, {"tags": list(project.tags)})
+
+    async def replace_tags(self, request: Any, project_id: str) -> bytes:
+        """``PUT`` with ``{"tags": [...]}`` replaces them (200 with the
+        new list); ``DELETE`` removes them all (204)."""
+        caller = self._admin(request, "identity:update_project_tags")
+        if request.method == b"DELETE":
+            await self._projects.change_tags(caller, project_id, replace=[])
+            request.setResponseCode(204)
+            return b""
+        body = json_object(read_json(request, self._max_body))
+        project = await self._projects.change_tags(
+            caller, project_id, replace=project_tags.check_tags(body.get("tags")))
+        return json_body(request, {"tags": list(project.tags)})
+
+    async def check_tag(self, request: Any, project_id: str, tag: str) -> bytes:
+        project = await self._visible_project(user_of(request), project_id)
+        if tag not in project.tags:
+            raise errors.NotFound(f"Could not find tag {tag!r} on project {project_id}.")
+        request.setResponseCode(204)
+        return b""
+
+    async def add_tag(self, request: Any, project_id: str, tag: str) -> bytes:
+        caller = self._admin(request, "identity:create_project_tag")
+        await self._projects.change_tags(caller, project_id, add=project_tags.check_tag(tag))
+        request.setHeader(b"location",
+                          f"{self._base}/v3/projects/{project_id}/tags/{tag}".encode())
+        request.setResponseCode(201)
+        return b""
+
+    async def remove_tag(self, request: Any, project_id: str, tag: str) -> bytes:
+        caller = self._admin(request, "identity:delete_project_tag")
+        await self._projects.change_tags(caller, project_id, remove=tag)
+        request.setResponseCode(204)
+        return b""
 
     async def delete_project(self, request: Any, project_id: str) -> bytes:
         """Terminates the Synnefo project (its quota ends); 403 for a base
@@ -477,7 +576,7 @@ class KeystoneAdmin:
                                    "links": self._links(path)})
 
     async def user_roles(self, request: Any, project_id: str, user_id: str) -> bytes:
-        self._self_or_admin(request, user_id, "identity:list_grants")
+        self._self_or_reader(request, user_id, "identity:list_grants")
         await self._user(user_id)
         names = await self._assignments.user_roles(project_id, user_id)
         return self._roles_body(request, names, f"projects/{project_id}/users/{user_id}/roles")
@@ -485,7 +584,7 @@ class KeystoneAdmin:
     async def check_user_role(self, request: Any, project_id: str, user_id: str,
                               role_id: str) -> bytes:
         """204 when the user itself holds the role there, else 404."""
-        self._self_or_admin(request, user_id, "identity:check_grant")
+        self._self_or_reader(request, user_id, "identity:check_grant")
         name = _role_name(role_id)
         await self._user(user_id)
         if name not in await self._assignments.user_roles(project_id, user_id):
@@ -509,14 +608,14 @@ class KeystoneAdmin:
         return b""
 
     async def group_roles(self, request: Any, project_id: str, group_id: str) -> bytes:
-        self._admin(request, "identity:list_grants")
+        self._reader(request, "identity:list_grants")
         names = await self._assignments.group_roles(project_id, group_id)
         return self._roles_body(request, names,
                                 f"projects/{project_id}/groups/{group_id}/roles")
 
     async def check_group_role(self, request: Any, project_id: str, group_id: str,
                                role_id: str) -> bytes:
-        self._admin(request, "identity:check_grant")
+        self._reader(request, "identity:check_grant")
         name = _role_name(role_id)
         if name not in await self._assignments.group_roles(project_id, group_id):
             raise errors.NotFound(f"Could not find role assignment: {name} of group"
@@ -538,26 +637,65 @@ class KeystoneAdmin:
         request.setResponseCode(204)
         return b""
 
+    async def system_roles(self, request: Any, user_id: str) -> bytes:
+        self._self_or_reader(request, user_id, "identity:list_system_grants_for_user")
+        await self._user(user_id)
+        names = await self._assignments.system_roles(user_id)
+        return self._roles_body(request, names, f"system/users/{user_id}/roles")
+
+    async def check_system_role(self, request: Any, user_id: str, role_id: str) -> bytes:
+        """204 when the user holds the role on the system, else 404."""
+        self._self_or_reader(request, user_id, "identity:check_system_grant_for_user")
+        name = _role_name(role_id)
+        await self._user(user_id)
+        if name not in await self._assignments.system_roles(user_id):
+            raise errors.NotFound(f"Could not find role assignment: {name} of user {user_id}"
+                                  " on the system.")
+        request.setResponseCode(204)
+        return b""
+
+    async def grant_system_role(self, request: Any, user_id: str, role_id: str) -> bytes:
+        self._admin(request, "identity:create_system_grant_for_user")
+        await self._user(user_id)
+        await self._assignments.grant_system(user_id, _role_name(role_id))
+        request.setResponseCode(204)
+        return b""
+
+    async def revoke_system_role(self, request: Any, user_id: str, role_id: str) -> bytes:
+        self._admin(request, "identity:revoke_system_grant_for_user")
+        await self._user(user_id)
+        await self._assignments.revoke_system(user_id, _role_name(role_id))
+        request.setResponseCode(204)
+        return b""
+
     async def role_assignments(self, request: Any) -> bytes:
         """Filters ``user.id``, ``group.id``, ``scope.project.id``,
         ``role.id``, ``effective``, ``include_names``; a user who is not an
         administrator must filter on itself."""
         caller = user_of(request)
         user = _args(request, "user.id")
-        if not caller.is_admin and (user is None or user != caller.user):
+        if not reads_all(caller) and (user is None or user != caller.user):
             raise errors.Forbidden(_NOT_ALLOWED.format(
                 "identity:list_role_assignments (filter on user.id, your own id)"))
         role = _args(request, "role.id")
         role_name = None
         if role is not None:
             role_name = roles.by_id(role) or role
-        if _args(request, "scope.domain.id") is not None or _flag(request, "scope.system"):
-            found: list[Assignment] = []  # every grant is on a project
+        group, project = _args(request, "group.id"), _args(request, "scope.project.id")
+        effective = _flag(request, "effective")
+        found: list[Assignment] = []
+        if _args(request, "scope.domain.id") is not None:
+            pass  # no grant is on a domain
+        elif _args(request, "scope.system") is not None:
+            if group is None:
+                found = await self._assignments.find_system(user=user, role=role_name,
+                                                            effective=effective)
         else:
-            found = await self._assignments.find(
-                user=user, group=_args(request, "group.id"),
-                project=_args(request, "scope.project.id"), role=role_name,
-                effective=_flag(request, "effective"))
+            found = await self._assignments.find(user=user, group=group, project=project,
+                                                 role=role_name, effective=effective)
+            if project is None and group is None:
+                found += await self._assignments.find_system(user=user, role=role_name,
+                                                             effective=effective)
         names = _flag(request, "include_names")
         return json_body(request, {
             "role_assignments": [self._assignment_json(a, names) for a in found],
@@ -565,15 +703,21 @@ class KeystoneAdmin:
 
     def _assignment_json(self, a: Assignment, names: bool) -> dict[str, Any]:
         rid = roles.role_id(a.role)
-        out: dict[str, Any] = {"role": {"id": rid},
-                               "scope": {"project": {"id": a.project}}}
+        out: dict[str, Any] = {"role": {"id": rid}}
+        if a.project is None:
+            out["scope"] = {"system": {"all": True}}
+            target = "system"
+        else:
+            out["scope"] = {"project": {"id": a.project}}
+            target = f"projects/{a.project}"
         if names:
             out["role"]["name"] = a.role
-            out["scope"]["project"].update(name=a.project_name, domain=dict(DOMAIN))
+            if a.project is not None:
+                out["scope"]["project"].update(name=a.project_name, domain=dict(DOMAIN))
         grantee = (f"groups/{a.group}" if a.group is not None and a.user is None
                    else f"users/{a.user}")
         prior = a.prior or a.role
-        links = {"assignment": f"{self._base}/v3/projects/{a.project}/{grantee}/roles/"
+        links = {"assignment": f"{self._base}/v3/{target}/{grantee}/roles/"
                                f"{roles.role_id(prior)}"}
         if a.group is not None and a.user is not None:
             # effective, through a group: Keystone links the group's grant
@@ -646,7 +790,7 @@ class KeystoneAdmin:
     # -- groups ----------------------------------------------------------------
 
     async def list_groups(self, request: Any) -> bytes:
-        self._admin(request, "identity:list_groups")
+        self._reader(request, "identity:list_groups")
         groups = await self._assignments.groups(name=_args(request, "name"))
         domain = _args(request, "domain_id")
         if domain is not None and domain != DOMAIN_ID:
@@ -666,7 +810,7 @@ class KeystoneAdmin:
         return json_body(request, {"group": self._group_json(group)}, 201)
 
     async def show_group(self, request: Any, group_id: str) -> bytes:
-        self._admin(request, "identity:get_group")
+        self._reader(request, "identity:get_group")
         return json_body(request, {"group": self._group_json(
             await self._assignments.get_group(group_id))})
 
@@ -685,7 +829,7 @@ class KeystoneAdmin:
         return b""
 
     async def group_users(self, request: Any, group_id: str) -> bytes:
-        self._admin(request, "identity:list_users_in_group")
+        self._reader(request, "identity:list_users_in_group")
         members = set(await self._assignments.group_members(group_id))
         users = [u for u in await self._accounts.list_users() if u.uuid in members]
         enabled = _bool_filter(request, "enabled")
@@ -695,7 +839,7 @@ class KeystoneAdmin:
                                    "links": self._links(f"groups/{group_id}/users")})
 
     async def check_group_user(self, request: Any, group_id: str, user_id: str) -> bytes:
-        self._self_or_admin(request, user_id, "identity:check_user_in_group")
+        self._self_or_reader(request, user_id, "identity:check_user_in_group")
         await self._user(user_id)
         if not await self._assignments.is_group_member(group_id, user_id):
             raise errors.NotFound(f"User {user_id} is not in group {group_id}.")

@@ -100,6 +100,8 @@ class Project:
     last_application: int | None
     # The project's grants of API-visible resources.
     resources: dict[str, Capacity] = attrs.field(factory=dict)
+    # Keystone's tags of the project, in the order they were set.
+    tags: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -169,7 +171,7 @@ def user_ref(user_uuid: str) -> str:
 _PROJECT_COLUMNS = (
     "p.id::text, p.state, p.name, p.owner::text, p.homepage, p.description, p.start_date,"
     " p.end_date, p.join_policy, p.leave_policy, p.max_members, p.private, p.system_project,"
-    " p.creation_date, p.deactivation_date, p.last_application")
+    " p.creation_date, p.deactivation_date, p.last_application, p.tags")
 
 
 def _project(row: Sequence[Any], resources: dict[str, Capacity]) -> Project:
@@ -178,7 +180,8 @@ def _project(row: Sequence[Any], resources: dict[str, Capacity]) -> Project:
         description=row[5], start_date=row[6], end_date=row[7], join_policy=row[8],
         leave_policy=row[9], max_members=UNLIMITED if row[10] is None else row[10],
         private=row[11], system_project=row[12], creation_date=row[13],
-        deactivation_date=row[14], last_application=row[15], resources=resources)
+        deactivation_date=row[14], last_application=row[15], resources=resources,
+        tags=tuple(row[16]))
 
 
 def _project_resources_txn(txn: Any, ids: Sequence[str]) -> dict[str, dict[str, Capacity]]:
@@ -262,6 +265,11 @@ def projects_txn(txn: Any, *, ids: Sequence[str] | None = None,
             WHERE {" AND ".join(where)}
             ORDER BY p.creation_date, p.id""", args)
     return _projects_from_rows(txn, txn.fetchall())
+
+
+def set_project_tags_txn(txn: Any, project_id: str, tags: Sequence[str]) -> None:
+    txn.execute("UPDATE identity_projects SET tags = %s WHERE id = %s",
+                (list(tags), project_id))
 
 
 def projects_of_user_txn(txn: Any, user_uuid: str) -> list[Project]:

@@ -49,6 +49,7 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.identity import project_store as store
+from snfd.identity import project_tags
 from snfd.identity.project_store import (
     ACCEPTED_STATES,
     ALIVE_STATES,
@@ -907,6 +908,16 @@ class Projects:
             name = _keystone_name(name)
         return await self._db.run("identity.update_fields", _update_fields_txn, caller,
                                   project_id, name, description, enabled, self.now())
+
+    async def change_tags(self, caller: Principal, project_id: str,
+                          replace: Sequence[str] | None = None, add: str | None = None,
+                          remove: str | None = None) -> Project:
+        """An administrator replaces the project's tags, adds or removes one
+        (``project_tags.py``)."""
+        _require_admin(caller)
+        project_id = _valid_project_id(project_id)
+        return await self._db.run("identity.project_tags", project_tags.change_txn,
+                                  project_id, replace, add, remove)
 
     async def alive_projects(self, ids: Sequence[str] | None = None) -> list[Project]:
         """Active and suspended projects (optionally only these ids)."""

@@ -78,7 +78,8 @@ def principal_from_keystone(token: dict[str, Any]) -> Principal:
             audit_ids=tuple(token.get("audit_ids") or ()),
             methods=tuple(token.get("methods") or ()), app_credential=cred.get("id"),
             access_rules=rules,
-            roles=tuple(r["name"] for r in token.get("roles") or ()))
+            roles=tuple(r["name"] for r in token.get("roles") or ()),
+            system=bool((token.get("system") or {}).get("all")))
     except (KeyError, TypeError, AttributeError):
         raise errors.ServiceUnavailable(
             "The identity service sent a token body this node cannot read.") from None

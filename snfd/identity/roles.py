@@ -27,6 +27,10 @@ NAMES = (ADMIN, MEMBER, READER, SERVICE, RESELLER_ADMIN)
 #: The roles a membership (or a group's grant) can hold.
 PROJECT_ROLES = (MEMBER, READER, SERVICE, RESELLER_ADMIN)
 
+#: The roles a user can hold on the system (``admin`` there is the
+#: administrator flag).
+SYSTEM_ROLES = (ADMIN, MEMBER, READER)
+
 #: Direct implication rules: prior role -> the roles it implies.
 IMPLIES: dict[str, tuple[str, ...]] = {ADMIN: (MEMBER,), MEMBER: (READER,)}
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import psycopg2.errors
+import psycopg2.extras
 
 from snfd import errors
 
@@ -28,7 +29,7 @@ _USER_COLUMNS = """
     u.verified_at, u.moderated_at, u.activated_at, u.state_reason,
     coalesce((SELECT array_agg(g.group_name ORDER BY g.group_name)
               FROM identity_user_groups g WHERE g.user_uuid = u.uuid), '{}'),
-    u.username
+    u.username, u.extra
 """
 
 
@@ -59,6 +60,8 @@ class User:
     state_reason: str
     groups: tuple[str, ...]
     username: str | None = None
+    #: properties Keystone's API does not define, kept as given
+    extra: dict[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
 
     @property
     def login_name(self) -> str:
@@ -130,9 +133,11 @@ class Token:
     expires_at: datetime.datetime
     #: set when the token was issued from an application credential
     app_credential: TokenCredential | None = None
-    #: the roles the user holds on ``project`` (names, implied ones
-    #: included), as validation found them
+    #: the roles the user holds on ``project`` (or on the system), implied
+    #: ones included, as validation found them
     roles: tuple[str, ...] = ()
+    #: scoped to the system (Keystone's ``{"system": {"all": true}}``)
+    system: bool = False
 
     @property
     def audit_ids(self) -> tuple[str, ...]:
@@ -153,7 +158,7 @@ def _iso(value: datetime.datetime | None) -> str | None:
 
 def _user(row: Sequence[Any]) -> User:
     return User(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
-                row[9], row[10], row[11], row[12], tuple(row[13]), row[14])
+                row[9], row[10], row[11], row[12], tuple(row[13]), row[14], dict(row[15]))
 
 
 # -- users ----------------------------------------------------------------
@@ -258,9 +263,13 @@ def set_password_txn(txn: Any, uuid: str, password_hash: str | None,
 
 def modify_user_txn(txn: Any, uuid: str, now: datetime.datetime, **fields: Any) -> User:
     """Change ``email``, ``username``, ``first_name``, ``last_name``,
-    ``is_admin`` or ``default_project`` (those given and not ``None``)."""
-    allowed = ("email", "username", "first_name", "last_name", "is_admin", "default_project")
+    ``is_admin``, ``default_project`` or ``extra`` (those given and not
+    ``None``)."""
+    allowed = ("email", "username", "first_name", "last_name", "is_admin", "default_project",
+               "extra")
     changes = {k: v for k, v in fields.items() if k in allowed and v is not None}
+    if "extra" in changes:
+        changes["extra"] = psycopg2.extras.Json(changes["extra"])
     before = get_user_txn(txn, uuid)
     _check_free_txn(txn, "email", changes.get("email"), uuid)
     _check_free_txn(txn, "name", changes.get("username"), uuid)
@@ -366,30 +375,31 @@ def links_of_txn(txn: Any, uuid: str) -> list[tuple[str, str]]:
 def add_token_txn(txn: Any, token_hash: bytes, uuid: str, is_primary: bool,
                   project: str | None, methods: Sequence[str], audit_id: str,
                   audit_chain: str | None, issued_at: datetime.datetime,
-                  expires_at: datetime.datetime, app_credential: str | None = None) -> None:
+                  expires_at: datetime.datetime, app_credential: str | None = None,
+                  system: bool = False) -> None:
     if is_primary:
         txn.execute("DELETE FROM identity_tokens WHERE user_uuid = %s AND is_primary", (uuid,))
     txn.execute(
         "INSERT INTO identity_tokens (hash, user_uuid, is_primary, project, methods,"
-        " audit_id, audit_chain, issued_at, expires_at, app_credential)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " audit_id, audit_chain, issued_at, expires_at, app_credential, system)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (token_hash, uuid, is_primary, project, list(methods), audit_id, audit_chain,
-         issued_at, expires_at, app_credential))
+         issued_at, expires_at, app_credential, system))
 
 
 def token_txn(txn: Any, token_hash: bytes) -> Token | None:
     """The token with this hash and its user, expired or not."""
     txn.execute(
         f"SELECT t.is_primary, t.project::text, t.methods, t.audit_id, t.audit_chain,"
-        f" t.issued_at, t.expires_at, {_USER_COLUMNS}, t.app_credential::text"
+        f" t.issued_at, t.expires_at, {_USER_COLUMNS}, t.system, t.app_credential::text"
         " FROM identity_tokens t JOIN identity_users u ON u.uuid = t.user_uuid"
         " WHERE t.hash = %s", (token_hash,))
     row = txn.fetchone()
     if row is None:
         return None
     credential = token_credential_txn(txn, row[-1]) if row[-1] is not None else None
-    return Token(_user(row[7:]), row[0], row[1], tuple(row[2]), row[3], row[4], row[5], row[6],
-                 credential)
+    return Token(_user(row[7:-2]), row[0], row[1], tuple(row[2]), row[3], row[4], row[5],
+                 row[6], credential, system=row[-2])
 
 
 def token_credential_txn(txn: Any, credential_id: str) -> TokenCredential | None:
@@ -406,6 +416,42 @@ def token_credential_txn(txn: Any, credential_id: str) -> TokenCredential | None
                 (credential_id,))
     rules = tuple(AccessRule(*r) for r in txn.fetchall())
     return TokenCredential(row[0], row[1], row[2], tuple(row[3]), rules)
+
+
+# -- roles on the system ---------------------------------------------------
+
+def system_roles_txn(txn: Any, uuid: str) -> list[str]:
+    """The roles stored for the user on the system (``member``,
+    ``reader``; ``admin`` is the user's ``is_admin``)."""
+    txn.execute("SELECT role FROM identity_system_roles WHERE user_uuid = %s ORDER BY role",
+                (uuid,))
+    return [r[0] for r in txn.fetchall()]
+
+
+def add_system_role_txn(txn: Any, uuid: str, role: str) -> None:
+    txn.execute("INSERT INTO identity_system_roles (user_uuid, role) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING", (uuid, role))
+
+
+def remove_system_role_txn(txn: Any, uuid: str, role: str) -> bool:
+    """Remove one stored role; whether the user held it."""
+    txn.execute("DELETE FROM identity_system_roles WHERE user_uuid = %s AND role = %s",
+                (uuid, role))
+    return bool(txn.rowcount)
+
+
+def system_role_holders_txn(txn: Any, uuid: str | None = None) -> list[tuple[str, str, str]]:
+    """Every role on the system as ``(user uuid, user name, role)``: the
+    stored ones and ``admin`` of each administrator; of one user when
+    ``uuid`` is given."""
+    txn.execute(
+        "SELECT u.uuid::text, coalesce(u.username, u.email), r.role"
+        " FROM identity_system_roles r JOIN identity_users u ON u.uuid = r.user_uuid"
+        " WHERE %(u)s::uuid IS NULL OR u.uuid = %(u)s::uuid"
+        " UNION ALL SELECT u.uuid::text, coalesce(u.username, u.email), 'admin'"
+        " FROM identity_users u WHERE u.is_admin"
+        " AND (%(u)s::uuid IS NULL OR u.uuid = %(u)s::uuid) ORDER BY 1, 3", {"u": uuid})
+    return [(r[0], r[1], r[2]) for r in txn.fetchall()]
 
 
 def has_primary_token_txn(txn: Any, uuid: str) -> bool:

@@ -50,9 +50,11 @@ class Principal:
     #: ``(service type, method, path)`` the token is limited to; ``None``:
     #: no access rules (``TokenAuth`` enforces them)
     access_rules: tuple[tuple[str, str, str], ...] | None = None
-    #: the Keystone roles the token carries on its project (names, implied
-    #: ones included); empty for an unscoped token
+    #: the Keystone roles the token carries on its project or the system
+    #: (names, implied ones included); empty for an unscoped token
     roles: tuple[str, ...] = ()
+    #: the token is scoped to the system (``roles`` are the user's there)
+    system: bool = False
 
     @property
     def is_component(self) -> bool:

@@ -206,21 +206,19 @@ class UserTests(AdminTestCase):
 
     @defer.inlineCallbacks
     def test_own_password(self):
-        """POST /users/<self>/password with the original password: 204, the
-        new password logs in, the old token is refused; a wrong original is
-        401; another user's password is 403."""
+        """POST /users/<id>/password with the original password, as in
+        Keystone no token needed: 204, the new password logs in, the old
+        token is refused; a wrong original is 401, whoever asks."""
         path = f"/users/{self.ann}/password"
         code, _, _ = yield d(self.v3("POST", path, {"user": {
             "original_password": "wrong", "password": "another long one"}},
             token=self.ann_token))
         self.assertEqual(code, 401)
-        code, _, _ = yield d(self.v3("POST", f"/users/{self.admin}/password", {"user": {
-            "original_password": PASSWORD, "password": "another long one"}},
-            token=self.ann_token))
-        self.assertEqual(code, 403)
-        code, _, _ = yield d(self.v3("POST", path, {"user": {
-            "original_password": PASSWORD, "password": "another long one"}},
-            token=self.ann_token))
+        code, _, _ = yield d(self.call("POST", V3 + path, {"user": {
+            "original_password": "wrong", "password": "another long one"}}))
+        self.assertEqual(code, 401)
+        code, _, _ = yield d(self.call("POST", V3 + path, {"user": {
+            "original_password": PASSWORD, "password": "another long one"}}))
         self.assertEqual(code, 204)
         code, _, _ = yield d(self.login("ann@example.org", "another long one"))
         self.assertEqual(code, 201)
@@ -321,6 +319,62 @@ class ProjectTests(AdminTestCase):
                                    ("DELETE", f"/projects/{pid}", None)):
             code, _, _ = yield d(self.v3(method, path, body, token=self.ann_token))
             self.assertEqual(code, 403)
+
+
+class ProjectTagTests(AdminTestCase):
+    @defer.inlineCallbacks
+    def test_tags(self):
+        """Tags given at creation are shown and listed; the tag calls add,
+        check, remove and replace them; the list filters select by them;
+        a bad tag is 400; a plain user may not change them."""
+        pid = yield d(self.new_project(tags=["blue", "big"]))
+        other = yield d(self.new_project("other", tags=["blue"]))
+        _, body, _ = yield d(self.v3("GET", f"/projects/{pid}"))
+        self.assertEqual(body["project"]["tags"], ["blue", "big"])
+        code, _, _ = yield d(self.v3("PUT", f"/projects/{pid}/tags/fast"))
+        self.assertEqual(code, 201)
+        code, _, _ = yield d(self.v3("GET", f"/projects/{pid}/tags/fast"))
+        self.assertEqual(code, 204)
+        _, body, _ = yield d(self.v3("GET", f"/projects/{pid}/tags"))
+        self.assertEqual(body["tags"], ["blue", "big", "fast"])
+        for query, expected in (("tags=blue,big", {pid}), ("tags-any=big,blue", {pid, other}),
+                                ("not-tags=blue,big", {other}), ("not-tags-any=big", {other})):
+            _, body, _ = yield d(self.v3("GET", f"/projects?{query}"))
+            self.assertEqual({p["id"] for p in body["projects"]} & {pid, other}, expected,
+                             query)
+        code, _, _ = yield d(self.v3("DELETE", f"/projects/{pid}/tags/fast"))
+        self.assertEqual(code, 204)
+        code, _, _ = yield d(self.v3("DELETE", f"/projects/{pid}/tags/fast"))
+        self.assertEqual(code, 404)
+        code, body, _ = yield d(self.v3("PUT", f"/projects/{pid}/tags", {"tags": ["x", "y"]}))
+        self.assertEqual((code, body["tags"]), (200, ["x", "y"]))
+        code, _, _ = yield d(self.v3("PATCH", f"/projects/{pid}",
+                                     {"project": {"tags": ["a,b"]}}))
+        self.assertEqual(code, 400)
+        code, _, _ = yield d(self.v3("PUT", f"/projects/{pid}/tags",
+                                     {"tags": [str(i) for i in range(81)]}))
+        self.assertEqual(code, 400)
+        code, _, _ = yield d(self.v3("PUT", f"/projects/{pid}/tags/z", token=self.ann_token))
+        self.assertEqual(code, 403)
+
+
+class UserExtraTests(AdminTestCase):
+    @defer.inlineCallbacks
+    def test_extra_properties_are_kept(self):
+        """Properties Keystone's API does not define are stored and shown
+        back, changed by an update and removed by null."""
+        code, body, _ = yield d(self.v3("POST", "/users", {"user": {
+            "name": "eve", "project_id": "p-1", "team": {"size": 3}}}))
+        self.assertEqual(code, 201)
+        uid = body["user"]["id"]
+        self.assertEqual((body["user"]["project_id"], body["user"]["team"]),
+                         ("p-1", {"size": 3}))
+        _, body, _ = yield d(self.v3("PATCH", f"/users/{uid}", {"user": {
+            "project_id": "p-2", "team": None}}))
+        self.assertEqual(body["user"]["project_id"], "p-2")
+        self.assertNotIn("team", body["user"])
+        _, body, _ = yield d(self.v3("GET", f"/users/{uid}"))
+        self.assertEqual((body["user"]["project_id"], body["user"]["name"]), ("p-2", "eve"))
 
 
 class RoleTests(AdminTestCase):
@@ -521,6 +575,98 @@ class AssignmentTests(AdminTestCase):
                      f"{MEMBER}"):
             code, body, _ = yield d(self.v3("PUT", path))
             self.assertEqual((code, body["error"]["code"]), (404, 404), path)
+
+
+class SystemScopeTests(AdminTestCase):
+    @defer.inlineCallbacks
+    def test_system_reader_reads_and_cannot_write(self):
+        """A reader on the system gets a token scoped to the system
+        (``system: {all: true}``, roles reader); with it, it lists and shows
+        users, projects and assignments, and is refused every change."""
+        grant = f"/system/users/{self.ann}/roles/{READER}"
+        code, _, _ = yield d(self.login("ann@example.org", scope={"system": {"all": True}}))
+        self.assertEqual(code, 401)  # no role on the system yet
+        code, _, _ = yield d(self.v3("PUT", grant, token=self.ann_token))
+        self.assertEqual(code, 403)
+        code, _, _ = yield d(self.v3("PUT", grant))
+        self.assertEqual(code, 204)
+        code, _, _ = yield d(self.v3("HEAD", grant))
+        self.assertEqual(code, 204)
+        _, body, _ = yield d(self.v3("GET", f"/system/users/{self.ann}/roles"))
+        self.assertEqual([r["name"] for r in body["roles"]], ["reader"])
+        code, body, headers = yield d(self.login("ann@example.org",
+                                                 scope={"system": {"all": True}}))
+        self.assertEqual(code, 201)
+        token = body["token"]
+        self.assertEqual((token["system"], [r["name"] for r in token["roles"]]),
+                         ({"all": True}, ["reader"]))
+        self.assertNotIn("project", token)
+        reader = subject(headers)
+        code, body, _ = yield d(self.v3("GET", "/auth/tokens", token=reader,
+                                        headers={"X-Subject-Token": reader}))
+        self.assertEqual((code, body["token"]["system"]), (200, {"all": True}))
+        pid = yield d(self.new_project())
+        for path in ("/users", f"/users/{self.admin}", "/projects", f"/projects/{pid}",
+                     f"/users/{self.admin}/projects", "/role_assignments", "/groups"):
+            code, _, _ = yield d(self.v3("GET", path, token=reader))
+            self.assertEqual(code, 200, path)
+        for method, path, data in (
+                ("POST", "/users", {"user": {"name": "x@example.org"}}),
+                ("POST", "/projects", {"project": {"name": "x"}}),
+                ("PATCH", f"/projects/{pid}", {"project": {"description": "x"}}),
+                ("PUT", f"/projects/{pid}/users/{self.ann}/roles/{MEMBER}", None),
+                ("DELETE", f"/users/{self.admin}", None)):
+            code, _, _ = yield d(self.v3(method, path, data, token=reader))
+            self.assertEqual(code, 403, (method, path))
+        # Her project-scoped token reads only what is hers.
+        code, _, _ = yield d(self.v3("GET", "/users", token=self.ann_token))
+        self.assertEqual(code, 403)
+
+    @defer.inlineCallbacks
+    def test_system_assignments_are_listed_and_revoked(self):
+        """System grants appear in /role_assignments with a system scope
+        (administrators hold admin there); ``scope.system`` filters them;
+        revoking ends the system token's access."""
+        yield d(self.v3("PUT", f"/system/users/{self.ann}/roles/{READER}"))
+        _, body, _ = yield d(self.v3("GET", "/role_assignments?scope.system=all"
+                                            "&include_names=true"))
+        found = {(a["user"]["id"], a["role"]["name"]) for a in body["role_assignments"]}
+        self.assertLessEqual({(self.ann, "reader"), (self.admin, "admin")}, found)
+        self.assertEqual({r for _, r in found}, {"reader", "admin"})
+        self.assertTrue(all(a["scope"] == {"system": {"all": True}}
+                            for a in body["role_assignments"]))
+        _, body, _ = yield d(self.v3("GET", f"/role_assignments?user.id={self.admin}"
+                                            "&effective=true&scope.system=all"))
+        self.assertEqual(sorted(a["role"]["id"] for a in body["role_assignments"]),
+                         sorted([ADMIN, MEMBER, READER]))
+        _, body, _ = yield d(self.v3("GET", f"/role_assignments?user.id={self.ann}"))
+        self.assertIn({"system": {"all": True}}, [a["scope"] for a in body["role_assignments"]])
+        code, _, _ = yield d(self.v3("PUT", f"/system/users/{self.ann}/roles/"
+                                            f"{roles.role_id('service')}"))
+        self.assertEqual(code, 403)
+        code, _, _ = yield d(self.v3("DELETE", f"/system/users/{self.ann}/roles/{READER}"))
+        self.assertEqual(code, 204)
+        code, _, _ = yield d(self.v3("DELETE", f"/system/users/{self.ann}/roles/{READER}"))
+        self.assertEqual(code, 404)
+        code, _, _ = yield d(self.login("ann@example.org", scope={"system": {"all": True}}))
+        self.assertEqual(code, 401)
+
+    @defer.inlineCallbacks
+    def test_system_admin_is_the_administrator_flag(self):
+        """admin on the system makes an administrator (its system token
+        says admin, member, reader and may create users); revoking it ends
+        that."""
+        yield d(self.v3("PUT", f"/system/users/{self.ann}/roles/{ADMIN}"))
+        code, body, headers = yield d(self.login("ann@example.org",
+                                                 scope={"system": {"all": True}}))
+        self.assertEqual([r["name"] for r in body["token"]["roles"]],
+                         ["admin", "member", "reader"])
+        code, _, _ = yield d(self.v3("POST", "/users", {"user": {"name": "c@example.org"}},
+                                     token=subject(headers)))
+        self.assertEqual(code, 201)
+        yield d(self.v3("DELETE", f"/system/users/{self.ann}/roles/{ADMIN}"))
+        code, _, _ = yield d(self.v3("GET", "/users", token=self.ann_token))
+        self.assertEqual(code, 403)
 
 
 class GroupTests(AdminTestCase):
