@@ -39,7 +39,7 @@ from snfd.identity.assignments import Assignment, Assignments
 from snfd.identity.domain import DOMAIN, DOMAIN_ID
 from snfd.identity.project_store import Project
 from snfd.identity.projects import Projects
-from snfd.identity.providers import LoginFailed
+from snfd.identity.providers import Credentials
 from snfd.identity.store import Group, User, is_uuid
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, read_json
 from snfd.web.auth import Principal, user_of
@@ -427,11 +427,16 @@ class KeystoneAdmin:
         if not isinstance(original, str) or not isinstance(password, str):
             raise errors.BadRequest("user.original_password and user.password are required.")
         user = await self._user(user_id)
+        address = request.getClientAddress()
         try:
-            ok = await self._accounts.check_password(user.login_name, original)
-        except LoginFailed:
-            ok = None
-        if ok != user.uuid:
+            # A login with the local provider: counted and throttled per
+            # address and account like every password login.
+            found = await self._accounts.login(Credentials(
+                username=user.login_name, password=original,
+                source=str(getattr(address, "host", "") or "")), only="local")
+        except errors.Unauthorized:
+            found = None
+        if found is None or found.uuid != user.uuid:
             raise errors.Unauthorized("The original password is wrong.")
         await self._accounts.change_password(user.uuid, password)
         request.setResponseCode(204)

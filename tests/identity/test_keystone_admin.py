@@ -228,6 +228,24 @@ class UserTests(AdminTestCase):
         self.assertEqual(code, 401)
 
 
+    @defer.inlineCallbacks
+    def test_password_change_is_throttled_as_logins(self):
+        """Guessing the original password through /password is counted as
+        failed logins are: after the account's limit, 429, even with the
+        right one."""
+        path = V3 + f"/users/{self.ann}/password"
+        codes = []
+        for _ in range(6):
+            code, _, _ = yield d(self.call("POST", path, {"user": {
+                "original_password": "a guess", "password": "another long one"}}))
+            codes.append(code)
+        self.assertEqual(codes[:5], [401] * 5)
+        self.assertEqual(codes[5], 429)
+        code, _, _ = yield d(self.call("POST", path, {"user": {
+            "original_password": PASSWORD, "password": "another long one"}}))
+        self.assertEqual(code, 429)
+
+
 class ProjectTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_create_is_active_with_quota(self):
