@@ -42,8 +42,14 @@ from twisted.web.resource import IResource
 
 from snfd import errors
 from snfd.cyclades import model
-from snfd.cyclades.keypairs import Keypair
-from snfd.cyclades.model import Flavor, Server
+from snfd.cyclades.compute_views import (
+    MICROVERSION,
+    NovaViews,
+    SynnefoViews,
+    diagnostic_json,
+    iso,
+    nic_views,
+)
 from snfd.cyclades.requests import (
     Console,
     Firewall,
@@ -68,128 +74,9 @@ from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_j
 from snfd.web.auth import user_of
 
 UTC = datetime.UTC
-PREFIX = "/v2.0"
-MICROVERSION = "2.1"
-VERSION_UPDATED = "2013-07-23T11:33:21Z"
 Handler = Callable[..., Awaitable[bytes]]
-
-
-def iso(value: datetime.datetime | None) -> str | None:
-    """ISO 8601 in UTC (``2024-01-02T03:04:05.123456+00:00``)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat()
-
-
-def _links(base: str, kind: str, ident: Any) -> list[dict[str, str]]:
-    href = f"{base}{PREFIX}/{kind}/{ident}"
-    return [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]
-
-
-def _nic_views(server: Server) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    attachments: list[dict[str, Any]] = []
-    addresses: dict[str, list[dict[str, Any]]] = {}
-    for nic in server.nics:
-        network = str(nic.get("network") or nic.get("link") or "default")
-        ip = nic.get("ip")
-        ipv6 = nic.get("ipv6")
-        attachments.append({
-            "id": str(nic.get("id", "")), "network_id": network,
-            "mac_address": nic.get("mac") or "",
-            "firewallProfile": nic.get("firewall") or "DISABLED",
-            "ipv4": ip or "", "ipv6": ipv6 or "", "OS-EXT-IPS:type": "fixed"})
-        entries = addresses.setdefault(network, [])
-        if ip:
-            entries.append({"version": 4, "addr": ip, "OS-EXT-IPS:type": "fixed"})
-        if ipv6:
-            entries.append({"version": 6, "addr": ipv6, "OS-EXT-IPS:type": "fixed"})
-    return attachments, addresses
-
-
-def diagnostic_json(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"level": entry["level"], "created": iso(entry["created"]),
-            "source": entry["source"], "source_date": iso(entry["source_date"]),
-            "message": entry["message"], "details": entry["details"]}
-
-
-def server_json(server: Server, base: str, detail: bool = True,
-                diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A server as the API shows it (reference 3.1, "Server dict")."""
-    links = _links(base, "servers", server.id)
-    if not detail:
-        return {"id": server.id, "name": server.name, "links": links}
-    status = model.api_status(server)
-    if status == "ACTIVE":
-        progress = 100
-    elif server.operstate == "BUILD" and not server.deleted:
-        progress = server.buildpercentage
-    else:
-        progress = 0
-    attachments, addresses = _nic_views(server)
-    fqdn = next((a["ipv4"] for a in attachments if a["ipv4"]), "")
-    return {
-        "id": server.id,
-        "name": server.name,
-        "status": status,
-        "SNF:task_state": model.task_state(server),
-        "progress": progress,
-        "user_id": server.userid,
-        "tenant_id": server.project,
-        "shared_to_project": server.shared_to_project,
-        "created": iso(server.created),
-        "updated": iso(server.updated),
-        "hostId": "",
-        "flavor": {"id": server.flavor.id, "links": _links(base, "flavors", server.flavor.id)},
-        "image": {"id": server.image_id, "links": _links(base, "images", server.image_id)},
-        "metadata": dict(server.metadata),
-        "tags": list(server.tags),
-        "suspended": server.suspended,
-        "deleted": server.deleted,
-        "SNF:rescue": server.rescue,
-        "attachments": attachments,
-        "addresses": addresses,
-        "volumes": [],
-        "diagnostics": [diagnostic_json(d) for d in diagnostics or ()],
-        "key_name": server.key_names[0] if server.key_names else None,
-        "SNF:key_names": list(server.key_names),
-        "SNF:fqdn": fqdn,
-        "SNF:port_forwarding": {},
-        "security_groups": [{"name": "default"}],
-        "accessIPv4": "",
-        "accessIPv6": "",
-        "config_drive": "",
-        "links": links,
-    }
-
-
-def flavor_json(flavor: Flavor, base: str, detail: bool = True) -> dict[str, Any]:
-    """A flavor as the API shows it (reference 3.1, "Flavors")."""
-    links = _links(base, "flavors", flavor.id)
-    if not detail:
-        return {"id": flavor.id, "name": flavor.name, "links": links}
-    return {
-        "id": flavor.id, "name": flavor.name, "ram": flavor.ram, "vcpus": flavor.cpu,
-        "disk": flavor.disk, "SNF:disk_template": flavor.disk_template,
-        "SNF:volume_type": None, "SNF:allow_create": flavor.allow_create,
-        "os-flavor-access:is_public": flavor.public,
-        "SNF:flavor-access": list(flavor.access),
-        "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
-        "swap": "", "rxtx_factor": 1.0, "links": links,
-    }
-
-
-def keypair_json(keypair: Keypair, detail: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": keypair.name, "public_key": keypair.public_key,
-                           "fingerprint": keypair.fingerprint}
-    if detail:
-        out.update(user_id=keypair.userid, created_at=iso(keypair.created), deleted=False,
-                   deleted_at=None, updated_at=None)
-    if keypair.private_key is not None:
-        out["private_key"] = keypair.private_key
-        out["user_id"] = keypair.userid
-    return out
+#: The dialects, by the prefix they answer under (``compute_views.py``).
+DIALECTS = (SynnefoViews, NovaViews)
 
 
 def _default_image_view(image: Any) -> dict[str, Any]:
@@ -242,14 +129,6 @@ def _int_id(value: str, what: str) -> int:
     return int(value)
 
 
-def _version(base: str) -> dict[str, Any]:
-    return {"id": "v2.0", "status": "CURRENT", "version": MICROVERSION,
-            "min_version": MICROVERSION, "updated": VERSION_UPDATED,
-            "links": [{"rel": "self", "href": f"{base}{PREFIX}/"}],
-            "media-types": [{"base": "application/json",
-                             "type": "application/vnd.openstack.compute+json;version=2"}]}
-
-
 class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
@@ -259,13 +138,14 @@ class ComputeAPI:
         self._images = images
         self._base = base_url.rstrip("/")
         self._max_body = max_body
-        self._image_view = _image_view(self._base + PREFIX)
+        self._dialects = [views(self._base) for views in DIALECTS]
+        self._image_views = {d.prefix: _image_view(self._base + d.prefix)
+                             for d in self._dialects}
         self.app: Klein = make_app()
         s = "/servers/<server_id>"
         routes: list[tuple[str, str, Handler]] = [
-            ("GET", "/", self.versions),
-            ("GET", PREFIX, self.version),
-            ("GET", PREFIX + "/", self.version),
+            ("GET", "", self.version),
+            ("GET", "/", self.version),
             ("GET", "/servers", self.list_servers),
             ("GET", "/servers/detail", self.list_servers_detail),
             ("POST", "/servers", self.create_server),
@@ -308,12 +188,14 @@ class ComputeAPI:
             ("GET", "/limits", self.limits),
             ("GET", "/os-availability-zone", self.availability_zones),
         ]
-        for method, path, handler in routes:
-            full = path if path == "/" or path.startswith(PREFIX) else PREFIX + path
-            self._route(method, full, handler)
+        self._route("GET", "/", self.versions, self._dialects[0])
+        for views in self._dialects:
+            for method, path, handler in routes:
+                self._route(method, views.prefix + path, handler, views)
 
-    def _route(self, method: str, path: str, handler: Handler) -> None:
+    def _route(self, method: str, path: str, handler: Handler, views: SynnefoViews) -> None:
         async def endpoint(request: Any, **kwargs: Any) -> bytes:
+            request.compute_views = views
             request.setHeader(b"x-openstack-nova-api-version", MICROVERSION.encode())
             request.setHeader(b"openstack-api-version", f"compute {MICROVERSION}".encode())
             request.setHeader(b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")
@@ -357,6 +239,20 @@ class ComputeAPI:
         return [p.user] + ([p.project] if p.project and p.project != p.user else [])
 
     @staticmethod
+    def _v(request: Any) -> SynnefoViews:
+        """The dialect of the prefix the request came through."""
+        views: SynnefoViews = request.compute_views
+        return views
+
+    async def _server(self, request: Any, server_id: str) -> Any:
+        """The caller's server; in a dialect that hides deleted servers,
+        404 for a deleted one."""
+        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        if server.deleted and self._v(request).hides_deleted:
+            raise errors.NotFound(f"Server {server_id} not found.")
+        return server
+
+    @staticmethod
     def _empty(request: Any, code: int) -> bytes:
         request.setResponseCode(code)
         return b""
@@ -365,11 +261,11 @@ class ComputeAPI:
 
     async def versions(self, request: Any) -> bytes:
         """``GET /compute/``: the versions list."""
-        return json_body(request, {"versions": [_version(self._base)]})
+        return json_body(request, {"versions": [d.version() for d in self._dialects]})
 
     async def version(self, request: Any) -> bytes:
         """``GET /compute/v2.0[/]``: this version, microversions 2.1..2.1."""
-        return json_body(request, {"version": _version(self._base)})
+        return json_body(request, {"version": self._v(request).version()})
 
     async def extensions(self, request: Any) -> bytes:
         return json_body(request, {"extensions": []})
@@ -400,10 +296,10 @@ class ComputeAPI:
         status = _query(request, "status")
         if status:
             found = [s for s in found if model.api_status(s) == status.upper()]
-        if since is not None and not found:
+        v = self._v(request)
+        if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
-        return json_body(request, {"servers": [server_json(s, self._base, detail)
-                                               for s in found]})
+        return json_body(request, {"servers": [v.server(s, detail) for s in found]})
 
     async def list_servers(self, request: Any) -> bytes:
         return await self._listing(request, False)
@@ -416,16 +312,13 @@ class ComputeAPI:
         user = self._user(request)
         req = parse_create(self._object(request, "server"), self._servers.settings)
         server, password = await self._servers.create(user, req)
-        out = server_json(server, self._base)
-        out["adminPass"] = password
-        return json_body(request, {"server": out}, 202)
+        return json_body(request, {"server": self._v(request).created(server, password)}, 202)
 
     async def show_server(self, request: Any, server_id: str) -> bytes:
-        user = self._user(request)
-        server = await self._servers.get(user, _int_id(server_id, "Server"))
-        diagnostics = await self._servers.diagnostics(user, server.id)
-        return json_body(request, {"server": server_json(server, self._base,
-                                                         diagnostics=diagnostics)})
+        server = await self._server(request, server_id)
+        diagnostics = await self._servers.diagnostics(self._user(request), server.id)
+        return json_body(request, {"server": self._v(request).server(
+            server, diagnostics=diagnostics)})
 
     async def rename_server(self, request: Any, server_id: str) -> bytes:
         """``PUT`` ``{"server": {"name"}}``: 204."""
@@ -435,7 +328,9 @@ class ComputeAPI:
         if "name" not in body:
             raise errors.BadRequest("Only the name of a server can be changed.")
         await self._servers.rename(user, sid, check_name(body["name"]))
-        return self._empty(request, 204)
+        shown = self._v(request).renamed(await self._server(request, server_id))
+        return self._empty(request, 204) if shown is None else json_body(request,
+                                                                          {"server": shown})
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
         await self._servers.destroy(self._user(request), _int_id(server_id, "Server"))
@@ -476,12 +371,12 @@ class ComputeAPI:
         return self._empty(request, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
-        return json_body(request, {"addresses": _nic_views(server)[1]})
+        server = await self._server(request, server_id)
+        return json_body(request, {"addresses": nic_views(server)[1]})
 
     async def ips_of(self, request: Any, server_id: str, network: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
-        addresses = _nic_views(server)[1]
+        server = await self._server(request, server_id)
+        addresses = nic_views(server)[1]
         if network not in addresses:
             raise errors.NotFound(f"Server {server.id} has no address on network {network}.")
         return json_body(request, {network: addresses[network]})
@@ -489,7 +384,7 @@ class ComputeAPI:
     # -- metadata and tags ---------------------------------------------------
 
     async def metadata(self, request: Any, server_id: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        server = await self._server(request, server_id)
         return json_body(request, {"metadata": dict(server.metadata)})
 
     async def merge_metadata(self, request: Any, server_id: str) -> bytes:
@@ -513,7 +408,7 @@ class ComputeAPI:
         return json_body(request, {"metadata": result})
 
     async def metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        server = await self._server(request, server_id)
         if key not in server.metadata:
             raise errors.NotFound(f"Metadata key {key!r} not found.")
         return json_body(request, {"meta": {key: server.metadata[key]}})
@@ -534,7 +429,7 @@ class ComputeAPI:
         return self._empty(request, 204)
 
     async def tags(self, request: Any, server_id: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        server = await self._server(request, server_id)
         return json_body(request, {"tags": list(server.tags)})
 
     async def replace_tags(self, request: Any, server_id: str) -> bytes:
@@ -549,7 +444,7 @@ class ComputeAPI:
         return self._empty(request, 204)
 
     async def tag(self, request: Any, server_id: str, tag: str) -> bytes:
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        server = await self._server(request, server_id)
         if tag not in server.tags:
             raise errors.NotFound(f"Tag {tag!r} not found.")
         return self._empty(request, 204)
@@ -570,7 +465,7 @@ class ComputeAPI:
     # -- other server reads --------------------------------------------------------
 
     async def stats(self, request: Any, server_id: str) -> bytes:
-        await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        await self._server(request, server_id)
         raise errors.NotImplementedFault("Server statistics are not available on this cloud.")
 
     async def diagnostics(self, request: Any, server_id: str) -> bytes:
@@ -584,7 +479,7 @@ class ComputeAPI:
         return json_body(request, {"password": password})
 
     async def volume_attachments(self, request: Any, server_id: str) -> bytes:
-        await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        await self._server(request, server_id)
         return json_body(request, {"volumeAttachments": []})
 
     async def not_yet(self, request: Any, **kwargs: Any) -> bytes:
@@ -595,38 +490,38 @@ class ComputeAPI:
 
     async def list_flavors(self, request: Any) -> bytes:
         found = await self._servers.flavors(self._projects(request))
-        return json_body(request, {"flavors": [flavor_json(f, self._base, False)
-                                               for f in found]})
+        v = self._v(request)
+        return json_body(request, {"flavors": [v.flavor(f, False) for f in found]})
 
     async def list_flavors_detail(self, request: Any) -> bytes:
         found = await self._servers.flavors(self._projects(request))
-        return json_body(request, {"flavors": [flavor_json(f, self._base) for f in found]})
+        v = self._v(request)
+        return json_body(request, {"flavors": [v.flavor(f) for f in found]})
 
     async def show_flavor(self, request: Any, flavor_id: str) -> bytes:
         flavor = await self._servers.flavor(_int_id(flavor_id, "Flavor"),
                                             self._projects(request))
-        return json_body(request, {"flavor": flavor_json(flavor, self._base)})
+        return json_body(request, {"flavor": self._v(request).flavor(flavor)})
 
     # -- images -------------------------------------------------------------------
 
-    def _image(self, image: Any, detail: bool) -> dict[str, Any]:
-        out = dict(self._image_view(image, detail))
-        out.setdefault("links", _links(self._base, "images", image.id))
-        if not detail:
-            return {"id": out["id"], "name": out.get("name"), "links": out["links"]}
-        return out
+    def _image(self, request: Any, image: Any, detail: bool) -> dict[str, Any]:
+        v = self._v(request)
+        out = dict(self._image_views[v.prefix](image, detail))
+        out.setdefault("links", v.links("images", image.id))
+        return v.image(out, detail)
 
     async def list_images(self, request: Any) -> bytes:
         found = await self._images.list(self._user(request))
-        return json_body(request, {"images": [self._image(i, False) for i in found]})
+        return json_body(request, {"images": [self._image(request, i, False) for i in found]})
 
     async def list_images_detail(self, request: Any) -> bytes:
         found = await self._images.list(self._user(request))
-        return json_body(request, {"images": [self._image(i, True) for i in found]})
+        return json_body(request, {"images": [self._image(request, i, True) for i in found]})
 
     async def show_image(self, request: Any, image_id: str) -> bytes:
         image = await self._images.get(self._user(request), image_id)
-        return json_body(request, {"image": self._image(image, True)})
+        return json_body(request, {"image": self._image(request, image, True)})
 
     async def image_metadata(self, request: Any, image_id: str) -> bytes:
         image = await self._images.get(self._user(request), image_id)
@@ -643,7 +538,8 @@ class ComputeAPI:
 
     async def list_keypairs(self, request: Any) -> bytes:
         found = await self._servers.keypairs.of_user(self._user(request))
-        return json_body(request, {"keypairs": [{"keypair": keypair_json(k)} for k in found]})
+        v = self._v(request)
+        return json_body(request, {"keypairs": [{"keypair": v.keypair(k)} for k in found]})
 
     async def create_keypair(self, request: Any) -> bytes:
         """Upload (``public_key``) or generate (the ``private_key`` is in
@@ -651,15 +547,15 @@ class ComputeAPI:
         body = self._object(request, "keypair")
         keypair = await self._servers.keypairs.create(self._user(request), body.get("name"),
                                                       body.get("public_key"))
-        return json_body(request, {"keypair": keypair_json(keypair)})
+        return json_body(request, {"keypair": self._v(request).keypair(keypair, created=True)})
 
     async def show_keypair(self, request: Any, name: str) -> bytes:
         keypair = await self._servers.keypairs.get(self._user(request), name)
-        return json_body(request, {"keypair": keypair_json(keypair, detail=True)})
+        return json_body(request, {"keypair": self._v(request).keypair(keypair, detail=True)})
 
     async def delete_keypair(self, request: Any, name: str) -> bytes:
         await self._servers.keypairs.delete(self._user(request), name)
-        return self._empty(request, 204)
+        return self._empty(request, self._v(request).keypair_deleted_code)
 
 
 class VmapiApp:

@@ -39,6 +39,8 @@ class Keypair:
     userid: str
     created: Any = None
     private_key: str | None = attrs.field(default=None, repr=False)
+    #: its number (Nova's keypair view shows one)
+    id: int = 0
 
 
 def check_name(name: Any) -> str:
@@ -109,7 +111,8 @@ def generate() -> tuple[str, str]:
 
 def _keypair(userid: str, row: dict[str, Any]) -> Keypair:
     return Keypair(name=row["name"], public_key=row["public_key"],
-                   fingerprint=row["fingerprint"], userid=userid, created=row["created"])
+                   fingerprint=row["fingerprint"], userid=userid, created=row["created"],
+                   id=row["id"])
 
 
 class Keypairs:

@@ -317,15 +317,15 @@ def add_keypair_txn(txn: Any, userid: str, name: str, public_key: str,
 def keypairs_txn(txn: Any, userid: str, names: Iterable[str] | None = None
                  ) -> list[dict[str, Any]]:
     """The user's keypairs by name (only ``names`` when given)."""
-    sql = """SELECT name, public_key, fingerprint, created FROM cyclades_keypairs
+    sql = """SELECT name, public_key, fingerprint, created, id FROM cyclades_keypairs
              WHERE userid = %s"""
     args: list[Any] = [userid]
     if names is not None:
         sql += " AND name = ANY(%s)"
         args.append(list(names))
     txn.execute(sql + " ORDER BY name", args)
-    return [{"name": r[0], "public_key": r[1], "fingerprint": r[2], "created": r[3]}
-            for r in txn.fetchall()]
+    return [{"name": r[0], "public_key": r[1], "fingerprint": r[2], "created": r[3],
+             "id": r[4]} for r in txn.fetchall()]
 
 
 def delete_keypair_txn(txn: Any, userid: str, name: str) -> bool:

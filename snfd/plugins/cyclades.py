@@ -19,8 +19,11 @@ from snfd.interfaces import (
 from snfd.plugins import ServicePlugin
 
 # Until the network and volume APIs exist, the catalog names only what runs.
+# Compute speaks two dialects (snfd.cyclades.compute_views): Synnefo's tokens
+# (kamaki, the UI) find Synnefo's at v2.0, Keystone v3 clients Nova's at v2.1.
 CATALOG = (
-    CatalogService("cyclades_compute", "compute", "compute/v2.0", "v2.0"),
+    CatalogService("cyclades_compute", "compute", "compute/v2.0", "v2.0", catalogs=("v2",)),
+    CatalogService("cyclades_compute", "compute", "compute/v2.1", "v2.1", catalogs=("v3",)),
     CatalogService("cyclades_plankton", "image", "image/v1.0", "v1.0", catalogs=("v2",)),
     CatalogService("image", "image", "image", "v2", catalogs=("v3",)),
 )

@@ -137,8 +137,9 @@ class CatalogTests(unittest.TestCase):
                          f"https://cloud.test/object-store/v1/{UUID}")
         self.assertEqual(sc.url_for(service_type="image", interface="admin"),
                          "https://cloud.test/image")
+        # OpenStack clients (v3) get Nova's dialect, Synnefo's tokens (v2) Synnefo's.
         self.assertEqual(sc.url_for(service_type="compute", region_name="RegionOne"),
-                         "https://cloud.test/compute/v2.0")
+                         "https://cloud.test/compute/v2.1")
         public = yield d(catalog.v3(None))
         store = next(s for s in public if s["type"] == "object-store")
         self.assertEqual(store["endpoints"][0]["url"], "https://cloud.test/object-store/v1")

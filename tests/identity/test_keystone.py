@@ -178,7 +178,7 @@ class PasswordTests(KeystoneTestCase):
         self.assertEqual(ref.service_catalog.url_for(service_type="compute",
                                                      interface="internal",
                                                      region_name="RegionOne"),
-                         PUBLIC + "/compute/v2.0")
+                         PUBLIC + "/compute/v2.1")
 
     @defer.inlineCallbacks
     def test_token_works_as_x_auth_token(self):

@@ -1,0 +1,309 @@
+"""The two dialects of the compute API: how its answers look.
+
+One set of handlers (``compute_api.ComputeAPI``) serves both; each request
+carries the dialect of the prefix it came through:
+
+- ``SynnefoViews`` (``/compute/v2.0``): Synnefo's shapes exactly as
+  reference 3.1 documents them (integer ids, ``SNF:*`` keys, the whole
+  server on create, deleted servers shown as ``DELETED``, 304 when nothing
+  changed since ``changes-since``).  kamaki and the Synnefo UI speak it; the
+  v2.0 catalog (Synnefo's tokens) points there.
+- ``NovaViews`` (``/compute/v2.1``): Nova's API at microversion 2.1, as
+  its response schemas demand (tempest's ``api_schema/response/compute/
+  v2_1``): string ids, no keys beyond Nova's, ``id``/``links``/``adminPass``
+  only on create, the server's short shape after a rename, ``SHUTOFF`` for a
+  stopped server with Nova's ``OS-EXT-STS`` states, deleted servers gone
+  (404), an empty list (200) when nothing changed, keypair deletion 202.
+  The Keystone v3 catalog (OpenStack clients) points there.
+
+The differences are data here, never a second handler.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, ClassVar
+
+from snfd.cyclades import model
+from snfd.cyclades.keypairs import Keypair
+from snfd.cyclades.model import Flavor, Server
+
+UTC = datetime.UTC
+MICROVERSION = "2.1"
+VERSION_UPDATED = "2013-07-23T11:33:21Z"
+
+
+def iso(value: datetime.datetime | None) -> str | None:
+    """ISO 8601 in UTC (``2024-01-02T03:04:05.123456+00:00``)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+def nova_time(value: datetime.datetime | None) -> str | None:
+    """Nova's times: UTC to the second with a ``Z``."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def nic_views(server: Server, with_mac: bool = False,
+              ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Synnefo's ``attachments`` and the ``addresses`` of a server (with
+    Nova's ``OS-EXT-IPS-MAC:mac_addr`` when ``with_mac``)."""
+    attachments: list[dict[str, Any]] = []
+    addresses: dict[str, list[dict[str, Any]]] = {}
+    for nic in server.nics:
+        network = str(nic.get("network") or nic.get("link") or "default")
+        ip = nic.get("ip")
+        ipv6 = nic.get("ipv6")
+        mac = nic.get("mac") or ""
+        attachments.append({
+            "id": str(nic.get("id", "")), "network_id": network,
+            "mac_address": mac,
+            "firewallProfile": nic.get("firewall") or "DISABLED",
+            "ipv4": ip or "", "ipv6": ipv6 or "", "OS-EXT-IPS:type": "fixed"})
+        entries = addresses.setdefault(network, [])
+        for version, addr in ((4, ip), (6, ipv6)):
+            if addr:
+                entry: dict[str, Any] = {"version": version, "addr": addr,
+                                         "OS-EXT-IPS:type": "fixed"}
+                if mac and with_mac:
+                    entry["OS-EXT-IPS-MAC:mac_addr"] = mac
+                entries.append(entry)
+    return attachments, addresses
+
+
+def diagnostic_json(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"level": entry["level"], "created": iso(entry["created"]),
+            "source": entry["source"], "source_date": iso(entry["source_date"]),
+            "message": entry["message"], "details": entry["details"]}
+
+
+class SynnefoViews:
+    """Synnefo's dialect (``/compute/v2.0``); see the module docstring."""
+
+    prefix: ClassVar[str] = "/v2.0"
+    #: a listing with ``changes-since`` that finds nothing answers 304
+    not_modified_when_unchanged: ClassVar[bool] = True
+    #: deleted servers are 404 (else shown as ``DELETED``)
+    hides_deleted: ClassVar[bool] = False
+    keypair_deleted_code: ClassVar[int] = 204
+
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+
+    def links(self, kind: str, ident: Any) -> list[dict[str, str]]:
+        href = f"{self.base}{self.prefix}/{kind}/{ident}"
+        return [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]
+
+    def version(self) -> dict[str, Any]:
+        return {"id": self.prefix.strip("/"), "status": "CURRENT", "version": MICROVERSION,
+                "min_version": MICROVERSION, "updated": VERSION_UPDATED,
+                "links": [{"rel": "self", "href": f"{self.base}{self.prefix}/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.compute+json;version=2"}]}
+
+    # -- servers --
+
+    def server(self, server: Server, detail: bool = True,
+               diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A server as reference 3.1 shows it ("Server dict")."""
+        links = self.links("servers", server.id)
+        if not detail:
+            return {"id": server.id, "name": server.name, "links": links}
+        status = model.api_status(server)
+        attachments, addresses = nic_views(server)
+        fqdn = next((a["ipv4"] for a in attachments if a["ipv4"]), "")
+        return {
+            "id": server.id,
+            "name": server.name,
+            "status": status,
+            "SNF:task_state": model.task_state(server),
+            "progress": _progress(server, status),
+            "user_id": server.userid,
+            "tenant_id": server.project,
+            "shared_to_project": server.shared_to_project,
+            "created": iso(server.created),
+            "updated": iso(server.updated),
+            "hostId": "",
+            "flavor": {"id": server.flavor.id, "links": self.links("flavors", server.flavor.id)},
+            "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
+            "metadata": dict(server.metadata),
+            "tags": list(server.tags),
+            "suspended": server.suspended,
+            "deleted": server.deleted,
+            "SNF:rescue": server.rescue,
+            "attachments": attachments,
+            "addresses": addresses,
+            "volumes": [],
+            "diagnostics": [diagnostic_json(d) for d in diagnostics or ()],
+            "key_name": server.key_names[0] if server.key_names else None,
+            "SNF:key_names": list(server.key_names),
+            "SNF:fqdn": fqdn,
+            "SNF:port_forwarding": {},
+            "security_groups": [{"name": "default"}],
+            "accessIPv4": "",
+            "accessIPv6": "",
+            "config_drive": "",
+            "links": links,
+        }
+
+    def created(self, server: Server, password: str) -> dict[str, Any]:
+        """The answer to a create: the whole server and its ``adminPass``."""
+        return {**self.server(server), "adminPass": password}
+
+    def renamed(self, server: Server) -> dict[str, Any] | None:
+        """The body after a rename (``None``: 204 without one)."""
+        return None
+
+    # -- flavors, keypairs --
+
+    def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
+        """A flavor as reference 3.1 shows it ("Flavors")."""
+        links = self.links("flavors", flavor.id)
+        if not detail:
+            return {"id": flavor.id, "name": flavor.name, "links": links}
+        return {
+            "id": flavor.id, "name": flavor.name, "ram": flavor.ram, "vcpus": flavor.cpu,
+            "disk": flavor.disk, "SNF:disk_template": flavor.disk_template,
+            "SNF:volume_type": None, "SNF:allow_create": flavor.allow_create,
+            "os-flavor-access:is_public": flavor.public,
+            "SNF:flavor-access": list(flavor.access),
+            "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
+            "swap": "", "rxtx_factor": 1.0, "links": links,
+        }
+
+    def keypair(self, keypair: Keypair, detail: bool = False,
+                created: bool = False) -> dict[str, Any]:
+        """A keypair: listed (name, key, fingerprint), shown (``detail``) or
+        just made (``created``: with the private key of a generated one)."""
+        out: dict[str, Any] = {"name": keypair.name, "public_key": keypair.public_key,
+                               "fingerprint": keypair.fingerprint}
+        if detail:
+            out.update(user_id=keypair.userid, created_at=iso(keypair.created), deleted=False,
+                       deleted_at=None, updated_at=None)
+        if keypair.private_key is not None:
+            out["private_key"] = keypair.private_key
+            out["user_id"] = keypair.userid
+        return out
+
+    def image(self, view: dict[str, Any], detail: bool) -> dict[str, Any]:
+        """The compute view of an image from the image service's view."""
+        if not detail:
+            return {"id": view["id"], "name": view.get("name"), "links": view["links"]}
+        return view
+
+
+#: Nova's task states for snfd's tasks (``OS-EXT-STS:task_state``).
+_NOVA_TASK = {"BUILD": "spawning", "START": "powering-on", "STOP": "powering-off",
+              "REBOOT": "rebooting", "RESIZE": "resize_prep", "DESTROY": "deleting",
+              "RESCUE": "rescuing", "UNRESCUE": "unrescuing"}
+#: Nova's status, vm_state and power_state for each of snfd's API statuses.
+_NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active", 1),
+               "STOPPED": ("SHUTOFF", "stopped", 4), "ERROR": ("ERROR", "error", 0),
+               "DELETED": ("DELETED", "deleted", 0), "REBOOT": ("HARD_REBOOT", "active", 1),
+               "RESIZE": ("RESIZE", "stopped", 4), "UNKNOWN": ("UNKNOWN", "error", 0)}
+
+
+class NovaViews(SynnefoViews):
+    """Nova's dialect at microversion 2.1 (``/compute/v2.1``); see the
+    module docstring."""
+
+    prefix: ClassVar[str] = "/v2.1"
+    not_modified_when_unchanged: ClassVar[bool] = False
+    hides_deleted: ClassVar[bool] = True
+    keypair_deleted_code: ClassVar[int] = 202
+
+    def _short(self, server: Server) -> dict[str, Any]:
+        """Nova's ``common_show_server``: what a rename answers."""
+        status, _, _ = _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])
+        return {
+            "id": str(server.id), "name": server.name, "status": status,
+            "tenant_id": server.project, "user_id": server.userid,
+            "created": nova_time(server.created), "updated": nova_time(server.updated),
+            "hostId": "", "progress": _progress(server, model.api_status(server)),
+            "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
+            "flavor": {"id": str(server.flavor.id),
+                       "links": self.links("flavors", server.flavor.id)},
+            "metadata": dict(server.metadata), "addresses": nic_views(server, True)[1],
+            "accessIPv4": "", "accessIPv6": "", "OS-DCF:diskConfig": "MANUAL",
+            "links": self.links("servers", server.id),
+        }
+
+    def server(self, server: Server, detail: bool = True,
+               diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        if not detail:
+            return {"id": str(server.id), "name": server.name,
+                    "links": self.links("servers", server.id)}
+        _, vm_state, power = _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])
+        out = self._short(server)
+        out.update({
+            "key_name": server.key_names[0] if server.key_names else None,
+            "security_groups": [{"name": "default"}],
+            "OS-EXT-STS:task_state": _NOVA_TASK.get(server.task) if server.task else None,
+            "OS-EXT-STS:vm_state": vm_state,
+            "OS-EXT-STS:power_state": power,
+            "OS-EXT-AZ:availability_zone": "nova",
+            "OS-SRV-USG:launched_at": (nova_time(server.created)
+                                       if server.operstate != "BUILD" else None),
+            "OS-SRV-USG:terminated_at": nova_time(server.updated) if server.deleted else None,
+            "os-extended-volumes:volumes_attached": [],
+            "config_drive": "",
+        })
+        if server.operstate == "ERROR":
+            out["fault"] = {"code": 500, "created": nova_time(server.updated),
+                            "message": (server.backendlogmsg or "The build failed.")[:255]}
+        return out
+
+    def created(self, server: Server, password: str) -> dict[str, Any]:
+        return {"id": str(server.id), "links": self.links("servers", server.id),
+                "adminPass": password, "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": "default"}]}
+
+    def renamed(self, server: Server) -> dict[str, Any] | None:
+        return self._short(server)
+
+    def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
+        links = self.links("flavors", flavor.id)
+        if not detail:
+            return {"id": str(flavor.id), "name": flavor.name, "links": links}
+        return {"id": str(flavor.id), "name": flavor.name, "ram": flavor.ram,
+                "vcpus": flavor.cpu, "disk": flavor.disk, "swap": "",
+                "os-flavor-access:is_public": flavor.public,
+                "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
+                "rxtx_factor": 1.0, "links": links}
+
+    def keypair(self, keypair: Keypair, detail: bool = False,
+                created: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": keypair.name, "public_key": keypair.public_key,
+                               "fingerprint": keypair.fingerprint}
+        if detail:
+            out.update(user_id=keypair.userid, created_at=nova_time(keypair.created),
+                       deleted=False, deleted_at=None, updated_at=None, id=keypair.id)
+        if created:
+            out["user_id"] = keypair.userid
+            if keypair.private_key is not None:
+                out["private_key"] = keypair.private_key
+        return out
+
+    def image(self, view: dict[str, Any], detail: bool) -> dict[str, Any]:
+        if not detail:
+            return {"id": view["id"], "name": view.get("name"), "links": view["links"]}
+        return {"id": view["id"], "name": view.get("name"), "links": view["links"],
+                "status": view.get("status", "UNKNOWN"), "progress": view.get("progress", 0),
+                "created": view.get("created"), "updated": view.get("updated"),
+                "minDisk": int(view.get("minDisk") or 0), "minRam": int(view.get("minRam") or 0),
+                "metadata": dict(view.get("metadata") or {})}
+
+
+def _progress(server: Server, status: str) -> int:
+    if status == "ACTIVE":
+        return 100
+    if server.operstate == "BUILD" and not server.deleted:
+        return server.buildpercentage
+    return 0

@@ -1,0 +1,189 @@
+"""Nova's dialect of the compute API (``/compute/v2.1``,
+``snfd.cyclades.compute_views.NovaViews``) over real HTTP, beside
+Synnefo's at ``/compute/v2.0``: the same servers, in the shapes Nova's
+microversion 2.1 schemas allow (exact key sets here, so an extra key
+fails as it fails tempest), string ids, Nova's states, deleted servers
+gone, 200 with an empty list when nothing changed, keypair views and
+codes."""
+
+from __future__ import annotations
+
+import datetime
+from urllib.parse import quote
+
+from twisted.trial import unittest
+
+from snfd.cyclades import store
+from snfd.testing.compute import compute_stack
+from tests.cyclades.test_compute_api import PUBLIC_KEY
+
+UTC = datetime.UTC
+
+#: The keys Nova 2.1 allows in a server detail (tempest's v2_1 schema).
+SERVER_DETAIL_KEYS = {
+    "id", "name", "status", "tenant_id", "user_id", "created", "updated", "hostId",
+    "progress", "image", "flavor", "metadata", "addresses", "accessIPv4", "accessIPv6",
+    "OS-DCF:diskConfig", "links", "key_name", "security_groups", "OS-EXT-STS:task_state",
+    "OS-EXT-STS:vm_state", "OS-EXT-STS:power_state", "OS-EXT-AZ:availability_zone",
+    "OS-SRV-USG:launched_at", "OS-SRV-USG:terminated_at",
+    "os-extended-volumes:volumes_attached", "config_drive", "fault",
+    "OS-EXT-SRV-ATTR:host", "OS-EXT-SRV-ATTR:instance_name",
+    "OS-EXT-SRV-ATTR:hypervisor_hostname"}
+#: ``common_show_server``: a rename's answer.
+SERVER_SHORT_KEYS = {
+    "id", "name", "status", "tenant_id", "user_id", "created", "updated", "hostId",
+    "progress", "image", "flavor", "metadata", "addresses", "accessIPv4", "accessIPv6",
+    "OS-DCF:diskConfig", "links", "fault"}
+FLAVOR_KEYS = {"id", "name", "links", "ram", "vcpus", "swap", "disk",
+               "OS-FLV-DISABLED:disabled", "os-flavor-access:is_public", "rxtx_factor",
+               "OS-FLV-EXT-DATA:ephemeral"}
+IMAGE_KEYS = {"id", "status", "updated", "created", "links", "name", "minDisk", "minRam",
+              "progress", "metadata", "server", "OS-EXT-IMG-SIZE:size", "OS-DCF:diskConfig"}
+
+
+class NovaDialectTests(unittest.TestCase):
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self, sim=False)
+        self.alice, self.token = await self.stack.user("alice")
+        self.v21 = f"{self.stack.url}/compute/v2.1"
+
+    async def _stored(self, **fields):
+        s = self.stack
+        return await s.db.run("t", store.insert_server_txn, self.alice, self.alice, "stored",
+                              s.flavors["small"].id, s.image.id, backend_id=s.backend.id,
+                              backendjobid=1, backendopcode="OP_INSTANCE_CREATE",
+                              backendjobstatus="success", **fields)
+
+    async def call(self, method, path, body=None):
+        return await self.stack.call(method, self.v21 + path, self.token, body)
+
+    async def test_server_shapes(self):
+        """A running server: string ids, only Nova's keys, Nova's states and
+        MAC addresses; a stopped one is SHUTOFF; a listing has id, name,
+        links; Synnefo's dialect still shows its own shape at v2.0."""
+        server = await self._stored(
+            operstate="STARTED", metadata={"OS": "debian"}, tags=("web",),
+            nics=({"id": 7, "network": "snf-net-1", "ip": "10.0.0.5",
+                   "mac": "aa:00:00:11:22:33"},))
+        code, body, headers = await self.call("GET", f"/servers/{server.id}")
+        self.assertEqual(code, 200)
+        d = body["server"]
+        self.assertLessEqual(set(d), SERVER_DETAIL_KEYS)
+        self.assertEqual((d["id"], d["flavor"]["id"]),
+                         (str(server.id), str(self.stack.flavors["small"].id)))
+        self.assertEqual((d["status"], d["OS-EXT-STS:vm_state"], d["OS-EXT-STS:power_state"],
+                          d["OS-EXT-STS:task_state"]), ("ACTIVE", "active", 1, None))
+        self.assertEqual(d["addresses"], {"snf-net-1": [
+            {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed",
+             "OS-EXT-IPS-MAC:mac_addr": "aa:00:00:11:22:33"}]})
+        self.assertEqual(d["links"][0]["href"], f"{self.v21}/servers/{server.id}")
+        self.assertEqual(d["config_drive"], "")
+        self.assertEqual(headers.getRawHeaders("x-openstack-nova-api-version"), ["2.1"])
+        self.assertTrue(headers.getRawHeaders("x-openstack-request-id"))
+        await self.stack.set_server(server.id, operstate="STOPPED")
+        _, body, _ = await self.call("GET", f"/servers/{server.id}")
+        self.assertEqual((body["server"]["status"], body["server"]["OS-EXT-STS:power_state"]),
+                         ("SHUTOFF", 4))
+        _, body, _ = await self.call("GET", "/servers")
+        self.assertEqual(body["servers"], [{"id": str(server.id), "name": "stored",
+                                            "links": body["servers"][0]["links"]}])
+        _, body, _ = await self.stack.call("GET", f"/servers/{server.id}", self.token)
+        self.assertEqual((body["server"]["id"], body["server"]["status"]),
+                         (server.id, "STOPPED"))
+        self.assertIn("SNF:task_state", body["server"])
+
+    async def test_rename_answers_the_short_server(self):
+        """PUT answers 200 with Nova's short server (Synnefo's: 204)."""
+        server = await self._stored(operstate="STARTED")
+        code, body, _ = await self.call("PUT", f"/servers/{server.id}",
+                                        {"server": {"name": "renamed"}})
+        self.assertEqual(code, 200)
+        self.assertLessEqual(set(body["server"]), SERVER_SHORT_KEYS)
+        self.assertEqual(body["server"]["name"], "renamed")
+        code, _, _ = await self.stack.call("PUT", f"/servers/{server.id}", self.token,
+                                           {"server": {"name": "again"}})
+        self.assertEqual(code, 204)
+
+    async def test_deleted_servers_are_gone(self):
+        """A deleted server is 404 and not listed; changes-since lists it
+        (DELETED) and answers 200 with an empty list when nothing changed."""
+        server = await self._stored(operstate="STARTED")
+        mark = quote(datetime.datetime.now(UTC).isoformat())
+        code, body, _ = await self.call("GET", f"/servers/detail?changes-since={mark}")
+        self.assertEqual((code, body), (200, {"servers": []}))
+        await self.stack.set_server(server.id, deleted=True, operstate="DESTROYED")
+        code, _, _ = await self.call("GET", f"/servers/{server.id}")
+        self.assertEqual(code, 404)
+        _, body, _ = await self.call("GET", "/servers/detail")
+        self.assertEqual(body["servers"], [])
+        _, body, _ = await self.call("GET", f"/servers/detail?changes-since={mark}")
+        self.assertEqual([(x["id"], x["status"]) for x in body["servers"]],
+                         [(str(server.id), "DELETED")])
+        code, body, _ = await self.stack.call("GET", f"/servers/{server.id}", self.token)
+        self.assertEqual((code, body["server"]["status"]), (200, "DELETED"))
+
+    async def test_flavors_and_images(self):
+        """Flavors and images carry only Nova's keys, ids as strings."""
+        _, body, _ = await self.call("GET", "/flavors/detail")
+        for flavor in body["flavors"]:
+            self.assertLessEqual(set(flavor), FLAVOR_KEYS)
+            self.assertIsInstance(flavor["id"], str)
+        small = str(self.stack.flavors["small"].id)
+        code, body, _ = await self.call("GET", f"/flavors/{small}")
+        self.assertEqual((code, body["flavor"]["id"]), (200, small))
+        _, body, _ = await self.call("GET", "/flavors")
+        self.assertEqual(set(body["flavors"][0]), {"id", "name", "links"})
+        _, body, _ = await self.call("GET", "/images/detail")
+        self.assertTrue(body["images"])
+        for image in body["images"]:
+            self.assertLessEqual(set(image), IMAGE_KEYS)
+            self.assertEqual((image["minDisk"], image["minRam"]), (0, 0))
+
+    async def test_keypairs(self):
+        """Nova 2.1's keypair views: create (200, with user_id), show (with
+        id, deleted, times), list (name, key, fingerprint), delete 202."""
+        code, body, _ = await self.call("POST", "/os-keypairs", {
+            "keypair": {"name": "laptop", "public_key": PUBLIC_KEY}})
+        self.assertEqual(code, 200)
+        self.assertEqual(set(body["keypair"]), {"name", "public_key", "fingerprint", "user_id"})
+        _, body, _ = await self.call("GET", "/os-keypairs/laptop")
+        self.assertEqual(set(body["keypair"]), {
+            "name", "public_key", "fingerprint", "user_id", "created_at", "deleted",
+            "deleted_at", "updated_at", "id"})
+        self.assertIsInstance(body["keypair"]["id"], int)
+        _, body, _ = await self.call("GET", "/os-keypairs")
+        self.assertEqual(set(body["keypairs"][0]["keypair"]),
+                         {"name", "public_key", "fingerprint"})
+        code, _, _ = await self.call("DELETE", "/os-keypairs/laptop")
+        self.assertEqual(code, 202)
+
+
+class NovaCreateTests(unittest.TestCase):
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self)
+        self.alice, self.token = await self.stack.user("alice")
+
+    async def test_create_answers_nova_shape_then_active(self):
+        """POST /servers at v2.1: 202 with only id, links, adminPass,
+        OS-DCF:diskConfig and security_groups, and a request id header;
+        the server then shows BUILD/spawning and, once the job ends,
+        ACTIVE with no task; a string flavorRef is accepted."""
+        s = self.stack
+        code, body, headers = await s.call(
+            "POST", f"{s.url}/compute/v2.1/servers", self.token,
+            {"server": {"name": "vm", "flavorRef": str(s.flavors["small"].id),
+                        "imageRef": s.image.id}})
+        self.assertEqual(code, 202, body)
+        self.assertEqual(set(body["server"]), {"id", "links", "adminPass",
+                                               "OS-DCF:diskConfig", "security_groups"})
+        self.assertTrue(headers.getRawHeaders("x-openstack-request-id"))
+        sid = body["server"]["id"]
+        self.assertIsInstance(sid, str)
+        _, shown, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{sid}", self.token)
+        self.assertEqual((shown["server"]["status"], shown["server"]["OS-EXT-STS:task_state"]),
+                         ("BUILD", "spawning"))
+        await s.follow((await s.server(int(sid))).backendjobid)
+        _, shown, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{sid}", self.token)
+        self.assertEqual((shown["server"]["status"], shown["server"]["OS-EXT-STS:task_state"],
+                          shown["server"]["OS-EXT-STS:vm_state"]), ("ACTIVE", None, "active"))
+        self.assertIsNotNone(shown["server"]["OS-SRV-USG:launched_at"])
