@@ -41,7 +41,6 @@ from klein import Klein
 from twisted.web.resource import IResource
 
 from snfd import errors
-from snfd.cyclades import model
 from snfd.cyclades.compute_views import (
     MICROVERSION,
     NovaViews,
@@ -123,6 +122,28 @@ def _query(request: Any, name: str) -> str | None:
         raise errors.BadRequest(f"The parameter {name} is not UTF-8.") from None
 
 
+def _count(value: str, what: str) -> int:
+    """A non-negative integer query parameter, or 400."""
+    if not value.isdigit() or len(value) > 18:
+        raise errors.BadRequest(f"{what} must be a non-negative integer, not {value[:40]!r}.")
+    return int(value)
+
+
+def _page(request: Any, items: list[Any], what: str) -> list[Any]:
+    """``items`` after the one whose id is ``marker`` (400 when none is),
+    at most ``limit`` of them."""
+    marker = _query(request, "marker")
+    if marker is not None:
+        ids = [str(i.id) for i in items]
+        if marker not in ids:
+            raise errors.BadRequest(f"marker [{marker[:40]}] not found: no such {what.lower()}.")
+        items = items[ids.index(marker) + 1:]
+    limit = _query(request, "limit")
+    if limit is not None:
+        items = items[:_count(limit, "limit")]
+    return items
+
+
 def _int_id(value: str, what: str) -> int:
     if not value.isdigit() or len(value) > 18:
         raise errors.NotFound(f"{what} {value[:40]} not found.")
@@ -187,6 +208,8 @@ class ComputeAPI:
             ("GET", "/extensions", self.extensions),
             ("GET", "/limits", self.limits),
             ("GET", "/os-availability-zone", self.availability_zones),
+            ("GET", "/os-quota-sets/<project_id>", self.quota_set),
+            ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -280,7 +303,49 @@ class ComputeAPI:
         p = user_of(request)
         assert p.user is not None
         absolute = await self._servers.limits(p.user, p.project)
+        absolute = self._v(request).limits(absolute, self._servers.settings)
         return json_body(request, {"limits": {"absolute": absolute, "rate": []}})
+
+    # -- quota sets ----------------------------------------------------------
+
+    async def _quota_values(self, request: Any, project_id: str) -> dict[str, tuple[int, int]]:
+        """``name -> (limit, in use)`` of Nova's quota set for the caller in
+        ``project_id`` (its holdings there; its own projects only, any for
+        an administrator)."""
+        p = user_of(request)
+        assert p.user is not None
+        if project_id not in (p.user, p.project) and not p.is_admin:
+            raise errors.Forbidden(f"Project {project_id} is not the one of your token.")
+        absolute = await self._servers.limits(p.user, project_id)
+        settings = self._servers.settings
+        pairs = {"instances": ("maxTotalInstances", "totalInstancesUsed"),
+                 "cores": ("maxTotalCores", "totalCoresUsed"),
+                 "ram": ("maxTotalRAMSize", "totalRAMUsed")}
+        values = {name: (int(absolute.get(limit, 0)), int(absolute.get(used, 0)))
+                  for name, (limit, used) in pairs.items()}
+        # Fixed rules of the compute service (-1: unlimited; 0: not served).
+        values.update({
+            "metadata_items": (settings.max_metadata, 0),
+            "injected_files": (settings.max_personality, 0),
+            "injected_file_content_bytes": (settings.max_personality_size, 0),
+            "injected_file_path_bytes": (1024, 0), "key_pairs": (-1, 0),
+            "fixed_ips": (-1, 0), "floating_ips": (0, 0), "security_groups": (0, 0),
+            "security_group_rules": (0, 0), "server_groups": (0, 0),
+            "server_group_members": (0, 0)})
+        return values
+
+    async def quota_set(self, request: Any, project_id: str) -> bytes:
+        """``GET /os-quota-sets/<project>``: Nova's quota set, mapped onto
+        the caller's cyclades holdings in the project."""
+        values = await self._quota_values(request, project_id)
+        body: dict[str, Any] = {k: limit for k, (limit, _) in values.items()}
+        return json_body(request, {"quota_set": {"id": project_id, **body}})
+
+    async def quota_set_detail(self, request: Any, project_id: str) -> bytes:
+        values = await self._quota_values(request, project_id)
+        body = {k: {"limit": limit, "in_use": used, "reserved": 0}
+                for k, (limit, used) in values.items()}
+        return json_body(request, {"quota_set": {"id": project_id, **body}})
 
     # -- servers ------------------------------------------------------------
 
@@ -293,12 +358,17 @@ class ComputeAPI:
         if name:
             pattern = parse_name_filter(name)
             found = [s for s in found if pattern.search(s.name)]
+        v = self._v(request)
         status = _query(request, "status")
         if status:
-            found = [s for s in found if model.api_status(s) == status.upper()]
-        v = self._v(request)
+            found = [s for s in found if v.status(s) == status.upper()]
+        for key, of in (("flavor", lambda s: str(s.flavor.id)), ("image", lambda s: s.image_id)):
+            wanted = _query(request, key)
+            if wanted is not None:
+                found = [s for s in found if of(s) == wanted]
         if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
+        found = _page(request, found, "Server")
         return json_body(request, {"servers": [v.server(s, detail) for s in found]})
 
     async def list_servers(self, request: Any) -> bytes:
@@ -310,7 +380,9 @@ class ComputeAPI:
     async def create_server(self, request: Any) -> bytes:
         """202 with the new server and its ``adminPass`` (shown only here)."""
         user = self._user(request)
-        req = parse_create(self._object(request, "server"), self._servers.settings)
+        body = self._object(request, "server")
+        self._v(request).check_create(body, self._servers.settings.max_metadata)
+        req = parse_create(body, self._servers.settings)
         server, password = await self._servers.create(user, req)
         return json_body(request, {"server": self._v(request).created(server, password)}, 202)
 
@@ -488,14 +560,25 @@ class ComputeAPI:
 
     # -- flavors ----------------------------------------------------------------
 
+    async def _flavors(self, request: Any) -> list[Any]:
+        """The flavors the caller sees, by id, filtered by ``minRam`` and
+        ``minDisk`` and paged by ``marker`` and ``limit``."""
+        found = sorted(await self._servers.flavors(self._projects(request)), key=lambda f: f.id)
+        for key, of in (("minRam", lambda f: f.ram), ("minDisk", lambda f: f.disk)):
+            value = _query(request, key)
+            if value is not None:
+                least = _count(value, key)
+                found = [f for f in found if of(f) >= least]
+        return _page(request, found, "Flavor")
+
     async def list_flavors(self, request: Any) -> bytes:
-        found = await self._servers.flavors(self._projects(request))
         v = self._v(request)
+        found = await self._flavors(request)
         return json_body(request, {"flavors": [v.flavor(f, False) for f in found]})
 
     async def list_flavors_detail(self, request: Any) -> bytes:
-        found = await self._servers.flavors(self._projects(request))
         v = self._v(request)
+        found = await self._flavors(request)
         return json_body(request, {"flavors": [v.flavor(f) for f in found]})
 
     async def show_flavor(self, request: Any, flavor_id: str) -> bytes:

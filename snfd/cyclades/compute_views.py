@@ -24,12 +24,15 @@ from __future__ import annotations
 import datetime
 from typing import Any, ClassVar
 
+from snfd import errors
 from snfd.cyclades import model
 from snfd.cyclades.keypairs import Keypair
 from snfd.cyclades.model import Flavor, Server
 
 UTC = datetime.UTC
 MICROVERSION = "2.1"
+#: The most properties an image shows (Nova's ``maxImageMeta``).
+MAX_IMAGE_META = 128
 VERSION_UPDATED = "2013-07-23T11:33:21Z"
 
 
@@ -109,6 +112,17 @@ class SynnefoViews:
                                  "type": "application/vnd.openstack.compute+json;version=2"}]}
 
     # -- servers --
+
+    def status(self, server: Server) -> str:
+        """The status this dialect shows (and the ``status`` filter names)."""
+        return model.api_status(server)
+
+    def check_create(self, body: dict[str, Any], max_metadata: int) -> None:
+        """Dialect rules a create body must pass before the common checks."""
+
+    def limits(self, absolute: dict[str, Any], settings: Any) -> dict[str, Any]:
+        """``/limits``' absolute part from the quota's (``Servers.limits``)."""
+        return absolute
 
     def server(self, server: Server, detail: bool = True,
                diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -218,6 +232,32 @@ class NovaViews(SynnefoViews):
     not_modified_when_unchanged: ClassVar[bool] = False
     hides_deleted: ClassVar[bool] = True
     keypair_deleted_code: ClassVar[int] = 202
+
+    def status(self, server: Server) -> str:
+        return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[0]
+
+    def check_create(self, body: dict[str, Any], max_metadata: int) -> None:
+        """Too many metadata items are over a quota in Nova (403)."""
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and len(metadata) > max_metadata:
+            raise errors.Forbidden(f"Quota exceeded for metadata_items: a server may have"
+                                   f" at most {max_metadata}.")
+
+    def limits(self, absolute: dict[str, Any], settings: Any) -> dict[str, Any]:
+        """Nova's 16 absolute limits (-1: no limit; 0: nothing of the kind
+        is served, as security groups and floating IPs until the network
+        service)."""
+        out = {"maxTotalInstances": 0, "totalInstancesUsed": 0, "maxTotalCores": 0,
+               "totalCoresUsed": 0, "maxTotalRAMSize": 0, "totalRAMUsed": 0}
+        out.update({k: v for k, v in absolute.items() if k in out})
+        out.update({"maxServerMeta": settings.max_metadata,
+                    "maxImageMeta": MAX_IMAGE_META,
+                    "maxPersonality": settings.max_personality,
+                    "maxPersonalitySize": settings.max_personality_size,
+                    "maxTotalKeypairs": -1, "maxSecurityGroups": 0,
+                    "maxSecurityGroupRules": 0, "maxTotalFloatingIps": 0,
+                    "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 0})
+        return out
 
     def _short(self, server: Server) -> dict[str, Any]:
         """Nova's ``common_show_server``: what a rename answers."""

@@ -1,11 +1,13 @@
 """Keystone's roles over the Astakos model: pure rules, no I/O.
 
-The roles are fixed: ``admin``, ``member``, ``reader``, ``service`` and
-``ResellerAdmin`` (Swift's reseller administrator: the object store lets
-it set account quotas).
-``admin`` implies ``member``, which implies ``reader`` (the implication
-rules Keystone's bootstrap creates), so a token carries the closure of
-what was granted.  ``admin`` is the Astakos administrator flag of the user
+The roles are fixed: ``admin``, ``manager``, ``member``, ``reader``,
+``service`` and ``ResellerAdmin`` (Swift's reseller administrator: the
+object store lets it set account quotas).
+``admin`` implies ``manager``, which implies ``member``, which implies
+``reader`` (the implication rules Keystone's bootstrap creates), so a token
+carries the closure of what was granted.  ``manager`` (a project's
+manager, in Keystone's defaults since 2024.1) grants nothing beyond
+``member`` in snfd's services yet.  ``admin`` is the Astakos administrator flag of the user
 (global: it holds on every project of the user); the others are stored on
 the user's membership of a project, or granted to a group on a project.
 """
@@ -17,25 +19,28 @@ from collections.abc import Iterable
 from snfd.identity.catalog import stable_id
 
 ADMIN = "admin"
+MANAGER = "manager"
 MEMBER = "member"
 READER = "reader"
 SERVICE = "service"
 RESELLER_ADMIN = "ResellerAdmin"
 
 #: Every role, in the order they are listed.
-NAMES = (ADMIN, MEMBER, READER, SERVICE, RESELLER_ADMIN)
+NAMES = (ADMIN, MANAGER, MEMBER, READER, SERVICE, RESELLER_ADMIN)
 #: The roles a membership (or a group's grant) can hold.
-PROJECT_ROLES = (MEMBER, READER, SERVICE, RESELLER_ADMIN)
+PROJECT_ROLES = (MANAGER, MEMBER, READER, SERVICE, RESELLER_ADMIN)
 
 #: The roles a user can hold on the system (``admin`` there is the
 #: administrator flag).
 SYSTEM_ROLES = (ADMIN, MEMBER, READER)
 
 #: Direct implication rules: prior role -> the roles it implies.
-IMPLIES: dict[str, tuple[str, ...]] = {ADMIN: (MEMBER,), MEMBER: (READER,)}
+IMPLIES: dict[str, tuple[str, ...]] = {ADMIN: (MANAGER,), MANAGER: (MEMBER,),
+                                       MEMBER: (READER,)}
 
 DESCRIPTIONS = {
     ADMIN: "An Astakos administrator (global).",
+    MANAGER: "Manages the project (a member, for now).",
     MEMBER: "A member of the project: uses its quota.",
     READER: "Reads the project's resources.",
     SERVICE: "A service user.",

@@ -188,6 +188,15 @@ def compute_refs(node: CloudNode) -> ComputeRefs:
 
 def _compute_sections(refs: ComputeRefs) -> str:
     return f"""
+[image]
+region = RegionOne
+endpoint_type = public
+
+[image-feature-enabled]
+api_v2 = true
+api_v1 = false
+import_image = false
+
 [compute]
 image_ref = {refs.image}
 image_ref_alt = {refs.image}
@@ -300,11 +309,12 @@ immutable_user_source = false
 
 [service_available]
 swift = {str(swift).lower()}
-# Compute runs its own tempest pass; the network (Neutron), image (Glance
-# v2 writes) and volume (Cinder) services are later issues: every compute
-# test that needs them is skipped by tempest for their absence.
+# The network (Neutron) and volume (Cinder) services are later issues:
+# every compute test that needs them is skipped for their absence.  Glance
+# v2 reads are served with compute (tempest's compute admin classes need an
+# image client); its image API tests are the images issue's.
 nova = {str(refs is not None).lower()}
-glance = false
+glance = {str(refs is not None).lower()}
 neutron = false
 cinder = false
 

@@ -250,7 +250,7 @@ class PasswordTests(KeystoneTestCase):
         conn.close()
         _, body, _ = yield d(self.login("root@example.org", scope={"project": {"id": uid}}))
         self.assertEqual([r["name"] for r in body["token"]["roles"]],
-                         ["admin", "member", "reader", "ops"])
+                         ["admin", "manager", "member", "reader", "ops"])
 
     @defer.inlineCallbacks
     def test_wrong_password_is_401_keystone_error(self):

@@ -398,17 +398,17 @@ class UserExtraTests(AdminTestCase):
 class RoleTests(AdminTestCase):
     @defer.inlineCallbacks
     def test_roles_and_inferences(self):
-        """The five fixed roles are listed and shown; member implies
-        reader, admin implies member; they cannot be created."""
+        """The six fixed roles are listed and shown; member implies
+        reader, manager member, admin manager; they cannot be created."""
         _, body, _ = yield d(self.v3("GET", "/roles", token=self.ann_token))
         self.assertEqual([r["name"] for r in body["roles"]],
-                         ["admin", "member", "reader", "service", "ResellerAdmin"])
+                         ["admin", "manager", "member", "reader", "service", "ResellerAdmin"])
         _, body, _ = yield d(self.v3("GET", "/roles?name=member"))
         self.assertEqual([r["id"] for r in body["roles"]], [MEMBER])
         code, body, _ = yield d(self.v3("GET", f"/roles/{READER}"))
         self.assertEqual((code, body["role"]["name"]), (200, "reader"))
         _, body, _ = yield d(self.v3("GET", f"/roles/{ADMIN}/implies"))
-        self.assertEqual([r["name"] for r in body["role_inference"]["implies"]], ["member"])
+        self.assertEqual([r["name"] for r in body["role_inference"]["implies"]], ["manager"])
         code, _, _ = yield d(self.v3("GET", f"/roles/{MEMBER}/implies/{READER}"))
         self.assertEqual(code, 200)
         code, _, _ = yield d(self.v3("GET", f"/roles/{READER}/implies/{MEMBER}"))
@@ -416,7 +416,7 @@ class RoleTests(AdminTestCase):
         _, body, _ = yield d(self.v3("GET", "/role_inferences"))
         self.assertEqual({(i["prior_role"]["name"], i["implies"][0]["name"])
                           for i in body["role_inferences"]},
-                         {("admin", "member"), ("member", "reader")})
+                         {("admin", "manager"), ("manager", "member"), ("member", "reader")})
         code, body, _ = yield d(self.v3("POST", "/roles", {"role": {"name": "x"}}))
         self.assertEqual(code, 403)
         self.assertIn("fixed", body["error"]["message"])
@@ -479,7 +479,7 @@ class AssignmentTests(AdminTestCase):
         yield d(self.v3("PUT", f"/projects/{pid}/users/{self.ann}/roles/{ADMIN}"))
         code, body, headers = yield d(self.scoped("ann@example.org", pid))
         self.assertEqual([r["name"] for r in body["token"]["roles"]],
-                         ["admin", "member", "reader"])
+                         ["admin", "manager", "member", "reader"])
         code, _, _ = yield d(self.v3("GET", "/users", token=subject(headers)))
         self.assertEqual(code, 200)
         code, _, _ = yield d(self.v3("DELETE", f"/projects/{pid}/users/{self.ann}/roles/{ADMIN}"))
@@ -502,7 +502,7 @@ class AssignmentTests(AdminTestCase):
         self.assertEqual(code, 204)
         code, body, headers = yield d(self.scoped("ann@example.org", p1))
         self.assertEqual([r["name"] for r in body["token"]["roles"]],
-                         ["admin", "member", "reader"])
+                         ["admin", "manager", "member", "reader"])
         code, _, _ = yield d(self.v3("GET", "/users", token=subject(headers)))
         self.assertEqual(code, 200)
         code, _, _ = yield d(self.v3("DELETE", f"/projects/{p1}/users/{self.ann}/roles/{ADMIN}"))
@@ -656,7 +656,7 @@ class SystemScopeTests(AdminTestCase):
         _, body, _ = yield d(self.v3("GET", f"/role_assignments?user.id={self.admin}"
                                             "&effective=true&scope.system=all"))
         self.assertEqual(sorted(a["role"]["id"] for a in body["role_assignments"]),
-                         sorted([ADMIN, MEMBER, READER]))
+                         sorted([ADMIN, roles.role_id("manager"), MEMBER, READER]))
         _, body, _ = yield d(self.v3("GET", f"/role_assignments?user.id={self.ann}"))
         self.assertIn({"system": {"all": True}}, [a["scope"] for a in body["role_assignments"]])
         code, _, _ = yield d(self.v3("PUT", f"/system/users/{self.ann}/roles/"
@@ -678,7 +678,7 @@ class SystemScopeTests(AdminTestCase):
         code, body, headers = yield d(self.login("ann@example.org",
                                                  scope={"system": {"all": True}}))
         self.assertEqual([r["name"] for r in body["token"]["roles"]],
-                         ["admin", "member", "reader"])
+                         ["admin", "manager", "member", "reader"])
         code, _, _ = yield d(self.v3("POST", "/users", {"user": {"name": "c@example.org"}},
                                      token=subject(headers)))
         self.assertEqual(code, 201)
