@@ -60,6 +60,7 @@ from snfd.cyclades.requests import (
     Stop,
     Unrescue,
     Unsupported,
+    check_access_ip,
     check_metadata,
     check_name,
     check_tag,
@@ -267,10 +268,23 @@ class ComputeAPI:
         views: SynnefoViews = request.compute_views
         return views
 
+    async def _acting(self, request: Any, server_id: str) -> str:
+        """Whose server the request acts on: the caller's own, or, for an
+        administrator, any user's (the effect path then runs, and charges,
+        as its owner)."""
+        caller = user_of(request)
+        assert caller.user is not None
+        if caller.is_admin:
+            owner = await self._servers.owner_of(_int_id(server_id, "Server"))
+            if owner is not None:
+                return owner
+        return caller.user
+
     async def _server(self, request: Any, server_id: str) -> Any:
         """The caller's server; in a dialect that hides deleted servers,
         404 for a deleted one."""
-        server = await self._servers.get(self._user(request), _int_id(server_id, "Server"))
+        server = await self._servers.get(await self._acting(request, server_id),
+                                         _int_id(server_id, "Server"))
         if server.deleted and self._v(request).hides_deleted:
             raise errors.NotFound(f"Server {server_id} not found.")
         return server
@@ -388,29 +402,35 @@ class ComputeAPI:
 
     async def show_server(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
-        diagnostics = await self._servers.diagnostics(self._user(request), server.id)
+        diagnostics = await self._servers.diagnostics(server.userid, server.id)
         return json_body(request, {"server": self._v(request).server(
             server, diagnostics=diagnostics)})
 
     async def rename_server(self, request: Any, server_id: str) -> bytes:
-        """``PUT`` ``{"server": {"name"}}``: 204."""
-        user = self._user(request)
+        """``PUT`` ``{"server": {"name", "accessIPv4", "accessIPv6"}}`` (any
+        of them): 204 in Synnefo's dialect, the short server in Nova's."""
+        user = await self._acting(request, server_id)
         sid = _int_id(server_id, "Server")
         body = self._object(request, "server")
-        if "name" not in body:
-            raise errors.BadRequest("Only the name of a server can be changed.")
-        await self._servers.rename(user, sid, check_name(body["name"]))
+        if not {"name", "accessIPv4", "accessIPv6"} & set(body):
+            raise errors.BadRequest("Only the name and the access addresses (accessIPv4,"
+                                    " accessIPv6) of a server can be changed.")
+        await self._servers.rename(
+            user, sid, check_name(body["name"]) if "name" in body else None,
+            check_access_ip(body["accessIPv4"], 4) if "accessIPv4" in body else None,
+            check_access_ip(body["accessIPv6"], 6) if "accessIPv6" in body else None)
         shown = self._v(request).renamed(await self._server(request, server_id))
         return self._empty(request, 204) if shown is None else json_body(request,
                                                                           {"server": shown})
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
-        await self._servers.destroy(self._user(request), _int_id(server_id, "Server"))
+        owner = await self._acting(request, server_id)
+        await self._servers.destroy(owner, _int_id(server_id, "Server"))
         return self._empty(request, 204)
 
     async def action(self, request: Any, server_id: str) -> bytes:
         """``POST /servers/<id>/action`` with one action key."""
-        user = self._user(request)
+        user = await self._acting(request, server_id)
         sid = _int_id(server_id, "Server")
         action = parse_action(json_object(self._body(request)))
         s = self._servers
@@ -464,7 +484,7 @@ class ComputeAPI:
         items = json_object(self._body(request)).get("metadata")
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
-        result = await self._servers.set_metadata(self._user(request),
+        result = await self._servers.set_metadata(await self._acting(request, server_id),
                                                   _int_id(server_id, "Server"),
                                                   check_metadata(items))
         return json_body(request, {"metadata": result}, 201)
@@ -475,7 +495,8 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(
-            self._user(request), _int_id(server_id, "Server"), check_metadata(items),
+            await self._acting(request, server_id), _int_id(server_id, "Server"),
+            check_metadata(items),
             replace=True)
         return json_body(request, {"metadata": result})
 
@@ -490,13 +511,13 @@ class ComputeAPI:
         meta = json_object(self._body(request)).get("meta")
         if not isinstance(meta, dict) or list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
-        result = await self._servers.set_metadata(self._user(request),
+        result = await self._servers.set_metadata(await self._acting(request, server_id),
                                                   _int_id(server_id, "Server"),
                                                   check_metadata(meta))
         return json_body(request, {"meta": {key: result[key]}}, 201)
 
     async def delete_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
-        await self._servers.delete_metadata(self._user(request),
+        await self._servers.delete_metadata(await self._acting(request, server_id),
                                             _int_id(server_id, "Server"), key)
         return self._empty(request, 204)
 
@@ -506,13 +527,13 @@ class ComputeAPI:
 
     async def replace_tags(self, request: Any, server_id: str) -> bytes:
         tags = check_tags(json_object(self._body(request)).get("tags"))
-        result = await self._servers.set_tags(self._user(request),
+        result = await self._servers.set_tags(await self._acting(request, server_id),
                                               _int_id(server_id, "Server"), tags)
         return json_body(request, {"tags": list(result)})
 
     async def delete_tags(self, request: Any, server_id: str) -> bytes:
-        await self._servers.delete_tag(self._user(request), _int_id(server_id, "Server"),
-                                       None)
+        await self._servers.delete_tag(await self._acting(request, server_id),
+                                       _int_id(server_id, "Server"), None)
         return self._empty(request, 204)
 
     async def tag(self, request: Any, server_id: str, tag: str) -> bytes:
@@ -524,14 +545,15 @@ class ComputeAPI:
     async def add_tag(self, request: Any, server_id: str, tag: str) -> bytes:
         """``PUT /tags/<tag>``: 201 when added, 204 when it was there."""
         check_tag(tag)
-        user = self._user(request)
+        user = await self._acting(request, server_id)
         sid = _int_id(server_id, "Server")
         before = await self._servers.get(user, sid)
         await self._servers.set_tags(user, sid, (tag,), add=True)
         return self._empty(request, 204 if tag in before.tags else 201)
 
     async def delete_tag(self, request: Any, server_id: str, tag: str) -> bytes:
-        await self._servers.delete_tag(self._user(request), _int_id(server_id, "Server"), tag)
+        await self._servers.delete_tag(await self._acting(request, server_id),
+                                       _int_id(server_id, "Server"), tag)
         return self._empty(request, 204)
 
     # -- other server reads --------------------------------------------------------
@@ -541,12 +563,12 @@ class ComputeAPI:
         raise errors.NotImplementedFault("Server statistics are not available on this cloud.")
 
     async def diagnostics(self, request: Any, server_id: str) -> bytes:
-        found = await self._servers.diagnostics(self._user(request),
+        found = await self._servers.diagnostics(await self._acting(request, server_id),
                                                 _int_id(server_id, "Server"))
         return json_body(request, [diagnostic_json(d) for d in found])
 
     async def password(self, request: Any, server_id: str) -> bytes:
-        password = await self._servers.password(self._user(request),
+        password = await self._servers.password(await self._acting(request, server_id),
                                                 _int_id(server_id, "Server"))
         return json_body(request, {"password": password})
 

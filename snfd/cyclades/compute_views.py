@@ -161,8 +161,8 @@ class SynnefoViews:
             "SNF:fqdn": fqdn,
             "SNF:port_forwarding": {},
             "security_groups": [{"name": "default"}],
-            "accessIPv4": "",
-            "accessIPv6": "",
+            "accessIPv4": server.access_ipv4,
+            "accessIPv6": server.access_ipv6,
             "config_drive": "",
             "links": links,
         }
@@ -271,7 +271,8 @@ class NovaViews(SynnefoViews):
             "flavor": {"id": str(server.flavor.id),
                        "links": self.links("flavors", server.flavor.id)},
             "metadata": dict(server.metadata), "addresses": nic_views(server, True)[1],
-            "accessIPv4": "", "accessIPv6": "", "OS-DCF:diskConfig": "MANUAL",
+            "accessIPv4": server.access_ipv4, "accessIPv6": server.access_ipv6,
+            "OS-DCF:diskConfig": "MANUAL",
             "links": self.links("servers", server.id),
         }
 

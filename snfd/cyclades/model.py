@@ -120,6 +120,9 @@ class Server:
     key_names: tuple[str, ...] = ()
     nics: tuple[dict[str, Any], ...] = ()
     disks: tuple[dict[str, Any], ...] = ()
+    #: the access addresses the user set (Nova's accessIPv4/v6; "" unset)
+    access_ipv4: str = ""
+    access_ipv6: str = ""
     created: datetime.datetime | None = None
     updated: datetime.datetime | None = None
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -105,6 +106,23 @@ class CreateRequest:
     admin_pass: str | None
     tags: tuple[str, ...]
     shared_to_project: bool
+    access_ipv4: str = ""
+    access_ipv6: str = ""
+
+
+def check_access_ip(value: Any, version: int) -> str:
+    """An ``accessIPv4``/``accessIPv6`` value: an address of that version,
+    or ``""`` (unset); 400 otherwise."""
+    key = f"accessIPv{version}"
+    if value is None or value == "":
+        return ""
+    try:
+        address = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        address = None
+    if address is None or address.version != version:
+        raise errors.BadRequest(f"{key} must be an IPv{version} address.")
+    return str(address)
 
 
 # -- actions ---------------------------------------------------------------------
@@ -498,4 +516,5 @@ def parse_create(body: Any, limits: CreateLimits) -> CreateRequest:
         name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
         personality=personality, nics=nics, project=project, key_names=key_names,
         user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),
-        shared_to_project=shared)
+        shared_to_project=shared, access_ipv4=check_access_ip(body.get("accessIPv4"), 4),
+        access_ipv6=check_access_ip(body.get("accessIPv6"), 6))

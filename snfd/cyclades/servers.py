@@ -229,7 +229,7 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
         txn, user, project, req.name, flavor.id, image.id, backend_id=backend.id,
         operstate="BUILD", task="BUILD", action="BUILD", metadata=req.metadata,
         tags=req.tags, key_names=req.key_names, shared_to_project=req.shared_to_project,
-        image=image_info)
+        image=image_info, access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6)
     store.put_params_txn(txn, key, server.id, params)
     store.put_password_txn(txn, server.id, password, expires)
     return server, backend
@@ -405,6 +405,13 @@ class Servers:
         if server is None or server.userid != user:
             raise errors.NotFound(f"Server {server_id} not found.")
         return server
+
+    async def owner_of(self, server_id: int) -> str | None:
+        """The owner of a server (for an administrator's requests), or
+        ``None`` when there is no such server."""
+        server: Server | None = await self._db.run("cyclades.server", store.server_txn,
+                                                   server_id)
+        return None if server is None else server.userid
 
     async def _live(self, user: str, server_id: int) -> Server:
         server = await self.get(user, server_id)
@@ -676,9 +683,13 @@ class Servers:
 
     # -- plain edits --------------------------------------------------------------
 
-    async def rename(self, user: str, server_id: int, name: str) -> Server:
+    async def rename(self, user: str, server_id: int, name: str | None = None,
+                     access_ipv4: str | None = None, access_ipv6: str | None = None) -> Server:
+        """Change the name and/or the access addresses (those not None)."""
+        fields = {k: v for k, v in (("name", name), ("access_ipv4", access_ipv4),
+                                    ("access_ipv6", access_ipv6)) if v is not None}
         server: Server = await self._db.run("cyclades.rename", _edit_txn, server_id, user,
-                                            "RENAME", lambda s: {"name": name})
+                                            "RENAME", lambda s: fields)
         return server
 
     async def set_metadata(self, user: str, server_id: int, items: Mapping[str, str],

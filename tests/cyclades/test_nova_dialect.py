@@ -187,3 +187,53 @@ class NovaCreateTests(unittest.TestCase):
         self.assertEqual((shown["server"]["status"], shown["server"]["OS-EXT-STS:task_state"],
                           shown["server"]["OS-EXT-STS:vm_state"]), ("ACTIVE", None, "active"))
         self.assertIsNotNone(shown["server"]["OS-SRV-USG:launched_at"])
+
+    async def test_access_addresses(self):
+        """accessIPv4/accessIPv6 given on create are kept and shown, changed
+        by PUT (Nova's dialect and Synnefo's), and a wrong one is 400."""
+        s = self.stack
+        v21 = f"{s.url}/compute/v2.1"
+        code, body, _ = await s.call("POST", f"{v21}/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id,
+            "accessIPv4": "1.1.1.1", "accessIPv6": "::babe:202:202"}})
+        self.assertEqual(code, 202, body)
+        sid = body["server"]["id"]
+        _, shown, _ = await s.call("GET", f"{v21}/servers/{sid}", self.token)
+        self.assertEqual((shown["server"]["accessIPv4"], shown["server"]["accessIPv6"]),
+                         ("1.1.1.1", "::babe:202:202"))
+        code, body, _ = await s.call("PUT", f"{v21}/servers/{sid}", self.token,
+                                     {"server": {"accessIPv6": "2001:db8::5"}})
+        self.assertEqual((code, body["server"]["accessIPv6"], body["server"]["name"]),
+                         (200, "2001:db8::5", "vm"))
+        for bad in ({"accessIPv4": "::1"}, {"accessIPv6": "300.1.1.1"}, {"accessIPv4": 7}):
+            code, _, _ = await s.call("PUT", f"{v21}/servers/{sid}", self.token,
+                                      {"server": bad})
+            self.assertEqual(code, 400, bad)
+        code, _, _ = await s.call("POST", f"{v21}/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id,
+            "accessIPv4": "not an address"}})
+        self.assertEqual(code, 400)
+
+    async def test_administrator_acts_on_anyones_server(self):
+        """An administrator sees and deletes another user's server (as its
+        owner's: the quota given back is the owner's); a plain user gets
+        404 for it."""
+        s = self.stack
+        v21 = f"{s.url}/compute/v2.1"
+        _, body, _ = await s.call("POST", f"{v21}/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id}})
+        sid = body["server"]["id"]
+        await s.follow((await s.server(int(sid))).backendjobid)
+        bob, bob_token = await s.user("bob")
+        code, _, _ = await s.call("GET", f"{v21}/servers/{sid}", bob_token)
+        self.assertEqual(code, 404)
+        root, _ = await s.user("root")
+        await s.identity.accounts.modify_user(root, is_admin=True)
+        root_token, _ = await s.identity.accounts.issue_token(
+            await s.identity.accounts.get_user(root))
+        code, shown, _ = await s.call("GET", f"{v21}/servers/{sid}", root_token)
+        self.assertEqual((code, shown["server"]["user_id"]), (200, self.alice))
+        code, _, _ = await s.call("DELETE", f"{v21}/servers/{sid}", root_token)
+        self.assertEqual(code, 204)
+        server = await s.server(int(sid))
+        self.assertEqual((server.userid, server.task), (self.alice, "DESTROY"))
