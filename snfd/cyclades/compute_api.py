@@ -48,6 +48,7 @@ from snfd.cyclades.compute_views import (
     diagnostic_json,
     iso,
     nic_views,
+    nova_time,
 )
 from snfd.cyclades.requests import (
     Console,
@@ -209,6 +210,7 @@ class ComputeAPI:
             ("GET", "/extensions", self.extensions),
             ("GET", "/limits", self.limits),
             ("GET", "/os-availability-zone", self.availability_zones),
+            ("GET", "/os-availability-zone/detail", self.availability_zones_detail),
             ("GET", "/os-quota-sets/<project_id>", self.quota_set),
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
         ]
@@ -310,6 +312,21 @@ class ComputeAPI:
     async def availability_zones(self, request: Any) -> bytes:
         return json_body(request, {"availabilityZoneInfo": [
             {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}]})
+
+    async def availability_zones_detail(self, request: Any) -> bytes:
+        """Administrators: the one zone and its hosts, each Ganeti cluster
+        as a ``nova-compute`` service (available unless offline or
+        drained)."""
+        if not user_of(request).is_admin:
+            raise errors.Forbidden("Availability zone details are for administrators.")
+        hosts = {b.clustername: {"nova-compute": {
+            "available": not (b.offline or b.drained), "active": not b.offline,
+            "updated_at": nova_time(b.stats_updated)}}
+            for b in await self._servers.backends()}
+        available = any(h["nova-compute"]["available"] for h in hosts.values())
+        return json_body(request, {"availabilityZoneInfo": [
+            {"zoneName": "nova", "zoneState": {"available": available},
+             "hosts": hosts or None}]})
 
     async def limits(self, request: Any) -> bytes:
         """Absolute limits from the caller's cyclades quota (token's

@@ -406,6 +406,12 @@ class Servers:
             raise errors.NotFound(f"Server {server_id} not found.")
         return server
 
+    async def backends(self) -> list[GanetiBackend]:
+        """Every registered Ganeti cluster (for administrators' views)."""
+        found: list[GanetiBackend] = await self._db.run("cyclades.backends",
+                                                        store.backends_txn)
+        return found
+
     async def owner_of(self, server_id: int) -> str | None:
         """The owner of a server (for an administrator's requests), or
         ``None`` when there is no such server."""

@@ -237,3 +237,21 @@ class NovaCreateTests(unittest.TestCase):
         self.assertEqual(code, 204)
         server = await s.server(int(sid))
         self.assertEqual((server.userid, server.task), (self.alice, "DESTROY"))
+
+    async def test_availability_zone_detail(self):
+        """The zone's details list each Ganeti cluster as a host with a
+        nova-compute service, for administrators only."""
+        s = self.stack
+        v21 = f"{s.url}/compute/v2.1"
+        code, _, _ = await s.call("GET", f"{v21}/os-availability-zone/detail", self.token)
+        self.assertEqual(code, 403)
+        root, _ = await s.user("root")
+        await s.identity.accounts.modify_user(root, is_admin=True)
+        root_token, _ = await s.identity.accounts.issue_token(
+            await s.identity.accounts.get_user(root))
+        code, body, _ = await s.call("GET", f"{v21}/os-availability-zone/detail", root_token)
+        self.assertEqual(code, 200)
+        (zone,) = body["availabilityZoneInfo"]
+        self.assertEqual((zone["zoneName"], zone["zoneState"]), ("nova", {"available": True}))
+        service = zone["hosts"][s.backend.clustername]["nova-compute"]
+        self.assertEqual((service["available"], service["active"]), (True, True))
