@@ -202,7 +202,11 @@ class ComputeAPI:
             ("GET", "/images/detail", self.list_images_detail),
             ("GET", "/images/<image_id>", self.show_image),
             ("GET", "/images/<image_id>/metadata", self.image_metadata),
+            ("POST", "/images/<image_id>/metadata", self.merge_image_metadata),
+            ("PUT", "/images/<image_id>/metadata", self.replace_image_metadata),
             ("GET", "/images/<image_id>/metadata/<key>", self.image_metadata_item),
+            ("PUT", "/images/<image_id>/metadata/<key>", self.set_image_metadata_item),
+            ("DELETE", "/images/<image_id>/metadata/<key>", self.delete_image_metadata_item),
             ("GET", "/os-keypairs", self.list_keypairs),
             ("POST", "/os-keypairs", self.create_keypair),
             ("GET", "/os-keypairs/<name>", self.show_keypair),
@@ -655,6 +659,54 @@ class ComputeAPI:
         if key not in properties:
             raise errors.NotFound(f"Image metadata key {key!r} not found.")
         return json_body(request, {"meta": {key: properties[key]}})
+
+    def _image_items(self, request: Any, key: str) -> dict[str, str]:
+        items = json_object(self._body(request)).get(key)
+        if not isinstance(items, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in items.items()):
+            raise errors.BadRequest(f'The request needs a "{key}" object of non-empty'
+                                    " names and string values.")
+        return items
+
+    async def _set_properties(self, request: Any, image_id: str,
+                              changes: dict[str, str]) -> dict[str, str]:
+        """Change the image's properties (its owner only; "" removes one);
+        the properties after."""
+        image = await self._images.update(self._user(request), image_id,
+                                          {"properties": changes})
+        return dict(image.properties or {})
+
+    async def merge_image_metadata(self, request: Any, image_id: str) -> bytes:
+        """``POST``: merge into the image's properties; 200 with them all."""
+        items = self._image_items(request, "metadata")
+        await self._images.get(self._user(request), image_id)
+        result = await self._set_properties(request, image_id, items)
+        return json_body(request, {"metadata": result})
+
+    async def replace_image_metadata(self, request: Any, image_id: str) -> bytes:
+        """``PUT``: the properties become exactly these; 200."""
+        items = self._image_items(request, "metadata")
+        image = await self._images.get(self._user(request), image_id)
+        removed = {k: "" for k in (image.properties or {}) if k not in items}
+        result = await self._set_properties(request, image_id, {**removed, **items})
+        return json_body(request, {"metadata": result})
+
+    async def set_image_metadata_item(self, request: Any, image_id: str, key: str) -> bytes:
+        """``PUT {"meta": {key: value}}``: 200."""
+        meta = self._image_items(request, "meta")
+        if list(meta) != [key]:
+            raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
+        await self._images.get(self._user(request), image_id)
+        result = await self._set_properties(request, image_id, meta)
+        return json_body(request, {"meta": {key: result[key]}})
+
+    async def delete_image_metadata_item(self, request: Any, image_id: str,
+                                         key: str) -> bytes:
+        image = await self._images.get(self._user(request), image_id)
+        if key not in (image.properties or {}):
+            raise errors.NotFound(f"Image metadata key {key!r} not found.")
+        await self._set_properties(request, image_id, {key: ""})
+        return self._empty(request, 204)
 
     # -- keypairs --------------------------------------------------------------------
 

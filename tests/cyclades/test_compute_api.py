@@ -522,6 +522,31 @@ class DownStackTests(unittest.TestCase):
         code, body, _ = await s.call("GET", f"/images/{mine.id}/metadata/OS", self.token)
         self.assertEqual(body, {"meta": {"OS": "debian"}})
 
+    async def test_image_metadata_writes(self):
+        """The owner merges, replaces, sets and deletes an image's properties
+        through the compute view; another user cannot; a missing image or
+        key is 404."""
+        s = self.stack
+        mine = await s.add_image(self.alice, "mine", public=False)
+        path = f"/images/{mine.id}/metadata"
+        code, body, _ = await s.call("POST", path, self.token, {"metadata": {"arch": "x86"}})
+        self.assertEqual((code, body), (200, {"metadata": {"OS": "debian", "arch": "x86"}}))
+        code, body, _ = await s.call("PUT", path, self.token, {"metadata": {"arch": "arm"}})
+        self.assertEqual((code, body), (200, {"metadata": {"arch": "arm"}}))
+        code, body, _ = await s.call("PUT", f"{path}/kernel", self.token,
+                                     {"meta": {"kernel": "6.1"}})
+        self.assertEqual((code, body), (200, {"meta": {"kernel": "6.1"}}))
+        code, _, _ = await s.call("DELETE", f"{path}/arch", self.token)
+        self.assertEqual(code, 204)
+        _, body, _ = await s.call("GET", path, self.token)
+        self.assertEqual(body, {"metadata": {"kernel": "6.1"}})
+        for method, where in (("DELETE", f"{path}/arch"), ("POST", "/images/nope/metadata")):
+            code, _, _ = await s.call(method, where, self.token, {"metadata": {"a": "b"}})
+            self.assertEqual(code, 404, where)
+        carol, carol_token = await s.user("carol")
+        code, _, _ = await s.call("POST", path, carol_token, {"metadata": {"a": "b"}})
+        self.assertEqual(code, 404)
+
     async def test_server_params_not_found(self):
         """Unknown server-params keys are 404 without a token."""
         code, _, _ = await self.stack.call("GET", f"{self.stack.url}/vmapi/server-params/x")
