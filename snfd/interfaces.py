@@ -407,6 +407,12 @@ class IQuotaHolder(Interface):
         (``snfd.quota.Resource``); existing defaults set by an
         administrator are kept.  Idempotent.  Returns an awaitable."""
 
+    def component_resources(component):
+        """Awaitable firing with the component's resource definitions as
+        they stand (``snfd.quota.Resource``, sorted by name): the defaults
+        an administrator changed (``base_default`` for base projects,
+        ``project_default`` for a new project's members) included."""
+
     def issue(clientkey, provisions, name="", force=False, auto_accept=False):
         """Issue one commission, all or nothing.
 

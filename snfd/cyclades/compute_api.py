@@ -78,6 +78,13 @@ UTC = datetime.UTC
 Handler = Callable[..., Awaitable[bytes]]
 #: The dialects, by the prefix they answer under (``compute_views.py``).
 DIALECTS = (SynnefoViews, NovaViews)
+#: Nova's quota-set names for the cyclades holdings: the absolute limits
+#: (``Servers.limits``) they come from, and the resource (and unit) each is.
+_QUOTA_LIMITS = {"instances": ("maxTotalInstances", "totalInstancesUsed"),
+                 "cores": ("maxTotalCores", "totalCoresUsed"),
+                 "ram": ("maxTotalRAMSize", "totalRAMUsed")}
+_QUOTA_RESOURCES = {"instances": ("cyclades.vm", 1), "cores": ("cyclades.cpu", 1),
+                    "ram": ("cyclades.ram", 1 << 20)}
 
 
 def _default_image_view(image: Any) -> dict[str, Any]:
@@ -217,6 +224,7 @@ class ComputeAPI:
             ("GET", "/os-availability-zone/detail", self.availability_zones_detail),
             ("GET", "/os-quota-sets/<project_id>", self.quota_set),
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
+            ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -343,31 +351,47 @@ class ComputeAPI:
 
     # -- quota sets ----------------------------------------------------------
 
-    async def _quota_values(self, request: Any, project_id: str) -> dict[str, tuple[int, int]]:
-        """``name -> (limit, in use)`` of Nova's quota set for the caller in
-        ``project_id`` (its holdings there; its own projects only, any for
-        an administrator)."""
-        p = user_of(request)
-        assert p.user is not None
-        if project_id not in (p.user, p.project) and not p.is_admin:
-            raise errors.Forbidden(f"Project {project_id} is not the one of your token.")
-        absolute = await self._servers.limits(p.user, project_id)
+    def _quota_rules(self) -> dict[str, tuple[int, int]]:
+        """The quota-set entries that are fixed rules of the compute service
+        (-1: unlimited; 0: not served)."""
         settings = self._servers.settings
-        pairs = {"instances": ("maxTotalInstances", "totalInstancesUsed"),
-                 "cores": ("maxTotalCores", "totalCoresUsed"),
-                 "ram": ("maxTotalRAMSize", "totalRAMUsed")}
-        values = {name: (int(absolute.get(limit, 0)), int(absolute.get(used, 0)))
-                  for name, (limit, used) in pairs.items()}
-        # Fixed rules of the compute service (-1: unlimited; 0: not served).
-        values.update({
+        return {
             "metadata_items": (settings.max_metadata, 0),
             "injected_files": (settings.max_personality, 0),
             "injected_file_content_bytes": (settings.max_personality_size, 0),
             "injected_file_path_bytes": (1024, 0), "key_pairs": (-1, 0),
             "fixed_ips": (-1, 0), "floating_ips": (0, 0), "security_groups": (0, 0),
             "security_group_rules": (0, 0), "server_groups": (0, 0),
-            "server_group_members": (0, 0)})
-        return values
+            "server_group_members": (0, 0)}
+
+    @staticmethod
+    def _quota_project(request: Any, project_id: str) -> Any:
+        p = user_of(request)
+        assert p.user is not None
+        if project_id not in (p.user, p.project) and not p.is_admin:
+            raise errors.Forbidden(f"Project {project_id} is not the one of your token.")
+        return p
+
+    async def _quota_values(self, request: Any, project_id: str) -> dict[str, tuple[int, int]]:
+        """``name -> (limit, in use)`` of Nova's quota set for the caller in
+        ``project_id`` (its holdings there; its own projects only, any for
+        an administrator)."""
+        p = self._quota_project(request, project_id)
+        absolute = await self._servers.limits(p.user, project_id)
+        values = {name: (int(absolute.get(limit, 0)), int(absolute.get(used, 0)))
+                  for name, (limit, used) in _QUOTA_LIMITS.items()}
+        return {**values, **self._quota_rules()}
+
+    async def quota_defaults(self, request: Any, project_id: str) -> bytes:
+        """``GET /os-quota-sets/<project>/defaults``: what a member of a new
+        project holds (a base project: what a new user holds), from the
+        resources' defaults as administrators set them."""
+        p = self._quota_project(request, project_id)
+        defaults = await self._servers.quota_defaults(base=project_id == p.user)
+        body: dict[str, Any] = {name: defaults.get(resource, 0) // scale
+                                for name, (resource, scale) in _QUOTA_RESOURCES.items()}
+        body.update({k: limit for k, (limit, _) in self._quota_rules().items()})
+        return json_body(request, {"quota_set": {"id": project_id, **body}})
 
     async def quota_set(self, request: Any, project_id: str) -> bytes:
         """``GET /os-quota-sets/<project>``: Nova's quota set, mapped onto

@@ -767,6 +767,12 @@ class Servers:
             raise errors.NotFound(f"The password of server {server_id} is not available.")
         return password
 
+    async def quota_defaults(self, base: bool) -> dict[str, int]:
+        """Each cyclades resource's default limit, as it stands: of a base
+        project (``base``), else of a new project's members."""
+        found = await self._charger.holder.component_resources(self._charger.component)
+        return {r.name: r.base_default if base else r.project_default for r in found}
+
     async def limits(self, user: str, project: str | None = None) -> dict[str, Any]:
         """Nova-style absolute limits from the user's cyclades quota in
         ``project`` (default: their base project)."""

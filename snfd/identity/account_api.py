@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import attrs
 from twisted.logger import Logger
 from twisted.web.resource import IResource
 
@@ -210,6 +211,7 @@ class AccountAPI:
             ("POST", "/user_catalogs", self.user_catalogs),
             ("POST", "/service/user_catalogs", self.service_user_catalogs),
             ("POST", "/service/resources", self.register_resources),
+            ("GET", "/service/resources", self.component_resources),
             ("POST", "/feedback", self.feedback),
             ("POST", "/myaccount/default_project", self.default_project),
         ]
@@ -290,6 +292,13 @@ class AccountAPI:
             if not result:
                 raise errors.NotFound(f"No project with UUID '{','.join(projects)}'")
         return json_body(request, result)
+
+    async def component_resources(self, request: Any) -> bytes:
+        """A service reads its resource definitions as they stand (with the
+        defaults administrators set)."""
+        component = self._component(request)
+        found = await self._quota.component_resources(component)
+        return json_body(request, {"resources": [attrs.asdict(r) for r in found]})
 
     async def register_resources(self, request: Any) -> bytes:
         """A service registers (or updates) its resource definitions."""

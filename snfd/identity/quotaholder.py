@@ -83,6 +83,9 @@ class LocalQuotaHolder:
         await self._db.run("identity.quota.register_resources", _register_txn,
                            resources, component)
 
+    async def component_resources(self, component: str) -> list[Resource]:
+        return [r for r in await self.resources() if belongs_to(r, component)]
+
     async def issue(self, clientkey: str, provisions: Iterable[Provision], name: str = "",
                     force: bool = False, auto_accept: bool = False) -> int:
         serial: int = await self._db.run(

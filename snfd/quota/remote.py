@@ -180,6 +180,18 @@ class RemoteQuotaHolder:
         status, reply = await self._call("POST", "service/resources", json=body)
         self._ok(status, reply, dict)
 
+    async def component_resources(self, component: str) -> list[Resource]:
+        """``GET service/resources``: the calling component's definitions
+        (``component`` is the one of this holder's token)."""
+        status, reply = await self._call("GET", "service/resources")
+        body = self._ok(status, reply, dict)
+        try:
+            return sorted((Resource(**item) for item in body["resources"]),
+                          key=lambda r: r.name)
+        except (KeyError, TypeError):
+            raise errors.ServiceUnavailable("The quota holder answered an unexpected list of"
+                                            " resources.") from None
+
     async def issue(self, clientkey: str, provisions: Iterable[Provision], name: str = "",
                     force: bool = False, auto_accept: bool = False) -> int:
         body = {"provisions": [p.as_json() for p in provisions], "name": name,

@@ -139,6 +139,25 @@ class NovaDialectTests(unittest.TestCase):
             self.assertLessEqual(set(image), IMAGE_KEYS)
             self.assertEqual((image["minDisk"], image["minRam"]), (0, 0))
 
+    async def test_quota_sets(self):
+        """os-quota-sets shows the caller's cyclades holdings in a project
+        and Nova's fixed entries; defaults are the resources' defaults (of
+        a base project here); another project is 403."""
+        code, body, _ = await self.call("GET", f"/os-quota-sets/{self.alice}")
+        self.assertEqual(code, 200)
+        quota = body["quota_set"]
+        self.assertEqual((quota["id"], quota["instances"], quota["cores"], quota["ram"],
+                          quota["metadata_items"], quota["floating_ips"]),
+                         (self.alice, 10, 32, 64 * 1024, 10, 0))
+        _, body, _ = await self.call("GET", f"/os-quota-sets/{self.alice}/detail")
+        self.assertEqual(body["quota_set"]["instances"],
+                         {"limit": 10, "in_use": 0, "reserved": 0})
+        _, body, _ = await self.call("GET", f"/os-quota-sets/{self.alice}/defaults")
+        self.assertEqual((body["quota_set"]["instances"], body["quota_set"]["cores"],
+                          body["quota_set"]["ram"]), (4, 8, 16 * 1024))
+        code, _, _ = await self.call("GET", "/os-quota-sets/someone-else")
+        self.assertEqual(code, 403)
+
     async def test_keypairs(self):
         """Nova 2.1's keypair views: create (200, with user_id), show (with
         id, deleted, times), list (name, key, fingerprint), delete 202."""

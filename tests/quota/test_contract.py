@@ -92,6 +92,15 @@ class QuotaHolderContract:
         """The holder provides IQuotaHolder."""
         verifyObject(IQuotaHolder, self.holder("cyclades"))
 
+    async def test_component_resources_show_the_defaults_as_they_stand(self):
+        """A component reads its own resource definitions, sorted, with the
+        defaults an administrator changed since it registered them."""
+        await self.admin.modify_resource("cyclades.vm", project_default=3)
+        found = await self.holder("cyclades").component_resources("cyclades")
+        self.assertEqual([r.name for r in found], sorted([VM.name, RAM.name]))
+        vm = next(r for r in found if r.name == "cyclades.vm")
+        self.assertEqual((vm.project_default, vm.base_default), (3, VM.base_default))
+
     async def test_serials_increase_and_stay_pending(self):
         """Each issue answers a larger serial; pending lists them sorted."""
         qh = self.holder("cyclades")
