@@ -12,7 +12,9 @@ sees and resolves only its own commissions.
 Besides Synnefo's endpoints there is ``POST /v1.0/service/resources``
 (component token, body ``{"resources": [...]}``) through which a service
 registers its resource definitions at start, where Synnefo used the
-``service-import`` command.
+``service-import`` command, and ``GET /v1.0/service/resources`` through which
+it reads them back as they stand (with the defaults administrators set;
+the compute API's quota defaults come from there).
 """
 
 from __future__ import annotations
