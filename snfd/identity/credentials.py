@@ -98,7 +98,9 @@ class CredentialStore:
     async def create(self, user: str, project: str | None, kind: str, blob: str) -> Credential:
         """A new credential of ``user`` (which must exist), on ``project``
         (an alive project, required for ``ec2``)."""
-        await self._accounts.get_user(user)
+        if not is_uuid(user):
+            raise errors.NotFound(f"Could not find user: {user}.")
+        user = (await self._accounts.get_user(user)).uuid
         if project is not None and not (is_uuid(project)
                                         and await self._projects.alive_projects([project])):
             raise errors.NotFound(f"Could not find project: {project}.")

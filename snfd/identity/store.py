@@ -444,6 +444,8 @@ def system_role_holders_txn(txn: Any, uuid: str | None = None) -> list[tuple[str
     """Every role on the system as ``(user uuid, user name, role)``: the
     stored ones and ``admin`` of each administrator; of one user when
     ``uuid`` is given."""
+    if uuid is not None and not is_uuid(uuid):
+        return []
     txn.execute(
         "SELECT u.uuid::text, coalesce(u.username, u.email), r.role"
         " FROM identity_system_roles r JOIN identity_users u ON u.uuid = r.user_uuid"

@@ -104,3 +104,9 @@ class CredentialStoreTests(AdminTestCase):
             self.assertEqual(code, 404)
         _, body, _ = yield d(self.v3("GET", CREDS))
         self.assertIn(theirs, [c["id"] for c in body["credentials"]])
+        for who in ("ann@example.org", "not-a-uuid"):
+            code, _, _ = yield d(self.v3("POST", CREDS, {"credential": {
+                "user_id": who, "type": "totp", "blob": "z"}}))
+            self.assertEqual(code, 404, who)
+        code, body, _ = yield d(self.v3("GET", CREDS + "?user_id=not-a-uuid"))
+        self.assertEqual((code, body["credentials"]), (200, []))

@@ -659,6 +659,8 @@ class SystemScopeTests(AdminTestCase):
                          sorted([ADMIN, roles.role_id("manager"), MEMBER, READER]))
         _, body, _ = yield d(self.v3("GET", f"/role_assignments?user.id={self.ann}"))
         self.assertIn({"system": {"all": True}}, [a["scope"] for a in body["role_assignments"]])
+        code, body, _ = yield d(self.v3("GET", "/role_assignments?user.id=nobody"))
+        self.assertEqual((code, body["role_assignments"]), (200, []))
         code, _, _ = yield d(self.v3("PUT", f"/system/users/{self.ann}/roles/"
                                             f"{roles.role_id('service')}"))
         self.assertEqual(code, 403)
