@@ -487,8 +487,9 @@ class FuzzTests(unittest.TestCase):
             ["Content-Type", "Accept", "OpenStack-API-Version",
              "X-OpenStack-Nova-API-Version"], ["X-"]), 3)
         bodies = st.one_of(st.just(b""), fuzz.json_bodies(*templates))
-        v2 = "/compute/v2.0"
-        srv = st.tuples(st.just(f"{v2}/servers/"), sid).map("".join)
+        # Both dialects (Synnefo's v2.0, Nova's v2.1) share the handlers.
+        v2 = st.sampled_from(["/compute/v2.0", "/compute/v2.1"])
+        srv = st.tuples(v2, st.just("/servers/"), sid).map("".join)
         key, tag = self.ids("k", "OS"), self.ids("t")
         fid, iid, kid = self.ids(str(flavor)), self.ids(image), self.ids("kp")
         routes = [
@@ -513,6 +514,11 @@ class FuzzTests(unittest.TestCase):
             route("GET", v2, "/os-keypairs/", kid), route("DELETE", v2, "/os-keypairs/", kid),
             route("GET", v2, "/extensions"), route("GET", v2, "/limits"),
             route("GET", v2, "/os-availability-zone"),
+            route("GET", v2, "/os-availability-zone/detail"),
+            *(route("GET", v2, "/os-quota-sets/", self.ids(self.alice, "x"), sub)
+              for sub in ("", "/detail", "/defaults")),
+            *(route(m, v2, "/images/", iid, "/metadata") for m in ("POST", "PUT")),
+            *(route(m, v2, "/images/", iid, "/metadata/", key) for m in ("PUT", "DELETE")),
             route("GET", "/vmapi/server-params/", self.ids()),
         ]
         methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
