@@ -41,6 +41,7 @@ from klein import Klein
 from twisted.web.resource import IResource
 
 from snfd import errors
+from snfd.cyclades import model
 from snfd.cyclades.compute_views import (
     MICROVERSION,
     NovaViews,
@@ -53,6 +54,7 @@ from snfd.cyclades.compute_views import (
 from snfd.cyclades.requests import (
     Console,
     Firewall,
+    Lock,
     Reassign,
     Reboot,
     Rescue,
@@ -294,6 +296,14 @@ class ComputeAPI:
                 return owner
         return caller.user
 
+    async def _changing(self, request: Any, server_id: str) -> str:
+        """``_acting`` for a request that changes the server: 409 when it is
+        locked, unless the caller is an administrator."""
+        user = await self._acting(request, server_id)
+        server = await self._servers.get(user, _int_id(server_id, "Server"))
+        model.check_unlocked(server, user_of(request).is_admin)
+        return user
+
     async def _server(self, request: Any, server_id: str) -> Any:
         """The caller's server; in a dialect that hides deleted servers,
         404 for a deleted one."""
@@ -454,7 +464,7 @@ class ComputeAPI:
     async def rename_server(self, request: Any, server_id: str) -> bytes:
         """``PUT`` ``{"server": {"name", "accessIPv4", "accessIPv6"}}`` (any
         of them): 204 in Synnefo's dialect, the short server in Nova's."""
-        user = await self._acting(request, server_id)
+        user = await self._changing(request, server_id)
         sid = _int_id(server_id, "Server")
         body = self._object(request, "server")
         if not {"name", "accessIPv4", "accessIPv6"} & set(body):
@@ -469,7 +479,7 @@ class ComputeAPI:
                                                                           {"server": shown})
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
-        owner = await self._acting(request, server_id)
+        owner = await self._changing(request, server_id)
         await self._servers.destroy(owner, _int_id(server_id, "Server"))
         return self._empty(request, 204)
 
@@ -479,6 +489,10 @@ class ComputeAPI:
         sid = _int_id(server_id, "Server")
         action = parse_action(json_object(self._body(request)))
         s = self._servers
+        if isinstance(action, Lock):
+            await s.set_lock(user, sid, action.locked, user_of(request).is_admin)
+            return self._empty(request, 202)
+        await self._changing(request, server_id)
         match action:
             case Start():
                 await s.start(user, sid)
@@ -529,7 +543,7 @@ class ComputeAPI:
         items = json_object(self._body(request)).get("metadata")
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
-        result = await self._servers.set_metadata(await self._acting(request, server_id),
+        result = await self._servers.set_metadata(await self._changing(request, server_id),
                                                   _int_id(server_id, "Server"),
                                                   check_metadata(items))
         return json_body(request, {"metadata": result}, 201)
@@ -540,7 +554,7 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(
-            await self._acting(request, server_id), _int_id(server_id, "Server"),
+            await self._changing(request, server_id), _int_id(server_id, "Server"),
             check_metadata(items),
             replace=True)
         return json_body(request, {"metadata": result})
@@ -556,13 +570,13 @@ class ComputeAPI:
         meta = json_object(self._body(request)).get("meta")
         if not isinstance(meta, dict) or list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
-        result = await self._servers.set_metadata(await self._acting(request, server_id),
+        result = await self._servers.set_metadata(await self._changing(request, server_id),
                                                   _int_id(server_id, "Server"),
                                                   check_metadata(meta))
         return json_body(request, {"meta": {key: result[key]}}, 201)
 
     async def delete_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
-        await self._servers.delete_metadata(await self._acting(request, server_id),
+        await self._servers.delete_metadata(await self._changing(request, server_id),
                                             _int_id(server_id, "Server"), key)
         return self._empty(request, 204)
 
@@ -572,12 +586,12 @@ class ComputeAPI:
 
     async def replace_tags(self, request: Any, server_id: str) -> bytes:
         tags = check_tags(json_object(self._body(request)).get("tags"))
-        result = await self._servers.set_tags(await self._acting(request, server_id),
+        result = await self._servers.set_tags(await self._changing(request, server_id),
                                               _int_id(server_id, "Server"), tags)
         return json_body(request, {"tags": list(result)})
 
     async def delete_tags(self, request: Any, server_id: str) -> bytes:
-        await self._servers.delete_tag(await self._acting(request, server_id),
+        await self._servers.delete_tag(await self._changing(request, server_id),
                                        _int_id(server_id, "Server"), None)
         return self._empty(request, 204)
 
@@ -590,14 +604,14 @@ class ComputeAPI:
     async def add_tag(self, request: Any, server_id: str, tag: str) -> bytes:
         """``PUT /tags/<tag>``: 201 when added, 204 when it was there."""
         check_tag(tag)
-        user = await self._acting(request, server_id)
+        user = await self._changing(request, server_id)
         sid = _int_id(server_id, "Server")
         before = await self._servers.get(user, sid)
         await self._servers.set_tags(user, sid, (tag,), add=True)
         return self._empty(request, 204 if tag in before.tags else 201)
 
     async def delete_tag(self, request: Any, server_id: str, tag: str) -> bytes:
-        await self._servers.delete_tag(await self._acting(request, server_id),
+        await self._servers.delete_tag(await self._changing(request, server_id),
                                        _int_id(server_id, "Server"), tag)
         return self._empty(request, 204)
 

@@ -120,6 +120,8 @@ class Server:
     key_names: tuple[str, ...] = ()
     nics: tuple[dict[str, Any], ...] = ()
     disks: tuple[dict[str, Any], ...] = ()
+    #: who locked it (Nova's lock): "", "owner" or "admin"
+    locked_by: str = ""
     #: the access addresses the user set (Nova's accessIPv4/v6; "" unset)
     access_ipv4: str = ""
     access_ipv6: str = ""
@@ -175,6 +177,13 @@ def task_state(server: Server) -> str:
 
 # -- actions ----------------------------------------------------------------
 
+def check_unlocked(server: Server, admin: bool) -> None:
+    """A locked server changes only by an administrator's request: 409
+    for anyone else."""
+    if server.locked_by and not admin:
+        raise errors.Conflict(f"Server {server.id} is locked.")
+
+
 def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
     """Raise the reference's fault when ``action`` may not run now.
 
@@ -184,7 +193,7 @@ def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
     """
     if server.deleted:
         raise errors.BadRequest(f"Server {server.id} has been deleted.")
-    if action in ("DESTROY", "TAGS", "METADATA", "RENAME"):
+    if action in ("DESTROY", "TAGS", "METADATA", "RENAME", "LOCK"):
         return
     if server.task:
         if server.task == "BUILD":

@@ -186,6 +186,13 @@ class Unrescue:
 
 
 @attrs.frozen
+class Lock:
+    """``lock`` (``locked`` true) and ``unlock``: Nova's server lock."""
+
+    locked: bool
+
+
+@attrs.frozen
 class Unsupported:
     """An action of the reference this cloud refuses: 501, or 403 with
     ``admin_only``."""
@@ -194,7 +201,7 @@ class Unsupported:
     admin_only: bool = False
 
 
-Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue
+Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
           | Unrescue | Unsupported)
 
 
@@ -235,6 +242,8 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         return Rescue("default" if image_ref is None else str(image_ref))
     if name == "unrescue":
         return Unrescue()
+    if name in ("lock", "unlock"):
+        return Lock(name == "lock")
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:

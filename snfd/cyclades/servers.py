@@ -698,6 +698,18 @@ class Servers:
                                             "RENAME", lambda s: fields)
         return server
 
+    async def set_lock(self, user: str, server_id: int, locked: bool, admin: bool) -> Server:
+        """Lock (as its owner or an administrator) or unlock a server; an
+        administrator's lock is undone only by an administrator (403)."""
+        def change(server: Server) -> dict[str, Any]:
+            if not locked and server.locked_by == "admin" and not admin:
+                raise errors.Forbidden(f"Server {server_id} was locked by an administrator.")
+            return {"locked_by": ("admin" if admin else "owner") if locked else ""}
+
+        server: Server = await self._db.run("cyclades.lock", _edit_txn, server_id, user,
+                                            "LOCK", change)
+        return server
+
     async def set_metadata(self, user: str, server_id: int, items: Mapping[str, str],
                            replace: bool = False) -> dict[str, str]:
         """Merge (or with ``replace`` set) metadata; the result.  400 past

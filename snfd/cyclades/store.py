@@ -183,7 +183,7 @@ _SERVER_COLUMNS = (
     "suspended", "rescue", "shared_to_project", "action", "task", "task_job_id", "serial",
     "backendjobid", "backendopcode", "backendjobstatus", "backendlogmsg", "backendtime",
     "buildpercentage", "image", "metadata", "tags", "key_names", "nics", "disks",
-    "access_ipv4", "access_ipv6", "created", "updated")
+    "access_ipv4", "access_ipv6", "locked_by", "created", "updated")
 _SERVER_SELECT = (
     "SELECT " + ", ".join(f"s.{c}" for c in _SERVER_COLUMNS) + ", "
     + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS)

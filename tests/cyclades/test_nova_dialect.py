@@ -274,3 +274,44 @@ class NovaCreateTests(unittest.TestCase):
         self.assertEqual((zone["zoneName"], zone["zoneState"]), ("nova", {"available": True}))
         service = zone["hosts"][s.backend.clustername]["nova-compute"]
         self.assertEqual((service["available"], service["active"]), (True, True))
+
+    async def test_lock(self):
+        """A locked server refuses its owner's actions, deletion and changes
+        (409) until unlocked; an administrator acts on it anyway, and only
+        an administrator undoes an administrator's lock (403 otherwise)."""
+        s = self.stack
+        v21 = f"{s.url}/compute/v2.1"
+        _, body, _ = await s.call("POST", f"{v21}/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id}})
+        sid = body["server"]["id"]
+        await s.follow((await s.server(int(sid))).backendjobid)
+        act = f"{v21}/servers/{sid}/action"
+        code, _, _ = await s.call("POST", act, self.token, {"lock": None})
+        self.assertEqual(code, 202)
+        for method, path, data in (("POST", act, {"os-stop": None}),
+                                   ("DELETE", f"{v21}/servers/{sid}", None),
+                                   ("PUT", f"{v21}/servers/{sid}", {"server": {"name": "x"}}),
+                                   ("PUT", f"{v21}/servers/{sid}/metadata/k",
+                                    {"meta": {"k": "v"}})):
+            code, _, _ = await s.call(method, path, self.token, data)
+            self.assertEqual(code, 409, (method, path))
+        _, shown, _ = await s.call("GET", f"{v21}/servers/{sid}", self.token)
+        self.assertEqual(shown["server"]["status"], "ACTIVE")
+        code, _, _ = await s.call("POST", act, self.token, {"unlock": None})
+        self.assertEqual(code, 202)
+        code, _, _ = await s.call("POST", act, self.token, {"os-stop": None})
+        self.assertEqual(code, 202)
+        await s.follow((await s.server(int(sid))).task_job_id)
+        root, _ = await s.user("root")
+        await s.identity.accounts.modify_user(root, is_admin=True)
+        root_token, _ = await s.identity.accounts.issue_token(
+            await s.identity.accounts.get_user(root))
+        code, _, _ = await s.call("POST", act, root_token, {"lock": None})
+        self.assertEqual(code, 202)
+        code, _, _ = await s.call("POST", act, self.token, {"unlock": None})
+        self.assertEqual(code, 403)
+        code, body, _ = await s.call("POST", act, root_token, {"os-start": None})
+        self.assertEqual(code, 202, body)
+        bob, bob_token = await s.user("bob")
+        code, _, _ = await s.call("POST", act, bob_token, {"lock": None})
+        self.assertEqual(code, 404)
