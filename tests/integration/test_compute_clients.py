@@ -103,7 +103,7 @@ class ComputeClientTests(unittest.TestCase):
         listed = node.openstack(alice, "server", "list", "-f", "json")
         self.assertEqual([str(s["ID"]) for s in listed], [sid])
         node.openstack(alice, "server", "stop", sid)
-        self.wait_status(alice, sid, "STOPPED")
+        self.wait_status(alice, sid, "SHUTOFF")  # Nova's dialect (v3 catalog: v2.1)
         node.openstack(alice, "server", "start", sid)
         self.wait_status(alice, sid, "ACTIVE")
         node.openstack(alice, "server", "reboot", "--hard", sid)
@@ -121,8 +121,9 @@ class ComputeClientTests(unittest.TestCase):
 
     def test_openstack_cli(self):
         """`openstack server create/list/show/stop/start/reboot/delete` work;
-        the server goes BUILD -> ACTIVE -> STOPPED -> ACTIVE -> gone, its quota
-        is charged and released, and another user does not see it."""
+        the server goes BUILD -> ACTIVE -> SHUTOFF -> ACTIVE -> gone (Nova's
+        dialect, where the v3 catalog points), its quota is charged and
+        released, and another user does not see it."""
         return threads.deferToThread(self.cli_lifecycle)
 
     def sdk_lifecycle(self) -> None:
@@ -139,7 +140,7 @@ class ComputeClientTests(unittest.TestCase):
                                             flavor_id=flavor.id)
         server = conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
         conn.compute.stop_server(server)
-        conn.compute.wait_for_server(server, status="STOPPED", wait=60)
+        conn.compute.wait_for_server(server, status="SHUTOFF", wait=60)
         conn.compute.start_server(server)
         conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
         self.assertEqual([s.id for s in conn.compute.servers()], [server.id])
