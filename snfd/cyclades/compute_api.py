@@ -485,14 +485,14 @@ class ComputeAPI:
 
     async def action(self, request: Any, server_id: str) -> bytes:
         """``POST /servers/<id>/action`` with one action key."""
-        user = await self._acting(request, server_id)
         sid = _int_id(server_id, "Server")
         action = parse_action(json_object(self._body(request)))
         s = self._servers
         if isinstance(action, Lock):
-            await s.set_lock(user, sid, action.locked, user_of(request).is_admin)
+            await s.set_lock(await self._acting(request, server_id), sid, action.locked,
+                             user_of(request).is_admin)
             return self._empty(request, 202)
-        await self._changing(request, server_id)
+        user = await self._changing(request, server_id)
         match action:
             case Start():
                 await s.start(user, sid)

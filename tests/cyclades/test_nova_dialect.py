@@ -182,6 +182,14 @@ class NovaCreateTests(unittest.TestCase):
         self.stack = await compute_stack(self)
         self.alice, self.token = await self.stack.user("alice")
 
+    async def admin_token(self) -> str:
+        """A token of a new administrator (an Astakos admin)."""
+        accounts = self.stack.identity.accounts
+        root, _ = await self.stack.user("root")
+        await accounts.modify_user(root, is_admin=True)
+        token, _ = await accounts.issue_token(await accounts.get_user(root))
+        return token
+
     async def test_create_answers_nova_shape_then_active(self):
         """POST /servers at v2.1: 202 with only id, links, adminPass,
         OS-DCF:diskConfig and security_groups, and a request id header;
@@ -246,10 +254,7 @@ class NovaCreateTests(unittest.TestCase):
         bob, bob_token = await s.user("bob")
         code, _, _ = await s.call("GET", f"{v21}/servers/{sid}", bob_token)
         self.assertEqual(code, 404)
-        root, _ = await s.user("root")
-        await s.identity.accounts.modify_user(root, is_admin=True)
-        root_token, _ = await s.identity.accounts.issue_token(
-            await s.identity.accounts.get_user(root))
+        root_token = await self.admin_token()
         code, shown, _ = await s.call("GET", f"{v21}/servers/{sid}", root_token)
         self.assertEqual((code, shown["server"]["user_id"]), (200, self.alice))
         code, _, _ = await s.call("DELETE", f"{v21}/servers/{sid}", root_token)
@@ -264,10 +269,7 @@ class NovaCreateTests(unittest.TestCase):
         v21 = f"{s.url}/compute/v2.1"
         code, _, _ = await s.call("GET", f"{v21}/os-availability-zone/detail", self.token)
         self.assertEqual(code, 403)
-        root, _ = await s.user("root")
-        await s.identity.accounts.modify_user(root, is_admin=True)
-        root_token, _ = await s.identity.accounts.issue_token(
-            await s.identity.accounts.get_user(root))
+        root_token = await self.admin_token()
         code, body, _ = await s.call("GET", f"{v21}/os-availability-zone/detail", root_token)
         self.assertEqual(code, 200)
         (zone,) = body["availabilityZoneInfo"]
@@ -302,10 +304,7 @@ class NovaCreateTests(unittest.TestCase):
         code, _, _ = await s.call("POST", act, self.token, {"os-stop": None})
         self.assertEqual(code, 202)
         await s.follow((await s.server(int(sid))).task_job_id)
-        root, _ = await s.user("root")
-        await s.identity.accounts.modify_user(root, is_admin=True)
-        root_token, _ = await s.identity.accounts.issue_token(
-            await s.identity.accounts.get_user(root))
+        root_token = await self.admin_token()
         code, _, _ = await s.call("POST", act, root_token, {"lock": None})
         self.assertEqual(code, 202)
         code, _, _ = await s.call("POST", act, self.token, {"unlock": None})
