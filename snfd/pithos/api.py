@@ -554,14 +554,14 @@ class PithosAPI:
             buffered = self.uploads.buffered_size(request)
             blocks = None  # a streamed body's gate placed it already
             if buffered is not None:
-                await self.backend.check_block_upload(user, buffered)
                 blocks = await self.uploads.check_writer(user, t, "blocks")
-            size, hashes, _ = await self.uploads.stored(request, blocks)
+                await self.uploads.reserve(request, user, buffered)
+            # Not committed: ``settle`` records the blocks as the user's uploads.
+            size, hashes, _ = await self.uploads.stored(request, user, blocks)
         finally:
             await self.uploads.settle(request)
         if size == 0:
             return Reply(202)
-        await self.backend.record_uploads(user, hashes, size)
         return listings.blocks(hashes, call.fmt(default="json"))
 
     async def container_delete(self, call: Call) -> Reply:
@@ -729,9 +729,8 @@ class PithosAPI:
         buffered = self.uploads.buffered_size(call.request)
         blocks = None  # a streamed body's gate placed it already
         if buffered is not None:
-            blocks = await self.uploads.check_writer(user, t, "object")
-            await self.uploads.check_room(t, buffered)
-        size, hashes, md5 = await self.uploads.stored(call.request, blocks)
+            blocks, _ = await self.uploads.check_upload(user, t, buffered)
+        size, hashes, md5 = await self.uploads.stored(call.request, user, blocks)
         if size > swift.MAX_FILE_SIZE:
             raise errors.OverLimit(f"Objects are at most {swift.MAX_FILE_SIZE} bytes.")
         if given_etag is not None and given_etag.strip().strip('"').lower() != md5:
@@ -740,6 +739,7 @@ class PithosAPI:
             user, t.account, t.container, t.name, size=size, hashes=hashes,
             content_type=content_type, checksum=md5, meta=meta, permissions=permissions,
             public=public, expect_serial=expect, if_none_match=if_none)
+        self.uploads.committed(call.request)
         return self._created(info)
 
     def _created(self, info: ObjectInfo, code: int = 201) -> Reply:
@@ -984,7 +984,7 @@ class PithosAPI:
         if source is None:
             # The body streamed into blocks (``Uploads.body_sink``), or a
             # small one buffered: never read whole into memory.
-            size, hashes, _ = await self.uploads.stored(request)
+            size, hashes, _ = await self.uploads.stored(request, user)
             data = updates.StoredBody(size, hashes)
         info = await updates.partial_update(
             self.backend, self.blocks, user, t.account, t.container, t.name,
@@ -993,6 +993,7 @@ class PithosAPI:
             content_length=int(length) if length and length.strip().isdigit() else None,
             content_type=call.header("Content-Type"),
             chunked=call.header("Transfer-Encoding") is not None)
+        self.uploads.committed(request)
         self.checksums.later(info)
         return self._created(info, 204)
 
@@ -1000,11 +1001,14 @@ class PithosAPI:
         """An HTML form's ``X-Object-Data`` file becomes the object."""
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
+        blocks, _ = await self.uploads.check_upload(
+            call.user, t, self.uploads.buffered_size(call.request))
         size, hashes, md5, content_type = await self.uploads.form_file(
-            call.request, call.header("Content-Type"), t.name)
+            call.request, call.header("Content-Type"), t.name, call.user, blocks)
         info = await self.backend.put_object(
             call.user, t.account, t.container, t.name, size=size, hashes=hashes,
             content_type=content_type, checksum=md5, meta={})
+        self.uploads.committed(call.request)
         reply = self._created(info)
         reply.body, reply.content_type = md5.encode("ascii"), TEXT
         return reply

@@ -54,7 +54,7 @@ from typing import Any
 import attrs
 
 from snfd import errors
-from snfd.pithos import charges, reads, store, writes
+from snfd.pithos import charges, reads, store, swift, writes
 from snfd.pithos.gc import MissingBlocks, collect_garbage
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, HashmapError, checked_hashmap
 from snfd.pithos.model import (
@@ -85,7 +85,7 @@ from snfd.pithos.validation import (
 
 MAX_UNREFERENCED = 5 * 1024 ** 3
 """Bound of one account's block uploads no object references yet, when no
-quota holder says what the account has left (see ``check_block_upload``)."""
+quota holder says what the account has left (see ``reserve_uploads``)."""
 
 # ``permissions`` argument meaning "leave the permissions as they are".
 KEEP = None
@@ -452,27 +452,55 @@ class Backend:
             room = left if room is None else min(room, left)
         return room
 
-    async def check_block_upload(self, user: str, size: int) -> None:
-        """``OverLimit`` unless ``user`` may upload ``size`` more bytes of
-        blocks by ``POST`` to a container: the blocks it uploaded that no
-        object references yet may take at most its remaining
-        ``pithos.diskspace`` (in its own project; ``MAX_UNREFERENCED``
-        without a quota holder)."""
+    async def _upload_bound(self, user: str) -> int:
         left = await charges.diskspace_left(self.charger, user, user)
-        bound = MAX_UNREFERENCED if left is None else left
-        pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
-        if pending + size > bound:
+        return MAX_UNREFERENCED if left is None else left
+
+    async def reserve_uploads(self, user: str, size: int | None) -> tuple[int, int]:
+        """Take room for a block upload of ``size`` bytes by ``POST`` to a
+        container (``None``: a chunked one, given all that is left, at
+        most ``swift.MAX_FILE_SIZE``): the blocks ``user`` uploaded that
+        no object references yet, with the uploads under way, may take at
+        most its remaining ``pithos.diskspace`` (in its own project;
+        ``MAX_UNREFERENCED`` without a quota holder).  Checking and taking
+        is one transaction.  Returns ``(reservation, bytes taken)``; the
+        reservation goes with ``record_uploads``.
+
+        @raise errors.OverLimit: there is not that much room.
+        """
+        bound = await self._upload_bound(user)
+        taken = await self.db.run("pithos.reserve_uploads", store.reserve_uploads_txn,
+                                  user, size, bound, swift.MAX_FILE_SIZE)
+        if taken is None:
+            pending = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
             raise errors.OverLimit(
                 f"Unreferenced block uploads are limited to {bound} bytes"
                 f" ({pending} pending); reference or let them expire first.")
+        return taken  # type: ignore[no-any-return]
 
-    async def record_uploads(self, user: str, hashes: Sequence[str], size: int) -> None:
-        """Record the blocks of a ``size``-byte body ``user`` uploaded by
-        ``POST`` to a container, in order (``hashes``), as blocks ``user``
-        may name in a hashmap (``put_object(by_hash=True)``)."""
-        bs = self.block_size
-        blocks = [(h, min(bs, size - i * bs)) for i, h in enumerate(hashes)]
-        await self.db.run("pithos.record_uploads", store.record_uploads_txn, user, blocks)
+    async def check_uploader(self, user: str) -> None:
+        """``OverLimit`` when the blocks ``user`` uploaded that no object
+        references (block uploads, and uploads that failed after their
+        blocks were stored: ``record_uploads``) are past its bound (see
+        ``reserve_uploads``): no more uploads until they are referenced or
+        expire."""
+        pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
+        if pending and pending > await self._upload_bound(user):
+            raise errors.OverLimit(
+                f"{pending} bytes of your uploads are not in any object; name them"
+                " in an object (a hashmap PUT) or let them expire first.")
+
+    async def record_uploads(self, user: str, blocks: Sequence[tuple[str, int]],
+                             reservation: int | None = None) -> None:
+        """Record ``(hash, size)`` blocks ``user`` stored that no object
+        references (a block upload, or an upload that failed after its
+        blocks were stored), in place of ``reservation``: they count
+        against its bound until a version references them or the garbage
+        collector's grace passes, and ``user`` may name them in a hashmap
+        (``put_object(by_hash=True)``)."""
+        if blocks or reservation is not None:
+            await self.db.run("pithos.record_uploads", store.record_uploads_txn, user,
+                              list(blocks), reservation)
 
     async def update_object(self, user: str, account: str, container: str, name: str,
                             meta: Mapping[str, str] | None, replace: bool,

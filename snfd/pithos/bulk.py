@@ -20,7 +20,7 @@ extraction stops after ``MAX_FAILED_EXTRACTIONS`` failures, and at the
 first container beyond ``MAX_CONTAINERS_PER_EXTRACTION`` new ones.
 
 Every file is stored as an object ``PUT`` stores it: checked like one
-(``Uploads.check_writer``, and ``Uploads.check_room``: Pithos and Swift
+(``Uploads.check_upload``: write permission, the uploader's bound, Pithos and Swift
 quotas) before its blocks are stored, with its MD5, its type from the
 archive (``SCHILY.xattr.user.mime_type``) or guessed from its name, and
 its ``SCHILY.xattr.user.meta.*`` pax headers as ``X-Object-Meta-*``.
@@ -227,8 +227,8 @@ class _Extraction:
         assert target.container is not None and target.name is not None
         bulk = self.bulk
         # The blocks go to the store of the container's storage policy.
-        store = await bulk.uploads.check_writer(self.user, target, "object") or bulk.blocks
-        await bulk.uploads.check_room(target, member.size)
+        store, _ = await bulk.uploads.check_upload(self.user, target, member.size)
+        store = store or bulk.blocks
         content_type = mimetypes.guess_type(target.name)[0] or OCTET_STREAM
         meta: dict[str, str] = {}
         for key, value in (member.pax_headers or {}).items():
@@ -250,17 +250,24 @@ class _Extraction:
             return data
 
         hashes: list[str] = []
+        stored: list[tuple[str, int]] = []
         total = 0
-        while True:
-            data = await bulk.in_thread(read_block)
-            if not data:
-                break
-            hashes.extend(await store.put([data]))
-            total += len(data)
-        await bulk.backend.put_object(
-            self.user, self.account, target.container, target.name, size=total,
-            hashes=hashes or [EMPTY_HASH], content_type=content_type,
-            checksum=md5.hexdigest(), meta=meta)
+        try:
+            while True:
+                data = await bulk.in_thread(read_block)
+                if not data:
+                    break
+                hashes.extend(await store.put([data]))
+                stored.append((hashes[-1], len(data)))
+                total += len(data)
+            await bulk.backend.put_object(
+                self.user, self.account, target.container, target.name, size=total,
+                hashes=hashes or [EMPTY_HASH], content_type=content_type,
+                checksum=md5.hexdigest(), meta=meta)
+        except BaseException:
+            # Stored but in no object: the user's, bounded like block uploads.
+            await bulk.backend.record_uploads(self.user, stored)
+            raise
 
 
 __all__ = ["COMPRESSIONS", "MAX_CONTAINERS_PER_EXTRACTION", "MAX_FAILED_EXTRACTIONS", "Bulk"]

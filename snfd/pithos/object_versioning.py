@@ -127,14 +127,16 @@ class ObjectVersioning:
     """The filter: see the module docstring.
 
     @param backend: the ``Backend``.
+    @param uploads: the API's ``Uploads`` (a refused request's body).
     """
 
-    def __init__(self, backend: Any):
+    def __init__(self, backend: Any, uploads: Uploads):
         self.backend = backend
+        self.uploads = uploads
 
     @classmethod
     def from_api(cls, api: Any) -> ObjectVersioning:
-        return cls(api.backend)
+        return cls(api.backend, api.uploads)
 
     def info(self) -> dict[str, Any]:
         return {"object_versioning": {}}
@@ -329,7 +331,7 @@ class ObjectVersioning:
                 return await self._restore(call, serial)
         finally:
             if call.method in ("PUT", "POST"):
-                await Uploads.settle(call.request)
+                await self.uploads.settle(call.request)
         if call.method == "COPY":
             call.request.requestHeaders.setRawHeaders(b"x-source-version",
                                                       [str(serial).encode("ascii")])

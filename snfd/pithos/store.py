@@ -177,9 +177,12 @@ def gc_unmark_txn(txn: Any, names: Sequence[str] | None = None) -> None:
 
 # -- block uploads ------------------------------------------------------------
 
-def record_uploads_txn(txn: Any, account: str, blocks: Sequence[tuple[str, int]]) -> None:
+def record_uploads_txn(txn: Any, account: str, blocks: Sequence[tuple[str, int]],
+                       reservation: int | None = None) -> None:
     """Record ``(hash, size)`` blocks as uploaded by ``account`` (again:
-    the record is refreshed)."""
+    the record is refreshed), in place of its ``reservation``."""
+    if reservation is not None:
+        txn.execute("DELETE FROM pithos_upload_reservations WHERE id = %s", (reservation,))
     wanted = {h: n for h, n in blocks if h != EMPTY_HASH}
     if not wanted:
         return
@@ -189,6 +192,34 @@ def record_uploads_txn(txn: Any, account: str, blocks: Sequence[tuple[str, int]]
            SELECT %s, h, n FROM unnest(%s::bytea[], %s::bigint[]) AS t (h, n)
            ON CONFLICT (account, hash) DO UPDATE SET created_at = now()""",
         (account, [bytes.fromhex(h) for h in names], [wanted[h] for h in names]))
+
+
+def reserve_uploads_txn(txn: Any, account: str, size: int | None, bound: int,
+                        most: int) -> tuple[int, int] | None:
+    """Take ``size`` bytes (``None``: all that is left, at most ``most``)
+    of ``account``'s ``bound`` on unreferenced uploads, counting its
+    recorded uploads and other reservations: ``(reservation, bytes)``,
+    or ``None`` when they do not fit (nothing taken).  Serialized per
+    account."""
+    txn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                ("pithos_uploads:" + account,))
+    left = bound - uploads_size_txn(txn, account)
+    if size is None:
+        wanted = min(left, most)
+        if wanted <= 0:
+            return None
+    elif size > left:
+        return None
+    else:
+        wanted = size
+    txn.execute("""INSERT INTO pithos_upload_reservations (account, size)
+                   VALUES (%s, %s) RETURNING id""", (account, wanted))
+    return int(txn.fetchone()[0]), wanted
+
+
+def release_reservation_txn(txn: Any, reservation: int) -> None:
+    """Give back the room of an upload that stored nothing."""
+    txn.execute("DELETE FROM pithos_upload_reservations WHERE id = %s", (reservation,))
 
 
 def uploaded_txn(txn: Any, account: str, hashes: Iterable[str]) -> set[str]:
@@ -213,15 +244,20 @@ def forget_uploads_txn(txn: Any, account: str, hashes: Iterable[str]) -> None:
 
 def uploads_size_txn(txn: Any, account: str) -> int:
     """The bytes of the blocks ``account`` uploaded that no version of its
-    references yet (the records ``forget_uploads_txn`` has not dropped)."""
-    txn.execute("SELECT COALESCE(sum(size), 0) FROM pithos_uploads WHERE account = %s",
-                (account,))
+    references yet (the records ``forget_uploads_txn`` has not dropped),
+    and of its uploads under way (their reservations)."""
+    txn.execute(
+        """SELECT (SELECT COALESCE(sum(size), 0) FROM pithos_uploads WHERE account = %s)
+                + (SELECT COALESCE(sum(size), 0) FROM pithos_upload_reservations
+                   WHERE account = %s)""", (account, account))
     return int(txn.fetchone()[0])
 
 
 def prune_uploads_txn(txn: Any, before: float) -> int:
     """Drop the upload records older than ``before`` (seconds since the
     epoch): the garbage collector may take their blocks.  How many."""
+    txn.execute("DELETE FROM pithos_upload_reservations WHERE created_at < to_timestamp(%s)",
+                (before,))
     txn.execute("DELETE FROM pithos_uploads WHERE created_at < to_timestamp(%s)", (before,))
     return int(txn.rowcount)
 

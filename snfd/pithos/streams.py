@@ -25,10 +25,14 @@ import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from snfd import errors
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, blocks_in
+
+log = Logger(namespace="snfd.pithos")
 
 
 @attrs.frozen
@@ -67,18 +71,27 @@ class BlockSink:
 
     @param store: an ``IBlockStore``.
     @param reactor: the reactor (its thread pool computes the MD5).
-    @param gate: an awaitable firing when the upload may be stored, or
-        failing with the error ``result`` is to raise.
+    @param gate: an awaitable firing when the upload may be stored (with
+        the most bytes it may have, or ``None``: no bound), or failing
+        with the error ``result`` is to raise.  A body found longer than
+        its bound fails with ``errors.OverLimit`` as soon as it passes it,
+        so what is stored never exceeds the bound.
     @param pause: stops reading from the client
         (``transport.pauseProducing``).
     @param resume: restarts it (``transport.resumeProducing``).
     @param compute_md5: whether ``Upload.md5`` is wanted.
+    @param abandoned: called once (its result awaited) with ``(hash,
+        size)`` of every block stored (perhaps none) when the upload ends
+        without handing them to the handler: a failure of ``result`` or a
+        lost connection.  Those blocks belong to no object (``Uploads``
+        records them as the uploader's, to be bounded).
     """
 
     def __init__(self, store: Any, reactor: Any, gate: Awaitable[Any],
                  pause: Callable[[], None], resume: Callable[[], None],
                  block_size: int = BLOCK_SIZE, max_in_flight: int = 2,
-                 compute_md5: bool = True, prebuffer: int = 2):
+                 compute_md5: bool = True, prebuffer: int = 2,
+                 abandoned: Callable[[list[tuple[str, int]]], Any] | None = None):
         self._store = store
         self._reactor = reactor
         self._pause = pause
@@ -90,7 +103,10 @@ class BlockSink:
         self._buffer: bytearray | None = bytearray(block_size)
         self._fill = 0
         self._count = 0                      # blocks cut so far
-        self._hashes: dict[int, str] = {}
+        self._hashes: dict[int, str] = {}   # blocks stored, by index
+        self._sizes: dict[int, int] = {}
+        self._limit: int | None = None
+        self._abandoned = abandoned
         self._held: list[tuple[int, bytes | bytearray]] = []  # before the gate
         self._in_flight = 0
         self._drained: list[defer.Deferred[None]] = []
@@ -112,6 +128,8 @@ class BlockSink:
         """Take the next chunk of the body."""
         self._received += len(data)
         if self._state in (_FAILED, _CLOSED) or self._buffer is None:
+            return
+        if self._over_limit():
             return
         view = memoryview(data)
         size = self._block_size
@@ -149,6 +167,9 @@ class BlockSink:
             self._state = _CLOSED
             self._failure = Failure(UploadAborted("connection lost during the upload"))
         self._release()
+        self._finishing = True
+        defer.ensureDeferred(self._abandon()).addErrback(
+            lambda f: log.failure("pithos: recording an abandoned upload", f))
 
     # -- the handler's side ---------------------------------------------------
 
@@ -160,10 +181,10 @@ class BlockSink:
         @raise: the gate's error, the store's error, or ``UploadAborted``.
         """
         if self._finishing:
+            if self._state == _CLOSED:
+                raise UploadAborted("connection lost during the upload")
             raise RuntimeError("BlockSink.result() called twice")
         self._finishing = True
-        if self._state == _CLOSED:
-            raise UploadAborted("connection lost during the upload")
         if self._paused:
             # The body is complete: reading on belongs to the channel now.
             self._paused = False
@@ -175,17 +196,38 @@ class BlockSink:
             self._cut(tail)
         else:
             self._release()
-        while self._in_flight:
-            waiter: defer.Deferred[None] = defer.Deferred()
-            self._drained.append(waiter)
-            await waiter
+        await self._drain()
         if self._failure is not None:
+            await self._abandon()
             self._failure.raiseException()
         hashes = [self._hashes[i] for i in range(self._count)] or [EMPTY_HASH]
         md5 = self._md5.hexdigest() if self._md5 is not None else None
         return Upload(size=self._received, hashes=hashes, md5=md5)
 
     # -- internals ---------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        while self._in_flight:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._drained.append(waiter)
+            await waiter
+
+    async def _abandon(self) -> None:
+        """Hand the blocks stored so far to ``abandoned``, once all are."""
+        await self._drain()
+        stored = [(self._hashes[i], self._sizes[i]) for i in sorted(self._hashes)]
+        callback, self._abandoned = self._abandoned, None
+        if callback is not None:
+            await callback(stored)
+
+    def _over_limit(self) -> bool:
+        """Fail the upload when the body has passed its bound."""
+        if self._limit is None or self._received <= self._limit:
+            return False
+        self._fail(Failure(errors.OverLimit(
+            f"Quota exceeded: the upload is longer than the {self._limit} bytes"
+            " left for it.")))
+        return True
 
     def _release(self) -> None:
         self._buffer = None
@@ -200,8 +242,10 @@ class BlockSink:
         elif self._state == _WAITING:
             self._held.append((index, block))
 
-    def _gate_opened(self, _: object) -> None:
-        if self._state == _WAITING:
+    def _gate_opened(self, limit: object) -> None:
+        if isinstance(limit, int):
+            self._limit = limit
+        if self._state == _WAITING and not self._over_limit():
             self._state = _OPEN
             held, self._held = self._held, []
             for index, block in held:
@@ -241,6 +285,7 @@ class BlockSink:
 
         def stored(names: Sequence[str]) -> None:
             self._hashes[index] = names[0]
+            self._sizes[index] = len(block)
 
         d = defer.maybeDeferred(self._store.put, [block])
         d.addCallbacks(stored, self._fail)

@@ -26,6 +26,7 @@ import mimetypes
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -142,15 +143,18 @@ class Uploads:
             if media_type(given[0].decode("latin-1")) != OCTET_STREAM:
                 return None
             kind = "blocks"
-        size = length if method == b"PUT" or kind == "blocks" else None
         placement = Placement(self.blocks)
-        gate = defer.ensureDeferred(self._gate(heads, args, target, kind, refusal, size,
-                                               placement))
+        gate = defer.ensureDeferred(self._gate(request, heads, args, target, kind, refusal,
+                                               length, placement))
         transport = request.channel.transport
+
+        async def abandoned(blocks: list[tuple[str, int]]) -> None:
+            await self._record(request, blocks)
+
         return BlockSink(placement, self.reactor, gate, transport.pauseProducing,
                          transport.resumeProducing, block_size=self.blocks.block_size,
                          max_in_flight=self.blocks_in_flight,
-                         compute_md5=method == b"PUT")
+                         compute_md5=method == b"PUT", abandoned=abandoned)
 
     def body_limit(self, request: Any, method: bytes, uri: bytes) -> int:
         """The largest body buffered (not streamed by ``body_sink``) for a
@@ -178,9 +182,13 @@ class Uploads:
                 return swift.MAX_FILE_SIZE
         return MAX_SMALL_BODY
 
-    async def _gate(self, heads: Any, args: dict[bytes, list[bytes]], target: Target | None,
-                    kind: str, refusal: errors.Fault | None, size: int | None,
-                    placement: Placement) -> None:
+    async def _gate(self, request: Any, heads: Any, args: dict[bytes, list[bytes]],
+                    target: Target | None, kind: str, refusal: errors.Fault | None,
+                    size: int | None, placement: Placement) -> int | None:
+        """Whether a streamed body may be stored (raises the fault when
+        not), and the most bytes it may have (``None``: no bound), which
+        its ``BlockSink`` enforces: a chunked body cannot be checked
+        before it starts."""
         if refusal is not None:
             raise refusal
         assert target is not None and target.account and target.container
@@ -193,12 +201,31 @@ class Uploads:
         principal = await self.authenticator.authenticate(token)
         if principal.is_component or principal.user is None:
             raise errors.Forbidden("This request needs a user token, not a service token.")
-        blocks = await self.check_writer(principal.user, target, kind)
+        user = principal.user
         if kind == "blocks":
-            await self.backend.check_block_upload(principal.user, size or 0)
-        elif size is not None:
-            await self.check_room(target, size)
+            blocks = await self.check_writer(user, target, kind)
+            record = _record_of(request)
+            record.uploader = user
+            record.reservation, limit = await self.backend.reserve_uploads(user, size)
+        else:
+            blocks, room = await self.check_upload(user, target, size)
+            _record_of(request).uploader = user
+            limit = room if size is None else size
         placement.settle(blocks)
+        return limit
+
+    async def check_upload(self, user: str, target: Target,
+                           size: int | None) -> tuple[Any, int | None]:
+        """What is checked before object data (a ``PUT``'s, a partial
+        update's) of ``size`` bytes (``None``: not known yet) is stored:
+        ``user`` may write there (``check_writer``), has no more
+        unreferenced uploads than it may (``Backend.check_uploader``), and
+        the data fits the quotas (``check_room``).  Returns the block
+        store the data goes to and the room the quotas leave (``None``:
+        unbounded)."""
+        blocks = await self.check_writer(user, target, "object")
+        await self.backend.check_uploader(user)
+        return blocks, await self.check_room(target, size or 0)
 
     async def check_writer(self, user: str, target: Target, kind: str) -> Any:
         """What the gate checks before storing a body: the container is
@@ -220,17 +247,26 @@ class Uploads:
             raise errors.Forbidden("You may not write this object.")
         return blocks
 
-    async def check_room(self, target: Target, size: int) -> None:
+    async def check_room(self, target: Target, size: int) -> int | None:
         """``OverLimit`` when a ``size``-byte object at ``target`` would not
         fit the container's or the account's quota (or a fault of one of
         ``room_checks``): refused before any block is stored, so no
-        refused upload leaves blocks behind."""
+        refused upload leaves blocks behind.  Returns the room
+        (``Backend.upload_room``)."""
         assert target.account and target.container and target.name is not None
         for check in self.room_checks:
             await check(target, size)
         room = await self.backend.upload_room(target.account, target.container, target.name)
         if room is not None and size > room:
             raise errors.OverLimit(f"Quota exceeded: {size} bytes do not fit in {room}.")
+        return room
+
+    async def reserve(self, request: Any, user: str, size: int) -> None:
+        """Take room for a buffered block upload of ``size`` bytes
+        (``Backend.reserve_uploads``) that ``settle`` records."""
+        record = _record_of(request)
+        record.uploader = user
+        record.reservation, _ = await self.backend.reserve_uploads(user, size)
 
     def buffered_size(self, request: Any) -> int | None:
         """The size of a buffered (not streamed) body; ``None`` for a
@@ -243,15 +279,38 @@ class Uploads:
         content.seek(0)
         return size
 
-    async def stored(self, request: Any, blocks: Any = None) -> tuple[int, list[str], str]:
-        """``(size, hashes, md5)`` of the request body, stored as blocks:
-        from the ``BlockSink`` it was streamed into, or (when it was
-        buffered) read and stored now, in ``blocks`` (default: the
-        ``Uploads``' own store)."""
+    async def stored(self, request: Any, user: str,
+                     blocks: Any = None) -> tuple[int, list[str], str]:
+        """``(size, hashes, md5)`` of the request body ``user`` sent, stored
+        as blocks: from the ``BlockSink`` it was streamed into, or (when
+        it was buffered) read and stored now, in ``blocks`` (default: the
+        ``Uploads``' own store).
+
+        Unless the handler calls ``committed`` (a version references them
+        now), ``settle`` records these blocks as ``user``'s unreferenced
+        uploads: what a failed upload stored is bounded as block uploads
+        are (``Backend.record_uploads``)."""
+        record = _record_of(request)
+        record.uploader = record.uploader or user
+        size, hashes, md5 = await self._stored(request, record, blocks)
+        bs = self.blocks.block_size
+        record.blocks = [(h, min(bs, size - i * bs)) for i, h in enumerate(hashes)]
+        return size, hashes, md5
+
+    def committed(self, request: Any) -> None:
+        """The body's blocks are in an object now: ``settle`` leaves them."""
+        _record_of(request).done = True
+
+    async def _stored(self, request: Any, record: _Record,
+                      blocks: Any) -> tuple[int, list[str], str]:
         content = request.content
         if isinstance(content, BlockSink):
-            request.pithos_upload_taken = True
-            upload = await content.result()
+            record.taken = True
+            try:
+                upload = await content.result()
+            except BaseException:
+                record.sink_failed = True  # the sink's ``abandoned`` records
+                raise
             return upload.size, upload.hashes, upload.md5 or ""
         store = blocks if blocks is not None else self.blocks
         content.seek(0, 2)
@@ -279,8 +338,9 @@ class Uploads:
             size += len(chunk)
         return size, hashes or [EMPTY_HASH], md5.hexdigest()
 
-    async def form_file(self, request: Any, form_type: str | None,
-                        name: str) -> tuple[int, list[str], str, str]:
+    async def form_file(self, request: Any, form_type: str | None, name: str,
+                        user: str | None = None,
+                        blocks: Any = None) -> tuple[int, list[str], str, str]:
         """The ``X-Object-Data`` file of an HTML form upload (a buffered
         ``multipart/form-data`` body whose ``Content-Type`` is
         ``form_type``), stored as blocks: ``(size, hashes, md5, type)``,
@@ -289,7 +349,9 @@ class Uploads:
         The body is read from its buffer (a temporary file, at most
         ``swift.MAX_FILE_SIZE`` bytes: ``body_limit``) piece by piece in
         threads and the file's bytes stored block by block as they are
-        found, so it is never held whole.
+        found, so it is never held whole, in ``blocks`` (default: the
+        ``Uploads``' own store).  What is stored is ``user``'s upload, as
+        with ``stored``.
 
         @raise errors.BadRequest: the form has no boundary or no such file.
         """
@@ -303,10 +365,16 @@ class Uploads:
         pending = bytearray()
         hashes: list[str] = []
         size = 0
+        target = blocks if blocks is not None else self.blocks
+        record = _record_of(request)
+        record.uploader = record.uploader or user
+        record.blocks = []
 
         async def store(block: bytes) -> None:
             await deferToThreadPool(self.reactor, pool, md5.update, block)
-            hashes.extend(await self.blocks.put([block]))
+            stored = await target.put([block])
+            hashes.extend(stored)
+            record.blocks.append((stored[0], len(block)))  # type: ignore[union-attr]
 
         await deferToThreadPool(self.reactor, pool, content.seek, 0)
         while not form.done:
@@ -327,17 +395,54 @@ class Uploads:
         content_type = form.content_type or mimetypes.guess_type(name)[0] or OCTET_STREAM
         return size, hashes or [EMPTY_HASH], md5.hexdigest(), content_type
 
-    @staticmethod
-    async def settle(request: Any) -> None:
-        """Let a streamed body finish (its error is moot: the request
-        failed before using it)."""
+    async def settle(self, request: Any) -> None:
+        """End a request's upload, whatever became of it (call it once the
+        handler is done, in a ``finally``): a streamed body the handler
+        did not take is awaited (its error is moot: the request failed
+        before using it), and the blocks of a body not ``committed`` are
+        recorded as its uploader's unreferenced uploads, in place of the
+        room ``reserve`` or the gate took."""
+        record = _record_of(request)
         content = request.content
-        if isinstance(content, BlockSink) and not getattr(request, "pithos_upload_taken", False):
-            request.pithos_upload_taken = True
+        if isinstance(content, BlockSink) and not record.taken:
+            record.taken = True
             try:
-                await content.result()
+                upload = await content.result()
             except Exception:
-                pass
+                record.sink_failed = True
+            else:
+                bs = self.blocks.block_size
+                record.blocks = [(h, min(bs, upload.size - i * bs))
+                                 for i, h in enumerate(upload.hashes)]
+        if not record.sink_failed:
+            await self._record(request, record.blocks or [])
+
+    async def _record(self, request: Any, blocks: list[tuple[str, int]]) -> None:
+        record = _record_of(request)
+        if record.done:
+            return
+        record.done = True
+        if record.uploader is not None:
+            await self.backend.record_uploads(record.uploader, blocks, record.reservation)
+
+
+@attrs.define
+class _Record:
+    """What became of one request's upload (``Uploads``)."""
+
+    uploader: str | None = None     # who sent it (the gate's user, the handler's)
+    reservation: int | None = None  # room taken for a block upload
+    blocks: list[tuple[str, int]] | None = None  # stored, (hash, size)
+    taken: bool = False             # a streamed body: the handler awaited it
+    sink_failed: bool = False       # ... and it failed: the sink records
+    done: bool = False              # recorded, or committed to a version
+
+
+def _record_of(request: Any) -> _Record:
+    record: _Record | None = getattr(request, "pithos_upload", None)
+    if record is None:
+        record = request.pithos_upload = _Record()
+    return record
 
 
 FORM_READ = 1024 * 1024

@@ -215,8 +215,9 @@ def put_object_txn(txn: Any, ctx: WriteCharge, blocks: Any, block_size: int,
     are checked again inside the transaction."""
     ctx.begin()
     store.gc_share_txn(txn)
-    if by_hash:
-        store.forget_uploads_txn(txn, user, hashes)
+    # The writer's records of blocks it uploaded (by POST, or in an upload
+    # that failed) go: from now on a version references them.
+    store.forget_uploads_txn(txn, user, hashes)
     c = lock_container_txn(txn, account, container)
     check_blocks_txn(txn, blocks_of(blocks, c), hashes)
     access = access_txn(txn, user, account, container, name, detail=False)

@@ -377,3 +377,94 @@ class BlockUploadBoundTests(StackCase):
         await self.stack.backend.collect_garbage(-1.0)
         r = await self.upload(b"2" * 150_000)
         self.assertEqual(r.code, 202, r.body)
+
+
+class LeftoverUploadTests(StackCase):
+    """M3, the rest: what an upload stores and nothing ends up referencing
+    is bounded too.  A chunked upload (no Content-Length) stops storing
+    once past the room the quota leaves; a partial update is checked
+    before storing; blocks of an upload that failed after storing count
+    as the uploader's unreferenced uploads; and the block-upload bound is
+    reserved at the gate, so concurrent uploads cannot pass it together."""
+
+    async def _setUp(self):
+        await super()._setUp()
+        await self.stack.set_diskspace(self.bob, 300_000)
+        r = await self.call("PUT", "/b", token=self.bob_token, account=self.bob)
+        self.assertEqual(r.code, 201, r.body)
+
+    async def assertNothingStored(self, data: bytes) -> None:
+        missing = await self.stack.blocks.missing(hashmap_of(data))
+        self.assertEqual(sorted(missing), sorted(set(hashmap_of(data))))
+
+    async def bob_upload(self, data: bytes, chunked: bool = False):
+        body = dict(chunks=[data[i:i + 65536] for i in range(0, len(data), 65536)]) \
+            if chunked else dict(body=data)
+        return await self.call("POST", "/b?update&format=json", token=self.bob_token,
+                               account=self.bob,
+                               headers={"Content-Type": "application/octet-stream"}, **body)
+
+    async def test_chunked_put_over_quota_stores_nothing(self):
+        """A chunked PUT is cut off (413) as soon as it passes the room the
+        container quota leaves: its block is never stored."""
+        await self.container("q", **{"X-Container-Policy-Quota": "200000"})
+        data = b"chunked over the quota " * 20_000
+        r = await self.call("PUT", "/q/big", chunks=[data[i:i + 50_000]
+                                                      for i in range(0, len(data), 50_000)],
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+        r = await self.call("PUT", "/q/fits", chunks=[b"small", b" enough"],
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 201, r.body)
+
+    async def test_chunked_block_upload_is_bounded(self):
+        """A chunked block upload longer than what the uploader has left is
+        413 and stores nothing."""
+        data = b"chunked blocks " * 30_000
+        r = await self.bob_upload(data, chunked=True)
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+        r = await self.bob_upload(b"fits " * 20_000, chunked=True)
+        self.assertEqual(r.code, 202, r.body)
+
+    async def test_partial_update_checked_before_storing(self):
+        """An append that cannot fit the account's space is 413 before a
+        block of it is stored."""
+        await self.stack.set_diskspace(self.alice, 100_000)
+        await self.container("c")
+        await self.put("/c/o", b"0123456789")
+        data = b"appended over the quota " * 10_000
+        r = await self.call("POST", "/c/o", body=data, headers={
+            "Content-Type": "application/octet-stream", "Content-Range": "bytes */*"})
+        self.assertEqual(r.code, 413, r.body)
+        await self.assertNothingStored(data)
+
+    async def test_failed_upload_counts_against_the_uploader(self):
+        """The blocks of a PUT refused after its body was stored (a wrong
+        ETag) are bob's unreferenced uploads: they take his room for
+        block uploads, and he may name them in a hashmap."""
+        data = b"stored then refused " * 10_000
+        r = await self.call("PUT", "/b/o", token=self.bob_token, account=self.bob,
+                            body=data, headers={"Content-Type": "application/octet-stream",
+                                                "ETag": "0" * 32})
+        self.assertEqual(r.code, 422, r.body)
+        r = await self.bob_upload(b"more " * 30_000)
+        self.assertEqual(r.code, 413, r.body)
+        body = json.dumps({"bytes": len(data), "hashes": hashmap_of(data)}).encode()
+        r = await self.call("PUT", "/b/o?hashmap&format=json", token=self.bob_token,
+                            account=self.bob, body=body,
+                            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.code, 201, r.body)
+        r = await self.bob_upload(b"more " * 10_000)
+        self.assertEqual(r.code, 202, r.body)
+
+    async def test_concurrent_block_uploads_share_the_bound(self):
+        """Two block uploads that each fit but not together: one is 413."""
+        from twisted.internet import defer
+        first, second = b"1" * 200_000, b"2" * 200_000
+        replies = await defer.gatherResults([
+            defer.ensureDeferred(self.bob_upload(first)),
+            defer.ensureDeferred(self.bob_upload(second))])
+        self.assertEqual(sorted(r.code for r in replies), [202, 413],
+                         [r.body for r in replies])

@@ -239,6 +239,41 @@ class BlockSinkTests(SinkTestCase):
         await self.assertFailure(defer.ensureDeferred(sink.result()), UploadAborted)
         self.assertEqual(await self.stored(), [])
 
+    async def test_gate_bound_cuts_the_body_off(self):
+        """A body longer than the bound its gate gives fails with OverLimit
+        as soon as it passes it; what is stored stays within the bound and
+        goes to ``abandoned``."""
+        gone: list[Any] = []
+
+        async def abandoned(blocks: list[tuple[str, int]]) -> None:
+            gone.append(blocks)
+
+        data = payload(5 * BS, 8)
+        sink = self.sink(defer.succeed(2 * BS + 10), abandoned=abandoned)
+        for piece in chunks(data, [BS // 2]):
+            sink.write(piece)
+        await self.assertFailure(defer.ensureDeferred(sink.result()), errors.OverLimit)
+        expected = [(h, BS) for h in hashmap_of(data[:2 * BS], BS)]
+        self.assertEqual(gone, [expected])
+        self.assertEqual(sorted(await self.stored()), sorted({h for h, _ in expected}))
+
+    async def test_lost_connection_hands_over_stored_blocks(self):
+        """A connection lost mid-body gives the blocks already stored to
+        ``abandoned`` (once)."""
+        gone: list[Any] = []
+
+        async def abandoned(blocks: list[tuple[str, int]]) -> None:
+            gone.append(blocks)
+
+        data = payload(2 * BS + 7, 9)
+        sink = self.sink(abandoned=abandoned)
+        sink.write(data)
+        sink.close()
+        await self.assertFailure(defer.ensureDeferred(sink.result()), UploadAborted)
+        while not gone:
+            await deferToThread(lambda: None)
+        self.assertEqual(gone, [[(h, BS) for h in hashmap_of(data[:2 * BS], BS)]])
+
     async def test_close_after_result(self):
         """close() after the upload completed (the request finished) is
         harmless."""
