@@ -21,10 +21,13 @@ the version documents (``GET /`` and ``GET /v2.0``) advertise
 (``openstack server create`` then sends ``"networks": []`` when no
 network is named, which means the default NICs here).
 
-Server ids, flavor ids are integers, as in Synnefo; an id that is not an
-integer is 404.  ``GET /servers[/detail]?changes-since=<ISO 8601>`` lists
-servers changed since then, deleted ones included, and answers 304 when
-there are none; ``name`` (a regular expression, as Nova, searched by RE2 in
+Server ids are integers, as in Synnefo (text in Nova's dialect); an id
+that is not an integer is 404.  Flavors are named by their serial id in
+Synnefo's dialect and by Nova's ``flavorid`` in Nova's (``flavor_api``,
+which also serves the administrators' flavor management).
+``GET /servers[/detail]?changes-since=<ISO 8601>`` lists servers
+changed since then, deleted ones included, and answers 304 when there
+are none; ``name`` (a regular expression, as Nova, searched by RE2 in
 linear time: ``requests.parse_name_filter``) and ``status`` filter the
 listing, other query parameters are ignored.  Server lists
 carry no diagnostics (``GET /servers/<id>`` and ``/diagnostics`` do).
@@ -42,6 +45,16 @@ from twisted.web.resource import IResource
 
 from snfd import errors
 from snfd.cyclades import model
+from snfd.cyclades.compute_http import (
+    body_of,
+    empty,
+    int_id,
+    object_of,
+    page,
+    projects_of,
+    query,
+    views_of,
+)
 from snfd.cyclades.compute_views import (
     MICROVERSION,
     NovaViews,
@@ -51,6 +64,8 @@ from snfd.cyclades.compute_views import (
     nic_views,
     nova_time,
 )
+from snfd.cyclades.flavor_api import FlavorAPI
+from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.requests import (
     Console,
     Firewall,
@@ -71,9 +86,10 @@ from snfd.cyclades.requests import (
     parse_action,
     parse_create,
     parse_name_filter,
+    ref_id,
 )
 from snfd.cyclades.servers import Servers
-from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app, read_json
+from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app
 from snfd.web.auth import user_of
 
 UTC = datetime.UTC
@@ -123,50 +139,13 @@ def parse_since(value: str) -> datetime.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _query(request: Any, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode("ascii"))
-    if not values:
-        return None
-    try:
-        return str(values[0].decode("utf-8"))
-    except UnicodeDecodeError:
-        raise errors.BadRequest(f"The parameter {name} is not UTF-8.") from None
-
-
-def _count(value: str, what: str) -> int:
-    """A non-negative integer query parameter, or 400."""
-    if not value.isdigit() or len(value) > 18:
-        raise errors.BadRequest(f"{what} must be a non-negative integer, not {value[:40]!r}.")
-    return int(value)
-
-
-def _page(request: Any, items: list[Any], what: str) -> list[Any]:
-    """``items`` after the one whose id is ``marker`` (400 when none is),
-    at most ``limit`` of them."""
-    marker = _query(request, "marker")
-    if marker is not None:
-        ids = [str(i.id) for i in items]
-        if marker not in ids:
-            raise errors.BadRequest(f"marker [{marker[:40]}] not found: no such {what.lower()}.")
-        items = items[ids.index(marker) + 1:]
-    limit = _query(request, "limit")
-    if limit is not None:
-        items = items[:_count(limit, "limit")]
-    return items
-
-
-def _int_id(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise errors.NotFound(f"{what} {value[:40]} not found.")
-    return int(value)
-
-
 class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
-    def __init__(self, servers: Servers, images: Any, base_url: str,
+    def __init__(self, servers: Servers, images: Any, base_url: str, flavors: Flavors,
                  max_body: int = MAX_JSON_BODY):
         self._servers = servers
+        self._flavors = flavors
         self._images = images
         self._base = base_url.rstrip("/")
         self._max_body = max_body
@@ -204,9 +183,6 @@ class ComputeAPI:
             ("GET", s + "/password", self.password),
             ("GET", s + "/os-volume_attachments", self.volume_attachments),
             ("POST", s + "/os-volume_attachments", self.not_yet),
-            ("GET", "/flavors", self.list_flavors),
-            ("GET", "/flavors/detail", self.list_flavors_detail),
-            ("GET", "/flavors/<flavor_id>", self.show_flavor),
             ("GET", "/images", self.list_images),
             ("GET", "/images/detail", self.list_images_detail),
             ("GET", "/images/<image_id>", self.show_image),
@@ -227,6 +203,7 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>", self.quota_set),
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
+            *FlavorAPI(flavors, max_body).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -252,19 +229,10 @@ class ComputeAPI:
     # -- helpers -----------------------------------------------------------
 
     def _body(self, request: Any, required: bool = True) -> Any:
-        kind = request.getHeader(b"content-type")
-        value = read_json(request, self._max_body, required=required)
-        if value is not None and kind is not None and b"json" not in kind.lower():
-            raise errors.BadRequest("Only JSON requests are supported"
-                                    " (Content-Type: application/json).")
-        return value
+        return body_of(request, self._max_body, required)
 
     def _object(self, request: Any, key: str) -> dict[str, Any]:
-        body = json_object(self._body(request))
-        value = body.get(key)
-        if not isinstance(value, dict):
-            raise errors.BadRequest(f'The request needs a "{key}" object.')
-        return value
+        return object_of(request, key, self._max_body)
 
     @staticmethod
     def _user(request: Any) -> str:
@@ -272,16 +240,13 @@ class ComputeAPI:
         assert user is not None
         return user
 
-    @staticmethod
-    def _projects(request: Any) -> list[str]:
-        p = user_of(request)
-        assert p.user is not None
-        return [p.user] + ([p.project] if p.project and p.project != p.user else [])
+    _projects = staticmethod(projects_of)
+    _empty = staticmethod(empty)
 
     @staticmethod
     def _v(request: Any) -> SynnefoViews:
         """The dialect of the prefix the request came through."""
-        views: SynnefoViews = request.compute_views
+        views: SynnefoViews = views_of(request)
         return views
 
     async def _acting(self, request: Any, server_id: str) -> str:
@@ -291,7 +256,7 @@ class ComputeAPI:
         caller = user_of(request)
         assert caller.user is not None
         if caller.is_admin:
-            owner = await self._servers.owner_of(_int_id(server_id, "Server"))
+            owner = await self._servers.owner_of(int_id(server_id, "Server"))
             if owner is not None:
                 return owner
         return caller.user
@@ -300,7 +265,7 @@ class ComputeAPI:
         """``_acting`` for a request that changes the server: 409 when it is
         locked, unless the caller is an administrator."""
         user = await self._acting(request, server_id)
-        server = await self._servers.get(user, _int_id(server_id, "Server"))
+        server = await self._servers.get(user, int_id(server_id, "Server"))
         model.check_unlocked(server, user_of(request).is_admin)
         return user
 
@@ -308,15 +273,27 @@ class ComputeAPI:
         """The caller's server; in a dialect that hides deleted servers,
         404 for a deleted one."""
         server = await self._servers.get(await self._acting(request, server_id),
-                                         _int_id(server_id, "Server"))
+                                         int_id(server_id, "Server"))
         if server.deleted and self._v(request).hides_deleted:
             raise errors.NotFound(f"Server {server_id} not found.")
         return server
 
-    @staticmethod
-    def _empty(request: Any, code: int) -> bytes:
-        request.setResponseCode(code)
-        return b""
+    async def _serial_flavor_ref(self, request: Any, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` with its ``flavorRef`` as the serial id the effect path
+        takes.  In Nova's dialect the reference is a ``flavorid``, and a
+        flavor the caller may not use (missing, private to others,
+        disabled) is a 400 there, as Nova answers."""
+        if self._v(request).serial_flavor_ids or "flavorRef" not in args:
+            return args
+        text = ref_id(args["flavorRef"], "flavorRef")
+        try:
+            flavor = await self._flavors.by_flavorid(text, self._projects(request),
+                                                     user_of(request).is_admin)
+        except errors.NotFound:
+            flavor = None
+        if flavor is None or not flavor.allow_create:
+            raise errors.BadRequest(f"Flavor {text[:80]} could not be found.")
+        return {**args, "flavorRef": flavor.id}
 
     # -- versions -----------------------------------------------------------
 
@@ -420,24 +397,25 @@ class ComputeAPI:
 
     async def _listing(self, request: Any, detail: bool) -> bytes:
         user = self._user(request)
-        since_value = _query(request, "changes-since")
+        since_value = query(request, "changes-since")
         since = parse_since(since_value) if since_value is not None else None
         found = await self._servers.of_user(user, since)
-        name = _query(request, "name")
+        name = query(request, "name")
         if name:
             pattern = parse_name_filter(name)
             found = [s for s in found if pattern.search(s.name)]
         v = self._v(request)
-        status = _query(request, "status")
+        status = query(request, "status")
         if status:
             found = [s for s in found if v.status(s) == status.upper()]
-        for key, of in (("flavor", lambda s: str(s.flavor.id)), ("image", lambda s: s.image_id)):
-            wanted = _query(request, key)
+        for key, of in (("flavor", lambda s: v.flavor_ref(s.flavor)),
+                        ("image", lambda s: s.image_id)):
+            wanted = query(request, key)
             if wanted is not None:
                 found = [s for s in found if of(s) == wanted]
         if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
-        found = _page(request, found, "Server")
+        found = page(request, found, "Server")
         return json_body(request, {"servers": [v.server(s, detail) for s in found]})
 
     async def list_servers(self, request: Any) -> bytes:
@@ -449,7 +427,7 @@ class ComputeAPI:
     async def create_server(self, request: Any) -> bytes:
         """202 with the new server and its ``adminPass`` (shown only here)."""
         user = self._user(request)
-        body = self._object(request, "server")
+        body = await self._serial_flavor_ref(request, self._object(request, "server"))
         self._v(request).check_create(body, self._servers.settings.max_metadata)
         req = parse_create(body, self._servers.settings)
         server, password = await self._servers.create(user, req)
@@ -465,7 +443,7 @@ class ComputeAPI:
         """``PUT`` ``{"server": {"name", "accessIPv4", "accessIPv6"}}`` (any
         of them): 204 in Synnefo's dialect, the short server in Nova's."""
         user = await self._changing(request, server_id)
-        sid = _int_id(server_id, "Server")
+        sid = int_id(server_id, "Server")
         body = self._object(request, "server")
         if not {"name", "accessIPv4", "accessIPv6"} & set(body):
             raise errors.BadRequest("Only the name and the access addresses (accessIPv4,"
@@ -480,13 +458,16 @@ class ComputeAPI:
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
         owner = await self._changing(request, server_id)
-        await self._servers.destroy(owner, _int_id(server_id, "Server"))
+        await self._servers.destroy(owner, int_id(server_id, "Server"))
         return self._empty(request, 204)
 
     async def action(self, request: Any, server_id: str) -> bytes:
         """``POST /servers/<id>/action`` with one action key."""
-        sid = _int_id(server_id, "Server")
-        action = parse_action(json_object(self._body(request)))
+        sid = int_id(server_id, "Server")
+        body = json_object(self._body(request))
+        if isinstance(body.get("resize"), dict):
+            body = {**body, "resize": await self._serial_flavor_ref(request, body["resize"])}
+        action = parse_action(body)
         s = self._servers
         if isinstance(action, Lock):
             await s.set_lock(await self._acting(request, server_id), sid, action.locked,
@@ -544,7 +525,7 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(await self._changing(request, server_id),
-                                                  _int_id(server_id, "Server"),
+                                                  int_id(server_id, "Server"),
                                                   check_metadata(items))
         return json_body(request, {"metadata": result}, 201)
 
@@ -554,7 +535,7 @@ class ComputeAPI:
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
         result = await self._servers.set_metadata(
-            await self._changing(request, server_id), _int_id(server_id, "Server"),
+            await self._changing(request, server_id), int_id(server_id, "Server"),
             check_metadata(items),
             replace=True)
         return json_body(request, {"metadata": result})
@@ -571,13 +552,13 @@ class ComputeAPI:
         if not isinstance(meta, dict) or list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
         result = await self._servers.set_metadata(await self._changing(request, server_id),
-                                                  _int_id(server_id, "Server"),
+                                                  int_id(server_id, "Server"),
                                                   check_metadata(meta))
         return json_body(request, {"meta": {key: result[key]}}, 201)
 
     async def delete_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
         await self._servers.delete_metadata(await self._changing(request, server_id),
-                                            _int_id(server_id, "Server"), key)
+                                            int_id(server_id, "Server"), key)
         return self._empty(request, 204)
 
     async def tags(self, request: Any, server_id: str) -> bytes:
@@ -587,12 +568,12 @@ class ComputeAPI:
     async def replace_tags(self, request: Any, server_id: str) -> bytes:
         tags = check_tags(json_object(self._body(request)).get("tags"))
         result = await self._servers.set_tags(await self._changing(request, server_id),
-                                              _int_id(server_id, "Server"), tags)
+                                              int_id(server_id, "Server"), tags)
         return json_body(request, {"tags": list(result)})
 
     async def delete_tags(self, request: Any, server_id: str) -> bytes:
         await self._servers.delete_tag(await self._changing(request, server_id),
-                                       _int_id(server_id, "Server"), None)
+                                       int_id(server_id, "Server"), None)
         return self._empty(request, 204)
 
     async def tag(self, request: Any, server_id: str, tag: str) -> bytes:
@@ -605,14 +586,14 @@ class ComputeAPI:
         """``PUT /tags/<tag>``: 201 when added, 204 when it was there."""
         check_tag(tag)
         user = await self._changing(request, server_id)
-        sid = _int_id(server_id, "Server")
+        sid = int_id(server_id, "Server")
         before = await self._servers.get(user, sid)
         await self._servers.set_tags(user, sid, (tag,), add=True)
         return self._empty(request, 204 if tag in before.tags else 201)
 
     async def delete_tag(self, request: Any, server_id: str, tag: str) -> bytes:
         await self._servers.delete_tag(await self._changing(request, server_id),
-                                       _int_id(server_id, "Server"), tag)
+                                       int_id(server_id, "Server"), tag)
         return self._empty(request, 204)
 
     # -- other server reads --------------------------------------------------------
@@ -623,12 +604,12 @@ class ComputeAPI:
 
     async def diagnostics(self, request: Any, server_id: str) -> bytes:
         found = await self._servers.diagnostics(await self._acting(request, server_id),
-                                                _int_id(server_id, "Server"))
+                                                int_id(server_id, "Server"))
         return json_body(request, [diagnostic_json(d) for d in found])
 
     async def password(self, request: Any, server_id: str) -> bytes:
         password = await self._servers.password(await self._acting(request, server_id),
-                                                _int_id(server_id, "Server"))
+                                                int_id(server_id, "Server"))
         return json_body(request, {"password": password})
 
     async def volume_attachments(self, request: Any, server_id: str) -> bytes:
@@ -638,34 +619,6 @@ class ComputeAPI:
     async def not_yet(self, request: Any, **kwargs: Any) -> bytes:
         self._user(request)
         raise errors.NotImplementedFault("Volumes are not supported yet.")
-
-    # -- flavors ----------------------------------------------------------------
-
-    async def _flavors(self, request: Any) -> list[Any]:
-        """The flavors the caller sees, by id, filtered by ``minRam`` and
-        ``minDisk`` and paged by ``marker`` and ``limit``."""
-        found = sorted(await self._servers.flavors(self._projects(request)), key=lambda f: f.id)
-        for key, of in (("minRam", lambda f: f.ram), ("minDisk", lambda f: f.disk)):
-            value = _query(request, key)
-            if value is not None:
-                least = _count(value, key)
-                found = [f for f in found if of(f) >= least]
-        return _page(request, found, "Flavor")
-
-    async def list_flavors(self, request: Any) -> bytes:
-        v = self._v(request)
-        found = await self._flavors(request)
-        return json_body(request, {"flavors": [v.flavor(f, False) for f in found]})
-
-    async def list_flavors_detail(self, request: Any) -> bytes:
-        v = self._v(request)
-        found = await self._flavors(request)
-        return json_body(request, {"flavors": [v.flavor(f) for f in found]})
-
-    async def show_flavor(self, request: Any, flavor_id: str) -> bytes:
-        flavor = await self._servers.flavor(_int_id(flavor_id, "Flavor"),
-                                            self._projects(request))
-        return json_body(request, {"flavor": self._v(request).flavor(flavor)})
 
     # -- images -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from snfd import errors
 from snfd.cyclades import model
@@ -96,12 +97,14 @@ class SynnefoViews:
     #: deleted servers are 404 (else shown as ``DELETED``)
     hides_deleted: ClassVar[bool] = False
     keypair_deleted_code: ClassVar[int] = 204
+    # Flavors are named by their serial id (else by Nova's ``flavorid``).
+    serial_flavor_ids: ClassVar[bool] = True
 
     def __init__(self, base: str):
         self.base = base.rstrip("/")
 
     def links(self, kind: str, ident: Any) -> list[dict[str, str]]:
-        href = f"{self.base}{self.prefix}/{kind}/{ident}"
+        href = f"{self.base}{self.prefix}/{kind}/{quote(str(ident), safe='')}"
         return [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]
 
     def version(self) -> dict[str, Any]:
@@ -188,9 +191,14 @@ class SynnefoViews:
             "SNF:volume_type": None, "SNF:allow_create": flavor.allow_create,
             "os-flavor-access:is_public": flavor.public,
             "SNF:flavor-access": list(flavor.access),
-            "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
-            "swap": "", "rxtx_factor": 1.0, "links": links,
+            "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral, "OS-FLV-DISABLED:disabled": False,
+            "swap": flavor.swap or "", "rxtx_factor": flavor.rxtx_factor, "links": links,
         }
+
+    @staticmethod
+    def flavor_ref(flavor: Flavor) -> str:
+        """How this dialect names a flavor (in paths, filters, flavorRef)."""
+        return str(flavor.id)
 
     def keypair(self, keypair: Keypair, detail: bool = False,
                 created: bool = False) -> dict[str, Any]:
@@ -232,6 +240,7 @@ class NovaViews(SynnefoViews):
     not_modified_when_unchanged: ClassVar[bool] = False
     hides_deleted: ClassVar[bool] = True
     keypair_deleted_code: ClassVar[int] = 202
+    serial_flavor_ids: ClassVar[bool] = False
 
     def status(self, server: Server) -> str:
         return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[0]
@@ -268,8 +277,8 @@ class NovaViews(SynnefoViews):
             "created": nova_time(server.created), "updated": nova_time(server.updated),
             "hostId": "", "progress": _progress(server, model.api_status(server)),
             "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
-            "flavor": {"id": str(server.flavor.id),
-                       "links": self.links("flavors", server.flavor.id)},
+            "flavor": {"id": server.flavor.flavorid,
+                       "links": self.links("flavors", server.flavor.flavorid)},
             "metadata": dict(server.metadata), "addresses": nic_views(server, True)[1],
             "accessIPv4": server.access_ipv4, "accessIPv6": server.access_ipv6,
             "OS-DCF:diskConfig": "MANUAL",
@@ -310,14 +319,20 @@ class NovaViews(SynnefoViews):
         return self._short(server)
 
     def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
-        links = self.links("flavors", flavor.id)
+        links = self.links("flavors", flavor.flavorid)
         if not detail:
-            return {"id": str(flavor.id), "name": flavor.name, "links": links}
-        return {"id": str(flavor.id), "name": flavor.name, "ram": flavor.ram,
-                "vcpus": flavor.cpu, "disk": flavor.disk, "swap": "",
+            return {"id": flavor.flavorid, "name": flavor.name, "links": links}
+        return {"id": flavor.flavorid, "name": flavor.name, "ram": flavor.ram,
+                "vcpus": flavor.cpu, "disk": flavor.disk, "swap": flavor.swap or "",
                 "os-flavor-access:is_public": flavor.public,
-                "OS-FLV-EXT-DATA:ephemeral": 0, "OS-FLV-DISABLED:disabled": False,
-                "rxtx_factor": 1.0, "links": links}
+                "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral,
+                "OS-FLV-DISABLED:disabled": not flavor.allow_create,
+                "rxtx_factor": flavor.rxtx_factor, "links": links}
+
+    @staticmethod
+    def flavor_ref(flavor: Flavor) -> str:
+        """How this dialect names a flavor (in paths, filters, flavorRef)."""
+        return flavor.flavorid
 
     def keypair(self, keypair: Keypair, detail: bool = False,
                 created: bool = False) -> dict[str, Any]:

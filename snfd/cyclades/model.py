@@ -9,6 +9,7 @@ Nothing here does I/O; the effect path (``servers``), the update path
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -46,6 +47,11 @@ TASK_STATE = {"BUILD": "BUILDING", "START": "STARTING", "STOP": "STOPPING",
 
 @attrs.frozen
 class Flavor:
+    """A flavor: Synnefo's (unnamed, unique by shape, known by ``id``) or
+    one an administrator made through Nova's API (``label``, ``nova_id``
+    of its choosing, swap, ephemeral disk, extra specs; see cyclades
+    migration 0004).  ``allow_create`` false is Nova's "disabled"."""
+
     id: int
     cpu: int
     ram: int            # MiB
@@ -55,10 +61,25 @@ class Flavor:
     public: bool = True
     access: tuple[str, ...] = ()
     deleted: bool = False
+    label: str | None = None        # the given name; None: Synnefo's
+    nova_id: str | None = None      # Nova's id (``flavorid``); None: the serial id
+    swap: int = 0                   # MiB
+    ephemeral: int = 0              # GiB
+    rxtx_factor: float = 1.0
+    description: str | None = None
+    extra_specs: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def name(self) -> str:
+        """The given name, else Synnefo's (``flavor_name``)."""
+        if self.label is not None:
+            return self.label
         return flavor_name(self.cpu, self.ram, self.disk, self.disk_template)
+
+    @property
+    def flavorid(self) -> str:
+        """The id Nova's dialect shows and takes."""
+        return self.nova_id if self.nova_id is not None else str(self.id)
 
 
 @attrs.frozen

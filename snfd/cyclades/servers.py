@@ -148,11 +148,6 @@ def flavor_usable(flavor: Flavor | None, flavor_id: int, project: str) -> Flavor
     return flavor
 
 
-def flavor_visible(flavor: Flavor, projects: Sequence[str]) -> bool:
-    """Whether a user in ``projects`` sees ``flavor`` in listings."""
-    return not flavor.deleted and (flavor.public or any(p in flavor.access for p in projects))
-
-
 def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: str,
                 settings: ComputeSettings, nics: int | None) -> dict[str, Any]:
     """The ``POST /2/instances`` body of ``server`` (reference 3.5); no
@@ -432,23 +427,6 @@ class Servers:
         found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
                                                  userid=user, since=since)
         return found
-
-    # -- flavors ---------------------------------------------------------------
-
-    async def flavors(self, projects: Sequence[str]) -> list[Flavor]:
-        """The flavors a user in ``projects`` sees."""
-        found: list[Flavor] = await self._db.run("cyclades.flavors", store.flavors_txn)
-        return [f for f in found if flavor_visible(f, projects)]
-
-    async def flavor(self, flavor_id: int, projects: Sequence[str]) -> Flavor:
-        """One flavor (404 when missing, deleted or private to others)."""
-        found: Flavor | None = await self._db.run("cyclades.flavor", store.flavor_txn,
-                                                  flavor_id)
-        if found is None or not flavor_visible(found, projects):
-            raise errors.NotFound(f"Flavor {flavor_id} not found.")
-        return found
-
-    # -- create --------------------------------------------------------------
 
     async def create(self, user: str, req: CreateRequest) -> tuple[Server, str]:
         """Create the server ``req`` describes; the new server (BUILD) and

@@ -21,6 +21,7 @@ from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
 from snfd.cyclades.dispatcher import Dispatcher
+from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
@@ -91,6 +92,7 @@ class CycladesService(service.MultiService):
             stats_min_age=section.stats_min_age, rapi_timeout=section.rapi_timeout)
         self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
                                self.settings)
+        self.flavors = Flavors(node.db, section.flavor_disk_template)
         self.updates = UpdatePath(node.db, charger, node.clock)
         self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.clock,
                                      timeout=section.rapi_timeout)
@@ -124,7 +126,8 @@ class CycladesService(service.MultiService):
     # -- plugin surface ---------------------------------------------------
 
     def mounts(self) -> dict[str, Any]:
-        compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute")
+        compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute",
+                             flavors=self.flavors)
         return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),

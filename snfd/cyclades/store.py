@@ -9,6 +9,7 @@ get plain values from ``snfd.cyclades.model``.
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -119,7 +120,8 @@ def remove_backend_txn(txn: Any, backend_id: int) -> int:
 # -- flavors --------------------------------------------------------------
 
 _FLAVOR_COLUMNS = ("id", "cpu", "ram", "disk", "disk_template", "allow_create", "public",
-                   "access", "deleted")
+                   "access", "deleted", "name", "flavorid", "swap", "ephemeral",
+                   "rxtx_factor", "description", "extra_specs")
 _FLAVOR_SELECT = "SELECT " + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS) \
     + " FROM cyclades_flavors f"
 
@@ -127,35 +129,80 @@ _FLAVOR_SELECT = "SELECT " + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS) \
 def _flavor(row: Any) -> Flavor:
     values = dict(zip(_FLAVOR_COLUMNS, row, strict=True))
     values["access"] = tuple(values["access"] or ())
+    values["label"] = values.pop("name")
+    values["nova_id"] = values.pop("flavorid")
+    values["extra_specs"] = dict(values["extra_specs"] or {})
     return Flavor(**values)
+
+
+def _give_flavorid_txn(txn: Any, flavor_id: int) -> None:
+    """A new unnamed flavor's Nova id: its serial id, or a UUID when an
+    administrator's flavor took that id already."""
+    txn.execute("SELECT 1 FROM cyclades_flavors WHERE flavorid = %s AND NOT deleted",
+                (str(flavor_id),))
+    given = str(flavor_id) if txn.fetchone() is None else str(uuid.uuid4())
+    txn.execute("UPDATE cyclades_flavors SET flavorid = %s WHERE id = %s", (given, flavor_id))
 
 
 def create_flavor_txn(txn: Any, cpu: int, ram: int, disk: int, disk_template: str, *,
                       allow_create: bool = True, public: bool = True,
                       access: Iterable[str] = ()) -> tuple[Flavor, bool]:
-    """Create a flavor, or undelete and return the existing one with the
-    same (cpu, ram, disk, template); the flag says whether it is new."""
+    """Create an unnamed (Synnefo) flavor, or undelete and return the
+    existing one with the same (cpu, ram, disk, template); the flag says
+    whether it is new."""
     txn.execute(
         """INSERT INTO cyclades_flavors (cpu, ram, disk, disk_template, allow_create,
                public, access) VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (cpu, ram, disk, disk_template) DO NOTHING RETURNING id""",
+           ON CONFLICT (cpu, ram, disk, disk_template) WHERE name IS NULL
+           DO NOTHING RETURNING id""",
         (cpu, ram, disk, disk_template, allow_create, public, list(access)))
     row = txn.fetchone()
     if row is None:
         txn.execute(
             """UPDATE cyclades_flavors SET deleted = false WHERE cpu = %s AND ram = %s
-               AND disk = %s AND disk_template = %s RETURNING id""",
+               AND disk = %s AND disk_template = %s AND name IS NULL RETURNING id""",
             (cpu, ram, disk, disk_template))
         flavor = flavor_txn(txn, txn.fetchone()[0])
         assert flavor is not None
         return flavor, False
+    _give_flavorid_txn(txn, row[0])
     flavor = flavor_txn(txn, row[0])
     assert flavor is not None
     return flavor, True
 
 
+def create_named_flavor_txn(txn: Any, name: str, flavorid: str | None, cpu: int, ram: int,
+                            disk: int, disk_template: str, *, swap: int = 0,
+                            ephemeral: int = 0, rxtx_factor: float = 1.0,
+                            public: bool = True,
+                            description: str | None = None) -> Flavor | None:
+    """Create a named flavor (Nova's administrators'); ``flavorid``
+    ``None``: a UUID.  ``None`` when a flavor not deleted has that name or
+    that flavorid."""
+    given = flavorid if flavorid is not None else str(uuid.uuid4())
+    txn.execute(
+        """SELECT 1 FROM cyclades_flavors WHERE NOT deleted AND (name = %s OR flavorid = %s)""",
+        (name, given))
+    if txn.fetchone() is not None:
+        return None
+    txn.execute(
+        """INSERT INTO cyclades_flavors (cpu, ram, disk, disk_template, public, name,
+               flavorid, swap, ephemeral, rxtx_factor, description)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+        (cpu, ram, disk, disk_template, public, name, given, swap, ephemeral, rxtx_factor,
+         description))
+    return flavor_txn(txn, txn.fetchone()[0])
+
+
 def flavor_txn(txn: Any, flavor_id: int) -> Flavor | None:
     txn.execute(f"{_FLAVOR_SELECT} WHERE f.id = %s", (flavor_id,))
+    row = txn.fetchone()
+    return _flavor(row) if row else None
+
+
+def flavor_by_flavorid_txn(txn: Any, flavorid: str) -> Flavor | None:
+    """The flavor not deleted whose Nova id is ``flavorid``."""
+    txn.execute(f"{_FLAVOR_SELECT} WHERE f.flavorid = %s AND NOT f.deleted", (flavorid,))
     row = txn.fetchone()
     return _flavor(row) if row else None
 
@@ -166,13 +213,19 @@ def flavors_txn(txn: Any, include_deleted: bool = False) -> list[Flavor]:
     return [_flavor(r) for r in txn.fetchall()]
 
 
+_FLAVOR_SETTINGS = frozenset({"allow_create", "public", "access", "deleted", "description",
+                              "extra_specs", "disk_template"})
+
+
 def update_flavor_txn(txn: Any, flavor_id: int, **settings: Any) -> Flavor | None:
-    """Change allow_create, public, access or deleted."""
-    _check(settings, frozenset({"allow_create", "public", "access", "deleted"}))
+    """Change allow_create, public, access, deleted, description,
+    extra_specs (the whole mapping) or disk_template."""
+    _check(settings, _FLAVOR_SETTINGS)
     if settings:
+        values = [Json(v) if k == "extra_specs" else _list(v) for k, v in settings.items()]
         txn.execute(
             f"UPDATE cyclades_flavors SET {', '.join(f'{k} = %s' for k in settings)}"
-            " WHERE id = %s", [*(_list(v) for v in settings.values()), flavor_id])
+            " WHERE id = %s", [*values, flavor_id])
     return flavor_txn(txn, flavor_id)
 
 

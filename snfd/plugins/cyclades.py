@@ -62,6 +62,9 @@ class CycladesPlugin(ServicePlugin):
         Key("password_ttl", number, 3600.0,
             "Seconds GET /servers/<id>/password shows a new server's password."),
         Key("rapi_timeout", number, 30.0, "Seconds a RAPI call may take."),
+        Key("flavor_disk_template", text, "drbd",
+            "Ganeti disk template of flavors administrators make through Nova's"
+            " API (until their extra spec SNF:disk_template names another)."),
     )
 
 
