@@ -45,6 +45,7 @@ from twisted.web.resource import IResource
 
 from snfd import errors
 from snfd.cyclades import model
+from snfd.cyclades.admin_api import AdminAPI
 from snfd.cyclades.compute_http import (
     body_of,
     empty,
@@ -66,6 +67,7 @@ from snfd.cyclades.compute_views import (
 )
 from snfd.cyclades.flavor_api import FlavorAPI
 from snfd.cyclades.flavors import Flavors
+from snfd.cyclades.hosts import Hosts
 from snfd.cyclades.requests import (
     Console,
     Firewall,
@@ -143,7 +145,7 @@ class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
     def __init__(self, servers: Servers, images: Any, base_url: str, flavors: Flavors,
-                 max_body: int = MAX_JSON_BODY):
+                 hosts: Hosts, max_body: int = MAX_JSON_BODY):
         self._servers = servers
         self._flavors = flavors
         self._images = images
@@ -204,6 +206,7 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
             *FlavorAPI(flavors, max_body).routes(),
+            *AdminAPI(hosts, max_body).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:

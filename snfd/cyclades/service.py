@@ -22,6 +22,7 @@ from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
 from snfd.cyclades.dispatcher import Dispatcher
 from snfd.cyclades.flavors import Flavors
+from snfd.cyclades.hosts import Hosts
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
@@ -126,8 +127,11 @@ class CycladesService(service.MultiService):
     # -- plugin surface ---------------------------------------------------
 
     def mounts(self) -> dict[str, Any]:
+        membership = getattr(self.node, "membership", None)
+        hosts = Hosts(self.node.db, self.rapi,
+                      membership.status if membership is not None else None)
         compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute",
-                             flavors=self.flavors)
+                             flavors=self.flavors, hosts=hosts)
         return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),

@@ -1,0 +1,142 @@
+"""Administrators' views of hypervisors, services and hosts over real HTTP
+(``snfd.cyclades.admin_api`` over ``snfd.cyclades.hosts``), against a
+simulated Ganeti cluster served over RAPI: its nodes are the
+hypervisors, the cluster is the compute host and service; others get
+403, unknown names 404."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from snfd.testing.compute import compute_stack
+
+HYPERVISOR_KEYS = {
+    "id", "hypervisor_hostname", "state", "status", "hypervisor_type", "hypervisor_version",
+    "host_ip", "cpu_info", "current_workload", "running_vms", "vcpus", "vcpus_used",
+    "memory_mb", "memory_mb_used", "free_ram_mb", "local_gb", "local_gb_used",
+    "free_disk_gb", "disk_available_least", "service"}
+
+
+class AdminAPITests(unittest.TestCase):
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self)
+        self.alice, self.token = await self.stack.user("alice")
+        accounts = self.stack.identity.accounts
+        root, _ = await self.stack.user("root")
+        await accounts.modify_user(root, is_admin=True)
+        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        self.host = self.stack.backend.clustername
+
+    async def call(self, method, path, body=None, token=None):
+        return await self.stack.call(method, f"{self.stack.url}/compute/v2.1{path}",
+                                     token or self.admin, body)
+
+    async def test_users_are_refused(self):
+        for method, path, body in (
+                ("GET", "/os-hypervisors", None), ("GET", "/os-hypervisors/detail", None),
+                ("GET", "/os-hypervisors/statistics", None), ("GET", "/os-services", None),
+                ("PUT", "/os-services/disable", {"host": self.host, "binary": "nova-compute"}),
+                ("GET", "/os-hosts", None), ("GET", f"/os-hosts/{self.host}", None),
+                ("PUT", f"/os-hosts/{self.host}", {"status": "enable"})):
+            with self.subTest(path=path):
+                code, _, _ = await self.call(method, path, body, token=self.token)
+                self.assertEqual(code, 403)
+
+    async def test_hypervisors_are_ganeti_nodes(self):
+        """Each node of the cluster, with its memory and disk from RAPI and
+        the servers primary on it; search and servers by host name."""
+        code, body, _ = await self.call("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": self.stack.image.id,
+            "flavorRef": str(self.stack.flavors["small"].id)}}, token=self.token)
+        self.assertEqual(code, 202, body)
+        sid = body["server"]["id"]
+        await self.stack.follow((await self.stack.server(int(sid))).backendjobid)
+        code, body, _ = await self.call("GET", "/os-hypervisors/detail")
+        self.assertEqual(code, 200, body)
+        hypervisors = body["hypervisors"]
+        self.assertEqual(sorted(h["hypervisor_hostname"] for h in hypervisors),
+                         sorted(self.stack.sim.nodes))
+        for h in hypervisors:
+            self.assertEqual(set(h), HYPERVISOR_KEYS)
+            self.assertEqual(h["service"]["host"], self.host)
+            self.assertGreater(h["memory_mb"], 0)
+        code, body, _ = await self.call("GET", "/os-hypervisors/statistics")
+        stats = body["hypervisor_statistics"]
+        self.assertEqual(stats["count"], len(hypervisors))
+        self.assertEqual(stats["memory_mb"], sum(h["memory_mb"] for h in hypervisors))
+        first = hypervisors[0]
+        code, body, _ = await self.call("GET", f"/os-hypervisors/{first['id']}")
+        self.assertEqual((code, body["hypervisor"]["hypervisor_hostname"]),
+                         (200, first["hypervisor_hostname"]))
+        self.assertEqual((await self.call("GET", "/os-hypervisors/nope"))[0], 404)
+        self.assertEqual((await self.call("GET", f"/os-hypervisors/{first['id']}/uptime"))[0],
+                         501)
+        self.assertEqual((await self.call("GET", "/os-hypervisors/nope/uptime"))[0], 404)
+        code, body, _ = await self.call(
+            "GET", f"/os-hypervisors/{first['hypervisor_hostname']}/search")
+        self.assertEqual(code, 200)
+        self.assertIn(first["id"], [h["id"] for h in body["hypervisors"]])
+        self.assertEqual((await self.call("GET", "/os-hypervisors/no-such-node/search"))[0],
+                         404)
+        code, body, _ = await self.call("GET", f"/os-hypervisors/{self.host[:4]}/servers")
+        self.assertEqual(code, 200, body)
+        shown = [s for h in body["hypervisors"] for s in h.get("servers", [])]
+        self.assertEqual([s["uuid"] for s in shown], [sid])
+        self.assertEqual(sum(h["running_vms"] for h in hypervisors), 1)
+        self.assertEqual(sum(h["vcpus_used"] for h in hypervisors),
+                         self.stack.flavors["small"].cpu)
+
+    async def test_services_and_hosts(self):
+        """The cluster is a nova-compute service and a compute host; the
+        filters work; disabling drains the backend, maintenance takes it
+        offline, and both undo."""
+        code, body, _ = await self.call("GET", "/os-services")
+        self.assertEqual(code, 200)
+        compute = [s for s in body["services"] if s["binary"] == "nova-compute"]
+        self.assertEqual([s["host"] for s in compute], [self.host])
+        self.assertEqual((compute[0]["status"], compute[0]["state"]), ("enabled", "up"))
+        code, body, _ = await self.call("GET", f"/os-services?host={self.host}"
+                                               "&binary=nova-compute")
+        self.assertEqual(len(body["services"]), 1)
+        code, body, _ = await self.call("GET", "/os-services?host=xxx&binary=nova-compute")
+        self.assertEqual(body["services"], [])
+        code, body, _ = await self.call("PUT", "/os-services/disable-log-reason", {
+            "host": self.host, "binary": "nova-compute", "disabled_reason": "upgrade"})
+        self.assertEqual((code, body["service"]["status"]), (200, "disabled"))
+        code, body, _ = await self.call("GET", f"/os-services?host={self.host}")
+        self.assertEqual(body["services"][0]["status"], "disabled")
+        code, body, _ = await self.call("PUT", "/os-services/enable",
+                                        {"host": self.host, "binary": "nova-compute"})
+        self.assertEqual((code, body["service"]["status"]), (200, "enabled"))
+        code, _, _ = await self.call("PUT", "/os-services/enable",
+                                     {"host": "xxx", "binary": "nova-compute"})
+        self.assertEqual(code, 404)
+
+        code, body, _ = await self.call("GET", "/os-hosts")
+        self.assertIn({"host_name": self.host, "service": "compute", "zone": "nova"},
+                      body["hosts"])
+        code, body, _ = await self.call("GET", "/os-hosts?zone=xxx")
+        self.assertEqual(body["hosts"], [])
+        code, body, _ = await self.call("GET", f"/os-hosts/{self.host}")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["host"][0]["resource"]["host"], self.host)
+        self.assertEqual(body["host"][0]["resource"]["project"], "(total)")
+        self.assertEqual((await self.call("GET", "/os-hosts/nonexistent"))[0], 404)
+        for bad in ({}, {"status": "invalid"}, {"maintenance_mode": "invalid"},
+                    {"status": "enable", "other": 1}):
+            self.assertEqual((await self.call("PUT", f"/os-hosts/{self.host}", bad))[0], 400)
+        code, body, _ = await self.call("PUT", f"/os-hosts/{self.host}",
+                                        {"status": "disable", "maintenance_mode": "enable"})
+        self.assertEqual(body, {"host": self.host, "status": "disabled",
+                                "maintenance_mode": "on_maintenance"})
+        code, body, _ = await self.call("GET", "/os-hypervisors")
+        self.assertTrue(all(h["state"] == "down" for h in body["hypervisors"]))
+        await self.call("PUT", f"/os-hosts/{self.host}",
+                        {"status": "enable", "maintenance_mode": "disable"})
+        code, body, _ = await self.call("GET", "/os-services?binary=nova-compute")
+        self.assertEqual((body["services"][0]["status"], body["services"][0]["state"]),
+                         ("enabled", "up"))
+        self.assertEqual((await self.call("PUT", "/os-hosts/nonexistent",
+                                          {"status": "enable"}))[0], 404)
+        self.assertEqual((await self.call("GET", f"/os-hosts/{self.host}/startup"))[0], 501)
+        self.assertEqual((await self.call("GET", "/os-hosts/nonexistent/startup"))[0], 404)
