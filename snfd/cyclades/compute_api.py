@@ -91,6 +91,7 @@ from snfd.cyclades.requests import (
     ref_id,
 )
 from snfd.cyclades.servers import Servers
+from snfd.cyclades.usage_api import UsageAPI
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app
 from snfd.web.auth import user_of
 
@@ -139,6 +140,13 @@ def parse_since(value: str) -> datetime.datetime:
     except ValueError:
         raise errors.BadRequest(f"changes-since {value[:40]!r} is not an ISO 8601 time.") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _scope(request: Any) -> str | None:
+    """The project the caller's token is scoped to, when it is not the
+    user's base project."""
+    p = user_of(request)
+    return p.project if p.project and p.project != p.user else None
 
 
 class ComputeAPI:
@@ -207,6 +215,7 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
             *FlavorAPI(flavors, max_body).routes(),
             *AdminAPI(hosts, max_body).routes(),
+            *UsageAPI(servers).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -252,14 +261,22 @@ class ComputeAPI:
         views: SynnefoViews = views_of(request)
         return views
 
-    async def _acting(self, request: Any, server_id: str) -> str:
-        """Whose server the request acts on: the caller's own, or, for an
-        administrator, any user's (the effect path then runs, and charges,
-        as its owner)."""
+    async def _acting(self, request: Any, server_id: str, change: bool = False) -> str:
+        """Whose server the request acts on (the effect path then runs, and
+        charges, as its owner): the caller's own; for an administrator any
+        user's; and, as in Nova, any server of the project the caller's
+        token is scoped to, when it ``change``s it only with a role above
+        ``reader`` there."""
         caller = user_of(request)
         assert caller.user is not None
-        if caller.is_admin:
-            owner = await self._servers.owner_of(int_id(server_id, "Server"))
+        scope = _scope(request)
+        if caller.is_admin or scope is not None:
+            owner, project = await self._servers.owner_of(int_id(server_id, "Server"))
+            if owner is not None and owner != caller.user and not caller.is_admin:
+                if project != scope:
+                    owner = None
+                elif change and not set(caller.roles) & {"member", "manager", "admin"}:
+                    raise errors.Forbidden("Your role in this project only reads servers.")
             if owner is not None:
                 return owner
         return caller.user
@@ -267,7 +284,7 @@ class ComputeAPI:
     async def _changing(self, request: Any, server_id: str) -> str:
         """``_acting`` for a request that changes the server: 409 when it is
         locked, unless the caller is an administrator."""
-        user = await self._acting(request, server_id)
+        user = await self._acting(request, server_id, change=True)
         server = await self._servers.get(user, int_id(server_id, "Server"))
         model.check_unlocked(server, user_of(request).is_admin)
         return user
@@ -402,7 +419,11 @@ class ComputeAPI:
         user = self._user(request)
         since_value = query(request, "changes-since")
         since = parse_since(since_value) if since_value is not None else None
-        found = await self._servers.of_user(user, since)
+        scope = _scope(request)
+        if self._v(request).lists_project_servers and scope is not None:
+            found = await self._servers.of_project(scope, since)
+        else:
+            found = await self._servers.of_user(user, since)
         name = query(request, "name")
         if name:
             pattern = parse_name_filter(name)
@@ -433,7 +454,7 @@ class ComputeAPI:
         body = await self._serial_flavor_ref(request, self._object(request, "server"))
         self._v(request).check_create(body, self._servers.settings.max_metadata)
         req = parse_create(body, self._servers.settings)
-        server, password = await self._servers.create(user, req)
+        server, password = await self._servers.create(user, req, _scope(request))
         return json_body(request, {"server": self._v(request).created(server, password)}, 202)
 
     async def show_server(self, request: Any, server_id: str) -> bytes:

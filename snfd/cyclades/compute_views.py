@@ -99,6 +99,8 @@ class SynnefoViews:
     keypair_deleted_code: ClassVar[int] = 204
     # Flavors are named by their serial id (else by Nova's ``flavorid``).
     serial_flavor_ids: ClassVar[bool] = True
+    #: a project-scoped token lists its project's servers (else the user's own)
+    lists_project_servers: ClassVar[bool] = False
 
     def __init__(self, base: str):
         self.base = base.rstrip("/")
@@ -232,6 +234,11 @@ _NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active",
                "RESIZE": ("RESIZE", "stopped", 4), "UNKNOWN": ("UNKNOWN", "error", 0)}
 
 
+def nova_vm_state(server: Server) -> str:
+    """Nova's ``vm_state`` of a server (``active``, ``stopped``, ...)."""
+    return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[1]
+
+
 class NovaViews(SynnefoViews):
     """Nova's dialect at microversion 2.1 (``/compute/v2.1``); see the
     module docstring."""
@@ -241,6 +248,7 @@ class NovaViews(SynnefoViews):
     hides_deleted: ClassVar[bool] = True
     keypair_deleted_code: ClassVar[int] = 202
     serial_flavor_ids: ClassVar[bool] = False
+    lists_project_servers: ClassVar[bool] = True
 
     def status(self, server: Server) -> str:
         return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[0]

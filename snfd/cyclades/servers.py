@@ -375,7 +375,8 @@ class Servers:
 
     # -- helpers -------------------------------------------------------------
 
-    def _now(self) -> datetime.datetime:
+    def now(self) -> datetime.datetime:
+        """The clock's time (UTC)."""
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
 
     def _rapi(self, backend: GanetiBackend) -> GanetiRapi:
@@ -407,12 +408,12 @@ class Servers:
                                                         store.backends_txn)
         return found
 
-    async def owner_of(self, server_id: int) -> str | None:
-        """The owner of a server (for an administrator's requests), or
-        ``None`` when there is no such server."""
+    async def owner_of(self, server_id: int) -> tuple[str | None, str | None]:
+        """The owner and the project of a server (for requests acting on
+        others' servers), or ``(None, None)`` when there is no such server."""
         server: Server | None = await self._db.run("cyclades.server", store.server_txn,
                                                    server_id)
-        return None if server is None else server.userid
+        return (None, None) if server is None else (server.userid, server.project)
 
     async def _live(self, user: str, server_id: int) -> Server:
         server = await self.get(user, server_id)
@@ -428,10 +429,29 @@ class Servers:
                                                  userid=user, since=since)
         return found
 
-    async def create(self, user: str, req: CreateRequest) -> tuple[Server, str]:
+    async def during(self, start: datetime.datetime, end: datetime.datetime,
+                     project: str | None = None) -> list[Server]:
+        """The servers (of ``project``; ``None``: all) that existed at some
+        time in ``[start, end]``, deleted ones included (usage)."""
+        found: list[Server] = await self._db.run("cyclades.servers_during",
+                                                 store.servers_during_txn, start, end, project)
+        return found
+
+    async def of_project(self, project: str,
+                         since: datetime.datetime | None = None) -> list[Server]:
+        """The live servers of ``project`` (any member's), or with ``since``
+        those changed after it (deleted ones included)."""
+        found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
+                                                 project=project, since=since)
+        return found
+
+    async def create(self, user: str, req: CreateRequest,
+                     scope: str | None = None) -> tuple[Server, str]:
         """Create the server ``req`` describes; the new server (BUILD) and
-        its admin password (see the module docstring)."""
-        project = req.project or user
+        its admin password (see the module docstring).  It is charged to
+        the project ``req`` names, else to ``scope`` (the project the
+        caller's token is scoped to), else to the user's base project."""
+        project = req.project or scope or user
         flavor = flavor_usable(
             await self._db.run("cyclades.flavor", store.flavor_txn, req.flavor_id),
             req.flavor_id, project)
@@ -447,7 +467,7 @@ class Servers:
                                           self.settings.stats_min_age)
             key = secrets.token_urlsafe(32)
             params = build_params(image, password, req.personality, keys, req.user_data)
-            expires = self._now() + datetime.timedelta(seconds=self.settings.password_ttl)
+            expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
             inserted = await self._db.run("cyclades.create_server", _insert_txn, user,
                                           project, req, flavor, image, key, params, password,
                                           expires)

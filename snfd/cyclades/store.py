@@ -312,6 +312,20 @@ def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = No
     return [_server(r) for r in txn.fetchall()]
 
 
+def servers_during_txn(txn: Any, start: datetime.datetime, end: datetime.datetime,
+                       project: str | None = None) -> list[Server]:
+    """The servers (of ``project``; ``None``: all) that existed at some
+    time in ``[start, end]``: created by ``end``, and alive or deleted
+    after ``start`` (a deleted server's last update is its deletion)."""
+    where = ["s.created <= %s", "(NOT s.deleted OR s.updated >= %s)"]
+    args: list[Any] = [end, start]
+    if project is not None:
+        where.append("s.project = %s")
+        args.append(project)
+    txn.execute(_SERVER_SELECT + " WHERE " + " AND ".join(where) + " ORDER BY s.id", args)
+    return [_server(r) for r in txn.fetchall()]
+
+
 def update_server_txn(txn: Any, server_id: int, **fields: Any) -> Server | None:
     """Set ``SERVER_FIELDS`` (and ``updated = now()``); the new row."""
     _check(fields, SERVER_FIELDS)
