@@ -7,6 +7,15 @@ Ganeti's RAPI reports no node uptime and no hypervisor version: uptime
 answers 501 for a node that exists, and ``hypervisor_version`` is 0
 (unknown).  Host power actions (startup, shutdown, reboot) are 501 too:
 Ganeti clusters are not powered from the compute API.
+
+Also for administrators: ``os-migrations`` (always empty: snfd neither
+migrates servers nor resizes them by migration; Ganeti resizes in
+place), ``os-instance_usage_audit_log`` (usage here is computed on
+demand from the servers' lifetimes, ``usage_api``, so every compute host
+has "done" any period; the report counts the servers that existed in
+it), and ``os-server-external-events`` (Neutron's notices about a
+server's ports: checked, acknowledged and logged; Ganeti needs none of
+them).
 """
 
 from __future__ import annotations
@@ -16,14 +25,22 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from twisted.logger import Logger
+
 from snfd import errors
 from snfd.cyclades.compute_http import body_of, query, require_admin
 from snfd.cyclades.compute_views import nova_time
 from snfd.cyclades.hosts import COMPUTE, INTERNAL_ZONE, ZONE, Hosts, Hypervisor, Service
+from snfd.cyclades.usage_api import parse_time
 from snfd.web.app import json_body, json_object
 
 Handler = Callable[..., Awaitable[bytes]]
+log = Logger(namespace="snfd.cyclades")
 _GIB = 1024  # Ganeti reports disk in MiB
+#: The events of ``os-server-external-events`` at microversion 2.1.
+EVENT_NAMES = ("network-changed", "network-vif-plugged", "network-vif-unplugged",
+               "network-vif-deleted")
+EVENT_STATUSES = ("failed", "completed", "in-progress")
 
 
 def _gb(mib: Any) -> int:
@@ -76,8 +93,9 @@ def service_view(s: Service) -> dict[str, Any]:
 class AdminAPI:
     """See the module docstring."""
 
-    def __init__(self, hosts: Hosts, max_body: int):
+    def __init__(self, hosts: Hosts, servers: Any, max_body: int):
         self._hosts = hosts
+        self._servers = servers
         self._max_body = max_body
 
     def routes(self) -> list[tuple[str, str, Handler]]:
@@ -96,6 +114,10 @@ class AdminAPI:
             ("GET", "/os-hosts/<host>", self.host),
             ("PUT", "/os-hosts/<host>", self.update_host),
             ("GET", "/os-hosts/<host>/<power>", self.host_power),
+            ("GET", "/os-migrations", self.migrations),
+            ("GET", "/os-instance_usage_audit_log", self.audit_logs),
+            ("GET", "/os-instance_usage_audit_log/<before>", self.audit_log),
+            ("POST", "/os-server-external-events", self.external_events),
         ]
 
     # -- hypervisors -------------------------------------------------------------------
@@ -259,3 +281,66 @@ class AdminAPI:
         await self._hosts.backend(host)
         raise errors.NotImplementedFault("Ganeti clusters are not powered on or off"
                                          " through the compute API.")
+
+    # -- migrations, usage audit, external events ------------------------------------
+
+    async def migrations(self, request: Any) -> bytes:
+        require_admin(request, "os_compute_api:os-migrations:index")
+        return json_body(request, {"migrations": []})
+
+    async def _audit(self, before: datetime.datetime) -> dict[str, Any]:
+        """The audit of the last whole month before ``before``."""
+        end = before.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        start = (end - datetime.timedelta(days=1)).replace(day=1)
+        servers = await self._servers.during(start, end)
+        log = {}
+        for backend in await self._hosts.backends():
+            count = sum(1 for s in servers if s.backend_id == backend.id)
+            log[backend.clustername] = {"state": "DONE", "instances": count, "errors": 0,
+                                        "message": f"Usage of {count} servers computed"
+                                                   " from their lifetimes."}
+        return {"hosts_not_run": [], "log": log, "num_hosts": len(log),
+                "num_hosts_done": len(log), "num_hosts_not_run": 0, "num_hosts_running": 0,
+                "overall_status": "ALL hosts done. 0 errors.",
+                "period_beginning": start.replace(tzinfo=None).isoformat(sep=" "),
+                "period_ending": end.replace(tzinfo=None).isoformat(sep=" "),
+                "total_errors": 0, "total_instances": len(servers)}
+
+    async def audit_logs(self, request: Any) -> bytes:
+        require_admin(request, "os_compute_api:os-instance-usage-audit-log:list")
+        audit = await self._audit(self._servers.now())
+        return json_body(request, {"instance_usage_audit_logs": audit})
+
+    async def audit_log(self, request: Any, before: str) -> bytes:
+        require_admin(request, "os_compute_api:os-instance-usage-audit-log:show")
+        audit = await self._audit(parse_time(before, "before"))
+        return json_body(request, {"instance_usage_audit_log": audit})
+
+    async def external_events(self, request: Any) -> bytes:
+        """Each event is answered 200 (the server exists), 404, or 422 (an
+        event this cloud does not know); the whole 200, 207 or 404."""
+        require_admin(request, "os_compute_api:os-server-external-events:create")
+        events = json_object(body_of(request, self._max_body)).get("events")
+        if not isinstance(events, list) or not events:
+            raise errors.BadRequest('The request needs a non-empty "events" list.')
+        out = []
+        for event in events:
+            if not isinstance(event, dict) or event.get("name") not in EVENT_NAMES \
+                    or not isinstance(event.get("server_uuid"), str) \
+                    or event.get("status", "completed") not in EVENT_STATUSES \
+                    or set(event) - {"name", "server_uuid", "status", "tag"}:
+                raise errors.BadRequest(f"Bad event {str(event)[:120]}: name one of"
+                                        f" {', '.join(EVENT_NAMES)}, a server_uuid, and"
+                                        " perhaps a status and a tag.")
+            shown = {"status": "completed", **event}
+            owner, _ = (await self._servers.owner_of(int(event["server_uuid"]))
+                        if event["server_uuid"].isdigit() and len(event["server_uuid"]) < 18
+                        else (None, None))
+            shown["code"] = 200 if owner is not None else 404
+            if owner is not None:
+                log.info("external event {name} for server {server} acknowledged",
+                         name=event["name"], server=event["server_uuid"])
+            out.append(shown)
+        codes = {e["code"] for e in out}
+        return json_body(request, {"events": out},
+                         200 if codes == {200} else 404 if codes == {404} else 207)

@@ -60,7 +60,6 @@ from snfd.cyclades.compute_views import (
     MICROVERSION,
     NovaViews,
     SynnefoViews,
-    diagnostic_json,
     iso,
     nic_views,
     nova_time,
@@ -75,7 +74,9 @@ from snfd.cyclades.requests import (
     Reassign,
     Reboot,
     Rescue,
+    ResetState,
     Resize,
+    Restore,
     Start,
     Stop,
     Unrescue,
@@ -140,6 +141,39 @@ def parse_since(value: str) -> datetime.datetime:
     except ValueError:
         raise errors.BadRequest(f"changes-since {value[:40]!r} is not an ISO 8601 time.") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+#: Nova's legacy extensions this cloud serves: (name, alias, description).
+EXTENSIONS = (
+    ("AdminActions", "os-admin-actions", "Administrators' server actions (os-resetState)."),
+    ("AvailabilityZone", "os-availability-zone", "Availability zones (Ganeti clusters)."),
+    ("Consoles", "os-consoles", "Remote consoles of servers (VNC, the console action)."),
+    ("DiskConfig", "OS-DCF", "The disk configuration of servers."),
+    ("ExtendedStatus", "OS-EXT-STS", "Task, VM and power states of servers."),
+    ("FlavorAccess", "os-flavor-access", "Access lists of private flavors."),
+    ("FlavorDisabled", "OS-FLV-DISABLED", "Disabled flavors."),
+    ("FlavorExtraData", "OS-FLV-EXT-DATA", "Ephemeral disk sizes of flavors."),
+    ("FlavorExtraSpecs", "os-flavor-extra-specs", "Extra specs of flavors."),
+    ("FlavorManage", "os-flavor-manage", "Flavor creation and deletion."),
+    ("Hosts", "os-hosts", "Compute hosts (Ganeti clusters)."),
+    ("Hypervisors", "os-hypervisors", "Hypervisors (Ganeti nodes)."),
+    ("InstanceUsageAuditLog", "os-instance_usage_audit_log", "Usage audits."),
+    ("Keypairs", "os-keypairs", "SSH key pairs."),
+    ("Migrations", "os-migrations", "Server migrations."),
+    ("Quotas", "os-quota-sets", "Quotas (Astakos holdings)."),
+    ("ServerDiagnostics", "os-server-diagnostics", "Server diagnostics."),
+    ("ServerExternalEvents", "os-server-external-events", "Events from other services."),
+    ("ServerLocking", "os-lock-server", "Server locks."),
+    ("ServerUsage", "OS-SRV-USG", "Server launch and termination times."),
+    ("Services", "os-services", "Compute services."),
+    ("SimpleTenantUsage", "os-simple-tenant-usage", "Usage of projects' servers."),
+)
+
+
+def _extension(name: str, alias: str, description: str) -> dict[str, Any]:
+    return {"name": name, "alias": alias, "description": description, "links": [],
+            "namespace": f"http://docs.openstack.org/compute/ext/{alias}/api/v2",
+            "updated": "2014-12-03T00:00:00Z"}
 
 
 def _scope(request: Any) -> str | None:
@@ -207,6 +241,7 @@ class ComputeAPI:
             ("GET", "/os-keypairs/<name>", self.show_keypair),
             ("DELETE", "/os-keypairs/<name>", self.delete_keypair),
             ("GET", "/extensions", self.extensions),
+            ("GET", "/extensions/<alias>", self.extension),
             ("GET", "/limits", self.limits),
             ("GET", "/os-availability-zone", self.availability_zones),
             ("GET", "/os-availability-zone/detail", self.availability_zones_detail),
@@ -214,7 +249,7 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
             *FlavorAPI(flavors, max_body).routes(),
-            *AdminAPI(hosts, max_body).routes(),
+            *AdminAPI(hosts, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
@@ -326,7 +361,14 @@ class ComputeAPI:
         return json_body(request, {"version": self._v(request).version()})
 
     async def extensions(self, request: Any) -> bytes:
-        return json_body(request, {"extensions": []})
+        """The legacy extension list: what of Nova's API this cloud serves."""
+        return json_body(request, {"extensions": [_extension(*e) for e in EXTENSIONS]})
+
+    async def extension(self, request: Any, alias: str) -> bytes:
+        for found in EXTENSIONS:
+            if found[1] == alias:
+                return json_body(request, {"extension": _extension(*found)})
+        raise errors.NotFound(f"Extension {alias[:80]} not found.")
 
     async def availability_zones(self, request: Any) -> bytes:
         return json_body(request, {"availabilityZoneInfo": [
@@ -519,6 +561,14 @@ class ComputeAPI:
                 await s.rescue(user, sid, image_ref)
             case Unrescue():
                 await s.unrescue(user, sid)
+            case ResetState(state=state):
+                if not user_of(request).is_admin:
+                    raise errors.Forbidden("os-resetState is for administrators only.")
+                await s.reset_state(user, sid, state)
+            case Restore():
+                await self._server(request, server_id)
+                raise errors.Conflict(f"Server {server_id} is not soft-deleted: this cloud"
+                                      " deletes servers at once.")
             case Unsupported(name=name, admin_only=admin_only):
                 await s.get(user, sid)
                 if admin_only:
@@ -627,9 +677,12 @@ class ComputeAPI:
         raise errors.NotImplementedFault("Server statistics are not available on this cloud.")
 
     async def diagnostics(self, request: Any, server_id: str) -> bytes:
-        found = await self._servers.diagnostics(await self._acting(request, server_id),
-                                                int_id(server_id, "Server"))
-        return json_body(request, [diagnostic_json(d) for d in found])
+        v = self._v(request)
+        if v.diagnostics_for_admins and not user_of(request).is_admin:
+            raise errors.Forbidden("Server diagnostics are for administrators.")
+        server = await self._server(request, server_id)
+        found = await self._servers.diagnostics(server.userid, server.id)
+        return json_body(request, v.diagnostics(server, found))
 
     async def password(self, request: Any, server_id: str) -> bytes:
         password = await self._servers.password(await self._acting(request, server_id),

@@ -180,6 +180,13 @@ class SynnefoViews:
         """The body after a rename (``None``: 204 without one)."""
         return None
 
+    #: ``/servers/<id>/diagnostics`` is for administrators (Nova's)
+    diagnostics_for_admins: ClassVar[bool] = False
+
+    def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
+        """Synnefo's diagnostics: the messages Ganeti's jobs left."""
+        return [diagnostic_json(d) for d in messages]
+
     # -- flavors, keypairs --
 
     def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
@@ -248,6 +255,16 @@ class NovaViews(SynnefoViews):
     hides_deleted: ClassVar[bool] = True
     keypair_deleted_code: ClassVar[int] = 202
     serial_flavor_ids: ClassVar[bool] = False
+    diagnostics_for_admins: ClassVar[bool] = True
+
+    def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
+        """Nova's free-form diagnostics (before 2.48): what snfd knows of
+        the instance, and how many messages its Ganeti jobs left."""
+        return {"driver": "ganeti", "state": nova_vm_state(server),
+                "instance_name": server.instance_name, "num_cpus": server.flavor.cpu,
+                "memory_mb": server.flavor.ram, "disk_gb": server.flavor.disk,
+                "num_nics": len(server.nics), "num_disks": len(server.disks),
+                "job_messages": len(messages)}
     lists_project_servers: ClassVar[bool] = True
 
     def status(self, server: Server) -> str:

@@ -193,6 +193,19 @@ class Lock:
 
 
 @attrs.frozen
+class ResetState:
+    """``os-resetState`` (administrators): record the server as ``error``
+    or ``active`` without asking Ganeti."""
+
+    state: str
+
+
+@attrs.frozen
+class Restore:
+    """``restore``: undo a soft delete (there is none here: 409)."""
+
+
+@attrs.frozen
 class Unsupported:
     """An action of the reference this cloud refuses: 501, or 403 with
     ``admin_only``."""
@@ -202,7 +215,7 @@ class Unsupported:
 
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
-          | Unrescue | Unsupported)
+          | Unrescue | ResetState | Restore | Unsupported)
 
 
 def parse_action(body: Mapping[str, Any]) -> Action:
@@ -244,6 +257,13 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         return Unrescue()
     if name in ("lock", "unlock"):
         return Lock(name == "lock")
+    if name == "os-resetState":
+        state = args.get("state")
+        if state not in ("error", "active"):
+            raise errors.BadRequest('os-resetState needs a state: "error" or "active".')
+        return ResetState(str(state))
+    if name == "restore":
+        return Restore()
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:

@@ -708,6 +708,23 @@ class Servers:
                                             "LOCK", change)
         return server
 
+    async def reset_state(self, user: str, server_id: int, state: str) -> Server:
+        """Record a server as ``error`` (ERROR) or ``active`` (STARTED)
+        without Ganeti, as an administrator corrects a stuck server; its
+        task is dropped.  Only between states charged alike (ERROR, BUILD
+        and STARTED all hold the running CPU and memory): 409 else."""
+        def change(server: Server) -> dict[str, Any]:
+            if server.operstate not in ("ERROR", "BUILD", "STARTED"):
+                raise errors.Conflict(
+                    f"Server {server_id} is {model.api_status(server)}: only a running,"
+                    " building or failed server's state can be reset.")
+            return {"operstate": "ERROR" if state == "error" else "STARTED", "task": "",
+                    "task_job_id": None}
+
+        server: Server = await self._db.run("cyclades.reset_state", _edit_txn, server_id,
+                                            user, "LOCK", change)
+        return server
+
     async def set_metadata(self, user: str, server_id: int, items: Mapping[str, str],
                            replace: bool = False) -> dict[str, str]:
         """Merge (or with ``replace`` set) metadata; the result.  400 past

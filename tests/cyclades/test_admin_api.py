@@ -140,3 +140,102 @@ class AdminAPITests(unittest.TestCase):
                                           {"status": "enable"}))[0], 404)
         self.assertEqual((await self.call("GET", f"/os-hosts/{self.host}/startup"))[0], 501)
         self.assertEqual((await self.call("GET", "/os-hosts/nonexistent/startup"))[0], 404)
+
+
+class AdminActionTests(unittest.TestCase):
+    """Administrators' actions and reports on servers: reset-state,
+    restore (409: no soft delete), Nova's diagnostics, migrations, the
+    usage audit, external events; and the extension list."""
+
+    async def setUp(self) -> None:
+        s = self.stack = await compute_stack(self)
+        self.alice, self.token = await s.user("alice")
+        accounts = s.identity.accounts
+        root, _ = await s.user("root")
+        await accounts.modify_user(root, is_admin=True)
+        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        code, body, _ = await self.call("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": s.image.id,
+            "flavorRef": str(s.flavors["small"].id)}}, token=self.token)
+        self.assertEqual(code, 202, body)
+        self.sid = body["server"]["id"]
+        await s.follow((await s.server(int(self.sid))).backendjobid)
+
+    async def call(self, method, path, body=None, token=None, base="/compute/v2.1"):
+        return await self.stack.call(method, f"{self.stack.url}{base}{path}",
+                                     token or self.admin, body)
+
+    async def test_reset_state_restore_and_delete(self):
+        act = f"/servers/{self.sid}/action"
+        code, _, _ = await self.call("POST", act, {"os-resetState": {"state": "error"}},
+                                     token=self.token)
+        self.assertEqual(code, 403)
+        code, _, _ = await self.call("POST", act, {"os-resetState": {"state": "lost"}})
+        self.assertEqual(code, 400)
+        code, _, _ = await self.call("POST", "/servers/999999/action",
+                                     {"os-resetState": {"state": "error"}})
+        self.assertEqual(code, 404)
+        code, _, _ = await self.call("POST", act, {"restore": None}, token=self.token)
+        self.assertEqual(code, 409)
+        code, _, _ = await self.call("POST", act, {"os-resetState": {"state": "error"}})
+        self.assertEqual(code, 202)
+        _, body, _ = await self.call("GET", f"/servers/{self.sid}", token=self.token)
+        self.assertEqual(body["server"]["status"], "ERROR")
+        code, _, _ = await self.call("POST", act, {"os-resetState": {"state": "active"}})
+        self.assertEqual(code, 202)
+        _, body, _ = await self.call("GET", f"/servers/{self.sid}", token=self.token)
+        self.assertEqual(body["server"]["status"], "ACTIVE")
+        await self.call("POST", act, {"os-resetState": {"state": "error"}})
+        code, _, _ = await self.call("DELETE", f"/servers/{self.sid}", token=self.token)
+        self.assertEqual(code, 204)
+
+    async def test_diagnostics_by_dialect(self):
+        path = f"/servers/{self.sid}/diagnostics"
+        self.assertEqual((await self.call("GET", path, token=self.token))[0], 403)
+        code, body, _ = await self.call("GET", path)
+        self.assertEqual(code, 200, body)
+        self.assertEqual((body["driver"], body["num_cpus"], body["state"]),
+                         ("ganeti", self.stack.flavors["small"].cpu, "active"))
+        code, body, _ = await self.call("GET", path, token=self.token, base="/compute/v2.0")
+        self.assertEqual(code, 200)
+        self.assertIsInstance(body, list)
+
+    async def test_reports(self):
+        for path in ("/os-migrations", "/os-instance_usage_audit_log",
+                     "/os-instance_usage_audit_log/2026-12-01T00:00:00"):
+            self.assertEqual((await self.call("GET", path, token=self.token))[0], 403)
+        code, body, _ = await self.call("GET", "/os-migrations")
+        self.assertEqual((code, body), (200, {"migrations": []}))
+        code, body, _ = await self.call("GET", "/os-instance_usage_audit_log/2099-02-10T00:00:00")
+        audit = body["instance_usage_audit_log"]
+        self.assertEqual((audit["period_beginning"], audit["period_ending"]),
+                         ("2099-01-01 00:00:00", "2099-02-01 00:00:00"))
+        self.assertEqual((audit["total_instances"], audit["num_hosts"]), (1, 1))
+        code, _, _ = await self.call("GET", "/os-instance_usage_audit_log/not-a-time")
+        self.assertEqual(code, 400)
+        code, body, _ = await self.call("GET", "/os-instance_usage_audit_log")
+        self.assertEqual(code, 200)
+        self.assertIn("overall_status", body["instance_usage_audit_logs"])
+
+    async def test_external_events(self):
+        events = [{"name": "network-changed", "server_uuid": self.sid}]
+        code, _, _ = await self.call("POST", "/os-server-external-events",
+                                     {"events": events}, token=self.token)
+        self.assertEqual(code, 403)
+        code, body, _ = await self.call("POST", "/os-server-external-events",
+                                        {"events": events})
+        self.assertEqual((code, body["events"][0]["code"], body["events"][0]["status"]),
+                         (200, 200, "completed"))
+        code, body, _ = await self.call("POST", "/os-server-external-events", {"events": [
+            *events, {"name": "network-changed", "server_uuid": "424242"}]})
+        self.assertEqual((code, [e["code"] for e in body["events"]]), (207, [200, 404]))
+        code, _, _ = await self.call("POST", "/os-server-external-events", {"events": [
+            {"name": "reboot-now", "server_uuid": self.sid}]})
+        self.assertEqual(code, 400)
+
+    async def test_extensions(self):
+        code, body, _ = await self.call("GET", "/extensions", token=self.token)
+        self.assertIn("Hosts", [e["name"] for e in body["extensions"]])
+        code, body, _ = await self.call("GET", "/extensions/os-consoles", token=self.token)
+        self.assertEqual((code, body["extension"]["alias"]), (200, "os-consoles"))
+        self.assertEqual((await self.call("GET", "/extensions/nope", token=self.token))[0], 404)
