@@ -1,7 +1,8 @@
 """Nova's administrators' views of the cloud's machinery, in both dialects
 (403 for anyone else): ``os-hypervisors`` (Ganeti nodes), ``os-services``
 and ``os-hosts`` (backends and snfd nodes), as microversion 2.1 answers
-them; what each is here is ``snfd.cyclades.hosts``.
+them (what each is here is ``snfd.cyclades.hosts``), and
+``os-aggregates`` (groups of backends, ``snfd.cyclades.aggregates``).
 
 Ganeti's RAPI reports no node uptime and no hypervisor version: uptime
 answers 501 for a node that exists, and ``hypervisor_version`` is 0
@@ -28,9 +29,11 @@ from typing import Any
 from twisted.logger import Logger
 
 from snfd import errors
-from snfd.cyclades.compute_http import body_of, query, require_admin
+from snfd.cyclades.aggregates import Aggregates, check_metadata
+from snfd.cyclades.compute_http import body_of, object_of, query, require_admin
 from snfd.cyclades.compute_views import nova_time
 from snfd.cyclades.hosts import COMPUTE, INTERNAL_ZONE, ZONE, Hosts, Hypervisor, Service
+from snfd.cyclades.model import Aggregate
 from snfd.cyclades.usage_api import parse_time
 from snfd.web.app import json_body, json_object
 
@@ -90,11 +93,22 @@ def service_view(s: Service) -> dict[str, Any]:
             "disabled_reason": None}
 
 
+def aggregate_view(a: Aggregate, brief: bool = False) -> dict[str, Any]:
+    """An aggregate as Nova shows it (``brief``: as its create answers)."""
+    out: dict[str, Any] = {"id": a.id, "name": a.name, "availability_zone": a.availability_zone,
+                           "created_at": _time(a.created), "updated_at": _time(a.updated),
+                           "deleted": False, "deleted_at": None}
+    if not brief:
+        out.update(hosts=list(a.hosts), metadata=dict(a.metadata))
+    return out
+
+
 class AdminAPI:
     """See the module docstring."""
 
-    def __init__(self, hosts: Hosts, servers: Any, max_body: int):
+    def __init__(self, hosts: Hosts, aggregates: Aggregates, servers: Any, max_body: int):
         self._hosts = hosts
+        self._aggregates = aggregates
         self._servers = servers
         self._max_body = max_body
 
@@ -118,6 +132,12 @@ class AdminAPI:
             ("GET", "/os-instance_usage_audit_log", self.audit_logs),
             ("GET", "/os-instance_usage_audit_log/<before>", self.audit_log),
             ("POST", "/os-server-external-events", self.external_events),
+            ("GET", "/os-aggregates", self.aggregates),
+            ("POST", "/os-aggregates", self.create_aggregate),
+            ("GET", "/os-aggregates/<aggregate_id>", self.aggregate),
+            ("PUT", "/os-aggregates/<aggregate_id>", self.update_aggregate),
+            ("DELETE", "/os-aggregates/<aggregate_id>", self.delete_aggregate),
+            ("POST", "/os-aggregates/<aggregate_id>/action", self.aggregate_action),
         ]
 
     # -- hypervisors -------------------------------------------------------------------
@@ -344,3 +364,63 @@ class AdminAPI:
         codes = {e["code"] for e in out}
         return json_body(request, {"events": out},
                          200 if codes == {200} else 404 if codes == {404} else 207)
+
+    # -- aggregates --------------------------------------------------------------------
+
+    async def aggregates(self, request: Any) -> bytes:
+        require_admin(request, "os_compute_api:os-aggregates:index")
+        return json_body(request, {"aggregates": [
+            aggregate_view(a) for a in await self._aggregates.all()]})
+
+    async def create_aggregate(self, request: Any) -> bytes:
+        require_admin(request, "os_compute_api:os-aggregates:create")
+        body = object_of(request, "aggregate", self._max_body)
+        if "name" not in body or set(body) - {"name", "availability_zone"}:
+            raise errors.BadRequest("An aggregate needs a name (and perhaps an"
+                                    " availability_zone), nothing else.")
+        made = await self._aggregates.create(body["name"], body.get("availability_zone"))
+        return json_body(request, {"aggregate": aggregate_view(made, brief=True)})
+
+    async def aggregate(self, request: Any, aggregate_id: str) -> bytes:
+        require_admin(request, "os_compute_api:os-aggregates:show")
+        found = await self._aggregates.get(aggregate_id)
+        return json_body(request, {"aggregate": aggregate_view(found)})
+
+    async def update_aggregate(self, request: Any, aggregate_id: str) -> bytes:
+        require_admin(request, "os_compute_api:os-aggregates:update")
+        body = object_of(request, "aggregate", self._max_body)
+        found = await self._aggregates.get(aggregate_id)
+        changed = await self._aggregates.update(found, body)
+        return json_body(request, {"aggregate": aggregate_view(changed)})
+
+    async def delete_aggregate(self, request: Any, aggregate_id: str) -> bytes:
+        require_admin(request, "os_compute_api:os-aggregates:delete")
+        await self._aggregates.delete(await self._aggregates.get(aggregate_id))
+        request.setResponseCode(200)
+        return b""
+
+    async def aggregate_action(self, request: Any, aggregate_id: str) -> bytes:
+        """``add_host`` / ``remove_host`` ``{"host": <cluster name>}``, or
+        ``set_metadata`` ``{"metadata": {...}}``: the aggregate after."""
+        require_admin(request, "os_compute_api:os-aggregates:add_host")
+        body = json_object(body_of(request, self._max_body))
+        if len(body) != 1 or not isinstance(next(iter(body.values())), dict):
+            raise errors.BadRequest("An aggregate action has exactly one of add_host,"
+                                    " remove_host or set_metadata.")
+        action, args = next(iter(body.items()))
+        found = await self._aggregates.get(aggregate_id)
+        if action == "set_metadata":
+            changed = await self._aggregates.set_metadata(
+                found, check_metadata(args.get("metadata")))
+        elif action in ("add_host", "remove_host"):
+            host = args.get("host")
+            if not isinstance(host, str) or not host or set(args) != {"host"}:
+                raise errors.BadRequest(f"{action} needs a host, nothing else.")
+            backend = await self._hosts.backend(host)
+            if action == "add_host":
+                changed = await self._aggregates.add_host(found, backend.id, host)
+            else:
+                changed = await self._aggregates.remove_host(found, backend.id, host)
+        else:
+            raise errors.BadRequest(f"Unknown aggregate action {action[:40]!r}.")
+        return json_body(request, {"aggregate": aggregate_view(changed)})

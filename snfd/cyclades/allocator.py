@@ -27,7 +27,7 @@ allocating; a refresh that fails is logged and the stale numbers are used.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -122,10 +122,14 @@ def choose(backends: Sequence[GanetiBackend], flavor: Flavor, project: str) -> G
     return min(candidates, key=lambda b: (score(b), b.id))
 
 
-def choose_backend_txn(txn: Any, flavor: Flavor, project: str) -> GanetiBackend | None:
-    """Lock the usable backends, pick one for a server of ``flavor`` in
+def choose_backend_txn(txn: Any, flavor: Flavor, project: str,
+                       hosts: Collection[str] | None = None) -> GanetiBackend | None:
+    """Lock the usable backends, pick one (of ``hosts``, cluster names,
+    when given: an availability zone's) for a server of ``flavor`` in
     ``project`` and charge its counters; None when none can host it."""
     backends = store.backends_txn(txn, usable_only=True, for_update=True)
+    if hosts is not None:
+        backends = [b for b in backends if b.clustername in hosts]
     chosen = choose(backends, flavor, project)
     if chosen is not None:
         store.charge_backend_txn(txn, chosen.id, flavor.ram, disk_needed(flavor))

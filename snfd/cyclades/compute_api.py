@@ -40,12 +40,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 from klein import Klein
 from twisted.web.resource import IResource
 
 from snfd import errors
 from snfd.cyclades import model
 from snfd.cyclades.admin_api import AdminAPI
+from snfd.cyclades.aggregates import Aggregates
 from snfd.cyclades.compute_http import (
     body_of,
     empty,
@@ -187,9 +189,10 @@ class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
     def __init__(self, servers: Servers, images: Any, base_url: str, flavors: Flavors,
-                 hosts: Hosts, max_body: int = MAX_JSON_BODY):
+                 hosts: Hosts, aggregates: Aggregates, max_body: int = MAX_JSON_BODY):
         self._servers = servers
         self._flavors = flavors
+        self._aggregates = aggregates
         self._images = images
         self._base = base_url.rstrip("/")
         self._max_body = max_body
@@ -249,7 +252,7 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
             *FlavorAPI(flavors, max_body).routes(),
-            *AdminAPI(hosts, servers, max_body).routes(),
+            *AdminAPI(hosts, aggregates, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
@@ -370,24 +373,48 @@ class ComputeAPI:
                 return json_body(request, {"extension": _extension(*found)})
         raise errors.NotFound(f"Extension {alias[:80]} not found.")
 
+    async def _zones(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
+        """Zone -> its backends' cluster names (``Aggregates.zones``), and
+        the backends by cluster name."""
+        backends = {b.clustername: b for b in await self._servers.backends()}
+        return await self._aggregates.zones(sorted(backends)), backends
+
+    async def _zone_hosts(self, zone: Any) -> tuple[str, ...]:
+        """The backends of an availability zone asked for on create; 400
+        when there is no such zone."""
+        zones, _ = await self._zones()
+        if not isinstance(zone, str) or zone not in zones:
+            raise errors.BadRequest(f"The requested availability zone {str(zone)[:80]!r} is"
+                                    " not available.")
+        return tuple(zones[zone])
+
     async def availability_zones(self, request: Any) -> bytes:
+        """The zones: those of the aggregates, and ``nova`` for backends in
+        none; available when one of their backends is usable."""
+        zones, backends = await self._zones()
         return json_body(request, {"availabilityZoneInfo": [
-            {"zoneName": "nova", "zoneState": {"available": True}, "hosts": None}]})
+            {"zoneName": name, "zoneState": {"available": any(
+                not (backends[h].offline or backends[h].drained) for h in hosts
+                if h in backends)}, "hosts": None} for name, hosts in sorted(zones.items())]})
 
     async def availability_zones_detail(self, request: Any) -> bytes:
-        """Administrators: the one zone and its hosts, each Ganeti cluster
+        """Administrators: the zones and their hosts, each Ganeti cluster
         as a ``nova-compute`` service (available unless offline or
         drained)."""
         if not user_of(request).is_admin:
             raise errors.Forbidden("Availability zone details are for administrators.")
-        hosts = {b.clustername: {"nova-compute": {
-            "available": not (b.offline or b.drained), "active": not b.offline,
-            "updated_at": nova_time(b.stats_updated)}}
-            for b in await self._servers.backends()}
-        available = any(h["nova-compute"]["available"] for h in hosts.values())
-        return json_body(request, {"availabilityZoneInfo": [
-            {"zoneName": "nova", "zoneState": {"available": available},
-             "hosts": hosts or None}]})
+        zones, backends = await self._zones()
+        out = []
+        for name, names in sorted(zones.items()):
+            hosts = {h: {"nova-compute": {
+                "available": not (backends[h].offline or backends[h].drained),
+                "active": not backends[h].offline,
+                "updated_at": nova_time(backends[h].stats_updated)}}
+                for h in names if h in backends}
+            available = any(h["nova-compute"]["available"] for h in hosts.values())
+            out.append({"zoneName": name, "zoneState": {"available": available},
+                        "hosts": hosts or None})
+        return json_body(request, {"availabilityZoneInfo": out})
 
     async def limits(self, request: Any) -> bytes:
         """Absolute limits from the caller's cyclades quota (token's
@@ -496,6 +523,9 @@ class ComputeAPI:
         body = await self._serial_flavor_ref(request, self._object(request, "server"))
         self._v(request).check_create(body, self._servers.settings.max_metadata)
         req = parse_create(body, self._servers.settings)
+        zone = body.get("availability_zone")
+        if zone is not None:
+            req = attrs.evolve(req, hosts=await self._zone_hosts(zone))
         server, password = await self._servers.create(user, req, _scope(request))
         return json_body(request, {"server": self._v(request).created(server, password)}, 202)
 

@@ -110,6 +110,20 @@ class GanetiBackend:
 
 
 @attrs.frozen
+class Aggregate:
+    """A host aggregate: a named group of backends (by cluster name),
+    perhaps an availability zone, and metadata (cyclades migration 0005)."""
+
+    id: int
+    name: str
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    hosts: tuple[str, ...] = ()
+    created: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+
+
+@attrs.frozen
 class Server:
     """A row of ``cyclades_servers`` with its flavor."""
 

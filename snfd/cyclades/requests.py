@@ -108,6 +108,9 @@ class CreateRequest:
     shared_to_project: bool
     access_ipv4: str = ""
     access_ipv6: str = ""
+    #: the backends (cluster names) of the availability zone asked for;
+    #: ``None``: any (the API layer resolves the zone)
+    hosts: tuple[str, ...] | None = None
 
 
 def check_access_ip(value: Any, version: int) -> str:

@@ -211,7 +211,7 @@ def _create_pending(server: Server) -> bool:
 def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
                 image: Any, key: str, params: dict[str, Any], password: str,
                 expires: datetime.datetime) -> tuple[Server, GanetiBackend] | None:
-    backend = allocator.choose_backend_txn(txn, flavor, project)
+    backend = allocator.choose_backend_txn(txn, flavor, project, req.hosts)
     if backend is None:
         return None
     image_info = {"id": image.id, "name": getattr(image, "name", ""),

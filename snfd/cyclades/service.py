@@ -17,6 +17,7 @@ from zope.interface import implementer
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.config import Section
 from snfd.cyclades import store
+from snfd.cyclades.aggregates import Aggregates
 from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
@@ -131,7 +132,8 @@ class CycladesService(service.MultiService):
         hosts = Hosts(self.node.db, self.rapi,
                       membership.status if membership is not None else None)
         compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute",
-                             flavors=self.flavors, hosts=hosts)
+                             flavors=self.flavors, hosts=hosts,
+                             aggregates=Aggregates(self.node.db))
         return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),

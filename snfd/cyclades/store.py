@@ -15,7 +15,7 @@ from typing import Any
 
 from psycopg2.extras import Json
 
-from snfd.cyclades.model import Flavor, GanetiBackend, Server
+from snfd.cyclades.model import Aggregate, Flavor, GanetiBackend, Server
 
 # -- backends -------------------------------------------------------------
 
@@ -115,6 +115,85 @@ def remove_backend_txn(txn: Any, backend_id: int) -> int:
                     (backend_id,))
         txn.execute("DELETE FROM cyclades_backends WHERE id = %s", (backend_id,))
     return live
+
+
+# -- aggregates -----------------------------------------------------------
+
+_AGGREGATE_SELECT = (
+    "SELECT a.id, a.name, a.availability_zone, a.metadata, a.created, a.updated,"
+    " COALESCE(array_agg(b.clustername ORDER BY b.clustername)"
+    " FILTER (WHERE b.id IS NOT NULL), '{}')"
+    " FROM cyclades_aggregates a"
+    " LEFT JOIN cyclades_aggregate_hosts h ON h.aggregate_id = a.id"
+    " LEFT JOIN cyclades_backends b ON b.id = h.backend_id")
+
+
+def _aggregate(row: Any) -> Aggregate:
+    return Aggregate(id=row[0], name=row[1], availability_zone=row[2],
+                     metadata=dict(row[3] or {}), created=row[4], updated=row[5],
+                     hosts=tuple(row[6]))
+
+
+def aggregates_txn(txn: Any, aggregate_id: int | None = None) -> list[Aggregate]:
+    """Every aggregate (or the one with ``aggregate_id``), by id."""
+    where = " WHERE a.id = %s" if aggregate_id is not None else ""
+    txn.execute(f"{_AGGREGATE_SELECT}{where} GROUP BY a.id ORDER BY a.id",
+                (aggregate_id,) if aggregate_id is not None else ())
+    return [_aggregate(r) for r in txn.fetchall()]
+
+
+def create_aggregate_txn(txn: Any, name: str, zone: str | None) -> Aggregate | None:
+    """A new aggregate; ``None`` when the name is taken."""
+    txn.execute("""INSERT INTO cyclades_aggregates (name, availability_zone, metadata)
+                   VALUES (%s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING id""",
+                (name, zone, Json({"availability_zone": zone} if zone else {})))
+    row = txn.fetchone()
+    return None if row is None else aggregates_txn(txn, row[0])[0]
+
+
+def update_aggregate_txn(txn: Any, aggregate_id: int, *, new_name: str | None = None,
+                         zone: str | None = None, set_zone: bool = False,
+                         metadata: Mapping[str, str] | None = None) -> Aggregate | None:
+    """Rename, set the zone (``set_zone``; ``None`` clears it) or replace
+    the metadata; ``None`` when the new name is taken."""
+    sets: list[str] = ["updated = now()"]
+    args: list[Any] = []
+    if new_name is not None:
+        txn.execute("SELECT 1 FROM cyclades_aggregates WHERE name = %s AND id <> %s",
+                    (new_name, aggregate_id))
+        if txn.fetchone() is not None:
+            return None
+        sets.append("name = %s")
+        args.append(new_name)
+    if set_zone:
+        sets.append("availability_zone = %s")
+        args.append(zone)
+    if metadata is not None:
+        sets.append("metadata = %s")
+        args.append(Json(dict(metadata)))
+    txn.execute(f"UPDATE cyclades_aggregates SET {', '.join(sets)} WHERE id = %s",
+                [*args, aggregate_id])
+    return aggregates_txn(txn, aggregate_id)[0]
+
+
+def delete_aggregate_txn(txn: Any, aggregate_id: int) -> None:
+    txn.execute("DELETE FROM cyclades_aggregates WHERE id = %s", (aggregate_id,))
+
+
+def aggregate_host_txn(txn: Any, aggregate_id: int, backend_id: int, add: bool) -> bool:
+    """Add (or remove) a backend; whether anything changed."""
+    if add:
+        txn.execute("""INSERT INTO cyclades_aggregate_hosts (aggregate_id, backend_id)
+                       VALUES (%s, %s) ON CONFLICT DO NOTHING""", (aggregate_id, backend_id))
+    else:
+        txn.execute("""DELETE FROM cyclades_aggregate_hosts
+                       WHERE aggregate_id = %s AND backend_id = %s""",
+                    (aggregate_id, backend_id))
+    changed = txn.rowcount > 0
+    if changed:
+        txn.execute("UPDATE cyclades_aggregates SET updated = now() WHERE id = %s",
+                    (aggregate_id,))
+    return bool(changed)
 
 
 # -- flavors --------------------------------------------------------------

@@ -239,3 +239,75 @@ class AdminActionTests(unittest.TestCase):
         code, body, _ = await self.call("GET", "/extensions/os-consoles", token=self.token)
         self.assertEqual((code, body["extension"]["alias"]), (200, "os-consoles"))
         self.assertEqual((await self.call("GET", "/extensions/nope", token=self.token))[0], 404)
+
+
+class AggregateTests(unittest.TestCase):
+    """Host aggregates: groups of backends with metadata; a zone of an
+    aggregate is listed and chosen on create."""
+
+    async def setUp(self) -> None:
+        s = self.stack = await compute_stack(self)
+        self.alice, self.token = await s.user("alice")
+        accounts = s.identity.accounts
+        root, _ = await s.user("root")
+        await accounts.modify_user(root, is_admin=True)
+        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        self.host = s.backend.clustername
+
+    async def call(self, method, path, body=None, token=None):
+        return await self.stack.call(method, f"{self.stack.url}/compute/v2.1{path}",
+                                     token or self.admin, body)
+
+    async def test_lifecycle(self):
+        code, body, _ = await self.call("POST", "/os-aggregates", {"aggregate": {"name": "a1"}})
+        self.assertEqual(code, 200, body)
+        made = body["aggregate"]
+        self.assertEqual(set(made), {"id", "name", "availability_zone", "created_at",
+                                     "updated_at", "deleted", "deleted_at"})
+        agg = f"/os-aggregates/{made['id']}"
+        for bad in ({"name": ""}, {"name": "a" * 256}, {"name": " x"}, {}):
+            self.assertEqual((await self.call("POST", "/os-aggregates",
+                                              {"aggregate": bad}))[0], 400)
+        self.assertEqual((await self.call("POST", "/os-aggregates",
+                                          {"aggregate": {"name": "a1"}}))[0], 409)
+        for method, path, body in (("GET", "/os-aggregates", None), ("GET", agg, None),
+                                   ("DELETE", agg, None),
+                                   ("POST", "/os-aggregates", {"aggregate": {"name": "u"}}),
+                                   ("POST", f"{agg}/action", {"add_host": {"host": self.host}})):
+            self.assertEqual((await self.call(method, path, body, token=self.token))[0], 403)
+        self.assertEqual((await self.call("GET", "/os-aggregates/-1"))[0], 404)
+        self.assertEqual((await self.call("DELETE", "/os-aggregates/-1"))[0], 404)
+        code, body, _ = await self.call("POST", f"{agg}/action",
+                                        {"add_host": {"host": self.host}})
+        self.assertEqual((code, body["aggregate"]["hosts"]), (200, [self.host]))
+        self.assertEqual((await self.call("POST", f"{agg}/action",
+                                          {"add_host": {"host": self.host}}))[0], 409)
+        self.assertEqual((await self.call("POST", f"{agg}/action",
+                                          {"add_host": {"host": "nonexist"}}))[0], 404)
+        self.assertEqual((await self.call("DELETE", agg))[0], 400)
+        code, body, _ = await self.call("POST", f"{agg}/action", {"set_metadata": {
+            "metadata": {"ssd": "yes", "availability_zone": "zone-a"}}})
+        self.assertEqual((body["aggregate"]["metadata"], body["aggregate"]["availability_zone"]),
+                         ({"ssd": "yes", "availability_zone": "zone-a"}, "zone-a"))
+        code, body, _ = await self.call("PUT", agg, {"aggregate": {"name": "renamed"}})
+        self.assertEqual((code, body["aggregate"]["name"]), (200, "renamed"))
+        code, body, _ = await self.call("GET", "/os-availability-zone", token=self.token)
+        self.assertEqual([z["zoneName"] for z in body["availabilityZoneInfo"]], ["zone-a"])
+        code, body, _ = await self.call("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": self.stack.image.id, "availability_zone": "zone-b",
+            "flavorRef": str(self.stack.flavors["small"].id)}}, token=self.token)
+        self.assertEqual(code, 400, body)
+        code, body, _ = await self.call("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": self.stack.image.id, "availability_zone": "zone-a",
+            "flavorRef": str(self.stack.flavors["small"].id)}}, token=self.token)
+        self.assertEqual(code, 202, body)
+        code, body, _ = await self.call("POST", f"{agg}/action",
+                                        {"remove_host": {"host": self.host}})
+        self.assertEqual((code, body["aggregate"]["hosts"]), (200, []))
+        self.assertEqual((await self.call("POST", f"{agg}/action",
+                                          {"remove_host": {"host": self.host}}))[0], 404)
+        code, body, _ = await self.call("GET", "/os-availability-zone", token=self.token)
+        self.assertEqual(sorted(z["zoneName"] for z in body["availabilityZoneInfo"]),
+                         ["nova", "zone-a"])
+        self.assertEqual((await self.call("DELETE", agg))[0], 200)
+        self.assertEqual((await self.call("GET", agg))[0], 404)
