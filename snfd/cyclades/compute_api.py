@@ -251,6 +251,10 @@ class ComputeAPI:
             ("GET", "/os-quota-sets/<project_id>", self.quota_set),
             ("GET", "/os-quota-sets/<project_id>/detail", self.quota_set_detail),
             ("GET", "/os-quota-sets/<project_id>/defaults", self.quota_defaults),
+            ("PUT", "/os-quota-sets/<project_id>", self.quota_update),
+            ("DELETE", "/os-quota-sets/<project_id>", self.quota_update),
+            ("GET", "/os-quota-class-sets/<name>", self.quota_class),
+            ("PUT", "/os-quota-class-sets/<name>", self.quota_update),
             *FlavorAPI(flavors, max_body).routes(),
             *AdminAPI(hosts, aggregates, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
@@ -468,6 +472,28 @@ class ComputeAPI:
                                 for name, (resource, scale) in _QUOTA_RESOURCES.items()}
         body.update({k: limit for k, (limit, _) in self._quota_rules().items()})
         return json_body(request, {"quota_set": {"id": project_id, **body}})
+
+    async def quota_update(self, request: Any, **_: str) -> bytes:
+        """Quota-set and quota-class updates: quotas are held by the
+        identity service (Astakos), as Keystone's unified limits are: 403
+        for users, 400 with where to set them for administrators."""
+        if not user_of(request).is_admin:
+            raise errors.Forbidden("Only administrators manage quotas.")
+        raise errors.BadRequest(
+            "Quotas are held by the identity service: set them with its projects"
+            " (the resource policies of a project) or snf-manage quota and"
+            " resource-modify commands.")
+
+    async def quota_class(self, request: Any, name: str) -> bytes:
+        """``GET /os-quota-class-sets/default``: the defaults a new
+        project's member holds (the resources' project defaults)."""
+        if name != "default":
+            raise errors.NotFound(f"Quota class {name[:40]} not found.")
+        defaults = await self._servers.quota_defaults(base=False)
+        body: dict[str, Any] = {n: defaults.get(resource, 0) // scale
+                                for n, (resource, scale) in _QUOTA_RESOURCES.items()}
+        body.update({k: limit for k, (limit, _) in self._quota_rules().items()})
+        return json_body(request, {"quota_class_set": {"id": "default", **body}})
 
     async def quota_set(self, request: Any, project_id: str) -> bytes:
         """``GET /os-quota-sets/<project>``: Nova's quota set, mapped onto

@@ -261,6 +261,10 @@ disk_config = false
 hostname_fqdn_sanitization = false
 swap_volume = false
 volume_multiattach = false
+# Quotas are the identity service's (Astakos holdings, set by its
+# administrators and projects), as limits are Keystone's under unified
+# limits: Nova's quota-set and quota-class updates are refused.
+unified_limits = true
 """
 
 

@@ -241,6 +241,22 @@ class AdminActionTests(unittest.TestCase):
         self.assertEqual((await self.call("GET", "/extensions/nope", token=self.token))[0], 404)
 
 
+    async def test_quota_updates_are_the_identity_services(self):
+        """Quota-set and quota-class updates: 403 for users, 400 (with where
+        to set them) for administrators; the default class reads."""
+        for method, path in (("PUT", f"/os-quota-sets/{self.alice}"),
+                             ("DELETE", f"/os-quota-sets/{self.alice}"),
+                             ("PUT", "/os-quota-class-sets/default")):
+            body = {"quota_set": {"ram": 0}} if method == "PUT" else None
+            self.assertEqual((await self.call(method, path, body, token=self.token))[0], 403)
+            code, answer, _ = await self.call(method, path, body)
+            self.assertEqual(code, 400)
+            self.assertIn("identity service", answer["badRequest"]["message"])
+        code, body, _ = await self.call("GET", "/os-quota-class-sets/default")
+        self.assertEqual((code, body["quota_class_set"]["id"]), (200, "default"))
+        self.assertIn("instances", body["quota_class_set"])
+
+
 class AggregateTests(unittest.TestCase):
     """Host aggregates: groups of backends with metadata; a zone of an
     aggregate is listed and chosen on create."""
@@ -311,3 +327,4 @@ class AggregateTests(unittest.TestCase):
                          ["nova", "zone-a"])
         self.assertEqual((await self.call("DELETE", agg))[0], 200)
         self.assertEqual((await self.call("GET", agg))[0], 404)
+
