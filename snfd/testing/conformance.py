@@ -52,11 +52,13 @@ NODE_CONFIG = "[ganeti-sim]\nqueue_delay = 0.05\nexec_time = 0.2\n"
 #: Tempest's concurrency (each worker gets its own dynamic credentials).
 CONCURRENCY = 2
 
-#: Tests no ``[identity-feature-enabled]`` flag turns off and that a
-#: single-domain Astakos cloud cannot serve: ``(regex, reason)``.  They go
-#: to the exclude list written beside ``tempest.conf`` (``tempest run
-#: --exclude-list``), each regex after a ``#`` comment with its reason.
+#: Tests no feature flag turns off that this cloud cannot serve (a
+#: single-domain Astakos; Ganeti), or does not serve yet (naming the issue
+#: that brings them): ``(regex, reason)``.  They go to the exclude list
+#: written beside ``tempest.conf`` (``tempest run --exclude-list``), each
+#: regex after a ``#`` comment with its reason.
 _ID = r"^tempest\.api\.identity\."
+_CP = r"^tempest\.api\.compute\."
 EXCLUDED: tuple[tuple[str, str], ...] = (
     (_ID + r"admin\.v3\.test_domains\.",
      "One domain (Default): domains cannot be created, changed or deleted."),
@@ -99,6 +101,24 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
     (r"^tempest\.api\.compute\.admin\.test_hypervisor\.HypervisorAdminTestJSON\."
      r"test_get_hypervisor_uptime\b",
      "Ganeti's RAPI reports no node uptime (os-hypervisors/<id>/uptime answers 501)."),
+    # Not served yet: each names the issue that brings it (listed so that
+    # CI guards everything else of compute; remove an entry with its issue).
+    (_CP + r"images\.test_image_metadata\.ImagesMetadataTestJSON\.",
+     "Not yet: its class setup creates and uploads an image through Glance v2"
+     " (the images issue, 19)."),
+    (_CP + r"images\.test_list_image_filters\.ListImageFiltersTestJSON\.",
+     "Not yet: its class setup creates and uploads images through Glance v2"
+     " (the images issue, 19)."),
+    (_CP + r"flavors\.test_flavors_negative\.FlavorsV2NegativeTest\.test_boot_with_low_ram\b",
+     "Not yet: creates an image with min_ram through Glance v2 (the images issue, 19)."),
+    (_CP + r"(admin\.)?test_networks\.",
+     "Not yet: os-networks proxies the network service (the networks issue, 15)."),
+    (_CP + r"servers\.test_server_actions\.ServerActionsTestOtherA\."
+     r"test_remove_server_all_security_groups\b",
+     "Not yet: security groups are the network service's (the networks issue, 15)."),
+    (_CP + r"servers\.test_server_actions\.ServerActions(TestJSON|TestOtherA)\."
+     r"test_rebuild_server(_in_stop_state)?\b",
+     "Not yet: rebuild (a Ganeti reinstall job) is not served (501)."),
 )
 
 
