@@ -207,6 +207,8 @@ class Uploads:
             record = _record_of(request)
             record.uploader = user
             record.reservation, limit = await self.backend.reserve_uploads(user, size)
+            if record.done:  # the connection was lost meanwhile: give the room back
+                await self.backend.record_uploads(user, [], record.reservation)
         else:
             blocks, room = await self.check_upload(user, target, size)
             _record_of(request).uploader = user

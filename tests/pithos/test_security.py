@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from twisted.trial import unittest
+
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash, hashmap_of
 from snfd.testing.pithos import http
 from tests.pithos.test_api import StackCase
@@ -468,3 +470,50 @@ class LeftoverUploadTests(StackCase):
             defer.ensureDeferred(self.bob_upload(second))])
         self.assertEqual(sorted(r.code for r in replies), [202, 413],
                          [r.body for r in replies])
+
+
+class LostGateTests(unittest.TestCase):
+    """M3: a block upload whose connection is lost while its gate is
+    still reserving room gives that room back at once (not at the garbage
+    collector's grace)."""
+
+    async def test_reservation_released_after_lost_connection(self):
+        from twisted.internet import defer
+        from twisted.web.http_headers import Headers
+
+        from snfd.pithos.policies import Placement
+        from snfd.pithos.requests import Target
+        from snfd.pithos.uploads import Uploads, _record_of
+        from snfd.web.auth import Principal
+
+        reserving: defer.Deferred = defer.Deferred()
+        recorded: list = []
+
+        class Backend:
+            async def container(self, user, account, container):
+                return object()
+
+            def container_blocks(self, container):
+                return "store"
+
+            async def reserve_uploads(self, user, size):
+                return await reserving
+
+            async def record_uploads(self, user, blocks, reservation=None):
+                recorded.append((user, list(blocks), reservation))
+
+        class Authenticator:
+            async def authenticate(self, token):
+                return Principal(user="bob")
+
+        uploads = Uploads(Backend(), None, None, Authenticator())
+        request = type("Request", (), {})()
+        heads = Headers({b"x-auth-token": [b"t"]})
+        gate = defer.ensureDeferred(uploads._gate(
+            request, heads, {}, Target(account="bob", container="b"), "blocks", None, None,
+            Placement(type("Store", (), {"block_size": 4})())))
+        await uploads._record(request, [])  # the sink was abandoned: nothing stored
+        reserving.callback((7, 1000))
+        await gate
+        self.assertIn(("bob", [], 7), recorded)  # the room taken is given back
+        self.assertTrue(_record_of(request).done)
