@@ -548,7 +548,7 @@ class ComputeAPI:
         user = self._user(request)
         body = await self._serial_flavor_ref(request, self._object(request, "server"))
         self._v(request).check_create(body, self._servers.settings.max_metadata)
-        req = parse_create(body, self._servers.settings)
+        req = parse_create(body, self._servers.settings, self._v(request).strong_admin_pass)
         zone = body.get("availability_zone")
         if zone is not None:
             req = attrs.evolve(req, hosts=await self._zone_hosts(zone))

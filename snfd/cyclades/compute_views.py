@@ -182,6 +182,8 @@ class SynnefoViews:
 
     #: ``/servers/<id>/diagnostics`` is for administrators (Nova's)
     diagnostics_for_admins: ClassVar[bool] = False
+    #: a given ``adminPass`` must be strong (Synnefo's rule; Nova takes any)
+    strong_admin_pass: ClassVar[bool] = True
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Synnefo's diagnostics: the messages Ganeti's jobs left."""
@@ -256,6 +258,7 @@ class NovaViews(SynnefoViews):
     keypair_deleted_code: ClassVar[int] = 202
     serial_flavor_ids: ClassVar[bool] = False
     diagnostics_for_admins: ClassVar[bool] = True
+    strong_admin_pass: ClassVar[bool] = False
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Nova's free-form diagnostics (before 2.48): what snfd knows of

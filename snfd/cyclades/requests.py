@@ -514,8 +514,11 @@ def _user_data(value: Any) -> str | None:
     return value
 
 
-def parse_create(body: Any, limits: CreateLimits) -> CreateRequest:
-    """Validate the ``server`` object of a create request (400/413)."""
+def parse_create(body: Any, limits: CreateLimits,
+                 strong_password: bool = True) -> CreateRequest:
+    """Validate the ``server`` object of a create request (400/413).
+    ``strong_password``: an ``adminPass`` must pass ``check_password``
+    (Synnefo's rule); else any text of 1..255 characters (Nova's)."""
     if not isinstance(body, dict):
         raise errors.BadRequest('The request needs a "server" object.')
     name = check_name(body.get("name"))
@@ -540,7 +543,8 @@ def parse_create(body: Any, limits: CreateLimits) -> CreateRequest:
     user_data = _user_data(body.get("user_data"))
     admin_pass = body.get("adminPass")
     if admin_pass is not None:
-        admin_pass = check_password(admin_pass)
+        admin_pass = (check_password(admin_pass) if strong_password
+                      else _text(admin_pass, "adminPass", 255))
     shared = body.get("shared_to_project", False)
     if not isinstance(shared, bool):
         raise errors.BadRequest("shared_to_project must be true or false.")

@@ -469,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             failed_total += failed
             for test in bad:
                 print(f"  FAILED {test}")
+            if failed:
+                print(_failure_details(output), file=sys.stderr)
             print(f"{service}: {totals.get('passed', 0)} passed, {failed} failed, "
                   f"{totals.get('skipped', 0)} skipped ({time.monotonic() - started:.0f} s)")
             for reason, count in sorted(skip_reasons(output).items(), key=lambda kv: -kv[1]):
@@ -485,6 +487,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"workspace kept in {root}", file=sys.stderr)
     return 1 if failed_total else 0
+
+
+def _failure_details(output: str, lines: int = 200) -> str:
+    """The part of tempest's output that shows why tests failed (its
+    "Failed N tests - output below" section), at most ``lines`` lines."""
+    start = output.find("Failed ")
+    found = output[start:] if start >= 0 else output[-8000:]
+    return "\n".join(found.splitlines()[:lines])
 
 
 def _tempest_top(exe: Path) -> str:

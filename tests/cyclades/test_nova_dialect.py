@@ -215,6 +215,21 @@ class NovaCreateTests(unittest.TestCase):
                           shown["server"]["OS-EXT-STS:vm_state"]), ("ACTIVE", None, "active"))
         self.assertIsNotNone(shown["server"]["OS-SRV-USG:launched_at"])
 
+    async def test_admin_pass_rules(self):
+        """Nova takes any adminPass (tempest's random ones may lack lower
+        case); Synnefo's dialect keeps the reference's strength rule."""
+        s = self.stack
+        weak = "G2*AC8&LKFFGH%2"
+        for prefix, code_wanted in (("/compute/v2.1", 202), ("/compute/v2.0", 400)):
+            code, body, _ = await s.call("POST", f"{s.url}{prefix}/servers", self.token, {
+                "server": {"name": "vm", "flavorRef": str(s.flavors["small"].id),
+                           "imageRef": s.image.id, "adminPass": weak}})
+            self.assertEqual(code, code_wanted, (prefix, body))
+        code, body, _ = await s.call("POST", f"{s.url}/compute/v2.1/servers", self.token, {
+            "server": {"name": "vm", "flavorRef": str(s.flavors["small"].id),
+                       "imageRef": s.image.id, "adminPass": ""}})
+        self.assertEqual(code, 400, body)
+
     async def test_access_addresses(self):
         """accessIPv4/accessIPv6 given on create are kept and shown, changed
         by PUT (Nova's dialect and Synnefo's), and a wrong one is 400."""
