@@ -178,6 +178,33 @@ def _extension(name: str, alias: str, description: str) -> dict[str, Any]:
             "updated": "2014-12-03T00:00:00Z"}
 
 
+#: Nova's server sort keys this cloud sorts by, and what each reads.
+_SORT_KEYS: dict[str, Callable[[Any], Any]] = {
+    "created_at": lambda s: (s.created is None, s.created),
+    "updated_at": lambda s: (s.updated is None, s.updated),
+    "display_name": lambda s: s.name, "uuid": lambda s: s.id, "id": lambda s: s.id,
+    "project_id": lambda s: s.project, "user_id": lambda s: s.userid,
+    "vm_state": lambda s: s.operstate, "instance_type_id": lambda s: s.flavor.id,
+    "image_ref": lambda s: s.image_id}
+
+
+def _sorted(request: Any, found: list[Any]) -> list[Any]:
+    """``found`` by Nova's first ``sort_key`` and ``sort_dir`` (asc, desc;
+    desc by default), ties by id; as they are when no key is given.  400
+    for a key this cloud does not sort by."""
+    key = query(request, "sort_key")
+    direction = (query(request, "sort_dir") or "desc").strip().lower()
+    if direction not in ("asc", "desc"):
+        raise errors.BadRequest(f"Invalid sort direction {direction[:20]!r}: asc or desc.")
+    if key is None:
+        return found
+    if key not in _SORT_KEYS:
+        raise errors.BadRequest(f"Invalid sort key {key[:40]!r}: one of"
+                                f" {', '.join(sorted(_SORT_KEYS))}.")
+    by = _SORT_KEYS[key]
+    return sorted(found, key=lambda s: (by(s), s.id), reverse=direction == "desc")
+
+
 def _scope(request: Any) -> str | None:
     """The project the caller's token is scoped to, when it is not the
     user's base project."""
@@ -515,10 +542,21 @@ class ComputeAPI:
         since_value = query(request, "changes-since")
         since = parse_since(since_value) if since_value is not None else None
         scope = _scope(request)
-        if self._v(request).lists_project_servers and scope is not None:
+        all_tenants = query(request, "all_tenants")
+        if all_tenants is not None and all_tenants.strip().lower() not in ("0", "false", "f",
+                                                                            "off", "no"):
+            if not user_of(request).is_admin:
+                raise errors.Forbidden("Only administrators list every project's servers.")
+            found = await self._servers.everyone(since)
+        elif self._v(request).lists_project_servers and scope is not None:
             found = await self._servers.of_project(scope, since)
         else:
             found = await self._servers.of_user(user, since)
+        for key, of in (("tenant_id", lambda s: s.project), ("project_id", lambda s: s.project),
+                        ("user_id", lambda s: s.userid)):
+            wanted = query(request, key)
+            if wanted is not None:
+                found = [s for s in found if of(s) == wanted]
         name = query(request, "name")
         if name:
             pattern = parse_name_filter(name)
@@ -534,6 +572,7 @@ class ComputeAPI:
                 found = [s for s in found if of(s) == wanted]
         if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
+        found = _sorted(request, found)
         found = page(request, found, "Server")
         return json_body(request, {"servers": [v.server(s, detail) for s in found]})
 

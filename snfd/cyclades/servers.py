@@ -437,6 +437,13 @@ class Servers:
                                                  store.servers_during_txn, start, end, project)
         return found
 
+    async def everyone(self, since: datetime.datetime | None = None) -> list[Server]:
+        """Every live server (administrators' ``all_tenants``), or with
+        ``since`` those changed after it (deleted ones included)."""
+        found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
+                                                 since=since)
+        return found
+
     async def of_project(self, project: str,
                          since: datetime.datetime | None = None) -> list[Server]:
         """The live servers of ``project`` (any member's), or with ``since``

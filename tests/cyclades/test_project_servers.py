@@ -111,3 +111,33 @@ class ProjectServerTests(unittest.TestCase):
             "GET", f"/os-simple-tenant-usage/{self.project}?start=2000-01-01T00:00:00"
                    "&end=2000-01-02T00:00:00", self.bob_lab)
         self.assertEqual((code, body), (200, {"tenant_usage": {}}))
+
+    async def test_all_tenants_filters_and_sorting(self):
+        """Administrators list every project's servers (all_tenants) and
+        filter by project or user; users may not; sort_key/sort_dir order
+        the listing, 400 for a key this cloud does not sort by."""
+        sid = await self.create()
+        code, body, _ = await self.call("POST", "/servers", self.alice_token, {"server": {
+            "name": "a-first", "imageRef": self.stack.image.id,
+            "flavorRef": str(self.stack.flavors["small"].id)}})
+        self.assertEqual(code, 202, body)
+        own = str(body["server"]["id"])
+        code, _, _ = await self.call("GET", "/servers?all_tenants=1", self.bob_lab)
+        self.assertEqual(code, 403)
+        code, body, _ = await self.call("GET", "/servers?all_tenants=1", self.admin)
+        self.assertEqual({s["id"] for s in body["servers"]}, {sid, own})
+        code, body, _ = await self.call(
+            "GET", f"/servers?all_tenants=1&tenant_id={self.project}", self.admin)
+        self.assertEqual([s["id"] for s in body["servers"]], [sid])
+        code, body, _ = await self.call(
+            "GET", f"/servers/detail?all_tenants=1&user_id={self.bob}", self.admin)
+        self.assertEqual(body["servers"], [])
+        code, body, _ = await self.call("GET", "/servers?sort_key=display_name&sort_dir=asc",
+                                        self.alice_token)
+        self.assertEqual([s["name"] for s in body["servers"]], ["a-first", "lab-vm"])
+        code, body, _ = await self.call("GET", "/servers?sort_key=display_name",
+                                        self.alice_token)
+        self.assertEqual([s["name"] for s in body["servers"]], ["lab-vm", "a-first"])
+        for bad in ("sort_key=color", "sort_key=uuid&sort_dir=up"):
+            code, _, _ = await self.call("GET", f"/servers?{bad}", self.alice_token)
+            self.assertEqual(code, 400, bad)
