@@ -184,6 +184,8 @@ class SynnefoViews:
     diagnostics_for_admins: ClassVar[bool] = False
     #: a given ``adminPass`` must be strong (Synnefo's rule; Nova takes any)
     strong_admin_pass: ClassVar[bool] = True
+    #: users' flavor listings leave out flavors that cannot make servers
+    hides_disabled_flavors: ClassVar[bool] = False
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Synnefo's diagnostics: the messages Ganeti's jobs left."""
@@ -259,6 +261,7 @@ class NovaViews(SynnefoViews):
     serial_flavor_ids: ClassVar[bool] = False
     diagnostics_for_admins: ClassVar[bool] = True
     strong_admin_pass: ClassVar[bool] = False
+    hides_disabled_flavors: ClassVar[bool] = True
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Nova's free-form diagnostics (before 2.48): what snfd knows of

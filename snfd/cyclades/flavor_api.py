@@ -79,7 +79,8 @@ class FlavorAPI:
         admin = is_admin(request)
         found = await self._flavors.listed(
             projects_of(request), admin,
-            parse_is_public(query(request, "is_public")) if admin else True)
+            parse_is_public(query(request, "is_public")) if admin else True,
+            hide_disabled=v.hides_disabled_flavors)
         for key, of in (("minRam", lambda f: f.ram), ("minDisk", lambda f: f.disk)):
             value = query(request, key)
             if value is not None:

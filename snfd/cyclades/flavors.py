@@ -13,8 +13,9 @@ kept and shown, not interpreted.
 
 Visibility is Nova's: a user sees the public flavors and the private ones
 whose access list holds one of its projects; ``allow_create`` false is
-Nova's "disabled" and hides a flavor from users' listings (not from
-``show``, so servers using it still resolve).  Administrators list by
+Nova's "disabled" and hides a flavor from users' listings in Nova's
+dialect (Synnefo's lists it with ``SNF:allow_create`` false; neither hides
+it from ``show``, so servers using it still resolve).  Administrators list by
 ``is_public`` (``True``, the default: the public ones and those of their
 projects; ``False``: the private ones; ``None``: all).  A deleted flavor
 is gone for everyone but the servers that use it.
@@ -192,11 +193,15 @@ class Flavors:
         self._template = disk_template
 
     async def listed(self, projects: Sequence[str], admin: bool = False,
-                     is_public: bool | None = True) -> list[Flavor]:
-        """What a listing shows, by serial id: see the module docstring."""
+                     is_public: bool | None = True,
+                     hide_disabled: bool = True) -> list[Flavor]:
+        """What a listing shows, by serial id: see the module docstring
+        (``hide_disabled`` false: users see disabled flavors too, as
+        Synnefo's dialect shows them with ``SNF:allow_create`` false)."""
         found: list[Flavor] = await self._db.run("cyclades.flavors", store.flavors_txn)
         if not admin:
-            return [f for f in found if visible(f, projects) and f.allow_create]
+            return [f for f in found
+                    if visible(f, projects) and (f.allow_create or not hide_disabled)]
         if is_public is None:
             return found
         if is_public:

@@ -208,3 +208,18 @@ class FlavorManagementTests(unittest.TestCase):
                                         base=self.v20)
         self.assertEqual((code, body["flavor"]["name"]), (200, made["name"]))
         self.assertEqual((await self.call("GET", "/flavors/my-flavor", base=self.v20))[0], 404)
+
+    async def test_disabled_flavors_by_dialect(self):
+        """A flavor that may not make servers is left out of users' listings
+        in Nova's dialect (disabled) and listed in Synnefo's with
+        SNF:allow_create false, as the reference shows it."""
+        small = self.stack.flavors["small"]
+        await self.stack.db.run("t", store.update_flavor_txn, small.id, allow_create=False)
+        code, body, _ = await self.call("GET", "/flavors/detail", token=self.token)
+        self.assertNotIn(str(small.id), [f["id"] for f in body["flavors"]])
+        code, body, _ = await self.call("GET", "/flavors/detail", token=self.token,
+                                        base=self.v20)
+        shown = [f for f in body["flavors"] if f["id"] == small.id]
+        self.assertEqual([f["SNF:allow_create"] for f in shown], [False])
+        code, body, _ = await self.call("GET", f"/flavors/{small.id}", token=self.token)
+        self.assertEqual((code, body["flavor"]["OS-FLV-DISABLED:disabled"]), (200, True))
