@@ -253,14 +253,11 @@ class AdminAPI:
                 row("(used_now)", 0, max(0, backend.mtotal - backend.mfree),
                     max(0, _gb(backend.dtotal) - _gb(backend.dfree)))]
         per_project: dict[str, list[int]] = {}
-        for h in await self._hosts.hypervisors():
-            if h.backend.id != backend.id:
-                continue
-            for s in h.servers:
-                used = per_project.setdefault(s.project, [0, 0, 0])
-                used[0] += s.flavor.cpu
-                used[1] += s.flavor.ram
-                used[2] += s.flavor.disk
+        for s in await self._hosts.servers_on(backend):
+            used = per_project.setdefault(s.project, [0, 0, 0])
+            used[0] += s.flavor.cpu
+            used[1] += s.flavor.ram
+            used[2] += s.flavor.disk
         cpus = sum(u[0] for u in per_project.values())
         rows[1]["resource"]["cpu"] = cpus
         rows.append(row("(used_max)", cpus, sum(u[1] for u in per_project.values()),

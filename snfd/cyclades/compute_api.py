@@ -56,6 +56,7 @@ from snfd.cyclades.compute_http import (
     page,
     projects_of,
     query,
+    scope_of,
     views_of,
 )
 from snfd.cyclades.compute_views import (
@@ -205,13 +206,6 @@ def _sorted(request: Any, found: list[Any]) -> list[Any]:
     return sorted(found, key=lambda s: (by(s), s.id), reverse=direction == "desc")
 
 
-def _scope(request: Any) -> str | None:
-    """The project the caller's token is scoped to, when it is not the
-    user's base project."""
-    p = user_of(request)
-    return p.project if p.project and p.project != p.user else None
-
-
 class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
@@ -338,7 +332,7 @@ class ComputeAPI:
         ``reader`` there."""
         caller = user_of(request)
         assert caller.user is not None
-        scope = _scope(request)
+        scope = scope_of(request)
         if caller.is_admin or scope is not None:
             owner, project = await self._servers.owner_of(int_id(server_id, "Server"))
             if owner is not None and owner != caller.user and not caller.is_admin:
@@ -494,11 +488,17 @@ class ComputeAPI:
         project holds (a base project: what a new user holds), from the
         resources' defaults as administrators set them."""
         p = self._quota_project(request, project_id)
-        defaults = await self._servers.quota_defaults(base=project_id == p.user)
+        body = await self._default_quotas(base=project_id == p.user)
+        return json_body(request, {"quota_set": {"id": project_id, **body}})
+
+    async def _default_quotas(self, base: bool) -> dict[str, Any]:
+        """Nova's quota set of what a new user (``base``) or a new
+        project's member holds: the resources' defaults, and the rules."""
+        defaults = await self._servers.quota_defaults(base=base)
         body: dict[str, Any] = {name: defaults.get(resource, 0) // scale
                                 for name, (resource, scale) in _QUOTA_RESOURCES.items()}
         body.update({k: limit for k, (limit, _) in self._quota_rules().items()})
-        return json_body(request, {"quota_set": {"id": project_id, **body}})
+        return body
 
     async def quota_update(self, request: Any, **_: str) -> bytes:
         """Quota-set and quota-class updates: quotas are held by the
@@ -516,10 +516,7 @@ class ComputeAPI:
         project's member holds (the resources' project defaults)."""
         if name != "default":
             raise errors.NotFound(f"Quota class {name[:40]} not found.")
-        defaults = await self._servers.quota_defaults(base=False)
-        body: dict[str, Any] = {n: defaults.get(resource, 0) // scale
-                                for n, (resource, scale) in _QUOTA_RESOURCES.items()}
-        body.update({k: limit for k, (limit, _) in self._quota_rules().items()})
+        body = await self._default_quotas(base=False)
         return json_body(request, {"quota_class_set": {"id": "default", **body}})
 
     async def quota_set(self, request: Any, project_id: str) -> bytes:
@@ -541,7 +538,7 @@ class ComputeAPI:
         user = self._user(request)
         since_value = query(request, "changes-since")
         since = parse_since(since_value) if since_value is not None else None
-        scope = _scope(request)
+        scope = scope_of(request)
         all_tenants = query(request, "all_tenants")
         if all_tenants is not None and all_tenants.strip().lower() not in ("0", "false", "f",
                                                                             "off", "no"):
@@ -591,7 +588,7 @@ class ComputeAPI:
         zone = body.get("availability_zone")
         if zone is not None:
             req = attrs.evolve(req, hosts=await self._zone_hosts(zone))
-        server, password = await self._servers.create(user, req, _scope(request))
+        server, password = await self._servers.create(user, req, scope_of(request))
         return json_body(request, {"server": self._v(request).created(server, password)}, 202)
 
     async def show_server(self, request: Any, server_id: str) -> bytes:

@@ -53,12 +53,20 @@ def int_id(value: str, what: str) -> int:
     return int(value)
 
 
+def scope_of(request: Any) -> str | None:
+    """The project the caller's token is scoped to, when it is not the
+    user's base project."""
+    p = user_of(request)
+    return p.project if p.project and p.project != p.user else None
+
+
 def projects_of(request: Any) -> list[str]:
     """The caller's projects that grant access: its base project (its own
     uuid) and the one its token is scoped to."""
     p = user_of(request)
     assert p.user is not None
-    return [p.user] + ([p.project] if p.project and p.project != p.user else [])
+    scope = scope_of(request)
+    return [p.user] + ([scope] if scope is not None else [])
 
 
 def is_admin(request: Any) -> bool:

@@ -126,6 +126,13 @@ def _flavorid(value: Any) -> str | None:
     return value
 
 
+def check_description(value: Any) -> str | None:
+    """A flavor's description: ``None`` or text of at most 65535, else 400."""
+    if value is not None and (not isinstance(value, str) or len(value) > 65535):
+        raise errors.BadRequest("The description must be text of at most 65535 characters.")
+    return value
+
+
 def parse_create(body: Mapping[str, Any]) -> FlavorCreate:
     """The ``flavor`` object of ``POST /flavors``, checked (400)."""
     unknown = set(body) - _CREATE_KEYS
@@ -135,10 +142,7 @@ def parse_create(body: Mapping[str, Any]) -> FlavorCreate:
     for key in ("name", "ram", "vcpus", "disk"):
         if key not in body:
             raise errors.BadRequest(f"'{key}' is a required property.")
-    description = body.get("description")
-    if description is not None and (not isinstance(description, str)
-                                    or len(description) > 65535):
-        raise errors.BadRequest("The description must be text of at most 65535 characters.")
+    description = check_description(body.get("description"))
     return FlavorCreate(
         name=_name(body["name"]), flavorid=_flavorid(body.get("id")),
         ram=_integer(body["ram"], "ram", 1), vcpus=_integer(body["vcpus"], "vcpus", 1),
@@ -250,11 +254,7 @@ class Flavors:
         await self._update(flavor, deleted=True)
 
     async def describe(self, flavor: Flavor, description: Any) -> Flavor:
-        if description is not None and (not isinstance(description, str)
-                                        or len(description) > 65535):
-            raise errors.BadRequest("The description must be text of at most 65535"
-                                    " characters.")
-        return await self._update(flavor, description=description)
+        return await self._update(flavor, description=check_description(description))
 
     # -- access ---------------------------------------------------------------------
 

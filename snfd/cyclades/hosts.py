@@ -105,6 +105,12 @@ class Hosts:
                 return backend
         raise errors.NotFound(f"Compute host {host[:80]} could not be found.")
 
+    async def servers_on(self, backend: GanetiBackend) -> list[Server]:
+        """The live servers a backend holds."""
+        found: list[Server] = await self._db.run(
+            "cyclades.backend_servers", store.servers_txn, backend_id=backend.id)
+        return found
+
     # -- hypervisors ------------------------------------------------------------
 
     async def hypervisors(self) -> list[Hypervisor]:
@@ -117,9 +123,7 @@ class Hosts:
                 log.warn("backend {cluster}: no hypervisors listed ({error})",
                          cluster=backend.clustername, error=str(e))
                 return []
-            servers: list[Server] = await self._db.run(
-                "cyclades.backend_servers", store.servers_txn, backend_id=backend.id)
-            by_instance = {s.instance_name: s for s in servers}
+            by_instance = {s.instance_name: s for s in await self.servers_on(backend)}
             return [Hypervisor(backend, node, tuple(
                 by_instance[i] for i in node.get("pinst_list") or () if i in by_instance))
                 for node in nodes if node.get("vm_capable", True)]

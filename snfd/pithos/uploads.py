@@ -295,9 +295,13 @@ class Uploads:
         record = _record_of(request)
         record.uploader = record.uploader or user
         size, hashes, md5 = await self._stored(request, record, blocks)
-        bs = self.blocks.block_size
-        record.blocks = [(h, min(bs, size - i * bs)) for i, h in enumerate(hashes)]
+        record.blocks = self._sized(hashes, size)
         return size, hashes, md5
+
+    def _sized(self, hashes: list[str], size: int) -> list[tuple[str, int]]:
+        """``(hash, bytes)`` of each block of a ``size``-byte body."""
+        bs = self.blocks.block_size
+        return [(h, min(bs, size - i * bs)) for i, h in enumerate(hashes)]
 
     def committed(self, request: Any) -> None:
         """The body's blocks are in an object now: ``settle`` leaves them."""
@@ -413,9 +417,7 @@ class Uploads:
             except Exception:
                 record.sink_failed = True
             else:
-                bs = self.blocks.block_size
-                record.blocks = [(h, min(bs, upload.size - i * bs))
-                                 for i, h in enumerate(upload.hashes)]
+                record.blocks = self._sized(upload.hashes, upload.size)
         if not record.sink_failed:
             await self._record(request, record.blocks or [])
 

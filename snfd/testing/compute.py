@@ -106,6 +106,15 @@ class ComputeStack:
     def servers(self) -> Servers:
         return self.service.servers
 
+    async def admin(self, name: str = "root") -> tuple[str, str]:
+        """An administrator (an Astakos admin, with the cyclades quota of
+        ``user``): ``(uuid, token)``."""
+        uuid, _ = await self.user(name)
+        accounts = self.identity.accounts
+        await accounts.modify_user(uuid, is_admin=True)
+        token, _ = await accounts.issue_token(await accounts.get_user(uuid))
+        return uuid, token
+
     async def user(self, name: str = "alice", **limits: int) -> tuple[str, str]:
         """An active user of the identity service (``<name>@example.org``)
         with cyclades quota in their base project (``DEFAULT_LIMITS``

@@ -17,19 +17,22 @@ HYPERVISOR_KEYS = {
     "free_disk_gb", "disk_available_least", "service"}
 
 
-class AdminAPITests(unittest.TestCase):
+class AdminCase(unittest.TestCase):
+    """A compute stack with alice and an administrator (whose token
+    ``call`` uses unless given another), at Nova's dialect by default."""
+
     async def setUp(self) -> None:
         self.stack = await compute_stack(self)
         self.alice, self.token = await self.stack.user("alice")
-        accounts = self.stack.identity.accounts
-        root, _ = await self.stack.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        _, self.admin = await self.stack.admin()
         self.host = self.stack.backend.clustername
 
-    async def call(self, method, path, body=None, token=None):
-        return await self.stack.call(method, f"{self.stack.url}/compute/v2.1{path}",
+    async def call(self, method, path, body=None, token=None, base="/compute/v2.1"):
+        return await self.stack.call(method, f"{self.stack.url}{base}{path}",
                                      token or self.admin, body)
+
+
+class AdminAPITests(AdminCase):
 
     async def test_users_are_refused(self):
         for method, path, body in (
@@ -142,28 +145,20 @@ class AdminAPITests(unittest.TestCase):
         self.assertEqual((await self.call("GET", "/os-hosts/nonexistent/startup"))[0], 404)
 
 
-class AdminActionTests(unittest.TestCase):
+class AdminActionTests(AdminCase):
     """Administrators' actions and reports on servers: reset-state,
     restore (409: no soft delete), Nova's diagnostics, migrations, the
     usage audit, external events; and the extension list."""
 
     async def setUp(self) -> None:
-        s = self.stack = await compute_stack(self)
-        self.alice, self.token = await s.user("alice")
-        accounts = s.identity.accounts
-        root, _ = await s.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        await super().setUp()
+        s = self.stack
         code, body, _ = await self.call("POST", "/servers", {"server": {
             "name": "vm", "imageRef": s.image.id,
             "flavorRef": str(s.flavors["small"].id)}}, token=self.token)
         self.assertEqual(code, 202, body)
         self.sid = body["server"]["id"]
         await s.follow((await s.server(int(self.sid))).backendjobid)
-
-    async def call(self, method, path, body=None, token=None, base="/compute/v2.1"):
-        return await self.stack.call(method, f"{self.stack.url}{base}{path}",
-                                     token or self.admin, body)
 
     async def test_reset_state_restore_and_delete(self):
         act = f"/servers/{self.sid}/action"
@@ -257,22 +252,9 @@ class AdminActionTests(unittest.TestCase):
         self.assertIn("instances", body["quota_class_set"])
 
 
-class AggregateTests(unittest.TestCase):
+class AggregateTests(AdminCase):
     """Host aggregates: groups of backends with metadata; a zone of an
     aggregate is listed and chosen on create."""
-
-    async def setUp(self) -> None:
-        s = self.stack = await compute_stack(self)
-        self.alice, self.token = await s.user("alice")
-        accounts = s.identity.accounts
-        root, _ = await s.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
-        self.host = s.backend.clustername
-
-    async def call(self, method, path, body=None, token=None):
-        return await self.stack.call(method, f"{self.stack.url}/compute/v2.1{path}",
-                                     token or self.admin, body)
 
     async def test_lifecycle(self):
         code, body, _ = await self.call("POST", "/os-aggregates", {"aggregate": {"name": "a1"}})

@@ -20,11 +20,7 @@ class FlavorManagementTests(unittest.TestCase):
     async def setUp(self) -> None:
         self.stack = await compute_stack(self)
         self.alice, self.token = await self.stack.user("alice")
-        accounts = self.stack.identity.accounts
-        root, _ = await self.stack.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        self.root = root
-        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        _, self.admin = await self.stack.admin()
         self.v21 = f"{self.stack.url}/compute/v2.1"
         self.v20 = f"{self.stack.url}/compute/v2.0"
 

@@ -184,10 +184,7 @@ class NovaCreateTests(unittest.TestCase):
 
     async def admin_token(self) -> str:
         """A token of a new administrator (an Astakos admin)."""
-        accounts = self.stack.identity.accounts
-        root, _ = await self.stack.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        token, _ = await accounts.issue_token(await accounts.get_user(root))
+        _, token = await self.stack.admin()
         return token
 
     async def test_create_answers_nova_shape_then_active(self):

@@ -21,10 +21,7 @@ class ProjectServerTests(unittest.TestCase):
         s = self.stack = await compute_stack(self)
         self.alice, self.alice_token = await s.user("alice")
         self.bob, self.bob_token = await s.user("bob")
-        accounts = s.identity.accounts
-        root, _ = await s.user("root")
-        await accounts.modify_user(root, is_admin=True)
-        self.admin, _ = await accounts.issue_token(await accounts.get_user(root))
+        _, self.admin = await s.admin()
         self.identity = f"{s.url}/identity/v3"
         code, body, _ = await s.call("POST", f"{self.identity}/projects", self.admin,
                                      {"project": {"name": "lab", "domain_id": "default"}})
