@@ -1,0 +1,7 @@
+"""``python -m snfd.netnode ifup|ifdown [INTERFACE]`` (see :mod:`snfd.netnode.hook`)."""
+
+import sys
+
+from snfd.netnode.hook import main
+
+sys.exit(main())
