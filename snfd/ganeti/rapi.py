@@ -14,6 +14,17 @@ Vocabulary follows real Ganeti 3.0 (reference/ganeti.md section 8):
 - a job's ``status`` is one of queued, waiting, running, canceling, success,
   error, canceled; the terminal set is ``FINAL_STATUSES``.
 
+Job dependencies (``depends``, accepted by every write that submits an
+opcode: ``create_instance``'s body, ``modify``'s params, the network calls)
+are a list of ``[job_id, [statuses]]``: the job stays ``queued`` until each
+job it names is final, then fails (``OpExecError`` "Dependency job N
+finished with status 'error', not one of 'success' as required", or
+"Dependency error: Job N not found") unless that job's status is one of
+``statuses``; an empty list accepts any final status.  A negative job id
+is relative to the new job's own id (Ganeti 3.0 turned ``-1`` in job 41
+into ``40``, measured); statuses other than success/error/canceled are a
+400.  ``depends_on(job_id)`` builds the common "after this one succeeded".
+
 Failures: ``RapiUnavailable`` when the cluster cannot be reached or did not
 answer within the timeout (the API turns it into 503), ``RapiError`` when
 it answered an HTTP error status (401/403/404/400/5xx) with Ganeti's
@@ -33,6 +44,11 @@ from twisted.internet import task
 from snfd.httpclient import OutboundError, Target
 
 FINAL_STATUSES = frozenset({"success", "error", "canceled"})
+
+
+def depends_on(*job_ids: int, statuses: tuple[str, ...] = ("success",)) -> list[list[Any]]:
+    """A ``depends`` value: wait for ``job_ids`` and require one of ``statuses``."""
+    return [[int(job_id), list(statuses)] for job_id in job_ids]
 
 
 class RapiUnavailable(Exception):
@@ -140,7 +156,14 @@ class GanetiRapi:
         return _expect(self.cluster, answer, dict)
 
     async def create_instance(self, body: dict[str, Any], dry_run: bool = False) -> int:
-        """``POST /2/instances`` with ``__version__: 1`` added; returns the job id."""
+        """``POST /2/instances`` with ``__version__: 1`` added; returns the job id.
+
+        ``body["depends"]`` (e.g. ``depends_on(connect_job)``) is passed on
+        as it is: the create waits for those jobs (see the module docstring).
+        A NIC ``{"network": name, "ip": "pool"}`` takes the network's next
+        free address; a network NIC must not name a ``mode`` or ``link``
+        (it gets those of the network's connection to the node's group).
+        """
         params = [("dry-run", "1")] if dry_run else None
         return await self._job_id("POST", "/2/instances",
                                   body={**body, "__version__": 1}, params=params)
@@ -169,7 +192,9 @@ class GanetiRapi:
 
     async def modify(self, name: str, **params: Any) -> int:
         """``PUT /2/instances/<name>/modify`` with ``params`` as the body
-        (beparams, hvparams, nics, disks, osparams, os_name, hotplug...)."""
+        (beparams, hvparams, nics, disks, osparams, os_name, hotplug,
+        ``depends``...).  NIC changes are ``[["add", {...}]]``,
+        ``[["remove", <index|name|uuid>, {}]]`` or ``[["modify", ident, {...}]]``."""
         return await self._job_id("PUT", _instance(name, "modify"), body=params)
 
     async def add_tags(self, name: str, tags: list[str]) -> int:
@@ -186,6 +211,95 @@ class GanetiRapi:
         """``GET /2/instances/<name>/console``."""
         return _expect(self.cluster, await self._call("GET", _instance(name, "console")),
                        dict)
+
+    # -- networks and node groups ------------------------------------------
+    async def networks(self) -> list[dict[str, Any]]:
+        """``GET /2/networks?bulk=1``: name, network, gateway, network6,
+        gateway6, mac_prefix, free_count, reserved_count, map, group_list
+        (``[group, mode, link, vlan]``), inst_list, external_reservations
+        (one comma-separated string), ctime, mtime, uuid, serial_no, tags."""
+        answer = _expect(self.cluster,
+                         await self._call("GET", "/2/networks", params=[("bulk", "1")]),
+                         list)
+        return [net for net in answer if isinstance(net, dict)]
+
+    async def network(self, name: str) -> dict[str, Any] | None:
+        """``GET /2/networks/<name>`` (the fields of ``networks``); None on 404."""
+        try:
+            answer = await self._call("GET", _network(name))
+        except RapiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return _expect(self.cluster, answer, dict)
+
+    async def groups(self) -> list[str]:
+        """``GET /2/groups``: the node group names (``default`` on a new cluster)."""
+        answer = _expect(self.cluster, await self._call("GET", "/2/groups"), list)
+        return [str(g["name"]) for g in answer if isinstance(g, dict) and "name" in g]
+
+    async def create_network(self, name: str, *, subnet: str | None = None,
+                             gateway: str | None = None, subnet6: str | None = None,
+                             gateway6: str | None = None, mac_prefix: str | None = None,
+                             add_reserved_ips: list[str] | None = None,
+                             tags: tuple[str, ...] | list[str] = (),
+                             conflicts_check: bool = False,
+                             depends: list[list[Any]] | None = None) -> int:
+        """``POST /2/networks`` (OP_NETWORK_ADD); job id.
+
+        Only the arguments given go into the body (``network_name``,
+        ``network`` = ``subnet``, ``gateway``, ``network6``, ``gateway6``,
+        ``mac_prefix``, ``add_reserved_ips``, ``tags``, ``conflicts_check``,
+        ``depends``).  Ganeti requires ``subnet`` (an IPv4 /16 to /30; a 400
+        without it); the network and broadcast addresses and the gateway
+        become external reservations.  ``conflicts_check`` true also
+        reserves node addresses that fall in the subnet.
+        """
+        body: dict[str, Any] = {"network_name": name}
+        for key, value in (("network", subnet), ("gateway", gateway), ("network6", subnet6),
+                           ("gateway6", gateway6), ("mac_prefix", mac_prefix),
+                           ("add_reserved_ips", add_reserved_ips)):
+            if value is not None:
+                body[key] = list(value) if key == "add_reserved_ips" else value
+        if tags:
+            body["tags"] = list(tags)
+        body["conflicts_check"] = bool(conflicts_check)
+        if depends is not None:
+            body["depends"] = depends
+        return await self._job_id("POST", "/2/networks", body=body)
+
+    async def connect_network(self, name: str, group: str, mode: str, link: str, *,
+                              vlan: str = "", conflicts_check: bool = False,
+                              depends: list[list[Any]] | None = None) -> int:
+        """``PUT /2/networks/<name>/connect`` (OP_NETWORK_CONNECT); job id.
+
+        ``mode`` is bridged, routed or openvswitch; NICs on the network in
+        ``group`` get ``mode``/``link``/``vlan`` as their nicparams.
+        Connecting twice succeeds with a warning and changes nothing.
+        """
+        body: dict[str, Any] = {"group_name": group, "network_mode": mode,
+                                "network_link": link, "network_vlan": vlan,
+                                "conflicts_check": bool(conflicts_check)}
+        if depends is not None:
+            body["depends"] = depends
+        return await self._job_id("PUT", _network(name, "connect"), body=body)
+
+    async def disconnect_network(self, name: str, group: str, *,
+                                 depends: list[list[Any]] | None = None) -> int:
+        """``PUT /2/networks/<name>/disconnect`` (OP_NETWORK_DISCONNECT); job id.
+        The job fails (``wrong_state``) while a NIC in ``group`` is on the network."""
+        body: dict[str, Any] = {"group_name": group}
+        if depends is not None:
+            body["depends"] = depends
+        return await self._job_id("PUT", _network(name, "disconnect"), body=body)
+
+    async def delete_network(self, name: str, *,
+                             depends: list[list[Any]] | None = None) -> int:
+        """``DELETE /2/networks/<name>`` (OP_NETWORK_REMOVE); job id.  The
+        job fails ("Network still connected", ``wrong_state``) while the
+        network is connected to a group."""
+        body = None if depends is None else {"depends": depends}
+        return await self._job_id("DELETE", _network(name), body=body)
 
     # -- jobs ------------------------------------------------------------
     async def jobs(self) -> list[dict[str, Any]]:
@@ -233,6 +347,10 @@ class GanetiRapi:
 
 def _instance(name: str, *rest: str) -> str:
     return "/".join(["/2/instances", quote(name, safe=""), *rest])
+
+
+def _network(name: str, *rest: str) -> str:
+    return "/".join(["/2/networks", quote(name, safe=""), *rest])
 
 
 def _error_message(status: int, answer: Any) -> str:

@@ -9,7 +9,7 @@ backend of fast tests.
 State lives in ``state_dir``:
 
 * ``rapi.pem``: key + certificate, created once and reused;
-* ``state.json``: cluster identity, nodes, instances and the job serial,
+* ``state.json``: cluster identity, nodes, instances, networks and the job serial,
   replaced atomically after every change;
 * ``queue/``: ``job-<id>`` files, ``serial``, ``version`` (see
   ``snfd.ganeti_sim.jobqueue``).
@@ -21,11 +21,18 @@ exists (the constructor's node arguments only shape a new cluster).  Jobs
 that were running when it stopped end as errors; queued ones run (see
 ``jobqueue``).  Finished jobs older than six hours are archived hourly.
 
+Networks behave as Ganeti 3.0's (``snfd.ganeti_sim.networks``): created,
+connected to the one node group ``default``, disconnected and removed by
+jobs; each keeps an address pool, a NIC ``{"network": n, "ip": ...}`` must
+name a connected network and takes its address from it (``"pool"``: the
+first free one) and the group's mode/link, and a removed NIC or instance
+gives its address back.  ``state.json`` keeps the networks and the group's
+connections with the instances.
+
 What differs from a real cluster, on purpose: instance names never resolve
-(``name_check`` must be false, as Cyclades sends it); NIC ``network`` names
-are taken as given (there is no ``/2/networks``, so ``ip: "pool"`` is
-refused); only ``mode: create`` is supported; the fake hypervisor never
-boots anything, so an instance is "running" as soon as its job says so.
+(``name_check`` must be false, as Cyclades sends it); there is one node
+group; only ``mode: create`` is supported; the fake hypervisor never boots
+anything, so an instance is "running" as soon as its job says so.
 
 Needs a real reactor: files are written in the reactor's thread pool.
 """

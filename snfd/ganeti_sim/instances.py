@@ -37,6 +37,7 @@ from snfd.ganeti_sim.model import (
     ClusterConfig,
     Disk,
     Instance,
+    Network,
     Nic,
     new_uuid,
 )
@@ -59,6 +60,9 @@ DRY_RUN_MESSAGE = " - INFO: dry-run mode requested, not actually executing the o
 Steps = Generator[str, None, Any]
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 NODE_ALLOC_LOCK = "node-alloc"
+# NIC changes and network (dis)connections serialise on the node group, so
+# an address chosen from a pool stays free until the job that chose it ends.
+GROUP_LOCK = f"nodegroup/{ClusterConfig.GROUP}"
 
 
 @attrs.frozen
@@ -246,20 +250,130 @@ def _prepare_create(config: ClusterConfig, op: dict[str, Any],
     fill: dict[str, Any] = {}
     if not op.get("pnode") and not op.get("iallocator"):
         fill["iallocator"] = config.iallocator
-    locks = frozenset({_instance_lock(name), NODE_ALLOC_LOCK})
+    locks = frozenset({_instance_lock(name), NODE_ALLOC_LOCK, GROUP_LOCK})
     return Plan(locks=locks, fill=fill, run=lambda o: _run_create(config, o, now))
 
 
+def lookup_network(config: ClusterConfig, name: Any) -> Network:
+    """The network called ``name`` (or with that uuid); Ganeti's
+    ``OpPrereqError`` when there is none."""
+    net = config.networks.get(name) if isinstance(name, str) else None
+    if net is None:
+        net = config.network_by_uuid(name)
+    if net is None:
+        raise prereq(f"Network '{name}' not found", ECODE_NOENT)
+    return net
+
+
+def _nic_network(config: ClusterConfig, params: dict[str, Any]) -> Network | None:
+    """The network a NIC's ``params`` name (None for none), checked as
+    Ganeti's ``_ComputeNics`` does."""
+    name = params.get("network")
+    if name is None or (isinstance(name, str) and name.lower() == "none"):
+        network = None
+    else:
+        if "mode" in params or "link" in params:
+            raise prereq("If network is given, no mode or link is allowed to be passed",
+                         ECODE_INVAL)
+        network = name
+    ip = params.get("ip")
+    if isinstance(ip, str) and ip.lower() == "pool" and network is None:
+        raise prereq("if ip=pool, parameter network must be passed too", ECODE_INVAL)
+    return None if network is None else lookup_network(config, network)
+
+
+def _free_ip(config: ClusterConfig, net: Network, pending: set[str]) -> str | None:
+    """The first address of ``net`` nobody holds, as Ganeti's pool picks it."""
+    taken = set(net.external) | config.network_ips(net.uuid) | pending
+    return next((str(a) for a in net.subnet if str(a) not in taken), None)
+
+
+def _ip_available(config: ClusterConfig, net: Network, ip: str, pending: set[str]) -> bool:
+    if not net.contains(ip):
+        return False
+    ip = str(ipaddress.ip_address(ip))
+    return ip not in net.external and ip not in config.network_ips(net.uuid) \
+        and ip not in pending
+
+
+def _netparams(config: ClusterConfig, net: Network) -> dict[str, str] | None:
+    return config.group_networks.get(net.uuid)
+
+
+def _apply_netparams(nic: Nic, params: dict[str, str]) -> None:
+    nic.mode, nic.link, nic.vlan = params["mode"], params["link"], params["vlan"]
+    nic.custom = {"mode": nic.mode, "link": nic.link, "vlan": nic.vlan}
+
+
+def _attach_nics(config: ClusterConfig, nics: list[Nic], pnode: str) -> Steps:
+    """Give a new instance's network NICs their group's netparams and their
+    addresses (``ip: "pool"`` picks one), as ``LUInstanceCreate`` does once
+    the primary node is known."""
+    pending: set[str] = set()
+    for index, nic in enumerate(nics):
+        net = config.network_by_uuid(nic.network)
+        if net is None:
+            continue
+        params = _netparams(config, net)
+        if params is None:
+            raise prereq(f"No netparams found for network {net.name}. Probably not"
+                         f" connected to node's {pnode} nodegroup", ECODE_INVAL)
+        yield (f" - INFO: NIC/{index} inherits netparams"
+               f" {[params['link'], params['mode'], params['vlan']]!r}")
+        _apply_netparams(nic, params)
+        if nic.ip is not None and nic.ip.lower() == "pool":
+            ip = _free_ip(config, net, pending)
+            if ip is None:
+                raise prereq(f"Unable to get a free IP for NIC {index} from the address"
+                             " pool", ECODE_STATE)
+            nic.ip = ip
+            pending.add(ip)
+            yield f" - INFO: Chose IP {ip} from network {net.name}"
+        elif nic.ip is not None:
+            if not _ip_available(config, net, nic.ip, pending):
+                raise prereq(f"IP address {nic.ip} already in use or does not belong to"
+                             f" network {net.name}", ECODE_NOTUNIQUE)
+            pending.add(nic.ip)
+
+
+def _attach_added_nic(config: ClusterConfig, net: Network, nic: Nic,
+                      pending: set[str]) -> Steps:
+    """A NIC added by a modify joins ``net``: its group's netparams and an
+    address (``LUInstanceSetParams``'s texts, which differ from create's)."""
+    params = _netparams(config, net)
+    if params is None:
+        raise prereq(f"No netparams found for the network {net.name}, probably not"
+                     " connected", ECODE_INVAL)
+    _apply_netparams(nic, params)
+    if nic.ip == "pool":
+        ip = _free_ip(config, net, pending)
+        if ip is None:
+            raise prereq("Unable to get a free IP from the address pool", ECODE_STATE)
+        nic.ip = ip
+        pending.add(ip)
+        yield f" - INFO: Chose IP {ip} from network {net.name}"
+    elif nic.ip is not None:
+        if not _ip_available(config, net, nic.ip, pending):
+            raise prereq(f"IP {nic.ip} not available in network {net.name}", ECODE_NOTUNIQUE)
+        pending.add(nic.ip)
+        yield f" - INFO: Reserving IP {nic.ip} in network {net.name}"
+
+
 def _new_nic(config: ClusterConfig, params: dict[str, Any], taken: set[str]) -> Nic:
+    """A NIC from a client's ``params``, checked; a network NIC keeps
+    ``ip`` "pool" and the cluster's nicparams until ``_attach_nics`` (or a
+    modify's add) gives it its address and its group's netparams."""
     allowed = {"mac", "ip", "mode", "link", "network", "name", "vlan", "bridge"}
     for key in params:
         if key not in allowed:
             raise prereq(f"Invalid NIC parameter '{key}'", ECODE_INVAL)
+    net = _nic_network(config, params)
     mac = params.get("mac")
     if mac in (None, "auto", "generate"):
-        mac = config.new_mac()
+        prefix = net.mac_prefix if net is not None else None
+        mac = config.new_mac(prefix)
         while mac in taken:
-            mac = config.new_mac()
+            mac = config.new_mac(prefix)
     else:
         mac = str(mac).lower()
         if not _MAC_RE.match(mac):
@@ -269,11 +383,9 @@ def _new_nic(config: ClusterConfig, params: dict[str, Any], taken: set[str]) -> 
     ip = params.get("ip")
     if isinstance(ip, str) and ip.lower() == "none":
         ip = None
-    if ip == "pool":
-        raise prereq(f"Cannot allocate an IP from the pool of network"
-                     f" '{params.get('network')}': the simulator keeps no network pools",
-                     ECODE_INVAL)
-    if ip is not None:
+    if isinstance(ip, str) and ip.lower() == "pool":
+        ip = "pool"
+    elif ip is not None:
         try:
             ipaddress.ip_address(ip)
         except ValueError:
@@ -286,7 +398,7 @@ def _new_nic(config: ClusterConfig, params: dict[str, Any], taken: set[str]) -> 
         raise prereq(f"Invalid NIC mode '{mode}'", ECODE_INVAL)
     taken.add(mac)
     return Nic(uuid=new_uuid(), mac=mac, name=params.get("name"), ip=ip,
-               network=params.get("network"), mode=mode,
+               network=None if net is None else net.uuid, mode=mode,
                link=custom.get("link", DEFAULT_LINK), vlan=custom.get("vlan", ""),
                custom=custom)
 
@@ -330,6 +442,8 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
         usage = sum(disk_sizes) + (128 * len(disk_sizes) if template == "drbd" else 0)
     group = config.group_uuid
     ignore_policy = bool(op.get("ignore_ipolicy"))
+    taken = _used_macs(config)
+    nics = [_new_nic(config, dict(params), taken) for params in op.get("nics") or []]
     # Ganeti fills these in before it looks for nodes.
     op["beparams"] = beparams
     if template == "file" and op.get("file_driver") is None:
@@ -369,6 +483,12 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
                              f" {usage} MiB, available {config.dfree(node)} MiB", ECODE_NORES)
     else:
         iallocator = op.get("iallocator") or config.iallocator
+        for nic in nics:
+            net = config.network_by_uuid(nic.network)
+            if net is not None and _netparams(config, net) is None:
+                raise prereq(f"Can't compute nodes using iallocator '{iallocator}': Request"
+                             f" failed: group {ClusterConfig.GROUP} is not connected to a"
+                             f" network required by instance {name}", ECODE_NORES)
         nodes = _allocate(config, iallocator, memory, vcpus, disk_sizes, usage, template)
         yield (f" - INFO: Selected nodes for instance {name} via iallocator {iallocator}:"
                f" {', '.join(nodes)}")
@@ -383,8 +503,7 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
         text = _violation(config, "nic-count", nic_count, group)
         if text:
             raise prereq(text, ECODE_INVAL)
-    taken = _used_macs(config)
-    nics = [_new_nic(config, dict(params), taken) for params in op.get("nics") or []]
+    yield from _attach_nics(config, nics, nodes[0])
     os_type = op["os_type"]
     if os_type not in config.oses:
         raise OpError("OpExecError",
@@ -531,7 +650,10 @@ def _prepare_set_params(config: ClusterConfig, op: dict[str, Any],
                         now: Callable[[], float]) -> Plan:
     if not any(op.get(k) not in (None, {}, []) for k in _CHANGE_KEYS):
         raise prereq("No changes submitted", ECODE_INVAL)
-    return _simple_plan(config, op, lambda o: _run_set_params(config, o, now))
+    plan = _simple_plan(config, op, lambda o: _run_set_params(config, o, now))
+    if op.get("nics"):
+        plan = attrs.evolve(plan, locks=plan.locks | {GROUP_LOCK})
+    return plan
 
 
 def _find(items: list[Any], ident: Any, what: str) -> int:
@@ -624,21 +746,28 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
     nics = list(inst.nics)
     nic_results: list[list[Any]] = []
     taken = _used_macs(config)
+    pending: set[str] = set()
     for action, ident, params in _mods(op, "nics"):
         if action == "add":
             nic = _new_nic(config, dict(params), taken)
             # A NIC added later stores its filled nicparams as custom ones.
             nic.custom = {"mode": nic.mode, "link": nic.link, "vlan": nic.vlan}
+            net = config.network_by_uuid(nic.network)
+            if net is not None:
+                yield from _attach_added_nic(config, net, nic, pending)
             position = len(nics) if ident == -1 else int(ident)
             nics.insert(position, nic)
-            # Ganeti writes the generated MAC back into the request.
-            params_out = {"mac": nic.mac}
-            params_out.update({k: v for k, v in params.items() if k != "mac"})
+            # Ganeti writes the generated MAC and a pool's address back
+            # into the request.
+            params_out = {k: v for k, v in params.items() if k != "mac"}
+            if nic.ip is not None and "ip" in params_out:
+                params_out["ip"] = nic.ip
+            params_out["mac"] = nic.mac
             params.clear()
             params.update(params_out)
             nic_results.append([f"nic.{position}",
                                 f"add:mac={nic.mac},ip={nic.ip},mode={nic.mode},"
-                                f"link={nic.link},network={nic.network}"])
+                                f"link={nic.link},network={net.name if net else None}"])
         elif action == "remove":
             index = _find(nics, ident, "NIC")
             del nics[index]
@@ -650,6 +779,22 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
             for key in changes:
                 if key not in ("mac", "ip", "mode", "link", "network", "name", "vlan"):
                     raise prereq(f"Invalid NIC parameter '{key}'", ECODE_INVAL)
+            given_network = changes.get("network")
+            if "network" in changes:
+                net = _nic_network(config, {**changes, "ip": changes.get("ip", old.ip)})
+                changes["network"] = None if net is None else net.uuid
+            else:
+                net = config.network_by_uuid(old.network)
+            if net is not None and (changes.get("network", old.network) != old.network
+                                    or "ip" in changes):
+                probe = attrs.evolve(old, ip=changes.get("ip", old.ip))
+                if probe.ip is not None and probe.ip.lower() == "pool":
+                    probe.ip = "pool"
+                yield from _attach_added_nic(config, net, probe, pending)
+                changes.update(mode=probe.mode, link=probe.link, vlan=probe.vlan,
+                               ip=probe.ip)
+            elif isinstance(changes.get("ip"), str) and changes["ip"].lower() == "pool":
+                raise prereq("ip=pool, but no network found", ECODE_INVAL)
             if "ip" in changes and changes["ip"] is not None:
                 if str(changes["ip"]).lower() == "none":
                     changes["ip"] = None
@@ -672,6 +817,8 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
                                                 "link", "vlan")})
             new.custom = {"mode": new.mode, "link": new.link, "vlan": new.vlan}
             nics[index] = new
+            if "network" in changes:
+                changes["network"] = given_network
             for key in ("mac", "ip", "name", "network"):
                 if key in changes:
                     nic_results.append([f"nic.{key}/{index}", changes[key]])

@@ -28,6 +28,15 @@ never sees a status before the job file holds it (as on a real cluster,
 where the queue daemon reads the files).  Files are written in order by one
 writer in a thread.
 
+Dependencies (an op's ``depends``, ``[[job_id, [statuses]]]``; a negative
+id counts back from the job's own id and is stored resolved) keep a job
+``queued`` while a job it names is unfinished; then its process checks
+them once the op is ``waiting``: a status not listed fails the op with
+``OpExecError`` "Dependency job N finished with status 'S', not one of 'A'
+as required" (its input stays unexpanded), an unknown job with
+"Dependency error: Job N not found", and a cancelled one (not listed)
+cancels the job, as Ganeti 3.0 does.
+
 On load (a restarted simulator), jobs that never started are queued again;
 jobs that were waiting or running are finished as ``error`` with
 ``["OpExecError", ["Unclean master daemon shutdown"]]`` (what real Ganeti
@@ -50,7 +59,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from snfd.ganeti_sim import instances, opcodes
+from snfd.ganeti_sim import instances, networks, opcodes
 from snfd.ganeti_sim.model import ClusterConfig
 from snfd.ganeti_sim.opcodes import OpError
 
@@ -476,6 +485,10 @@ class JobQueue:
         job_ops = []
         for index, op in enumerate(ops):
             op = dict(op)
+            if op.get("depends"):
+                # A negative id is relative to this job's own (-1: the job before).
+                op["depends"] = [[dep + job_id if dep < 0 else dep, list(statuses)]
+                                 for dep, statuses in op["depends"]]
             opcodes.add_reason(op, source[0], source[1], source_ns, job_id, index, received_ns)
             job_ops.append(Op(input=opcodes.submitted_input(op)))
         job = Job(id=job_id, ops=job_ops, received_timestamp=timestamp(now))
@@ -599,24 +612,36 @@ class JobQueue:
         for d in waiters:
             d.callback(None)
 
-    def _dependency_error(self, job: Job) -> str | bool | None:
-        """None when the job may run, True while a dependency is unfinished,
-        or the error message when one ended in a status it does not accept."""
+    def _waits(self, job: Job) -> bool:
+        """Whether a job it depends on is known and not finished yet: the
+        job then stays ``queued``, as Ganeti 3.0's scheduler keeps it."""
         for op in job.ops:
-            for dep_id, allowed in op.input.get("depends") or []:
+            for dep_id, _ in op.input.get("depends") or []:
                 dep = self._jobs.get(dep_id)
-                if dep is None:
-                    archived = self._archived(dep_id)
-                    if archived is None:
-                        return f"Dependency job {dep_id} not found"
-                    status = opcodes.job_status([op["status"] for op in archived["ops"]])
-                elif dep.phase != "finished":
+                if dep is not None and dep.phase != "finished":
                     return True
-                else:
-                    status = dep.status
-                if status not in allowed:
-                    return (f"Dependency job {dep_id} has status '{status}', not one of"
-                            f" {', '.join(allowed)}")
+        return False
+
+    def _dependency_verdict(self, job: Job, op: Op) -> tuple[str, str] | None:
+        """None when ``op``'s dependencies allow it to run, else the op's
+        final (status, message): Ganeti's ``_JobDependencyManager`` texts,
+        checked by the job's process once the op is ``waiting``."""
+        for dep_id, allowed in op.input.get("depends") or []:
+            if dep_id == job.id:
+                return "error", "Job can't depend on itself"
+            dep = self._jobs.get(dep_id)
+            if dep is None:
+                archived = self._archived(dep_id)
+                if archived is None:
+                    return "error", f"Dependency error: Job {dep_id} not found"
+                status = opcodes.job_status([o["status"] for o in archived["ops"]])
+            else:
+                status = dep.status
+            if status == "canceled" and "canceled" not in allowed:
+                return "canceled", f"Dependency job {dep_id} was cancelled"
+            if allowed and status not in allowed:
+                return "error", (f"Dependency job {dep_id} finished with status '{status}',"
+                                 f" not one of '{', '.join(allowed)}' as required")
         return None
 
     def _schedule(self) -> None:
@@ -626,13 +651,9 @@ class JobQueue:
             if self._running >= self._config.max_running_jobs:
                 break
             job = self._jobs[job_id]
-            blocked = self._dependency_error(job)
-            if blocked is True:
+            if self._waits(job):
                 continue
             self._pending.remove(job_id)
-            if blocked:
-                self._fail_dependency(job, str(blocked))
-                continue
             self._running += 1
             job.phase = "dispatched"
             self._spawn(self._run(job))
@@ -647,15 +668,6 @@ class JobQueue:
                 log.failure("simulated job failed unexpectedly", result)
 
         d.addBoth(done)
-
-    def _fail_dependency(self, job: Job, message: str) -> None:
-        now = self._ts()
-        for op in job.ops:
-            op.status = "error"
-            op.result = ["OpExecError", [message]]
-            op.end_timestamp = now
-        job.end_timestamp = now
-        self._spawn(self._finish(job))
 
     async def _sleep(self, seconds: float) -> None:
         await task.deferLater(self._reactor, max(0.0, seconds), lambda: None)
@@ -674,8 +686,12 @@ class JobQueue:
                 last = index == len(job.ops) - 1
                 if not ok:
                     for rest in job.ops[index + 1:]:
-                        rest.status = "error"
-                        rest.result = ["OpExecError", ["Preceding opcode failed"]]
+                        if op.status == "canceled":
+                            rest.status = "canceled"
+                            rest.result = op.result
+                        else:
+                            rest.status = "error"
+                            rest.result = ["OpExecError", ["Preceding opcode failed"]]
                         rest.end_timestamp = op.end_timestamp
                 if ok and op.status == "success" and op.input.get("OP_ID") != "OP_OS_DIAGNOSE":
                     self._persist()
@@ -702,11 +718,22 @@ class JobQueue:
             job.start_timestamp = op.start_timestamp
         op.input = opcodes.loaded_input(op.input)
         await self._write(job)
+        verdict = self._dependency_verdict(job, op)
+        if verdict is not None:
+            # The op never reached its logical unit: its input stays as loaded.
+            op.status, message = verdict
+            # Ganeti cancels a job whose dependency was cancelled unasked.
+            op.result = (["OpExecError", [message]] if op.status == "error"
+                         else "Job canceled by request")
+            op.end_timestamp = self._ts()
+            return False
         injected = self._take_failure(op.input.get("OP_ID", ""))
         try:
             if injected is not None and injected.error_class == "OpPrereqError":
                 raise injected
-            plan = instances.prepare(self._config, op.input, self._now)
+            op_id = op.input.get("OP_ID", "")
+            unit = networks.prepare if op_id in opcodes.NETWORK_OPS else instances.prepare
+            plan = unit(self._config, op.input, self._now)
         except OpError as e:
             op.input = opcodes.expanded_input(op.input)
             op.status = "error"

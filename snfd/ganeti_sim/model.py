@@ -14,8 +14,10 @@ configuration can be saved as one JSON document.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -86,6 +88,120 @@ class Nic:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Nic:
+        return cls(**data)
+
+
+class PoolError(Exception):
+    """An address pool refused a reservation; ``str()`` is Ganeti's text
+    (``AddressPoolError``)."""
+
+
+#: Ganeti keeps pools for IPv4 networks from /16 to /30 only.
+POOL_MAX_PREFIX = 30
+POOL_MIN_PREFIX = 16
+
+
+@attrs.define
+class Network:
+    """A Ganeti network: an IPv4 subnet with an address pool.
+
+    ``external`` are the external reservations (the network and broadcast
+    addresses, the gateway, ``add_reserved_ips``), as Ganeti's
+    ``ext_reservations``; addresses used by NICs are not stored here but
+    derived from the instances (``ClusterConfig.network_ips``), so removing
+    a NIC or an instance releases its address by construction.
+    """
+
+    name: str
+    uuid: str
+    network: str
+    ctime: float
+    mtime: float
+    gateway: str | None = None
+    network6: str | None = None
+    gateway6: str | None = None
+    mac_prefix: str | None = None
+    external: list[str] = attrs.Factory(list)
+    serial_no: int = 1
+    tags: list[str] = attrs.Factory(list)
+
+    @property
+    def subnet(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.network)
+
+    def check_pool(self) -> None:
+        """Raise ``PoolError`` as Ganeti's ``AddressPool`` does for a subnet
+        it will not manage, or a gateway outside it."""
+        net = self.subnet
+        if net.prefixlen < POOL_MIN_PREFIX:
+            raise PoolError(f"A big network with {net.num_addresses} host(s) is currently"
+                            f" not supported. please specify at most a /{POOL_MIN_PREFIX}"
+                            " network")
+        if net.prefixlen > POOL_MAX_PREFIX:
+            raise PoolError(f"A network with only {net.num_addresses} host(s) is too small,"
+                            f" please specify at least a /{POOL_MAX_PREFIX} network")
+
+    def contains(self, address: str | None) -> bool:
+        try:
+            return address is not None and ipaddress.ip_address(address) in self.subnet
+        except ValueError:
+            return False
+
+    def reserve_external(self, address: str) -> None:
+        """Add an external reservation (``PoolError`` if outside or taken)."""
+        if not self.contains(address):
+            raise PoolError(f"{self.network} does not contain {address}")
+        address = str(ipaddress.ip_address(address))
+        if address in self.external:
+            raise PoolError(f"IP {address} is already externally reserved")
+        self.external.append(address)
+
+    def initialise(self) -> None:
+        """Reserve the network and broadcast addresses and the gateway, as
+        ``AddressPool.InitializeNetwork`` (``PoolError`` as it raises)."""
+        self.check_pool()
+        net = self.subnet
+        self.reserve_external(str(net[0]))
+        self.reserve_external(str(net[-1]))
+        if self.gateway is not None:
+            self.reserve_external(self.gateway)
+
+    def external_sorted(self) -> list[str]:
+        return sorted(self.external, key=ipaddress.ip_address)
+
+    def view(self, used: set[str], groups: list[list[str]],
+             instances: list[str]) -> dict[str, Any]:
+        """The network as ``GET /2/networks/<name>`` shows it, given the
+        addresses NICs use, its group connections and its instances."""
+        net = self.subnet
+        taken = set(self.external) | used
+        bitmap = "".join("X" if str(a) in taken else "." for a in net)
+        reserved = bitmap.count("X")
+        return {
+            "name": self.name,
+            "network": self.network,
+            "gateway": self.gateway,
+            "network6": self.network6,
+            "gateway6": self.gateway6,
+            "mac_prefix": self.mac_prefix,
+            "free_count": net.num_addresses - reserved,
+            "reserved_count": reserved,
+            "map": bitmap,
+            "group_list": groups,
+            "inst_list": instances,
+            "external_reservations": ", ".join(self.external_sorted()),
+            "ctime": self.ctime,
+            "mtime": self.mtime,
+            "uuid": self.uuid,
+            "serial_no": self.serial_no,
+            "tags": list(self.tags),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Network:
         return cls(**data)
 
 
@@ -183,8 +299,12 @@ class Instance:
         self.serial_no += 1
         self.mtime = now
 
-    def bulk(self) -> dict[str, Any]:
-        """The instance as ``GET /2/instances?bulk=1`` shows it."""
+    def bulk(self, network_names: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The instance as ``GET /2/instances?bulk=1`` shows it.
+
+        ``nic.networks`` holds the network UUIDs, ``nic.networks.names``
+        their names (``network_names``: uuid -> name), as real Ganeti."""
+        names = network_names or {}
         return {
             "name": self.name,
             "admin_state": self.admin_state,
@@ -199,7 +319,8 @@ class Instance:
             "nic.names": [n.name for n in self.nics],
             "nic.links": [n.link for n in self.nics],
             "nic.networks": [n.network for n in self.nics],
-            "nic.networks.names": [n.network for n in self.nics],
+            "nic.networks.names": [names.get(n.network, n.network) if n.network else None
+                                   for n in self.nics],
             "nic.bridges": [n.link if n.mode == BRIDGED else None for n in self.nics],
             "network_port": self.network_port,
             "disk.sizes": [d.size for d in self.disks],
@@ -276,6 +397,12 @@ class ClusterConfig:
     disk_templates: tuple[str, ...] = ("diskless", "file", "plain", "drbd", "ext")
     max_running_jobs: int = 20
     ipolicy: dict[str, Any] = attrs.Factory(lambda: dict(DEFAULT_IPOLICY))
+    #: Networks by name, and the default group's connections:
+    #: network uuid -> {"mode", "link", "vlan"} (Ganeti's netparams).
+    networks: dict[str, Network] = attrs.Factory(dict)
+    group_networks: dict[str, dict[str, str]] = attrs.Factory(dict)
+    group_mtime: float = 0.0
+    group_serial: int = 1
     iallocator: str = DEFAULT_IALLOCATOR
     mtime: float = 0.0
     tags: list[str] = attrs.Factory(list)
@@ -315,14 +442,61 @@ class ClusterConfig:
     def vcpus_used(self, node: str) -> int:
         return sum(i.filled_beparams()["vcpus"] for i in self.primaries(node))
 
-    def new_mac(self) -> str:
-        """A MAC under the cluster prefix that no NIC uses yet."""
+    def new_mac(self, prefix: str | None = None) -> str:
+        """A MAC under ``prefix`` (default the cluster's) that no NIC uses yet."""
         used = {n.mac for i in self.instances.values() for n in i.nics}
         while True:
             tail = secrets.token_bytes(3)
-            mac = MAC_PREFIX + ":" + ":".join(f"{b:02x}" for b in tail)
+            mac = (prefix or MAC_PREFIX) + ":" + ":".join(f"{b:02x}" for b in tail)
             if mac not in used:
                 return mac
+
+    # -- networks ---------------------------------------------------------
+    GROUP = "default"
+
+    def network_by_uuid(self, net_uuid: str | None) -> Network | None:
+        return next((n for n in self.networks.values() if n.uuid == net_uuid), None)
+
+    def network_names(self) -> dict[str, str]:
+        """uuid -> name of every network."""
+        return {n.uuid: n.name for n in self.networks.values()}
+
+    def network_ips(self, net_uuid: str) -> set[str]:
+        """Addresses NICs on the network use."""
+        return {n.ip for i in self.instances.values() for n in i.nics
+                if n.network == net_uuid and n.ip}
+
+    def network_instances(self, net_uuid: str) -> list[str]:
+        return sorted(i.name for i in self.instances.values()
+                      if any(n.network == net_uuid for n in i.nics))
+
+    def network_view(self, name: str) -> dict[str, Any]:
+        """``GET /2/networks/<name>``."""
+        net = self.networks[name]
+        params = self.group_networks.get(net.uuid)
+        groups = [] if params is None else [
+            [self.GROUP, params["mode"], params["link"], params["vlan"]]]
+        return net.view(self.network_ips(net.uuid), groups, self.network_instances(net.uuid))
+
+    def group_view(self) -> dict[str, Any]:
+        """The one node group as ``GET /2/groups?bulk=1`` shows it."""
+        return {
+            "alloc_policy": "preferred",
+            "name": self.GROUP,
+            "node_cnt": len(self.nodes),
+            "node_list": sorted(self.nodes),
+            "ipolicy": self.ipolicy,
+            "custom_ipolicy": {},
+            "diskparams": {t: {} for t in self.disk_templates},
+            "custom_diskparams": {},
+            "ndparams": dict(NDPARAMS),
+            "custom_ndparams": {},
+            "ctime": 0,
+            "mtime": self.group_mtime or self.ctime,
+            "uuid": self.group_uuid,
+            "serial_no": self.group_serial,
+            "tags": [],
+        }
 
     # -- RAPI views -------------------------------------------------------
     def node_bulk(self, name: str) -> dict[str, Any]:
@@ -437,6 +611,10 @@ class ClusterConfig:
             "tags": list(self.tags),
             "nodes": [n.to_json() for n in self.nodes.values()],
             "instances": [i.to_json() for i in self.instances.values()],
+            "networks": [n.to_json() for n in self.networks.values()],
+            "group_networks": {k: dict(v) for k, v in self.group_networks.items()},
+            "group_mtime": self.group_mtime,
+            "group_serial": self.group_serial,
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -448,3 +626,7 @@ class ClusterConfig:
         self.tags = list(data.get("tags", []))
         self.nodes = {n["name"]: Node.from_json(n) for n in data["nodes"]}
         self.instances = {i["name"]: Instance.from_json(i) for i in data["instances"]}
+        self.networks = {n["name"]: Network.from_json(n) for n in data.get("networks", [])}
+        self.group_networks = {k: dict(v) for k, v in data.get("group_networks", {}).items()}
+        self.group_mtime = data.get("group_mtime", 0.0)
+        self.group_serial = data.get("group_serial", 1)

@@ -27,6 +27,7 @@ errors real Ganeti raises without an error code).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -183,6 +184,33 @@ FIELDS: dict[str, tuple[_Field, ...]] = {
         ("output_fields", _REQUIRED, False),
         ("names", [], False),
     ),
+    "OP_NETWORK_ADD": (
+        ("network_name", _REQUIRED, False),
+        ("network", _REQUIRED, False),
+        ("gateway", None, False),
+        ("network6", None, False),
+        ("gateway6", None, False),
+        ("mac_prefix", None, False),
+        ("add_reserved_ips", None, False),
+        ("conflicts_check", True, False),
+        ("tags", [], False),
+    ),
+    "OP_NETWORK_REMOVE": (
+        ("network_name", _REQUIRED, False),
+        ("force", False, False),
+    ),
+    "OP_NETWORK_CONNECT": (
+        ("group_name", _REQUIRED, False),
+        ("network_name", _REQUIRED, False),
+        ("network_mode", _REQUIRED, False),
+        ("network_link", _REQUIRED, False),
+        ("network_vlan", "", False),
+        ("conflicts_check", True, False),
+    ),
+    "OP_NETWORK_DISCONNECT": (
+        ("group_name", _REQUIRED, False),
+        ("network_name", _REQUIRED, False),
+    ),
 }
 
 # The opcode's own name for its "Object OpXxx doesn't support..." errors.
@@ -197,6 +225,10 @@ CLASS_NAMES = {
     "OP_TAGS_DEL": "OpTagsDel",
     "OP_INSTANCE_QUERY_DATA": "OpInstanceQueryData",
     "OP_OS_DIAGNOSE": "OpOsDiagnose",
+    "OP_NETWORK_ADD": "OpNetworkAdd",
+    "OP_NETWORK_REMOVE": "OpNetworkRemove",
+    "OP_NETWORK_CONNECT": "OpNetworkConnect",
+    "OP_NETWORK_DISCONNECT": "OpNetworkDisconnect",
 }
 
 # Which parameter names the opcode in its job summary, e.g. INSTANCE_CREATE(vm1).
@@ -208,6 +240,10 @@ _SUMMARY_FIELD = {
     "OP_INSTANCE_REBOOT": "instance_name",
     "OP_INSTANCE_SET_PARAMS": "instance_name",
     "OP_TEST_DELAY": "duration",
+    "OP_NETWORK_ADD": "network_name",
+    "OP_NETWORK_REMOVE": "network_name",
+    "OP_NETWORK_CONNECT": "network_name",
+    "OP_NETWORK_DISCONNECT": "network_name",
 }
 
 _COMMON_SUBMITTED = ("dry_run", "priority", "depends", "comment", "reason", "OP_ID")
@@ -371,6 +407,58 @@ _CHECKS: dict[str, Any] = {
     "name": _maybe(_is_name),
 }
 
+NIC_MODES = ("bridged", "routed", "openvswitch")
+NETWORK_OPS = frozenset({"OP_NETWORK_ADD", "OP_NETWORK_REMOVE", "OP_NETWORK_CONNECT",
+                         "OP_NETWORK_DISCONNECT"})
+
+
+def _is_ipv4_network(v: Any) -> bool:
+    try:
+        ipaddress.IPv4Network(v)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
+def _is_ipv4(v: Any) -> bool:
+    try:
+        ipaddress.IPv4Address(v)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
+def _is_ipv6_network(v: Any) -> bool:
+    try:
+        ipaddress.IPv6Network(v)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
+def _is_ipv6(v: Any) -> bool:
+    try:
+        ipaddress.IPv6Address(v)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v, str)
+
+
+_NETWORK_CHECKS: dict[str, Any] = {
+    "network_name": _is_name,
+    "network": _is_ipv4_network,
+    "gateway": _maybe(_is_ipv4),
+    "network6": _maybe(_is_ipv6_network),
+    "gateway6": _maybe(_is_ipv6),
+    "mac_prefix": _maybe(lambda v: isinstance(v, str)),
+    "add_reserved_ips": _maybe(lambda v: isinstance(v, list) and all(_is_ipv4(x) for x in v)),
+    "group_name": _is_name,
+    "network_mode": _one_of(NIC_MODES),
+    "network_link": _is_name,
+    "network_vlan": lambda v: isinstance(v, str),
+    "tags": lambda v: isinstance(v, list) and all(_is_name(x) for x in v),
+}
+
 _CREATE_CHECKS: dict[str, Any] = {
     "mode": _one_of(CREATE_MODES),
     "disk_template": _one_of(DISK_TEMPLATES),
@@ -406,6 +494,8 @@ def fill(op_id: str, params: dict[str, Any], *, dry_run: bool | None = None,
         checks.update(_CREATE_CHECKS)
     elif op_id == "OP_INSTANCE_SET_PARAMS":
         checks.update(_SET_PARAMS_CHECKS)
+    elif op_id.startswith("OP_NETWORK_"):
+        checks.update(_NETWORK_CHECKS)
     own: dict[str, Any] = {}
     for name, default, filled_later in fields:
         if name in params:

@@ -14,9 +14,14 @@ cluster):
 * every write answers 200 and a bare integer job id, once the job file is
   on disk; semantic errors only show in the job;
 * ``GET /2/jobs/<id>`` of an unknown job is 200 with every field null;
+* ``/2/networks`` (list, bulk, create), ``/2/networks/<n>`` (get, delete),
+  ``.../connect`` and ``.../disconnect`` submit OP_NETWORK_* jobs (see
+  ``snfd.ganeti_sim.networks``); ``/2/groups[/<g>]`` show the one group;
+  a body that names a parameter the path fixes (``network_name``) is a 400
+  "Can't overwrite static parameters", as in Ganeti;
 * a known path with an unsupported method is 501; Ganeti resources the
-  simulator does not implement (networks, groups, migrations...) are 501
-  with a message saying so; anything else is 404.
+  simulator does not implement (network modify and tags, group changes,
+  migrations...) are 501 with a message saying so; anything else is 404.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ SERVER = f"Ganeti {SOFTWARE_VERSION} (snfd simulator)".encode()
 REALM = 'Basic realm="Ganeti Remote API"'
 
 _UNIMPLEMENTED = re.compile(
-    r"^/2/(networks|groups|filters|query|modify|redistribute-config|instances-multi-alloc"
+    r"^/2/(networks/[^/]+/(modify|tags)|groups/[^/]+/.+|filters|query|modify"
+    r"|redistribute-config|instances-multi-alloc"
     r"|instances/[^/]+/(reinstall|rename|migrate|failover|disk|activate-disks"
     r"|deactivate-disks|recreate-disks|replace-disks|export|prepare-export|snapshot)"
     r"|nodes/[^/]+/.+|jobs/\d+/wait)(/.*)?$")
@@ -111,6 +117,12 @@ class RapiResource(resource.Resource):
             (rf"/2/instances/{i}/tags", {"GET": self._tags, "PUT": self._tags_add,
                                          "DELETE": self._tags_del}),
             (rf"/2/instances/{i}/console", {"GET": self._console}),
+            (r"/2/networks", {"GET": self._networks, "POST": self._network_add}),
+            (rf"/2/networks/{i}", {"GET": self._network, "DELETE": self._network_remove}),
+            (rf"/2/networks/{i}/connect", {"PUT": self._network_connect}),
+            (rf"/2/networks/{i}/disconnect", {"PUT": self._network_disconnect}),
+            (r"/2/groups", {"GET": self._groups}),
+            (rf"/2/groups/{i}", {"GET": self._group}),
             (r"/2/jobs", {"GET": self._jobs}),
             (r"/2/jobs/(?P<job>\d+)", {"GET": self._job, "DELETE": self._cancel}),
         ]
@@ -284,14 +296,15 @@ class RapiResource(resource.Resource):
     async def _instances(self, request: Any, body: Any) -> Any:
         names = sorted(self._config.instances)
         if self._flag(request, "bulk"):
-            return [self._config.instances[n].bulk() for n in names]
+            networks = self._config.network_names()
+            return [self._config.instances[n].bulk(networks) for n in names]
         return [{"id": n, "uri": f"/2/instances/{n}"} for n in names]
 
     async def _instance(self, request: Any, body: Any, name: str) -> Any:
         inst = self._config.instances.get(name)
         if inst is None:
             raise RapiError(404)
-        return inst.bulk()
+        return inst.bulk(self._config.network_names())
 
     async def _create(self, request: Any, body: Any) -> Any:
         data = dict(self._object(body))
@@ -379,6 +392,62 @@ class RapiResource(resource.Resource):
             raise RapiError(500, "list index out of range")
         return {"instance": name, "kind": "msg",
                 "message": f"Console not available for {inst.hypervisor} hypervisor"}
+
+    # -- networks and groups ------------------------------------------------------
+    @staticmethod
+    def _static(params: dict[str, Any], **fixed: Any) -> dict[str, Any]:
+        overwritten = set(params) & set(fixed)
+        if overwritten:
+            raise _bad_request(f"Can't overwrite static parameters {overwritten!r}")
+        return {**params, **fixed}
+
+    async def _networks(self, request: Any, body: Any) -> Any:
+        names = sorted(self._config.networks)
+        if self._flag(request, "bulk"):
+            return [self._config.network_view(n) for n in names]
+        return [{"name": n, "uri": f"/2/networks/{n}"} for n in names]
+
+    async def _network(self, request: Any, body: Any, name: str) -> Any:
+        if name not in self._config.networks:
+            raise RapiError(404)
+        return self._config.network_view(name)
+
+    async def _network_add(self, request: Any, body: Any) -> Any:
+        params = dict(self._object(body))
+        if "name" in params:
+            if "network_name" in params:
+                raise _bad_request("Parameter 'name' was renamed to 'network_name', but"
+                                   " both are specified")
+            params["network_name"] = params.pop("name")
+        return await self._submit("OP_NETWORK_ADD", params, "networks",
+                                  dry_run=self._flag(request, "dry-run"))
+
+    async def _network_remove(self, request: Any, body: Any, name: str) -> Any:
+        params = self._static(dict(self._object(body)), network_name=name)
+        return await self._submit("OP_NETWORK_REMOVE", params, "networks_name",
+                                  dry_run=self._flag(request, "dry-run"))
+
+    async def _network_connect(self, request: Any, body: Any, name: str) -> Any:
+        params = self._static(dict(self._object(body)), network_name=name)
+        return await self._submit("OP_NETWORK_CONNECT", params, "networks_name_connect",
+                                  dry_run=self._flag(request, "dry-run"))
+
+    async def _network_disconnect(self, request: Any, body: Any, name: str) -> Any:
+        params = self._static(dict(self._object(body)), network_name=name)
+        return await self._submit("OP_NETWORK_DISCONNECT", params,
+                                  "networks_name_disconnect",
+                                  dry_run=self._flag(request, "dry-run"))
+
+    async def _groups(self, request: Any, body: Any) -> Any:
+        if self._flag(request, "bulk"):
+            return [self._config.group_view()]
+        name = self._config.GROUP
+        return [{"name": name, "uri": f"/2/groups/{name}"}]
+
+    async def _group(self, request: Any, body: Any, name: str) -> Any:
+        if name != self._config.GROUP:
+            raise RapiError(404)
+        return self._config.group_view()
 
     # -- jobs -------------------------------------------------------------------
     async def _jobs(self, request: Any, body: Any) -> Any:

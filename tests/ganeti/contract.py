@@ -2,7 +2,11 @@
 
 ``run_scenario`` drives a cluster through the life of one instance (create,
 shutdown, startup, reboot, modify beparams, a failing job, a cancelled job,
-an administrator's shutdown, delete) over ``snfd.ganeti.rapi.GanetiRapi``
+an administrator's shutdown, delete), then of a Synnefo-style network
+(``_network_steps``: create, connect, an instance create that ``depends``
+on the connect job, explicit and pool addresses, refused removals and a
+refused address, NIC and instance removal, a failed dependency,
+disconnect, delete) over ``snfd.ganeti.rapi.GanetiRapi``
 and returns what a client could observe, normalised so that two clusters
 that behave alike give EQUAL records: job ids, times, uuids, MACs, node and
 cluster names are dropped or replaced by placeholders; what is kept is
@@ -17,6 +21,51 @@ network namespace (``snfd.testing.ganeti.RealGanetiCluster``).
 cluster.  To re-record it on a machine where real Ganeti can run::
 
     .venv/bin/python -m tests.ganeti.contract > tests/ganeti/expected.py
+
+What real Ganeti 3.0.2 did with networks (measured on the recording run
+and by hand on a cluster in netns gnt17), some of it a surprise:
+
+- ``nic.networks`` holds the network's UUID, ``nic.networks.names`` its
+  name; the NIC's MAC takes the network's ``mac_prefix`` (aa:00:01:..),
+  not the cluster's, and its ``custom_nicparams`` are the group
+  connection's ``{mode, link, vlan}`` although the client gave none.
+- A new network reserves its network and broadcast addresses besides the
+  gateway: ``external_reservations`` "10.99.0.0, 10.99.0.1, 10.99.0.10,
+  10.99.0.255", ``reserved_count`` 4, ``free_count`` 252; ``ip: "pool"``
+  takes the lowest free address (10.99.0.2).  Address reservations, NIC
+  adds and connections never change the network's ``serial_no`` or mtime.
+- The create's job input keeps ``ip: "pool"``; a modify's add is rewritten
+  with the chosen address and the generated MAC.  Create logs "NIC/0
+  inherits netparams ['gntbr0', 'bridged', '']" (link first), a modify's
+  add only "Chose IP ... from network ...".
+- A taken, reserved (gateway, broadcast, add_reserved_ips) or foreign
+  address fails the create with one text, "IP address X already in use or
+  does not belong to network N" (resource_not_unique), after the
+  iallocator ran, with conflicts_check true or false alike.
+- Removing a connected network fails "Network still connected"
+  (wrong_state) with a warning naming the groups; removal does not look
+  at instances at all.  Disconnecting a network NICs are on fails
+  "Conflicting IP addresses found;  remove/modify the corresponding
+  network interfaces" (two spaces, wrong_state), the warning listing
+  "inst: nic0/ip, nic1/ip".  Both fail once running (exec_timestamp set),
+  while an unknown network or group fails before (waiting, no
+  exec_timestamp).  Connecting twice, or disconnecting an unconnected
+  network, succeeds with a warning.
+- A NIC on a network that is not connected fails the create in the
+  iallocator: "Can't compute nodes using iallocator 'hail-single': Request
+  failed: group default is not connected to a network required by
+  instance X" (insufficient_resources).
+- ``depends``: a job waiting on an unfinished job stays ``queued`` (no
+  start_ts); one whose dependency ended in a status not listed goes
+  waiting and then fails with ``OpExecError`` "Dependency job N finished
+  with status 'error', not one of 'success' as required" (no ecode, no
+  exec_timestamp, its input never expanded: no debug_level); an unknown id
+  gives "Dependency error: Job N not found"; ``[]`` accepts any final
+  status; a relative id -1 in job 41 was stored as 40.
+- RAPI answers ``POST /2/networks`` without ``network`` with a 400, and a
+  connect body naming ``network_name`` with 400 "Can't overwrite static
+  parameters {'network_name'}"; every network handler sets ``dry_run``
+  false in the opcode.
 """
 
 from __future__ import annotations
@@ -29,12 +78,19 @@ from typing import Any, Protocol
 
 from twisted.internet import defer, task
 
-from snfd.ganeti.rapi import FINAL_STATUSES, GanetiRapi, RapiError, RapiTarget
+from snfd.ganeti.rapi import FINAL_STATUSES, GanetiRapi, RapiError, RapiTarget, depends_on
 from snfd.httpclient import HTTPClientPool, Target, TargetClient
 from snfd.metrics import Metrics
 from snfd.testing.ganeti import RealGanetiCluster
 
 INSTANCE = "snf-contract-1"
+NET_INSTANCE = "snf-contract-2"
+NET_TAKEN = "snf-contract-3"
+NETWORK = "snf-contract-net"
+SUBNET = "10.99.0.0/24"
+GATEWAY = "10.99.0.1"
+NET_MAC_PREFIX = "aa:00:01"
+NET_IP = "10.99.0.5"
 MISSING = "snf-contract-missing"
 UNKNOWN_JOB = 987654
 
@@ -58,8 +114,11 @@ POLL = 0.02
 JOB_TIMEOUT = 60.0
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_MAC = re.compile(r"^aa:00:00(:[0-9a-f]{2}){3}$")
+# The cluster's MAC prefix, or the contract network's.
+_MAC = re.compile(r"^aa:00:0[01](:[0-9a-f]{2}){3}$")
 _JOB_FILE = re.compile(r"^job-\d+$")
+_MAC_IN_TEXT = re.compile(r"\baa:00:0[01](:[0-9a-f]{2}){3}\b")
+_JOB_IN_TEXT = re.compile(r"\b([Dd]ependency job|[Dd]ependency error: Job) \d+")
 
 #: Fields of a bulk instance whose values are compared as they are.
 INSTANCE_VALUES = (
@@ -235,7 +294,10 @@ class _Scrub:
                 return "<uuid>"
             if _MAC.match(value):
                 return "<mac>"
-            return value
+            # MACs and job ids inside messages (a NIC add's result, a
+            # dependency error) differ between clusters.
+            value = _MAC_IN_TEXT.sub("<mac>", value)
+            return _JOB_IN_TEXT.sub(r"\1 <id>", value)
         if isinstance(value, list | tuple):
             return [self(v) for v in value]
         if isinstance(value, dict):
@@ -312,6 +374,10 @@ def _instance_detail(inst: dict[str, Any] | None, scrub: _Scrub) -> dict[str, An
         "uuid_ok": bool(_UUID.match(str(inst.get("uuid")))),
         "nic.macs_ok": [bool(_MAC.match(str(m))) for m in inst.get("nic.macs") or []],
         "nic.uuids_ok": [bool(_UUID.match(str(u))) for u in inst.get("nic.uuids") or []],
+        "nic.mac_prefixes": [str(m)[:8] for m in inst.get("nic.macs") or []],
+        "nic.links": inst.get("nic.links"),
+        "nic.networks_are_uuids": [None if n is None else bool(_UUID.match(str(n)))
+                                   for n in inst.get("nic.networks") or []],
         "nic.links_count": len(inst.get("nic.links") or []),
         "nic.bridges_count": len(inst.get("nic.bridges") or []),
         "ctime_type": type(inst.get("ctime")).__name__,
@@ -322,19 +388,60 @@ def _instance_detail(inst: dict[str, Any] | None, scrub: _Scrub) -> dict[str, An
 
 
 def _input_subset(op_input: dict[str, Any], scrub: _Scrub) -> dict[str, Any]:
-    """What consumers read from an op's input (events' job_fields, tags)."""
-    keys: tuple[str, ...] = ("beparams", "nics", "disks", "hvparams", "tags")
-    if op_input.get("OP_ID") not in ("OP_INSTANCE_CREATE", "OP_INSTANCE_SET_PARAMS"):
-        keys = ()
-    return {k: scrub(op_input.get(k, "<missing>")) for k in keys}
+    """What consumers read from an op's input (events' job_fields, tags);
+    a network op's whole input but its reason trail."""
+    if str(op_input.get("OP_ID")).startswith("OP_NETWORK_"):
+        subset = {k: scrub(v) for k, v in op_input.items() if k != "reason"}
+    else:
+        keys: tuple[str, ...] = ("beparams", "nics", "disks", "hvparams", "tags", "depends")
+        if op_input.get("OP_ID") not in ("OP_INSTANCE_CREATE", "OP_INSTANCE_SET_PARAMS"):
+            keys = ()
+        subset = {k: scrub(op_input.get(k, "<missing>")) for k in keys}
+    if isinstance(subset.get("depends"), list):
+        # Job ids differ between clusters; the statuses asked for do not.
+        subset["depends"] = [["<job id>", d[1]] if isinstance(d, list) and len(d) == 2
+                             else d for d in subset["depends"]]
+    return subset
 
 
-def _job_file_record(job: dict[str, Any], scrub: _Scrub) -> dict[str, Any]:
+def _log_texts(log: list[Any], scrub: _Scrub) -> list[Any]:
+    """An op's log messages; the iallocator's choice (its name differs
+    between clusters) as one placeholder."""
+    texts = []
+    for entry in log:
+        text = entry[3] if isinstance(entry, list) and len(entry) == 4 else entry
+        if isinstance(text, str) and "via iallocator" in text:
+            text = "<iallocator selection>"
+        texts.append(scrub(text))
+    return texts
+
+
+def _network_detail(net: dict[str, Any] | None, scrub: _Scrub) -> dict[str, Any] | None:
+    """A network as RAPI shows it: values that do not depend on the
+    cluster as they are, the rest by type."""
+    if net is None:
+        return None
+    detail = {k: scrub(v) for k, v in sorted(net.items())
+              if k not in ("ctime", "mtime", "uuid")}
+    detail.update({"uuid_ok": bool(_UUID.match(str(net.get("uuid")))),
+                   "ctime_type": type(net.get("ctime")).__name__,
+                   "mtime_type": type(net.get("mtime")).__name__})
+    return detail
+
+
+def _job_file_record(job: dict[str, Any], scrub: _Scrub, texts: bool = False,
+                     ) -> dict[str, Any]:
     ops = []
     for op in job.get("ops") or []:
         op_input = op.get("input") or {}
         reasons = op_input.get("reason") or []
-        ops.append({
+        ops.append({})
+        if texts:
+            ops[-1]["log_texts"] = _log_texts(op.get("log") or [], scrub)
+            result = op.get("result")
+            if op.get("status") == "error" and isinstance(result, list) and len(result) == 2:
+                ops[-1]["error_message"] = scrub((result[1] or ["<none>"])[0])
+        ops[-1].update({
             "fields": sorted(op),
             "OP_ID": op_input.get("OP_ID"),
             "instance_name": op_input.get("instance_name"),
@@ -452,6 +559,7 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
 
     await step("admin-shutdown", lambda: driver.admin_shutdown(INSTANCE))
     await step("delete", lambda: rapi.delete_instance(INSTANCE))
+    await _network_steps(rapi, raw, step, record, scrub, job_ids)
 
     status, body = await raw.json_request("GET", f"/2/jobs/{UNKNOWN_JOB}")
     record["unknown_job"] = {
@@ -480,8 +588,8 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
         "stray_files": strays,
     }
     record["job_files"] = {
-        label: _job_file_record(files[job_id], scrub) if isinstance(files.get(job_id), dict)
-        else None
+        label: _job_file_record(files[job_id], scrub, texts=label.startswith("net-"))
+        if isinstance(files.get(job_id), dict) else None
         for label, job_id in job_ids.items()
     }
     record["events"] = _events(files, job_ids, driver.name, scrub)
@@ -490,6 +598,63 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
 
 async def _value(job_id: int) -> int:
     return job_id
+
+
+def _net_body(name: str, nic: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {**CREATE_BODY, "name": name, "nics": [nic], **extra}
+
+
+async def _network_steps(rapi: GanetiRapi, raw: TargetClient,
+                         step: Callable[..., Awaitable[dict[str, Any]]],
+                         record: dict[str, Any], scrub: _Scrub,
+                         job_ids: dict[str, int]) -> None:
+    """A Synnefo network's life: create, connect (an instance create
+    waiting on the connect job through ``depends``), an explicit address, a
+    pool address by modify, a taken address, removal refused while
+    connected and disconnection refused while in use, then NIC removal,
+    instance delete, a job whose dependency failed, disconnect, delete."""
+    record["groups"] = await rapi.groups()
+    _, record["networks_before"] = await raw.json_request("GET", "/2/networks")
+    await step("net-create", lambda: rapi.create_network(
+        NETWORK, subnet=SUBNET, gateway=GATEWAY, mac_prefix=NET_MAC_PREFIX,
+        add_reserved_ips=["10.99.0.10"], tags=["snf-contract"]))
+    record["network_created"] = _network_detail(await rapi.network(NETWORK), scrub)
+    _, listing = await raw.json_request("GET", "/2/networks")
+    record["networks_listing"] = listing
+    record["networks_bulk_names"] = [n.get("name") for n in await rapi.networks()]
+
+    # The create is submitted before the connect job has run; it waits.
+    connect = await rapi.connect_network(NETWORK, "default", "bridged", "gntbr0")
+    create = await rapi.create_instance(_net_body(
+        NET_INSTANCE, {"network": NETWORK, "ip": NET_IP, "name": "nic-net"},
+        depends=depends_on(connect)))
+    record["depending_create_before"] = await _job_status(rapi, create)
+    await step("net-connect", lambda: _value(connect))
+    await step("net-create-instance", lambda: _value(create))
+    record["network_instance"] = _instance_detail(await rapi.instance(NET_INSTANCE), scrub)
+    await step("net-add-pool-nic", lambda: rapi.modify(
+        NET_INSTANCE, nics=[["add", {"network": NETWORK, "ip": "pool", "name": "nic-pool"}]]))
+    record["network_instance_two_nics"] = _instance_detail(
+        await rapi.instance(NET_INSTANCE), scrub)
+    record["network_in_use"] = _network_detail(await rapi.network(NETWORK), scrub)
+    await step("net-ip-taken", lambda: rapi.create_instance(_net_body(
+        NET_TAKEN, {"network": NETWORK, "ip": NET_IP})))
+    await step("net-delete-connected", lambda: rapi.delete_network(NETWORK))
+    await step("net-disconnect-in-use", lambda: rapi.disconnect_network(NETWORK, "default"))
+    await step("net-remove-nic", lambda: rapi.modify(
+        NET_INSTANCE, nics=[["remove", "nic-pool", {}]]))
+    record["network_one_nic"] = _network_detail(await rapi.network(NETWORK), scrub)
+    await step("net-delete-instance", lambda: rapi.delete_instance(NET_INSTANCE))
+    record["network_unused"] = _network_detail(await rapi.network(NETWORK), scrub)
+    await step("net-depends-failed", lambda: rapi.disconnect_network(
+        NETWORK, "default", depends=depends_on(job_ids["net-ip-taken"])))
+    await step("net-disconnect", lambda: rapi.disconnect_network(NETWORK, "default"))
+    await step("net-delete", lambda: rapi.delete_network(NETWORK))
+    _, record["networks_after"] = await raw.json_request("GET", "/2/networks")
+    status, body = await raw.json_request("GET", f"/2/networks/{NETWORK}")
+    record["missing_network"] = {"http": status,
+                                 "body": body if isinstance(body, dict) else repr(body),
+                                 "client": await rapi.network(NETWORK)}
 
 
 def _events(files: dict[int, Any], job_ids: dict[str, int], cluster: str,
@@ -511,7 +676,12 @@ def _events(files: dict[int, Any], job_ids: dict[str, int], cluster: str,
                         message.get("status"), message.get("instance"),
                         message.get("jobId") == job_id, message.get("cluster") == cluster,
                         _ts(message.get("event_time")),
-                        _result(message.get("status"), message.get("result"), scrub)])
+                        _result(message.get("status"), message.get("result"), scrub),
+                        message.get("network"),
+                        # An instance event's job_fields hold the whole input
+                        # (reason times, the iallocator's name): not compared.
+                        scrub(message.get("job_fields"))
+                        if message.get("type") == "ganeti-network-status" else None])
     return out
 
 

@@ -2,7 +2,8 @@
 
 ``tests.ganeti.contract.run_scenario`` drives one instance through create,
 shutdown, startup, reboot, modify beparams, a failing job, a job cancelled
-while queued, an administrator's shutdown and delete, and records what a
+while queued, an administrator's shutdown and delete, then a network
+through its life (see ``tests.ganeti.contract``), and records what a
 client observes (RAPI answers, the job files, the events built from them),
 normalised.  ``expected.EXPECTED`` is that record taken from a real Ganeti
 3.0.2 cluster.  ``ContractMixin`` holds the tests; ``SimContractTests`` runs
@@ -135,6 +136,18 @@ class ContractMixin:
         self.assertEqual(list(record["job_files"]), list(EXPECTED["job_files"]))
         for step, want in EXPECTED["job_files"].items():
             self.assertEqual(record["job_files"][step], want, f"job file of step {step}")
+
+    async def test_networks(self):
+        """Networks: the group list, the listings, a network's pool as it
+        is created, used by an explicit and a pool address, freed by NIC
+        and instance removal, a create that waits on the connect job, and
+        the 404 of a removed network."""
+        record = await self.recorded()
+        for key in ("groups", "networks_before", "network_created", "networks_listing",
+                    "networks_bulk_names", "depending_create_before", "network_instance",
+                    "network_instance_two_nics", "network_in_use", "network_one_nic",
+                    "network_unused", "networks_after", "missing_network"):
+            self.assertEqual(record[key], EXPECTED[key], key)
 
     async def test_events(self):
         """``job_messages`` builds the same messages (routing key, type,

@@ -23,6 +23,7 @@ from snfd.ganeti.rapi import (
     RapiPool,
     RapiTarget,
     RapiUnavailable,
+    depends_on,
 )
 from snfd.httpclient import HTTPClientPool
 from snfd.metrics import Metrics
@@ -300,6 +301,87 @@ class CallTests(RapiTestCase):
         self.fake.answer("PUT", "/2/instances/snf-1/startup", (200, {"oops": 1}))
         with self.assertRaises(RapiUnavailable):
             await self.rapi().startup("snf-1")
+
+
+class NetworkCallTests(RapiTestCase):
+    async def test_network_reads(self) -> None:
+        """networks() asks bulk=1; network() a 404 as None; groups() the names."""
+        net = {"name": "snf-net-1", "network": "10.99.0.0/24"}
+        self.fake.answer("GET", "/2/networks", (200, [net]))
+        self.fake.answer("GET", "/2/networks/snf-net-1", (200, net))
+        self.fake.answer("GET", "/2/groups",
+                         (200, [{"name": "default", "uri": "/2/groups/default"}]))
+        rapi = self.rapi()
+        self.assertEqual(await rapi.networks(), [net])
+        self.assertEqual(self.fake.calls("GET", "/2/networks")[0]["args"], [("bulk", "1")])
+        self.assertEqual(await rapi.network("snf-net-1"), net)
+        self.assertIsNone(await rapi.network("snf-net-2"))
+        self.assertEqual(await rapi.groups(), ["default"])
+
+    async def test_network_error_other_than_404_raises(self) -> None:
+        """network() turns only a 404 into None."""
+        self.fake.answer("GET", "/2/networks/n", (500, {"code": 500, "message": "boom"}))
+        with self.assertRaises(RapiError):
+            await self.rapi().network("n")
+
+    async def test_create_network_body(self) -> None:
+        """create_network POSTs only the fields given (plus conflicts_check)
+        under Ganeti's names; the answer is the job id."""
+        self.fake.answer("POST", "/2/networks", (200, 7), (200, 8))
+        rapi = self.rapi()
+        job = await rapi.create_network(
+            "snf-net-1", subnet="10.99.0.0/24", gateway="10.99.0.1", mac_prefix="aa:00:01",
+            add_reserved_ips=["10.99.0.10"], tags=("t1",), depends=depends_on(3))
+        self.assertEqual(job, 7)
+        self.assertEqual(await rapi.create_network("snf-net-2", subnet6="2001:db8::/64",
+                                                   gateway6="2001:db8::1",
+                                                   conflicts_check=True), 8)
+        first, second = self.fake.calls("POST", "/2/networks")
+        self.assertEqual(first["content_type"], "application/json")
+        self.assertEqual(first["body"], {
+            "network_name": "snf-net-1", "network": "10.99.0.0/24", "gateway": "10.99.0.1",
+            "mac_prefix": "aa:00:01", "add_reserved_ips": ["10.99.0.10"], "tags": ["t1"],
+            "conflicts_check": False, "depends": [[3, ["success"]]]})
+        self.assertEqual(second["body"], {
+            "network_name": "snf-net-2", "network6": "2001:db8::/64",
+            "gateway6": "2001:db8::1", "conflicts_check": True})
+
+    async def test_connect_disconnect_delete(self) -> None:
+        """connect/disconnect PUT to the network's sub-resources, delete
+        DELETEs it (a body only for depends); each answers its job id.
+        The name is quoted into the path."""
+        self.fake.answer("PUT", "/2/networks/snf%20net/connect", (200, 11))
+        self.fake.answer("PUT", "/2/networks/snf%20net/disconnect", (200, 12))
+        self.fake.answer("DELETE", "/2/networks/snf%20net", (200, 13))
+        rapi = self.rapi()
+        self.assertEqual(await rapi.connect_network("snf net", "default", "bridged", "br0",
+                                                    vlan="42", depends=[[-1, []]]), 11)
+        self.assertEqual(await rapi.disconnect_network("snf net", "default"), 12)
+        self.assertEqual(await rapi.delete_network("snf net"), 13)
+        self.assertEqual(await rapi.delete_network("snf net", depends=depends_on(12)), 13)
+        [connect] = self.fake.calls("PUT", "/2/networks/snf%20net/connect")
+        self.assertEqual(connect["body"], {
+            "group_name": "default", "network_mode": "bridged", "network_link": "br0",
+            "network_vlan": "42", "conflicts_check": False, "depends": [[-1, []]]})
+        [disconnect] = self.fake.calls("PUT", "/2/networks/snf%20net/disconnect")
+        self.assertEqual(disconnect["body"], {"group_name": "default"})
+        plain, dependent = self.fake.calls("DELETE", "/2/networks/snf%20net")
+        self.assertIsNone(plain["body"])
+        self.assertEqual(dependent["body"], {"depends": [[12, ["success"]]]})
+
+    async def test_depends_passes_through_create_and_modify(self) -> None:
+        """create_instance and modify carry ``depends`` in their bodies."""
+        self.fake.answer("POST", "/2/instances", (200, 21))
+        self.fake.answer("PUT", "/2/instances/snf-1/modify", (200, 22))
+        rapi = self.rapi()
+        await rapi.create_instance({"name": "snf-1", "depends": depends_on(5)})
+        await rapi.modify("snf-1", nics=[["add", {"network": "n", "ip": "pool"}]],
+                          depends=depends_on(21, statuses=("success", "error")))
+        self.assertEqual(self.fake.calls("POST", "/2/instances")[0]["body"]["depends"],
+                         [[5, ["success"]]])
+        self.assertEqual(self.fake.calls("PUT", "/2/instances/snf-1/modify")[0]["body"],
+                         {"nics": [["add", {"network": "n", "ip": "pool"}]],
+                          "depends": [[21, ["success", "error"]]]})
 
 
 class RapiPoolTests(unittest.TestCase):

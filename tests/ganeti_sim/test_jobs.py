@@ -335,8 +335,9 @@ class AdminTests(unittest.TestCase):
 
 class DependencyTests(unittest.TestCase):
     async def test_depends(self) -> None:
-        """A job that depends on another waits for it; when the other ends
-        in a status not accepted the dependent job fails."""
+        """A job that depends on another waits for it; when the other was
+        cancelled (and cancelled is not accepted) the dependent job is
+        cancelled too, as Ganeti's dependency manager does."""
         cluster = await started(self)
         rapi = client(self, cluster)
         cluster.hold_queue()
@@ -348,9 +349,8 @@ class DependencyTests(unittest.TestCase):
                          (200, [True, f"Dequeued job {first}"]))
         cluster.release_queue()
         job = await wait_job(rapi, second)
-        self.assertEqual(job["status"], "error")
-        self.assertIn(f"Dependency job {first} has status 'canceled'",
-                      job["opresult"][0][1][0])
+        self.assertEqual(job["status"], "canceled")
+        self.assertEqual(job["opresult"], ["Job canceled by request"])
         self.assertEqual((await wait_job(rapi, third))["status"], "error")
 
 

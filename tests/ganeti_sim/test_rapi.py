@@ -84,7 +84,7 @@ class ErrorTests(unittest.TestCase):
     async def test_unimplemented_resource(self) -> None:
         """Ganeti resources the simulator lacks answer 501, not 404."""
         rapi = client(self, await started(self))
-        status, body = await call(rapi, "GET", "/2/networks")
+        status, body = await call(rapi, "PUT", "/2/networks/snf-net-1/modify", {})
         self.assertEqual(status, 501)
         self.assertIn("does not implement", body["message"])
 
