@@ -136,6 +136,8 @@ def render_fault(request: Any, error: BaseException | Failure) -> bytes:
         return json.dumps(keystone_body(fault)).encode("utf-8")
     if style == "swift":
         return swift_body(fault)
+    if style == "neutron":
+        return json.dumps(neutron_body(fault)).encode("utf-8")
     return json.dumps(fault.body()).encode("utf-8")
 
 
@@ -155,3 +157,16 @@ def keystone_body(fault: Fault) -> dict[str, Any]:
 
 
 _STATUSES = {s.value for s in http.HTTPStatus}
+
+_NEUTRON_TYPES = {400: "BadRequest", 401: "NotAuthorized", 403: "Forbidden", 404: "NotFound",
+                  405: "MethodNotAllowed", 409: "Conflict", 413: "OverQuota",
+                  500: "InternalServerError", 501: "NotImplemented",
+                  503: "ServiceUnavailable"}
+
+
+def neutron_body(fault: Fault) -> dict[str, Any]:
+    """Neutron's error shape, ``{"NeutronError": {"type", "message",
+    "detail"}}``, which openstacksdk and tempest parse; the network API
+    sets ``request.fault_style = "neutron"`` to get it."""
+    return {"NeutronError": {"type": _NEUTRON_TYPES.get(fault.code, "NeutronException"),
+                             "message": fault.message, "detail": fault.details or ""}}

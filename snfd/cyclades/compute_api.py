@@ -64,7 +64,6 @@ from snfd.cyclades.compute_views import (
     NovaViews,
     SynnefoViews,
     iso,
-    nic_views,
     nova_time,
 )
 from snfd.cyclades.flavor_api import FlavorAPI
@@ -670,11 +669,11 @@ class ComputeAPI:
 
     async def ips(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
-        return json_body(request, {"addresses": nic_views(server)[1]})
+        return json_body(request, {"addresses": self._v(request).addresses(server)})
 
     async def ips_of(self, request: Any, server_id: str, network: str) -> bytes:
         server = await self._server(request, server_id)
-        addresses = nic_views(server)[1]
+        addresses = self._v(request).addresses(server)
         if network not in addresses:
             raise errors.NotFound(f"Server {server.id} has no address on network {network}.")
         return json_body(request, {network: addresses[network]})

@@ -55,13 +55,37 @@ def nova_time(value: datetime.datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def nic_views(server: Server, with_mac: bool = False,
+def nic_views(server: Server, nova: bool = False,
               ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
-    """Synnefo's ``attachments`` and the ``addresses`` of a server (with
-    Nova's ``OS-EXT-IPS-MAC:mac_addr`` when ``with_mac``)."""
+    """Synnefo's ``attachments`` and the ``addresses`` of a server: its
+    ports, then any NIC Ganeti has without a port (the cluster's default
+    NIC).  Nova's (``nova``) key ``addresses`` by network name and add
+    ``OS-EXT-IPS-MAC:mac_addr``; Synnefo's key them by network id."""
     attachments: list[dict[str, Any]] = []
     addresses: dict[str, list[dict[str, Any]]] = {}
+
+    def add(network: str, mac: str, entries: list[tuple[int, str, str]]) -> None:
+        listed = addresses.setdefault(network, [])
+        for version, addr, kind in entries:
+            entry: dict[str, Any] = {"version": version, "addr": addr, "OS-EXT-IPS:type": kind}
+            if mac and nova:
+                entry["OS-EXT-IPS-MAC:mac_addr"] = mac
+            listed.append(entry)
+
+    names = set()
+    for port in server.ports:
+        names.add(port.nic_name)
+        kind = "floating" if any(ip.floating for ip in port.ips) else "fixed"
+        attachments.append({
+            "id": str(port.id), "network_id": str(port.network_id),
+            "mac_address": port.mac, "firewallProfile": port.firewall_profile or "DISABLED",
+            "ipv4": port.address(4), "ipv6": port.address(6), "OS-EXT-IPS:type": kind})
+        label = (port.network_name or str(port.network_id)) if nova else str(port.network_id)
+        add(label, port.mac, [(ip.version, ip.address, "floating" if ip.floating else "fixed")
+                              for ip in port.ips])
     for nic in server.nics:
+        if nic.get("name") in names:
+            continue
         network = str(nic.get("network") or nic.get("link") or "default")
         ip = nic.get("ip")
         ipv6 = nic.get("ipv6")
@@ -71,14 +95,7 @@ def nic_views(server: Server, with_mac: bool = False,
             "mac_address": mac,
             "firewallProfile": nic.get("firewall") or "DISABLED",
             "ipv4": ip or "", "ipv6": ipv6 or "", "OS-EXT-IPS:type": "fixed"})
-        entries = addresses.setdefault(network, [])
-        for version, addr in ((4, ip), (6, ipv6)):
-            if addr:
-                entry: dict[str, Any] = {"version": version, "addr": addr,
-                                         "OS-EXT-IPS:type": "fixed"}
-                if mac and with_mac:
-                    entry["OS-EXT-IPS-MAC:mac_addr"] = mac
-                entries.append(entry)
+        add(network, mac, [(v, a, "fixed") for v, a in ((4, ip), (6, ipv6)) if a])
     return attachments, addresses
 
 
@@ -101,6 +118,8 @@ class SynnefoViews:
     serial_flavor_ids: ClassVar[bool] = True
     #: a project-scoped token lists its project's servers (else the user's own)
     lists_project_servers: ClassVar[bool] = False
+    #: ``addresses`` keyed by network name with MACs (else by network id)
+    nova_addresses: ClassVar[bool] = False
 
     def __init__(self, base: str):
         self.base = base.rstrip("/")
@@ -128,6 +147,10 @@ class SynnefoViews:
     def limits(self, absolute: dict[str, Any], settings: Any) -> dict[str, Any]:
         """``/limits``' absolute part from the quota's (``Servers.limits``)."""
         return absolute
+
+    def addresses(self, server: Server) -> dict[str, list[dict[str, Any]]]:
+        """The server's ``addresses`` (``ips``) in this dialect."""
+        return nic_views(server, self.nova_addresses)[1]
 
     def server(self, server: Server, detail: bool = True,
                diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -262,6 +285,7 @@ class NovaViews(SynnefoViews):
     diagnostics_for_admins: ClassVar[bool] = True
     strong_admin_pass: ClassVar[bool] = False
     hides_disabled_flavors: ClassVar[bool] = True
+    nova_addresses: ClassVar[bool] = True
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Nova's free-form diagnostics (before 2.48): what snfd knows of
@@ -310,7 +334,7 @@ class NovaViews(SynnefoViews):
             "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
             "flavor": {"id": server.flavor.flavorid,
                        "links": self.links("flavors", server.flavor.flavorid)},
-            "metadata": dict(server.metadata), "addresses": nic_views(server, True)[1],
+            "metadata": dict(server.metadata), "addresses": self.addresses(server),
             "accessIPv4": server.access_ipv4, "accessIPv6": server.access_ipv6,
             "OS-DCF:diskConfig": "MANUAL",
             "links": self.links("servers", server.id),

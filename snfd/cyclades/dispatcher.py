@@ -19,9 +19,10 @@ make that safe.
 
 A message is handled by its ``type``: ``ganeti-op-status`` goes to
 ``UpdatePath.op_status``, the ``image-*`` progress types to
-``UpdatePath.progress``.  Network and cluster messages are acknowledged
-and logged only (networks are a later issue; backend statistics are
-refreshed by the allocator), as is the eventd heartbeat.  A body that is
+``UpdatePath.progress``, ``ganeti-network-status`` to
+``UpdatePath.network_status``.  Cluster messages are acknowledged and
+logged only (backend statistics are refreshed by the allocator), as is
+the eventd heartbeat.  A body that is
 not a UTF-8 JSON object with a string ``type``, an unknown type, a missing
 key or a value of the wrong type raises, so the bus rejects the message
 into the dead-letter queue; the consumer itself carries on.
@@ -46,7 +47,7 @@ from snfd.cyclades.updates import PROGRESS_TYPES, MalformedMessage, UpdatePath
 log = Logger(namespace="snfd.cyclades.dispatcher")
 
 EXCHANGE = "ganeti"
-_ACK_ONLY = frozenset({"ganeti-network-status", "ganeti-cluster-status", "eventd-heartbeat"})
+_ACK_ONLY = frozenset({"ganeti-cluster-status", "eventd-heartbeat"})
 
 
 def decode(body: bytes) -> dict[str, Any]:
@@ -134,6 +135,8 @@ class Dispatcher(service.Service):
             await self._updates.op_status(body)
         elif kind in PROGRESS_TYPES:
             await self._updates.progress(body)
+        elif kind == "ganeti-network-status":
+            await self._updates.network_status(body)
         elif kind in _ACK_ONLY:
             log.debug("{kind} from {cluster}: acknowledged", kind=kind,
                       cluster=body.get("cluster"))

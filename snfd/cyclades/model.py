@@ -107,6 +107,8 @@ class GanetiBackend:
     ctotal: int = 0
     stats_updated: datetime.datetime | None = None
     created: datetime.datetime | None = None
+    #: its digit in per-backend MAC prefixes (0..15; None past 16 backends)
+    mac_index: int | None = None
 
 
 @attrs.frozen
@@ -155,6 +157,8 @@ class Server:
     key_names: tuple[str, ...] = ()
     nics: tuple[dict[str, Any], ...] = ()
     disks: tuple[dict[str, Any], ...] = ()
+    #: its ports (``snfd.cyclades.networks.model.Port``), filled by the store
+    ports: tuple[Any, ...] = ()
     #: who locked it (Nova's lock): "", "owner" or "admin"
     locked_by: str = ""
     #: the access addresses the user set (Nova's accessIPv4/v6; "" unset)

@@ -11,11 +11,11 @@ bodies (names, metadata, tags).  Nothing here does I/O: the effect path
 
 Deliberate choices where the reference leaves room:
 
-- ``networks``: absent, ``[]``, ``"auto"`` -> the default NICs
-  (``CreateRequest.nics`` None).  ``[]`` counts as "no preference"
+- ``networks``: absent, ``[]``, ``"auto"`` -> the default networks
+  (``CreateRequest.networks`` None).  ``[]`` counts as "no preference"
   because OpenStack clients below microversion 2.37 send it when no
-  network was named.  ``"none"`` -> no NIC.  Anything else is 400 until
-  the network API exists.
+  network was named.  ``"none"`` -> no NIC.  Otherwise a list of
+  ``{"uuid"[, "fixed_ip"]}`` or ``{"port"}`` (``NicRequest``).
 - ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
 - ``block_device_mapping_v2``: only the one mapping that boots an image on
   a local disk (what ``openstack server create --image`` sends) stands
@@ -91,6 +91,16 @@ class PersonalityFile:
 
 
 @attrs.frozen
+class NicRequest:
+    """One entry of a server's ``networks``: a network (and maybe the
+    IPv4 address on it), or an existing port."""
+
+    network_id: int | None = None
+    port_id: int | None = None
+    fixed_ip: str | None = None
+
+
+@attrs.frozen
 class CreateRequest:
     """A validated ``POST /servers`` body."""
 
@@ -99,7 +109,7 @@ class CreateRequest:
     image_id: str
     metadata: dict[str, str]
     personality: tuple[PersonalityFile, ...]
-    nics: int | None              # None: the default NICs
+    networks: tuple[NicRequest, ...] | None   # None: the default networks
     project: str | None
     key_names: tuple[str, ...]
     user_data: str | None
@@ -447,13 +457,43 @@ def check_password(value: Any) -> str:
     return value
 
 
-def _nics(value: Any) -> int | None:
+def _nic_requests(value: Any) -> tuple[NicRequest, ...] | None:
+    """A server's ``networks`` (Nova's and Synnefo's forms) checked: None
+    for the defaults (absent, ``"auto"``, ``[]``), ``()`` for ``"none"``."""
     if value is None or value == "auto" or value == []:
         return None
     if value == "none":
-        return 0
-    raise errors.BadRequest(
-        "networks are not supported yet: leave them out, or give \"auto\" or \"none\".")
+        return ()
+    if not isinstance(value, list):
+        raise errors.BadRequest('networks must be a list, "auto" or "none".')
+    out = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise errors.BadRequest("Each network must be an object with a uuid or a port.")
+        port, uuid = item.get("port"), item.get("uuid")
+        fixed = item.get("fixed_ip")
+        if port is not None:
+            if uuid is not None or fixed is not None:
+                raise errors.BadRequest("A network entry names a port or a network, not both.")
+            out.append(NicRequest(port_id=_ref(port, "port")))
+            continue
+        if uuid is None:
+            raise errors.BadRequest("Each network must have a uuid or a port.")
+        if fixed is not None:
+            try:
+                fixed = str(ipaddress.IPv4Address(fixed))
+            except (ValueError, TypeError):
+                raise errors.BadRequest(f"Invalid fixed IP address {str(fixed)[:40]!r}.") \
+                    from None
+        out.append(NicRequest(network_id=_ref(uuid, "network"), fixed_ip=fixed))
+    return tuple(out)
+
+
+def _ref(value: Any, what: str) -> int:
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not text.isdigit() or len(text) > 18:
+        raise errors.BadRequest(f"Invalid {what} id {str(value)[:40]!r}.")
+    return int(text)
 
 
 def _count(body: Mapping[str, Any], key: str) -> None:
@@ -535,7 +575,7 @@ def parse_create(body: Any, limits: CreateLimits,
     metadata = check_metadata(body.get("metadata"), limits.max_metadata)
     personality = check_personality(body.get("personality"), limits.max_personality,
                                     limits.max_personality_size)
-    nics = _nics(body.get("networks"))
+    nics = _nic_requests(body.get("networks"))
     project = body.get("project")
     if project is not None:
         project = _text(project, "project", 255)
@@ -550,7 +590,7 @@ def parse_create(body: Any, limits: CreateLimits,
         raise errors.BadRequest("shared_to_project must be true or false.")
     return CreateRequest(
         name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
-        personality=personality, nics=nics, project=project, key_names=key_names,
+        personality=personality, networks=nics, project=project, key_names=key_names,
         user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),
         shared_to_project=shared, access_ipv4=check_access_ip(body.get("accessIPv4"), 4),
         access_ipv6=check_access_ip(body.get("accessIPv6"), 6))

@@ -80,7 +80,15 @@ from snfd import errors
 from snfd.cyclades import allocator, model, store
 from snfd.cyclades.keypairs import Keypairs
 from snfd.cyclades.model import Flavor, GanetiBackend, Server
-from snfd.cyclades.requests import MAX_TAGS, CreateRequest, Firewall, PersonalityFile, Reassign
+from snfd.cyclades.networks.service import Networks
+from snfd.cyclades.requests import (
+    MAX_TAGS,
+    CreateRequest,
+    Firewall,
+    NicRequest,
+    PersonalityFile,
+    Reassign,
+)
 from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable
 from snfd.quota import serials
 from snfd.quota.charged import Attempt, Settle, run_charged, settle_after_commit
@@ -149,9 +157,12 @@ def flavor_usable(flavor: Flavor | None, flavor_id: int, project: str) -> Flavor
 
 
 def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: str,
-                settings: ComputeSettings, nics: int | None) -> dict[str, Any]:
+                settings: ComputeSettings, nics: list[dict[str, Any]] | None,
+                depends: Sequence[int] = ()) -> dict[str, Any]:
     """The ``POST /2/instances`` body of ``server`` (reference 3.5); no
-    secrets: those are behind ``config_url``."""
+    secrets: those are behind ``config_url``.  ``nics``: the Ganeti NICs of
+    its ports (None: ``default_nics`` on the cluster's default link);
+    ``depends``: jobs (its networks') the create waits for."""
     flavor = server.flavor
     template = flavor.disk_template
     disks: list[dict[str, Any]] = []
@@ -160,13 +171,14 @@ def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: 
         template = "ext"
     elif template != "diskless":
         disks = [{"size": flavor.disk * 1024}]
-    count = settings.default_nics if nics is None else nics
-    return {
+    if nics is None:
+        nics = [{} for _ in range(settings.default_nics)]
+    body = {
         "mode": "create",
         "name": server.instance_name,
         "disk_template": template,
         "disks": disks,
-        "nics": [{} for _ in range(count)],
+        "nics": nics,
         "beparams": {"vcpus": flavor.cpu, "memory": flavor.ram, "auto_balance": True},
         "os_type": settings.os,
         "osparams": {"config_url": config_url, "img_id": getattr(image, "mapfile", ""),
@@ -176,6 +188,9 @@ def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: 
         "name_check": False,
         "wait_for_sync": False,
     }
+    if depends:
+        body["depends"] = [[job, ["success"]] for job in depends]
+    return body
 
 
 def build_params(image: Any, password: str, personality: Sequence[PersonalityFile],
@@ -210,7 +225,9 @@ def _create_pending(server: Server) -> bool:
 
 def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
                 image: Any, key: str, params: dict[str, Any], password: str,
-                expires: datetime.datetime) -> tuple[Server, GanetiBackend] | None:
+                expires: datetime.datetime, networks: Networks | None,
+                planned: Sequence[tuple[Any, NicRequest]] | None,
+                ) -> tuple[Server, GanetiBackend] | None:
     backend = allocator.choose_backend_txn(txn, flavor, project, req.hosts)
     if backend is None:
         return None
@@ -227,6 +244,9 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
         image=image_info, access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6)
     store.put_params_txn(txn, key, server.id, params)
     store.put_password_txn(txn, server.id, password, expires)
+    if networks is not None and planned is not None:
+        ports = networks.server_ports_txn(txn, server, planned)
+        server = attrs.evolve(server, ports=tuple(ports))
     return server, backend
 
 
@@ -256,6 +276,8 @@ def _create_failed_txn(txn: Any, component: str, server_id: int, key: str,
     store.take_params_txn(txn, key)
     if server is None:
         return
+    # The instance never reached Ganeti: its ports (and addresses) go now.
+    Networks.sync_ports_txn(txn, server, None, removed=True)
     if server.backend_id is not None:
         allocator.release_backend_txn(txn, server.backend_id, server.flavor)
     fields: dict[str, Any] = {"operstate": "ERROR", "backendlogmsg": reason}
@@ -316,6 +338,7 @@ def _mark_deleted_txn(txn: Any, server_id: int, user: str) -> Server:
     updated = store.update_server_txn(txn, server_id, deleted=True, operstate="DESTROYED",
                                       action="DESTROY")
     assert updated is not None
+    Networks.sync_ports_txn(txn, updated, None, removed=True)
     store.drop_params_txn(txn, server_id)
     store.drop_password_txn(txn, server_id)
     return updated
@@ -364,7 +387,7 @@ class Servers:
     """
 
     def __init__(self, db: Any, rapi_pool: Any, images: Any, charger: Charger, clock: Any,
-                 settings: ComputeSettings | None = None):
+                 settings: ComputeSettings | None = None, networks: Networks | None = None):
         self._db = db
         self._rapi_pool = rapi_pool
         self.images = images
@@ -372,6 +395,7 @@ class Servers:
         self._clock = clock
         self.settings = settings or ComputeSettings()
         self.keypairs = Keypairs(db, clock)
+        self.networks = networks
 
     # -- helpers -------------------------------------------------------------
 
@@ -468,6 +492,13 @@ class Servers:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
         keys = await self.keypairs.public_keys(user, list(req.key_names))
         password = req.admin_pass or generate_password()
+        planned = None
+        if req.networks != ():
+            if self.networks is not None:
+                planned = await self.networks.plan(user, req.networks)
+            elif req.networks is not None:
+                raise errors.BadRequest("This cloud serves no network API: leave networks"
+                                        " out, or give \"auto\" or \"none\".")
 
         async def build(attempt: Attempt) -> Server:
             await allocator.refresh_stale(self._db, self._rapi_pool,
@@ -477,18 +508,28 @@ class Servers:
             expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
             inserted = await self._db.run("cyclades.create_server", _insert_txn, user,
                                           project, req, flavor, image, key, params, password,
-                                          expires)
+                                          expires, self.networks, planned)
             if inserted is None:
                 raise errors.ServiceUnavailable(
                     "No Ganeti backend can host this server right now; try again later"
                     " or ask an administrator.")
             server, backend = inserted
             config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
-            body = create_body(server, backend, image, config_url, self.settings, req.nics)
+            nics: list[dict[str, Any]] | None = None
+            if req.networks == ():
+                nics = []
+            elif planned is not None and self.networks is not None:
+                nics = [self.networks.nic_params(p) for p in server.ports]
             try:
+                depends: list[int] = []
+                if self.networks is not None and server.ports:
+                    depends = await self.networks.ensure_on_backend(
+                        backend, self.networks.ganeti_networks(server.ports))
+                body = create_body(server, backend, image, config_url, self.settings, nics,
+                                   depends)
                 job_id = await self._rapi(backend).create_instance(body)
-            except (RapiUnavailable, RapiError) as e:
-                reason = str(e)
+            except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
+                reason = e.message if isinstance(e, errors.Fault) else str(e)
                 log.warn("server {id}: create not submitted to {cluster}: {reason}",
                          id=server.id, cluster=backend.clustername, reason=reason)
                 await self._db.run("cyclades.create_failed", _create_failed_txn,

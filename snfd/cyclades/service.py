@@ -26,6 +26,8 @@ from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.hosts import Hosts
 from snfd.cyclades.image_api import ImageAPI, compute_image
 from snfd.cyclades.images import ImageRegistry
+from snfd.cyclades.networks.api import NetworkAPI
+from snfd.cyclades.networks.service import FLOATING, PRIVATE, Networks, NetworkSettings
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
@@ -67,6 +69,8 @@ def resources() -> list[Resource]:
         r("cyclades.total_ram", "Virtual machine memory size", "bytes", 16 * GiB),
         r("cyclades.ram", "Memory size of running virtual machines", "bytes", 16 * GiB),
         r("cyclades.disk", "Virtual machine disk size", "bytes", 160 * GiB),
+        r(PRIVATE, "Number of private networks", None, 5),
+        r(FLOATING, "Number of public IP addresses (floating IPs)", None, 5),
     ]
 
 
@@ -92,10 +96,16 @@ class CycladesService(service.MultiService):
             os=section.os, vmapi_url=f"{self.public_url}/vmapi",
             max_metadata=section.max_metadata, password_ttl=section.password_ttl,
             stats_min_age=section.stats_min_age, rapi_timeout=section.rapi_timeout)
+        self.networks = Networks(node.db, self.rapi, charger, node.clock, NetworkSettings(
+            mac_prefix_base=section.mac_prefix_base, default_bridge=section.default_bridge,
+            filtered_bridge=section.filtered_bridge, bridge_base=section.bridge_base,
+            bridge_pool_size=section.bridge_pool_size, api_flavors=section.network_flavors,
+            default_server_networks=section.default_server_networks,
+            hotplug=section.nic_hotplug, rapi_timeout=section.rapi_timeout))
         self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
-                               self.settings)
+                               self.settings, networks=self.networks)
         self.flavors = Flavors(node.db, section.flavor_disk_template)
-        self.updates = UpdatePath(node.db, charger, node.clock)
+        self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks)
         self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.clock,
                                      timeout=section.rapi_timeout)
         self.backends = BackendRegistry(node.db, images, node.state_dir)
@@ -138,6 +148,11 @@ class CycladesService(service.MultiService):
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),
             "vmapi": VmapiApp(self.servers).app.resource(),
+            "network": TokenAuth(
+                NetworkAPI(self.networks, f"{self.public_url}/network",
+                           MAX_JSON_BODY).app.resource(),
+                self.authenticator, max_body=MAX_JSON_BODY,
+                fault_style=lambda request: "neutron"),
             "image": TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
                                self.authenticator, max_body=MAX_JSON_BODY),
         }

@@ -13,16 +13,19 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import attrs
 from psycopg2.extras import Json
 
 from snfd.cyclades.model import Aggregate, Flavor, GanetiBackend, Server
+from snfd.cyclades.networks import store as network_store
 
 # -- backends -------------------------------------------------------------
 
 _BACKEND_COLUMNS = (
     "id", "clustername", "rapi_url", "username", "password", "certificate", "offline",
     "drained", "public", "projects", "disk_templates", "hypervisor", "events", "mfree",
-    "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal", "stats_updated", "created")
+    "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal", "stats_updated", "created",
+    "mac_index")
 _BACKEND_SELECT = "SELECT " + ", ".join(_BACKEND_COLUMNS) + " FROM cyclades_backends"
 # What backend-modify may change.
 BACKEND_SETTINGS = frozenset({
@@ -45,9 +48,14 @@ def add_backend_txn(txn: Any, clustername: str, rapi_url: str,
     _check(settings, BACKEND_SETTINGS)
     names = ["clustername", "rapi_url", *settings]
     values = [clustername, rapi_url, *(_list(v) for v in settings.values())]
+    # The lowest free digit of per-backend MAC prefixes (NULL past 16).
+    txn.execute("LOCK TABLE cyclades_backends IN SHARE ROW EXCLUSIVE MODE")
     txn.execute(
-        f"INSERT INTO cyclades_backends ({', '.join(names)})"
-        f" VALUES ({', '.join(['%s'] * len(names))}) RETURNING id", values)
+        f"INSERT INTO cyclades_backends ({', '.join(names)}, mac_index)"
+        f" VALUES ({', '.join(['%s'] * len(names))},"
+        " (SELECT min(i) FROM generate_series(0, 15) i WHERE i NOT IN"
+        "  (SELECT mac_index FROM cyclades_backends WHERE mac_index IS NOT NULL)))"
+        " RETURNING id", values)
     backend_id = txn.fetchone()[0]
     found = backend_txn(txn, backend_id)
     assert found is not None
@@ -358,7 +366,20 @@ def server_txn(txn: Any, server_id: int, for_update: bool = False) -> Server | N
     lock = " FOR UPDATE OF s" if for_update else ""
     txn.execute(f"{_SERVER_SELECT} WHERE s.id = %s{lock}", (server_id,))
     row = txn.fetchone()
-    return _server(row) if row else None
+    return _with_ports(txn, [_server(row)])[0] if row else None
+
+
+def _with_ports(txn: Any, servers: list[Server]) -> list[Server]:
+    """The servers with their live ports (``Server.ports``, the network
+    service's ``Port`` values)."""
+    if not servers:
+        return servers
+    by_server: dict[int, list[Any]] = {}
+    for port in network_store.ports_txn(txn, device_ids=[s.id for s in servers]):
+        if port.state != "DELETING" and port.device_id is not None:
+            by_server.setdefault(port.device_id, []).append(port)
+    return [attrs.evolve(s, ports=tuple(by_server.get(s.id, ()))) if s.id in by_server else s
+            for s in servers]
 
 
 def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = None,
@@ -388,7 +409,7 @@ def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = No
         where.append("NOT s.deleted")
     sql = _SERVER_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id"
     txn.execute(sql, args)
-    return [_server(r) for r in txn.fetchall()]
+    return _with_ports(txn, [_server(r) for r in txn.fetchall()])
 
 
 def servers_during_txn(txn: Any, start: datetime.datetime, end: datetime.datetime,

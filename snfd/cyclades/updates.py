@@ -91,6 +91,7 @@ from snfd.cyclades.model import (
     provisions,
     server_id_of,
 )
+from snfd.cyclades.networks.service import Networks
 from snfd.quota import Provision, QuotaError
 from snfd.quota.charged import Attempt, Recharge, run_charged, settle_after_commit
 from snfd.quota.serials import Charger, decide_txn
@@ -431,6 +432,10 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         # The build ended (or the server is gone): snf-image had its one
         # chance to fetch the parameters from the URL in the job.
         store.drop_params_txn(txn, server.id)
+    if event.nics is not None or removed or (new_state == "ERROR" and event.opcode == OP_CREATE):
+        Networks.sync_ports_txn(txn, attrs.evolve(server, operstate=new_state),
+                                fields.get("nics"), removed=removed,
+                                failed=new_state == "ERROR" and event.opcode == OP_CREATE)
     if removed:
         fields.update(deleted=True, nics=[], disks=[], task="", task_job_id=None,
                       serial=None)
@@ -497,10 +502,23 @@ class UpdatePath:
     @param clock: ``IReactorTime`` (simulated events are stamped with it).
     """
 
-    def __init__(self, db: Any, charger: Charger, clock: Any):
+    def __init__(self, db: Any, charger: Charger, clock: Any,
+                 networks: Networks | None = None):
         self._db = db
         self._charger = charger
         self._clock = clock
+        self._networks = networks
+
+    async def network_status(self, message: dict[str, Any]) -> None:
+        """Apply one ``ganeti-network-status`` message (to the network's
+        state on that backend)."""
+        if not isinstance(message.get("network"), str):
+            raise MalformedMessage("'network' must be a string")
+        if self._networks is None:
+            return
+        outcome = await self._networks.network_event(message)
+        log.debug("network {network} on {cluster}: {outcome}", network=message["network"],
+                  cluster=message.get("cluster"), outcome=outcome)
 
     def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)

@@ -51,7 +51,8 @@ from snfd.testing.stubhttp import serve
 GiB = 1 << 30
 DEFAULT_LIMITS = {"cyclades.vm": 10, "cyclades.total_cpu": 32, "cyclades.cpu": 32,
                   "cyclades.total_ram": 64 * GiB, "cyclades.ram": 64 * GiB,
-                  "cyclades.disk": 1024 * GiB}
+                  "cyclades.disk": 1024 * GiB, "cyclades.network.private": 5,
+                  "cyclades.floating_ip": 5}
 DISK_TEMPLATES = ("diskless", "file", "plain", "drbd", "ext")
 # The container test images are stored in.
 IMAGES_CONTAINER = "images"
@@ -101,6 +102,11 @@ class ComputeStack:
     def images(self) -> ImageRegistry:
         """The compute service's image registry (on the object store)."""
         return self.service.images
+
+    @property
+    def network(self) -> str:
+        """The network API's versioned base URL."""
+        return f"{self.url}/network/v2.0"
 
     @property
     def servers(self) -> Servers:
@@ -203,11 +209,22 @@ class ComputeStack:
         rapi = self.rapi_client()
         job: dict[str, Any] = await rapi.wait_job(job_id, poll=0.02, timeout=30)
         for _key, message in job_messages(job, self.backend.clustername):
+            if message.get("type") == "ganeti-network-status":
+                await self.service.updates.network_status(message)
             if message.get("type") != "ganeti-op-status":
                 continue
             await self.service.updates.op_status(await attach_instance_info(message, rapi))
         await self.charger.drain()
         return job
+
+    async def follow_all(self, after: int = 0) -> int:
+        """``follow`` every job with an id above ``after``, in order; the
+        highest job id."""
+        ids = sorted(int(j["id"]) for j in await self.rapi_client().jobs())
+        for job_id in ids:
+            if job_id > after:
+                await self.follow(job_id)
+        return max(ids, default=after)
 
     async def flavor(self, cpu: int, ram: int, disk: int, template: str = "file",
                      **settings: Any) -> Flavor:

@@ -129,7 +129,8 @@ class DownStackTests(unittest.TestCase):
             self.assertIn("message", next(iter(reply.values())))
         self.assertEqual(await s.usage(self.alice), dict.fromkeys(
             ["cyclades.vm", "cyclades.total_cpu", "cyclades.cpu", "cyclades.total_ram",
-             "cyclades.ram", "cyclades.disk"], 0))
+             "cyclades.ram", "cyclades.disk", "cyclades.network.private",
+             "cyclades.floating_ip"], 0))
         self.assertEqual(await s.servers.of_user(self.alice), [])
 
     async def test_not_json(self):

@@ -21,10 +21,11 @@ PUBLIC_KEY = (
     " alice@example.org")
 
 
-def usage(cpu=0, ram=0, vm=0, total_cpu=0, total_ram=0, disk=0):
+def usage(cpu=0, ram=0, vm=0, total_cpu=0, total_ram=0, disk=0, networks=0, ips=0):
     return {"cyclades.cpu": cpu, "cyclades.ram": ram * MiB, "cyclades.vm": vm,
             "cyclades.total_cpu": total_cpu, "cyclades.total_ram": total_ram * MiB,
-            "cyclades.disk": disk * GiB}
+            "cyclades.disk": disk * GiB, "cyclades.network.private": networks,
+            "cyclades.floating_ip": ips}
 
 
 class ServerTestCase(unittest.TestCase):

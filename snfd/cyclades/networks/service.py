@@ -1,0 +1,881 @@
+"""What requests do to networks, subnets, ports and floating IPs
+(reference 3.3, 3.7), and the Ganeti side of a network.
+
+**Ownership.**  A user sees public and shared networks and its own; it
+sees and changes only its own subnets, ports and floating IPs (404 for
+anyone else's).  Administrators see and change everything.
+
+**Quota.**  A private network charges ``cyclades.network.private`` and a
+floating IP ``cyclades.floating_ip`` (one each, to the project the request
+names or the token's), through the commission runner: the row and the
+accepted serial are written in one transaction; a refusal is 413 and
+leaves nothing behind.  Deleting gives it back (a forced commission).
+
+**Pools.**  MAC prefixes and bridges come from ``store.take_*_index``,
+addresses from ``store.take_address_txn``: each under a lock and a unique
+index, so concurrent requests never get the same value.  An exhausted
+pool is 409 (``Conflict``), with nothing allocated.
+
+**Ports and servers.**  A port with a ``device_id`` is a NIC of that
+server: Ganeti NIC ``snf-nic-<port>`` on network ``snf-net-<network>``
+with the port's MAC and IPv4 address.  Creating one adds the NIC (an
+instance modify job, hotplugged on a running server); deleting one removes
+it, and the port (with its addresses) goes when Ganeti reports the NIC
+gone (``sync_ports_txn``, from the update path); until then it is
+``DELETING`` and hidden.  A server's ports go with the server.
+
+**Ganeti.**  A network exists on a backend from the first NIC there
+(``ensure_on_backend``): a network add job (subnet, gateway, the
+backend's MAC prefix, the flavor's tag) and a connect job per node group
+(the flavor's mode and link); the instance job that needs it depends on
+those jobs until their events say they succeeded (``network_event``).
+Deleting a network removes it from every backend (disconnect, remove).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from snfd import errors
+from snfd.cyclades import store as compute_store
+from snfd.cyclades.allocator import rapi_target
+from snfd.cyclades.model import GanetiBackend, Server
+from snfd.cyclades.networks import pools, store
+from snfd.cyclades.networks.model import FLAVORS, IP, NETWORK_PREFIX, Network, Port, Subnet
+from snfd.cyclades.requests import NicRequest
+from snfd.ganeti.rapi import RapiError, RapiUnavailable
+from snfd.quota import user_and_project
+from snfd.quota.charged import Attempt, run_charged
+from snfd.quota.serials import Charger, decide_txn
+
+log = Logger(namespace="snfd.cyclades.networks")
+
+PRIVATE = "cyclades.network.private"
+FLOATING = "cyclades.floating_ip"
+ANY_PUBLIC = "SNF:ANY_PUBLIC"
+FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
+
+
+@attrs.frozen
+class NetworkSettings:
+    """What an operator sets for networks (``[network]``).
+
+    ``api_flavors``: the flavors users may create.  ``max_prefix``: per IP
+    version, the largest subnet users may ask for.  ``default_server_networks``:
+    what a server that names no network is connected to (network ids, or
+    ``SNF:ANY_PUBLIC``: the first public network); empty: one NIC on the
+    cluster's default link, without a port.  ``hotplug``: NICs are added to
+    and removed from running servers.
+    """
+
+    mac_prefix_base: str = "aa:00:0"
+    mac_prefix_pool_size: int = 4096
+    default_bridge: str = "br0"
+    filtered_bridge: str = "prv0"
+    bridge_base: str = "prv"
+    bridge_pool_size: int = 20
+    api_flavors: tuple[str, ...] = ("MAC_FILTERED",)
+    max_prefix: Mapping[int, int] = attrs.Factory(lambda: {4: 22, 6: 64})
+    default_server_networks: tuple[str, ...] = ()
+    hotplug: bool = True
+    rapi_timeout: float = 30.0
+
+
+@attrs.frozen
+class PortRequest:
+    """A checked ``POST /ports`` body."""
+
+    network_id: int
+    name: str = ""
+    description: str = ""
+    device_id: int | None = None
+    mac: str | None = None
+    #: ``(subnet id or None, address or None)`` per entry; None: the default
+    fixed_ips: tuple[tuple[int | None, str | None], ...] | None = None
+    security_groups: tuple[str, ...] | None = None
+    port_security: bool = True
+    project: str | None = None
+
+
+def _provisions(user: str, project: str, resource: str, quantity: int) -> list[Any]:
+    return user_and_project(user, project, resource, quantity)
+
+
+class Networks:
+    """The network effect path (see the module docstring)."""
+
+    def __init__(self, db: Any, rapi_pool: Any, charger: Charger, clock: Any,
+                 settings: NetworkSettings | None = None):
+        self._db = db
+        self._rapi_pool = rapi_pool
+        self._charger = charger
+        self._clock = clock
+        self.settings = settings or NetworkSettings()
+
+    # -- reads --------------------------------------------------------------------
+
+    async def network(self, user: str, network_id: int, admin: bool = False) -> Network:
+        """A network the user may see; 404 otherwise."""
+        found: Network | None = await self._db.run("cyclades.network", store.network_txn,
+                                                   network_id)
+        if found is None or not found.visible_to(user, admin):
+            raise errors.NotFound(f"Network {network_id} could not be found.")
+        return found
+
+    async def networks(self, user: str, admin: bool = False) -> list[Network]:
+        found: list[Network] = await self._db.run(
+            "cyclades.networks", store.networks_txn, user=None if admin else user)
+        return found
+
+    async def subnets(self, user: str, admin: bool = False) -> list[Subnet]:
+        visible = {n.id for n in await self.networks(user, admin)}
+        found: list[Subnet] = await self._db.run("cyclades.subnets", store.subnets_txn,
+                                                 visible)
+        return found
+
+    async def subnet(self, user: str, subnet_id: int, admin: bool = False) -> Subnet:
+        found: Subnet | None = await self._db.run("cyclades.subnet", store.subnet_txn,
+                                                  subnet_id)
+        if found is not None:
+            try:
+                await self.network(user, found.network_id, admin)
+                return found
+            except errors.NotFound:
+                pass
+        raise errors.NotFound(f"Subnet {subnet_id} could not be found.")
+
+    async def ports(self, user: str, admin: bool = False,
+                    device_id: int | None = None) -> list[Port]:
+        found: list[Port] = await self._db.run(
+            "cyclades.ports", store.ports_txn, user=None if admin else user,
+            device_ids=None if device_id is None else [device_id])
+        return [p for p in found if p.state != "DELETING"]
+
+    async def port(self, user: str, port_id: int, admin: bool = False) -> Port:
+        found: Port | None = await self._db.run("cyclades.port", store.port_txn, port_id)
+        if found is None or found.state == "DELETING" or not (admin or found.userid == user):
+            raise errors.NotFound(f"Port {port_id} could not be found.")
+        return found
+
+    async def server_ports(self, server_ids: Iterable[int]) -> dict[int, list[Port]]:
+        """The live ports of these servers, by server id."""
+        found: list[Port] = await self._db.run("cyclades.server_ports", store.ports_txn,
+                                               device_ids=list(server_ids))
+        out: dict[int, list[Port]] = {}
+        for p in found:
+            if p.device_id is not None and p.state != "DELETING":
+                out.setdefault(p.device_id, []).append(p)
+        return out
+
+    async def floating_ips(self, user: str, admin: bool = False) -> list[IP]:
+        found: list[IP] = await self._db.run("cyclades.floating_ips", store.ips_txn,
+                                             floating=True, user=None if admin else user)
+        return found
+
+    async def floating_ip(self, user: str, ip_id: int, admin: bool = False) -> IP:
+        found: IP | None = await self._db.run("cyclades.floating_ip", store.ip_txn, ip_id)
+        if found is None or not found.floating or not (admin or found.userid == user):
+            raise errors.NotFound(f"Floating IP {ip_id} could not be found.")
+        return found
+
+    # -- networks ---------------------------------------------------------------------
+
+    def _flavor_values(self, flavor: str) -> dict[str, Any]:
+        if flavor not in FLAVORS:
+            raise errors.BadRequest(f"Unknown network type {flavor!r}: one of"
+                                    f" {', '.join(sorted(FLAVORS))}.")
+        mode, link_kind, _, _ = FLAVORS[flavor]
+        s = self.settings
+        link = {"bridge": s.default_bridge, "filtered": s.filtered_bridge}.get(link_kind, "")
+        return {"flavor": flavor, "mode": mode, "link": link,
+                "mac_prefix": pools.mac_prefix(s.mac_prefix_base, 0)}
+
+    def _allocate_txn(self, txn: Any, values: dict[str, Any]) -> dict[str, Any]:
+        """Fill the pooled parts of a new network (409 when a pool is empty)."""
+        s = self.settings
+        _, link_kind, pooled_mac, _ = FLAVORS[values["flavor"]]
+        if pooled_mac and values.get("mac_index") is None:
+            index = store.take_mac_index_txn(txn, s.mac_prefix_base, s.mac_prefix_pool_size)
+            if index is None:
+                raise errors.Conflict("No MAC prefix is free for a new network; ask an"
+                                      " administrator.")
+            values.update(mac_index=index, mac_prefix=pools.mac_prefix(s.mac_prefix_base, index))
+        if link_kind == "pool" and not values.get("link"):
+            index = store.take_link_index_txn(txn, s.bridge_pool_size)
+            if index is None:
+                raise errors.Conflict("No bridge is free for a new network; ask an"
+                                      " administrator.")
+            values.update(link_index=index, link=pools.bridge(s.bridge_base, index))
+        return values
+
+    async def create_network(self, user: str, project: str, *, name: str = "",
+                             flavor: str = "MAC_FILTERED", description: str = "",
+                             tags: Sequence[str] = ()) -> Network:
+        """A private network of ``user`` charged to ``project``."""
+        if flavor not in self.settings.api_flavors:
+            raise errors.Forbidden(f"Networks of type {flavor} cannot be created through"
+                                   f" the API; allowed: {', '.join(self.settings.api_flavors)}.")
+        values = self._flavor_values(flavor)
+        values.update(name=name, description=description, userid=user, project=project,
+                      tags=tuple(tags))
+
+        async def create(attempt: Attempt) -> Network:
+            def txn_(txn: Any) -> Network:
+                network = store.insert_network_txn(txn, **self._allocate_txn(txn, values))
+                if attempt.serial is not None:
+                    decide_txn(txn, attempt.component, attempt.serial, True)
+                return network
+            network: Network = await self._db.run("cyclades.create_network", txn_)
+            return network
+
+        return await run_charged(self._charger, create,
+                                 _provisions(user, project, PRIVATE, 1),
+                                 name=f"cyclades: create network {name!r} for {user}")
+
+    async def admin_create_network(self, *, name: str, flavor: str, public: bool = False,
+                                   external: bool = False, floating_ip_pool: bool = False,
+                                   shared: bool = False, link: str | None = None,
+                                   mac_prefix: str | None = None, user: str | None = None,
+                                   project: str | None = None, description: str = "",
+                                   backends: Sequence[GanetiBackend] | None = None,
+                                   ) -> Network:
+        """An administrator's network (public ones on every backend at once
+        when ``backends`` are given).  No quota is charged."""
+        values = self._flavor_values(flavor)
+        if link:
+            values["link"] = link
+        if mac_prefix:
+            try:
+                values["mac_prefix"] = pools.check_mac_base(mac_prefix)
+            except ValueError as e:
+                raise errors.BadRequest(str(e)) from None
+        if not values["link"] and FLAVORS[flavor][1] == "table":
+            values["link"] = ""   # named after the network once it has an id
+        values.update(name=name, public=public, external=external or public,
+                      floating_ip_pool=floating_ip_pool, shared=shared, userid=user,
+                      project=project, description=description)
+
+        def txn_(txn: Any) -> Network:
+            network = store.insert_network_txn(txn, **self._allocate_txn(txn, values))
+            if not network.link:
+                txn.execute("UPDATE cyclades_networks SET link = %s WHERE id = %s",
+                            (f"snf_rt_{network.id}", network.id))
+                found = store.network_txn(txn, network.id)
+                assert found is not None
+                network = found
+            return network
+        network: Network = await self._db.run("cyclades.admin_create_network", txn_)
+        return network
+
+    async def update_network(self, user: str, network_id: int, admin: bool = False,
+                             **fields: Any) -> Network:
+        """Change a network's name/description/tags (its owner), or
+        ``shared``/``external`` (administrators)."""
+        network = await self.network(user, network_id, admin)
+        if not admin and network.userid != user:
+            raise errors.Forbidden(f"Network {network_id} is not yours to change.")
+        if not admin and set(fields) & {"shared", "external", "floating_ip_pool", "public"}:
+            raise errors.Forbidden("Only administrators change shared or router:external.")
+        updated: Network | None = await self._db.run(
+            "cyclades.update_network", lambda txn: store.update_network_txn(
+                txn, network_id, **fields))
+        assert updated is not None
+        return updated
+
+    async def delete_network(self, user: str, network_id: int, admin: bool = False) -> None:
+        """Delete a network without ports or floating IPs (409 otherwise);
+        it is removed from the backends it exists on."""
+        network = await self.network(user, network_id, admin)
+        if not admin and network.userid != user:
+            raise errors.Forbidden(f"Network {network_id} is not yours to delete.")
+        charge = (_provisions(network.userid, network.project, PRIVATE, -1)
+                  if not network.public and network.userid and network.project else None)
+
+        async def delete(attempt: Attempt) -> list[dict[str, Any]]:
+            def txn_(txn: Any) -> list[dict[str, Any]]:
+                locked = store.network_txn(txn, network_id, for_update=True)
+                if locked is None:
+                    raise errors.NotFound(f"Network {network_id} could not be found.")
+                if store.count_ports_txn(txn, network_id):
+                    raise errors.Conflict(f"Unable to complete operation on network"
+                                          f" {network_id}: there are one or more ports"
+                                          " still in use on the network.")
+                if any(ip.floating for s in store.subnets_txn(txn, [network_id])
+                       for ip in store.ips_txn(txn, subnet_id=s.id)):
+                    raise errors.Conflict(f"Network {network_id} has floating IPs;"
+                                          " release them first.")
+                store.update_network_txn(txn, network_id, deleted=True, state="DELETED")
+                for s in store.subnets_txn(txn, [network_id]):
+                    store.delete_subnet_txn(txn, s.id)
+                if attempt.serial is not None:
+                    decide_txn(txn, attempt.component, attempt.serial, True)
+                return store.backend_networks_txn(txn, network_id=network_id)
+            where: list[dict[str, Any]] = await self._db.run("cyclades.delete_network", txn_)
+            return where
+
+        where = await run_charged(self._charger, delete, charge, force=True,
+                                  name=f"cyclades: delete network {network_id}")
+        for row in where:
+            await self._remove_from_backend(network, row["backend_id"])
+
+    # -- subnets ------------------------------------------------------------------------
+
+    async def create_subnet(self, user: str, network_id: int, body: Mapping[str, Any],
+                            admin: bool = False) -> Subnet:
+        """A subnet on a network of the user (one per IP version)."""
+        network = await self.network(user, network_id, admin)
+        if not admin and network.userid != user:
+            raise errors.NotFound(f"Network {network_id} could not be found.")
+        req = pools.subnet_request(body, dict(self.settings.max_prefix), limited=not admin)
+
+        def txn_(txn: Any) -> Subnet:
+            locked = store.network_txn(txn, network_id, for_update=True)
+            if locked is None:
+                raise errors.NotFound(f"Network {network_id} could not be found.")
+            if any(s.ipversion == req.ipversion for s in store.subnets_txn(txn, [network_id])):
+                raise errors.Conflict(f"Network {network_id} already has an IPv"
+                                      f"{req.ipversion} subnet.")
+            return store.insert_subnet_txn(txn, locked, req, network.userid or user,
+                                           network.project)
+        subnet: Subnet = await self._db.run("cyclades.create_subnet", txn_)
+        return subnet
+
+    async def update_subnet(self, user: str, subnet_id: int, admin: bool = False,
+                            **fields: Any) -> Subnet:
+        subnet = await self.subnet(user, subnet_id, admin)
+        network = await self.network(user, subnet.network_id, admin)
+        if not admin and network.userid != user:
+            raise errors.Forbidden(f"Subnet {subnet_id} is not yours to change.")
+        updated: Subnet | None = await self._db.run(
+            "cyclades.update_subnet", lambda txn: store.update_subnet_txn(
+                txn, subnet_id, **fields))
+        assert updated is not None
+        return updated
+
+    async def delete_subnet(self, user: str, subnet_id: int, admin: bool = False) -> None:
+        """Delete a subnet none of whose addresses is in use (409)."""
+        subnet = await self.subnet(user, subnet_id, admin)
+        network = await self.network(user, subnet.network_id, admin)
+        if not admin and network.userid != user:
+            raise errors.Forbidden(f"Subnet {subnet_id} is not yours to delete.")
+
+        def txn_(txn: Any) -> None:
+            if store.subnet_txn(txn, subnet_id, for_update=True) is None:
+                raise errors.NotFound(f"Subnet {subnet_id} could not be found.")
+            if store.ips_txn(txn, subnet_id=subnet_id):
+                raise errors.Conflict(f"Unable to complete operation on subnet {subnet_id}:"
+                                      " one or more ports have an IP allocation from it.")
+            store.delete_subnet_txn(txn, subnet_id)
+        await self._db.run("cyclades.delete_subnet", txn_)
+
+    # -- ports ----------------------------------------------------------------------------
+
+    def _port_txn(self, txn: Any, network: Network, user: str, project: str,
+                  req: PortRequest, device: Server | None) -> Port:
+        """Insert a port with its MAC and addresses (409 when a pool is
+        exhausted or an address taken; nothing is left behind: the
+        transaction rolls back)."""
+        locked = store.network_txn(txn, network.id, for_update=False)
+        if locked is None:
+            raise errors.NotFound(f"Network {network.id} could not be found.")
+        subnets = store.subnets_txn(txn, [network.id])
+        port: Port | None = None
+        if req.mac is not None:
+            port = store.insert_port_txn(
+                txn, network, user, project, req.mac, name=req.name,
+                description=req.description, port_security=req.port_security,
+                security_groups=tuple(req.security_groups or ()))
+            if port is None:
+                raise errors.Conflict(f"Unable to complete operation for network"
+                                      f" {network.id}. The mac address {req.mac} is in use.")
+        else:
+            for _ in range(8):
+                port = store.insert_port_txn(
+                    txn, network, user, project, pools.random_mac(network.mac_prefix),
+                    name=req.name, description=req.description,
+                    port_security=req.port_security,
+                    security_groups=tuple(req.security_groups or ()))
+                if port is not None:
+                    break
+            if port is None:
+                raise errors.Conflict(f"No free MAC address on network {network.id}.")
+        wanted = req.fixed_ips
+        if wanted is None:
+            wanted = tuple((s.id, None) for s in subnets)
+        by_id = {s.id: s for s in subnets}
+        seen_versions: set[int] = set()
+        for subnet_id, address in wanted:
+            subnet = self._subnet_for(by_id, subnets, subnet_id, address, network.id)
+            seen_versions.add(subnet.ipversion)
+            if subnet.ipversion == 6 and pools.is_slaac(subnet.cidr, 6):
+                address = address or pools.eui64(subnet.cidr, port.mac)
+            if address is not None and network.public and not self._floating_ok(
+                    txn, subnet, address, user, port.id):
+                continue
+            if address is not None and subnet.gateway == address:
+                raise errors.Conflict(f"IP address {address} is the gateway of subnet"
+                                      f" {subnet.id}.")
+            taken = store.take_address_txn(txn, subnet, user, project, address=address,
+                                           port_id=port.id)
+            if taken is None:
+                if address is None:
+                    raise errors.Conflict(f"No more IP addresses available on network"
+                                          f" {network.id}.")
+                raise errors.Conflict(f"Unable to complete operation for network"
+                                      f" {network.id}. The IP address {address} is in use.")
+        if device is not None:
+            port = store.update_port_txn(txn, port.id, device_id=device.id,
+                                         device_owner="compute:nova", state="BUILD")
+            assert port is not None
+        found = store.port_txn(txn, port.id)
+        assert found is not None
+        return found
+
+    @staticmethod
+    def _subnet_for(by_id: dict[int, Subnet], subnets: list[Subnet], subnet_id: int | None,
+                    address: str | None, network_id: int) -> Subnet:
+        if subnet_id is not None:
+            subnet = by_id.get(subnet_id)
+            if subnet is None:
+                raise errors.BadRequest(f"Subnet {subnet_id} is not on network {network_id}.")
+            if address is not None and ipaddress.ip_address(address) not in \
+                    ipaddress.ip_network(subnet.cidr):
+                raise errors.BadRequest(f"IP address {address} is not in subnet {subnet_id}.")
+            return subnet
+        if address is None:
+            raise errors.BadRequest("A fixed IP needs a subnet_id or an ip_address.")
+        for subnet in subnets:
+            if ipaddress.ip_address(address) in ipaddress.ip_network(subnet.cidr):
+                return subnet
+        raise errors.BadRequest(f"IP address {address} is in no subnet of network"
+                                f" {network_id}.")
+
+    @staticmethod
+    def _floating_ok(txn: Any, subnet: Subnet, address: str, user: str, port_id: int) -> bool:
+        """An address asked for on a public network must be a floating IP
+        of the user that is not attached: it is attached to the port
+        (True means "allocate normally"; False: done here)."""
+        for ip in store.ips_txn(txn, subnet_id=subnet.id):
+            if ip.address == address:
+                if not ip.floating or ip.userid != user:
+                    raise errors.Conflict(f"IP address {address} is in use.")
+                if ip.port_id is not None:
+                    raise errors.Conflict(f"Floating IP {address} is already attached.")
+                store.update_ip_txn(txn, ip.id, port_id=port_id)
+                return False
+        raise errors.Forbidden(f"IP address {address} on a public network must be a"
+                               " floating IP of yours.")
+
+    async def create_port(self, user: str, project: str, req: PortRequest,
+                          admin: bool = False) -> Port:
+        """A port on a network the user may use; with ``device_id`` the
+        server's NIC is added (see the module docstring)."""
+        network = await self.network(user, req.network_id, admin)
+        device: Server | None = None
+        if req.device_id is not None:
+            device = await self._server(user, req.device_id, admin)
+            user, project = device.userid, device.project
+        if network.public and device is None and not req.fixed_ips:
+            raise errors.Forbidden("Ports on a public network are made by attaching a"
+                                   " floating IP (or by creating a server).")
+        port: Port = await self._db.run("cyclades.create_port", self._port_txn, network,
+                                        user, project, req, device)
+        if device is not None:
+            await self._connect(device, [port], network)
+        return port
+
+    async def update_port(self, user: str, port_id: int, admin: bool = False,
+                          **fields: Any) -> Port:
+        port = await self.port(user, port_id, admin)
+        if "firewall_profile" in fields and fields["firewall_profile"] not in FIREWALL_PROFILES:
+            raise errors.BadRequest(f"Unknown firewall profile {fields['firewall_profile']!r}.")
+        updated: Port | None = await self._db.run(
+            "cyclades.update_port", lambda txn: store.update_port_txn(txn, port.id, **fields))
+        assert updated is not None
+        return updated
+
+    async def delete_port(self, user: str, port_id: int, admin: bool = False) -> None:
+        """Delete a port; a server's NIC is removed first."""
+        port = await self.port(user, port_id, admin)
+        if port.device_id is None:
+            await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
+            return
+        server: Server | None = await self._db.run("cyclades.server",
+                                                   compute_store.server_txn, port.device_id)
+        if server is None or server.deleted or server.backend_id is None:
+            await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
+            return
+        backend = await self._backend(server)
+        await self._db.run("cyclades.port_deleting", store.update_port_txn, port.id,
+                           state="DELETING")
+        try:
+            await self._rapi(backend).modify(
+                server.instance_name, nics=[["remove", port.nic_name, {}]],
+                hotplug=self._hotplug(server))
+        except (RapiUnavailable, RapiError) as e:
+            await self._db.run("cyclades.port_kept", store.update_port_txn, port.id,
+                               state="ACTIVE")
+            raise errors.ServiceUnavailable(f"Could not remove port {port_id} from server"
+                                            f" {server.id}: {e}") from None
+
+    # -- floating IPs ----------------------------------------------------------------------
+
+    async def create_floating_ip(self, user: str, project: str, network_id: int | None = None,
+                                 address: str | None = None) -> IP:
+        """A floating IP from ``network_id``'s pool (or any floating pool),
+        charged to ``project`` (413 over quota, 409 when no address is free)."""
+        if network_id is None:
+            candidates: list[Network] = await self._db.run(
+                "cyclades.floating_pools", store.networks_txn, floating_ip_pool=True)
+        else:
+            network = await self.network(user, network_id)
+            if not network.floating_ip_pool:
+                raise errors.BadRequest(f"Network {network_id} is not a floating IP pool.")
+            candidates = [network]
+        if not candidates:
+            raise errors.NotFound("No floating IP pool exists; ask an administrator.")
+
+        async def create(attempt: Attempt) -> IP:
+            def txn_(txn: Any) -> IP:
+                for network in candidates:
+                    for subnet in store.subnets_txn(txn, [network.id]):
+                        if subnet.ipversion != 4:
+                            continue
+                        if address is not None and ipaddress.ip_address(address) not in \
+                                ipaddress.ip_network(subnet.cidr):
+                            continue
+                        ip = store.take_address_txn(txn, subnet, user, project,
+                                                    address=address, floating=True)
+                        if ip is not None:
+                            if attempt.serial is not None:
+                                decide_txn(txn, attempt.component, attempt.serial, True)
+                            return ip
+                        if address is not None:
+                            raise errors.Conflict(f"IP address {address} is in use.")
+                if address is not None:
+                    raise errors.BadRequest(f"IP address {address} is in no floating IP pool.")
+                raise errors.Conflict("No more IP addresses available on the floating IP"
+                                      " pool(s).")
+            ip: IP = await self._db.run("cyclades.create_floating_ip", txn_)
+            return ip
+
+        return await run_charged(self._charger, create,
+                                 _provisions(user, project, FLOATING, 1),
+                                 name=f"cyclades: floating IP for {user}")
+
+    async def delete_floating_ip(self, user: str, ip_id: int, admin: bool = False) -> None:
+        """Release a floating IP that is not attached (409 otherwise)."""
+        ip = await self.floating_ip(user, ip_id, admin)
+
+        async def delete(attempt: Attempt) -> None:
+            def txn_(txn: Any) -> None:
+                locked = store.ip_txn(txn, ip_id, for_update=True)
+                if locked is None:
+                    raise errors.NotFound(f"Floating IP {ip_id} could not be found.")
+                if locked.port_id is not None:
+                    raise errors.Conflict(f"Floating IP {ip.address} is attached to port"
+                                          f" {locked.port_id}; detach it first.")
+                store.delete_ip_txn(txn, ip_id)
+                if attempt.serial is not None:
+                    decide_txn(txn, attempt.component, attempt.serial, True)
+            await self._db.run("cyclades.delete_floating_ip", txn_)
+
+        await run_charged(self._charger, delete,
+                          _provisions(ip.userid, ip.project, FLOATING, -1), force=True,
+                          name=f"cyclades: release floating IP {ip_id}")
+
+    async def attach_floating_ip(self, user: str, ip_id: int, server_id: int,
+                                 admin: bool = False) -> Port:
+        """Attach a floating IP to a server: a new port on its network with
+        that address (Synnefo's way)."""
+        ip = await self.floating_ip(user, ip_id, admin)
+        if ip.port_id is not None:
+            raise errors.Conflict(f"Floating IP {ip.address} is already attached.")
+        return await self.create_port(
+            ip.userid, ip.project,
+            PortRequest(network_id=ip.network_id, device_id=server_id,
+                        fixed_ips=((ip.subnet_id, ip.address),)), admin)
+
+    async def detach_floating_ip(self, user: str, ip_id: int, admin: bool = False) -> None:
+        """Detach a floating IP: its port (and so the NIC) goes."""
+        ip = await self.floating_ip(user, ip_id, admin)
+        if ip.port_id is None:
+            return
+        await self.delete_port(ip.userid, ip.port_id, True)
+
+    async def tag_floating_ip(self, user: str, ip_id: int, admin: bool,
+                              tags: Sequence[str]) -> None:
+        await self.floating_ip(user, ip_id, admin)
+        await self._db.run("cyclades.tag_floating_ip", store.update_ip_txn, ip_id,
+                           tags=tuple(tags))
+
+    async def floating_ip_by_address(self, user: str, address: str) -> IP:
+        for ip in await self.floating_ips(user):
+            if ip.address == address:
+                return ip
+        raise errors.NotFound(f"Floating IP {address} could not be found.")
+
+    # -- servers ------------------------------------------------------------------------
+
+    async def _server(self, user: str, server_id: int, admin: bool) -> Server:
+        server: Server | None = await self._db.run("cyclades.server",
+                                                   compute_store.server_txn, server_id)
+        if server is None or server.deleted or not (admin or server.userid == user):
+            raise errors.NotFound(f"Server {server_id} could not be found.")
+        return server
+
+    async def plan(self, user: str, requests: Sequence[NicRequest] | None
+                   ) -> list[tuple[Network, NicRequest]] | None:
+        """Check a new server's ``networks`` (404 for a network or port the
+        user may not use; 409 for a port in use).  None: no ports (the
+        cluster's default NICs)."""
+        if requests is None:
+            if not self.settings.default_server_networks:
+                return None
+            requests = await self._defaults()
+        out = []
+        for req in requests:
+            if req.port_id is not None:
+                port = await self.port(user, req.port_id)
+                if port.device_id is not None:
+                    raise errors.Conflict(f"Port {port.id} is still in use.")
+                out.append((await self.network(user, port.network_id), req))
+            else:
+                assert req.network_id is not None
+                network = await self.network(user, req.network_id)
+                if req.fixed_ip is not None and network.public:
+                    raise errors.Forbidden(f"IP address {req.fixed_ip} on a public network"
+                                           " must be a floating IP attached later.")
+                out.append((network, req))
+        return out
+
+    async def _defaults(self) -> list[NicRequest]:
+        out = []
+        for ref in self.settings.default_server_networks:
+            if ref == ANY_PUBLIC:
+                public: list[Network] = await self._db.run(
+                    "cyclades.public_networks", store.networks_txn, public=True)
+                if public:
+                    out.append(NicRequest(network_id=public[0].id))
+            elif ref.isdigit():
+                out.append(NicRequest(network_id=int(ref)))
+        return out
+
+    def server_ports_txn(self, txn: Any, server: Server,
+                         planned: Sequence[tuple[Network, NicRequest]]) -> list[Port]:
+        """The ports of a new server (in its create transaction)."""
+        ports = []
+        for network, req in planned:
+            if req.port_id is not None:
+                locked = store.port_txn(txn, req.port_id, for_update=True)
+                if locked is None or locked.device_id is not None:
+                    raise errors.Conflict(f"Port {req.port_id} is still in use.")
+                updated = store.update_port_txn(txn, req.port_id, device_id=server.id,
+                                                device_owner="compute:nova", state="BUILD")
+                assert updated is not None
+                ports.append(updated)
+                continue
+            fixed: tuple[tuple[int | None, str | None], ...] | None = None
+            if req.fixed_ip is not None:
+                fixed = ((None, req.fixed_ip),)
+                subnets = store.subnets_txn(txn, [network.id])
+                fixed = fixed + tuple((s.id, None) for s in subnets if s.ipversion == 6)
+            ports.append(self._port_txn(
+                txn, network, server.userid, server.project,
+                PortRequest(network_id=network.id, fixed_ips=fixed), server))
+        return ports
+
+    def nic_params(self, port: Port) -> dict[str, Any]:
+        """The Ganeti NIC of a port: on its Ganeti network when the network
+        has an IPv4 subnet; else (real Ganeti refuses a network without
+        one) with the flavor's mode and link directly."""
+        nic: dict[str, Any] = {"name": port.nic_name, "mac": port.mac}
+        ipv4 = port.address(4)
+        if ipv4:
+            nic.update(network=f"{NETWORK_PREFIX}{port.network_id}", ip=ipv4)
+        elif port.network_mode:
+            nic.update(mode=port.network_mode, link=port.network_link)
+        return nic
+
+    @staticmethod
+    def ganeti_networks(ports: Iterable[Port]) -> list[int]:
+        """The networks the NICs of ``ports`` need in Ganeti."""
+        return [p.network_id for p in ports if p.address(4)]
+
+    async def ensure_on_backend(self, backend: GanetiBackend,
+                                network_ids: Iterable[int]) -> list[int]:
+        """Make the networks exist on ``backend``; the jobs an instance
+        job there must depend on."""
+        depends: list[int] = []
+        for network_id in dict.fromkeys(network_ids):
+            depends += await self._ensure_one(backend, network_id)
+        return depends
+
+    async def _ensure_one(self, backend: GanetiBackend, network_id: int) -> list[int]:
+        def claim(txn: Any) -> tuple[bool, list[int], Network | None, list[Subnet]]:
+            network = store.network_txn(txn, network_id)
+            row = store.backend_network_txn(txn, network_id, backend.id, for_update=True)
+            if row is not None and row["operstate"] in ("ACTIVE", "PENDING"):
+                return False, row["jobs"], network, []
+            store.put_backend_network_txn(txn, network_id, backend.id, operstate="PENDING",
+                                          jobs=[])
+            return True, [], network, store.subnets_txn(txn, [network_id])
+
+        mine, jobs, network, subnets = await self._db.run("cyclades.claim_network", claim)
+        if not mine or network is None:
+            return jobs
+        rapi = self._rapi(backend)
+        v4 = next((s for s in subnets if s.ipversion == 4), None)
+        v6 = next((s for s in subnets if s.ipversion == 6), None)
+        try:
+            add = await rapi.create_network(
+                network.ganeti_name, subnet=v4.cidr if v4 else None,
+                gateway=v4.gateway if v4 else None,
+                subnet6=v6.cidr if v6 else None, gateway6=v6.gateway if v6 else None,
+                mac_prefix=pools.backend_mac_prefix(network.mac_prefix, backend.mac_index),
+                tags=network.ganeti_tags)
+            jobs = [add]
+            for group in await rapi.groups():
+                jobs.append(await rapi.connect_network(
+                    network.ganeti_name, group, network.mode, network.link,
+                    depends=[[add, ["success"]]]))
+        except (RapiUnavailable, RapiError) as e:
+            await self._db.run("cyclades.network_failed", store.put_backend_network_txn,
+                               network_id, backend.id, operstate="ERROR",
+                               backendlogmsg=str(e))
+            raise errors.ServiceUnavailable(
+                f"Network {network_id} could not be created on {backend.clustername}:"
+                f" {e}") from None
+        await self._db.run("cyclades.network_jobs", store.put_backend_network_txn,
+                           network_id, backend.id, jobs=jobs, backendjobid=jobs[-1])
+        return jobs
+
+    async def _remove_from_backend(self, network: Network, backend_id: int) -> None:
+        backend: GanetiBackend | None = await self._db.run(
+            "cyclades.backend", compute_store.backend_txn, backend_id)
+        if backend is None:
+            return
+        rapi = self._rapi(backend)
+        try:
+            depends = []
+            for group in await rapi.groups():
+                depends.append([await rapi.disconnect_network(network.ganeti_name, group),
+                                ["success", "error"]])
+            job = await rapi.delete_network(network.ganeti_name, depends=depends or None)
+        except (RapiUnavailable, RapiError) as e:
+            log.warn("network {id}: not removed from {cluster}: {e}", id=network.id,
+                     cluster=backend.clustername, e=str(e))
+            return
+        await self._db.run("cyclades.network_deleting", store.put_backend_network_txn,
+                           network.id, backend.id, operstate="DELETING", backendjobid=job)
+
+    async def _connect(self, server: Server, ports: list[Port], network: Network) -> None:
+        backend = await self._backend(server)
+        try:
+            depends = await self.ensure_on_backend(backend, self.ganeti_networks(ports))
+            await self._rapi(backend).modify(
+                server.instance_name,
+                nics=[["add", -1, self.nic_params(p)] for p in ports],
+                hotplug=self._hotplug(server),
+                **({"depends": [[j, ["success"]] for j in depends]} if depends else {}))
+        except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
+            for p in ports:
+                await self._db.run("cyclades.port_error", store.update_port_txn, p.id,
+                                   state="ERROR")
+            reason = e.message if isinstance(e, errors.Fault) else str(e)
+            raise errors.ServiceUnavailable(f"Could not connect server {server.id}:"
+                                            f" {reason}") from None
+
+    def _hotplug(self, server: Server) -> bool:
+        return self.settings.hotplug and server.operstate == "STARTED"
+
+    async def _backend(self, server: Server) -> GanetiBackend:
+        backend: GanetiBackend | None = None
+        if server.backend_id is not None:
+            backend = await self._db.run("cyclades.backend", compute_store.backend_txn,
+                                         server.backend_id)
+        if backend is None:
+            raise errors.ServiceUnavailable(f"Server {server.id} has no Ganeti backend.")
+        return backend
+
+    def _rapi(self, backend: GanetiBackend) -> Any:
+        return self._rapi_pool.client(rapi_target(backend, self.settings.rapi_timeout))
+
+    # -- the update path -------------------------------------------------------------------
+
+    @staticmethod
+    def sync_ports_txn(txn: Any, server: Server, nics: Sequence[Mapping[str, Any]] | None,
+                       *, removed: bool = False, failed: bool = False) -> None:
+        """Follow Ganeti's NICs of ``server`` (a finalized job): ports whose
+        NIC exists become ACTIVE (DOWN on a stopped server), DELETING
+        ports whose NIC is gone go, with their addresses; all of a removed
+        server's ports go; a failed create leaves them in ERROR."""
+        ports = store.ports_txn(txn, device_ids=[server.id])
+        if removed:
+            for p in ports:
+                store.delete_port_txn(txn, p.id)
+            return
+        if failed:
+            for p in ports:
+                store.update_port_txn(txn, p.id, state="ERROR")
+            return
+        if nics is None:
+            return
+        names = {n.get("name") for n in nics}
+        running = server.operstate in ("STARTED", "BUILD")
+        for p in ports:
+            present = p.nic_name in names
+            if p.state == "DELETING":
+                if not present:
+                    store.delete_port_txn(txn, p.id)
+                continue
+            state = ("ACTIVE" if running else "DOWN") if present else (
+                "BUILD" if p.state == "BUILD" else "ERROR")
+            if state != p.state:
+                store.update_port_txn(txn, p.id, state=state)
+
+    async def network_event(self, message: Mapping[str, Any]) -> str:
+        """Apply a ``ganeti-network-status`` message to the network's row
+        on that backend; returns what happened."""
+        name = message.get("network")
+        cluster = message.get("cluster")
+        status = message.get("status")
+        operation = message.get("operation")
+        if not isinstance(name, str) or not name.startswith(NETWORK_PREFIX) \
+                or not name[len(NETWORK_PREFIX):].isdigit():
+            return "ignored: not our network"
+        network_id = int(name[len(NETWORK_PREFIX):])
+        if status not in ("success", "error", "canceled"):
+            return f"ignored: {status}"
+
+        def txn_(txn: Any) -> str:
+            backend = compute_store.backend_txn(txn, clustername=str(cluster))
+            if backend is None:
+                return "ignored: unknown cluster"
+            row = store.backend_network_txn(txn, network_id, backend.id, for_update=True)
+            if row is None:
+                return "ignored: not on that backend"
+            if operation == "OP_NETWORK_REMOVE" and status == "success":
+                store.drop_backend_network_txn(txn, network_id, backend.id)
+                return "removed"
+            if operation in ("OP_NETWORK_ADD", "OP_NETWORK_CONNECT"):
+                if status != "success":
+                    store.put_backend_network_txn(
+                        txn, network_id, backend.id, operstate="ERROR", jobs=[],
+                        backendjobstatus=str(status),
+                        backendlogmsg=str(message.get("logmsg") or ""))
+                    return "error"
+                jobs = [j for j in row["jobs"] if j != message.get("jobId")]
+                state = "ACTIVE" if not jobs and row["operstate"] == "PENDING" \
+                    else row["operstate"]
+                store.put_backend_network_txn(txn, network_id, backend.id, jobs=jobs,
+                                              operstate=state)
+                return state.lower()
+            return "recorded"
+        outcome: str = await self._db.run("cyclades.network_event", txn_)
+        return outcome
