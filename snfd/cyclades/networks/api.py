@@ -47,6 +47,9 @@ EXTENSIONS = (
      " standard attributes."),
     ("standard-attr-tag", "Tag support for resources with standard attribute",
      "Enables to set tag on resources with standard attribute."),
+    ("tag", "Tag support", "Enables to set tag on resources."),
+    ("subnet-external-network", "Subnet External Network",
+     "Informs if the subnet is associated to an external network."),
     ("pagination", "Pagination support", "Extension that indicates that pagination is"
      " enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
@@ -96,7 +99,7 @@ def port_view(p: Port) -> dict[str, Any]:
             "device_owner": p.device_owner, "mac_address": p.mac,
             "fixed_ips": [{"subnet_id": str(ip.subnet_id), "ip_address": ip.address}
                           for ip in p.ips],
-            "security_groups": list(p.security_groups), "admin_state_up": True,
+            "security_groups": list(p.security_groups), "admin_state_up": p.admin_state_up,
             "port_security_enabled": p.port_security, "allowed_address_pairs": [],
             "extra_dhcp_opts": [], "binding:vnic_type": "normal",
             "SNF:firewall_profile": p.firewall_profile or "DISABLED"}
@@ -147,6 +150,7 @@ class NetworkAPI:
             ("GET", v + "/", self.resources),
             ("GET", v + "/extensions", self.extensions),
             ("GET", v + "/extensions/<alias>", self.extension),
+            ("GET", v + "/agents", self.agents),
             ("GET", v + "/networks", self.list_networks),
             ("POST", v + "/networks", self.create_network),
             ("GET", v + "/networks/<item_id>", self.show_network),
@@ -213,8 +217,10 @@ class NetworkAPI:
 
     def _list(self, request: Any, key: str, views: list[dict[str, Any]]) -> bytes:
         args = {k.decode(): [v.decode() for v in vs] for k, vs in (request.args or {}).items()}
+        known = set().union(*(v.keys() for v in views)) if views else set()
         for name, wanted in args.items():
-            if name not in _PAGING:
+            # Neutron without filter-validation ignores what names no attribute.
+            if name not in _PAGING and name in known:
                 views = [v for v in views if _match(v, name, wanted)]
         sort_keys = args.get("sort_key", [])
         dirs = args.get("sort_dir", [])
@@ -289,6 +295,10 @@ class NetworkAPI:
     async def extensions(self, request: Any) -> bytes:
         return json_body(request, {"extensions": [_extension(*e) for e in EXTENSIONS]})
 
+    async def agents(self, request: Any) -> bytes:
+        """No Neutron agents run here (no DHCP or L3 agents): an empty list."""
+        return json_body(request, {"agents": []})
+
     async def extension(self, request: Any, alias: str) -> bytes:
         for e in EXTENSIONS:
             if e[0] == alias:
@@ -308,8 +318,10 @@ class NetworkAPI:
         return self._show(request, "network", network_view(network))
 
     async def create_network(self, request: Any) -> bytes:
+        return await self._create(request, "network", self._new_network)
+
+    async def _new_network(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
         user, project, admin = self._who(request)
-        body = self._object(request, "network")
         self._allowed(body, {"name", "type", "project", "tenant_id", "project_id",
                              "admin_state_up", "shared", "router:external", "description",
                              "port_security_enabled", "mtu", "tags"}, "network")
@@ -320,9 +332,9 @@ class NetworkAPI:
         project = self._project(body, user, project, admin)
         name = self._text(body, "name")
         description = self._text(body, "description")
-        flavor = self._text(body, "type") or "MAC_FILTERED"
         shared = self._bool(body, "shared") if "shared" in body else False
         external = self._bool(body, "router:external") if "router:external" in body else False
+        flavor = self._text(body, "type") or ("CUSTOM" if external else "MAC_FILTERED")
         if (shared or external) and not admin:
             raise errors.Forbidden("Only administrators create shared or external networks.")
         if admin and (shared or external or flavor not in self._networks.settings.api_flavors):
@@ -333,7 +345,23 @@ class NetworkAPI:
             network = await self._networks.create_network(user, project, name=name,
                                                           flavor=flavor,
                                                           description=description)
-        return self._show(request, "network", network_view(network), 201)
+        return network_view(network)
+
+    async def _create(self, request: Any, key: str,
+                      make: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]) -> bytes:
+        """One resource (``{key: {...}}``) or several (``{keys: [...]}``,
+        Neutron's bulk create, made one after the other): 201."""
+        body = json_object(body_of(request, self._max_body))
+        many = body.get(key + "s")
+        if isinstance(many, list) and key not in body:
+            if not many or len(many) > 100 or not all(isinstance(i, dict) for i in many):
+                raise errors.BadRequest(f"{key}s must be a list of 1..100 objects.")
+            made = [await make(request, item) for item in many]
+            return json_body(request, {key + "s": made}, 201)
+        one = body.get(key)
+        if not isinstance(one, dict):
+            raise errors.BadRequest(f"Resource body required: a \"{key}\" object.")
+        return self._show(request, key, await make(request, one), 201)
 
     def _project(self, body: dict[str, Any], user: str, project: str, admin: bool) -> str:
         given = body.get("project") or body.get("project_id") or body.get("tenant_id")
@@ -381,8 +409,10 @@ class NetworkAPI:
         return self._show(request, "subnet", subnet_view(subnet))
 
     async def create_subnet(self, request: Any) -> bytes:
+        return await self._create(request, "subnet", self._new_subnet)
+
+    async def _new_subnet(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
         user, _, admin = self._who(request)
-        body = self._object(request, "subnet")
         self._allowed(body, {"network_id", "cidr", "ip_version", "gateway_ip",
                              "allocation_pools", "enable_dhcp", "name", "description",
                              "dns_nameservers", "host_routes", "ipv6_ra_mode",
@@ -393,7 +423,7 @@ class NetworkAPI:
             raise errors.BadRequest("A subnet needs a network_id.")
         subnet = await self._networks.create_subnet(
             user, _id(str(network_id), "Network"), body, admin)
-        return self._show(request, "subnet", subnet_view(subnet), 201)
+        return subnet_view(subnet)
 
     async def update_subnet(self, request: Any, item_id: str) -> bytes:
         user, _, admin = self._who(request)
@@ -438,8 +468,10 @@ class NetworkAPI:
         return self._show(request, "port", port_view(port))
 
     async def create_port(self, request: Any) -> bytes:
+        return await self._create(request, "port", self._new_port)
+
+    async def _new_port(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
         user, project, admin = self._who(request)
-        body = self._object(request, "port")
         self._allowed(body, {"network_id", "name", "description", "device_id",
                              "device_owner", "fixed_ips", "mac_address", "security_groups",
                              "admin_state_up", "port_security_enabled", "tenant_id",
@@ -456,17 +488,19 @@ class NetworkAPI:
             fixed_ips=_fixed_ips(body.get("fixed_ips")),
             security_groups=_strings(body.get("security_groups"), "security_groups"),
             port_security=self._bool(body, "port_security_enabled")
-            if "port_security_enabled" in body else True)
+            if "port_security_enabled" in body else True,
+            admin_state_up=self._bool(body, "admin_state_up")
+            if "admin_state_up" in body else True)
         project = self._project(body, user, project, admin)
         port = await self._networks.create_port(user, project, req, admin)
-        return self._show(request, "port", port_view(port), 201)
+        return port_view(port)
 
     async def update_port(self, request: Any, item_id: str) -> bytes:
         user, _, admin = self._who(request)
         body = self._object(request, "port")
         self._allowed(body, {"name", "description", "security_groups", "admin_state_up",
-                             "port_security_enabled", "SNF:firewall_profile", "device_owner"},
-                      "port")
+                             "port_security_enabled", "SNF:firewall_profile", "device_owner",
+                             "fixed_ips"}, "port")
         fields: dict[str, Any] = {}
         for key in ("name", "description", "device_owner"):
             if key in body:
@@ -475,9 +509,15 @@ class NetworkAPI:
             fields["security_groups"] = _strings(body["security_groups"], "security_groups")
         if "port_security_enabled" in body:
             fields["port_security"] = self._bool(body, "port_security_enabled")
+        if "admin_state_up" in body:
+            fields["admin_state_up"] = self._bool(body, "admin_state_up")
         if "SNF:firewall_profile" in body:
             fields["firewall_profile"] = body["SNF:firewall_profile"]
-        port = await self._networks.update_port(user, _id(item_id, "Port"), admin, **fields)
+        port_id = _id(item_id, "Port")
+        if "fixed_ips" in body:
+            await self._networks.set_fixed_ips(user, port_id,
+                                               _fixed_ips(body["fixed_ips"]) or (), admin)
+        port = await self._networks.update_port(user, port_id, admin, **fields)
         return self._show(request, "port", port_view(port))
 
     async def delete_port(self, request: Any, item_id: str) -> bytes:

@@ -124,6 +124,7 @@ class Port:
     state: str = "DOWN"
     security_groups: tuple[str, ...] = ()
     port_security: bool = True
+    admin_state_up: bool = True
     firewall_profile: str = ""
     tags: tuple[str, ...] = ()
     revision: int = 1

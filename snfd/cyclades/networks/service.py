@@ -99,6 +99,7 @@ class PortRequest:
     fixed_ips: tuple[tuple[int | None, str | None], ...] | None = None
     security_groups: tuple[str, ...] | None = None
     port_security: bool = True
+    admin_state_up: bool = True
     project: str | None = None
 
 
@@ -294,7 +295,15 @@ class Networks:
         if not admin and network.userid != user:
             raise errors.Forbidden(f"Network {network_id} is not yours to delete.")
         charge = (_provisions(network.userid, network.project, PRIVATE, -1)
-                  if not network.public and network.userid and network.project else None)
+                  if not network.public and network.userid and network.project else [])
+        # An administrator's delete releases the floating IPs nobody attached.
+        released = [ip for ip in await self.floating_ips(user, True)
+                    if ip.network_id == network_id] if admin else []
+        if any(ip.port_id is not None for ip in released):
+            raise errors.Conflict(f"Network {network_id} has attached floating IPs;"
+                                  " detach them first.")
+        for ip in released:
+            charge += _provisions(ip.userid, ip.project, FLOATING, -1)
 
         async def delete(attempt: Attempt) -> list[dict[str, Any]]:
             def txn_(txn: Any) -> list[dict[str, Any]]:
@@ -305,10 +314,13 @@ class Networks:
                     raise errors.Conflict(f"Unable to complete operation on network"
                                           f" {network_id}: there are one or more ports"
                                           " still in use on the network.")
-                if any(ip.floating for s in store.subnets_txn(txn, [network_id])
-                       for ip in store.ips_txn(txn, subnet_id=s.id)):
+                held = [ip for s in store.subnets_txn(txn, [network_id])
+                        for ip in store.ips_txn(txn, subnet_id=s.id) if ip.floating]
+                if {ip.id for ip in held} != {ip.id for ip in released}:
                     raise errors.Conflict(f"Network {network_id} has floating IPs;"
                                           " release them first.")
+                for ip in held:
+                    store.delete_ip_txn(txn, ip.id)
                 store.update_network_txn(txn, network_id, deleted=True, state="DELETED")
                 for s in store.subnets_txn(txn, [network_id]):
                     store.delete_subnet_txn(txn, s.id)
@@ -318,7 +330,7 @@ class Networks:
             where: list[dict[str, Any]] = await self._db.run("cyclades.delete_network", txn_)
             return where
 
-        where = await run_charged(self._charger, delete, charge, force=True,
+        where = await run_charged(self._charger, delete, charge or None, force=True,
                                   name=f"cyclades: delete network {network_id}")
         for row in where:
             await self._remove_from_backend(network, row["backend_id"])
@@ -337,9 +349,13 @@ class Networks:
             locked = store.network_txn(txn, network_id, for_update=True)
             if locked is None:
                 raise errors.NotFound(f"Network {network_id} could not be found.")
-            if any(s.ipversion == req.ipversion for s in store.subnets_txn(txn, [network_id])):
-                raise errors.Conflict(f"Network {network_id} already has an IPv"
-                                      f"{req.ipversion} subnet.")
+            mine = ipaddress.ip_network(req.cidr)
+            for other in store.subnets_txn(txn, [network_id]):
+                theirs = ipaddress.ip_network(other.cidr)
+                if theirs.version == mine.version and theirs.overlaps(mine):  # type: ignore[arg-type]
+                    raise errors.BadRequest(
+                        f"Invalid input for operation: Requested subnet with cidr: {mine} for"
+                        f" network: {network_id} overlaps with another subnet.")
             return store.insert_subnet_txn(txn, locked, req, network.userid or user,
                                            network.project)
         subnet: Subnet = await self._db.run("cyclades.create_subnet", txn_)
@@ -389,6 +405,7 @@ class Networks:
             port = store.insert_port_txn(
                 txn, network, user, project, req.mac, name=req.name,
                 description=req.description, port_security=req.port_security,
+                admin_state_up=req.admin_state_up,
                 security_groups=tuple(req.security_groups or ()))
             if port is None:
                 raise errors.Conflict(f"Unable to complete operation for network"
@@ -398,7 +415,7 @@ class Networks:
                 port = store.insert_port_txn(
                     txn, network, user, project, pools.random_mac(network.mac_prefix),
                     name=req.name, description=req.description,
-                    port_security=req.port_security,
+                    port_security=req.port_security, admin_state_up=req.admin_state_up,
                     security_groups=tuple(req.security_groups or ()))
                 if port is not None:
                     break
@@ -480,9 +497,12 @@ class Networks:
         if req.device_id is not None:
             device = await self._server(user, req.device_id, admin)
             user, project = device.userid, device.project
-        if network.public and device is None and not req.fixed_ips:
+        if network.public and device is None:
+            if req.fixed_ips and any(a for _, a in req.fixed_ips):
+                raise errors.Conflict("An address of a public network is taken by attaching"
+                                      " a floating IP to a server (a port with a device_id).")
             raise errors.Forbidden("Ports on a public network are made by attaching a"
-                                   " floating IP (or by creating a server).")
+                                   " floating IP to a server, or by creating a server.")
         port: Port = await self._db.run("cyclades.create_port", self._port_txn, network,
                                         user, project, req, device)
         if device is not None:
@@ -498,6 +518,49 @@ class Networks:
             "cyclades.update_port", lambda txn: store.update_port_txn(txn, port.id, **fields))
         assert updated is not None
         return updated
+
+    async def set_fixed_ips(self, user: str, port_id: int,
+                            fixed: Sequence[tuple[int | None, str | None]],
+                            admin: bool = False) -> Port:
+        """Replace the fixed addresses of a port that is no server's NIC
+        (409 for a NIC: Ganeti's NIC would need changing too): addresses
+        still asked for are kept, the others freed, new ones allocated."""
+        port = await self.port(user, port_id, admin)
+        if port.device_id is not None:
+            raise errors.Conflict(f"Port {port_id} is a NIC of server {port.device_id}:"
+                                  " its addresses change by detaching and attaching.")
+
+        def txn_(txn: Any) -> Port:
+            locked = store.port_txn(txn, port_id, for_update=True)
+            if locked is None:
+                raise errors.NotFound(f"Port {port_id} could not be found.")
+            subnets = store.subnets_txn(txn, [locked.network_id])
+            by_id = {s.id: s for s in subnets}
+            kept: set[int] = set()
+            wanted: list[tuple[Subnet, str | None]] = []
+            for subnet_id, address in fixed:
+                subnet = self._subnet_for(by_id, subnets, subnet_id, address,
+                                          locked.network_id)
+                match = next((ip for ip in locked.ips if ip.id not in kept and (
+                    ip.address == address or (address is None and ip.subnet_id == subnet.id))),
+                    None)
+                if match is not None:
+                    kept.add(match.id)
+                else:
+                    wanted.append((subnet, address))
+            for ip in locked.ips:
+                if ip.id not in kept and not ip.floating:
+                    store.delete_ip_txn(txn, ip.id)
+            for subnet, address in wanted:
+                if store.take_address_txn(txn, subnet, locked.userid, locked.project,
+                                          address=address, port_id=port_id) is None:
+                    raise errors.Conflict(f"IP address {address or 'of subnet ' + str(subnet.id)}"
+                                          " is not available.")
+            updated = store.update_port_txn(txn, port_id)
+            assert updated is not None
+            return updated
+        changed: Port = await self._db.run("cyclades.port_fixed_ips", txn_)
+        return changed
 
     async def delete_port(self, user: str, port_id: int, admin: bool = False) -> None:
         """Delete a port; a server's NIC is removed first."""

@@ -313,11 +313,12 @@ def delete_ip_txn(txn: Any, ip_id: int) -> None:
 # -- ports ------------------------------------------------------------------------------
 
 _PORT = ("id", "network_id", "userid", "project", "mac", "name", "description", "device_id",
-         "device_owner", "state", "security_groups", "port_security", "firewall_profile",
-         "tags", "revision", "created", "updated")
+         "device_owner", "state", "security_groups", "port_security", "admin_state_up",
+         "firewall_profile", "tags", "revision", "created", "updated")
 _PORT_SELECT = "SELECT " + ", ".join(_PORT) + " FROM cyclades_ports"
 PORT_SETTINGS = frozenset({"name", "description", "device_id", "device_owner", "state",
-                           "security_groups", "port_security", "firewall_profile", "tags"})
+                           "security_groups", "port_security", "admin_state_up",
+                           "firewall_profile", "tags"})
 
 
 def _ports(txn: Any, rows: list[Any]) -> list[Port]:

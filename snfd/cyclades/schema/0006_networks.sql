@@ -80,9 +80,9 @@ CREATE TABLE cyclades_subnets (
     tags                text[] NOT NULL DEFAULT '{}',
     revision            integer NOT NULL DEFAULT 1,
     created             timestamptz NOT NULL DEFAULT now(),
-    updated             timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (network_id, ipversion)
+    updated             timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX cyclades_subnets_network ON cyclades_subnets (network_id);
 
 -- A port: a server's NIC (device_id; Ganeti NIC name snf-nic-<id>) or a
 -- free port.  state: BUILD (the NIC is being added), ACTIVE, DOWN, ERROR.
@@ -99,6 +99,7 @@ CREATE TABLE cyclades_ports (
     state               text NOT NULL DEFAULT 'DOWN',
     security_groups     text[] NOT NULL DEFAULT '{}',
     port_security       boolean NOT NULL DEFAULT true,
+    admin_state_up      boolean NOT NULL DEFAULT true,
     firewall_profile    text NOT NULL DEFAULT '',
     tags                text[] NOT NULL DEFAULT '{}',
     revision            integer NOT NULL DEFAULT 1,
