@@ -299,7 +299,7 @@ class FloatingIPTests(NetworkCase):
         self.assertEqual(code, 403, reply)
         code, reply = await self.net("POST", "/ports", None, {"port": {
             "network_id": str(public), "fixed_ips": [{"ip_address": "192.0.2.9"}]}})
-        self.assertEqual(code, 403, reply)
+        self.assertEqual(code, 409, reply)
 
     async def test_over_quota(self):
         s = self.stack
@@ -309,6 +309,33 @@ class FloatingIPTests(NetworkCase):
                                      {"floatingip": {"floating_network_id": str(public)}})
         self.assertEqual(code, 413, reply)
         self.assertEqual(await s.service.networks.floating_ips(user), [])
+
+
+class SubnetChangeTests(NetworkCase):
+    async def test_two_subnets_and_changing_addresses(self):
+        network = await self.network()
+        first = await self.subnet(network["id"], "10.0.0.0/28")
+        code, reply = await self.net("POST", "/subnets", None, {"subnet": {
+            "network_id": network["id"], "cidr": "10.0.0.8/29", "ip_version": 4}})
+        self.assertEqual(code, 400, reply)
+        self.assertIn("overlaps with another subnet", reply["NeutronError"]["message"])
+        second = await self.subnet(network["id"], "10.0.1.0/28")
+        code, reply = await self.net("POST", "/ports", None, {"port": {
+            "network_id": network["id"], "fixed_ips": [{"subnet_id": first["id"]}]}})
+        port = reply["port"]
+        code, reply = await self.net("PUT", f"/ports/{port['id']}", None, {"port": {
+            "fixed_ips": [{"subnet_id": first["id"]}, {"subnet_id": second["id"]}]}})
+        self.assertEqual(code, 200, reply)
+        self.assertEqual([f["ip_address"] for f in reply["port"]["fixed_ips"]],
+                         ["10.0.0.2", "10.0.1.2"])
+        code, reply = await self.net("PUT", f"/ports/{port['id']}", None, {"port": {
+            "fixed_ips": [{"subnet_id": second["id"]}], "admin_state_up": False}})
+        self.assertEqual([f["ip_address"] for f in reply["port"]["fixed_ips"]], ["10.0.1.2"])
+        self.assertFalse(reply["port"]["admin_state_up"])
+        code, reply = await self.net("DELETE", f"/subnets/{second['id']}")
+        self.assertEqual(code, 409, reply)
+        code, reply = await self.net("DELETE", f"/subnets/{first['id']}")
+        self.assertEqual(code, 204, reply)
 
 
 class ServerNetworkTests(NetworkCase):
@@ -379,6 +406,43 @@ class ServerNetworkTests(NetworkCase):
         self.assertNotIn(f"snf-nic-{port['id']}", instance["nic.names"])
         code, reply = await self.net("GET", "/ports")
         self.assertEqual(reply["ports"], [])
+
+    async def test_floating_ip_attached_and_released(self):
+        """A floating IP attached to a server is a port on the public
+        network with that address; it cannot be released while attached;
+        detaching (deleting the port) and releasing returns the quota."""
+        s = self.stack
+        public, _ = await self.public_network()
+        created = await self.server("auto")
+        await s.follow_all()
+        code, reply = await self.net("POST", "/floatingips", None,
+                                     {"floatingip": {"floating_network_id": str(public)}})
+        ip = reply["floatingip"]
+        code, reply = await self.net("POST", "/ports", None, {"port": {
+            "network_id": str(public), "device_id": created["id"],
+            "fixed_ips": [{"ip_address": ip["floating_ip_address"]}]}})
+        self.assertEqual(code, 201, reply)
+        port = reply["port"]
+        code, reply = await self.net("GET", f"/floatingips/{ip['id']}")
+        self.assertEqual((reply["floatingip"]["port_id"], reply["floatingip"]["instance_id"]),
+                         (port["id"], created["id"]))
+        code, reply = await self.net("DELETE", f"/floatingips/{ip['id']}")
+        self.assertEqual(code, 409, reply)
+        mark = await s.follow_all()
+        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{created['id']}/ips",
+                                      self.token)
+        self.assertIn({"version": 4, "addr": ip["floating_ip_address"],
+                       "OS-EXT-IPS:type": "floating",
+                       "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]},
+                      reply["addresses"]["public"])
+        code, _ = await self.net("DELETE", f"/ports/{port['id']}")
+        self.assertEqual(code, 204)
+        await s.follow_all(mark)
+        code, reply = await self.net("GET", f"/floatingips/{ip['id']}")
+        self.assertIsNone(reply["floatingip"]["port_id"])
+        code, _ = await self.net("DELETE", f"/floatingips/{ip['id']}")
+        self.assertEqual(code, 204)
+        self.assertEqual((await s.usage(self.alice))["cyclades.floating_ip"], 0)
 
     async def test_others_network_refused(self):
         network = await self.network(self.bob_token)
