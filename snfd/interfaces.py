@@ -460,8 +460,11 @@ class IComputeBackends(Interface):
 
     def seed_demo():
         """On a cloud without flavors, create a few small flavors and a
-        small public system image, so that a new user can create a server
-        at once; on any other cloud do nothing.  Returns an awaitable."""
+        small public system image, and on a cloud without a public network,
+        a public network with a floating-IP pool and an IPv4 and an IPv6
+        subnet, so that a new user can create a server at once; what exists
+        is left alone (a second call creates nothing).  Returns an
+        awaitable."""
 
 
 class IAuthProvider(Interface):

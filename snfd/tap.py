@@ -86,12 +86,29 @@ def makeService(options: Options) -> service.IService:
         raise SystemExit(1) from None
 
 
+#: What the embedded default (no config file, no database URL) sets beyond
+#: the keys' defaults: a server that names no network gets a port on the
+#: public network the simulated cluster's demo content brings.
+EMBEDDED_DEFAULTS: dict[tuple[str, str], str] = {
+    ("cyclades", "default_server_networks"): "SNF:ANY_PUBLIC",
+}
+
+
 def load(config_path: str | None, overrides: dict[tuple[str, str], str] | None = None,
          ) -> tuple[cfg.Config, dict[str, Any]]:
-    """Installed plugins and the validated config (for snf-manage too)."""
+    """Installed plugins and the validated config (for snf-manage too);
+    on the embedded default, with ``EMBEDDED_DEFAULTS`` (under what the
+    environment and the command line say)."""
     plugins = plugin_loader.installed()
-    return cfg.load_config(config_path, plugin_loader.config_keys(plugins),
-                           overrides=overrides), plugins
+    keys = plugin_loader.config_keys(plugins)
+    config = cfg.load_config(config_path, keys, overrides=overrides)
+    if config_path is None and not config.database.url:
+        env = {(section, k.name): k.env for section, ks in keys.items() for k in ks}
+        profile = {where: value for where, value in EMBEDDED_DEFAULTS.items()
+                   if where[0] in keys and (env.get(where) or "") not in os.environ}
+        if profile:
+            config = cfg.load_config(None, keys, overrides={**profile, **(overrides or {})})
+    return config, plugins
 
 
 def open_database(config: cfg.Config, state_dir: Path) -> tuple[str, Any]:

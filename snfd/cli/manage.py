@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import cyclades, identity, pithos
+from snfd.cli import cyclades, identity, networks, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     identity.add_parsers(sub)
     pithos.add_parsers(sub)
     cyclades.add_parsers(sub)
+    networks.add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return _with_reactor(args, "pithos", pithos.run)
         if args.command in cyclades.COMMANDS:
             return _with_reactor(args, "cyclades", cyclades.run)
+        if args.command in networks.COMMANDS:
+            return _with_reactor(args, "cyclades", networks.run)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cyclades.CommandFailed, cfg.ConfigError,
             plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError,

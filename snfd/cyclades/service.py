@@ -108,7 +108,8 @@ class CycladesService(service.MultiService):
         self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks)
         self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.clock,
                                      timeout=section.rapi_timeout)
-        self.backends = BackendRegistry(node.db, images, node.state_dir)
+        self.backends = BackendRegistry(node.db, images, node.state_dir,
+                                        networks=self.networks)
         self.dispatcher: Dispatcher | None = None
         if section.dispatcher:
             self.dispatcher = Dispatcher(node.bus, self.updates, prefix=section.events_prefix)

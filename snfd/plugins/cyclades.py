@@ -89,7 +89,8 @@ class CycladesPlugin(ServicePlugin):
         Key("default_server_networks", names, "",
             "Networks a server that names none is connected to: network ids, or"
             " SNF:ANY_PUBLIC (the first public network); empty: one NIC on the"
-            " cluster's default link, without a port."),
+            " cluster's default link, without a port.  The embedded default (no"
+            " config file, no database URL) has SNF:ANY_PUBLIC."),
         Key("network_flavors", network_flavors, "MAC_FILTERED",
             "Network types users may create through the network API."),
         Key("mac_prefix_base", mac_base, "aa:00:0",
