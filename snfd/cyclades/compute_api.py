@@ -69,12 +69,15 @@ from snfd.cyclades.compute_views import (
 from snfd.cyclades.flavor_api import FlavorAPI
 from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.hosts import Hosts
+from snfd.cyclades.network_proxy_api import NetworkProxyAPI
 from snfd.cyclades.requests import (
+    AddFloatingIp,
     Console,
     Firewall,
     Lock,
     Reassign,
     Reboot,
+    RemoveFloatingIp,
     Rescue,
     ResetState,
     Resize,
@@ -148,6 +151,7 @@ def parse_since(value: str) -> datetime.datetime:
 #: Nova's legacy extensions this cloud serves: (name, alias, description).
 EXTENSIONS = (
     ("AdminActions", "os-admin-actions", "Administrators' server actions (os-resetState)."),
+    ("AttachInterfaces", "os-attach-interfaces", "Server interfaces (ports)."),
     ("AvailabilityZone", "os-availability-zone", "Availability zones (Ganeti clusters)."),
     ("Consoles", "os-consoles", "Remote consoles of servers (VNC, the console action)."),
     ("DiskConfig", "OS-DCF", "The disk configuration of servers."),
@@ -157,6 +161,8 @@ EXTENSIONS = (
     ("FlavorExtraData", "OS-FLV-EXT-DATA", "Ephemeral disk sizes of flavors."),
     ("FlavorExtraSpecs", "os-flavor-extra-specs", "Extra specs of flavors."),
     ("FlavorManage", "os-flavor-manage", "Flavor creation and deletion."),
+    ("FloatingIpPools", "os-floating-ip-pools", "Floating IP pools (public networks)."),
+    ("FloatingIps", "os-floating-ips", "Floating IPs, attached as NICs of servers."),
     ("Hosts", "os-hosts", "Compute hosts (Ganeti clusters)."),
     ("Hypervisors", "os-hypervisors", "Hypervisors (Ganeti nodes)."),
     ("InstanceUsageAuditLog", "os-instance_usage_audit_log", "Usage audits."),
@@ -169,6 +175,7 @@ EXTENSIONS = (
     ("ServerUsage", "OS-SRV-USG", "Server launch and termination times."),
     ("Services", "os-services", "Compute services."),
     ("SimpleTenantUsage", "os-simple-tenant-usage", "Usage of projects' servers."),
+    ("TenantNetworks", "os-tenant-networks", "The networks a project sees."),
 )
 
 
@@ -220,6 +227,7 @@ class ComputeAPI:
         self._image_views = {d.prefix: _image_view(self._base + d.prefix)
                              for d in self._dialects}
         self.app: Klein = make_app()
+        self._proxies = NetworkProxyAPI(servers, max_body, self._server, self._changing)
         s = "/servers/<server_id>"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "", self.version),
@@ -278,6 +286,7 @@ class ComputeAPI:
             *FlavorAPI(flavors, max_body).routes(),
             *AdminAPI(hosts, aggregates, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
+            *self._proxies.routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -584,11 +593,24 @@ class ComputeAPI:
         body = await self._serial_flavor_ref(request, self._object(request, "server"))
         self._v(request).check_create(body, self._servers.settings.max_metadata)
         req = parse_create(body, self._servers.settings, self._v(request).strong_admin_pass)
+        await self._check_networks(request, user, req.networks)
         zone = body.get("availability_zone")
         if zone is not None:
             req = attrs.evolve(req, hosts=await self._zone_hosts(zone))
         server, password = await self._servers.create(user, req, scope_of(request))
         return json_body(request, {"server": self._v(request).created(server, password)}, 202)
+
+    async def _check_networks(self, request: Any, user: str, nics: Any) -> None:
+        """In Nova's dialect a network or port the user may not use is a
+        400 on create (Nova's ``NetworkNotFound``/``PortNotFound`` there);
+        Synnefo's answers 404, from the create itself."""
+        networks = self._servers.networks
+        if not nics or networks is None or not isinstance(self._v(request), NovaViews):
+            return
+        try:
+            await networks.plan(user, nics)
+        except errors.NotFound as e:
+            raise errors.BadRequest(e.message) from None
 
     async def show_server(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
@@ -656,6 +678,10 @@ class ComputeAPI:
                 if not user_of(request).is_admin:
                     raise errors.Forbidden("os-resetState is for administrators only.")
                 await s.reset_state(user, sid, state)
+            case AddFloatingIp():
+                await self._proxies.add_floating_ip(request, server_id, action)
+            case RemoveFloatingIp():
+                await self._proxies.remove_floating_ip(request, server_id, action)
             case Restore():
                 await self._server(request, server_id)
                 raise errors.Conflict(f"Server {server_id} is not soft-deleted: this cloud"

@@ -16,6 +16,8 @@ Deliberate choices where the reference leaves room:
   because OpenStack clients below microversion 2.37 send it when no
   network was named.  ``"none"`` -> no NIC.  Otherwise a list of
   ``{"uuid"[, "fixed_ip"]}`` or ``{"port"}`` (``NicRequest``).
+- ``security_groups``: absent, or entries naming ``default`` only (the one
+  group every server is in: there are no security groups to choose).
 - ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
 - ``block_device_mapping_v2``: only the one mapping that boots an image on
   a local disk (what ``openstack server create --image`` sends) stands
@@ -50,8 +52,7 @@ FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
 #: those only administrators may take (403); both once the server exists.
 UNSUPPORTED_ACTIONS = ("changePassword", "rebuild", "confirmResize", "revertResize",
                        "createImage", "os-getVNCConsole", "os-getSPICEConsole",
-                       "os-getRDPConsole", "os-getSerialConsole", "addFloatingIp",
-                       "removeFloatingIp")
+                       "os-getRDPConsole", "os-getSerialConsole")
 ADMIN_ACTIONS = ("suspend", "resume")
 
 
@@ -219,6 +220,22 @@ class Restore:
 
 
 @attrs.frozen
+class AddFloatingIp:
+    """``addFloatingIp``: attach the caller's floating IP ``address``
+    (``fixed_address``: the server's address it stands for, None: any)."""
+
+    address: str
+    fixed_address: str | None = None
+
+
+@attrs.frozen
+class RemoveFloatingIp:
+    """``removeFloatingIp``: detach the floating IP ``address``."""
+
+    address: str
+
+
+@attrs.frozen
 class Unsupported:
     """An action of the reference this cloud refuses: 501, or 403 with
     ``admin_only``."""
@@ -228,7 +245,7 @@ class Unsupported:
 
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
-          | Unrescue | ResetState | Restore | Unsupported)
+          | Unrescue | ResetState | Restore | AddFloatingIp | RemoveFloatingIp | Unsupported)
 
 
 def parse_action(body: Mapping[str, Any]) -> Action:
@@ -277,11 +294,27 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         return ResetState(str(state))
     if name == "restore":
         return Restore()
+    if name == "addFloatingIp":
+        fixed = args.get("fixed_address")
+        return AddFloatingIp(ip_address(args.get("address"), "address"),
+                             None if fixed is None else ip_address(fixed, "fixed_address"))
+    if name == "removeFloatingIp":
+        return RemoveFloatingIp(ip_address(args.get("address"), "address"))
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:
         return Unsupported(name, admin_only=True)
     raise errors.BadRequest(f"Unknown action {name[:60]!r}.")
+
+
+def ip_address(value: Any, what: str) -> str:
+    """An IPv4 or IPv6 address in a body (its canonical text), or 400."""
+    try:
+        if isinstance(value, str):
+            return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    raise errors.BadRequest(f"{what} must be an IP address, not {str(value)[:40]!r}.")
 
 
 def parse_reassign(args: Mapping[str, Any]) -> Reassign:
@@ -489,6 +522,24 @@ def _nic_requests(value: Any) -> tuple[NicRequest, ...] | None:
     return tuple(out)
 
 
+def check_security_groups(value: Any) -> None:
+    """A create request's ``security_groups``: absent, or ``[{"name":
+    "default"}, ...]``; any other group is 400 (as Nova answers for a group
+    that does not exist: this cloud has only the default one)."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise errors.BadRequest("security_groups must be a list of {\"name\"} objects.")
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"name"} \
+                or not isinstance(item["name"], str):
+            raise errors.BadRequest("Each security group must be an object with a name.")
+        if item["name"] != "default":
+            raise errors.BadRequest(f"Unable to find security_group with name or id"
+                                    f" {item['name'][:80]!r}: servers here are in the"
+                                    " default group only.")
+
+
 def _ref(value: Any, what: str) -> int:
     text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
     if not text.isdigit() or len(text) > 18:
@@ -576,6 +627,7 @@ def parse_create(body: Any, limits: CreateLimits,
     personality = check_personality(body.get("personality"), limits.max_personality,
                                     limits.max_personality_size)
     nics = _nic_requests(body.get("networks"))
+    check_security_groups(body.get("security_groups"))
     project = body.get("project")
     if project is not None:
         project = _text(project, "project", 255)
