@@ -49,8 +49,10 @@ SERVICES: dict[str, tuple[str, str]] = {
 }
 
 #: The node's configuration for a run: the simulated Ganeti finishes jobs
-#: quickly so that servers reach ACTIVE in tempest's waits.
-NODE_CONFIG = "[ganeti-sim]\nqueue_delay = 0.05\nexec_time = 0.2\n"
+#: quickly so that servers reach ACTIVE in tempest's waits; servers that
+#: name no network get a port on the public network (``public_network``).
+NODE_CONFIG = ("[ganeti-sim]\nqueue_delay = 0.05\nexec_time = 0.2\n"
+               "[cyclades]\ndefault_server_networks = SNF:ANY_PUBLIC\n")
 
 #: Tempest's concurrency (each worker gets its own dynamic credentials).
 CONCURRENCY = 2
@@ -256,7 +258,7 @@ def public_network(node: CloudNode, admin: Admin) -> PublicNetwork:
         raise SystemExit(f"public network not created ({status}): {made}")
     network = made["network"]
     status, made = node.api("POST", "/network/v2.0/subnets", token, {"subnet": {
-        "network_id": network["id"], "cidr": "198.51.100.0/24", "ip_version": 4}})
+        "network_id": network["id"], "cidr": "100.64.0.0/20", "ip_version": 4}})
     if status != 201:
         raise SystemExit(f"public subnet not created ({status}): {made}")
     return PublicNetwork(network["id"], network["name"])
