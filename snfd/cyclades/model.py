@@ -107,8 +107,6 @@ class GanetiBackend:
     ctotal: int = 0
     stats_updated: datetime.datetime | None = None
     created: datetime.datetime | None = None
-    #: its digit in per-backend MAC prefixes (0..15; None past 16 backends)
-    mac_index: int | None = None
 
 
 @attrs.frozen

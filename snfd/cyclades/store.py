@@ -24,8 +24,7 @@ from snfd.cyclades.networks import store as network_store
 _BACKEND_COLUMNS = (
     "id", "clustername", "rapi_url", "username", "password", "certificate", "offline",
     "drained", "public", "projects", "disk_templates", "hypervisor", "events", "mfree",
-    "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal", "stats_updated", "created",
-    "mac_index")
+    "mtotal", "dfree", "dtotal", "pinst_cnt", "ctotal", "stats_updated", "created")
 _BACKEND_SELECT = "SELECT " + ", ".join(_BACKEND_COLUMNS) + " FROM cyclades_backends"
 # What backend-modify may change.
 BACKEND_SETTINGS = frozenset({
@@ -48,14 +47,9 @@ def add_backend_txn(txn: Any, clustername: str, rapi_url: str,
     _check(settings, BACKEND_SETTINGS)
     names = ["clustername", "rapi_url", *settings]
     values = [clustername, rapi_url, *(_list(v) for v in settings.values())]
-    # The lowest free digit of per-backend MAC prefixes (NULL past 16).
-    txn.execute("LOCK TABLE cyclades_backends IN SHARE ROW EXCLUSIVE MODE")
     txn.execute(
-        f"INSERT INTO cyclades_backends ({', '.join(names)}, mac_index)"
-        f" VALUES ({', '.join(['%s'] * len(names))},"
-        " (SELECT min(i) FROM generate_series(0, 15) i WHERE i NOT IN"
-        "  (SELECT mac_index FROM cyclades_backends WHERE mac_index IS NOT NULL)))"
-        " RETURNING id", values)
+        f"INSERT INTO cyclades_backends ({', '.join(names)})"
+        f" VALUES ({', '.join(['%s'] * len(names))}) RETURNING id", values)
     backend_id = txn.fetchone()[0]
     found = backend_txn(txn, backend_id)
     assert found is not None

@@ -435,7 +435,8 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     if event.nics is not None or removed or (new_state == "ERROR" and event.opcode == OP_CREATE):
         Networks.sync_ports_txn(txn, attrs.evolve(server, operstate=new_state),
                                 fields.get("nics"), removed=removed,
-                                failed=new_state == "ERROR" and event.opcode == OP_CREATE)
+                                failed=new_state == "ERROR" and event.opcode == OP_CREATE,
+                                failed_change=event.opcode == OP_SET_PARAMS and not success)
     if removed:
         fields.update(deleted=True, nics=[], disks=[], task="", task_job_id=None,
                       serial=None)

@@ -72,12 +72,6 @@ class DemoNetworkTests(unittest.TestCase):
         self.assertIn(ipaddress.ip_address(port.address(6)),
                       ipaddress.ip_network("2001:db8:100::/64"))
 
-    # snfd/cyclades/networks/service.py (_port_txn) checks the SLAAC address
-    # it computed itself as if the user had asked for it on a public network
-    # (a floating IP of theirs): 403.  Passes once only requested addresses
-    # go through _floating_ok.
-    test_server_without_networks_gets_a_public_port.todo = (  # type: ignore[attr-defined]
-        "a SLAAC IPv6 address on a public network is refused as a non-floating IP")
 
 
 class EmbeddedDefaultConfigTests(unittest.TestCase):

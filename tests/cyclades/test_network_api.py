@@ -217,17 +217,25 @@ class PortTests(NetworkCase):
         self.assertEqual(code, 409, reply)
 
     async def test_fixed_address_and_mac(self):
+        """A port takes the address and MAC asked for; on a MAC_FILTERED
+        network the MAC must be under the network's prefix (its traffic is
+        filtered by it)."""
         network = await self.network()
         subnet = await self.subnet(network["id"], "10.0.0.0/24")
-        body = {"port": {"network_id": network["id"], "mac_address": "fa:16:3e:00:00:01",
+        prefix = pools.ganeti_mac_prefix((await self.stack.service.networks.network(
+            self.alice, int(network["id"]))).mac_prefix)
+        code, reply = await self.net("POST", "/ports", None, {"port": {
+            "network_id": network["id"], "mac_address": "fa:16:3e:00:00:01"}})
+        self.assertEqual(code, 400, reply)
+        body = {"port": {"network_id": network["id"], "mac_address": f"{prefix}:00:00:01",
                          "fixed_ips": [{"subnet_id": subnet["id"],
                                         "ip_address": "10.0.0.50"}]}}
         code, reply = await self.net("POST", "/ports", None, body)
         self.assertEqual(code, 201, reply)
-        self.assertEqual(reply["port"]["mac_address"], "fa:16:3e:00:00:01")
+        self.assertEqual(reply["port"]["mac_address"], f"{prefix}:00:00:01")
         self.assertEqual(reply["port"]["fixed_ips"][0]["ip_address"], "10.0.0.50")
         for change, expected in (
-                ({"mac_address": "fa:16:3e:00:00:02"}, 409),     # address taken
+                ({"mac_address": f"{prefix}:00:00:02"}, 409),     # address taken
                 ({"fixed_ips": [{"ip_address": "10.0.0.1"}], "mac_address": None}, 409),
                 ({"mac_address": "01:00:5e:00:00:01", "fixed_ips": None}, 400),
                 ({"fixed_ips": [{"ip_address": "10.9.0.1"}], "mac_address": None}, 400)):
@@ -443,6 +451,41 @@ class ServerNetworkTests(NetworkCase):
         code, _ = await self.net("DELETE", f"/floatingips/{ip['id']}")
         self.assertEqual(code, 204)
         self.assertEqual((await s.usage(self.alice))["cyclades.floating_ip"], 0)
+
+    async def test_floating_ip_moves_at_once(self):
+        """A detached floating IP is free at once; attached to another
+        server on the same cluster, the new NIC's job waits for the old
+        NIC's removal (Ganeti still holds the address until then)."""
+        s = self.stack
+        public, _ = await self.public_network()
+        first, second = await self.server("auto"), await self.server("auto")
+        await s.follow_all()
+        code, reply = await self.net("POST", "/floatingips", None,
+                                     {"floatingip": {"floating_network_id": str(public)}})
+        ip = reply["floatingip"]
+        fixed = [{"ip_address": ip["floating_ip_address"]}]
+        code, reply = await self.net("POST", "/ports", None, {"port": {
+            "network_id": str(public), "device_id": first["id"], "fixed_ips": fixed}})
+        old = reply["port"]
+        mark = await s.follow_all()
+        s.sim.hold_queue()
+        code, _ = await self.net("DELETE", f"/ports/{old['id']}")
+        self.assertEqual(code, 204)
+        code, reply = await self.net("GET", f"/floatingips/{ip['id']}")
+        self.assertIsNone(reply["floatingip"]["port_id"])
+        code, reply = await self.net("POST", "/ports", None, {"port": {
+            "network_id": str(public), "device_id": second["id"], "fixed_ips": fixed}})
+        self.assertEqual(code, 201, reply)
+        jobs = sorted(int(j["id"]) for j in await s.rapi_client().jobs() if int(j["id"]) > mark)
+        remove, add = jobs[-2:]
+        added = await s.rapi_client().job(add)
+        self.assertEqual(added["ops"][0]["depends"], [[remove, ["success"]]])
+        s.sim.release_queue()
+        await s.follow_all(mark)
+        code, reply = await self.net("GET", f"/floatingips/{ip['id']}")
+        self.assertEqual(reply["floatingip"]["instance_id"], second["id"])
+        code, reply = await self.net("GET", f"/ports/{reply['floatingip']['port_id']}")
+        self.assertEqual(reply["port"]["status"], "ACTIVE")
 
     async def test_others_network_refused(self):
         network = await self.network(self.bob_token)

@@ -25,9 +25,6 @@ change in Ganeti's configuration only, as on a cluster without hotplug.
 (With hotplug on, the attach's modify job fails that way and the port
 stays BUILD.)
 
-``test_nic_macs_under_the_ganeti_network_mac_prefix`` is a known failure
-(trial ``todo``): see the note under it.
-
 Needs root (network namespaces, Ganeti daemons): elsewhere the test skips
 with ``real_ganeti_unavailable()``'s reason.
 """
@@ -258,12 +255,11 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
         return rows[0][0] if rows else None
 
     def expected_mac_prefix(self, network_id: str) -> str:
-        """The network's MAC prefix on the backend, as snfd computes it
-        from the network's pooled prefix and the backend's index."""
-        (prefix, index), = self.query(
-            "SELECT n.mac_prefix, b.mac_index FROM cyclades_networks n,"
-            " cyclades_backends b WHERE n.id = %s", int(network_id))
-        return pools.backend_mac_prefix(prefix, index)
+        """The network's MAC prefix in Ganeti, as snfd computes it from
+        the network's pooled prefix."""
+        (prefix,), = self.query("SELECT mac_prefix FROM cyclades_networks WHERE id = %s",
+                                int(network_id))
+        return pools.ganeti_mac_prefix(prefix)
 
     def wait_network_active(self, network_id: str) -> dict[str, Any]:
         """Wait for the network's add and connect jobs, submitted when its
@@ -485,10 +481,3 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
             prefixes.append(net["mac_prefix"])
         self.assertEqual([mac[:8] for mac in inst["nic.macs"]], prefixes, inst)
 
-    # Ports take a random MAC under the network's 5-digit pool prefix
-    # (pools.random_mac) while the Ganeti network gets that prefix plus the
-    # backend's digit (pools.backend_mac_prefix): 15 times in 16 the sixth
-    # digit differs.  Measured on Ganeti 3.0.2: network mac_prefix aa:00:10,
-    # NIC MAC aa:00:15:5d:4c:0f.
-    test_nic_macs_under_the_ganeti_network_mac_prefix.todo = (  # type: ignore[attr-defined]
-        AssertionError, "port MACs are not allocated under the backend's MAC prefix")

@@ -97,6 +97,8 @@ class IP:
     project: str
     port_id: int | None = None
     floating: bool = False
+    #: the port a floating IP was detached from while its NIC went
+    freed_from: int | None = None
     description: str = ""
     tags: tuple[str, ...] = ()
     revision: int = 1
@@ -126,6 +128,8 @@ class Port:
     port_security: bool = True
     admin_state_up: bool = True
     firewall_profile: str = ""
+    #: the job removing its NIC (while DELETING)
+    remove_job: int | None = None
     tags: tuple[str, ...] = ()
     revision: int = 1
     created: datetime.datetime | None = None

@@ -3,10 +3,13 @@
 - **MAC prefixes** (``mac_prefix``): 5 hex digits, ``base + index``;
   index 0 is the default prefix (public and unpooled networks); only
   locally administered unicast prefixes are handed out
-  (``usable_mac_index``).  A backend's prefix of a network adds its
-  ``mac_index`` as a sixth digit (``backend_mac_prefix``).  Port MACs are
-  chosen here, under the network's prefix, and unique per network in the
-  database; Ganeti is given them, so two clusters never pick the same one.
+  (``usable_mac_index``).  Port MACs are chosen here, under the network's
+  3-octet prefix (``ganeti_mac_prefix``: the 5 digits and a 0), and are
+  unique per network in the database; Ganeti is given them and the same
+  prefix, so two clusters never pick the same MAC.  (Synnefo adds a digit
+  per backend because Ganeti generated the MACs, each cluster on its own;
+  here one database chooses them all, so the digit would only split the
+  prefix that node-side MAC filtering checks.)
 - **Bridges** (``bridge``): ``<base><index>``, index from 1.
 - **Addresses**: each subnet's allocation ranges (``pools``) exclude the
   network, broadcast and gateway addresses; ``choose_address`` takes the
@@ -65,14 +68,21 @@ def check_mac_base(base: str) -> str:
     return _colons(digits)
 
 
-def backend_mac_prefix(prefix: str, backend_index: int | None) -> str:
-    """A network's prefix on one backend: 3 full octets."""
-    return _colons(_hex_digits(prefix) + f"{(backend_index or 0) & 0xf:x}")
+def ganeti_mac_prefix(prefix: str) -> str:
+    """A network's 3-octet MAC prefix (Ganeti's ``mac_prefix``, the
+    node-side scripts' ``NETWORK_MAC_PREFIX``) from its 5 pool digits."""
+    return _colons(_hex_digits(prefix) + "0")
 
 
 def random_mac(prefix: str) -> str:
-    """A MAC under the 5-digit ``prefix``; the caller makes it unique."""
-    return _colons(_hex_digits(prefix) + secrets.token_hex(4)[:7])
+    """A MAC under the network's 3-octet prefix (``ganeti_mac_prefix``);
+    the caller makes it unique."""
+    return _colons(_hex_digits(ganeti_mac_prefix(prefix)) + secrets.token_hex(3))
+
+
+def under_prefix(mac: str, prefix: str) -> bool:
+    """Whether ``mac`` is under the network's 3-octet prefix."""
+    return _hex_digits(mac).startswith(_hex_digits(ganeti_mac_prefix(prefix)))
 
 
 def check_mac(value: Any) -> str:

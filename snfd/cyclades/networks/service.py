@@ -196,11 +196,13 @@ class Networks:
         return {"flavor": flavor, "mode": mode, "link": link,
                 "mac_prefix": pools.mac_prefix(s.mac_prefix_base, 0)}
 
-    def _allocate_txn(self, txn: Any, values: dict[str, Any]) -> dict[str, Any]:
-        """Fill the pooled parts of a new network (409 when a pool is empty)."""
+    def _allocate_txn(self, txn: Any, values: dict[str, Any],
+                      chosen_mac: bool = False) -> dict[str, Any]:
+        """Fill the pooled parts of a new network (409 when a pool is
+        empty); ``chosen_mac``: an administrator chose its MAC prefix."""
         s = self.settings
         _, link_kind, pooled_mac, _ = FLAVORS[values["flavor"]]
-        if pooled_mac and values.get("mac_index") is None:
+        if pooled_mac and not chosen_mac and values.get("mac_index") is None:
             index = store.take_mac_index_txn(txn, s.mac_prefix_base, s.mac_prefix_pool_size)
             if index is None:
                 raise errors.Conflict("No MAC prefix is free for a new network; ask an"
@@ -243,10 +245,9 @@ class Networks:
                                    shared: bool = False, link: str | None = None,
                                    mac_prefix: str | None = None, user: str | None = None,
                                    project: str | None = None, description: str = "",
-                                   backends: Sequence[GanetiBackend] | None = None,
                                    ) -> Network:
-        """An administrator's network (public ones on every backend at once
-        when ``backends`` are given).  No quota is charged."""
+        """An administrator's network; it is made in Ganeti on a backend
+        when the first NIC there needs it.  No quota is charged."""
         values = self._flavor_values(flavor)
         if link:
             values["link"] = link
@@ -262,7 +263,8 @@ class Networks:
                       project=project, description=description)
 
         def txn_(txn: Any) -> Network:
-            network = store.insert_network_txn(txn, **self._allocate_txn(txn, values))
+            network = store.insert_network_txn(
+                txn, **self._allocate_txn(txn, values, chosen_mac=bool(mac_prefix)))
             if not network.link:
                 txn.execute("UPDATE cyclades_networks SET link = %s WHERE id = %s",
                             (f"snf_rt_{network.id}", network.id))
@@ -356,7 +358,7 @@ class Networks:
                     raise errors.BadRequest(
                         f"Invalid input for operation: Requested subnet with cidr: {mine} for"
                         f" network: {network_id} overlaps with another subnet.")
-            return store.insert_subnet_txn(txn, locked, req, network.userid or user,
+            return store.insert_subnet_txn(txn, locked, req, network.userid or user or None,
                                            network.project)
         subnet: Subnet = await self._db.run("cyclades.create_subnet", txn_)
         return subnet
@@ -401,6 +403,12 @@ class Networks:
             raise errors.NotFound(f"Network {network.id} could not be found.")
         subnets = store.subnets_txn(txn, [network.id])
         port: Port | None = None
+        if req.mac is not None and FLAVORS[network.flavor][2] \
+                and not pools.under_prefix(req.mac, network.mac_prefix):
+            raise errors.BadRequest(
+                f"MAC address {req.mac} is not under network {network.id}'s prefix"
+                f" {pools.ganeti_mac_prefix(network.mac_prefix)}: its traffic is filtered"
+                " by it.")
         if req.mac is not None:
             port = store.insert_port_txn(
                 txn, network, user, project, req.mac, name=req.name,
@@ -425,15 +433,14 @@ class Networks:
         if wanted is None:
             wanted = tuple((s.id, None) for s in subnets)
         by_id = {s.id: s for s in subnets}
-        seen_versions: set[int] = set()
         for subnet_id, address in wanted:
             subnet = self._subnet_for(by_id, subnets, subnet_id, address, network.id)
-            seen_versions.add(subnet.ipversion)
-            if subnet.ipversion == 6 and pools.is_slaac(subnet.cidr, 6):
-                address = address or pools.eui64(subnet.cidr, port.mac)
+            # An address asked for on a public network is a floating IP.
             if address is not None and network.public and not self._floating_ok(
                     txn, subnet, address, user, port.id):
                 continue
+            if subnet.ipversion == 6 and pools.is_slaac(subnet.cidr, 6):
+                address = address or pools.eui64(subnet.cidr, port.mac)
             if address is not None and subnet.gateway == address:
                 raise errors.Conflict(f"IP address {address} is the gateway of subnet"
                                       f" {subnet.id}.")
@@ -506,7 +513,13 @@ class Networks:
         port: Port = await self._db.run("cyclades.create_port", self._port_txn, network,
                                         user, project, req, device)
         if device is not None:
-            await self._connect(device, [port], network)
+            # A floating IP just detached may still be on its old NIC in
+            # Ganeti: the new NIC waits for that NIC's removal.
+            freed = [ip.freed_from for ip in port.ips if ip.freed_from is not None]
+            waits: list[int] = await self._db.run(
+                "cyclades.remove_jobs", store.remove_jobs_txn, freed,
+                device.backend_id) if freed and device.backend_id is not None else []
+            await self._connect(device, [port], waits)
         return port
 
     async def update_port(self, user: str, port_id: int, admin: bool = False,
@@ -563,7 +576,8 @@ class Networks:
         return changed
 
     async def delete_port(self, user: str, port_id: int, admin: bool = False) -> None:
-        """Delete a port; a server's NIC is removed first."""
+        """Delete a port; a server's NIC is removed first (the port is
+        DELETING meanwhile, its floating IPs free at once)."""
         port = await self.port(user, port_id, admin)
         if port.device_id is None:
             await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
@@ -577,14 +591,19 @@ class Networks:
         await self._db.run("cyclades.port_deleting", store.update_port_txn, port.id,
                            state="DELETING")
         try:
-            await self._rapi(backend).modify(
+            job = await self._rapi(backend).modify(
                 server.instance_name, nics=[["remove", port.nic_name, {}]],
-                hotplug=self._hotplug(server))
+                hotplug=self._hotplug(server, backend))
         except (RapiUnavailable, RapiError) as e:
             await self._db.run("cyclades.port_kept", store.update_port_txn, port.id,
                                state="ACTIVE")
             raise errors.ServiceUnavailable(f"Could not remove port {port_id} from server"
                                             f" {server.id}: {e}") from None
+
+        def removing(txn: Any) -> None:
+            store.update_port_txn(txn, port.id, remove_job=job)
+            store.free_floating_txn(txn, port.id)
+        await self._db.run("cyclades.port_removing", removing)
 
     # -- floating IPs ----------------------------------------------------------------------
 
@@ -698,9 +717,9 @@ class Networks:
         user may not use; 409 for a port in use).  None: no ports (the
         cluster's default NICs)."""
         if requests is None:
-            if not self.settings.default_server_networks:
-                return None
             requests = await self._defaults()
+            if not requests:
+                return None   # none configured (or none public yet): Ganeti's default NIC
         out = []
         for req in requests:
             if req.port_id is not None:
@@ -800,7 +819,7 @@ class Networks:
                 network.ganeti_name, subnet=v4.cidr if v4 else None,
                 gateway=v4.gateway if v4 else None,
                 subnet6=v6.cidr if v6 else None, gateway6=v6.gateway if v6 else None,
-                mac_prefix=pools.backend_mac_prefix(network.mac_prefix, backend.mac_index),
+                mac_prefix=pools.ganeti_mac_prefix(network.mac_prefix),
                 tags=network.ganeti_tags)
             jobs = [add]
             for group in await rapi.groups():
@@ -837,14 +856,16 @@ class Networks:
         await self._db.run("cyclades.network_deleting", store.put_backend_network_txn,
                            network.id, backend.id, operstate="DELETING", backendjobid=job)
 
-    async def _connect(self, server: Server, ports: list[Port], network: Network) -> None:
+    async def _connect(self, server: Server, ports: list[Port], waits: Sequence[int] = ()
+                       ) -> None:
         backend = await self._backend(server)
         try:
-            depends = await self.ensure_on_backend(backend, self.ganeti_networks(ports))
+            depends = [*await self.ensure_on_backend(backend, self.ganeti_networks(ports)),
+                       *waits]
             await self._rapi(backend).modify(
                 server.instance_name,
                 nics=[["add", -1, self.nic_params(p)] for p in ports],
-                hotplug=self._hotplug(server),
+                hotplug=self._hotplug(server, backend),
                 **({"depends": [[j, ["success"]] for j in depends]} if depends else {}))
         except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
             for p in ports:
@@ -854,8 +875,11 @@ class Networks:
             raise errors.ServiceUnavailable(f"Could not connect server {server.id}:"
                                             f" {reason}") from None
 
-    def _hotplug(self, server: Server) -> bool:
-        return self.settings.hotplug and server.operstate == "STARTED"
+    def _hotplug(self, server: Server, backend: GanetiBackend) -> bool:
+        """Hotplug a NIC change: enabled, a running server, and a cluster
+        whose hypervisor can (KVM; Ganeti refuses it on the others)."""
+        return (self.settings.hotplug and server.operstate == "STARTED"
+                and backend.hypervisor == "kvm")
 
     async def _backend(self, server: Server) -> GanetiBackend:
         backend: GanetiBackend | None = None
@@ -873,11 +897,14 @@ class Networks:
 
     @staticmethod
     def sync_ports_txn(txn: Any, server: Server, nics: Sequence[Mapping[str, Any]] | None,
-                       *, removed: bool = False, failed: bool = False) -> None:
+                       *, removed: bool = False, failed: bool = False,
+                       failed_change: bool = False) -> None:
         """Follow Ganeti's NICs of ``server`` (a finalized job): ports whose
         NIC exists become ACTIVE (DOWN on a stopped server), DELETING
         ports whose NIC is gone go, with their addresses; all of a removed
-        server's ports go; a failed create leaves them in ERROR."""
+        server's ports go; a failed create leaves them in ERROR, and a
+        failed change (``failed_change``: a modify job that failed) the
+        BUILD ports whose NIC it did not add."""
         ports = store.ports_txn(txn, device_ids=[server.id])
         if removed:
             for p in ports:
@@ -898,7 +925,7 @@ class Networks:
                     store.delete_port_txn(txn, p.id)
                 continue
             state = ("ACTIVE" if running else "DOWN") if present else (
-                "BUILD" if p.state == "BUILD" else "ERROR")
+                "BUILD" if p.state == "BUILD" and not failed_change else "ERROR")
             if state != p.state:
                 store.update_port_txn(txn, p.id, state=state)
 

@@ -224,12 +224,13 @@ def delete_subnet_txn(txn: Any, subnet_id: int) -> None:
 # -- addresses ----------------------------------------------------------------------
 
 _IP = ("id", "subnet_id", "network_id", "address", "userid", "project", "port_id",
-       "floating", "description", "tags", "revision", "created", "updated", "device_id")
+       "floating", "freed_from", "description", "tags", "revision", "created", "updated",
+       "device_id")
 _IP_SELECT = ("SELECT i.id, i.subnet_id, i.network_id, host(i.address), i.userid, i.project,"
-              " i.port_id, i.floating, i.description, i.tags, i.revision, i.created,"
-              " i.updated, p.device_id FROM cyclades_ips i"
+              " i.port_id, i.floating, i.freed_from, i.description, i.tags, i.revision,"
+              " i.created, i.updated, p.device_id FROM cyclades_ips i"
               " LEFT JOIN cyclades_ports p ON p.id = i.port_id")
-IP_SETTINGS = frozenset({"port_id", "description", "tags", "project"})
+IP_SETTINGS = frozenset({"port_id", "description", "tags", "project", "freed_from"})
 
 
 def _ip(row: Any) -> IP:
@@ -306,6 +307,20 @@ def release_ips_txn(txn: Any, port_id: int) -> None:
                 " revision = revision + 1 WHERE port_id = %s", (port_id,))
 
 
+def free_floating_txn(txn: Any, port_id: int) -> None:
+    """Detach the port's floating IPs now (its NIC is being removed)."""
+    txn.execute("UPDATE cyclades_ips SET port_id = NULL, freed_from = %s, updated = now(),"
+                " revision = revision + 1 WHERE port_id = %s AND floating", (port_id, port_id))
+
+
+def remove_jobs_txn(txn: Any, port_ids: Iterable[int], backend_id: int) -> list[int]:
+    """The NIC-removal jobs, on that backend, of those ports that still exist."""
+    txn.execute("SELECT p.remove_job FROM cyclades_ports p JOIN cyclades_servers s"
+                " ON s.id = p.device_id WHERE p.id = ANY(%s) AND s.backend_id = %s"
+                " AND p.remove_job IS NOT NULL", (list(port_ids), backend_id))
+    return [r[0] for r in txn.fetchall()]
+
+
 def delete_ip_txn(txn: Any, ip_id: int) -> None:
     txn.execute("DELETE FROM cyclades_ips WHERE id = %s", (ip_id,))
 
@@ -314,11 +329,11 @@ def delete_ip_txn(txn: Any, ip_id: int) -> None:
 
 _PORT = ("id", "network_id", "userid", "project", "mac", "name", "description", "device_id",
          "device_owner", "state", "security_groups", "port_security", "admin_state_up",
-         "firewall_profile", "tags", "revision", "created", "updated")
+         "firewall_profile", "remove_job", "tags", "revision", "created", "updated")
 _PORT_SELECT = "SELECT " + ", ".join(_PORT) + " FROM cyclades_ports"
 PORT_SETTINGS = frozenset({"name", "description", "device_id", "device_owner", "state",
                            "security_groups", "port_security", "admin_state_up",
-                           "firewall_profile", "tags"})
+                           "firewall_profile", "remove_job", "tags"})
 
 
 def _ports(txn: Any, rows: list[Any]) -> list[Port]:

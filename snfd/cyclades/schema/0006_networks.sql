@@ -7,15 +7,6 @@
 -- value while the owning row (the pool's network or subnet) is locked; the
 -- index is what makes a double allocation impossible.
 
--- A backend's index in per-backend MAC prefixes (reference 3.3: network
--- prefix + one hex digit, 16 backends at most).
-ALTER TABLE cyclades_backends ADD COLUMN mac_index smallint
-    CHECK (mac_index BETWEEN 0 AND 15);
-UPDATE cyclades_backends SET mac_index = sub.n FROM
-    (SELECT id, (row_number() OVER (ORDER BY id) - 1) AS n FROM cyclades_backends) sub
-    WHERE cyclades_backends.id = sub.id AND sub.n < 16;
-CREATE UNIQUE INDEX cyclades_backends_mac_index ON cyclades_backends (mac_index);
-
 CREATE TABLE cyclades_networks (
     id                  bigserial PRIMARY KEY,
     name                text NOT NULL DEFAULT '',
@@ -26,7 +17,7 @@ CREATE TABLE cyclades_networks (
                             ('MAC_FILTERED', 'PHYSICAL_VLAN', 'IP_LESS_ROUTED', 'CUSTOM')),
     mode                text NOT NULL CHECK (mode IN ('bridged', 'routed')),
     link                text NOT NULL,
-    mac_prefix          text NOT NULL,          -- 'aa:00:0' style, 5 hex digits
+    mac_prefix          text NOT NULL,          -- 'aa:00:0' style, 5 hex digits (+ '0' in Ganeti)
     mac_index           integer,                -- in the MAC-prefix pool; NULL: default
     link_index          integer,                -- in the bridge pool; NULL: fixed link
     public              boolean NOT NULL DEFAULT false,
@@ -101,6 +92,7 @@ CREATE TABLE cyclades_ports (
     port_security       boolean NOT NULL DEFAULT true,
     admin_state_up      boolean NOT NULL DEFAULT true,
     firewall_profile    text NOT NULL DEFAULT '',
+    remove_job          bigint,                 -- the job removing its NIC (DELETING)
     tags                text[] NOT NULL DEFAULT '{}',
     revision            integer NOT NULL DEFAULT 1,
     created             timestamptz NOT NULL DEFAULT now(),
@@ -121,6 +113,9 @@ CREATE TABLE cyclades_ips (
     userid              text NOT NULL,
     project             text NOT NULL,
     floating            boolean NOT NULL DEFAULT false,
+    -- a floating IP detached from a port whose NIC may still hold it in
+    -- Ganeti: attaching it again waits for that port's remove_job
+    freed_from          bigint,
     description         text NOT NULL DEFAULT '',
     tags                text[] NOT NULL DEFAULT '{}',
     revision            integer NOT NULL DEFAULT 1,
