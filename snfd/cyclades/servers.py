@@ -669,13 +669,21 @@ class Servers:
         return {"type": "vnc", "host": info["host"], "port": info["port"], "password": ""}
 
     async def firewall(self, user: str, server_id: int, req: Firewall) -> Server:
-        """Set a NIC's firewall profile through instance tags."""
+        """Set a NIC's firewall profile through instance tags
+        (``synnefo:network:<NIC name or uuid>:<profile>``, which the
+        node-side NIC scripts apply).  ``req.nic`` names a port of the
+        server, or a NIC Ganeti has without a port by its id."""
         server = await self._live(user, server_id)
         nic = req.nic
+        port = next((p for p in server.ports if nic is not None and str(p.id) == str(nic)),
+                    None)
         match = [n for n in server.nics if nic is not None and str(n.get("id")) == str(nic)]
-        if not match:
+        if port is not None:
+            nic_key = port.nic_name
+        elif match:
+            nic_key = str(match[0].get("uuid") or match[0].get("name") or match[0].get("id"))
+        else:
             raise errors.BadRequest(f"Server {server_id} has no NIC {nic!r}.")
-        nic_key = str(match[0].get("uuid") or match[0].get("name") or match[0].get("id"))
         wanted = FIREWALL_TAGS[req.profile].format(nic_key)
         every = {t.format(nic_key) for t in FIREWALL_TAGS.values()}
         os_name = self.settings.os
@@ -688,7 +696,11 @@ class Servers:
             await rapi.add_tags(s.instance_name, [wanted])
             return await rapi.modify(s.instance_name, os_name=os_name)
 
-        return await self._run_task(user, server_id, "FIREWALL", submit)
+        changed = await self._run_task(user, server_id, "FIREWALL", submit)
+        if port is not None and self.networks is not None:
+            await self.networks.update_port(user, port.id, True,
+                                            firewall_profile=req.profile)
+        return changed
 
     async def rescue(self, user: str, server_id: int, image_ref: str = "default") -> Server:
         """Boot a STOPPED server from a rescue image on its next start."""

@@ -487,6 +487,32 @@ class ServerNetworkTests(NetworkCase):
         code, reply = await self.net("GET", f"/ports/{reply['floatingip']['port_id']}")
         self.assertEqual(reply["port"]["status"], "ACTIVE")
 
+    async def test_firewall_profile_of_a_port(self):
+        """The firewallProfile action on a port becomes the instance tag the
+        node-side scripts read (by the NIC's name) and the port's
+        SNF:firewall_profile; a PUT of it is refused."""
+        s = self.stack
+        network = await self.network()
+        await self.subnet(network["id"], "10.0.0.0/24")
+        created = await self.server([{"uuid": network["id"]}])
+        await s.follow_all()
+        code, reply = await self.net("GET", f"/ports?device_id={created['id']}")
+        port = reply["ports"][0]
+        self.assertEqual(port["SNF:firewall_profile"], "DISABLED")
+        mark = await s.follow_all()
+        code, reply, _ = await s.call(
+            "POST", f"{s.url}/compute/v2.0/servers/{created['id']}/action", self.token,
+            {"firewallProfile": {"profile": "ENABLED", "nic": port["id"]}})
+        self.assertEqual(code, 202, reply)
+        await s.follow_all(mark)
+        instance = await s.rapi_client().instance(f"snf-{created['id']}")
+        self.assertIn(f"synnefo:network:snf-nic-{port['id']}:protected", instance["tags"])
+        code, reply = await self.net("GET", f"/ports/{port['id']}")
+        self.assertEqual(reply["port"]["SNF:firewall_profile"], "ENABLED")
+        code, reply = await self.net("PUT", f"/ports/{port['id']}", None,
+                                     {"port": {"SNF:firewall_profile": "DISABLED"}})
+        self.assertEqual(code, 400, reply)
+
     async def test_others_network_refused(self):
         network = await self.network(self.bob_token)
         s = self.stack

@@ -512,7 +512,8 @@ class NetworkAPI:
         if "admin_state_up" in body:
             fields["admin_state_up"] = self._bool(body, "admin_state_up")
         if "SNF:firewall_profile" in body:
-            fields["firewall_profile"] = body["SNF:firewall_profile"]
+            raise errors.BadRequest("A port's firewall profile is set with its server's"
+                                    " firewallProfile action.")
         port_id = _id(item_id, "Port")
         if "fixed_ips" in body:
             await self._networks.set_fixed_ips(user, port_id,
