@@ -923,6 +923,10 @@ class Networks:
             if p.state == "DELETING":
                 if not present:
                     store.delete_port_txn(txn, p.id)
+                elif failed_change:
+                    # The removal failed: the NIC (and the port) stay.
+                    store.update_port_txn(txn, p.id, state="ACTIVE" if running else "DOWN",
+                                          remove_job=None)
                 continue
             state = ("ACTIVE" if running else "DOWN") if present else (
                 "BUILD" if p.state == "BUILD" and not failed_change else "ERROR")
