@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -74,6 +75,7 @@ from snfd.cyclades.requests import (
     AddFloatingIp,
     Console,
     Firewall,
+    InjectNetworkInfo,
     Lock,
     Reassign,
     Reboot,
@@ -92,6 +94,7 @@ from snfd.cyclades.requests import (
     check_tag,
     check_tags,
     parse_action,
+    parse_counts,
     parse_create,
     parse_name_filter,
     ref_id,
@@ -256,6 +259,8 @@ class ComputeAPI:
             ("GET", s + "/stats", self.stats),
             ("GET", s + "/diagnostics", self.diagnostics),
             ("GET", s + "/password", self.password),
+            ("GET", s + "/os-server-password", self.server_password),
+            ("DELETE", s + "/os-server-password", self.clear_server_password),
             ("GET", s + "/os-volume_attachments", self.volume_attachments),
             ("POST", s + "/os-volume_attachments", self.not_yet),
             ("GET", "/images", self.list_images),
@@ -299,6 +304,10 @@ class ComputeAPI:
             request.setHeader(b"x-openstack-nova-api-version", MICROVERSION.encode())
             request.setHeader(b"openstack-api-version", f"compute {MICROVERSION}".encode())
             request.setHeader(b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+            request_id = getattr(request, "request_id", None)
+            if request_id:
+                # Nova's name for the request id (instance actions name it).
+                request.setHeader(b"x-compute-request-id", request_id.encode("ascii"))
             return await handler(request, **kwargs)
 
         name = f"compute:{method}:{path}"
@@ -575,11 +584,36 @@ class ComputeAPI:
             wanted = query(request, key)
             if wanted is not None:
                 found = [s for s in found if of(s) == wanted]
+        hosts = await self._hosts_shown(request)
+        host = query(request, "host")
+        if hosts is not None and host is not None:
+            found = [s for s in found if hosts.get(s.backend_id) == host]
         if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
         found = _sorted(request, found)
         found = page(request, found, "Server")
-        return json_body(request, {"servers": [v.server(s, detail) for s in found]})
+        return json_body(request, {"servers": [self._shown(request, s, hosts, detail)
+                                               for s in found]})
+
+    async def _hosts_shown(self, request: Any) -> dict[int | None, str] | None:
+        """Administrators in Nova's dialect see where servers run: the
+        cluster name (Nova's host) of each backend id; None for others."""
+        if not isinstance(self._v(request), NovaViews) or not user_of(request).is_admin:
+            return None
+        return {b.id: b.clustername for b in await self._servers.backends()}
+
+    def _shown(self, request: Any, server: Any, hosts: dict[int | None, str] | None,
+               detail: bool = True, diagnostics: Any = None) -> dict[str, Any]:
+        """A server in the request's dialect, with Nova's
+        ``OS-EXT-SRV-ATTR`` attributes when ``hosts`` is given (the host is
+        the server's Ganeti cluster; the node is not asked of RAPI on
+        each read, so ``hypervisor_hostname`` is null)."""
+        out = self._v(request).server(server, detail, diagnostics=diagnostics)
+        if hosts is not None and detail:
+            out.update({"OS-EXT-SRV-ATTR:host": hosts.get(server.backend_id),
+                        "OS-EXT-SRV-ATTR:instance_name": server.instance_name,
+                        "OS-EXT-SRV-ATTR:hypervisor_hostname": None})
+        return out
 
     async def list_servers(self, request: Any) -> bytes:
         return await self._listing(request, False)
@@ -588,17 +622,80 @@ class ComputeAPI:
         return await self._listing(request, True)
 
     async def create_server(self, request: Any) -> bytes:
-        """202 with the new server and its ``adminPass`` (shown only here)."""
+        """202 with the new server and its ``adminPass`` (shown only here).
+
+        Nova's dialect also takes ``min_count``/``max_count`` (multiple
+        create): up to ``max_count`` servers are created one after
+        another, all alike and with the same name, as many as the
+        caller's instances, cores and ram quota has room for (403 when
+        that is less than ``min_count``).  A failure once ``min_count``
+        exist ends the run with the servers made so far; one before
+        answers its fault, and the servers made stay (a server just
+        queued in Ganeti cannot be deleted at once).  The
+        answer is the first server, or with ``return_reservation_id`` a
+        ``reservation_id`` (an id for this request only: listings are not
+        filtered by it).  Synnefo's dialect creates one server per
+        request."""
         user = self._user(request)
-        body = await self._serial_flavor_ref(request, self._object(request, "server"))
-        self._v(request).check_create(body, self._servers.settings.max_metadata)
-        req = parse_create(body, self._servers.settings, self._v(request).strong_admin_pass)
+        v = self._v(request)
+        body = self._object(request, "server")
+        low = high = 1
+        reservation = False
+        if isinstance(v, NovaViews):
+            low, high, reservation = parse_counts(body)
+            body = {k: b for k, b in body.items()
+                    if k not in ("min_count", "max_count", "return_reservation_id")}
+        body = await self._serial_flavor_ref(request, body)
+        v.check_create(body, self._servers.settings.max_metadata)
+        req = parse_create(body, self._servers.settings, v.strong_admin_pass)
         await self._check_networks(request, user, req.networks)
         zone = body.get("availability_zone")
         if zone is not None:
             req = attrs.evolve(req, hosts=await self._zone_hosts(zone))
-        server, password = await self._servers.create(user, req, scope_of(request))
-        return json_body(request, {"server": self._v(request).created(server, password)}, 202)
+        if high > 1:
+            room = await self._room(request, user, req)
+            if room < low:
+                raise errors.Forbidden(f"Quota exceeded for instances, cores or ram: room"
+                                       f" for {room} more, {low} asked.")
+            high = min(high, room)
+        made: list[tuple[Any, str]] = []
+        while len(made) < high:
+            try:
+                made.append(await self._create_one(request, user, req))
+            except errors.Fault:
+                if len(made) < low:
+                    raise
+                break
+        if reservation:
+            return json_body(request, {"reservation_id": f"r-{secrets.token_hex(4)}"}, 202)
+        server, password = made[0]
+        return json_body(request, {"server": v.created(server, password)}, 202)
+
+    async def _room(self, request: Any, user: str, req: Any) -> int:
+        """How many servers of ``req``'s flavor the caller's quota
+        (``/limits``' instances, cores and ram) has room for now."""
+        flavor = await self._flavors.by_id(req.flavor_id, self._projects(request),
+                                           user_of(request).is_admin)
+        limits = await self._servers.limits(user, req.project or scope_of(request))
+        room = 1 << 30
+        for limit, used, each in (("maxTotalInstances", "totalInstancesUsed", 1),
+                                  ("maxTotalCores", "totalCoresUsed", flavor.cpu),
+                                  ("maxTotalRAMSize", "totalRAMUsed", flavor.ram)):
+            if limit in limits and used in limits and each > 0:
+                room = min(room, max(0, limits[limit] - limits[used]) // each)
+        return room
+
+    async def _create_one(self, request: Any, user: str, req: Any) -> tuple[Any, str]:
+        try:
+            created: tuple[Any, str] = await self._servers.create(user, req,
+                                                                  scope_of(request))
+        except errors.NotFound as e:
+            # Nova answers 400 for a create naming an image, keypair or
+            # network that is not there.
+            if not self._v(request).missing_on_create_is_bad_request:
+                raise
+            raise errors.BadRequest(e.message) from None
+        return created
 
     async def _check_networks(self, request: Any, user: str, nics: Any) -> None:
         """In Nova's dialect a network or port the user may not use is a
@@ -615,8 +712,8 @@ class ComputeAPI:
     async def show_server(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
         diagnostics = await self._servers.diagnostics(server.userid, server.id)
-        return json_body(request, {"server": self._v(request).server(
-            server, diagnostics=diagnostics)})
+        return json_body(request, {"server": self._shown(
+            request, server, await self._hosts_shown(request), diagnostics=diagnostics)})
 
     async def rename_server(self, request: Any, server_id: str) -> bytes:
         """``PUT`` ``{"server": {"name", "accessIPv4", "accessIPv6"}}`` (any
@@ -686,8 +783,15 @@ class ComputeAPI:
                 await self._server(request, server_id)
                 raise errors.Conflict(f"Server {server_id} is not soft-deleted: this cloud"
                                       " deletes servers at once.")
+            case InjectNetworkInfo():
+                if not user_of(request).is_admin:
+                    raise errors.Forbidden("injectNetworkInfo is for administrators only.")
+                # Nova injects network settings for nova-network only; with
+                # ports (Neutron's or these) the guest gets them by DHCP and
+                # the action does nothing.
+                await self._server(request, server_id)
             case Unsupported(name=name, admin_only=admin_only):
-                await s.get(user, sid)
+                await self._server(request, server_id)
                 if admin_only:
                     raise errors.Forbidden(f"The action {name} is for administrators only.")
                 raise errors.NotImplementedFault(f"The action {name} is not supported.")
@@ -710,25 +814,38 @@ class ComputeAPI:
         server = await self._server(request, server_id)
         return json_body(request, {"metadata": dict(server.metadata)})
 
+    async def _set_metadata(self, request: Any, server_id: str, items: Any,
+                            replace: bool = False) -> dict[str, str]:
+        """Merge (or replace with) ``items``; the server's metadata after.
+        Past the item limit Nova's dialect answers 403, as Nova's quota
+        does (Synnefo's 400 comes from the effect path)."""
+        v = self._v(request)
+        checked = check_metadata(items, max_value=v.max_meta_text)
+        user = await self._changing(request, server_id)
+        sid = int_id(server_id, "Server")
+        limit = self._servers.settings.max_metadata
+        if isinstance(v, NovaViews):
+            before = {} if replace else dict((await self._servers.get(user, sid)).metadata)
+            if len({**before, **checked}) > limit:
+                raise errors.Forbidden(f"Quota exceeded for metadata_items: a server may"
+                                       f" have at most {limit}.")
+        return await self._servers.set_metadata(user, sid, checked, replace=replace)
+
     async def merge_metadata(self, request: Any, server_id: str) -> bytes:
-        """``POST``: merge; 201 with all the metadata."""
+        """``POST``: merge; all the metadata (201 in Synnefo's dialect, 200
+        in Nova's)."""
         items = json_object(self._body(request)).get("metadata")
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
-        result = await self._servers.set_metadata(await self._changing(request, server_id),
-                                                  int_id(server_id, "Server"),
-                                                  check_metadata(items))
-        return json_body(request, {"metadata": result}, 201)
+        result = await self._set_metadata(request, server_id, items)
+        return json_body(request, {"metadata": result}, self._v(request).metadata_set_code)
 
     async def replace_metadata(self, request: Any, server_id: str) -> bytes:
         """``PUT``: replace all; 200 with the metadata."""
         items = json_object(self._body(request)).get("metadata")
         if not isinstance(items, dict):
             raise errors.BadRequest('The request needs a "metadata" object.')
-        result = await self._servers.set_metadata(
-            await self._changing(request, server_id), int_id(server_id, "Server"),
-            check_metadata(items),
-            replace=True)
+        result = await self._set_metadata(request, server_id, items, replace=True)
         return json_body(request, {"metadata": result})
 
     async def metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
@@ -738,14 +855,14 @@ class ComputeAPI:
         return json_body(request, {"meta": {key: server.metadata[key]}})
 
     async def set_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
-        """``PUT {"meta": {key: value}}``: 201."""
+        """``PUT {"meta": {key: value}}``: 201 in Synnefo's dialect, 200 in
+        Nova's."""
         meta = json_object(self._body(request)).get("meta")
         if not isinstance(meta, dict) or list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
-        result = await self._servers.set_metadata(await self._changing(request, server_id),
-                                                  int_id(server_id, "Server"),
-                                                  check_metadata(meta))
-        return json_body(request, {"meta": {key: result[key]}}, 201)
+        result = await self._set_metadata(request, server_id, meta)
+        return json_body(request, {"meta": {key: result[key]}},
+                         self._v(request).metadata_set_code)
 
     async def delete_metadata_item(self, request: Any, server_id: str, key: str) -> bytes:
         await self._servers.delete_metadata(await self._changing(request, server_id),
@@ -805,6 +922,19 @@ class ComputeAPI:
         password = await self._servers.password(await self._acting(request, server_id),
                                                 int_id(server_id, "Server"))
         return json_body(request, {"password": password})
+
+    async def server_password(self, request: Any, server_id: str) -> bytes:
+        """Nova's ``os-server-password``: the password the guest encrypted
+        with its key and posted to the metadata service.  snf-image posts
+        none (the admin password is ``adminPass`` at create, and
+        ``/password`` while cached), so it is always empty."""
+        await self._server(request, server_id)
+        return json_body(request, {"password": ""})
+
+    async def clear_server_password(self, request: Any, server_id: str) -> bytes:
+        """``DELETE os-server-password``: 204; there is nothing to clear."""
+        await self._server(request, server_id)
+        return self._empty(request, 204)
 
     async def volume_attachments(self, request: Any, server_id: str) -> bytes:
         await self._server(request, server_id)

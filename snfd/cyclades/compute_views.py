@@ -29,6 +29,7 @@ from snfd import errors
 from snfd.cyclades import model
 from snfd.cyclades.keypairs import Keypair
 from snfd.cyclades.model import Flavor, Server
+from snfd.cyclades.requests import check_metadata
 
 UTC = datetime.UTC
 MICROVERSION = "2.1"
@@ -120,6 +121,12 @@ class SynnefoViews:
     lists_project_servers: ClassVar[bool] = False
     #: ``addresses`` keyed by network name with MACs (else by network id)
     nova_addresses: ClassVar[bool] = False
+    #: the status of ``POST /metadata`` and ``PUT /metadata/<key>``
+    metadata_set_code: ClassVar[int] = 201
+    #: the longest metadata key and value (None: ``requests``' own limits)
+    max_meta_text: ClassVar[int | None] = None
+    #: a create naming what does not exist (image, keypair...) is 400
+    missing_on_create_is_bad_request: ClassVar[bool] = False
 
     def __init__(self, base: str):
         self.base = base.rstrip("/")
@@ -268,6 +275,11 @@ _NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active",
                "RESIZE": ("RESIZE", "stopped", 4), "UNKNOWN": ("UNKNOWN", "error", 0)}
 
 
+#: The statuses Nova shows ``progress`` in (its view builder's).
+_NOVA_PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE",
+                           "MIGRATING")
+
+
 def nova_vm_state(server: Server) -> str:
     """Nova's ``vm_state`` of a server (``active``, ``stopped``, ...)."""
     return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[1]
@@ -286,6 +298,9 @@ class NovaViews(SynnefoViews):
     strong_admin_pass: ClassVar[bool] = False
     hides_disabled_flavors: ClassVar[bool] = True
     nova_addresses: ClassVar[bool] = True
+    metadata_set_code: ClassVar[int] = 200
+    max_meta_text: ClassVar[int | None] = 255
+    missing_on_create_is_bad_request: ClassVar[bool] = True
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
         """Nova's free-form diagnostics (before 2.48): what snfd knows of
@@ -301,11 +316,13 @@ class NovaViews(SynnefoViews):
         return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[0]
 
     def check_create(self, body: dict[str, Any], max_metadata: int) -> None:
-        """Too many metadata items are over a quota in Nova (403)."""
+        """Too many metadata items are over a quota in Nova (403); a
+        value longer than Nova's 255 characters is 400."""
         metadata = body.get("metadata")
         if isinstance(metadata, dict) and len(metadata) > max_metadata:
             raise errors.Forbidden(f"Quota exceeded for metadata_items: a server may have"
                                    f" at most {max_metadata}.")
+        check_metadata(metadata, max_value=self.max_meta_text)
 
     def limits(self, absolute: dict[str, Any], settings: Any) -> dict[str, Any]:
         """Nova's 16 absolute limits (-1: no limit; 0: nothing of the kind
@@ -330,7 +347,7 @@ class NovaViews(SynnefoViews):
             "id": str(server.id), "name": server.name, "status": status,
             "tenant_id": server.project, "user_id": server.userid,
             "created": nova_time(server.created), "updated": nova_time(server.updated),
-            "hostId": "", "progress": _progress(server, model.api_status(server)),
+            "hostId": "",
             "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
             "flavor": {"id": server.flavor.flavorid,
                        "links": self.links("flavors", server.flavor.flavorid)},
@@ -338,7 +355,8 @@ class NovaViews(SynnefoViews):
             "accessIPv4": server.access_ipv4, "accessIPv6": server.access_ipv6,
             "OS-DCF:diskConfig": "MANUAL",
             "links": self.links("servers", server.id),
-        }
+        } | ({"progress": _progress(server, model.api_status(server))}
+             if status in _NOVA_PROGRESS_STATUSES else {})
 
     def server(self, server: Server, detail: bool = True,
                diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -18,7 +18,8 @@ Deliberate choices where the reference leaves room:
   ``{"uuid"[, "fixed_ip"]}`` or ``{"port"}`` (``NicRequest``).
 - ``security_groups``: absent, or entries naming ``default`` only (the one
   group every server is in: there are no security groups to choose).
-- ``min_count``/``max_count`` other than 1 -> 400 (one server per request).
+- ``min_count``/``max_count`` other than 1 -> 400 (one server per request;
+  Nova's dialect takes them first, ``parse_counts``).
 - ``block_device_mapping_v2``: only the one mapping that boots an image on
   a local disk (what ``openstack server create --image`` sends) stands
   for ``imageRef``; volumes are 400 until the volume API exists.
@@ -215,6 +216,12 @@ class ResetState:
 
 
 @attrs.frozen
+class InjectNetworkInfo:
+    """``injectNetworkInfo`` (administrators): nothing to do here, as in
+    Nova with ports (guests take their network settings by DHCP)."""
+
+
+@attrs.frozen
 class Restore:
     """``restore``: undo a soft delete (there is none here: 409)."""
 
@@ -245,7 +252,8 @@ class Unsupported:
 
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
-          | Unrescue | ResetState | Restore | AddFloatingIp | RemoveFloatingIp | Unsupported)
+          | Unrescue | ResetState | Restore | InjectNetworkInfo | AddFloatingIp | RemoveFloatingIp
+          | Unsupported)
 
 
 def parse_action(body: Mapping[str, Any]) -> Action:
@@ -294,6 +302,8 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         return ResetState(str(state))
     if name == "restore":
         return Restore()
+    if name == "injectNetworkInfo":
+        return InjectNetworkInfo()
     if name == "addFloatingIp":
         fixed = args.get("fixed_address")
         return AddFloatingIp(ip_address(args.get("address"), "address"),
@@ -394,10 +404,12 @@ def flavor_ref(value: Any) -> int:
     return int(text)
 
 
-def check_metadata(value: Any, limit: int | None = None) -> dict[str, str]:
-    """Server metadata: string keys (1..50 chars) and values (<= 500), at
-    most ``limit`` items (None: any number; the effect path checks the
-    merged result)."""
+def check_metadata(value: Any, limit: int | None = None,
+                   max_value: int | None = None) -> dict[str, str]:
+    """Server metadata: string keys (1..50 chars) and values (<= 500, or
+    ``max_value`` when that is less: Nova's dialect allows 255), at most
+    ``limit`` items (None: any number; the effect path checks the merged
+    result)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -407,7 +419,8 @@ def check_metadata(value: Any, limit: int | None = None) -> dict[str, str]:
         _text(key, "A metadata key", MAX_META_KEY)
         if not isinstance(item, str):
             raise errors.BadRequest(f"The value of metadata key {key!r} must be a string.")
-        _text(item, f"The value of metadata key {key!r}", MAX_META_VALUE, required=False)
+        _text(item, f"The value of metadata key {key!r}",
+              min(MAX_META_VALUE, max_value or MAX_META_VALUE), required=False)
         out[key] = item
     if limit is not None and len(out) > limit:
         raise errors.BadRequest(f"A server may have at most {limit} metadata items.")
@@ -553,6 +566,34 @@ def _count(body: Mapping[str, Any], key: str) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | str) or str(value) != "1":
         raise errors.BadRequest(f"{key} must be 1: one server is created per request.")
+
+
+def parse_counts(body: Any) -> tuple[int, int, bool]:
+    """Nova's multiple create: ``min_count`` and ``max_count`` (positive
+    integers or their text; absent: 1 and ``min_count``), and whether the
+    answer is ``return_reservation_id``'s; 400 for anything else."""
+    if not isinstance(body, dict):
+        raise errors.BadRequest('The request needs a "server" object.')
+
+    def count(key: str, default: int) -> int:
+        value = body.get(key)
+        if value is None:
+            return default
+        if (isinstance(value, bool) or not isinstance(value, int | str)
+                or not re.fullmatch(r"[0-9]{1,6}", str(value)) or int(value) < 1):
+            raise errors.BadRequest(f"{key} must be a positive integer.")
+        return int(value)
+
+    low = count("min_count", 1)
+    high = count("max_count", low)
+    if low > high:
+        raise errors.BadRequest("min_count must not be more than max_count.")
+    reservation = body.get("return_reservation_id", False)
+    if isinstance(reservation, str) and reservation.lower() in ("true", "false", "1", "0"):
+        reservation = reservation.lower() in ("true", "1")
+    if not isinstance(reservation, bool):
+        raise errors.BadRequest("return_reservation_id must be true or false.")
+    return low, high, reservation
 
 
 def _image_boot(body: Mapping[str, Any]) -> str | None:

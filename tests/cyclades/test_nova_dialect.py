@@ -326,3 +326,179 @@ class NovaCreateTests(unittest.TestCase):
         bob, bob_token = await s.user("bob")
         code, _, _ = await s.call("POST", act, bob_token, {"lock": None})
         self.assertEqual(code, 404)
+
+
+class NovaServerCallsTests(unittest.TestCase):
+    """Nova's codes and bodies for metadata, os-server-password, rename,
+    create faults, multiple create and administrators' server views."""
+
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self)
+        self.alice, self.token = await self.stack.user("alice")
+        self.v21 = f"{self.stack.url}/compute/v2.1"
+        self.v20 = f"{self.stack.url}/compute/v2.0"
+
+    async def _create(self, token: str | None = None, **more) -> str:
+        s = self.stack
+        code, body, _ = await s.call("POST", f"{self.v21}/servers", token or self.token, {
+            "server": {"name": "vm", "flavorRef": str(s.flavors["small"].id),
+                       "imageRef": s.image.id, **more}})
+        self.assertEqual(code, 202, body)
+        sid: str = body["server"]["id"]
+        await s.follow((await s.server(int(sid))).backendjobid)
+        return sid
+
+    async def test_metadata_codes_and_limits(self):
+        """POST metadata and PUT metadata/<key> answer 200 in Nova's dialect
+        (201 in Synnefo's); past the item limit Nova's answers 403
+        (Synnefo's 400); a value over 255 characters is 400 in Nova's."""
+        s = self.stack
+        sid = await self._create()
+        for base, code_wanted in ((self.v21, 200), (self.v20, 201)):
+            code, body, _ = await s.call("POST", f"{base}/servers/{sid}/metadata",
+                                         self.token, {"metadata": {"a": "1"}})
+            self.assertEqual((code, body["metadata"]["a"]), (code_wanted, "1"))
+            code, body, _ = await s.call("PUT", f"{base}/servers/{sid}/metadata/b",
+                                         self.token, {"meta": {"b": "2"}})
+            self.assertEqual((code, body), (code_wanted, {"meta": {"b": "2"}}))
+        many = {f"k{i}": "v" for i in range(11)}
+        for base, code_wanted in ((self.v21, 403), (self.v20, 400)):
+            for method in ("POST", "PUT"):
+                code, _, _ = await s.call(method, f"{base}/servers/{sid}/metadata",
+                                          self.token, {"metadata": many})
+                self.assertEqual(code, code_wanted, (base, method))
+        code, _, _ = await s.call("PUT", f"{self.v21}/servers/{sid}/metadata/c", self.token,
+                                  {"meta": {"c": "x" * 256}})
+        self.assertEqual(code, 400)
+        code, _, _ = await s.call("POST", f"{self.v21}/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id,
+            "metadata": {"a": "b" * 260}}})
+        self.assertEqual(code, 400)
+        _, body, _ = await s.call("GET", f"{self.v21}/servers/{sid}/metadata", self.token)
+        self.assertEqual(body["metadata"], {"a": "1", "b": "2"})
+
+    async def test_server_password(self):
+        """os-server-password shows an empty password (the guest posts none)
+        and DELETE answers 204; an unknown server is 404."""
+        s = self.stack
+        sid = await self._create()
+        code, body, _ = await s.call("GET", f"{self.v21}/servers/{sid}/os-server-password",
+                                     self.token)
+        self.assertEqual((code, body), (200, {"password": ""}))
+        code, _, _ = await s.call("DELETE", f"{self.v21}/servers/{sid}/os-server-password",
+                                  self.token)
+        self.assertEqual(code, 204)
+        code, _, _ = await s.call("GET", f"{self.v21}/servers/999999/os-server-password",
+                                  self.token)
+        self.assertEqual(code, 404)
+
+    async def test_rename_shows_progress_only_while_active(self):
+        """A rename of a running server answers its progress; of a stopped
+        one none, as Nova's view shows progress only in its busy states."""
+        s = self.stack
+        sid = await self._create()
+        _, body, _ = await s.call("PUT", f"{self.v21}/servers/{sid}", self.token,
+                                  {"server": {"name": "up"}})
+        self.assertEqual(body["server"]["progress"], 100)
+        await s.call("POST", f"{self.v21}/servers/{sid}/action", self.token, {"os-stop": None})
+        await s.follow((await s.server(int(sid))).task_job_id)
+        _, body, _ = await s.call("PUT", f"{self.v21}/servers/{sid}", self.token,
+                                  {"server": {"name": "down"}})
+        self.assertEqual(body["server"]["status"], "SHUTOFF")
+        self.assertNotIn("progress", body["server"])
+
+    async def test_create_naming_missing_things(self):
+        """A create naming an image or a keypair that is not there is 400 in
+        Nova's dialect and 404 in Synnefo's."""
+        s = self.stack
+        for more in ({"imageRef": "-1"}, {"key_name": "no-such-key"}):
+            for base, code_wanted in ((self.v21, 400), (self.v20, 404)):
+                code, body, _ = await s.call("POST", f"{base}/servers", self.token, {
+                    "server": {"name": "vm", "flavorRef": str(s.flavors["small"].id),
+                               "imageRef": s.image.id, **more}})
+                self.assertEqual(code, code_wanted, (base, more, body))
+
+    async def test_multiple_create(self):
+        """min_count/max_count make that many servers of one name in Nova's
+        dialect (the answer is the first, or a reservation id when asked);
+        counts that make no sense are 400, and Synnefo's dialect takes
+        one server per request."""
+        s = self.stack
+        body = {"name": "many", "flavorRef": str(s.flavors["small"].id),
+                "imageRef": s.image.id}
+        code, answer, _ = await s.call("POST", f"{self.v21}/servers", self.token,
+                                       {"server": {**body, "min_count": 2}})
+        self.assertEqual(code, 202, answer)
+        self.assertIn("adminPass", answer["server"])
+        _, listed, _ = await s.call("GET", f"{self.v21}/servers", self.token)
+        self.assertEqual([x["name"] for x in listed["servers"]], ["many", "many"])
+        code, answer, _ = await s.call("POST", f"{self.v21}/servers", self.token, {
+            "server": {**body, "max_count": 2, "return_reservation_id": True}})
+        self.assertEqual((code, list(answer)), (202, ["reservation_id"]))
+        _, listed, _ = await s.call("GET", f"{self.v21}/servers", self.token)
+        self.assertEqual(len(listed["servers"]), 4)
+        for bad in ({"min_count": 3, "max_count": 2}, {"min_count": 0},
+                    {"max_count": "two"}, {"return_reservation_id": "maybe"}):
+            code, _, _ = await s.call("POST", f"{self.v21}/servers", self.token,
+                                      {"server": {**body, **bad}})
+            self.assertEqual(code, 400, bad)
+        code, _, _ = await s.call("POST", f"{self.v20}/servers", self.token,
+                                  {"server": {**body, "min_count": 2}})
+        self.assertEqual(code, 400)
+
+    async def test_multiple_create_within_quota(self):
+        """A multiple create makes as many servers as the instances quota
+        has room for, up to max_count; 403 and none made when that is less
+        than min_count."""
+        s = self.stack
+        _, token = await s.user("carol", vm=2)
+        body = {"name": "q", "flavorRef": str(s.flavors["small"].id), "imageRef": s.image.id}
+        code, answer, _ = await s.call("POST", f"{self.v21}/servers", token,
+                                       {"server": {**body, "min_count": 3}})
+        self.assertEqual(code, 403, answer)
+        _, listed, _ = await s.call("GET", f"{self.v21}/servers", token)
+        self.assertEqual(listed["servers"], [])
+        code, answer, _ = await s.call("POST", f"{self.v21}/servers", token,
+                                       {"server": {**body, "max_count": 5}})
+        self.assertEqual(code, 202, answer)
+        _, listed, _ = await s.call("GET", f"{self.v21}/servers", token)
+        self.assertEqual(len(listed["servers"]), 2)
+
+    async def test_administrators_see_hosts(self):
+        """Administrators see OS-EXT-SRV-ATTR:host (the server's cluster)
+        and instance name, and filter listings by host; users see
+        neither attribute, and their host filter is ignored."""
+        s = self.stack
+        sid = await self._create()
+        _, root_token = await s.admin()
+        _, shown, _ = await s.call("GET", f"{self.v21}/servers/{sid}", root_token)
+        self.assertEqual((shown["server"]["OS-EXT-SRV-ATTR:host"],
+                          shown["server"]["OS-EXT-SRV-ATTR:instance_name"]),
+                         (s.backend.clustername, (await s.server(int(sid))).instance_name))
+        for host, wanted in ((s.backend.clustername, [sid]), ("elsewhere", [])):
+            _, listed, _ = await s.call(
+                "GET", f"{self.v21}/servers?all_tenants=1&host={host}", root_token)
+            self.assertEqual([x["id"] for x in listed["servers"]], wanted)
+        _, shown, _ = await s.call("GET", f"{self.v21}/servers/{sid}", self.token)
+        self.assertNotIn("OS-EXT-SRV-ATTR:host", shown["server"])
+        _, listed, _ = await s.call("GET", f"{self.v21}/servers?host=elsewhere", self.token)
+        self.assertEqual([x["id"] for x in listed["servers"]], [sid])
+
+    async def test_inject_network_info_and_deleted_servers(self):
+        """injectNetworkInfo is 202 for administrators (nothing to inject:
+        guests take DHCP) and 403 for users; an action this cloud does not
+        offer on a deleted server is 404 in Nova's dialect."""
+        s = self.stack
+        sid = await self._create()
+        _, root_token = await s.admin()
+        act = f"{self.v21}/servers/{sid}/action"
+        code, _, _ = await s.call("POST", act, root_token, {"injectNetworkInfo": None})
+        self.assertEqual(code, 202)
+        code, _, _ = await s.call("POST", act, self.token, {"injectNetworkInfo": None})
+        self.assertEqual(code, 403)
+        code, _, _ = await s.call("POST", act, self.token, {"rebuild": {"imageRef": "x"}})
+        self.assertEqual(code, 501)
+        await s.call("DELETE", f"{self.v21}/servers/{sid}", self.token)
+        await s.follow((await s.server(int(sid))).task_job_id)
+        code, _, _ = await s.call("POST", act, self.token, {"rebuild": {"imageRef": "x"}})
+        self.assertEqual(code, 404)
