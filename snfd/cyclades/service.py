@@ -151,7 +151,7 @@ class CycladesService(service.MultiService):
             "vmapi": VmapiApp(self.servers).app.resource(),
             "network": TokenAuth(
                 NetworkAPI(self.networks, f"{self.public_url}/network",
-                           MAX_JSON_BODY).app.resource(),
+                           MAX_JSON_BODY).resource(),
                 self.authenticator, max_body=MAX_JSON_BODY,
                 fault_style=lambda request: "neutron"),
             "image": TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),

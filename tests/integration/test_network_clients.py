@@ -435,7 +435,3 @@ class NetworkClientTests(unittest.TestCase):
         --description` keep the description."""
         return threads.deferToThread(self.floating_ip_description)
 
-    test_floating_ip_description.todo = (  # type: ignore[attr-defined]
-        "snfd/cyclades/networks/api.py accepts a floating IP's description on POST and"
-        " PUT /network/v2.0/floatingips and drops it: {\"floatingip\": {\"description\":"
-        " \"db\"}} answers 200 with \"description\": \"\"")

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from klein import Klein
+from twisted.web import resource
 
 from snfd import errors
 from snfd.cyclades.compute_http import body_of, is_admin, scope_of
@@ -182,6 +183,11 @@ class NetworkAPI:
                        ("DELETE", t + "/<tag>", self._tags_handler(kind, "remove"))]
         for method, path, handler in routes:
             self._route(method, path, handler)
+
+    def resource(self) -> Any:
+        """The app as a Twisted resource whose every error, unknown paths
+        included, is Neutron's."""
+        return _NeutronStyle(self.app.resource())
 
     def _route(self, method: str, path: str, handler: Handler) -> None:
         async def endpoint(request: Any, **kwargs: Any) -> bytes:
@@ -550,9 +556,13 @@ class NetworkAPI:
         if address is not None:
             address = _address(address)
         project = self._project(body, user, project, admin)
+        description = self._text(body, "description")
         ip = await self._networks.create_floating_ip(
             user, project, None if network is None else _id(str(network), "Network"),
             address)
+        if description:
+            ip = await self._networks.edit_floating_ip(user, ip.id, admin,
+                                                       description=description)
         if body.get("port_id"):
             ip = await self._associate(user, admin, ip, str(body["port_id"]))
         return self._show(request, "floatingip", floating_ip_view(ip), 201)
@@ -576,6 +586,9 @@ class NetworkAPI:
                 await self._networks.detach_floating_ip(user, ip.id, admin)
             else:
                 ip = await self._associate(user, admin, ip, str(body["port_id"]))
+        if "description" in body:
+            await self._networks.edit_floating_ip(user, ip.id, admin,
+                                                  description=self._text(body, "description"))
         ip = await self._networks.floating_ip(user, ip.id, admin)
         return self._show(request, "floatingip", floating_ip_view(ip))
 
@@ -637,7 +650,21 @@ class NetworkAPI:
         elif kind == "ports":
             await n.update_port(user, item.id, admin, tags=tags)
         else:
-            await n.tag_floating_ip(user, item.id, admin, tags)
+            await n.edit_floating_ip(user, item.id, admin, tags=tags)
+
+
+class _NeutronStyle(resource.Resource):
+    """Marks requests for Neutron's error shape before the app routes them."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any):
+        super().__init__()
+        self._inner = inner
+
+    def render(self, request: Any) -> Any:
+        request.fault_style = "neutron"
+        return self._inner.render(request)
 
 
 def _extension(alias: str, name: str, description: str) -> dict[str, Any]:

@@ -690,11 +690,20 @@ class Networks:
             return
         await self.delete_port(ip.userid, ip.port_id, True)
 
-    async def tag_floating_ip(self, user: str, ip_id: int, admin: bool,
-                              tags: Sequence[str]) -> None:
+    async def edit_floating_ip(self, user: str, ip_id: int, admin: bool = False, *,
+                               description: str | None = None,
+                               tags: Sequence[str] | None = None) -> IP:
+        """Change a floating IP's description and/or tags (those given)."""
         await self.floating_ip(user, ip_id, admin)
-        await self._db.run("cyclades.tag_floating_ip", store.update_ip_txn, ip_id,
-                           tags=tuple(tags))
+        fields: dict[str, Any] = {}
+        if description is not None:
+            fields["description"] = description
+        if tags is not None:
+            fields["tags"] = tuple(tags)
+        changed: IP | None = await self._db.run(
+            "cyclades.edit_floating_ip", lambda txn: store.update_ip_txn(txn, ip_id, **fields))
+        assert changed is not None
+        return changed
 
     async def floating_ip_by_address(self, user: str, address: str) -> IP:
         for ip in await self.floating_ips(user):
