@@ -29,7 +29,8 @@ which also serves the administrators' flavor management).
 changed since then, deleted ones included, and answers 304 when there
 are none; ``name`` (a regular expression, as Nova, searched by RE2 in
 linear time: ``requests.parse_name_filter``) and ``status`` filter the
-listing, other query parameters are ignored.  Server lists
+listing, and so does ``host`` (a Ganeti cluster) for administrators in
+Nova's dialect; other query parameters are ignored.  Server lists
 carry no diagnostics (``GET /servers/<id>`` and ``/diagnostics`` do).
 """
 

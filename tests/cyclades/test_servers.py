@@ -165,17 +165,26 @@ class CreateTests(ServerTestCase):
             self.assertEqual(len(job["ops"][0]["nics"]), nics, networks)
 
     async def test_delete_while_queued(self):
-        """A server whose create job still waits in Ganeti's queue cannot be
-        deleted yet (409); once the build ran, it can."""
+        """A server whose create job still waits in Ganeti's queue is
+        deleted at once, as Nova deletes a building server: the create job
+        is cancelled, the instance never comes to be, the server ends
+        DESTROYED and its quota is given back."""
         s = self.stack
+        before = await s.usage(self.alice)
         s.sim.hold_queue()
         created = await self.create()
-        code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
-        self.assertEqual(code, 409, body)
-        s.sim.release_queue()
-        await s.follow((await s.server(created["id"])).backendjobid)
+        server = await s.server(created["id"])
         code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
         self.assertEqual(code, 204, body)
+        job = await s.rapi_client().job(server.backendjobid)
+        self.assertEqual(job["status"], "canceled")
+        s.sim.release_queue()
+        await s.follow((await s.server(created["id"])).task_job_id)
+        server = await s.server(created["id"])
+        self.assertEqual((server.operstate, server.deleted, server.task),
+                         ("DESTROYED", True, ""))
+        self.assertEqual(await s.usage(self.alice), before)
+        self.assertEqual(await s.rapi_client().instances(), [])
 
     async def test_no_backend(self):
         """Without a usable backend a create is 503 and nothing is charged."""
