@@ -126,6 +126,23 @@ class NetworkTests(NetworkCase):
             self.assertIn("message", reply["NeutronError"])
         self.assertEqual((await self.stack.usage(self.alice))["cyclades.network.private"], 0)
 
+    async def test_quota(self):
+        await self.network()
+        code, reply = await self.net("GET", f"/quotas/{self.alice}")
+        self.assertEqual(code, 200, reply)
+        self.assertEqual((reply["quota"]["network"], reply["quota"]["floatingip"]), (5, 5))
+        code, reply = await self.net("GET", f"/quotas/{self.alice}/details")
+        self.assertEqual(reply["quota"]["network"], {"limit": 5, "used": 1, "reserved": 0})
+        code, reply = await self.net("GET", f"/quotas/{self.bob}")
+        self.assertEqual(code, 403, reply)
+        code, reply = await self.net("PUT", f"/quotas/{self.alice}", None,
+                                     {"quota": {"network": 9}})
+        self.assertEqual(code, 403, reply)
+        code, reply, _ = await self.stack.call("GET", f"{self.stack.network}/nowhere",
+                                               self.token)
+        self.assertEqual(code, 404)
+        self.assertIn("NeutronError", reply)
+
     async def test_tags(self):
         created = await self.network()
         path = f"/networks/{created['id']}/tags"

@@ -51,6 +51,9 @@ EXTENSIONS = (
     ("tag", "Tag support", "Enables to set tag on resources."),
     ("subnet-external-network", "Subnet External Network",
      "Informs if the subnet is associated to an external network."),
+    ("quotas", "Quota management support",
+     "Expose functions for quotas management (read here: quotas are the identity"
+     " service's)."),
     ("pagination", "Pagination support", "Extension that indicates that pagination is"
      " enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
@@ -152,6 +155,11 @@ class NetworkAPI:
             ("GET", v + "/extensions", self.extensions),
             ("GET", v + "/extensions/<alias>", self.extension),
             ("GET", v + "/agents", self.agents),
+            ("GET", v + "/quotas/<project_id>", self.quota),
+            ("GET", v + "/quotas/<project_id>/details", self.quota_details),
+            ("GET", v + "/quotas/<project_id>/default", self.quota),
+            ("PUT", v + "/quotas/<project_id>", self.quota_update),
+            ("DELETE", v + "/quotas/<project_id>", self.quota_update),
             ("GET", v + "/networks", self.list_networks),
             ("POST", v + "/networks", self.create_network),
             ("GET", v + "/networks/<item_id>", self.show_network),
@@ -304,6 +312,36 @@ class NetworkAPI:
     async def agents(self, request: Any) -> bytes:
         """No Neutron agents run here (no DHCP or L3 agents): an empty list."""
         return json_body(request, {"agents": []})
+
+    async def _quota(self, request: Any, project_id: str) -> dict[str, Any]:
+        """Neutron's quota of the caller in ``project_id`` (its own projects;
+        any for an administrator): name -> (limit, used); -1 unlimited,
+        0 for what is not served."""
+        user, project, admin = self._who(request)
+        if project_id not in (user, project) and not admin:
+            raise errors.Forbidden(f"Project {project_id} is not the one of your token.")
+        held = await self._networks.quota(user, project_id)
+        private = held.get("cyclades.network.private", (0, 0))
+        floating = held.get("cyclades.floating_ip", (0, 0))
+        return {"network": private, "floatingip": floating, "subnet": (-1, 0),
+                "port": (-1, 0), "router": (0, 0), "security_group": (0, 0),
+                "security_group_rule": (0, 0), "rbac_policy": (0, 0)}
+
+    async def quota(self, request: Any, project_id: str) -> bytes:
+        """``GET /v2.0/quotas/<project>`` (and ``.../default``): the limits
+        of the identity service's quota (Astakos) for the caller there."""
+        values = await self._quota(request, project_id)
+        return json_body(request, {"quota": {k: v[0] for k, v in values.items()}})
+
+    async def quota_details(self, request: Any, project_id: str) -> bytes:
+        values = await self._quota(request, project_id)
+        return json_body(request, {"quota": {
+            k: {"limit": limit, "used": used, "reserved": 0}
+            for k, (limit, used) in values.items()}})
+
+    async def quota_update(self, request: Any, project_id: str) -> bytes:
+        raise errors.Forbidden("Quotas are the identity service's (Astakos projects and"
+                               " holdings): change them there.")
 
     async def extension(self, request: Any, alias: str) -> bytes:
         for e in EXTENSIONS:

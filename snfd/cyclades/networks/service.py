@@ -184,6 +184,14 @@ class Networks:
             raise errors.NotFound(f"Floating IP {ip_id} could not be found.")
         return found
 
+    async def quota(self, user: str, project: str) -> dict[str, tuple[int, int]]:
+        """The user's holdings in ``project`` of the network resources:
+        resource -> (limit, usage)."""
+        holdings = await self._charger.holder.quotas(
+            holders=[f"user:{user}"], sources=[f"project:{project}"],
+            resources=[PRIVATE, FLOATING])
+        return {h.resource: (h.limit, h.usage) for h in holdings}
+
     # -- networks ---------------------------------------------------------------------
 
     def _flavor_values(self, flavor: str) -> dict[str, Any]:
