@@ -522,12 +522,12 @@ class Servers:
             if req.networks == ():
                 nics = []
             elif planned is not None and self.networks is not None:
-                nics = [self.networks.nic_params(p) for p in server.ports]
+                nics = [self.networks.ganeti.nic_params(p) for p in server.ports]
             try:
                 depends: list[int] = []
                 if self.networks is not None and server.ports:
-                    depends = await self.networks.ensure_on_backend(
-                        backend, self.networks.ganeti_networks(server.ports))
+                    depends = await self.networks.ganeti.ensure_on_backend(
+                        backend, self.networks.ganeti.ganeti_networks(server.ports))
                 body = create_body(server, backend, image, config_url, self.settings, nics,
                                    depends)
                 job_id = await self._rapi(backend).create_instance(body)

@@ -517,7 +517,7 @@ class UpdatePath:
             raise MalformedMessage("'network' must be a string")
         if self._networks is None:
             return
-        outcome = await self._networks.network_event(message)
+        outcome = await self._networks.ganeti.network_event(message)
         log.debug("network {network} on {cluster}: {outcome}", network=message["network"],
                   cluster=message.get("cluster"), outcome=outcome)
 

@@ -7,7 +7,7 @@
   addresses, SLAAC) and of subnet requests;
 - ``store``: the SQL;
 - ``service``: what requests do (``Networks``): quota through the
-  commission runner, allocation under row locks, the Ganeti side of a
-  network on a backend;
+  commission runner, allocation under locks, ports of servers;
+- ``ganeti``: networks and NICs in Ganeti (``GanetiNetworks``);
 - ``api``: the ``/network/v2.0`` HTTP routes and Neutron's JSON.
 """

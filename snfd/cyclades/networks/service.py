@@ -24,12 +24,9 @@ it, and the port (with its addresses) goes when Ganeti reports the NIC
 gone (``sync_ports_txn``, from the update path); until then it is
 ``DELETING`` and hidden.  A server's ports go with the server.
 
-**Ganeti.**  A network exists on a backend from the first NIC there
-(``ensure_on_backend``): a network add job (subnet, gateway, the
-backend's MAC prefix, the flavor's tag) and a connect job per node group
-(the flavor's mode and link); the instance job that needs it depends on
-those jobs until their events say they succeeded (``network_event``).
-Deleting a network removes it from every backend (disconnect, remove).
+**Ganeti.**  What networks and NICs are in Ganeti is ``ganeti``'s
+(``self.ganeti``): networks made on a backend on demand, NICs added and
+removed by instance modify jobs, network job events.
 """
 
 from __future__ import annotations
@@ -43,10 +40,10 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.cyclades import store as compute_store
-from snfd.cyclades.allocator import rapi_target
-from snfd.cyclades.model import GanetiBackend, Server
+from snfd.cyclades.model import Server
 from snfd.cyclades.networks import pools, store
-from snfd.cyclades.networks.model import FLAVORS, IP, NETWORK_PREFIX, Network, Port, Subnet
+from snfd.cyclades.networks.ganeti import GanetiNetworks
+from snfd.cyclades.networks.model import FLAVORS, IP, Network, Port, Subnet
 from snfd.cyclades.requests import NicRequest
 from snfd.ganeti.rapi import RapiError, RapiUnavailable
 from snfd.quota import user_and_project
@@ -117,6 +114,7 @@ class Networks:
         self._charger = charger
         self._clock = clock
         self.settings = settings or NetworkSettings()
+        self.ganeti = GanetiNetworks(db, rapi_pool, self.settings)
 
     # -- reads --------------------------------------------------------------------
 
@@ -343,7 +341,7 @@ class Networks:
         where = await run_charged(self._charger, delete, charge or None, force=True,
                                   name=f"cyclades: delete network {network_id}")
         for row in where:
-            await self._remove_from_backend(network, row["backend_id"])
+            await self.ganeti.remove_from_backend(network, row["backend_id"])
 
     # -- subnets ------------------------------------------------------------------------
 
@@ -527,7 +525,7 @@ class Networks:
             waits: list[int] = await self._db.run(
                 "cyclades.remove_jobs", store.remove_jobs_txn, freed,
                 device.backend_id) if freed and device.backend_id is not None else []
-            await self._connect(device, [port], waits)
+            await self.ganeti.add_nics(device, [port], waits)
         return port
 
     async def update_port(self, user: str, port_id: int, admin: bool = False,
@@ -595,13 +593,10 @@ class Networks:
         if server is None or server.deleted or server.backend_id is None:
             await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
             return
-        backend = await self._backend(server)
         await self._db.run("cyclades.port_deleting", store.update_port_txn, port.id,
                            state="DELETING")
         try:
-            job = await self._rapi(backend).modify(
-                server.instance_name, nics=[["remove", port.nic_name, {}]],
-                hotplug=self._hotplug(server, backend))
+            job = await self.ganeti.remove_nic(server, port)
         except (RapiUnavailable, RapiError) as e:
             await self._db.run("cyclades.port_kept", store.update_port_txn, port.id,
                                state="ACTIVE")
@@ -789,127 +784,6 @@ class Networks:
                 PortRequest(network_id=network.id, fixed_ips=fixed), server))
         return ports
 
-    def nic_params(self, port: Port) -> dict[str, Any]:
-        """The Ganeti NIC of a port: on its Ganeti network when the network
-        has an IPv4 subnet; else (real Ganeti refuses a network without
-        one) with the flavor's mode and link directly."""
-        nic: dict[str, Any] = {"name": port.nic_name, "mac": port.mac}
-        ipv4 = port.address(4)
-        if ipv4:
-            nic.update(network=f"{NETWORK_PREFIX}{port.network_id}", ip=ipv4)
-        elif port.network_mode:
-            nic.update(mode=port.network_mode, link=port.network_link)
-        return nic
-
-    @staticmethod
-    def ganeti_networks(ports: Iterable[Port]) -> list[int]:
-        """The networks the NICs of ``ports`` need in Ganeti."""
-        return [p.network_id for p in ports if p.address(4)]
-
-    async def ensure_on_backend(self, backend: GanetiBackend,
-                                network_ids: Iterable[int]) -> list[int]:
-        """Make the networks exist on ``backend``; the jobs an instance
-        job there must depend on."""
-        depends: list[int] = []
-        for network_id in dict.fromkeys(network_ids):
-            depends += await self._ensure_one(backend, network_id)
-        return depends
-
-    async def _ensure_one(self, backend: GanetiBackend, network_id: int) -> list[int]:
-        def claim(txn: Any) -> tuple[bool, list[int], Network | None, list[Subnet]]:
-            network = store.network_txn(txn, network_id)
-            row = store.backend_network_txn(txn, network_id, backend.id, for_update=True)
-            if row is not None and row["operstate"] in ("ACTIVE", "PENDING"):
-                return False, row["jobs"], network, []
-            store.put_backend_network_txn(txn, network_id, backend.id, operstate="PENDING",
-                                          jobs=[])
-            return True, [], network, store.subnets_txn(txn, [network_id])
-
-        mine, jobs, network, subnets = await self._db.run("cyclades.claim_network", claim)
-        if not mine or network is None:
-            return jobs
-        rapi = self._rapi(backend)
-        v4 = next((s for s in subnets if s.ipversion == 4), None)
-        v6 = next((s for s in subnets if s.ipversion == 6), None)
-        try:
-            add = await rapi.create_network(
-                network.ganeti_name, subnet=v4.cidr if v4 else None,
-                gateway=v4.gateway if v4 else None,
-                subnet6=v6.cidr if v6 else None, gateway6=v6.gateway if v6 else None,
-                mac_prefix=pools.ganeti_mac_prefix(network.mac_prefix),
-                tags=network.ganeti_tags)
-            jobs = [add]
-            for group in await rapi.groups():
-                jobs.append(await rapi.connect_network(
-                    network.ganeti_name, group, network.mode, network.link,
-                    depends=[[add, ["success"]]]))
-        except (RapiUnavailable, RapiError) as e:
-            await self._db.run("cyclades.network_failed", store.put_backend_network_txn,
-                               network_id, backend.id, operstate="ERROR",
-                               backendlogmsg=str(e))
-            raise errors.ServiceUnavailable(
-                f"Network {network_id} could not be created on {backend.clustername}:"
-                f" {e}") from None
-        await self._db.run("cyclades.network_jobs", store.put_backend_network_txn,
-                           network_id, backend.id, jobs=jobs, backendjobid=jobs[-1])
-        return jobs
-
-    async def _remove_from_backend(self, network: Network, backend_id: int) -> None:
-        backend: GanetiBackend | None = await self._db.run(
-            "cyclades.backend", compute_store.backend_txn, backend_id)
-        if backend is None:
-            return
-        rapi = self._rapi(backend)
-        try:
-            depends = []
-            for group in await rapi.groups():
-                depends.append([await rapi.disconnect_network(network.ganeti_name, group),
-                                ["success", "error"]])
-            job = await rapi.delete_network(network.ganeti_name, depends=depends or None)
-        except (RapiUnavailable, RapiError) as e:
-            log.warn("network {id}: not removed from {cluster}: {e}", id=network.id,
-                     cluster=backend.clustername, e=str(e))
-            return
-        await self._db.run("cyclades.network_deleting", store.put_backend_network_txn,
-                           network.id, backend.id, operstate="DELETING", backendjobid=job)
-
-    async def _connect(self, server: Server, ports: list[Port], waits: Sequence[int] = ()
-                       ) -> None:
-        backend = await self._backend(server)
-        try:
-            depends = [*await self.ensure_on_backend(backend, self.ganeti_networks(ports)),
-                       *waits]
-            await self._rapi(backend).modify(
-                server.instance_name,
-                nics=[["add", -1, self.nic_params(p)] for p in ports],
-                hotplug=self._hotplug(server, backend),
-                **({"depends": [[j, ["success"]] for j in depends]} if depends else {}))
-        except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
-            for p in ports:
-                await self._db.run("cyclades.port_error", store.update_port_txn, p.id,
-                                   state="ERROR")
-            reason = e.message if isinstance(e, errors.Fault) else str(e)
-            raise errors.ServiceUnavailable(f"Could not connect server {server.id}:"
-                                            f" {reason}") from None
-
-    def _hotplug(self, server: Server, backend: GanetiBackend) -> bool:
-        """Hotplug a NIC change: enabled, a running server, and a cluster
-        whose hypervisor can (KVM; Ganeti refuses it on the others)."""
-        return (self.settings.hotplug and server.operstate == "STARTED"
-                and backend.hypervisor == "kvm")
-
-    async def _backend(self, server: Server) -> GanetiBackend:
-        backend: GanetiBackend | None = None
-        if server.backend_id is not None:
-            backend = await self._db.run("cyclades.backend", compute_store.backend_txn,
-                                         server.backend_id)
-        if backend is None:
-            raise errors.ServiceUnavailable(f"Server {server.id} has no Ganeti backend.")
-        return backend
-
-    def _rapi(self, backend: GanetiBackend) -> Any:
-        return self._rapi_pool.client(rapi_target(backend, self.settings.rapi_timeout))
-
     # -- the update path -------------------------------------------------------------------
 
     @staticmethod
@@ -949,44 +823,3 @@ class Networks:
                 "BUILD" if p.state == "BUILD" and not failed_change else "ERROR")
             if state != p.state:
                 store.update_port_txn(txn, p.id, state=state)
-
-    async def network_event(self, message: Mapping[str, Any]) -> str:
-        """Apply a ``ganeti-network-status`` message to the network's row
-        on that backend; returns what happened."""
-        name = message.get("network")
-        cluster = message.get("cluster")
-        status = message.get("status")
-        operation = message.get("operation")
-        if not isinstance(name, str) or not name.startswith(NETWORK_PREFIX) \
-                or not name[len(NETWORK_PREFIX):].isdigit():
-            return "ignored: not our network"
-        network_id = int(name[len(NETWORK_PREFIX):])
-        if status not in ("success", "error", "canceled"):
-            return f"ignored: {status}"
-
-        def txn_(txn: Any) -> str:
-            backend = compute_store.backend_txn(txn, clustername=str(cluster))
-            if backend is None:
-                return "ignored: unknown cluster"
-            row = store.backend_network_txn(txn, network_id, backend.id, for_update=True)
-            if row is None:
-                return "ignored: not on that backend"
-            if operation == "OP_NETWORK_REMOVE" and status == "success":
-                store.drop_backend_network_txn(txn, network_id, backend.id)
-                return "removed"
-            if operation in ("OP_NETWORK_ADD", "OP_NETWORK_CONNECT"):
-                if status != "success":
-                    store.put_backend_network_txn(
-                        txn, network_id, backend.id, operstate="ERROR", jobs=[],
-                        backendjobstatus=str(status),
-                        backendlogmsg=str(message.get("logmsg") or ""))
-                    return "error"
-                jobs = [j for j in row["jobs"] if j != message.get("jobId")]
-                state = "ACTIVE" if not jobs and row["operstate"] == "PENDING" \
-                    else row["operstate"]
-                store.put_backend_network_txn(txn, network_id, backend.id, jobs=jobs,
-                                              operstate=state)
-                return state.lower()
-            return "recorded"
-        outcome: str = await self._db.run("cyclades.network_event", txn_)
-        return outcome
