@@ -42,11 +42,10 @@ before (d) adopts the job.
 
 Deleting a server is allowed in any state (DESTROY, a forced commission);
 a server whose create never reached Ganeti (ERROR without a job) is
-marked deleted at once; one whose create job is still waiting in the
-queue has that job cancelled first (the remove then finds no instance,
-which counts as removed), and answers 409 only when Ganeti would not
-cancel it (it started meanwhile) or the job is still being submitted.
-A delete drops the server's build parameters and
+marked deleted at once; for one whose create job is still waiting in the
+queue the remove job depends on it (runs once it ended, whatever its
+end), and one whose create is still being submitted answers 409.  A
+delete drops the server's build parameters and
 cached password at once (the update path drops the parameters when the
 create job ends, too).  ``reassign`` moves the server's quota to another
 project in one accepted commission (no Ganeti job).
@@ -92,7 +91,7 @@ from snfd.cyclades.requests import (
     PersonalityFile,
     Reassign,
 )
-from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable
+from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable, depends_on
 from snfd.quota import serials
 from snfd.quota.charged import Attempt, Settle, run_charged, settle_after_commit
 from snfd.quota.serials import Charger
@@ -644,34 +643,21 @@ class Servers:
             deleted: Server = await self._db.run("cyclades.mark_deleted", _mark_deleted_txn,
                                                  server_id, user)
             return deleted
-        if _create_pending(server) and not await self._cancel_create(server):
-            raise errors.Conflict(
-                f"Server {server_id} is still queued for creation in Ganeti; delete it"
-                " once its build has started.")
+        depends = None
+        if _create_pending(server):
+            if server.backendjobid is None:
+                raise errors.Conflict(
+                    f"Server {server_id} is still being submitted to Ganeti; delete it"
+                    " once its build is queued.")
+            # The remove waits for the create job, whatever its end: it
+            # then removes the instance made, or finds none (unknown_entity,
+            # which the update path counts as removed).
+            depends = depends_on(server.backendjobid, statuses=())
         timeout = self.settings.shutdown_timeout
         return await self._run_task(
             user, server_id, "DESTROY",
-            lambda rapi, s: rapi.delete_instance(s.instance_name, timeout), force=True)
-
-    async def _cancel_create(self, server: Server) -> bool:
-        """Cancel the create job of a server that Ganeti has not started
-        building (a delete then removes an instance that never came to
-        be: Ganeti answers unknown_entity, which the update path takes as
-        removed); whether Ganeti cancelled it.  Not while the job is being
-        submitted (no job id yet), nor once Ganeti started it."""
-        if server.backendjobid is None:
-            return False
-        try:
-            done, message = await self._rapi(await self._backend(server)).cancel_job(
-                server.backendjobid)
-        except (RapiUnavailable, RapiError) as e:
-            log.warn("server {id}: create job {job} not cancelled: {e}", id=server.id,
-                     job=server.backendjobid, e=e)
-            return False
-        if not done:
-            log.info("server {id}: create job {job} not cancelled: {message}",
-                     id=server.id, job=server.backendjobid, message=message)
-        return done
+            lambda rapi, s: rapi.delete_instance(s.instance_name, timeout, depends=depends),
+            force=True)
 
     async def console(self, user: str, server_id: int) -> dict[str, Any]:
         """VNC console access of an ACTIVE server: ``{type, host, port,

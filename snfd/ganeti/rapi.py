@@ -168,10 +168,16 @@ class GanetiRapi:
         return await self._job_id("POST", "/2/instances",
                                   body={**body, "__version__": 1}, params=params)
 
-    async def delete_instance(self, name: str, shutdown_timeout: int | None = None) -> int:
-        """``DELETE /2/instances/<name>``; job id."""
-        body = None if shutdown_timeout is None else {"shutdown_timeout": shutdown_timeout}
-        return await self._job_id("DELETE", _instance(name), body=body)
+    async def delete_instance(self, name: str, shutdown_timeout: int | None = None,
+                              depends: list[list[Any]] | None = None) -> int:
+        """``DELETE /2/instances/<name>`` (after the jobs ``depends`` names);
+        job id."""
+        body: dict[str, Any] = {}
+        if shutdown_timeout is not None:
+            body["shutdown_timeout"] = shutdown_timeout
+        if depends is not None:
+            body["depends"] = depends
+        return await self._job_id("DELETE", _instance(name), body=body or None)
 
     async def startup(self, name: str) -> int:
         """``PUT /2/instances/<name>/startup``; job id."""

@@ -166,9 +166,9 @@ class CreateTests(ServerTestCase):
 
     async def test_delete_while_queued(self):
         """A server whose create job still waits in Ganeti's queue is
-        deleted at once, as Nova deletes a building server: the create job
-        is cancelled, the instance never comes to be, the server ends
-        DESTROYED and its quota is given back."""
+        deleted at once (204, as Nova deletes a building server): the
+        remove job waits for the create job, then removes the instance;
+        the server ends DESTROYED and its quota is given back."""
         s = self.stack
         before = await s.usage(self.alice)
         s.sim.hold_queue()
@@ -176,10 +176,11 @@ class CreateTests(ServerTestCase):
         server = await s.server(created["id"])
         code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
         self.assertEqual(code, 204, body)
-        job = await s.rapi_client().job(server.backendjobid)
-        self.assertEqual(job["status"], "canceled")
+        remove = (await s.server(created["id"])).task_job_id
+        job = await s.rapi_client().job(remove)
+        self.assertEqual(job["ops"][0]["depends"], [[server.backendjobid, []]])
         s.sim.release_queue()
-        await s.follow((await s.server(created["id"])).task_job_id)
+        await s.follow(remove)
         server = await s.server(created["id"])
         self.assertEqual((server.operstate, server.deleted, server.task),
                          ("DESTROYED", True, ""))
