@@ -113,9 +113,11 @@ DIALECTS = (SynnefoViews, NovaViews)
 #: (``Servers.limits``) they come from, and the resource (and unit) each is.
 _QUOTA_LIMITS = {"instances": ("maxTotalInstances", "totalInstancesUsed"),
                  "cores": ("maxTotalCores", "totalCoresUsed"),
-                 "ram": ("maxTotalRAMSize", "totalRAMUsed")}
+                 "ram": ("maxTotalRAMSize", "totalRAMUsed"),
+                 "floating_ips": ("maxTotalFloatingIps", "totalFloatingIpsUsed")}
 _QUOTA_RESOURCES = {"instances": ("cyclades.vm", 1), "cores": ("cyclades.cpu", 1),
-                    "ram": ("cyclades.ram", 1 << 20)}
+                    "ram": ("cyclades.ram", 1 << 20),
+                    "floating_ips": ("cyclades.floating_ip", 1)}
 
 
 def _default_image_view(image: Any) -> dict[str, Any]:
@@ -479,7 +481,7 @@ class ComputeAPI:
             "injected_files": (settings.max_personality, 0),
             "injected_file_content_bytes": (settings.max_personality_size, 0),
             "injected_file_path_bytes": (1024, 0), "key_pairs": (-1, 0),
-            "fixed_ips": (-1, 0), "floating_ips": (0, 0), "security_groups": (0, 0),
+            "fixed_ips": (-1, 0), "security_groups": (0, 0),
             "security_group_rules": (0, 0), "server_groups": (0, 0),
             "server_group_members": (0, 0)}
 

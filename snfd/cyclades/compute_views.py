@@ -329,15 +329,15 @@ class NovaViews(SynnefoViews):
         is served, as security groups and floating IPs until the network
         service)."""
         out = {"maxTotalInstances": 0, "totalInstancesUsed": 0, "maxTotalCores": 0,
-               "totalCoresUsed": 0, "maxTotalRAMSize": 0, "totalRAMUsed": 0}
+               "totalCoresUsed": 0, "maxTotalRAMSize": 0, "totalRAMUsed": 0,
+               "maxTotalFloatingIps": 0, "totalFloatingIpsUsed": 0}
         out.update({k: v for k, v in absolute.items() if k in out})
         out.update({"maxServerMeta": settings.max_metadata,
                     "maxImageMeta": MAX_IMAGE_META,
                     "maxPersonality": settings.max_personality,
                     "maxPersonalitySize": settings.max_personality_size,
                     "maxTotalKeypairs": -1, "maxSecurityGroups": 0,
-                    "maxSecurityGroupRules": 0, "maxTotalFloatingIps": 0,
-                    "totalFloatingIpsUsed": 0, "totalSecurityGroupsUsed": 0})
+                    "maxSecurityGroupRules": 0, "totalSecurityGroupsUsed": 0})
         return out
 
     def _short(self, server: Server) -> dict[str, Any]:

@@ -875,13 +875,14 @@ class Servers:
         project = project or user
         holdings = await self._charger.holder.quotas(
             holders=[f"user:{user}"], sources=[f"project:{project}"],
-            resources=["cyclades.vm", "cyclades.cpu", "cyclades.ram"])
+            resources=["cyclades.vm", "cyclades.cpu", "cyclades.ram", "cyclades.floating_ip"])
         by = {h.resource: h for h in holdings}
         out: dict[str, Any] = {}
         for resource, limit_name, used_name, scale in (
                 ("cyclades.vm", "maxTotalInstances", "totalInstancesUsed", 1),
                 ("cyclades.cpu", "maxTotalCores", "totalCoresUsed", 1),
-                ("cyclades.ram", "maxTotalRAMSize", "totalRAMUsed", model.MiB)):
+                ("cyclades.ram", "maxTotalRAMSize", "totalRAMUsed", model.MiB),
+                ("cyclades.floating_ip", "maxTotalFloatingIps", "totalFloatingIpsUsed", 1)):
             holding = by.get(resource)
             if holding is not None:
                 out[limit_name] = holding.limit // scale

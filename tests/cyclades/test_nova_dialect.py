@@ -148,7 +148,7 @@ class NovaDialectTests(unittest.TestCase):
         quota = body["quota_set"]
         self.assertEqual((quota["id"], quota["instances"], quota["cores"], quota["ram"],
                           quota["metadata_items"], quota["floating_ips"]),
-                         (self.alice, 10, 32, 64 * 1024, 10, 0))
+                         (self.alice, 10, 32, 64 * 1024, 10, 5))
         _, body, _ = await self.call("GET", f"/os-quota-sets/{self.alice}/detail")
         self.assertEqual(body["quota_set"]["instances"],
                          {"limit": 10, "in_use": 0, "reserved": 0})
