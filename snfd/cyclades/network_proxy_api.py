@@ -322,9 +322,8 @@ class NetworkProxyAPI:
             port = await networks.port(user, self._id(port_ref, "port_id"), admin)
             if port.device_id is not None:
                 raise errors.Conflict(f"Port {port.id} is still in use.")
-            raise errors.NotImplementedFault(
-                "Attaching an existing port is not supported yet: attach its network"
-                " (net_id) instead.")
+            port = await networks.bind_port(user, port.id, server.id, admin)
+            return json_body(request, {"interfaceAttachment": interface_view(port)})
         if net_ref is not None:
             network = await networks.network(owner, self._id(net_ref, "net_id"), admin)
         else:
@@ -379,8 +378,10 @@ class NetworkProxyAPI:
         server = await self._servers.get(owner, int_id(server_id, "Server"))
         port = self._port_of(server, port_id)
         _, _, admin = self._who(request)
-        # A port of the server is the server's to lose, whoever made it.
-        await self._networks.delete_port(owner, port.id, admin or port.userid != owner)
+        # A port of the server is the server's to lose, whoever made it; a
+        # port the user made and bound is freed, not deleted (Nova's way).
+        await self._networks.delete_port(owner, port.id, admin or port.userid != owner,
+                                         keep=port.preserve)
         return self._empty(request, 202)
 
     # -- os-tenant-networks --------------------------------------------------------------

@@ -189,6 +189,42 @@ class FloatingIPActionTests(ComputeNetworkCase):
         self.assertEqual(code, 202)
         self.assertEqual((await s.usage(self.alice))["cyclades.floating_ip"], 0)
 
+    async def test_a_users_port_is_bound_and_freed(self):
+        """A free port the user made is attached by port_id (its NIC added)
+        and detached without being deleted (Nova keeps a port it did not
+        make); so does the delete of its server."""
+        s = self.stack
+        code, reply, _ = await s.call("POST", f"{s.network}/ports", self.token,
+                                      {"port": {"network_id": self.n1, "name": "mine"}})
+        free = reply["port"]
+        mark = await s.follow_all()
+        code, reply = await self.nova("POST", self.path, None,
+                                      {"interfaceAttachment": {"port_id": free["id"]}})
+        self.assertEqual(code, 200, reply)
+        self.assertEqual(reply["interfaceAttachment"]["port_state"], "BUILD")
+        mark = await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
+        self.assertEqual((reply["port"]["device_id"], reply["port"]["status"]),
+                         (self.server_id, "ACTIVE"))
+        code, _ = await self.nova("DELETE", f"{self.path}/{free['id']}")
+        self.assertEqual(code, 202)
+        await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
+        self.assertEqual((code, reply["port"]["device_id"], reply["port"]["status"]),
+                         (200, "", "DOWN"))
+        self.assertEqual(reply["port"]["fixed_ips"], free["fixed_ips"])
+        # Bound again, then the server goes: the port stays, free.
+        code, reply = await self.nova("POST", self.path, None,
+                                      {"interfaceAttachment": {"port_id": free["id"]}})
+        self.assertEqual(code, 200, reply)
+        mark = await s.follow_all()
+        code, _ = await self.nova("DELETE", f"/servers/{self.server_id}")
+        self.assertEqual(code, 204)
+        await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports", self.token)
+        self.assertEqual([(p["id"], p["device_id"]) for p in reply["ports"]],
+                         [(free["id"], "")])
+
     async def test_bad_requests(self):
         """An unknown address is 404, no address or not an address 400, a
         fixed_address that is not the server's 400, someone else's server
@@ -394,11 +430,47 @@ class InterfaceTests(ComputeNetworkCase):
         code, reply = await self.nova("GET", f"/servers/{self.server_id}/ips")
         self.assertEqual(list(reply["addresses"]), ["n1", "n2"])
 
+    async def test_a_users_port_is_bound_and_freed(self):
+        """A free port the user made is attached by port_id (its NIC added)
+        and detached without being deleted (Nova keeps a port it did not
+        make); so does the delete of its server."""
+        s = self.stack
+        code, reply, _ = await s.call("POST", f"{s.network}/ports", self.token,
+                                      {"port": {"network_id": self.n1, "name": "mine"}})
+        free = reply["port"]
+        mark = await s.follow_all()
+        code, reply = await self.nova("POST", self.path, None,
+                                      {"interfaceAttachment": {"port_id": free["id"]}})
+        self.assertEqual(code, 200, reply)
+        self.assertEqual(reply["interfaceAttachment"]["port_state"], "BUILD")
+        mark = await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
+        self.assertEqual((reply["port"]["device_id"], reply["port"]["status"]),
+                         (self.server_id, "ACTIVE"))
+        code, _ = await self.nova("DELETE", f"{self.path}/{free['id']}")
+        self.assertEqual(code, 202)
+        await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
+        self.assertEqual((code, reply["port"]["device_id"], reply["port"]["status"]),
+                         (200, "", "DOWN"))
+        self.assertEqual(reply["port"]["fixed_ips"], free["fixed_ips"])
+        # Bound again, then the server goes: the port stays, free.
+        code, reply = await self.nova("POST", self.path, None,
+                                      {"interfaceAttachment": {"port_id": free["id"]}})
+        self.assertEqual(code, 200, reply)
+        mark = await s.follow_all()
+        code, _ = await self.nova("DELETE", f"/servers/{self.server_id}")
+        self.assertEqual(code, 204)
+        await s.follow_all(mark)
+        code, reply, _ = await s.call("GET", f"{s.network}/ports", self.token)
+        self.assertEqual([(p["id"], p["device_id"]) for p in reply["ports"]],
+                         [(free["id"], "")])
+
     async def test_bad_requests(self):
         """Both a port and a network, or an address without a network, are
         400; someone else's network or an unknown port 404; a port in use
         409; a port the server does not have 404; someone else's server
-        404; attaching an existing free port is not offered yet (501)."""
+        404."""
         s = self.stack
         bobs = await self.network("bobs", token=self.bob_token)
         code, reply, _ = await s.call("POST", f"{s.network}/ports", self.token,
@@ -418,7 +490,6 @@ class InterfaceTests(ComputeNetworkCase):
             ({"port_id": "999999"}, 404),
             ({"port_id": used}, 409),
             ({"net_id": self.n1, "fixed_ips": [{"ip_address": "10.0.1.2"}]}, 409),
-            ({"port_id": free}, 501),
         ]
         for attachment, expected in cases:
             code, reply = await self.nova("POST", self.path, None,

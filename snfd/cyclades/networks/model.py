@@ -130,6 +130,8 @@ class Port:
     firewall_profile: str = ""
     #: the job removing its NIC (while DELETING)
     remove_job: int | None = None
+    #: a user's port bound to a server: freed, not deleted, with its NIC
+    preserve: bool = False
     tags: tuple[str, ...] = ()
     revision: int = 1
     created: datetime.datetime | None = None

@@ -538,6 +538,28 @@ class Networks:
         assert updated is not None
         return updated
 
+    async def bind_port(self, user: str, port_id: int, server_id: int,
+                        admin: bool = False) -> Port:
+        """Attach the user's free port to a server (Nova's interface attach
+        by port): its NIC is added; detaching it later frees it again."""
+        port = await self.port(user, port_id, admin)
+        server = await self._server(user, server_id, admin)
+
+        def txn_(txn: Any) -> Port:
+            locked = store.port_txn(txn, port.id, for_update=True)
+            if locked is None or locked.state == "DELETING":
+                raise errors.NotFound(f"Port {port_id} could not be found.")
+            if locked.device_id is not None:
+                raise errors.Conflict(f"Port {port_id} is still in use.")
+            bound = store.update_port_txn(txn, port.id, device_id=server.id,
+                                          device_owner="compute:nova", state="BUILD",
+                                          preserve=True)
+            assert bound is not None
+            return bound
+        bound: Port = await self._db.run("cyclades.bind_port", txn_)
+        await self.ganeti.add_nics(server, [bound])
+        return bound
+
     async def set_fixed_ips(self, user: str, port_id: int,
                             fixed: Sequence[tuple[int | None, str | None]],
                             admin: bool = False) -> Port:
@@ -581,10 +603,15 @@ class Networks:
         changed: Port = await self._db.run("cyclades.port_fixed_ips", txn_)
         return changed
 
-    async def delete_port(self, user: str, port_id: int, admin: bool = False) -> None:
+    async def delete_port(self, user: str, port_id: int, admin: bool = False,
+                          keep: bool = False) -> None:
         """Delete a port; a server's NIC is removed first (the port is
-        DELETING meanwhile, its floating IPs free at once)."""
+        DELETING meanwhile, its floating IPs free at once).  ``keep``:
+        only detach it from its server (Nova's interface detach of a port
+        the user made), freeing it once the NIC is gone."""
         port = await self.port(user, port_id, admin)
+        if keep and port.device_id is None:
+            return
         if port.device_id is None:
             await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
             return
@@ -594,7 +621,7 @@ class Networks:
             await self._db.run("cyclades.delete_port", store.delete_port_txn, port.id)
             return
         await self._db.run("cyclades.port_deleting", store.update_port_txn, port.id,
-                           state="DELETING")
+                           state="DELETING", preserve=keep)
         try:
             job = await self.ganeti.remove_nic(server, port)
         except (RapiUnavailable, RapiError) as e:
@@ -770,7 +797,8 @@ class Networks:
                 if locked is None or locked.device_id is not None:
                     raise errors.Conflict(f"Port {req.port_id} is still in use.")
                 updated = store.update_port_txn(txn, req.port_id, device_id=server.id,
-                                                device_owner="compute:nova", state="BUILD")
+                                                device_owner="compute:nova", state="BUILD",
+                                                preserve=True)
                 assert updated is not None
                 ports.append(updated)
                 continue
@@ -787,6 +815,17 @@ class Networks:
     # -- the update path -------------------------------------------------------------------
 
     @staticmethod
+    def _let_go_txn(txn: Any, port: Port) -> None:
+        """A port whose NIC is gone: freed when the user bound it
+        (``preserve``), else deleted with its addresses."""
+        if port.preserve:
+            store.free_floating_txn(txn, port.id)
+            store.update_port_txn(txn, port.id, device_id=None, device_owner="",
+                                  state="DOWN", remove_job=None, preserve=False)
+        else:
+            store.delete_port_txn(txn, port.id)
+
+    @staticmethod
     def sync_ports_txn(txn: Any, server: Server, nics: Sequence[Mapping[str, Any]] | None,
                        *, removed: bool = False, failed: bool = False,
                        failed_change: bool = False) -> None:
@@ -799,7 +838,7 @@ class Networks:
         ports = store.ports_txn(txn, device_ids=[server.id])
         if removed:
             for p in ports:
-                store.delete_port_txn(txn, p.id)
+                Networks._let_go_txn(txn, p)
             return
         if failed:
             for p in ports:
@@ -813,7 +852,7 @@ class Networks:
             present = p.nic_name in names
             if p.state == "DELETING":
                 if not present:
-                    store.delete_port_txn(txn, p.id)
+                    Networks._let_go_txn(txn, p)
                 elif failed_change:
                     # The removal failed: the NIC (and the port) stay.
                     store.update_port_txn(txn, p.id, state="ACTIVE" if running else "DOWN",

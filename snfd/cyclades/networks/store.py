@@ -329,11 +329,12 @@ def delete_ip_txn(txn: Any, ip_id: int) -> None:
 
 _PORT = ("id", "network_id", "userid", "project", "mac", "name", "description", "device_id",
          "device_owner", "state", "security_groups", "port_security", "admin_state_up",
-         "firewall_profile", "remove_job", "tags", "revision", "created", "updated")
+         "firewall_profile", "remove_job", "preserve", "tags", "revision", "created",
+         "updated")
 _PORT_SELECT = "SELECT " + ", ".join(_PORT) + " FROM cyclades_ports"
 PORT_SETTINGS = frozenset({"name", "description", "device_id", "device_owner", "state",
                            "security_groups", "port_security", "admin_state_up",
-                           "firewall_profile", "remove_job", "tags"})
+                           "firewall_profile", "remove_job", "preserve", "tags"})
 
 
 def _ports(txn: Any, rows: list[Any]) -> list[Port]:

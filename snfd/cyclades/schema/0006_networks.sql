@@ -93,6 +93,9 @@ CREATE TABLE cyclades_ports (
     admin_state_up      boolean NOT NULL DEFAULT true,
     firewall_profile    text NOT NULL DEFAULT '',
     remove_job          bigint,                 -- the job removing its NIC (DELETING)
+    -- a user's port bound to a server: detaching the NIC (Nova's interface
+    -- detach, the server's delete) frees it instead of deleting it
+    preserve            boolean NOT NULL DEFAULT false,
     tags                text[] NOT NULL DEFAULT '{}',
     revision            integer NOT NULL DEFAULT 1,
     created             timestamptz NOT NULL DEFAULT now(),
