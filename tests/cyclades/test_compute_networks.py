@@ -189,42 +189,6 @@ class FloatingIPActionTests(ComputeNetworkCase):
         self.assertEqual(code, 202)
         self.assertEqual((await s.usage(self.alice))["cyclades.floating_ip"], 0)
 
-    async def test_a_users_port_is_bound_and_freed(self):
-        """A free port the user made is attached by port_id (its NIC added)
-        and detached without being deleted (Nova keeps a port it did not
-        make); so does the delete of its server."""
-        s = self.stack
-        code, reply, _ = await s.call("POST", f"{s.network}/ports", self.token,
-                                      {"port": {"network_id": self.n1, "name": "mine"}})
-        free = reply["port"]
-        mark = await s.follow_all()
-        code, reply = await self.nova("POST", self.path, None,
-                                      {"interfaceAttachment": {"port_id": free["id"]}})
-        self.assertEqual(code, 200, reply)
-        self.assertEqual(reply["interfaceAttachment"]["port_state"], "BUILD")
-        mark = await s.follow_all(mark)
-        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
-        self.assertEqual((reply["port"]["device_id"], reply["port"]["status"]),
-                         (self.server_id, "ACTIVE"))
-        code, _ = await self.nova("DELETE", f"{self.path}/{free['id']}")
-        self.assertEqual(code, 202)
-        await s.follow_all(mark)
-        code, reply, _ = await s.call("GET", f"{s.network}/ports/{free['id']}", self.token)
-        self.assertEqual((code, reply["port"]["device_id"], reply["port"]["status"]),
-                         (200, "", "DOWN"))
-        self.assertEqual(reply["port"]["fixed_ips"], free["fixed_ips"])
-        # Bound again, then the server goes: the port stays, free.
-        code, reply = await self.nova("POST", self.path, None,
-                                      {"interfaceAttachment": {"port_id": free["id"]}})
-        self.assertEqual(code, 200, reply)
-        mark = await s.follow_all()
-        code, _ = await self.nova("DELETE", f"/servers/{self.server_id}")
-        self.assertEqual(code, 204)
-        await s.follow_all(mark)
-        code, reply, _ = await s.call("GET", f"{s.network}/ports", self.token)
-        self.assertEqual([(p["id"], p["device_id"]) for p in reply["ports"]],
-                         [(free["id"], "")])
-
     async def test_bad_requests(self):
         """An unknown address is 404, no address or not an address 400, a
         fixed_address that is not the server's 400, someone else's server
