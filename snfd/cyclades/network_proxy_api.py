@@ -26,9 +26,8 @@ NIC (a port on the floating IP's network holding that address), so:
 - ``DELETE /os-floating-ips/<id>`` of an attached floating IP detaches it
   first, then releases it (202), as Nova does.
 
-Both of these last need the detach to free the address at once; while the
-network service keeps it on the detached port until Ganeti removes the
-NIC, they answer 409 until then.
+Both rely on the network service freeing a detached floating IP at once
+(the new NIC's job then waits for the old NIC's removal on that cluster).
 
 Nova's errors for floating IPs: an unknown pool or no address left is
 404; over the ``cyclades.floating_ip`` quota is 403.
@@ -166,8 +165,8 @@ class NetworkProxyAPI:
         raise errors.NotFound(f"Floating IP pool {ref[:80]} not found.")
 
     async def _detached(self, request: Any, ip: IP) -> IP:
-        """Detach ``ip`` from its server; the floating IP after (409 while
-        the network service still holds it on the port being removed)."""
+        """Detach ``ip`` from its server; the floating IP after (free at
+        once; 409 should it still be held)."""
         user, _, admin = self._who(request)
         await self._networks.detach_floating_ip(user, ip.id, admin)
         after = await self._networks.floating_ip(user, ip.id, admin)
