@@ -133,11 +133,6 @@ def choose_address(pools: Iterable[Sequence[str]], used: Iterable[str]) -> str |
     return None
 
 
-def pool_size(pools: Iterable[Sequence[str]]) -> int:
-    return sum(int(ipaddress.ip_address(b)) - int(ipaddress.ip_address(a)) + 1
-               for a, b in pools)
-
-
 @attrs.frozen
 class SubnetRequest:
     """A subnet to create, checked."""

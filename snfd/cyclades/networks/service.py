@@ -735,12 +735,6 @@ class Networks:
         assert changed is not None
         return changed
 
-    async def floating_ip_by_address(self, user: str, address: str) -> IP:
-        for ip in await self.floating_ips(user):
-            if ip.address == address:
-                return ip
-        raise errors.NotFound(f"Floating IP {address} could not be found.")
-
     # -- servers ------------------------------------------------------------------------
 
     async def _server(self, user: str, server_id: int, admin: bool) -> Server:

@@ -104,12 +104,6 @@ def take_link_index_txn(txn: Any, size: int) -> int | None:
     return next((i for i in range(1, size + 1) if i not in used), None)
 
 
-def count_private_txn(txn: Any, user: str) -> int:
-    txn.execute("SELECT count(*) FROM cyclades_networks WHERE userid = %s AND NOT deleted"
-                " AND NOT public", (user,))
-    return int(txn.fetchone()[0])
-
-
 # -- backend networks -----------------------------------------------------------
 
 def backend_network_txn(txn: Any, network_id: int, backend_id: int,
