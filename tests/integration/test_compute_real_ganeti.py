@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg2
-from twisted.internet import reactor, threads
+from twisted.internet import threads
 from twisted.trial import unittest
 
-from snfd.testing.cloudnode import CloudNode, User
-from snfd.testing.ganeti import RealGanetiCluster, real_ganeti_unavailable
-from snfd.testing.postgres import fresh_database
-from snfd.testing.rabbitmq import private_rabbit
+from snfd.testing.cloudnode import User
+from tests.integration.real_ganeti import start_node
 
 SERVERS = "/compute/v2.0/servers"
 #: Seconds a real Ganeti job (create with a 1 GiB file disk, start, ...) may take.
@@ -61,31 +57,7 @@ class ComputeOnRealGanetiTests(unittest.TestCase):
     timeout = 900
 
     async def setUp(self) -> None:
-        reason = await threads.deferToThread(real_ganeti_unavailable)
-        if reason:
-            raise unittest.SkipTest(reason)
-        root = Path(tempfile.mkdtemp(prefix="snfd-compute-real-"))
-        self.addCleanup(shutil.rmtree, root, True)
-        self.cluster = RealGanetiCluster(reactor)
-        # Torn down last (cleanups run in reverse), after the node stopped.
-        self.addCleanup(threads.deferToThread, self.cluster.down)
-        await threads.deferToThread(self.cluster.up)
-        rabbit = await threads.deferToThread(private_rabbit, self)
-        self.dsn = fresh_database(self)
-        cert = root / "rapi.pem"
-        cert.write_text(self.cluster.certificate)
-        cluster = self.cluster
-        config = (
-            "[cyclades]\nos = noop+default\nreconcile_interval = 86400\n"
-            "[ganeti-events]\n"
-            f"queue_dir = {cluster.queue_dir}\ncluster = {cluster.name}\n"
-            f"rapi_url = {cluster.url}\nrapi_username = {cluster.username}\n"
-            f"rapi_password = {cluster.password}\nrapi_certificate = {cert}\n")
-        self.node = CloudNode(self.dsn, root / "node",
-                              "identity,pithos,cyclades,ganeti-events", config,
-                              {"SNFD_BUS_URL": rabbit.url})
-        self.addCleanup(self.node.stop)
-        await threads.deferToThread(self.node.start, 180.0, "/compute/v2.0/flavors")
+        root = await start_node(self, "snfd-compute-real-", "", "/compute/v2.0/flavors")
         await threads.deferToThread(self.provision, root)
 
     def provision(self, root: Path) -> None:

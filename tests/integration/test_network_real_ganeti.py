@@ -35,9 +35,7 @@ import base64
 import contextlib
 import http.client
 import json
-import shutil
 import ssl
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,14 +43,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
-from twisted.internet import reactor, threads
+from twisted.internet import threads
 from twisted.trial import unittest
 
 from snfd.cyclades.networks import pools
-from snfd.testing.cloudnode import CloudNode, User
-from snfd.testing.ganeti import RealGanetiCluster, real_ganeti_unavailable
-from snfd.testing.postgres import fresh_database
-from snfd.testing.rabbitmq import private_rabbit
+from snfd.testing.cloudnode import User
+from tests.integration.real_ganeti import start_node
 
 SERVERS = "/compute/v2.0/servers"
 NET = "/network/v2.0"
@@ -81,32 +77,11 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
     timeout = 1200
 
     async def setUp(self) -> None:
-        reason = await threads.deferToThread(real_ganeti_unavailable)
-        if reason:
-            raise unittest.SkipTest(reason)
-        root = Path(tempfile.mkdtemp(prefix="snfd-network-real-"))
-        self.addCleanup(shutil.rmtree, root, True)
-        self.cluster = RealGanetiCluster(reactor)
-        # Torn down last (cleanups run in reverse), after the node stopped.
-        self.addCleanup(threads.deferToThread, self.cluster.down)
-        await threads.deferToThread(self.cluster.up)
-        rabbit = await threads.deferToThread(private_rabbit, self)
-        self.dsn = fresh_database(self)
-        cert = root / "rapi.pem"
-        cert.write_text(self.cluster.certificate)
+        root = await start_node(
+            self, "snfd-network-real-",
+            "filtered_bridge = gntbr0\ndefault_bridge = gntbr0\nnic_hotplug = no\n",
+            "/network/v2.0/networks")
         cluster = self.cluster
-        config = (
-            "[cyclades]\nos = noop+default\nreconcile_interval = 86400\n"
-            "filtered_bridge = gntbr0\ndefault_bridge = gntbr0\nnic_hotplug = no\n"
-            "[ganeti-events]\n"
-            f"queue_dir = {cluster.queue_dir}\ncluster = {cluster.name}\n"
-            f"rapi_url = {cluster.url}\nrapi_username = {cluster.username}\n"
-            f"rapi_password = {cluster.password}\nrapi_certificate = {cert}\n")
-        self.node = CloudNode(self.dsn, root / "node",
-                              "identity,pithos,cyclades,ganeti-events", config,
-                              {"SNFD_BUS_URL": rabbit.url})
-        self.addCleanup(self.node.stop)
-        await threads.deferToThread(self.node.start, 180.0, "/network/v2.0/networks")
         await threads.deferToThread(self.provision, root)
         context = ssl.create_default_context(cadata=cluster.certificate)
         context.check_hostname = False

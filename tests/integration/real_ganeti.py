@@ -1,0 +1,52 @@
+"""What the real-Ganeti integration tests share: a real Ganeti 3.0
+cluster in a network namespace and a real snfd node whose cyclades
+service drives it, with the cluster's job events coming back through
+the ganeti-events watcher and a private RabbitMQ."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor, threads
+from twisted.trial import unittest
+
+from snfd.testing.cloudnode import CloudNode
+from snfd.testing.ganeti import RealGanetiCluster, real_ganeti_unavailable
+from snfd.testing.postgres import fresh_database
+from snfd.testing.rabbitmq import private_rabbit
+
+
+async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str) -> Path:
+    """Bring up the cluster and the node for ``testcase`` (skipped where
+    real Ganeti cannot run), stopped by its cleanups; sets its
+    ``cluster``, ``dsn`` and ``node``.  ``cyclades``: more ``[cyclades]``
+    lines.  Returns the run's directory (the RAPI certificate is
+    ``rapi.pem`` in it)."""
+    reason = await threads.deferToThread(real_ganeti_unavailable)
+    if reason:
+        raise unittest.SkipTest(reason)
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    testcase.addCleanup(shutil.rmtree, root, True)
+    cluster = testcase.cluster = RealGanetiCluster(reactor)
+    # Torn down last (cleanups run in reverse), after the node stopped.
+    testcase.addCleanup(threads.deferToThread, cluster.down)
+    await threads.deferToThread(cluster.up)
+    rabbit = await threads.deferToThread(private_rabbit, testcase)
+    testcase.dsn = fresh_database(testcase)
+    cert = root / "rapi.pem"
+    cert.write_text(cluster.certificate)
+    config = (
+        "[cyclades]\nos = noop+default\nreconcile_interval = 86400\n" + cyclades +
+        "[ganeti-events]\n"
+        f"queue_dir = {cluster.queue_dir}\ncluster = {cluster.name}\n"
+        f"rapi_url = {cluster.url}\nrapi_username = {cluster.username}\n"
+        f"rapi_password = {cluster.password}\nrapi_certificate = {cert}\n")
+    testcase.node = CloudNode(testcase.dsn, root / "node",
+                              "identity,pithos,cyclades,ganeti-events", config,
+                              {"SNFD_BUS_URL": rabbit.url})
+    testcase.addCleanup(testcase.node.stop)
+    await threads.deferToThread(testcase.node.start, 180.0, ready_path)
+    return root
