@@ -13,10 +13,12 @@ so the chosen backend's counters are charged under the same row locks:
    allocator decides in the end);
 4. disk template filter: the backend's ``disk_templates`` hold the
    flavor's template (``ext_<provider>`` counts as ``ext``);
-5. the minimum score ``0.5 * cpu_ratio + 0.5 * (mem_used_ratio +
+5. server group filter (``server_groups.placement_filter``): a new
+   member of a group goes where the group's policy allows;
+6. the minimum score ``0.5 * cpu_ratio + 0.5 * (mem_used_ratio +
    disk_used_ratio)`` with ``cpu_ratio = (pinst_cnt + 1) * 4 / (ctotal * 3)``;
    ties go to the lowest id;
-6. the winner's ``mfree``/``dfree`` drop and ``pinst_cnt`` grows at once.
+7. the winner's ``mfree``/``dfree`` drop and ``pinst_cnt`` grows at once.
 
 Statistics come from ``GET /2/nodes?bulk=1`` (``refresh_stats``): sums over
 the nodes that are vm_capable, online and not drained.  A backend whose
@@ -35,6 +37,7 @@ from twisted.logger import Logger
 
 from snfd.cyclades import store
 from snfd.cyclades.model import Flavor, GanetiBackend
+from snfd.cyclades.server_groups import placement_filter
 from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiTarget, RapiUnavailable
 
 log = Logger(namespace="snfd.cyclades.allocator")
@@ -113,24 +116,33 @@ def score(backend: GanetiBackend) -> float:
                                     + _used(backend.dfree, backend.dtotal))
 
 
-def choose(backends: Sequence[GanetiBackend], flavor: Flavor, project: str) -> GanetiBackend | None:
-    """The backend the reference's chain picks among usable ``backends``."""
+def choose(backends: Sequence[GanetiBackend], flavor: Flavor, project: str,
+           group: tuple[str, Collection[int]] | None = None) -> GanetiBackend | None:
+    """The backend the reference's chain picks among usable ``backends``;
+    ``group``: the policy of the server group the server joins and the
+    backends of its members (``server_groups.placement_filter`` then
+    narrows the candidates)."""
     candidates = default_filter(project_filter(backends, project), flavor)
     candidates = template_filter(candidates, flavor)
+    if group is not None:
+        candidates = placement_filter(candidates, *group)
     if not candidates:
         return None
     return min(candidates, key=lambda b: (score(b), b.id))
 
 
 def choose_backend_txn(txn: Any, flavor: Flavor, project: str,
-                       hosts: Collection[str] | None = None) -> GanetiBackend | None:
+                       hosts: Collection[str] | None = None,
+                       group: tuple[str, Collection[int]] | None = None,
+                       ) -> GanetiBackend | None:
     """Lock the usable backends, pick one (of ``hosts``, cluster names,
-    when given: an availability zone's) for a server of ``flavor`` in
-    ``project`` and charge its counters; None when none can host it."""
+    when given: an availability zone's; as ``group`` allows, see
+    ``choose``) for a server of ``flavor`` in ``project`` and charge its
+    counters; None when none can host it."""
     backends = store.backends_txn(txn, usable_only=True, for_update=True)
     if hosts is not None:
         backends = [b for b in backends if b.clustername in hosts]
-    chosen = choose(backends, flavor, project)
+    chosen = choose(backends, flavor, project, group)
     if chosen is not None:
         store.charge_backend_txn(txn, chosen.id, flavor.ram, disk_needed(flavor))
     return chosen

@@ -47,7 +47,7 @@ from klein import Klein
 from twisted.web.resource import IResource
 
 from snfd import errors
-from snfd.cyclades import model
+from snfd.cyclades import model, server_groups
 from snfd.cyclades.admin_api import AdminAPI
 from snfd.cyclades.aggregates import Aggregates
 from snfd.cyclades.compute_http import (
@@ -71,6 +71,7 @@ from snfd.cyclades.compute_views import (
 from snfd.cyclades.flavor_api import FlavorAPI
 from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.hosts import Hosts
+from snfd.cyclades.instance_actions_api import InstanceActionAPI
 from snfd.cyclades.network_proxy_api import NetworkProxyAPI
 from snfd.cyclades.requests import (
     AddFloatingIp,
@@ -98,8 +99,10 @@ from snfd.cyclades.requests import (
     parse_counts,
     parse_create,
     parse_name_filter,
+    parse_rebuild,
     ref_id,
 )
+from snfd.cyclades.server_group_api import ServerGroupAPI
 from snfd.cyclades.servers import Servers
 from snfd.cyclades.usage_api import UsageAPI
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app
@@ -295,6 +298,8 @@ class ComputeAPI:
             *AdminAPI(hosts, aggregates, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
             *self._proxies.routes(),
+            *ServerGroupAPI(servers.groups, max_body).routes(),
+            *InstanceActionAPI(servers.actions, self._server).routes(),
         ]
         self._route("GET", "/", self.versions, self._dialects[0])
         for views in self._dialects:
@@ -482,8 +487,8 @@ class ComputeAPI:
             "injected_file_content_bytes": (settings.max_personality_size, 0),
             "injected_file_path_bytes": (1024, 0), "key_pairs": (-1, 0),
             "fixed_ips": (-1, 0), "security_groups": (0, 0),
-            "security_group_rules": (0, 0), "server_groups": (0, 0),
-            "server_group_members": (0, 0)}
+            "security_group_rules": (0, 0), "server_groups": (server_groups.MAX_GROUPS, 0),
+            "server_group_members": (server_groups.MAX_MEMBERS, 0)}
 
     @staticmethod
     def _quota_project(request: Any, project_id: str) -> Any:
@@ -501,7 +506,10 @@ class ComputeAPI:
         absolute = await self._servers.limits(p.user, project_id)
         values = {name: (int(absolute.get(limit, 0)), int(absolute.get(used, 0)))
                   for name, (limit, used) in _QUOTA_LIMITS.items()}
-        return {**values, **self._quota_rules()}
+        values.update(self._quota_rules())
+        values["server_groups"] = (server_groups.MAX_GROUPS,
+                                   await self._servers.groups.usage(project_id))
+        return values
 
     async def quota_defaults(self, request: Any, project_id: str) -> bytes:
         """``GET /os-quota-sets/<project>/defaults``: what a member of a new
@@ -641,6 +649,7 @@ class ComputeAPI:
         request."""
         user = self._user(request)
         v = self._v(request)
+        group = await self._hinted_group(request)
         body = self._object(request, "server")
         low = high = 1
         reservation = False
@@ -655,6 +664,8 @@ class ComputeAPI:
         zone = body.get("availability_zone")
         if zone is not None:
             req = attrs.evolve(req, hosts=await self._zone_hosts(zone))
+        if group is not None:
+            req = attrs.evolve(req, server_group=group)
         if high > 1:
             room = await self._room(request, user, req)
             if room < low:
@@ -673,6 +684,34 @@ class ComputeAPI:
             return json_body(request, {"reservation_id": f"r-{secrets.token_hex(4)}"}, 202)
         server, password = made[0]
         return json_body(request, {"server": v.created(server, password)}, 202)
+
+    async def _hinted_group(self, request: Any) -> str | None:
+        """The server group of the create's ``group`` scheduler hint (Nova:
+        ``os:scheduler_hints`` beside ``server``), None without one; 400
+        for a group the caller may not see."""
+        body = json_object(self._body(request))
+        hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints"))
+        if hints is None:
+            return None
+        if not isinstance(hints, dict):
+            raise errors.BadRequest("os:scheduler_hints must be an object.")
+        group = hints.get("group")
+        if group is None:
+            return None
+        if not isinstance(group, str) or not group:
+            raise errors.BadRequest("The group scheduler hint must be a server group id.")
+        try:
+            found = await self._servers.groups.get(self._user(request), self._projects(request),
+                                                   group, user_of(request).is_admin)
+        except errors.NotFound as e:
+            raise errors.BadRequest(e.message) from None
+        return found.id
+
+    async def _record(self, request: Any, server: Any, action: str, job: bool = True) -> None:
+        """Note the request in the server's instance actions."""
+        request_id = getattr(request, "request_id", "") or f"req-{secrets.token_hex(16)}"
+        await self._servers.actions.record(server, request_id, action, self._user(request),
+                                           job)
 
     async def _room(self, request: Any, user: str, req: Any) -> int:
         """How many servers of ``req``'s flavor the caller's quota
@@ -698,6 +737,7 @@ class ComputeAPI:
             if not self._v(request).missing_on_create_is_bad_request:
                 raise
             raise errors.BadRequest(e.message) from None
+        await self._record(request, created[0], "create")
         return created
 
     async def _check_networks(self, request: Any, user: str, nics: Any) -> None:
@@ -737,31 +777,35 @@ class ComputeAPI:
 
     async def delete_server(self, request: Any, server_id: str) -> bytes:
         owner = await self._changing(request, server_id)
-        await self._servers.destroy(owner, int_id(server_id, "Server"))
+        server = await self._servers.destroy(owner, int_id(server_id, "Server"))
+        await self._record(request, server, "delete")
         return self._empty(request, 204)
 
     async def action(self, request: Any, server_id: str) -> bytes:
         """``POST /servers/<id>/action`` with one action key."""
         sid = int_id(server_id, "Server")
         body = json_object(self._body(request))
+        if "rebuild" in body and len(body) == 1:
+            return await self._rebuild(request, server_id, body["rebuild"])
         if isinstance(body.get("resize"), dict):
             body = {**body, "resize": await self._serial_flavor_ref(request, body["resize"])}
         action = parse_action(body)
         s = self._servers
         if isinstance(action, Lock):
-            await s.set_lock(await self._acting(request, server_id), sid, action.locked,
-                             user_of(request).is_admin)
+            locked = await s.set_lock(await self._acting(request, server_id), sid,
+                                      action.locked, user_of(request).is_admin)
+            await self._record(request, locked, "lock" if action.locked else "unlock", False)
             return self._empty(request, 202)
         user = await self._changing(request, server_id)
         match action:
             case Start():
-                await s.start(user, sid)
+                await self._record(request, await s.start(user, sid), "start")
             case Stop():
-                await s.stop(user, sid)
+                await self._record(request, await s.stop(user, sid), "stop")
             case Reboot(hard=hard):
-                await s.reboot(user, sid, hard)
+                await self._record(request, await s.reboot(user, sid, hard), "reboot")
             case Resize(flavor_id=flavor_id):
-                await s.resize(user, sid, flavor_id)
+                await self._record(request, await s.resize(user, sid, flavor_id), "resize")
             case Console():
                 console = await s.console(user, sid)
                 return json_body(request, {"console": console})
@@ -771,9 +815,9 @@ class ComputeAPI:
                 await s.reassign(user, sid, action)
                 return self._empty(request, 200)
             case Rescue(image_ref=image_ref):
-                await s.rescue(user, sid, image_ref)
+                await self._record(request, await s.rescue(user, sid, image_ref), "rescue")
             case Unrescue():
-                await s.unrescue(user, sid)
+                await self._record(request, await s.unrescue(user, sid), "unrescue")
             case ResetState(state=state):
                 if not user_of(request).is_admin:
                     raise errors.Forbidden("os-resetState is for administrators only.")
@@ -799,6 +843,16 @@ class ComputeAPI:
                     raise errors.Forbidden(f"The action {name} is for administrators only.")
                 raise errors.NotImplementedFault(f"The action {name} is not supported.")
         return self._empty(request, 202)
+
+    async def _rebuild(self, request: Any, server_id: str, args: Any) -> bytes:
+        """``rebuild``: 202 with the server (its new image, name and
+        metadata already) and its new ``adminPass``."""
+        user = await self._changing(request, server_id)
+        req = parse_rebuild(args, self._servers.settings, self._v(request).strong_admin_pass)
+        server, password = await self._servers.rebuild(user, int_id(server_id, "Server"), req)
+        await self._record(request, server, "rebuild")
+        shown = self._shown(request, server, await self._hosts_shown(request))
+        return json_body(request, {"server": {**shown, "adminPass": password}}, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)

@@ -36,12 +36,13 @@ FINAL_JOB_STATUSES = frozenset({"success", "error", "canceled"})
 PENDING_JOB_STATUSES = frozenset({"queued", "waiting", "running"})
 
 _API_STATUS = {"BUILD": "BUILD", "ERROR": "ERROR", "STOPPED": "STOPPED",
-               "STARTED": "ACTIVE", "DESTROYED": "DELETED", "RESIZE": "RESIZE"}
+               "STARTED": "ACTIVE", "DESTROYED": "DELETED", "RESIZE": "RESIZE",
+               "REBUILD": "REBUILD"}
 
 # Tasks a user request starts, and how SNF:task_state names them.
 TASK_STATE = {"BUILD": "BUILDING", "START": "STARTING", "STOP": "STOPPING",
               "REBOOT": "REBOOTING", "RESIZE": "RESIZING", "DESTROY": "DESTROYING",
-              "RESCUE": "RESCUING", "UNRESCUE": "UNRESCUING",
+              "RESCUE": "RESCUING", "UNRESCUE": "UNRESCUING", "REBUILD": "REBUILDING",
               "FIREWALL": "", "REASSIGN": ""}
 
 
@@ -162,12 +163,64 @@ class Server:
     #: the access addresses the user set (Nova's accessIPv4/v6; "" unset)
     access_ipv4: str = ""
     access_ipv6: str = ""
+    #: the id of its server group (Nova's), None: in none
+    server_group: str | None = None
     created: datetime.datetime | None = None
     updated: datetime.datetime | None = None
 
     @property
     def instance_name(self) -> str:
         return instance_name(self.id)
+
+
+#: Server group policies: the two of Nova's microversion 2.1 and the soft
+#: variants of 2.15 (preferences, never a refusal).
+GROUP_POLICIES = ("affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity")
+
+
+@attrs.frozen
+class ServerGroup:
+    """A row of ``cyclades_server_groups`` with its live members' ids."""
+
+    id: str
+    userid: str
+    project: str
+    name: str
+    policy: str
+    members: tuple[int, ...] = ()
+    created: datetime.datetime | None = None
+
+
+@attrs.frozen
+class JobEvent:
+    """One opcode of a server's Ganeti job as the update path saw it;
+    ``result`` "Success" or "Error" once it ended (None before)."""
+
+    job_id: int
+    opcode: str
+    start_time: datetime.datetime
+    finish_time: datetime.datetime | None = None
+    result: str | None = None
+
+
+@attrs.frozen
+class InstanceAction:
+    """What one request did to a server (Nova's instance action): its
+    ``action`` name (``create``, ``reboot``...), who asked, when, the
+    Ganeti job it submitted (None: none) and that job's events."""
+
+    server_id: int
+    request_id: str
+    action: str
+    userid: str
+    project: str
+    start_time: datetime.datetime
+    job_id: int | None = None
+    events: tuple[JobEvent, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return any(e.result == "Error" for e in self.events)
 
 
 INSTANCE_PREFIX = "snf-"
@@ -204,6 +257,8 @@ def api_status(server: Server) -> str:
         return "REBOOT"
     if state == "STOPPED" and server.task == "RESIZE":
         return "RESIZE"
+    if server.task == "REBUILD":
+        return "REBUILD"
     return state
 
 
@@ -225,7 +280,7 @@ def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
     """Raise the reference's fault when ``action`` may not run now.
 
     ``action`` is one of START, STOP, REBOOT, RESIZE, RESCUE, UNRESCUE,
-    DESTROY, FIREWALL, CONSOLE, REASSIGN, CONNECT, DISCONNECT, ATTACH, DETACH
+    REBUILD, DESTROY, FIREWALL, CONSOLE, REASSIGN, CONNECT, DISCONNECT, ATTACH, DETACH
     and the metadata/tag operations (always allowed).
     """
     if server.deleted:
@@ -238,6 +293,12 @@ def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
         raise errors.BadRequest(
             f"Cannot perform '{action}' on server {server.id}: a"
             f" '{server.task}' action is in progress.")
+    if action == "REBUILD":
+        # Nova rebuilds active, stopped and failed servers, not rescued ones.
+        if server.operstate not in ("STARTED", "STOPPED", "ERROR") or server.rescue:
+            raise errors.Conflict(f"Cannot perform 'REBUILD' on server {server.id} while"
+                                  f" it is {'in rescue' if server.rescue else api_status(server)}.")
+        return
     if server.operstate == "ERROR":
         raise errors.BadRequest(f"Cannot perform '{action}' on server {server.id}:"
                                 " it is in the ERROR state.")

@@ -51,7 +51,7 @@ MAX_USER_DATA = 64 * 1024
 FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
 #: Actions the reference names that this cloud does not offer (501), and
 #: those only administrators may take (403); both once the server exists.
-UNSUPPORTED_ACTIONS = ("changePassword", "rebuild", "confirmResize", "revertResize",
+UNSUPPORTED_ACTIONS = ("changePassword", "confirmResize", "revertResize",
                        "createImage", "os-getVNCConsole", "os-getSPICEConsole",
                        "os-getRDPConsole", "os-getSerialConsole")
 ADMIN_ACTIONS = ("suspend", "resume")
@@ -123,6 +123,9 @@ class CreateRequest:
     #: the backends (cluster names) of the availability zone asked for;
     #: ``None``: any (the API layer resolves the zone)
     hosts: tuple[str, ...] | None = None
+    #: the server group (``snfd.cyclades.server_groups``) it joins, by id
+    #: (the API layer resolves the ``group`` scheduler hint)
+    server_group: str | None = None
 
 
 def check_access_ip(value: Any, version: int) -> str:
@@ -240,6 +243,58 @@ class RemoveFloatingIp:
     """``removeFloatingIp``: detach the floating IP ``address``."""
 
     address: str
+
+
+@attrs.frozen
+class Rebuild:
+    """``rebuild``: reinstall the server's disk from image ``image_id``
+    (Ganeti's reinstall); the name, metadata (None: kept), access
+    addresses (None: kept), admin password (None: a new one) and files
+    to inject, as given."""
+
+    image_id: str
+    name: str | None = None
+    metadata: dict[str, str] | None = None
+    admin_pass: str | None = None
+    personality: tuple[PersonalityFile, ...] = ()
+    access_ipv4: str | None = None
+    access_ipv6: str | None = None
+
+
+#: What a ``rebuild`` body may hold (Nova 2.1's schema).
+_REBUILD_KEYS = frozenset({"imageRef", "name", "metadata", "adminPass", "personality",
+                           "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
+                           "preserve_ephemeral"})
+
+
+def parse_rebuild(args: Any, limits: CreateLimits, strong_password: bool = True) -> Rebuild:
+    """The ``rebuild`` object of an action body (400 for anything Nova's
+    2.1 schema refuses)."""
+    if not isinstance(args, dict):
+        raise errors.BadRequest('rebuild needs an object with "imageRef".')
+    unknown = set(args) - _REBUILD_KEYS
+    if unknown:
+        raise errors.BadRequest(f"Unknown rebuild field {sorted(unknown)[0][:40]!r}.")
+    if args.get("imageRef") in (None, ""):
+        raise errors.BadRequest("rebuild needs an imageRef.")
+    if args.get("OS-DCF:diskConfig", "MANUAL") not in ("AUTO", "MANUAL"):
+        raise errors.BadRequest("OS-DCF:diskConfig must be AUTO or MANUAL.")
+    if not isinstance(args.get("preserve_ephemeral", False), bool):
+        raise errors.BadRequest("preserve_ephemeral must be true or false.")
+    admin_pass = args.get("adminPass")
+    if admin_pass is not None:
+        admin_pass = (check_password(admin_pass) if strong_password
+                      else _text(admin_pass, "adminPass", 255))
+    return Rebuild(
+        image_id=ref_id(args["imageRef"], "imageRef"),
+        name=check_name(args["name"]) if "name" in args else None,
+        metadata=(check_metadata(args["metadata"], limits.max_metadata)
+                  if "metadata" in args else None),
+        admin_pass=admin_pass,
+        personality=check_personality(args.get("personality"), limits.max_personality,
+                                      limits.max_personality_size),
+        access_ipv4=check_access_ip(args["accessIPv4"], 4) if "accessIPv4" in args else None,
+        access_ipv6=check_access_ip(args["accessIPv6"], 6) if "accessIPv6" in args else None)
 
 
 @attrs.frozen

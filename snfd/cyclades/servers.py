@@ -79,7 +79,8 @@ import attrs
 from twisted.logger import Logger
 
 from snfd import errors
-from snfd.cyclades import allocator, model, store
+from snfd.cyclades import allocator, model, server_groups, store
+from snfd.cyclades.actions import InstanceActions
 from snfd.cyclades.keypairs import Keypairs
 from snfd.cyclades.model import Flavor, GanetiBackend, Server
 from snfd.cyclades.networks.service import Networks
@@ -90,7 +91,9 @@ from snfd.cyclades.requests import (
     NicRequest,
     PersonalityFile,
     Reassign,
+    Rebuild,
 )
+from snfd.cyclades.server_groups import ServerGroups
 from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable, depends_on
 from snfd.quota import serials
 from snfd.quota.charged import Attempt, Settle, run_charged, settle_after_commit
@@ -223,33 +226,57 @@ def _create_pending(server: Server) -> bool:
             and server.backendjobstatus in _CREATE_PENDING)
 
 
+def _image_info(image: Any) -> dict[str, Any]:
+    """What a server keeps of the image it was built from."""
+    return {"id": image.id, "name": getattr(image, "name", ""),
+            "owner": getattr(image, "owner", ""),
+            "checksum": getattr(image, "checksum", ""),
+            "size": getattr(image, "size", 0),
+            "disk_format": getattr(image, "disk_format", ""),
+            "is_snapshot": bool(getattr(image, "is_snapshot", False))}
+
+
 # -- transactions ----------------------------------------------------------
 
 def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
                 image: Any, key: str, params: dict[str, Any], password: str,
                 expires: datetime.datetime, networks: Networks | None,
                 planned: Sequence[tuple[Any, NicRequest]] | None,
-                ) -> tuple[Server, GanetiBackend] | None:
-    backend = allocator.choose_backend_txn(txn, flavor, project, req.hosts)
+                ) -> tuple[Server, GanetiBackend, str, list[int]] | None:
+    """Insert the server on the backend the allocator picks; with it the
+    policy of the server group it joins ("" none) and the members of that
+    group on that backend; None when no backend can take it."""
+    policy, peers = "", []
+    group: tuple[str, set[int]] | None = None
+    if req.server_group is not None:
+        joined, members = server_groups.join_txn(txn, req.server_group)
+        policy = joined.policy
+        group = (policy, {b for b in members.values() if b is not None})
+    backend = allocator.choose_backend_txn(txn, flavor, project, req.hosts, group)
     if backend is None:
         return None
-    image_info = {"id": image.id, "name": getattr(image, "name", ""),
-                  "owner": getattr(image, "owner", ""),
-                  "checksum": getattr(image, "checksum", ""),
-                  "size": getattr(image, "size", 0),
-                  "disk_format": getattr(image, "disk_format", ""),
-                  "is_snapshot": bool(getattr(image, "is_snapshot", False))}
+    if req.server_group is not None:
+        peers = [sid for sid, b in members.items() if b == backend.id]
     server = store.insert_server_txn(
         txn, user, project, req.name, flavor.id, image.id, backend_id=backend.id,
         operstate="BUILD", task="BUILD", action="BUILD", metadata=req.metadata,
         tags=req.tags, key_names=req.key_names, shared_to_project=req.shared_to_project,
-        image=image_info, access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6)
+        image=_image_info(image), access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6,
+        server_group=req.server_group)
     store.put_params_txn(txn, key, server.id, params)
     store.put_password_txn(txn, server.id, password, expires)
     if networks is not None and planned is not None:
         ports = networks.server_ports_txn(txn, server, planned)
         server = attrs.evolve(server, ports=tuple(ports))
-    return server, backend
+    return server, backend, policy, peers
+
+
+def _rebuild_params_txn(txn: Any, server_id: int, key: str, params: dict[str, Any],
+                        password: str, expires: datetime.datetime) -> None:
+    """A rebuild's build parameters replace any left of an earlier build."""
+    store.drop_params_txn(txn, server_id)
+    store.put_params_txn(txn, key, server_id, params)
+    store.put_password_txn(txn, server_id, password, expires)
 
 
 def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
@@ -290,7 +317,7 @@ def _create_failed_txn(txn: Any, component: str, server_id: int, key: str,
 
 def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: str,
                     validate_as: str, expected: dict[str, int], serial: int | None,
-                    new_flavor: Flavor | None) -> tuple[Server, int | None]:
+                    new_flavor: Flavor | None, action: str) -> tuple[Server, int | None]:
     server = store.server_txn(txn, server_id, for_update=True)
     if server is None or server.userid != user or server.deleted:
         raise errors.NotFound(f"Server {server_id} not found.")
@@ -301,7 +328,7 @@ def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: s
     if previous is not None:
         serials.decide_txn(txn, component, previous, False)
     updated = store.update_server_txn(txn, server_id, task=task, serial=serial,
-                                      task_job_id=None, action=task)
+                                      task_job_id=None, action=action)
     assert updated is not None
     if task == "DESTROY":
         # Whatever the remove job does, the server's secrets go now.
@@ -398,6 +425,8 @@ class Servers:
         self.settings = settings or ComputeSettings()
         self.keypairs = Keypairs(db, clock)
         self.networks = networks
+        self.groups = ServerGroups(db)
+        self.actions = InstanceActions(db, clock)
 
     # -- helpers -------------------------------------------------------------
 
@@ -515,7 +544,7 @@ class Servers:
                 raise errors.ServiceUnavailable(
                     "No Ganeti backend can host this server right now; try again later"
                     " or ask an administrator.")
-            server, backend = inserted
+            server, backend, policy, peers = inserted
             config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
             nics: list[dict[str, Any]] | None = None
             if req.networks == ():
@@ -527,8 +556,11 @@ class Servers:
                 if self.networks is not None and server.ports:
                     depends = await self.networks.ganeti.ensure_on_backend(
                         backend, self.networks.ganeti.ganeti_networks(server.ports))
+                placed = await self._group_placement(backend, server, policy, peers)
+                depends = [*depends, *placed.pop("depends", [])]
                 body = create_body(server, backend, image, config_url, self.settings, nics,
                                    depends)
+                body.update(placed)
                 job_id = await self._rapi(backend).create_instance(body)
             except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
                 reason = e.message if isinstance(e, errors.Fault) else str(e)
@@ -552,6 +584,31 @@ class Servers:
             name=f"cyclades: create server {req.name!r} for {user}")
         return server, password
 
+    async def _group_placement(self, backend: GanetiBackend, server: Server, policy: str,
+                               peers: Sequence[int]) -> dict[str, Any]:
+        """What a create body adds for a server group's policy inside the
+        backend (``snfd.cyclades.server_groups``): a member's nodes for
+        affinity; for anti-affinity the exclusion tag, and the job that
+        makes it one (the create ``depends`` on it) when the cluster lacks
+        that tag."""
+        rapi = self._rapi(backend)
+        if policy == "anti-affinity" and server.server_group is not None:
+            placed: dict[str, Any] = {"tags": [server_groups.exclusion_tag(server.server_group)]}
+            if server_groups.EXCLUSION_CLUSTER_TAG not in (await rapi.info()).get("tags", []):
+                job = await rapi.add_cluster_tags([server_groups.EXCLUSION_CLUSTER_TAG])
+                placed["depends"] = [job]
+            return placed
+        if policy == "affinity":
+            for peer in peers:
+                found = await rapi.instance(model.instance_name(peer))
+                if found and found.get("pnode"):
+                    nodes = {"pnode": found["pnode"]}
+                    snodes = found.get("snodes") or []
+                    if server.flavor.disk_template == "drbd" and snodes:
+                        nodes["snode"] = snodes[0]
+                    return nodes
+        return {}
+
     async def server_params(self, key: str) -> dict[str, Any]:
         """The build parameters under ``key``, once; 404 afterwards."""
         params: dict[str, Any] | None = await self._db.run(
@@ -564,7 +621,7 @@ class Servers:
 
     async def _run_task(self, user: str, server_id: int, task: str, submit: Submit, *,
                         validate_as: str | None = None, new_flavor: Flavor | None = None,
-                        force: bool = False) -> Server:
+                        force: bool = False, action: str | None = None) -> Server:
         server = await self._live(user, server_id)
         validate_as = validate_as or task
         model.validate_action(server, validate_as)
@@ -573,7 +630,7 @@ class Servers:
         async def begin(attempt: Attempt) -> Server:
             started, previous = await self._db.run(
                 "cyclades.begin_task", _begin_task_txn, attempt.component, server_id, user,
-                task, validate_as, amounts, attempt.serial, new_flavor)
+                task, validate_as, amounts, attempt.serial, new_flavor, action or task)
             if previous is not None:
                 await settle_after_commit(self._charger, previous, False)
             try:
@@ -635,6 +692,49 @@ class Servers:
         return await self._run_task(
             user, server_id, "RESIZE",
             lambda rapi, s: rapi.modify(s.instance_name, beparams=beparams), new_flavor=new)
+
+    async def rebuild(self, user: str, server_id: int, req: Rebuild) -> tuple[Server, str]:
+        """Reinstall a server's disk from another (or the same) image with
+        Ganeti's reinstall job (shutdown, reinstall and, unless it was
+        stopped, startup); the server as it is now and its new admin
+        password.  Its image, name, metadata and access addresses change
+        at once (as Nova's); the OS definition fetches the new build
+        parameters from a new ``config_url``."""
+        server = await self._live(user, server_id)
+        model.validate_action(server, "REBUILD")
+        try:
+            image = await self.images.get(user, req.image_id)
+        except errors.NotFound as e:
+            # Nova: an image that cannot be used is a bad request.
+            raise errors.BadRequest(e.message) from None
+        status = str(getattr(image, "status", "AVAILABLE")).upper()
+        if status not in _IMAGE_READY:
+            raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
+        keys = await self.keypairs.public_keys(user, list(server.key_names))
+        password = req.admin_pass or generate_password()
+        key = secrets.token_urlsafe(32)
+        params = build_params(image, password, req.personality, keys, None)
+        expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
+        start = server.operstate != "STOPPED"
+        osparams = {"config_url": f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}",
+                    "img_id": getattr(image, "mapfile", ""),
+                    "img_format": getattr(image, "disk_format", "diskdump")}
+        await self._db.run("cyclades.rebuild_params", _rebuild_params_txn, server_id, key,
+                           params, password, expires)
+        await self._run_task(
+            user, server_id, "REBUILD",
+            lambda rapi, s: rapi.reinstall(s.instance_name, self.settings.os, osparams,
+                                           start=start),
+            action="REBUILD_START" if start else "REBUILD")
+        changes: dict[str, Any] = {"image_id": image.id, "image": _image_info(image)}
+        for name, value in (("name", req.name), ("metadata", req.metadata),
+                            ("access_ipv4", req.access_ipv4),
+                            ("access_ipv6", req.access_ipv6)):
+            if value is not None:
+                changes[name] = value
+        rebuilt: Server = await self._db.run("cyclades.rebuilt", _edit_txn, server_id, user,
+                                             "METADATA", lambda _: changes)
+        return rebuilt, password
 
     async def destroy(self, user: str, server_id: int) -> Server:
         """Delete a server (see the module docstring)."""

@@ -16,7 +16,15 @@ from typing import Any
 import attrs
 from psycopg2.extras import Json
 
-from snfd.cyclades.model import Aggregate, Flavor, GanetiBackend, Server
+from snfd.cyclades.model import (
+    Aggregate,
+    Flavor,
+    GanetiBackend,
+    InstanceAction,
+    JobEvent,
+    Server,
+    ServerGroup,
+)
 from snfd.cyclades.networks import store as network_store
 
 # -- backends -------------------------------------------------------------
@@ -317,7 +325,7 @@ _SERVER_COLUMNS = (
     "suspended", "rescue", "shared_to_project", "action", "task", "task_job_id", "serial",
     "backendjobid", "backendopcode", "backendjobstatus", "backendlogmsg", "backendtime",
     "buildpercentage", "image", "metadata", "tags", "key_names", "nics", "disks",
-    "access_ipv4", "access_ipv6", "locked_by", "created", "updated")
+    "access_ipv4", "access_ipv6", "locked_by", "server_group", "created", "updated")
 _SERVER_SELECT = (
     "SELECT " + ", ".join(f"s.{c}" for c in _SERVER_COLUMNS) + ", "
     + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS)
@@ -441,6 +449,140 @@ def usage_txn(txn: Any) -> dict[tuple[str, str], dict[str, int]]:
     return {(r[0], r[1]): {"vm": r[2], "total_cpu": r[3] or 0, "total_ram": r[4] or 0,
                            "disk": r[5] or 0, "cpu": r[6] or 0, "ram": r[7] or 0}
             for r in txn.fetchall()}
+
+
+# -- server groups --------------------------------------------------------
+
+_GROUP_SELECT = (
+    "SELECT g.id, g.userid, g.project, g.name, g.policy, g.created,"
+    " coalesce(array_agg(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), '{}')"
+    " FROM cyclades_server_groups g LEFT JOIN cyclades_servers s"
+    " ON s.server_group = g.id AND NOT s.deleted")
+
+
+def _group(row: Any) -> ServerGroup:
+    return ServerGroup(id=row[0], userid=row[1], project=row[2], name=row[3], policy=row[4],
+                       created=row[5], members=tuple(row[6]))
+
+
+def create_group_txn(txn: Any, userid: str, project: str, name: str,
+                     policy: str) -> ServerGroup:
+    """Insert a server group (a new UUID)."""
+    group_id = str(uuid.uuid4())
+    txn.execute("INSERT INTO cyclades_server_groups (id, userid, project, name, policy)"
+                " VALUES (%s, %s, %s, %s, %s)", (group_id, userid, project, name, policy))
+    found = group_txn(txn, group_id)
+    assert found is not None
+    return found
+
+
+def group_txn(txn: Any, group_id: str, for_update: bool = False) -> ServerGroup | None:
+    """One server group with its live members; ``for_update`` locks its
+    row (creates into it are serialised by that lock)."""
+    if for_update:
+        txn.execute("SELECT 1 FROM cyclades_server_groups WHERE id = %s FOR UPDATE",
+                    (group_id,))
+        if txn.fetchone() is None:
+            return None
+    txn.execute(_GROUP_SELECT + " WHERE g.id = %s GROUP BY g.id", (group_id,))
+    row = txn.fetchone()
+    return _group(row) if row else None
+
+
+def groups_txn(txn: Any, *, projects: Iterable[str] | None = None,
+               userid: str | None = None) -> list[ServerGroup]:
+    """Server groups of ``projects`` or made by ``userid`` (both None:
+    all), oldest first."""
+    where: list[str] = []
+    args: list[Any] = []
+    if projects is not None:
+        where.append("g.project = ANY(%s)")
+        args.append(list(projects))
+    if userid is not None:
+        where.append("g.userid = %s")
+        args.append(userid)
+    sql = _GROUP_SELECT + (" WHERE " + " OR ".join(where) if where else "")
+    txn.execute(sql + " GROUP BY g.id ORDER BY g.created, g.id", args)
+    return [_group(r) for r in txn.fetchall()]
+
+
+def lock_groups_txn(txn: Any, project: str) -> None:
+    """Until the transaction ends, be the only one creating groups in
+    ``project`` (the count of its groups stays true)."""
+    txn.execute("SELECT pg_advisory_xact_lock(hashtext('cyclades.groups:' || %s))",
+                (project,))
+
+
+def count_groups_txn(txn: Any, project: str) -> int:
+    txn.execute("SELECT count(*) FROM cyclades_server_groups WHERE project = %s", (project,))
+    count: int = txn.fetchone()[0]
+    return count
+
+
+def delete_group_txn(txn: Any, group_id: str) -> bool:
+    """Delete a group (its servers stay, in no group); whether it was there."""
+    txn.execute("DELETE FROM cyclades_server_groups WHERE id = %s", (group_id,))
+    deleted: bool = txn.rowcount > 0
+    return deleted
+
+
+def member_backends_txn(txn: Any, group_id: str) -> dict[int, int | None]:
+    """The live members of a group and their backends."""
+    txn.execute("SELECT id, backend_id FROM cyclades_servers"
+                " WHERE server_group = %s AND NOT deleted", (group_id,))
+    return {r[0]: r[1] for r in txn.fetchall()}
+
+
+# -- instance actions -----------------------------------------------------
+
+def add_action_txn(txn: Any, server_id: int, request_id: str, action: str, userid: str,
+                   project: str, start_time: datetime.datetime,
+                   job_id: int | None) -> None:
+    """Record what request ``request_id`` did to a server (a request acts
+    once on a server: a second record of it is ignored)."""
+    txn.execute(
+        """INSERT INTO cyclades_instance_actions (server_id, request_id, action, userid,
+               project, job_id, start_time) VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (server_id, request_id) DO NOTHING""",
+        (server_id, request_id, action, userid, project, job_id, start_time))
+
+
+def actions_txn(txn: Any, server_id: int,
+                request_id: str | None = None) -> list[InstanceAction]:
+    """A server's actions, newest first (``request_id``: that one only),
+    each with the events of its job."""
+    sql = ("SELECT server_id, request_id, action, userid, project, start_time, job_id"
+           " FROM cyclades_instance_actions WHERE server_id = %s")
+    args: list[Any] = [server_id]
+    if request_id is not None:
+        sql += " AND request_id = %s"
+        args.append(request_id)
+    txn.execute(sql + " ORDER BY start_time DESC, request_id", args)
+    actions = [InstanceAction(*r) for r in txn.fetchall()]
+    jobs = [a.job_id for a in actions if a.job_id is not None]
+    if not jobs:
+        return actions
+    txn.execute("SELECT job_id, opcode, start_time, finish_time, result"
+                " FROM cyclades_job_events WHERE server_id = %s AND job_id = ANY(%s)"
+                " ORDER BY start_time, opcode", (server_id, jobs))
+    events: dict[int, list[JobEvent]] = {}
+    for r in txn.fetchall():
+        events.setdefault(r[0], []).append(JobEvent(*r))
+    return [attrs.evolve(a, events=tuple(events.get(a.job_id, ())))
+            if a.job_id is not None else a for a in actions]
+
+
+def job_event_txn(txn: Any, server_id: int, job_id: int, opcode: str,
+                  when: datetime.datetime, result: str | None) -> None:
+    """Note an opcode of a server's job: started at ``when``, or ended
+    then with ``result`` ("Success"/"Error"; None: still going)."""
+    txn.execute(
+        """INSERT INTO cyclades_job_events (server_id, job_id, opcode, start_time,
+               finish_time, result) VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (server_id, job_id, opcode) DO UPDATE
+           SET finish_time = EXCLUDED.finish_time, result = EXCLUDED.result
+           WHERE cyclades_job_events.result IS NULL""",
+        (server_id, job_id, opcode, when, when if result else None, result))
 
 
 # -- diagnostics ----------------------------------------------------------

@@ -43,7 +43,11 @@ one transaction that locks the server's row:
   message is dead-lettered; reconciliation replays the change later).
   The commission runner (``snfd.quota.charged``) does the issuing,
   retrying and settling;
-- the task is cleared when this was its job.
+- the task is cleared when this was its job and the event ends it
+  (``task_done``: REBUILD's reinstall job has several opcodes and ends
+  with its last one or its first failure);
+- each opcode of a server's jobs is noted for the instance actions that
+  submitted them (``store.job_event_txn``: start, end, result).
 
 Task adoption: the effect path sets ``task`` (and ``serial``) before it
 submits a job and stores ``task_job_id`` after; an event of that job may
@@ -104,6 +108,7 @@ SIMULATED_LOGMSG = "Reconciliation: simulated Ganeti event"
 OP_CREATE = "OP_INSTANCE_CREATE"
 OP_REMOVE = "OP_INSTANCE_REMOVE"
 OP_SET_PARAMS = "OP_INSTANCE_SET_PARAMS"
+OP_REINSTALL = "OP_INSTANCE_REINSTALL"
 OP_SNAPSHOT = "OP_INSTANCE_SNAPSHOT"
 
 #: The opcodes a task's job runs (task adoption, simulated task events).
@@ -117,7 +122,19 @@ TASK_OPCODES: dict[str, frozenset[str]] = {
     "RESCUE": frozenset({OP_SET_PARAMS}),
     "UNRESCUE": frozenset({OP_SET_PARAMS}),
     "DESTROY": frozenset({OP_REMOVE}),
+    "REBUILD": frozenset({"OP_INSTANCE_SHUTDOWN", OP_REINSTALL, "OP_INSTANCE_STARTUP"}),
 }
+
+
+def task_done(server: Server, opcode: str, success: bool) -> bool:
+    """Whether a final event of the task's job ends the task: a failure
+    does; a success only on the job's last opcode.  Every task's job has
+    one opcode but REBUILD's (Ganeti's reinstall: shutdown, reinstall,
+    and startup when the server ran, ``action`` REBUILD_START)."""
+    if server.task != "REBUILD" or not success:
+        return True
+    last = "OP_INSTANCE_STARTUP" if server.action == "REBUILD_START" else OP_REINSTALL
+    return opcode == last
 
 PROGRESS_TYPES = frozenset({"image-copy-progress", "image-info", "image-warning",
                             "image-error", "image-helper"})
@@ -348,6 +365,10 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     if event.opcode == OP_SNAPSHOT:
         return _Result("ignored: snapshots are not handled yet", server=server)
 
+    final = event.status in FINAL_JOB_STATUSES
+    store.job_event_txn(txn, server.id, event.job_id, event.opcode, etime,
+                        ("Success" if event.status == "success" else "Error") if final
+                        else None)
     fields: dict[str, Any] = {
         "backendjobid": event.job_id, "backendjobstatus": event.status,
         "backendopcode": event.opcode, "backendlogmsg": event.logmsg or ""}
@@ -363,7 +384,6 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
             if not seen_final:
                 is_task = True
                 fields["task_job_id"] = event.job_id
-    final = event.status in FINAL_JOB_STATUSES
     if not final:
         if covered:
             return _Result("ignored: job not finished", server=server)
@@ -403,7 +423,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     settle: list[tuple[int, bool]] = []
     if serial is not None:
         decide_txn(txn, component, serial, True)
-    if is_task:
+    if is_task and task_done(server, event.opcode, success):
         if server.serial is not None:
             record = decide_txn(txn, component, server.serial, success or removed)
             settle.append((server.serial, record.accept))
@@ -428,7 +448,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         disks = fields.get("disks", server.disks)
         fields["nics"] = [{**n, "state": "ERROR"} for n in nics]
         fields["disks"] = [{**d, "state": "ERROR"} for d in disks]
-    if event.opcode == OP_CREATE or removed:
+    if event.opcode in (OP_CREATE, OP_REINSTALL) or removed:
         # The build ended (or the server is gone): snf-image had its one
         # chance to fetch the parameters from the URL in the job.
         store.drop_params_txn(txn, server.id)

@@ -248,11 +248,11 @@ async def register_image(images: ImageRegistry, files: Path, owner: str, name: s
 
 
 async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float = 0.01,
-                        exec_time: float = 0.02,
+                        exec_time: float = 0.02, nodes: int = 1,
                         overrides: dict[tuple[str, str], str] | None = None) -> ComputeStack:
     """Build and serve a compute service for ``testcase`` (see the module
     docstring).  ``overrides``: config keys (``("cyclades", "os")``) over
-    the stack's own."""
+    the stack's own; ``nodes``: the simulated cluster's node count."""
     from twisted.internet import reactor
 
     from snfd.testing.nodecase import build_node
@@ -277,7 +277,7 @@ async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float =
 
         state = Path(testcase.mktemp())
         state.mkdir(parents=True)
-        cluster = SimulatedCluster(reactor, state, "sim1.ganeti.test",
+        cluster = SimulatedCluster(reactor, state, "sim1.ganeti.test", nodes=nodes,
                                    queue_delay=queue_delay, exec_time=exec_time)
         await cluster.start()
         testcase.addCleanup(lambda: defer.ensureDeferred(cluster.stop()))
