@@ -9,8 +9,9 @@ answers 501 for a node that exists, and ``hypervisor_version`` is 0
 (unknown).  Host power actions (startup, shutdown, reboot) are 501 too:
 Ganeti clusters are not powered from the compute API.
 
-Also for administrators: ``os-migrations`` (always empty: snfd neither
-migrates servers nor resizes them by migration; Ganeti resizes in
+Also for administrators: ``os-migrations`` (the live and cold migrations
+and evacuations administrators asked for, inside a cluster:
+``Servers.migrate``; resizes are not migrations here, Ganeti resizes in
 place), ``os-instance_usage_audit_log`` (usage here is computed on
 demand from the servers' lifetimes, ``usage_api``, so every compute host
 has "done" any period; the report counts the servers that existed in
@@ -302,8 +303,24 @@ class AdminAPI:
     # -- migrations, usage audit, external events ------------------------------------
 
     async def migrations(self, request: Any) -> bytes:
+        """``GET /os-migrations[?instance_uuid=&status=&source_compute=|host=]``:
+        the moves administrators asked for, newest first."""
         require_admin(request, "os_compute_api:os-migrations:index")
-        return json_body(request, {"migrations": []})
+        found = await self._servers.migrations()
+        wanted = {"instance_uuid": query(request, "instance_uuid"),
+                  "status": query(request, "status"),
+                  "source_compute": query(request, "source_compute") or query(request, "host")}
+        out = []
+        for m in found:
+            view = {"id": m.id, "status": m.status, "instance_uuid": str(m.server_id),
+                    "source_node": m.source_node, "source_compute": m.source_compute,
+                    "dest_node": m.dest_node, "dest_compute": m.source_compute,
+                    "dest_host": None, "old_instance_type_id": m.flavor_id,
+                    "new_instance_type_id": m.flavor_id, "created_at": nova_time(m.created),
+                    "updated_at": nova_time(m.finished)}
+            if all(value is None or view[key] == value for key, value in wanted.items()):
+                out.append(view)
+        return json_body(request, {"migrations": out})
 
     async def _audit(self, before: datetime.datetime) -> dict[str, Any]:
         """The audit of the last whole month before ``before``."""

@@ -49,7 +49,7 @@ from twisted.web.resource import IResource
 from snfd import errors
 from snfd.cyclades import model, server_groups
 from snfd.cyclades.admin_api import AdminAPI
-from snfd.cyclades.aggregates import Aggregates
+from snfd.cyclades.aggregates import DEFAULT_ZONE, Aggregates
 from snfd.cyclades.compute_http import (
     body_of,
     empty,
@@ -79,6 +79,7 @@ from snfd.cyclades.requests import (
     Firewall,
     InjectNetworkInfo,
     Lock,
+    Migrate,
     Reassign,
     Reboot,
     RemoveFloatingIp,
@@ -219,6 +220,19 @@ def _sorted(request: Any, found: list[Any]) -> list[Any]:
                                 f" {', '.join(sorted(_SORT_KEYS))}.")
     by = _SORT_KEYS[key]
     return sorted(found, key=lambda s: (by(s), s.id), reverse=direction == "desc")
+
+
+@attrs.frozen
+class _Placement:
+    """Per backend id: its cluster name (None: not shown) and zone."""
+
+    hosts: dict[int | None, str] | None
+    zones: dict[int | None, str]
+
+
+#: Nova's instance action names of the kinds of migration.
+_MIGRATION_ACTIONS = {"live-migration": "live-migration", "migration": "migrate",
+                      "evacuation": "evacuate"}
 
 
 class ComputeAPI:
@@ -595,33 +609,43 @@ class ComputeAPI:
             wanted = query(request, key)
             if wanted is not None:
                 found = [s for s in found if of(s) == wanted]
-        hosts = await self._hosts_shown(request)
+        where = await self._placement(request)
         host = query(request, "host")
-        if hosts is not None and host is not None:
-            found = [s for s in found if hosts.get(s.backend_id) == host]
+        if where.hosts is not None and host is not None:
+            found = [s for s in found if where.hosts.get(s.backend_id) == host]
         if since is not None and not found and v.not_modified_when_unchanged:
             raise errors.NotModified("No server changed since then.")
         found = _sorted(request, found)
         found = page(request, found, "Server")
-        return json_body(request, {"servers": [self._shown(request, s, hosts, detail)
+        return json_body(request, {"servers": [self._shown(request, s, where, detail)
                                                for s in found]})
 
-    async def _hosts_shown(self, request: Any) -> dict[int | None, str] | None:
-        """Administrators in Nova's dialect see where servers run: the
-        cluster name (Nova's host) of each backend id; None for others."""
-        if not isinstance(self._v(request), NovaViews) or not user_of(request).is_admin:
-            return None
-        return {b.id: b.clustername for b in await self._servers.backends()}
+    async def _placement(self, request: Any) -> _Placement:
+        """Where servers run, as the request's dialect shows it: each
+        backend's availability zone (``OS-EXT-AZ``, Nova's dialect) and,
+        for administrators there, its cluster name (Nova's host)."""
+        if not isinstance(self._v(request), NovaViews):
+            return _Placement(None, {})
+        zones, backends = await self._zones()
+        zone_of = {backends[h].id: zone for zone, names in zones.items() for h in names
+                   if h in backends}
+        hosts = None
+        if user_of(request).is_admin:
+            hosts = {b.id: b.clustername for b in backends.values()}
+        return _Placement(hosts, zone_of)
 
-    def _shown(self, request: Any, server: Any, hosts: dict[int | None, str] | None,
+    def _shown(self, request: Any, server: Any, where: _Placement,
                detail: bool = True, diagnostics: Any = None) -> dict[str, Any]:
-        """A server in the request's dialect, with Nova's
-        ``OS-EXT-SRV-ATTR`` attributes when ``hosts`` is given (the host is
-        the server's Ganeti cluster; the node is not asked of RAPI on
+        """A server in the request's dialect, in its backend's zone, with
+        Nova's ``OS-EXT-SRV-ATTR`` attributes for administrators (the host
+        is the server's Ganeti cluster; the node is not asked of RAPI on
         each read, so ``hypervisor_hostname`` is null)."""
         out = self._v(request).server(server, detail, diagnostics=diagnostics)
-        if hosts is not None and detail:
-            out.update({"OS-EXT-SRV-ATTR:host": hosts.get(server.backend_id),
+        if detail and where.zones:
+            out["OS-EXT-AZ:availability_zone"] = where.zones.get(server.backend_id,
+                                                                 DEFAULT_ZONE)
+        if where.hosts is not None and detail:
+            out.update({"OS-EXT-SRV-ATTR:host": where.hosts.get(server.backend_id),
                         "OS-EXT-SRV-ATTR:instance_name": server.instance_name,
                         "OS-EXT-SRV-ATTR:hypervisor_hostname": None})
         return out
@@ -756,7 +780,7 @@ class ComputeAPI:
         server = await self._server(request, server_id)
         diagnostics = await self._servers.diagnostics(server.userid, server.id)
         return json_body(request, {"server": self._shown(
-            request, server, await self._hosts_shown(request), diagnostics=diagnostics)})
+            request, server, await self._placement(request), diagnostics=diagnostics)})
 
     async def rename_server(self, request: Any, server_id: str) -> bytes:
         """``PUT`` ``{"server": {"name", "accessIPv4", "accessIPv6"}}`` (any
@@ -837,6 +861,14 @@ class ComputeAPI:
                 # ports (Neutron's or these) the guest gets them by DHCP and
                 # the action does nothing.
                 await self._server(request, server_id)
+            case Migrate(kind=kind):
+                if not user_of(request).is_admin:
+                    raise errors.Forbidden("Moving servers between nodes is for"
+                                           " administrators only.")
+                moved = await s.migrate(user, sid, action)
+                await self._record(request, moved, _MIGRATION_ACTIONS[kind])
+                if kind == "evacuation":
+                    return json_body(request, {})
             case Unsupported(name=name, admin_only=admin_only):
                 await self._server(request, server_id)
                 if admin_only:
@@ -851,7 +883,7 @@ class ComputeAPI:
         req = parse_rebuild(args, self._servers.settings, self._v(request).strong_admin_pass)
         server, password = await self._servers.rebuild(user, int_id(server_id, "Server"), req)
         await self._record(request, server, "rebuild")
-        shown = self._shown(request, server, await self._hosts_shown(request))
+        shown = self._shown(request, server, await self._placement(request))
         return json_body(request, {"server": {**shown, "adminPass": password}}, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:

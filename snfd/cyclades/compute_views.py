@@ -267,12 +267,14 @@ class SynnefoViews:
 #: Nova's task states for snfd's tasks (``OS-EXT-STS:task_state``).
 _NOVA_TASK = {"BUILD": "spawning", "START": "powering-on", "STOP": "powering-off",
               "REBOOT": "rebooting", "RESIZE": "resize_prep", "DESTROY": "deleting",
-              "RESCUE": "rescuing", "UNRESCUE": "unrescuing", "REBUILD": "rebuilding"}
+              "RESCUE": "rescuing", "UNRESCUE": "unrescuing", "REBUILD": "rebuilding",
+              "MIGRATE": "migrating"}
 #: Nova's status, vm_state and power_state for each of snfd's API statuses.
 _NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active", 1),
                "STOPPED": ("SHUTOFF", "stopped", 4), "ERROR": ("ERROR", "error", 0),
                "DELETED": ("DELETED", "deleted", 0), "REBOOT": ("HARD_REBOOT", "active", 1),
                "RESIZE": ("RESIZE", "stopped", 4), "REBUILD": ("REBUILD", "active", 1),
+               "MIGRATING": ("MIGRATING", "active", 1),
                "UNKNOWN": ("UNKNOWN", "error", 0)}
 
 

@@ -37,12 +37,13 @@ PENDING_JOB_STATUSES = frozenset({"queued", "waiting", "running"})
 
 _API_STATUS = {"BUILD": "BUILD", "ERROR": "ERROR", "STOPPED": "STOPPED",
                "STARTED": "ACTIVE", "DESTROYED": "DELETED", "RESIZE": "RESIZE",
-               "REBUILD": "REBUILD"}
+               "REBUILD": "REBUILD", "MIGRATING": "MIGRATING"}
 
 # Tasks a user request starts, and how SNF:task_state names them.
 TASK_STATE = {"BUILD": "BUILDING", "START": "STARTING", "STOP": "STOPPING",
               "REBOOT": "REBOOTING", "RESIZE": "RESIZING", "DESTROY": "DESTROYING",
               "RESCUE": "RESCUING", "UNRESCUE": "UNRESCUING", "REBUILD": "REBUILDING",
+              "MIGRATE": "MIGRATING",
               "FIREWALL": "", "REASSIGN": ""}
 
 
@@ -223,6 +224,27 @@ class InstanceAction:
         return any(e.result == "Error" for e in self.events)
 
 
+@attrs.frozen
+class Migration:
+    """A move of a server inside its backend an administrator asked for
+    (Nova's migration): ``kind`` live-migration, migration (Ganeti's
+    failover) or evacuation (failover ignoring the disks' consistency);
+    its ``status`` from its job's events: queued, running, completed or
+    error; ``finished`` when the job ended."""
+
+    id: int
+    server_id: int
+    job_id: int | None
+    kind: str
+    source_compute: str
+    source_node: str | None
+    dest_node: str | None
+    flavor_id: int
+    created: datetime.datetime
+    status: str = "queued"
+    finished: datetime.datetime | None = None
+
+
 INSTANCE_PREFIX = "snf-"
 
 
@@ -259,6 +281,8 @@ def api_status(server: Server) -> str:
         return "RESIZE"
     if server.task == "REBUILD":
         return "REBUILD"
+    if server.task == "MIGRATE":
+        return "MIGRATING"
     return state
 
 
@@ -280,7 +304,8 @@ def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
     """Raise the reference's fault when ``action`` may not run now.
 
     ``action`` is one of START, STOP, REBOOT, RESIZE, RESCUE, UNRESCUE,
-    REBUILD, DESTROY, FIREWALL, CONSOLE, REASSIGN, CONNECT, DISCONNECT, ATTACH, DETACH
+    REBUILD, MIGRATE (live), FAILOVER, DESTROY, FIREWALL, CONSOLE, REASSIGN,
+    CONNECT, DISCONNECT, ATTACH, DETACH
     and the metadata/tag operations (always allowed).
     """
     if server.deleted:
@@ -305,7 +330,7 @@ def validate_action(server: Server, action: str, hotplug: bool = False) -> None:
     if server.operstate == "BUILD" and action != "CONSOLE":
         raise errors.BuildInProgress(f"Server {server.id} is being built.")
     needs = {"START": "STOPPED", "STOP": "STARTED", "RESIZE": "STOPPED",
-             "RESCUE": "STOPPED", "UNRESCUE": "STOPPED"}
+             "RESCUE": "STOPPED", "UNRESCUE": "STOPPED", "MIGRATE": "STARTED"}
     if not hotplug:
         needs.update(CONNECT="STOPPED", DISCONNECT="STOPPED",
                      ATTACH="STOPPED", DETACH="STOPPED")

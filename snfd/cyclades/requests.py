@@ -246,6 +246,41 @@ class RemoveFloatingIp:
 
 
 @attrs.frozen
+class Migrate:
+    """Administrators' moves of a server to another Ganeti node of its
+    cluster: ``os-migrateLive`` (``kind`` live-migration), ``migrate``
+    (migration: Ganeti's failover) and ``evacuate`` (evacuation: a
+    failover that ignores the disks' consistency, for a failed node).
+    ``host``: the compute host (backend) named, None: any."""
+
+    kind: str
+    host: str | None = None
+
+
+def _migrate(name: str, args: Any) -> Migrate:
+    if args is not None and not isinstance(args, dict):
+        raise errors.BadRequest(f"{name} takes an object or null.")
+    args = args or {}
+    allowed = {"os-migrateLive": {"host", "block_migration", "disk_over_commit"},
+               "migrate": set(), "evacuate": {"host", "onSharedStorage", "adminPass"}}[name]
+    unknown = set(args) - allowed
+    if unknown:
+        raise errors.BadRequest(f"Unknown {name} field {sorted(unknown)[0][:40]!r}.")
+    if name == "os-migrateLive":
+        for key in ("block_migration", "disk_over_commit"):
+            if key not in args:
+                raise errors.BadRequest(f"os-migrateLive needs {key}.")
+            if not isinstance(args[key], bool) and args[key] not in ("true", "false"):
+                raise errors.BadRequest(f"{key} must be true or false.")
+    host = args.get("host")
+    if host is not None and (not isinstance(host, str) or not host or len(host) > 255):
+        raise errors.BadRequest("host must be a compute host's name or null.")
+    kind = {"os-migrateLive": "live-migration", "migrate": "migration",
+            "evacuate": "evacuation"}[name]
+    return Migrate(kind, host)
+
+
+@attrs.frozen
 class Rebuild:
     """``rebuild``: reinstall the server's disk from image ``image_id``
     (Ganeti's reinstall); the name, metadata (None: kept), access
@@ -308,7 +343,7 @@ class Unsupported:
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
           | Unrescue | ResetState | Restore | InjectNetworkInfo | AddFloatingIp | RemoveFloatingIp
-          | Unsupported)
+          | Migrate | Unsupported)
 
 
 def parse_action(body: Mapping[str, Any]) -> Action:
@@ -365,6 +400,8 @@ def parse_action(body: Mapping[str, Any]) -> Action:
                              None if fixed is None else ip_address(fixed, "fixed_address"))
     if name == "removeFloatingIp":
         return RemoveFloatingIp(ip_address(args.get("address"), "address"))
+    if name in ("os-migrateLive", "migrate", "evacuate"):
+        return _migrate(name, body[name])
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:

@@ -68,6 +68,7 @@ themselves see ``snfd.cyclades.requests``):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import secrets
@@ -82,12 +83,13 @@ from snfd import errors
 from snfd.cyclades import allocator, model, server_groups, store
 from snfd.cyclades.actions import InstanceActions
 from snfd.cyclades.keypairs import Keypairs
-from snfd.cyclades.model import Flavor, GanetiBackend, Server
+from snfd.cyclades.model import Flavor, GanetiBackend, Migration, Server
 from snfd.cyclades.networks.service import Networks
 from snfd.cyclades.requests import (
     MAX_TAGS,
     CreateRequest,
     Firewall,
+    Migrate,
     NicRequest,
     PersonalityFile,
     Reassign,
@@ -735,6 +737,48 @@ class Servers:
         rebuilt: Server = await self._db.run("cyclades.rebuilt", _edit_txn, server_id, user,
                                              "METADATA", lambda _: changes)
         return rebuilt, password
+
+    async def migrate(self, user: str, server_id: int, req: Migrate) -> Server:
+        """Move a server to another Ganeti node of its cluster (for
+        administrators): live migration of a running server (Ganeti's
+        migrate), cold migration (failover: a running server stops and
+        starts again on the other node) or evacuation (failover ignoring
+        the disks' consistency, for a node that is down).  Ganeti chooses
+        the node (DRBD: the secondary; shared storage: its iallocator)
+        and refuses templates that cannot move (plain, file, diskless):
+        the job fails and the server stays where it was.  ``req.host``,
+        when given, must be the server's own backend: servers do not move
+        between clusters.  The move is recorded (``migrations``)."""
+        server = await self._live(user, server_id)
+        model.validate_action(server, "MIGRATE" if req.kind == "live-migration" else "FAILOVER")
+        backend = await self._backend(server)
+        if req.host is not None and req.host != backend.clustername:
+            raise errors.BadRequest(
+                f"Server {server_id} can move only inside its Ganeti cluster"
+                f" {backend.clustername}, not to host {req.host[:80]}.")
+        found = None
+        with contextlib.suppress(RapiUnavailable, RapiError):
+            found = await self._rapi(backend).instance(server.instance_name)
+        source = found.get("pnode") if isinstance(found, dict) else None
+
+        def submit(rapi: GanetiRapi, s: Server) -> Awaitable[int]:
+            if req.kind == "live-migration":
+                return rapi.migrate(s.instance_name, mode="live")
+            return rapi.failover(s.instance_name,
+                                 ignore_consistency=req.kind == "evacuation")
+
+        moved = await self._run_task(user, server_id, "MIGRATE", submit)
+        job_id = moved.task_job_id if moved.task_job_id is not None else moved.backendjobid
+        await self._db.run("cyclades.add_migration", store.add_migration_txn, server_id,
+                           job_id, req.kind, backend.clustername, source, None,
+                           server.flavor.id)
+        return moved
+
+    async def migrations(self, server_id: int | None = None) -> list[Migration]:
+        """Recorded migrations (of one server), newest first."""
+        found: list[Migration] = await self._db.run("cyclades.migrations",
+                                                    store.migrations_txn, server_id)
+        return found
 
     async def destroy(self, user: str, server_id: int) -> Server:
         """Delete a server (see the module docstring)."""

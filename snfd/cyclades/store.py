@@ -22,6 +22,7 @@ from snfd.cyclades.model import (
     GanetiBackend,
     InstanceAction,
     JobEvent,
+    Migration,
     Server,
     ServerGroup,
 )
@@ -583,6 +584,39 @@ def job_event_txn(txn: Any, server_id: int, job_id: int, opcode: str,
            SET finish_time = EXCLUDED.finish_time, result = EXCLUDED.result
            WHERE cyclades_job_events.result IS NULL""",
         (server_id, job_id, opcode, when, when if result else None, result))
+
+
+# -- migrations -----------------------------------------------------------
+
+def add_migration_txn(txn: Any, server_id: int, job_id: int | None, kind: str,
+                      source_compute: str, source_node: str | None, dest_node: str | None,
+                      flavor_id: int) -> None:
+    txn.execute(
+        """INSERT INTO cyclades_migrations (server_id, job_id, kind, source_compute,
+               source_node, dest_node, flavor_id) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (server_id, job_id, kind, source_compute, source_node, dest_node, flavor_id))
+
+
+def migrations_txn(txn: Any, server_id: int | None = None) -> list[Migration]:
+    """Migrations (of one server), newest first, with their status from
+    their job's events: error when an opcode failed, completed when all
+    ended, running when one began, else queued."""
+    sql = """SELECT m.id, m.server_id, m.job_id, m.kind, m.source_compute, m.source_node,
+                    m.dest_node, m.flavor_id, m.created,
+                    CASE WHEN bool_or(e.result = 'Error') THEN 'error'
+                         WHEN count(e.opcode) > 0 AND bool_and(e.result IS NOT NULL)
+                              THEN 'completed'
+                         WHEN count(e.opcode) > 0 THEN 'running'
+                         ELSE 'queued' END,
+                    max(e.finish_time)
+             FROM cyclades_migrations m LEFT JOIN cyclades_job_events e
+               ON e.server_id = m.server_id AND e.job_id = m.job_id"""
+    args: list[Any] = []
+    if server_id is not None:
+        sql += " WHERE m.server_id = %s"
+        args.append(server_id)
+    txn.execute(sql + " GROUP BY m.id ORDER BY m.id DESC", args)
+    return [Migration(*r) for r in txn.fetchall()]
 
 
 # -- diagnostics ----------------------------------------------------------

@@ -123,6 +123,7 @@ TASK_OPCODES: dict[str, frozenset[str]] = {
     "UNRESCUE": frozenset({OP_SET_PARAMS}),
     "DESTROY": frozenset({OP_REMOVE}),
     "REBUILD": frozenset({"OP_INSTANCE_SHUTDOWN", OP_REINSTALL, "OP_INSTANCE_STARTUP"}),
+    "MIGRATE": frozenset({"OP_INSTANCE_MIGRATE", "OP_INSTANCE_FAILOVER"}),
 }
 
 

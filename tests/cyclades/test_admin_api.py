@@ -299,6 +299,10 @@ class AggregateTests(AdminCase):
             "name": "vm", "imageRef": self.stack.image.id, "availability_zone": "zone-a",
             "flavorRef": str(self.stack.flavors["small"].id)}}, token=self.token)
         self.assertEqual(code, 202, body)
+        # The server shows its backend's zone.
+        server = f"/servers/{body['server']['id']}"
+        _, body, _ = await self.call("GET", server, token=self.token)
+        self.assertEqual(body["server"]["OS-EXT-AZ:availability_zone"], "zone-a")
         code, body, _ = await self.call("POST", f"{agg}/action",
                                         {"remove_host": {"host": self.host}})
         self.assertEqual((code, body["aggregate"]["hosts"]), (200, []))
@@ -307,6 +311,8 @@ class AggregateTests(AdminCase):
         code, body, _ = await self.call("GET", "/os-availability-zone", token=self.token)
         self.assertEqual(sorted(z["zoneName"] for z in body["availabilityZoneInfo"]),
                          ["nova", "zone-a"])
+        _, body, _ = await self.call("GET", server, token=self.token)
+        self.assertEqual(body["server"]["OS-EXT-AZ:availability_zone"], "nova")
         self.assertEqual((await self.call("DELETE", agg))[0], 200)
         self.assertEqual((await self.call("GET", agg))[0], 404)
 

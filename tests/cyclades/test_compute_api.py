@@ -251,7 +251,7 @@ class DownStackTests(unittest.TestCase):
             (active, {"dance": {}}, 400),
             (active, {"start": {}, "shutdown": {}}, 400),
             (active, {"changePassword": {"adminPass": "x"}}, 501),
-            (active, {"rebuild": {}}, 501),
+            (active, {"rebuild": {}}, 400),
             (active, {"confirmResize": None}, 501),
             (active, {"suspend": None}, 403),
             (active, {"console": {"type": "spice"}}, 400),

@@ -327,3 +327,83 @@ class RebuildTests(_Stack):
         await self.settle(sid)
         _, body, _ = await self.call("GET", f"/servers/{sid}")
         self.assertEqual(body["server"]["status"], "ACTIVE")
+
+
+class MigrationTests(_Stack):
+    nodes = 2
+
+    async def _drbd_server(self):
+        flavor = await self.stack.flavor(1, 512, 2, "drbd")
+        code, body, _ = await self.call("POST", "/servers", {"server": {
+            "name": "ha", "flavorRef": flavor.flavorid, "imageRef": self.stack.image.id}})
+        self.assertEqual(code, 202, body)
+        sid = body["server"]["id"]
+        await self.settle(sid)
+        return sid
+
+    async def _nodes(self, sid):
+        found = await self.stack.rapi_client().instance(f"snf-{sid}")
+        return found["pnode"], found["snodes"]
+
+    async def test_live_migration_and_failover(self):
+        """An administrator's os-migrateLive moves a DRBD server to its
+        secondary node (MIGRATING meanwhile), migrate (a failover) moves
+        it back; os-migrations lists both, completed, newest first; users
+        get 403; another compute host is 400."""
+        s = self.stack
+        _, root = await s.admin()
+        sid = await self._drbd_server()
+        pnode, snodes = await self._nodes(sid)
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action", {"os-migrateLive": {
+            "host": None, "block_migration": False, "disk_over_commit": False}})
+        self.assertEqual(code, 403, body)
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action", {"os-migrateLive": {
+            "host": "elsewhere", "block_migration": False, "disk_over_commit": False}},
+            token=root)
+        self.assertEqual(code, 400, body)
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action", {"os-migrateLive": {
+            "host": s.backend.clustername, "block_migration": False,
+            "disk_over_commit": False}}, token=root)
+        self.assertEqual(code, 202, body)
+        _, body, _ = await self.call("GET", f"/servers/{sid}")
+        self.assertEqual(body["server"]["status"], "MIGRATING")
+        await self.settle(sid)
+        self.assertEqual(await self._nodes(sid), (snodes[0], [pnode]))
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action", {"migrate": None},
+                                        token=root)
+        self.assertEqual(code, 202, body)
+        await self.settle(sid)
+        self.assertEqual((await self._nodes(sid))[0], pnode)
+        _, body, _ = await self.call("GET", f"/servers/{sid}")
+        self.assertEqual(body["server"]["status"], "ACTIVE")
+        code, body, _ = await self.call("GET", "/os-migrations", token=root)
+        self.assertEqual(code, 200)
+        self.assertEqual([(m["instance_uuid"], m["status"], m["source_node"])
+                          for m in body["migrations"]],
+                         [(sid, "completed", snodes[0]), (sid, "completed", pnode)])
+        self.assertIsNotNone(body["migrations"][0]["updated_at"])
+        code, _, _ = await self.call("GET", "/os-migrations")
+        self.assertEqual(code, 403)
+        _, body, _ = await self.call("GET", f"/servers/{sid}/os-instance-actions")
+        self.assertEqual([a["action"] for a in body["instanceActions"]],
+                         ["migrate", "live-migration", "create"])
+
+    async def test_a_template_that_cannot_move(self):
+        """A server on a file disk cannot migrate: Ganeti's job fails, the
+        migration shows error and the server stays ACTIVE; evacuate answers
+        200 with an empty body."""
+        s = self.stack
+        _, root = await s.admin()
+        sid, _ = await self.create()
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action", {"os-migrateLive": {
+            "host": None, "block_migration": False, "disk_over_commit": False}}, token=root)
+        self.assertEqual(code, 202, body)
+        await self.settle(sid)
+        _, body, _ = await self.call("GET", f"/os-migrations?instance_uuid={sid}", token=root)
+        self.assertEqual([m["status"] for m in body["migrations"]], ["error"])
+        _, body, _ = await self.call("GET", f"/servers/{sid}")
+        self.assertEqual(body["server"]["status"], "ACTIVE")
+        code, body, _ = await self.call("POST", f"/servers/{sid}/action",
+                                        {"evacuate": {"onSharedStorage": True}}, token=root)
+        self.assertEqual((code, body), (200, {}))
+        await self.settle(sid)

@@ -487,7 +487,7 @@ class NovaServerCallsTests(unittest.TestCase):
     async def test_inject_network_info_and_deleted_servers(self):
         """injectNetworkInfo is 202 for administrators (nothing to inject:
         guests take DHCP) and 403 for users; an action this cloud does not
-        offer on a deleted server is 404 in Nova's dialect."""
+        offer is 501, and on a deleted server 404 in Nova's dialect."""
         s = self.stack
         sid = await self._create()
         _, root_token = await s.admin()
@@ -496,9 +496,11 @@ class NovaServerCallsTests(unittest.TestCase):
         self.assertEqual(code, 202)
         code, _, _ = await s.call("POST", act, self.token, {"injectNetworkInfo": None})
         self.assertEqual(code, 403)
-        code, _, _ = await s.call("POST", act, self.token, {"rebuild": {"imageRef": "x"}})
+        code, _, _ = await s.call("POST", act, self.token, {"changePassword": {
+            "adminPass": "x"}})
         self.assertEqual(code, 501)
         await s.call("DELETE", f"{self.v21}/servers/{sid}", self.token)
         await s.follow((await s.server(int(sid))).task_job_id)
-        code, _, _ = await s.call("POST", act, self.token, {"rebuild": {"imageRef": "x"}})
-        self.assertEqual(code, 404)
+        for action in ({"rebuild": {"imageRef": "x"}}, {"changePassword": {"adminPass": "x"}}):
+            code, _, _ = await s.call("POST", act, self.token, action)
+            self.assertEqual(code, 404, action)

@@ -1,4 +1,6 @@
--- Nova's server groups: a project's named set of servers with one placement
+-- Nova's server groups, instance actions and migrations.
+--
+-- Server groups: a project's named set of servers with one placement
 -- policy (affinity, anti-affinity and their soft variants); a server is in
 -- at most one group, given when it is created.
 CREATE TABLE cyclades_server_groups (
@@ -40,3 +42,19 @@ CREATE TABLE cyclades_job_events (
     result      text,
     PRIMARY KEY (server_id, job_id, opcode)
 );
+
+-- Moves of servers between the Ganeti nodes of their cluster that an
+-- administrator asked for (Nova's os-migrations): live migration, cold
+-- migration (failover) and evacuation; their state is their job's events.
+CREATE TABLE cyclades_migrations (
+    id              bigserial PRIMARY KEY,
+    server_id       bigint NOT NULL REFERENCES cyclades_servers (id) ON DELETE CASCADE,
+    job_id          bigint,
+    kind            text NOT NULL,          -- live-migration, migration, evacuation
+    source_compute  text NOT NULL,          -- the backend (cluster name)
+    source_node     text,                   -- the Ganeti node it left
+    dest_node       text,                   -- the node asked for (NULL: Ganeti chose)
+    flavor_id       integer NOT NULL,
+    created         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX cyclades_migrations_server ON cyclades_migrations (server_id);
