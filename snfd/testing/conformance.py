@@ -129,21 +129,10 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
     (_CP + r"servers\.test_server_actions\.ServerActionsTestOtherA\."
      r"test_remove_server_all_security_groups\b",
      "No security groups: a server's NICs are filtered by firewall profiles (Synnefo's)."),
-    (_CP + r"admin\.test_servers\.ServersAdminTestJSON\.test_rebuild_server_in_error_state\b",
-     "Not yet: rebuild (a Ganeti reinstall job) is not served (501)."),
     (_NT + r"test_ports\.PortsTestJSON\.test_port_list_filter_by_router_id\b",
      "Creates a router: there are no routers (a Synnefo network is an L2 segment)."),
     (_NT + r"admin\.test_ports\.",
      "Port bindings (binding:host_id, vif_type, vif_details) are Ganeti's, not exposed."),
-    (_CP + r"servers\.test_server_group\.",
-     "Not yet: server groups (os-server-groups, affinity/anti-affinity and the"
-     " group scheduler hint) are not served (issue 21)."),
-    (_CP + r"servers\.test_instance_actions\.",
-     "Not yet: instance actions (os-instance-actions, a per-server record of"
-     " actions by request id) are not kept (issue 21)."),
-    (_CP + r"servers\.test_server_actions\.ServerActions(TestJSON|TestOtherA)\."
-     r"test_rebuild_server(_in_stop_state)?\b",
-     "Not yet: rebuild (a Ganeti reinstall job) is not served (501)."),
 )
 
 
@@ -323,7 +312,9 @@ shelve_migrate = false
 # Rescue boots another image; Nova's RESCUE status is not mapped yet.
 rescue = false
 stable_rescue = false
-# Migration is an administrator's Ganeti job, not served through Nova yet.
+# Migration moves a server between the Ganeti nodes of its cluster (Ganeti's
+# migrate/failover); tempest's migration tests need two compute hosts and
+# expect the host to change, and a host here is a whole cluster.
 cold_migration = false
 live_migration = false
 live_migrate_back_and_forth = false
