@@ -138,6 +138,30 @@ class GanetiRapi:
         return _expect(self.cluster,
                        await self._call("GET", "/2/nodes", params=[("bulk", "1")]), list)
 
+    async def cluster_tags(self) -> list[str]:
+        """``GET /2/tags``: the cluster's tags."""
+        answer = _expect(self.cluster, await self._call("GET", "/2/tags"), list)
+        return [str(tag) for tag in answer]
+
+    async def add_cluster_tags(self, tags: list[str], dry_run: bool = False) -> int:
+        """``PUT /2/tags?tag=..&tag=..`` (OP_TAGS_SET kind cluster); job id.
+
+        A tag ``htools:iextags:<prefix>`` makes every instance tag that
+        starts with ``<prefix>`` (a plain string prefix: ``htools:iextags:svc``
+        covers ``svc:dns`` and ``svcdns``) an exclusion tag: the iallocator
+        then puts no new instance on a node whose primary instances (running
+        or not) carry one of its exclusion tags; when no node is left the
+        create fails "... failure reasons: FailTags: <nodes>"
+        (insufficient_resources).  An explicit ``pnode`` bypasses this."""
+        params = [("tag", t) for t in tags]
+        if dry_run:
+            params.append(("dry-run", "1"))
+        return await self._job_id("PUT", "/2/tags", params=params)
+
+    async def delete_cluster_tags(self, tags: list[str]) -> int:
+        """``DELETE /2/tags?tag=..`` (OP_TAGS_DEL kind cluster); job id."""
+        return await self._job_id("DELETE", "/2/tags", params=[("tag", t) for t in tags])
+
     # -- instances -------------------------------------------------------
     async def instances(self) -> list[dict[str, Any]]:
         """``GET /2/instances?bulk=1``."""
@@ -202,6 +226,60 @@ class GanetiRapi:
         ``depends``...).  NIC changes are ``[["add", {...}]]``,
         ``[["remove", <index|name|uuid>, {}]]`` or ``[["modify", ident, {...}]]``."""
         return await self._job_id("PUT", _instance(name, "modify"), body=params)
+
+    async def reinstall(self, name: str, os: str, osparams: dict[str, Any] | None = None,
+                        start: bool = True) -> int:
+        """``POST /2/instances/<name>/reinstall`` (``instance-reinstall-reqv1``
+        body ``{"os", "start", "osparams"}``); job id.
+
+        Ganeti makes ONE job of it: OP_INSTANCE_SHUTDOWN (succeeds on a
+        stopped instance too), OP_INSTANCE_REINSTALL (re-runs the OS create
+        script; fails "Instance 'x' has no disks", wrong_input, on a
+        diskless instance, after the shutdown already stopped it), and
+        OP_INSTANCE_STARTUP when ``start``.  An op that fails leaves the
+        following ones ``error`` "Preceding opcode failed".
+
+        ``osparams`` REPLACE the instance's OS parameters, they are not
+        merged; None (left out of the body) leaves the instance with none
+        at all, so pass the full set every time.  Keys the OS does not
+        declare fail the reinstall op (OpExecError).
+        """
+        body: dict[str, Any] = {"os": os, "start": bool(start)}
+        if osparams is not None:
+            body["osparams"] = dict(osparams)
+        return await self._job_id("POST", _instance(name, "reinstall"), body=body)
+
+    async def migrate(self, name: str, mode: str | None = None,
+                      target_node: str | None = None, cleanup: bool = False,
+                      allow_failover: bool = False) -> int:
+        """``PUT /2/instances/<name>/migrate`` (OP_INSTANCE_MIGRATE); job id.
+
+        ``mode`` is "live" or "non-live" (None: the hypervisor's default);
+        ``target_node`` only for shared-storage and diskless instances
+        (None: the cluster's iallocator picks one), a drbd instance always
+        moves to its secondary.  Refusals come in the job: file and plain
+        instances ("Instance's disk layout 'file' does not allow
+        migrations", wrong_state), the primary as target (wrong_state), no
+        other node fitting (insufficient_resources), a stopped instance
+        without ``allow_failover`` (wrong_state).
+        """
+        body: dict[str, Any] = {"cleanup": bool(cleanup),
+                                "allow_failover": bool(allow_failover)}
+        if mode is not None:
+            body["mode"] = mode
+        if target_node is not None:
+            body["target_node"] = target_node
+        return await self._job_id("PUT", _instance(name, "migrate"), body=body)
+
+    async def failover(self, name: str, target_node: str | None = None,
+                       ignore_consistency: bool = False) -> int:
+        """``PUT /2/instances/<name>/failover`` (OP_INSTANCE_FAILOVER: stop on
+        the primary, start on the target); job id.  Targets and refusals as
+        for ``migrate``."""
+        body: dict[str, Any] = {"ignore_consistency": bool(ignore_consistency)}
+        if target_node is not None:
+            body["target_node"] = target_node
+        return await self._job_id("PUT", _instance(name, "failover"), body=body)
 
     async def add_tags(self, name: str, tags: list[str]) -> int:
         """``PUT /2/instances/<name>/tags?tag=..&tag=..``; job id."""

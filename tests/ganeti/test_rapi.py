@@ -384,6 +384,73 @@ class NetworkCallTests(RapiTestCase):
                           "depends": [[21, ["success", "error"]]]})
 
 
+class MoveAndReinstallCallTests(RapiTestCase):
+    async def test_reinstall_body(self) -> None:
+        """reinstall POSTs the instance-reinstall-reqv1 body: os and start
+        always, osparams only when given (as a copy); the answer is the id
+        of the one job Ganeti makes of it."""
+        path = "/2/instances/snf%201/reinstall"
+        self.fake.answer("POST", path, (200, 31), (200, 32))
+        rapi = self.rapi()
+        osparams = {"img_id": "pithos://u/img", "img_format": "diskdump"}
+        self.assertEqual(await rapi.reinstall("snf 1", "snf-image+default", osparams), 31)
+        self.assertEqual(await rapi.reinstall("snf 1", "snf-image+default", start=False), 32)
+        first, second = self.fake.calls("POST", path)
+        self.assertEqual(first["content_type"], "application/json")
+        self.assertEqual(first["body"], {"os": "snf-image+default", "start": True,
+                                         "osparams": osparams})
+        self.assertEqual(second["body"], {"os": "snf-image+default", "start": False})
+        self.assertEqual(first["args"], [])
+
+    async def test_migrate_and_failover_bodies(self) -> None:
+        """migrate PUTs cleanup and allow_failover always, mode and
+        target_node when given; failover ignore_consistency and target_node
+        when given; both return the job id."""
+        base = "/2/instances/snf-1"
+        self.fake.answer("PUT", base + "/migrate", (200, 41), (200, 42))
+        self.fake.answer("PUT", base + "/failover", (200, 43), (200, 44))
+        rapi = self.rapi()
+        self.assertEqual(await rapi.migrate("snf-1"), 41)
+        self.assertEqual(await rapi.migrate("snf-1", mode="non-live", target_node="node2",
+                                            cleanup=True, allow_failover=True), 42)
+        self.assertEqual(await rapi.failover("snf-1"), 43)
+        self.assertEqual(await rapi.failover("snf-1", target_node="node2",
+                                             ignore_consistency=True), 44)
+        plain, full = self.fake.calls("PUT", base + "/migrate")
+        self.assertEqual(plain["body"], {"cleanup": False, "allow_failover": False})
+        self.assertEqual(full["body"], {"cleanup": True, "allow_failover": True,
+                                        "mode": "non-live", "target_node": "node2"})
+        plain, full = self.fake.calls("PUT", base + "/failover")
+        self.assertEqual(plain["body"], {"ignore_consistency": False})
+        self.assertEqual(full["body"], {"ignore_consistency": True, "target_node": "node2"})
+
+    async def test_cluster_tags(self) -> None:
+        """Cluster tags are read with GET /2/tags, added with PUT and removed
+        with DELETE /2/tags?tag=..; dry_run adds dry-run=1."""
+        self.fake.answer("GET", "/2/tags", (200, ["htools:iextags:svc"]))
+        self.fake.answer("PUT", "/2/tags", (200, 51), (200, 52))
+        self.fake.answer("DELETE", "/2/tags", (200, 53))
+        rapi = self.rapi()
+        self.assertEqual(await rapi.cluster_tags(), ["htools:iextags:svc"])
+        self.assertEqual(await rapi.add_cluster_tags(["htools:iextags:svc", "a b"]), 51)
+        self.assertEqual(await rapi.add_cluster_tags(["snf:eventd:heartbeat"],
+                                                     dry_run=True), 52)
+        self.assertEqual(await rapi.delete_cluster_tags(["htools:iextags:svc"]), 53)
+        added, heartbeat = self.fake.calls("PUT", "/2/tags")
+        self.assertEqual(added["args"], [("tag", "htools:iextags:svc"), ("tag", "a b")])
+        self.assertIsNone(added["body"])
+        self.assertEqual(heartbeat["args"], [("tag", "snf:eventd:heartbeat"),
+                                             ("dry-run", "1")])
+        self.assertEqual(self.fake.calls("DELETE", "/2/tags")[0]["args"],
+                         [("tag", "htools:iextags:svc")])
+
+    async def test_cluster_tags_not_a_list(self) -> None:
+        """An answer to GET /2/tags that is not a list is RapiUnavailable."""
+        self.fake.answer("GET", "/2/tags", (200, {"tags": []}))
+        with self.assertRaises(RapiUnavailable):
+            await self.rapi().cluster_tags()
+
+
 class RapiPoolTests(unittest.TestCase):
     def test_equal_targets_share_a_client(self) -> None:
         """Equal targets get the same client; changed settings a new one."""
