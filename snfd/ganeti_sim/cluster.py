@@ -29,6 +29,15 @@ first free one) and the group's mode/link, and a removed NIC or instance
 gives its address back.  ``state.json`` keeps the networks and the group's
 connections with the instances.
 
+Reinstalls, migrations and failovers behave as Ganeti 3.0.2's (see
+``snfd.ganeti_sim.instances``): a RAPI reinstall is one job of shutdown,
+reinstall and startup that replaces the instance's OS parameters; drbd
+instances swap primary and secondary, diskless and ext ones move to a
+target node or the iallocator's pick, file and plain ones are refused.
+The iallocator honours exclusion tags (cluster tags
+``htools:iextags:<prefix>``) and reports one failure reason per node, as
+hail does.
+
 What differs from a real cluster, on purpose: instance names never resolve
 (``name_check`` must be false, as Cyclades sends it); there is one node
 group; only ``mode: create`` is supported; the fake hypervisor never boots
@@ -74,6 +83,9 @@ _ADMIN_COMMANDS = {
     "OP_TAGS_SET": "add-tags",
     "OP_TAGS_DEL": "remove-tags",
     "OP_INSTANCE_QUERY_DATA": "info",
+    "OP_INSTANCE_REINSTALL": "reinstall",
+    "OP_INSTANCE_MIGRATE": "migrate",
+    "OP_INSTANCE_FAILOVER": "failover",
 }
 
 

@@ -97,6 +97,9 @@ def prepare(config: ClusterConfig, op: dict[str, Any], now: Callable[[], float])
         "OP_INSTANCE_SHUTDOWN": _prepare_shutdown,
         "OP_INSTANCE_REBOOT": _prepare_reboot,
         "OP_INSTANCE_SET_PARAMS": _prepare_set_params,
+        "OP_INSTANCE_REINSTALL": _prepare_reinstall,
+        "OP_INSTANCE_MIGRATE": _prepare_migration,
+        "OP_INSTANCE_FAILOVER": _prepare_migration,
         "OP_TAGS_SET": _prepare_tags,
         "OP_TAGS_DEL": _prepare_tags,
         "OP_INSTANCE_QUERY_DATA": _prepare_query_data,
@@ -171,53 +174,146 @@ def _group_repr(config: ClusterConfig) -> str:
             f" 'mtime': {config.ctime}, 'uuid': '{config.group_uuid}', 'tags': []}}")
 
 
-def _node_failures(config: ClusterConfig, node: str, memory: int, vcpus: int,
-                   disks: list[int], usage: int, template: str) -> list[str]:
-    """The iallocator's reasons why ``node`` cannot take the instance."""
-    reasons = []
-    mem_low, mem_high = _policy_range(config, "memory-size")
-    if not mem_low <= memory <= mem_high or config.mfree(node) < memory:
-        reasons.append("FailMem")
-    disk_low, disk_high = _policy_range(config, "disk-size")
-    if template != "diskless":
-        if any(not disk_low <= size <= disk_high for size in disks) \
-                or config.dfree(node) < usage:
-            reasons.append("FailDisk")
-        count_low, count_high = _policy_range(config, "disk-count")
-        if not count_low <= len(disks) <= count_high:
-            reasons.append("FailDiskCount")
-    cpu_low, cpu_high = _policy_range(config, "cpu-count")
+#: htools' failure modes, in the order its messages list them.
+FAIL_MODES = ("FailMem", "FailDisk", "FailCPU", "FailN1", "FailTags", "FailMig",
+              "FailDiskCount", "FailSpindles", "FailInternal")
+#: A cluster tag ``htools:iextags:<prefix>`` makes instance tags starting
+#: with ``<prefix>`` exclusion tags.
+EXTAGS_PREFIX = "htools:iextags:"
+
+
+@attrs.frozen
+class Demand:
+    """What an instance asks of a node, as the iallocator sees it.
+
+    ``running`` False (a stopped instance being moved) leaves its memory
+    out of the node's free memory check, not out of the policy check.
+    """
+
+    memory: int
+    vcpus: int
+    disks: tuple[int, ...]
+    usage: int
+    template: str
+    tags: tuple[str, ...] = ()
+    running: bool = True
+
+
+def exclusion_tags(config: ClusterConfig, tags: list[str] | tuple[str, ...]) -> set[str]:
+    """The tags among ``tags`` that the cluster's ``htools:iextags:<prefix>``
+    tags make exclusion tags.
+
+    As htools 3.0's ``updateExclTags`` does it, ``<prefix>`` is matched as a
+    plain string prefix: ``htools:iextags:svc`` covers ``svc:dns`` and also
+    ``svcdns`` (the hbal man page speaks of ``svc:*`` only).
+    """
+    prefixes = [t[len(EXTAGS_PREFIX):] for t in config.tags if t.startswith(EXTAGS_PREFIX)]
+    prefixes = [prefix for prefix in prefixes if prefix]
+    return {tag for tag in tags if any(tag.startswith(prefix) for prefix in prefixes)}
+
+
+def _node_failure(config: ClusterConfig, node: str, demand: Demand,
+                  moving: str | None = None) -> str | None:
+    """The iallocator's reason why ``node`` cannot take the instance, or
+    None when it can.
+
+    Like hail, one reason per node, the first check that fails: the
+    instance policy (below the minimum, then above the maximum: memory,
+    each disk, CPUs, disk count; then the disk template), then the node
+    (free memory, free disk, the vCPU ratio, exclusion tags).  ``moving``
+    names an instance being relocated, left out of the node's tag count.
+    """
+    minmax = config.ipolicy["minmax"][0]
+    for bound, outside in ((minmax["min"], lambda value, limit: value < limit),
+                           (minmax["max"], lambda value, limit: value > limit)):
+        if outside(demand.memory, bound["memory-size"]):
+            return "FailMem"
+        if any(outside(size, bound["disk-size"]) for size in demand.disks):
+            return "FailDisk"
+        if outside(demand.vcpus, bound["cpu-count"]):
+            return "FailCPU"
+        if demand.template != "diskless" and outside(len(demand.disks), bound["disk-count"]):
+            return "FailDiskCount"
+    if demand.template not in config.ipolicy.get("disk-templates", [demand.template]):
+        return "FailDisk"
+    if demand.running and config.mfree(node) < demand.memory:
+        return "FailMem"
+    if demand.template != "diskless" and config.dfree(node) < demand.usage:
+        return "FailDisk"
     ratio = config.ipolicy.get("vcpu-ratio", 4.0)
-    if not cpu_low <= vcpus <= cpu_high or \
-            config.vcpus_used(node) + vcpus > config.nodes[node].cpus * ratio:
-        reasons.append("FailCPU")
-    return reasons
+    if config.vcpus_used(node) + demand.vcpus > config.nodes[node].cpus * ratio:
+        return "FailCPU"
+    wanted = exclusion_tags(config, demand.tags)
+    if wanted:
+        present = set()
+        for inst in config.primaries(node):
+            if inst.name != moving:
+                present |= exclusion_tags(config, inst.tags)
+        if wanted & present:
+            return "FailTags"
+    return None
 
 
-def _allocate(config: ClusterConfig, iallocator: str, memory: int, vcpus: int,
-              disks: list[int], usage: int, template: str) -> list[str]:
+def _usable_nodes(config: ClusterConfig) -> list[str]:
+    return [n.name for n in config.nodes.values()
+            if n.vm_capable and not n.offline and not n.drained]
+
+
+def _allocate(config: ClusterConfig, iallocator: str, demand: Demand) -> list[str]:
     """Nodes for a new instance as a simple iallocator picks them: the
-    usable nodes that fit, most free memory first; drbd takes two."""
-    usable = [n.name for n in config.nodes.values()
-              if n.vm_capable and not n.offline and not n.drained]
+    usable nodes that fit, most free memory first; drbd takes two.
+
+    A refusal lists, as hail does, how many nodes failed for each reason
+    (one reason per node), in htools' order of failure modes."""
+    usable = _usable_nodes(config)
     counts: dict[str, int] = {}
     fitting = []
     for node in usable:
-        reasons = _node_failures(config, node, memory, vcpus, disks, usage, template)
-        for reason in reasons:
-            counts[reason] = counts.get(reason, 0) + 1
-        if not reasons:
+        reason = _node_failure(config, node, demand)
+        if reason is None:
             fitting.append(node)
-    wanted = 2 if template == "drbd" else 1
+        else:
+            counts[reason] = counts.get(reason, 0) + 1
+    wanted = 2 if demand.template == "drbd" else 1
     fitting.sort(key=lambda n: (-config.mfree(n), n))
     if len(fitting) >= wanted:
         return fitting[:wanted]
     if not counts:
         counts["FailN1"] = max(1, len(usable))
-    text = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+    text = ", ".join(f"{reason}: {counts[reason]}" for reason in FAIL_MODES
+                     if reason in counts)
     raise prereq(
         f"Can't compute nodes using iallocator '{iallocator}': Request failed: Group default"
         f" (preferred): No valid allocation solutions, failure reasons: {text}", ECODE_NORES)
+
+
+def _relocate(config: ClusterConfig, iallocator: str, inst: Instance) -> str:
+    """A new primary node for ``inst`` (a shared-storage or diskless
+    instance being migrated or failed over), as hail's relocation picks
+    it: another usable node that fits, most free memory first.
+
+    A refusal names each node tried and why (hail's "Can't find any good
+    node:" followed by `` Node <name> failed: <reason>;`` per node, nothing
+    when there is no other node)."""
+    be = inst.filled_beparams()
+    demand = Demand(memory=be["maxmem"], vcpus=be["vcpus"],
+                    disks=tuple(d.size for d in inst.disks), usage=inst.disk_usage(),
+                    template=inst.disk_template, tags=tuple(inst.tags),
+                    running=inst.oper_state)
+    failures = []
+    fitting = []
+    for node in _usable_nodes(config):
+        if node == inst.pnode:
+            continue
+        reason = _node_failure(config, node, demand, moving=inst.name)
+        if reason is None:
+            fitting.append(node)
+        else:
+            failures.append(f" Node {node} failed: {reason};")
+    if fitting:
+        return sorted(fitting, key=lambda n: (-config.mfree(n), n))[0]
+    raise prereq(f"Can't compute nodes using iallocator '{iallocator}': Request failed:"
+                 f" Can't find any good node: {''.join(failures)}", ECODE_NORES)
 
 
 def _prepare_create(config: ClusterConfig, op: dict[str, Any],
@@ -489,7 +585,9 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
                 raise prereq(f"Can't compute nodes using iallocator '{iallocator}': Request"
                              f" failed: group {ClusterConfig.GROUP} is not connected to a"
                              f" network required by instance {name}", ECODE_NORES)
-        nodes = _allocate(config, iallocator, memory, vcpus, disk_sizes, usage, template)
+        demand = Demand(memory=memory, vcpus=vcpus, disks=tuple(disk_sizes), usage=usage,
+                        template=template, tags=tuple(op.get("tags") or []))
+        nodes = _allocate(config, iallocator, demand)
         yield (f" - INFO: Selected nodes for instance {name} via iallocator {iallocator}:"
                f" {', '.join(nodes)}")
     op["pnode"] = nodes[0]
@@ -637,6 +735,243 @@ def _prepare_reboot(config: ClusterConfig, op: dict[str, Any],
         inst.touch(now())
         return None
     return _simple_plan(config, op, run)
+
+
+# -- reinstall ----------------------------------------------------------------
+
+def _prepare_reinstall(config: ClusterConfig, op: dict[str, Any],
+                       now: Callable[[], float]) -> Plan:
+    """``LUInstanceReinstall``: re-run the OS create script of a stopped
+    instance that has disks, optionally with another OS.
+
+    The instance's OS parameters become exactly ``osparams`` (not merged
+    with the old ones; none given leaves ``{}``), as Ganeti 3.0 stores
+    them.  RAPI's reinstall wraps this op between a shutdown and, unless
+    ``start`` is false, a startup (see ``rapi``)."""
+    def run(o: dict[str, Any]) -> Steps:
+        inst = _existing(config, o["instance_name"])
+        if not inst.disks:
+            raise prereq(f"Instance '{inst.name}' has no disks", ECODE_INVAL)
+        if inst.admin_state != "down":
+            raise prereq(f"Instance '{inst.name}' is marked to be {inst.admin_state},"
+                         " cannot reinstall", ECODE_STATE)
+        if inst.oper_state:
+            raise prereq(f"Instance {inst.name} is running, cannot reinstall", ECODE_STATE)
+        for key in ("osparams", "osparams_private", "osparams_secret"):
+            o[key] = o.get(key) or {}
+        os_type = o.get("os_type")
+        wanted = os_type or inst.os
+        if wanted not in config.oses:
+            raise OpError("OpExecError",
+                          f"OS Parameters validation failed on node {inst.pnode}: Directory"
+                          f" for OS {wanted.split('+')[0]} not found in search path")
+        if _dry_run(o):
+            yield DRY_RUN_MESSAGE
+            return None
+        if os_type is not None:
+            yield f"Changing OS scripts to '{os_type}'..."
+            inst.os = os_type
+            inst.touch(now())
+        inst.osparams = dict(o["osparams"])
+        inst.touch(now())
+        # The OS create script runs again on the primary node.
+        yield " - INFO: Running instance OS create scripts..."
+        return None
+    return _simple_plan(config, op, run)
+
+
+# -- migrate / failover ---------------------------------------------------------
+
+#: Templates whose disks another node can reach: Ganeti's DTS_MIRRORED.
+#: drbd is mirrored internally (to its secondary), the rest externally
+#: (to any node: ``target_node`` or the iallocator's choice).
+_INT_MIRROR = frozenset({"drbd"})
+_EXT_MIRROR = frozenset({"diskless", "ext", "sharedfile", "rbd", "blockdev", "gluster"})
+
+
+def _prepare_migration(config: ClusterConfig, op: dict[str, Any],
+                       now: Callable[[], float]) -> Plan:
+    """``LUInstanceMigrate`` / ``LUInstanceFailover`` (``TLMigrateInstance``).
+
+    drbd instances swap primary and secondary; diskless and
+    shared-storage ones move to ``target_node`` or to the node the
+    iallocator picks; file and plain ones are refused ("Instance's disk
+    layout 'file' does not allow migrations", wrong_state), as is a move
+    onto the instance's own primary node.  The texts are Ganeti 3.0.2's.
+    """
+    target = op.get("target_node")
+    plan = _simple_plan(config, op, lambda o: _run_migration(config, o, now))
+    if target is not None:
+        if target not in config.nodes:
+            raise prereq(f"Node '{target}' not known", ECODE_NOENT)
+        plan = attrs.evolve(plan, fill={**plan.fill,
+                                        "target_node_uuid": config.nodes[target].uuid})
+    return plan
+
+
+def _run_migration(config: ClusterConfig, o: dict[str, Any],
+                   now: Callable[[], float]) -> Steps:
+    inst = _existing(config, o["instance_name"])
+    failover = o["OP_ID"] == "OP_INSTANCE_FAILOVER"
+    fallback = bool(o.get("allow_failover"))
+    cleanup = bool(o.get("cleanup"))
+    if not cleanup and inst.admin_state != "up" and not failover and fallback:
+        yield (" - INFO: Instance is marked down or offline, fallback allowed, switching"
+               " to failover")
+        failover = True
+    template = inst.disk_template
+    if template not in _INT_MIRROR | _EXT_MIRROR:
+        raise prereq(f"Instance's disk layout '{template}' does not allow"
+                     f" {'failovers' if failover else 'migrations'}", ECODE_STATE)
+    if template in _EXT_MIRROR:
+        if o.get("target_node") is not None and o.get("iallocator") is not None:
+            raise prereq("Do not specify both, iallocator and node", ECODE_INVAL)
+        if o.get("target_node") is None and o.get("iallocator") is None:
+            o["iallocator"] = config.iallocator
+        if o.get("iallocator") is not None:
+            target = _relocate(config, o["iallocator"], inst)
+            yield (f" - INFO: Selected nodes for instance {inst.name} via iallocator"
+                   f" {o['iallocator']}: {target}")
+        else:
+            target = o["target_node"]
+        if target == inst.pnode:
+            raise prereq(f"Cannot migrate instance {inst.name} to its primary ({inst.pnode})",
+                         ECODE_STATE)
+    else:
+        target = inst.snodes[0]
+        if o.get("iallocator") is not None or o.get("target_node") not in (None, target):
+            raise prereq(f"Instances with disk types {template} cannot be"
+                         f" {'failed over' if failover else 'migrated'} to arbitrary nodes"
+                         " (neither an iallocator nor a target node can be passed)",
+                         ECODE_INVAL)
+    be = inst.filled_beparams()
+    if not cleanup and (not failover or inst.admin_state == "up"):
+        free = config.mfree(target)
+        if free < be["minmem"]:
+            raise prereq(f"Not enough memory on node {target} for migrating instance"
+                         f" {inst.name}: needed {be['minmem']} MiB, available {free} MiB",
+                         ECODE_NORES)
+    else:
+        yield (" - INFO: Not checking memory on the secondary node as instance will not"
+               " be started")
+    if not cleanup and not failover and be.get("always_failover"):
+        yield " - INFO: Instance configured to always failover; fallback to failover"
+        failover = True
+    if not cleanup:
+        if config.nodes[target].drained:
+            raise prereq(f"Can't use drained node {target}", ECODE_STATE)
+        if not failover and not inst.oper_state:
+            if fallback:
+                yield " - INFO: Can't migrate, instance offline, fallback to failover"
+                failover = True
+            else:
+                raise prereq(f"Can't migrate, please use failover: Instance {inst.name} is"
+                             " not running", ECODE_STATE)
+    if not failover:
+        if o.get("live") is not None and o.get("mode") is not None:
+            raise prereq("Only one of the 'live' and 'mode' parameters are accepted",
+                         ECODE_INVAL)
+        if o.get("live") is not None:
+            o["mode"] = "live" if o["live"] else "non-live"
+            o["live"] = None
+        elif o.get("mode") is None:
+            o["mode"] = inst.hvparams.get("migration_mode", "live")
+    if _dry_run(o):
+        yield DRY_RUN_MESSAGE
+        return None
+    if failover:
+        yield from _failover_steps(inst, target)
+    elif cleanup:
+        yield from _cleanup_steps(inst, target)
+    else:
+        yield from _migrate_steps(inst, target)
+    inst.touch(now())
+    return None
+
+
+def _move(inst: Instance, target: str) -> None:
+    """Make ``target`` the primary; a drbd instance's secondary becomes
+    the old primary."""
+    if inst.disk_template in _INT_MIRROR:
+        inst.snodes = [inst.pnode]
+    inst.pnode = target
+
+
+def _failover_steps(inst: Instance, target: str) -> Steps:
+    source = inst.pnode
+    yield f"Failover instance {inst.name}"
+    if inst.oper_state:
+        yield "* checking disk consistency between source and target"
+    else:
+        yield "* not checking disk consistency as instance is not running"
+    yield "* shutting down instance on source node"
+    inst.stop()
+    if inst.disk_template in _EXT_MIRROR:
+        yield f"* closing instance disks on node {source}"
+    yield "* deactivating the instance's disks on source node"
+    _move(inst, target)
+    # Only an instance marked up is started again.
+    if inst.admin_state == "up":
+        yield f"* activating the instance's disks on target node {target}"
+        yield f"* starting the instance on the target node {target}"
+        inst.start()
+
+
+def _migrate_steps(inst: Instance, target: str) -> Steps:
+    source = inst.pnode
+    drbd = inst.disk_template in _INT_MIRROR
+    yield f"Migrating instance {inst.name}"
+    yield "* checking disk consistency between source and target"
+    yield f"* closing instance disks on node {target}"
+    if drbd:
+        yield "* changing into standalone mode"
+        yield "* changing disks into dual-master mode"
+        yield "* wait until resync is done"
+    yield f"* opening instance disks on node {source} in shared mode"
+    yield f"* opening instance disks on node {target} in shared mode"
+    yield f"* preparing {target} to accept the instance"
+    yield f"* migrating instance to {target}"
+    yield "* starting memory transfer"
+    yield "* memory transfer complete"
+    # The running instance keeps its memory and CPUs on the new node.
+    _move(inst, target)
+    yield f"* closing instance disks on node {source}"
+    if drbd:
+        yield "* wait until resync is done"
+        yield "* changing into standalone mode"
+        yield "* changing disks into single-master mode"
+        yield "* wait until resync is done"
+    else:
+        yield f"* opening instance disks on node {target} in exclusive mode"
+        if inst.disk_template == "ext":
+            names = ", ".join(str(d.name) for d in inst.disks)
+            yield f"* unmapping instance's disks {names} from {source}"
+    yield "* done"
+
+
+def _cleanup_steps(inst: Instance, target: str) -> Steps:
+    """A cleanup after a failed migration: simulated migrations never
+    fail half-way, so the instance is found where the configuration says."""
+    yield f"Migrating instance {inst.name}"
+    yield ("* checking where the instance actually runs (if this hangs, the hypervisor"
+           " might be in a bad state)")
+    if not inst.oper_state:
+        yield "* instance running on: "
+        raise OpError("OpExecError",
+                      "Instance does not seem to be running at all; in this case it's safer"
+                      " to repair by running 'gnt-instance stop' to ensure disk shutdown,"
+                      " and then restarting it")
+    yield f"* instance running on: {inst.pnode}"
+    yield f"* instance confirmed to be running on its primary node ({inst.pnode})"
+    yield f"* closing instance disks on node {target}"
+    if inst.disk_template in _INT_MIRROR:
+        yield "* wait until resync is done"
+        yield "* changing into standalone mode"
+        yield "* changing disks into single-master mode"
+        yield "* wait until resync is done"
+    else:
+        yield f"* opening instance disks on node {inst.pnode} in exclusive mode"
+    yield "* done"
 
 
 # -- set params ---------------------------------------------------------------

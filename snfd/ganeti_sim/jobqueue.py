@@ -468,11 +468,11 @@ class JobQueue:
         self._failures.setdefault(op_id, []).append(error)
 
     # -- submission and queries -------------------------------------------
-    def submit(self, ops: list[dict[str, Any]], source: tuple[str, str],
+    def submit(self, ops: list[dict[str, Any]], source: tuple[str, str] | None,
                ) -> tuple[int, defer.Deferred[None]]:
         """Queue a job of ``ops`` (submitted opcode dicts, see
         ``opcodes.fill``) from ``source`` (the reason trail's first entry,
-        e.g. ``("gnt:library:rlib2:instances", "")``).
+        e.g. ``("gnt:library:rlib2:instances", "")``; None for none).
 
         Returns the new job id and a Deferred that fires once the job file
         (and ``serial``) are on disk.
@@ -489,7 +489,8 @@ class JobQueue:
                 # A negative id is relative to this job's own (-1: the job before).
                 op["depends"] = [[dep + job_id if dep < 0 else dep, list(statuses)]
                                  for dep, statuses in op["depends"]]
-            opcodes.add_reason(op, source[0], source[1], source_ns, job_id, index, received_ns)
+            opcodes.add_reason(op, source[0] if source else None, source[1] if source else "",
+                               source_ns, job_id, index, received_ns)
             job_ops.append(Op(input=opcodes.submitted_input(op)))
         job = Job(id=job_id, ops=job_ops, received_timestamp=timestamp(now))
         self._jobs[job_id] = job
@@ -681,6 +682,9 @@ class JobQueue:
             await self._write(job)
             job.in_process = True
             job.process_id = self._pid
+            # The job process rewrites every op in its own key order.
+            for op in job.ops:
+                op.input = opcodes.loaded_input(op.input)
             for index, op in enumerate(job.ops):
                 ok = await self._run_op(job, index, op)
                 last = index == len(job.ops) - 1
@@ -689,10 +693,11 @@ class JobQueue:
                         if op.status == "canceled":
                             rest.status = "canceled"
                             rest.result = op.result
+                            rest.end_timestamp = op.end_timestamp
                         else:
+                            # Ganeti 3.0 leaves every timestamp of these null.
                             rest.status = "error"
                             rest.result = ["OpExecError", ["Preceding opcode failed"]]
-                        rest.end_timestamp = op.end_timestamp
                 if ok and op.status == "success" and op.input.get("OP_ID") != "OP_OS_DIAGNOSE":
                     self._persist()
                 if not ok or last:
@@ -758,7 +763,9 @@ class JobQueue:
                 except StopIteration as stop:
                     op.result = stop.value
                     break
-                op.log.append([len(op.log) + 1, self._ts(), "message", message])
+                # The log serial counts across the job's ops.
+                serial = sum(len(o.log) for o in job.ops) + 1
+                op.log.append([serial, self._ts(), "message", message])
                 await self._write(job)
             op.status = "success"
             return True

@@ -135,6 +135,40 @@ FIELDS: dict[str, tuple[_Field, ...]] = {
         ("ignore_secondaries", False, False),
         ("reboot_type", _REQUIRED, False),
     ),
+    "OP_INSTANCE_REINSTALL": (
+        ("instance_name", _REQUIRED, False),
+        ("instance_uuid", None, False),
+        ("force_variant", False, False),
+        ("os_type", None, False),
+        ("osparams", None, False),
+        ("osparams_private", None, False),
+        ("osparams_secret", None, False),
+    ),
+    "OP_INSTANCE_MIGRATE": (
+        ("instance_name", _REQUIRED, False),
+        ("instance_uuid", None, False),
+        ("mode", None, False),
+        ("live", None, False),
+        ("target_node", None, False),
+        ("target_node_uuid", None, False),
+        ("allow_runtime_changes", True, False),
+        ("ignore_ipolicy", False, False),
+        ("cleanup", False, False),
+        ("iallocator", None, False),
+        ("allow_failover", False, False),
+        ("ignore_hvversions", False, False),
+    ),
+    "OP_INSTANCE_FAILOVER": (
+        ("instance_name", _REQUIRED, False),
+        ("instance_uuid", None, False),
+        ("shutdown_timeout", 120, False),
+        ("ignore_consistency", False, False),
+        ("target_node", None, False),
+        ("target_node_uuid", None, False),
+        ("ignore_ipolicy", False, False),
+        ("cleanup", False, False),
+        ("iallocator", None, False),
+    ),
     "OP_INSTANCE_SET_PARAMS": (
         ("instance_name", _REQUIRED, False),
         ("instance_uuid", None, False),
@@ -221,6 +255,9 @@ CLASS_NAMES = {
     "OP_INSTANCE_SHUTDOWN": "OpInstanceShutdown",
     "OP_INSTANCE_REBOOT": "OpInstanceReboot",
     "OP_INSTANCE_SET_PARAMS": "OpInstanceSetParams",
+    "OP_INSTANCE_REINSTALL": "OpInstanceReinstall",
+    "OP_INSTANCE_MIGRATE": "OpInstanceMigrate",
+    "OP_INSTANCE_FAILOVER": "OpInstanceFailover",
     "OP_TAGS_SET": "OpTagsSet",
     "OP_TAGS_DEL": "OpTagsDel",
     "OP_INSTANCE_QUERY_DATA": "OpInstanceQueryData",
@@ -239,6 +276,9 @@ _SUMMARY_FIELD = {
     "OP_INSTANCE_SHUTDOWN": "instance_name",
     "OP_INSTANCE_REBOOT": "instance_name",
     "OP_INSTANCE_SET_PARAMS": "instance_name",
+    "OP_INSTANCE_REINSTALL": "instance_name",
+    "OP_INSTANCE_MIGRATE": "instance_name",
+    "OP_INSTANCE_FAILOVER": "instance_name",
     "OP_TEST_DELAY": "duration",
     "OP_NETWORK_ADD": "network_name",
     "OP_NETWORK_REMOVE": "network_name",
@@ -254,6 +294,7 @@ _KEEP_NULL = frozenset({"depends", "comment"})
 DISK_TEMPLATES = ("diskless", "file", "sharedfile", "plain", "drbd", "blockdev", "rbd", "ext",
                   "gluster")
 REBOOT_TYPES = ("soft", "hard", "full")
+MIGRATION_MODES = ("live", "non-live")
 CREATE_MODES = ("create", "import", "remote-import")
 TAG_KINDS = ("cluster", "instance", "node", "nodegroup", "network")
 
@@ -405,6 +446,14 @@ _CHECKS: dict[str, Any] = {
     "static": _is_bool,
     "kind": _one_of(TAG_KINDS),
     "name": _maybe(_is_name),
+    "mode": _maybe(_one_of(MIGRATION_MODES)),
+    "live": _maybe(_is_bool),
+    "target_node": _maybe(_is_name),
+    "allow_runtime_changes": _is_bool,
+    "cleanup": _is_bool,
+    "allow_failover": _is_bool,
+    "ignore_hvversions": _is_bool,
+    "ignore_consistency": _is_bool,
 }
 
 NIC_MODES = ("bridged", "routed", "openvswitch")
@@ -539,14 +588,18 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def add_reason(op: dict[str, Any], source: str, detail: str, source_ns: int,
+def add_reason(op: dict[str, Any], source: str | None, detail: str, source_ns: int,
                job_id: int, index: int, received_ns: int) -> None:
     """Set the reason trail as Ganeti records it: who submitted the job
     (``gnt:library:rlib2:<handler>`` or ``gnt:client:gnt-instance``), then
-    the opcode itself (``gnt:opcode:<name>`` with ``job=N;index=i``)."""
+    the opcode itself (``gnt:opcode:<name>`` with ``job=N;index=i``).
+
+    ``source`` None leaves the first entry out, as for the ops RAPI's
+    reinstall handler builds itself (they carry only ``gnt:opcode:...``)."""
     opname = op["OP_ID"][3:].lower()
-    op["reason"] = [[source, detail, source_ns],
-                    [f"gnt:opcode:{opname}", f"job={job_id};index={index}", received_ns]]
+    trail: list[list[Any]] = [] if source is None else [[source, detail, source_ns]]
+    trail.append([f"gnt:opcode:{opname}", f"job={job_id};index={index}", received_ns])
+    op["reason"] = trail
 
 
 def _own_keys(op: dict[str, Any]) -> list[str]:

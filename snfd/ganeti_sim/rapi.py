@@ -19,9 +19,17 @@ cluster):
   ``snfd.ganeti_sim.networks``); ``/2/groups[/<g>]`` show the one group;
   a body that names a parameter the path fixes (``network_name``) is a 400
   "Can't overwrite static parameters", as in Ganeti;
+* ``POST /2/instances/<n>/reinstall`` builds its ops itself, as Ganeti's
+  handler does: one job of OP_INSTANCE_SHUTDOWN, OP_INSTANCE_REINSTALL and
+  (``start``, default true) OP_INSTANCE_STARTUP, without ``dry_run`` and
+  with only ``gnt:opcode:...`` reasons; a wrongly typed ``os`` or
+  ``osparams`` is the queue daemon's 502.  ``PUT .../migrate`` and
+  ``.../failover`` submit OP_INSTANCE_MIGRATE / OP_INSTANCE_FAILOVER with
+  the body's parameters;
 * a known path with an unsupported method is 501; Ganeti resources the
   simulator does not implement (network modify and tags, group changes,
-  migrations...) are 501 with a message saying so; anything else is 404.
+  renames, disk operations...) are 501 with a message saying so; anything
+  else is 404.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ REALM = 'Basic realm="Ganeti Remote API"'
 _UNIMPLEMENTED = re.compile(
     r"^/2/(networks/[^/]+/(modify|tags)|groups/[^/]+/.+|filters|query|modify"
     r"|redistribute-config|instances-multi-alloc"
-    r"|instances/[^/]+/(reinstall|rename|migrate|failover|disk|activate-disks"
+    r"|instances/[^/]+/(rename|disk|activate-disks"
     r"|deactivate-disks|recreate-disks|replace-disks|export|prepare-export|snapshot)"
     r"|nodes/[^/]+/.+|jobs/\d+/wait)(/.*)?$")
 
@@ -114,6 +122,9 @@ class RapiResource(resource.Resource):
             (rf"/2/instances/{i}/shutdown", {"PUT": self._shutdown}),
             (rf"/2/instances/{i}/reboot", {"POST": self._reboot}),
             (rf"/2/instances/{i}/modify", {"PUT": self._modify}),
+            (rf"/2/instances/{i}/reinstall", {"POST": self._reinstall}),
+            (rf"/2/instances/{i}/migrate", {"PUT": self._migrate}),
+            (rf"/2/instances/{i}/failover", {"PUT": self._failover}),
             (rf"/2/instances/{i}/tags", {"GET": self._tags, "PUT": self._tags_add,
                                          "DELETE": self._tags_del}),
             (rf"/2/instances/{i}/console", {"GET": self._console}),
@@ -244,6 +255,18 @@ class RapiResource(resource.Resource):
         await written
         return job_id
 
+    async def _submit_ops(self, ops: list[tuple[str, dict[str, Any]]]) -> int:
+        """One job of several ops that the handler built itself: no
+        ``dry_run`` and no ``gnt:library:rlib2`` reason entry, as Ganeti's
+        reinstall handler submits them."""
+        try:
+            filled = [opcodes.fill(op_id, params) for op_id, params in ops]
+        except BodyError as e:
+            raise _bad_request(str(e)) from None
+        job_id, written = self._queue.submit(filled, None)
+        await written
+        return job_id
+
     # -- cluster --------------------------------------------------------------
     async def _version(self, request: Any, body: Any) -> Any:
         return 2
@@ -365,6 +388,54 @@ class RapiResource(resource.Resource):
             if isinstance(params.get(key), list):
                 params[key] = [_legacy_mod(m) for m in params[key]]
         return await self._submit("OP_INSTANCE_SET_PARAMS", params, "instances_name_modify")
+
+    async def _reinstall(self, request: Any, body: Any, name: str) -> Any:
+        """``instance-reinstall-reqv1``: ``{"os", "start", "osparams"}`` (or
+        the legacy ``?os=&nostartup=`` query) becomes one job: shutdown,
+        reinstall, and startup unless ``start`` is false."""
+        args: dict[bytes, list[bytes]] = request.args or {}
+        if body:
+            if args:
+                raise _bad_request("Can't combine query and body parameters")
+            data = body
+        elif args:
+            os_names = self._query(request, "os")
+            data = {"os": os_names[0] if os_names else None,
+                    "start": not self._flag(request, "nostartup")}
+        else:
+            data = {}
+        if not isinstance(data, dict):
+            raise _bad_request("Invalid body contents, not a dictionary")
+        start = data.get("start", True)
+        if not isinstance(start, bool):
+            raise _bad_request(f"'start' parameter: Type is '{type(start).__name__}', but"
+                               " 'bool' is expected")
+        os_type, osparams = data.get("os"), data.get("osparams")
+        # RAPI does not check these; the queue daemon refuses the job.
+        for key, value, kind, reads in (("os_type", os_type, str, "String"),
+                                        ("osparams", osparams, dict, "JSObject")):
+            if value is not None and not isinstance(value, kind):
+                raise RapiError(502, f"Failed to parse request: SubmitJob: Can't parse value"
+                                     f" for '{key}': Unable to read {reads}")
+        reinstall: dict[str, Any] = {"instance_name": name}
+        if os_type is not None:
+            reinstall["os_type"] = os_type
+        if osparams is not None:
+            reinstall["osparams"] = osparams
+        ops: list[tuple[str, dict[str, Any]]] = [
+            ("OP_INSTANCE_SHUTDOWN", {"instance_name": name}),
+            ("OP_INSTANCE_REINSTALL", reinstall)]
+        if start:
+            ops.append(("OP_INSTANCE_STARTUP", {"instance_name": name, "force": False}))
+        return await self._submit_ops(ops)
+
+    async def _migrate(self, request: Any, body: Any, name: str) -> Any:
+        params = self._static(dict(self._object(body)), instance_name=name)
+        return await self._submit("OP_INSTANCE_MIGRATE", params, "instances_name_migrate")
+
+    async def _failover(self, request: Any, body: Any, name: str) -> Any:
+        params = self._static(dict(self._object(body)), instance_name=name)
+        return await self._submit("OP_INSTANCE_FAILOVER", params, "instances_name_failover")
 
     async def _tags(self, request: Any, body: Any, name: str) -> Any:
         inst = self._config.instances.get(name)

@@ -49,6 +49,16 @@ class FillTests(unittest.TestCase):
             opcodes.fill("OP_INSTANCE_STARTUP", {"instance_name": "x",
                                                  "depends": [[1, ["bogus"]]]})
 
+    def test_reason_without_source(self) -> None:
+        """Ops a RAPI handler builds itself (a reinstall's) carry only the
+        ``gnt:opcode:...`` reason entry."""
+        op = opcodes.fill("OP_INSTANCE_REINSTALL", {"instance_name": "vm1"})
+        opcodes.add_reason(op, None, "", 1, 7, 1, 2)
+        self.assertEqual(op["reason"], [["gnt:opcode:instance_reinstall", "job=7;index=1", 2]])
+        self.assertEqual([k for k in op if k not in ("priority", "depends", "comment",
+                                                    "reason", "OP_ID")],
+                         ["instance_name", "force_variant"])
+
     def test_forms(self) -> None:
         """The job process rewrites the op with its own parameters first;
         expanded, every parameter is present and debug_level added; RAPI
