@@ -2,7 +2,10 @@
 
 ``run_scenario`` drives a cluster through the life of one instance (create,
 shutdown, startup, reboot, modify beparams, a failing job, a cancelled job,
-an administrator's shutdown, delete), then of a Synnefo-style network
+an administrator's shutdown, then ``_move_and_reinstall_steps``: the
+migrate/failover refusals of a one-node cluster, a refused reinstall, an
+exclusion tag refusing a create, reinstalls of a running and of a stopped
+file instance; delete), then of a Synnefo-style network
 (``_network_steps``: create, connect, an instance create that ``depends``
 on the connect job, explicit and pool addresses, refused removals and a
 refused address, NIC and instance removal, a failed dependency,
@@ -66,6 +69,62 @@ and by hand on a cluster in netns gnt17), some of it a surprise:
   connect body naming ``network_name`` with 400 "Can't overwrite static
   parameters {'network_name'}"; every network handler sets ``dry_run``
   false in the opcode.
+
+What real Ganeti 3.0.2 did with reinstalls, migrations and exclusion tags
+(the recording run, and by hand on a cluster in netns gnt150):
+
+- ``POST .../reinstall`` is ONE job of three ops: OP_INSTANCE_SHUTDOWN,
+  OP_INSTANCE_REINSTALL, OP_INSTANCE_STARTUP (``force`` false; left out
+  when ``start`` is false).  The handler builds the ops itself: no
+  ``dry_run`` (null once expanded), and each op's reason trail holds only
+  ``gnt:opcode:<op>`` (no ``gnt:library:rlib2`` entry), all three with the
+  job's received time.  ``?dry-run=1`` is read as the legacy query form
+  (``os``/``nostartup``) and runs a real reinstall; a body together with
+  query arguments is a 400; a non-boolean ``start`` a 400; a non-string
+  ``os`` or non-object ``osparams`` a 502 from the queue daemon ("Failed
+  to parse request: SubmitJob: Can't parse value for 'os_type': Unable to
+  read String"); unknown body keys are ignored.
+- The shutdown op succeeds on a stopped instance too (empty log), so
+  running and stopped instances give the same job and the same event
+  sequence: every op ``queued``; shutdown waiting, running, success;
+  reinstall waiting, running, running with log 1 "Changing OS scripts to
+  'noop+default'..." (only when ``os`` is given), running with log 2
+  " - INFO: Running instance OS create scripts...", success; startup
+  waiting, running, success.  Log serials count across the job's ops.
+- The instance's OS parameters become exactly the ``osparams`` given:
+  ``{img_id, img_format}`` reinstalled with ``{img_id}`` keeps only
+  ``img_id``, and a reinstall without ``osparams`` leaves ``{}`` (the op's
+  input then shows ``osparams: {}``).  Keys the OS does not declare fail
+  the op: "OS Parameters validation failed on node N: The following
+  parameters are not supported by the OS noop: bogus" (OpExecError, no
+  ecode), as does an unknown OS ("Directory for OS bogus not found in
+  search path").
+- A diskless instance cannot be reinstalled: "Instance 'x' has no disks"
+  (OpPrereqError, wrong_input, once running), AFTER the shutdown op
+  stopped it; the startup op then ends ``error`` "Preceding opcode
+  failed" with every timestamp null and its input never expanded (no
+  ``debug_level``).  An unknown instance fails the shutdown op while
+  waiting and the two others the same way.
+- Migrate and failover of a file (or plain) instance: "Instance's disk
+  layout 'file' does not allow migrations" ("... failovers"), wrong_state.
+  Diskless counts as shared storage: without ``target_node`` the cluster's
+  iallocator is asked (and written into the op's input) and on one node
+  answers "Can't compute nodes using iallocator 'hail-single': Request
+  failed: Can't find any good node: " (nothing after the colon;
+  insufficient_resources); with its own primary as ``target_node``:
+  "Cannot migrate instance X to its primary (node)", wrong_state, for a
+  failover too.  These fail once running; an unknown ``target_node``
+  fails while waiting ("Node 'x' not known", unknown_entity).  A mode
+  other than live/non-live is a 400.  Handlers set no ``dry_run``.
+- Exclusion tags: with cluster tag ``htools:iextags:snfx`` a create with
+  instance tag ``snfx:web`` fails while another instance on the only node
+  has it: "... No valid allocation solutions, failure reasons: FailTags:
+  1" (insufficient_resources).  The prefix is a plain string prefix:
+  ``snfxweb`` is an exclusion tag too (the hbal man page says ``snfx:*``);
+  ``snfx:db`` does not clash with ``snfx:web``; a stopped instance's tags
+  count; a create naming ``pnode`` bypasses the rule; hail reports one
+  reason per node, and a node short of vCPUs counts as FailCPU, not
+  FailTags.
 """
 
 from __future__ import annotations
@@ -93,6 +152,14 @@ NET_MAC_PREFIX = "aa:00:01"
 NET_IP = "10.99.0.5"
 MISSING = "snf-contract-missing"
 UNKNOWN_JOB = 987654
+FILE_INSTANCE = "snf-contract-4"
+EXCL_INSTANCE = "snf-contract-5"
+#: The cluster tag that makes instance tags starting with "snfx" exclusion tags.
+EXCL_CLUSTER_TAG = "htools:iextags:snfx"
+EXCL_TAG = "snfx:web"
+OS = "noop+default"
+FILE_OSPARAMS = {"img_id": "pithos://contract", "img_format": "diskdump"}
+NEW_OSPARAMS = {"img_id": "pithos://contract-new"}
 
 CREATE_BODY: dict[str, Any] = {
     "mode": "create",
@@ -280,11 +347,20 @@ async def _until(reactor: Any, probe: Callable[[], Awaitable[Any]],
 # -- normalisation --------------------------------------------------------------
 
 class _Scrub:
-    """Replaces cluster-specific strings by placeholders, recursively."""
+    """Replaces cluster-specific strings by placeholders, recursively: node
+    and cluster names, the default iallocator's name (``hail-single`` on
+    the real test cluster, ``hail`` in the simulator), also inside
+    messages; uuids and MACs."""
 
-    def __init__(self, nodes: list[str], cluster: str):
+    def __init__(self, nodes: list[str], cluster: str, iallocator: str | None = None):
         self.names = {n: "<node>" for n in nodes}
         self.names[cluster] = "<cluster>"
+        if iallocator:
+            self.names[iallocator] = "<iallocator>"
+        # Longest first: node names contain the cluster's domain.
+        self._in_text = [(re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w-])"), label)
+                         for name, label in sorted(self.names.items(),
+                                                   key=lambda item: -len(item[0]))]
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -294,9 +370,11 @@ class _Scrub:
                 return "<uuid>"
             if _MAC.match(value):
                 return "<mac>"
-            # MACs and job ids inside messages (a NIC add's result, a
-            # dependency error) differ between clusters.
+            # MACs, names and job ids inside messages (a NIC add's result,
+            # a dependency error, a migration refusal) differ between clusters.
             value = _MAC_IN_TEXT.sub("<mac>", value)
+            for pattern, label in self._in_text:
+                value = pattern.sub(label, value)
             return _JOB_IN_TEXT.sub(r"\1 <id>", value)
         if isinstance(value, list | tuple):
             return [self(v) for v in value]
@@ -331,14 +409,30 @@ def _result(status: str | None, result: Any, scrub: _Scrub) -> Any:
     return scrub(result)
 
 
-def _sequence_ok(seen: list[str]) -> bool:
-    """Statuses only ever move forward and the last one is final."""
-    ranks = [STATUS_RANK.get(s, -1) for s in seen]
-    return (bool(seen) and -1 not in ranks and ranks == sorted(ranks)
-            and seen[-1] in FINAL_STATUSES)
+def _sequence_ok(seen: list[tuple[str, ...]]) -> bool:
+    """Each op's status only ever moves forward and ends final, and an op
+    leaves ``queued`` only once the op before it is final.
+
+    ``seen`` holds the ``opstatus`` lists polling saw.  The job's own
+    status is not checked for order: in a job of several ops it goes back
+    from ``running`` to ``waiting`` when the next op starts."""
+    if not seen or not seen[-1]:
+        return False
+    for snapshot in seen:
+        for index, status in enumerate(snapshot):
+            if status not in STATUS_RANK:
+                return False
+            if index and status != "queued" and snapshot[index - 1] not in FINAL_STATUSES:
+                return False
+    for index in range(len(seen[-1])):
+        ranks = [STATUS_RANK[s[index]] for s in seen if len(s) > index]
+        if ranks != sorted(ranks):
+            return False
+    return all(status in FINAL_STATUSES for status in seen[-1])
 
 
-def _job_record(job: dict[str, Any], seen: list[str], scrub: _Scrub) -> dict[str, Any]:
+def _job_record(job: dict[str, Any], seen: list[tuple[str, ...]],
+                scrub: _Scrub) -> dict[str, Any]:
     ops = job.get("ops") or []
     statuses = job.get("opstatus") or []
     results = job.get("opresult") or []
@@ -357,9 +451,10 @@ def _job_record(job: dict[str, Any], seen: list[str], scrub: _Scrub) -> dict[str
     }
 
 
-def _instance_state(instances: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _instance_state(instances: list[dict[str, Any]],
+                    name: str = INSTANCE) -> dict[str, Any] | None:
     for inst in instances:
-        if inst.get("name") == INSTANCE:
+        if inst.get("name") == name:
             return {k: inst.get(k, "<missing>")
                     for k in ("status", "admin_state", "oper_state")}
     return None
@@ -387,10 +482,14 @@ def _instance_detail(inst: dict[str, Any] | None, scrub: _Scrub) -> dict[str, An
     return detail
 
 
-def _input_subset(op_input: dict[str, Any], scrub: _Scrub) -> dict[str, Any]:
+def _input_subset(op_input: dict[str, Any], scrub: _Scrub, whole: bool = False,
+                  ) -> dict[str, Any]:
     """What consumers read from an op's input (events' job_fields, tags);
-    a network op's whole input but its reason trail."""
-    if str(op_input.get("OP_ID")).startswith("OP_NETWORK_"):
+    a network op's (or with ``whole`` any op's) whole input but its reason
+    trail."""
+    op_id = str(op_input.get("OP_ID"))
+    if op_id.startswith("OP_NETWORK_") or whole:
+        # The reason trail's times differ; its sources are recorded apart.
         subset = {k: scrub(v) for k, v in op_input.items() if k != "reason"}
     else:
         keys: tuple[str, ...] = ("beparams", "nics", "disks", "hvparams", "tags", "depends")
@@ -430,7 +529,7 @@ def _network_detail(net: dict[str, Any] | None, scrub: _Scrub) -> dict[str, Any]
 
 
 def _job_file_record(job: dict[str, Any], scrub: _Scrub, texts: bool = False,
-                     ) -> dict[str, Any]:
+                     whole: bool = False) -> dict[str, Any]:
     ops = []
     for op in job.get("ops") or []:
         op_input = op.get("input") or {}
@@ -453,7 +552,7 @@ def _job_file_record(job: dict[str, Any], scrub: _Scrub, texts: bool = False,
                            for k in ("start_timestamp", "exec_timestamp", "end_timestamp")},
             "priority": op.get("priority"),
             "reason_sources": [r[0] if isinstance(r, list) and r else r for r in reasons],
-            "input": _input_subset(op_input, scrub),
+            "input": _input_subset(op_input, scrub, whole),
         })
     return {
         "fields": sorted(job),
@@ -483,14 +582,17 @@ def _read_queue(queue_dir: Path) -> tuple[dict[int, Any], bool]:
 
 # -- the scenario ---------------------------------------------------------------
 
-async def _follow(reactor: Any, rapi: GanetiRapi, job_id: int) -> tuple[dict[str, Any], list[str]]:
-    """Poll a job until it is final: the final job and the statuses seen."""
-    seen: list[str] = []
+async def _follow(reactor: Any, rapi: GanetiRapi, job_id: int,
+                  ) -> tuple[dict[str, Any], list[tuple[str, ...]]]:
+    """Poll a job until it is final: the final job and the op statuses seen."""
+    seen: list[tuple[str, ...]] = []
 
     async def probe() -> dict[str, Any] | None:
         job = await rapi.job(job_id)
-        if job is not None and (not seen or seen[-1] != job["status"]):
-            seen.append(job["status"])
+        if job is not None:
+            statuses = tuple(job.get("opstatus") or ())
+            if not seen or seen[-1] != statuses:
+                seen.append(statuses)
         return job
 
     job = await _until(reactor, probe, lambda j: j is not None and j["status"] in FINAL_STATUSES,
@@ -516,16 +618,19 @@ async def run_scenario(reactor: Any, driver: ClusterDriver) -> dict[str, Any]:
 
 async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
                     raw: TargetClient) -> dict[str, Any]:
-    scrub = _Scrub([n["name"] for n in await rapi.nodes()], driver.name)
+    nodes = [n["name"] for n in await rapi.nodes()]
+    scrub = _Scrub(nodes, driver.name, (await rapi.info()).get("default_iallocator"))
     record: dict[str, Any] = {"steps": []}
     job_ids: dict[str, int] = {}
 
-    async def step(label: str, submit: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+    async def step(label: str, submit: Callable[[], Awaitable[int]],
+                   watch: str = INSTANCE) -> dict[str, Any]:
+        """Submit, follow to the end, record the job and ``watch``'s state."""
         job_id = await submit()
         job, seen = await _follow(reactor, rapi, job_id)
         job_ids[label] = job_id
         entry = {"step": label, "job": _job_record(job, seen, scrub),
-                 "instance": _instance_state(await rapi.instances())}
+                 "instance": _instance_state(await rapi.instances(), watch)}
         record["steps"].append(entry)
         return entry
 
@@ -558,6 +663,7 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
     record["cancel_finished"] = [done, message.replace(str(finished), "<id>")]
 
     await step("admin-shutdown", lambda: driver.admin_shutdown(INSTANCE))
+    await _move_and_reinstall_steps(reactor, rapi, raw, step, record, scrub, nodes[0])
     await step("delete", lambda: rapi.delete_instance(INSTANCE))
     await _network_steps(rapi, raw, step, record, scrub, job_ids)
 
@@ -588,7 +694,9 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
         "stray_files": strays,
     }
     record["job_files"] = {
-        label: _job_file_record(files[job_id], scrub, texts=label.startswith("net-"))
+        label: _job_file_record(files[job_id], scrub,
+                                texts=label.startswith("net-") or label in TEXT_STEPS,
+                                whole=label in TEXT_STEPS)
         if isinstance(files.get(job_id), dict) else None
         for label, job_id in job_ids.items()
     }
@@ -598,6 +706,57 @@ async def _scenario(reactor: Any, driver: ClusterDriver, rapi: GanetiRapi,
 
 async def _value(job_id: int) -> int:
     return job_id
+
+
+#: Steps whose job files are recorded with their log texts, error
+#: messages and whole op inputs.
+TEXT_STEPS = frozenset({"migrate-no-node", "failover-to-primary", "reinstall-diskless",
+                        "cluster-tags", "create-file", "excl-refused", "migrate-file",
+                        "failover-file", "reinstall-running", "reinstall-stopped"})
+
+
+async def _os_state(reactor: Any, rapi: GanetiRapi, raw: TargetClient,
+                    name: str) -> dict[str, Any]:
+    """The instance's OS and OS parameters, which only the info job shows
+    (``GET /2/instances/<n>/info?static=1``)."""
+    _, job_id = await raw.json_request("GET", f"/2/instances/{name}/info",
+                                       params=[("static", "1")])
+    job, _ = await _follow(reactor, rapi, int(job_id))
+    info = ((job.get("opresult") or [{}])[0] or {}).get(name) or {}
+    return {k: info.get(k, "<missing>") for k in ("os", "os_instance", "config_state")}
+
+
+async def _move_and_reinstall_steps(reactor: Any, rapi: GanetiRapi, raw: TargetClient,
+                                    step: Callable[..., Awaitable[dict[str, Any]]],
+                                    record: dict[str, Any], scrub: _Scrub,
+                                    node: str) -> None:
+    """What one node answers to migrations and failovers (the stopped
+    diskless INSTANCE: no other node for the iallocator, its own primary as
+    target; a file instance: not movable at all), a reinstall of a
+    diskless instance, an exclusion tag refusing a second instance with
+    the same tag, and reinstalls of a running and of a stopped file
+    instance with their effect on its OS parameters."""
+    await step("migrate-no-node", lambda: rapi.migrate(INSTANCE))
+    await step("failover-to-primary", lambda: rapi.failover(INSTANCE, target_node=node))
+    await step("reinstall-diskless", lambda: rapi.reinstall(INSTANCE, OS))
+    await step("cluster-tags", lambda: rapi.add_cluster_tags([EXCL_CLUSTER_TAG]))
+    record["cluster_tags"] = await rapi.cluster_tags()
+    await step("create-file", lambda: rapi.create_instance({
+        **CREATE_BODY, "name": FILE_INSTANCE, "disk_template": "file",
+        "disks": [{"size": 1024}], "osparams": FILE_OSPARAMS, "tags": [EXCL_TAG]}),
+        watch=FILE_INSTANCE)
+    await step("excl-refused", lambda: rapi.create_instance({
+        **CREATE_BODY, "name": EXCL_INSTANCE, "tags": [EXCL_TAG]}), watch=EXCL_INSTANCE)
+    await step("migrate-file", lambda: rapi.migrate(FILE_INSTANCE, mode="live"),
+               watch=FILE_INSTANCE)
+    await step("failover-file", lambda: rapi.failover(FILE_INSTANCE), watch=FILE_INSTANCE)
+    await step("reinstall-running", lambda: rapi.reinstall(
+        FILE_INSTANCE, OS, osparams=NEW_OSPARAMS, start=False), watch=FILE_INSTANCE)
+    record["os_after_reinstall_running"] = await _os_state(reactor, rapi, raw, FILE_INSTANCE)
+    await step("reinstall-stopped", lambda: rapi.reinstall(FILE_INSTANCE, OS),
+               watch=FILE_INSTANCE)
+    record["os_after_reinstall_stopped"] = await _os_state(reactor, rapi, raw, FILE_INSTANCE)
+    record["file_instance"] = _instance_detail(await rapi.instance(FILE_INSTANCE), scrub)
 
 
 def _net_body(name: str, nic: dict[str, Any], **extra: Any) -> dict[str, Any]:

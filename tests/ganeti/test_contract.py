@@ -2,8 +2,11 @@
 
 ``tests.ganeti.contract.run_scenario`` drives one instance through create,
 shutdown, startup, reboot, modify beparams, a failing job, a job cancelled
-while queued, an administrator's shutdown and delete, then a network
-through its life (see ``tests.ganeti.contract``), and records what a
+while queued, an administrator's shutdown, refused migrations, failovers
+and reinstall, an exclusion-tag refusal, reinstalls of a file instance,
+and delete, then a network through its life (see
+``tests.ganeti.contract``, whose docstring lists what real Ganeti did
+there), and records what a
 client observes (RAPI answers, the job files, the events built from them),
 normalised.  ``expected.EXPECTED`` is that record taken from a real Ganeti
 3.0.2 cluster.  ``ContractMixin`` holds the tests; ``SimContractTests`` runs
@@ -30,6 +33,9 @@ surprised (all pinned by ``EXPECTED``):
   modify and remove leave the log empty.
 - Polling every 20 ms mostly sees queued -> running -> final; ``waiting``
   shows only sometimes, so only the order is pinned, not the sequence.
+  In a job of several ops (a reinstall) the job status goes back from
+  ``running`` to ``waiting`` as each op starts, so the order is pinned
+  per op.
 - An administrator's job carries reason ``gnt:client:gnt-instance``, a RAPI
   one ``gnt:library:rlib2:<resource>``; both then ``gnt:opcode:<op>``.
 - An invalid modify param (``beparams {"bogus": 2}``) fails with
@@ -85,9 +91,9 @@ class ContractMixin:
 
     async def test_jobs(self):
         """Each step's job ends in the same status, with the same fields,
-        summary, opcode, opstatus, opresult shape (error class + ecode), log
-        shape and timestamp nulls, and statuses seen by polling only move
-        forward."""
+        summary, opcodes, opstatus, opresult shape (error class + ecode),
+        log shape and timestamp nulls, and each op's statuses seen by
+        polling only move forward."""
         record = await self.recorded()
         self.assertEqual([s["step"] for s in record["steps"]],
                          [s["step"] for s in EXPECTED["steps"]])
@@ -147,6 +153,15 @@ class ContractMixin:
                     "networks_bulk_names", "depending_create_before", "network_instance",
                     "network_instance_two_nics", "network_in_use", "network_one_nic",
                     "network_unused", "networks_after", "missing_network"):
+            self.assertEqual(record[key], EXPECTED[key], key)
+
+    async def test_reinstall_and_placement(self):
+        """The cluster tags after adding an exclusion prefix; a reinstall
+        replaces the instance's OS parameters by those given (none given:
+        none left); the reinstalled file instance's fields."""
+        record = await self.recorded()
+        for key in ("cluster_tags", "os_after_reinstall_running",
+                    "os_after_reinstall_stopped", "file_instance"):
             self.assertEqual(record[key], EXPECTED[key], key)
 
     async def test_events(self):
