@@ -177,6 +177,17 @@ def _op_index(job: dict[str, Any], instance: str) -> int | None:
     return None
 
 
+def _ending_op(job: dict[str, Any], instance: str) -> int:
+    """The opcode of a finished job about ``instance`` that ends a task
+    (``updates.task_done``): the first that did not succeed, else the
+    last (a rebuild's job has several)."""
+    indices = [i for i, op in enumerate(_job_ops(job)) if op.get("instance_name") == instance]
+    for i in indices:
+        if _nth(job, "opstatus", i) not in (None, "success"):
+            return i
+    return indices[-1] if indices else 0
+
+
 def _seconds(ts: Any) -> float | None:
     if isinstance(ts, list | tuple) and len(ts) == 2 and all(
             isinstance(v, int | float) for v in ts):
@@ -429,7 +440,7 @@ class _Run:
         if status not in FINAL_JOB_STATUSES:
             self.report.skipped.append((server.id, f"task job {job.get('id')} is {status}"))
             return
-        index = _op_index(job, name) or 0
+        index = _ending_op(job, name)
         op = _job_ops(job)[index]
         opcode = str(op.get("OP_ID", ""))
         op_status = _nth(job, "opstatus", index) or status

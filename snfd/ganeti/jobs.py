@@ -147,10 +147,14 @@ def _normalise(job: Any) -> _Job:
         ended = _timestamp(job.get("end_ts"))
         for i, op_input in enumerate(raw_ops):
             status = _item(statuses, i)
-            # RAPI has no per-op timestamps: the job's stand in for them.
+            # RAPI has no per-op timestamps: the job's stand in for them,
+            # a microsecond apart per op so that the update path (which
+            # ignores events not newer than the last one applied) takes
+            # every op of a multi-op job (a reinstall's three) in order.
             ops.append(_op(
                 i, op_input, status, _item(results, i), _item(logs, i),
-                started, None, ended if status in FINAL_STATUSES else None))
+                started, None,
+                _later(ended, i) if status in FINAL_STATUSES and ended else None))
         received = _timestamp(job.get("received_ts"))
     else:
         for i, op in enumerate(raw_ops):
@@ -162,6 +166,12 @@ def _normalise(job: Any) -> _Job:
                     _timestamp(op.get("end_timestamp"))))
         received = _timestamp(job.get("received_timestamp"))
     return _Job(id=job_id, received=received, ops=[op for op in ops if op is not None])
+
+
+def _later(stamp: list[int], micros: int) -> list[int]:
+    """A Ganeti ``[seconds, microseconds]`` timestamp ``micros`` later."""
+    total = stamp[0] * 1_000_000 + stamp[1] + micros
+    return [total // 1_000_000, total % 1_000_000]
 
 
 def _op(index: int, op_input: Any, status: Any, result: Any, op_log: Any,

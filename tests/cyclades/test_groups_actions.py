@@ -407,3 +407,20 @@ class MigrationTests(_Stack):
                                         {"evacuate": {"onSharedStorage": True}}, token=root)
         self.assertEqual((code, body), (200, {}))
         await self.settle(sid)
+
+
+class RebuildReconcileTests(_Stack):
+    async def test_reconciler_ends_a_rebuild_whose_events_were_lost(self):
+        """A rebuild whose job ended while no event reached the node: the
+        reconciler applies the job's last opcode (not its first, a
+        shutdown), which ends the task; the server runs."""
+        s = self.stack
+        sid, _ = await self.create()
+        await self.action(sid, {"rebuild": {"imageRef": s.image.id}})
+        server = await s.server(int(sid))
+        await s.rapi_client().wait_job(server.task_job_id, poll=0.02, timeout=30)
+        s.service.reconciler.settle = 0.0   # judge the job that just ended
+        report = await s.service.reconciler.reconcile(fix=frozenset({"pending_tasks"}))
+        self.assertIn("OP_INSTANCE_STARTUP success", str(report.pending_tasks), report)
+        server = await s.server(int(sid))
+        self.assertEqual((server.task, server.operstate), ("", "STARTED"))

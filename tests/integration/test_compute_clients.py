@@ -95,11 +95,16 @@ class ComputeClientTests(unittest.TestCase):
         images = node.openstack(alice, "image", "list", "-f", "json")
         self.assertTrue(images, "the embedded default has a system image")
         flavors = node.openstack(alice, "flavor", "list", "-f", "json")
+        group = node.openstack(alice, "server", "group", "create", "--policy",
+                               "anti-affinity", "spread", "-f", "json")
         made = node.openstack(alice, "server", "create", "--flavor", flavors[0]["Name"],
-                              "--image", images[0]["ID"], "vm-one", "-f", "json")
+                              "--image", images[0]["ID"], "--hint", f"group={group['id']}",
+                              "vm-one", "-f", "json")
         self.assertEqual(made["status"], "BUILD")
         sid = str(made["id"])
         self.wait_status(alice, sid, "ACTIVE")
+        shown = node.openstack(alice, "server", "group", "show", group["id"], "-f", "json")
+        self.assertEqual([str(m) for m in shown["members"]], [sid])
         listed = node.openstack(alice, "server", "list", "-f", "json")
         self.assertEqual([str(s["ID"]) for s in listed], [sid])
         node.openstack(alice, "server", "stop", sid)
@@ -108,6 +113,11 @@ class ComputeClientTests(unittest.TestCase):
         self.wait_status(alice, sid, "ACTIVE")
         node.openstack(alice, "server", "reboot", "--hard", sid)
         self.wait_status(alice, sid, "ACTIVE")
+        node.openstack(alice, "server", "rebuild", "--image", images[0]["ID"], sid)
+        self.wait_status(alice, sid, "ACTIVE")
+        events = node.openstack(alice, "server", "event", "list", sid, "-f", "json")
+        self.assertEqual([e["Action"] for e in events],
+                         ["rebuild", "reboot", "start", "stop", "create"])
         # Another user sees nothing of it.
         self.assertEqual(node.openstack(self.bob, "server", "list", "-f", "json"), [])
         quota = json.loads(node.manage("quota-list", "--user", alice.uuid, "--resource",
@@ -120,7 +130,8 @@ class ComputeClientTests(unittest.TestCase):
         self.assertEqual([q["usage"] for q in quota], [0])
 
     def test_openstack_cli(self):
-        """`openstack server create/list/show/stop/start/reboot/delete` work;
+        """`openstack server create/list/show/stop/start/reboot/rebuild/delete`,
+        `server group` and `server event list` work;
         the server goes BUILD -> ACTIVE -> SHUTOFF -> ACTIVE -> gone (Nova's
         dialect, where the v3 catalog points), its quota is charged and
         released, and another user does not see it."""
