@@ -301,6 +301,19 @@ class JobMessagesTests(unittest.TestCase):
         self.assertEqual(message["result"][1][1], "environment_error")
         self.assertEqual(message["event_time"], ENDED)
 
+    def test_rapi_ops_of_one_job_end_in_order(self) -> None:
+        """RAPI has only the job's end time: the final ops of a multi-op job
+        (a reinstall's shutdown, reinstall, startup) are dated a microsecond
+        apart, in op order, so that the update path (which ignores events
+        not newer than the last applied) takes each one."""
+        ops = [{"OP_ID": op, "instance_name": "snf-1"}
+               for op in ("OP_INSTANCE_SHUTDOWN", "OP_INSTANCE_REINSTALL",
+                          "OP_INSTANCE_STARTUP")]
+        job = {"id": 24, "status": "success", "ops": ops, "opstatus": ["success"] * 3,
+               "received_ts": RECEIVED, "start_ts": STARTED, "end_ts": [1700000000, 999999]}
+        times = [m["event_time"] for _, m in job_messages(job, "c1")]
+        self.assertEqual(times, [[1700000000, 999999], [1700000001, 0], [1700000001, 1]])
+
     def test_malformed_jobs(self) -> None:
         """A document without a job id or ops list raises BadJob; ops that
         are not usable (no OP_ID, unknown status, wrong types) are skipped
