@@ -878,13 +878,13 @@ class ComputeAPI:
 
     async def _rebuild(self, request: Any, server_id: str, args: Any) -> bytes:
         """``rebuild``: 202 with the server (its new image, name and
-        metadata already) and its new ``adminPass``."""
+        metadata already; Nova's dialect: the short server a rename
+        answers) and its new ``adminPass``."""
         user = await self._changing(request, server_id)
         req = parse_rebuild(args, self._servers.settings, self._v(request).strong_admin_pass)
         server, password = await self._servers.rebuild(user, int_id(server_id, "Server"), req)
         await self._record(request, server, "rebuild")
-        shown = self._shown(request, server, await self._placement(request))
-        return json_body(request, {"server": {**shown, "adminPass": password}}, 202)
+        return json_body(request, {"server": self._v(request).rebuilt(server, password)}, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)

@@ -210,6 +210,10 @@ class SynnefoViews:
         """The body after a rename (``None``: 204 without one)."""
         return None
 
+    def rebuilt(self, server: Server, password: str) -> dict[str, Any]:
+        """The answer to a rebuild: the server and its new ``adminPass``."""
+        return {**self.server(server), "adminPass": password}
+
     #: ``/servers/<id>/diagnostics`` is for administrators (Nova's)
     diagnostics_for_admins: ClassVar[bool] = False
     #: a given ``adminPass`` must be strong (Synnefo's rule; Nova takes any)
@@ -393,6 +397,9 @@ class NovaViews(SynnefoViews):
 
     def renamed(self, server: Server) -> dict[str, Any] | None:
         return self._short(server)
+
+    def rebuilt(self, server: Server, password: str) -> dict[str, Any]:
+        return {**self._short(server), "adminPass": password}
 
     def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
         links = self.links("flavors", flavor.flavorid)
