@@ -347,6 +347,16 @@ class NovaViews(SynnefoViews):
                     "maxSecurityGroupRules": 0, "totalSecurityGroupsUsed": 0})
         return out
 
+    def addresses(self, server: Server) -> dict[str, list[dict[str, Any]]]:
+        """Nova's plain addresses (``ips``, a rename's or rebuild's
+        answer): version and address only; a server's detail adds the
+        ``OS-EXT-IPS`` keys (``_detailed_addresses``)."""
+        return {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
+                for net, entries in self._detailed_addresses(server).items()}
+
+    def _detailed_addresses(self, server: Server) -> dict[str, list[dict[str, Any]]]:
+        return nic_views(server, self.nova_addresses)[1]
+
     def _short(self, server: Server) -> dict[str, Any]:
         """Nova's ``common_show_server``: what a rename answers."""
         status, _, _ = _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])
@@ -373,6 +383,7 @@ class NovaViews(SynnefoViews):
         _, vm_state, power = _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])
         out = self._short(server)
         out.update({
+            "addresses": self._detailed_addresses(server),
             "key_name": server.key_names[0] if server.key_names else None,
             "security_groups": [{"name": "default"}],
             "OS-EXT-STS:task_state": _NOVA_TASK.get(server.task) if server.task else None,

@@ -413,7 +413,11 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         fields["backendtime"] = etime
 
     need: dict[str, int] = {}
-    if not is_task and (success or removed):
+    # While a delete is pending, its commission (made from the state the
+    # server had then) accounts for the whole server: another job ending
+    # meanwhile (a stop, a rebuild's shutdown) moves no quota, or the
+    # server's share would be released twice; its removal still does.
+    if not is_task and (success or removed) and (server.task != "DESTROY" or removed):
         need = _forced_amounts(server, new_state, new_flavor, removed)
     if need != (covered or {}):
         return _Result("needs commission", need=need, server=server)

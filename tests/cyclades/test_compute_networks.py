@@ -166,8 +166,10 @@ class FloatingIPActionTests(ComputeNetworkCase):
         await s.follow_all()
         code, reply = await self.nova("GET", f"/servers/{self.server_id}/ips")
         self.assertEqual(list(reply["addresses"]), ["private", "public"])
+        self.assertEqual(reply["addresses"]["public"], [{"version": 4, "addr": ip["ip"]}])
+        code, reply = await self.nova("GET", f"/servers/{self.server_id}")
         self.assertEqual([(a["addr"], a["OS-EXT-IPS:type"]) for a in
-                          reply["addresses"]["public"]], [(ip["ip"], "floating")])
+                          reply["server"]["addresses"]["public"]], [(ip["ip"], "floating")])
         code, reply = await self.nova("GET", f"/servers/{self.server_id}/os-interface")
         self.assertEqual(len(reply["interfaceAttachments"]), 2)
         code, reply = await self.action(self.server_id, {"addFloatingIp": {

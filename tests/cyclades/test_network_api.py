@@ -391,9 +391,9 @@ class ServerNetworkTests(NetworkCase):
         port = reply["ports"][0]
         self.assertEqual(port["status"], "ACTIVE")
         self.assertEqual(port["mac_address"], nic["mac"])
-        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{created['id']}/ips",
+        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{created['id']}",
                                       self.token)
-        self.assertEqual(reply["addresses"], {"private": [{
+        self.assertEqual(reply["server"]["addresses"], {"private": [{
             "version": 4, "addr": "10.0.0.9", "OS-EXT-IPS:type": "fixed",
             "OS-EXT-IPS-MAC:mac_addr": nic["mac"]}]})
         mark = await s.follow_all()
@@ -454,12 +454,12 @@ class ServerNetworkTests(NetworkCase):
         code, reply = await self.net("DELETE", f"/floatingips/{ip['id']}")
         self.assertEqual(code, 409, reply)
         mark = await s.follow_all()
-        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{created['id']}/ips",
+        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{created['id']}",
                                       self.token)
         self.assertIn({"version": 4, "addr": ip["floating_ip_address"],
                        "OS-EXT-IPS:type": "floating",
                        "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]},
-                      reply["addresses"]["public"])
+                      reply["server"]["addresses"]["public"])
         code, _ = await self.net("DELETE", f"/ports/{port['id']}")
         self.assertEqual(code, 204)
         await s.follow_all(mark)

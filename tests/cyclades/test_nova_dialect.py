@@ -76,6 +76,14 @@ class NovaDialectTests(unittest.TestCase):
         self.assertEqual(d["addresses"], {"snf-net-1": [
             {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed",
              "OS-EXT-IPS-MAC:mac_addr": "aa:00:00:11:22:33"}]})
+        # /ips and a rename's short server have Nova's plain addresses.
+        _, body, _ = await self.call("GET", f"/servers/{server.id}/ips")
+        self.assertEqual(body["addresses"],
+                         {"snf-net-1": [{"version": 4, "addr": "10.0.0.5"}]})
+        _, body, _ = await self.call("PUT", f"/servers/{server.id}",
+                                     {"server": {"name": "stored"}})
+        self.assertEqual(body["server"]["addresses"],
+                         {"snf-net-1": [{"version": 4, "addr": "10.0.0.5"}]})
         self.assertEqual(d["links"][0]["href"], f"{self.v21}/servers/{server.id}")
         self.assertEqual(d["config_drive"], "")
         self.assertEqual(headers.getRawHeaders("x-openstack-nova-api-version"), ["2.1"])

@@ -559,6 +559,23 @@ class RemoveTests(UpdateTestCase):
         await self.updates.op_status(op(s, "STARTUP", "success", 21, 6))
         self.assertEqual((await self.get(s)).operstate, "DESTROYED")
 
+    async def test_other_job_during_a_pending_delete_moves_no_quota(self):
+        """A stop (or a rebuild's shutdown) that ends while a delete is
+        pending moves no quota: the DESTROY commission, made from the
+        running state, releases the server's share once; the remove then
+        leaves the user's other server's share held."""
+        await self.server(operstate="STARTED")   # another running server
+        s = await self.server(operstate="STARTED")
+        serial = await self.issue(s, "DESTROY")
+        await self.db.run("t", store.update_server_txn, s.id, task="DESTROY",
+                          serial=serial, task_job_id=20, action="DESTROY")
+        await self.updates.op_status(op(s, "SHUTDOWN", "success", 19, 4))
+        self.assertEqual((await self.get(s)).operstate, "STOPPED")
+        self.assertEqual(await self.pending(), [serial])
+        await self.updates.op_status(op(s, "REMOVE", "success", 20, 5))
+        self.assertEqual(await self.usage(), running())
+        self.assertEqual(await self.pending(), [])
+
     async def test_remove_expires_server_params(self):
         """A remove that deletes the server drops its build parameters."""
         s = await self.server(operstate="BUILD")
