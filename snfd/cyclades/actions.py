@@ -2,8 +2,9 @@
 ``os-instance-actions``.
 
 A request that creates, deletes, starts, stops, reboots, resizes,
-rebuilds, rescues, unrescues, locks or unlocks a server, or attaches or
-detaches one of its interfaces, is recorded once it has been accepted:
+rebuilds, rescues, unrescues, locks, unlocks or migrates a server is
+recorded once it has been accepted (attaching and detaching interfaces
+are not recorded yet):
 the server, the request id (the ``X-Compute-Request-Id`` the answer
 carried), the action's name as Nova names it, who asked, the server's
 project, the time, and the Ganeti job it submitted (none for a lock).

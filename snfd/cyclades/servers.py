@@ -163,6 +163,13 @@ def flavor_usable(flavor: Flavor | None, flavor_id: int, project: str) -> Flavor
     return flavor
 
 
+def os_params(image: Any, config_url: str) -> dict[str, Any]:
+    """The OS parameters of a create or reinstall job: where snf-image
+    fetches the build's secrets, and the image."""
+    return {"config_url": config_url, "img_id": getattr(image, "mapfile", ""),
+            "img_format": getattr(image, "disk_format", "diskdump")}
+
+
 def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: str,
                 settings: ComputeSettings, nics: list[dict[str, Any]] | None,
                 depends: Sequence[int] = ()) -> dict[str, Any]:
@@ -188,8 +195,7 @@ def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: 
         "nics": nics,
         "beparams": {"vcpus": flavor.cpu, "memory": flavor.ram, "auto_balance": True},
         "os_type": settings.os,
-        "osparams": {"config_url": config_url, "img_id": getattr(image, "mapfile", ""),
-                     "img_format": getattr(image, "disk_format", "diskdump")},
+        "osparams": os_params(image, config_url),
         "hvparams": dict(settings.hvparams.get(backend.hypervisor, {})),
         "ip_check": False,
         "name_check": False,
@@ -436,6 +442,10 @@ class Servers:
         """The clock's time (UTC)."""
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
 
+    def _config_url(self, key: str) -> str:
+        """Where snf-image fetches the build parameters stored under ``key``."""
+        return f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
+
     def _rapi(self, backend: GanetiBackend) -> GanetiRapi:
         client: GanetiRapi = self._rapi_pool.client(
             allocator.rapi_target(backend, self.settings.rapi_timeout))
@@ -547,7 +557,7 @@ class Servers:
                     "No Ganeti backend can host this server right now; try again later"
                     " or ask an administrator.")
             server, backend, policy, peers = inserted
-            config_url = f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
+            config_url = self._config_url(key)
             nics: list[dict[str, Any]] | None = None
             if req.networks == ():
                 nics = []
@@ -596,7 +606,7 @@ class Servers:
         rapi = self._rapi(backend)
         if policy == "anti-affinity" and server.server_group is not None:
             placed: dict[str, Any] = {"tags": [server_groups.exclusion_tag(server.server_group)]}
-            if server_groups.EXCLUSION_CLUSTER_TAG not in (await rapi.info()).get("tags", []):
+            if server_groups.EXCLUSION_CLUSTER_TAG not in await rapi.cluster_tags():
                 job = await rapi.add_cluster_tags([server_groups.EXCLUSION_CLUSTER_TAG])
                 placed["depends"] = [job]
             return placed
@@ -718,9 +728,7 @@ class Servers:
         params = build_params(image, password, req.personality, keys, None)
         expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
         start = server.operstate != "STOPPED"
-        osparams = {"config_url": f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}",
-                    "img_id": getattr(image, "mapfile", ""),
-                    "img_format": getattr(image, "disk_format", "diskdump")}
+        osparams = os_params(image, self._config_url(key))
         await self._db.run("cyclades.rebuild_params", _rebuild_params_txn, server_id, key,
                            params, password, expires)
         await self._run_task(
