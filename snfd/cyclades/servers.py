@@ -573,6 +573,10 @@ class Servers:
                 body = create_body(server, backend, image, config_url, self.settings, nics,
                                    depends)
                 body.update(placed)
+                if self.networks is not None and server.ports:
+                    # The NICs come up filtered by their security groups.
+                    guarded = await self.networks.security.server_tags(server.id)
+                    body["tags"] = [*body.get("tags", []), *guarded]
                 job_id = await self._rapi(backend).create_instance(body)
             except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
                 reason = e.message if isinstance(e, errors.Fault) else str(e)
@@ -587,6 +591,9 @@ class Servers:
             attempt.mark_committed()
             created = await self._db.run("cyclades.server_created", _created_txn,
                                          attempt.component, server.id, job_id, attempt.serial)
+            if self.networks is not None and server.ports:
+                # Its addresses join its groups: their members' rules change.
+                await self.networks.deliver_around(*server.ports, skip=server.id)
             return created or server
 
         draft = Server(id=0, userid=user, project=project, name=req.name, flavor=flavor,

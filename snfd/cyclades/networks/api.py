@@ -26,6 +26,7 @@ from snfd import errors
 from snfd.cyclades.compute_http import body_of, is_admin, scope_of
 from snfd.cyclades.networks import pools
 from snfd.cyclades.networks.model import IP, Network, Port, Subnet
+from snfd.cyclades.networks.security_api import SecurityGroupRoutes
 from snfd.cyclades.networks.service import Networks, PortRequest
 from snfd.web.app import json_body, json_object, make_app
 from snfd.web.auth import user_of
@@ -51,6 +52,7 @@ EXTENSIONS = (
     ("tag", "Tag support", "Enables to set tag on resources."),
     ("subnet-external-network", "Subnet External Network",
      "Informs if the subnet is associated to an external network."),
+    ("security-group", "security-group", "The security groups extension."),
     ("quotas", "Quota management support",
      "Expose functions for quotas management (read here: quotas are the identity"
      " service's)."),
@@ -147,6 +149,7 @@ class NetworkAPI:
         self._base = base_url.rstrip("/")
         self._max_body = max_body
         self.app: Klein = make_app()
+        self._security = SecurityGroupRoutes(self, networks.security)
         v = "/v2.0"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "/", self.versions),
@@ -181,6 +184,7 @@ class NetworkAPI:
             ("PUT", v + "/floatingips/<item_id>", self.update_floating_ip),
             ("DELETE", v + "/floatingips/<item_id>", self.delete_floating_ip),
         ]
+        routes += self._security.routes(v)
         for kind in _TAGGABLE:
             t = f"{v}/{kind}/<item_id>/tags"
             routes += [("GET", t, self._tags_handler(kind, "list")),
@@ -209,13 +213,13 @@ class NetworkAPI:
     # -- helpers ---------------------------------------------------------------------
 
     @staticmethod
-    def _who(request: Any) -> tuple[str, str, bool]:
+    def who(request: Any) -> tuple[str, str, bool]:
         """The caller, the project it acts in, whether it is an admin."""
         p = user_of(request)
         assert p.user is not None
         return p.user, scope_of(request) or p.user, is_admin(request)
 
-    def _object(self, request: Any, key: str) -> dict[str, Any]:
+    def body_object(self, request: Any, key: str) -> dict[str, Any]:
         body = json_object(body_of(request, self._max_body))
         value = body.get(key)
         if not isinstance(value, dict):
@@ -223,13 +227,13 @@ class NetworkAPI:
         return value
 
     @staticmethod
-    def _show(request: Any, key: str, view: dict[str, Any], code: int = 200) -> bytes:
+    def show(request: Any, key: str, view: dict[str, Any], code: int = 200) -> bytes:
         fields = [f.decode() for f in (request.args or {}).get(b"fields", [])]
         if fields:
             view = {k: v for k, v in view.items() if k in fields}
         return json_body(request, {key: view}, code)
 
-    def _list(self, request: Any, key: str, views: list[dict[str, Any]]) -> bytes:
+    def listing(self, request: Any, key: str, views: list[dict[str, Any]]) -> bytes:
         args = {k.decode(): [v.decode() for v in vs] for k, vs in (request.args or {}).items()}
         known = set().union(*(v.keys() for v in views)) if views else set()
         for name, wanted in args.items():
@@ -270,7 +274,7 @@ class NetworkAPI:
         return json_body(request, body)
 
     @staticmethod
-    def _text(body: dict[str, Any], key: str, limit: int = 255) -> str:
+    def text(body: dict[str, Any], key: str, limit: int = 255) -> str:
         value = body.get(key, "")
         if value is None:
             return ""
@@ -286,7 +290,7 @@ class NetworkAPI:
             raise errors.BadRequest(f"Invalid input for {key}: true or false is needed.")
         return value
 
-    def _allowed(self, body: dict[str, Any], allowed: set[str], what: str) -> None:
+    def allowed(self, body: dict[str, Any], allowed: set[str], what: str) -> None:
         extra = set(body) - allowed
         if extra:
             raise errors.BadRequest(f"Unrecognized attribute(s) '{', '.join(sorted(extra))}'"
@@ -304,7 +308,8 @@ class NetworkAPI:
         return json_body(request, {"resources": [
             {"name": k[:-1], "collection": k,
              "links": [{"rel": "self", "href": f"{self._base}/v2.0/{k}"}]}
-            for k in ("networks", "subnets", "ports", "floatingips")]})
+            for k in ("networks", "subnets", "ports", "floatingips", "security-groups",
+                      "security-group-rules")]})
 
     async def extensions(self, request: Any) -> bytes:
         return json_body(request, {"extensions": [_extension(*e) for e in EXTENSIONS]})
@@ -317,15 +322,15 @@ class NetworkAPI:
         """Neutron's quota of the caller in ``project_id`` (its own projects;
         any for an administrator): name -> (limit, used); -1 unlimited,
         0 for what is not served."""
-        user, project, admin = self._who(request)
+        user, project, admin = self.who(request)
         if project_id not in (user, project) and not admin:
             raise errors.Forbidden(f"Project {project_id} is not the one of your token.")
         held = await self._networks.quota(user, project_id)
         private = held.get("cyclades.network.private", (0, 0))
         floating = held.get("cyclades.floating_ip", (0, 0))
         return {"network": private, "floatingip": floating, "subnet": (-1, 0),
-                "port": (-1, 0), "router": (0, 0), "security_group": (0, 0),
-                "security_group_rule": (0, 0), "rbac_policy": (0, 0)}
+                "port": (-1, 0), "router": (0, 0), "rbac_policy": (0, 0),
+                **await self._security.quota(project_id)}
 
     async def quota(self, request: Any, project_id: str) -> bytes:
         """``GET /v2.0/quotas/<project>`` (and ``.../default``): the limits
@@ -352,33 +357,33 @@ class NetworkAPI:
     # -- networks ---------------------------------------------------------------------------
 
     async def list_networks(self, request: Any) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         found = await self._networks.networks(user, admin)
-        return self._list(request, "networks", [network_view(n) for n in found])
+        return self.listing(request, "networks", [network_view(n) for n in found])
 
     async def show_network(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         network = await self._networks.network(user, _id(item_id, "Network"), admin)
-        return self._show(request, "network", network_view(network))
+        return self.show(request, "network", network_view(network))
 
     async def create_network(self, request: Any) -> bytes:
-        return await self._create(request, "network", self._new_network)
+        return await self.create(request, "network", self._new_network)
 
     async def _new_network(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
-        user, project, admin = self._who(request)
-        self._allowed(body, {"name", "type", "project", "tenant_id", "project_id",
+        user, project, admin = self.who(request)
+        self.allowed(body, {"name", "type", "project", "tenant_id", "project_id",
                              "admin_state_up", "shared", "router:external", "description",
                              "port_security_enabled", "mtu", "tags"}, "network")
         if body.get("admin_state_up", True) is not True:
             raise errors.BadRequest("admin_state_up must be true: networks are always up.")
         if body.get("port_security_enabled", True) is not True:
             raise errors.BadRequest("port_security_enabled cannot be false here.")
-        project = self._project(body, user, project, admin)
-        name = self._text(body, "name")
-        description = self._text(body, "description")
+        project = self.project(body, user, project, admin)
+        name = self.text(body, "name")
+        description = self.text(body, "description")
         shared = self._bool(body, "shared") if "shared" in body else False
         external = self._bool(body, "router:external") if "router:external" in body else False
-        flavor = self._text(body, "type") or ("CUSTOM" if external else "MAC_FILTERED")
+        flavor = self.text(body, "type") or ("CUSTOM" if external else "MAC_FILTERED")
         if (shared or external) and not admin:
             raise errors.Forbidden("Only administrators create shared or external networks.")
         if admin and (shared or external or flavor not in self._networks.settings.api_flavors):
@@ -391,7 +396,7 @@ class NetworkAPI:
                                                           description=description)
         return network_view(network)
 
-    async def _create(self, request: Any, key: str,
+    async def create(self, request: Any, key: str,
                       make: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]) -> bytes:
         """One resource (``{key: {...}}``) or several (``{keys: [...]}``,
         Neutron's bulk create, made one after the other): 201."""
@@ -405,9 +410,9 @@ class NetworkAPI:
         one = body.get(key)
         if not isinstance(one, dict):
             raise errors.BadRequest(f"Resource body required: a \"{key}\" object.")
-        return self._show(request, key, await make(request, one), 201)
+        return self.show(request, key, await make(request, one), 201)
 
-    def _project(self, body: dict[str, Any], user: str, project: str, admin: bool) -> str:
+    def project(self, body: dict[str, Any], user: str, project: str, admin: bool) -> str:
         given = body.get("project") or body.get("project_id") or body.get("tenant_id")
         if given is None:
             return project
@@ -418,24 +423,24 @@ class NetworkAPI:
         return given
 
     async def update_network(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
-        body = self._object(request, "network")
-        self._allowed(body, {"name", "description", "shared", "router:external",
+        user, _, admin = self.who(request)
+        body = self.body_object(request, "network")
+        self.allowed(body, {"name", "description", "shared", "router:external",
                              "admin_state_up", "port_security_enabled"}, "network")
         fields: dict[str, Any] = {}
         for key in ("name", "description"):
             if key in body:
-                fields[key] = self._text(body, key)
+                fields[key] = self.text(body, key)
         if "shared" in body:
             fields["shared"] = self._bool(body, "shared")
         if "router:external" in body:
             fields["external"] = self._bool(body, "router:external")
         network = await self._networks.update_network(user, _id(item_id, "Network"), admin,
                                                       **fields)
-        return self._show(request, "network", network_view(network))
+        return self.show(request, "network", network_view(network))
 
     async def delete_network(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         await self._networks.delete_network(user, _id(item_id, "Network"), admin)
         request.setResponseCode(204)
         return b""
@@ -443,21 +448,21 @@ class NetworkAPI:
     # -- subnets ------------------------------------------------------------------------------
 
     async def list_subnets(self, request: Any) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         found = await self._networks.subnets(user, admin)
-        return self._list(request, "subnets", [subnet_view(s) for s in found])
+        return self.listing(request, "subnets", [subnet_view(s) for s in found])
 
     async def show_subnet(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         subnet = await self._networks.subnet(user, _id(item_id, "Subnet"), admin)
-        return self._show(request, "subnet", subnet_view(subnet))
+        return self.show(request, "subnet", subnet_view(subnet))
 
     async def create_subnet(self, request: Any) -> bytes:
-        return await self._create(request, "subnet", self._new_subnet)
+        return await self.create(request, "subnet", self._new_subnet)
 
     async def _new_subnet(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
-        user, _, admin = self._who(request)
-        self._allowed(body, {"network_id", "cidr", "ip_version", "gateway_ip",
+        user, _, admin = self.who(request)
+        self.allowed(body, {"network_id", "cidr", "ip_version", "gateway_ip",
                              "allocation_pools", "enable_dhcp", "name", "description",
                              "dns_nameservers", "host_routes", "ipv6_ra_mode",
                              "ipv6_address_mode", "tenant_id", "project_id", "tags"},
@@ -470,15 +475,15 @@ class NetworkAPI:
         return subnet_view(subnet)
 
     async def update_subnet(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
-        body = self._object(request, "subnet")
-        self._allowed(body, {"name", "description", "dns_nameservers", "host_routes",
+        user, _, admin = self.who(request)
+        body = self.body_object(request, "subnet")
+        self.allowed(body, {"name", "description", "dns_nameservers", "host_routes",
                              "gateway_ip", "enable_dhcp"}, "subnet")
         subnet = await self._networks.subnet(user, _id(item_id, "Subnet"), admin)
         fields: dict[str, Any] = {}
         for key in ("name", "description"):
             if key in body:
-                fields[key] = self._text(body, key)
+                fields[key] = self.text(body, key)
         if {"dns_nameservers", "host_routes", "gateway_ip", "enable_dhcp"} & set(body):
             probe = {"cidr": subnet.cidr, "ip_version": subnet.ipversion,
                      "gateway_ip": body.get("gateway_ip", subnet.gateway),
@@ -491,10 +496,10 @@ class NetworkAPI:
                           host_routes=list(checked.host_routes), gateway=checked.gateway,
                           dhcp=checked.dhcp)
         updated = await self._networks.update_subnet(user, subnet.id, admin, **fields)
-        return self._show(request, "subnet", subnet_view(updated))
+        return self.show(request, "subnet", subnet_view(updated))
 
     async def delete_subnet(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         await self._networks.delete_subnet(user, _id(item_id, "Subnet"), admin)
         request.setResponseCode(204)
         return b""
@@ -502,21 +507,21 @@ class NetworkAPI:
     # -- ports ------------------------------------------------------------------------------
 
     async def list_ports(self, request: Any) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         found = await self._networks.ports(user, admin)
-        return self._list(request, "ports", [port_view(p) for p in found])
+        return self.listing(request, "ports", [port_view(p) for p in found])
 
     async def show_port(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         port = await self._networks.port(user, _id(item_id, "Port"), admin)
-        return self._show(request, "port", port_view(port))
+        return self.show(request, "port", port_view(port))
 
     async def create_port(self, request: Any) -> bytes:
-        return await self._create(request, "port", self._new_port)
+        return await self.create(request, "port", self._new_port)
 
     async def _new_port(self, request: Any, body: dict[str, Any]) -> dict[str, Any]:
-        user, project, admin = self._who(request)
-        self._allowed(body, {"network_id", "name", "description", "device_id",
+        user, project, admin = self.who(request)
+        self.allowed(body, {"network_id", "name", "description", "device_id",
                              "device_owner", "fixed_ips", "mac_address", "security_groups",
                              "admin_state_up", "port_security_enabled", "tenant_id",
                              "project_id", "binding:vnic_type", "tags"}, "port")
@@ -525,8 +530,8 @@ class NetworkAPI:
             raise errors.BadRequest("A port needs a network_id.")
         device = body.get("device_id")
         req = PortRequest(
-            network_id=_id(str(network_id), "Network"), name=self._text(body, "name"),
-            description=self._text(body, "description"),
+            network_id=_id(str(network_id), "Network"), name=self.text(body, "name"),
+            description=self.text(body, "description"),
             device_id=_device(device),
             mac=pools.check_mac(body["mac_address"]) if body.get("mac_address") else None,
             fixed_ips=_fixed_ips(body.get("fixed_ips")),
@@ -535,20 +540,20 @@ class NetworkAPI:
             if "port_security_enabled" in body else True,
             admin_state_up=self._bool(body, "admin_state_up")
             if "admin_state_up" in body else True)
-        project = self._project(body, user, project, admin)
+        project = self.project(body, user, project, admin)
         port = await self._networks.create_port(user, project, req, admin)
         return port_view(port)
 
     async def update_port(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
-        body = self._object(request, "port")
-        self._allowed(body, {"name", "description", "security_groups", "admin_state_up",
+        user, _, admin = self.who(request)
+        body = self.body_object(request, "port")
+        self.allowed(body, {"name", "description", "security_groups", "admin_state_up",
                              "port_security_enabled", "SNF:firewall_profile", "device_owner",
                              "fixed_ips"}, "port")
         fields: dict[str, Any] = {}
         for key in ("name", "description", "device_owner"):
             if key in body:
-                fields[key] = self._text(body, key)
+                fields[key] = self.text(body, key)
         if "security_groups" in body:
             fields["security_groups"] = _strings(body["security_groups"], "security_groups")
         if "port_security_enabled" in body:
@@ -563,10 +568,10 @@ class NetworkAPI:
             await self._networks.set_fixed_ips(user, port_id,
                                                _fixed_ips(body["fixed_ips"]) or (), admin)
         port = await self._networks.update_port(user, port_id, admin, **fields)
-        return self._show(request, "port", port_view(port))
+        return self.show(request, "port", port_view(port))
 
     async def delete_port(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         await self._networks.delete_port(user, _id(item_id, "Port"), admin)
         request.setResponseCode(204)
         return b""
@@ -574,27 +579,27 @@ class NetworkAPI:
     # -- floating IPs ------------------------------------------------------------------------
 
     async def list_floating_ips(self, request: Any) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         found = await self._networks.floating_ips(user, admin)
-        return self._list(request, "floatingips", [floating_ip_view(i) for i in found])
+        return self.listing(request, "floatingips", [floating_ip_view(i) for i in found])
 
     async def show_floating_ip(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         ip = await self._networks.floating_ip(user, _id(item_id, "Floating IP"), admin)
-        return self._show(request, "floatingip", floating_ip_view(ip))
+        return self.show(request, "floatingip", floating_ip_view(ip))
 
     async def create_floating_ip(self, request: Any) -> bytes:
-        user, project, admin = self._who(request)
-        body = self._object(request, "floatingip")
-        self._allowed(body, {"floating_network_id", "floating_ip_address", "project",
+        user, project, admin = self.who(request)
+        body = self.body_object(request, "floatingip")
+        self.allowed(body, {"floating_network_id", "floating_ip_address", "project",
                              "tenant_id", "project_id", "description", "port_id",
                              "fixed_ip_address"}, "floatingip")
         network = body.get("floating_network_id")
         address = body.get("floating_ip_address")
         if address is not None:
             address = _address(address)
-        project = self._project(body, user, project, admin)
-        description = self._text(body, "description")
+        project = self.project(body, user, project, admin)
+        description = self.text(body, "description")
         ip = await self._networks.create_floating_ip(
             user, project, None if network is None else _id(str(network), "Network"),
             address)
@@ -603,7 +608,7 @@ class NetworkAPI:
                                                        description=description)
         if body.get("port_id"):
             ip = await self._associate(user, admin, ip, str(body["port_id"]))
-        return self._show(request, "floatingip", floating_ip_view(ip), 201)
+        return self.show(request, "floatingip", floating_ip_view(ip), 201)
 
     async def _associate(self, user: str, admin: bool, ip: IP, port_ref: str) -> IP:
         """Attach ``ip`` to the server of port ``port_ref`` (a new port on
@@ -615,9 +620,9 @@ class NetworkAPI:
         return await self._networks.floating_ip(user, ip.id, admin)
 
     async def update_floating_ip(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
-        body = self._object(request, "floatingip")
-        self._allowed(body, {"port_id", "fixed_ip_address", "description"}, "floatingip")
+        user, _, admin = self.who(request)
+        body = self.body_object(request, "floatingip")
+        self.allowed(body, {"port_id", "fixed_ip_address", "description"}, "floatingip")
         ip = await self._networks.floating_ip(user, _id(item_id, "Floating IP"), admin)
         if "port_id" in body:
             if body["port_id"] is None:
@@ -626,12 +631,12 @@ class NetworkAPI:
                 ip = await self._associate(user, admin, ip, str(body["port_id"]))
         if "description" in body:
             await self._networks.edit_floating_ip(user, ip.id, admin,
-                                                  description=self._text(body, "description"))
+                                                  description=self.text(body, "description"))
         ip = await self._networks.floating_ip(user, ip.id, admin)
-        return self._show(request, "floatingip", floating_ip_view(ip))
+        return self.show(request, "floatingip", floating_ip_view(ip))
 
     async def delete_floating_ip(self, request: Any, item_id: str) -> bytes:
-        user, _, admin = self._who(request)
+        user, _, admin = self.who(request)
         await self._networks.delete_floating_ip(user, _id(item_id, "Floating IP"), admin)
         request.setResponseCode(204)
         return b""
@@ -640,7 +645,7 @@ class NetworkAPI:
 
     def _tags_handler(self, kind: str, op: str) -> Handler:
         async def handler(request: Any, item_id: str, tag: str | None = None) -> bytes:
-            user, _, admin = self._who(request)
+            user, _, admin = self.who(request)
             current = await self._tagged(kind, user, item_id, admin)
             tags = list(current.tags)
             if op == "list":

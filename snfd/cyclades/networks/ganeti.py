@@ -85,7 +85,7 @@ class GanetiNetworks:
         mine, jobs, network, subnets = await self._db.run("cyclades.claim_network", claim)
         if not mine or network is None:
             return jobs
-        rapi = self._rapi(backend)
+        rapi = self.rapi(backend)
         v4 = next((s for s in subnets if s.ipversion == 4), None)
         v6 = next((s for s in subnets if s.ipversion == 6), None)
         try:
@@ -116,7 +116,7 @@ class GanetiNetworks:
             "cyclades.backend", compute_store.backend_txn, backend_id)
         if backend is None:
             return
-        rapi = self._rapi(backend)
+        rapi = self.rapi(backend)
         try:
             depends = []
             for group in await rapi.groups():
@@ -139,7 +139,7 @@ class GanetiNetworks:
         try:
             depends = [*await self.ensure_on_backend(backend, self.ganeti_networks(ports)),
                        *waits]
-            await self._rapi(backend).modify(
+            await self.rapi(backend).modify(
                 server.instance_name,
                 nics=[["add", -1, self.nic_params(p)] for p in ports],
                 hotplug=self._hotplug(server, backend),
@@ -161,7 +161,7 @@ class GanetiNetworks:
     async def remove_nic(self, server: Server, port: Port) -> int:
         """Submit the removal of the port's NIC from ``server``; the job."""
         backend = await self.backend_of(server)
-        job: int = await self._rapi(backend).modify(
+        job: int = await self.rapi(backend).modify(
             server.instance_name, nics=[["remove", port.nic_name, {}]],
             hotplug=self._hotplug(server, backend))
         return job
@@ -175,7 +175,8 @@ class GanetiNetworks:
             raise errors.ServiceUnavailable(f"Server {server.id} has no Ganeti backend.")
         return backend
 
-    def _rapi(self, backend: GanetiBackend) -> Any:
+    def rapi(self, backend: GanetiBackend) -> Any:
+        """The RAPI client of ``backend``."""
         return self._rapi_pool.client(rapi_target(backend, self.settings.rapi_timeout))
 
     async def network_event(self, message: Mapping[str, Any]) -> str:

@@ -149,3 +149,42 @@ class Port:
     def address(self, version: int) -> str:
         """Its first address of that IP version, or ""."""
         return next((ip.address for ip in self.ips if ip.version == version), "")
+
+
+@attrs.frozen
+class SecurityRule:
+    """One allow rule of a security group (Neutron's fields).  ``protocol``
+    is as the client gave it (a name or a number; None: any);
+    ``port_range_min``/``max`` are ports for the port protocols and the
+    ICMP type and code for ICMP."""
+
+    id: str
+    group_id: str
+    project: str
+    direction: str
+    ethertype: str
+    protocol: str | None = None
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None
+    remote_group_id: str | None = None
+    description: str = ""
+    revision: int = 1
+    created: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+
+
+@attrs.frozen
+class SecurityGroup:
+    id: str
+    project: str
+    name: str
+    userid: str | None = None
+    description: str = ""
+    is_default: bool = False
+    tags: tuple[str, ...] = ()
+    revision: int = 1
+    created: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+    #: its rules (filled by the store)
+    rules: tuple[SecurityRule, ...] = ()

@@ -44,6 +44,7 @@ from snfd.cyclades.model import Server
 from snfd.cyclades.networks import pools, store
 from snfd.cyclades.networks.ganeti import GanetiNetworks
 from snfd.cyclades.networks.model import FLAVORS, IP, Network, Port, Subnet
+from snfd.cyclades.networks.security_groups import SecurityGroups
 from snfd.cyclades.requests import NicRequest
 from snfd.ganeti.rapi import RapiError, RapiUnavailable
 from snfd.quota import user_and_project
@@ -115,6 +116,7 @@ class Networks:
         self._clock = clock
         self.settings = settings or NetworkSettings()
         self.ganeti = GanetiNetworks(db, rapi_pool, self.settings)
+        self.security = SecurityGroups(db, self.ganeti.rapi)
 
     # -- reads --------------------------------------------------------------------
 
@@ -415,12 +417,13 @@ class Networks:
                 f"MAC address {req.mac} is not under network {network.id}'s prefix"
                 f" {pools.ganeti_mac_prefix(network.mac_prefix)}: its traffic is filtered"
                 " by it.")
+        groups = self.security.port_groups_txn(txn, project, req.security_groups,
+                                               req.port_security)
         if req.mac is not None:
             port = store.insert_port_txn(
                 txn, network, user, project, req.mac, name=req.name,
                 description=req.description, port_security=req.port_security,
-                admin_state_up=req.admin_state_up,
-                security_groups=tuple(req.security_groups or ()))
+                admin_state_up=req.admin_state_up, security_groups=groups)
             if port is None:
                 raise errors.Conflict(f"Unable to complete operation for network"
                                       f" {network.id}. The mac address {req.mac} is in use.")
@@ -430,7 +433,7 @@ class Networks:
                     txn, network, user, project, pools.random_mac(network.mac_prefix),
                     name=req.name, description=req.description,
                     port_security=req.port_security, admin_state_up=req.admin_state_up,
-                    security_groups=tuple(req.security_groups or ()))
+                    security_groups=groups)
                 if port is not None:
                     break
             if port is None:
@@ -525,17 +528,38 @@ class Networks:
             waits: list[int] = await self._db.run(
                 "cyclades.remove_jobs", store.remove_jobs_txn, freed,
                 device.backend_id) if freed and device.backend_id is not None else []
+            await self.security.deliver([device.id])
             await self.ganeti.add_nics(device, [port], waits)
+            await self.deliver_around(port, skip=device.id)
         return port
+
+    async def deliver_around(self, *ports: Port, skip: int | None = None) -> None:
+        """Deliver the security-group tags of the servers ``ports``' groups
+        or addresses touch (``SecurityGroups.affected_txn``)."""
+        servers: list[int] = await self._db.run(
+            "cyclades.security_affected", self.security.affected_txn, ports)
+        await self.security.deliver(s for s in servers if s != skip)
 
     async def update_port(self, user: str, port_id: int, admin: bool = False,
                           **fields: Any) -> Port:
         port = await self.port(user, port_id, admin)
         if "firewall_profile" in fields and fields["firewall_profile"] not in FIREWALL_PROFILES:
             raise errors.BadRequest(f"Unknown firewall profile {fields['firewall_profile']!r}.")
-        updated: Port | None = await self._db.run(
-            "cyclades.update_port", lambda txn: store.update_port_txn(txn, port.id, **fields))
+        grouping = {"security_groups", "port_security"} & set(fields)
+
+        def txn_(txn: Any) -> Port | None:
+            if grouping:
+                locked = store.port_txn(txn, port.id, for_update=True)
+                assert locked is not None
+                secure = fields.get("port_security", locked.port_security)
+                wanted = fields.get("security_groups", locked.security_groups)
+                fields["security_groups"] = self.security.port_groups_txn(
+                    txn, locked.project, wanted, secure, creating=False)
+            return store.update_port_txn(txn, port.id, **fields)
+        updated: Port | None = await self._db.run("cyclades.update_port", txn_)
         assert updated is not None
+        if grouping:
+            await self.deliver_around(port, updated)
         return updated
 
     async def bind_port(self, user: str, port_id: int, server_id: int,
@@ -634,6 +658,7 @@ class Networks:
             store.update_port_txn(txn, port.id, remove_job=job)
             store.free_floating_txn(txn, port.id)
         await self._db.run("cyclades.port_removing", removing)
+        await self.deliver_around(port)
 
     # -- floating IPs ----------------------------------------------------------------------
 

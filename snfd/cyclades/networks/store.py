@@ -417,7 +417,7 @@ def _check(fields: Mapping[str, Any], allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown fields: {sorted(unknown)}")
 
 
-def _update(txn: Any, table: str, row_id: int, fields: Mapping[str, Any]) -> None:
+def _update(txn: Any, table: str, row_id: int | str, fields: Mapping[str, Any]) -> None:
     sets = [f"{k} = %s" for k in fields] + ["revision = revision + 1", "updated = now()"]
     txn.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE id = %s",
                 [*(list(v) if isinstance(v, tuple) else v for v in fields.values()), row_id])
