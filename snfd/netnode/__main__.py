@@ -1,4 +1,4 @@
-"""``python -m snfd.netnode ifup|ifdown [INTERFACE]`` (see :mod:`snfd.netnode.hook`)."""
+"""``python -m snfd.netnode ifup|ifdown [INTERFACE]|refresh`` (see :mod:`snfd.netnode.hook`)."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""``python -m snfd.netnode ifup|ifdown [TAP]``: set up or remove one NIC.
+"""``python -m snfd.netnode ifup|ifdown [TAP]``: set up or remove one NIC;
+``python -m snfd.netnode refresh``: re-apply a running instance's filters.
 
 ifup, after reading the environment (:mod:`snfd.netnode.nic`) and checking
 the host (the tap exists; a bridged NIC's LINK is a bridge; a routed NIC's
@@ -19,29 +20,65 @@ If any step fails, everything is removed again. ifdown removes all of it:
 the tables, the rules, the routes and proxies, the bridge membership; it
 succeeds, doing nothing, when there is nothing to remove.
 
-Exit status: 0 done; 1 the host refused (one line on stderr, nothing left
-applied); 2 the environment does not describe a NIC (nothing touched).
+refresh is a Ganeti hook (``share/ganeti/snfd-netnode-refresh`` in
+``/etc/ganeti/hooks/instance-modify-post.d/``): after the control plane
+changes an instance's tags (security groups, firewall profile) it submits an
+instance modify, whose post hooks run on the master and the instance's
+nodes with the instance in ``GANETI_*`` variables
+(:func:`snfd.netnode.nic.nic_environ_from_hook`). For each NIC whose tap is
+on this node (KVM's runtime file ``<nic_dir>/<instance>/<index>``, default
+``/var/run/ganeti/kvm-hypervisor/nic``, names it, and the tap exists),
+refresh replaces the NIC's nftables tables, all NICs in one atomic ``nft``
+transaction; links, routes and bridge membership are left alone. With no
+such NIC (the master, another node, a stopped instance) it does nothing.
+
+Exit status: 0 done (or nothing to do); 1 the host refused (one line on
+stderr, nothing left applied); 2 the environment does not describe a NIC
+(nothing touched).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from snfd.netnode import rules
 from snfd.netnode.host import CommandFailed, Host
-from snfd.netnode.nic import BadEnvironment, Nic, Teardown, nic_from_environ, teardown_from_environ
+from snfd.netnode.nic import (
+    BadEnvironment,
+    Nic,
+    Teardown,
+    nic_environ_from_hook,
+    nic_from_environ,
+    teardown_from_environ,
+)
 
-USAGE = "usage: python -m snfd.netnode ifup|ifdown [INTERFACE]"
+USAGE = (
+    "usage: python -m snfd.netnode ifup|ifdown [INTERFACE]\n"
+    "       python -m snfd.netnode refresh [--nic-dir DIR]"
+)
+
+# Ganeti's KVM hypervisor writes NIC i's tap name to <NIC_DIR>/<instance>/<i>
+# (lib/hypervisor/hv_kvm/__init__.py: _NICS_DIR, _InstanceNICFile).
+NIC_DIR = Path("/var/run/ganeti/kvm-hypervisor/nic")
+_INSTANCE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Run ifup or ifdown as Ganeti would: the NIC described by ``environ``
-    (default ``os.environ``); returns the exit status."""
+    """Run ifup, ifdown or refresh as Ganeti would: the NIC (or, for
+    refresh, the hook's instance) described by ``environ`` (default
+    ``os.environ``); returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
     env = os.environ if environ is None else environ
+    if args and args[0] == "refresh":
+        if len(args) == 1:
+            return _refresh_main(env, NIC_DIR)
+        if len(args) == 3 and args[1] == "--nic-dir":
+            return _refresh_main(env, Path(args[2]))
     if not args or args[0] not in ("ifup", "ifdown") or len(args) > 2:
         print(USAGE, file=sys.stderr)
         return 2
@@ -64,6 +101,68 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         log(f"failed: {e}")
         return 1
     return 0
+
+
+def _refresh_main(env: Mapping[str, str], nic_dir: Path) -> int:
+    instance = env.get("GANETI_POST_INSTANCE_NAME") or env.get("GANETI_INSTANCE_NAME") or "?"
+
+    def log(line: str) -> None:
+        print(f"snfd-netnode refresh {instance}: {line}", file=sys.stderr, flush=True)
+
+    try:
+        refresh(env, Host(log), nic_dir)
+    except BadEnvironment as e:
+        log(f"bad environment: {e}")
+        return 2
+    except CommandFailed as e:
+        log(f"failed: {e}")
+        return 1
+    return 0
+
+
+def refresh(env: Mapping[str, str], host: Host, nic_dir: Path = NIC_DIR) -> list[Nic]:
+    """Replace the nftables tables of the hook's instance's NICs whose taps
+    are on this node; return those NICs (none: nothing to do).
+
+    Every such NIC is read before anything changes, so a bad environment
+    (say a malformed security-group tag) raises :class:`BadEnvironment`
+    with the old filters still in place; :class:`CommandFailed` if nft
+    refuses, in which case nothing changed either (one transaction).
+    """
+    post = "GANETI_POST_INSTANCE_NAME" in env
+    prefix = "GANETI_POST_" if post else "GANETI_"
+    instance = env.get(f"{prefix}INSTANCE_NAME", "")
+    if not instance:
+        raise BadEnvironment("GANETI_INSTANCE_NAME is not set (not an instance hook?)")
+    if not _INSTANCE_NAME.fullmatch(instance):
+        raise BadEnvironment(f"{prefix}INSTANCE_NAME={instance!r} is not an instance name")
+    count = env.get(f"{prefix}INSTANCE_NIC_COUNT", "0")
+    if not count.isdigit():
+        raise BadEnvironment(f"{prefix}INSTANCE_NIC_COUNT={count!r} is not a number")
+    nics = []
+    for index in range(int(count)):
+        try:
+            tap = (nic_dir / instance / str(index)).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            path = nic_dir / instance / str(index)
+            raise CommandFailed(f"cannot read {path}: {e.strerror}") from None
+        try:
+            nic = nic_from_environ(nic_environ_from_hook(env, index, tap))
+        except BadEnvironment as e:
+            raise BadEnvironment(f"NIC {index}: {e}") from None
+        if host.link(nic.interface) is not None:
+            nics.append(nic)
+    if nics:
+        host.change(
+            "nft",
+            "-f",
+            "-",
+            stdin="".join(rules.setup_script(nic) for nic in nics),
+            what="nft: tables of " + ", ".join(f"{n.interface} for {_describe(n)}" for n in nics),
+        )
+    return nics
 
 
 def ifup(nic: Nic, host: Host) -> None:
@@ -194,4 +293,9 @@ def _same(shown: str | None, *addresses: str | None) -> bool:
 
 def _describe(nic: Nic) -> str:
     profile = nic.profile.value if nic.profile else "none"
-    return f"{nic.mode} {nic.flavor.name} on {nic.link}, firewall profile {profile}"
+    sg = nic.security_groups
+    groups = "off" if sg is None else f"{len(sg.rules)} rules"
+    return (
+        f"{nic.mode} {nic.flavor.name} on {nic.link}, firewall profile {profile},"
+        f" security groups {groups}"
+    )

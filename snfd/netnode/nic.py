@@ -18,7 +18,20 @@ Synnefo's conventions on top of that:
   (PHYSICAL_VLAN); no tag is CUSTOM (plain bridged or routed, as MODE says);
 - a NIC's firewall profile is an instance tag
   ``synnefo:network:<ident>:<profile>``, ident being the NIC's index, name or
-  UUID, profile one of :class:`Profile`.
+  UUID, profile one of :class:`Profile`;
+- a NIC's security groups (Neutron's, resolved to CIDRs by the control
+  plane) are instance tags ``snf:sg:<ident>:on`` (port security on: drop
+  what no rule allows) and one ``snf:sg:<ident>:<dir><v>:<proto>:<range>:<remote>``
+  per allow rule (:class:`SgRule`, :func:`sg_rule_from_tag`).
+
+Ganeti's *hooks* (``/etc/ganeti/hooks/<name>-post.d``) get the instance
+instead as ``GANETI_INSTANCE_*`` (``lib/cmdlib/instance_utils.py``
+``BuildInstanceHookEnv``): ``_NAME``, ``_TAGS``, ``_NIC_COUNT`` and per NIC
+``_NIC<i>_UUID``, ``_IP``, ``_MAC``, ``_MODE``, ``_LINK``, ``_VLAN``, when set
+``_NAME`` and ``_BRIDGE``, and the network's ``_NIC<i>_NETWORK_*`` as above;
+post hooks also get the same names re-read after the operation under
+``GANETI_POST_`` (``lib/hooksmaster.py``). :func:`nic_environ_from_hook`
+turns one NIC of that into the NIC scripts' environment.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ import enum
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 # Linux interface names are at most 15 bytes; we also keep to characters that
 # are safe in nft identifiers (our table names embed the interface name).
@@ -36,6 +49,16 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _MAC_PREFIX = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){2}")
 _LINK = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PROFILE_TAG = re.compile(r"synnefo:network:(?P<ident>[^:\s]+):(?P<profile>[a-z]+)")
+_SG_PREFIX = "snf:sg:"
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,4}")
+_PORT_RANGE = re.compile(r"(?P<low>[0-9]{1,5})(-(?P<high>[0-9]{1,5}))?")
+_ICMP_RANGE = re.compile(r"(?P<type>[0-9]{1,3})(\.(?P<code>[0-9]{1,3}))?")
+# Protocol numbers that name a protocol we match by name (so a range applies).
+_PROTOCOL_NUMBERS = {
+    **{(v, n): name for v in (4, 6) for n, name in ((6, "tcp"), (17, "udp"), (132, "sctp"))},
+    (4, 1): "icmp",
+    (6, 58): "icmp",
+}
 
 
 class BadEnvironment(Exception):
@@ -73,6 +96,36 @@ _STRICTNESS = [Profile.PROTECTED, Profile.LIMITED, Profile.UNPROTECTED]
 
 
 @dataclass(frozen=True)
+class SgRule:
+    """One security-group allow rule of a NIC, as its tag says.
+
+    ``direction`` is ``in`` (to the VM; ``remote`` is the source) or ``out``
+    (from the VM; ``remote`` is the destination); ``version`` 4 or 6;
+    ``protocol`` ``any``, ``tcp``, ``udp``, ``sctp``, ``icmp`` (ICMPv6 for
+    version 6) or a decimal IP protocol number. ``ports`` (tcp, udp, sctp)
+    is the VM-side port range for ``in`` and the remote one for ``out``,
+    None for any; ``icmp_type``/``icmp_code`` are None for any.
+    ``remote`` is a normalised CIDR of ``version``.
+    """
+
+    direction: str
+    version: int
+    protocol: str
+    remote: str
+    ports: tuple[int, int] | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+
+
+@dataclass(frozen=True)
+class SecurityGroups:
+    """A NIC with port security on: only ``rules`` pass (and what
+    :mod:`snfd.netnode.rules` always lets through)."""
+
+    rules: tuple[SgRule, ...] = field(default=())
+
+
+@dataclass(frozen=True)
 class Nic:
     """One NIC as ifup sets it up.
 
@@ -80,6 +133,8 @@ class Nic:
     NIC's ``ip`` is routed to the tap in routing table ``link``).
     ``mac_prefix`` is set for MAC_FILTERED only; ``ip6`` (the EUI-64 address
     in NETWORK_SUBNET6) for routed NICs of networks with an IPv6 subnet.
+    ``security_groups`` is None when the NIC has no ``snf:sg:<ident>:on``
+    tag (no security-group filtering).
     """
 
     interface: str
@@ -92,6 +147,7 @@ class Nic:
     ip: str | None = None
     ip6: str | None = None
     mac_prefix: str | None = None
+    security_groups: SecurityGroups | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +211,7 @@ def nic_from_environ(env: Mapping[str, str], argv_interface: str | None = None) 
         ip=ip,
         ip6=ip6,
         mac_prefix=mac_prefix,
+        security_groups=_security_groups(env),
     )
 
 
@@ -226,12 +283,17 @@ def _flavor(network_tags: str) -> Flavor:
     return found.pop() if found else Flavor.CUSTOM
 
 
-def _profile(env: Mapping[str, str]) -> Profile | None:
-    idents = {
+def _idents(env: Mapping[str, str]) -> set[str]:
+    """The names a tag may use for the NIC: its index, name and UUID."""
+    return {
         env.get("INTERFACE_INDEX", ""),
         env.get("INTERFACE_NAME", ""),
         env.get("INTERFACE_UUID", ""),
     } - {""}
+
+
+def _profile(env: Mapping[str, str]) -> Profile | None:
+    idents = _idents(env)
     found = set()
     for tag in env.get("TAGS", "").split():
         m = _PROFILE_TAG.fullmatch(tag)
@@ -241,3 +303,95 @@ def _profile(env: Mapping[str, str]) -> Profile | None:
         if profile in found:
             return profile
     return None
+
+
+def _security_groups(env: Mapping[str, str]) -> SecurityGroups | None:
+    """The NIC's security groups from its ``snf:sg:`` tags; every such tag
+    naming this NIC must be well formed, marker or not (fail closed)."""
+    idents = _idents(env)
+    on = False
+    found: list[SgRule] = []
+    for tag in env.get("TAGS", "").split():
+        if not tag.startswith(_SG_PREFIX):
+            continue
+        parts = tag.split(":", 3)
+        if len(parts) < 4 or parts[2] not in idents:
+            continue
+        if parts[3] == "on":
+            on = True
+            continue
+        rule = sg_rule_from_tag(tag)
+        if rule not in found:
+            found.append(rule)
+    return SecurityGroups(tuple(found)) if on else None
+
+
+def sg_rule_from_tag(tag: str) -> SgRule:
+    """Parse ``snf:sg:<ident>:<dir><v>:<proto>:<range>:<remote>``, or raise
+    :class:`BadEnvironment` naming the tag."""
+
+    def bad(why: str) -> BadEnvironment:
+        return BadEnvironment(f"security group tag {tag!r}: {why}")
+
+    fields = tag.split(":", 6)
+    if len(fields) != 7 or fields[:2] != ["snf", "sg"]:
+        raise bad("not snf:sg:<nic>:<dir><v>:<proto>:<range>:<remote>")
+    dirv, proto, span, remote = fields[3:]
+    if dirv not in ("in4", "in6", "out4", "out6"):
+        raise bad(f"direction {dirv!r} is not in4, in6, out4 or out6")
+    direction, version = dirv[:-1], int(dirv[-1])
+    if _DECIMAL.fullmatch(proto):
+        number = int(proto)
+        if number > 255:
+            raise bad(f"protocol {proto} is not 0..255")
+        proto = _PROTOCOL_NUMBERS.get((version, number), proto)
+    elif proto not in ("any", "tcp", "udp", "sctp", "icmp"):
+        raise bad(f"protocol {proto!r} is not any, tcp, udp, icmp, sctp or 0..255")
+    try:
+        net = ipaddress.ip_network(remote, strict=False)
+    except ValueError:
+        raise bad(f"remote {remote!r} is not a CIDR") from None
+    if net.version != version or "/" not in remote:
+        raise bad(f"remote {remote!r} is not an IPv{version} CIDR")
+    rule = SgRule(direction=direction, version=version, protocol=proto, remote=str(net))
+    if span == "any":
+        return rule
+    if proto in ("tcp", "udp", "sctp"):
+        m = _PORT_RANGE.fullmatch(span)
+        low = int(m["low"]) if m else 0
+        high = int(m["high"] or low) if m else 0
+        if not (m and 1 <= low <= high <= 65535):
+            raise bad(f"port range {span!r} is not N or N-M within 1..65535")
+        return replace(rule, ports=(low, high))
+    if proto == "icmp":
+        m = _ICMP_RANGE.fullmatch(span)
+        icmp_type = int(m["type"]) if m else 256
+        icmp_code = int(m["code"]) if m and m["code"] is not None else None
+        if icmp_type > 255 or (icmp_code is not None and icmp_code > 255):
+            raise bad(f"ICMP range {span!r} is not T or T.C within 0..255")
+        return replace(rule, icmp_type=icmp_type, icmp_code=icmp_code)
+    raise bad(f"range {span!r} must be 'any' for protocol {proto}")
+
+
+def nic_environ_from_hook(env: Mapping[str, str], index: int, interface: str) -> dict[str, str]:
+    """The NIC scripts' environment for NIC ``index`` (tap ``interface``) of
+    the instance in a Ganeti hook's environment ``env``.
+
+    A post hook has each value twice: ``GANETI_POST_*`` as it is after the
+    operation and ``GANETI_*`` as it was before; the post values win when
+    the hook environment has them.
+    """
+    prefix = "GANETI_POST_" if "GANETI_POST_INSTANCE_NAME" in env else "GANETI_"
+    nic = f"{prefix}INSTANCE_NIC{index}_"
+    out = {
+        "INSTANCE": env.get(f"{prefix}INSTANCE_NAME", ""),
+        "TAGS": env.get(f"{prefix}INSTANCE_TAGS", ""),
+        "INTERFACE": interface,
+        "INTERFACE_INDEX": str(index),
+    }
+    names = {"UUID": "INTERFACE_UUID", "NAME": "INTERFACE_NAME"}
+    for key, value in env.items():
+        if key.startswith(nic) and value:
+            name = key[len(nic) :]
+            out[names.get(name, name)] = value
+    return out
