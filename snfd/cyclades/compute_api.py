@@ -87,6 +87,7 @@ from snfd.cyclades.requests import (
     ResetState,
     Resize,
     Restore,
+    SecurityGroupChange,
     Start,
     Stop,
     Unrescue,
@@ -103,6 +104,7 @@ from snfd.cyclades.requests import (
     parse_rebuild,
     ref_id,
 )
+from snfd.cyclades.security_group_proxy_api import SecurityGroupProxyAPI
 from snfd.cyclades.server_group_api import ServerGroupAPI
 from snfd.cyclades.servers import Servers
 from snfd.cyclades.usage_api import UsageAPI
@@ -251,6 +253,7 @@ class ComputeAPI:
                              for d in self._dialects}
         self.app: Klein = make_app()
         self._proxies = NetworkProxyAPI(servers, max_body, self._server, self._changing)
+        self._security = SecurityGroupProxyAPI(servers, max_body, self._server)
         s = "/servers/<server_id>"
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "", self.version),
@@ -312,6 +315,7 @@ class ComputeAPI:
             *AdminAPI(hosts, aggregates, servers, max_body).routes(),
             *UsageAPI(servers).routes(),
             *self._proxies.routes(),
+            *self._security.routes(),
             *ServerGroupAPI(servers.groups, max_body).routes(),
             *InstanceActionAPI(servers.actions, self._server).routes(),
         ]
@@ -850,6 +854,8 @@ class ComputeAPI:
                 await self._proxies.add_floating_ip(request, server_id, action)
             case RemoveFloatingIp():
                 await self._proxies.remove_floating_ip(request, server_id, action)
+            case SecurityGroupChange():
+                await self._security.change(request, server_id, action)
             case Restore():
                 await self._server(request, server_id)
                 raise errors.Conflict(f"Server {server_id} is not soft-deleted: this cloud"

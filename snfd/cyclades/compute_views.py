@@ -195,7 +195,7 @@ class SynnefoViews:
             "SNF:key_names": list(server.key_names),
             "SNF:fqdn": fqdn,
             "SNF:port_forwarding": {},
-            "security_groups": [{"name": "default"}],
+            "security_groups": security_groups(server),
             "accessIPv4": server.access_ipv4,
             "accessIPv6": server.access_ipv6,
             "config_drive": "",
@@ -385,7 +385,7 @@ class NovaViews(SynnefoViews):
         out.update({
             "addresses": self._detailed_addresses(server),
             "key_name": server.key_names[0] if server.key_names else None,
-            "security_groups": [{"name": "default"}],
+            "security_groups": security_groups(server),
             "OS-EXT-STS:task_state": _NOVA_TASK.get(server.task) if server.task else None,
             "OS-EXT-STS:vm_state": vm_state,
             "OS-EXT-STS:power_state": power,
@@ -404,7 +404,7 @@ class NovaViews(SynnefoViews):
     def created(self, server: Server, password: str) -> dict[str, Any]:
         return {"id": str(server.id), "links": self.links("servers", server.id),
                 "adminPass": password, "OS-DCF:diskConfig": "MANUAL",
-                "security_groups": [{"name": "default"}]}
+                "security_groups": security_groups(server)}
 
     def renamed(self, server: Server) -> dict[str, Any] | None:
         return self._short(server)
@@ -457,3 +457,10 @@ def _progress(server: Server, status: str) -> int:
     if server.operstate == "BUILD" and not server.deleted:
         return server.buildpercentage
     return 0
+
+
+def security_groups(server: Server) -> list[dict[str, str]]:
+    """Nova's ``security_groups`` of a server: the names of its ports'
+    groups, each once."""
+    names = dict.fromkeys(n for p in server.ports for n in getattr(p, "security_group_names", ()))
+    return [{"name": n} for n in names]

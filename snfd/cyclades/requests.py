@@ -16,8 +16,8 @@ Deliberate choices where the reference leaves room:
   because OpenStack clients below microversion 2.37 send it when no
   network was named.  ``"none"`` -> no NIC.  Otherwise a list of
   ``{"uuid"[, "fixed_ip"]}`` or ``{"port"}`` (``NicRequest``).
-- ``security_groups``: absent, or entries naming ``default`` only (the one
-  group every server is in: there are no security groups to choose).
+- ``security_groups``: absent (the project's default group), or
+  ``[{"name"}]`` entries naming the groups of the server's new ports.
 - ``min_count``/``max_count`` other than 1 -> 400 (one server per request;
   Nova's dialect takes them first, ``parse_counts``).
 - ``block_device_mapping_v2``: only the one mapping that boots an image on
@@ -126,6 +126,9 @@ class CreateRequest:
     #: the server group (``snfd.cyclades.server_groups``) it joins, by id
     #: (the API layer resolves the ``group`` scheduler hint)
     server_group: str | None = None
+    #: the security groups (names or ids) of its new ports; None: the
+    #: project's default group
+    security_groups: tuple[str, ...] | None = None
 
 
 def check_access_ip(value: Any, version: int) -> str:
@@ -239,6 +242,15 @@ class AddFloatingIp:
 
 
 @attrs.frozen
+class SecurityGroupChange:
+    """``addSecurityGroup``/``removeSecurityGroup``: put the server's ports
+    in the group ``name`` (a name or an id), or take them out."""
+
+    name: str
+    add: bool
+
+
+@attrs.frozen
 class RemoveFloatingIp:
     """``removeFloatingIp``: detach the floating IP ``address``."""
 
@@ -343,6 +355,7 @@ class Unsupported:
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
           | Unrescue | ResetState | Restore | InjectNetworkInfo | AddFloatingIp | RemoveFloatingIp
+          | SecurityGroupChange
           | Migrate | Unsupported)
 
 
@@ -398,6 +411,11 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         fixed = args.get("fixed_address")
         return AddFloatingIp(ip_address(args.get("address"), "address"),
                              None if fixed is None else ip_address(fixed, "fixed_address"))
+    if name in ("addSecurityGroup", "removeSecurityGroup"):
+        group = args.get("name")
+        if not isinstance(group, str) or not 0 < len(group) <= 255:
+            raise errors.BadRequest(f"{name} needs the name of a security group.")
+        return SecurityGroupChange(group, name == "addSecurityGroup")
     if name == "removeFloatingIp":
         return RemoveFloatingIp(ip_address(args.get("address"), "address"))
     if name in ("os-migrateLive", "migrate", "evacuate"):
@@ -627,22 +645,20 @@ def _nic_requests(value: Any) -> tuple[NicRequest, ...] | None:
     return tuple(out)
 
 
-def check_security_groups(value: Any) -> None:
-    """A create request's ``security_groups``: absent, or ``[{"name":
-    "default"}, ...]``; any other group is 400 (as Nova answers for a group
-    that does not exist: this cloud has only the default one)."""
+def check_security_groups(value: Any) -> tuple[str, ...] | None:
+    """A create request's ``security_groups``: absent (None: the project's
+    default group), or ``[{"name": <name or id>}, ...]``: the names."""
     if value is None:
-        return
-    if not isinstance(value, list):
+        return None
+    if not isinstance(value, list) or len(value) > 50:
         raise errors.BadRequest("security_groups must be a list of {\"name\"} objects.")
+    names = []
     for item in value:
         if not isinstance(item, dict) or set(item) != {"name"} \
-                or not isinstance(item["name"], str):
+                or not isinstance(item["name"], str) or not 0 < len(item["name"]) <= 255:
             raise errors.BadRequest("Each security group must be an object with a name.")
-        if item["name"] != "default":
-            raise errors.BadRequest(f"Unable to find security_group with name or id"
-                                    f" {item['name'][:80]!r}: servers here are in the"
-                                    " default group only.")
+        names.append(item["name"])
+    return tuple(dict.fromkeys(names))
 
 
 def _ref(value: Any, what: str) -> int:
@@ -760,7 +776,7 @@ def parse_create(body: Any, limits: CreateLimits,
     personality = check_personality(body.get("personality"), limits.max_personality,
                                     limits.max_personality_size)
     nics = _nic_requests(body.get("networks"))
-    check_security_groups(body.get("security_groups"))
+    security_groups = check_security_groups(body.get("security_groups"))
     project = body.get("project")
     if project is not None:
         project = _text(project, "project", 255)
@@ -778,4 +794,4 @@ def parse_create(body: Any, limits: CreateLimits,
         personality=personality, networks=nics, project=project, key_names=key_names,
         user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),
         shared_to_project=shared, access_ipv4=check_access_ip(body.get("accessIPv4"), 4),
-        access_ipv6=check_access_ip(body.get("accessIPv6"), 6))
+        access_ipv6=check_access_ip(body.get("accessIPv6"), 6), security_groups=security_groups)

@@ -274,7 +274,7 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
     store.put_params_txn(txn, key, server.id, params)
     store.put_password_txn(txn, server.id, password, expires)
     if networks is not None and planned is not None:
-        ports = networks.server_ports_txn(txn, server, planned)
+        ports = networks.server_ports_txn(txn, server, planned, req.security_groups)
         server = attrs.evolve(server, ports=tuple(ports))
     return server, backend, policy, peers
 

@@ -304,3 +304,119 @@ class NodeTagTests(SecurityGroupCase):
         self.assertIn(f"snf:sg:{nic}:in4:tcp:22:0.0.0.0/0", await tags(first))
         self.assertIn(f"snf:sg:snf-nic-{(await s.server(second)).ports[0].id}"
                       ":in4:tcp:22:0.0.0.0/0", await tags(second))
+
+
+class NovaProxyTests(SecurityGroupCase):
+    """``os-security-groups`` and friends in Nova 2.1's shapes."""
+
+    async def test_groups_and_rules(self):
+        code, reply = await self.nova("POST", "/os-security-groups", {
+            "security_group": {"name": "web", "description": "web servers"}})
+        self.assertEqual(code, 200, reply)
+        web = reply["security_group"]
+        self.assertEqual(set(web), {"id", "name", "description", "tenant_id", "rules"})
+        self.assertEqual(web["rules"], [])   # Neutron's egress rules are not Nova's
+        code, reply = await self.nova("GET", "/os-security-groups")
+        self.assertEqual({g["name"] for g in reply["security_groups"]}, {"default", "web"})
+        code, reply = await self.nova("POST", "/os-security-group-rules", {
+            "security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "tcp",
+                                    "from_port": 22, "to_port": 22}})
+        self.assertEqual(code, 200, reply)
+        rule = reply["security_group_rule"]
+        self.assertEqual((rule["ip_range"], rule["group"], rule["from_port"]),
+                         ({"cidr": "0.0.0.0/0"}, {}, 22))
+        code, reply = await self.nova("POST", "/os-security-group-rules", {
+            "security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "tcp",
+                                    "from_port": 80, "to_port": 80, "cidr": "10.2.3.124/24"}})
+        self.assertEqual(reply["security_group_rule"]["ip_range"], {"cidr": "10.2.3.124/24"})
+        code, reply = await self.nova("POST", "/os-security-group-rules", {
+            "security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "icmp",
+                                    "from_port": -1, "to_port": -1}})
+        self.assertEqual((code, reply["security_group_rule"]["from_port"]), (200, -1))
+        code, reply = await self.nova("GET", "/os-security-groups")
+        default = next(g for g in reply["security_groups"] if g["name"] == "default")
+        code, reply = await self.nova("POST", "/os-security-group-rules", {
+            "security_group_rule": {"parent_group_id": web["id"], "ip_protocol": "udp",
+                                    "from_port": 53, "to_port": 53,
+                                    "group_id": default["id"]}})
+        self.assertEqual(reply["security_group_rule"]["group"],
+                         {"name": "default", "tenant_id": self.alice})
+        bad = [({"parent_group_id": "not-a-uuid", "ip_protocol": "tcp", "from_port": 22,
+                 "to_port": 22}, 400),
+               ({"parent_group_id": web["id"], "ip_protocol": "tcp", "from_port": 22,
+                 "to_port": 22}, 400),   # a duplicate
+               ({"parent_group_id": web["id"], "ip_protocol": "nope", "from_port": 22,
+                 "to_port": 22}, 400),
+               ({"parent_group_id": web["id"], "ip_protocol": "tcp", "from_port": 65536,
+                 "to_port": 65536}, 400),
+               ({"parent_group_id": web["id"], "ip_protocol": "tcp", "from_port": 22,
+                 "to_port": 21}, 400),
+               ({"parent_group_id": "00000000-0000-0000-0000-000000000000",
+                 "ip_protocol": "tcp", "from_port": 22, "to_port": 22}, 404)]
+        for body, want in bad:
+            code, reply = await self.nova("POST", "/os-security-group-rules",
+                                          {"security_group_rule": body})
+            self.assertEqual(code, want, (body, reply))
+        code, reply = await self.nova("GET", f"/os-security-groups/{web['id']}")
+        self.assertEqual(len(reply["security_group"]["rules"]), 4)
+        code, reply = await self.nova("PUT", f"/os-security-groups/{web['id']}", {
+            "security_group": {"name": "www", "description": "x"}})
+        self.assertEqual((code, reply["security_group"]["name"]), (200, "www"))
+        code, _ = await self.nova("DELETE", f"/os-security-groups/{default['id']}")
+        self.assertEqual(code, 400)
+        code, _ = await self.nova("DELETE", f"/os-security-group-rules/{rule['id']}")
+        self.assertEqual(code, 202)
+        code, _ = await self.nova("DELETE", f"/os-security-group-rules/{rule['id']}")
+        self.assertEqual(code, 404)
+        code, _ = await self.nova("DELETE", f"/os-security-groups/{web['id']}",
+                                  token=self.bob_token)
+        self.assertEqual(code, 404)
+        code, _ = await self.nova("DELETE", f"/os-security-groups/{web['id']}")
+        self.assertEqual(code, 202)
+
+    async def test_servers_in_groups(self):
+        s = self.stack
+        code, reply = await self.net("POST", "/networks", None, {"network": {"name": "n"}})
+        network = reply["network"]["id"]
+        await self.net("POST", "/subnets", None, {"subnet": {
+            "network_id": network, "cidr": "10.0.0.0/24", "ip_version": 4}})
+        code, reply = await self.nova("POST", "/os-security-groups", {
+            "security_group": {"name": "web", "description": ""}})
+        web = reply["security_group"]
+        code, reply = await self.nova("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": s.image.id, "flavorRef": s.flavors["small"].flavorid,
+            "networks": [{"uuid": network}], "security_groups": [{"name": "nope"}]}})
+        self.assertEqual(code, 400, reply)
+        code, reply = await self.nova("POST", "/servers", {"server": {
+            "name": "vm", "imageRef": s.image.id, "flavorRef": s.flavors["small"].flavorid,
+            "networks": [{"uuid": network}], "security_groups": [{"name": "web"}]}})
+        self.assertEqual(code, 202, reply)
+        server = reply["server"]["id"]
+        await s.follow_all()
+        code, reply = await self.nova("GET", f"/servers/{server}/os-security-groups")
+        self.assertEqual([g["name"] for g in reply["security_groups"]], ["web"])
+        code, reply = await self.nova("GET", f"/servers/{server}")
+        self.assertEqual(reply["server"]["security_groups"], [{"name": "web"}])
+        code, reply = await self.nova("POST", f"/servers/{server}/action",
+                                      {"addSecurityGroup": {"name": "default"}})
+        self.assertEqual(code, 202, reply)
+        code, reply = await self.nova("GET", f"/servers/{server}")
+        self.assertEqual(reply["server"]["security_groups"],
+                         [{"name": "web"}, {"name": "default"}])
+        code, reply = await self.nova("POST", f"/servers/{server}/action",
+                                      {"addSecurityGroup": {"name": "nope"}})
+        self.assertEqual(code, 404, reply)
+        code, reply = await self.nova("DELETE", f"/os-security-groups/{web['id']}")
+        self.assertEqual(code, 400, reply)
+        code, reply = await self.nova("POST", f"/servers/{server}/action",
+                                      {"removeSecurityGroup": {"name": "web"}})
+        self.assertEqual(code, 202, reply)
+        code, reply = await self.nova("POST", f"/servers/{server}/action",
+                                      {"removeSecurityGroup": {"name": "web"}})
+        self.assertEqual(code, 400, reply)
+        await s.follow_all()
+        found = await s.rapi_client().instance(f"snf-{server}")
+        nic = (await s.server(int(server))).ports[0].nic_name
+        self.assertIn(f"snf:sg:{nic}:on", found["tags"])
+        code, reply = await self.nova("DELETE", f"/os-security-groups/{web['id']}")
+        self.assertEqual(code, 202, reply)

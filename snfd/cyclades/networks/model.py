@@ -141,6 +141,8 @@ class Port:
     network_name: str = ""
     network_mode: str = ""
     network_link: str = ""
+    #: the names of its security groups, in ``security_groups``' order
+    security_group_names: tuple[str, ...] = ()
 
     @property
     def nic_name(self) -> str:

@@ -156,16 +156,21 @@ def _cidr(value: Any, ethertype: str) -> str:
                                 f" '{str(value)[:60]}' is not a valid IP subnet.") from None
     if f"IPv{network.version}" != ethertype:
         raise errors.BadRequest(f"Conflicting value ethertype {ethertype} for CIDR {value}.")
-    return str(network)
+    return str(value)
+
+
+def normalized(prefix: str) -> str:
+    """A rule's CIDR without host bits (Neutron's ``normalized_cidr``)."""
+    return str(ipaddress.ip_network(prefix, strict=False))
 
 
 def same_rule(a: RuleRequest | SecurityRule, b: RuleRequest | SecurityRule) -> bool:
     """Whether two rules of a group allow the same thing (Neutron refuses
     the second: 409)."""
     def key(r: RuleRequest | SecurityRule) -> tuple[Any, ...]:
-        any_prefix = r.remote_ip_prefix in (None, "0.0.0.0/0", "::/0")
+        prefix = None if r.remote_ip_prefix is None else normalized(r.remote_ip_prefix)
         return (r.direction, r.ethertype, protocol_number(r.protocol), r.port_range_min,
-                r.port_range_max, None if any_prefix else r.remote_ip_prefix,
+                r.port_range_max, None if prefix in ("0.0.0.0/0", "::/0") else prefix,
                 r.remote_group_id)
     return key(a) == key(b)
 
@@ -200,7 +205,8 @@ def node_tags(port: Port, rules: Iterable[SecurityRule],
                        for a in sorted(set(members.get(rule.remote_group_id, ())))
                        if ipaddress.ip_address(a).version == version]
         else:
-            remotes = [rule.remote_ip_prefix or ("0.0.0.0/0" if version == 4 else "::/0")]
+            remotes = [normalized(rule.remote_ip_prefix or
+                                  ("0.0.0.0/0" if version == 4 else "::/0"))]
         tags += [f"{head}:{proto}:{span}:{remote}" for remote in remotes]
     return list(dict.fromkeys(tags))
 

@@ -31,7 +31,8 @@ def rule_view(r: SecurityRule) -> dict[str, Any]:
             "port_range_min": r.port_range_min, "port_range_max": r.port_range_max,
             "remote_ip_prefix": r.remote_ip_prefix, "remote_group_id": r.remote_group_id,
             "remote_address_group_id": None,
-            "normalized_cidr": r.remote_ip_prefix if r.remote_group_id is None else None,
+            "normalized_cidr": None if r.remote_ip_prefix is None
+            else security.normalized(r.remote_ip_prefix),
             "description": r.description, "tenant_id": r.project, "project_id": r.project,
             "revision_number": r.revision, "created_at": _time(r.created),
             "updated_at": _time(r.updated)}

@@ -20,10 +20,7 @@ GROUP_SETTINGS = frozenset({"name", "description", "tags"})
 def _rules(rows: list[Any]) -> list[SecurityRule]:
     out = []
     for row in rows:
-        values = dict(zip(_RULE, row, strict=True))
-        if values["remote_ip_prefix"] is not None:
-            values["remote_ip_prefix"] = str(values["remote_ip_prefix"])
-        out.append(SecurityRule(**values))
+        out.append(SecurityRule(**dict(zip(_RULE, row, strict=True))))
     return out
 
 

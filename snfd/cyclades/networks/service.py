@@ -807,8 +807,12 @@ class Networks:
         return out
 
     def server_ports_txn(self, txn: Any, server: Server,
-                         planned: Sequence[tuple[Network, NicRequest]]) -> list[Port]:
-        """The ports of a new server (in its create transaction)."""
+                         planned: Sequence[tuple[Network, NicRequest]],
+                         security_groups: Sequence[str] | None = None) -> list[Port]:
+        """The ports of a new server (in its create transaction); the new
+        ones in ``security_groups`` (names or ids; None: the default)."""
+        groups = None if security_groups is None else self.security.resolve_txn(
+            txn, server.project, security_groups)
         ports = []
         for network, req in planned:
             if req.port_id is not None:
@@ -828,7 +832,8 @@ class Networks:
                 fixed = fixed + tuple((s.id, None) for s in subnets if s.ipversion == 6)
             ports.append(self._port_txn(
                 txn, network, server.userid, server.project,
-                PortRequest(network_id=network.id, fixed_ips=fixed), server))
+                PortRequest(network_id=network.id, fixed_ips=fixed, security_groups=groups),
+                server))
         return ports
 
     # -- the update path -------------------------------------------------------------------

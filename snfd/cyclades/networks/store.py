@@ -347,11 +347,19 @@ def _ports(txn: Any, rows: list[Any]) -> list[Port]:
         txn.execute("SELECT id, name, mode, link FROM cyclades_networks WHERE id = ANY(%s)",
                     (list({p["network_id"] for p in ports}),))
         names = {r[0]: r[1:] for r in txn.fetchall()}
+    groups = {g for p in ports for g in p["security_groups"]}
+    group_names: dict[str, str] = {}
+    if groups:
+        txn.execute("SELECT id, name FROM cyclades_security_groups WHERE id = ANY(%s)",
+                    (list(groups),))
+        group_names = dict(txn.fetchall())
     out = []
     for p in ports:
         name, mode, link = names.get(p["network_id"], ("", "", ""))
         out.append(Port(**p, ips=tuple(by_port.get(p["id"], ())), network_name=name,
-                        network_mode=mode, network_link=link))
+                        network_mode=mode, network_link=link,
+                        security_group_names=tuple(group_names.get(g, g)
+                                                   for g in p["security_groups"])))
     return out
 
 

@@ -29,7 +29,7 @@ CREATE TABLE cyclades_security_group_rules (
     protocol        text,                       -- as given (name or number); NULL: any
     port_range_min  integer,
     port_range_max  integer,
-    remote_ip_prefix cidr,
+    remote_ip_prefix text,                      -- a CIDR as given (Neutron keeps it)
     remote_group_id text REFERENCES cyclades_security_groups (id) ON DELETE CASCADE,
     description     text NOT NULL DEFAULT '',
     revision        integer NOT NULL DEFAULT 1,
