@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _counter = itertools.count()
@@ -88,8 +88,10 @@ for source in sys.argv[3:]:
 
 CONNECT = r"""
 import socket, sys
+source = ("", int(sys.argv[4])) if len(sys.argv) > 4 else None
 try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])).close()
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]),
+                             source_address=source).close()
 except OSError:
     sys.exit(1)
 """
@@ -156,15 +158,36 @@ class Lab:
             self.sh(ns, "ip", "route", "add", "default", "via", gateway)
         return ns
 
-    def hook(self, action: str, env: dict[str, str], script: str | None = None):
+    def router(self, table: str) -> str:
+        """A "router" namespace (192.0.2.1/24) behind the node's link
+        ``uplink``, which routing table ``table`` leads to (the node's static
+        setup for IP_LESS_ROUTED networks). Returns the namespace."""
+        node = self.node
+        self.sh(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        router = self.namespace("r")
+        self.sh(node, "ip", "link", "add", "uplink", "type", "veth", "peer", "name", "eth0",
+                "netns", router)  # fmt: skip
+        self.sh(router, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
+        self.sh(router, "ip", "link", "set", "eth0", "up")
+        self.sh(node, "ip", "link", "set", "uplink", "up")
+        self.sh(node, "ip", "route", "add", "192.0.2.1", "dev", "uplink", "table", table)
+        self.sh(node, "ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink",
+                "table", table)  # fmt: skip
+        self.sh(node, "ip", "-6", "route", "add", "default", "dev", "uplink", "table", table)
+        self.sh(node, "ip", "rule", "add", "iif", "uplink", "table", table)
+        return router
+
+    def hook(self, action: str, env: dict[str, str], script: str | None = None,
+             args: Sequence[str] = ()):  # fmt: skip
         """Run ``snfd.netnode`` (or a wrapper ``script``) in the node
-        namespace with exactly the environment Ganeti would give plus PATH."""
+        namespace with exactly the environment Ganeti would give plus PATH,
+        and ``args`` after the action."""
         full = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
         if script:
             full["SNFD_PYTHON"] = sys.executable
-            argv = [script]
+            argv = [script, *args]
         else:
-            argv = [sys.executable, "-m", "snfd.netnode", action]
+            argv = [sys.executable, "-m", "snfd.netnode", action, *args]
         return subprocess.run(
             ["ip", "netns", "exec", self.node, *argv],
             capture_output=True,
@@ -206,9 +229,12 @@ class Lab:
         out, _ = receiver.communicate(timeout=30)
         return set(out.split())
 
-    def connects(self, ns: str, address: str, port: int, timeout: float = 2.0) -> bool:
-        """Whether a TCP connection from ``ns`` to ``address:port`` succeeds."""
+    def connects(self, ns: str, address: str, port: int, timeout: float = 2.0,
+                 source_port: int | None = None) -> bool:  # fmt: skip
+        """Whether a TCP connection from ``ns`` (from ``source_port`` if
+        given) to ``address:port`` succeeds."""
         argv = [sys.executable, "-c", CONNECT, address, str(port), str(timeout)]
+        argv += [str(source_port)] if source_port else []
         return self.sh(ns, *argv, check=False).returncode == 0
 
     def tables(self) -> set[str]:

@@ -226,20 +226,8 @@ class RoutedTests(NamespaceCase):
 
     def setUp(self) -> None:
         super().setUp()
-        lab, node = self.lab, self.lab.node
-        lab.sh(node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        # The node's static routing setup: table 100 leads to the router.
-        self.router = lab.namespace("r")
-        lab.sh(node, "ip", "link", "add", "uplink", "type", "veth", "peer", "name", "eth0",
-               "netns", self.router)  # fmt: skip
-        lab.sh(self.router, "ip", "addr", "add", "192.0.2.1/24", "dev", "eth0")
-        lab.sh(self.router, "ip", "link", "set", "eth0", "up")
-        lab.sh(node, "ip", "link", "set", "uplink", "up")
-        lab.sh(node, "ip", "route", "add", "192.0.2.1", "dev", "uplink", "table", self.TABLE)
-        lab.sh(node, "ip", "route", "add", "default", "via", "192.0.2.1", "dev", "uplink",
-               "table", self.TABLE)  # fmt: skip
-        lab.sh(node, "ip", "-6", "route", "add", "default", "dev", "uplink", "table", self.TABLE)
-        lab.sh(node, "ip", "rule", "add", "iif", "uplink", "table", self.TABLE)
+        lab = self.lab
+        self.router = lab.router(self.TABLE)
         self.vm = lab.vm("v", "tapr", "aa:00:00:00:00:05", "192.0.2.5/24", gateway="192.0.2.1")
         self.env = ganeti_env(
             "tapr", "aa:00:00:00:00:05", "192.0.2.5", link=self.TABLE, mode="routed",
