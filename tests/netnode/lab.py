@@ -55,8 +55,9 @@ def serve(ls):
     while True:
         c, _ = ls.accept(); c.close()
 for port in sys.argv[1:]:
-    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("0.0.0.0", int(port))); ls.listen(16)
+    ls = socket.socket(socket.AF_INET6); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    ls.bind(("::", int(port))); ls.listen(16)
     threading.Thread(target=serve, args=(ls,), daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()
@@ -203,7 +204,8 @@ class Lab:
         return self.sh(ns, *argv, check=False).returncode == 0
 
     def serve(self, ns: str, *ports: int) -> None:
-        """Accept TCP connections on ``ports`` in ``ns`` until the test ends."""
+        """Accept TCP connections (IPv4 and IPv6) on ``ports`` in ``ns``
+        until the test ends."""
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, *map(str, ports)],
             stdin=subprocess.PIPE,

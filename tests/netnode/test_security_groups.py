@@ -301,6 +301,17 @@ class BridgedSecurityGroupTests(NamespaceCase):
         self.assertFalse(self.lab.connects(self.b, "10.9.0.10", 8080, timeout=1.5))
         self.assertFalse(self.lab.connects(self.a, "10.9.0.11", 8080, timeout=1.5))
 
+    def test_ipv6(self) -> None:
+        """IPv6 rules on a bridged NIC: neighbour discovery passes on its
+        own, ``in6:tcp:22`` admits SSH over IPv6 (not 8080), and an IPv4
+        rule does nothing for IPv6."""
+        for ns, address in ((self.a, "fd00::a/64"), (self.b, "fd00::b/64")):
+            self.lab.sh(ns, "ip", "addr", "add", address, "dev", "eth0", "nodad")
+        self.lab.serve(self.a, 22, 8080)
+        self.up_a(sg("in6:tcp:22:fd00::/64", "in4:tcp:8080:0.0.0.0/0", nic="0"))
+        self.assertTrue(self.lab.connects(self.b, "fd00::a", 22))
+        self.assertFalse(self.lab.connects(self.b, "fd00::a", 8080, timeout=1.5))
+
     def test_answers_are_not_new_connections(self) -> None:
         """The VM's answers on an ``in`` rule's port are TCP segments that
         are not a bare SYN: the VM cannot open a connection from that port
