@@ -20,9 +20,10 @@ Security groups (a NIC tagged ``snf:sg:<nic>:on``, Neutron's semantics) live
 in the same tables in base chains of their own, ``sg-forward``, ``sg-input``
 and ``sg-output`` at priority 10, so they are independent of the anti-spoofing
 checks and the profile (priority 0): an ``accept`` ends only its own base
-chain, a packet must pass both. They jump to ``sg-to-vm`` (out of the tap:
-forward and the node's output) and ``sg-from-vm`` (into the tap: forward and
-the node's input), which accept what a rule allows and drop every other IP
+chain, a packet must pass both. They jump to ``sg-to-vm`` (what leaves the
+node through the tap, forwarded or the node's own: ``oifname``) and
+``sg-from-vm`` (what the tap brings in, forwarded or for the node itself:
+``iifname``), which accept what a rule allows and drop every other IP
 packet. Always allowed, as Neutron does: non-IP frames (ARP) except
 VLAN-tagged ones (they could carry IP past the filter), ICMPv6 neighbour
 discovery and MLD (to the VM types 130-136 and 143; from it the same but
@@ -32,7 +33,10 @@ client 68 <-> server 67, v6 546 <-> 547).
 Security groups are stateful: answers to allowed traffic pass.
 
 - Routed NICs (``inet``): conntrack. Both chains start with ``ct state
-  established,related accept`` and ``ct state invalid drop``.
+  established,related accept`` and ``ct state invalid drop``. Unlike
+  Neutron, which deletes the conntrack entries a removed rule allowed, a
+  connection established before a rule goes away keeps flowing until it
+  ends (or its entry times out).
 - Bridged NICs (``bridge``): our kernels have no bridge conntrack (a ``ct``
   expression there does not load), so answers are recognised statelessly
   by mirroring each rule into the other direction. For a rule allowing
