@@ -385,7 +385,6 @@ class NovaViews(SynnefoViews):
         out.update({
             "addresses": self._detailed_addresses(server),
             "key_name": server.key_names[0] if server.key_names else None,
-            "security_groups": security_groups(server),
             "OS-EXT-STS:task_state": _NOVA_TASK.get(server.task) if server.task else None,
             "OS-EXT-STS:vm_state": vm_state,
             "OS-EXT-STS:power_state": power,
@@ -396,6 +395,9 @@ class NovaViews(SynnefoViews):
             "os-extended-volumes:volumes_attached": [],
             "config_drive": "",
         })
+        groups = security_groups(server)
+        if groups:   # Nova leaves the key out for a server in no group
+            out["security_groups"] = groups
         if server.operstate == "ERROR":
             out["fault"] = {"code": 500, "created": nova_time(server.updated),
                             "message": (server.backendlogmsg or "The build failed.")[:255]}
@@ -404,7 +406,7 @@ class NovaViews(SynnefoViews):
     def created(self, server: Server, password: str) -> dict[str, Any]:
         return {"id": str(server.id), "links": self.links("servers", server.id),
                 "adminPass": password, "OS-DCF:diskConfig": "MANUAL",
-                "security_groups": security_groups(server)}
+                **({"security_groups": groups} if (groups := security_groups(server)) else {})}
 
     def renamed(self, server: Server) -> dict[str, Any] | None:
         return self._short(server)

@@ -139,9 +139,13 @@ class SecurityGroupProxyAPI:
     # -- groups ------------------------------------------------------------------------------
 
     async def list_groups(self, request: Any) -> bytes:
-        _, project, _ = self._who(request)
-        found = await self._groups.groups(project)
-        remotes = await self._remotes(project, False, found)
+        """The project's groups; every project's for an administrator
+        asking ``all_tenants``."""
+        _, project, admin = self._who(request)
+        every = admin and (request.args or {}).get(b"all_tenants", [b"0"])[0].lower() in (
+            b"1", b"true", b"yes", b"")
+        found = await self._groups.groups(project, every)
+        remotes = await self._remotes(project, every, found)
         return json_body(request, {"security_groups": [group_view(g, remotes)
                                                        for g in found]})
 

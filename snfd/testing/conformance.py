@@ -122,13 +122,6 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
      " network API's."),
     (_CP + r"test_tenant_networks\.",
      "Needs [compute] fixed_network_name: tempest's servers use the default networks."),
-    (_CP + r"security_groups\.",
-     "No security groups: a server's NICs are filtered by firewall profiles (Synnefo's)."),
-    (_CP + r"admin\.test_security_groups\.",
-     "No security groups: a server's NICs are filtered by firewall profiles (Synnefo's)."),
-    (_CP + r"servers\.test_server_actions\.ServerActionsTestOtherA\."
-     r"test_remove_server_all_security_groups\b",
-     "No security groups: a server's NICs are filtered by firewall profiles (Synnefo's)."),
     (_NT + r"test_ports\.PortsTestJSON\.test_port_list_filter_by_router_id\b",
      "Creates a router: there are no routers (a Synnefo network is an L2 segment)."),
     (_NT + r"admin\.test_ports\.",
@@ -355,11 +348,11 @@ shared_physical_network = false
 
 [network-feature-enabled]
 # Exactly what /v2.0/extensions serves and tempest gates on.  No routers,
-# security groups, DHCP or L3 agents, port bindings or subnet pools: a
+# DHCP or L3 agents, port bindings or subnet pools: a
 # Synnefo network is an L2 segment; floating IPs are public addresses a
 # server gets a NIC for (so tempest's router-based floating IP tests are
 # skipped by the absent "router" extension).
-api_extensions = external-net,standard-attr-description,tag,subnet-external-network
+api_extensions = external-net,standard-attr-description,tag,subnet-external-network,security-group
 # IPv6 subnets are SLAAC (a port's address is the EUI-64 of its MAC), as
 # Synnefo's; tempest's IPv6 tests expect addresses from allocation pools.
 ipv6 = false

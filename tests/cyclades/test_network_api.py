@@ -494,9 +494,14 @@ class ServerNetworkTests(NetworkCase):
             "network_id": str(public), "device_id": second["id"], "fixed_ips": fixed}})
         self.assertEqual(code, 201, reply)
         jobs = sorted(int(j["id"]) for j in await s.rapi_client().jobs() if int(j["id"]) > mark)
-        remove, add = jobs[-2:]
-        added = await s.rapi_client().job(add)
-        self.assertEqual(added["ops"][0]["depends"], [[remove, ["success"]]])
+        # (Security-group tag jobs come between: find the NIC changes.)
+        nic_jobs = {}
+        for job_id in jobs:
+            job = await s.rapi_client().job(job_id)
+            for change in job["ops"][0].get("nics") or []:
+                nic_jobs[change[0]] = job
+        remove, added = nic_jobs["remove"], nic_jobs["add"]
+        self.assertEqual(added["ops"][0]["depends"], [[int(remove["id"]), ["success"]]])
         s.sim.release_queue()
         await s.follow_all(mark)
         code, reply = await self.net("GET", f"/floatingips/{ip['id']}")
