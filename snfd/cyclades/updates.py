@@ -95,6 +95,7 @@ from snfd.cyclades.model import (
     provisions,
     server_id_of,
 )
+from snfd.cyclades.networks import store as net_store
 from snfd.cyclades.networks.service import Networks
 from snfd.quota import Provision, QuotaError
 from snfd.quota.charged import Attempt, Recharge, run_charged, settle_after_commit
@@ -577,7 +578,27 @@ class UpdatePath:
         return await self.apply(event)
 
     async def apply(self, event: OpEvent) -> str:
-        """Apply one checked event; returns what happened."""
+        """Apply one checked event; returns what happened.  Ports it lets
+        go (the server's, or a removed NIC's) leave their security groups:
+        the servers whose rules named their addresses get new rules."""
+        before = await self._ports_of(event)
+        outcome = await self._apply(event)
+        if before:
+            after = {p.id: p for p in await self._ports_of(event)}
+            gone = [p for p in before if p.id not in after or after[p.id].device_id is None]
+            if gone and self._networks is not None:
+                await self._networks.deliver_around(*gone)
+        return outcome
+
+    async def _ports_of(self, event: OpEvent) -> list[Any]:
+        if self._networks is None or (event.nics is None and event.opcode != OP_REMOVE):
+            return []
+        found: list[Any] = await self._db.run(
+            "cyclades.event_ports", lambda txn: net_store.ports_txn(
+                txn, device_ids=[event.server_id]))
+        return found
+
+    async def _apply(self, event: OpEvent) -> str:
         server: Server | None = None
 
         async def change(attempt: Attempt) -> _Result:

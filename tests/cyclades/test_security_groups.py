@@ -304,6 +304,14 @@ class NodeTagTests(SecurityGroupCase):
         self.assertIn(f"snf:sg:{nic}:in4:tcp:22:0.0.0.0/0", await tags(first))
         self.assertIn(f"snf:sg:snf-nic-{(await s.server(second)).ports[0].id}"
                       ":in4:tcp:22:0.0.0.0/0", await tags(second))
+        # The second server goes: its address leaves the first one's rules
+        # when Ganeti reports it removed.
+        code, reply = await self.nova("DELETE", f"/servers/{second}")
+        self.assertEqual(code, 204, reply)
+        await s.follow_all()
+        await s.follow_all()   # the tag jobs the removal's event submitted
+        self.assertNotIn(f"snf:sg:{nic}:in4:any:any:{second_ip}/32", await tags(first))
+        self.assertIn(f"snf:sg:{nic}:in4:any:any:{first_ip}/32", await tags(first))
 
 
 class NovaProxyTests(SecurityGroupCase):
