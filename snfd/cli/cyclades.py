@@ -105,6 +105,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--property", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("server-inspect",
+                       help="show a server as the database and its Ganeti cluster see it")
+    p.add_argument("server", type=int, help="server id")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("reconcile-servers",
                        help="compare servers with Ganeti and fix what differs")
     p.add_argument("--backend", help="id or cluster name (default: all)")
@@ -368,4 +373,51 @@ async def reconcile_servers(args: argparse.Namespace, ctx: Context) -> int:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print(report)
+    return 0
+
+
+@command("server-inspect")
+async def server_inspect(args: argparse.Namespace, ctx: Context) -> int:
+    """Synnefo's ``server-inspect``: the server's row, its ports with their
+    security groups, and its Ganeti instance (state, NICs, tags)."""
+    from snfd.cyclades.allocator import rapi_target
+    from snfd.cyclades.networks import store as net_store
+    from snfd.ganeti.rapi import RapiError, RapiUnavailable
+
+    server = await ctx.db.run("cyclades.server", store.server_txn, args.server)
+    if server is None:
+        raise CommandFailed(f"no server {args.server}")
+    ports = await ctx.db.run("cyclades.ports", lambda txn: net_store.ports_txn(
+        txn, device_ids=[server.id]))
+    backend = None if server.backend_id is None else await ctx.db.run(
+        "cyclades.backend", store.backend_txn, server.backend_id)
+    ganeti: dict[str, Any] | None = None
+    if backend is not None:
+        try:
+            ganeti = await ctx.service.rapi.client(rapi_target(backend, 30.0)).instance(
+                server.instance_name)
+        except (RapiUnavailable, RapiError) as e:
+            ganeti = {"error": str(e)}
+    out = {"id": server.id, "name": server.name, "userid": server.userid,
+           "project": server.project, "operstate": server.operstate, "task": server.task,
+           "deleted": server.deleted, "instance": server.instance_name,
+           "backend": None if backend is None else backend.clustername,
+           "ports": [{"id": p.id, "nic": p.nic_name, "network_id": p.network_id,
+                      "state": p.state, "mac": p.mac, "ips": [ip.address for ip in p.ips],
+                      "security_groups": list(p.security_groups),
+                      "port_security": p.port_security} for p in ports],
+           "ganeti": None if ganeti is None else {
+               k: ganeti.get(k) for k in ("status", "oper_state", "admin_state", "pnode",
+                                          "snodes", "os", "nic.names", "nic.macs",
+                                          "nic.ips", "tags", "error") if k in ganeti}}
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    for key in ("id", "name", "userid", "project", "operstate", "task", "deleted",
+                "instance", "backend"):
+        print(f"{key:>10}: {out[key]}")
+    for port in out["ports"]:
+        print(f"      port: {port}")
+    for key, value in (out["ganeti"] or {}).items():
+        print(f"{'ganeti ' + key:>18}: {value}")
     return 0

@@ -435,3 +435,62 @@ class NetworkClientTests(unittest.TestCase):
         --description` keep the description."""
         return threads.deferToThread(self.floating_ip_description)
 
+
+    # -- security groups -------------------------------------------------------------------
+
+    def security_groups(self) -> None:
+        alice, bob = self.alice, self.bob
+        groups = self.cli(alice, "security", "group", "list", "-f", "json")
+        self.assertEqual([g["Name"] for g in groups], ["default"])
+        web = self.cli(alice, "security", "group", "create", "--description", "web servers",
+                       "web", "-f", "json")
+        rule = self.cli(alice, "security", "group", "rule", "create", "--protocol", "tcp",
+                        "--dst-port", "22", "--remote-ip", "198.51.100.0/24", "web",
+                        "-f", "json")
+        self.assertEqual((rule["port_range_min"], rule["port_range_max"],
+                          rule["remote_ip_prefix"], rule["direction"]),
+                         (22, 22, "198.51.100.0/24", "ingress"))
+        rules = self.cli(alice, "security", "group", "rule", "list", "web", "-f", "json")
+        self.assertEqual(len(rules), 3)   # two egress rules come with a new group
+        self.assertIn("409", self.cli_fails(alice, "security", "group", "rule", "create",
+                                            "--protocol", "tcp", "--dst-port", "22",
+                                            "--remote-ip", "198.51.100.0/24", "web"))
+        self.assertEqual([g["Name"] for g in self.cli(bob, "security", "group", "list",
+                                                      "-f", "json")], ["default"])
+        image = self.cli(alice, "image", "list", "-f", "json")[0]["ID"]
+        flavor = self.cli(alice, "flavor", "list", "-f", "json")[0]["Name"]
+        made = self.cli(alice, "server", "create", "--image", image, "--flavor", flavor,
+                        "--security-group", "web", "--wait", "guarded", "-f", "json")
+        server = str(made["id"])
+        (port,) = self.wait_ports(alice, server, 1)
+        shown = self.cli(alice, "port", "show", str(port["ID"]), "-f", "json")
+        self.assertEqual(shown["security_group_ids"], [web["id"]])
+        self.cli(alice, "server", "add", "security", "group", server, "default")
+        self.cli(alice, "server", "remove", "security", "group", server, "web")
+        shown = self.cli(alice, "server", "show", server, "-f", "json")
+        self.assertEqual([g["name"] for g in shown["security_groups"]], ["default"])
+        # The rules reach the instance as tags the node-side scripts read.
+        self.cli(alice, "security", "group", "rule", "create", "--protocol", "udp",
+                 "--dst-port", "53", "default", "-f", "json")
+        nic = f"snf-nic-{port['ID']}"
+
+        def tagged() -> bool:
+            info = json.loads(self.node.manage("server-inspect", server, "--json"))
+            return f"snf:sg:{nic}:in4:udp:53:0.0.0.0/0" in (info["ganeti"] or {}).get(
+                "tags", [])
+        self.wait("the new rule on the instance", tagged)
+        self.cli(alice, "security", "group", "rule", "delete", rule["id"])
+        self.assertEqual(len(self.cli(alice, "security", "group", "rule", "list", "web",
+                                      "-f", "json")), 2)
+        self.cli(alice, "security", "group", "delete", "web")
+        self.cli(alice, "server", "delete", "--wait", server)
+        self.assertEqual([g["Name"] for g in self.cli(alice, "security", "group", "list",
+                                                      "-f", "json")], ["default"])
+
+    def test_security_groups(self):
+        """`openstack security group` and `security group rule` create,
+        list and delete a project's groups (another user sees only their
+        own default group); `server create --security-group`, `server
+        add/remove security group` put a server's port in groups, and a
+        new rule reaches the instance's tags in Ganeti."""
+        return threads.deferToThread(self.security_groups)
