@@ -711,7 +711,8 @@ class ComputeAPI:
         if reservation:
             return json_body(request, {"reservation_id": f"r-{secrets.token_hex(4)}"}, 202)
         server, password = made[0]
-        return json_body(request, {"server": v.created(server, password)}, 202)
+        return json_body(request, {"server": v.created(server, password,
+                                                       req.security_groups)}, 202)
 
     async def _hinted_group(self, request: Any) -> str | None:
         """The server group of the create's ``group`` scheduler hint (Nova:

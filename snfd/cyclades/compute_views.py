@@ -202,8 +202,10 @@ class SynnefoViews:
             "links": links,
         }
 
-    def created(self, server: Server, password: str) -> dict[str, Any]:
-        """The answer to a create: the whole server and its ``adminPass``."""
+    def created(self, server: Server, password: str,
+                groups: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The answer to a create: the whole server and its ``adminPass``
+        (``groups``: the security groups asked for, None: the default)."""
         return {**self.server(server), "adminPass": password}
 
     def renamed(self, server: Server) -> dict[str, Any] | None:
@@ -403,10 +405,12 @@ class NovaViews(SynnefoViews):
                             "message": (server.backendlogmsg or "The build failed.")[:255]}
         return out
 
-    def created(self, server: Server, password: str) -> dict[str, Any]:
+    def created(self, server: Server, password: str,
+                groups: tuple[str, ...] | None = None) -> dict[str, Any]:
+        # Nova names the groups asked for (its ports are not made yet).
         return {"id": str(server.id), "links": self.links("servers", server.id),
                 "adminPass": password, "OS-DCF:diskConfig": "MANUAL",
-                **({"security_groups": groups} if (groups := security_groups(server)) else {})}
+                "security_groups": [{"name": n} for n in groups or ("default",)]}
 
     def renamed(self, server: Server) -> dict[str, Any] | None:
         return self._short(server)

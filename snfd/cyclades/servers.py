@@ -536,6 +536,8 @@ class Servers:
         keys = await self.keypairs.public_keys(user, list(req.key_names))
         password = req.admin_pass or generate_password()
         planned = None
+        if req.security_groups is not None and self.networks is not None:
+            await self.networks.security.resolve(project, req.security_groups)
         if req.networks != ():
             if self.networks is not None:
                 planned = await self.networks.plan(user, req.networks)

@@ -316,8 +316,9 @@ class DownStackTests(unittest.TestCase):
         self.assertEqual(d["addresses"], {"snf-net-1": [
             {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed"}]})
         self.assertEqual(d["attachments"][0]["firewallProfile"], "ENABLED")
+        # Without ports (a NIC Ganeti made by default) it is in no group.
         self.assertEqual((d["metadata"], d["tags"], d["security_groups"]),
-                         ({"OS": "debian"}, ["web"], [{"name": "default"}]))
+                         ({"OS": "debian"}, ["web"], []))
         for key in ("created", "updated", "hostId", "suspended", "deleted", "SNF:rescue",
                     "volumes", "diagnostics", "key_name", "SNF:key_names", "SNF:fqdn",
                     "SNF:port_forwarding", "accessIPv4", "accessIPv6", "config_drive",

@@ -278,7 +278,8 @@ class FloatingIPActionTests(ComputeNetworkCase):
 
 class CreateTests(ComputeNetworkCase):
     async def test_security_groups(self):
-        """Only the default security group may be named on create."""
+        """Groups named on create must be the project's (400 otherwise,
+        even for a server without ports); names are ``{"name"}`` objects."""
         s = self.stack
         await self.server("auto", security_groups=[{"name": "default"}])
         for groups in ([{"name": "does_not_exist"}], [{"name": "default"}, {"name": "x"}],
