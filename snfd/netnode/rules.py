@@ -47,15 +47,22 @@ Security groups are stateful: answers to allowed traffic pass.
   types of the allowed requests (echo 8 -> 0, timestamp 13 -> 14,
   information 15 -> 16, address mask 17 -> 18; ICMPv6 echo 128 -> 129); for
   every rule ICMP errors to or from R (v4 destination unreachable, time
-  exceeded, parameter problem; v6 also packet too big); a protocol ``any``
-  rule mirrors to anything to or from R.
+  exceeded, parameter problem; v6 also packet too big). A rule for UDP or
+  SCTP on any port, or for any protocol, cannot name the answers' source
+  port: its UDP and SCTP answers are those to a client's port, 32768-65535
+  (``EPHEMERAL``); a rule for any protocol also mirrors to TCP segments that
+  are not a bare SYN, ICMP replies and errors, and the protocols other than
+  TCP, UDP, SCTP and ICMP (GRE, ESP, ...), from or to R.  So the default
+  group's "everything out" rules let in what looks like answers, never a
+  new TCP connection nor UDP to a service's port.
 
   What this lets through that conntrack would not: packets that merely look
   like answers, with no request before them: TCP segments with ACK (or RST,
   FIN) from an allowed remote port to any port of the VM (ACK scans, RSTs),
   UDP or SCTP from an allowed remote port to any VM port (say from port 53
-  for a DNS rule), ICMP replies and errors not tied to any flow, and
-  anything from R at all when an ``any`` rule names R. What conntrack would
+  for a DNS rule), UDP to the VM's ports 32768-65535 from R under an
+  "any" rule, other IP protocols from R under an "any" rule, ICMP replies
+  and errors not tied to any flow. What conntrack would
   let through that this does not: ICMP errors about an allowed flow coming
   from a router outside R (path MTU discovery through such routers breaks
   unless R covers them, as the usual ``0.0.0.0/0`` egress rule does),
@@ -161,6 +168,9 @@ _ICMPV6_FROM_VM = "{ 130, 131, 132, 133, 135, 136, 143 }"
 # Request -> reply types, for answers to ICMP rules on bridged NICs.
 _ICMP_REPLIES = {4: {8: 0, 13: 14, 15: 16, 17: 18}, 6: {128: 129}}
 _ICMP_ERRORS = {4: "{ 3, 11, 12 }", 6: "{ 1, 2, 3, 4 }"}
+#: The ports clients send from (Linux 32768-60999, Windows and the IANA range
+#: 49152-65535): where UDP answers to a rule for any port are let in.
+EPHEMERAL = "32768-65535"
 
 
 def _sg_chains(nic: Nic, stateful: bool) -> list[str]:
@@ -240,8 +250,17 @@ def _sg_answers(rule: SgRule) -> list[str]:
     (bridged NICs only; see the module docstring)."""
     remote = _sg_remote(rule, answer=True)
     icmp = "icmp" if rule.version == 4 else "icmpv6"
+    replies = _ICMP_REPLIES[rule.version]
     if rule.protocol == "any":
-        return [remote]
+        every_reply = ", ".join(map(str, sorted(replies.values())))
+        return [
+            f"{remote} tcp flags & (syn | ack) != syn",
+            f"{remote} udp dport {EPHEMERAL}",
+            f"{remote} sctp dport {EPHEMERAL}",
+            f"{remote} {icmp} type {{ {every_reply} }}",
+            f"{remote} {icmp} type {_ICMP_ERRORS[rule.version]}",
+            f"{remote} meta l4proto != {{ tcp, udp, sctp, icmp, ipv6-icmp }}",
+        ]
     lines = []
     if rule.protocol == "tcp":
         sport = f" tcp sport {_span(rule.ports)}" if rule.ports else ""
@@ -250,10 +269,9 @@ def _sg_answers(rule: SgRule) -> list[str]:
         lines.append(
             f"{remote} {rule.protocol} sport {_span(rule.ports)}"
             if rule.ports
-            else f"{remote} meta l4proto {rule.protocol}"
+            else f"{remote} {rule.protocol} dport {EPHEMERAL}"
         )
     elif rule.protocol == "icmp":
-        replies = _ICMP_REPLIES[rule.version]
         if rule.icmp_type is None:
             types = sorted(replies.values())
         elif rule.icmp_type in replies and rule.icmp_code in (None, 0):

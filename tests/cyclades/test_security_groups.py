@@ -299,7 +299,18 @@ class NodeTagTests(SecurityGroupCase):
         await s.follow_all()
         self.assertIn(f"snf:sg:{nic}:in4:any:any:{second_ip}/32", await tags(first))
         default = port.security_groups[0]
+        mark = await s.follow_all()
         await self.rule(default, protocol="tcp", port_range_min=22, port_range_max=22)
+        # The no-op modify that runs the nodes' hooks waits for the tag jobs.
+        jobs = [await s.rapi_client().job(int(j["id"]))
+                for j in await s.rapi_client().jobs() if int(j["id"]) > mark]
+        ops = {int(j["id"]): j["ops"][0] for j in jobs}
+        modifies = [op for op in ops.values() if op.get("OP_ID") == "OP_INSTANCE_SET_PARAMS"]
+        self.assertTrue(modifies, ops)
+        for op in modifies:
+            waits = [d[0] for d in op.get("depends") or []]
+            self.assertTrue(waits, op)
+            self.assertTrue(all(ops[w].get("OP_ID") == "OP_TAGS_SET" for w in waits), ops)
         await s.follow_all()
         self.assertIn(f"snf:sg:{nic}:in4:tcp:22:0.0.0.0/0", await tags(first))
         self.assertIn(f"snf:sg:snf-nic-{(await s.server(second)).ports[0].id}"

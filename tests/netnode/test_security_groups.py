@@ -156,7 +156,12 @@ class SgRulesTests(unittest.TestCase):
                 "ip saddr 10.0.0.0/8 icmp type 8 accept",
                 "ip saddr 10.1.2.3/32 udp sport 53 accept",
                 "ip saddr 10.1.2.3/32 icmp type { 3, 11, 12 } accept",
-                "ip6 saddr ::/0 accept",
+                "ip6 saddr ::/0 tcp flags & (syn | ack) != syn accept",
+                "ip6 saddr ::/0 udp dport 32768-65535 accept",
+                "ip6 saddr ::/0 sctp dport 32768-65535 accept",
+                "ip6 saddr ::/0 icmpv6 type { 129 } accept",
+                "ip6 saddr ::/0 icmpv6 type { 1, 2, 3, 4 } accept",
+                "ip6 saddr ::/0 meta l4proto != { tcp, udp, sctp, icmp, ipv6-icmp } accept",
                 "drop",
             ],
         )
@@ -323,14 +328,16 @@ class BridgedSecurityGroupTests(NamespaceCase):
         self.assertTrue(self.lab.connects(self.a, "10.9.0.11", 8080, source_port=2222))
 
     def test_outbound_rules_and_answers(self) -> None:
-        """``out4:any`` lets the VM connect anywhere; ``out4:tcp:8080`` to
-        b only lets it reach b's 8080 and get the SYN-ACK back, while b
-        still cannot open a connection to the VM's 8080 (a bare SYN is no
-        answer)."""
+        """``out4:any`` lets the VM connect anywhere, and lets in only what
+        looks like answers (the default group's rules: b can open no
+        connection to the VM); ``out4:tcp:8080`` to b only lets it reach
+        b's 8080 and get the SYN-ACK back, while b still cannot open a
+        connection to the VM's 8080 (a bare SYN is no answer)."""
         self.lab.serve(self.a, 8080)
         self.lab.serve(self.b, 22, 8080)
-        self.up_a(sg("out4:any:any:0.0.0.0/0", nic="0"))
+        self.up_a(sg("out4:any:any:0.0.0.0/0", "in4:any:any:10.9.0.10/32", nic="0"))
         self.assertTrue(self.lab.connects(self.a, "10.9.0.11", 22))
+        self.assertFalse(self.lab.connects(self.b, "10.9.0.10", 8080, timeout=1.5))
         self.up_a(sg("out4:tcp:8080:10.9.0.11/32", nic="uuid-tapa"))
         self.assertTrue(self.lab.connects(self.a, "10.9.0.11", 8080))
         self.assertFalse(self.lab.connects(self.a, "10.9.0.11", 22, timeout=1.5))

@@ -329,12 +329,15 @@ class SecurityGroups:
         have = [t for t in current.get("tags", []) if t.startswith(TAG_PREFIX)]
         stale = [t for t in have if t not in wanted]
         missing = [t for t in wanted if t not in have]
+        jobs = []
         if stale:
-            await rapi.delete_tags(server.instance_name, stale)
+            jobs.append(await rapi.delete_tags(server.instance_name, stale))
         if missing:
-            await rapi.add_tags(server.instance_name, missing)
-        if (stale or missing) and current.get("os"):
-            await rapi.modify(server.instance_name, os_name=current["os"])
+            jobs.append(await rapi.add_tags(server.instance_name, missing))
+        if jobs and current.get("os"):
+            # After the tag jobs: its hooks must read the new tags.
+            await rapi.modify(server.instance_name, os_name=current["os"],
+                              depends=[[j, ["success"]] for j in jobs])
 
 
 def _servers_of(ports: Iterable[Port]) -> list[int]:
