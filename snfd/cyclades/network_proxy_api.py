@@ -2,7 +2,8 @@
 (``snfd.cyclades.networks.service.Networks``): floating IPs
 (``os-floating-ips``, ``os-floating-ip-pools`` and the ``addFloatingIp`` /
 ``removeFloatingIp`` server actions), a server's interfaces
-(``os-interface``) and the networks a user sees (``os-tenant-networks``).
+(``os-interface``) and the networks a user sees (``os-tenant-networks``, and
+``os-networks``' reads, as Nova with Neutron serves them up to 2.35).
 They answer in Nova 2.1's shapes (tempest's ``api_schema/response/compute/
 v2_1``: ids as text) under both dialects' prefixes, with Nova's codes.
 
@@ -106,6 +107,12 @@ class NetworkProxyAPI:
             ("DELETE", s + "/<port_id>", self.detach_interface),
             ("GET", "/os-tenant-networks", self.list_tenant_networks),
             ("GET", "/os-tenant-networks/<network_id>", self.show_tenant_network),
+            ("GET", "/os-networks", self.list_tenant_networks),
+            ("GET", "/os-networks/<network_id>", self.show_tenant_network),
+            ("POST", "/os-networks", self.nova_network_only),
+            ("DELETE", "/os-networks/<network_id>", self.nova_network_only),
+            ("POST", "/os-networks/<network_id>/action", self.nova_network_only),
+            ("POST", "/os-networks/add", self.nova_network_only),
         ]
 
     # -- helpers -----------------------------------------------------------------
@@ -404,6 +411,13 @@ class NetworkProxyAPI:
         cidrs = await self._cidrs(user)
         return json_body(request, {"networks": [
             self._tenant_network(n, cidrs) for n in await self._networks.networks(user)]})
+
+    async def nova_network_only(self, request: Any, network_id: str = "") -> bytes:
+        """What only nova-network did (making, deleting, associating
+        networks through os-networks): 501, as Nova with Neutron answers;
+        networks are the network API's."""
+        raise errors.NotImplementedFault("Networks are made and changed through the network"
+                                         " API (Neutron's), not os-networks.")
 
     async def show_tenant_network(self, request: Any, network_id: str) -> bytes:
         user, _, _ = self._who(request)

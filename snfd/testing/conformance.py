@@ -117,11 +117,6 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
      " (the images issue, 19)."),
     (_CP + r"flavors\.test_flavors_negative\.FlavorsV2NegativeTest\.test_boot_with_low_ram\b",
      "Not yet: creates an image with min_ram through Glance v2 (the images issue, 19)."),
-    (_CP + r"admin\.test_networks\.",
-     "os-networks (nova-network's API, deprecated) is not served; networks are the"
-     " network API's."),
-    (_CP + r"test_tenant_networks\.",
-     "Needs [compute] fixed_network_name: tempest's servers use the default networks."),
     (_NT + r"test_ports\.PortsTestJSON\.test_port_list_filter_by_router_id\b",
      "Creates a router: there are no routers (a Synnefo network is an L2 segment)."),
     (_NT + r"admin\.test_ports\.",
@@ -241,7 +236,7 @@ def public_network(node: CloudNode, admin: Admin) -> PublicNetwork:
     with an IPv4 subnet, as an operator would before users arrive."""
     token = admin_token(node, admin)
     status, made = node.api("POST", "/network/v2.0/networks", token,
-                            {"network": {"name": "public", "router:external": True}})
+                            {"network": {"name": "tempest-public", "router:external": True}})
     if status != 201:
         raise SystemExit(f"public network not created ({status}): {made}")
     network = made["network"]
@@ -271,7 +266,11 @@ def compute_refs(node: CloudNode) -> ComputeRefs:
     return ComputeRefs(shown[0]["id"], by_size[0]["id"], by_size[min(1, len(by_size) - 1)]["id"])
 
 
-def _compute_sections(refs: ComputeRefs) -> str:
+def _compute_sections(refs: ComputeRefs, public: PublicNetwork | None) -> str:
+    fixed = "" if public is None else (
+        "# The network tempest's servers are put on (and that os-networks and\n"
+        "# os-tenant-networks must show): the public one, every server's default.\n"
+        f"fixed_network_name = {public.name}\n")
     return f"""
 [image]
 region = RegionOne
@@ -287,7 +286,7 @@ image_ref = {refs.image}
 image_ref_alt = {refs.image}
 flavor_ref = {refs.flavor}
 flavor_ref_alt = {refs.flavor_alt}
-# Microversion 2.1 only (min = max): tempest sends no version header.
+{fixed}# Microversion 2.1 only (min = max): tempest sends no version header.
 build_timeout = 120
 min_compute_nodes = 1
 
@@ -456,7 +455,7 @@ discoverability = true
 [validation]
 # No test reaches into a server (ssh): the simulated Ganeti boots nothing.
 run_validation = false
-""" + (_compute_sections(refs) if refs is not None else "") + (
+""" + (_compute_sections(refs, public) if refs is not None else "") + (
         _network_sections(public) if public is not None else "")
 
 

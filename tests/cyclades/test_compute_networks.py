@@ -494,3 +494,19 @@ class TenantNetworkTests(ComputeNetworkCase):
         for ref in (bobs, "nope"):
             code, _ = await self.nova("GET", f"/os-tenant-networks/{ref}")
             self.assertEqual(code, 404)
+
+    async def test_os_networks_reads_only(self):
+        """``os-networks`` (nova-network's API, served by Nova with Neutron
+        up to 2.35) shows the same networks; making or deleting one there
+        is 501 (networks are the network API's)."""
+        own = await self.network("own", "10.0.3.0/24")
+        code, reply = await self.nova("GET", "/os-networks")
+        self.assertEqual(code, 200, reply)
+        self.assertEqual([n["label"] for n in reply["networks"]], ["own"])
+        code, reply = await self.nova("GET", f"/os-networks/{own}")
+        self.assertEqual((code, reply["network"]["cidr"]), (200, "10.0.3.0/24"))
+        code, reply = await self.nova("POST", "/os-networks", None,
+                                      {"network": {"label": "x", "cidr": "10.0.9.0/24"}})
+        self.assertEqual(code, 501, reply)
+        code, reply = await self.nova("DELETE", f"/os-networks/{own}")
+        self.assertEqual(code, 501, reply)
