@@ -2,12 +2,12 @@
 ``os-instance-actions``.
 
 A request that creates, deletes, starts, stops, reboots, resizes,
-rebuilds, rescues, unrescues, locks, unlocks or migrates a server is
-recorded once it has been accepted (attaching and detaching interfaces
-are not recorded yet):
+rebuilds, rescues, unrescues, locks, unlocks or migrates a server, or
+attaches or detaches an interface, is recorded once it has been accepted:
 the server, the request id (the ``X-Compute-Request-Id`` the answer
 carried), the action's name as Nova names it, who asked, the server's
-project, the time, and the Ganeti job it submitted (none for a lock).
+project, the time, and the Ganeti job it submitted (none for a lock or an
+interface change, whose NIC job is not the server's task).
 A request that failed is not recorded (Nova records some refused ones;
 here only what happened is history).
 

@@ -37,6 +37,7 @@ Nova's errors for floating IPs: an unknown pool or no address left is
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -329,6 +330,7 @@ class NetworkProxyAPI:
             if port.device_id is not None:
                 raise errors.Conflict(f"Port {port.id} is still in use.")
             port = await networks.bind_port(user, port.id, server.id, admin)
+            await self._record(request, server, "attach_interface")
             return json_body(request, {"interfaceAttachment": interface_view(port)})
         if net_ref is not None:
             network = await networks.network(owner, self._id(net_ref, "net_id"), admin)
@@ -343,7 +345,15 @@ class NetworkProxyAPI:
         port = await networks.create_port(
             owner, server.project,
             PortRequest(network_id=network.id, device_id=server.id, fixed_ips=fixed), admin)
+        await self._record(request, server, "attach_interface")
         return json_body(request, {"interfaceAttachment": interface_view(port)})
+
+    async def _record(self, request: Any, server: Server, action: str) -> None:
+        """Note a NIC change in the server's instance actions (its job is
+        no task of the server's: none is named)."""
+        user, _, _ = self._who(request)
+        request_id = getattr(request, "request_id", "") or f"req-{secrets.token_hex(16)}"
+        await self._servers.actions.record(server, request_id, action, user, job=False)
 
     @staticmethod
     def _id(value: Any, what: str) -> int:
@@ -388,6 +398,7 @@ class NetworkProxyAPI:
         # port the user made and bound is freed, not deleted (Nova's way).
         await self._networks.delete_port(owner, port.id, admin or port.userid != owner,
                                          keep=port.preserve)
+        await self._record(request, server, "detach_interface")
         return self._empty(request, 202)
 
     # -- os-tenant-networks --------------------------------------------------------------

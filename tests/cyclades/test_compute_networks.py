@@ -396,6 +396,10 @@ class InterfaceTests(ComputeNetworkCase):
         self.assertIn(f"snf-nic-{chosen['port_id']}", instance["nic.names"])
         code, reply = await self.nova("GET", f"/servers/{self.server_id}/ips")
         self.assertEqual(list(reply["addresses"]), ["n1", "n2"])
+        code, reply = await self.nova("GET", f"/servers/{self.server_id}/os-instance-actions")
+        self.assertEqual([a["action"] for a in reply["instanceActions"]],
+                         ["detach_interface", "attach_interface", "attach_interface",
+                          "create"])
 
     async def test_a_users_port_is_bound_and_freed(self):
         """A free port the user made is attached by port_id (its NIC added)
