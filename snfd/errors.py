@@ -59,6 +59,10 @@ class MethodNotAllowed(Fault):
     code, name = 405, "badMethod"
 
 
+class NotAcceptable(Fault):
+    code, name = 406, "notAcceptable"
+
+
 class Conflict(Fault):
     code, name = 409, "conflict"
 

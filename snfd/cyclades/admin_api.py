@@ -1,7 +1,8 @@
 """Nova's administrators' views of the cloud's machinery, in both dialects
 (403 for anyone else): ``os-hypervisors`` (Ganeti nodes), ``os-services``
 and ``os-hosts`` (backends and snfd nodes), as microversion 2.1 answers
-them (what each is here is ``snfd.cyclades.hosts``), and
+them, with 2.11's forced-down services (what each is here is
+``snfd.cyclades.hosts``), and
 ``os-aggregates`` (groups of backends, ``snfd.cyclades.aggregates``).
 
 Ganeti's RAPI reports no node uptime and no hypervisor version: uptime
@@ -31,7 +32,7 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.cyclades.aggregates import Aggregates, check_metadata
-from snfd.cyclades.compute_http import body_of, object_of, query, require_admin
+from snfd.cyclades.compute_http import at_least, body_of, object_of, query, require_admin
 from snfd.cyclades.compute_views import nova_time
 from snfd.cyclades.hosts import COMPUTE, INTERNAL_ZONE, ZONE, Hosts, Hypervisor, Service
 from snfd.cyclades.model import Aggregate
@@ -199,12 +200,18 @@ class AdminAPI:
             wanted = query(request, key)
             if wanted is not None:
                 found = [s for s in found if getattr(s, key) == wanted]
-        return json_body(request, {"services": [service_view(s) for s in found]})
+        views = [service_view(s) for s in found]
+        if at_least(request, 11):
+            for view, s in zip(views, found, strict=True):
+                view["forced_down"] = s.backend is not None and s.backend.offline
+        return json_body(request, {"services": views})
 
     async def update_service(self, request: Any, action: str) -> bytes:
         """``enable``, ``disable``, ``disable-log-reason`` of a backend's
         compute service, named by ``host`` and ``binary``."""
         require_admin(request, "os_compute_api:os-services:update")
+        if action == "force-down" and at_least(request, 11):
+            return await self._force_down(request)
         if action not in ("enable", "disable", "disable-log-reason"):
             raise errors.NotFound(f"Unknown service action {action[:40]!r}.")
         body = json_object(body_of(request, self._max_body))
@@ -224,6 +231,23 @@ class AdminAPI:
         if action == "disable-log-reason":
             shown["disabled_reason"] = reason
         return json_body(request, {"service": shown})
+
+    async def _force_down(self, request: Any) -> bytes:
+        """2.11's ``force-down``: a backend's compute service marked down
+        (``forced_down`` true: the backend is offline, so no new server
+        goes there and it shows ``down``) or back up."""
+        body = json_object(body_of(request, self._max_body))
+        host, binary, forced = body.get("host"), body.get("binary"), body.get("forced_down")
+        if not isinstance(host, str) or not isinstance(binary, str) \
+                or not isinstance(forced, bool):
+            raise errors.BadRequest("host, binary and forced_down (true or false) are"
+                                    " required.")
+        if binary != COMPUTE:
+            raise errors.NotFound(f"Service {binary[:40]} on host {host[:80]} not found"
+                                  " (only nova-compute services can be forced down).")
+        await self._hosts.set_backend(host, offline=forced)
+        return json_body(request, {"service": {"host": host, "binary": binary,
+                                               "forced_down": forced}})
 
     # -- hosts ---------------------------------------------------------------------------
 

@@ -13,13 +13,14 @@ that, after the build ends and after a delete); the node mounts it at
 ``/vmapi``.
 
 Requests carry JSON only: a body with another ``Content-Type`` or not
-valid JSON is 400.  Every answer says microversion 2.1
-(``X-OpenStack-Nova-API-Version: 2.1``, ``OpenStack-API-Version: compute
-2.1``); requests naming another 2.x microversion are served as 2.1, and
-the version documents (``GET /`` and ``GET /v2.0``) advertise
-``min_version`` = ``version`` = 2.1, so OpenStack clients negotiate 2.1
-(``openstack server create`` then sends ``"networks": []`` when no
-network is named, which means the default NICs here).
+valid JSON is 400.  Nova's dialect serves microversions 2.1 to 2.15
+(``compute_http.microversion``: ``OpenStack-API-Version: compute X.Y`` or
+``X-OpenStack-Nova-API-Version``, ``latest``; none is 2.1; 400 for a
+malformed one, 406 outside the range), and every answer names the one it
+was served at; what each version changes is in docs/cyclades.md.
+Synnefo's dialect is 2.1 whatever a request names.  Below 2.37,
+``openstack server create`` sends ``"networks": []`` when no network is
+named, which means the default NICs here.
 
 Server ids are integers, as in Synnefo (text in Nova's dialect); an id
 that is not an integer is 404.  Flavors are named by their serial id in
@@ -51,9 +52,11 @@ from snfd.cyclades import model, server_groups
 from snfd.cyclades.admin_api import AdminAPI
 from snfd.cyclades.aggregates import DEFAULT_ZONE, Aggregates
 from snfd.cyclades.compute_http import (
+    at_least,
     body_of,
     empty,
     int_id,
+    microversion,
     object_of,
     page,
     projects_of,
@@ -62,10 +65,10 @@ from snfd.cyclades.compute_http import (
     views_of,
 )
 from snfd.cyclades.compute_views import (
-    MICROVERSION,
     NovaViews,
     SynnefoViews,
     iso,
+    nic_views,
     nova_time,
 )
 from snfd.cyclades.flavor_api import FlavorAPI
@@ -265,6 +268,7 @@ class ComputeAPI:
             ("PUT", s, self.rename_server),
             ("DELETE", s, self.delete_server),
             ("POST", s + "/action", self.action),
+            ("POST", s + "/remote-consoles", self.remote_console),
             ("GET", s + "/ips", self.ips),
             ("GET", s + "/ips/<network>", self.ips_of),
             ("GET", s + "/metadata", self.metadata),
@@ -327,9 +331,14 @@ class ComputeAPI:
     def _route(self, method: str, path: str, handler: Handler, views: SynnefoViews) -> None:
         async def endpoint(request: Any, **kwargs: Any) -> bytes:
             request.compute_views = views
-            request.setHeader(b"x-openstack-nova-api-version", MICROVERSION.encode())
-            request.setHeader(b"openstack-api-version", f"compute {MICROVERSION}".encode())
             request.setHeader(b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")
+            version = views.lowest
+            if views.negotiates:
+                version = microversion(request, views.lowest, views.highest)
+            request.microversion = version
+            text = f"{version[0]}.{version[1]}"
+            request.setHeader(b"x-openstack-nova-api-version", text.encode())
+            request.setHeader(b"openstack-api-version", f"compute {text}".encode())
             request_id = getattr(request, "request_id", None)
             if request_id:
                 # Nova's name for the request id (instance actions name it).
@@ -605,6 +614,18 @@ class ComputeAPI:
             pattern = parse_name_filter(name)
             found = [s for s in found if pattern.search(s.name)]
         v = self._v(request)
+        if v.negotiates:
+            # Nova's address filters (regular expressions, as ``name``);
+            # ``ip6`` is for administrators only before 2.5.
+            for key, version in (("ip", 4), ("ip6", 6)):
+                wanted = query(request, key)
+                if not wanted or (key == "ip6" and not user_of(request).is_admin
+                                  and not at_least(request, 5)):
+                    continue
+                pattern = parse_name_filter(wanted)
+                found = [s for s in found if any(
+                    pattern.search(a["addr"]) for entries in nic_views(s)[1].values()
+                    for a in entries if a["version"] == version)]
         status = query(request, "status")
         if status:
             found = [s for s in found if v.status(s) == status.upper()]
@@ -652,6 +673,10 @@ class ComputeAPI:
             out.update({"OS-EXT-SRV-ATTR:host": where.hosts.get(server.backend_id),
                         "OS-EXT-SRV-ATTR:instance_name": server.instance_name,
                         "OS-EXT-SRV-ATTR:hypervisor_hostname": None})
+            if at_least(request, 3):
+                out.update(_extended_attributes(server))
+        if detail:
+            _add_locked(request, out, server)
         return out
 
     async def list_servers(self, request: Any) -> bytes:
@@ -800,7 +825,10 @@ class ComputeAPI:
             user, sid, check_name(body["name"]) if "name" in body else None,
             check_access_ip(body["accessIPv4"], 4) if "accessIPv4" in body else None,
             check_access_ip(body["accessIPv6"], 6) if "accessIPv6" in body else None)
-        shown = self._v(request).renamed(await self._server(request, server_id))
+        server = await self._server(request, server_id)
+        shown = self._v(request).renamed(server)
+        if shown is not None:
+            _add_locked(request, shown, server)
         return self._empty(request, 204) if shown is None else json_body(request,
                                                                           {"server": shown})
 
@@ -810,6 +838,26 @@ class ComputeAPI:
         await self._record(request, server, "delete")
         return self._empty(request, 204)
 
+    async def remote_console(self, request: Any, server_id: str) -> bytes:
+        """2.6's ``remote-consoles`` (2.8 adds ``mks``): the protocol and
+        type are checked as Nova checks them; the answer is 501 as for
+        ``os-getVNCConsole``, since no console proxy serves URLs here
+        (Synnefo's ``console`` action of the v2.0 dialect gives the VNC
+        endpoint itself)."""
+        if not (self._v(request).negotiates and at_least(request, 6)):
+            raise errors.NotFound("The resource could not be found.")
+        body = self._object(request, "remote_console")
+        protocols = {"vnc": ("novnc", "xvpvnc"), "spice": ("spice-html5",),
+                     "rdp": ("rdp-html5",), "serial": ("serial",)}
+        if at_least(request, 8):
+            protocols["mks"] = ("webmks",)
+        protocol, kind = body.get("protocol"), body.get("type")
+        if protocol not in protocols or kind not in protocols[protocol]:
+            raise errors.BadRequest(f"Unsupported remote console protocol {protocol!r} or"
+                                    f" type {kind!r}.")
+        await self._server(request, server_id)
+        raise errors.NotImplementedFault(f"No {protocol} console proxy is served here.")
+
     async def action(self, request: Any, server_id: str) -> bytes:
         """``POST /servers/<id>/action`` with one action key."""
         sid = int_id(server_id, "Server")
@@ -818,6 +866,10 @@ class ComputeAPI:
             return await self._rebuild(request, server_id, body["rebuild"])
         if isinstance(body.get("resize"), dict):
             body = {**body, "resize": await self._serial_flavor_ref(request, body["resize"])}
+        if isinstance(body.get("evacuate"), dict) and "onSharedStorage" in body["evacuate"] \
+                and self._v(request).negotiates and at_least(request, 14):
+            raise errors.BadRequest("onSharedStorage is not accepted from microversion 2.14"
+                                    " (where the storage is shared is known).")
         action = parse_action(body)
         s = self._servers
         if isinstance(action, Lock):
@@ -875,6 +927,10 @@ class ComputeAPI:
                 moved = await s.migrate(user, sid, action)
                 await self._record(request, moved, _MIGRATION_ACTIONS[kind])
                 if kind == "evacuation":
+                    # No new password (the disks move with the server); from
+                    # 2.14 Nova's answer has no body at all.
+                    if self._v(request).negotiates and at_least(request, 14):
+                        return self._empty(request, 200)
                     return json_body(request, {})
             case Unsupported(name=name, admin_only=admin_only):
                 await self._server(request, server_id)
@@ -891,7 +947,9 @@ class ComputeAPI:
         req = parse_rebuild(args, self._servers.settings, self._v(request).strong_admin_pass)
         server, password = await self._servers.rebuild(user, int_id(server_id, "Server"), req)
         await self._record(request, server, "rebuild")
-        return json_body(request, {"server": self._v(request).rebuilt(server, password)}, 202)
+        shown = self._v(request).rebuilt(server, password)
+        _add_locked(request, shown, server)
+        return json_body(request, {"server": shown}, 202)
 
     async def ips(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
@@ -1121,26 +1179,60 @@ class ComputeAPI:
 
     # -- keypairs --------------------------------------------------------------------
 
+    def _keypair_owner(self, request: Any, asked: Any = None) -> str:
+        """Whose keypairs a request acts on: the caller's, or from 2.10 an
+        administrator's choice (``user_id`` in the query or the create
+        body; 403 for anyone else naming another user)."""
+        user = self._user(request)
+        if asked is None and at_least(request, 10):
+            asked = query(request, "user_id")
+        if asked is None or asked == user:
+            return user
+        if not isinstance(asked, str) or not at_least(request, 10):
+            raise errors.BadRequest("user_id is not accepted at this microversion.")
+        if not user_of(request).is_admin:
+            raise errors.Forbidden("Only administrators manage other users' keypairs.")
+        return asked
+
+    def _keypair_view(self, request: Any, keypair: Any, **how: bool) -> dict[str, Any]:
+        out: dict[str, Any] = self._v(request).keypair(keypair, **how)
+        if self._v(request).negotiates and at_least(request, 2):
+            out["type"] = keypair.type
+        return out
+
     async def list_keypairs(self, request: Any) -> bytes:
-        found = await self._servers.keypairs.of_user(self._user(request))
-        v = self._v(request)
-        return json_body(request, {"keypairs": [{"keypair": v.keypair(k)} for k in found]})
+        found = await self._servers.keypairs.of_user(self._keypair_owner(request))
+        return json_body(request, {"keypairs": [{"keypair": self._keypair_view(request, k)}
+                                                for k in found]})
 
     async def create_keypair(self, request: Any) -> bytes:
         """Upload (``public_key``) or generate (the ``private_key`` is in
-        this answer only); 200 as Nova 2.1, 409 if the name is taken."""
+        this answer only); 200 as Nova 2.1 (201 from 2.2, which takes a
+        ``type``; 2.10 an administrator's ``user_id``), 409 if the name is
+        taken."""
         body = self._object(request, "keypair")
-        keypair = await self._servers.keypairs.create(self._user(request), body.get("name"),
-                                                      body.get("public_key"))
-        return json_body(request, {"keypair": self._v(request).keypair(keypair, created=True)})
+        nova = self._v(request).negotiates
+        key_type = body.get("type", "ssh")
+        if "type" in body and not (nova and at_least(request, 2)):
+            raise errors.BadRequest("Keypair type is accepted from microversion 2.2.")
+        owner = self._keypair_owner(request, body.get("user_id")) if "user_id" in body \
+            else self._user(request)
+        keypair = await self._servers.keypairs.create(owner, body.get("name"),
+                                                      body.get("public_key"), key_type)
+        code = 201 if nova and at_least(request, 2) else 200
+        return json_body(request, {"keypair": self._keypair_view(request, keypair,
+                                                                 created=True)}, code)
 
     async def show_keypair(self, request: Any, name: str) -> bytes:
-        keypair = await self._servers.keypairs.get(self._user(request), name)
-        return json_body(request, {"keypair": self._v(request).keypair(keypair, detail=True)})
+        keypair = await self._servers.keypairs.get(self._keypair_owner(request), name)
+        return json_body(request, {"keypair": self._keypair_view(request, keypair,
+                                                                 detail=True)})
 
     async def delete_keypair(self, request: Any, name: str) -> bytes:
-        await self._servers.keypairs.delete(self._user(request), name)
-        return self._empty(request, self._v(request).keypair_deleted_code)
+        await self._servers.keypairs.delete(self._keypair_owner(request), name)
+        v = self._v(request)
+        return self._empty(request, 204 if v.negotiates and at_least(request, 2)
+                           else v.keypair_deleted_code)
 
 
 class VmapiApp:
@@ -1159,3 +1251,25 @@ class VmapiApp:
 
     async def params(self, request: Any, key: str) -> bytes:
         return json_body(request, await self._servers.server_params(key))
+
+
+def _add_locked(request: Any, shown: dict[str, Any], server: Any) -> None:
+    """Nova's ``locked`` (from 2.9) in a server's detail, rename and
+    rebuild answers."""
+    if views_of(request).negotiates and at_least(request, 9):
+        shown["locked"] = bool(server.locked_by)
+
+
+_HOSTNAME = re.compile(r"[^a-z0-9-]+")
+
+
+def _extended_attributes(server: Any) -> dict[str, Any]:
+    """The ``OS-EXT-SRV-ATTR`` attributes 2.3 adds for administrators.  A
+    server is one create's only server (launch index 0, no reservation
+    kept); Ganeti boots it with its own kernel from its first disk; its
+    user data is handed to the image once and not kept."""
+    hostname = _HOSTNAME.sub("-", server.name.lower()).strip("-")[:63] or f"server-{server.id}"
+    return {"OS-EXT-SRV-ATTR:reservation_id": None, "OS-EXT-SRV-ATTR:launch_index": 0,
+            "OS-EXT-SRV-ATTR:hostname": hostname, "OS-EXT-SRV-ATTR:kernel_id": "",
+            "OS-EXT-SRV-ATTR:ramdisk_id": "", "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda",
+            "OS-EXT-SRV-ATTR:user_data": None}

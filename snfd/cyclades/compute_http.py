@@ -6,6 +6,7 @@ through, JSON bodies and empty answers.  ``compute_api`` and
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from snfd import errors
@@ -106,3 +107,43 @@ def object_of(request: Any, key: str, max_body: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise errors.BadRequest(f'The request needs a "{key}" object.')
     return value
+
+
+_VERSION = re.compile(r"([1-9][0-9]*)\.(0|[1-9][0-9]*)")
+
+
+def microversion(request: Any, lowest: tuple[int, int],
+                 highest: tuple[int, int]) -> tuple[int, int]:
+    """The compute microversion a request asks for (``OpenStack-API-Version:
+    compute X.Y``, else ``X-OpenStack-Nova-API-Version: X.Y``; ``latest``
+    is ``highest``; none: ``lowest``), as Nova decides: 400 for a malformed
+    one, 406 outside ``lowest``..``highest``."""
+    asked = None
+    for raw in request.requestHeaders.getRawHeaders(b"openstack-api-version") or []:
+        for part in raw.decode("latin-1").split(","):
+            service, _, value = part.strip().partition(" ")
+            if service.lower() == "compute":
+                asked = value.strip()
+    if asked is None:
+        legacy = request.requestHeaders.getRawHeaders(b"x-openstack-nova-api-version")
+        asked = legacy[-1].decode("latin-1").strip() if legacy else None
+    if asked is None:
+        return lowest
+    if asked.lower() == "latest":
+        return highest
+    m = _VERSION.fullmatch(asked)
+    if m is None:
+        raise errors.BadRequest(f"API Version String {asked[:40]} is of invalid format. Must"
+                                " be of format MajorNum.MinorNum.")
+    version = (int(m[1]), int(m[2]))
+    if not lowest <= version <= highest:
+        raise errors.NotAcceptable(
+            f"Version {asked[:40]} is not supported by the API. Minimum is"
+            f" {lowest[0]}.{lowest[1]} and maximum is {highest[0]}.{highest[1]}.")
+    return version
+
+
+def at_least(request: Any, minor: int) -> bool:
+    """Whether the request's microversion is 2.``minor`` or later."""
+    version: tuple[int, int] = getattr(request, "microversion", (2, 1))
+    return version >= (2, minor)

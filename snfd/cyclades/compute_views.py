@@ -8,7 +8,7 @@ carries the dialect of the prefix it came through:
   server on create, deleted servers shown as ``DELETED``, 304 when nothing
   changed since ``changes-since``).  kamaki and the Synnefo UI speak it; the
   v2.0 catalog (Synnefo's tokens) points there.
-- ``NovaViews`` (``/compute/v2.1``): Nova's API at microversion 2.1, as
+- ``NovaViews`` (``/compute/v2.1``): Nova's API (microversions 2.1 to 2.15), as
   its response schemas demand (tempest's ``api_schema/response/compute/
   v2_1``): string ids, no keys beyond Nova's, ``id``/``links``/``adminPass``
   only on create, the server's short shape after a rename, ``SHUTOFF`` for a
@@ -33,6 +33,9 @@ from snfd.cyclades.requests import check_metadata
 
 UTC = datetime.UTC
 MICROVERSION = "2.1"
+#: The microversions Nova's dialect honours (``NovaViews.highest``); see
+#: docs/cyclades.md for what each changes.
+MAX_MICROVERSION = "2.15"
 #: The most properties an image shows (Nova's ``maxImageMeta``).
 MAX_IMAGE_META = 128
 VERSION_UPDATED = "2013-07-23T11:33:21Z"
@@ -135,8 +138,15 @@ class SynnefoViews:
         href = f"{self.base}{self.prefix}/{kind}/{quote(str(ident), safe='')}"
         return [{"rel": "self", "href": href}, {"rel": "bookmark", "href": href}]
 
+    #: the microversions served: Synnefo's dialect is 2.1 whatever a
+    #: request names (its clients send none)
+    lowest: ClassVar[tuple[int, int]] = (2, 1)
+    highest: ClassVar[tuple[int, int]] = (2, 1)
+    negotiates: ClassVar[bool] = False
+
     def version(self) -> dict[str, Any]:
-        return {"id": self.prefix.strip("/"), "status": "CURRENT", "version": MICROVERSION,
+        return {"id": self.prefix.strip("/"), "status": "CURRENT",
+                "version": f"{self.highest[0]}.{self.highest[1]}",
                 "min_version": MICROVERSION, "updated": VERSION_UPDATED,
                 "links": [{"rel": "self", "href": f"{self.base}{self.prefix}/"}],
                 "media-types": [{"base": "application/json",
@@ -295,10 +305,12 @@ def nova_vm_state(server: Server) -> str:
 
 
 class NovaViews(SynnefoViews):
-    """Nova's dialect at microversion 2.1 (``/compute/v2.1``); see the
-    module docstring."""
+    """Nova's dialect, microversions 2.1 to ``MAX_MICROVERSION``
+    (``/compute/v2.1``); see the module docstring."""
 
     prefix: ClassVar[str] = "/v2.1"
+    highest: ClassVar[tuple[int, int]] = (2, 15)
+    negotiates: ClassVar[bool] = True
     not_modified_when_unchanged: ClassVar[bool] = False
     hides_deleted: ClassVar[bool] = True
     keypair_deleted_code: ClassVar[int] = 202

@@ -41,6 +41,8 @@ class Keypair:
     private_key: str | None = attrs.field(default=None, repr=False)
     #: its number (Nova's keypair view shows one)
     id: int = 0
+    #: ``ssh`` (an OpenSSH public key) or ``x509`` (a PEM certificate)
+    type: str = "ssh"
 
 
 def check_name(name: Any) -> str:
@@ -109,10 +111,55 @@ def generate() -> tuple[str, str]:
     return public.decode("ascii") + " Generated-by-snfd", pem
 
 
+KEY_TYPES = ("ssh", "x509")
+
+
+def generate_x509(user: str) -> tuple[str, str]:
+    """A new RSA 2048 key and a self-signed certificate for it naming
+    ``user`` (ten years; Nova's WinRM pair): ``(certificate PEM, private
+    key PEM)``."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user[:64] or "snfd")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(private, hashes.SHA256()))
+    pem = private.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode("ascii")
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), pem
+
+
+def check_certificate(value: Any) -> tuple[str, str]:
+    """An X.509 certificate in PEM, or 400: ``(the PEM, its fingerprint)``
+    (the SHA-1 of its DER form in colon hex, as Nova shows it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_PUBLIC_KEY:
+        raise errors.BadRequest("An x509 keypair's public key is a PEM certificate.")
+    try:
+        cert = x509.load_pem_x509_certificate(value.strip().encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise errors.BadRequest("The public key is not a valid X.509 certificate (PEM).") \
+            from None
+    digest = cert.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - Nova's fingerprint
+    return value.strip() + "\n", ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))
+
+
 def _keypair(userid: str, row: dict[str, Any]) -> Keypair:
     return Keypair(name=row["name"], public_key=row["public_key"],
                    fingerprint=row["fingerprint"], userid=userid, created=row["created"],
-                   id=row["id"])
+                   id=row["id"], type=row.get("type", "ssh"))
 
 
 class Keypairs:
@@ -139,32 +186,41 @@ class Keypairs:
         if not names:
             return []
         rows = await self._db.run("cyclades.keypairs", store.keypairs_txn, user, names)
-        found = {r["name"]: r["public_key"] for r in rows}
+        found = {r["name"]: r for r in rows}
         for name in names:
             if name not in found:
                 raise errors.NotFound(f"Keypair {name} not found.")
-        return [found[n] for n in names]
+        # An x509 certificate (WinRM's) is no SSH key: it is not injected.
+        return [found[n]["public_key"] for n in names if found[n]["type"] == "ssh"]
 
-    async def create(self, user: str, name: Any, public_key: Any = None) -> Keypair:
+    async def create(self, user: str, name: Any, public_key: Any = None,
+                     key_type: str = "ssh") -> Keypair:
         """Store an uploaded key, or generate a pair when ``public_key`` is
-        None (the result then carries ``private_key``).  409 when the name
-        is taken."""
+        None (the result then carries ``private_key``).  ``key_type``
+        ``x509``: a PEM certificate (generated: self-signed for ``user``).
+        409 when the name is taken."""
         name = check_name(name)
+        if key_type not in KEY_TYPES:
+            raise errors.BadRequest(f"Keypair type must be one of {', '.join(KEY_TYPES)}.")
         private = None
         if public_key is None:
+            make = generate if key_type == "ssh" else (lambda: generate_x509(user))
             if hasattr(self._reactor, "getThreadPool"):
                 # RSA key generation takes a while: keep it off the reactor.
                 from twisted.internet.threads import deferToThreadPool
 
                 public_key, private = await deferToThreadPool(
-                    self._reactor, self._reactor.getThreadPool(), generate)
+                    self._reactor, self._reactor.getThreadPool(), make)
             else:
-                public_key, private = generate()
-        else:
+                public_key, private = make()
+        elif key_type == "ssh":
             public_key = check_public_key(public_key)
-        print_ = fingerprint(public_key)
+        if key_type == "x509":
+            public_key, print_ = check_certificate(public_key)
+        else:
+            print_ = fingerprint(public_key)
         added = await self._db.run("cyclades.add_keypair", store.add_keypair_txn, user, name,
-                                   public_key, print_)
+                                   public_key, print_, key_type)
         if not added:
             raise errors.Conflict(f"Key pair '{name}' already exists.")
         stored = await self.get(user, name)

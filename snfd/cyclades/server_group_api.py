@@ -1,11 +1,12 @@
 """The server group routes of the compute API (Nova's ``os-server-groups``
-at microversion 2.1), in both dialects; what groups are and how creates
-honour them is ``snfd.cyclades.server_groups``.
+up to microversion 2.15), in both dialects; what groups are and how
+creates honour them is ``snfd.cyclades.server_groups``.
 
 - ``POST /os-server-groups`` ``{"server_group": {"name", "policies":
-  [one policy]}}``: 200 with the group.  At 2.1 the policy is
-  ``affinity`` or ``anti-affinity`` (the soft ones are Nova 2.15's; 400
-  here, as Nova 2.1 answers).
+  [one policy]}}``: 200 with the group.  The policy is ``affinity`` or
+  ``anti-affinity``, and from 2.15 ``soft-affinity`` or
+  ``soft-anti-affinity`` (400 before, as Nova answers).  From 2.13 a
+  group shows its ``project_id`` and ``user_id``.
 - ``GET /os-server-groups[?all_projects=1&limit=&offset=]``, ``GET`` and
   ``DELETE /os-server-groups/<id>`` (204).
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from snfd import errors
 from snfd.cyclades.compute_http import (
+    at_least,
     count,
     empty,
     is_admin,
@@ -28,8 +30,9 @@ from snfd.cyclades.compute_http import (
     projects_of,
     query,
     scope_of,
+    views_of,
 )
-from snfd.cyclades.model import ServerGroup
+from snfd.cyclades.model import GROUP_POLICIES, ServerGroup
 from snfd.cyclades.server_groups import ServerGroups, check_policy
 from snfd.web.app import json_body
 from snfd.web.auth import user_of
@@ -39,9 +42,13 @@ Handler = Callable[..., Awaitable[bytes]]
 POLICIES_2_1 = ("affinity", "anti-affinity")
 
 
-def group_view(group: ServerGroup) -> dict[str, Any]:
-    return {"id": group.id, "name": group.name, "policies": [group.policy],
-            "members": [str(m) for m in group.members], "metadata": {}}
+def group_view(group: ServerGroup, request: Any = None) -> dict[str, Any]:
+    """A group as Nova shows it; from 2.13 with its project and user."""
+    out = {"id": group.id, "name": group.name, "policies": [group.policy],
+           "members": [str(m) for m in group.members], "metadata": {}}
+    if request is not None and views_of(request).negotiates and at_least(request, 13):
+        out.update(project_id=group.project, user_id=group.userid)
+    return out
 
 
 class ServerGroupAPI:
@@ -73,11 +80,12 @@ class ServerGroupAPI:
         policies = body.get("policies")
         if not isinstance(policies, list) or len(policies) != 1:
             raise errors.BadRequest("policies must be a list of exactly one policy.")
-        policy = check_policy(policies[0], POLICIES_2_1)
+        soft = views_of(request).negotiates and at_least(request, 15)
+        policy = check_policy(policies[0], GROUP_POLICIES if soft else POLICIES_2_1)
         user = self._caller(request)
         group = await self._groups.create(user, scope_of(request) or user, body.get("name"),
                                           policy)
-        return json_body(request, {"server_group": group_view(group)})
+        return json_body(request, {"server_group": group_view(group, request)})
 
     async def list_groups(self, request: Any) -> bytes:
         all_projects = (query(request, "all_projects") or "").lower() in ("1", "true", "yes")
@@ -89,12 +97,12 @@ class ServerGroupAPI:
         limit = query(request, "limit")
         if limit is not None:
             found = found[:count(limit, "limit")]
-        return json_body(request, {"server_groups": [group_view(g) for g in found]})
+        return json_body(request, {"server_groups": [group_view(g, request) for g in found]})
 
     async def show_group(self, request: Any, group_id: str) -> bytes:
         group = await self._groups.get(self._caller(request), projects_of(request), group_id,
                                        is_admin(request))
-        return json_body(request, {"server_group": group_view(group)})
+        return json_body(request, {"server_group": group_view(group, request)})
 
     async def delete_group(self, request: Any, group_id: str) -> bytes:
         await self._groups.delete(self._caller(request), projects_of(request), group_id,

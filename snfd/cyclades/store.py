@@ -642,19 +642,19 @@ def diagnostics_txn(txn: Any, server_id: int) -> list[dict[str, Any]]:
 # -- keypairs -------------------------------------------------------------
 
 def add_keypair_txn(txn: Any, userid: str, name: str, public_key: str,
-                    fingerprint: str) -> bool:
+                    fingerprint: str, key_type: str = "ssh") -> bool:
     """Store a keypair; False when the user already has one by that name."""
     txn.execute(
-        """INSERT INTO cyclades_keypairs (userid, name, public_key, fingerprint)
-           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING name""",
-        (userid, name, public_key, fingerprint))
+        """INSERT INTO cyclades_keypairs (userid, name, public_key, fingerprint, type)
+           VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING name""",
+        (userid, name, public_key, fingerprint, key_type))
     return txn.fetchone() is not None
 
 
 def keypairs_txn(txn: Any, userid: str, names: Iterable[str] | None = None
                  ) -> list[dict[str, Any]]:
     """The user's keypairs by name (only ``names`` when given)."""
-    sql = """SELECT name, public_key, fingerprint, created, id FROM cyclades_keypairs
+    sql = """SELECT name, public_key, fingerprint, created, id, type FROM cyclades_keypairs
              WHERE userid = %s"""
     args: list[Any] = [userid]
     if names is not None:
@@ -662,7 +662,7 @@ def keypairs_txn(txn: Any, userid: str, names: Iterable[str] | None = None
         args.append(list(names))
     txn.execute(sql + " ORDER BY name", args)
     return [{"name": r[0], "public_key": r[1], "fingerprint": r[2], "created": r[3],
-             "id": r[4]} for r in txn.fetchall()]
+             "id": r[4], "type": r[5]} for r in txn.fetchall()]
 
 
 def delete_keypair_txn(txn: Any, userid: str, name: str) -> bool:
