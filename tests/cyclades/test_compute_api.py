@@ -38,17 +38,17 @@ class DownStackTests(unittest.TestCase):
         self.alice, self.token = await self.stack.user("alice")
 
     async def test_versions(self):
-        """``/`` lists v2.0 (Synnefo's dialect) and v2.1 (Nova's), each
-        with microversion 2.1 (min and max), as keystoneauth's discovery
-        reads it; ``/v2.x[/]`` describe themselves; every answer says the
-        microversion it speaks."""
+        """``/`` lists v2.0 (Synnefo's dialect, microversion 2.1 only) and
+        v2.1 (Nova's, 2.1 to 2.15), as keystoneauth's discovery reads it;
+        ``/v2.x[/]`` describe themselves; every answer says the
+        microversion it speaks (2.1 when none is asked for)."""
         s = self.stack
         code, body, headers = await s.call("GET", f"{s.url}/compute/")
         self.assertEqual(code, 200)
         self.assertEqual([(v["id"], v["version"], v["min_version"], v["links"][0]["href"])
                           for v in body["versions"]],
                          [("v2.0", "2.1", "2.1", f"{s.url}/compute/v2.0/"),
-                          ("v2.1", "2.1", "2.1", f"{s.url}/compute/v2.1/")])
+                          ("v2.1", "2.15", "2.1", f"{s.url}/compute/v2.1/")])
         for path in (f"{s.url}/compute/v2.0", f"{s.url}/compute/v2.0/",
                      f"{s.url}/compute/v2.1", f"{s.url}/compute/v2.1/"):
             code, body, headers = await s.call("GET", path)
