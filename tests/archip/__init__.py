@@ -1,0 +1,1 @@
+"""Tests of Archipelago: volume maps, thin copy-on-write volumes, NBD."""
