@@ -292,6 +292,21 @@ class VolumeStore:
         finally:
             lock.release()
 
+    async def sweep(self) -> int:
+        """Remove what a crash left behind: temporary files, and owned
+        objects no map names (a copy-up made but never recorded).  Run
+        while no volume is open or being changed (at startup); returns how
+        many files it removed."""
+        if self._live:
+            raise VolumeBusy("volumes are open: " + ", ".join(sorted(self._live)))
+        named: set[str] = set()
+        for name in await self.names():
+            try:
+                named.update(e.name for e in (await self.info(name)).entries if e.archip)
+            except KeyError:
+                continue
+        return await self._in_thread(self._sweep_now, named)
+
     # -- I/O for OpenVolume --------------------------------------------------
 
     async def _read(self, v: _Volume, offset: int, length: int) -> bytes:
@@ -393,7 +408,8 @@ class VolumeStore:
     # -- maps ----------------------------------------------------------------
 
     async def _save(self, name: str, m: MapV2, exclusive: bool = False) -> None:
-        data = mapfile.encode(m)
+        # A large volume's map is megabytes: encode it off the reactor.
+        data = await self._in_thread(mapfile.encode, m)
         chunks = [data[i:i + self.block_size]
                   for i in range(0, len(data), self.block_size)]
         names = await self.blocks.put(chunks)
@@ -406,7 +422,7 @@ class VolumeStore:
         pointer = await self._in_thread(self._read_pointer_now, name)
         parts = [await self.blocks.get(b) for b in pointer["blocks"]]
         data = b"".join(parts)[:pointer["length"]]
-        return mapfile.decode(data)
+        return await self._in_thread(mapfile.decode, data)
 
     async def _block(self, name: str) -> bytes:
         block = self._cache.get(name)
@@ -463,6 +479,19 @@ class VolumeStore:
         epochs = [int(m.group(1), 16) for f in os.listdir(self._objects)
                   if (m := pattern.match(f))]
         return max(epochs) + 1 if epochs else 0
+
+    def _sweep_now(self, named: set[str]) -> int:
+        removed = 0
+        for directory in (self._maps, self._objects):
+            for f in os.listdir(directory):
+                if f.startswith(".w.") or (directory == self._objects and f not in named):
+                    try:
+                        os.unlink(os.path.join(directory, f))
+                    except FileNotFoundError:
+                        continue
+                    removed += 1
+            _fsync_dir(directory)
+        return removed
 
     def _names_now(self) -> list[str]:
         return sorted(n for n in os.listdir(self._maps) if _VOLUME_NAME.match(n))

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from snfd.archip import mapfile
@@ -391,3 +391,53 @@ class OpenTests(_Base):
         await v.close()
         with self.assertRaises(ValueError):
             await v.read(0, 1)
+
+
+class ConcurrencyTests(_Base):
+    async def test_concurrent_writes_copy_up_once(self) -> None:
+        """Writes racing into one object copy it up once and all land."""
+        image = _image(2)
+        await self.volumes.clone("c", await self.upload(image))
+        v = await self.opened("c")
+        writes = [defer.ensureDeferred(v.write(i * 100, b"%03d" % i)) for i in range(20)]
+        await defer.gatherResults(writes)
+        want = bytearray(image)
+        for i in range(20):
+            want[i * 100:i * 100 + 3] = b"%03d" % i
+        self.assertEqual(self.volumes.counters.copy_ups, 1)
+        self.assertEqual(await v.read(0, v.size), bytes(want))
+        await self.assert_map_on_disk_sound("c", bytes(want))
+
+    async def test_snapshot_while_open(self) -> None:
+        """A snapshot of an open volume freezes its live map: the next write
+        through the open handle copies up."""
+        await self.volumes.create("o", BS)
+        v = await self.opened("o")
+        await v.write(0, b"one")
+        await self.volumes.snapshot("o", "o-snap")
+        await v.write(0, b"two")
+        s = await self.opened("o-snap", writable=False)
+        self.assertEqual(await s.read(0, 3), b"one")
+        self.assertEqual(await v.read(0, 3), b"two")
+        self.assertEqual(self.volumes.counters.copy_ups, 1)
+
+
+class SweepTests(_Base):
+    async def test_sweep(self) -> None:
+        """After a crash, temporary files and owned objects no map names are
+        removed; named objects stay."""
+        await self.volumes.create("s", 2 * BS)
+        v = await self.volumes.open("s", True)
+        await v.write(0, b"keep")
+        with self.assertRaises(VolumeBusy):
+            await self.volumes.sweep()
+        await v.close()
+        objects = os.path.join(self.root, "volumes", "objects")
+        for junk in (mapfile.owned_name("s", 0, 1), ".w.x.123"):
+            with open(os.path.join(objects, junk), "wb") as f:
+                f.write(b"junk")
+        with open(os.path.join(self.root, "volumes", "maps", ".w.s.1"), "wb") as f:
+            f.write(b"{")
+        self.assertEqual(await self.store().sweep(), 3)
+        self.assertEqual(self.owned_files(), [mapfile.owned_name("s", 0, 0)])
+        await self.assert_map_on_disk_sound("s", b"keep" + bytes(2 * BS - 4))
