@@ -5,11 +5,19 @@ always name existing objects."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import textwrap
+import threading
+import time
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from snfd.archip import mapfile
@@ -441,3 +449,93 @@ class SweepTests(_Base):
         self.assertEqual(await self.store().sweep(), 3)
         self.assertEqual(self.owned_files(), [mapfile.owned_name("s", 0, 0)])
         await self.assert_map_on_disk_sound("s", b"keep" + bytes(2 * BS - 4))
+
+
+CRASH_RECORD = 3000  # not aligned: records straddle objects
+CRASH_PER_ROUND = 150
+
+_WRITER = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, sys.argv[2])
+    from twisted.internet import defer, task
+    from snfd.pithos.blocks import FileBlockStore
+    from snfd.archip.volumes import VolumeStore
+    from tests.archip.test_volumes import BS, CRASH_RECORD, CRASH_PER_ROUND, crash_record
+
+    async def main(reactor):
+        root, first = sys.argv[1], int(sys.argv[3])
+        blocks = FileBlockStore(os.path.join(root, "blocks"), reactor, block_size=BS)
+        store = VolumeStore(os.path.join(root, "volumes"), blocks, reactor)
+        v = await store.open("crash", True)
+        for i in range(first, first + CRASH_PER_ROUND):
+            await v.write(i * CRASH_RECORD, crash_record(i))
+            await v.flush()
+            sys.stdout.write(f"{i}\\n")
+            sys.stdout.flush()
+        await defer.Deferred()
+
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+""")
+
+
+def crash_record(i: int) -> bytes:
+    """What the crash test's writer writes at ``i * CRASH_RECORD``."""
+    return (b"%08d" % i) * (CRASH_RECORD // 8) + b"\xff" * (CRASH_RECORD % 8)
+
+
+class CrashTests(_Base):
+    def run_and_kill(self, first: int, acks_wanted: int) -> list[int]:
+        """Run a writer process over the test's store writing records
+        ``first, first + 1...``; SIGKILL it after ``acks_wanted``
+        acknowledged writes; the acknowledgements it printed."""
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        child = subprocess.Popen([sys.executable, "-c", _WRITER, self.root, repo, str(first)],
+                                 stdout=subprocess.PIPE, text=True)
+        acks: list[int] = []
+        watchdog = threading.Timer(60, child.kill)  # never hang the suite
+        watchdog.start()
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                acks.append(int(line))
+                if len(acks) >= acks_wanted:
+                    break
+            time.sleep(random.uniform(0, 0.01))  # often inside a copy-up
+            child.send_signal(signal.SIGKILL)
+            acks.extend(int(ln) for ln in child.stdout.read().split())
+        finally:
+            watchdog.cancel()
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+        self.assertEqual(child.returncode, -signal.SIGKILL)
+        return acks
+
+    async def test_kill_during_copy_ups(self) -> None:
+        """Writers killed with SIGKILL amid copy-ups (several rounds on one
+        volume): every acknowledged write reads back, the map names only
+        objects that exist, and the sweep leaves the volume intact."""
+        rounds = 4
+        size = rounds * CRASH_PER_ROUND * CRASH_RECORD
+        image = _image(size // BS // 2)
+        await self.volumes.clone("crash", await self.upload(image), size=size)
+        acks: list[int] = []
+        for round_ in range(rounds):
+            acks += await deferToThread(self.run_and_kill, round_ * CRASH_PER_ROUND,
+                                        random.randint(5, 40))
+        fresh = self.store()
+        await fresh.sweep()
+        m = await fresh.info("crash")
+        present = set(self.owned_files())
+        self.assertTrue({e.name for e in m.entries if e.archip} <= present)
+        v = await self.opened("crash", writable=False, store=fresh)
+        for i in acks:
+            self.assertEqual(await v.read(i * CRASH_RECORD, CRASH_RECORD), crash_record(i), i)
+        # Where nothing was acknowledged (past each round's last ack and the
+        # one write in flight), the image's bytes or zeros remain.
+        last = {r: max([i for i in acks if i // CRASH_PER_ROUND == r]) for r in range(rounds)}
+        for r, i in last.items():
+            at = (i + 2) * CRASH_RECORD
+            end = (r + 1) * CRASH_PER_ROUND * CRASH_RECORD
+            want = (image + bytes(size - len(image)))[at:end]
+            self.assertEqual(await v.read(at, end - at), want)
