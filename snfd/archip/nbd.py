@@ -127,10 +127,15 @@ MAX_PAYLOAD = 32 * 1024 * 1024
 #: The longest option data read during the handshake (names are at most
 #: 4096 bytes; GO/INFO add a few info requests).
 MAX_OPTION = 16 * 1024
-#: Bytes received and not yet served above which reading from the socket
-#: pauses (one full request beside a queue of smaller ones).
-HIGH_WATER = 2 * MAX_PAYLOAD
-LOW_WATER = MAX_PAYLOAD // 2
+#: Bytes of requests received and not yet served above which reading from
+#: the socket pauses, and below which it resumes.  Each queued request
+#: counts ``REQUEST_COST`` beside its payload, so a flood of small requests
+#: is bounded too.  Unparsed input is bounded apart: at most one partial
+#: request (requests are parsed as soon as they are complete), or
+#: ``MAX_OPTION`` while an option is being answered.
+HIGH_WATER = MAX_PAYLOAD
+LOW_WATER = MAX_PAYLOAD // 4
+REQUEST_COST = 4096
 
 _OPTION_HEADER = struct.Struct(">QII")
 _OPTION_REPLY = struct.Struct(">QIII")
@@ -363,21 +368,27 @@ class NbdServerProtocol(Protocol):
         self._parse()
         self._flow()
 
-    def _pending(self) -> int:
-        return len(self._buf) - self._pos + self._queued_bytes
-
     def _flow(self) -> None:
-        transport = self._t
-        pending = self._pending()
-        if not self._read_paused and pending > HIGH_WATER:
+        """Pause reading from the socket while too much waits, resume when
+        it was served."""
+        if self._busy:
+            # Nothing is parsed while an option is answered, and a client
+            # must wait for the answer: hold back whatever it sends.
+            full = len(self._buf) - self._pos > MAX_OPTION
+            drained = not full
+        else:
+            full = self._queued_bytes > HIGH_WATER
+            drained = self._queued_bytes < LOW_WATER
+        if not self._read_paused and full:
             self._read_paused = True
-            transport.pauseProducing()
-        elif self._read_paused and pending < LOW_WATER:
+            self._t.pauseProducing()
+        elif self._read_paused and drained:
             self._read_paused = False
-            transport.resumeProducing()
+            self._t.resumeProducing()
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[self._pos:self._pos + n])
+        with memoryview(self._buf) as view:
+            data = bytes(view[self._pos:self._pos + n])
         self._pos += n
         return data
 
@@ -588,7 +599,7 @@ class NbdServerProtocol(Protocol):
 
     def _enqueue(self, request: _Request) -> None:
         self._queue.append(request)
-        self._queued_bytes += len(request.data or b"")
+        self._queued_bytes += REQUEST_COST + len(request.data or b"")
         if not self._working:
             defer.ensureDeferred(self._work()).addErrback(
                 lambda f: self.log.failure("NBD commands", f))
@@ -601,7 +612,7 @@ class NbdServerProtocol(Protocol):
                     await self._write_paused
                     continue
                 request = self._queue.popleft()
-                self._queued_bytes -= len(request.data or b"")
+                self._queued_bytes -= REQUEST_COST + len(request.data or b"")
                 await self._serve(request)
                 if not self._lost:
                     self._flow()

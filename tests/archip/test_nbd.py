@@ -62,6 +62,8 @@ class BytearrayVolume:
     async def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
         self._writing()
+        if self.opener.gate is not None:
+            await self.opener.gate
         self.data[offset:offset + len(data)] = data
         self.opener.log.append(("write", offset, len(data)))
 
@@ -99,6 +101,8 @@ class BytearrayOpener:
         self.opened: list[BytearrayVolume] = []
         self.log: list[tuple[Any, ...]] = []
         self.full = False
+        #: While set, writes wait for it (a slow store).
+        self.gate: defer.Deferred[None] | None = None
 
     def add(self, name: str, data: bytes | int, snapshot: bool = False) -> bytearray:
         self.volumes[name] = bytearray(data)
@@ -298,8 +302,8 @@ class ServerCase(unittest.TestCase):
         return await self.thread(run)
 
 
-class RealClientTests(ServerCase):
-    """libnbd's tools and qemu-img against the server."""
+class ClientCase(ServerCase):
+    """A server, the real clients and a temporary directory."""
 
     def setUp(self) -> None:
         why = tools_unavailable()
@@ -311,6 +315,10 @@ class RealClientTests(ServerCase):
 
     def path(self, name: str) -> str:
         return os.path.join(self.tmp, name)
+
+
+class RealClientTests(ClientCase):
+    """libnbd's tools and qemu-img against the server."""
 
     async def test_nbdinfo(self):
         """nbdinfo sees the size, the flags (multi-conn, flush, FUA, trim,
@@ -676,6 +684,43 @@ class TransmissionTests(ServerCase):
         self.assertEqual(await self.client(run, "vol-1"),
                          [True] * 4 + [b"", b"ab", b"", b"cd"])
 
+    async def test_bounded_buffering(self):
+        """While the store is slow, the server stops reading: a client
+        pushing 96 MiB of writes gets only about one request's worth
+        buffered by the server (the rest waits in the kernel); once the
+        store moves again every write is acknowledged in order."""
+        data = self.opener.add("vol-1", 8 * MiB)
+        self.opener.gate = defer.Deferred()
+        stream = b"".join(
+            struct.pack(">IHHQQI", nbd.REQUEST_MAGIC, 0, nbd.CMD_WRITE, i, (i % 8) * MiB, MiB)
+            + bytes([i]) * MiB for i in range(96))
+        client = await self.thread(lambda: RawClient(self.port).connect("vol-1"))
+        self.addCleanup(client.close)
+
+        def push(until_blocked: bool) -> int:
+            client.sock.settimeout(0.5 if until_blocked else 10)
+            while self.sent < len(stream):
+                try:
+                    self.sent += client.sock.send(stream[self.sent:self.sent + MiB])
+                except TimeoutError:
+                    break
+            return self.sent
+        self.sent = 0
+        await self.thread(push, True)
+        self.assertLess(self.sent, len(stream))
+        [server] = self.protocols
+        buffered = server._queued_bytes + len(server._buf)
+        self.assertLess(buffered, nbd.HIGH_WATER + 2 * MiB + 32 * nbd.REQUEST_COST,
+                        (buffered, self.sent))
+        gate, self.opener.gate = self.opener.gate, None
+        gate.callback(None)
+
+        def finish() -> list[tuple[int, int]]:
+            push(False)
+            return [client.answer()[:2] for _ in range(96)]
+        self.assertEqual(await self.thread(finish), [(0, i) for i in range(96)])
+        self.assertEqual(data[7 * MiB], 95)
+
     async def test_errors_mapped(self):
         """A full store is ENOSPC; an unknown command is EINVAL."""
         self.opener.add("vol-1", MiB)
@@ -729,3 +774,44 @@ class TransmissionTests(ServerCase):
             return c.at_eof()
         self.assertTrue(await self.client(run, "vol-1"))
         await self.opener.opened[0].closed
+
+
+class VolumeStoreTests(ClientCase):
+    """The same clients against the real volume store
+    (``snfd.archip.volumes``) instead of the test double."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        from snfd.archip.volumes import VolumeStore
+        from snfd.pithos.blocks import FileBlockStore
+
+        blocks = FileBlockStore(self.path("blocks"), reactor, block_size=MiB)
+        self.store = VolumeStore(self.path("volumes"), blocks, reactor)
+        self.factory.opener = self.store
+
+    async def test_nbdcopy_into_store(self):
+        """nbdcopy (four connections) writes a sparse file into an empty
+        volume of the store and reads it back identical; qemu-img sees its
+        size; the store's one-writer lock never refuses the connections."""
+        await self.store.create("vol-1", 16 * MiB)
+        head, tail = os.urandom(5 * MiB + 100), os.urandom(6 * MiB)
+        with open(self.path("in.img"), "wb") as f:
+            f.write(head)
+            f.seek(16 * MiB - len(tail))
+            f.write(tail)
+        with open(self.path("in.img"), "rb") as f:
+            source = f.read()
+        self.assertEqual(len(source), 16 * MiB)
+        done = await self.thread(_run, "nbdcopy", "--connections", "4", "--threads", "4",
+                                 "--flush", self.path("in.img"), self.url("vol-1"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        await self.settled()
+        done = await self.thread(_run, "nbdcopy", "--connections", "4", "--threads", "4",
+                                 self.url("vol-1"), self.path("out.img"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        with open(self.path("out.img"), "rb") as f:
+            self.assertEqual(f.read(), source)
+        await self.settled()
+        done = await self.thread(_run, "qemu-img", "info", "--output=json", self.url("vol-1"))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout)["virtual-size"], 16 * MiB)
