@@ -13,7 +13,10 @@ What it speaks:
   ``STRUCTURED_REPLY`` and ``STARTTLS``, is answered ``NBD_REP_ERR_UNSUP``.
   A missing export is ``NBD_REP_ERR_UNKNOWN``; a volume held by a writer
   outside this server is ``NBD_REP_ERR_POLICY``.  Option data longer than
-  ``MAX_OPTION`` is skipped unread and answered ``NBD_REP_ERR_TOO_BIG``.
+  ``MAX_OPTION`` is skipped unread and answered ``NBD_REP_ERR_TOO_BIG``
+  (for ``EXPORT_NAME``, which has no error reply, the server hangs up, as
+  it does for a bad magic or unknown client flags).  A handshake not
+  finished within ``handshake_timeout`` seconds is dropped.
 - Transmission flags: ``HAS_FLAGS``, ``SEND_FLUSH``, ``SEND_FUA``,
   ``SEND_TRIM``, ``SEND_WRITE_ZEROES``, ``CAN_MULTI_CONN``, and
   ``READ_ONLY`` for a read-only volume.
@@ -42,7 +45,10 @@ all), and it is why a multi-connection client such as ``nbdcopy`` (four
 connections) never meets the store's one-writer-per-volume lock
 (``VolumeBusy``) against itself.  Opening and closing a volume hold a
 per-volume lock, so a connection arriving while the last one closes waits
-for the close and then opens afresh.
+for the close and then opens afresh.  Volumes are opened writable unless
+the factory is ``read_only``; one whose writable open raises
+``PermissionError`` (a snapshot) is served read-only.  ``INFO`` holds the
+volume only while it answers.
 """
 
 from __future__ import annotations
@@ -440,6 +446,10 @@ class NbdServerProtocol(Protocol):
             self._abort()
             return
         self._option = (option, length)
+        if length > MAX_OPTION and option == OPT_EXPORT_NAME:
+            self.log.info("NBD export name of {length} bytes", length=length)
+            self._abort()  # EXPORT_NAME has no error reply
+            return
         if length > MAX_OPTION:
             self._discard = length
             self._state = "discard"

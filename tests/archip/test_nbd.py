@@ -477,7 +477,8 @@ class HandshakeTests(ServerCase):
 
     async def test_export_name_with_and_without_zeroes(self):
         """EXPORT_NAME answers size and flags, followed by 124 zeros unless
-        the client asked for none; a missing export hangs up."""
+        the client asked for none; a missing export, or a name over the
+        option cap, hangs up."""
         self.opener.add("vol-1", MiB)
 
         def run(flags: int) -> Callable[[RawClient], bytes]:
@@ -500,6 +501,12 @@ class HandshakeTests(ServerCase):
             c.option(nbd.OPT_EXPORT_NAME, b"nope")
             return c.at_eof()
         self.assertTrue(await self.client(missing))
+
+        def too_long(c: RawClient) -> bool:
+            c.greet()
+            c.option(nbd.OPT_EXPORT_NAME, b"x" * (nbd.MAX_OPTION + 1))
+            return c.at_eof()
+        self.assertTrue(await self.client(too_long))
 
     async def test_long_option_skipped(self):
         """Option data over the cap is skipped unbuffered and answered
