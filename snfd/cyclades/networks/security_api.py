@@ -10,15 +10,39 @@ Ids are UUIDs.  A caller sees its token's project's groups and rules
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from snfd import errors
 from snfd.cyclades.networks import security
 from snfd.cyclades.networks.model import SecurityGroup, SecurityRule
 from snfd.cyclades.networks.security_groups import SecurityGroups
 
-if TYPE_CHECKING:
-    from snfd.cyclades.networks.api import Handler, NetworkAPI
+Handler = Callable[..., Awaitable[bytes]]
+
+
+class NeutronRequests(Protocol):
+    """What these routes take from the network API's request handling
+    (``NetworkAPI`` provides it): the caller, bodies, Neutron's lists,
+    shows and creates."""
+
+    def who(self, request: Any) -> tuple[str, str, bool]: ...
+
+    def body_object(self, request: Any, key: str) -> dict[str, Any]: ...
+
+    def show(self, request: Any, key: str, view: dict[str, Any], code: int = 200) -> bytes: ...
+
+    def listing(self, request: Any, key: str, views: list[dict[str, Any]]) -> bytes: ...
+
+    def text(self, body: dict[str, Any], key: str, limit: int = 255) -> str: ...
+
+    def allowed(self, body: dict[str, Any], allowed: set[str], what: str) -> None: ...
+
+    def project(self, body: dict[str, Any], user: str, project: str, admin: bool) -> str: ...
+
+    async def create(self, request: Any, key: str,
+                     make: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+                     ) -> bytes: ...
 
 
 def _time(value: Any) -> str | None:
@@ -49,7 +73,7 @@ def group_view(g: SecurityGroup) -> dict[str, Any]:
 class SecurityGroupRoutes:
     """The routes and handlers (see the module docstring)."""
 
-    def __init__(self, api: NetworkAPI, groups: SecurityGroups):
+    def __init__(self, api: NeutronRequests, groups: SecurityGroups):
         self._api = api
         self._groups = groups
 
