@@ -29,7 +29,8 @@ does (``fix`` names: stale, orphans, unsynced, pending_tasks, all):
   success first, then STARTUP or SHUTDOWN success as Ganeti shows it),
   flavor (vcpus/maxmem differ from the flavor -> simulated SET_PARAMS with
   those beparams, switching the flavor), NICs and disks (-> simulated
-  SET_PARAMS carrying Ganeti's lists).
+  SET_PARAMS carrying Ganeti's lists), the security-group tags
+  (``snf:sg:``, against the ports' rules -> delivered again).
 
 Every simulated event goes through ``UpdatePath.simulate``, so quota moves
 as for a real event.  A backend whose RAPI cannot be reached is reported
@@ -54,6 +55,7 @@ from snfd.cluster.periodic import PeriodicDuty
 from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.model import FINAL_JOB_STATUSES, GanetiBackend, Server, server_id_of
+from snfd.cyclades.networks.security_groups import TAG_PREFIX, SecurityGroups
 from snfd.cyclades.updates import OP_CREATE, OP_REMOVE, OP_SET_PARAMS, UpdatePath
 from snfd.ganeti.jobs import instance_disks, instance_nics
 from snfd.ganeti.rapi import RapiError, RapiUnavailable
@@ -217,10 +219,14 @@ class Reconciler:
         still have events in flight: their servers are skipped.
     @param build_grace: a BUILD server without a create job younger than
         this is still being submitted.
+    @param security: the network service's ``SecurityGroups``, whose
+        instance tags are compared too (None: no network service).
     """
 
     def __init__(self, db: Any, rapi_pool: Any, updates: UpdatePath, clock: Any,
-                 timeout: float = 30.0, settle: float = 30.0, build_grace: float = 120.0):
+                 timeout: float = 30.0, settle: float = 30.0, build_grace: float = 120.0,
+                 security: SecurityGroups | None = None):
+        self.security = security
         self._db = db
         self._rapi_pool = rapi_pool
         self._updates = updates
@@ -488,6 +494,25 @@ class _Run:
             await self.fix(server.id, "simulated OP_INSTANCE_SET_PARAMS success",
                            self.updates.simulate, server.id, OP_SET_PARAMS, "success",
                            job_fields=job_fields, nics=nics, disks=disks)
+        await self.security_tags(server, instance)
+
+    async def security_tags(self, server: Server, instance: dict[str, Any]) -> None:
+        """The instance's security-group tags against what the database
+        says its ports' rules are (a delivery that failed, or tags changed
+        by hand): fixed by delivering them again."""
+        groups = self.r.security
+        if groups is None or not isinstance(instance.get("tags"), list):
+            return
+        wanted = set(await groups.server_tags(server.id))
+        have = {t for t in instance["tags"] if isinstance(t, str) and t.startswith(TAG_PREFIX)}
+        if wanted == have:
+            return
+        self.report.unsynced.append(
+            (server.id, f"security-group tags differ from the database's"
+                        f" ({len(have - wanted)} stale, {len(wanted - have)} missing)"))
+        if "unsynced" in self.fixes:
+            await self.fix(server.id, "delivered its security-group tags",
+                           groups.deliver, [server.id])
 
     async def _to_state(self, server: Server, state: str, nics: list[dict[str, Any]],
                         disks: list[dict[str, Any]]) -> str:

@@ -106,8 +106,9 @@ class CycladesService(service.MultiService):
                                self.settings, networks=self.networks)
         self.flavors = Flavors(node.db, section.flavor_disk_template)
         self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks)
-        self.reconciler = Reconciler(node.db, self.rapi, self.updates, node.clock,
-                                     timeout=section.rapi_timeout)
+        self.reconciler = Reconciler(
+            node.db, self.rapi, self.updates, node.clock, timeout=section.rapi_timeout,
+            security=None if self.networks is None else self.networks.security)
         self.backends = BackendRegistry(node.db, images, node.state_dir,
                                         networks=self.networks)
         self.dispatcher: Dispatcher | None = None

@@ -323,6 +323,20 @@ class NodeTagTests(SecurityGroupCase):
         await s.follow_all()   # the tag jobs the removal's event submitted
         self.assertNotIn(f"snf:sg:{nic}:in4:any:any:{second_ip}/32", await tags(first))
         self.assertIn(f"snf:sg:{nic}:in4:any:any:{first_ip}/32", await tags(first))
+        # Tags lost (a delivery that failed, a hand edit): the reconciler
+        # finds them and delivers them again.
+        lost = f"snf:sg:{nic}:in4:tcp:22:0.0.0.0/0"
+        await s.follow(await s.rapi_client().delete_tags(f"snf-{first}", [lost]))
+        reconciler = s.service.reconciler
+        reconciler.settle = 0.0
+        report = await reconciler.reconcile(fix={"unsynced"})
+        self.assertIn((first, "security-group tags differ from the database's"
+                              " (0 stale, 1 missing)"), report.unsynced)
+        self.assertIn((first, "delivered its security-group tags"), report.fixed)
+        await s.follow_all()
+        self.assertIn(lost, await tags(first))
+        report = await reconciler.reconcile()
+        self.assertEqual([u for u in report.unsynced if u[0] == first], [])
 
 
 class NovaProxyTests(SecurityGroupCase):

@@ -32,7 +32,7 @@ truth, and the next change or a ``deliver`` call puts the tags right.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.logger import Logger
@@ -349,8 +349,3 @@ def _rule_values(req: RuleRequest) -> dict[str, Any]:
             "port_range_min": req.port_range_min, "port_range_max": req.port_range_max,
             "remote_ip_prefix": req.remote_ip_prefix, "remote_group_id": req.remote_group_id,
             "description": req.description}
-
-
-def tags_of(values: Mapping[str, Any]) -> list[str]:
-    """The security-group tags among an instance's tags."""
-    return [t for t in values.get("tags", []) if t.startswith(TAG_PREFIX)]
