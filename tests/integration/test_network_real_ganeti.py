@@ -208,13 +208,19 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
         return dict(zip(keys, rows[0], strict=True)) if rows else {}
 
     def assert_event_applied(self, sid: int, opcode: str) -> int:
-        """The server's last applied event is a successful ``opcode`` job
-        that exists in the cluster's queue with that opcode; its id."""
-        row = self.server_row(sid)
-        self.assertEqual((row["backendopcode"], row["backendjobstatus"]), (opcode, "success"),
-                         row)
-        self.assertIn(opcode, _job_opcodes(self.cluster.queue_dir, row["backendjobid"]))
-        return int(row["backendjobid"])
+        """The server's newest ``opcode`` job the update path applied
+        (``cyclades_job_events``) succeeded and exists in the cluster's
+        queue with that opcode; its id.  (Not simply the server's last job:
+        security-group deliveries add tag jobs and no-op modifies to an
+        instance whenever its group's members change.)"""
+        rows = self.query("SELECT job_id, result FROM cyclades_job_events WHERE server_id = %s"
+                          " AND opcode = %s AND finish_time IS NOT NULL"
+                          " ORDER BY job_id DESC LIMIT 1", sid, opcode)
+        self.assertTrue(rows, f"no {opcode} applied to server {sid}: {self.server_row(sid)}")
+        job_id, result = rows[0]
+        self.assertEqual(str(result).lower(), "success", (job_id, result))
+        self.assertIn(opcode, _job_opcodes(self.cluster.queue_dir, job_id))
+        return int(job_id)
 
     def backend_network(self, network_id: str) -> dict[str, Any] | None:
         """The network's row on the (only) backend, or None."""
