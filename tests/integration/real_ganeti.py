@@ -5,10 +5,15 @@ the ganeti-events watcher and a private RabbitMQ."""
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import reactor, threads
 from twisted.trial import unittest
@@ -50,3 +55,24 @@ async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str)
     testcase.addCleanup(testcase.node.stop)
     await threads.deferToThread(testcase.node.start, 180.0, ready_path)
     return root
+
+
+def rapi_get(cluster: RealGanetiCluster, path: str) -> tuple[int, Any]:
+    """A GET on the cluster's RAPI (its own certificate trusted): the
+    status and the parsed answer (text when it is not JSON).  Blocking."""
+    context = ssl.create_default_context(cadata=cluster.certificate)
+    context.check_hostname = False
+    auth = base64.b64encode(f"{cluster.username}:{cluster.password}".encode()).decode()
+    parts = urlsplit(cluster.url)
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=30,
+                                       context=context)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Basic {auth}"})
+        answer = conn.getresponse()
+        data = answer.read()
+    finally:
+        conn.close()
+    try:
+        return answer.status, json.loads(data)
+    except ValueError:
+        return answer.status, data.decode("utf-8", "replace")

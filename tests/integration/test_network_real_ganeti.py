@@ -31,16 +31,12 @@ with ``real_ganeti_unavailable()``'s reason.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import http.client
 import json
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg2
 from twisted.internet import threads
@@ -48,7 +44,7 @@ from twisted.trial import unittest
 
 from snfd.cyclades.networks import pools
 from snfd.testing.cloudnode import User
-from tests.integration.real_ganeti import start_node
+from tests.integration.real_ganeti import rapi_get, start_node
 
 SERVERS = "/compute/v2.0/servers"
 NET = "/network/v2.0"
@@ -81,11 +77,7 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
             self, "snfd-network-real-",
             "filtered_bridge = gntbr0\ndefault_bridge = gntbr0\nnic_hotplug = no\n",
             "/network/v2.0/networks")
-        cluster = self.cluster
         await threads.deferToThread(self.provision, root)
-        context = ssl.create_default_context(cadata=cluster.certificate)
-        context.check_hostname = False
-        self.rapi_context = context
 
     def provision(self, root: Path) -> None:
         """The operator's part: the backend, a flavor, an image, an
@@ -124,21 +116,7 @@ class NetworksOnRealGanetiTests(unittest.TestCase):
 
     def rapi(self, path: str) -> tuple[int, Any]:
         """A GET on the cluster's RAPI: status and the parsed answer."""
-        auth = base64.b64encode(
-            f"{self.cluster.username}:{self.cluster.password}".encode()).decode()
-        parts = urlsplit(self.cluster.url)
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=30,
-                                           context=self.rapi_context)
-        try:
-            conn.request("GET", path, headers={"Authorization": f"Basic {auth}"})
-            answer = conn.getresponse()
-            data = answer.read()
-        finally:
-            conn.close()
-        try:
-            return answer.status, json.loads(data)
-        except ValueError:
-            return answer.status, data.decode("utf-8", "replace")
+        return rapi_get(self.cluster, path)
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         conn = psycopg2.connect(self.dsn)

@@ -29,19 +29,15 @@ read it inside the cluster's namespaces too).
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet import reactor, threads
 from twisted.internet.task import deferLater
@@ -49,7 +45,7 @@ from twisted.trial import unittest
 
 from snfd.testing.cloudnode import CloudNode, User
 from snfd.testing.ganeti import RealGanetiCluster
-from tests.integration.real_ganeti import start_node
+from tests.integration.real_ganeti import rapi_get, start_node
 
 REPO = Path(__file__).resolve().parents[2]
 REFRESH = REPO / "share" / "ganeti" / "snfd-netnode-refresh"
@@ -125,9 +121,6 @@ class SecurityGroupsOnRealGanetiTests(unittest.TestCase):
         self.hook.write_text(_hook_wrapper(self.hook_log))
         self.hook.chmod(0o755)
         await threads.deferToThread(self.provision, root)
-        context = ssl.create_default_context(cadata=cluster.certificate)
-        context.check_hostname = False
-        self.rapi_context = context
 
     def provision(self, root: Path) -> None:
         """The operator's part: the backend, a flavor, an image and a user."""
@@ -157,21 +150,7 @@ class SecurityGroupsOnRealGanetiTests(unittest.TestCase):
 
     def rapi(self, path: str) -> tuple[int, Any]:
         """A GET on the cluster's RAPI: status and the parsed answer."""
-        auth = base64.b64encode(
-            f"{self.cluster.username}:{self.cluster.password}".encode()).decode()
-        parts = urlsplit(self.cluster.url)
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=30,
-                                           context=self.rapi_context)
-        try:
-            conn.request("GET", path, headers={"Authorization": f"Basic {auth}"})
-            answer = conn.getresponse()
-            data = answer.read()
-        finally:
-            conn.close()
-        try:
-            return answer.status, json.loads(data)
-        except ValueError:
-            return answer.status, data.decode("utf-8", "replace")
+        return rapi_get(self.cluster, path)
 
     def instance_tags(self, name: str) -> list[str]:
         status, found = self.rapi(f"/2/instances/{name}")

@@ -43,17 +43,9 @@ def group_txn(txn: Any, group_id: str, for_update: bool = False) -> SecurityGrou
 
 def groups_txn(txn: Any, project: str | None = None,
                ids: Iterable[str] | None = None) -> list[SecurityGroup]:
-    where: list[str] = []
-    args: list[Any] = []
-    if project is not None:
-        where.append("project = %s")
-        args.append(project)
-    if ids is not None:
-        where.append("id = ANY(%s)")
-        args.append(list(ids))
-    txn.execute(f"SELECT {', '.join(_GROUP)} FROM cyclades_security_groups"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY created, id", args)
+    where, args = _where(project=project, id=ids)
+    txn.execute(f"SELECT {', '.join(_GROUP)} FROM cyclades_security_groups{where}"
+                " ORDER BY created, id", args)
     return _groups(txn, txn.fetchall())
 
 
@@ -100,18 +92,23 @@ def rule_txn(txn: Any, rule_id: str) -> SecurityRule | None:
 
 def rules_txn(txn: Any, *, project: str | None = None,
               group_ids: Iterable[str] | None = None) -> list[SecurityRule]:
-    where: list[str] = []
-    args: list[Any] = []
-    if project is not None:
-        where.append("project = %s")
-        args.append(project)
-    if group_ids is not None:
-        where.append("group_id = ANY(%s)")
-        args.append(list(group_ids))
-    txn.execute(f"SELECT {', '.join(_RULE)} FROM cyclades_security_group_rules"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY created, id", args)
+    where, args = _where(project=project, group_id=group_ids)
+    txn.execute(f"SELECT {', '.join(_RULE)} FROM cyclades_security_group_rules{where}"
+                " ORDER BY created, id", args)
     return _rules(txn.fetchall())
+
+
+def _where(**columns: str | Iterable[str] | None) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` for the columns given a value (a string: equal to it;
+    an iterable: one of them), and its arguments; ``""`` for none."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in columns.items():
+        if value is None:
+            continue
+        clauses.append(f"{column} = %s" if isinstance(value, str) else f"{column} = ANY(%s)")
+        args.append(value if isinstance(value, str) else list(value))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def insert_rule_txn(txn: Any, rule_id: str, group_id: str, project: str,
