@@ -367,6 +367,40 @@ class IBlockStore(Interface):
         """
 
 
+class IBlockReferences(Interface):
+    """Where services that keep their own references to blocks of the
+    node's ``IBlockStore`` (volume maps) declare them, so that the storage
+    service's garbage collection spares those blocks.  Provided by the
+    storage service.
+
+    The collection asks every holder once per run, before it marks the
+    blocks no version references; a holder's answer may therefore be
+    older than the deletions.  What keeps that safe is the block store's
+    own rule, which every holder must follow: a holder refreshes the
+    blocks it is about to reference (``IBlockStore.missing`` or ``put``)
+    before it records the reference, and gives up when some are missing.
+    A refreshed block outlives a collection already under way (its
+    deletion spares blocks refreshed within the grace period).
+
+    Every node that may lead the cluster must run the same holders: the
+    collection spares only the references the leader's holders report.
+    """
+
+    def add_holder(name, referenced):
+        """Register a holder.
+
+        @param name: a short unique name (``"archip"``); registering a name
+            again replaces its holder.
+        @param referenced: a callable taking no argument and returning an
+            awaitable firing with the ``set`` of block names (hex ``str``)
+            the holder needs now.  A holder that fails makes the
+            collection of that run delete nothing.
+        """
+
+    def remove_holder(name):
+        """Forget the holder ``name`` (nothing happens when absent)."""
+
+
 class IAuthenticator(Interface):
     """Token validation for every service (provided by the identity service,
     or by the node itself over HTTP when ``[node] identity_url`` names a
@@ -689,3 +723,76 @@ class IObjectStore(Interface):
 
         @return: an awaitable firing with ``None``.
         """
+
+
+@attrs.frozen
+class VolumeInfo:
+    """What ``IVolumes.info`` says of a volume or snapshot: ``size`` bytes;
+    ``read_only`` for snapshots and images; ``epoch`` the map's epoch;
+    how many of its objects the volume owns (copied up or written),
+    shares with images and snapshots, and are zero (no data)."""
+
+    name: str
+    size: int
+    read_only: bool
+    epoch: int
+    owned: int
+    shared: int
+    zero: int
+
+
+class IVolumes(Interface):
+    """Thin block volumes (Archipelago), as other services use them: the
+    compute service makes and snapshots the volumes of its servers here,
+    and Ganeti's ExtStorage provider attaches them over NBD.  Provided by
+    the volume service (``snfd.archip``).
+
+    A volume is a map of ``block_size`` objects; a clone names the blocks
+    of its origin (a Pithos hashmap, or a snapshot) and copies nothing; a
+    write copies only the object it changes.  Names are 1 to 128 letters,
+    digits, ``.``, ``_`` or ``-``, not starting with punctuation
+    (``ValueError`` otherwise).  Sizes are bytes.  Every method returns an
+    awaitable; ``KeyError`` means no such volume, ``FileExistsError`` that
+    the name is taken, ``snfd.archip.io.VolumeBusy`` that it is open over
+    NBD.
+    """
+
+    block_size = Attribute("Bytes per object (``int``; the block store's).")
+
+    def create(name, size):
+        """A new volume of ``size`` bytes of zeros (no data stored)."""
+
+    def clone_hashmap(name, hashes, image_size, size=None):
+        """A new volume holding the ``image_size`` bytes named by
+        ``hashes`` (a Pithos hashmap of this node's block store), grown
+        with zeros to ``size`` (default: ``image_size``).  No data is
+        copied; the blocks are refreshed first (``IBlockReferences``), and
+        ``LookupError`` is raised, with nothing made, when some are gone.
+        """
+
+    def clone(name, origin, size=None):
+        """A new volume with the bytes of the snapshot ``origin`` (grown
+        with zeros to ``size``); ``ValueError`` when ``origin`` is a live
+        volume or larger than ``size``."""
+
+    def snapshot(name, snapshot):
+        """Freeze volume ``name`` as the new read-only ``snapshot`` (works
+        while the volume is open; later writes copy up).  Fires with its
+        ``VolumeInfo``."""
+
+    def hashmap(name):
+        """The content of snapshot ``name`` as a Pithos hashmap: stores each
+        object the snapshot owns as a content-addressed block (shared
+        blocks already are) and fires with ``(size, hashes)``, what
+        ``IObjectStore.create_from_hashmap`` takes.  ``ValueError`` for a
+        live volume (its content could change while being read)."""
+
+    def grow(name, size):
+        """Make volume ``name`` ``size`` bytes (added bytes read as zeros);
+        ``ValueError`` when smaller than it is.  Works while open."""
+
+    def remove(name):
+        """Delete a volume or snapshot and the objects only it owned."""
+
+    def info(name):
+        """Fires with the ``VolumeInfo`` of ``name``."""

@@ -55,7 +55,7 @@ import attrs
 
 from snfd import errors
 from snfd.pithos import charges, reads, store, swift, writes
-from snfd.pithos.gc import MissingBlocks, collect_garbage
+from snfd.pithos.gc import BlockReferences, MissingBlocks, collect_garbage
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, HashmapError, checked_hashmap
 from snfd.pithos.model import (
     AccountInfo,
@@ -116,6 +116,7 @@ class Backend:
         self.clock = clock
         self.public_token_length = public_token_length
         self._runner = charges.WriteRunner(db, charger)
+        self.references = BlockReferences()
 
     @property
     def block_size(self) -> int:
@@ -637,12 +638,18 @@ class Backend:
         Each storage policy's store is collected in turn: policy 0's
         (the node's ``IBlockStore``) keeps every block any version
         references, another's only those its own containers' versions
-        reference."""
+        reference.  Blocks the holders registered with ``references``
+        report (volume maps: they live in policy 0's store) are spared;
+        when a holder fails, nothing is removed."""
+        held = await self.references.referenced()
+        if held is None:
+            return 0, 0
         scanned = removed = 0
         for policy in self.policies:
             only = None if policy is self.policies.primary else policy.names
+            keep = held if policy is self.policies.primary else frozenset()
             s, r = await collect_garbage(self.db, policy.blocks,
-                                         self.clock.seconds() - grace, batch, only)
+                                         self.clock.seconds() - grace, batch, only, keep)
             scanned += s
             removed += r
         return scanned, removed

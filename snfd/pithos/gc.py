@@ -10,16 +10,27 @@ lock, deletes them from the block store (sparing blocks stored or
 refreshed within the grace), then unmarks them; so a block is never
 deleted while a committed version references it.  A map is deleted in
 the transaction that removes its last version.
+
+Other services keep references of their own (volume maps): they register
+as holders with ``BlockReferences`` (the ``IBlockReferences`` the storage
+service provides) and the collection of the node's block store spares
+what they report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from twisted.logger import Logger
+from zope.interface import implementer
+
 from snfd import errors
+from snfd.interfaces import IBlockReferences
 from snfd.pithos import store
 from snfd.pithos.hashmap import EMPTY_HASH
+
+log = Logger(namespace="snfd.pithos.gc")
 
 
 class MissingBlocks(errors.Conflict):
@@ -49,15 +60,45 @@ def check_blocks_txn(txn: Any, blocks: Any, hashes: Sequence[str]) -> None:
         raise MissingBlocks([h for h in wanted if h in gone], blocks)
 
 
+@implementer(IBlockReferences)
+class BlockReferences:
+    """The holders of references to blocks outside the object store's
+    versions (``IBlockReferences``)."""
+
+    def __init__(self) -> None:
+        self._holders: dict[str, Callable[[], Awaitable[set[str]]]] = {}
+
+    def add_holder(self, name: str, referenced: Callable[[], Awaitable[set[str]]]) -> None:
+        self._holders[name] = referenced
+
+    def remove_holder(self, name: str) -> None:
+        self._holders.pop(name, None)
+
+    async def referenced(self) -> set[str] | None:
+        """Every holder's blocks; ``None`` when a holder failed (the run
+        must then delete nothing)."""
+        out: set[str] = set()
+        for name, holder in list(self._holders.items()):
+            try:
+                out.update(await holder())
+            except Exception:
+                log.failure("block holder {name} failed: this collection deletes nothing",
+                            name=name)
+                return None
+        return out
+
+
 async def collect_garbage(db: Any, blocks: Any, cutoff: float,
                           batch: int = 1000,
-                          storage: Sequence[str] | None = None) -> tuple[int, int]:
+                          storage: Sequence[str] | None = None,
+                          keep: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
     """Remove the blocks of ``blocks`` no version references, sparing any
     stored or refreshed after ``cutoff`` (seconds since the epoch), safely
     against concurrent writers (see the module docstring).  ``storage``:
     the store is a storage policy's (its names): only versions in its
-    containers count (``store.gc_mark_txn``).  Returns ``(blocks scanned,
-    removed)``.  Run by one node at a time (a leader duty)."""
+    containers count (``store.gc_mark_txn``).  ``keep``: blocks other
+    holders reference (``BlockReferences``), spared too.  Returns
+    ``(blocks scanned, removed)``.  Run by one node at a time (a leader duty)."""
     await db.run("pithos.gc_reset", store.gc_unmark_txn, None)
     # Uploads not referenced within the grace are no longer the uploader's
     # to name (nor count against its bound of unreferenced uploads).
@@ -71,6 +112,10 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
         scanned += len(page)
         after = page[-1]
         unused: list[str] = await db.run("pithos.gc_mark", store.gc_mark_txn, page, storage)
+        held = [n for n in unused if n in keep]
+        if held:
+            await db.run("pithos.gc_unmark", store.gc_unmark_txn, held)
+            unused = [n for n in unused if n not in keep]
         if unused:
             try:
                 gone = await blocks.delete(unused, cutoff)
@@ -82,4 +127,4 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
     return scanned, removed
 
 
-__all__ = ["MissingBlocks", "check_blocks_txn", "collect_garbage"]
+__all__ = ["BlockReferences", "MissingBlocks", "check_blocks_txn", "collect_garbage"]

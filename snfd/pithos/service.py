@@ -15,7 +15,14 @@ from twisted.logger import Logger
 
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.config import Section
-from snfd.interfaces import Deps, IAuthenticator, IBlockStore, IObjectStore, IQuotaHolder
+from snfd.interfaces import (
+    Deps,
+    IAuthenticator,
+    IBlockReferences,
+    IBlockStore,
+    IObjectStore,
+    IQuotaHolder,
+)
 from snfd.node import Node, public_base
 from snfd.pithos.api import PithosAPI
 from snfd.pithos.backend import Backend
@@ -42,8 +49,9 @@ def resources(diskspace_default: int) -> list[Resource]:
 
 
 class PithosService(service.MultiService):
-    """The object store: provides ``IBlockStore`` (``blocks``) and
-    ``IObjectStore`` (``objects``) to the other services."""
+    """The object store: provides ``IBlockStore`` (``blocks``),
+    ``IObjectStore`` (``objects``) and ``IBlockReferences`` (the holders
+    its garbage collection spares) to the other services."""
 
     name = "pithos"  # type: ignore[assignment]
 
@@ -68,7 +76,8 @@ class PithosService(service.MultiService):
         self.api.storage_path = self.storage_path
 
     def provided(self) -> dict[Any, Any]:
-        return {IBlockStore: self.blocks, IObjectStore: self.objects}
+        return {IBlockStore: self.blocks, IObjectStore: self.objects,
+                IBlockReferences: self.backend.references}
 
     def startService(self) -> None:
         super().startService()

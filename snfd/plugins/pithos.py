@@ -10,6 +10,7 @@ from snfd.config import Key, number, positive_integer, quantity, text
 from snfd.db.migrations import Schema
 from snfd.interfaces import (
     IAuthenticator,
+    IBlockReferences,
     IBlockStore,
     IObjectStore,
     IQuotaHolder,
@@ -31,7 +32,7 @@ class PithosPlugin(ServicePlugin):
         """The catalog entries as the node's ``[pithos]`` section sets them
         (``storage_url_path``)."""
         return catalog_for(section)
-    provides = (IBlockStore, IObjectStore)
+    provides = (IBlockStore, IObjectStore, IBlockReferences)
     requires = (IAuthenticator, IQuotaHolder)
     config_keys = (
         Key("block_path", text, "",

@@ -92,6 +92,43 @@ class GarbageCollectionTests(BackendTestCase):
         self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
         await self.fails(errors.NotFound, self.backend.object(ALICE, ALICE, "n", "dst"))
 
+    async def test_holders_blocks_are_spared(self):
+        """Blocks a registered holder reports (a volume map's) stay when no
+        version references them, and go once the holder lets them go; a
+        failing holder makes the run delete nothing; the block-references
+        object provides IBlockReferences."""
+        from zope.interface.verify import verifyObject
+
+        from snfd.interfaces import IBlockReferences
+
+        refs = self.backend.references
+        verifyObject(IBlockReferences, refs)
+        [held, loose] = await self.blocks.put([b"held by a map", b"nobody's"])
+        self.clock.advance(3600)
+        holding = {held}
+
+        async def holder() -> set[str]:
+            return set(holding)
+
+        async def broken() -> set[str]:
+            raise OSError("maps unreadable")
+
+        refs.add_holder("maps", holder)
+        self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
+        self.assertEqual(await self.blocks.missing([held, loose]), [loose])
+        refs.add_holder("broken", broken)
+        holding.clear()
+        self.clock.advance(3600)
+        self.assertEqual(await self.backend.collect_garbage(60), (0, 0))
+        self.assertEqual(await self.blocks.missing([held]), [])
+        self.flushLoggedErrors(OSError)
+        refs.remove_holder("broken")
+        self.clock.advance(3600)
+        self.assertEqual((await self.backend.collect_garbage(60))[1], 1)
+        self.assertEqual(await self.blocks.missing([held]), [held])
+        # The held block's mark was taken back: a version may name it again.
+        self.assertEqual(await self.db.run("t", store.gc_marked_txn, [held]), [])
+
 
 def _age_marks_txn(txn, seconds: float) -> None:
     txn.execute("UPDATE pithos_gc_pending SET marked_at = now() - make_interval(secs => %s)",
