@@ -19,14 +19,17 @@ class VolumeBusy(Exception):
 class VolumeIO(Protocol):
     """An open volume.
 
-    ``size`` is fixed while it is open; ``block_size`` is the volume's
-    object size (4 MiB), which a client may use as its preferred request
-    size.  A read-only volume (a snapshot, or opened for reading) refuses
+    ``size`` is the volume's size now: it may grow while open (a client
+    that negotiated the old size keeps using it); ``block_size`` is the
+    volume's object size (4 MiB), which a client may use as its preferred
+    request size.  A read-only volume (a snapshot, or opened for reading) refuses
     writes with ``PermissionError``.  Reads and writes anywhere inside
     ``[0, size)`` are valid; past the end is ``ValueError``.
     """
 
-    size: int
+    @property
+    def size(self) -> int: ...
+
     block_size: int
     read_only: bool
 

@@ -39,8 +39,12 @@ One writer per volume per node (``VolumeBusy``); any number of readers,
 which share the writer's live map and so see its writes.  Every blocking
 call runs in the thread pool.
 
-Not yet: releasing map blocks and blocks only dead maps referenced
-(``referenced`` says what live maps need, for garbage collection), resize.
+Garbage collection: ``referenced`` says which blocks of the block store
+live maps need (their own map blocks and the shared objects they name);
+the volume service registers it with the storage service's
+``IBlockReferences``.  A clone refreshes its origin's blocks before its
+map names them, and a map's blocks are stored (so refreshed) before its
+pointer names them: a collection under way spares both.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ from snfd.archip.io import VolumeBusy, VolumeIO, VolumeOpener
 from snfd.archip.mapfile import ARCHIP, MAP_READONLY, WRITABLE, Entry, MapV2
 from snfd.interfaces import IBlockStore
 
-__all__ = ["Counters", "OpenVolume", "VolumeBusy", "VolumeStore"]
+__all__ = ["Counters", "OpenVolume", "OriginIncomplete", "VolumeBusy", "VolumeStore"]
 
 T = TypeVar("T")
 
@@ -73,6 +77,10 @@ _FILE_MODE = 0o600
 # Content-addressed blocks kept in memory for reads smaller than a block
 # (they never change, so a cached one is never stale).
 _CACHED_BLOCKS = 4
+
+
+class OriginIncomplete(LookupError):
+    """A clone's origin names blocks the block store no longer has."""
 
 
 @dataclass
@@ -173,6 +181,7 @@ class VolumeStore:
         size, or larger than ``size``."""
         _check_name(name)
         source = await self.info(origin) if isinstance(origin, str) else origin
+        await self._refresh(source)
         if not source.read_only:
             raise ValueError("a clone's origin must be read-only (a snapshot"
                              " or an image), not a live volume")
@@ -219,6 +228,57 @@ class VolumeStore:
             return snap
         finally:
             lock.release()
+
+    async def grow(self, name: str, size: int) -> MapV2:
+        """Make volume ``name`` ``size`` bytes, the new objects zero; its
+        map, returned.  ``ValueError`` when smaller than it is, or for a
+        snapshot.  Works while open: readers see the new size at once."""
+        _check_name(name)
+        lock = self._lock(name)
+        await lock.acquire()
+        try:
+            live = self._live.get(name)
+            current = live.as_map() if live is not None else await self._load(name)
+            if current.read_only:
+                raise ValueError(f"volume {name} is read-only")
+            if size < current.size:
+                raise ValueError(f"volume {name} is {current.size} bytes: it cannot"
+                                 f" shrink to {size}")
+            if size == current.size:
+                return current
+            extra = mapfile.objects_in(size, self.block_size) - len(current.entries)
+            grown = MapV2(size, current.block_size,
+                          current.entries + (Entry.zero(),) * extra,
+                          current.flags, current.epoch)
+            await self._save(name, grown)
+            if live is not None:
+                live.entries.extend([Entry.zero()] * extra)
+                live.size = size
+            return grown
+        finally:
+            lock.release()
+
+    async def hashmap(self, name: str) -> tuple[int, list[str]]:
+        """Snapshot ``name``'s bytes as a hashmap of the block store: each
+        object it owns stored as a content-addressed block (trailing zeros
+        stripped, as block names are), shared ones named as they are, zero
+        objects as the empty block.  ``(size, hashes)``; ``ValueError`` for
+        a live volume."""
+        m = await self.info(name)
+        if not m.read_only:
+            raise ValueError(f"volume {name} is not a snapshot: its content may change")
+        hashes: list[str] = []
+        for index, e in enumerate(m.entries):
+            if e.is_zero:
+                hashes.append(mapfile.ZERO_OBJECT)
+            elif not e.archip:
+                hashes.append(e.name)
+            else:
+                length = min(self.block_size, m.size - index * self.block_size)
+                data = await self._in_thread(self._pread_now, e.name, 0, length)
+                [stored] = await self.blocks.put([data])
+                hashes.append(stored)
+        return m.size, hashes
 
     async def remove(self, name: str) -> None:
         """Delete volume ``name`` and the objects it owns that no other map
@@ -424,6 +484,15 @@ class VolumeStore:
         data = b"".join(parts)[:pointer["length"]]
         return await self._in_thread(mapfile.decode, data)
 
+    async def _refresh(self, m: MapV2) -> None:
+        shared = list(dict.fromkeys(e.name for e in m.entries
+                                    if not e.archip and not e.is_zero))
+        if shared:
+            gone = await self.blocks.missing(shared)
+            if gone:
+                raise OriginIncomplete(f"{len(gone)} blocks of the origin are gone"
+                                       f" from the block store (first: {gone[0]})")
+
     async def _block(self, name: str) -> bytes:
         block = self._cache.get(name)
         if block is None:
@@ -619,11 +688,15 @@ class OpenVolume:
     def __init__(self, store: VolumeStore, volume: _Volume, read_only: bool):
         self._store = store
         self._v = volume
-        self.size = volume.size
         self.block_size = store.block_size
         self.read_only = read_only
         self.name = volume.name
         self._closed = False
+
+    @property
+    def size(self) -> int:
+        """Bytes now (a volume may grow while open)."""
+        return self._v.size
 
     async def read(self, offset: int, length: int) -> bytes:
         self._check_open()

@@ -48,6 +48,9 @@ class _CountingBlocks:
     def get(self, name: str) -> Any:
         return self.store.get(name)
 
+    def missing(self, names: Any) -> Any:
+        return self.store.missing(names)
+
 
 def _image(blocks: int, tail: int = BS // 2) -> bytes:
     """Random blocks, the second of them all zeros, the last partial."""
@@ -184,6 +187,71 @@ class CloneTests(_Base):
         self.assertNotIn(EMPTY_HASH, needed)
         self.assertTrue(set(self.blocks.put_names) <= needed)
 
+    async def test_clone_of_missing_blocks_refused(self) -> None:
+        """A clone whose origin names blocks the store no longer has is
+        refused and makes nothing; one that succeeds has refreshed them
+        (a collection under way spares them)."""
+        from snfd.archip.volumes import OriginIncomplete
+
+        image = _image(3)
+        origin = await self.upload(image)
+        gone = origin.entries[0].name
+        self.assertEqual(await self.file_blocks.delete([gone], time.time() + 60), [gone])
+        with self.assertRaises(OriginIncomplete):
+            await self.volumes.clone("c", origin)
+        self.assertEqual(await self.volumes.names(), [])
+        fresh = await self.upload(image)
+        before = time.time() - 1
+        await self.volumes.clone("c", fresh)
+        self.assertEqual(await self.file_blocks.delete([e.name for e in fresh.entries
+                                                        if not e.is_zero], before), [])
+
+
+class GrowAndHashmapTests(_Base):
+    async def test_grow(self) -> None:
+        """A volume grows with zero objects, also while open; it never
+        shrinks; a snapshot does not grow."""
+        image = _image(2)
+        await self.volumes.clone("g", await self.upload(image))
+        v = await self.opened("g")
+        grown = await self.volumes.grow("g", 4 * BS + 5)
+        self.assertEqual(grown.size, 4 * BS + 5)
+        self.assertEqual(v.size, 4 * BS + 5)
+        await v.write(4 * BS, b"tail!")
+        expected = image + bytes(4 * BS - len(image)) + b"tail!"
+        self.assertEqual(await v.read(0, v.size), expected)
+        with self.assertRaises(ValueError):
+            await self.volumes.grow("g", BS)
+        await v.close()
+        self.open.remove(v)
+        await self.assert_map_on_disk_sound("g", expected)
+        await self.volumes.snapshot("g", "g-snap")
+        with self.assertRaises(ValueError):
+            await self.volumes.grow("g-snap", 8 * BS)
+
+    async def test_snapshot_hashmap(self) -> None:
+        """A snapshot's hashmap names content-addressed blocks of its bytes:
+        shared blocks as they are, owned objects stored as blocks, zero
+        objects as the empty block; a live volume has none."""
+        image = _image(3)
+        origin = await self.upload(image)
+        await self.volumes.clone("h", origin, size=4 * BS)
+        v = await self.opened("h")
+        await v.write(BS + 7, b"written")
+        await v.close()
+        self.open.remove(v)
+        with self.assertRaises(ValueError):
+            await self.volumes.hashmap("h")
+        await self.volumes.snapshot("h", "h-snap")
+        size, hashes = await self.volumes.hashmap("h-snap")
+        content = bytearray(image + bytes(4 * BS - len(image)))
+        content[BS + 7:BS + 14] = b"written"
+        self.assertEqual(size, 4 * BS)
+        chunks = [bytes(content[i:i + BS]) for i in range(0, len(content), BS)]
+        self.assertEqual(hashes, [block_hash(c) for c in chunks])
+        self.assertEqual(hashes[0], origin.entries[0].name)
+        self.assertEqual(hashes[3], EMPTY_HASH)
+        self.assertEqual(await self.file_blocks.missing(hashes), [])
 
 class CopyOnWriteTests(_Base):
     async def test_write_changes_only_that_clone(self) -> None:
