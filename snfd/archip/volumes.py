@@ -150,10 +150,9 @@ class VolumeStore:
         self._threadpool = threadpool
         self._maps = os.path.join(self.path, "maps")
         self._objects = os.path.join(self.path, "objects")
-        for d in (self.path, self._maps, self._objects):
-            if not os.path.isdir(d):
-                os.makedirs(d, mode=_DIR_MODE, exist_ok=True)
-                _fsync_dir(os.path.dirname(d))
+        # The directories are made by the first write (no I/O here: a node's
+        # services are built, by snf-manage too, before anything starts).
+        self._made = False
         self._live: dict[str, _Volume] = {}
         self._locks: dict[str, DeferredLock] = {}
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -545,13 +544,15 @@ class VolumeStore:
         """An epoch under which ``name`` owns no object yet: after any a
         removed volume of that name left to its snapshots."""
         pattern = re.compile(re.escape(name) + r"_([0-9a-f]{16})_[0-9a-f]{16}$")
-        epochs = [int(m.group(1), 16) for f in os.listdir(self._objects)
+        epochs = [int(m.group(1), 16) for f in self._listdir_now(self._objects)
                   if (m := pattern.match(f))]
         return max(epochs) + 1 if epochs else 0
 
     def _sweep_now(self, named: set[str]) -> int:
         removed = 0
         for directory in (self._maps, self._objects):
+            if not os.path.isdir(directory):
+                continue
             for f in os.listdir(directory):
                 if f.startswith(".w.") or (directory == self._objects and f not in named):
                     try:
@@ -563,7 +564,23 @@ class VolumeStore:
         return removed
 
     def _names_now(self) -> list[str]:
-        return sorted(n for n in os.listdir(self._maps) if _VOLUME_NAME.match(n))
+        return sorted(n for n in self._listdir_now(self._maps) if _VOLUME_NAME.match(n))
+
+    @staticmethod
+    def _listdir_now(directory: str) -> list[str]:
+        try:
+            return os.listdir(directory)
+        except FileNotFoundError:
+            return []
+
+    def _make_dirs_now(self) -> None:
+        if self._made:
+            return
+        for d in (self.path, self._maps, self._objects):
+            if not os.path.isdir(d):
+                os.makedirs(d, mode=_DIR_MODE, exist_ok=True)
+                _fsync_dir(os.path.dirname(d))
+        self._made = True
 
     def _read_pointer_now(self, name: str) -> dict[str, Any]:
         try:
@@ -577,6 +594,7 @@ class VolumeStore:
 
     def _write_pointer_now(self, name: str, pointer: dict[str, Any],
                            exclusive: bool) -> None:
+        self._make_dirs_now()
         path = self._pointer(name)
         temporary = os.path.join(self._maps, f".w.{name}.{uuid.uuid4().hex}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
@@ -628,6 +646,7 @@ class VolumeStore:
                            chunk: memoryview) -> None:
         """Make owned object ``name`` durable: ``base`` (zeros when None)
         with ``chunk`` at ``start``."""
+        self._make_dirs_now()
         path = self._object(name)
         temporary = os.path.join(self._objects, f".w.{name}.{uuid.uuid4().hex}")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,

@@ -54,6 +54,8 @@ class NodeProcess:
         self.env.update({
             "SNFD_STATE_DIR": str(self.state_dir),
             "SNFD_LISTEN": f"tcp:{self.port}:interface=127.0.0.1",
+            # The volume service's NBD server, when it runs, on a port of its own.
+            "SNFD_NBD_LISTEN": f"tcp:{free_port()}:interface=127.0.0.1",
             # The tests read /_cluster from here without a token.
             "SNFD_CLUSTER_TRUSTED": "127.0.0.1",
         })

@@ -1,0 +1,187 @@
+"""The volume service (Archipelago) as a node runs it: the volume store
+under ``[archip] path``, its ``IVolumes`` for the compute service, its NBD
+server on ``[archip] nbd_listen``, and the API Ganeti's ExtStorage provider
+calls (``snfd.archip.api``, mounted at ``/archip``).
+
+Garbage collection: the store's live maps name blocks of the node's block
+store that no Pithos version may reference any more (an image deleted
+after servers were cloned from it, a volume's own map blocks).  The
+service registers ``VolumeStore.referenced`` with the storage service's
+``IBlockReferences`` while it runs, so the collection spares them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from snfd.archip import mapfile
+from snfd.archip.api import ArchipAPI
+from snfd.archip.nbd import NbdServerFactory
+from snfd.archip.volumes import VolumeStore
+from snfd.interfaces import (
+    Deps,
+    IAuthenticator,
+    IBlockReferences,
+    IBlockStore,
+    IVolumes,
+    VolumeInfo,
+)
+from snfd.web.auth import TokenAuth
+
+log = Logger(namespace="snfd.archip")
+
+HOLDER = "archip"
+
+
+def volume_info(name: str, m: mapfile.MapV2) -> VolumeInfo:
+    # A volume's own objects carry its name (``mapfile.owned_name``); a
+    # clone of a snapshot names its origin's, which it shares.
+    own = len(name) + 2 * 17
+    owned = sum(1 for e in m.entries
+                if e.archip and len(e.name) == own and e.name.startswith(name + "_"))
+    zero = sum(1 for e in m.entries if e.is_zero)
+    return VolumeInfo(name=name, size=m.size, read_only=m.read_only, epoch=m.epoch,
+                      owned=owned, shared=len(m.entries) - owned - zero, zero=zero)
+
+
+@implementer(IVolumes)
+class Volumes:
+    """``IVolumes`` over a ``VolumeStore``, and the ``VolumeOpener`` the
+    NBD server serves.  Every call waits until the store is ready (the
+    start-up sweep of what a crash left has ended)."""
+
+    def __init__(self, store: VolumeStore):
+        self.store = store
+        self.block_size = store.block_size
+        self.ready: defer.Deferred[None] = defer.Deferred()
+
+    async def _ready(self) -> None:
+        if not self.ready.called:
+            waiting: defer.Deferred[None] = defer.Deferred()
+            self.ready.addBoth(lambda r: (waiting.callback(None), r)[1])
+            await waiting
+
+    async def open(self, name: str, writable: bool) -> Any:
+        await self._ready()
+        return await self.store.open(name, writable)
+
+    async def names(self) -> list[str]:
+        await self._ready()
+        return await self.store.names()
+
+    async def create(self, name: str, size: int) -> VolumeInfo:
+        await self._ready()
+        return volume_info(name, await self.store.create(name, size))
+
+    async def clone_hashmap(self, name: str, hashes: Sequence[str], image_size: int,
+                            size: int | None = None) -> VolumeInfo:
+        await self._ready()
+        origin = mapfile.from_hashmap(hashes, image_size, self.block_size)
+        return volume_info(name, await self.store.clone(name, origin, size))
+
+    async def clone(self, name: str, origin: str, size: int | None = None) -> VolumeInfo:
+        await self._ready()
+        return volume_info(name, await self.store.clone(name, origin, size))
+
+    async def snapshot(self, name: str, snapshot: str) -> VolumeInfo:
+        await self._ready()
+        return volume_info(snapshot, await self.store.snapshot(name, snapshot))
+
+    async def hashmap(self, name: str) -> tuple[int, list[str]]:
+        await self._ready()
+        return await self.store.hashmap(name)
+
+    async def grow(self, name: str, size: int) -> VolumeInfo:
+        await self._ready()
+        return volume_info(name, await self.store.grow(name, size))
+
+    async def remove(self, name: str) -> None:
+        await self._ready()
+        await self.store.remove(name)
+
+    async def info(self, name: str) -> VolumeInfo:
+        await self._ready()
+        return volume_info(name, await self.store.info(name))
+
+
+def nbd_address(listen: str, advertised: str) -> tuple[str, int]:
+    """Where clients reach the NBD server: ``advertised`` (``host:port``)
+    when set, else the interface and port of the ``tcp:`` description
+    ``listen``."""
+    if advertised:
+        host, _, port = advertised.rpartition(":")
+        return host.strip("[]"), int(port)
+    parts = listen.split(":")
+    host = "127.0.0.1"
+    for part in parts[2:]:
+        if part.startswith("interface="):
+            host = part.split("=", 1)[1] or host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return host, int(parts[1])
+
+
+class ArchipService(service.Service):
+    """Holds the store and serves it (see the module docstring)."""
+
+    name = "archip"  # type: ignore[assignment]
+
+    def __init__(self, node: Any, store: VolumeStore, references: Any,
+                 authenticator: Any, nbd_listen: str, nbd_advertised: tuple[str, int]):
+        self.node = node
+        self.store = store
+        self.volumes = Volumes(store)
+        self.references = references
+        self.authenticator = authenticator
+        self.nbd_listen = nbd_listen
+        self.nbd = NbdServerFactory(self.volumes, reactor=node.reactor)
+        self.api = ArchipAPI(self.volumes, nbd_advertised)
+
+    def provided(self) -> dict[Any, Any]:
+        return {IVolumes: self.volumes}
+
+    def mounts(self) -> dict[str, Any]:
+        return {"archip": TokenAuth(self.api.resource(), self.authenticator)}
+
+    def listeners(self) -> list[Any]:
+        return [(self.nbd_listen, self.nbd)]
+
+    def startService(self) -> None:
+        super().startService()
+        self.references.add_holder(HOLDER, self.store.referenced)
+        d = defer.ensureDeferred(self._sweep())
+        d.addErrback(lambda f: log.failure("archip: sweeping the volume store failed", f))
+
+    async def _sweep(self) -> None:
+        try:
+            removed = await self.store.sweep()
+            if removed:
+                log.info("archip: removed {n} files a crash left in {path}", n=removed,
+                         path=self.store.path)
+        finally:
+            self.volumes.ready.callback(None)
+
+    def stopService(self) -> Any:
+        self.references.remove_holder(HOLDER)
+        return super().stopService()
+
+
+def from_config(node: Any, section: Any, deps: Deps) -> ArchipService:
+    """The volume service from the node, its ``[archip]`` section and what
+    it requires: the block store, the block references and the
+    authenticator."""
+    path = section.path or os.path.join(str(node.state_dir), "volumes")
+    store = VolumeStore(path, deps[IBlockStore], node.reactor)
+    return ArchipService(node, store, deps[IBlockReferences], deps[IAuthenticator],
+                         section.nbd_listen, nbd_address(section.nbd_listen,
+                                                         section.nbd_address))
+
+
+__all__ = ["ArchipService", "Volumes", "from_config", "nbd_address", "volume_info"]
