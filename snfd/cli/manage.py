@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import cyclades, identity, networks, pithos
+from snfd.cli import archip, cyclades, identity, networks, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     pithos.add_parsers(sub)
     cyclades.add_parsers(sub)
     networks.add_parsers(sub)
+    archip.add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -61,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             return _with_reactor(args, "cyclades", cyclades.run)
         if args.command in networks.COMMANDS:
             return _with_reactor(args, "cyclades", networks.run)
+        if args.command in archip.COMMANDS:
+            if args.token:
+                return archip.run_without_database(args)
+            return _with_reactor(args, "identity", archip.run)
         return _COMMANDS[args.command](args)
-    except (CommandError, identity.CommandFailed, cyclades.CommandFailed, cfg.ConfigError,
+    except (CommandError, identity.CommandFailed, cyclades.CommandFailed, archip.CommandFailed,
+            cfg.ConfigError,
             plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError,
             StartupError) as e:
         print(f"snf-manage: {e}", file=sys.stderr)
