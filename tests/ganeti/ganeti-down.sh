@@ -4,11 +4,29 @@
 # The last cluster to go also removes the shared /srv/ganeti mount point and hail-single.
 #   ORDERLY=1  stop daemons with daemon-util stop-all first (about 2 s per daemon, ~13 s)
 #   DESTROY=1  run gnt-cluster destroy first (also stops the daemons)
+# Loop devices and FUSE mounts of the ExtStorage provider archipelago are released first.
 N=${1:?usage: ganeti-down.sh N}
 NS=gnt$N; BASE=/srv/gnt$N; GX=$BASE/ns/gx
 if [ -s $BASE/ns/pid ] && kill -0 "$(cat $BASE/ns/pid)" 2>/dev/null; then
   [ "${DESTROY:-0}" = 1 ] && { $GX gnt-cluster destroy --yes-do-it || true; }
   [ "${ORDERLY:-0}" = 1 ] && { $GX /usr/lib/ganeti/daemon-util stop-all >/dev/null 2>&1 || true; }
+fi
+# Volumes the ExtStorage provider archipelago left attached (the tests install it with
+# run_dir $BASE/run/snfd-archipelago, where each attachment is <map>/{loop,nbdfuse.pid,mnt}):
+# loop devices belong to the whole machine, so detach them here; their FUSE mounts live in
+# the cluster's mount namespace, unmounted there while it exists (nbdfuse then exits) and
+# gone with it otherwise; nbdfuse runs in the netns and is stopped below with the rest.
+ES_RUN=$BASE/run/snfd-archipelago
+for rec in $ES_RUN/*/loop; do
+  [ -f "$rec" ] || continue
+  loop=$(cat "$rec"); dir=${rec%/loop}
+  back=$(cat /sys/block/${loop#/dev/}/loop/backing_file 2>/dev/null)
+  [ -n "$back" ] && [ "${back%/${dir##*/}/mnt/disk}" != "$back" ] && losetup -d "$loop"
+done
+if [ -s $BASE/ns/pid ] && kill -0 "$(cat $BASE/ns/pid)" 2>/dev/null; then
+  for mnt in $ES_RUN/*/mnt; do
+    [ -d "$mnt" ] && $GX fusermount3 -u -z "$mnt" 2>/dev/null
+  done
 fi
 # Every process in netns gnt<N> was started by ganeti-up.sh (holder) or by the Ganeti
 # daemons it started (daemons, on-demand metad, job processes): SIGTERM them by PID, all at

@@ -10,6 +10,7 @@
 #   /srv/ganeti     <- /srv/gnt<N>/srv     /run/lock       <- /srv/gnt<N>/lock
 #   /etc/hosts, /etc/default/ganeti <- /srv/gnt<N>/ns/{hosts,default-ganeti}
 # RAPI: https://10.77.N.2:5080/ (from the root namespace), job queue: /srv/gnt<N>/lib/queue
+# Disk templates diskless, file and ext (ExtStorage providers in /srv/gnt<N>/srv/extstorage).
 set -euo pipefail
 N=${1:?usage: ganeti-up.sh N   (N = 1..254)}
 [[ $N =~ ^[0-9]+$ ]] && (( N >= 1 && N <= 254 )) || { echo "bad N: $N" >&2; exit 2; }
@@ -55,6 +56,10 @@ chown gnt-masterd:gnt-masterd $BASE/lib; chmod 755 $BASE/lib
 chown gnt-masterd:gnt-daemons $BASE/run; chmod 775 $BASE/run
 chown gnt-masterd:gnt-daemons $BASE/log; chmod 770 $BASE/log
 chmod 1777 $BASE/lock
+# ExtStorage actions log into log/extstorage, which ensure-dirs does not make: without
+# it every ext disk fails ("Cannot find log directory"). Providers go in srv/extstorage.
+mkdir -p $BASE/log/extstorage $BASE/srv/extstorage
+chown root:gnt-daemons $BASE/log/extstorage; chmod 750 $BASE/log/extstorage
 mkdir -p $BASE/srv/file-storage $BASE/srv/os/noop
 # no-op guest OS (seen as /srv/ganeti/os/noop inside the namespace)
 echo 20 > $BASE/srv/os/noop/ganeti_api_version
@@ -105,7 +110,7 @@ chmod +x $BASE/ns/gx
 GX=$BASE/ns/gx
 
 # 5. cluster init (starts the daemons via daemon-util/start-stop-daemon, inside the namespaces)
-$GX gnt-cluster init --enabled-hypervisors=fake --enabled-disk-templates=diskless,file \
+$GX gnt-cluster init --enabled-hypervisors=fake --enabled-disk-templates=diskless,file,ext \
     --master-netdev=$BR -N link=$BR --no-etc-hosts --no-ssh-init \
     --default-iallocator=hail-single "$CLUSTER"
 
