@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, threads
+from twisted.python import log
 from twisted.trial import unittest
 from twisted.web import server
 from twisted.web.resource import Resource
@@ -248,9 +249,11 @@ class _Case(unittest.TestCase):
         Ganeti does (root, in the provider directory, its variables)."""
         env = {"PATH": "/usr/bin:/bin", "VOL_NAME": name, "VOL_UUID": f"uuid-of-{name}",
                "EXTP_PROVIDER": "archipelago", "EXTP_ACCESS": "kernelspace", **extra}
+        started = time.monotonic()
         done = await threads.deferToThread(
             subprocess.run, [str(self.provider / action)], env=env, cwd=str(self.provider),
             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        log.msg(f"extstorage {action} {name}: {time.monotonic() - started:.3f} s")
         if ok and done.returncode != 0:
             self.fail(f"{action} {name} exited {done.returncode}: {done.stderr}")
         return done
