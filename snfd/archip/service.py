@@ -60,13 +60,21 @@ class Volumes:
     def __init__(self, store: VolumeStore):
         self.store = store
         self.block_size = store.block_size
-        self.ready: defer.Deferred[None] = defer.Deferred()
+        self._ready_now = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def set_ready(self) -> None:
+        """The store may be used from now on."""
+        self._ready_now = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
 
     async def _ready(self) -> None:
-        if not self.ready.called:
-            waiting: defer.Deferred[None] = defer.Deferred()
-            self.ready.addBoth(lambda r: (waiting.callback(None), r)[1])
-            await waiting
+        if not self._ready_now:
+            d: defer.Deferred[None] = defer.Deferred()
+            self._waiting.append(d)
+            await d
 
     async def open(self, name: str, writable: bool) -> Any:
         await self._ready()
@@ -166,7 +174,7 @@ class ArchipService(service.Service):
                 log.info("archip: removed {n} files a crash left in {path}", n=removed,
                          path=self.store.path)
         finally:
-            self.volumes.ready.callback(None)
+            self.volumes.set_ready()
 
     def stopService(self) -> Any:
         self.references.remove_holder(HOLDER)

@@ -31,6 +31,8 @@ from snfd.cyclades.networks.service import FLOATING, PRIVATE, Networks, NetworkS
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
+from snfd.cyclades.volumes.api import VolumeAPI
+from snfd.cyclades.volumes.service import Volumes
 from snfd.ganeti.poller import RapiJobPoller
 from snfd.ganeti.publisher import EventPublisher
 from snfd.ganeti.rapi import RapiPool
@@ -41,6 +43,7 @@ from snfd.interfaces import (
     ILeaderDuty,
     IObjectStore,
     IQuotaHolder,
+    IVolumes,
 )
 from snfd.node import Node, public_base
 from snfd.quota import Resource
@@ -83,7 +86,7 @@ class CycladesService(service.MultiService):
 
     def __init__(self, node: Node, section: Section, charger: Charger,
                  authenticator: IAuthenticator,
-                 images: ImageRegistry, public_url: str):
+                 images: ImageRegistry, public_url: str, thin: Any = None):
         super().__init__()
         self.node = node
         self.section = section
@@ -105,7 +108,10 @@ class CycladesService(service.MultiService):
         self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
                                self.settings, networks=self.networks)
         self.flavors = Flavors(node.db, section.flavor_disk_template)
-        self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks)
+        self.volumes = Volumes(node.db, self.rapi, charger, thin, images, images.objects,
+                               rapi_timeout=section.rapi_timeout)
+        self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks,
+                                  volumes=self.volumes)
         self.reconciler = Reconciler(
             node.db, self.rapi, self.updates, node.clock, timeout=section.rapi_timeout,
             security=None if self.networks is None else self.networks.security)
@@ -134,6 +140,7 @@ class CycladesService(service.MultiService):
 
     async def _drain(self, children: Any) -> None:
         await children
+        await self.volumes.drain()
         await self.publisher.stop()
         await self.charger.drain()
 
@@ -157,6 +164,9 @@ class CycladesService(service.MultiService):
                 fault_style=lambda request: "neutron"),
             "image": TokenAuth(ImageAPI(self.images, self.public_url).app.resource(),
                                self.authenticator, max_body=MAX_JSON_BODY),
+            "volume": TokenAuth(VolumeAPI(self.volumes, f"{self.public_url}/volume",
+                                          MAX_JSON_BODY).resource(),
+                                self.authenticator, max_body=MAX_JSON_BODY),
         }
 
     def duties(self) -> list[Any]:
@@ -173,12 +183,13 @@ class CycladesService(service.MultiService):
 def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     """The compute service from the node, its ``[cyclades]`` section and
     what it requires: ``IAuthenticator``, ``IQuotaHolder`` and
-    ``IObjectStore`` (images are files in it)."""
+    ``IObjectStore`` (images are files in it); ``IVolumes`` (thin
+    volumes) when a plugin provides it."""
     images = ImageRegistry(deps[IObjectStore], node.clock,
                            section.system_images_owner or SYSTEM_ACCOUNT)
     return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT),
                            deps[IAuthenticator], images,
-                           public_base(node, section.public_url))
+                           public_base(node, section.public_url), deps.get(IVolumes))
 
 
 @implementer(ILeaderDuty)

@@ -97,6 +97,7 @@ from snfd.cyclades.model import (
 )
 from snfd.cyclades.networks import store as net_store
 from snfd.cyclades.networks.service import Networks
+from snfd.cyclades.volumes.service import Volumes
 from snfd.quota import Provision, QuotaError
 from snfd.quota.charged import Attempt, Recharge, run_charged, settle_after_commit
 from snfd.quota.serials import Charger, decide_txn
@@ -267,6 +268,8 @@ class _Result:
     need: dict[str, int] = attrs.Factory(dict)
     server: Server | None = None
     settle: tuple[tuple[int, bool], ...] = ()
+    #: volumes that went with a removed server (their maps go after the commit)
+    doomed: tuple[str, ...] = ()
 
 
 def _running(operstate: str) -> bool:
@@ -473,13 +476,19 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
             # A pending action's commission on a server that is gone.
             record = decide_txn(txn, component, server.serial, False)
             settle.append((server.serial, record.accept))
+    doomed: list[str] = []
+    if event.disks is not None or removed:
+        doomed = Volumes.sync_disks_txn(txn, server, fields.get("disks"), removed=removed,
+                                        failed_change=event.opcode == OP_SET_PARAMS
+                                        and not success)
     store.update_server_txn(txn, server.id, **fields)
     outcome = f"applied {event.opcode} {event.status}"
     if removed:
         outcome += ": server deleted"
     elif new_state != server.operstate:
         outcome += f": {server.operstate} -> {new_state}"
-    return _Result(outcome, applied=True, need=need, server=server, settle=tuple(settle))
+    return _Result(outcome, applied=True, need=need, server=server, settle=tuple(settle),
+                   doomed=tuple(doomed))
 
 
 def _progress_txn(txn: Any, server_id: int, kind: str, etime: datetime.datetime,
@@ -530,11 +539,12 @@ class UpdatePath:
     """
 
     def __init__(self, db: Any, charger: Charger, clock: Any,
-                 networks: Networks | None = None):
+                 networks: Networks | None = None, volumes: Volumes | None = None):
         self._db = db
         self._charger = charger
         self._clock = clock
         self._networks = networks
+        self._volumes = volumes
 
     async def network_status(self, message: dict[str, Any]) -> None:
         """Apply one ``ganeti-network-status`` message (to the network's
@@ -582,7 +592,10 @@ class UpdatePath:
         go (the server's, or a removed NIC's) leave their security groups:
         the servers whose rules named their addresses get new rules."""
         before = await self._ports_of(event)
-        outcome = await self._apply(event)
+        result = await self._apply(event)
+        outcome = result.outcome
+        if result.doomed and self._volumes is not None:
+            await self._volumes.finish_removed(result.doomed)
         if before:
             after = {p.id: p for p in await self._ports_of(event)}
             gone = [p for p in before if p.id not in after or after[p.id].device_id is None]
@@ -598,7 +611,7 @@ class UpdatePath:
                 txn, device_ids=[event.server_id]))
         return found
 
-    async def _apply(self, event: OpEvent) -> str:
+    async def _apply(self, event: OpEvent) -> _Result:
         server: Server | None = None
 
         async def change(attempt: Attempt) -> _Result:
@@ -636,7 +649,7 @@ class UpdatePath:
                 f" {event.opcode} {event.status} was applied"))
         if outcome.applied:
             log.debug("server {id}: {outcome}", id=event.server_id, outcome=outcome.outcome)
-        return outcome.outcome
+        return outcome
 
     async def clear_task(self, server_id: int, task_job_id: int | None) -> bool:
         """Drop a pending task whose job Ganeti does not know: its serial is

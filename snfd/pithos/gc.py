@@ -20,6 +20,7 @@ what they report.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from twisted.logger import Logger
@@ -91,7 +92,7 @@ class BlockReferences:
 async def collect_garbage(db: Any, blocks: Any, cutoff: float,
                           batch: int = 1000,
                           storage: Sequence[str] | None = None,
-                          keep: set[str] | frozenset[str] = frozenset()) -> tuple[int, int]:
+                          keep: AbstractSet[str] = frozenset()) -> tuple[int, int]:
     """Remove the blocks of ``blocks`` no version references, sparing any
     stored or refreshed after ``cutoff`` (seconds since the epoch), safely
     against concurrent writers (see the module docstring).  ``storage``:

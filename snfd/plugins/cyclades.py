@@ -15,11 +15,11 @@ from snfd.interfaces import (
     IObjectStore,
     IQuotaHolder,
     ISnfdPlugin,
+    IVolumes,
 )
 from snfd.plugins import ServicePlugin
 
-# Until the volume API exists, the catalog names only what runs.  Compute
-# speaks two dialects (snfd.cyclades.compute_views): Synnefo's tokens
+# Compute speaks two dialects (snfd.cyclades.compute_views): Synnefo's tokens
 # (kamaki, the UI) find Synnefo's at v2.0, Keystone v3 clients Nova's at v2.1.
 CATALOG = (
     CatalogService("cyclades_compute", "compute", "compute/v2.0", "v2.0", catalogs=("v2",)),
@@ -28,6 +28,8 @@ CATALOG = (
     CatalogService("image", "image", "image", "v2", catalogs=("v3",)),
     CatalogService("cyclades_network", "network", "network/v2.0", "v2.0", catalogs=("v2",)),
     CatalogService("neutron", "network", "network", "v2.0", catalogs=("v3",)),
+    CatalogService("cinderv3", "volumev3", "volume/v3", "v3", catalogs=("v3",)),
+    CatalogService("cinder", "block-storage", "volume/v3", "v3", catalogs=("v3",)),
 )
 
 _FLAVORS = ("MAC_FILTERED", "PHYSICAL_VLAN", "IP_LESS_ROUTED", "CUSTOM")
@@ -60,6 +62,7 @@ class CycladesPlugin(ServicePlugin):
     schema = Schema("cyclades", "snfd.cyclades.schema")
     provides = (IComputeBackends,)
     requires = (IAuthenticator, IQuotaHolder, IObjectStore)
+    uses = (IVolumes,)
     catalog = CATALOG
     config_keys = (
         Key("public_url", text, "",

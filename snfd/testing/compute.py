@@ -249,17 +249,20 @@ async def register_image(images: ImageRegistry, files: Path, owner: str, name: s
 
 async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float = 0.01,
                         exec_time: float = 0.02, nodes: int = 1,
-                        overrides: dict[tuple[str, str], str] | None = None) -> ComputeStack:
+                        overrides: dict[tuple[str, str], str] | None = None,
+                        volumes: bool = False) -> ComputeStack:
     """Build and serve a compute service for ``testcase`` (see the module
     docstring).  ``overrides``: config keys (``("cyclades", "os")``) over
-    the stack's own; ``nodes``: the simulated cluster's node count."""
+    the stack's own; ``nodes``: the simulated cluster's node count;
+    ``volumes``: the volume service (``archip``) runs too."""
     from twisted.internet import reactor
 
     from snfd.testing.nodecase import build_node
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    built = await build_node(testcase, ("identity", "pithos", "cyclades"), {
+    plugins = ("identity", "pithos", "cyclades") + (("archip",) if volumes else ())
+    built = await build_node(testcase, plugins, {
         ("cyclades", "public_url"): url,
         ("cyclades", "rapi_timeout"): "5.0",
         **(overrides or {}),

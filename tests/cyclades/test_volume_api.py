@@ -1,0 +1,182 @@
+"""The volume API (Cinder v3 on Synnefo's semantics) on a node with the
+volume service: thin volumes blank, from an image and from a snapshot,
+with their quota, ownership and bad input; snapshots published as images;
+volume types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.trial import unittest
+
+from snfd.testing.compute import compute_stack
+
+GiB = 1 << 30
+
+
+class VolumeCase(unittest.TestCase):
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self, volumes=True)
+        self.alice, self.token = await self.stack.user("alice")
+        self.bob, self.bob_token = await self.stack.user("bob")
+        self.volumes = self.stack.service.volumes.thin
+
+    async def vol(self, method: str, path: str, token: str | None = None,
+                  body: Any = None, project: bool = False) -> tuple[int, Any]:
+        base = f"{self.stack.url}/volume/v3" + (f"/{self.alice}" if project else "")
+        code, reply, _ = await self.stack.call(method, base + path, token or self.token, body)
+        return code, reply
+
+    async def volume(self, token: str | None = None, **over: Any) -> dict[str, Any]:
+        code, reply = await self.vol("POST", "/volumes", token,
+                                     {"volume": {"size": 1, "name": "data", **over}})
+        self.assertEqual(code, 202, reply)
+        return reply["volume"]
+
+
+class VolumeTests(VolumeCase):
+    async def test_versions_and_types(self):
+        code, reply = await self.vol("GET", "/")
+        self.assertEqual((code, reply["versions"][0]["id"]), (200, "v3.0"))
+        code, reply = await self.vol("GET", "/types")
+        names = {t["name"]: t for t in reply["volume_types"]}
+        self.assertEqual(names["ext_archipelago"]["extra_specs"]["SNF:detachable"], "true")
+        self.assertEqual(names["file"]["extra_specs"]["SNF:detachable"], "false")
+        code, reply = await self.vol("GET", f"/types/{names['file']['id']}")
+        self.assertEqual((code, reply["volume_type"]["name"]), (200, "file"))
+        self.assertEqual((await self.vol("GET", "/types/nothing"))[0], 404)
+
+    async def test_blank_volume_lifecycle_and_quota(self):
+        """A blank volume is a zero map of its size, charged to
+        cyclades.disk; the owner alone sees it; deleting it releases both."""
+        before = (await self.stack.usage(self.alice))["cyclades.disk"]
+        made = await self.volume(size=2, metadata={"k": "v"})
+        self.assertEqual((made["status"], made["size"], made["volume_type"]),
+                         ("available", 2, "ext_archipelago"))
+        self.assertEqual(made["bootable"], "false")
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"],
+                         before + 2 * GiB)
+        info = await self.volumes.info(f"snf-vol-{made['id']}")
+        self.assertEqual((info.size, info.zero, info.owned), (2 * GiB, 512, 0))
+        code, reply = await self.vol("GET", "/volumes/detail")
+        self.assertEqual([v["id"] for v in reply["volumes"]], [made["id"]])
+        code, reply = await self.vol("GET", "/volumes", project=True)
+        self.assertEqual([v["id"] for v in reply["volumes"]], [made["id"]])
+        self.assertEqual((await self.vol("GET", f"/volumes/{made['id']}",
+                                         self.bob_token))[0], 404)
+        self.assertEqual((await self.vol("DELETE", f"/volumes/{made['id']}",
+                                         self.bob_token))[0], 404)
+        code, reply = await self.vol("PUT", f"/volumes/{made['id']}", body={
+            "volume": {"name": "renamed", "description": "d", "metadata": {"a": "b"}}})
+        self.assertEqual((code, reply["volume"]["name"], reply["volume"]["metadata"]),
+                         (200, "renamed", {"a": "b"}))
+        code, reply = await self.vol("POST", f"/volumes/{made['id']}/action",
+                                     body={"os-extend": {"new_size": 3}})
+        self.assertEqual(code, 202, reply)
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"],
+                         before + 3 * GiB)
+        self.assertEqual((await self.volumes.info(f"snf-vol-{made['id']}")).size, 3 * GiB)
+        code, _ = await self.vol("DELETE", f"/volumes/{made['id']}")
+        self.assertEqual(code, 202)
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"], before)
+        with self.assertRaises(KeyError):
+            await self.volumes.info(f"snf-vol-{made['id']}")
+        self.assertEqual((await self.vol("GET", f"/volumes/{made['id']}"))[0], 404)
+
+    async def test_over_quota(self):
+        """A volume beyond cyclades.disk is 413 and leaves nothing."""
+        carol, token = await self.stack.user("carol", disk=GiB)
+        code, reply = await self.vol("POST", "/volumes", token,
+                                     {"volume": {"size": 2}})
+        self.assertEqual(code, 413, reply)
+        code, reply = await self.vol("GET", "/volumes", token)
+        self.assertEqual(reply["volumes"], [])
+
+    async def test_bad_input(self):
+        for body in ({"volume": {}}, {"volume": {"size": 0}}, {"volume": {"size": "x"}},
+                     {"volume": {"size": 1, "volume_type": "file"}},
+                     {"volume": {"size": 1, "volume_type": "nothing"}},
+                     {"volume": {"size": 1, "imageRef": "nothing"}},
+                     {"volume": {"size": 1, "snapshot_id": "nothing"}},
+                     {"volume": {"size": 1, "source_volid": "x"}},
+                     {"volume": {"size": 1, "metadata": {"k": 1}}},
+                     {"volume": {"size": 1, "name": 7}}, {"volume": []}, {}):
+            code, reply = await self.vol("POST", "/volumes", body=body)
+            self.assertIn(code, (400, 404), body)
+            self.assertEqual(list(reply), ["badRequest" if code == 400 else "itemNotFound"])
+        made = await self.volume()
+        for action in ({"os-extend": {"new_size": 1}}, {"os-extend": {}},
+                       {"os-reset_status": {}}, {}):
+            code, reply = await self.vol("POST", f"/volumes/{made['id']}/action", body=action)
+            self.assertEqual(code, 400, action)
+        self.assertEqual((await self.vol("GET", "/volumes/not-a-uuid"))[0], 404)
+
+    async def test_from_image_copies_nothing(self):
+        """A volume from an image names the image's blocks: nothing is
+        copied; it is bootable and at least the image's size."""
+        image = self.stack.image
+        made = await self.volume(imageRef=image.id, size=None)
+        self.assertEqual((made["status"], made["size"], made["bootable"]),
+                         ("available", 1, "true"))
+        self.assertEqual(made["volume_image_metadata"], {"image_id": image.id})
+        info = await self.volumes.info(f"snf-vol-{made['id']}")
+        self.assertEqual((info.shared, info.owned), (1, 0))
+        store = self.volumes.store
+        opened = await store.open(f"snf-vol-{made['id']}", False)
+        try:
+            data = await opened.read(0, image.size)
+        finally:
+            await opened.close()
+        self.assertEqual(data, b"Debian Bookworm (diskdump)\n" * 64)
+
+    async def test_snapshots(self):
+        """A snapshot freezes the volume and is published as an image in
+        the owner's snapshots container; a volume made from it has its
+        bytes; deleting it removes its map and unregisters its image."""
+        made = await self.volume(size=1)
+        store = self.volumes.store
+        opened = await store.open(f"snf-vol-{made['id']}", True)
+        try:
+            await opened.write(4096, b"written before the snapshot")
+        finally:
+            await opened.close()
+        code, reply = await self.vol("POST", "/snapshots", body={"snapshot": {
+            "volume_id": made["id"], "name": "snap", "description": "first"}})
+        self.assertEqual(code, 202, reply)
+        snap = reply["snapshot"]
+        self.assertEqual((snap["status"], snap["size"]), ("creating", 1))
+        await self.stack.service.volumes.drain()
+        code, reply = await self.vol("GET", f"/snapshots/{snap['id']}")
+        self.assertEqual(reply["snapshot"]["status"], "available")
+        image_id = reply["snapshot"]["SNF:image_id"]
+        image = await self.stack.images.get(self.alice, image_id)
+        self.assertTrue(image.is_snapshot)
+        self.assertEqual((image.size, image.volume_id), (GiB, made["id"]))
+        self.assertEqual((await self.vol("GET", f"/snapshots/{snap['id']}",
+                                         self.bob_token))[0], 404)
+        code, reply = await self.vol("GET", "/snapshots/detail")
+        self.assertEqual([s["id"] for s in reply["snapshots"]], [snap["id"]])
+
+        clone = await self.volume(snapshot_id=snap["id"], size=2)
+        self.assertEqual(clone["snapshot_id"], snap["id"])
+        opened = await store.open(f"snf-vol-{clone['id']}", False)
+        try:
+            self.assertEqual(await opened.read(4096, 27), b"written before the snapshot")
+            self.assertEqual(opened.size, 2 * GiB)
+        finally:
+            await opened.close()
+        # From the snapshot's image too (as a server's boot source would).
+        from_image = await self.volume(imageRef=image_id, size=None)
+        self.assertEqual(from_image["size"], 1)
+
+        code, _ = await self.vol("DELETE", f"/snapshots/{snap['id']}")
+        self.assertEqual(code, 202)
+        with self.assertRaises(KeyError):
+            await self.volumes.info(f"snf-snap-{snap['id']}")
+        self.assertEqual((await self.vol("GET", f"/snapshots/{snap['id']}"))[0], 404)
+        # The clone keeps its bytes.
+        opened = await store.open(f"snf-vol-{clone['id']}", False)
+        try:
+            self.assertEqual(await opened.read(4096, 27), b"written before the snapshot")
+        finally:
+            await opened.close()
