@@ -420,6 +420,19 @@ class LifecycleTests(_Case):
         await self.action("remove", "vol-k")
         await self.assert_nothing_left()
 
+    async def test_unrecorded_loop_device_released(self):
+        """A loop device an attach set up but died before recording is
+        found by its file and released by the next attach."""
+        await self.action("create", "vol-u", VOL_SIZE="8")
+        first = await self.attach("vol-u")
+        os.unlink(os.path.join(self.run_dir, "vol-u", "loop"))
+        second = await self.attach("vol-u")
+        loops = (await self.in_thread(leftovers, self.tmp))["loops"]
+        self.assertEqual(loops, [second], f"the first device was {first}")
+        await self.action("detach", "vol-u")
+        await self.action("remove", "vol-u")
+        await self.assert_nothing_left()
+
     async def test_open_close_setinfo(self):
         """open, close and setinfo succeed and print nothing on stdout."""
         await self.action("create", "vol-o", VOL_SIZE="4")

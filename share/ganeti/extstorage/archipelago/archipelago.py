@@ -269,6 +269,16 @@ def _loop_backing(device: str) -> str:
     return _read(f"/sys/block/{os.path.basename(device)}/loop/backing_file")
 
 
+def _loops_on(path: str) -> list[str]:
+    """The loop devices set up on file ``path``."""
+    try:
+        names = os.listdir("/sys/block")
+    except OSError:
+        return []
+    return [f"/dev/{n}" for n in sorted(names)
+            if n.startswith("loop") and _loop_backing(f"/dev/{n}") == path]
+
+
 def _mounted(path: str) -> bool:
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -395,8 +405,8 @@ class Volume:
                 return found
             self.release()
             host, port = self.node.nbd_address()
-            self._start_nbdfuse(host, port)
             try:
+                self._start_nbdfuse(host, port)
                 done = _run([_which("losetup"), "--find", "--show", self.file])
                 loop = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
                 if done.returncode != 0 or not loop.startswith("/dev/"):
@@ -437,8 +447,9 @@ class Volume:
 
     def release(self) -> None:
         """Undo what an attachment left (all or part of it); idempotent."""
-        loop = _read(self.loop_file)
-        if loop and _loop_backing(loop) == self.file:
+        # The recorded device, and any other on our file (set up by an
+        # attach that died before recording it).
+        for loop in _loops_on(self.file):
             done = _run([_which("losetup"), "--detach", loop])
             if done.returncode != 0 and _loop_backing(loop) == self.file:
                 raise Failure(f"losetup --detach {loop}: {done.stderr.strip()}")
