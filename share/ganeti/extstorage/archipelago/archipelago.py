@@ -307,10 +307,9 @@ def _device_in_use(device: str) -> str:
         if os.listdir(f"/sys/block/{os.path.basename(device)}/holders"):
             return "held by another block device"
     wanted = f"{os.major(rdev)}:{os.minor(rdev)}"
-    with contextlib.suppress(OSError):
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            if any(line.split()[2:3] == [wanted] for line in f):
-                return "mounted"
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as f:
+        if any(line.split()[2:3] == [wanted] for line in f):
+            return "mounted"
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
