@@ -371,6 +371,22 @@ class LifecycleTests(_Case):
         await self.assert_nothing_left()
         self.assertEqual(os.listdir(os.path.join(self.run_dir, ".names")), [])
 
+    async def test_managed_disk_keeps_its_map(self):
+        """A disk snfd's compute service made (``managed=yes``, its map made
+        beforehand and named by the disk): create adopts the map, remove
+        detaches and leaves it (the compute service deletes it, or keeps the
+        volume for another server)."""
+        await self.store.create("snf-vol-9", 8 * MiB)
+        ganeti = {"VOL_CNAME": "snf-vol-9", "EXTP_MANAGED": "yes"}
+        await self.action("create", "99.ext.disk1", VOL_SIZE="8", **ganeti)
+        device = await self.attach("99.ext.disk1", **ganeti)
+        await self.in_thread(write_device, device, 0, b"kept" * 128)
+        await self.action("detach", "99.ext.disk1", **ganeti)
+        await self.action("remove", "99.ext.disk1", **ganeti)
+        self.assertEqual(await self.store.names(), ["snf-vol-9"])
+        self.assertEqual(await self.read_volume("snf-vol-9", 0, 512), b"kept" * 128)
+        await self.assert_nothing_left()
+
     async def test_grow(self):
         """grow enlarges the map; an attached device nothing holds open is
         attached again at the new size; one held open keeps its size (the
@@ -523,7 +539,7 @@ class InstallerTests(unittest.TestCase):
         self.assertEqual(json.loads((dest / "archipelago.conf").read_text()),
                          {"url": "http://10.0.0.1:8080", "token": "tok"})
         params = (dest / "parameters.list").read_text().splitlines()
-        self.assertEqual([p.split()[0] for p in params], ["origin", "origin_size"])
+        self.assertEqual([p.split()[0] for p in params], ["origin", "origin_size", "managed"])
         self.assertEqual(sorted(p.name for p in dest.iterdir()),
                          sorted([*installer.ACTIONS, "archipelago.py", "parameters.list",
                                  "archipelago.conf"]))

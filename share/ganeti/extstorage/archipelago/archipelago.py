@@ -525,9 +525,17 @@ def do_detach(v: Volume) -> None:
 
 
 def do_remove(v: Volume) -> None:
+    """Ganeti removes the disk.  A ``managed`` disk's map belongs to the
+    compute service (a volume that outlives its server, or that it deletes
+    itself once the removal succeeded): only the attachment goes."""
+    managed = v.env.get("EXTP_MANAGED", "").lower() in ("yes", "true", "1")
     with v.locked():
         v.release()  # Ganeti detaches first; a leftover would hold the map open
-        status, _ = v.node.call("DELETE", f"/volumes/{v.name}", ok=(200, 204, 404))
+        if managed:
+            status = 0
+            log(f"{v.name}: managed by the compute service; the map stays")
+        else:
+            status, _ = v.node.call("DELETE", f"/volumes/{v.name}", ok=(200, 204, 404))
     if status == 404:
         log(f"{v.name}: already gone")
     for path in (os.path.join(v.run_dir, ".names", v.vol_name),
