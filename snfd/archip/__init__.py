@@ -3,13 +3,18 @@
 - ``mapfile``: volume maps in Archipelago's v2 format, and Pithos
   hashmaps read as v0 maps (pure).
 - ``volumes``: the volume store: volumes cloned from images or snapshots
-  with no data copied, copy-on-write, zero objects, snapshots; maps stored
-  as blocks of the node's block store behind an atomic per-volume pointer.
+  with no data copied, copy-on-write, zero objects, snapshots, growth;
+  maps stored as blocks of the node's block store behind an atomic
+  per-volume pointer.
 - ``io``: the protocols the NBD server and the volume store meet through.
 - ``nbd``: the NBD server (fixed newstyle; one shared open volume per node
   for all its connections).
+- ``api``: ``/archip/v1``, what Ganeti's ExtStorage provider
+  ``archipelago`` (``share/ganeti/extstorage/archipelago``) calls.
+- ``service``: the node's volume service (plugin ``archip``): the store,
+  ``IVolumes`` for the compute service, the NBD listener, and its maps
+  registered with Pithos' garbage collection (``IBlockReferences``).
 
-Not yet wired into a node (no plugin listens, no API makes volumes), and
-Pithos' garbage collection does not yet spare the blocks live maps need
-(``VolumeStore.referenced``): both come with the rest of issue 16.
+The compute service's volumes (Cinder's API) are in ``snfd.cyclades.volumes``.
+See docs/archipelago.md.
 """

@@ -29,6 +29,7 @@ DEMO_FLAVORS = ((1, 1024, 10), (2, 2048, 20), (4, 4096, 40))
 DEMO_IMAGE_SIZE = 8 << 20
 DEMO_IMAGE = "snfd-demo-linux.diskdump"
 DEMO_NETWORK = "public"
+THIN_TEMPLATE = "ext_archipelago"
 #: The demo network's subnets: TEST-NET-1 (RFC 5737) and a /64 of the IPv6
 #: documentation prefix (RFC 3849), SLAAC.
 DEMO_SUBNETS = (
@@ -60,11 +61,12 @@ class BackendRegistry:
     """
 
     def __init__(self, db: IDatabase, images: ImageRegistry, state_dir: Path,
-                 networks: Networks | None = None):
+                 networks: Networks | None = None, thin: bool = False):
         self._db = db
         self._images = images
         self._state_dir = Path(state_dir)
         self._networks = networks
+        self._thin = thin
 
     async def register_backend(self, clustername: str, rapi_url: str, username: str,
                                password: str, certificate: str, hypervisor: str,
@@ -82,8 +84,14 @@ class BackendRegistry:
                                rapi_url=rapi_url, **settings)
 
     async def seed_demo(self) -> None:
-        if not await self._db.run("cyclades.flavors", store.flavors_txn, True):
+        flavors = await self._db.run("cyclades.flavors", store.flavors_txn, True)
+        if not flavors:
             await self._seed_flavors_and_image()
+        if self._thin and not any(f.disk_template == THIN_TEMPLATE for f in flavors):
+            # The volume service runs: flavors whose disks are thin volumes.
+            for cpu, ram, disk in DEMO_FLAVORS:
+                await self._db.run("cyclades.create_flavor", store.create_flavor_txn, cpu,
+                                   ram, disk, THIN_TEMPLATE)
         if self._networks is not None:
             await self._seed_public_network(self._networks)
 

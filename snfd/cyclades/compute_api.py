@@ -289,7 +289,9 @@ class ComputeAPI:
             ("GET", s + "/os-server-password", self.server_password),
             ("DELETE", s + "/os-server-password", self.clear_server_password),
             ("GET", s + "/os-volume_attachments", self.volume_attachments),
-            ("POST", s + "/os-volume_attachments", self.not_yet),
+            ("POST", s + "/os-volume_attachments", self.attach_volume),
+            ("GET", s + "/os-volume_attachments/<volume_id>", self.volume_attachment),
+            ("DELETE", s + "/os-volume_attachments/<volume_id>", self.detach_volume),
             ("GET", "/images", self.list_images),
             ("GET", "/images/detail", self.list_images_detail),
             ("GET", "/images/<image_id>", self.show_image),
@@ -677,6 +679,10 @@ class ComputeAPI:
                 out.update(_extended_attributes(server))
         if detail:
             _add_locked(request, out, server)
+            if "os-extended-volumes:volumes_attached" in out and at_least(request, 3):
+                out["os-extended-volumes:volumes_attached"] = [
+                    {"id": v.id, "delete_on_termination": v.delete_on_termination}
+                    for v in server.volumes]
         return out
 
     async def list_servers(self, request: Any) -> bytes:
@@ -1090,13 +1096,53 @@ class ComputeAPI:
         await self._server(request, server_id)
         return self._empty(request, 204)
 
-    async def volume_attachments(self, request: Any, server_id: str) -> bytes:
-        await self._server(request, server_id)
-        return json_body(request, {"volumeAttachments": []})
+    # -- volume attachments ------------------------------------------------------
 
-    async def not_yet(self, request: Any, **kwargs: Any) -> bytes:
-        self._user(request)
-        raise errors.NotImplementedFault("Volumes are not supported yet.")
+    def _volumes(self) -> Any:
+        volumes = self._servers.volumes
+        if volumes is None:
+            raise errors.NotImplementedFault("This cloud serves no volumes.")
+        return volumes
+
+    @staticmethod
+    def _attachment(volume: Any) -> dict[str, Any]:
+        return {"id": volume.id, "volumeId": volume.id, "serverId": str(volume.server_id),
+                "device": volume.device or None, "tag": None,
+                "delete_on_termination": volume.delete_on_termination}
+
+    def _attached(self, volumes: Any) -> list[Any]:
+        return [v for v in volumes if v.status in ("in-use", "attaching", "detaching")]
+
+    async def volume_attachments(self, request: Any, server_id: str) -> bytes:
+        server = await self._server(request, server_id)
+        found = self._attached(await self._volumes().server_volumes(server.id))
+        return json_body(request, {"volumeAttachments": [self._attachment(v) for v in found]})
+
+    async def volume_attachment(self, request: Any, server_id: str, volume_id: str) -> bytes:
+        server = await self._server(request, server_id)
+        for v in self._attached(await self._volumes().server_volumes(server.id)):
+            if v.id == volume_id:
+                return json_body(request, {"volumeAttachment": self._attachment(v)})
+        raise errors.NotFound(f"Volume {volume_id[:40]} is not attached to server"
+                              f" {server_id}.")
+
+    async def attach_volume(self, request: Any, server_id: str) -> bytes:
+        """Attach a thin volume: a Ganeti disk is added (the volume is
+        ``attaching`` until the job ends)."""
+        user = await self._changing(request, server_id)
+        body = self._object(request, "volumeAttachment")
+        volume_id = body.get("volumeId")
+        if not isinstance(volume_id, str) or not volume_id:
+            raise errors.BadRequest("volumeAttachment needs a volumeId.")
+        server = await self._servers.get(user, int_id(server_id, "Server"))
+        volume = await self._volumes().attach(user, server, volume_id)
+        return json_body(request, {"volumeAttachment": self._attachment(volume)})
+
+    async def detach_volume(self, request: Any, server_id: str, volume_id: str) -> bytes:
+        user = await self._changing(request, server_id)
+        server = await self._servers.get(user, int_id(server_id, "Server"))
+        await self._volumes().detach(user, server, volume_id)
+        return self._empty(request, 202)
 
     # -- images -------------------------------------------------------------------
 

@@ -199,7 +199,7 @@ class SynnefoViews:
             "SNF:rescue": server.rescue,
             "attachments": attachments,
             "addresses": addresses,
-            "volumes": [],
+            "volumes": [v.id for v in server.volumes],
             "diagnostics": [diagnostic_json(d) for d in diagnostics or ()],
             "key_name": server.key_names[0] if server.key_names else None,
             "SNF:key_names": list(server.key_names),
@@ -406,7 +406,7 @@ class NovaViews(SynnefoViews):
             "OS-SRV-USG:launched_at": (nova_time(server.created)
                                        if server.operstate != "BUILD" else None),
             "OS-SRV-USG:terminated_at": nova_time(server.updated) if server.deleted else None,
-            "os-extended-volumes:volumes_attached": [],
+            "os-extended-volumes:volumes_attached": [{"id": v.id} for v in server.volumes],
             "config_drive": "",
         })
         groups = security_groups(server)

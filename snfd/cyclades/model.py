@@ -159,6 +159,8 @@ class Server:
     disks: tuple[dict[str, Any], ...] = ()
     #: its ports (``snfd.cyclades.networks.model.Port``), filled by the store
     ports: tuple[Any, ...] = ()
+    #: its volumes (the volume service's ``Volume`` values) while attached
+    volumes: tuple[Any, ...] = ()
     #: who locked it (Nova's lock): "", "owner" or "admin"
     locked_by: str = ""
     #: the access addresses the user set (Nova's accessIPv4/v6; "" unset)

@@ -22,7 +22,7 @@ Deliberate choices where the reference leaves room:
   Nova's dialect takes them first, ``parse_counts``).
 - ``block_device_mapping_v2``: only the one mapping that boots an image on
   a local disk (what ``openstack server create --image`` sends) stands
-  for ``imageRef``; volumes are 400 until the volume API exists.
+  for ``imageRef``; volumes in ``block_device_mapping_v2`` (``BlockDevice``).
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ class CreateRequest:
     #: the security groups (names or ids) of its new ports; None: the
     #: project's default group
     security_groups: tuple[str, ...] | None = None
+    #: its volumes (``block_device_mapping_v2``); a boot one replaces
+    #: ``image_id`` (then "")
+    block_devices: tuple[BlockDevice, ...] = ()
 
 
 def check_access_ip(value: Any, version: int) -> str:
@@ -704,28 +707,84 @@ def parse_counts(body: Any) -> tuple[int, int, bool]:
     return low, high, reservation
 
 
-def _image_boot(body: Mapping[str, Any]) -> str | None:
-    """The image of a block device mapping that only says "boot from this
-    image on a local disk" (what ``openstack server create --image``
-    sends); any other mapping needs volumes, which are not supported yet."""
+@attrs.frozen
+class BlockDevice:
+    """A volume of a new server from ``block_device_mapping_v2``: its boot
+    disk (``boot``) made from an image, a snapshot or an existing volume
+    (``source``, ``uuid``), or an existing volume attached with it.
+    ``size`` in GiB (None: its source's, or the flavor's disk for a boot
+    volume)."""
+
+    source: str
+    uuid: str
+    boot: bool
+    size: int | None = None
+    delete_on_termination: bool = False
+
+
+_BDM_SOURCES = ("image", "volume", "snapshot")
+
+
+def _block_devices(body: Mapping[str, Any]) -> tuple[str | None, tuple[BlockDevice, ...]]:
+    """``block_device_mapping_v2``: the image of a boot entry that only says
+    "boot from this image on a local disk" (what ``openstack server create
+    --image`` sends), and the volumes to make or attach."""
     if body.get("block_device_mapping"):
-        raise errors.BadRequest("block_device_mapping is not supported yet.")
+        raise errors.BadRequest("block_device_mapping (v1) is not supported: use"
+                                " block_device_mapping_v2.")
     mapping = body.get("block_device_mapping_v2")
     if not mapping:
-        return None
-    if not isinstance(mapping, list) or len(mapping) != 1 or not isinstance(mapping[0], dict):
-        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
-                                " is not supported yet.")
-    bdm = mapping[0]
-    local_image = (bdm.get("source_type") == "image" and
-                   bdm.get("destination_type") in (None, "local") and
-                   bdm.get("boot_index") in (0, "0") and isinstance(bdm.get("uuid"), str))
-    if not local_image:
-        raise errors.BadRequest("block_device_mapping_v2 other than booting from an image"
-                                " on a local disk is not supported yet.")
-    if body.get("imageRef") not in (None, "", bdm["uuid"]):
+        return None, ()
+    if not isinstance(mapping, list) or not all(isinstance(b, dict) for b in mapping):
+        raise errors.BadRequest("block_device_mapping_v2 must be a list of objects.")
+    image: str | None = None
+    devices: list[BlockDevice] = []
+    for bdm in mapping:
+        source = bdm.get("source_type")
+        destination = bdm.get("destination_type")
+        boot_index = bdm.get("boot_index")
+        boot = str(boot_index) == "0"
+        uuid = bdm.get("uuid")
+        if source not in _BDM_SOURCES or destination not in (None, "local", "volume"):
+            raise errors.BadRequest("block_device_mapping_v2: source_type must be image,"
+                                    " volume or snapshot, destination_type local or volume"
+                                    " (blank, swap and ephemeral disks are not supported).")
+        if not isinstance(uuid, str) or not uuid:
+            raise errors.BadRequest("block_device_mapping_v2: uuid is required.")
+        if boot_index not in (None, -1, "-1") and not boot:
+            raise errors.BadRequest("block_device_mapping_v2: boot_index must be 0 (the"
+                                    " boot disk) or none (-1).")
+        if destination in (None, "local"):
+            if source != "image" or not boot:
+                raise errors.BadRequest("block_device_mapping_v2: a local disk is only the"
+                                        " boot disk from an image.")
+            image = uuid
+            continue
+        if source != "volume" and not boot:
+            raise errors.BadRequest("block_device_mapping_v2: a volume other than the boot"
+                                    " disk must be an existing one (source_type volume).")
+        size = bdm.get("volume_size")
+        if size is not None:
+            if isinstance(size, str) and size.isdigit():
+                size = int(size)
+            if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+                raise errors.BadRequest("block_device_mapping_v2: volume_size must be a"
+                                        " positive number of GiB.")
+        delete = bdm.get("delete_on_termination", False)
+        if isinstance(delete, str) and delete.lower() in ("true", "1", "yes", "false", "0",
+                                                          "no"):
+            delete = delete.lower() in ("true", "1", "yes")
+        if not isinstance(delete, bool):
+            raise errors.BadRequest("block_device_mapping_v2: delete_on_termination must be"
+                                    " true or false.")
+        devices.append(BlockDevice(source=source, uuid=uuid, boot=boot, size=size,
+                                   delete_on_termination=delete))
+    boots = [d for d in devices if d.boot] + ([image] if image else [])
+    if len(boots) > 1:
+        raise errors.BadRequest("block_device_mapping_v2 has more than one boot disk.")
+    if image is not None and body.get("imageRef") not in (None, "", image):
         raise errors.BadRequest("imageRef and block_device_mapping_v2 name different images.")
-    return str(bdm["uuid"])
+    return image, tuple(devices)
 
 
 def _key_names(body: Mapping[str, Any]) -> tuple[str, ...]:
@@ -765,11 +824,16 @@ def parse_create(body: Any, limits: CreateLimits,
     if "flavorRef" not in body:
         raise errors.BadRequest("flavorRef is required.")
     flavor_id = flavor_ref(body.get("flavorRef"))
-    boot_image = _image_boot(body)
-    if body.get("imageRef") in (None, "") and boot_image is None:
-        raise errors.BadRequest("imageRef is required (booting from volumes is not"
-                                " supported yet).")
-    image_id = ref_id(body.get("imageRef") or boot_image, "imageRef")
+    boot_image, devices = _block_devices(body)
+    boot_volume = any(d.boot for d in devices)
+    if body.get("imageRef") in (None, "") and boot_image is None and not boot_volume:
+        raise errors.BadRequest("imageRef is required, or a boot volume in"
+                                " block_device_mapping_v2.")
+    if boot_volume and body.get("imageRef") not in (None, "") and not any(
+            d.boot and d.source == "image" and d.uuid == body.get("imageRef")
+            for d in devices):
+        raise errors.BadRequest("imageRef and the boot volume's source differ.")
+    image_id = "" if boot_volume else ref_id(body.get("imageRef") or boot_image, "imageRef")
     _count(body, "min_count")
     _count(body, "max_count")
     metadata = check_metadata(body.get("metadata"), limits.max_metadata)
@@ -794,4 +858,5 @@ def parse_create(body: Any, limits: CreateLimits,
         personality=personality, networks=nics, project=project, key_names=key_names,
         user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),
         shared_to_project=shared, access_ipv4=check_access_ip(body.get("accessIPv4"), 4),
-        access_ipv6=check_access_ip(body.get("accessIPv6"), 6), security_groups=security_groups)
+        access_ipv6=check_access_ip(body.get("accessIPv6"), 6), security_groups=security_groups,
+        block_devices=devices)

@@ -96,6 +96,8 @@ from snfd.cyclades.requests import (
     Rebuild,
 )
 from snfd.cyclades.server_groups import ServerGroups
+from snfd.cyclades.volumes.model import THIN_TEMPLATES, GiB
+from snfd.cyclades.volumes.service import Volumes
 from snfd.ganeti.rapi import GanetiRapi, RapiError, RapiUnavailable, depends_on
 from snfd.quota import serials
 from snfd.quota.charged import Attempt, Settle, run_charged, settle_after_commit
@@ -172,19 +174,24 @@ def os_params(image: Any, config_url: str) -> dict[str, Any]:
 
 def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: str,
                 settings: ComputeSettings, nics: list[dict[str, Any]] | None,
-                depends: Sequence[int] = ()) -> dict[str, Any]:
+                depends: Sequence[int] = (),
+                disks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The ``POST /2/instances`` body of ``server`` (reference 3.5); no
     secrets: those are behind ``config_url``.  ``nics``: the Ganeti NICs of
     its ports (None: ``default_nics`` on the cluster's default link);
-    ``depends``: jobs (its networks') the create waits for."""
+    ``depends``: jobs (its networks') the create waits for; ``disks``: its
+    volumes' Ganeti disks (thin flavors; else one of the flavor's disk)."""
     flavor = server.flavor
     template = flavor.disk_template
-    disks: list[dict[str, Any]] = []
-    if template.startswith("ext_"):
+    if disks is not None:
+        template = "ext" if template.startswith("ext_") else template
+    elif template.startswith("ext_"):
         disks = [{"size": flavor.disk * 1024, "provider": template[len("ext_"):]}]
         template = "ext"
     elif template != "diskless":
         disks = [{"size": flavor.disk * 1024}]
+    else:
+        disks = []
     if nics is None:
         nics = [{} for _ in range(settings.default_nics)]
     body = {
@@ -306,21 +313,25 @@ def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
 
 
 def _create_failed_txn(txn: Any, component: str, server_id: int, key: str,
-                       serial: int | None, reason: str) -> None:
+                       serial: int | None, reason: str) -> list[str]:
+    """The create was not submitted; the volumes to delete after the commit."""
     server = store.server_txn(txn, server_id, for_update=True)
     if serial is not None:
         serials.decide_txn(txn, component, serial, False)
     store.take_params_txn(txn, key)
     if server is None:
-        return
-    # The instance never reached Ganeti: its ports (and addresses) go now.
+        return []
+    # The instance never reached Ganeti: its ports (and addresses) go now,
+    # its new boot volume too, and the volumes it was to take are free.
     Networks.sync_ports_txn(txn, server, None, removed=True)
+    doomed = Volumes.sync_disks_txn(txn, server, None, failed_create=True)
     if server.backend_id is not None:
         allocator.release_backend_txn(txn, server.backend_id, server.flavor)
     fields: dict[str, Any] = {"operstate": "ERROR", "backendlogmsg": reason}
     if server.task == "BUILD":
         fields.update(task="", task_job_id=None, serial=None)
     store.update_server_txn(txn, server_id, **fields)
+    return doomed
 
 
 def _begin_task_txn(txn: Any, component: str, server_id: int, user: str, task: str,
@@ -424,8 +435,10 @@ class Servers:
     """
 
     def __init__(self, db: Any, rapi_pool: Any, images: Any, charger: Charger, clock: Any,
-                 settings: ComputeSettings | None = None, networks: Networks | None = None):
+                 settings: ComputeSettings | None = None, networks: Networks | None = None,
+                 volumes: Volumes | None = None):
         self._db = db
+        self.volumes = volumes
         self._rapi_pool = rapi_pool
         self.images = images
         self._charger = charger
@@ -529,7 +542,33 @@ class Servers:
         flavor = flavor_usable(
             await self._db.run("cyclades.flavor", store.flavor_txn, req.flavor_id),
             req.flavor_id, project)
-        image = await self.images.get(user, req.image_id)
+        thin = flavor.disk_template in THIN_TEMPLATES
+        boot_device = next((d for d in req.block_devices if d.boot), None)
+        if req.block_devices and not thin:
+            raise errors.BadRequest(f"Flavor {req.flavor_id} has {flavor.disk_template}"
+                                    " disks: volumes need a flavor of a thin volume type"
+                                    f" ({', '.join(THIN_TEMPLATES)}).")
+        if thin and (self.volumes is None or self.volumes.thin is None):
+            raise errors.BadRequest(f"Flavor {req.flavor_id} makes thin volumes, and the"
+                                    " volume service does not run here.")
+        boot: tuple[Any, ...] | None = None
+        extras: list[tuple[Any, bool]] = []
+        if boot_device is not None:
+            assert self.volumes is not None
+            image, boot = await self.volumes.boot_source(user, boot_device)
+        else:
+            image = await self.images.get(user, req.image_id)
+        if thin:
+            boot_size = boot[1].size * GiB if boot and boot[0] == "volume" else image.size
+            if boot_size > flavor.disk * GiB:
+                raise errors.BadRequest(f"The boot disk's source ({boot_size} bytes) is larger"
+                                        f" than flavor {req.flavor_id}'s disk"
+                                        f" ({flavor.disk} GiB).")
+        for device in req.block_devices:
+            if not device.boot:
+                assert self.volumes is not None
+                extras.append((await self.volumes.extra_volume(user, device),
+                               device.delete_on_termination))
         status = str(getattr(image, "status", "AVAILABLE")).upper()
         if status not in _IMAGE_READY:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
@@ -566,6 +605,13 @@ class Servers:
             elif planned is not None and self.networks is not None:
                 nics = [self.networks.ganeti.nic_params(p) for p in server.ports]
             try:
+                disks = None
+                if thin:
+                    assert self.volumes is not None
+                    disks = await self.volumes.server_disks(
+                        server, image, boot,
+                        boot_device.delete_on_termination if boot_device is not None
+                        and boot_device.source == "volume" else True, extras)
                 depends: list[int] = []
                 if self.networks is not None and server.ports:
                     depends = await self.networks.ganeti.ensure_on_backend(
@@ -573,19 +619,24 @@ class Servers:
                 placed = await self._group_placement(backend, server, policy, peers)
                 depends = [*depends, *placed.pop("depends", [])]
                 body = create_body(server, backend, image, config_url, self.settings, nics,
-                                   depends)
+                                   depends, disks)
                 body.update(placed)
                 if self.networks is not None and server.ports:
                     # The NICs come up filtered by their security groups.
                     guarded = await self.networks.security.server_tags(server.id)
                     body["tags"] = [*body.get("tags", []), *guarded]
                 job_id = await self._rapi(backend).create_instance(body)
-            except (RapiUnavailable, RapiError, errors.ServiceUnavailable) as e:
+            except (RapiUnavailable, RapiError, errors.ServiceUnavailable,
+                    errors.BadRequest) as e:
+                # (BadRequest: a volume taken meanwhile.)
                 reason = e.message if isinstance(e, errors.Fault) else str(e)
                 log.warn("server {id}: create not submitted to {cluster}: {reason}",
                          id=server.id, cluster=backend.clustername, reason=reason)
-                await self._db.run("cyclades.create_failed", _create_failed_txn,
-                                   attempt.component, server.id, key, attempt.serial, reason)
+                doomed = await self._db.run("cyclades.create_failed", _create_failed_txn,
+                                            attempt.component, server.id, key,
+                                            attempt.serial, reason)
+                if doomed and self.volumes is not None:
+                    await self.volumes.finish_removed(doomed)
                 raise errors.ServiceUnavailable(
                     f"The Ganeti backend {backend.clustername} could not take the server:"
                     f" {reason}. Server {server.id} is in ERROR; delete it and try again."

@@ -105,18 +105,18 @@ class CycladesService(service.MultiService):
             bridge_pool_size=section.bridge_pool_size, api_flavors=section.network_flavors,
             default_server_networks=section.default_server_networks,
             hotplug=section.nic_hotplug, rapi_timeout=section.rapi_timeout))
-        self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
-                               self.settings, networks=self.networks)
-        self.flavors = Flavors(node.db, section.flavor_disk_template)
         self.volumes = Volumes(node.db, self.rapi, charger, thin, images, images.objects,
                                rapi_timeout=section.rapi_timeout)
+        self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
+                               self.settings, networks=self.networks, volumes=self.volumes)
+        self.flavors = Flavors(node.db, section.flavor_disk_template)
         self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks,
                                   volumes=self.volumes)
         self.reconciler = Reconciler(
             node.db, self.rapi, self.updates, node.clock, timeout=section.rapi_timeout,
             security=None if self.networks is None else self.networks.security)
         self.backends = BackendRegistry(node.db, images, node.state_dir,
-                                        networks=self.networks)
+                                        networks=self.networks, thin=thin is not None)
         self.dispatcher: Dispatcher | None = None
         if section.dispatcher:
             self.dispatcher = Dispatcher(node.bus, self.updates, prefix=section.events_prefix)

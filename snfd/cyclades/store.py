@@ -27,6 +27,7 @@ from snfd.cyclades.model import (
     ServerGroup,
 )
 from snfd.cyclades.networks import store as network_store
+from snfd.cyclades.volumes import store as volume_store
 
 # -- backends -------------------------------------------------------------
 
@@ -374,14 +375,22 @@ def server_txn(txn: Any, server_id: int, for_update: bool = False) -> Server | N
 
 def _with_ports(txn: Any, servers: list[Server]) -> list[Server]:
     """The servers with their live ports (``Server.ports``, the network
-    service's ``Port`` values)."""
+    service's ``Port`` values) and attached volumes (``Server.volumes``,
+    the volume service's ``Volume`` values)."""
     if not servers:
         return servers
+    ids = [s.id for s in servers]
     by_server: dict[int, list[Any]] = {}
-    for port in network_store.ports_txn(txn, device_ids=[s.id for s in servers]):
+    for port in network_store.ports_txn(txn, device_ids=ids):
         if port.state != "DELETING" and port.device_id is not None:
             by_server.setdefault(port.device_id, []).append(port)
-    return [attrs.evolve(s, ports=tuple(by_server.get(s.id, ()))) if s.id in by_server else s
+    volumes: dict[int, list[Any]] = {}
+    for volume in volume_store.attached_txn(txn, ids):
+        assert volume.server_id is not None
+        volumes.setdefault(volume.server_id, []).append(volume)
+    return [attrs.evolve(s, ports=tuple(by_server.get(s.id, ())),
+                         volumes=tuple(volumes.get(s.id, ())))
+            if s.id in by_server or s.id in volumes else s
             for s in servers]
 
 

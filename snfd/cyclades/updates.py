@@ -477,10 +477,11 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
             record = decide_txn(txn, component, server.serial, False)
             settle.append((server.serial, record.accept))
     doomed: list[str] = []
-    if event.disks is not None or removed:
+    failed_create = new_state == "ERROR" and event.opcode == OP_CREATE
+    if event.disks is not None or removed or failed_create:
         doomed = Volumes.sync_disks_txn(txn, server, fields.get("disks"), removed=removed,
                                         failed_change=event.opcode == OP_SET_PARAMS
-                                        and not success)
+                                        and not success, failed_create=failed_create)
     store.update_server_txn(txn, server.id, **fields)
     outcome = f"applied {event.opcode} {event.status}"
     if removed:

@@ -43,11 +43,40 @@ class BlockDeviceMappingTests(unittest.TestCase):
             req = self.parse(block_device_mapping_v2=[local_boot()], **extra)
             self.assertEqual(req.image_id, IMAGE)  # type: ignore[attr-defined]
 
+    def test_volume_mappings(self):
+        """A boot volume from an image, a snapshot or a volume, and existing
+        volumes besides, become ``BlockDevice`` values; with a boot volume
+        there is no image to deploy (``image_id`` empty)."""
+        from snfd.cyclades.requests import BlockDevice
+
+        req = self.parse(block_device_mapping_v2=[
+            local_boot(destination_type="volume", volume_size="3"),
+            {"source_type": "volume", "destination_type": "volume", "uuid": "v2"}])
+        self.assertEqual(req.image_id, "")  # type: ignore[attr-defined]
+        self.assertEqual(req.block_devices, (  # type: ignore[attr-defined]
+            BlockDevice("image", IMAGE, True, 3, True),
+            BlockDevice("volume", "v2", False, None, False)))
+        req = self.parse(block_device_mapping_v2=[
+            {"source_type": "snapshot", "destination_type": "volume", "uuid": "s",
+             "boot_index": "0"}])
+        self.assertEqual(req.block_devices[0].source, "snapshot")  # type: ignore[attr-defined]
+
     def test_other_mappings_refused(self):
-        """Volumes, several disks and a mapping that disagrees with imageRef
-        are 400 with a message saying what is not supported."""
+        """Blank, swap and ephemeral disks, several boot disks, a volume on a
+        local disk and a mapping that disagrees with imageRef are 400 with a
+        message saying what is not supported."""
         bad = [
-            {"block_device_mapping_v2": [local_boot(destination_type="volume")]},
+            {"block_device_mapping_v2": [local_boot(source_type="blank")]},
+            {"block_device_mapping_v2": [local_boot(destination_type="volume"),
+                                         local_boot(destination_type="volume",
+                                                    source_type="volume")]},
+            {"block_device_mapping_v2": [local_boot(destination_type="volume",
+                                                    volume_size=0)]},
+            {"block_device_mapping_v2": [local_boot(destination_type="volume",
+                                                    delete_on_termination="x")]},
+            {"block_device_mapping_v2": [local_boot(destination_type="volume", uuid="")]},
+            {"block_device_mapping_v2": [{"source_type": "snapshot", "uuid": "s",
+                                          "destination_type": "volume"}]},
             {"block_device_mapping_v2": [local_boot(), local_boot(boot_index=-1)]},
             {"block_device_mapping_v2": [local_boot(source_type="volume")]},
             {"block_device_mapping_v2": "x"},

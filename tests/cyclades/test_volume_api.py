@@ -180,3 +180,185 @@ class VolumeTests(VolumeCase):
             self.assertEqual(await opened.read(4096, 27), b"written before the snapshot")
         finally:
             await opened.close()
+
+
+class ServerVolumeTests(VolumeCase):
+    """Servers on a thin flavor: their boot disk is a thin clone of the
+    image; volumes attach and detach as Ganeti disks; boot from a volume
+    or a snapshot; what goes when a server is deleted."""
+
+    async def setUp(self) -> None:
+        await super().setUp()
+        self.thin_flavor = await self.stack.flavor(1, 1024, 1, "ext_archipelago")
+
+    async def server(self, **over: Any) -> dict[str, Any]:
+        s = self.stack
+        body = {"name": "vm", "flavorRef": self.thin_flavor.id, "imageRef": s.image.id,
+                **over}
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": body})
+        self.assertEqual(code, 202, reply)
+        created = reply["server"]
+        await s.follow((await s.server(created["id"])).backendjobid)
+        return created
+
+    async def attachments(self, server_id: Any) -> list[dict[str, Any]]:
+        code, reply, _ = await self.stack.call(
+            "GET", f"/servers/{server_id}/os-volume_attachments", self.token)
+        self.assertEqual(code, 200, reply)
+        return list(reply["volumeAttachments"])
+
+    async def test_boot_disk_is_a_thin_clone(self):
+        """The server's disk is a new volume cloned from the image (nothing
+        copied), in use, shown on the server; the server's own charge covers
+        it; deleting the server deletes it."""
+        before = (await self.stack.usage(self.alice))["cyclades.disk"]
+        created = await self.server()
+        server = await self.stack.server(created["id"])
+        self.assertEqual(server.operstate, "STARTED")
+        [root] = server.volumes
+        self.assertEqual((root.status, root.bootable, root.delete_on_termination,
+                          root.charged), ("in-use", True, True, False))
+        info = await self.volumes.info(root.map_name)
+        self.assertEqual((info.size, info.shared, info.owned), (GiB, 1, 0))
+        self.assertEqual([d["name"] for d in server.disks], [root.map_name])
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"],
+                         before + GiB)  # the flavor's disk, once
+        code, reply, _ = await self.stack.call("GET", f"/servers/{created['id']}",
+                                               self.token)
+        self.assertEqual(reply["server"]["volumes"], [root.id])
+        [attachment] = await self.attachments(created["id"])
+        self.assertEqual(attachment["volumeId"], root.id)
+        code, reply = await self.vol("GET", f"/volumes/{root.id}")
+        self.assertEqual((reply["volume"]["status"],
+                          reply["volume"]["attachments"][0]["server_id"]),
+                         ("in-use", str(created["id"])))
+        # The boot disk cannot be detached, nor deleted while in use.
+        code, reply, _ = await self.stack.call(
+            "DELETE", f"/servers/{created['id']}/os-volume_attachments/{root.id}", self.token)
+        self.assertEqual(code, 400, reply)
+        self.assertEqual((await self.vol("DELETE", f"/volumes/{root.id}"))[0], 400)
+
+        code, _, _ = await self.stack.call("DELETE", f"/servers/{created['id']}", self.token)
+        self.assertEqual(code, 204)
+        await self.stack.follow_all()
+        self.assertEqual((await self.vol("GET", f"/volumes/{root.id}"))[0], 404)
+        with self.assertRaises(KeyError):
+            await self.volumes.info(root.map_name)
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"], before)
+
+    async def test_attach_and_detach(self):
+        """A volume attaches as a Ganeti disk (in-use once the job ends) and
+        detaches (available, its data kept); another user's volume or a
+        volume in use is refused; deleting the server frees what it had."""
+        created = await self.server()
+        volume = await self.volume(size=2)
+        code, reply, _ = await self.stack.call(
+            "POST", f"/servers/{created['id']}/os-volume_attachments", self.token,
+            {"volumeAttachment": {"volumeId": volume["id"]}})
+        self.assertEqual(code, 200, reply)
+        self.assertEqual(reply["volumeAttachment"]["volumeId"], volume["id"])
+        code, reply = await self.vol("GET", f"/volumes/{volume['id']}")
+        self.assertEqual(reply["volume"]["status"], "attaching")
+        await self.stack.follow_all()
+        code, reply = await self.vol("GET", f"/volumes/{volume['id']}")
+        self.assertEqual(reply["volume"]["status"], "in-use")
+        server = await self.stack.server(created["id"])
+        self.assertEqual(len(server.disks), 2)
+        self.assertEqual(len(await self.attachments(created["id"])), 2)
+        # In use: not attachable again, not deletable.
+        code, reply, _ = await self.stack.call(
+            "POST", f"/servers/{created['id']}/os-volume_attachments", self.token,
+            {"volumeAttachment": {"volumeId": volume["id"]}})
+        self.assertEqual(code, 400, reply)
+        self.assertEqual((await self.vol("DELETE", f"/volumes/{volume['id']}"))[0], 400)
+        # Another user's volume is not found.
+        bobs = await self.volume(token=self.bob_token)
+        code, reply, _ = await self.stack.call(
+            "POST", f"/servers/{created['id']}/os-volume_attachments", self.token,
+            {"volumeAttachment": {"volumeId": bobs["id"]}})
+        self.assertEqual(code, 404, reply)
+
+        code, reply, _ = await self.stack.call(
+            "DELETE", f"/servers/{created['id']}/os-volume_attachments/{volume['id']}",
+            self.token)
+        self.assertEqual(code, 202, reply)
+        await self.stack.follow_all()
+        code, reply = await self.vol("GET", f"/volumes/{volume['id']}")
+        self.assertEqual((reply["volume"]["status"], reply["volume"]["attachments"]),
+                         ("available", []))
+        self.assertEqual(len((await self.stack.server(created["id"])).disks), 1)
+        await self.volumes.info(f"snf-vol-{volume['id']}")  # the map stays
+
+        # Attached again, then the server goes: the volume stays, available.
+        await self.stack.call("POST", f"/servers/{created['id']}/os-volume_attachments",
+                              self.token, {"volumeAttachment": {"volumeId": volume["id"]}})
+        await self.stack.follow_all()
+        await self.stack.call("DELETE", f"/servers/{created['id']}", self.token)
+        await self.stack.follow_all()
+        code, reply = await self.vol("GET", f"/volumes/{volume['id']}")
+        self.assertEqual(reply["volume"]["status"], "available")
+
+    async def test_attach_refused_to_other_templates(self):
+        s = self.stack
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "file-vm", "flavorRef": s.flavors["small"].id, "imageRef": s.image.id}})
+        volume = await self.volume()
+        code, reply, _ = await s.call(
+            "POST", f"/servers/{reply['server']['id']}/os-volume_attachments", self.token,
+            {"volumeAttachment": {"volumeId": volume["id"]}})
+        self.assertEqual(code, 400, reply)
+
+    async def test_boot_from_volume_and_snapshot(self):
+        """block_device_mapping_v2 boots a server from an existing volume
+        (adopted, kept after the server unless delete_on_termination) and
+        from a snapshot (a new clone); a second volume attaches with it."""
+        boot = await self.volume(imageRef=self.stack.image.id, size=None)
+        extra = await self.volume(size=1)
+        created = await self.server(imageRef="", block_device_mapping_v2=[
+            {"source_type": "volume", "destination_type": "volume", "uuid": boot["id"],
+             "boot_index": 0},
+            {"source_type": "volume", "destination_type": "volume", "uuid": extra["id"]}])
+        server = await self.stack.server(created["id"])
+        self.assertEqual([v.id for v in server.volumes], [boot["id"], extra["id"]])
+        self.assertEqual(server.image_id, self.stack.image.id)
+        code, reply = await self.vol("POST", "/snapshots", body={"snapshot": {
+            "volume_id": boot["id"], "force": True}})
+        self.assertEqual(code, 202, reply)
+        await self.stack.service.volumes.drain()
+        snap = reply["snapshot"]
+        await self.stack.call("DELETE", f"/servers/{created['id']}", self.token)
+        await self.stack.follow_all()
+        for v in (boot, extra):
+            code, reply = await self.vol("GET", f"/volumes/{v['id']}")
+            self.assertEqual(reply["volume"]["status"], "available")
+
+        second = await self.server(imageRef="", block_device_mapping_v2=[
+            {"source_type": "snapshot", "destination_type": "volume", "uuid": snap["id"],
+             "boot_index": "0", "delete_on_termination": True}])
+        server = await self.stack.server(second["id"])
+        [root] = server.volumes
+        self.assertEqual((root.source, root.charged), (f"snapshot:{snap['id']}", False))
+        self.assertEqual(server.operstate, "STARTED")
+
+    async def test_bad_block_device_mappings(self):
+        s = self.stack
+        for bdm in ([{"source_type": "blank", "destination_type": "volume", "uuid": "x"}],
+                    [{"source_type": "volume", "destination_type": "local",
+                      "uuid": "x", "boot_index": 0}],
+                    [{"source_type": "volume", "destination_type": "volume",
+                      "boot_index": 0}],
+                    [{"source_type": "volume", "destination_type": "volume",
+                      "uuid": "nothing", "boot_index": 0}],
+                    [{"source_type": "snapshot", "destination_type": "volume",
+                      "uuid": "x", "boot_index": 1}], "x"):
+            code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+                "name": "vm", "flavorRef": self.thin_flavor.id,
+                "block_device_mapping_v2": bdm}})
+            self.assertIn(code, (400, 404), (bdm, reply))
+        # Volumes need a thin flavor.
+        volume = await self.volume()
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": s.flavors["small"].id, "imageRef": s.image.id,
+            "block_device_mapping_v2": [{"source_type": "volume", "uuid": volume["id"],
+                                         "destination_type": "volume"}]}})
+        self.assertEqual(code, 400, reply)

@@ -129,8 +129,8 @@ class CatalogTests(unittest.TestCase):
         self.assertEqual(len(ids), len(set(ids)))
         types = [s["type"] for s in rendered]
         self.assertEqual(types.count("image"), 1)
-        # The installed cyclades plugin lists only the APIs it serves so far.
-        self.assertNotIn("block-storage", types)
+        self.assertEqual(types.count("block-storage"), 1)
+        self.assertEqual(types.count("volumev3"), 1)
         self.assertEqual(types.count("network"), 1)
         sc = service_catalog.ServiceCatalogV3(rendered)
         self.assertEqual(sc.url_for(service_type="object-store", interface="public"),

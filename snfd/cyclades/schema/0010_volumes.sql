@@ -25,6 +25,9 @@ CREATE TABLE cyclades_volumes (
     device              text NOT NULL DEFAULT '',
     delete_on_termination boolean NOT NULL DEFAULT false,
     bootable            boolean NOT NULL DEFAULT false,
+    -- false for a boot volume made with its server: the server's
+    -- cyclades.disk (its flavor's disk) covers it
+    charged             boolean NOT NULL DEFAULT true,
     -- creating, available, attaching, in-use, detaching, deleting, error
     status              text NOT NULL DEFAULT 'creating',
     job_id              bigint,

@@ -56,6 +56,9 @@ class Volume:
     device: str = ""
     delete_on_termination: bool = False
     bootable: bool = False
+    #: its size is charged to cyclades.disk on its own (not a boot volume
+    #: its server's flavor covers)
+    charged: bool = True
     status: str = "creating"
     job_id: int | None = None
     serial: int | None = None

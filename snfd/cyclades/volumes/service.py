@@ -356,22 +356,129 @@ class Volumes:
         assert changed is not None
         return changed
 
+    # -- the volumes of a new server ------------------------------------------------
+
+    async def boot_source(self, user: str, device: Any) -> tuple[Any, tuple[Any, ...]]:
+        """The image and the origin of the boot volume a
+        ``block_device_mapping_v2`` entry (``requests.BlockDevice``) asks
+        for: an image, a snapshot (its published image) or an existing
+        available volume (the image it was made from)."""
+        if device.source == "image":
+            image = await self._image(user, device.uuid)
+            return image, ("image", image)
+        if device.source == "snapshot":
+            snap = await self.snapshot(user, device.uuid)
+            if snap.status != "available" or not snap.image_id:
+                raise errors.BadRequest(f"Snapshot {snap.id} is {snap.status}, not available.")
+            return await self._image(user, snap.image_id), ("snapshot", snap)
+        volume = await self.volume(user, device.uuid)
+        if volume.status != "available" or not volume.thin:
+            raise errors.BadRequest(f"Volume {volume.id} is {volume.status}, not an available"
+                                    " thin volume.")
+        kind, _, ident = volume.source.partition(":")
+        if kind == "snapshot":
+            ident = (await self.snapshot(volume.userid, ident)).image_id
+        elif kind != "image":
+            raise errors.BadRequest(f"Volume {volume.id} was not made from an image or a"
+                                    " snapshot: it cannot boot a server.")
+        return await self._image(user, ident), ("volume", volume)
+
+    async def extra_volume(self, user: str, device: Any) -> Volume:
+        """An existing volume to attach to a new server: available and thin."""
+        volume = await self.volume(user, device.uuid)
+        if volume.status != "available" or not volume.thin:
+            raise errors.BadRequest(f"Volume {volume.id} is {volume.status}, not an available"
+                                    " thin volume.")
+        return volume
+
+    async def server_disks(self, server: Server, image: Any, boot: tuple[Any, ...] | None,
+                           boot_delete: bool, extras: Sequence[tuple[Volume, bool]]
+                           ) -> list[dict[str, Any]]:
+        """The Ganeti disks of a new server on a thin flavor: its boot volume
+        (a new map cloned from ``boot``, an image by default, sized as the
+        flavor's disk and covered by the server's charge; or an existing
+        volume, adopted) and ``extras`` (existing volumes, each with whether
+        it goes with the server).  Every volume is ``attaching`` until the
+        create job ends (``sync_disks_txn``)."""
+        if self.thin is None:
+            raise errors.BadRequest("Thin volumes need the volume service, which does not"
+                                    " run here.")
+        boot = boot or ("image", image)
+        size = server.flavor.disk
+        volumes: list[Volume] = []
+        if boot[0] == "volume":
+            adopted: Volume = boot[1]
+            if adopted.size > size:
+                raise errors.BadRequest(f"Volume {adopted.id} ({adopted.size} GiB) is larger"
+                                        f" than the flavor's disk ({size} GiB).")
+            volumes.append(await self._claim(adopted, server, boot_delete, bootable=True))
+        else:
+            volume_id = str(uuid.uuid4())
+            source = f"{boot[0]}:{boot[1].id}"
+
+            def boot_txn(txn: Any) -> Volume:
+                template = server.flavor.disk_template
+                store.ensure_types_txn(txn, [template])
+                vtype = store.type_txn(txn, template)
+                assert vtype is not None
+                return store.create_volume_txn(
+                    txn, volume_id, server.userid, server.project, size, vtype,
+                    source=source, server_id=server.id, bootable=True, charged=False,
+                    delete_on_termination=boot_delete, status="attaching")
+            root: Volume = await self._db.run("cyclades.boot_volume", boot_txn)
+            volumes.append(root)
+            try:
+                if boot[0] == "snapshot":
+                    await self.thin.clone(root.map_name, boot[1].map_name, size * GiB)
+                else:
+                    account, container, path = image_module.parse_location(boot[1].location)
+                    hashmap = await self.objects.hashmap(server.userid, account, container,
+                                                         path)
+                    if hashmap.size > size * GiB:
+                        raise errors.BadRequest(f"The image ({hashmap.size} bytes) is larger"
+                                                f" than the flavor's disk ({size} GiB).")
+                    await self.thin.clone_hashmap(root.map_name, hashmap.hashes,
+                                                  hashmap.size, size * GiB)
+            except (LookupError, ValueError, OSError) as e:
+                raise errors.ServiceUnavailable(f"The boot volume could not be made: {e}") \
+                    from None
+        for volume, delete in extras:
+            volumes.append(await self._claim(volume, server, delete))
+        return [disk_params(v) for v in volumes]
+
+    async def _claim(self, volume: Volume, server: Server, delete: bool,
+                     bootable: bool = False) -> Volume:
+        def txn_(txn: Any) -> Volume:
+            locked = store.volume_txn(txn, volume.id, for_update=True)
+            if locked is None or locked.status != "available":
+                raise errors.BadRequest(f"Volume {volume.id} is no longer available.")
+            fields: dict[str, Any] = {"status": "attaching", "server_id": server.id,
+                                      "delete_on_termination": delete}
+            if bootable:
+                fields["bootable"] = True
+            changed = store.update_volume_txn(txn, volume.id, **fields)
+            assert changed is not None
+            return changed
+        claimed: Volume = await self._db.run("cyclades.claim_volume", txn_)
+        return claimed
+
     @staticmethod
     def sync_disks_txn(txn: Any, server: Server, disks: Sequence[Mapping[str, Any]] | None,
-                       *, removed: bool = False, failed_change: bool = False) -> list[str]:
+                       *, removed: bool = False, failed_change: bool = False,
+                       failed_create: bool = False) -> list[str]:
         """Follow Ganeti's disks of ``server`` (a finalized job, in the
         update path's transaction): attaching volumes whose disk is there
         become in-use, detaching ones whose disk is gone available; a
-        failed change puts them back.  A removed server lets its volumes
-        go: those deleted with it are marked deleting, the others become
-        available.  Returns the maps of volumes to delete now (their
-        size is released by the caller)."""
+        failed change puts them back.  A removed server (or one whose
+        create failed) lets its volumes go: those deleted with it are
+        marked deleting, the others become available.  Returns the ids of
+        the volumes to delete now (``finish_removed``, after the commit)."""
         volumes = store.volumes_txn(txn, server_id=server.id)
         names = {d.get("name") for d in disks or ()}
         doomed: list[str] = []
         for v in volumes:
             present = v.map_name in names
-            if removed:
+            if removed or failed_create:
                 if v.delete_on_termination:
                     store.update_volume_txn(txn, v.id, status="deleting", server_id=None)
                     doomed.append(v.id)
@@ -403,6 +510,10 @@ class Volumes:
             if volume is None or volume.deleted:
                 continue
             await self._remove_map(volume.map_name)
+            if not volume.charged:
+                await self._db.run("cyclades.volume_deleted", store.update_volume_txn,
+                                   volume_id, deleted=True, status="deleted")
+                continue
 
             async def gone(attempt: Attempt, volume_id: str = volume_id) -> None:
                 def txn_(txn: Any) -> None:

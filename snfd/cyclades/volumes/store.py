@@ -49,11 +49,12 @@ def type_txn(txn: Any, ident: int | str) -> VolumeType | None:
 # -- volumes --------------------------------------------------------------------
 
 _VOLUME = ("id", "name", "description", "userid", "project", "size", "source",
-           "server_id", "device", "delete_on_termination", "bootable", "status", "job_id",
-           "serial", "metadata", "deleted", "created", "updated")
+           "server_id", "device", "delete_on_termination", "bootable", "charged", "status",
+           "job_id", "serial", "metadata", "deleted", "created", "updated")
 VOLUME_SETTINGS = frozenset({
     "name", "description", "size", "server_id", "device", "delete_on_termination",
-    "bootable", "status", "job_id", "serial", "metadata", "deleted", "project", "source"})
+    "bootable", "status", "job_id", "serial", "metadata", "deleted", "project", "source",
+    "charged"})
 _VOLUME_SELECT = ("SELECT " + ", ".join(f"v.{c}" for c in _VOLUME) + ", "
                   + ", ".join(f"t.{c}" for c in _TYPE)
                   + " FROM cyclades_volumes v JOIN cyclades_volume_types t"
@@ -102,6 +103,15 @@ def volumes_txn(txn: Any, *, userid: str | None = None, server_id: int | None = 
         args.append(server_id)
     txn.execute(_VOLUME_SELECT + (" WHERE " + " AND ".join(where) if where else "")
                 + " ORDER BY v.created, v.id", args)
+    return [_volume(r) for r in txn.fetchall()]
+
+
+def attached_txn(txn: Any, server_ids: Iterable[int]) -> list[Volume]:
+    """The volumes attached to (or being attached to) those servers."""
+    txn.execute(_VOLUME_SELECT + " WHERE v.server_id = ANY(%s) AND NOT v.deleted"
+                " AND v.status IN ('attaching', 'in-use', 'detaching')"
+                " ORDER BY v.server_id, v.bootable DESC, v.created",
+                (list(server_ids),))
     return [_volume(r) for r in txn.fetchall()]
 
 
