@@ -48,8 +48,8 @@ class VolumeClientTests(unittest.TestCase):
         self.alice = await threads.deferToThread(self.node.add_user, "alice@example.org",
                                                  "Alice")
 
-    def os(self, *argv: str) -> Any:
-        return self.node.openstack(self.alice, *argv)
+    def os(self, *argv: str, timeout: float = 120.0) -> Any:
+        return self.node.openstack(self.alice, *argv, timeout=timeout)
 
     def wait(self, kind: list[str], ident: str, wanted: str, field: str = "status",
              timeout: float = 60.0) -> dict[str, Any]:
