@@ -118,7 +118,8 @@ class VolumeTests(VolumeCase):
         made = await self.volume(imageRef=image.id, size=None)
         self.assertEqual((made["status"], made["size"], made["bootable"]),
                          ("available", 1, "true"))
-        self.assertEqual(made["volume_image_metadata"], {"image_id": image.id})
+        code, shown = await self.vol("GET", f"/volumes/{made['id']}")
+        self.assertEqual(shown["volume"]["volume_image_metadata"], {"image_id": image.id})
         info = await self.volumes.info(f"snf-vol-{made['id']}")
         self.assertEqual((info.shared, info.owned), (1, 0))
         store = self.volumes.store
@@ -148,7 +149,9 @@ class VolumeTests(VolumeCase):
         await self.stack.service.volumes.drain()
         code, reply = await self.vol("GET", f"/snapshots/{snap['id']}")
         self.assertEqual(reply["snapshot"]["status"], "available")
-        image_id = reply["snapshot"]["SNF:image_id"]
+        self.assertEqual(reply["snapshot"]["os-extended-snapshot-attributes:progress"],
+                         "100%")
+        image_id = (await self.stack.service.volumes.snapshot(self.alice, snap["id"])).image_id
         image = await self.stack.images.get(self.alice, image_id)
         self.assertTrue(image.is_snapshot)
         self.assertEqual((image.size, image.volume_id), (GiB, made["id"]))
@@ -362,3 +365,49 @@ class ServerVolumeTests(VolumeCase):
             "block_device_mapping_v2": [{"source_type": "volume", "uuid": volume["id"],
                                          "destination_type": "volume"}]}})
         self.assertEqual(code, 400, reply)
+
+
+class ListingTests(VolumeCase):
+    async def test_metadata_routes(self):
+        made = await self.volume(metadata={"a": "1"})
+        base = f"/volumes/{made['id']}/metadata"
+        code, reply = await self.vol("POST", base, body={"metadata": {"b": "2"}})
+        self.assertEqual((code, reply["metadata"]), (200, {"a": "1", "b": "2"}))
+        code, reply = await self.vol("GET", base + "/b")
+        self.assertEqual((code, reply), (200, {"meta": {"b": "2"}}))
+        code, reply = await self.vol("PUT", base + "/b", body={"meta": {"b": "3"}})
+        self.assertEqual((code, reply), (200, {"meta": {"b": "3"}}))
+        self.assertEqual((await self.vol("PUT", base + "/b", body={"meta": {"c": "3"}}))[0],
+                         400)
+        self.assertEqual((await self.vol("DELETE", base + "/a"))[0], 200)
+        self.assertEqual((await self.vol("GET", base + "/a"))[0], 404)
+        code, reply = await self.vol("PUT", base, body={"metadata": {"z": "9"}})
+        self.assertEqual(reply["metadata"], {"z": "9"})
+        self.assertEqual((await self.vol("GET", base, self.bob_token))[0], 404)
+
+    async def test_filters_sorting_paging(self):
+        made = [await self.volume(name=f"v{i}", size=i + 1, metadata={"n": str(i % 2)})
+                for i in range(4)]
+        code, reply = await self.vol("GET", "/volumes/detail?sort=size:asc&limit=2")
+        self.assertEqual([v["name"] for v in reply["volumes"]], ["v0", "v1"])
+        next_url = reply["volumes_links"][0]["href"]
+        self.assertIn(f"marker={made[1]['id']}", next_url)
+        code, reply = await self.vol("GET", f"/volumes?sort=size:asc&marker={made[1]['id']}")
+        self.assertEqual([v["name"] for v in reply["volumes"]], ["v2", "v3"])
+        code, reply = await self.vol("GET", "/volumes/detail?name=v2")
+        self.assertEqual([v["id"] for v in reply["volumes"]], [made[2]["id"]])
+        code, reply = await self.vol("GET", "/volumes/detail?metadata={'n': '1'}")
+        self.assertEqual(sorted(v["name"] for v in reply["volumes"]), ["v1", "v3"])
+        for bad in ("limit=x", "sort=nothing:asc", "sort=size:up", "metadata=[1]"):
+            self.assertEqual((await self.vol("GET", f"/volumes?{bad}"))[0], 400, bad)
+        self.assertEqual((await self.vol("GET", "/volumes?marker=nothing"))[0], 404)
+
+    async def test_limits_zones_extensions(self):
+        await self.volume(size=2)
+        code, reply = await self.vol("GET", "/limits")
+        absolute = reply["limits"]["absolute"]
+        self.assertEqual((absolute["maxTotalVolumeGigabytes"], absolute["totalGigabytesUsed"],
+                          absolute["totalVolumesUsed"]), (1024, 2, 1))
+        code, reply = await self.vol("GET", "/os-availability-zone")
+        self.assertEqual(reply["availabilityZoneInfo"][0]["zoneName"], "nova")
+        self.assertEqual((await self.vol("GET", "/extensions"))[1], {"extensions": []})

@@ -20,15 +20,18 @@ are their serials, as text).  Errors are Cinder's JSON
 
 from __future__ import annotations
 
+import ast
 import datetime
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from klein import Klein
 
 from snfd import errors
 from snfd.cyclades.compute_http import body_of, object_of, scope_of
-from snfd.cyclades.volumes.model import Snapshot, Volume, VolumeType
+from snfd.cyclades.volumes.model import GiB, Snapshot, Volume, VolumeType
 from snfd.cyclades.volumes.service import Volumes
 from snfd.web.app import json_body, json_object, make_app
 from snfd.web.auth import user_of
@@ -51,16 +54,69 @@ def _text(body: dict[str, Any], key: str, limit: int = _TEXT_LIMIT) -> str | Non
     return value
 
 
-def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
-    value = body.get("metadata")
-    if value is None:
-        return None
+def _mapping(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 255 and len(v) <= 255
             for k, v in value.items()):
-        raise errors.BadRequest("metadata must map strings (1-255 characters) to strings"
+        raise errors.BadRequest(f"{what} must map strings (1-255 characters) to strings"
                                 " (at most 255).")
     return dict(value)
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
+    value = body.get("metadata")
+    return None if value is None else _mapping(value, "metadata")
+
+
+_PAGING = ("limit", "marker", "sort", "sort_key", "sort_dir", "offset")
+_FILTERS = ("name", "status", "availability_zone", "bootable", "volume_id", "volume_type")
+_SORTABLE = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone",
+             "volume_type", "bootable", "description", "volume_id")
+
+
+def _sort_keys(args: dict[str, str]) -> list[tuple[str, str]]:
+    """``sort=key[:dir],...`` or ``sort_key``/``sort_dir``; 400 for an
+    unknown key or direction."""
+    pairs: list[tuple[str, str]] = []
+    if "sort" in args:
+        if "sort_key" in args or "sort_dir" in args:
+            raise errors.BadRequest("Give sort, or sort_key and sort_dir, not both.")
+        for part in args["sort"].split(","):
+            key, _, direction = part.strip().partition(":")
+            pairs.append((key, direction or "desc"))
+    else:
+        pairs.append((args.get("sort_key", "created_at"), args.get("sort_dir", "desc")))
+    for key, direction in pairs:
+        if key not in _SORTABLE:
+            raise errors.BadRequest(f"Invalid sort key {key[:40]!r}.")
+        if direction not in ("asc", "desc"):
+            raise errors.BadRequest(f"Invalid sort direction {direction[:40]!r}.")
+    return pairs
+
+
+def _sorter(key: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    """Nulls first, then the values (numbers as numbers, the rest as text)."""
+    def value(view: dict[str, Any]) -> tuple[bool, Any]:
+        v = view.get(key)
+        return (v is not None, v if isinstance(v, int) else str(v or ""))
+    return value
+
+
+def _metadata_filter(text: str) -> dict[str, str]:
+    """``metadata=`` of a list query: a mapping, as JSON or as Python's
+    repr of a dict (what clients send); 400 otherwise."""
+    if len(text) > 4096:
+        raise errors.BadRequest("The metadata filter is too long.")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise errors.BadRequest("The metadata filter must be a mapping.") from None
+    if not isinstance(value, dict):
+        raise errors.BadRequest("The metadata filter must be a mapping.")
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _size(value: Any, key: str = "size") -> int:
@@ -83,7 +139,7 @@ class VolumeAPI:
         self._route("GET", "/v3", self.versions)
         self._route("GET", "/v3/", self.versions)
         for prefix in ("/v3", "/v3/<project_id>"):
-            for method, path, handler in (
+            served: tuple[tuple[str, str, Handler], ...] = (
                     ("GET", "/volumes", self.list_volumes),
                     ("GET", "/volumes/detail", self.detail_volumes),
                     ("POST", "/volumes", self.create_volume),
@@ -98,8 +154,23 @@ class VolumeAPI:
                     ("POST", "/snapshots", self.create_snapshot),
                     ("GET", "/snapshots/<snapshot_id>", self.show_snapshot),
                     ("PUT", "/snapshots/<snapshot_id>", self.update_snapshot),
-                    ("DELETE", "/snapshots/<snapshot_id>", self.delete_snapshot)):
+                    ("DELETE", "/snapshots/<snapshot_id>", self.delete_snapshot),
+                    ("GET", "/limits", self.limits),
+                    ("GET", "/os-availability-zone", self.availability_zones),
+                    ("GET", "/extensions", self.extensions))
+            for method, path, handler in served:
                 self._route(method, prefix + path, handler)
+            for kind in ("volumes", "snapshots"):
+                m = f"{prefix}/{kind}/<item_id>/metadata"
+                routes: tuple[tuple[str, str, Handler], ...] = (
+                        ("GET", m, self._metadata_handler(kind, "show")),
+                        ("POST", m, self._metadata_handler(kind, "merge")),
+                        ("PUT", m, self._metadata_handler(kind, "replace")),
+                        ("GET", m + "/<key>", self._metadata_handler(kind, "show_key")),
+                        ("PUT", m + "/<key>", self._metadata_handler(kind, "set_key")),
+                        ("DELETE", m + "/<key>", self._metadata_handler(kind, "delete_key")))
+                for method, path, handler in routes:
+                    self._route(method, path, handler)
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -119,26 +190,31 @@ class VolumeAPI:
         return [{"rel": "self", "href": f"{self._base}/v3/{kind}/{ident}"},
                 {"rel": "bookmark", "href": f"{self._base}/{kind}/{ident}"}]
 
-    def volume_view(self, v: Volume) -> dict[str, Any]:
+    def volume_view(self, v: Volume, detail: bool = True) -> dict[str, Any]:
+        """Cinder's volume; ``detail`` (show, list detail) adds the project
+        and the image a volume was made from."""
         kind, _, ident = v.source.partition(":")
         attachments = []
         if v.server_id is not None and v.status in ("in-use", "detaching"):
             attachments.append({"id": v.id, "attachment_id": v.id, "volume_id": v.id,
                                 "server_id": str(v.server_id), "host_name": None,
                                 "device": v.device or None, "attached_at": _time(v.updated)})
-        return {
+        out: dict[str, Any] = {
             "id": v.id, "name": v.name or None, "description": v.description or None,
             "size": v.size, "status": v.status, "volume_type": v.volume_type.name,
             "availability_zone": "nova", "bootable": "true" if v.bootable else "false",
             "encrypted": False, "multiattach": False, "metadata": dict(v.metadata),
             "attachments": attachments, "links": self._links("volumes", v.id),
-            "user_id": v.userid, "os-vol-tenant-attr:tenant_id": v.project,
+            "user_id": v.userid,
             "snapshot_id": ident if kind == "snapshot" else None,
             "source_volid": ident if kind == "volume" else None,
-            "volume_image_metadata": {"image_id": ident} if kind == "image" else None,
             "created_at": _time(v.created), "updated_at": _time(v.updated),
             "replication_status": None, "consistencygroup_id": None,
             "migration_status": None}
+        if detail:
+            out["os-vol-tenant-attr:tenant_id"] = v.project
+            out["volume_image_metadata"] = {"image_id": ident} if kind == "image" else None
+        return out
 
     def type_view(self, t: VolumeType) -> dict[str, Any]:
         return {"id": str(t.id), "name": t.name, "description": t.description or None,
@@ -146,13 +222,18 @@ class VolumeAPI:
                 "extra_specs": {"SNF:disk_template": t.disk_template,
                                 "SNF:detachable": "true" if t.detachable else "false"}}
 
-    def snapshot_view(self, s: Snapshot) -> dict[str, Any]:
-        return {"id": s.id, "name": s.name or None, "description": s.description or None,
-                "volume_id": s.volume_id, "size": s.size, "status": s.status,
-                "metadata": dict(s.metadata), "created_at": _time(s.created),
-                "updated_at": _time(s.updated), "progress": "100%" if s.status == "available"
-                else "0%", "os-extended-snapshot-attributes:project_id": s.project,
-                "user_id": s.userid, "SNF:image_id": s.image_id or None}
+    def snapshot_view(self, s: Snapshot, detail: bool = True) -> dict[str, Any]:
+        """Cinder's snapshot; ``detail`` adds its progress and project."""
+        out: dict[str, Any] = {
+            "id": s.id, "name": s.name or None, "description": s.description or None,
+            "volume_id": s.volume_id, "size": s.size, "status": s.status,
+            "metadata": dict(s.metadata), "created_at": _time(s.created),
+            "updated_at": _time(s.updated)}
+        if detail:
+            out["os-extended-snapshot-attributes:progress"] = (
+                "100%" if s.status == "available" else "0%")
+            out["os-extended-snapshot-attributes:project_id"] = s.project
+        return out
 
     # -- versions -----------------------------------------------------------------
 
@@ -173,15 +254,62 @@ class VolumeAPI:
         return p.user, scope_of(request) or p.user, bool(p.is_admin)
 
     async def list_volumes(self, request: Any) -> bytes:
-        user, _, _ = self._who(request)
-        return json_body(request, {"volumes": [
-            {"id": v.id, "name": v.name or None, "links": self._links("volumes", v.id)}
-            for v in await self._volumes.volumes(user)]})
+        return await self._list_volumes(request, False)
 
     async def detail_volumes(self, request: Any) -> bytes:
+        return await self._list_volumes(request, True)
+
+    async def _list_volumes(self, request: Any, detail: bool) -> bytes:
         user, _, _ = self._who(request)
-        return json_body(request, {"volumes": [self.volume_view(v)
-                                               for v in await self._volumes.volumes(user)]})
+        views = [self.volume_view(v) for v in await self._volumes.volumes(user)]
+        shown, links = self._page(request, "volumes", views)
+        if not detail:
+            shown = [{"id": v["id"], "name": v["name"], "links": v["links"]} for v in shown]
+        body: dict[str, Any] = {"volumes": shown}
+        if links:
+            body["volumes_links"] = links
+        return json_body(request, body)
+
+    def _page(self, request: Any, kind: str, views: list[dict[str, Any]]
+              ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """Cinder's list query: filters (any shown field, ``metadata`` as a
+        mapping), ``sort`` (``key[:dir],...``) or ``sort_key``/``sort_dir``
+        (default: newest first), ``marker`` and ``limit``; the page and its
+        ``next`` link when more remain."""
+        args = {k.decode(): v[-1].decode() for k, v in (request.args or {}).items()}
+        limit = None
+        if "limit" in args:
+            if not args["limit"].isdigit():
+                raise errors.BadRequest("limit must be a non-negative integer.")
+            limit = int(args["limit"])
+        keys = _sort_keys(args)
+        for key, value in args.items():
+            if key in _PAGING or key in ("all_tenants", "with_count"):
+                continue
+            if key == "metadata":
+                wanted = _metadata_filter(value)
+                views = [v for v in views
+                         if all(v["metadata"].get(k) == w for k, w in wanted.items())]
+            elif key in _FILTERS or (views and key in views[0]):
+                views = [v for v in views if str(v.get(key)).lower() == value.lower()
+                         or (v.get(key) is None and value == "")]
+        for key, direction in reversed(keys):
+            views.sort(key=_sorter(key), reverse=direction == "desc")
+        marker = args.get("marker")
+        if marker:
+            at = next((i for i, v in enumerate(views) if v["id"] == marker), None)
+            if at is None:
+                raise errors.NotFound(f"Marker {marker[:40]} could not be found.")
+            views = views[at + 1:]
+        links: list[dict[str, str]] = []
+        if limit is not None and len(views) > limit:
+            views = views[:limit]
+            query = {k: v for k, v in args.items() if k != "marker"}
+            query["marker"] = views[-1]["id"] if views else ""
+            links = [{"rel": "next", "href": f"{self._base}/v3/{kind}?{urlencode(query)}"}]
+        elif limit is not None:
+            views = views[:limit]
+        return views, links
 
     async def create_volume(self, request: Any) -> bytes:
         user, project, _ = self._who(request)
@@ -203,7 +331,7 @@ class VolumeAPI:
             name=_text(body, "name") or "", description=_text(body, "description") or "",
             type_name=body.get("volume_type") or None, image_id=image or None,
             snapshot_id=snapshot or None, metadata=_metadata(body))
-        return json_body(request, {"volume": self.volume_view(volume)}, 202)
+        return json_body(request, {"volume": self.volume_view(volume, False)}, 202)
 
     async def show_volume(self, request: Any, volume_id: str) -> bytes:
         user, _, admin = self._who(request)
@@ -216,23 +344,110 @@ class VolumeAPI:
         volume = await self._volumes.update(
             user, volume_id, name=_text(body, "name"),
             description=_text(body, "description"), metadata=_metadata(body))
-        return json_body(request, {"volume": self.volume_view(volume)})
+        return json_body(request, {"volume": self.volume_view(volume, False)})
 
     async def delete_volume(self, request: Any, volume_id: str) -> bytes:
         user, _, admin = self._who(request)
-        await self._volumes.delete(user, volume_id, admin)
+        cascade = (request.args or {}).get(b"cascade", [b"false"])[-1].lower() \
+            in (b"true", b"1", b"yes")
+        await self._volumes.delete(user, volume_id, admin, cascade=cascade)
         request.setResponseCode(202)
         return b""
 
     async def volume_action(self, request: Any, volume_id: str) -> bytes:
+        """``os-extend`` (202) and ``os-set_bootable`` (200)."""
         user, _, _ = self._who(request)
         body = json_object(body_of(request, self._max_body))
-        extend = body.get("os-extend")
-        if len(body) != 1 or not isinstance(extend, dict):
-            raise errors.BadRequest("Supported volume actions: os-extend.")
-        await self._volumes.extend(user, volume_id, _size(extend.get("new_size"), "new_size"))
-        request.setResponseCode(202)
+        if len(body) != 1 or not isinstance(next(iter(body.values())), dict) \
+                or next(iter(body)) not in ("os-extend", "os-set_bootable"):
+            raise errors.BadRequest("Supported volume actions: os-extend, os-set_bootable.")
+        name, args = next(iter(body.items()))
+        if name == "os-extend":
+            await self._volumes.extend(user, volume_id,
+                                       _size(args.get("new_size"), "new_size"))
+            request.setResponseCode(202)
+            return b""
+        bootable = args.get("bootable")
+        if isinstance(bootable, str) and bootable.lower() in ("true", "false"):
+            bootable = bootable.lower() == "true"
+        if not isinstance(bootable, bool):
+            raise errors.BadRequest("bootable must be true or false.")
+        await self._volumes.set_bootable(user, volume_id, bootable)
         return b""
+
+    # -- metadata ---------------------------------------------------------------
+
+    def _metadata_handler(self, kind: str, op: str) -> Handler:
+        async def handler(request: Any, item_id: str, key: str | None = None) -> bytes:
+            user, _, _ = self._who(request)
+            if kind == "volumes":
+                current = dict((await self._volumes.volume(user, item_id)).metadata)
+            else:
+                current = dict((await self._volumes.snapshot(user, item_id)).metadata)
+            if op == "show":
+                return json_body(request, {"metadata": current})
+            if op == "show_key":
+                assert key is not None
+                if key not in current:
+                    raise errors.NotFound(f"Metadata item {key[:40]} could not be found.")
+                return json_body(request, {"meta": {key: current[key]}})
+            if op == "delete_key":
+                assert key is not None
+                if key not in current:
+                    raise errors.NotFound(f"Metadata item {key[:40]} could not be found.")
+                del current[key]
+                await self._set_metadata(kind, user, item_id, current)
+                return b""
+            if op == "set_key":
+                assert key is not None
+                meta = _mapping(object_of(request, "meta", self._max_body), "meta")
+                if list(meta) != [key]:
+                    raise errors.BadRequest("The meta object must hold exactly the key of"
+                                            " the URL.")
+                current.update(meta)
+                await self._set_metadata(kind, user, item_id, current)
+                return json_body(request, {"meta": meta})
+            body = json_object(body_of(request, self._max_body))
+            given = _metadata(body)
+            if given is None:
+                raise errors.BadRequest("The request needs a metadata object.")
+            current = given if op == "replace" else {**current, **given}
+            await self._set_metadata(kind, user, item_id, current)
+            return json_body(request, {"metadata": current})
+        return handler
+
+    async def _set_metadata(self, kind: str, user: str, item_id: str,
+                            metadata: dict[str, str]) -> None:
+        if kind == "volumes":
+            await self._volumes.update(user, item_id, metadata=metadata)
+        else:
+            await self._volumes.update_snapshot(user, item_id, metadata=metadata)
+
+    # -- the rest -----------------------------------------------------------------
+
+    async def limits(self, request: Any) -> bytes:
+        """Absolute limits: ``cyclades.disk`` in GiB (the token's project,
+        else the base project); volumes and snapshots are not counted
+        (-1); no backups (0)."""
+        user, project, _ = self._who(request)
+        limit, used = await self._volumes.disk_quota(user, project)
+        volumes = await self._volumes.volumes(user)
+        snapshots = await self._volumes.snapshots(user)
+        return json_body(request, {"limits": {"rate": [], "absolute": {
+            "maxTotalVolumeGigabytes": limit // GiB, "totalGigabytesUsed": used // GiB,
+            "maxTotalVolumes": -1, "totalVolumesUsed": len(volumes),
+            "maxTotalSnapshots": -1, "totalSnapshotsUsed": len(snapshots),
+            "maxTotalBackups": 0, "totalBackupsUsed": 0,
+            "maxTotalBackupGigabytes": 0, "totalBackupGigabytesUsed": 0}}})
+
+    async def availability_zones(self, request: Any) -> bytes:
+        self._who(request)
+        return json_body(request, {"availabilityZoneInfo": [
+            {"zoneName": "nova", "zoneState": {"available": True}}]})
+
+    async def extensions(self, request: Any) -> bytes:
+        self._who(request)
+        return json_body(request, {"extensions": []})
 
     # -- types --------------------------------------------------------------------
 
@@ -249,16 +464,22 @@ class VolumeAPI:
     # -- snapshots ----------------------------------------------------------------
 
     async def list_snapshots(self, request: Any) -> bytes:
-        user, _, _ = self._who(request)
-        return json_body(request, {"snapshots": [
-            {"id": s.id, "name": s.name or None, "volume_id": s.volume_id,
-             "status": s.status, "size": s.size}
-            for s in await self._volumes.snapshots(user)]})
+        return await self._list_snapshots(request, False)
 
     async def detail_snapshots(self, request: Any) -> bytes:
+        return await self._list_snapshots(request, True)
+
+    async def _list_snapshots(self, request: Any, detail: bool) -> bytes:
         user, _, _ = self._who(request)
-        return json_body(request, {"snapshots": [self.snapshot_view(s) for s in
-                                                 await self._volumes.snapshots(user)]})
+        views = [self.snapshot_view(s) for s in await self._volumes.snapshots(user)]
+        shown, links = self._page(request, "snapshots", views)
+        if not detail:
+            shown = [{k: v for k, v in view.items() if not k.startswith("os-extended")}
+                     for view in shown]
+        body: dict[str, Any] = {"snapshots": shown}
+        if links:
+            body["snapshots_links"] = links
+        return json_body(request, body)
 
     async def create_snapshot(self, request: Any) -> bytes:
         user, _, _ = self._who(request)
@@ -275,7 +496,7 @@ class VolumeAPI:
             user, volume_id, name=_text(body, "name") or "",
             description=_text(body, "description") or "", force=force,
             metadata=_metadata(body))
-        return json_body(request, {"snapshot": self.snapshot_view(snap)}, 202)
+        return json_body(request, {"snapshot": self.snapshot_view(snap, False)}, 202)
 
     async def show_snapshot(self, request: Any, snapshot_id: str) -> bytes:
         user, _, _ = self._who(request)
@@ -288,7 +509,7 @@ class VolumeAPI:
         snap = await self._volumes.update_snapshot(
             user, snapshot_id, name=_text(body, "name"),
             description=_text(body, "description"), metadata=_metadata(body))
-        return json_body(request, {"snapshot": self.snapshot_view(snap)})
+        return json_body(request, {"snapshot": self.snapshot_view(snap, False)})
 
     async def delete_snapshot(self, request: Any, snapshot_id: str) -> bytes:
         user, _, _ = self._who(request)

@@ -223,13 +223,44 @@ class Volumes:
         assert changed is not None
         return changed
 
-    async def delete(self, user: str, volume_id: str, admin: bool = False) -> None:
+    async def set_bootable(self, user: str, volume_id: str, bootable: bool) -> Volume:
+        await self.volume(user, volume_id)
+        changed: Volume | None = await self._db.run(
+            "cyclades.volume_bootable", store.update_volume_txn, volume_id, bootable=bootable)
+        assert changed is not None
+        return changed
+
+    async def disk_quota(self, user: str, project: str) -> tuple[int, int]:
+        """``cyclades.disk`` of ``user`` in ``project``: (limit, usage) in
+        bytes."""
+        holdings = await self._charger.holder.quotas(
+            holders=[f"user:{user}"], sources=[f"project:{project}"], resources=[DISK])
+        for h in holdings:
+            return int(h.limit), int(h.usage)
+        return 0, 0
+
+    async def delete(self, user: str, volume_id: str, admin: bool = False,
+                     cascade: bool = False) -> None:
         """Delete an ``available`` or ``error`` volume (400 otherwise): its
-        map goes, its size is released."""
+        map goes, its size is released.  A volume with snapshots is 400
+        unless ``cascade`` deletes them first (Cinder's rule; the
+        snapshots' images, being files, stay)."""
         volume = await self.volume(user, volume_id, admin)
         if volume.status not in ("available", "error"):
             raise errors.BadRequest(f"Volume {volume_id} is {volume.status}: only an"
                                     " available or error volume can be deleted.")
+        snapshots: list[Snapshot] = await self._db.run(
+            "cyclades.volume_snapshots", lambda txn: store.snapshots_txn(
+                txn, volume_id=volume_id))
+        if snapshots and not cascade:
+            raise errors.BadRequest(f"Volume {volume_id} has snapshots: delete them, or"
+                                    " delete the volume with cascade.")
+        for snap in snapshots:
+            if snap.status == "creating":
+                raise errors.BadRequest(f"Snapshot {snap.id} of volume {volume_id} is still"
+                                        " being made.")
+        for snap in snapshots:
+            await self.delete_snapshot(snap.userid, snap.id)
 
         async def delete(attempt: Attempt) -> None:
             def txn_(txn: Any) -> None:
