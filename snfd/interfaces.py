@@ -715,6 +715,15 @@ class IObjectStore(Interface):
             attributes in ``domain``.
         """
 
+    def delete(user, account, container, name):
+        """Delete the object, as the object store's API does (a deletion
+        marker where the container keeps versions; its bytes leave the
+        owner's quota).  Needs write permission.
+
+        @return: an awaitable firing with ``None``.
+        @raise snfd.errors.NotFound: as ``object_at``.
+        """
+
     def set_sharing(user, account, container, name, sharing):
         """Make ``sharing`` (a ``Sharing``; ``Sharing()`` for none) the
         object's own sharing.  Owner only (``Forbidden`` for anyone else

@@ -1107,8 +1107,7 @@ class ComputeAPI:
     @staticmethod
     def _attachment(volume: Any) -> dict[str, Any]:
         return {"id": volume.id, "volumeId": volume.id, "serverId": str(volume.server_id),
-                "device": volume.device or None, "tag": None,
-                "delete_on_termination": volume.delete_on_termination}
+                "device": volume.device or None}
 
     def _attached(self, volumes: Any) -> list[Any]:
         return [v for v in volumes if v.status in ("in-use", "attaching", "detaching")]

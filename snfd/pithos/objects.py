@@ -199,5 +199,8 @@ class PithosObjects:
             user, account, container, name, None, False,
             permissions=Permissions(sharing.read, sharing.write)))
 
+    async def delete(self, user: str, account: str, container: str, name: str) -> None:
+        await _hidden(self.backend.delete_object(user, account, container, name))
+
 
 __all__ = ["PithosObjects"]

@@ -391,6 +391,7 @@ class ListingTests(VolumeCase):
         code, reply = await self.vol("GET", "/volumes/detail?sort=size:asc&limit=2")
         self.assertEqual([v["name"] for v in reply["volumes"]], ["v0", "v1"])
         next_url = reply["volumes_links"][0]["href"]
+        self.assertIn("volumes/detail?", next_url)
         self.assertIn(f"marker={made[1]['id']}", next_url)
         code, reply = await self.vol("GET", f"/volumes?sort=size:asc&marker={made[1]['id']}")
         self.assertEqual([v["name"] for v in reply["volumes"]], ["v2", "v3"])

@@ -69,6 +69,7 @@ def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
 
 
 _PAGING = ("limit", "marker", "sort", "sort_key", "sort_dir", "offset")
+_SORT_ALIASES = {"display_name": "name", "display_description": "description"}
 _FILTERS = ("name", "status", "availability_zone", "bootable", "volume_id", "volume_type")
 _SORTABLE = ("id", "name", "status", "size", "created_at", "updated_at", "availability_zone",
              "volume_type", "bootable", "description", "volume_id")
@@ -86,6 +87,7 @@ def _sort_keys(args: dict[str, str]) -> list[tuple[str, str]]:
             pairs.append((key, direction or "desc"))
     else:
         pairs.append((args.get("sort_key", "created_at"), args.get("sort_dir", "desc")))
+    pairs = [(_SORT_ALIASES.get(key, key), direction) for key, direction in pairs]
     for key, direction in pairs:
         if key not in _SORTABLE:
             raise errors.BadRequest(f"Invalid sort key {key[:40]!r}.")
@@ -135,7 +137,7 @@ class VolumeAPI:
         self._base = base_url.rstrip("/")
         self._max_body = max_body
         self.app: Klein = make_app()
-        self._route("GET", "/", self.versions)
+        self._route("GET", "/", self.list_versions)
         self._route("GET", "/v3", self.versions)
         self._route("GET", "/v3/", self.versions)
         for prefix in ("/v3", "/v3/<project_id>"):
@@ -237,6 +239,12 @@ class VolumeAPI:
 
     # -- versions -----------------------------------------------------------------
 
+    async def list_versions(self, request: Any) -> bytes:
+        """``GET /volume/``: 300 Multiple Choices, as Cinder answers."""
+        body = await self.versions(request)
+        request.setResponseCode(300)
+        return body
+
     async def versions(self, request: Any) -> bytes:
         return json_body(request, {"versions": [{
             "id": "v3.0", "status": "CURRENT", "version": _VERSION,
@@ -262,7 +270,7 @@ class VolumeAPI:
     async def _list_volumes(self, request: Any, detail: bool) -> bytes:
         user, _, _ = self._who(request)
         views = [self.volume_view(v) for v in await self._volumes.volumes(user)]
-        shown, links = self._page(request, "volumes", views)
+        shown, links = self._page(request, "volumes/detail" if detail else "volumes", views)
         if not detail:
             shown = [{"id": v["id"], "name": v["name"], "links": v["links"]} for v in shown]
         body: dict[str, Any] = {"volumes": shown}
@@ -301,20 +309,27 @@ class VolumeAPI:
             if at is None:
                 raise errors.NotFound(f"Marker {marker[:40]} could not be found.")
             views = views[at + 1:]
+        if "offset" in args:
+            if not args["offset"].isdigit():
+                raise errors.BadRequest("offset must be a non-negative integer.")
+            views = views[int(args["offset"]):]
         links: list[dict[str, str]] = []
-        if limit is not None and len(views) > limit:
+        if limit is not None:
             views = views[:limit]
-            query = {k: v for k, v in args.items() if k != "marker"}
-            query["marker"] = views[-1]["id"] if views else ""
-            links = [{"rel": "next", "href": f"{self._base}/v3/{kind}?{urlencode(query)}"}]
-        elif limit is not None:
-            views = views[:limit]
+            if views and len(views) == limit:
+                # A full page: the next one starts after its last item (it
+                # may be empty, as Cinder's).
+                query = {k: v for k, v in args.items() if k not in ("marker", "offset")}
+                query["marker"] = views[-1]["id"]
+                links = [{"rel": "next",
+                          "href": f"{self._base}/v3/{kind}?{urlencode(query)}"}]
         return views, links
 
     async def create_volume(self, request: Any) -> bytes:
         user, project, _ = self._who(request)
         body = object_of(request, "volume", self._max_body)
         if body.get("source_volid"):
+            await self._volumes.volume(user, str(body["source_volid"]))
             raise errors.BadRequest("Cloning a volume is not supported: snapshot it and"
                                     " create the volume from the snapshot.")
         size = body.get("size")
@@ -357,6 +372,7 @@ class VolumeAPI:
     async def volume_action(self, request: Any, volume_id: str) -> bytes:
         """``os-extend`` (202) and ``os-set_bootable`` (200)."""
         user, _, _ = self._who(request)
+        await self._volumes.volume(user, volume_id)  # 404 first, as Cinder
         body = json_object(body_of(request, self._max_body))
         if len(body) != 1 or not isinstance(next(iter(body.values())), dict) \
                 or next(iter(body)) not in ("os-extend", "os-set_bootable"):
@@ -472,7 +488,8 @@ class VolumeAPI:
     async def _list_snapshots(self, request: Any, detail: bool) -> bytes:
         user, _, _ = self._who(request)
         views = [self.snapshot_view(s) for s in await self._volumes.snapshots(user)]
-        shown, links = self._page(request, "snapshots", views)
+        shown, links = self._page(request, "snapshots/detail" if detail else "snapshots",
+                                  views)
         if not detail:
             shown = [{k: v for k, v in view.items() if not k.startswith("os-extended")}
                      for view in shown]
@@ -486,7 +503,8 @@ class VolumeAPI:
         body = object_of(request, "snapshot", self._max_body)
         volume_id = body.get("volume_id")
         if not isinstance(volume_id, str) or not volume_id:
-            raise errors.BadRequest("volume_id is required.")
+            # Cinder looks the (absent) volume up: 404.
+            raise errors.NotFound("The snapshot's volume_id names no volume.")
         force = body.get("force", False)
         if isinstance(force, str):
             force = force.lower() in ("true", "1", "yes")

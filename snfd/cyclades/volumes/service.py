@@ -243,8 +243,7 @@ class Volumes:
                      cascade: bool = False) -> None:
         """Delete an ``available`` or ``error`` volume (400 otherwise): its
         map goes, its size is released.  A volume with snapshots is 400
-        unless ``cascade`` deletes them first (Cinder's rule; the
-        snapshots' images, being files, stay)."""
+        unless ``cascade`` deletes them first (Cinder's rule)."""
         volume = await self.volume(user, volume_id, admin)
         if volume.status not in ("available", "error"):
             raise errors.BadRequest(f"Volume {volume_id} is {volume.status}: only an"
@@ -644,16 +643,19 @@ class Volumes:
         return changed
 
     async def delete_snapshot(self, user: str, snapshot_id: str) -> None:
-        """Delete a snapshot that is not being made: its map goes, and its
-        image is unregistered (the file stays in the owner's ``snapshots``
-        container, the owner's to delete)."""
+        """Delete a snapshot that is not being made: its map goes, and so
+        does its image (the file in the owner's ``snapshots`` container,
+        whose bytes leave the owner's ``pithos.diskspace``)."""
         snap = await self.snapshot(user, snapshot_id)
         if snap.status == "creating":
             raise errors.BadRequest(f"Snapshot {snapshot_id} is still being made.")
         await self._remove_map(snap.map_name)
         if snap.image_id:
+            # Its image is its file in the owner's snapshots container: both go.
             try:
-                await self.images.unregister(user, snap.image_id)
+                image = await self.images.get(user, snap.image_id)
+                account, container, path = image_module.parse_location(image.location)
+                await self.objects.delete(user, account, container, path)
             except errors.NotFound:
                 pass
         await self._db.run("cyclades.snapshot_deleted", store.update_snapshot_txn,
