@@ -20,16 +20,21 @@ from twisted.trial import unittest
 
 from snfd.testing.cloudnode import CloudNode
 from snfd.testing.ganeti import RealGanetiCluster, real_ganeti_unavailable
+from snfd.testing.node import free_port
 from snfd.testing.postgres import fresh_database
 from snfd.testing.rabbitmq import private_rabbit
 
 
-async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str) -> Path:
+async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str,
+                     archip: bool = False) -> Path:
     """Bring up the cluster and the node for ``testcase`` (skipped where
     real Ganeti cannot run), stopped by its cleanups; sets its
     ``cluster``, ``dsn`` and ``node``.  ``cyclades``: more ``[cyclades]``
-    lines.  Returns the run's directory (the RAPI certificate is
-    ``rapi.pem`` in it)."""
+    lines.  ``archip``: the node also runs the volume service, reachable
+    from the cluster's namespace on the root end of its veth pair
+    (``testcase.host``, 10.77.N.1): the HTTP site listens there beside
+    127.0.0.1, the NBD server (``testcase.nbd_port``) only there.  Returns
+    the run's directory (the RAPI certificate is ``rapi.pem`` in it)."""
     reason = await threads.deferToThread(real_ganeti_unavailable)
     if reason:
         raise unittest.SkipTest(reason)
@@ -49,9 +54,18 @@ async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str)
         f"queue_dir = {cluster.queue_dir}\ncluster = {cluster.name}\n"
         f"rapi_url = {cluster.url}\nrapi_username = {cluster.username}\n"
         f"rapi_password = {cluster.password}\nrapi_certificate = {cert}\n")
-    testcase.node = CloudNode(testcase.dsn, root / "node",
-                              "identity,pithos,cyclades,ganeti-events", config,
-                              {"SNFD_BUS_URL": rabbit.url})
+    plugins = "identity,pithos,cyclades,ganeti-events"
+    env = {"SNFD_BUS_URL": rabbit.url}
+    if archip:
+        host = testcase.host = f"10.77.{cluster.number}.1"
+        testcase.nbd_port = free_port()
+        plugins = "identity,pithos,archip,cyclades,ganeti-events"
+        env["SNFD_NBD_LISTEN"] = f"tcp:{testcase.nbd_port}:interface={host}"
+    testcase.node = CloudNode(testcase.dsn, root / "node", plugins, config, env)
+    if archip:
+        port = testcase.node.process.port
+        testcase.node.process.env["SNFD_LISTEN"] = \
+            f"tcp:{port}:interface=127.0.0.1 tcp:{port}:interface={host}"
     testcase.addCleanup(testcase.node.stop)
     await threads.deferToThread(testcase.node.start, 180.0, ready_path)
     return root
