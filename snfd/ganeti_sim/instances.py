@@ -1188,6 +1188,12 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
             disk_results.append([f"disk/{position}", f"add:size={size},mode={mode}"])
         elif action == "remove":
             index = _find(disks, ident, "disk")
+            if inst.admin_state == "up" and not op.get("hotplug"):
+                # Ganeti 3.0's LUInstanceSetParams: a disk leaves a running
+                # instance only by hotplug.
+                raise prereq(f"Instance '{inst.name}' is marked to be up, can't remove"
+                             " volume from a running instance without using hotplug",
+                             ECODE_STATE)
             del disks[index]
             disk_results.append([f"disk/{index}", "remove"])
         else:

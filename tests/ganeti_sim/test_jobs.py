@@ -151,6 +151,27 @@ class LifecycleTests(unittest.TestCase):
         self.assertEqual(job["opresult"], [[["NIC/0", "remove"]]])
         self.assertEqual((await instance(rapi, "snf-4"))["nic.ips"], ["10.0.0.9"])
 
+    async def test_disk_removal_needs_a_stopped_instance(self) -> None:
+        """A disk is added to a running instance, but leaves one only by
+        hotplug (Ganeti 3.0's rule, measured on the real cluster): the
+        removal fails with wrong_state; stopped, it succeeds."""
+        rapi = client(self, await started(self))
+        await run(rapi, "POST", "/2/instances", create_body("snf-6"))
+        job = await run(rapi, "PUT", "/2/instances/snf-6/modify",
+                        {"disks": [["add", -1, {"size": 1024, "name": "extra"}]]})
+        self.assertEqual(job["status"], "success")
+        job = await run(rapi, "PUT", "/2/instances/snf-6/modify",
+                        {"disks": [["remove", "extra", {}]]})
+        self.assertEqual(job["status"], "error")
+        self.assertIn("can't remove volume from a running instance without using hotplug",
+                      str(job["opresult"]))
+        self.assertIn("wrong_state", str(job["opresult"]))
+        await run(rapi, "PUT", "/2/instances/snf-6/shutdown")
+        job = await run(rapi, "PUT", "/2/instances/snf-6/modify",
+                        {"disks": [["remove", "extra", {}]]})
+        self.assertEqual(job["status"], "success")
+        self.assertEqual((await instance(rapi, "snf-6"))["disk.sizes"], [2048])
+
     async def test_dry_run_create(self) -> None:
         """A dry-run create checks and allocates but creates nothing; its
         result is the chosen node's uuid."""

@@ -92,6 +92,9 @@ class VolumeClientTests(unittest.TestCase):
 
         self.os("server", "add", "volume", "vm", made["id"])
         self.wait(["volume"], made["id"], "in-use")
+        # The simulated cluster's hypervisor cannot hot-unplug a disk.
+        self.os("server", "stop", "vm")
+        self.wait(["server"], "vm", "SHUTOFF")
         self.os("server", "remove", "volume", "vm", made["id"])
         self.wait(["volume"], made["id"], "available")
 

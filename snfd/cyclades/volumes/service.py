@@ -36,7 +36,7 @@ from snfd import errors
 from snfd.cyclades import images as image_module
 from snfd.cyclades import store as compute_store
 from snfd.cyclades.allocator import rapi_target
-from snfd.cyclades.model import Server
+from snfd.cyclades.model import GanetiBackend, Server
 from snfd.cyclades.volumes import store
 from snfd.cyclades.volumes.model import (
     DISK_PREFIX,
@@ -336,11 +336,14 @@ class Volumes:
                                               server_id=server.id)
             assert changed is not None
             return changed
+        backend = await self._backend(server)
         claimed: Volume = await self._db.run("cyclades.volume_attaching", claim)
         try:
-            job = await (await self._rapi(server)).modify(
-                server.instance_name,
-                disks=[["add", -1, disk_params(claimed)]])
+            # Hot-plugged where the hypervisor can (KVM); elsewhere a running
+            # server sees the disk from its next start.
+            job = await self._rapi_of(backend).modify(
+                server.instance_name, disks=[["add", -1, disk_params(claimed)]],
+                hotplug=_hotplug(server, backend))
         except (RapiUnavailable, RapiError) as e:
             await self._db.run("cyclades.volume_attach_failed", store.update_volume_txn,
                                volume_id, status="available", server_id=None)
@@ -364,6 +367,13 @@ class Volumes:
         if volume.bootable and volume.delete_on_termination:
             raise errors.BadRequest(f"Volume {volume_id} is the boot disk of server"
                                     f" {server.id}.")
+        backend = await self._backend(server)
+        hotplug = _hotplug(server, backend)
+        if server.operstate != "STOPPED" and not hotplug:
+            # Ganeti removes a disk from a running instance only by hotplug,
+            # which only KVM does.
+            raise errors.Conflict(f"Server {server.id} is running on a cluster that cannot"
+                                  " hot-unplug disks: stop it to detach the volume.")
 
         def claim(txn: Any) -> Volume:
             locked = store.volume_txn(txn, volume_id, for_update=True)
@@ -374,8 +384,9 @@ class Volumes:
             return changed
         await self._db.run("cyclades.volume_detaching", claim)
         try:
-            job = await (await self._rapi(server)).modify(
-                server.instance_name, disks=[["remove", volume.map_name, {}]])
+            job = await self._rapi_of(backend).modify(
+                server.instance_name, disks=[["remove", volume.map_name, {}]],
+                hotplug=hotplug)
         except (RapiUnavailable, RapiError) as e:
             await self._db.run("cyclades.volume_detach_failed", store.update_volume_txn,
                                volume_id, status="in-use")
@@ -682,14 +693,23 @@ class Volumes:
         except KeyError:
             pass
 
-    async def _rapi(self, server: Server) -> Any:
-        backend = None
+    async def _backend(self, server: Server) -> GanetiBackend:
+        backend: GanetiBackend | None = None
         if server.backend_id is not None:
             backend = await self._db.run("cyclades.backend", compute_store.backend_txn,
                                          server.backend_id)
         if backend is None:
             raise errors.Conflict(f"Server {server.id} has no Ganeti backend.")
+        return backend
+
+    def _rapi_of(self, backend: GanetiBackend) -> Any:
         return self._rapi_pool.client(rapi_target(backend, self.rapi_timeout))
+
+
+def _hotplug(server: Server, backend: GanetiBackend) -> bool:
+    """A disk change on a running server is hot-plugged: only KVM can
+    (Ganeti refuses hotplug on the others)."""
+    return server.operstate == "STARTED" and backend.hypervisor == "kvm"
 
 
 def disk_params(volume: Volume) -> dict[str, Any]:
