@@ -412,6 +412,9 @@ class VolumeStore:
         if e.is_zero:
             base = None
             self.counters.zero_fills += 1
+        elif start == 0 and len(chunk) == self._object_length(v, index):
+            # The write covers the whole object: nothing of the origin stays.
+            base = None
         elif e.archip:
             base = await self._in_thread(self._pread_now, e.name, 0, self.block_size)
         else:

@@ -207,6 +207,20 @@ class CloneTests(_Base):
                                                         if not e.is_zero], before), [])
 
 
+    async def test_whole_object_write_copies_nothing(self) -> None:
+        """A write that covers a whole object of a clone makes the volume's
+        own object without reading the origin's (nothing copied)."""
+        image = _image(3)
+        await self.volumes.clone("w", await self.upload(image))
+        v = await self.opened("w")
+        await v.write(0, b"n" * BS)
+        self.assertEqual(self.volumes.counters.bytes_copied, 0)
+        self.assertEqual(await v.read(0, len(image)), b"n" * BS + image[BS:])
+        await v.write(BS + 1, b"x")  # a partial write still copies up
+        self.assertEqual(self.volumes.counters.bytes_copied, 0)  # object 1 was zero
+        await v.write(2 * BS, b"y")
+        self.assertEqual(self.volumes.counters.bytes_copied, BS)
+
 class GrowAndHashmapTests(_Base):
     async def test_grow(self) -> None:
         """A volume grows with zero objects, also while open; it never
