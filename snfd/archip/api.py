@@ -4,8 +4,9 @@
 For services only: a component token, or an administrator's.  JSON in and
 out, sizes in bytes, errors as snfd's JSON faults.
 
-- ``GET /archip/v1`` -> ``{"nbd": {"host", "port"}, "block_size"}``: where
-  the NBD server listens (a volume's export name is its name).
+- ``GET /archip/v1`` -> ``{"nbd": {"host", "port", "tls"}, "block_size"}``:
+  where the NBD server listens (a volume's export name is its name) and
+  whether it requires TLS (STARTTLS).
 - ``GET /archip/v1/volumes/<name>`` -> the volume's info: ``name``,
   ``size``, ``read_only``, ``epoch``, ``objects`` (``owned``, ``shared``,
   ``zero``); 404 when absent.
@@ -85,9 +86,10 @@ async def _call(coro: Any, name: str) -> Any:
 
 
 class ArchipAPI:
-    def __init__(self, volumes: IVolumes, nbd: tuple[str, int]):
+    def __init__(self, volumes: IVolumes, nbd: tuple[str, int], tls: bool = False):
         self._volumes = volumes
         self._nbd = nbd
+        self._tls = tls
         self.app = self._routes()
 
     def resource(self) -> Any:
@@ -101,7 +103,7 @@ class ArchipAPI:
         async def root(request: Any) -> bytes:
             _caller(request)
             host, port = self._nbd
-            return json_body(request, {"nbd": {"host": host, "port": port},
+            return json_body(request, {"nbd": {"host": host, "port": port, "tls": self._tls},
                                        "block_size": volumes.block_size})
 
         @app.route("/v1/volumes/<name>", methods=["GET"])

@@ -9,8 +9,10 @@ What it speaks:
 - Handshake: fixed newstyle with ``NO_ZEROES``; the options
   ``EXPORT_NAME``, ``GO``, ``INFO`` (``NBD_INFO_EXPORT`` and
   ``NBD_INFO_BLOCK_SIZE``: minimum 1, preferred the volume's object size,
-  maximum 32 MiB), ``LIST`` and ``ABORT``; every other option, including
-  ``STRUCTURED_REPLY`` and ``STARTTLS``, is answered ``NBD_REP_ERR_UNSUP``.
+  maximum 32 MiB), ``LIST``, ``ABORT``, and ``STARTTLS`` when the factory
+  has a TLS context (then required: Twisted's ``startTLS`` on the
+  connection); every other option, including ``STRUCTURED_REPLY``, is
+  answered ``NBD_REP_ERR_UNSUP``.
   A missing export is ``NBD_REP_ERR_UNKNOWN``; a volume held by a writer
   outside this server is ``NBD_REP_ERR_POLICY``.  Option data longer than
   ``MAX_OPTION`` is skipped unread and answered ``NBD_REP_ERR_TOO_BIG``
@@ -106,6 +108,7 @@ REP_INFO = 3
 REP_ERR_UNSUP = 2**31 + 1
 REP_ERR_POLICY = 2**31 + 2
 REP_ERR_INVALID = 2**31 + 3
+REP_ERR_TLS_REQD = 2**31 + 5
 REP_ERR_UNKNOWN = 2**31 + 6
 REP_ERR_TOO_BIG = 2**31 + 9
 
@@ -199,16 +202,20 @@ class NbdServerFactory(Factory):
 
     ``read_only`` opens every volume for reading only.  A connection that
     has not finished its handshake after ``handshake_timeout`` seconds is
-    dropped.
+    dropped.  ``tls`` (a Twisted TLS server context, such as
+    ``ssl.CertificateOptions``) makes TLS required: a client must send
+    ``STARTTLS`` before any option but ``ABORT`` (others are answered
+    ``NBD_REP_ERR_TLS_REQD``; ``EXPORT_NAME`` is hung up on).
     """
 
     log = Logger()
 
     def __init__(self, opener: VolumeOpener, *, reactor: Any, read_only: bool = False,
-                 handshake_timeout: float = 30.0) -> None:
+                 handshake_timeout: float = 30.0, tls: Any = None) -> None:
         self.opener = opener
         self.reactor = reactor
         self.read_only = read_only
+        self.tls = tls
         self.handshake_timeout = handshake_timeout
         self._shared: dict[str, _Shared] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
@@ -306,6 +313,7 @@ class NbdServerProtocol(Protocol):
         self._lost = False
         self._closing = False
         self._timeout: Any = None
+        self._tls = False  # STARTTLS done
 
     @property
     def _t(self) -> Any:
@@ -494,6 +502,27 @@ class NbdServerProtocol(Protocol):
 
     async def _handle_option(self, option: int, data: bytes) -> None:
         self._expect("option_header", _OPTION_HEADER.size)
+        if self.factory.tls is not None and not self._tls:
+            # TLS is required: before it, only STARTTLS and ABORT.
+            if option == OPT_STARTTLS:
+                if data:
+                    self._reply(option, REP_ERR_INVALID, b"STARTTLS takes no data")
+                    return
+                self._reply(option, REP_ACK)
+                self._t.startTLS(self.factory.tls)
+                self._tls = True
+                return
+            if option == OPT_EXPORT_NAME:
+                self.log.info("NBD EXPORT_NAME before STARTTLS: hanging up")
+                self._abort()
+                return
+            if option != OPT_ABORT:
+                self._reply(option, REP_ERR_TLS_REQD, b"STARTTLS first")
+                return
+        if option == OPT_STARTTLS:
+            self._reply(option, REP_ERR_INVALID if self._tls else REP_ERR_UNSUP,
+                        b"TLS already started" if self._tls else b"TLS is not served here")
+            return
         if option == OPT_EXPORT_NAME:
             await self._export_name(data)
         elif option in (OPT_GO, OPT_INFO):

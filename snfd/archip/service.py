@@ -25,6 +25,7 @@ from snfd.archip import mapfile
 from snfd.archip.api import ArchipAPI
 from snfd.archip.nbd import NbdServerFactory
 from snfd.archip.volumes import VolumeStore
+from snfd.config import ConfigError
 from snfd.interfaces import (
     Deps,
     IAuthenticator,
@@ -142,15 +143,16 @@ class ArchipService(service.Service):
     name = "archip"  # type: ignore[assignment]
 
     def __init__(self, node: Any, store: VolumeStore, references: Any,
-                 authenticator: Any, nbd_listen: str, nbd_advertised: tuple[str, int]):
+                 authenticator: Any, nbd_listen: str, nbd_advertised: tuple[str, int],
+                 tls: Any = None):
         self.node = node
         self.store = store
         self.volumes = Volumes(store)
         self.references = references
         self.authenticator = authenticator
         self.nbd_listen = nbd_listen
-        self.nbd = NbdServerFactory(self.volumes, reactor=node.reactor)
-        self.api = ArchipAPI(self.volumes, nbd_advertised)
+        self.nbd = NbdServerFactory(self.volumes, reactor=node.reactor, tls=tls)
+        self.api = ArchipAPI(self.volumes, nbd_advertised, tls=tls is not None)
 
     def provided(self) -> dict[Any, Any]:
         return {IVolumes: self.volumes}
@@ -189,7 +191,26 @@ def from_config(node: Any, section: Any, deps: Deps) -> ArchipService:
     store = VolumeStore(path, deps[IBlockStore], node.reactor)
     return ArchipService(node, store, deps[IBlockReferences], deps[IAuthenticator],
                          section.nbd_listen, nbd_address(section.nbd_listen,
-                                                         section.nbd_address))
+                                                         section.nbd_address),
+                         nbd_tls(node.config) if section.nbd_tls else None)
+
+
+def nbd_tls(config: Any) -> Any:
+    """The NBD server's TLS context: the node's certificate and key; a
+    config error naming the key when they are not there."""
+    from twisted.internet import ssl
+
+    cert, key = config.node.tls_certificate, config.node.tls_key
+    if not cert or not key:
+        raise ConfigError(config.source, "archip", "nbd_tls",
+                          "needs [node] tls_certificate and tls_key")
+    try:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            pem = c.read() + b"\n" + k.read()
+        return ssl.PrivateCertificate.loadPEM(pem).options()
+    except (OSError, ValueError, ssl.SSL.Error) as e:
+        raise ConfigError(config.source, "archip", "nbd_tls",
+                          f"cannot load [node] tls_certificate/tls_key: {e}") from None
 
 
 __all__ = ["ArchipService", "Volumes", "from_config", "nbd_address", "volume_info"]

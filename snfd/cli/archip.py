@@ -58,11 +58,14 @@ def add_parsers(sub: Any) -> None:
                                       " node says it listens")
     p.add_argument("--run-dir", help="where attachments are recorded (default:"
                                      " /run/snfd-archipelago)")
+    p.add_argument("--nbd-ca", type=Path,
+                   help="the CA certificate (PEM) of the node's NBD server, when it"
+                        " requires TLS ([archip] nbd_tls); installed as pki/ca-cert.pem")
     p.add_argument("--source", type=Path, default=PROVIDER_SOURCE, help=argparse.SUPPRESS)
 
 
 def provider_conf(url: str, token: str, nbd_host: str | None = None,
-                  run_dir: str | None = None) -> dict[str, Any]:
+                  run_dir: str | None = None, pki: str | None = None) -> dict[str, Any]:
     """The provider's ``archipelago.conf`` (checked as the provider will)."""
     if not url.startswith(("http://", "https://")):
         raise CommandFailed(f"--url: not an http(s) URL: {url!r}")
@@ -73,6 +76,8 @@ def provider_conf(url: str, token: str, nbd_host: str | None = None,
         if not os.path.isabs(run_dir):
             raise CommandFailed(f"--run-dir: not an absolute path: {run_dir!r}")
         conf["run_dir"] = run_dir
+    if pki:
+        conf["nbd_tls_certificates"] = pki
     return conf
 
 
@@ -137,9 +142,14 @@ def run(args: argparse.Namespace, config: Any, installed: dict[str, Any], dsn: s
 
 
 def _install(args: argparse.Namespace, token: str) -> int:
-    conf = provider_conf(args.url, token, args.nbd_host, args.run_dir)
+    pki = str(args.dest.absolute() / "pki") if args.nbd_ca else None
+    conf = provider_conf(args.url, token, args.nbd_host, args.run_dir, pki)
     try:
         written = install(args.dest, conf, args.source)
+        if args.nbd_ca:
+            (args.dest / "pki").mkdir(mode=0o755, exist_ok=True)
+            written.append(_put(args.dest / "pki" / "ca-cert.pem", args.nbd_ca.read_bytes(),
+                                0o644))
     except OSError as e:
         raise CommandFailed(f"{e.filename or args.dest}: {e.strerror or e}") from None
     print(f"installed the ExtStorage provider archipelago in {args.dest}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from snfd.config import Key, text
+from snfd.config import Key, boolean, text
 from snfd.interfaces import (
     IAuthenticator,
     IBlockReferences,
@@ -58,6 +58,10 @@ class ArchipPlugin(ServicePlugin):
         Key("nbd_address", host_port, "",
             "HOST:PORT the ExtStorage provider connects to; empty: the interface"
             " and port of nbd_listen."),
+        Key("nbd_tls", boolean, False,
+            "Require TLS on the NBD server (STARTTLS with [node] tls_certificate and"
+            " tls_key); providers then need the certificate's CA"
+            " (snf-manage extstorage-install --nbd-ca)."),
     )
 
 

@@ -103,7 +103,8 @@ class StandInNode(Resource):
         rest = parts[2:]
         try:
             if not rest and method == "GET":
-                return 200, {"nbd": {"host": "127.0.0.1", "port": self.nbd_port},
+                return 200, {"nbd": {"host": "127.0.0.1", "port": self.nbd_port,
+                                     "tls": self.nbd.tls is not None},
                              "block_size": self.store.block_size}
             if len(rest) == 2 and rest[0] == "volumes":
                 return await self._volume(method, rest[1], body)
@@ -557,3 +558,38 @@ class InstallerTests(unittest.TestCase):
                          "/srv/gnt9/run/snfd-archipelago")
         self.assertEqual(main(["extstorage-install", "--dest", str(dest), "--url", "ftp://x",
                                "--token", "t1"]), 1)
+
+
+class TlsTests(_Case):
+    """A node whose NBD server requires TLS: the provider attaches over
+    nbds:// with the CA it was installed with, and refuses to attach
+    without one."""
+
+    def setUp(self) -> None:
+        from twisted.internet import ssl
+
+        from snfd.tls import self_signed
+
+        cert, key = self_signed("127.0.0.1", ["127.0.0.1"])
+        super().setUp()
+        self.nbd.tls = ssl.PrivateCertificate.loadPEM(cert + key).options()
+        self.ca = Path(self.tmp) / "ca.pem"
+        self.ca.write_bytes(cert)
+
+    async def test_attach_over_tls(self):
+        await self.action("create", "vol-t", VOL_SIZE="8")
+        done = await self.action("attach", "vol-t", ok=False)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("requires TLS", done.stderr)
+        conf = json.loads((self.provider / installer.CONF).read_text())
+        pki = Path(self.tmp) / "pki"
+        pki.mkdir()
+        (pki / "ca-cert.pem").write_bytes(self.ca.read_bytes())
+        conf["nbd_tls_certificates"] = str(pki)
+        installer.install(self.provider, conf)
+        device = await self.attach("vol-t")
+        await self.in_thread(write_device, device, 0, b"tls!" * 128)
+        self.assertEqual(await self.read_volume("vol-t", 0, 512), b"tls!" * 128)
+        await self.action("detach", "vol-t")
+        await self.action("remove", "vol-t")
+        await self.assert_nothing_left()

@@ -822,3 +822,77 @@ class VolumeStoreTests(ClientCase):
         done = await self.thread(_run, "qemu-img", "info", "--output=json", self.url("vol-1"))
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(json.loads(done.stdout)["virtual-size"], 16 * MiB)
+
+
+class TlsTests(ServerCase):
+    """With a TLS context the server requires STARTTLS (the protocol's
+    "forced TLS"): before it only STARTTLS and ABORT are answered."""
+
+    def setUp(self) -> None:
+        from twisted.internet import ssl
+
+        from snfd.tls import self_signed
+
+        self.cert, key = self_signed("127.0.0.1", ["127.0.0.1"])
+        super().setUp()
+        self.factory.tls = ssl.PrivateCertificate.loadPEM(self.cert + key).options()
+
+    async def test_starttls_required(self):
+        """GO and LIST before STARTTLS are TLS_REQD; STARTTLS with data is
+        invalid; after it the same connection, now TLS, serves the volume;
+        a second STARTTLS is invalid."""
+        import ssl as pyssl
+
+        self.opener.add("vol-1", MiB)
+        cert = self.cert.decode()
+
+        def run(client: RawClient) -> list[Any]:
+            out: list[Any] = []
+            client.greet()
+            client.option(nbd.OPT_LIST)
+            out.append(client.reply()[1])
+            client.option(nbd.OPT_GO, struct.pack(">I", 5) + b"vol-1" + struct.pack(">H", 0))
+            out.append(client.reply()[1])
+            client.option(nbd.OPT_STARTTLS, b"x")
+            out.append(client.reply()[1])
+            client.option(nbd.OPT_STARTTLS)
+            out.append(client.reply()[1])
+            context = pyssl.create_default_context(cadata=cert)
+            client.sock = context.wrap_socket(client.sock, server_hostname="127.0.0.1")
+            client.option(nbd.OPT_STARTTLS)
+            out.append(client.reply()[1])
+            out.append(client.go("vol-1")[-1][0])
+            client.command(nbd.CMD_WRITE, 4096, 5, b"hello")
+            out.append(client.command(nbd.CMD_READ, 4096, 5))
+            return out
+
+        got = await self.client(run)
+        self.assertEqual(got, [nbd.REP_ERR_TLS_REQD, nbd.REP_ERR_TLS_REQD, nbd.REP_ERR_INVALID,
+                               nbd.REP_ACK, nbd.REP_ERR_INVALID, nbd.REP_ACK, (0, b"hello")])
+
+    async def test_export_name_in_the_clear_hangs_up(self):
+        self.opener.add("vol-1", MiB)
+
+        def run(client: RawClient) -> bytes:
+            client.greet()
+            client.option(nbd.OPT_EXPORT_NAME, b"vol-1")
+            try:
+                return client.sock.recv(1)
+            except ConnectionResetError:  # aborted: closed without a goodbye
+                return b""
+
+        self.assertEqual(await self.client(run), b"")
+
+    async def test_nbdinfo_over_tls(self):
+        """libnbd's nbdinfo reaches the volume with nbds:// and is refused
+        with plain nbd://."""
+        why = tools_unavailable()
+        if why:
+            raise unittest.SkipTest(why)
+        self.opener.add("vol-1", 2 * MiB)
+        url = f"nbds://127.0.0.1:{self.port}/vol-1?tls-verify-peer=false"
+        done = await self.thread(_run, "nbdinfo", "--json", url)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout)["exports"][0]["export-size"], 2 * MiB)
+        done = await self.thread(_run, "nbdinfo", "--json", self.url("vol-1"))
+        self.assertNotEqual(done.returncode, 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd.interfaces import IVolumes
@@ -48,7 +49,8 @@ class ArchipServiceTests(NodeTestCase):
         """Create, clone from a snapshot, grow, snapshot, info and delete,
         with the answers the provider relies on."""
         status, root = await self.api("GET", "")
-        self.assertEqual((status, root), (200, {"nbd": {"host": "10.7.0.1", "port": 10999},
+        self.assertEqual((status, root), (200, {"nbd": {"host": "10.7.0.1", "port": 10999,
+                                                        "tls": False},
                                                 "block_size": 4 * MiB}))
         status, made = await self.api("PUT", "/volumes/vol-a", {"size": 8 * MiB})
         self.assertEqual(status, 201)
@@ -125,3 +127,36 @@ class ArchipServiceTests(NodeTestCase):
         self.clock.advance(7 * 24 * 3600)
         await backend.collect_garbage(60)
         self.assertEqual(await blocks.missing(hashes), hashes)
+
+
+class NbdTlsConfigTests(unittest.TestCase):
+    """``[archip] nbd_tls`` takes the node's certificate, and stops the
+    node with a line naming the key when there is none."""
+
+    async def test_tls_from_the_node_certificate(self) -> None:
+        from pathlib import Path
+
+        from snfd.testing.nodecase import build_node
+        from snfd.tls import self_signed
+
+        cert, key = self_signed("node.test", ["127.0.0.1"])
+        d = Path(self.mktemp())
+        d.mkdir()
+        (d / "cert.pem").write_bytes(cert)
+        (d / "key.pem").write_bytes(key)
+        built = await build_node(self, ("identity", "pithos", "archip"), {
+            ("archip", "nbd_tls"): "yes", ("node", "tls_certificate"): str(d / "cert.pem"),
+            ("node", "tls_key"): str(d / "key.pem")})
+        svc = built.services["archip"]
+        self.assertIsNotNone(svc.nbd.tls)
+        self.assertTrue(svc.api._tls)
+
+    async def test_tls_without_a_certificate(self) -> None:
+        from snfd.config import ConfigError
+        from snfd.testing.nodecase import build_node
+
+        with self.assertRaises(ConfigError) as caught:
+            await build_node(self, ("identity", "pithos", "archip"),
+                             {("archip", "nbd_tls"): "yes"})
+        self.assertIn("[archip] nbd_tls: needs [node] tls_certificate and tls_key",
+                      str(caught.exception))

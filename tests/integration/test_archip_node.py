@@ -94,7 +94,7 @@ class ArchipNodeTests(unittest.TestCase):
         nbdcopy; after a restart the node still serves them."""
         status, root = yield threads.deferToThread(self.api, "GET", "")
         self.assertEqual((status, root["nbd"]), (200, {"host": "127.0.0.1",
-                                                       "port": self.nbd_port}))
+                                                       "port": self.nbd_port, "tls": False}))
         status, _ = yield threads.deferToThread(self.api, "PUT", "/volumes/disk-1",
                                                 {"size": 16 * MiB})
         self.assertEqual(status, 201)

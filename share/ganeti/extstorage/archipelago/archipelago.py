@@ -22,7 +22,10 @@ root only::
     {"url": "http://<node>:<port>", "token": "<component token>",
      "nbd_host": "<optional: overrides the address the node advertises>",
      "nbd_port": <optional>, "run_dir": "/run/snfd-archipelago",
-     "timeout": 30}
+     "timeout": 30,
+     "nbd_tls_certificates": "<optional: a directory holding ca-cert.pem, the
+                              CA of the node's certificate, for a node whose
+                              NBD server requires TLS (nbds://)>"}
 
 What an attachment leaves under ``run_dir`` (also read by the test
 clusters' ganeti-down.sh, which releases what is left)::
@@ -113,8 +116,13 @@ class Config:
         self.path = path
         self.url = url.rstrip("/")
         self.token = token
+        nbd_pki = data.get("nbd_tls_certificates")
+        if nbd_pki is not None and (not isinstance(nbd_pki, str) or not os.path.isabs(nbd_pki)):
+            raise fail('"nbd_tls_certificates" must be the absolute path of a directory'
+                       ' holding ca-cert.pem')
         self.nbd_host = nbd_host
         self.nbd_port = nbd_port
+        self.nbd_pki = nbd_pki
         self.run_dir = os.path.normpath(run_dir)
         self.timeout = float(timeout)
 
@@ -187,13 +195,19 @@ class Node:
 
     def nbd_address(self) -> tuple[str, int]:
         """Where the node's NBD server listens (the config may override)."""
+        host, port, _ = self.nbd_server()
+        return host, port
+
+    def nbd_server(self) -> tuple[str, int, bool]:
+        """Where the node's NBD server listens, and whether it requires
+        TLS."""
         _, info = self.call("GET", "")
         nbd = info.get("nbd") if isinstance(info, dict) else None
         host = self.config.nbd_host or (nbd or {}).get("host")
         port = self.config.nbd_port or (nbd or {}).get("port")
         if not isinstance(host, str) or not host or not isinstance(port, int):
             raise Failure(f"GET {API}: the node names no NBD server: {info!r}")
-        return host, port
+        return host, port, bool((nbd or {}).get("tls"))
 
 
 # -- processes and devices ----------------------------------------------------------
@@ -403,9 +417,9 @@ class Volume:
             if found:
                 return found
             self.release()
-            host, port = self.node.nbd_address()
+            host, port, tls = self.node.nbd_server()
             try:
-                self._start_nbdfuse(host, port)
+                self._start_nbdfuse(host, port, tls)
                 done = _run([_which("losetup"), "--find", "--show", self.file])
                 loop = done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
                 if done.returncode != 0 or not loop.startswith("/dev/"):
@@ -417,19 +431,35 @@ class Volume:
                 raise
             return loop
 
-    def _start_nbdfuse(self, host: str, port: int) -> None:
+    def _start_nbdfuse(self, host: str, port: int, tls: bool = False) -> None:
         os.makedirs(self.mnt, mode=0o700, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pid_file)
         where = f"[{host}]" if ":" in host else host
         uri = f"nbd://{where}:{port}/{self.name}"
+        env = {"PATH": PATH, "LC_ALL": "C"}
+        if tls:
+            pki = self.config.nbd_pki
+            if not pki:
+                raise Failure("the node's NBD server requires TLS: install the provider"
+                              " with its CA (nbd_tls_certificates in archipelago.conf)")
+            # nbdfuse may not name certificate files in its URI; libnbd finds
+            # them in $HOME/.pki/libnbd, so give it a home whose one is ours.
+            home = os.path.join(self.dir, "home")
+            os.makedirs(os.path.join(home, ".pki"), mode=0o700, exist_ok=True)
+            link = os.path.join(home, ".pki", "libnbd")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(link)
+            os.symlink(pki, link)
+            env["HOME"] = home
+            uri = f"nbds://{where}:{port}/{self.name}"
         with open(self.log_file, "ab") as out:
             # Its own session, no pipe of ours: Ganeti waits for attach's
             # stdout to close, and nbdfuse stays until detach.
             child = subprocess.Popen(
                 [_which("nbdfuse"), "-P", self.pid_file, self.file, uri],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
-                env={"PATH": PATH, "LC_ALL": "C"}, start_new_session=True)
+                env=env, start_new_session=True)
         deadline = time.monotonic() + NBDFUSE_START
         while time.monotonic() < deadline:
             if _read(self.pid_file):
@@ -469,10 +499,12 @@ class Volume:
                 os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, "nbdfuse", NBDFUSE_EXIT):
                 raise Failure(f"nbdfuse {pid} does not exit")
-        for path in (self.loop_file, self.pid_file, self.log_file):
+        home = os.path.join(self.dir, "home")
+        for path in (self.loop_file, self.pid_file, self.log_file,
+                     os.path.join(home, ".pki", "libnbd")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        for path in (self.mnt, self.dir):
+        for path in (self.mnt, os.path.join(home, ".pki"), home, self.dir):
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(path)
 
