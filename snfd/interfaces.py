@@ -768,6 +768,17 @@ class IVolumes(Interface):
 
     block_size = Attribute("Bytes per object (``int``; the block store's).")
 
+    nbd = Attribute(
+        "Where clients reach the NBD server that exports every volume by name:"
+        " ``(host, port, tls)``; ``tls``: it requires STARTTLS.")
+
+    def export_hashmap(name, hashes, image_size):
+        """A read-only map ``name`` of the ``image_size`` bytes named by
+        ``hashes`` (a Pithos hashmap), for reading over NBD (an image an OS
+        definition writes onto a disk).  Nothing is copied; the blocks are
+        refreshed first (``LookupError`` when some are gone).  An existing
+        ``name`` is replaced."""
+
     def create(name, size):
         """A new volume of ``size`` bytes of zeros (no data stored)."""
 

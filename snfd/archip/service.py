@@ -58,9 +58,10 @@ class Volumes:
     NBD server serves.  Every call waits until the store is ready (the
     start-up sweep of what a crash left has ended)."""
 
-    def __init__(self, store: VolumeStore):
+    def __init__(self, store: VolumeStore, nbd: tuple[str, int, bool] = ("127.0.0.1", 0, False)):
         self.store = store
         self.block_size = store.block_size
+        self.nbd = nbd
         self._ready_now = False
         self._waiting: list[defer.Deferred[None]] = []
 
@@ -94,6 +95,12 @@ class Volumes:
         await self._ready()
         origin = mapfile.from_hashmap(hashes, image_size, self.block_size)
         return volume_info(name, await self.store.clone(name, origin, size))
+
+    async def export_hashmap(self, name: str, hashes: Sequence[str],
+                             image_size: int) -> VolumeInfo:
+        await self._ready()
+        origin = mapfile.from_hashmap(hashes, image_size, self.block_size)
+        return volume_info(name, await self.store.export(name, origin))
 
     async def clone(self, name: str, origin: str, size: int | None = None) -> VolumeInfo:
         await self._ready()
@@ -147,7 +154,7 @@ class ArchipService(service.Service):
                  tls: Any = None):
         self.node = node
         self.store = store
-        self.volumes = Volumes(store)
+        self.volumes = Volumes(store, (*nbd_advertised, tls is not None))
         self.references = references
         self.authenticator = authenticator
         self.nbd_listen = nbd_listen

@@ -197,6 +197,31 @@ class VolumeStore:
         await self._save(name, m, exclusive=True)
         return m
 
+    async def export(self, name: str, origin: MapV2) -> MapV2:
+        """Save the read-only map ``origin`` (a Pithos hashmap through
+        ``mapfile.from_hashmap``) as ``name``, replacing a read-only map of
+        that name: an image to read over NBD.  Its blocks are refreshed
+        first (``OriginIncomplete``)."""
+        _check_name(name)
+        if not origin.read_only or origin.block_size != self.block_size:
+            raise ValueError("an export is a read-only map of this store's object size")
+        await self._refresh(origin)
+        lock = self._lock(name)
+        await lock.acquire()
+        try:
+            if name in self._live:
+                raise VolumeBusy(f"volume {name} is open")
+            try:
+                old = await self._load(name)
+            except KeyError:
+                old = None
+            if old is not None and not old.read_only:
+                raise FileExistsError(f"volume {name} exists and is not an export")
+            await self._save(name, origin)
+            return origin
+        finally:
+            lock.release()
+
     async def snapshot(self, name: str, snap_name: str) -> MapV2:
         """Freeze volume ``name`` as the new read-only volume ``snap_name``
         (its map, returned); later writes to ``name`` copy up into objects of

@@ -589,6 +589,8 @@ class Servers:
                                           self.settings.stats_min_age)
             key = secrets.token_urlsafe(32)
             params = build_params(image, password, req.personality, keys, req.user_data)
+            if self.volumes is not None:
+                params.update(self.volumes.deploy_params(deployed=thin))
             expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
             inserted = await self._db.run("cyclades.create_server", _insert_txn, user,
                                           project, req, flavor, image, key, params, password,
@@ -606,6 +608,8 @@ class Servers:
                 nics = [self.networks.ganeti.nic_params(p) for p in server.ports]
             try:
                 disks = None
+                if not thin and self.volumes is not None:
+                    await self.volumes.export_image(server, image)
                 if thin:
                     assert self.volumes is not None
                     disks = await self.volumes.server_disks(
@@ -786,6 +790,10 @@ class Servers:
         password = req.admin_pass or generate_password()
         key = secrets.token_urlsafe(32)
         params = build_params(image, password, req.personality, keys, None)
+        if self.volumes is not None:
+            # A rebuild writes the image over the disk, thin or not.
+            params.update(self.volumes.deploy_params(deployed=False))
+            await self.volumes.export_image(server, image)
         expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
         start = server.operstate != "STOPPED"
         osparams = os_params(image, self._config_url(key))

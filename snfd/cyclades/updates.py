@@ -270,6 +270,9 @@ class _Result:
     settle: tuple[tuple[int, bool], ...] = ()
     #: volumes that went with a removed server (their maps go after the commit)
     doomed: tuple[str, ...] = ()
+    #: a build (create, reinstall) ended or the server went: its image
+    #: export goes after the commit
+    built: str = ""
 
 
 def _running(operstate: str) -> bool:
@@ -488,8 +491,10 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         outcome += ": server deleted"
     elif new_state != server.operstate:
         outcome += f": {server.operstate} -> {new_state}"
+    built = server.instance_name if (
+        removed or (final and event.opcode in (OP_CREATE, OP_REINSTALL))) else ""
     return _Result(outcome, applied=True, need=need, server=server, settle=tuple(settle),
-                   doomed=tuple(doomed))
+                   doomed=tuple(doomed), built=built)
 
 
 def _progress_txn(txn: Any, server_id: int, kind: str, etime: datetime.datetime,
@@ -597,6 +602,8 @@ class UpdatePath:
         outcome = result.outcome
         if result.doomed and self._volumes is not None:
             await self._volumes.finish_removed(result.doomed)
+        if result.built and self._volumes is not None:
+            await self._volumes.drop_image_export(result.built)
         if before:
             after = {p.id: p for p in await self._ports_of(event)}
             gone = [p for p in before if p.id not in after or after[p.id].device_id is None]

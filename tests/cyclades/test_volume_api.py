@@ -421,3 +421,54 @@ class ListingTests(VolumeCase):
         code, reply = await self.vol("GET", "/os-availability-zone")
         self.assertEqual(reply["availabilityZoneInfo"][0]["zoneName"], "nova")
         self.assertEqual((await self.vol("GET", "/extensions"))[1], {"extensions": []})
+
+
+class ImageExportTests(VolumeCase):
+    """With the volume service, a build on a non-thin flavor reads its image
+    from a read-only NBD export the OS definition finds by the instance's
+    name; it goes when the build ends.  A thin build is told the disk holds
+    the image already."""
+
+    async def params_of(self, server_id: Any) -> dict[str, Any]:
+        s = self.stack
+        job = await s.rapi_client().job((await s.server(server_id)).backendjobid)
+        url = job["ops"][0]["osparams"]["config_url"]
+        code, params, _ = await s.call("GET", url)
+        self.assertEqual(code, 200, params)
+        return dict(params)
+
+    async def test_file_flavor_build_reads_an_export(self):
+        import json
+
+        s = self.stack
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": s.flavors["small"].id, "imageRef": s.image.id}})
+        self.assertEqual(code, 202, reply)
+        server = await s.server(reply["server"]["id"])
+        export = f"snf-img-{server.instance_name}"
+        info = await self.volumes.info(export)
+        self.assertEqual((info.read_only, info.size), (True, s.image.size))
+        opened = await self.volumes.store.open(export, False)
+        try:
+            self.assertEqual(await opened.read(0, s.image.size),
+                             b"Debian Bookworm (diskdump)\n" * 64)
+        finally:
+            await opened.close()
+        params = await self.params_of(server.id)
+        self.assertEqual(params["img_deployed"], "no")
+        self.assertEqual(json.loads(params["img_nbd"])["tls"], False)
+        await s.follow(server.backendjobid)
+        with self.assertRaises(KeyError):
+            await self.volumes.info(export)
+
+    async def test_thin_build_is_deployed(self):
+        s = self.stack
+        flavor = await s.flavor(1, 1024, 1, "ext_archipelago")
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": flavor.id, "imageRef": s.image.id}})
+        self.assertEqual(code, 202, reply)
+        server = await s.server(reply["server"]["id"])
+        params = await self.params_of(server.id)
+        self.assertEqual(params["img_deployed"], "yes")
+        with self.assertRaises(KeyError):
+            await self.volumes.info(f"snf-img-{server.instance_name}")

@@ -25,6 +25,7 @@ request is 400, as Cinder answers.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -568,6 +569,36 @@ class Volumes:
                               force=True, name=f"cyclades: volume {volume_id} of a"
                                                " removed server")
 
+    # -- images for the OS definition ------------------------------------------------
+
+    def deploy_params(self, deployed: bool) -> dict[str, str]:
+        """What the build parameters tell the OS definition about the image:
+        ``img_deployed`` "yes" when the disk already holds it (a thin clone),
+        else where to read it: ``img_nbd`` (JSON: host, port, tls) serves it
+        as the export ``image_export_name(INSTANCE_NAME)``.  Empty without
+        the volume service."""
+        if self.thin is None:
+            return {}
+        host, port, tls = self.thin.nbd
+        return {"img_deployed": "yes" if deployed else "no",
+                "img_nbd": json.dumps({"host": host, "port": port, "tls": tls})}
+
+    async def export_image(self, server: Server, image: Any) -> None:
+        """Export ``image`` read-only for ``server``'s build (nothing copied)."""
+        if self.thin is None:
+            return
+        account, container, path = image_module.parse_location(image.location)
+        hashmap = await self.objects.hashmap(server.userid, account, container, path)
+        try:
+            await self.thin.export_hashmap(image_export_name(server.instance_name),
+                                           hashmap.hashes, hashmap.size)
+        except (LookupError, ValueError, OSError) as e:
+            raise errors.ServiceUnavailable(f"The image could not be exported: {e}") from None
+
+    async def drop_image_export(self, instance_name: str) -> None:
+        """The build ended: its image export goes."""
+        await self._remove_map(image_export_name(instance_name))
+
     # -- snapshots ----------------------------------------------------------------
 
     async def snapshot(self, user: str, snapshot_id: str) -> Snapshot:
@@ -712,6 +743,12 @@ def _hotplug(server: Server, backend: GanetiBackend) -> bool:
     return server.operstate == "STARTED" and backend.hypervisor == "kvm"
 
 
+def image_export_name(instance_name: str) -> str:
+    """The NBD export of the image a build of ``instance_name`` deploys
+    (the OS definition derives it from ``INSTANCE_NAME``)."""
+    return f"snf-img-{instance_name}"
+
+
 def disk_params(volume: Volume) -> dict[str, Any]:
     """The Ganeti disk of a thin volume: the provider adopts the map named
     like the disk (``VOL_CNAME``) and, ``managed``, leaves it on removal."""
@@ -727,4 +764,4 @@ def _uuid(text: str) -> bool:
     return True
 
 
-__all__ = ["DISK", "PROVIDER", "Volumes", "disk_params"]
+__all__ = ["DISK", "PROVIDER", "Volumes", "disk_params", "image_export_name"]
