@@ -83,6 +83,30 @@ class VolumeTests(VolumeCase):
             await self.volumes.info(f"snf-vol-{made['id']}")
         self.assertEqual((await self.vol("GET", f"/volumes/{made['id']}"))[0], 404)
 
+    async def test_reassign(self):
+        """reassign moves a volume and its cyclades.disk to another project
+        of its owner; a project that cannot hold it refuses (nothing moves)."""
+        other = "0c0ffee0-0000-4000-8000-000000000001"
+        await self.stack.set_limits(self.alice, other)
+        made = await self.volume(size=2)
+        before = (await self.stack.usage(self.alice))["cyclades.disk"]
+        code, reply = await self.vol("POST", f"/volumes/{made['id']}/action",
+                                     body={"reassign": {"project": other}})
+        self.assertEqual(code, 202, reply)
+        self.assertEqual((await self.stack.usage(self.alice))["cyclades.disk"],
+                         before - 2 * GiB)
+        self.assertEqual((await self.stack.usage(self.alice, other))["cyclades.disk"], 2 * GiB)
+        code, reply = await self.vol("GET", f"/volumes/{made['id']}")
+        self.assertEqual(reply["volume"]["os-vol-tenant-attr:tenant_id"], other)
+        code, reply = await self.vol("POST", f"/volumes/{made['id']}/action",
+                                     body={"reassign": {"project": "nowhere"}})
+        self.assertIn(code, (403, 404, 409, 413), reply)  # not a project of hers: 404
+        code, reply = await self.vol("GET", f"/volumes/{made['id']}")
+        self.assertEqual(reply["volume"]["os-vol-tenant-attr:tenant_id"], other)
+        code, reply = await self.vol("POST", f"/volumes/{made['id']}/action",
+                                     body={"reassign": {}})
+        self.assertEqual(code, 400, reply)
+
     async def test_over_quota(self):
         """A volume beyond cyclades.disk is 413 and leaves nothing."""
         carol, token = await self.stack.user("carol", disk=GiB)

@@ -10,8 +10,10 @@ are their serials, as text).  Errors are Cinder's JSON
 
 - volumes: list, ``detail``, create (``size``, ``name``, ``description``,
   ``imageRef``, ``snapshot_id``, ``volume_type``, ``metadata``), show,
-  update (``name``, ``description``, ``metadata``), delete, and the
-  action ``os-extend``; ``source_volid`` (cloning a volume) is 400.
+  update (``name``, ``description``, ``metadata``), delete (``cascade``),
+  metadata routes, and the actions ``os-extend``, ``os-set_bootable`` and
+  Synnefo's ``reassign`` (``{"project"}``: the volume and its quota move);
+  ``source_volid`` (cloning a volume) is 400.
 - types: list and show (``SNF:disk_template`` and ``SNF:detachable`` in
   ``extra_specs``).
 - snapshots: list, ``detail``, create (``volume_id``, ``name``,
@@ -375,9 +377,17 @@ class VolumeAPI:
         await self._volumes.volume(user, volume_id)  # 404 first, as Cinder
         body = json_object(body_of(request, self._max_body))
         if len(body) != 1 or not isinstance(next(iter(body.values())), dict) \
-                or next(iter(body)) not in ("os-extend", "os-set_bootable"):
-            raise errors.BadRequest("Supported volume actions: os-extend, os-set_bootable.")
+                or next(iter(body)) not in ("os-extend", "os-set_bootable", "reassign"):
+            raise errors.BadRequest("Supported volume actions: os-extend, os-set_bootable,"
+                                    " reassign.")
         name, args = next(iter(body.items()))
+        if name == "reassign":
+            project = args.get("project")
+            if not isinstance(project, str) or not project:
+                raise errors.BadRequest("reassign needs the project to move the volume to.")
+            await self._volumes.reassign(user, volume_id, project)
+            request.setResponseCode(202)
+            return b""
         if name == "os-extend":
             await self._volumes.extend(user, volume_id,
                                        _size(args.get("new_size"), "new_size"))

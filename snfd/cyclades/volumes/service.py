@@ -313,6 +313,39 @@ class Volumes:
         await self.thin.grow(volume.map_name, new_size * GiB)
         return changed
 
+    async def reassign(self, user: str, volume_id: str, project: str) -> Volume:
+        """Move a volume (and its ``cyclades.disk``) to ``project`` (one
+        commission, accepted with the change; 413 when ``project`` cannot
+        hold it).  A boot volume its server's charge covers moves with its
+        server, not alone (400)."""
+        volume = await self.volume(user, volume_id)
+        if not volume.charged:
+            raise errors.BadRequest(f"Volume {volume_id} is its server's boot disk: reassign"
+                                    " the server.")
+        if volume.status not in ("available", "in-use"):
+            raise errors.BadRequest(f"Volume {volume_id} is {volume.status}.")
+        if project == volume.project:
+            return volume
+        moved = (_provisions(volume.userid, volume.project, -volume.size)
+                 + _provisions(volume.userid, project, volume.size))
+
+        async def move(attempt: Attempt) -> Volume:
+            def txn_(txn: Any) -> Volume:
+                locked = store.volume_txn(txn, volume_id, for_update=True)
+                if locked is None or locked.project != volume.project \
+                        or locked.size != volume.size:
+                    raise errors.Conflict(f"Volume {volume_id} changed meanwhile; try again.")
+                changed = store.update_volume_txn(txn, volume_id, project=project)
+                assert changed is not None
+                if attempt.serial is not None:
+                    decide_txn(txn, attempt.component, attempt.serial, True)
+                return changed
+            changed: Volume = await self._db.run("cyclades.reassign_volume", txn_)
+            return changed
+
+        return await run_charged(self._charger, move, moved,
+                                 name=f"cyclades: reassign volume {volume_id}")
+
     # -- attachments --------------------------------------------------------------
 
     async def attach(self, user: str, server: Server, volume_id: str) -> Volume:
