@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import archip, cyclades, identity, networks, pithos
+from snfd.cli import archip, cyclades, identity, networks, os_install, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     cyclades.add_parsers(sub)
     networks.add_parsers(sub)
     archip.add_parsers(sub)
+    os_install.add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -66,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.token:
                 return archip.run_without_database(args)
             return _with_reactor(args, "identity", archip.run)
+        if args.command in os_install.COMMANDS:
+            return os_install.run(args)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cyclades.CommandFailed, archip.CommandFailed,
+            os_install.CommandFailed,
             cfg.ConfigError,
             plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError,
             StartupError) as e:
