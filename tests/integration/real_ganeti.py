@@ -26,7 +26,8 @@ from snfd.testing.rabbitmq import private_rabbit
 
 
 async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str,
-                     archip: bool = False) -> Path:
+                     archip: bool = False, guest_os: str = "noop+default",
+                     public_on_host: bool = False) -> Path:
     """Bring up the cluster and the node for ``testcase`` (skipped where
     real Ganeti cannot run), stopped by its cleanups; sets its
     ``cluster``, ``dsn`` and ``node``.  ``cyclades``: more ``[cyclades]``
@@ -34,7 +35,10 @@ async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str,
     from the cluster's namespace on the root end of its veth pair
     (``testcase.host``, 10.77.N.1): the HTTP site listens there beside
     127.0.0.1, the NBD server (``testcase.nbd_port``) only there.  Returns
-    the run's directory (the RAPI certificate is ``rapi.pem`` in it)."""
+    the run's directory (the RAPI certificate is ``rapi.pem`` in it).
+    ``guest_os``: the Ganeti OS of new servers; ``public_on_host`` (with
+    ``archip``): the compute service's public URL, hence the OS's
+    ``config_url``, is on ``testcase.host``, which the cluster reaches."""
     reason = await threads.deferToThread(real_ganeti_unavailable)
     if reason:
         raise unittest.SkipTest(reason)
@@ -49,7 +53,7 @@ async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str,
     cert = root / "rapi.pem"
     cert.write_text(cluster.certificate)
     config = (
-        "[cyclades]\nos = noop+default\nreconcile_interval = 86400\n" + cyclades +
+        f"[cyclades]\nos = {guest_os}\nreconcile_interval = 86400\n" + cyclades +
         "[ganeti-events]\n"
         f"queue_dir = {cluster.queue_dir}\ncluster = {cluster.name}\n"
         f"rapi_url = {cluster.url}\nrapi_username = {cluster.username}\n"
@@ -66,6 +70,10 @@ async def start_node(testcase: Any, prefix: str, cyclades: str, ready_path: str,
         port = testcase.node.process.port
         testcase.node.process.env["SNFD_LISTEN"] = \
             f"tcp:{port}:interface=127.0.0.1 tcp:{port}:interface={host}"
+        if public_on_host:
+            conf = testcase.node.config_path
+            conf.write_text(conf.read_text().replace(
+                "[cyclades]\n", f"[cyclades]\npublic_url = http://{host}:{port}\n", 1))
     testcase.addCleanup(testcase.node.stop)
     await threads.deferToThread(testcase.node.start, 180.0, ready_path)
     return root
