@@ -75,9 +75,12 @@ def sh(*argv: str, data: bytes | None = None) -> str:
     return done.stdout.decode(errors="replace")
 
 
-def make_image(where: Path, fs: str = "ext4", partitioned: bool = True) -> bytes:
-    """A 16 MiB raw image: one partition from sector 2048 (or none) holding
-    a tiny root filesystem with /etc/{passwd,group,shadow,hostname}."""
+def make_image(where: Path, fs: str = "ext4", partitioned: bool = True, label: str = "dos",
+               block: int = 0) -> bytes:
+    """A 16 MiB raw image: one partition from sector 2048 (or none) in a
+    ``label`` (dos or gpt) table, holding a tiny root filesystem with
+    /etc/{passwd,group,shadow,hostname} (ext4 blocks of ``block`` bytes,
+    0: mke2fs's choice)."""
     tree = where / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "root").mkdir(mode=0o700)
@@ -94,10 +97,13 @@ def make_image(where: Path, fs: str = "ext4", partitioned: bool = True) -> bytes
     os.truncate(image, IMAGE_SIZE)
     offset = START * 512 if partitioned else 0
     if partitioned:
-        sh("sfdisk", "-q", str(image), data=f"start={START}, type=83\n".encode())
+        kind = "L" if label == "gpt" else "83"
+        sh("sfdisk", "-q", str(image),
+           data=f"label: {label}\nstart={START}, size=28672, type={kind}\n".encode())
     if fs == "ext4":
-        sh("mkfs.ext4", "-q", "-F", "-E", f"offset={offset}", "-d", str(tree), str(image),
-           f"{(IMAGE_SIZE - offset) // 1024}k")
+        sh("mkfs.ext4", "-q", "-F", *(["-b", str(block)] if block else []),
+           "-E", f"offset={offset}", "-d", str(tree), str(image),
+           f"{(IMAGE_SIZE - offset - MiB * partitioned) // 1024}k")
     elif fs == "vfat":
         sh("mkfs.vfat", "--offset", str(offset // 512), str(image),
            str((IMAGE_SIZE - offset) // 1024))
@@ -252,6 +258,55 @@ class OsDefinitionTests(unittest.TestCase):
         self.assertEqual([(p["start"], p["size"]) for p in table["partitions"]],
                          [(START, DISK_SIZE // 512 - START)])
         self.assertEqual(self.block_count(), DISK_SIZE - START * 512)
+        self.assert_customized()
+
+    async def test_gpt_4k_blocks(self):
+        """A GPT image (backup table at the image's end) with 4 KiB blocks:
+        the backup table moves to the disk's end, the partition and the
+        filesystem grow, and the file keeps its size (resize2fs would cut a
+        file holding a filesystem at an offset; create gives it back)."""
+        image = make_image(self.tmp, label="gpt", block=4096)
+        self.opener.add(EXPORT, image, snapshot=True)
+        self.serve_params()
+        await self.create()
+        table = json.loads(sh("sfdisk", "--json", str(self.disk)))["partitiontable"]
+        self.assertEqual(table["label"], "gpt")
+        self.assertEqual(table["lastlba"], DISK_SIZE // 512 - 34)
+        end = table["partitions"][0]["start"] + table["partitions"][0]["size"]
+        self.assertEqual(end, DISK_SIZE // 512 - 33)
+        self.assertGreater(self.block_count(), DISK_SIZE - 2 * MiB)
+        self.assert_customized()
+        verified = subprocess.run(["sfdisk", "--verify", str(self.disk)],
+                                  capture_output=True, text=True)
+        self.assertEqual(verified.returncode, 0, verified.stdout + verified.stderr)
+
+    async def test_tls(self):
+        """``img_nbd`` with tls: the image is read over NBD with STARTTLS,
+        the server's certificate checked against the CA that ``os-install
+        --nbd-ca`` put in pki/; without that CA, create refuses."""
+        from twisted.internet import ssl
+
+        from snfd.tls import self_signed
+
+        cert, key = self_signed("127.0.0.1", ["127.0.0.1"])
+        tls = ssl.PrivateCertificate.loadPEM(cert + key).options()
+        opener = BytearrayOpener()
+        image = make_image(self.tmp)
+        opener.add(EXPORT, image, snapshot=True)
+        factory = NbdServerFactory(opener, reactor=reactor, read_only=True, tls=tls)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        nbd = json.dumps({"host": "127.0.0.1", "port": port.getHost().port, "tls": True})
+        self.serve_params(img_nbd=nbd)
+        done = await self.create(ok=False)
+        self.assertEqual(done.returncode, 1)
+        self.assertIn("requires TLS", done.stderr)
+        ca = self.tmp / "ca.pem"
+        ca.write_bytes(cert)
+        os_install.install(self.os_dir, nbd_ca=ca)
+        self.serve_params(img_nbd=nbd)
+        done = await self.create()
+        self.assertIn("nbds://", done.stderr)
         self.assert_customized()
 
     async def test_whole_disk_filesystem(self):

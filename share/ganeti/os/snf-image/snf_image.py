@@ -59,6 +59,8 @@ FETCH_TIMEOUT = 60
 EXPORT_PREFIX = "snf-img-"
 EXT_MAGIC = 0xEF53
 SECTOR = 512
+#: Bytes read from nbdcopy at a time (TLS into a file).
+CHUNK = 4 * 1024 * 1024
 
 
 class Failure(Exception):
@@ -74,13 +76,15 @@ def log(message: str) -> None:
 
 
 def run(argv: list[str], stdin: bytes | None = None, check: bool = True,
-        ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
-    """Run a tool with a plain environment; fail with its last stderr line
-    unless its status is in ``ok``."""
+        ok: tuple[int, ...] = (0,), home: str | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
+    """Run a tool with a plain environment (and ``HOME``); fail with its
+    last stderr line unless its status is in ``ok``."""
+    env = {"PATH": PATH, "LC_ALL": "C", **({"HOME": home} if home else {})}
     try:
-        done = subprocess.run(argv, input=stdin, capture_output=True, env={
-            "PATH": PATH, "LC_ALL": "C"}, stdin=None if stdin is not None
-            else subprocess.DEVNULL, check=False)
+        done = subprocess.run(argv, input=stdin, capture_output=True, env=env,
+                              stdin=None if stdin is not None else subprocess.DEVNULL,
+                              check=False)
     except FileNotFoundError:
         raise Failure(f"{argv[0]} is not installed") from None
     if check and done.returncode not in ok:
@@ -127,22 +131,56 @@ def write_image(params: dict[str, Any], disk: str, instance: str) -> None:
         raise Failure("the image cannot be fetched: the build parameters give no NBD"
                       " export (img_nbd); the node must run the volume service (archip)")
     host, port, export = str(nbd["host"]), int(nbd["port"]), EXPORT_PREFIX + instance
-    opts = f"driver=nbd,server.type=inet,server.host={host},server.port={port},export={export}"
-    argv = ["qemu-img", "convert", "-n"]
-    if nbd.get("tls"):
-        if not os.path.isfile(os.path.join(PKI, "ca-cert.pem")):
-            raise Failure("the node's NBD server requires TLS: install the OS definition"
-                          " with its CA (snf-manage os-install --nbd-ca)")
-        argv += ["--object", f"tls-creds-x509,id=snfnbd,dir={PKI},endpoint=client"]
-        opts += ",tls-creds=snfnbd"
-    argv += ["--image-opts", opts, "-O", "raw", disk]
+    where = f"[{host}]" if ":" in host else host
     started = time.monotonic()
-    log(f"writing the image from nbd{'s' if nbd.get('tls') else ''}://{host}:{port}/{export}"
-        f" onto {disk}")
-    run(argv)
+    if nbd.get("tls"):
+        uri = f"nbds://{where}:{port}/{export}"
+        log(f"writing the image from {uri} onto {disk}")
+        _copy_tls(uri, disk)
+    else:
+        log(f"writing the image from nbd://{where}:{port}/{export} onto {disk}")
+        # -n: the disk exists (a file keeps its size; nbdcopy would cut it).
+        run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw",
+             f"nbd://{where}:{port}/{export}", disk])
     with open(disk, "rb+") as f:
         os.fsync(f.fileno())
     log(f"image written in {time.monotonic() - started:.2f} s")
+
+
+def _copy_tls(uri: str, disk: str) -> None:
+    """nbdcopy over TLS (libnbd: the CA in $HOME/.pki/libnbd, as URIs may
+    not name certificate files; qemu-img also wants the CA to carry CA
+    basic constraints, which a node's self-signed certificate lacks).
+    Onto a block device directly; into a file through a pipe, written in
+    place (nbdcopy would truncate the file), chunks the file already holds
+    (zeros of a fresh disk) left alone."""
+    if not os.path.isfile(os.path.join(PKI, "ca-cert.pem")):
+        raise Failure("the node's NBD server requires TLS: install the OS definition"
+                      " with its CA (snf-manage os-install --nbd-ca)")
+    with tempfile.TemporaryDirectory(prefix="snf-image-home-") as home:
+        os.mkdir(os.path.join(home, ".pki"), 0o700)
+        os.symlink(PKI, os.path.join(home, ".pki", "libnbd"))
+        if stat.S_ISBLK(os.stat(disk).st_mode):
+            run(["nbdcopy", uri, disk], home=home)
+            return
+        size = disk_size(disk)
+        env = {"PATH": PATH, "LC_ALL": "C", "HOME": home}
+        with open(disk, "r+b") as out, subprocess.Popen(
+                ["nbdcopy", uri, "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL, env=env) as child:
+            assert child.stdout is not None and child.stderr is not None
+            offset = 0
+            while chunk := child.stdout.read(CHUNK):
+                if offset + len(chunk) > size:
+                    child.kill()
+                    raise Failure(f"the image is larger than the disk ({size} bytes)")
+                if out.read(len(chunk)) != chunk:
+                    out.seek(offset)
+                    out.write(chunk)
+                offset += len(chunk)
+            errors = child.stderr.read().decode(errors="replace").strip()
+        if child.returncode != 0:
+            raise Failure(f"nbdcopy exited {child.returncode}: {errors.splitlines()[-1:]}")
 
 
 # -- finding the root filesystem -------------------------------------------------
