@@ -19,11 +19,15 @@ with a key pair, an admin password and a personality file.  Once it is
 ACTIVE, the instance's disk file (its path from ``gnt-instance info``) is
 read with debugfs from the root namespace: the image is there, grown to
 the disk, with the host name, the key, the password hash and the file.
-Deleting the server leaves no instance and no image export.  Timings (the
+A second server, on the thin flavor (``ext_archipelago``, the provider
+installed by ``snf-manage extstorage-install``), has a clone that holds the image:
+create only customizes it, through the loop device the provider attached.
+Deleting the servers leaves no instance and no image export.  Timings (the
 whole create, and create inside Ganeti from its OS log) go to the test log.
 
 Needs root and real Ganeti (``real_ganeti_unavailable``), and the tools
-``create`` uses (``tests.archip.test_os_definition.unavailable``).
+``create`` uses (``tests.archip.test_os_definition.unavailable``) and
+those the provider attaches with (``tests.archip.test_extstorage.unavailable``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from twisted.internet import threads
 from twisted.python import log
 from twisted.trial import unittest
 
+from tests.archip.test_extstorage import unavailable as extstorage_unavailable
 from tests.archip.test_os_definition import START, debugfs, make_image, stat_of
 from tests.archip.test_os_definition import unavailable as create_unavailable
 from tests.integration.real_ganeti import rapi_get, start_node
@@ -63,7 +68,7 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
     timeout = 900
 
     async def setUp(self) -> None:
-        reason = create_unavailable()
+        reason = create_unavailable() or extstorage_unavailable()
         if reason:
             raise unittest.SkipTest(reason)
         root = await start_node(self, "snfd-image-deploy-real-", "", "/compute/v2.1/flavors",
@@ -82,14 +87,21 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         self.assertIn("file", backend["disk_templates"])
         self.os_dir = cluster.base / "srv" / "os" / "snf-image"
         node.manage("os-install", "--dest", str(self.os_dir))
-        # A component token to ask the volume service about the image export.
-        scratch = root / "provider"
-        node.manage("extstorage-install", "--dest", str(scratch),
-                    "--url", f"http://{self.host}:{node.process.port}")
-        self.token = json.loads((scratch / "archipelago.conf").read_text())["token"]
+        # The ExtStorage provider, for the thin server; its component token
+        # also asks the volume service about the image export.
+        provider = cluster.base / "srv" / "extstorage" / "archipelago"
+        self.run_dir = cluster.base / "run" / "snfd-archipelago"
+        node.manage("extstorage-install", "--dest", str(provider),
+                    "--url", f"http://{self.host}:{node.process.port}",
+                    "--run-dir", str(self.run_dir))
+        self.token = json.loads((provider / "archipelago.conf").read_text())["token"]
         flavors = json.loads(node.manage("flavor-create", "--cpu", "1", "--ram", "128",
                                          "--disk", "1", "--disk-template", "file", "--json"))
         self.flavor_id = flavors[0]["id"]
+        thin = json.loads(node.manage("flavor-create", "--cpu", "1", "--ram", "128",
+                                      "--disk", "1", "--disk-template", "ext_archipelago",
+                                      "--json"))
+        self.thin_flavor_id = thin[0]["id"]
         work = root / "image"
         work.mkdir()
         self.image = make_image(work)
@@ -162,22 +174,53 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
 
     # -- the test ------------------------------------------------------------------
 
-    def test_file_server_from_image(self):
+    def test_servers_from_image(self):
         """A server on a ``file`` flavor from a partitioned ext4 image is
         ACTIVE with the image on its 1 GiB disk file (which keeps its
         size), the root partition and filesystem grown to the disk, its
         host name, root's password (SHA-512 hash of the admin password),
         the key pair's key and the personality file written; the image's
-        NBD export is gone once the build ended, and deleting the server
-        leaves no instance."""
+        NBD export is gone once the build ended.  A server on the thin
+        flavor gets the same customization on its clone, nothing written
+        by the OS.  Deleting both leaves no instance and no export."""
         return threads.deferToThread(self.scenario)
 
     def scenario(self) -> None:
         self.api("POST", "/compute/v2.1/os-keypairs",
                  {"keypair": {"name": "laptop", "public_key": KEY}})
+        sid = self.create_server("vm-one", self.flavor_id, "file")
+        disk = self.disk_file(sid)
+        self.assertEqual(disk.stat().st_size, GiB)
+        self.assert_deployed(disk, sid)
+
+        # A thin server: its disk (a clone) holds the image; only customized.
+        thin = self.create_server("vm-two", self.thin_flavor_id, "thin")
+        shown = self.server(thin)[1]
+        volume = shown["server"]["os-extended-volumes:volumes_attached"][0]["id"]
+        device = (self.run_dir / f"snf-vol-{volume}" / "loop").read_text().strip()
+        self.assert_deployed(Path(device), thin)
+        self.assertIn("not written", self.os_logs())
+
+        started = time.monotonic()
+        for server in (sid, thin):
+            self.api("DELETE", f"{SERVERS}/{server}", expect=204)
+        for server in (sid, thin):
+            self.wait(f"server {server} deleted", lambda s=server: self.server(s),
+                      lambda s: s[0] == 404 or (s[0] == 200
+                                                and s[1]["server"]["status"] == "DELETED"))
+        self.figures["delete two servers"] = round(time.monotonic() - started, 2)
+        self.assertEqual([self.export_status(s) for s in (sid, thin)], [404, 404])
+        self.assertEqual(rapi_get(self.cluster, "/2/instances")[1], [])
+        self.assertFalse(disk.exists())
+        self.assertFalse((self.run_dir / f"snf-vol-{volume}").exists(), "still attached")
+        log.msg(f"image deploy on real Ganeti, seconds: {self.figures}")
+
+    def create_server(self, name: str, flavor: int, kind: str) -> int:
+        """Create ``name`` with the key, the password and /etc/motd; wait
+        until it is ACTIVE; its id."""
         started = time.monotonic()
         made = self.api("POST", SERVERS, {"server": {
-            "name": "vm-one", "flavorRef": str(self.flavor_id), "imageRef": self.image_id,
+            "name": name, "flavorRef": str(flavor), "imageRef": self.image_id,
             "key_name": "laptop", "adminPass": PASSWORD,
             "personality": [{"path": "/etc/motd",
                              "contents": base64.b64encode(MOTD).decode()}]}}, expect=202)
@@ -191,15 +234,18 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
                     and not body["server"]["OS-EXT-STS:task_state"])
 
         self.wait(f"server {sid} ACTIVE", lambda: self.server(sid), active)
-        took = self.figures["create (POST to ACTIVE)"] = round(time.monotonic() - started, 2)
+        took = self.figures[f"{kind}: create (POST to ACTIVE)"] = \
+            round(time.monotonic() - started, 2)
         inside = re.findall(r"create done in ([\d.]+) s", self.os_logs())
         if inside:
-            self.figures["create inside Ganeti (OS script)"] = float(inside[-1])
-        log.msg(f"image deploy on real Ganeti: create took {took:.2f} s; {self.figures}")
+            self.figures[f"{kind}: create inside Ganeti (OS script)"] = float(inside[-1])
+        log.msg(f"image deploy on real Ganeti: {kind} create took {took:.2f} s")
+        return sid
 
-        disk = self.disk_file(sid)
-        self.assertEqual(disk.stat().st_size, GiB)
-        data = disk.read_bytes()[:MiB]
+    def assert_deployed(self, disk: Path, sid: int) -> None:
+        """``disk`` holds the image, grown to 1 GiB and customized."""
+        with open(disk, "rb") as f:
+            data = f.read(MiB)
         self.assertEqual(data[:440], self.image[:440])
         table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True,
                                           text=True, check=True).stdout)["partitiontable"]
@@ -214,14 +260,3 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         self.assertEqual(debugfs(disk, "cat /etc/motd").encode(), MOTD)
         self.assertNotIn(PASSWORD, self.os_logs())
         self.assertEqual(self.export_status(sid), 404)
-
-        started = time.monotonic()
-        self.api("DELETE", f"{SERVERS}/{sid}", expect=204)
-        self.wait(f"server {sid} deleted", lambda: self.server(sid),
-                  lambda s: s[0] == 404 or (s[0] == 200
-                                            and s[1]["server"]["status"] == "DELETED"))
-        self.figures["delete"] = round(time.monotonic() - started, 2)
-        self.assertEqual(self.export_status(sid), 404)
-        self.assertEqual(rapi_get(self.cluster, "/2/instances")[1], [])
-        self.assertFalse(disk.exists())
-        log.msg(f"image deploy on real Ganeti, seconds: {self.figures}")
