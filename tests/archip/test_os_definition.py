@@ -240,7 +240,8 @@ class OsDefinitionTests(unittest.TestCase):
         return int(blocks.group(1)) * int(size.group(1))
 
     async def test_deploys_and_customizes(self):
-        """The image's bytes land on the file disk, which keeps its 64 MiB;
+        """The image's bytes land on the file disk, which keeps its 64 MiB
+        and stays sparse;
         the root partition and its ext4 grow to the disk; the host name,
         root's password hash (SHA-512, never logged), the SSH keys (700/600)
         and the personality files (modes and owners as given, parent
@@ -254,6 +255,8 @@ class OsDefinitionTests(unittest.TestCase):
         data = self.disk.read_bytes()
         self.assertEqual(len(data), DISK_SIZE)
         self.assertEqual(data[:440], image[:440])  # the boot code, untouched
+        # Zeros are not written: the file stays sparse.
+        self.assertLess(os.stat(self.disk).st_blocks * 512, 2 * MiB)
         table = json.loads(sh("sfdisk", "--json", str(self.disk)))["partitiontable"]
         self.assertEqual([(p["start"], p["size"]) for p in table["partitions"]],
                          [(START, DISK_SIZE // 512 - START)])
