@@ -406,7 +406,8 @@ def example(plugin_keys: Mapping[str, Sequence[Key]] | None = None) -> str:
     out = ["# snfd configuration: every key, with its default (commented out).",
            "# Secret keys may also be given as <key>_file = /path/to/file.", ""]
     all_keys = dict(CORE_KEYS)
-    all_keys.update(plugin_keys or {})
+    # Plugins in name order: the plugin scan's order differs between machines.
+    all_keys.update(sorted((plugin_keys or {}).items()))
     for name, keys in all_keys.items():
         if name.endswith(":*"):
             out.append(f"# One section per name, e.g. [{name[:-2]}:NAME]:")

@@ -71,6 +71,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import secrets
 import string
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -214,10 +215,12 @@ def create_body(server: Server, backend: GanetiBackend, image: Any, config_url: 
 
 
 def build_params(image: Any, password: str, personality: Sequence[PersonalityFile],
-                 keys: list[str], user_data: str | None) -> dict[str, Any]:
-    """What snf-image fetches once from ``config_url``."""
+                 keys: list[str], user_data: str | None, hostname: str = "") -> dict[str, Any]:
+    """What snf-image fetches once from ``config_url`` (``hostname``: the
+    server's name as a host name, ``host_name``)."""
     params: dict[str, Any] = {
         "img_id": getattr(image, "mapfile", ""),
+        "img_hostname": hostname,
         "img_passwd": password,
         "img_format": getattr(image, "disk_format", "diskdump"),
         "img_personality": json.dumps([f.as_json() for f in personality]),
@@ -228,6 +231,15 @@ def build_params(image: Any, password: str, personality: Sequence[PersonalityFil
     if user_data is not None:
         params["cloud_userdata"] = user_data
     return params
+
+
+_HOST_LABEL = re.compile(r"[^a-z0-9-]+")
+
+
+def host_name(name: str) -> str:
+    """A server's name as a host name (one DNS label: lowercase letters,
+    digits and hyphens, at most 63); empty when nothing is left."""
+    return _HOST_LABEL.sub("-", name.lower()).strip("-")[:63].strip("-")
 
 
 def _create_pending(server: Server) -> bool:
@@ -588,7 +600,8 @@ class Servers:
             await allocator.refresh_stale(self._db, self._rapi_pool,
                                           self.settings.stats_min_age)
             key = secrets.token_urlsafe(32)
-            params = build_params(image, password, req.personality, keys, req.user_data)
+            params = build_params(image, password, req.personality, keys, req.user_data,
+                                  host_name(req.name))
             if self.volumes is not None:
                 params.update(self.volumes.deploy_params(deployed=thin))
             expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
@@ -789,7 +802,8 @@ class Servers:
         keys = await self.keypairs.public_keys(user, list(server.key_names))
         password = req.admin_pass or generate_password()
         key = secrets.token_urlsafe(32)
-        params = build_params(image, password, req.personality, keys, None)
+        params = build_params(image, password, req.personality, keys, None,
+                              host_name(req.name or server.name))
         if self.volumes is not None:
             # A rebuild writes the image over the disk, thin or not.
             params.update(self.volumes.deploy_params(deployed=False))

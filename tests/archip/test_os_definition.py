@@ -170,6 +170,7 @@ class OsDefinitionTests(unittest.TestCase):
         """Serve the build's parameters (``overrides`` replace or, None, drop keys)."""
         params: dict[str, Any] = {
             "img_id": "map-of-the-image", "img_passwd": PASSWORD, "img_format": "diskdump",
+            "img_hostname": "web-1",
             "img_personality": json.dumps([
                 {"path": "/etc/motd", "contents": base64.b64encode(b"hello\n").decode()},
                 {"path": "/home/alice/notes/todo.txt", "owner": "alice", "group": "alice",
@@ -207,9 +208,9 @@ class OsDefinitionTests(unittest.TestCase):
         self.assertNotIn(PASSWORD, done.stderr + done.stdout)
         return done
 
-    def assert_customized(self, offset: int = START * 512) -> None:
+    def assert_customized(self, offset: int = START * 512, hostname: str = "web-1") -> None:
         disk = self.disk
-        self.assertEqual(debugfs(disk, "cat /etc/hostname", offset), f"{INSTANCE}\n")
+        self.assertEqual(debugfs(disk, "cat /etc/hostname", offset), f"{hostname}\n")
         shadow = debugfs(disk, "cat /etc/shadow", offset).splitlines()
         root = shadow[0].split(":")
         self.assertEqual(root[0], "root")
@@ -314,13 +315,14 @@ class OsDefinitionTests(unittest.TestCase):
 
     async def test_whole_disk_filesystem(self):
         """An image without a partition table is one filesystem: it grows to
-        the disk and is customized."""
+        the disk and is customized (without img_hostname, the host name is
+        the instance's)."""
         image = make_image(self.tmp, partitioned=False)
         self.opener.add(EXPORT, image, snapshot=True)
-        self.serve_params(img_properties=json.dumps({"OSFAMILY": "linux"}))
+        self.serve_params(img_properties=json.dumps({"OSFAMILY": "linux"}), img_hostname=None)
         await self.create()
         self.assertEqual(self.block_count(0), DISK_SIZE)
-        self.assert_customized(0)
+        self.assert_customized(0, hostname=INSTANCE)
 
     async def test_deployed_writes_nothing(self):
         """``img_deployed=yes``: the disk (a thin clone) holds the image

@@ -191,14 +191,14 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         sid = self.create_server("vm-one", self.flavor_id, "file")
         disk = self.disk_file(sid)
         self.assertEqual(disk.stat().st_size, GiB)
-        self.assert_deployed(disk, sid)
+        self.assert_deployed(disk, "vm-one", sid)
 
         # A thin server: its disk (a clone) holds the image; only customized.
         thin = self.create_server("vm-two", self.thin_flavor_id, "thin")
         shown = self.server(thin)[1]
         volume = shown["server"]["os-extended-volumes:volumes_attached"][0]["id"]
         device = (self.run_dir / f"snf-vol-{volume}" / "loop").read_text().strip()
-        self.assert_deployed(Path(device), thin)
+        self.assert_deployed(Path(device), "vm-two", thin)
         self.assertIn("not written", self.os_logs())
 
         started = time.monotonic()
@@ -242,8 +242,9 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         log.msg(f"image deploy on real Ganeti: {kind} create took {took:.2f} s")
         return sid
 
-    def assert_deployed(self, disk: Path, sid: int) -> None:
-        """``disk`` holds the image, grown to 1 GiB and customized."""
+    def assert_deployed(self, disk: Path, hostname: str, sid: int) -> None:
+        """``disk`` holds the image, grown to 1 GiB and customized (its host
+        name: the server's name)."""
         with open(disk, "rb") as f:
             data = f.read(MiB)
         self.assertEqual(data[:440], self.image[:440])
@@ -251,7 +252,7 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
                                           text=True, check=True).stdout)["partitiontable"]
         self.assertEqual([(p["start"], p["size"]) for p in table["partitions"]],
                          [(START, GiB // 512 - START)])
-        self.assertEqual(debugfs(disk, "cat /etc/hostname"), f"snf-{sid}\n")
+        self.assertEqual(debugfs(disk, "cat /etc/hostname"), f"{hostname}\n")
         root = debugfs(disk, "cat /etc/shadow").splitlines()[0].split(":")
         self.assertEqual(root[0], "root")
         self.assertEqual(crypt.crypt(PASSWORD, root[1]), root[1])

@@ -408,8 +408,10 @@ def set_root_password(fs: Ext, password: str) -> None:
 
 
 def customize(fs: Ext, params: dict[str, Any], instance: str) -> None:
-    fs.write("/etc/hostname", f"{instance}\n".encode(), 0o644)
-    log(f"host name {instance}")
+    # The server's name as a host name (img_hostname), else the instance's.
+    hostname = str(params.get("img_hostname") or "") or instance
+    fs.write("/etc/hostname", f"{hostname}\n".encode(), 0o644)
+    log(f"host name {hostname}")
     password = params.get("img_passwd")
     if password:
         set_root_password(fs, str(password))
