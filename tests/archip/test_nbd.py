@@ -896,3 +896,58 @@ class TlsTests(ServerCase):
         self.assertEqual(json.loads(done.stdout)["exports"][0]["export-size"], 2 * MiB)
         done = await self.thread(_run, "nbdinfo", "--json", self.url("vol-1"))
         self.assertNotEqual(done.returncode, 0)
+
+
+_LIBNBD_SCRIPT = r"""
+import json, sys
+import nbd
+
+url = sys.argv[1]
+out = {}
+a, b = nbd.NBD(), nbd.NBD()
+a.connect_uri(url)
+b.connect_uri(url)
+out["size"] = a.get_size()
+out["multi_conn"] = a.can_multi_conn()
+out["flush"], out["trim"], out["zero"] = a.can_flush(), a.can_trim(), a.can_zero()
+a.pwrite(b"written on a" * 100, 65536)
+a.flush()
+out["read_on_b"] = b.pread(1200, 65536).decode()
+b.zero(65536, 65536)
+out["zeroed_on_a"] = a.pread(16, 65536) == bytes(16)
+try:
+    a.pread(10, out["size"])
+    out["past_end"] = "read"
+except nbd.Error as e:
+    out["past_end"] = e.errno
+a.shutdown()
+b.shutdown()
+print(json.dumps(out))
+"""
+
+
+class LibnbdTests(ServerCase):
+    """python3-libnbd (Debian's, for /usr/bin/python3): two handles on one
+    export see each other's writes (multi-conn), and the errors map."""
+
+    async def test_python_libnbd(self):
+        def probe() -> int:
+            return subprocess.run(["/usr/bin/python3", "-c", "import nbd"],
+                                  capture_output=True, timeout=60).returncode
+
+        if await self.thread(probe) != 0:
+            raise unittest.SkipTest("python3-libnbd is not installed (Debian python3-libnbd;"
+                                    " ./dev test installs it)")
+        self.opener.add("vol-1", 4 * MiB)
+
+        def run() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["/usr/bin/python3", "-c", _LIBNBD_SCRIPT, self.url("vol-1")],
+                                  capture_output=True, text=True, timeout=60)
+
+        done = await self.thread(run)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        got = json.loads(done.stdout)
+        self.assertEqual(got, {"size": 4 * MiB, "multi_conn": True, "flush": True,
+                               "trim": True, "zero": True,
+                               "read_on_b": "written on a" * 100, "zeroed_on_a": True,
+                               "past_end": "EINVAL"})
