@@ -156,7 +156,7 @@ class ExtStorageOnRealGanetiTests(unittest.TestCase):
         map; what is still attached when the cluster goes, ganeti-down.sh
         releases."""
         root = await self.call("GET", "")
-        self.assertEqual(root["nbd"], {"host": self.host, "port": self.nbd_port})
+        self.assertEqual(root["nbd"], {"host": self.host, "port": self.nbd_port, "tls": False})
 
         # The origin: a volume written over NBD, then snapshotted.
         await self.call("PUT", "/volumes/image-1", {"size": 16 * MiB}, expect=201)

@@ -132,7 +132,13 @@ class VolumesOnRealGanetiTests(unittest.TestCase):
             expect: int | tuple[int, ...] = 200) -> Any:
         """A call of the node's API as alice; its answer (fails unless the
         status is ``expect``)."""
-        status, answer = self.node.api(method, path, self.alice.token, body)
+        try:
+            status, answer = self.node.api(method, path, self.alice.token, body)
+        except ConnectionError as e:
+            # The node is gone: say how it ended (CI saw this once).
+            proc = self.node.process.proc
+            self.fail_with_log(f"{method} {path}: {e!r}; node exit status"
+                               f" {proc.poll() if proc is not None else None}")
         if status not in (expect if isinstance(expect, tuple) else (expect,)):
             self.fail_with_log(f"{method} {path}: {status} {answer}")
         return answer
