@@ -376,6 +376,28 @@ class ServerVolumeTests(VolumeCase):
         self.assertEqual((root.source, root.charged), (f"snapshot:{snap['id']}", False))
         self.assertEqual(server.operstate, "STARTED")
 
+    async def test_failed_create_gives_volumes_back(self):
+        """A create Ganeti fails deletes the boot volume made for it but
+        gives back a volume the user brought, even one marked
+        delete_on_termination."""
+        extra = await self.volume(size=1)
+        s = self.stack
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": self.thin_flavor.id, "imageRef": s.image.id,
+            "block_device_mapping_v2": [{"source_type": "volume", "uuid": extra["id"],
+                                         "destination_type": "volume",
+                                         "delete_on_termination": True}]}})
+        self.assertEqual(code, 202, reply)
+        server = await s.server(reply["server"]["id"])
+        root = next(v for v in server.volumes if v.id != extra["id"])
+        await s.service.updates.simulate(server.id, "OP_INSTANCE_CREATE", "error",
+                                         jobid=server.backendjobid or 0)
+        code, shown = await self.vol("GET", f"/volumes/{extra['id']}")
+        self.assertEqual((code, shown["volume"]["status"]), (200, "available"))
+        self.assertEqual((await self.vol("GET", f"/volumes/{root.id}"))[0], 404)
+        with self.assertRaises(KeyError):
+            await self.volumes.info(root.map_name)
+
     async def test_bad_block_device_mappings(self):
         s = self.stack
         for bdm in ([{"source_type": "blank", "destination_type": "volume", "uuid": "x"}],

@@ -554,7 +554,9 @@ class Volumes:
         for v in volumes:
             present = v.map_name in names
             if removed or failed_create:
-                if v.delete_on_termination:
+                # A failed create deletes only the boot volume made for the
+                # server; volumes the user brought are given back.
+                if v.delete_on_termination and (removed or not v.charged):
                     store.update_volume_txn(txn, v.id, status="deleting", server_id=None)
                     doomed.append(v.id)
                 else:
