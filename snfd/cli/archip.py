@@ -92,14 +92,15 @@ def install(dest: Path, conf: dict[str, Any], source: Path = PROVIDER_SOURCE) ->
     os.chmod(dest, 0o755)
     written = []
     for name in (PROGRAM, *ACTIONS):
-        written.append(_put(dest / name, (source / name).read_bytes(), 0o755))
-    written.append(_put(dest / "parameters.list", (source / "parameters.list").read_bytes(),
+        written.append(put_file(dest / name, (source / name).read_bytes(), 0o755))
+    written.append(put_file(dest / "parameters.list", (source / "parameters.list").read_bytes(),
                         0o644))
-    written.append(_put(dest / CONF, (json.dumps(conf, indent=2) + "\n").encode(), 0o600))
+    written.append(put_file(dest / CONF, (json.dumps(conf, indent=2) + "\n").encode(), 0o600))
     return written
 
 
-def _put(path: Path, data: bytes, mode: int) -> Path:
+def put_file(path: Path, data: bytes, mode: int) -> Path:
+    """Write ``path`` atomically (temporary file, fsync, rename) with ``mode``."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -148,7 +149,7 @@ def _install(args: argparse.Namespace, token: str) -> int:
         written = install(args.dest, conf, args.source)
         if args.nbd_ca:
             (args.dest / "pki").mkdir(mode=0o755, exist_ok=True)
-            written.append(_put(args.dest / "pki" / "ca-cert.pem", args.nbd_ca.read_bytes(),
+            written.append(put_file(args.dest / "pki" / "ca-cert.pem", args.nbd_ca.read_bytes(),
                                 0o644))
     except OSError as e:
         raise CommandFailed(f"{e.filename or args.dest}: {e.strerror or e}") from None

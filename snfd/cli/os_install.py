@@ -11,11 +11,11 @@ No database is needed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from snfd.cli.archip import put_file
 
 COMMANDS = ("os-install",)
 
@@ -53,28 +53,12 @@ def install(dest: Path, source: Path = OS_SOURCE, nbd_ca: Path | None = None) ->
         raise CommandFailed(f"{source}: not the OS definition (no {', '.join(missing)})")
     dest.mkdir(parents=True, exist_ok=True)
     os.chmod(dest, 0o755)
-    written = [_put(dest / n, (source / n).read_bytes(), 0o755) for n in (PROGRAM, *SCRIPTS)]
-    written += [_put(dest / n, (source / n).read_bytes(), 0o644) for n in DATA]
+    written = [put_file(dest / n, (source / n).read_bytes(), 0o755) for n in (PROGRAM, *SCRIPTS)]
+    written += [put_file(dest / n, (source / n).read_bytes(), 0o644) for n in DATA]
     if nbd_ca is not None:
         (dest / "pki").mkdir(mode=0o755, exist_ok=True)
-        written.append(_put(dest / "pki" / "ca-cert.pem", nbd_ca.read_bytes(), 0o644))
+        written.append(put_file(dest / "pki" / "ca-cert.pem", nbd_ca.read_bytes(), 0o644))
     return written
-
-
-def _put(path: Path, data: bytes, mode: int) -> Path:
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 def run(args: argparse.Namespace) -> int:
