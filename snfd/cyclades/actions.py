@@ -14,8 +14,10 @@ here only what happened is history).
 A record's events are its job's opcodes as the update path saw them
 (``cyclades_job_events``, written by ``snfd.cyclades.updates``): each
 opcode's start, its end and ``Success``/``Error``.  An action whose job
-failed shows the message ``Error``, as Nova's.  The history lives as long
-as the server's row (deleted servers keep theirs).
+failed shows the message ``Error``, as Nova's; the events ran on the
+server's backend (Nova's event ``host``).  The history lives as long as
+the server's row (deleted servers keep theirs: Nova shows them from
+microversion 2.21, ``server``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ class InstanceActions:
         """A server's actions, newest first."""
         found: list[InstanceAction] = await self._db.run(
             "cyclades.actions", store.actions_txn, server_id)
+        return found
+
+    async def server(self, server_id: str) -> Server | None:
+        """The server (deleted ones too) whose path id is ``server_id``,
+        or None: for the history of a deleted server."""
+        if not server_id.isdigit() or len(server_id) > 18:
+            return None
+        found: Server | None = await self._db.run("cyclades.server", store.server_txn,
+                                                  int(server_id))
         return found
 
     async def one(self, server_id: int, request_id: str) -> InstanceAction | None:

@@ -19,6 +19,25 @@ has "done" any period; the report counts the servers that existed in
 it), and ``os-server-external-events`` (Neutron's notices about a
 server's ports: checked, acknowledged and logged; Ganeti needs none of
 them).
+
+Nova's later microversions (each only from its version on):
+
+- 2.22-2.24, 2.65: a server's in-progress live migrations
+  (``/servers/<id>/migrations[/<id>]``, 2.23), ``force_complete`` (2.22)
+  and abort (``DELETE``, 2.24): Ganeti completes a live migration on its
+  own and cannot stop one that runs (409); from 2.65 one whose job is
+  still queued is aborted by cancelling that job.
+- 2.23: ``os-migrations`` shows ``migration_type`` and, for in-progress
+  live migrations, ``links``; 2.59: ``uuid``, paging (``limit``,
+  ``marker`` a uuid), ``changes-since``, ``migrations_links``, and other
+  query parameters are 400; 2.66: ``changes-before``.
+- 2.28: a hypervisor's ``cpu_info`` is an object; 2.33: hypervisor
+  listings are paged (``hypervisors_links``); 2.53: hypervisors and
+  services are named by UUID, ``hypervisor_hostname_pattern`` and
+  ``with_servers`` replace ``/search`` and ``/servers`` (404),
+  ``PUT /os-services/<uuid>`` changes a compute service and ``DELETE``
+  removes it (its backend).
+- 2.41: aggregates show their ``uuid``; 2.43: ``os-hosts`` is gone (404).
 """
 
 from __future__ import annotations
@@ -28,15 +47,42 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 from twisted.logger import Logger
 
 from snfd import errors
 from snfd.cyclades.aggregates import Aggregates, check_metadata
-from snfd.cyclades.compute_http import at_least, body_of, object_of, query, require_admin
+from snfd.cyclades.compute_http import (
+    at_least,
+    body_of,
+    empty,
+    int_id,
+    object_of,
+    query,
+    require_admin,
+    views_of,
+)
 from snfd.cyclades.compute_views import nova_time
-from snfd.cyclades.hosts import COMPUTE, INTERNAL_ZONE, ZONE, Hosts, Hypervisor, Service
-from snfd.cyclades.model import Aggregate
-from snfd.cyclades.usage_api import parse_time
+from snfd.cyclades.flavors import parse_bool
+from snfd.cyclades.hosts import (
+    COMPUTE,
+    INTERNAL_ZONE,
+    ZONE,
+    Hosts,
+    Hypervisor,
+    Service,
+    is_uuid,
+    service_uuid,
+)
+from snfd.cyclades.model import Aggregate, Migration, Server
+from snfd.cyclades.usage_api import (
+    changes_window,
+    in_window,
+    next_links,
+    only_params,
+    paged,
+    parse_time,
+)
 from snfd.web.app import json_body, json_object
 
 Handler = Callable[..., Awaitable[bytes]]
@@ -46,6 +92,14 @@ _GIB = 1024  # Ganeti reports disk in MiB
 EVENT_NAMES = ("network-changed", "network-vif-plugged", "network-vif-unplugged",
                "network-vif-deleted")
 EVENT_STATUSES = ("failed", "completed", "in-progress")
+#: The statuses of a migration that is still going on here.
+IN_PROGRESS = ("queued", "running")
+
+
+def _version(request: Any) -> tuple[int, int]:
+    """The request's microversion (Synnefo's dialect: 2.1)."""
+    version: tuple[int, int] = getattr(request, "microversion", (2, 1))
+    return version if views_of(request).negotiates else (2, 1)
 
 
 def _gb(mib: Any) -> int:
@@ -61,48 +115,90 @@ def _time(value: Any) -> str | None:
     return nova_time(value) if isinstance(value, datetime.datetime) else None
 
 
-def hypervisor_brief(h: Hypervisor) -> dict[str, Any]:
-    return {"id": h.id, "hypervisor_hostname": h.hostname,
+def hypervisor_brief(h: Hypervisor, version: tuple[int, int] = (2, 1)) -> dict[str, Any]:
+    return {"id": h.uuid if version >= (2, 53) else h.id, "hypervisor_hostname": h.hostname,
             "state": "up" if h.up else "down",
             "status": "enabled" if h.enabled else "disabled"}
 
 
-def hypervisor_detail(h: Hypervisor) -> dict[str, Any]:
+def hypervisor_detail(h: Hypervisor, version: tuple[int, int] = (2, 1)) -> dict[str, Any]:
     n = h.node
     mtotal, mfree = int(n.get("mtotal") or 0), int(n.get("mfree") or 0)
     dtotal, dfree = _gb(n.get("dtotal")), _gb(n.get("dfree"))
     cpu_info = {"sockets": n.get("csockets"), "cores": n.get("cnos"),
                 "numa_nodes": n.get("cnodes"), "total": n.get("ctotal")}
+    cpu = {k: v for k, v in cpu_info.items() if v is not None}
     return {
-        **hypervisor_brief(h),
+        **hypervisor_brief(h, version),
         "hypervisor_type": h.backend.hypervisor, "hypervisor_version": 0,
         "host_ip": n.get("pip") or "0.0.0.0",
-        "cpu_info": json.dumps({k: v for k, v in cpu_info.items() if v is not None}),
+        "cpu_info": cpu if version >= (2, 28) else json.dumps(cpu),
         "current_workload": 0, "running_vms": int(n.get("pinst_cnt") or len(h.servers)),
         "vcpus": int(n.get("ctotal") or 0), "vcpus_used": sum(s.flavor.cpu for s in h.servers),
         "memory_mb": mtotal, "memory_mb_used": max(0, mtotal - mfree), "free_ram_mb": mfree,
         "local_gb": dtotal, "local_gb_used": max(0, dtotal - dfree), "free_disk_gb": dfree,
         "disk_available_least": dfree,
-        "service": {"host": h.backend.clustername, "id": h.backend.id,
+        "service": {"host": h.backend.clustername,
+                    "id": (service_uuid(COMPUTE, h.backend.clustername)
+                           if version >= (2, 53) else h.backend.id),
                     "disabled_reason": None},
     }
 
 
-def service_view(s: Service) -> dict[str, Any]:
-    return {"id": s.id, "binary": s.binary, "host": s.host, "zone": s.zone,
+def service_view(s: Service, version: tuple[int, int] = (2, 1)) -> dict[str, Any]:
+    return {"id": s.uuid if version >= (2, 53) else s.id, "binary": s.binary, "host": s.host,
+            "zone": s.zone,
             "status": "enabled" if s.enabled else "disabled",
             "state": "up" if s.up else "down", "updated_at": _time(s.updated_at),
             "disabled_reason": None}
 
 
-def aggregate_view(a: Aggregate, brief: bool = False) -> dict[str, Any]:
-    """An aggregate as Nova shows it (``brief``: as its create answers)."""
+def aggregate_view(a: Aggregate, brief: bool = False,
+                   version: tuple[int, int] = (2, 1)) -> dict[str, Any]:
+    """An aggregate as Nova shows it (``brief``: as its create answers);
+    from 2.41 with its ``uuid``."""
     out: dict[str, Any] = {"id": a.id, "name": a.name, "availability_zone": a.availability_zone,
                            "created_at": _time(a.created), "updated_at": _time(a.updated),
                            "deleted": False, "deleted_at": None}
     if not brief:
         out.update(hosts=list(a.hosts), metadata=dict(a.metadata))
+    if version >= (2, 41):
+        out["uuid"] = a.uuid
     return out
+
+
+def migration_view(request: Any, m: Migration) -> dict[str, Any]:
+    """A row of ``os-migrations`` at the request's microversion."""
+    version = _version(request)
+    view: dict[str, Any] = {
+        "id": m.id, "status": m.status, "instance_uuid": str(m.server_id),
+        "source_node": m.source_node, "source_compute": m.source_compute,
+        "dest_node": m.dest_node, "dest_compute": m.source_compute,
+        "dest_host": None, "old_instance_type_id": m.flavor_id,
+        "new_instance_type_id": m.flavor_id, "created_at": nova_time(m.created),
+        "updated_at": nova_time(m.updated if version >= (2, 59) else m.finished)}
+    if version >= (2, 23):
+        view["migration_type"] = m.kind
+        if m.kind == "live-migration" and m.status in IN_PROGRESS:
+            view["links"] = views_of(request).links(f"servers/{m.server_id}/migrations", m.id)
+    if version >= (2, 59):
+        view["uuid"] = m.uuid
+    return view
+
+
+def server_migration_view(m: Migration, version: tuple[int, int]) -> dict[str, Any]:
+    """An in-progress live migration under its server (2.23): Ganeti
+    reports no progress in bytes."""
+    view: dict[str, Any] = {
+        "id": m.id, "status": m.status, "server_uuid": str(m.server_id),
+        "source_node": m.source_node, "source_compute": m.source_compute,
+        "dest_node": m.dest_node, "dest_compute": m.source_compute, "dest_host": None,
+        "created_at": nova_time(m.created), "updated_at": nova_time(m.updated),
+        **{f"{what}_{kind}_bytes": None for what in ("disk", "memory")
+           for kind in ("processed", "remaining", "total")}}
+    if version >= (2, 59):
+        view["uuid"] = m.uuid
+    return view
 
 
 class AdminAPI:
@@ -126,11 +222,18 @@ class AdminAPI:
             ("GET", h + "/<pattern>/servers", self.hypervisor_servers),
             ("GET", "/os-services", self.services),
             ("PUT", "/os-services/<action>", self.update_service),
+            ("DELETE", "/os-services/<service_id>", self.delete_service),
             ("GET", "/os-hosts", self.hosts),
             ("GET", "/os-hosts/<host>", self.host),
             ("PUT", "/os-hosts/<host>", self.update_host),
             ("GET", "/os-hosts/<host>/<power>", self.host_power),
             ("GET", "/os-migrations", self.migrations),
+            ("GET", "/servers/<server_id>/migrations", self.server_migrations),
+            ("GET", "/servers/<server_id>/migrations/<migration_id>", self.server_migration),
+            ("POST", "/servers/<server_id>/migrations/<migration_id>/action",
+             self.server_migration_action),
+            ("DELETE", "/servers/<server_id>/migrations/<migration_id>",
+             self.abort_server_migration),
             ("GET", "/os-instance_usage_audit_log", self.audit_logs),
             ("GET", "/os-instance_usage_audit_log/<before>", self.audit_log),
             ("POST", "/os-server-external-events", self.external_events),
@@ -144,20 +247,59 @@ class AdminAPI:
 
     # -- hypervisors -------------------------------------------------------------------
 
+    async def _hypervisor_listing(self, request: Any, detail: bool) -> bytes:
+        """Every hypervisor; from 2.33 paged (``limit``, ``marker``: an id
+        as that version shows it) with ``hypervisors_links``; from 2.53
+        ``hypervisor_hostname_pattern`` (a part of the host name; no
+        paging with it; 404 when none matches) and ``with_servers``."""
+        version = _version(request)
+        show = hypervisor_detail if detail else hypervisor_brief
+        pattern = query(request, "hypervisor_hostname_pattern") if version >= (2, 53) else None
+        with_servers = version >= (2, 53) and _with_servers(request)
+        links: list[dict[str, str]] = []
+        if pattern is not None:
+            if query(request, "limit") is not None or query(request, "marker") is not None:
+                raise errors.BadRequest("Paging over hypervisors with the"
+                                        " hypervisor_hostname_pattern query parameter is"
+                                        " not supported.")
+            found = await self._hosts.search(pattern)
+        else:
+            found = await self._hosts.hypervisors()
+            if version >= (2, 33):
+                found = paged(request, found, lambda h: show(h, version)["id"])
+                collection = "os-hypervisors/detail" if detail else "os-hypervisors"
+                links = next_links(request, len(found),
+                                   show(found[-1], version)["id"] if found else None,
+                                   collection)
+        out: dict[str, Any] = {"hypervisors": [
+            _with_server_list(show(h, version), h, with_servers) for h in found]}
+        if links:
+            out["hypervisors_links"] = links
+        return json_body(request, out)
+
     async def hypervisors(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-hypervisors:list")
-        return json_body(request, {"hypervisors": [
-            hypervisor_brief(h) for h in await self._hosts.hypervisors()]})
+        return await self._hypervisor_listing(request, False)
 
     async def hypervisors_detail(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-hypervisors:list-detail")
-        return json_body(request, {"hypervisors": [
-            hypervisor_detail(h) for h in await self._hosts.hypervisors()]})
+        return await self._hypervisor_listing(request, True)
+
+    async def _find_hypervisor(self, request: Any, hypervisor_id: str) -> Hypervisor:
+        """From 2.53 by UUID (400 for anything else), before by id."""
+        if _version(request) >= (2, 53):
+            if not is_uuid(hypervisor_id):
+                raise errors.BadRequest(f"Invalid uuid {hypervisor_id[:80]}")
+            return await self._hosts.hypervisor(hypervisor_id, by_uuid=True)
+        return await self._hosts.hypervisor(hypervisor_id)
 
     async def hypervisor(self, request: Any, hypervisor_id: str) -> bytes:
         require_admin(request, "os_compute_api:os-hypervisors:show")
-        found = await self._hosts.hypervisor(hypervisor_id)
-        return json_body(request, {"hypervisor": hypervisor_detail(found)})
+        version = _version(request)
+        found = await self._find_hypervisor(request, hypervisor_id)
+        with_servers = version >= (2, 53) and _with_servers(request)
+        return json_body(request, {"hypervisor": _with_server_list(
+            hypervisor_detail(found, version), found, with_servers)})
 
     async def hypervisor_statistics(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-hypervisors:statistics")
@@ -170,25 +312,22 @@ class AdminAPI:
 
     async def hypervisor_uptime(self, request: Any, hypervisor_id: str) -> bytes:
         require_admin(request, "os_compute_api:os-hypervisors:uptime")
-        await self._hosts.hypervisor(hypervisor_id)
+        await self._find_hypervisor(request, hypervisor_id)
         raise errors.NotImplementedFault("Ganeti does not report the uptime of its nodes.")
 
     async def hypervisor_search(self, request: Any, pattern: str) -> bytes:
+        _gone_at(request, 53, "GET /os-hypervisors/<pattern>/search")
         require_admin(request, "os_compute_api:os-hypervisors:search")
         return json_body(request, {"hypervisors": [
             hypervisor_brief(h) for h in await self._hosts.search(pattern)]})
 
     async def hypervisor_servers(self, request: Any, pattern: str) -> bytes:
         """The matching hypervisors with the servers primary on them."""
+        _gone_at(request, 53, "GET /os-hypervisors/<pattern>/servers")
         require_admin(request, "os_compute_api:os-hypervisors:servers")
-        out = []
-        for h in await self._hosts.search(pattern):
-            shown = hypervisor_brief(h)
-            if h.servers:
-                shown["servers"] = [{"uuid": str(s.id), "name": s.instance_name}
-                                    for s in h.servers]
-            out.append(shown)
-        return json_body(request, {"hypervisors": out})
+        return json_body(request, {"hypervisors": [
+            _with_server_list(hypervisor_brief(h), h, True)
+            for h in await self._hosts.search(pattern)]})
 
     # -- services --------------------------------------------------------------------
 
@@ -200,7 +339,7 @@ class AdminAPI:
             wanted = query(request, key)
             if wanted is not None:
                 found = [s for s in found if getattr(s, key) == wanted]
-        views = [service_view(s) for s in found]
+        views = [service_view(s, _version(request)) for s in found]
         if at_least(request, 11):
             for view, s in zip(views, found, strict=True):
                 view["forced_down"] = s.backend is not None and s.backend.offline
@@ -210,6 +349,8 @@ class AdminAPI:
         """``enable``, ``disable``, ``disable-log-reason`` of a backend's
         compute service, named by ``host`` and ``binary``."""
         require_admin(request, "os_compute_api:os-services:update")
+        if _version(request) >= (2, 53):
+            return await self._update_service(request, action)
         if action == "force-down" and at_least(request, 11):
             return await self._force_down(request)
         if action not in ("enable", "disable", "disable-log-reason"):
@@ -231,6 +372,76 @@ class AdminAPI:
         if action == "disable-log-reason":
             shown["disabled_reason"] = reason
         return json_body(request, {"service": shown})
+
+    async def _service(self, request: Any, service_id: str) -> Service:
+        """A service by its id: from 2.53 its UUID, before its number
+        (400 for anything else, 404 for no such service)."""
+        if _version(request) >= (2, 53):
+            if not is_uuid(service_id):
+                raise errors.BadRequest(f"Invalid uuid {service_id[:80]}")
+            match = lambda s: s.uuid == service_id.lower()  # noqa: E731
+        else:
+            if not service_id.isdigit() or len(service_id) > 18:
+                raise errors.BadRequest(f"Invalid ID {service_id[:80]}: an integer.")
+            match = lambda s: s.id == int(service_id)  # noqa: E731
+        for found in await self._hosts.services():
+            if match(found):
+                return found
+        raise errors.NotFound(f"Service {service_id[:80]} could not be found.")
+
+    async def _update_service(self, request: Any, service_id: str) -> bytes:
+        """2.53's ``PUT /os-services/<uuid>``: ``status`` (enabled: the
+        backend takes servers again; disabled: it is drained, with an
+        optional ``disabled_reason``) and/or ``forced_down`` (the backend
+        offline); the service as listed after."""
+        body = json_object(body_of(request, self._max_body))
+        unknown = set(body) - {"status", "disabled_reason", "forced_down"}
+        if unknown:
+            raise errors.BadRequest("Additional properties are not allowed"
+                                    f" ({', '.join(sorted(unknown))[:120]} unexpected).")
+        status, reason = body.get("status"), body.get("disabled_reason")
+        if "status" in body and status not in ("enabled", "disabled"):
+            raise errors.BadRequest("status must be enabled or disabled.")
+        if "disabled_reason" in body and (not isinstance(reason, str)
+                                          or not 1 <= len(reason) <= 255):
+            raise errors.BadRequest("disabled_reason must be 1 to 255 characters.")
+        forced = (parse_bool(body["forced_down"], "forced_down") if "forced_down" in body
+                  else None)
+        service = await self._service(request, service_id)
+        if service.binary != COMPUTE or service.backend is None:
+            raise errors.BadRequest(f"Updating a {service.binary} service is not supported."
+                                    " Only nova-compute services can be updated.")
+        if status == "enabled" and reason:
+            raise errors.BadRequest("Specifying 'disabled_reason' with status 'enabled' is"
+                                    " invalid.")
+        flags: dict[str, bool] = {}
+        if status is not None:
+            flags["drained"] = status == "disabled"
+        if forced is not None:
+            flags["offline"] = forced
+        if not flags:
+            raise errors.BadRequest("No updates were requested. Fields 'status' or"
+                                    " 'forced_down' should be specified.")
+        backend = await self._hosts.set_backend(service.host, **flags)
+        changed = attrs.evolve(service, enabled=not backend.drained, up=not backend.offline,
+                               backend=backend)
+        shown = service_view(changed, _version(request))
+        shown.update(forced_down=backend.offline,
+                     disabled_reason=reason if status == "disabled" else None,
+                     updated_at=shown["updated_at"] or _time(backend.created))
+        return json_body(request, {"service": shown})
+
+    async def delete_service(self, request: Any, service_id: str) -> bytes:
+        """``DELETE /os-services/<id>`` (a UUID from 2.53): a compute
+        service is its backend, removed unless it holds servers (409);
+        snfd's own services are its nodes' plugins (400)."""
+        require_admin(request, "os_compute_api:os-services:delete")
+        service = await self._service(request, service_id)
+        if service.binary != COMPUTE or service.backend is None:
+            raise errors.BadRequest(f"{service.binary} is a plugin of snfd node"
+                                    f" {service.host}: it is not deleted through the API.")
+        await self._hosts.remove_backend(service.backend)
+        return empty(request, 204)
 
     async def _force_down(self, request: Any) -> bytes:
         """2.11's ``force-down``: a backend's compute service marked down
@@ -254,6 +465,7 @@ class AdminAPI:
     async def hosts(self, request: Any) -> bytes:
         """Each backend (``compute``, zone ``nova``) and each snfd node
         (``snfd``, zone ``internal``); ``?zone=`` filters."""
+        _gone_at(request, 43, "os-hosts")
         require_admin(request, "os_compute_api:os-hosts:list")
         found: dict[str, dict[str, str]] = {}
         for s in await self._hosts.services():
@@ -267,6 +479,7 @@ class AdminAPI:
     async def host(self, request: Any, host: str) -> bytes:
         """A backend's resources: total, in use now, and by project (the
         servers' flavors)."""
+        _gone_at(request, 43, "os-hosts")
         require_admin(request, "os_compute_api:os-hosts:show")
         backend = await self._hosts.backend(host)
 
@@ -293,6 +506,7 @@ class AdminAPI:
     async def update_host(self, request: Any, host: str) -> bytes:
         """``status`` enable/disable drains the backend or not;
         ``maintenance_mode`` enable/disable takes it offline or not."""
+        _gone_at(request, 43, "os-hosts")
         require_admin(request, "os_compute_api:os-hosts:update")
         body = json_object(body_of(request, self._max_body))
         unknown = set(body) - {"status", "maintenance_mode"}
@@ -317,6 +531,7 @@ class AdminAPI:
         return json_body(request, shown)
 
     async def host_power(self, request: Any, host: str, power: str) -> bytes:
+        _gone_at(request, 43, "os-hosts")
         require_admin(request, "os_compute_api:os-hosts:start")
         if power not in ("startup", "shutdown", "reboot"):
             raise errors.NotFound(f"Unknown host action {power[:40]!r}.")
@@ -327,24 +542,120 @@ class AdminAPI:
     # -- migrations, usage audit, external events ------------------------------------
 
     async def migrations(self, request: Any) -> bytes:
-        """``GET /os-migrations[?instance_uuid=&status=&source_compute=|host=]``:
-        the moves administrators asked for, newest first."""
+        """``GET /os-migrations[?instance_uuid=&status=&source_compute=|host=
+        &migration_type=]``: the moves administrators asked for, newest
+        first; paged from 2.59 (see the module docstring)."""
         require_admin(request, "os_compute_api:os-migrations:index")
+        version = _version(request)
+        filters = ("instance_uuid", "status", "source_compute", "host", "migration_type",
+                   "hidden")
+        if version >= (2, 59):
+            only_params(request, filters + ("limit", "marker", "changes-since")
+                        + (("changes-before",) if version >= (2, 66) else ()))
         found = await self._servers.migrations()
         wanted = {"instance_uuid": query(request, "instance_uuid"),
                   "status": query(request, "status"),
-                  "source_compute": query(request, "source_compute") or query(request, "host")}
-        out = []
-        for m in found:
-            view = {"id": m.id, "status": m.status, "instance_uuid": str(m.server_id),
-                    "source_node": m.source_node, "source_compute": m.source_compute,
-                    "dest_node": m.dest_node, "dest_compute": m.source_compute,
-                    "dest_host": None, "old_instance_type_id": m.flavor_id,
-                    "new_instance_type_id": m.flavor_id, "created_at": nova_time(m.created),
-                    "updated_at": nova_time(m.finished)}
-            if all(value is None or view[key] == value for key, value in wanted.items()):
-                out.append(view)
-        return json_body(request, {"migrations": out})
+                  "source_compute": query(request, "source_compute") or query(request, "host"),
+                  "migration_type": query(request, "migration_type")}
+
+        def keep(m: Migration) -> bool:
+            have = {"instance_uuid": str(m.server_id), "status": m.status,
+                    "source_compute": m.source_compute, "migration_type": m.kind}
+            return all(value is None or have[key] == value for key, value in wanted.items())
+
+        if version < (2, 59):
+            return json_body(request, {"migrations": [
+                migration_view(request, m) for m in found if keep(m)]})
+        since, until = changes_window(request, before=version >= (2, 66))
+        shown = paged(request, found, lambda m: m.uuid,
+                      lambda m: keep(m) and in_window(m.updated, since, until))
+        out: dict[str, Any] = {"migrations": [migration_view(request, m) for m in shown]}
+        links = next_links(request, len(shown), shown[-1].uuid if shown else None,
+                           "os-migrations")
+        if links:
+            out["migrations_links"] = links
+        return json_body(request, out)
+
+    # -- a server's migrations (2.22-2.24, 2.65) ---------------------------------------
+
+    async def _migrating(self, request: Any, server_id: str, since: int,
+                         ) -> tuple[Server, list[Migration]]:
+        """The server (any user's, not deleted: 404 else) and its
+        migrations, for administrators; 404 before microversion 2.``since``."""
+        _gone_at(request, since, "", before=True)
+        require_admin(request, "os_compute_api:servers:migrations")
+        sid = int_id(server_id, "Server")
+        owner, _ = await self._servers.owner_of(sid)
+        server: Server | None = await self._servers.get(owner, sid) if owner else None
+        if server is None or server.deleted:
+            raise errors.NotFound(f"Instance {server_id[:40]} could not be found.")
+        return server, await self._servers.migrations(sid)
+
+    async def server_migrations(self, request: Any, server_id: str) -> bytes:
+        """2.23: the server's live migrations in progress."""
+        _, found = await self._migrating(request, server_id, 23)
+        return json_body(request, {"migrations": [
+            server_migration_view(m, _version(request)) for m in found
+            if m.kind == "live-migration" and m.status in IN_PROGRESS]})
+
+    async def server_migration(self, request: Any, server_id: str,
+                               migration_id: str) -> bytes:
+        """2.23: one of them; 404 for a migration that is not one."""
+        _, found = await self._migrating(request, server_id, 23)
+        m = _migration(found, migration_id, errors.NotFound)
+        if m is None or m.kind != "live-migration" or m.status not in IN_PROGRESS:
+            raise errors.NotFound(f"In-progress live migration {migration_id[:40]} is not"
+                                  f" found for server {server_id[:40]}.")
+        return json_body(request, {"migration": server_migration_view(m, _version(request))})
+
+    async def server_migration_action(self, request: Any, server_id: str,
+                                      migration_id: str) -> bytes:
+        """2.22's ``{"force_complete": null}``: 409 unless the server is
+        migrating; 400 for a migration that is not its live migration
+        running; and a running one cannot be hurried here (409): Ganeti's
+        live migration completes on its own, RAPI has no way to force it."""
+        server, found = await self._migrating(request, server_id, 22)
+        body = json_object(body_of(request, self._max_body))
+        if body != {"force_complete": None}:
+            raise errors.BadRequest('The only migration action is {"force_complete": null}.')
+        if server.task != "MIGRATE":
+            raise errors.Conflict(f"Cannot 'force_complete' instance {server_id[:40]} while"
+                                  " it is not migrating.")
+        m = _migration(found, migration_id, errors.BadRequest)
+        if m is None or m.kind != "live-migration" or m.status != "running":
+            raise errors.BadRequest(
+                f"Migration {migration_id[:40]} of instance {server_id[:40]} is"
+                f" {m.status if m is not None else 'not found'}: only a running live"
+                " migration can be forced to complete.")
+        raise errors.Conflict(f"Live migration {m.id} of server {server_id[:40]} cannot be"
+                              " forced to complete: Ganeti completes it on its own (RAPI"
+                              " offers no way to hurry it).")
+
+    async def abort_server_migration(self, request: Any, server_id: str,
+                                     migration_id: str) -> bytes:
+        """2.24: abort a live migration: 409 unless the server is
+        migrating, 404 for no such migration of it, 400 unless it is a
+        live migration in an abortable state (running; from 2.65 also
+        queued).  A queued one is aborted by cancelling its Ganeti job
+        (202); a running one cannot be stopped through RAPI (409)."""
+        server, found = await self._migrating(request, server_id, 24)
+        if server.task != "MIGRATE":
+            raise errors.Conflict(f"Cannot 'abort live migration' instance {server_id[:40]}"
+                                  " while it is not migrating.")
+        m = _migration(found, migration_id, errors.NotFound)
+        if m is None:
+            raise errors.NotFound(f"Migration {migration_id[:40]} not found for instance"
+                                  f" {server_id[:40]}.")
+        allowed = ("running", "queued") if _version(request) >= (2, 65) else ("running",)
+        if m.kind != "live-migration" or m.status not in allowed:
+            raise errors.BadRequest(
+                f"Migration {m.id} state of instance {server_id[:40]} is {m.status}"
+                f"{'' if m.kind == 'live-migration' else f' ({m.kind})'}. Cannot abort live"
+                " migration while the migration is in this state.")
+        if m.status == "queued" and await self._hosts.cancel_migration(m):
+            return empty(request, 202)
+        raise errors.Conflict(f"Live migration {m.id} of server {server_id[:40]} has started"
+                              " in Ganeti, which cannot abort a running live migration.")
 
     async def _audit(self, before: datetime.datetime) -> dict[str, Any]:
         """The audit of the last whole month before ``before``."""
@@ -403,12 +714,13 @@ class AdminAPI:
         return json_body(request, {"events": out},
                          200 if codes == {200} else 404 if codes == {404} else 207)
 
-    # -- aggregates --------------------------------------------------------------------
+    # -- aggregates (2.41: with their uuid) ------------------------------------------------
 
     async def aggregates(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-aggregates:index")
         return json_body(request, {"aggregates": [
-            aggregate_view(a) for a in await self._aggregates.all()]})
+            aggregate_view(a, version=_version(request))
+            for a in await self._aggregates.all()]})
 
     async def create_aggregate(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-aggregates:create")
@@ -417,19 +729,22 @@ class AdminAPI:
             raise errors.BadRequest("An aggregate needs a name (and perhaps an"
                                     " availability_zone), nothing else.")
         made = await self._aggregates.create(body["name"], body.get("availability_zone"))
-        return json_body(request, {"aggregate": aggregate_view(made, brief=True)})
+        return json_body(request, {"aggregate": aggregate_view(made, brief=True,
+                                                               version=_version(request))})
 
     async def aggregate(self, request: Any, aggregate_id: str) -> bytes:
         require_admin(request, "os_compute_api:os-aggregates:show")
         found = await self._aggregates.get(aggregate_id)
-        return json_body(request, {"aggregate": aggregate_view(found)})
+        return json_body(request, {"aggregate": aggregate_view(
+            found, version=_version(request))})
 
     async def update_aggregate(self, request: Any, aggregate_id: str) -> bytes:
         require_admin(request, "os_compute_api:os-aggregates:update")
         body = object_of(request, "aggregate", self._max_body)
         found = await self._aggregates.get(aggregate_id)
         changed = await self._aggregates.update(found, body)
-        return json_body(request, {"aggregate": aggregate_view(changed)})
+        return json_body(request, {"aggregate": aggregate_view(
+            changed, version=_version(request))})
 
     async def delete_aggregate(self, request: Any, aggregate_id: str) -> bytes:
         require_admin(request, "os_compute_api:os-aggregates:delete")
@@ -461,4 +776,36 @@ class AdminAPI:
                 changed = await self._aggregates.remove_host(found, backend.id, host)
         else:
             raise errors.BadRequest(f"Unknown aggregate action {action[:40]!r}.")
-        return json_body(request, {"aggregate": aggregate_view(changed)})
+        return json_body(request, {"aggregate": aggregate_view(
+            changed, version=_version(request))})
+
+
+def _gone_at(request: Any, minor: int, what: str, before: bool = False) -> None:
+    """404 from microversion 2.``minor`` on (``before``: below it), as
+    Nova answers for a route a version does not serve."""
+    if (_version(request) >= (2, minor)) != before:
+        raise errors.NotFound(f"{what or 'This route'} is not served at microversion"
+                              f" {'.'.join(map(str, _version(request)))}.")
+
+
+def _with_servers(request: Any) -> bool:
+    """2.53's ``with_servers`` query parameter (a strict boolean, else 400)."""
+    value = query(request, "with_servers")
+    return value is not None and parse_bool(value, "with_servers")
+
+
+def _with_server_list(shown: dict[str, Any], h: Hypervisor, wanted: bool) -> dict[str, Any]:
+    """A hypervisor's view with the servers primary on it, when ``wanted``
+    and there are some (Nova leaves the key out otherwise)."""
+    if wanted and h.servers:
+        shown["servers"] = [{"uuid": str(s.id), "name": s.instance_name} for s in h.servers]
+    return shown
+
+
+def _migration(found: list[Migration], migration_id: str,
+               fault: type[errors.Fault]) -> Migration | None:
+    """The migration of ``found`` with id ``migration_id`` (a number:
+    ``fault`` for anything else), or None."""
+    if not migration_id.isdigit() or len(migration_id) > 18:
+        raise fault(f"Invalid migration id {migration_id[:40]}: an integer.")
+    return next((m for m in found if m.id == int(migration_id)), None)

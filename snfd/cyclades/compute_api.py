@@ -7,13 +7,14 @@ Synnefo's ``SNF:`` extensions (reference/synnefo-apis.md 3.1), over
 mounts it behind ``TokenAuth`` at ``/compute`` (so its routes start at
 ``/v2.0``).  ``base_url`` is where it is mounted as clients reach it
 (``https://cloud.example.org/compute``): links are built on it.
-``VmapiApp(servers).app`` serves ``GET /server-params/<key>`` without a
-token (snf-image fetches its build parameters once; they are gone after
-that, after the build ends and after a delete); the node mounts it at
-``/vmapi``.
+``VmapiApp(servers, updates, clock).app`` serves builds without a token
+(``GET /server-params/<key>``: snf-image fetches its build parameters
+once; they are gone after that, after the build ends and after a delete;
+``POST /server-progress/<key>``: its progress and diagnostics); the node
+mounts it at ``/vmapi``.
 
 Requests carry JSON only: a body with another ``Content-Type`` or not
-valid JSON is 400.  Nova's dialect serves microversions 2.1 to 2.15
+valid JSON is 400.  Nova's dialect serves microversions 2.1 to 2.66
 (``compute_http.microversion``: ``OpenStack-API-Version: compute X.Y`` or
 ``X-OpenStack-Nova-API-Version``, ``latest``; none is 2.1; 400 for a
 malformed one, 406 outside the range), and every answer names the one it
@@ -42,6 +43,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import attrs
 from klein import Klein
@@ -54,6 +56,7 @@ from snfd.cyclades.aggregates import DEFAULT_ZONE, Aggregates
 from snfd.cyclades.compute_http import (
     at_least,
     body_of,
+    count,
     empty,
     int_id,
     microversion,
@@ -65,6 +68,7 @@ from snfd.cyclades.compute_http import (
     views_of,
 )
 from snfd.cyclades.compute_views import (
+    NOVA_STATUSES,
     NovaViews,
     SynnefoViews,
     iso,
@@ -77,6 +81,8 @@ from snfd.cyclades.hosts import Hosts
 from snfd.cyclades.instance_actions_api import InstanceActionAPI
 from snfd.cyclades.network_proxy_api import NetworkProxyAPI
 from snfd.cyclades.requests import (
+    DEVICE_TAGS_REFUSED,
+    KEEP,
     AddFloatingIp,
     Console,
     Firewall,
@@ -93,9 +99,11 @@ from snfd.cyclades.requests import (
     SecurityGroupChange,
     Start,
     Stop,
+    TriggerCrashDump,
     Unrescue,
     Unsupported,
     check_access_ip,
+    check_description,
     check_metadata,
     check_name,
     check_tag,
@@ -110,7 +118,9 @@ from snfd.cyclades.requests import (
 from snfd.cyclades.security_group_proxy_api import SecurityGroupProxyAPI
 from snfd.cyclades.server_group_api import ServerGroupAPI
 from snfd.cyclades.servers import Servers
+from snfd.cyclades.updates import MalformedMessage, event_time
 from snfd.cyclades.usage_api import UsageAPI
+from snfd.cyclades.volume_proxy_api import VolumeProxyAPI
 from snfd.web.app import MAX_JSON_BODY, json_body, json_object, make_app
 from snfd.web.auth import user_of
 
@@ -159,7 +169,7 @@ def parse_since(value: str) -> datetime.datetime:
     try:
         when = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise errors.BadRequest(f"changes-since {value[:40]!r} is not an ISO 8601 time.") from None
+        raise errors.BadRequest(f"{value[:40]!r} is not an ISO 8601 time.") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
@@ -191,6 +201,7 @@ EXTENSIONS = (
     ("Services", "os-services", "Compute services."),
     ("SimpleTenantUsage", "os-simple-tenant-usage", "Usage of projects' servers."),
     ("TenantNetworks", "os-tenant-networks", "The networks a project sees."),
+    ("Volumes", "os-volumes", "Volumes and snapshots (the volume service's)."),
 )
 
 
@@ -233,6 +244,35 @@ class _Placement:
 
     hosts: dict[int | None, str] | None
     zones: dict[int | None, str]
+    #: Nova's ``host_status`` of each backend (administrators', 2.16):
+    #: ``UP``, ``DOWN`` (offline) or ``MAINTENANCE`` (drained)
+    states: dict[int | None, str] = attrs.Factory(dict)
+
+
+#: Nova's proxies to other services, gone from a microversion on (404):
+#: the image service's images (2.36) and their metadata (2.39), the network
+#: service's networks, security groups and floating IPs (2.36), and hosts
+#: (2.43), the volume service's volumes and snapshots (2.36).  Path
+#: prefixes, longest first.
+_REMOVED = (("/images/<image_id>/metadata", 39), ("/images", 36), ("/os-networks", 36),
+            ("/os-tenant-networks", 36), ("/os-security-groups", 36),
+            ("/os-security-group-rules", 36), ("/os-floating-ips", 36),
+            ("/os-floating-ip-pools", 36), ("/os-volumes", 36), ("/os-snapshots", 36),
+            ("/os-hosts", 43))
+
+
+#: The actions Nova's dialect no longer takes from microversion 2.44 (404).
+_REMOVED_ACTIONS = frozenset({"addFloatingIp", "removeFloatingIp", "addFixedIp",
+                              "removeFixedIp"})
+
+
+def removed_since(path: str) -> int | None:
+    """The microversion 2.N from which Nova's dialect no longer serves
+    ``path`` (a route of the dialect), None: it always does."""
+    for prefix, minor in _REMOVED:
+        if path == prefix or path.startswith(prefix + "/"):
+            return minor
+    return None
 
 
 #: Nova's instance action names of the kinds of migration.
@@ -322,6 +362,7 @@ class ComputeAPI:
             *UsageAPI(servers).routes(),
             *self._proxies.routes(),
             *self._security.routes(),
+            *VolumeProxyAPI(self._volumes, max_body).routes(),
             *ServerGroupAPI(servers.groups, max_body).routes(),
             *InstanceActionAPI(servers.actions, self._server).routes(),
         ]
@@ -331,6 +372,8 @@ class ComputeAPI:
                 self._route(method, views.prefix + path, handler, views)
 
     def _route(self, method: str, path: str, handler: Handler, views: SynnefoViews) -> None:
+        gone = removed_since(path[len(views.prefix):]) if views.negotiates else None
+
         async def endpoint(request: Any, **kwargs: Any) -> bytes:
             request.compute_views = views
             request.setHeader(b"vary", b"OpenStack-API-Version, X-OpenStack-Nova-API-Version")
@@ -338,6 +381,10 @@ class ComputeAPI:
             if views.negotiates:
                 version = microversion(request, views.lowest, views.highest)
             request.microversion = version
+            request.compute_views = views.at(version)
+            if gone is not None and version >= (2, gone):
+                raise errors.NotFound(f"The resource could not be found: removed from"
+                                      f" microversion 2.{gone}.")
             text = f"{version[0]}.{version[1]}"
             request.setHeader(b"x-openstack-nova-api-version", text.encode())
             request.setHeader(b"openstack-api-version", f"compute {text}".encode())
@@ -546,6 +593,7 @@ class ComputeAPI:
         resources' defaults as administrators set them."""
         p = self._quota_project(request, project_id)
         body = await self._default_quotas(base=project_id == p.user)
+        body = {k: body[k] for k in self._v(request).quota_keys(body)}
         return json_body(request, {"quota_set": {"id": project_id, **body}})
 
     async def _default_quotas(self, base: bool) -> dict[str, Any]:
@@ -574,38 +622,44 @@ class ComputeAPI:
         if name != "default":
             raise errors.NotFound(f"Quota class {name[:40]} not found.")
         body = await self._default_quotas(base=False)
+        body = {k: body[k] for k in self._v(request).quota_keys(body, classes=True)}
         return json_body(request, {"quota_class_set": {"id": "default", **body}})
 
     async def quota_set(self, request: Any, project_id: str) -> bytes:
         """``GET /os-quota-sets/<project>``: Nova's quota set, mapped onto
         the caller's cyclades holdings in the project."""
         values = await self._quota_values(request, project_id)
-        body: dict[str, Any] = {k: limit for k, (limit, _) in values.items()}
+        body: dict[str, Any] = {k: values[k][0] for k in self._v(request).quota_keys(values)}
         return json_body(request, {"quota_set": {"id": project_id, **body}})
 
     async def quota_set_detail(self, request: Any, project_id: str) -> bytes:
         values = await self._quota_values(request, project_id)
-        body = {k: {"limit": limit, "in_use": used, "reserved": 0}
-                for k, (limit, used) in values.items()}
+        body = {k: {"limit": values[k][0], "in_use": values[k][1], "reserved": 0}
+                for k in self._v(request).quota_keys(values)}
         return json_body(request, {"quota_set": {"id": project_id, **body}})
 
     # -- servers ------------------------------------------------------------
 
     async def _listing(self, request: Any, detail: bool) -> bytes:
         user = self._user(request)
+        v = self._v(request)
         since_value = query(request, "changes-since")
         since = parse_since(since_value) if since_value is not None else None
+        before_value = query(request, "changes-before") if v.since(66) else None
+        before = parse_since(before_value) if before_value is not None else None
+        if since is not None and before is not None and before < since:
+            raise errors.BadRequest("changes-since must not be later than changes-before.")
         scope = scope_of(request)
         all_tenants = query(request, "all_tenants")
         if all_tenants is not None and all_tenants.strip().lower() not in ("0", "false", "f",
                                                                             "off", "no"):
             if not user_of(request).is_admin:
                 raise errors.Forbidden("Only administrators list every project's servers.")
-            found = await self._servers.everyone(since)
-        elif self._v(request).lists_project_servers and scope is not None:
-            found = await self._servers.of_project(scope, since)
+            found = await self._servers.everyone(since, before)
+        elif v.lists_project_servers and scope is not None:
+            found = await self._servers.of_project(scope, since, before)
         else:
-            found = await self._servers.of_user(user, since)
+            found = await self._servers.of_user(user, since, before)
         for key, of in (("tenant_id", lambda s: s.project), ("project_id", lambda s: s.project),
                         ("user_id", lambda s: s.userid)):
             wanted = query(request, key)
@@ -615,7 +669,6 @@ class ComputeAPI:
         if name:
             pattern = parse_name_filter(name)
             found = [s for s in found if pattern.search(s.name)]
-        v = self._v(request)
         if v.negotiates:
             # Nova's address filters (regular expressions, as ``name``);
             # ``ip6`` is for administrators only before 2.5.
@@ -630,6 +683,8 @@ class ComputeAPI:
                     for a in entries if a["version"] == version)]
         status = query(request, "status")
         if status:
+            if v.since(38) and status.upper() not in NOVA_STATUSES:
+                raise errors.BadRequest(f"Invalid status value {status[:40]!r}.")
             found = [s for s in found if v.status(s) == status.upper()]
         for key, of in (("flavor", lambda s: v.flavor_ref(s.flavor)),
                         ("image", lambda s: s.image_id)):
@@ -656,10 +711,12 @@ class ComputeAPI:
         zones, backends = await self._zones()
         zone_of = {backends[h].id: zone for zone, names in zones.items() for h in names
                    if h in backends}
-        hosts = None
-        if user_of(request).is_admin:
-            hosts = {b.id: b.clustername for b in backends.values()}
-        return _Placement(hosts, zone_of)
+        if not user_of(request).is_admin:
+            return _Placement(None, zone_of)
+        hosts = {b.id: b.clustername for b in backends.values()}
+        states = {b.id: "DOWN" if b.offline else "MAINTENANCE" if b.drained else "UP"
+                  for b in backends.values()}
+        return _Placement(hosts, zone_of, states)
 
     def _shown(self, request: Any, server: Any, where: _Placement,
                detail: bool = True, diagnostics: Any = None) -> dict[str, Any]:
@@ -677,6 +734,8 @@ class ComputeAPI:
                         "OS-EXT-SRV-ATTR:hypervisor_hostname": None})
             if at_least(request, 3):
                 out.update(_extended_attributes(server))
+            if self._v(request).since(16):
+                out["host_status"] = where.states.get(server.backend_id, "")
         if detail:
             _add_locked(request, out, server)
             if "os-extended-volumes:volumes_attached" in out and at_least(request, 3):
@@ -824,13 +883,15 @@ class ComputeAPI:
         user = await self._changing(request, server_id)
         sid = int_id(server_id, "Server")
         body = self._object(request, "server")
-        if not {"name", "accessIPv4", "accessIPv6"} & set(body):
-            raise errors.BadRequest("Only the name and the access addresses (accessIPv4,"
-                                    " accessIPv6) of a server can be changed.")
+        keys = self._v(request).update_keys()
+        if not keys & set(body) or set(body) - keys:
+            raise errors.BadRequest(f"Only these of a server can be changed here:"
+                                    f" {', '.join(sorted(keys))}.")
         await self._servers.rename(
             user, sid, check_name(body["name"]) if "name" in body else None,
             check_access_ip(body["accessIPv4"], 4) if "accessIPv4" in body else None,
-            check_access_ip(body["accessIPv6"], 6) if "accessIPv6" in body else None)
+            check_access_ip(body["accessIPv6"], 6) if "accessIPv6" in body else None,
+            check_description(body["description"]) if "description" in body else KEEP)
         server = await self._server(request, server_id)
         shown = self._v(request).renamed(server)
         if shown is not None:
@@ -876,7 +937,11 @@ class ComputeAPI:
                 and self._v(request).negotiates and at_least(request, 14):
             raise errors.BadRequest("onSharedStorage is not accepted from microversion 2.14"
                                     " (where the storage is shared is known).")
-        action = parse_action(body)
+        v = self._v(request)
+        if v.since(44) and set(body) & _REMOVED_ACTIONS:
+            raise errors.NotFound(f"There is no such action: {next(iter(body))} (removed"
+                                  " from microversion 2.44).")
+        action = parse_action(body, v.microversion)
         s = self._servers
         if isinstance(action, Lock):
             locked = await s.set_lock(await self._acting(request, server_id), sid,
@@ -915,6 +980,15 @@ class ComputeAPI:
                 await self._proxies.remove_floating_ip(request, server_id, action)
             case SecurityGroupChange():
                 await self._security.change(request, server_id, action)
+            case TriggerCrashDump():
+                server = await self._server(request, server_id)
+                if not v.since(17):
+                    raise errors.BadRequest("Unknown action 'trigger_crash_dump' (it is"
+                                            " accepted from microversion 2.17).")
+                if v.status(server) != "ACTIVE":
+                    raise errors.Conflict(f"Server {server_id} is not running.")
+                raise errors.BadRequest("Triggering a crash dump is not supported: Ganeti's"
+                                        " API cannot send a guest an NMI.")
             case Restore():
                 await self._server(request, server_id)
                 raise errors.Conflict(f"Server {server_id} is not soft-deleted: this cloud"
@@ -950,7 +1024,9 @@ class ComputeAPI:
         metadata already; Nova's dialect: the short server a rename
         answers) and its new ``adminPass``."""
         user = await self._changing(request, server_id)
-        req = parse_rebuild(args, self._servers.settings, self._v(request).strong_admin_pass)
+        v = self._v(request)
+        req = parse_rebuild(args, self._servers.settings, v.strong_admin_pass,
+                            v.rebuild_keys())
         server, password = await self._servers.rebuild(user, int_id(server_id, "Server"), req)
         await self._record(request, server, "rebuild")
         shown = self._v(request).rebuilt(server, password)
@@ -1133,6 +1209,8 @@ class ComputeAPI:
         volume_id = body.get("volumeId")
         if not isinstance(volume_id, str) or not volume_id:
             raise errors.BadRequest("volumeAttachment needs a volumeId.")
+        if "tag" in body:
+            raise errors.BadRequest(DEVICE_TAGS_REFUSED)
         server = await self._servers.get(user, int_id(server_id, "Server"))
         volume = await self._volumes().attach(user, server, volume_id)
         return json_body(request, {"volumeAttachment": self._attachment(volume)})
@@ -1246,9 +1324,26 @@ class ComputeAPI:
         return out
 
     async def list_keypairs(self, request: Any) -> bytes:
+        """The caller's keypairs by name; from 2.35 paged by ``limit`` and
+        ``marker`` (a name), with ``keypairs_links`` to the next page when
+        a full page was answered."""
         found = await self._servers.keypairs.of_user(self._keypair_owner(request))
+        body: dict[str, Any] = {}
+        if self._v(request).since(35):
+            found = page(request, sorted(found, key=lambda k: k.name), "Keypair",
+                         key=lambda k: k.name)
+            limit = query(request, "limit")
+            if limit is not None and found and len(found) == count(limit, "limit"):
+                body["keypairs_links"] = [{"rel": "next", "href": self._next_link(
+                    request, "os-keypairs", found[-1].name)}]
         return json_body(request, {"keypairs": [{"keypair": self._keypair_view(request, k)}
-                                                for k in found]})
+                                                for k in found], **body})
+
+    def _next_link(self, request: Any, path: str, marker: str) -> str:
+        """The link to the page after ``marker`` of a listing at ``path``."""
+        args = {k.decode(): v[-1].decode() for k, v in (request.args or {}).items()}
+        args["marker"] = marker
+        return f"{self._v(request).base}{self._v(request).prefix}/{path}?{urlencode(args)}"
 
     async def create_keypair(self, request: Any) -> bytes:
         """Upload (``public_key``) or generate (the ``private_key`` is in
@@ -1281,14 +1376,35 @@ class ComputeAPI:
 
 
 class VmapiApp:
-    """``GET /server-params/<key>``, without a token: a build's parameters,
-    handed out once (404 afterwards)."""
+    """What builds ask of the node, without a token (the keys in the paths
+    are the builds' secrets):
 
-    def __init__(self, servers: Servers):
+    - ``GET /server-params/<key>``: a build's parameters, handed out once
+      (404 afterwards);
+    - ``POST /server-progress/<key>``: one progress report or diagnostic of
+      a build's OS definition (snf-image), in the shape of Synnefo's
+      progress messages (``type``: ``image-copy-progress`` with
+      ``progress``, ``image-info``/``-warning``/``-error``/``-helper``
+      with ``messages``; ``event_time``: ``[seconds, microseconds]`` of the
+      build host's clock, which Ganeti's job times share), applied by the
+      update path as if it had come over the bus: build progress, and
+      diagnostics the server's owner sees.  204; 400 for a malformed
+      report or one whose time is not within a day of now; 404 for an
+      unknown key or after ``servers.MAX_IMAGE_REPORTS`` reports.
+    """
+
+    #: The largest report body.
+    MAX_REPORT = 16 * 1024
+
+    def __init__(self, servers: Servers, updates: Any, clock: Any):
         self._servers = servers
+        self._updates = updates
+        self._clock = clock
         self.app: Klein = make_app()
         self.app.route("/server-params/<key>", methods=["GET"],
                        endpoint="vmapi:params")(self.params)
+        self.app.route("/server-progress/<key>", methods=["POST"],
+                       endpoint="vmapi:progress")(self.progress)
 
     def resource(self) -> IResource:
         resource: IResource = self.app.resource()
@@ -1296,6 +1412,23 @@ class VmapiApp:
 
     async def params(self, request: Any, key: str) -> bytes:
         return json_body(request, await self._servers.server_params(key))
+
+    async def progress(self, request: Any, key: str) -> bytes:
+        report = json_object(body_of(request, self.MAX_REPORT))
+        server_id = await self._servers.progress_server(key)
+        try:
+            when = event_time(report.get("event_time"))
+            now = self._clock.seconds()
+            if abs(when.timestamp() - now) > REPORT_SKEW:
+                raise MalformedMessage("event_time is not within a day of now")
+            await self._updates.progress({**report, "instance": model.instance_name(server_id)})
+        except MalformedMessage as e:
+            raise errors.BadRequest(f"Malformed report: {e}") from None
+        return empty(request, 204)
+
+
+#: How far a build report's time may be from the node's (seconds).
+REPORT_SKEW = 24 * 3600
 
 
 def _add_locked(request: Any, shown: dict[str, Any], server: Any) -> None:

@@ -8,34 +8,37 @@ carries the dialect of the prefix it came through:
   server on create, deleted servers shown as ``DELETED``, 304 when nothing
   changed since ``changes-since``).  kamaki and the Synnefo UI speak it; the
   v2.0 catalog (Synnefo's tokens) points there.
-- ``NovaViews`` (``/compute/v2.1``): Nova's API (microversions 2.1 to 2.15), as
+- ``NovaViews`` (``/compute/v2.1``): Nova's API (microversions 2.1 to 2.66), as
   its response schemas demand (tempest's ``api_schema/response/compute/
   v2_1``): string ids, no keys beyond Nova's, ``id``/``links``/``adminPass``
   only on create, the server's short shape after a rename, ``SHUTOFF`` for a
   stopped server with Nova's ``OS-EXT-STS`` states, deleted servers gone
   (404), an empty list (200) when nothing changed, keypair deletion 202.
-  The Keystone v3 catalog (OpenStack clients) points there.
+  The Keystone v3 catalog (OpenStack clients) points there.  Each request's
+  views are ``at`` its microversion (``since(N)``: 2.N or later), and what
+  a later version adds or drops is decided here.
 
 The differences are data here, never a second handler.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import quote
 
 from snfd import errors
 from snfd.cyclades import model
 from snfd.cyclades.keypairs import Keypair
 from snfd.cyclades.model import Flavor, Server
-from snfd.cyclades.requests import check_metadata
+from snfd.cyclades.requests import REBUILD_KEYS, check_metadata
 
 UTC = datetime.UTC
 MICROVERSION = "2.1"
 #: The microversions Nova's dialect honours (``NovaViews.highest``); see
 #: docs/cyclades.md for what each changes.
-MAX_MICROVERSION = "2.15"
+MAX_MICROVERSION = "2.66"
 #: The most properties an image shows (Nova's ``maxImageMeta``).
 MAX_IMAGE_META = 128
 VERSION_UPDATED = "2013-07-23T11:33:21Z"
@@ -131,8 +134,21 @@ class SynnefoViews:
     #: a create naming what does not exist (image, keypair...) is 400
     missing_on_create_is_bad_request: ClassVar[bool] = False
 
+    #: the microversion of the request being answered (``at``)
+    microversion: tuple[int, int] = (2, 1)
+
     def __init__(self, base: str):
         self.base = base.rstrip("/")
+
+    def at(self, version: tuple[int, int]) -> Self:
+        """These views answering a request made at ``version``."""
+        views = copy.copy(self)
+        views.microversion = version
+        return views
+
+    def since(self, minor: int) -> bool:
+        """Whether the request is Nova's at microversion 2.``minor`` or later."""
+        return self.negotiates and self.microversion >= (2, minor)
 
     def links(self, kind: str, ident: Any) -> list[dict[str, str]]:
         href = f"{self.base}{self.prefix}/{kind}/{quote(str(ident), safe='')}"
@@ -161,9 +177,21 @@ class SynnefoViews:
     def check_create(self, body: dict[str, Any], max_metadata: int) -> None:
         """Dialect rules a create body must pass before the common checks."""
 
+    def rebuild_keys(self) -> frozenset[str]:
+        """What a rebuild body may hold."""
+        return REBUILD_KEYS
+
+    def update_keys(self) -> frozenset[str]:
+        """What a server update (``PUT``) may change."""
+        return frozenset({"name", "accessIPv4", "accessIPv6"})
+
     def limits(self, absolute: dict[str, Any], settings: Any) -> dict[str, Any]:
         """``/limits``' absolute part from the quota's (``Servers.limits``)."""
         return absolute
+
+    def quota_keys(self, keys: Any, classes: bool = False) -> list[str]:
+        """The quota-set (``classes``: quota-class-set) entries shown."""
+        return list(keys)
 
     def addresses(self, server: Server) -> dict[str, list[dict[str, Any]]]:
         """The server's ``addresses`` (``ips``) in this dialect."""
@@ -294,6 +322,22 @@ _NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active",
                "UNKNOWN": ("UNKNOWN", "error", 0)}
 
 
+#: The statuses Nova's ``status`` filter knows (others are 400 from 2.38).
+NOVA_STATUSES = frozenset({
+    "ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED",
+    "REBOOT", "REBUILD", "RESCUE", "RESIZE", "REVERT_RESIZE", "SHELVED",
+    "SHELVED_OFFLOADED", "SHUTOFF", "SOFT_DELETED", "SUSPENDED", "UNKNOWN",
+    "VERIFY_RESIZE"})
+
+#: Nova's diagnostic states (2.48) for snfd's API statuses.
+_DIAGNOSTIC_STATE = {"BUILD": "pending", "ACTIVE": "running", "STOPPED": "shutdown",
+                     "REBOOT": "running", "RESIZE": "shutdown", "REBUILD": "running",
+                     "MIGRATING": "running"}
+_NIC_COUNTERS = tuple(f"{d}_{c}" for d in ("rx", "tx")
+                      for c in ("octets", "errors", "drop", "packets", "rate"))
+_DISK_COUNTERS = ("read_bytes", "read_requests", "write_bytes", "write_requests",
+                  "errors_count")
+
 #: The statuses Nova shows ``progress`` in (its view builder's).
 _NOVA_PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE",
                            "MIGRATING")
@@ -309,7 +353,7 @@ class NovaViews(SynnefoViews):
     (``/compute/v2.1``); see the module docstring."""
 
     prefix: ClassVar[str] = "/v2.1"
-    highest: ClassVar[tuple[int, int]] = (2, 15)
+    highest: ClassVar[tuple[int, int]] = (2, 66)
     negotiates: ClassVar[bool] = True
     not_modified_when_unchanged: ClassVar[bool] = False
     hides_deleted: ClassVar[bool] = True
@@ -324,8 +368,23 @@ class NovaViews(SynnefoViews):
     missing_on_create_is_bad_request: ClassVar[bool] = True
 
     def diagnostics(self, server: Server, messages: list[dict[str, Any]]) -> Any:
-        """Nova's free-form diagnostics (before 2.48): what snfd knows of
-        the instance, and how many messages its Ganeti jobs left."""
+        """Nova's diagnostics: before 2.48 free-form (what snfd knows of the
+        instance, and how many messages its Ganeti jobs left); from 2.48
+        Nova's common shape, with null for the counters RAPI does not
+        report (uptime, CPU times, NIC and disk traffic) and ``driver``
+        naming Ganeti (Nova's drivers are an enumeration of its own)."""
+        if self.since(48):
+            return {
+                "state": _DIAGNOSTIC_STATE.get(model.api_status(server), "crashed"),
+                "driver": "ganeti", "hypervisor": None, "hypervisor_os": None,
+                "uptime": None, "config_drive": False, "num_cpus": server.flavor.cpu,
+                "num_nics": len(server.nics), "num_disks": len(server.disks),
+                "memory_details": {"maximum": server.flavor.ram, "used": None},
+                "cpu_details": [],
+                "nic_details": [dict({"mac_address": nic.get("mac") or None},
+                                     **dict.fromkeys(_NIC_COUNTERS))
+                                for nic in server.nics],
+                "disk_details": [dict.fromkeys(_DISK_COUNTERS) for _ in server.disks]}
         return {"driver": "ganeti", "state": nova_vm_state(server),
                 "instance_name": server.instance_name, "num_cpus": server.flavor.cpu,
                 "memory_mb": server.flavor.ram, "disk_gb": server.flavor.disk,
@@ -337,8 +396,26 @@ class NovaViews(SynnefoViews):
         return _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])[0]
 
     def check_create(self, body: dict[str, Any], max_metadata: int) -> None:
-        """Too many metadata items are over a quota in Nova (403); a
-        value longer than Nova's 255 characters is 400."""
+        """Nova's rules: keys of later microversions (``description``
+        2.19, ``tags`` 2.52, ``trusted_image_certificates`` 2.63) are 400
+        before them; ``personality`` is 400 from 2.57; ``networks`` is
+        required from 2.37 (``"auto"``/``"none"`` only from then); too many
+        metadata items are over a quota (403); a value longer than 255
+        characters is 400."""
+        for minor, key in ((19, "description"), (52, "tags"),
+                           (63, "trusted_image_certificates")):
+            if key in body and not self.since(minor):
+                raise errors.BadRequest(f"{key} is accepted from microversion 2.{minor}.")
+        if "personality" in body and self.since(57):
+            raise errors.BadRequest("personality is not accepted from microversion 2.57"
+                                    " (give user_data).")
+        networks = body.get("networks")
+        if self.since(37) and networks is None:
+            raise errors.BadRequest('networks is required from microversion 2.37: a list,'
+                                    ' "auto" or "none".')
+        if isinstance(networks, str) and not self.since(37):
+            raise errors.BadRequest('networks "auto" and "none" are accepted from'
+                                    ' microversion 2.37.')
         metadata = body.get("metadata")
         if isinstance(metadata, dict) and len(metadata) > max_metadata:
             raise errors.Forbidden(f"Quota exceeded for metadata_items: a server may have"
@@ -359,7 +436,31 @@ class NovaViews(SynnefoViews):
                     "maxPersonalitySize": settings.max_personality_size,
                     "maxTotalKeypairs": -1, "maxSecurityGroups": 0,
                     "maxSecurityGroupRules": 0, "totalSecurityGroupsUsed": 0})
-        return out
+        gone: tuple[str, ...] = ()
+        if self.since(36):   # the network service's limits are its own
+            gone += ("maxSecurityGroups", "maxSecurityGroupRules", "maxTotalFloatingIps",
+                     "totalFloatingIpsUsed", "totalSecurityGroupsUsed")
+        if self.since(39):   # image properties are the image service's
+            gone += ("maxImageMeta",)
+        if self.since(57):   # no more personality files
+            gone += ("maxPersonality", "maxPersonalitySize")
+        return {k: v for k, v in out.items() if k not in gone}
+
+    def quota_keys(self, keys: Any, classes: bool = False) -> list[str]:
+        """The quota-set (``classes``: quota-class-set) entries shown at
+        this microversion: 2.36 drops the network service's (2.50 for
+        quota classes, which then show server groups), 2.57 drops
+        personality files."""
+        gone: set[str] = set()
+        if self.since(50 if classes else 36):
+            gone |= {"floating_ips", "fixed_ips", "security_groups", "security_group_rules",
+                     "networks"}
+        if classes and not self.since(50):
+            gone |= {"server_groups", "server_group_members"}
+        if self.since(57):
+            gone |= {"injected_files", "injected_file_content_bytes",
+                     "injected_file_path_bytes"}
+        return [k for k in keys if k not in gone]
 
     def addresses(self, server: Server) -> dict[str, list[dict[str, Any]]]:
         """Nova's plain addresses (``ips``, a rename's or rebuild's
@@ -374,7 +475,7 @@ class NovaViews(SynnefoViews):
     def _short(self, server: Server) -> dict[str, Any]:
         """Nova's ``common_show_server``: what a rename answers."""
         status, _, _ = _NOVA_STATE.get(model.api_status(server), _NOVA_STATE["UNKNOWN"])
-        return {
+        out: dict[str, Any] = {
             "id": str(server.id), "name": server.name, "status": status,
             "tenant_id": server.project, "user_id": server.userid,
             "created": nova_time(server.created), "updated": nova_time(server.updated),
@@ -388,6 +489,23 @@ class NovaViews(SynnefoViews):
             "links": self.links("servers", server.id),
         } | ({"progress": _progress(server, model.api_status(server))}
              if status in _NOVA_PROGRESS_STATUSES else {})
+        if self.since(19):
+            out["description"] = server.description
+        if self.since(26):
+            out["tags"] = list(server.tags)
+        if self.since(47):
+            out["flavor"] = self.server_flavor(server.flavor)
+        if self.since(63):
+            # Images are not signed here: no certificates to trust.
+            out["trusted_image_certificates"] = None
+        return out
+
+    @staticmethod
+    def server_flavor(flavor: Flavor) -> dict[str, Any]:
+        """The flavor a server shows from 2.47: its values, not a link."""
+        return {"original_name": flavor.name, "vcpus": flavor.cpu, "ram": flavor.ram,
+                "disk": flavor.disk, "ephemeral": flavor.ephemeral, "swap": flavor.swap or 0,
+                "extra_specs": dict(flavor.extra_specs)}
 
     def server(self, server: Server, detail: bool = True,
                diagnostics: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -428,18 +546,53 @@ class NovaViews(SynnefoViews):
         return self._short(server)
 
     def rebuilt(self, server: Server, password: str) -> dict[str, Any]:
-        return {**self._short(server), "adminPass": password}
+        out = {**self._short(server), "adminPass": password}
+        if self.since(54):
+            out["key_name"] = server.key_names[0] if server.key_names else None
+        if self.since(57):
+            # User data is handed to the new disk once, not kept (2.3).
+            out["user_data"] = None
+        return out
 
-    def flavor(self, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
+    def rebuild_keys(self) -> frozenset[str]:
+        """What a rebuild body may hold at this microversion: 2.19 adds
+        ``description``, 2.54 ``key_name``, 2.57 ``user_data`` (and drops
+        ``personality``), 2.63 ``trusted_image_certificates``."""
+        keys = set(REBUILD_KEYS)
+        for minor, key in ((19, "description"), (54, "key_name"), (57, "user_data"),
+                           (63, "trusted_image_certificates")):
+            if self.since(minor):
+                keys.add(key)
+        if self.since(57):
+            keys.discard("personality")
+        return frozenset(keys)
+
+    def update_keys(self) -> frozenset[str]:
+        """What a server update (``PUT``) may change: 2.19 adds ``description``."""
+        keys = {"name", "accessIPv4", "accessIPv6"}
+        if self.since(19):
+            keys.add("description")
+        return frozenset(keys)
+
+    def flavor(self, flavor: Flavor, detail: bool = True,
+               version: tuple[int, int] = (2, 1)) -> dict[str, Any]:
+        """A flavor as Nova shows it at microversion ``version``: from 2.55
+        with its ``description`` (null: none), from 2.61 its detail with
+        its ``extra_specs``."""
         links = self.links("flavors", flavor.flavorid)
-        if not detail:
-            return {"id": flavor.flavorid, "name": flavor.name, "links": links}
-        return {"id": flavor.flavorid, "name": flavor.name, "ram": flavor.ram,
-                "vcpus": flavor.cpu, "disk": flavor.disk, "swap": flavor.swap or "",
-                "os-flavor-access:is_public": flavor.public,
-                "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral,
-                "OS-FLV-DISABLED:disabled": not flavor.allow_create,
-                "rxtx_factor": flavor.rxtx_factor, "links": links}
+        out: dict[str, Any] = {"id": flavor.flavorid, "name": flavor.name, "links": links}
+        if detail:
+            out.update({"ram": flavor.ram, "vcpus": flavor.cpu, "disk": flavor.disk,
+                        "swap": flavor.swap or "",
+                        "os-flavor-access:is_public": flavor.public,
+                        "OS-FLV-EXT-DATA:ephemeral": flavor.ephemeral,
+                        "OS-FLV-DISABLED:disabled": not flavor.allow_create,
+                        "rxtx_factor": flavor.rxtx_factor})
+        if version >= (2, 55):
+            out["description"] = flavor.description
+        if detail and version >= (2, 61):
+            out["extra_specs"] = dict(flavor.extra_specs)
+        return out
 
     @staticmethod
     def flavor_ref(flavor: Flavor) -> str:

@@ -2,7 +2,11 @@
 showing for everyone; creating, describing and deleting flavors, their
 access lists (``os-flavor-access``, ``addTenantAccess``,
 ``removeTenantAccess``) and extra specs (``os-extra_specs``) for
-administrators (403 for others), as Nova 2.1 answers them.  What may be
+administrators (403 for others), as Nova 2.1 answers them; from
+microversion 2.55 flavors show their ``description`` (also in the short
+listing) and ``PUT /flavors/<id>`` changes it, from 2.61 a flavor's
+detail (show, detailed listing, create and update answers) shows its
+``extra_specs``.  What may be
 seen and changed is ``snfd.cyclades.flavors``; a flavor is named by the
 dialect's id (Synnefo's serial id, Nova's ``flavorid``:
 ``views.flavor_ref``).  ``ComputeAPI`` mounts ``FlavorAPI.routes()``."""
@@ -31,6 +35,16 @@ from snfd.cyclades.model import Flavor
 from snfd.web.app import json_body, json_object
 
 Handler = Callable[..., Awaitable[bytes]]
+
+
+def flavor_view(request: Any, flavor: Flavor, detail: bool = True) -> dict[str, Any]:
+    """A flavor in the request's dialect (Nova's: at its microversion)."""
+    views = views_of(request)
+    if views.negotiates:
+        shown: dict[str, Any] = views.flavor(flavor, detail, version=request.microversion)
+        return shown
+    synnefo: dict[str, Any] = views.flavor(flavor, detail)
+    return synnefo
 
 
 class FlavorAPI:
@@ -67,7 +81,7 @@ class FlavorAPI:
         return await self._flavors.by_flavorid(flavor_id, projects_of(request), admin)
 
     def _show(self, request: Any, flavor: Flavor) -> bytes:
-        return json_body(request, {"flavor": views_of(request).flavor(flavor)})
+        return json_body(request, {"flavor": flavor_view(request, flavor)})
 
     # -- reads ------------------------------------------------------------------------
 
@@ -87,7 +101,8 @@ class FlavorAPI:
                 least = count(value, key)
                 found = [f for f in found if of(f) >= least]
         found = page(request, found, "Flavor", key=v.flavor_ref)
-        return json_body(request, {"flavors": [v.flavor(f, detail) for f in found]})
+        return json_body(request, {"flavors": [flavor_view(request, f, detail)
+                                               for f in found]})
 
     async def list_flavors(self, request: Any) -> bytes:
         return await self._listing(request, False)

@@ -13,10 +13,18 @@ cloud made of Ganeti clusters and snfd nodes (read by ``admin_api``).
 - Each **snfd node** of the cluster, with each of its plugins, is a
   service too (``snfd-<plugin>``, zone ``internal``, host = the node's
   id), up while its heartbeat is fresh; these cannot be disabled here.
+
+Nova's microversion 2.53 names hypervisors and services by UUID: a
+node's is its Ganeti UUID (else one derived from its cluster and name), a
+service's is derived from its binary and host, so both stay the same
+across requests and restarts.  Deleting a compute service removes its
+backend (refused while it holds servers).  The Ganeti job of a migration
+still queued can be cancelled (``cancel_migration``).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,7 +35,7 @@ from twisted.logger import Logger
 from snfd import errors
 from snfd.cyclades import store
 from snfd.cyclades.allocator import rapi_for
-from snfd.cyclades.model import GanetiBackend, Server
+from snfd.cyclades.model import GanetiBackend, Migration, Server
 from snfd.ganeti.rapi import RapiError, RapiUnavailable
 
 log = Logger(namespace="snfd.cyclades")
@@ -35,6 +43,21 @@ log = Logger(namespace="snfd.cyclades")
 COMPUTE = "nova-compute"
 ZONE = "nova"
 INTERNAL_ZONE = "internal"
+#: The namespace of the UUIDs derived for nodes and services (2.53).
+_NAMESPACE = uuid.UUID("3f0c1a52-8a4e-4d3b-9b1e-6c2d7e5f9a10")
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID in its usual text form."""
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def service_uuid(binary: str, host: str) -> str:
+    """The UUID of the service ``binary`` on ``host`` (Nova 2.53's id)."""
+    return str(uuid.uuid5(_NAMESPACE, f"service:{binary}@{host}"))
 
 
 @attrs.frozen
@@ -49,6 +72,15 @@ class Hypervisor:
     @property
     def id(self) -> str:
         return str(self.node.get("uuid") or f"{self.backend.clustername}:{self.hostname}")
+
+    @property
+    def uuid(self) -> str:
+        """Nova 2.53's id: the node's Ganeti UUID, else one derived from
+        its cluster and name."""
+        given = str(self.node.get("uuid") or "")
+        if is_uuid(given):
+            return given
+        return str(uuid.uuid5(_NAMESPACE, f"node:{self.backend.clustername}/{self.hostname}"))
 
     @property
     def hostname(self) -> str:
@@ -76,6 +108,10 @@ class Service:
     up: bool
     updated_at: Any
     backend: GanetiBackend | None = None
+
+    @property
+    def uuid(self) -> str:
+        return service_uuid(self.binary, self.host)
 
 
 class Hosts:
@@ -132,9 +168,10 @@ class Hosts:
             [defer.ensureDeferred(of(b)) for b in await self.backends()])
         return [h for group in found for h in group]
 
-    async def hypervisor(self, hypervisor_id: str) -> Hypervisor:
+    async def hypervisor(self, hypervisor_id: str, by_uuid: bool = False) -> Hypervisor:
+        """A hypervisor by its id (``by_uuid``: its 2.53 UUID); 404 else."""
         for found in await self.hypervisors():
-            if found.id == hypervisor_id:
+            if (found.uuid if by_uuid else found.id) == hypervisor_id:
                 return found
         raise errors.NotFound(f"Hypervisor with ID {hypervisor_id[:80]} could not be found.")
 
@@ -162,6 +199,33 @@ class Hosts:
                                    member.get("last_heartbeat")))
                 next_id += 1
         return out
+
+    async def remove_backend(self, backend: GanetiBackend) -> None:
+        """Remove a backend (its compute service); 409 while it holds live
+        servers (``snf-manage backend-remove``)."""
+        live: int = await self._db.run("cyclades.remove_backend", store.remove_backend_txn,
+                                       backend.id)
+        if live:
+            raise errors.Conflict("Unable to delete compute service that is hosting"
+                                  f" instances ({live} on {backend.clustername}). Migrate"
+                                  " or delete the instances first.")
+
+    async def cancel_migration(self, migration: Migration) -> bool:
+        """Cancel the Ganeti job of a migration while it is still queued;
+        whether Ganeti did (the migration then shows ``cancelled``; a job
+        that has started cannot be stopped)."""
+        if migration.job_id is None:
+            return False
+        backend = await self.backend(migration.source_compute)
+        try:
+            done, _ = await rapi_for(self._rapi_pool, backend).cancel_job(migration.job_id)
+        except (RapiUnavailable, RapiError) as e:
+            raise errors.ServiceUnavailable(f"Ganeti cluster {backend.clustername} could not"
+                                            f" cancel job {migration.job_id}: {e}") from e
+        if done:
+            await self._db.run("cyclades.cancel_migration", store.cancel_migration_txn,
+                               migration.id)
+        return done
 
     async def set_backend(self, host: str, **flags: bool) -> GanetiBackend:
         """Set a backend's ``drained`` or ``offline`` flag by its host name."""

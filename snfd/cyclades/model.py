@@ -123,6 +123,8 @@ class Aggregate:
     hosts: tuple[str, ...] = ()
     created: datetime.datetime | None = None
     updated: datetime.datetime | None = None
+    #: made with it, never changed (Nova shows it from 2.41)
+    uuid: str = ""
 
 
 @attrs.frozen
@@ -168,6 +170,8 @@ class Server:
     access_ipv6: str = ""
     #: the id of its server group (Nova's), None: in none
     server_group: str | None = None
+    #: the user's description of it (Nova's, from 2.19); None: none given
+    description: str | None = None
     created: datetime.datetime | None = None
     updated: datetime.datetime | None = None
 
@@ -192,6 +196,9 @@ class ServerGroup:
     policy: str
     members: tuple[int, ...] = ()
     created: datetime.datetime | None = None
+    #: the policy's rules (Nova 2.64): ``max_server_per_host`` of an
+    #: anti-affinity group, else none
+    rules: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -220,10 +227,21 @@ class InstanceAction:
     start_time: datetime.datetime
     job_id: int | None = None
     events: tuple[JobEvent, ...] = ()
+    #: the compute host (backend) its events ran on, None: none known
+    host: str | None = None
 
     @property
     def failed(self) -> bool:
         return any(e.result == "Error" for e in self.events)
+
+    @property
+    def updated(self) -> datetime.datetime:
+        """When it last changed: its start, or its latest event's start or
+        end (Nova's ``updated_at``)."""
+        times = [self.start_time]
+        for e in self.events:
+            times += [e.start_time] + ([e.finish_time] if e.finish_time is not None else [])
+        return max(times)
 
 
 @attrs.frozen
@@ -232,7 +250,9 @@ class Migration:
     (Nova's migration): ``kind`` live-migration, migration (Ganeti's
     failover) or evacuation (failover ignoring the disks' consistency);
     its ``status`` from its job's events: queued, running, completed or
-    error; ``finished`` when the job ended."""
+    error (or cancelled: aborted while its job was queued); ``finished``
+    when the job ended, ``updated`` its latest event (None: none yet);
+    ``uuid`` made with it."""
 
     id: int
     server_id: int
@@ -245,6 +265,8 @@ class Migration:
     created: datetime.datetime
     status: str = "queued"
     finished: datetime.datetime | None = None
+    updated: datetime.datetime | None = None
+    uuid: str = ""
 
 
 INSTANCE_PREFIX = "snf-"

@@ -48,6 +48,14 @@ MAX_META_VALUE = 500
 MAX_TAGS = 50
 MAX_TAG = 60
 MAX_USER_DATA = 64 * 1024
+#: "Not given" in a request whose None means "clear it".
+KEEP: Any = object()
+TRUSTED_CERTIFICATES_REFUSED = (
+    "trusted_image_certificates: image signature verification is not offered by this"
+    " cloud (images are not signed).")
+#: Nova's device tags (on networks and block devices, 2.32 and 2.42)
+DEVICE_TAGS_REFUSED = ("Device tags are not supported: no metadata service or config drive"
+                       " shows them to the guest.")
 FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
 #: Actions the reference names that this cloud does not offer (501), and
 #: those only administrators may take (403); both once the server exists.
@@ -132,6 +140,20 @@ class CreateRequest:
     #: its volumes (``block_device_mapping_v2``); a boot one replaces
     #: ``image_id`` (then "")
     block_devices: tuple[BlockDevice, ...] = ()
+    #: its description (Nova's, from 2.19); None: none
+    description: str | None = None
+
+
+def check_description(value: Any) -> str | None:
+    """A server's ``description``: None, or text of at most 255 printable
+    characters (Nova's rule), or 400."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_NAME:
+        raise errors.BadRequest(f"description must be text of at most {MAX_NAME} characters.")
+    if not all(c.isprintable() or c in "\t\n\r" for c in value):
+        raise errors.BadRequest("description holds characters that are not printable.")
+    return value
 
 
 def check_access_ip(value: Any, version: int) -> str:
@@ -231,6 +253,11 @@ class InjectNetworkInfo:
 
 
 @attrs.frozen
+class TriggerCrashDump:
+    """``trigger_crash_dump`` (Nova 2.17): an NMI to the guest."""
+
+
+@attrs.frozen
 class Restore:
     """``restore``: undo a soft delete (there is none here: 409)."""
 
@@ -266,33 +293,68 @@ class Migrate:
     cluster: ``os-migrateLive`` (``kind`` live-migration), ``migrate``
     (migration: Ganeti's failover) and ``evacuate`` (evacuation: a
     failover that ignores the disks' consistency, for a failed node).
-    ``host``: the compute host (backend) named, None: any."""
+    ``host``: the compute host (backend) named, None: any.  ``force``
+    (Nova 2.29, 2.30: skip the scheduler's check of the host) changes
+    nothing here: Ganeti's own checks always run in its job."""
 
     kind: str
     host: str | None = None
+    force: bool = False
 
 
-def _migrate(name: str, args: Any) -> Migrate:
+#: Nova's booleans as text in action bodies (``parameter_types.boolean``).
+_TRUE_TEXT = frozenset({"true", "1", "on", "yes"})
+_FALSE_TEXT = frozenset({"false", "0", "off", "no"})
+
+
+def _boolean(args: dict[str, Any], key: str, name: str) -> bool:
+    value = args[key]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE_TEXT | _FALSE_TEXT:
+        return value.lower() in _TRUE_TEXT
+    raise errors.BadRequest(f"{name}: {key} must be true or false.")
+
+
+def _migrate(name: str, args: Any, version: tuple[int, int] = (2, 1)) -> Migrate:
+    """The body of ``os-migrateLive``, ``migrate`` or ``evacuate`` as Nova's
+    schema at microversion ``version`` takes it (400 otherwise):
+    ``os-migrateLive`` needs ``block_migration`` (a boolean; from 2.25 also
+    ``"auto"``) and, before 2.25, ``disk_over_commit`` (refused from 2.25),
+    and takes ``force`` from 2.30; ``migrate`` takes nothing before 2.56,
+    then ``host``; ``evacuate`` takes ``host`` and ``adminPass``,
+    ``onSharedStorage`` before 2.14 and ``force`` from 2.29."""
     if args is not None and not isinstance(args, dict):
         raise errors.BadRequest(f"{name} takes an object or null.")
     args = args or {}
-    allowed = {"os-migrateLive": {"host", "block_migration", "disk_over_commit"},
-               "migrate": set(), "evacuate": {"host", "onSharedStorage", "adminPass"}}[name]
+    if name == "os-migrateLive":
+        allowed = {"host", "block_migration"}
+        allowed |= {"disk_over_commit"} if version < (2, 25) else set()
+        allowed |= {"force"} if version >= (2, 30) else set()
+    elif name == "migrate":
+        allowed = {"host"} if version >= (2, 56) else set()
+    else:
+        allowed = {"host", "adminPass"}
+        allowed |= {"onSharedStorage"} if version < (2, 14) else set()
+        allowed |= {"force"} if version >= (2, 29) else set()
     unknown = set(args) - allowed
     if unknown:
-        raise errors.BadRequest(f"Unknown {name} field {sorted(unknown)[0][:40]!r}.")
+        raise errors.BadRequest(f"Unknown {name} field {sorted(unknown)[0][:40]!r}"
+                                f" (at microversion {version[0]}.{version[1]}).")
     if name == "os-migrateLive":
-        for key in ("block_migration", "disk_over_commit"):
+        for key in sorted(allowed & {"block_migration", "disk_over_commit"}):
             if key not in args:
                 raise errors.BadRequest(f"os-migrateLive needs {key}.")
-            if not isinstance(args[key], bool) and args[key] not in ("true", "false"):
-                raise errors.BadRequest(f"{key} must be true or false.")
+            if not (key == "block_migration" and version >= (2, 25)
+                    and args[key] == "auto"):
+                _boolean(args, key, name)
+    force = _boolean(args, "force", name) if "force" in args else False
     host = args.get("host")
     if host is not None and (not isinstance(host, str) or not host or len(host) > 255):
         raise errors.BadRequest("host must be a compute host's name or null.")
     kind = {"os-migrateLive": "live-migration", "migrate": "migration",
             "evacuate": "evacuation"}[name]
-    return Migrate(kind, host)
+    return Migrate(kind, host, force)
 
 
 @attrs.frozen
@@ -309,22 +371,35 @@ class Rebuild:
     personality: tuple[PersonalityFile, ...] = ()
     access_ipv4: str | None = None
     access_ipv6: str | None = None
+    #: the new description (``KEEP``: unchanged; None: none)
+    description: Any = KEEP
+    #: the keypair whose key the new disk gets (``KEEP``: the server's;
+    #: None: no key)
+    key_name: Any = KEEP
+    #: the new user data for the guest (``KEEP``: none is kept here, so
+    #: none is given again; None: none)
+    user_data: Any = KEEP
 
 
-#: What a ``rebuild`` body may hold (Nova 2.1's schema).
-_REBUILD_KEYS = frozenset({"imageRef", "name", "metadata", "adminPass", "personality",
-                           "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
-                           "preserve_ephemeral"})
+#: What a ``rebuild`` body may hold (Nova 2.1's schema); a dialect adds
+#: its later microversions' keys (``REBUILD_KEYS_SINCE``).
+REBUILD_KEYS = frozenset({"imageRef", "name", "metadata", "adminPass", "personality",
+                          "accessIPv4", "accessIPv6", "OS-DCF:diskConfig",
+                          "preserve_ephemeral"})
 
 
-def parse_rebuild(args: Any, limits: CreateLimits, strong_password: bool = True) -> Rebuild:
-    """The ``rebuild`` object of an action body (400 for anything Nova's
-    2.1 schema refuses)."""
+def parse_rebuild(args: Any, limits: CreateLimits, strong_password: bool = True,
+                  keys: frozenset[str] = REBUILD_KEYS) -> Rebuild:
+    """The ``rebuild`` object of an action body (400 for any key not in
+    ``keys``: Nova 2.1's schema, or a later microversion's)."""
     if not isinstance(args, dict):
         raise errors.BadRequest('rebuild needs an object with "imageRef".')
-    unknown = set(args) - _REBUILD_KEYS
+    unknown = set(args) - keys
     if unknown:
-        raise errors.BadRequest(f"Unknown rebuild field {sorted(unknown)[0][:40]!r}.")
+        raise errors.BadRequest(f"Unknown rebuild field {sorted(unknown)[0][:40]!r}"
+                                " (at this microversion).")
+    if args.get("trusted_image_certificates") is not None:
+        raise errors.BadRequest(TRUSTED_CERTIFICATES_REFUSED)
     if args.get("imageRef") in (None, ""):
         raise errors.BadRequest("rebuild needs an imageRef.")
     if args.get("OS-DCF:diskConfig", "MANUAL") not in ("AUTO", "MANUAL"):
@@ -344,7 +419,11 @@ def parse_rebuild(args: Any, limits: CreateLimits, strong_password: bool = True)
         personality=check_personality(args.get("personality"), limits.max_personality,
                                       limits.max_personality_size),
         access_ipv4=check_access_ip(args["accessIPv4"], 4) if "accessIPv4" in args else None,
-        access_ipv6=check_access_ip(args["accessIPv6"], 6) if "accessIPv6" in args else None)
+        access_ipv6=check_access_ip(args["accessIPv6"], 6) if "accessIPv6" in args else None,
+        description=check_description(args["description"]) if "description" in args else KEEP,
+        key_name=(KEEP if "key_name" not in args else None if args["key_name"] is None
+                  else _text(args["key_name"], "key_name", 255)),
+        user_data=_user_data(args["user_data"]) if "user_data" in args else KEEP)
 
 
 @attrs.frozen
@@ -358,13 +437,14 @@ class Unsupported:
 
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
           | Unrescue | ResetState | Restore | InjectNetworkInfo | AddFloatingIp | RemoveFloatingIp
-          | SecurityGroupChange
+          | SecurityGroupChange | TriggerCrashDump
           | Migrate | Unsupported)
 
 
-def parse_action(body: Mapping[str, Any]) -> Action:
+def parse_action(body: Mapping[str, Any], version: tuple[int, int] = (2, 1)) -> Action:
     """The action of a ``POST /servers/<id>/action`` body (a JSON object
-    with exactly one action key), or 400."""
+    with exactly one action key), or 400; ``version``: the request's Nova
+    microversion (the moves' arguments change with it)."""
     if len(body) != 1:
         raise errors.BadRequest("An action request has exactly one action.")
     name, args = next(iter(body.items()))
@@ -408,6 +488,8 @@ def parse_action(body: Mapping[str, Any]) -> Action:
         return ResetState(str(state))
     if name == "restore":
         return Restore()
+    if name == "trigger_crash_dump":
+        return TriggerCrashDump()
     if name == "injectNetworkInfo":
         return InjectNetworkInfo()
     if name == "addFloatingIp":
@@ -422,7 +504,7 @@ def parse_action(body: Mapping[str, Any]) -> Action:
     if name == "removeFloatingIp":
         return RemoveFloatingIp(ip_address(args.get("address"), "address"))
     if name in ("os-migrateLive", "migrate", "evacuate"):
-        return _migrate(name, body[name])
+        return _migrate(name, body[name], version)
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:
@@ -629,6 +711,8 @@ def _nic_requests(value: Any) -> tuple[NicRequest, ...] | None:
     for item in value:
         if not isinstance(item, dict):
             raise errors.BadRequest("Each network must be an object with a uuid or a port.")
+        if "tag" in item:
+            raise errors.BadRequest(DEVICE_TAGS_REFUSED)
         port, uuid = item.get("port"), item.get("uuid")
         fixed = item.get("fixed_ip")
         if port is not None:
@@ -740,6 +824,8 @@ def _block_devices(body: Mapping[str, Any]) -> tuple[str | None, tuple[BlockDevi
     image: str | None = None
     devices: list[BlockDevice] = []
     for bdm in mapping:
+        if "tag" in bdm:
+            raise errors.BadRequest(DEVICE_TAGS_REFUSED)
         source = bdm.get("source_type")
         destination = bdm.get("destination_type")
         boot_index = bdm.get("boot_index")
@@ -853,7 +939,10 @@ def parse_create(body: Any, limits: CreateLimits,
     shared = body.get("shared_to_project", False)
     if not isinstance(shared, bool):
         raise errors.BadRequest("shared_to_project must be true or false.")
+    if body.get("trusted_image_certificates") is not None:
+        raise errors.BadRequest(TRUSTED_CERTIFICATES_REFUSED)
     return CreateRequest(
+        description=check_description(body.get("description")),
         name=name, flavor_id=flavor_id, image_id=image_id, metadata=metadata,
         personality=personality, networks=nics, project=project, key_names=key_names,
         user_data=user_data, admin_pass=admin_pass, tags=check_tags(body.get("tags")),

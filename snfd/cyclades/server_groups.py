@@ -26,6 +26,10 @@ policy is honoured at both levels:
 - ``soft-affinity`` / ``soft-anti-affinity`` (Nova 2.15): preferences of
   the allocator only, never a refusal.
 
+An anti-affinity group may carry Nova 2.64's rule ``max_server_per_host``;
+it is kept and shown, and placement stays as above (at most one member
+per Ganeti node, whatever the rule allows).
+
 Creates into one group are serialised by a lock on the group's row, so
 the member count and the members' backends the allocator sees are
 current.
@@ -33,7 +37,7 @@ current.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from snfd import errors
@@ -90,11 +94,13 @@ class ServerGroups:
     def __init__(self, db: Any):
         self._db = db
 
-    async def create(self, user: str, project: str, name: Any, policy: str) -> ServerGroup:
-        """A new group of ``project`` (403 past ``MAX_GROUPS`` there)."""
+    async def create(self, user: str, project: str, name: Any, policy: str,
+                     rules: Mapping[str, int] | None = None) -> ServerGroup:
+        """A new group of ``project`` (403 past ``MAX_GROUPS`` there) with
+        its policy's ``rules`` (checked by the caller)."""
         group: ServerGroup = await self._db.run(
             "cyclades.create_group", _create_txn, user, project, check_group_name(name),
-            check_policy(policy))
+            check_policy(policy), dict(rules or {}))
         return group
 
     async def visible(self, user: str, projects: Collection[str], admin: bool = False,
@@ -130,11 +136,12 @@ class ServerGroups:
         return count
 
 
-def _create_txn(txn: Any, user: str, project: str, name: str, policy: str) -> ServerGroup:
+def _create_txn(txn: Any, user: str, project: str, name: str, policy: str,
+                rules: Mapping[str, int]) -> ServerGroup:
     store.lock_groups_txn(txn, project)
     if store.count_groups_txn(txn, project) >= MAX_GROUPS:
         raise errors.Forbidden("Quota exceeded, too many server groups.")
-    return store.create_group_txn(txn, user, project, name, policy)
+    return store.create_group_txn(txn, user, project, name, policy, rules)
 
 
 def join_txn(txn: Any, group_id: str) -> tuple[ServerGroup, dict[int, int | None]]:

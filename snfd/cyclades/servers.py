@@ -87,6 +87,7 @@ from snfd.cyclades.keypairs import Keypairs
 from snfd.cyclades.model import Flavor, GanetiBackend, Migration, Server
 from snfd.cyclades.networks.service import Networks
 from snfd.cyclades.requests import (
+    KEEP,
     MAX_TAGS,
     CreateRequest,
     Firewall,
@@ -266,8 +267,8 @@ def _image_info(image: Any) -> dict[str, Any]:
 # -- transactions ----------------------------------------------------------
 
 def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: Flavor,
-                image: Any, key: str, params: dict[str, Any], password: str,
-                expires: datetime.datetime, networks: Networks | None,
+                image: Any, key: str, params: dict[str, Any], progress_key: str,
+                password: str, expires: datetime.datetime, networks: Networks | None,
                 planned: Sequence[tuple[Any, NicRequest]] | None,
                 ) -> tuple[Server, GanetiBackend, str, list[int]] | None:
     """Insert the server on the backend the allocator picks; with it the
@@ -289,8 +290,9 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
         operstate="BUILD", task="BUILD", action="BUILD", metadata=req.metadata,
         tags=req.tags, key_names=req.key_names, shared_to_project=req.shared_to_project,
         image=_image_info(image), access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6,
-        server_group=req.server_group)
+        server_group=req.server_group, description=req.description)
     store.put_params_txn(txn, key, server.id, params)
+    store.put_progress_key_txn(txn, progress_key, server.id)
     store.put_password_txn(txn, server.id, password, expires)
     if networks is not None and planned is not None:
         ports = networks.server_ports_txn(txn, server, planned, req.security_groups)
@@ -298,11 +300,18 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
     return server, backend, policy, peers
 
 
+#: The most reports one build's OS definition may make (progress steps and
+#: diagnostics); more are 404, so a runaway script cannot fill the table.
+MAX_IMAGE_REPORTS = 200
+
+
 def _rebuild_params_txn(txn: Any, server_id: int, key: str, params: dict[str, Any],
-                        password: str, expires: datetime.datetime) -> None:
+                        progress_key: str, password: str,
+                        expires: datetime.datetime) -> None:
     """A rebuild's build parameters replace any left of an earlier build."""
     store.drop_params_txn(txn, server_id)
     store.put_params_txn(txn, key, server_id, params)
+    store.put_progress_key_txn(txn, progress_key, server_id)
     store.put_password_txn(txn, server_id, password, expires)
 
 
@@ -467,6 +476,24 @@ class Servers:
         """The clock's time (UTC)."""
         return datetime.datetime.fromtimestamp(self._clock.seconds(), UTC)
 
+    def _progress_url(self, params: dict[str, Any]) -> str:
+        """Give a build's parameters the URL its OS definition reports
+        progress and diagnostics to (``img_progress_url``); its key."""
+        key = secrets.token_urlsafe(32)
+        params["img_progress_url"] = (f"{self.settings.vmapi_url.rstrip('/')}"
+                                      f"/server-progress/{key}")
+        return key
+
+    async def progress_server(self, key: str) -> int:
+        """The server whose build reports with ``key`` (``img_progress_url``),
+        counting the report: 404 for an unknown key or one that made
+        ``MAX_IMAGE_REPORTS`` reports already."""
+        server_id: int | None = await self._db.run(
+            "cyclades.progress_key", store.use_progress_key_txn, key, MAX_IMAGE_REPORTS)
+        if server_id is None:
+            raise errors.NotFound("No such build (or it reported too much already).")
+        return server_id
+
     def _config_url(self, key: str) -> str:
         """Where snf-image fetches the build parameters stored under ``key``."""
         return f"{self.settings.vmapi_url.rstrip('/')}/server-params/{key}"
@@ -513,12 +540,13 @@ class Servers:
             raise errors.NotFound(f"Server {server_id} not found.")
         return server
 
-    async def of_user(self, user: str,
-                      since: datetime.datetime | None = None) -> list[Server]:
+    async def of_user(self, user: str, since: datetime.datetime | None = None,
+                      before: datetime.datetime | None = None) -> list[Server]:
         """The user's live servers, or with ``since`` those changed after it
-        (deleted ones included)."""
+        and with ``before`` those changed at or before it (deleted ones
+        included with either)."""
         found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
-                                                 userid=user, since=since)
+                                                 userid=user, since=since, before=before)
         return found
 
     async def during(self, start: datetime.datetime, end: datetime.datetime,
@@ -529,19 +557,20 @@ class Servers:
                                                  store.servers_during_txn, start, end, project)
         return found
 
-    async def everyone(self, since: datetime.datetime | None = None) -> list[Server]:
-        """Every live server (administrators' ``all_tenants``), or with
-        ``since`` those changed after it (deleted ones included)."""
+    async def everyone(self, since: datetime.datetime | None = None,
+                       before: datetime.datetime | None = None) -> list[Server]:
+        """Every live server (administrators' ``all_tenants``), or those
+        changed in ``(since, before]`` as ``of_user``."""
         found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
-                                                 since=since)
+                                                 since=since, before=before)
         return found
 
-    async def of_project(self, project: str,
-                         since: datetime.datetime | None = None) -> list[Server]:
-        """The live servers of ``project`` (any member's), or with ``since``
-        those changed after it (deleted ones included)."""
+    async def of_project(self, project: str, since: datetime.datetime | None = None,
+                         before: datetime.datetime | None = None) -> list[Server]:
+        """The live servers of ``project`` (any member's), or those changed
+        in ``(since, before]`` as ``of_user``."""
         found: list[Server] = await self._db.run("cyclades.servers", store.servers_txn,
-                                                 project=project, since=since)
+                                                 project=project, since=since, before=before)
         return found
 
     async def create(self, user: str, req: CreateRequest,
@@ -604,10 +633,12 @@ class Servers:
                                   host_name(req.name))
             if self.volumes is not None:
                 params.update(self.volumes.deploy_params(deployed=thin))
+            progress_key = self._progress_url(params)
             expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
             inserted = await self._db.run("cyclades.create_server", _insert_txn, user,
-                                          project, req, flavor, image, key, params, password,
-                                          expires, self.networks, planned)
+                                          project, req, flavor, image, key, params,
+                                          progress_key, password, expires, self.networks,
+                                          planned)
             if inserted is None:
                 raise errors.ServiceUnavailable(
                     "No Ganeti backend can host this server right now; try again later"
@@ -799,10 +830,18 @@ class Servers:
         status = str(getattr(image, "status", "AVAILABLE")).upper()
         if status not in _IMAGE_READY:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
-        keys = await self.keypairs.public_keys(user, list(server.key_names))
+        key_names = server.key_names
+        if req.key_name is not KEEP:
+            key_names = () if req.key_name is None else (str(req.key_name),)
+        try:
+            keys = await self.keypairs.public_keys(user, list(key_names))
+        except errors.NotFound as e:
+            raise errors.BadRequest(e.message) from None
         password = req.admin_pass or generate_password()
         key = secrets.token_urlsafe(32)
-        params = build_params(image, password, req.personality, keys, None,
+        user_data = None if req.user_data is KEEP else req.user_data
+        params = build_params(image, password, req.personality, keys,
+                              user_data if isinstance(user_data, str) else None,
                               host_name(req.name or server.name))
         if self.volumes is not None:
             # A rebuild writes the image over the disk, thin or not.
@@ -811,19 +850,23 @@ class Servers:
         expires = self.now() + datetime.timedelta(seconds=self.settings.password_ttl)
         start = server.operstate != "STOPPED"
         osparams = os_params(image, self._config_url(key))
+        progress_key = self._progress_url(params)
         await self._db.run("cyclades.rebuild_params", _rebuild_params_txn, server_id, key,
-                           params, password, expires)
+                           params, progress_key, password, expires)
         await self._run_task(
             user, server_id, "REBUILD",
             lambda rapi, s: rapi.reinstall(s.instance_name, self.settings.os, osparams,
                                            start=start),
             action="REBUILD_START" if start else "REBUILD")
-        changes: dict[str, Any] = {"image_id": image.id, "image": _image_info(image)}
+        changes: dict[str, Any] = {"image_id": image.id, "image": _image_info(image),
+                                   "key_names": key_names}
         for name, value in (("name", req.name), ("metadata", req.metadata),
                             ("access_ipv4", req.access_ipv4),
                             ("access_ipv6", req.access_ipv6)):
             if value is not None:
                 changes[name] = value
+        if req.description is not KEEP:
+            changes["description"] = req.description
         rebuilt: Server = await self._db.run("cyclades.rebuilt", _edit_txn, server_id, user,
                                              "METADATA", lambda _: changes)
         return rebuilt, password
@@ -991,10 +1034,15 @@ class Servers:
     # -- plain edits --------------------------------------------------------------
 
     async def rename(self, user: str, server_id: int, name: str | None = None,
-                     access_ipv4: str | None = None, access_ipv6: str | None = None) -> Server:
-        """Change the name and/or the access addresses (those not None)."""
-        fields = {k: v for k, v in (("name", name), ("access_ipv4", access_ipv4),
-                                    ("access_ipv6", access_ipv6)) if v is not None}
+                     access_ipv4: str | None = None, access_ipv6: str | None = None,
+                     description: Any = KEEP) -> Server:
+        """Change the name, the access addresses (those not None) and the
+        description (unless ``KEEP``; None clears it)."""
+        fields: dict[str, Any] = {
+            k: v for k, v in (("name", name), ("access_ipv4", access_ipv4),
+                              ("access_ipv6", access_ipv6)) if v is not None}
+        if description is not KEEP:
+            fields["description"] = description
         server: Server = await self._db.run("cyclades.rename", _edit_txn, server_id, user,
                                             "RENAME", lambda s: fields)
         return server

@@ -156,7 +156,7 @@ class CycladesService(service.MultiService):
         return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),
-            "vmapi": VmapiApp(self.servers).app.resource(),
+            "vmapi": VmapiApp(self.servers, self.updates, self.node.clock).app.resource(),
             "network": TokenAuth(
                 NetworkAPI(self.networks, f"{self.public_url}/network",
                            MAX_JSON_BODY).resource(),

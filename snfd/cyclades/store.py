@@ -134,7 +134,7 @@ def remove_backend_txn(txn: Any, backend_id: int) -> int:
 _AGGREGATE_SELECT = (
     "SELECT a.id, a.name, a.availability_zone, a.metadata, a.created, a.updated,"
     " COALESCE(array_agg(b.clustername ORDER BY b.clustername)"
-    " FILTER (WHERE b.id IS NOT NULL), '{}')"
+    " FILTER (WHERE b.id IS NOT NULL), '{}'), a.uuid"
     " FROM cyclades_aggregates a"
     " LEFT JOIN cyclades_aggregate_hosts h ON h.aggregate_id = a.id"
     " LEFT JOIN cyclades_backends b ON b.id = h.backend_id")
@@ -143,7 +143,7 @@ _AGGREGATE_SELECT = (
 def _aggregate(row: Any) -> Aggregate:
     return Aggregate(id=row[0], name=row[1], availability_zone=row[2],
                      metadata=dict(row[3] or {}), created=row[4], updated=row[5],
-                     hosts=tuple(row[6]))
+                     hosts=tuple(row[6]), uuid=str(row[7]))
 
 
 def aggregates_txn(txn: Any, aggregate_id: int | None = None) -> list[Aggregate]:
@@ -327,7 +327,8 @@ _SERVER_COLUMNS = (
     "suspended", "rescue", "shared_to_project", "action", "task", "task_job_id", "serial",
     "backendjobid", "backendopcode", "backendjobstatus", "backendlogmsg", "backendtime",
     "buildpercentage", "image", "metadata", "tags", "key_names", "nics", "disks",
-    "access_ipv4", "access_ipv6", "locked_by", "server_group", "created", "updated")
+    "access_ipv4", "access_ipv6", "locked_by", "server_group", "description", "created",
+    "updated")
 _SERVER_SELECT = (
     "SELECT " + ", ".join(f"s.{c}" for c in _SERVER_COLUMNS) + ", "
     + ", ".join(f"f.{c}" for c in _FLAVOR_COLUMNS)
@@ -396,10 +397,12 @@ def _with_ports(txn: Any, servers: list[Server]) -> list[Server]:
 
 def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = None,
                 since: datetime.datetime | None = None, include_deleted: bool = False,
-                backend_id: int | None = None, ids: Iterable[int] | None = None) -> list[Server]:
+                backend_id: int | None = None, ids: Iterable[int] | None = None,
+                before: datetime.datetime | None = None) -> list[Server]:
     """Servers by id.  ``userid`` with ``project``: the user's own plus those
     shared to ``project``... (callers pass what they see).  ``since``:
-    updated after that time, deleted ones included."""
+    updated after that time, ``before``: at or before it, deleted ones
+    included with either."""
     where: list[str] = []
     args: list[Any] = []
     if userid is not None:
@@ -417,7 +420,10 @@ def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = No
     if since is not None:
         where.append("s.updated > %s")
         args.append(since)
-    elif not include_deleted:
+    if before is not None:
+        where.append("s.updated <= %s")
+        args.append(before)
+    if since is None and before is None and not include_deleted:
         where.append("NOT s.deleted")
     sql = _SERVER_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id"
     txn.execute(sql, args)
@@ -465,22 +471,24 @@ def usage_txn(txn: Any) -> dict[tuple[str, str], dict[str, int]]:
 
 _GROUP_SELECT = (
     "SELECT g.id, g.userid, g.project, g.name, g.policy, g.created,"
-    " coalesce(array_agg(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), '{}')"
+    " coalesce(array_agg(s.id ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), '{}'),"
+    " g.rules"
     " FROM cyclades_server_groups g LEFT JOIN cyclades_servers s"
     " ON s.server_group = g.id AND NOT s.deleted")
 
 
 def _group(row: Any) -> ServerGroup:
     return ServerGroup(id=row[0], userid=row[1], project=row[2], name=row[3], policy=row[4],
-                       created=row[5], members=tuple(row[6]))
+                       created=row[5], members=tuple(row[6]), rules=dict(row[7] or {}))
 
 
 def create_group_txn(txn: Any, userid: str, project: str, name: str,
-                     policy: str) -> ServerGroup:
-    """Insert a server group (a new UUID)."""
+                     policy: str, rules: Mapping[str, int] | None = None) -> ServerGroup:
+    """Insert a server group (a new UUID) with its policy's ``rules``."""
     group_id = str(uuid.uuid4())
-    txn.execute("INSERT INTO cyclades_server_groups (id, userid, project, name, policy)"
-                " VALUES (%s, %s, %s, %s, %s)", (group_id, userid, project, name, policy))
+    txn.execute("INSERT INTO cyclades_server_groups (id, userid, project, name, policy, rules)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (group_id, userid, project, name, policy, Json(dict(rules or {}))))
     found = group_txn(txn, group_id)
     assert found is not None
     return found
@@ -560,15 +568,20 @@ def add_action_txn(txn: Any, server_id: int, request_id: str, action: str, useri
 def actions_txn(txn: Any, server_id: int,
                 request_id: str | None = None) -> list[InstanceAction]:
     """A server's actions, newest first (``request_id``: that one only),
-    each with the events of its job."""
-    sql = ("SELECT server_id, request_id, action, userid, project, start_time, job_id"
-           " FROM cyclades_instance_actions WHERE server_id = %s")
+    each with the events of its job and the compute host (the server's
+    backend) they ran on."""
+    sql = ("SELECT a.server_id, a.request_id, a.action, a.userid, a.project, a.start_time,"
+           " a.job_id, b.clustername FROM cyclades_instance_actions a"
+           " JOIN cyclades_servers s ON s.id = a.server_id"
+           " LEFT JOIN cyclades_backends b ON b.id = s.backend_id WHERE a.server_id = %s")
     args: list[Any] = [server_id]
     if request_id is not None:
-        sql += " AND request_id = %s"
+        sql += " AND a.request_id = %s"
         args.append(request_id)
-    txn.execute(sql + " ORDER BY start_time DESC, request_id", args)
-    actions = [InstanceAction(*r) for r in txn.fetchall()]
+    txn.execute(sql + " ORDER BY a.start_time DESC, a.request_id", args)
+    actions = [InstanceAction(server_id=r[0], request_id=r[1], action=r[2], userid=r[3],
+                              project=r[4], start_time=r[5], job_id=r[6], host=r[7])
+               for r in txn.fetchall()]
     jobs = [a.job_id for a in actions if a.job_id is not None]
     if not jobs:
         return actions
@@ -608,16 +621,19 @@ def add_migration_txn(txn: Any, server_id: int, job_id: int | None, kind: str,
 
 def migrations_txn(txn: Any, server_id: int | None = None) -> list[Migration]:
     """Migrations (of one server), newest first, with their status from
-    their job's events: error when an opcode failed, completed when all
-    ended, running when one began, else queued."""
+    their job's events: cancelled when aborted while queued, error when an
+    opcode failed, completed when all ended, running when one began, else
+    queued."""
     sql = """SELECT m.id, m.server_id, m.job_id, m.kind, m.source_compute, m.source_node,
                     m.dest_node, m.flavor_id, m.created,
-                    CASE WHEN bool_or(e.result = 'Error') THEN 'error'
+                    CASE WHEN m.cancelled THEN 'cancelled'
+                         WHEN bool_or(e.result = 'Error') THEN 'error'
                          WHEN count(e.opcode) > 0 AND bool_and(e.result IS NOT NULL)
                               THEN 'completed'
                          WHEN count(e.opcode) > 0 THEN 'running'
                          ELSE 'queued' END,
-                    max(e.finish_time)
+                    max(e.finish_time),
+                    greatest(max(e.start_time), max(e.finish_time)), m.uuid
              FROM cyclades_migrations m LEFT JOIN cyclades_job_events e
                ON e.server_id = m.server_id AND e.job_id = m.job_id"""
     args: list[Any] = []
@@ -625,7 +641,16 @@ def migrations_txn(txn: Any, server_id: int | None = None) -> list[Migration]:
         sql += " WHERE m.server_id = %s"
         args.append(server_id)
     txn.execute(sql + " GROUP BY m.id ORDER BY m.id DESC", args)
-    return [Migration(*r) for r in txn.fetchall()]
+    return [Migration(id=r[0], server_id=r[1], job_id=r[2], kind=r[3], source_compute=r[4],
+                      source_node=r[5], dest_node=r[6], flavor_id=r[7], created=r[8],
+                      status=r[9], finished=r[10], updated=r[11], uuid=str(r[12]))
+            for r in txn.fetchall()]
+
+
+def cancel_migration_txn(txn: Any, migration_id: int) -> None:
+    """Note that a migration was aborted (its queued job cancelled)."""
+    txn.execute("UPDATE cyclades_migrations SET cancelled = true WHERE id = %s",
+                (migration_id,))
 
 
 # -- diagnostics ----------------------------------------------------------
@@ -692,6 +717,23 @@ def take_params_txn(txn: Any, key: str) -> dict[str, Any] | None:
     txn.execute("DELETE FROM cyclades_server_params WHERE key = %s RETURNING params", (key,))
     row = txn.fetchone()
     return dict(row[0]) if row else None
+
+
+def put_progress_key_txn(txn: Any, key: str, server_id: int) -> None:
+    """A new key the build of ``server_id`` reports its progress with
+    (its earlier builds' keys go)."""
+    txn.execute("DELETE FROM cyclades_progress_keys WHERE server_id = %s", (server_id,))
+    txn.execute("INSERT INTO cyclades_progress_keys (key, server_id) VALUES (%s, %s)",
+                (key, server_id))
+
+
+def use_progress_key_txn(txn: Any, key: str, most: int) -> int | None:
+    """The server a progress key is for, counting one more report; None
+    for an unknown key or one that made ``most`` reports already."""
+    txn.execute("UPDATE cyclades_progress_keys SET reports = reports + 1"
+                " WHERE key = %s AND reports < %s RETURNING server_id", (key, most))
+    row = txn.fetchone()
+    return int(row[0]) if row else None
 
 
 def drop_params_txn(txn: Any, server_id: int) -> None:

@@ -8,16 +8,32 @@ token is scoped to, or their base project.
 
 ``start`` and ``end`` are ISO 8601 times (naive means UTC), ``end``
 defaulting to now and ``start`` to ``end``; a bad time, or a start after
-the end, is 400."""
+the end, is 400.  From microversion 2.40 the servers are paged (``limit``,
+at most ``MAX_LIMIT``, and ``marker``, a server id; by creation): a page
+holds the usage of its servers only, with a ``next`` link
+(``tenant_usages_links``, ``tenant_usage_links``) when it is full.
+
+Also here, for the admin APIs' later microversions: Nova's paging
+(``paged``, ``next_links``), its ``changes-since``/``changes-before``
+window (``changes_window``) and its strict query parameters
+(``only_params``)."""
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from snfd import errors
-from snfd.cyclades.compute_http import projects_of, query, require_admin
+from snfd.cyclades.compute_http import (
+    at_least,
+    count,
+    projects_of,
+    query,
+    require_admin,
+    views_of,
+)
 from snfd.cyclades.compute_views import nova_time, nova_vm_state
 from snfd.cyclades.model import Server
 from snfd.web.app import json_body
@@ -25,6 +41,9 @@ from snfd.web.auth import user_of
 
 UTC = datetime.UTC
 Handler = Callable[..., Awaitable[bytes]]
+T = TypeVar("T")
+#: The longest page Nova answers (its ``[api] max_limit``).
+MAX_LIMIT = 1000
 _FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
             "%Y-%m-%d %H:%M:%S")
 
@@ -44,6 +63,76 @@ def parse_time(value: str, what: str) -> datetime.datetime:
         raise errors.BadRequest(f"Invalid {what} time {text[:40]!r}: ISO 8601, such as"
                                 " 2026-12-03T10:00:00.") from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def only_params(request: Any, allowed: Collection[str]) -> None:
+    """400 for a query parameter outside ``allowed`` (Nova's query
+    schemas without additional properties)."""
+    unknown = sorted(k.decode("utf-8", "replace") for k in (request.args or {})
+                     if k.decode("utf-8", "replace") not in allowed)
+    if unknown:
+        raise errors.BadRequest("Invalid input for query parameters: additional properties"
+                                f" are not allowed ({', '.join(unknown)[:200]} unexpected).")
+
+
+def changes_window(request: Any, before: bool = True,
+                   ) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """The ``changes-since`` and (``before``: also) ``changes-before``
+    times of a request, or None; 400 when one is not a time or the window
+    is empty, in Nova's words."""
+    since_text = query(request, "changes-since")
+    before_text = query(request, "changes-before") if before else None
+    since = parse_time(since_text, "changes-since") if since_text is not None else None
+    until = parse_time(before_text, "changes-before") if before_text is not None else None
+    if since is not None and until is not None and until < since:
+        raise errors.BadRequest("The value of changes-since must be less than or equal to"
+                                " changes-before.")
+    return since, until
+
+
+def in_window(when: datetime.datetime | None, since: datetime.datetime | None,
+              until: datetime.datetime | None) -> bool:
+    """Whether a change at ``when`` (None: never changed) is inside the
+    window (no bound: everything is)."""
+    if since is None and until is None:
+        return True
+    if when is None:
+        return False
+    return (since is None or when >= since) and (until is None or when <= until)
+
+
+def paged(request: Any, items: Sequence[T], key: Callable[[T], str],
+          keep: Callable[[T], bool] | None = None) -> list[T]:
+    """Nova's paging of sorted ``items``: those after the one whose
+    ``key`` is ``marker`` (400 when none is), that ``keep`` (the filters),
+    at most ``limit`` (and never more than ``MAX_LIMIT``)."""
+    found = list(items)
+    marker = query(request, "marker")
+    if marker is not None:
+        ids = [key(i) for i in found]
+        if marker not in ids:
+            raise errors.BadRequest(f"Marker {marker[:80]} could not be found.")
+        found = found[ids.index(marker) + 1:]
+    if keep is not None:
+        found = [i for i in found if keep(i)]
+    limit = query(request, "limit")
+    most = MAX_LIMIT if limit is None else min(count(limit, "limit"), MAX_LIMIT)
+    return found[:most]
+
+
+def next_links(request: Any, shown: int, last: str | None,
+               collection: str) -> list[dict[str, str]]:
+    """Nova's collection links: ``next`` (this request's query with the
+    ``marker`` of the last item shown) when the page is full, else none."""
+    limit = query(request, "limit")
+    most = MAX_LIMIT if limit is None else min(count(limit, "limit"), MAX_LIMIT)
+    if not most or shown != most or last is None:
+        return []
+    params = {k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+              for k, v in sorted((request.args or {}).items()) if v}
+    params["marker"] = last
+    v = views_of(request)
+    return [{"rel": "next", "href": f"{v.base}{v.prefix}/{collection}?{urlencode(params)}"}]
 
 
 def _iso(when: datetime.datetime) -> str:
@@ -103,26 +192,49 @@ class UsageAPI:
                                     " the end time.")
         return start, end, now
 
-    async def _servers(self, start: datetime.datetime, end: datetime.datetime,
-                       project: str | None) -> list[Server]:
+    async def _servers(self, request: Any, start: datetime.datetime,
+                       end: datetime.datetime, project: str | None) -> list[Server]:
+        """The servers of the period; from 2.40 one page of them, by
+        creation (``paged``)."""
         found: list[Server] = await self._servers_of.during(start, end, project)
-        return found
+        if not _pages(request):
+            return found
+        found.sort(key=lambda s: (s.created or start, s.id))
+        return paged(request, found, lambda s: str(s.id))
 
     async def list_usage(self, request: Any) -> bytes:
         require_admin(request, "os_compute_api:os-simple-tenant-usage:list")
         start, end, now = self._period(request)
         detailed = (query(request, "detailed") or "0").strip() == "1"
         by_project: dict[str, list[Server]] = {}
-        for server in await self._servers(start, end, None):
+        servers = await self._servers(request, start, end, None)
+        for server in servers:
             by_project.setdefault(server.project, []).append(server)
-        return json_body(request, {"tenant_usages": [
+        out: dict[str, Any] = {"tenant_usages": [
             tenant_usage(p, found, start, end, now, detailed)
-            for p, found in sorted(by_project.items())]})
+            for p, found in sorted(by_project.items())]}
+        if _pages(request):
+            links = next_links(request, len(servers), str(servers[-1].id) if servers else None,
+                               "os-simple-tenant-usage")
+            if links:
+                out["tenant_usages_links"] = links
+        return json_body(request, out)
 
     async def show_usage(self, request: Any, project_id: str) -> bytes:
         if not user_of(request).is_admin and project_id not in projects_of(request):
             raise errors.Forbidden(f"Project {project_id[:80]} is not the one of your token.")
         start, end, now = self._period(request)
-        found = await self._servers(start, end, project_id)
+        found = await self._servers(request, start, end, project_id)
         usage = tenant_usage(project_id, found, start, end, now, True) if found else {}
-        return json_body(request, {"tenant_usage": usage})
+        out: dict[str, Any] = {"tenant_usage": usage}
+        if _pages(request):
+            links = next_links(request, len(found), str(found[-1].id) if found else None,
+                               f"os-simple-tenant-usage/{project_id}")
+            if links:
+                out["tenant_usage_links"] = links
+        return json_body(request, out)
+
+
+def _pages(request: Any) -> bool:
+    """Whether the usage is paged (Nova's microversion 2.40)."""
+    return bool(views_of(request).negotiates and at_least(request, 40))

@@ -124,7 +124,8 @@ def stat_of(disk: Path, path: str) -> tuple[int, int, int]:
 
 
 class OneTimeParams(Resource):
-    """``GET /params``: the build's parameters, once; then 404."""
+    """``GET /params``: the build's parameters, once; then 404.  ``POST
+    /progress``: a report of the build, kept in ``reports`` (204)."""
 
     isLeaf = True
 
@@ -132,6 +133,17 @@ class OneTimeParams(Resource):
         super().__init__()
         self.params: dict[str, Any] | None = params
         self.gets = 0
+        self.reports: list[dict[str, Any]] = []
+
+    def render_POST(self, request: Any) -> bytes:
+        self.reports.append(json.loads(request.content.read()))
+        request.setResponseCode(204)
+        return b""
+
+    def kinds(self) -> list[tuple[str, Any]]:
+        """The reports as (type, progress or first message)."""
+        return [(r["type"], r.get("progress", (r.get("messages") or [None])[0]))
+                for r in self.reports]
 
     def render_GET(self, request: Any) -> bytes:
         self.gets += 1
@@ -179,16 +191,17 @@ class OsDefinitionTests(unittest.TestCase):
             "auth_keys": KEYS, "img_deployed": "no",
             "img_nbd": json.dumps({"host": "127.0.0.1", "port": self.nbd_port, "tls": False}),
         }
-        for key, value in overrides.items():
-            if value is None:
-                params.pop(key, None)
-            else:
-                params[key] = value
         resource = OneTimeParams(params)
         site = server.Site(resource)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.params_url = f"http://127.0.0.1:{port.getHost().port}/params"
+        params["img_progress_url"] = f"http://127.0.0.1:{port.getHost().port}/progress"
+        for key, value in overrides.items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = value
         return resource
 
     async def create(self, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -253,6 +266,11 @@ class OsDefinitionTests(unittest.TestCase):
         done = await self.create()
         self.assertEqual(params.gets, 1)
         self.assertIn("image written", done.stderr)
+        self.assertEqual([k for k, _ in params.kinds()],
+                         ["image-copy-progress", "image-copy-progress", "image-info"])
+        self.assertEqual([p for _, p in params.kinds()][:2], [0, 100])
+        now = time.time()
+        self.assertTrue(all(abs(r["event_time"][0] - now) < 300 for r in params.reports))
         data = self.disk.read_bytes()
         self.assertEqual(len(data), DISK_SIZE)
         self.assertEqual(data[:440], image[:440])  # the boot code, untouched
@@ -344,10 +362,15 @@ class OsDefinitionTests(unittest.TestCase):
             raise unittest.SkipTest("mkfs.vfat is not installed (Debian dosfstools)")
         image = make_image(self.tmp, fs="vfat")
         self.opener.add(EXPORT, image, snapshot=True)
-        self.serve_params()
+        params = self.serve_params()
         done = await self.create()
         self.assertIn("deployed, not customized: the root filesystem is not ext2/3/4",
                       done.stderr)
+        # The owner is told: a warning diagnostic for the server.
+        kind, message = params.kinds()[-1]
+        self.assertEqual(kind, "image-warning")
+        self.assertIn("not customized", message)
+        self.assertIn("not ext2/3/4", message)
         data = self.disk.read_bytes()
         self.assertEqual(data[:IMAGE_SIZE], image)
         self.assertEqual(data[IMAGE_SIZE:], bytes(DISK_SIZE - IMAGE_SIZE))
@@ -365,10 +388,13 @@ class OsDefinitionTests(unittest.TestCase):
     async def test_no_nbd_export_fails(self):
         """Without ``img_nbd`` (a node without the volume service) the image
         cannot be fetched: status 1, the reason on stderr, disk untouched."""
-        self.serve_params(img_nbd=None)
+        params = self.serve_params(img_nbd=None)
         done = await self.create(ok=False)
         self.assertEqual(done.returncode, 1)
         self.assertIn("no NBD export (img_nbd)", done.stderr)
+        kind, message = params.kinds()[-1]
+        self.assertEqual(kind, "image-error")
+        self.assertIn("no NBD export", message)
         self.assertEqual(self.disk.read_bytes(), bytes(DISK_SIZE))
 
     async def test_params_fetched_once(self):

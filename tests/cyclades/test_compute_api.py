@@ -39,7 +39,7 @@ class DownStackTests(unittest.TestCase):
 
     async def test_versions(self):
         """``/`` lists v2.0 (Synnefo's dialect, microversion 2.1 only) and
-        v2.1 (Nova's, 2.1 to 2.15), as keystoneauth's discovery reads it;
+        v2.1 (Nova's, 2.1 to 2.66), as keystoneauth's discovery reads it;
         ``/v2.x[/]`` describe themselves; every answer says the
         microversion it speaks (2.1 when none is asked for)."""
         s = self.stack
@@ -48,7 +48,7 @@ class DownStackTests(unittest.TestCase):
         self.assertEqual([(v["id"], v["version"], v["min_version"], v["links"][0]["href"])
                           for v in body["versions"]],
                          [("v2.0", "2.1", "2.1", f"{s.url}/compute/v2.0/"),
-                          ("v2.1", "2.15", "2.1", f"{s.url}/compute/v2.1/")])
+                          ("v2.1", "2.66", "2.1", f"{s.url}/compute/v2.1/")])
         for path in (f"{s.url}/compute/v2.0", f"{s.url}/compute/v2.0/",
                      f"{s.url}/compute/v2.1", f"{s.url}/compute/v2.1/"):
             code, body, headers = await s.call("GET", path)

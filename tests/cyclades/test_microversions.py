@@ -49,20 +49,20 @@ class MicroversionTests(unittest.TestCase):
                          (200, ["compute 2.9"]))
         self.assertEqual(headers.getRawHeaders("x-openstack-nova-api-version"), ["2.9"])
         code, body, headers = await self.call("GET", "/servers", "latest")
-        self.assertEqual(headers.getRawHeaders("openstack-api-version"), ["compute 2.15"])
+        self.assertEqual(headers.getRawHeaders("openstack-api-version"), ["compute 2.66"])
         code, body, _ = await self.stack.call(
             "GET", self.v21 + "/servers", self.token,
             headers={"X-OpenStack-Nova-API-Version": "2.12"})
         self.assertEqual(code, 200)
-        code, body, _ = await self.call("GET", "/servers", "2.16")
+        code, body, _ = await self.call("GET", "/servers", "2.67")
         self.assertEqual(code, 406, body)
-        self.assertIn("maximum is 2.15", body["notAcceptable"]["message"])
+        self.assertIn("maximum is 2.66", body["notAcceptable"]["message"])
         code, body, _ = await self.call("GET", "/servers", "2.x")
         self.assertEqual(code, 400, body)
         code, body, _ = await self.stack.call("GET", f"{self.stack.url}/compute/v2.1/",
                                               self.token)
         self.assertEqual((body["version"]["min_version"], body["version"]["version"]),
-                         ("2.1", "2.15"))
+                         ("2.1", "2.66"))
         # Synnefo's dialect stays at 2.1 whatever is asked.
         code, body, headers = await self.stack.call(
             "GET", "/servers/detail", self.token, headers=at("2.40"))

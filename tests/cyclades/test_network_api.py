@@ -366,9 +366,12 @@ class SubnetChangeTests(NetworkCase):
 class ServerNetworkTests(NetworkCase):
     async def server(self, networks: Any) -> dict[str, Any]:
         s = self.stack
+        # "auto" and "none" are Nova's words from microversion 2.37.
+        headers = {"OpenStack-API-Version": "compute 2.37"} if isinstance(networks, str) \
+            else None
         code, reply, _ = await s.call("POST", f"{s.url}/compute/v2.1/servers", self.token, {"server": {
             "name": "vm", "imageRef": s.image.id, "flavorRef": s.flavors["small"].flavorid,
-            "networks": networks}})
+            "networks": networks}}, headers=headers)
         self.assertEqual(code, 202, reply)
         return reply["server"]
 

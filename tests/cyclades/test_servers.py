@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 from twisted.internet import threads
 from twisted.trial import unittest
@@ -395,3 +396,56 @@ class OpenStackSDKTests(ServerTestCase):
             lambda: compute().wait_for_delete(compute().get_server(server.id), wait=30))
         self.assertEqual(gone.status, "DELETED")
         self.assertEqual(await s.usage(self.alice), usage())
+
+
+class BuildReportTests(ServerTestCase):
+    async def test_build_reports(self):
+        """snf-image reports to ``img_progress_url`` of its parameters,
+        without a token: copy progress raises the build percentage, the
+        other reports become the server's diagnostics (what its owner is
+        told of an image deployed but not customized); a malformed report
+        or one far from now is 400, an unknown key 404, and a key serves
+        a bounded number of reports."""
+        s = self.stack
+        created = await self.create()
+        server = await s.server(created["id"])
+        job = await s.rapi_client().job(server.backendjobid)
+        _, params, _ = await s.call("GET", job["ops"][0]["osparams"]["config_url"])
+        url = params["img_progress_url"]
+        self.assertTrue(url.startswith(f"{s.url}/vmapi/server-progress/"))
+        await s.follow(server.backendjobid)
+        # As if the build were still running (its job's events all applied).
+        await s.set_server(server.id, operstate="BUILD", buildpercentage=10)
+        now = time.time()
+
+        def report(kind: str, **fields: object) -> dict[str, object]:
+            return {"type": kind, "event_time": [int(now) + 1, 0], **fields}
+
+        code, body, _ = await s.call("POST", url, body=report("image-copy-progress",
+                                                              progress=40))
+        self.assertEqual(code, 204, body)
+        self.assertEqual((await s.server(server.id)).buildpercentage, 40)
+        code, body, _ = await s.call("POST", url, body={**report(
+            "image-warning", messages=["The image was deployed but not customized."]),
+            "event_time": [int(now) + 2, 0]})
+        self.assertEqual(code, 204, body)
+        code, body, _ = await s.call("GET", f"/servers/{server.id}", self.token)
+        self.assertEqual([(d["level"], d["source"], d["message"])
+                          for d in body["server"]["diagnostics"]],
+                         [("WARNING", "image-warning",
+                           "The image was deployed but not customized.")])
+        for bad in ({"type": "image-copy-progress"}, report("job-status"),
+                    report("image-copy-progress", progress="x"),
+                    {**report("image-info", messages=["x"]), "event_time": [0, 0]}):
+            code, body, _ = await s.call("POST", url, body=bad)
+            self.assertEqual(code, 400, (bad, body))
+        code, _, _ = await s.call("POST", f"{s.url}/vmapi/server-progress/nothing",
+                                  body=report("image-info", messages=["x"]))
+        self.assertEqual(code, 404)
+        key = url.rsplit("/", 1)[1]
+        used = await s.db.run("t", lambda txn: txn.execute(
+            "SELECT reports FROM cyclades_progress_keys WHERE key = %s", (key,))
+            or txn.fetchone()[0])
+        self.assertEqual(used, 6)
+        self.assertEqual(await s.db.run("t", store.use_progress_key_txn, key, 7), server.id)
+        self.assertIsNone(await s.db.run("t", store.use_progress_key_txn, key, 7))

@@ -147,8 +147,11 @@ class ComputeClientTests(unittest.TestCase):
         self.addCleanup(conn.close)
         image = next(iter(conn.image.images()))
         flavor = next(iter(conn.compute.flavors()))
+        # The SDK negotiates the node's highest microversion (2.66), where
+        # Nova requires ``networks`` (2.37): "auto" is the default networks.
         server = conn.compute.create_server(name="sdk-vm", image_id=image.id,
-                                            flavor_id=flavor.id)
+                                            flavor_id=flavor.id, networks="auto")
+        self.assertEqual(conn.compute.get_server(server).description, None)
         server = conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
         conn.compute.stop_server(server)
         conn.compute.wait_for_server(server, status="SHUTOFF", wait=60)

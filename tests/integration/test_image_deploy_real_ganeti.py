@@ -182,7 +182,8 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         the key pair's key and the personality file written; the image's
         NBD export is gone once the build ended.  A server on the thin
         flavor gets the same customization on its clone, nothing written
-        by the OS.  Deleting both leaves no instance and no export."""
+        by the OS.  Both builds' OS scripts reported their outcome to the
+        node (a diagnostic of each server).  Deleting both leaves no instance and no export."""
         return threads.deferToThread(self.scenario)
 
     def scenario(self) -> None:
@@ -236,6 +237,10 @@ class ImageDeployOnRealGanetiTests(unittest.TestCase):
         self.wait(f"server {sid} ACTIVE", lambda: self.server(sid), active)
         took = self.figures[f"{kind}: create (POST to ACTIVE)"] = \
             round(time.monotonic() - started, 2)
+        # snf-image reported to the node: the owner sees how the build went.
+        shown = self.api("GET", f"/compute/v2.0/servers/{sid}")["server"]
+        self.assertIn(("INFO", "image-info"), {(d["level"], d["source"])
+                                               for d in shown["diagnostics"]}, shown)
         inside = re.findall(r"create done in ([\d.]+) s", self.os_logs())
         if inside:
             self.figures[f"{kind}: create inside Ganeti (OS script)"] = float(inside[-1])

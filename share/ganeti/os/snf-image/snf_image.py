@@ -31,7 +31,11 @@ The password is hashed here (SHA-512 crypt) and written only into a file
 of a private temporary directory that debugfs copies in; it is never in an
 argument list, the environment of a child or the log.  Progress goes to
 stderr (Ganeti keeps it in its OS log); an error ends the script with one
-line there and status 1.  Standard library only (``python3 -I``).
+line there and status 1.  When the parameters name ``img_progress_url``,
+the copy's progress (0 and 100), the outcome of the customization (an
+uncustomized filesystem is a warning the server's owner sees) and a
+failure are also reported there (``Reporter``).  Standard library only
+(``python3 -I``).
 """
 
 from __future__ import annotations
@@ -53,8 +57,9 @@ PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
 HERE = os.path.dirname(os.path.realpath(__file__))
 #: Where ``snf-manage os-install --nbd-ca`` puts the CA of a TLS NBD server.
 PKI = os.path.join(HERE, "pki")
-#: Seconds the parameters' GET may take.
+#: Seconds the parameters' GET may take, and a progress report.
 FETCH_TIMEOUT = 60
+REPORT_TIMEOUT = 10
 #: The NBD export of the image of a build (snfd's ``image_export_name``).
 EXPORT_PREFIX = "snf-img-"
 EXT_MAGIC = 0xEF53
@@ -110,6 +115,43 @@ def fetch_params(url: str) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise Failure("the build parameters are not a JSON object")
     return params
+
+
+class Reporter:
+    """Reports progress and diagnostics to the node (``img_progress_url``
+    of the parameters; none: nothing is reported), as Synnefo's progress
+    messages: ``image-copy-progress`` with ``progress``, ``image-info``,
+    ``-warning`` and ``-error`` with ``messages``; ``event_time`` from this
+    host's clock (Ganeti's job times share it).  A report that cannot be
+    sent is one line on stderr: the build never fails over it."""
+
+    def __init__(self, url: Any = None):
+        self.url = url if isinstance(url, str) and url.startswith(("http://", "https://")) \
+            else None
+
+    def send(self, kind: str, **fields: Any) -> None:
+        if self.url is None:
+            return
+        now = time.time()
+        body = json.dumps({"type": kind, "event_time": [int(now), int(now % 1 * 1e6)],
+                           **fields}).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT):  # noqa: S310
+                pass
+        except (OSError, ValueError) as e:
+            log(f"a {kind} report could not be sent: {e}")
+
+    def progress(self, percent: int) -> None:
+        self.send("image-copy-progress", progress=percent)
+
+    def diagnostic(self, level: str, message: str) -> None:
+        self.send(f"image-{level}", messages=[message])
+
+
+#: The reporter of the running build (``create`` sets it).
+REPORTER = Reporter()
 
 
 def _json_field(params: dict[str, Any], key: str, default: Any) -> Any:
@@ -456,14 +498,18 @@ def create(env: dict[str, str]) -> int:
     disk, instance = env.get("DISK_0_PATH", ""), env.get("INSTANCE_NAME", "")
     if not disk or not instance:
         raise Failure("no DISK_0_PATH or INSTANCE_NAME: not run by Ganeti?")
+    global REPORTER
     params = fetch_params(env.get("OSP_CONFIG_URL", ""))
+    REPORTER = reporter = Reporter(params.get("img_progress_url"))
     if params.get("img_deployed") == "yes":
         log("the disk holds the image already (a thin clone): not written")
     else:
         kind = os.stat(disk).st_mode
         if not (stat.S_ISREG(kind) or stat.S_ISBLK(kind)):
             raise Failure(f"{disk}: neither a file nor a block device")
+        reporter.progress(0)
         write_image(params, disk, instance)
+    reporter.progress(100)
     properties = _json_field(params, "img_properties", {})
     try:
         offset, length, number, growable = root_filesystem(disk, properties)
@@ -476,7 +522,11 @@ def create(env: dict[str, str]) -> int:
             customize(Ext(disk, offset, scratch), params, instance)
     except NotCustomizable as e:
         print(f"snf-image: deployed, not customized: {e}", file=sys.stderr, flush=True)
+        reporter.diagnostic("warning", f"The image was deployed but not customized (no"
+                            f" host name, password, keys or files were set): {e}.")
         return 0
+    reporter.diagnostic("info", "The image was deployed and customized (host name,"
+                        " password, keys and files).")
     log(f"create done in {time.monotonic() - started:.2f} s")
     return 0
 
@@ -494,6 +544,7 @@ def main(action: str) -> int:
         raise Failure(f"unknown action {action!r}")
     except Failure as e:
         print(f"snf-image: {action}: {e}", file=sys.stderr, flush=True)
+        REPORTER.diagnostic("error", f"snf-image {action} failed: {e}.")
         return 1
 
 
