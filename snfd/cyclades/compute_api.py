@@ -77,6 +77,7 @@ from snfd.cyclades.compute_views import (
 )
 from snfd.cyclades.flavor_api import FlavorAPI
 from snfd.cyclades.flavors import Flavors
+from snfd.cyclades.glance import GlanceImages
 from snfd.cyclades.hosts import Hosts
 from snfd.cyclades.instance_actions_api import InstanceActionAPI
 from snfd.cyclades.network_proxy_api import NetworkProxyAPI
@@ -335,6 +336,7 @@ class ComputeAPI:
             ("GET", "/images", self.list_images),
             ("GET", "/images/detail", self.list_images_detail),
             ("GET", "/images/<image_id>", self.show_image),
+            ("DELETE", "/images/<image_id>", self.delete_image),
             ("GET", "/images/<image_id>/metadata", self.image_metadata),
             ("POST", "/images/<image_id>/metadata", self.merge_image_metadata),
             ("PUT", "/images/<image_id>/metadata", self.replace_image_metadata),
@@ -1227,15 +1229,56 @@ class ComputeAPI:
         v = self._v(request)
         out = dict(self._image_views[v.prefix](image, detail))
         out.setdefault("links", v.links("images", image.id))
-        return v.image(out, detail)
+        shown = v.image(out, detail)
+        if "minRam" in shown:   # Nova's: what the image needs of a flavor
+            shown.update(minRam=int(getattr(image, "min_ram", 0) or 0),
+                         minDisk=int(getattr(image, "min_disk", 0) or 0))
+        return shown
+
+    async def _image_listing(self, request: Any, detail: bool) -> bytes:
+        """Nova's image proxy listing: the images the caller may use,
+        filtered by ``name``, ``status``, ``minRam``, ``minDisk``,
+        ``changes-since``, ``server`` (a link or id: the server a snapshot
+        was taken of) and ``type`` (``snapshot``, ``backup``), then paged
+        by ``marker`` and ``limit``."""
+        found = [(i, self._image(request, i, True))
+                 for i in await self._images.list(self._user(request))]
+        name, status = query(request, "name"), query(request, "status")
+        if name is not None:
+            found = [(i, v) for i, v in found if v.get("name") == name]
+        if status is not None:
+            found = [(i, v) for i, v in found if v.get("status") == status.upper()]
+        for key, field in (("minRam", "min_ram"), ("minDisk", "min_disk")):
+            least = query(request, key)
+            if least is not None:
+                floor = count(least, key)
+                found = [(i, v) for i, v in found if int(getattr(i, field, 0) or 0) >= floor]
+        since = query(request, "changes-since")
+        if since is not None:
+            when = nova_time(parse_since(since)) or ""
+            found = [(i, v) for i, v in found if (v.get("updated") or "") >= when]
+        for key, prop in (("server", "instance_uuid"), ("type", "image_type")):
+            wanted = query(request, key)
+            if wanted is not None:
+                wanted = wanted.rstrip("/").rsplit("/", 1)[-1]
+                found = [(i, v) for i, v in found
+                         if str((v.get("metadata") or {}).get(prop, "")) == wanted]
+        found = page(request, found, "Image", key=lambda pair: pair[1]["id"])
+        return json_body(request, {"images": [v if detail else self._image(request, i, False)
+                                              for i, v in found]})
 
     async def list_images(self, request: Any) -> bytes:
-        found = await self._images.list(self._user(request))
-        return json_body(request, {"images": [self._image(request, i, False) for i in found]})
+        return await self._image_listing(request, False)
 
     async def list_images_detail(self, request: Any) -> bytes:
-        found = await self._images.list(self._user(request))
-        return json_body(request, {"images": [self._image(request, i, True) for i in found]})
+        return await self._image_listing(request, True)
+
+    async def delete_image(self, request: Any, image_id: str) -> bytes:
+        """Nova's image proxy delete (to 2.35): the image service's (Glance
+        v2's: the image and its data go; 403 while protected)."""
+        await GlanceImages(self._images).delete(self._user(request), image_id,
+                                                user_of(request).is_admin)
+        return self._empty(request, 204)
 
     async def show_image(self, request: Any, image_id: str) -> bytes:
         image = await self._images.get(self._user(request), image_id)

@@ -1,5 +1,5 @@
 """The image APIs: Plankton (``/v1.0``, Synnefo's Glance v1-like API,
-reference/synnefo-apis.md 3.2), the read part of Glance v2 (``/v2``) for
+reference/synnefo-apis.md 3.2), Glance v2 (``/v2``, ``glance_api``) for
 OpenStack clients, and version discovery (``/``).  Mounted at the segment
 ``image`` behind ``snfd.web.auth.TokenAuth``.
 
@@ -11,7 +11,7 @@ Plankton::
                 size_max, sort_key, sort_dir; default created_at desc)
     POST   /v1.0/images[/]            register a file: 200, X-Image-Meta-* headers
     HEAD   /v1.0/images/<id>          X-Image-Meta-* headers
-    GET    /v1.0/images/<id>          501: download the file from the object store
+    GET    /v1.0/images/<id>          the file's bytes (X-Image-Meta-* headers)
     PUT    /v1.0/images/<id>          update: 200, X-Image-Meta-* headers
     DELETE /v1.0/images/<id>          unregister (the file stays): 204
     GET    /v1.0/images/<id>/members  {"members": [{"member_id", "can_share"}]}
@@ -29,19 +29,10 @@ the description and the properties the same way.  Dates are
 ``YYYY-MM-DD HH:MM:SS`` (UTC); the header status of an UNAVAILABLE image
 is SAVING.
 
-Glance v2 (reads)::
+Glance v2 (``/v2``): the whole API, ``snfd.cyclades.glance_api``.
 
-    GET /v2/images[?limit, marker, name, status, visibility, owner,
-                    size_min, size_max, disk_format, container_format,
-                    sort_key, sort_dir, sort, tag, os_hidden, member_status]
-    GET /v2/images/<id>
-    GET /v2/images/<id>/members[/<member>]
-
-Images have Glance's fields (status ``active`` for AVAILABLE, visibility
-public|shared|private, ISO 8601 ``Z`` dates) with the properties as extra
-keys.  A listing has at most ``limit`` (default 25, at most 1000) images
-and a ``next`` link while more remain.  Image writes are Plankton's: the
-Glance v2 write and upload calls answer 501.
+Plankton's ``GET /v1.0/images/<id>`` sends the image's bytes (200, or 206
+for a ``Range``), as its ``HEAD`` sends the headers.
 
 ``GET /`` (and ``/v2/``) answers 300 with the versions document
 keystoneauth's discovery reads; it needs no token.  Every other route
@@ -54,18 +45,15 @@ import datetime
 import string
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, unquote
 
 from twisted.web.resource import IResource
 
 from snfd import errors
-from snfd.cyclades.images import (
-    CONTAINER_FORMATS,
-    DISK_FORMATS,
-    Image,
-    ImageRegistry,
-    sort_images,
-)
+from snfd.cyclades.glance import GlanceImages
+from snfd.cyclades.glance_api import GlanceAPI, body_limit, glance_image
+from snfd.cyclades.images import Image, ImageRegistry
+from snfd.pithos.streams import send_range
 from snfd.web.app import json_body, json_object, make_app, read_json
 from snfd.web.auth import user_of
 
@@ -84,27 +72,16 @@ UPDATE_FIELDS = frozenset({"name", "disk_format", "container_format", "is_public
                            "properties", "status"})
 LIST_FILTERS = ("name", "container_format", "disk_format", "status", "size_min", "size_max")
 HEADER_STATUS = {"AVAILABLE": "AVAILABLE", "UNAVAILABLE": "SAVING", "ERROR": "ERROR",
-                 "DELETED": "DELETED"}
+                 "DELETED": "DELETED", "QUEUED": "QUEUED", "UPLOADING": "SAVING",
+                 "IMPORTING": "SAVING", "DEACTIVATED": "DEACTIVATED"}
 
 _META = "x-image-meta-"
 _PROPERTY = "x-image-meta-property-"
 _PUNCTUATION = frozenset(string.punctuation)
 
-# Glance v2.
-GLANCE_STATUS = {"AVAILABLE": "active", "UNAVAILABLE": "saving", "ERROR": "killed",
-                 "DELETED": "deleted"}
-VISIBILITIES = ("public", "private", "shared", "community", "all")
-MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
-DEFAULT_LIMIT = 25
-MAX_LIMIT = 1000
-_GLANCE_FIELDS = frozenset({
-    "id", "name", "status", "visibility", "protected", "os_hidden", "owner", "size",
-    "virtual_size", "checksum", "os_hash_algo", "os_hash_value", "disk_format",
-    "container_format", "min_disk", "min_ram", "tags", "created_at", "updated_at", "file",
-    "self", "schema", "locations", "direct_url"})
-
 COMPUTE_STATUS = {"AVAILABLE": "ACTIVE", "UNAVAILABLE": "SAVING", "ERROR": "ERROR",
-                  "DELETED": "DELETED"}
+                  "DELETED": "DELETED", "QUEUED": "SAVING", "UPLOADING": "SAVING",
+                  "IMPORTING": "SAVING"}
 
 Handler = Callable[..., Awaitable[bytes]]
 
@@ -113,10 +90,6 @@ Handler = Callable[..., Awaitable[bytes]]
 
 def _plankton_date(value: datetime.datetime) -> str:
     return value.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _iso_z(value: datetime.datetime) -> str:
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso_offset(value: datetime.datetime) -> str:
@@ -183,52 +156,6 @@ def plankton_headers(image: Image) -> list[tuple[str, str]]:
         else:
             out.append((_META + field.replace("_", "-"), values[field]))
     return out
-
-
-def glance_visibility(image: Image) -> str:
-    if image.is_public:
-        return "public"
-    return "shared" if image.members else "private"
-
-
-def glance_image(image: Image) -> dict[str, Any]:
-    """An image as Glance v2 shows it; properties are extra keys (those
-    named like a Glance field are left out)."""
-    out: dict[str, Any] = {k: v for k, v in image.properties.items()
-                           if k not in _GLANCE_FIELDS}
-    if image.description and "description" not in out:
-        out["description"] = image.description
-    out.update({
-        "id": image.id,
-        "name": image.name,
-        "status": GLANCE_STATUS.get(image.status, "queued"),
-        "visibility": glance_visibility(image),
-        "protected": False,
-        "os_hidden": False,
-        "owner": image.owner,
-        "size": image.size,
-        "virtual_size": None,
-        "checksum": image.checksum,
-        "os_hash_algo": None,
-        "os_hash_value": None,
-        "disk_format": image.disk_format,
-        "container_format": image.container_format,
-        "min_disk": 0,
-        "min_ram": 0,
-        "tags": [],
-        "created_at": _iso_z(image.created_at),
-        "updated_at": _iso_z(image.updated_at),
-        "file": f"{GLANCE}/images/{image.id}/file",
-        "self": f"{GLANCE}/images/{image.id}",
-        "schema": f"{GLANCE}/schemas/image",
-    })
-    return out
-
-
-def glance_member(image: Image, member: str) -> dict[str, Any]:
-    return {"member_id": member, "image_id": image.id, "status": "accepted",
-            "created_at": _iso_z(image.created_at), "updated_at": _iso_z(image.updated_at),
-            "schema": f"{GLANCE}/schemas/member"}
 
 
 def compute_image(image: Image, compute_url: str = "", plankton_url: str = "",
@@ -367,20 +294,26 @@ class ImageAPI:
             (("DELETE",), f"{PLANKTON}/images/<image_id>/members/<member>",
              self.plankton_remove_member),
             (("GET",), f"{PLANKTON}/shared-images/<member>", self.plankton_shared),
-            # Glance v2.
-            (("GET",), f"{GLANCE}/images", self.glance_list),
-            (("POST",), f"{GLANCE}/images", self.glance_write),
-            (("GET",), f"{GLANCE}/images/<image_id>", self.glance_image),
-            (("PATCH", "DELETE", "PUT"), f"{GLANCE}/images/<image_id>", self.glance_write),
-            (("GET", "PUT"), f"{GLANCE}/images/<image_id>/file", self.glance_write),
-            (("GET",), f"{GLANCE}/images/<image_id>/members", self.glance_members),
-            (("POST",), f"{GLANCE}/images/<image_id>/members", self.glance_write),
-            (("GET",), f"{GLANCE}/images/<image_id>/members/<member>", self.glance_member),
-            (("PUT", "DELETE"), f"{GLANCE}/images/<image_id>/members/<member>",
-             self.glance_write),
         ]
         for methods, path, handler in routes:
             self._route(methods, path, handler)
+        self.glance = GlanceAPI(GlanceImages(registry), self._route)
+        # The node's site asks the mounted resource how large a body it
+        # takes (``snfd.web.site.Root.body_limit``): image data for
+        # Glance's uploads, JSON for the rest.
+        make_resource = self.app.resource
+
+        def resource() -> Any:
+            made = make_resource()
+            made.body_limit = self.body_limit  # type: ignore[attr-defined]
+            return made
+
+        self.app.resource = resource  # type: ignore[method-assign]
+
+    def body_limit(self, request: Any, method: bytes, uri: bytes) -> int | None:
+        """Image data for Glance uploads and stages (``glance_api.body_limit``),
+        else ``None`` (the mount's own limit)."""
+        return body_limit(method, uri)
 
     def _route(self, methods: tuple[str, ...], path: str, handler: Handler) -> None:
         async def endpoint(request: Any, **kwargs: Any) -> bytes:
@@ -470,10 +403,18 @@ class ImageAPI:
     async def plankton_image(self, request: Any, image_id: str) -> bytes:
         user = user_of(request).user
         assert user is not None
-        if request.method == b"GET":
-            raise errors.NotImplementedFault(
-                "Images are not served here: download the file from the object store.")
         image = await self.registry.get(user, image_id)
+        if request.method == b"GET":
+            # The file's bytes, as Glance's download sends them.
+            data = await self.glance.images.data(user, image_id, user_of(request).is_admin)
+            _set_headers(request, plankton_headers(data.image))
+            request.setHeader(b"content-type", b"application/octet-stream")
+            if data.hashmap is None:
+                return _no_content(request)
+            request.setHeader(b"content-length", str(data.hashmap.size).encode())
+            await send_range(request, data.blocks, data.hashmap.hashes, data.hashmap.size, 0,
+                             data.hashmap.size, block_size=data.block_size)
+            return b""
         _set_headers(request, plankton_headers(image))
         return b""
 
@@ -536,138 +477,6 @@ class ImageAPI:
         return json_body(request, {"shared_images": [{"image_id": i.id, "can_share": False}
                                                      for i in images]})
 
-    # -- Glance v2 ----------------------------------------------------------------
-
-    async def glance_list(self, request: Any) -> bytes:
-        user = user_of(request).user
-        assert user is not None
-        args = _args(request)
-        limit = _glance_limit(_one(args, "limit"))
-        marker = _one(args, "marker")
-        order = _glance_order(args)
-        filters: dict[str, str] = {}
-        for key in ("name", "owner", "size_min", "size_max"):
-            value = _one(args, key)
-            if value is not None:
-                filters[key] = value
-        for key, allowed in (("disk_format", DISK_FORMATS),
-                             ("container_format", CONTAINER_FORMATS)):
-            value = _one(args, key)
-            if value is not None:
-                if value not in allowed:
-                    return json_body(request, _glance_page([], None, limit, args))
-                filters[key] = value
-        images = await self.registry.list(user, filters=filters)
-        images = [i for i in images if _glance_match(i, user, args)]
-        images = sort_images(images, order)
-        if marker is not None:
-            ids = [i.id for i in images]
-            if marker not in ids:
-                raise errors.BadRequest(f"Invalid marker: image {marker[:64]} not found.")
-            images = images[ids.index(marker) + 1:]
-        page = images[:limit]
-        more = page[-1].id if len(images) > limit and page else None
-        return json_body(request, _glance_page(page, more, limit, args))
-
-    async def glance_image(self, request: Any, image_id: str) -> bytes:
-        user = user_of(request).user
-        assert user is not None
-        return json_body(request, glance_image(await self.registry.get(user, image_id)))
-
-    async def glance_members(self, request: Any, image_id: str) -> bytes:
-        user = user_of(request).user
-        assert user is not None
-        image = await self.registry.get(user, image_id)
-        # A member sees its own membership only, the owner all of them.
-        members = [m for m in image.members if user in (image.owner, m)]
-        return json_body(request, {"members": [glance_member(image, m) for m in members],
-                                   "schema": f"{GLANCE}/schemas/members"})
-
-    async def glance_member(self, request: Any, image_id: str, member: str) -> bytes:
-        user = user_of(request).user
-        assert user is not None
-        image = await self.registry.get(user, image_id)
-        if member not in image.members or user not in (image.owner, member):
-            raise errors.NotFound(f"{member} is not a member of image {image_id}.")
-        return json_body(request, glance_member(image, member))
-
-    async def glance_write(self, request: Any, **_: Any) -> bytes:
-        user_of(request)
-        raise errors.NotImplementedFault(
-            "Images are registered and changed through Plankton (/image/v1.0) and"
-            " uploaded to the object store; Glance v2 is read-only here.")
-
-
-def _glance_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise errors.BadRequest("Invalid 'limit': it must be an integer.") from None
-    if limit < 0:
-        raise errors.BadRequest("Invalid 'limit': it may not be negative.")
-    return min(limit, MAX_LIMIT)
-
-
-def _glance_order(args: dict[str, list[str]]) -> list[tuple[str, str]]:
-    """Glance's ``sort=k1:dir,k2`` or ``sort_key``/``sort_dir`` (repeatable)."""
-    sort = _one(args, "sort")
-    if sort is not None:
-        if "sort_key" in args or "sort_dir" in args:
-            raise errors.BadRequest("Use either 'sort' or 'sort_key'/'sort_dir'.")
-        order = []
-        for part in sort.split(","):
-            key, _, direction = part.strip().partition(":")
-            order.append((key.strip(), direction.strip() or "desc"))
-        return order
-    keys = args.get("sort_key") or ["created_at"]
-    dirs = args.get("sort_dir") or ["desc"]
-    if len(dirs) not in (1, len(keys)):
-        raise errors.BadRequest("Give one 'sort_dir', or one per 'sort_key'.")
-    if len(dirs) == 1:
-        dirs = dirs * len(keys)
-    return list(zip(keys, dirs, strict=True))
-
-
-def _glance_match(image: Image, user: str, args: dict[str, list[str]]) -> bool:
-    visibility = _one(args, "visibility")
-    if visibility is not None:
-        if visibility not in VISIBILITIES:
-            raise errors.BadRequest(f"Invalid 'visibility': one of {', '.join(VISIBILITIES)}.")
-        if visibility == "community":
-            return False
-        if visibility != "all" and glance_visibility(image) != visibility:
-            return False
-    member_status = _one(args, "member_status")
-    if member_status is not None:
-        if member_status not in MEMBER_STATUSES:
-            raise errors.BadRequest(
-                f"Invalid 'member_status': one of {', '.join(MEMBER_STATUSES)}.")
-        # Memberships here are always accepted.
-        if member_status in ("pending", "rejected") and image.owner != user \
-                and not image.is_public:
-            return False
-    status = _one(args, "status")
-    if status is not None and GLANCE_STATUS.get(image.status) != status.lower():
-        return False
-    if args.get("tag"):
-        return False
-    hidden = _one(args, "os_hidden")
-    return not (hidden is not None and hidden.lower() == "true")
-
-
-def _glance_page(images: list[Image], more: str | None, limit: int,
-                 args: dict[str, list[str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"images": [glance_image(i) for i in images],
-                           "first": f"{GLANCE}/images",
-                           "schema": f"{GLANCE}/schemas/images"}
-    if more is not None:
-        query = [(k, v) for k, values in sorted(args.items()) if k not in ("marker", "limit")
-                 for v in values]
-        query += [("marker", more), ("limit", str(limit))]
-        out["next"] = f"{GLANCE}/images?{urlencode(query)}"
-    return out
 
 
 __all__ = ["ImageAPI", "compute_image", "glance_image", "image_params", "plankton_headers",

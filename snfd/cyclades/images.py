@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import builtins
 import datetime
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,11 @@ CONTAINER_FORMATS = ("aki", "ari", "ami", "bare", "ovf")
 DEFAULT_DISK_FORMAT = "diskdump"
 DEFAULT_CONTAINER_FORMAT = "bare"
 STATUSES = ("AVAILABLE", "UNAVAILABLE", "ERROR", "DELETED")
+# The statuses only Glance v2 sets (snfd.cyclades.glance): created without
+# data, data staged, staged data being imported, deactivated by its owner or
+# an administrator.
+GLANCE_STATUSES = ("QUEUED", "UPLOADING", "IMPORTING", "DEACTIVATED")
+ALL_STATUSES = STATUSES + GLANCE_STATUSES
 STORE = "pithos"
 SNAPSHOTS_CONTAINER = "snapshots"
 
@@ -75,6 +81,14 @@ MAX_KEY_LENGTH = 128 - len("plankton") - len(PROPERTY_PREFIX)
 MAX_VALUE_LENGTH = 256
 MAX_KEYS = 32
 
+# Glance's own state of an image (snfd.cyclades.glance), one JSON object
+# so that it takes one of the domain's 32 keys; and the id a Glance client
+# chose, when it chose one (the image's id instead of the file's uuid).
+GLANCE_KEY = PREFIX + "glance"
+ID_KEY = PREFIX + "id"
+VISIBILITIES = ("public", "community", "shared", "private")
+MEMBER_STATUSES = ("pending", "accepted", "rejected")
+
 # What register() and update() accept.  ``owner`` is accepted and
 # ignored: the owner is the file's account.
 REGISTER_KEYS = frozenset({"name", "id", "store", "disk_format", "container_format", "size",
@@ -85,6 +99,18 @@ UPDATE_KEYS = frozenset({"name", "disk_format", "container_format", "is_public",
 _TEXT_KEYS = ("description", "volume_id")
 
 UTC = datetime.UTC
+
+
+@attrs.frozen
+class Membership:
+    """One member of an image and what it answered (Glance's member
+    status: pending, accepted, rejected); members shared through Plankton
+    or the object store are accepted."""
+
+    member: str
+    status: str
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
 
 
 @attrs.frozen
@@ -109,6 +135,22 @@ class Image:
     mapfile: str = ""       # the Pithos object's hash (what snf-image fetches)
     description: str = ""
     volume_id: str = ""
+    # Glance's view (see ``glance_state``): public | community | shared |
+    # private; a ``community`` image is readable by all, listed only on
+    # request.
+    visibility: str = "private"
+    protected: bool = False
+    os_hidden: bool = False
+    min_disk: int = 0
+    min_ram: int = 0
+    tags: tuple[str, ...] = ()
+    memberships: tuple[Membership, ...] = ()
+    # MD5 and SHA-512 of the data as uploaded through Glance ("" when the
+    # data never came through Glance, or the file changed since).
+    md5: str = ""
+    sha512: str = ""
+    # Created through Glance without a name: ``name`` holds the file's.
+    nameless: bool = False
 
 
 # -- locations ----------------------------------------------------------------
@@ -157,7 +199,7 @@ def image_of(obj: StoredObject) -> Image:
         return attributes.get(PREFIX + key, "")
 
     status = fixed("status").upper()
-    if status not in STATUSES:
+    if status not in ALL_STATUSES:
         status = "AVAILABLE"
     try:
         created = float(fixed("created_at"))
@@ -168,8 +210,26 @@ def image_of(obj: StoredObject) -> Image:
     start = PREFIX + PROPERTY_PREFIX
     properties = {k[len(start):]: v for k, v in sorted(attributes.items())
                   if k.startswith(start)}
+    state = glance_state(obj)
+    shared = tuple(m for m in obj.sharing.read if m not in ("*", obj.account))
+    raw_members = state.get("members")
+    if isinstance(raw_members, dict):
+        memberships = tuple(_membership(m, v, obj.mtime) for m, v in sorted(raw_members.items()))
+        # Members shared through Plankton or the object store since.
+        known = {m.member for m in memberships}
+        memberships += tuple(Membership(m, "accepted", _time(obj.mtime), _time(obj.mtime))
+                             for m in shared if m not in known)
+    else:
+        memberships = tuple(Membership(m, "accepted", _time(created), _time(obj.mtime))
+                            for m in shared)
+    visibility = state.get("visibility")
+    if visibility not in VISIBILITIES or (obj.sharing.public) != (
+            visibility in ("public", "community")):
+        visibility = "public" if obj.sharing.public else "shared" if shared else "private"
+    hashed = state.get("hashed") == obj.hash
+    tags = state.get("tags")
     return Image(
-        id=obj.uuid, name=fixed("name"), owner=obj.account,
+        id=attributes.get(ID_KEY) or obj.uuid, name=fixed("name"), owner=obj.account,
         location=location_of(obj.account, obj.container, obj.name),
         checksum=obj.hash, size=obj.size,
         disk_format=fixed("disk_format") or DEFAULT_DISK_FORMAT,
@@ -178,7 +238,44 @@ def image_of(obj: StoredObject) -> Image:
         members=tuple(m for m in obj.sharing.read if m not in ("*", obj.account)),
         properties=properties, created_at=_time(created), updated_at=_time(obj.mtime),
         is_snapshot=obj.container == SNAPSHOTS_CONTAINER, mapfile=obj.hash,
-        description=fixed("description"), volume_id=fixed("volume_id"))
+        description=fixed("description"), volume_id=fixed("volume_id"),
+        visibility=visibility, protected=state.get("protected") is True,
+        os_hidden=state.get("os_hidden") is True, min_disk=_count(state.get("min_disk")),
+        min_ram=_count(state.get("min_ram")),
+        tags=tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else (),
+        memberships=memberships,
+        md5=str(state.get("md5") or "") if hashed else (obj.checksum or ""),
+        sha512=str(state.get("sha512") or "") if hashed else "",
+        nameless=state.get("nameless") is True)
+
+
+def glance_state(obj: StoredObject) -> dict[str, Any]:
+    """Glance's state of the image ``obj`` is (``{}`` when none was
+    kept): ``visibility``, ``protected``, ``os_hidden``, ``min_disk``,
+    ``min_ram``, ``tags``, ``members`` (``{member: [status, created,
+    updated]}``), ``md5``/``sha512`` of the data and ``hashed``, the
+    file's Merkle hash they were computed for."""
+    raw = obj.attributes.get(GLANCE_KEY)
+    if not raw:
+        return {}
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else 0
+
+
+def _membership(member: str, value: Any, default: float) -> Membership:
+    status, created, updated = "pending", default, default
+    if isinstance(value, list) and len(value) == 3:
+        status = value[0] if value[0] in MEMBER_STATUSES else "pending"
+        created, updated = (v if isinstance(v, int | float) else default for v in value[1:])
+    return Membership(member, status, _time(created), _time(updated))
 
 
 # -- validation -----------------------------------------------------------------
@@ -342,12 +439,17 @@ class ImageRegistry:
     @param objects: the ``IObjectStore`` the image files are in.
     @param clock: ``seconds()`` for registration times.
     @param system_owner: the account whose images are the system images.
+    @param blocks: the node's ``IBlockStore``, through which Glance
+        uploads and downloads image data (``snfd.cyclades.glance``);
+        ``None``: this node does not move image data (501).
     """
 
-    def __init__(self, objects: IObjectStore, clock: Any, system_owner: str = ""):
+    def __init__(self, objects: IObjectStore, clock: Any, system_owner: str = "",
+                 blocks: Any = None):
         self.objects = objects
         self.clock = clock
         self.system_owner = system_owner
+        self.blocks = blocks
 
     def is_system(self, image: Image) -> bool:
         """Whether ``image`` is a system image (owned by ``system_owner``)."""
@@ -363,9 +465,21 @@ class ImageRegistry:
             obj = await self.objects.object_by_uuid(user, image_id, DOMAIN)
         except errors.NotFound:
             obj = None
+        if obj is not None and obj.attributes.get(ID_KEY, image_id) != image_id:
+            obj = None  # known by the id its Glance client chose
+        if obj is None:
+            # An id a Glance client chose: the few images that have one.
+            chosen = [o for o in await self.objects.find(user, DOMAIN, ID_KEY)
+                      if o.attributes.get(ID_KEY) == image_id]
+            obj = chosen[0] if chosen else None
         if obj is None or not _registered(obj):
             raise errors.NotFound(f"Image {image_id} not found.")
         return obj
+
+    async def stored(self, user: str, image_id: str) -> StoredObject:
+        """The file of image ``image_id`` with its ``plankton`` attributes,
+        if ``user`` may read it (``NotFound`` otherwise)."""
+        return await self._file(user, image_id)
 
     async def _owned_file(self, user: str, image_id: str) -> StoredObject:
         obj = await self._file(user, image_id)
@@ -514,8 +628,20 @@ class ImageRegistry:
         if wanted == members:
             return
         keep = {m for m in read if m in ("*", obj.account)}
-        await self.objects.set_sharing(user, obj.account, obj.container, obj.name,
-                                       Sharing(tuple(sorted(wanted | keep)), obj.sharing.write))
+        sharing = Sharing(tuple(sorted(wanted | keep)), obj.sharing.write)
+        state = glance_state(obj)
+        if isinstance(state.get("members"), dict):
+            # Glance's member list follows: gone members go, new ones
+            # are accepted (Plankton shares without asking).
+            now = float(self.clock.seconds())
+            state["members"] = {m: v for m, v in state["members"].items() if m in wanted}
+            for m in wanted - members:
+                state["members"][m] = ["accepted", now, now]
+            await self.objects.set_attributes(
+                user, obj.account, obj.container, obj.name, DOMAIN,
+                {GLANCE_KEY: json.dumps(state, sort_keys=True)}, sharing=sharing)
+            return
+        await self.objects.set_sharing(user, obj.account, obj.container, obj.name, sharing)
 
     @staticmethod
     def _checked_members(members: Iterable[Any]) -> builtins.list[str]:
@@ -548,5 +674,6 @@ class ImageRegistry:
         await self._set_read(user, image_id, lambda old: old - {checked})
 
 
-__all__ = ["CONTAINER_FORMATS", "DISK_FORMATS", "DOMAIN", "SORT_KEYS", "STATUSES", "Image",
-           "ImageRegistry", "image_of", "location_of", "parse_location", "sort_images"]
+__all__ = ["ALL_STATUSES", "CONTAINER_FORMATS", "DISK_FORMATS", "DOMAIN", "GLANCE_KEY", "ID_KEY",
+           "SORT_KEYS", "STATUSES", "Image", "ImageRegistry", "Membership", "glance_state",
+           "image_of", "location_of", "parse_location", "sort_images"]

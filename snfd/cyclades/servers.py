@@ -300,6 +300,20 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
     return server, backend, policy, peers
 
 
+def check_image_needs(image: Any, flavor: Flavor, from_volume: bool = False) -> None:
+    """400 when ``flavor`` has less memory than the image's ``min_ram``
+    (MiB) or, unless the server boots from an existing volume, a smaller
+    disk than its ``min_disk`` (GiB), as Nova refuses."""
+    min_ram, min_disk = int(getattr(image, "min_ram", 0) or 0), \
+        int(getattr(image, "min_disk", 0) or 0)
+    if flavor.ram < min_ram:
+        raise errors.BadRequest(f"Flavor's memory is too small for requested image: it has"
+                                f" {flavor.ram} MiB, the image needs {min_ram}.")
+    if not from_volume and flavor.disk < min_disk:
+        raise errors.BadRequest(f"Flavor's disk is too small for requested image: it has"
+                                f" {flavor.disk} GiB, the image needs {min_disk}.")
+
+
 #: The most reports one build's OS definition may make (progress steps and
 #: diagnostics); more are 404, so a runaway script cannot fill the table.
 MAX_IMAGE_REPORTS = 200
@@ -613,6 +627,7 @@ class Servers:
         status = str(getattr(image, "status", "AVAILABLE")).upper()
         if status not in _IMAGE_READY:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
+        check_image_needs(image, flavor, from_volume=boot is not None and boot[0] == "volume")
         keys = await self.keypairs.public_keys(user, list(req.key_names))
         password = req.admin_pass or generate_password()
         planned = None
@@ -830,6 +845,7 @@ class Servers:
         status = str(getattr(image, "status", "AVAILABLE")).upper()
         if status not in _IMAGE_READY:
             raise errors.BadRequest(f"Image {req.image_id} is not available ({status}).")
+        check_image_needs(image, server.flavor)
         key_names = server.key_names
         if req.key_name is not KEEP:
             key_names = () if req.key_name is None else (str(req.key_name),)

@@ -39,6 +39,7 @@ from snfd.ganeti.rapi import RapiPool
 from snfd.interfaces import (
     Deps,
     IAuthenticator,
+    IBlockStore,
     IComputeBackends,
     ILeaderDuty,
     IObjectStore,
@@ -184,9 +185,12 @@ def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     """The compute service from the node, its ``[cyclades]`` section and
     what it requires: ``IAuthenticator``, ``IQuotaHolder`` and
     ``IObjectStore`` (images are files in it); ``IVolumes`` (thin
-    volumes) when a plugin provides it."""
+    volumes) and ``IBlockStore`` (Glance uploads write their blocks there
+    before the file is made from their hashmap) when a plugin provides
+    them."""
     images = ImageRegistry(deps[IObjectStore], node.clock,
-                           section.system_images_owner or SYSTEM_ACCOUNT)
+                           section.system_images_owner or SYSTEM_ACCOUNT,
+                           blocks=deps.get(IBlockStore))
     return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT),
                            deps[IAuthenticator], images,
                            public_base(node, section.public_url), deps.get(IVolumes))

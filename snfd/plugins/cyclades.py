@@ -11,6 +11,7 @@ from snfd.db.migrations import Schema
 from snfd.interfaces import (
     CatalogService,
     IAuthenticator,
+    IBlockStore,
     IComputeBackends,
     IObjectStore,
     IQuotaHolder,
@@ -62,7 +63,7 @@ class CycladesPlugin(ServicePlugin):
     schema = Schema("cyclades", "snfd.cyclades.schema")
     provides = (IComputeBackends,)
     requires = (IAuthenticator, IQuotaHolder, IObjectStore)
-    uses = (IVolumes,)
+    uses = (IVolumes, IBlockStore)
     catalog = CATALOG
     config_keys = (
         Key("public_url", text, "",

@@ -297,3 +297,59 @@ class LaterServerTests(unittest.TestCase):
         code, body, _ = await self.call("POST", f"/servers/{sid}/action", "2.17",
                                         {"trigger_crash_dump": None})
         self.assertEqual(code, 409, body)
+
+
+class ImageProxyTests(unittest.TestCase):
+    """Nova's image proxy (to 2.35) over the image service: its listing
+    filters and paging, its delete, and Nova's refusal of a flavor smaller
+    than an image's ``min_ram``/``min_disk``."""
+
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self)
+        self.alice, self.token = await self.stack.user("alice")
+        self.v21 = f"{self.stack.url}/compute/v2.1"
+
+    async def glance(self, method: str, path: str, body: Any = None,
+                     raw: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+        code, reply, _ = await self.stack.call(method, f"{self.stack.url}/image/v2{path}",
+                                               self.token, body, raw=raw, headers=headers)
+        self.assertIn(code, (200, 201, 204), reply)
+        return reply
+
+    async def image(self, name: str, **more: Any) -> str:
+        made = await self.glance("POST", "/images", {
+            "name": name, "disk_format": "raw", "container_format": "bare",
+            "visibility": "private", **more})
+        await self.glance("PUT", f"/images/{made['id']}/file", raw=b"*" * 1024,
+                          headers={"Content-Type": "application/octet-stream"})
+        return str(made["id"])
+
+    async def test_filters_delete_and_needs(self):
+        first = await self.image("first")
+        needy = await self.image("needy", min_ram=1 << 20, min_disk=1 << 10)
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images?name=first",
+                                              self.token)
+        self.assertEqual([i["id"] for i in body["images"]], [first])
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images/detail?minRam=1000000",
+                                              self.token)
+        self.assertEqual([i["id"] for i in body["images"]], [needy])
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images?limit=1", self.token)
+        self.assertEqual(len(body["images"]), 1)
+        marker = body["images"][0]["id"]
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images?marker={marker}",
+                                              self.token)
+        self.assertNotIn(marker, [i["id"] for i in body["images"]])
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images?status=ACTIVE",
+                                              self.token)
+        self.assertLessEqual({first, needy}, {i["id"] for i in body["images"]})
+        # A flavor smaller than the image needs is 400, as Nova's.
+        small = self.stack.flavors["small"]
+        code, body, _ = await self.stack.call("POST", f"{self.v21}/servers", self.token, {
+            "server": {"name": "vm", "flavorRef": small.flavorid, "imageRef": needy}})
+        self.assertEqual(code, 400, body)
+        self.assertIn("memory is too small", body["badRequest"]["message"])
+        code, body, _ = await self.stack.call("DELETE", f"{self.v21}/images/{first}",
+                                              self.token)
+        self.assertEqual(code, 204, body)
+        code, body, _ = await self.stack.call("GET", f"{self.v21}/images/{first}", self.token)
+        self.assertEqual(code, 404, body)
