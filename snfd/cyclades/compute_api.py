@@ -43,7 +43,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import attrs
 from klein import Klein
@@ -333,6 +333,7 @@ class ComputeAPI:
             ("POST", s + "/os-volume_attachments", self.attach_volume),
             ("GET", s + "/os-volume_attachments/<volume_id>", self.volume_attachment),
             ("DELETE", s + "/os-volume_attachments/<volume_id>", self.detach_volume),
+            ("PUT", s + "/os-volume_attachments/<volume_id>", self.swap_volume),
             ("GET", "/images", self.list_images),
             ("GET", "/images/detail", self.list_images_detail),
             ("GET", "/images/<image_id>", self.show_image),
@@ -886,7 +887,9 @@ class ComputeAPI:
         sid = int_id(server_id, "Server")
         body = self._object(request, "server")
         keys = self._v(request).update_keys()
-        if not keys & set(body) or set(body) - keys:
+        # Nova takes an update that changes nothing (and answers the server).
+        nothing = not body and self._v(request).negotiates
+        if (not keys & set(body) and not nothing) or set(body) - keys:
             raise errors.BadRequest(f"Only these of a server can be changed here:"
                                     f" {', '.join(sorted(keys))}.")
         await self._servers.rename(
@@ -1129,12 +1132,16 @@ class ComputeAPI:
         return self._empty(request, 204)
 
     async def add_tag(self, request: Any, server_id: str, tag: str) -> bytes:
-        """``PUT /tags/<tag>``: 201 when added, 204 when it was there."""
+        """``PUT /tags/<tag>``: 201 when added, 204 when it was there; the
+        tag's URL in ``Location`` (Nova's)."""
         check_tag(tag)
         user = await self._changing(request, server_id)
         sid = int_id(server_id, "Server")
         before = await self._servers.get(user, sid)
         await self._servers.set_tags(user, sid, (tag,), add=True)
+        v = self._v(request)
+        request.setHeader(b"location", f"{v.links('servers', sid)[0]['href']}/tags/"
+                                       f"{quote(tag, safe='')}".encode())
         return self._empty(request, 204 if tag in before.tags else 201)
 
     async def delete_tag(self, request: Any, server_id: str, tag: str) -> bytes:
@@ -1216,6 +1223,20 @@ class ComputeAPI:
         server = await self._servers.get(user, int_id(server_id, "Server"))
         volume = await self._volumes().attach(user, server, volume_id)
         return json_body(request, {"volumeAttachment": self._attachment(volume)})
+
+    async def swap_volume(self, request: Any, server_id: str, volume_id: str) -> bytes:
+        """Nova's volume swap (administrators): 404 unless ``volume_id`` is
+        attached to the server, then 400: Ganeti cannot replace a disk's
+        storage under a running instance (detach one, attach the other)."""
+        if not user_of(request).is_admin:
+            raise errors.Forbidden("Swapping a server's volume is for administrators.")
+        server = await self._server(request, server_id)
+        if not any(v.id == volume_id
+                   for v in self._attached(await self._volumes().server_volumes(server.id))):
+            raise errors.NotFound(f"Volume {volume_id[:40]} is not attached to server"
+                                  f" {server_id}.")
+        raise errors.BadRequest("Swapping a volume is not supported: detach it and attach"
+                                " the other.")
 
     async def detach_volume(self, request: Any, server_id: str, volume_id: str) -> bytes:
         user = await self._changing(request, server_id)

@@ -219,7 +219,7 @@ class SynnefoViews:
             "updated": iso(server.updated),
             "hostId": "",
             "flavor": {"id": server.flavor.id, "links": self.links("flavors", server.flavor.id)},
-            "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
+            "image": self.server_image(server),
             "metadata": dict(server.metadata),
             "tags": list(server.tags),
             "suspended": server.suspended,
@@ -239,6 +239,13 @@ class SynnefoViews:
             "config_drive": "",
             "links": links,
         }
+
+    def server_image(self, server: Server) -> Any:
+        """A server's ``image``: its id and links, or ``""`` for a server
+        booted from a volume (Nova's)."""
+        if not server.image_id:
+            return ""
+        return {"id": server.image_id, "links": self.links("images", server.image_id)}
 
     def created(self, server: Server, password: str,
                 groups: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -480,7 +487,7 @@ class NovaViews(SynnefoViews):
             "tenant_id": server.project, "user_id": server.userid,
             "created": nova_time(server.created), "updated": nova_time(server.updated),
             "hostId": "",
-            "image": {"id": server.image_id, "links": self.links("images", server.image_id)},
+            "image": self.server_image(server),
             "flavor": {"id": server.flavor.flavorid,
                        "links": self.links("flavors", server.flavor.flavorid)},
             "metadata": dict(server.metadata), "addresses": self.addresses(server),

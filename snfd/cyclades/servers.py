@@ -285,8 +285,11 @@ def _insert_txn(txn: Any, user: str, project: str, req: CreateRequest, flavor: F
         return None
     if req.server_group is not None:
         peers = [sid for sid, b in members.items() if b == backend.id]
+    # A server booted from a volume shows no image (Nova's ""), whatever
+    # the volume was made from; ``image`` keeps what was deployed.
     server = store.insert_server_txn(
-        txn, user, project, req.name, flavor.id, image.id, backend_id=backend.id,
+        txn, user, project, req.name, flavor.id, image.id if req.image_id else "",
+        backend_id=backend.id,
         operstate="BUILD", task="BUILD", action="BUILD", metadata=req.metadata,
         tags=req.tags, key_names=req.key_names, shared_to_project=req.shared_to_project,
         image=_image_info(image), access_ipv4=req.access_ipv4, access_ipv6=req.access_ipv6,

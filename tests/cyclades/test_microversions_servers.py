@@ -97,6 +97,14 @@ class LaterServerTests(unittest.TestCase):
                              SERVER_SHORT_KEYS | LATER_DETAIL_KEYS)
         self.assertIsNone(body["server"]["description"])
         self.assertEqual(body["server"]["tags"], ["web", "prod"])
+        # An update that changes nothing answers the server (Nova's).
+        code, body, _ = await self.call("PUT", f"/servers/{sid}", "2.66", {"server": {}})
+        self.assertEqual((code, body["server"]["id"]), (200, sid), body)
+        # Tags (2.26): a tag's PUT names its URL.
+        code, body, headers = await self.call("PUT", f"/servers/{sid}/tags/blue", "2.26")
+        self.assertEqual(code, 201, body)
+        self.assertTrue(headers.getRawHeaders("location")[0].endswith(
+            f"/compute/v2.1/servers/{sid}/tags/blue"))
         code, body, _ = await self.call("PUT", f"/servers/{sid}", "2.18",
                                         {"server": {"description": "x"}})
         self.assertEqual(code, 400, body)

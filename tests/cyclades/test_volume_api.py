@@ -154,6 +154,33 @@ class VolumeTests(VolumeCase):
             await opened.close()
         self.assertEqual(data, b"Debian Bookworm (diskdump)\n" * 64)
 
+    async def test_from_image_needs_an_active_image_and_its_min_disk(self):
+        """As Cinder: a volume from an image is at least the image's
+        ``min_disk``, and a deactivated image makes none (400)."""
+        s = self.stack
+        glance = f"{s.url}/image/v2/images"
+        code, made, _ = await s.call("POST", glance, self.token, {
+            "name": "needs 3", "disk_format": "raw", "container_format": "bare",
+            "min_disk": 3})
+        self.assertEqual(code, 201, made)
+        code, reply, _ = await s.call("PUT", f"{glance}/{made['id']}/file", self.token,
+                                      raw=b"x" * 1024,
+                                      headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(code, 204, reply)
+        code, reply = await self.vol("POST", "/volumes", body={"volume": {
+            "size": 2, "imageRef": made["id"]}})
+        self.assertEqual(code, 400, reply)
+        code, reply = await self.vol("POST", "/volumes", body={"volume": {
+            "imageRef": made["id"]}})
+        self.assertEqual((code, reply["volume"]["size"]), (202, 3))
+        code, reply, _ = await s.call("POST", f"{glance}/{made['id']}/actions/deactivate",
+                                      self.token)
+        self.assertEqual(code, 204, reply)
+        code, reply = await self.vol("POST", "/volumes", body={"volume": {
+            "size": 3, "imageRef": made["id"]}})
+        self.assertEqual(code, 400, reply)
+        self.assertIn("deactivated", reply["badRequest"]["message"])
+
     async def test_snapshots(self):
         """A snapshot freezes the volume and is published as an image in
         the owner's snapshots container; a volume made from it has its
@@ -305,6 +332,20 @@ class ServerVolumeTests(VolumeCase):
             {"volumeAttachment": {"volumeId": bobs["id"]}})
         self.assertEqual(code, 404, reply)
 
+        # Nova's swap (administrators): 404 for a volume not attached, else
+        # refused (Ganeti cannot replace a disk's storage).
+        _, root_token = await self.stack.admin()
+        swap = f"/servers/{created['id']}/os-volume_attachments"
+        body = {"volumeAttachment": {"volumeId": bobs["id"]}}
+        code, reply, _ = await self.stack.call("PUT", f"{swap}/{bobs['id']}", root_token, body)
+        self.assertEqual(code, 404, reply)
+        code, reply, _ = await self.stack.call("PUT", f"{swap}/{volume['id']}", root_token,
+                                               body)
+        self.assertEqual(code, 400, reply)
+        code, reply, _ = await self.stack.call("PUT", f"{swap}/{volume['id']}", self.token,
+                                               body)
+        self.assertEqual(code, 403, reply)
+
         # The simulated cluster's hypervisor (fake) cannot hot-unplug, as
         # Ganeti's: a running server keeps its disks.
         detach = f"/servers/{created['id']}/os-volume_attachments/{volume['id']}"
@@ -356,7 +397,12 @@ class ServerVolumeTests(VolumeCase):
             {"source_type": "volume", "destination_type": "volume", "uuid": extra["id"]}])
         server = await self.stack.server(created["id"])
         self.assertEqual([v.id for v in server.volumes], [boot["id"], extra["id"]])
-        self.assertEqual(server.image_id, self.stack.image.id)
+        # Booted from a volume: no image, as Nova shows it (what was
+        # deployed stays known to the server).
+        self.assertEqual((server.image_id, server.image["id"]), ("", self.stack.image.id))
+        code, reply, _ = await self.stack.call(
+            "GET", f"{self.stack.url}/compute/v2.1/servers/{created['id']}", self.token)
+        self.assertEqual(reply["server"]["image"], "")
         code, reply = await self.vol("POST", "/snapshots", body={"snapshot": {
             "volume_id": boot["id"], "force": True}})
         self.assertEqual(code, 202, reply)

@@ -152,10 +152,15 @@ class Volumes:
         minimum = 1
         if image_id:
             image = await self._image(user, image_id)
+            status = str(getattr(image, "status", "AVAILABLE")).upper()
+            if status != "AVAILABLE":
+                raise errors.BadRequest(f"Image {image_id} is {status.lower()}: only an"
+                                        " active image makes a volume.")
             account, container, path = image_module.parse_location(image.location)
             hashmap = await self.objects.hashmap(user, account, container, path)
             origin = ("hashmap", hashmap.hashes, hashmap.size)
-            minimum = max(1, -(-hashmap.size // GiB))
+            # As Cinder: at least the image's data and its min_disk.
+            minimum = max(1, -(-hashmap.size // GiB), int(getattr(image, "min_disk", 0) or 0))
             source = f"image:{image.id}"
         elif snapshot_id:
             snap = await self.snapshot(user, snapshot_id)
