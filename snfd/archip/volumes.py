@@ -114,6 +114,10 @@ class _Volume:
                      self.flags, self.epoch)
 
 
+#: A volume-owned object's file: ``<volume>_<epoch>_<index>`` (hex).
+_OWNED_OBJECT = re.compile(r"(.+)_([0-9a-f]{16})_[0-9a-f]{16}$")
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -150,6 +154,7 @@ class VolumeStore:
         self._threadpool = threadpool
         self._maps = os.path.join(self.path, "maps")
         self._objects = os.path.join(self.path, "objects")
+        self._epochs = os.path.join(self.path, "epochs")
         # The directories are made by the first write (no I/O here: a node's
         # services are built, by snf-manage too, before anything starts).
         self._made = False
@@ -314,16 +319,24 @@ class VolumeStore:
             if name in self._live:
                 raise VolumeBusy(f"volume {name} is open")
             m = await self._load(name)
-            await self._in_thread(self._remove_pointer_now, name)
             owned = {e.name for e in m.entries if e.archip}
+            unnamed = set(owned)
             if owned:
                 for other in await self.names():
+                    if other == name:
+                        continue
                     try:
                         om = await self.info(other)
                     except KeyError:
                         continue
-                    owned -= {e.name for e in om.entries if e.archip}
-            await self._in_thread(self._unlink_objects_now, sorted(owned))
+                    unnamed -= {e.name for e in om.entries if e.archip}
+            if unnamed != owned:
+                # Snapshots keep some of its objects: a new volume of this
+                # name must own objects under later epochs (recorded before
+                # the map goes, so a crash cannot lose it).
+                await self._in_thread(self._raise_floor_now, name, m.epoch + 1)
+            await self._in_thread(self._remove_pointer_now, name)
+            await self._in_thread(self._unlink_objects_now, sorted(unnamed))
         finally:
             lock.release()
 
@@ -570,15 +583,35 @@ class VolumeStore:
 
     def _first_epoch_now(self, name: str) -> int:
         """An epoch under which ``name`` owns no object yet: after any a
-        removed volume of that name left to its snapshots."""
-        pattern = re.compile(re.escape(name) + r"_([0-9a-f]{16})_[0-9a-f]{16}$")
-        epochs = [int(m.group(1), 16) for f in self._listdir_now(self._objects)
-                  if (m := pattern.match(f))]
-        return max(epochs) + 1 if epochs else 0
+        removed volume of that name left to its snapshots (its floor in
+        ``epochs/``, written by ``remove`` and ``sweep``; one small file
+        read, whatever the number of objects)."""
+        try:
+            with open(os.path.join(self._epochs, name), "rb") as f:
+                return int(f.read().strip() or b"0")
+        except FileNotFoundError:
+            return 0
+
+    def _raise_floor_now(self, name: str, epoch: int) -> None:
+        """Record that a new volume ``name`` starts at ``epoch`` or later."""
+        if epoch <= self._first_epoch_now(name):
+            return
+        self._make_dirs_now()
+        os.makedirs(self._epochs, mode=_DIR_MODE, exist_ok=True)
+        temporary = os.path.join(self._epochs, f".w.{name}.{uuid.uuid4().hex}")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     _FILE_MODE)
+        try:
+            os.write(fd, str(epoch).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temporary, os.path.join(self._epochs, name))
+        _fsync_dir(self._epochs)
 
     def _sweep_now(self, named: set[str]) -> int:
         removed = 0
-        for directory in (self._maps, self._objects):
+        for directory in (self._maps, self._objects, self._epochs):
             if not os.path.isdir(directory):
                 continue
             for f in os.listdir(directory):
@@ -589,6 +622,16 @@ class VolumeStore:
                         continue
                     removed += 1
             _fsync_dir(directory)
+        # The floors of names whose objects outlive their map (a crash in
+        # ``remove``, or a store from before floors were recorded).
+        maps = set(self._listdir_now(self._maps))
+        floors: dict[str, int] = {}
+        for f in named:
+            m = _OWNED_OBJECT.match(f)
+            if m and m.group(1) not in maps:
+                floors[m.group(1)] = max(floors.get(m.group(1), 0), int(m.group(2), 16) + 1)
+        for name, epoch in floors.items():
+            self._raise_floor_now(name, epoch)
         return removed
 
     def _names_now(self) -> list[str]:

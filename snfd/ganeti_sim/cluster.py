@@ -40,8 +40,16 @@ hail does.
 
 What differs from a real cluster, on purpose: instance names never resolve
 (``name_check`` must be false, as Cyclades sends it); there is one node
-group; only ``mode: create`` is supported; the fake hypervisor never boots
+group; only ``mode: create`` is supported; the hypervisor never boots
 anything, so an instance is "running" as soon as its job says so.
+
+The cluster presents one hypervisor, ``fake`` by default or ``kvm`` as a
+production Synnefo cluster: cluster info, new instances and hotplug follow
+it.  ``hotplug`` (a modify's disk or NIC change on a running instance) works
+on KVM with Ganeti 3.0's ``hotplug:done`` results and is refused on
+``fake`` ("Hotplug is not possible: ..."); ``hotplug_if_possible`` falls
+back to a change without hotplug.  The hypervisor is not kept in
+``state.json``: instances keep the one they were created with.
 
 Needs a real reactor: files are written in the reactor's thread pool.
 """
@@ -61,7 +69,7 @@ from twisted.web import server
 
 from snfd.ganeti_sim import opcodes
 from snfd.ganeti_sim.jobqueue import FileWriter, JobQueue, Latency
-from snfd.ganeti_sim.model import ClusterConfig, Instance
+from snfd.ganeti_sim.model import HYPERVISORS, ClusterConfig, Instance
 from snfd.ganeti_sim.opcodes import BodyError, OpError
 from snfd.ganeti_sim.rapi import RapiResource
 from snfd.ganeti_sim.tls import certificate_part, ensure_rapi_pem
@@ -126,6 +134,8 @@ class SimulatedCluster:
     ``exec_time`` seconds per step of an op's running phase (a create takes
     about six steps, a shutdown one); at most ``max_running_jobs`` run at
     once.  ``oses`` and ``disk_templates`` are what instances may use.
+    ``hypervisor`` is the cluster's one enabled hypervisor: ``fake`` (no
+    hotplug) or ``kvm`` (disks and NICs of running instances hot-plugged).
     """
 
     def __init__(self, reactor: Any, state_dir: Path, name: str = "sim.ganeti.test", *,
@@ -137,9 +147,13 @@ class SimulatedCluster:
                  max_running_jobs: int = 20,
                  oses: tuple[str, ...] = ("snf-image+default", "noop+default"),
                  disk_templates: tuple[str, ...] = ("diskless", "file", "plain", "drbd",
-                                                    "ext")):
+                                                    "ext"),
+                 hypervisor: str = "fake"):
         if nodes < 1:
             raise ValueError("a cluster needs at least one node")
+        if hypervisor not in HYPERVISORS:
+            raise ValueError(f"unknown hypervisor {hypervisor!r}; one of"
+                             f" {', '.join(HYPERVISORS)}")
         self._reactor = reactor
         self.state_dir = Path(state_dir)
         self.name = name
@@ -153,6 +167,7 @@ class SimulatedCluster:
         self._max_running_jobs = max_running_jobs
         self.oses = tuple(oses)
         self.disk_templates = tuple(disk_templates)
+        self.hypervisor = hypervisor
         self.queue_dir = self.state_dir / "queue"
         self.url = ""
         self.certificate = ""
@@ -174,6 +189,7 @@ class SimulatedCluster:
         config = ClusterConfig.new(self.name, now, **self._node_args)
         config.oses = self.oses
         config.disk_templates = self.disk_templates
+        config.hypervisor = self.hypervisor
         config.max_running_jobs = self._max_running_jobs
         serial = 0
         saved = self._load_state()

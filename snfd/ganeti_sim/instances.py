@@ -33,7 +33,7 @@ from snfd.ganeti_sim.model import (
     BE_KEYS,
     BRIDGED,
     DEFAULT_LINK,
-    HV_KEYS,
+    HV_PARAMETERS,
     ClusterConfig,
     Disk,
     Instance,
@@ -149,9 +149,11 @@ def _normalise_beparams(be: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_hvparams(hv: dict[str, Any]) -> None:
+def _check_hvparams(hv: dict[str, Any], hypervisor: str) -> None:
+    """Refuse a parameter ``hypervisor`` does not declare."""
+    known = HV_PARAMETERS.get(hypervisor, frozenset())
     for key in hv:
-        if key not in HV_KEYS:
+        if key not in known:
             raise OpError("TypeEnforcementError", f"Unknown parameter '{key}'")
 
 
@@ -515,8 +517,13 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
         if start:
             yield " - INFO: No-installation mode selected, disabling startup"
         start = False
+    hypervisor = op.get("hypervisor") or config.hypervisor
+    if hypervisor != config.hypervisor:
+        # LUInstanceCreate.CheckPrereq: one hypervisor is enabled.
+        raise prereq(f"Selected hypervisor ({hypervisor}) not enabled in the cluster"
+                     f" ({config.hypervisor})", ECODE_STATE)
     beparams = _normalise_beparams(op.get("beparams") or {})
-    _check_hvparams(op.get("hvparams") or {})
+    _check_hvparams(op.get("hvparams") or {}, hypervisor)
     for tag in op.get("tags") or []:
         check_tag(tag)
     filled = dict(config_be_defaults())
@@ -545,7 +552,7 @@ def _run_create(config: ClusterConfig, op: dict[str, Any], now: Callable[[], flo
     if template == "file" and op.get("file_driver") is None:
         op["file_driver"] = "loop"
     if op.get("hypervisor") is None:
-        op["hypervisor"] = "fake"
+        op["hypervisor"] = hypervisor
     if op.get("osparams_private") is None:
         op["osparams_private"] = {}
     if op.get("osparams_secret") is None:
@@ -675,7 +682,7 @@ def _prepare_startup(config: ClusterConfig, op: dict[str, Any],
                      now: Callable[[], float]) -> Plan:
     def run(o: dict[str, Any]) -> Steps:
         inst = _existing(config, o["instance_name"])
-        _check_hvparams(o.get("hvparams") or {})
+        _check_hvparams(o.get("hvparams") or {}, inst.hypervisor)
         _normalise_beparams(o.get("beparams") or {})
         if not inst.oper_state:
             needed = inst.filled_beparams()["maxmem"]
@@ -1032,12 +1039,54 @@ def _set_params(current: dict[str, Any], changes: dict[str, Any], prefix: str,
     return out
 
 
+def _hotplug_failure(inst: Instance) -> str | None:
+    """Why the primary node cannot hot-plug devices of ``inst`` (its
+    ``hotplug_supported`` answer, Ganeti 3.0's texts), or None when it can:
+    only KVM can, and only while the instance runs."""
+    if inst.hypervisor != "kvm":
+        reason = "Hotplug is not supported by this hypervisor"
+    elif not inst.oper_state:
+        reason = "Instance is probably down"
+    else:
+        return None
+    return f"Hotplug is not supported: {reason}"
+
+
+def _check_hotplug(inst: Instance, op: dict[str, Any]) -> Steps:
+    """``LUInstanceSetParams._CheckHotplug``: with ``hotplug`` or
+    ``hotplug_if_possible``, ask the node; where it can, ``hotplug``
+    becomes true (written back into the op).  Where it cannot, ``hotplug``
+    fails the op (wrong_state; Ganeti repeats the node's answer after its
+    own text) and ``hotplug_if_possible`` warns and goes on without."""
+    if not (op.get("hotplug") or op.get("hotplug_if_possible")):
+        return
+    failure = _hotplug_failure(inst)
+    if failure is None:
+        op["hotplug"] = True
+    elif op.get("hotplug"):
+        raise prereq(f"Hotplug is not possible: {failure}: {failure}", ECODE_STATE)
+    else:
+        yield f" - WARNING: {failure}"
+        yield " - INFO: Modification will take place without hotplugging."
+        op["hotplug"] = False
+
+
+def _hotplug_device() -> Steps:
+    """One device hot-plugged (added, removed or modified) by KVM: the log
+    messages, and ``hotplug:done`` for the op result."""
+    yield " - INFO: Trying to hotplug device..."
+    yield " - INFO: Hotplug done."
+    return "hotplug:done"
+
+
 def _run_set_params(config: ClusterConfig, op: dict[str, Any],
                     now: Callable[[], float]) -> Steps:
     inst = _existing(config, op["instance_name"])
     result: list[list[Any]] = []
     group = config.group_uuid
     ignore_policy = bool(op.get("ignore_ipolicy"))
+    yield from _check_hotplug(inst, op)
+    hotplug = bool(op.get("hotplug"))
     if op.get("disk_template") is not None and op["disk_template"] != inst.disk_template:
         raise prereq("Disk template conversion is not implemented by the simulator",
                      ECODE_INVAL)
@@ -1058,7 +1107,7 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
                     raise prereq(text, ECODE_INVAL)
     hvparams = inst.hvparams
     if op.get("hvparams"):
-        _check_hvparams(op["hvparams"])
+        _check_hvparams(op["hvparams"], inst.hypervisor)
         hvparams = _set_params(inst.hvparams, op["hvparams"], "hv", result)
     osparams = inst.osparams
     if op.get("osparams"):
@@ -1103,10 +1152,16 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
             nic_results.append([f"nic.{position}",
                                 f"add:mac={nic.mac},ip={nic.ip},mode={nic.mode},"
                                 f"link={nic.link},network={net.name if net else None}"])
+            if hotplug:
+                # Ganeti hot-plugs NICs while it checks the op, before the
+                # disks (which it hot-plugs while it applies them).
+                nic_results.append([f"nic.{position}", (yield from _hotplug_device())])
         elif action == "remove":
             index = _find(nics, ident, "NIC")
             del nics[index]
             nic_results.append([f"NIC/{index}", "remove"])
+            if hotplug:
+                nic_results.append([f"NIC/{index}", (yield from _hotplug_device())])
         else:
             index = _find(nics, ident, "NIC")
             old = nics[index]
@@ -1159,6 +1214,8 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
                     nic_results.append([f"nic.{key}/{index}", changes[key]])
             nic_results += [[f"nic.link/{index}", new.link], [f"nic.mode/{index}", new.mode],
                             [f"nic.vlan/{index}", new.vlan]]
+            if hotplug:
+                nic_results.append([f"nic/{index}", (yield from _hotplug_device())])
     if op.get("nics") and not ignore_policy:
         low, high = _policy_range(config, "nic-count")
         if not low <= len(nics) <= high:
@@ -1167,7 +1224,9 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
                          f" [{low}, {high}]", ECODE_INVAL)
 
     disks = list(inst.disks)
-    disk_results: list[list[Any]] = []
+    # Per disk change: its result entries, and the entry name of its hotplug
+    # (None: none), which happens only once the change is applied.
+    disk_changes: list[tuple[list[list[Any]], str | None]] = []
     added = 0
     for action, ident, params in _mods(op, "disks"):
         if inst.disk_template == "diskless" and action != "modify":
@@ -1185,24 +1244,28 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
             disks.insert(position, Disk(uuid=new_uuid(), size=size, name=params.get("name"),
                                         mode=mode))
             added += size
-            disk_results.append([f"disk/{position}", f"add:size={size},mode={mode}"])
+            disk_changes.append(([[f"disk/{position}", f"add:size={size},mode={mode}"]],
+                                 f"disk/{position}" if hotplug else None))
         elif action == "remove":
             index = _find(disks, ident, "disk")
-            if inst.admin_state == "up" and not op.get("hotplug"):
+            if inst.admin_state == "up" and not hotplug:
                 # Ganeti 3.0's LUInstanceSetParams: a disk leaves a running
                 # instance only by hotplug.
                 raise prereq(f"Instance '{inst.name}' is marked to be up, can't remove"
                              " volume from a running instance without using hotplug",
                              ECODE_STATE)
             del disks[index]
-            disk_results.append([f"disk/{index}", "remove"])
+            disk_changes.append(([[f"disk/{index}", "remove"]],
+                                 f"disk/{index}" if hotplug else None))
         else:
             index = _find(disks, ident, "disk")
+            entries = []
             for key, value in params.items():
                 if key not in ("name", "mode"):
                     raise prereq(f"Disk parameter '{key}' cannot be modified", ECODE_INVAL)
                 setattr(disks[index], key, value)
-                disk_results.append([f"disk.{key}/{index}", value])
+                entries.append([f"disk.{key}/{index}", value])
+            disk_changes.append((entries, None))
     if op.get("disks") and inst.disk_template != "diskless" and not ignore_policy:
         low, high = _policy_range(config, "disk-count")
         if not low <= len(disks) <= high:
@@ -1217,6 +1280,11 @@ def _run_set_params(config: ClusterConfig, op: dict[str, Any],
     if _dry_run(op):
         yield DRY_RUN_MESSAGE
         return None
+    disk_results: list[list[Any]] = []
+    for entries, hotplugged in disk_changes:
+        disk_results += entries
+        if hotplugged is not None:
+            disk_results.append([hotplugged, (yield from _hotplug_device())])
     inst.beparams = beparams
     inst.hvparams = hvparams
     inst.osparams = osparams

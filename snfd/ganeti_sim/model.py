@@ -3,7 +3,8 @@ disks, and how RAPI shows them.
 
 Field names and value shapes follow Ganeti 3.0's RAPI (``GET
 /2/instances?bulk=1``, ``GET /2/nodes?bulk=1``, ``GET /2/info``) as measured
-on a real cluster with the fake hypervisor.  Node resources are accounted
+on a real cluster with the fake hypervisor; a cluster may present ``kvm``
+instead (``ClusterConfig.hypervisor``).  Node resources are accounted
 from the instances: ``mfree`` is the node memory minus what its running
 instances use, ``dfree`` the node disk minus the disks of instances on it
 (primary or, for drbd, secondary), and ``pinst_cnt``/``sinst_cnt`` count them.
@@ -35,8 +36,44 @@ BE_DEFAULTS: dict[str, Any] = {
 }
 BE_KEYS = frozenset(BE_DEFAULTS) | {"memory"}
 
+#: The hypervisors a simulated cluster can present (``[ganeti-sim]
+#: hypervisor``): Ganeti's ``fake``, or ``kvm`` as a production cluster.
+HYPERVISORS = ("fake", "kvm")
+
 # The fake hypervisor declares one parameter.
 HV_KEYS = frozenset({"migration_mode"})
+
+#: The parameters each hypervisor declares (Ganeti 3.0's ``HVC_DEFAULTS``
+#: keys, ``src/Ganeti/Constants.hs``); a key outside the instance's
+#: hypervisor's set is refused as unknown.
+HV_PARAMETERS: dict[str, frozenset[str]] = {
+    "fake": HV_KEYS,
+    "kvm": frozenset({
+        "kvm_path", "kernel_path", "initrd_path", "kernel_args", "root_path", "acpi",
+        "serial_console", "serial_speed", "vnc_bind_address", "vnc_tls", "vnc_x509_path",
+        "vnc_x509_verify", "vnc_password_file", "scsi_controller_type",
+        "kvm_pci_reservations", "spice_bind", "spice_ip_version", "spice_password_file",
+        "spice_image_compression", "spice_jpeg_wan_compression",
+        "spice_zlib_glz_wan_compression", "spice_streaming_video",
+        "spice_playback_compression", "spice_use_tls", "spice_tls_ciphers",
+        "spice_use_vdagent", "floppy_image_path", "cdrom_image_path",
+        "cdrom2_image_path", "boot_order", "nic_type", "disk_type", "cdrom_disk_type",
+        "disk_aio", "usb_mouse", "keymap", "migration_port", "migration_bandwidth",
+        "migration_downtime", "migration_mode", "use_guest_agent", "use_localtime",
+        "disk_cache", "disk_discard", "security_model", "security_domain", "kvm_flag",
+        "vhost_net", "virtio_net_queues", "use_chroot", "user_shutdown", "mem_path",
+        "reboot_behavior", "cpu_mask", "cpu_type", "cpu_cores", "cpu_threads",
+        "cpu_sockets", "soundhw", "usb_devices", "vga", "kvm_extra", "machine_version",
+        "migration_caps", "vnet_hdr",
+    }),
+}
+
+#: The cluster's hvparams as ``GET /2/info`` shows them, for the keys the
+#: simulator models: both hypervisors migrate ``live`` by default.
+HV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fake": {"migration_mode": "live"},
+    "kvm": {"migration_mode": "live"},
+}
 
 # Ganeti's default instance policy.
 DEFAULT_IPOLICY: dict[str, Any] = {
@@ -228,7 +265,7 @@ class Instance:
     """A virtual machine as the cluster configuration holds it.
 
     ``admin_state`` is what the administrator asked for ("up"/"down");
-    ``oper_state`` whether the (fake) hypervisor runs it.  ``oper_ram`` and
+    ``oper_state`` whether the (simulated) hypervisor runs it.  ``oper_ram`` and
     ``oper_vcpus`` are the values it was started with: a beparams change
     shows in ``beparams`` at once but in these only after a restart.
     """
@@ -406,6 +443,8 @@ class ClusterConfig:
     iallocator: str = DEFAULT_IALLOCATOR
     mtime: float = 0.0
     tags: list[str] = attrs.Factory(list)
+    #: The one enabled (and default) hypervisor, one of ``HYPERVISORS``.
+    hypervisor: str = "fake"
 
     @classmethod
     def new(cls, name: str, now: float, *, nodes: int, node_memory: int, node_disk: int,
@@ -552,9 +591,9 @@ class ClusterConfig:
             "architecture": ["64bits", "x86_64"],
             "name": self.name,
             "master": self.master,
-            "default_hypervisor": "fake",
-            "enabled_hypervisors": ["fake"],
-            "hvparams": {"fake": {"migration_mode": "live"}},
+            "default_hypervisor": self.hypervisor,
+            "enabled_hypervisors": [self.hypervisor],
+            "hvparams": {self.hypervisor: dict(HV_DEFAULTS[self.hypervisor])},
             "os_hvp": {},
             "beparams": {"default": dict(BE_DEFAULTS)},
             "osparams": {},

@@ -295,6 +295,9 @@ DISK_TEMPLATES = ("diskless", "file", "sharedfile", "plain", "drbd", "blockdev",
                   "gluster")
 REBOOT_TYPES = ("soft", "hard", "full")
 MIGRATION_MODES = ("live", "non-live")
+#: Ganeti 3.0's hypervisor types (``Hypervisor`` in ``src/Ganeti/Types.hs``):
+#: an op naming another fails validation.
+HYPERVISOR_TYPES = ("kvm", "xen-pvm", "chroot", "xen-hvm", "lxc", "fake")
 CREATE_MODES = ("create", "import", "remote-import")
 TAG_KINDS = ("cluster", "instance", "node", "nodegroup", "network")
 
@@ -419,7 +422,7 @@ _CHECKS: dict[str, Any] = {
     "pnode": _maybe(_is_name),
     "snode": _maybe(_is_name),
     "iallocator": _maybe(_is_name),
-    "hypervisor": _maybe(_is_name),
+    "hypervisor": _maybe(_one_of(HYPERVISOR_TYPES)),
     "group_name": _maybe(_is_name),
     "start": _is_bool,
     "forthcoming": _is_bool,

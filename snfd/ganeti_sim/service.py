@@ -62,7 +62,7 @@ class SimulatedClusterService(service.MultiService):
             return
         if self.section.register:
             await self.backends.register_backend(
-                c.name, c.url, c.username, c.password, c.certificate, "fake",
+                c.name, c.url, c.username, c.password, c.certificate, c.hypervisor,
                 tuple(c.disk_templates), "watch")
         if self.section.demo:
             await self.backends.seed_demo()
@@ -88,5 +88,6 @@ def from_config(node: Node, section: Section, deps: Deps,
     cluster = SimulatedCluster(
         node.reactor, node.state_dir / "ganeti-sim", section.cluster, port=section.port,
         queue_delay=section.queue_delay, exec_time=section.exec_time,
-        nodes=section.nodes, node_memory=section.node_memory, node_cpus=section.node_cpus)
+        nodes=section.nodes, node_memory=section.node_memory, node_cpus=section.node_cpus,
+        hypervisor=section.hypervisor)
     return SimulatedClusterService(node, section, cluster, deps.get(IComputeBackends))

@@ -12,6 +12,18 @@ from snfd.config import Key, boolean, integer, number, positive_integer, text
 from snfd.interfaces import IComputeBackends, ISnfdPlugin
 from snfd.plugins import ServicePlugin
 
+# The simulator's hypervisors (``snfd.ganeti_sim.model.HYPERVISORS``), named
+# here so that loading the plugin does not import the simulator.
+_HYPERVISORS = ("fake", "kvm")
+
+
+def hypervisor(value: str) -> str:
+    """``fake`` or ``kvm``."""
+    name = value.strip().lower()
+    if name not in _HYPERVISORS:
+        raise ValueError(f"expected one of {', '.join(_HYPERVISORS)}, got {value.strip()!r}")
+    return name
+
 
 @implementer(IPlugin, ISnfdPlugin)
 class GanetiSimPlugin(ServicePlugin):
@@ -27,6 +39,10 @@ class GanetiSimPlugin(ServicePlugin):
         Key("node_cpus", positive_integer, 16, "Processors of each node."),
         Key("queue_delay", number, 0.1, "Seconds a job waits queued before it runs."),
         Key("exec_time", number, 0.5, "Seconds a job's opcode runs."),
+        Key("hypervisor", hypervisor, "fake",
+            "The cluster's hypervisor: fake (Ganeti's test hypervisor, no hotplug) or"
+            " kvm (as a production cluster: disks and NICs of running servers are"
+            " hot-plugged)."),
         Key("register", boolean, True,
             "Register (and keep up to date) the cluster as a compute backend."),
         Key("demo", boolean, True,

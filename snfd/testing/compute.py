@@ -250,11 +250,12 @@ async def register_image(images: ImageRegistry, files: Path, owner: str, name: s
 async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float = 0.01,
                         exec_time: float = 0.02, nodes: int = 1,
                         overrides: dict[tuple[str, str], str] | None = None,
-                        volumes: bool = False) -> ComputeStack:
+                        volumes: bool = False, hypervisor: str = "fake") -> ComputeStack:
     """Build and serve a compute service for ``testcase`` (see the module
     docstring).  ``overrides``: config keys (``("cyclades", "os")``) over
     the stack's own; ``nodes``: the simulated cluster's node count;
-    ``volumes``: the volume service (``archip``) runs too."""
+    ``volumes``: the volume service (``archip``) runs too; ``hypervisor``:
+    the simulated cluster's (``kvm`` hot-plugs disks of running servers)."""
     from twisted.internet import reactor
 
     from snfd.testing.nodecase import build_node
@@ -281,12 +282,13 @@ async def compute_stack(testcase: Any, *, sim: bool = True, queue_delay: float =
         state = Path(testcase.mktemp())
         state.mkdir(parents=True)
         cluster = SimulatedCluster(reactor, state, "sim1.ganeti.test", nodes=nodes,
-                                   queue_delay=queue_delay, exec_time=exec_time)
+                                   queue_delay=queue_delay, exec_time=exec_time,
+                                   hypervisor=hypervisor)
         await cluster.start()
         testcase.addCleanup(lambda: defer.ensureDeferred(cluster.stop()))
         await backends.register_backend(
             cluster.name, cluster.url, cluster.username, cluster.password,
-            cluster.certificate, "fake", DISK_TEMPLATES, "watch")
+            cluster.certificate, hypervisor, DISK_TEMPLATES, "watch")
         backend = await node.db.run("test.backend", store.backend_txn,
                                     clustername=cluster.name)
     else:

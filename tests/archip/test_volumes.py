@@ -450,6 +450,39 @@ class SnapshotTests(_Base):
         await v.close()
         await self.assert_map_on_disk_sound("snap", b"old" + bytes(BS - 3))
         await self.assert_map_on_disk_sound("vol", b"new" + bytes(BS - 3))
+        # After the removed volume's epoch (1, since its snapshot).
+        self.assertEqual((await self.volumes.info("vol")).epoch, 2)
+
+    async def test_sweep_restores_lost_floors(self) -> None:
+        """A store whose epoch floors are gone (one from before they were
+        kept, or a crash) gets them back from the surviving objects at the
+        start-up sweep, so a recreated name still owns new objects."""
+        await self.volumes.create("vol", BS)
+        v = await self.opened("vol")
+        await v.write(0, b"old")
+        await v.close()
+        await self.volumes.snapshot("vol", "snap")
+        await self.volumes.remove("vol")
+        epochs = os.path.join(self.root, "volumes", "epochs")
+        self.assertEqual(os.listdir(epochs), ["vol"])
+        os.unlink(os.path.join(epochs, "vol"))
+        await self.volumes.sweep()
+        await self.volumes.create("vol", BS)
+        self.assertEqual((await self.volumes.info("vol")).epoch, 1)
+        v = await self.opened("vol")
+        await v.write(0, b"new")
+        await v.close()
+        await self.assert_map_on_disk_sound("snap", b"old" + bytes(BS - 3))
+
+    async def test_no_floor_without_kept_objects(self) -> None:
+        """A removed volume none of whose objects outlive it leaves no floor."""
+        await self.volumes.create("vol", BS)
+        v = await self.opened("vol")
+        await v.write(0, b"x")
+        await v.close()
+        await self.volumes.remove("vol")
+        self.assertFalse(os.path.exists(os.path.join(self.root, "volumes", "epochs")))
+        self.assertEqual((await self.volumes.create("vol", BS)).epoch, 0)
 
 
 class OpenTests(_Base):

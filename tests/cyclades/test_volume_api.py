@@ -620,3 +620,40 @@ class NovaVolumeProxyTests(VolumeCase):
         self.assertEqual((await self.nova("DELETE", f"/os-snapshots/{snap['id']}"))[0], 202)
         self.assertEqual((await self.nova("DELETE", f"/os-volumes/{made['id']}"))[0], 202)
         self.assertEqual((await self.nova("GET", f"/os-volumes/{made['id']}"))[0], 404)
+
+
+class HotplugTests(VolumeCase):
+    """On a KVM cluster (the simulator's ``hypervisor = kvm``) volumes
+    attach to and detach from a running server by hotplug."""
+
+    async def setUp(self) -> None:
+        self.stack = await compute_stack(self, volumes=True, hypervisor="kvm")
+        self.alice, self.token = await self.stack.user("alice")
+        self.bob, self.bob_token = await self.stack.user("bob")
+        self.volumes = self.stack.service.volumes.thin
+
+    async def test_detach_from_a_running_server(self):
+        s = self.stack
+        flavor = await s.flavor(1, 1024, 1, "ext_archipelago")
+        code, reply, _ = await s.call("POST", "/servers", self.token, {"server": {
+            "name": "vm", "flavorRef": flavor.id, "imageRef": s.image.id}})
+        self.assertEqual(code, 202, reply)
+        sid = reply["server"]["id"]
+        await s.follow((await s.server(sid)).backendjobid)
+        volume = await self.volume(size=1)
+        attachments = f"/servers/{sid}/os-volume_attachments"
+        code, reply, _ = await s.call("POST", attachments, self.token,
+                                      {"volumeAttachment": {"volumeId": volume["id"]}})
+        self.assertEqual(code, 200, reply)
+        await s.follow_all()
+        server = await s.server(sid)
+        self.assertEqual((server.operstate, len(server.disks)), ("STARTED", 2))
+        job = await s.rapi_client().job(server.backendjobid)
+        self.assertTrue(job["ops"][0].get("hotplug"), job["ops"][0])
+        code, reply, _ = await s.call("DELETE", f"{attachments}/{volume['id']}", self.token)
+        self.assertEqual(code, 202, reply)
+        await s.follow_all()
+        code, reply = await self.vol("GET", f"/volumes/{volume['id']}")
+        self.assertEqual(reply["volume"]["status"], "available")
+        server = await s.server(sid)
+        self.assertEqual((server.operstate, len(server.disks)), ("STARTED", 1))
