@@ -744,7 +744,7 @@ class ComputeAPI:
             if "os-extended-volumes:volumes_attached" in out and at_least(request, 3):
                 out["os-extended-volumes:volumes_attached"] = [
                     {"id": v.id, "delete_on_termination": v.delete_on_termination}
-                    for v in server.volumes]
+                    for v in self._v(request).volumes(server, server.volumes)]
         return out
 
     async def list_servers(self, request: Any) -> bytes:
@@ -1194,17 +1194,20 @@ class ComputeAPI:
         return {"id": volume.id, "volumeId": volume.id, "serverId": str(volume.server_id),
                 "device": volume.device or None}
 
-    def _attached(self, volumes: Any) -> list[Any]:
-        return [v for v in volumes if v.status in ("in-use", "attaching", "detaching")]
+    async def _attached(self, request: Any, server: Any) -> list[Any]:
+        """The server's volumes the dialect shows as attached to it."""
+        volumes = await self._volumes().server_volumes(server.id)
+        return self._v(request).volumes(server, [
+            v for v in volumes if v.status in ("in-use", "attaching", "detaching")])
 
     async def volume_attachments(self, request: Any, server_id: str) -> bytes:
         server = await self._server(request, server_id)
-        found = self._attached(await self._volumes().server_volumes(server.id))
+        found = await self._attached(request, server)
         return json_body(request, {"volumeAttachments": [self._attachment(v) for v in found]})
 
     async def volume_attachment(self, request: Any, server_id: str, volume_id: str) -> bytes:
         server = await self._server(request, server_id)
-        for v in self._attached(await self._volumes().server_volumes(server.id)):
+        for v in await self._attached(request, server):
             if v.id == volume_id:
                 return json_body(request, {"volumeAttachment": self._attachment(v)})
         raise errors.NotFound(f"Volume {volume_id[:40]} is not attached to server"
@@ -1232,7 +1235,7 @@ class ComputeAPI:
             raise errors.Forbidden("Swapping a server's volume is for administrators.")
         server = await self._server(request, server_id)
         if not any(v.id == volume_id
-                   for v in self._attached(await self._volumes().server_volumes(server.id))):
+                   for v in await self._attached(request, server)):
             raise errors.NotFound(f"Volume {volume_id[:40]} is not attached to server"
                                   f" {server_id}.")
         raise errors.BadRequest("Swapping a volume is not supported: detach it and attach"

@@ -240,6 +240,18 @@ class SynnefoViews:
             "links": links,
         }
 
+    def volumes(self, server: Server, volumes: Any) -> list[Any]:
+        """The volumes of ``server`` (among ``volumes``) this dialect shows
+        as attached to it: all of them in Synnefo's; in Nova's not the root
+        disk of a server built from an image (the thin clone Archipelago
+        made for it is its local disk in Nova's terms: Nova lists only
+        the volumes a user attached or booted from)."""
+        if not self.negotiates or not server.image_id:
+            return list(volumes)
+        return [v for v in volumes
+                if v.charged or not str(getattr(v, "source", "")).startswith("image:")
+                or v.server_id != server.id]
+
     def server_image(self, server: Server) -> Any:
         """A server's ``image``: its id and links, or ``""`` for a server
         booted from a volume (Nova's)."""
@@ -531,7 +543,8 @@ class NovaViews(SynnefoViews):
             "OS-SRV-USG:launched_at": (nova_time(server.created)
                                        if server.operstate != "BUILD" else None),
             "OS-SRV-USG:terminated_at": nova_time(server.updated) if server.deleted else None,
-            "os-extended-volumes:volumes_attached": [{"id": v.id} for v in server.volumes],
+            "os-extended-volumes:volumes_attached": [{"id": v.id}
+                                                     for v in self.volumes(server, server.volumes)],
             "config_drive": "",
         })
         groups = security_groups(server)

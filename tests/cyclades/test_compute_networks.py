@@ -26,8 +26,14 @@ class ComputeNetworkCase(unittest.TestCase):
 
     async def nova(self, method: str, path: str, token: str | None = None, body: Any = None,
                    dialect: str = "v2.1") -> tuple[int, Any]:
+        server = body.get("server") if isinstance(body, dict) else None
+        # Nova's words "auto" and "none" for networks are 2.37's.
+        headers = ({"OpenStack-API-Version": "compute 2.37"}
+                   if isinstance(server, dict) and isinstance(server.get("networks"), str)
+                   else None)
         code, reply, _ = await self.stack.call(
-            method, f"{self.stack.url}/compute/{dialect}{path}", token or self.token, body)
+            method, f"{self.stack.url}/compute/{dialect}{path}", token or self.token, body,
+            headers=headers)
         return code, reply
 
     async def network(self, name: str, cidr: str | None = "10.0.0.0/24",

@@ -650,6 +650,15 @@ class HotplugTests(VolumeCase):
         self.assertEqual((server.operstate, len(server.disks)), ("STARTED", 2))
         job = await s.rapi_client().job(server.backendjobid)
         self.assertTrue(job["ops"][0].get("hotplug"), job["ops"][0])
+        # Synnefo's dialect lists the root volume too; in Nova's the thin
+        # clone of an image-built server is its local disk, not listed.
+        code, reply, _ = await s.call("GET", attachments, self.token)
+        self.assertEqual(len(reply["volumeAttachments"]), 2)
+        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1{attachments}", self.token)
+        self.assertEqual([a["volumeId"] for a in reply["volumeAttachments"]], [volume["id"]])
+        code, reply, _ = await s.call("GET", f"{s.url}/compute/v2.1/servers/{sid}", self.token)
+        self.assertEqual(reply["server"]["os-extended-volumes:volumes_attached"],
+                         [{"id": volume["id"]}])
         code, reply, _ = await s.call("DELETE", f"{attachments}/{volume['id']}", self.token)
         self.assertEqual(code, 202, reply)
         await s.follow_all()
