@@ -1279,8 +1279,9 @@ class ComputeAPI:
                 found = [(i, v) for i, v in found if int(getattr(i, field, 0) or 0) >= floor]
         since = query(request, "changes-since")
         if since is not None:
-            when = nova_time(parse_since(since)) or ""
-            found = [(i, v) for i, v in found if (v.get("updated") or "") >= when]
+            when = parse_since(since)
+            found = [(i, v) for i, v in found
+                     if v.get("updated") and parse_since(v["updated"]) >= when]
         for key, prop in (("server", "instance_uuid"), ("type", "image_type")):
             wanted = query(request, key)
             if wanted is not None:

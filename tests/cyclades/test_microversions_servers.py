@@ -350,6 +350,10 @@ class ImageProxyTests(unittest.TestCase):
         code, body, _ = await self.stack.call("GET", f"{self.v21}/images?status=ACTIVE",
                                               self.token)
         self.assertLessEqual({first, needy}, {i["id"] for i in body["images"]})
+        for since, wanted in (("2000-01-01T00:00:00Z", True), ("2999-01-01T00:00:00Z", False)):
+            code, body, _ = await self.stack.call(
+                "GET", f"{self.v21}/images?changes-since={since}", self.token)
+            self.assertEqual(first in {i["id"] for i in body["images"]}, wanted, since)
         # A flavor smaller than the image needs is 400, as Nova's.
         small = self.stack.flavors["small"]
         code, body, _ = await self.stack.call("POST", f"{self.v21}/servers", self.token, {
