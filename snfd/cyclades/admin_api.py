@@ -55,9 +55,15 @@ from snfd.cyclades.aggregates import Aggregates, check_metadata
 from snfd.cyclades.compute_http import (
     at_least,
     body_of,
+    changes_window,
     empty,
+    in_window,
     int_id,
+    next_links,
     object_of,
+    only_params,
+    paged,
+    parse_time,
     query,
     require_admin,
     views_of,
@@ -75,14 +81,6 @@ from snfd.cyclades.hosts import (
     service_uuid,
 )
 from snfd.cyclades.model import Aggregate, Migration, Server
-from snfd.cyclades.usage_api import (
-    changes_window,
-    in_window,
-    next_links,
-    only_params,
-    paged,
-    parse_time,
-)
 from snfd.web.app import json_body, json_object
 
 Handler = Callable[..., Awaitable[bytes]]

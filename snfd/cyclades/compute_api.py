@@ -43,7 +43,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import attrs
 from klein import Klein
@@ -60,6 +60,7 @@ from snfd.cyclades.compute_http import (
     empty,
     int_id,
     microversion,
+    next_links,
     object_of,
     page,
     projects_of,
@@ -1400,18 +1401,13 @@ class ComputeAPI:
         if self._v(request).since(35):
             found = page(request, sorted(found, key=lambda k: k.name), "Keypair",
                          key=lambda k: k.name)
-            limit = query(request, "limit")
-            if limit is not None and found and len(found) == count(limit, "limit"):
-                body["keypairs_links"] = [{"rel": "next", "href": self._next_link(
-                    request, "os-keypairs", found[-1].name)}]
+            if query(request, "limit") is not None:
+                links = next_links(request, len(found), found[-1].name if found else None,
+                                   "os-keypairs")
+                if links:
+                    body["keypairs_links"] = links
         return json_body(request, {"keypairs": [{"keypair": self._keypair_view(request, k)}
                                                 for k in found], **body})
-
-    def _next_link(self, request: Any, path: str, marker: str) -> str:
-        """The link to the page after ``marker`` of a listing at ``path``."""
-        args = {k.decode(): v[-1].decode() for k, v in (request.args or {}).items()}
-        args["marker"] = marker
-        return f"{self._v(request).base}{self._v(request).prefix}/{path}?{urlencode(args)}"
 
     async def create_keypair(self, request: Any) -> bytes:
         """Upload (``public_key``) or generate (the ``private_key`` is in

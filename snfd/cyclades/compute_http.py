@@ -1,17 +1,28 @@
 """What every handler of the compute API reads from a request and how it
 answers without a view: query parameters, paging, ids in paths, the
 caller's projects, the dialect (``compute_views``) the request came
-through, JSON bodies and empty answers.  ``compute_api`` and
-``flavor_api`` share these."""
+through, JSON bodies and empty answers; Nova's paging (``paged``,
+``next_links``, ``window``) and change windows (``changes_window``).  The
+compute API's handler modules share these."""
 
 from __future__ import annotations
 
+import datetime
 import re
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from snfd import errors
 from snfd.web.app import json_object, read_json
 from snfd.web.auth import user_of
+
+UTC = datetime.UTC
+T = TypeVar("T")
+#: The longest page Nova answers (its ``[api] max_limit``).
+MAX_LIMIT = 1000
+_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
+            "%Y-%m-%d %H:%M:%S")
 
 
 def query(request: Any, name: str) -> str | None:
@@ -147,3 +158,102 @@ def at_least(request: Any, minor: int) -> bool:
     """Whether the request's microversion is 2.``minor`` or later."""
     version: tuple[int, int] = getattr(request, "microversion", (2, 1))
     return version >= (2, minor)
+
+
+def parse_time(value: str, what: str) -> datetime.datetime:
+    """A period bound as Nova takes it (UTC when naive), or 400."""
+    text = value.strip()
+    for fmt in _FORMATS:
+        try:
+            when = datetime.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return when.replace(tzinfo=UTC)
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.BadRequest(f"Invalid {what} time {text[:40]!r}: ISO 8601, such as"
+                                " 2026-12-03T10:00:00.") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def only_params(request: Any, allowed: Collection[str]) -> None:
+    """400 for a query parameter outside ``allowed`` (Nova's query
+    schemas without additional properties)."""
+    unknown = sorted(k.decode("utf-8", "replace") for k in (request.args or {})
+                     if k.decode("utf-8", "replace") not in allowed)
+    if unknown:
+        raise errors.BadRequest("Invalid input for query parameters: additional properties"
+                                f" are not allowed ({', '.join(unknown)[:200]} unexpected).")
+
+
+def changes_window(request: Any, before: bool = True,
+                   ) -> tuple[datetime.datetime | None, datetime.datetime | None]:
+    """The ``changes-since`` and (``before``: also) ``changes-before``
+    times of a request, or None; 400 when one is not a time or the window
+    is empty, in Nova's words."""
+    since_text = query(request, "changes-since")
+    before_text = query(request, "changes-before") if before else None
+    since = parse_time(since_text, "changes-since") if since_text is not None else None
+    until = parse_time(before_text, "changes-before") if before_text is not None else None
+    if since is not None and until is not None and until < since:
+        raise errors.BadRequest("The value of changes-since must be less than or equal to"
+                                " changes-before.")
+    return since, until
+
+
+def in_window(when: datetime.datetime | None, since: datetime.datetime | None,
+              until: datetime.datetime | None) -> bool:
+    """Whether a change at ``when`` (None: never changed) is inside the
+    window (no bound: everything is)."""
+    if since is None and until is None:
+        return True
+    if when is None:
+        return False
+    return (since is None or when >= since) and (until is None or when <= until)
+
+
+def paged(request: Any, items: Sequence[T], key: Callable[[T], str],
+          keep: Callable[[T], bool] | None = None) -> list[T]:
+    """Nova's paging of sorted ``items``: those after the one whose
+    ``key`` is ``marker`` (400 when none is), that ``keep`` (the filters),
+    at most ``limit`` (and never more than ``MAX_LIMIT``)."""
+    found = list(items)
+    marker = query(request, "marker")
+    if marker is not None:
+        ids = [key(i) for i in found]
+        if marker not in ids:
+            raise errors.BadRequest(f"Marker {marker[:80]} could not be found.")
+        found = found[ids.index(marker) + 1:]
+    if keep is not None:
+        found = [i for i in found if keep(i)]
+    limit = query(request, "limit")
+    most = MAX_LIMIT if limit is None else min(count(limit, "limit"), MAX_LIMIT)
+    return found[:most]
+
+
+def next_links(request: Any, shown: int, last: str | None,
+               collection: str) -> list[dict[str, str]]:
+    """Nova's collection links: ``next`` (this request's query with the
+    ``marker`` of the last item shown) when the page is full, else none."""
+    limit = query(request, "limit")
+    most = MAX_LIMIT if limit is None else min(count(limit, "limit"), MAX_LIMIT)
+    if not most or shown != most or last is None:
+        return []
+    params = {k.decode("utf-8", "replace"): v[0].decode("utf-8", "replace")
+              for k, v in sorted((request.args or {}).items()) if v}
+    params["marker"] = last
+    v = views_of(request)
+    return [{"rel": "next", "href": f"{v.base}{v.prefix}/{collection}?{urlencode(params)}"}]
+
+
+def window(request: Any, items: list[T]) -> list[T]:
+    """``offset`` then ``limit`` of a listing (Nova's paging of server
+    groups and of its volume proxies)."""
+    offset = query(request, "offset")
+    if offset is not None:
+        items = items[count(offset, "offset"):]
+    limit = query(request, "limit")
+    if limit is not None:
+        items = items[:count(limit, "limit")]
+    return items

@@ -36,10 +36,19 @@ from typing import Any
 
 from snfd import errors
 from snfd.cyclades.actions import InstanceActions
-from snfd.cyclades.compute_http import at_least, is_admin, scope_of, views_of
+from snfd.cyclades.compute_http import (
+    at_least,
+    changes_window,
+    in_window,
+    is_admin,
+    next_links,
+    only_params,
+    paged,
+    scope_of,
+    views_of,
+)
 from snfd.cyclades.compute_views import nova_time
 from snfd.cyclades.model import InstanceAction, JobEvent, Server
-from snfd.cyclades.usage_api import changes_window, in_window, next_links, only_params, paged
 from snfd.web.app import json_body
 from snfd.web.auth import user_of
 

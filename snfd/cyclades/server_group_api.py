@@ -31,7 +31,6 @@ from typing import Any
 from snfd import errors
 from snfd.cyclades.compute_http import (
     at_least,
-    count,
     empty,
     is_admin,
     object_of,
@@ -39,6 +38,7 @@ from snfd.cyclades.compute_http import (
     query,
     scope_of,
     views_of,
+    window,
 )
 from snfd.cyclades.model import GROUP_POLICIES, ServerGroup
 from snfd.cyclades.server_groups import ServerGroups, check_policy
@@ -141,13 +141,8 @@ class ServerGroupAPI:
         all_projects = (query(request, "all_projects") or "").lower() in ("1", "true", "yes")
         found = await self._groups.visible(self._caller(request), projects_of(request),
                                            is_admin(request), all_projects)
-        offset = query(request, "offset")
-        if offset is not None:
-            found = found[count(offset, "offset"):]
-        limit = query(request, "limit")
-        if limit is not None:
-            found = found[:count(limit, "limit")]
-        return json_body(request, {"server_groups": [group_view(g, request) for g in found]})
+        return json_body(request, {"server_groups": [group_view(g, request)
+                                                     for g in window(request, found)]})
 
     async def show_group(self, request: Any, group_id: str) -> bytes:
         group = await self._groups.get(self._caller(request), projects_of(request), group_id,

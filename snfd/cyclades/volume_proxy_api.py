@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from snfd import errors
-from snfd.cyclades.compute_http import count, empty, object_of, query, scope_of
+from snfd.cyclades.compute_http import empty, object_of, scope_of, window
 from snfd.cyclades.compute_views import nova_time
 from snfd.cyclades.volumes.model import Snapshot, Volume
 from snfd.web.app import json_body
@@ -79,17 +79,6 @@ def _bool(value: Any, key: str) -> bool:
     return value
 
 
-def _window(request: Any, items: list[Any]) -> list[Any]:
-    """``offset`` then ``limit`` of a listing, as Nova's proxy pages."""
-    offset = query(request, "offset")
-    if offset is not None:
-        items = items[count(offset, "offset"):]
-    limit = query(request, "limit")
-    if limit is not None:
-        items = items[:count(limit, "limit")]
-    return items
-
-
 class VolumeProxyAPI:
     """The routes of Nova's volume proxies (see the module docstring).
     ``volumes`` gives the volume service, or None when the node serves no
@@ -123,7 +112,7 @@ class VolumeProxyAPI:
         user, _, _ = self._who(request)
         found = sorted(await self._volumes().volumes(user), key=lambda v: (v.created, v.id))
         return json_body(request, {"volumes": [volume_view(v)
-                                               for v in _window(request, found)]})
+                                               for v in window(request, found)]})
 
     async def show_volume(self, request: Any, volume_id: str) -> bytes:
         user, _, admin = self._who(request)
@@ -167,7 +156,7 @@ class VolumeProxyAPI:
         user, _, _ = self._who(request)
         found = sorted(await self._volumes().snapshots(user), key=lambda s: (s.created, s.id))
         return json_body(request, {"snapshots": [snapshot_view(s)
-                                                 for s in _window(request, found)]})
+                                                 for s in window(request, found)]})
 
     async def show_snapshot(self, request: Any, snapshot_id: str) -> bytes:
         user, _, _ = self._who(request)
