@@ -611,7 +611,9 @@ class IObjectStore(Interface):
     do anything; anyone else what the closest sharing of the path grants
     (the object's own, else that of a directory object above it, of the
     container, of the account), through an entry naming the user, one of
-    their groups or ``*``.  An object the user may not read raises
+    their groups, ``*`` or, for the reads that take one, ``project``: the
+    project the caller acts in (its token's scope; ``None``, the default,
+    when no token is behind the call).  An object the user may not read raises
     ``snfd.errors.NotFound``, exactly as one that does not exist (or is
     deleted); one the user may read but not change raises
     ``snfd.errors.Forbidden``.  Names are checked as the API checks them
@@ -637,7 +639,7 @@ class IObjectStore(Interface):
         "The size of a full block of a hashmap, in bytes (``int``; that of the"
         " node's ``IBlockStore``).")
 
-    def object_at(user, account, container, name, domain=None):
+    def object_at(user, account, container, name, domain=None, project=None):
         """The current version of the object ``<account>/<container>/<name>``.
 
         @param domain: the domain whose attributes the result carries
@@ -647,11 +649,11 @@ class IObjectStore(Interface):
             read it.
         """
 
-    def object_by_uuid(user, uuid, domain=None):
+    def object_by_uuid(user, uuid, domain=None, project=None):
         """The current version of the object whose uuid is ``uuid``,
         wherever it is now (as ``object_at``; ``NotFound`` likewise)."""
 
-    def hashmap(user, account, container, name):
+    def hashmap(user, account, container, name, project=None):
         """The hashmap of the object's current version.
 
         @return: an awaitable firing with an ``ObjectHashmap``.
@@ -692,10 +694,10 @@ class IObjectStore(Interface):
         @raise OSError: the file cannot be read.
         """
 
-    def find(user, domain, key):
+    def find(user, domain, key, project=None):
         """The current objects ``user`` may read that have the attribute
         ``key`` in ``domain`` (any value): the user's own, and those shared
-        with the user or with everybody.
+        with the user, with ``project`` or with everybody.
 
         @return: an awaitable firing with a ``list`` of ``StoredObject``,
             ordered by path, each with its attributes in ``domain`` and its

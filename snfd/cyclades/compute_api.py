@@ -423,6 +423,13 @@ class ComputeAPI:
     _projects = staticmethod(projects_of)
     _empty = staticmethod(empty)
 
+    async def _get_image(self, request: Any, image_id: str) -> Any:
+        """The image ``image_id`` as the caller reads it (its user, acting in
+        its token's project: images are shared with projects)."""
+        p = user_of(request)
+        assert p.user is not None
+        return await self._images.get(p.user, image_id, p.project)
+
     @staticmethod
     def _v(request: Any) -> SynnefoViews:
         """The dialect of the prefix the request came through."""
@@ -1267,7 +1274,8 @@ class ComputeAPI:
         was taken of) and ``type`` (``snapshot``, ``backup``), then paged
         by ``marker`` and ``limit``."""
         found = [(i, self._image(request, i, True))
-                 for i in await self._images.list(self._user(request))]
+                 for i in await self._images.list(self._user(request),
+                                                  project=user_of(request).project)]
         name, status = query(request, "name"), query(request, "status")
         if name is not None:
             found = [(i, v) for i, v in found if v.get("name") == name]
@@ -1307,15 +1315,15 @@ class ComputeAPI:
         return self._empty(request, 204)
 
     async def show_image(self, request: Any, image_id: str) -> bytes:
-        image = await self._images.get(self._user(request), image_id)
+        image = await self._get_image(request, image_id)
         return json_body(request, {"image": self._image(request, image, True)})
 
     async def image_metadata(self, request: Any, image_id: str) -> bytes:
-        image = await self._images.get(self._user(request), image_id)
+        image = await self._get_image(request, image_id)
         return json_body(request, {"metadata": dict(image.properties or {})})
 
     async def image_metadata_item(self, request: Any, image_id: str, key: str) -> bytes:
-        image = await self._images.get(self._user(request), image_id)
+        image = await self._get_image(request, image_id)
         properties = dict(image.properties or {})
         if key not in properties:
             raise errors.NotFound(f"Image metadata key {key!r} not found.")
@@ -1340,14 +1348,14 @@ class ComputeAPI:
     async def merge_image_metadata(self, request: Any, image_id: str) -> bytes:
         """``POST``: merge into the image's properties; 200 with them all."""
         items = self._image_items(request, "metadata")
-        await self._images.get(self._user(request), image_id)
+        await self._get_image(request, image_id)
         result = await self._set_properties(request, image_id, items)
         return json_body(request, {"metadata": result})
 
     async def replace_image_metadata(self, request: Any, image_id: str) -> bytes:
         """``PUT``: the properties become exactly these; 200."""
         items = self._image_items(request, "metadata")
-        image = await self._images.get(self._user(request), image_id)
+        image = await self._get_image(request, image_id)
         removed = {k: "" for k in (image.properties or {}) if k not in items}
         result = await self._set_properties(request, image_id, {**removed, **items})
         return json_body(request, {"metadata": result})
@@ -1357,13 +1365,13 @@ class ComputeAPI:
         meta = self._image_items(request, "meta")
         if list(meta) != [key]:
             raise errors.BadRequest(f'The request needs "meta" with exactly the key {key!r}.')
-        await self._images.get(self._user(request), image_id)
+        await self._get_image(request, image_id)
         result = await self._set_properties(request, image_id, meta)
         return json_body(request, {"meta": {key: result[key]}})
 
     async def delete_image_metadata_item(self, request: Any, image_id: str,
                                          key: str) -> bytes:
-        image = await self._images.get(self._user(request), image_id)
+        image = await self._get_image(request, image_id)
         if key not in (image.properties or {}):
             raise errors.NotFound(f"Image metadata key {key!r} not found.")
         await self._set_properties(request, image_id, {key: ""})

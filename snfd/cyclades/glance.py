@@ -516,19 +516,22 @@ class GlanceImages:
         obj = await self._set_status(obj, "IMPORTING")
         await self._set_status(obj, "AVAILABLE")
 
-    async def data(self, user: str, image_id: str, admin: bool = False) -> Data:
-        """What to send for the image's data: ``Forbidden`` while it is
-        deactivated (but to administrators); ``hashmap`` ``None`` while it
-        has none (queued, or staged)."""
+    async def data(self, user: str, image_id: str, admin: bool = False,
+                   project: str | None = None) -> Data:
+        """What to send for the image's data (``user`` acting in
+        ``project``): ``Forbidden`` while it is deactivated (but to
+        administrators); ``hashmap`` ``None`` while it has none (queued,
+        or staged)."""
         blocks = self._blocks()
-        obj = await self.registry.stored(user, image_id)
+        obj = await self.registry.stored(user, image_id, project)
         image = image_of(obj)
         if image.status == "DEACTIVATED" and not admin:
             raise errors.Forbidden(f"Image {image_id} is deactivated: its data cannot be"
                                    " downloaded.")
         if image.status in ("QUEUED", "UPLOADING", "IMPORTING"):
             return Data(image, None, blocks, blocks.block_size)
-        hashmap = await self.objects.hashmap(user, obj.account, obj.container, obj.name)
+        hashmap = await self.objects.hashmap(user, obj.account, obj.container, obj.name,
+                                             project)
         return Data(image, hashmap, blocks, blocks.block_size)
 
     # -- actions, tags, members ----------------------------------------------
@@ -576,8 +579,9 @@ class GlanceImages:
         draft.state["tags"] = [t for t in tags if t != tag]
         await self._write(obj, {GLANCE_KEY: _now_state(draft.state)})
 
-    async def _shared(self, user: str, image_id: str) -> tuple[StoredObject, _Draft]:
-        obj = await self.registry.stored(user, image_id)
+    async def _shared(self, user: str, image_id: str,
+                      project: str | None = None) -> tuple[StoredObject, _Draft]:
+        obj = await self.registry.stored(user, image_id, project)
         draft = _Draft(obj)
         if draft.state.get("visibility") != "shared":
             raise errors.Forbidden(f"Image {image_id} is not shared: only images with"
@@ -604,18 +608,21 @@ class GlanceImages:
         return await self._write(obj, {GLANCE_KEY: _now_state(draft.state)},
                                  _sharing(obj, "shared", members))
 
-    async def set_member_status(self, user: str, image_id: str, member: str,
+    async def set_member_status(self, caller: tuple[str, str | None], image_id: str,
+                                member: str,
                                 status: Any) -> Image:
-        """The member's answer (by that member only: ``Forbidden`` for the
-        owner): pending, accepted or rejected (``BadRequest`` otherwise)."""
+        """The member's answer, by that member only: ``caller`` is the
+        user and, when its token has one, the project it acts in; one of
+        them must be ``member`` (``Forbidden`` otherwise, the owner
+        too).  Pending, accepted or rejected (``BadRequest`` otherwise)."""
         if status not in MEMBER_STATUSES:
             raise errors.BadRequest(f"Invalid member status {str(status)[:30]!r}: one of"
                                     f" {', '.join(MEMBER_STATUSES)}.")
-        obj, draft = await self._shared(user, image_id)
+        obj, draft = await self._shared(caller[0], image_id, caller[1])
         members = draft.state["members"]
         if member not in members:
             raise errors.NotFound(f"{member} is not a member of image {image_id}.")
-        if user != member:
+        if member not in caller:
             raise errors.Forbidden("Only the member may answer for itself.")
         entry = members[member]
         members[member] = [status, entry[1] if len(entry) == 3 else self._now(), self._now()]

@@ -123,9 +123,11 @@ def glance_member(image: Image, member: str) -> dict[str, Any]:
     raise errors.NotFound(f"{member} is not a member of image {image.id}.")
 
 
-def _members_visible(image: Image, user: str) -> list[str]:
-    """The members ``user`` may see: all for the owner, itself for a member."""
-    return [m.member for m in image.memberships if user in (image.owner, m.member)]
+def _members_visible(image: Image, caller: tuple[str, str | None]) -> list[str]:
+    """The members the ``caller`` (its user and project, see ``_as``) may
+    see: all for the owner, itself for a member."""
+    return [m.member for m in image.memberships
+            if image.owner in caller or m.member in caller]
 
 
 # -- schemas ---------------------------------------------------------------------
@@ -270,8 +272,9 @@ def _flag_arg(args: dict[str, list[str]], key: str) -> bool | None:
     return raw.lower() == "true"
 
 
-def _matcher(user: str, args: dict[str, list[str]]) -> Callable[[Image], bool]:
-    """The listing's rule (see the module docstring) for ``args``."""
+def _matcher(caller: tuple[str, str | None], args: dict[str, list[str]]) -> Callable[[Image], bool]:
+    """The listing's rule (see the module docstring) for ``args`` and the
+    ``caller`` (its user and project, see ``_as``)."""
     visibility = _one(args, "visibility")
     if visibility is not None and visibility not in (*VISIBILITIES, "all"):
         raise errors.BadRequest(f"Invalid 'visibility': one of {', '.join(VISIBILITIES)},"
@@ -295,11 +298,11 @@ def _matcher(user: str, args: dict[str, list[str]]) -> Callable[[Image], bool]:
         return glance_image(image)
 
     def matches(image: Image) -> bool:
-        own = image.owner == user
+        own = image.owner == caller[0]
         if visibility not in (None, "all") and image.visibility != visibility:
             return False
         if not own and image.visibility == "shared":
-            mine = [m for m in image.memberships if m.member == user]
+            mine = [m for m in image.memberships if m.member in caller]
             if not mine and image.is_public:
                 pass
             elif not mine or (member_status != "all" and mine[0].status != member_status):
@@ -346,6 +349,15 @@ def _who(request: Any) -> tuple[str, bool]:
     principal: Principal = user_of(request)
     assert principal.user is not None
     return principal.user, principal.is_admin
+
+
+def _as(request: Any) -> tuple[str, str | None]:
+    """Who the caller is to image members: its user and the project its
+    token is scoped to (``None`` when unscoped).  Glance's members are
+    projects; a user's base project has the user's uuid as its id."""
+    principal: Principal = user_of(request)
+    assert principal.user is not None
+    return principal.user, principal.project
 
 
 def _no_content(request: Any) -> bytes:
@@ -400,7 +412,8 @@ class GlanceAPI:
             route(methods, GLANCE + path, handler)
 
     async def list(self, request: Any) -> bytes:
-        user, _ = _who(request)
+        caller = _as(request)
+        user = caller[0]
         if request.path.endswith(b"/"):
             # ``/v2/images/``: an image path with an empty id, as Glance has it.
             raise errors.NotFound("No image id in the path.")
@@ -408,8 +421,9 @@ class GlanceAPI:
         limit = _limit(_one(args, "limit"))
         marker = _one(args, "marker")
         order = _order(args)
-        matches = _matcher(user, args)
-        images = _sorted([i for i in await self.registry.list(user) if matches(i)], order)
+        matches = _matcher(caller, args)
+        images = _sorted([i for i in await self.registry.list(user, project=caller[1])
+                          if matches(i)], order)
         if marker is not None:
             ids = [i.id for i in images]
             if marker not in ids:
@@ -439,8 +453,8 @@ class GlanceAPI:
         raise errors.NotFound("No image id in the path.")
 
     async def show(self, request: Any, image_id: str) -> bytes:
-        user, _ = _who(request)
-        return json_body(request, glance_image(await self.registry.get(user, image_id)))
+        user, project = _as(request)
+        return json_body(request, glance_image(await self.registry.get(user, image_id, project)))
 
     async def update(self, request: Any, image_id: str) -> bytes:
         user, admin = _who(request)
@@ -474,7 +488,7 @@ class GlanceAPI:
 
     async def download(self, request: Any, image_id: str) -> bytes:
         user, admin = _who(request)
-        data = await self.images.data(user, image_id, admin)
+        data = await self.images.data(user, image_id, admin, _as(request)[1])
         if data.hashmap is None:
             return _no_content(request)
         size = data.hashmap.size
@@ -513,18 +527,18 @@ class GlanceAPI:
         return _no_content(request)
 
     async def members(self, request: Any, image_id: str) -> bytes:
-        user, _ = _who(request)
-        image = await self.registry.get(user, image_id)
-        if image.visibility != "shared" and image.owner == user and not image.memberships:
+        caller = _as(request)
+        image = await self.registry.get(caller[0], image_id, caller[1])
+        if image.visibility != "shared" and image.owner == caller[0] and not image.memberships:
             raise errors.Forbidden(f"Image {image_id} is not shared: it has no members.")
         return json_body(request, {
-            "members": [glance_member(image, m) for m in _members_visible(image, user)],
+            "members": [glance_member(image, m) for m in _members_visible(image, caller)],
             "schema": f"{GLANCE}/schemas/members"})
 
     async def member(self, request: Any, image_id: str, member: str) -> bytes:
-        user, _ = _who(request)
-        image = await self.registry.get(user, image_id)
-        if member not in _members_visible(image, user):
+        caller = _as(request)
+        image = await self.registry.get(caller[0], image_id, caller[1])
+        if member not in _members_visible(image, caller):
             raise errors.NotFound(f"{member} is not a member of image {image_id}.")
         return json_body(request, glance_member(image, member))
 
@@ -536,9 +550,9 @@ class GlanceAPI:
         return json_body(request, glance_member(image, member))
 
     async def update_member(self, request: Any, image_id: str, member: str) -> bytes:
-        user, _ = _who(request)
+        caller = _as(request)
         body = json_object(read_json(request))
-        image = await self.images.set_member_status(user, image_id, member,
+        image = await self.images.set_member_status(caller, image_id, member,
                                                     body.get("status"))
         return json_body(request, glance_member(image, member))
 

@@ -373,7 +373,7 @@ class ImageAPI:
         filters = {k: v for k in LIST_FILTERS if (v := _one(args, k)) is not None}
         images = await self.registry.list(
             user, filters=filters, sort_key=_one(args, "sort_key") or "created_at",
-            sort_dir=_one(args, "sort_dir") or "desc")
+            sort_dir=_one(args, "sort_dir") or "desc", project=user_of(request).project)
         return json_body(request, {"images": [plankton_image(i, detail) for i in images]})
 
     async def plankton_list(self, request: Any) -> bytes:
@@ -403,10 +403,12 @@ class ImageAPI:
     async def plankton_image(self, request: Any, image_id: str) -> bytes:
         user = user_of(request).user
         assert user is not None
-        image = await self.registry.get(user, image_id)
+        project = user_of(request).project
+        image = await self.registry.get(user, image_id, project)
         if request.method == b"GET":
             # The file's bytes, as Glance's download sends them.
-            data = await self.glance.images.data(user, image_id, user_of(request).is_admin)
+            data = await self.glance.images.data(user, image_id, user_of(request).is_admin,
+                                                 project)
             _set_headers(request, plankton_headers(data.image))
             request.setHeader(b"content-type", b"application/octet-stream")
             if data.hashmap is None:

@@ -457,29 +457,34 @@ class ImageRegistry:
 
     # -- reads ----------------------------------------------------------------
 
-    async def _file(self, user: str, image_id: str) -> StoredObject:
-        """The registered file of image ``image_id``, if ``user`` may read it."""
+    async def _file(self, user: str, image_id: str,
+                    project: str | None = None) -> StoredObject:
+        """The registered file of image ``image_id``, if ``user`` acting in
+        ``project`` (its token's scope, to which images are shared as to
+        Glance's member projects) may read it."""
         if not isinstance(image_id, str) or not image_id or len(image_id) > 128:
             raise errors.NotFound(f"Image {str(image_id)[:128]} not found.")
         try:
-            obj = await self.objects.object_by_uuid(user, image_id, DOMAIN)
+            obj = await self.objects.object_by_uuid(user, image_id, DOMAIN, project)
         except errors.NotFound:
             obj = None
         if obj is not None and obj.attributes.get(ID_KEY, image_id) != image_id:
             obj = None  # known by the id its Glance client chose
         if obj is None:
             # An id a Glance client chose: the few images that have one.
-            chosen = [o for o in await self.objects.find(user, DOMAIN, ID_KEY)
+            chosen = [o for o in await self.objects.find(user, DOMAIN, ID_KEY, project)
                       if o.attributes.get(ID_KEY) == image_id]
             obj = chosen[0] if chosen else None
         if obj is None or not _registered(obj):
             raise errors.NotFound(f"Image {image_id} not found.")
         return obj
 
-    async def stored(self, user: str, image_id: str) -> StoredObject:
+    async def stored(self, user: str, image_id: str,
+                     project: str | None = None) -> StoredObject:
         """The file of image ``image_id`` with its ``plankton`` attributes,
-        if ``user`` may read it (``NotFound`` otherwise)."""
-        return await self._file(user, image_id)
+        if ``user`` acting in ``project`` may read it (``NotFound``
+        otherwise)."""
+        return await self._file(user, image_id, project)
 
     async def _owned_file(self, user: str, image_id: str) -> StoredObject:
         obj = await self._file(user, image_id)
@@ -494,14 +499,16 @@ class ImageRegistry:
             raise errors.NotFound(f"Image {obj.uuid} not found.")
         return image_of(obj)
 
-    async def get(self, user: str, image_id: str) -> Image:
+    async def get(self, user: str, image_id: str, project: str | None = None) -> Image:
         """The image ``image_id``; ``NotFound`` if there is none or
-        ``user`` may not read it."""
-        return image_of(await self._file(user, image_id))
+        ``user`` acting in ``project`` may not read it."""
+        return image_of(await self._file(user, image_id, project))
 
     async def list(self, user: str, *, filters: dict[str, str] | None = None,
-                   sort_key: str = "created_at", sort_dir: str = "desc") -> builtins.list[Image]:
-        """The images ``user`` may read (own, shared with the user, public).
+                   sort_key: str = "created_at", sort_dir: str = "desc",
+                   project: str | None = None) -> builtins.list[Image]:
+        """The images ``user`` acting in ``project`` may read (own, shared
+        with the user or the project, public).
 
         ``filters``: ``name``, ``container_format``, ``disk_format``,
         ``owner`` (exact), ``status`` (case-insensitive), ``size_min``,
@@ -512,7 +519,8 @@ class ImageRegistry:
         matches = _matcher(filters or {})
         order = [(sort_key, sort_dir)]
         sort_images([], order)
-        found = [image_of(obj) for obj in await self.objects.find(user, DOMAIN, NAME_KEY)]
+        found = [image_of(obj)
+                 for obj in await self.objects.find(user, DOMAIN, NAME_KEY, project)]
         return sort_images([image for image in found if matches(image)], order)
 
     async def shared_with(self, user: str, member: str) -> builtins.list[Image]:

@@ -613,9 +613,9 @@ class Servers:
         extras: list[tuple[Any, bool]] = []
         if boot_device is not None:
             assert self.volumes is not None
-            image, boot = await self.volumes.boot_source(user, boot_device)
+            image, boot = await self.volumes.boot_source(user, boot_device, project)
         else:
-            image = await self.images.get(user, req.image_id)
+            image = await self.images.get(user, req.image_id, project)
         if thin:
             boot_size = boot[1].size * GiB if boot and boot[0] == "volume" else image.size
             if boot_size > flavor.disk * GiB:
@@ -841,7 +841,7 @@ class Servers:
         server = await self._live(user, server_id)
         model.validate_action(server, "REBUILD")
         try:
-            image = await self.images.get(user, req.image_id)
+            image = await self.images.get(user, req.image_id, server.project)
         except errors.NotFound as e:
             # Nova: an image that cannot be used is a bad request.
             raise errors.BadRequest(e.message) from None

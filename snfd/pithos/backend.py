@@ -314,7 +314,7 @@ class Backend:
     # -- objects --------------------------------------------------------------
 
     async def object(self, user: str, account: str, container: str, name: str,
-                     version: int | None = None) -> ObjectInfo:
+                     version: int | None = None, project: str | None = None) -> ObjectInfo:
         """The latest version (or ``version``, which may be in history or
         a deletion marker, then ``deleted``) with its metadata and
         hashmap and, for the latest, sharing details: ``sharing`` (owner)
@@ -322,11 +322,12 @@ class Backend:
         sharing, ``allowed_to`` (others), ``public`` (owner).  Only the
         owner reads a ``version`` other than the latest (else
         ``Forbidden``: a grant covers the object as it is now, not its
-        history)."""
+        history).  ``project``: the scope of the caller's token (sharing
+        entries naming it grant to the caller, see ``permissions``)."""
         check_path(account, container, name)
         info: ObjectInfo = await self.db.run("pithos.object", reads.object_txn,
                                              self.block_size, user, account, container,
-                                             name, version)
+                                             name, version, project)
         return info
 
     async def versions(self, user: str, account: str, container: str,

@@ -75,59 +75,68 @@ class PithosObjects:
     # -- reads ----------------------------------------------------------------
 
     async def object_at(self, user: str, account: str, container: str, name: str,
-                        domain: str | None = None) -> StoredObject:
+                        domain: str | None = None, project: str | None = None,
+                        ) -> StoredObject:
         _check_domain(domain)
         check_path(account, container, name)
         found: StoredObject = await self.db.run(
-            "pithos.objects.at", self._at_txn, user, f"{account}/{container}/{name}", domain)
+            "pithos.objects.at", self._at_txn, user, f"{account}/{container}/{name}", domain,
+            project)
         return found
 
-    def _at_txn(self, txn: Any, user: str, path: str, domain: str | None) -> StoredObject:
-        if not self._readable_txn(txn, user, path):
+    def _at_txn(self, txn: Any, user: str, path: str, domain: str | None,
+                project: str | None) -> StoredObject:
+        if not self._readable_txn(txn, user, path, project):
             raise _gone()
         v = store.latest_txn(txn, path)
         if v is None or v.cluster != NORMAL:
             raise _gone()
         return self._stored_txn(txn, [(path, v)], domain)[0]
 
-    async def object_by_uuid(self, user: str, uuid: str,
-                             domain: str | None = None) -> StoredObject:
+    async def object_by_uuid(self, user: str, uuid: str, domain: str | None = None,
+                             project: str | None = None) -> StoredObject:
         _check_domain(domain)
         if not isinstance(uuid, str) or not uuid or len(uuid) > 128 or "\x00" in uuid:
             raise _gone()
         found: StoredObject = await self.db.run(
-            "pithos.objects.by_uuid", self._by_uuid_txn, user, uuid, domain)
+            "pithos.objects.by_uuid", self._by_uuid_txn, user, uuid, domain, project)
         return found
 
-    def _by_uuid_txn(self, txn: Any, user: str, uuid: str,
-                     domain: str | None) -> StoredObject:
+    def _by_uuid_txn(self, txn: Any, user: str, uuid: str, domain: str | None,
+                     project: str | None) -> StoredObject:
         found = store.current_by_uuid_txn(txn, uuid)
-        if found is None or not self._readable_txn(txn, user, found[0]):
+        if found is None or not self._readable_txn(txn, user, found[0], project):
             raise _gone()
         return self._stored_txn(txn, [found], domain)[0]
 
     async def hashmap(self, user: str, account: str, container: str,
-                      name: str) -> ObjectHashmap:
-        info = await _hidden(self.backend.object(user, account, container, name))
+                      name: str, project: str | None = None) -> ObjectHashmap:
+        info = await _hidden(self.backend.object(user, account, container, name,
+                                                 project=project))
         return ObjectHashmap(info.serial, info.size, tuple(info.hashes or ()))
 
-    async def find(self, user: str, domain: str, key: str) -> list[StoredObject]:
+    async def find(self, user: str, domain: str, key: str,
+                   project: str | None = None) -> list[StoredObject]:
         _check_domain(domain)
         found: list[StoredObject] = await self.db.run(
-            "pithos.objects.find", self._find_txn, user, domain, key)
+            "pithos.objects.find", self._find_txn, user, domain, key, project)
         return found
 
-    def _find_txn(self, txn: Any, user: str, domain: str, key: str) -> list[StoredObject]:
-        entries = sorted(entries_txn(txn, user))
+    def _find_txn(self, txn: Any, user: str, domain: str, key: str,
+                  project: str | None) -> list[StoredObject]:
+        entries = sorted(entries_txn(txn, user, project=project))
         rows = store.with_attribute_txn(txn, user, entries, domain, key)
-        readable = [(path, v) for path, v in rows if self._readable_txn(txn, user, path)]
+        readable = [(path, v) for path, v in rows
+                    if self._readable_txn(txn, user, path, project)]
         return self._stored_txn(txn, readable, domain)
 
-    def _readable_txn(self, txn: Any, user: str, path: str) -> bool:
-        """Whether the backend's access rule lets ``user`` read the object
-        path ``path``."""
+    def _readable_txn(self, txn: Any, user: str, path: str,
+                      project: str | None = None) -> bool:
+        """Whether the backend's access rule lets ``user`` acting in
+        ``project`` read the object path ``path``."""
         account, container, name = path.split("/", 2)
-        return access_txn(txn, user, account, container, name, detail=False).read
+        return access_txn(txn, user, account, container, name, detail=False,
+                          project=project).read
 
     def _stored_txn(self, txn: Any, rows: Sequence[tuple[str, Version]],
                     domain: str | None) -> list[StoredObject]:

@@ -6,7 +6,11 @@ its ancestor *directory objects* (``a/b`` and ``a`` for ``a/b/c``, when
 their latest version has type ``application/directory`` or
 ``application/folder``), the container path (Swift container ACLs), the
 account path (account ACLs).  An entry names a user uuid,
-``<owner>:<group>`` (a group of that owner) or ``*``; write implies read.
+``<owner>:<group>`` (a group of that owner), a project id or ``*``; write
+implies read.  A project entry names the callers whose token is scoped to
+that project (Keystone's rule, as Glance's image members and Swift's
+``<project>:*`` ACLs): a user's base project has the user's uuid as its
+id, so an entry naming a user also names that user's base-project scope.
 Public links give no access through these rules (only through the
 backend's ``public_object``).
 
@@ -127,13 +131,17 @@ def grants(permissions: Permissions, entries: set[str]) -> str | None:
     return None
 
 
-def entries_txn(txn: Any, user: str, permissions: Permissions | None = None) -> set[str]:
-    """The sharing entries naming ``user``: itself, ``*``, ``ANYONE`` and its
-    groups (looked up only when ``permissions`` names a group); none
-    for ``ANONYMOUS``."""
+def entries_txn(txn: Any, user: str, permissions: Permissions | None = None,
+                project: str | None = None) -> set[str]:
+    """The sharing entries naming ``user`` acting in ``project`` (its
+    token's scope, ``None`` when unknown): itself, the project, ``*``,
+    ``ANYONE`` and its groups (looked up only when ``permissions`` names a
+    group); none for ``ANONYMOUS``."""
     if user == ANONYMOUS:
         return set()
     entries = {user, "*", ANYONE}
+    if project:
+        entries.add(project)
     if permissions is None or any(":" in m for m in permissions.read + permissions.write):
         entries.update(store.memberships_txn(txn, user))
     return entries
@@ -177,10 +185,11 @@ def _governing_txn(txn: Any, account: str, container: str | None, name: str | No
 
 
 def access_txn(txn: Any, user: str, account: str, container: str | None,
-               name: str | None, detail: bool = True) -> Access:
-    """What ``user`` may do on the account, container or object path
-    (``detail``: also for the owner, which sharing governs it).
-    ``ANONYMOUS``: see ``anonymous_access_txn``."""
+               name: str | None, detail: bool = True, project: str | None = None) -> Access:
+    """What ``user`` acting in ``project`` (see ``entries_txn``) may do on
+    the account, container or object path (``detail``: also for the
+    owner, which sharing governs it).  ``ANONYMOUS``: see
+    ``anonymous_access_txn``."""
     if user == ANONYMOUS:
         return anonymous_access_txn(txn, account, container, name)
     if user == account and not detail:
@@ -193,7 +202,7 @@ def access_txn(txn: Any, user: str, account: str, container: str | None,
     if governing is None:
         return NOBODY
     p = perms[governing]
-    grant = grants(p, entries_txn(txn, user, p))
+    grant = grants(p, entries_txn(txn, user, p, project))
     return Access(False, grant is not None, grant == "write", governing, p, object_level)
 
 

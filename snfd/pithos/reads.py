@@ -353,9 +353,9 @@ def _listing_txn(txn: Any, block_size: int, account: str, container: str,
 # -- objects ------------------------------------------------------------------
 
 def object_txn(txn: Any, block_size: int, user: str, account: str, container: str,
-               name: str, version: int | None) -> ObjectInfo:
+               name: str, version: int | None, project: str | None = None) -> ObjectInfo:
     """See ``Backend.object``."""
-    access = access_txn(txn, user, account, container, name)
+    access = access_txn(txn, user, account, container, name, project=project)
     require(access, "Object")
     path = f"{account}/{container}/{name}"
     latest = store.latest_txn(txn, path)

@@ -116,11 +116,6 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
      "Nova 2.48's diagnostics name one of Nova's own virt drivers (an enumeration:"
      " libvirt, xenapi...); snfd's name Ganeti, and RAPI reports no per-CPU, NIC or"
      " disk counters (null)."),
-    (r"^tempest\.api\.image\.v2\.(test_images_member|test_images_member_negative)\.",
-     "Image members are read grants of the image's Pithos file to users (Synnefo's"
-     " sharing); tempest's members are Keystone projects (not served yet, issue 19)."),
-    (r"^tempest\.api\.image\.v2\.test_images\.ListSharedImagesTest\.",
-     "Shares an image with another project (members are users here; issue 19)."),
     (r"^tempest\.api\.image\.v2\.(admin\.test_images_metadefs_|test_images_metadefs_)",
      "No metadata definitions catalog (metadefs): image properties are free text."),
     (r"^tempest\.api\.image\.v2\.admin\.test_image_caching\.",

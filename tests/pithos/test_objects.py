@@ -237,6 +237,28 @@ class FindTests(ObjectsCase):
         self.assertEqual(by_name["b-own"].attributes, {"kind": "disk"})
 
 
+    async def test_sharing_with_a_project(self):
+        """An entry naming a project grants to a caller acting in that
+        project (its token's scope) and to nobody else: found, read by
+        path and uuid, its hashmap; the same user acting in another
+        project (or with no scope) is refused as for a stranger."""
+        project = "0f1e2d3c-project-of-bob-and-carol"
+        uuid = await self.tagged("for-project")
+        await self.share("for-project", read=(project,))
+        for who in (BOB, CAROL):
+            found = await self.objects.find(who, DOMAIN, "kind", project)
+            self.assertEqual([o.name for o in found], ["for-project"])
+            await self.objects.object_at(who, ALICE, "c", "for-project", project=project)
+            await self.objects.object_by_uuid(who, uuid, project=project)
+            hm = await self.objects.hashmap(who, ALICE, "c", "for-project", project)
+            self.assertEqual(hm.size, 4)
+        for scope in (None, BOB, "another-project"):
+            self.assertEqual(await self.objects.find(BOB, DOMAIN, "kind", scope), [])
+            await self.fails(errors.NotFound, self.objects.object_at(
+                BOB, ALICE, "c", "for-project", project=scope))
+            await self.fails(errors.NotFound, self.objects.hashmap(
+                BOB, ALICE, "c", "for-project", scope))
+
 class ContentTests(ObjectsCase):
     async def test_hashmap_and_create_from_it(self):
         """A file's hashmap makes another file with the same content

@@ -151,13 +151,13 @@ class Volumes:
         origin: Any = None
         minimum = 1
         if image_id:
-            image = await self._image(user, image_id)
+            image = await self._image(user, image_id, project)
             status = str(getattr(image, "status", "AVAILABLE")).upper()
             if status != "AVAILABLE":
                 raise errors.BadRequest(f"Image {image_id} is {status.lower()}: only an"
                                         " active image makes a volume.")
             account, container, path = image_module.parse_location(image.location)
-            hashmap = await self.objects.hashmap(user, account, container, path)
+            hashmap = await self.objects.hashmap(user, account, container, path, project)
             origin = ("hashmap", hashmap.hashes, hashmap.size)
             # As Cinder: at least the image's data and its min_disk.
             minimum = max(1, -(-hashmap.size // GiB), int(getattr(image, "min_disk", 0) or 0))
@@ -438,13 +438,15 @@ class Volumes:
 
     # -- the volumes of a new server ------------------------------------------------
 
-    async def boot_source(self, user: str, device: Any) -> tuple[Any, tuple[Any, ...]]:
+    async def boot_source(self, user: str, device: Any, project: str | None = None,
+                          ) -> tuple[Any, tuple[Any, ...]]:
         """The image and the origin of the boot volume a
         ``block_device_mapping_v2`` entry (``requests.BlockDevice``) asks
-        for: an image, a snapshot (its published image) or an existing
-        available volume (the image it was made from)."""
+        for: an image (as ``user`` acting in ``project`` reads it), a
+        snapshot (its published image) or an existing available volume
+        (the image it was made from)."""
         if device.source == "image":
-            image = await self._image(user, device.uuid)
+            image = await self._image(user, device.uuid, project)
             return image, ("image", image)
         if device.source == "snapshot":
             snap = await self.snapshot(user, device.uuid)
@@ -513,7 +515,7 @@ class Volumes:
                 else:
                     account, container, path = image_module.parse_location(boot[1].location)
                     hashmap = await self.objects.hashmap(server.userid, account, container,
-                                                         path)
+                                                         path, server.project)
                     if hashmap.size > size * GiB:
                         raise errors.BadRequest(f"The image ({hashmap.size} bytes) is larger"
                                                 f" than the flavor's disk ({size} GiB).")
@@ -628,7 +630,8 @@ class Volumes:
         if self.thin is None:
             return
         account, container, path = image_module.parse_location(image.location)
-        hashmap = await self.objects.hashmap(server.userid, account, container, path)
+        hashmap = await self.objects.hashmap(server.userid, account, container, path,
+                                             server.project)
         try:
             await self.thin.export_hashmap(image_export_name(server.instance_name),
                                            hashmap.hashes, hashmap.size)
@@ -750,9 +753,9 @@ class Volumes:
 
     # -- helpers ------------------------------------------------------------------
 
-    async def _image(self, user: str, image_id: str) -> Any:
+    async def _image(self, user: str, image_id: str, project: str | None = None) -> Any:
         try:
-            return await self.images.get(user, image_id)
+            return await self.images.get(user, image_id, project)
         except errors.NotFound:
             raise errors.BadRequest(f"Image {image_id} could not be found.") from None
 
