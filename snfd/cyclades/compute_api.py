@@ -87,6 +87,7 @@ from snfd.cyclades.requests import (
     KEEP,
     AddFloatingIp,
     Console,
+    CreateImage,
     Firewall,
     InjectNetworkInfo,
     Lock,
@@ -286,8 +287,10 @@ class ComputeAPI:
     """The ``/compute`` Klein app (see the module docstring)."""
 
     def __init__(self, servers: Servers, images: Any, base_url: str, flavors: Flavors,
-                 hosts: Hosts, aggregates: Aggregates, max_body: int = MAX_JSON_BODY):
+                 hosts: Hosts, aggregates: Aggregates, max_body: int = MAX_JSON_BODY,
+                 server_images: Any = None):
         self._servers = servers
+        self._server_images = server_images
         self._flavors = flavors
         self._aggregates = aggregates
         self._images = images
@@ -961,6 +964,8 @@ class ComputeAPI:
                                       action.locked, user_of(request).is_admin)
             await self._record(request, locked, "lock" if action.locked else "unlock", False)
             return self._empty(request, 202)
+        if isinstance(action, CreateImage):
+            return await self._create_image(request, server_id, action)
         user = await self._changing(request, server_id)
         match action:
             case Start():
@@ -1030,6 +1035,25 @@ class ComputeAPI:
                 if admin_only:
                     raise errors.Forbidden(f"The action {name} is for administrators only.")
                 raise errors.NotImplementedFault(f"The action {name} is not supported.")
+        return self._empty(request, 202)
+
+    async def _create_image(self, request: Any, server_id: str, action: CreateImage) -> bytes:
+        """``createImage``/``createBackup`` (``snfd.cyclades.server_images``):
+        202; the image's id in the body from 2.45, else its link in
+        ``Location``."""
+        if self._server_images is None:
+            raise errors.NotImplementedFault("Server images are not made here.")
+        user = await self._acting(request, server_id)
+        image = await self._server_images.create(
+            user, int_id(server_id, "Server"), action.name, action.metadata,
+            project=user_of(request).project, backup=action.backup)
+        server = await self._servers.get(user, int_id(server_id, "Server"))
+        await self._record(request, server, "createBackup" if action.backup else "createImage",
+                           False)
+        v = self._v(request)
+        if v.since(45):
+            return json_body(request, {"image_id": image.id}, 202)
+        request.setHeader(b"location", v.links("images", image.id)[0]["href"].encode())
         return self._empty(request, 202)
 
     async def _rebuild(self, request: Any, server_id: str, args: Any) -> bytes:

@@ -12,6 +12,7 @@ its Klein app, over ``snfd.cyclades.glance.GlanceImages``::
     POST   /v2/images/<id>/import     {"method": {"name": "glance-direct"}}: 202
     POST   /v2/images/<id>/actions/deactivate|reactivate   204
     PUT    /v2/images/<id>/tags/<tag> 204;  DELETE 204 (404 when absent)
+    GET    /v2/images/<id>/tasks    {"tasks": []}: no tasks API
     GET    /v2/images/<id>/members[/<member>]
     POST   /v2/images/<id>/members    {"member": id}: 200 (pending)
     PUT    /v2/images/<id>/members/<member>   {"status": ...}: 200 (the member)
@@ -406,6 +407,7 @@ class GlanceAPI:
             (("GET",), "/images/<image_id>/members/<member>", self.member),
             (("PUT",), "/images/<image_id>/members/<member>", self.update_member),
             (("DELETE",), "/images/<image_id>/members/<member>", self.remove_member),
+            (("GET",), "/images/<image_id>/tasks", self.tasks),
             (("GET",), "/schemas/<name>", self.schema),
             (("GET",), "/info/import", self.info_import),
         ):
@@ -560,6 +562,13 @@ class GlanceAPI:
         user, _ = _who(request)
         await self.images.remove_member(user, image_id, member)
         return _no_content(request)
+
+    async def tasks(self, request: Any, image_id: str) -> bytes:
+        """``GET /v2/images/<id>/tasks`` (Glance 2.12): none, ever (imports
+        are done at once; there is no tasks API)."""
+        user, project = _as(request)
+        await self.registry.get(user, image_id, project)
+        return json_body(request, {"tasks": []})
 
     async def schema(self, request: Any, name: str) -> bytes:
         _who(request)

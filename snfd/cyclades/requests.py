@@ -60,7 +60,7 @@ FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
 #: Actions the reference names that this cloud does not offer (501), and
 #: those only administrators may take (403); both once the server exists.
 UNSUPPORTED_ACTIONS = ("changePassword", "confirmResize", "revertResize",
-                       "createImage", "os-getVNCConsole", "os-getSPICEConsole",
+                       "os-getVNCConsole", "os-getSPICEConsole",
                        "os-getRDPConsole", "os-getSerialConsole")
 ADMIN_ACTIONS = ("suspend", "resume")
 
@@ -435,9 +435,20 @@ class Unsupported:
     admin_only: bool = False
 
 
+@attrs.frozen
+class CreateImage:
+    """``createImage`` (and ``createBackup``, with ``backup``:
+    ``(backup_type, rotation)``): the name and metadata of the image;
+    ``snfd.cyclades.server_images`` checks them."""
+
+    name: Any
+    metadata: Any = None
+    backup: tuple[str, int] | None = None
+
+
 Action = (Start | Stop | Reboot | Resize | Console | Firewall | Reassign | Rescue | Lock
           | Unrescue | ResetState | Restore | InjectNetworkInfo | AddFloatingIp | RemoveFloatingIp
-          | SecurityGroupChange | TriggerCrashDump
+          | SecurityGroupChange | TriggerCrashDump | CreateImage
           | Migrate | Unsupported)
 
 
@@ -505,11 +516,34 @@ def parse_action(body: Mapping[str, Any], version: tuple[int, int] = (2, 1)) -> 
         return RemoveFloatingIp(ip_address(args.get("address"), "address"))
     if name in ("os-migrateLive", "migrate", "evacuate"):
         return _migrate(name, body[name], version)
+    if name == "createImage":
+        if not isinstance(body[name], dict):
+            raise errors.BadRequest("createImage needs an object with a name.")
+        return CreateImage(args.get("name"), args.get("metadata"))
+    if name == "createBackup":
+        return _backup(body[name])
     if name in UNSUPPORTED_ACTIONS:
         return Unsupported(name)
     if name in ADMIN_ACTIONS:
         return Unsupported(name, admin_only=True)
     raise errors.BadRequest(f"Unknown action {name[:60]!r}.")
+
+
+def _backup(args: Any) -> CreateImage:
+    """``createBackup {name, backup_type, rotation, metadata}``: all but
+    the metadata required; ``rotation`` a whole number >= 0 (digits as
+    text too, as Nova takes it)."""
+    if not isinstance(args, dict):
+        raise errors.BadRequest("createBackup needs an object with name, backup_type and"
+                                " rotation.")
+    kind, rotation = args.get("backup_type"), args.get("rotation")
+    if not isinstance(kind, str) or not kind or len(kind) > 255:
+        raise errors.BadRequest("createBackup needs a backup_type (text, like 'daily').")
+    if isinstance(rotation, str) and rotation.isdigit():
+        rotation = int(rotation)
+    if not isinstance(rotation, int) or isinstance(rotation, bool) or rotation < 0:
+        raise errors.BadRequest("createBackup needs a rotation: a whole number >= 0.")
+    return CreateImage(args.get("name"), args.get("metadata"), (kind, rotation))
 
 
 def ip_address(value: Any, what: str) -> str:

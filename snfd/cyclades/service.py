@@ -29,6 +29,7 @@ from snfd.cyclades.images import ImageRegistry
 from snfd.cyclades.networks.api import NetworkAPI
 from snfd.cyclades.networks.service import FLOATING, PRIVATE, Networks, NetworkSettings
 from snfd.cyclades.reconciler import ReconcileDuty, Reconciler
+from snfd.cyclades.server_images import ServerImages
 from snfd.cyclades.servers import ComputeSettings, Servers
 from snfd.cyclades.updates import UpdatePath
 from snfd.cyclades.volumes.api import VolumeAPI
@@ -110,6 +111,7 @@ class CycladesService(service.MultiService):
                                rapi_timeout=section.rapi_timeout)
         self.servers = Servers(node.db, self.rapi, images, charger, node.clock,
                                self.settings, networks=self.networks, volumes=self.volumes)
+        self.server_images = ServerImages(self.servers, self.volumes, images)
         self.flavors = Flavors(node.db, section.flavor_disk_template)
         self.updates = UpdatePath(node.db, charger, node.clock, networks=self.networks,
                                   volumes=self.volumes)
@@ -141,6 +143,7 @@ class CycladesService(service.MultiService):
 
     async def _drain(self, children: Any) -> None:
         await children
+        await self.server_images.drain()
         await self.volumes.drain()
         await self.publisher.stop()
         await self.charger.drain()
@@ -153,7 +156,8 @@ class CycladesService(service.MultiService):
                       membership.status if membership is not None else None)
         compute = ComputeAPI(self.servers, self.images, f"{self.public_url}/compute",
                              flavors=self.flavors, hosts=hosts,
-                             aggregates=Aggregates(self.node.db))
+                             aggregates=Aggregates(self.node.db),
+                             server_images=self.server_images)
         return {
             "compute": TokenAuth(compute.app.resource(), self.authenticator,
                                  max_body=MAX_JSON_BODY),

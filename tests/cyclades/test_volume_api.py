@@ -236,10 +236,8 @@ class VolumeTests(VolumeCase):
             await opened.close()
 
 
-class ServerVolumeTests(VolumeCase):
-    """Servers on a thin flavor: their boot disk is a thin clone of the
-    image; volumes attach and detach as Ganeti disks; boot from a volume
-    or a snapshot; what goes when a server is deleted."""
+class ThinServerCase(VolumeCase):
+    """``VolumeCase`` with a thin flavor to build servers on."""
 
     async def setUp(self) -> None:
         await super().setUp()
@@ -260,6 +258,12 @@ class ServerVolumeTests(VolumeCase):
             "GET", f"/servers/{server_id}/os-volume_attachments", self.token)
         self.assertEqual(code, 200, reply)
         return list(reply["volumeAttachments"])
+
+
+class ServerVolumeTests(ThinServerCase):
+    """Servers on a thin flavor: their boot disk is a thin clone of the
+    image; volumes attach and detach as Ganeti disks; boot from a volume
+    or a snapshot; what goes when a server is deleted."""
 
     async def test_boot_disk_is_a_thin_clone(self):
         """The server's disk is a new volume cloned from the image (nothing
@@ -620,6 +624,101 @@ class NovaVolumeProxyTests(VolumeCase):
         self.assertEqual((await self.nova("DELETE", f"/os-snapshots/{snap['id']}"))[0], 202)
         self.assertEqual((await self.nova("DELETE", f"/os-volumes/{made['id']}"))[0], 202)
         self.assertEqual((await self.nova("GET", f"/os-volumes/{made['id']}"))[0], 404)
+
+
+class ServerImageTests(ThinServerCase):
+    """Nova's createImage and createBackup on a server with a thin boot
+    disk: the image is there at once (saving), holds the disk's bytes once
+    saved, with Nova's snapshot properties; bad input, a second capture
+    while one is saved, other people's servers and thick disks refused."""
+
+    async def act(self, server_id: Any, body: Any, version: str = "2.1",
+                  token: str | None = None) -> tuple[int, Any, Any]:
+        return await self.stack.call(
+            "POST", f"{self.stack.url}/compute/v2.1/servers/{server_id}/action",
+            token or self.token, body, headers={"OpenStack-API-Version": f"compute {version}"})
+
+    async def test_create_image(self):
+        created = await self.server()
+        root = (await self.stack.server(created["id"])).volumes[0]
+        opened = await self.volumes.store.open(root.map_name, True)
+        try:
+            await opened.write(8192, b"the server wrote this")
+        finally:
+            await opened.close()
+        code, reply, headers = await self.act(created["id"], {"createImage": {
+            "name": "golden-2", "metadata": {"purpose": "test"}}})
+        self.assertEqual((code, reply), (202, None))
+        image_id = headers.getRawHeaders(b"location")[0].decode().rsplit("/", 1)[-1]
+        image = await self.stack.images.get(self.alice, image_id)
+        self.assertEqual((image.name, image.status), ("golden-2", "UNAVAILABLE"))
+        code, reply, _ = await self.act(created["id"], {"createImage": {"name": "again"}})
+        self.assertEqual(code, 409, reply)
+        await self.stack.service.server_images.drain()
+        image = await self.stack.images.get(self.alice, image_id)
+        self.assertEqual((image.status, image.size, image.visibility), ("AVAILABLE", GiB,
+                                                                         "private"))
+        self.assertEqual({k: image.properties.get(k) for k in (
+            "purpose", "image_type", "instance_uuid", "base_image_ref", "user_id")},
+            {"purpose": "test", "image_type": "snapshot", "instance_uuid": str(created["id"]),
+             "base_image_ref": self.stack.image.id, "user_id": self.alice})
+        self.assertEqual(image.min_disk, 1)
+        # A server built from it has the bytes the first one wrote.
+        second = await self.server(imageRef=image_id)
+        disk = (await self.stack.server(second["id"])).volumes[0]
+        opened = await self.volumes.store.open(disk.map_name, False)
+        try:
+            self.assertEqual(await opened.read(8192, 21), b"the server wrote this")
+        finally:
+            await opened.close()
+        # No frozen map is left behind.
+        names = await self.volumes.store.names()
+        self.assertFalse([n for n in names if n.startswith("snf-snap-image-")])
+        # 2.45: the id in the body.
+        code, reply, headers = await self.act(second["id"], {"createImage": {"name": "x"}},
+                                              "2.45")
+        self.assertEqual(code, 202, reply)
+        self.assertEqual(set(reply), {"image_id"})
+        await self.stack.service.server_images.drain()
+
+    async def test_refusals(self):
+        created = await self.server()
+        for body in ({"createImage": {}}, {"createImage": {"name": "a" * 256}},
+                     {"createImage": {"name": "x", "metadata": {"": ""}}},
+                     {"createImage": {"name": "x", "metadata": {"a" * 256: "b"}}},
+                     {"createImage": "x"},
+                     {"createBackup": {"name": "x", "backup_type": "daily"}},
+                     {"createBackup": {"name": "x", "backup_type": "daily", "rotation": -1}}):
+            code, reply, _ = await self.act(created["id"], body)
+            self.assertEqual(code, 400, (body, reply))
+        code, reply, _ = await self.act(created["id"], {"createImage": {"name": "x"}},
+                                        token=self.bob_token)
+        self.assertEqual(code, 404, reply)
+        code, reply, _ = await self.act(999999, {"createImage": {"name": "x"}})
+        self.assertEqual(code, 404, reply)
+        thick = await self.stack.flavor(1, 1024, 1, "file")
+        code, reply, _ = await self.stack.call("POST", "/servers", self.token, {"server": {
+            "name": "thick", "flavorRef": thick.id, "imageRef": self.stack.image.id}})
+        await self.stack.follow((await self.stack.server(reply["server"]["id"])).backendjobid)
+        code, reply, _ = await self.act(reply["server"]["id"], {"createImage": {"name": "x"}})
+        self.assertEqual(code, 400, reply)
+        self.assertIn("thin", reply["badRequest"]["message"])
+        self.assertEqual([i for i in await self.stack.images.list(self.alice)
+                          if i.name == "x"], [])
+
+    async def test_backup_rotation(self):
+        """createBackup keeps the newest ``rotation`` backups of its type."""
+        created = await self.server()
+        ids = []
+        for n in range(3):
+            code, reply, _ = await self.act(created["id"], {"createBackup": {
+                "name": f"b{n}", "backup_type": "daily", "rotation": 2}}, "2.45")
+            self.assertEqual(code, 202, reply)
+            ids.append(reply["image_id"])
+            await self.stack.service.server_images.drain()
+        left = sorted(i.name for i in await self.stack.images.list(self.alice)
+                      if i.properties.get("image_type") == "backup")
+        self.assertEqual(left, ["b1", "b2"])
 
 
 class HotplugTests(VolumeCase):
