@@ -12,7 +12,9 @@ States (``Image.status``, Glance's name in brackets)::
     AVAILABLE <--deactivate/reactivate--> DEACTIVATED [deactivated]
 
 A failed upload goes back to QUEUED (its blocks are left to the object
-store's garbage collection).  An image is still one file of the object
+store's garbage collection), and so does data whose declared disk
+format it is not (``snfd.cyclades.disk_formats``, checked before the
+data becomes the file's).  An image is still one file of the object
 store: created, it is an empty file ``<owner>/images/<id>`` (the id its
 client chose, else a fresh uuid; ``images.ID_KEY``) registered with
 ``status`` QUEUED; its
@@ -42,6 +44,7 @@ import attrs
 from twisted.internet import threads
 
 from snfd import errors
+from snfd.cyclades.disk_formats import DiskFormats, Sampler, checked
 from snfd.cyclades.images import (
     CONTAINER_FORMATS,
     DISK_FORMATS,
@@ -321,7 +324,8 @@ def parse_patch(body: Any, media_type: str) -> list[Op]:
 class GlanceImages:
     """Glance's image operations over an ``ImageRegistry`` (see the module
     docstring).  Every method acts as ``user`` (a user uuid); ``admin``
-    says the caller is a cloud administrator."""
+    says the caller is a cloud administrator.  Uploaded data is inspected
+    by the registry's ``formats`` (none: not inspected)."""
 
     def __init__(self, registry: ImageRegistry, container: str = CONTAINER):
         self.registry = registry
@@ -450,8 +454,10 @@ class GlanceImages:
         block at a time) as the image's data: QUEUED -> saving -> AVAILABLE,
         or with ``stage`` QUEUED -> UPLOADING (``import_`` finishes it).
         ``Conflict`` unless QUEUED; ``BadRequest`` while the formats are
-        unset; ``OverLimit`` (413) past the owner's ``pithos.diskspace``,
-        the image going back to QUEUED."""
+        unset, or when the data is not the declared disk format
+        (``disk_formats.check``); ``OverLimit`` (413) past the owner's
+        ``pithos.diskspace``; on any failure the image goes back to QUEUED
+        and nothing is charged."""
         blocks = self._blocks()
         obj = await self._owned(user, image_id)
         status = obj.attributes.get(PREFIX + "status", "")
@@ -464,8 +470,16 @@ class GlanceImages:
             raise errors.BadRequest("Properties disk_format and container_format must be set"
                                     " before the image data.")
         obj = await self._set_status(obj, "UPLOADING" if stage else "UNAVAILABLE")
+        declared = (obj.attributes.get(PREFIX + "disk_format", ""),
+                    obj.attributes.get(PREFIX + "container_format", ""))
+        formats: DiskFormats | None = self.registry.formats if checked(*declared) else None
+        sampler = Sampler() if formats is not None else None
         try:
-            size, hashes, md5, sha512 = await self._put(blocks, source)
+            size, hashes, md5, sha512 = await self._put(blocks, source, sampler)
+            if formats is not None and sampler is not None:
+                # Before the data is the file's: a refused upload is not
+                # charged and leaves its blocks to the garbage collection.
+                await formats.verify(*declared, sampler.sample())
             await self.objects.create_from_hashmap(obj.account, obj.account, obj.container,
                                                    obj.name, size, hashes)
         except BaseException:
@@ -479,8 +493,10 @@ class GlanceImages:
                                        GLANCE_KEY: _now_state(state)})
 
     @staticmethod
-    async def _put(blocks: Any, source: BinaryIO) -> tuple[int, list[str], str, str]:
-        """Put the blocks of ``source``: ``(size, hashes, md5, sha512)``."""
+    async def _put(blocks: Any, source: BinaryIO,
+                   sampler: Sampler | None = None) -> tuple[int, list[str], str, str]:
+        """Put the blocks of ``source``: ``(size, hashes, md5, sha512)``;
+        ``sampler`` is fed each block."""
         md5 = hashlib.md5(usedforsecurity=False)
         sha512 = hashlib.sha512()
         size = 0
@@ -490,6 +506,8 @@ class GlanceImages:
             block = source.read(blocks.block_size)
             md5.update(block)
             sha512.update(block)
+            if sampler is not None:
+                sampler.feed(block)
             return block
 
         while True:

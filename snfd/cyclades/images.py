@@ -442,14 +442,17 @@ class ImageRegistry:
     @param blocks: the node's ``IBlockStore``, through which Glance
         uploads and downloads image data (``snfd.cyclades.glance``);
         ``None``: this node does not move image data (501).
+    @param formats: the ``snfd.cyclades.disk_formats.DiskFormats`` that
+        inspects Glance uploads; ``None``: they are not inspected.
     """
 
     def __init__(self, objects: IObjectStore, clock: Any, system_owner: str = "",
-                 blocks: Any = None):
+                 blocks: Any = None, formats: Any = None):
         self.objects = objects
         self.clock = clock
         self.system_owner = system_owner
         self.blocks = blocks
+        self.formats = formats
 
     def is_system(self, image: Image) -> bool:
         """Whether ``image`` is a system image (owned by ``system_owner``)."""

@@ -933,8 +933,11 @@ class Servers:
         return found
 
     async def destroy(self, user: str, server_id: int) -> Server:
-        """Delete a server (see the module docstring)."""
+        """Delete a server (see the module docstring).  A server already
+        being deleted is left to that removal (no second job or release)."""
         server = await self._live(user, server_id)
+        if server.task == "DESTROY":
+            return server
         if server.backendjobid is None and server.operstate == "ERROR" and not server.task:
             deleted: Server = await self._db.run("cyclades.mark_deleted", _mark_deleted_txn,
                                                  server_id, user)

@@ -21,6 +21,7 @@ from snfd.cyclades.aggregates import Aggregates
 from snfd.cyclades.allocator import rapi_target
 from snfd.cyclades.backends import SYSTEM_ACCOUNT, BackendRegistry
 from snfd.cyclades.compute_api import ComputeAPI, VmapiApp
+from snfd.cyclades.disk_formats import DiskFormats
 from snfd.cyclades.dispatcher import Dispatcher
 from snfd.cyclades.flavors import Flavors
 from snfd.cyclades.hosts import Hosts
@@ -194,7 +195,7 @@ def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     them."""
     images = ImageRegistry(deps[IObjectStore], node.clock,
                            section.system_images_owner or SYSTEM_ACCOUNT,
-                           blocks=deps.get(IBlockStore))
+                           blocks=deps.get(IBlockStore), formats=DiskFormats(node.reactor))
     return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT),
                            deps[IAuthenticator], images,
                            public_base(node, section.public_url), deps.get(IVolumes))

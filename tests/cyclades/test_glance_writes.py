@@ -10,10 +10,12 @@ import hashlib
 import json
 from typing import Any
 
+from snfd.cyclades.disk_formats import DiskFormats
 from snfd.cyclades.image_api import ImageAPI
 from snfd.cyclades.images import ImageRegistry
 from snfd.testing.pithos import HTTPReply, http
 from snfd.web.auth import TokenAuth
+from tests.cyclades.test_disk_formats import NO_QEMU_IMG, iso_like, qemu_image
 from tests.cyclades.test_image_api import APICase
 
 PATCH = "application/openstack-images-v2.1-json-patch"
@@ -382,3 +384,100 @@ class SchemaTests(GlanceCase):
             r = await self.call("GET", f"/v2/schemas/{name}")
             self.assertEqual((r.code, r.json()["name"]), (200, name))
         self.assertFault(await self.call("GET", "/v2/schemas/task"), 404)
+
+
+class DiskFormatTests(GlanceCase):
+    """The declared disk format checked against uploaded data with
+    qemu-img (``snfd.cyclades.disk_formats``, on the reactor as in a
+    node)."""
+
+    skip = NO_QEMU_IMG
+
+    async def _setUp(self) -> None:
+        await super()._setUp()
+        from twisted.internet import reactor
+
+        self.registry = ImageRegistry(self.objects, self.clock, system_owner=self.carol,
+                                      blocks=self.stack.blocks, formats=DiskFormats(reactor))
+        self.stack.root.mount("glance-checked",
+                              TokenAuth(ImageAPI(self.registry).resource(), self.stack.accounts))
+        self.base = f"{self.stack.url}/glance-checked"
+
+    async def refused(self, data: bytes, stage: bool = False, **body: Any) -> dict[str, Any]:
+        """Upload (or stage) ``data`` to a new image: 400; the image as it
+        is afterwards."""
+        image = await self.create(**body)
+        r = await self.send("PUT", f"/v2/images/{image['id']}/{'stage' if stage else 'file'}",
+                            data)
+        self.assertFault(r, 400)
+        return await self.show(image["id"])
+
+    async def test_matching_data_is_accepted(self):
+        """Raw data declared raw, a qcow2 declared qcow2 and a VHD (qemu-img's
+        vpc) declared vhd become active."""
+        self.assertEqual((await self.active(disk_format="raw"))["status"], "active")
+        qcow2 = await qemu_image("qcow2")
+        shown = await self.active(data=qcow2, disk_format="qcow2")
+        self.assertEqual((shown["status"], shown["size"]), ("active", len(qcow2)))
+        vhd = await qemu_image("vpc")
+        self.assertEqual((await self.active(data=vhd, disk_format="vhd"))["status"], "active")
+
+    async def test_mismatch_is_refused(self):
+        """A qcow2 declared raw is refused with a 400 saying why; the image
+        is queued again with no data, nothing is charged, and the right
+        format then takes the same data."""
+        qcow2 = await qemu_image("qcow2")
+        image = await self.create(disk_format="raw")
+        path = f"/v2/images/{image['id']}"
+        r = await self.send("PUT", f"{path}/file", qcow2)
+        self.assertFault(r, 400)
+        self.assertIn("disk_format raw does not match the data, which is qcow2",
+                      r.json()["badRequest"]["message"])
+        shown = await self.show(image["id"])
+        self.assertEqual((shown["status"], shown["size"]), ("queued", None))
+        self.assertEqual(await self.stack.usage(self.alice), 0)
+        r = await self.pithos("GET", self.alice, f"images/{image['id']}")
+        self.assertEqual((r.code, r.body), (200, b""))
+        r = await self.patch(image["id"], [{"op": "replace", "path": "/disk_format",
+                                            "value": "qcow2"}])
+        self.assertEqual(r.code, 200, r.body)
+        r = await self.send("PUT", f"{path}/file", qcow2)
+        self.assertEqual(r.code, 204, r.body)
+        self.assertEqual((await self.show(image["id"]))["status"], "active")
+        self.assertEqual(await self.stack.usage(self.alice), len(qcow2))
+
+    async def test_unsafe_qcow2_is_refused(self):
+        """A qcow2 with a backing file is refused even declared qcow2."""
+        backed = await qemu_image("qcow2", "-u", "-b", "/nonexistent/base.qcow2", "-F",
+                                  "qcow2")
+        shown = await self.refused(backed, disk_format="qcow2")
+        self.assertEqual(shown["status"], "queued")
+
+    async def test_iso(self):
+        """An ISO declared iso is accepted, and declared raw too (Glance
+        takes an ISO as raw data); an ISO declared qcow2 and raw data
+        declared iso are refused."""
+        self.assertEqual((await self.active(data=iso_like(), disk_format="iso"))["status"],
+                         "active")
+        self.assertEqual((await self.active(data=iso_like(), disk_format="raw"))["status"],
+                         "active")
+        await self.refused(iso_like(), disk_format="qcow2")
+        await self.refused(DATA, disk_format="iso")
+
+    async def test_formats_not_checked(self):
+        """Synnefo's diskdump and images in a container other than bare are
+        not inspected (as Glance inspects bare images only)."""
+        qcow2 = await qemu_image("qcow2")
+        shown = await self.active(data=qcow2, disk_format="diskdump")
+        self.assertEqual((shown["status"], shown["disk_format"]), ("active", "diskdump"))
+        shown = await self.active(data=qcow2, disk_format="raw", container_format="ova")
+        self.assertEqual(shown["status"], "active")
+
+    async def test_staged_mismatch_is_refused(self):
+        """Staged data is checked as it is staged: a qcow2 declared raw is
+        refused (400) and the image is queued, with nothing to import."""
+        shown = await self.refused(await qemu_image("qcow2"), stage=True, disk_format="raw")
+        self.assertEqual(shown["status"], "queued")
+        r = await self.call("POST", f"/v2/images/{shown['id']}/import",
+                            body={"method": {"name": "glance-direct"}})
+        self.assertFault(r, 409)

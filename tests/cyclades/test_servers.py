@@ -178,6 +178,12 @@ class CreateTests(ServerTestCase):
         code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
         self.assertEqual(code, 204, body)
         remove = (await s.server(created["id"])).task_job_id
+        # Deleted again while its removal waits: 204, no second job or release.
+        pending = await s.pending()
+        code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
+        self.assertEqual(code, 204, body)
+        self.assertEqual(((await s.server(created["id"])).task_job_id, await s.pending()),
+                         (remove, pending))
         job = await s.rapi_client().job(remove)
         self.assertEqual(job["ops"][0]["depends"], [[server.backendjobid, []]])
         s.sim.release_queue()
