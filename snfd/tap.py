@@ -30,6 +30,7 @@ from snfd.cluster.membership import Membership
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError, ensure_embedded
 from snfd.db.pool import Database, connection_options
+from snfd.db.supervisor import EmbeddedSupervisor
 from snfd.httpclient import HTTPClientPool
 from snfd.interfaces import IAuthenticator, IQuotaHolder
 from snfd.metrics import Metrics
@@ -161,6 +162,8 @@ def build(config: cfg.Config, installed: dict[str, Any], reactor: Any) -> NodeSe
     dsn, embedded = open_database(config, state_dir)
     if embedded is not None:
         SharedResource("embedded-postgres", stop=embedded.stop).setServiceParent(top)
+        # Added after it, so stopped before it: no restart while stopping.
+        EmbeddedSupervisor(embedded, reactor).setServiceParent(top)
     try:
         _wire(top, config, plugins, remote, reactor, node_id, state_dir, listen, address,
               dsn, embedded is not None)

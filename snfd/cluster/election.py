@@ -37,6 +37,7 @@ from snfd.cluster import LostLeadership, store
 from snfd.db.pool import Database, connection_options
 from snfd.interfaces import ILeaderDuty, ILeadership
 from snfd.metrics import Metrics
+from snfd.repeats import Repeats
 
 T = TypeVar("T")
 log = Logger(namespace="snfd.cluster")
@@ -99,6 +100,7 @@ class LeaderElection(service.Service):
         self._last_ok = 0.0
         self._loop: task.LoopingCall | None = None
         self._duties: list[Any] = []
+        self._failures = Repeats(log, "leader lock attempt", reactor)
         self.term: Term | None = None
         self._rounds = 0
 
@@ -180,9 +182,10 @@ class LeaderElection(service.Service):
         try:
             epoch = await self._in_thread(self._acquire_blocking, self._timeout)
         except Exception as e:
-            log.warn("leader lock attempt failed: {error}", error=_oneline(e))
+            self._failures.failed(_oneline(e))
             self._discard_connection()
             return True
+        self._failures.recovered()
         if epoch is not None and self.running:
             self._last_ok = now
             await self._become_leader(epoch)

@@ -10,6 +10,7 @@ from twisted.logger import Logger
 
 from snfd.cluster import store
 from snfd.db.pool import Database
+from snfd.repeats import Repeats
 
 log = Logger(namespace="snfd.cluster")
 
@@ -32,6 +33,7 @@ class Membership(service.Service):
     def startService(self) -> None:
         super().startService()
         self._registered = False
+        self._failures = Repeats(log, "membership heartbeat", self._reactor)
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._beat()))
         self._loop.clock = self._reactor
         self._loop.start(self._interval, now=True)
@@ -47,7 +49,9 @@ class Membership(service.Service):
             else:
                 await self._db.run("cluster.heartbeat", store.heartbeat_txn, self.node_id)
         except Exception as e:
-            log.warn("membership heartbeat failed: {error}", error=" ".join(str(e).split()))
+            self._failures.failed(" ".join(str(e).split()))
+        else:
+            self._failures.recovered()
 
     def stopService(self) -> defer.Deferred:
         super().stopService()

@@ -7,7 +7,7 @@ owner's ``snapshots`` container, ``saving``, with the properties Nova
 gives a snapshot (``instance_uuid``, ``image_type`` = ``snapshot`` or
 ``backup``, ``base_image_ref``, ``user_id``, the formats and
 ``min_ram`` of the image the server was built from, ``min_disk`` = the
-flavor's disk) and the caller's metadata.  In the background the frozen
+flavor's disk) and the caller's metadata (which wins, as in Nova).  In the background the frozen
 map's objects become content-addressed blocks of the object store, the
 image's file takes them as its content (charged to the owner's
 ``pithos.diskspace``), the image becomes ``active`` and the frozen map
@@ -100,10 +100,11 @@ class ServerImages:
                                   f" {server.task or server.operstate}.")
         root = await self._boot_volume(server)
         base = await self._base_image(server, project)
-        properties = {**meta, "instance_uuid": str(server.id), "user_id": server.userid,
+        properties = {"instance_uuid": str(server.id), "user_id": server.userid,
                       "image_type": "snapshot", "base_image_ref": server.image_id or ""}
         if backup is not None:
             properties.update(image_type="backup", backup_type=backup[0])
+        properties.update(meta)  # as Nova: the caller's metadata wins
         body: dict[str, Any] = {
             **properties, "name": name, "visibility": "private",
             "disk_format": base.disk_format if base is not None else "raw",

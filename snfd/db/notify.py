@@ -11,6 +11,7 @@ now: a cache that relies on them must not answer from memory otherwise.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd.db.pool import connection_options
+from snfd.repeats import Repeats
 
 log = Logger(namespace="snfd.db.notify")
 
@@ -46,10 +48,12 @@ class Listener:
         self._on_gap = on_gap
         self._max_delay = max_delay
         self._conn: Any = None
+        self._fd = -1
         self._running = False
         self._retry: Any = None
         self._delay = 0.1
         self.listening = False
+        self._failures = Repeats(log, f"LISTEN on {channel}", reactor)
 
     def start(self) -> None:
         self._running = True
@@ -77,7 +81,12 @@ class Listener:
             conn.close()
             return
         self._conn = conn
+        # The reactor watches a duplicate of the socket that only this
+        # object closes: psycopg2 closes its own at once on a fatal error,
+        # and the number may then be reused before the reactor lets go.
+        self._fd = os.dup(conn.fileno())
         self._delay = 0.1
+        self._failures.recovered()
         self.listening = True
         self._reactor.addReader(self)
         self._on_gap()
@@ -85,9 +94,8 @@ class Listener:
     def _failed(self, failure: Any) -> None:
         if not self._running:
             return
-        log.warn("cannot LISTEN on {channel}: {error}; retrying in {delay:.1f}s",
-                 channel=self._channel, error=failure.getErrorMessage().strip(),
-                 delay=self._delay)
+        self._failures.failed(f"{failure.getErrorMessage().strip()}; retrying in"
+                              f" {self._delay:.1f}s")
         self._schedule()
 
     def _schedule(self) -> None:
@@ -99,6 +107,7 @@ class Listener:
         self.listening = False
         if self._conn is not None:
             self._reactor.removeReader(self)
+            os.close(self._fd)
             try:
                 self._conn.close()
             except psycopg2.Error:
@@ -108,7 +117,7 @@ class Listener:
     # IReadDescriptor
 
     def fileno(self) -> int:
-        return self._conn.fileno() if self._conn is not None else -1
+        return self._fd if self._conn is not None else -1
 
     def doRead(self) -> None:
         try:

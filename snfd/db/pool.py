@@ -8,6 +8,11 @@ backoff, which is why an interaction must be safe to run again.  A lost
 connection is replaced on the next attempt, so the pool survives a
 PostgreSQL restart: calls made while the server is down wait (up to
 ``retry_window`` seconds) and then fail with ``DatabaseUnavailable``.
+Once an outage has lasted ``retry_window`` (nothing has succeeded since
+the first connection failure), calls stop waiting: each tries once and
+fails at once, until one succeeds.  ``DatabaseUnavailable`` is a 503
+fault with ``Retry-After`` (what an API answers); why the database could
+not be reached is in its ``reason`` and the node's log, not in the answer.
 
 One ambiguity is inherent: if the connection breaks while COMMIT is in
 flight, the transaction may have committed and is run again.  Interactions
@@ -27,6 +32,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from snfd import errors
 from snfd.interfaces import IDatabase
 from snfd.metrics import Metrics
 
@@ -43,8 +49,17 @@ _MAX_CONFLICT_ATTEMPTS = 10
 _IDLE_IN_TRANSACTION = 5.0
 
 
-class DatabaseUnavailable(Exception):
-    """The database could not be reached in time."""
+class DatabaseUnavailable(errors.ServiceUnavailable):
+    """The database could not be reached in time (503, ``Retry-After``);
+    ``reason``: why, for the log."""
+
+    def __init__(self, reason: str, retry_after: int = 5):
+        super().__init__("The service cannot reach its database; try again shortly.",
+                         headers={"Retry-After": str(retry_after)})
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"database unavailable: {self.reason}"
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -125,6 +140,9 @@ class Database:
         self._reactor = reactor
         self._metrics = metrics
         self._retry_window = retry_window
+        #: when the current outage began (the first connection failure since
+        #: the last success); None: no outage known
+        self.down_since: float | None = None
         self._pool = _Pool(
             "psycopg2", dsn,
             cp_min=min_connections, cp_max=max_connections,
@@ -159,14 +177,17 @@ class Database:
                 if not connection_lost(e):
                     self._observe(name, "error", started)
                     raise
-                if self._reactor.seconds() - started >= self._retry_window:
+                now = self._reactor.seconds()
+                if self.down_since is None:
+                    self.down_since = now
+                if now - min(started, self.down_since) >= self._retry_window:
                     self._observe(name, "unavailable", started)
                     raise DatabaseUnavailable(
-                        f"database unreachable for {self._retry_window:.0f}s"
-                        f" (last error: {' '.join(str(e).split()) or type(e).__name__})"
-                    ) from e
+                        f"unreachable for {now - self.down_since:.0f}s (last error:"
+                        f" {' '.join(str(e).split()) or type(e).__name__})") from e
                 reason = "connection"
             else:
+                self.down_since = None
                 self._observe(name, "ok", started)
                 return result
             self._metrics.db_retries.labels(name, reason).inc()

@@ -32,6 +32,10 @@ def _read_txn(txn):
     return txn.fetchone()[0]
 
 
+def _ping_txn(txn):
+    txn.execute("SELECT 1")
+
+
 def _failing_txn(txn):
     txn.execute("SELECT * FROM no_such_table")
 
@@ -105,10 +109,25 @@ class PoolTests(unittest.TestCase):
         """When the database stays down, the interaction fails with
         DatabaseUnavailable after the retry window, and ping reports it."""
         pg = throwaway_postgres(self)
-        db, _ = self.make_db(pg.dsn, retry_window=1.0)
+        db, metrics = self.make_db(pg.dsn, retry_window=1.0)
         yield defer.ensureDeferred(db.ping(5))
         yield threads.deferToThread(pg.stop)
-        with self.assertRaises(DatabaseUnavailable):
+        with self.assertRaises(DatabaseUnavailable) as raised:
             yield defer.ensureDeferred(db.run("test.read", _read_txn))
+        # A 503 with Retry-After for the APIs, the reason kept for the log.
+        self.assertEqual((raised.exception.code, raised.exception.headers),
+                         (503, {"Retry-After": "5"}))
+        self.assertNotIn("connect", raised.exception.message)
+        self.assertIn("unreachable", str(raised.exception))
+        # The outage is known now: the next call tries once and gives up
+        # without retrying through another window.
+        with self.assertRaises(DatabaseUnavailable):
+            yield defer.ensureDeferred(db.run("test.again", _read_txn))
+        self.assertEqual(_sample(metrics, "snfd_db_retries_total",
+                                 {"name": "test.again", "reason": "connection"}), 0)
         with self.assertRaises(DatabaseUnavailable):
             yield defer.ensureDeferred(db.ping(2))
+        # Back up: calls succeed and the outage is over.
+        yield threads.deferToThread(pg.start)
+        yield defer.ensureDeferred(db.run("test.up", _ping_txn))
+        self.assertIsNone(db.down_since)

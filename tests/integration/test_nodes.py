@@ -9,6 +9,8 @@ import shutil
 import signal
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg2
@@ -16,7 +18,7 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
 from snfd.testing.files import temp_file
-from snfd.testing.node import NodeProcess, run_twistd
+from snfd.testing.node import NodeProcess, http_get, run_twistd
 from snfd.testing.plugins import FIXTURE
 from snfd.testing.postgres import fresh_database, query, throwaway_postgres
 
@@ -120,6 +122,57 @@ class StartupTests(unittest.TestCase):
         self.assertEqual(again["node"], cluster["node"])
         self.assertGreater(again["epoch"], cluster["epoch"])
         yield threads.deferToThread(second.stop)
+
+
+    @defer.inlineCallbacks
+    def test_embedded_postgres_killed(self):
+        """The embedded PostgreSQL's postmaster killed (``kill -9``, as the
+        OOM killer would): the node says so, restarts it, and serves again
+        (/_health 200, identity answers) without being restarted; requests
+        meanwhile are 503 with Retry-After, never a hang; the repeated
+        failures leave a bounded number of log lines."""
+        state = Path(tempfile.mkdtemp(prefix="snfd-embedded-", dir="/tmp"))
+        self.addCleanup(shutil.rmtree, state, True)
+        state.chmod(0o755)
+        node = NodeProcess(env={"SNFD_PLUGINS": "identity"}, state_dir=state)
+        node.env.pop("SNFD_DATABASE_URL", None)
+        self.addCleanup(node.cleanup)
+        node.start()
+        yield defer.ensureDeferred(node.wait_ready(reactor, timeout=120))
+        yield defer.ensureDeferred(wait_until(lambda: leader_seen_by(node), 30, "a leader"))
+        pid = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        seen: set[int] = set()
+
+        def served() -> bool:
+            # A token check reads the database: 404 (no such token) when up.
+            request = urllib.request.Request(f"{node.url}/identity/v3/auth/tokens", headers={  # noqa: S310
+                "X-Auth-Token": "not-a-token", "X-Subject-Token": "not-a-token"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310
+                    status = r.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+                if status == 503:
+                    self.assertTrue(e.headers.get("Retry-After"), "503 without Retry-After")
+            except OSError:
+                return False
+            seen.add(status)
+            health, _, _ = http_get(f"{node.url}/_health", timeout=10)
+            return status != 503 and health == 200
+
+        yield defer.ensureDeferred(wait_until(served, 90, "the node serving again"))
+        new_pid = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+        self.assertNotEqual(new_pid, pid)
+        self.assertLessEqual(seen, {401, 404, 503}, node.tail())
+        log = node.log_path.read_text(errors="replace")
+        self.assertIn("is not running; restarting it", log)
+        self.assertIn("is running again", log)
+        self.assertLess(log.count("leader lock attempt"), 10, node.tail())
+        self.assertNotIn("Traceback", log)
+        yield defer.ensureDeferred(wait_until(lambda: leader_seen_by(node), 30, "a leader"))
+        code = yield threads.deferToThread(node.stop)
+        self.assertIn(code, CLEAN_EXIT, node.tail())
 
 
 class TwoNodeTests(unittest.TestCase):
