@@ -109,7 +109,7 @@ log = Logger(namespace="snfd.cyclades.servers")
 
 UTC = datetime.UTC
 PASSWORD_LENGTH = 12
-_CREATE_PENDING = frozenset({"", "queued", "waiting"})
+_CREATE_PENDING = frozenset({"", "queued", "waiting", "running"})
 FIREWALL_TAGS = {"ENABLED": "synnefo:network:{}:protected",
                  "DISABLED": "synnefo:network:{}:unprotected",
                  "PROTECTED": "synnefo:network:{}:limited"}
@@ -244,8 +244,10 @@ def host_name(name: str) -> str:
 
 
 def _create_pending(server: Server) -> bool:
-    """A create job submitted (or being submitted) that Ganeti has not
-    started: the instance does not exist yet."""
+    """A create job submitted (or being submitted) that has not finished:
+    the instance may not exist yet (Ganeti adds it at the end of the job),
+    so a remove must wait for the job (Ganeti's instance lock would make it
+    wait too; the simulator has no such lock)."""
     if server.operstate != "BUILD":
         return False
     if server.backendjobid is None:

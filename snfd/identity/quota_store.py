@@ -331,7 +331,8 @@ def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterabl
     (reason ``ACCEPT:<name>`` or ``REJECT:<name>``, holding values after
     the change).  A serial in both lists fails with ``BadRequest``, one
     that is not a pending commission of this client with ``NotFound``;
-    the others are resolved regardless.
+    the others are resolved regardless.  A provision whose holding is gone
+    (its user or project was deleted meanwhile) changes nothing.
     """
     accept_list = list(dict.fromkeys(accept))
     reject_list = list(dict.fromkeys(reject))
@@ -368,7 +369,9 @@ def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterabl
         for key, quantity in provisions[serial]:
             holding = holdings.get(key)
             if holding is None:
-                raise errors.InternalError(f"commission {serial} names a missing holding")
+                # Its holder (a user, a project) was deleted while the
+                # commission was pending: nothing is left to charge or free.
+                continue
             _, usage_min, usage_max = holding
             if quantity >= 0:
                 # The issue raised usage_max by the quantity.

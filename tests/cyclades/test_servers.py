@@ -194,6 +194,23 @@ class CreateTests(ServerTestCase):
         self.assertEqual(await s.usage(self.alice), before)
         self.assertEqual(await s.rapi_client().instances(), [])
 
+    async def test_delete_while_running(self):
+        """A server whose create job runs is removed by a job that waits
+        for the create (the instance appears at its end)."""
+        s = self.stack
+        s.sim.hold_queue()
+        created = await self.create()
+        server = await s.server(created["id"])
+        await s.set_server(created["id"], backendjobstatus="running")
+        code, body, _ = await s.call("DELETE", f"/servers/{created['id']}", self.token)
+        self.assertEqual(code, 204, body)
+        remove = (await s.server(created["id"])).task_job_id
+        job = await s.rapi_client().job(remove)
+        self.assertEqual(job["ops"][0]["depends"], [[server.backendjobid, []]])
+        s.sim.release_queue()
+        await s.follow(remove)
+        self.assertEqual(await s.rapi_client().instances(), [])
+
     async def test_no_backend(self):
         """Without a usable backend a create is 503 and nothing is charged."""
         s = self.stack

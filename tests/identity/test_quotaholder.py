@@ -238,6 +238,17 @@ class QuotaHolderTests(unittest.TestCase):
         await self.qh.resolve("cyclades", accept=[up])
         self.assertEqual(await self.holding(), (5, 2, 2))
 
+    async def test_holding_gone_while_pending(self):
+        """A commission whose holding went meanwhile (its user deleted)
+        resolves: that provision changes nothing, the others apply."""
+        await self.qh.set_limit("user:gone", SRC, "cyclades.vm", 5)
+        serial = await self.qh.issue("cyclades", [imp(1), imp(1, holder="user:gone")])
+        await self.db.run("test.drop", lambda txn: txn.execute(
+            "DELETE FROM identity_holdings WHERE holder = 'user:gone'"))
+        await self.qh.resolve("cyclades", accept=[serial])
+        self.assertEqual(await self.holding(), (5, 1, 1))
+        self.assertEqual(await self.qh.pending("cyclades"), [])
+
     async def test_provision_log(self):
         """Each resolved provision leaves a log row with the reason prefix,
         the commission's name and the holding's values after the change."""
