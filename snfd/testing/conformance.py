@@ -135,6 +135,11 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
      "Needs the first image still 'saving' when the second request comes: the"
      " capture is saved within milliseconds, so the 409 it expects is a race"
      " (a second createImage while one is saved is 409; unit-tested)."),
+    (_CP + r"servers\.test_server_actions\.ServersAaction247Test\.test_create_backup\b",
+     "Leaves its backup image behind (it checks the 2.47 answer only), and deleting"
+     " a user who still holds data is 409 here (a user's storage is never orphaned),"
+     " so its class teardown fails; createBackup itself is run by"
+     " ServerActionsTestOtherB.test_create_backup."),
     (_CP + r"admin\.test_assisted_volume_snapshots\.",
      "os-assisted-volume-snapshots is Nova's API for Cinder's file-system drivers"
      " (snapshots of attached volumes the hypervisor takes); volumes here are"
