@@ -24,6 +24,9 @@ class Fault(Exception):
 
     code = 500
     name = "computeFault"
+    #: the reason phrase of the status line, when Twisted's own is not the
+    #: one clients expect (``None``: Twisted's)
+    phrase: str | None = None
 
     def __init__(self, message: str, details: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -114,6 +117,15 @@ class ServiceUnavailable(Fault):
     code, name = 503, "serviceUnavailable"
 
 
+class InsufficientStorage(Fault):
+    """The server has no room to store what the request carries: the 507
+    Swift's object server answers a full disk with (RFC 4918's reason
+    phrase, not Twisted's "Insufficient Storage Space")."""
+
+    code, name = 507, "insufficientStorage"
+    phrase = "Insufficient Storage"
+
+
 def as_fault(error: BaseException | Failure) -> Fault:
     """The fault to answer for ``error``; unexpected errors are logged with
     their traceback and become a generic 500."""
@@ -128,7 +140,10 @@ def render_fault(request: Any, error: BaseException | Failure) -> bytes:
     """Set the status and headers of ``request`` for ``error`` and return the
     JSON body.  The only place that turns errors into responses."""
     fault = as_fault(error)
-    request.setResponseCode(fault.code)
+    if fault.phrase is not None:
+        request.setResponseCode(fault.code, fault.phrase.encode("ascii"))
+    else:
+        request.setResponseCode(fault.code)
     style = getattr(request, "fault_style", None)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8" if style == "swift"
                       else b"application/json; charset=utf-8")

@@ -21,6 +21,21 @@ the block aside and re-checks its age there, so a refresh racing the
 deletion either lands before (and the block is put back) or finds the name
 absent (and the block is written again).
 
+Full or failing storage: a write (a new block, a directory on its way,
+the age refresh of a present block) that the filesystem refuses because
+it is full (``ENOSPC``, ``EDQUOT``) raises ``StorageFull``, the 507 Swift's
+object server answers; one refused because the filesystem is read-only
+or failing (``EROFS``, ``EIO``) raises ``StorageFailing``, a 503 with
+``Retry-After``.  Both are API faults and still the ``OSError`` they were
+(same ``errno``), so callers that map errno (the NBD server's
+``ENOSPC``) see what they saw.  The failed block leaves no file under its
+name (its temporary file is removed, or swept later).  Reads go on
+meanwhile, and nothing is remembered: the next write tries the disk
+again, so writes work as soon as there is room.  The node's log says so
+once per streak of failures (``snfd.repeats``), and once when a block
+is written with room for a whole block left (a nearly full filesystem
+lets small blocks through between failures: one streak).
+
 Privacy: block files are created 0600 and directories 0700 (the root is
 closed to other accounts when the store opens), so only the node's
 account reads tenants' data.
@@ -32,6 +47,7 @@ transaction); the others run it in the thread pool and return awaitables.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import mmap
@@ -43,10 +59,15 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from zope.interface import implementer
 
+from snfd import errors
 from snfd.interfaces import IBlockStore
 from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, is_hash
+from snfd.repeats import Repeats
+
+log = Logger(namespace="snfd.pithos.blocks")
 
 T = TypeVar("T")
 
@@ -66,6 +87,62 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 # take more bits away).
 _FILE_MODE = 0o600
 _DIR_MODE = 0o700
+
+
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errors of a write that mean the filesystem has no room."""
+FAILING = frozenset({errno.EROFS, errno.EIO})
+"""The errors of a write that mean the filesystem cannot be written now."""
+NO_ROOM = "There was not enough space to save the resource."
+"""The message of a 507 (Swift's object server's, without its drive)."""
+CANNOT_WRITE = ("The server cannot store data at the moment (its storage is read-only"
+                " or failing). Please try again at a later time.")
+"""The message of the 503 of a read-only or failing store."""
+RETRY_AFTER = 30
+"""``Retry-After`` (seconds) of that 503: an operator has to act."""
+
+
+def _keep_cause(fault: OSError, cause: OSError) -> None:
+    fault.errno, fault.strerror, fault.filename = cause.errno, cause.strerror, cause.filename
+
+
+class StorageFull(errors.InsufficientStorage, OSError):
+    """The block store's filesystem is full (``ENOSPC``, ``EDQUOT``): 507.
+    ``errno``, ``strerror`` and ``filename`` are the cause's."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(NO_ROOM)
+        _keep_cause(self, cause)
+
+
+class StorageFailing(errors.ServiceUnavailable, OSError):
+    """The block store's filesystem is read-only or failing (``EROFS``,
+    ``EIO``): 503 with ``Retry-After``.  ``errno``, ``strerror`` and
+    ``filename`` are the cause's."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(CANNOT_WRITE, headers={"Retry-After": str(RETRY_AFTER)})
+        _keep_cause(self, cause)
+
+
+def storage_fault(error: OSError) -> OSError:
+    """The fault a write failing with ``error`` means (``StorageFull``,
+    ``StorageFailing``), or ``error`` itself when it means neither."""
+    if isinstance(error, StorageFull | StorageFailing):
+        return error
+    if error.errno in FULL:
+        return StorageFull(error)
+    if error.errno in FAILING:
+        return StorageFailing(error)
+    return error
+
+
+class _WallClock:
+    """The time of a store without a clock (nor a reactor)."""
+
+    @staticmethod
+    def seconds() -> float:
+        return time.time()
 
 
 def name_of(block: Block) -> str:
@@ -112,13 +189,17 @@ def _fsync_dir(path: str) -> None:
 def _make_private(path: str) -> None:
     """Close the store's root to other accounts (a root an older node made
     0755 included: its subdirectories then need no change).  A root we may
-    not chmod (another account's) is left as it is."""
+    not chmod (another account's, a read-only filesystem) is left as it
+    is."""
     try:
         mode = os.stat(path).st_mode
         if mode & 0o077:
             os.chmod(path, _DIR_MODE)
     except PermissionError:
         pass
+    except OSError as e:
+        if e.errno != errno.EROFS:  # a read-only store still serves reads
+            raise
 
 
 def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
@@ -159,6 +240,10 @@ class FileBlockStore:
         self._durable_dirs: set[str] = set()
         self._direct = direct and bool(_O_DIRECT)
         self._buffers = _AlignedBuffers()
+        # Writes fail and recover in the I/O threads: one streak, one lock.
+        self._write_failures = Repeats(log, f"writing blocks to {self.path}",
+                                       self._clock if self._clock is not None else _WallClock())
+        self._write_failures_lock = threading.Lock()
         if not os.path.isdir(self.path):
             os.makedirs(self.path, mode=_DIR_MODE, exist_ok=True)
             _fsync_dir(os.path.dirname(self.path))
@@ -219,14 +304,26 @@ class FileBlockStore:
 
     def store_now(self, name: str, block: Block) -> str:
         """Store ``block`` as ``name`` unless present (then refresh its age);
-        returns ``name`` once the block is durable."""
+        returns ``name`` once the block is durable.
+        @raise StorageFull: the filesystem has no room for it.
+        @raise StorageFailing: the filesystem is read-only or failing."""
         if name == EMPTY_HASH:
             return name
         path = self._path(name)
         if path is None:
             raise ValueError(f"{name!r} is not a block name")
-        if self._touch(path):
-            return name
+        with self._writing():
+            if self._touch(path):
+                return name
+            self._write_block(path, name, block)
+        if self._write_failures.failing and self._writable_again():
+            with self._write_failures_lock:
+                self._write_failures.recovered()
+        return name
+
+    def _write_block(self, path: str, name: str, block: Block) -> None:
+        """Write the absent block ``name`` at ``path`` (see the module
+        docstring: a temporary file, renamed once durable)."""
         directory = os.path.dirname(path)
         pending = self._make_dirs(directory)
         temporary = os.path.join(directory, f"{_WRITING}{name}.{uuid.uuid4().hex}")
@@ -243,7 +340,6 @@ class FileBlockStore:
             raise
         _fsync_dir(directory)
         self._made_durable(pending)
-        return name
 
     def get_now(self, name: str) -> bytes:
         """The block ``name`` padded to ``block_size``.
@@ -263,7 +359,9 @@ class FileBlockStore:
         return data
 
     def missing_now(self, names: Iterable[str]) -> list[str]:
-        """``missing`` run in the calling thread."""
+        """``missing`` run in the calling thread.
+        @raise StorageFailing: a present block's age cannot be refreshed
+            (a read-only filesystem)."""
         out: list[str] = []
         seen: set[str] = set()
         for name in names:
@@ -273,7 +371,9 @@ class FileBlockStore:
             if name == EMPTY_HASH:
                 continue
             path = self._path(name)
-            if path is None or not self._touch(path):
+            with self._writing():
+                present = path is not None and self._touch(path)
+            if not present:
                 out.append(name)
         return out
 
@@ -348,6 +448,39 @@ class FileBlockStore:
         return handled
 
     # -- internals --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around a write: an ``OSError`` meaning full or failing storage
+        is raised as its fault (``storage_fault``) and noted in the streak
+        the log reports; any other error passes unchanged."""
+        try:
+            yield
+        except OSError as e:
+            fault = storage_fault(e)
+            if not isinstance(fault, StorageFull | StorageFailing):
+                raise
+            answer = "507" if isinstance(fault, StorageFull) else "503"
+            with self._write_failures_lock:
+                self._write_failures.failed(
+                    f"{e.strerror or e}; uploads are answered {answer} until a block"
+                    " can be written")
+            if fault is e:
+                raise
+            raise fault from e
+
+    def _writable_again(self) -> bool:
+        """After a block was written during a streak of failures: whether
+        the streak is over, the filesystem writable with room for a whole
+        block (a nearly full one lets small blocks through between
+        failures; that is not a recovery)."""
+        try:
+            fs = os.statvfs(self.path)
+        except OSError:
+            return False
+        # The blocks reserved for root are the node's too when it is root.
+        free = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
+        return not fs.f_flag & os.ST_RDONLY and free * fs.f_frsize >= self.block_size
 
     def _write_file(self, path: str, block: Block, mtime: float) -> None:
         """Create ``path`` holding ``block`` and modified at ``mtime``, on

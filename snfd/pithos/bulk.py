@@ -13,9 +13,11 @@ format``.
 The answer is always 200, its body Swift's summary (text, JSON or XML as
 ``?format``/``Accept`` ask, as for bulk delete): ``Number Files Created``,
 ``Response Status`` (``201 Created``, or ``400 Bad Request`` when a file
-failed, the archive is not one, or it holds no file), ``Response Body``
-and ``Errors``, one ``[quoted path, status]`` per file that failed (a bad
-name 412, too large or over a quota 413, no permission 403, ...).  An
+failed, the archive is not one, or it holds no file; ``502 Bad Gateway``,
+as Swift, when a file failed for the server's own reason, a 5xx such as
+a full block store's 507), ``Response Body`` and ``Errors``, one
+``[quoted path, status]`` per file that failed (a bad name 412, too
+large or over a quota 413, no permission 403, no room 507, ...).  An
 extraction stops after ``MAX_FAILED_EXTRACTIONS`` failures, and at the
 first container beyond ``MAX_CONTAINERS_PER_EXTRACTION`` new ones.
 
@@ -145,6 +147,8 @@ class _Extraction:
         self.status: str | None = None
         self.known: set[str] = set()
         self.new_containers = 0
+        # A file failed with a 5xx: Swift's summary is then a 502.
+        self.server_failed = False
 
     def fail(self, body: str) -> None:
         self.status, self.body = _status(400), body
@@ -153,7 +157,7 @@ class _Extraction:
         status = self.status
         if status is None:
             if self.errors:
-                status = _status(400)
+                status = _status(502 if self.server_failed else 400)
             elif not self.created:
                 status, self.body = _status(400), "Invalid Tar File: No Valid Files"
             else:
@@ -205,6 +209,7 @@ class _Extraction:
             await self._store(tar, member, Target(self.account, container, name))
         except errors.Fault as e:
             self.errors.append([quote(full), _status(e.code)])
+            self.server_failed = self.server_failed or e.code >= 500
         else:
             self.created += 1
 
