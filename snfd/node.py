@@ -34,11 +34,14 @@ class Node:
     gets; built once by ``snfd.tap`` and never changed afterwards.  What
     one service offers another is not here: it comes through ``deps``
     (see ``ISnfdPlugin``).  ``clock`` is the reactor itself in a node;
-    tests build nodes with a ``task.Clock`` there."""
+    tests build nodes with a ``task.Clock`` there.  ``monotonic`` is a
+    ``snfd.clock.MonotonicClock`` in a node, and the test's ``task.Clock``
+    (the same one as ``clock``) in a test node."""
 
     config: Config
     reactor: Any  # threads, connections, listening
     clock: Any  # IReactorTime: every timer and timestamp of the services
+    monotonic: Any  # seconds() that never jumps: durations (leases, TTLs)
     node_id: str
     address: str
     state_dir: Path

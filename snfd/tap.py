@@ -25,6 +25,7 @@ from twisted.python import usage
 from snfd import config as cfg
 from snfd import plugin_loader
 from snfd.bus import make_bus
+from snfd.clock import ClockWatch, MonotonicClock
 from snfd.cluster.election import LeaderElection
 from snfd.cluster.membership import Membership
 from snfd.db import migrations
@@ -188,7 +189,12 @@ def shared_resources(config: cfg.Config, reactor: Any, node_id: str, state_dir: 
                      address: str, dsn: str, plugins: list[Any],
                      application: str = "", clock: Any = None) -> Node:
     """The node's shared resources, built (not started); ``clock`` (the
-    reactor unless given) is what services keep time with."""
+    reactor unless given) is what services keep time with, and
+    ``node.monotonic`` what they measure durations with: a
+    ``MonotonicClock``, or ``clock`` itself when one is given (a test's
+    ``task.Clock`` then drives both).  Membership and election schedule on
+    the reactor and always measure with a ``MonotonicClock``."""
+    steady = MonotonicClock()
     metrics = Metrics()
     db = Database(dsn, reactor, metrics, application_name=application or f"snfd:{node_id}",
                   min_connections=config.database.pool_min,
@@ -202,11 +208,14 @@ def shared_resources(config: cfg.Config, reactor: Any, node_id: str, state_dir: 
         raise StartupError(f"[bus] url: {e}") from None
     http = HTTPClientPool(reactor, metrics)
     membership = Membership(reactor, db, node_id, address, [p.name for p in plugins],
-                            heartbeat_interval=config.node.heartbeat_interval)
+                            heartbeat_interval=config.node.heartbeat_interval,
+                            monotonic=steady)
     election = LeaderElection(reactor, dsn, node_id, db, metrics,
                               interval=config.node.election_interval,
-                              session_timeout=config.node.leader_session_timeout)
-    return Node(config=config, reactor=reactor, clock=clock or reactor, node_id=node_id,
+                              session_timeout=config.node.leader_session_timeout,
+                              monotonic=steady)
+    return Node(config=config, reactor=reactor, clock=clock or reactor,
+                monotonic=steady if clock is None else clock, node_id=node_id,
                 address=address,
                 state_dir=state_dir, metrics=metrics, db=db, dsn=dsn, bus=bus,
                 bus_kind="amqp" if config.bus.url else "in-process", http=http,
@@ -242,6 +251,8 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], remote: bool
     node = shared_resources(config, reactor, node_id, state_dir, address, dsn, plugins)
     registry, built = build_services(node, plugins, remote)
 
+    # Keeps the reactor's timers to their delays when the wall clock is set back.
+    ClockWatch(reactor, node.monotonic).setServiceParent(top)
     SharedResource("database", start=node.db.start, stop=node.db.close).setServiceParent(top)
     SharedResource("bus", start=node.bus.start, stop=node.bus.stop).setServiceParent(top)
     SharedResource("http-client", stop=node.http.close).setServiceParent(top)
@@ -298,7 +309,8 @@ def _remote_identity(node: Node) -> dict[Any, Any]:
     base = config.node.identity_url.rstrip("/")
     return {
         IAuthenticator: RemoteAuthenticator(node.http, node.reactor, base + "/identity",
-                                            config.node.component_token),
+                                            config.node.component_token,
+                                            monotonic=node.monotonic),
         IQuotaHolder: RemoteQuotaHolder(node.http, base + "/account/v1.0",
                                         config.node.component_token),
     }

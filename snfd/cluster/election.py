@@ -13,11 +13,24 @@ Why this shape (measured in reference/stack.md):
   stop arriving the server ends the session after ``session_timeout`` and
   the lock is free.
 - The leader steps down at once when a ping fails, and also by its own
-  clock when it has not had a successful ping for 3/4 of the session
-  timeout (it was frozen, or the database is slow), before even asking.
+  (monotonic) clock when it has not had a successful ping for 3/4 of the
+  session timeout (it was frozen, or the database is slow), before even
+  asking: that is its lease.
 - Each term gets an epoch from ``cluster_leader``; leader-only writes go
   through ``Term.fenced``, which the database refuses once a newer term
   began, so a resumed stale leader cannot act even before it notices.
+
+Clocks: the lease (3/4 of the session timeout since the last successful
+ping) and the lock calls' timeouts are measured with the monotonic clock,
+never the wall clock: set forward an hour, the wall clock does not make a
+healthy leader step down (the reactor runs a pending timeout early; it is
+checked against the monotonic deadline and re-armed); set back, it does
+not stretch the lease.  The lease is checked where leadership is asked
+about (``is_leader``, ``Term.fenced``), not only by the next round, so a
+leader whose rounds are late (frozen, or its timers postponed by a wall
+clock set back: see ``snfd.clock``) stops believing it leads once its
+lease ran out.  Rounds and timeouts are scheduled with ``clock`` (the
+reactor).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from snfd.clock import MonotonicClock
 from snfd.cluster import LostLeadership, store
 from snfd.db.pool import Database, connection_options
 from snfd.interfaces import ILeaderDuty, ILeadership
@@ -42,26 +56,34 @@ from snfd.repeats import Repeats
 T = TypeVar("T")
 log = Logger(namespace="snfd.cluster")
 _STOPPING = "node stopping"
+_LEASE_OVER = "its lease ran out (no answer from the lock session in time)"
 
 
 @implementer(ILeadership)
 class Term:
-    """One leadership term of this node (see ``ILeadership``)."""
+    """One leadership term of this node (see ``ILeadership``).  ``leasing``
+    says whether the node's lease still runs; a write asked for after it
+    ran out is refused here, and the node steps down."""
 
-    def __init__(self, epoch: int, db: Database, on_lost: Callable[[int], None]):
+    def __init__(self, epoch: int, db: Database, on_lost: Callable[[int, str], None],
+                 leasing: Callable[[], bool]):
         self.epoch = epoch
         self.active = True
         self._db = db
         self._on_lost = on_lost
+        self._leasing = leasing
 
     async def fenced(self, name: str, interaction: Callable[..., T],
                      *args: Any, **kwargs: Any) -> T:
         if not self.active:
             raise LostLeadership(f"leadership term {self.epoch} is over")
+        if not self._leasing():
+            self._on_lost(self.epoch, _LEASE_OVER)
+            raise LostLeadership(f"leadership term {self.epoch}: {_LEASE_OVER}")
         try:
             return await self._db.run(name, _fenced_txn, self.epoch, interaction, args, kwargs)
         except LostLeadership:
-            self._on_lost(self.epoch)
+            self._on_lost(self.epoch, "a newer leadership term exists")
             raise
 
 
@@ -72,7 +94,14 @@ def _fenced_txn(txn: Any, epoch: int, interaction: Callable[..., T],
 
 
 class LeaderElection(service.Service):
-    """Competes for leadership and runs the leader duties while it holds it."""
+    """Competes for leadership and runs the leader duties while it holds it.
+
+    @param reactor: runs the lock thread (its results come back through it).
+    @param clock: schedules rounds and timeouts (``callLater``); default
+        ``reactor``.
+    @param monotonic: measures the lease and timeouts (``seconds()``);
+        default a ``snfd.clock.MonotonicClock``.
+    """
 
     name = "leader-election"  # type: ignore[assignment]
 
@@ -86,8 +115,12 @@ class LeaderElection(service.Service):
         *,
         interval: float = 0.2,
         session_timeout: float = 2.0,
+        clock: Any = None,
+        monotonic: Any = None,
     ):
         self._reactor = reactor
+        self._clock = clock if clock is not None else reactor
+        self._monotonic = monotonic if monotonic is not None else MonotonicClock()
         self._dsn = dsn
         self._node_id = node_id
         self._db = db
@@ -100,7 +133,7 @@ class LeaderElection(service.Service):
         self._last_ok = 0.0
         self._loop: task.LoopingCall | None = None
         self._duties: list[Any] = []
-        self._failures = Repeats(log, "leader lock attempt", reactor)
+        self._failures = Repeats(log, "leader lock attempt", self._monotonic)
         self.term: Term | None = None
         self._rounds = 0
 
@@ -113,7 +146,13 @@ class LeaderElection(service.Service):
 
     @property
     def is_leader(self) -> bool:
-        return self.term is not None
+        """Whether this node leads now: it holds a term and its lease has
+        not run out (checked now, on the monotonic clock, whether or not a
+        round has run since)."""
+        return self.term is not None and self._leasing()
+
+    def _leasing(self) -> bool:
+        return self._monotonic.seconds() - self._last_ok <= self._timeout * 0.75
 
     @property
     def epoch(self) -> int:
@@ -139,7 +178,7 @@ class LeaderElection(service.Service):
         super().startService()
         self._threads.start()
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._tick()))
-        self._loop.clock = self._reactor
+        self._loop.clock = self._clock
         self._loop.start(self._interval, now=True).addErrback(
             lambda f: log.failure("leader election loop died", f))
 
@@ -164,7 +203,7 @@ class LeaderElection(service.Service):
     async def _round(self) -> bool:
         """One election round; ``False`` when skipped (the lock thread is
         still busy with an earlier, timed-out one)."""
-        now = self._reactor.seconds()
+        now = self._monotonic.seconds()
         if self.term is not None and now - self._last_ok > self._timeout * 0.75:
             await self._step_down(
                 f"no answer from the lock session for {now - self._last_ok:.1f}s")
@@ -192,7 +231,7 @@ class LeaderElection(service.Service):
         return True
 
     async def _become_leader(self, epoch: int) -> None:
-        self.term = term = Term(epoch, self._db, self._lost)
+        self.term = term = Term(epoch, self._db, self._lost, self._leasing)
         self._metrics.leader.set(1)
         self._metrics.leader_epoch.set(epoch)
         self._metrics.leader_changes.labels("gained").inc()
@@ -206,9 +245,9 @@ class LeaderElection(service.Service):
             except Exception:
                 log.failure("leader duty {duty} failed to start", duty=duty.name)
 
-    def _lost(self, epoch: int) -> None:
+    def _lost(self, epoch: int, reason: str) -> None:
         if self.term is not None and self.term.epoch == epoch:
-            defer.ensureDeferred(self._step_down("a newer leadership term exists"))
+            defer.ensureDeferred(self._step_down(reason))
 
     async def _step_down(self, reason: str) -> None:
         term, self.term = self.term, None
@@ -231,24 +270,33 @@ class LeaderElection(service.Service):
     # -- the lock connection (only ever touched from the lock thread) -----
 
     def _in_thread(self, fn: Callable[[], T], timeout: float) -> defer.Deferred:
-        """Run ``fn`` on the lock thread; fail after ``timeout`` even if the
-        thread is still blocked (it is then left to finish on its own)."""
+        """Run ``fn`` on the lock thread; fail after ``timeout`` seconds of
+        the monotonic clock even if the thread is still blocked (it is then
+        left to finish on its own)."""
         self._busy = True
         work = threads.deferToThreadPool(self._reactor, self._threads, fn)
         result: defer.Deferred = defer.Deferred()
+        deadline = self._monotonic.seconds() + timeout
 
         def done(outcome: Any) -> None:
             self._busy = False
-            if timer.active():
-                timer.cancel()
+            if timer[0].active():
+                timer[0].cancel()
             if not result.called:
                 result.callback(outcome)
 
         def expire() -> None:
-            if not result.called:
-                result.errback(TimeoutError(f"no answer within {timeout:g}s"))
+            if result.called:
+                return
+            left = deadline - self._monotonic.seconds()
+            if left > 0:
+                # Run early: the wall clock, which the reactor's timers
+                # follow, was set forward.
+                timer[0] = self._clock.callLater(left, expire)
+                return
+            result.errback(TimeoutError(f"no answer within {timeout:g}s"))
 
-        timer = self._reactor.callLater(timeout, expire)
+        timer = [self._clock.callLater(timeout, expire)]
         work.addBoth(done)
         return result
 

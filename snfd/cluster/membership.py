@@ -1,4 +1,12 @@
-"""This node's row in ``nodes``: registered at start, heartbeat, stopped."""
+"""This node's row in ``nodes``: registered at start, heartbeat, stopped.
+
+Clocks: every time in ``nodes`` is the database's ``now()``, and whether a
+member is alive is decided in SQL against the database's ``now()`` too
+(``store.members_txn``): no node's wall clock is compared with another's,
+so a node whose clock was set back or forward is judged by its heartbeats
+alone.  Heartbeats are scheduled on the reactor (kept to their delays
+after a jump back by ``snfd.clock.ClockWatch``).
+"""
 
 from __future__ import annotations
 
@@ -21,8 +29,11 @@ class Membership(service.Service):
     name = "membership"  # type: ignore[assignment]
 
     def __init__(self, reactor: Any, db: Database, node_id: str, address: str,
-                 plugins: list[str], heartbeat_interval: float = 5.0):
+                 plugins: list[str], heartbeat_interval: float = 5.0,
+                 monotonic: Any = None):
         self._reactor = reactor
+        # How long heartbeats have failed, for the log: a duration.
+        self._monotonic = monotonic if monotonic is not None else reactor
         self._db = db
         self.node_id = node_id
         self._address = address
@@ -33,7 +44,7 @@ class Membership(service.Service):
     def startService(self) -> None:
         super().startService()
         self._registered = False
-        self._failures = Repeats(log, "membership heartbeat", self._reactor)
+        self._failures = Repeats(log, "membership heartbeat", self._monotonic)
         self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self._beat()))
         self._loop.clock = self._reactor
         self._loop.start(self._interval, now=True)

@@ -3,9 +3,10 @@ service: ``IAuthenticator`` asking the Keystone API of a node that does
 (``GET /identity/v3/auth/tokens`` with the component token as
 ``X-Auth-Token`` and the user's as ``X-Subject-Token``).
 
-Answers are cached for ``ttl`` seconds (default 2; 0 disables it); this
-cache gets no invalidations, so a renewed or revoked token may be accepted
-here for at most ``ttl`` seconds more.  Nodes that share the cluster
+Answers are cached for ``ttl`` seconds (default 2; 0 disables it) of the
+monotonic clock; this cache gets no invalidations, so a renewed or revoked
+token may be accepted here for at most ``ttl`` seconds more, however the
+wall clock is set.  Nodes that share the cluster
 database should run the identity plugin instead: its cache is invalidated
 everywhere at once.
 """
@@ -29,14 +30,14 @@ from snfd.web.auth import Principal
 class RemoteAuthenticator:
     def __init__(self, http: HTTPClientPool, clock: Any, identity_url: str,
                  component_token: str, ttl: float = 2.0, timeout: float = 10.0,
-                 ca_certificate: str | bytes | None = None):
+                 ca_certificate: str | bytes | None = None, monotonic: Any = None):
         base = identity_url.rstrip("/")
         if not base.endswith("/v3"):
             base += "/v3"
         self._client = http.client(Target(name="identity", base_url=base, timeout=timeout,
                                           ca_certificate=ca_certificate))
         self._token = component_token
-        self._cache = TokenCache(clock, ttl)
+        self._cache = TokenCache(clock, ttl, monotonic=monotonic)
 
     async def authenticate(self, token: str) -> Principal:
         key = hashlib.sha256(token.encode("utf-8")).digest()

@@ -145,7 +145,8 @@ def from_config(node: Node, section: Section, deps: Deps | None = None,
     # A token cache is only used while invalidations can reach it.
     listener = Listener(node.reactor, node.dsn, store.NOTIFY_CHANNEL,
                         lambda payload: cache.invalidate(payload), lambda: cache.clear())
-    cache = TokenCache(node.clock, section.token_cache, usable=lambda: listener.listening)
+    cache = TokenCache(node.clock, section.token_cache, usable=lambda: listener.listening,
+                       monotonic=node.monotonic)
     accounts = build_accounts(node.db, node.reactor, section, node.config.source,
                               node.state_dir, public_url, cache, clock=node.clock)
     if section.oidc_providers:

@@ -478,9 +478,12 @@ def revoke_user_tokens_txn(txn: Any, uuid: str) -> None:
 
 
 def expire_tokens_txn(txn: Any, now: datetime.datetime, limit: int = 5000) -> int:
-    """Delete up to ``limit`` expired tokens; how many were deleted."""
+    """Delete up to ``limit`` tokens expired both at ``now`` (the sweeping
+    node's clock) and by the database's clock; how many were deleted.  A
+    deletion is for the whole cluster: a leader whose clock was set forward
+    must not delete tokens that every other node still accepts."""
     txn.execute("DELETE FROM identity_tokens WHERE hash IN (SELECT hash FROM identity_tokens"
-                " WHERE expires_at < %s LIMIT %s)", (now, limit))
+                " WHERE expires_at < LEAST(%s, now()) LIMIT %s)", (now, limit))
     return int(txn.rowcount)
 
 

@@ -38,15 +38,24 @@ class TokenCache:
     ``invalidate(owner)`` drops every entry of that owner.  ``usable`` is a
     callable saying whether answers may come from memory (the listener is
     connected).
+
+    Two clocks: ``ttl`` is a duration, measured with ``monotonic`` (default
+    ``clock``), so a wall clock set back does not keep an answer longer
+    (where nothing invalidates the cache, ``snfd.identity.remote``, the TTL
+    is all that bounds how long a revoked token is still accepted);
+    ``not_after`` is an instant of the wall clock ``clock`` (a token's
+    expiry), compared with it as the database path compares it.
     """
 
     def __init__(self, clock: Any, ttl: float, usable: Any = lambda: True,
-                 max_entries: int = 100_000):
+                 max_entries: int = 100_000, monotonic: Any = None):
         self._clock = clock
+        self._monotonic = monotonic if monotonic is not None else clock
         self._ttl = ttl
         self._usable = usable
         self._max = max_entries
-        self._entries: OrderedDict[bytes, tuple[float, str, Any]] = OrderedDict()
+        # key -> (monotonic end of the TTL, wall-clock not_after, owner, value)
+        self._entries: OrderedDict[bytes, tuple[float, float | None, str, Any]] = OrderedDict()
         self._by_owner: dict[str, set[bytes]] = {}
 
     def get(self, key: bytes) -> Any:
@@ -55,22 +64,21 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, _owner, value = entry
-        if self._clock.seconds() >= expires:
+        until, not_after, _owner, value = entry
+        if self._monotonic.seconds() >= until or (
+                not_after is not None and self._clock.seconds() >= not_after):
             self._remove(key)
             return None
         return value
 
     def put(self, key: bytes, owner: str, value: Any, not_after: float | None = None) -> None:
-        """Cache ``value``; ``not_after`` (clock seconds) caps the entry's
-        life, e.g. at the token's own expiry."""
+        """Cache ``value``; ``not_after`` (wall-clock seconds) caps the
+        entry's life, e.g. at the token's own expiry."""
         if self._ttl <= 0 or not self._usable():
             return
-        expires = self._clock.seconds() + self._ttl
-        if not_after is not None:
-            expires = min(expires, not_after)
+        until = self._monotonic.seconds() + self._ttl
         self._remove(key)
-        self._entries[key] = (expires, owner, value)
+        self._entries[key] = (until, not_after, owner, value)
         self._by_owner.setdefault(owner, set()).add(key)
         while len(self._entries) > self._max:
             self._remove(next(iter(self._entries)))
@@ -86,11 +94,12 @@ class TokenCache:
     def _remove(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            keys = self._by_owner.get(entry[1])
+            owner = entry[2]
+            keys = self._by_owner.get(owner)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._by_owner[entry[1]]
+                    del self._by_owner[owner]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -630,9 +630,11 @@ class Backend:
 
     # -- garbage collection ---------------------------------------------------
 
-    async def collect_garbage(self, grace: float, batch: int = 1000) -> tuple[int, int]:
+    async def collect_garbage(self, grace: float, batch: int = 1000,
+                              cutoff: float | None = None) -> tuple[int, int]:
         """Remove blocks no version references, sparing any stored or
-        refreshed within ``grace`` seconds, safely against concurrent
+        refreshed within ``grace`` seconds (at or after ``cutoff`` when it
+        is given: see ``snfd.clock.AgeCutoffs``), safely against concurrent
         uploads (see ``snfd.pithos.gc``).  Returns ``(blocks scanned,
         removed)``.  Run by one node at a time (a leader duty).
 
@@ -646,11 +648,12 @@ class Backend:
         if held is None:
             return 0, 0
         scanned = removed = 0
+        if cutoff is None:
+            cutoff = self.clock.seconds() - grace
         for policy in self.policies:
             only = None if policy is self.policies.primary else policy.names
             keep = held if policy is self.policies.primary else frozenset()
-            s, r = await collect_garbage(self.db, policy.blocks,
-                                         self.clock.seconds() - grace, batch, only, keep)
+            s, r = await collect_garbage(self.db, policy.blocks, cutoff, batch, only, keep)
             scanned += s
             removed += r
         return scanned, removed

@@ -13,6 +13,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from snfd.clock import AgeCutoffs, FlooredWallClock
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.config import Section
 from snfd.interfaces import (
@@ -122,10 +123,15 @@ class PithosService(service.MultiService):
 def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
     """The storage service from the node, its ``[pithos]`` section and what
     it requires: ``IAuthenticator`` and ``IQuotaHolder``.  Each storage
-    policy's block store is a ``FileBlockStore`` (``snfd.pithos.policies``)."""
+    policy's block store is a ``FileBlockStore`` (``snfd.pithos.policies``).
+
+    Block ages are stamped with a ``FlooredWallClock``: a block stored or
+    refreshed after the wall clock was set back does not look older than
+    the blocks before it (see ``garbage_collection``)."""
+    stamps = FlooredWallClock(node.clock, node.monotonic)
     policies = StoragePolicies.from_config(
         section, node.state_dir,
-        lambda path: FileBlockStore(path, node.reactor, clock=node.clock))
+        lambda path: FileBlockStore(path, node.reactor, clock=stamps))
     return PithosService(node, section, policies.primary.blocks,
                          Charger(node.db, deps[IQuotaHolder], COMPONENT),
                          deps[IAuthenticator], public_base(node, section.public_url),
@@ -134,14 +140,23 @@ def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
 
 def garbage_collection(svc: PithosService) -> PeriodicDuty:
     """Removes blocks that no version references, and temporary files a
-    crash left, older than ``[pithos] gc_grace``."""
+    crash left, older than ``[pithos] gc_grace``.
+
+    The grace is what spares a block an upload or a volume map is about to
+    reference, so a wall clock set forward must not age every block at once:
+    the cutoff comes from ``AgeCutoffs``, which follows a jump forward only
+    once the grace has passed after it (and the blocks' stamps,
+    ``from_config``, do not follow a jump back).  Both hold within this
+    process; nodes sharing a block store need clocks that agree to well
+    within the grace."""
+    cutoffs = AgeCutoffs(svc.node.clock, svc.node.monotonic)
 
     async def run() -> None:
         grace = svc.section.gc_grace
-        scanned, removed = await svc.backend.collect_garbage(grace)
-        now = svc.node.clock.seconds()
+        cutoff = cutoffs.cutoff(grace)
+        scanned, removed = await svc.backend.collect_garbage(grace, cutoff=cutoff)
         for policy in svc.policies:
-            await policy.blocks.sweep_temporary(now - grace)
+            await policy.blocks.sweep_temporary(cutoff)
         log.info("pithos gc: {removed} of {scanned} blocks removed", removed=removed,
                  scanned=scanned)
 
