@@ -10,6 +10,7 @@ from twisted.trial import unittest
 from snfd import errors
 from snfd.cyclades.requests import (
     Console,
+    CreateImage,
     Firewall,
     PersonalityFile,
     Reassign,
@@ -126,7 +127,11 @@ class ActionRequestTests(unittest.TestCase):
             ({"reassign": {"shared_to_project": True}}, Reassign(None, True)),
             ({"rescue": {}}, Rescue("default")),
             ({"rescue": {"rescue_image_ref": "r1"}}, Rescue("r1")),
-            ({"createImage": {}}, Unsupported("createImage")),
+            ({"createImage": {"name": "n", "metadata": {"k": "v"}}},
+             CreateImage("n", {"k": "v"})),
+            ({"createBackup": {"name": "b", "backup_type": "daily", "rotation": "2"}},
+             CreateImage("b", None, ("daily", 2))),
+            ({"changePassword": {}}, Unsupported("changePassword")),
             ({"suspend": None}, Unsupported("suspend", admin_only=True)),
         ]
         for body, expected in cases:
