@@ -80,6 +80,8 @@ class ServerImages:
         self.registry = registry
         self.glance = GlanceImages(registry, container=SNAPSHOTS_CONTAINER)
         self._saving: dict[int, defer.Deferred[None]] = {}
+        #: servers being captured (from the check to the end of the save)
+        self._busy: set[int] = set()
 
     async def create(self, user: str, server_id: int, name: Any, metadata: Any = None,
                      project: str | None = None, backup: tuple[str, int] | None = None,
@@ -91,13 +93,35 @@ class ServerImages:
         server: Server = await self.servers.get(user, server_id)
         if server.deleted:
             raise errors.NotFound(f"Server {server_id} not found.")
-        if server.id in self._saving:
+        if server.id in self._busy:
             raise errors.Conflict(f"Cannot 'createImage' while server {server_id} is in"
                                   " task_state image_snapshot: an image of it is being"
                                   " saved.")
         if server.task or server.operstate not in CAPTURABLE:
             raise errors.Conflict(f"Cannot 'createImage' of server {server_id} while it is"
                                   f" {server.task or server.operstate}.")
+        self._busy.add(server.id)
+        try:
+            image, frozen = await self._start(server, name, meta, project, backup)
+        except BaseException:
+            self._busy.discard(server.id)
+            raise
+        d = defer.ensureDeferred(self._save(server, image, frozen, backup))
+        self._saving[server.id] = d
+
+        def saved(result: Any) -> Any:
+            del self._saving[server.id]
+            self._busy.discard(server.id)
+            return result
+        d.addBoth(saved)
+        d.addErrback(lambda f: log.failure("saving image {i} failed", f, i=image.id))
+        return image
+
+    async def _start(self, server: Server, name: str, meta: dict[str, str],
+                     project: str | None, backup: tuple[str, int] | None,
+                     ) -> tuple[Image, str]:
+        """Freeze the boot disk and make the image (``saving``): the image
+        and the frozen map's name."""
         root = await self._boot_volume(server)
         base = await self._base_image(server, project)
         properties = {"instance_uuid": str(server.id), "user_id": server.userid,
@@ -115,23 +139,15 @@ class ServerImages:
         try:
             await self.volumes.thin.snapshot(root.map_name, frozen)
         except (KeyError, ValueError, OSError) as e:
-            raise errors.ServiceUnavailable(f"The disk of server {server_id} could not be"
+            raise errors.ServiceUnavailable(f"The disk of server {server.id} could not be"
                                             f" frozen: {e}") from None
         try:
-            image = await self.glance.create(server.userid, body)
+            image: Image = await self.glance.create(server.userid, body)
             await self._status(image, "UNAVAILABLE")
         except BaseException:
             await self._drop(frozen)
             raise
-        d = defer.ensureDeferred(self._save(server, image, frozen, backup))
-        self._saving[server.id] = d
-
-        def saved(result: Any) -> Any:
-            del self._saving[server.id]
-            return result
-        d.addBoth(saved)
-        d.addErrback(lambda f: log.failure("saving image {i} failed", f, i=image.id))
-        return image
+        return image, frozen
 
     async def drain(self) -> None:
         """Wait for the images being saved."""

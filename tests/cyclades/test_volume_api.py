@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from snfd.testing.compute import compute_stack
@@ -674,6 +675,12 @@ class ServerImageTests(ThinServerCase):
         # No frozen map is left behind.
         names = await self.volumes.store.names()
         self.assertFalse([n for n in names if n.startswith("snf-snap-image-")])
+        # Two at once: one is made, the other is 409.
+        both = await defer.gatherResults([
+            defer.ensureDeferred(self.act(created["id"], {"createImage": {"name": n}}))
+            for n in ("a", "b")])
+        self.assertEqual(sorted(code for code, _, _ in both), [202, 409])
+        await self.stack.service.server_images.drain()
         # 2.45: the id in the body.
         code, reply, headers = await self.act(second["id"], {"createImage": {"name": "x"}},
                                               "2.45")
