@@ -175,8 +175,10 @@ class ILeadership(Interface):
         The interaction runs in one transaction that first locks the
         cluster's epoch row in share mode and compares it with ``epoch``;
         a newer term makes it raise ``snfd.cluster.LostLeadership``
-        without calling ``interaction``.  Returns a Deferred/coroutine
-        firing with the interaction's result.
+        without calling ``interaction``, and so does this node's lease
+        having run out (no successful ping within the session timeout,
+        measured on the monotonic clock), before the database is asked.
+        Returns a Deferred/coroutine firing with the interaction's result.
         """
 
 
