@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import threading
 
-import psycopg2
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from snfd.clock import ClockWatch
 from snfd.cluster import LostLeadership
 from snfd.cluster.election import LeaderElection
-from snfd.db import migrations
-from snfd.db.pool import Database
 from snfd.metrics import Metrics
-from snfd.testing.postgres import fresh_database
-from tests.cluster.test_election import RecordingDuty, _mark_txn, wait_for
+from tests.cluster.test_election import RecordingDuty, _mark_txn, node_database, wait_for
 
 HOUR = 3600.0
 INTERVAL = 0.25
@@ -28,13 +24,7 @@ SESSION_TIMEOUT = 2.0  # the lease: 3/4 of it, 1.5 s
 
 class ClockJumpTests(unittest.TestCase):
     def setUp(self):
-        self.dsn = fresh_database(self)
-        conn = psycopg2.connect(self.dsn)
-        migrations.upgrade(conn, [migrations.NODE_SCHEMA])
-        conn.close()
-        self.db = Database(self.dsn, reactor, Metrics(), min_connections=1, max_connections=4)
-        self.db.start()
-        self.addCleanup(self.db.close)
+        self.dsn, self.db = node_database(self)
         # The wall clock (what the reactor schedules on) and the monotonic one.
         self.wall, self.steady = task.Clock(), task.Clock()
         self.wall.advance(2**30)

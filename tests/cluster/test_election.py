@@ -57,15 +57,22 @@ async def more_rounds(*elections: LeaderElection, rounds: int = 2) -> None:
                    what=f"{rounds} more election rounds on each node")
 
 
+def node_database(test: unittest.TestCase) -> tuple[str, Database]:
+    """A fresh database with the node schema, and a started pool on it
+    (closed when ``test`` ends)."""
+    dsn = fresh_database(test)
+    conn = psycopg2.connect(dsn)
+    migrations.upgrade(conn, [migrations.NODE_SCHEMA])
+    conn.close()
+    db = Database(dsn, reactor, Metrics(), min_connections=1, max_connections=4)
+    db.start()
+    test.addCleanup(db.close)
+    return dsn, db
+
+
 class ElectionTests(unittest.TestCase):
     def setUp(self):
-        self.dsn = fresh_database(self)
-        conn = psycopg2.connect(self.dsn)
-        migrations.upgrade(conn, [migrations.NODE_SCHEMA])
-        conn.close()
-        self.db = Database(self.dsn, reactor, Metrics(), min_connections=1, max_connections=4)
-        self.db.start()
-        self.addCleanup(self.db.close)
+        self.dsn, self.db = node_database(self)
 
     def node(self, name):
         election = LeaderElection(reactor, self.dsn, name, self.db, Metrics(),
