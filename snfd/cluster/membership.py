@@ -10,6 +10,8 @@ after a jump back by ``snfd.clock.ClockWatch``).
 
 from __future__ import annotations
 
+import datetime
+import secrets
 from typing import Any
 
 from twisted.application import service
@@ -32,6 +34,8 @@ class Membership(service.Service):
                  plugins: list[str], heartbeat_interval: float = 5.0,
                  monotonic: Any = None):
         self._reactor = reactor
+        #: This start of the node: what its requests in flight belong to.
+        self.boot = secrets.token_hex(8)
         # How long heartbeats have failed, for the log: a duration.
         self._monotonic = monotonic if monotonic is not None else reactor
         self._db = db
@@ -53,7 +57,7 @@ class Membership(service.Service):
         try:
             if not self._registered:
                 await self._db.run("cluster.register_node", store.register_node_txn,
-                                   self.node_id, self._address, self._plugins)
+                                   self.node_id, self._address, self._plugins, self.boot)
                 self._registered = True
                 log.info("node {node} joined the cluster at {address}",
                          node=self.node_id, address=self._address)
@@ -76,10 +80,24 @@ class Membership(service.Service):
         except Exception as e:
             log.warn("could not mark node stopped: {error}", error=" ".join(str(e).split()))
 
+    @property
+    def dead_after(self) -> float:
+        """Seconds without a heartbeat after which a member is dead."""
+        return self._interval * 3
+
+    async def boot_over(self, node_id: str, boot: str,
+                        issued_at: datetime.datetime) -> bool:
+        """Whether that boot of that node (running at ``issued_at``, by the
+        database's clock) has ended: restarted, stopped or dead since
+        (``store.boot_over_txn``)."""
+        over: bool = await self._db.run("cluster.boot_over", store.boot_over_txn, node_id,
+                                        boot, issued_at, self.dead_after)
+        return over
+
     async def status(self) -> dict[str, Any]:
         """The cluster as ``GET /_cluster`` shows it."""
         members, leadership = await self._db.run(
-            "cluster.status", store.status_txn, self._interval * 3)
+            "cluster.status", store.status_txn, self.dead_after)
         return {
             "node": self.node_id,
             "leader": leadership.leader,

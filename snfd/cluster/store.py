@@ -47,14 +47,32 @@ class Leadership:
     since: datetime.datetime | None
 
 
-def register_node_txn(txn: Any, node_id: str, address: str, plugins: list[str]) -> None:
+def register_node_txn(txn: Any, node_id: str, address: str, plugins: list[str],
+                      boot: str | None = None) -> None:
     txn.execute(
-        """INSERT INTO nodes (id, address, plugins, started_at, last_heartbeat)
-           VALUES (%s, %s, %s, now(), now())
+        """INSERT INTO nodes (id, address, plugins, started_at, last_heartbeat, boot)
+           VALUES (%s, %s, %s, now(), now(), %s)
            ON CONFLICT (id) DO UPDATE SET
                address = EXCLUDED.address, plugins = EXCLUDED.plugins,
-               started_at = now(), last_heartbeat = now(), stopped_at = NULL""",
-        (node_id, address, plugins))
+               started_at = now(), last_heartbeat = now(), stopped_at = NULL,
+               boot = EXCLUDED.boot""",
+        (node_id, address, plugins, boot))
+
+
+def boot_over_txn(txn: Any, node_id: str, boot: str, issued_at: datetime.datetime,
+                  dead_after: float) -> bool:
+    """Whether boot ``boot`` of node ``node_id``, known to have run at
+    ``issued_at`` (the database's clock), is over: the node registered a
+    later boot since, or this boot stopped or missed its heartbeats for
+    ``dead_after`` seconds.  A boot not registered yet (a request can come
+    before the first heartbeat) is not over."""
+    txn.execute(
+        """SELECT EXISTS (SELECT 1 FROM nodes WHERE id = %s AND (
+               (boot IS DISTINCT FROM %s AND started_at > %s)
+               OR (boot = %s AND (stopped_at IS NOT NULL
+                   OR last_heartbeat < now() - make_interval(secs => %s)))))""",
+        (node_id, boot, issued_at, boot, dead_after))
+    return bool(txn.fetchone()[0])
 
 
 def heartbeat_txn(txn: Any, node_id: str) -> None:

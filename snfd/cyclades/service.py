@@ -182,7 +182,7 @@ class CycladesService(service.MultiService):
             await self.charger.reconcile(grace=3600.0)
 
         return [ReconcileDuty(self.reconciler, clock, self.section.reconcile_interval),
-                PeriodicDuty("cyclades-commissions", 300.0, clock, commissions),
+                PeriodicDuty("cyclades-commissions", 30.0, clock, commissions),
                 BackendPolling(self)]
 
 
@@ -196,7 +196,7 @@ def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     images = ImageRegistry(deps[IObjectStore], node.clock,
                            section.system_images_owner or SYSTEM_ACCOUNT,
                            blocks=deps.get(IBlockStore), formats=DiskFormats(node.reactor))
-    return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT),
+    return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership),
                            deps[IAuthenticator], images,
                            public_base(node, section.public_url), deps.get(IVolumes))
 

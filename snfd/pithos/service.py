@@ -133,7 +133,7 @@ def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
         section, node.state_dir,
         lambda path: FileBlockStore(path, node.reactor, clock=stamps))
     return PithosService(node, section, policies.primary.blocks,
-                         Charger(node.db, deps[IQuotaHolder], COMPONENT),
+                         Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership),
                          deps[IAuthenticator], public_base(node, section.public_url),
                          policies)
 
@@ -163,7 +163,7 @@ def garbage_collection(svc: PithosService) -> PeriodicDuty:
     return PeriodicDuty("pithos-gc", svc.section.gc_interval or 3600.0, svc.node.clock, run)
 
 
-def commission_reconciliation(svc: PithosService, interval: float = 300.0,
+def commission_reconciliation(svc: PithosService, interval: float = 30.0,
                               grace: float = 600.0) -> PeriodicDuty:
     """Resolves quota commissions a crash left pending (see
     ``snfd.quota.serials``), sparing those of requests still in flight."""

@@ -29,12 +29,17 @@ it, and the settlement after the commit completes it as usual
 
 Reconciliation runs on one node (a leader duty) or from ``snf-manage``.
 Pass ``grace`` (seconds) to leave alone undecided serials younger than
-that, which may belong to requests still in flight.
+that, which may belong to requests still in flight, unless the node
+start ("boot") that issued them is over: a node's charger names its boot
+in each commission, and a boot that was restarted, stopped or missed its
+heartbeats has no request in flight (a frozen node that wakes learns the
+decision from ``decide_txn``, as any late request does).
 """
 
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -159,6 +164,10 @@ def forget_resolved_txn(txn: Any, component: str, before: datetime.datetime) -> 
     return count
 
 
+#: The issuer a ``Charger`` with ``boots`` writes at the end of a commission's name.
+_ISSUER = re.compile(r"\[boot (?P<node>[^/\]]+)/(?P<boot>[0-9a-f]+)\]$")
+
+
 def _gone(fault: errors.Fault) -> bool:
     return isinstance(fault, errors.NotFound)
 
@@ -171,12 +180,19 @@ class Charger:
     @param db: the node's ``IDatabase`` (holds ``quota_serials``).
     @param holder: an ``IQuotaHolder`` (in process or over HTTP).
     @param component: the service's component name, its ``clientkey``.
+    @param boots: the node's membership (``node_id``, ``boot`` and
+        ``boot_over``), or None (``snf-manage``).  With it, each commission's
+        name ends with its issuer, ``[boot <node>/<boot>]``, and
+        ``reconcile`` settles the commissions of a boot that is over (a
+        node killed, restarted or frozen past its heartbeats) without
+        waiting out the grace: their requests cannot be in flight.
     """
 
-    def __init__(self, db: Any, holder: Any, component: str):
+    def __init__(self, db: Any, holder: Any, component: str, boots: Any = None):
         self._db = db
         self._holder = holder
         self.component = component
+        self._boots = boots
         self._queue: dict[int, bool] = {}
         self._flushing = False
         self._idle: list[defer.Deferred[None]] = []
@@ -198,6 +214,8 @@ class Charger:
         (``decide_txn``): ``reconcile`` rejects an unrecorded pending
         serial once it is older than its grace, exactly as an undecided one.
         """
+        if self._boots is not None:
+            name = f"{name} [boot {self._boots.node_id}/{self._boots.boot}]".lstrip()
         serial: int = await self._holder.issue(
             self.component, list(provisions), name=name, force=force)
         if record:
@@ -311,7 +329,7 @@ class Charger:
             record = records.get(serial)
             if record is not None and not record.pending:
                 (accept if record.accept else reject).append(serial)
-            elif grace <= 0 or not await self._young(serial, record, cutoff):
+            elif grace <= 0 or not await self._in_flight(serial, record, cutoff):
                 undecided.append(serial)
         if undecided:
             # Decide them as rejected first: a request that later tries to
@@ -336,13 +354,22 @@ class Charger:
                                self.component, gone)
         return accepted, rejected
 
-    async def _young(self, serial: int, record: SerialRecord | None,
-                     cutoff: datetime.datetime) -> bool:
-        if record is not None:
-            return record.created_at > cutoff
+    async def _in_flight(self, serial: int, record: SerialRecord | None,
+                         cutoff: datetime.datetime) -> bool:
+        """Whether the request that issued ``serial`` may still be running:
+        issued after ``cutoff``, by a boot that is not over (or by an
+        issuer this node cannot judge)."""
+        if record is not None and record.created_at <= cutoff:
+            return False
         try:
             commission = await self._holder.commission(self.component, serial)
         except errors.NotFound:
             return True  # resolved meanwhile; nothing to do
         issued: datetime.datetime = commission.issue_time
-        return issued > cutoff
+        if issued <= cutoff:
+            return False
+        issuer = _ISSUER.search(commission.name or "")
+        if issuer is None or self._boots is None:
+            return True
+        over: bool = await self._boots.boot_over(issuer["node"], issuer["boot"], issued)
+        return not over

@@ -8,10 +8,12 @@ import datetime
 from typing import Any
 
 import psycopg2
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from snfd import errors
+from snfd.cluster import store as cluster_store
+from snfd.cluster.membership import Membership
 from snfd.db import migrations
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.quota import NoCapacityError, Resource, user_and_project
@@ -235,6 +237,64 @@ class ChargerTests(unittest.TestCase):
         self.assertEqual(count, 1)
         rows = await self.db.run("test.records", qs.records_txn, "pithos", [done, open_])
         self.assertEqual(sorted(rows), [open_])
+
+
+class BootTests(unittest.TestCase):
+    """A node's charger names its boot in each commission; reconciliation
+    settles the commissions of a boot that is over at once, grace or not."""
+
+    def setUp(self):
+        return defer.ensureDeferred(self._set_up())
+
+    async def _set_up(self) -> None:
+        await set_up_charger(self, lambda qh: qh)
+        self.membership = self.boot("n1")
+        await self.register(self.membership)
+        self.charger = Charger(self.db, self.holder, "pithos", self.membership)
+
+    def boot(self, node_id: str) -> Membership:
+        return Membership(reactor, self.db, node_id, "http://n", ["pithos"],
+                          heartbeat_interval=5.0)
+
+    async def register(self, membership: Membership) -> None:
+        await self.db.run("test.register", cluster_store.register_node_txn,
+                          membership.node_id, "http://n", ["pithos"], membership.boot)
+
+    async def test_name_names_the_boot(self):
+        serial = await self.charger.issue(upload(10), name="upload")
+        commission = await self.qh.commission("pithos", serial)
+        self.assertEqual(commission.name, f"upload [boot n1/{self.membership.boot}]")
+
+    async def test_live_boot_is_spared(self):
+        """A boot that beats is in flight: its young serials wait out the grace."""
+        serial = await self.charger.issue(upload(10))
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], []))
+        self.assertEqual(await self.qh.pending("pithos"), [serial])
+
+    async def test_restarted_node(self):
+        """Once the node registered a later boot, the earlier boot's serials,
+        recorded or not, are settled at once."""
+        recorded = await self.charger.issue(upload(10))
+        unrecorded = await self.charger.issue(upload(5), record=False)
+        await self.register(self.boot("n1"))
+        self.assertEqual(await self.charger.reconcile(grace=3600),
+                         ([], [recorded, unrecorded]))
+        self.assertEqual(await self.qh.pending("pithos"), [])
+
+    async def test_dead_node(self):
+        """A boot that missed its heartbeats (killed, or frozen) is over."""
+        serial = await self.charger.issue(upload(10))
+        await self.db.run("test.stale", lambda txn: txn.execute(
+            "UPDATE nodes SET last_heartbeat = now() - interval '1 minute'"))
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], [serial]))
+
+    async def test_unregistered_boot_is_spared(self):
+        """A request can come before its boot's first heartbeat: a serial of
+        a boot the node has not registered yet is not taken for over."""
+        later = Charger(self.db, self.holder, "pithos", self.boot("n1"))
+        serial = await later.issue(upload(10))
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], []))
+        self.assertEqual(await self.qh.pending("pithos"), [serial])
 
 
 class QuotaSerialsSchemaTests(unittest.TestCase):
