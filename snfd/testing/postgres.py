@@ -176,13 +176,15 @@ class ThrowawayPostgres:
 
     It listens on 127.0.0.1 on a free port of L{PORTS} (kept across
     L{restart}) with durability off (C{fsync}, C{synchronous_commit},
-    C{full_page_writes}).  As root it runs as the C{postgres} account, or
+    C{full_page_writes}) unless C{durable} (crash tests: with
+    C{synchronous_commit} off a killed server loses commits it had
+    acknowledged).  As root it runs as the C{postgres} account, or
     as C{snfd} (created if needed) where there is no C{postgres}.
     Nothing is started until L{start}; L{cleanup} stops it and removes
     every file.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="snfd-pg-", dir="/tmp"))
         try:
             bindir = bundled_bindir()
@@ -198,9 +200,9 @@ class ThrowawayPostgres:
                 run_as = account.name
             self.process = PostgresProcess(
                 self.base / "data", bindir=bindir, port=_free_port(),
-                run_as=run_as, no_sync=True,
-                settings={"fsync": "off", "synchronous_commit": "off",
-                          "full_page_writes": "off"})
+                run_as=run_as, no_sync=not durable,
+                settings={} if durable else {"fsync": "off", "synchronous_commit": "off",
+                                             "full_page_writes": "off"})
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             raise
