@@ -88,10 +88,10 @@ class Membership(service.Service):
     async def boot_over(self, node_id: str, boot: str,
                         issued_at: datetime.datetime) -> bool:
         """Whether that boot of that node (running at ``issued_at``, by the
-        database's clock) has ended: restarted, stopped or dead since
+        database's clock) has ended: restarted or stopped since
         (``store.boot_over_txn``)."""
         over: bool = await self._db.run("cluster.boot_over", store.boot_over_txn, node_id,
-                                        boot, issued_at, self.dead_after)
+                                        boot, issued_at)
         return over
 
     async def status(self) -> dict[str, Any]:

@@ -60,18 +60,18 @@ def register_node_txn(txn: Any, node_id: str, address: str, plugins: list[str],
 
 
 def boot_over_txn(txn: Any, node_id: str, boot: str, issued_at: datetime.datetime,
-                  dead_after: float) -> bool:
+                  ) -> bool:
     """Whether boot ``boot`` of node ``node_id``, known to have run at
     ``issued_at`` (the database's clock), is over: the node registered a
-    later boot since, or this boot stopped or missed its heartbeats for
-    ``dead_after`` seconds.  A boot not registered yet (a request can come
-    before the first heartbeat) is not over."""
+    later boot since, or this boot stopped.  A boot that only missed its
+    heartbeats is not over: a frozen process wakes up and carries on.  A
+    boot not registered yet (a request can come before the first
+    heartbeat) is not over either."""
     txn.execute(
         """SELECT EXISTS (SELECT 1 FROM nodes WHERE id = %s AND (
                (boot IS DISTINCT FROM %s AND started_at > %s)
-               OR (boot = %s AND (stopped_at IS NOT NULL
-                   OR last_heartbeat < now() - make_interval(secs => %s)))))""",
-        (node_id, boot, issued_at, boot, dead_after))
+               OR (boot = %s AND stopped_at IS NOT NULL)))""",
+        (node_id, boot, issued_at, boot))
     return bool(txn.fetchone()[0])
 
 

@@ -266,6 +266,9 @@ class _Run:
         self.report = report
         self.rapi = reconciler._rapi_pool.client(rapi_target(backend, reconciler._timeout))
         self.snapshot = 0.0
+        #: The latest job timestamp the snapshot holds: Ganeti's clock had
+        #: reached it when the snapshot was taken.
+        self.ganeti_time: datetime.datetime | None = None
         self.jobs: dict[int, dict[str, Any]] = {}
         self.jobs_of: dict[str, list[dict[str, Any]]] = {}
 
@@ -275,6 +278,13 @@ class _Run:
 
     def _now(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.r._clock.seconds(), UTC)
+
+    async def simulate(self, *args: Any, **kwargs: Any) -> str:
+        """``UpdatePath.simulate`` stamped with the latest time this pass saw
+        in Ganeti's clock (its jobs' timestamps), never this node's."""
+        result: str = await self.updates.simulate(*args, event_time=self.ganeti_time,
+                                                  **kwargs)
+        return result
 
     async def run(self) -> None:
         self.snapshot = self.r._clock.seconds()
@@ -286,6 +296,10 @@ class _Run:
             log.warn("reconciliation of backend {cluster} skipped: {error}",
                      cluster=self.backend.clustername, error=e)
             return
+        stamps = [t for job in jobs for key in ("received_ts", "start_ts", "end_ts")
+                  if (t := _seconds(job.get(key))) is not None]
+        if stamps:
+            self.ganeti_time = datetime.datetime.fromtimestamp(max(stamps), UTC)
         for job in jobs:
             if isinstance(job.get("id"), int):
                 self.jobs[job["id"]] = job
@@ -369,7 +383,7 @@ class _Run:
         self.report.stale.append((server.id, f"{server.operstate}, {name} not in Ganeti"))
         if "stale" in self.fixes:
             await self.fix(server.id, "simulated OP_INSTANCE_REMOVE success",
-                           self.updates.simulate, server.id, OP_REMOVE, "success")
+                           self.simulate, server.id, OP_REMOVE, "success")
 
     async def stale_build(self, server: Server) -> None:
         name = server.instance_name
@@ -393,7 +407,7 @@ class _Run:
                 self.report.stale.append((server.id, f"BUILD, {name} not in Ganeti"))
                 if "stale" in self.fixes:
                     await self.fix(server.id, "simulated OP_INSTANCE_REMOVE success",
-                                   self.updates.simulate, server.id, OP_REMOVE, "success")
+                                   self.simulate, server.id, OP_REMOVE, "success")
                 return
             if job is not None:
                 index = _op_index(job, name)
@@ -402,7 +416,7 @@ class _Run:
         self.report.stale.append((server.id, why))
         if "stale" in self.fixes:
             await self.fix(server.id, "simulated OP_INSTANCE_CREATE error",
-                           self.updates.simulate, server.id, OP_CREATE, "error",
+                           self.simulate, server.id, OP_CREATE, "error",
                            result=result)
 
     # -- in both -------------------------------------------------------------
@@ -457,7 +471,7 @@ class _Run:
             job_fields = {k: op[k] for k in ("nics", "disks", "hvparams", "beparams")
                           if k in op}
             await self.fix(server.id, f"simulated {opcode} {op_status}",
-                           self.updates.simulate, server.id, opcode, op_status,
+                           self.simulate, server.id, opcode, op_status,
                            jobid=server.task_job_id, result=_nth(job, "opresult", index),
                            job_fields=job_fields, nics=instance_nics(instance),
                            disks=instance_disks(instance))
@@ -492,7 +506,7 @@ class _Run:
             sync = True
         if fix and (job_fields or sync):
             await self.fix(server.id, "simulated OP_INSTANCE_SET_PARAMS success",
-                           self.updates.simulate, server.id, OP_SET_PARAMS, "success",
+                           self.simulate, server.id, OP_SET_PARAMS, "success",
                            job_fields=job_fields, nics=nics, disks=disks)
         await self.security_tags(server, instance)
 
@@ -519,12 +533,12 @@ class _Run:
         done: list[str] = []
         current = server.operstate
         if current == "BUILD":
-            done.append(await self.updates.simulate(server.id, OP_CREATE, "success",
+            done.append(await self.simulate(server.id, OP_CREATE, "success",
                                                     nics=nics, disks=disks))
             current = "STARTED"
         if current != state:
             opcode = "OP_INSTANCE_STARTUP" if state == "STARTED" else "OP_INSTANCE_SHUTDOWN"
-            done.append(await self.updates.simulate(server.id, opcode, "success"))
+            done.append(await self.simulate(server.id, opcode, "success"))
         return "; ".join(done)
 
 

@@ -196,7 +196,8 @@ def from_config(node: Node, section: Section, deps: Deps) -> CycladesService:
     images = ImageRegistry(deps[IObjectStore], node.clock,
                            section.system_images_owner or SYSTEM_ACCOUNT,
                            blocks=deps.get(IBlockStore), formats=DiskFormats(node.reactor))
-    return CycladesService(node, section, Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership),
+    charger = Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership)
+    return CycladesService(node, section, charger,
                            deps[IAuthenticator], images,
                            public_base(node, section.public_url), deps.get(IVolumes))
 

@@ -67,9 +67,13 @@ raises ``buildpercentage`` (never lowers it) while the server builds, and
 ``image-info``/``-warning``/``-error``/``-helper`` become diagnostics.
 
 ``simulate`` feeds the reconciler's findings through the same path as an
-event of job 0 with the log message ``SIMULATED_LOGMSG`` and the current
-time (made newer than ``backendtime`` if need be: it states what Ganeti
-shows now).  A simulated final event whose opcode is the pending task's
+event of job 0 with the log message ``SIMULATED_LOGMSG``, stamped in
+Ganeti's clock: the time the reconciler knows Ganeti had reached (the
+latest job timestamp it saw), made newer than ``backendtime`` if need be
+(it states what Ganeti showed then).  Never this node's clock: a node
+whose clock runs ahead would otherwise stamp a repair in Ganeti's future,
+and every real event until the master's clock caught up would be
+ignored as older.  A simulated final event whose opcode is the pending task's
 counts as the task's job (the job itself is gone or its event was lost).
 """
 
@@ -146,6 +150,8 @@ _DIAGNOSTIC_LEVELS = {"image-info": "INFO", "image-warning": "WARNING",
 _HELPER_LEVELS = {"error": "ERROR", "warning": "WARNING"}
 _RUNNING = frozenset({"STARTED", "BUILD", "ERROR"})
 _ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+#: A simulated event's time when Ganeti's is unknown: just after the last one.
+_LONG_AGO = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MAX_ATTEMPTS = 4
 
 
@@ -582,13 +588,17 @@ class UpdatePath:
                        nics: list[dict[str, Any]] | None = None,
                        disks: list[dict[str, Any]] | None = None,
                        hvparams: dict[str, Any] | None = None,
-                       logmsg: str = SIMULATED_LOGMSG) -> str:
+                       logmsg: str = SIMULATED_LOGMSG,
+                       event_time: datetime.datetime | None = None) -> str:
         """Apply what the reconciler found as if Ganeti had sent it (job
-        ``jobid``, now); returns what happened, for its report."""
+        ``jobid``) at ``event_time`` in Ganeti's clock, or just after the
+        last event applied when that is later or unknown; returns what
+        happened, for its report."""
         if status not in JOB_STATUSES:
             raise ValueError(f"unknown job status {status!r}")
         event = OpEvent(server_id=server_id, instance=f"snf-{server_id}", opcode=opcode,
-                        status=status, job_id=jobid, event_time=self._now(), logmsg=logmsg,
+                        status=status, job_id=jobid, event_time=event_time or _LONG_AGO,
+                        logmsg=logmsg,
                         result=result, job_fields=dict(job_fields or {}), nics=nics,
                         disks=disks, hvparams=hvparams, simulated=True)
         return await self.apply(event)

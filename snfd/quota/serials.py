@@ -31,9 +31,10 @@ Reconciliation runs on one node (a leader duty) or from ``snf-manage``.
 Pass ``grace`` (seconds) to leave alone undecided serials younger than
 that, which may belong to requests still in flight, unless the node
 start ("boot") that issued them is over: a node's charger names its boot
-in each commission, and a boot that was restarted, stopped or missed its
-heartbeats has no request in flight (a frozen node that wakes learns the
-decision from ``decide_txn``, as any late request does).
+in each commission, and a boot that was restarted or stopped has no
+request in flight.  Silence is not enough: a frozen node wakes up and
+finishes its requests, and a change made without its commission would
+leave usage too low.
 """
 
 from __future__ import annotations
@@ -183,9 +184,11 @@ class Charger:
     @param boots: the node's membership (``node_id``, ``boot`` and
         ``boot_over``), or None (``snf-manage``).  With it, each commission's
         name ends with its issuer, ``[boot <node>/<boot>]``, and
-        ``reconcile`` settles the commissions of a boot that is over (a
-        node killed, restarted or frozen past its heartbeats) without
-        waiting out the grace: their requests cannot be in flight.
+        ``reconcile`` settles the commissions of a boot that is over (the
+        node restarted after a crash, or stopped) without waiting out the
+        grace: their requests cannot be in flight.  A node that is only
+        silent (frozen, partitioned) may still finish them: its serials
+        wait out the grace.
     """
 
     def __init__(self, db: Any, holder: Any, component: str, boots: Any = None):

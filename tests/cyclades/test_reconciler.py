@@ -5,6 +5,7 @@ Ganeti simulator; plus the leader duty."""
 
 from __future__ import annotations
 
+import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from snfd.cyclades.reconciler import (
     expand_fixes,
     instance_nics,
 )
-from snfd.cyclades.updates import SIMULATED_LOGMSG, UpdatePath
+from snfd.cyclades.updates import SIMULATED_LOGMSG, OpEvent, UpdatePath
 from snfd.ganeti.rapi import RapiPool, RapiUnavailable
 from snfd.ganeti_sim import SimulatedCluster
 from snfd.httpclient import HTTPClientPool
@@ -195,6 +196,25 @@ class UnsyncedTests(ReconcilerTestCase):
         self.assertEqual((await self.get(s)).operstate, "STARTED")
         self.assertEqual(await self.usage(), running())
         self.assertTrue((await self.reconcile()).clean)
+
+    async def test_repair_stamped_in_ganetis_clock(self):
+        """With this node's clock two hours ahead of the Ganeti master's, a
+        repair is stamped with the latest time seen in Ganeti's jobs, so
+        the master's next event for the server (a minute later by its
+        clock) is applied rather than ignored as older than the repair."""
+        s = await self.server(operstate="STOPPED")
+        self.rapi.instance_list.append(instance(s.id, running=True))
+        self.rapi.job_list.append(self.job(3, "OP_INSTANCE_STARTUP", s.id + 1, "success",
+                                           ended=7200))
+        await self.reconcile("unsynced")
+        self.assertEqual((await self.get(s)).operstate, "STARTED")
+        ganeti_now = datetime.datetime.fromtimestamp(self.clock.seconds() - 7200 + 60,
+                                                     datetime.UTC)
+        outcome = await self.updates.apply(OpEvent(
+            server_id=s.id, instance=f"snf-{s.id}", opcode="OP_INSTANCE_SHUTDOWN",
+            status="success", job_id=4, event_time=ganeti_now))
+        self.assertNotIn("ignored", outcome)
+        self.assertEqual((await self.get(s)).operstate, "STOPPED")
 
     async def test_build_to_stopped(self):
         """A BUILD server Ganeti shows stopped gets a simulated create

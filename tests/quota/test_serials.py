@@ -281,12 +281,20 @@ class BootTests(unittest.TestCase):
                          ([], [recorded, unrecorded]))
         self.assertEqual(await self.qh.pending("pithos"), [])
 
-    async def test_dead_node(self):
-        """A boot that missed its heartbeats (killed, or frozen) is over."""
+    async def test_stopped_node(self):
+        """A boot that stopped is over."""
+        serial = await self.charger.issue(upload(10))
+        await self.db.run("test.stop", cluster_store.node_stopped_txn, "n1")
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], [serial]))
+
+    async def test_silent_node_is_spared(self):
+        """A boot that only missed its heartbeats (frozen, partitioned) may
+        wake up and finish its requests: its serials wait out the grace."""
         serial = await self.charger.issue(upload(10))
         await self.db.run("test.stale", lambda txn: txn.execute(
-            "UPDATE nodes SET last_heartbeat = now() - interval '1 minute'"))
-        self.assertEqual(await self.charger.reconcile(grace=3600), ([], [serial]))
+            "UPDATE nodes SET last_heartbeat = now() - interval '1 hour'"))
+        self.assertEqual(await self.charger.reconcile(grace=3600), ([], []))
+        self.assertEqual(await self.qh.pending("pithos"), [serial])
 
     async def test_unregistered_boot_is_spared(self):
         """A request can come before its boot's first heartbeat: a serial of
