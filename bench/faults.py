@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import http.client
 import itertools
@@ -411,14 +412,17 @@ class Load:
 
 
 class RapiProxy:
-    """TCP on 127.0.0.1 to the simulator's RAPI (TLS passes through):
-    ``mode`` "pass", "refuse" (accept and close at once: an outage) or
-    "slow" (each connection waits ``delay`` s before it is forwarded)."""
+    """TCP on 127.0.0.1 to the simulator's RAPI (TLS passes through), in
+    one of three modes: "pass"; "refuse", an outage (open connections are
+    cut, new ones closed at once); "slow" (every request waits ``delay`` s
+    before it is forwarded, on open connections too)."""
 
     def __init__(self, upstream_port: int, delay: float = 3.0):
         self.upstream_port = upstream_port
         self.delay = delay
-        self.mode = "pass"
+        self._mode = "pass"
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -427,26 +431,39 @@ class RapiProxy:
         self._closing = False
         threading.Thread(target=self._accept, daemon=True).start()
 
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        self._mode = mode
+        if mode == "refuse":
+            with self._lock:
+                for s in self._open:
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+
     def _accept(self) -> None:
         while not self._closing:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn, self.mode), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _serve(self, conn: socket.socket, mode: str) -> None:
-        if mode == "refuse":
+    def _serve(self, conn: socket.socket) -> None:
+        if self._mode == "refuse":
             conn.close()
             return
-        if mode == "slow":
-            time.sleep(self.delay)
         try:
             up = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30)
         except OSError:
             conn.close()
             return
         pair = {conn: up, up: conn}
+        with self._lock:
+            self._open.update(pair)
         try:
             while True:
                 ready, _, _ = select.select(list(pair), [], [], 60)
@@ -456,10 +473,14 @@ class RapiProxy:
                     data = s.recv(65536)
                     if not data:
                         return
+                    if s is conn and self._mode == "slow":
+                        time.sleep(self.delay)
                     pair[s].sendall(data)
         except OSError:
             pass
         finally:
+            with self._lock:
+                self._open.difference_update(pair)
             conn.close()
             up.close()
 
@@ -840,10 +861,14 @@ def check_quota_and_servers(cloud: Cloud, user: User, ledger: Ledger,
         _, head, _ = node.request("HEAD", f"/object-store/v1/{user.uuid}", user.token)
         flavors = {str(f["id"]): f for f in node.api("GET", "/compute/v2.0/flavors/detail",
                                                 user.token)[1]["flavors"]}
+        # A server whose create Ganeti never took (RAPI down: the create
+        # answered 503) rests in ERROR holding nothing: its commission
+        # was rejected.  The load makes no other ERROR server.
+        charged = [s for s in servers if s["status"] != "ERROR"]
         want = {"pithos.diskspace": stored,
-                "cyclades.vm": len(servers), "cyclades.total_cpu": 0,
+                "cyclades.vm": len(charged), "cyclades.total_cpu": 0,
                 "cyclades.total_ram": 0, "cyclades.disk": 0}
-        for s in servers:
+        for s in charged:
             f = flavors[str(s["flavor"]["id"])]
             want["cyclades.total_cpu"] += f["vcpus"]
             want["cyclades.total_ram"] += f["ram"] << 20
