@@ -211,11 +211,15 @@ def _write_sample(sample: Sample, tmpdir: str | None) -> tuple[str, str]:
     """A private directory holding the sparse file of ``sample``."""
     directory = tempfile.mkdtemp(prefix="snfd-disk-format-", dir=tmpdir)
     path = os.path.join(directory, "image")
-    with open(path, "wb") as f:
-        f.truncate(sample.size)
-        f.write(sample.head)
-        f.seek(max(0, sample.size - len(sample.tail)))
-        f.write(sample.tail)
+    try:
+        with open(path, "wb") as f:
+            f.truncate(sample.size)
+            f.write(sample.head)
+            f.seek(max(0, sample.size - len(sample.tail)))
+            f.write(sample.tail)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return directory, path
 
 
@@ -312,7 +316,15 @@ class DiskFormats:
         if _vmdk_descriptor(head):
             return Detected("vmdk", descriptor=True)
         iso = is_iso(head)
-        directory, path = await self._thread(_write_sample, sample, self.tmpdir)
+        try:
+            directory, path = await self._thread(_write_sample, sample, self.tmpdir)
+        except OSError as e:
+            # The system's temporary directory is full, read-only or failing.
+            log.warn("checking an image's disk format failed: {error}", error=e)
+            raise errors.ServiceUnavailable(
+                "The image data cannot be checked at the moment (the server's temporary"
+                " storage is full or failing). Please try again at a later time.",
+                headers={"Retry-After": "30"}) from None
         try:
             code, out, err = await self._run(path)
         finally:

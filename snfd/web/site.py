@@ -23,8 +23,10 @@ without reading the rest of the body.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import tempfile
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -41,12 +43,16 @@ from twisted.web.http_headers import Headers
 
 from snfd import errors
 from snfd.metrics import Metrics
+from snfd.repeats import Repeats
 
 log = Logger(namespace="snfd.http")
 
 BodySinkFactory = Callable[[Any, bytes, bytes, "int | None"], Any]
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+BUFFER_RETRY_AFTER = 30
+"""``Retry-After`` (seconds) when a body cannot be buffered: an operator acts."""
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """The largest request body buffered for a mounted resource that declares
@@ -230,6 +236,8 @@ class Request(server.Request):
     bad_content_type = False
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._buffered_whole():
+            return
         # Twisted parses Content-Type with the email package, which raises
         # on line-break characters and drops the connection unanswered:
         # such a header is taken out here and the request refused (400).
@@ -274,11 +282,14 @@ class Request(server.Request):
             self._refuse_body(limit)
             return
         self._body_limit = limit
-        super().gotLength(length)
+        try:
+            super().gotLength(length)
+        except OSError as e:
+            self._cannot_buffer(e)
 
     def handleContentChunk(self, data: bytes) -> None:
         """Buffer the next piece of the body, refusing it (413) once it
-        passes its limit."""
+        passes its limit, or (503) when it cannot be written."""
         if self._body_refused:
             return
         if self._body_limit is not None:
@@ -286,12 +297,47 @@ class Request(server.Request):
             if self._body_received > self._body_limit:
                 self._refuse_body(self._body_limit)
                 return
-        super().handleContentChunk(data)
+        try:
+            super().handleContentChunk(data)
+        except OSError as e:
+            self._cannot_buffer(e)
+
+    def _buffered_whole(self) -> bool:
+        """Whether a body buffered in a temporary file reached its file
+        whole (what a write kept in memory is written now); answers 503
+        and returns false when it did not."""
+        content = getattr(self, "content", None)
+        if self._body_limit is None or content is None or isinstance(content, io.BytesIO):
+            return True
+        site: Site = self.channel.site  # type: ignore[attr-defined]
+        try:
+            content.flush()
+        except OSError as e:
+            self._cannot_buffer(e)
+            return False
+        site.buffering.recovered()
+        return True
+
+    def _cannot_buffer(self, error: OSError) -> None:
+        """A body larger than Twisted keeps in memory goes to a file in the
+        system's temporary directory (``TMPDIR``); when that directory is
+        full, read-only or failing, the request is answered 503 with
+        ``Retry-After`` and what was written is dropped."""
+        site: Site = self.channel.site  # type: ignore[attr-defined]
+        site.buffering.failed(f"{error.strerror or error}; request bodies are answered 503")
+        self._refuse(errors.ServiceUnavailable(
+            "The server cannot take the request body at the moment (its temporary storage"
+            " is full or failing). Please try again at a later time.",
+            headers={"Retry-After": str(BUFFER_RETRY_AFTER)}))
 
     def _refuse_body(self, limit: int) -> None:
-        """Answer 413 before the body is read (or while it is), in the
-        error style of the resource it was for, and close the connection
-        so that the rest of the body is never read."""
+        """Answer 413 before the body is read (or while it is)."""
+        self._refuse(errors.OverLimit(f"The request body is larger than {limit} bytes."))
+
+    def _refuse(self, fault: errors.Fault) -> None:
+        """Answer ``fault`` before the body is read (or while it is), in
+        the error style of the resource it was for, and close the
+        connection so that the rest of the body is never read."""
         self._body_refused = True
         channel = self.channel
         site: Site = channel.site  # type: ignore[attr-defined]
@@ -304,7 +350,6 @@ class Request(server.Request):
         decoder = getattr(channel, "_transferDecoder", None)
         if decoder is not None:
             decoder.dataCallback = decoder.finishCallback = _discard
-        self.content = io.BytesIO()
         # Not "100 Continue" after the answer, and no next request.
         self.requestHeaders.removeHeader(b"expect")
         channel.persistent = False
@@ -315,8 +360,11 @@ class Request(server.Request):
         self._identify()
         self.fault_style = site.resource.fault_style(segment, self)
         self.setHeader(b"connection", b"close")
-        body = errors.render_fault(self, errors.OverLimit(
-            f"The request body is larger than {limit} bytes."))
+        content, self.content = getattr(self, "content", None), io.BytesIO()
+        if content is not None and content is not self.content:
+            with contextlib.suppress(OSError):
+                content.close()
+        body = errors.render_fault(self, fault)
         self.setHeader(b"content-length", b"%d" % len(body))
         self.write(body)
         self.finish()
@@ -363,6 +411,9 @@ class Site(server.Site):
         super().__init__(root)
         self.clock = clock
         self.metrics = metrics
+        #: Failures to buffer request bodies in ``TMPDIR``, logged with discipline.
+        self.buffering = Repeats(log, f"buffering request bodies in {tempfile.gettempdir()}",
+                                 clock)
         check_streaming(type(self))
 
     def log(self, request: Any) -> None:

@@ -5,6 +5,7 @@ create``), sampled as an upload samples them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -229,6 +230,23 @@ class DetectTests(unittest.TestCase):
         self.formats.tmpdir = tmpdir
         self.assertEqual(await self.detect(qcow2), Detected("qcow2"))
         self.assertEqual(os.listdir(tmpdir), [])
+
+    async def test_full_temporary_directory(self):
+        """With the temporary directory full (a real tmpfs filled up), the
+        check answers 503 with Retry-After and leaves nothing behind."""
+        from tests.pithos.test_disk_full import small_filesystem
+
+        tmpdir = await small_filesystem(self, 1 << 20)
+        fd = os.open(os.path.join(tmpdir, "ballast"), os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        self.formats.tmpdir = tmpdir
+        with self.assertRaises(errors.ServiceUnavailable) as caught:
+            await self.detect(os.urandom(HEAD + 4096))
+        self.assertEqual(caught.exception.headers.get("Retry-After"), "30")
+        self.assertEqual(os.listdir(tmpdir), ["ballast"])
 
     async def test_backing_and_data_files_are_not_followed(self):
         """A qcow2's backing file is reported, not opened; a qcow2 with an

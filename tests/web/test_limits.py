@@ -5,9 +5,12 @@ request hanging."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import socket
+import tempfile
 
 from twisted.internet import defer, task, threads
 from twisted.internet.address import IPv4Address
@@ -263,3 +266,80 @@ class IdentityBodyLimitTests(unittest.TestCase):
         head, _, body = reply.partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 413 "), head)
         self.assertEqual(json.loads(body)["error"]["code"], 413)
+
+
+class TemporaryStorageTests(unittest.TestCase):
+    """A body too large for memory is buffered in ``TMPDIR``; with that
+    full (a real tmpfs filled up), the request is answered 503 with
+    ``Retry-After`` in its resource's error style, never a dropped
+    connection, and buffering works again once there is room."""
+
+    def setUp(self):
+        return defer.ensureDeferred(self._set_up())
+
+    async def _set_up(self) -> None:
+        from tests.pithos.test_disk_full import small_filesystem
+
+        self.tmp = await small_filesystem(self, 1 << 20)
+        before = tempfile.tempdir
+        tempfile.tempdir = self.tmp
+        self.addCleanup(setattr, tempfile, "tempdir", before)
+        self.res = Recording(max_body=4 << 20)
+        self.root = Root()
+        self.root.mount("r", self.res)
+        self.site = Site(self.root, task.Clock(), Metrics())
+
+    def post(self, size: int) -> StringTransport:
+        channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, Failure(ConnectionDone()))
+        channel.dataReceived(b"POST /r/x HTTP/1.1\r\nHost: node\r\n"
+                             b"Content-Length: %d\r\n\r\n" % size)
+        for _ in range(size // 65536):
+            channel.dataReceived(b"z" * 65536)
+        return transport
+
+    def test_full_temporary_directory(self):
+        ballast = os.path.join(self.tmp, "ballast")
+        fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        with self.assertLogs_snfd() as lines:
+            transport = self.post(2 << 20)
+            self.post(2 << 20)
+        head, _, body = transport.value().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 503 "), head)
+        self.assertIn(b"Retry-After: 30", head)
+        self.assertIn("temporary storage", json.loads(body)["serviceUnavailable"]["message"])
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.res.bodies, [])
+        failed = [line for line in lines if "buffering request bodies" in line]
+        self.assertEqual(len(failed), 1, lines)
+        self.assertIn("No space left on device", failed[0])
+
+        os.unlink(ballast)
+        with self.assertLogs_snfd() as lines:
+            transport = self.post(512 << 10)
+        self.assertIn(b"200 OK", transport.value())
+        self.assertEqual(self.res.bodies, [b"z" * (512 << 10)])
+        self.assertTrue(any("recovered" in line for line in lines), lines)
+
+    @contextlib.contextmanager
+    def assertLogs_snfd(self):
+        """The snfd.http log lines written inside the block, as text."""
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        lines: list[str] = []
+
+        def observe(event):
+            if event.get("log_namespace") == "snfd.http":
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        try:
+            yield lines
+        finally:
+            globalLogPublisher.removeObserver(observe)
