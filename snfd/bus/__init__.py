@@ -120,7 +120,7 @@ def parse_amqp_url(url: str) -> AmqpAddress:
 
 def make_bus(url: str, reactor, metrics: Metrics | None,
              publish_timeout: float = 30.0,
-             reconnect_max_delay: float = 30.0) -> IMessageBus:
+             reconnect_max_delay: float = 30.0, monotonic: Any = None) -> IMessageBus:
     """Build the bus named by ``url`` (not started yet).
 
     @param url: ``""`` for the in-process bus, else an AMQP URL (see
@@ -131,6 +131,8 @@ def make_bus(url: str, reactor, metrics: Metrics | None,
     @param publish_timeout: seconds a publish may wait for its confirm,
         across reconnects, before it raises ``BusUnavailable``.
     @param reconnect_max_delay: cap of the exponential reconnect backoff.
+    @param monotonic: ``seconds()`` that setting the clock does not move,
+        for publish deadlines (default: the reactor's).
     @raise ValueError: for a URL of another scheme or a malformed one.
     """
     if metrics is None:
@@ -143,4 +145,4 @@ def make_bus(url: str, reactor, metrics: Metrics | None,
     from snfd.bus.amqp import AmqpBus
     return AmqpBus(address, reactor, metrics,
                    publish_timeout=publish_timeout,
-                   reconnect_max_delay=reconnect_max_delay)
+                   reconnect_max_delay=reconnect_max_delay, monotonic=monotonic)

@@ -97,9 +97,13 @@ class AmqpBus:
                  heartbeat: int = 10,
                  connect_timeout: float = 10.0,
                  tls_options=None,
-                 dead_letter_exchange: str = DEAD_LETTER_EXCHANGE) -> None:
+                 dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
+                 monotonic: Any = None) -> None:
         self.address = address
         self._reactor = reactor
+        # Publish deadlines are durations: measured on a clock that setting
+        # the wall clock does not move (the reactor's own in tests).
+        self._monotonic = monotonic if monotonic is not None else reactor
         self._metrics = metrics
         self._publish_timeout = publish_timeout
         self._reconnect_max_delay = reconnect_max_delay
@@ -228,7 +232,7 @@ class AmqpBus:
 
     async def _publish(self, exchange: str, routing_key: str, body: bytes,
                        properties: pika.BasicProperties) -> None:
-        deadline = self._reactor.seconds() + self._publish_timeout
+        deadline = self._monotonic.seconds() + self._publish_timeout
         delay = 0.05
         while True:
             conn = await self._wait_connection(deadline)
@@ -453,7 +457,7 @@ class AmqpBus:
     async def _declare(self, operation, what: str) -> None:
         """Run a declaration on a channel of its own, retrying across
         reconnects until the publish timeout."""
-        deadline = self._reactor.seconds() + self._publish_timeout
+        deadline = self._monotonic.seconds() + self._publish_timeout
         while True:
             conn = await self._wait_connection(deadline)
             channel = None
@@ -521,7 +525,7 @@ class AmqpBus:
     # -- time ----------------------------------------------------------------
 
     def _remaining(self, deadline: float) -> float:
-        return max(0.0, deadline - self._reactor.seconds())
+        return max(0.0, deadline - self._monotonic.seconds())
 
     async def _within(self, awaitable: Any, deadline: float,
                       what: str) -> Any:

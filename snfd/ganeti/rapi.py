@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -414,14 +415,17 @@ class GanetiRapi:
                        timeout: float = 120.0) -> dict[str, Any]:
         """Poll ``job()`` until its status is final; the final job dict.
         Raises ``RapiUnavailable`` on timeout or when the job is unknown."""
-        deadline = self._reactor.seconds() + timeout
+        # Counted in polls, not read from the clock: a clock set back
+        # does not stretch the wait.
+        polls = max(1, math.ceil(timeout / poll))
         while True:
             job = await self.job(job_id)
             if job is None:
                 raise RapiUnavailable(self.cluster, f"job {job_id} is unknown")
             if job["status"] in FINAL_STATUSES:
                 return job
-            if self._reactor.seconds() >= deadline:
+            polls -= 1
+            if polls <= 0:
                 raise RapiUnavailable(
                     self.cluster,
                     f"job {job_id} not finished within {timeout:g}s"
