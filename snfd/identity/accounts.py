@@ -537,7 +537,7 @@ class Accounts:
         if self.policy.pending_expiry is None:
             return 0
         return await self.db.run("identity.expire_pending", store.expire_pending_txn,
-                                 self.now() - self.policy.pending_expiry)
+                                 self.now(), self.policy.pending_expiry)
 
 
 def principal_of(token: Token) -> Principal:

@@ -373,10 +373,12 @@ def lock_project_names_txn(txn: Any) -> None:
 
 
 def expired_projects_txn(txn: Any, now: datetime.datetime) -> list[str]:
-    """Active or suspended (non-system) projects whose end date is past."""
+    """Active or suspended (non-system) projects whose end date is past,
+    both at ``now`` (the sweeping node's clock) and by the database's
+    clock: a leader whose clock runs ahead does not end projects early."""
     txn.execute(
         """SELECT id::text FROM identity_projects
-           WHERE state = ANY(%s) AND end_date < %s AND NOT system_project
+           WHERE state = ANY(%s) AND end_date < LEAST(%s, now()) AND NOT system_project
            ORDER BY end_date, id""", (list(ALIVE_STATES), now))
     return [r[0] for r in txn.fetchall()]
 

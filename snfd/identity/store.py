@@ -720,14 +720,17 @@ def prune_failures_txn(txn: Any, before: datetime.datetime) -> int:
 
 # -- pending sign-ups ------------------------------------------------------
 
-def expire_pending_txn(txn: Any, before: datetime.datetime, limit: int = 1000) -> int:
+def expire_pending_txn(txn: Any, now: datetime.datetime, expiry: datetime.timedelta,
+                       limit: int = 1000) -> int:
     """Delete up to ``limit`` users still waiting for email verification
-    whose last verification mail (or creation) is older than ``before``;
-    how many were deleted.  Their email is free again."""
+    whose last verification mail (or creation) is older than ``expiry``,
+    both at ``now`` (the sweeping node's clock) and by the database's
+    clock; how many were deleted.  Their email is free again."""
     txn.execute(
         "DELETE FROM identity_users WHERE uuid IN (SELECT uuid FROM identity_users"
         " WHERE state = 'pending_verification'"
-        " AND coalesce(verification_sent, created_at) < %s LIMIT %s)", (before, limit))
+        " AND coalesce(verification_sent, created_at) < LEAST(%s, now()) - %s LIMIT %s)",
+        (now, expiry, limit))
     return int(txn.rowcount)
 
 

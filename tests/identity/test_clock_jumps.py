@@ -16,6 +16,7 @@ from snfd.httpclient import HTTPClientPool
 from snfd.identity.remote import RemoteAuthenticator
 from snfd.identity.tokens import TokenCache
 from snfd.metrics import Metrics
+from snfd.testing.postgres import query
 from snfd.testing.stubhttp import serve
 from tests.identity.test_accounts import AccountsTestCase
 from tests.identity.test_keystone import KeystoneTestCase, d
@@ -102,3 +103,22 @@ class ExpirySweepClockTests(AccountsTestCase):
         principal = yield d(other.authenticate(valid))
         self.assertEqual(principal.user, user.uuid)
         yield self.assertFailure(d(other.authenticate(expired)), errors.Unauthorized)
+
+    @defer.inlineCallbacks
+    def test_leader_clock_ahead_keeps_young_sign_ups(self):
+        """A leader whose clock was set forward past ``pending_expiry``
+        deletes only the unverified sign-ups the database's clock also
+        says are too old."""
+        wall, _ = clocks()
+        leader = self.accounts(clock=wall)
+        young, _ = yield d(leader.create_user("young@example.org"))
+        old, _ = yield d(leader.create_user("old@example.org"))
+        self.assertEqual(young.state, "pending_verification")
+        query(self.dsn, "UPDATE identity_users SET verification_sent = now() - interval"
+                        " '8 days', created_at = now() - interval '8 days' WHERE uuid = %s",
+              old.uuid)
+        wall.advance(8 * 24 * HOUR)
+        self.assertEqual((yield d(leader.expire_pending())), 1)
+        left = {r[0] for r in query(self.dsn, "SELECT uuid FROM identity_users")}
+        self.assertIn(young.uuid, left)
+        self.assertNotIn(old.uuid, left)

@@ -657,6 +657,9 @@ class ProjectStateTests(ProjectsTestCase):
         lasting = await self.active_project()
         self.assertEqual(await self.projects.expire_projects(), 0)
         self.f.clock.advance(2 * 86400)
+        # START is years ahead of the database's clock, which must agree too.
+        self.f.sql("UPDATE identity_projects SET end_date = now() - interval '1 day'"
+                   " WHERE id = %s", (ending,))
         self.assertEqual(await self.projects.expire_projects(), 1)
         states = {pid: (await self.projects.get_project(self.admin, pid)).project.state
                   for pid in (ending, lasting, self.alice.user)}
@@ -664,6 +667,18 @@ class ProjectStateTests(ProjectsTestCase):
                                   self.alice.user: "active"})
         self.assertEqual(self.f.project_limit(ending, "cyclades.vm"), 0)
         self.assertEqual(await self.projects.expire_projects(), 0)
+
+
+    async def test_leader_clock_ahead_ends_no_project_early(self):
+        """A leader whose clock runs ahead (here: years) ends only projects
+        whose end date the database's clock has passed too."""
+        pid = await self.active_project(
+            name="later.example.org", end_date=(START + datetime.timedelta(days=1)).isoformat())
+        self.f.sql("UPDATE identity_projects SET end_date = now() + interval '1 hour'"
+                   " WHERE id = %s", (pid,))
+        self.assertEqual(await self.projects.expire_projects(), 0)
+        state = (await self.projects.get_project(self.admin, pid)).project.state
+        self.assertEqual(state, "active")
 
 
 class StoreTests(unittest.TestCase):
