@@ -194,8 +194,11 @@ class IDatabase(Interface):
 
         Serialization failures and deadlocks are retried with backoff, as
         are failures caused by a lost connection (the pool reconnects), so
-        the interaction must be safe to run again from the start.  Other
-        database errors propagate unchanged.
+        the interaction must be safe to run again from the start.  A
+        server out of disk space, memory or connections, or whose storage
+        is read-only or failing, raises
+        ``snfd.db.pool.DatabaseImpaired`` (503) at once.  Other database
+        errors propagate unchanged.
         """
 
     def ping(timeout):

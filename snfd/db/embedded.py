@@ -283,11 +283,22 @@ class PostgresProcess:
                 f" (log: {self.logfile})")
 
     def _log_tail(self) -> str:
+        """Why the last start failed, from the server's log: the last FATAL
+        or PANIC line of that start (what follows it is the shutdown), else
+        its last line."""
         try:
             text = self.logfile.read_text(errors="replace")
         except OSError:
             return ""
-        return _last_line(text[-4000:]) if text.strip() else ""
+        lines = [line.strip() for line in text[-8000:].splitlines() if line.strip()]
+        for i in range(len(lines) - 1, -1, -1):
+            if "starting PostgreSQL" in lines[i]:
+                lines = lines[i:]
+                break
+        for line in reversed(lines):
+            if "FATAL:" in line or "PANIC:" in line:
+                return line
+        return lines[-1] if lines else ""
 
     def stop(self) -> None:
         """Fast shutdown (disconnect clients, no crash recovery needed); wait.

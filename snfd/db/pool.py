@@ -14,6 +14,19 @@ fails at once, until one succeeds.  ``DatabaseUnavailable`` is a 503
 fault with ``Retry-After`` (what an API answers); why the database could
 not be reached is in its ``reason`` and the node's log, not in the answer.
 
+A server that answers but cannot do the work fails the interaction at
+once, not retried, with ``DatabaseImpaired`` (a ``DatabaseUnavailable``,
+so also a 503 with ``Retry-After``) whose message names the cause: out
+of disk space, memory or connections (SQLSTATE class 53), or its storage
+read-only or failing (an I/O error, 58030).  PostgreSQL has rolled the
+transaction back, so nothing is half-written, and the connection is
+kept for the next interaction.  These failures are logged with
+``snfd.repeats`` discipline: the first at once, then at most a line a
+minute with a count, and the recovery once (when an interaction of a
+kind that failed succeeds again).  (A server that cannot write its WAL
+at all does not answer this way: it PANICs and goes down, which the pool
+sees as a lost connection; see docs/operations.md.)
+
 One ambiguity is inherent: if the connection breaks while COMMIT is in
 flight, the transaction may have committed and is run again.  Interactions
 that are not naturally idempotent guard themselves (unique keys, serials).
@@ -35,6 +48,7 @@ from zope.interface import implementer
 from snfd import errors
 from snfd.interfaces import IDatabase
 from snfd.metrics import Metrics
+from snfd.repeats import Repeats
 
 T = TypeVar("T")
 
@@ -53,13 +67,62 @@ class DatabaseUnavailable(errors.ServiceUnavailable):
     """The database could not be reached in time (503, ``Retry-After``);
     ``reason``: why, for the log."""
 
-    def __init__(self, reason: str, retry_after: int = 5):
-        super().__init__("The service cannot reach its database; try again shortly.",
-                         headers={"Retry-After": str(retry_after)})
+    def __init__(self, reason: str, retry_after: int = 5,
+                 message: str = "The service cannot reach its database; try again shortly."):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.reason = reason
 
     def __str__(self) -> str:
         return f"database unavailable: {self.reason}"
+
+
+# What a server that answers but cannot do the work lacks, by SQLSTATE
+# (class 53, insufficient resources, by its prefix): what the client is
+# told, and the Retry-After (seconds) for it.  A full disk or failing
+# storage waits for an operator; memory and connections free themselves.
+_IMPAIRED: dict[str, tuple[str, int]] = {
+    "53100": ("the database is out of disk space", 30),
+    "53200": ("the database is out of memory", 5),
+    "53300": ("the database has too many connections", 5),
+    "53400": ("the database has reached a configured limit", 30),
+    "53": ("the database is out of resources", 5),
+    "58030": ("the database's storage is failing", 30),
+}
+# PostgreSQL reports EROFS as 42501 (insufficient_privilege), like EACCES;
+# only its message tells a read-only filesystem from a missing grant.
+_READ_ONLY = ("42501", "Read-only file system")
+
+
+class DatabaseImpaired(DatabaseUnavailable):
+    """The database answers but cannot do the work: out of disk space,
+    memory or connections, or its storage read-only or failing (503,
+    ``Retry-After``).  ``cause``: which, in words (in the message too);
+    ``reason``: the server's own error, for the log."""
+
+    def __init__(self, cause: str, reason: str, retry_after: int):
+        super().__init__(reason, retry_after,
+                         f"The service cannot complete the request: {cause}."
+                         " Please try again later.")
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.reason}"
+
+
+def impairment(exc: BaseException) -> tuple[str, int] | None:
+    """``(cause, retry_after)`` when ``exc`` says the database server
+    lacks a resource or its storage fails (see ``DatabaseImpaired``);
+    ``None`` for any other error."""
+    if not isinstance(exc, psycopg2.Error):
+        return None
+    code = getattr(exc, "pgcode", None)
+    if not code:
+        return None
+    if code == _READ_ONLY[0]:
+        if _READ_ONLY[1] in str(exc):
+            return ("the database's storage is read-only", 30)
+        return None
+    return _IMPAIRED.get(code) or _IMPAIRED.get(code[:2])
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -143,6 +206,11 @@ class Database:
         #: when the current outage began (the first connection failure since
         #: the last success); None: no outage known
         self.down_since: float | None = None
+        #: failures of an impaired server (``DatabaseImpaired``), logged
+        #: with discipline; and the names of the interactions that failed
+        #: in the current streak, one of which succeeding ends it
+        self.impaired = Repeats(log, "database interactions", reactor)
+        self._impaired_names: set[str] = set()
         self._pool = _Pool(
             "psycopg2", dsn,
             cp_min=min_connections, cp_max=max_connections,
@@ -174,6 +242,11 @@ class Database:
                     raise
                 reason = type(e).__name__
             except Exception as e:
+                impaired = impairment(e)
+                if impaired is not None:
+                    self.down_since = None  # it answered
+                    self._observe(name, "unavailable", started)
+                    raise self._impaired(name, e, *impaired) from e
                 if not connection_lost(e):
                     self._observe(name, "error", started)
                     raise
@@ -188,12 +261,24 @@ class Database:
                 reason = "connection"
             else:
                 self.down_since = None
+                if name in self._impaired_names:
+                    self._impaired_names.clear()
+                    self.impaired.recovered()
                 self._observe(name, "ok", started)
                 return result
             self._metrics.db_retries.labels(name, reason).inc()
             log.debug("retrying {name} after {reason}", name=name, reason=reason)
             await task.deferLater(self._reactor, delay * (0.5 + random.random()), lambda: None)
             delay = min(delay * 2, 2.0)
+
+    def _impaired(self, name: str, error: BaseException, cause: str,
+                  retry_after: int) -> DatabaseImpaired:
+        """Note that ``name`` failed with ``error``, which ``impairment``
+        classified; the fault to raise."""
+        reason = " ".join(str(error).split()) or type(error).__name__
+        self._impaired_names.add(name)
+        self.impaired.failed(f"{cause} ({name}: {reason}); answering 503")
+        return DatabaseImpaired(cause, reason, retry_after)
 
     async def ping(self, timeout: float) -> float:
         started = self._reactor.seconds()

@@ -10,6 +10,13 @@ postmaster's backends may hold its shared memory for a moment), their
 failures logged with ``snfd.repeats`` discipline, and the recovery once.
 Meanwhile the pool answers 503 with ``Retry-After`` (``snfd.db.pool``),
 and reconnects by itself once the server is back.
+
+A restart never initialises a new database cluster: a data directory
+without one (its filesystem unmounted for repair, say) is a failed
+attempt, not an empty database for the node.  PostgreSQL also goes down
+when it cannot write its WAL (a full disk) or its files (a read-only
+filesystem); restarts then fail until there is room again or the
+filesystem is writable.
 """
 
 from __future__ import annotations
@@ -41,6 +48,16 @@ def postmaster_alive(pg: PostgresProcess) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _restart(pg: PostgresProcess) -> None:
+    """Start ``pg`` again (``pg_ctl start`` does crash recovery), refusing
+    a data directory that holds no cluster rather than creating one."""
+    if not (pg.datadir / "PG_VERSION").exists():
+        raise EmbeddedPostgresError(
+            f"{pg.datadir} holds no database cluster (is its filesystem mounted?);"
+            " not creating a new one")
+    pg.start()
 
 
 class EmbeddedSupervisor(service.Service):
@@ -104,7 +121,7 @@ class EmbeddedSupervisor(service.Service):
             return
         try:
             await threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
-                                            self.pg.start)
+                                            _restart, self.pg)
         except EmbeddedPostgresError as e:
             self._failures.failed(str(e))
             self._delay = min(self._delay * 2, self.max_delay)

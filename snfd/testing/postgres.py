@@ -182,9 +182,16 @@ class ThrowawayPostgres:
     as C{snfd} (created if needed) where there is no C{postgres}.
     Nothing is started until L{start}; L{cleanup} stops it and removes
     every file.
+
+    C{datadir} puts the data directory elsewhere (created on the first
+    L{start}; removed by L{cleanup}), e.g. on a small filesystem that a
+    test fills: the server's log then stays in the temporary directory,
+    so that it is written even when the data's filesystem is full or
+    read-only.  Its socket is in the data directory, whose path must be
+    short (a Unix socket's path is at most 107 bytes).
     """
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, datadir: str | Path | None = None) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="snfd-pg-", dir="/tmp"))
         try:
             bindir = bundled_bindir()
@@ -198,11 +205,19 @@ class ThrowawayPostgres:
                 os.chmod(self.base, 0o755)
                 bindir = runnable_bindir(bindir, self.base, account, _log)
                 run_as = account.name
+            #: the data directory given (None: inside the temporary directory)
+            self.datadir = Path(datadir).absolute() if datadir is not None else None
             self.process = PostgresProcess(
-                self.base / "data", bindir=bindir, port=_free_port(),
-                run_as=run_as, no_sync=not durable,
+                self.datadir or self.base / "data", bindir=bindir,
+                port=_free_port(), run_as=run_as, no_sync=not durable,
                 settings={} if durable else {"fsync": "off", "synchronous_commit": "off",
                                              "full_page_writes": "off"})
+            if self.datadir is not None:
+                self.process.logfile = self.base / "server.log"
+                self.process.logfile.touch(mode=0o600)
+                if self.process.account is not None:
+                    os.chown(self.process.logfile, self.process.account.uid,
+                             self.process.account.gid)
         except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             raise
@@ -243,6 +258,8 @@ class ThrowawayPostgres:
             raise
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            if self.datadir is not None:
+                shutil.rmtree(self.datadir, ignore_errors=True)
 
     def _kill(self) -> None:
         try:

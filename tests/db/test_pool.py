@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 
 import psycopg2
-from twisted.internet import defer, reactor, threads
+import psycopg2.errors
+from twisted.internet import defer, reactor, task, threads
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from snfd.db.pool import Database, DatabaseUnavailable
+from snfd.db.pool import Database, DatabaseImpaired, DatabaseUnavailable, impairment
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database, throwaway_postgres
 from tests.cluster.test_election import wait_for
@@ -131,3 +133,98 @@ class PoolTests(unittest.TestCase):
         yield threads.deferToThread(pg.start)
         yield defer.ensureDeferred(db.run("test.up", _ping_txn))
         self.assertIsNone(db.down_since)
+
+
+def _error(cls, code: str, message: str) -> psycopg2.Error:
+    """A psycopg2 error as the server sends it (SQLSTATE ``code``)."""
+    return type(cls.__name__, (cls,), {"pgcode": code})(message)
+
+
+class _Clock(task.Clock):
+    """A clock for a pool whose threads never start."""
+
+    def callWhenRunning(self, f, *args, **kwargs):
+        return None
+
+
+class _ScriptedPool:
+    """Stands for the pool's connections: an interaction whose first
+    argument is a key of ``failing`` fails with its value; others succeed."""
+
+    def __init__(self):
+        self.failing: dict[str, Exception] = {}
+
+    def runInteraction(self, interaction, *args, **kwargs):
+        error = self.failing.get(args[0] if args else None)
+        return defer.fail(error) if error is not None else defer.succeed(None)
+
+
+class ImpairedTests(unittest.TestCase):
+    """A server that answers but cannot do the work (SQLSTATE class 53,
+    an I/O error, a read-only filesystem) fails the interaction at once
+    with ``DatabaseImpaired``, logged with ``snfd.repeats`` discipline;
+    ``tests/db/test_storage_faults.py`` shows it on a real full disk."""
+
+    def test_classified_by_sqlstate(self):
+        cases = [
+            (psycopg2.errors.DiskFull, "53100", "could not extend file", (
+                "the database is out of disk space", 30)),
+            (psycopg2.errors.OutOfMemory, "53200", "out of memory", (
+                "the database is out of memory", 5)),
+            (psycopg2.errors.TooManyConnections, "53300", "too many clients", (
+                "the database has too many connections", 5)),
+            (psycopg2.errors.InsufficientResources, "53000", "too many open files", (
+                "the database is out of resources", 5)),
+            (psycopg2.errors.IoError, "58030", "could not read block: Input/output error", (
+                "the database's storage is failing", 30)),
+            (psycopg2.errors.InsufficientPrivilege, "42501",
+             'could not open file "base/5/1": Read-only file system', (
+                 "the database's storage is read-only", 30)),
+            (psycopg2.errors.InsufficientPrivilege, "42501", "permission denied for table t",
+             None),
+            (psycopg2.errors.UniqueViolation, "23505", "duplicate key", None),
+            (psycopg2.OperationalError, None, "server closed the connection", None),
+        ]
+        for cls, code, message, expected in cases:
+            error = _error(cls, code, message) if code else cls(message)
+            self.assertEqual(impairment(error), expected, (code, message))
+        self.assertIsNone(impairment(OSError("no")))
+
+    def test_not_retried_and_logged_with_discipline(self):
+        clock = _Clock()
+        db = Database("postgresql://unused/db", clock, Metrics())
+        pool = _ScriptedPool()
+        db._pool = pool
+        lines: list[str] = []
+
+        def seen(event):
+            if event.get("log_namespace") == "snfd.db":
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(seen)
+        self.addCleanup(globalLogPublisher.removeObserver, seen)
+
+        def run(name):
+            d = defer.ensureDeferred(db.run(name, lambda txn, name: None, name))
+            self.assertTrue(d.called)  # at once: no retry, no wait
+            return d
+
+        pool.failing["test.write"] = _error(psycopg2.errors.DiskFull, "53100",
+                                            "could not extend file: No space left on device")
+        for at in (0, 1, 2, 61):
+            clock.advance(at - clock.seconds())
+            failure = self.failureResultOf(run("test.write"), DatabaseImpaired)
+            self.assertEqual(failure.value.headers, {"Retry-After": "30"})
+            self.successResultOf(run("test.read"))  # reads do not end the streak
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("database interactions failed: the database is out of disk space"
+                      " (test.write: could not extend file: No space left on device);"
+                      " answering 503", lines[0])
+        self.assertIn("database interactions still failing: 3 times in the last 61 s",
+                      lines[1])
+
+        del pool.failing["test.write"]
+        clock.advance(9)
+        self.successResultOf(run("test.write"))
+        self.successResultOf(run("test.write"))
+        self.assertEqual(lines[2:], ["database interactions recovered after 4 failures in 70 s"])
