@@ -136,14 +136,23 @@ def as_fault(error: BaseException | Failure) -> Fault:
     return InternalError("The server hit an unexpected error; it has been logged.")
 
 
+_BODY_HEADERS = (b"content-length", b"content-range", b"content-md5")
+"""Headers a handler may have set for the body a fault replaces (a
+download that failed before its first byte)."""
+
+
 def render_fault(request: Any, error: BaseException | Failure) -> bytes:
     """Set the status and headers of ``request`` for ``error`` and return the
-    JSON body.  The only place that turns errors into responses."""
+    JSON body.  The only place that turns errors into responses.  Headers
+    describing another body (``_BODY_HEADERS``) are removed: callers set
+    the fault's ``Content-Length`` or let Twisted frame it."""
     fault = as_fault(error)
     if fault.phrase is not None:
         request.setResponseCode(fault.code, fault.phrase.encode("ascii"))
     else:
         request.setResponseCode(fault.code)
+    for header in _BODY_HEADERS:
+        request.responseHeaders.removeHeader(header)
     style = getattr(request, "fault_style", None)
     request.setHeader(b"content-type", b"text/plain; charset=utf-8" if style == "swift"
                       else b"application/json; charset=utf-8")

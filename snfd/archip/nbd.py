@@ -68,6 +68,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from snfd import errors
 from snfd.archip.io import VolumeBusy, VolumeIO, VolumeOpener
 
 # Magic numbers.
@@ -695,7 +696,9 @@ class NbdServerProtocol(Protocol):
                 await volume.flush()
         except Exception as e:
             code = nbd_error(e)
-            if code == EIO:
+            # A fault's cause is logged where it arose (the block store's
+            # failing disk, once per streak), not once per command.
+            if code == EIO and not isinstance(e, errors.Fault):
                 self.log.failure("NBD command {kind} on {name}", kind=kind, name=self._name)
             self._send(request.handle, code)
             return

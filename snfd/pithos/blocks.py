@@ -36,6 +36,16 @@ once per streak of failures (``snfd.repeats``), and once when a block
 is written with room for a whole block left (a nearly full filesystem
 lets small blocks through between failures: one streak).
 
+Failing reads: a block whose file cannot be read (``EIO``, or any other
+``OSError`` but its absence) raises ``StorageUnreadable``, a 503 with
+``Retry-After``, still that ``OSError``; an absent block is the
+``KeyError`` of ``IBlockStore.get``, as ever (whether that is data loss
+is the reader's to say: a block may be in another policy's store).  As
+for writes, nothing is remembered, each read tries the disk, and the log
+says so once per streak (``snfd.repeats``); the streak ends with a read
+that works a minute after the last that failed (a disk with a few
+unreadable blocks lets the others through between failures: one streak).
+
 Privacy: block files are created 0600 and directories 0700 (the root is
 closed to other accounts when the store opens), so only the node's
 account reads tenants' data.
@@ -100,6 +110,9 @@ CANNOT_WRITE = ("The server cannot store data at the moment (its storage is read
 """The message of the 503 of a read-only or failing store."""
 RETRY_AFTER = 30
 """``Retry-After`` (seconds) of that 503: an operator has to act."""
+CANNOT_READ = ("The server cannot read data at the moment (its storage is failing)."
+               " Please try again at a later time.")
+"""The message of the 503 of a block that cannot be read (same ``Retry-After``)."""
 
 
 def _keep_cause(fault: OSError, cause: OSError) -> None:
@@ -122,6 +135,16 @@ class StorageFailing(errors.ServiceUnavailable, OSError):
 
     def __init__(self, cause: OSError):
         super().__init__(CANNOT_WRITE, headers={"Retry-After": str(RETRY_AFTER)})
+        _keep_cause(self, cause)
+
+
+class StorageUnreadable(errors.ServiceUnavailable, OSError):
+    """A block's file exists but cannot be read (``EIO``, ...): 503 with
+    ``Retry-After``.  ``errno``, ``strerror`` and ``filename`` are the
+    cause's (the NBD server answers ``EIO``)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(CANNOT_READ, headers={"Retry-After": str(RETRY_AFTER)})
         _keep_cause(self, cause)
 
 
@@ -240,10 +263,14 @@ class FileBlockStore:
         self._durable_dirs: set[str] = set()
         self._direct = direct and bool(_O_DIRECT)
         self._buffers = _AlignedBuffers()
-        # Writes fail and recover in the I/O threads: one streak, one lock.
-        self._write_failures = Repeats(log, f"writing blocks to {self.path}",
-                                       self._clock if self._clock is not None else _WallClock())
+        # Writes, and reads, fail and recover in the I/O threads: one
+        # streak each, one lock each.
+        clock = self._clock if self._clock is not None else _WallClock()
+        self._write_failures = Repeats(log, f"writing blocks to {self.path}", clock)
         self._write_failures_lock = threading.Lock()
+        self._read_failures = Repeats(log, f"reading blocks from {self.path}", clock)
+        self._read_failures_lock = threading.Lock()
+        self._last_read_failure = 0.0
         if not os.path.isdir(self.path):
             os.makedirs(self.path, mode=_DIR_MODE, exist_ok=True)
             _fsync_dir(os.path.dirname(self.path))
@@ -265,7 +292,8 @@ class FileBlockStore:
 
     def get(self, name: str) -> Any:
         """The block ``name`` padded to ``block_size``; fails with
-        ``KeyError`` when absent."""
+        ``KeyError`` when absent, ``StorageUnreadable`` when its file
+        cannot be read."""
         if name == EMPTY_HASH:
             return self._in_thread(lambda: bytes(self.block_size))
         return self._in_thread(self.get_now, name)
@@ -343,17 +371,28 @@ class FileBlockStore:
 
     def get_now(self, name: str) -> bytes:
         """The block ``name`` padded to ``block_size``.
-        @raise KeyError: absent."""
+        @raise KeyError: absent.
+        @raise StorageUnreadable: its file cannot be read."""
         if name == EMPTY_HASH:
             return bytes(self.block_size)
         path = self._path(name)
         if path is None:
             raise KeyError(name)
         try:
-            with open(path, "rb", buffering=0) as f:
-                data = f.readall()
+            data = self._read_file(path)
         except FileNotFoundError:
             raise KeyError(name) from None
+        except OSError as e:
+            with self._read_failures_lock:
+                self._last_read_failure = self._now()
+                self._read_failures.failed(
+                    f"{e.strerror or e}; reads of unreadable blocks are answered 503"
+                    f" (block {name})")
+            raise StorageUnreadable(e) from e
+        if self._read_failures.failing:
+            with self._read_failures_lock:
+                if self._now() - self._last_read_failure >= self._read_failures.interval:
+                    self._read_failures.recovered()
         if len(data) < self.block_size:
             data += bytes(self.block_size - len(data))
         return data
@@ -481,6 +520,12 @@ class FileBlockStore:
         # The blocks reserved for root are the node's too when it is root.
         free = fs.f_bfree if os.geteuid() == 0 else fs.f_bavail
         return not fs.f_flag & os.ST_RDONLY and free * fs.f_frsize >= self.block_size
+
+    @staticmethod
+    def _read_file(path: str) -> bytes:
+        """The whole content of the file at ``path``."""
+        with open(path, "rb", buffering=0) as f:
+            return f.readall()
 
     def _write_file(self, path: str, block: Block, mtime: float) -> None:
         """Create ``path`` holding ``block`` and modified at ``mtime``, on

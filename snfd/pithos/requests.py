@@ -15,15 +15,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 import attrs
-from twisted.logger import Logger
 
 from snfd import errors
 from snfd.pithos import headers as hdr
 from snfd.pithos.permissions import ANONYMOUS
 from snfd.pithos.rules import MAX_ACCOUNT_NAME, MAX_CONTAINER_NAME, MAX_LIST, MAX_OBJECT_NAME
 from snfd.web.auth import user_of
-
-log = Logger(namespace="snfd.pithos")
 
 OCTET_STREAM = "application/octet-stream"
 TRUE = ("1", "true", "yes", "on", "t", "y")
@@ -144,8 +141,11 @@ class Reply:
 async def respond(request: Any, handle: Callable[[Any], Awaitable[Reply]]) -> None:
     """Run ``handle(request)`` and send its reply, or its fault (rendered
     by ``snfd.errors.render_fault``).  A ``HEAD`` reply sends the headers
-    only; a stream that fails drops the connection (its headers are
-    gone); nothing is written once the client has gone away."""
+    only.  A stream that fails is handed to the request's
+    ``processingFailed`` (``snfd.web.site.Request``): before its first
+    byte, the fault is answered instead of the reply; after it, the
+    connection is dropped (the client sees a short body).  Nothing is
+    written once the client has gone away."""
     gone: list[bool] = []
     request.notifyFinish().addErrback(lambda _: gone.append(True))
     request.fault_style = swift_style(request)
@@ -180,11 +180,9 @@ async def respond(request: Any, handle: Callable[[Any], Awaitable[Reply]]) -> No
     try:
         complete = await reply.stream(request)
     except Exception:
-        log.failure("Streaming {path} failed; dropping the connection",
-                    path=request.path.decode("utf-8", "replace"))
-        if not gone and request.channel is not None:
-            request.channel.transport.abortConnection()
-        return
+        if gone:
+            return
+        raise
     if complete and not gone:
         request.finish()
 

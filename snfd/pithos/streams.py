@@ -11,7 +11,12 @@ Download: ``send_range`` writes ``[start, end)`` of an object to a request
 with flow control, reading one block ahead; ``read_range`` returns a small
 range as ``bytes``.  Both follow the reference's rule: every block is
 right-padded with zeros to the block size and the whole is cut to the
-object's size.
+object's size.  Both, and every other read of an object's blocks for a
+client, go through ``read_block``: a block the object references and the
+store lacks is data loss, logged (error) and answered 503
+(``BlockMissing``).  A block the store cannot read is its own 503
+(``snfd.pithos.blocks.StorageUnreadable``).  Once bytes were sent, a
+failure can only drop the connection (``snfd.web.site.Request.processingFailed``).
 """
 
 from __future__ import annotations
@@ -51,6 +56,35 @@ class UploadAborted(Exception):
 
 
 _WAITING, _OPEN, _FAILED, _CLOSED = "waiting", "open", "failed", "closed"
+
+BLOCK_MISSING = ("The server cannot read this data: part of it is missing from its storage."
+                 " The operator has been told.")
+"""The message of the 503 of a block an object references that is gone."""
+
+
+class BlockMissing(errors.ServiceUnavailable, KeyError):
+    """A block an object references is absent from the block store: its
+    data is lost (503, without ``Retry-After``: retrying brings nothing
+    back).  Still the ``KeyError`` of ``IBlockStore.get``."""
+
+    def __init__(self, name: str):
+        super().__init__(BLOCK_MISSING)
+        self.block = name
+
+
+async def read_block(store: Any, name: str) -> bytes:
+    """The block ``name`` of ``store`` (an ``IBlockStore``), which an
+    object being read for a client references.
+
+    @raise BlockMissing: the store has no such block (logged as data loss).
+    """
+    try:
+        block: bytes = await defer.maybeDeferred(store.get, name)
+    except KeyError:
+        log.error("block {name} is missing from the block store: data loss (an object"
+                  " references it); reads of it are answered 503", name=name)
+        raise BlockMissing(name) from None
+    return block
 
 
 class BlockSink:
@@ -357,7 +391,7 @@ async def read_range(store: Any, hashes: Sequence[str], size: int, start: int,
     reads (the blocks are fetched concurrently and joined in memory).
 
     @raise ValueError: the range is not within the object.
-    @raise KeyError: a block is missing from the store.
+    @raise BlockMissing: a block is missing from the store.
     """
     _check_range(hashes, size, start, end, block_size)
     if start == end:
@@ -365,7 +399,8 @@ async def read_range(store: Any, hashes: Sequence[str], size: int, start: int,
     first, last = start // block_size, (end - 1) // block_size
     try:
         blocks = await defer.gatherResults(
-            [defer.maybeDeferred(store.get, hashes[i]) for i in range(first, last + 1)],
+            [defer.ensureDeferred(read_block(store, hashes[i]))
+             for i in range(first, last + 1)],
             consumeErrors=True)
     except defer.FirstError as e:
         e.subFailure.raiseException()
@@ -425,8 +460,11 @@ async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
     the request must not be finished.
 
     @raise ValueError: the range is not within the object.
-    @raise KeyError: a block is missing from the store (some bytes may have
-        been written; the caller can only drop the connection).
+    @raise BlockMissing: a block is missing from the store.
+    @raise snfd.pithos.blocks.StorageUnreadable: a block cannot be read
+        (or whatever else the store's ``get`` raises).  Either way some
+        bytes may have been written (``request.startedWriting``): the
+        caller can then only drop the connection.
     """
     _check_range(hashes, size, start, end, block_size)
     if getattr(request, "_disconnected", False) or getattr(request, "channel", 1) is None:
@@ -445,7 +483,7 @@ async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
     def fill() -> None:
         nonlocal following
         while following <= last and len(pending) < depth:
-            pending.append(defer.maybeDeferred(store.get, hashes[following]))
+            pending.append(defer.ensureDeferred(read_block(store, hashes[following])))
             following += 1
 
     try:
@@ -471,4 +509,5 @@ async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
             request.producer = None
 
 
-__all__ = ["BlockSink", "Upload", "UploadAborted", "read_range", "send_range"]
+__all__ = ["BLOCK_MISSING", "BlockMissing", "BlockSink", "Upload", "UploadAborted",
+           "read_block", "read_range", "send_range"]

@@ -43,6 +43,7 @@ from snfd import errors
 from snfd.pithos import rules
 from snfd.pithos.hashmap import BLOCK_SIZE, HASH_ALGORITHM
 from snfd.pithos.model import ANYONE, ObjectInfo, Permissions, Subdir
+from snfd.pithos.streams import read_block
 from snfd.web.status import GetLeaf
 
 # -- limits we enforce (and announce in /info) -------------------------------
@@ -474,7 +475,7 @@ def _split_path(path: str) -> tuple[str, str] | None:
 
 
 async def _read_data(blocks: Any, info: ObjectInfo) -> bytes:
-    parts = [await blocks.get(h) for h in info.hashes or ()]
+    parts = [await read_block(blocks, h) for h in info.hashes or ()]
     return b"".join(parts)[:info.size]
 
 

@@ -22,6 +22,7 @@ import attrs
 from snfd import errors
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
 from snfd.pithos.model import ObjectInfo
+from snfd.pithos.streams import read_block
 
 ATTEMPTS = 4
 """Times an update is computed and written before a concurrent writer's
@@ -212,7 +213,7 @@ class _Patch:
         if finished is not None:
             block = bytearray(finished.ljust(self.bs, b"\x00"))
         else:
-            raw = await self.blocks.get(self._hash(i))
+            raw = await read_block(self.blocks, self._hash(i))
             block = bytearray(bytes(raw[:self.bs]).ljust(self.bs, b"\x00"))
         self.open[i] = block
         return block
@@ -252,7 +253,7 @@ class _Patch:
                 self.ready.pop(i, None)
                 self.new[i] = hashes[k]
                 continue
-            raw = await self.blocks.get(hashes[k])
+            raw = await read_block(self.blocks, hashes[k])
             await self.write(offset + k * self.bs, memoryview(bytes(raw[:n])))
 
     async def _flush(self) -> None:
@@ -279,7 +280,7 @@ class _Patch:
             if last in self.ready:
                 self.ready[last] = self.ready[last][:tail]
             elif last in self.new or self.size != self.old_size:
-                raw = await self.blocks.get(self._hash(last))
+                raw = await read_block(self.blocks, self._hash(last))
                 self.ready[last] = bytes(raw[:tail])
         await self._flush()
         return [self._hash(i) for i in range(self.limit)]

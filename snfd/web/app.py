@@ -3,7 +3,9 @@
 Every service builds its Klein app with ``make_app()`` so that raised
 ``snfd.errors.Fault``s, unknown paths and wrong methods inside the app are
 answered with fault JSON by ``snfd.errors.render_fault``, like the rest of
-the site.
+the site.  An error raised once the answer has begun (a download whose
+block store failed mid-stream) cannot be answered: it drops the
+connection (``snfd.web.site.Request.processingFailed``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def make_app() -> Klein:
 
     @app.handle_errors(Exception)
     def _render(request: Any, failure: Failure) -> bytes:
+        if getattr(request, "startedWriting", False):
+            request.processingFailed(failure)
+            return b""
         if isinstance(failure.value, wz.HTTPException):
             return errors.render_fault(request, _from_werkzeug(failure.value))
         return errors.render_fault(request, failure)

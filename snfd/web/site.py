@@ -374,14 +374,18 @@ class Request(server.Request):
         traceback; resources that answer later (``NOT_DONE_YET``) hand
         what escapes them here too.  Headers set before the failure are
         dropped (one of them may be what failed); if the answer had
-        already started, the connection is dropped instead, so a request
-        never hangs."""
+        already started, the connection is dropped instead (the client
+        sees a short body, never a wrong one), so a request never hangs.
+        That is logged with its traceback unless ``reason`` is a fault,
+        whose cause is logged where it arose (a block store's failing
+        disk, once per streak)."""
         if self.finished or self._disconnected:
             log.failure("A request failed after it was answered", reason)
             return
         if self.startedWriting:
-            log.failure("A request failed while it was being answered; dropping"
-                        " the connection", reason)
+            if not reason.check(errors.Fault):
+                log.failure("A request failed while it was being answered; dropping"
+                            " the connection", reason)
             transport: Any = self.channel.transport
             transport.abortConnection()
             return

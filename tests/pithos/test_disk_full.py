@@ -2,14 +2,17 @@
 or failing (issue 22): uploads are refused with Swift's 507 (full) or a
 503 with ``Retry-After`` (read-only, I/O errors), nothing is half-written
 or charged, reads go on, the log says so once, and uploads work again
-as soon as the filesystem does, without a restart.
+as soon as the filesystem does, without a restart.  Blocks that cannot
+be read are a 503 with ``Retry-After`` before a download's first byte and
+a dropped connection after it; a block gone is a 503 logged as data loss.
 
 The full and read-only cases run on a real small filesystem: a tmpfs
 mounted for the test (root only; skipped otherwise) holding the block
 store, filled with a file, then freed, or remounted read-only, then
 read-write.  Every mount is unmounted by the test's cleanups.  An I/O
-error cannot be had from a tmpfs: that case fails the block store's
-file writes in process, after half a block was written.
+error cannot be had from a tmpfs: those cases fail the block store's
+file writes in process, after half a block was written, or its file
+reads.
 """
 
 from __future__ import annotations
@@ -19,18 +22,21 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 from typing import Any
 
-from twisted.internet import defer, threads
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.internet import defer, reactor, task, threads
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.python.monkey import MonkeyPatcher
 from twisted.trial import unittest
 
 from snfd import errors
 from snfd.archip import nbd
 from snfd.pithos import blocks as block_store
-from snfd.pithos.hashmap import block_hash, hashmap_of, is_hash
+from snfd.pithos import streams
+from snfd.pithos.hashmap import BLOCK_SIZE, block_hash, hashmap_of, is_hash
 from snfd.pithos.uploads import STREAM_FROM
 from snfd.testing.pithos import HTTPReply, http, object_store_stack, raw_http
 
@@ -125,19 +131,71 @@ def archive(files: dict[str, bytes]) -> bytes:
 
 
 class _StoreLog:
-    """What the block store logs (its namespace), formatted."""
+    """What the block store logs (its namespace), formatted; and every
+    event logged at error level or above, or with a traceback."""
 
     def __init__(self, testcase: unittest.TestCase):
         self.events: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
         globalLogPublisher.addObserver(self._seen)
         testcase.addCleanup(globalLogPublisher.removeObserver, self._seen)
 
     def _seen(self, event: dict[str, Any]) -> None:
         if event.get("log_namespace") == "snfd.pithos.blocks":
             self.events.append(event)
+        level = event.get("log_level")
+        if "log_failure" in event or level in (LogLevel.error, LogLevel.critical):
+            self.errors.append(event)
 
     def lines(self) -> list[str]:
         return [formatEvent(e) for e in self.events]
+
+    def error_lines(self) -> list[str]:
+        return [formatEvent(e) for e in self.errors]
+
+
+def _block_path(root: str, name: str) -> str:
+    return os.path.join(root, name[0:2], name[2:4], name[4:6], name)
+
+
+def fail_reads(testcase: unittest.TestCase, store: block_store.FileBlockStore,
+               *names: str) -> MonkeyPatcher:
+    """Make ``store``'s reads of the blocks ``names`` (all blocks when
+    none) fail with ``EIO``; returns the patch, whose ``restore()`` lifts
+    the fault (the test's cleanups do it otherwise)."""
+    read = store._read_file
+
+    def failing(path: str) -> bytes:
+        if not names or os.path.basename(path) in names:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        return read(path)
+
+    patch = MonkeyPatcher((store, "_read_file", failing))
+    patch.patch()
+    testcase.addCleanup(patch.restore)
+    return patch
+
+
+def _get_now(base: str, path: str, token: str) -> tuple[bytes, bytes]:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    received = bytearray()
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        try:
+            while chunk := s.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    return head, body
+
+
+async def raw_get(base: str, path: str, token: str) -> tuple[bytes, bytes]:
+    """``GET path`` over a plain socket read until the server closes or
+    resets the connection: the reply's head and the body bytes received."""
+    got: tuple[bytes, bytes] = await threads.deferToThread(_get_now, base, path, token)
+    return got
 
 
 class _StoreCase(unittest.TestCase):
@@ -197,13 +255,14 @@ class _StoreCase(unittest.TestCase):
             self.assertEqual((r.code, r.body == data), (200, True), name)
             self.assertEqual((await self.call("HEAD", f"/c/{name}")).code, 200)
 
-    def assertLoggedOnce(self, *kinds: str) -> None:
+    def assertLoggedOnce(self, *kinds: str, what: str = "writing blocks to") -> None:
         """The block store logged one line per kind (``failed``,
-        ``recovered``), in that order, and no traceback."""
+        ``recovered``) of ``what`` it does, in that order, and no
+        traceback."""
         lines = self.log.lines()
         self.assertEqual(len(lines), len(kinds), lines)
         for line, kind in zip(lines, kinds, strict=True):
-            self.assertIn(f"writing blocks to {self.root} {kind}", line)
+            self.assertIn(f"{what} {self.root} {kind}", line)
         self.assertFalse([e for e in self.log.events if "log_failure" in e])
 
 
@@ -390,6 +449,132 @@ class IOErrorTests(_StoreCase):
         r = await self.call("PUT", "/c/tiny", b"new bytes")
         self.assertEqual(r.code, 201, r.body)
         self.assertLoggedOnce("failed", "recovered")
+
+
+class ReadIOErrorTests(_StoreCase):
+    """The block store's file reads failing with ``EIO`` (in process), or
+    a block's file gone."""
+
+    def assertUnreadable(self, reply: HTTPReply) -> None:
+        self.assertRefused(reply, 503, block_store.CANNOT_READ)
+        self.assertEqual(reply.header("Retry-After"), str(block_store.RETRY_AFTER))
+        self.assertEqual((reply.header("Content-Range"), reply.header("ETag")), (None, None))
+
+    async def test_read_error_before_streaming(self):
+        """With every read failing, a GET, a ranged GET, a public link
+        and a ranged copy are 503 with ``Retry-After`` and Swift's text
+        (no header of the object's body); a HEAD reads no block (206).
+        The store logs the failure once, nothing else is logged as an
+        error; once the fault is lifted the same reads are 200."""
+        r = await self.call("POST", "/c/big", **{"X-Object-Public": "true", "Content-Type": ""})
+        self.assertEqual(r.code, 202, r.body)
+        link = (await self.call("HEAD", "/c/big")).header("X-Object-Public")
+        assert link is not None
+        reads = fail_reads(self, self.stack.blocks)
+        self.assertUnreadable(await self.call("GET", "/c/small"))
+        self.assertUnreadable(await self.call("GET", "/c/big", Range="bytes=10-99"))
+        self.assertUnreadable(await http("GET", link))
+        r = await self.call("PUT", "/c/part", b"", **{"X-Copy-From": "c/big",
+                                                     "Range": "bytes=10-99"})
+        self.assertUnreadable(r)
+        r = await self.call("HEAD", "/c/big", Range="bytes=10-99")
+        self.assertEqual(r.code, 206, r.body)
+        self.assertLoggedOnce("failed", what="reading blocks from")
+        self.assertIn(f"reading blocks from {self.root} failed: Input/output error; reads of"
+                      " unreadable blocks are answered 503", self.log.lines()[0])
+        self.assertEqual(self.log.error_lines(), [])
+
+        reads.restore()
+        r = await self.call("GET", "/c/small")
+        self.assertEqual((r.code, r.body == self.small), (200, True))
+        r = await self.call("GET", "/c/big", Range="bytes=10-99")
+        self.assertEqual((r.code, r.body), (206, self.big[10:100]))
+        self.assertEqual((await http("GET", link)).body, self.big)
+        await self.assertNothingChanged("part")
+
+    async def test_read_error_mid_stream(self):
+        """A block that cannot be read once the body has begun drops the
+        connection: the client gets a short body, a prefix of the
+        object's, never a wrong one.  Logged once (no traceback); the
+        object reads whole once the fault is lifted."""
+        data = os.urandom(BLOCK_SIZE + 1000)
+        self.assertEqual((await self.call("PUT", "/c/two", data)).code, 201)
+        reads = fail_reads(self, self.stack.blocks, block_hash(data[BLOCK_SIZE:]))
+        path = self.stack.account_url(self.alice).removeprefix(self.stack.url) + "/c/two"
+        for _ in range(2):
+            head, body = await raw_get(self.stack.url, path, self.token)
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+            self.assertIn(b"\r\nContent-Length: %d\r\n" % len(data), head + b"\r\n")
+            self.assertLess(len(body), len(data))
+            self.assertEqual(body, data[:len(body)])
+        self.assertLoggedOnce("failed", what="reading blocks from")
+        self.assertEqual(self.log.error_lines(), [])
+
+        reads.restore()
+        r = await self.call("GET", "/c/two")
+        self.assertEqual((r.code, r.body == data), (200, True))
+
+    async def test_block_missing(self):
+        """A block an object references whose file is gone: a GET and a
+        ranged copy are 503 with a message saying so (no
+        ``Retry-After``), logged as data loss at error level; the disk is
+        not said to fail."""
+        name = block_hash(self.small)
+        os.unlink(_block_path(self.root, name))
+        for r in (await self.call("GET", "/c/small"),
+                  await self.call("PUT", "/c/part", b"", **{"X-Copy-From": "c/small",
+                                                           "Range": "bytes=1-2"})):
+            self.assertRefused(r, 503, streams.BLOCK_MISSING)
+            self.assertIsNone(r.header("Retry-After"))
+        lines = self.log.error_lines()
+        self.assertEqual(len(lines), 2, lines)
+        for line, event in zip(lines, self.log.errors, strict=True):
+            self.assertIn(f"block {name} is missing from the block store: data loss", line)
+            self.assertEqual((event["log_level"], "log_failure" in event),
+                             (LogLevel.error, False))
+        self.assertEqual(self.log.lines(), [])
+        self.assertEqual((await self.call("GET", "/c/big")).body, self.big)
+
+
+class ReadStreakTests(unittest.TestCase):
+    """How the block store logs failing reads (``snfd.repeats``), on its
+    clock (a ``task.Clock``)."""
+
+    def test_one_streak(self):
+        """A failing read logs at once; more within a minute, and reads
+        of other blocks that work meanwhile, log nothing; then one line
+        a minute with the count; the recovery once, with a read that
+        works a minute after the last failure.  Each read tries the disk:
+        the block reads as soon as it can."""
+        clock = task.Clock()
+        clock.advance(1_000_000)
+        store = block_store.FileBlockStore(self.mktemp(), reactor, clock=clock)
+        good, bad = store.put_now(b"good"), store.put_now(b"bad")
+        log = _StoreLog(self)
+        reads = fail_reads(self, store, bad)
+        for _ in range(3):
+            with self.assertRaises(block_store.StorageUnreadable) as caught:
+                store.get_now(bad)
+            store.get_now(good)
+        fault = caught.exception
+        self.assertIsInstance(fault, errors.ServiceUnavailable)
+        self.assertEqual((fault.errno, fault.headers, nbd.nbd_error(fault)),
+                         (errno.EIO, {"Retry-After": str(block_store.RETRY_AFTER)}, nbd.EIO))
+        clock.advance(61)
+        self.assertRaises(block_store.StorageUnreadable, store.get_now, bad)
+        reads.restore()
+        self.assertEqual(store.get_now(bad)[:3], b"bad")
+        clock.advance(60)
+        store.get_now(good)
+        store.get_now(good)
+        lines = log.lines()
+        self.assertEqual(len(lines), 3, lines)
+        what = f"reading blocks from {store.path}"
+        self.assertIn(f"{what} failed: Input/output error; reads of unreadable blocks are"
+                      f" answered 503 (block {bad})", lines[0])
+        self.assertIn(f"{what} still failing: 3 times in the last 61 s (last:", lines[1])
+        self.assertIn(f"{what} recovered after 4 failures in 121 s", lines[2])
+        self.assertEqual(log.error_lines(), [])
 
 
 class FaultTests(unittest.TestCase):
