@@ -77,7 +77,8 @@ class ManageTests(RunManage, unittest.TestCase):
         self.assertEqual(code, 1)
         self.assertIn("snf-manage upgrade", err)
         self.assertEqual((await self.run_manage("upgrade", env=env))[:2],
-                         (0, "applied: node 0001_cluster\napplied: node 0002_quota_serials\n"))
+                         (0, "applied: node 0001_cluster\napplied: node 0002_quota_serials\n"
+                             "applied: node 0003_node_boots\n"))
         self.assertEqual((await self.run_manage("upgrade", env=env))[:2],
                          (0, "schema is up to date\n"))
 

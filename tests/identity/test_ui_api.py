@@ -192,6 +192,11 @@ class SignupTests(NodeTestCase):
         user = yield defer.ensureDeferred(self.accounts_.get_user(body["uuid"]))
         self.assertEqual(user.state, "pending_verification")
         self.clock.advance(7 * 24 * 3600)
+        # The database's clock must agree that the sign-up is that old.
+        yield self.accounts_.db.run("test.age", lambda txn: txn.execute(
+            "UPDATE identity_users SET created_at = created_at - interval '8 days',"
+            " verification_sent = verification_sent - interval '8 days' WHERE uuid = %s",
+            (body["uuid"],)))
         yield defer.ensureDeferred(sweep.sweep())
         yield self.assertFailure(defer.ensureDeferred(self.accounts_.get_user(body["uuid"])),
                                  errors.NotFound)
