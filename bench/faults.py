@@ -12,14 +12,15 @@ delay connections.  The embedded default (one node, its private
 PostgreSQL) is a second, smaller cloud for the fault that concerns it.
 
 The load, from threads of this process, through a balancer that behaves
-as haproxy configured as in ``docs/operations.md``: health checks of
-``/_health`` every 0.25 s (down after one failed or slow check), requests
-to healthy nodes in turn, a request whose connection is refused
-redispatched once to the other node; every request has a 10 s timeout:
+as haproxy would: health checks of ``/_health`` every 0.25 s (down after
+one failed or slow check), requests to healthy nodes in turn, a request
+whose connection is refused, or an idempotent one whose connection
+dropped unanswered, sent once more to the other node; every request has
+a 10 s timeout:
 
-- objects (3 threads): PUT of a new object (1-64 KiB, one in twenty 4.5
+- objects (3 threads): PUT of a new object (1-64 KiB, one in fifty 4.5
   MiB: two blocks), GET of an acknowledged one (checked byte for byte),
-  DELETE of an acknowledged one, at random;
+  DELETE of an acknowledged one, at random, about 150 objects live;
 - tokens (2 threads): a password token issue, then five validations;
 - servers (1 thread): create, and delete the oldest when three live.
 
