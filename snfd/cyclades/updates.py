@@ -30,7 +30,9 @@ one transaction that locks the server's row:
   resolved at the holder after the commit, before the message counts as
   handled (so the next event's release sees settled usage; an unreachable
   holder leaves it to commission reconciliation); a successful job the API
-  did not start (an administrator's ``gnt-instance stop``...) is charged with
+  did not start (an administrator's ``gnt-instance stop``...), or the job of
+  a task whose commission reconciliation rejected first (its node died
+  between submitting the job and storing its id), is charged with
   a *forced* commission computed with ``model.charges`` from the state
   change, issued before the transaction and decided in it (rejected if the
   transaction finds that the change no longer applies).  A commission the
@@ -306,6 +308,13 @@ def _forced_amounts(server: Server, new_state: str, new_flavor: Flavor | None,
     return {k: v for k, v in out.items() if v}
 
 
+def _task_amounts(server: Server, new_flavor: Flavor | None) -> dict[str, int]:
+    """What the pending task's job, now done, moves (``model.charges``)."""
+    if server.task == "RESIZE":
+        return charges(server, "RESIZE", new_flavor) if new_flavor is not None else {}
+    return charges(server, server.task)
+
+
 def _new_shape(server: Server, event: OpEvent) -> tuple[int, int] | None:
     """The (cpu, ram MiB) a successful SET_PARAMS gave, when it differs."""
     beparams = event.job_fields.get("beparams") if event.job_fields else None
@@ -425,6 +434,17 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         new_state = "DESTROYED"
         fields["backendtime"] = etime
 
+    # The task's commission is decided here, before the quota is weighed:
+    # reconciliation may have rejected it first (the node that began the
+    # task died before it stored the job's id, so its boot's serials were
+    # settled), yet the job did the work.  That work is then charged like
+    # a change Ganeti made on its own, with a forced commission.
+    unpaid: dict[str, int] = {}
+    ends_task = is_task and task_done(server, event.opcode, success)
+    if ends_task and server.serial is not None and (success or removed):
+        if not decide_txn(txn, component, server.serial, True).accept:
+            unpaid = _task_amounts(server, new_flavor)
+
     need: dict[str, int] = {}
     # While a delete is pending, its commission (made from the state the
     # server had then) accounts for the whole server: another job ending
@@ -432,6 +452,8 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     # server's share would be released twice; its removal still does.
     if not is_task and (success or removed) and (server.task != "DESTROY" or removed):
         need = _forced_amounts(server, new_state, new_flavor, removed)
+    elif unpaid:
+        need = unpaid
     if need != (covered or {}):
         return _Result("needs commission", need=need, server=server)
 
@@ -441,7 +463,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     settle: list[tuple[int, bool]] = []
     if serial is not None:
         decide_txn(txn, component, serial, True)
-    if is_task and task_done(server, event.opcode, success):
+    if ends_task:
         if server.serial is not None:
             record = decide_txn(txn, component, server.serial, success or removed)
             settle.append((server.serial, record.accept))

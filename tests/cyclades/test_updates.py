@@ -421,6 +421,42 @@ class TaskTests(UpdateTestCase):
         got = await self.get(s)
         self.assertEqual((got.task, got.task_job_id, got.serial), ("STOP", None, serial))
 
+    async def test_job_of_a_task_whose_commission_was_rejected_is_charged(self):
+        """Reconciliation rejected the commissions of a node that died
+        between submitting a task's job and storing its id; when the job
+        is adopted and succeeds, its work is charged with a forced
+        commission, so usage still follows Ganeti."""
+        cases = (("STOPPED", "START", "STARTUP", running()),
+                 ("STARTED", "STOP", "SHUTDOWN", stopped()),
+                 ("BUILD", "BUILD", "CREATE", running()))
+        for state, task_name, opcode, after in cases:
+            s = await self.server(operstate=state, charged=task_name != "BUILD")
+            before = await self.usage()
+            serial = await self.start_task(s, task_name, task_name, None)
+            self.assertEqual(await self.charger.reconcile(), ([], [serial]))
+            self.assertEqual(await self.usage(), before)
+            await self.updates.op_status(op(s, opcode, "success", 9, 2))
+            got = await self.get(s)
+            self.assertEqual((got.task, got.serial), ("", None))
+            self.assertEqual(await self.usage(), after, task_name)
+            self.assertEqual(await self.pending(), [])
+            # The next case starts from nothing.
+            await self.qh.issue("cyclades", provisions(got, charges(got, "DESTROY")),
+                                auto_accept=True)
+            await self.db.run("t", store.update_server_txn, s.id, deleted=True)
+
+    async def test_failed_job_of_a_rejected_task_moves_nothing(self):
+        """A task whose commission was rejected first and whose job failed
+        changes no quota."""
+        s = await self.server(operstate="STOPPED")
+        serial = await self.start_task(s, "START", "START", None)
+        await self.charger.reconcile()
+        await self.updates.op_status(op(s, "STARTUP", "error", 9, 2))
+        self.assertEqual((await self.get(s)).serial, None)
+        self.assertEqual(await self.usage(), stopped())
+        self.assertEqual(await self.pending(), [])
+        self.assertNotIn(serial, await self.pending())
+
     async def test_resize_task(self):
         """A RESIZE task's SET_PARAMS success switches the flavor to the
         one with the new vcpus/memory and accepts the commission."""
@@ -558,6 +594,20 @@ class RemoveTests(UpdateTestCase):
         # Later events of the deleted server change nothing.
         await self.updates.op_status(op(s, "STARTUP", "success", 21, 6))
         self.assertEqual((await self.get(s)).operstate, "DESTROYED")
+
+    async def test_remove_after_its_commission_was_rejected(self):
+        """A delete whose commission reconciliation rejected first (its
+        node died before storing the job's id) still gives the server's
+        quota back when Ganeti removes the instance."""
+        s = await self.server(operstate="STARTED")
+        serial = await self.issue(s, "DESTROY")
+        await self.db.run("t", store.update_server_txn, s.id, task="DESTROY",
+                          serial=serial, action="DESTROY")
+        self.assertEqual(await self.charger.reconcile(), ([], [serial]))
+        await self.updates.op_status(op(s, "REMOVE", "success", 20, 5))
+        self.assertTrue((await self.get(s)).deleted)
+        self.assertEqual(await self.usage(), NOTHING)
+        self.assertEqual(await self.pending(), [])
 
     async def test_other_job_during_a_pending_delete_moves_no_quota(self):
         """A stop (or a rebuild's shutdown) that ends while a delete is
