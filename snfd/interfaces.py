@@ -486,6 +486,32 @@ class IQuotaHolder(Interface):
         (every holding when a filter is ``None``)."""
 
 
+class IQuotaLedger(Interface):
+    """A quota holder whose tables live in the caller's database: a
+    service charges inside the very transaction that makes the change,
+    instead of the commission round trips of ``IQuotaHolder`` (issue,
+    change, record the decision, resolve).  The in-process holder provides
+    it; the HTTP one cannot.
+    """
+
+    def charge_txn(txn, clientkey, provisions, name="", force=False):
+        """Issue and accept one commission in ``txn`` (a database
+        transaction of the node's ``IDatabase``).
+
+        Checks as ``IQuotaHolder.issue`` does, then moves ``usage_min`` and
+        ``usage_max`` together; the holdings stay locked until ``txn``
+        ends, so a rollback undoes the charge with the change.
+        @return: the serial logged for it (``int``), or ``None`` when the
+            provisions sum to nothing.
+        @raise snfd.quota.NoHoldingError, NoCapacityError, NoQuantityError:
+            the caller's transaction must roll back.
+        """
+
+    def quotas_txn(txn, holders=None, sources=None, resources=None):
+        """``IQuotaHolder.quotas`` read in ``txn``: the matching
+        ``snfd.quota.Holding`` values, not locked."""
+
+
 class IComputeBackends(Interface):
     """The compute service's registry of Ganeti clusters, for a plugin that
     brings its own cluster (the embedded default's simulated one)."""

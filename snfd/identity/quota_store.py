@@ -259,26 +259,19 @@ def _provision(key: Key, quantity: int) -> Provision:
     return Provision(key[0], key[1] or None, key[2], quantity)
 
 
-def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: str,
-              force: bool, now: datetime.datetime, auto_accept: bool = False) -> int:
-    """Issue one commission, all or nothing; return its serial.
-
-    Provisions with the same key are summed first.  An import (sum >= 0)
-    raises ``usage_max`` and, unless ``force``, fails with
-    ``NoCapacityError`` if that exceeds the limit; a release lowers
-    ``usage_min`` and fails with ``NoQuantityError`` below zero even when
-    forced; a missing holding is ``NoHoldingError``.  The errors carry the
-    summed provision, the limit, and as usage ``usage_max`` (capacity) or
-    ``usage_min`` (quantity).  Every check runs before the first write.
-    ``auto_accept`` accepts the commission in the same transaction (its
-    serial is then already resolved).
-    """
+def _summed(provisions: Iterable[Provision]) -> dict[Key, int]:
     summed: dict[Key, int] = {}
     for p in provisions:
         if not _is_int(p.quantity):
             raise errors.BadRequest(f"malformed provision {p.as_json()}: quantity")
         summed[p.key] = summed.get(p.key, 0) + p.quantity
+    return summed
 
+
+def _take_txn(txn: Any, summed: dict[Key, int], force: bool) -> dict[Key, list[int]]:
+    """Lock the holdings of ``summed`` and check every provision (see
+    ``issue_txn``); return them with imports added to ``usage_max`` and
+    releases taken from ``usage_min``, not yet written."""
     holdings = lock_holdings_txn(txn, summed)
     for key, quantity in summed.items():
         holding = holdings.get(key)
@@ -306,7 +299,25 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
                     f"{key[0]} cannot release {-quantity} {key[2]}: only"
                     f" {usage_min} held", provision, limit=limit, usage=usage_min)
             holding[1] = usage_min + quantity
+    return holdings
 
+
+def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: str,
+              force: bool, now: datetime.datetime, auto_accept: bool = False) -> int:
+    """Issue one commission, all or nothing; return its serial.
+
+    Provisions with the same key are summed first.  An import (sum >= 0)
+    raises ``usage_max`` and, unless ``force``, fails with
+    ``NoCapacityError`` if that exceeds the limit; a release lowers
+    ``usage_min`` and fails with ``NoQuantityError`` below zero even when
+    forced; a missing holding is ``NoHoldingError``.  The errors carry the
+    summed provision, the limit, and as usage ``usage_max`` (capacity) or
+    ``usage_min`` (quantity).  Every check runs before the first write.
+    ``auto_accept`` accepts the commission in the same transaction (its
+    serial is then already resolved).
+    """
+    summed = _summed(provisions)
+    holdings = _take_txn(txn, summed, force)
     _write_holdings_txn(txn, holdings)
     txn.execute(
         """INSERT INTO identity_commissions (clientkey, name, issue_time)
@@ -318,6 +329,37 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
                VALUES (%s, %s, %s, %s, %s)""", (serial, holder, source, resource, quantity))
     if auto_accept:
         resolve_txn(txn, clientkey, [serial], [], now)
+    return serial
+
+
+def charge_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: str,
+               force: bool, now: datetime.datetime) -> int | None:
+    """Issue and accept one commission in the caller's transaction, in as
+    few statements as that takes: the checks and errors of ``issue_txn``,
+    then both ``usage_min`` and ``usage_max`` move at once and the
+    provision log gets its ``ACCEPT:<name>`` rows under a fresh serial,
+    which is returned (``None`` when every quantity sums to zero: nothing
+    is logged)."""
+    summed = {k: q for k, q in _summed(provisions).items() if q}
+    if not summed:
+        return None
+    holdings = _take_txn(txn, summed, force)
+    for key, quantity in summed.items():
+        holding = holdings[key]
+        if quantity >= 0:
+            holding[1] += quantity
+        else:
+            holding[2] += quantity
+    _write_holdings_txn(txn, holdings)
+    txn.execute("SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))")
+    serial: int = txn.fetchone()[0]
+    rows = [(serial, name, now, now, key[0], key[1], key[2], *holdings[key], quantity,
+             "ACCEPT:" + name) for key, quantity in sorted(summed.items())]
+    txn.executemany(
+        """INSERT INTO identity_provision_log
+               (serial, name, issue_time, log_time, holder, source, resource,
+                "limit", usage_min, usage_max, quantity, reason)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""", rows)
     return serial
 
 

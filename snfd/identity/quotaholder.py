@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from snfd import errors
 from snfd.identity import project_store, quota_store
-from snfd.interfaces import IQuotaHolder
+from snfd.interfaces import IQuotaHolder, IQuotaLedger
 from snfd.quota import Commission, Holding, Provision, Resolution, Resource
 
 USER_PREFIX = "user:"
@@ -63,7 +63,7 @@ def _register_txn(txn: Any, resources: list[Resource], component: str) -> None:
         project_store.ensure_resource_holdings_txn(txn, r.name)
 
 
-@implementer(IQuotaHolder)
+@implementer(IQuotaHolder, IQuotaLedger)
 class LocalQuotaHolder:
     """``IQuotaHolder`` on the node's database pool (``IDatabase``)."""
 
@@ -92,6 +92,15 @@ class LocalQuotaHolder:
             "identity.quota.issue", quota_store.issue_txn, clientkey, list(provisions),
             name, force, _now(), auto_accept)
         return serial
+
+    def charge_txn(self, txn: Any, clientkey: str, provisions: Iterable[Provision],
+                   name: str = "", force: bool = False) -> int | None:
+        return quota_store.charge_txn(txn, clientkey, provisions, name, force, _now())
+
+    def quotas_txn(self, txn: Any, holders: Iterable[str] | None = None,
+                   sources: Iterable[str | None] | None = None,
+                   resources: Iterable[str] | None = None) -> list[Holding]:
+        return quota_store.holdings_txn(txn, holders, sources, resources)
 
     async def resolve(self, clientkey: str, accept: Iterable[int] = (),
                       reject: Iterable[int] = ()) -> Resolution:

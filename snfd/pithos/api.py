@@ -224,7 +224,7 @@ class PithosAPI:
         closer sharing), and any other refusal is a 401 too."""
         t = call.target
         assert t.account is not None and t.container is not None
-        info = await container_settings(self.backend, t.account, t.container)
+        info = await container_settings(call, self.backend, t.account, t.container)
         if info is None or not readable_by_all(info.sharing):
             raise errors.Unauthorized(UNAUTHORIZED)
         try:

@@ -48,6 +48,7 @@ version references it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -152,6 +153,17 @@ class Backend:
                 info = attrs.evolve(info, quotas=quotas)
             if info.storage:
                 info = attrs.evolve(info, storage=self.policies.usage(info.storage))
+        return info
+
+    async def account_settings(self, account: str) -> AccountInfo:
+        """The account as its owner sees it, without the quota holder's
+        limits (``quotas`` empty): the statistics and metadata the
+        middleware decides on (account quotas, TempURL keys)."""
+        check_account_name(account)
+        info: AccountInfo = await self.db.run("pithos.account", reads.account_txn, account,
+                                              account, None)
+        if info.storage:
+            info = attrs.evolve(info, storage=self.policies.usage(info.storage))
         return info
 
     async def update_account(self, user: str, account: str,
@@ -454,6 +466,23 @@ class Backend:
             room = left if room is None else min(room, left)
         return room
 
+    async def upload_limits(self, user: str, account: str, container: str,
+                            name: str) -> tuple[int | None, int, int]:
+        """``(room, pending, bound)`` before ``user`` stores data for a new
+        version of the object: its ``upload_room``, the bytes of ``user``'s
+        unreferenced uploads and what they may reach (``check_uploader``).
+        One transaction when the quota holder shares the database."""
+        ledger = self._runner.ledger
+        if ledger is not None:
+            limits: tuple[int | None, int, int] = await self.db.run(
+                "pithos.upload_limits", reads.upload_limits_txn, user, account, container,
+                name, functools.partial(charges.diskspace_left_txn, ledger),
+                MAX_UNREFERENCED)
+            return limits
+        room = await self.upload_room(account, container, name)
+        pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
+        return room, pending, await self._upload_bound(user) if pending else MAX_UNREFERENCED
+
     async def _upload_bound(self, user: str) -> int:
         left = await charges.diskspace_left(self.charger, user, user)
         return MAX_UNREFERENCED if left is None else left
@@ -487,10 +516,8 @@ class Backend:
         ``reserve_uploads``): no more uploads until they are referenced or
         expire."""
         pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
-        if pending and pending > await self._upload_bound(user):
-            raise errors.OverLimit(
-                f"{pending} bytes of your uploads are not in any object; name them"
-                " in an object (a hashmap PUT) or let them expire first.")
+        if pending:
+            charges.too_many_uploads(pending, await self._upload_bound(user))
 
     async def record_uploads(self, user: str, blocks: Sequence[tuple[str, int]],
                              reservation: int | None = None) -> None:

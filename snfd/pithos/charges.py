@@ -1,8 +1,13 @@
 """What a storage write charges to the account quota (``pithos.diskspace``),
 and how it runs under its commission.
 
-With a quota charger, a write that changes usage issues its commission
-before the transaction (``snfd.quota.charged.run_charged``), records the
+When the quota holder shares the node's database (``IQuotaLedger``: the
+identity service runs in this cloud's database), the write transaction
+charges its usage itself, as its last step: one transaction, no
+commission round trips, and a refusal rolls the change back.
+
+Otherwise (the holder is across HTTP), a write that changes usage issues
+its commission before the transaction (``snfd.quota.charged.run_charged``), records the
 decision inside it (``snfd.quota.serials.decide_txn``) and settles after
 it.  The charge is known only inside the transaction (``WriteCharge``
 adds it up); the runner guesses it (a new object of the uploaded size in
@@ -19,6 +24,7 @@ from typing import Any, TypeVar
 from twisted.logger import Logger
 
 from snfd import errors
+from snfd.interfaces import IQuotaLedger
 from snfd.quota import NoHoldingError, Provision, QuotaError, user_and_project
 from snfd.quota import serials as qs
 from snfd.quota.charged import Attempt, Recharge, Settle, run_charged
@@ -39,10 +45,12 @@ class WriteCharge:
     touched (the runner's next guesses)."""
 
     def __init__(self, active: bool, expected: dict[tuple[str, str], int] | None,
-                 serial: int | None):
+                 serial: int | None, ledger: Any = None, label: str = ""):
         self.active = active
         self.expected = expected
         self.serial = serial
+        self.ledger = ledger
+        self.label = label
         self.charges: dict[tuple[str, str], int] = {}
         self.projects: dict[str, str] = {}
 
@@ -63,6 +71,10 @@ class WriteCharge:
         the one issued, then record the commission's acceptance."""
         actual = {k: v for k, v in self.charges.items() if v}
         if not self.active:
+            return
+        if self.ledger is not None:
+            if actual:
+                self.ledger.charge_txn(txn, COMPONENT, _provisions(actual), self.label)
             return
         if (self.expected is None and actual) or (
                 self.expected is not None and actual != self.expected):
@@ -102,6 +114,7 @@ class WriteRunner:
     def __init__(self, db: Any, charger: Any):
         self.db = db
         self.charger = charger
+        self._ledger = IQuotaLedger(charger.holder, None) if charger is not None else None
         # Last known project of each container path: the guess of a charge.
         self._projects: dict[str, str] = {}
 
@@ -109,6 +122,12 @@ class WriteRunner:
         """The likely charge of ``size`` new bytes in the container."""
         project = self._projects.get(f"{account}/{container}", account)
         return {(account, project): size} if size else {}
+
+    @property
+    def ledger(self) -> Any:
+        """The quota holder's ``IQuotaLedger`` when it shares the database
+        (writes then charge in their own transaction), else ``None``."""
+        return self._ledger
 
     async def run(self, name: str, fn: Callable[..., T], *args: Any,
                   expect: dict[tuple[str, str], int] | None = None,
@@ -125,6 +144,14 @@ class WriteRunner:
 
         if self.charger is None:
             return await change(Attempt(COMPONENT))
+        if self._ledger is not None:
+            ctx = WriteCharge(True, None, None, self._ledger, label)
+            try:
+                result: T = await self.db.run(name, fn, ctx, *args)
+            except QuotaError as e:
+                raise _refused(e) from None
+            self._projects.update(ctx.projects)
+            return result
         # The transaction records the decision itself (record=False): the
         # holder may learn it later.
         return await run_charged(
@@ -167,6 +194,23 @@ async def diskspace_left(charger: Any, account: str, project: str) -> int | None
     return max(0, min(h.limit - h.usage_max for h in found))
 
 
+def too_many_uploads(pending: int, bound: int) -> None:
+    """``OverLimit`` when ``pending`` bytes of unreferenced uploads are
+    past their ``bound`` (``Backend.check_uploader``)."""
+    if pending > bound:
+        raise errors.OverLimit(
+            f"{pending} bytes of your uploads are not in any object; name them"
+            " in an object (a hashmap PUT) or let them expire first.")
+
+
+def diskspace_left_txn(ledger: Any, txn: Any, account: str, project: str) -> int | None:
+    """``diskspace_left`` read in ``txn`` through the ``IQuotaLedger``."""
+    found = ledger.quotas_txn(txn, [f"user:{account}"], [f"project:{project}"], [DISKSPACE])
+    if not found:
+        return None
+    return max(0, min(h.limit - h.usage_max for h in found))
+
+
 async def check_project(charger: Any, account: str, project: str | None) -> None:
     """``BadRequest`` unless the account draws pithos.diskspace from
     ``project`` (checked only when a quota holder is known)."""
@@ -181,4 +225,4 @@ async def check_project(charger: Any, account: str, project: str | None) -> None
 
 
 __all__ = ["COMPONENT", "DISKSPACE", "WriteCharge", "WriteRunner", "check_project",
-           "diskspace_left", "quotas"]
+           "diskspace_left", "diskspace_left_txn", "quotas", "too_many_uploads"]

@@ -141,7 +141,7 @@ class CORS:
     async def _rules(self, call: Call) -> Rules:
         t = call.target
         assert t.account is not None and t.container is not None
-        settings = await container_settings(self.backend, t.account, t.container)
+        settings = await container_settings(call, self.backend, t.account, t.container)
         return Rules.of(settings.meta if settings is not None else {})
 
     async def _preflight(self, call: Call) -> Reply:

@@ -53,19 +53,46 @@ def _bind(f: Filter, app: Handler) -> Handler:
     return run
 
 
-async def container_settings(backend: Any, account: str,
+async def container_settings(call: Call | None, backend: Any, account: str,
                              container: str) -> ContainerInfo | None:
     """A container's metadata and sharing, whoever the caller is, or
     ``None`` when it does not exist: what Swift's middleware read (its
     ``get_container_info``) to decide how to serve a request, such as
     static web pages and CORS rules.  A filter acts on it and never
-    sends it to the caller as it is."""
+    sends it to the caller as it is.
+
+    Within one request for an object (``call``), each container is read
+    once: such a request changes no container's settings, and the
+    filters that read them all run before its write (Swift keeps the same
+    per-request cache in its WSGI environment).
+    """
+    memo = _memo(call)
+    if memo is not None and (account, container) in memo:
+        return memo[(account, container)]
     try:
         # Read as the owner: the settings are the container's own, not
         # what the caller may see of it.
-        return await backend.container(account, account, container)
+        info: ContainerInfo | None = await backend.container(account, account, container)
     except errors.NotFound:
+        info = None
+    if memo is not None:
+        memo[(account, container)] = info
+    return info
+
+
+_MEMO = "_snfd_container_settings"
+
+
+def _memo(call: Call | None) -> dict[tuple[str, str], ContainerInfo | None] | None:
+    """The request's container-settings cache, for object requests only."""
+    if call is None or call.target.name is None:
         return None
+    # The request's own attributes: a subrequest must not see its parent's.
+    found: dict[tuple[str, str], ContainerInfo | None] | None = vars(call.request).get(_MEMO)
+    if found is None:
+        found = {}
+        setattr(call.request, _MEMO, found)
+    return found
 
 
 def info_sections(filters: list[Filter]) -> dict[str, Any]:

@@ -149,10 +149,10 @@ class ObjectVersioning:
             return await self._object(call, app)
         return await app(call)
 
-    async def _flag(self, account: str, container: str) -> str | None:
+    async def _flag(self, call: Call, account: str, container: str) -> str | None:
         """The container's stored ``X-Versions-Enabled`` (``None``: never
         versioned, or no such container)."""
-        info = await container_settings(self.backend, account, container)
+        info = await container_settings(call, self.backend, account, container)
         return None if info is None else info.meta.get(ENABLED)
 
     # -- containers -----------------------------------------------------------
@@ -173,7 +173,7 @@ class ObjectVersioning:
                 _header(reply, ENABLED) is None:
             # The owner's answer holds the metadata; anyone else who may
             # read the container is told the flag too, as by Swift.
-            flag = await self._flag(t.account, t.container)
+            flag = await self._flag(call, t.account, t.container)
             if flag is not None:
                 reply.headers.append((ENABLED, flag))
         return reply
@@ -185,12 +185,12 @@ class ObjectVersioning:
         legacy = [(call.header(h) or "").strip() for h in (VERSIONS_LOCATION,
                                                             HISTORY_LOCATION)]
         if given is None:
-            if any(legacy) and await self._flag(t.account, t.container) is not None:
+            if any(legacy) and await self._flag(call, t.account, t.container) is not None:
                 raise errors.BadRequest(NOT_LEGACY)
             return await app(call)
         if any(legacy):
             raise errors.BadRequest(LEGACY)
-        info = await container_settings(self.backend, t.account, t.container)
+        info = await container_settings(call, self.backend, t.account, t.container)
         if info is not None and any(info.meta.get(h) for h in (VERSIONS_LOCATION,
                                                                HISTORY_LOCATION)):
             raise errors.BadRequest(LEGACY)
@@ -206,7 +206,7 @@ class ObjectVersioning:
         """Swift's 409 for a versioned container that keeps versions."""
         t = call.target
         assert t.account is not None and t.container is not None
-        if await self._flag(t.account, t.container) is None:
+        if await self._flag(call, t.account, t.container) is None:
             return
         try:
             left = await self.backend.history(call.user, t.account, t.container, limit=1)
@@ -279,7 +279,7 @@ class ObjectVersioning:
             return await self._version_call(call, app, version_id)
         if call.method not in ("GET", "HEAD", "PUT", "DELETE"):
             return await app(call)
-        flag = await self._flag(t.account, t.container)
+        flag = await self._flag(call, t.account, t.container)
         if flag is None:
             return await app(call)
         enabled = flag.lower() in TRUE
@@ -320,7 +320,7 @@ class ObjectVersioning:
                 raise errors.BadRequest("POST to a specific version is not allowed")
             if call.method not in ("GET", "HEAD", "DELETE", "PUT", "COPY"):
                 return await app(call)
-            if version_id != NULL and await self._flag(t.account, t.container) is None:
+            if version_id != NULL and await self._flag(call, t.account, t.container) is None:
                 raise errors.BadRequest(UNVERSIONED)
             if version_id == NULL:
                 raise errors.NotFound("Not Found")  # every Pithos version has an id

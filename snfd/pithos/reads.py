@@ -73,6 +73,25 @@ def upload_room_txn(txn: Any, account: str, container: str,
     return policy.quota - used + current, policy.project, current
 
 
+def upload_limits_txn(txn: Any, user: str, account: str, container: str, name: str,
+                      left: Callable[[Any, str, str], int | None],
+                      unbounded: int) -> tuple[int | None, int, int]:
+    """``Backend.upload_limits`` in one transaction: ``left(txn, account,
+    project)`` reads what the quota holder leaves (``None``: no bound);
+    ``unbounded`` bounds uploads without one."""
+    room, project, current = upload_room_txn(txn, account, container, name)
+    diskspace = left(txn, account, project)
+    if diskspace is not None:
+        diskspace += current
+        room = diskspace if room is None else min(room, diskspace)
+    pending = store.uploads_size_txn(txn, user)
+    bound = unbounded
+    if pending:
+        own = left(txn, user, user)
+        bound = unbounded if own is None else own
+    return room, pending, bound
+
+
 def sharers_txn(txn: Any, user: str, marker: str | None, limit: int) -> list[Sharer]:
     """See ``Backend.sharers``."""
     entries = sorted(entries_txn(txn, user))

@@ -197,7 +197,7 @@ class StaticWeb:
                 not in TRUE:
             return await app(call)
         assert t.account is not None and t.container is not None
-        settings = await container_settings(self.backend, t.account, t.container)
+        settings = await container_settings(call, self.backend, t.account, t.container)
         if settings is None:
             return await app(call)
         site = Site.of(settings.meta)

@@ -167,7 +167,8 @@ class Quotas:
         """``OverLimit`` (Swift's 413) when a new ``size``-byte object at
         ``target`` would exceed its container's or its account's quota."""
         assert target.account is not None and target.container is not None
-        container = await container_settings(self.backend, target.account, target.container)
+        container = await container_settings(None, self.backend, target.account,
+                                             target.container)
         if container is None:
             return  # the write answers the 404
         limit = _quota(container.meta, CONTAINER_BYTES)
@@ -176,7 +177,7 @@ class Quotas:
         limit = _quota(container.meta, CONTAINER_COUNT)
         if limit is not None and container.count + 1 > limit:
             raise errors.OverLimit(OVER_QUOTA)
-        account = await self.backend.account(target.account, target.account)
+        account = await self.backend.account_settings(target.account)
         if not any(protected(k) for k in account.meta):
             return
         limit = _quota(account.meta, ACCOUNT_BYTES)
@@ -247,7 +248,7 @@ class Quotas:
             hdr.meta_headers(call.request, "Account") is not None
         if replacing and not call.anonymous and call.user == t.account:
             # A metadata replacement keeps the quotas it may not change.
-            current = await self.backend.account(t.account, t.account)
+            current = await self.backend.account_settings(t.account)
             heads = call.request.requestHeaders
             for key, value in current.meta.items():
                 if protected(key) and key not in changes:

@@ -163,7 +163,7 @@ async def signing_keys(backend: Any, account: str, container: str | None) -> lis
     signs with the same keys."""
     keys: list[str] = []
     try:
-        info = await backend.account(account, account)
+        info = await backend.account_settings(account)
         keys += key_values(info.meta, ACCOUNT_KEYS)
     except errors.NotFound:
         pass
@@ -287,7 +287,7 @@ class TempURL:
             return  # nothing is replaced
         if kind == "account":
             try:
-                meta = (await self.backend.account(t.account, t.account)).meta
+                meta = (await self.backend.account_settings(t.account)).meta
             except errors.Fault:
                 return
         else:

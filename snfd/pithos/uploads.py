@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from snfd import errors
 from snfd.pithos import swift
+from snfd.pithos.charges import too_many_uploads
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
 from snfd.pithos.model import ObjectInfo
 from snfd.pithos.policies import Placement
@@ -226,8 +227,14 @@ class Uploads:
         store the data goes to and the room the quotas leave (``None``:
         unbounded)."""
         blocks = await self.check_writer(user, target, "object")
-        await self.backend.check_uploader(user)
-        return blocks, await self.check_room(target, size or 0)
+        assert target.account and target.container and target.name is not None
+        room, pending, bound = await self.backend.upload_limits(
+            user, target.account, target.container, target.name)
+        too_many_uploads(pending, bound)
+        for check in self.room_checks:
+            await check(target, size or 0)
+        _fits(size or 0, room)
+        return blocks, room
 
     async def check_writer(self, user: str, target: Target, kind: str) -> Any:
         """What the gate checks before storing a body: the container is
@@ -259,8 +266,7 @@ class Uploads:
         for check in self.room_checks:
             await check(target, size)
         room = await self.backend.upload_room(target.account, target.container, target.name)
-        if room is not None and size > room:
-            raise errors.OverLimit(f"Quota exceeded: {size} bytes do not fit in {room}.")
+        _fits(size, room)
         return room
 
     async def reserve(self, request: Any, user: str, size: int) -> None:
@@ -659,3 +665,8 @@ __all__ = [
     "small_body",
     "streamed",
 ]
+
+
+def _fits(size: int, room: int | None) -> None:
+    if room is not None and size > room:
+        raise errors.OverLimit(f"Quota exceeded: {size} bytes do not fit in {room}.")

@@ -130,7 +130,7 @@ class VersionedWrites:
         destination = self._destination(call)
         if destination is not None:
             account, container, name = destination
-            settings = await self._settings(account, container)
+            settings = await self._settings(call, account, container)
             if settings is not None:
                 await self._archive(call.user, account, container, name, settings[1])
         return await app(call)
@@ -155,9 +155,9 @@ class VersionedWrites:
             return account, container, name
         return None
 
-    async def _settings(self, account: str, container: str) -> tuple[str, str] | None:
+    async def _settings(self, call: Call, account: str, container: str) -> tuple[str, str] | None:
         """``(mode header, archive container)`` of a versioned container."""
-        info = await container_settings(self.backend, account, container)
+        info = await container_settings(call, self.backend, account, container)
         if info is None:
             return None
         for key in (VERSIONS_LOCATION, HISTORY_LOCATION):
@@ -191,7 +191,7 @@ class VersionedWrites:
     async def _delete(self, call: Call, app: Handler) -> Reply:
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
-        settings = await self._settings(t.account, t.container)
+        settings = await self._settings(call, t.account, t.container)
         if settings is None:
             return await app(call)
         mode, archive = settings

@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from snfd import errors
 from snfd.identity.quotaholder import LocalQuotaHolder
-from snfd.interfaces import IQuotaHolder
+from snfd.interfaces import IQuotaHolder, IQuotaLedger
 from snfd.quota import (
     Holding,
     NoCapacityError,
@@ -64,6 +64,7 @@ class QuotaHolderTests(unittest.TestCase):
     def test_provides_interface(self):
         """LocalQuotaHolder provides IQuotaHolder fully."""
         self.assertTrue(verifyObject(IQuotaHolder, self.qh))
+        self.assertTrue(verifyObject(IQuotaLedger, self.qh))
 
     async def test_import_within_limit(self):
         """An import up to the limit raises usage_max only and stays pending."""
@@ -269,6 +270,41 @@ class QuotaHolderTests(unittest.TestCase):
             (a, "make", USER, SRC, "cyclades.vm", 5, 2, 3, 2, "ACCEPT:make"),
             (b, "oops", USER, SRC, "cyclades.vm", 5, 2, 2, 1, "REJECT:oops"),
         ]))
+
+    async def test_charge_in_the_callers_transaction(self):
+        """charge_txn moves usage_min and usage_max together inside the
+        caller's transaction, logs ACCEPT rows under a new serial, leaves
+        nothing pending, and goes with the transaction: a rollback undoes
+        it, a refusal raises with nothing changed."""
+        def charge_txn(txn, provisions, fail=False):
+            serial = self.qh.charge_txn(txn, "cyclades", provisions, name="direct")
+            if fail:
+                raise RuntimeError("the change failed")
+            txn.execute("""SELECT serial, holder, usage_min, usage_max, quantity, reason
+                           FROM identity_provision_log WHERE serial = %s
+                           ORDER BY holder""", (serial,))
+            return serial, txn.fetchall()
+
+        both = user_and_project("u1", "p1", "cyclades.vm", 2)
+        serial, rows = await self.db.run("t", charge_txn, both)
+        self.assertEqual(rows, [(serial, PROJ, 2, 2, 2, "ACCEPT:direct"),
+                                (serial, USER, 2, 2, 2, "ACCEPT:direct")])
+        self.assertEqual(await self.holding(), (5, 2, 2))
+        self.assertEqual(await self.qh.pending("cyclades"), [])
+        later = await self.qh.issue("cyclades", [imp(1)])
+        self.assertGreater(later, serial)
+        await self.qh.resolve("cyclades", reject=[later])
+        with self.assertRaises(RuntimeError):
+            await self.db.run("t", charge_txn, [imp(1)], fail=True)
+        self.assertEqual(await self.holding(), (5, 2, 2))
+        with self.assertRaises(NoCapacityError):
+            await self.db.run("t", charge_txn, [imp(4)])
+        with self.assertRaises(NoQuantityError):
+            await self.db.run("t", charge_txn, [imp(-3)])
+        await self.db.run("t", charge_txn, [imp(-2)])
+        self.assertEqual(await self.holding(), (5, 0, 0))
+        self.assertIsNone(await self.db.run(
+            "t", lambda txn: self.qh.charge_txn(txn, "cyclades", [imp(1), imp(-1)])))
 
     async def test_register_keeps_admin_defaults(self):
         """Registering again updates what the component describes but keeps

@@ -5,6 +5,8 @@ refused commissions that leave nothing behind."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from snfd import errors
 from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.plugins.identity import plugin as identity_plugin
@@ -61,9 +63,14 @@ class AccountQuotaTests(BackendTestCase):
         await self.qh.set_limit(f"project:{ALICE}", None, DISK.name, 10 ** 9)
         await self.qh.set_limit(f"user:{ALICE}", f"project:{PROJECT}", DISK.name, 5000)
         await self.qh.set_limit(f"project:{PROJECT}", None, DISK.name, 10 ** 9)
-        self.charger = Charger(self.db, self.qh, "pithos")
+        self.charger = Charger(self.db, self.holder(), "pithos")
         self.backend = self.make_backend(charger=self.charger)
         await self.container()
+
+    def holder(self) -> Any:
+        """The holder writes charge: this one shares the database, so each
+        write charges inside its own transaction (``IQuotaLedger``)."""
+        return self.qh
 
     async def usage(self, project: str = ALICE) -> tuple[int, int]:
         # Accepted commissions reach the holder in the background.
@@ -170,3 +177,24 @@ class AccountQuotaTests(BackendTestCase):
         e = await self.fails(errors.Fault, self.put("a", user=BOB))
         self.assertEqual(e.code, 413)
         await self.put("empty", b"", user=BOB)  # nothing to charge
+
+
+class _AcrossHTTP:
+    """The in-process holder seen as a holder on another node: the
+    commission protocol only, no ``IQuotaLedger``."""
+
+    def __init__(self, holder: Any):
+        self._holder = holder
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "charge_txn" or name.startswith("__"):
+            raise AttributeError(name)  # (zope.interface asks for __provides__...)
+        return getattr(self._holder, name)
+
+
+class AccountQuotaCommissionTests(AccountQuotaTests):
+    """The same, with a holder that offers only the commission protocol
+    (identity on another node): issue, write, settle."""
+
+    def holder(self) -> Any:
+        return _AcrossHTTP(self.qh)
