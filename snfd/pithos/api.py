@@ -729,7 +729,7 @@ class PithosAPI:
         buffered = self.uploads.buffered_size(call.request)
         blocks = None  # a streamed body's gate placed it already
         if buffered is not None:
-            blocks, _ = await self.uploads.check_upload(user, t, buffered)
+            blocks, _ = await self.uploads.check_upload(user, t, buffered, call.request)
         size, hashes, md5 = await self.uploads.stored(call.request, user, blocks)
         if size > swift.MAX_FILE_SIZE:
             raise errors.OverLimit(f"Objects are at most {swift.MAX_FILE_SIZE} bytes.")

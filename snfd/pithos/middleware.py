@@ -66,7 +66,15 @@ async def container_settings(call: Call | None, backend: Any, account: str,
     filters that read them all run before its write (Swift keeps the same
     per-request cache in its WSGI environment).
     """
-    memo = _memo(call)
+    request = call.request if call is not None and call.target.name is not None else None
+    return await settings_of(request, backend, account, container)
+
+
+async def settings_of(request: Any, backend: Any, account: str,
+                      container: str) -> ContainerInfo | None:
+    """``container_settings`` kept on ``request``, a request for one
+    object (``None``: read afresh)."""
+    memo = _memo(request)
     if memo is not None and (account, container) in memo:
         return memo[(account, container)]
     try:
@@ -80,18 +88,31 @@ async def container_settings(call: Call | None, backend: Any, account: str,
     return info
 
 
+def remember(request: Any, account: str, container: str, info: ContainerInfo) -> None:
+    """Keep ``info``, read by the container's owner during ``request`` (a
+    request for one object), for ``settings_of``."""
+    memo = _memo(request)
+    if memo is not None:
+        memo[(account, container)] = info
+
+
+def remembered(request: Any, account: str, container: str) -> ContainerInfo | None:
+    """The container's settings already read during ``request``, if any."""
+    memo = _memo(request)
+    return memo.get((account, container)) if memo is not None else None
+
+
 _MEMO = "_snfd_container_settings"
 
 
-def _memo(call: Call | None) -> dict[tuple[str, str], ContainerInfo | None] | None:
-    """The request's container-settings cache, for object requests only."""
-    if call is None or call.target.name is None:
+def _memo(request: Any) -> dict[tuple[str, str], ContainerInfo | None] | None:
+    if request is None:
         return None
     # The request's own attributes: a subrequest must not see its parent's.
-    found: dict[tuple[str, str], ContainerInfo | None] | None = vars(call.request).get(_MEMO)
+    found: dict[tuple[str, str], ContainerInfo | None] | None = vars(request).get(_MEMO)
     if found is None:
         found = {}
-        setattr(call.request, _MEMO, found)
+        setattr(request, _MEMO, found)
     return found
 
 
@@ -103,4 +124,5 @@ def info_sections(filters: list[Filter]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Filter", "Handler", "chain", "container_settings", "info_sections"]
+__all__ = ["Filter", "Handler", "chain", "container_settings", "info_sections", "remember",
+           "remembered", "settings_of"]

@@ -42,7 +42,7 @@ from snfd import errors
 from snfd.pithos import headers as hdr
 from snfd.pithos import swift
 from snfd.pithos.backend import KEEP
-from snfd.pithos.middleware import Handler, container_settings
+from snfd.pithos.middleware import Handler, settings_of
 from snfd.pithos.requests import Call, Reply, Target
 from snfd.pithos.symlinks import SYMLOOP_MAX, link_of
 
@@ -163,12 +163,11 @@ class Quotas:
 
     # -- enforcing ----------------------------------------------------------------
 
-    async def check(self, target: Target, size: int) -> None:
+    async def check(self, target: Target, size: int, request: Any = None) -> None:
         """``OverLimit`` (Swift's 413) when a new ``size``-byte object at
         ``target`` would exceed its container's or its account's quota."""
         assert target.account is not None and target.container is not None
-        container = await container_settings(None, self.backend, target.account,
-                                             target.container)
+        container = await settings_of(request, self.backend, target.account, target.container)
         if container is None:
             return  # the write answers the 404
         limit = _quota(container.meta, CONTAINER_BYTES)

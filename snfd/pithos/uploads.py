@@ -35,6 +35,7 @@ from snfd import errors
 from snfd.pithos import swift
 from snfd.pithos.charges import too_many_uploads
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
+from snfd.pithos.middleware import remember, remembered
 from snfd.pithos.model import ObjectInfo
 from snfd.pithos.policies import Placement
 from snfd.pithos.requests import OCTET_STREAM, Target, media_type, parse_target, raw_query
@@ -44,9 +45,11 @@ from snfd.web.auth import token_from
 
 log = Logger(namespace="snfd.pithos")
 
-RoomCheck = Callable[[Target, int], Awaitable[None]]
+RoomCheck = Callable[[Target, int, Any], Awaitable[None]]
 """A rule ``Uploads.check_room`` also asks: raise a fault when an object
-of that many bytes may not be stored at that target."""
+of that many bytes may not be stored at that target.  The third argument
+is the request for that one object, whose container settings the rule
+may share (``middleware.settings_of``), or ``None``."""
 
 MAX_SMALL_BODY = 8 * 1024 * 1024
 """Largest buffered body a metadata request may carry (SLO manifests,
@@ -211,38 +214,47 @@ class Uploads:
             if record.done:  # the connection was lost meanwhile: give the room back
                 await self.backend.record_uploads(user, [], record.reservation)
         else:
-            blocks, room = await self.check_upload(user, target, size)
+            blocks, room = await self.check_upload(user, target, size, request)
             _record_of(request).uploader = user
             limit = room if size is None else size
         placement.settle(blocks)
         return limit
 
-    async def check_upload(self, user: str, target: Target,
-                           size: int | None) -> tuple[Any, int | None]:
+    async def check_upload(self, user: str, target: Target, size: int | None,
+                           request: Any = None) -> tuple[Any, int | None]:
         """What is checked before object data (a ``PUT``'s, a partial
         update's) of ``size`` bytes (``None``: not known yet) is stored:
         ``user`` may write there (``check_writer``), has no more
         unreferenced uploads than it may (``Backend.check_uploader``), and
         the data fits the quotas (``check_room``).  Returns the block
         store the data goes to and the room the quotas leave (``None``:
-        unbounded)."""
-        blocks = await self.check_writer(user, target, "object")
+        unbounded).  ``request``: the request for that one object, if
+        any (see ``RoomCheck``)."""
+        blocks = await self.check_writer(user, target, "object", request)
         assert target.account and target.container and target.name is not None
         room, pending, bound = await self.backend.upload_limits(
             user, target.account, target.container, target.name)
         too_many_uploads(pending, bound)
         for check in self.room_checks:
-            await check(target, size or 0)
+            await check(target, size or 0, request)
         _fits(size or 0, room)
         return blocks, room
 
-    async def check_writer(self, user: str, target: Target, kind: str) -> Any:
+    async def check_writer(self, user: str, target: Target, kind: str,
+                           request: Any = None) -> Any:
         """What the gate checks before storing a body: the container is
         visible to ``user`` and, for object data (``kind`` ``"object"``),
         ``user`` may write the object when it exists.  Returns the block
-        store of the container's storage policy, where the body goes."""
+        store of the container's storage policy, where the body goes.
+        The owner's reading of the container is kept for ``request`` (see
+        ``RoomCheck``)."""
         assert target.account and target.container
-        container = await self.backend.container(user, target.account, target.container)
+        container = remembered(request, target.account, target.container) \
+            if user == target.account else None
+        if container is None:
+            container = await self.backend.container(user, target.account, target.container)
+            if user == target.account:
+                remember(request, target.account, target.container, container)
         blocks = self.backend.container_blocks(container)
         if user == target.account or kind != "object":
             return blocks
@@ -256,7 +268,8 @@ class Uploads:
             raise errors.Forbidden("You may not write this object.")
         return blocks
 
-    async def check_room(self, target: Target, size: int) -> int | None:
+    async def check_room(self, target: Target, size: int,
+                         request: Any = None) -> int | None:
         """``OverLimit`` when a ``size``-byte object at ``target`` would not
         fit the container's or the account's quota (or a fault of one of
         ``room_checks``): refused before any block is stored, so no
@@ -264,7 +277,7 @@ class Uploads:
         (``Backend.upload_room``)."""
         assert target.account and target.container and target.name is not None
         for check in self.room_checks:
-            await check(target, size)
+            await check(target, size, request)
         room = await self.backend.upload_room(target.account, target.container, target.name)
         _fits(size, room)
         return room
