@@ -350,6 +350,16 @@ class IBlockStore(Interface):
         @raise KeyError: no block has that name.
         """
 
+    def read(name, length):
+        """Read the first ``length`` bytes (at most ``block_size``) of one
+        block, for a reader that needs only those: a 4 KiB object reads
+        4 KiB, not a padded block.
+
+        @return: an awaitable firing with exactly ``length`` bytes (the
+            block right-padded with zero bytes as far as needed).
+        @raise KeyError: no block has that name.
+        """
+
     def missing(names):
         """Which of ``names`` are absent, in the order given, without
         duplicates.  Present ones have their age reset, so a garbage

@@ -68,6 +68,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from twisted.internet import defer
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -294,9 +295,14 @@ class FileBlockStore:
         """The block ``name`` padded to ``block_size``; fails with
         ``KeyError`` when absent, ``StorageUnreadable`` when its file
         cannot be read."""
+        return self.read(name, self.block_size)
+
+    def read(self, name: str, length: int) -> Any:
+        """The first ``length`` bytes of block ``name`` (padded with zeros
+        as far as needed); fails as ``get``."""
         if name == EMPTY_HASH:
-            return self._in_thread(lambda: bytes(self.block_size))
-        return self._in_thread(self.get_now, name)
+            return defer.succeed(bytes(length))
+        return self._in_thread(self.get_now, name, length)
 
     def missing(self, names: Iterable[str]) -> Any:
         """Which of ``names`` are absent (see ``IBlockStore``)."""
@@ -369,12 +375,14 @@ class FileBlockStore:
         _fsync_dir(directory)
         self._made_durable(pending)
 
-    def get_now(self, name: str) -> bytes:
-        """The block ``name`` padded to ``block_size``.
+    def get_now(self, name: str, length: int | None = None) -> bytes:
+        """The first ``length`` bytes (default ``block_size``) of block
+        ``name``, padded with zeros as far as needed.
         @raise KeyError: absent.
         @raise StorageUnreadable: its file cannot be read."""
+        length = self.block_size if length is None else length
         if name == EMPTY_HASH:
-            return bytes(self.block_size)
+            return bytes(length)
         path = self._path(name)
         if path is None:
             raise KeyError(name)
@@ -393,9 +401,9 @@ class FileBlockStore:
             with self._read_failures_lock:
                 if self._now() - self._last_read_failure >= self._read_failures.interval:
                     self._read_failures.recovered()
-        if len(data) < self.block_size:
-            data += bytes(self.block_size - len(data))
-        return data
+        if len(data) < length:
+            return data + bytes(length - len(data))
+        return data[:length] if len(data) > length else data
 
     def missing_now(self, names: Iterable[str]) -> list[str]:
         """``missing`` run in the calling thread.

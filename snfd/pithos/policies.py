@@ -287,15 +287,20 @@ class PolicyBlocks:
     def get(self, name: str) -> Any:
         return defer.ensureDeferred(self._get(name))
 
-    async def _get(self, name: str) -> bytes:
+    async def _get(self, name: str, length: int | None = None) -> bytes:
         for store in self._stores[:-1]:
             try:
-                block: bytes = await store.get(name)
+                block: bytes = await (store.get(name) if length is None
+                                      else store.read(name, length))
                 return block
             except KeyError:
                 continue
-        last: bytes = await self._stores[-1].get(name)
-        return last
+        last = self._stores[-1]
+        found: bytes = await (last.get(name) if length is None else last.read(name, length))
+        return found
+
+    def read(self, name: str, length: int) -> Any:
+        return defer.ensureDeferred(self._get(name, length))
 
     def missing(self, names: Iterable[str]) -> Any:
         return defer.ensureDeferred(self._missing(list(names)))

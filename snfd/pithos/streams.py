@@ -72,14 +72,16 @@ class BlockMissing(errors.ServiceUnavailable, KeyError):
         self.block = name
 
 
-async def read_block(store: Any, name: str) -> bytes:
+async def read_block(store: Any, name: str, length: int | None = None) -> bytes:
     """The block ``name`` of ``store`` (an ``IBlockStore``), which an
-    object being read for a client references.
+    object being read for a client references: padded to the block size,
+    or only its first ``length`` bytes.
 
     @raise BlockMissing: the store has no such block (logged as data loss).
     """
     try:
-        block: bytes = await defer.maybeDeferred(store.get, name)
+        block: bytes = await (defer.maybeDeferred(store.get, name) if length is None
+                              else defer.maybeDeferred(store.read, name, length))
     except KeyError:
         log.error("block {name} is missing from the block store: data loss (an object"
                   " references it); reads of it are answered 503", name=name)
@@ -373,6 +375,13 @@ def _check_range(hashes: Sequence[str], size: int, start: int, end: int,
         raise ValueError(f"{len(hashes)} hashes cannot hold {size} bytes")
 
 
+def _needed(index: int, size: int, end: int, block_size: int) -> int:
+    """How many leading bytes of block ``index`` a read up to ``end`` of
+    an object of ``size`` bytes uses."""
+    base = index * block_size
+    return min(end, size, base + block_size) - base
+
+
 def _piece(block: bytes, index: int, size: int, start: int, end: int,
            block_size: int) -> bytes:
     """The part of padded block ``index`` inside ``[start, end)`` and the
@@ -399,7 +408,8 @@ async def read_range(store: Any, hashes: Sequence[str], size: int, start: int,
     first, last = start // block_size, (end - 1) // block_size
     try:
         blocks = await defer.gatherResults(
-            [defer.ensureDeferred(read_block(store, hashes[i]))
+            [defer.ensureDeferred(read_block(store, hashes[i],
+                                             _needed(i, size, end, block_size)))
              for i in range(first, last + 1)],
             consumeErrors=True)
     except defer.FirstError as e:
@@ -483,7 +493,8 @@ async def send_range(request: Any, store: Any, hashes: Sequence[str], size: int,
     def fill() -> None:
         nonlocal following
         while following <= last and len(pending) < depth:
-            pending.append(defer.ensureDeferred(read_block(store, hashes[following])))
+            pending.append(defer.ensureDeferred(read_block(
+                store, hashes[following], _needed(following, size, end, block_size))))
             following += 1
 
     try:

@@ -48,6 +48,9 @@ class _CountingBlocks:
     def get(self, name: str) -> Any:
         return self.store.get(name)
 
+    def read(self, name: str, length: int) -> Any:
+        return self.store.read(name, length)
+
     def missing(self, names: Any) -> Any:
         return self.store.missing(names)
 

@@ -79,6 +79,18 @@ class ContractTests(StoreTestCase):
         for b, n in zip(blocks, names, strict=True):
             self.assertEqual(await self.store.get(n), b + bytes(SIZE - len(b)))
 
+    async def test_read_a_prefix(self):
+        """read returns exactly the bytes asked for: a prefix of the
+        block, or the block padded with zeros as far as asked; the empty
+        block costs no file; a missing block is a KeyError."""
+        [name] = await self.store.put([b"hello"])
+        self.assertEqual(await self.store.read(name, 3), b"hel")
+        self.assertEqual(await self.store.read(name, 5), b"hello")
+        self.assertEqual(await self.store.read(name, 8), b"hello\x00\x00\x00")
+        self.assertEqual(await self.store.read(EMPTY_HASH, 4), bytes(4))
+        with self.assertRaises(KeyError):
+            await self.store.read(block_hash(b"absent"), 4)
+
     async def test_layout_and_bytes_as_given(self):
         """A block is stored at <h[0:2]>/<h[2:4]>/<h[4:6]>/<h> with its
         bytes as given, trailing zeros included."""

@@ -70,6 +70,9 @@ class HeldStore:
     def get(self, name):
         return self.store.get(name)
 
+    def read(self, name, length):
+        return self.store.read(name, length)
+
 
 class SinkTestCase(unittest.TestCase):
     def setUp(self):
@@ -551,13 +554,16 @@ class CountingStore:
         self.answered = 0
 
     def get(self, name):
+        return self.read(name, self.store.block_size)
+
+    def read(self, name, length):
         self.gets += 1
 
         def answered(r):
             self.answered += 1
             return r
 
-        return self.store.get(name).addBoth(answered)
+        return self.store.read(name, length).addBoth(answered)
 
 
 async def until(condition) -> None:
