@@ -32,6 +32,10 @@ GC_LOCK = 0x736E6664_0070
 # crashed collection and no longer hides blocks.
 GC_MARK_SECONDS = 600
 
+# pg_advisory_xact_lock(class, hashtext(path)) class of one object's
+# writes (the two-key space never meets the one-key locks).
+OBJECT_LOCK_CLASS = 0x706F626A  # "pobj"
+
 DOMAIN = "pithos"
 STORAGE_POLICY = "storage_policy"
 """The container policy key of its storage policy (``snfd.pithos.policies``)."""
@@ -341,6 +345,12 @@ def node_txn(txn: Any, path: str, lock: str | None = None) -> int | None:
     txn.execute("SELECT node FROM pithos_nodes WHERE path = %s" + suffix, (path,))
     row = txn.fetchone()
     return None if row is None else int(row[0])
+
+
+def lock_path_txn(txn: Any, path: str) -> None:
+    """Serialize, until the transaction ends, the writes of the object at
+    ``path`` that hold its container only share-locked."""
+    txn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (OBJECT_LOCK_CLASS, path))
 
 
 def create_node_txn(txn: Any, parent: int | None, path: str) -> int | None:

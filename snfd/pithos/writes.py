@@ -3,7 +3,12 @@ objects (put, update, copy, move, delete, purge) and the steps they share
 (a new version, retiring the previous one, sharing and public links).
 
 Each function is one database transaction.  A write locks its container
-row (``FOR UPDATE``) first, checks the caller with
+row (``FOR UPDATE``) first; a write of one object (a PUT, a plain
+DELETE) locks it ``FOR SHARE`` and the object's path with an advisory
+lock (``lock_object_txn``), so writes of different objects in a container
+run side by side: what they share (statistics, meta-key counts, the
+container quota, the quota holdings) moves by deltas under row locks.
+It checks the caller with
 ``snfd.pithos.permissions``, and adds what it charges to its
 ``WriteCharge`` (``snfd.pithos.charges``), the argument after ``txn``: it
 calls ``ctx.begin()`` first and ``ctx.finish(txn)`` last.  A write that
@@ -218,7 +223,7 @@ def put_object_txn(txn: Any, ctx: WriteCharge, blocks: Any, block_size: int,
     # The writer's records of blocks it uploaded (by POST, or in an upload
     # that failed) go: from now on a version references them.
     store.forget_uploads_txn(txn, user, hashes)
-    c = lock_container_txn(txn, account, container)
+    c = lock_object_txn(txn, account, container, name)
     check_blocks_txn(txn, blocks_of(blocks, c), hashes)
     access = access_txn(txn, user, account, container, name, detail=False)
     require(access, "Object", write=True)
@@ -404,7 +409,10 @@ def delete_object_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
                       delimiter: str | None, now: float) -> None:
     """See ``Backend.delete_object``."""
     ctx.begin()
-    c = lock_container_txn(txn, account, container)
+    if until is None and not delimiter:
+        c = lock_object_txn(txn, account, container, name)
+    else:
+        c = lock_container_txn(txn, account, container)
     access = access_txn(txn, user, account, container, name, detail=False)
     path = f"{c.path}/{name}"
     if until is not None:
@@ -492,6 +500,17 @@ def lock_container_txn(txn: Any, account: str, container: str,
     if node is None:
         raise errors.NotFound("Container does not exist.")
     return Container(node, account, container, store.policy_txn(txn, node))
+
+
+def lock_object_txn(txn: Any, account: str, container: str, name: str) -> Container:
+    """The container for a write of the one object ``name`` in it: its row
+    share-locked (a change of the whole container, which locks it for
+    update, waits for such writes and they for it), and the object's path
+    locked until the transaction ends, so two writes of the same object
+    run one after the other.  ``NotFound`` if there is no container."""
+    c = lock_container_txn(txn, account, container, "share")
+    store.lock_path_txn(txn, f"{c.path}/{name}")
+    return c
 
 
 def blocks_of(blocks: Any, c: Container) -> Any:

@@ -100,3 +100,30 @@ class ConcurrencyTests(BackendTestCase):
             info = await self.backend.object(ALICE, ALICE, "d", f"f{n}")
             self.assertEqual(info.hashes, hashmap_of(bytes(f"{n}-7-", "ascii") * 40, BS))
             self.assertEqual(await self.blocks.missing(info.hashes), [])
+
+    async def test_parallel_writes_of_one_object(self):
+        """Writes of one object hold its container only share-locked and
+        its path under a lock of its own: twenty PUTs at once leave one
+        current version and nineteen in history, the container counting
+        one object of the last size, and twenty PUTs of other objects at
+        the same time all land."""
+        sizes = list(range(1, 21))
+
+        async def same(size: int) -> None:
+            await self.put("one", b"s" * size)
+
+        async def other(i: int) -> None:
+            await self.put(f"other{i}", b"o" * 10)
+
+        await defer.gatherResults(
+            [defer.ensureDeferred(same(s)) for s in sizes]
+            + [defer.ensureDeferred(other(i)) for i in range(20)], consumeErrors=True)
+        entries = [e for e in await self.backend.history(ALICE, ALICE, "c", prefix="one")]
+        self.assertEqual(len(entries), 20)
+        self.assertEqual([e.latest for e in entries], [True] + [False] * 19)
+        current = await self.backend.object(ALICE, ALICE, "c", "one")
+        info = await self.backend.container(ALICE, ALICE, "c")
+        self.assertEqual((info.count, info.bytes), (21, current.size + 20 * 10))
+        await self.backend.charger.drain()
+        [h] = await self.qh.quotas([f"user:{ALICE}"], [f"project:{ALICE}"], [DISK.name])
+        self.assertEqual(h.usage_max, current.size + 200)
