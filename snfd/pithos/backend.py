@@ -155,6 +155,14 @@ class Backend:
                 info = attrs.evolve(info, storage=self.policies.usage(info.storage))
         return info
 
+    async def account_meta(self, account: str) -> dict[str, str]:
+        """The account's metadata alone (one query): what middleware reads
+        first to learn whether it has anything to enforce."""
+        check_account_name(account)
+        meta: dict[str, str] = await self.db.run("pithos.account_meta",
+                                                 store.path_meta_txn, account)
+        return meta
+
     async def account_settings(self, account: str) -> AccountInfo:
         """The account as its owner sees it, without the quota holder's
         limits (``quotas`` empty): the statistics and metadata the

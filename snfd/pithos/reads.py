@@ -196,6 +196,16 @@ def container_txn(txn: Any, user: str, account: str, container: str,
                   until: float | None) -> ContainerInfo:
     """See ``Backend.container``."""
     path = f"{account}/{container}"
+    if user == account and until is None:
+        found = store.owned_container_txn(txn, path)
+        if found is None:
+            raise errors.NotFound("Container does not exist.")
+        return ContainerInfo(
+            account, container, found.stats.population, found.stats.size,
+            found.stats.mtime, policy=container_policy(found.policy, account),
+            meta=found.meta,
+            object_meta=tuple(k[len(OBJECT_META_PREFIX):] for k in found.meta_keys),
+            sharing=found.sharing)
     access = access_txn(txn, user, account, container, None)
     if not access.owner:
         if not access.read and not shares_under_txn(txn, user, path + "/"):

@@ -504,6 +504,13 @@ def node_meta_txn(txn: Any, node: int) -> dict[str, str]:
     return dict(txn.fetchall())
 
 
+def path_meta_txn(txn: Any, path: str) -> dict[str, str]:
+    """``node_meta_txn`` of the node at ``path`` (empty when there is none)."""
+    txn.execute("""SELECT m.key, m.value FROM pithos_node_meta m
+                   JOIN pithos_nodes n ON n.node = m.node WHERE n.path = %s""", (path,))
+    return dict(txn.fetchall())
+
+
 def set_node_meta_txn(txn: Any, node: int, meta: Mapping[str, str]) -> None:
     """Make ``meta`` the node's whole metadata."""
     txn.execute("DELETE FROM pithos_node_meta WHERE node = %s", (node,))
@@ -904,6 +911,48 @@ def _permissions(rows: Iterable[Sequence[Any]]) -> dict[str, Permissions]:
         (write if access == WRITE else read).append(member)
     return {p: Permissions(tuple(sorted(r)), tuple(sorted(w)))
             for p, (r, w) in collected.items()}
+
+
+@attrs.frozen
+class OwnedContainer:
+    """What the owner's view of a container is read from, in one query
+    (``owned_container_txn``)."""
+
+    node: int
+    stats: Stats
+    policy: dict[str, str]
+    meta: dict[str, str]
+    meta_keys: list[str]
+    sharing: Permissions | None
+
+
+def owned_container_txn(txn: Any, path: str) -> OwnedContainer | None:
+    """The container at ``path`` with its current statistics, policy,
+    metadata, the attribute keys its objects use (sorted) and its own
+    sharing: what ``node_txn``, ``stats_txn``, ``policy_txn``,
+    ``node_meta_txn``, ``meta_keys_txn`` and ``permissions_txn`` give, in
+    one round trip; ``None`` when there is no such node."""
+    txn.execute(
+        """SELECT n.node, s.population, s.size, s.mtime,
+                  ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
+                        WHERE p.node = n.node),
+                  ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
+                        WHERE m.node = n.node),
+                  ARRAY(SELECT k.key FROM pithos_meta_keys k
+                        WHERE k.container = n.node ORDER BY k.key),
+                  ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
+                        WHERE q.path = n.path)
+           FROM pithos_nodes n
+           LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = %s
+           WHERE n.path = %s""", (NORMAL, path))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    node, population, size, mtime, policy, meta, keys, perms = row
+    stats = Stats() if population is None else Stats(int(population), int(size), float(mtime))
+    sharing = _permissions((path, int(access), member) for access, member in perms)
+    return OwnedContainer(int(node), stats, dict(map(tuple, policy)),
+                          dict(map(tuple, meta)), list(keys), sharing.get(path))
 
 
 def permissions_txn(txn: Any, paths: Sequence[str]) -> dict[str, Permissions]:

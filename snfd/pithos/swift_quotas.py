@@ -176,9 +176,9 @@ class Quotas:
         limit = _quota(container.meta, CONTAINER_COUNT)
         if limit is not None and container.count + 1 > limit:
             raise errors.OverLimit(OVER_QUOTA)
-        account = await self.backend.account_settings(target.account)
-        if not any(protected(k) for k in account.meta):
+        if not any(protected(k) for k in await self.backend.account_meta(target.account)):
             return
+        account = await self.backend.account_settings(target.account)
         limit = _quota(account.meta, ACCOUNT_BYTES)
         if limit is not None and account.bytes + size > limit:
             raise errors.OverLimit(OVER_QUOTA)
