@@ -65,6 +65,7 @@ from pithos import (  # bench/pithos.py, the single-node storage bench
     dd_rate,
     drop_caches,
     hash_rate,
+    timed_threads,
     write_random_file,
 )
 
@@ -369,14 +370,8 @@ def small_phase(account: Account, method: str, paths: list[str], clients: int) -
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker, args=(paths[k::clients],))
-               for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+    elapsed = timed_threads([threading.Thread(target=worker, args=(paths[k::clients],))
+                             for k in range(clients)])
     if errors:
         raise SystemExit(f"small-object phase failed: {errors[0]}")
     return len(paths) / elapsed

@@ -229,16 +229,21 @@ def concurrent_rate(account: Account, clients: int, seconds: float, make) -> flo
         finally:
             conn.close()
 
-    workers = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - start
+    elapsed = timed_threads([threading.Thread(target=worker, args=(k,))
+                             for k in range(clients)])
     if errors:
         raise SystemExit(f"small-object phase failed: {errors[0]}")
     return sum(counts) / elapsed
+
+
+def timed_threads(threads: list[threading.Thread]) -> float:
+    """Start ``threads``, wait for all of them; the seconds that took."""
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
 
 
 # -- the snf client -------------------------------------------------------------------

@@ -468,17 +468,17 @@ class Backend:
         (a guess: the write itself decides, under its commission)."""
         room, project, current = await self.db.run(
             "pithos.upload_room", reads.upload_room_txn, account, container, name)
-        left = await charges.diskspace_left(self.charger, account, project)
-        if left is not None:
-            left += current
-            room = left if room is None else min(room, left)
-        return room
+        return reads.with_diskspace(
+            room, await charges.diskspace_left(self.charger, account, project), current)
 
     async def upload_limits(self, user: str, account: str, container: str,
                             name: str) -> tuple[int | None, int, int]:
         """``(room, pending, bound)`` before ``user`` stores data for a new
         version of the object: its ``upload_room``, the bytes of ``user``'s
-        unreferenced uploads and what they may reach (``check_uploader``).
+        unreferenced uploads (block uploads, and uploads that failed after
+        their blocks were stored: ``record_uploads``) and the bound they may
+        reach (see ``reserve_uploads``): past it, no more uploads until they
+        are referenced or expire (``charges.too_many_uploads``).
         One transaction when the quota holder shares the database."""
         ledger = self._runner.ledger
         if ledger is not None:
@@ -516,16 +516,6 @@ class Backend:
                 f"Unreferenced block uploads are limited to {bound} bytes"
                 f" ({pending} pending); reference or let them expire first.")
         return taken  # type: ignore[no-any-return]
-
-    async def check_uploader(self, user: str) -> None:
-        """``OverLimit`` when the blocks ``user`` uploaded that no object
-        references (block uploads, and uploads that failed after their
-        blocks were stored: ``record_uploads``) are past its bound (see
-        ``reserve_uploads``): no more uploads until they are referenced or
-        expire."""
-        pending: int = await self.db.run("pithos.uploads_size", store.uploads_size_txn, user)
-        if pending:
-            charges.too_many_uploads(pending, await self._upload_bound(user))
 
     async def record_uploads(self, user: str, blocks: Sequence[tuple[str, int]],
                              reservation: int | None = None) -> None:

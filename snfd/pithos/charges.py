@@ -189,14 +189,18 @@ async def diskspace_left(charger: Any, account: str, project: str) -> int | None
     except Exception:
         log.failure("pithos: cannot read the quotas of {account}", account=account)
         return None
-    if not found:
-        return None
-    return max(0, min(h.limit - h.usage_max for h in found))
+    return _left(found)
+
+
+def _left(found: list[Any]) -> int | None:
+    """What the holdings ``found`` leave (the least of them), ``None``
+    when there are none."""
+    return max(0, min(h.limit - h.usage_max for h in found)) if found else None
 
 
 def too_many_uploads(pending: int, bound: int) -> None:
     """``OverLimit`` when ``pending`` bytes of unreferenced uploads are
-    past their ``bound`` (``Backend.check_uploader``)."""
+    past their ``bound`` (``Backend.upload_limits``)."""
     if pending > bound:
         raise errors.OverLimit(
             f"{pending} bytes of your uploads are not in any object; name them"
@@ -206,9 +210,7 @@ def too_many_uploads(pending: int, bound: int) -> None:
 def diskspace_left_txn(ledger: Any, txn: Any, account: str, project: str) -> int | None:
     """``diskspace_left`` read in ``txn`` through the ``IQuotaLedger``."""
     found = ledger.quotas_txn(txn, [f"user:{account}"], [f"project:{project}"], [DISKSPACE])
-    if not found:
-        return None
-    return max(0, min(h.limit - h.usage_max for h in found))
+    return _left(found)
 
 
 async def check_project(charger: Any, account: str, project: str | None) -> None:

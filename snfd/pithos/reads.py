@@ -73,6 +73,15 @@ def upload_room_txn(txn: Any, account: str, container: str,
     return policy.quota - used + current, policy.project, current
 
 
+def with_diskspace(room: int | None, diskspace: int | None, current: int) -> int | None:
+    """The container ``room`` of ``upload_room_txn`` bounded by the
+    ``diskspace`` the quota leaves too (``None``: no bound), counting the
+    ``current`` version's bytes that a new one frees."""
+    if diskspace is None:
+        return room
+    return diskspace + current if room is None else min(room, diskspace + current)
+
+
 def upload_limits_txn(txn: Any, user: str, account: str, container: str, name: str,
                       left: Callable[[Any, str, str], int | None],
                       unbounded: int) -> tuple[int | None, int, int]:
@@ -80,10 +89,7 @@ def upload_limits_txn(txn: Any, user: str, account: str, container: str, name: s
     project)`` reads what the quota holder leaves (``None``: no bound);
     ``unbounded`` bounds uploads without one."""
     room, project, current = upload_room_txn(txn, account, container, name)
-    diskspace = left(txn, account, project)
-    if diskspace is not None:
-        diskspace += current
-        room = diskspace if room is None else min(room, diskspace)
+    room = with_diskspace(room, left(txn, account, project), current)
     pending = store.uploads_size_txn(txn, user)
     bound = unbounded
     if pending:

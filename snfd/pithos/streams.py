@@ -11,7 +11,8 @@ Download: ``send_range`` writes ``[start, end)`` of an object to a request
 with flow control, reading one block ahead; ``read_range`` returns a small
 range as ``bytes``.  Both follow the reference's rule: every block is
 right-padded with zeros to the block size and the whole is cut to the
-object's size.  Both, and every other read of an object's blocks for a
+object's size; they read from each block only the bytes they send
+(``IBlockStore.read``).  Both, and every other read of an object's blocks for a
 client, go through ``read_block``: a block the object references and the
 store lacks is data loss, logged (error) and answered 503
 (``BlockMissing``).  A block the store cannot read is its own 503

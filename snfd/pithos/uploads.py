@@ -225,7 +225,7 @@ class Uploads:
         """What is checked before object data (a ``PUT``'s, a partial
         update's) of ``size`` bytes (``None``: not known yet) is stored:
         ``user`` may write there (``check_writer``), has no more
-        unreferenced uploads than it may (``Backend.check_uploader``), and
+        unreferenced uploads than it may (``Backend.upload_limits``), and
         the data fits the quotas (``check_room``).  Returns the block
         store the data goes to and the room the quotas leave (``None``:
         unbounded).  ``request``: the request for that one object, if

@@ -27,10 +27,8 @@ What PostgreSQL does, and what the pool answers:
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,15 +42,10 @@ from snfd.db.supervisor import EmbeddedSupervisor
 from snfd.metrics import Metrics
 from snfd.testing.postgres import ThrowawayPostgres, query
 from tests.cluster.test_election import wait_for
+from tests.pithos.test_disk_full import fill, run
 
 ROW = 256 * 1024
 """A row that needs new pages (random bytes, stored uncompressed)."""
-
-
-async def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    result: subprocess.CompletedProcess[str] = await threads.deferToThread(
-        subprocess.run, list(argv), capture_output=True, text=True, check=False)
-    return result
 
 
 def _need_root(*commands: str) -> None:
@@ -76,11 +69,11 @@ async def _unmount(where: Path) -> None:
     """Unmount ``where``, waiting a little for processes that still use
     it to exit; detach it if it stays busy."""
     for _ in range(50):
-        done = await _run("umount", str(where))
+        done = await run("umount", str(where))
         if done.returncode == 0 or not os.path.ismount(where):
             return
         await _sleep(0.2)
-    await _run("umount", "-l", str(where))
+    await run("umount", "-l", str(where))
 
 
 async def _sleep(seconds: float) -> None:
@@ -91,7 +84,7 @@ async def tmpfs(testcase: unittest.TestCase, size: int) -> Path:
     """A tmpfs of ``size`` bytes mounted for ``testcase``."""
     _need_root("mount", "umount")
     where = _mount_point(testcase)
-    mounted = await _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755",
+    mounted = await run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755",
                          "snfd-test-db", str(where))
     if mounted.returncode != 0:
         raise unittest.SkipTest(f"mounting a tmpfs is not permitted here:"
@@ -115,12 +108,12 @@ class Ext4:
         testcase.addCleanup(os.unlink, image)
         os.ftruncate(fd, size)
         os.close(fd)
-        attached = await _run("losetup", "--find", "--show", image)
+        attached = await run("losetup", "--find", "--show", image)
         if attached.returncode != 0:
             raise unittest.SkipTest(f"no loop device here: {attached.stderr.strip()}")
         device = attached.stdout.strip()
-        testcase.addCleanup(_run, "losetup", "--detach", device)
-        made = await _run("mkfs.ext4", "-q", "-F", device)
+        testcase.addCleanup(run, "losetup", "--detach", device)
+        made = await run("mkfs.ext4", "-q", "-F", device)
         if made.returncode != 0:
             raise unittest.SkipTest(f"mkfs.ext4 failed: {made.stderr.strip()}")
         fs = cls(_mount_point(testcase), device)
@@ -135,7 +128,7 @@ class Ext4:
         return Path("/sys/fs/ext4") / os.path.basename(self.device) / "trigger_fs_error"
 
     async def mount(self) -> None:
-        done = await _run("mount", "-o", "errors=remount-ro", self.device, str(self.where))
+        done = await run("mount", "-o", "errors=remount-ro", self.device, str(self.where))
         if done.returncode != 0:
             raise unittest.SkipTest(f"mounting ext4 is not permitted here: {done.stderr.strip()}")
 
@@ -153,29 +146,9 @@ class Ext4:
 
     async def check(self) -> None:
         """The operator's fsck of the unmounted filesystem."""
-        done = await _run("e2fsck", "-f", "-y", self.device)
+        done = await run("e2fsck", "-f", "-y", self.device)
         # 0: clean, 1: errors corrected, 2: corrected, reboot advised.
         assert done.returncode < 4, done.stdout + done.stderr
-
-
-def _fill_now(where: Path) -> Path:
-    path = where / "ballast"
-    with open(path, "wb", buffering=0) as f:
-        for piece in (1 << 20, 1 << 12, 1):
-            try:
-                while True:
-                    f.write(b"\xff" * piece)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-    return path
-
-
-async def fill(where: Path) -> Path:
-    """Fill the filesystem at ``where`` with a ballast file (its path)."""
-    path: Path = await threads.deferToThread(_fill_now, where)
-    assert os.statvfs(where).f_bavail == 0, f"{where} is not full"
-    return path
 
 
 def _setup_txn(txn: Any) -> None:
@@ -255,7 +228,7 @@ class StorageFaultTests(unittest.TestCase):
         db = self.pool(pg)
         yield defer.ensureDeferred(db.run("test.setup", _setup_txn))
         session = yield defer.ensureDeferred(db.run("test.session", _session_txn))
-        ballast = yield defer.ensureDeferred(fill(where))
+        ballast = yield defer.ensureDeferred(fill(str(where)))
 
         for _ in range(3):
             with self.assertRaises(DatabaseImpaired) as raised:
@@ -295,7 +268,7 @@ class StorageFaultTests(unittest.TestCase):
         db = self.pool(pg)
         supervisor = self.supervise(pg)
         yield defer.ensureDeferred(db.run("test.setup", _setup_txn))
-        ballast = yield defer.ensureDeferred(fill(where))
+        ballast = yield defer.ensureDeferred(fill(str(where)))
         # Small rows fit the current segment's pages; switching segments
         # stands for the end of the current one.
         yield defer.ensureDeferred(db.run("test.write", _insert_txn, b"fits"))

@@ -45,7 +45,8 @@ MOUNT_SIZE = 8 * 1024 * 1024
 block (4 MiB) once it is freed."""
 
 
-async def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+async def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a command in a thread; its completed process (never raises)."""
     result: subprocess.CompletedProcess[str] = await threads.deferToThread(
         subprocess.run, list(argv), capture_output=True, text=True, check=False)
     return result
@@ -61,16 +62,16 @@ async def small_filesystem(testcase: unittest.TestCase, size: int = MOUNT_SIZE) 
         raise unittest.SkipTest("no mount/umount command")
     where = os.path.abspath(testcase.mktemp())
     os.makedirs(where)
-    mounted = await _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0700",
+    mounted = await run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0700",
                          "snfd-test-blocks", where)
     if mounted.returncode != 0:
         raise unittest.SkipTest(f"mounting a tmpfs is not permitted here:"
                                 f" {mounted.stderr.strip() or mounted.returncode}")
 
     async def unmount() -> None:
-        done = await _run("umount", where)
+        done = await run("umount", where)
         if done.returncode != 0:  # still busy: detach it now, gone once unused
-            await _run("umount", "-l", where)
+            await run("umount", "-l", where)
 
     testcase.addCleanup(unmount)
     return where
@@ -78,7 +79,7 @@ async def small_filesystem(testcase: unittest.TestCase, size: int = MOUNT_SIZE) 
 
 async def remount(where: str, mode: str) -> None:
     """Remount ``where`` ``ro`` or ``rw``."""
-    done = await _run("mount", "-o", f"remount,{mode}", where)
+    done = await run("mount", "-o", f"remount,{mode}", where)
     if done.returncode != 0:
         raise AssertionError(f"remount,{mode} {where}: {done.stderr.strip()}")
 
