@@ -521,6 +521,17 @@ class IQuotaLedger(Interface):
         """``IQuotaHolder.quotas`` read in ``txn``: the matching
         ``snfd.quota.Holding`` values, not locked."""
 
+    def issue_txn(txn, clientkey, provisions, name="", force=False):
+        """``IQuotaHolder.issue`` in ``txn``: the commission stays pending
+        (``usage_max`` moved) until resolved; its serial (``int``).
+        @raise snfd.quota.NoHoldingError, NoCapacityError, NoQuantityError:
+            nothing issued; the caller's transaction must roll back.
+        """
+
+    def resolve_txn(txn, clientkey, accept=(), reject=()):
+        """``IQuotaHolder.resolve`` in ``txn``: the ``Resolution`` (serials
+        that cannot be resolved are listed as failed, not raised)."""
+
 
 class IComputeBackends(Interface):
     """The compute service's registry of Ganeti clusters, for a plugin that

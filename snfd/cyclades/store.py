@@ -596,16 +596,18 @@ def actions_txn(txn: Any, server_id: int,
 
 
 def job_event_txn(txn: Any, server_id: int, job_id: int, opcode: str,
-                  when: datetime.datetime, result: str | None) -> None:
+                  when: datetime.datetime, result: str | None,
+                  started: datetime.datetime | None = None) -> None:
     """Note an opcode of a server's job: started at ``when``, or ended
-    then with ``result`` ("Success"/"Error"; None: still going)."""
+    then with ``result`` ("Success"/"Error"; None: still going).  A first
+    note says when it started (``started``, else ``when``)."""
     txn.execute(
         """INSERT INTO cyclades_job_events (server_id, job_id, opcode, start_time,
                finish_time, result) VALUES (%s, %s, %s, %s, %s, %s)
            ON CONFLICT (server_id, job_id, opcode) DO UPDATE
            SET finish_time = EXCLUDED.finish_time, result = EXCLUDED.result
            WHERE cyclades_job_events.result IS NULL""",
-        (server_id, job_id, opcode, when, when if result else None, result))
+        (server_id, job_id, opcode, started or when, when if result else None, result))
 
 
 # -- migrations -----------------------------------------------------------

@@ -3,7 +3,14 @@
 
 ``UpdatePath.op_status`` applies one ``ganeti-op-status`` message to the
 server named by its instance (``snf-<id>``; other names are ignored), in
-one transaction that locks the server's row:
+one transaction that locks the server's row.  A node applies the events
+of one server one at a time, in the order they arrived (the dispatcher
+hands it several messages at once); an event still waiting there that is
+not final is skipped when a later one of the same job and opcode waits
+behind it (Ganeti's event daemon sends one per log message of a running
+op: the later event records all the skipped one would, and it keeps the
+skipped one's time as the opcode's start).  Nodes consuming the same
+queue meet at the row lock.  What each event does:
 
 - deleted servers, events from another cluster than the server's backend
   and events not newer than ``backendtime`` are ignored (redeliveries and
@@ -86,7 +93,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from snfd import errors
 from snfd.cyclades import store
@@ -182,6 +191,16 @@ class OpEvent:
     disks: list[dict[str, Any]] | None = None
     hvparams: dict[str, Any] | None = None
     simulated: bool = False
+    # When the opcode began, when an earlier event of it was skipped.
+    started: datetime.datetime | None = None
+
+
+def supersedes(later: OpEvent, event: OpEvent) -> bool:
+    """Whether ``later``, arriving after ``event``, makes applying
+    ``event`` useless: ``event`` is not final and ``later`` is of the same
+    job and opcode and no older."""
+    return (event.status not in FINAL_JOB_STATUSES and later.job_id == event.job_id
+            and later.opcode == event.opcode and later.event_time >= event.event_time)
 
 
 def event_time(value: Any) -> datetime.datetime:
@@ -391,7 +410,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     final = event.status in FINAL_JOB_STATUSES
     store.job_event_txn(txn, server.id, event.job_id, event.opcode, etime,
                         ("Success" if event.status == "success" else "Error") if final
-                        else None)
+                        else None, started=event.started)
     fields: dict[str, Any] = {
         "backendjobid": event.job_id, "backendjobstatus": event.status,
         "backendopcode": event.opcode, "backendlogmsg": event.logmsg or ""}
@@ -579,6 +598,8 @@ class UpdatePath:
         self._clock = clock
         self._networks = networks
         self._volumes = volumes
+        # Server id -> its events waiting (the first one being applied).
+        self._queues: dict[int, list[tuple[OpEvent, defer.Deferred[str]]]] = {}
 
     async def network_status(self, message: dict[str, Any]) -> None:
         """Apply one ``ganeti-network-status`` message (to the network's
@@ -603,7 +624,44 @@ class UpdatePath:
             log.debug("ignoring an event of instance {instance}",
                       instance=message.get("instance"))
             return
-        await self.apply(event)
+        await self._in_order(event)
+
+    async def _in_order(self, event: OpEvent) -> str:
+        """Apply ``event`` after the server's events that came before it
+        (see the module docstring); what happened."""
+        waiter: defer.Deferred[str] = defer.Deferred()
+        queue = self._queues.setdefault(event.server_id, [])
+        queue.append((event, waiter))
+        if len(queue) == 1:
+            defer.ensureDeferred(self._drain(event.server_id, queue))
+        outcome: str = await waiter
+        return outcome
+
+    async def _drain(self, server_id: int, queue: list[tuple[OpEvent, Any]]) -> None:
+        while queue:
+            event, waiter = queue[0]
+            later = next((i for i, (e, _) in enumerate(queue) if i and supersedes(e, event)),
+                         None)
+            outcome: Any
+            try:
+                if later is not None:
+                    successor, its_waiter = queue[later]
+                    queue[later] = (attrs.evolve(successor, started=min(
+                        event.started or event.event_time,
+                        successor.started or successor.event_time)), its_waiter)
+                    outcome = "skipped: a later event of its job follows"
+                else:
+                    outcome = await self.apply(event)
+            except Exception:
+                outcome = Failure()
+            queue.pop(0)
+            if not queue:
+                # Before the waiter runs: an event arriving then starts anew.
+                del self._queues[server_id]
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
 
     async def simulate(self, server_id: int, opcode: str, status: str, *, jobid: int = 0,
                        result: Any = None, job_fields: Mapping[str, Any] | None = None,

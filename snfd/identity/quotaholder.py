@@ -97,6 +97,18 @@ class LocalQuotaHolder:
                    name: str = "", force: bool = False) -> int | None:
         return quota_store.charge_txn(txn, clientkey, provisions, name, force, _now())
 
+    def issue_txn(self, txn: Any, clientkey: str, provisions: Iterable[Provision],
+                  name: str = "", force: bool = False) -> int:
+        serial: int = quota_store.issue_txn(txn, clientkey, list(provisions), name, force,
+                                            _now(), False)
+        return serial
+
+    def resolve_txn(self, txn: Any, clientkey: str, accept: Iterable[int] = (),
+                    reject: Iterable[int] = ()) -> Resolution:
+        resolution: Resolution = quota_store.resolve_txn(txn, clientkey, list(accept),
+                                                         list(reject), _now())
+        return resolution
+
     def quotas_txn(self, txn: Any, holders: Iterable[str] | None = None,
                    sources: Iterable[str | None] | None = None,
                    resources: Iterable[str] | None = None) -> list[Holding]:

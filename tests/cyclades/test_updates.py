@@ -517,25 +517,28 @@ class ForcedCommissionTests(UpdateTestCase):
 
     async def test_commission_rejected_when_change_no_longer_applies(self):
         """A forced commission issued for a change that another delivery
-        applied meanwhile is rejected: quota moves once."""
+        (to another node) applied meanwhile is rejected: quota moves once."""
         s = await self.server(operstate="STOPPED")
         message = op(s, "STARTUP", "success", 5, 1)
         real = self.qh
         calls = []
+        other_node = UpdatePath(self.db, self.charger, self.clock)
 
         class Racing:
             def __getattr__(self, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)  # not a ledger (zope's __provides__)
                 return getattr(real, name)
 
             async def issue(self, *args, **kwargs):
                 serial = await real.issue(*args, **kwargs)
                 if not calls:
                     calls.append(serial)
-                    await updates.op_status(message)  # the redelivery wins
+                    await other_node.op_status(message)  # the redelivery wins
                 return serial
 
         self.charger = Charger(self.db, Racing(), "cyclades")
-        self.updates = updates = UpdatePath(self.db, self.charger, self.clock)
+        self.updates = UpdatePath(self.db, self.charger, self.clock)
         await self.updates.op_status(message)
         self.assertEqual(len(calls), 1)
         self.assertEqual((await self.get(s)).operstate, "STARTED")
@@ -558,6 +561,8 @@ class ForcedCommissionTests(UpdateTestCase):
 
         class Unreachable:
             def __getattr__(self, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)  # not a ledger (zope's __provides__)
                 return getattr(real, name)
 
             async def issue(self, *args, **kwargs):
@@ -673,6 +678,96 @@ class RemoveTests(UpdateTestCase):
         self.assertEqual((got.deleted, got.task, got.serial), (True, "", None))
         self.assertEqual(await self.usage(), NOTHING)
         self.assertEqual(await self.pending(), [])
+
+
+class OrderTests(UpdateTestCase):
+    """Events of one server handed over together (the dispatcher's
+    prefetch) are applied one at a time, in arrival order, skipping the
+    intermediate ones a later event of the same job makes useless."""
+
+    def count_applied(self) -> list[str]:
+        names: list[str] = []
+        run = self.db.run
+
+        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+            names.append(name)
+            return run(name, *args, **kwargs)
+
+        self.db.run = counting
+        self.addCleanup(setattr, self.db, "run", run)
+        return names
+
+    async def start_time(self, server: Server, job: int) -> datetime.datetime:
+        rows = await self.db.run("t", lambda txn: (txn.execute(
+            "SELECT start_time FROM cyclades_job_events WHERE server_id = %s AND job_id = %s",
+            (server.id, job)), txn.fetchall())[1])
+        self.assertEqual(len(rows), 1)
+        return rows[0][0]
+
+    async def test_intermediate_events_are_skipped(self):
+        """A job's queued and running events waiting behind its success are
+        not applied; the success is, and the opcode's start is the first
+        event's time."""
+        s = await self.server(task="BUILD", task_job_id=3, backendjobid=3)
+        applied = self.count_applied()
+        await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
+            op(s, "CREATE", "queued", 3, 1), op(s, "CREATE", "running", 3, 2),
+            op(s, "CREATE", "running", 3, 2.5), op(s, "CREATE", "success", 3, 3))])
+        self.assertEqual(applied.count("cyclades.op_status"), 2)  # the first and the last
+        got = await self.get(s)
+        self.assertEqual((got.operstate, got.task, got.backendjobstatus, got.backendtime),
+                         ("STARTED", "", "success", when(3)))
+        self.assertEqual(await self.start_time(s, 3), when(1))
+        self.assertEqual(await self.usage(), running())
+
+    async def test_final_events_and_other_jobs_are_not_skipped(self):
+        """Only a later event of the same job and opcode supersedes one: a
+        success followed by a later job's events, and a newer job's
+        queued status after an older job's, are all applied, in order."""
+        s = await self.server(operstate="STARTED")
+        applied = self.count_applied()
+        await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
+            op(s, "SHUTDOWN", "running", 5, 1), op(s, "SHUTDOWN", "success", 5, 2),
+            op(s, "STARTUP", "queued", 6, 3), op(s, "STARTUP", "running", 6, 4))])
+        # The second STARTUP event supersedes the first; the success runs
+        # twice (the first run learns its forced commission).
+        self.assertEqual(applied.count("cyclades.op_status"), 4)
+        got = await self.get(s)
+        self.assertEqual((got.operstate, got.backendjobid, got.backendjobstatus,
+                          got.backendtime), ("STOPPED", 6, "running", when(2)))
+        self.assertEqual(await self.start_time(s, 6), when(3))
+
+    async def test_an_older_event_arriving_later_supersedes_nothing(self):
+        """A redelivered older event behind a newer one of the same job
+        does not make the newer one skipped (it is then ignored as old)."""
+        s = await self.server(operstate="STARTED")
+        await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
+            op(s, "SHUTDOWN", "running", 5, 1), op(s, "SHUTDOWN", "running", 5, 3),
+            op(s, "SHUTDOWN", "queued", 5, 0.5))])
+        got = await self.get(s)
+        self.assertEqual((got.backendjobstatus, got.backendlogmsg), ("queued",
+                                                                      "shutdown queued"))
+
+    async def test_a_failing_event_fails_alone(self):
+        """An event whose transaction raises fails its own message; the
+        server's later events still apply."""
+        s = await self.server(operstate="STARTED")
+        run = self.db.run
+        calls = []
+
+        def failing_once(name: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            if name == "cyclades.op_status" and calls.count(name) == 1:
+                return defer.fail(RuntimeError("boom"))
+            return run(name, *args, **kwargs)
+
+        self.db.run = failing_once
+        self.addCleanup(setattr, self.db, "run", run)
+        first = defer.ensureDeferred(self.updates.op_status(op(s, "SHUTDOWN", "success", 5, 1)))
+        second = defer.ensureDeferred(self.updates.op_status(op(s, "STARTUP", "success", 6, 2)))
+        await self.assertFailure(first, RuntimeError)
+        await second
+        self.assertEqual((await self.get(s)).backendjobid, 6)
 
 
 class ProgressTests(UpdateTestCase):

@@ -36,6 +36,8 @@ class Holder:
         self.refused: defer.Deferred[None] = defer.Deferred()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)  # not a ledger: zope asks for __provides__
         return getattr(self.real, name)
 
     async def issue(self, *args: Any, **kwargs: Any) -> int:
