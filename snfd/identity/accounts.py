@@ -32,9 +32,9 @@ from __future__ import annotations
 import datetime
 import unicodedata
 import uuid as uuid_module
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 from twisted.internet import defer
@@ -55,6 +55,8 @@ from snfd.identity.providers import (
 from snfd.identity.store import Token, User
 from snfd.interfaces import IAuthenticator
 from snfd.web.auth import Principal
+
+T = TypeVar("T")
 
 log = Logger(namespace="snfd.identity")
 
@@ -474,6 +476,22 @@ class Accounts:
         self.cache.put(key, f"user:{token.user.uuid}", token,
                        not_after=token.expires_at.timestamp())
         return token
+
+    async def token_view(self, secret: str, token: Token, view: bytes,
+                         render: Callable[[], Awaitable[T]]) -> T:
+        """What ``render`` makes of the valid token ``secret`` (``token``,
+        from ``validate``), kept in the token cache under ``view`` beside
+        the token itself: it is dropped when the token's entry would be
+        (the token's expiry, its revocation, any change to its user, the
+        user's projects or its roles there notifies ``user:<uuid>``)."""
+        key = view + b"\0" + store.secret_hash(secret)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cast(T, cached)
+        value = await render()
+        self.cache.put(key, f"user:{token.user.uuid}", value,
+                       not_after=token.expires_at.timestamp())
+        return value
 
     async def revoke(self, secret: str) -> None:
         """Revoke one token (404 when unknown)."""

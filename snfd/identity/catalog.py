@@ -22,6 +22,7 @@ Two renderings:
 
 from __future__ import annotations
 
+import functools
 import uuid as uuid_module
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,6 +59,7 @@ DEFAULTS: dict[str, tuple[CatalogService, ...]] = {
 _FIRST = ("identity", "pithos", "cyclades")
 
 
+@functools.lru_cache(maxsize=1024)
 def stable_id(*parts: str) -> str:
     """A 32-hex id derived from ``parts``, the same on every node."""
     return uuid_module.uuid5(_NAMESPACE, "\x00".join(parts)).hex

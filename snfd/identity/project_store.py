@@ -17,6 +17,12 @@ it is removed, as Synnefo keeps "initialized" memberships.  The
 ``*_holdings_txn`` functions recompute limits from the project tables, so
 they can be called again at any time.
 
+Every change that alters what a member's token says (the projects it may
+scope to, their names and states, the member's and its groups' roles
+there) sends the member's ``user:<uuid>`` notification in the same
+transaction, so every node's token cache drops what it kept for them
+(``snfd.identity.tokens``).
+
 Identifiers given by clients are checked by the callers (the projects
 domain module); functions here that take a user-supplied filter compare
 text, so a malformed id matches nothing instead of failing a cast.
@@ -33,7 +39,7 @@ import attrs
 
 from snfd import errors
 from snfd.identity.quota_store import lock_holdings_txn
-from snfd.identity.store import is_uuid
+from snfd.identity.store import group_members_txn, is_uuid, notify_txn
 from snfd.quota import Resource
 
 # Project states in which a project has quota (Synnefo's INITIALIZED_STATES)
@@ -309,6 +315,7 @@ def apply_fields_txn(txn: Any, project_id: str, fields: ProjectFields) -> None:
         (fields.name, fields.owner, fields.homepage, fields.description, fields.start_date,
          fields.end_date, fields.join_policy, fields.leave_policy, fields.max_members,
          fields.private, project_id))
+    _notify_members_txn(txn, project_id)
 
 
 def set_project_state_txn(txn: Any, project_id: str, state: str,
@@ -320,6 +327,26 @@ def set_project_state_txn(txn: Any, project_id: str, state: str,
                deactivation_date = CASE WHEN %s IN ('suspended', 'terminated')
                                         THEN %s ELSE deactivation_date END
            WHERE id = %s""", (state, state, now, project_id))
+    _notify_members_txn(txn, project_id)
+
+
+def _notify_members_txn(txn: Any, project_id: str) -> None:
+    """Every node's token cache drops what it rendered for the project's
+    members (its name or state changed: their tokens scoped to it read
+    differently)."""
+    txn.execute("SELECT DISTINCT user_uuid::text FROM identity_memberships WHERE project = %s",
+                (project_id,))
+    for (uuid,) in txn.fetchall():
+        notify_txn(txn, f"user:{uuid}")
+
+
+def _notify_member_txn(txn: Any, memb_id: int) -> None:
+    """Every node's token cache drops what it rendered for the member
+    (the projects it may scope to, or its roles there, changed)."""
+    txn.execute("SELECT user_uuid::text FROM identity_memberships WHERE id = %s", (memb_id,))
+    row = txn.fetchone()
+    if row is not None:
+        notify_txn(txn, f"user:{row[0]}")
 
 
 def set_last_application_txn(txn: Any, project_id: str, app_id: int) -> None:
@@ -687,6 +714,7 @@ def insert_membership_txn(txn: Any, project_id: str, user_uuid: str, state: str,
         (project_id, user_uuid, state, now if state == "requested" else None,
          now if state == "accepted" else None))
     membership = membership_txn(txn, txn.fetchone()[0])
+    notify_txn(txn, f"user:{user_uuid}")
     assert membership is not None
     return membership
 
@@ -701,6 +729,7 @@ def set_membership_state_txn(txn: Any, memb_id: int, state: str,
                accepted = CASE WHEN %s = 'accepted' THEN %s ELSE accepted END,
                removed = CASE WHEN %s = 'removed' THEN %s ELSE removed END
            WHERE id = %s""", (state, state, now, state, now, state, now, memb_id))
+    _notify_member_txn(txn, memb_id)
     membership = membership_txn(txn, memb_id)
     assert membership is not None
     return membership
@@ -839,6 +868,7 @@ def group_roles_txn(txn: Any, *, group: str | None = None, project: str | None =
 def set_member_roles_txn(txn: Any, memb_id: int, roles: Sequence[str]) -> None:
     txn.execute("UPDATE identity_memberships SET roles = %s WHERE id = %s",
                 (sorted(set(roles)), memb_id))
+    _notify_member_txn(txn, memb_id)
 
 
 def stored_roles_txn(txn: Any, memb_id: int) -> tuple[str, ...]:
@@ -850,13 +880,19 @@ def stored_roles_txn(txn: Any, memb_id: int) -> tuple[str, ...]:
 def grant_group_role_txn(txn: Any, group_id: str, project_id: str, role: str) -> None:
     txn.execute("INSERT INTO identity_group_roles (group_id, project, role) VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING", (group_id, project_id, role))
+    for uuid in group_members_txn(txn, group_id):
+        notify_txn(txn, f"user:{uuid}")
 
 
 def revoke_group_role_txn(txn: Any, group_id: str, project_id: str, role: str) -> bool:
     """Remove the grant; whether there was one."""
     txn.execute("DELETE FROM identity_group_roles WHERE group_id = %s AND project = %s"
                 " AND role = %s RETURNING 1", (group_id, project_id, role))
-    return txn.fetchone() is not None
+    if txn.fetchone() is None:
+        return False
+    for uuid in group_members_txn(txn, group_id):
+        notify_txn(txn, f"user:{uuid}")
+    return True
 
 
 def group_projects_txn(txn: Any, group_id: str) -> list[str]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import psycopg2
 from keystoneauth1 import access, discover
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 
+from snfd.identity import project_store
 from snfd.testing.node import free_port
 from snfd.testing.nodecase import NodeTestCase
 from snfd.testing.stubhttp import serve
@@ -444,6 +445,89 @@ class ValidationTests(KeystoneTestCase):
         code, _, _ = yield d(self.call("GET", "/identity/v3/auth/tokens", headers={
             "X-Auth-Token": ann, "X-Subject-Token": "unknown"}))
         self.assertEqual(code, 404)
+
+
+class ValidationCacheTests(KeystoneTestCase):
+    """A repeated validation is answered from the token cache, without the
+    database, until a change to the token's user, project or roles
+    notifies every node."""
+
+    def count_db(self) -> list[str]:
+        db = self.accounts.db
+        names: list[str] = []
+        run = db.run
+
+        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
+            names.append(name)
+            return run(name, *args, **kwargs)
+
+        db.run = counting
+        self.addCleanup(setattr, db, "run", run)
+        return names
+
+    async def validate(self, caller: str, token: str) -> tuple[int, Any]:
+        code, body, _ = await self.call("GET", "/identity/v3/auth/tokens", headers={
+            "X-Auth-Token": caller, "X-Subject-Token": token})
+        return code, body
+
+    async def answer_becomes(self, caller: str, token: str, code: int) -> Any:
+        for _ in range(500):
+            got, body = await self.validate(caller, token)
+            if got == code:
+                return body
+            await task.deferLater(reactor, 0.02, lambda: None)
+        self.fail(f"the validation never answered {code}")
+
+    async def scoped(self, uid: str) -> tuple[str, str]:
+        pid = self.add_project(uid, "alpha")
+        _, _, headers = await self.login("ann@example.org", scope={"project": {"id": pid}})
+        return pid, subject(headers)
+
+    async def test_second_validation_reads_nothing(self):
+        uid, primary = await self.user("ann@example.org")
+        _, token = await self.scoped(uid)
+        code, first = await self.validate(primary, token)
+        self.assertEqual((code, first["token"]["project"]["name"]), (200, "alpha"))
+        reads = self.count_db()
+        code, again = await self.validate(primary, token)
+        self.assertEqual((code, again), (200, first))
+        self.assertEqual(reads, [])
+
+    async def test_membership_removed(self):
+        """Removing the member ends its scoped token's validation at once."""
+        uid, primary = await self.user("ann@example.org")
+        pid, token = await self.scoped(uid)
+        self.assertEqual((await self.validate(primary, token))[0], 200)
+        membership = await self.accounts.db.run(
+            "t", project_store.membership_of_txn, pid, uid)
+        await self.accounts.db.run("t", project_store.set_membership_state_txn, membership.id,
+                                   "removed", datetime.datetime.now(datetime.UTC))
+        await self.answer_becomes(primary, token, 404)
+
+    async def test_project_suspended(self):
+        uid, primary = await self.user("ann@example.org")
+        pid, token = await self.scoped(uid)
+        self.assertEqual((await self.validate(primary, token))[0], 200)
+        await self.accounts.db.run("t", project_store.set_project_state_txn, pid, "suspended",
+                                   datetime.datetime.now(datetime.UTC))
+        await self.answer_becomes(primary, token, 404)
+
+    async def test_member_roles_changed(self):
+        uid, primary = await self.user("ann@example.org")
+        pid, token = await self.scoped(uid)
+        code, body = await self.validate(primary, token)
+        self.assertIn("member", [r["name"] for r in body["token"]["roles"]])
+        membership = await self.accounts.db.run(
+            "t", project_store.membership_of_txn, pid, uid)
+        await self.accounts.db.run("t", project_store.set_member_roles_txn, membership.id,
+                                   ["reader"])
+        for _ in range(500):
+            _, body = await self.validate(primary, token)
+            if "member" not in [r["name"] for r in body["token"]["roles"]]:
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        else:
+            self.fail("the role taken away still shows")
 
 
 class ResourceTests(KeystoneTestCase):
