@@ -72,7 +72,7 @@ class NodeProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [TWISTD, "-n", "--pidfile=", "snfd", *self.args],
+            [TWISTD, "-n", "--pidfile=", "--logger=snfd.logs.observer", "snfd", *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.state_dir)
         log.close()
 
