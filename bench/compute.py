@@ -6,11 +6,17 @@ PostgreSQL, with a private RabbitMQ as the bus (``PrivateRabbit``; the
 in-process bus when RabbitMQ is not installed or does not start -- the
 output says which):
 
-- simulator: plugins identity, pithos, cyclades and ganeti-sim (4 nodes of
-  64 GiB and 64 CPUs, queue delay 0.05 s, ``--exec-time`` 0.01 s per step of an op: a
-  create has about eight steps and holds the node-allocation lock, so the
-  simulator, like Ganeti, runs creates one at a time); ``--servers`` (1,000)
-  servers of 1 CPU / 128 MiB / 1 GiB ``file`` from the demo image;
+- simulator: plugins identity, pithos and cyclades, and the simulated
+  Ganeti (plugin ganeti-sim: 4 nodes of 64 GiB and 64 CPUs, queue delay
+  0.05 s, ``--exec-time`` 0.01 s per step of an op: a create has about eight
+  steps and holds the node-allocation lock, so the simulator, like Ganeti,
+  runs creates one at a time) in a second ``twistd`` of its own, added with
+  ``snf-manage backend-add`` as in ``bench/faults.py``, its events over the
+  RabbitMQ (with the in-process bus it has to run inside the node, and its
+  own work -- it rewrites its whole state file on every op -- then shares
+  the node's reactor); ``--servers`` (1,000) servers of 1 CPU / 128 MiB /
+  1 GiB ``file`` from a 1 MiB image registered with ``snf-manage
+  image-register``;
 - real Ganeti: a single-node Ganeti 3.0 cluster in a network namespace of
   its own (``snfd.testing.ganeti.RealGanetiCluster``, fake hypervisor, OS
   ``noop+default``), plugins identity, pithos, cyclades and ganeti-events
@@ -66,7 +72,9 @@ from urllib.parse import quote
 
 import attrs
 
+from snfd.ganeti_sim.tls import certificate_part
 from snfd.testing.cloudnode import CloudNode, User
+from snfd.testing.node import free_port
 from snfd.testing.postgres import create_database, drop_database
 
 UTC = datetime.UTC
@@ -396,34 +404,62 @@ def measure(title: str, node: CloudNode, user: User, queue_dir: Path, n: int, cl
 
 
 def simulator_part(root: Path, bus: dict[str, str], args: argparse.Namespace) -> None:
-    admin, dbname, dsn = create_database("snfd_bench")
     exec_time = args.exec_time
     # 64 CPUs a node: at Ganeti's default vcpu-ratio of 4, room for 1,024 1-CPU servers.
-    config = (f"[ganeti-sim]\nnodes = 4\nnode_memory = 65536\nnode_cpus = 64\n"
-              f"queue_delay = {SIM_QUEUE_DELAY}\nexec_time = {exec_time}\n")
-    node = CloudNode(dsn, root / "sim", "identity,pithos,cyclades,ganeti-sim", config, bus)
+    sim_config = (f"[ganeti-sim]\nnodes = 4\nnode_memory = 65536\nnode_cpus = 64\n"
+                  f"queue_delay = {SIM_QUEUE_DELAY}\nexec_time = {exec_time}\n")
+    made_dbs = [create_database("snfd_bench")]
+    sim: CloudNode | None = None
+    if bus:
+        # The simulator in a process of its own (as in bench/faults.py): its
+        # work -- rewriting its whole state file on every op, as Ganeti
+        # rewrites config.data -- is then not on the node's reactor.
+        made_dbs.append(create_database("snfd_bench_sim"))
+        sim_port = free_port()
+        sim = CloudNode(made_dbs[1][2], root / "sim", "ganeti-sim",
+                        sim_config + f"port = {sim_port}\n", bus)
+        node = CloudNode(made_dbs[0][2], root / "node", "identity,pithos,cyclades", "", bus)
+        where = "its own process"
+    else:
+        node = CloudNode(made_dbs[0][2], root / "sim", "identity,pithos,cyclades,ganeti-sim",
+                         sim_config, bus)
+        where = "the node's process (no RabbitMQ to carry its events)"
+    queue = root / "sim" / "ganeti-sim" / "queue"
     try:
+        if sim is not None:
+            say("simulator: starting the simulated Ganeti ...")
+            sim.start()
         say("simulator: starting the node ...")
         node.start(ready_path="/compute/v2.0/flavors")
+        if sim is not None:
+            pem = root / "rapi.pem"
+            wait_for("the simulator's certificate", 60,
+                     lambda: (root / "sim" / "ganeti-sim" / "rapi.pem").exists(), sim)
+            pem.write_text(certificate_part((root / "sim" / "ganeti-sim" / "rapi.pem")
+                                            .read_bytes()))
+            node.manage("backend-add", "sim.ganeti.test", "--url",
+                        f"https://127.0.0.1:{sim_port}", "--username", "synnefo",
+                        "--password", "synnefopass", "--certificate", str(pem),
+                        "--events", "watch")
         user = prepare(node)
         made = json.loads(node.manage("flavor-create", "--cpu", "1", "--ram", "128", "--disk",
                                       "1", "--disk-template", "file", "--json"))
         flavor = int(made[0]["id"])
-
-        def demo_image() -> str | None:
-            status, body = node.api("GET", "/compute/v2.0/images", user.token)
-            images = body.get("images", []) if status == 200 else []
-            return images[0]["id"] if images else None
-
-        image = wait_for("demo image", 120, demo_image, node)
-        measure(f"simulator: {args.servers} servers (ganeti-sim, 4 nodes x 64 GiB x 64 CPUs,"
-                f" queue_delay {SIM_QUEUE_DELAY} s, exec_time {exec_time} s per step; a create"
-                " holds the node-allocation lock, so creates run one at a time as on Ganeti)",
-                node, user, node.state_dir / "ganeti-sim" / "queue", args.servers,
-                args.clients, args.poll, flavor, image, timeout=900)
+        disk = root / "bench-image.diskdump"
+        disk.write_bytes(os.urandom(1 << 20))
+        image = str(json.loads(node.manage("image-register", str(disk), "--name", "Bench image",
+                                           "--property", "OS=linux", "--json"))["id"])
+        measure(f"simulator: {args.servers} servers (ganeti-sim in {where}, 4 nodes x 64 GiB x"
+                f" 64 CPUs, queue_delay {SIM_QUEUE_DELAY} s, exec_time {exec_time} s per step;"
+                " a create holds the node-allocation lock, so creates run one at a time as on"
+                " Ganeti)", node, user, queue, args.servers, args.clients, args.poll, flavor,
+                image, timeout=900)
     finally:
         node.stop()
-        drop_database(admin, dbname)
+        if sim is not None:
+            sim.stop()
+        for admin, dbname, _ in made_dbs:
+            drop_database(admin, dbname)
 
 
 def real_part(root: Path, bus: dict[str, str], args: argparse.Namespace) -> None:

@@ -259,7 +259,7 @@ class SimulatedCluster:
         cluster = self._config.to_json()
         serial = self._queue.serial if self._queue is not None else 0
         cluster["serial"] = serial
-        text = json.dumps({"version": STATE_VERSION, "cluster": cluster}, indent=1)
+        text = json.dumps({"version": STATE_VERSION, "cluster": cluster}, separators=(",", ":"))
         self._writer.write(self.state_dir / "state.json", text, "state.json.tmp")
 
     # -- views for tests ----------------------------------------------------
