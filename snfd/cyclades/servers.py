@@ -336,7 +336,7 @@ def _rebuild_params_txn(txn: Any, server_id: int, key: str, params: dict[str, An
 
 def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
                  serial: int | None) -> Server | None:
-    server = store.server_txn(txn, server_id, for_update=True)
+    server = store.server_row_txn(txn, server_id, for_update=True)
     if serial is not None:
         serials.decide_txn(txn, component, serial, True)
     if server is None:
@@ -348,8 +348,8 @@ def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
         fields.update(backendjobid=job_id, backendopcode="OP_INSTANCE_CREATE",
                       backendjobstatus="queued")
     if fields:
-        return store.update_server_txn(txn, server_id, **fields)
-    return server
+        store.set_server_txn(txn, server_id, **fields)
+    return store.server_txn(txn, server_id)
 
 
 def _create_failed_txn(txn: Any, component: str, server_id: int, key: str,

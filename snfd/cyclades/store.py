@@ -361,20 +361,28 @@ def insert_server_txn(txn: Any, userid: str, project: str, name: str, flavor_id:
     txn.execute(
         f"INSERT INTO cyclades_servers ({', '.join(names)})"
         f" VALUES ({', '.join(['%s'] * len(names))}) RETURNING id", values)
-    server = server_txn(txn, txn.fetchone()[0])
+    # New: no port or volume is attached to it yet.
+    server = server_row_txn(txn, txn.fetchone()[0])
     assert server is not None
     return server
 
 
 def server_txn(txn: Any, server_id: int, for_update: bool = False) -> Server | None:
     """One server (deleted ones too), optionally locking its row."""
+    found = server_row_txn(txn, server_id, for_update)
+    return with_attachments_txn(txn, [found])[0] if found is not None else None
+
+
+def server_row_txn(txn: Any, server_id: int, for_update: bool = False) -> Server | None:
+    """``server_txn`` without its ports and volumes (one statement; the
+    server's ``ports`` and ``volumes`` are empty)."""
     lock = " FOR UPDATE OF s" if for_update else ""
     txn.execute(f"{_SERVER_SELECT} WHERE s.id = %s{lock}", (server_id,))
     row = txn.fetchone()
-    return _with_ports(txn, [_server(row)])[0] if row else None
+    return _server(row) if row else None
 
 
-def _with_ports(txn: Any, servers: list[Server]) -> list[Server]:
+def with_attachments_txn(txn: Any, servers: list[Server]) -> list[Server]:
     """The servers with their live ports (``Server.ports``, the network
     service's ``Port`` values) and attached volumes (``Server.volumes``,
     the volume service's ``Volume`` values)."""
@@ -427,7 +435,7 @@ def servers_txn(txn: Any, *, userid: str | None = None, project: str | None = No
         where.append("NOT s.deleted")
     sql = _SERVER_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY s.id"
     txn.execute(sql, args)
-    return _with_ports(txn, [_server(r) for r in txn.fetchall()])
+    return with_attachments_txn(txn, [_server(r) for r in txn.fetchall()])
 
 
 def servers_during_txn(txn: Any, start: datetime.datetime, end: datetime.datetime,
@@ -446,11 +454,16 @@ def servers_during_txn(txn: Any, start: datetime.datetime, end: datetime.datetim
 
 def update_server_txn(txn: Any, server_id: int, **fields: Any) -> Server | None:
     """Set ``SERVER_FIELDS`` (and ``updated = now()``); the new row."""
+    set_server_txn(txn, server_id, **fields)
+    return server_txn(txn, server_id)
+
+
+def set_server_txn(txn: Any, server_id: int, **fields: Any) -> None:
+    """``update_server_txn`` without reading the row back."""
     _check(fields, SERVER_FIELDS)
     assignments = ", ".join([*(f"{k} = %s" for k in fields), "updated = now()"])
     txn.execute(f"UPDATE cyclades_servers SET {assignments} WHERE id = %s",
                 [*(_value(k, v) for k, v in fields.items()), server_id])
-    return server_txn(txn, server_id)
 
 
 def usage_txn(txn: Any) -> dict[tuple[str, str], dict[str, int]]:

@@ -389,7 +389,8 @@ _DISK_KEYS = ("name", "size", "uuid")
 
 def _apply_txn(txn: Any, event: OpEvent, component: str,
                covered: dict[str, int] | None, serial: int | None) -> _Result:
-    server = store.server_txn(txn, event.server_id, for_update=True)
+    # Its ports and volumes are read once the event turns out to be final.
+    server = store.server_row_txn(txn, event.server_id, for_update=True)
     if server is None:
         return _Result("ignored: no such server")
     if server.deleted:
@@ -429,8 +430,9 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
     if not final:
         if covered:
             return _Result("ignored: job not finished", server=server)
-        store.update_server_txn(txn, server.id, **fields)
+        store.set_server_txn(txn, server.id, **fields)
         return _Result(f"recorded {event.status}", applied=True, server=server)
+    server = store.with_attachments_txn(txn, [server])[0]
 
     success = event.status == "success"
     new_state = server.operstate
@@ -532,7 +534,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
         doomed = Volumes.sync_disks_txn(txn, server, fields.get("disks"), removed=removed,
                                         failed_change=event.opcode == OP_SET_PARAMS
                                         and not success, failed_create=failed_create)
-    store.update_server_txn(txn, server.id, **fields)
+    store.set_server_txn(txn, server.id, **fields)
     outcome = f"applied {event.opcode} {event.status}"
     if removed:
         outcome += ": server deleted"
@@ -546,7 +548,7 @@ def _apply_txn(txn: Any, event: OpEvent, component: str,
 
 def _progress_txn(txn: Any, server_id: int, kind: str, etime: datetime.datetime,
                   message: dict[str, Any]) -> str:
-    server = store.server_txn(txn, server_id, for_update=True)
+    server = store.server_row_txn(txn, server_id, for_update=True)
     if server is None or server.deleted:
         return "ignored: no such server"
     if server.backendtime is not None and etime <= server.backendtime:
@@ -559,7 +561,7 @@ def _progress_txn(txn: Any, server_id: int, kind: str, etime: datetime.datetime,
     else:
         level, text, details = _diagnostic(kind, message)
         store.add_diagnostic_txn(txn, server.id, level, kind, text, details, etime)
-    store.update_server_txn(txn, server.id, **fields)
+    store.set_server_txn(txn, server.id, **fields)
     return "applied"
 
 
@@ -783,11 +785,11 @@ class UpdatePath:
 
 def _clear_task_txn(txn: Any, server_id: int, task_job_id: int | None,
                     component: str) -> tuple[bool, int | None, bool]:
-    server = store.server_txn(txn, server_id, for_update=True)
+    server = store.server_row_txn(txn, server_id, for_update=True)
     if server is None or not server.task or server.task_job_id != task_job_id:
         return False, None, False
     serial, accept = server.serial, False
     if serial is not None:
         accept = decide_txn(txn, component, serial, False).accept
-    store.update_server_txn(txn, server.id, task="", task_job_id=None, serial=None)
+    store.set_server_txn(txn, server.id, task="", task_job_id=None, serial=None)
     return True, serial, accept
