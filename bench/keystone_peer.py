@@ -193,7 +193,7 @@ def running_keystone(venv: Path = DEFAULT_VENV, timeout: float = 120.0) -> Itera
         manage("db_sync")
         manage("fernet_setup", "--keystone-user", user, "--keystone-group", group)
         manage("credential_setup", "--keystone-user", user, "--keystone-group", group)
-        manage("bootstrap", "--bootstrap-username", "admin", "--bootstrap-password", password,
+        manage("bootstrap", "--bootstrap-username", "admin", f"--bootstrap-password={password}",
                "--bootstrap-project-name", "admin", "--bootstrap-role-name", "admin",
                "--bootstrap-service-name", "keystone", "--bootstrap-region-id", "RegionOne",
                *(a for kind in ("admin", "internal", "public")
