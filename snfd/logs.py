@@ -11,9 +11,9 @@ This one:
   <text>``, tracebacks included), the time string made once a second;
 - writes ``info`` events at the end of the reactor's current turn, many
   in one write, and anything from ``warn`` up at once, with what waits
-  before it (order is kept).  What waits is written when the process
-  shuts down cleanly; a process killed outright loses at most one turn's
-  info lines.
+  before it (order is kept).  Before the reactor runs and after it
+  stopped, every line is written at once; a process killed outright loses
+  at most one turn's info lines.
 
 It writes to standard output (``--nodaemon``: systemd's journal, a
 container's log, a test's captured output), which is where twistd's
@@ -117,8 +117,14 @@ def observer() -> NodeLogObserver:
     except ValueError as e:
         sys.stderr.write(f"snfd: {e}\n")
         raise SystemExit(1) from None
-    made = NodeLogObserver(sys.stdout, level,
-                           lambda f: reactor.callLater(0, f))  # type: ignore[attr-defined]
+    def later(f: Callable[[], None]) -> None:
+        # Once the reactor has stopped (twistd's last lines), at once.
+        if reactor.running:  # type: ignore[attr-defined]
+            reactor.callLater(0, f)  # type: ignore[attr-defined]
+        else:
+            f()
+
+    made = NodeLogObserver(sys.stdout, level, later)
     reactor.addSystemEventTrigger("after", "shutdown", made.flush)  # type: ignore[attr-defined]
     atexit.register(made.flush)  # an exit without the reactor's shutdown
     return made
