@@ -180,6 +180,15 @@ def _gone(fault: errors.Fault) -> bool:
     return isinstance(fault, errors.NotFound)
 
 
+def _outcome(resolution: Any) -> tuple[list[int], errors.Fault | None]:
+    """The serials a holder's ``Resolution`` settled (those it no longer
+    lists count), and the first fault of one it could not."""
+    done = set(resolution.accepted) | set(resolution.rejected) | {
+        s for s, fault in resolution.failed if _gone(fault)}
+    failed = [fault for _, fault in resolution.failed if not _gone(fault)]
+    return sorted(done), failed[0] if failed else None
+
+
 class Charger:
     """Issues and resolves one component's commissions; charging services
     drive it through ``snfd.quota.charged.run_charged`` (see the module
@@ -301,13 +310,10 @@ class Charger:
         resolution = await self._holder.resolve(
             self.component, accept=[r.serial for r in todo if r.accept],
             reject=[r.serial for r in todo if not r.accept])
-        failed = [(s, fault) for s, fault in resolution.failed if not _gone(fault)]
-        done = set(resolution.accepted) | set(resolution.rejected) | {
-            s for s, fault in resolution.failed if _gone(fault)}
-        await self._db.run("quota.resolved_serials", mark_resolved_txn, self.component,
-                           sorted(done))
-        if failed:
-            raise failed[0][1]
+        done, fault = _outcome(resolution)
+        await self._db.run("quota.resolved_serials", mark_resolved_txn, self.component, done)
+        if fault is not None:
+            raise fault
 
     def _settle_txn(self, txn: Any, batch: dict[int, bool]
                     ) -> tuple[dict[int, bool], errors.Fault | None]:
@@ -323,11 +329,8 @@ class Charger:
             resolution = self._ledger.resolve_txn(
                 txn, self.component, accept=[r.serial for r in todo if r.accept],
                 reject=[r.serial for r in todo if not r.accept])
-            failed = [f for s, f in resolution.failed if not _gone(f)]
-            fault = failed[0] if failed else None
-            done = set(resolution.accepted) | set(resolution.rejected) | {
-                s for s, f in resolution.failed if _gone(f)}
-            mark_resolved_txn(txn, self.component, sorted(done))
+            done, fault = _outcome(resolution)
+            mark_resolved_txn(txn, self.component, done)
         return {serial: r.accept for serial, r in records.items()}, fault
 
     async def settle(self, serial: int, accept: bool) -> bool:

@@ -157,6 +157,21 @@ def started_pool(testcase, dsn: str, max_connections: int = 5):
     return db
 
 
+def recorded_runs(testcase, db) -> list:
+    """The names of the interactions ``db.run`` is asked for from now on,
+    in order (``db`` is an ``IDatabase``; the recording ends at cleanup)."""
+    names: list = []
+    run = db.run
+
+    def recording(name, *args, **kwargs):
+        names.append(name)
+        return run(name, *args, **kwargs)
+
+    db.run = recording
+    testcase.addCleanup(setattr, db, "run", run)
+    return names
+
+
 def _free_port() -> int:
     """A port in L{PORTS} that nothing listens on at 127.0.0.1 right now."""
     ports = list(PORTS)

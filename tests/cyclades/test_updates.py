@@ -21,7 +21,7 @@ from snfd.identity.quotaholder import LocalQuotaHolder
 from snfd.plugins.identity import plugin as identity_plugin
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
-from snfd.testing.postgres import fresh_database, started_pool
+from snfd.testing.postgres import fresh_database, recorded_runs, started_pool
 
 CYCLADES = Schema("cyclades", "snfd.cyclades.schema")
 T0 = 1_700_000_000
@@ -685,18 +685,6 @@ class OrderTests(UpdateTestCase):
     prefetch) are applied one at a time, in arrival order, skipping the
     intermediate ones a later event of the same job makes useless."""
 
-    def count_applied(self) -> list[str]:
-        names: list[str] = []
-        run = self.db.run
-
-        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
-            names.append(name)
-            return run(name, *args, **kwargs)
-
-        self.db.run = counting
-        self.addCleanup(setattr, self.db, "run", run)
-        return names
-
     async def start_time(self, server: Server, job: int) -> datetime.datetime:
         rows = await self.db.run("t", lambda txn: (txn.execute(
             "SELECT start_time FROM cyclades_job_events WHERE server_id = %s AND job_id = %s",
@@ -709,7 +697,7 @@ class OrderTests(UpdateTestCase):
         not applied; the success is, and the opcode's start is the first
         event's time."""
         s = await self.server(task="BUILD", task_job_id=3, backendjobid=3)
-        applied = self.count_applied()
+        applied = recorded_runs(self, self.db)
         await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
             op(s, "CREATE", "queued", 3, 1), op(s, "CREATE", "running", 3, 2),
             op(s, "CREATE", "running", 3, 2.5), op(s, "CREATE", "success", 3, 3))])
@@ -725,7 +713,7 @@ class OrderTests(UpdateTestCase):
         success followed by a later job's events, and a newer job's
         queued status after an older job's, are all applied, in order."""
         s = await self.server(operstate="STARTED")
-        applied = self.count_applied()
+        applied = recorded_runs(self, self.db)
         await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
             op(s, "SHUTDOWN", "running", 5, 1), op(s, "SHUTDOWN", "success", 5, 2),
             op(s, "STARTUP", "queued", 6, 3), op(s, "STARTUP", "running", 6, 4))])
@@ -741,9 +729,11 @@ class OrderTests(UpdateTestCase):
         """A redelivered older event behind a newer one of the same job
         does not make the newer one skipped (it is then ignored as old)."""
         s = await self.server(operstate="STARTED")
+        applied = recorded_runs(self, self.db)
         await defer.gatherResults([defer.ensureDeferred(self.updates.op_status(m)) for m in (
             op(s, "SHUTDOWN", "running", 5, 1), op(s, "SHUTDOWN", "running", 5, 3),
             op(s, "SHUTDOWN", "queued", 5, 0.5))])
+        self.assertEqual(applied.count("cyclades.op_status"), 3)  # none skipped
         got = await self.get(s)
         self.assertEqual((got.backendjobstatus, got.backendlogmsg), ("queued",
                                                                       "shutdown queued"))

@@ -16,6 +16,7 @@ from twisted.internet import defer, reactor, task
 from snfd.identity import project_store
 from snfd.testing.node import free_port
 from snfd.testing.nodecase import NodeTestCase
+from snfd.testing.postgres import recorded_runs
 from snfd.testing.stubhttp import serve
 
 PUBLIC = "http://cloud.test"
@@ -452,19 +453,6 @@ class ValidationCacheTests(KeystoneTestCase):
     database, until a change to the token's user, project or roles
     notifies every node."""
 
-    def count_db(self) -> list[str]:
-        db = self.accounts.db
-        names: list[str] = []
-        run = db.run
-
-        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
-            names.append(name)
-            return run(name, *args, **kwargs)
-
-        db.run = counting
-        self.addCleanup(setattr, db, "run", run)
-        return names
-
     async def validate(self, caller: str, token: str) -> tuple[int, Any]:
         code, body, _ = await self.call("GET", "/identity/v3/auth/tokens", headers={
             "X-Auth-Token": caller, "X-Subject-Token": token})
@@ -488,7 +476,7 @@ class ValidationCacheTests(KeystoneTestCase):
         _, token = await self.scoped(uid)
         code, first = await self.validate(primary, token)
         self.assertEqual((code, first["token"]["project"]["name"]), (200, "alpha"))
-        reads = self.count_db()
+        reads = recorded_runs(self, self.accounts.db)
         code, again = await self.validate(primary, token)
         self.assertEqual((code, again), (200, first))
         self.assertEqual(reads, [])

@@ -20,7 +20,7 @@ from snfd.quota import NoCapacityError, Resource, user_and_project
 from snfd.quota import serials as qs
 from snfd.quota.serials import Charger
 from snfd.testing.identity import identity_database
-from snfd.testing.postgres import fresh_database, started_pool
+from snfd.testing.postgres import fresh_database, recorded_runs, started_pool
 
 DISK = Resource("pithos.diskspace", "Storage", "bytes", "object-store", "pithos_object-store")
 
@@ -263,15 +263,7 @@ class LedgerChargerTests(ChargerTests):
 
     async def test_two_transactions_a_commission(self):
         """An issue and its settlement are one transaction each."""
-        names: list[str] = []
-        run = self.db.run
-
-        def counting(name: str, *args: Any, **kwargs: Any) -> Any:
-            names.append(name)
-            return run(name, *args, **kwargs)
-
-        self.db.run = counting
-        self.addCleanup(setattr, self.db, "run", run)
+        names = recorded_runs(self, self.db)
         serial = await self.charger.issue(upload(10), resource_key="acct/c/a")
         self.assertTrue(await self.charger.settle(serial, accept=True))
         self.assertEqual(names, ["quota.issue", "quota.settle"])
