@@ -201,6 +201,15 @@ class IDatabase(Interface):
         errors propagate unchanged.
         """
 
+    def read(name, interaction, *args, **kwargs):
+        """Run ``interaction(txn, *args, **kwargs)`` outside a transaction
+        (autocommit): no ``BEGIN`` or ``COMMIT`` round trips, and each
+        statement sees its own snapshot.  For an interaction that writes
+        nothing and runs one statement, or several whose answers need not
+        agree with each other.  Named, timed, retried and failing as
+        ``run``.
+        """
+
     def ping(timeout):
         """Return an awaitable firing with the round-trip time in seconds
         of ``SELECT 1``, or raising ``snfd.db.pool.DatabaseUnavailable``

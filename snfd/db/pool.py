@@ -46,6 +46,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from snfd import errors
+from snfd.db.prepared import SESSION_OPTIONS
 from snfd.interfaces import IDatabase
 from snfd.metrics import Metrics
 from snfd.repeats import Repeats
@@ -140,29 +141,36 @@ def connection_lost(exc: BaseException) -> bool:
 def connection_options(application_name: str,
                        idle_in_transaction: float | None = None) -> dict[str, Any]:
     """libpq options for every snfd connection: a name in pg_stat_activity,
-    a connect timeout, and TCP keepalives so a dead peer is noticed.
+    a connect timeout, TCP keepalives so a dead peer is noticed, and the
+    plans of prepared statements made once (``snfd.db.prepared``).
 
     ``idle_in_transaction`` (seconds) ends a session that sits inside a
     transaction that long: a frozen node must not hold row locks (such as
     the share lock of a fenced write) that a new leader waits for.
     """
-    options = {
+    settings = [SESSION_OPTIONS]
+    if idle_in_transaction:
+        settings.append(
+            f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}")
+    return {
         "application_name": application_name[:63],
         "connect_timeout": 5,
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
+        "options": " ".join(settings),
     }
-    if idle_in_transaction:
-        options["options"] = (
-            f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}")
-    return options
 
 
 class _Pool(adbapi.ConnectionPool):
     """adbapi's pool, dropping a broken connection quietly instead of
-    logging tracebacks for the expected failure of its rollback."""
+    logging tracebacks for the expected failure of its rollback, and
+    running an interaction in autocommit when asked (``autocommit``)."""
+
+    def runAutocommit(self, interaction, *args, **kw):  # type: ignore[no-untyped-def]
+        """``runInteraction`` outside a transaction (see ``Database.read``)."""
+        return self.runInteraction(_autocommit, interaction, *args, **kw)
 
     def _runInteraction(self, interaction, *args, **kw):  # type: ignore[no-untyped-def]
         conn = self.connectionFactory(self)
@@ -182,6 +190,18 @@ class _Pool(adbapi.ConnectionPool):
             else:
                 self.disconnect(raw)
             raise
+
+
+def _autocommit(txn: Any, interaction: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """Run ``interaction`` with the connection in autocommit; the commit
+    that follows it is then a no-op without a round trip."""
+    raw = txn._connection._connection
+    raw.autocommit = True
+    try:
+        return interaction(txn, *args, **kw)
+    finally:
+        if not raw.closed:
+            raw.autocommit = False
 
 
 @implementer(IDatabase)
@@ -229,12 +249,20 @@ class Database:
             self._pool.close()
 
     async def run(self, name: str, interaction: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._retried(self._pool.runInteraction, name, interaction, args, kwargs)
+
+    async def read(self, name: str, interaction: Callable[..., T], *args: Any,
+                   **kwargs: Any) -> T:
+        return await self._retried(self._pool.runAutocommit, name, interaction, args, kwargs)
+
+    async def _retried(self, runner: Callable[..., Any], name: str,
+                       interaction: Callable[..., T], args: Any, kwargs: Any) -> T:
         started = self._reactor.seconds()
         conflicts = 0
         delay = 0.05
         while True:
             try:
-                result = await self._pool.runInteraction(interaction, *args, **kwargs)
+                result: T = await runner(interaction, *args, **kwargs)
             except _RETRY_CONFLICT as e:
                 conflicts += 1
                 if conflicts >= _MAX_CONFLICT_ATTEMPTS:

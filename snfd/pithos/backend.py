@@ -221,6 +221,10 @@ class Backend:
         some objects in it its name and mtime."""
         check_account_name(account)
         check_container_name(container)
+        if user == account and until is None:  # one statement
+            owned: ContainerInfo = await self.db.read(
+                "pithos.container", reads.owned_container_txn, account, container)
+            return owned
         info: ContainerInfo = await self.db.run(
             "pithos.container", reads.container_txn, user, account, container, until)
         return info
@@ -345,6 +349,11 @@ class Backend:
         history).  ``project``: the scope of the caller's token (sharing
         entries naming it grant to the caller, see ``permissions``)."""
         check_path(account, container, name)
+        if user == account:  # one statement
+            owned: ObjectInfo = await self.db.read(
+                "pithos.object", reads.owned_object_txn, self.block_size, account, container,
+                name, version)
+            return owned
         info: ObjectInfo = await self.db.run("pithos.object", reads.object_txn,
                                              self.block_size, user, account, container,
                                              name, version, project)

@@ -149,7 +149,12 @@ def entries_txn(txn: Any, user: str, permissions: Permissions | None = None,
 
 def directories_txn(txn: Any, paths: list[str]) -> set[str]:
     """Which of ``paths`` are current directory objects."""
-    types = store.types_txn(txn, paths)
+    return _directories(store.types_txn(txn, paths))
+
+
+def _directories(types: dict[str, tuple[str, int]]) -> set[str]:
+    """Which paths of ``types`` (``store.types_txn``) are current
+    directory objects."""
     return {p for p, (t, cluster) in types.items()
             if cluster == NORMAL and t in DIRECTORY_TYPES}
 
@@ -160,6 +165,18 @@ def _governing_txn(txn: Any, account: str, container: str | None, name: str | No
     path (see the module docstring; ``None`` when none does), the sharing
     read, and whether the governing path is the object or one of its
     directory objects."""
+    paths, ancestors = sharing_paths(account, container, name)
+    perms = store.permissions_txn(txn, paths)
+    dirs = directories_txn(txn, [p for p in ancestors if p in perms]) if (
+        ancestors and any(p in perms for p in ancestors)) else set()
+    return _governing(paths, ancestors, perms, dirs, name is not None)
+
+
+def sharing_paths(account: str, container: str | None,
+                  name: str | None) -> tuple[list[str], list[str]]:
+    """The paths whose sharing may govern the account, container or
+    object path, closest first, and among them the object's possible
+    directory objects (its ancestors within the container)."""
     paths: list[str] = []
     ancestors: list[str] = []
     if container is not None:
@@ -172,16 +189,35 @@ def _governing_txn(txn: Any, account: str, container: str | None, name: str | No
             paths.extend(ancestors)
         paths.append(cpath)
     paths.append(account)
-    perms = store.permissions_txn(txn, paths)
-    dirs = directories_txn(txn, [p for p in ancestors if p in perms]) if (
-        ancestors and any(p in perms for p in ancestors)) else set()
+    return paths, ancestors
+
+
+def _governing(paths: list[str], ancestors: list[str], perms: dict[str, Permissions],
+               dirs: set[str], is_object: bool,
+               ) -> tuple[str | None, dict[str, Permissions], bool]:
+    """``_governing_txn`` from what it read: the sharing ``perms`` of the
+    ``sharing_paths`` and which ``ancestors`` are directory objects."""
     for i, path in enumerate(paths):
         if path not in perms:
             continue
         if path in ancestors and path not in dirs:
             continue
-        return path, perms, name is not None and i < len(ancestors) + 1
+        return path, perms, is_object and i < len(ancestors) + 1
     return None, perms, False
+
+
+def owner_access(account: str, container: str | None, name: str | None,
+                 perms: dict[str, Permissions],
+                 types: dict[str, tuple[str, int]]) -> Access:
+    """``access_txn`` for the owner from the sharing ``perms`` of the
+    ``sharing_paths`` and ``types_txn`` of the ancestors among them that
+    have a sharing (what ``store.object_view_txn`` reads)."""
+    paths, ancestors = sharing_paths(account, container, name)
+    dirs = _directories({p: t for p, t in types.items() if p in ancestors})
+    governing, perms, object_level = _governing(paths, ancestors, perms, dirs,
+                                                name is not None)
+    return Access(True, True, True, governing,
+                  perms.get(governing) if governing else None, object_level)
 
 
 def access_txn(txn: Any, user: str, account: str, container: str | None,

@@ -37,8 +37,10 @@ from snfd.pithos.permissions import (
     entries_txn,
     everything,
     grants,
+    owner_access,
     require,
     shares_under_txn,
+    sharing_paths,
     visibility_txn,
 )
 from snfd.pithos.rules import MAX_LIST
@@ -198,20 +200,25 @@ def containers_txn(txn: Any, user: str, account: str, marker: str | None,
     return out
 
 
+def owned_container_txn(txn: Any, account: str, container: str) -> ContainerInfo:
+    """``container_txn`` for the owner, now: one statement."""
+    found = store.owned_container_txn(txn, f"{account}/{container}")
+    if found is None:
+        raise errors.NotFound("Container does not exist.")
+    return ContainerInfo(
+        account, container, found.stats.population, found.stats.size,
+        found.stats.mtime, policy=container_policy(found.policy, account),
+        meta=found.meta,
+        object_meta=tuple(k[len(OBJECT_META_PREFIX):] for k in found.meta_keys),
+        sharing=found.sharing)
+
+
 def container_txn(txn: Any, user: str, account: str, container: str,
                   until: float | None) -> ContainerInfo:
     """See ``Backend.container``."""
     path = f"{account}/{container}"
     if user == account and until is None:
-        found = store.owned_container_txn(txn, path)
-        if found is None:
-            raise errors.NotFound("Container does not exist.")
-        return ContainerInfo(
-            account, container, found.stats.population, found.stats.size,
-            found.stats.mtime, policy=container_policy(found.policy, account),
-            meta=found.meta,
-            object_meta=tuple(k[len(OBJECT_META_PREFIX):] for k in found.meta_keys),
-            sharing=found.sharing)
+        return owned_container_txn(txn, account, container)
     access = access_txn(txn, user, account, container, None)
     if not access.owner:
         if not access.read and not shares_under_txn(txn, user, path + "/"):
@@ -389,7 +396,8 @@ def _listing_txn(txn: Any, block_size: int, account: str, container: str,
 
 def object_txn(txn: Any, block_size: int, user: str, account: str, container: str,
                name: str, version: int | None, project: str | None = None) -> ObjectInfo:
-    """See ``Backend.object``."""
+    """See ``Backend.object`` (for the owner, ``owned_object_txn`` gives
+    the same in one statement)."""
     access = access_txn(txn, user, account, container, name, project=project)
     require(access, "Object")
     path = f"{account}/{container}/{name}"
@@ -413,21 +421,53 @@ def object_txn(txn: Any, block_size: int, user: str, account: str, container: st
                            hashes, latest=v.serial == latest.serial and v.cluster == NORMAL)
 
 
+def owned_object_txn(txn: Any, block_size: int, account: str, container: str, name: str,
+                     version: int | None) -> ObjectInfo:
+    """``object_txn`` for the owner, in one statement
+    (``store.object_view_txn``)."""
+    path = f"{account}/{container}/{name}"
+    paths, ancestors = sharing_paths(account, container, name)
+    view = store.object_view_txn(txn, path, version, paths, ancestors)
+    latest, v = view.latest, view.chosen
+    if latest is None:
+        raise errors.NotFound("Object does not exist.")
+    if version is None:
+        if latest.cluster != NORMAL:
+            raise errors.NotFound("Object does not exist.")
+    elif v is None or v.node != latest.node:
+        raise errors.NotFound(f"Object has no version {version}.")
+    assert v is not None
+    access = owner_access(account, container, name, view.sharing, view.types)
+    is_latest = v.serial == latest.serial and v.cluster == NORMAL
+    return _object_info(block_size, access, account, container, name, v, view.meta,
+                        [] if v.cluster == DELETED else view.hashes, is_latest,
+                        view.public if is_latest else None)
+
+
 def object_info_txn(txn: Any, block_size: int, access: Access, account: str,
                     container: str, name: str, v: Version, meta: dict[str, str],
                     hashes: list[str] | None, latest: bool = True) -> ObjectInfo:
     """The ``ObjectInfo`` of version ``v`` as the caller with ``access``
     sees it; the sharing details only when it is the ``latest``."""
-    sharing = shared_by = public = None
     path = f"{account}/{container}/{name}"
-    if latest:
-        if access.object_level:
-            if access.path != path:
-                shared_by = access.path
-            if access.owner:
-                sharing = access.permissions
+    public = None
+    if latest and access.owner:
+        public = store.public_tokens_txn(txn, [path]).get(path)
+    return _object_info(block_size, access, account, container, name, v, meta, hashes,
+                        latest, public)
+
+
+def _object_info(block_size: int, access: Access, account: str, container: str,
+                 name: str, v: Version, meta: dict[str, str], hashes: list[str] | None,
+                 latest: bool, public: str | None) -> ObjectInfo:
+    """``object_info_txn`` given the object's active public link."""
+    sharing = shared_by = None
+    path = f"{account}/{container}/{name}"
+    if latest and access.object_level:
+        if access.path != path:
+            shared_by = access.path
         if access.owner:
-            public = store.public_tokens_txn(txn, [path]).get(path)
+            sharing = access.permissions
     return ObjectInfo(account, container, name, v.serial, v.uuid, v.hash, v.checksum,
                       v.size, v.type, v.mtime, v.muser, meta=meta, hashes=hashes,
                       block_size=block_size, sharing=sharing, shared_by=shared_by,

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from snfd.db.prepared import Prepared
 from snfd.pithos.hashmap import DIGEST_SIZE, EMPTY_HASH
 from snfd.pithos.model import Permissions
 
@@ -320,7 +321,12 @@ def map_hashes_txn(txn: Any, map_id: int | None) -> list[str]:
     row = txn.fetchone()
     if row is None:
         return [EMPTY_HASH]
-    raw = bytes(row[0])
+    return _hashes(row[0])
+
+
+def _hashes(raw: Any) -> list[str]:
+    """The hex hashes of a stored hashmap (``pithos_maps.hashes``)."""
+    raw = bytes(raw)
     return [raw[i:i + DIGEST_SIZE].hex() for i in range(0, len(raw), DIGEST_SIZE)]
 
 
@@ -553,6 +559,63 @@ def latest_txn(txn: Any, path: str) -> Version | None:
             WHERE n.path = %s""", (path,))
     row = txn.fetchone()
     return None if row is None else _version(row)
+
+
+@attrs.frozen
+class ObjectView:
+    """What an object read is made of, read in one statement
+    (``object_view_txn``)."""
+
+    latest: Version | None
+    chosen: Version | None
+    meta: dict[str, str]
+    hashes: list[str]
+    public: str | None
+    sharing: dict[str, Permissions]
+    types: dict[str, tuple[str, int]]
+
+
+_OBJECT_VIEW = Prepared(
+    f"""SELECT
+          ARRAY(SELECT ARRAY[p.path, p.access::text, p.member] FROM pithos_permissions p
+                WHERE p.path = ANY(%(sharing)s::text[])),
+          ARRAY(SELECT ARRAY[tn.path, tv.type, tv.cluster::text] FROM pithos_nodes tn
+                JOIN pithos_versions tv ON tv.serial = tn.latest_version
+                WHERE tn.path = ANY(%(types)s::text[]) AND EXISTS (
+                    SELECT 1 FROM pithos_permissions tp WHERE tp.path = tn.path)),
+          (SELECT token FROM pithos_public WHERE active AND path = %(path)s),
+          ARRAY(SELECT ARRAY[a.key, a.value] FROM pithos_attributes a
+                WHERE a.serial = v.serial AND a.domain = %(domain)s),
+          (SELECT m.hashes FROM pithos_maps m WHERE m.map_id = v.map_id),
+          {_VERSION.replace("v.", "l.")}, {_VERSION}
+        FROM (SELECT 1) one
+        LEFT JOIN pithos_nodes n ON n.path = %(path)s
+        LEFT JOIN pithos_versions l ON l.serial = n.latest_version
+        LEFT JOIN pithos_versions v
+               ON v.serial = coalesce(%(version)s::bigint, n.latest_version)""")
+
+
+def object_view_txn(txn: Any, path: str, version: int | None, sharing_of: Sequence[str],
+                    types_of: Sequence[str]) -> ObjectView:
+    """In one round trip: the newest version of the object at ``path``
+    (``latest_txn``); ``chosen``, version ``version`` (``None``: the
+    newest) if it exists, with its ``pithos`` attributes and hashmap
+    (``attributes_txn``, ``map_hashes_txn``); the path's active public
+    link; the sharing of those of ``sharing_of`` that have any
+    (``permissions_txn``); and ``types_txn`` of those of ``types_of``
+    that have a sharing."""
+    _OBJECT_VIEW.execute(txn, {"sharing": list(sharing_of), "types": list(types_of),
+                               "path": path, "domain": DOMAIN, "version": version})
+    row = txn.fetchone()
+    perms, types, public, meta, raw = row[:5]
+    width = len(_VERSION.split(","))
+    latest_row, chosen_row = row[5:5 + width], row[5 + width:]
+    latest = None if latest_row[0] is None else _version(latest_row)
+    chosen = None if chosen_row[0] is None else _version(chosen_row)
+    hashes = [EMPTY_HASH] if raw is None else _hashes(raw)
+    return ObjectView(latest, chosen, dict(map(tuple, meta)), hashes, public,
+                      _permissions((p, int(a), m) for p, a, m in perms),
+                      {t[0]: (t[1], int(t[2])) for t in types})
 
 
 def version_txn(txn: Any, serial: int) -> Version | None:
@@ -926,25 +989,28 @@ class OwnedContainer:
     sharing: Permissions | None
 
 
+_OWNED_CONTAINER = Prepared(
+    """SELECT n.node, s.population, s.size, s.mtime,
+              ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
+                    WHERE p.node = n.node),
+              ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
+                    WHERE m.node = n.node),
+              ARRAY(SELECT k.key FROM pithos_meta_keys k
+                    WHERE k.container = n.node ORDER BY k.key),
+              ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
+                    WHERE q.path = n.path)
+       FROM pithos_nodes n
+       LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = %(normal)s
+       WHERE n.path = %(path)s""")
+
+
 def owned_container_txn(txn: Any, path: str) -> OwnedContainer | None:
     """The container at ``path`` with its current statistics, policy,
     metadata, the attribute keys its objects use (sorted) and its own
     sharing: what ``node_txn``, ``stats_txn``, ``policy_txn``,
     ``node_meta_txn``, ``meta_keys_txn`` and ``permissions_txn`` give, in
     one round trip; ``None`` when there is no such node."""
-    txn.execute(
-        """SELECT n.node, s.population, s.size, s.mtime,
-                  ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
-                        WHERE p.node = n.node),
-                  ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
-                        WHERE m.node = n.node),
-                  ARRAY(SELECT k.key FROM pithos_meta_keys k
-                        WHERE k.container = n.node ORDER BY k.key),
-                  ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
-                        WHERE q.path = n.path)
-           FROM pithos_nodes n
-           LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = %s
-           WHERE n.path = %s""", (NORMAL, path))
+    _OWNED_CONTAINER.execute(txn, {"normal": NORMAL, "path": path})
     row = txn.fetchone()
     if row is None:
         return None

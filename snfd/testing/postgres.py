@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import attrs
 import psycopg2
 import psycopg2.extensions
 from twisted.logger import Logger
@@ -158,18 +159,69 @@ def started_pool(testcase, dsn: str, max_connections: int = 5):
 
 
 def recorded_runs(testcase, db) -> list:
-    """The names of the interactions ``db.run`` is asked for from now on,
-    in order (``db`` is an ``IDatabase``; the recording ends at cleanup)."""
+    """The names of the interactions ``db`` is asked for from now on
+    (``run`` and ``read``), in order (``db`` is an ``IDatabase``; the
+    recording ends at cleanup)."""
     names: list = []
-    run = db.run
 
-    def recording(name, *args, **kwargs):
+    def wrap(how, name, interaction):
         names.append(name)
-        return run(name, *args, **kwargs)
+        return interaction
 
-    db.run = recording
-    testcase.addCleanup(setattr, db, "run", run)
+    _intercept(testcase, db, wrap)
     return names
+
+
+@attrs.define
+class Recorded:
+    """One interaction asked of a recorded ``IDatabase``: how
+    (``"run"``, ``"read"``), its name, the SQL of each statement."""
+
+    how: str
+    name: str
+    statements: list = attrs.field(factory=list)
+
+
+def recorded_statements(testcase, db) -> list:
+    """A ``Recorded`` entry for each interaction ``db`` is asked for from
+    now on, in order (the recording ends at cleanup)."""
+    entries: list = []
+
+    def wrap(how, name, interaction):
+        entry = Recorded(how, name)
+        entries.append(entry)
+        return lambda txn, *a, **kw: interaction(_Counting(txn, entry.statements), *a, **kw)
+
+    _intercept(testcase, db, wrap)
+    return entries
+
+
+class _Counting:
+    """A cursor that notes each statement's SQL before executing it."""
+
+    def __init__(self, txn, statements: list):
+        self._txn = txn
+        self._statements = statements
+
+    def execute(self, sql, *args, **kwargs):
+        self._statements.append(sql)
+        return self._txn.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._txn, attr)
+
+
+def _intercept(testcase, db, wrap) -> None:
+    """Have ``db.run`` and ``db.read`` run ``wrap(how, name,
+    interaction)`` instead of each interaction, until cleanup."""
+    for how in ("run", "read"):
+        original = getattr(db, how)
+
+        def intercepted(name, interaction, *args, _how=how, _original=original, **kwargs):
+            return _original(name, wrap(_how, name, interaction), *args, **kwargs)
+
+        setattr(db, how, intercepted)
+        testcase.addCleanup(setattr, db, how, original)
 
 
 def _free_port() -> int:

@@ -81,6 +81,53 @@ class PoolTests(unittest.TestCase):
                                  {"name": "test.fail", "outcome": "error"}), 1)
 
     @defer.inlineCallbacks
+    def test_read_runs_outside_a_transaction(self):
+        """``read`` runs its statements in autocommit: no transaction is
+        open during them (so ``now()`` moves between statements), it is
+        timed under its name, and the connection goes back to transactions:
+        a ``run`` that fails afterwards still rolls back all it wrote."""
+        db, metrics = self.make_db(fresh_database(self))
+        yield defer.ensureDeferred(db.run("test.setup", _setup_txn))
+
+        def two_instants_txn(txn):
+            txn.execute("SELECT now(), pg_sleep(0.01)")
+            first = txn.fetchone()[0]
+            txn.execute("SELECT now(), txid_current_if_assigned()")
+            second, xid = txn.fetchone()
+            return first, second, xid
+
+        first, second, xid = yield defer.ensureDeferred(db.read("test.instants", two_instants_txn))
+        self.assertLess(first, second)
+        self.assertIsNone(xid)
+        first, second, _ = yield defer.ensureDeferred(db.run("test.instants", two_instants_txn))
+        self.assertEqual(first, second)  # one transaction: one now()
+        self.assertEqual(_sample(metrics, "snfd_db_interaction_seconds_count",
+                                 {"name": "test.instants", "outcome": "ok"}), 2)
+
+        def write_then_fail_txn(txn):
+            txn.execute("UPDATE counter SET n = 7 WHERE id = 1")
+            txn.execute("SELECT * FROM no_such_table")
+
+        for _ in range(5):  # every connection of the pool has served a read
+            yield defer.gatherResults([defer.ensureDeferred(db.read("test.read", _read_txn))
+                                       for _ in range(5)])
+            with self.assertRaises(psycopg2.errors.UndefinedTable):
+                yield defer.ensureDeferred(db.run("test.fail", write_then_fail_txn))
+        n = yield defer.ensureDeferred(db.read("test.read", _read_txn))
+        self.assertEqual(n, 0)
+
+    @defer.inlineCallbacks
+    def test_read_errors_propagate(self):
+        """An error in a ``read`` reaches the caller, and the connection
+        serves the next interaction."""
+        db, _ = self.make_db(fresh_database(self))
+        with self.assertRaises(psycopg2.errors.UndefinedTable):
+            yield defer.ensureDeferred(db.read("test.fail", _failing_txn))
+        yield defer.ensureDeferred(db.run("test.setup", _setup_txn))
+        n = yield defer.ensureDeferred(db.read("test.read", _read_txn))
+        self.assertEqual(n, 0)
+
+    @defer.inlineCallbacks
     def test_survives_postgres_restart(self):
         """After PostgreSQL restarts, interactions succeed again; one issued
         while it is down waits and succeeds once it is back."""

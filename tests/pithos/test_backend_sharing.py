@@ -7,9 +7,11 @@ from __future__ import annotations
 import string
 
 from snfd import errors
+from snfd.pithos import reads
 from snfd.pithos.backend import ANONYMOUS
 from snfd.pithos.model import Permissions
-from tests.pithos.test_backend import ALICE, BOB, CAROL, BackendTestCase
+from snfd.testing.postgres import recorded_statements
+from tests.pithos.test_backend import ALICE, BOB, BS, CAROL, BackendTestCase
 
 DIR = "application/directory"
 
@@ -268,3 +270,56 @@ class SharingTests(BackendTestCase):
             BOB, BOB, "c", "mine", ALICE, "c", "into-alice"))
         await self.fails(errors.NotFound, self.backend.copy_object(
             CAROL, ALICE, "c", "r", CAROL, "c", "x"))
+
+
+class OwnerReadTests(BackendTestCase):
+    """The owner's reads of an object and a container are one statement
+    each, outside a transaction, and answer what the general reads answer."""
+
+    async def asyncSetUp(self) -> None:
+        await super().asyncSetUp()
+        await self.container()
+
+    async def general(self, name: str, version: int | None = None):
+        return await self.db.run("t", reads.object_txn, BS, ALICE, ALICE, "c", name, version)
+
+    async def test_same_answer_as_the_general_read(self):
+        await self.put("docs", b"", content_type=DIR, permissions=Permissions(read=(BOB,)))
+        await self.put("docs/sub/a", b"aaa", meta={"X-Object-Meta-K": "v"})
+        await self.put("notdir", b"", permissions=Permissions(read=(CAROL,)))
+        await self.put("notdir/b", b"b")  # its ancestor's sharing does not govern
+        old = await self.put("own", b"one", permissions=Permissions(write=(BOB,)))
+        await self.put("own", b"two" * 3000, public=True)
+        await self.backend.update_object(ALICE, ALICE, "c", "own", {"X-Object-Meta-A": "1"},
+                                         False)
+        gone = await self.put("gone", b"x")
+        await self.backend.delete_object(ALICE, ALICE, "c", "gone")
+        await self.backend.update_account(ALICE, ALICE, None, False, None,
+                                          Permissions(read=(CAROL,)))
+        cases = [("docs/sub/a", None), ("notdir/b", None), ("own", None),
+                 ("own", old.serial), ("docs", None), ("gone", gone.serial)]
+        for name, version in cases:
+            mine = await self.backend.object(ALICE, ALICE, "c", name, version)
+            self.assertEqual(mine, await self.general(name, version), (name, version))
+        self.assertEqual((await self.backend.object(ALICE, ALICE, "c", "docs/sub/a")).shared_by,
+                         f"{ALICE}/c/docs")
+        self.assertIsNotNone((await self.backend.object(ALICE, ALICE, "c", "own")).public)
+        for name, version in [("gone", None), ("absent", None), ("own", gone.serial),
+                              ("own", 10 ** 9)]:
+            mine_fault = await self.fails(errors.NotFound,
+                                          self.backend.object(ALICE, ALICE, "c", name, version))
+            general_fault = await self.fails(errors.NotFound, self.general(name, version))
+            self.assertEqual(str(mine_fault), str(general_fault), (name, version))
+
+    async def test_one_statement_each(self):
+        await self.put("o", b"x", permissions=Permissions(read=(BOB,)))
+        recorded = recorded_statements(self, self.db)
+        await self.backend.object(ALICE, ALICE, "c", "o")
+        await self.backend.container(ALICE, ALICE, "c")
+        # A connection's first use of a prepared statement prepares it.
+        ran = [(r.how, r.name, [sql for sql in r.statements if not sql.startswith("PREPARE")])
+               for r in recorded]
+        self.assertEqual([(how, name, len(sqls)) for how, name, sqls in ran],
+                         [("read", "pithos.object", 1), ("read", "pithos.container", 1)])
+        await self.backend.object(BOB, ALICE, "c", "o")  # another user's: a transaction
+        self.assertEqual(recorded[-1].how, "run")
