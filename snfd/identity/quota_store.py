@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from snfd import errors
+from snfd.db import prepared
 from snfd.quota import (
     Commission,
     Holding,
@@ -234,7 +235,7 @@ def lock_holdings_txn(txn: Any, keys: Iterable[Key]) -> dict[Key, list[int]]:
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    txn.execute(
+    prepared.execute(txn,
         """SELECT holder, source, resource, "limit", usage_min, usage_max
            FROM identity_holdings
            WHERE (holder, source, resource) IN (
@@ -252,7 +253,7 @@ def _write_holdings_txn(txn: Any, holdings: dict[Key, list[int]]) -> None:
     if not holdings:
         return
     keys = sorted(holdings)
-    txn.execute(
+    prepared.execute(txn,
         """UPDATE identity_holdings h SET usage_min = v.usage_min, usage_max = v.usage_max
            FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])
                 AS v(holder, source, resource, usage_min, usage_max)
@@ -269,7 +270,7 @@ def _log_txn(txn: Any, rows: Sequence[_LogRow]) -> None:
     """Append ``identity_provision_log`` rows, in this order, in one statement."""
     if not rows:
         return
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO identity_provision_log
                (serial, name, issue_time, log_time, holder, source, resource,
                 "limit", usage_min, usage_max, quantity, reason)
@@ -381,7 +382,8 @@ def charge_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: 
         else:
             holding[2] += quantity
     _write_holdings_txn(txn, holdings)
-    txn.execute("SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))")
+    prepared.execute(txn,
+                     "SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))")
     serial: int = txn.fetchone()[0]
     rows: list[_LogRow] = [
         (serial, name, now, now, key[0], key[1], key[2], holdings[key][0], holdings[key][1],

@@ -159,8 +159,8 @@ class Backend:
         """The account's metadata alone (one query): what middleware reads
         first to learn whether it has anything to enforce."""
         check_account_name(account)
-        meta: dict[str, str] = await self.db.run("pithos.account_meta",
-                                                 store.path_meta_txn, account)
+        meta: dict[str, str] = await self.db.read("pithos.account_meta",
+                                                  store.path_meta_txn, account)
         return meta
 
     async def account_settings(self, account: str) -> AccountInfo:
@@ -488,10 +488,13 @@ class Backend:
         their blocks were stored: ``record_uploads``) and the bound they may
         reach (see ``reserve_uploads``): past it, no more uploads until they
         are referenced or expire (``charges.too_many_uploads``).
-        One transaction when the quota holder shares the database."""
+        One interaction, outside a transaction, when the quota holder
+        shares the database."""
         ledger = self._runner.ledger
         if ledger is not None:
-            limits: tuple[int | None, int, int] = await self.db.run(
+            # Read outside a transaction: they are a first check, which the
+            # write's own transaction makes again.
+            limits: tuple[int | None, int, int] = await self.db.read(
                 "pithos.upload_limits", reads.upload_limits_txn, user, account, container,
                 name, functools.partial(charges.diskspace_left_txn, ledger),
                 MAX_UNREFERENCED)

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from snfd.db import prepared
 from snfd.db.prepared import Prepared
 from snfd.pithos.hashmap import DIGEST_SIZE, EMPTY_HASH
 from snfd.pithos.model import Permissions
@@ -120,7 +121,7 @@ def successor(prefix: str) -> str | None:
 
 def gc_share_txn(txn: Any) -> None:
     """Hold the collector off until this transaction ends."""
-    txn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (GC_LOCK,))
+    prepared.execute(txn, "SELECT pg_advisory_xact_lock_shared(%s)", (GC_LOCK,))
 
 
 def gc_marked_txn(txn: Any, hashes: Iterable[str]) -> list[str]:
@@ -129,7 +130,7 @@ def gc_marked_txn(txn: Any, hashes: Iterable[str]) -> list[str]:
     wanted = sorted({h for h in hashes if h != EMPTY_HASH})
     if not wanted:
         return []
-    txn.execute(
+    prepared.execute(txn,
         """SELECT encode(hash, 'hex') FROM pithos_gc_pending
            WHERE hash = ANY(%s)
              AND marked_at > now() - make_interval(secs => %s)""",
@@ -243,8 +244,8 @@ def forget_uploads_txn(txn: Any, account: str, hashes: Iterable[str]) -> None:
     """Drop ``account``'s upload records of ``hashes`` (now referenced)."""
     wanted = sorted({h for h in hashes if h != EMPTY_HASH})
     if wanted:
-        txn.execute("DELETE FROM pithos_uploads WHERE account = %s AND hash = ANY(%s)",
-                    (account, [bytes.fromhex(h) for h in wanted]))
+        prepared.execute(txn, "DELETE FROM pithos_uploads WHERE account = %s AND hash = ANY(%s)",
+                         (account, [bytes.fromhex(h) for h in wanted]))
 
 
 def uploads_size_txn(txn: Any, account: str) -> int:
@@ -303,12 +304,12 @@ def current_block_paths_txn(txn: Any, hashes: Iterable[str],
 def insert_map_txn(txn: Any, hashes: Sequence[str]) -> int:
     """Store a hashmap; its id."""
     raw = [bytes.fromhex(h) for h in hashes]
-    txn.execute("INSERT INTO pithos_maps (hashes) VALUES (%s) RETURNING map_id",
-                (b"".join(raw),))
+    prepared.execute(txn, "INSERT INTO pithos_maps (hashes) VALUES (%s) RETURNING map_id",
+                     (b"".join(raw),))
     map_id: int = txn.fetchone()[0]
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO pithos_map_blocks (hash, map_id)
-           SELECT DISTINCT h, %s FROM unnest(%s::bytea[]) AS h""",
+           SELECT DISTINCT h, %s::bigint FROM unnest(%s::bytea[]) AS h""",
         (map_id, sorted(set(raw))))
     return map_id
 
@@ -348,7 +349,7 @@ def release_maps_txn(txn: Any, map_ids: Iterable[int | None]) -> int:
 def node_txn(txn: Any, path: str, lock: str | None = None) -> int | None:
     """The node of ``path``; ``lock`` ``"update"``/``"share"`` locks its row."""
     suffix = {None: "", "update": " FOR UPDATE", "share": " FOR SHARE"}[lock]
-    txn.execute("SELECT node FROM pithos_nodes WHERE path = %s" + suffix, (path,))
+    prepared.execute(txn, "SELECT node FROM pithos_nodes WHERE path = %s" + suffix, (path,))
     row = txn.fetchone()
     return None if row is None else int(row[0])
 
@@ -356,7 +357,8 @@ def node_txn(txn: Any, path: str, lock: str | None = None) -> int | None:
 def lock_path_txn(txn: Any, path: str) -> None:
     """Serialize, until the transaction ends, the writes of the object at
     ``path`` that hold its container only share-locked."""
-    txn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (OBJECT_LOCK_CLASS, path))
+    prepared.execute(txn, "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                     (OBJECT_LOCK_CLASS, path))
 
 
 def create_node_txn(txn: Any, parent: int | None, path: str) -> int | None:
@@ -414,7 +416,7 @@ def add_stats_txn(txn: Any, node: int, changes: Mapping[int, tuple[int, int]],
     if mtime is not None and not any(r[1] == NORMAL for r in rows):
         rows.insert(0, (node, NORMAL, 0, 0, mtime))
     for row in rows:
-        txn.execute(
+        prepared.execute(txn,
             """INSERT INTO pithos_statistics AS s (node, cluster, population, size, mtime)
                VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (node, cluster) DO UPDATE SET
@@ -479,7 +481,7 @@ def stats_as_of_txn(txn: Any, container: int, until: float) -> Stats:
 # -- policies and account/container metadata ----------------------------------
 
 def policy_txn(txn: Any, node: int) -> dict[str, str]:
-    txn.execute("SELECT key, value FROM pithos_policy WHERE node = %s", (node,))
+    prepared.execute(txn, "SELECT key, value FROM pithos_policy WHERE node = %s", (node,))
     return dict(txn.fetchall())
 
 
@@ -512,8 +514,9 @@ def node_meta_txn(txn: Any, node: int) -> dict[str, str]:
 
 def path_meta_txn(txn: Any, path: str) -> dict[str, str]:
     """``node_meta_txn`` of the node at ``path`` (empty when there is none)."""
-    txn.execute("""SELECT m.key, m.value FROM pithos_node_meta m
-                   JOIN pithos_nodes n ON n.node = m.node WHERE n.path = %s""", (path,))
+    prepared.execute(txn, """SELECT m.key, m.value FROM pithos_node_meta m
+                             JOIN pithos_nodes n ON n.node = m.node WHERE n.path = %s""",
+                     (path,))
     return dict(txn.fetchall())
 
 
@@ -553,7 +556,7 @@ def adjust_meta_keys_txn(txn: Any, container: int, deltas: Mapping[str, int]) ->
 
 def latest_txn(txn: Any, path: str) -> Version | None:
     """The newest version (any cluster) of the object at ``path``."""
-    txn.execute(
+    prepared.execute(txn,
         f"""SELECT {_VERSION} FROM pithos_nodes n
             JOIN pithos_versions v ON v.serial = n.latest_version
             WHERE n.path = %s""", (path,))
@@ -679,15 +682,15 @@ def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
     ``meta``, the attributes of every other domain of version ``carry``
     (if given) except the domains in ``domains``, and those (``{domain:
     attributes}``)."""
-    txn.execute(
+    prepared.execute(txn,
         f"""INSERT INTO pithos_versions AS v (node, hash, size, type, source, mtime,
                 muser, uuid, checksum, cluster, map_id)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             RETURNING {_VERSION}""",
         (node, hash, size, type, source, mtime, muser, uuid, checksum, cluster, map_id))
     version = _version(txn.fetchone())
-    txn.execute("UPDATE pithos_nodes SET latest_version = %s WHERE node = %s",
-                (version.serial, node))
+    prepared.execute(txn, "UPDATE pithos_nodes SET latest_version = %s WHERE node = %s",
+                     (version.serial, node))
     for key, value in sorted(meta.items()):
         txn.execute(
             """INSERT INTO pithos_attributes (serial, domain, key, value)
@@ -709,7 +712,7 @@ def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
 
 
 def attributes_txn(txn: Any, serial: int) -> dict[str, str]:
-    txn.execute("""SELECT key, value FROM pithos_attributes
+    prepared.execute(txn, """SELECT key, value FROM pithos_attributes
                    WHERE serial = %s AND domain = %s""", (serial, DOMAIN))
     return dict(txn.fetchall())
 
@@ -792,8 +795,8 @@ def expiring_txn(txn: Any, until: str, after: tuple[str, int] | None, since: str
 
 
 def recluster_txn(txn: Any, serial: int, cluster: int) -> None:
-    txn.execute("UPDATE pithos_versions SET cluster = %s WHERE serial = %s",
-                (cluster, serial))
+    prepared.execute(txn, "UPDATE pithos_versions SET cluster = %s WHERE serial = %s",
+                     (cluster, serial))
 
 
 def set_checksum_txn(txn: Any, serial: int, checksum: str) -> bool:
@@ -1060,7 +1063,7 @@ def set_permissions_txn(txn: Any, path: str, permissions: Permissions) -> None:
 
 def clear_permissions_txn(txn: Any, paths: Sequence[str]) -> None:
     if paths:
-        txn.execute("DELETE FROM pithos_permissions WHERE path = ANY(%s)", (list(paths),))
+        prepared.execute(txn, "DELETE FROM pithos_permissions WHERE path = ANY(%s)", (list(paths),))
 
 
 def memberships_txn(txn: Any, user: str) -> list[str]:
@@ -1129,7 +1132,7 @@ def publish_txn(txn: Any, path: str, token: str) -> bool:
 
 def unpublish_txn(txn: Any, paths: Sequence[str]) -> None:
     if paths:
-        txn.execute("DELETE FROM pithos_public WHERE path = ANY(%s)", (list(paths),))
+        prepared.execute(txn, "DELETE FROM pithos_public WHERE path = ANY(%s)", (list(paths),))
 
 
 def public_path_txn(txn: Any, token: str) -> str | None:

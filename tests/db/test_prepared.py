@@ -7,7 +7,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from snfd.db.pool import Database, connection_options
-from snfd.db.prepared import Prepared
+from snfd.db.prepared import Prepared, execute
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database
 
@@ -34,9 +34,18 @@ class PreparedTests(unittest.TestCase):
     def setUp(self):
         self.dsn = fresh_database(self)
 
-    def test_named_placeholders_only(self):
+    def test_placeholders(self):
         with self.assertRaises(ValueError):
-            Prepared("SELECT v FROM kv WHERE k = %s")
+            Prepared("SELECT v FROM kv WHERE k = %s AND v = %(v)s")
+        conn = psycopg2.connect(self.dsn, **connection_options("test"))
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+        execute(cur, "SELECT %s::text || '%%' || %s::text", ("a", "b"))
+        self.assertEqual(cur.fetchone()[0], "a%b")
+        execute(cur, "SELECT %(x)s::int + %(x)s::int + %(y)s::int", {"x": 1, "y": 5})
+        self.assertEqual(cur.fetchone()[0], 7)
+        execute(cur, "SELECT 42")
+        self.assertEqual(cur.fetchone()[0], 42)
         self.assertEqual(Prepared("SELECT 1").name, Prepared("SELECT 1").name)
         self.assertNotEqual(Prepared("SELECT 1").name, Prepared("SELECT 2").name)
 
