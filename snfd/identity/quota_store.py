@@ -281,6 +281,34 @@ def _log_txn(txn: Any, rows: Sequence[_LogRow]) -> None:
         [list(column) for column in zip(*rows, strict=True)])
 
 
+def _log_under_new_serial_txn(txn: Any, rows: Sequence[_LogRow]) -> int:
+    """A new commission serial, and ``_log_txn`` of ``rows`` under it
+    (their own serials ignored), in one statement."""
+    if not rows:
+        prepared.execute(
+            txn, "SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))")
+        return int(txn.fetchone()[0])
+    prepared.execute(txn,
+        """WITH s AS (
+               SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))
+                      AS serial),
+           logged AS (
+               INSERT INTO identity_provision_log
+                   (serial, name, issue_time, log_time, holder, source, resource,
+                    "limit", usage_min, usage_max, quantity, reason)
+               SELECT s.serial, u.name, u.issue_time, u.log_time, u.holder, u.source,
+                      u.resource, u.lim, u.usage_min, u.usage_max, u.quantity, u.reason
+               FROM s, unnest(
+                   %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[],
+                   %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                   %s::text[]) WITH ORDINALITY AS u(name, issue_time, log_time, holder,
+                       source, resource, lim, usage_min, usage_max, quantity, reason, i)
+               ORDER BY u.i)
+           SELECT serial FROM s""",
+        [list(column) for column in zip(*rows, strict=True)][1:])
+    return int(txn.fetchone()[0])
+
+
 # Commissions
 
 def _provision(key: Key, quantity: int) -> Provision:
@@ -382,14 +410,10 @@ def charge_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: 
         else:
             holding[2] += quantity
     _write_holdings_txn(txn, holdings)
-    prepared.execute(txn,
-                     "SELECT nextval(pg_get_serial_sequence('identity_commissions', 'serial'))")
-    serial: int = txn.fetchone()[0]
     rows: list[_LogRow] = [
-        (serial, name, now, now, key[0], key[1], key[2], holdings[key][0], holdings[key][1],
+        (0, name, now, now, key[0], key[1], key[2], holdings[key][0], holdings[key][1],
          holdings[key][2], quantity, "ACCEPT:" + name) for key, quantity in sorted(summed.items())]
-    _log_txn(txn, rows)
-    return serial
+    return _log_under_new_serial_txn(txn, rows)
 
 
 def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterable[int],

@@ -415,14 +415,21 @@ def add_stats_txn(txn: Any, node: int, changes: Mapping[int, tuple[int, int]],
             for cluster, (pop, size) in sorted(changes.items()) if pop or size]
     if mtime is not None and not any(r[1] == NORMAL for r in rows):
         rows.insert(0, (node, NORMAL, 0, 0, mtime))
-    for row in rows:
-        prepared.execute(txn,
-            """INSERT INTO pithos_statistics AS s (node, cluster, population, size, mtime)
-               VALUES (%s, %s, %s, %s, %s)
-               ON CONFLICT (node, cluster) DO UPDATE SET
-                   population = s.population + EXCLUDED.population,
-                   size = s.size + EXCLUDED.size,
-                   mtime = GREATEST(s.mtime, EXCLUDED.mtime)""", row)
+    if not rows:
+        return
+    # One statement; the rows in cluster order, as the locks are taken.
+    prepared.execute(txn,
+        """INSERT INTO pithos_statistics AS s (node, cluster, population, size, mtime)
+           SELECT %s::bigint, u.cluster, u.population, u.size, u.mtime
+           FROM unnest(%s::smallint[], %s::bigint[], %s::bigint[], %s::float8[])
+                WITH ORDINALITY AS u(cluster, population, size, mtime, i)
+           ORDER BY u.i
+           ON CONFLICT (node, cluster) DO UPDATE SET
+               population = s.population + EXCLUDED.population,
+               size = s.size + EXCLUDED.size,
+               mtime = GREATEST(s.mtime, EXCLUDED.mtime)""",
+        (node, [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+         [r[4] for r in rows]))
 
 
 def stats_txn(txn: Any, node: int) -> dict[int, Stats]:
@@ -683,14 +690,20 @@ def insert_version_txn(txn: Any, node: int, *, hash: str, size: int, type: str,
     (if given) except the domains in ``domains``, and those (``{domain:
     attributes}``)."""
     prepared.execute(txn,
-        f"""INSERT INTO pithos_versions AS v (node, hash, size, type, source, mtime,
-                muser, uuid, checksum, cluster, map_id)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            RETURNING {_VERSION}""",
-        (node, hash, size, type, source, mtime, muser, uuid, checksum, cluster, map_id))
+        f"""WITH v AS (
+                INSERT INTO pithos_versions (node, hash, size, type, source, mtime,
+                    muser, uuid, checksum, cluster, map_id)
+                VALUES (%(node)s, %(hash)s, %(size)s, %(type)s, %(source)s, %(mtime)s,
+                        %(muser)s, %(uuid)s, %(checksum)s, %(cluster)s, %(map_id)s)
+                RETURNING *),
+            newest AS (
+                UPDATE pithos_nodes SET latest_version = (SELECT serial FROM v)
+                WHERE node = %(node)s)
+            SELECT {_VERSION} FROM v""",
+        {"node": node, "hash": hash, "size": size, "type": type, "source": source,
+         "mtime": mtime, "muser": muser, "uuid": uuid, "checksum": checksum,
+         "cluster": cluster, "map_id": map_id})
     version = _version(txn.fetchone())
-    prepared.execute(txn, "UPDATE pithos_nodes SET latest_version = %s WHERE node = %s",
-                     (version.serial, node))
     for key, value in sorted(meta.items()):
         txn.execute(
             """INSERT INTO pithos_attributes (serial, domain, key, value)
@@ -823,8 +836,7 @@ def delete_versions_txn(txn: Any, versions: Sequence[Version]) -> None:
            RETURNING path""", (nodes,))
     gone = [row[0] for row in txn.fetchall()]
     if gone:
-        clear_permissions_txn(txn, gone)
-        unpublish_txn(txn, gone)
+        forget_paths_txn(txn, gone)
 
 
 def purgeable_txn(txn: Any, *, node: int | None = None, parent: int | None = None,
@@ -1059,6 +1071,16 @@ def set_permissions_txn(txn: Any, path: str, permissions: Permissions) -> None:
     for row in rows:
         txn.execute("INSERT INTO pithos_permissions (path, access, member)"
                     " VALUES (%s, %s, %s)", row)
+
+
+def forget_paths_txn(txn: Any, paths: Sequence[str]) -> None:
+    """``clear_permissions_txn`` and ``unpublish_txn`` of ``paths`` (objects
+    gone), in one statement."""
+    if paths:
+        prepared.execute(txn,
+            """WITH shared AS (DELETE FROM pithos_permissions WHERE path = ANY(%(paths)s))
+               DELETE FROM pithos_public WHERE path = ANY(%(paths)s)""",
+            {"paths": list(paths)})
 
 
 def clear_permissions_txn(txn: Any, paths: Sequence[str]) -> None:

@@ -464,8 +464,7 @@ def remove_version_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
     purge_txn(txn, ctx, c, [found])
     if current:
         # The object is gone as after a delete: its sharing and link too.
-        store.clear_permissions_txn(txn, [path])
-        store.unpublish_txn(txn, [path])
+        store.forget_paths_txn(txn, [path])
     store.add_stats_txn(txn, c.node, {}, now)
     ctx.finish(txn)
 
@@ -623,8 +622,7 @@ def delete_version_txn(txn: Any, ctx: WriteCharge, c: Container, path: str,
     _retire_txn(txn, c, current, changes)
     store.add_stats_txn(txn, c.node, changes, now)
     store.adjust_meta_keys_txn(txn, c.node, _key_deltas(old_meta, {}))
-    store.clear_permissions_txn(txn, [path])
-    store.unpublish_txn(txn, [path])
+    store.forget_paths_txn(txn, [path])
     ctx.charge(c.account, c.project, -current.size)
 
 
