@@ -231,16 +231,21 @@ class KeystoneAPI:
             if catalog:
                 body["catalog"] = await self._catalog.v3(user.uuid)
         elif token.project is not None:
-            if projects is None:
-                projects = await self._accounts.user_projects(user.uuid)
-            project = next((p for p in projects if str(p.id) == token.project), None)
-            if project is None:
-                raise errors.NotFound("Could not find token: its project is gone.")
-            body["project"] = {"id": str(project.id), "name": project.name,
-                               "domain": dict(DOMAIN)}
-            body["roles"] = (
-                roles_of(user, await self._assignments.token_roles(user.uuid, project.id))
-                if cred is None else [role(n) for n in cred.roles])
+            if token.project_name is not None:
+                # Validation read the project and the roles with the token.
+                project_id, name, granted = token.project, token.project_name, token.roles
+            else:
+                if projects is None:
+                    projects = await self._accounts.user_projects(user.uuid)
+                project = next((p for p in projects if str(p.id) == token.project), None)
+                if project is None:
+                    raise errors.NotFound("Could not find token: its project is gone.")
+                project_id, name = str(project.id), project.name
+                granted = tuple(await self._assignments.token_roles(user.uuid, project.id)) \
+                    if cred is None else ()
+            body["project"] = {"id": project_id, "name": name, "domain": dict(DOMAIN)}
+            body["roles"] = (roles_of(user, granted) if cred is None
+                             else [role(n) for n in cred.roles])
             if cred is not None:
                 body["application_credential"] = token_credential_json(cred)
             if catalog:

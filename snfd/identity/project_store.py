@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from snfd import errors
+from snfd.db import prepared
 from snfd.identity.quota_store import lock_holdings_txn
 from snfd.identity.store import group_members_txn, is_uuid, notify_txn
 from snfd.quota import Resource
@@ -290,6 +291,21 @@ def projects_of_user_txn(txn: Any, user_uuid: str) -> list[Project]:
             ORDER BY p.system_project DESC, p.creation_date, p.id""",
         (user_uuid, list(ACTUALLY_ACCEPTED)))
     return _projects_from_rows(txn, txn.fetchall())
+
+
+def user_project_name_txn(txn: Any, user_uuid: str, project_id: str) -> str | None:
+    """The name of the project when it is one of ``projects_of_user_txn``
+    (active, the user's membership accepted); else ``None``."""
+    if not is_uuid(user_uuid) or not is_uuid(project_id):
+        return None
+    prepared.execute(txn,
+        """SELECT p.name FROM identity_projects p
+           JOIN identity_memberships m ON m.project = p.id
+           WHERE m.user_uuid = %s AND p.id = %s AND m.state = ANY(%s)
+             AND p.state = 'active'""",
+        (user_uuid, project_id, list(ACTUALLY_ACCEPTED)))
+    row = txn.fetchone()
+    return None if row is None else str(row[0])
 
 
 def insert_project_txn(txn: Any, project_id: str, fields: ProjectFields,
@@ -827,7 +843,7 @@ def member_roles_txn(txn: Any, *, user: str | None = None,
     if project is not None:
         where.append("m.project::text = %s")
         args.append(project.lower())
-    txn.execute(
+    prepared.execute(txn,
         f"""SELECT m.user_uuid::text, coalesce(u.username, u.email), u.is_admin, p.id::text, p.name,
                    p.system_project, m.roles
             FROM identity_memberships m
@@ -855,7 +871,7 @@ def group_roles_txn(txn: Any, *, group: str | None = None, project: str | None =
         where.append("""EXISTS (SELECT 1 FROM identity_user_groups ug
                                 WHERE ug.group_name = g.name AND ug.user_uuid::text = %s)""")
         args.append(user.lower())
-    txn.execute(
+    prepared.execute(txn,
         f"""SELECT g.id::text, g.name, p.id::text, p.name, gr.role
             FROM identity_group_roles gr
             JOIN identity_groups g ON g.id = gr.group_id

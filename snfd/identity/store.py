@@ -20,6 +20,7 @@ import psycopg2.errors
 import psycopg2.extras
 
 from snfd import errors
+from snfd.db import prepared
 
 STATES = ("pending_verification", "pending_moderation", "active", "rejected", "deactivated")
 
@@ -138,6 +139,9 @@ class Token:
     roles: tuple[str, ...] = ()
     #: scoped to the system (Keystone's ``{"system": {"all": true}}``)
     system: bool = False
+    #: the name of ``project``, when validation found it active and the
+    #: user an accepted member of it (``None``: not found or not read)
+    project_name: str | None = None
 
     @property
     def audit_ids(self) -> tuple[str, ...]:
@@ -389,7 +393,7 @@ def add_token_txn(txn: Any, token_hash: bytes, uuid: str, is_primary: bool,
 
 def token_txn(txn: Any, token_hash: bytes) -> Token | None:
     """The token with this hash and its user, expired or not."""
-    txn.execute(
+    prepared.execute(txn,
         f"SELECT t.is_primary, t.project::text, t.methods, t.audit_id, t.audit_chain,"
         f" t.issued_at, t.expires_at, {_USER_COLUMNS}, t.system, t.app_credential::text"
         " FROM identity_tokens t JOIN identity_users u ON u.uuid = t.user_uuid"

@@ -481,6 +481,24 @@ class ValidationCacheTests(KeystoneTestCase):
         self.assertEqual((code, again), (200, first))
         self.assertEqual(reads, [])
 
+    async def test_first_validation_is_one_interaction(self):
+        """A scoped token not yet cached is validated in one interaction
+        that reads the token, its project and the roles, and its body is
+        the one given when it was issued (where the project and the roles
+        are read apart)."""
+        uid, primary = await self.user("ann@example.org")
+        pid = self.add_project(uid, "alpha")
+        code, issued, headers = await self.login("ann@example.org",
+                                                 scope={"project": {"id": pid}})
+        self.assertEqual(code, 201)
+        self.assertEqual((await self.validate(primary, primary))[0], 200)  # the caller cached
+        reads = recorded_runs(self, self.accounts.db)
+        code, body = await self.validate(primary, subject(headers))
+        self.assertEqual(code, 200)
+        self.assertEqual(reads, ["identity.validate_token"])
+        self.assertEqual(body["token"]["project"]["name"], "alpha")
+        self.assertEqual(body, issued)
+
     async def test_membership_removed(self):
         """Removing the member ends its scoped token's validation at once."""
         uid, primary = await self.user("ann@example.org")
