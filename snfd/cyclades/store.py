@@ -28,6 +28,7 @@ from snfd.cyclades.model import (
 )
 from snfd.cyclades.networks import store as network_store
 from snfd.cyclades.volumes import store as volume_store
+from snfd.db import prepared
 
 # -- backends -------------------------------------------------------------
 
@@ -90,7 +91,7 @@ def backends_txn(txn: Any, *, usable_only: bool = False, for_update: bool = Fals
         where.append("events = %s")
         args.append(events)
     sql = _BACKEND_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-    txn.execute(sql + (" FOR UPDATE" if for_update else ""), args)
+    prepared.execute(txn, sql + (" FOR UPDATE" if for_update else ""), args)
     return [_backend(r) for r in txn.fetchall()]
 
 
@@ -110,7 +111,7 @@ def charge_backend_txn(txn: Any, backend_id: int, ram: int, disk: int,
                        instances: int = 1) -> None:
     """Count an allocation at once: ``ram``/``disk`` MiB fewer free,
     ``instances`` more primary instances (negative undoes)."""
-    txn.execute(
+    prepared.execute(txn,
         """UPDATE cyclades_backends SET mfree = mfree - %s, dfree = dfree - %s,
                pinst_cnt = pinst_cnt + %s WHERE id = %s""",
         (ram, disk, instances, backend_id))
@@ -286,7 +287,7 @@ def create_named_flavor_txn(txn: Any, name: str, flavorid: str | None, cpu: int,
 
 
 def flavor_txn(txn: Any, flavor_id: int) -> Flavor | None:
-    txn.execute(f"{_FLAVOR_SELECT} WHERE f.id = %s", (flavor_id,))
+    prepared.execute(txn, f"{_FLAVOR_SELECT} WHERE f.id = %s", (flavor_id,))
     row = txn.fetchone()
     return _flavor(row) if row else None
 
@@ -377,7 +378,7 @@ def server_row_txn(txn: Any, server_id: int, for_update: bool = False) -> Server
     """``server_txn`` without its ports and volumes (one statement; the
     server's ``ports`` and ``volumes`` are empty)."""
     lock = " FOR UPDATE OF s" if for_update else ""
-    txn.execute(f"{_SERVER_SELECT} WHERE s.id = %s{lock}", (server_id,))
+    prepared.execute(txn, f"{_SERVER_SELECT} WHERE s.id = %s{lock}", (server_id,))
     row = txn.fetchone()
     return _server(row) if row else None
 
@@ -571,7 +572,7 @@ def add_action_txn(txn: Any, server_id: int, request_id: str, action: str, useri
                    job_id: int | None) -> None:
     """Record what request ``request_id`` did to a server (a request acts
     once on a server: a second record of it is ignored)."""
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO cyclades_instance_actions (server_id, request_id, action, userid,
                project, job_id, start_time) VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (server_id, request_id) DO NOTHING""",
@@ -723,7 +724,7 @@ def delete_keypair_txn(txn: Any, userid: str, name: str) -> bool:
 # -- build parameters and passwords ----------------------------------------
 
 def put_params_txn(txn: Any, key: str, server_id: int, params: Mapping[str, Any]) -> None:
-    txn.execute("INSERT INTO cyclades_server_params (key, server_id, params)"
+    prepared.execute(txn, "INSERT INTO cyclades_server_params (key, server_id, params)"
                 " VALUES (%s, %s, %s)", (key, server_id, Json(dict(params))))
 
 
@@ -737,8 +738,8 @@ def take_params_txn(txn: Any, key: str) -> dict[str, Any] | None:
 def put_progress_key_txn(txn: Any, key: str, server_id: int) -> None:
     """A new key the build of ``server_id`` reports its progress with
     (its earlier builds' keys go)."""
-    txn.execute("DELETE FROM cyclades_progress_keys WHERE server_id = %s", (server_id,))
-    txn.execute("INSERT INTO cyclades_progress_keys (key, server_id) VALUES (%s, %s)",
+    prepared.execute(txn, "DELETE FROM cyclades_progress_keys WHERE server_id = %s", (server_id,))
+    prepared.execute(txn, "INSERT INTO cyclades_progress_keys (key, server_id) VALUES (%s, %s)",
                 (key, server_id))
 
 
@@ -760,7 +761,7 @@ def drop_params_txn(txn: Any, server_id: int) -> None:
 
 def put_password_txn(txn: Any, server_id: int, password: str,
                      expires: datetime.datetime) -> None:
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO cyclades_server_passwords (server_id, password, expires)
            VALUES (%s, %s, %s) ON CONFLICT (server_id) DO UPDATE
            SET password = EXCLUDED.password, expires = EXCLUDED.expires""",

@@ -375,15 +375,16 @@ def issue_txn(txn: Any, clientkey: str, provisions: Iterable[Provision], name: s
     summed = _summed(provisions)
     holdings = _take_txn(txn, summed, force)
     _write_holdings_txn(txn, holdings)
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO identity_commissions (clientkey, name, issue_time)
            VALUES (%s, %s, %s) RETURNING serial""", (clientkey, name, now))
     serial: int = txn.fetchone()[0]
     if summed:
         keys = list(summed)
-        txn.execute(
+        prepared.execute(txn,
             """INSERT INTO identity_provisions (serial, holder, source, resource, quantity)
-               SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])""",
+               SELECT %s::bigint, * FROM unnest(%s::text[], %s::text[], %s::text[],
+                                                %s::bigint[])""",
             (serial, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
              [summed[k] for k in keys]))
     if auto_accept:
@@ -440,14 +441,14 @@ def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterabl
 
     found: dict[int, tuple[str, datetime.datetime]] = {}
     if wanted:
-        txn.execute(
+        prepared.execute(txn,
             """SELECT serial, name, issue_time FROM identity_commissions
                WHERE clientkey = %s AND serial = ANY(%s)
                ORDER BY serial FOR UPDATE""", (clientkey, sorted(wanted)))
         found = {row[0]: (row[1], row[2]) for row in txn.fetchall()}
     provisions: dict[int, list[tuple[Key, int]]] = {s: [] for s in found}
     if found:
-        txn.execute(
+        prepared.execute(txn,
             """SELECT serial, holder, source, resource, quantity FROM identity_provisions
                WHERE serial = ANY(%s) ORDER BY serial, holder, source, resource""",
             (sorted(found),))
@@ -485,7 +486,7 @@ def resolve_txn(txn: Any, clientkey: str, accept: Iterable[int], reject: Iterabl
     _write_holdings_txn(txn, holdings)
     _log_txn(txn, logs)
     if found:
-        txn.execute("DELETE FROM identity_commissions WHERE serial = ANY(%s)",
+        prepared.execute(txn, "DELETE FROM identity_commissions WHERE serial = ANY(%s)",
                     (sorted(found),))
 
     failed: list[tuple[int, errors.Fault]] = []

@@ -55,6 +55,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from snfd import errors
+from snfd.db import prepared
 from snfd.interfaces import IQuotaLedger
 from snfd.quota import Provision
 
@@ -86,7 +87,7 @@ def _record(row: Sequence[Any]) -> SerialRecord:
 
 def record_txn(txn: Any, component: str, serial: int, resource_key: str = "") -> None:
     """Remember a freshly issued serial as undecided (idempotent)."""
-    txn.execute(
+    prepared.execute(txn,
         """INSERT INTO quota_serials (component, serial, resource_key)
            VALUES (%s, %s, %s) ON CONFLICT (component, serial) DO NOTHING""",
         (component, serial, resource_key))
@@ -98,7 +99,7 @@ def decide_txn(txn: Any, component: str, serial: int, accept: bool) -> SerialRec
     The first decision stands: deciding again returns the earlier one
     unchanged.  A serial never recorded is recorded decided.
     """
-    txn.execute(
+    prepared.execute(txn,
         f"""INSERT INTO quota_serials (component, serial, pending, accept)
             VALUES (%s, %s, false, %s)
             ON CONFLICT (component, serial) DO UPDATE
@@ -107,7 +108,7 @@ def decide_txn(txn: Any, component: str, serial: int, accept: bool) -> SerialRec
             RETURNING {_COLUMNS}""", (component, serial, accept))
     row = txn.fetchone()
     if row is None:
-        txn.execute(
+        prepared.execute(txn,
             f"SELECT {_COLUMNS} FROM quota_serials WHERE component = %s AND serial = %s",
             (component, serial))
         row = txn.fetchone()
@@ -158,7 +159,7 @@ def for_resource_txn(txn: Any, component: str, resource_key: str) -> list[Serial
 def mark_resolved_txn(txn: Any, component: str, serials: Iterable[int]) -> None:
     """Mark serials resolved at the holder.  An undecided one counts as
     rejected (the holder only resolves undecided serials by rejecting)."""
-    txn.execute(
+    prepared.execute(txn,
         """UPDATE quota_serials SET resolved = true, pending = false
            WHERE component = %s AND serial = ANY(%s)""", (component, list(serials)))
 
