@@ -837,11 +837,17 @@ def member_roles_txn(txn: Any, *, user: str | None = None,
     project id) with their stored roles, by project then user."""
     where = ["m.state = ANY(%s)", "p.state = ANY(%s)"]
     args: list[Any] = [list(ACTUALLY_ACCEPTED), list(ALIVE_STATES)]
+    # Compared as uuids, so that the indexes serve (a text cast of the
+    # column scans every membership); what is no uuid matches nothing.
     if user is not None:
-        where.append("m.user_uuid::text = %s")
+        if not is_uuid(user.lower()):
+            return []
+        where.append("m.user_uuid = %s::uuid")
         args.append(user.lower())
     if project is not None:
-        where.append("m.project::text = %s")
+        if not is_uuid(project.lower()):
+            return []
+        where.append("m.project = %s::uuid")
         args.append(project.lower())
     prepared.execute(txn,
         f"""SELECT m.user_uuid::text, coalesce(u.username, u.email), u.is_admin, p.id::text, p.name,
@@ -861,15 +867,18 @@ def group_roles_txn(txn: Any, *, group: str | None = None, project: str | None =
     project id and (``user``) groups the user is in."""
     where = ["p.state = ANY(%s)"]
     args: list[Any] = [list(ALIVE_STATES)]
+    # As uuids, as in ``member_roles_txn``.
+    if any(v is not None and not is_uuid(v.lower()) for v in (group, project, user)):
+        return []
     if group is not None:
-        where.append("g.id::text = %s")
+        where.append("g.id = %s::uuid")
         args.append(group.lower())
     if project is not None:
-        where.append("gr.project::text = %s")
+        where.append("gr.project = %s::uuid")
         args.append(project.lower())
     if user is not None:
         where.append("""EXISTS (SELECT 1 FROM identity_user_groups ug
-                                WHERE ug.group_name = g.name AND ug.user_uuid::text = %s)""")
+                                WHERE ug.group_name = g.name AND ug.user_uuid = %s::uuid)""")
         args.append(user.lower())
     prepared.execute(txn,
         f"""SELECT g.id::text, g.name, p.id::text, p.name, gr.role

@@ -535,6 +535,22 @@ class ValidationCacheTests(KeystoneTestCase):
         else:
             self.fail("the role taken away still shows")
 
+    async def test_role_lookups_by_uuid(self):
+        """The membership and group-role lookups compare uuids (their
+        indexes serve): any case of a uuid finds the member, what is no
+        uuid finds nothing."""
+        uid, _ = await self.user("ann@example.org")
+        pid = self.add_project(uid, "alpha")
+        db = self.accounts.db
+        for user, project in ((uid, pid), (uid.upper(), pid.upper())):
+            found = await db.run("t", project_store.member_roles_txn, user=user, project=project)
+            self.assertEqual([(m.user, m.project) for m in found], [(uid, pid)])
+            self.assertEqual(await db.run("t", project_store.group_roles_txn, user=user,
+                                          project=project), [])
+        for bad in ("ann", uid[:-1], uid + "0"):
+            self.assertEqual(await db.run("t", project_store.member_roles_txn, user=bad), [])
+            self.assertEqual(await db.run("t", project_store.group_roles_txn, user=bad), [])
+
 
 class ResourceTests(KeystoneTestCase):
     @defer.inlineCallbacks
