@@ -24,8 +24,9 @@ in the same run:
 - the limits: raw disk write (``dd conv=fdatasync`` of ``--large-mib`` into
   the same filesystem) and read (after dropping the page cache), SHA-256 and
   MD5 on one core (hashlib), loopback TCP throughput, and the HTTP floor of
-  each server (snfd's ``GET /_health``, Swift's ``GET /healthcheck``) with 1
-  and 16 clients.
+  each server with 1 and 16 clients: snfd's ``GET /_health`` (which pings
+  its database) and ``GET /identity/v3`` (the version document, touching
+  nothing, as Swift's), Swift's ``GET /healthcheck``.
 
 Swift's proxy caches tokens and account/container info in an in-process
 dictionary (a paste filter written into the temporary directory) instead
@@ -510,8 +511,11 @@ def main() -> None:
         write, read, cold = disk_limits(root, args.large_mib)
         sha, md5 = hash_rate("sha256", 256), hash_rate("md5", 256)
         loop = loopback_rate()
+        # snfd's /_health pings the database; /identity/v3 (the version
+        # document) touches nothing, as Swift's /healthcheck.
         floors = {(name, n): http_floor(account, path, n)
                   for name, account, path in (("snfd", snfd, "/_health"),
+                                              ("snfd-static", snfd, "/identity/v3"),
                                               ("swift", swift_account, "/healthcheck"))
                   for n in (1, args.clients)}
 
@@ -536,8 +540,10 @@ def main() -> None:
             + (" (page cache dropped)" if cold else " (page cache NOT dropped: not root)"),
             f"SHA-256 {sha:,.0f} MB/s, MD5 {md5:,.0f} MB/s on one core (hashlib)",
             f"loopback TCP {loop:,.0f} MB/s (one stream, 1 MiB sends)",
-            f"HTTP floor: snfd GET /_health {floors['snfd', 1]:,.0f}/s with 1 client,"
-            f" {floors['snfd', c]:,.0f}/s with {c}; Swift proxy GET /healthcheck"
+            f"HTTP floor: snfd GET /_health (a database ping) {floors['snfd', 1]:,.0f}/s with"
+            f" 1 client, {floors['snfd', c]:,.0f}/s with {c}; snfd GET /identity/v3 (no"
+            f" database) {floors['snfd-static', 1]:,.0f}/s with 1,"
+            f" {floors['snfd-static', c]:,.0f}/s with {c}; Swift proxy GET /healthcheck"
             f" {floors['swift', 1]:,.0f}/s with 1, {floors['swift', c]:,.0f}/s with {c}",
             "Swift 2.38: 1 replica, 1 worker per server, tempauth, in-process token cache"
             " (no memcached); its object server drops the page cache of authenticated"
