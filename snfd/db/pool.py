@@ -166,7 +166,7 @@ def connection_options(application_name: str,
 class _Pool(adbapi.ConnectionPool):
     """adbapi's pool, dropping a broken connection quietly instead of
     logging tracebacks for the expected failure of its rollback, and
-    running an interaction in autocommit when asked (``autocommit``)."""
+    running an interaction in autocommit when asked (``runAutocommit``)."""
 
     def runAutocommit(self, interaction, *args, **kw):  # type: ignore[no-untyped-def]
         """``runInteraction`` outside a transaction (see ``Database.read``)."""

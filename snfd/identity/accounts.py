@@ -705,8 +705,8 @@ def _validate_txn(txn: Any, token_hash: bytes) -> Token | None:
     held = assignments.token_roles_txn(txn, token.user.uuid, token.project)
     if token.user.is_admin:
         held = roles.closure([*held, roles.ADMIN])
-    return attrs.evolve(token, roles=tuple(held), project_name=project_store.user_project_name_txn(
-        txn, token.user.uuid, token.project))
+    name = project_store.user_project_name_txn(txn, token.user.uuid, token.project)
+    return attrs.evolve(token, roles=tuple(held), project_name=name)
 
 
 def _delete_user_txn(txn: Any, uuid: str) -> None:

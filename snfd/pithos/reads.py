@@ -201,7 +201,7 @@ def containers_txn(txn: Any, user: str, account: str, marker: str | None,
 
 
 def owned_container_txn(txn: Any, account: str, container: str) -> ContainerInfo:
-    """``container_txn`` for the owner, now: one statement."""
+    """``container_txn`` for the owner without ``until``: one statement."""
     found = store.owned_container_txn(txn, f"{account}/{container}")
     if found is None:
         raise errors.NotFound("Container does not exist.")
