@@ -725,7 +725,7 @@ def delete_keypair_txn(txn: Any, userid: str, name: str) -> bool:
 
 def put_params_txn(txn: Any, key: str, server_id: int, params: Mapping[str, Any]) -> None:
     prepared.execute(txn, "INSERT INTO cyclades_server_params (key, server_id, params)"
-                " VALUES (%s, %s, %s)", (key, server_id, Json(dict(params))))
+                          " VALUES (%s, %s, %s)", (key, server_id, Json(dict(params))))
 
 
 def take_params_txn(txn: Any, key: str) -> dict[str, Any] | None:
@@ -740,7 +740,7 @@ def put_progress_key_txn(txn: Any, key: str, server_id: int) -> None:
     (its earlier builds' keys go)."""
     prepared.execute(txn, "DELETE FROM cyclades_progress_keys WHERE server_id = %s", (server_id,))
     prepared.execute(txn, "INSERT INTO cyclades_progress_keys (key, server_id) VALUES (%s, %s)",
-                (key, server_id))
+                     (key, server_id))
 
 
 def use_progress_key_txn(txn: Any, key: str, most: int) -> int | None:

@@ -278,6 +278,12 @@ def set_project_tags_txn(txn: Any, project_id: str, tags: Sequence[str]) -> None
     txn.execute("UPDATE identity_projects SET tags = %s WHERE id = %s",
                 (list(tags), project_id))
 
+# The projects of ``projects_of_user_txn``: the user's uuid and the
+# accepted membership states are its parameters.
+_USER_PROJECTS = """FROM identity_projects p
+    JOIN identity_memberships m ON m.project = p.id
+    WHERE m.user_uuid = %s AND m.state = ANY(%s) AND p.state = 'active'"""
+
 
 def projects_of_user_txn(txn: Any, user_uuid: str) -> list[Project]:
     """The active projects in which the user's membership is accepted (or
@@ -285,9 +291,7 @@ def projects_of_user_txn(txn: Any, user_uuid: str) -> list[Project]:
     if not is_uuid(user_uuid):
         return []
     txn.execute(
-        f"""SELECT {_PROJECT_COLUMNS} FROM identity_projects p
-            JOIN identity_memberships m ON m.project = p.id
-            WHERE m.user_uuid = %s AND m.state = ANY(%s) AND p.state = 'active'
+        f"""SELECT {_PROJECT_COLUMNS} {_USER_PROJECTS}
             ORDER BY p.system_project DESC, p.creation_date, p.id""",
         (user_uuid, list(ACTUALLY_ACCEPTED)))
     return _projects_from_rows(txn, txn.fetchall())
@@ -298,12 +302,8 @@ def user_project_name_txn(txn: Any, user_uuid: str, project_id: str) -> str | No
     (active, the user's membership accepted); else ``None``."""
     if not is_uuid(user_uuid) or not is_uuid(project_id):
         return None
-    prepared.execute(txn,
-        """SELECT p.name FROM identity_projects p
-           JOIN identity_memberships m ON m.project = p.id
-           WHERE m.user_uuid = %s AND p.id = %s AND m.state = ANY(%s)
-             AND p.state = 'active'""",
-        (user_uuid, project_id, list(ACTUALLY_ACCEPTED)))
+    prepared.execute(txn, f"SELECT p.name {_USER_PROJECTS} AND p.id = %s",
+                     (user_uuid, list(ACTUALLY_ACCEPTED), project_id))
     row = txn.fetchone()
     return None if row is None else str(row[0])
 

@@ -215,10 +215,9 @@ def owned_container_txn(txn: Any, account: str, container: str) -> ContainerInfo
 
 def container_txn(txn: Any, user: str, account: str, container: str,
                   until: float | None) -> ContainerInfo:
-    """See ``Backend.container``."""
+    """See ``Backend.container`` (the owner's view of now is
+    ``owned_container_txn``)."""
     path = f"{account}/{container}"
-    if user == account and until is None:
-        return owned_container_txn(txn, account, container)
     access = access_txn(txn, user, account, container, None)
     if not access.owner:
         if not access.read and not shares_under_txn(txn, user, path + "/"):

@@ -20,7 +20,6 @@ from typing import Any
 import attrs
 
 from snfd.db import prepared
-from snfd.db.prepared import Prepared
 from snfd.pithos.hashmap import DIGEST_SIZE, EMPTY_HASH
 from snfd.pithos.model import Permissions
 
@@ -585,7 +584,7 @@ class ObjectView:
     types: dict[str, tuple[str, int]]
 
 
-_OBJECT_VIEW = Prepared(
+_OBJECT_VIEW = (
     f"""SELECT
           ARRAY(SELECT ARRAY[p.path, p.access::text, p.member] FROM pithos_permissions p
                 WHERE p.path = ANY(%(sharing)s::text[])),
@@ -614,8 +613,9 @@ def object_view_txn(txn: Any, path: str, version: int | None, sharing_of: Sequen
     link; the sharing of those of ``sharing_of`` that have any
     (``permissions_txn``); and ``types_txn`` of those of ``types_of``
     that have a sharing."""
-    _OBJECT_VIEW.execute(txn, {"sharing": list(sharing_of), "types": list(types_of),
-                               "path": path, "domain": DOMAIN, "version": version})
+    prepared.execute(txn, _OBJECT_VIEW, {"sharing": list(sharing_of), "types": list(types_of),
+                                        "path": path, "domain": DOMAIN,
+                                        "version": version})
     row = txn.fetchone()
     perms, types, public, meta, raw = row[:5]
     width = len(_VERSION.split(","))
@@ -1004,7 +1004,7 @@ class OwnedContainer:
     sharing: Permissions | None
 
 
-_OWNED_CONTAINER = Prepared(
+_OWNED_CONTAINER = (
     """SELECT n.node, s.population, s.size, s.mtime,
               ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
                     WHERE p.node = n.node),
@@ -1025,7 +1025,7 @@ def owned_container_txn(txn: Any, path: str) -> OwnedContainer | None:
     sharing: what ``node_txn``, ``stats_txn``, ``policy_txn``,
     ``node_meta_txn``, ``meta_keys_txn`` and ``permissions_txn`` give, in
     one round trip; ``None`` when there is no such node."""
-    _OWNED_CONTAINER.execute(txn, {"normal": NORMAL, "path": path})
+    prepared.execute(txn, _OWNED_CONTAINER, {"normal": NORMAL, "path": path})
     row = txn.fetchone()
     if row is None:
         return None
