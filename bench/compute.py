@@ -43,8 +43,11 @@ lag, first seen ACTIVE minus the op's end_timestamp, p50/p99 (the poll
 interval is its granularity: each figure is late by up to one poll);
 Ganeti's own per-job time (job end - received) and the op's exec time
 (end - exec_timestamp), p50/p99, and the jobs' completion rate (the most
-the update path could show); and the loopback floor, ``GET /_health``
-req/s with the same client count, measured in the same run.  The load
+the update path could show); the loopback floor, ``GET /_health`` req/s
+with the same client count, measured in the same run; and the CPU time
+per server of each process (the node, the simulator, PostgreSQL,
+RabbitMQ, this load generator; from ``/proc``) from the first create to
+the last server seen ACTIVE, which says where a create's cost goes.  The load
 generator shares the machine's cores with the node (and the simulator or
 Ganeti), so the figures are lower bounds.  Usage: ``python
 bench/compute.py [--servers N] [--real-servers N] [--clients C]
@@ -332,12 +335,55 @@ def wait_for(what: str, timeout: float, probe: Callable[[], Any], node: CloudNod
     raise SystemExit(f"no {what} after {timeout:.0f} s:\n{node.tail()}")
 
 
+def cpu_seconds(roles: dict[str, Callable[[int, str], bool]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the live processes of
+    each role, from ``/proc/<pid>/stat``; a role is a test on (pid, the
+    process's command name)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(roles, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        for role, test in roles.items():
+            if test(int(entry.name), comm):
+                used[role] += (int(fields[11]) + int(fields[12])) / tick
+                break
+    return used
+
+
+def process_roles(node: CloudNode, sim: CloudNode | None) -> dict[str, Callable[[int, str], bool]]:
+    """The processes whose CPU a create costs: the node, the simulator in
+    its own process, PostgreSQL, RabbitMQ and this load generator."""
+    def pid_of(cloud: CloudNode | None) -> int | None:
+        proc = cloud.process.proc if cloud is not None else None
+        return proc.pid if proc is not None else None
+
+    node_pid, sim_pid, me = pid_of(node), pid_of(sim), os.getpid()
+    roles: dict[str, Callable[[int, str], bool]] = {
+        "node": lambda pid, comm: pid == node_pid}
+    if sim_pid is not None:
+        roles["simulator"] = lambda pid, comm: pid == sim_pid
+    roles["PostgreSQL"] = lambda pid, comm: comm == "postgres"
+    roles["RabbitMQ"] = lambda pid, comm: comm in ("beam.smp", "erl_child_setup", "epmd")
+    roles["load generator"] = lambda pid, comm: pid == me
+    return roles
+
+
 def measure(title: str, node: CloudNode, user: User, queue_dir: Path, n: int, clients: int,
-            poll: float, flavor: int, image: str, timeout: float) -> None:
+            poll: float, flavor: int, image: str, timeout: float,
+            sim: CloudNode | None = None) -> None:
     """Create ``n`` servers, follow them to ACTIVE, and print the figures."""
     say(f"{title}: HTTP floor ...")
     floor = health_rate(node.url, clients)
     say(f"{title}: creating {n} servers with {clients} clients ...")
+    roles = process_roles(node, sim)
+    cpu_before, wall_before = cpu_seconds(roles), time.monotonic()
     watch = Watch(node.url, user.token, poll)
     poller = threading.Thread(target=watch.run)
     poller.start()
@@ -353,6 +399,7 @@ def measure(title: str, node: CloudNode, user: User, queue_dir: Path, n: int, cl
     finally:
         watch.stopping.set()
         poller.join()
+    cpu_after, wall = cpu_seconds(roles), time.monotonic() - wall_before
     if watch.error:
         raise SystemExit(f"the poller failed: {watch.error}")
     ids = set(creates.sent)
@@ -394,6 +441,12 @@ def measure(title: str, node: CloudNode, user: User, queue_dir: Path, n: int, cl
     if per_job:
         print(f"Ganeti per-job time (end - received):            {ms(quantiles(per_job))}")
         print(f"Ganeti create op exec time (end - exec start):   {ms(quantiles(execs))}")
+    spent = {role: cpu_after[role] - cpu_before[role] for role in roles}
+    print(f"CPU per server, creates and the update path to ACTIVE ({wall:.1f} s,"
+          f" {os.cpu_count()} cores, {sum(spent.values()) / wall:.0%} of one core busy):"
+          + "".join(f"\n  {role:15s} {seconds / len(ids) * 1000:7.2f} ms"
+                    f"  ({seconds / wall:4.0%} of a core)" for role, seconds in spent.items())
+          + f"\n  {'total':15s} {sum(spent.values()) / len(ids) * 1000:7.2f} ms")
     for sid, message in sorted(watch.failed.items())[:3]:
         job = jobs.get(f"snf-{sid}")
         detail = f"job {job.status}: {job.error}" if job else "no create job"
@@ -453,7 +506,7 @@ def simulator_part(root: Path, bus: dict[str, str], args: argparse.Namespace) ->
                 f" 64 CPUs, queue_delay {SIM_QUEUE_DELAY} s, exec_time {exec_time} s per step;"
                 " a create holds the node-allocation lock, so creates run one at a time as on"
                 " Ganeti)", node, user, queue, args.servers, args.clients, args.poll, flavor,
-                image, timeout=900)
+                image, timeout=900, sim=sim)
     finally:
         node.stop()
         if sim is not None:

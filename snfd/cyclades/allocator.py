@@ -203,7 +203,7 @@ async def refresh_stats(db: Any, rapi_pool: Any, backend: GanetiBackend, min_age
 
 async def refresh_stale(db: Any, rapi_pool: Any, min_age: float) -> None:
     """Refresh, concurrently, every usable backend with stale statistics."""
-    backends: list[GanetiBackend] = await db.run(
+    backends: list[GanetiBackend] = await db.read(
         "cyclades.usable_backends", store.backends_txn, usable_only=True)
     now = datetime.datetime.now(UTC)
     stale = [b for b in backends if is_stale(b, min_age, now)]

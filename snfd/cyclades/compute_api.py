@@ -842,9 +842,14 @@ class ComputeAPI:
 
     async def _record(self, request: Any, server: Any, action: str, job: bool = True) -> None:
         """Note the request in the server's instance actions."""
-        request_id = getattr(request, "request_id", "") or f"req-{secrets.token_hex(16)}"
-        await self._servers.actions.record(server, request_id, action, self._user(request),
-                                           job)
+        await self._servers.actions.record(server, self._request_id(request), action,
+                                           self._user(request), job)
+
+    @staticmethod
+    def _request_id(request: Any) -> str:
+        """The request's id (``x-openstack-request-id``), for its instance
+        action."""
+        return getattr(request, "request_id", "") or f"req-{secrets.token_hex(16)}"
 
     async def _room(self, request: Any, user: str, req: Any) -> int:
         """How many servers of ``req``'s flavor the caller's quota
@@ -862,15 +867,14 @@ class ComputeAPI:
 
     async def _create_one(self, request: Any, user: str, req: Any) -> tuple[Any, str]:
         try:
-            created: tuple[Any, str] = await self._servers.create(user, req,
-                                                                  scope_of(request))
+            created: tuple[Any, str] = await self._servers.create(
+                user, req, scope_of(request), request_id=self._request_id(request))
         except errors.NotFound as e:
             # Nova answers 400 for a create naming an image, keypair or
             # network that is not there.
             if not self._v(request).missing_on_create_is_bad_request:
                 raise
             raise errors.BadRequest(e.message) from None
-        await self._record(request, created[0], "create")
         return created
 
     async def _check_networks(self, request: Any, user: str, nics: Any) -> None:

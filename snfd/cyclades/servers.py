@@ -147,10 +147,14 @@ class ComputeSettings:
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
     """A random password that passes ``check_password``."""
     alphabet = string.ascii_letters + string.digits
+    # Uniform over the alphabet: bytes of the largest multiple of its size
+    # below 256 (one urandom call, not one per character as secrets.choice).
+    bound = 256 - 256 % len(alphabet)
     while True:
-        value = "".join(secrets.choice(alphabet) for _ in range(length))
-        if (any(c.islower() for c in value) and any(c.isupper() for c in value)
-                and any(c.isdigit() for c in value)):
+        value = "".join(alphabet[b % len(alphabet)]
+                        for b in secrets.token_bytes(length * 2) if b < bound)[:length]
+        if (len(value) == length and any(c.islower() for c in value)
+                and any(c.isupper() for c in value) and any(c.isdigit() for c in value)):
             return value
 
 
@@ -335,12 +339,19 @@ def _rebuild_params_txn(txn: Any, server_id: int, key: str, params: dict[str, An
 
 
 def _created_txn(txn: Any, component: str, server_id: int, job_id: int,
-                 serial: int | None) -> Server | None:
+                 serial: int | None, action: tuple[str, datetime.datetime] | None
+                 ) -> Server | None:
+    """Ganeti took the create job: its id on the server, the commission
+    decided (accepted), and with ``action`` (request id, time) the
+    request's ``create`` instance action."""
     server = store.server_row_txn(txn, server_id, for_update=True)
     if serial is not None:
         serials.decide_txn(txn, component, serial, True)
     if server is None:
         return None
+    if action is not None:
+        store.add_action_txn(txn, server_id, action[0], "create", server.userid,
+                             server.project, action[1], job_id)
     fields: dict[str, Any] = {}
     if server.task == "BUILD" and server.task_job_id is None:
         fields["task_job_id"] = job_id
@@ -592,15 +603,22 @@ class Servers:
                                                  project=project, since=since, before=before)
         return found
 
-    async def create(self, user: str, req: CreateRequest,
-                     scope: str | None = None) -> tuple[Server, str]:
+    async def create(self, user: str, req: CreateRequest, scope: str | None = None,
+                     request_id: str | None = None) -> tuple[Server, str]:
         """Create the server ``req`` describes; the new server (BUILD) and
         its admin password (see the module docstring).  It is charged to
         the project ``req`` names, else to ``scope`` (the project the
-        caller's token is scoped to), else to the user's base project."""
+        caller's token is scoped to), else to the user's base project.
+        With ``request_id`` the server's instance actions note that
+        request's ``create``, with its job.
+
+        The commission is decided (accepted) in the transaction that
+        records the job, and resolved at the holder after the answer
+        (``Settle.LATER``): the holder counts a pending import as usage,
+        so limits and a next create see it at once."""
         project = req.project or scope or user
         flavor = flavor_usable(
-            await self._db.run("cyclades.flavor", store.flavor_txn, req.flavor_id),
+            await self._db.read("cyclades.flavor", store.flavor_txn, req.flavor_id),
             req.flavor_id, project)
         thin = flavor.disk_template in THIN_TEMPLATES
         boot_device = next((d for d in req.block_devices if d.boot), None)
@@ -710,8 +728,10 @@ class Servers:
                     f" {reason}. Server {server.id} is in ERROR; delete it and try again."
                 ) from None
             attempt.mark_committed()
+            action = (request_id, self.now()) if request_id is not None else None
             created = await self._db.run("cyclades.server_created", _created_txn,
-                                         attempt.component, server.id, job_id, attempt.serial)
+                                         attempt.component, server.id, job_id, attempt.serial,
+                                         action)
             if self.networks is not None and server.ports:
                 # Its addresses join its groups: their members' rules change.
                 await self.networks.deliver_around(*server.ports, skip=server.id)
@@ -721,7 +741,7 @@ class Servers:
                        image_id=image.id)
         server = await run_charged(
             self._charger, build, model.provisions(draft, model.charges(draft, "BUILD")),
-            name=f"cyclades: create server {req.name!r} for {user}")
+            name=f"cyclades: create server {req.name!r} for {user}", settle=Settle.LATER)
         return server, password
 
     async def _group_placement(self, backend: GanetiBackend, server: Server, policy: str,
