@@ -49,8 +49,8 @@ version references it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import attrs
 
@@ -61,6 +61,7 @@ from snfd.pithos.hashmap import BLOCK_SIZE, EMPTY_HASH, HashmapError, checked_ha
 from snfd.pithos.model import (
     AccountInfo,
     ContainerInfo,
+    ContainerSettings,
     ObjectInfo,
     Permissions,
     Sharer,
@@ -70,6 +71,7 @@ from snfd.pithos.model import (
 from snfd.pithos.permissions import ANONYMOUS, nameable_blocks_txn
 from snfd.pithos.policies import StoragePolicies
 from snfd.pithos.rules import MAX_LIST
+from snfd.pithos.settings_cache import SettingsCache
 from snfd.pithos.validation import (
     USER_META,
     check_account_name,
@@ -91,6 +93,8 @@ quota holder says what the account has left (see ``reserve_uploads``)."""
 # ``permissions`` argument meaning "leave the permissions as they are".
 KEEP = None
 
+T = TypeVar("T")
+
 
 class Backend:
     """See the module docstring.
@@ -105,17 +109,22 @@ class Backend:
         by one on a collision).
     @param policies: the storage policies (``StoragePolicies``; default:
         one, over ``blocks``).  ``blocks`` is policy 0's store.
+    @param settings: the node's ``SettingsCache`` of container settings
+        (``container_settings``), which this backend's own changes
+        invalidate; default: one that never answers (every read reads).
     """
 
     def __init__(self, db: Any, blocks: Any, charger: Any, clock: Any, *,
                  public_token_length: int = writes.TOKEN_LENGTH,
-                 policies: StoragePolicies | None = None):
+                 policies: StoragePolicies | None = None,
+                 settings: SettingsCache | None = None):
         self.db = db
         self.blocks = blocks
         self.policies = policies if policies is not None else StoragePolicies.single(blocks)
         self.charger = charger
         self.clock = clock
         self.public_token_length = public_token_length
+        self.settings = settings if settings is not None else SettingsCache(lambda: False)
         self._runner = charges.WriteRunner(db, charger)
         self.references = BlockReferences()
 
@@ -229,6 +238,33 @@ class Backend:
             "pithos.container", reads.container_txn, user, account, container, until)
         return info
 
+    async def container_settings(self, account: str,
+                                 container: str) -> ContainerSettings | None:
+        """The container's own settings (policy, metadata, its own
+        sharing), whoever asks, or ``None`` when it does not exist: what
+        middleware decides how to serve a request on, never who may make
+        it.  From the node's ``settings`` cache when it answers, so
+        possibly older than a change committed by another node whose
+        notification has not arrived yet (never older than this
+        backend's own changes)."""
+        check_account_name(account)
+        check_container_name(container)
+        found: ContainerSettings | None = await self.settings.get(
+            f"{account}/{container}",
+            lambda: self.db.read("pithos.container_settings", reads.container_settings_txn,
+                                 account, container))
+        return found
+
+    async def _changing(self, account: str, container: str, change: Awaitable[T]) -> T:
+        """Await ``change`` of the container's settings, then drop them
+        from the node's cache, also when it fails (it may have committed):
+        the next read on this node sees it without waiting for its
+        notification."""
+        try:
+            return await change
+        finally:
+            self.settings.invalidate(f"{account}/{container}")
+
     async def put_container(self, user: str, account: str, container: str,
                             policy: Mapping[str, str],
                             meta: Mapping[str, str],
@@ -249,13 +285,13 @@ class Backend:
         await charges.check_project(self.charger, account, checked.get("project"))
         meta = dict(meta)
         check_meta(meta, "X-Container-Meta-")
-        created: bool = await self._runner.run(
+        created: bool = await self._changing(account, container, self._runner.run(
             "pithos.put_container", writes.put_container_txn, account, container, checked,
             meta, self.clock.seconds(), None if chosen is None else chosen.name,
-            self.policies, expect={}, label=f"{account}/{container}")
+            self.policies, expect={}, label=f"{account}/{container}"))
         return created
 
-    def container_blocks(self, info: ContainerInfo) -> Any:
+    def container_blocks(self, info: ContainerInfo | ContainerSettings) -> Any:
         """The block store of the container ``info``'s storage policy,
         where new data for it goes."""
         return self.policies.of(info.policy.storage).blocks
@@ -277,9 +313,10 @@ class Backend:
         if meta is not None:
             meta = dict(meta)
         perms = checked_permissions(permissions) if permissions is not None else None
-        await self._runner.run("pithos.update_container", writes.update_container_txn, user,
-                               account, container, meta, replace, checked, perms,
-                               self.clock.seconds(), label=f"{account}/{container}")
+        await self._changing(account, container, self._runner.run(
+            "pithos.update_container", writes.update_container_txn, user, account, container,
+            meta, replace, checked, perms, self.clock.seconds(),
+            label=f"{account}/{container}"))
 
     async def delete_container(self, user: str, account: str, container: str,
                                until: float | None = None,
@@ -290,9 +327,9 @@ class Backend:
         Owner only."""
         check_account_name(account)
         check_container_name(container)
-        await self._runner.run("pithos.delete_container", writes.delete_container_txn, user,
-                               account, container, until, delimiter, self.clock.seconds(),
-                               label=f"{account}/{container}")
+        await self._changing(account, container, self._runner.run(
+            "pithos.delete_container", writes.delete_container_txn, user, account, container,
+            until, delimiter, self.clock.seconds(), label=f"{account}/{container}"))
 
     async def objects(self, user: str, account: str, container: str, *,
                       prefix: str = "", delimiter: str | None = None,

@@ -28,6 +28,7 @@ A container's metadata set the rules for it and its objects::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -64,7 +65,7 @@ class Rules:
     expose_headers: str = ""
 
     @classmethod
-    def of(cls, meta: dict[str, str]) -> Rules:
+    def of(cls, meta: Mapping[str, str]) -> Rules:
         return cls(meta.get(ALLOW_ORIGIN, "").strip(), meta.get(MAX_AGE),
                    meta.get(EXPOSE_HEADERS, ""))
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from snfd import errors
-from snfd.pithos.model import ContainerInfo
+from snfd.pithos.model import ContainerSettings
 from snfd.pithos.requests import Call, Reply
 
 Handler = Callable[[Call], Awaitable[Reply]]
@@ -54,12 +53,15 @@ def _bind(f: Filter, app: Handler) -> Handler:
 
 
 async def container_settings(call: Call | None, backend: Any, account: str,
-                             container: str) -> ContainerInfo | None:
-    """A container's metadata and sharing, whoever the caller is, or
-    ``None`` when it does not exist: what Swift's middleware read (its
-    ``get_container_info``) to decide how to serve a request, such as
-    static web pages and CORS rules.  A filter acts on it and never
-    sends it to the caller as it is.
+                             container: str) -> ContainerSettings | None:
+    """A container's settings (metadata, policy, own sharing), whoever
+    the caller is, or ``None`` when it does not exist: what Swift's
+    middleware read (its ``get_container_info``) to decide how to serve
+    a request, such as static web pages and CORS rules.  A filter acts on
+    them and never sends them to the caller as they are, nor lets them
+    decide who may read: the handler's own read does.  They may come from
+    the node's cache (``Backend.container_settings``) and hold no
+    statistics.
 
     Within one request for an object (``call``), each container is read
     once: such a request changes no container's settings, and the
@@ -71,45 +73,26 @@ async def container_settings(call: Call | None, backend: Any, account: str,
 
 
 async def settings_of(request: Any, backend: Any, account: str,
-                      container: str) -> ContainerInfo | None:
+                      container: str) -> ContainerSettings | None:
     """``container_settings`` kept on ``request``, a request for one
-    object (``None``: read afresh)."""
+    object (``None``: asked afresh)."""
     memo = _memo(request)
     if memo is not None and (account, container) in memo:
         return memo[(account, container)]
-    try:
-        # Read as the owner: the settings are the container's own, not
-        # what the caller may see of it.
-        info: ContainerInfo | None = await backend.container(account, account, container)
-    except errors.NotFound:
-        info = None
+    info: ContainerSettings | None = await backend.container_settings(account, container)
     if memo is not None:
         memo[(account, container)] = info
     return info
 
 
-def remember(request: Any, account: str, container: str, info: ContainerInfo) -> None:
-    """Keep ``info``, read by the container's owner during ``request`` (a
-    request for one object), for ``settings_of``."""
-    memo = _memo(request)
-    if memo is not None:
-        memo[(account, container)] = info
-
-
-def remembered(request: Any, account: str, container: str) -> ContainerInfo | None:
-    """The container's settings already read during ``request``, if any."""
-    memo = _memo(request)
-    return memo.get((account, container)) if memo is not None else None
-
-
 _MEMO = "_snfd_container_settings"
 
 
-def _memo(request: Any) -> dict[tuple[str, str], ContainerInfo | None] | None:
+def _memo(request: Any) -> dict[tuple[str, str], ContainerSettings | None] | None:
     if request is None:
         return None
     # The request's own attributes: a subrequest must not see its parent's.
-    found: dict[tuple[str, str], ContainerInfo | None] | None = vars(request).get(_MEMO)
+    found: dict[tuple[str, str], ContainerSettings | None] | None = vars(request).get(_MEMO)
     if found is None:
         found = {}
         setattr(request, _MEMO, found)
@@ -124,5 +107,4 @@ def info_sections(filters: list[Filter]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["Filter", "Handler", "chain", "container_settings", "info_sections", "remember",
-           "remembered", "settings_of"]
+__all__ = ["Filter", "Handler", "chain", "container_settings", "info_sections", "settings_of"]

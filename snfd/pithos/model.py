@@ -12,6 +12,9 @@ accounts use ``X-Container-Meta-<Key>`` and ``X-Account-Meta-<Key>``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import attrs
 
 VERSIONING = ("auto", "none")
@@ -85,6 +88,27 @@ class ContainerInfo:
     # Sorted user-meta keys (``X-Object-Meta-`` stripped) used by objects.
     object_meta: tuple[str, ...] = ()
     # The container path's own sharing (Swift container ACLs; owner only).
+    sharing: Permissions | None = None
+
+
+def _read_only(meta: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(meta))
+
+
+@attrs.frozen
+class ContainerSettings:
+    """What a container's owner set that decides how requests for it are
+    served (Swift's ``get_container_info`` as its middleware reads it):
+    the container's node, policy, metadata and the container path's own
+    sharing.  Never its statistics, which every write changes.  A node
+    keeps these between requests (``snfd.pithos.settings_cache``), so
+    ``meta`` is read-only."""
+
+    account: str
+    name: str
+    node: int
+    policy: ContainerPolicy = ContainerPolicy()
+    meta: Mapping[str, str] = attrs.field(factory=dict, converter=_read_only)
     sharing: Permissions | None = None
 
 

@@ -66,7 +66,7 @@ class PithosObjects:
         # Operator content (``store_file``) is charged to nobody's quota.
         self._uncharged = Backend(backend.db, backend.blocks, None, backend.clock,
                                   public_token_length=backend.public_token_length,
-                                  policies=backend.policies)
+                                  policies=backend.policies, settings=backend.settings)
 
     @property
     def block_size(self) -> int:
@@ -98,7 +98,7 @@ class PithosObjects:
         _check_domain(domain)
         if not isinstance(uuid, str) or not uuid or len(uuid) > 128 or "\x00" in uuid:
             raise _gone()
-        found: StoredObject = await self.db.run(
+        found: StoredObject = await self.db.read(
             "pithos.objects.by_uuid", self._by_uuid_txn, user, uuid, domain, project)
         return found
 

@@ -19,6 +19,7 @@ from snfd.pithos.model import (
     AccountInfo,
     ContainerInfo,
     ContainerPolicy,
+    ContainerSettings,
     ObjectInfo,
     Permissions,
     Sharer,
@@ -211,6 +212,18 @@ def owned_container_txn(txn: Any, account: str, container: str) -> ContainerInfo
         meta=found.meta,
         object_meta=tuple(k[len(OBJECT_META_PREFIX):] for k in found.meta_keys),
         sharing=found.sharing)
+
+
+def container_settings_txn(txn: Any, account: str,
+                           container: str) -> ContainerSettings | None:
+    """See ``Backend.container_settings`` (read without the cache): one
+    statement, ``None`` for no such container."""
+    found = store.container_settings_txn(txn, f"{account}/{container}")
+    if found is None:
+        return None
+    node, policy, meta, sharing = found
+    return ContainerSettings(account, container, node, container_policy(policy, account),
+                             meta, sharing)
 
 
 def container_txn(txn: Any, user: str, account: str, container: str,
@@ -530,6 +543,7 @@ def public_txn(txn: Any, block_size: int, token: str) -> ObjectInfo:
                       block_size=block_size, public=token)
 
 
-__all__ = ["account_txn", "container_policy", "container_txn", "containers_txn",
+__all__ = ["account_txn", "container_policy", "container_settings_txn", "container_txn",
+           "containers_txn",
            "history_txn", "object_info_txn", "object_txn", "objects_txn", "public_txn",
            "sharers_txn", "versions_txn"]

@@ -1,7 +1,8 @@
 """The storage service's lifecycle: ``from_config`` builds the block store,
 the backend, the object store other services use and the HTTP API from the
 node, the ``[pithos]`` section and the identity interfaces; it registers
-``pithos.diskspace`` with the quota holder and names its mounts and its
+``pithos.diskspace`` with the quota holder, listens for changes of
+container settings (its cache of them), and names its mounts and its
 leader duties (garbage collection, commission reconciliation, the sweep
 of expired objects)."""
 
@@ -16,6 +17,7 @@ from twisted.logger import Logger
 from snfd.clock import AgeCutoffs, FlooredWallClock
 from snfd.cluster.periodic import PeriodicDuty
 from snfd.config import Section
+from snfd.db.notify import Listener
 from snfd.interfaces import (
     Deps,
     IAuthenticator,
@@ -34,6 +36,8 @@ from snfd.pithos.layout import VersionMount
 from snfd.pithos.objects import PithosObjects
 from snfd.pithos.policies import StoragePolicies
 from snfd.pithos.requests import swift_style
+from snfd.pithos.settings_cache import SettingsCache
+from snfd.pithos.store import CONTAINERS_CHANNEL
 from snfd.quota import Resource
 from snfd.quota.serials import Charger
 from snfd.web.auth import TokenAuth
@@ -67,8 +71,13 @@ class PithosService(service.MultiService):
         self.public_url = public_url
         self.authenticator = authenticator
         self.charger = charger
+        # Container settings are kept only while their changes reach this
+        # node (snfd.pithos.settings_cache).
+        self.settings = SettingsCache(usable=lambda: self.listener.listening)
+        self.listener = Listener(node.reactor, node.dsn, CONTAINERS_CHANNEL,
+                                 self.settings.invalidate, self.settings.clear)
         self.backend = Backend(node.db, self.blocks, charger, node.clock,
-                               policies=self.policies)
+                               policies=self.policies, settings=self.settings)
         self.objects = PithosObjects(self.backend)
         reads = self.policies.view() if len(self.policies) > 1 else self.blocks
         self.api = PithosAPI(self.backend, reads, node.reactor, public_url, authenticator,
@@ -82,6 +91,7 @@ class PithosService(service.MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.listener.start()
         self._starting = defer.ensureDeferred(self._start())
         self._starting.addErrback(lambda f: log.failure("pithos start-up failed", f))
 
@@ -90,6 +100,7 @@ class PithosService(service.MultiService):
             COMPONENT, resources(self.section.diskspace_default))
 
     def stopService(self) -> defer.Deferred[None]:
+        self.listener.stop()
         super().stopService()
         return defer.ensureDeferred(self._drain())
 

@@ -36,6 +36,7 @@ settings (``container_settings``) and never sent as they are.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
@@ -72,7 +73,7 @@ class Site:
     directory_type: str = ""
 
     @classmethod
-    def of(cls, meta: dict[str, str]) -> Site:
+    def of(cls, meta: Mapping[str, str]) -> Site:
         """The settings in a container's metadata."""
         def get(key: str) -> str:
             return meta.get(f"X-Container-Meta-Web-{key}", "").strip()

@@ -1036,6 +1036,40 @@ def owned_container_txn(txn: Any, path: str) -> OwnedContainer | None:
                           dict(map(tuple, meta)), list(keys), sharing.get(path))
 
 
+_CONTAINER_SETTINGS = (
+    """SELECT n.node,
+              ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
+                    WHERE p.node = n.node),
+              ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
+                    WHERE m.node = n.node),
+              ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
+                    WHERE q.path = n.path)
+       FROM pithos_nodes n
+       WHERE n.path = %(path)s""")
+
+
+def container_settings_txn(
+        txn: Any, path: str,
+) -> tuple[int, dict[str, str], dict[str, str], Permissions | None] | None:
+    """``(node, policy, metadata, own sharing)`` of the container at
+    ``path``, in one round trip, without its statistics; ``None`` when
+    there is no such node.  What those rows are changes is told on
+    ``CONTAINERS_CHANNEL`` (the triggers of ``0007_container_notify.sql``)."""
+    prepared.execute(txn, _CONTAINER_SETTINGS, {"path": path})
+    row = txn.fetchone()
+    if row is None:
+        return None
+    node, policy, meta, perms = row
+    sharing = _permissions((path, int(access), member) for access, member in perms)
+    return int(node), dict(map(tuple, policy)), dict(map(tuple, meta)), sharing.get(path)
+
+
+CONTAINERS_CHANNEL = "pithos_containers"
+"""The NOTIFY channel on which every change of a container's node, policy,
+metadata or own sharing is told, its payload the container's path (sent
+by the triggers of ``0007_container_notify.sql``, whoever writes)."""
+
+
 def permissions_txn(txn: Any, paths: Sequence[str]) -> dict[str, Permissions]:
     """The sharing of those of ``paths`` that have any."""
     if not paths:

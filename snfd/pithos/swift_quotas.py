@@ -36,6 +36,7 @@ quotas only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from snfd import errors
@@ -114,7 +115,7 @@ def _stored_key(name: str) -> str | None:
     return None
 
 
-def _quota(meta: dict[str, str], key: str) -> int | None:
+def _quota(meta: Mapping[str, str], key: str) -> int | None:
     for k, v in meta.items():
         if k.lower() == key.lower():
             v = v.strip()
@@ -167,15 +168,23 @@ class Quotas:
         """``OverLimit`` (Swift's 413) when a new ``size``-byte object at
         ``target`` would exceed its container's or its account's quota."""
         assert target.account is not None and target.container is not None
-        container = await settings_of(request, self.backend, target.account, target.container)
-        if container is None:
+        settings = await settings_of(request, self.backend, target.account, target.container)
+        if settings is None:
             return  # the write answers the 404
-        limit = _quota(container.meta, CONTAINER_BYTES)
-        if limit is not None and container.bytes + size > limit:
-            raise errors.OverLimit(OVER_QUOTA)
-        limit = _quota(container.meta, CONTAINER_COUNT)
-        if limit is not None and container.count + 1 > limit:
-            raise errors.OverLimit(OVER_QUOTA)
+        if any(k.lower() in (CONTAINER_BYTES, CONTAINER_COUNT) for k in settings.meta):
+            # The usage changes with every write: read afresh, with the
+            # quotas as they are now.
+            try:
+                container = await self.backend.container(target.account, target.account,
+                                                         target.container)
+            except errors.NotFound:
+                return
+            limit = _quota(container.meta, CONTAINER_BYTES)
+            if limit is not None and container.bytes + size > limit:
+                raise errors.OverLimit(OVER_QUOTA)
+            limit = _quota(container.meta, CONTAINER_COUNT)
+            if limit is not None and container.count + 1 > limit:
+                raise errors.OverLimit(OVER_QUOTA)
         if not any(protected(k) for k in await self.backend.account_meta(target.account)):
             return
         account = await self.backend.account_settings(target.account)
@@ -186,7 +195,7 @@ class Quotas:
         if limit is not None and account.objects + 1 > limit:
             raise errors.OverLimit(OVER_QUOTA)
         try:
-            policy = self.backend.policies.of(container.policy.storage).name
+            policy = self.backend.policies.of(settings.policy.storage).name
         except errors.Fault:
             return  # a policy this node lost: the write answers it
         _, objects, used = account.storage.get(policy, (0, 0, 0))

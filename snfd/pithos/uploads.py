@@ -35,7 +35,7 @@ from snfd import errors
 from snfd.pithos import swift
 from snfd.pithos.charges import too_many_uploads
 from snfd.pithos.hashmap import EMPTY_HASH, blocks_in
-from snfd.pithos.middleware import remember, remembered
+from snfd.pithos.middleware import settings_of
 from snfd.pithos.model import ObjectInfo
 from snfd.pithos.policies import Placement
 from snfd.pithos.requests import OCTET_STREAM, Target, media_type, parse_target, raw_query
@@ -246,15 +246,18 @@ class Uploads:
         visible to ``user`` and, for object data (``kind`` ``"object"``),
         ``user`` may write the object when it exists.  Returns the block
         store of the container's storage policy, where the body goes.
-        The owner's reading of the container is kept for ``request`` (see
-        ``RoomCheck``)."""
+        For the owner, who may write any of its containers, the
+        container's settings serve (``middleware.settings_of``, shared
+        with ``request``: see ``RoomCheck``)."""
         assert target.account and target.container
-        container = remembered(request, target.account, target.container) \
-            if user == target.account else None
+        container: Any = None
+        if user == target.account:
+            container = await settings_of(request, self.backend, target.account,
+                                          target.container)
         if container is None:
+            # Another user's read decides what it may see; the owner's
+            # finds a container created too recently for the settings.
             container = await self.backend.container(user, target.account, target.container)
-            if user == target.account:
-                remember(request, target.account, target.container, container)
         blocks = self.backend.container_blocks(container)
         if user == target.account or kind != "object":
             return blocks

@@ -493,6 +493,9 @@ class LostGateTests(unittest.TestCase):
             async def container(self, user, account, container):
                 return object()
 
+            async def container_settings(self, account, container):
+                return object()
+
             def container_blocks(self, container):
                 return "store"
 
