@@ -23,7 +23,9 @@ in the same run:
   with 16 keep-alive client threads sharing the objects;
 - the limits: raw disk write (``dd conv=fdatasync`` of ``--large-mib`` into
   the same filesystem) and read (after dropping the page cache), SHA-256 and
-  MD5 on one core (hashlib), loopback TCP throughput, and the HTTP floor of
+  MD5 on one core (hashlib), loopback TCP throughput, the durable small
+  write (a 4 KiB block made durable as snfd's filesystem store does, and one
+  PostgreSQL commit: what bounds a small PUT), and the HTTP floor of
   each server with 1 and 16 clients: snfd's ``GET /_health`` (which pings
   its database) and ``GET /identity/v3`` (the version document, touching
   nothing, as Swift's), Swift's ``GET /healthcheck``.
@@ -418,6 +420,57 @@ def disk_limits(directory: Path, mib: int) -> tuple[float, float, bool]:
     return write, read, cold
 
 
+def durable_write_floor(directory: Path, dsn: str, n: int = 200) -> tuple[float, float]:
+    """(ms, ms): one durable 4 KiB block the way snfd's filesystem store
+    writes it (a new file written and fsynced, renamed over its name, the
+    directory fsynced), and one committed one-row insert into PostgreSQL
+    (``synchronous_commit`` as the server has it: on, by default); medians
+    of ``n`` each, one after another.  Together they bound a durable small
+    PUT on one connection, whatever the code around them."""
+    import psycopg2
+
+    blocks = directory / "bench-fsync"
+    blocks.mkdir()
+    data = os.urandom(4096)
+    spent = []
+    try:
+        for i in range(n):
+            start = time.perf_counter()
+            temp = blocks / f".{i}.tmp"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temp, blocks / str(i))
+            dfd = os.open(blocks, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            spent.append(time.perf_counter() - start)
+    finally:
+        shutil.rmtree(blocks, ignore_errors=True)
+    block = statistics.median(spent) * 1000
+    commits = []
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE bench_commit (k int PRIMARY KEY, v bytea)")
+        conn.commit()
+        for i in range(n):
+            start = time.perf_counter()
+            cur.execute("INSERT INTO bench_commit VALUES (%s, %s)", (i, data[:64]))
+            conn.commit()
+            commits.append(time.perf_counter() - start)
+        cur.execute("DROP TABLE bench_commit")
+        conn.commit()
+    finally:
+        conn.close()
+    return block, statistics.median(commits) * 1000
+
+
 def loopback_rate(mib: int = 1024) -> float:
     """MB/s of one TCP stream over 127.0.0.1 (1 MiB sends, one reader thread)."""
     server = socket.create_server(("127.0.0.1", 0))
@@ -511,6 +564,7 @@ def main() -> None:
         write, read, cold = disk_limits(root, args.large_mib)
         sha, md5 = hash_rate("sha256", 256), hash_rate("md5", 256)
         loop = loopback_rate()
+        block_ms, commit_ms = durable_write_floor(root, dsn)
         # snfd's /_health pings the database; /identity/v3 (the version
         # document) touches nothing, as Swift's /healthcheck.
         floors = {(name, n): http_floor(account, path, n)
@@ -540,6 +594,10 @@ def main() -> None:
             + (" (page cache dropped)" if cold else " (page cache NOT dropped: not root)"),
             f"SHA-256 {sha:,.0f} MB/s, MD5 {md5:,.0f} MB/s on one core (hashlib)",
             f"loopback TCP {loop:,.0f} MB/s (one stream, 1 MiB sends)",
+            f"durable small write: a 4 KiB block file written, fsynced, renamed and its"
+            f" directory fsynced {block_ms:.2f} ms; a one-row PostgreSQL commit"
+            f" {commit_ms:.2f} ms (medians): a durable 4 KiB PUT on one connection cannot"
+            f" beat {1000 / (block_ms + commit_ms):,.0f}/s here",
             f"HTTP floor: snfd GET /_health (a database ping) {floors['snfd', 1]:,.0f}/s with"
             f" 1 client, {floors['snfd', c]:,.0f}/s with {c}; snfd GET /identity/v3 (no"
             f" database) {floors['snfd-static', 1]:,.0f}/s with 1,"
