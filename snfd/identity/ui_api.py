@@ -1,7 +1,10 @@
-"""Sign-up and email verification under ``/ui`` (Synnefo's URLs).
+"""Sign-up and email verification under ``/ui`` (Synnefo's URLs), beside
+the web UI's files (``snfd.ui``).
 
-The web UI is to come; until then these answer JSON so that a person can
-sign up with curl and follow the link of the verification mail.
+- ``GET /ui/`` -> the web UI's page; ``GET /ui/static/<file>`` -> its
+  files.  ``GET /ui`` -> 301 to ``/ui/``.  A browser's navigation (it asks
+  for HTML) to ``/ui/activate`` gets the page too, which asks the person
+  for the password and posts it as below; API clients get JSON.
 
 - ``POST /ui/signup`` ``{"email", "password", "first_name", "last_name"}``
   -> 202 ``{"uuid", "state": "pending_verification"}`` and a mail; 429
@@ -13,6 +16,10 @@ sign up with curl and follow the link of the verification mail.
   query instead) -> 200 ``{"uuid", "state", "has_password"}``: the account
   is verified (waiting for moderation, or active) and ``password`` is its
   password from then on: the sign-up's one survives only when given again.
+- ``POST /ui/token`` (with the user's token) -> 200 ``{"token",
+  "expires"}``: a new primary token; every other token of the user stops
+  working at once, on every node (Synnefo's "renew token").  Tokens are
+  stored hashed: this is the only time the new one is shown.
 - ``GET /ui/login/shibboleth`` behind a front web server that authenticated
   the person and set its identity headers (provider ``shibboleth``)
   -> 200 ``{"uuid", "email", "token", "expires"}``; the first login
@@ -34,7 +41,9 @@ from snfd import errors
 from snfd.identity import oidc
 from snfd.identity.accounts import Accounts
 from snfd.identity.providers import Credentials
+from snfd.ui import StaticFiles, shell, wants_page
 from snfd.web.app import json_body, json_object, make_app, read_json
+from snfd.web.auth import user_of
 
 _SIGNUP_FIELDS = {"email", "password", "first_name", "last_name"}
 
@@ -50,6 +59,18 @@ class SignupAPI:
 
     def _routes(self) -> Klein:
         app = make_app()
+
+        @app.route("/", methods=["GET", "HEAD"])
+        def page(request: Any) -> bytes:
+            if not request.path.endswith(b"/"):
+                request.redirect(request.path + b"/")
+                request.setResponseCode(301)
+                return b""
+            return shell(request)
+
+        @app.route("/static/", branch=True, methods=["GET", "HEAD"])
+        def files(request: Any) -> Any:
+            return StaticFiles()
 
         @app.route("/signup", methods=["POST"])
         async def signup(request: Any) -> bytes:
@@ -75,6 +96,8 @@ class SignupAPI:
         @app.route("/activate", methods=["GET"])
         async def confirm(request: Any) -> bytes:
             """The page of the mailed link: what to confirm, nothing done."""
+            if wants_page(request):
+                return shell(request)
             code = _code(request.args.get(b"auth"))
             request.setHeader(b"cache-control", b"no-store")
             return json_body(request, {
@@ -94,6 +117,17 @@ class SignupAPI:
             user = await self._accounts.verify(code, password)
             return json_body(request, {"uuid": user.uuid, "state": user.state,
                                        "has_password": user.has_password})
+
+        @app.route("/token", methods=["POST"])
+        async def renew(request: Any) -> bytes:
+            """Renew the caller's token (docstring above)."""
+            user = user_of(request)
+            assert user.user is not None
+            secret = await self._accounts.renew_token(user.user)
+            token = await self._accounts.validate(secret)
+            request.setHeader(b"cache-control", b"no-store")
+            return json_body(request, {"token": secret,
+                                       "expires": token.expires_at.isoformat()})
 
         @app.route("/login/shibboleth", methods=["GET", "POST"])
         async def shibboleth(request: Any) -> bytes:

@@ -1,0 +1,77 @@
+// The app: a page per address (#/files, #/servers ...), each drawn by its
+// module in views/ from the APIs.  Pages other than login, sign-up and
+// activation need a session.
+
+import {fill, h, notice} from "./dom.js";
+import {logout, session} from "./api.js";
+
+const PUBLIC = new Set(["login", "signup", "activate"]);
+const PAGES = new Set(["login", "signup", "activate", "account", "files", "servers",
+                       "networks", "volumes", "images", "keys"]);
+let drawing = 0;
+let leaving = [];
+
+/** Run ``fn`` when the page changes (stop polling, workers...). */
+export function onLeave(fn) { leaving.push(fn); }
+
+/** The page's name and the rest of its address, from the location. */
+function route() {
+  if (location.pathname.replace(/\/$/, "").endsWith("/ui/activate")) {
+    return {page: "activate", parts: []};
+  }
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const page = parts.shift() || (session() ? "files" : "login");
+  return {page: PAGES.has(page) ? page : "files", parts};
+}
+
+/** Go to a page of the app. */
+export function go(hash) {
+  if (location.pathname.replace(/\/$/, "").endsWith("/ui/activate")) {
+    location.assign("/ui/" + hash);
+    return;
+  }
+  if (location.hash === hash) draw(); else location.hash = hash;
+}
+
+async function draw() {
+  for (const fn of leaving.splice(0)) {
+    try { fn(); } catch (e) { console.error(e); }
+  }
+  const mine = ++drawing;
+  let {page, parts} = route();
+  const s = session();
+  if (!s && !PUBLIC.has(page)) page = "login";
+  if (s && (page === "login" || page === "signup")) page = "files";
+  frame(s, page);
+  const main = document.getElementById("main");
+  fill(main, h("p", {class: "loading"}, "Loading…"));
+  try {
+    const view = await import(`./views/${page}.js`);
+    if (mine !== drawing) return;
+    await view.render(main, parts);
+  } catch (e) {
+    if (mine !== drawing) return;
+    fill(main, h("p", {class: "error", role: "alert"}, e.message || String(e)));
+  }
+}
+
+function frame(s, page) {
+  document.getElementById("nav").hidden = !s;
+  document.getElementById("logout").hidden = !s;
+  fill(document.getElementById("who"), s ? s.user.name : "");
+  for (const a of document.querySelectorAll("#nav a")) {
+    a.classList.toggle("current", a.dataset.page === page);
+  }
+}
+
+document.getElementById("logout").addEventListener("click", () => {
+  logout();
+  notice("Logged out.");
+  go("#/login");
+});
+window.addEventListener("snfd:logged-out", () => {
+  notice("Your session ended: log in again.", "error");
+  go("#/login");
+});
+window.addEventListener("hashchange", draw);
+draw();

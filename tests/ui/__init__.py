@@ -1,0 +1,1 @@
+"""The web UI, driven in headless Chromium against a real node."""

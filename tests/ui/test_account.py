@@ -1,0 +1,115 @@
+"""Account pages in a real browser: sign-up, the mailed link, log in and
+out, the profile, the API token renewed (the old one refused) and the
+quotas; the page's security headers."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+from tests.ui.case import BrowserCase
+
+
+def status_with_token(url: str, token: str) -> int:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", "/identity/v3/auth/tokens",
+                     headers={"X-Auth-Token": token, "X-Subject-Token": token})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+class AccountTests(BrowserCase):
+    def test_signup_verify_login_logout(self):
+        """A new person signs up, follows the mailed link, chooses a
+        password, logs in, sees the account page, and logs out."""
+        def steps() -> None:
+            b = self.browser
+            b.open(self.ui)
+            b.wait_text("main", "Log in")
+            b.shot("login")
+            b.click("a[href='#/signup']")
+            b.fill_form("#signup-form", {"email": "new@example.org", "first_name": "New",
+                                         "last_name": "Person", "password": "first pass 1"})
+            b.submit("#signup-form")
+            b.wait_text("#signup-done", "new@example.org")
+            link = self.last_mail_link()
+            self.assertIn("/ui/activate?auth=", link)
+            b.open(self.node.url + link[link.index("/ui/activate"):])
+            b.fill_form("#activate-form", {"password": "second pass 2"})
+            b.submit("#activate-form")
+            b.wait_text("#activate-done", "active")
+            b.click("#activate-done ~ p a")
+            b.fill_form("#login-form", {"name": "new@example.org",
+                                        "password": "second pass 2"})
+            b.submit("#login-form")
+            b.wait_text("#who", "new@example.org")
+            b.click("#nav a[data-page=account]")
+            b.wait_text("#user-name", "new@example.org")
+            b.shot("account")
+            b.click("#logout")
+            b.wait_text("main", "Log in")
+            self.assertEqual(b.run("return sessionStorage.length"), 0)
+            self.assertEqual(b.console_errors(), [])
+        return self.drive(steps)
+
+    def test_wrong_password_shows_the_api_message(self):
+        def steps() -> None:
+            user = self.node.add_user("pw@example.org")
+            b = self.browser
+            b.open(self.ui)
+            b.fill_form("#login-form", {"name": user.email, "password": "not it"})
+            b.submit("#login-form")
+            shown = b.wait_text("#login-form .error", "")
+            self.assertTrue(shown.strip())
+            self.assertNotIn("Traceback", shown)
+        return self.drive(steps)
+
+    def test_token_renewed_and_old_one_refused(self):
+        """Renewing the API token shows the new one once; the user's old
+        token is refused from then on, and the page goes on working."""
+        def steps() -> None:
+            user = self.node.add_user("renew@example.org")
+            self.assertEqual(status_with_token(self.node.url, user.token), 200)
+            b = self.browser
+            self.log_in(user)
+            b.click("#nav a[data-page=account]")
+            b.accept_dialogs()
+            b.click("#renew-token")
+            new = b.element("#new-token").text.strip()
+            self.assertTrue(new)
+            self.assertNotEqual(new, user.token)
+            b.shot("token-renewed")
+            self.assertEqual(status_with_token(self.node.url, user.token), 401)
+            self.assertEqual(status_with_token(self.node.url, new), 200)
+            b.click("#nav a[data-page=account]")
+            b.wait_text("#user-name", user.email)
+            b.wait_text("main", "pithos.diskspace")
+        return self.drive(steps)
+
+    def test_page_headers_forbid_inline_script_and_framing(self):
+        def steps() -> None:
+            parts = urlsplit(self.node.url)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            for path in ("/ui/", "/ui/static/js/app.js"):
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200, path)
+                csp = r.getheader("content-security-policy")
+                self.assertIn("script-src 'self'", csp)
+                self.assertNotIn("unsafe-inline", csp)
+                self.assertIn("frame-ancestors 'none'", csp)
+                self.assertEqual(r.getheader("x-content-type-options"), "nosniff")
+            for path in ("/ui/static/", "/ui/static/../__init__.py", "/ui/static/.hidden",
+                         "/ui/static/js/nothing.js"):
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 404, path)
+            conn.close()
+        return self.drive(steps)
