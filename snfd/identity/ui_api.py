@@ -20,6 +20,13 @@ the web UI's files (``snfd.ui``).
   "expires"}``: a new primary token; every other token of the user stops
   working at once, on every node (Synnefo's "renew token").  Tokens are
   stored hashed: this is the only time the new one is shown.
+- ``GET /ui/providers`` -> 200 ``{"providers": [{"name", "kind",
+  "url"?}]}``: how a person may log in here (``password`` kinds on the
+  login form, the others by opening ``url``).
+- Both logins below answer a browser's navigation (it asks for HTML) with
+  a 303 to ``/ui/#token=<token>`` instead of JSON: the app takes the
+  token from the fragment (never sent to a server, dropped from the
+  history at once) and keeps it as its session.
 - ``GET /ui/login/shibboleth`` behind a front web server that authenticated
   the person and set its identity headers (provider ``shibboleth``)
   -> 200 ``{"uuid", "email", "token", "expires"}``; the first login
@@ -129,6 +136,20 @@ class SignupAPI:
             return json_body(request, {"token": secret,
                                        "expires": token.expires_at.isoformat()})
 
+        @app.route("/providers", methods=["GET"])
+        def providers(request: Any) -> bytes:
+            found = []
+            for p in self._accounts.providers:
+                if p.name in ("local", "ldap"):
+                    found.append({"name": p.name, "kind": "password"})
+                elif p.name == "shibboleth":
+                    found.append({"name": p.name, "kind": "redirect",
+                                  "url": "/ui/login/shibboleth"})
+                elif p.name.startswith("oidc:"):
+                    found.append({"name": p.name, "kind": "redirect",
+                                  "url": f"/ui/login/oidc/{p.name[5:]}"})
+            return json_body(request, {"providers": found})
+
         @app.route("/login/shibboleth", methods=["GET", "POST"])
         async def shibboleth(request: Any) -> bytes:
             """The front web server authenticated the person and set the
@@ -138,9 +159,9 @@ class SignupAPI:
             credentials = Credentials(headers=headers, source=_peer(request))
             user = await self._accounts.login(credentials, only="shibboleth")
             secret, token = await self._accounts.issue_token(user, methods=("shibboleth",))
-            return json_body(request, {"uuid": user.uuid, "email": user.email,
-                                       "token": secret,
-                                       "expires": token.expires_at.isoformat()})
+            return _handoff(request, {"uuid": user.uuid, "email": user.email,
+                                      "token": secret,
+                                      "expires": token.expires_at.isoformat()})
 
         @app.route("/login/oidc/<name>", methods=["GET"])
         async def oidc_begin(request: Any, name: str) -> bytes:
@@ -170,11 +191,22 @@ class SignupAPI:
             credentials = Credentials(headers=headers, source=_peer(request), params=params)
             user = await self._accounts.login(credentials, only=provider.name)
             secret, token = await self._accounts.issue_token(user, methods=("openid",))
-            return json_body(request, {"uuid": user.uuid, "email": user.email,
-                                       "token": secret, "provider": provider.name,
-                                       "expires": token.expires_at.isoformat()})
+            return _handoff(request, {"uuid": user.uuid, "email": user.email,
+                                      "token": secret, "provider": provider.name,
+                                      "expires": token.expires_at.isoformat()})
 
         return app
+
+
+def _handoff(request: Any, login: dict[str, Any]) -> bytes:
+    """A login's answer: JSON for an API client; for a browser, a 303 to
+    the app with the token in the fragment (module docstring)."""
+    request.setHeader(b"cache-control", b"no-store")
+    if wants_page(request):
+        request.setResponseCode(303)
+        request.setHeader(b"location", f"/ui/#token={login['token']}".encode())
+        return b""
+    return json_body(request, login)
 
 
 def _code(values: list[bytes] | None) -> str:

@@ -15,7 +15,8 @@ from snfd import errors
 from snfd.identity.accounts import TooManyFailures
 from snfd.identity.mail import SmtpMailer
 from snfd.identity.providers import Credentials
-from snfd.testing.nodecase import NodeTestCase
+from snfd.testing.nodecase import BASE, NodeTestCase
+from snfd.testing.stubhttp import pumped
 from tests.identity.test_accounts import PASSWORD
 
 
@@ -231,6 +232,26 @@ class SignupTests(NodeTestCase):
         self.assertEqual(principal.email, "ann@uni.example")
         code, fault = yield self.call("GET", "/ui/login/shibboleth")
         self.assertEqual(code, 401)
+
+
+    async def test_a_browser_gets_the_token_in_the_apps_fragment(self):
+        """A browser's navigation (it asks for HTML) is sent on to the app
+        with the token in the fragment, never in the query; the token
+        works; the providers list names the redirect."""
+        headers = {"eppn": "bob@uni.example", "mail": "bob@uni.example",
+                   "Accept": "text/html,application/xhtml+xml"}
+        response = await pumped(self.http, self.http.request(
+            "GET", BASE + "/ui/login/shibboleth", headers={k: [v] for k, v in headers.items()},
+            allow_redirects=False))
+        self.assertEqual(response.code, 303)
+        location = response.headers.getRawHeaders("location")[0]
+        self.assertTrue(location.startswith("/ui/#token="), location)
+        principal = await self.accounts_.authenticate(location.split("=", 1)[1])
+        self.assertEqual(principal.email, "bob@uni.example")
+        code, listed, _ = await NodeTestCase.call(self, "GET", "/ui/providers")
+        self.assertEqual(listed["providers"], [
+            {"name": "local", "kind": "password"},
+            {"name": "shibboleth", "kind": "redirect", "url": "/ui/login/shibboleth"}])
 
 
 class ShibbolethDefaultTests(NodeTestCase):

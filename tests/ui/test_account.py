@@ -113,3 +113,15 @@ class AccountTests(BrowserCase):
                 self.assertEqual(r.status, 404, path)
             conn.close()
         return self.drive(steps)
+
+    def test_token_handed_over_in_the_fragment(self):
+        """What a Shibboleth or OpenID login hands the browser
+        (/ui/#token=...) becomes the session, and the token leaves the
+        address at once (replaced, so no history entry keeps it)."""
+        def steps() -> None:
+            user = self.node.add_user("handed@example.org")
+            b = self.browser
+            b.open(self.ui + "#token=" + user.token)
+            b.wait_text("#who", user.email)
+            self.assertNotIn(user.token, b.driver.current_url)
+        return self.drive(steps)

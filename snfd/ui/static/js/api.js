@@ -142,3 +142,12 @@ export async function scope(raw, project) {
   sessionStorage.setItem(KEY, JSON.stringify(current));
   return current;
 }
+
+/** Keep as the session a token a login provider handed over (Shibboleth,
+ * OpenID Connect): scoped to the user's base project. */
+export async function adopt(raw) {
+  const response = await request("GET", IDENTITY + "/auth/tokens",
+                                 {headers: {"X-Subject-Token": raw}, token: raw});
+  const body = await response.json();
+  return await scope(raw, body.token.user.id);
+}

@@ -3,7 +3,7 @@
 // activation need a session.
 
 import {fill, h, notice} from "./dom.js";
-import {logout, session} from "./api.js";
+import {adopt, logout, session} from "./api.js";
 
 const PUBLIC = new Set(["login", "signup", "activate"]);
 const PAGES = new Set(["login", "signup", "activate", "account", "files", "servers",
@@ -74,4 +74,19 @@ window.addEventListener("snfd:logged-out", () => {
   go("#/login");
 });
 window.addEventListener("hashchange", draw);
-draw();
+
+// A login provider's hand-over (/ui/#token=...): keep the token, and drop it
+// from the address and the history at once.
+async function start() {
+  const handed = location.hash.match(/^#token=([^&]+)/);
+  if (handed) {
+    history.replaceState(null, "", location.pathname + "#/files");
+    try {
+      await adopt(decodeURIComponent(handed[1]));
+    } catch (e) {
+      notice(e.message || String(e), "error");
+    }
+  }
+  draw();
+}
+start();
