@@ -43,15 +43,18 @@ async function draw() {
   if (!s && !PUBLIC.has(page)) page = "login";
   if (s && (page === "login" || page === "signup")) page = "files";
   frame(s, page);
-  const main = document.getElementById("main");
-  fill(main, h("p", {class: "loading"}, "Loading…"));
+  // Each drawing gets an element of its own: a page still drawing when the
+  // next one starts (waiting on the APIs) only fills its own, detached one.
+  const here = h("div", {class: `page page-${page}`},
+                 h("p", {class: "loading"}, "Loading…"));
+  fill(document.getElementById("main"), here);
   try {
     const view = await import(`./views/${page}.js`);
     if (mine !== drawing) return;
-    await view.render(main, parts);
+    await view.render(here, parts);
   } catch (e) {
     if (mine !== drawing) return;
-    fill(main, h("p", {class: "error", role: "alert"}, e.message || String(e)));
+    fill(here, h("p", {class: "error", role: "alert"}, e.message || String(e)));
   }
 }
 
