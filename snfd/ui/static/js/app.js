@@ -6,7 +6,7 @@ import {fill, h, notice} from "./dom.js";
 import {adopt, logout, session} from "./api.js";
 
 const PUBLIC = new Set(["login", "signup", "activate"]);
-const PAGES = new Set(["login", "signup", "activate", "account", "files", "servers",
+const PAGES = new Set(["login", "signup", "activate", "account", "files", "shared", "projects", "servers",
                        "networks", "volumes", "images", "keys"]);
 let drawing = 0;
 let leaving = [];

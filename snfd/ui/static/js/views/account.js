@@ -1,9 +1,8 @@
 // The account: who you are, the API token (renewed here, shown once), the
 // settings for the command-line tools, quotas per project, and projects.
 
-import {bytes, field, fill, form, h, notice, table} from "../dom.js";
+import {bytes, fill, h, notice, table} from "../dom.js";
 import {call, endpoint, scope, session} from "../api.js";
-import {go} from "../app.js";
 
 const BYTE_RESOURCES = /(diskspace|ram|disk|volume\.size|\.size)$/;
 
@@ -60,20 +59,8 @@ export async function render(main) {
           {title: "Limit", cell: r => amount(r[0], r[1].limit)},
           {title: "", cell: r => meter(r[1])},
         ], Object.entries(resources).sort(), {rowId: r => r[0]})))),
-    h("section", {},
-      h("h2", {}, "Projects"),
-      table([
-        {title: "Name", cell: p => p.name},
-        {title: "State", cell: p => p.state},
-        {title: "Id", cell: p => h("code", {}, p.id)},
-      ], projects || [], {empty: "No projects.", rowId: p => p.id}),
-      form([field("Join the project with id", "project", {required: true})], "Ask to join",
-           async ({project}) => {
-             await call("POST", `${account}/projects/memberships`,
-                        {json: {join: {project: project.trim()}}});
-             notice("Asked to join; the project's owner decides.");
-             go("#/account");
-           }, {id: "join-form"})));
+    h("p", {}, h("a", {href: "#/projects"}, "Projects"),
+      ": apply for one, join, leave, and manage the members of yours."));
 }
 
 function meter(q) {
