@@ -125,3 +125,46 @@ class AccountTests(BrowserCase):
             b.wait_text("#who", user.email)
             self.assertNotIn(user.token, b.driver.current_url)
         return self.drive(steps)
+
+
+class ModerationTests(BrowserCase):
+    """Moderation on, as on the embedded default."""
+
+    config = "[identity]\nmoderation = yes\n"
+
+    def test_an_administrator_activates_a_verified_sign_up(self):
+        def steps() -> None:
+            admin = self.node.add_user("boss@example.org")
+            self.node.manage("user-modify", admin.uuid, "--admin")
+            b = self.browser
+            b.open(self.ui + "#/signup")
+            b.fill_form("#signup-form", {"email": "wait@example.org",
+                                         "password": "a pass 1"})
+            b.submit("#signup-form")
+            b.wait_text("#signup-done", "wait@example.org")
+            link = self.last_mail_link()
+            b.open(self.node.url + link[link.index("/ui/activate"):])
+            b.fill_form("#activate-form", {"password": "a pass 1"})
+            b.submit("#activate-form")
+            b.wait_text("#activate-done", "approval")
+            b.open(self.ui + "#/login")
+            b.fill_form("#login-form", {"name": "wait@example.org", "password": "a pass 1"})
+            b.submit("#login-form")
+            b.wait_text("#login-form .error", "")
+            self.assertEqual(b.text("#who"), "")
+
+            self.log_in(admin)
+            b.click("#nav a[data-page=users]")
+            b.click("button[data-user='wait@example.org']")
+            b.wait_text("#notice", "wait@example.org is active now")
+            b.shot("users")
+            b.click("#logout")
+            b.fill_form("#login-form", {"name": "wait@example.org", "password": "a pass 1"})
+            b.submit("#login-form")
+            b.wait_text("#who", "wait@example.org")
+            self.assertFalse(b.driver.find_element(
+                "css selector", "#nav a[data-page=users]").is_displayed())
+            # The refused login before the activation is the only error.
+            self.assertEqual([e for e in b.console_errors()
+                              if not ("/auth/tokens" in e and "401" in e)], [])
+        return self.drive(steps)

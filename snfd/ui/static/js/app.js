@@ -6,7 +6,7 @@ import {fill, h, notice} from "./dom.js";
 import {adopt, logout, session} from "./api.js";
 
 const PUBLIC = new Set(["login", "signup", "activate"]);
-const PAGES = new Set(["login", "signup", "activate", "account", "files", "shared", "projects", "servers",
+const PAGES = new Set(["login", "signup", "activate", "account", "files", "shared", "projects", "users", "servers",
                        "networks", "volumes", "images", "keys"]);
 let drawing = 0;
 let leaving = [];
@@ -64,6 +64,7 @@ function frame(s, page) {
   fill(document.getElementById("who"), s ? s.user.name : "");
   for (const a of document.querySelectorAll("#nav a")) {
     a.classList.toggle("current", a.dataset.page === page);
+    if ("admin" in a.dataset) a.hidden = !(s && s.user["SNF:admin"]);
   }
 }
 
