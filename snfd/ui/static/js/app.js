@@ -14,6 +14,20 @@ let leaving = [];
 /** Run ``fn`` when the page changes (stop polling, workers...). */
 export function onLeave(fn) { leaving.push(fn); }
 
+/** Run ``fn`` every ``ms`` (counted from the end of each run) until the
+ * page changes; a failure shows its message and the loop goes on. */
+export function every(ms, fn) {
+  let stopped = false, timer = null;
+  const tick = async () => {
+    try { await fn(); } catch (e) {
+      if (!stopped) notice(e.message || String(e), "error");
+    }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  timer = setTimeout(tick, ms);
+  onLeave(() => { stopped = true; clearTimeout(timer); });
+}
+
 /** The page's name and the rest of its address, from the location. */
 function route() {
   if (location.pathname.replace(/\/$/, "").endsWith("/ui/activate")) {

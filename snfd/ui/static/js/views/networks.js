@@ -8,7 +8,7 @@
 
 import {field, fill, form, h, notice, table} from "../dom.js";
 import {call, endpoint, has} from "../api.js";
-import {onLeave} from "../app.js";
+import {every} from "../app.js";
 
 const POLL_MS = 2500;
 const PAGE = 100;
@@ -68,9 +68,6 @@ export async function render(main) {
   const compute = has("compute") ? endpoint("compute") : null;
   let data = {networks: [], subnets: [], ports: [], floatingips: [], servers: []};
   let selected = null;  // the network whose ports are shown
-  let stopped = false;
-  let timer = null;
-  onLeave(() => { stopped = true; clearTimeout(timer); });
 
   const serverName = id => {
     const s = data.servers.find(x => String(x.id) === String(id));
@@ -211,16 +208,6 @@ export async function render(main) {
     draw();
   }
 
-  async function poll() {
-    if (stopped) return;
-    try {
-      await refresh();
-    } catch (e) {
-      if (!stopped) notice(e.message || String(e), "error");
-    }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
-  }
-
   await load();
   fill(main,
     h("h1", {}, "Networks"),
@@ -258,5 +245,5 @@ export async function render(main) {
            }, {id: "floating-ip-form"}),
       ips.el));
   draw();
-  timer = setTimeout(poll, POLL_MS);
+  every(POLL_MS, refresh);
 }

@@ -5,7 +5,7 @@
 
 import {field, fill, form, h, notice, table} from "../dom.js";
 import {ApiError, call, has, endpoint} from "../api.js";
-import {go, onLeave} from "../app.js";
+import {every, go} from "../app.js";
 import {addressText, allowed, compute, flavorText, flavors, getWithDate, images, keypairs,
         limits, parsePairs, statusOf} from "../compute.js";
 
@@ -16,20 +16,6 @@ export async function render(main, parts) {
   if (parts[0] === "new") return wizard(main);
   if (parts[0]) return detail(main, parts[0]);
   return list(main);
-}
-
-/** A loop of ``fn`` every ``ms`` until the page changes. */
-function poll(fn, ms) {
-  let stopped = false, timer = null;
-  const tick = async () => {
-    if (stopped) return;
-    try { await fn(); } catch (e) {
-      if (!stopped) notice(e.message || String(e), "error");
-    }
-    if (!stopped) timer = setTimeout(tick, ms);
-  };
-  timer = setTimeout(tick, ms);
-  onLeave(() => { stopped = true; clearTimeout(timer); });
 }
 
 // -- the list -------------------------------------------------------------------
@@ -109,7 +95,7 @@ async function list(main) {
       count),
     box, more);
   await loadMore();
-  poll(changes, POLL_MS);
+  every(POLL_MS, changes);
 }
 
 // -- the create wizard ----------------------------------------------------------
@@ -317,5 +303,5 @@ async function detail(main, id) {
     h("div", {class: "toolbar servers-resize"}, h("span", {}, "Resize to"), resizeTo),
     out);
   draw();
-  poll(refresh, 2000);
+  every(2000, refresh);
 }

@@ -8,7 +8,7 @@
 
 import {field, fill, form, h, notice} from "../dom.js";
 import {call, endpoint, has} from "../api.js";
-import {go, onLeave} from "../app.js";
+import {every, go} from "../app.js";
 import {act, pagedList, status} from "./networks.js";
 
 const POLL_MS = 2000;
@@ -19,9 +19,6 @@ export async function render(main) {
   const compute = has("compute") ? endpoint("compute") : null;
   const image = has("image") ? endpoint("image") : null;
   let data = {volumes: [], snapshots: [], servers: [], images: [], flavors: [], types: []};
-  let stopped = false;
-  let timer = null;
-  onLeave(() => { stopped = true; clearTimeout(timer); });
 
   const serverName = id => {
     const s = data.servers.find(x => String(x.id) === String(id));
@@ -188,16 +185,6 @@ export async function render(main) {
     draw();
   }
 
-  async function poll() {
-    if (stopped) return;
-    try {
-      await refresh();
-    } catch (e) {
-      if (!stopped) notice(e.message || String(e), "error");
-    }
-    if (!stopped) timer = setTimeout(poll, POLL_MS);
-  }
-
   await load(true);
   fill(typeSelect, h("option", {value: ""}, "Default"),
        data.types.map(t => h("option", {value: t.name}, t.name)));
@@ -226,5 +213,5 @@ export async function render(main) {
     h("section", {class: "volumes"}, h("h2", {}, "Volumes"), volumes.el),
     h("section", {class: "volumes"}, h("h2", {}, "Snapshots"), snapshots.el));
   draw();
-  timer = setTimeout(poll, POLL_MS);
+  every(POLL_MS, refresh);
 }
