@@ -217,3 +217,48 @@ class NetworksVolumesTests(BrowserCase):
         self.press(f"{vol} button.delete-volume")
         b.wait("the volume deleted", lambda: not b.run(
             f"return !!document.querySelector(\"{vol}\")"), WAIT)
+
+    def test_server_booted_from_a_new_volume_with_another_attached(self):
+        """The wizard's disks: the boot disk a new volume of the image (a
+        thin flavor), and an existing volume attached at create."""
+        def steps() -> None:
+            user = self.node.add_user("disks@example.org")
+            image, flavor = self.demo(user.token)
+            flavor_id = str(flavor.get("id", flavor.get("flavor_id")))
+            shown = self.call(user.token, "GET", f"/compute/v2.1/flavors/{flavor_id}")["flavor"]
+            extra = self.call(user.token, "POST", "/volume/v3/volumes",
+                              {"volume": {"name": "extra", "size": 1}})["volume"]
+            self.until("the extra volume available", lambda: self.call(
+                user.token, "GET", f"/volume/v3/volumes/{extra['id']}")["volume"]["status"]
+                == "available")
+            b = self.browser
+            self.log_in(user)
+            b.click("#nav a[data-page=servers]")
+            b.click("#new-server")
+            b.element("#server-form select[name=boot]")
+            b.run("const f = document.getElementById('server-form');"
+                  " for (const [k, v] of Object.entries(arguments[0])) {"
+                  "   f.elements[k].value = v; f.elements[k].dispatchEvent(new Event('change')); }",
+                  {"image": image["id"], "vcpus": str(shown["vcpus"]), "ram": str(shown["ram"]),
+                   "disk": str(shown["disk"]), "template": "ext_archipelago",
+                   "boot": "image-volume"})
+            b.wait_text("#chosen-flavor", "ext_archipelago")
+            b.click(f"#server-form input[name=extra][value='{extra['id']}']")
+            b.fill_form("#server-form", {"name": "from-volume"})
+            b.submit("#server-form")
+            b.wait_text("#admin-pass", "")
+            server = b.element("#created-link").get_attribute("href").rsplit("/", 1)[1]
+
+            def attached() -> Any:
+                got = self.call(user.token, "GET", f"/compute/v2.1/servers/{server}")["server"]
+                if got["status"] == "ERROR":
+                    raise AssertionError(f"the server failed: {got}")
+                return got["status"] == "ACTIVE" and got[
+                    "os-extended-volumes:volumes_attached"]
+            volumes = {v["id"] for v in self.until("the server ACTIVE with volumes", attached)}
+            self.assertIn(extra["id"], volumes)
+            self.assertEqual(len(volumes), 2)
+            b.click("#nav a[data-page=volumes]")
+            b.wait_text(self.row("volume-list", "extra"), "in-use", WAIT)
+            b.shot("server-volumes")
+        return self.drive(steps)

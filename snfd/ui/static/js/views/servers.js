@@ -101,10 +101,18 @@ async function list(main) {
 // -- the create wizard ----------------------------------------------------------
 
 async function wizard(main) {
-  const [imageList, flavorList, keys, room, networks] = await Promise.all([
+  const volumeApi = has("volumev3") ? endpoint("volumev3")
+    : has("block-storage") ? endpoint("block-storage") : null;
+  const [imageList, flavorList, keys, room, networks, volumes, snapshots] = await Promise.all([
     images(), flavors(), keypairs(), limits(),
     has("network") ? call("GET", endpoint("network") + "/v2.0/networks")
       .then(b => (b && b.networks) || []).catch(() => []) : Promise.resolve([]),
+    volumeApi ? call("GET", `${volumeApi}/volumes/detail`)
+      .then(b => ((b && b.volumes) || []).filter(v => v.status === "available"))
+      .catch(() => []) : Promise.resolve([]),
+    volumeApi ? call("GET", `${volumeApi}/snapshots/detail`)
+      .then(b => ((b && b.snapshots) || []).filter(v => v.status === "available"))
+      .catch(() => []) : Promise.resolve([]),
   ]);
   const usable = flavorList.filter(f => !f["OS-FLV-DISABLED:disabled"]);
   const distinct = key => [...new Set(usable.map(f => f[key]))].sort((a, b) =>
@@ -158,6 +166,19 @@ async function wizard(main) {
       select("disk", distinct("disk"), "Disk", " GiB"),
       select("template", distinct("template"), "Disk template"),
       chosenBox),
+    volumeApi ? h("fieldset", {class: "servers-disks"}, h("legend", {}, "Disks"),
+      h("label", {}, h("span", {}, "Boot disk (a volume needs a flavor of a thin type)"),
+        h("select", {name: "boot"},
+          h("option", {value: ""}, "The image, on the flavor's disk"),
+          h("option", {value: "image-volume"}, "A new volume of the image"),
+          volumes.filter(v => v.bootable === "true" || v.bootable === true).map(v =>
+            h("option", {value: `volume:${v.id}`}, `The volume ${v.name || v.id}`)),
+          snapshots.map(v => h("option", {value: `snapshot:${v.id}`},
+                               `A new volume of the snapshot ${v.name || v.id}`)))),
+      volumes.length ? h("div", {}, h("span", {}, "Also attach"),
+        volumes.map(v => h("label", {class: "servers-check"},
+          h("input", {type: "checkbox", name: "extra", value: v.id}), " ",
+          `${v.name || v.id} (${v.size} GiB)`))) : null) : null,
     h("label", {}, h("span", {}, "Key pair"),
       h("select", {name: "key_name"}, h("option", {value: ""}, "(none)"),
         keys.map(k => h("option", {value: k.name}, k.name)))),
@@ -177,6 +198,25 @@ async function wizard(main) {
     if (values.key_name) server.key_name = values.key_name;
     const nets = [...formEl.querySelectorAll("input[name=net]:checked")].map(i => i.value);
     if (nets.length) server.networks = nets.map(uuid => ({uuid}));
+    const disks = [];
+    const [kind, source] = (values.boot || "").split(/:(.*)/);
+    if (kind === "image-volume") {
+      disks.push({source_type: "image", uuid: values.image, volume_size: chosen.disk});
+      delete server.imageRef;
+    } else if (kind === "volume" || kind === "snapshot") {
+      disks.push({source_type: kind, uuid: source,
+                  ...(kind === "snapshot" ? {volume_size: chosen.disk} : {})});
+      delete server.imageRef;
+    }
+    for (const d of disks) {
+      Object.assign(d, {destination_type: "volume", boot_index: 0,
+                        delete_on_termination: d.source_type !== "volume"});
+    }
+    for (const i of formEl.querySelectorAll("input[name=extra]:checked")) {
+      disks.push({source_type: "volume", destination_type: "volume", uuid: i.value,
+                  boot_index: -1, delete_on_termination: false});
+    }
+    if (disks.length) server.block_device_mapping_v2 = disks;
     const made = await call("POST", compute() + "/servers", {json: {server}});
     const s = made.server;
     formEl.hidden = true;
