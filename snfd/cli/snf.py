@@ -1,13 +1,17 @@
-"""``snf``: the user's command line for the object store.
+"""``snf``: the user's command line for the whole cloud.
 
-``snf login`` stores a token and the storage URL (``snfd.client.config``);
-``snf file ...`` and ``snf container ...`` work on the user's account.
-Remote paths are ``container/path/to/object``; a path without a container
-part uses the configured default container (``pithos``).  A remote path
-ending with ``/`` means "into this directory".
+``snf login`` stores a token, the storage URL and the catalog's endpoints
+(``snfd.client.config``); ``snf file ...`` and ``snf container ...`` work
+on the user's account (here).  Remote paths are
+``container/path/to/object``; a path without a container part uses the
+configured default container (``pithos``).  A remote path ending with
+``/`` means "into this directory".  The other groups are in their own
+modules (``COMMAND_MODULES``), over the same ``snfd.cli.snf_app.App``.
 
-Errors end the command with status 1 and one line on stderr (the server's
-fault message); ``--stats`` prints the body bytes sent and received.
+Errors end the command with one line on stderr (the server's fault
+message) and an exit code that says what failed (``snfd.cli.output``);
+``-o json`` prints listings and details as JSON; ``--stats`` prints the
+body bytes sent and received.
 """
 
 from __future__ import annotations
@@ -16,134 +20,18 @@ import datetime
 import sys
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from snfd.client import config as cfg
+from snfd.cli.snf_app import App, SnfGroup, fail, pass_app
 from snfd.client import sync as transfer
 from snfd.client.pithos import (
     DIRECTORY_TYPES,
-    ClientError,
     PithosClient,
-    Transport,
     login_password,
     login_token,
 )
-
-
-class Failed(click.ClickException):
-    """Ends the command: ``snf: <message>`` on stderr, status 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"snf: {self.format_message()}", err=True)
-
-
-def fail(message: str) -> NoReturn:
-    raise Failed(message)
-
-
-class SnfGroup(click.Group):
-    """Turns client, config and file errors into one-line failures."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ClientError as e:
-            raise Failed(str(e)) from None
-        except cfg.ConfigError as e:
-            raise Failed(f"config: {e}") from None
-        except OSError as e:
-            where = f"{e.filename}: " if e.filename else ""
-            raise Failed(f"{where}{e.strerror or e}") from None
-
-
-class BarProgress(transfer.Progress):
-    """Rich progress bars on stderr (none when quiet or not a terminal)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def start(self, label: str, total: int) -> None:
-        if not self.enabled or total <= 0:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                             TransferSpeedColumn(), TimeRemainingColumn(),
-                             console=Console(stderr=True), transient=True)
-        self._bar.start()
-        self._task = self._bar.add_task(label, total=total)
-
-    def advance(self, nbytes: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, nbytes)
-
-    def finish(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def action(self, action: transfer.Action) -> None:
-        click.echo(f"{action.kind:<13} {action.path}")
-
-
-class App:
-    """The state of one ``snf`` run: settings, transport, client."""
-
-    def __init__(self, config_path: Path | None, stats: bool, quiet: bool):
-        self.config_path = config_path
-        self.stats = stats
-        self.quiet = quiet
-        self.transport = Transport()
-        self._settings: cfg.Settings | None = None
-        self.account: str | None = None
-
-    @property
-    def settings(self) -> cfg.Settings:
-        if self._settings is None:
-            self._settings = cfg.load(self.config_path)
-        return self._settings
-
-    def save(self) -> Path:
-        return cfg.save(self.settings, self.config_path)
-
-    @property
-    def client(self) -> PithosClient:
-        s = self.settings
-        if not s.token or not s.storage_url:
-            fail("not logged in: run `snf login --url URL --user EMAIL` first")
-        client = PithosClient(self.transport, s.storage_url, s.token)
-        return client.for_account(self.account) if self.account else client
-
-    def progress(self) -> BarProgress:
-        return BarProgress(not self.quiet and sys.stderr.isatty())
-
-    def remote(self, value: str) -> tuple[str, str]:
-        """``(container, name)`` of a remote path (``name`` may be "")."""
-        value = value.lstrip("/")
-        container, _, name = value.partition("/")
-        if not container:
-            container = self.settings.container or cfg.DEFAULT_CONTAINER
-        return container, name
-
-    def print_stats(self) -> None:
-        c = self.transport.counters
-        click.echo(f"sent {c.sent} bytes, received {c.received} bytes"
-                   f" in {c.requests} requests", err=True)
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 def _workers(f: Any) -> Any:
@@ -157,10 +45,19 @@ def _workers(f: Any) -> Any:
               help="settings file (default: $SNF_CONFIG or ~/.config/snf/config.json)")
 @click.option("--stats", is_flag=True, help="print the bytes sent and received at the end")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars")
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="listings and details as a table or as JSON")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, stats: bool, quiet: bool) -> None:
-    """Work with the files of a Synnefo-style (snfd) object store."""
-    app = App(config_path, stats, quiet)
+def cli(ctx: click.Context, config_path: Path | None, stats: bool, quiet: bool,
+        output: str) -> None:
+    """The command line of a Synnefo-style (snfd) cloud: files, servers,
+    networks, volumes, images, projects and quotas.
+
+    Exit codes: 0 done; 1 other failures; 2 a bad command line; 3 not
+    found; 4 not allowed (token, permission); 5 refused (bad request, or
+    the state does not allow it); 6 over quota; 7 the cloud unreachable or
+    unavailable."""
+    app = App(config_path, stats, quiet, output)
     ctx.obj = app
     ctx.call_on_close(app.transport.close)
     if stats:
@@ -194,6 +91,7 @@ def login(app: App, url: str | None, token: str | None, email: str | None,
     else:
         found = login_token(app.transport, url, token or "")
     s.url, s.token, s.user, s.storage_url = url, found.token, found.user, found.storage_url
+    s.endpoints = dict(found.endpoints)
     s.email = found.email or email or ""
     if container:
         s.container = container
@@ -576,6 +474,20 @@ def sync_command(app: App, localdir: Path, remote: str, direction: str, no_delet
         click.echo(f"snf: {action.kind} {action.path}: {why}", err=True)
     if report.failed:
         raise click.exceptions.Exit(1)
+
+
+#: The modules that add command groups to ``cli`` (each has ``register(cli)``).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(cli)
+
+
+_register()
 
 
 def main(argv: list[str] | None = None) -> None:

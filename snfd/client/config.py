@@ -30,7 +30,9 @@ class Settings:
     ``url`` is the cloud's base URL (the identity API is at
     ``<url>/identity/v3``); ``storage_url`` the object-store endpoint of the
     user's account (``.../object-store/v1/<uuid>``) from the catalog;
-    ``container`` the container of remote paths given without one.
+    ``container`` the container of remote paths given without one;
+    ``endpoints`` every public endpoint of the catalog by service type
+    (``compute``, ``network``, ``image``, ``volumev3``, ``account`` ...).
     """
 
     url: str = ""
@@ -39,6 +41,7 @@ class Settings:
     email: str = ""
     storage_url: str = ""
     container: str = DEFAULT_CONTAINER
+    endpoints: dict[str, str] = attrs.Factory(dict)
 
     def as_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -48,9 +51,14 @@ class Settings:
         if not isinstance(value, dict):
             raise ConfigError("the config file must hold a JSON object")
         known = {f.name for f in attrs.fields(cls)}
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for key, item in value.items():
-            if key in known:
+            if key == "endpoints":
+                if not isinstance(item, dict) or not all(
+                        isinstance(k, str) and isinstance(v, str) for k, v in item.items()):
+                    raise ConfigError("'endpoints' must map service types to URLs")
+                kwargs[key] = dict(item)
+            elif key in known:
                 if not isinstance(item, str):
                     raise ConfigError(f"{key!r} must be a string")
                 kwargs[key] = item

@@ -146,16 +146,20 @@ class Transport:
     def request(self, method: str, url: str, *, params: Params | None = None,
                 headers: Mapping[str, str] | None = None, data: bytes | None = None,
                 ok: Iterable[int] = (200, 201, 202, 204, 206),
-                stream: bool = False) -> requests.Response:
+                stream: bool = False, idempotent: bool | None = None) -> requests.Response:
         """Send a request and return its response, whose status is in ``ok``.
 
         With ``stream`` the body is left unread (read it with
-        ``iter_body``); otherwise it is read and counted.
+        ``iter_body``); otherwise it is read and counted.  ``idempotent``
+        False sends it once only (a server create, which a retry could
+        make twice), except when the connection could not be made; None
+        decides by the method (``IDEMPOTENT``).
         @raise ClientError: another status (the server's fault message), or
             no answer after the retries.
         """
         full = url + encode_params(params)
         accepted = set(ok)
+        again = method in self.IDEMPOTENT if idempotent is None else idempotent
         attempt = 0
         while True:
             delay = min(self.backoff * (2 ** attempt), 30.0)
@@ -165,15 +169,14 @@ class Transport:
                                             data=data, timeout=self.timeout, stream=stream,
                                             allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as e:
-                harmless = (isinstance(e, requests.ConnectTimeout)
-                            or method in self.IDEMPOTENT)
+                harmless = isinstance(e, requests.ConnectTimeout) or again
                 if attempt < self.retries and harmless:
                     attempt += 1
                     self.sleep(delay)
                     continue
                 raise ClientError(0, f"{method} {url}: {_network_message(e)}") from None
-            retry = resp.status_code == 503 or (
-                resp.status_code >= 500 and method in self.IDEMPOTENT)
+            retry = ((resp.status_code == 503 and idempotent is None)
+                     or (again and resp.status_code >= 500))
             if resp.status_code in accepted and not retry:
                 if not stream:
                     self.counters.add(received=len(resp.content))
@@ -216,26 +219,33 @@ def _network_message(error: Exception) -> str:
 
 @attrs.frozen
 class Login:
-    """What a login found: the token, its user and the storage URL."""
+    """What a login found: the token, its user, the storage URL and every
+    public endpoint of the catalog by service type."""
 
     token: str
     user: str
     email: str
     storage_url: str
+    endpoints: dict[str, str] = attrs.Factory(dict)
 
 
 def _identity(url: str) -> str:
     return url.rstrip("/") + "/identity/v3/auth/tokens"
 
 
-def _storage_url(body: Any) -> str:
+def _endpoints(body: Any) -> dict[str, str]:
+    """The catalog's public endpoints by service type."""
+    found: dict[str, str] = {}
     for service in body.get("token", {}).get("catalog") or []:
-        if service.get("type") != "object-store":
-            continue
         for endpoint in service.get("endpoints") or []:
-            if endpoint.get("interface") == "public" and endpoint.get("url"):
-                return str(endpoint["url"]).rstrip("/")
-    return ""
+            if (endpoint.get("interface") == "public" and endpoint.get("url")
+                    and isinstance(service.get("type"), str)):
+                found.setdefault(service["type"], str(endpoint["url"]).rstrip("/"))
+    return found
+
+
+def _storage_url(body: Any) -> str:
+    return _endpoints(body).get("object-store", "")
 
 
 def _issue(transport: Transport, url: str, identity: dict[str, Any],
@@ -263,7 +273,7 @@ def _finish(transport: Transport, url: str, token: str, body: Any) -> Login:
         raise ClientError(0, "the service catalog has no object-store endpoint;"
                              " does the cloud run the pithos service?")
     return Login(token=token, user=str(user["id"]), email=str(user.get("name", "")),
-                 storage_url=storage)
+                 storage_url=storage, endpoints=_endpoints(body))
 
 
 def login_password(transport: Transport, url: str, username: str, password: str) -> Login:

@@ -172,8 +172,9 @@ class TransferTests(SnfNodeTestCase):
 
     @defer.inlineCallbacks
     def test_one_line_errors(self):
-        """Failures exit 1 with one line that carries the server's message:
-        a wrong password, a missing object, commands before login."""
+        """Failures exit with one line that carries the server's message,
+        and a status that says what failed: 1 before login, 4 for a wrong
+        password, 3 for a missing object."""
         yield self.user("bob@example.org")
         proc = yield self.snf("carol@example.org", "file", "list", "box", ok=False)
         self.assertEqual(proc.returncode, 1)
@@ -182,9 +183,10 @@ class TransferTests(SnfNodeTestCase):
                               "bob@example.org", ok=False, env={"SNF_PASSWORD": "wrong"})
         self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
         self.assertIn("(401)", proc.stderr)
+        self.assertEqual(proc.returncode, 4)
         proc = yield self.snf("bob@example.org", "file", "download", "nobox/none",
                               str(self.work / "x"), ok=False)
-        self.assertEqual(proc.returncode, 1)
+        self.assertEqual(proc.returncode, 3)
         self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
         self.assertTrue(proc.stderr.startswith("snf: "), proc.stderr)
         self.assertIn("(404)", proc.stderr)

@@ -1,0 +1,154 @@
+"""What every ``snf`` command shares: the run's state (``App``: settings,
+transport, the object-store client, the other APIs' ``Cloud``, ``-o
+json``), one-line failures with meaningful exit codes (``Failed``,
+``SnfGroup``: ``snfd.cli.output.exit_code``) and progress bars.
+
+Command groups live in modules of their own (``snfd.cli.snf`` for files
+and login, ``snf_account``, ``snf_compute``, ``snf_network``) and take
+``pass_app``; ``snfd.cli.snf`` assembles them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from snfd.cli.output import exit_code
+from snfd.client import config as cfg
+from snfd.client import sync as transfer
+from snfd.client.cloud import Cloud
+from snfd.client.pithos import ClientError, PithosClient, Transport
+
+
+class Failed(click.ClickException):
+    """Ends the command: ``snf: <message>`` on stderr, status ``code``
+    (1 unless an API's status says more: ``snfd.cli.output.exit_code``)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.exit_code = code  # type: ignore[misc]  # click's class default is 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"snf: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise Failed(message)
+
+
+class SnfGroup(click.Group):
+    """Turns client, config and file errors into one-line failures, with
+    the exit code of the HTTP status (``snfd.cli.output.exit_code``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as e:
+            raise Failed(str(e), exit_code(e.status)) from None
+        except cfg.ConfigError as e:
+            raise Failed(f"config: {e}") from None
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            raise Failed(f"{where}{e.strerror or e}") from None
+
+
+class BarProgress(transfer.Progress):
+    """Rich progress bars on stderr (none when quiet or not a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def start(self, label: str, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                             TransferSpeedColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, nbytes: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, nbytes)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def action(self, action: transfer.Action) -> None:
+        click.echo(f"{action.kind:<13} {action.path}")
+
+
+class App:
+    """The state of one ``snf`` run: settings, transport, client."""
+
+    def __init__(self, config_path: Path | None, stats: bool, quiet: bool,
+                 output: str = "table"):
+        self.config_path = config_path
+        self.stats = stats
+        self.quiet = quiet
+        #: ``-o json``: listings and details as JSON (``snfd.cli.output``).
+        self.json = output == "json"
+        self.transport = Transport()
+        self._settings: cfg.Settings | None = None
+        self.account: str | None = None
+
+    @property
+    def settings(self) -> cfg.Settings:
+        if self._settings is None:
+            self._settings = cfg.load(self.config_path)
+        return self._settings
+
+    def save(self) -> Path:
+        return cfg.save(self.settings, self.config_path)
+
+    @property
+    def cloud(self) -> Cloud:
+        """The other APIs (compute, network, account ...), logged in."""
+        return Cloud(self.transport, self.settings)
+
+    @property
+    def client(self) -> PithosClient:
+        s = self.settings
+        if not s.token or not s.storage_url:
+            fail("not logged in: run `snf login --url URL --user EMAIL` first")
+        client = PithosClient(self.transport, s.storage_url, s.token)
+        return client.for_account(self.account) if self.account else client
+
+    def progress(self) -> BarProgress:
+        return BarProgress(not self.quiet and sys.stderr.isatty())
+
+    def remote(self, value: str) -> tuple[str, str]:
+        """``(container, name)`` of a remote path (``name`` may be "")."""
+        value = value.lstrip("/")
+        container, _, name = value.partition("/")
+        if not container:
+            container = self.settings.container or cfg.DEFAULT_CONTAINER
+        return container, name
+
+    def print_stats(self) -> None:
+        c = self.transport.counters
+        click.echo(f"sent {c.sent} bytes, received {c.received} bytes"
+                   f" in {c.requests} requests", err=True)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+__all__ = ["App", "BarProgress", "Failed", "SnfGroup", "fail", "pass_app"]
