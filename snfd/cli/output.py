@@ -22,6 +22,7 @@ Exit codes say what failed (``exit_code``), so scripts can tell:
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -79,7 +80,9 @@ def show(as_json: bool, value: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(soft_wrap=True)
+    # On a terminal, its width; otherwise (a pipe, a file) nothing is cut:
+    # ids must survive ``| grep``.
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 4096)
     cols = list(columns)
     if isinstance(value, Mapping):
         table = Table(show_header=False, box=None, pad_edge=False)

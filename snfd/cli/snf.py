@@ -477,7 +477,8 @@ def sync_command(app: App, localdir: Path, remote: str, direction: str, no_delet
 
 
 #: The modules that add command groups to ``cli`` (each has ``register(cli)``).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("snfd.cli.snf_account", "snfd.cli.snf_compute",
+                                    "snfd.cli.snf_network")
 
 
 def _register() -> None:
