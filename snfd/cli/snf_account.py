@@ -22,6 +22,7 @@ import click
 
 from snfd.cli.output import Column, exit_code, show, show_json
 from snfd.cli.snf_app import App, Failed, SnfGroup, fail, pass_app
+from snfd.client import config as cfg
 from snfd.client.cloud import Cloud
 from snfd.client.pithos import ClientError
 
@@ -767,36 +768,16 @@ def group_delete(app: App, name: str) -> None:
 # -- commissions ----------------------------------------------------------------------
 
 
-class _Component:
-    """Calls to ``/account/v1.0`` with a component (service) token."""
-
-    def __init__(self, app: App, token: str, url: str | None):
-        s = app.settings
-        base = (url or s.url).rstrip("/")
-        if not base:
-            fail("give the cloud's URL with --url (or log in first)")
-        endpoint = s.endpoints.get("account") if not url else None
-        self.base = (endpoint or base + "/account/v1.0").rstrip("/")
-        self.token = token
-        self.transport = app.transport
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        import json
-
-        headers = {"X-Auth-Token": self.token, "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
-        resp = self.transport.request(method, self.base + path, headers=headers, data=data,
-                                      idempotent=False if method == "POST" else None)
-        if not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError:
-            raise ClientError(resp.status_code, f"{method} {path}: the answer is not JSON"
-                              ) from None
+def _component(app: App, token: str, url: str | None) -> Cloud:
+    """The account API with a component (service) token: at ``url`` or
+    the logged-in cloud's."""
+    s = app.settings
+    base = (url or s.url).rstrip("/")
+    if not base:
+        fail("give the cloud's URL with --url (or log in first)")
+    endpoints = {} if url else dict(s.endpoints)
+    endpoints.setdefault("account", base + "/account/v1.0")
+    return Cloud(app.transport, cfg.Settings(url=base, token=token, endpoints=endpoints))
 
 
 @click.group(cls=SnfGroup)
@@ -809,10 +790,10 @@ def commission(ctx: click.Context, token: str, url: str | None) -> None:
     """A service's quota commissions (needs a component token)."""
     app = ctx.find_object(App)
     assert app is not None
-    ctx.obj = _Component(app, token, url)
+    ctx.obj = _component(app, token, url)
 
 
-_pass_component = click.make_pass_decorator(_Component)
+_pass_component = click.make_pass_decorator(Cloud)
 
 
 def _json_flag() -> bool:
@@ -822,12 +803,12 @@ def _json_flag() -> bool:
 
 @commission.command("pending")
 @_pass_component
-def commission_pending(component: _Component) -> None:
+def commission_pending(component: Cloud) -> None:
     """List the serials of the component's pending commissions.
 
     Example: SNF_COMPONENT_TOKEN=... snf commission pending
     """
-    found = component.call("GET", "/commissions") or []
+    found = component.call("account", "GET", "/commissions") or []
     if _json_flag():
         show_json(found)
     elif found:
@@ -840,12 +821,12 @@ def commission_pending(component: _Component) -> None:
 @commission.command("info")
 @click.argument("serial", type=click.IntRange(1))
 @_pass_component
-def commission_info(component: _Component, serial: int) -> None:
+def commission_info(component: Cloud, serial: int) -> None:
     """Show a pending commission: name, time, provisions.
 
     Example: snf commission --token TOKEN info 42
     """
-    found = component.call("GET", f"/commissions/{serial}") or {}
+    found = component.call("account", "GET", f"/commissions/{serial}") or {}
     if _json_flag():
         show(True, found)
         return
@@ -859,11 +840,11 @@ def commission_info(component: _Component, serial: int) -> None:
 def _resolve(action: str) -> Any:
     @click.argument("serials", nargs=-1, required=True, type=click.IntRange(1))
     @_pass_component
-    def command(component: _Component, serials: tuple[int, ...]) -> None:
+    def command(component: Cloud, serials: tuple[int, ...]) -> None:
         if len(serials) == 1:
-            component.call("POST", f"/commissions/{serials[0]}/action", {action: ""})
+            component.call("account", "POST", f"/commissions/{serials[0]}/action", {action: ""})
             return
-        found = component.call("POST", "/commissions/action",
+        found = component.call("account", "POST", "/commissions/action",
                                {action: list(serials)}) or {}
         failed = found.get("failed") or []
         codes = []
