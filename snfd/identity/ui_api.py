@@ -19,7 +19,9 @@ the web UI's files (``snfd.ui``).
 - ``POST /ui/token`` (with the user's token) -> 200 ``{"token",
   "expires"}``: a new primary token; every other token of the user stops
   working at once, on every node (Synnefo's "renew token").  Tokens are
-  stored hashed: this is the only time the new one is shown.
+  stored hashed: this is the only time the new one is shown.  A token
+  made from an application credential may not (403): it would trade a
+  limited credential for the user's full token.
 - ``GET /ui/providers`` -> 200 ``{"providers": [{"name", "kind",
   "url"?}]}``: how a person may log in here (``password`` kinds on the
   login form, the others by opening ``url``).
@@ -130,6 +132,10 @@ class SignupAPI:
             """Renew the caller's token (docstring above)."""
             user = user_of(request)
             assert user.user is not None
+            if user.app_credential is not None:
+                # It would trade a limited credential for the user's full token.
+                raise errors.Forbidden("An application credential cannot renew the"
+                                       " user's token.")
             secret = await self._accounts.renew_token(user.user)
             token = await self._accounts.validate(secret)
             request.setHeader(b"cache-control", b"no-store")

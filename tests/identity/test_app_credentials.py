@@ -246,6 +246,23 @@ class AuthTests(AppCredentialTestCase):
                          self.held)
 
     @defer.inlineCallbacks
+    def test_cannot_renew_the_users_token(self):
+        """The web UI's token renewal (``POST /ui/token``) is refused to a
+        token made from an application credential, even an unrestricted
+        one: it would trade the credential for the user's full token.
+        The user's own token still works afterwards."""
+        uid, token = yield d(self.scoped("ann@example.org"))
+        _, body, _ = yield d(self.create(uid, token, name="free", unrestricted=True))
+        free = body["application_credential"]
+        _, _, headers = yield d(self.app_login({"id": free["id"], "secret": free["secret"]}))
+        code, body, _ = yield d(self.call("POST", "/ui/token",
+                                          headers={"X-Auth-Token": subject(headers)}))
+        self.assertEqual(code, 403, body)
+        code, _, _ = yield d(self.call("GET", APPS.format(uid),
+                                       headers={"X-Auth-Token": token}))
+        self.assertEqual(code, 200)
+
+    @defer.inlineCallbacks
     def test_roles_limit_the_token(self):
         """An administrator's credential with only ``member`` gives a token
         that is not an administrator's."""
