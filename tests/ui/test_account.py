@@ -116,11 +116,21 @@ class AccountTests(BrowserCase):
 
     def test_token_handed_over_in_the_fragment(self):
         """What a Shibboleth or OpenID login hands the browser
-        (/ui/#token=...) becomes the session, and the token leaves the
-        address at once (replaced, so no history entry keeps it)."""
+        (/ui/#token=...) becomes the session when this tab started a login
+        (a provider's link), and the token leaves the address at once
+        (replaced, so no history entry keeps it); a link with a token the
+        tab did not ask for logs nobody in."""
         def steps() -> None:
             user = self.node.add_user("handed@example.org")
+            other = self.node.add_user("attacker@example.org")
             b = self.browser
+            b.open(self.ui + "#token=" + other.token)
+            b.wait_text("#notice", "did not start was ignored")
+            self.assertEqual(b.text("#who"), "")
+            self.assertNotIn(other.token, b.driver.current_url)
+            # As clicking a provider's link on the login page does:
+            b.run("sessionStorage.setItem('snfd.login-pending', String(Date.now()));")
+            b.open(self.node.url + "/ui/static/favicon.svg")  # the provider's pages
             b.open(self.ui + "#token=" + user.token)
             b.wait_text("#who", user.email)
             self.assertNotIn(user.token, b.driver.current_url)

@@ -93,16 +93,26 @@ window.addEventListener("snfd:logged-out", () => {
 });
 window.addEventListener("hashchange", draw);
 
-// A login provider's hand-over (/ui/#token=...): keep the token, and drop it
-// from the address and the history at once.
+// A login provider's hand-over (/ui/#token=...): drop it from the address
+// and the history at once, and keep the token only when this tab asked for
+// a login in the last ten minutes (login.js notes it): a link carrying
+// someone else's token must not log the person into that account.
+export const LOGIN_PENDING = "snfd.login-pending";
+
 async function start() {
   const handed = location.hash.match(/^#token=([^&]+)/);
   if (handed) {
     history.replaceState(null, "", location.pathname + "#/files");
-    try {
-      await adopt(decodeURIComponent(handed[1]));
-    } catch (e) {
-      notice(e.message || String(e), "error");
+    const asked = Number(sessionStorage.getItem(LOGIN_PENDING) || 0);
+    sessionStorage.removeItem(LOGIN_PENDING);
+    if (Date.now() - asked > 600e3) {
+      notice("A login this page did not start was ignored.", "error");
+    } else {
+      try {
+        await adopt(decodeURIComponent(handed[1]));
+      } catch (e) {
+        notice(e.message || String(e), "error");
+      }
     }
   }
   draw();

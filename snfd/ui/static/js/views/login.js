@@ -2,7 +2,7 @@
 
 import {field, fill, form, h} from "../dom.js";
 import {call, login} from "../api.js";
-import {go} from "../app.js";
+import {LOGIN_PENDING, go} from "../app.js";
 
 export async function render(main) {
   const known = await call("GET", "/ui/providers", {token: null}).catch(() => ({providers: []}));
@@ -19,7 +19,9 @@ export async function render(main) {
              go("#/files");
            }, {id: "login-form"}),
       others.length ? h("div", {class: "providers"}, h("p", {}, "Or log in with:"),
-        others.map(p => h("p", {}, h("a", {href: p.url, class: "provider"},
-                                      p.name.replace(/^oidc:/, ""))))) : null,
+        others.map(p => h("p", {}, h("a", {
+          href: p.url, class: "provider",
+          onclick: () => sessionStorage.setItem(LOGIN_PENDING, String(Date.now())),
+        }, p.name.replace(/^oidc:/, ""))))) : null,
       h("p", {}, "No account? ", h("a", {href: "#/signup"}, "Sign up"), ".")));
 }
