@@ -95,6 +95,37 @@ class BarProgress(transfer.Progress):
         click.echo(f"{action.kind:<13} {action.path}")
 
 
+class StatusLine:
+    """A spinner with a status text and, when known, a percentage, on
+    stderr while something is awaited (``App.status``); silent when
+    ``enabled`` is false (``-q``, or stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def update(self, text: str, percent: Any = None) -> None:
+        if not self.enabled:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("", total=100)
+        done = percent if isinstance(percent, int) and 0 <= percent <= 100 else 0
+        self._progress.update(self._task, description=text, completed=done)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
 class App:
     """The state of one ``snf`` run: settings, transport, client."""
 
@@ -131,6 +162,10 @@ class App:
         client = PithosClient(self.transport, s.storage_url, s.token)
         return client.for_account(self.account) if self.account else client
 
+    def status(self) -> StatusLine:
+        """A status line for a wait (stop it when done)."""
+        return StatusLine(not self.quiet and sys.stderr.isatty())
+
     def progress(self) -> BarProgress:
         return BarProgress(not self.quiet and sys.stderr.isatty())
 
@@ -151,4 +186,4 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-__all__ = ["App", "BarProgress", "Failed", "SnfGroup", "fail", "pass_app"]
+__all__ = ["App", "BarProgress", "Failed", "SnfGroup", "StatusLine", "fail", "pass_app"]

@@ -72,12 +72,6 @@ def pairs(values: Iterable[str], what: str = "K=V") -> dict[str, str]:
     return out
 
 
-def _interactive(app: App) -> bool:
-    import sys
-
-    return not app.quiet and sys.stderr.isatty()
-
-
 # -- servers ---------------------------------------------------------------------------
 
 
@@ -132,7 +126,7 @@ def wait_for(app: App, server_id: str, wanted: Iterable[str] | None = None,
 
     targets = set(wanted) if wanted is not None else None
     deadline = time.monotonic() + timeout
-    display = _StatusDisplay(_interactive(app), server_id)
+    display = app.status()
     try:
         while True:
             try:
@@ -142,7 +136,9 @@ def wait_for(app: App, server_id: str, wanted: Iterable[str] | None = None,
                     return {}
                 raise
             status = str(server.get("status", ""))
-            display.update(status, _task(server), server.get("progress"))
+            display.update(f"server {server_id}: {status}"
+                           + (f" ({_task(server)})" if _task(server) else ""),
+                           server.get("progress"))
             settled = not _task(server) and status not in TRANSITIONAL
             if settled and not gone and (targets is None or status in targets):
                 return server
@@ -156,38 +152,6 @@ def wait_for(app: App, server_id: str, wanted: Iterable[str] | None = None,
             time.sleep(POLL_INTERVAL)
     finally:
         display.stop()
-
-
-class _StatusDisplay:
-    """A spinner with the server's status and progress on stderr."""
-
-    def __init__(self, enabled: bool, server_id: str):
-        self.enabled = enabled
-        self.server_id = server_id
-        self._progress: Any = None
-        self._task: Any = None
-
-    def update(self, status: str, task: str, progress: Any) -> None:
-        if not self.enabled:
-            return
-        if self._progress is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
-
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                      BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                                      console=Console(stderr=True), transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task("", total=100)
-        label = f"server {self.server_id}: {status}" + (f" ({task})" if task else "")
-        done = progress if isinstance(progress, int) and 0 <= progress <= 100 else None
-        self._progress.update(self._task, description=label,
-                              completed=done if done is not None else 0)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
 
 def _wait_option(f: Any) -> Any:

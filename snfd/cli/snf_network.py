@@ -15,7 +15,6 @@ API's own message, with ``snfd.cli.output.exit_code``'s status.
 from __future__ import annotations
 
 import ipaddress
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -72,7 +71,7 @@ def _help(summary: str, example: str, more: str = "") -> Callable[[Any], Any]:
 
 def _wait_option(f: Any) -> Any:
     return click.option("--wait", "-w", is_flag=True,
-                        help="wait until it is done (a spinner on a terminal)")(f)
+                        help="wait until it is done (progress on a terminal)")(f)
 
 
 def _wait(app: App, what: str, probe: Callable[[], Mapping[str, Any]],
@@ -82,21 +81,13 @@ def _wait(app: App, what: str, probe: Callable[[], Mapping[str, Any]],
     one of ``failed`` or ``timeout`` passes (``Failed``).  A rich spinner
     with the status on stderr, unless ``-q`` or not a terminal."""
     done, failed = set(done), set(failed)
-    spinner: Any = None
-    if not app.quiet and sys.stderr.isatty():
-        from rich.console import Console
-
-        spinner = Console(stderr=True).status(f"{what}: …")
-        spinner.start()
+    display = app.status()
     deadline = time.monotonic() + timeout
     try:
         while True:
             item = probe()
             status = str(item.get("status", ""))
-            if spinner is not None:
-                progress = item.get("progress")
-                extra = f" {progress}%" if isinstance(progress, int) and progress else ""
-                spinner.update(f"{what}: {status}{extra}")
+            display.update(f"{what}: {status}", item.get("progress"))
             if status in done:
                 return item
             if status in failed:
@@ -107,8 +98,7 @@ def _wait(app: App, what: str, probe: Callable[[], Mapping[str, Any]],
                 raise Failed(f"{what}: still {status} after {int(timeout)} s")
             time.sleep(POLL)
     finally:
-        if spinner is not None:
-            spinner.stop()
+        display.stop()
 
 
 def _refuse(message: str) -> Failed:

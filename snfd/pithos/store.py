@@ -1004,16 +1004,27 @@ class OwnedContainer:
     sharing: Permissions | None
 
 
-_OWNED_CONTAINER = (
-    """SELECT n.node, s.population, s.size, s.mtime,
-              ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
+# A container's settings: its policy, metadata and own sharing, as arrays
+# of its node ``n`` (``container_settings_txn``, ``owned_container_txn``).
+_SETTINGS = """ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
                     WHERE p.node = n.node),
               ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
                     WHERE m.node = n.node),
-              ARRAY(SELECT k.key FROM pithos_meta_keys k
-                    WHERE k.container = n.node ORDER BY k.key),
               ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
-                    WHERE q.path = n.path)
+                    WHERE q.path = n.path)"""
+
+
+def _settings(path: str, policy: Any, meta: Any, perms: Any
+              ) -> tuple[dict[str, str], dict[str, str], Permissions | None]:
+    """The ``_SETTINGS`` arrays as policy, metadata and sharing."""
+    sharing = _permissions((path, int(access), member) for access, member in perms)
+    return dict(map(tuple, policy)), dict(map(tuple, meta)), sharing.get(path)
+
+
+_OWNED_CONTAINER = (
+    f"""SELECT n.node, s.population, s.size, s.mtime, {_SETTINGS},
+              ARRAY(SELECT k.key FROM pithos_meta_keys k
+                    WHERE k.container = n.node ORDER BY k.key)
        FROM pithos_nodes n
        LEFT JOIN pithos_statistics s ON s.node = n.node AND s.cluster = %(normal)s
        WHERE n.path = %(path)s""")
@@ -1029,23 +1040,13 @@ def owned_container_txn(txn: Any, path: str) -> OwnedContainer | None:
     row = txn.fetchone()
     if row is None:
         return None
-    node, population, size, mtime, policy, meta, keys, perms = row
+    node, population, size, mtime, policy, meta, perms, keys = row
     stats = Stats() if population is None else Stats(int(population), int(size), float(mtime))
-    sharing = _permissions((path, int(access), member) for access, member in perms)
-    return OwnedContainer(int(node), stats, dict(map(tuple, policy)),
-                          dict(map(tuple, meta)), list(keys), sharing.get(path))
+    policy, meta, sharing = _settings(path, policy, meta, perms)
+    return OwnedContainer(int(node), stats, policy, meta, list(keys), sharing)
 
 
-_CONTAINER_SETTINGS = (
-    """SELECT n.node,
-              ARRAY(SELECT ARRAY[p.key, p.value] FROM pithos_policy p
-                    WHERE p.node = n.node),
-              ARRAY(SELECT ARRAY[m.key, m.value] FROM pithos_node_meta m
-                    WHERE m.node = n.node),
-              ARRAY(SELECT ARRAY[q.access::text, q.member] FROM pithos_permissions q
-                    WHERE q.path = n.path)
-       FROM pithos_nodes n
-       WHERE n.path = %(path)s""")
+_CONTAINER_SETTINGS = f"SELECT n.node, {_SETTINGS} FROM pithos_nodes n WHERE n.path = %(path)s"
 
 
 def container_settings_txn(
@@ -1059,9 +1060,7 @@ def container_settings_txn(
     row = txn.fetchone()
     if row is None:
         return None
-    node, policy, meta, perms = row
-    sharing = _permissions((path, int(access), member) for access, member in perms)
-    return int(node), dict(map(tuple, policy)), dict(map(tuple, meta)), sharing.get(path)
+    return (int(row[0]), *_settings(path, *row[1:]))
 
 
 CONTAINERS_CHANNEL = "pithos_containers"

@@ -11,7 +11,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from twisted.internet import defer, threads
 from twisted.trial import unittest
 
+from snfd.testing import demo
 from snfd.testing.cloudnode import CloudNode
 from snfd.testing.postgres import fresh_database
 
@@ -43,20 +43,11 @@ class SnfComputeTestCase(unittest.TestCase):
         self.node = CloudNode(dsn, root / "node", PLUGINS, CONFIG)
         self.addCleanup(self.node.stop)
         yield threads.deferToThread(self.node.start, 120.0, "/compute/v2.1/flavors")
-        yield threads.deferToThread(self.wait_flavors)
+        yield threads.deferToThread(demo.wait_flavors, self.node)
         self.user = yield threads.deferToThread(self.node.add_user, "vm@example.org")
         yield threads.deferToThread(
             self.snf, "login", "--url", self.node.url, "--user", self.user.email,
             env={"SNF_PASSWORD": self.user.password})
-
-    def wait_flavors(self) -> None:
-        """The embedded default's demo flavors come a moment after start."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if json.loads(self.node.manage("flavor-list", "--json")):
-                return
-            time.sleep(0.3)
-        raise AssertionError("no flavors:\n" + self.node.tail())
 
     def drive(self, steps: Callable[[], None]) -> defer.Deferred[None]:
         return threads.deferToThread(steps)

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from twisted.internet import threads
 from twisted.trial import unittest
 
+from snfd.testing import demo
 from snfd.testing.cloudnode import CloudNode, User
 from snfd.testing.postgres import fresh_database
 
@@ -51,21 +51,15 @@ class SnfNetworkTests(unittest.TestCase):
 
     # -- helpers (blocking: the tests' bodies run in a thread) ----------------------------
 
-    def until(self, what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = probe()
-            if found:
-                return found
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what} ({self.last_refusal.strip()})\n"
-                             f"{self.node.tail(60)}")
+    def until(self, what: str, probe: Callable[[], Any]) -> Any:
+        try:
+            return demo.until(self.node, what, probe, WAIT, pause=0.5)
+        except AssertionError as e:
+            raise AssertionError(f"{e} (snf's last refusal: {self.last_refusal.strip()})"
+                                 ) from None
 
     def call(self, token: str, method: str, path: str, body: Any = None) -> Any:
-        status, reply = self.node.api(method, path, token, body)
-        if status not in (200, 201, 202, 204):
-            raise AssertionError(f"{method} {path}: {status} {reply}")
-        return reply
+        return demo.api(self.node, token, method, path, body)
 
     def login(self, email: str) -> User:
         user = self.node.add_user(email)
@@ -101,35 +95,6 @@ class SnfNetworkTests(unittest.TestCase):
         self.assertTrue(proc.stderr.startswith("snf: "), proc.stderr)
         return proc.stderr
 
-    def demo(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The demo image and a thin flavor (as the API shows it)."""
-        def probe() -> Any:
-            nets = self.call(token, "GET", "/network/v2.0/networks?name=public")["networks"]
-            flavors = json.loads(self.node.manage("flavor-list", "--json"))
-            images = self.call(token, "GET", "/image/v2/images")["images"]
-            thin = [f for f in flavors if "ext_archipelago" in str(f)]
-            image = [i for i in images if i["name"] == "Demo Linux"]
-            return nets and nets[0]["subnets"] and thin and image and (image[0], thin[0])
-        image, flavor = self.until("the demo content", probe)
-        flavor_id = str(flavor.get("id", flavor.get("flavor_id")))
-        return image, self.call(token, "GET", f"/compute/v2.1/flavors/{flavor_id}")["flavor"]
-
-    def server(self, token: str, image: dict[str, Any], flavor: dict[str, Any]) -> str:
-        """An ACTIVE server of the thin ``flavor`` booted from a volume of ``image``."""
-        made = self.call(token, "POST", "/compute/v2.1/servers", {"server": {
-            "name": "vm", "flavorRef": str(flavor["id"]), "block_device_mapping_v2": [{
-                "source_type": "image", "destination_type": "volume", "uuid": image["id"],
-                "boot_index": 0, "volume_size": flavor["disk"],
-                "delete_on_termination": True}]}})["server"]
-
-        def active() -> bool:
-            got = self.call(token, "GET", f"/compute/v2.1/servers/{made['id']}")["server"]
-            if got["status"] == "ERROR":
-                raise AssertionError(f"the server failed: {got}")
-            return bool(got["status"] == "ACTIVE")
-        self.until("the server ACTIVE", active)
-        return str(made["id"])
-
     # -- networks ----------------------------------------------------------------------------
 
     def test_networks_ports_and_floating_ips(self) -> Any:
@@ -137,8 +102,8 @@ class SnfNetworkTests(unittest.TestCase):
 
     def networks(self) -> None:
         user = self.login("net@example.org")
-        image, flavor = self.demo(user.token)
-        server = self.server(user.token, image, flavor)
+        image, flavor = demo.boot_source(self.node, user.token)
+        server = demo.thin_server(self.node, user.token, image, flavor)
 
         # A subnet the API refuses: its message, exit 5, no network left.
         err = self.refused(5, "network", "create", "bad", "--subnet", "not a cidr")
@@ -211,8 +176,8 @@ class SnfNetworkTests(unittest.TestCase):
 
     def volumes(self) -> None:
         user = self.login("vol@example.org")
-        image, flavor = self.demo(user.token)
-        server = self.server(user.token, image, flavor)
+        image, flavor = demo.boot_source(self.node, user.token)
+        server = demo.thin_server(self.node, user.token, image, flavor)
         size = str(flavor["disk"])
 
         vol = self.js("volume", "create", "--size", size, "--image", image["id"],

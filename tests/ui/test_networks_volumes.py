@@ -15,11 +15,11 @@ delete a volume with snapshots is shown as it words it."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
 
+from snfd.testing import demo
 from tests.ui.case import BrowserCase
 
 WAIT = 90.0
@@ -35,50 +35,11 @@ class NetworksVolumesTests(BrowserCase):
 
     # -- helpers (blocking) ---------------------------------------------------------
 
-    def until(self, what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = probe()
-            if found:
-                return found
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}\n{self.node.tail(60)}")
+    def until(self, what: str, probe: Callable[[], Any]) -> Any:
+        return demo.until(self.node, what, probe, WAIT)
 
-    def call(self, token: str, method: str, path: str, body: Any = None,
-             ok: tuple[int, ...] = (200, 201, 202, 204)) -> Any:
-        status, reply = self.node.api(method, path, token, body)
-        if status not in ok:
-            raise AssertionError(f"{method} {path}: {status} {reply}")
-        return reply
-
-    def demo(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The demo image and a thin flavor, once the demo content is there."""
-        def probe() -> Any:
-            nets = self.call(token, "GET", "/network/v2.0/networks?name=public")["networks"]
-            flavors = json.loads(self.node.manage("flavor-list", "--json"))
-            images = self.call(token, "GET", "/image/v2/images")["images"]
-            thin = [f for f in flavors if "ext_archipelago" in str(f)]
-            image = [i for i in images if i["name"] == "Demo Linux"]
-            return nets and nets[0]["subnets"] and thin and image and (image[0], thin[0])
-        return self.until("the demo content", probe)
-
-    def server(self, token: str, image: dict[str, Any], flavor: dict[str, Any]) -> str:
-        """An ACTIVE server of the thin ``flavor`` booted from a volume of ``image``."""
-        flavor_id = str(flavor.get("id", flavor.get("flavor_id")))
-        shown = self.call(token, "GET", f"/compute/v2.1/flavors/{flavor_id}")["flavor"]
-        made = self.call(token, "POST", "/compute/v2.1/servers", {"server": {
-            "name": "vm", "flavorRef": flavor_id, "block_device_mapping_v2": [{
-                "source_type": "image", "destination_type": "volume", "uuid": image["id"],
-                "boot_index": 0, "volume_size": shown["disk"],
-                "delete_on_termination": True}]}})["server"]
-
-        def active() -> bool:
-            got = self.call(token, "GET", f"/compute/v2.1/servers/{made['id']}")["server"]
-            if got["status"] == "ERROR":
-                raise AssertionError(f"the server failed: {got}")
-            return bool(got["status"] == "ACTIVE")
-        self.until("the server ACTIVE", active)
-        return str(made["id"])
+    def call(self, token: str, method: str, path: str, body: Any = None) -> Any:
+        return demo.api(self.node, token, method, path, body)
 
     def row(self, list_id: str, text: str) -> str:
         """The CSS selector of the row of ``#list_id`` holding ``text``."""
@@ -114,8 +75,8 @@ class NetworksVolumesTests(BrowserCase):
     def test_networks_and_volumes(self):
         def steps() -> None:
             user = self.node.add_user("net@example.org")
-            image, flavor = self.demo(user.token)
-            server = self.server(user.token, image, flavor)
+            image, flavor = demo.boot_source(self.node, user.token)
+            server = demo.thin_server(self.node, user.token, image, flavor)
             b = self.browser
             self.log_in(user)
             b.accept_dialogs()
@@ -223,9 +184,7 @@ class NetworksVolumesTests(BrowserCase):
         thin flavor), and an existing volume attached at create."""
         def steps() -> None:
             user = self.node.add_user("disks@example.org")
-            image, flavor = self.demo(user.token)
-            flavor_id = str(flavor.get("id", flavor.get("flavor_id")))
-            shown = self.call(user.token, "GET", f"/compute/v2.1/flavors/{flavor_id}")["flavor"]
+            image, shown = demo.boot_source(self.node, user.token)
             extra = self.call(user.token, "POST", "/volume/v3/volumes",
                               {"volume": {"name": "extra", "size": 1}})["volume"]
             self.until("the extra volume available", lambda: self.call(

@@ -12,6 +12,7 @@ import os
 import re
 import time
 
+from snfd.testing import demo
 from tests.ui.case import BrowserCase
 
 
@@ -20,15 +21,6 @@ class ServerTests(BrowserCase):
     config = ("[identity]\nmoderation = no\n"
               "[ganeti-sim]\nqueue_delay = 0.05\nexec_time = 0.2\n")
     ready_path = "/compute/v2.1/flavors"
-
-    def wait_flavors(self) -> None:
-        """The embedded default's demo flavors come a moment after start."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if json.loads(self.node.manage("flavor-list", "--json")):
-                return
-            time.sleep(0.3)
-        raise AssertionError("no flavors:\n" + self.node.tail())
 
     def goto(self, page: str, ready: str) -> None:
         """Click the menu's ``page`` until its page is drawn (a click
@@ -64,7 +56,7 @@ class ServerTests(BrowserCase):
 
     def test_keypair_server_lifecycle_and_images(self):
         def steps() -> None:
-            self.wait_flavors()
+            demo.wait_flavors(self.node)
             user = self.node.add_user("vm@example.org")
             b = self.browser
             self.log_in(user)

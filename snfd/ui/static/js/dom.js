@@ -79,6 +79,24 @@ export function field(label, name, attrs = {}) {
   return h("label", {}, h("span", {}, label), h("input", {name, ...attrs}));
 }
 
+/** A button running ``run`` (disabled meanwhile; a failure shows the API's
+ * message); with ``ask``, only once the person confirms that question. */
+export function button(label, run, {ask, ...attrs} = {}) {
+  const el = h("button", {type: "button", ...attrs}, label);
+  el.addEventListener("click", async () => {
+    if (ask && !confirm(ask)) return;
+    el.disabled = true;
+    try {
+      await run();
+    } catch (e) {
+      notice(e.message || String(e), "error");
+    } finally {
+      el.disabled = false;
+    }
+  });
+  return el;
+}
+
 /** Show a short message at the top of the page. */
 export function notice(text, kind = "info") {
   const el = document.getElementById("notice");

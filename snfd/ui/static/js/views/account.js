@@ -1,7 +1,7 @@
 // The account: who you are, the API token (renewed here, shown once), the
 // settings for the command-line tools, quotas per project, and projects.
 
-import {bytes, fill, h, notice, table} from "../dom.js";
+import {button, bytes, fill, h, notice, table} from "../dom.js";
 import {call, endpoint, scope, session} from "../api.js";
 
 const BYTE_RESOURCES = /(diskspace|ram|disk|volume\.size|\.size)$/;
@@ -22,12 +22,10 @@ export async function render(main) {
   const names = Object.fromEntries((projects || []).map(p => [p.id, p.name]));
   const tokenBox = h("div", {id: "token-box"},
     h("p", {}, "Tokens are stored hashed: a token is shown once, when it is made."),
-    h("button", {type: "button", id: "renew-token", onclick: renew}, "Renew my API token"));
+    button("Renew my API token", renew, {id: "renew-token",
+      ask: "Every token of yours, this session's included, stops working now. Go on?"}));
 
   async function renew() {
-    if (!confirm("Every token of yours, this session's included, stops working now. Go on?")) {
-      return;
-    }
     const made = await call("POST", "/ui/token");
     await scope(made.token, s.user.id);
     fill(tokenBox,

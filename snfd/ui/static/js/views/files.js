@@ -3,7 +3,7 @@
 // input or a drop (only the blocks the store lacks are sent), downloads,
 // moves and copies, versions, sharing, public links and groups.
 
-import {bytes, field, fill, form, h, notice, table} from "../dom.js";
+import {button, bytes, field, fill, form, h, notice, table} from "../dom.js";
 import {ApiError, session} from "../api.js";
 import {go, onLeave} from "../app.js";
 import * as P from "../pithos.js";
@@ -17,16 +17,6 @@ function when(iso) {
 }
 
 function failed(e) { notice(e.message || String(e), "error"); }
-
-/** A button that runs ``action``, disabled meanwhile, errors as notices. */
-function button(label, action, attrs = {}) {
-  const el = h("button", {type: "button", ...attrs}, label);
-  el.addEventListener("click", async () => {
-    el.disabled = true;
-    try { await action(); } catch (e) { failed(e); } finally { el.disabled = false; }
-  });
-  return el;
-}
 
 /** Storage used against the quota (account HEAD). */
 async function storage() {
@@ -89,11 +79,11 @@ async function containers(main) {
     {title: "Size", cell: c => bytes(c.bytes)},
     {title: "Modified", cell: c => when(c.last_modified)},
     {title: "", cell: c => button("Delete", async () => {
-      if (!confirm(`Delete the container ${c.name}? It must be empty.`)) return;
       await P.deleteContainer(c.name);
       notice(`The container ${c.name} was deleted.`);
       go("#/files");
-    }, {class: "danger", "data-delete": c.name})},
+    }, {class: "danger", "data-delete": c.name,
+        ask: `Delete the container ${c.name}? It must be empty.`})},
   ], items, {empty: "No containers yet: create one.", rowId: c => c.name}), c => c.name);
   await list.reload();
   fill(main,
@@ -193,18 +183,17 @@ async function browse(main, container, folders) {
     {title: "Size", cell: e => e.folder ? "" : bytes(e.item.bytes)},
     {title: "Modified", cell: e => e.folder ? "" : when(e.item.last_modified)},
     {title: "", cell: e => e.folder ? button("Delete", async () => {
-      if (!confirm(`Delete the folder ${e.name}/ and everything in it?`)) return;
       await P.deleteObject(container, e.name, {recursive: true});
       await list.reload();
-    }, {class: "danger"}) : h("span", {class: "files-actions"},
+    }, {class: "danger", ask: `Delete the folder ${e.name}/ and everything in it?`})
+      : h("span", {class: "files-actions"},
       button("Download", () => P.download(container, e.name), {class: "secondary"}),
       button("Delete", async () => {
-        if (!confirm(`Delete ${e.name}?`)) return;
         await P.deleteObject(container, e.name);
         details.hidden = true;
         notice(`${e.name} was deleted.`);
         await list.reload();
-      }, {class: "danger", "data-delete": e.name}))},
+      }, {class: "danger", "data-delete": e.name, ask: `Delete ${e.name}?`}))},
   ], rows(items), {empty: "This folder is empty.", rowId: e => e.name}),
   item => item.subdir !== undefined ? item.subdir : item.name);
   await list.reload();
@@ -325,12 +314,11 @@ async function browse(main, container, folders) {
             await open(name);
           }, {id: "publish", class: "secondary"}),
         button("Delete", async () => {
-          if (!confirm(`Delete ${name}?`)) return;
           await P.deleteObject(container, name);
           details.hidden = true;
           notice(`${name} was deleted.`);
           await list.reload();
-        }, {id: "delete-object", class: "danger"}),
+        }, {id: "delete-object", class: "danger", ask: `Delete ${name}?`}),
         button("Close", () => { details.hidden = true; }, {class: "secondary"})),
       h("h3", {}, "Share"),
       form([field("Readers (e-mails, user ids, group:<name>, or *)", "read",

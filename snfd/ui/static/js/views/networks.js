@@ -6,62 +6,12 @@
 // port on the public network), detached and released.  The page polls
 // while it is shown and redraws a list only when what it shows changed.
 
-import {field, fill, form, h, notice, table} from "../dom.js";
+import {button, field, fill, form, h, notice, table} from "../dom.js";
+import {pagedList, status} from "../lists.js";
 import {call, endpoint, has} from "../api.js";
 import {every} from "../app.js";
 
 const POLL_MS = 2500;
-const PAGE = 100;
-
-/** A list drawn a page at a time with a filter (copes with hundreds of rows),
- * redrawn only when its rows or ``deps()`` changed; volumes.js uses it too. */
-export function pagedList(id, columns, {empty, rowId, text, deps = () => null}) {
-  const box = h("div", {id, class: "networks-list"});
-  let rows = [];
-  let shown = PAGE;
-  let last = null;
-  const filter = h("input", {type: "search", placeholder: "Filter", class: "networks-filter",
-                             oninput: () => { shown = PAGE; last = null; draw(); }});
-  const body = h("div", {});
-  fill(box, h("div", {class: "toolbar"}, filter), body);
-  function draw() {
-    const q = filter.value.trim().toLowerCase();
-    const matching = q ? rows.filter(r => text(r).toLowerCase().includes(q)) : rows;
-    const key = JSON.stringify([q, shown, matching, deps()]);
-    if (key === last) return;
-    last = key;
-    filter.hidden = rows.length < 10;
-    fill(body, table(columns, matching.slice(0, shown), {empty, rowId}),
-      matching.length > shown
-        ? h("p", {}, `${shown} of ${matching.length} shown. `,
-            h("button", {type: "button", class: "secondary",
-                         onclick: () => { shown += PAGE; draw(); }}, "Show more"))
-        : null);
-  }
-  return {el: box, set(newRows) { rows = newRows; draw(); }, redraw() { last = null; draw(); }};
-}
-
-/** A button running ``action`` (disabled meanwhile), the API's message on failure. */
-export function act(label, action, attrs = {}) {
-  const button = h("button", {type: "button", ...attrs});
-  button.append(label);
-  button.addEventListener("click", async () => {
-    if (attrs.class && attrs.class.includes("danger") && !confirm(`${label}?`)) return;
-    button.disabled = true;
-    try {
-      await action();
-    } catch (e) {
-      notice(e.message || String(e), "error");
-    } finally {
-      button.disabled = false;
-    }
-  });
-  return button;
-}
-
-export function status(text) {
-  return h("span", {class: `status status-${text}`}, text);
-}
 
 export async function render(main) {
   const net = endpoint("network") + "/v2.0";
@@ -83,7 +33,7 @@ export async function render(main) {
     const select = h("select", {class: "server-select", "aria-label": "Server"},
                      h("option", {value: ""}, "Server…"), serverOptions());
     return h("span", {class: "networks-attach"}, select,
-      act(label, async () => {
+      button(label, async () => {
         if (!select.value) throw new Error("Choose a server first.");
         await action(select.value);
       }, attrs));
@@ -98,7 +48,7 @@ export async function render(main) {
       subnetsOf(n).map(s => h("li", {"data-id": s.id}, s.cidr,
         s.gateway_ip ? ` gw ${s.gateway_ip}` : "", s.name ? ` (${s.name})` : "")))},
     {title: "", cell: n => h("span", {class: "networks-actions"},
-      act(selected === n.id ? "Hide ports" : "Ports", async () => {
+      button(selected === n.id ? "Hide ports" : "Ports", async () => {
         selected = selected === n.id ? null : n.id;
         networks.redraw();
         drawPorts();
@@ -111,12 +61,12 @@ export async function render(main) {
           selected = n.id;
           await refresh();
         }, {class: "attach-server"}) : null,
-      mine(n) ? act("Delete", async () => {
+      mine(n) ? button("Delete", async () => {
         await call("DELETE", `${net}/networks/${n.id}`);
         notice(`Network ${n.name} deleted.`);
         if (selected === n.id) selected = null;
         await refresh();
-      }, {class: "danger delete-network"}) : null)},
+      }, {class: "danger delete-network", ask: `Delete the network ${n.name || n.id}?`}) : null)},
   ], {empty: "No networks.", rowId: n => n.id,
       text: n => [n.name, n.id, ...subnetsOf(n).map(s => s.cidr)].join(" "),
       deps: () => [data.subnets, serverKey(), selected]});
@@ -130,11 +80,12 @@ export async function render(main) {
     {title: "Server", cell: p => serverName(p.device_id)},
     {title: "Addresses", cell: p => p.fixed_ips.map(ip => ip.ip_address).join(", ")},
     {title: "MAC", cell: p => p.mac_address},
-    {title: "", cell: p => act(p.device_id ? "Detach" : "Delete", async () => {
+    {title: "", cell: p => button(p.device_id ? "Detach" : "Delete", async () => {
       await call("DELETE", `${net}/ports/${p.id}`);
       notice(p.device_id ? `Detaching ${serverName(p.device_id)}.` : "Port deleted.");
       await refresh();
-    }, {class: "danger delete-port"})},
+    }, {class: "danger delete-port",
+        ask: p.device_id ? `Detach ${serverName(p.device_id)}?` : "Delete the port?"})},
   ], {empty: "No ports of yours on this network.", rowId: p => p.id,
       text: p => [p.id, serverName(p.device_id), ...p.fixed_ips.map(i => i.ip_address)]
         .join(" "),
@@ -155,7 +106,7 @@ export async function render(main) {
     {title: "Server", cell: ip => serverName(ip.instance_id)},
     {title: "", cell: ip => h("span", {class: "networks-actions"},
       ip.port_id
-        ? act("Detach", async () => {
+        ? button("Detach", async () => {
           await call("PUT", `${net}/floatingips/${ip.id}`, {json: {floatingip: {port_id: null}}});
           notice(`${ip.floating_ip_address} detached.`);
           await refresh();
@@ -167,11 +118,11 @@ export async function render(main) {
           notice(`${ip.floating_ip_address} attached to ${serverName(server)}.`);
           await refresh();
         }, {class: "attach-ip"}) : null),
-      ip.port_id ? null : act("Release", async () => {
+      ip.port_id ? null : button("Release", async () => {
         await call("DELETE", `${net}/floatingips/${ip.id}`);
         notice(`${ip.floating_ip_address} released.`);
         await refresh();
-      }, {class: "danger release-ip"}))},
+      }, {class: "danger release-ip", ask: `Release ${ip.floating_ip_address}?`}))},
   ], {empty: "No floating IPs.", rowId: ip => ip.id,
       text: ip => [ip.floating_ip_address, serverName(ip.instance_id)].join(" "),
       deps: () => [serverKey(), data.ports.map(p => [p.id, p.device_id])]});

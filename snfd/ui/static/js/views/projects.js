@@ -3,7 +3,7 @@
 // reject, remove) and its pending application; an administrator decides
 // applications.  Addresses: #/projects, #/projects/<id>.
 
-import {bytes, field, fill, form, h, notice, table} from "../dom.js";
+import {button, bytes, field, fill, form, h, notice, table} from "../dom.js";
 import {call, endpoint, session} from "../api.js";
 import {go} from "../app.js";
 
@@ -18,16 +18,6 @@ export function parseAmount(text, unit) {
 }
 
 function amount(unit, value) { return unit === "bytes" ? bytes(value) : String(value); }
-
-function actionButton(label, run, attrs = {}) {
-  const el = h("button", {type: "button", class: "secondary", ...attrs}, label);
-  el.addEventListener("click", async () => {
-    el.disabled = true;
-    try { await run(); } catch (e) { notice(e.message || String(e), "error"); }
-    finally { el.disabled = false; }
-  });
-  return el;
-}
 
 export async function render(main, parts) {
   const account = endpoint("account");
@@ -64,12 +54,12 @@ export async function render(main, parts) {
 function membershipButtons(account, membership) {
   if (!membership) return "";
   return (membership.allowed_actions || []).filter(a => a === "leave" || a === "cancel")
-    .map(action => actionButton(action === "leave" ? "Leave" : "Cancel request", async () => {
+    .map(action => button(action === "leave" ? "Leave" : "Cancel request", async () => {
       await call("POST", `${account}/projects/memberships/${membership.id}/action`,
                  {json: {[action]: {}}});
       notice(action === "leave" ? "You left the project." : "Your request was cancelled.");
       go("#/projects");
-    }, {"data-membership-action": action}));
+    }, {class: "secondary", "data-membership-action": action}));
 }
 
 function applicationForm(account, resources) {
@@ -142,28 +132,28 @@ async function project(main, account, id) {
     app && app.state === "pending" ? h("section", {id: "pending-application"},
       h("h2", {}, "Pending application"),
       h("p", {}, `Application ${app.id} for ${app.name}, waiting for an administrator.`),
-      me["SNF:admin"] ? ["approve", "deny"].map(a => actionButton(a === "approve" ? "Approve"
+      me["SNF:admin"] ? ["approve", "deny"].map(a => button(a === "approve" ? "Approve"
         : "Deny", async () => {
           await call("POST", `${account}/projects/${encodeURIComponent(id)}/action`,
                      {json: {[a]: {app_id: app.id}}});
           notice(a === "approve" ? "Approved." : "Denied.");
           go(`#/projects/${encodeURIComponent(id)}`);
-        }, {"data-application-action": a})) : null,
-      owner ? actionButton("Cancel the application", async () => {
+        }, {class: "secondary", "data-application-action": a})) : null,
+      owner ? button("Cancel the application", async () => {
         await call("POST", `${account}/projects/${encodeURIComponent(id)}/action`,
                    {json: {cancel: {app_id: app.id}}});
         go(`#/projects/${encodeURIComponent(id)}`);
-      }) : null) : null,
+      }, {class: "secondary"}) : null) : null,
     members.length ? h("section", {}, h("h2", {}, "Members"),
       table([
         {title: "User", cell: m => emails[m.user] || m.user},
         {title: "State", cell: m => m.state},
         {title: "", cell: m => (m.allowed_actions || [])
           .filter(a => ["accept", "reject", "remove"].includes(a))
-          .map(a => actionButton(a[0].toUpperCase() + a.slice(1), async () => {
+          .map(a => button(a[0].toUpperCase() + a.slice(1), async () => {
             await call("POST", `${account}/projects/memberships/${m.id}/action`,
                        {json: {[a]: {}}});
             go(`#/projects/${encodeURIComponent(id)}`);
-          }, {"data-member-action": a}))},
+          }, {class: "secondary", "data-member-action": a}))},
       ], members, {rowId: m => m.user})) : null);
 }

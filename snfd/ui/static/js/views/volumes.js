@@ -6,10 +6,10 @@
 // source_type snapshot).  Actions are offered in the states the API takes
 // them in; its refusals are shown as it words them.
 
-import {field, fill, form, h, notice} from "../dom.js";
+import {button, field, fill, form, h, notice} from "../dom.js";
 import {call, endpoint, has} from "../api.js";
 import {every, go} from "../app.js";
-import {act, pagedList, status} from "./networks.js";
+import {pagedList, status} from "../lists.js";
 
 const POLL_MS = 2000;
 const GiB = 1 << 30;
@@ -56,7 +56,7 @@ export async function render(main) {
         h("option", {value: ""}, "Server…"),
         data.servers.filter(s => ["ACTIVE", "SHUTOFF"].includes(s.status))
           .map(s => h("option", {value: s.id}, `${s.name} (${s.status})`)));
-      out.push(select, act("Attach", async () => {
+      out.push(select, button("Attach", async () => {
         if (!select.value) throw new Error("Choose a server first.");
         await call("POST", `${compute}/servers/${select.value}/os-volume_attachments`,
                    {json: {volumeAttachment: {volumeId: v.id}}});
@@ -66,7 +66,7 @@ export async function render(main) {
     }
     if (v.status === "in-use" && compute) {
       for (const a of v.attachments) {
-        out.push(act("Detach", async () => {
+        out.push(button("Detach", async () => {
           await call("DELETE", `${compute}/servers/${a.server_id}/os-volume_attachments/${v.id}`);
           notice(`Detaching ${v.name || v.id}.`);
           await refresh();
@@ -74,7 +74,7 @@ export async function render(main) {
       }
     }
     if (v.status === "available" || v.status === "in-use") {
-      out.push(act("Snapshot", async () => {
+      out.push(button("Snapshot", async () => {
         const name = `${v.name || "volume"}-snapshot`;
         await call("POST", `${vol}/snapshots`, {json: {snapshot: {
           volume_id: v.id, name, force: v.status === "in-use"}}});
@@ -83,11 +83,12 @@ export async function render(main) {
       }, {class: "secondary snapshot-volume"}));
     }
     if (["available", "error", "error_restoring", "error_extending"].includes(v.status)) {
-      out.push(act("Delete", async () => {
+      out.push(button("Delete", async () => {
         await call("DELETE", `${vol}/volumes/${v.id}`);
         notice(`Volume ${v.name || v.id} is being deleted.`);
         await refresh();
-      }, {class: "danger delete-volume"}));
+      }, {class: "danger delete-volume",
+          ask: `Delete the volume ${v.name || v.id}?`}));
     }
     return out;
   }
@@ -99,18 +100,19 @@ export async function render(main) {
     {title: "Status", cell: s => status(s.status)},
     {title: "", cell: s => h("span", {class: "volumes-actions"},
       s.status === "available" ? [
-        act("New volume", async () => {
+        button("New volume", async () => {
           await call("POST", `${vol}/volumes`, {json: {volume: {
             snapshot_id: s.id, name: `${s.name || "snapshot"}-volume`}}});
           notice(`A volume from ${s.name || s.id} is being made.`);
           await refresh();
         }, {class: "secondary volume-from-snapshot"}),
         compute ? bootForm(s) : null] : null,
-      ["available", "error"].includes(s.status) ? act("Delete", async () => {
+      ["available", "error"].includes(s.status) ? button("Delete", async () => {
         await call("DELETE", `${vol}/snapshots/${s.id}`);
         notice(`Snapshot ${s.name || s.id} deleted.`);
         await refresh();
-      }, {class: "danger delete-snapshot"}) : null)},
+      }, {class: "danger delete-snapshot",
+        ask: `Delete the snapshot ${s.name || s.id}?`}) : null)},
   ], {empty: "No snapshots.", rowId: s => s.id,
       text: s => [s.name, s.id, volumeName(s.volume_id)].join(" "),
       deps: () => [data.volumes.map(v => [v.id, v.name]), data.flavors.map(f => f.id)]});
@@ -120,7 +122,7 @@ export async function render(main) {
     const flavor = h("select", {class: "flavor-select", "aria-label": "Flavor"},
       data.flavors.map(f => h("option", {value: f.id},
         `${f.name} (${f.vcpus} CPU, ${f.ram} MiB, ${f.disk} GiB)`)));
-    return h("span", {class: "volumes-boot"}, flavor, act("Boot a server", async () => {
+    return h("span", {class: "volumes-boot"}, flavor, button("Boot a server", async () => {
       const chosen = data.flavors.find(f => f.id === flavor.value);
       const made = await call("POST", `${compute}/servers`, {json: {server: {
         name: `${s.name || "snapshot"}-server`, flavorRef: flavor.value,
