@@ -441,44 +441,10 @@ def unpublish(app: App, remote: str) -> None:
     app.client.set_public(container, name, False)
 
 
-@file.command("sync")
-@click.argument("localdir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("remote")
-@click.option("--direction", type=click.Choice(["both", "up", "down"]), default="both",
-              show_default=True, help="up: only change remote objects; down: only local files")
-@click.option("--no-delete", is_flag=True, help="never delete, only copy")
-@click.option("--dry-run", "-n", is_flag=True, help="only print what would be done")
-@_workers
-@pass_app
-def sync_command(app: App, localdir: Path, remote: str, direction: str, no_delete: bool,
-                 dry_run: bool, workers: int) -> None:
-    """Make LOCALDIR and container[/prefix] hold the same files.
-
-    A file changed on one side since the last sync is copied to the other;
-    a file deleted on one side and unchanged on the other is deleted there;
-    a change wins over a deletion; when both sides changed, the local file
-    is renamed "name (conflict).ext" and both are kept on both sides.  The
-    last synced state is in LOCALDIR/.snf-sync.json.
-    """
-    container, prefix = app.remote(remote)
-    progress = app.progress()
-    report = transfer.sync(app.client, localdir, container, prefix, direction=direction,
-                           delete=not no_delete, dry_run=dry_run, workers=workers,
-                           progress=progress)
-    if dry_run:
-        for action in report.done:
-            progress.action(action)
-    for action in report.skipped:
-        click.echo(f"skipped {action.kind} {action.path}", err=True)
-    for action, why in report.failed:
-        click.echo(f"snf: {action.kind} {action.path}: {why}", err=True)
-    if report.failed:
-        raise click.exceptions.Exit(1)
-
-
 #: The modules that add command groups to ``cli`` (each has ``register(cli)``).
 COMMAND_MODULES: tuple[str, ...] = ("snfd.cli.snf_account", "snfd.cli.snf_compute",
-                                    "snfd.cli.snf_network")
+                                    "snfd.cli.snf_network", "snfd.cli.snf_sync",
+                                    "snfd.cli.snf_files")
 
 
 def _register() -> None:

@@ -30,7 +30,8 @@ import mimetypes
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -251,12 +252,16 @@ def partial_path(dest: Path) -> Path:
 
 def download_object(client: PithosClient, container: str, name: str, dest: Path, *,
                     version: str | None = None, workers: int = DEFAULT_WORKERS,
-                    progress: Progress | None = None) -> DownloadResult:
+                    progress: Progress | None = None, seed: Path | None = None,
+                    guard: Callable[[], None] | None = None) -> DownloadResult:
     """Make the file ``dest`` hold the object ``container/name``.
 
     The version is pinned first, so a concurrent change of the object does
     not mix two versions.  Blocks already right in the partial file or in
-    ``dest`` are not fetched.  ``dest`` is replaced atomically at the end.
+    ``dest`` (else in ``seed``, another local file, e.g. the same content
+    under its old name) are not fetched.  ``dest`` is replaced atomically at
+    the end, right after ``guard()``, which may raise to keep ``dest`` as it
+    is (the partial file stays for the next attempt).
     @raise ClientError: the server refused, or sent data that does not
         match the hashmap (``TransferError``).
     """
@@ -284,11 +289,13 @@ def download_object(client: PithosClient, container: str, name: str, dest: Path,
         have = _hash_blocks(fd, spans, workers)
     else:
         have = [EMPTY_HASH] * len(spans)
-        src = os.open(dest, os.O_RDONLY) if dest.is_file() else None
+        origin = dest if dest.is_file() else seed if seed is not None and seed.is_file() \
+            else None
+        src = os.open(origin, os.O_RDONLY) if origin is not None else None
         try:
             if src is not None:
                 have = _hash_blocks(src, spans, workers)
-                if have == hashes and os.fstat(src).st_size == hm.bytes:
+                if origin == dest and have == hashes and os.fstat(src).st_size == hm.bytes:
                     return result  # already right: leave the file alone
             fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
             os.ftruncate(fd, hm.bytes)
@@ -315,6 +322,8 @@ def download_object(client: PithosClient, container: str, name: str, dest: Path,
         os.fsync(fd)
     finally:
         os.close(fd)
+    if guard is not None:
+        guard()
     os.replace(part, dest)
     return attrs.evolve(result, fetched_blocks=fetched, fetched_bytes=fetched_bytes)
 
@@ -473,6 +482,8 @@ class SyncState:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"version": 1, "remotes": self.remotes, "cache": self.cache}, f,
                       sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, root / STATE_NAME)
 
 
@@ -536,14 +547,33 @@ def scan_remote(client: PithosClient, container: str, prefix: str) -> dict[str, 
 
 @attrs.define
 class SyncReport:
+    """What a pass did: actions ``done``, ``skipped`` (``direction``,
+    ``delete``), ``failed`` with why, and the paths ``held`` back because
+    they changed less than ``settle`` seconds ago (still being written)."""
+
     done: list[Action] = attrs.field(factory=list)
     skipped: list[Action] = attrs.field(factory=list)
     failed: list[tuple[Action, str]] = attrs.field(factory=list)
+    held: list[str] = attrs.field(factory=list)
+
+
+#: The order a pass carries out its actions: everything that copies first,
+#: deletions last, so an interrupted pass has deleted nothing whose content
+#: a copy (a rename's new name) still needs.
+_ORDER = {UPLOAD: 0, DOWNLOAD: 0, CONFLICT: 0, DELETE_REMOTE: 1, DELETE_LOCAL: 1}
+#: Seconds between saves of the state during a pass (it is saved at the end
+#: too).  A lost save costs no data: the next pass finds both sides equal.
+SAVE_EVERY = 1.0
+
+
+class ChangedMeanwhile(TransferError):
+    """A side changed after the pass looked at it; the next pass decides."""
 
 
 def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
          direction: str = "both", delete: bool = True, dry_run: bool = False,
-         workers: int = DEFAULT_WORKERS, progress: Progress | None = None) -> SyncReport:
+         workers: int = DEFAULT_WORKERS, progress: Progress | None = None,
+         settle: float = 0.0, clock: Callable[[], float] = time.time) -> SyncReport:
     """Make the directory ``root`` and the objects under
     ``container/prefix`` equal (see ``plan`` for the rules and
     ``filter_plan`` for ``direction`` and ``delete``).
@@ -551,7 +581,26 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
     A conflict keeps both versions: the local file is renamed to
     ``conflict_name``, the remote object downloaded in its place and the
     renamed copy uploaded.  A failed step is reported in the result and
-    the others go on; the state remembers only completed steps.
+    the others go on.
+
+    Nothing is lost when either side changes during the pass, or when the
+    process is killed at any point:
+
+    - an upload is conditional (``If-Match`` the remote hash the pass saw,
+      ``If-None-Match: *`` when it saw none), a remote deletion checks the
+      hash first (and a versioned container keeps the old version anyway);
+    - a download replaces, and a local deletion removes, a file only if its
+      size and mtime are still what the pass saw;
+    - a download is written beside the file and renamed into place; a
+      remote rename is downloaded from the local file of the same content;
+    - deletions come after copies;
+    - the state (``.snf-sync.json``, replaced atomically and synced to
+      disk) only records what both sides already hold, so after a crash
+      the next pass finds what is done equal on both sides and redoes the
+      rest.
+
+    ``settle``: files modified less than this many seconds ago are left for
+    a later pass (``SyncReport.held``).
     """
     progress = progress or Progress()
     if prefix and not prefix.endswith("/"):
@@ -567,6 +616,11 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
     local = {rel: f.object_hash for rel, f in files.items()}
     todo, skipped = filter_plan(plan(local, remote, base), direction=direction, delete=delete)
     report = SyncReport(skipped=skipped)
+    if settle > 0:
+        recent = {rel for rel, f in files.items() if f.mtime_ns / 1e9 > clock() - settle}
+        report.held = sorted(recent & {a.path for a in todo})
+        todo = [a for a in todo if a.path not in recent]
+    todo.sort(key=lambda a: (_ORDER[a.kind], a.path))
     if dry_run:
         report.done = todo
         return report
@@ -575,20 +629,56 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
             base[rel] = local[rel]
     for rel in [r for r in base if r not in local and r not in remote]:
         del base[rel]
+    by_hash = {f.object_hash: f.path for f in files.values() if f.size}
+
+    def unchanged(rel: str) -> None:
+        """Raise unless the local ``rel`` is as the scan saw it."""
+        seen = files.get(rel)
+        try:
+            st = (root / rel).lstat()
+        except FileNotFoundError:
+            if seen is None:
+                return
+            raise ChangedMeanwhile(f"{rel} was removed locally during the sync") from None
+        if seen is None or (st.st_size, st.st_mtime_ns) != (seen.size, seen.mtime_ns):
+            raise ChangedMeanwhile(f"{rel} changed locally during the sync")
 
     def fetch(rel: str) -> None:
         result = download_object(client, container, prefix + rel, root / rel,
-                                 workers=workers, progress=progress)
+                                 workers=workers, progress=progress,
+                                 seed=by_hash.get(remote.get(rel, "")),
+                                 guard=lambda: unchanged(rel))
         st = (root / rel).stat()
         state.cache[rel] = [st.st_size, st.st_mtime_ns, block_size, result.object_hash]
         base[rel] = result.object_hash
 
     def send(rel: str, known: LocalMap | None) -> None:
-        result = upload_file(client, root / rel, container, prefix + rel,
-                             content_type=guess_type(rel), workers=workers, progress=progress,
-                             block_params=(block_size, algorithm), local=known)
+        seen = remote.get(rel)
+        condition = {"If-Match": f'"{seen}"'} if seen else {"If-None-Match": "*"}
+        try:
+            result = upload_file(client, root / rel, container, prefix + rel,
+                                 content_type=guess_type(rel), headers=condition,
+                                 workers=workers, progress=progress,
+                                 block_params=(block_size, algorithm), local=known)
+        except ClientError as e:
+            if e.status in (409, 412):
+                raise ChangedMeanwhile(f"{prefix + rel} changed remotely during the"
+                                       " sync") from None
+            raise
         base[rel] = result.object_hash
 
+    def remove_remote(rel: str) -> None:
+        try:
+            now = client.object_info(container, prefix + rel).get("X-Object-Hash")
+        except ClientError as e:
+            if e.status == 404:
+                return
+            raise
+        if now != remote.get(rel):
+            raise ChangedMeanwhile(f"{prefix + rel} changed remotely during the sync")
+        client.delete(container, prefix + rel)
+
+    saved = clock()
     try:
         for action in todo:
             progress.action(action)
@@ -599,22 +689,28 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
                 elif action.kind == DOWNLOAD:
                     fetch(rel)
                 elif action.kind == DELETE_LOCAL:
+                    unchanged(rel)
                     (root / rel).unlink(missing_ok=True)
                     state.cache.pop(rel, None)
                     base.pop(rel, None)
                 elif action.kind == DELETE_REMOTE:
-                    client.delete(container, prefix + rel)
+                    remove_remote(rel)
                     base.pop(rel, None)
                 elif action.kind == CONFLICT:
+                    unchanged(rel)
                     copy = conflict_name(rel, set(local) | set(remote) | set(base))
                     (root / rel).rename(root / copy)
                     state.cache.pop(rel, None)
                     local[copy] = local.pop(rel)
+                    files.pop(rel, None)
                     fetch(rel)
                     send(copy, None)
                 report.done.append(action)
             except (ClientError, OSError) as e:
                 report.failed.append((action, str(e)))
+            if clock() - saved >= SAVE_EVERY:
+                state.save(root)
+                saved = clock()
     finally:
         state.save(root)
     return report

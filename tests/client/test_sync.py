@@ -68,6 +68,13 @@ class MemoryStore:
         return self.block_size, "sha256"
 
     def put_hashmap(self, container, name, size, hashes, *, content_type="", headers=None):
+        headers = headers or {}
+        current = self.objects_.get((container, name))
+        if "If-None-Match" in headers and current is not None:
+            raise ClientError(412, "The object exists.")
+        if "If-Match" in headers and (current is None or headers["If-Match"].strip('"')
+                                      != merkle(current[1])):
+            raise ClientError(412, "The object does not match If-Match.")
         missing = [h for h in dict.fromkeys(hashes) if h not in self.blocks]
         if missing:
             return missing, {}
@@ -82,9 +89,11 @@ class MemoryStore:
         return [h]
 
     def object_info(self, container, name, version=None):
-        size, _, v = self.objects_[(container, name)]
+        if (container, name) not in self.objects_:
+            raise ClientError(404, "Object not found.")
+        size, hashes, v = self.objects_[(container, name)]
         return {"Content-Type": "application/octet-stream", "X-Object-Version": v,
-                "Content-Length": str(size)}
+                "Content-Length": str(size), "X-Object-Hash": merkle(hashes)}
 
     def get_hashmap(self, container, name, version=None):
         size, hashes, _ = self.objects_[(container, name)]
@@ -354,7 +363,9 @@ class DownloadTests(unittest.TestCase):
         self.assertEqual(self.dest.read_bytes(), b"")
 
 
-class SyncTests(unittest.TestCase):
+class SyncCase(unittest.TestCase):
+    """A temporary directory synced with ``c/p`` of a ``MemoryStore``."""
+
     def setUp(self):
         self.store = MemoryStore()
         self.root = Path(self.mktemp())
@@ -372,6 +383,8 @@ class SyncTests(unittest.TestCase):
                 for p in self.root.rglob("*") if p.is_file()
                 and p.name != sync.STATE_NAME}
 
+
+class SyncTests(SyncCase):
     def test_round_trip(self):
         """Local-only files go up, remote-only objects come down, then a
         local deletion and a remote deletion propagate, and a second
@@ -435,6 +448,146 @@ class SyncTests(unittest.TestCase):
         report = self.run_sync()
         self.assertEqual([a.path for a, _ in report.failed], ["dir"])
         self.assertIn(Action("b", UPLOAD), report.done)
+
+
+class MidPass(sync.Progress):
+    """Runs ``change`` when the pass is about to carry out the action on
+    ``path``: the other side, or the user, acting during a pass."""
+
+    def __init__(self, path: str, change: Any):
+        self.path, self.change = path, change
+
+    def action(self, action: Action) -> None:
+        if action.path == self.path:
+            self.change()
+
+
+class SyncRaceTests(SyncCase):
+    """What a pass does when a side changes while it runs, what order it
+    works in, and the transfers it saves."""
+
+    def test_remote_change_during_the_pass_is_not_overwritten(self):
+        """The upload is conditional on the remote hash the pass saw: a
+        change made meanwhile stays, and the next pass sees a conflict
+        that keeps both."""
+        (self.root / "a.txt").write_bytes(b"v1")
+        self.run_sync()
+        (self.root / "a.txt").write_bytes(b"local v2")
+        race = MidPass("a.txt", lambda: self.store.put("c", "p/a.txt", b"remote v2"))
+        report = self.run_sync(progress=race)
+        self.assertEqual([(a.kind, a.path) for a, _ in report.failed], [(UPLOAD, "a.txt")])
+        self.assertIn("changed remotely", report.failed[0][1])
+        self.assertEqual(self.remote(), {"a.txt": b"remote v2"})
+        self.assertEqual(self.run_sync().done, [Action("a.txt", CONFLICT)])
+        expected = {"a.txt": b"remote v2", "a (conflict).txt": b"local v2"}
+        self.assertEqual(self.local(), expected)
+        self.assertEqual(self.remote(), expected)
+
+    def test_new_remote_object_during_the_pass_is_not_overwritten(self):
+        """A path the pass saw only locally is created remotely only if it
+        is still absent there (If-None-Match: *)."""
+        (self.root / "n").write_bytes(b"mine")
+        race = MidPass("n", lambda: self.store.put("c", "p/n", b"theirs"))
+        report = self.run_sync(progress=race)
+        self.assertEqual([a.path for a, _ in report.failed], ["n"])
+        self.assertEqual(self.remote(), {"n": b"theirs"})
+        self.run_sync()
+        self.assertEqual(self.local(), {"n": b"theirs", "n (conflict)": b"mine"})
+
+    def test_local_edit_during_a_download_is_kept(self):
+        """A download replaces the file only if it is still as the pass
+        saw it; the edit made meanwhile wins a conflict later."""
+        (self.root / "a.txt").write_bytes(b"v1")
+        self.run_sync()
+        self.store.put("c", "p/a.txt", b"remote v2")
+
+        def edit() -> None:
+            (self.root / "a.txt").write_bytes(b"edited meanwhile")
+        report = self.run_sync(progress=MidPass("a.txt", edit))
+        self.assertEqual([(a.kind, a.path) for a, _ in report.failed], [(DOWNLOAD, "a.txt")])
+        self.assertEqual((self.root / "a.txt").read_bytes(), b"edited meanwhile")
+        self.run_sync()
+        expected = {"a.txt": b"remote v2", "a (conflict).txt": b"edited meanwhile"}
+        self.assertEqual(self.local(), expected)
+        self.assertEqual(self.remote(), expected)
+
+    def test_local_edit_during_a_local_delete_is_kept(self):
+        """A remote deletion removes the local file only if it is unchanged;
+        the edit made meanwhile is uploaded next time."""
+        (self.root / "a").write_bytes(b"v1")
+        self.run_sync()
+        self.store.delete("c", "p/a")
+
+        def edit() -> None:
+            (self.root / "a").write_bytes(b"still wanted")
+        report = self.run_sync(progress=MidPass("a", edit))
+        self.assertEqual([(a.kind, a.path) for a, _ in report.failed], [(DELETE_LOCAL, "a")])
+        self.run_sync()
+        self.assertEqual(self.remote(), {"a": b"still wanted"})
+
+    def test_remote_edit_during_a_remote_delete_is_kept(self):
+        (self.root / "a").write_bytes(b"v1")
+        self.run_sync()
+        (self.root / "a").unlink()
+        report = self.run_sync(progress=MidPass("a", lambda: self.store.put("c", "p/a", b"v2")))
+        self.assertEqual([(a.kind, a.path) for a, _ in report.failed], [(DELETE_REMOTE, "a")])
+        self.run_sync()
+        self.assertEqual(self.local(), {"a": b"v2"})
+
+    def test_deletions_come_after_copies(self):
+        """A pass copies before it deletes, whatever the names' order."""
+        for name in ("a", "m"):
+            (self.root / name).write_bytes(name.encode())
+        self.run_sync()
+        (self.root / "a").unlink()
+        (self.root / "m").unlink()
+        (self.root / "z").write_bytes(b"z")
+        self.store.put("c", "p/b", b"b")
+        kinds = [a.kind for a in self.run_sync().done]
+        self.assertEqual(kinds, [DOWNLOAD, UPLOAD, DELETE_REMOTE, DELETE_REMOTE])
+
+    def test_a_remote_rename_is_copied_locally(self):
+        """A remote rename arrives as a new name: its blocks come from the
+        local file of the same content, none over the network."""
+        data = blocks("a", "b", "c", "d")
+        (self.root / "old").write_bytes(data)
+        self.run_sync()
+        self.store.put("c", "p/new", data)
+        self.store.delete("c", "p/old")
+        self.store.ranges.clear()
+        report = self.run_sync()
+        self.assertEqual(sorted(report.done), [Action("new", DOWNLOAD),
+                                               Action("old", DELETE_LOCAL)])
+        self.assertEqual(self.store.ranges, [])
+        self.assertEqual(self.local(), {"new": data})
+
+    def test_files_being_written_are_held(self):
+        """With ``settle``, a file modified less than that long ago waits
+        for a later pass, and nothing is deleted for it meanwhile."""
+        (self.root / "a").write_bytes(b"1")
+        self.run_sync()
+        (self.root / "a").write_bytes(b"half writ")
+        now = (self.root / "a").stat().st_mtime
+        report = self.run_sync(settle=5.0, clock=lambda: now + 1)
+        self.assertEqual((report.done, report.held), ([], ["a"]))
+        self.assertEqual(self.remote(), {"a": b"1"})
+        report = self.run_sync(settle=5.0, clock=lambda: now + 6)
+        self.assertEqual(report.done, [Action("a", UPLOAD)])
+
+    def test_state_is_saved_during_a_long_pass(self):
+        """The state is written during a pass, not only at its end, so a
+        killed pass leaves most of its work recorded."""
+        for i in range(3):
+            (self.root / f"f{i}").write_bytes(b"x%d" % i)
+        ticks = iter(range(0, 100, 2))
+        seen: list[set[str]] = []
+
+        class Look(sync.Progress):
+            def action(inner, action: Action) -> None:
+                state = sync.SyncState.load(self.root)
+                seen.append(set(next(iter(state.remotes.values()), {})))
+        self.run_sync(progress=Look(), clock=lambda: float(next(ticks)))
+        self.assertEqual(seen, [set(), {"f0"}, {"f0", "f1"}])
 
 
 class FaultMessageTests(unittest.TestCase):
