@@ -382,12 +382,20 @@ class IBlockStore(Interface):
         @return: an awaitable firing with the names removed.
         """
 
-    def scan(after, limit):
-        """Page through every stored block name in ascending order.
+    def scan(cursor, limit):
+        """Page through every stored block name once, in the store's own
+        order (a garbage collection streams the store: no sorted listing
+        of every name is ever made).
 
-        @param after: return only names greater than this (``""``: start).
-        @return: an awaitable firing with at most ``limit`` names; fewer
-            means the end was reached.
+        @param cursor: ``""`` to start, else the cursor the previous page
+            returned.  A cursor is opaque; it may hold a listing open in
+            this store object, and stays valid for at least ten minutes
+            after its page (``ValueError`` when no longer valid: start
+            again).
+        @return: an awaitable firing with ``(names, cursor)``: at most
+            ``limit`` names, and the cursor of the next page, or ``None``
+            when the store has no more.  Blocks stored or removed during a
+            scan may be listed or not.
         """
 
 

@@ -233,6 +233,17 @@ def _sorted_entries(path: str, wanted: Callable[[str], bool]) -> list[str]:
         return []
 
 
+async def every_name(store: Any, batch: int = 1000) -> list[str]:
+    """Every block name of an ``IBlockStore`` (a whole scan: for tests and
+    small stores; a collection streams pages instead)."""
+    names: list[str] = []
+    cursor: str | None = ""
+    while cursor is not None:
+        page, cursor = await store.scan(cursor, batch)
+        names.extend(page)
+    return names
+
+
 @implementer(IBlockStore)
 class FileBlockStore:
     """Blocks in files under ``path`` (created if absent).
@@ -316,9 +327,10 @@ class FileBlockStore:
         names = list(names)
         return self._in_thread(self.delete_now, names, older_than)
 
-    def scan(self, after: str, limit: int) -> Any:
-        """At most ``limit`` stored names greater than ``after``, ascending."""
-        return self._in_thread(self.scan_now, after, limit)
+    def scan(self, cursor: str, limit: int) -> Any:
+        """A page of stored names (see ``IBlockStore.scan``): here in
+        ascending order, the cursor being the last name given."""
+        return self._in_thread(self.scan_now, cursor, limit)
 
     # -- other asynchronous operations ---------------------------------------
 
@@ -456,16 +468,16 @@ class FileBlockStore:
             removed.append(name)
         return removed
 
-    def scan_now(self, after: str, limit: int) -> list[str]:
-        """``scan`` run in the calling thread."""
+    def scan_now(self, cursor: str, limit: int) -> tuple[list[str], str | None]:
+        """``scan`` run in the calling thread: the names after ``cursor``."""
         out: list[str] = []
         if limit <= 0:
-            return out
-        for name in self._walk(after):
+            return out, cursor
+        for name in self._walk(cursor):
             out.append(name)
             if len(out) >= limit:
-                break
-        return out
+                return out, name
+        return out, None
 
     def sweep_temporary_now(self, older_than: float) -> int:
         """Remove the temporary files of writes that a crash interrupted

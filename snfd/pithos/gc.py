@@ -104,14 +104,14 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
     # Uploads not referenced within the grace are no longer the uploader's
     # to name (nor count against its bound of unreferenced uploads).
     await db.run("pithos.gc_uploads", store.prune_uploads_txn, cutoff)
-    after = ""
+    cursor: str | None = ""
     scanned = removed = 0
-    while True:
-        page = list(await blocks.scan(after, batch))
+    while cursor is not None:
+        page, cursor = await blocks.scan(cursor, batch)
+        page = list(page)
         if not page:
-            break
+            continue
         scanned += len(page)
-        after = page[-1]
         unused: list[str] = await db.run("pithos.gc_mark", store.gc_mark_txn, page, storage)
         held = [n for n in unused if n in keep]
         if held:
@@ -123,8 +123,6 @@ async def collect_garbage(db: Any, blocks: Any, cutoff: float,
             finally:
                 await db.run("pithos.gc_unmark", store.gc_unmark_txn, unused)
             removed += len(gone)
-        if len(page) < batch:
-            break
     return scanned, removed
 
 

@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from snfd import errors
 from snfd.pithos import store
 from snfd.pithos.backend import MissingBlocks
-from snfd.pithos.blocks import FileBlockStore
+from snfd.pithos.blocks import FileBlockStore, every_name
 from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of
 from tests.pithos.test_backend import ALICE, BS, BackendTestCase
 
@@ -43,7 +43,7 @@ class GarbageCollectionTests(BackendTestCase):
         [old_upload] = await self.blocks.put([b"U-old"])
         self.clock.advance(3600)
         [fresh_upload] = await self.blocks.put([b"U-fresh"])
-        every = await self.blocks.scan("", 1000)
+        every = await every_name(self.blocks)
 
         scanned, removed = await self.backend.collect_garbage(60, batch=2)
         self.assertEqual((scanned, removed), (len(every), 3))

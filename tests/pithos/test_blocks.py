@@ -22,7 +22,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from snfd.interfaces import IBlockStore
-from snfd.pithos.blocks import FileBlockStore, name_of
+from snfd.pithos.blocks import FileBlockStore, every_name, name_of
 from snfd.pithos.hashmap import EMPTY_HASH, block_hash
 
 SIZE = 64 * 1024
@@ -148,7 +148,7 @@ class ContractTests(StoreTestCase):
         self.assertEqual(self.files(), [])
         self.assertEqual(await self.store.missing([EMPTY_HASH]), [])
         self.assertEqual(await self.store.get(EMPTY_HASH), bytes(SIZE))
-        self.assertEqual(await self.store.scan("", 10), [])
+        self.assertEqual(await self.store.scan("", 10), ([], None))
         self.assertEqual(await self.store.delete([EMPTY_HASH], self.now() + 100), [])
 
     async def test_missing(self):
@@ -232,25 +232,24 @@ class ContractTests(StoreTestCase):
             with open(os.path.join(directory, litter), "wb") as f:
                 f.write(b"partial")
         expected = sorted(names)
-        seen, after = [], ""
-        while True:
-            page = await self.store.scan(after, 7)
+        seen: list[str] = []
+        cursor: str | None = ""
+        while cursor is not None:
+            page, cursor = await self.store.scan(cursor, 7)
+            self.assertTrue(len(page) == 7 or cursor is None)
             seen.extend(page)
-            if len(page) < 7:
-                break
-            after = page[-1]
         self.assertEqual(seen, expected)
 
     async def test_scan_after_skips(self):
         """scan starts strictly after ``after``, even when ``after`` is
         not itself stored, and honours limit."""
         names = sorted(await self.store.put([block(i, 50) for i in range(40)]))
-        self.assertEqual(await self.store.scan(names[9], 5), names[10:15])
+        self.assertEqual(await self.store.scan(names[9], 5), (names[10:15], names[14]))
         between = names[20][:-1] + ("0" if names[20][-1] != "0" else "1")
         expected = [n for n in names if n > between][:3]
-        self.assertEqual(await self.store.scan(between, 3), expected)
-        self.assertEqual(await self.store.scan(names[-1], 5), [])
-        self.assertEqual(await self.store.scan("", 0), [])
+        self.assertEqual(await self.store.scan(between, 3), (expected, expected[-1]))
+        self.assertEqual(await self.store.scan(names[-1], 5), ([], None))
+        self.assertEqual((await self.store.scan("", 0))[0], [])
 
     async def test_concurrent_puts_of_one_block(self):
         """Many simultaneous puts of the same block all succeed and leave
@@ -432,10 +431,7 @@ class CrashTests(StoreTestCase):
             data = crash_block(i)
             self.assertEqual(name, block_hash(data))
             self.assertEqual(await store.get(name), data + bytes(CRASH_BLOCK - len(data)))
-        names, after = [], ""
-        while page := await store.scan(after, 100):
-            names.extend(page)
-            after = page[-1]
+        names = await every_name(store)
         self.assertTrue({n for _, n in acks} <= set(names))
         for name in names:
             with open(os.path.join(root, name[0:2], name[2:4], name[4:6], name), "rb") as f:

@@ -9,6 +9,7 @@ from twisted.trial import unittest
 
 from snfd import errors
 from snfd.config import ConfigError, load_config
+from snfd.pithos.blocks import every_name
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
 from snfd.pithos.policies import StoragePolicies, StoragePolicy
 from snfd.pithos.uploads import STREAM_FROM
@@ -27,7 +28,7 @@ class PolicyStackCase(StackCase):
 
     async def names_in(self, name: str) -> set[str]:
         """Every block stored in policy ``name`` (without refreshing ages)."""
-        return set(await self.store(name).scan("", 100_000))
+        return set(await every_name(self.store(name)))
 
 
 class StoragePolicyAPITests(PolicyStackCase):
