@@ -13,7 +13,8 @@ Exit codes say what failed (``exit_code``), so scripts can tell:
 2    the command line itself (unknown option, missing argument: click's)
 3    not found (404)
 4    not allowed: no or a bad token, or forbidden (401, 403)
-5    refused in the current state (409), or a bad request (400)
+5    refused in the current state (409), or a bad request (400, a bad
+     byte range: 416)
 6    over quota or too large (413)
 7    the cloud cannot be reached, or is unavailable (5xx)
 ==== =====================================================================
@@ -38,7 +39,7 @@ def exit_code(status: int) -> int:
         return 3
     if status in (401, 403):
         return 4
-    if status in (400, 409, 412, 422):
+    if status in (400, 409, 411, 412, 416, 422):
         return 5
     if status == 413:
         return 6

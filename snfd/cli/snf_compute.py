@@ -39,6 +39,8 @@ MICROVERSION = "2.61"
 #: Statuses a server only passes through.
 TRANSITIONAL = frozenset({"BUILD", "REBOOT", "HARD_REBOOT", "RESIZE", "REBUILD", "MIGRATING",
                           "PASSWORD", "VERIFY_RESIZE", "REVERT_RESIZE"})
+#: The profiles of a server NIC's firewall (the ``firewallProfile`` action).
+FIREWALL_PROFILES = ("ENABLED", "DISABLED", "PROTECTED")
 POLL_INTERVAL = 1.0
 DEFAULT_TIMEOUT = 600.0
 #: Synnefo's flavor names: C<cpu>R<ram>D<disk><disk template>.
@@ -456,6 +458,44 @@ def register_servers(cli: click.Group) -> None:
             done = wait_for(app, server_id, None, timeout)
             if not app.json:
                 click.echo(f"status: {done.get('status')}, flavor: {_flavor_name(done)}")
+
+    @server.command("firewall")
+    @click.argument("server_id")
+    @click.argument("profile", type=click.Choice(FIREWALL_PROFILES, case_sensitive=False))
+    @click.option("--nic", help="the port id of the interface (see `snf port list`;"
+                                " default: the server's only one)")
+    @_wait_option
+    @_timeout_option
+    @pass_app
+    def server_firewall(app: App, server_id: str, profile: str, nic: str | None,
+                        wait: bool, timeout: float) -> None:
+        """Set the firewall profile of a server's network interface:
+        ENABLED, DISABLED or PROTECTED.
+
+        \b
+        Example:
+          snf server firewall 42 PROTECTED
+          snf server firewall 42 ENABLED --nic 7 --wait
+        """
+        profile = profile.upper()
+        if nic is None:
+            found = compute(app, "GET", f"/servers/{_seg(server_id)}/os-interface")
+            ids = [str(a["port_id"]) for a in (found or {}).get("interfaceAttachments") or []
+                   if a.get("port_id")]
+            if not ids:
+                raise Failed(f"server {server_id} has no network interface", 5)
+            if len(ids) > 1:
+                fail(f"server {server_id} has {len(ids)} interfaces ({', '.join(ids)});"
+                     " choose one with --nic")
+            nic = ids[0]
+        _action(app, server_id, {"firewallProfile": {"profile": profile, "nic": nic}})
+        done = wait_for(app, server_id, None, timeout) if wait else None
+        if app.json:
+            show(True, {"id": server_id, "nic": nic, "firewallProfile": profile})
+        else:
+            click.echo(f"server {server_id}, interface {nic}: firewall {profile}")
+            if done is not None:
+                click.echo(f"status: {done.get('status')}")
 
     @server.command("delete")
     @click.argument("server_id")

@@ -11,8 +11,10 @@ a token and the storage URL from the identity API.
 Retries: a request that could not connect, or that got 503, is always
 sent again (the server did nothing).  A request that timed out or got
 another 5xx is sent again only if repeating it is harmless; every
-operation here is, except MOVE.  Bodies are ``bytes`` so they can be
-re-sent.  The counters count body bytes (not headers) of every attempt.
+operation here is, except MOVE and an append (``PithosClient.append``:
+``idempotent=False``).  Bodies are ``bytes``, or a ``FileBody`` that
+streams part of a local file and is rewound before it is sent again.
+The counters count body bytes (not headers) of every attempt.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
 import attrs
@@ -111,6 +113,37 @@ class Counters:
             self.requests += requests
 
 
+class FileBody:
+    """A request body of ``size`` bytes of a binary ``file`` from
+    ``offset``, read as it is sent (never held whole).  requests sends it
+    with ``Content-Length: size``; ``Transport.request`` rewinds it before
+    sending it again.  A file that shrinks meanwhile fails the request."""
+
+    def __init__(self, file: BinaryIO, offset: int, size: int):
+        self.file = file
+        self.offset = offset
+        self.size = size
+        self._left = size
+        self.rewind()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rewind(self) -> None:
+        self.file.seek(self.offset)
+        self._left = self.size
+
+    def read(self, n: int = -1) -> bytes:
+        want = self._left if n is None or n < 0 else min(n, self._left)
+        if want <= 0:
+            return b""
+        chunk = self.file.read(want)
+        if not chunk:
+            raise OSError(f"the local file ended {self._left} bytes early (it changed)")
+        self._left -= len(chunk)
+        return chunk
+
+
 class Transport:
     """Sends requests (see the module docstring for the retry rules).
 
@@ -144,7 +177,8 @@ class Transport:
         self.session.close()
 
     def request(self, method: str, url: str, *, params: Params | None = None,
-                headers: Mapping[str, str] | None = None, data: bytes | None = None,
+                headers: Mapping[str, str] | None = None,
+                data: bytes | FileBody | None = None,
                 ok: Iterable[int] = (200, 201, 202, 204, 206),
                 stream: bool = False, idempotent: bool | None = None) -> requests.Response:
         """Send a request and return its response, whose status is in ``ok``.
@@ -163,6 +197,8 @@ class Transport:
         attempt = 0
         while True:
             delay = min(self.backoff * (2 ** attempt), 30.0)
+            if isinstance(data, FileBody):
+                data.rewind()
             try:
                 self.counters.add(sent=len(data) if data else 0, requests=1)
                 resp = self.session.request(method, full, headers=dict(headers or {}),
@@ -561,6 +597,57 @@ class PithosClient:
         if not public:
             return ""
         return self.object_info(container, name).get("X-Object-Public", "")
+
+    # -- sharers, versions and partial updates ------------------------------------
+
+    def sharers(self, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """The accounts that share objects with this user (a GET of the
+        storage root, without an account): ``{"name": uuid,
+        "last_modified": iso}``, by name."""
+        root = PithosClient(self.transport, self.storage_url.rsplit("/", 1)[0], self.token)
+        return root._listing("", {}, limit)
+
+    def restore(self, container: str, name: str, version: str) -> Mapping[str, str]:
+        """Make an older ``version`` of an object its latest one (a copy of
+        that version onto the object: ``PUT`` with ``X-Copy-From`` and
+        ``X-Source-Version``); the reply headers carry the new
+        ``X-Object-Version``."""
+        headers = {"X-Copy-From": quote_path(container, name), "X-Source-Version": version,
+                   "Content-Length": "0"}
+        return self._request("PUT", self._path(container, name), headers=headers, data=b"",
+                             ok=(201,)).headers
+
+    def _update(self, container: str, name: str, headers: Mapping[str, str],
+                data: bytes | FileBody, idempotent: bool | None) -> Mapping[str, str]:
+        """A partial data update (``POST``); the reply headers carry the new
+        ``ETag`` and ``X-Object-Version``."""
+        h = {"Content-Type": "application/octet-stream"}
+        h.update(headers)
+        return self._request("POST", self._path(container, name), headers=h, data=data,
+                             ok=(204,), idempotent=idempotent).headers
+
+    def append(self, container: str, name: str, body: FileBody) -> Mapping[str, str]:
+        """Add ``body`` at the end of an object (``Content-Range: bytes
+        */*``).  Sent once: a second append would add the data twice."""
+        return self._update(container, name, {"Content-Range": "bytes */*"}, body, False)
+
+    def overwrite(self, container: str, name: str, start: int,
+                  body: FileBody) -> Mapping[str, str]:
+        """Write ``body`` over the object's bytes from ``start`` (``start``
+        at most the object's size; writing past the end extends it)."""
+        if not len(body):
+            raise ClientError(0, "nothing to write: the data is empty")
+        end = start + len(body) - 1
+        return self._update(container, name, {"Content-Range": f"bytes {start}-{end}/*"},
+                            body, None)
+
+    def truncate(self, container: str, name: str, size: int) -> Mapping[str, str]:
+        """Cut an object to ``size`` bytes (it is never extended): the
+        object written onto itself (``X-Source-Object``) with
+        ``X-Object-Bytes``, so no data travels."""
+        headers = {"X-Source-Object": quote_path(container, name),
+                   "Content-Range": "bytes 0-/*", "X-Object-Bytes": str(size)}
+        return self._update(container, name, headers, b"", None)
 
 
 def sharing_header(read: Iterable[str], write: Iterable[str]) -> str:

@@ -166,6 +166,44 @@ class ServerTests(SnfComputeTestCase):
         return self.drive(steps)
 
 
+class FirewallTests(SnfComputeTestCase):
+    def test_firewall_profile(self):
+        """``server firewall`` sets the profile of the server's only
+        interface (found by itself, or named with --nic), as its port then
+        shows; a profile outside the three is a bad command line (2), a
+        NIC the server lacks the API's 400 (5), a missing server 3."""
+        def steps() -> None:
+            small = min(self.json_of("flavor", "list"),
+                        key=lambda f: (f["vcpus"], f["ram"], f["disk"]))
+            lan = self.json_of("network", "create", "lan", "--subnet", "10.9.0.0/24")
+            sid = str(self.json_of("server", "create", "--name", "fw", "--flavor",
+                                   str(small["id"]), "--image", "Demo Linux",
+                                   "--network", lan["id"], "--wait")["id"])
+            [port] = self.json_of("port", "list", "--server", sid)
+            self.assertEqual(port["SNF:firewall_profile"], "DISABLED")
+
+            proc = self.snf("server", "firewall", sid, "protected", "--wait")
+            self.assertIn(f"interface {port['id']}: firewall PROTECTED", proc.stdout)
+            shown = self.json_of("port", "info", port["id"])
+            self.assertEqual(shown["SNF:firewall_profile"], "PROTECTED")
+            done = self.json_of("server", "firewall", sid, "ENABLED", "--nic", port["id"],
+                                "--wait")
+            self.assertEqual(done, {"id": sid, "nic": port["id"],
+                                    "firewallProfile": "ENABLED"})
+            shown = self.json_of("port", "info", port["id"])
+            self.assertEqual(shown["SNF:firewall_profile"], "ENABLED")
+
+            proc = self.snf("server", "firewall", sid, "OPEN", ok=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            proc = self.snf("server", "firewall", sid, "DISABLED", "--nic", "987654", ok=False)
+            self.assertEqual(proc.returncode, 5, proc.stderr)
+            self.assertIn("(400)", proc.stderr)
+            self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+            proc = self.snf("server", "firewall", "987654", "DISABLED", ok=False)
+            self.assertEqual(proc.returncode, 3, proc.stderr)
+        return self.drive(steps)
+
+
 class ImageTests(SnfComputeTestCase):
     def test_register_a_local_file(self):
         """A local file is uploaded to the user's storage and registered as
