@@ -375,6 +375,18 @@ class OsDefinitionTests(unittest.TestCase):
         self.assertEqual(data[:IMAGE_SIZE], image)
         self.assertEqual(data[IMAGE_SIZE:], bytes(DISK_SIZE - IMAGE_SIZE))
 
+    async def test_property_names_in_any_case(self):
+        """Property names are matched without regard to case (the image API
+        lower-cases them): a lower-case root_partition naming no partition
+        is obeyed, so the image is deployed and not customized."""
+        image = make_image(self.tmp)
+        self.opener.add(EXPORT, image, snapshot=True)
+        self.serve_params(img_properties=json.dumps({"osfamily": "linux",
+                                                     "root_partition": "9"}))
+        done = await self.create()
+        self.assertIn("deployed, not customized", done.stderr)
+        self.assertIn("9", done.stderr)
+
     async def test_unformatted_partition(self):
         """An image whose root partition holds no filesystem is deployed and
         left alone, status 0."""

@@ -510,7 +510,11 @@ def create(env: dict[str, str]) -> int:
         reporter.progress(0)
         write_image(params, disk, instance)
     reporter.progress(100)
-    properties = _json_field(params, "img_properties", {})
+    # Property names are matched without regard to case: the image API
+    # carries them in HTTP headers, which lower-cases them.
+    found = _json_field(params, "img_properties", {})
+    properties = {str(k).upper(): v for k, v in found.items()} \
+        if isinstance(found, dict) else {}
     try:
         offset, length, number, growable = root_filesystem(disk, properties)
         if not is_ext(disk, offset):
