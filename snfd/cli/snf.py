@@ -1,7 +1,10 @@
 """``snf``: the user's command line for the whole cloud.
 
 ``snf login`` stores a token, the storage URL and the catalog's endpoints
-(``snfd.client.config``); ``snf file ...`` and ``snf container ...`` work
+in a profile of the config file (``snfd.client.config``; ``snf login``,
+``logout``, ``cloud`` and ``completion`` are in ``snfd.cli.snf_login``);
+``snf --cloud NAME`` picks a profile, ``snf --os-cloud NAME`` a
+``clouds.yaml`` entry instead; ``snf file ...`` and ``snf container ...`` work
 on the user's account (here).  Remote paths are
 ``container/path/to/object``; a path without a container part uses the
 configured default container (``pithos``).  A remote path ending with
@@ -24,14 +27,11 @@ from typing import Any
 
 import click
 
+from snfd.cli import snf_login
 from snfd.cli.snf_app import App, SnfGroup, fail, pass_app
+from snfd.client import config as cfg
 from snfd.client import sync as transfer
-from snfd.client.pithos import (
-    DIRECTORY_TYPES,
-    PithosClient,
-    login_password,
-    login_token,
-)
+from snfd.client.pithos import DIRECTORY_TYPES, ClientError, PithosClient
 
 
 def _workers(f: Any) -> Any:
@@ -43,13 +43,18 @@ def _workers(f: Any) -> Any:
 @click.group(cls=SnfGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="settings file (default: $SNF_CONFIG or ~/.config/snf/config.json)")
+@click.option("--cloud", "cloud_name", envvar="SNF_CLOUD",
+              help="the cloud (profile) of the settings file to use (default: the current"
+              " one; $SNF_CLOUD)")
+@click.option("--os-cloud", "os_cloud", envvar="OS_CLOUD",
+              help="log in as this clouds.yaml entry says, storing nothing ($OS_CLOUD)")
 @click.option("--stats", is_flag=True, help="print the bytes sent and received at the end")
 @click.option("--quiet", "-q", is_flag=True, help="no progress bars")
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
               show_default=True, help="listings and details as a table or as JSON")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, stats: bool, quiet: bool,
-        output: str) -> None:
+def cli(ctx: click.Context, config_path: Path | None, cloud_name: str | None,
+        os_cloud: str | None, stats: bool, quiet: bool, output: str) -> None:
     """The command line of a Synnefo-style (snfd) cloud: files, servers,
     networks, volumes, images, projects and quotas.
 
@@ -57,56 +62,24 @@ def cli(ctx: click.Context, config_path: Path | None, stats: bool, quiet: bool,
     found; 4 not allowed (token, permission); 5 refused (bad request, or
     the state does not allow it); 6 over quota; 7 the cloud unreachable or
     unavailable."""
-    app = App(config_path, stats, quiet, output)
+    if cloud_name and os_cloud:
+        # $OS_CLOUD, set for the openstack client, yields to a chosen profile.
+        if ctx.get_parameter_source("os_cloud") == click.core.ParameterSource.ENVIRONMENT:
+            os_cloud = None
+        elif ctx.get_parameter_source("cloud_name") == click.core.ParameterSource.ENVIRONMENT:
+            cloud_name = None
+        else:
+            fail("give --cloud or --os-cloud, not both")
+    app = App(config_path, stats, quiet, output, cloud_name, os_cloud)
     ctx.obj = app
     ctx.call_on_close(app.transport.close)
     if stats:
         ctx.call_on_close(app.print_stats)
 
 
-# -- login --------------------------------------------------------------------
+# -- login, logout, cloud, completion: snfd.cli.snf_login ---------------------
 
-
-@cli.command()
-@click.option("--url", help="the cloud's base URL (identity at URL/identity/v3)")
-@click.option("--token", help="log in with this token")
-@click.option("--user", "email", help="log in with this user's email and a password")
-@click.option("--password", envvar="SNF_PASSWORD", help="the password (else prompted;"
-              " or $SNF_PASSWORD)")
-@click.option("--container", help="default container of remote paths")
-@pass_app
-def login(app: App, url: str | None, token: str | None, email: str | None,
-          password: str | None, container: str | None) -> None:
-    """Log in and store the token and the storage URL."""
-    s = app.settings
-    url = (url or s.url).rstrip("/")
-    if not url:
-        fail("give the cloud's URL with --url")
-    if bool(token) == bool(email):
-        fail("give either --token or --user")
-    if email:
-        if password is None:
-            password = click.prompt("Password", hide_input=True)
-        found = login_password(app.transport, url, email, password or "")
-    else:
-        found = login_token(app.transport, url, token or "")
-    s.url, s.token, s.user, s.storage_url = url, found.token, found.user, found.storage_url
-    s.endpoints = dict(found.endpoints)
-    s.email = found.email or email or ""
-    if container:
-        s.container = container
-    path = app.save()
-    click.echo(f"logged in as {s.email or s.user} ({s.user})")
-    click.echo(f"storage: {s.storage_url}")
-    click.echo(f"settings: {path}")
-
-
-@cli.command()
-@pass_app
-def logout(app: App) -> None:
-    """Forget the stored token."""
-    app.settings.token = ""
-    app.save()
+snf_login.register(cli)
 
 
 # -- containers -----------------------------------------------------------------
@@ -226,7 +199,16 @@ def upload(app: App, local: Path, remote: str | None, recursive: bool,
         pairs = [(p, f"{name}/{p.relative_to(local).as_posix()}") for p in files]
     else:
         pairs = [(local, name)]
-    params = client.block_params(container)
+    try:
+        params = client.block_params(container)
+    except ClientError as e:
+        if e.status != 404:
+            raise
+        if container != (app.settings.container or cfg.DEFAULT_CONTAINER):
+            fail(f"no container {container!r} (make it: snf container create {container})")
+        # A new account's default container is made by its first upload.
+        client.create_container(container)
+        params = client.block_params(container)
     for path, target in pairs:
         result = transfer.upload_file(
             client, path, container, target, workers=workers, progress=app.progress(),

@@ -1,6 +1,7 @@
-"""What every ``snf`` command shares: the run's state (``App``: settings,
-transport, the object-store client, the other APIs' ``Cloud``, ``-o
-json``), one-line failures with meaningful exit codes (``Failed``,
+"""What every ``snf`` command shares: the run's state (``App``: the
+cloud's settings, from a profile of the config file or a ``clouds.yaml``
+entry, transport, the object-store client, the other APIs' ``Cloud``,
+``-o json``), one-line failures with meaningful exit codes (``Failed``,
 ``SnfGroup``: ``snfd.cli.output.exit_code``) and progress bars.
 
 Command groups live in modules of their own (``snfd.cli.snf`` for files
@@ -10,6 +11,7 @@ and login, ``snf_account``, ``snf_compute``, ``snf_network``) and take
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,10 +19,17 @@ from typing import Any, NoReturn
 import click
 
 from snfd.cli.output import exit_code
+from snfd.client import clouds_yaml
 from snfd.client import config as cfg
 from snfd.client import sync as transfer
 from snfd.client.cloud import Cloud
-from snfd.client.pithos import ClientError, PithosClient, Transport
+from snfd.client.pithos import (
+    ClientError,
+    PithosClient,
+    Transport,
+    login_password,
+    login_token,
+)
 
 
 class Failed(click.ClickException):
@@ -127,27 +136,78 @@ class StatusLine:
 
 
 class App:
-    """The state of one ``snf`` run: settings, transport, client."""
+    """The state of one ``snf`` run: settings, transport, client.
+
+    The settings are those of one cloud (profile) of the config file: the
+    ``--cloud`` one (``cloud_name``), else the current one; or, with
+    ``--os-cloud`` (``os_cloud``), those a login as that ``clouds.yaml``
+    entry gives, kept in memory only.
+    """
 
     def __init__(self, config_path: Path | None, stats: bool, quiet: bool,
-                 output: str = "table"):
+                 output: str = "table", cloud_name: str | None = None,
+                 os_cloud: str | None = None):
         self.config_path = config_path
         self.stats = stats
         self.quiet = quiet
         #: ``-o json``: listings and details as JSON (``snfd.cli.output``).
         self.json = output == "json"
+        #: ``--cloud``/``$SNF_CLOUD``: the profile of this run (None: the current one).
+        self.cloud_name = cloud_name or None
+        #: ``--os-cloud``/``$OS_CLOUD``: a clouds.yaml entry instead of a profile.
+        self.os_cloud = os_cloud or None
         self.transport = Transport()
         self._settings: cfg.Settings | None = None
+        self._profiles: cfg.Profiles | None = None
         self.account: str | None = None
+
+    @property
+    def profiles(self) -> cfg.Profiles:
+        """The config file's clouds, as read once in this run."""
+        if self._profiles is None:
+            self._profiles = cfg.load_profiles(self.config_path)
+        return self._profiles
+
+    @property
+    def profile(self) -> str:
+        """The name of the profile this run uses."""
+        return self.profiles.selected(self.cloud_name)
 
     @property
     def settings(self) -> cfg.Settings:
         if self._settings is None:
-            self._settings = cfg.load(self.config_path)
+            if self.os_cloud:
+                self._settings = self.os_cloud_login(self.os_cloud)
+            else:
+                found = self.profiles.clouds.get(self.profile)
+                if found is None and self.cloud_name:
+                    fail(f"no cloud named {self.cloud_name!r} (see `snf cloud list`;"
+                         f" `snf login --cloud {self.cloud_name} ...` makes it)")
+                self._settings = found or cfg.Settings()
         return self._settings
 
-    def save(self) -> Path:
-        return cfg.save(self.settings, self.config_path)
+    def save(self) -> Path | None:
+        """Store the settings in their profile; None (nothing written) when
+        they come from ``--os-cloud``."""
+        if self.os_cloud:
+            click.echo("snf: not stored: --os-cloud logs in again every run"
+                       " (`snf login --os-cloud NAME` stores a profile)", err=True)
+            return None
+        return cfg.save(self.settings, self.config_path, self.profile)
+
+    def os_cloud_login(self, name: str) -> cfg.Settings:
+        """Log in as the ``clouds.yaml`` entry ``name`` says (a password
+        it lacks: ``$SNF_PASSWORD``, else asked); the settings, not stored."""
+        entry = clouds_yaml.find(name)
+        if entry.token:
+            found = login_token(self.transport, entry.url, entry.token)
+        else:
+            password = entry.password or os.environ.get("SNF_PASSWORD") or click.prompt(
+                f"Password of {entry.username} ({name})", hide_input=True, err=True)
+            found = login_password(self.transport, entry.url, entry.username, password)
+        return cfg.Settings(url=entry.url, token=found.token, user=found.user,
+                            email=found.email or entry.username,
+                            storage_url=found.storage_url, endpoints=dict(found.endpoints))
 
     @property
     def cloud(self) -> Cloud:

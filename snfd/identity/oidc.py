@@ -282,7 +282,7 @@ class OIDCProvider:
         try:
             if login is None or login.provider != self.name:
                 raise Refused("unknown or expired login; start again")
-            cookie = _cookie(credentials.headers.get("cookie", ""), self.cookie_name)
+            cookie = cookie_value(credentials.headers.get("cookie", ""), self.cookie_name)
             if not secrets.compare_digest(_digest(cookie), login.browser):
                 raise Refused("the login was started in another browser")
             if params.get("error"):
@@ -516,7 +516,7 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _cookie(header: str, name: str) -> str:
+def cookie_value(header: str, name: str) -> str:
     """The value of cookie ``name`` in a ``Cookie`` header; ``""`` if absent."""
     for part in header.split(";"):
         key, _, value = part.strip().partition("=")

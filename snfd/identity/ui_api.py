@@ -38,11 +38,25 @@ the web UI's files (``snfd.ui``).
   provider sends the browser back to ``GET /ui/login/oidc/<name>/callback``
   -> 200 ``{"uuid", "email", "token", "expires"}`` as for Shibboleth, or
   401 with the reason (see ``snfd.identity.oidc``).
+- A native application's loopback hand-over (RFC 8252, what ``snf login
+  --provider`` does): either login started with ``?next=<url>&state=<s>``
+  ends, once the person is known, in a 303 to ``<url>?token=<token>&
+  state=<s>`` whatever the client asks for.  ``<url>`` must be plain http
+  to the loopback (``127.0.0.1``, ``[::1]`` or ``localhost``, any port, a
+  path and nothing else): any other target is 400 before anything
+  happens, so a link cannot send someone's token elsewhere; ``state``
+  (the application's, 1 to 256 URL-safe characters) is required with it.
+  The OpenID Connect login carries both through the provider's round trip
+  in a cookie of the browser (``snfd_loopback_<name>``, checked again at
+  the callback); the Shibboleth one in its own URL (the front server's
+  session handler returns the person to it).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from klein import Klein
 
@@ -55,6 +69,18 @@ from snfd.web.app import json_body, json_object, make_app, read_json
 from snfd.web.auth import user_of
 
 _SIGNUP_FIELDS = {"email", "password", "first_name", "last_name"}
+
+#: The loopback targets of a native application's hand-over: plain http to
+#: 127.0.0.1, [::1] or localhost, any port, a path of unreserved characters
+#: (no query, fragment, user info or backslash: what a browser would read
+#: differently from this pattern).
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\]|localhost)(?::([0-9]{1,5}))?"
+                       r"(/[A-Za-z0-9._~/-]*)?\Z")
+#: The application's ``state``: URL-safe characters only.
+_STATE = re.compile(r"[A-Za-z0-9._~-]{1,256}\Z")
+#: Prefix of the cookie that carries a loopback hand-over through an OpenID
+#: Connect provider.
+LOOPBACK_COOKIE = "snfd_loopback_"
 
 
 class SignupAPI:
@@ -160,6 +186,7 @@ class SignupAPI:
         async def shibboleth(request: Any) -> bytes:
             """The front web server authenticated the person and set the
             identity headers; answer a new token for them."""
+            loopback = _loopback(_arg(request, "next"), _arg(request, "state"))
             headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
                        for k, v in request.requestHeaders.getAllRawHeaders()}
             credentials = Credentials(headers=headers, source=_peer(request))
@@ -167,17 +194,27 @@ class SignupAPI:
             secret, token = await self._accounts.issue_token(user, methods=("shibboleth",))
             return _handoff(request, {"uuid": user.uuid, "email": user.email,
                                       "token": secret,
-                                      "expires": token.expires_at.isoformat()})
+                                      "expires": token.expires_at.isoformat()}, loopback)
 
         @app.route("/login/oidc/<name>", methods=["GET"])
         async def oidc_begin(request: Any, name: str) -> bytes:
             """Send the browser to the OpenID provider ``name``."""
             provider = oidc.find(self._accounts.providers, name)
+            loopback = _loopback(_arg(request, "next"), _arg(request, "state"))
             redirect = await provider.begin(_peer(request))
+            secure = provider.redirect_uri.startswith("https:")
             request.addCookie(redirect.cookie_name.encode(), redirect.cookie.encode(),
                               path=redirect.cookie_path.encode(), max_age=str(redirect.max_age),
-                              httpOnly=True, sameSite="lax",
-                              secure=provider.redirect_uri.startswith("https:"))
+                              httpOnly=True, sameSite="lax", secure=secure)
+            # Set, or dropped when an abandoned login left one: it must not
+            # capture this login.
+            carried = LOOPBACK_COOKIE + provider.settings.name
+            if loopback or oidc.cookie_value(_header(request, b"cookie"), carried):
+                request.addCookie(carried.encode(),
+                                  urlencode(loopback).encode() if loopback else b"",
+                                  path=redirect.cookie_path.encode(),
+                                  max_age=str(redirect.max_age if loopback else 0),
+                                  httpOnly=True, sameSite="lax", secure=secure)
             request.setHeader(b"cache-control", b"no-store")
             request.redirect(redirect.url.encode())
             return b""
@@ -191,28 +228,81 @@ class SignupAPI:
                       for key in ("state", "code", "error")}
             headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
                        for k, v in request.requestHeaders.getAllRawHeaders()}
-            request.addCookie(provider.cookie_name.encode(), b"", max_age="0",
-                              path=provider.path.encode(), httpOnly=True, sameSite="lax")
+            carried = oidc.cookie_value(headers.get("cookie", ""),
+                                        LOOPBACK_COOKIE + provider.settings.name)
+            for cookie in (provider.cookie_name,
+                           *([LOOPBACK_COOKIE + provider.settings.name] if carried else [])):
+                request.addCookie(cookie.encode(), b"", max_age="0",
+                                  path=provider.path.encode(), httpOnly=True, sameSite="lax")
+            returned = dict(parse_qsl(carried))
+            loopback = _loopback(returned.get("next"), returned.get("state"))
             request.setHeader(b"cache-control", b"no-store")
             credentials = Credentials(headers=headers, source=_peer(request), params=params)
             user = await self._accounts.login(credentials, only=provider.name)
             secret, token = await self._accounts.issue_token(user, methods=("openid",))
             return _handoff(request, {"uuid": user.uuid, "email": user.email,
                                       "token": secret, "provider": provider.name,
-                                      "expires": token.expires_at.isoformat()})
+                                      "expires": token.expires_at.isoformat()}, loopback)
 
         return app
 
 
-def _handoff(request: Any, login: dict[str, Any]) -> bytes:
-    """A login's answer: JSON for an API client; for a browser, a 303 to
-    the app with the token in the fragment (module docstring)."""
+def _handoff(request: Any, login: dict[str, Any],
+             loopback: dict[str, str] | None = None) -> bytes:
+    """A login's answer: a 303 to a native application's loopback target
+    with the token and its state in the query; else JSON for an API
+    client; for a browser, a 303 to the app with the token in the
+    fragment (module docstring)."""
     request.setHeader(b"cache-control", b"no-store")
+    if loopback:
+        request.setResponseCode(303)
+        query = urlencode({"token": login["token"], "state": loopback["state"]})
+        request.setHeader(b"location", f"{loopback['next']}?{query}".encode())
+        request.setHeader(b"referrer-policy", b"no-referrer")
+        return b""
     if wants_page(request):
         request.setResponseCode(303)
         request.setHeader(b"location", f"/ui/#token={login['token']}".encode())
         return b""
     return json_body(request, login)
+
+
+def _header(request: Any, name: bytes) -> str:
+    return (request.getHeader(name) or b"").decode("latin-1")
+
+
+def _arg(request: Any, name: str) -> str | None:
+    """The query argument ``name`` (the first one); None when absent."""
+    values = request.args.get(name.encode())
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def loopback_target(url: str) -> str | None:
+    """``url`` rebuilt from its parts when it is a loopback target a native
+    application may be handed a token at (``_LOOPBACK``); None otherwise."""
+    match = _LOOPBACK.match(url)
+    if match is None:
+        return None
+    host, port, path = match.groups()
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    return f"http://{host}{f':{int(port)}' if port else ''}{path or '/'}"
+
+
+def _loopback(next_url: str | None, state: str | None) -> dict[str, str] | None:
+    """The loopback hand-over a login was started with (``next`` and
+    ``state``), None without one; 400 for any other target, or without a
+    well-formed state."""
+    if next_url is None and state is None:
+        return None
+    target = loopback_target(next_url or "")
+    if target is None:
+        raise errors.BadRequest("next must be a plain http URL of the loopback"
+                                " (http://127.0.0.1:PORT/PATH, [::1] or localhost).")
+    if state is None or not _STATE.match(state):
+        raise errors.BadRequest("A loopback login needs its state (1 to 256 URL-safe"
+                                " characters).")
+    return {"next": target, "state": state}
 
 
 def _code(values: list[bytes] | None) -> str:

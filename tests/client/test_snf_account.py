@@ -45,7 +45,9 @@ class AccountTestCase(SnfNodeTestCase):
                            text=text)
 
     def settings(self, who: str) -> Any:
-        return json.loads(self.config_of(who).read_text())
+        """The stored settings of ``who``'s current cloud."""
+        stored = json.loads(self.config_of(who).read_text())
+        return stored["clouds"][stored["current"]]
 
     @defer.inlineCallbacks
     def json_of(self, who: str, *argv: str) -> Any:

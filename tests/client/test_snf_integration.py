@@ -115,7 +115,7 @@ class TransferTests(SnfNodeTestCase):
         uuid = yield self.user("alice@example.org")
         config = self.config_of("alice@example.org")
         self.assertEqual(stat.S_IMODE(config.stat().st_mode), 0o600)
-        settings = json.loads(config.read_text())
+        settings = json.loads(config.read_text())["clouds"]["default"]
         self.assertEqual(settings["storage_url"],
                          f"{self.node.url}/object-store/v1/{uuid}")
         yield self.snf("alice@example.org", "container", "create", "box")
@@ -267,6 +267,25 @@ class ManagementTests(SnfNodeTestCase):
         yield self.snf("erin@example.org", "file", "unpublish", "pub/note.txt")
         status, _, _ = yield threads.deferToThread(http_get, url)
         self.assertEqual(status, 404)
+
+
+class FirstUploadTests(SnfNodeTestCase):
+    @defer.inlineCallbacks
+    def test_first_upload_makes_the_default_container(self):
+        """A new account has no container: its first upload into the default
+        container makes it; an upload into another missing container is
+        refused with a hint, and makes nothing."""
+        me = "nina@example.org"
+        yield self.user(me)
+        (self.work / "a.txt").write_text("a")
+        proc = yield self.snf(me, "file", "upload", str(self.work / "a.txt"), "typo/a.txt",
+                              ok=False)
+        self.assertIn("snf container create typo", proc.stderr)
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), [])
+        yield self.snf(me, "file", "upload", str(self.work / "a.txt"))
+        proc = yield self.snf(me, "file", "cat", "pithos/a.txt")
+        self.assertEqual(proc.stdout, "a")
 
 
 class SyncTests(SnfNodeTestCase):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import json
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from Cryptodome.PublicKey import RSA
 from jwkest.jwk import RSAKey
@@ -364,6 +364,50 @@ class OIDCLoginTests(NodeTestCase):
         code, fault, _ = await self.get(callback, cookie)
         self.assertEqual(code, 401)
         self.assertIn("unknown or expired login", fault["unauthorized"]["message"])
+
+    async def test_loopback_handoff(self):
+        """A login started with a loopback ``next`` and ``state`` (``snf
+        login --provider``) carries both through the provider in a cookie
+        and ends in a 303 to the loopback with the token and the state; a
+        later login from the same browser (the cookie still sent) drops
+        it and answers as usual; a target off the loopback is 400 and
+        starts nothing."""
+        query = urlencode({"next": "http://127.0.0.1:4321/callback", "state": "cli-state"})
+        code, _, headers = await self.get("/ui/login/oidc/corp?" + query)
+        self.assertEqual(code, 302)
+        location = headers.getRawHeaders(b"location")[0].decode()
+        cookies = [c.split(b";")[0].decode() for c in headers.getRawHeaders(b"set-cookie")]
+        self.assertEqual(sorted(c.split("=")[0] for c in cookies),
+                         ["snfd_loopback_corp", "snfd_oidc_corp"])
+        await self.browse("GET", location)
+        answer = await self.browse(
+            "POST", self.issuer + "/authorize",
+            data={"request": urlsplit(location).query, "username": "alice",
+                  "password": "wonderland"})
+        back = answer.headers.getRawHeaders(b"location")[0].decode()
+        code, _, headers = await self.get(back[len(BASE):], "; ".join(cookies))
+        self.assertEqual(code, 303)
+        target = urlsplit(headers.getRawHeaders(b"location")[0].decode())
+        self.assertEqual((target.netloc, target.path), ("127.0.0.1:4321", "/callback"))
+        args = parse_qs(target.query)
+        self.assertEqual(args["state"], ["cli-state"])
+        principal = await self.accounts_.authenticate(args["token"][0])
+        self.assertEqual(principal.email, "alice@corp.test")
+
+        stale = next(c for c in cookies if c.startswith("snfd_loopback_"))
+        code, _, headers = await self.get("/ui/login/oidc/corp", stale)
+        self.assertEqual(code, 302)
+        dropped = [c for c in headers.getRawHeaders(b"set-cookie")
+                   if c.startswith(b"snfd_loopback_corp=")]
+        self.assertEqual(len(dropped), 1)
+        self.assertIn(b"Max-Age=0", dropped[0])
+        body = await self.login()
+        self.assertEqual(body["email"], "alice@corp.test")
+
+        query = urlencode({"next": "http://evil.example/callback", "state": "s"})
+        code, fault, headers = await self.get("/ui/login/oidc/corp?" + query)
+        self.assertEqual(code, 400, fault)
+        self.assertIsNone(headers.getRawHeaders(b"set-cookie"))
 
     async def test_unknown_provider(self):
         """A provider name that is not configured is 404."""

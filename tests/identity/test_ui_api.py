@@ -5,6 +5,9 @@ SMTP server listening on 127.0.0.1."""
 from __future__ import annotations
 
 import email
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from twisted.internet import defer, reactor
 from twisted.mail import smtp
@@ -252,6 +255,69 @@ class SignupTests(NodeTestCase):
         self.assertEqual(listed["providers"], [
             {"name": "local", "kind": "password"},
             {"name": "shibboleth", "kind": "redirect", "url": "/ui/login/shibboleth"}])
+
+
+    async def shibboleth(self, query: str, headers: dict[str, str]) -> tuple[int, Any]:
+        """A GET of the Shibboleth login with ``query``, no redirect
+        followed: ``(status, location or the decoded fault)``."""
+        response = await pumped(self.http, self.http.request(
+            "GET", BASE + "/ui/login/shibboleth?" + query,
+            headers={k: [v] for k, v in headers.items()}, allow_redirects=False))
+        content = await pumped(self.http, response.content())
+        if response.code == 303:
+            return response.code, response.headers.getRawHeaders("location")[0]
+        return response.code, json.loads(content) if content else None
+
+    async def test_loopback_handoff(self):
+        """A login started with a loopback ``next`` and a ``state`` (a
+        native application's, RFC 8252) ends in a 303 to that target with
+        the token and the state in the query, for an API client as for a
+        browser; 127.0.0.1, [::1] and localhost on any port are taken, the
+        target rebuilt from its parts; the token works."""
+        headers = {"eppn": "cli@uni.example", "mail": "cli@uni.example"}
+        for target, expected in (
+                ("http://127.0.0.1:8123/callback", "http://127.0.0.1:8123/callback"),
+                ("http://[::1]:1/cb", "http://[::1]:1/cb"),
+                ("http://localhost:65535", "http://localhost:65535/"),
+                ("http://127.0.0.1/", "http://127.0.0.1/")):
+            for accept in ("application/json", "text/html"):
+                query = urlencode({"next": target, "state": "s-1.2_3~"})
+                code, location = await self.shibboleth(query, dict(headers, Accept=accept))
+                self.assertEqual(code, 303, location)
+                parts = urlsplit(location)
+                self.assertEqual(f"{parts.scheme}://{parts.netloc}{parts.path}", expected)
+                args = parse_qs(parts.query)
+                self.assertEqual(sorted(args), ["state", "token"])
+                self.assertEqual(args["state"], ["s-1.2_3~"])
+                principal = await self.accounts_.authenticate(args["token"][0])
+                self.assertEqual(principal.email, "cli@uni.example")
+
+    async def test_loopback_handoff_refuses_other_targets(self):
+        """Any ``next`` but plain http to the loopback (another host, https,
+        user info, a backslash a browser reads as a slash, a query or a
+        fragment, a bad port), or a missing or malformed ``state``, is 400
+        before anything happens: no account is made, no token issued."""
+        headers = {"eppn": "victim@uni.example", "mail": "victim@uni.example"}
+        before = len(await self.accounts_.list_users())
+        for target in ("http://evil.example/callback", "https://127.0.0.1:8123/callback",
+                       "http://127.0.0.1.evil.example/", "http://127.0.0.1@evil.example/",
+                       "http://evil.example\\@127.0.0.1/", "http://evil.example#@127.0.0.1/",
+                       "http://127.0.0.1:8123/cb?x=1", "http://127.0.0.1:8123/cb#x",
+                       "http://127.0.0.1:99999/", "http://127.0.0.1:0/", "//127.0.0.1:8123/",
+                       "/ui/", "javascript:alert(1)", "http://127.0.0.2/", "http://[::2]/",
+                       "http://localhost.:80/", "http://127.0.0.1:8123/\n", ""):
+            code, fault = await self.shibboleth(urlencode({"next": target, "state": "s"}),
+                                                headers)
+            self.assertEqual(code, 400, (target, fault))
+            self.assertIn("loopback", fault["badRequest"]["message"])
+        for query in ({"next": "http://127.0.0.1:8123/cb"},
+                      {"next": "http://127.0.0.1:8123/cb", "state": ""},
+                      {"next": "http://127.0.0.1:8123/cb", "state": "a b"},
+                      {"next": "http://127.0.0.1:8123/cb", "state": "x" * 257},
+                      {"state": "s"}):
+            code, fault = await self.shibboleth(urlencode(query), headers)
+            self.assertEqual(code, 400, (query, fault))
+        self.assertEqual(len(await self.accounts_.list_users()), before)
 
 
 class ShibbolethDefaultTests(NodeTestCase):

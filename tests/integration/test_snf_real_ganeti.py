@@ -19,8 +19,7 @@ pool (``network-create``) and the users (``user-add``).
 Then everything the user does is ``snf`` run as a child process
 (``python -m snfd.cli.snf``) with a settings file of its own
 (``SNF_CONFIG``): log in; upload a folder (``file upload -r``: a new
-account has no container, so when the upload into the default container
-``pithos`` is refused, exit 3, the user makes it, ``container create``); make an
+account has no container; the first upload makes the default one); make an
 account group of a second user and share a file with it (``group set``,
 ``file share --read <uuid>:<group>``), which that user then reads with
 ``snf file -A``; generate a key pair; make a private network and its subnet;
@@ -353,15 +352,11 @@ class SnfOnRealGanetiTests(unittest.TestCase):
         (folder / "sub" / "private.txt").write_text("for alice only\n")
         blob = os.urandom(9 * MiB + 17)
         (folder / "sub" / "data.bin").write_bytes(blob)
-        # A new account has no container yet: the default one (pithos) is
-        # made first (an upload into it before is refused: exit 3, one line).
-        first = self.snf("file", "upload", "-r", str(folder), ok=None)
-        if first.returncode != 0:
-            self.assertEqual((first.returncode, first.stderr.strip()),
-                             (3, "snf: pithos: Not Found (404)"))
-            self.snf("container", "create", "pithos")
-            self.assertEqual(self.snf("container", "list").stdout.split(), ["pithos"])
+        # A new account has no container yet: the first upload into the
+        # default one (pithos) makes it.
+        self.assertEqual(self.snf("container", "list").stdout.split(), [])
         out = self.snf("file", "upload", "-r", str(folder)).stdout
+        self.assertEqual(self.snf("container", "list").stdout.split(), ["pithos"])
         self.assertEqual(len(out.strip().splitlines()), 3, out)
         self.assertIn("uploaded pithos/notes/sub/data.bin", out)
         listed = self.snf("file", "list", "pithos/notes/").stdout.split()

@@ -1,0 +1,545 @@
+"""``snf``'s clouds: profiles of the config file (two real nodes, the old
+one-cloud file migrated), ``clouds.yaml`` entries (``--os-cloud``), the
+browser login through a provider with a loopback listener (a node with
+the Shibboleth provider; the test plays the front server that sets the
+identity headers), and shell completion.  ``snf`` runs as a child
+process, as a user runs it; the config, ``clouds.yaml`` and loopback
+pieces are also checked in process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from twisted.internet import defer, reactor, threads
+from twisted.trial import unittest
+
+from snfd.client import clouds_yaml
+from snfd.client import config as cfg
+from snfd.client.loopback import LoopbackLogin
+from snfd.client.pithos import ClientError
+from snfd.testing.node import NodeProcess, free_port
+from snfd.testing.postgres import fresh_database
+from tests.client.test_snf_integration import MANAGE, PASSWORD, SNF, SnfNodeTestCase
+
+#: What the environment of the test run must not decide for ``snf``.
+_UNSET = ("SNF_CLOUD", "OS_CLOUD", "OS_CLIENT_CONFIG_FILE", "SNF_PASSWORD")
+
+
+class NodeCase(SnfNodeTestCase):
+    """``SnfNodeTestCase`` with ``node_config`` added to the node's config
+    file, ``snf`` run without the caller's ``$SNF_CLOUD``/``$OS_CLOUD``,
+    and more nodes on demand (``another_node``)."""
+
+    node_config = ""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = yield self.another_node()
+        self.work = Path(self.mktemp()).absolute()
+        self.work.mkdir()
+        self.home = self.work / "home"
+        (self.home / ".config").mkdir(parents=True)
+
+    @defer.inlineCallbacks
+    def another_node(self) -> Any:
+        dsn = fresh_database(self)
+        config = Path(self.mktemp()).absolute()
+        config.write_text("[database]\nauto_upgrade = yes\n" + self.node_config)
+        node = NodeProcess(env={"SNFD_DATABASE_URL": dsn, "SNFD_PLUGINS": "identity,pithos"},
+                           args=["--config", str(config)])
+        self.addCleanup(node.cleanup)
+        node.start()
+        yield defer.ensureDeferred(node.wait_ready(reactor, timeout=120))
+        return node
+
+    def add_user(self, node: Any, email: str) -> Any:
+        """``snf-manage user-add`` on ``node``: its JSON (uuid, token)."""
+        env = dict(os.environ, SNFD_DATABASE_URL=node.env["SNFD_DATABASE_URL"],
+                   SNFD_PLUGINS="identity,pithos", SNFD_STATE_DIR=str(node.state_dir))
+        out = subprocess.run([*MANAGE, "user-add", "--email", email, "--password", PASSWORD,
+                              "--first-name", "Test", "--activate", "--json"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            self.fail(f"snf-manage user-add: {out.stderr}")
+        return json.loads(out.stdout)
+
+    def environment(self, who: str, env: dict[str, str] | None = None) -> dict[str, str]:
+        full = {k: v for k, v in os.environ.items() if k not in _UNSET}
+        full.update(SNF_CONFIG=str(self.config_of(who)), HOME=str(self.home),
+                    XDG_CONFIG_HOME=str(self.home / ".config"))
+        full.update(env or {})
+        return full
+
+    def snf(self, who: str, *argv: str, ok: bool = True, env: dict[str, str] | None = None,
+            text: bool = True) -> defer.Deferred[subprocess.CompletedProcess[Any]]:
+        full = self.environment(who, env)
+
+        def run() -> subprocess.CompletedProcess[Any]:
+            proc = subprocess.run([*SNF, *argv], env=full, capture_output=True, text=text,
+                                  timeout=240, cwd=self.work, stdin=subprocess.DEVNULL)
+            if ok and proc.returncode != 0:
+                raise AssertionError(f"snf {' '.join(argv)} failed ({proc.returncode}):\n"
+                                     f"{proc.stderr!r}\n{self.node.tail(30)}")
+            if not ok and proc.returncode == 0:
+                raise AssertionError(f"snf {' '.join(argv)} succeeded:\n{proc.stdout!r}")
+            return proc
+
+        return threads.deferToThread(run)
+
+    def stored(self, who: str) -> Any:
+        return json.loads(self.config_of(who).read_text())
+
+
+class ProfileTests(NodeCase):
+    @defer.inlineCallbacks
+    def test_two_clouds_as_profiles(self):
+        """A one-cloud config file of the first format keeps working (as
+        the profile ``default``) and is migrated, mode 0600, when a login
+        into a second cloud writes it; ``--cloud``, ``$SNF_CLOUD`` and
+        ``snf cloud use`` choose which cloud a command talks to; logout
+        forgets the current profile's token only; ``cloud remove`` drops a
+        profile; an unknown profile is an error, not an empty login."""
+        other = yield self.another_node()
+        yield threads.deferToThread(self.add_user, self.node, "ann@one.example")
+        yield threads.deferToThread(self.add_user, other, "bob@two.example")
+        me = "me"
+        yield self.snf(me, "login", "--url", self.node.url, "--user", "ann@one.example",
+                       env={"SNF_PASSWORD": PASSWORD})
+        # What the first snf wrote: the settings themselves, one cloud.
+        old = self.stored(me)["clouds"]["default"]
+        self.config_of(me).write_text(json.dumps(old))
+        yield self.snf(me, "container", "create", "one-box")
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["one-box"])
+        self.assertEqual(self.stored(me), old, "a read-only command rewrote the file")
+
+        proc = yield self.snf(me, "login", "--cloud", "two", "--url", other.url, "--user",
+                              "bob@two.example", env={"SNF_PASSWORD": PASSWORD})
+        self.assertIn("logged in as bob@two.example", proc.stdout)
+        self.assertIn("snf cloud use two", proc.stderr)
+        stored = self.stored(me)
+        self.assertEqual(stored["current"], "default")
+        self.assertEqual(stored["clouds"]["default"], old)
+        self.assertTrue(stored["clouds"]["two"]["storage_url"].startswith(other.url))
+        self.assertEqual(stat.S_IMODE(self.config_of(me).stat().st_mode), 0o600)
+
+        yield self.snf(me, "--cloud", "two", "container", "create", "two-box")
+        proc = yield self.snf(me, "container", "list", env={"SNF_CLOUD": "two"})
+        self.assertEqual(proc.stdout.split(), ["two-box"])
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["one-box"])
+        proc = yield self.snf(me, "-o", "json", "cloud", "list")
+        self.assertEqual([(c["name"], c["current"], c["url"], c["logged_in"])
+                          for c in json.loads(proc.stdout)],
+                         [("default", True, self.node.url, True),
+                          ("two", False, other.url, True)])
+        self.assertNotIn(old["token"], proc.stdout)
+
+        yield self.snf(me, "cloud", "use", "two")
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["two-box"])
+        proc = yield self.snf(me, "cloud", "list")
+        self.assertRegex(proc.stdout, r"\*\s+two\s")
+
+        yield self.snf(me, "logout")
+        stored = self.stored(me)
+        self.assertEqual(stored["clouds"]["two"]["token"], "")
+        self.assertEqual(stored["clouds"]["default"]["token"], old["token"])
+        proc = yield self.snf(me, "container", "list", ok=False)
+        self.assertIn("not logged in", proc.stderr)
+        proc = yield self.snf(me, "--cloud", "default", "container", "list")
+        self.assertEqual(proc.stdout.split(), ["one-box"])
+
+        yield self.snf(me, "cloud", "remove", "two")
+        self.assertEqual(sorted(self.stored(me)["clouds"]), ["default"])
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["one-box"])
+        for argv in (("--cloud", "two", "container", "list"), ("cloud", "use", "two"),
+                     ("cloud", "remove", "two")):
+            proc = yield self.snf(me, *argv, ok=False)
+            self.assertIn("no cloud named 'two'", proc.stderr)
+            self.assertEqual(proc.returncode, 1)
+
+
+class OsCloudTests(NodeCase):
+    def clouds(self, path: Path, entries: dict[str, Any]) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"clouds": entries}))  # JSON is YAML
+        return path
+
+    @defer.inlineCallbacks
+    def test_clouds_yaml(self):
+        """``--os-cloud`` (or ``$OS_CLOUD``) logs in as a clouds.yaml entry
+        says, with a password (v3, Default domain) or a token, and writes
+        nothing; ``$OS_CLIENT_CONFIG_FILE`` comes before ./clouds.yaml,
+        which comes before ~/.config/openstack/clouds.yaml; ``snf login
+        --os-cloud`` stores the entry as a profile; a wrong password and
+        an auth_url that is not a snfd identity URL fail in one line."""
+        made = yield threads.deferToThread(self.add_user, self.node, "yam@example.org")
+        auth_url = f"{self.node.url}/identity/v3"
+        self.clouds(self.work / "clouds.yaml", {
+            "pw": {"auth": {"auth_url": auth_url, "username": "yam@example.org",
+                            "password": PASSWORD, "user_domain_name": "Default",
+                            "project_name": "ignored"},
+                   "region_name": "RegionOne", "identity_api_version": 3},
+            "tok": {"auth_type": "v3token", "auth": {"auth_url": auth_url + "/",
+                                                     "token": made["token"]}},
+            "bad": {"auth": {"auth_url": auth_url, "username": "yam@example.org",
+                             "password": "not it"}},
+            "nobase": {"auth": {"auth_url": self.node.url + "/v3",
+                                "username": "yam@example.org", "password": PASSWORD}}})
+        me = "yam"
+        yield self.snf(me, "--os-cloud", "pw", "container", "create", "yaml-box")
+        proc = yield self.snf(me, "container", "list", env={"OS_CLOUD": "tok"})
+        self.assertEqual(proc.stdout.split(), ["yaml-box"])
+        self.assertFalse(self.config_of(me).exists(), "--os-cloud wrote the config file")
+
+        # A profile chosen on the command line wins over $OS_CLOUD.
+        proc = yield self.snf(me, "--cloud", "nothere", "container", "list", ok=False,
+                              env={"OS_CLOUD": "tok"})
+        self.assertIn("no cloud named 'nothere'", proc.stderr)
+
+        elsewhere = self.clouds(self.work / "other.yaml", {"pw": {"auth": {
+            "auth_url": "http://127.0.0.1:9/identity/v3", "username": "x", "password": "y"}}})
+        proc = yield self.snf(me, "--os-cloud", "pw", "container", "list", ok=False,
+                              env={"OS_CLIENT_CONFIG_FILE": str(elsewhere)})
+        self.assertEqual(proc.returncode, 7, proc.stderr)
+        self.clouds(self.home / ".config" / "openstack" / "clouds.yaml", {"home": {"auth": {
+            "auth_url": auth_url, "token": made["token"]}}})
+        proc = yield self.snf(me, "--os-cloud", "home", "container", "list", ok=False)
+        self.assertIn("no cloud 'home'", proc.stderr)
+        (self.work / "clouds.yaml").rename(self.work / "aside.yaml")
+        proc = yield self.snf(me, "--os-cloud", "home", "container", "list")
+        self.assertEqual(proc.stdout.split(), ["yaml-box"])
+        (self.work / "aside.yaml").rename(self.work / "clouds.yaml")
+
+        proc = yield self.snf(me, "--os-cloud", "bad", "container", "list", ok=False)
+        self.assertEqual((proc.returncode, len(proc.stderr.splitlines())), (4, 1), proc.stderr)
+        proc = yield self.snf(me, "--os-cloud", "nobase", "container", "list", ok=False)
+        self.assertIn("not a snfd identity URL", proc.stderr)
+        self.assertFalse(self.config_of(me).exists())
+
+        proc = yield self.snf(me, "login", "--os-cloud", "pw")
+        self.assertIn("logged in as yam@example.org", proc.stdout)
+        stored = self.stored(me)
+        self.assertEqual((stored["current"], list(stored["clouds"])), ("pw", ["pw"]))
+        self.assertEqual(stored["clouds"]["pw"]["url"], self.node.url)
+        self.assertEqual(stat.S_IMODE(self.config_of(me).stat().st_mode), 0o600)
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["yaml-box"])
+
+
+class ProviderLoginTests(NodeCase):
+    """A node offering the Shibboleth login, its identity headers believed
+    from 127.0.0.1 (where the test plays the front web server)."""
+
+    node_config = ("[identity]\nauth_providers = local, shibboleth\n"
+                   "shibboleth_trusted = 127.0.0.1\n")
+
+    def start_login(self, who: str, *argv: str) -> tuple[subprocess.Popen[str], str]:
+        """Start ``snf login --provider ...`` (blocking: call in a thread);
+        the process and the address it printed."""
+        proc = subprocess.Popen(
+            [*SNF, "login", "--url", self.node.url, "--no-browser", "--timeout", "120",
+             *argv], env=self.environment(who), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=self.work)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        seen = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("  http"):
+                return proc, line.strip()
+        raise AssertionError(f"snf printed no address: {seen!r} {proc.wait()}")
+
+    def play_idp(self, address: str, eppn: str) -> str:
+        """What the front web server does once the person logged in at the
+        IdP: the login URL with the identity headers; the Location."""
+        parts = urlsplit(address)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            conn.request("GET", f"{parts.path}?{parts.query}", headers={
+                "eppn": eppn, "mail": eppn, "givenName": "Carol",
+                "Accept": "text/html"})
+            answer = conn.getresponse()
+            answer.read()
+            self.assertEqual(answer.status, 303)
+            return answer.getheader("location") or ""
+        finally:
+            conn.close()
+
+    def browse(self, url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - loopback
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def flow(self) -> None:
+        proc, address = self.start_login("carol", "--provider", "shibboleth")
+        self.assertTrue(address.startswith(self.node.url + "/ui/login/shibboleth?"), address)
+        query = parse_qs(urlsplit(address).query)
+        callback = urlsplit(query["next"][0])
+        self.assertEqual((callback.scheme, callback.hostname, callback.path),
+                         ("http", "127.0.0.1", "/callback"))
+        state = query["state"][0]
+        self.assertGreaterEqual(len(state), 32)
+
+        # Another local process guessing the port, or a stale page: refused,
+        # and snf keeps waiting.
+        status, text = self.browse(f"{query['next'][0]}?token=forged&state=guess")
+        self.assertEqual(status, 400, text)
+        self.assertIn("state does not match", text)
+        self.assertIsNone(proc.poll())
+
+        location = self.play_idp(address, "carol@uni.example")
+        back = urlsplit(location)
+        self.assertEqual((back.netloc, back.path), (callback.netloc, "/callback"))
+        self.assertEqual(parse_qs(back.query)["state"], [state])
+        status, text = self.browse(location)
+        self.assertEqual(status, 200, text)
+        self.assertIn("You may close this page", text)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("logged in as carol@uni.example", out)
+        # As with --token: the token handed over (unscoped) was exchanged
+        # for one scoped to the user's project, with the catalog.
+        stored = self.stored("carol")["clouds"]["default"]
+        self.assertEqual((stored["email"], stored["url"]), ("carol@uni.example", self.node.url))
+        self.assertTrue(stored["token"] and stored["storage_url"].startswith(self.node.url))
+
+    @defer.inlineCallbacks
+    def test_login_through_the_browser(self):
+        """``snf login --provider shibboleth`` prints the provider's login
+        address with a loopback ``next`` and a random state and waits; a
+        callback with another state is refused; once the front server
+        (the test) brings the person to that address with the identity
+        headers, the node sends the browser to the loopback with the
+        token, snf checks the state, logs in with the token, answers the
+        browser "you may close this page" and stores the profile, which
+        then works."""
+        yield threads.deferToThread(self.flow)
+        yield self.snf("carol", "container", "create", "from-browser")
+        proc = yield self.snf("carol", "container", "list")
+        self.assertEqual(proc.stdout.split(), ["from-browser"])
+
+    @defer.inlineCallbacks
+    def test_unknown_provider(self):
+        """A provider the cloud does not offer fails, naming what it offers."""
+        proc = yield self.snf("carol", "login", "--url", self.node.url, "--provider", "corp",
+                              "--no-browser", ok=False)
+        self.assertIn("no browser login 'corp' (it offers: shibboleth)", proc.stderr)
+        self.assertFalse(self.config_of("carol").exists())
+
+
+class CompletionTests(unittest.TestCase):
+    def run_snf(self, *argv: str, env: dict[str, str] | None = None) -> Any:
+        full = {k: v for k, v in os.environ.items() if k not in _UNSET}
+        full.update(env or {})
+        return subprocess.run([*SNF, *argv], env=full, capture_output=True, text=True,
+                              timeout=60)
+
+    def test_scripts(self):
+        """``snf completion SHELL`` prints click's script for that shell."""
+        for shell, mark in (("bash", "complete -o nosort -F _snf_completion snf"),
+                            ("zsh", "#compdef snf"), ("fish", "complete --no-files")):
+            proc = self.run_snf("completion", shell)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertIn("_SNF_COMPLETE", proc.stdout)
+            self.assertIn(mark, proc.stdout)
+        self.assertEqual(self.run_snf("completion", "tcsh").returncode, 2)
+
+    def test_completes_commands(self):
+        """Click's protocol completes ``snf ser`` to ``server`` and ``snf
+        cloud u`` to ``use``; the bash script, sourced in a real bash,
+        does the same through the ``snf`` of this virtualenv."""
+        proc = self.run_snf(env={"_SNF_COMPLETE": "bash_complete", "COMP_WORDS": "snf ser",
+                                 "COMP_CWORD": "1"})
+        self.assertEqual(proc.stdout.split(), ["plain,server"])
+        proc = self.run_snf(env={"_SNF_COMPLETE": "bash_complete",
+                                 "COMP_WORDS": "snf cloud u", "COMP_CWORD": "2"})
+        self.assertEqual(proc.stdout.split(), ["plain,use"])
+        script = self.run_snf("completion", "bash").stdout
+        bin_dir = str(Path(sys.executable).parent)
+        env = {k: v for k, v in os.environ.items() if k not in _UNSET}
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        shell = subprocess.run(
+            ["bash", "-c", script + '\nCOMP_WORDS=(snf ser); COMP_CWORD=1;'
+             ' _snf_completion snf; echo "${COMPREPLY[@]}"'],
+            env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(shell.stdout.split(), ["server"], shell.stderr)
+
+
+class ConfigFileTests(unittest.TestCase):
+    def test_old_format_is_read_and_migrated(self):
+        """A file of the first format is the profile ``default``; a save
+        into another profile writes the new format with both, 0600."""
+        path = Path(self.mktemp())
+        path.write_text(json.dumps({"url": "http://a", "token": "t1", "user": "u1"}))
+        profiles = cfg.load_profiles(path)
+        self.assertEqual((profiles.current, list(profiles.clouds), profiles.legacy),
+                         ("default", ["default"], True))
+        self.assertEqual(cfg.load(path).token, "t1")
+        cfg.save(cfg.Settings(url="http://b", token="t2"), path, "b")
+        data = json.loads(path.read_text())
+        self.assertEqual(data["current"], "default")
+        self.assertEqual({n: c["token"] for n, c in data["clouds"].items()},
+                         {"default": "t1", "b": "t2"})
+        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
+        self.assertEqual(cfg.load(path, "b").url, "http://b")
+        self.assertEqual(cfg.load(path, "none").token, "")
+
+    def test_first_save_makes_the_current_profile(self):
+        path = Path(self.mktemp())
+        cfg.save(cfg.Settings(token="x"), path, "work")
+        self.assertEqual(cfg.load_profiles(path).current, "work")
+        self.assertEqual(cfg.load(path).token, "x")
+
+    def test_bad_files_and_names(self):
+        """Malformed files and bad profile names are ConfigErrors."""
+        path = Path(self.mktemp())
+        for text in ("[]", '{"clouds": []}', '{"clouds": {"a b": {}}}',
+                     '{"clouds": {"a": {"token": 5}}}', '{"clouds": {}, "current": 1}', "{"):
+            path.write_text(text)
+            self.assertRaises(cfg.ConfigError, cfg.load_profiles, path)
+        for name in ("", "a/b", "../x", "-x", "x" * 65):
+            self.assertRaises(cfg.ConfigError, cfg.check_name, name)
+
+    def test_concurrent_saves_keep_each_other(self):
+        """Saves of different profiles from many threads (each rereads the
+        file under its lock) lose none of them."""
+        path = Path(self.mktemp())
+        done = [threading.Thread(target=cfg.save, args=(cfg.Settings(token=f"t{n}"), path,
+                                                        f"p{n}")) for n in range(20)]
+        for t in done:
+            t.start()
+        for t in done:
+            t.join()
+        self.assertEqual(len(cfg.load_profiles(path).clouds), 20)
+
+
+class CloudsYamlTests(unittest.TestCase):
+    def test_search_order(self):
+        """$OS_CLIENT_CONFIG_FILE, then the working directory, then
+        $XDG_CONFIG_HOME/openstack, then /etc/openstack (as openstacksdk)."""
+        paths = clouds_yaml.search_paths({"OS_CLIENT_CONFIG_FILE": "/x/c.yaml",
+                                          "XDG_CONFIG_HOME": "/home/u/.config"}, Path("/w"))
+        self.assertEqual([str(p) for p in paths if p.suffix == ".yaml"],
+                         ["/x/c.yaml", "/w/clouds.yaml", "/home/u/.config/openstack/clouds.yaml",
+                          "/etc/openstack/clouds.yaml"])
+
+    def test_base_url(self):
+        for auth_url, base in (("http://h:1/identity/v3", "http://h:1"),
+                               ("https://h/p/identity/v3/", "https://h/p"),
+                               ("https://h/identity", "https://h")):
+            self.assertEqual(clouds_yaml.base_url(auth_url), base)
+        for auth_url in ("https://h/v3", "https://h:5000", "identity/v3"):
+            self.assertRaises(cfg.ConfigError, clouds_yaml.base_url, auth_url)
+
+    def test_entries(self):
+        """Password and token entries; other auth types and domains are
+        refused with the file and the cloud named."""
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        (folder / "clouds.yaml").write_text(
+            "clouds:\n"
+            "  a:\n    auth:\n      auth_url: http://h/identity/v3\n"
+            "      username: ann\n      password: pw\n      user_domain_id: default\n"
+            "  t:\n    auth_type: token\n    auth:\n      auth_url: http://h/identity/v3\n"
+            "      token: tok\n"
+            "  app:\n    auth_type: v3applicationcredential\n    auth:\n"
+            "      auth_url: http://h/identity/v3\n"
+            "  dom:\n    auth:\n      auth_url: http://h/identity/v3\n      username: a\n"
+            "      user_domain_name: Other\n")
+        env = {"XDG_CONFIG_HOME": str(folder / "none")}
+        a = clouds_yaml.find("a", env, folder)
+        self.assertEqual((a.url, a.username, a.password, a.token), ("http://h", "ann", "pw", ""))
+        t = clouds_yaml.find("t", env, folder)
+        self.assertEqual((t.url, t.token), ("http://h", "tok"))
+        for name, words in (("app", "not supported"), ("dom", "one user domain"),
+                            ("zz", "no cloud 'zz'")):
+            with self.assertRaises(cfg.ConfigError) as caught:
+                clouds_yaml.find(name, env, folder)
+            self.assertIn(words, str(caught.exception))
+            self.assertIn(str(folder / "clouds.yaml"), str(caught.exception))
+
+
+class LoopbackTests(unittest.TestCase):
+    def get(self, url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - loopback
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def test_one_shot(self):
+        """Requests for another path or with another state are refused and
+        the listener waits on; the right state gets ``complete``'s result
+        and the browser the closing text; the port is closed after."""
+        login: LoopbackLogin[str] = LoopbackLogin()
+        self.assertRegex(login.redirect_uri, r"\Ahttp://127\.0\.0\.1:\d+/callback\Z")
+        url = login.url("http://cloud.test/", "/ui/login/x")
+        self.assertEqual(parse_qs(urlsplit(url).query),
+                         {"next": [login.redirect_uri], "state": [login.state]})
+        answers = []
+
+        def browser() -> None:
+            base = login.redirect_uri
+            answers.append(self.get(base.replace("/callback", "/other")))
+            answers.append(self.get(f"{base}?token=t&state=wrong"))
+            answers.append(self.get(f"{base}?state={login.state}"))
+            answers.append(self.get(f"{base}?token=good&state={login.state}"))
+
+        thread = threading.Thread(target=browser)
+        thread.start()
+        result = login.wait(lambda token: f"checked {token}", timeout=30)
+        thread.join()
+        self.assertEqual(result, "checked good")
+        self.assertEqual([a[0] for a in answers], [404, 400, 400, 200])
+        self.assertIn("You may close this page", answers[3][1])
+        port = int(re.findall(r":(\d+)/", login.redirect_uri)[0])
+        self.assertRaises(OSError, http.client.HTTPConnection("127.0.0.1", port,
+                                                              timeout=5).connect)
+
+    def test_given_port(self):
+        """A port may be given (one an SSH tunnel forwards)."""
+        port = free_port()
+        login: LoopbackLogin[str] = LoopbackLogin(port=port)
+        self.addCleanup(login.close)
+        self.assertEqual(login.redirect_uri, f"http://127.0.0.1:{port}/callback")
+
+    def test_times_out(self):
+        login: LoopbackLogin[str] = LoopbackLogin()
+        with self.assertRaises(ClientError) as caught:
+            login.wait(lambda token: token, timeout=0.5)
+        self.assertIn("no login came back", str(caught.exception))
+
+    def test_failed_completion_is_told_to_the_browser(self):
+        """When the token does not work, the browser is told why and
+        ``wait`` raises the error."""
+        login: LoopbackLogin[str] = LoopbackLogin()
+        answers = []
+
+        def refuse(token: str) -> str:
+            raise ClientError(401, "The token is not valid")
+
+        thread = threading.Thread(target=lambda: answers.append(
+            self.get(f"{login.redirect_uri}?token=bad&state={login.state}")))
+        thread.start()
+        with self.assertRaises(ClientError):
+            login.wait(refuse, timeout=30)
+        thread.join()
+        self.assertEqual(answers[0][0], 401)
+        self.assertIn("The token is not valid", answers[0][1])
