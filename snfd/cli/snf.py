@@ -105,7 +105,13 @@ def _print_containers(app: App, long: bool) -> None:
 @click.option("--long", "-l", is_flag=True, help="bytes, objects, modified, versioning")
 @pass_app
 def container_list(app: App, long: bool) -> None:
-    """List the containers of the account."""
+    """List the containers of the account.
+
+    \b
+    Examples:
+      snf container list
+      snf container list -l
+    """
     _print_containers(app, long)
 
 
@@ -117,7 +123,13 @@ def container_list(app: App, long: bool) -> None:
 @pass_app
 def container_create(app: App, name: str, versioning: str | None, quota: int | None,
                      project: str | None) -> None:
-    """Create a container (or change the policy of an existing one)."""
+    """Create a container (or change the policy of an existing one).
+
+    \b
+    Examples:
+      snf container create photos
+      snf container create backups --versioning none --quota 10737418240
+    """
     policy = {k: str(v) for k, v in (("Versioning", versioning), ("Quota", quota),
                                      ("Project", project)) if v is not None}
     if not app.client.create_container(name, policy=policy):
@@ -129,7 +141,13 @@ def container_create(app: App, name: str, versioning: str | None, quota: int | N
 @click.option("--recursive", "-r", is_flag=True, help="delete its objects too")
 @pass_app
 def container_delete(app: App, name: str, recursive: bool) -> None:
-    """Delete a container (it must be empty unless -r)."""
+    """Delete a container (it must be empty unless -r).
+
+    \b
+    Examples:
+      snf container delete old
+      snf container delete scratch -r
+    """
     app.client.delete_container(name, recursive=recursive)
 
 
@@ -137,7 +155,12 @@ def container_delete(app: App, name: str, recursive: bool) -> None:
 @click.argument("name")
 @pass_app
 def container_info(app: App, name: str) -> None:
-    """Show a container's headers (counts, block size, policy, meta)."""
+    """Show a container's headers (counts, block size, policy, meta).
+
+    \b
+    Example:
+      snf container info pithos
+    """
     _print_headers(app.client.container_info(name))
 
 
@@ -188,6 +211,12 @@ def upload(app: App, local: Path, remote: str | None, recursive: bool,
 
     Only the blocks the server lacks are sent; after an interruption, run
     it again to send the rest.
+
+    \b
+    Examples:
+      snf file upload report.pdf
+      snf file upload ~/photos pithos/photos -r
+      snf file upload poster.png pithos/public/poster.png --public
     """
     client = app.client
     container, name = _target(app, remote, local.resolve().name)
@@ -237,6 +266,12 @@ def download(app: App, remote: str, local: Path | None, recursive: bool,
 
     Blocks that the local file already holds are not fetched; an
     interrupted download resumes from its partial file.
+
+    \b
+    Examples:
+      snf file download pithos/report.pdf
+      snf file download pithos/photos ~/photos -r
+      snf file download pithos/notes.txt old.txt --version 1234
     """
     client = app.client
     container, name = app.remote(remote)
@@ -270,7 +305,14 @@ def download(app: App, remote: str, local: Path | None, recursive: bool,
 @pass_app
 def file_list(app: App, path: str | None, long: bool, delimiter: str | None,
               limit: int | None) -> None:
-    """List containers, or the objects of container[/prefix]."""
+    """List containers, or the objects of container[/prefix].
+
+    \b
+    Examples:
+      snf file list
+      snf file list pithos/photos/ -l
+      snf file list pithos -d /
+    """
     if path is None:
         _print_containers(app, long)
         return
@@ -298,7 +340,13 @@ def file_list(app: App, path: str | None, long: bool, delimiter: str | None,
 @click.option("--version", "version", help="a version id")
 @pass_app
 def info(app: App, remote: str, version: str | None) -> None:
-    """Show the headers of an object (or of a container)."""
+    """Show the headers of an object (or of a container).
+
+    \b
+    Examples:
+      snf file info pithos/notes.txt
+      snf file info pithos/notes.txt --version 1234
+    """
     container, name = app.remote(remote)
     if not name:
         _print_headers(app.client.container_info(container))
@@ -310,7 +358,12 @@ def info(app: App, remote: str, version: str | None) -> None:
 @click.argument("remote")
 @pass_app
 def mkdir(app: App, remote: str) -> None:
-    """Create a directory object (application/directory)."""
+    """Create a directory object (application/directory).
+
+    \b
+    Example:
+      snf file mkdir pithos/photos
+    """
     container, name = app.remote(remote)
     if not name.strip("/"):
         fail("give a directory path: container/dir")
@@ -322,7 +375,13 @@ def mkdir(app: App, remote: str) -> None:
 @click.option("--version", "version", help="a version id")
 @pass_app
 def cat(app: App, remote: str, version: str | None) -> None:
-    """Write an object's bytes to standard output."""
+    """Write an object's bytes to standard output.
+
+    \b
+    Examples:
+      snf file cat pithos/notes.txt
+      snf file cat pithos/notes.txt --version 1234 > old.txt
+    """
     container, name = app.remote(remote)
     if not name:
         fail("give an object: container/name")
@@ -349,7 +408,13 @@ def _copy(app: App, src: str, dst: str, move: bool, recursive: bool) -> None:
 @click.option("--recursive", "-r", is_flag=True, help="also every object under SRC/")
 @pass_app
 def copy(app: App, src: str, dst: str, recursive: bool) -> None:
-    """Copy an object (server side; no data is transferred)."""
+    """Copy an object (server side; no data is transferred).
+
+    \b
+    Examples:
+      snf file copy pithos/a.txt pithos/b.txt
+      snf file copy pithos/photos backup/photos -r
+    """
     _copy(app, src, dst, False, recursive)
 
 
@@ -359,7 +424,12 @@ def copy(app: App, src: str, dst: str, recursive: bool) -> None:
 @click.option("--recursive", "-r", is_flag=True, help="also every object under SRC/")
 @pass_app
 def move(app: App, src: str, dst: str, recursive: bool) -> None:
-    """Move or rename an object (server side)."""
+    """Move or rename an object (server side).
+
+    \b
+    Example:
+      snf file move pithos/a.txt pithos/archive/a.txt
+    """
     _copy(app, src, dst, True, recursive)
 
 
@@ -368,7 +438,13 @@ def move(app: App, src: str, dst: str, recursive: bool) -> None:
 @click.option("--recursive", "-r", is_flag=True, help="also every object under REMOTE/")
 @pass_app
 def delete(app: App, remote: str, recursive: bool) -> None:
-    """Delete an object (its versions stay readable)."""
+    """Delete an object (its versions stay readable).
+
+    \b
+    Examples:
+      snf file delete pithos/a.txt
+      snf file delete pithos/photos -r
+    """
     container, name = app.remote(remote)
     if not name.strip("/"):
         fail("give an object (container/name); `snf container delete` removes containers")
@@ -379,7 +455,13 @@ def delete(app: App, remote: str, recursive: bool) -> None:
 @click.argument("remote")
 @pass_app
 def versions(app: App, remote: str) -> None:
-    """List an object's versions: id and time (UTC)."""
+    """List an object's versions: id and time (UTC).
+
+    \b
+    Examples:
+      snf file versions pithos/notes.txt
+      snf file restore pithos/notes.txt --version 1234
+    """
     container, name = app.remote(remote)
     for vid, ts in app.client.versions(container, name):
         when = datetime.datetime.fromtimestamp(ts, datetime.UTC)
@@ -397,7 +479,14 @@ def _names(value: str | None) -> list[str]:
 @click.option("--clear", is_flag=True, help="stop sharing")
 @pass_app
 def share(app: App, remote: str, read: str | None, write: str | None, clear: bool) -> None:
-    """Set who may read or write an object (replaces its sharing)."""
+    """Set who may read or write an object (replaces its sharing).
+
+    \b
+    Examples:
+      snf file share pithos/report.pdf --read <bob's uuid>,<my uuid>:team
+      snf file share pithos/report.pdf --read '*'
+      snf file share pithos/report.pdf --clear
+    """
     container, name = app.remote(remote)
     if clear == bool(read or write):
         fail("give --read and/or --write, or --clear")
@@ -408,7 +497,12 @@ def share(app: App, remote: str, read: str | None, write: str | None, clear: boo
 @click.argument("remote")
 @pass_app
 def publish(app: App, remote: str) -> None:
-    """Make an object public and print its public URL."""
+    """Make an object public and print its public URL.
+
+    \b
+    Example:
+      snf file publish pithos/poster.png
+    """
     container, name = app.remote(remote)
     url = app.client.set_public(container, name, True)
     click.echo(url or "published (the server returned no public URL)")
@@ -418,7 +512,12 @@ def publish(app: App, remote: str) -> None:
 @click.argument("remote")
 @pass_app
 def unpublish(app: App, remote: str) -> None:
-    """Stop publishing an object (its public URL stops working)."""
+    """Stop publishing an object (its public URL stops working).
+
+    \b
+    Example:
+      snf file unpublish pithos/poster.png
+    """
     container, name = app.remote(remote)
     app.client.set_public(container, name, False)
 

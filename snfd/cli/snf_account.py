@@ -13,6 +13,7 @@ the API's numbers as they are.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -781,19 +782,29 @@ def _component(app: App, token: str, url: str | None) -> Cloud:
 
 
 @click.group(cls=SnfGroup)
-@click.option("--token", envvar="SNF_COMPONENT_TOKEN", required=True,
+@click.option("--token", envvar="SNF_COMPONENT_TOKEN",
               help="the component's token (snf-manage component-add; or"
                    " $SNF_COMPONENT_TOKEN)")
 @click.option("--url", help="the cloud's base URL (default: the logged-in one)")
 @click.pass_context
-def commission(ctx: click.Context, token: str, url: str | None) -> None:
+def commission(ctx: click.Context, token: str | None, url: str | None) -> None:
     """A service's quota commissions (needs a component token)."""
-    app = ctx.find_object(App)
-    assert app is not None
-    ctx.obj = _component(app, token, url)
+    ctx.meta["snf.commission"] = (token, url)
 
 
-_pass_component = click.make_pass_decorator(Cloud)
+def _pass_component(f: Any) -> Any:
+    """Pass the component's ``Cloud``, made when the command runs (so that
+    ``--help`` needs no token)."""
+    @click.pass_context
+    def run(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        token, url = ctx.meta["snf.commission"]
+        if not token:
+            raise click.UsageError("a component token is needed: snf commission --token"
+                                   " TOKEN, or $SNF_COMPONENT_TOKEN", ctx)
+        app = ctx.find_object(App)
+        assert app is not None
+        return ctx.invoke(f, _component(app, token, url), *args, **kwargs)
+    return functools.update_wrapper(run, f)
 
 
 def _json_flag() -> bool:

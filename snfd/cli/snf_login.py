@@ -161,7 +161,13 @@ def _open(address: str) -> None:
 @pass_app
 def logout(app: App) -> None:
     """Forget the stored token of the current cloud (or --cloud's); the
-    other clouds keep theirs."""
+    other clouds keep theirs.
+
+    \b
+    Examples:
+      snf logout
+      snf --cloud lab logout
+    """
     if app.os_cloud:
         fail("nothing is stored for --os-cloud")
     name = app.profile
