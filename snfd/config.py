@@ -120,6 +120,16 @@ def networks(value: str) -> tuple[str, ...]:
     return found
 
 
+def one_of(*choices: str) -> Callable[[str], str]:
+    """One of ``choices`` (matched without regard to case)."""
+    def parse(value: str) -> str:
+        v = value.strip().lower()
+        if v not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value.strip()!r}")
+        return v
+    return parse
+
+
 def path(value: str) -> Path:
     v = value.strip()
     if not v:
@@ -237,6 +247,12 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
         Key("tls_key", text, "", "PEM private key for ssl: endpoints."),
         Key("address", text, "", "Base URL other nodes and clients use to reach this"
             " node; empty: derived from the first listen endpoint."),
+        Key("drain_grace", number, 0.0,
+            "Seconds a stopping node answers /_health with 503 before it closes"
+            " its listeners, so a load balancer stops sending it requests"
+            " (with haproxy checking every 0.5 s, fall 2: 2)."),
+        Key("drain_timeout", number, 30.0,
+            "Seconds a stopping node waits for requests in flight to finish."),
         Key("heartbeat_interval", number, 5.0,
             "Seconds between membership heartbeats; a node missing 3 is shown dead."),
         Key("election_interval", number, 0.2,

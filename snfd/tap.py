@@ -36,6 +36,7 @@ from snfd.httpclient import HTTPClientPool
 from snfd.interfaces import IAuthenticator, IQuotaHolder
 from snfd.metrics import Metrics
 from snfd.node import Node, NodeService, SharedResource
+from snfd.web.drain import Drain, DrainOnStop
 from snfd.web.site import Root, Site
 from snfd.web.status import ClusterView, Health, MetricsPage
 
@@ -259,7 +260,8 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], remote: bool
     SharedResource("http-client", stop=node.http.close).setServiceParent(top)
     node.membership.setServiceParent(top)
 
-    mount(node, registry, built)
+    drain = Drain(reactor, config.node.drain_grace, config.node.drain_timeout)
+    mount(node, registry, built, drain)
     for plugin, svc in built:
         svc.setServiceParent(top)
         for description, factory in plugin.listeners(svc):
@@ -272,20 +274,22 @@ def _wire(top: NodeService, config: cfg.Config, plugins: list[Any], remote: bool
             node.election.add_duty(duty)
     node.election.setServiceParent(top)
 
-    site = Site(node.root, reactor, node.metrics)
+    site = Site(node.root, reactor, node.metrics, drain)
     for description in listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
+    # Added after the listeners: stopped, and awaited, before they close.
+    DrainOnStop(drain).setServiceParent(top)
     log.info("node {node} serving {address} (plugins: {plugins})", node=node_id,
              address=address, plugins=", ".join(p.name for p in plugins) or "none")
     top.node = node  # type: ignore[attr-defined]
 
 
 def mount(node: Node, registry: plugin_loader.Registry,
-          built: list[tuple[Any, Any]]) -> None:
+          built: list[tuple[Any, Any]], drain: Drain | None = None) -> None:
     """Mount the node's own endpoints and every plugin's resources on
     ``node.root``; two plugins claiming one segment stop the node."""
     root = node.root
-    root.mount("_health", Health(node))
+    root.mount("_health", Health(node, drain=drain))
     root.mount("_cluster", ClusterView(node, registry.get(IAuthenticator)))
     root.mount("metrics", MetricsPage(node.metrics))
     for plugin, svc in built:

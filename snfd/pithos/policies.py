@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,31 +132,24 @@ class StoragePolicies:
         return cls([StoragePolicy(name, blocks)])
 
     @classmethod
-    def from_config(cls, section: Any, state_dir: Path, make_store: Any) -> StoragePolicies:
-        """The policies of a ``[pithos]`` section: ``make_store(path)`` builds
-        each block store.  Policy 0 without a directory is on ``block_path``
-        (else ``<state_dir>/blocks``), any other on
-        ``<state_dir>/blocks-<name>``; relative directories are below
-        ``state_dir``.
+    def from_config(cls, section: Any, make_store: Callable[[str], Any],
+                    place: Callable[[PolicySpec, int], str]) -> StoragePolicies:
+        """The policies of a ``[pithos]`` section: ``place(spec, index)``
+        says where each policy's blocks are (``file_places``,
+        ``rados_places``) and ``make_store(place)`` builds its store.
 
         @raise ConfigError: the default names no policy, or two policies
-            share a directory.
+            share a place.
         """
         specs: tuple[PolicySpec, ...] = section.storage_policies
-        dirs: dict[str, str] = {}
+        places: dict[str, str] = {}
         policies = []
         for i, spec in enumerate(specs):
-            if spec.directory:
-                where = state_dir / Path(spec.directory).expanduser()
-            elif i == 0:
-                where = Path(section.block_path) if section.block_path else state_dir / "blocks"
-            else:
-                where = state_dir / f"blocks-{spec.name}"
-            key = os.path.abspath(where)
-            if key in dirs:
+            where = place(spec, i)
+            if where in places:
                 raise ConfigError("config", "pithos", "storage_policies",
-                                  f"{dirs[key]} and {spec.name} share the directory {key}")
-            dirs[key] = spec.name
+                                  f"{places[where]} and {spec.name} share {where!r}")
+            places[where] = spec.name
             policies.append((spec, where))
         default = section.storage_policy_default or None
         names = {n.lower() for spec in specs for n in (spec.name, *spec.aliases)}
@@ -253,6 +246,33 @@ class StoragePolicies:
                 await _put_named(into, h, block)
             lacking = [h for h in lacking if h not in found]
         return not lacking
+
+
+def file_places(section: Any, state_dir: Path) -> Callable[[PolicySpec, int], str]:
+    """Where the filesystem store keeps each policy's blocks: policy 0
+    without a directory on ``block_path`` (else ``<state_dir>/blocks``),
+    any other on ``<state_dir>/blocks-<name>``; relative directories are
+    below ``state_dir``."""
+    def place(spec: PolicySpec, index: int) -> str:
+        if spec.directory:
+            where = state_dir / Path(spec.directory).expanduser()
+        elif index == 0:
+            where = Path(section.block_path) if section.block_path else state_dir / "blocks"
+        else:
+            where = state_dir / f"blocks-{spec.name}"
+        return os.path.abspath(where)
+    return place
+
+
+def rados_places(section: Any) -> Callable[[PolicySpec, int], str]:
+    """Where the RADOS store keeps each policy's blocks: a namespace of
+    ``rados_pool``, the entry's "directory" if given, else
+    ``rados_namespace`` for policy 0 and ``blocks-<name>`` for the others."""
+    def place(spec: PolicySpec, index: int) -> str:
+        if spec.directory:
+            return spec.directory
+        return section.rados_namespace if index == 0 else f"blocks-{spec.name}"
+    return place
 
 
 async def _put_named(store: Any, name: str, block: bytes) -> None:

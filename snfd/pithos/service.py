@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from snfd.clock import AgeCutoffs, FlooredWallClock
 from snfd.cluster.periodic import PeriodicDuty
-from snfd.config import Section
+from snfd.config import ConfigError, Section
 from snfd.db.notify import Listener
 from snfd.interfaces import (
     Deps,
@@ -34,7 +34,7 @@ from snfd.pithos.charges import COMPONENT, DISKSPACE
 from snfd.pithos.expiry import expiry_duty
 from snfd.pithos.layout import VersionMount
 from snfd.pithos.objects import PithosObjects
-from snfd.pithos.policies import StoragePolicies
+from snfd.pithos.policies import StoragePolicies, file_places, rados_places
 from snfd.pithos.requests import swift_style
 from snfd.pithos.settings_cache import SettingsCache
 from snfd.pithos.store import CONTAINERS_CHANNEL
@@ -60,7 +60,7 @@ class PithosService(service.MultiService):
 
     name = "pithos"  # type: ignore[assignment]
 
-    def __init__(self, node: Any, section: Any, blocks: FileBlockStore, charger: Charger,
+    def __init__(self, node: Any, section: Any, blocks: IBlockStore, charger: Charger,
                  authenticator: IAuthenticator, public_url: str,
                  policies: StoragePolicies | None = None):
         super().__init__()
@@ -134,19 +134,39 @@ class PithosService(service.MultiService):
 def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
     """The storage service from the node, its ``[pithos]`` section and what
     it requires: ``IAuthenticator`` and ``IQuotaHolder``.  Each storage
-    policy's block store is a ``FileBlockStore`` (``snfd.pithos.policies``).
+    policy's block store is a ``FileBlockStore`` or, with ``block_store =
+    rados``, a ``RadosBlockStore`` (``snfd.pithos.policies``).
 
     Block ages are stamped with a ``FlooredWallClock``: a block stored or
     refreshed after the wall clock was set back does not look older than
     the blocks before it (see ``garbage_collection``)."""
     stamps = FlooredWallClock(node.clock, node.monotonic)
-    policies = StoragePolicies.from_config(
-        section, node.state_dir,
-        lambda path: FileBlockStore(path, node.reactor, clock=stamps))
+    if section.block_store == "rados":
+        policies = StoragePolicies.from_config(
+            section, lambda namespace: _rados_store(node, section, namespace, stamps),
+            rados_places(section))
+    else:
+        policies = StoragePolicies.from_config(
+            section, lambda path: FileBlockStore(path, node.reactor, clock=stamps),
+            file_places(section, node.state_dir))
     return PithosService(node, section, policies.primary.blocks,
                          Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership),
                          deps[IAuthenticator], public_base(node, section.public_url),
                          policies)
+
+
+def _rados_store(node: Node, section: Section, namespace: str, stamps: Any) -> Any:
+    from snfd.pithos.rados_blocks import RadosUnavailable, open_store
+
+    if not section.rados_conf:
+        raise ConfigError("config", "pithos", "rados_conf",
+                          "block_store = rados needs the cluster's ceph.conf")
+    try:
+        return open_store(section.rados_conf, section.rados_pool, node.reactor,
+                          user=section.rados_user, keyring=section.rados_keyring,
+                          namespace=namespace, clock=stamps)
+    except RadosUnavailable as e:
+        raise ConfigError("config", "pithos", "block_store", str(e)) from None
 
 
 def garbage_collection(svc: PithosService) -> PeriodicDuty:

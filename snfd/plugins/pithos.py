@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from snfd.config import Key, number, positive_integer, quantity, text
+from snfd.config import Key, number, one_of, positive_integer, quantity, text
 from snfd.db.migrations import Schema
 from snfd.interfaces import (
     IAuthenticator,
@@ -35,8 +35,24 @@ class PithosPlugin(ServicePlugin):
     provides = (IBlockStore, IObjectStore, IBlockReferences)
     requires = (IAuthenticator, IQuotaHolder)
     config_keys = (
+        Key("block_store", one_of("file", "rados"), "file",
+            "Where blocks are kept: file (a directory, block_path) or rados (a"
+            " Ceph pool, rados_pool of the cluster rados_conf)."),
         Key("block_path", text, "",
             "Directory of the filesystem block store; empty: <state_dir>/blocks."),
+        Key("rados_conf", text, "",
+            "With block_store = rados: the cluster's ceph.conf (required)."),
+        Key("rados_pool", text, "snfd-blocks",
+            "With block_store = rados: the replicated pool of the blocks (made"
+            " by the operator: ceph osd pool create, application enable synnefo)."),
+        Key("rados_user", text, "admin",
+            "With block_store = rados: the cephx user, without client."),
+        Key("rados_keyring", text, "",
+            "With block_store = rados: the keyring of rados_user; empty: as"
+            " rados_conf says."),
+        Key("rados_namespace", text, "",
+            "With block_store = rados: the RADOS namespace of policy 0's"
+            " blocks (other policies: blocks-<name>, or their directory)."),
         Key("public_url", text, "",
             "Base URL of public links and X-Storage-Url; empty: [identity]"
             " public_url, else this node's address."),
@@ -52,7 +68,8 @@ class PithosPlugin(ServicePlugin):
             "Swift storage policies: name[|alias...][:directory] entries; the"
             " first is policy 0 (containers older than policies, and the block"
             " store images and volumes use; default directory: block_path),"
-            " each other one defaults to <state_dir>/blocks-<name>.",
+            " each other one defaults to <state_dir>/blocks-<name> (with"
+            " block_store = rados the directory names a RADOS namespace).",
             shown=DEFAULT_POLICIES),
         Key("storage_policy_default", text, "",
             "The policy of new containers without X-Storage-Policy; empty: the"

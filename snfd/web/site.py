@@ -257,15 +257,33 @@ class Request(server.Request):
 
     def process(self) -> None:
         self._identify()
+        drain = getattr(self.channel.site, "drain", None)  # type: ignore[attr-defined]
+        if drain is not None:
+            if not self._counted:  # a request refused before its body
+                self._count(drain)
+            if drain.draining and hasattr(self.channel, "persistent"):
+                # Leaving the pool: this connection ends with this response.
+                self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+                self.channel.persistent = False
         super().process()
+
+    _counted = False
+
+    def _count(self, drain: Any) -> None:
+        """In flight (``snfd.web.drain``) from its headers to its end."""
+        self._counted = True
+        drain.started()
+        self.notifyFinish().addBoth(drain.finished)
 
     def gotLength(self, length: int | None) -> None:
         """Choose where the body goes before it arrives: the resource
         mounted at the first path segment may stream it
         (``Root.body_sink``); otherwise it is buffered up to that
         resource's limit (``Root.body_limit``), and a larger declared
-        length is refused at once."""
+        length is refused at once.  The request is in flight from here."""
         site: Site = self.channel.site  # type: ignore[attr-defined]
+        if getattr(site, "drain", None) is not None:
+            self._count(site.drain)
         if not isinstance(site.resource, Root):
             super().gotLength(length)
             return
@@ -409,12 +427,16 @@ class Site(server.Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, root: resource.IResource, clock: Any, metrics: Metrics):
-        """@raise StreamingUnavailable: request bodies could not be
-        streamed with the installed Twisted (``check_streaming``)."""
+    def __init__(self, root: resource.IResource, clock: Any, metrics: Metrics,
+                 drain: Any = None):
+        """@param drain: a ``snfd.web.drain.Drain`` that counts requests in
+            flight and says when responses must close their connections.
+        @raise StreamingUnavailable: request bodies could not be
+            streamed with the installed Twisted (``check_streaming``)."""
         super().__init__(root)
         self.clock = clock
         self.metrics = metrics
+        self.drain = drain
         #: Failures to buffer request bodies in ``TMPDIR``, logged with discipline.
         self.buffering = Repeats(log, f"buffering request bodies in {tempfile.gettempdir()}",
                                  clock)

@@ -59,15 +59,20 @@ def _json(request: Any, value: Any, code: int = 200) -> bytes:
 
 class Health(GetLeaf):
     """``GET /_health``: 200 with the state of the database and the bus, 503
-    when the database does not answer."""
+    when the database does not answer or the node is stopping
+    (``snfd.web.drain``)."""
 
-    def __init__(self, node: Any, timeout: float = 2.0):
+    def __init__(self, node: Any, timeout: float = 2.0, drain: Any = None):
         super().__init__()
         self._node = node
         self._timeout = timeout
+        self._drain = drain
 
     async def answer(self, request: Any) -> bytes:
         node = self._node
+        if self._drain is not None and self._drain.draining:
+            # Stopping (snfd.web.drain): a load balancer sends nothing more.
+            return _json(request, {"status": "draining", "node": node.node_id}, 503)
         db: dict[str, Any]
         try:
             rtt = await node.db.ping(self._timeout)

@@ -67,11 +67,14 @@ class _Base(unittest.TestCase):
     def setUp(self) -> None:
         self.root = tempfile.mkdtemp(prefix="snfd-archip-")
         self.addCleanup(shutil.rmtree, self.root, True)
-        self.file_blocks = FileBlockStore(os.path.join(self.root, "blocks"), reactor,
-                                          block_size=BS)
+        self.file_blocks = self.make_blocks()
         self.blocks = _CountingBlocks(self.file_blocks)
         self.volumes = self.store()
         self.open: list[OpenVolume] = []
+
+    def make_blocks(self) -> Any:
+        """The block store (``test_rados_blocks`` runs these tests on RADOS)."""
+        return FileBlockStore(os.path.join(self.root, "blocks"), reactor, block_size=BS)
 
     def store(self) -> VolumeStore:
         """A store over the test's directories (a fresh one sees only what

@@ -5,6 +5,7 @@ statistics.  (Sharing, quotas and garbage collection: test_backend_*.py.)"""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
@@ -36,10 +37,14 @@ class BackendTestCase(unittest.TestCase):
     async def asyncSetUp(self) -> None:
         self.dsn = fresh_database(self, list(self.schemas))
         self.db = started_pool(self, self.dsn)
-        self.blocks = FileBlockStore(self.mktemp(), reactor, block_size=BS)
+        self.blocks = self.make_blocks()
         self.clock = task.Clock()
         self.clock.advance(1000)
         self.backend = self.make_backend()
+
+    def make_blocks(self, clock: Any = None) -> Any:
+        """The block store (``test_rados_blocks`` runs these tests on RADOS)."""
+        return FileBlockStore(self.mktemp(), reactor, block_size=BS, clock=clock)
 
     def make_backend(self, **kw) -> Backend:
         return Backend(self.db, self.blocks, kw.pop("charger", None), self.clock, **kw)

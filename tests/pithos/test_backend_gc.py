@@ -4,12 +4,10 @@ with uploads never removes a block a committed version references."""
 
 from __future__ import annotations
 
-from twisted.internet import reactor
-
 from snfd import errors
 from snfd.pithos import store
 from snfd.pithos.backend import MissingBlocks
-from snfd.pithos.blocks import FileBlockStore, every_name
+from snfd.pithos.blocks import every_name
 from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of
 from tests.pithos.test_backend import ALICE, BS, BackendTestCase
 
@@ -23,7 +21,7 @@ class GarbageCollectionTests(BackendTestCase):
         await super().asyncSetUp()
         # Block ages and the collection's cutoff come from the same manual
         # clock: a test ages blocks by advancing it.
-        self.blocks = FileBlockStore(self.mktemp(), reactor, block_size=BS, clock=self.clock)
+        self.blocks = self.make_blocks(clock=self.clock)
         self.backend = self.make_backend()
         await self.container()
         await self.container("n", versioning="none")

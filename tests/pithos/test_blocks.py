@@ -19,19 +19,10 @@ import time
 from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
-from zope.interface.verify import verifyObject
 
-from snfd.interfaces import IBlockStore
-from snfd.pithos.blocks import FileBlockStore, every_name, name_of
+from snfd.pithos.blocks import FileBlockStore, every_name
 from snfd.pithos.hashmap import EMPTY_HASH, block_hash
-
-SIZE = 64 * 1024
-
-
-def block(i: int, length: int = SIZE) -> bytes:
-    """A distinct, deterministic block."""
-    seed = hashlib.sha256(str(i).encode()).digest()
-    return (seed * (length // len(seed) + 1))[:length]
+from tests.pithos.block_contract import SIZE, BlockStoreContract, block
 
 
 class StoreTestCase(unittest.TestCase):
@@ -53,6 +44,8 @@ class StoreTestCase(unittest.TestCase):
     def mtime(self, name: str) -> float:
         return os.stat(self.path(name)).st_mtime
 
+    age = mtime
+
     def path(self, name: str) -> str:
         return os.path.join(self.root, name[0:2], name[2:4], name[4:6], name)
 
@@ -64,32 +57,8 @@ class StoreTestCase(unittest.TestCase):
         return sorted(out)
 
 
-class ContractTests(StoreTestCase):
-    def test_provides_interface(self):
-        """FileBlockStore provides IBlockStore with its block size."""
-        verifyObject(IBlockStore, self.store)
-        self.assertEqual(self.store.block_size, SIZE)
-
-    async def test_put_then_get(self):
-        """put returns the blocks' names in order; get returns each block
-        right-padded with zeros to the block size."""
-        blocks = [b"hello", block(1), b"x" * 100]
-        names = await self.store.put(blocks)
-        self.assertEqual(names, [block_hash(b) for b in blocks])
-        for b, n in zip(blocks, names, strict=True):
-            self.assertEqual(await self.store.get(n), b + bytes(SIZE - len(b)))
-
-    async def test_read_a_prefix(self):
-        """read returns exactly the bytes asked for: a prefix of the
-        block, or the block padded with zeros as far as asked; the empty
-        block costs no file; a missing block is a KeyError."""
-        [name] = await self.store.put([b"hello"])
-        self.assertEqual(await self.store.read(name, 3), b"hel")
-        self.assertEqual(await self.store.read(name, 5), b"hello")
-        self.assertEqual(await self.store.read(name, 8), b"hello\x00\x00\x00")
-        self.assertEqual(await self.store.read(EMPTY_HASH, 4), bytes(4))
-        with self.assertRaises(KeyError):
-            await self.store.read(block_hash(b"absent"), 4)
+class ContractTests(StoreTestCase, BlockStoreContract):
+    """The contract, and what is particular to files."""
 
     async def test_layout_and_bytes_as_given(self):
         """A block is stored at <h[0:2]>/<h[2:4]>/<h[4:6]>/<h> with its
@@ -129,12 +98,6 @@ class ContractTests(StoreTestCase):
         FileBlockStore(root, reactor, block_size=SIZE, clock=self.clock)
         self.assertEqual(stat.S_IMODE(os.stat(root).st_mode), 0o700)
 
-    async def test_get_absent(self):
-        """get of an absent or malformed name fails with KeyError."""
-        await self.assertFailure(self.store.get("ab" * 32), KeyError)
-        await self.assertFailure(self.store.get("../../etc/passwd"), KeyError)
-        await self.assertFailure(self.store.get(EMPTY_HASH.upper()), KeyError)
-
     async def test_too_large(self):
         """A block larger than block_size is refused and nothing stored."""
         await self.assertFailure(self.store.put([b"x" * (SIZE + 1)]), ValueError)
@@ -151,25 +114,6 @@ class ContractTests(StoreTestCase):
         self.assertEqual(await self.store.scan("", 10), ([], None))
         self.assertEqual(await self.store.delete([EMPTY_HASH], self.now() + 100), [])
 
-    async def test_missing(self):
-        """missing lists the absent names in the order given, once each;
-        malformed names are absent."""
-        [a, b] = await self.store.put([b"a", b"b"])
-        x, y = "01" * 32, "02" * 32
-        self.assertEqual(await self.store.missing([y, a, x, y, EMPTY_HASH, b, "bad"]),
-                         [y, x, "bad"])
-        self.assertEqual(self.store.missing_now([x, a]), [x])
-
-    async def test_ages_come_from_the_clock(self):
-        """A block stored now has the store clock's time as its age, and
-        delete compares older_than with that time (not the wall clock's)."""
-        [a] = await self.store.put([b"a"])
-        self.assertEqual(self.mtime(a), self.now())
-        self.assertEqual(await self.store.delete([a], self.now()), [])
-        self.clock.advance(10)
-        self.assertEqual(await self.store.delete([a], self.now() - 10), [])
-        self.assertEqual(await self.store.delete([a], self.now() - 9), [a])
-
     def test_ages_without_a_reactor_are_wall_time(self):
         """A store built without a reactor or clock (as in a process of its
         own) dates blocks with the wall clock."""
@@ -179,15 +123,6 @@ class ContractTests(StoreTestCase):
         mtime = os.stat(os.path.join(store.path, name[0:2], name[2:4], name[4:6], name)).st_mtime
         self.assertTrue(before - 1 <= mtime <= time.time() + 1, (before, mtime))
         self.assertEqual(store.delete_now([name], before - 60), [])
-
-    async def test_missing_refreshes_age(self):
-        """missing (and missing_now) reset the age of the present blocks."""
-        [a, b] = await self.store.put([b"a", b"b"])
-        self.clock.advance(3600)
-        await self.store.missing([a])
-        self.store.missing_now([b])
-        for n in (a, b):
-            self.assertEqual(self.mtime(n), self.now())
 
     async def test_put_existing_refreshes_not_rewrites(self):
         """Putting a present block keeps its file (same inode) and resets
@@ -200,27 +135,6 @@ class ContractTests(StoreTestCase):
         self.assertEqual(after.st_ino, before.st_ino)
         self.assertEqual(after.st_size, 1)
         self.assertEqual(after.st_mtime, self.now())
-
-    async def test_delete_by_age(self):
-        """delete removes only the named blocks older than older_than,
-        ignores absent ones, and returns the names it removed."""
-        old, other = await self.store.put([b"old", b"other"])
-        self.clock.advance(3600)
-        [young] = await self.store.put([b"young"])
-        absent = "03" * 32
-        removed = await self.store.delete([old, young, absent, old], self.now() - 60)
-        self.assertEqual(removed, [old])
-        self.assertEqual(await self.store.missing([old, young, other]), [old])
-        await self.assertFailure(self.store.get(old), KeyError)
-        self.assertEqual(await self.store.get(young), b"young" + bytes(SIZE - 5))
-
-    async def test_delete_then_put_again(self):
-        """A deleted block can be stored again."""
-        [a] = await self.store.put([b"a"])
-        self.clock.advance(3600)
-        self.assertEqual(await self.store.delete([a], self.now()), [a])
-        await self.store.put([b"a"])
-        self.assertEqual(await self.store.missing([a]), [])
 
     async def test_scan_pages_in_order(self):
         """scan pages through every stored name in ascending order; fewer
@@ -258,12 +172,6 @@ class ContractTests(StoreTestCase):
         results = await defer.gatherResults([self.store.put([data]) for _ in range(8)])
         self.assertEqual({r[0] for r in results}, {block_hash(data)})
         self.assertEqual(len(self.files()), 1)
-
-    def test_name_of_matches_block_hash(self):
-        """name_of (the copy-free hash) agrees with hashmap.block_hash."""
-        for data in (b"", b"\x00", b"a", b"a\x00", bytes(5) + b"a", block(3)):
-            self.assertEqual(name_of(data), block_hash(data))
-            self.assertEqual(name_of(bytearray(data)), block_hash(data))
 
 
 class BufferedContractTests(ContractTests):

@@ -11,7 +11,7 @@ from snfd import errors
 from snfd.config import ConfigError, load_config
 from snfd.pithos.blocks import every_name
 from snfd.pithos.hashmap import BLOCK_SIZE, block_hash
-from snfd.pithos.policies import StoragePolicies, StoragePolicy
+from snfd.pithos.policies import StoragePolicies, StoragePolicy, file_places
 from snfd.pithos.uploads import STREAM_FROM
 from snfd.plugin_loader import config_keys, installed
 from tests.pithos.test_api import StackCase
@@ -230,10 +230,10 @@ class PolicyConfigTests(unittest.TestCase):
         """Without configuration: default (block_path) and silver."""
         section = self.load()["pithos"]
         self.assertEqual([p.name for p in section.storage_policies], ["default", "silver"])
-        made: list[Path] = []
-        policies = StoragePolicies.from_config(section, Path("/state"),
-                                               lambda p: made.append(p) or _Store())
-        self.assertEqual(made, [Path("/state/blocks"), Path("/state/blocks-silver")])
+        made: list[str] = []
+        policies = StoragePolicies.from_config(section, lambda p: made.append(p) or _Store(),
+                                               file_places(section, Path("/state")))
+        self.assertEqual(made, ["/state/blocks", "/state/blocks-silver"])
         self.assertEqual(policies.default.name, "default")
 
     def test_configured_policies(self):
@@ -241,11 +241,10 @@ class PolicyConfigTests(unittest.TestCase):
         the state directory; the default is chosen by name."""
         section = self.load(storage_policies="gold|fast:/srv/gold, silver:cold bronze",
                             storage_policy_default="FAST")["pithos"]
-        made: list[Path] = []
-        policies = StoragePolicies.from_config(section, Path("/state"),
-                                               lambda p: made.append(p) or _Store())
-        self.assertEqual(made, [Path("/srv/gold"), Path("/state/cold"),
-                                Path("/state/blocks-bronze")])
+        made: list[str] = []
+        policies = StoragePolicies.from_config(section, lambda p: made.append(p) or _Store(),
+                                               file_places(section, Path("/state")))
+        self.assertEqual(made, ["/srv/gold", "/state/cold", "/state/blocks-bronze"])
         self.assertEqual(policies.default.name, "gold")
         self.assertEqual(policies.find("fast").aliases, ("fast",))
 
@@ -258,10 +257,10 @@ class PolicyConfigTests(unittest.TestCase):
             self.assertNotIn("\n", str(e))
         section = self.load(storage_policy_default="gold")["pithos"]
         e = self.assertRaises(ConfigError, StoragePolicies.from_config, section,
-                              Path("/state"), lambda p: _Store())
+                              lambda p: _Store(), file_places(section, Path("/state")))
         self.assertIn("[pithos] storage_policy_default: no storage policy is named", str(e))
         section = self.load(storage_policies="a:/x b:/x")["pithos"]
         e = self.assertRaises(ConfigError, StoragePolicies.from_config, section,
-                              Path("/state"), lambda p: _Store())
+                              lambda p: _Store(), file_places(section, Path("/state")))
         self.assertIn("[pithos] storage_policies:", str(e))
 
