@@ -218,6 +218,8 @@ class RadosBlockStore:
         except self._rados.ObjectNotFound:
             raise KeyError(name) from None
         except self._rados.Error as e:
+            if isinstance(e, self._rados.TimedOut):
+                self._refresh_map()
             raise StorageUnreadable(_os_error(e, self.where)) from None
         if len(data) < length:
             data += bytes(length - len(data))
@@ -323,9 +325,23 @@ class RadosBlockStore:
             if rv == 0 or rv in allowed:
                 continue
             error = OSError(-rv, f"{self.where}: block {name}: {_strerror(-rv)}")
+            if -rv == errno.ETIMEDOUT:
+                self._refresh_map()
             if -rv in FULL:
                 raise StorageFull(error)
             raise StorageFailing(error) if writing else StorageUnreadable(error)
+
+    def _refresh_map(self) -> None:
+        """After a timeout: fetch the newest OSD map now.  librados learns
+        of a restarted OSD lazily, and until it does, every operation on
+        that OSD's placement groups goes to the dead address and times
+        out (measured: 12-13 s)."""
+        if self._cluster is None:
+            return
+        try:
+            self._cluster.wait_for_latest_osdmap()
+        except self._rados.Error as e:
+            log.warn("{where}: cannot fetch the OSD map: {e}", where=self.where, e=e)
 
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> Any:
         if self._pool is None:

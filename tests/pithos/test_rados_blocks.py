@@ -236,6 +236,24 @@ class UnansweredTests(RadosTestCase):
         [again] = await store.put([b"while frozen"])
         self.assertEqual(await store.missing([again]), [])
 
+    async def test_osd_restarted(self):
+        """An OSD killed and started again: what was acknowledged is there,
+        and the store (connected all along) writes and reads again."""
+        store = self.open(op_timeout=5)
+        names = await store.put([b"one", b"two"])
+        self.cluster.kill_osd(0, signal.SIGKILL)
+        await deferToThread(self.cluster.start_osd, 0)
+        await deferToThread(self.cluster.wait_active_clean, 120)
+        for attempt in range(10):
+            try:
+                [three] = await store.put([b"three"])
+                break
+            except StorageFailing:
+                if attempt == 9:
+                    raise
+        self.assertEqual(await store.missing([*names, three]), [])
+        self.assertEqual((await store.get(names[1]))[:3], b"two")
+
 
 # -- the object store's, the collection's and the volumes' tests, on RADOS ----
 
