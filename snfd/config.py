@@ -286,8 +286,14 @@ CORE_KEYS: dict[str, Sequence[Key]] = {
     ),
     "bus": (
         Key("url", _url("amqp", "amqps"), "",
-            "AMQP URL of the RabbitMQ broker; empty: the in-process bus.",
+            "AMQP URL of the RabbitMQ broker, or the URLs of a cluster's"
+            " brokers separated by spaces (tried in turn); empty: the"
+            " in-process bus.",
             env="SNFD_BUS_URL", secret=True),
+        Key("queue_type", one_of("classic", "quorum"), "classic",
+            "Type of the queues the node declares: quorum for queues"
+            " replicated across a RabbitMQ cluster (a queue keeps the type it"
+            " was first made with)."),
         Key("publish_timeout", number, 30.0,
             "Seconds a publish waits for the broker's confirm before failing."),
         Key("reconnect_max_delay", number, 30.0,

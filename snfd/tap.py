@@ -205,7 +205,7 @@ def shared_resources(config: cfg.Config, reactor: Any, node_id: str, state_dir: 
         bus = make_bus(config.bus.url, reactor, metrics,
                        publish_timeout=config.bus.publish_timeout,
                        reconnect_max_delay=config.bus.reconnect_max_delay,
-                       monotonic=steady)
+                       monotonic=steady, queue_type=config.bus.queue_type)
     except ValueError as e:
         raise StartupError(f"[bus] url: {e}") from None
     http = HTTPClientPool(reactor, metrics)

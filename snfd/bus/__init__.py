@@ -120,11 +120,14 @@ def parse_amqp_url(url: str) -> AmqpAddress:
 
 def make_bus(url: str, reactor, metrics: Metrics | None,
              publish_timeout: float = 30.0,
-             reconnect_max_delay: float = 30.0, monotonic: Any = None) -> IMessageBus:
+             reconnect_max_delay: float = 30.0, monotonic: Any = None,
+             queue_type: str = "classic") -> IMessageBus:
     """Build the bus named by ``url`` (not started yet).
 
     @param url: ``""`` for the in-process bus, else an AMQP URL (see
-        ``parse_amqp_url``).
+        ``parse_amqp_url``), or several separated by spaces or commas: the
+        brokers of a RabbitMQ cluster.
+    @param queue_type: ``classic`` or ``quorum`` (see ``AmqpBus``).
     @param reactor: the reactor to run on (time, TCP, TLS).
     @param metrics: the node's ``Metrics`` (``bus_*`` instruments), or
         ``None`` for a private, unexposed set.
@@ -141,8 +144,9 @@ def make_bus(url: str, reactor, metrics: Metrics | None,
     if not url.strip():
         from snfd.bus.local import LocalBus
         return LocalBus(reactor, metrics)
-    address = parse_amqp_url(url.strip())
+    addresses = [parse_amqp_url(u) for u in url.replace(",", " ").split()]
     from snfd.bus.amqp import AmqpBus
-    return AmqpBus(address, reactor, metrics,
+    return AmqpBus(addresses[0] if len(addresses) == 1 else addresses, reactor, metrics,
                    publish_timeout=publish_timeout,
-                   reconnect_max_delay=reconnect_max_delay, monotonic=monotonic)
+                   reconnect_max_delay=reconnect_max_delay, monotonic=monotonic,
+                   queue_type=queue_type)

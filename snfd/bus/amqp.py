@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -76,7 +76,13 @@ class _QueueDeclaration:
 class AmqpBus:
     """An ``IMessageBus`` backed by a RabbitMQ broker.
 
-    @param address: where and as whom to connect (``parse_amqp_url``).
+    @param address: where and as whom to connect (``parse_amqp_url``), or
+        a sequence of them: the brokers of a RabbitMQ cluster, tried in
+        turn (a failed attempt moves to the next one; a working one is
+        kept until its connection fails).
+    @param queue_type: ``classic``, or ``quorum`` for queues replicated
+        across a cluster's nodes (a queue keeps the type it was first
+        declared with: RabbitMQ refuses to redeclare it as the other).
     @param reactor: provides TCP (and TLS) connections and time.
     @param metrics: the ``bus_*`` instruments are updated here.
     @param publish_timeout: seconds a ``publish`` (or a declaration) may
@@ -91,15 +97,21 @@ class AmqpBus:
 
     log = Logger()
 
-    def __init__(self, address: AmqpAddress, reactor, metrics: Metrics,
+    def __init__(self, address: AmqpAddress | Sequence[AmqpAddress], reactor,
+                 metrics: Metrics,
                  publish_timeout: float = 30.0,
                  reconnect_max_delay: float = 30.0,
                  heartbeat: int = 10,
                  connect_timeout: float = 10.0,
                  tls_options=None,
                  dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
-                 monotonic: Any = None) -> None:
-        self.address = address
+                 monotonic: Any = None,
+                 queue_type: str = "classic") -> None:
+        self.addresses = [address] if isinstance(address, AmqpAddress) else list(address)
+        if not self.addresses:
+            raise ValueError("no broker address")
+        self._current = 0
+        self._queue_type = queue_type
         self._reactor = reactor
         # Publish deadlines are durations: measured on a clock that setting
         # the wall clock does not move (the reactor's own in tests).
@@ -132,6 +144,11 @@ class AmqpBus:
     @property
     def connected(self) -> bool:
         return self._conn is not None
+
+    @property
+    def address(self) -> AmqpAddress:
+        """The broker the bus uses (or tries next)."""
+        return self.addresses[self._current]
 
     def start(self) -> None:
         """Start connecting in the background; returns at once."""
@@ -292,6 +309,10 @@ class AmqpBus:
                         "Cannot connect to AMQP broker {host}:{port}: {error}",
                         host=self.address.host, port=self.address.port,
                         error=_describe(e))
+                # The next broker of a cluster, at once for the first round.
+                self._current = (self._current + 1) % len(self.addresses)
+                if self._current != 0:
+                    continue
             else:
                 delay = self._first_delay
                 await self._serve(conn)
@@ -485,16 +506,18 @@ class AmqpBus:
 
     async def _queue_on(self, channel, name: str, dead_letter: bool,
                         bindings: list[tuple[str, str]]) -> None:
-        arguments = None
+        typed = {"x-queue-type": "quorum"} if self._queue_type == "quorum" else {}
+        arguments = dict(typed) or None
         if dead_letter:
             dead = f"{name}.dead"
             await channel.exchange_declare(exchange=self._dlx,
                                            exchange_type="direct",
                                            durable=True)
-            await channel.queue_declare(queue=dead, durable=True)
+            await channel.queue_declare(queue=dead, durable=True,
+                                        arguments=dict(typed) or None)
             await channel.queue_bind(queue=dead, exchange=self._dlx,
                                      routing_key=dead)
-            arguments = {"x-dead-letter-exchange": self._dlx,
+            arguments = {**typed, "x-dead-letter-exchange": self._dlx,
                          "x-dead-letter-routing-key": dead}
         await channel.queue_declare(queue=name, durable=True,
                                     arguments=arguments)

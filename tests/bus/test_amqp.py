@@ -150,6 +150,61 @@ class AmqpBusBrokerRestartTests(BusTestMixin, unittest.TestCase):
         self.assertEqual(self.sample("snfd_bus_connected"), 0)
 
 
+class AmqpBusClusterTests(BusTestMixin, unittest.TestCase):
+    """Several brokers, and quorum queues (on a private node)."""
+
+    def setUp(self):
+        self.rabbit = private_rabbit(self)
+
+    @async_test
+    async def test_brokers_tried_in_turn(self):
+        """With the first broker of the list down, the bus connects to the
+        next one and works."""
+        down = "amqp://guest:guest@127.0.0.1:9/%2F"
+        bus = make_bus(f"{down} {self.rabbit.url}", real_reactor(), Metrics(),
+                       reconnect_max_delay=0.5)
+        bus.start()
+        self.addCleanup(bus.stop)
+        await self.wait_for(lambda: bus.connected, 30, "the connection")
+        self.assertEqual(bus.address, parse_amqp_url(self.rabbit.url))
+        await bus.declare_exchange("ex")
+        got: list[bytes] = []
+        await bus.declare_queue("q", [("ex", "k")])
+        bus.consume("q", lambda m: got.append(m.body))
+        await bus.publish("ex", "k", b"hello")
+        await self.wait_for(lambda: got == [b"hello"], 30, "the message")
+
+    @async_test
+    async def test_quorum_queues(self):
+        """With queue_type quorum, queues (and their dead-letter queues) are
+        declared as quorum queues: the broker refuses to redeclare them
+        as classic ones."""
+        import pika
+
+        bus = make_bus(self.rabbit.url, real_reactor(), Metrics(), queue_type="quorum")
+        bus.start()
+        self.addCleanup(bus.stop)
+        await bus.declare_exchange("ex")
+        await bus.declare_queue("work", [("ex", "k")], dead_letter=True)
+
+        def classic_redeclare(name: str, arguments: dict | None = None) -> str:
+            conn = pika.BlockingConnection(pika.URLParameters(self.rabbit.url))
+            try:
+                conn.channel().queue_declare(queue=name, durable=True, arguments=arguments)
+                return "accepted"
+            except pika.exceptions.ChannelClosedByBroker as e:
+                return f"{e.reply_code} {e.reply_text}"
+            finally:
+                if conn.is_open:
+                    conn.close()
+        dead = {"x-dead-letter-exchange": "snfd.dead",
+                "x-dead-letter-routing-key": "work.dead"}
+        for name, arguments in (("work", dead), ("work.dead", None)):
+            answer = await threads.deferToThread(classic_redeclare, name, arguments)
+            self.assertIn("406", answer)
+            self.assertIn("x-queue-type", answer)
+
+
 class AmqpBusUnreachableTests(BusTestMixin, unittest.TestCase):
     """The bus facing no broker at all."""
 
