@@ -7,7 +7,7 @@ profile (``default`` when there is none); the profile becomes the current
 one only when none is (``snf cloud use`` switches).  It logs in with a
 password, a token, a ``clouds.yaml`` entry (``snfd.client.clouds_yaml``),
 or through the browser with one of the cloud's login providers
-(``--provider``: ``snfd.client.loopback``, RFC 8252).
+(``--provider``: ``snfd.client.loopback``, RFC 8252 with PKCE).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from snfd.cli.snf_app import App, SnfGroup, fail, pass_app
 from snfd.client import clouds_yaml
 from snfd.client import config as cfg
 from snfd.client.loopback import LoopbackLogin
-from snfd.client.pithos import Login, login_password, login_token
+from snfd.client.pithos import Login, login_code, login_password, login_token
 
 #: The shells ``snf completion`` writes a script for (click's).
 SHELLS = ("bash", "zsh", "fish")
@@ -118,8 +118,9 @@ def _provider_login(app: App, url: str, name: str, browser: bool, timeout: int,
                     port: int) -> Login:
     """Log in through the browser with the cloud's login provider ``name``
     (``oidc:NAME`` may be given as ``NAME``): the provider's login URL
-    with a loopback ``next``, a one-shot listener there, then the token
-    it hands over checked as ``--token`` would be."""
+    with a loopback ``next`` and a PKCE challenge, a one-shot listener
+    there, then the one-time code it hands over exchanged with the
+    verifier for the token, which is checked as ``--token`` would be."""
     listed = app.transport.request("GET", url + "/ui/providers",
                                    headers={"Accept": "application/json"}).json()
     offered = [p for p in (listed or {}).get("providers") or []
@@ -140,7 +141,9 @@ def _provider_login(app: App, url: str, name: str, browser: bool, timeout: int,
         click.echo(f"  {address}", err=True)
         if browser:
             _open(address)
-        return listener.wait(lambda token: login_token(app.transport, url, token), timeout)
+        verifier = listener.verifier
+        return listener.wait(lambda code: login_code(app.transport, url, code, verifier),
+                             timeout)
     finally:
         listener.close()
 

@@ -1,22 +1,29 @@
-"""A native application's login through the browser (RFC 8252, 7.3): a
-one-shot HTTP listener on the loopback that the identity service sends
-the browser back to with a token.
+"""A native application's login through the browser (RFC 8252, 7.3, with
+PKCE, RFC 7636): a one-shot HTTP listener on the loopback that the
+identity service sends the browser back to with a one-time code.
 
 ``LoopbackLogin()`` listens on ``127.0.0.1:<a free port>`` (or the port
-given: one an SSH tunnel forwards) and makes a
-random ``state``; ``url(base, path)`` is the login URL to open, with
-``next`` (``redirect_uri``: ``http://127.0.0.1:<port>/callback``) and the
-state in its query.  ``wait(complete, timeout)`` answers requests until
-``GET /callback`` comes with that state (compared in constant time) and
-a token: it calls ``complete(token)`` (the login proper, while the
-browser waits), answers the browser with a short text (done, or why
-not) and returns what ``complete`` returned.  Any other request (a wrong
-state, another path) gets an error page and the listener keeps waiting,
-so a local process guessing the port cannot end the login.
+given: one an SSH tunnel forwards) and makes a random ``state`` and a
+random PKCE ``verifier``; ``url(base, path)`` is the login URL to open,
+with ``next`` (``redirect_uri``: ``http://127.0.0.1:<port>/callback``),
+the state and the verifier's S256 ``code_challenge`` in its query (the
+verifier itself never leaves this process but for the exchange).
+``wait(complete, timeout)`` answers requests until ``GET /callback``
+comes with that state (compared in constant time) and a code: it calls
+``complete(code)`` (the exchange of the code and the verifier for the
+token, and the login proper, while the browser waits), answers the
+browser with a short text (done, or why not) and returns what
+``complete`` returned.  Any other request (a wrong state, another path)
+gets an error page and the listener keeps waiting, so a local process
+guessing the port cannot end the login; one that sees the code (the
+browser's history keeps it) cannot use it without the verifier, and
+only within a minute, once.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import http.server
 import secrets
 import socketserver
@@ -30,6 +37,12 @@ from snfd.client.pithos import ClientError
 T = TypeVar("T")
 
 CALLBACK_PATH = "/callback"
+
+
+def s256_challenge(verifier: str) -> str:
+    """The PKCE ``S256`` challenge of ``verifier`` (RFC 7636, 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -71,6 +84,8 @@ class LoopbackLogin(Generic[T]):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = secrets.token_urlsafe(32)
+        # 64 URL-safe characters (RFC 7636: 43 to 128 unreserved ones).
+        self.verifier = secrets.token_urlsafe(48)
         self._server = _Server((host, port), _Handler)
         self._server.login = self
         self._complete: Callable[[str], T] | None = None
@@ -84,10 +99,13 @@ class LoopbackLogin(Generic[T]):
         return f"http://{host!s}:{port}{CALLBACK_PATH}"
 
     def url(self, base: str, path: str) -> str:
-        """The login URL: ``base`` + ``path`` with ``next`` and ``state``."""
+        """The login URL: ``base`` + ``path`` with ``next``, ``state`` and
+        the verifier's challenge."""
         separator = "&" if "?" in path else "?"
         return (base.rstrip("/") + path + separator
-                + urlencode({"next": self.redirect_uri, "state": self.state}))
+                + urlencode({"next": self.redirect_uri, "state": self.state,
+                             "code_challenge": s256_challenge(self.verifier),
+                             "code_challenge_method": "S256"}))
 
     def close(self) -> None:
         self._server.server_close()
@@ -120,18 +138,18 @@ class LoopbackLogin(Generic[T]):
             return
         query = parse_qs(parts.query)
         state = (query.get("state") or [""])[0]
-        token = (query.get("token") or [""])[0]
+        code = (query.get("code") or [""])[0]
         if not secrets.compare_digest(state.encode(), self.state.encode()):
             request.answer(400, "This is not the login snf is waiting for (its state"
                                 " does not match).")
             return
-        if not token:
-            request.answer(400, "The login came back without a token.")
+        if not code:
+            request.answer(400, "The login came back without a code.")
             return
         self._done = True
         assert self._complete is not None
         try:
-            self._result = self._complete(token)
+            self._result = self._complete(code)
         except Exception as e:
             self._error = e
             request.answer(401, f"snf could not log in: {e}\nYou may close this page.")
@@ -139,4 +157,4 @@ class LoopbackLogin(Generic[T]):
         request.answer(200, "snf is logged in. You may close this page.")
 
 
-__all__ = ["CALLBACK_PATH", "LoopbackLogin"]
+__all__ = ["CALLBACK_PATH", "LoopbackLogin", "s256_challenge"]

@@ -1,12 +1,13 @@
 """A blocking HTTP client of the object store (Swift API + Pithos
-extensions) and of the Keystone v3 login that finds it.
+extensions) and of the Keystone v3 login that finds it (and of the code
+exchange that ends a browser login).
 
 ``Transport`` is the one place requests are sent: a keep-alive
 ``requests.Session``, a timeout on every request, retries with
 exponential backoff, byte counters, and one error type (``ClientError``)
 whose message is the server's fault message.  ``PithosClient`` maps the
-object-store operations onto it; ``login_password``/``login_token`` get
-a token and the storage URL from the identity API.
+object-store operations onto it; ``login_password``, ``login_token`` and
+``login_code`` get a token and the storage URL from the identity API.
 
 Retries: a request that could not connect, or that got 503, is always
 sent again (the server did nothing).  A request that timed out or got
@@ -327,6 +328,23 @@ def login_token(transport: Transport, url: str, token: str) -> Login:
     resp = transport.request("GET", _identity(url),
                              headers={"X-Auth-Token": token, "X-Subject-Token": token})
     return _finish(transport, url, token, resp.json())
+
+
+def login_code(transport: Transport, url: str, code: str, verifier: str) -> Login:
+    """Trade the one-time code of a browser login (``snfd.client.loopback``)
+    and its PKCE verifier for the user's token at ``url`` (sent once: the
+    code works once), then log in with the token as ``login_token``."""
+    resp = transport.request(
+        "POST", url.rstrip("/") + "/ui/token/exchange",
+        data=json.dumps({"code": code, "code_verifier": verifier}).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        ok=(200,), idempotent=False)
+    body = resp.json()
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ClientError(resp.status_code, "the identity service gave no token for the"
+                                            " login's code")
+    return login_token(transport, url, token)
 
 
 # -- object store ------------------------------------------------------------------

@@ -25,11 +25,20 @@ per (account, address), and per account, the last only for addresses that
 have failed for that account: a stranger's failures never lock the right
 password out from an address that has not failed.  Verifications in flight
 are bounded per account and per address on each node.
+
+A native application's browser login (RFC 8252 with PKCE, RFC 7636) gets
+no token at the end of the login: ``issue_login_code`` stores a one-time
+code (its hash, the user, the application's S256 challenge, the login's
+methods; ``LOGIN_CODE_TTL``), and ``redeem_login_code`` deletes it as it
+reads it and, when the code has not expired and the verifier matches the
+challenge, issues the token the login would have.  A code is issued,
+then redeemed once or never; the database holds it, so any node redeems.
 """
 
 from __future__ import annotations
 
 import datetime
+import hmac
 import unicodedata
 import uuid as uuid_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -89,6 +98,9 @@ class Policy:
 
 #: The longest first or last name accepted.
 NAME_LENGTH = 64
+#: How long the one-time code of a native application's login may be
+#: exchanged for the token (``issue_login_code``).
+LOGIN_CODE_TTL = datetime.timedelta(seconds=60)
 # Logins of one address or account that may wait for a verification slot,
 # per slot; more are refused at once (429).
 WAITING_PER_SLOT = 8
@@ -446,6 +458,40 @@ class Accounts:
                                   tokens.new_audit_id(), audit_chain, now, expires, system)
         return secret, token
 
+    async def issue_login_code(self, user: User, challenge: str,
+                               methods: Sequence[str], provider: str) -> str:
+        """A one-time code that ``redeem_login_code`` exchanges, within
+        ``LOGIN_CODE_TTL``, for a token of ``user`` (with ``methods``) to
+        whoever shows the PKCE verifier of ``challenge`` (its S256)."""
+        if not user.is_active:
+            raise errors.Unauthorized("User inactive")
+        code = tokens.new_token()
+        await self.db.run("identity.add_login_code", store.add_login_code_txn,
+                          store.secret_hash(code), user.uuid, challenge, list(methods),
+                          provider, self.now() + LOGIN_CODE_TTL)
+        return code
+
+    async def redeem_login_code(self, code: str,
+                                verifier: str) -> tuple[User, str, Token, str]:
+        """Exchange a code of ``issue_login_code`` and its PKCE verifier for
+        a new token, issued as ``issue_token`` issues the login's: ``(user,
+        secret, token, provider)``.  The code is gone after the first
+        attempt, whatever its outcome; 400 that says nothing more than
+        "invalid or expired" for an unknown, used or expired code or a
+        verifier that does not match."""
+        found = await self.db.run("identity.take_login_code", store.take_login_code_txn,
+                                  store.secret_hash(code))
+        if (found is None or found.expires_at <= self.now()
+                or not hmac.compare_digest(tokens.s256_challenge(verifier).encode(),
+                                           found.challenge.encode())):
+            raise errors.BadRequest("Invalid or expired code.")
+        try:
+            user = await self.get_user(found.user)
+        except errors.NotFound:
+            raise errors.BadRequest("Invalid or expired code.") from None
+        secret, token = await self.issue_token(user, methods=found.methods)
+        return user, secret, token, found.provider
+
     async def renew_token(self, uuid: str) -> str:
         """Replace every token of the user with one new primary token; the
         old ones stop working at once, on every node."""
@@ -548,6 +594,11 @@ class Accounts:
 
     async def expire_tokens(self) -> int:
         return await self.db.run("identity.expire_tokens", store.expire_tokens_txn, self.now())
+
+    async def expire_login_codes(self) -> int:
+        """Delete the login codes past their expiry: how many."""
+        return await self.db.run("identity.expire_login_codes",
+                                 store.expire_login_codes_txn, self.now())
 
     async def expire_pending(self) -> int:
         """Delete the users past ``pending_expiry`` without verifying their

@@ -250,9 +250,9 @@ def write_private(path: Any, text: str) -> None:
 
 @implementer(ILeaderDuty)
 class TokenSweep:
-    """Deletes expired tokens, stale failed-login and sign-up records and
-    sign-ups left unverified past ``pending_expiry``, and ends projects past
-    their end date, once a minute, on the leader."""
+    """Deletes expired tokens and login codes, stale failed-login and
+    sign-up records and sign-ups left unverified past ``pending_expiry``,
+    and ends projects past their end date, once a minute, on the leader."""
 
     name = "identity-sweep"
     interval = 60.0
@@ -271,6 +271,7 @@ class TokenSweep:
         try:
             accounts = self._svc.accounts
             n = await accounts.expire_tokens()
+            await accounts.expire_login_codes()
             window = max(accounts.policy.login_window, accounts.policy.signup_window)
             before = accounts.now() - datetime.timedelta(seconds=window)
             await self._svc.node.db.run("identity.prune_failures",

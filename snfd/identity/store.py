@@ -1,9 +1,11 @@
-"""Accounts in PostgreSQL: users, linked login identities, tokens, groups,
-components and the failed-login counters.
+"""Accounts in PostgreSQL: users, linked login identities, tokens, the
+one-time codes of native applications' logins, groups, components and the
+failed-login counters.
 
 SQL lives only in the ``*_txn`` functions; they take a DB-API cursor and
 return plain values.  Tokens and verification codes arrive here already
-hashed (``secret_hash``): the plain values never reach the database.
+hashed (``secret_hash``), and so do login codes: the plain values never
+reach the database.
 """
 
 from __future__ import annotations
@@ -488,6 +490,52 @@ def expire_tokens_txn(txn: Any, now: datetime.datetime, limit: int = 5000) -> in
     must not delete tokens that every other node still accepts."""
     txn.execute("DELETE FROM identity_tokens WHERE hash IN (SELECT hash FROM identity_tokens"
                 " WHERE expires_at < LEAST(%s, now()) LIMIT %s)", (now, limit))
+    return int(txn.rowcount)
+
+
+# -- one-time login codes (RFC 8252 + PKCE) ----------------------------------
+
+@attrs.frozen
+class LoginCode:
+    """What a one-time login code stands for: the user it logs in, the
+    PKCE S256 challenge the login was started with, the methods and the
+    provider of the login, and when the code stops working."""
+
+    user: str
+    challenge: str
+    methods: tuple[str, ...]
+    provider: str
+    expires_at: datetime.datetime
+
+
+def add_login_code_txn(txn: Any, code_hash: bytes, uuid: str, challenge: str,
+                       methods: Sequence[str], provider: str,
+                       expires_at: datetime.datetime) -> None:
+    txn.execute(
+        "INSERT INTO identity_login_codes (hash, user_uuid, challenge, methods, provider,"
+        " expires_at) VALUES (%s, %s, %s, %s, %s, %s)",
+        (code_hash, uuid, challenge, list(methods), provider, expires_at))
+
+
+def take_login_code_txn(txn: Any, code_hash: bytes) -> LoginCode | None:
+    """Delete the code with this hash and return what it stood for (None
+    when there is none), expired or not: read and deleted by one statement,
+    so of two exchanges of one code only one finds it."""
+    txn.execute(
+        "DELETE FROM identity_login_codes WHERE hash = %s"
+        " RETURNING user_uuid::text, challenge, methods, provider, expires_at",
+        (code_hash,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    return LoginCode(row[0], row[1], tuple(row[2]), row[3], row[4])
+
+
+def expire_login_codes_txn(txn: Any, now: datetime.datetime) -> int:
+    """Delete the codes expired both at ``now`` and by the database's
+    clock; how many."""
+    txn.execute("DELETE FROM identity_login_codes WHERE expires_at < LEAST(%s, now())",
+                (now,))
     return int(txn.rowcount)
 
 

@@ -7,10 +7,15 @@ deactivation, group change, component token replacement) sends a
 PostgreSQL NOTIFY in its own transaction; each node's ``Listener`` clears
 the matching entries.  While a node is not listening (reconnecting) its
 cache answers nothing, so no revoked token outlives a notification gap.
+
+The one-time codes of native applications' logins are made as tokens are;
+``s256_challenge`` is PKCE's check of the verifier that redeems one.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 from collections import OrderedDict
 from typing import Any
@@ -25,6 +30,13 @@ def new_token() -> str:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         if not token.startswith("-"):
             return token
+
+
+def s256_challenge(verifier: str) -> str:
+    """The PKCE ``S256`` code challenge of ``verifier`` (RFC 7636, 4.2):
+    its SHA-256, URL-safe base64 without padding (43 characters)."""
+    digest = hashlib.sha256(verifier.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def new_audit_id() -> str:

@@ -38,23 +38,33 @@ the web UI's files (``snfd.ui``).
   provider sends the browser back to ``GET /ui/login/oidc/<name>/callback``
   -> 200 ``{"uuid", "email", "token", "expires"}`` as for Shibboleth, or
   401 with the reason (see ``snfd.identity.oidc``).
-- A native application's loopback hand-over (RFC 8252, what ``snf login
-  --provider`` does): either login started with ``?next=<url>&state=<s>``
-  ends, once the person is known, in a 303 to ``<url>?token=<token>&
-  state=<s>`` whatever the client asks for.  ``<url>`` must be plain http
-  to the loopback (``127.0.0.1``, ``[::1]`` or ``localhost``, any port, a
-  path and nothing else): any other target is 400 before anything
-  happens, so a link cannot send someone's token elsewhere; ``state``
-  (the application's, 1 to 256 URL-safe characters) is required with it.
-  The OpenID Connect login carries both through the provider's round trip
-  in a cookie of the browser (``snfd_loopback_<name>``, checked again at
-  the callback); the Shibboleth one in its own URL (the front server's
-  session handler returns the person to it).
+- A native application's loopback hand-over (RFC 8252 with PKCE, RFC
+  7636; what ``snf login --provider`` does): either login started with
+  ``?next=<url>&state=<s>&code_challenge=<c>&code_challenge_method=S256``
+  ends, once the person is known, in a 303 to ``<url>?code=<code>&
+  state=<s>`` whatever the client asks for: no token, so none is left in
+  the browser's history.  ``<url>`` must be plain http to the loopback
+  (``127.0.0.1``, ``[::1]`` or ``localhost``, any port, a path and nothing
+  else): any other target is 400 before anything happens; ``state`` (the
+  application's, 1 to 256 URL-safe characters) and the challenge (the
+  S256 of the application's secret verifier: 43 URL-safe base64
+  characters; no other method) are required with it.  The OpenID Connect
+  login carries them through the provider's round trip in a cookie of the
+  browser (``snfd_loopback_<name>``, checked again at the callback); the
+  Shibboleth one in its own URL (the front server's session handler
+  returns the person to it).
+- ``POST /ui/token/exchange`` ``{"code", "code_verifier"}`` -> 200
+  ``{"uuid", "email", "token", "expires", "provider"}``: the token the
+  login would have answered.  The code works once (the first attempt
+  deletes it, whatever its outcome), for 60 seconds, and only with the
+  verifier whose S256 is the login's challenge, on any node; otherwise
+  400 "Invalid or expired code", which says no more.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -64,6 +74,7 @@ from snfd import errors
 from snfd.identity import oidc
 from snfd.identity.accounts import Accounts
 from snfd.identity.providers import Credentials
+from snfd.identity.store import User
 from snfd.ui import StaticFiles, shell, wants_page
 from snfd.web.app import json_body, json_object, make_app, read_json
 from snfd.web.auth import user_of
@@ -78,6 +89,10 @@ _LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\]|localhost)(?::([0-9]{1,5})
                        r"(/[A-Za-z0-9._~/-]*)?\Z")
 #: The application's ``state``: URL-safe characters only.
 _STATE = re.compile(r"[A-Za-z0-9._~-]{1,256}\Z")
+#: A PKCE S256 challenge: a SHA-256 in URL-safe base64, unpadded.
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+#: The query arguments of a loopback hand-over.
+LOOPBACK_ARGS = ("next", "state", "code_challenge", "code_challenge_method")
 #: Prefix of the cookie that carries a loopback hand-over through an OpenID
 #: Connect provider.
 LOOPBACK_COOKIE = "snfd_loopback_"
@@ -168,6 +183,22 @@ class SignupAPI:
             return json_body(request, {"token": secret,
                                        "expires": token.expires_at.isoformat()})
 
+        @app.route("/token/exchange", methods=["POST"])
+        async def exchange(request: Any) -> bytes:
+            """A native application trades the code of its loopback login
+            and its PKCE verifier for the token (module docstring)."""
+            request.setHeader(b"cache-control", b"no-store")
+            body = json_object(read_json(request, self._max_body))
+            code, verifier = body.get("code"), body.get("code_verifier")
+            if not (isinstance(code, str) and code and isinstance(verifier, str)
+                    and verifier):
+                raise errors.BadRequest("code and code_verifier are required (strings).")
+            user, secret, token, provider = await self._accounts.redeem_login_code(
+                code, verifier)
+            return json_body(request, {"uuid": user.uuid, "email": user.email,
+                                       "token": secret, "provider": provider,
+                                       "expires": token.expires_at.isoformat()})
+
         @app.route("/providers", methods=["GET"])
         def providers(request: Any) -> bytes:
             found = []
@@ -185,22 +216,21 @@ class SignupAPI:
         @app.route("/login/shibboleth", methods=["GET", "POST"])
         async def shibboleth(request: Any) -> bytes:
             """The front web server authenticated the person and set the
-            identity headers; answer a new token for them."""
-            loopback = _loopback(_arg(request, "next"), _arg(request, "state"))
+            identity headers; answer a new token for them (a loopback
+            login: a code to exchange for it)."""
+            loopback = _loopback({k: _arg(request, k) for k in LOOPBACK_ARGS})
             headers = {k.decode("latin-1").lower(): v[0].decode("utf-8", "replace")
                        for k, v in request.requestHeaders.getAllRawHeaders()}
             credentials = Credentials(headers=headers, source=_peer(request))
             user = await self._accounts.login(credentials, only="shibboleth")
-            secret, token = await self._accounts.issue_token(user, methods=("shibboleth",))
-            return _handoff(request, {"uuid": user.uuid, "email": user.email,
-                                      "token": secret,
-                                      "expires": token.expires_at.isoformat()}, loopback)
+            return await self._logged_in(request, user, ("shibboleth",), "shibboleth",
+                                         loopback)
 
         @app.route("/login/oidc/<name>", methods=["GET"])
         async def oidc_begin(request: Any, name: str) -> bytes:
             """Send the browser to the OpenID provider ``name``."""
             provider = oidc.find(self._accounts.providers, name)
-            loopback = _loopback(_arg(request, "next"), _arg(request, "state"))
+            loopback = _loopback({k: _arg(request, k) for k in LOOPBACK_ARGS})
             redirect = await provider.begin(_peer(request))
             secure = provider.redirect_uri.startswith("https:")
             request.addCookie(redirect.cookie_name.encode(), redirect.cookie.encode(),
@@ -222,7 +252,8 @@ class SignupAPI:
         @app.route("/login/oidc/<name>/callback", methods=["GET"])
         async def oidc_callback(request: Any, name: str) -> bytes:
             """The provider sent the browser back: complete the login and
-            answer a new token, as the Shibboleth login does."""
+            answer a new token (or a loopback login's code), as the
+            Shibboleth login does."""
             provider = oidc.find(self._accounts.providers, name)
             params = {key: (request.args.get(key.encode()) or [b""])[0].decode("utf-8", "replace")
                       for key in ("state", "code", "error")}
@@ -234,32 +265,40 @@ class SignupAPI:
                            *([LOOPBACK_COOKIE + provider.settings.name] if carried else [])):
                 request.addCookie(cookie.encode(), b"", max_age="0",
                                   path=provider.path.encode(), httpOnly=True, sameSite="lax")
-            returned = dict(parse_qsl(carried))
-            loopback = _loopback(returned.get("next"), returned.get("state"))
+            loopback = _loopback(dict(parse_qsl(carried)))
             request.setHeader(b"cache-control", b"no-store")
             credentials = Credentials(headers=headers, source=_peer(request), params=params)
             user = await self._accounts.login(credentials, only=provider.name)
-            secret, token = await self._accounts.issue_token(user, methods=("openid",))
-            return _handoff(request, {"uuid": user.uuid, "email": user.email,
-                                      "token": secret, "provider": provider.name,
-                                      "expires": token.expires_at.isoformat()}, loopback)
+            return await self._logged_in(request, user, ("openid",), provider.name, loopback,
+                                         {"provider": provider.name})
 
         return app
 
+    async def _logged_in(self, request: Any, user: User, methods: Sequence[str],
+                         provider: str, loopback: dict[str, str] | None,
+                         extra: Mapping[str, Any] | None = None) -> bytes:
+        """A login's answer once the person is known: for a native
+        application's loopback login, a one-time code (no token) in a 303
+        to its target; else a new token (``_handoff``)."""
+        request.setHeader(b"cache-control", b"no-store")
+        if loopback:
+            code = await self._accounts.issue_login_code(
+                user, loopback["code_challenge"], methods, provider)
+            request.setResponseCode(303)
+            query = urlencode({"code": code, "state": loopback["state"]})
+            request.setHeader(b"location", f"{loopback['next']}?{query}".encode())
+            request.setHeader(b"referrer-policy", b"no-referrer")
+            return b""
+        secret, token = await self._accounts.issue_token(user, methods=methods)
+        return _handoff(request, {"uuid": user.uuid, "email": user.email, "token": secret,
+                                  **(extra or {}), "expires": token.expires_at.isoformat()})
 
-def _handoff(request: Any, login: dict[str, Any],
-             loopback: dict[str, str] | None = None) -> bytes:
-    """A login's answer: a 303 to a native application's loopback target
-    with the token and its state in the query; else JSON for an API
-    client; for a browser, a 303 to the app with the token in the
-    fragment (module docstring)."""
+
+def _handoff(request: Any, login: dict[str, Any]) -> bytes:
+    """A login's answer with its token: JSON for an API client; for a
+    browser, a 303 to the app with the token in the fragment (module
+    docstring)."""
     request.setHeader(b"cache-control", b"no-store")
-    if loopback:
-        request.setResponseCode(303)
-        query = urlencode({"token": login["token"], "state": loopback["state"]})
-        request.setHeader(b"location", f"{loopback['next']}?{query}".encode())
-        request.setHeader(b"referrer-policy", b"no-referrer")
-        return b""
     if wants_page(request):
         request.setResponseCode(303)
         request.setHeader(b"location", f"/ui/#token={login['token']}".encode())
@@ -279,7 +318,8 @@ def _arg(request: Any, name: str) -> str | None:
 
 def loopback_target(url: str) -> str | None:
     """``url`` rebuilt from its parts when it is a loopback target a native
-    application may be handed a token at (``_LOOPBACK``); None otherwise."""
+    application may be handed a login code at (``_LOOPBACK``); None
+    otherwise."""
     match = _LOOPBACK.match(url)
     if match is None:
         return None
@@ -289,20 +329,27 @@ def loopback_target(url: str) -> str | None:
     return f"http://{host}{f':{int(port)}' if port else ''}{path or '/'}"
 
 
-def _loopback(next_url: str | None, state: str | None) -> dict[str, str] | None:
-    """The loopback hand-over a login was started with (``next`` and
-    ``state``), None without one; 400 for any other target, or without a
-    well-formed state."""
-    if next_url is None and state is None:
+def _loopback(args: Mapping[str, str | None]) -> dict[str, str] | None:
+    """The loopback hand-over a login was started with (``LOOPBACK_ARGS``
+    of ``args``), None without one; 400 for any other target, or without a
+    well-formed state, or without an S256 code challenge."""
+    if all(args.get(k) is None for k in LOOPBACK_ARGS):
         return None
-    target = loopback_target(next_url or "")
+    target = loopback_target(args.get("next") or "")
     if target is None:
         raise errors.BadRequest("next must be a plain http URL of the loopback"
                                 " (http://127.0.0.1:PORT/PATH, [::1] or localhost).")
+    state = args.get("state")
     if state is None or not _STATE.match(state):
         raise errors.BadRequest("A loopback login needs its state (1 to 256 URL-safe"
                                 " characters).")
-    return {"next": target, "state": state}
+    challenge = args.get("code_challenge")
+    if args.get("code_challenge_method") != "S256" or not _CHALLENGE.match(challenge or ""):
+        raise errors.BadRequest("A loopback login needs a PKCE code_challenge with"
+                                " code_challenge_method=S256 (the URL-safe base64 of the"
+                                " verifier's SHA-256, 43 characters).")
+    return {"next": target, "state": state, "code_challenge": challenge or "",
+            "code_challenge_method": "S256"}
 
 
 def _code(values: list[bytes] | None) -> str:

@@ -27,7 +27,7 @@ from twisted.trial import unittest
 
 from snfd.client import clouds_yaml
 from snfd.client import config as cfg
-from snfd.client.loopback import LoopbackLogin
+from snfd.client.loopback import LoopbackLogin, s256_challenge
 from snfd.client.pithos import ClientError
 from snfd.testing.node import NodeProcess, free_port
 from snfd.testing.postgres import fresh_database
@@ -287,19 +287,35 @@ class ProviderLoginTests(NodeCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
 
+    def post_json(self, url: str, body: Any) -> tuple[int, str]:
+        """POST ``body`` as JSON to ``url``: ``(status, text)``."""
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            conn.request("POST", parts.path, body=json.dumps(body).encode(), headers={
+                "Content-Type": "application/json", "Accept": "application/json"})
+            answer = conn.getresponse()
+            return answer.status, answer.read().decode()
+        finally:
+            conn.close()
+
     def flow(self) -> None:
         proc, address = self.start_login("carol", "--provider", "shibboleth")
         self.assertTrue(address.startswith(self.node.url + "/ui/login/shibboleth?"), address)
         query = parse_qs(urlsplit(address).query)
+        self.assertEqual(sorted(query),
+                         ["code_challenge", "code_challenge_method", "next", "state"])
         callback = urlsplit(query["next"][0])
         self.assertEqual((callback.scheme, callback.hostname, callback.path),
                          ("http", "127.0.0.1", "/callback"))
         state = query["state"][0]
         self.assertGreaterEqual(len(state), 32)
+        self.assertEqual(query["code_challenge_method"], ["S256"])
+        self.assertRegex(query["code_challenge"][0], r"\A[A-Za-z0-9_-]{43}\Z")
 
         # Another local process guessing the port, or a stale page: refused,
         # and snf keeps waiting.
-        status, text = self.browse(f"{query['next'][0]}?token=forged&state=guess")
+        status, text = self.browse(f"{query['next'][0]}?code=forged&state=guess")
         self.assertEqual(status, 400, text)
         self.assertIn("state does not match", text)
         self.assertIsNone(proc.poll())
@@ -307,18 +323,28 @@ class ProviderLoginTests(NodeCase):
         location = self.play_idp(address, "carol@uni.example")
         back = urlsplit(location)
         self.assertEqual((back.netloc, back.path), (callback.netloc, "/callback"))
-        self.assertEqual(parse_qs(back.query)["state"], [state])
+        handed = parse_qs(back.query)
+        self.assertEqual(sorted(handed), ["code", "state"])
+        self.assertEqual(handed["state"], [state])
         status, text = self.browse(location)
         self.assertEqual(status, 200, text)
         self.assertIn("You may close this page", text)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn("logged in as carol@uni.example", out)
-        # As with --token: the token handed over (unscoped) was exchanged
-        # for one scoped to the user's project, with the catalog.
+        # As with --token: the token the code was exchanged for (unscoped)
+        # was exchanged for one scoped to the user's project, with the
+        # catalog; neither is in the redirect the browser's history keeps.
         stored = self.stored("carol")["clouds"]["default"]
         self.assertEqual((stored["email"], stored["url"]), ("carol@uni.example", self.node.url))
         self.assertTrue(stored["token"] and stored["storage_url"].startswith(self.node.url))
+        self.assertNotIn(stored["token"], location)
+        # Whoever reads the code in that history gets nothing with it (no
+        # verifier; single use and expiry are pinned in tests.identity).
+        status, text = self.post_json(self.node.url + "/ui/token/exchange",
+                                      {"code": handed["code"][0], "code_verifier": "x" * 43})
+        self.assertEqual(status, 400, text)
+        self.assertIn("Invalid or expired code", text)
 
     @defer.inlineCallbacks
     def test_login_through_the_browser(self):
@@ -326,10 +352,11 @@ class ProviderLoginTests(NodeCase):
         address with a loopback ``next`` and a random state and waits; a
         callback with another state is refused; once the front server
         (the test) brings the person to that address with the identity
-        headers, the node sends the browser to the loopback with the
-        token, snf checks the state, logs in with the token, answers the
+        headers, the node sends the browser to the loopback with a
+        one-time code (no token), snf checks the state, exchanges the code
+        and its PKCE verifier for the token, logs in with it, answers the
         browser "you may close this page" and stores the profile, which
-        then works."""
+        then works; the code alone gets no token."""
         yield threads.deferToThread(self.flow)
         yield self.snf("carol", "container", "create", "from-browser")
         proc = yield self.snf("carol", "container", "list")
@@ -492,26 +519,41 @@ class LoopbackTests(unittest.TestCase):
         self.assertRegex(login.redirect_uri, r"\Ahttp://127\.0\.0\.1:\d+/callback\Z")
         url = login.url("http://cloud.test/", "/ui/login/x")
         self.assertEqual(parse_qs(urlsplit(url).query),
-                         {"next": [login.redirect_uri], "state": [login.state]})
+                         {"next": [login.redirect_uri], "state": [login.state],
+                          "code_challenge": [s256_challenge(login.verifier)],
+                          "code_challenge_method": ["S256"]})
+        self.assertRegex(login.verifier, r"\A[A-Za-z0-9_-]{43,128}\Z")
+        self.assertNotIn(login.verifier, url)
         answers = []
 
         def browser() -> None:
             base = login.redirect_uri
             answers.append(self.get(base.replace("/callback", "/other")))
-            answers.append(self.get(f"{base}?token=t&state=wrong"))
+            answers.append(self.get(f"{base}?code=c&state=wrong"))
             answers.append(self.get(f"{base}?state={login.state}"))
-            answers.append(self.get(f"{base}?token=good&state={login.state}"))
+            answers.append(self.get(f"{base}?token=t&state={login.state}"))
+            answers.append(self.get(f"{base}?code=good&state={login.state}"))
 
         thread = threading.Thread(target=browser)
         thread.start()
-        result = login.wait(lambda token: f"checked {token}", timeout=30)
+        result = login.wait(lambda code: f"checked {code}", timeout=30)
         thread.join()
         self.assertEqual(result, "checked good")
-        self.assertEqual([a[0] for a in answers], [404, 400, 400, 200])
-        self.assertIn("You may close this page", answers[3][1])
+        self.assertEqual([a[0] for a in answers], [404, 400, 400, 400, 200])
+        self.assertIn("You may close this page", answers[4][1])
         port = int(re.findall(r":(\d+)/", login.redirect_uri)[0])
         self.assertRaises(OSError, http.client.HTTPConnection("127.0.0.1", port,
                                                               timeout=5).connect)
+
+    def test_s256_challenge(self):
+        """The challenge is RFC 7636's S256 (its appendix B example)."""
+        self.assertEqual(s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+                         "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        first: LoopbackLogin[str] = LoopbackLogin()
+        self.addCleanup(first.close)
+        second: LoopbackLogin[str] = LoopbackLogin()
+        self.addCleanup(second.close)
+        self.assertNotEqual(first.verifier, second.verifier)
 
     def test_given_port(self):
         """A port may be given (one an SSH tunnel forwards)."""
@@ -527,19 +569,19 @@ class LoopbackTests(unittest.TestCase):
         self.assertIn("no login came back", str(caught.exception))
 
     def test_failed_completion_is_told_to_the_browser(self):
-        """When the token does not work, the browser is told why and
+        """When the code does not work, the browser is told why and
         ``wait`` raises the error."""
         login: LoopbackLogin[str] = LoopbackLogin()
         answers = []
 
-        def refuse(token: str) -> str:
-            raise ClientError(401, "The token is not valid")
+        def refuse(code: str) -> str:
+            raise ClientError(400, "Invalid or expired code.")
 
         thread = threading.Thread(target=lambda: answers.append(
-            self.get(f"{login.redirect_uri}?token=bad&state={login.state}")))
+            self.get(f"{login.redirect_uri}?code=bad&state={login.state}")))
         thread.start()
         with self.assertRaises(ClientError):
             login.wait(refuse, timeout=30)
         thread.join()
         self.assertEqual(answers[0][0], 401)
-        self.assertIn("The token is not valid", answers[0][1])
+        self.assertIn("Invalid or expired code", answers[0][1])

@@ -2,7 +2,8 @@
 the provider ``corp``, and a real OpenID provider (IdentityPython's
 ``pyop``) serving on 127.0.0.1 with one person, alice.  A browser starts
 the login at the node, signs in at the provider's form and is sent back to
-the node's callback, which answers a token."""
+the node's callback, which answers a token (or, for a native application,
+a one-time code to exchange)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from snfd.httpclient import Target
 from snfd.identity import oidc
 from snfd.interfaces import IAuthProvider
 from snfd.testing.nodecase import BASE, NodeTestCase
-from snfd.testing.stubhttp import pumped
+from snfd.testing.stubhttp import call, pumped
 from snfd.testing.tls import self_signed
+from tests.identity.test_ui_api import PKCE, VERIFIER
 
 CLIENT_ID = "snfd"
 CLIENT_SECRET = "s3cret:with/odd&chars"
@@ -366,13 +368,16 @@ class OIDCLoginTests(NodeTestCase):
         self.assertIn("unknown or expired login", fault["unauthorized"]["message"])
 
     async def test_loopback_handoff(self):
-        """A login started with a loopback ``next`` and ``state`` (``snf
-        login --provider``) carries both through the provider in a cookie
-        and ends in a 303 to the loopback with the token and the state; a
-        later login from the same browser (the cookie still sent) drops
-        it and answers as usual; a target off the loopback is 400 and
-        starts nothing."""
-        query = urlencode({"next": "http://127.0.0.1:4321/callback", "state": "cli-state"})
+        """A login started with a loopback ``next``, ``state`` and PKCE
+        challenge (``snf login --provider``) carries them through the
+        provider in a cookie and ends in a 303 to the loopback with a
+        one-time code (no token) and the state; the code and the verifier
+        give a token of the user with the method ``openid``, once; a later
+        login from the same browser (the cookie still sent) drops it and
+        answers as usual; a target off the loopback, or no S256
+        challenge, is 400 and starts nothing."""
+        query = urlencode({"next": "http://127.0.0.1:4321/callback", "state": "cli-state",
+                           **PKCE})
         code, _, headers = await self.get("/ui/login/oidc/corp?" + query)
         self.assertEqual(code, 302)
         location = headers.getRawHeaders(b"location")[0].decode()
@@ -387,12 +392,23 @@ class OIDCLoginTests(NodeTestCase):
         back = answer.headers.getRawHeaders(b"location")[0].decode()
         code, _, headers = await self.get(back[len(BASE):], "; ".join(cookies))
         self.assertEqual(code, 303)
-        target = urlsplit(headers.getRawHeaders(b"location")[0].decode())
+        redirect = headers.getRawHeaders(b"location")[0].decode()
+        target = urlsplit(redirect)
         self.assertEqual((target.netloc, target.path), ("127.0.0.1:4321", "/callback"))
         args = parse_qs(target.query)
+        self.assertEqual(sorted(args), ["code", "state"])
         self.assertEqual(args["state"], ["cli-state"])
-        principal = await self.accounts_.authenticate(args["token"][0])
+        exchange = {"code": args["code"][0], "code_verifier": VERIFIER}
+        code, body, _ = await call(self.http, "POST", BASE + "/ui/token/exchange", exchange)
+        self.assertEqual(code, 200, body)
+        self.assertEqual((body["email"], body["provider"]), ("alice@corp.test", "oidc:corp"))
+        self.assertNotIn(body["token"], redirect)
+        principal = await self.accounts_.authenticate(body["token"])
         self.assertEqual(principal.email, "alice@corp.test")
+        token = await self.accounts_.validate(body["token"])
+        self.assertEqual(token.methods, ("openid",))
+        code, fault, _ = await call(self.http, "POST", BASE + "/ui/token/exchange", exchange)
+        self.assertEqual(code, 400, fault)
 
         stale = next(c for c in cookies if c.startswith("snfd_loopback_"))
         code, _, headers = await self.get("/ui/login/oidc/corp", stale)
@@ -404,10 +420,13 @@ class OIDCLoginTests(NodeTestCase):
         body = await self.login()
         self.assertEqual(body["email"], "alice@corp.test")
 
-        query = urlencode({"next": "http://evil.example/callback", "state": "s"})
-        code, fault, headers = await self.get("/ui/login/oidc/corp?" + query)
-        self.assertEqual(code, 400, fault)
-        self.assertIsNone(headers.getRawHeaders(b"set-cookie"))
+        for query in (urlencode({"next": "http://evil.example/callback", "state": "s", **PKCE}),
+                      urlencode({"next": "http://127.0.0.1:4321/callback", "state": "s"}),
+                      urlencode({"next": "http://127.0.0.1:4321/callback", "state": "s",
+                                 **PKCE, "code_challenge_method": "plain"})):
+            code, fault, headers = await self.get("/ui/login/oidc/corp?" + query)
+            self.assertEqual(code, 400, fault)
+            self.assertIsNone(headers.getRawHeaders(b"set-cookie"))
 
     async def test_unknown_provider(self):
         """A provider name that is not configured is 404."""

@@ -1,6 +1,7 @@
-"""Sign-up, the verification link and the Shibboleth login under /ui,
-driven in process over a real PostgreSQL; and the SMTP mailer against an
-SMTP server listening on 127.0.0.1."""
+"""Sign-up, the verification link, the Shibboleth login and the code
+exchange of native applications' logins under /ui, driven in process over
+a real PostgreSQL; and the SMTP mailer against an SMTP server listening on
+127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,18 +10,27 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from treq.testing import StubTreq
 from twisted.internet import defer, reactor
 from twisted.mail import smtp
 from twisted.trial import unittest
+from twisted.web import resource
 from zope.interface import implementer
 
 from snfd import errors
 from snfd.identity.accounts import TooManyFailures
 from snfd.identity.mail import SmtpMailer
 from snfd.identity.providers import Credentials
+from snfd.identity.service import from_config
 from snfd.testing.nodecase import BASE, NodeTestCase
-from snfd.testing.stubhttp import pumped
+from snfd.testing.stubhttp import call, pumped
 from tests.identity.test_accounts import PASSWORD
+
+#: RFC 7636's own example (appendix B): a verifier and its S256 challenge.
+VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+#: What a native application adds to a login's URL.
+PKCE = {"code_challenge": CHALLENGE, "code_challenge_method": "S256"}
 
 
 class SignupTests(NodeTestCase):
@@ -268,12 +278,42 @@ class SignupTests(NodeTestCase):
             return response.code, response.headers.getRawHeaders("location")[0]
         return response.code, json.loads(content) if content else None
 
+    async def loopback_code(self, eppn: str, target: str = "http://127.0.0.1:8123/callback",
+                            state: str = "st", accept: str = "text/html") -> str:
+        """A Shibboleth login started as ``snf login`` starts it (a loopback
+        ``next``, a state, the PKCE challenge of ``VERIFIER``): the code
+        of the loopback redirect."""
+        query = urlencode({"next": target, "state": state, **PKCE})
+        code, location = await self.shibboleth(query, {"eppn": eppn, "mail": eppn,
+                                                       "Accept": accept})
+        self.assertEqual(code, 303, location)
+        return parse_qs(urlsplit(location).query)["code"][0]
+
+    async def exchange(self, code: str, verifier: str = VERIFIER,
+                       http: Any = None) -> tuple[int, Any]:
+        """``POST /ui/token/exchange``: ``(status, decoded body)``."""
+        status, body, headers = await call(http or self.http, "POST",
+                                           BASE + "/ui/token/exchange",
+                                           {"code": code, "code_verifier": verifier}, None, {})
+        if status == 200:
+            self.assertEqual(headers.getRawHeaders(b"cache-control"), [b"no-store"])
+        return status, body
+
+    async def assertInvalid(self, code: str, verifier: str = VERIFIER) -> None:
+        """The exchange is refused with the one message that says nothing
+        about what was wrong."""
+        status, fault = await self.exchange(code, verifier)
+        self.assertEqual(status, 400, fault)
+        self.assertEqual(fault["badRequest"]["message"], "Invalid or expired code.")
+
     async def test_loopback_handoff(self):
-        """A login started with a loopback ``next`` and a ``state`` (a
-        native application's, RFC 8252) ends in a 303 to that target with
-        the token and the state in the query, for an API client as for a
-        browser; 127.0.0.1, [::1] and localhost on any port are taken, the
-        target rebuilt from its parts; the token works."""
+        """A login started with a loopback ``next``, a ``state`` and a PKCE
+        S256 challenge (a native application's, RFC 8252 and 7636) ends in
+        a 303 to that target with a one-time code and the state in the
+        query, for an API client as for a browser; 127.0.0.1, [::1] and
+        localhost on any port are taken, the target rebuilt from its
+        parts; the code and the verifier give the user's token, with the
+        login's method and the usual lifetime."""
         headers = {"eppn": "cli@uni.example", "mail": "cli@uni.example"}
         for target, expected in (
                 ("http://127.0.0.1:8123/callback", "http://127.0.0.1:8123/callback"),
@@ -281,22 +321,137 @@ class SignupTests(NodeTestCase):
                 ("http://localhost:65535", "http://localhost:65535/"),
                 ("http://127.0.0.1/", "http://127.0.0.1/")):
             for accept in ("application/json", "text/html"):
-                query = urlencode({"next": target, "state": "s-1.2_3~"})
+                query = urlencode({"next": target, "state": "s-1.2_3~", **PKCE})
                 code, location = await self.shibboleth(query, dict(headers, Accept=accept))
                 self.assertEqual(code, 303, location)
                 parts = urlsplit(location)
                 self.assertEqual(f"{parts.scheme}://{parts.netloc}{parts.path}", expected)
                 args = parse_qs(parts.query)
-                self.assertEqual(sorted(args), ["state", "token"])
+                self.assertEqual(sorted(args), ["code", "state"])
                 self.assertEqual(args["state"], ["s-1.2_3~"])
-                principal = await self.accounts_.authenticate(args["token"][0])
+                status, body = await self.exchange(args["code"][0])
+                self.assertEqual(status, 200, body)
+                self.assertEqual((body["email"], body["provider"]),
+                                 ("cli@uni.example", "shibboleth"))
+                principal = await self.accounts_.authenticate(body["token"])
                 self.assertEqual(principal.email, "cli@uni.example")
+                token = await self.accounts_.validate(body["token"])
+                self.assertEqual(token.methods, ("shibboleth",))
+                self.assertEqual(body["expires"], token.expires_at.isoformat())
+                self.assertEqual(token.expires_at - token.issued_at,
+                                 self.accounts_.policy.token_duration)
+
+    async def test_loopback_redirect_carries_no_token(self):
+        """The loopback redirect (what the browser's history keeps) holds
+        no token: the login issued none (only the activation's primary
+        one exists) until the code is exchanged, nothing in the redirect
+        authenticates, and the token is not in it."""
+        query = urlencode({"next": "http://127.0.0.1:8123/callback", "state": "st", **PKCE})
+        code, location = await self.shibboleth(query, {
+            "eppn": "hist@uni.example", "mail": "hist@uni.example", "Accept": "text/html"})
+        self.assertEqual(code, 303, location)
+        user = await self.accounts_.get_user("hist@uni.example")
+        self.assertEqual(await self.tokens_of(user.uuid), 1)
+        args = parse_qs(urlsplit(location).query)
+        for value in (location, *args["code"], *args["state"]):
+            await self.assertFailure(defer.ensureDeferred(self.accounts_.authenticate(value)),
+                                     errors.Unauthorized)
+        status, body = await self.exchange(args["code"][0])
+        self.assertEqual(status, 200, body)
+        self.assertNotIn(body["token"], location)
+        self.assertEqual(await self.tokens_of(user.uuid), 2)
+
+    async def tokens_of(self, uuid: str) -> int:
+        """How many tokens the user has."""
+        return await self.accounts_.db.run("test.tokens", lambda txn: (txn.execute(
+            "SELECT count(*) FROM identity_tokens WHERE user_uuid = %s", (uuid,)),
+            txn.fetchone()[0])[1])
+
+    async def test_code_works_once(self):
+        """A code exchanged once is refused the second time, and a second
+        exchange racing the first does not both succeed."""
+        code = await self.loopback_code("once@uni.example")
+        status, body = await self.exchange(code)
+        self.assertEqual(status, 200, body)
+        await self.assertInvalid(code)
+        code = await self.loopback_code("once@uni.example")
+        answers = await defer.gatherResults([
+            defer.ensureDeferred(self.exchange(code)) for _ in range(4)])
+        self.assertEqual(sorted(status for status, _ in answers), [200, 400, 400, 400])
+
+    async def test_wrong_verifier_is_refused(self):
+        """A code with a verifier other than the login's is refused with
+        the same message as an unknown code, and the code is spent: the
+        right verifier does not work after a wrong one."""
+        code = await self.loopback_code("pkce@uni.example")
+        await self.assertInvalid(code, "x" + VERIFIER[1:])
+        await self.assertInvalid(code)
+        code = await self.loopback_code("pkce@uni.example")
+        await self.assertInvalid(code, CHALLENGE)
+        await self.assertInvalid("not-a-code")
+        await self.assertInvalid(code[:-1] + ("A" if code[-1] != "A" else "B"))
+
+    async def test_code_expires(self):
+        """A code works for 60 seconds of the identity service's clock."""
+        code = await self.loopback_code("slow@uni.example")
+        self.clock.advance(59)
+        status, body = await self.exchange(code)
+        self.assertEqual(status, 200, body)
+        code = await self.loopback_code("slow@uni.example")
+        self.clock.advance(61)
+        await self.assertInvalid(code)
+
+    async def test_expired_codes_are_swept(self):
+        """The leader sweep deletes expired codes, not live ones."""
+        await self.loopback_code("sweep@uni.example")
+        self.clock.advance(61)
+        live = await self.loopback_code("sweep@uni.example")
+        # The database's clock must agree that the first code is that old.
+        await self.accounts_.db.run("test.age", lambda txn: txn.execute(
+            "UPDATE identity_login_codes SET expires_at = expires_at - interval '2 minutes'"
+            " WHERE expires_at < %s", (self.accounts_.now(),)))
+        sweep = self.services["identity"].duties()[0]
+        await sweep.sweep()
+        left = await self.accounts_.db.run("test.codes", lambda txn: (txn.execute(
+            "SELECT count(*) FROM identity_login_codes"), txn.fetchone()[0])[1])
+        self.assertEqual(left, 1)
+        status, body = await self.exchange(live)
+        self.assertEqual(status, 200, body)
+
+    async def test_exchange_on_another_node(self):
+        """The code lives in the database: another node's identity service
+        (built by the same factory over the same database, with its own
+        memory) redeems it, once."""
+        other = from_config(self.node, self.services["identity"].section)
+        root = resource.Resource()
+        root.putChild(b"ui", other.mounts()["ui"])
+        code = await self.loopback_code("roam@uni.example")
+        status, body = await self.exchange(code, http=StubTreq(root))
+        self.assertEqual(status, 200, body)
+        principal = await self.accounts_.authenticate(body["token"])
+        self.assertEqual(principal.email, "roam@uni.example")
+        await self.assertInvalid(code)
+
+    async def test_bad_exchanges(self):
+        """An exchange without a code or a verifier (or not strings, or
+        not a JSON object) is 400 and spends nothing."""
+        code = await self.loopback_code("shape@uni.example")
+        for body in ({}, {"code": code}, {"code_verifier": VERIFIER},
+                     {"code": code, "code_verifier": 1}, {"code": [code], "code_verifier":
+                                                          VERIFIER}, [code]):
+            status, fault, _ = await call(self.http, "POST", BASE + "/ui/token/exchange",
+                                          body, None, {})
+            self.assertEqual(status, 400, (body, fault))
+        status, body = await self.exchange(code)
+        self.assertEqual(status, 200, body)
 
     async def test_loopback_handoff_refuses_other_targets(self):
         """Any ``next`` but plain http to the loopback (another host, https,
         user info, a backslash a browser reads as a slash, a query or a
-        fragment, a bad port), or a missing or malformed ``state``, is 400
-        before anything happens: no account is made, no token issued."""
+        fragment, a bad port), or a missing or malformed ``state``, or a
+        missing or malformed PKCE challenge or a method other than S256,
+        is 400 before anything happens: no account is made, nothing
+        issued."""
         headers = {"eppn": "victim@uni.example", "mail": "victim@uni.example"}
         before = len(await self.accounts_.list_users())
         for target in ("http://evil.example/callback", "https://127.0.0.1:8123/callback",
@@ -306,17 +461,30 @@ class SignupTests(NodeTestCase):
                        "http://127.0.0.1:99999/", "http://127.0.0.1:0/", "//127.0.0.1:8123/",
                        "/ui/", "javascript:alert(1)", "http://127.0.0.2/", "http://[::2]/",
                        "http://localhost.:80/", "http://127.0.0.1:8123/\n", ""):
-            code, fault = await self.shibboleth(urlencode({"next": target, "state": "s"}),
-                                                headers)
+            code, fault = await self.shibboleth(
+                urlencode({"next": target, "state": "s", **PKCE}), headers)
             self.assertEqual(code, 400, (target, fault))
             self.assertIn("loopback", fault["badRequest"]["message"])
-        for query in ({"next": "http://127.0.0.1:8123/cb"},
-                      {"next": "http://127.0.0.1:8123/cb", "state": ""},
-                      {"next": "http://127.0.0.1:8123/cb", "state": "a b"},
-                      {"next": "http://127.0.0.1:8123/cb", "state": "x" * 257},
-                      {"state": "s"}):
+        cb = "http://127.0.0.1:8123/cb"
+        for query in ({"next": cb, **PKCE},
+                      {"next": cb, "state": "", **PKCE},
+                      {"next": cb, "state": "a b", **PKCE},
+                      {"next": cb, "state": "x" * 257, **PKCE},
+                      {"state": "s", **PKCE},
+                      PKCE):
             code, fault = await self.shibboleth(urlencode(query), headers)
             self.assertEqual(code, 400, (query, fault))
+        for pkce in ({}, {"code_challenge": CHALLENGE},
+                     {"code_challenge": CHALLENGE, "code_challenge_method": "plain"},
+                     {"code_challenge": CHALLENGE, "code_challenge_method": "s256"},
+                     {"code_challenge": CHALLENGE[:-1], "code_challenge_method": "S256"},
+                     {"code_challenge": CHALLENGE + "A", "code_challenge_method": "S256"},
+                     {"code_challenge": CHALLENGE[:-1] + "=", "code_challenge_method": "S256"},
+                     {"code_challenge_method": "S256"}):
+            code, fault = await self.shibboleth(
+                urlencode({"next": cb, "state": "s", **pkce}), headers)
+            self.assertEqual(code, 400, (pkce, fault))
+            self.assertIn("code_challenge", fault["badRequest"]["message"])
         self.assertEqual(len(await self.accounts_.list_users()), before)
 
 
