@@ -10,6 +10,12 @@ A case provides ``self.store`` (block size ``SIZE``, ages from
 from __future__ import annotations
 
 import hashlib
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 from twisted.internet import defer
@@ -26,6 +32,39 @@ def block(i: int, length: int = SIZE) -> bytes:
     """A distinct, deterministic block."""
     seed = hashlib.sha256(str(i).encode()).digest()
     return (seed * (length // len(seed) + 1))[:length]
+
+
+def run_and_kill(script: str, args: list[str], acks_wanted: int,
+                 watchdog: float = 120.0) -> tuple[list[tuple[int, str]], int | None]:
+    """Run the writer ``script`` (``python -c script args...``: it prints
+    ``<i> <name>`` for each block it stored), SIGKILL it at a random moment
+    after ``acks_wanted`` acknowledgements; every acknowledgement it printed
+    (before and as it died), and its exit status."""
+    child = subprocess.Popen([sys.executable, "-c", script, *args],
+                             stdout=subprocess.PIPE, text=True)
+    acks: list[tuple[int, str]] = []
+    timer = threading.Timer(watchdog, child.kill)  # never hang the suite
+    timer.start()
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            i, name = line.split()
+            acks.append((int(i), name))
+            if len(acks) >= acks_wanted:
+                break
+        # At a random moment, so that it often lands inside a write.
+        time.sleep(random.uniform(0, 0.005))
+        child.send_signal(signal.SIGKILL)
+        # Whatever it printed before dying was acknowledged too.
+        rest = child.stdout.read()
+        acks.extend((int(i), n) for i, n in (ln.split() for ln in rest.splitlines()
+                                             if len(ln.split()) == 2))
+    finally:
+        timer.cancel()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    return acks, child.returncode
 
 
 class BlockStoreContract:

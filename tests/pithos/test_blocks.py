@@ -7,13 +7,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import random
 import signal
 import stat
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 
 from twisted.internet import defer, reactor, task
@@ -22,7 +18,7 @@ from twisted.trial import unittest
 
 from snfd.pithos.blocks import FileBlockStore, every_name
 from snfd.pithos.hashmap import EMPTY_HASH, block_hash
-from tests.pithos.block_contract import SIZE, BlockStoreContract, block
+from tests.pithos.block_contract import SIZE, BlockStoreContract, block, run_and_kill
 
 
 class StoreTestCase(unittest.TestCase):
@@ -298,31 +294,8 @@ class CrashTests(StoreTestCase):
         SIGKILL it after ``acks_wanted`` acknowledged puts; the
         acknowledgements it printed."""
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        child = subprocess.Popen([sys.executable, "-c", _WRITER, root, repo, str(first)],
-                                 stdout=subprocess.PIPE, text=True)
-        acks = []
-        watchdog = threading.Timer(60, child.kill)  # never hang the suite
-        watchdog.start()
-        try:
-            assert child.stdout is not None
-            for line in child.stdout:
-                i, name = line.split()
-                acks.append((int(i), name))
-                if len(acks) >= acks_wanted:
-                    break
-            # At a random moment, so that it often lands inside a write.
-            time.sleep(random.uniform(0, 0.005))
-            child.send_signal(signal.SIGKILL)
-            # Whatever it printed before dying was acknowledged too.
-            rest = child.stdout.read()
-            acks.extend((int(i), n) for i, n in (ln.split() for ln in rest.splitlines()
-                                                 if len(ln.split()) == 2))
-        finally:
-            watchdog.cancel()
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-        self.assertEqual(child.returncode, -signal.SIGKILL)
+        acks, code = run_and_kill(_WRITER, [root, repo, str(first)], acks_wanted, 60)
+        self.assertEqual(code, -signal.SIGKILL)
         return acks
 
     async def test_kill_during_writes(self):

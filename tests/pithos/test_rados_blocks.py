@@ -9,13 +9,8 @@ from __future__ import annotations
 
 import calendar
 import os
-import random
 import signal
-import subprocess
-import sys
 import textwrap
-import threading
-import time
 import uuid
 from typing import Any
 
@@ -29,7 +24,7 @@ from snfd.pithos.rados_blocks import AGE_KEY, RadosBlockStore, RadosUnavailable,
 from snfd.testing.ceph import ceph_unavailable, shared_cluster
 from tests.archip import test_volumes
 from tests.pithos import test_backend, test_backend_gc
-from tests.pithos.block_contract import SIZE, BlockStoreContract
+from tests.pithos.block_contract import SIZE, BlockStoreContract, run_and_kill
 
 POOL = "snfd-test-blocks"
 
@@ -173,30 +168,9 @@ def crash_block(i: int) -> bytes:
 class CrashTests(RadosTestCase):
     def run_and_kill(self, first: int, acks_wanted: int) -> list[tuple[int, str]]:
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        child = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, self.cluster.conf, POOL, self.namespace,
-             str(first), repo], stdout=subprocess.PIPE, text=True)
-        acks = []
-        watchdog = threading.Timer(120, child.kill)
-        watchdog.start()
-        try:
-            assert child.stdout is not None
-            for line in child.stdout:
-                i, name = line.split()
-                acks.append((int(i), name))
-                if len(acks) >= acks_wanted:
-                    break
-            time.sleep(random.uniform(0, 0.005))
-            child.send_signal(signal.SIGKILL)
-            rest = child.stdout.read()
-            acks.extend((int(i), n) for i, n in (ln.split() for ln in rest.splitlines()
-                                                 if len(ln.split()) == 2))
-        finally:
-            watchdog.cancel()
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-        self.assertEqual(child.returncode, -signal.SIGKILL)
+        acks, code = run_and_kill(_WRITER, [self.cluster.conf, POOL, self.namespace,
+                                            str(first), repo], acks_wanted)
+        self.assertEqual(code, -signal.SIGKILL)
         return acks
 
     async def test_kill_during_writes(self):
