@@ -6,6 +6,10 @@
   with no data copied, copy-on-write, zero objects, snapshots, growth;
   maps stored as blocks of the node's block store behind an atomic
   per-volume pointer.
+- ``place``: where the store keeps pointers and owned objects
+  (``IVolumePlace``; compare-and-swap and the writer fence), the node's
+  directory (``FileVolumePlace``), and ``copy_volumes`` between places.
+- ``rados_volumes``: the same in a RADOS pool every node shares.
 - ``io``: the protocols the NBD server and the volume store meet through.
 - ``nbd``: the NBD server (fixed newstyle; one shared open volume per node
   for all its connections).

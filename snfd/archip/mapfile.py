@@ -84,6 +84,28 @@ def owned_name(volume: str, epoch: int, index: int) -> str:
     return f"{volume}_{epoch:016x}_{index:016x}"
 
 
+_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_volume_name(name: str) -> bool:
+    """Whether ``name`` has a volume name's characters: letters, digits,
+    ``.``, ``_`` and ``-``, not starting with a punctuation mark (its
+    length is checked apart: at most ``MAX_VOLUME_NAME``)."""
+    return isinstance(name, str) and _VOLUME_NAME.match(name) is not None
+
+
+_OWNED_NAME = re.compile(r"(.+)_([0-9a-f]{16})_([0-9a-f]{16})$")
+
+
+def owner_of(name: str) -> tuple[str, int, int] | None:
+    """``(volume, epoch, index)`` of an owned object's name (the inverse
+    of ``owned_name``), or None for a name that is not one."""
+    m = _OWNED_NAME.match(name)
+    if m is None:
+        return None
+    return m.group(1), int(m.group(2), 16), int(m.group(3), 16)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One object of a map: its name and flags."""

@@ -1,5 +1,6 @@
 """The volume service (Archipelago) as a node runs it: the volume store
-under ``[archip] path``, its ``IVolumes`` for the compute service, its NBD
+(under ``[archip] path``, or in a RADOS pool with ``volume_store =
+rados``), its ``IVolumes`` for the compute service, its NBD
 server on ``[archip] nbd_listen``, and the API Ganeti's ExtStorage provider
 calls (``snfd.archip.api``, mounted at ``/archip``).
 
@@ -181,7 +182,7 @@ class ArchipService(service.Service):
             removed = await self.store.sweep()
             if removed:
                 log.info("archip: removed {n} files a crash left in {path}", n=removed,
-                         path=self.store.path)
+                         path=self.store.where)
         finally:
             self.volumes.set_ready()
 
@@ -193,13 +194,45 @@ class ArchipService(service.Service):
 def from_config(node: Any, section: Any, deps: Deps) -> ArchipService:
     """The volume service from the node, its ``[archip]`` section and what
     it requires: the block store, the block references and the
-    authenticator."""
-    path = section.path or os.path.join(str(node.state_dir), "volumes")
-    store = VolumeStore(path, deps[IBlockStore], node.reactor)
+    authenticator.  Pointers and owned objects are kept under ``path``
+    (``volume_store = file``) or in a RADOS pool (``rados``)."""
+    blocks = deps[IBlockStore]
+    place: Any
+    if section.volume_store == "rados":
+        place = rados_place(node, section, blocks.block_size)
+    else:
+        place = section.path or os.path.join(str(node.state_dir), "volumes")
+    store = VolumeStore(place, blocks, node.reactor, node=node.node_id)
     return ArchipService(node, store, deps[IBlockReferences], deps[IAuthenticator],
                          section.nbd_listen, nbd_address(section.nbd_listen,
                                                          section.nbd_address),
                          nbd_tls(node.config) if section.nbd_tls else None)
+
+
+def rados_place(node: Any, section: Any, block_size: int) -> Any:
+    """The ``RadosVolumePlace`` of ``[archip] volume_store = rados``: in
+    ``rados_pool`` (default ``[pithos] rados_pool``), over the connection
+    ``[pithos]`` configures, which must keep its blocks on RADOS too (the
+    maps are blocks, and every node must read them).  A config error
+    naming the key when it cannot be opened."""
+    from snfd.archip.rados_volumes import NoSuchPool, open_place
+    from snfd.pithos.rados_blocks import RadosUnavailable
+
+    config = node.config
+    pithos = config.sections.get("pithos")
+    if pithos is None or pithos.block_store != "rados":
+        raise ConfigError(config.source, "archip", "volume_store",
+                          "rados needs [pithos] block_store = rados (the maps are blocks"
+                          " of the block store, which every node must reach)")
+    pool = section.rados_pool or pithos.rados_pool
+    try:
+        return open_place(pithos.rados_conf, pool, node.reactor, block_size=block_size,
+                          user=pithos.rados_user, keyring=pithos.rados_keyring,
+                          namespace=section.rados_namespace)
+    except NoSuchPool as e:
+        raise ConfigError(config.source, "archip", "rados_pool", str(e)) from None
+    except RadosUnavailable as e:
+        raise ConfigError(config.source, "archip", "volume_store", str(e)) from None
 
 
 def nbd_tls(config: Any) -> Any:
@@ -220,4 +253,5 @@ def nbd_tls(config: Any) -> Any:
                           f"cannot load [node] tls_certificate/tls_key: {e}") from None
 
 
-__all__ = ["ArchipService", "Volumes", "from_config", "nbd_address", "volume_info"]
+__all__ = ["ArchipService", "Volumes", "from_config", "nbd_address", "rados_place",
+           "volume_info"]

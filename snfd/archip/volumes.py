@@ -5,29 +5,33 @@ object, naming either a block of the content-addressed store (an image's
 Pithos blocks, read-only), the zero object (no data), or an object the
 volume owns (``ARCHIP``; ``WRITABLE`` until a snapshot freezes it).
 
-Where things live, under the store's directory:
+Where things live:
 
 - **maps**: each version of a map is encoded (v2) and stored as blocks of
   the block store, beside the data (a map is content too, and a map
   unchanged by a write costs nothing to store again).  The block store is
-  immutable, so each volume has a small mutable *pointer*,
-  ``maps/<volume>``: JSON naming the blocks of its current map and their
-  length.  A pointer is replaced atomically (temporary file, fsync,
-  rename, fsync of the directory) and only after the blocks it names are
-  durable, so a crash leaves either the old map or the new one.
+  immutable, so each volume has a small mutable *pointer* naming the
+  blocks of its current map and their length.  A pointer is replaced
+  atomically and only after the blocks it names are durable, so a crash
+  leaves either the old map or the new one.
 - **owned objects**: mutable data cannot be content-addressed, so an
-  object a volume owns is a file ``objects/<volume>_<epoch>_<index>`` (the
+  object a volume owns is an object ``<volume>_<epoch>_<index>`` (the
   reference's naming, ``mapfile.owned_name``) of ``block_size`` bytes.
+
+Pointers and owned objects are kept by a *place* (``snfd.archip.place``):
+a directory of the node (``FileVolumePlace``: ``maps/<volume>`` and
+``objects/<name>`` files; the default) or a RADOS pool every node shares
+(``snfd.archip.rados_volumes``).
 
 Copy-on-write: the first write to an object that is not ``WRITABLE``
 creates the volume's own object (a copy of the whole origin object with
 the write applied; for the zero object, no copy: zeros plus the write),
-makes it durable, then saves the map, and only then returns.  A map on
-disk therefore never names an object that does not exist.  Writes into an
-object the volume already owns go straight to its file and are durable
-once ``flush`` returns.  Whole objects trimmed or zeroed become the zero
-object; the file of an object only this volume referenced is removed
-after the map no longer names it.
+makes it durable, then saves the map, and only then returns.  A stored map
+therefore never names an object that does not exist.  Writes into an
+object the volume already owns go straight to it and are durable once
+``flush`` returns.  Whole objects trimmed or zeroed become the zero
+object; an object only this volume referenced is removed after the map no
+longer names it.
 
 Snapshot: the volume's map is saved first with every entry no longer
 writable and a new epoch (later writes copy up into new names), then the
@@ -39,6 +43,22 @@ One writer per volume per node (``VolumeBusy``); any number of readers,
 which share the writer's live map and so see its writes.  Every blocking
 call runs in the thread pool.
 
+Several nodes (a shared place): every pointer change is a
+compare-and-swap on the pointer the change was computed from
+(``PointerChanged``, a ``VolumeBusy``): management calls (snapshot, grow,
+export, remove) then read the pointer again and retry, or refuse when
+what they would change is no longer allowed.  A writable open takes the
+volume's *writer fence* (``IVolumePointers.claim_now``): the last node to
+open a volume for writing is its writer, and an earlier writer on another
+node is fenced out (its writes, copy-ups and map saves fail with
+``Fenced``), which is what a failover needs, since a node that died
+cannot say so.  While another node holds the claim, this node's snapshot,
+grow and remove of that volume are ``VolumeBusy`` (naming the holder); a
+claim left by a crash is taken over by the next writable open, or
+released by the start-up sweep of the node that held it.  Readers on
+another node than the writer's see the map as it was when they opened
+the volume.
+
 Garbage collection: ``referenced`` says which blocks of the block store
 live maps need (their own map blocks and the shared objects they name);
 the volume service registers it with the storage service's
@@ -49,34 +69,44 @@ pointer names them: a collection under way spares both.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import uuid
+import secrets
+import socket
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet.defer import DeferredLock
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 
 from snfd.archip import mapfile
 from snfd.archip.io import VolumeBusy, VolumeIO, VolumeOpener
 from snfd.archip.mapfile import ARCHIP, MAP_READONLY, WRITABLE, Entry, MapV2
+from snfd.archip.place import (
+    Fenced,
+    FileVolumePlace,
+    FloorRaised,
+    IVolumePlace,
+    Pointer,
+    PointerChanged,
+)
 from snfd.interfaces import IBlockStore
 
-__all__ = ["Counters", "OpenVolume", "OriginIncomplete", "VolumeBusy", "VolumeStore"]
+__all__ = ["Counters", "Fenced", "OpenVolume", "OriginIncomplete", "PointerChanged",
+           "VolumeBusy", "VolumeStore"]
+
+log = Logger(namespace="snfd.archip.volumes")
 
 T = TypeVar("T")
 
-_VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_POINTER_VERSION = 1
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
 # Content-addressed blocks kept in memory for reads smaller than a block
 # (they never change, so a cached one is never stale).
 _CACHED_BLOCKS = 4
+# Tries of a management call that lost compare-and-swap races to other
+# nodes before it gives up with VolumeBusy.
+_ATTEMPTS = 8
 
 
 class OriginIncomplete(LookupError):
@@ -108,56 +138,66 @@ class _Volume:
     handles: int = 0
     writer: bool = False
     dirty: set[str] = field(default_factory=set)
+    #: The pointer of ``entries`` in the place (its version and fence).
+    pointer: Pointer = field(default_factory=lambda: Pointer((), 0))
+    #: Why this node may not write it any more (a newer writer elsewhere).
+    fenced: str = ""
 
     def as_map(self) -> MapV2:
         return MapV2(self.size, self.block_size, tuple(self.entries),
                      self.flags, self.epoch)
 
+    def show(self, pointer: Pointer, m: MapV2) -> None:
+        """Take the place's newer map."""
+        self.size, self.flags, self.epoch = m.size, m.flags, m.epoch
+        self.entries = list(m.entries)
+        self.pointer = pointer
 
-#: A volume-owned object's file: ``<volume>_<epoch>_<index>`` (hex).
-_OWNED_OBJECT = re.compile(r"(.+)_([0-9a-f]{16})_[0-9a-f]{16}$")
 
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _owner(object_name: str) -> str | None:
+    owner = mapfile.owner_of(object_name)
+    return owner[0] if owner is not None else None
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _VOLUME_NAME.match(name) \
-            or len(name) > mapfile.MAX_VOLUME_NAME:
+    if not mapfile.is_volume_name(name) or len(name) > mapfile.MAX_VOLUME_NAME:
         raise ValueError(f"volume name {name!r}: 1 to {mapfile.MAX_VOLUME_NAME}"
                          " letters, digits, '.', '_' or '-', not starting"
                          " with a punctuation mark")
 
 
 class VolumeStore:
-    """Volumes under ``path`` (created if absent), their maps and shared
-    data in ``blocks``.
+    """Volumes kept in ``place``, their maps and shared data in ``blocks``.
 
+    @param place: an ``IVolumePlace``, or a directory's path (made a
+        ``FileVolumePlace``; created if absent).
     @param blocks: the node's ``IBlockStore``; its block size is the
-        volumes' object size.
-    @param reactor: the reactor whose thread pool runs file I/O.
+        volumes' object size (and the place's).
+    @param reactor: the reactor whose thread pool runs the place's I/O.
     @param threadpool: the pool to use (default: the reactor's own).
+    @param node: this node's name (default: the host's), part of the
+        writer claims this store takes in a shared place: the claim's
+        holder is ``"<node> <token of this store>"``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], blocks: IBlockStore,
-                 reactor: Any, threadpool: Any = None):
-        self.path = os.path.abspath(os.fspath(path))
+    def __init__(self, place: str | os.PathLike[str] | IVolumePlace, blocks: IBlockStore,
+                 reactor: Any, threadpool: Any = None, *, node: str = ""):
         self.blocks = blocks
         self.block_size: int = blocks.block_size
+        if isinstance(place, (str, os.PathLike)):
+            place = FileVolumePlace(place, self.block_size)
+        if place.block_size != self.block_size:
+            raise ValueError(f"{place.where} keeps objects of {place.block_size} bytes,"
+                             f" the block store blocks of {self.block_size}")
+        self.place: IVolumePlace = place
+        #: Where pointers and owned objects are, for messages.
+        self.where: str = place.where
+        self.node = node or socket.gethostname()
+        #: Who this store's writer claims name.
+        self.holder = f"{self.node} {secrets.token_hex(6)}"
         self.counters = Counters()
         self._reactor = reactor
         self._threadpool = threadpool
-        self._maps = os.path.join(self.path, "maps")
-        self._objects = os.path.join(self.path, "objects")
-        self._epochs = os.path.join(self.path, "epochs")
-        # The directories are made by the first write (no I/O here: a node's
-        # services are built, by snf-manage too, before anything starts).
-        self._made = False
         self._live: dict[str, _Volume] = {}
         self._locks: dict[str, DeferredLock] = {}
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -170,10 +210,8 @@ class VolumeStore:
         _check_name(name)
         if size <= 0:
             raise ValueError(f"volume size {size} is not positive")
-        epoch = await self._in_thread(self._first_epoch_now, name)
-        m = MapV2.empty(size, self.block_size, epoch=epoch)
-        await self._save(name, m, exclusive=True)
-        return m
+        return await self._make(name, lambda epoch: MapV2.empty(size, self.block_size,
+                                                                epoch=epoch))
 
     async def clone(self, name: str, origin: str | MapV2,
                     size: int | None = None) -> MapV2:
@@ -197,10 +235,8 @@ class VolumeStore:
             raise ValueError(f"a clone of {source.size} bytes cannot be {size}")
         extra = mapfile.objects_in(size, self.block_size) - len(source.entries)
         entries = tuple(e.frozen() for e in source.entries) + (Entry.zero(),) * extra
-        epoch = await self._in_thread(self._first_epoch_now, name)
-        m = MapV2(size, self.block_size, entries, 0, epoch)
-        await self._save(name, m, exclusive=True)
-        return m
+        return await self._make(name, lambda epoch: MapV2(size, self.block_size, entries,
+                                                          0, epoch))
 
     async def export(self, name: str, origin: MapV2) -> MapV2:
         """Save the read-only map ``origin`` (a Pithos hashmap through
@@ -216,45 +252,57 @@ class VolumeStore:
         try:
             if name in self._live:
                 raise VolumeBusy(f"volume {name} is open")
-            try:
-                old = await self._load(name)
-            except KeyError:
-                old = None
-            if old is not None and not old.read_only:
-                raise FileExistsError(f"volume {name} exists and is not an export")
-            await self._save(name, origin)
-            return origin
+            for _ in range(_ATTEMPTS):
+                try:
+                    pointer: Pointer | None
+                    pointer, old = await self._load(name)
+                except KeyError:
+                    pointer = old = None
+                if old is not None and not old.read_only:
+                    raise FileExistsError(f"volume {name} exists and is not an export")
+                try:
+                    await self._save(name, origin, pointer, floor=False)
+                except (PointerChanged, FileExistsError):
+                    continue  # changed by another node meanwhile: look again
+                return origin
+            raise self._restless(name)
         finally:
             lock.release()
 
     async def snapshot(self, name: str, snap_name: str) -> MapV2:
         """Freeze volume ``name`` as the new read-only volume ``snap_name``
         (its map, returned); later writes to ``name`` copy up into objects of
-        a new epoch.  Works while ``name`` is open."""
+        a new epoch.  Works while ``name`` is open (here: ``VolumeBusy``
+        while another node writes it)."""
         _check_name(snap_name)
         lock = self._lock(name)
         await lock.acquire()
         try:
-            if await self._in_thread(os.path.exists, self._pointer(snap_name)):
-                raise FileExistsError(f"volume {snap_name} exists")
-            live = self._live.get(name)
-            current = live.as_map() if live is not None else await self._load(name)
-            if current.read_only:
-                raise ValueError(f"volume {name} is read-only")
-            if live is not None:
-                await self._flush(live)
-            frozen = tuple(e.frozen() for e in current.entries)
-            # The volume first: once its objects are frozen no write can
-            # change what the snapshot is about to name.
-            await self._save(name, MapV2(current.size, current.block_size, frozen,
-                                         current.flags, current.epoch + 1))
-            if live is not None:
-                live.entries = list(frozen)
-                live.epoch = current.epoch + 1
-            snap = MapV2(current.size, current.block_size, frozen,
-                         current.flags | MAP_READONLY, current.epoch)
-            await self._save(snap_name, snap, exclusive=True)
-            return snap
+            for _ in range(_ATTEMPTS):
+                if await self._exists(snap_name):
+                    raise FileExistsError(f"volume {snap_name} exists")
+                live, pointer, current = await self._current(name)
+                if current.read_only:
+                    raise ValueError(f"volume {name} is read-only")
+                if live is not None:
+                    await self._flush(live)
+                frozen = tuple(e.frozen() for e in current.entries)
+                # The volume first: once its objects are frozen no write can
+                # change what the snapshot is about to name.
+                after = MapV2(current.size, current.block_size, frozen, current.flags,
+                              current.epoch + 1)
+                try:
+                    saved = await self._save(name, after, pointer)
+                except PointerChanged as e:
+                    self._lost(live, e)
+                    continue
+                if live is not None:
+                    live.show(saved, after)
+                snap = MapV2(current.size, current.block_size, frozen,
+                             current.flags | MAP_READONLY, current.epoch)
+                await self._save(snap_name, snap, None, floor=False)
+                return snap
+            raise self._restless(name)
         finally:
             lock.release()
 
@@ -266,24 +314,28 @@ class VolumeStore:
         lock = self._lock(name)
         await lock.acquire()
         try:
-            live = self._live.get(name)
-            current = live.as_map() if live is not None else await self._load(name)
-            if current.read_only:
-                raise ValueError(f"volume {name} is read-only")
-            if size < current.size:
-                raise ValueError(f"volume {name} is {current.size} bytes: it cannot"
-                                 f" shrink to {size}")
-            if size == current.size:
-                return current
-            extra = mapfile.objects_in(size, self.block_size) - len(current.entries)
-            grown = MapV2(size, current.block_size,
-                          current.entries + (Entry.zero(),) * extra,
-                          current.flags, current.epoch)
-            await self._save(name, grown)
-            if live is not None:
-                live.entries.extend([Entry.zero()] * extra)
-                live.size = size
-            return grown
+            for _ in range(_ATTEMPTS):
+                live, pointer, current = await self._current(name)
+                if current.read_only:
+                    raise ValueError(f"volume {name} is read-only")
+                if size < current.size:
+                    raise ValueError(f"volume {name} is {current.size} bytes: it cannot"
+                                     f" shrink to {size}")
+                if size == current.size:
+                    return current
+                extra = mapfile.objects_in(size, self.block_size) - len(current.entries)
+                grown = MapV2(size, current.block_size,
+                              current.entries + (Entry.zero(),) * extra,
+                              current.flags, current.epoch)
+                try:
+                    saved = await self._save(name, grown, pointer)
+                except PointerChanged as e:
+                    self._lost(live, e)
+                    continue
+                if live is not None:
+                    live.show(saved, grown)
+                return grown
+            raise self._restless(name)
         finally:
             lock.release()
 
@@ -304,45 +356,60 @@ class VolumeStore:
                 hashes.append(e.name)
             else:
                 length = min(self.block_size, m.size - index * self.block_size)
-                data = await self._in_thread(self._pread_now, e.name, 0, length)
+                data = await self._in_thread(self.place.read_object_now, e.name, 0, length)
                 [stored] = await self.blocks.put([data])
                 hashes.append(stored)
         return m.size, hashes
 
     async def remove(self, name: str) -> None:
         """Delete volume ``name`` and the objects it owns that no other map
-        names; ``KeyError`` when absent, ``VolumeBusy`` while open."""
+        names; ``KeyError`` when absent, ``VolumeBusy`` while open (here,
+        or for writing on another node)."""
         _check_name(name)
         lock = self._lock(name)
         await lock.acquire()
         try:
             if name in self._live:
                 raise VolumeBusy(f"volume {name} is open")
-            m = await self._load(name)
-            owned = {e.name for e in m.entries if e.archip}
-            unnamed = set(owned)
-            if owned:
-                for other in await self.names():
-                    if other == name:
-                        continue
-                    try:
-                        om = await self.info(other)
-                    except KeyError:
-                        continue
-                    unnamed -= {e.name for e in om.entries if e.archip}
-            if unnamed != owned:
+            for _ in range(_ATTEMPTS):
+                pointer, m = await self._load(name)
+                self._check_unclaimed(name, pointer)
+                owned = {e.name for e in m.entries if e.archip}
+                unnamed = set(owned)
+                if owned:
+                    for other in await self.names():
+                        if other == name:
+                            continue
+                        try:
+                            om = await self.info(other)
+                        except KeyError:
+                            continue
+                        unnamed -= {e.name for e in om.entries if e.archip}
                 # Snapshots keep some of its objects: a new volume of this
                 # name must own objects under later epochs (recorded before
-                # the map goes, so a crash cannot lose it).
-                await self._in_thread(self._raise_floor_now, name, m.epoch + 1)
-            await self._in_thread(self._remove_pointer_now, name)
-            await self._in_thread(self._unlink_objects_now, sorted(unnamed))
+                # the map goes, or with it, so a crash cannot lose it).
+                floor = m.epoch + 1 if unnamed != owned else 0
+                try:
+                    await self._in_thread(self.place.remove_pointer_now, name, pointer, floor)
+                except PointerChanged:
+                    continue  # changed by another node meanwhile: look again
+                # Its own objects are spared if a newer volume of this name
+                # made them again (a higher fence); others' objects (a
+                # snapshot's) are frozen, and frozen names are never reused.
+                own = sorted(o for o in unnamed if _owner(o) == name)
+                others = sorted(o for o in unnamed if _owner(o) != name)
+                for objects, fence in ((own, pointer.fence), (others, None)):
+                    if objects:
+                        self.counters.objects_dropped += await self._in_thread(
+                            self.place.remove_objects_now, objects, fence)
+                return
+            raise self._restless(name)
         finally:
             lock.release()
 
     async def names(self) -> list[str]:
         """Every volume and snapshot, sorted."""
-        return await self._in_thread(self._names_now)
+        return await self._in_thread(self.place.names_now)
 
     async def info(self, name: str) -> MapV2:
         """Volume ``name``'s current map; ``KeyError`` when absent."""
@@ -350,7 +417,7 @@ class VolumeStore:
         live = self._live.get(name)
         if live is not None:
             return live.as_map()
-        return await self._load(name)
+        return (await self._load(name))[1]
 
     async def referenced(self) -> set[str]:
         """The block names live maps need: their own blocks and the
@@ -359,29 +426,32 @@ class VolumeStore:
         out: set[str] = set()
         for name in await self.names():
             try:
-                pointer = await self._in_thread(self._read_pointer_now, name)
-                m = await self.info(name)
+                pointer, m = await self._load(name)
             except KeyError:
                 continue
-            out.update(pointer["blocks"])
+            out.update(pointer.blocks)
             out.update(e.name for e in m.entries if not e.archip and not e.is_zero)
         return out
 
     async def open(self, name: str, writable: bool) -> OpenVolume:
         """Open volume ``name`` (``VolumeOpener``).  A snapshot opens
-        read-only whatever ``writable`` says."""
+        read-only whatever ``writable`` says.  Writable, it takes the
+        volume's writer claim in the place (fencing out a writer on
+        another node)."""
         _check_name(name)
         lock = self._lock(name)
         await lock.acquire()
         try:
             live = self._live.get(name)
             if live is None:
-                m = await self._load(name)
+                pointer, m = await self._load(name)
                 live = _Volume(name, m.size, m.block_size, m.flags, m.epoch,
-                               list(m.entries), lock)
+                               list(m.entries), lock, pointer=pointer)
             writable = writable and not live.flags & MAP_READONLY
             if writable and live.writer:
                 raise VolumeBusy(f"volume {name} is open for writing")
+            if writable:
+                await self._claim(live)
             self._live[name] = live
             live.handles += 1
             live.writer = live.writer or writable
@@ -391,18 +461,40 @@ class VolumeStore:
 
     async def sweep(self) -> int:
         """Remove what a crash left behind: temporary files, and owned
-        objects no map names (a copy-up made but never recorded).  Run
-        while no volume is open or being changed (at startup); returns how
-        many files it removed."""
+        objects no map names (a copy-up made but never recorded), sparing
+        those of volumes another node is writing; release the writer
+        claims an earlier run of this node left.  Run while no volume is
+        open here (at startup); returns how many objects and files it
+        removed."""
         if self._live:
             raise VolumeBusy("volumes are open: " + ", ".join(sorted(self._live)))
+        for name in await self.names():
+            await self._release_stale_claim(name)
+        plan = await self._in_thread(self.place.begin_sweep_now)
+        # The maps are read after the objects were listed: an object
+        # listed then is either named now or no map will name it (the
+        # place's guards spare what a writer may be about to name).
         named: set[str] = set()
+        maps: set[str] = set()
         for name in await self.names():
             try:
-                named.update(e.name for e in (await self.info(name)).entries if e.archip)
+                _, m = await self._load(name)
             except KeyError:
                 continue
-        return await self._in_thread(self._sweep_now, named)
+            maps.add(name)
+            named.update(e.name for e in m.entries if e.archip)
+        removed: int = plan.removed + await self._in_thread(
+            self.place.finish_sweep_now, plan, named)
+        # The floors of names whose objects outlive their map (a crash in
+        # ``remove``, or a store from before floors were recorded).
+        floors: dict[str, int] = {}
+        for object_name in named:
+            owner = mapfile.owner_of(object_name)
+            if owner is not None and owner[0] not in maps:
+                floors[owner[0]] = max(floors.get(owner[0], 0), owner[1] + 1)
+        for name, epoch in floors.items():
+            await self._in_thread(self.place.raise_floor_now, name, epoch)
+        return removed
 
     # -- I/O for OpenVolume --------------------------------------------------
 
@@ -421,7 +513,7 @@ class VolumeStore:
                 block = await self._block(e.name)
                 return block[start:start + count]
             try:
-                return await self._in_thread(self._pread_now, e.name, start, count)
+                return await self._in_thread(self.place.read_object_now, e.name, start, count)
             except FileNotFoundError:
                 if v.entries[index] == e:
                     raise
@@ -435,7 +527,7 @@ class VolumeStore:
             changed |= await self._write_piece(v, index, start, view[done:done + count])
             done += count
         if changed:
-            await self._save(v.name, v.as_map())
+            await self._save_live(v)
 
     async def _write_piece(self, v: _Volume, index: int, start: int,
                            chunk: memoryview) -> bool:
@@ -443,7 +535,8 @@ class VolumeStore:
         caller saves it before acknowledging)."""
         e = v.entries[index]
         if e.writable:
-            await self._in_thread(self._pwrite_now, e.name, start, chunk)
+            await self._in_thread(self.place.write_object_now, e.name, start, chunk,
+                                  v.pointer.fence)
             v.dirty.add(e.name)
             return False
         new = mapfile.owned_name(v.name, v.epoch, index)
@@ -454,13 +547,15 @@ class VolumeStore:
             # The write covers the whole object: nothing of the origin stays.
             base = None
         elif e.archip:
-            base = await self._in_thread(self._pread_now, e.name, 0, self.block_size)
+            base = await self._in_thread(self.place.read_object_now, e.name, 0,
+                                         self.block_size)
         else:
             base = await self._block(e.name)
         if base is not None:
             self.counters.copy_ups += 1
             self.counters.bytes_copied += self.block_size
-        await self._in_thread(self._create_object_now, new, base, start, chunk)
+        await self._in_thread(self.place.create_object_now, new, base, start, chunk,
+                              v.pointer.fence)
         v.entries[index] = Entry(new, WRITABLE | ARCHIP)
         return True
 
@@ -483,15 +578,16 @@ class VolumeStore:
                 changed |= await self._write_piece(
                     v, index, start, memoryview(bytes(count)))
         if changed:
-            await self._save(v.name, v.as_map())
+            await self._save_live(v)
         if dropped:
             v.dirty.difference_update(dropped)
-            await self._in_thread(self._unlink_objects_now, dropped)
+            self.counters.objects_dropped += await self._in_thread(
+                self.place.remove_objects_now, dropped, v.pointer.fence)
 
     async def _flush(self, v: _Volume) -> None:
         dirty = sorted(v.dirty)
         v.dirty.difference_update(dirty)
-        await self._in_thread(self._fsync_objects_now, dirty)
+        await self._in_thread(self.place.flush_objects_now, dirty)
 
     async def _close(self, v: _Volume, writer: bool) -> None:
         await v.lock.acquire()
@@ -499,30 +595,161 @@ class VolumeStore:
             if writer:
                 await self._flush(v)
                 v.writer = False
+                if not v.fenced:
+                    try:
+                        v.pointer = await self._in_thread(self.place.release_now, v.name,
+                                                          v.pointer)
+                    except (VolumeBusy, KeyError, OSError) as e:
+                        # Taken over, removed, or the place not answering:
+                        # the next writable open takes the claim over.
+                        log.warn("volume {name}: its writer claim was not released: {e}",
+                                 name=v.name, e=e)
             v.handles -= 1
             if v.handles == 0:
                 self._live.pop(v.name, None)
         finally:
             v.lock.release()
 
+    async def _writing(self, v: _Volume, fn: Callable[..., Awaitable[None]],
+                       *args: Any) -> None:
+        """Run a change of the writer's (``fn(v, *args)``), under the
+        volume's lock; a fenced writer changes nothing any more."""
+        await v.lock.acquire()
+        try:
+            if v.fenced:
+                raise Fenced(v.fenced)
+            try:
+                await fn(v, *args)
+            except Fenced as e:
+                v.fenced = str(e)
+                raise
+        finally:
+            v.lock.release()
+
     # -- maps ----------------------------------------------------------------
 
-    async def _save(self, name: str, m: MapV2, exclusive: bool = False) -> None:
+    async def _make(self, name: str, build: Callable[[int], MapV2]) -> MapV2:
+        """Save the new volume ``build(epoch)`` makes, under an epoch at
+        or after the name's floor."""
+        for _ in range(_ATTEMPTS):
+            epoch = await self._in_thread(self.place.first_epoch_now, name)
+            m = build(epoch)
+            try:
+                await self._save(name, m, None)
+            except FloorRaised:
+                continue  # the name was used and given up meanwhile
+            return m
+        raise self._restless(name)
+
+    async def _save(self, name: str, m: MapV2, expected: Pointer | None,
+                    floor: bool = True) -> Pointer:
+        """Store map ``m`` and point volume ``name`` at it: a new volume when
+        ``expected`` is None (its epoch checked against the name's floor
+        unless ``floor`` is false), else in place of ``expected``."""
         # A large volume's map is megabytes: encode it off the reactor.
         data = await self._in_thread(mapfile.encode, m)
         chunks = [data[i:i + self.block_size]
                   for i in range(0, len(data), self.block_size)]
-        names = await self.blocks.put(chunks)
-        pointer = {"version": _POINTER_VERSION, "length": len(data),
-                   "blocks": list(names)}
-        await self._in_thread(self._write_pointer_now, name, pointer, exclusive)
+        names = tuple(await self.blocks.put(chunks))
+        if expected is None:
+            pointer = await self._in_thread(self.place.create_pointer_now, name, names,
+                                            len(data), m.epoch if floor else None)
+        else:
+            pointer = await self._in_thread(self.place.replace_pointer_now, name, names,
+                                            len(data), expected)
         self.counters.map_saves += 1
+        result: Pointer = pointer
+        return result
 
-    async def _load(self, name: str) -> MapV2:
-        pointer = await self._in_thread(self._read_pointer_now, name)
-        parts = [await self.blocks.get(b) for b in pointer["blocks"]]
-        data = b"".join(parts)[:pointer["length"]]
-        return await self._in_thread(mapfile.decode, data)
+    async def _save_live(self, v: _Volume) -> None:
+        """Save the writer's live map; ``Fenced`` when the place's pointer
+        moved (only a newer writer can move it while this one holds the
+        claim)."""
+        try:
+            v.pointer = await self._save(v.name, v.as_map(), v.pointer)
+        except PointerChanged as e:
+            raise e if isinstance(e, Fenced) else Fenced(
+                f"volume {v.name} was changed by another writer: {e}") from None
+
+    async def _load(self, name: str) -> tuple[Pointer, MapV2]:
+        pointer: Pointer = await self._in_thread(self.place.read_pointer_now, name)
+        parts = [await self.blocks.get(b) for b in pointer.blocks]
+        data = b"".join(parts)[:pointer.length]
+        return pointer, await self._in_thread(mapfile.decode, data)
+
+    async def _exists(self, name: str) -> bool:
+        try:
+            await self._in_thread(self.place.read_pointer_now, name)
+        except KeyError:
+            return False
+        return True
+
+    async def _current(self, name: str) -> tuple[_Volume | None, Pointer, MapV2]:
+        """The live volume (if open here), the pointer and the map a change
+        of ``name`` starts from: the writer's live map when this node
+        writes it, else the place's (another node may have changed it
+        since it was opened here).  ``VolumeBusy`` while another node
+        holds the writer claim."""
+        live = self._live.get(name)
+        if live is not None and live.writer:
+            if live.fenced:
+                raise Fenced(live.fenced)
+            return live, live.pointer, live.as_map()
+        pointer, m = await self._load(name)
+        self._check_unclaimed(name, pointer)
+        return live, pointer, m
+
+    def _check_unclaimed(self, name: str, pointer: Pointer) -> None:
+        if pointer.writer and pointer.writer != self.holder:
+            raise VolumeBusy(f"volume {name} is open for writing on {pointer.writer}")
+
+    def _lost(self, live: _Volume | None, error: PointerChanged) -> None:
+        """A change lost a race: try again, unless this node is the
+        writer, whom only a newer writer could have overtaken."""
+        if live is not None and live.writer:
+            live.fenced = str(error)
+            raise error if isinstance(error, Fenced) else Fenced(str(error))
+
+    def _restless(self, name: str) -> VolumeBusy:
+        return VolumeBusy(f"volume {name} kept changing on other nodes; try again")
+
+    async def _claim(self, live: _Volume) -> None:
+        """Take the writer claim of ``live``'s volume (and its map as the
+        claim found it)."""
+        for _ in range(_ATTEMPTS):
+            owned = [e.name for e in live.entries if e.writable]
+            try:
+                live.pointer = await self._in_thread(self.place.claim_now, live.name,
+                                                     self.holder, live.pointer, owned)
+            except PointerChanged:
+                pointer, m = await self._load(live.name)
+                live.show(pointer, m)
+                continue
+            live.fenced = ""
+            return
+        raise self._restless(live.name)
+
+    async def _release_stale_claim(self, name: str) -> None:
+        """Release the claim an earlier run of this node left on ``name``
+        (taken over first: a process of that run may still be writing)."""
+        try:
+            pointer = await self._in_thread(self.place.read_pointer_now, name)
+        except KeyError:
+            return
+        left = pointer.writer
+        node, _, _ = left.rpartition(" ")
+        if node != self.node or left == self.holder:
+            return
+        try:
+            pointer, m = await self._load(name)
+            owned = [e.name for e in m.entries if e.writable]
+            pointer = await self._in_thread(self.place.claim_now, name, self.holder,
+                                            pointer, owned)
+            await self._in_thread(self.place.release_now, name, pointer)
+        except (KeyError, VolumeBusy):
+            return  # removed or taken meanwhile: not ours to release
+        log.info("volume {name}: released the writer claim {writer} left",
+                 name=name, writer=left)
 
     async def _refresh(self, m: MapV2) -> None:
         shared = list(dict.fromkeys(e.name for e in m.entries
@@ -567,209 +794,9 @@ class VolumeStore:
             yield index, start, count
             offset += count
 
-    def _pointer(self, name: str) -> str:
-        return os.path.join(self._maps, name)
-
-    def _object(self, name: str) -> str:
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"{name!r} is not an object name")
-        return os.path.join(self._objects, name)
-
     def _in_thread(self, fn: Callable[..., T], *args: Any) -> Any:
         pool = self._threadpool if self._threadpool is not None else self._reactor.getThreadPool()
         return deferToThreadPool(self._reactor, pool, fn, *args)
-
-    # -- synchronous, in the thread pool ------------------------------------------
-
-    def _first_epoch_now(self, name: str) -> int:
-        """An epoch under which ``name`` owns no object yet: after any a
-        removed volume of that name left to its snapshots (its floor in
-        ``epochs/``, written by ``remove`` and ``sweep``; one small file
-        read, whatever the number of objects)."""
-        try:
-            with open(os.path.join(self._epochs, name), "rb") as f:
-                return int(f.read().strip() or b"0")
-        except FileNotFoundError:
-            return 0
-
-    def _raise_floor_now(self, name: str, epoch: int) -> None:
-        """Record that a new volume ``name`` starts at ``epoch`` or later."""
-        if epoch <= self._first_epoch_now(name):
-            return
-        self._make_dirs_now()
-        os.makedirs(self._epochs, mode=_DIR_MODE, exist_ok=True)
-        temporary = os.path.join(self._epochs, f".w.{name}.{uuid.uuid4().hex}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     _FILE_MODE)
-        try:
-            os.write(fd, str(epoch).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temporary, os.path.join(self._epochs, name))
-        _fsync_dir(self._epochs)
-
-    def _sweep_now(self, named: set[str]) -> int:
-        removed = 0
-        for directory in (self._maps, self._objects, self._epochs):
-            if not os.path.isdir(directory):
-                continue
-            for f in os.listdir(directory):
-                if f.startswith(".w.") or (directory == self._objects and f not in named):
-                    try:
-                        os.unlink(os.path.join(directory, f))
-                    except FileNotFoundError:
-                        continue
-                    removed += 1
-            _fsync_dir(directory)
-        # The floors of names whose objects outlive their map (a crash in
-        # ``remove``, or a store from before floors were recorded).
-        maps = set(self._listdir_now(self._maps))
-        floors: dict[str, int] = {}
-        for f in named:
-            m = _OWNED_OBJECT.match(f)
-            if m and m.group(1) not in maps:
-                floors[m.group(1)] = max(floors.get(m.group(1), 0), int(m.group(2), 16) + 1)
-        for name, epoch in floors.items():
-            self._raise_floor_now(name, epoch)
-        return removed
-
-    def _names_now(self) -> list[str]:
-        return sorted(n for n in self._listdir_now(self._maps) if _VOLUME_NAME.match(n))
-
-    @staticmethod
-    def _listdir_now(directory: str) -> list[str]:
-        try:
-            return os.listdir(directory)
-        except FileNotFoundError:
-            return []
-
-    def _make_dirs_now(self) -> None:
-        if self._made:
-            return
-        for d in (self.path, self._maps, self._objects):
-            if not os.path.isdir(d):
-                os.makedirs(d, mode=_DIR_MODE, exist_ok=True)
-                _fsync_dir(os.path.dirname(d))
-        self._made = True
-
-    def _read_pointer_now(self, name: str) -> dict[str, Any]:
-        try:
-            with open(self._pointer(name), "rb") as f:
-                pointer = json.loads(f.read())
-        except FileNotFoundError:
-            raise KeyError(name) from None
-        if pointer.get("version") != _POINTER_VERSION:
-            raise ValueError(f"volume {name}: unknown map pointer {pointer!r}")
-        return dict(pointer)
-
-    def _write_pointer_now(self, name: str, pointer: dict[str, Any],
-                           exclusive: bool) -> None:
-        self._make_dirs_now()
-        path = self._pointer(name)
-        temporary = os.path.join(self._maps, f".w.{name}.{uuid.uuid4().hex}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     _FILE_MODE)
-        try:
-            try:
-                os.write(fd, json.dumps(pointer).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if exclusive:
-                try:
-                    os.link(temporary, path)
-                except FileExistsError:
-                    raise FileExistsError(f"volume {name} exists") from None
-            else:
-                os.rename(temporary, path)
-        finally:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-        _fsync_dir(self._maps)
-
-    def _remove_pointer_now(self, name: str) -> None:
-        os.unlink(self._pointer(name))
-        _fsync_dir(self._maps)
-
-    def _pread_now(self, name: str, offset: int, length: int) -> bytes:
-        fd = os.open(self._object(name), os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
-        if len(data) < length:
-            data += bytes(length - len(data))
-        return data
-
-    def _pwrite_now(self, name: str, offset: int, data: memoryview) -> None:
-        fd = os.open(self._object(name), os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            while data:
-                written = os.pwrite(fd, data, offset)
-                data, offset = data[written:], offset + written
-        finally:
-            os.close(fd)
-
-    def _create_object_now(self, name: str, base: bytes | None, start: int,
-                           chunk: memoryview) -> None:
-        """Make owned object ``name`` durable: ``base`` (zeros when None)
-        with ``chunk`` at ``start``."""
-        self._make_dirs_now()
-        path = self._object(name)
-        temporary = os.path.join(self._objects, f".w.{name}.{uuid.uuid4().hex}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     _FILE_MODE)
-        try:
-            try:
-                if base is None:
-                    os.ftruncate(fd, self.block_size)
-                    body = chunk
-                    at = start
-                else:
-                    patched = bytearray(base)
-                    patched[start:start + len(chunk)] = chunk
-                    body = memoryview(patched)
-                    at = 0
-                while body:
-                    written = os.pwrite(fd, body, at)
-                    body, at = body[written:], at + written
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            # Replaces what a crash may have left under this name unnamed
-            # by any map (the copy-up made but never recorded).
-            os.rename(temporary, path)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass
-            raise
-        _fsync_dir(self._objects)
-
-    def _fsync_objects_now(self, names: list[str]) -> None:
-        for name in names:
-            try:
-                fd = os.open(self._object(name), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # dropped meanwhile
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-    def _unlink_objects_now(self, names: list[str]) -> None:
-        for name in names:
-            try:
-                os.unlink(self._object(name))
-            except FileNotFoundError:
-                continue
-            self.counters.objects_dropped += 1
-        if names:
-            _fsync_dir(self._objects)
 
 
 class OpenVolume:
@@ -816,11 +843,7 @@ class OpenVolume:
         self._check_open()
         if self.read_only:
             raise PermissionError(f"volume {self.name} is open read-only")
-        await self._v.lock.acquire()
-        try:
-            await fn(self._v, *args)
-        finally:
-            self._v.lock.release()
+        await self._store._writing(self._v, fn, *args)
 
     def _check_open(self) -> None:
         if self._closed:

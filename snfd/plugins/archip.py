@@ -8,7 +8,7 @@ from __future__ import annotations
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from snfd.config import Key, boolean, text
+from snfd.config import Key, boolean, one_of, text
 from snfd.interfaces import (
     IAuthenticator,
     IBlockReferences,
@@ -48,9 +48,20 @@ class ArchipPlugin(ServicePlugin):
     provides = (IVolumes,)
     requires = (IBlockStore, IBlockReferences, IAuthenticator)
     config_keys = (
+        Key("volume_store", one_of("file", "rados"), "file",
+            "Where the volume maps' pointers and the objects volumes own are"
+            " kept: file (the directory path, this node's alone) or rados (a Ceph"
+            " pool every node shares, through [pithos]'s connection; needs"
+            " [pithos] block_store = rados, since the maps are blocks)."),
         Key("path", text, "",
-            "Directory of the volume maps' pointers and of the objects volumes"
-            " own; empty: <state_dir>/volumes."),
+            "With volume_store = file: the directory of the volume maps' pointers"
+            " and of the objects volumes own; empty: <state_dir>/volumes."),
+        Key("rados_pool", text, "",
+            "With volume_store = rados: the replicated pool (omap is needed, so"
+            " not an erasure-coded one); empty: [pithos] rados_pool."),
+        Key("rados_namespace", text, "archip",
+            "With volume_store = rados: pointers go to the RADOS namespace"
+            " <rados_namespace>.maps, owned objects to <rados_namespace>.objects."),
         Key("nbd_listen", nbd_listen, "tcp:10809:interface=127.0.0.1",
             "Where the NBD server listens (tcp:PORT[:interface=ADDR]).  It has no"
             " authentication: an internal address only, reachable from the"

@@ -160,3 +160,88 @@ class NbdTlsConfigTests(unittest.TestCase):
                              {("archip", "nbd_tls"): "yes"})
         self.assertIn("[archip] nbd_tls: needs [node] tls_certificate and tls_key",
                       str(caught.exception))
+
+
+class VolumeStoreConfigTests(unittest.TestCase):
+    """``[archip] volume_store``: the filesystem by default; RADOS through
+    ``[pithos]``'s connection, which must keep blocks on RADOS too; a bad
+    setting stops the node with a line naming the key."""
+
+    async def test_file_by_default(self) -> None:
+        from snfd.archip.place import FileVolumePlace
+        from snfd.testing.nodecase import build_node
+
+        built = await build_node(self, ("identity", "pithos", "archip"))
+        place = built.services["archip"].store.place
+        self.assertIsInstance(place, FileVolumePlace)
+        self.assertEqual(place.path, str(built.node.state_dir / "volumes"))
+
+    async def test_rados_needs_blocks_on_rados(self) -> None:
+        from snfd.config import ConfigError
+        from snfd.testing.nodecase import build_node
+
+        with self.assertRaises(ConfigError) as caught:
+            await build_node(self, ("identity", "pithos", "archip"),
+                             {("archip", "volume_store"): "rados"})
+        self.assertIn("[archip] volume_store: rados needs [pithos] block_store = rados",
+                      str(caught.exception))
+        self.assertNotIn("\n", str(caught.exception))
+
+    def on_rados(self, **archip: str) -> dict[tuple[str, str], str]:
+        import uuid
+
+        from snfd.testing.ceph import ceph_unavailable, shared_cluster
+        from tests.archip.test_rados_volumes import POOL
+
+        reason = ceph_unavailable()
+        if reason:
+            raise unittest.SkipTest(reason)
+        cluster = shared_cluster()
+        cluster.create_pool(POOL)
+        namespace = f"n-{uuid.uuid4().hex[:12]}"
+        return {("pithos", "block_store"): "rados", ("pithos", "rados_conf"): cluster.conf,
+                ("pithos", "rados_pool"): POOL, ("pithos", "rados_namespace"): namespace,
+                ("archip", "volume_store"): "rados", ("archip", "rados_namespace"): namespace,
+                **{("archip", k): v for k, v in archip.items()}}
+
+    async def test_a_missing_pool_is_named(self) -> None:
+        from snfd.config import ConfigError
+        from snfd.testing.nodecase import build_node
+
+        with self.assertRaises(ConfigError) as caught:
+            await build_node(self, ("identity", "pithos", "archip"),
+                             self.on_rados(rados_pool="no-such-pool"))
+        self.assertIn("[archip] rados_pool: the cluster of", str(caught.exception))
+        self.assertIn("'no-such-pool'", str(caught.exception))
+
+    async def test_volumes_on_rados(self) -> None:
+        """A node with volume_store = rados keeps its volumes in the pool:
+        another node's store over the same pool sees them."""
+        from twisted.internet import reactor
+
+        from snfd.archip.rados_volumes import RadosVolumePlace, open_place
+        from snfd.archip.volumes import VolumeStore
+        from snfd.testing.nodecase import build_node
+
+        overrides = self.on_rados()
+        built = await build_node(self, ("identity", "pithos", "archip"), overrides)
+        store = built.services["archip"].store
+        blocks = built.services["pithos"].blocks
+        self.addCleanup(blocks.close)
+        self.addCleanup(store.place.close)
+        self.assertIsInstance(store.place, RadosVolumePlace)
+        self.assertIn(overrides[("pithos", "rados_pool")], store.where)
+        volumes = built.providers.get(IVolumes)
+        await volumes.create("vol", 4 * MiB)
+        v = await volumes.open("vol", True)
+        await v.write(10, b"on rados")
+        await v.close()
+        other = open_place(overrides[("pithos", "rados_conf")],
+                           overrides[("pithos", "rados_pool")], reactor,
+                           block_size=4 * MiB,
+                           namespace=overrides[("archip", "rados_namespace")])
+        self.addCleanup(other.close)
+        elsewhere = VolumeStore(other, blocks, reactor, node="other-node")
+        r = await elsewhere.open("vol", False)
+        self.assertEqual(await r.read(10, 8), b"on rados")
+        await r.close()

@@ -76,10 +76,16 @@ class _Base(unittest.TestCase):
         """The block store (``test_rados_blocks`` runs these tests on RADOS)."""
         return FileBlockStore(os.path.join(self.root, "blocks"), reactor, block_size=BS)
 
+    def make_place(self) -> Any:
+        """Where the store keeps pointers and owned objects, each call a new
+        handle on the same storage: the test's directory
+        (``test_rados_volumes`` runs these tests on RADOS)."""
+        return os.path.join(self.root, "volumes")
+
     def store(self) -> VolumeStore:
-        """A store over the test's directories (a fresh one sees only what
-        is on disk)."""
-        return VolumeStore(os.path.join(self.root, "volumes"), self.blocks, reactor)
+        """A store over the test's place (a fresh one sees only what is
+        stored)."""
+        return VolumeStore(self.make_place(), self.blocks, reactor)
 
     async def tearDown(self) -> None:
         for v in self.open:
@@ -99,7 +105,7 @@ class _Base(unittest.TestCase):
         return v
 
     def owned_files(self) -> list[str]:
-        return sorted(f for f in os.listdir(os.path.join(self.root, "volumes", "objects"))
+        return sorted(f for f in self.volumes.place.object_names_now()
                       if not f.startswith("."))
 
     async def assert_map_on_disk_sound(self, name: str, expected: bytes) -> None:
@@ -604,14 +610,19 @@ def crash_record(i: int) -> bytes:
     return (b"%08d" % i) * (CRASH_RECORD // 8) + b"\xff" * (CRASH_RECORD % 8)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 class CrashTests(_Base):
+    def writer(self, first: int) -> list[str]:
+        """The command of a writer process over the test's store."""
+        return [sys.executable, "-c", _WRITER, self.root, REPO, str(first)]
+
     def run_and_kill(self, first: int, acks_wanted: int) -> list[int]:
         """Run a writer process over the test's store writing records
         ``first, first + 1...``; SIGKILL it after ``acks_wanted``
         acknowledged writes; the acknowledgements it printed."""
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        child = subprocess.Popen([sys.executable, "-c", _WRITER, self.root, repo, str(first)],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(self.writer(first), stdout=subprocess.PIPE, text=True)
         acks: list[int] = []
         watchdog = threading.Timer(60, child.kill)  # never hang the suite
         watchdog.start()
