@@ -341,6 +341,12 @@ class IBlockStore(Interface):
     """
 
     block_size = Attribute("Largest block, in bytes (``int``; 4 MiB).")
+    scan_resumable = Attribute(
+        "Whether a ``scan`` cursor outlives the store object (``bool``): then"
+        " it is a plain string that any store on the same blocks accepts, in"
+        " another process or after a restart (the filesystem store's: the"
+        " last name given, names ascending), so a long walk may record it"
+        " and resume there.  Otherwise a walk interrupted starts again.")
 
     def put(blocks):
         """Store blocks (``bytes`` each, at most ``block_size``), writing
@@ -366,6 +372,15 @@ class IBlockStore(Interface):
 
         @return: an awaitable firing with exactly ``length`` bytes (the
             block right-padded with zero bytes as far as needed).
+        @raise KeyError: no block has that name.
+        """
+
+    def get_stored(name):
+        """Read one block as it was stored, without padding (for a copy
+        to another store: its trailing zero bytes are there only if they
+        were given to ``put``).
+
+        @return: an awaitable firing with at most ``block_size`` bytes.
         @raise KeyError: no block has that name.
         """
 

@@ -18,10 +18,19 @@ def yes_no(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
+class Interrupted(Exception):
+    """A signal (SIGINT, SIGTERM) stopped the command's reactor before its
+    work ended."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted by a signal before the command finished")
+
+
 def run_with_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     """Run ``work(reactor)`` under a reactor of the command's own (for
     commands that use threads, RAPI or the pool); its result is the exit
-    status and its exception propagates."""
+    status and its exception propagates (``Interrupted`` when a signal
+    stopped the reactor first)."""
     from twisted.internet import defer, reactor
 
     outcome: list[Any] = []
@@ -35,6 +44,8 @@ def run_with_reactor(work: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
 
     reactor.callWhenRunning(start)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
+    if not outcome:
+        raise Interrupted()
     result = outcome[0]
     if isinstance(result, defer.Failure):
         result.raiseException()

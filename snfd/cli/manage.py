@@ -20,7 +20,7 @@ import psycopg2
 
 from snfd import config as cfg
 from snfd import plugin_loader
-from snfd.cli import archip, cyclades, identity, networks, os_install, pithos
+from snfd.cli import Interrupted, archip, cyclades, identity, networks, os_install, pithos
 from snfd.cluster import store
 from snfd.db import migrations
 from snfd.db.embedded import EmbeddedPostgresError
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             return os_install.run(args)
         return _COMMANDS[args.command](args)
     except (CommandError, identity.CommandFailed, cyclades.CommandFailed, archip.CommandFailed,
-            os_install.CommandFailed,
+            os_install.CommandFailed, pithos.CommandFailed, Interrupted,
             cfg.ConfigError,
             plugin_loader.PluginError, migrations.SchemaError, EmbeddedPostgresError,
             StartupError) as e:

@@ -474,10 +474,12 @@ class Backend:
         perms = checked_permissions(permissions) if permissions is not None else None
         wanted = list(dict.fromkeys(h for h in hashes if h != EMPTY_HASH))
         if wanted:
-            # Present in any policy's store: the transaction checks the
-            # container's, and those it lacks are brought there.
-            anywhere = self.blocks if len(self.policies) == 1 else self.policies.view()
-            missing = set(await anywhere.missing(wanted))
+            # Present in any policy's store or fallback: the transaction
+            # checks the container's, and those it lacks are brought there.
+            if len(self.policies) == 1 and not self.policies.has_fallbacks:
+                missing = set(await self.blocks.missing(wanted))
+            else:
+                missing = set(await self.policies.lacking(wanted))
             if by_hash:
                 nameable = await self.db.run("pithos.nameable_blocks",
                                              nameable_blocks_txn, user, wanted)
@@ -496,12 +498,14 @@ class Backend:
     async def _placed(self, write: Any, attempts: int = 3) -> Any:
         """Run ``write`` (a transaction making versions); when it finds
         blocks missing from its container's store that another storage
-        policy's store holds, copy them over and run it again."""
+        policy's store, or the store's fallback, holds, copy them over and
+        run it again."""
+        alone = len(self.policies) == 1 and not self.policies.has_fallbacks
         for attempt in range(attempts):
             try:
                 return await write()
             except MissingBlocks as e:
-                if (e.blocks is None or len(self.policies) == 1 or attempt == attempts - 1
+                if (e.blocks is None or alone or attempt == attempts - 1
                         or not await self.policies.bring(e.hashes, e.blocks)):
                     raise
         raise AssertionError("unreachable")

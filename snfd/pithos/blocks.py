@@ -264,6 +264,9 @@ class FileBlockStore:
         the node's clock, its reactor, gives).
     """
 
+    scan_resumable = True
+    """A scan's cursor is the last name given (see ``IBlockStore``)."""
+
     def __init__(self, path: str | os.PathLike[str], reactor: Any,
                  threadpool: Any = None, block_size: int = BLOCK_SIZE,
                  direct: bool = True, clock: Any = None):
@@ -315,6 +318,10 @@ class FileBlockStore:
             return defer.succeed(bytes(length))
         return self._in_thread(self.get_now, name, length)
 
+    def get_stored(self, name: str) -> Any:
+        """The block ``name`` as stored, unpadded; fails as ``get``."""
+        return self._in_thread(self.get_stored_now, name)
+
     def missing(self, names: Iterable[str]) -> Any:
         """Which of ``names`` are absent (see ``IBlockStore``)."""
         names = list(names)
@@ -333,6 +340,11 @@ class FileBlockStore:
         return self._in_thread(self.scan_now, cursor, limit)
 
     # -- other asynchronous operations ---------------------------------------
+
+    def present(self, names: Iterable[str]) -> Any:
+        """Which of ``names`` are stored (see ``present_now``)."""
+        names = list(names)
+        return self._in_thread(self.present_now, names)
 
     def sweep_temporary(self, older_than: float) -> Any:
         """Clean what a crash left behind (see ``sweep_temporary_now``)."""
@@ -395,6 +407,15 @@ class FileBlockStore:
         length = self.block_size if length is None else length
         if name == EMPTY_HASH:
             return bytes(length)
+        data = self.get_stored_now(name)
+        if len(data) < length:
+            return data + bytes(length - len(data))
+        return data[:length] if len(data) > length else data
+
+    def get_stored_now(self, name: str) -> bytes:
+        """``get_stored`` run in the calling thread."""
+        if name == EMPTY_HASH:
+            return b""
         path = self._path(name)
         if path is None:
             raise KeyError(name)
@@ -413,9 +434,7 @@ class FileBlockStore:
             with self._read_failures_lock:
                 if self._now() - self._last_read_failure >= self._read_failures.interval:
                     self._read_failures.recovered()
-        if len(data) < length:
-            return data + bytes(length - len(data))
-        return data[:length] if len(data) > length else data
+        return data
 
     def missing_now(self, names: Iterable[str]) -> list[str]:
         """``missing`` run in the calling thread.
@@ -433,6 +452,21 @@ class FileBlockStore:
             with self._writing():
                 present = path is not None and self._touch(path)
             if not present:
+                out.append(name)
+        return out
+
+    def present_now(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` stored here, in the order given, once each,
+        without refreshing their ages: a look that writes nothing, for a
+        store being moved away from (``policies.FallbackBlocks``; it may
+        be on a read-only filesystem).  ``EMPTY_HASH`` is always there."""
+        out: list[str] = []
+        for name in dict.fromkeys(names):
+            if name == EMPTY_HASH:
+                out.append(name)
+                continue
+            path = self._path(name)
+            if path is not None and os.path.isfile(path):
                 out.append(name)
         return out
 

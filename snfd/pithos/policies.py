@@ -24,6 +24,12 @@ Configuration (``[pithos]``): ``storage_policies`` lists
 the default (empty: the first).  Without them the node serves
 ``default`` (the ``block_path`` directory) and ``silver``
 (``<state_dir>/blocks-silver``).
+
+A policy whose blocks are being moved to another store (from a
+filesystem to Ceph: ``snf-manage pithos-migrate-blocks``, and
+docs/operations.md) keeps the store they come from as a read-only
+fallback (``block_fallback``, ``FallbackBlocks``): reads that miss in
+its store read there, nothing else touches it.
 """
 
 from __future__ import annotations
@@ -36,11 +42,16 @@ from typing import Any
 
 import attrs
 from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
 
 from snfd import errors
 from snfd.config import ConfigError
+from snfd.interfaces import IBlockStore
 from snfd.pithos.hashmap import EMPTY_HASH
 from snfd.pithos.store import STORAGE_POLICY
+
+log = Logger(namespace="snfd.pithos.policies")
 
 POLICY_KEY = STORAGE_POLICY
 """The container policy key holding the container's storage policy."""
@@ -79,6 +90,29 @@ def parse_policies(value: str) -> tuple[PolicySpec, ...]:
                 raise ValueError(f"the policy name {n!r} is given twice")
             seen.add(n.lower())
         out.append(PolicySpec(names[0], tuple(names[1:]), directory.strip()))
+    return tuple(out)
+
+
+def parse_fallbacks(value: str) -> tuple[tuple[str, str], ...]:
+    """The ``[pithos] block_fallback`` value: comma- or whitespace-separated
+    entries, ``directory`` (policy 0's fallback; once) or
+    ``policy:directory``; ``(policy name, directory)`` pairs, the name
+    ``""`` for policy 0.  Empty: no fallback.  Whether the names are
+    policies is checked against ``storage_policies`` when the stores are
+    made (``StoragePolicies.from_config``)."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for entry in value.replace(",", " ").split():
+        name, sep, directory = entry.partition(":")
+        if not sep or name.startswith(("/", ".", "~")) or not _NAME.match(name):
+            name, directory = "", entry
+        if not directory:
+            raise ValueError(f"{entry!r} names no directory")
+        if name.lower() in seen:
+            raise ValueError("policy 0's fallback is given twice" if not name
+                             else f"the fallback of {name!r} is given twice")
+        seen.add(name.lower())
+        out.append((name, directory))
     return tuple(out)
 
 
@@ -133,13 +167,18 @@ class StoragePolicies:
 
     @classmethod
     def from_config(cls, section: Any, make_store: Callable[[str], Any],
-                    place: Callable[[PolicySpec, int], str]) -> StoragePolicies:
+                    place: Callable[[PolicySpec, int], str],
+                    open_fallback: Callable[[str, str], Any] | None = None,
+                    ) -> StoragePolicies:
         """The policies of a ``[pithos]`` section: ``place(spec, index)``
         says where each policy's blocks are (``file_places``,
-        ``rados_places``) and ``make_store(place)`` builds its store.
+        ``rados_places``) and ``make_store(place)`` builds its store.  A
+        policy that ``block_fallback`` names gets ``FallbackBlocks`` over
+        its store and ``open_fallback(directory, place)``.
 
-        @raise ConfigError: the default names no policy, or two policies
-            share a place.
+        @raise ConfigError: the default names no policy, two policies
+            share a place, or ``block_fallback`` names no policy (or
+            ``open_fallback`` refuses its directory).
         """
         specs: tuple[PolicySpec, ...] = section.storage_policies
         places: dict[str, str] = {}
@@ -157,8 +196,30 @@ class StoragePolicies:
             raise ConfigError("config", "pithos", "storage_policy_default",
                               f"no storage policy is named {default!r}"
                               f" (policies: {', '.join(s.name for s in specs)})")
-        return cls([StoragePolicy(spec.name, make_store(where), spec.aliases)
-                    for spec, where in policies], default)
+        fallbacks: dict[int, str] = {}
+        for name, directory in getattr(section, "block_fallback", ()):
+            index = next((i for i, spec in enumerate(specs)
+                          if name.lower() in {n.lower() for n in (spec.name, *spec.aliases)}),
+                         None) if name else 0
+            if index is None:
+                raise ConfigError("config", "pithos", "block_fallback",
+                                  f"no storage policy is named {name!r}"
+                                  f" (policies: {', '.join(s.name for s in specs)})")
+            if index in fallbacks:
+                raise ConfigError("config", "pithos", "block_fallback",
+                                  f"{specs[index].name} has two fallbacks")
+            fallbacks[index] = directory
+        if fallbacks and open_fallback is None:
+            raise ConfigError("config", "pithos", "block_fallback",
+                              "this store cannot have a fallback")
+        made = []
+        for i, (spec, where) in enumerate(policies):
+            blocks = make_store(where)
+            if i in fallbacks:
+                assert open_fallback is not None
+                blocks = FallbackBlocks(blocks, open_fallback(fallbacks[i], where))
+            made.append(StoragePolicy(spec.name, blocks, spec.aliases))
+        return cls(made, default)
 
     def __iter__(self) -> Iterator[StoragePolicy]:
         return iter(self._policies)
@@ -169,6 +230,11 @@ class StoragePolicies:
     @property
     def block_size(self) -> int:
         return int(self.primary.blocks.block_size)
+
+    @property
+    def has_fallbacks(self) -> bool:
+        """Whether a policy's store has a fallback (``FallbackBlocks``)."""
+        return any(isinstance(p.blocks, FallbackBlocks) for p in self._policies)
 
     def find(self, name: str) -> StoragePolicy | None:
         """The policy called ``name`` (or so aliased), any case."""
@@ -229,23 +295,33 @@ class StoragePolicies:
         return PolicyBlocks(self)
 
     async def bring(self, hashes: Iterable[str], into: Any) -> bool:
-        """Copy the blocks ``hashes`` that ``into`` lacks from the other
-        policies' stores; whether every one is there now."""
+        """Copy the blocks ``hashes`` that ``into`` lacks from its fallback
+        and from the other policies' stores (theirs included); whether
+        every one is there now."""
         wanted = [h for h in dict.fromkeys(hashes) if h != EMPTY_HASH]
         if not wanted:
             return True
         lacking = list(await into.missing(wanted))
+        if lacking and isinstance(into, FallbackBlocks):
+            lacking = await into.bring(lacking)
         for p in self._policies:
             if not lacking:
                 break
             if p.blocks is into:
                 continue
-            found = [h for h in lacking if h not in set(await p.blocks.missing(lacking))]
-            for h in found:
-                block = await p.blocks.get(h)
-                await _put_named(into, h, block)
+            found = set(await holding(p.blocks, lacking))
+            for h in lacking:
+                if h in found:
+                    block = await p.blocks.get_stored(h)
+                    await _put_named(into, h, block)
             lacking = [h for h in lacking if h not in found]
         return not lacking
+
+    async def lacking(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` no policy's store holds, fallbacks included
+        (in the order given, once each); those held are refreshed in the
+        store holding them, but never in a fallback."""
+        return list(await self.view().missing(names))
 
 
 def file_places(section: Any, state_dir: Path) -> Callable[[PolicySpec, int], str]:
@@ -275,10 +351,22 @@ def rados_places(section: Any) -> Callable[[PolicySpec, int], str]:
     return place
 
 
+async def holding(store: Any, names: list[str]) -> list[str]:
+    """Those of ``names`` that ``store`` can read: what its ``missing``
+    does not name (refreshed), and for ``FallbackBlocks`` those in its
+    fallback too."""
+    held = getattr(store, "holding", None)
+    if held is not None:
+        found: list[str] = await held(names)
+        return found
+    absent = set(await store.missing(names))
+    return [n for n in names if n not in absent]
+
+
 async def _put_named(store: Any, name: str, block: bytes) -> None:
-    """Store a block read back padded: under its known name when the store
-    allows it (no hashing), else by content (the padding is not part of
-    the name, so the same name results)."""
+    """Store a block read back (padded or not): under its known name when
+    the store allows it (no hashing), else by content (trailing zeros are
+    not part of the name, so the same name results)."""
     put_hashed = getattr(store, "put_hashed", None)
     if put_hashed is not None:
         await put_hashed([(name, block.rstrip(b"\x00"))])
@@ -291,9 +379,10 @@ class PolicyBlocks:
     without knowing the container they came from (large object segments,
     MD5s, partial updates, public links): ``get`` finds a block in any
     store (the default policy's first), ``missing`` names blocks no
-    store has, ``put`` writes to policy 0 (a version made from them has
-    its missing blocks brought into its container's store).  Not the
-    node's ``IBlockStore``: it neither scans nor deletes."""
+    store has, nor its fallback (``holding``), ``put`` writes to policy 0
+    (a version made from them has its missing blocks brought into its
+    container's store).  Not the node's ``IBlockStore``: it neither scans
+    nor deletes."""
 
     def __init__(self, policies: StoragePolicies):
         self.policies = policies
@@ -330,8 +419,126 @@ class PolicyBlocks:
         for store in self._stores:
             if not lacking:
                 break
-            lacking = list(await store.missing(lacking))
+            held = set(await holding(store, lacking))
+            lacking = [n for n in lacking if n not in held]
         return lacking
+
+
+@implementer(IBlockStore)
+class FallbackBlocks:
+    """A policy's block store with the store its blocks are being moved
+    from as a read-only fallback (``[pithos] block_fallback``; the
+    procedure is in docs/operations.md, "Moving blocks from a filesystem
+    to Ceph").
+
+    ``get`` and ``read`` of a block ``primary`` lacks read it from
+    ``fallback``; everything else is ``primary``'s alone.  ``missing``
+    names the blocks ``primary`` lacks, fallback or not, so that writers
+    store them there (uploads send them again, volumes and the garbage
+    collection's protocol see the primary alone); ``scan`` lists and
+    ``delete`` removes only ``primary``'s blocks: no collection ever
+    deletes from the fallback, and a block only there is nothing to it.
+    A version that references a block only in the fallback reads it
+    there; a new one has it copied to ``primary`` first (``bring``, via
+    ``StoragePolicies.bring``).  Nothing is written to the fallback (its
+    filesystem may be read-only).
+
+    @param primary: the policy's ``IBlockStore``.
+    @param fallback: a ``FileBlockStore`` (what ``present`` needs).
+    """
+
+    def __init__(self, primary: Any, fallback: Any):
+        self.primary = primary
+        self.fallback = fallback
+        self.block_size = primary.block_size
+        self.scan_resumable = primary.scan_resumable
+        self.fallback_reads = 0
+        """How many reads the fallback answered (since the start)."""
+
+    # -- IBlockStore: the primary's, but for reads ---------------------------
+
+    def put(self, blocks: Iterable[Any]) -> Any:
+        return self.primary.put(blocks)
+
+    def put_hashed(self, pairs: Iterable[tuple[str, Any]]) -> Any:
+        return self.primary.put_hashed(pairs)
+
+    def get(self, name: str) -> Any:
+        return defer.ensureDeferred(self._read(name, None))
+
+    def read(self, name: str, length: int) -> Any:
+        return defer.ensureDeferred(self._read(name, length))
+
+    async def _read(self, name: str, length: int | None) -> bytes:
+        try:
+            block: bytes = await (self.primary.get(name) if length is None
+                                  else self.primary.read(name, length))
+            return block
+        except KeyError:
+            pass
+        if length is None:
+            length = self.block_size
+        block = await self.fallback.read(name, length)
+        self.fallback_reads += 1
+        return block
+
+    def get_stored(self, name: str) -> Any:
+        return defer.ensureDeferred(self._stored(name))
+
+    async def _stored(self, name: str) -> bytes:
+        try:
+            block: bytes = await self.primary.get_stored(name)
+            return block
+        except KeyError:
+            pass
+        block = await self.fallback.get_stored(name)
+        self.fallback_reads += 1
+        return block
+
+    def missing(self, names: Iterable[str]) -> Any:
+        return self.primary.missing(names)
+
+    def missing_now(self, names: Iterable[str]) -> list[str]:
+        """The primary's ``missing_now`` (inside a transaction)."""
+        found: list[str] = self.primary.missing_now(names)
+        return found
+
+    def delete(self, names: Iterable[str], older_than: float) -> Any:
+        return self.primary.delete(names, older_than)
+
+    def scan(self, cursor: str, limit: int) -> Any:
+        return self.primary.scan(cursor, limit)
+
+    def sweep_temporary(self, older_than: float) -> Any:
+        return self.primary.sweep_temporary(older_than)
+
+    # -- the fallback -------------------------------------------------------
+
+    async def holding(self, names: list[str]) -> list[str]:
+        """Those of ``names`` in the primary (refreshed) or the fallback
+        (looked up, not refreshed), in order."""
+        absent = set(await self.primary.missing(names))
+        elsewhere = set(await self.fallback.present([n for n in names if n in absent]))
+        return [n for n in names if n not in absent or n in elsewhere]
+
+    async def bring(self, names: Iterable[str]) -> list[str]:
+        """Copy those of ``names`` only in the fallback to the primary, by
+        content (a fallback block whose bytes do not match its name is not
+        brought, and the log says so); those still lacking after."""
+        left: list[str] = []
+        for name in await self.primary.missing(names):
+            try:
+                block = await self.fallback.get_stored(name)
+            except KeyError:
+                left.append(name)
+                continue
+            [stored] = await self.primary.put([block])
+            if stored != name:
+                log.error("block {name} in the fallback {where} does not match its name"
+                          " (its content is {stored}): not brought", name=name,
+                          where=getattr(self.fallback, "path", "?"), stored=stored)
+                left.append(name)
+        return left
 
 
 class Placement:
@@ -349,5 +556,6 @@ class Placement:
         return self.store.put(blocks)
 
 
-__all__ = ["DEFAULT_POLICIES", "HEADER", "POLICY_KEY", "Placement", "PolicyBlocks",
-           "PolicySpec", "StoragePolicies", "StoragePolicy", "parse_policies"]
+__all__ = ["DEFAULT_POLICIES", "HEADER", "POLICY_KEY", "FallbackBlocks", "Placement",
+           "PolicyBlocks", "PolicySpec", "StoragePolicies", "StoragePolicy", "holding",
+           "parse_fallbacks", "parse_policies"]

@@ -107,6 +107,9 @@ class RadosBlockStore:
     @param window: operations in flight at most, per batch, and threads.
     """
 
+    scan_resumable = False
+    """A scan's cursor names a listing held open by this object."""
+
     def __init__(self, ioctx: Any, reactor: Any, *, block_size: int = BLOCK_SIZE,
                  clock: Any = None, window: int = 8, rados: Any = None,
                  cluster: Any = None):
@@ -117,6 +120,8 @@ class RadosBlockStore:
         self._clock = clock if clock is not None else reactor
         self.block_size = block_size
         self.window = window
+        self.pool = ioctx.get_pool_name()
+        self.namespace = ioctx.get_namespace()
         self.where = f"rados pool {ioctx.get_pool_name()}" + (
             f" namespace {ioctx.get_namespace()}" if ioctx.get_namespace() else "")
         self._pool = ThreadPool(minthreads=0, maxthreads=window,
@@ -157,6 +162,9 @@ class RadosBlockStore:
             from twisted.internet import defer
             return defer.succeed(bytes(length))
         return self._in_thread(self.get_now, name, length)
+
+    def get_stored(self, name: str) -> Any:
+        return self._in_thread(self.get_stored_now, name)
 
     def missing(self, names: Iterable[str]) -> Any:
         names = list(names)
@@ -211,6 +219,19 @@ class RadosBlockStore:
         length = self.block_size if length is None else length
         if name == EMPTY_HASH:
             return bytes(length)
+        data = self._read_now(name, length)
+        if len(data) < length:
+            data += bytes(length - len(data))
+        return data
+
+    def get_stored_now(self, name: str) -> bytes:
+        """``get_stored`` run in the calling thread."""
+        if name == EMPTY_HASH:
+            return b""
+        return self._read_now(name, self.block_size)
+
+    def _read_now(self, name: str, length: int) -> bytes:
+        """At most the first ``length`` bytes of the object ``name``."""
         if not is_hash(name):
             raise KeyError(name)
         try:
@@ -221,9 +242,7 @@ class RadosBlockStore:
             if isinstance(e, self._rados.TimedOut):
                 self._refresh_map()
             raise StorageUnreadable(_os_error(e, self.where)) from None
-        if len(data) < length:
-            data += bytes(length - len(data))
-        return data
+        return bytes(data)
 
     def missing_now(self, names: Iterable[str]) -> list[str]:
         """The absent ones of ``names`` (once each, in order); the present

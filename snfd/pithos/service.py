@@ -8,6 +8,8 @@ of expired objects)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from twisted.application import service
@@ -137,22 +139,42 @@ def from_config(node: Node, section: Section, deps: Deps) -> PithosService:
     policy's block store is a ``FileBlockStore`` or, with ``block_store =
     rados``, a ``RadosBlockStore`` (``snfd.pithos.policies``).
 
+    ``block_fallback`` gives a policy's store a read-only fallback
+    (``FallbackBlocks``), while its blocks move to a new store.
+
     Block ages are stamped with a ``FlooredWallClock``: a block stored or
     refreshed after the wall clock was set back does not look older than
     the blocks before it (see ``garbage_collection``)."""
     stamps = FlooredWallClock(node.clock, node.monotonic)
+
+    def fallback(directory: str, place: str) -> FileBlockStore:
+        return _fallback_store(node, directory, place, section.block_store, stamps)
     if section.block_store == "rados":
         policies = StoragePolicies.from_config(
             section, lambda namespace: _rados_store(node, section, namespace, stamps),
-            rados_places(section))
+            rados_places(section), fallback)
     else:
         policies = StoragePolicies.from_config(
             section, lambda path: FileBlockStore(path, node.reactor, clock=stamps),
-            file_places(section, node.state_dir))
+            file_places(section, node.state_dir), fallback)
     return PithosService(node, section, policies.primary.blocks,
                          Charger(node.db, deps[IQuotaHolder], COMPONENT, node.membership),
                          deps[IAuthenticator], public_base(node, section.public_url),
                          policies)
+
+
+def _fallback_store(node: Node, directory: str, place: str, kind: str,
+                    stamps: Any) -> FileBlockStore:
+    """The filesystem store a ``block_fallback`` entry names (relative:
+    below the state directory); it must exist, and not be the policy's
+    own store."""
+    path = os.path.abspath(Path(node.state_dir) / Path(directory).expanduser())
+    if not os.path.isdir(path):
+        raise ConfigError("config", "pithos", "block_fallback", f"no directory {path}")
+    if kind == "file" and path == place:
+        raise ConfigError("config", "pithos", "block_fallback",
+                          f"{path} is the store itself, not the one its blocks come from")
+    return FileBlockStore(path, node.reactor, clock=stamps)
 
 
 def _rados_store(node: Node, section: Section, namespace: str, stamps: Any) -> Any:

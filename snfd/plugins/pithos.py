@@ -17,7 +17,7 @@ from snfd.interfaces import (
     ISnfdPlugin,
 )
 from snfd.pithos.catalog import CATALOG, catalog_for, storage_url_path
-from snfd.pithos.policies import DEFAULT_POLICIES, parse_policies
+from snfd.pithos.policies import DEFAULT_POLICIES, parse_fallbacks, parse_policies
 from snfd.plugins import ServicePlugin
 
 
@@ -53,6 +53,13 @@ class PithosPlugin(ServicePlugin):
         Key("rados_namespace", text, "",
             "With block_store = rados: the RADOS namespace of policy 0's"
             " blocks (other policies: blocks-<name>, or their directory)."),
+        Key("block_fallback", parse_fallbacks, (),
+            "While blocks move to another store (snf-manage"
+            " pithos-migrate-blocks; docs/operations.md): the directory of the"
+            " filesystem store they come from, read when a block is not in"
+            " policy 0's store; policy:directory entries for other policies."
+            " Never written nor collected; relative: below state_dir.",
+            shown=""),
         Key("public_url", text, "",
             "Base URL of public links and X-Storage-Url; empty: [identity]"
             " public_url, else this node's address."),

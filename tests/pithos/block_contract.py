@@ -105,6 +105,18 @@ class BlockStoreContract:
         with self.assertRaises(KeyError):
             await self.store.read(block_hash(b"absent"), 4)
 
+    async def test_get_stored(self):
+        """get_stored returns a block's bytes as stored, unpadded (trailing
+        zeros given kept); the empty block is empty; a missing block is a
+        KeyError."""
+        blocks = [b"hello", b"abc\x00\x00", block(2)]
+        names = await self.store.put(blocks)
+        for b, n in zip(blocks, names, strict=True):
+            self.assertEqual(await self.store.get_stored(n), b)
+        self.assertEqual(await self.store.get_stored(EMPTY_HASH), b"")
+        with self.assertRaises(KeyError):
+            await self.store.get_stored(block_hash(b"absent"))
+
     async def test_get_absent(self):
         """get of an absent or malformed name fails with KeyError."""
         await self.assertFailure(self.store.get("ab" * 32), KeyError)
