@@ -105,6 +105,10 @@ class PrimaryWithStandby:
                       "-U", "postgres", "-D", str(self.standby), "-R", "-X", "stream",
                       "-C", "-S", "standby1", "-c", "fast")
             self._configure(self.standby, self.standby_port)
+            # Its walreceiver's application_name, which the primary's
+            # synchronous_standby_names can then name.
+            with (self.standby / "postgresql.auto.conf").open("a") as f:
+                f.write("cluster_name = 'standby1'\n")
             self._run("pg_ctl", "start", "-w", "-D", str(self.standby),
                       "-l", str(self.base / "standby.log"))
         except BaseException:
@@ -145,6 +149,12 @@ class PrimaryWithStandby:
         with contextlib.suppress(OSError, ValueError, IndexError):
             return int((datadir / "postmaster.pid").read_text().split()[0])
         return None
+
+    def pids(self) -> list[int]:
+        """The postmasters running now (primary, standby), for a caller that
+        accounts for their CPU; their backends are their children."""
+        return [pid for d in (self.primary, self.standby)
+                if (pid := self._postmaster(d)) is not None]
 
     def kill_primary(self) -> None:
         """Crash the primary: SIGKILL its postmaster and every child."""

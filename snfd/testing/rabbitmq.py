@@ -88,6 +88,12 @@ class PrivateRabbit:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
     @property
+    def pid(self) -> int | None:
+        """The node's process group (its own session: the server script and
+        the Erlang VM below it) while it runs, else None."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the node's process is alive."""
         return self._proc is not None and self._proc.poll() is None
