@@ -98,7 +98,7 @@ from snfd.archip.place import (
     PointerChanged,
     SweepPlan,
 )
-from snfd.pithos.rados_blocks import RadosUnavailable, import_rados
+from snfd.pithos.rados_blocks import RadosUnavailable, connect, import_rados
 
 log = Logger(namespace="snfd.archip.rados_volumes")
 
@@ -626,18 +626,8 @@ def open_place(conf: str, pool: str, reactor: Any, *, block_size: int,
         one, ``ceph osd pool create <pool>`` and ``ceph osd pool application
         enable <pool> synnefo``).
     """
-    rados = import_rados()
-    # Whole seconds: librados refuses "30.0".
-    seconds = str(max(1, round(op_timeout)))
-    settings = {"rados_osd_op_timeout": seconds, "rados_mon_op_timeout": seconds}
-    if keyring:
-        settings["keyring"] = keyring
-    try:
-        cluster = rados.Rados(conffile=conf, name=f"client.{user}", conf=settings)
-        cluster.connect(timeout=int(connect_timeout))
-    except (rados.Error, OSError) as e:
-        raise RadosUnavailable(f"cannot connect to the cluster of {conf} as client.{user}:"
-                               f" {e}") from None
+    rados, cluster = connect(conf, user=user, keyring=keyring, op_timeout=op_timeout,
+                             connect_timeout=connect_timeout)
     try:
         if not cluster.pool_exists(pool):
             raise NoSuchPool(f"the cluster of {conf} has no pool {pool!r}")

@@ -382,17 +382,14 @@ def _os_error(error: Exception, where: str) -> OSError:
     return OSError(code, f"{where}: {error}")
 
 
-def open_store(conf: str, pool: str, reactor: Any, *, user: str = "admin",
-               keyring: str = "", namespace: str = "", clock: Any = None,
-               op_timeout: float = 30.0, connect_timeout: float = 10.0,
-               window: int = 8) -> RadosBlockStore:
-    """Connect to the cluster that ``conf`` (a ``ceph.conf``) describes as
-    ``client.<user>`` and open the block store on ``pool``/``namespace``.
+def connect(conf: str, *, user: str = "admin", keyring: str = "",
+            op_timeout: float = 30.0, connect_timeout: float = 10.0) -> tuple[Any, Any]:
+    """``(rados module, connected cluster handle)`` for the cluster that
+    ``conf`` (a ``ceph.conf``) describes, as ``client.<user>``; operations
+    fail after ``op_timeout`` seconds instead of hanging.
 
-    @raise RadosUnavailable: no ``rados`` module, the cluster unreachable
-        or refusing the key, or no such pool (operators create pools: a
-        replicated one, ``ceph osd pool create <pool>`` and ``ceph osd pool
-        application enable <pool> synnefo``).
+    @raise RadosUnavailable: no ``rados`` module, or the cluster
+        unreachable or refusing the key.
     """
     rados = import_rados()
     # Whole seconds: librados refuses "30.0".
@@ -406,6 +403,23 @@ def open_store(conf: str, pool: str, reactor: Any, *, user: str = "admin",
     except (rados.Error, OSError) as e:
         raise RadosUnavailable(f"cannot connect to the cluster of {conf} as client.{user}:"
                                f" {e}") from None
+    return rados, cluster
+
+
+def open_store(conf: str, pool: str, reactor: Any, *, user: str = "admin",
+               keyring: str = "", namespace: str = "", clock: Any = None,
+               op_timeout: float = 30.0, connect_timeout: float = 10.0,
+               window: int = 8) -> RadosBlockStore:
+    """Connect to the cluster that ``conf`` (a ``ceph.conf``) describes as
+    ``client.<user>`` and open the block store on ``pool``/``namespace``.
+
+    @raise RadosUnavailable: no ``rados`` module, the cluster unreachable
+        or refusing the key, or no such pool (operators create pools: a
+        replicated one, ``ceph osd pool create <pool>`` and ``ceph osd pool
+        application enable <pool> synnefo``).
+    """
+    rados, cluster = connect(conf, user=user, keyring=keyring, op_timeout=op_timeout,
+                             connect_timeout=connect_timeout)
     try:
         if not cluster.pool_exists(pool):
             raise RadosUnavailable(f"the cluster of {conf} has no pool {pool!r}")
@@ -418,5 +432,5 @@ def open_store(conf: str, pool: str, reactor: Any, *, user: str = "admin",
                            cluster=cluster)
 
 
-__all__ = ["AGE_KEY", "RadosBlockStore", "RadosUnavailable", "import_rados", "open_store",
-           "stamp"]
+__all__ = ["AGE_KEY", "RadosBlockStore", "RadosUnavailable", "connect", "import_rados",
+           "open_store", "stamp"]
