@@ -96,7 +96,9 @@ def _addresses(server: Mapping[str, Any]) -> str:
 
 
 def _task(server: Mapping[str, Any]) -> str:
-    return str(server.get("OS-EXT-STS:task_state") or "")
+    """The pending task: Nova's name for it, else Synnefo's (a firewall
+    change has only the latter)."""
+    return str(server.get("OS-EXT-STS:task_state") or server.get("SNF:task_state") or "")
 
 
 SERVER_COLUMNS = (Column("ID", "id"), Column("Name", "name"), Column("Status", "status"))

@@ -44,7 +44,7 @@ TASK_STATE = {"BUILD": "BUILDING", "START": "STARTING", "STOP": "STOPPING",
               "REBOOT": "REBOOTING", "RESIZE": "RESIZING", "DESTROY": "DESTROYING",
               "RESCUE": "RESCUING", "UNRESCUE": "UNRESCUING", "REBUILD": "REBUILDING",
               "MIGRATE": "MIGRATING",
-              "FIREWALL": "", "REASSIGN": ""}
+              "FIREWALL": "SETTING_FIREWALL", "REASSIGN": ""}
 
 
 @attrs.frozen

@@ -320,7 +320,12 @@ class ActionTests(ServerTestCase):
         self.assertTrue(server.nics, "the update path synced no NICs")
         nic = server.nics[0]
         await self.act(sid, {"firewallProfile": {"profile": "ENABLED", "nic": nic["id"]}})
+        # The pending change is shown, so a client can wait for its end.
+        code, body, _ = await s.call("GET", f"/servers/{sid}", self.token)
+        self.assertEqual(body["server"]["SNF:task_state"], "SETTING_FIREWALL")
         await s.follow((await s.server(sid)).task_job_id)
+        code, body, _ = await s.call("GET", f"/servers/{sid}", self.token)
+        self.assertEqual(body["server"]["SNF:task_state"], "")
         key = nic.get("uuid") or nic.get("name") or nic.get("id")
         tags = s.sim.instances[f"snf-{sid}"].tags
         self.assertIn(f"synnefo:network:{key}:protected", tags)
