@@ -98,7 +98,7 @@ from snfd.archip.place import (
     PointerChanged,
     SweepPlan,
 )
-from snfd.pithos.rados_blocks import RadosUnavailable, connect, import_rados
+from snfd.pithos.rados_blocks import RadosUnavailable, connect, import_rados, write_batch
 
 log = Logger(namespace="snfd.archip.rados_volumes")
 
@@ -514,27 +514,10 @@ class RadosVolumePlace:
                      build: Callable[[Any, str], None]) -> list[int]:
         """One compound write operation per name, up to ``window`` in
         flight; their return values (0 or ``-errno``)."""
-        results: list[int] = []
-        mtime = int(time.time())
-        for start in range(0, len(names), self.window):
-            ops: list[Any] = []
-            comps: list[Any] = []
-            try:
-                for name in names[start:start + self.window]:
-                    ops.append(ioctx.create_write_op())
-                    build(ops[-1], name)
-                    comps.append(ioctx.operate_aio_write_op(ops[-1], name, mtime=mtime))
-                for comp in comps:
-                    comp.wait_for_complete()
-                    results.append(comp.get_return_value())
-            except self._rados.Error as e:
-                raise self._failure(e, "a batch of operations") from None
-            finally:
-                for comp in comps:  # never release an operation still in flight
-                    comp.wait_for_complete()
-                for op in ops:
-                    ioctx.release_write_op(op)
-        return results
+        try:
+            return write_batch(ioctx, names, build, self.window, int(time.time()))
+        except self._rados.Error as e:
+            raise self._failure(e, "a batch of operations") from None
 
     def _read_batch(self, ioctx: Any, names: list[str],
                     keys: Sequence[str]) -> list[dict[str, str] | None]:

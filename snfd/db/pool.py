@@ -60,8 +60,12 @@ _RETRY_CONFLICT = (psycopg2.errors.SerializationFailure, psycopg2.errors.Deadloc
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
 _MAX_CONFLICT_ATTEMPTS = 10
 # Interactions run their statements back to back in a thread; a session idle
-# inside a transaction this long belongs to a frozen or stuck node.
-_IDLE_IN_TRANSACTION = 5.0
+# inside a transaction this long belongs to a frozen or stuck node, and the
+# row locks it holds (an account's, written by every upload into it) would
+# stall the other nodes' requests for as long (bench/cluster.py: a node
+# SIGSTOPped for 5 s stopped every node's uploads for up to 4.9 s at 5 s).
+# PostgreSQL ends the session; the node, resumed, retries the interaction.
+_IDLE_IN_TRANSACTION = 2.0
 
 
 class DatabaseUnavailable(errors.ServiceUnavailable):
@@ -222,7 +226,7 @@ class Database:
         self.dsn = dsn
         self._reactor = reactor
         self._metrics = metrics
-        self._retry_window = retry_window
+        self.retry_window = retry_window
         #: when the current outage began (the first connection failure since
         #: the last success); None: no outage known
         self.down_since: float | None = None
@@ -281,7 +285,7 @@ class Database:
                 now = self._reactor.seconds()
                 if self.down_since is None:
                     self.down_since = now
-                if now - min(started, self.down_since) >= self._retry_window:
+                if now - min(started, self.down_since) >= self.retry_window:
                     self._observe(name, "unavailable", started)
                     raise DatabaseUnavailable(
                         f"unreachable for {now - self.down_since:.0f}s (last error:"

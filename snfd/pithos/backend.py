@@ -53,6 +53,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
+from twisted.internet import task
 
 from snfd import errors
 from snfd.pithos import charges, reads, store, swift, writes
@@ -92,6 +93,11 @@ quota holder says what the account has left (see ``reserve_uploads``)."""
 
 # ``permissions`` argument meaning "leave the permissions as they are".
 KEEP = None
+
+COLLECTION_WAIT = 30.0
+"""Seconds a write whose blocks a running collection has marked waits for
+the marks to go before it is refused (a page of a collection is marked
+for the time its deletions take: well under a second)."""
 
 T = TypeVar("T")
 
@@ -499,16 +505,39 @@ class Backend:
         """Run ``write`` (a transaction making versions); when it finds
         blocks missing from its container's store that another storage
         policy's store, or the store's fallback, holds, copy them over and
-        run it again."""
+        run it again.  When its blocks are present but a running
+        collection has marked them, wait for the collection to pass them
+        (``COLLECTION_WAIT`` at most), then run it again if they are still
+        there: the collection spares blocks refreshed within its grace,
+        and a block this request named was refreshed moments ago."""
         alone = len(self.policies) == 1 and not self.policies.has_fallbacks
         for attempt in range(attempts):
             try:
                 return await write()
             except MissingBlocks as e:
+                if e.collecting and attempt < attempts - 1:
+                    await self._collection_passed(e)
+                    continue
                 if (e.blocks is None or alone or attempt == attempts - 1
                         or not await self.policies.bring(e.hashes, e.blocks)):
                     raise
         raise AssertionError("unreachable")
+
+    async def _collection_passed(self, e: MissingBlocks) -> None:
+        """Wait until no running collection marks ``e.hashes``, then
+        refresh them in their store (``e`` again, naming the absent ones,
+        when the collection took any; ``e`` itself when the marks stay)."""
+        deadline = self.clock.seconds() + COLLECTION_WAIT
+        delay = 0.05
+        while await self.db.run("pithos.gc_marked", store.gc_marked_txn, e.hashes):
+            if self.clock.seconds() + delay > deadline:
+                raise e
+            await task.deferLater(self.clock, delay, lambda: None)
+            delay = min(delay * 2, 1.0)
+        blocks = e.blocks if e.blocks is not None else self.blocks
+        absent = await blocks.missing(e.hashes)
+        if absent:
+            raise MissingBlocks([h for h in e.hashes if h in set(absent)], blocks)
 
     async def upload_room(self, account: str, container: str, name: str) -> int | None:
         """The most bytes a new version of the object may have before the

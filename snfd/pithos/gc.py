@@ -40,10 +40,14 @@ class MissingBlocks(errors.Conflict):
     inside a transaction (a container's storage policy), when known: the
     blocks may be in another policy's store (``StoragePolicies.bring``)."""
 
-    def __init__(self, hashes: Sequence[str], blocks: Any = None):
+    def __init__(self, hashes: Sequence[str], blocks: Any = None, collecting: bool = False):
         super().__init__(f"{len(hashes)} blocks are missing.")
         self.hashes = list(hashes)
         self.blocks = blocks
+        #: Every one of them is present but marked by a running collection,
+        #: which spares a block refreshed within its grace: the writer may
+        #: wait for the marks to go and look again (``Backend._placed``).
+        self.collecting = collecting
 
 
 def check_blocks_txn(txn: Any, blocks: Any, hashes: Sequence[str]) -> None:
@@ -53,12 +57,12 @@ def check_blocks_txn(txn: Any, blocks: Any, hashes: Sequence[str]) -> None:
     wanted = list(dict.fromkeys(h for h in hashes if h != EMPTY_HASH))
     if not wanted:
         return
-    gone = set(store.gc_marked_txn(txn, wanted))
+    marked = set(store.gc_marked_txn(txn, wanted))
     missing_now = getattr(blocks, "missing_now", None)
-    if missing_now is not None:
-        gone.update(missing_now(wanted))
-    if gone:
-        raise MissingBlocks([h for h in wanted if h in gone], blocks)
+    absent = set(missing_now(wanted)) if missing_now is not None else set()
+    if marked or absent:
+        raise MissingBlocks([h for h in wanted if h in marked or h in absent], blocks,
+                            collecting=not absent)
 
 
 @implementer(IBlockReferences)

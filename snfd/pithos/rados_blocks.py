@@ -50,7 +50,7 @@ import errno
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.threads import deferToThreadPool
@@ -316,27 +316,10 @@ class RadosBlockStore:
                now: float) -> list[int]:
         """Run one compound write operation per name (``build`` fills it), up
         to ``window`` in flight; their return values (0 or ``-errno``)."""
-        results: list[int] = []
-        mtime = int(now)
-        for start in range(0, len(names), self.window):
-            ops: list[Any] = []
-            comps: list[Any] = []
-            try:
-                for name in names[start:start + self.window]:
-                    ops.append(self._ioctx.create_write_op())
-                    build(ops[-1], name)
-                    comps.append(self._ioctx.operate_aio_write_op(ops[-1], name, mtime=mtime))
-                for comp in comps:
-                    comp.wait_for_complete()
-                    results.append(comp.get_return_value())
-            except self._rados.Error as e:
-                raise StorageFailing(_os_error(e, self.where)) from None
-            finally:
-                for comp in comps:  # never release an operation still in flight
-                    comp.wait_for_complete()
-                for op in ops:
-                    self._ioctx.release_write_op(op)
-        return results
+        try:
+            return write_batch(self._ioctx, names, build, self.window, int(now))
+        except self._rados.Error as e:
+            raise StorageFailing(_os_error(e, self.where)) from None
 
     def _check(self, names: list[str], results: list[int], allowed: tuple[int, ...],
                writing: bool) -> None:
@@ -369,6 +352,33 @@ class RadosBlockStore:
 
     def _now(self) -> float:
         return self._clock.seconds() if self._clock is not None else time.time()
+
+
+def write_batch(ioctx: Any, names: Sequence[str], build: Callable[[Any, str], None],
+                window: int, mtime: int) -> list[int]:
+    """Run one compound write operation on each object of ``names``
+    (``build(op, name)`` fills it) through ``ioctx``, ``window`` at most in
+    flight, each with ``mtime``; their return values (0 or ``-errno``), in
+    order.  A librados error submitting them propagates, once every
+    operation already submitted has completed (none is released in flight)."""
+    results: list[int] = []
+    for start in range(0, len(names), window):
+        ops: list[Any] = []
+        comps: list[Any] = []
+        try:
+            for name in names[start:start + window]:
+                ops.append(ioctx.create_write_op())
+                build(ops[-1], name)
+                comps.append(ioctx.operate_aio_write_op(ops[-1], name, mtime=mtime))
+            for comp in comps:
+                comp.wait_for_complete()
+                results.append(comp.get_return_value())
+        finally:
+            for comp in comps:
+                comp.wait_for_complete()
+            for op in ops:
+                ioctx.release_write_op(op)
+    return results
 
 
 def _strerror(code: int) -> str:
@@ -433,4 +443,4 @@ def open_store(conf: str, pool: str, reactor: Any, *, user: str = "admin",
 
 
 __all__ = ["AGE_KEY", "RadosBlockStore", "RadosUnavailable", "connect", "import_rados",
-           "open_store", "stamp"]
+           "open_store", "stamp", "write_batch"]

@@ -58,15 +58,26 @@ def _json(request: Any, value: Any, code: int = 200) -> bytes:
 
 
 class Health(GetLeaf):
-    """``GET /_health``: 200 with the state of the database and the bus, 503
-    when the database does not answer or the node is stopping
-    (``snfd.web.drain``)."""
+    """``GET /_health``: the state of the database and the bus; for a load
+    balancer, 503 when the node is stopping (``snfd.web.drain``) or its
+    database has failed every ping for ``grace`` seconds, 200 otherwise.
 
-    def __init__(self, node: Any, timeout: float = 2.0, drain: Any = None):
+    ``grace`` defaults to the pool's ``retry_window``, the time requests
+    wait out an outage before they fail: a database failover shorter than
+    that (which every node sees alike) leaves the nodes in the balancer,
+    answering once it is over, and the answer says ``"degraded"``
+    meanwhile; a node cut off from its database for longer leaves."""
+
+    def __init__(self, node: Any, timeout: float = 2.0, drain: Any = None,
+                 grace: float | None = None):
         super().__init__()
         self._node = node
         self._timeout = timeout
         self._drain = drain
+        self._grace = grace if grace is not None else float(
+            getattr(node.db, "retry_window", 0.0))
+        #: when the pings began failing (the node's reactor time); None: they answer
+        self._failing_since: float | None = None
 
     async def answer(self, request: Any) -> bytes:
         node = self._node
@@ -77,19 +88,24 @@ class Health(GetLeaf):
         try:
             rtt = await node.db.ping(self._timeout)
             db = {"ok": True, "latency_ms": round(rtt * 1000, 2)}
+            self._failing_since = None
         except Exception as e:
-            db = {"ok": False, "error": " ".join(str(e).split())}
+            now = node.reactor.seconds()
+            if self._failing_since is None:
+                self._failing_since = now
+            db = {"ok": False, "error": " ".join(str(e).split()),
+                  "failing_for_s": round(now - self._failing_since, 1)}
         bus = {"ok": bool(node.bus.connected), "kind": node.bus_kind}
+        up = db["ok"] or db["failing_for_s"] < self._grace
         body = {
-            "status": ("ok" if db["ok"] and bus["ok"]
-                       else "degraded" if db["ok"] else "unavailable"),
+            "status": ("ok" if db["ok"] and bus["ok"] else "degraded" if up else "unavailable"),
             "node": node.node_id,
             "database": db,
             "bus": bus,
             "leader": node.election.is_leader,
             "plugins": sorted(node.plugins),
         }
-        return _json(request, body, 200 if db["ok"] else 503)
+        return _json(request, body, 200 if up else 503)
 
 
 class ClusterView(GetLeaf):

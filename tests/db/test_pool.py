@@ -10,6 +10,7 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from snfd.db import pool as pool_module
 from snfd.db.pool import Database, DatabaseImpaired, DatabaseUnavailable, impairment
 from snfd.metrics import Metrics
 from snfd.testing.postgres import fresh_database, throwaway_postgres
@@ -180,6 +181,39 @@ class PoolTests(unittest.TestCase):
         yield threads.deferToThread(pg.start)
         yield defer.ensureDeferred(db.run("test.up", _ping_txn))
         self.assertIsNone(db.down_since)
+
+    @defer.inlineCallbacks
+    def test_stalled_transaction_is_ended_and_retried(self):
+        """A session left idle inside its transaction (its node frozen, as
+        by SIGSTOP, while it holds a row lock) is ended by PostgreSQL after
+        the pool's idle-in-transaction timeout: another interaction
+        waiting for the row goes on while the stalled one still sleeps,
+        and the stalled one, resumed, is run again and succeeds."""
+        db, _ = self.make_db(fresh_database(self))
+        yield defer.ensureDeferred(db.run("test.setup", _setup_txn))
+        order: list[str] = []
+        attempts: list[int] = []
+
+        def stalled_txn(txn):
+            attempts.append(1)
+            txn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+            if len(attempts) == 1:
+                time.sleep(pool_module._IDLE_IN_TRANSACTION + 1.5)
+                order.append("stalled woke")
+
+        def waiter_txn(txn):
+            txn.execute("UPDATE counter SET n = n + 10 WHERE id = 1")
+            order.append("waiter done")
+
+        stalled = defer.ensureDeferred(db.run("test.stalled", stalled_txn))
+        yield wait_for(lambda: attempts, what="the stalled transaction")
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        yield defer.ensureDeferred(db.run("test.waiter", waiter_txn))
+        yield stalled
+        self.assertEqual(order[:2], ["waiter done", "stalled woke"])
+        self.assertEqual(len(attempts), 2)
+        n = yield defer.ensureDeferred(db.run("test.read", _read_txn))
+        self.assertEqual(n, 11)
 
 
 def _error(cls, code: str, message: str) -> psycopg2.Error:

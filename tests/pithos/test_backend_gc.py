@@ -4,9 +4,11 @@ with uploads never removes a block a committed version references."""
 
 from __future__ import annotations
 
+from twisted.internet import defer, reactor, task
+
 from snfd import errors
 from snfd.pithos import store
-from snfd.pithos.backend import MissingBlocks
+from snfd.pithos.backend import COLLECTION_WAIT, MissingBlocks
 from snfd.pithos.blocks import every_name
 from snfd.pithos.hashmap import EMPTY_HASH, hashmap_of
 from tests.pithos.test_backend import ALICE, BS, BackendTestCase
@@ -66,17 +68,56 @@ class GarbageCollectionTests(BackendTestCase):
 
     async def test_blocks_being_collected_are_missing(self):
         """While a collection has marked a block for deletion, a version
-        referencing it is refused with MissingBlocks; once unmarked (or
-        when a mark is older than a crashed collection could hold it) it
-        is accepted."""
+        referencing it waits; when the mark goes and the block stayed (the
+        collection spared it as young) the version is made, when the
+        collection took it the write is refused with MissingBlocks naming
+        it, and when the mark outlasts COLLECTION_WAIT it is refused too.
+        A mark older than a crashed collection could hold is ignored."""
         data = b"marked"
         [name] = await self.blocks.put(_blocks(data))
-        self.assertEqual(await self.db.run("t", store.gc_mark_txn, [name]), [name])
-        e = await self.fails(MissingBlocks, self.put("o", data))
-        self.assertEqual(e.hashes, [name])
+
+        # Spared: the writer goes on once the mark is gone.
+        await self.db.run("t", store.gc_mark_txn, [name])
+        put = defer.ensureDeferred(self.put("o", data))
+        await self._waiting(put)
+        await self.db.run("t", store.gc_unmark_txn, [name])
+        self.clock.advance(1)
+        self.assertEqual((await put).hashes, [name])
+
+        # Taken: the writer is told the block is missing.
+        [taken] = await self.blocks.put([b"taken"])
+        await self.db.run("t", store.gc_mark_txn, [taken])
+        put = defer.ensureDeferred(self.backend.put_object(
+            ALICE, ALICE, "c", "p", size=5, hashes=[taken], content_type="x/y"))
+        await self._waiting(put)
+        await self.blocks.delete([taken], self.clock.seconds() + 1)
+        await self.db.run("t", store.gc_unmark_txn, [taken])
+        self.clock.advance(1)
+        e = await self.fails(MissingBlocks, put)
+        self.assertEqual((e.hashes, e.collecting), ([taken], False))
+
+        # A mark that stays: refused after the wait.
+        [kept] = await self.blocks.put(_blocks(b"kept"))
+        await self.db.run("t", store.gc_mark_txn, [kept])
+        put = defer.ensureDeferred(self.put("q", b"kept"))
+        await self._waiting(put)
+        self.clock.pump([1.0] * int(COLLECTION_WAIT + 2))
+        e = await self.fails(MissingBlocks, put)
+        self.assertEqual((e.hashes, e.collecting), ([kept], True))
+
         await self.db.run("t", _age_marks_txn, 2 * store.GC_MARK_SECONDS)
-        await self.put("o", data)
-        self.assertEqual(await self.db.run("t", store.gc_mark_txn, [name]), [])
+        await self.put("q", b"kept")
+        self.assertEqual(await self.db.run("t", store.gc_mark_txn, [kept]), [])
+
+    async def _waiting(self, put: defer.Deferred) -> None:
+        """Until ``put`` waits on the manual clock for a collection."""
+        for _ in range(500):
+            if self.clock.getDelayedCalls() or put.called:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        if put.called:
+            await put
+        self.assertFalse(put.called, "the write did not wait for the collection")
 
     async def test_copy_keeps_blocks_referenced(self):
         """A copy shares its source's map: the blocks survive the source's

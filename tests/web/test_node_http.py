@@ -34,7 +34,8 @@ from tests.cluster.test_election import wait_for
 
 
 class NodeHTTPTests(unittest.TestCase):
-    def start_node(self, dsn: str | None = None, tls: tuple[str, str] | None = None):
+    def start_node(self, dsn: str | None = None, tls: tuple[str, str] | None = None,
+                   retry_window: float | None = None):
         plugin = thirdparty_plugin()
         installed = {plugin.name: plugin}
         self.port = free_port()
@@ -43,6 +44,8 @@ class NodeHTTPTests(unittest.TestCase):
         listen = f"tcp:{self.port}:interface=127.0.0.1"
         overrides = {("database", "auto_upgrade"): "yes", ("node", "election_interval"): "0.05",
                      ("node", "cluster_trusted"): "127.0.0.1"}
+        if retry_window is not None:
+            overrides[("database", "retry_window")] = str(retry_window)
         if tls:
             self.tls_port = free_port()
             listen += f" ssl:{self.tls_port}:interface=127.0.0.1"
@@ -187,18 +190,31 @@ class NodeHTTPTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_health_503_when_database_down(self):
-        """/_health answers 503 (with the reason) while the database is down."""
+        """While the database is down /_health answers 200 "degraded" (with
+        the reason) for the pool's retry window, which requests wait out,
+        then 503 "unavailable"; 200 "ok" once it is back."""
         pg = throwaway_postgres(self)
-        self.start_node(pg.dsn)
+        self.start_node(pg.dsn, retry_window=1.5)
         response, _ = yield defer.ensureDeferred(self.get("/_health"))
         self.assertEqual(response.code, 200)
         pg.stop()
         response, body = yield defer.ensureDeferred(self.get("/_health"))
-        self.assertEqual(response.code, 503)
         data = json.loads(body)
-        self.assertEqual(data["status"], "unavailable")
+        self.assertEqual((response.code, data["status"]), (200, "degraded"))
         self.assertFalse(data["database"]["ok"])
+        self.assertTrue(data["database"]["error"])
+        yield task.deferLater(reactor, 1.6, lambda: None)
+        response, body = yield defer.ensureDeferred(self.get("/_health"))
+        data = json.loads(body)
+        self.assertEqual((response.code, data["status"]), (503, "unavailable"))
+        self.assertGreaterEqual(data["database"]["failing_for_s"], 1.5)
         pg.start()
+        for _ in range(200):
+            response, body = yield defer.ensureDeferred(self.get("/_health"))
+            if response.code == 200:
+                break
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(json.loads(body)["status"], "ok")
 
     @defer.inlineCallbacks
     def test_tls_endpoint(self):
