@@ -45,7 +45,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -487,11 +487,13 @@ class FileVolumePlace:
 @dataclass
 class CopyReport:
     """What ``copy_volumes`` did.  ``conflicts`` name what it left alone
-    because the target differs and ``replace`` was not given (each with
-    why); the copy is complete when there are none."""
+    because the target differs and ``replace_pointers`` was not given, or
+    changed under it (each with why); the copy is complete when there are
+    none."""
 
     pointers_copied: int = 0
     pointers_present: int = 0   # already there, the same
+    pointers_removed: int = 0   # volumes the source no longer has (``prune``)
     objects_copied: int = 0
     objects_present: int = 0    # already there, the same bytes
     bytes_copied: int = 0
@@ -504,6 +506,7 @@ class CopyReport:
 
 
 def copy_volumes(source: Any, target: Any, *, replace_pointers: bool = False,
+                 prune: bool | Collection[str] = False,
                  progress: Any = None) -> CopyReport:
     """Copy every volume of place ``source`` to place ``target`` (both
     ``IVolumePlace``, of the same ``block_size``): floors, owned objects,
@@ -513,24 +516,43 @@ def copy_volumes(source: Any, target: Any, *, replace_pointers: bool = False,
     otherwise is a conflict, reported and left, except pointers when
     ``replace_pointers`` (the source's win).  Verified: each owned object
     copied is read back and compared by SHA-256, each pointer by its
-    content.  Synchronous (run it in a thread); the source must be still
-    (its node stopped).  The map blocks the pointers name are the block
-    store's: copy the blocks first (``snf-manage pithos-migrate-blocks``).
+    content.  Synchronous (run it in a thread).  The copy is complete only
+    from a still source (its node stopped); one made while the node writes
+    is a first pass, which may copy objects being written torn and
+    pointers naming objects it did not copy: the next copy makes them good
+    (objects by hash, pointers with ``replace_pointers``).  The map blocks
+    the pointers name are the block store's: copy the blocks first
+    (``snf-manage pithos-migrate-blocks``).
+
+    With ``prune``, the volumes the target has and the source has not
+    (removed since an earlier copy) are removed from the target, their
+    names' floors raised to the source's; the objects they owned are left
+    to the start-up sweep of the node that uses the target (no map names
+    them).  Meant with ``replace_pointers``, for the last copy: the target
+    then has the source's volumes and no others.  When other sources copy
+    into the same target (several nodes' directories into one pool),
+    ``prune`` names the volumes that may go (those earlier copies from
+    this source brought), and the others' are left.
 
     ``progress(kind, name)``, if given, is called after each object
-    (``"object"``) and pointer (``"pointer"``).
+    (``"object"``), pointer (``"pointer"``) and pointer removed
+    (``"removed"``).
     """
     if source.block_size != target.block_size:
         raise ValueError(f"objects of {source.block_size} bytes cannot move to a place"
                          f" of {target.block_size}")
     report = CopyReport()
     size = source.block_size
-    for name, floor in sorted(source.floors_now().items()):
+    floors = source.floors_now()
+    for name, floor in sorted(floors.items()):
         if target.first_epoch_now(name) < floor:
             target.raise_floor_now(name, floor)
             report.floors += 1
     for name in sorted(source.object_names_now()):
-        data = source.read_object_now(name, 0, size)
+        try:
+            data = source.read_object_now(name, 0, size)
+        except FileNotFoundError:
+            continue  # removed meanwhile (a source still in use)
         digest = hashlib.sha256(data).digest()
         try:
             there = hashlib.sha256(target.read_object_now(name, 0, size)).digest()
@@ -551,8 +573,12 @@ def copy_volumes(source: Any, target: Any, *, replace_pointers: bool = False,
             report.bytes_copied += len(data)
         if progress is not None:
             progress("object", name)
-    for name in source.names_now():
-        pointer = source.read_pointer_now(name)
+    names = source.names_now()
+    for name in names:
+        try:
+            pointer = source.read_pointer_now(name)
+        except KeyError:
+            continue  # removed meanwhile (a source still in use)
         try:
             there = target.read_pointer_now(name)
         except KeyError:
@@ -573,6 +599,23 @@ def copy_volumes(source: Any, target: Any, *, replace_pointers: bool = False,
             report.pointers_copied += 1
         if progress is not None:
             progress("pointer", name)
+    if prune:
+        kept = set(names)
+        only = None if prune is True else set(prune)
+        for name in target.names_now():
+            if name in kept or (only is not None and name not in only):
+                continue
+            try:
+                there = target.read_pointer_now(name)
+                target.remove_pointer_now(name, there, floors.get(name, 0))
+            except KeyError:
+                continue  # removed meanwhile
+            except PointerChanged as e:
+                report.conflicts.append(f"volume {name}: not removed: {e}")
+                continue
+            report.pointers_removed += 1
+            if progress is not None:
+                progress("removed", name)
     return report
 
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in networks.COMMANDS:
             return _with_reactor(args, "cyclades", networks.run)
         if args.command in archip.COMMANDS:
-            if args.token:
+            if not archip.needs_database(args):
                 return archip.run_without_database(args)
             return _with_reactor(args, "identity", archip.run)
         if args.command in os_install.COMMANDS:

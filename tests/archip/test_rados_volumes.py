@@ -491,6 +491,24 @@ class Interrupted(Exception):
     """A copy stopped part way."""
 
 
+async def fill_source(source: Any, block_size: int) -> None:
+    """Volumes a copy must carry whole: ``vol`` written across an object
+    boundary, snapshotted (``vol-snap``) and written again, and ``gone``,
+    removed, whose object only its snapshot ``gone-snap`` still names."""
+    await source.create("vol", 3 * block_size)
+    v = await source.open("vol", True)
+    await v.write(block_size - 2, b"across" + os.urandom(100))
+    await source.snapshot("vol", "vol-snap")
+    await v.write(0, b"after the snapshot")
+    await v.close()
+    await source.create("gone", block_size)
+    v = await source.open("gone", True)
+    await v.write(0, b"kept by its snapshot")
+    await v.close()
+    await source.snapshot("gone", "gone-snap")
+    await source.remove("gone")
+
+
 class CopyTests(_TwoNodes):
     """``copy_volumes`` from a node's directory to RADOS."""
 
@@ -502,18 +520,7 @@ class CopyTests(_TwoNodes):
         # them (what pithos-migrate-blocks does first).
         self.source = VolumeStore(os.path.join(self.root, "volumes"), self.blocks, reactor)
         self.volumes: dict[str, bytes] = {}
-        await self.source.create("vol", 3 * BS)
-        v = await self.source.open("vol", True)
-        await v.write(BS - 2, b"across" + os.urandom(100))
-        await self.source.snapshot("vol", "vol-snap")
-        await v.write(0, b"after the snapshot")
-        await v.close()
-        await self.source.create("gone", BS)
-        v = await self.source.open("gone", True)
-        await v.write(0, b"kept by its snapshot")
-        await v.close()
-        await self.source.snapshot("gone", "gone-snap")
-        await self.source.remove("gone")
+        await fill_source(self.source, BS)
         for name in await self.source.names():
             v = await self.source.open(name, False)
             self.volumes[name] = await v.read(0, v.size)
