@@ -2,10 +2,11 @@
 faults under load on three.
 
 What it brings up (``bench/cluster_parts.py``), all on 127.0.0.1 with free
-ports, in the root network namespace: the harnesses it builds on
-(``PrimaryWithStandby``, ``RabbitCluster``, ``CephCluster``, ``CloudNode``)
-bind 127.0.0.1 there, and loopback is all the traffic there is (the output
-says so):
+ports inside a network namespace of its own (``snfd-bench-<pid>``, only
+``lo``; the run re-executes itself there with ``nsenter --net``, which
+leaves the mounts, and so the cgroups, as they are; the namespace is
+deleted at the end), so nothing of it can reach or be reached from the
+machine's own services; loopback is all the traffic there is:
 
 - PostgreSQL: a private primary and a streaming standby made
   synchronous (``synchronous_standby_names`` set after the base backup);
@@ -24,8 +25,9 @@ says so):
 - up to three nodes (identity, pithos, cyclades; ``[node] drain_grace =
   2``) behind haproxy 2.6 (leastconn, ``option httpchk GET /_health``,
   ``inter 500ms fall 2 rise 2``, ``retries 3``, ``option redispatch``,
-  ``retry-on conn-failure empty-response response-timeout``, ``timeout
-  server 10s``, no ``shutdown-sessions``).
+  ``retry-on conn-failure empty-response response-timeout`` but no retry
+  of a POST that reached a node (``disable-l7-retry if METH_POST``),
+  ``timeout server 10s``, no ``shutdown-sessions``).
 
 CPU: each node in a cgroup v1 ``cpu`` group of its own
 (``/sys/fs/cgroup/cpu/snfd-bench/nodeN``, ``cfs_period_us`` 10000,
@@ -67,8 +69,11 @@ transport error, or a refusal of a retry haproxy sent after the first
 attempt was applied); the account's
 ``X-Account-Bytes-Used`` equals the sum of its listings and the
 ``pithos.diskspace`` usage of ``GET /account/v1.0/quotas``, with nothing
-pending.  Faults: none (the floor), the leader SIGKILLed (started again
-after ``--down`` s), the leader SIGSTOPped (SIGCONT after ``--frozen``
+pending; every server create that got a 202 made exactly one server, one
+that got none at most one, and ``cyclades.vm`` usage counts them, with
+nothing pending (waited for up to ``SETTLE_WAIT``).
+Faults: none (the floor), the leader SIGKILLed (started again after
+``--down`` s), the leader SIGSTOPped (SIGCONT after ``--frozen``
 s), a rolling SIGTERM restart of all three nodes (each started again and
 UP in haproxy before the next), a RabbitMQ broker (the one the nodes use)
 SIGKILLed and restarted after ``--down`` s, and the PostgreSQL primary
@@ -238,6 +243,8 @@ class Ledger:
     counted: dict[str, set[str]] = attrs.Factory(dict)   # counter -> acked tags
     unsure: dict[str, set[str]] = attrs.Factory(dict)    # counter -> tags not acked
     applied: dict[str, set[str]] = attrs.Factory(dict)   # ... and found applied later
+    created: set[str] = attrs.Factory(set)            # server names whose create got a 202
+    uncreated: set[str] = attrs.Factory(set)          # ... and those that got no 202
     lock: threading.Lock = attrs.Factory(threading.Lock)
 
 
@@ -355,11 +362,17 @@ class Load:
                             None, {200})
             else:
                 serial += 1
-                body = json.dumps({"server": {"name": f"{self.label}.{self.starts}-{k}-{serial}",
-                                              "flavorRef": self.account.flavor,
+                name = f"{self.label}.{self.starts}-{k}-{serial}"
+                body = json.dumps({"server": {"name": name, "flavorRef": self.account.flavor,
                                               "imageRef": self.account.image}}).encode()
-                self._timed(client, "create", "POST", "/compute/v2.0/servers",
-                            {**auth, "Content-Type": "application/json"}, body, {202})
+                with ledger.lock:
+                    ledger.uncreated.add(name)
+                got = self._timed(client, "create", "POST", "/compute/v2.0/servers",
+                                  {**auth, "Content-Type": "application/json"}, body, {202})
+                if got is not None and got[0] == 202:
+                    with ledger.lock:
+                        ledger.uncreated.discard(name)
+                        ledger.created.add(name)
         client.close()
 
     def _rmw(self, k: int) -> None:
@@ -750,7 +763,13 @@ def check_invariants(ctx: Ctx, account: Account, ledger: Ledger) -> tuple[list[s
         broken += b
         facts += f
         b, f = check_quota(client, account)
-        return broken + b, facts + f
+        broken += b
+        facts += f
+        if account.flavor is not None:
+            b, f = check_servers(client, account, ledger)
+            broken += b
+            facts += f
+        return broken, facts
     finally:
         client.close()
 
@@ -853,6 +872,64 @@ def check_quota(client: Client, account: Account) -> tuple[list[str], list[str]]
         time.sleep(1)
 
 
+def check_servers(client: Client, account: Account, ledger: Ledger,
+                  ) -> tuple[list[str], list[str]]:
+    """Every create that got a 202 made one server, one that got none at
+    most one (a POST is never sent twice: no duplicate names), and the
+    ``cyclades.vm`` usage counts them; the usage is retried for up to 20 s
+    (it follows commissions)."""
+    auth = {"X-Auth-Token": account.user.token}
+    names: list[str] = []
+    marker = ""
+    while True:
+        status, _, body = client.call(
+            "GET", "/compute/v2.0/servers?limit=1000"
+            + (f"&marker={quote(marker)}" if marker else ""), auth)
+        if status != 200:
+            return [f"listing servers answered {status}"], []
+        page = json.loads(body)["servers"]
+        if not page:
+            break
+        names += [s["name"] for s in page]
+        marker = str(page[-1]["id"])
+    counts = collections.Counter(names)
+    broken = []
+    twice = sorted(n for n, c in counts.items() if c > 1)
+    if twice:
+        broken.append(f"{len(twice)} servers created twice, e.g. {twice[0]}")
+    lost = sorted(ledger.created - set(counts))
+    if lost:
+        broken.append(f"{len(lost)} acknowledged creates made no server, e.g. {lost[0]}")
+    strangers = set(counts) - ledger.created - ledger.uncreated
+    if strangers:
+        broken.append(f"{len(strangers)} servers no client asked for")
+    made = len(set(counts) & ledger.uncreated)
+    began = time.monotonic()
+    while True:
+        status, _, body = client.call("GET", "/account/v1.0/quotas", auth)
+        held = (json.loads(body).get(account.user.uuid, {}).get("cyclades.vm", {})
+                if status == 200 else {})
+        usage, pending = held.get("usage"), held.get("pending")
+        if (usage == len(names) and not pending) or time.monotonic() - began > SETTLE_WAIT:
+            break
+        time.sleep(1)
+    waited = time.monotonic() - began
+    if usage != len(names) or pending:
+        broken.append(f"cyclades.vm usage {usage} (pending {pending}) != {len(names)} servers"
+                      f" after {waited:.0f} s")
+    return broken, [f"{len(ledger.created)} acknowledged creates each made one server;"
+                    f" of {len(ledger.uncreated)} without a 202, {made} made one;"
+                    f" cyclades.vm usage {usage}, pending {pending}"
+                    + (f" (settled after {waited:.0f} s)" if waited >= 1 else "")]
+
+
+SETTLE_WAIT = 45.0
+"""Seconds the server check waits for ``cyclades.vm`` to settle: a create
+whose node was killed after it issued its commission leaves it pending
+until the leader's commission reconciliation (every 30 s) finds that the
+boot which issued it is over and rejects it."""
+
+
 def fault_report(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"\n== faults under load on 3 nodes: {args.per_node_clients * 3} mixed threads +"
           f" {args.rmw_clients} If-Match counter threads; {args.before:.0f} s of load before"
@@ -930,9 +1007,11 @@ def topology(cloud: Cloud, haproxy: Haproxy, groups: CpuGroups, args: argparse.N
     print(f"== snfd scale-out benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}")
     print(f"machine: {os.cpu_count()} cores shared by every part and this load generator;"
           f" load average before the run {load_before}")
-    print("network: everything on 127.0.0.1 with free ports in the root namespace, no"
-          " network namespace: the harnesses (PrimaryWithStandby, RabbitCluster,"
-          " CephCluster, CloudNode) bind 127.0.0.1 there; latency is loopback's")
+    netns = os.environ.get(NETNS_ENV)
+    print("network: everything on 127.0.0.1 with free ports, "
+          + (f"in the network namespace {netns} (only lo)" if netns
+             else "in the root network namespace (--no-netns)")
+          + "; latency is loopback's")
     print(f"PostgreSQL: primary :{cloud.pg.primary_port} + synchronous standby"
           f" :{cloud.pg.standby_port} (streaming, sync_state=sync; both fsync=off)")
     brokers = ", ".join(u.rsplit("@", 1)[1].split("/")[0] for u in cloud.rabbit.urls)
@@ -943,11 +1022,41 @@ def topology(cloud: Cloud, haproxy: Haproxy, groups: CpuGroups, args: argparse.N
                         " every node" if cloud.servers else "none (--no-servers)"))
     print(f"haproxy: 127.0.0.1:{haproxy.port}, leastconn, httpchk GET /_health inter 500ms"
           " fall 2 rise 2, retries 3, redispatch, retry-on conn-failure empty-response"
-          " response-timeout, timeout server 10s, no shutdown-sessions;"
+          " response-timeout (POSTs: conn-failure only), timeout server 10s,"
+          " no shutdown-sessions;"
           " nodes with drain_grace = 2")
     print("CPU groups: " + ("cgroup v1 " + ", ".join(
         f"{n}{' (capped ' + str(groups.quota[n]) + ')' if n in groups.quota else ''}"
         for n in groups.names) if groups.available else f"none ({groups.why_not})"))
+
+
+NETNS_ENV = "SNFD_BENCH_NETNS"
+
+
+def in_private_netns() -> int | None:
+    """Run this benchmark again inside a new network namespace (only
+    ``lo``, up) and delete the namespace afterwards; its exit status.
+    ``None``: already inside one."""
+    if os.environ.get(NETNS_ENV):
+        return None
+    import subprocess
+
+    name = f"snfd-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        child = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{name}", "--", sys.executable, *sys.argv],
+            env={**os.environ, NETNS_ENV: name})
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda n, _f: child.send_signal(n))
+        while True:
+            try:
+                return child.wait()
+            except InterruptedError:
+                continue
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
 def main() -> None:
@@ -969,6 +1078,8 @@ def main() -> None:
                         help="no simulated Ganeti, no server creates in the mix")
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
+    parser.add_argument("--no-netns", action="store_true",
+                        help="run in the root network namespace (on 127.0.0.1 there)")
     parser.add_argument("--keep-logs", type=Path,
                         help="copy the nodes', simulator's and haproxy's logs here at the end")
     args = parser.parse_args()
@@ -978,6 +1089,10 @@ def main() -> None:
     args.rounds = args.rounds or (1 if args.quick else 3)
     if os.geteuid() != 0:
         raise SystemExit("run as root: private PostgreSQL, Ceph and cgroups need it")
+    if not args.no_netns:
+        status = in_private_netns()
+        if status is not None:
+            sys.exit(status)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
 

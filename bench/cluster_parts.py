@@ -242,6 +242,9 @@ frontend api
 # would have finished (reference/scale-out.md).
 backend snfd
     balance leastconn
+    # A POST (a server create, a token) that reached a node is never sent
+    # again: only connection failures are retried for it.
+    http-request disable-l7-retry if METH_POST
     option httpchk GET /_health
     http-check expect status 200
     default-server inter 500ms fall 2 rise 2
