@@ -118,6 +118,11 @@ class ReconcilerTestCase(CycladesDBMixin, unittest.TestCase):
         return await self.reconciler.reconcile(fix=frozenset(fix))
 
 
+def _touch_txn(txn: Any, server_id: int, when: float) -> None:
+    txn.execute("UPDATE cyclades_servers SET updated = to_timestamp(%s) WHERE id = %s",
+                (when, server_id))
+
+
 class StaleTests(ReconcilerTestCase):
     async def test_stale_server(self):
         """A live server missing from Ganeti is stale; fixing simulates a
@@ -133,6 +138,22 @@ class StaleTests(ReconcilerTestCase):
         self.assertEqual(len(report.fixed), 1)
         self.assertEqual(await self.usage(), NOTHING)
         self.assertTrue((await self.reconcile()).clean)
+
+    async def test_server_changed_since_the_snapshot_is_skipped(self):
+        """A server whose row changed after Ganeti's lists were read (or
+        less than ``settle`` before) is left alone, whatever the lists
+        lack: its instance may have been made since.  Judged once the
+        change is older."""
+        s = await self.server(operstate="STARTED")
+        await self.db.run("t", _touch_txn, s.id, self.clock.seconds() - 5)
+        report = await self.reconcile("stale")
+        self.assertEqual(report.stale, [])
+        self.assertIn((s.id, "changed since Ganeti was read"), report.skipped)
+        self.assertFalse((await self.get(s)).deleted)
+        self.clock.advance(self.reconciler.settle)
+        report = await self.reconcile("stale")
+        self.assertEqual([sid for sid, _ in report.stale], [s.id])
+        self.assertTrue((await self.get(s)).deleted)
 
     async def test_build_with_failed_create(self):
         """A BUILD server whose create job failed (or that Ganeti does not
