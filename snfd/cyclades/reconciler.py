@@ -9,10 +9,11 @@ servers, so a server is never missed for an instance it owns.
 
 A server or instance with a job in progress, or one that ended less than
 ``settle`` seconds before the snapshot (its event may still be on its
-way), is left alone this time (``skipped``); so is a server whose row
-changed less than ``settle`` seconds before the snapshot or after it
-(read after Ganeti's lists, it may show an instance created and started
-since, which the lists lack: judged stale, it would be deleted).  Findings, and what each fix
+way), is left alone this time (``skipped``); so is a server missing from
+the lists whose instance Ganeti has when asked again (``GET
+/2/instances/<name>``): made since the lists were read, by a job they do
+not show either (judged stale, it would be deleted, and its live
+instance the next time as an orphan).  Findings, and what each fix
 does (``fix`` names: stale, orphans, unsynced, pending_tasks, all):
 
 - **stale** (in D, not in G): a BUILD server whose create job failed, was
@@ -316,13 +317,6 @@ class _Run:
             "cyclades.reconcile_servers", store.servers_txn, backend_id=self.backend.id)
         for server in servers:
             instance = found.get(server.instance_name)
-            if (server.updated is not None
-                    and server.updated.timestamp() > self.snapshot - self.r.settle):
-                # Read after Ganeti's lists, the row may already show what
-                # they do not (an instance made and started since): judged
-                # next time, as a job that just ended is.
-                self.report.skipped.append((server.id, "changed since Ganeti was read"))
-                continue
             try:
                 if instance is None:
                     await self.stale(server)
@@ -384,6 +378,9 @@ class _Run:
         busy = self.busy(name)
         if busy:
             self.report.skipped.append((server.id, f"not in Ganeti, but {busy}"))
+            return
+        if await self.rapi.instance(name) is not None:
+            self.report.skipped.append((server.id, "made in Ganeti since it was read"))
             return
         if server.operstate == "BUILD":
             await self.stale_build(server)
