@@ -327,11 +327,13 @@ class SynnefoViews:
         return view
 
 
-#: Nova's task states for snfd's tasks (``OS-EXT-STS:task_state``).
+#: Nova's task states for snfd's tasks (``OS-EXT-STS:task_state``).  Nova
+#: has no firewall profiles: that task shows under a name of the same style,
+#: so a client waiting for the task to end (``snf --wait``) sees it.
 _NOVA_TASK = {"BUILD": "spawning", "START": "powering-on", "STOP": "powering-off",
               "REBOOT": "rebooting", "RESIZE": "resize_prep", "DESTROY": "deleting",
               "RESCUE": "rescuing", "UNRESCUE": "unrescuing", "REBUILD": "rebuilding",
-              "MIGRATE": "migrating"}
+              "MIGRATE": "migrating", "FIREWALL": "setting_firewall"}
 #: Nova's status, vm_state and power_state for each of snfd's API statuses.
 _NOVA_STATE = {"BUILD": ("BUILD", "building", 0), "ACTIVE": ("ACTIVE", "active", 1),
                "STOPPED": ("SHUTOFF", "stopped", 4), "ERROR": ("ERROR", "error", 0),

@@ -321,11 +321,16 @@ class ActionTests(ServerTestCase):
         nic = server.nics[0]
         await self.act(sid, {"firewallProfile": {"profile": "ENABLED", "nic": nic["id"]}})
         # The pending change is shown, so a client can wait for its end.
+        nova = f"{s.url}/compute/v2.1/servers/{sid}"   # Nova's dialect
         code, body, _ = await s.call("GET", f"/servers/{sid}", self.token)
         self.assertEqual(body["server"]["SNF:task_state"], "SETTING_FIREWALL")
+        code, body, _ = await s.call("GET", nova, self.token)
+        self.assertEqual(body["server"]["OS-EXT-STS:task_state"], "setting_firewall")
         await s.follow((await s.server(sid)).task_job_id)
         code, body, _ = await s.call("GET", f"/servers/{sid}", self.token)
         self.assertEqual(body["server"]["SNF:task_state"], "")
+        code, body, _ = await s.call("GET", nova, self.token)
+        self.assertIsNone(body["server"]["OS-EXT-STS:task_state"])
         key = nic.get("uuid") or nic.get("name") or nic.get("id")
         tags = s.sim.instances[f"snf-{sid}"].tags
         self.assertIn(f"synnefo:network:{key}:protected", tags)
