@@ -578,11 +578,14 @@ class PithosClient:
         return self._request("MOVE" if move else "COPY", self._path(container, name),
                              headers=headers, params=params, ok=(201,)).headers
 
-    def delete(self, container: str, name: str, *, recursive: bool = False) -> None:
+    def delete(self, container: str, name: str, *, recursive: bool = False,
+               if_match: str | None = None) -> None:
         """Delete an object; ``recursive`` also deletes every object under
-        ``<name>/``."""
+        ``<name>/``; ``if_match`` only while the object's hash (or MD5) is
+        that one (412 otherwise, and nothing is deleted)."""
         params = {"delimiter": "/"} if recursive else None
-        self._request("DELETE", self._path(container, name), params=params)
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        self._request("DELETE", self._path(container, name), params=params, headers=headers)
 
     def versions(self, container: str, name: str) -> list[tuple[str, float]]:
         """``(version id, epoch timestamp)`` of every version, oldest first."""

@@ -587,8 +587,8 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
     process is killed at any point:
 
     - an upload is conditional (``If-Match`` the remote hash the pass saw,
-      ``If-None-Match: *`` when it saw none), a remote deletion checks the
-      hash first (and a versioned container keeps the old version anyway);
+      ``If-None-Match: *`` when it saw none), and so is a remote deletion
+      (``If-Match``: an object changed since the pass saw it stays);
     - a download replaces, and a local deletion removes, a file only if its
       size and mtime are still what the pass saw;
     - a download is written beside the file and renamed into place; a
@@ -669,14 +669,21 @@ def sync(client: PithosClient, root: Path, container: str, prefix: str = "", *,
 
     def remove_remote(rel: str) -> None:
         try:
-            now = client.object_info(container, prefix + rel).get("X-Object-Hash")
+            client.delete(container, prefix + rel, if_match=remote.get(rel))
+        except ClientError as e:
+            if e.status == 404:
+                return
+            if e.status != 412:
+                raise
+        else:
+            return
+        try:   # a retried DELETE whose first try took effect is a 412 too
+            client.object_info(container, prefix + rel)
         except ClientError as e:
             if e.status == 404:
                 return
             raise
-        if now != remote.get(rel):
-            raise ChangedMeanwhile(f"{prefix + rel} changed remotely during the sync")
-        client.delete(container, prefix + rel)
+        raise ChangedMeanwhile(f"{prefix + rel} changed remotely during the sync")
 
     saved = clock()
     try:

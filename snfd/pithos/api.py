@@ -696,23 +696,29 @@ class PithosAPI:
         needs the current object (412 if absent or different);
         ``If-None-Match`` takes only ``*`` (a list holding it counts as
         ``*``; anything else is Swift's 400)."""
-        t = call.target
-        assert t.account is not None and t.container is not None and t.name is not None
-        expect = None
-        if_match = call.header("If-Match")
-        if if_match is not None:
-            try:
-                current = await self.backend.object(call.user, t.account, t.container, t.name)
-            except errors.NotFound:
-                raise errors.PreconditionFailed("The object does not exist.") from None
-            if not hdr.etag_matches(if_match, current.checksum or current.hash) and \
-                    not hdr.etag_matches(if_match, current.hash):
-                raise errors.PreconditionFailed("The object does not match If-Match.")
-            expect = current.serial
+        expect = await self._if_match_serial(call)
         if_none = call.header("If-None-Match")
         if if_none is not None and "*" not in [v.strip() for v in if_none.split(",")]:
             raise errors.BadRequest("If-None-Match only supports *")
         return expect, if_none is not None
+
+    async def _if_match_serial(self, call: Call) -> int | None:
+        """The serial of the current version ``If-Match`` names (its MD5 or
+        its hashmap hash), which the write then expects to replace; None
+        without the header; 412 when the object is absent or different."""
+        t = call.target
+        assert t.account is not None and t.container is not None and t.name is not None
+        if_match = call.header("If-Match")
+        if if_match is None:
+            return None
+        try:
+            current = await self.backend.object(call.user, t.account, t.container, t.name)
+        except errors.NotFound:
+            raise errors.PreconditionFailed("The object does not exist.") from None
+        if not hdr.etag_matches(if_match, current.checksum or current.hash) and \
+                not hdr.etag_matches(if_match, current.hash):
+            raise errors.PreconditionFailed("The object does not match If-Match.")
+        return current.serial
 
     async def _put_data(self, call: Call) -> Reply:
         t = call.target
@@ -1017,15 +1023,21 @@ class PithosAPI:
         t = call.target
         assert t.account is not None and t.container is not None and t.name is not None
         user = call.user
-        if call.get("multipart-manifest") == "delete":
+        until, delimiter = call.epoch(), call.text_param("delimiter") or None
+        manifest = call.get("multipart-manifest") == "delete"
+        if call.header("If-Match") is not None and (until is not None or delimiter or manifest):
+            raise errors.BadRequest("If-Match applies to the deletion of one object only"
+                                    " (not with until, delimiter or multipart-manifest).")
+        if manifest:
             info = await self.backend.object(user, t.account, t.container, t.name)
             if swift.is_slo(info):
                 summary = await swift.delete_slo(self.backend, self.blocks, user, t.account,
                                                  t.container, t.name)
                 return listings.bulk_summary(summary, call.fmt())
+        expect = await self._if_match_serial(call)
         await self.backend.delete_object(user, t.account, t.container, t.name,
-                                         until=call.epoch(),
-                                         delimiter=call.text_param("delimiter") or None)
+                                         until=until, delimiter=delimiter,
+                                         expect_serial=expect)
         return Reply(204)
 
     # -- public links ----------------------------------------------------------------

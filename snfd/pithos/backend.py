@@ -676,17 +676,25 @@ class Backend:
 
     async def delete_object(self, user: str, account: str, container: str, name: str,
                             until: float | None = None,
-                            delimiter: str | None = None) -> None:
+                            delimiter: str | None = None,
+                            expect_serial: int | None = None) -> None:
         """Delete (a deletion-marker version; permissions and public link
         dropped; quota released), or with ``until`` purge history up to it
         (every version of any cluster with an older time; purging the
         current version removes the object), or with ``delimiter`` every
         object under ``<name><delimiter>`` too (those the caller may not
-        write are skipped; the object itself may then be absent)."""
+        write are skipped; the object itself may then be absent).
+
+        ``expect_serial`` (a plain delete only): delete only while that is
+        the current version, else ``PreconditionFailed`` and nothing
+        changes (a conditional delete: ``If-Match``)."""
         check_path(account, container, name)
+        if expect_serial is not None and (until is not None or delimiter):
+            raise errors.BadRequest("A conditional delete removes one object.")
         await self._runner.run("pithos.delete_object", writes.delete_object_txn, user,
                                account, container, name, until, delimiter or None,
-                               self.clock.seconds(), label=f"{account}/{container}/{name}")
+                               self.clock.seconds(), expect_serial,
+                               label=f"{account}/{container}/{name}")
 
     async def public_object(self, token: str) -> ObjectInfo:
         """The latest version of the object behind a public link (no

@@ -406,7 +406,8 @@ def copy_txn(txn: Any, ctx: WriteCharge, block_size: int, token_length: int, use
 
 def delete_object_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
                       container: str, name: str, until: float | None,
-                      delimiter: str | None, now: float) -> None:
+                      delimiter: str | None, now: float,
+                      expect_serial: int | None = None) -> None:
     """See ``Backend.delete_object``."""
     ctx.begin()
     if until is None and not delimiter:
@@ -428,6 +429,9 @@ def delete_object_txn(txn: Any, ctx: WriteCharge, user: str, account: str,
     if current is not None and current.cluster == NORMAL:
         require(access, "Object", write=True)
         targets.append((path, current))
+    if expect_serial is not None and (not targets or targets[0][1].serial != expect_serial):
+        require(access, "Object", write=True)
+        raise errors.PreconditionFailed("The object changed meanwhile.")
     if delimiter:
         under = name if name.endswith(delimiter) else name + delimiter
         for child_path, child in all_objects_txn(txn, c, under):

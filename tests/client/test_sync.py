@@ -116,7 +116,12 @@ class MemoryStore:
                 yield {"name": name, "bytes": size, "x_object_hash": merkle(hashes),
                        "content_type": "application/octet-stream"}
 
-    def delete(self, container, name, *, recursive=False):
+    def delete(self, container, name, *, recursive=False, if_match=None):
+        current = self.objects_.get((container, name))
+        if current is None:
+            raise ClientError(404 if if_match is None else 412, "Object not found.")
+        if if_match is not None and if_match != merkle(current[1]):
+            raise ClientError(412, "The object does not match If-Match.")
         del self.objects_[(container, name)]
 
     # -- helpers --
@@ -526,6 +531,8 @@ class SyncRaceTests(SyncCase):
         self.assertEqual(self.remote(), {"a": b"still wanted"})
 
     def test_remote_edit_during_a_remote_delete_is_kept(self):
+        """A remote deletion is conditional on the hash the pass saw
+        (If-Match): the edit made meanwhile stays and comes down next."""
         (self.root / "a").write_bytes(b"v1")
         self.run_sync()
         (self.root / "a").unlink()

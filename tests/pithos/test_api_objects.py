@@ -214,6 +214,25 @@ class UploadTests(StackCase):
         self.assertFault(await self.call("PUT", "/c/new", body=b"2",
                                          headers={"If-Match": "*"}), 412)
 
+    async def test_if_match_delete(self):
+        """If-Match on a DELETE (an extension of Swift's) deletes only the
+        version it names, by MD5 or by hashmap hash: another is 412 and the
+        object stays; a gone object is 412; with a delimiter it is 400."""
+        r = await self.put("/c/o", b"1")
+        self.assertFault(await self.call("DELETE", "/c/o", headers={"If-Match": md5(b"x")}),
+                         412)
+        self.assertEqual((await self.call("GET", "/c/o")).body, b"1")
+        self.assertFault(await self.call("DELETE", "/c/o?delimiter=/",
+                                         headers={"If-Match": r.header("ETag")}), 400)
+        r = await self.call("DELETE", "/c/o", headers={"If-Match": r.header("ETag")})
+        self.assertEqual(r.code, 204)
+        self.assertFault(await self.call("DELETE", "/c/o", headers={"If-Match": "*"}), 412)
+        await self.put("/c/p", b"2")
+        r = await self.call("DELETE", "/c/p",
+                            headers={"If-Match": f'"{block_hash(b"2")}"'})
+        self.assertEqual(r.code, 204)
+        self.assertEqual((await self.call("HEAD", "/c/p")).code, 404)
+
     async def test_quota(self):
         """An upload past the account's pithos.diskspace is 413 and stores
         nothing; usage follows uploads and deletes."""

@@ -283,6 +283,23 @@ class ObjectTests(BackendTestCase):
         await self.fails(errors.Conflict, self.put("new", b"3", expect_serial=second.serial))
         await self.put("fresh", b"1", if_none_match=True)
 
+    async def test_conditional_delete(self):
+        """A delete with expect_serial removes only that current version: a
+        stale serial, or an object already gone, is PreconditionFailed and
+        the object stays as it is; with until or a delimiter it is refused."""
+        first = await self.put("o", b"1")
+        second = await self.put("o", b"2")
+        await self.fails(errors.PreconditionFailed, self.backend.delete_object(
+            ALICE, ALICE, "c", "o", expect_serial=first.serial))
+        self.assertEqual((await self.backend.object(ALICE, ALICE, "c", "o")).serial,
+                         second.serial)
+        await self.fails(errors.BadRequest, self.backend.delete_object(
+            ALICE, ALICE, "c", "o", delimiter="/", expect_serial=second.serial))
+        await self.backend.delete_object(ALICE, ALICE, "c", "o", expect_serial=second.serial)
+        await self.fails(errors.NotFound, self.backend.object(ALICE, ALICE, "c", "o"))
+        await self.fails(errors.PreconditionFailed, self.backend.delete_object(
+            ALICE, ALICE, "c", "o", expect_serial=second.serial))
+
     async def test_uuid_and_meta_across_versions(self):
         """Overwriting keeps the uuid; meta=None keeps the previous meta,
         meta={} clears it; a recreated deleted object gets a new uuid."""
