@@ -27,6 +27,7 @@ from snfd.client.pithos import (
     ClientError,
     PithosClient,
     Transport,
+    login_app_credential,
     login_password,
     login_token,
 )
@@ -201,6 +202,11 @@ class App:
         entry = clouds_yaml.find(name)
         if entry.token:
             found = login_token(self.transport, entry.url, entry.token)
+        elif entry.app_credential_secret:
+            found = login_app_credential(
+                self.transport, entry.url, entry.app_credential_secret,
+                credential_id=entry.app_credential_id, name=entry.app_credential_name,
+                username=entry.username)
         else:
             password = entry.password or os.environ.get("SNF_PASSWORD") or click.prompt(
                 f"Password of {entry.username} ({name})", hide_input=True, err=True)

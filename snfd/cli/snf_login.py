@@ -24,7 +24,13 @@ from snfd.cli.snf_app import App, SnfGroup, fail, pass_app
 from snfd.client import clouds_yaml
 from snfd.client import config as cfg
 from snfd.client.loopback import LoopbackLogin
-from snfd.client.pithos import Login, login_code, login_password, login_token
+from snfd.client.pithos import (
+    Login,
+    login_app_credential,
+    login_code,
+    login_password,
+    login_token,
+)
 
 #: The shells ``snf completion`` writes a script for (click's).
 SHELLS = ("bash", "zsh", "fish")
@@ -77,6 +83,11 @@ def login(app: App, url: str | None, token: str | None, email: str | None,
         url = entry.url
         if entry.token:
             found = login_token(app.transport, url, entry.token)
+        elif entry.app_credential_secret:
+            found = login_app_credential(
+                app.transport, url, entry.app_credential_secret,
+                credential_id=entry.app_credential_id, name=entry.app_credential_name,
+                username=entry.username)
         else:
             email = entry.username
             if not entry.password and password is None:

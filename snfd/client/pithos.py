@@ -6,8 +6,9 @@ exchange that ends a browser login).
 ``requests.Session``, a timeout on every request, retries with
 exponential backoff, byte counters, and one error type (``ClientError``)
 whose message is the server's fault message.  ``PithosClient`` maps the
-object-store operations onto it; ``login_password``, ``login_token`` and
-``login_code`` get a token and the storage URL from the identity API.
+object-store operations onto it; ``login_password``, ``login_token``,
+``login_app_credential`` and ``login_code`` get a token and the storage
+URL from the identity API.
 
 Retries: a request that could not connect, or that got 503, is always
 sent again (the server did nothing).  A request that timed out or got
@@ -298,11 +299,13 @@ def _issue(transport: Transport, url: str, identity: dict[str, Any],
     return token, resp.json()
 
 
-def _finish(transport: Transport, url: str, token: str, body: Any) -> Login:
+def _finish(transport: Transport, url: str, token: str, body: Any,
+            rescope: bool = True) -> Login:
     """Scope the token to the user's base project (whose uuid is the
-    user's) when it has no catalog, and read the storage URL."""
+    user's) when it has no catalog (and ``rescope``: a token that may get
+    another), and read the storage URL."""
     user = body["token"]["user"]
-    if not _storage_url(body):
+    if rescope and not _storage_url(body):
         token, body = _issue(transport, url, {"methods": ["token"], "token": {"id": token}},
                              user["id"])
     storage = _storage_url(body)
@@ -328,6 +331,23 @@ def login_token(transport: Transport, url: str, token: str) -> Login:
     resp = transport.request("GET", _identity(url),
                              headers={"X-Auth-Token": token, "X-Subject-Token": token})
     return _finish(transport, url, token, resp.json())
+
+
+def login_app_credential(transport: Transport, url: str, secret: str, *,
+                         credential_id: str = "", name: str = "",
+                         username: str = "") -> Login:
+    """Log in with an application credential at ``url``: its ``secret``
+    and its ``credential_id``, else its ``name`` and its user's
+    ``username`` (the email; domain Default).  The token is scoped to the
+    credential's project, with the credential's roles; it cannot be
+    exchanged for another, so its catalog must have the object store."""
+    credential: dict[str, Any] = (
+        {"id": credential_id} if credential_id
+        else {"name": name, "user": {"name": username, "domain": {"id": "default"}}})
+    credential["secret"] = secret
+    identity = {"methods": ["application_credential"], "application_credential": credential}
+    token, body = _issue(transport, url, identity, None)
+    return _finish(transport, url, token, body, rescope=False)
 
 
 def login_code(transport: Transport, url: str, code: str, verifier: str) -> Login:

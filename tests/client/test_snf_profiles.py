@@ -241,6 +241,97 @@ class OsCloudTests(NodeCase):
         self.assertEqual(proc.stdout.split(), ["yaml-box"])
 
 
+    def identity(self, method: str, path: str, body: Any = None,
+                 token: str = "") -> tuple[int, dict[str, str], Any]:
+        """A call of the node's identity API (``/identity/v3`` + ``path``):
+        ``(status, headers, JSON body or None)``."""
+        conn = http.client.HTTPConnection("127.0.0.1", urlsplit(self.node.url).port, timeout=60)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["X-Auth-Token"] = token
+        try:
+            conn.request(method, "/identity/v3" + path, headers=headers,
+                         body=None if body is None else json.dumps(body).encode())
+            answer = conn.getresponse()
+            text = answer.read().decode()
+            return answer.status, dict(answer.getheaders()), json.loads(text) if text else None
+        finally:
+            conn.close()
+
+    def app_credential(self, email: str) -> tuple[str, dict[str, Any]]:
+        """A new user ``email``, a token scoped to its base project and an
+        application credential made with it (its JSON, with the secret)."""
+        uid = self.add_user(self.node, email)["uuid"]
+        status, headers, _ = self.identity("POST", "/auth/tokens", {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": email, "password": PASSWORD, "domain": {"id": "default"}}}},
+            "scope": {"project": {"id": uid}}}})
+        self.assertEqual(status, 201)
+        token = headers["X-Subject-Token"]
+        status, _, made = self.identity("POST", f"/users/{uid}/application_credentials",
+                                        {"application_credential": {"name": "snf-ci"}}, token)
+        self.assertEqual(status, 201, made)
+        return token, made["application_credential"]
+
+    @defer.inlineCallbacks
+    def test_application_credential(self):
+        """An entry with an application credential (by id, or by name and
+        user), its secret kept in secure.yaml ($OS_CLIENT_SECURE_FILE), logs
+        in with the application_credential method: the token is the
+        credential's, scoped to its project; the object store works with
+        it; ``snf login --os-cloud`` stores its token, not the secret; the
+        secret is neither printed nor logged; once the credential is
+        deleted the login fails in one line (4: not allowed), and so does
+        the stored token."""
+        token, made = yield threads.deferToThread(self.app_credential, "app@example.org")
+        uid, secret = made["user_id"], made["secret"]
+        auth_url = f"{self.node.url}/identity/v3"
+        self.clouds(self.work / "clouds.yaml", {
+            "app": {"auth_type": "v3applicationcredential", "region_name": "RegionOne",
+                    "auth": {"auth_url": auth_url, "application_credential_id": made["id"]}},
+            "named": {"auth_type": "v3applicationcredential",
+                      "auth": {"auth_url": auth_url, "application_credential_name": "snf-ci",
+                               "username": "app@example.org", "user_domain_name": "Default"}}})
+        secure = self.clouds(self.work / "private" / "secure.yaml", {
+            "app": {"auth": {"application_credential_secret": secret}},
+            "named": {"auth": {"application_credential_secret": secret}}})
+        env = {"OS_CLIENT_SECURE_FILE": str(secure)}
+        me = "app"
+        for name in ("app", "named"):
+            proc = yield self.snf(me, "-o", "json", "--os-cloud", name, "user", "info", env=env)
+            shown = json.loads(proc.stdout)
+            self.assertEqual(shown["methods"], ["application_credential"])
+            self.assertEqual(shown["application_credential"]["id"], made["id"])
+            self.assertEqual((shown["user"]["id"], shown["project"]["id"]),
+                             (uid, made["project_id"]))
+            self.assertNotIn(secret, proc.stdout + proc.stderr)
+        yield self.snf(me, "--os-cloud", "app", "container", "create", "app-box", env=env)
+        proc = yield self.snf(me, "container", "list", env=dict(env, OS_CLOUD="named"))
+        self.assertEqual(proc.stdout.split(), ["app-box"])
+        self.assertFalse(self.config_of(me).exists(), "--os-cloud wrote the config file")
+        proc = yield self.snf(me, "login", "--os-cloud", "named", env=env)
+        self.assertIn("logged in as app@example.org", proc.stdout)
+        self.assertNotIn(secret, self.config_of(me).read_text())
+        proc = yield self.snf(me, "container", "list")
+        self.assertEqual(proc.stdout.split(), ["app-box"])
+
+        # Without secure.yaml the secret is missing: said in one line.
+        proc = yield self.snf(me, "--os-cloud", "app", "user", "info", ok=False)
+        self.assertIn("cloud 'app': auth.application_credential_secret is missing", proc.stderr)
+        self.assertEqual(len(proc.stderr.splitlines()), 1, proc.stderr)
+
+        status, _, _ = yield threads.deferToThread(
+            self.identity, "DELETE", f"/users/{uid}/application_credentials/{made['id']}",
+            None, token)
+        self.assertEqual(status, 204)
+        proc = yield self.snf(me, "--os-cloud", "app", "user", "info", ok=False, env=env)
+        self.assertEqual((proc.returncode, len(proc.stderr.splitlines())), (4, 1), proc.stderr)
+        self.assertNotIn(secret, proc.stdout + proc.stderr)
+        proc = yield self.snf(me, "container", "list", ok=False)
+        self.assertEqual(proc.returncode, 4, proc.stderr)
+        self.assertNotIn(secret, self.node.log_path.read_text(errors="replace"))
+
+
 class ProviderLoginTests(NodeCase):
     """A node offering the Shibboleth login, its identity headers believed
     from 127.0.0.1 (where the test plays the front web server)."""
@@ -486,7 +577,7 @@ class CloudsYamlTests(unittest.TestCase):
             "      username: ann\n      password: pw\n      user_domain_id: default\n"
             "  t:\n    auth_type: token\n    auth:\n      auth_url: http://h/identity/v3\n"
             "      token: tok\n"
-            "  app:\n    auth_type: v3applicationcredential\n    auth:\n"
+            "  oidc:\n    auth_type: v3oidcpassword\n    auth:\n"
             "      auth_url: http://h/identity/v3\n"
             "  dom:\n    auth:\n      auth_url: http://h/identity/v3\n      username: a\n"
             "      user_domain_name: Other\n")
@@ -495,12 +586,208 @@ class CloudsYamlTests(unittest.TestCase):
         self.assertEqual((a.url, a.username, a.password, a.token), ("http://h", "ann", "pw", ""))
         t = clouds_yaml.find("t", env, folder)
         self.assertEqual((t.url, t.token), ("http://h", "tok"))
-        for name, words in (("app", "not supported"), ("dom", "one user domain"),
+        for name, words in (("oidc", "not supported"), ("dom", "one user domain"),
                             ("zz", "no cloud 'zz'")):
             with self.assertRaises(cfg.ConfigError) as caught:
                 clouds_yaml.find(name, env, folder)
             self.assertIn(words, str(caught.exception))
             self.assertIn(str(folder / "clouds.yaml"), str(caught.exception))
+
+
+    def write(self, path: Path, text: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def test_secure_search_order(self):
+        """secure.yaml: $OS_CLIENT_SECURE_FILE, then the directories of
+        clouds.yaml in the same order."""
+        paths = clouds_yaml.secure_search_paths({"OS_CLIENT_SECURE_FILE": "/x/s.yaml",
+                                                 "OS_CLIENT_CONFIG_FILE": "/x/c.yaml",
+                                                 "XDG_CONFIG_HOME": "/home/u/.config"},
+                                                Path("/w"))
+        self.assertEqual([str(p) for p in paths],
+                         ["/x/s.yaml", "/w/secure.yaml", "/w/secure.yml",
+                          "/home/u/.config/openstack/secure.yaml",
+                          "/home/u/.config/openstack/secure.yml",
+                          "/etc/openstack/secure.yaml", "/etc/openstack/secure.yml"])
+
+    def test_merge(self):
+        """Mappings in both are merged key by key, at any depth; any other
+        value of the second wins; neither argument is changed."""
+        base = {"auth": {"auth_url": "u", "username": "a", "password": "old",
+                         "deep": {"x": 1}}, "region_name": "R", "auth_type": "password"}
+        over = {"auth": {"password": "new", "deep": {"y": 2}}, "auth_type": "v3password",
+                "region_name": {"name": "R2"}}
+        self.assertEqual(clouds_yaml.merge(base, over),
+                         {"auth": {"auth_url": "u", "username": "a", "password": "new",
+                                   "deep": {"x": 1, "y": 2}},
+                          "region_name": {"name": "R2"}, "auth_type": "v3password"})
+        self.assertEqual(base["auth"]["password"], "old")
+        self.assertEqual(over["auth"], {"password": "new", "deep": {"y": 2}})
+
+    def test_secure_yaml_merged(self):
+        """secure.yaml's entry is merged into clouds.yaml's (auth key by
+        key, its values winning); an entry of secure.yaml alone is used;
+        $OS_CLIENT_SECURE_FILE comes before ./secure.yaml; .yml is found;
+        only the first secure.yaml is read."""
+        folder = Path(self.mktemp()).absolute()
+        home = folder / "home"
+        self.write(folder / "clouds.yaml",
+                   "clouds:\n  a:\n    auth:\n      auth_url: http://h/identity/v3\n"
+                   "      username: ann\n      password: in-clouds\n"
+                   "  b:\n    auth:\n      auth_url: http://b/identity/v3\n"
+                   "      username: bob\n")
+        self.write(folder / "secure.yaml",
+                   "clouds:\n  a:\n    auth:\n      password: in-secure\n"
+                   "  b:\n    auth:\n      password: bob-secret\n"
+                   "  s:\n    auth_type: token\n    auth:\n"
+                   "      auth_url: http://s/identity/v3\n      token: tok\n")
+        self.write(home / "openstack" / "secure.yaml",
+                   "clouds:\n  a:\n    auth:\n      password: in-home\n")
+        env = {"XDG_CONFIG_HOME": str(home)}
+        a = clouds_yaml.find("a", env, folder)
+        self.assertEqual((a.url, a.username, a.password), ("http://h", "ann", "in-secure"))
+        self.assertEqual(a.sources, (folder / "clouds.yaml", folder / "secure.yaml"))
+        b = clouds_yaml.find("b", env, folder)
+        self.assertEqual((b.url, b.username, b.password), ("http://b", "bob", "bob-secret"))
+        s = clouds_yaml.find("s", env, folder)
+        self.assertEqual((s.url, s.token, s.sources), ("http://s", "tok",
+                                                       (folder / "secure.yaml",)))
+
+        given = self.write(folder / "elsewhere" / "mine.yaml",
+                           "clouds:\n  a:\n    auth:\n      password: from-env\n")
+        a = clouds_yaml.find("a", dict(env, OS_CLIENT_SECURE_FILE=str(given)), folder)
+        self.assertEqual(a.password, "from-env")
+        (folder / "secure.yaml").unlink()
+        self.assertEqual(clouds_yaml.find("a", env, folder).password, "in-home")
+        self.write(folder / "secure.yml", "clouds:\n  a:\n    auth:\n      password: yml\n")
+        self.assertEqual(clouds_yaml.find("a", env, folder).password, "yml")
+        # An empty secure.yaml, or one without clouds, adds nothing.
+        for text in ("", "other: 1\n"):
+            self.write(folder / "secure.yml", text)
+            self.assertEqual(clouds_yaml.find("a", env, folder).password, "in-clouds")
+
+    def test_bad_secure_yaml(self):
+        """A secure.yaml that is not YAML, or whose clouds is not a
+        mapping, is an error naming it, as a bad clouds.yaml is; an entry
+        of neither file names both."""
+        folder = Path(self.mktemp()).absolute()
+        self.write(folder / "clouds.yaml", "clouds:\n  a:\n    auth:\n"
+                   "      auth_url: http://h/identity/v3\n      username: ann\n")
+        env = {"XDG_CONFIG_HOME": str(folder / "none")}
+        secure = folder / "secure.yaml"
+        for text, words in (("clouds: [unclosed\n", "not YAML"),
+                            ("- a list\n", "no 'clouds' mapping"),
+                            ("clouds: 3\n", "no 'clouds' mapping"),
+                            (b"clouds: \xff\n", "not YAML")):
+            if isinstance(text, bytes):
+                secure.write_bytes(text)
+            else:
+                secure.write_text(text)
+            with self.assertRaises(cfg.ConfigError) as caught:
+                clouds_yaml.find("a", env, folder)
+            self.assertTrue(str(caught.exception).startswith(f"{secure}: {words}"),
+                            str(caught.exception))
+            self.assertEqual(len(str(caught.exception).splitlines()), 1)
+        secure.write_text("clouds:\n  other: {}\n")
+        with self.assertRaises(cfg.ConfigError) as caught:
+            clouds_yaml.find("zz", env, folder)
+        self.assertEqual(str(caught.exception), f"{folder / 'clouds.yaml'} + {secure}:"
+                                                " no cloud 'zz' (clouds: a, other)")
+
+    def test_unreadable_secure_yaml(self):
+        """An unreadable secure.yaml (mode 000; as root, which reads it
+        anyway, its read fails as it would) is an error naming it
+        (openstacksdk would skip it)."""
+        folder = Path(self.mktemp()).absolute()
+        self.write(folder / "clouds.yaml", "clouds:\n  a:\n    auth:\n"
+                   "      auth_url: http://h/identity/v3\n      username: ann\n")
+        secure = self.write(folder / "secure.yaml", "clouds: {}\n")
+        secure.chmod(0)
+        self.addCleanup(secure.chmod, 0o600)
+        if os.geteuid() == 0:
+            read_text = Path.read_text
+
+            def refused(path: Path, *args: Any, **kwargs: Any) -> str:
+                if path == secure:
+                    raise PermissionError(13, "Permission denied", str(path))
+                return read_text(path, *args, **kwargs)
+
+            self.patch(Path, "read_text", refused)
+        with self.assertRaises(cfg.ConfigError) as caught:
+            clouds_yaml.find("a", {"XDG_CONFIG_HOME": str(folder / "none")}, folder)
+        self.assertEqual(str(caught.exception), f"{secure}: Permission denied")
+
+    def test_app_credentials(self):
+        """v3applicationcredential (or applicationcredential): the secret
+        with the id, or with the name and the user (domain Default); the
+        id wins over the name; a missing piece is named; the secret is not
+        in the entry's repr."""
+        folder = Path(self.mktemp()).absolute()
+        url = "      auth_url: http://h/identity/v3\n"
+        self.write(folder / "clouds.yaml", "clouds:\n"
+                   "  byid:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_id: c1d\n"
+                   "      application_credential_secret: s3cret\n"
+                   "  byname:\n    auth_type: applicationcredential\n    auth:\n" + url +
+                   "      application_credential_name: ci\n"
+                   "      application_credential_secret: s3cret\n"
+                   "      username: ann@example.org\n      user_domain_name: Default\n"
+                   "  both:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_id: c1d\n"
+                   "      application_credential_name: ci\n"
+                   "      application_credential_secret: s3cret\n"
+                   "  nosecret:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_id: c1d\n"
+                   "  noid:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_secret: s3cret\n"
+                   "  nouser:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_name: ci\n"
+                   "      application_credential_secret: s3cret\n"
+                   "  otherdomain:\n    auth_type: v3applicationcredential\n    auth:\n" + url +
+                   "      application_credential_name: ci\n"
+                   "      application_credential_secret: s3cret\n"
+                   "      username: ann@example.org\n      user_domain_id: elsewhere\n")
+        env = {"XDG_CONFIG_HOME": str(folder / "none")}
+        byid = clouds_yaml.find("byid", env, folder)
+        self.assertEqual((byid.url, byid.app_credential_id, byid.app_credential_name,
+                          byid.app_credential_secret, byid.username, byid.password, byid.token),
+                         ("http://h", "c1d", "", "s3cret", "", "", ""))
+        self.assertNotIn("s3cret", repr(byid))
+        byname = clouds_yaml.find("byname", env, folder)
+        self.assertEqual((byname.app_credential_id, byname.app_credential_name,
+                          byname.username, byname.app_credential_secret),
+                         ("", "ci", "ann@example.org", "s3cret"))
+        both = clouds_yaml.find("both", env, folder)
+        self.assertEqual((both.app_credential_id, both.app_credential_name), ("c1d", ""))
+        for name, message in (
+                ("nosecret", "auth.application_credential_secret is missing"),
+                ("noid", "auth.application_credential_id (or _name) is missing"),
+                ("nouser", "auth.username is missing"),
+                ("otherdomain", "a snfd cloud has one user domain, Default")):
+            with self.assertRaises(cfg.ConfigError) as caught:
+                clouds_yaml.find(name, env, folder)
+            self.assertEqual(str(caught.exception),
+                             f"{folder / 'clouds.yaml'}: cloud {name!r}: {message}")
+
+    def test_app_credential_secret_in_secure_yaml(self):
+        """The usual split: the credential in clouds.yaml, its secret in
+        secure.yaml; without secure.yaml the secret is missing."""
+        folder = Path(self.mktemp()).absolute()
+        self.write(folder / "clouds.yaml", "clouds:\n  app:\n"
+                   "    auth_type: v3applicationcredential\n    auth:\n"
+                   "      auth_url: http://h/identity/v3\n"
+                   "      application_credential_id: c1d\n")
+        secure = self.write(folder / "secure.yaml", "clouds:\n  app:\n    auth:\n"
+                            "      application_credential_secret: s3cret\n")
+        env = {"XDG_CONFIG_HOME": str(folder / "none")}
+        app = clouds_yaml.find("app", env, folder)
+        self.assertEqual((app.app_credential_id, app.app_credential_secret), ("c1d", "s3cret"))
+        secure.unlink()
+        with self.assertRaises(cfg.ConfigError) as caught:
+            clouds_yaml.find("app", env, folder)
+        self.assertIn("auth.application_credential_secret is missing", str(caught.exception))
 
 
 class LoopbackTests(unittest.TestCase):
