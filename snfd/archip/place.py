@@ -45,12 +45,13 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from zope.interface import Attribute, Interface, implementer
 
+from snfd.archip import mapfile
 from snfd.archip.io import VolumeBusy
 from snfd.archip.mapfile import is_volume_name
 
@@ -623,6 +624,66 @@ def _same(a: Pointer, b: Pointer) -> bool:
     return tuple(a.blocks) == tuple(b.blocks) and a.length == b.length
 
 
+#: How many block names one ``missing_now`` call asks about at most.
+_CHECK_BATCH = 1000
+
+
+def blocks_missing(place: Any, stores: Sequence[Any],
+                   names: Iterable[str]) -> dict[str, list[str]]:
+    """For each of the volumes ``names`` of ``place``, the blocks its map
+    needs that none of the block ``stores`` has (a store and its
+    ``block_fallback``): the map's own blocks, or, when those are all
+    there, the content-addressed objects its entries name (the zero object
+    never is; owned objects are the place's).  Only volumes that lack
+    something are in the answer; a volume the place no longer has is
+    skipped.  For a node about to read ``place`` through those stores
+    (``archip-migrate-volumes``: the blocks are copied first).
+
+    Synchronous (``missing_now``, ``get_now``: run it in a thread).  A
+    block found has its age refreshed, as any ``missing`` does, which only
+    delays its collection; a block shared by many maps (an image's) is
+    asked about once.
+    """
+    present: set[str] = set()
+    out: dict[str, list[str]] = {}
+
+    def lacking(wanted: Iterable[str]) -> list[str]:
+        absent = [n for n in dict.fromkeys(wanted) if n not in present]
+        for store in stores:
+            still: list[str] = []
+            for i in range(0, len(absent), _CHECK_BATCH):
+                still.extend(store.missing_now(absent[i:i + _CHECK_BATCH]))
+            present.update(set(absent) - set(still))
+            absent = still
+        return absent
+
+    def read(block: str) -> bytes | None:
+        for store in stores:
+            try:
+                data: bytes = store.get_now(block)
+                return data
+            except KeyError:
+                continue
+        return None   # collected since it was found
+
+    for name in names:
+        try:
+            pointer = place.read_pointer_now(name)
+        except KeyError:
+            continue
+        absent = lacking(pointer.blocks)
+        if not absent:
+            parts = [read(b) for b in pointer.blocks]
+            absent = [b for b, part in zip(pointer.blocks, parts, strict=True) if part is None]
+        if not absent:
+            data = b"".join(part for part in parts if part is not None)
+            entries = mapfile.decode(data[:pointer.length]).entries
+            absent = lacking(e.name for e in entries if not e.archip and not e.is_zero)
+        if absent:
+            out[name] = absent
+    return out
+
+
 __all__ = ["CopyReport", "Fenced", "FileVolumePlace", "FloorRaised", "IOwnedObjects",
            "IVolumePlace", "IVolumePointers", "Pointer", "PointerChanged", "SweepPlan",
-           "copy_volumes"]
+           "blocks_missing", "copy_volumes"]

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ unless --final.  An interrupted copy is resumed by running it again.
 
 The maps the pointers name are blocks of the node's block store: they
 move with the blocks (snf-manage pithos-migrate-blocks), which must be in
-the cluster before a node reads its volumes there.
+the cluster before a node reads its volumes there.  Each run then checks
+that they are: every copied volume's map blocks, and the image blocks its
+map names, in [pithos] rados_pool/rados_namespace or policy 0's
+block_fallback directory.  Volumes lacking some are listed; the final
+copy then ends with status 1.
 
 Moving a node's volumes from its directory to Ceph (docs/archipelago.md,
 "Moving volumes from the filesystem"):
@@ -298,10 +303,12 @@ def _migrate(args: argparse.Namespace) -> int:
     if namespace is None:
         namespace = archip.rados_namespace
     target = _open_rados_place(args, pithos, pool, namespace, BLOCK_SIZE)
+    stores: list[Any] = []
     try:
+        stores, where = _block_stores(args, pithos, state_dir)
         copy = _Copy(args, source, target, f"rados:{pool}/{namespace}",
                      Record(os.path.join(state_dir, RECORD), path,
-                            f"rados:{pool}/{namespace}"))
+                            f"rados:{pool}/{namespace}"), stores, where)
         status = copy.run()
         if status == 0 and args.final:
             keys = ["volume_store = rados"]
@@ -314,7 +321,37 @@ def _migrate(args: argparse.Namespace) -> int:
                   " node (step 4)", file=copy.out)
         return status
     finally:
+        for store in stores:
+            if hasattr(store, "close"):   # a filesystem store holds nothing open
+                store.close()
         target.close()
+
+
+def _block_stores(args: argparse.Namespace, pithos: Any,
+                  state_dir: str) -> tuple[list[Any], str]:
+    """The block stores a node on RADOS reads the volumes' maps from, and
+    what they are for messages: ``[pithos]``'s policy 0 on RADOS (the
+    cluster as for ``--to``), then its ``block_fallback`` directory if one
+    is set.  A pool the cluster lacks holds no block: it is left out."""
+    from snfd.pithos.blocks import FileBlockStore
+    from snfd.pithos.rados_blocks import RadosUnavailable, open_store
+
+    stores: list[Any] = []
+    names = [f"rados:{pithos.rados_pool}/{pithos.rados_namespace}"]
+    try:
+        stores.append(open_store(args.rados_conf or pithos.rados_conf, pithos.rados_pool,
+                                 None, user=args.rados_user or pithos.rados_user,
+                                 keyring=args.rados_keyring or pithos.rados_keyring,
+                                 namespace=pithos.rados_namespace))
+    except RadosUnavailable as e:
+        names[0] += f" ({e})"
+    for policy, directory in pithos.block_fallback:
+        if not policy:
+            fallback = os.path.abspath(Path(state_dir) / Path(directory).expanduser())
+            if os.path.isdir(fallback):
+                stores.append(FileBlockStore(fallback, None))
+                names.append(f"the fallback {fallback}")
+    return stores, " or ".join(names)
 
 
 def _open_rados_place(args: argparse.Namespace, pithos: Any, pool: str, namespace: str,
@@ -372,12 +409,15 @@ class _Copy:
     summary."""
 
     def __init__(self, args: argparse.Namespace, source: Any, target: Any,
-                 target_name: str, record: Record):
+                 target_name: str, record: Record, stores: Sequence[Any] = (),
+                 stores_name: str = ""):
         self.args = args
         self.source = source
         self.target = target
         self.target_name = target_name
         self.record = record
+        self.stores = stores
+        self.stores_name = stores_name
         self.began = time.monotonic()
         self.objects = 0
         self.listed = 0
@@ -400,7 +440,7 @@ class _Copy:
                       f" {self.objects / seconds:.0f} objects/s", file=self.out, flush=True)
 
     def run(self) -> int:
-        from snfd.archip.place import copy_volumes
+        from snfd.archip.place import blocks_missing, copy_volumes
 
         args = self.args
         what = "final copy" if args.final else "copying"
@@ -414,6 +454,8 @@ class _Copy:
                                       progress=self.progress)
             finally:
                 self.record.save()
+            volumes = self.source.names_now()
+            lacking = blocks_missing(self.target, self.stores, volumes)
         except KeyboardInterrupt:
             raise Interrupted() from None
         except (OSError, ValueError) as e:
@@ -435,6 +477,8 @@ class _Copy:
                 "objects_present": report.objects_present,
                 "bytes_copied": report.bytes_copied, "floors_raised": report.floors,
                 "conflicts": report.conflicts, "complete": report.complete,
+                "volumes_checked": len(volumes),
+                "volumes_lacking_blocks": {n: len(b) for n, b in lacking.items()},
                 "seconds": round(seconds, 3)}, indent=2))
         else:
             print(f"done in {seconds:.1f} s: {report.pointers_copied} pointers copied,"
@@ -445,7 +489,22 @@ class _Copy:
                   " conflicts")
             for conflict in report.conflicts:
                 print(f"conflict: {conflict}")
+            if lacking:
+                print(f"{len(lacking)} of {len(volumes)} volumes lack blocks of their maps"
+                      f" in {self.stores_name}:")
+            else:
+                print(f"the blocks of the {len(volumes)} volumes' maps are in"
+                      f" {self.stores_name}")
+            for name, blocks in sorted(lacking.items()):
+                print(f"lacking blocks: volume {name}: {len(blocks)} (first {blocks[0]})")
         if report.conflicts and not args.final:
             print("volumes changed since an earlier copy are conflicts: the final copy"
                   " (--final, the node stopped) replaces them", file=self.out)
+        if lacking:
+            print("a node on RADOS could not read volumes whose blocks are missing: copy the"
+                  " blocks (snf-manage pithos-migrate-blocks, steps 1 and 3), or keep"
+                  " their directory as [pithos] block_fallback"
+                  + (", then run --final again" if args.final else ""), file=self.out)
+            if args.final:
+                return 1
         return 1 if report.conflicts else 0

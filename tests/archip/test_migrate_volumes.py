@@ -22,7 +22,7 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from snfd.archip import mapfile
-from snfd.archip.place import FileVolumePlace, PointerChanged, copy_volumes
+from snfd.archip.place import FileVolumePlace, PointerChanged, blocks_missing, copy_volumes
 from snfd.archip.volumes import VolumeStore
 from snfd.cli import archip as archip_cli
 from snfd.pithos.blocks import FileBlockStore
@@ -107,6 +107,47 @@ class PruneTests(unittest.TestCase):
         self.assertEqual(self.target.names_now(), ["gone", "keep"])
 
 
+class BlocksMissingTests(unittest.TestCase):
+    """``blocks_missing``: what a node reading the volumes through other
+    block stores would not find."""
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        root = Path(self.mktemp()).resolve()
+        self.root = root
+        self.blocks = FileBlockStore(root / "blocks", reactor, block_size=BS)
+        self.volumes = VolumeStore(str(root / "volumes"), self.blocks, reactor)
+        self.image = await self.blocks.put([b"image block one", b"image block two"])
+        await self.volumes.clone("clone", mapfile.from_hashmap(self.image, BS + 15, BS))
+        await fill_source(self.volumes, BS)
+        self.place = self.volumes.place
+
+    def store(self, name: str) -> FileBlockStore:
+        return FileBlockStore(self.root / name, None, block_size=BS)
+
+    def test_what_each_store_lacks(self) -> None:
+        """An empty store lacks every map; one with only the maps lacks the
+        image's blocks the clone names (owned and zero objects are not
+        blocks); the source's own store, or a store and it as its
+        fallback, lack nothing; a volume the place lacks is skipped."""
+        names = self.place.names_now()
+        self.assertEqual(names, ["clone", "gone-snap", "vol", "vol-snap"])
+        empty = self.store("empty")
+        lacking = blocks_missing(self.place, [empty], [*names, "no-such-volume"])
+        self.assertEqual(lacking, {n: list(self.place.read_pointer_now(n).blocks)
+                                   for n in names})
+        maps_only = self.store("maps")
+        for name in names:
+            for block in self.place.read_pointer_now(name).blocks:
+                maps_only.store_now(block, self.blocks.get_stored_now(block))
+        self.assertEqual(blocks_missing(self.place, [maps_only], names),
+                         {"clone": self.image})
+        self.assertEqual(blocks_missing(self.place, [self.blocks], names), {})
+        self.assertEqual(blocks_missing(self.place, [empty, maps_only, self.blocks], names),
+                         {})
+        self.assertEqual(blocks_missing(self.place, [], ["clone"]),
+                         {"clone": list(self.place.read_pointer_now("clone").blocks)})
+
+
 class ProgressTests(unittest.TestCase):
     """The command's progress lines and text summary, in this process
     (a progress line per 1000 objects would take thousands here)."""
@@ -120,8 +161,9 @@ class ProgressTests(unittest.TestCase):
         args = argparse.Namespace(final=False, json=False)
         record = archip_cli.Record(str(root / "state" / archip_cli.RECORD), source.where,
                                    "file:target")
+        stores = [FileBlockStore(root / "blocks", None, block_size=BS)]
         copy = archip_cli._Copy(args, source, FileVolumePlace(root / "target", BS),
-                                "file:target", record)
+                                "file:target", record, stores, "file:blocks")
         self.patch(archip_cli, "PROGRESS_EVERY", 2)
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
@@ -133,7 +175,13 @@ class ProgressTests(unittest.TestCase):
         self.assertRegex(lines[3], r"^done in [\d.]+ s: 1 pointers copied, 0 already there,"
                                    r" 0 removed; 5 objects copied \(320.0 KiB\), 0 already"
                                    r" there; 0 floors raised; 0 conflicts$")
-        self.assertEqual(len(lines), 4)
+        # The map's block is not in the stores a node on RADOS would read:
+        # said, and (not the final copy) the status stays 0.
+        self.assertEqual(lines[4:6], [
+            "1 of 1 volumes lack blocks of their maps in file:blocks:",
+            f"lacking blocks: volume v: 1 (first {'a' * 64})"])
+        self.assertIn("copy the blocks (snf-manage pithos-migrate-blocks", lines[6])
+        self.assertEqual(len(lines), 7)
         doc = json.loads((root / "state" / archip_cli.RECORD).read_text())
         self.assertEqual(doc["copies"], {f"{source.where} -> file:target": ["v"]})
 
@@ -152,10 +200,10 @@ class _CommandCase(unittest.TestCase):
         self.conf = ""
         self.configure()
 
-    def configure(self, extra: str = "") -> None:
+    def configure(self, extra: str = "", pithos: str = "") -> None:
         self.config = self.root / "snfd.conf"
         self.config.write_text(f"[archip]\npath = {self.volumes_dir}\n{extra}"
-                               f"[pithos]\nrados_conf = {self.conf}\n")
+                               f"[pithos]\nrados_conf = {self.conf}\n{pithos}")
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, SNFD_STATE_DIR=str(self.state))
@@ -209,9 +257,10 @@ class RadosCommandTests(_CommandCase):
         self.namespace = f"m-{uuid.uuid4().hex[:12]}"
         super().setUp()
         self.conf = self.cluster.conf
-        self.configure(f"rados_namespace = {self.namespace}\n")
-        # The blocks (the maps among them) stay in this directory: the
-        # volumes read back from RADOS find them there.
+        # The blocks (the maps among them) stay in this directory, policy
+        # 0's fallback: the volumes read back from RADOS find them there.
+        self.blocks_namespace = f"b-{uuid.uuid4().hex[:12]}"
+        self.configure_blocks(fallback=True)
         self.blocks = FileBlockStore(str(self.root / "blocks"), reactor)
         self.assertEqual(self.blocks.block_size, BLOCK_SIZE)
         self.source = VolumeStore(str(self.volumes_dir), self.blocks, reactor)
@@ -220,6 +269,13 @@ class RadosCommandTests(_CommandCase):
         v = await self.source.open("doomed", True)
         await v.write(BLOCK_SIZE, b"removed after the first copy")
         await v.close()
+
+    def configure_blocks(self, fallback: bool) -> None:
+        """The node's blocks in a namespace of the pool of its own, with
+        their directory as the fallback or not."""
+        self.configure(f"rados_namespace = {self.namespace}\n",
+                       f"rados_pool = {POOL}\nrados_namespace = {self.blocks_namespace}\n"
+                       + (f"block_fallback = {self.root / 'blocks'}\n" if fallback else ""))
 
     def open_target(self) -> Any:
         from snfd.archip.rados_volumes import open_place
@@ -334,10 +390,43 @@ class RadosCommandTests(_CommandCase):
         self.assertRegex(lines[1], r"^done in [\d.]+ s: 0 pointers copied, 3 already there,"
                                    r" 0 removed; 0 objects copied \(0 B\), \d+ already there;"
                                    r" 0 floors raised; 0 conflicts$")
-        self.assertEqual(lines[2], f"every volume of {self.volumes_dir} is in"
+        self.assertEqual(lines[2], "the blocks of the 3 volumes' maps are in"
+                                   f" rados:{POOL}/{self.blocks_namespace} or the fallback"
+                                   f" {self.root / 'blocks'}")
+        self.assertEqual(lines[3], f"every volume of {self.volumes_dir} is in"
                                    f" rados:{POOL}/{self.namespace}: set [archip] volume_store"
-                                   " = rados, rados_pool = snfd-test-volumes, with [pithos]"
-                                   " block_store = rados, and start the node (step 4)")
+                                   " = rados, with [pithos] block_store = rados, and start"
+                                   " the node (step 4)")
+
+    async def test_final_needs_the_blocks(self) -> None:
+        """Volumes whose maps' blocks a node on RADOS would not find (in
+        policy 0's RADOS namespace or its fallback directory) are listed;
+        the final copy then ends with status 1, and passes once the
+        fallback is set or the blocks are copied to RADOS."""
+        from snfd.pithos.migrate import copy_blocks
+        from snfd.pithos.rados_blocks import open_store
+
+        names = ["doomed", "gone-snap", "vol", "vol-snap"]
+        self.configure_blocks(fallback=False)
+        first = self.migrate()
+        self.assertEqual(sorted(first["volumes_lacking_blocks"]), names)
+        self.assertEqual(first["volumes_checked"], 4)
+        done = self.manage("--to", f"rados:{POOL}", "--final")
+        self.assertEqual(done.returncode, 1, done.stderr + done.stdout)
+        self.assertIn(f"4 of 4 volumes lack blocks of their maps in"
+                      f" rados:{POOL}/{self.blocks_namespace}:", done.stdout.splitlines())
+        self.assertIn("then run --final again", done.stdout)
+        self.assertNotIn("start the node", done.stdout)
+
+        self.configure_blocks(fallback=True)
+        self.assertEqual(self.migrate("--final")["volumes_lacking_blocks"], {})
+
+        self.configure_blocks(fallback=False)
+        store = open_store(self.cluster.conf, POOL, reactor, namespace=self.blocks_namespace)
+        self.addCleanup(store.close)
+        copied = await copy_blocks(self.blocks, store, reactor)
+        self.assertTrue(copied.complete)
+        self.assertEqual(self.migrate("--final")["volumes_lacking_blocks"], {})
 
     def test_no_such_pool(self) -> None:
         self.assert_refused(("--to", "rados:snfd-no-such-pool"), "has no pool")
