@@ -414,6 +414,22 @@ class IBlockStore(Interface):
         """
 
 
+class IBlockFallback(IBlockStore):
+    """A block store whose blocks are being moved from an older store,
+    still read where it lacks a block (``[pithos] block_fallback``):
+    ``missing`` answers for this store alone, so that writers store what
+    it lacks here; a service about to reference blocks it did not upload
+    (a volume cloned from an image) brings them over instead."""
+
+    def bring(names):
+        """Copy those of ``names`` that only the older store has into this
+        one, each checked against its name (a block whose content does not
+        match is not copied).
+        @return: an awaitable firing with the names this store still
+            lacks afterwards (in the older store neither, or not matching).
+        """
+
+
 class IBlockReferences(Interface):
     """Where services that keep their own references to blocks of the
     node's ``IBlockStore`` (volume maps) declare them, so that the storage

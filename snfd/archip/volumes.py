@@ -92,7 +92,7 @@ from snfd.archip.place import (
     Pointer,
     PointerChanged,
 )
-from snfd.interfaces import IBlockStore
+from snfd.interfaces import IBlockFallback, IBlockStore
 
 __all__ = ["Counters", "Fenced", "OpenVolume", "OriginIncomplete", "PointerChanged",
            "VolumeBusy", "VolumeStore"]
@@ -756,6 +756,10 @@ class VolumeStore:
                                     if not e.archip and not e.is_zero))
         if shared:
             gone = await self.blocks.missing(shared)
+            if gone and IBlockFallback.providedBy(self.blocks):
+                # Blocks being moved to a new store: an image's still in
+                # the old one come over first, as a new version's do.
+                gone = await self.blocks.bring(gone)
             if gone:
                 raise OriginIncomplete(f"{len(gone)} blocks of the origin are gone"
                                        f" from the block store (first: {gone[0]})")

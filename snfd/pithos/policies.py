@@ -47,7 +47,7 @@ from zope.interface import implementer
 
 from snfd import errors
 from snfd.config import ConfigError
-from snfd.interfaces import IBlockStore
+from snfd.interfaces import IBlockFallback
 from snfd.pithos.hashmap import EMPTY_HASH
 from snfd.pithos.store import STORAGE_POLICY
 
@@ -424,7 +424,7 @@ class PolicyBlocks:
         return lacking
 
 
-@implementer(IBlockStore)
+@implementer(IBlockFallback)
 class FallbackBlocks:
     """A policy's block store with the store its blocks are being moved
     from as a read-only fallback (``[pithos] block_fallback``; the
@@ -440,7 +440,8 @@ class FallbackBlocks:
     deletes from the fallback, and a block only there is nothing to it.
     A version that references a block only in the fallback reads it
     there; a new one has it copied to ``primary`` first (``bring``, via
-    ``StoragePolicies.bring``).  Nothing is written to the fallback (its
+    ``StoragePolicies.bring``), and so has a volume's clone of an image
+    (``IBlockFallback``).  Nothing is written to the fallback (its
     filesystem may be read-only).
 
     @param primary: the policy's ``IBlockStore``.

@@ -219,6 +219,35 @@ class CloneTests(_Base):
                                                         if not e.is_zero], before), [])
 
 
+    async def test_clone_of_blocks_in_the_fallback(self) -> None:
+        """While blocks move to a new store (``FallbackBlocks``), a clone of
+        an image whose blocks only the old store has brings them over
+        first (checked by name), and reads the image; one whose blocks
+        neither has is refused as before."""
+        from snfd.archip.volumes import OriginIncomplete
+        from snfd.pithos.policies import FallbackBlocks
+
+        image = _image(3)
+        origin = await self.upload(image)   # into the old store
+        new = FileBlockStore(os.path.join(self.root, "new-blocks"), reactor, block_size=BS)
+        moving = FallbackBlocks(new, self.file_blocks)
+        volumes = VolumeStore(os.path.join(self.root, "moving"), moving, reactor)
+        names = [e.name for e in origin.entries if not e.is_zero]
+        self.assertEqual(await new.missing(names), names)
+        await volumes.clone("c", origin)
+        self.assertEqual(await new.missing(names), [])
+        v = await volumes.open("c", False)
+        try:
+            self.assertEqual(await v.read(0, v.size), image)
+        finally:
+            await v.close()
+        other = await self.upload(_image(2))
+        gone = other.entries[0].name
+        self.assertEqual(await self.file_blocks.delete([gone], time.time() + 60), [gone])
+        with self.assertRaises(OriginIncomplete):
+            await volumes.clone("d", other)
+        self.assertEqual(await volumes.names(), ["c"])
+
     async def test_whole_object_write_copies_nothing(self) -> None:
         """A write that covers a whole object of a clone makes the volume's
         own object without reading the origin's (nothing copied)."""
