@@ -15,9 +15,10 @@ machine's own services; loopback is all the traffic there is:
   than on a durable server;
 - RabbitMQ: a 3-node cluster; the nodes name all three brokers in
   ``[bus] url`` with ``queue_type = quorum``;
-- Ceph: one monitor and one OSD (a single host: a pool of size 1, so a
-  block is on one OSD only), pool ``snfd-blocks``; the nodes' block store is
-  ``rados``;
+- Ceph: one monitor and ``--osds`` OSDs (3; a single host), pool
+  ``snfd-blocks`` with a copy of each block on every OSD, 3 at most (with
+  several OSDs: a killed one is marked down after a 6 s heartbeat grace,
+  ``cluster_parts.OSD_HEARTBEAT``); the nodes' block store is ``rados``;
 - the simulated Ganeti: one ``twistd snfd`` of its own (plugin
   ``ganeti-sim``, 8 nodes of 64 GiB / 64 CPUs, its own database on the same
   PostgreSQL, events over the RabbitMQ cluster), shared by every node as
@@ -73,16 +74,17 @@ pending; every server create that got a 202 made exactly one server, one
 that got none at most one, and ``cyclades.vm`` usage counts them, with
 nothing pending (waited for up to ``SETTLE_WAIT``).
 Faults: none (the floor), the leader SIGKILLed (started again after
-``--down`` s), the leader SIGSTOPped (SIGCONT after ``--frozen``
-s), a rolling SIGTERM restart of all three nodes (each started again and
-UP in haproxy before the next), a RabbitMQ broker (the one the nodes use)
-SIGKILLed and restarted after ``--down`` s, and the PostgreSQL primary
-SIGKILLed and the standby promoted 1 s later (last: afterwards there is
-no standby).  Printed: errors seen by clients (haproxy's own answers
-marked as such: "no server UP" when it had taken every node out), the
-longest time without any successful request and the longest for one
-kind (server creates left out: at 3 % of the mix their gaps are their
-pace), the latency of every request (p50, p99, max), repair
+``--down`` s), the leader SIGSTOPped (SIGCONT after ``--frozen`` s), a
+rolling SIGTERM restart of all three nodes (each started again and UP in
+haproxy before the next), a RabbitMQ broker (the one the nodes use)
+SIGKILLed and restarted after ``--down`` s, the PostgreSQL primary SIGKILLed
+and the standby promoted 1 s later (afterwards there is no standby), and
+with ``--osds`` 3 or more a Ceph OSD SIGKILLed and started again after
+``--down`` s (repaired once every PG is active+clean). Printed: errors seen
+by clients (haproxy's own answers marked as such: "no server UP" when it had
+taken every node out), the longest time without any successful request and
+the longest for one kind (server creates left out: at 3 % of the mix their
+gaps are their pace), the latency of every request (p50, p99, max), repair
 time, haproxy's retries and redispatches, the invariants, and the first
 answer of each kind of failure.
 
@@ -117,6 +119,7 @@ from urllib.parse import quote
 
 import attrs
 from cluster_parts import (  # bench/cluster_parts.py
+    OSD_HEARTBEAT,
     POOL,
     Cloud,
     CpuGroups,
@@ -652,6 +655,19 @@ def fail_over_postgres(ctx: Ctx) -> tuple[float, str]:
     return time.monotonic() - t0, "standby promoted 1 s after the kill; no standby afterwards"
 
 
+def kill_osd(ctx: Ctx) -> tuple[float, str]:
+    ceph = ctx.cloud.ceph
+    assert ceph is not None
+    t0 = time.monotonic()
+    ceph.kill_osd(1)
+    time.sleep(ctx.args.down)
+    ceph.start_osd(1)
+    up = time.monotonic() - t0
+    ceph.wait_active_clean()
+    return time.monotonic() - t0, (f"osd.1 of {ceph.osds} (pool size {ctx.cloud.pool_size});"
+                                   f" booted again at {up:.1f} s, then active+clean")
+
+
 FAULTS = [
     Fault("none", "no fault (the floor)", lambda ctx: (0.0, "")),
     Fault("node-kill", "the leader node SIGKILLed, started again after --down s", kill_leader),
@@ -661,6 +677,8 @@ FAULTS = [
     Fault("broker-kill", "a RabbitMQ broker SIGKILLed, restarted after --down s", kill_broker),
     Fault("pg-failover", "the PostgreSQL primary SIGKILLed, the standby promoted",
           fail_over_postgres),
+    # With --osds 3 or more only (a copy of every block stays up).
+    Fault("osd-kill", "a Ceph OSD SIGKILLed, started again after --down s", kill_osd),
 ]
 
 
@@ -1016,8 +1034,10 @@ def topology(cloud: Cloud, haproxy: Haproxy, groups: CpuGroups, args: argparse.N
           f" :{cloud.pg.standby_port} (streaming, sync_state=sync; both fsync=off)")
     brokers = ", ".join(u.rsplit("@", 1)[1].split("/")[0] for u in cloud.rabbit.urls)
     print(f"RabbitMQ: 3-node cluster on {brokers}, quorum queues")
-    print(f"Ceph: single host, 1 monitor + 1 OSD (so replication is not exercised), pool"
-          f" {POOL} of size 1, monitor :{cloud.ceph.mon_port}")
+    print(f"Ceph: single host, 1 monitor + {cloud.osds} OSD(s)"
+          + (" (so replication is not exercised)" if cloud.osds == 1
+             else f", heartbeat grace {OSD_HEARTBEAT['osd heartbeat grace']} s")
+          + f", pool {POOL} of size {cloud.pool_size}, monitor :{cloud.ceph.mon_port}")
     print("Ganeti: " + ("the simulator as its own twistd (ganeti-sim), one backend shared by"
                         " every node" if cloud.servers else "none (--no-servers)"))
     print(f"haproxy: 127.0.0.1:{haproxy.port}, leastconn, httpchk GET /_health inter 500ms"
@@ -1077,6 +1097,9 @@ def main() -> None:
     parser.add_argument("--no-servers", action="store_true",
                         help="no simulated Ganeti, no server creates in the mix")
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--osds", type=int, default=3,
+                        help="Ceph OSDs (the pool keeps a copy on each, 3 at most); with"
+                             " 3 or more the faults include an OSD killed")
     parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
     parser.add_argument("--no-netns", action="store_true",
                         help="run in the root network namespace (on 127.0.0.1 there)")
@@ -1098,7 +1121,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="snfd-bench-cluster-"))
     groups = CpuGroups()
-    cloud = Cloud(root, groups, servers=not args.no_servers)
+    cloud = Cloud(root, groups, servers=not args.no_servers, osds=args.osds)
     haproxy = Haproxy(root)
     rounds: dict[int, list[Step]] = {1: [], 2: [], 3: []}
     rows: list[Row] = []
@@ -1128,6 +1151,8 @@ def main() -> None:
             ctx = Ctx(cloud, haproxy, args)
             try:
                 for fault in FAULTS:
+                    if fault.name == "osd-kill" and args.osds < 3:
+                        continue
                     rows.append(one_fault(ctx, fault, load, account))
             finally:
                 if rows:

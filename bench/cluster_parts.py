@@ -31,6 +31,10 @@ from snfd.testing.rabbitmq import RabbitCluster
 #: of 350-470 ms at 0.2 CPU (reference/scale-out.md).
 PERIOD_US = 10_000
 POOL = "snfd-blocks"
+#: With several OSDs: a killed one is reported by its peers after 6 s of
+#: silence (Ceph's default grace is 20 s, which stalls the I/O of its PGs that
+#: long, past haproxy's timeout server 10s), heartbeats every second.
+OSD_HEARTBEAT = {"osd heartbeat grace": "6", "osd heartbeat interval": "1"}
 QUOTAS = (("cyclades.vm", "5000"), ("cyclades.total_cpu", "5000"), ("cyclades.cpu", "5000"),
           ("cyclades.total_ram", "4T"), ("cyclades.ram", "4T"), ("cyclades.disk", "8T"))
 
@@ -340,18 +344,20 @@ class Cloud:
     """Everything behind haproxy, on 127.0.0.1 with free ports.
 
     ``start`` brings up PostgreSQL (primary plus synchronous standby),
-    RabbitMQ (3 nodes, quorum queues), Ceph (1 monitor, 1 OSD, a pool of
-    size 1) and the simulated Ganeti (a ``twistd snfd`` of its own with the
+    RabbitMQ (3 nodes, quorum queues), Ceph (1 monitor, ``osds`` OSDs, a
+    pool with a copy on each, 3 at most; ``OSD_HEARTBEAT`` with several)
+    and the simulated Ganeti (a ``twistd snfd`` of its own with the
     ``ganeti-sim`` plugin, its own database); ``start_node(i)`` starts snfd
     node ``i`` (0-2) capped in its CPU group; ``prepare`` makes the user,
     flavor and image.
     """
 
     def __init__(self, root: Path, groups: CpuGroups, node_count: int = 3,
-                 servers: bool = True):
+                 servers: bool = True, osds: int = 3):
         self.root = root
         self.groups = groups
         self.servers = servers
+        self.osds = osds
         self.pg: PrimaryWithStandby | None = None
         self.rabbit: RabbitCluster | None = None
         self.ceph: CephCluster | None = None
@@ -359,6 +365,11 @@ class Cloud:
         self.sim_port = free_port()
         self.nodes: list[CloudNode] = []
         self.node_count = node_count
+
+    @property
+    def pool_size(self) -> int:
+        """Copies of each block: one per OSD, three at most."""
+        return min(3, self.osds)
 
     # -- bring-up
 
@@ -377,9 +388,9 @@ class Cloud:
         thread.start()
         try:
             self._start_postgres()
-            self.ceph = CephCluster()
-            self.ceph.start(osds=1)
-            self.ceph.create_pool(POOL)
+            self.ceph = CephCluster(settings=OSD_HEARTBEAT if self.osds > 1 else None)
+            self.ceph.start(osds=self.osds)
+            self.ceph.create_pool(POOL, size=self.pool_size)
             self.groups.adopt("ceph", with_descendants(self.ceph.pids()))
         finally:
             thread.join()
