@@ -657,14 +657,15 @@ def blocks_missing(place: Any, stores: Sequence[Any],
             absent = still
         return absent
 
-    def read(block: str) -> bytes | None:
+    def read(block: str) -> bytes:
+        """The block from the first store that has it; KeyError: none."""
         for store in stores:
             try:
                 data: bytes = store.get_now(block)
                 return data
             except KeyError:
                 continue
-        return None   # collected since it was found
+        raise KeyError(block)
 
     for name in names:
         try:
@@ -673,12 +674,13 @@ def blocks_missing(place: Any, stores: Sequence[Any],
             continue
         absent = lacking(pointer.blocks)
         if not absent:
-            parts = [read(b) for b in pointer.blocks]
-            absent = [b for b, part in zip(pointer.blocks, parts, strict=True) if part is None]
-        if not absent:
-            data = b"".join(part for part in parts if part is not None)
-            entries = mapfile.decode(data[:pointer.length]).entries
-            absent = lacking(e.name for e in entries if not e.archip and not e.is_zero)
+            try:
+                data = b"".join(read(b) for b in pointer.blocks)
+            except KeyError as e:   # collected since it was found
+                absent = [str(e.args[0])]
+            else:
+                entries = mapfile.decode(data[:pointer.length]).entries
+                absent = lacking(e.name for e in entries if not e.archip and not e.is_zero)
         if absent:
             out[name] = absent
     return out

@@ -302,10 +302,10 @@ def _migrate(args: argparse.Namespace) -> int:
     pool, namespace = args.to
     if namespace is None:
         namespace = archip.rados_namespace
-    target = _open_rados_place(args, pithos, pool, namespace, BLOCK_SIZE)
-    stores: list[Any] = []
-    try:
-        stores, where = _block_stores(args, pithos, state_dir)
+    with contextlib.ExitStack() as opened:
+        target = _open_rados_place(args, pithos, pool, namespace, BLOCK_SIZE)
+        opened.callback(target.close)
+        stores, where = _block_stores(args, pithos, state_dir, opened)
         copy = _Copy(args, source, target, f"rados:{pool}/{namespace}",
                      Record(os.path.join(state_dir, RECORD), path,
                             f"rados:{pool}/{namespace}"), stores, where)
@@ -320,29 +320,27 @@ def _migrate(args: argparse.Namespace) -> int:
                   f" {', '.join(keys)}, with [pithos] block_store = rados, and start the"
                   " node (step 4)", file=copy.out)
         return status
-    finally:
-        for store in stores:
-            if hasattr(store, "close"):   # a filesystem store holds nothing open
-                store.close()
-        target.close()
 
 
-def _block_stores(args: argparse.Namespace, pithos: Any,
-                  state_dir: str) -> tuple[list[Any], str]:
+def _block_stores(args: argparse.Namespace, pithos: Any, state_dir: str,
+                  opened: contextlib.ExitStack) -> tuple[list[Any], str]:
     """The block stores a node on RADOS reads the volumes' maps from, and
     what they are for messages: ``[pithos]``'s policy 0 on RADOS (the
-    cluster as for ``--to``), then its ``block_fallback`` directory if one
-    is set.  A pool the cluster lacks holds no block: it is left out."""
+    cluster as for ``--to``; closed with ``opened``), then its
+    ``block_fallback`` directory if one is set.  A pool the cluster lacks
+    holds no block: it is left out."""
     from snfd.pithos.blocks import FileBlockStore
     from snfd.pithos.rados_blocks import RadosUnavailable, open_store
 
     stores: list[Any] = []
     names = [f"rados:{pithos.rados_pool}/{pithos.rados_namespace}"]
     try:
-        stores.append(open_store(args.rados_conf or pithos.rados_conf, pithos.rados_pool,
-                                 None, user=args.rados_user or pithos.rados_user,
-                                 keyring=args.rados_keyring or pithos.rados_keyring,
-                                 namespace=pithos.rados_namespace))
+        store = open_store(args.rados_conf or pithos.rados_conf, pithos.rados_pool, None,
+                           user=args.rados_user or pithos.rados_user,
+                           keyring=args.rados_keyring or pithos.rados_keyring,
+                           namespace=pithos.rados_namespace)
+        opened.callback(store.close)
+        stores.append(store)
     except RadosUnavailable as e:
         names[0] += f" ({e})"
     for policy, directory in pithos.block_fallback:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ from snfd.client import sync as transfer
 from snfd.client.cloud import Cloud
 from snfd.client.pithos import (
     ClientError,
+    Login,
     PithosClient,
     Transport,
     login_app_credential,
@@ -136,6 +138,22 @@ class StatusLine:
             self._progress = None
 
 
+
+def login_entry(transport: Transport, entry: clouds_yaml.OsCloud,
+                ask_password: Callable[[], str]) -> Login:
+    """Log in as a ``clouds.yaml`` entry says: its token, its application
+    credential, else its user's password (``ask_password()`` when the
+    entry has none)."""
+    if entry.token:
+        return login_token(transport, entry.url, entry.token)
+    if entry.app_credential_secret:
+        return login_app_credential(
+            transport, entry.url, entry.app_credential_secret,
+            credential_id=entry.app_credential_id, name=entry.app_credential_name,
+            username=entry.username)
+    return login_password(transport, entry.url, entry.username,
+                          entry.password or ask_password())
+
 class App:
     """The state of one ``snf`` run: settings, transport, client.
 
@@ -200,17 +218,9 @@ class App:
         """Log in as the ``clouds.yaml`` entry ``name`` says (a password
         it lacks: ``$SNF_PASSWORD``, else asked); the settings, not stored."""
         entry = clouds_yaml.find(name)
-        if entry.token:
-            found = login_token(self.transport, entry.url, entry.token)
-        elif entry.app_credential_secret:
-            found = login_app_credential(
-                self.transport, entry.url, entry.app_credential_secret,
-                credential_id=entry.app_credential_id, name=entry.app_credential_name,
-                username=entry.username)
-        else:
-            password = entry.password or os.environ.get("SNF_PASSWORD") or click.prompt(
-                f"Password of {entry.username} ({name})", hide_input=True, err=True)
-            found = login_password(self.transport, entry.url, entry.username, password)
+        found = login_entry(self.transport, entry, lambda: os.environ.get(
+            "SNF_PASSWORD") or click.prompt(f"Password of {entry.username} ({name})",
+                                            hide_input=True, err=True))
         return cfg.Settings(url=entry.url, token=found.token, user=found.user,
                             email=found.email or entry.username,
                             storage_url=found.storage_url, endpoints=dict(found.endpoints))

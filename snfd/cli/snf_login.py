@@ -20,13 +20,12 @@ from typing import Any
 import click
 
 from snfd.cli.output import Column, show
-from snfd.cli.snf_app import App, SnfGroup, fail, pass_app
+from snfd.cli.snf_app import App, SnfGroup, fail, login_entry, pass_app
 from snfd.client import clouds_yaml
 from snfd.client import config as cfg
 from snfd.client.loopback import LoopbackLogin
 from snfd.client.pithos import (
     Login,
-    login_app_credential,
     login_code,
     login_password,
     login_token,
@@ -80,19 +79,10 @@ def login(app: App, url: str | None, token: str | None, email: str | None,
         if url:
             fail("--url comes from clouds.yaml with --os-cloud")
         entry = clouds_yaml.find(os_cloud)
-        url = entry.url
-        if entry.token:
-            found = login_token(app.transport, url, entry.token)
-        elif entry.app_credential_secret:
-            found = login_app_credential(
-                app.transport, url, entry.app_credential_secret,
-                credential_id=entry.app_credential_id, name=entry.app_credential_name,
-                username=entry.username)
-        else:
-            email = entry.username
-            if not entry.password and password is None:
-                password = click.prompt(f"Password of {email} ({os_cloud})", hide_input=True)
-            found = login_password(app.transport, url, email, entry.password or password or "")
+        url, email = entry.url, entry.username
+        given = password
+        found = login_entry(app.transport, entry, lambda: given if given is not None else
+                            click.prompt(f"Password of {email} ({os_cloud})", hide_input=True))
     else:
         url = (url or old.url).rstrip("/")
         if not url:

@@ -541,6 +541,17 @@ class SyncRaceTests(SyncCase):
         self.run_sync()
         self.assertEqual(self.local(), {"a": b"v2"})
 
+    def test_remote_delete_already_done_meanwhile(self):
+        """A remote deletion whose object went meanwhile (another client, or
+        a retried DELETE whose first try took effect: 412 either way) is
+        done, not a failure."""
+        (self.root / "a").write_bytes(b"v1")
+        self.run_sync()
+        (self.root / "a").unlink()
+        report = self.run_sync(progress=MidPass("a", lambda: self.store.delete("c", "p/a")))
+        self.assertEqual((report.done, report.failed), ([Action("a", DELETE_REMOTE)], []))
+        self.assertEqual(self.remote(), {})
+
     def test_deletions_come_after_copies(self):
         """A pass copies before it deletes, whatever the names' order."""
         for name in ("a", "m"):
